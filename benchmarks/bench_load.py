@@ -1,0 +1,90 @@
+"""Load benchmark: cold load with all metrics, warm load from cache, peak RSS, page queries.
+
+    python benchmarks/bench_load.py --sizes 100000 1000000
+
+Each measurement runs in a fresh subprocess so peak RSS is that of one sde process. Manifests are
+generated with benchmarks/make_manifest.py (seeded) into benchmarks/output/ unless they exist.
+Prints a markdown table for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+t0 = time.perf_counter()
+from sde.cache import load_dataset
+from sde.dataset import DatasetOptions
+ds = load_dataset({manifest!r}, DatasetOptions(), cache_dir={cache!r}, use_cache={use_cache})
+load_s = time.perf_counter() - t0
+q = ds.utterance_query
+queries = [("{{wer}} > 20 && {{duration}} < 10", "-cer"), ("{{text}} contains \"the\"", "duration"),
+           ("{{speaker}} = \"spk0042\"", "-wer"), ("", "-duration")]
+timings = {{}}
+for filt, sort in queries:
+    t = time.perf_counter(); q.page(filt, sort, 3, 50); first = time.perf_counter() - t
+    runs = []
+    for page in range(5):
+        t = time.perf_counter(); q.page(filt, sort, page, 50); runs.append(time.perf_counter() - t)
+    runs.sort()
+    timings[f"{{filt}} | sort {{sort}}"] = {{"first_ms": first * 1000, "median_ms": runs[2] * 1000}}
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"load_s": load_s, "rss_mb": rss_mb, "queries": timings,
+                  "utterances": len(ds.utterances), "summary": ds.summary()["hypotheses"]}}))
+"""
+
+
+def measure(manifest: Path, cache: Path, use_cache: bool) -> dict:
+    code = CHILD.format(root=str(ROOT), manifest=str(manifest), cache=str(cache), use_cache=use_cache)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ensure_manifest(n: int, out_dir: Path) -> Path:
+    path = out_dir / f"synthetic_{n}.json"
+    if not path.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        subprocess.run([sys.executable, str(HERE / "make_manifest.py"), str(path), "--utterances", str(n),
+                        "--seed", "0"], check=True)
+        print(f"generated {path} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--out", type=Path, default=HERE / "output")
+    args = ap.parse_args()
+    rows = []
+    for n in args.sizes:
+        manifest = ensure_manifest(n, args.out)
+        with tempfile.TemporaryDirectory(prefix="sde-bench-cache-") as cache:
+            cold = measure(manifest, Path(cache), use_cache=True)  # builds and writes the cache
+            warm = measure(manifest, Path(cache), use_cache=True)
+        size_mb = manifest.stat().st_size / 2**20
+        rows.append((n, size_mb, cold, warm))
+        print(json.dumps({"n": n, "cold": cold, "warm": warm}, indent=1), file=sys.stderr)
+
+    print("| utterances | manifest | cold load (all metrics) | warm load (cache) | peak RSS cold / warm "
+          "| page query, median (first) |")
+    print("|---:|---:|---:|---:|---:|---|")
+    for n, size_mb, cold, warm in rows:
+        q = "; ".join(f"`{k}`: {v['median_ms']:.1f} ms ({v['first_ms']:.0f})" for k, v in warm["queries"].items())
+        print(f"| {n:,} | {size_mb:.0f} MB | {cold['load_s']:.1f} s | {warm['load_s']:.2f} s "
+              f"| {cold['rss_mb']:.0f} / {warm['rss_mb']:.0f} MB | {q} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""sde — the speech data explorer."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,287 @@
+"""`sde` — the one command-line entry point.
+
+    sde MANIFEST [options]        serve the explorer on a manifest (the default command)
+    sde stats MANIFEST [--json]   print the dataset summary
+    sde demo                      serve the small dataset shipped with sde
+    sde transcribe MANIFEST ...   write NeMo predictions for a manifest
+
+Usage errors exit 2, data errors exit 1, each with a message that names the fix; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from sde import __version__
+
+EXIT_DATA_ERROR = 1
+
+
+class DefaultGroup(click.Group):
+    """A group whose first argument, when it is not a subcommand, is the manifest to serve."""
+
+    default_command = "serve"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("sde", "MANIFEST [OPTIONS] | COMMAND [ARGS]...")
+
+
+def data_options(f: Callable) -> Callable:
+    """Options shared by every command that builds a dataset."""
+    decorators = [
+        click.option("--audio-base-path", type=click.Path(file_okay=False), default=None,
+                     help="Folder that relative audio paths are joined to (default: the manifest's folder)."),
+        click.option("--vocab", type=click.Path(dir_okay=False), default=None,
+                     help="Word list (or TSV, first column = word); words outside it are marked OOV."),
+        click.option("--pred-field", "pred_fields", multiple=True, metavar="F[=LABEL]",
+                     help="Hypothesis field to score (repeatable). Default: pred_text and every pred_text_*."),
+        click.option("--predictions", type=click.Path(dir_okay=False), default=None,
+                     help="A NeMo output manifest whose pred_text is merged by (audio_filepath, offset)."),
+        click.option("--normalize", default="", metavar="STEPS",
+                     help="Also score normalised text: comma-separated lower,punct,numbers. Raw numbers stay."),
+        click.option("--alphabet", default=None, metavar="CHARS",
+                     help="Allowed characters; utterances with others get an oov_chars column."),
+        click.option("--estimate-audio-metrics", is_flag=True,
+                     help="Read every audio file to measure sample rate, levels, clipping, bandwidth."),
+        click.option("--strict", is_flag=True, help="Stop at the first bad manifest line instead of skipping it."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where built datasets are cached (default: the user cache dir, or $SDE_CACHE_DIR)."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+def fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(EXIT_DATA_ERROR)
+
+
+def handle_data_errors(f: Callable) -> Callable:
+    """Turn every error the data can cause into a one-line message and exit code 1."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sde.dataset import DatasetError
+        from sde.manifest import ManifestError
+
+        try:
+            return f(*args, **kwargs)
+        except (ManifestError, DatasetError) as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, alphabet,
+                 estimate_audio_metrics, strict) -> "DatasetOptions":  # noqa: F821
+    from sde.dataset import DatasetOptions
+    from sde.text import parse_normalize
+
+    try:
+        steps = parse_normalize(normalize)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--normalize")
+    return DatasetOptions(
+        audio_base_path=audio_base_path,
+        vocab=vocab,
+        pred_fields=tuple(pred_fields),
+        predictions=predictions,
+        strict=strict,
+        normalize=tuple(steps),
+        alphabet=alphabet,
+        estimate_audio_metrics=estimate_audio_metrics,
+    )
+
+
+def load(manifest: str, options, cache_dir: str | None, no_cache: bool, quiet: bool = False):
+    from sde.cache import load_dataset
+
+    status = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    return load_dataset(manifest, options, cache_dir=cache_dir, use_cache=not no_cache,
+                        progress=not quiet, status=status)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sde")
+def cli() -> None:
+    """sde — the speech data explorer.
+
+    Point it at a NeMo JSONL manifest to explore the dataset and the model's errors in a browser:
+
+    \b
+        sde manifest.json --port 8050
+        sde stats manifest.json --json
+        sde demo
+    """
+
+
+def serve_options(f: Callable) -> Callable:
+    decorators = [
+        click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True,
+                     help="Port to listen on; 0 picks a free one."),
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Interface to bind; 0.0.0.0 exposes sde to your network."),
+        click.option("--auth", default=None, envvar="SDE_AUTH", metavar="USER:PASSWORD",
+                     help="Require HTTP basic auth on every route (or set SDE_AUTH)."),
+        click.option("--debug", is_flag=True, help="Dash debug mode (never use on a shared machine)."),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+@cli.command("serve")
+@click.argument("manifest", type=click.Path(dir_okay=True))
+@data_options
+@click.option("--model", default=None, metavar="NAME_OR_.nemo",
+              help="NeMo ASR model used to transcribe when the manifest has no predictions.")
+@serve_options
+@handle_data_errors
+def serve_command(manifest: str, model: str | None, port: int, host: str, auth: str | None, debug: bool,
+                  cache_dir: str | None, no_cache: bool, **data: Any) -> None:
+    """Serve the explorer on MANIFEST (this is also what `sde MANIFEST` does)."""
+    options = options_from(**data)
+    dataset = load(manifest, options, cache_dir, no_cache)
+    if not dataset.hypotheses:
+        dataset = _maybe_transcribe(dataset, manifest, model, cache_dir, no_cache)
+    _serve(dataset, host=host, port=port, auth=auth, debug=debug)
+
+
+def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_cache):
+    """No predictions: transcribe with NeMo when it is installed, else explain how to get them."""
+    from sde import transcribe
+
+    if not transcribe.nemo_available():
+        click.echo(
+            "note: the manifest has no predictions (pred_text); serving statistics only.\n"
+            "      For error analysis, pass --predictions FILE, or install NeMo (pip install \"sde[nemo]\")\n"
+            "      and sde transcribes with --model NAME_OR_.nemo.",
+            err=True,
+        )
+        return dataset
+    from sde.auto_transcribe import transcribe_dataset
+
+    try:
+        return transcribe_dataset(dataset, model or transcribe.DEFAULT_MODEL, cache_dir=cache_dir,
+                                  use_cache=not no_cache, progress=True)
+    except transcribe.TranscribeError as e:
+        click.echo(f"warning: could not transcribe: {e}\n         serving statistics only.", err=True)
+        return dataset
+
+
+def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool) -> None:
+    from sde.web.app import AppConfig, create_app
+    from sde.web.serve import ServeError, serve
+
+    if auth is not None and (":" not in auth or not auth.split(":", 1)[0]):
+        raise click.BadParameter("expected USER:PASSWORD", param_hint="--auth")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            f"warning: listening on {host}: anyone who can reach this machine can read the manifest "
+            "and its audio" + ("" if auth else "; consider --auth USER:PASSWORD"),
+            err=True,
+        )
+    app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth))
+    try:
+        serve(app, host=host, port=port, debug=debug)
+    except ServeError as e:
+        fail(str(e))
+
+
+@cli.command("stats")
+@click.argument("manifest", type=click.Path(dir_okay=True))
+@data_options
+@click.option("--json", "as_json", is_flag=True, help="Print the /api/summary JSON instead of a table.")
+@handle_data_errors
+def stats_command(manifest: str, as_json: bool, cache_dir: str | None, no_cache: bool, **data: Any) -> None:
+    """Print the summary of MANIFEST: hours, utterances, vocabulary, alphabet, WER/CER/WMR/MWA."""
+    options = options_from(**data)
+    dataset = load(manifest, options, cache_dir, no_cache, quiet=as_json)
+    summary = dataset.summary()
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        click.echo(format_summary(summary))
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"manifest         {summary['manifest']}",
+        f"utterances       {summary['utterances']:,}",
+        f"hours            {summary['hours']:.2f}" if summary["hours"] is not None else "hours            -",
+        f"words            {summary['words']:,}",
+        f"vocabulary size  {summary['vocabulary_size']:,}",
+        f"alphabet size    {summary['alphabet_size']}",
+        f"alphabet         {summary['alphabet']!r}",
+        f"skipped lines    {summary['skipped_lines']:,}",
+    ]
+    if summary["hypotheses"]:
+        lines.append("")
+        lines.append(f"{'hypothesis':<28}{'WER %':>8}{'CER %':>8}{'WMR %':>8}{'MWA %':>8}")
+        for name, h in summary["hypotheses"].items():
+            def fmt(x):
+                return f"{x:8.2f}" if x is not None else f"{'-':>8}"
+
+            lines.append(f"{name:<28}{fmt(h['wer'])}{fmt(h['cer'])}{fmt(h['wmr'])}{fmt(h['mwa'])}")
+            norm = h.get("normalized")
+            if norm:
+                lines.append(f"{'  normalised':<28}{fmt(norm['wer'])}{fmt(norm['cer'])}"
+                             f"{fmt(norm['wmr'])}{fmt(norm['mwa'])}")
+    else:
+        lines.append("")
+        lines.append("no predictions: add pred_text, --predictions FILE, or run `sde transcribe`")
+    return "\n".join(lines)
+
+
+@cli.command("demo")
+@serve_options
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
+@handle_data_errors
+def demo_command(port: int, host: str, auth: str | None, debug: bool, cache_dir: str | None,
+                 no_cache: bool) -> None:
+    """Serve the small dataset shipped with sde: real speech, references and two models' output."""
+    from sde.dataset import DatasetOptions
+    from sde.demo import DEMO_MANIFEST
+
+    dataset = load(str(DEMO_MANIFEST), DatasetOptions(normalize=("lower", "punct", "numbers"),
+                                                      alphabet="abcdefghijklmnopqrstuvwxyz' "),
+                   cache_dir, no_cache)
+    _serve(dataset, host=host, port=port, auth=auth, debug=debug)
+
+
+def _register_transcribe() -> None:
+    try:
+        from sde.transcribe_cli import transcribe_command
+    except ImportError:  # the module itself never needs NeMo to import; this guards a broken install
+        return
+    cli.add_command(transcribe_command, "transcribe")
+
+
+_register_transcribe()
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    cli(prog_name="sde")
+
+
+if __name__ == "__main__":
+    main()

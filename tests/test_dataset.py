@@ -1,0 +1,121 @@
+"""The built dataset: derived columns, per-hypothesis metrics, vocabulary, summary."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sde.dataset import DatasetError, DatasetOptions, build_dataset
+
+ROWS = [
+    {"audio_filepath": "a.wav", "duration": 2.0, "text": "the cat sat", "pred_text": "the bat sat down",
+     "pred_text_b": "the cat sat", "speaker": "s1", "snr": 10.5},
+    {"audio_filepath": "b.wav", "duration": 1.0, "text": "hello world", "pred_text": "hello world",
+     "pred_text_b": "hello", "speaker": "s2", "snr": 3},
+    {"audio_filepath": "c.wav", "duration": 0.0, "text": "", "pred_text": "", "pred_text_b": "uh",
+     "speaker": "s1", "snr": 7},
+    {"audio_filepath": "d.wav", "duration": 4.0, "text": "a b", "pred_text": "", "pred_text_b": "a b",
+     "speaker": "s2", "snr": 1},
+]
+
+
+@pytest.fixture
+def dataset(write_manifest):
+    return build_dataset(write_manifest(ROWS), DatasetOptions(), workers=1)
+
+
+def test_per_utterance_counts_and_rates_by_hand(dataset):
+    u = dataset.utterances
+    assert list(u["id"]) == [0, 1, 2, 3]
+    assert list(u["num_words"]) == [3, 2, 0, 2]
+    assert list(u["num_chars"]) == [11, 11, 0, 3]
+    assert list(u["sub"]) == [1, 0, 0, 0]
+    assert list(u["ins"]) == [1, 0, 0, 0]
+    assert list(u["del"]) == [0, 0, 0, 2]
+    assert list(u["hits"]) == [2, 2, 0, 0]
+    assert u["wer"].round(4).tolist() == [66.6667, 0.0, 0.0, 100.0]
+    assert u["wmr"].round(4).tolist() == [66.6667, 100.0, 0.0, 0.0]
+    # pred_text_b → columns with the label as suffix; "uh" against an empty reference is 100.
+    assert u["wer_b"].round(4).tolist() == [0.0, 50.0, 100.0, 0.0]
+    assert u["cer_b"].iloc[2] == 100.0
+
+
+def test_rates_and_zero_duration(dataset):
+    u = dataset.utterances
+    assert u["word_rate"].iloc[0] == pytest.approx(1.5)
+    assert u["char_rate"].iloc[1] == pytest.approx(11.0)
+    assert math.isnan(u["word_rate"].iloc[2])  # zero duration: NaN, never infinity
+    assert not np.isinf(u["char_rate"].to_numpy()).any()
+
+
+def test_summary_shape_and_corpus_numbers(dataset):
+    s = dataset.summary()
+    assert s["utterances"] == 4
+    assert s["hours"] == pytest.approx(7.0 / 3600, abs=1e-6)
+    assert s["skipped_lines"] == 0
+    assert set(s["hypotheses"]) == {"pred_text", "pred_text_b"}
+    a = s["hypotheses"]["pred_text"]
+    # ΣE/ΣN = (2 + 0 + 0 + 2) / (3 + 2 + 0 + 2)
+    assert a["wer"] == pytest.approx(100 * 4 / 7, abs=1e-4)
+    assert a["wmr"] == pytest.approx(100 * 4 / 7, abs=1e-4)
+    b = s["hypotheses"]["pred_text_b"]
+    assert b["wer"] == pytest.approx(100 * 2 / 7, abs=1e-4)  # one deletion, one insertion
+    assert s["vocabulary_size"] == 7
+    assert s["alphabet"] == " abcdehlortw"
+    assert s["alphabet_size"] == 12
+
+
+def test_vocabulary_accuracy_and_mwa(dataset):
+    v = dataset.vocabulary.set_index("word")
+    assert v.loc["the", "count"] == 1
+    assert v.loc["cat", "accuracy"] == 0.0
+    assert v.loc["sat", "accuracy"] == 100.0
+    assert v.loc["a", "accuracy"] == 0.0
+    assert v.loc["world", "accuracy_b"] == 0.0
+    # MWA over 7 reference words: the, sat, hello, world recognised by pred_text.
+    assert dataset.summary()["hypotheses"]["pred_text"]["mwa"] == pytest.approx(100 * 4 / 7, abs=1e-4)
+
+
+def test_oov_with_vocab_file(write_manifest, tmp_path):
+    vocab = tmp_path / "vocab.tsv"
+    vocab.write_text("the\t10\ncat\t3\nhello\t1\n", encoding="utf-8")
+    ds = build_dataset(write_manifest(ROWS), DatasetOptions(vocab=str(vocab)), workers=1)
+    v = ds.vocabulary.set_index("word")
+    assert not v.loc["the", "oov"] and v.loc["world", "oov"]
+
+
+def test_missing_vocab_file_is_a_clear_error(write_manifest, tmp_path):
+    with pytest.raises(DatasetError, match="vocabulary file not found"):
+        build_dataset(write_manifest(ROWS), DatasetOptions(vocab=str(tmp_path / "nope.txt")), workers=1)
+
+
+def test_normalised_metrics_sit_next_to_raw(write_manifest):
+    rows = [{"audio_filepath": "a.wav", "duration": 1, "text": "Hello, World! I have 25 cats.",
+             "pred_text": "hello world i have twenty five cats"}]
+    ds = build_dataset(write_manifest(rows), DatasetOptions(normalize=("lower", "punct", "numbers")), workers=1)
+    h = ds.summary()["hypotheses"]["pred_text"]
+    assert h["wer"] > 50
+    assert h["normalized"]["wer"] == 0.0
+    assert ds.utterances["wer_norm"].iloc[0] == 0.0
+
+
+def test_hypothesis_lookup(dataset):
+    assert dataset.hypothesis("pred_text_b").label == "b"
+    assert dataset.hypothesis("b").field == "pred_text_b"
+    with pytest.raises(KeyError, match="choose one of"):
+        dataset.hypothesis("nope")
+
+
+def test_no_predictions_still_builds(write_manifest):
+    rows = [{"audio_filepath": "a.wav", "duration": 1.5, "text": "just text"}]
+    ds = build_dataset(write_manifest(rows), workers=1)
+    s = ds.summary()
+    assert s["hypotheses"] == {} and s["vocabulary_size"] == 2
+    assert list(ds.vocabulary.columns) == ["word", "count"]
+
+
+def test_queries_work_on_the_tables(dataset):
+    total, page = dataset.utterance_query.page("{wer} > 10", "-wer", 0, 10)
+    assert total == 2 and page["id"].tolist() == [3, 0]

@@ -3,7 +3,8 @@
     python benchmarks/bench_load.py --sizes 100000 1000000
 
 Each measurement runs in a fresh subprocess so peak RSS is that of one sde process. Manifests are
-generated with benchmarks/make_manifest.py (seeded) into benchmarks/output/ unless they exist.
+generated with benchmarks/make_manifest.py (seeded; ~31 words per utterance so that 1M lines make the
+~505 MB manifest of DESIGN.md's targets) into benchmarks/output/ unless they exist.
 Prints a markdown table for the README.
 """
 
@@ -57,7 +58,7 @@ def ensure_manifest(n: int, out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
         subprocess.run([sys.executable, str(HERE / "make_manifest.py"), str(path), "--utterances", str(n),
-                        "--seed", "0"], check=True)
+                        "--seed", "0", "--mean-words", "31", "--max-words", "100"], check=True)
         print(f"generated {path} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     return path
 

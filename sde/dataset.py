@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.manifest import HypothesisField, Problem, read_manifest
-from sde.metrics import align_corpus, corpus_rates, mean_word_accuracy, utterance_rates, word_hits
+from sde.metrics import align_corpus, corpus_rates, utterance_rates, word_counts, word_hits
 from sde.query import TableQuery
 
 # Per-hypothesis columns of the utterance table, in display order. `char_edits` is kept so that
@@ -109,7 +109,7 @@ class Dataset:
                 "wer": _json_float(rates["wer"]),
                 "cer": _json_float(rates["cer"]),
                 "wmr": _json_float(rates["wmr"]),
-                "mwa": _json_float(mean_word_accuracy(acc)),
+                "mwa": _json_float(_mean_accuracy(acc)),
                 "substitutions": int(counts["sub"].sum()),
                 "deletions": int(counts["del"].sum()),
                 "insertions": int(counts["ins"].sum()),
@@ -132,6 +132,12 @@ class Dataset:
             "total_lines": int(self.total_lines),
             "normalize": list(self.options.normalize),
         }
+
+
+def _mean_accuracy(accuracy: pd.Series) -> float:
+    """MWA from a vocabulary's accuracy column (every word there occurs at least once)."""
+    values = accuracy.to_numpy(dtype="float64", na_value=np.nan)
+    return float(np.nanmean(values)) if len(values) else 0.0
 
 
 def _json_float(x: float) -> float | None:
@@ -167,17 +173,25 @@ def build_dataset(
     )
     table = m.table
     refs = table["text"]
-    _add_text_stats(table)
 
     errors: dict[str, pd.DataFrame] = {}
     extra: dict[str, dict] = {}
+    ref_word_counts: dict[str, int] | None = None
     for h in m.hypotheses:
         say(f"scoring {h.field} ({len(table):,} utterances)")
-        alignment = align_corpus(refs.tolist(), table[h.field].tolist(), workers=workers)
+        alignment = align_corpus(refs, table[h.field], workers=workers, count_ref_words=ref_word_counts is None)
+        if ref_word_counts is None:
+            ref_word_counts = alignment.ref_word_counts
+            num_words = alignment.counts["num_words"]
         _add_hypothesis_columns(table, h, alignment.counts)
         errors[h.field] = alignment.errors
+    if ref_word_counts is None:
+        counted = word_counts(refs)
+        ref_word_counts = dict(zip(counted["word"].tolist(), counted["count"].tolist()))
+        num_words = _count_words(refs)
+    _insert_text_stats(table, num_words)
 
-    vocabulary = _vocabulary(refs, m.hypotheses, errors, options.vocab)
+    vocabulary = _vocabulary(ref_word_counts, m.hypotheses, errors, options.vocab)
 
     if options.normalize:
         from sde.text import normalize_many
@@ -198,7 +212,7 @@ def build_dataset(
                     "wer": _json_float(corpus["wer"]),
                     "cer": _json_float(corpus["cer"]),
                     "wmr": _json_float(corpus["wmr"]),
-                    "mwa": _json_float(mean_word_accuracy(nacc)),
+                    "mwa": _json_float(_mean_accuracy(nacc)),
                 }
             }
 
@@ -237,19 +251,26 @@ def _arrow(series: pd.Series) -> pa.Array:
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
-def _add_text_stats(table: pd.DataFrame) -> None:
-    text = _arrow(table["text"])
-    num_words = pc.list_value_length(pc.utf8_split_whitespace(text)).to_numpy(zero_copy_only=False)
-    num_chars = pc.utf8_length(text).to_numpy(zero_copy_only=False)
+def _count_words(text: pd.Series) -> np.ndarray:
+    arr = _arrow(text)
+    # Trimmed first: splitting " a " or "" on whitespace yields empty tokens, which are not words.
+    trimmed = pc.utf8_trim_whitespace(arr)
+    counts = pc.if_else(pc.equal(trimmed, ""), 0, pc.list_value_length(pc.utf8_split_whitespace(trimmed)))
+    return counts.to_numpy(zero_copy_only=False).astype("int64")
+
+
+def _insert_text_stats(table: pd.DataFrame, num_words: np.ndarray) -> None:
+    """Word and character counts and rates, placed right after the text columns."""
+    num_chars = pc.utf8_length(_arrow(table["text"])).to_numpy(zero_copy_only=False).astype("int64")
     duration = table["duration"].to_numpy(dtype="float64")
     with np.errstate(divide="ignore", invalid="ignore"):
         # A zero duration has no meaningful rate: NaN, not infinity, so histograms stay sane.
         word_rate = np.where(duration > 0, num_words / duration, np.nan)
         char_rate = np.where(duration > 0, num_chars / duration, np.nan)
-    table["num_words"] = num_words.astype("int64")
-    table["num_chars"] = num_chars.astype("int64")
-    table["word_rate"] = word_rate
-    table["char_rate"] = char_rate
+    stats = {"num_words": num_words.astype("int64"), "num_chars": num_chars,
+             "word_rate": word_rate, "char_rate": char_rate}
+    for column, values in stats.items():
+        table[column] = values
 
 
 def _add_hypothesis_columns(table: pd.DataFrame, h: HypothesisField, counts: dict[str, np.ndarray]) -> None:
@@ -261,34 +282,35 @@ def _add_hypothesis_columns(table: pd.DataFrame, h: HypothesisField, counts: dic
     # The metrics module's character count is the CER denominator; keep it only where it differs
     # from the displayed `num_chars` (it may collapse whitespace the way jiwer does).
     ref_chars = counts["num_chars"].astype("int64")
-    if not np.array_equal(ref_chars, table["num_chars"].to_numpy()):
+    raw_chars = pc.utf8_length(_arrow(table["text"])).to_numpy(zero_copy_only=False)
+    if not np.array_equal(ref_chars, raw_chars):
         table[h.column("ref_chars")] = ref_chars
 
 
 def _vocabulary(
-    refs: pd.Series,
+    ref_word_counts: dict[str, int],
     hypotheses: Sequence[HypothesisField],
     errors: dict[str, pd.DataFrame],
     vocab_file: str | None,
 ) -> pd.DataFrame:
-    empty_errors = pd.DataFrame(
-        {
-            "utt": pd.Series([], dtype="int64"),
-            "op": pd.Categorical([], categories=["sub", "del", "ins"]),
-            "ref": pd.Series([], dtype="string[pyarrow]"),
-            "hyp": pd.Series([], dtype="string[pyarrow]"),
-        }
-    )
-    base = word_hits(refs, empty_errors)[["word", "count"]]
-    vocab = base.sort_values(["count", "word"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    words = pd.array(list(ref_word_counts), dtype="string[pyarrow]")
+    counts = np.fromiter(ref_word_counts.values(), dtype="int64", count=len(ref_word_counts))
+    order = np.lexsort((np.asarray(words, dtype=object), -counts))
+    vocab = pd.DataFrame({"word": words[order], "count": counts[order]})
     for h in hypotheses:
-        hits = word_hits(refs, errors[h.field]).set_index("word")["hits"]
-        aligned = hits.reindex(vocab["word"]).to_numpy(dtype="float64")
-        vocab[h.column("accuracy")] = 100.0 * aligned / vocab["count"].to_numpy(dtype="float64")
+        missed = _missed_words(errors[h.field])
+        misses = missed.reindex(vocab["word"], fill_value=0).to_numpy(dtype="float64")
+        vocab[h.column("accuracy")] = 100.0 * (vocab["count"].to_numpy() - misses) / vocab["count"].to_numpy()
     if vocab_file:
         known = read_word_list(vocab_file)
         vocab["oov"] = ~vocab["word"].isin(known).to_numpy()
     return vocab
+
+
+def _missed_words(errors: pd.DataFrame) -> pd.Series:
+    """Reference occurrences of each word that were not recognised (substituted or deleted)."""
+    missed = errors.loc[errors["op"].isin(("sub", "del")), "ref"]
+    return missed.value_counts()
 
 
 def read_word_list(path: str | Path) -> set[str]:
@@ -316,12 +338,24 @@ def read_word_list(path: str | Path) -> set[str]:
 
 
 def _alphabet(refs: pd.Series) -> list[str]:
-    joined = "".join(refs.tolist())
-    if not joined:
+    arr = _arrow(refs)
+    if len(arr) == 0:
         return []
-    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-    present = np.flatnonzero(np.bincount(codes))
-    return [chr(c) for c in present]
+    # Byte histogram of the UTF-8 data buffer: no per-string work and no copy of the text.
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    start, end = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[start:end] if end > start else np.zeros(0, np.uint8)
+    histogram = np.zeros(256, dtype=np.int64)
+    for lo in range(0, len(data), 1 << 24):  # bincount widens to int64: chunks bound that copy
+        histogram += np.bincount(data[lo : lo + (1 << 24)], minlength=256)
+    present = np.flatnonzero(histogram)
+    chars = {chr(b) for b in present if b < 0x80}
+    if present.size and present[-1] >= 0x80:
+        # Only the utterances with non-ASCII text need decoding into code points.
+        non_ascii = pc.filter(arr, pc.invert(pc.fill_null(pc.string_is_ascii(arr), True)))
+        for text in non_ascii.to_pylist():
+            chars.update(text)
+    return sorted(chars)
 
 
 def _add_alphabet_check(table: pd.DataFrame, alphabet: str) -> None:
@@ -341,7 +375,9 @@ def with_predictions(dataset: Dataset, field_name: str, predictions: Sequence[st
     errors = dict(dataset.errors)
     errors[field_name] = alignment.errors
     hypotheses = [*dataset.hypotheses, h]
-    vocabulary = _vocabulary(table["text"], hypotheses, errors, dataset.options.vocab)
+    counted = word_counts(table["text"])
+    ref_word_counts = dict(zip(counted["word"].tolist(), counted["count"].tolist()))
+    vocabulary = _vocabulary(ref_word_counts, hypotheses, errors, dataset.options.vocab)
     return dataclasses.replace(
         dataset,
         utterances=table,

@@ -63,8 +63,8 @@ def test_summary_shape_and_corpus_numbers(dataset):
     b = s["hypotheses"]["pred_text_b"]
     assert b["wer"] == pytest.approx(100 * 2 / 7, abs=1e-4)  # one deletion, one insertion
     assert s["vocabulary_size"] == 7
-    assert s["alphabet"] == " abcdehlortw"
-    assert s["alphabet_size"] == 12
+    assert s["alphabet"] == " abcdehlorstw"
+    assert s["alphabet_size"] == 13
 
 
 def test_vocabulary_accuracy_and_mwa(dataset):
@@ -119,3 +119,12 @@ def test_no_predictions_still_builds(write_manifest):
 def test_queries_work_on_the_tables(dataset):
     total, page = dataset.utterance_query.page("{wer} > 10", "-wer", 0, 10)
     assert total == 2 and page["id"].tolist() == [3, 0]
+
+
+def test_alphabet_with_unicode(write_manifest):
+    rows = [{"audio_filepath": "a.wav", "duration": 1, "text": "naïve café"},
+            {"audio_filepath": "b.wav", "duration": 1, "text": "日本 ok"},
+            {"audio_filepath": "c.wav", "duration": 1, "text": ""}]
+    ds = build_dataset(write_manifest(rows), workers=1)
+    assert ds.alphabet == sorted(set("naïve café日本 ok"))
+    assert list(ds.utterances["num_words"]) == [2, 2, 0]

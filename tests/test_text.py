@@ -1,0 +1,159 @@
+"""sde.text: tokenisation, the normalisation spec, normalisation by hand."""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import sde.text as text_module
+from sde.text import (
+    NORMALIZERS,
+    collapse_whitespace,
+    normalize,
+    normalize_many,
+    parse_normalize,
+    split_words,
+    words,
+)
+
+ALL = ("lower", "punct", "numbers")
+
+
+def test_words_is_whitespace_split():
+    assert words("  the\tcat\n sat  ") == ["the", "cat", "sat"]
+    assert words("naïve 日本語 😀") == ["naïve", "日本語", "😀"]
+    assert words("") == [] and words(" \t ") == []
+    assert words("Hello, World!") == ["Hello,", "World!"]  # no normalisation
+
+
+def test_parse_normalize():
+    assert NORMALIZERS == ("lower", "punct", "numbers")
+    assert parse_normalize(None) == ()
+    assert parse_normalize("") == ()
+    assert parse_normalize("lower,punct") == ("lower", "punct")
+    assert parse_normalize("punct, lower") == ("lower", "punct")  # canonical order
+    assert parse_normalize(["numbers", "lower,punct", "lower"]) == ALL
+    assert parse_normalize(("LOWER",)) == ("lower",)
+    with pytest.raises(ValueError, match="lower, punct, numbers"):
+        parse_normalize("lower,stem")
+
+
+@pytest.mark.parametrize(
+    "text, steps, expected",
+    [
+        ("Hello  World", (), "Hello  World"),  # no steps: untouched
+        ("Hello  World ", ("lower",), "hello world"),  # any step collapses spaces
+        ("ÀÉÎ Straße", ("lower",), "àéî straße"),
+        ("Hello, World!", ("punct",), "Hello World"),
+        ("Don't 'quote' me", ("lower", "punct"), "don't quote me"),
+        ("it’s rock’n’roll", ("punct",), "it's rock'n'roll"),
+        ("''hi'' o'clock ' x", ("punct",), "hi o'clock x"),
+        ("a''b 'a' x'", ("punct",), "ab a x"),
+        ("well-known a/b — c", ("punct",), "well known a b c"),
+        ("e.g. U.S.A. ¿qué?", ("lower", "punct"), "eg usa qué"),
+        ("naïve 日本語 😀", ALL, "naïve 日本語 😀"),
+        ("I have 25 cats", ("numbers",), "I have twenty five cats"),
+        ("3.5 kg", ("numbers",), "three point five kg"),
+        ("0.05", ("numbers",), "zero point zero five"),
+        ("1,000 people", ("numbers", "punct"), "one thousand people"),
+        ("1200", ("numbers",), "one thousand two hundred"),
+        ("2024", ("numbers",), "two thousand twenty four"),
+        ("the 21st and 3rd", ("numbers",), "the twenty first and third"),
+        ("mp3 covid-19", ALL, "mp three covid nineteen"),
+        ("25, 26.", ALL, "twenty five twenty six"),
+        ("Call 911!", ALL, "call nine hundred eleven"),
+        ("", ALL, ""),
+        ("  \t ", ALL, ""),
+    ],
+)
+def test_normalize_by_hand(text, steps, expected):
+    assert normalize(text, steps) == expected
+
+
+PIECES = [
+    "The",
+    "cat's",
+    "'",
+    "''",
+    "25",
+    "3.5",
+    "1,000",
+    "21st",
+    "—",
+    "-",
+    ",",
+    "!",
+    "  ",
+    "\t",
+    "naïve",
+    "ÉCOLE",
+    "日本語",
+    "😀",
+    "o'clock",
+    "mp3",
+    ".",
+    "’",
+    "e\u0301",
+    "\u0301",
+    "/",
+    "«",
+    "»",
+    "_",
+    "x",
+    "é",
+    "٣",
+]
+
+
+def _random_texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        "".join(rng.choice(PIECES + [" "] * 6) for _ in range(rng.randint(0, 15))) for _ in range(n)
+    ]
+
+
+def test_punct_python_and_arrow_paths_agree():
+    texts = _random_texts(3000, seed=11)
+    python = [text_module._punct_python(t) for t in texts]
+    arrow = text_module._punct_arrow(pa.array(texts)).to_pylist()
+    assert python == arrow
+
+
+def test_normalize_many_equals_normalize_one_by_one(monkeypatch):
+    texts = _random_texts(300, seed=7)
+    singles = {
+        steps: [normalize(t, steps) for t in texts]
+        for steps in [(), ("lower",), ("punct",), ("numbers",), ALL]
+    }
+    for limit in (0, 10_000):  # Arrow punct path, then the Python one
+        monkeypatch.setattr(text_module, "_PYTHON_PUNCT_MAX_ROWS", limit)
+        for steps, expected in singles.items():
+            many = normalize_many(texts, steps)
+            assert many == expected
+            if steps:
+                assert all(m == " ".join(m.split()) for m in many)
+
+
+def test_normalize_many_accepts_series_and_missing_values():
+    series = pd.Series(["A  b", None, "X 1"], dtype=pd.StringDtype("pyarrow"))
+    assert normalize_many(series, ["lower", "numbers"]) == ["a b", "", "x one"]
+    assert normalize_many(["A  b", None], []) == ["A  b", ""]
+
+
+def test_arrow_whitespace_helpers_match_str_split():
+    texts = ["  a\t b  ", "", " ", "x\u3000y\x1cz", "one"]
+    arr = pa.array(texts)
+    assert collapse_whitespace(arr).to_pylist() == [" ".join(t.split()) for t in texts]
+    assert split_words(arr).to_pylist() == [w for t in texts for w in t.split()]
+
+
+def test_whitespace_list_is_str_isspace():
+    every = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+    assert text_module._WHITESPACE == every
+    texts = [f"{c}a{c}{c}b {c}c{c}" for c in every] + ["a b", "ab"]
+    arr = pa.array(texts)
+    assert collapse_whitespace(arr).to_pylist() == [" ".join(t.split()) for t in texts]
+    assert split_words(arr).to_pylist() == [w for t in texts for w in t.split()]

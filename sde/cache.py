@@ -26,7 +26,7 @@ from sde import __version__
 from sde.dataset import Dataset, DatasetOptions, build_dataset
 
 # Bump when the layout of a built Dataset changes, so old entries are not misread.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 DEFAULT_SIZE_LIMIT = 20 * 2**30
 
 
@@ -157,6 +157,7 @@ def _meta_of(dataset: Dataset, table_names: list[str]) -> dict:
         "problems": dataset.problems,
         "alphabet": dataset.alphabet,
         "total_lines": dataset.total_lines,
+        "warnings": dataset.warnings,
         "extra_summary": dataset.extra_summary,
         "dtypes": {
             name: {c: str(t) for c, t in df.dtypes.items()} for name, df in _tables_of(dataset).items()
@@ -180,6 +181,7 @@ def _dataset_from(meta: dict, tables: dict[str, pd.DataFrame]) -> Dataset:
         problems=meta["problems"],
         alphabet=meta["alphabet"],
         total_lines=meta["total_lines"],
+        warnings=meta["warnings"],
         extra_summary=meta["extra_summary"],
     )
 

@@ -94,10 +94,17 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
     from sde.dataset import DatasetOptions
     from sde.text import parse_normalize
 
+    from sde.manifest import parse_pred_field
+
     try:
         steps = parse_normalize(normalize)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--normalize")
+    for spec in pred_fields:
+        try:
+            parse_pred_field(spec)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--pred-field")
     return DatasetOptions(
         audio_base_path=audio_base_path,
         vocab=vocab,

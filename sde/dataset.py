@@ -28,6 +28,10 @@ from sde.query import TableQuery
 # corpus CER over any subset (breakdowns, bootstrap) is a sum, not a mean of utterance rates.
 HYPOTHESIS_METRICS = ("wer", "cer", "wmr", "sub", "del", "ins", "hits", "char_edits")
 NORMALIZED_SUFFIX = "norm"
+# Written by sde.audio.compute_audio_metrics (named here so that sde.audio loads only when asked).
+AUDIO_METRIC_COLUMNS = ("sample_rate", "channels", "audio_duration", "duration_mismatch", "peak_dbfs",
+                        "rms_dbfs", "clipping_ratio", "silence_start", "silence_end", "bandwidth_hz",
+                        "audio_error")
 
 
 class DatasetError(Exception):
@@ -64,6 +68,8 @@ class Dataset:
     problems: list[Problem]
     alphabet: list[str]
     total_lines: int = 0
+    # Notes about lines that were kept (e.g. predictions that matched no line); shown with problems.
+    warnings: list[Problem] = field(default_factory=list)
     # Extra per-hypothesis summary numbers that are costly to recompute (e.g. normalised metrics).
     extra_summary: dict = field(default_factory=dict)
     _queries: dict = field(default_factory=dict, repr=False, compare=False)
@@ -129,6 +135,7 @@ class Dataset:
             "characters": int(utt["num_chars"].sum()),
             "hypotheses": hyps,
             "skipped_lines": len(self.problems),
+            "warnings": [str(w) for w in self.warnings],
             "total_lines": int(self.total_lines),
             "normalize": list(self.options.normalize),
         }
@@ -172,6 +179,7 @@ def build_dataset(
         progress=progress,
     )
     table = m.table
+    _set_aside_computed_names(table, m.hypotheses, options)
     refs = table["text"]
 
     errors: dict[str, pd.DataFrame] = {}
@@ -238,8 +246,28 @@ def build_dataset(
         problems=list(m.problems),
         alphabet=_alphabet(refs),
         total_lines=m.total_lines,
+        warnings=list(m.warnings),
         extra_summary=extra,
     )
+
+
+def _computed_columns(hypotheses: Sequence[HypothesisField], options: DatasetOptions) -> set[str]:
+    names = {"num_words", "num_chars", "word_rate", "char_rate", "oov_chars"}
+    for h in hypotheses:
+        names.update(h.column(m) for m in (*HYPOTHESIS_METRICS, "ref_chars"))
+        names.update(_norm_column(h, m) for m in ("wer", "cer"))
+    if options.estimate_audio_metrics:
+        names.update(AUDIO_METRIC_COLUMNS)
+    return names
+
+
+def _set_aside_computed_names(table: pd.DataFrame, hypotheses: Sequence[HypothesisField],
+                              options: DatasetOptions) -> None:
+    """Manifest fields named like a computed column (NeMo output manifests often carry `wer`) are
+    kept as `manifest_<name>` instead of being overwritten."""
+    clashes = {c: f"manifest_{c}" for c in table.columns if c in _computed_columns(hypotheses, options)}
+    if clashes:
+        table.rename(columns=clashes, inplace=True)
 
 
 def _norm_column(h: HypothesisField, metric: str) -> str:

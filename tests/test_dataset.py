@@ -128,3 +128,23 @@ def test_alphabet_with_unicode(write_manifest):
     ds = build_dataset(write_manifest(rows), workers=1)
     assert ds.alphabet == sorted(set("naïve café日本 ok"))
     assert list(ds.utterances["num_words"]) == [2, 2, 0]
+
+
+def test_manifest_fields_named_like_computed_columns_are_kept_aside(write_manifest):
+    rows = [{"audio_filepath": "a.wav", "duration": 1, "text": "a b", "pred_text": "a c", "wer": 3.5,
+             "num_words": "two"}]
+    ds = build_dataset(write_manifest(rows), workers=1)
+    u = ds.utterances
+    assert u["wer"].iloc[0] == 50.0 and u["manifest_wer"].iloc[0] == 3.5
+    assert u["num_words"].iloc[0] == 2 and u["manifest_num_words"].iloc[0] == "two"
+
+
+def test_prediction_warnings_reach_the_summary(write_manifest, tmp_path):
+    rows = [{"audio_filepath": "a.wav", "duration": 1, "text": "a b"},
+            {"audio_filepath": "b.wav", "duration": 1, "text": "c d"}]
+    preds = write_manifest([{"audio_filepath": "a.wav", "duration": 1, "text": "a b", "pred_text": "a b"}],
+                           name="preds.json")
+    ds = build_dataset(write_manifest(rows), DatasetOptions(predictions=str(preds)), workers=1)
+    s = ds.summary()
+    assert s["hypotheses"]["pred_text"]["wer"] == 50.0
+    assert len(s["warnings"]) == 1 and "1" in s["warnings"][0]

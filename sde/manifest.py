@@ -1,0 +1,1033 @@
+"""Read and validate NeMo JSON Lines manifests.
+
+One JSON object per line with ``audio_filepath`` (or ``audio_filename``), ``duration`` (seconds) and
+``text``; optional ``offset``, hypothesis fields (``pred_text``, ``pred_text_<label>``) and any other
+fields, which are all kept.  :func:`read_manifest` returns a :class:`Manifest` whose ``table`` follows
+the column contract of docs/internals.md.
+
+How it is fast.  The file is read in chunks of about ``CHUNK_BYTES`` cut at line ends.  Each chunk
+first goes through a *fast path*: ``pyarrow.json`` parses it in C++ on all cores, and the checks are
+vectorised (pyarrow compute / numpy).  Only when that path cannot vouch for a chunk (a line that is
+not JSON, mixed types in a column, nested values, numeric strings, duplicate keys, suspiciously deep
+or wide lines...) is the chunk re-tried in smaller parts, and only the parts that still fail are read
+by the *careful path*: line by line with orjson, which can say exactly which line is wrong and why
+(several times slower: a manifest with nested values on every line loads at ~100k lines/s).
+Lines that parse but fail a check (missing field, negative duration...) are re-examined one by one
+by the careful checker, so both paths give the same reasons.
+
+Decisions where NeMo or the contract are silent (tests pin each of them):
+
+* ``duration`` / ``offset`` given as numeric strings (``"3.2"``) are accepted and converted, as
+  NeMo's ``float(...)`` would; ``"abc"``, booleans, null, NaN, infinities and negatives are bad lines.
+  ``duration`` 0 is valid.  ``offset`` absent or null means 0.0.
+* ``audio_filepath`` must be a non-empty string.  ``audio_filename`` is an alias: it is used when
+  ``audio_filepath`` is absent or null, and is not kept as a separate column.
+* ``text`` must be a string (empty is fine).  Hypothesis fields must be strings when present; absent
+  or null becomes "".  Non-string hypothesis values make the line bad.
+* JSON extensions that Python's ``json`` accepts (``NaN``, ``Infinity``, huge integers) are accepted,
+  because NeMo reads manifests with ``json.loads``; a NaN duration is still a bad line.
+* Duplicate keys: the last one wins (as in ``json.loads``).
+* A byte-order mark at the start of the file, CRLF line ends and blank lines are accepted silently;
+  blank lines count as physical lines (``line`` numbers match an editor) but are not problems.
+* Values nested deeper than ``MAX_DEPTH`` levels make the line bad (``invalid JSON: nested deeper
+  than ...``): it guards the parsers, which can crash on absurd nesting.
+* Extra fields: booleans and mixed-type columns become strings (JSON text, ``true``/``false``);
+  nested values become compact JSON text; a field that is null on every valid line is dropped;
+  integers beyond 64 bits become floats (pyarrow does so; pandas could not hold them as int64).
+  Manifest fields named like the generated columns (``id``, ``line``, ``audio_path``) are kept as
+  ``manifest_id``, ``manifest_line``, ``manifest_audio_path``.
+* Too many distinct fields (hostile or broken manifests): at most ``MAX_EXTRA_FIELDS`` extra fields are
+  kept, fewer for very long manifests so that the table stays within about ``MAX_EXTRA_CELLS`` cells
+  (never fewer than ``MIN_EXTRA_FIELDS``).  Further fields are ignored and one warning goes to
+  ``Manifest.warnings`` (not ``problems``: those lines are not skipped).
+* ``predictions=FILE`` merges that file's ``pred_text`` by (``audio_filepath`` as written, ``offset``),
+  falling back to (resolved audio path, ``offset``).  The merged field is ``pred_text`` when the main
+  manifest has no ``pred_text``; otherwise ``pred_text_<stem of FILE>`` (label = that stem).  Lines
+  without a match get "" and one warning in ``Manifest.warnings`` counts them; no match at all is a
+  ManifestError.  The predictions file needs only the audio path and ``pred_text`` (a string);
+  its relative paths resolve like the manifest's (``audio_base_path``, else its own folder); its
+  bad lines are listed in ``problems`` under its own path (``strict`` applies to it too).  With
+  explicit ``pred_fields``, the merged field is appended to them unless already named.
+* Audio files are not checked for existence here (too slow for millions of lines); sde/audio.py
+  reports missing files when they are played.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+__all__ = [
+    "HypothesisField",
+    "Manifest",
+    "ManifestError",
+    "PredFieldError",
+    "Problem",
+    "parse_pred_field",
+    "read_manifest",
+]
+
+# Chunk of the file handled at once: large enough for pyarrow's threads to pay off, small enough
+# that a chunk falling back to the careful path costs well under a second, and memory stays low.
+CHUNK_BYTES = 32 << 20
+# pyarrow's unit of parallel parsing; 1-4 MiB measured fastest on 2 cores.
+BLOCK_BYTES = 2 << 20
+# Deeper nesting is refused before any parser sees it: pyarrow segfaults past ~10k levels, orjson past
+# ~1M, orjson.dumps stops at 255 levels. No real manifest comes near.
+MAX_DEPTH = 200
+# Lines longer than this are inspected individually before the fast path: only they can hold enough
+# brackets or keys to hurt pyarrow (which needs seconds for 100k columns).
+SAFE_LINE_BYTES = 8192
+WIDE_LINE_KEYS = 2000
+# Sampling a chunk's fields before the full parse (see _many_new_fields).
+PROBE_LINES = 256
+PROBE_NEW_FIELDS = 100
+# A chunk that the fast path refuses is re-tried in this many parts before reading any carefully.
+SPLIT = 16
+MAX_EXTRA_FIELDS = 1000
+MIN_EXTRA_FIELDS = 32
+MAX_EXTRA_CELLS = 25_000_000
+# How many problems a whole-file error quotes.
+QUOTED_PROBLEMS = 5
+
+CORE_FIELDS = ("audio_filepath", "duration", "text", "offset")
+GENERATED = ("id", "line", "audio_path")
+STRICT_HINT = ("Fix or remove that line, or run without --strict to skip bad lines "
+               "(they are listed on the Problems page).")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A skipped line (or, in ``Manifest.warnings``, a note about a line)."""
+
+    path: str    # the manifest path as the user gave it
+    line: int    # 1-based physical line number
+    reason: str  # e.g. 'missing field "duration"'
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+class ManifestError(Exception):
+    """A manifest that cannot be used; the message names file[:line] and the fix."""
+
+
+class PredFieldError(ManifestError, ValueError):
+    """A malformed ``--pred-field`` spec: a ValueError (usage error, exit 2, when the CLI checks
+    specs with parse_pred_field first) that is also a ManifestError, so it never surfaces as a
+    traceback if it reaches read_manifest unchecked."""
+
+
+@dataclass(frozen=True)
+class HypothesisField:
+    """A manifest field holding ASR hypotheses, and the label its metric columns carry."""
+
+    field: str
+    label: str
+
+    def column(self, metric: str) -> str:
+        return metric if self.label == "" else f"{metric}_{self.label}"
+
+    @property
+    def name(self) -> str:
+        return self.label or self.field
+
+
+@dataclass
+class Manifest:
+    """A read manifest: the utterance table (see internals.md for its columns) and what was skipped."""
+
+    path: Path
+    table: pd.DataFrame
+    hypotheses: list[HypothesisField]
+    problems: list[Problem]
+    total_lines: int
+    # Notes that do not skip lines (ignored extra fields, unmatched predictions). Not in the
+    # internals.md contract, added with a default so that constructing a Manifest stays compatible.
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def parse_pred_field(spec: str) -> HypothesisField:
+    """Parse a ``--pred-field`` value: ``F`` or ``F=LABEL``.
+
+    Plain ``F``: label "" for ``pred_text``, the part after ``pred_text_`` for ``pred_text_X``, else
+    the field name itself.  Raises PredFieldError (a ValueError and a ManifestError) for an empty
+    field or label.
+    """
+    name, sep, label = spec.partition("=")
+    name, label = name.strip(), label.strip()
+    if not name:
+        raise PredFieldError(f"--pred-field {spec!r}: the field name is empty; use FIELD or FIELD=LABEL")
+    if sep:
+        if not label or any(c.isspace() for c in label):
+            raise PredFieldError(f"--pred-field {spec!r}: the label must be a non-empty word; "
+                             "use FIELD or FIELD=LABEL")
+        return HypothesisField(name, label)
+    return HypothesisField(name, _default_label(name))
+
+
+def _default_label(name: str) -> str:
+    if name == "pred_text":
+        return ""
+    if name.startswith("pred_text_") and len(name) > len("pred_text_"):
+        return name[len("pred_text_"):]
+    return name
+
+
+def _is_pred_name(name: str) -> bool:
+    return name == "pred_text" or (name.startswith("pred_text_") and len(name) > len("pred_text_"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading state shared by the chunks of one file
+
+
+@dataclass
+class _Spec:
+    """What a file must contain: a main manifest, or a predictions file (audio path + pred_text)."""
+
+    predictions: bool = False
+    explicit_hyps: frozenset[str] | None = None  # --pred-field names; None: pred_text* discovery
+
+    def is_hyp(self, name: str) -> bool:
+        if self.predictions:
+            return name == "pred_text"
+        if self.explicit_hyps is not None:
+            return name in self.explicit_hyps
+        return _is_pred_name(name)
+
+
+@dataclass
+class _Piece:
+    """The valid rows of one chunk: arrow columns of equal length and their source lines."""
+
+    n: int
+    lines: np.ndarray
+    cols: dict[str, pa.Array | pa.ChunkedArray]
+
+
+class _State:
+    def __init__(self, path: str, spec: _Spec, strict: bool, size: int) -> None:
+        self.path = path
+        self.spec = spec
+        self.strict = strict
+        self.size = size
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        # keys accepted so far, in order of first appearance; core keys never count against the cap
+        self.accepted: dict[str, None] = dict.fromkeys(CORE_FIELDS + ("audio_filename",))
+        self.n_extra = 0
+        self.cap = MAX_EXTRA_FIELDS
+        self.dropped: set[str] = set()
+        self.dropped_first_line: int | None = None
+
+    def estimate_rows(self, lines: int, nbytes: int) -> None:
+        """Shrink the extra-field cap for long files, from the first chunk's mean line length."""
+        if lines and nbytes:
+            rows = max(1, int(self.size / (nbytes / lines)))
+            self.cap = max(MIN_EXTRA_FIELDS, min(MAX_EXTRA_FIELDS, MAX_EXTRA_CELLS // rows))
+
+    def admit(self, key: str, line: int) -> bool:
+        """Whether an extra key is kept; remembers the first line whose key is dropped."""
+        if key in self.accepted:
+            return True
+        if self.n_extra < self.cap:
+            self.accepted[key] = None
+            self.n_extra += 1
+            return True
+        self.dropped.add(key)
+        if self.dropped_first_line is None or line < self.dropped_first_line:
+            self.dropped_first_line = line
+        return False
+
+    def commit(self, problems: list[Problem]) -> None:
+        if problems and self.strict:
+            raise ManifestError(f"{problems[0]}\n{STRICT_HINT}")
+        self.problems.extend(problems)
+
+
+# --------------------------------------------------------------------------------------------------
+# Careful path: one line at a time
+
+
+def _show(value: Any) -> str:
+    """A short JSON-ish rendering of a bad value for messages."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+    try:
+        text = orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def _max_depth(raw: bytes) -> int:
+    """Exact nesting depth of a JSON text, ignoring brackets inside strings, in numpy."""
+    a = np.frombuffer(raw, np.uint8)
+    quotes = np.flatnonzero(a == 34)
+    if len(quotes):
+        # a quote preceded by an odd run of backslashes is escaped, i.e. inside a string
+        maybe = quotes[(quotes > 0) & (a[np.maximum(quotes - 1, 0)] == 92)]
+        if len(maybe):
+            escaped = set()
+            for q in maybe.tolist():
+                k = q - 1
+                while k >= 0 and raw[k] == 92:
+                    k -= 1
+                if (q - 1 - k) % 2:
+                    escaped.add(q)
+            if escaped:
+                quotes = np.array([q for q in quotes.tolist() if q not in escaped], dtype=np.int64)
+    brackets = np.flatnonzero((a == 91) | (a == 93) | (a == 123) | (a == 125))
+    if len(quotes):
+        brackets = brackets[np.searchsorted(quotes, brackets) % 2 == 0]
+    if not len(brackets):
+        return 0
+    b = a[brackets]
+    steps = np.where((b == 91) | (b == 123), 1, -1)
+    return int(np.cumsum(steps).max())
+
+
+def _load(raw: bytes) -> tuple[Any, str | None]:
+    """Parse one line: (value, None) or (None, reason)."""
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _max_depth(raw) > MAX_DEPTH:
+        return None, f"invalid JSON: nested deeper than {MAX_DEPTH} levels"
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+    # Python's json is what NeMo uses: it accepts NaN, Infinity and huge integers, and its messages
+    # say what was expected.
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as e:
+        msg = e.msg.removesuffix(" at")  # "Invalid control character at"
+        return None, f"invalid JSON: {msg} at column {e.colno}"
+    except RecursionError:
+        return None, f"invalid JSON: nested deeper than {MAX_DEPTH} levels"
+
+
+def _number(obj: dict, key: str, required: bool) -> tuple[float | None, str | None]:
+    value = obj.get(key)
+    if value is None:
+        if key not in obj and required:
+            return None, f'missing field "{key}"'
+        if not required:
+            return 0.0, None
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or number < 0:
+        return None, f'"{key}" must be a non-negative number, got {_show(value)}'
+    return number, None
+
+
+def _check(obj: Any, spec: _Spec) -> tuple[dict | None, str | None]:
+    """Validate and normalise one parsed line: (record, None) or (None, reason)."""
+    if not isinstance(obj, dict):
+        return None, f"expected a JSON object, got {_json_type(obj)}"
+    rec = dict(obj)
+    # audio_filename is NeMo's older name for the same thing: an alias, not a column of its own
+    path = rec.get("audio_filepath")
+    if path is None:
+        path = rec.get("audio_filename")
+    rec.pop("audio_filename", None)
+    if path is None and "audio_filepath" not in obj and "audio_filename" not in obj:
+        return None, 'missing field "audio_filepath"'
+    if not isinstance(path, str) or not path:
+        return None, f'"audio_filepath" must be a non-empty string, got {_show(path)}'
+    rec["audio_filepath"] = path
+    off, reason = _number(rec, "offset", required=False)
+    if reason:
+        return None, reason
+    rec["offset"] = off
+    if not spec.predictions:
+        dur, reason = _number(rec, "duration", required=True)
+        if reason:
+            return None, reason
+        rec["duration"] = dur
+        if "text" not in rec:
+            return None, 'missing field "text"'
+        if not isinstance(rec["text"], str):
+            return None, f'"text" must be a string, got {_show(rec["text"])}'
+    elif "pred_text" not in rec:
+        return None, 'missing field "pred_text"'
+    elif not isinstance(rec["pred_text"], str):
+        return None, f'"pred_text" must be a string, got {_show(rec["pred_text"])}'
+    for key, value in rec.items():
+        if value is not None and not isinstance(value, str) and spec.is_hyp(key):
+            return None, f'"{key}" must be a string, got {_show(value)}'
+    return rec, None
+
+
+def _json_text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        # integers beyond 64 bits; NaN inside containers stays NaN like Python writes it
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _to_arrow(values: list) -> pa.Array:
+    """A column of Python values: numeric or string arrow; anything else as JSON text."""
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        arr = None
+    if arr is not None:
+        t = arr.type
+        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t) or pa.types.is_null(t):
+            return arr
+    elif all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+        # integers beyond 64 bits: floats, as pyarrow's fast path makes them
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    return pa.array([_json_text(v) for v in values], pa.string())
+
+
+def _careful_piece(data: bytes, line0: int, state: _State) -> tuple[_Piece, list[Problem], int]:
+    spec = state.spec
+    problems: list[Problem] = []
+    records: list[dict] = []
+    lines: list[int] = []
+    accepted = state.accepted
+    predictions = spec.predictions
+    raws = data.split(b"\n")
+    raws.pop()  # data always ends with b"\n"
+    for i, raw in enumerate(raws):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if not raw.strip():
+            continue
+        line = line0 + i + 1
+        obj, reason = _load(raw)
+        if reason is None:
+            obj, reason = _check(obj, spec)
+        if reason is not None:
+            problems.append(Problem(state.path, line, reason))
+            continue
+        if predictions:
+            obj = {k: obj[k] for k in ("audio_filepath", "offset", "pred_text")}
+        elif not obj.keys() <= accepted.keys():
+            for key in [k for k in obj if k not in accepted]:
+                if not state.admit(key, line):
+                    del obj[key]
+        records.append(obj)
+        lines.append(line)
+
+    # Columns by key, padded lazily: rows lacking a key get None.
+    cols: dict[str, list] = {}
+    for row, rec in enumerate(records):
+        for key, value in rec.items():
+            col = cols.get(key)
+            if col is None:
+                col = cols[key] = []
+            if len(col) < row:
+                col.extend([None] * (row - len(col)))
+            col.append(value)
+    n = len(records)
+    out: dict[str, pa.Array] = {}
+    for key, col in cols.items():
+        if len(col) < n:
+            col.extend([None] * (n - len(col)))
+        if key in ("duration", "offset"):
+            out[key] = pa.array(col, pa.float64())
+        elif key in ("audio_filepath", "text") or spec.is_hyp(key):
+            out[key] = pa.array(col, pa.string())
+        else:
+            out[key] = _to_arrow(col)
+    return _Piece(n, np.asarray(lines, dtype=np.int64), out), problems, len(raws)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast path: pyarrow parses the chunk, checks are vectorised
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+
+
+def _parse_fast(data: bytes | memoryview, block: int, spec: _Spec, strings: Sequence[str] = ()) -> pa.Table:
+    schema = None
+    behaviour = "infer"
+    if spec.predictions:
+        # only what the merge needs: other fields are not even converted
+        schema = pa.schema([("audio_filepath", pa.string()), ("audio_filename", pa.string()),
+                            ("offset", pa.float64()), ("pred_text", pa.string())])
+        behaviour = "ignore"
+    elif strings:
+        schema = pa.schema([(name, pa.string()) for name in strings])
+    return pj.read_json(
+        pa.BufferReader(pa.py_buffer(data)),
+        read_options=pj.ReadOptions(block_size=block, use_threads=True),
+        parse_options=pj.ParseOptions(explicit_schema=schema, newlines_in_values=False,
+                                      unexpected_field_behavior=behaviour),
+    )
+
+
+def _many_new_fields(data: bytes | memoryview, starts: np.ndarray, ends: np.ndarray,
+                     state: _State) -> bool:
+    """Whether a sample of the chunk brings suspiciously many new fields.
+
+    pyarrow pads every field to every row of a chunk, so a chunk whose lines each carry their own
+    keys costs rows x keys (65k x 65k cells would exhaust memory). Such chunks go to the careful
+    path, which drops fields beyond the cap line by line. Four windows of PROBE_LINES lines, a few
+    milliseconds, catch the pathological files (unique keys on many lines).
+    """
+    n = len(ends)
+    sample = b"".join(bytes(data[starts[k]:ends[min(k + PROBE_LINES, n) - 1] + 1])
+                      for k in (0, n // 3, 2 * n // 3, n - PROBE_LINES))
+    try:
+        names = pj.read_json(pa.BufferReader(sample),
+                             read_options=pj.ReadOptions(block_size=max(len(sample), 1 << 16) + 1,
+                                                         use_threads=False)).column_names
+    except Exception:  # noqa: BLE001 - the full parse will fail too, and say so
+        return False
+    return sum(name not in state.accepted for name in names) > PROBE_NEW_FIELDS
+
+
+def _fast_piece(data: bytes | memoryview, line0: int,
+                state: _State) -> tuple[_Piece, list[Problem], int] | None:
+    """The chunk's valid rows, or None when only the careful path can judge this chunk."""
+    spec = state.spec
+    arr = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    # Every non-blank line must start with "{" so that pyarrow's rows map one-to-one onto lines.
+    blank = np.zeros(len(ends), dtype=bool)
+    for i in np.flatnonzero(arr[starts] != 123).tolist():
+        if bytes(data[starts[i]:ends[i]]).strip():
+            return None
+        blank[i] = True
+    lengths = ends - starts
+    longest = int(lengths.max()) if len(lengths) else 0
+    if longest > SAFE_LINE_BYTES:
+        for i in np.flatnonzero(lengths > SAFE_LINE_BYTES).tolist():
+            seg = bytes(data[starts[i]:ends[i]])
+            if seg.count(b"[") + seg.count(b"{") > MAX_DEPTH or seg.count(b":") > WIDE_LINE_KEYS:
+                return None
+    block = max(BLOCK_BYTES, 2 * longest + 2)
+    if len(ends) > 4 * PROBE_LINES and not spec.predictions and _many_new_fields(data, starts, ends, state):
+        return None
+    try:
+        table = _parse_fast(data, block, spec)
+        stamps = [f.name for f in table.schema if pa.types.is_temporal(f.type)]
+        if stamps and not spec.predictions:
+            # pyarrow turns ISO dates into timestamps; keep the text as written
+            table = _parse_fast(data, block, spec, stamps)
+        table.validate(full=True)  # includes UTF-8 validation of every string
+        names = table.column_names  # field names with bad UTF-8 raise here
+    except Exception:  # noqa: BLE001 - any pyarrow complaint: the careful path says what is wrong
+        return None
+    rows = np.flatnonzero(~blank)
+    if table.num_rows != len(rows):
+        return None
+    if len(set(names)) != len(names):
+        return None
+    types = {name: table.schema.field(name).type for name in names}
+    if any(pa.types.is_nested(t) or pa.types.is_temporal(t) or pa.types.is_binary(t)
+           for t in types.values()):
+        return None  # nested values need exact JSON text; the careful path has it
+    for name in ("audio_filepath", "audio_filename") + (() if spec.predictions else ("text",)):
+        if name in types and not _is_text(types[name]):
+            return None
+    for name in ("duration", "offset"):
+        if name in types and not _is_numeric(types[name]) and not (spec.predictions and name == "duration"):
+            return None
+    if any(spec.is_hyp(name) and not _is_text(t) for name, t in types.items()):
+        return None
+
+    n = table.num_rows
+    cols = {name: table.column(name) for name in names}
+    fp = cols.pop("audio_filepath", None)
+    fn = cols.pop("audio_filename", None)
+    if fp is None:
+        fp = fn
+    elif fn is not None:
+        fp = pc.coalesce(fp.cast(pa.string()), fn.cast(pa.string()))
+    if fp is None:
+        fp = pa.nulls(n, pa.string())
+    fp = fp.cast(pa.string())
+    ok = pc.fill_null(pc.greater(pc.utf8_length(fp), 0), False)
+    off = cols.pop("offset", None)
+    if off is not None:
+        off = off.cast(pa.float64())
+        ok = pc.and_(ok, pc.fill_null(pc.and_(pc.is_finite(off), pc.greater_equal(off, 0.0)), True))
+    out: dict[str, Any] = {"audio_filepath": fp}
+    if off is not None:
+        out["offset"] = off
+    if spec.predictions:
+        pt = cols.pop("pred_text", None)
+        if pt is None:
+            pt = pa.nulls(n, pa.string())
+        ok = pc.and_(ok, pc.is_valid(pt))
+        out["pred_text"] = pt
+        cols = {}
+    else:
+        dur = cols.pop("duration", None)
+        dur = pa.nulls(n, pa.float64()) if dur is None else dur.cast(pa.float64())
+        text = cols.pop("text", None)
+        text = pa.nulls(n, pa.string()) if text is None else text.cast(pa.string())
+        ok = pc.and_(ok, pc.fill_null(pc.and_(pc.is_finite(dur), pc.greater_equal(dur, 0.0)), False))
+        ok = pc.and_(ok, pc.is_valid(text))
+        out["duration"] = dur
+        out["text"] = text
+    good = np.asarray(ok, dtype=bool)
+    problems: list[Problem] = []
+    bad = np.flatnonzero(~good)
+    for r in bad.tolist():
+        i = rows[r]
+        raw = bytes(data[starts[i]:ends[i]])
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        obj, reason = _load(raw)
+        if reason is None:
+            _, reason = _check(obj, spec)
+        if reason is None:
+            return None  # the two paths disagree: trust the careful one for the whole chunk
+        problems.append(Problem(state.path, int(line0 + i + 1), reason))
+    lines = (line0 + rows + 1).astype(np.int64)
+    if len(bad):
+        mask = pa.array(good)
+        out = {k: v.filter(mask) for k, v in out.items()}
+        cols = {k: v.filter(mask) for k, v in cols.items()}
+        lines = lines[good]
+    for key in list(cols):
+        if key not in state.accepted:
+            if key in state.dropped or cols[key].null_count == len(cols[key]):
+                del cols[key]
+                continue
+            first = int(lines[np.flatnonzero(cols[key].is_valid().to_numpy(zero_copy_only=False))[0]])
+            if not state.admit(key, first):
+                del cols[key]
+    out.update(cols)
+    return _Piece(len(lines), lines, out), problems, len(ends)
+
+
+def _try_fast(data: bytes | memoryview, line0: int,
+              state: _State) -> tuple[_Piece, list[Problem], int] | None:
+    try:
+        return _fast_piece(data, line0, state)
+    except Exception:  # noqa: BLE001 - whatever went wrong, the careful path is the reference
+        return None
+
+
+def _pieces(data: bytes | memoryview, line0: int,
+            state: _State) -> Iterator[tuple[_Piece, list[Problem], int]]:
+    """A chunk's pieces: one from the fast path, else the chunk re-tried in SPLIT parts.
+
+    One bad line should not send a whole chunk (~65k lines) down the careful path, which is ~10x
+    slower: re-trying smaller parts costs one more fast parse, and only the part holding the bad
+    line is read carefully.
+    """
+    result = _try_fast(data, line0, state)
+    if result is not None:
+        yield result
+        return
+    arr = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    del arr
+    if len(ends) < 4 * SPLIT:
+        yield _careful_piece(bytes(data), line0, state)
+        return
+    cuts = [0] + [int(ends[k * len(ends) // SPLIT]) + 1 for k in range(1, SPLIT)] + [len(data)]
+    lines = [0] + [k * len(ends) // SPLIT + 1 for k in range(1, SPLIT)]
+    for k in range(SPLIT):
+        part = data[cuts[k]:cuts[k + 1]]
+        result = _try_fast(part, line0 + lines[k], state)
+        yield result if result is not None else _careful_piece(bytes(part), line0 + lines[k], state)
+        if isinstance(part, memoryview):
+            part.release()
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole file
+
+
+def _chunks(mm: mmap.mmap, start: int) -> Iterator[tuple[memoryview | bytes, int]]:
+    """(data, end offset) for chunks of the mapped file that end with b"\\n".
+
+    Zero-copy views of the mapping: no read() copies, and the kernel can drop pages behind us.
+    A last line without its newline gets one (that chunk alone is copied).
+    """
+    size = len(mm)
+    view = memoryview(mm)
+    pos = start
+    try:
+        while pos < size:
+            end = min(pos + CHUNK_BYTES, size)
+            if end < size:
+                cut = mm.rfind(b"\n", pos, end)
+                if cut < 0:
+                    cut = mm.find(b"\n", end)  # a line longer than a chunk
+                end = size if cut < 0 else cut + 1
+            if end == size and mm[size - 1:size] != b"\n":
+                yield bytes(view[pos:end]) + b"\n", end
+            else:
+                yield view[pos:end], end
+            pos = end
+    finally:
+        view.release()
+
+
+def _head_checks(path: str, head: bytes) -> None:
+    """Whole-file problems visible in the first bytes."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ManifestError(f"{path}: the file is UTF-16 encoded; sde expects UTF-8 JSON Lines. "
+                            f"Convert it with: iconv -f UTF-16 -t UTF-8 {path} > manifest.json")
+    if head.startswith(b"\x1f\x8b"):
+        raise ManifestError(f"{path}: the file is gzip-compressed; decompress it first: gunzip -k {path}")
+    if b"\x00" in head[:1024]:
+        raise ManifestError(f"{path}: not a text manifest (binary data in the first KB); sde expects "
+                            "a NeMo manifest: JSON Lines, one object per line with audio_filepath, "
+                            "duration and text")
+
+
+def _check_json_array(path: str, f: BinaryIO, head: bytes) -> None:
+    """A file starting with "[" is a JSON array unless its first line is a (bad) line of JSONL."""
+    if not head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
+        return
+    f.seek(0)
+    first = b""
+    while not first.strip():
+        first = f.readline(1 << 20)  # bounded: a one-line 500 MB array is not read whole
+        if not first:
+            break
+    more = len(first) < (1 << 20) and any(raw.strip() for raw in f)
+    f.seek(0)
+    reason = "too long" if len(first) >= (1 << 20) else _load(first.strip().removeprefix(b"\xef\xbb\xbf"))[1]
+    if reason is not None or not more:
+        raise ManifestError(f"{path}: this is a JSON array; sde expects JSON Lines (one object per "
+                            f"line); convert with: jq -c '.[]' in.json > out.json")
+
+
+def _read(path: str | Path, spec: _Spec, strict: bool, progress: bool) -> tuple[list[_Piece], _State, int]:
+    shown = str(path)
+    p = Path(path)
+    if p.is_dir():
+        raise ManifestError(f"{shown}: is a directory; pass the manifest file inside it "
+                            f"(a .json/.jsonl file with one JSON object per line)")
+    try:
+        f = open(p, "rb")  # noqa: SIM115 - closed by the "with f" below, after the error mapping
+    except FileNotFoundError:
+        raise ManifestError(f"{shown}: file not found; check the path (relative paths start from "
+                            f"{os.getcwd()})") from None
+    except OSError as e:
+        raise ManifestError(f"{shown}: cannot open: {e.strerror}; check the file's permissions") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(4096)
+        _head_checks(shown, head)
+        _check_json_array(shown, f, head)
+        state = _State(shown, spec, strict, size)
+        pieces: list[_Piece] = []
+        total = 0
+        if size:
+            from tqdm import tqdm  # imported here: only loading needs it
+            start = 3 if head.startswith(b"\xef\xbb\xbf") else 0  # a BOM is not an error
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                           desc=f"reading {p.name}", disable=not progress, leave=False)
+                try:
+                    done = 0
+                    for data, end in _chunks(mm, start):
+                        if total == 0:
+                            state.estimate_rows(int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10)),
+                                                len(data))
+                        for piece, problems, nlines in _pieces(data, total, state):
+                            state.commit(problems)
+                            if piece.n:
+                                pieces.append(piece)
+                            total += nlines
+                        if isinstance(data, memoryview):
+                            data.release()
+                        # the pages read so far are not needed again: keep them out of our RSS
+                        if hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                            mm.madvise(mmap.MADV_DONTNEED, 0, end - end % mmap.PAGESIZE)
+                        bar.update(end - done)
+                        done = end
+                finally:
+                    bar.close()
+            finally:
+                try:
+                    mm.close()
+                except BufferError:  # a view still referenced by an in-flight exception: GC closes it
+                    pass
+    if not pieces:
+        if not state.problems:
+            raise ManifestError(f"{shown}: no utterances: the file is empty or has only blank lines; "
+                                "sde expects one JSON object per line with audio_filepath, duration and text")
+        quoted = "\n  ".join(str(q) for q in state.problems[:QUOTED_PROBLEMS])
+        more = len(state.problems) - QUOTED_PROBLEMS
+        hint = (f"\n  ... and {more} more" if more > 0 else "")
+        pretty = ""
+        first_line = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].strip()
+        if state.problems[0].line == 1 and first_line == b"{":
+            pretty = ("\nIt looks like pretty-printed JSON; sde expects one object per line; "
+                      "convert with: jq -c . in.json > out.json")
+        need = "audio_filepath and pred_text" if spec.predictions else "audio_filepath, duration and text"
+        raise ManifestError(f"{shown}: no valid utterances: every line is bad:\n  {quoted}{hint}{pretty}\n"
+                            f"sde expects one JSON object per line with {need}")
+    if state.dropped:
+        state.warnings.append(Problem(
+            shown, state.dropped_first_line or 0,
+            f"{len(state.dropped)} more distinct fields ignored: at most {state.cap} extra fields are "
+            f"kept for a manifest of this size"))
+    return pieces, state, total
+
+
+# --------------------------------------------------------------------------------------------------
+# Assembling the table
+
+
+def _parts(pieces: list[_Piece], name: str) -> list[pa.Array | pa.ChunkedArray | None]:
+    return [p.cols.get(name) for p in pieces]
+
+
+def _string_column(pieces: list[_Piece], name: str, fill: str | None = None) -> pa.ChunkedArray:
+    chunks: list[pa.Array] = []
+    for p, part in zip(pieces, _parts(pieces, name)):
+        if part is None:
+            part = pa.nulls(p.n, pa.string())
+        elif part.type != pa.string():
+            part = part.cast(pa.string())
+        if fill is not None and part.null_count:
+            part = pc.fill_null(part, fill)
+        chunks.extend(part.chunks if isinstance(part, pa.ChunkedArray) else [part])
+    return pa.chunked_array(chunks, pa.string())
+
+
+def _float_column(pieces: list[_Piece], name: str, fill: float | None = None) -> np.ndarray:
+    out = np.empty(sum(p.n for p in pieces), dtype=np.float64)
+    pos = 0
+    for p, part in zip(pieces, _parts(pieces, name)):
+        if part is None:
+            out[pos:pos + p.n] = np.nan if fill is None else fill
+        else:
+            if fill is not None and part.null_count:
+                part = pc.fill_null(part.cast(pa.float64()), fill)
+            out[pos:pos + p.n] = part.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        pos += p.n
+    return out
+
+
+def _extra_column(pieces: list[_Piece], name: str) -> Any:
+    """Numbers stay numeric (int64 when integral and complete), anything else becomes string."""
+    parts = _parts(pieces, name)
+    types = {part.type for part in parts if part is not None} - {pa.null()}
+    if types and all(pa.types.is_integer(t) for t in types):
+        nulls = sum(p.n if part is None else part.null_count for p, part in zip(pieces, parts))
+        if not nulls:
+            return np.concatenate([part.cast(pa.int64()).to_numpy() for part in parts])
+    if types and all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
+        return _float_column(pieces, name)
+    return pd.arrays.ArrowStringArray(_string_column(pieces, name))
+
+
+def _has_values(pieces: list[_Piece], name: str) -> bool:
+    return any(part is not None and part.null_count < len(part) for part in _parts(pieces, name))
+
+
+def _resolve(fp: pa.ChunkedArray, base: str) -> pa.ChunkedArray:
+    """NeMo's rule, vectorised: absolute paths as written, others joined to base; normalised."""
+    prefix = base if base.endswith("/") else base + "/"
+    chunks = []
+    for chunk in fp.chunks:
+        is_abs = pc.starts_with(chunk, "/")
+        rel = chunk
+        if pc.any(pc.starts_with(chunk, "./")).as_py():
+            rel = pc.replace_substring_regex(chunk, r"^(\./)+", "")  # the common "./x.wav"
+        out = pc.if_else(is_abs, chunk, pc.binary_join_element_wise(prefix, rel, ""))
+        # plain substring searches are far cheaper than a regex over millions of paths
+        # "/." finds "/./", "/../" and a trailing "/." or "/.." (and hidden folders: harmless)
+        dotty = pc.or_(pc.match_substring(out, "/."), pc.match_substring(out, "//"))
+        if pc.any(dotty).as_py():
+            fixed = [os.path.normpath(p) for p in pc.filter(out, dotty).to_pylist()]
+            out = pc.replace_with_mask(out, dotty, pa.array(fixed, pa.string()))
+        chunks.append(out)
+    return pa.chunked_array(chunks, pa.string())
+
+
+def _base_dir(path: str | Path, audio_base_path: str | Path | None) -> str:
+    if audio_base_path is not None:
+        return os.path.abspath(os.path.expanduser(str(audio_base_path)))
+    return os.path.dirname(os.path.abspath(str(path)))
+
+
+def _core_frame(pieces: list[_Piece], base: str) -> dict[str, Any]:
+    n = sum(p.n for p in pieces)
+    fp = _string_column(pieces, "audio_filepath")
+    return {
+        "id": np.arange(n, dtype=np.int64),
+        "line": np.concatenate([p.lines for p in pieces]),
+        "audio_filepath": pd.arrays.ArrowStringArray(fp),
+        "audio_path": pd.arrays.ArrowStringArray(_resolve(fp, base)),
+        "offset": _float_column(pieces, "offset", fill=0.0),
+    }
+
+
+def _merge_predictions(table: pd.DataFrame, preds: pd.DataFrame, preds_path: str,
+                       main_path: str) -> tuple[pd.Series, int]:
+    """pred_text per main row ("" where unmatched) and the number of unmatched rows."""
+    p_off = preds["offset"].round(6)
+    m_off = table["offset"].round(6)
+
+    def lookup(p_key: pd.Series, m_key: pd.Series) -> pd.Series:
+        right = pd.DataFrame({"k": p_key.to_numpy(dtype=object), "o": p_off.to_numpy(),
+                              "p": preds["pred_text"].to_numpy(dtype=object)})
+        right = right.drop_duplicates(["k", "o"], keep="last")
+        left = pd.DataFrame({"k": m_key.to_numpy(dtype=object), "o": m_off.to_numpy()})
+        merged = left.merge(right, on=["k", "o"], how="left", sort=False)
+        return merged["p"]
+
+    found = lookup(preds["audio_filepath"], table["audio_filepath"])
+    missing = found.isna().to_numpy()
+    if missing.any():
+        by_path = lookup(preds["audio_path"], table["audio_path"])
+        found = found.where(~missing, by_path)
+    unmatched = int(found.isna().sum())
+    if unmatched == len(table):
+        example = table["audio_filepath"].iloc[0]
+        p_example = preds["audio_filepath"].iloc[0]
+        raise ManifestError(
+            f"{preds_path}: no line matches {main_path}: predictions are matched by audio_filepath "
+            f"(as written or resolved) and offset, e.g. {main_path} has {example!r} while "
+            f"{preds_path} has {p_example!r}; use the manifest that was transcribed, or --audio-base-path")
+    return found.fillna("").astype(pd.StringDtype("pyarrow")), unmatched
+
+
+def read_manifest(path: str | Path, *, audio_base_path: str | Path | None = None,
+                  pred_fields: Sequence[str] = (), predictions: str | Path | None = None,
+                  strict: bool = False, progress: bool = False) -> Manifest:
+    """Read a NeMo JSONL manifest into a validated table (see the module docstring for the rules).
+
+    Bad lines are skipped and listed in ``problems`` (``strict=True``: the first raises
+    ManifestError ``path:line: reason``).  Whole-file problems (missing, directory, empty, JSON
+    array, binary, no valid line) raise ManifestError with the fix.  ``progress`` shows a tqdm bar
+    (bytes) on stderr.
+    """
+    hyp_specs = [parse_pred_field(s) for s in pred_fields]
+    explicit = frozenset(h.field for h in hyp_specs) if hyp_specs else None
+    pieces, state, total = _read(path, _Spec(explicit_hyps=explicit), strict, progress)
+    shown = str(path)
+    base = _base_dir(path, audio_base_path)
+
+    data = _core_frame(pieces, base)
+    data["duration"] = _float_column(pieces, "duration")
+    data["text"] = pd.arrays.ArrowStringArray(_string_column(pieces, "text"))
+    present = [k for k in state.accepted if k not in CORE_FIELDS and k != "audio_filename"
+               and _has_values(pieces, k)]
+    n = len(data["id"])
+    problems = list(state.problems)
+    warnings = list(state.warnings)
+
+    merged: HypothesisField | None = None
+    merged_values: pd.Series | None = None
+    if predictions is not None:
+        p_pieces, p_state, _ = _read(predictions, _Spec(predictions=True), strict, progress)
+        p_table = pd.DataFrame(_core_frame(p_pieces, _base_dir(predictions, audio_base_path)))
+        p_table["pred_text"] = pd.arrays.ArrowStringArray(_string_column(p_pieces, "pred_text"))
+        problems.extend(p_state.problems)
+        main = pd.DataFrame({"audio_filepath": data["audio_filepath"], "audio_path": data["audio_path"],
+                             "offset": data["offset"]})
+        merged_values, unmatched = _merge_predictions(main, p_table, str(predictions), shown)
+        if "pred_text" not in present:
+            merged = HypothesisField("pred_text", "")
+        else:
+            stem = re.sub(r"\W+", "_", Path(predictions).stem).strip("_") or "predictions"
+            name, k = f"pred_text_{stem}", 2
+            while name in present:
+                name, k = f"pred_text_{stem}_{k}", k + 1
+            merged = HypothesisField(name, name[len("pred_text_"):])
+        if unmatched:
+            first = int(data["line"][np.flatnonzero(merged_values.to_numpy() == "")[0]]) if n else 0
+            warnings.append(Problem(shown, first,
+                                    f"{unmatched} of {n} utterances have no prediction in {predictions} "
+                                    f"(the first is here); their {merged.field} is empty"))
+        present.append(merged.field)
+
+    if hyp_specs:
+        hyps = list(hyp_specs)
+        for h in hyps:
+            if h.field not in present:
+                fields = ", ".join(["audio_filepath", "duration", "text", "offset"] + present)
+                raise ManifestError(f'{shown}: no line has the hypothesis field "{h.field}"; the fields '
+                                    f"are: {fields}. Pass one of them to --pred-field")
+        if merged is not None and merged.field not in {h.field for h in hyps}:
+            hyps.append(merged)
+    else:
+        found = [k for k in present if _is_pred_name(k)]
+        lead = ["pred_text"] if "pred_text" in found else []
+        ordered = lead + sorted(k for k in found if k != "pred_text")
+        hyps = [HypothesisField(k, _default_label(k)) for k in ordered]
+    labels = [h.label for h in hyps]
+    if len(set(labels)) != len(labels):
+        dup = next(label for label in labels if labels.count(label) > 1)
+        raise ManifestError(f"{shown}: two hypothesis fields have the label {dup!r} "
+                            f"({', '.join(h.field for h in hyps if h.label == dup)}); "
+                            "give them distinct labels with --pred-field FIELD=LABEL")
+    for h in hyps:
+        if merged is not None and h.field == merged.field:
+            data[h.field] = merged_values.array
+        else:
+            data[h.field] = pd.arrays.ArrowStringArray(_string_column(pieces, h.field, fill=""))
+    hyp_names = {h.field for h in hyps}
+    for key in present:
+        if key in hyp_names:
+            continue
+        column = f"manifest_{key}" if key in GENERATED else key
+        data[column] = _extra_column(pieces, key)
+
+    table = pd.DataFrame(data, index=pd.RangeIndex(n))
+    return Manifest(path=Path(path), table=table, hypotheses=hyps, problems=problems,
+                    total_lines=total, warnings=warnings)

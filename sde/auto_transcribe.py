@@ -30,7 +30,7 @@ def predictions_key(dataset: Dataset, model: str) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
-def transcribe_dataset(
+def predictions_for(
     dataset: Dataset,
     model: str,
     *,
@@ -42,35 +42,44 @@ def transcribe_dataset(
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     warn: Callable[[str], None] = _stderr_warning,
-) -> Dataset:
-    """`dataset` with a scored `pred_text` hypothesis from `model` (a NeMo name or a .nemo path)."""
+) -> list[str]:
+    """One prediction per utterance from `model` (a NeMo name or a .nemo path), cached."""
     store = _open_store(cache_dir, use_cache, warn)
     key = predictions_key(dataset, model) if store is not None else None
     try:
-        preds = None
         if store is not None:
-            raw = store.get(("predictions", key))
-            if raw is not None:
-                try:
-                    preds = pickle.loads(raw)
-                except Exception:  # noqa: BLE001 - a corrupt entry is transcribed again
-                    preds = None
-            if preds is not None and len(preds) != len(dataset.utterances):
-                preds = None
-        if preds is None:
-            table = dataset.utterances
-            items = list(zip(table["audio_path"].tolist(), table["offset"].tolist(), table["duration"].tolist()))
-            preds = transcribe_segments(items, model, device=device, batch_size=batch_size, progress=progress,
-                                        on_progress=on_progress, should_stop=should_stop)
-            if store is not None:
-                try:
-                    store.set(("predictions", key), pickle.dumps(preds, protocol=pickle.HIGHEST_PROTOCOL))
-                except Exception as e:  # noqa: BLE001
-                    warn(f"could not cache the predictions ({e})")
-        return with_predictions(dataset, PREDICTION_FIELD, preds)
+            preds = _cached(store, key, len(dataset.utterances))
+            if preds is not None:
+                return preds
+        table = dataset.utterances
+        items = list(zip(table["audio_path"].tolist(), table["offset"].tolist(), table["duration"].tolist()))
+        preds = transcribe_segments(items, model, device=device, batch_size=batch_size, progress=progress,
+                                    on_progress=on_progress, should_stop=should_stop)
+        if store is not None:
+            try:
+                store.set(("predictions", key), pickle.dumps(preds, protocol=pickle.HIGHEST_PROTOCOL))
+            except Exception as e:  # noqa: BLE001 - a full disk costs a re-run later, nothing more
+                warn(f"could not cache the predictions ({e})")
+        return preds
     finally:
         if store is not None:
             store.close()
+
+
+def transcribe_dataset(dataset: Dataset, model: str, **kwargs) -> Dataset:
+    """`dataset` with a scored `pred_text` hypothesis from `model` (see predictions_for)."""
+    return with_predictions(dataset, PREDICTION_FIELD, predictions_for(dataset, model, **kwargs))
+
+
+def _cached(store, key: str, n: int) -> list[str] | None:
+    raw = store.get(("predictions", key))
+    if raw is None:
+        return None
+    try:
+        preds = pickle.loads(raw)
+    except Exception:  # noqa: BLE001 - a corrupt entry is transcribed again
+        return None
+    return preds if isinstance(preds, list) and len(preds) == n else None
 
 
 def _open_store(cache_dir, use_cache: bool, warn):

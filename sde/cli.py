@@ -141,10 +141,10 @@ def cli() -> None:
 
 def serve_options(f: Callable) -> Callable:
     decorators = [
-        click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True,
-                     help="Port to listen on; 0 picks a free one."),
-        click.option("--host", default="127.0.0.1", show_default=True,
-                     help="Interface to bind; 0.0.0.0 exposes sde to your network."),
+        click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True, envvar="SDE_PORT",
+                     help="Port to listen on; 0 picks a free one (or set SDE_PORT)."),
+        click.option("--host", default="127.0.0.1", show_default=True, envvar="SDE_HOST",
+                     help="Interface to bind; 0.0.0.0 exposes sde to your network (or set SDE_HOST)."),
         click.option("--auth", default=None, envvar="SDE_AUTH", metavar="USER:PASSWORD",
                      help="Require HTTP basic auth on every route (or set SDE_AUTH)."),
         click.option("--debug", is_flag=True, help="Dash debug mode (never use on a shared machine)."),

@@ -90,9 +90,12 @@ class Dataset:
                 self._queries[name] = TableQuery(getattr(self, name))
             return self._queries[name]
 
-    def refresh_queries(self) -> None:
-        """Forget cached query engines after a table gained columns (e.g. new predictions)."""
+    def replace_with(self, other: "Dataset") -> None:
+        """Become `other` in place (e.g. after predictions arrive), so every holder sees the update."""
         with self._lock:
+            for f in dataclasses.fields(self):
+                if not f.name.startswith("_"):
+                    setattr(self, f.name, getattr(other, f.name))
             self._queries.clear()
 
     def hypothesis(self, field_or_label: str) -> HypothesisField:
@@ -265,9 +268,8 @@ def _set_aside_computed_names(table: pd.DataFrame, hypotheses: Sequence[Hypothes
                               options: DatasetOptions) -> None:
     """Manifest fields named like a computed column (NeMo output manifests often carry `wer`) are
     kept as `manifest_<name>` instead of being overwritten."""
-    clashes = {c: f"manifest_{c}" for c in table.columns if c in _computed_columns(hypotheses, options)}
-    if clashes:
-        table.rename(columns=clashes, inplace=True)
+    computed = _computed_columns(hypotheses, options)
+    table.columns = [f"manifest_{c}" if c in computed else c for c in table.columns]
 
 
 def _norm_column(h: HypothesisField, metric: str) -> str:

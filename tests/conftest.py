@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Callable, Iterable
 
 import pytest
+import soundfile as sf
+
+LABELS = list(" abcdefghijklmnopqrstuvwxyz'")
+SR = 16000
 
 
 @pytest.fixture
@@ -22,3 +28,89 @@ def write_manifest(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+# Speech audio and a tiny NeMo model, shared by the transcription, UI and fault tests.
+
+
+def _speak(text: str, path: Path, sample_rate: int | None) -> float:
+    raw = path.with_suffix(".espeak.wav")
+    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True)
+    y, sr = sf.read(raw, dtype="float32")
+    raw.unlink()
+    if sample_rate is not None and sr != sample_rate:
+        import soxr  # librosa's resampling engine, without librosa's slow first import
+
+        y, sr = soxr.resample(y, sr, sample_rate, quality="HQ"), sample_rate
+    sf.write(path, y, sr, subtype="PCM_16")
+    return len(y) / sr
+
+
+@pytest.fixture(scope="session")
+def audio_dir(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    d = tmp_path_factory.mktemp("audio")
+    durations = {
+        "one.wav": _speak("hello world", d / "one.wav", SR),
+        "two.wav": _speak("speech data explorer", d / "two.wav", SR),
+        "three.wav": _speak("good morning", d / "three.wav", SR),
+        # kept at espeak's 22.05 kHz on purpose: sde must resample it to the model's 16 kHz
+        "long.wav": _speak(
+            "the quick brown fox jumps over the lazy dog and then it runs far away", d / "long.wav", None
+        ),
+    }
+    return d, durations
+
+
+@pytest.fixture(scope="session")
+def nemo_asr():
+    try:
+        import nemo.collections.asr as nemo_asr
+    except Exception as exc:  # not installed, or broken
+        pytest.skip(f"nemo_toolkit[asr] cannot be imported: {exc}")
+    return nemo_asr
+
+
+@pytest.fixture(scope="session")
+def tiny_nemo(nemo_asr, tmp_path_factory) -> Path:
+    """An untrained ~20k-parameter EncDecCTCModel (char vocabulary, mel preprocessor at 16 kHz,
+    one separable ConvASR block), saved as a real .nemo file."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({
+        "sample_rate": SR,
+        "labels": LABELS,
+        "preprocessor": {
+            "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+            "sample_rate": SR, "features": 16, "n_fft": 512, "window_size": 0.025, "window_stride": 0.01,
+            "dither": 0.0,
+        },
+        "encoder": {
+            "_target_": "nemo.collections.asr.modules.ConvASREncoder",
+            "feat_in": 16, "activation": "relu", "conv_mask": True,
+            "jasper": [{"filters": 32, "repeat": 1, "kernel": [11], "stride": [2], "dilation": [1],
+                        "dropout": 0.0, "residual": False, "separable": True}],
+        },
+        "decoder": {
+            "_target_": "nemo.collections.asr.modules.ConvASRDecoder",
+            "feat_in": 32, "num_classes": len(LABELS), "vocabulary": LABELS,
+        },
+        "decoding": {"strategy": "greedy_batch"},
+    })
+    import torch
+
+    torch.manual_seed(0)
+    model = nemo_asr.models.EncDecCTCModel(cfg=cfg)
+    path = tmp_path_factory.mktemp("model") / "tiny_ctc.nemo"
+    model.save_to(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_nemo):
+    from sde.transcribe import load_model
+
+    return load_model(tiny_nemo, "cpu")
+
+

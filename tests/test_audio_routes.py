@@ -1,0 +1,212 @@
+"""/audio/<id>.wav and /api/utterances/<id>/signal on a real Flask app over real audio files."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from flask import Flask
+
+from sde.web.audio_routes import EXTENSION_KEY, AudioService, register_audio_routes
+
+SR = 16000
+
+
+def _sine(seconds: float, sr: int = SR, amp: float = 0.5) -> np.ndarray:
+    return (amp * np.sin(2 * np.pi * 440 * np.arange(int(seconds * sr)) / sr)).astype(np.float32)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, str]:
+    out = {}
+    out["good"] = str(tmp_path / "good.wav")
+    sf.write(out["good"], _sine(2.0), SR, subtype="PCM_16")
+    out["long"] = str(tmp_path / "long.flac")
+    with sf.SoundFile(out["long"], "w", samplerate=SR, channels=1, subtype="PCM_16") as f:
+        rng = np.random.default_rng(0)
+        for _ in range(6):  # one minute of noise, written in 10 s blocks
+            f.write((rng.standard_normal(10 * SR) * 0.1).astype(np.float32))
+    out["missing"] = str(tmp_path / "missing.wav")
+    out["corrupt"] = str(tmp_path / "corrupt.wav")
+    Path(out["corrupt"]).write_text("not audio\n" * 50)
+    out["zero"] = str(tmp_path / "zero.wav")
+    Path(out["zero"]).write_bytes(b"")
+    out["truncated"] = str(tmp_path / "truncated.wav")
+    Path(out["truncated"]).write_bytes(Path(out["good"]).read_bytes()[:40])
+    out["wrong_ext"] = str(tmp_path / "text.flac")
+    Path(out["wrong_ext"]).write_text("definitely not flac\n" * 50)
+    return out
+
+
+ROWS = [  # (file key, offset, duration); the row's position is its id
+    ("good", 0.0, 2.0),       # 0
+    ("long", 30.0, 20.0),     # 1: a 20 s segment inside a longer file
+    ("missing", 0.0, 1.0),    # 2
+    ("corrupt", 0.0, 1.0),    # 3
+    ("zero", 0.0, 1.0),       # 4
+    ("truncated", 0.0, 1.0),  # 5
+    ("wrong_ext", 0.0, 1.0),  # 6
+    ("good", 5.0, 1.0),       # 7: offset beyond the end
+    ("good", 0.5, 1.0),       # 8
+]
+
+
+@pytest.fixture
+def app(files) -> Flask:
+    df = pd.DataFrame({
+        "id": np.arange(len(ROWS), dtype=np.int64),
+        "audio_path": pd.array([files[k] for k, _, _ in ROWS], dtype="string[pyarrow]"),
+        "offset": [o for _, o, _ in ROWS],
+        "duration": [d for _, _, d in ROWS],
+    })
+    server = Flask(__name__)
+    register_audio_routes(server, types.SimpleNamespace(utterances=df))
+    return server
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def test_wav_of_an_utterance(client):
+    r = client.get("/audio/8.wav")
+    assert r.status_code == 200
+    assert r.mimetype == "audio/wav"
+    assert r.headers["Accept-Ranges"] == "bytes"
+    assert r.headers["ETag"] and "no-cache" in r.headers["Cache-Control"]
+    assert len(r.data) == 44 + 2 * SR
+    data, sr = sf.read(io.BytesIO(r.data), dtype="float32")
+    assert sr == SR and sf.info(io.BytesIO(r.data)).subtype == "PCM_16"
+    np.testing.assert_allclose(data, _sine(2.0)[SR // 2: SR // 2 + SR], atol=2 / 32768)
+
+
+def test_range_requests(client):
+    full = client.get("/audio/0.wav").data
+    n = len(full)
+    r = client.get("/audio/0.wav", headers={"Range": "bytes=0-99"})
+    assert r.status_code == 206
+    assert len(r.data) == 100 and r.data == full[:100]
+    assert r.headers["Content-Range"] == f"bytes 0-99/{n}"
+    assert r.headers["Content-Length"] == "100"
+    r = client.get("/audio/0.wav", headers={"Range": "bytes=1000-"})
+    assert r.status_code == 206 and r.data == full[1000:]
+    assert r.headers["Content-Range"] == f"bytes 1000-{n - 1}/{n}"
+    r = client.get("/audio/0.wav", headers={"Range": "bytes=-50"})
+    assert r.status_code == 206 and r.data == full[-50:]
+    for bad in (f"bytes={n}-", f"bytes={n + 10}-{n + 20}"):
+        r = client.get("/audio/0.wav", headers={"Range": bad})
+        assert r.status_code == 416, bad
+        assert r.headers["Content-Range"] == f"bytes */{n}"
+        assert "not satisfiable" in r.get_json()["error"]
+    r = client.get("/audio/0.wav", headers={"Range": "lines=1-2"})  # unknown unit: whole body
+    assert r.status_code == 200 and r.data == full
+    r = client.get("/audio/0.wav", headers={"Range": "bytes=abc"})  # malformed byte range
+    assert r.status_code == 416
+
+
+def test_etag_revalidation_and_file_changes(client, files):
+    r = client.get("/audio/0.wav")
+    tag = r.headers["ETag"]
+    r = client.get("/audio/0.wav", headers={"If-None-Match": tag})
+    assert r.status_code == 304 and r.data == b""
+    # The file changes on disk: new validator, new content (the cache does not serve stale audio).
+    sf.write(files["good"], _sine(2.0, amp=0.25), SR, subtype="PCM_16")
+    os.utime(files["good"], (time.time() + 5, time.time() + 5))
+    r = client.get("/audio/0.wav", headers={"If-None-Match": tag})
+    assert r.status_code == 200 and r.headers["ETag"] != tag
+    data, _ = sf.read(io.BytesIO(r.data), dtype="float32")
+    assert np.abs(data).max() == pytest.approx(0.25, abs=0.01)
+
+
+def test_head_request(client):
+    r = client.head("/audio/0.wav")
+    assert r.status_code == 200 and r.headers["Content-Length"] == str(44 + 2 * 2 * SR)
+
+
+@pytest.mark.parametrize("uid,status,words", [
+    (2, 404, "file not found"),
+    (3, 422, "not a sound file"),
+    (4, 422, "zero-byte"),
+    (5, 422, "corrupt"),
+    (6, 422, "not a sound file"),
+    (7, 422, "beyond the end"),
+])
+def test_bad_files_give_json_errors_and_the_server_keeps_serving(client, files, uid, status, words):
+    for url in (f"/audio/{uid}.wav", f"/api/utterances/{uid}/signal"):
+        r = client.get(url)
+        assert r.status_code == status, url
+        body = r.get_json()
+        assert words in body["error"]
+        assert files[ROWS[uid][0]] in body["error"]  # names the file
+        assert body["id"] == uid
+    assert client.get("/audio/0.wav").status_code == 200
+    assert client.get("/api/utterances/0/signal").status_code == 200
+
+
+def test_unknown_ids_and_no_path_routes(client, app):
+    for url in ("/audio/9.wav", "/audio/123456.wav", "/api/utterances/99/signal"):
+        r = client.get(url)
+        assert r.status_code == 404
+        assert "no utterance with id" in r.get_json()["error"]
+    for url in ("/audio/-1.wav", "/audio/../etc/passwd", "/audio/%2Fetc%2Fpasswd.wav",
+                "/audio/..%2F..%2Fetc%2Fpasswd", "/audio/0.wav/../../etc/passwd",
+                "/audio/etc/passwd", "/audio/0.mp3", "/audio/abc.wav"):
+        assert client.get(url).status_code == 404, url
+    # Every audio/signal rule takes an integer id and nothing else.
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("sde_audio"):
+            assert set(rule.arguments) == {"utt_id"}
+            assert type(rule._converters["utt_id"]).__name__ == "IntegerConverter"
+
+
+def test_signal_payload(client):
+    r = client.get("/api/utterances/1/signal")
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    assert len(r.data) <= 500_000  # the 20 s segment stays small (≈130 KB)
+    body = r.get_json()
+    assert body["sample_rate"] == SR and body["channels"] == 1
+    assert body["duration"] == pytest.approx(20.0) and body["offset"] == 30.0
+    assert body["file_duration"] == pytest.approx(60.0)
+    fig = body["figure"]
+    kinds = [t.get("type", "scatter") for t in fig["data"]]
+    assert kinds == ["scatter", "scatter", "heatmap"]
+    assert fig["layout"]["xaxis2"]["matches"] == "x"
+    r = client.get("/api/utterances/1/signal", headers={"If-None-Match": r.headers["ETag"]})
+    assert r.status_code == 304
+    mel = client.get("/api/utterances/1/signal?kind=mel")
+    assert mel.status_code == 200 and mel.get_json()["kind"] == "mel"
+    assert mel.headers["ETag"] != client.get("/api/utterances/1/signal").headers["ETag"]
+    bad = client.get("/api/utterances/1/signal?kind=cqt")
+    assert bad.status_code == 400 and "linear, mel" in bad.get_json()["error"]
+
+
+def test_service_is_shared_with_pages(app):
+    service = app.extensions[EXTENSION_KEY]
+    assert isinstance(service, AudioService)
+    fig = service.figure(0, "mel")
+    assert fig.data[2].type == "heatmap"
+    text, tag = service.signal_json(0)
+    assert json.loads(text)["id"] == 0 and tag
+
+
+def test_ogg_route_is_small_and_decodes_to_the_segment(client):
+    """The inspector's player uses /audio/ID.ogg: a fraction of the WAV's bytes, same length."""
+    utt = 1  # the 20 s segment inside the one-minute file
+    wav = client.get(f"/audio/{utt}.wav")
+    ogg = client.get(f"/audio/{utt}.ogg")
+    assert ogg.status_code == 200 and ogg.mimetype == "audio/ogg"
+    assert len(ogg.data) < len(wav.data) / 3
+    a, sr_a = sf.read(io.BytesIO(wav.data))
+    b, sr_b = sf.read(io.BytesIO(ogg.data))
+    assert sr_a == sr_b and abs(len(a) - len(b)) <= 1
+    part = client.get(f"/audio/{utt}.ogg", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and len(part.data) == 100

@@ -238,6 +238,7 @@ def build_dataset(
         for col in metrics.columns:
             table[col] = metrics[col].to_numpy()
 
+    single_chunk_columns(table)
     return Dataset(
         name=Path(manifest).name,
         manifest_path=Path(manifest).resolve(),
@@ -270,6 +271,20 @@ def _set_aside_computed_names(table: pd.DataFrame, hypotheses: Sequence[Hypothes
     kept as `manifest_<name>` instead of being overwritten."""
     computed = _computed_columns(hypotheses, options)
     table.columns = [f"manifest_{c}" if c in computed else c for c in table.columns]
+
+
+def single_chunk_columns(table: pd.DataFrame) -> None:
+    """Make every Arrow-backed column one contiguous array, in place.
+
+    Taking a page of 50 rows from a column split into hundreds of chunks costs ~10 ms per column
+    in Arrow; from one chunk it costs microseconds. Done column by column, so the extra memory at
+    any moment is one column's copy.
+    """
+    for column in table.columns:
+        values = table[column].array
+        chunked = getattr(values, "_pa_array", None)
+        if isinstance(chunked, pa.ChunkedArray) and chunked.num_chunks > 1:
+            table[column] = pd.array(chunked.combine_chunks(), dtype=table[column].dtype)
 
 
 def _norm_column(h: HypothesisField, metric: str) -> str:

@@ -31,7 +31,6 @@ import itertools
 import math
 import multiprocessing
 import multiprocessing.pool
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +128,7 @@ def _slice_texts(texts: Any, lo: int, hi: int) -> list:
     return list(texts[lo:hi])
 
 
-def _align_chunk(refs: list, hyps: list, base: int, count_words: bool = False) -> tuple:
+def _align_chunk(refs: list, hyps: list, base: int) -> tuple:
     """Align refs[i] with hyps[i]; utterance ids start at ``base``.
 
     Returns the seven count lists as int64 arrays, then the errors: utt ids, op codes, and the
@@ -148,7 +147,6 @@ def _align_chunk(refs: list, hyps: list, base: int, count_words: bool = False) -
     err_op: list[int] = []
     err_ref: list[str] = []
     err_hyp: list[str] = []
-    word_counter: Counter[str] | None = Counter() if count_words else None
     add_utt, add_op, add_ref, add_hyp = (
         err_utt.append,
         err_op.append,
@@ -168,8 +166,6 @@ def _align_chunk(refs: list, hyps: list, base: int, count_words: bool = False) -
                 hyp = _coerce_text(hyp)
             ref_words = ref.split()
             hyp_words = hyp.split()
-            if word_counter is not None:
-                word_counter.update(ref_words)
             subs = dels = inss = 0
             if ref_words != hyp_words:
                 utt = base + offset
@@ -219,7 +215,6 @@ def _align_chunk(refs: list, hyps: list, base: int, count_words: bool = False) -
         np.array(err_op, dtype=np.int8),
         "\n".join(err_ref),
         "\n".join(err_hyp),
-        word_counter,
     )
 
 
@@ -228,7 +223,20 @@ def _align_range(bounds: tuple[int, int]) -> tuple:
     lo, hi = bounds
     assert _SHARED is not None, "align_corpus inputs are not shared with this process"
     refs, hyps, count_words = _SHARED
-    return _align_chunk(_slice_texts(refs, lo, hi), _slice_texts(hyps, lo, hi), lo, count_words)
+    counted = _count_words_range(refs, lo, hi) if count_words else None
+    return (*_align_chunk(_slice_texts(refs, lo, hi), _slice_texts(hyps, lo, hi), lo), counted)
+
+
+def _count_words_range(texts: Any, lo: int, hi: int) -> pa.Table:
+    """(word, count) of the references [lo, hi), with Arrow: ~10x cheaper than a Python Counter."""
+    if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        part = texts.slice(lo, hi - lo)
+    elif isinstance(texts, pd.Series):
+        part = texts.iloc[lo:hi]
+    else:
+        part = list(texts[lo:hi])
+    counts = pc.value_counts(split_words(to_arrow_strings(part)))
+    return pa.table({"word": counts.field(0), "count": counts.field(1)})
 
 
 def _fork_context() -> multiprocessing.context.BaseContext | None:
@@ -259,7 +267,8 @@ def align_corpus(
     context = _fork_context() if processes > 1 else None
 
     if context is None:
-        parts = [_align_chunk(_slice_texts(refs, 0, n), _slice_texts(hyps, 0, n), 0, count_ref_words)]
+        counted = _count_words_range(refs, 0, n) if count_ref_words else None
+        parts = [(*_align_chunk(_slice_texts(refs, 0, n), _slice_texts(hyps, 0, n), 0), counted)]
     else:
         global _SHARED
         n_chunks = processes * _CHUNKS_PER_WORKER
@@ -306,10 +315,8 @@ def _assemble(parts: list[tuple], n: int) -> CorpusAlignment:
     )
     word_counts_total: dict[str, int] | None = None
     if parts and parts[0][10] is not None:
-        total: Counter[str] = Counter()
-        for part in parts:
-            total.update(part[10])
-        word_counts_total = dict(total)
+        merged = pa.concat_tables([p[10] for p in parts]).group_by("word").aggregate([("count", "sum")])
+        word_counts_total = dict(zip(merged["word"].to_pylist(), merged["count_sum"].to_pylist()))
     return CorpusAlignment(counts=counts, errors=errors, ref_word_counts=word_counts_total)
 
 

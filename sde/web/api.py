@@ -1,0 +1,250 @@
+"""The JSON/CSV API: every page has a JSON twin, served by the same Flask server as the UI.
+
+    page                       JSON twin                                     CSV
+    /  and /statistics         GET /api/summary
+    /samples?filter&sort       GET /api/utterances?filter=Q&sort=S&page=P&page_size=N
+                                                                             GET /api/utterances.csv?filter=Q&sort=S
+    /utterance/ID              GET /api/utterances/ID   (the row + word alignment per hypothesis)
+    /vocabulary?filter&sort    GET /api/vocabulary?filter=Q&sort=S&page=P&page_size=N
+                                                                             GET /api/vocabulary.csv?filter=Q&sort=S
+    /problems                  GET /api/problems
+    (audio)                    GET /audio/ID.wav, /api/utterances/ID/signal  (sde/web/audio_routes.py)
+
+Q is the filter language of DESIGN.md (`{wer} > 20 && {speaker} = "en-gb"`), S is `col`, `-col`
+(descending) or several comma-separated. `page` is 0-based; `page_size` is 1..MAX_PAGE_SIZE.
+Errors are JSON: 400 {"error": message} for a bad filter/sort/page, 404 {"error": ...} for an
+unknown id or route. Rows are JSON-safe: NaN and missing values are null.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import pandas as pd
+from flask import Flask, Response, request
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+CSV_CHUNK_ROWS = 20_000
+# Cells starting with these are formulas to a spreadsheet (CSV injection): prefixed with a quote.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------- pure helpers (shared with the UI)
+
+def records_json(df: pd.DataFrame) -> str:
+    """A JSON array of row objects; NaN/NA → null, numpy scalars → JSON numbers."""
+    if df.empty:
+        return "[]"
+    return df.to_json(orient="records", force_ascii=False, double_precision=10)
+
+
+def records(df: pd.DataFrame) -> list[dict]:
+    """JSON-safe row dicts (for callbacks)."""
+    return json.loads(records_json(df))
+
+
+def json_safe(value):
+    """One value as JSON-safe Python (NaN/NA → None, numpy → builtin)."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if np.isfinite(f) else None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def row_dict(df: pd.DataFrame, position: int) -> dict:
+    return {col: json_safe(df[col].iat[position]) for col in df.columns}
+
+
+def parse_int(name: str, raw: str | None, default: int, lo: int, hi: int | None = None) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(f"{name} must be an integer, got {raw!r}") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ApiError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula (= + - @ tab CR) with a quote."""
+    out = None
+    for col in df.columns:
+        s = df[col]
+        if not (pd.api.types.is_string_dtype(s.dtype) or s.dtype == object):
+            continue
+        text = s.astype("string")
+        risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+        if risky.any():
+            if out is None:
+                out = df.copy()
+            fixed = text.copy()
+            fixed[risky] = "'" + text[risky]
+            out[col] = fixed
+    return df if out is None else out
+
+
+def csv_chunks(df: pd.DataFrame, positions: np.ndarray, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[str]:
+    """The rows at `positions` as CSV text, header first, in chunks (streamed: never the whole view in memory)."""
+    yield escape_formulas(df.iloc[:0]).to_csv(index=False)
+    for start in range(0, len(positions), chunk_rows):
+        chunk = df.iloc[positions[start:start + chunk_rows]]
+        yield escape_formulas(chunk).to_csv(index=False, header=False)
+
+
+def select(query, filter_text: str | None, sort_text: str | None) -> np.ndarray:
+    from sde.query import QueryError
+
+    try:
+        return np.asarray(query.select(filter_text or None, sort_text or None))
+    except QueryError as e:
+        raise ApiError(str(e)) from None
+
+
+def page_of(query, df: pd.DataFrame, filter_text: str | None, sort_text: str | None,
+            page: int, page_size: int) -> tuple[int, pd.DataFrame]:
+    positions = select(query, filter_text, sort_text)
+    start = page * page_size
+    return len(positions), df.iloc[positions[start:start + page_size]]
+
+
+def alignment_of(dataset: "Dataset", position: int) -> dict[str, list[dict]]:
+    from sde.metrics import align_words
+
+    utt = dataset.utterances
+    ref = utt["text"].iat[position]
+    ref = "" if ref is None or ref is pd.NA else str(ref)
+    out = {}
+    for h in dataset.hypotheses:
+        hyp = utt[h.field].iat[position]
+        hyp = "" if hyp is None or hyp is pd.NA else str(hyp)
+        out[h.field] = [{"op": w.op, "ref": w.ref, "hyp": w.hyp} for w in align_words(ref, hyp)]
+    return out
+
+
+def utterance_position(dataset: "Dataset", raw_id) -> int:
+    """The row position of utterance `raw_id` (ids are positions among valid lines), or ApiError 404."""
+    try:
+        uid = int(str(raw_id))
+    except ValueError:
+        raise ApiError(f"no utterance with id {raw_id!r}: ids are integers", 404) from None
+    n = len(dataset.utterances)
+    if not 0 <= uid < n:
+        raise ApiError(f"no utterance with id {uid}: ids run from 0 to {n - 1}" if n else
+                       f"no utterance with id {uid}: the manifest has no valid lines", 404)
+    return uid
+
+
+def problems_json(dataset: "Dataset") -> dict:
+    return {
+        "total_lines": int(getattr(dataset, "total_lines", 0) or 0),
+        "loaded": int(len(dataset.utterances)),
+        "skipped": len(dataset.problems),
+        "problems": [
+            {"file": p.path, "line": int(p.line), "reason": p.reason, "message": str(p)}
+            for p in dataset.problems
+        ],
+    }
+
+
+# ---------------------------------------------------------------- routes
+
+def _json(payload, status: int = 200) -> Response:
+    body = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, allow_nan=False)
+    return Response(body, status=status, mimetype="application/json")
+
+
+def _error(e: ApiError) -> Response:
+    return _json({"error": str(e)}, e.status)
+
+
+def _csv_response(df: pd.DataFrame, positions: np.ndarray, filename: str) -> Response:
+    return Response(
+        csv_chunks(df, positions),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
+
+
+def _stem(dataset: "Dataset") -> str:
+    name = str(dataset.name or "manifest").rsplit(".", 1)[0]
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "manifest"
+
+
+def register_api_routes(server: Flask, dataset: "Dataset") -> None:
+    """Add the /api routes of the module docstring to `server` (the Dash app's Flask server)."""
+
+    def table_routes(name: str, df_of, query_of) -> None:
+        def page_view():
+            try:
+                page = parse_int("page", request.args.get("page"), 0, 0)
+                size = parse_int("page_size", request.args.get("page_size"), DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+                total, rows = page_of(query_of(), df_of(), request.args.get("filter"),
+                                      request.args.get("sort"), page, size)
+            except ApiError as e:
+                return _error(e)
+            return _json(f'{{"total": {total}, "rows": {records_json(rows)}}}')
+
+        def csv_view():
+            try:
+                positions = select(query_of(), request.args.get("filter"), request.args.get("sort"))
+            except ApiError as e:
+                return _error(e)
+            return _csv_response(df_of(), positions, f"{_stem(dataset)}-{name}.csv")
+
+        server.add_url_rule(f"/api/{name}", f"sde_api_{name}", page_view)
+        server.add_url_rule(f"/api/{name}.csv", f"sde_api_{name}_csv", csv_view)
+
+    table_routes("utterances", lambda: dataset.utterances, lambda: dataset.utterance_query)
+    table_routes("vocabulary", lambda: dataset.vocabulary, lambda: dataset.vocabulary_query)
+
+    def summary_view():
+        return _json(dataset.summary())
+
+    def utterance_view(uid: str):
+        try:
+            pos = utterance_position(dataset, uid)
+        except ApiError as e:
+            return _error(e)
+        row = row_dict(dataset.utterances, pos)
+        row["alignment"] = alignment_of(dataset, pos)
+        return _json(row)
+
+    def problems_view():
+        return _json(problems_json(dataset))
+
+    server.add_url_rule("/api/summary", "sde_api_summary", summary_view)
+    server.add_url_rule("/api/utterances/<uid>", "sde_api_utterance", utterance_view)
+    server.add_url_rule("/api/problems", "sde_api_problems", problems_view)
+
+    def api_not_found(path: str):
+        return _json({"error": f"no API route /api/{path}; see /api/summary, /api/utterances, "
+                      "/api/vocabulary, /api/problems"}, 404)
+
+    # Registered last, and less specific than every route above: only unknown /api paths land here.
+    server.add_url_rule("/api/<path:path>", "sde_api_not_found", api_not_found)

@@ -1,0 +1,179 @@
+"""The Dash app factory: `create_app(dataset, config) -> dash.Dash`.
+
+The shell is a navbar, a `dcc.Location` and a page container. A router callback renders the page
+of sde.web.pages whose path matches (layouts are pure functions of dataset + URL, so every view
+is a shareable link). Every callback is registered on this app object, never on global
+`dash.callback`, so several apps can live in one process (tests do).
+
+Nothing is loaded from a CDN: Dash serves its own bundles (serve_locally) and sde/assets holds the
+Bootstrap theme, fonts, CSS, favicon and the keyboard-shortcut script.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape as html_escape
+import binascii
+import hmac
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+from urllib.parse import parse_qsl
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, dcc, html, no_update
+from flask import Response, request
+
+from sde.web import ids
+from sde.web.api import register_api_routes
+from sde.web.components import navbar
+from sde.web.pages import Page, load_pages, resolve
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    title: str = "sde"            # shown in the navbar and the browser tab: the manifest's name
+    debug: bool = False           # Dash dev tools (the CLI's --debug)
+    auth: str | None = None       # "USER:PASSWORD": HTTP basic auth on every route
+    audio_routes: bool = True     # register /audio/<id>.wav and /api/utterances/<id>/signal
+
+
+def rendered_key(path: str, params: Mapping[str, str], title: str) -> dict:
+    """What the router stores about the page it shows (compared to skip needless re-renders)."""
+    return {"path": path, "params": dict(sorted(params.items())), "title": title}
+
+
+def page_params(page: Page, search: str | None) -> dict[str, str]:
+    return dict(parse_qsl((search or "").lstrip("?"), keep_blank_values=False))
+
+
+def _install_auth(server, auth: str) -> None:
+    user, _, password = auth.partition(":")
+    expected = f"{user}:{password}".encode()
+
+    @server.before_request
+    def _check_auth():
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Basic "):
+            try:
+                given = base64.b64decode(header[6:].strip(), validate=True)
+            except (binascii.Error, ValueError):
+                given = b""
+            if hmac.compare_digest(given, expected):
+                return None
+        return Response("Authentication required.\n", 401, {"WWW-Authenticate": 'Basic realm="sde", charset="UTF-8"'})
+
+
+def not_found_layout(pathname: str) -> html.Div:
+    return dbc.Alert([
+        html.H5("Page not found", className="alert-heading"),
+        html.P(["There is no page at ", html.Code(pathname), "."]),
+        dcc.Link("Go to the statistics", href="/", className="alert-link"),
+    ], color="warning", id="not-found")
+
+
+def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash:
+    config = config or AppConfig(title=getattr(dataset, "name", "sde"))
+    title = config.title or dataset.name
+    app = dash.Dash(
+        __name__,
+        assets_folder=str(ASSETS),
+        serve_locally=True,
+        # Dash pastes `title` into the HTML unescaped: escape the user's manifest name ourselves.
+        title=html_escape(f"{title} · sde"),
+        update_title=None,
+        suppress_callback_exceptions=True,  # page components exist only while their page is shown
+        external_stylesheets=[],
+        external_scripts=[],
+    )
+    app.config.include_assets_files = True
+    server = app.server
+    if config.auth:
+        _install_auth(server, config.auth)
+
+    @server.after_request
+    def _headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        return resp
+
+    register_api_routes(server, dataset)
+    if config.audio_routes:
+        try:
+            from sde.web.audio_routes import register_audio_routes
+        except ImportError:  # the audio routes are optional until that module lands
+            log.warning("sde.web.audio_routes is not available: /audio routes disabled")
+        else:
+            register_audio_routes(server, dataset)
+
+    pages = load_pages(dataset)
+    app.layout = html.Div([
+        dcc.Location(id=ids.URL, refresh="callback-nav"),
+        dcc.Store(id=ids.RENDERED),
+        dcc.Store(id=ids.DOC_TITLE),
+        dcc.Store(id=ids.APP_TITLE, data=title),
+        navbar(pages, title),
+        dbc.Container(id=ids.PAGE, fluid=True, className="page-container pb-4"),
+    ])
+
+    for page in pages:
+        if page.register_callbacks is not None:
+            page.register_callbacks(app, dataset)
+
+    @app.callback(
+        Output(ids.PAGE, "children"),
+        Output(ids.RENDERED, "data"),
+        Input(ids.URL, "pathname"),
+        Input(ids.URL, "search"),
+        State(ids.RENDERED, "data"),
+    )
+    def route(pathname: str | None, search: str | None, rendered: dict | None):
+        pathname = pathname or "/"
+        page = resolve(pages, pathname)
+        if page is None:
+            return not_found_layout(pathname), rendered_key(pathname, {}, "Not found")
+        params = page_params(page, search)
+        key = rendered_key(pathname, params, page.name)
+        if rendered and rendered.get("path") == key["path"] and rendered.get("params") == key["params"]:
+            return no_update, no_update
+        try:
+            layout = page.layout(dataset, pathname, params)
+        except Exception as e:  # a broken page shows why instead of a blank screen
+            log.exception("page %s failed", pathname)
+            layout = dbc.Alert([html.H5("This page failed to render", className="alert-heading"),
+                                html.Pre(f"{type(e).__name__}: {e}", className="mb-0")], color="danger")
+        return layout, key
+
+    # The manifest name travels as data (never pasted into the script: it is user text).
+    app.clientside_callback(
+        """function(rendered, appTitle) {
+            var page = rendered && rendered.title ? rendered.title + ' · ' : '';
+            document.title = page + appTitle + ' · sde';
+            return window.dash_clientside.no_update;
+        }""",
+        Output(ids.DOC_TITLE, "data"),
+        Input(ids.RENDERED, "data"),
+        State(ids.APP_TITLE, "data"),
+    )
+
+    @app.callback(
+        Output("navbar-collapse", "is_open"),
+        Input("navbar-toggler", "n_clicks"),
+        State("navbar-collapse", "is_open"),
+        prevent_initial_call=True,
+    )
+    def _toggle_navbar(_n, is_open):
+        return not is_open
+
+    return app
+
+
+__all__ = ["AppConfig", "create_app", "rendered_key", "ASSETS"]

@@ -1,0 +1,170 @@
+"""Pure plotly figure builders. Histograms are binned here with numpy, so the browser gets bin
+counts (a few dozen numbers per trace), never a million points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+FONT = "Lato, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+# One colour per hypothesis, in order (Flatly's palette, then more).
+HYP_COLORS = ("#3498db", "#e67e22", "#9b59b6", "#18bc9c", "#e74c3c", "#2c3e50", "#f1c40f", "#7f8c8d")
+BASE_COLOR = "#2c3e50"
+GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
+                "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
+                "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+@dataclass
+class Histogram:
+    edges: np.ndarray        # len(bins) + 1
+    counts: list[np.ndarray]  # one per series, len(bins) each
+    overflow_at: float | None  # values above this were counted in the last bin
+    underflow_at: float | None  # values below this were counted in the first bin
+    total: list[int]         # finite values per series
+    integer: bool            # bins are centred on integers
+
+
+def histogram(series: Sequence[np.ndarray], bins: int = 40, clip_quantile: float = 0.999) -> Histogram:
+    """Shared bin edges over all series; outliers beyond the `clip_quantile` range are folded into
+    the edge bins (so one 3-hour file does not squash a histogram of 5-second utterances)."""
+    finite = [np.asarray(s, dtype="float64") for s in series]
+    finite = [s[np.isfinite(s)] for s in finite]
+    allv = np.concatenate(finite) if finite else np.empty(0)
+    if allv.size == 0:
+        return Histogram(np.array([0.0, 1.0]), [np.zeros(1, dtype=np.int64) for _ in finite], None, None,
+                         [0 for _ in finite], False)
+    vmin, vmax = float(allv.min()), float(allv.max())
+    lo, hi = vmin, vmax
+    if allv.size > 100 and 0 < clip_quantile < 1:
+        qlo, qhi = np.quantile(allv, [1 - clip_quantile, clip_quantile])
+        # Only clip when the tail really is far out: the bulk would otherwise get a handful of bars.
+        if vmax - qhi > 0.5 * (qhi - vmin) and qhi > qlo:
+            hi = float(qhi)
+        if qlo - vmin > 0.5 * (vmax - qlo) and qhi > qlo:
+            lo = float(qlo)
+    integer = bool(np.all(allv == np.round(allv))) and (hi - lo) <= 80
+    if integer:
+        edges = np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 1.0, 1.0)
+    else:
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, bins + 1)
+    counts = []
+    for s in finite:
+        clipped = np.clip(s, edges[0], edges[-1])
+        c, _ = np.histogram(clipped, bins=edges)
+        counts.append(c.astype(np.int64))
+    return Histogram(
+        edges=edges,
+        counts=counts,
+        overflow_at=hi if hi < vmax else None,
+        underflow_at=lo if lo > vmin else None,
+        total=[int(s.size) for s in finite],
+        integer=integer,
+    )
+
+
+def _base_layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, height: int = 280) -> go.Figure:
+    fig.update_layout(
+        template="plotly_white",
+        title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top", "font": {"size": 15}},
+        font={"family": FONT, "size": 12, "color": "#2c3e50"},
+        margin={"l": 55, "r": 15, "t": 45, "b": 45},
+        height=height,
+        bargap=0.04,
+        hoverlabel={"font": {"family": FONT}},
+        # Under the title, left-aligned: a long title and the legend never overlap.
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.01, "xanchor": "left", "x": 0.0},
+    )
+    if len(fig.data) > 1:
+        fig.update_layout(margin={"t": 65})
+    fig.update_xaxes(title_text=xlabel, zeroline=False)
+    fig.update_yaxes(title_text=ylabel, rangemode="tozero", separatethousands=True)
+    return fig
+
+
+def empty_figure(title: str, message: str = "no data") -> go.Figure:
+    fig = _base_layout(go.Figure(), title, "", "")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.add_annotation(text=message, showarrow=False, font={"size": 14, "color": "#7f8c8d"},
+                       xref="paper", yref="paper", x=0.5, y=0.5)
+    return fig
+
+
+def histogram_figure(series: Mapping[str, np.ndarray], title: str, xlabel: str, *,
+                     ylabel: str = "utterances", bins: int = 40, unit: str = "") -> go.Figure:
+    """A histogram (one overlaid trace per named series) from server-side bin counts."""
+    names = list(series)
+    h = histogram([series[n] for n in names], bins=bins)
+    if sum(h.total) == 0:
+        return empty_figure(title)
+    centers = (h.edges[:-1] + h.edges[1:]) / 2
+    widths = np.diff(h.edges)
+    fmt = ".0f" if h.integer else ".3~g"
+    multi = len(names) > 1
+    fig = go.Figure()
+    for i, name in enumerate(names):
+        color = HYP_COLORS[i % len(HYP_COLORS)] if multi else BASE_COLOR
+        custom = np.stack([h.edges[:-1], h.edges[1:]], axis=1)
+        if h.integer:
+            hover = f"{xlabel} %{{x:{fmt}}}{unit}<br>%{{y:,}} {ylabel}<extra>{name if multi else ''}</extra>"
+        else:
+            hover = (f"{xlabel} %{{customdata[0]:{fmt}}}–%{{customdata[1]:{fmt}}}{unit}"
+                     f"<br>%{{y:,}} {ylabel}<extra>{name if multi else ''}</extra>")
+        fig.add_trace(go.Bar(
+            x=centers.tolist(), y=h.counts[i].tolist(), width=widths.tolist(), name=name,
+            customdata=custom.tolist(), hovertemplate=hover,
+            marker={"color": color, "line": {"width": 0}}, opacity=0.7 if multi else 0.9,
+        ))
+    fig.update_layout(barmode="overlay", showlegend=multi)
+    _base_layout(fig, title, xlabel + (f" ({unit.strip()})" if unit.strip() else ""), ylabel)
+    notes = []
+    if h.overflow_at is not None:
+        notes.append(f"last bar includes values > {h.overflow_at:.4g}")
+    if h.underflow_at is not None:
+        notes.append(f"first bar includes values < {h.underflow_at:.4g}")
+    if notes:
+        fig.add_annotation(text="; ".join(notes), showarrow=False, xref="paper", yref="paper",
+                           x=1.0, y=-0.2, xanchor="right", yanchor="top",
+                           font={"size": 10, "color": "#7f8c8d"})
+        fig.update_layout(margin={"b": 60})
+    return fig
+
+
+WORD_ACCURACY_BUCKETS = ("never", "sometimes", "always")
+
+
+def word_accuracy_buckets(accuracy: np.ndarray) -> dict[str, int]:
+    """Reference words never (0 %), sometimes (0–100 %) and always (100 %) recognised."""
+    acc = np.asarray(accuracy, dtype="float64")
+    acc = acc[np.isfinite(acc)]
+    return {
+        "never": int(np.count_nonzero(acc <= 0)),
+        "sometimes": int(np.count_nonzero((acc > 0) & (acc < 100))),
+        "always": int(np.count_nonzero(acc >= 100)),
+    }
+
+
+def word_accuracy_figure(accuracies: Mapping[str, np.ndarray]) -> go.Figure:
+    """Grouped bars: per hypothesis, how many vocabulary words are never/sometimes/always recognised."""
+    title = "Word accuracy over the vocabulary"
+    if not accuracies:
+        return empty_figure(title, "no hypotheses")
+    fig = go.Figure()
+    for i, (name, acc) in enumerate(accuracies.items()):
+        b = word_accuracy_buckets(acc)
+        total = sum(b.values()) or 1
+        fig.add_trace(go.Bar(
+            x=[f"{k} recognised" for k in WORD_ACCURACY_BUCKETS], y=[b[k] for k in WORD_ACCURACY_BUCKETS],
+            name=name, marker={"color": HYP_COLORS[i % len(HYP_COLORS)]},
+            text=[f"{b[k]:,} ({100 * b[k] / total:.1f}%)" for k in WORD_ACCURACY_BUCKETS],
+            textposition="outside", cliponaxis=False,
+            hovertemplate="%{x}: %{y:,} words<extra>" + name + "</extra>",
+        ))
+    fig.update_layout(barmode="group", showlegend=True)
+    return _base_layout(fig, title, "", "words")

@@ -1,0 +1,643 @@
+"""Errors: what one hypothesis gets wrong (JSON twins: /api/errors and /api/breakdown, with CSV).
+
+    /errors?hyp=F&filter=Q&by=COLUMN
+
+Top substitution pairs (ref → hyp), deleted words and inserted words, each a table + a small bar
+chart; a click on a row or bar opens `/samples?error=sub:REF:HYP&hyp=F[&filter=Q]` (the utterances
+where that error happens). WER/CER broken down by a categorical column (or duration bucket) as a
+sortable table and a bar chart. The filter box (DESIGN filter language) restricts everything to a
+subset of utterances. The URL carries the state; the controls rewrite it without a reload.
+
+Pure builders (`error_sections`, `top_error_rows`, `breakdown_content`, …) do the work; callbacks only
+unpack inputs, call them and return.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlencode
+
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+import numpy as np
+import pandas as pd
+from dash import Input, Output, State, ctx, dcc, html, no_update
+
+from sde import analysis
+from sde.web import analysis_figures as af
+from sde.web import ids
+from sde.web.components import check_filter, fmt_int, fmt_pct, page_header
+from sde.web.figures import GRAPH_CONFIG
+from sde.web.pages import Page
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+    from sde.manifest import HypothesisField
+
+TITLE = "Errors"
+PATH = "/errors"
+TABLE_LIMIT = 200            # rows per top-error table (the chart shows the first af.MAX_BARS)
+
+# Component ids (this page's own; prefixed so they never clash with other pages)
+HYP = "errors-hyp"
+FILTER = "errors-filter"
+FILTER_FEEDBACK = "errors-filter-feedback"
+APPLY = "errors-apply"
+BY = "errors-by"
+STATE = "errors-state"             # dcc.Store: the params now shown {"hyp", "filter", "by"}
+WARNING = "errors-warning"
+SUMMARY = "errors-summary"
+SUMMARY_BOX = "errors-summary-box"
+LINKS = "errors-links"
+TABLES = "errors-tables"           # the row of the three top-error cards
+TABLES_BOX = "errors-tables-box"   # its container
+BREAKDOWN = "errors-breakdown"     # container of the breakdown card
+KINDS = ("substitutions", "deletions", "insertions")
+OPS = {"substitutions": "sub", "deletions": "del", "insertions": "ins"}
+
+
+def grid_id(kind: str) -> str:
+    return f"errors-{OPS[kind]}-grid"
+
+
+def fig_id(kind: str) -> str:
+    return f"errors-{OPS[kind]}-fig"
+
+
+BREAKDOWN_GRID = "errors-breakdown-grid"
+BREAKDOWN_CONTENT = "errors-breakdown-content"
+BREAKDOWN_LINKS = "errors-breakdown-links"
+BREAKDOWN_FIG = "errors-breakdown-fig"
+
+GRID_THEME = {"function": "themeQuartz.withParams({fontFamily: 'inherit', fontSize: 13, headerFontWeight: 700, "
+                          "accentColor: '#18bc9c', headerBackgroundColor: '#f3f6f9', rowHoverColor: '#eaf6f3', "
+                          "spacing: 5, wrapperBorderRadius: 6})"}
+FILTER_PLACEHOLDER = 'e.g. {duration} > 5 && {speaker} = "anna"'
+
+# Columns that are never worth a breakdown (free text, paths, per-hypothesis counts).
+_NOT_GROUPS = {"id", "line", "text", "audio_filepath", "audio_filename", "audio_path", "offset"}
+
+
+# ---------------------------------------------------------------- the error= parameter
+
+def error_param(op: str, ref: str | None = None, hyp: str | None = None) -> str:
+    """The samples page's `error=` value: `sub:REF:HYP`, `del:WORD` or `ins:WORD`.
+
+    Each word is percent-encoded (so a ':' or '%' inside a word is unambiguous); plain words stay
+    readable. `parse_error_param` is the inverse."""
+    def q(word: str | None) -> str:
+        return quote(word or "", safe="")
+
+    if op == "sub":
+        return f"sub:{q(ref)}:{q(hyp)}"
+    if op == "del":
+        return f"del:{q(ref)}"
+    if op == "ins":
+        return f"ins:{q(hyp)}"
+    raise ValueError(f"unknown error kind {op!r}; choose sub, del or ins")
+
+
+def parse_error_param(value: str) -> tuple[str, str | None, str | None]:
+    """`sub:REF:HYP` → ("sub", REF, HYP); `del:W` → ("del", W, None); `ins:W` → ("ins", None, W).
+
+    The arguments of `sde.analysis.utterances_with_error(errors, op, ref, hyp)`. ValueError with a
+    message for anything else."""
+    parts = (value or "").split(":")
+    op = parts[0]
+    if op == "sub" and len(parts) == 3:
+        return "sub", unquote(parts[1]), unquote(parts[2])
+    if op == "del" and len(parts) == 2:
+        return "del", unquote(parts[1]), None
+    if op == "ins" and len(parts) == 2:
+        return "ins", None, unquote(parts[1])
+    raise ValueError(f'invalid error {value!r}: use "sub:REF:HYP", "del:WORD" or "ins:WORD" '
+                     "(words percent-encoded)")
+
+
+def samples_href(params: Mapping[str, str | None]) -> str:
+    """/samples with the given non-empty query parameters (colons kept readable)."""
+    q = {k: v for k, v in params.items() if v}
+    return "/samples" + (f"?{urlencode(q, safe=':')}" if q else "")
+
+
+def error_href(hyp_field: str, op: str, ref: str | None = None, hyp: str | None = None,
+               filter_text: str | None = None) -> str:
+    return samples_href({"error": error_param(op, ref, hyp), "hyp": hyp_field, "filter": filter_text or None})
+
+
+# ---------------------------------------------------------------- pure data helpers
+
+def web_cache(dataset: "Dataset") -> dict:
+    """Per-dataset memo for the analysis pages (dropped when the tables are replaced)."""
+    cache = dataset.__dict__.setdefault("_sde_analysis_cache", {})
+    if cache.get("_key") != id(dataset.utterances):
+        cache.clear()
+        cache["_key"] = id(dataset.utterances)
+    return cache
+
+
+def resolve_hypothesis(dataset: "Dataset", name: str | None, default_index: int = 0
+                       ) -> tuple["HypothesisField | None", str | None]:
+    """(hypothesis, warning): an unknown name falls back to the default with a message."""
+    if not dataset.hypotheses:
+        return None, None
+    default = dataset.hypotheses[min(default_index, len(dataset.hypotheses) - 1)]
+    if not name:
+        return default, None
+    try:
+        return dataset.hypothesis(name), None
+    except KeyError:
+        choices = ", ".join(h.field for h in dataset.hypotheses)
+        return default, f'There is no hypothesis "{name}" in this manifest (choose one of: {choices}); showing {default.field}.'
+
+
+def selection(dataset: "Dataset", filter_text: str | None) -> tuple[np.ndarray | None, str | None]:
+    """(utterance ids or None for all, error message of an invalid filter)."""
+    text = (filter_text or "").strip()
+    if not text:
+        return None, None
+    error = check_filter(dataset.utterance_query, text)
+    if error:
+        return None, error
+    return np.asarray(dataset.utterance_query.select(text), dtype=np.int64), None
+
+
+def group_columns(dataset: "Dataset") -> list[str]:
+    """Columns worth a breakdown: duration_bucket and the manifest's categorical fields."""
+    cache = web_cache(dataset)
+    if "group_columns" not in cache:
+        df = dataset.utterances
+        skip = set(_NOT_GROUPS)
+        for h in dataset.hypotheses:
+            skip.add(h.field)
+            skip |= {h.column(m) for m in ("wer", "cer", "wmr", "sub", "del", "ins", "hits", "char_edits",
+                                           "ref_chars", "accuracy")}
+        keep = [c for c in df.columns if c not in skip and not str(c).endswith("_norm")]
+        cache["group_columns"] = analysis.breakdown_columns(df[keep]) if keep else []
+    return cache["group_columns"]
+
+
+def default_by(dataset: "Dataset") -> str | None:
+    cols = group_columns(dataset)
+    for c in ("speaker", "speaker_id", "spk", "duration_bucket"):
+        if c in cols:
+            return c
+    return cols[0] if cols else None
+
+
+def affected_utterances(errors: pd.DataFrame, kind: str, rows: pd.DataFrame,
+                        utt_ids: np.ndarray | None = None) -> np.ndarray:
+    """For each row of a top-errors table, the number of distinct utterances with that error
+    (within `utt_ids` when given). One vectorised pass over the errors of that kind."""
+    n = len(rows)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    op = OPS[kind]
+    try:
+        codes = analysis._error_codes(errors)  # cached integer codes of the errors table
+    except AttributeError:  # pragma: no cover - analysis without its code cache: slower, same answer
+        return _affected_slow(errors, kind, rows, utt_ids)
+    m = codes.op == {"sub": 0, "del": 1, "ins": 2}[op]
+    if utt_ids is not None:
+        mask = np.zeros(codes.max_utt, dtype=bool)
+        ids_ = np.asarray(utt_ids, dtype=np.int64)
+        mask[ids_[(ids_ >= 0) & (ids_ < codes.max_utt)]] = True
+        m &= mask[codes.utt] if codes.utt.size else m
+    nwords = max(len(codes.words), 1)
+    if op == "sub":
+        ref = codes.index.get_indexer(rows["ref"].astype(object).tolist())
+        hyp = codes.index.get_indexer(rows["hyp"].astype(object).tolist())
+        wanted = ref.astype(np.int64) * nwords + hyp
+        got = codes.ref[m].astype(np.int64) * nwords + codes.hyp[m]
+    else:
+        wanted = codes.index.get_indexer(rows["word"].astype(object).tolist()).astype(np.int64)
+        got = (codes.ref if op == "del" else codes.hyp)[m].astype(np.int64)
+    where = pd.Index(wanted).get_indexer(got) if pd.Index(wanted).is_unique else \
+        _first_index(wanted, got)
+    hit = where >= 0
+    key = codes.utt[m][hit] * n + where[hit]
+    key.sort()  # sort-based distinct: numpy's hash-based unique is slow on millions of int64
+    distinct = key[np.r_[True, key[1:] != key[:-1]]] if key.size else key
+    return np.bincount(distinct % n, minlength=n).astype(np.int64)
+
+
+def _first_index(wanted: np.ndarray, got: np.ndarray) -> np.ndarray:
+    idx = pd.Index(wanted)
+    return idx.drop_duplicates().get_indexer(got)
+
+
+def _affected_slow(errors, kind, rows, utt_ids):  # pragma: no cover
+    out = []
+    keep = None if utt_ids is None else set(np.asarray(utt_ids).tolist())
+    for r in rows.itertuples(index=False):
+        if kind == "substitutions":
+            found = analysis.utterances_with_error(errors, "sub", r.ref, r.hyp)
+        elif kind == "deletions":
+            found = analysis.utterances_with_error(errors, "del", r.word, None)
+        else:
+            found = analysis.utterances_with_error(errors, "ins", None, r.word)
+        out.append(len(found) if keep is None else sum(1 for u in found.tolist() if u in keep))
+    return np.asarray(out, dtype=np.int64)
+
+
+def top_error_rows(dataset: "Dataset", h: "HypothesisField", utt_ids: np.ndarray | None,
+                   filter_text: str | None, limit: int = TABLE_LIMIT) -> dict[str, list[dict]]:
+    """The three top-error tables as grid rows, each with `utterances` (affected) and `href`."""
+    errors = dataset.errors[h.field]
+    frames = analysis.top_errors(errors, utt_ids=utt_ids, limit=limit)
+    out: dict[str, list[dict]] = {}
+    for kind in KINDS:
+        df = frames[kind]
+        affected = affected_utterances(errors, kind, df, utt_ids)
+        rows = []
+        if kind == "substitutions":
+            for (ref, hyp, count), n in zip(df[["ref", "hyp", "count"]].itertuples(index=False), affected):
+                rows.append({"ref": str(ref), "hyp": str(hyp), "count": int(count), "utterances": int(n),
+                             "label": f"{ref} → {hyp}",
+                             "href": error_href(h.field, "sub", str(ref), str(hyp), filter_text)})
+        else:
+            op = OPS[kind]
+            for (word, count), n in zip(df[["word", "count"]].itertuples(index=False), affected):
+                word = str(word)
+                rows.append({"word": word, "count": int(count), "utterances": int(n), "label": word,
+                             "href": error_href(h.field, op, word if op == "del" else None,
+                                                word if op == "ins" else None, filter_text)})
+        out[kind] = rows
+    return out
+
+
+def group_filter(by: str, value: Any, kind: str | None) -> str | None:
+    """The filter clause selecting one breakdown group (None when the language cannot say it)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if by == "duration_bucket":
+        try:
+            i = analysis.DURATION_BUCKET_LABELS.index(str(value))
+        except ValueError:
+            return None
+        lo, hi = analysis.DURATION_BUCKET_EDGES[i], analysis.DURATION_BUCKET_EDGES[i + 1]
+        clause = f"{{duration}} >= {lo:g}"
+        return clause + (f" && {{duration}} < {hi:g}" if math.isfinite(hi) else "")
+    if kind == "number":
+        return f"{{{by}}} = {value}"
+    if kind == "bool":
+        return f"{{{by}}} = {'true' if value else 'false'}"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'{{{by}}} = "{text}"'
+
+
+def breakdown_rows(dataset: "Dataset", h: "HypothesisField", by: str, utt_ids: np.ndarray | None,
+                   filter_text: str | None) -> tuple[pd.DataFrame, list[dict]]:
+    """`analysis.breakdown` and its grid rows (each with an href to the group's samples)."""
+    frame = analysis.breakdown(dataset.utterances, by, h, utt_ids=utt_ids)
+    try:
+        kind = dataset.utterance_query.kind(by) if by != "duration_bucket" else None
+    except Exception:
+        kind = None
+    rows = []
+    for i, r in enumerate(frame.itertuples(index=False)):
+        clause = group_filter(by, r.value, kind)
+        full = " && ".join(p for p in ((filter_text or "").strip(), clause) if p) if clause else None
+        rows.append({
+            "value": "(missing)" if r.value is None else str(r.value) if not isinstance(r.value, (int, float)) else r.value,
+            "utterances": int(r.utterances), "words": int(r.words),
+            "wer": _round(r.wer), "cer": _round(r.cer),
+            "href": samples_href({"filter": full}) if full else f"#group-{i}",
+        })
+    return frame, rows
+
+
+def _round(x: float) -> float | None:
+    return round(float(x), 4) if x is not None and math.isfinite(float(x)) else None
+
+
+def selection_totals(dataset: "Dataset", h: "HypothesisField", utt_ids: np.ndarray | None) -> dict[str, float]:
+    """Utterances, words, S/D/I and corpus WER of the selection."""
+    df = dataset.utterances
+    pos = slice(None) if utt_ids is None else utt_ids
+
+    def total(col: str) -> int:
+        return int(df[col].to_numpy()[pos].sum()) if col in df.columns else 0
+
+    n = len(df) if utt_ids is None else len(utt_ids)
+    s, d, i, words = total(h.column("sub")), total(h.column("del")), total(h.column("ins")), total("num_words")
+    wer = analysis.corpus_wer(df, h, utt_ids) if n else float("nan")
+    return {"utterances": n, "words": words, "sub": s, "del": d, "ins": i, "wer": wer}
+
+
+# ---------------------------------------------------------------- components
+
+def filter_box(input_id: str, apply_id: str, feedback_id: str, value: str, error: str | None) -> html.Div:
+    """The filter box of the analysis pages (same look and language as the samples page)."""
+    return html.Div([
+        dbc.InputGroup([
+            dbc.InputGroupText("Filter", className="fw-bold"),
+            dbc.Input(id=input_id, value=value, placeholder=FILTER_PLACEHOLDER, debounce=True, type="text",
+                      autoComplete="off", invalid=bool(error), className="font-monospace filter-input"),
+            dbc.Button("Apply", id=apply_id, color="primary", n_clicks=0),
+            dbc.FormFeedback(error or "", type="invalid", id=feedback_id),
+        ], className="has-validation"),
+        html.Div(["Restrict to some utterances: clauses ", html.Code("{column} OP value"), " joined by ",
+                  html.Code("&&"), "; OP is one of ", html.Code("= != < <= > >= contains"), ". Press Enter to apply."],
+                 className="form-text"),
+    ])
+
+
+def hyp_options(dataset: "Dataset") -> list[dict]:
+    return [{"label": h.field if not h.label else f"{h.label} ({h.field})", "value": h.field}
+            for h in dataset.hypotheses]
+
+
+def labelled(label: str, control: Any, width: str | None = None) -> html.Div:
+    style = {"minWidth": width} if width else {}
+    return html.Div([html.Label(label, className="form-label small fw-bold text-muted mb-1"), control], style=style)
+
+
+def small_grid(grid_id_: str, rows: list[dict], column_defs: list[dict], height: int = 320,
+               clickable: bool = True) -> dag.AgGrid:
+    """A client-side grid for a few hundred rows (sortable; a click opens the row's href)."""
+    return dag.AgGrid(
+        id=grid_id_,
+        rowData=rows,
+        columnDefs=column_defs,
+        defaultColDef={"sortable": True, "resizable": True, "suppressHeaderMenuButton": True,
+                       "filter": False},
+        getRowId="params.data.href",
+        columnSize="responsiveSizeToFit",
+        dashGridOptions={"theme": GRID_THEME, "animateRows": False, "enableCellTextSelection": True,
+                         "rowClass": "grid-row-link" if clickable else "", "tooltipShowDelay": 400,
+                         "suppressCellFocus": True,
+                         "overlayNoRowsTemplate": "nothing here"},
+        style={"height": f"{height}px", "width": "100%"},
+        className="sde-grid",
+    )
+
+
+_INT_FMT = {"function": "params.value == null ? '' : d3.format(',')(params.value)"}
+_PCT_FMT = {"function": "params.value == null ? '–' : d3.format('.2f')(params.value) + '%'"}
+
+
+def _word_col(field: str, header: str) -> dict:
+    return {"field": field, "headerName": header, "tooltipField": field, "minWidth": 90, "flex": 2,
+            "cellClass": "font-monospace"}
+
+
+def _count_cols() -> list[dict]:
+    return [
+        {"field": "count", "headerName": "count", "type": "numericColumn", "valueFormatter": _INT_FMT,
+         "minWidth": 80, "flex": 1, "sort": "desc", "headerTooltip": "how many times the error happens"},
+        {"field": "utterances", "headerName": "utts", "type": "numericColumn", "valueFormatter": _INT_FMT,
+         "minWidth": 70, "flex": 1, "headerTooltip": "utterances where it happens (click a row to see them)"},
+    ]
+
+
+_KIND_TITLES = {"substitutions": "Substitutions", "deletions": "Deletions", "insertions": "Insertions"}
+_KIND_HELP = {"substitutions": "reference word → recognised word",
+              "deletions": "reference words the hypothesis dropped",
+              "insertions": "words the hypothesis added"}
+
+
+def error_tables(rows: Mapping[str, list[dict]], h: "HypothesisField", filter_text: str | None,
+                 totals: Mapping[str, float]) -> dbc.Row:
+    """Three cards (substitutions, deletions, insertions): bar chart of the top ones + table."""
+    cols = []
+    for kind in KINDS:
+        data = rows[kind]
+        if kind == "substitutions":
+            defs = [_word_col("ref", "reference"), _word_col("hyp", "recognised as"), *_count_cols()]
+        else:
+            defs = [_word_col("word", "word"), *_count_cols()]
+        fig = af.top_errors_figure([r["label"] for r in data], [r["count"] for r in data],
+                                   f"Top {min(len(data), af.MAX_BARS)} {kind}", hrefs=[r["href"] for r in data],
+                                   kind=kind)
+        total = totals.get(OPS[kind], 0)
+        q = {"kind": kind, "hyp": h.field, "filter": (filter_text or None)}
+        csv = "/api/errors.csv?" + urlencode({k: v for k, v in q.items() if v})
+        header = html.Div([
+            html.Div([html.H6(_KIND_TITLES[kind], className="mb-0 fw-bold"),
+                      html.Span(f"{fmt_int(total)} in all · {_KIND_HELP[kind]}", className="text-muted small")]),
+            html.A("CSV", href=csv, className="btn btn-sm btn-outline-success", download=f"{kind}.csv",
+                   id=f"errors-{OPS[kind]}-csv"),
+        ], className="d-flex justify-content-between align-items-start mb-1 gap-2")
+        body = [header,
+                dcc.Graph(id=fig_id(kind), figure=fig, config={**GRAPH_CONFIG, "displayModeBar": False},
+                          className="errors-bars", style={"cursor": "pointer"}),
+                small_grid(grid_id(kind), data, defs)]
+        if len(data) >= TABLE_LIMIT:
+            body.append(html.Div(f"the {TABLE_LIMIT} most frequent; all of them in the CSV",
+                                 className="text-muted small mt-1"))
+        cols.append(dbc.Col(dbc.Card(dbc.CardBody(body, className="p-2"), className="h-100",
+                                     id=f"errors-{OPS[kind]}-card"), xs=12, lg=4, className="mb-3"))
+    return dbc.Row(cols, className="g-3", id=TABLES)
+
+
+def breakdown_content(dataset: "Dataset", h: "HypothesisField", by: str | None, utt_ids: np.ndarray | None,
+                      filter_text: str | None) -> tuple[list, Any]:
+    """(content, links) of the breakdown card: bar chart (WER, CER per group) and sortable table."""
+    columns = group_columns(dataset)
+    if not by or by not in columns:
+        return [dbc.Alert("No categorical column to break the error rates down by.", color="light")], None
+    if utt_ids is not None and len(utt_ids) == 0:
+        return [], None
+    try:
+        frame, rows = breakdown_rows(dataset, h, by, utt_ids, filter_text)
+    except ValueError as e:
+        return [dbc.Alert(str(e), color="warning")], None
+    fig = af.breakdown_figure(frame, by, h.name)
+    defs = [
+        {"field": "value", "headerName": by, "tooltipField": "value", "flex": 2, "minWidth": 120},
+        {"field": "utterances", "type": "numericColumn", "valueFormatter": _INT_FMT, "flex": 1},
+        {"field": "words", "type": "numericColumn", "valueFormatter": _INT_FMT, "flex": 1},
+        {"field": "wer", "headerName": "WER", "type": "numericColumn", "valueFormatter": _PCT_FMT, "flex": 1},
+        {"field": "cer", "headerName": "CER", "type": "numericColumn", "valueFormatter": _PCT_FMT, "flex": 1},
+    ]
+    content = [dbc.Row([
+        dbc.Col(dcc.Graph(id=BREAKDOWN_FIG, figure=fig, config=GRAPH_CONFIG), xs=12, xl=7),
+        dbc.Col([small_grid(BREAKDOWN_GRID, rows, defs, height=320),
+                 html.Div("Click a group to see its utterances.", className="text-muted small mt-1")],
+                xs=12, xl=5),
+    ], className="g-2")]
+    q = {k: v for k, v in (("by", by), ("hyp", h.field), ("filter", (filter_text or "").strip())) if v}
+    links = [html.A("JSON", href="/api/breakdown?" + urlencode(q), className="link-secondary"), " · ",
+             html.A("CSV", href="/api/breakdown.csv?" + urlencode(q), className="link-secondary",
+                    download="breakdown.csv")]
+    return content, links
+
+
+def breakdown_card(dataset: "Dataset", by: str | None, content: list, links: Any) -> dbc.Card:
+    """The breakdown card: its header (with the column picker) stays; content and links change."""
+    picker = dcc.Dropdown(id=BY, options=[{"label": c, "value": c} for c in group_columns(dataset)], value=by,
+                          clearable=False, style={"minWidth": "14rem"})
+    head = html.Div([
+        html.H6("WER and CER by group", className="mb-0 fw-bold me-auto"),
+        html.Span("break down by", className="text-muted small"),
+        picker,
+        html.Span(links, className="small", id=BREAKDOWN_LINKS),
+    ], className="d-flex align-items-center gap-2 flex-wrap mb-2")
+    return dbc.Card(dbc.CardBody([head, html.Div(content, id=BREAKDOWN_CONTENT)], className="p-2"),
+                    id=BREAKDOWN, className="mb-3")
+
+
+def summary_line(dataset: "Dataset", h: "HypothesisField", totals: Mapping[str, float], filter_text: str | None):
+    n_all = len(dataset.utterances)
+    selected = (f"{fmt_int(totals['utterances'])} of {fmt_int(n_all)} utterances match the filter"
+                if filter_text else f"all {fmt_int(n_all)} utterances")
+    q = {k: v for k, v in (("hyp", h.field), ("filter", filter_text)) if v}
+    return html.Div([
+        html.Span([html.B(h.name), f" over {selected} · WER {fmt_pct(totals['wer'])} · ",
+                   f"{fmt_int(totals['sub'])} substitutions, {fmt_int(totals['del'])} deletions, "
+                   f"{fmt_int(totals['ins'])} insertions in {fmt_int(totals['words'])} reference words · "],
+                  id=SUMMARY),
+        html.A("JSON", href="/api/errors?" + urlencode(q), className="link-secondary", id=LINKS),
+    ], className="text-muted small mb-2")
+
+
+def error_sections(dataset: "Dataset", h: "HypothesisField", filter_text: str,
+                   utt_ids: np.ndarray | None) -> tuple[Any, Any]:
+    """(summary line, top-error cards) for one hypothesis and a valid filter's selection."""
+    totals = selection_totals(dataset, h, utt_ids)
+    summary = summary_line(dataset, h, totals, filter_text)
+    if totals["utterances"] == 0:
+        return summary, dbc.Alert("No utterance matches the filter.", color="info", id="errors-empty")
+    rows = top_error_rows(dataset, h, utt_ids, filter_text or None)
+    return summary, error_tables(rows, h, filter_text, totals)
+
+
+def page_params(dataset: "Dataset", hyp: str | None, filter_text: str | None, by: str | None) -> dict[str, str]:
+    """The query-string state of the page (defaults left out, so the plain URL stays plain)."""
+    out = {}
+    if hyp and dataset.hypotheses and hyp != dataset.hypotheses[0].field:
+        out["hyp"] = hyp
+    if filter_text:
+        out["filter"] = filter_text
+    if by and by != default_by(dataset):
+        out["by"] = by
+    return out
+
+
+# ---------------------------------------------------------------- layout and callbacks
+
+def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
+    if not dataset.hypotheses:
+        return html.Div([page_header(TITLE), dbc.Alert(
+            ["This manifest has no hypotheses (", html.Code("pred_text"), " …), so there are no errors to analyse. "
+             "Add predictions with --predictions FILE or --pred-field F."], color="info", id="errors-no-hyp")])
+    h, warning = resolve_hypothesis(dataset, params.get("hyp"))
+    filter_text = (params.get("filter") or "").strip()
+    _ids, filter_error = selection(dataset, filter_text)
+    applied = "" if filter_error else filter_text
+    by = params.get("by") or default_by(dataset)
+    by_warning = None
+    if by and by not in group_columns(dataset):
+        by_warning = f'Cannot break down by "{by}"; choose one of: {", ".join(group_columns(dataset))}.'
+        by = default_by(dataset)
+    warnings = [w for w in (warning, by_warning) if w]
+    if filter_error:
+        warnings.append("The filter in the link is invalid (see below), so all utterances are shown.")
+    controls = dbc.Row([
+        dbc.Col(labelled("Hypothesis", dcc.Dropdown(id=HYP, options=hyp_options(dataset), value=h.field,
+                                                    clearable=False)), xs=12, md=3),
+        dbc.Col(labelled("Utterances", filter_box(FILTER, APPLY, FILTER_FEEDBACK, filter_text, filter_error)),
+                xs=12, md=9),
+    ], className="g-2 mb-2")
+    return html.Div([
+        dcc.Store(id=STATE, data={"hyp": h.field, "filter": applied, "by": by or ""}),
+        page_header(TITLE, "What the recognizer gets wrong: click an error to see the utterances where it happens"),
+        html.Div([dbc.Alert(w, color="warning", className="py-2 mb-2") for w in warnings], id=WARNING),
+        controls,
+        *body(dataset, h, applied, by),
+    ], className="errors-page")
+
+
+def body(dataset: "Dataset", h: "HypothesisField", filter_text: str, by: str | None) -> list:
+    """Everything below the controls (containers keep their ids; callbacks refill them)."""
+    utt_ids, _ = selection(dataset, filter_text)
+    summary, tables = error_sections(dataset, h, filter_text, utt_ids)
+    content, links = breakdown_content(dataset, h, by, utt_ids, filter_text)
+    return [html.Div(summary, id=SUMMARY_BOX), html.Div(tables, id=TABLES_BOX),
+            breakdown_card(dataset, by, content, links)]
+
+
+def register_callbacks(app, dataset: "Dataset") -> None:
+    from sde.web.app import rendered_key
+
+    @app.callback(
+        Output(SUMMARY_BOX, "children"),
+        Output(TABLES_BOX, "children"),
+        Output(BREAKDOWN_CONTENT, "children"),
+        Output(BREAKDOWN_LINKS, "children"),
+        Output(STATE, "data"),
+        Output(FILTER, "invalid"),
+        Output(FILTER_FEEDBACK, "children"),
+        Output(WARNING, "children"),
+        Output(ids.URL, "search", allow_duplicate=True),
+        Output(ids.RENDERED, "data", allow_duplicate=True),
+        Input(HYP, "value"),
+        Input(FILTER, "value"),
+        Input(APPLY, "n_clicks"),
+        Input(BY, "value"),
+        State(FILTER, "value"),
+        State(STATE, "data"),
+        prevent_initial_call=True,
+    )
+    def update(hyp, _typed, _clicks, by, filter_value, state):
+        state = state or {}
+        skip = (no_update,) * 4
+        filter_text = (filter_value or "").strip()
+        utt_ids, error = selection(dataset, filter_text)
+        if error:
+            return (*skip, no_update, True, error, no_update, no_update, no_update)
+        h, _ = resolve_hypothesis(dataset, hyp)
+        if h is None:
+            return (no_update,) * 10
+        by = by or state.get("by") or default_by(dataset)
+        new = {"hyp": h.field, "filter": filter_text, "by": by or ""}
+        if new == state:
+            return (*skip, no_update, False, "", no_update, no_update, no_update)
+        params = page_params(dataset, h.field, filter_text, by)
+        search = f"?{urlencode(params)}" if params else ""
+        only_by = {k: v for k, v in new.items() if k != "by"} == {k: v for k, v in state.items() if k != "by"}
+        summary, tables = (no_update, no_update) if only_by else error_sections(dataset, h, filter_text, utt_ids)
+        content, links = breakdown_content(dataset, h, by, utt_ids, filter_text)
+        return (summary, tables, content, links, new, False, "", [], search, rendered_key(PATH, params, TITLE))
+
+    # A click on a table row or on a bar opens the utterances with that error.
+    for kind in KINDS:
+        register_click(app, grid_id(kind), fig_id(kind))
+    register_click(app, BREAKDOWN_GRID, None)
+
+
+def href_from_click(cell: Mapping | None = None, point: Mapping | None = None) -> str | None:
+    """The href a grid cell click (its row id) or a bar click (customdata[0]) points to."""
+    if cell:
+        href = cell.get("rowId")
+        return href if isinstance(href, str) and href.startswith("/") else None
+    if point:
+        pts = point.get("points") or []
+        if pts:
+            custom = pts[0].get("customdata")
+            href = custom[0] if isinstance(custom, (list, tuple)) and custom else custom
+            return href if isinstance(href, str) and href.startswith("/") else None
+    return None
+
+
+def register_click(app, grid: str, graph: str | None) -> None:
+    inputs = [Input(grid, "cellClicked")] + ([Input(graph, "clickData")] if graph else [])
+
+    @app.callback(Output(ids.URL, "href", allow_duplicate=True), *inputs, prevent_initial_call=True)
+    def open_clicked(cell, point=None):
+        if ctx.triggered_id == graph:
+            href = href_from_click(point=point)
+        else:
+            href = href_from_click(cell=cell)
+        return href or no_update
+
+
+def _available(dataset: "Dataset") -> bool:
+    return bool(dataset.hypotheses)
+
+
+PAGE = Page(path=PATH, name=TITLE, layout=layout, register_callbacks=register_callbacks, available=_available,
+            api="/api/errors")

@@ -1,0 +1,167 @@
+"""Statistics: the dataset at a glance (JSON twin: /api/summary).
+
+Stat cards (hours, utterances, words, vocabulary, alphabet, skipped lines), corpus WER/CER/WMR/MWA
+per hypothesis, the alphabet, and histograms binned server-side (bin counts, not points).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+import dash_bootstrap_components as dbc
+import numpy as np
+import pandas as pd
+from dash import dcc, html
+
+from sde.web import figures, ids
+from sde.web.components import alphabet_view, fmt_float, fmt_int, fmt_pct, page_header, stat_card
+from sde.web.pages import Page
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+# Columns that are bookkeeping or per-hypothesis counts, not distributions worth a histogram.
+_NOT_PLOTTED = {"id", "line", "offset"}
+_HYP_COUNTS = ("wmr", "sub", "del", "ins", "hits", "char_edits", "ref_chars")
+_BASE_PLOTS = (
+    ("duration", "Duration", "duration", "s"),
+    ("num_words", "Words per utterance", "words", ""),
+    ("num_chars", "Characters per utterance", "characters", ""),
+    ("word_rate", "Word rate", "words per second", ""),
+    ("char_rate", "Character rate", "characters per second", ""),
+)
+
+
+def stat_id(*parts: str) -> str:
+    """DOM id of a stat value: stat-hours, stat-pred_text-wer (tests compare them with /api/summary)."""
+    safe = ["".join(c if c.isalnum() or c in "-_" else "_" for c in p) for p in parts]
+    return "stat-" + "-".join(safe)
+
+
+def _values(df: pd.DataFrame, col: str) -> np.ndarray:
+    return df[col].to_numpy(dtype="float64", na_value=np.nan)
+
+
+def other_numeric_columns(dataset: "Dataset") -> list[str]:
+    """Numeric manifest fields (and audio metrics) beyond the ones plotted by name."""
+    df = dataset.utterances
+    skip = set(_NOT_PLOTTED) | {c for c, *_ in _BASE_PLOTS}
+    for h in dataset.hypotheses:
+        skip |= {h.column(m) for m in ("wer", "cer", *_HYP_COUNTS)}
+        skip |= {h.column("wer") + "_norm", h.column("cer") + "_norm"}
+    out = []
+    for col in df.columns:
+        s = df[col]
+        if col in skip or pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
+            continue
+        out.append(str(col))
+    return out
+
+
+def build_figures(dataset: "Dataset") -> list[tuple[str, object]]:
+    """(key, figure) for every histogram of the page; pure, so tests can call it."""
+    df = dataset.utterances
+    out: list[tuple[str, object]] = []
+    for col, title, xlabel, unit in _BASE_PLOTS:
+        if col in df.columns:
+            out.append((col, figures.histogram_figure({col: _values(df, col)}, title, xlabel, unit=unit)))
+    if dataset.hypotheses:
+        for metric, name in (("wer", "WER"), ("cer", "CER")):
+            series = {h.name or h.field: _values(df, h.column(metric)) for h in dataset.hypotheses
+                      if h.column(metric) in df.columns}
+            out.append((metric, figures.histogram_figure(series, f"Per-utterance {name}", f"{name} (%)")))
+        accuracies = {h.name or h.field: dataset.vocabulary[h.column("accuracy")].to_numpy(dtype="float64")
+                      for h in dataset.hypotheses if h.column("accuracy") in dataset.vocabulary.columns}
+        out.append(("word_accuracy", figures.word_accuracy_figure(accuracies)))
+    for col in other_numeric_columns(dataset):
+        out.append((col, figures.histogram_figure({col: _values(df, col)}, col, col)))
+    return out
+
+
+def _cached_figures(dataset: "Dataset") -> list[tuple[str, object]]:
+    # The tables never change after loading: bin once per dataset, not once per page view.
+    cache = dataset.__dict__.setdefault("_sde_web_cache", {})
+    if "statistics_figures" not in cache:
+        cache["statistics_figures"] = build_figures(dataset)
+    return cache["statistics_figures"]
+
+
+def _hypothesis_section(field: str, h: Mapping, label: str) -> html.Div:
+    norm = h.get("normalized") or {}
+
+    def sub(metric: str):
+        return f"normalised: {fmt_pct(norm.get(metric))}" if norm else None
+
+    cards = [
+        ("WER", "wer", "word error rate: (S+D+I)/N over the corpus", "danger"),
+        ("CER", "cer", "character error rate over the corpus", "warning"),
+        ("WMR", "wmr", "word match rate: hits/N", "success"),
+        ("Mean word accuracy", "mwa", "mean over the reference vocabulary", "info"),
+    ]
+    counts = (f"{fmt_int(h.get('substitutions'))} substitutions · {fmt_int(h.get('deletions'))} deletions · "
+              f"{fmt_int(h.get('insertions'))} insertions") if "substitutions" in h else None
+    return html.Div([
+        html.Div([
+            html.H6([html.Span(label, className="hyp-name"),
+                     html.Span(field, className="text-muted small ms-2") if label != field else None],
+                    className="mb-0"),
+            html.Span(counts, className="text-muted small") if counts else None,
+        ], className="d-flex justify-content-between align-items-baseline flex-wrap mb-2"),
+        dbc.Row([
+            dbc.Col(stat_card(name, fmt_pct(h.get(metric)), value_id=stat_id(field, metric), sub=sub(metric),
+                              tone=tone, title=help_), xs=6, md=3, className="mb-2")
+            for name, metric, help_, tone in cards
+        ], className="g-2"),
+    ], className="hyp-section mb-3")
+
+
+def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
+    s = dataset.summary()
+    skipped = s.get("skipped_lines", 0)
+    skipped_sub = (dcc.Link("see Problems", href="/problems") if skipped else "all lines loaded")
+    top = [
+        stat_card("Utterances", fmt_int(s["utterances"]), value_id=stat_id("utterances")),
+        stat_card("Hours", fmt_float(s["hours"], 2), value_id=stat_id("hours"),
+                  sub=f"{fmt_float((s['hours'] or 0) * 60, 1)} minutes"),
+        stat_card("Words", fmt_int(s.get("words")), value_id=stat_id("words")),
+        stat_card("Vocabulary", fmt_int(s["vocabulary_size"]), value_id=stat_id("vocabulary_size"),
+                  sub="distinct reference words", href="/vocabulary"),
+        stat_card("Alphabet", fmt_int(s["alphabet_size"]), value_id=stat_id("alphabet_size"),
+                  sub="distinct characters"),
+        stat_card("Skipped lines", fmt_int(skipped), value_id=stat_id("skipped_lines"), sub=skipped_sub,
+                  tone="danger" if skipped else None),
+    ]
+    cards = dbc.Row([dbc.Col(c, xs=6, md=4, xl=2, className="mb-2") for c in top], className="g-2 mb-2",
+                    id=ids.STATS_CARDS)
+    hyps = s.get("hypotheses") or {}
+    if hyps:
+        labels = {h.field: (h.name or h.field) for h in dataset.hypotheses}
+        hyp_block = dbc.Card(dbc.CardBody(
+            [html.H5("Recognition", className="card-title mb-3")]
+            + [_hypothesis_section(field, h, labels.get(field, field)) for field, h in hyps.items()]
+        ), className="mb-3")
+    else:
+        hyp_block = dbc.Alert(
+            ["No hypotheses in this manifest: add ", html.Code("pred_text"), (" (or pass --predictions) to see "
+                                                                 "WER, CER and word accuracy.")], color="info", className="mb-3")
+    alphabet = dbc.Card(dbc.CardBody([
+        html.H5(["Alphabet ", html.Span(f"{s['alphabet_size']} characters", className="text-muted small")],
+                className="card-title"),
+        alphabet_view(dataset.alphabet),
+    ]), className="mb-3")
+    graphs = dbc.Row([
+        dbc.Col(dbc.Card(dbc.CardBody(dcc.Graph(id=f"hist-{key}", figure=fig, config=figures.GRAPH_CONFIG),
+                                      className="p-2"), className="h-100"),
+                xs=12, lg=6, xxl=4, className="mb-3")
+        for key, fig in _cached_figures(dataset)
+    ], className="g-3")
+    return html.Div([
+        page_header("Statistics", [f"{s['manifest']} · ", html.A("JSON", href="/api/summary", className="link-secondary")]),
+        cards,
+        hyp_block,
+        alphabet,
+        graphs,
+    ])
+
+
+PAGE = Page(path="/statistics", name="Statistics", layout=layout, aliases=("/",), api="/api/summary")

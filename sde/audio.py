@@ -205,7 +205,9 @@ def _seek_read(f: sf.SoundFile, path: str, start: int, count: int) -> np.ndarray
     """Frames [start, start + count) of an open file as float32 (frames, channels)."""
     preroll = min(start, _MP3_PREROLL_FRAMES) if f.format == "MP3" else 0
     try:
-        if count and start:
+        if count:
+            # Always seek, offset 0 included: an open file may be read several times (one file,
+            # many segments) and must not continue from where the previous read stopped.
             f.seek(start - preroll)
         data = f.read(count + preroll if count else 0, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:

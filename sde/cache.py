@@ -26,7 +26,7 @@ from sde import __version__
 from sde.dataset import Dataset, DatasetOptions, build_dataset
 
 # Bump when the layout of a built Dataset changes, so old entries are not misread.
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 DEFAULT_SIZE_LIMIT = 20 * 2**30
 
 
@@ -159,6 +159,7 @@ def _meta_of(dataset: Dataset, table_names: list[str]) -> dict:
         "alphabet": dataset.alphabet,
         "total_lines": dataset.total_lines,
         "warnings": dataset.warnings,
+        "alphabet_report": dataset.alphabet_report,
         "extra_summary": dataset.extra_summary,
         "dtypes": {
             name: {c: str(t) for c, t in df.dtypes.items()} for name, df in _tables_of(dataset).items()
@@ -183,6 +184,7 @@ def _dataset_from(meta: dict, tables: dict[str, pd.DataFrame]) -> Dataset:
         alphabet=meta["alphabet"],
         total_lines=meta["total_lines"],
         warnings=meta["warnings"],
+        alphabet_report=meta["alphabet_report"],
         extra_summary=meta["extra_summary"],
     )
 

@@ -7,6 +7,7 @@ that page views and API calls only filter, sort and slice precomputed columns.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import sys
@@ -29,7 +30,7 @@ from sde.query import TableQuery
 HYPOTHESIS_METRICS = ("wer", "cer", "wmr", "sub", "del", "ins", "hits", "char_edits")
 NORMALIZED_SUFFIX = "norm"
 # Written by sde.audio.compute_audio_metrics (named here so that sde.audio loads only when asked).
-AUDIO_METRIC_COLUMNS = ("sample_rate", "channels", "audio_duration", "duration_mismatch", "peak_dbfs",
+AUDIO_METRIC_COLUMNS = ("sample_rate", "channels", "audio_duration", "file_duration", "duration_mismatch", "peak_dbfs",
                         "rms_dbfs", "clipping_ratio", "silence_start", "silence_end", "bandwidth_hz",
                         "audio_error")
 
@@ -70,6 +71,8 @@ class Dataset:
     total_lines: int = 0
     # Notes about lines that were kept (e.g. predictions that matched no line); shown with problems.
     warnings: list[Problem] = field(default_factory=list)
+    # --alphabet: the characters outside it (with counts) and references with digits.
+    alphabet_report: dict | None = None
     # Extra per-hypothesis summary numbers that are costly to recompute (e.g. normalised metrics).
     extra_summary: dict = field(default_factory=dict)
     _queries: dict = field(default_factory=dict, repr=False, compare=False)
@@ -87,16 +90,46 @@ class Dataset:
         # Built lazily: a TableQuery caches sort orders, which cost memory only once used.
         with self._lock:
             if name not in self._queries:
-                self._queries[name] = TableQuery(getattr(self, name))
+                virtual = self._error_columns() if name == "utterances" else None
+                self._queries[name] = TableQuery(getattr(self, name), virtual=virtual)
             return self._queries[name]
+
+    def _error_columns(self) -> dict:
+        """Filter-only columns `error` / `error_<label>`: `{error} = "sub cat bat"` selects the
+        utterances where that hypothesis substituted "cat" by "bat" (also "del WORD", "ins WORD")."""
+        return {h.column("error"): functools.partial(self._error_mask, h) for h in self.hypotheses}
+
+    def _error_mask(self, h: HypothesisField, op: str, value: str) -> np.ndarray:
+        from sde.analysis import utterances_with_error
+        from sde.query import QueryError
+
+        column = "{" + h.column("error") + "}"
+        parts = str(value).split()
+        kind = parts[0] if parts else ""
+        if op != "=" or not ((kind == "sub" and len(parts) == 3) or (kind in ("del", "ins") and len(parts) == 2)):
+            raise QueryError(f'{column} selects utterances by one word error: {column} = "sub REF HYP", '
+                             f'{column} = "del WORD" or {column} = "ins WORD".')
+        if kind == "sub":
+            ids = utterances_with_error(self.errors[h.field], "sub", ref=parts[1], hyp=parts[2])
+        elif kind == "del":
+            ids = utterances_with_error(self.errors[h.field], "del", ref=parts[1])
+        else:
+            ids = utterances_with_error(self.errors[h.field], "ins", hyp=parts[1])
+        mask = np.zeros(len(self.utterances), dtype=bool)
+        mask[np.asarray(ids, dtype=np.int64)] = True
+        return mask
 
     def replace_with(self, other: "Dataset") -> None:
         """Become `other` in place (e.g. after predictions arrive), so every holder sees the update."""
         with self._lock:
-            for f in dataclasses.fields(self):
-                if not f.name.startswith("_"):
-                    setattr(self, f.name, getattr(other, f.name))
+            names = {f.name for f in dataclasses.fields(self)}
+            for name in names:
+                if not name.startswith("_"):
+                    setattr(self, name, getattr(other, name))
             self._queries.clear()
+            # Anything else hung on the instance is a cache derived from the old tables.
+            for name in [k for k in vars(self) if k not in names]:
+                delattr(self, name)
 
     def hypothesis(self, field_or_label: str) -> HypothesisField:
         for h in self.hypotheses:
@@ -141,6 +174,7 @@ class Dataset:
             "warnings": [str(w) for w in self.warnings],
             "total_lines": int(self.total_lines),
             "normalize": list(self.options.normalize),
+            **({"alphabet_check": self.alphabet_report} if self.alphabet_report is not None else {}),
         }
 
 
@@ -227,8 +261,7 @@ def build_dataset(
                 }
             }
 
-    if options.alphabet:
-        _add_alphabet_check(table, options.alphabet)
+    alphabet_report = _add_alphabet_check(table, options.alphabet) if options.alphabet else None
 
     if options.estimate_audio_metrics:
         from sde.audio import compute_audio_metrics
@@ -236,7 +269,10 @@ def build_dataset(
         say("measuring audio")
         metrics = compute_audio_metrics(table, workers=workers, progress=progress)
         for col in metrics.columns:
-            table[col] = metrics[col].to_numpy()
+            values = metrics[col]
+            if values.dtype == object or col == "audio_error":
+                values = values.astype("string[pyarrow]")
+            table[col] = values.set_axis(table.index)
 
     single_chunk_columns(table)
     return Dataset(
@@ -252,13 +288,14 @@ def build_dataset(
         total_lines=m.total_lines,
         warnings=list(m.warnings),
         extra_summary=extra,
+        alphabet_report=alphabet_report,
     )
 
 
 def _computed_columns(hypotheses: Sequence[HypothesisField], options: DatasetOptions) -> set[str]:
-    names = {"num_words", "num_chars", "word_rate", "char_rate", "oov_chars"}
+    names = {"num_words", "num_chars", "word_rate", "char_rate", "oov_chars", "has_digits"}
     for h in hypotheses:
-        names.update(h.column(m) for m in (*HYPOTHESIS_METRICS, "ref_chars"))
+        names.update(h.column(m) for m in (*HYPOTHESIS_METRICS, "ref_chars", "error"))
         names.update(_norm_column(h, m) for m in ("wer", "cer"))
     if options.estimate_audio_metrics:
         names.update(AUDIO_METRIC_COLUMNS)
@@ -403,11 +440,20 @@ def _alphabet(refs: pd.Series) -> list[str]:
     return sorted(chars)
 
 
-def _add_alphabet_check(table: pd.DataFrame, alphabet: str) -> None:
-    from sde.analysis import alphabet_check
+def _add_alphabet_check(table: pd.DataFrame, alphabet: str) -> dict:
+    """Columns `oov_chars` and `has_digits`; returns the report shown on the Statistics page."""
+    from sde.analysis import alphabet_check, has_digits
 
-    oov_chars, _counts = alphabet_check(table["text"], alphabet)
-    table["oov_chars"] = oov_chars
+    result = alphabet_check(table["text"], alphabet)
+    table["oov_chars"] = result.oov_chars
+    table["has_digits"] = has_digits(table["text"]).to_numpy()
+    return {
+        "allowed": alphabet,
+        "utterances": int((result.oov_chars.fillna("") != "").sum()),
+        "chars": [{"char": r.char, "count": int(r.count), "utterances": int(r.utterances),
+                   "example_id": int(r.example_id)} for r in result.counts.itertuples(index=False)],
+        "digits": int(table["has_digits"].sum()),
+    }
 
 
 def with_predictions(dataset: Dataset, field_name: str, predictions: Sequence[str], label: str = "") -> Dataset:

@@ -349,7 +349,7 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-_NUMBER, _TEXT, _BOOL, _OTHER = "number", "text", "bool", "other"
+_NUMBER, _TEXT, _BOOL, _OTHER, _VIRTUAL = "number", "text", "bool", "other", "virtual"
 
 
 def _kind(dtype: Any) -> str:
@@ -385,12 +385,20 @@ class TableQuery:
     """
 
     def __init__(self, df: pd.DataFrame, *, max_orders: int = 16, max_masks: int = 32,
-                 max_results: int = 8) -> None:
+                 max_results: int = 8,
+                 virtual: Mapping[str, Callable[[str, str], np.ndarray]] | None = None) -> None:
         self.df = df
         self.columns: list[str] = [str(c) for c in df.columns]
         self._labels = {str(c): c for c in df.columns}
         self._n = len(df)
         self._kinds = {str(c): _kind(df[c].dtype) for c in df.columns}
+        # Filter-only columns computed on demand: name → fn(op, value) → boolean mask over the rows
+        # (raising QueryError for values it does not understand). E.g. `{error} = "sub:cat:bat"`:
+        # the utterances where that substitution happens. They can be filtered, not sorted or shown.
+        self._virtual = dict(virtual or {})
+        self._filterable = self.columns + [v for v in self._virtual if v not in self._kinds]
+        for name in self._virtual:
+            self._kinds.setdefault(name, _VIRTUAL)
         self._orders = _LRU(max_orders)
         self._masks = _LRU(max_masks)
         self._results = _LRU(max_results)
@@ -486,12 +494,12 @@ class TableQuery:
 
     def _as_clauses(self, filter: str | Sequence[Clause] | None) -> list[Clause]:
         if filter is None or isinstance(filter, str):
-            return parse_filter(filter, self.columns)
+            return parse_filter(filter, self._filterable)
         clauses = list(filter)
         for c in clauses:
             if not isinstance(c, Clause):
                 raise QueryError(f"Expected filter clauses, got {type(c).__name__}.")
-            _check_column(c.column, self.columns)
+            _check_column(c.column, self._filterable)
         return clauses
 
     def _as_sort(self, sort: str | Sequence[tuple[str, bool]] | None) -> list[tuple[str, bool]]:
@@ -511,6 +519,11 @@ class TableQuery:
         """Validate the clause against the column's type; return its normalised cache key."""
         kind = self._kinds[c.column]
         col = "{" + c.column + "}"
+        if kind == _VIRTUAL:
+            value = c.value if isinstance(c.value, str) else _format_number(c.value)
+            key = (c.column, c.op, value)
+            self._clause_mask(key)  # the column's own function validates the value (QueryError)
+            return key
         if kind == _NUMBER:
             if c.op == "contains":
                 raise QueryError(f"{col} is a number column: contains works on text columns. "
@@ -558,7 +571,8 @@ class TableQuery:
         return mask
 
     def _expensive(self, key: tuple) -> bool:
-        # Text scans cost ~100 ms per million rows; numeric/bool tests ~1 ms.
+        # Text scans cost ~100 ms per million rows; numeric/bool tests ~1 ms; virtual columns are
+        # evaluated whole and cached, so never on a subset.
         return self._kinds[key[0]] == _TEXT and key[1] not in ("=", "!=")
 
     def _clause_mask(self, key: tuple) -> np.ndarray:
@@ -568,6 +582,9 @@ class TableQuery:
         """Boolean mask of the rows (all, or the rows ``idx``) passing one clause."""
         column, op, value = key
         kind = self._kinds[column]
+        if kind == _VIRTUAL:
+            m = np.asarray(self._virtual[column](op, value), dtype=bool)
+            return m if idx is None else m[idx]
         if kind == _NUMBER:
             vals, na = self._numeric(column)
             if idx is not None:

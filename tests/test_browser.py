@@ -239,10 +239,20 @@ def test_inspector_diff_player_and_navigation(page, demo):
     color = page.locator("#diff-legend .diff-del").evaluate("e => getComputedStyle(e).color")
     assert color == "rgb(192, 57, 43)"
     # Player and signal figure.
-    assert page.get_attribute("#utt-audio", "src") == f"/audio/{ids[1]}.wav"
+    assert page.get_attribute("#utt-audio", "src") == f"/audio/{ids[1]}.ogg"
     assert page.locator("#utt-audio").evaluate("e => e.tagName") == "AUDIO"
     page.wait_for_selector("#utt-signal .js-plotly-plot .main-svg")
     page.wait_for_function("document.querySelector('#utt-audio').readyState >= 1")  # metadata loaded
+    # Clicking the waveform seeks the player there; the playhead line follows the player.
+    plot = page.locator("#utt-signal .js-plotly-plot .nsewdrag").first
+    box = plot.bounding_box()
+    page.wait_for_function("document.querySelector('#utt-signal .js-plotly-plot').__sdeBound !== undefined")
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.wait_for_function("document.querySelector('#utt-audio').currentTime > 0.3")
+    seek = page.evaluate("document.querySelector('#utt-audio').currentTime")
+    assert 0.25 * one["duration"] < seek < 0.75 * one["duration"]
+    page.wait_for_function("document.querySelector('#utt-signal .js-plotly-plot').getAttribute('data-playhead')")
+    assert page.locator("#utt-signal .js-plotly-plot .shapelayer path").count() >= 1
     assert page.inner_text("#utt-position") == f"2 of {len(ids)} (filtered)"
     shot(page, "utterance")
 

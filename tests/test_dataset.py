@@ -148,3 +148,36 @@ def test_prediction_warnings_reach_the_summary(write_manifest, tmp_path):
     s = ds.summary()
     assert s["hypotheses"]["pred_text"]["wer"] == 50.0
     assert len(s["warnings"]) == 1 and "1" in s["warnings"][0]
+
+
+def test_alphabet_check_marks_utterances_and_reports_characters(write_manifest):
+    rows = [{"audio_filepath": "a.wav", "duration": 1, "text": "hello world"},
+            {"audio_filepath": "b.wav", "duration": 1, "text": "Hello, 25 worlds!"},
+            {"audio_filepath": "c.wav", "duration": 1, "text": "it's fine"}]
+    ds = build_dataset(write_manifest(rows), DatasetOptions(alphabet="abcdefghijklmnopqrstuvwxyz' "), workers=1)
+    u = ds.utterances
+    assert u["oov_chars"].fillna("").tolist() == ["", "!,25H", ""]
+    assert u["has_digits"].tolist() == [False, True, False]
+    report = ds.summary()["alphabet_check"]
+    assert report["utterances"] == 1 and report["digits"] == 1
+    assert {c["char"]: c["count"] for c in report["chars"]} == {"H": 1, ",": 1, "2": 1, "5": 1, "!": 1}
+    total, _ = ds.utterance_query.page('{oov_chars} != ""', None, 0, 10)
+    assert total == 1
+
+
+def test_error_filter_selects_utterances_with_one_word_error(dataset):
+    q = dataset.utterance_query
+    total, page = q.page('{error} = "sub cat bat"', None, 0, 10)
+    assert total == 1 and page["id"].tolist() == [0]
+    assert q.page('{error} = "ins down"', None, 0, 10)[0] == 1
+    assert q.page('{error} = "del a" && {duration} > 1', None, 0, 10)[1]["id"].tolist() == [3]
+    assert q.page('{error_b} = "del world"', None, 0, 10)[1]["id"].tolist() == [1]
+    assert q.page('{error} = "sub cat dog"', None, 0, 10)[0] == 0
+    from sde.query import QueryError
+
+    with pytest.raises(QueryError, match="sub REF HYP"):
+        q.select('{error} = "cat"')
+    with pytest.raises(QueryError, match="sub REF HYP"):
+        q.select('{error} contains "cat"')
+    with pytest.raises(QueryError):
+        q.select(None, "error")  # filter-only: not sortable

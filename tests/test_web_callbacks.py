@@ -235,7 +235,7 @@ def test_utterance_layout_escapes_and_walks_the_filtered_list(dataset):
     assert prev.href.startswith("/utterance/0?") and "filter=" in prev.href
     assert isinstance(nxt, html.Span) and "disabled" in nxt.className
     audio = next(c for c in components(layout) if isinstance(c, html.Audio))
-    assert audio.src == "/audio/2.wav"
+    assert audio.src == "/audio/2.ogg"
 
 
 def test_utterance_neighbours(dataset):

@@ -19,3 +19,42 @@
     el.click();
   });
 })();
+
+/* Waveform <-> player: clicking the waveform or spectrogram seeks the player to that time, and a
+   vertical line on both plots follows the player's position. The figure and the player are
+   re-created by Dash on every page, so the binding is checked on a short timer (cheap: two
+   lookups) rather than once. */
+(function () {
+  var PLAYHEAD = {type: "line", xref: "x", yref: "paper", x0: 0, x1: 0, y0: 0, y1: 1,
+                  line: {color: "#e74c3c", width: 2}};
+  function bind() {
+    var holder = document.getElementById("utt-signal");
+    var audio = document.getElementById("utt-audio");
+    if (!holder || !audio || !window.Plotly) return;
+    var plot = holder.querySelector(".js-plotly-plot");
+    if (!plot || !plot.on) return;
+    if (plot.__sdeBound !== audio) {
+      plot.__sdeBound = audio;
+      plot.on("plotly_click", function (ev) {
+        if (!ev || !ev.points || !ev.points.length) return;
+        var t = Number(ev.points[0].x);
+        if (isFinite(t)) { audio.currentTime = Math.max(0, t); }
+      });
+    }
+    if (audio.__sdeBound !== plot) {
+      audio.__sdeBound = plot;
+      var last = -1;
+      audio.addEventListener("timeupdate", function () {
+        var p = audio.__sdeBound;
+        if (!p || !document.body.contains(p)) return;
+        var t = audio.currentTime;
+        if (Math.abs(t - last) < 0.02) return;
+        last = t;
+        var line = Object.assign({}, PLAYHEAD, {x0: t, x1: t});
+        window.Plotly.relayout(p, {shapes: [line]});
+        p.setAttribute("data-playhead", t.toFixed(3));
+      });
+    }
+  }
+  setInterval(bind, 300);
+})();

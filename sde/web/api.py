@@ -242,9 +242,16 @@ def register_api_routes(server: Flask, dataset: "Dataset") -> None:
     server.add_url_rule("/api/utterances/<uid>", "sde_api_utterance", utterance_view)
     server.add_url_rule("/api/problems", "sde_api_problems", problems_view)
 
+    from sde.audio_quality import cached_audio_quality_summary
+
+    def audio_quality_view():
+        return _json(cached_audio_quality_summary(dataset))
+
+    server.add_url_rule("/api/audio-quality", "sde_api_audio_quality", audio_quality_view)
+
     def api_not_found(path: str):
         return _json({"error": f"no API route /api/{path}; see /api/summary, /api/utterances, "
-                      "/api/vocabulary, /api/problems"}, 404)
+                      "/api/vocabulary, /api/problems, /api/audio-quality, /api/errors, /api/breakdown, /api/compare"}, 404)
 
     # Registered last, and less specific than every route above: only unknown /api paths land here.
     server.add_url_rule("/api/<path:path>", "sde_api_not_found", api_not_found)

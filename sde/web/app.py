@@ -44,6 +44,7 @@ class AppConfig:
     debug: bool = False           # Dash dev tools (the CLI's --debug)
     auth: str | None = None       # "USER:PASSWORD": HTTP basic auth on every route
     audio_routes: bool = True     # register /audio/<id>.wav and /api/utterances/<id>/signal
+    cache_dir: str | None = None  # where background jobs (transcription, audio metrics) hand results over
 
 
 def rendered_key(path: str, params: Mapping[str, str], title: str) -> dict:
@@ -106,6 +107,9 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
         return resp
 
     register_api_routes(server, dataset)
+    from sde.web.analysis_api import register_analysis_routes
+
+    register_analysis_routes(server, dataset)
     if config.audio_routes:
         try:
             from sde.web.audio_routes import register_audio_routes
@@ -114,19 +118,35 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
         else:
             register_audio_routes(server, dataset)
 
-    pages = load_pages(dataset)
-    app.layout = html.Div([
-        dcc.Location(id=ids.URL, refresh="callback-nav"),
-        dcc.Store(id=ids.RENDERED),
-        dcc.Store(id=ids.DOC_TITLE),
-        dcc.Store(id=ids.APP_TITLE, data=title),
-        navbar(pages, title),
-        dbc.Container(id=ids.PAGE, fluid=True, className="page-container pb-4"),
-    ])
+    def shell() -> html.Div:
+        # A function, so each page load reflects the dataset as it is now: pages such as Errors
+        # appear once predictions arrive (transcription in the UI) without a restart.
+        return html.Div([
+            dcc.Location(id=ids.URL, refresh="callback-nav"),
+            dcc.Store(id=ids.RENDERED),
+            dcc.Store(id=ids.DOC_TITLE),
+            dcc.Store(id=ids.APP_TITLE, data=title),
+            navbar(load_pages(dataset), title),
+            dbc.Container(id=ids.PAGE, fluid=True, className="page-container pb-4"),
+        ])
 
-    for page in pages:
+    app.layout = shell
+
+    # Every page's callbacks are registered, available or not: availability can change at run time.
+    for page in load_pages(None):
         if page.register_callbacks is not None:
             page.register_callbacks(app, dataset)
+    if not dataset.hypotheses:
+        from sde.web.transcribe_panel import register_transcribe_callbacks
+
+        register_transcribe_callbacks(app, dataset, config.cache_dir)
+    from sde.audio_quality import has_audio_metrics
+
+    if not has_audio_metrics(dataset.utterances):
+        from sde.web.audio_metrics_panel import register_audio_metrics_callbacks
+
+        register_audio_metrics_callbacks(
+            app, dataset, Path(config.cache_dir) / "audio-metrics" if config.cache_dir else None)
 
     @app.callback(
         Output(ids.PAGE, "children"),
@@ -137,7 +157,7 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     )
     def route(pathname: str | None, search: str | None, rendered: dict | None):
         pathname = pathname or "/"
-        page = resolve(pages, pathname)
+        page = resolve(load_pages(dataset), pathname)
         if page is None:
             return not_found_layout(pathname), rendered_key(pathname, {}, "Not found")
         params = page_params(page, search)

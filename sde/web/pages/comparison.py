@@ -37,7 +37,7 @@ from sde.web.api import ApiError
 from sde.web.components import fmt_int, page_header
 from sde.web.figures import GRAPH_CONFIG
 from sde.web.pages import Page
-from sde.web.pages.errors import (_INT_FMT, _PCT_FMT, filter_box, hyp_options, labelled, resolve_hypothesis,
+from sde.web.pages.errors import (_INT_FMT, _PCT_FMT, filter_box, graph_height, hyp_options, labelled, resolve_hypothesis,
                                   samples_href, selection, small_grid, web_cache)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -311,7 +311,7 @@ def words_section(fig: Any, rows: list[dict], a: "HypothesisField", b: "Hypothes
                             className="text-muted small")],
                  className="d-flex align-items-baseline gap-2 flex-wrap mb-1"),
         dbc.Row([
-            dbc.Col(dcc.Graph(id=WORD_FIG, figure=fig, config=GRAPH_CONFIG), xs=12, xl=6),
+            dbc.Col(dcc.Graph(id=WORD_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)}), xs=12, xl=6),
             dbc.Col([html.Div("Where A and B differ most (by occurrences gained or lost)",
                               className="small fw-bold mb-1"),
                      small_grid(WORD_GRID, rows, defs, height=380)], xs=12, xl=6),
@@ -326,7 +326,7 @@ def utterance_section(fig: Any, metric: str) -> dbc.Card:
             dbc.RadioItems(id=METRIC, options=[{"label": m.upper(), "value": m} for m in METRICS], value=metric,
                            inline=True, className="small"),
         ], className="d-flex align-items-center gap-2 flex-wrap mb-1"),
-        html.Div(dcc.Graph(id=UTT_FIG, figure=fig, config=GRAPH_CONFIG), id=UTT_BOX),
+        html.Div(dcc.Graph(id=UTT_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)}), id=UTT_BOX),
     ], className="p-2"), className="mb-3")
 
 

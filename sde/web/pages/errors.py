@@ -369,10 +369,15 @@ def small_grid(grid_id_: str, rows: list[dict], column_defs: list[dict], height:
         dashGridOptions={"theme": GRID_THEME, "animateRows": False, "enableCellTextSelection": True,
                          "rowClass": "grid-row-link" if clickable else "", "tooltipShowDelay": 400,
                          "suppressCellFocus": True,
-                         "overlayNoRowsTemplate": "nothing here"},
+                         "localeText": {"noRowsToShow": "none"}},
         style={"height": f"{height}px", "width": "100%"},
         className="sde-grid",
     )
+
+
+def graph_height(fig: Any) -> str:
+    """A dcc.Graph's CSS height: its figure's (else a responsive graph takes the default 450 px)."""
+    return f"{int(fig.layout.height or 450)}px"
 
 
 _INT_FMT = {"function": "params.value == null ? '' : d3.format(',')(params.value)"}
@@ -409,9 +414,8 @@ def error_tables(rows: Mapping[str, list[dict]], h: "HypothesisField", filter_te
             defs = [_word_col("ref", "reference"), _word_col("hyp", "recognised as"), *_count_cols()]
         else:
             defs = [_word_col("word", "word"), *_count_cols()]
-        fig = af.top_errors_figure([r["label"] for r in data], [r["count"] for r in data],
-                                   f"Top {min(len(data), af.MAX_BARS)} {kind}", hrefs=[r["href"] for r in data],
-                                   kind=kind)
+        fig = af.top_errors_figure([r["label"] for r in data], [r["count"] for r in data], "",
+                                   hrefs=[r["href"] for r in data], kind=kind)
         total = totals.get(OPS[kind], 0)
         q = {"kind": kind, "hyp": h.field, "filter": (filter_text or None)}
         csv = "/api/errors.csv?" + urlencode({k: v for k, v in q.items() if v})
@@ -423,7 +427,7 @@ def error_tables(rows: Mapping[str, list[dict]], h: "HypothesisField", filter_te
         ], className="d-flex justify-content-between align-items-start mb-1 gap-2")
         body = [header,
                 dcc.Graph(id=fig_id(kind), figure=fig, config={**GRAPH_CONFIG, "displayModeBar": False},
-                          className="errors-bars", style={"cursor": "pointer"}),
+                          className="errors-bars", style={"height": graph_height(fig)}),
                 small_grid(grid_id(kind), data, defs)]
         if len(data) >= TABLE_LIMIT:
             body.append(html.Div(f"the {TABLE_LIMIT} most frequent; all of them in the CSV",
@@ -454,7 +458,7 @@ def breakdown_content(dataset: "Dataset", h: "HypothesisField", by: str | None, 
         {"field": "cer", "headerName": "CER", "type": "numericColumn", "valueFormatter": _PCT_FMT, "flex": 1},
     ]
     content = [dbc.Row([
-        dbc.Col(dcc.Graph(id=BREAKDOWN_FIG, figure=fig, config=GRAPH_CONFIG), xs=12, xl=7),
+        dbc.Col(dcc.Graph(id=BREAKDOWN_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)}), xs=12, xl=7),
         dbc.Col([small_grid(BREAKDOWN_GRID, rows, defs, height=320),
                  html.Div("Click a group to see its utterances.", className="text-muted small mt-1")],
                 xs=12, xl=5),

@@ -6,6 +6,8 @@ per hypothesis, the alphabet, and histograms binned server-side (bin counts, not
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from typing import TYPE_CHECKING, Mapping
 
 import dash_bootstrap_components as dbc
@@ -14,6 +16,7 @@ import pandas as pd
 from dash import dcc, html
 
 from sde.web import figures, ids
+from sde.web.audio_metrics_panel import audio_metrics_panel
 from sde.web.components import alphabet_view, fmt_float, fmt_int, fmt_pct, page_header, stat_card
 from sde.web.pages import Page
 
@@ -141,9 +144,9 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
             + [_hypothesis_section(field, h, labels.get(field, field)) for field, h in hyps.items()]
         ), className="mb-3")
     else:
-        hyp_block = dbc.Alert(
-            ["No hypotheses in this manifest: add ", html.Code("pred_text"), (" (or pass --predictions) to see "
-                                                                 "WER, CER and word accuracy.")], color="info", className="mb-3")
+        from sde.web.transcribe_panel import transcribe_panel
+
+        hyp_block = transcribe_panel(dataset)
     alphabet = dbc.Card(dbc.CardBody([
         html.H5(["Alphabet ", html.Span(f"{s['alphabet_size']} characters", className="text-muted small")],
                 className="card-title"),
@@ -160,8 +163,49 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         cards,
         hyp_block,
         alphabet,
+        _alphabet_check_block(dataset),
+        audio_metrics_panel(dataset),
         graphs,
     ])
+
+
+def _alphabet_check_block(dataset: "Dataset"):
+    """Training-data check: characters outside the model's alphabet, and digits in references."""
+    cache = dataset.__dict__.setdefault("_sde_web_cache", {})
+    if "alphabet_check" not in cache:
+        cache["alphabet_check"] = alphabet_check_summary(dataset)
+    check = cache["alphabet_check"]
+    if check is None:
+        return None
+    body = [html.H5("Alphabet check", className="card-title")]
+    if check["allowed"] is not None:
+        body.append(html.P(["Allowed characters: ", html.Code(check["allowed"]), f" — {fmt_int(check['utterances'])} "
+                            "utterances use others ",
+                            dcc.Link("(show them)", href="/samples?" + urlencode({"filter": '{oov_chars} != ""'}))]))
+        if check["chars"]:
+            body.append(html.Div([
+                html.Span([html.Kbd(c["char"] if c["char"].strip() else repr(c["char"])), f" ×{fmt_int(c['count'])}"],
+                          className="me-3 d-inline-block", title=f"{c['utterances']} utterances")
+                for c in check["chars"][:60]
+            ], id="alphabet-oov-chars", className="mb-2"))
+    if check["digits"]:
+        body.append(dbc.Alert([f"{fmt_int(check['digits'])} references contain digits ",
+                               dcc.Link("(show them)", href="/samples?" + urlencode({"filter": "{has_digits} = true"}))
+                               if "has_digits" in dataset.utterances else None,
+                               ". Character-based models (QuartzNet, Jasper) cannot emit digits: spell numbers out, "
+                               "or score with ", html.Code("--normalize numbers"), " to see the WER without them."],
+                              color="warning", className="mb-0 py-2", id="alphabet-digits"))
+    return dbc.Card(dbc.CardBody(body), className="mb-3", id="alphabet-check")
+
+
+def alphabet_check_summary(dataset: "Dataset") -> dict | None:
+    """The --alphabet report built at load time; without --alphabet, just the references with digits."""
+    if dataset.alphabet_report is not None:
+        return dataset.alphabet_report
+    from sde.analysis import has_digits
+
+    digits = int(has_digits(dataset.utterances["text"]).sum())
+    return {"allowed": None, "utterances": 0, "chars": [], "digits": digits} if digits else None
 
 
 PAGE = Page(path="/statistics", name="Statistics", layout=layout, aliases=("/",), api="/api/summary")

@@ -1,0 +1,128 @@
+"""The "Transcribe with NeMo" panel, shown on the Statistics page when a dataset has no predictions.
+
+The transcription runs as a Dash background callback (DiskcacheManager: a separate process, with a
+progress bar and a cancel button). The job stores its predictions in sde's predictions cache; when it
+finishes, a regular callback in the server process reads them back, scores them, swaps the dataset in
+place and reloads the page, so the error-analysis views appear without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, dcc, html, no_update
+
+from sde import transcribe
+
+if TYPE_CHECKING:  # pragma: no cover
+    import dash
+
+    from sde.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+MODEL = "transcribe-model"
+DEVICE = "transcribe-device"
+START = "transcribe-start"
+CANCEL = "transcribe-cancel"
+PROGRESS = "transcribe-progress"
+STATUS = "transcribe-status"
+DONE = "transcribe-done"
+RELOAD = "transcribe-reload"
+
+
+def transcribe_panel(dataset: "Dataset") -> dbc.Card | None:
+    """The panel, or None when the dataset already has predictions."""
+    if dataset.hypotheses:
+        return None
+    header = html.H5("No predictions in this manifest", className="card-title")
+    if not transcribe.nemo_available():
+        return dbc.Card(dbc.CardBody([
+            header,
+            html.P("Error analysis needs a hypothesis field (pred_text). Either restart sde with "
+                   "--predictions FILE, or install NeMo and transcribe here:"),
+            html.Pre('pip install "sde[nemo]"', className="mb-0"),
+        ]), className="mb-3 border-warning", id="transcribe-panel")
+    return dbc.Card(dbc.CardBody([
+        header,
+        html.P("Transcribe every utterance with a NeMo ASR model (a pretrained name, or the path of a "
+               ".nemo file on this machine); the error-analysis pages appear when it finishes."),
+        dbc.Row([
+            dbc.Col(dbc.Input(id=MODEL, value=transcribe.DEFAULT_MODEL, type="text",
+                              placeholder="model name or /path/to/model.nemo"), md=6),
+            dbc.Col(dbc.Select(id=DEVICE, value="auto", options=[
+                {"label": "device: auto (GPU when there is one)", "value": "auto"},
+                {"label": "device: CPU", "value": "cpu"},
+                {"label": "device: CUDA", "value": "cuda"},
+            ]), md=3),
+            dbc.Col(html.Div([
+                dbc.Button("Transcribe with NeMo", id=START, color="primary", n_clicks=0),
+                dbc.Button("Cancel", id=CANCEL, color="secondary", outline=True, disabled=True, n_clicks=0),
+            ], className="d-flex gap-2"), md=3),
+        ], className="g-2 mb-2"),
+        dbc.Progress(id=PROGRESS, value=0, max=100, label="", striped=True, animated=True,
+                     className="mb-2", style={"height": "1.25rem"}),
+        html.Div(id=STATUS, className="small text-muted"),
+        dcc.Store(id=DONE),
+        dcc.Location(id=RELOAD, refresh=True),
+    ]), className="mb-3 border-primary", id="transcribe-panel")
+
+
+def register_transcribe_callbacks(app: "dash.Dash", dataset: "Dataset", cache_dir: str | Path | None = None) -> None:
+    """Background job + the swap. `cache_dir` is where predictions are handed over (and kept)."""
+    from dash import DiskcacheManager
+
+    import diskcache
+
+    handoff = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="sde-transcribe-"))
+    manager = DiskcacheManager(diskcache.Cache(str(handoff / "background-jobs")))
+
+    @app.callback(
+        Output(DONE, "data"),
+        Input(START, "n_clicks"),
+        State(MODEL, "value"),
+        State(DEVICE, "value"),
+        background=True,
+        manager=manager,
+        progress=[Output(PROGRESS, "value"), Output(PROGRESS, "label"), Output(STATUS, "children")],
+        running=[(Output(START, "disabled"), True, False), (Output(CANCEL, "disabled"), False, True)],
+        cancel=[Input(CANCEL, "n_clicks")],
+        prevent_initial_call=True,
+    )
+    def run_transcription(set_progress, n_clicks, model, device):
+        if not n_clicks or not model:
+            return no_update
+        from sde.auto_transcribe import predictions_for
+
+        def report(done: int, total: int) -> None:
+            pct = int(100 * done / total) if total else 100
+            set_progress((pct, f"{done:,} / {total:,}", f"transcribing with {model} …"))
+
+        set_progress((0, "", f"loading {model} …"))
+        try:
+            predictions_for(dataset, model.strip(), device=device or "auto", cache_dir=handoff,
+                            on_progress=report, warn=log.warning)
+        except transcribe.TranscribeError as e:
+            return {"error": str(e)}
+        return {"model": model.strip()}
+
+    @app.callback(
+        Output(STATUS, "children", allow_duplicate=True),
+        Output(RELOAD, "href"),
+        Input(DONE, "data"),
+        prevent_initial_call=True,
+    )
+    def apply_predictions(done):
+        if not done:
+            return no_update, no_update
+        if "error" in done:
+            return dbc.Alert(done["error"], color="danger", className="mb-0 mt-2"), no_update
+        from sde.auto_transcribe import transcribe_dataset
+
+        # The job left the predictions in the cache: this reads them back, it does not transcribe.
+        dataset.replace_with(transcribe_dataset(dataset, done["model"], cache_dir=handoff, warn=log.warning))
+        return "done: scoring finished, reloading …", "/"

@@ -168,7 +168,16 @@ def serve_command(manifest: str, model: str | None, port: int, host: str, auth: 
     dataset = load(manifest, options, cache_dir, no_cache)
     if not dataset.hypotheses:
         dataset = _maybe_transcribe(dataset, manifest, model, cache_dir, no_cache)
-    _serve(dataset, host=host, port=port, auth=auth, debug=debug)
+    _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache))
+
+
+def _jobs_dir(cache_dir: str | None, no_cache: bool) -> str | None:
+    """Where the UI's background jobs hand results over (None: a temporary folder)."""
+    if no_cache:
+        return None
+    from sde.cache import default_cache_dir
+
+    return str(cache_dir or default_cache_dir())
 
 
 def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_cache):
@@ -185,15 +194,16 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
         return dataset
     from sde.auto_transcribe import transcribe_dataset
 
+    model = model or transcribe.DEFAULT_MODEL
+    click.echo(f"no predictions in the manifest: transcribing with {model} (cached for the next start)", err=True)
     try:
-        return transcribe_dataset(dataset, model or transcribe.DEFAULT_MODEL, cache_dir=cache_dir,
-                                  use_cache=not no_cache, progress=True)
+        return transcribe_dataset(dataset, model, cache_dir=cache_dir, use_cache=not no_cache, progress=True)
     except transcribe.TranscribeError as e:
         click.echo(f"warning: could not transcribe: {e}\n         serving statistics only.", err=True)
         return dataset
 
 
-def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool) -> None:
+def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cache_dir: str | None = None) -> None:
     from sde.web.app import AppConfig, create_app
     from sde.web.serve import ServeError, serve
 
@@ -205,7 +215,7 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool) -> N
             "and its audio" + ("" if auth else "; consider --auth USER:PASSWORD"),
             err=True,
         )
-    app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth))
+    app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth, cache_dir=cache_dir))
     try:
         serve(app, host=host, port=port, debug=debug)
     except ServeError as e:
@@ -215,12 +225,17 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool) -> N
 @cli.command("stats")
 @click.argument("manifest", type=click.Path(dir_okay=True))
 @data_options
+@click.option("--model", default=None, metavar="NAME_OR_.nemo",
+              help="When the manifest has no predictions, transcribe with this NeMo model first (cached).")
 @click.option("--json", "as_json", is_flag=True, help="Print the /api/summary JSON instead of a table.")
 @handle_data_errors
-def stats_command(manifest: str, as_json: bool, cache_dir: str | None, no_cache: bool, **data: Any) -> None:
+def stats_command(manifest: str, model: str | None, as_json: bool, cache_dir: str | None, no_cache: bool,
+                  **data: Any) -> None:
     """Print the summary of MANIFEST: hours, utterances, vocabulary, alphabet, WER/CER/WMR/MWA."""
     options = options_from(**data)
     dataset = load(manifest, options, cache_dir, no_cache, quiet=as_json)
+    if model and not dataset.hypotheses:
+        dataset = _maybe_transcribe(dataset, manifest, model, cache_dir, no_cache)
     summary = dataset.summary()
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
@@ -271,7 +286,7 @@ def demo_command(port: int, host: str, auth: str | None, debug: bool, cache_dir:
     dataset = load(str(DEMO_MANIFEST), DatasetOptions(normalize=("lower", "punct", "numbers"),
                                                       alphabet="abcdefghijklmnopqrstuvwxyz' "),
                    cache_dir, no_cache)
-    _serve(dataset, host=host, port=port, auth=auth, debug=debug)
+    _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache))
 
 
 def _register_transcribe() -> None:

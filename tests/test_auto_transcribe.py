@@ -1,0 +1,122 @@
+"""Predictions for a manifest without any: `sde stats/serve MANIFEST --model M`, cached, and the UI job."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sde.auto_transcribe import predictions_for, transcribe_dataset
+from sde.cli import cli
+from sde.dataset import build_dataset
+
+pytestmark = pytest.mark.nemo
+
+
+@pytest.fixture
+def plain_manifest(audio_dir, tmp_path) -> Path:
+    """Speech without predictions, two of the lines segments of one longer file."""
+    d, dur = audio_dir
+    rows = [
+        {"audio_filepath": str(d / "one.wav"), "duration": round(dur["one.wav"], 3), "text": "hello world"},
+        {"audio_filepath": str(d / "long.wav"), "offset": 0.4, "duration": 1.1, "text": "quick brown fox"},
+        {"audio_filepath": str(d / "two.wav"), "duration": round(dur["two.wav"], 3), "text": "speech data explorer"},
+        {"audio_filepath": str(d / "long.wav"), "offset": 2.0, "duration": 1.6, "text": "over the lazy dog"},
+    ]
+    path = tmp_path / "plain.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_transcribed_dataset_is_scored_and_cached(plain_manifest, tiny_nemo, tmp_path):
+    ds = build_dataset(plain_manifest, workers=1)
+    assert ds.hypotheses == []
+    calls: list[tuple[int, int]] = []
+    scored = transcribe_dataset(ds, str(tiny_nemo), device="cpu", cache_dir=tmp_path / "c",
+                                on_progress=lambda done, total: calls.append((done, total)))
+    assert [h.field for h in scored.hypotheses] == ["pred_text"]
+    assert calls and calls[-1] == (4, 4)
+    u = scored.utterances
+    assert u["pred_text"].map(type).eq(str).all() and (u["wer"] >= 0).all()
+    assert scored.summary()["hypotheses"]["pred_text"]["wer"] is not None
+    # Second time: read back from the cache, the model is not run (no progress reported).
+    again: list = []
+    preds = predictions_for(ds, str(tiny_nemo), device="cpu", cache_dir=tmp_path / "c",
+                            on_progress=lambda done, total: again.append(done))
+    assert again == [] and preds == u["pred_text"].tolist()
+    # ... and the manifest's folder holds nothing new.
+    assert sorted(p.name for p in plain_manifest.parent.iterdir() if p.is_file()) == ["plain.json"]
+
+
+def test_stats_with_model_transcribes_when_there_are_no_predictions(plain_manifest, tiny_nemo, tmp_path):
+    args = ["stats", str(plain_manifest), "--model", str(tiny_nemo), "--json", "--cache-dir", str(tmp_path / "c")]
+    first = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert "transcribing with" in first.stderr
+    summary = json.loads(first.stdout)
+    assert list(summary["hypotheses"]) == ["pred_text"]
+    second = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert json.loads(second.stdout) == summary
+
+
+def test_missing_model_file_serves_statistics_only(plain_manifest, tmp_path):
+    r = CliRunner().invoke(cli, ["stats", str(plain_manifest), "--model", str(tmp_path / "nope.nemo"), "--json",
+                                 "--no-cache"], catch_exceptions=False)
+    assert r.exit_code == 0
+    assert "could not transcribe" in r.stderr and "nope.nemo" in r.stderr
+    assert json.loads(r.stdout)["hypotheses"] == {}
+
+
+@pytest.mark.browser
+def test_ui_transcribe_job_end_to_end(plain_manifest, tiny_nemo, tmp_path):
+    """Serve a manifest with no predictions; in the browser, run "Transcribe with NeMo" with the tiny
+    model; the page reloads with the recognition numbers and the Errors page appears."""
+    from playwright.sync_api import sync_playwright
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sde.cli", str(plain_manifest), "--port", "0", "--cache-dir", str(tmp_path / "c"),
+         "--model", str(tmp_path / "not-here.nemo")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        deadline = time.time() + 120
+        while time.time() < deadline and url is None:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+            url = m.group(1) if m else None
+        assert url, "the server did not print its URL"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.goto(url + "/")
+            page.wait_for_selector("#transcribe-start")
+            assert page.locator("#nav-errors").count() == 0
+            page.fill("#transcribe-model", str(tiny_nemo))
+            page.select_option("#transcribe-device", "cpu")
+            page.click("#transcribe-start")
+            # The job finishes, the predictions are scored in the server and the page reloads.
+            page.wait_for_selector("#nav-errors", timeout=120_000)
+            page.wait_for_selector("text=Recognition")
+            Path("tests/output/screenshots").mkdir(parents=True, exist_ok=True)
+            page.screenshot(path="tests/output/screenshots/after-transcription.png", full_page=True)
+            browser.close()
+        import urllib.request
+
+        summary = json.loads(urllib.request.urlopen(url + "/api/summary", timeout=10).read())
+        assert list(summary["hypotheses"]) == ["pred_text"]
+        assert not [e for e in errors if "favicon" not in e]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -109,6 +109,7 @@ def test_ui_transcribe_job_end_to_end(plain_manifest, tiny_nemo, tmp_path):
             # The job finishes, the predictions are scored in the server and the page reloads.
             page.wait_for_selector("#nav-errors", timeout=120_000)
             page.wait_for_selector("text=Recognition")
+            page.wait_for_selector("#hist-wer .main-svg")  # the new per-utterance WER histogram
             Path("tests/output/screenshots").mkdir(parents=True, exist_ok=True)
             page.screenshot(path="tests/output/screenshots/after-transcription.png", full_page=True)
             browser.close()

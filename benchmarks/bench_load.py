@@ -41,7 +41,22 @@ for filt, sort in queries:
     runs.sort()
     timings[f"{{filt}} | sort {{sort}}"] = {{"first_ms": first * 1000, "median_ms": runs[2] * 1000}}
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"load_s": load_s, "rss_mb": rss_mb, "queries": timings,
+# The same through the HTTP API (Flask test client: routing, JSON encoding, no network).
+from urllib.parse import urlencode
+from sde.web.app import AppConfig, create_app
+client = create_app(ds, AppConfig(title="bench")).server.test_client()
+api = {{}}
+for filt, sort in queries:
+    url = "/api/utterances?" + urlencode({{"filter": filt, "sort": sort, "page": 3, "page_size": 50}})
+    t = time.perf_counter(); r = client.get(url); first = time.perf_counter() - t
+    assert r.status_code == 200, r.data[:200]
+    runs = []
+    for page in range(5):
+        url = "/api/utterances?" + urlencode({{"filter": filt, "sort": sort, "page": page, "page_size": 50}})
+        t = time.perf_counter(); client.get(url); runs.append(time.perf_counter() - t)
+    runs.sort()
+    api[f"{{filt}} | sort {{sort}}"] = {{"first_ms": first * 1000, "median_ms": runs[2] * 1000}}
+print(json.dumps({{"load_s": load_s, "rss_mb": rss_mb, "queries": timings, "api": api,
                   "utterances": len(ds.utterances), "summary": ds.summary()["hypotheses"]}}))
 """
 
@@ -78,13 +93,22 @@ def main() -> None:
         rows.append((n, size_mb, cold, warm))
         print(json.dumps({"n": n, "cold": cold, "warm": warm}, indent=1), file=sys.stderr)
 
-    print("| utterances | manifest | cold load (all metrics) | warm load (cache) | peak RSS cold / warm "
-          "| page query, median (first) |")
-    print("|---:|---:|---:|---:|---:|---|")
+    print("| utterances | manifest | cold load, all metrics (incl. cache write) | warm load (cache) "
+          "| peak RSS cold / warm |")
+    print("|---:|---:|---:|---:|---:|")
     for n, size_mb, cold, warm in rows:
-        q = "; ".join(f"`{k}`: {v['median_ms']:.1f} ms ({v['first_ms']:.0f})" for k, v in warm["queries"].items())
         print(f"| {n:,} | {size_mb:.0f} MB | {cold['load_s']:.1f} s | {warm['load_s']:.2f} s "
-              f"| {cold['rss_mb']:.0f} / {warm['rss_mb']:.0f} MB | {q} |")
+              f"| {cold['rss_mb']:.0f} / {warm['rss_mb']:.0f} MB |")
+    print()
+    print("| utterances | filter | sort | query engine: first / next pages (ms) "
+          "| GET /api/utterances: first / next pages (ms) |")
+    print("|---:|---|---|---:|---:|")
+    for n, _, _, warm in rows:
+        for label, v in warm["queries"].items():
+            filt, sort = label.split(" | sort ")
+            a = warm["api"][label]
+            print(f"| {n:,} | `{filt or '(none)'}` | `{sort}` | {v['first_ms']:.0f} / {v['median_ms']:.1f} "
+                  f"| {a['first_ms']:.0f} / {a['median_ms']:.1f} |")
 
 
 if __name__ == "__main__":

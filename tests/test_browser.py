@@ -247,7 +247,13 @@ def test_inspector_diff_player_and_navigation(page, demo):
     plot = page.locator("#utt-signal .js-plotly-plot .nsewdrag").first
     box = plot.bounding_box()
     page.wait_for_function("document.querySelector('#utt-signal .js-plotly-plot').__sdeBound !== undefined")
-    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    x, y = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
+    for _ in range(10):  # plotly reports clicks once it has hover data for the point: retry briefly
+        page.mouse.move(x, y)
+        page.mouse.click(x, y)
+        if page.evaluate("document.querySelector('#utt-audio').currentTime") > 0.3:
+            break
+        page.wait_for_timeout(300)
     page.wait_for_function("document.querySelector('#utt-audio').currentTime > 0.3")
     seek = page.evaluate("document.querySelector('#utt-audio').currentTime")
     assert 0.25 * one["duration"] < seek < 0.75 * one["duration"]

@@ -14,12 +14,14 @@ import functools
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from sde import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import DatasetOptions
 
 EXIT_DATA_ERROR = 1
 
@@ -90,7 +92,7 @@ def handle_data_errors(f: Callable) -> Callable:
 
 
 def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, alphabet,
-                 estimate_audio_metrics, strict) -> "DatasetOptions":  # noqa: F821
+                 estimate_audio_metrics, strict) -> "DatasetOptions":
     from sde.dataset import DatasetOptions
     from sde.text import parse_normalize
 

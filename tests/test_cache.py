@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from sde.cache import DatasetCache, fingerprint, load_dataset
 from sde.dataset import DatasetOptions

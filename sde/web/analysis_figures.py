@@ -174,7 +174,9 @@ def _split_traces(fig: go.Figure, trace_cls: type, x: np.ndarray, y: np.ndarray,
               (~((diff > 0) | (diff < 0)), names[2], "#95a5a6"))
     for mask, name, color in groups:
         sel = np.flatnonzero(mask)
-        extra = {k: v[sel] for k, v in common_arrays.items()}
+        # customdata as a plain list: plotly.js leaves a typed-array customdata out of a WebGL
+        # trace's click events, and the click is what opens the utterance.
+        extra = {k: (v[sel].tolist() if k == "customdata" else v[sel]) for k, v in common_arrays.items()}
         m = dict(marker)
         if isinstance(m.get("size"), np.ndarray):
             m["size"] = m["size"][sel]
@@ -212,14 +214,14 @@ def word_scatter_figure(words: pd.DataFrame, a_name: str, b_name: str, *,
         marker={"size": size, "opacity": 0.6, "line": {"width": 0}},
     )
     _diagonal(fig, 0, 100)
-    _layout(fig, title, height=420, margin={"b": 60, "t": 55})
+    _layout(fig, title, height=440, margin={"b": 85, "t": 55})
     fig.update_xaxes(title_text=f"accuracy of A: {_esc(a_name)} (%)", range=[-4, 104], zeroline=False)
     fig.update_yaxes(title_text=f"accuracy of B: {_esc(b_name)} (%)", range=[-4, 104], zeroline=False)
     fig.update_layout(showlegend=True, legend={"itemsizing": "constant"})
     note = "marker size ~ log(count) · click a word to see its utterances"
     if total > max_points:
         note = f"the {max_points:,} most frequent of {total:,} words · " + note
-    _note(fig, note, y=-0.16)
+    _note(fig, note, y=-0.24)
     return fig
 
 
@@ -251,9 +253,10 @@ def utterance_scatter_figure(ids: np.ndarray, a: np.ndarray, b: np.ndarray, a_na
         marker={"size": 6, "opacity": 0.55, "line": {"width": 0}},
     )
     finite = np.concatenate([xa[np.isfinite(xa)], yb[np.isfinite(yb)]])
-    hi = max(100.0, float(finite.max()) if finite.size else 100.0)
+    # Up to the largest value shown (not 100 %: a strong pair of systems would be squashed in a corner).
+    hi = max(float(finite.max()) if finite.size else 1.0, 1.0)
     _diagonal(fig, 0, hi)
-    _layout(fig, title, height=440, margin={"b": 60, "t": 75})
+    _layout(fig, title, height=460, margin={"b": 85, "t": 75})
     pad = hi * 0.04
     fig.update_xaxes(title_text=f"{name} of A: {_esc(a_name)} (%)", range=[-pad, hi + pad], zeroline=False)
     fig.update_yaxes(title_text=f"{name} of B: {_esc(b_name)} (%)", range=[-pad, hi + pad], zeroline=False)
@@ -268,7 +271,7 @@ def utterance_scatter_figure(ids: np.ndarray, a: np.ndarray, b: np.ndarray, a_na
                 f"+ a random sample · click a point to open it")
     else:
         note = "click a point to open the utterance"
-    _note(fig, note, y=-0.16)
+    _note(fig, note, y=-0.22)
     return fig
 
 

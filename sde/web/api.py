@@ -199,20 +199,32 @@ def _stem(dataset: "Dataset") -> str:
 def register_api_routes(server: Flask, dataset: "Dataset") -> None:
     """Add the /api routes of the module docstring to `server` (the Dash app's Flask server)."""
 
+    def filter_of(table: str) -> str | None:
+        """`filter=`, plus the Errors page's `error=…&hyp=F` (utterances only) folded into it."""
+        if table != "utterances" or not request.args.get("error"):
+            return request.args.get("filter")
+        from sde.web.components import combine_filters
+        from sde.web.pages.errors import error_filter
+
+        try:
+            clause = error_filter(dataset, request.args["error"], request.args.get("hyp"))
+        except (ValueError, KeyError) as e:
+            raise ApiError(str(e).strip('"')) from None
+        return combine_filters(clause, request.args.get("filter"))
+
     def table_routes(name: str, df_of, query_of) -> None:
         def page_view():
             try:
                 page = parse_int("page", request.args.get("page"), 0, 0)
                 size = parse_int("page_size", request.args.get("page_size"), DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-                total, rows = page_of(query_of(), df_of(), request.args.get("filter"),
-                                      request.args.get("sort"), page, size)
+                total, rows = page_of(query_of(), df_of(), filter_of(name), request.args.get("sort"), page, size)
             except ApiError as e:
                 return _error(e)
             return _json(f'{{"total": {total}, "rows": {records_json(rows)}}}')
 
         def csv_view():
             try:
-                positions = select(query_of(), request.args.get("filter"), request.args.get("sort"))
+                positions = select(query_of(), filter_of(name), request.args.get("sort"))
             except ApiError as e:
                 return _error(e)
             return _csv_response(df_of(), positions, f"{_stem(dataset)}-{name}.csv")

@@ -37,8 +37,19 @@ from sde.web.api import ApiError
 from sde.web.components import fmt_int, page_header
 from sde.web.figures import GRAPH_CONFIG
 from sde.web.pages import Page
-from sde.web.pages.errors import (_INT_FMT, _PCT_FMT, filter_box, graph_height, hyp_options, labelled, resolve_hypothesis,
-                                  samples_href, selection, small_grid, web_cache)
+from sde.web.pages.errors import (
+    _INT_FMT,
+    _PCT_FMT,
+    filter_box,
+    graph_height,
+    hyp_options,
+    labelled,
+    resolve_hypothesis,
+    samples_href,
+    selection,
+    small_grid,
+    web_cache,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -69,6 +80,9 @@ WORD_FIG = "cmp-word-fig"
 WORD_GRID = "cmp-word-grid"
 UTT_BOX = "cmp-utt-box"
 UTT_FIG = "cmp-utt-fig"
+UTT_GRID = "cmp-utt-grid"            # the utterances where A and B differ most
+UTT_GRID_BOX = "cmp-utt-grid-box"
+UTT_ROWS = 200
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -77,14 +91,28 @@ def _available(dataset: "Dataset") -> bool:
     return len(dataset.hypotheses) >= 2
 
 
-def fmt_points(x: float) -> str:
-    """A WER difference in percentage points: 1 decimal from 1 point up, else 2."""
-    return f"{x:.1f}" if abs(x) >= 1 else f"{x:.2f}"
+def ci_digits(lo: float, hi: float) -> int:
+    """Decimals that keep an interval's ends apart: 1 for a wide one, up to 3 for a narrow one
+    (a million utterances give intervals a few hundredths of a point wide)."""
+    width = abs(hi - lo)
+    if not math.isfinite(width) or width <= 0:
+        return 2
+    return max(1, min(3, math.ceil(-math.log10(width))))
 
 
-def fmt_p(p: float | None) -> str:
+def fmt_points(x: float, digits: int = 1) -> str:
+    """A WER difference in percentage points (at least 2 decimals below 1 point)."""
+    return f"{x:.{digits if abs(x) >= 1 else max(digits, 2)}f}"
+
+
+def fmt_p(p: float | None, n_resamples: int | None = None) -> str:
+    """The p-value; at the bootstrap's floor 2/(B+1) it says "≤" (the true p may be far smaller)."""
     if p is None or not math.isfinite(p):
         return "p = –"
+    if n_resamples:
+        floor = 2.0 / (n_resamples + 1)
+        if p <= floor * (1 + 1e-6):
+            return f"p ≤ {floor:.2g}" if floor < 0.001 else f"p ≤ {floor:.3f}"
     if p < 0.001:
         return "p < 0.001"
     return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
@@ -112,15 +140,17 @@ def interpretation(payload: Mapping, a_name: str, b_name: str) -> tuple[str, str
     if diff == 0 and lo == 0 and hi == 0:
         return f"A ({a_name}) and B ({b_name}) make exactly as many word errors.", "secondary"
     if diff < 0:  # B has the lower WER
-        better, worse, by, clo, chi = f"B ({b_name})", f"A ({a_name})", -diff, -hi, -lo
+        better, by, clo, chi = f"B ({b_name})", -diff, -hi, -lo
     else:
-        better, worse, by, clo, chi = f"A ({a_name})", f"B ({b_name})", diff, lo, hi
-    ci = f"95% CI {fmt_points(clo)} – {fmt_points(chi)}"
+        better, by, clo, chi = f"A ({a_name})", diff, lo, hi
+    digits = ci_digits(lo, hi)
+    ci = f"95% CI {fmt_points(clo, digits)} – {fmt_points(chi, digits)}"
+    pv = fmt_p(p, payload.get("n_resamples"))
     if lo > 0 or hi < 0:
         tone = "success" if diff < 0 else "danger"
-        return f"{better} is better by {fmt_points(by)} points ({ci}, {fmt_p(p)}).", tone
-    return (f"No significant difference: {better} is ahead by {fmt_points(by)} points, but the {ci} "
-            f"includes 0 ({fmt_p(p)}).", "secondary")
+        return f"{better} is better by {fmt_points(by, digits)} points ({ci}, {pv}).", tone
+    return (f"No significant difference: {better} is ahead by {fmt_points(by, digits)} points, but the {ci} "
+            f"includes 0 ({pv}).", "secondary")
 
 
 class _LRU:
@@ -212,10 +242,35 @@ def utterance_figure(dataset: "Dataset", a: "HypothesisField", b: "HypothesisFie
                                        a.name, b.name, metric)
 
 
-def cached_utterance_figure(dataset, a, b, metric, filter_text, utt_ids):
+def utterance_rows(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", metric: str,
+                   filter_text: str | None, utt_ids: np.ndarray | None, limit: int = UTT_ROWS) -> list[dict]:
+    """The utterances where A and B differ most (|B − A| of the metric, then id), with links."""
+    frame = analysis.utterance_comparison(dataset.utterances, a, b, metric=metric, utt_ids=utt_ids)
+    diff = np.nan_to_num(frame["diff"].to_numpy(dtype=np.float64), nan=0.0)
+    k = min(limit, len(frame))
+    if k == 0:
+        return []
+    top = np.argpartition(-np.abs(diff), k - 1)[:k] if k < len(frame) else np.arange(len(frame))
+    ids_ = frame["id"].to_numpy()[top]
+    top = top[np.lexsort([ids_, -np.abs(diff[top])])]
+    texts = dataset.utterances["text"]
+    rows = []
+    for pos in top.tolist():
+        if diff[pos] == 0:
+            continue
+        uid = int(frame["id"].iat[pos])
+        rows.append({"id": uid, "text": str(texts.iat[uid]) if uid < len(texts) else "",
+                     "a": _r(frame["a"].iat[pos]), "b": _r(frame["b"].iat[pos]), "diff": _r(diff[pos]),
+                     "href": utterance_href(uid, filter_text)})
+    return rows
+
+
+def cached_utterances(dataset, a, b, metric, filter_text, utt_ids) -> tuple[Any, list[dict]]:
+    """(utterance scatter figure, rows of the largest differences) for A vs B."""
     _, figs = _caches(dataset)
     return figs.get(("utt", a.field, b.field, metric, filter_text),
-                    lambda: utterance_figure(dataset, a, b, metric, utt_ids))
+                    lambda: (utterance_figure(dataset, a, b, metric, utt_ids),
+                             utterance_rows(dataset, a, b, metric, filter_text, utt_ids)))
 
 
 def cached_words(dataset, a, b, filter_text, utt_ids) -> tuple[Any, list[dict]]:
@@ -241,8 +296,11 @@ def _r(x: float) -> float | None:
 # ---------------------------------------------------------------- components
 
 def _card(label: str, value: str, value_id: str, sub: Any, sub_id: str, tone: str | None = None,
-          extra: Any = None, title: str | None = None) -> dbc.Card:
-    body = [html.Div(label, className="stat-label"),
+          extra: Any = None, title: str | None = None, name: str | None = None) -> dbc.Card:
+    head = [html.Span(label, className="stat-label")]
+    if name:  # the hypothesis as written (stat labels are upper-cased)
+        head.append(html.Span(name, className="hyp-name small ms-2 text-truncate"))
+    body = [html.Div(head, className="d-flex align-items-baseline"),
             html.Div(value, id=value_id, className="stat-value" + (f" text-{tone}" if tone else "")),
             html.Div(sub, id=sub_id, className="stat-sub")]
     if extra is not None:
@@ -269,13 +327,13 @@ def stats_section(payload: Mapping, a: "HypothesisField", b: "HypothesisField") 
     dlo, dhi = (d.get("ci") or [None, None])[:2]
     diff_ci = (f"95% CI {fmt_signed(dlo)} – {fmt_signed(dhi)} points" if _finite(dlo, dhi) else "95% CI –")
     cards = [
-        _card(f"WER of A · {a.name}", _pct(payload["a"]["wer"]), A_WER, _ci(payload["a"]["ci"]), A_CI,
+        _card("WER of A", _pct(payload["a"]["wer"]), A_WER, _ci(payload["a"]["ci"]), A_CI, name=a.name,
               title=f"corpus WER of {a.field} with its 95% bootstrap interval"),
-        _card(f"WER of B · {b.name}", _pct(payload["b"]["wer"]), B_WER, _ci(payload["b"]["ci"]), B_CI,
+        _card("WER of B", _pct(payload["b"]["wer"]), B_WER, _ci(payload["b"]["ci"]), B_CI, name=b.name,
               title=f"corpus WER of {b.field} with its 95% bootstrap interval"),
         _card("Difference B − A", (fmt_signed(d["wer"]) + " points") if _finite(d["wer"]) else "–", DIFF_WER,
               diff_ci, DIFF_CI, tone=diff_tone,
-              extra=html.Div(fmt_p(d.get("p")), id=DIFF_P, className="stat-sub"),
+              extra=html.Div(fmt_p(d.get("p"), payload.get("n_resamples")), id=DIFF_P, className="stat-sub"),
               title="paired bootstrap over utterances: negative means B makes fewer errors"),
     ]
     n = payload.get("utterances")
@@ -311,7 +369,8 @@ def words_section(fig: Any, rows: list[dict], a: "HypothesisField", b: "Hypothes
                             className="text-muted small")],
                  className="d-flex align-items-baseline gap-2 flex-wrap mb-1"),
         dbc.Row([
-            dbc.Col(dcc.Graph(id=WORD_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)}), xs=12, xl=6),
+            dbc.Col(dcc.Graph(id=WORD_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)}),
+                    xs=12, xl=6),
             dbc.Col([html.Div("Where A and B differ most (by occurrences gained or lost)",
                               className="small fw-bold mb-1"),
                      small_grid(WORD_GRID, rows, defs, height=380)], xs=12, xl=6),
@@ -319,14 +378,38 @@ def words_section(fig: Any, rows: list[dict], a: "HypothesisField", b: "Hypothes
     ], className="p-2"), className="mb-3", id=WORDS)
 
 
-def utterance_section(fig: Any, metric: str) -> dbc.Card:
+def utterance_grid(rows: list[dict], metric: str) -> Any:
+    name = metric.upper()
+    defs = [
+        {"field": "id", "type": "numericColumn", "width": 95, "minWidth": 95, "flex": 0, "sort": None},
+        {"field": "text", "headerName": "reference", "tooltipField": "text", "flex": 1, "minWidth": 180},
+        {"field": "a", "headerName": f"A {name}", "type": "numericColumn", "valueFormatter": _PCT_FMT,
+         "width": 95, "flex": 0},
+        {"field": "b", "headerName": f"B {name}", "type": "numericColumn", "valueFormatter": _PCT_FMT,
+         "width": 95, "flex": 0},
+        {"field": "diff", "headerName": "B − A", "type": "numericColumn", "width": 85, "flex": 0,
+         "valueFormatter": {"function": "params.value == null ? '–' : d3.format('+.1f')(params.value)"},
+         "cellClassRules": {"text-danger fw-bold": "params.value > 0", "text-success fw-bold": "params.value < 0"}},
+    ]
+    return [html.Div(f"Where A and B differ most (largest |B − A| of the {name}); click to open",
+                     className="small fw-bold mb-1"),
+            small_grid(UTT_GRID, rows, defs, height=380)]
+
+
+def utterance_section(fig: Any, rows: list[dict], metric: str) -> dbc.Card:
     return dbc.Card(dbc.CardBody([
         html.Div([
-            html.H6("Utterance level", className="mb-0 fw-bold me-auto"),
+            html.H6("Utterance level", className="mb-0 fw-bold"),
+            html.Span("per-utterance error rate; click a point or a row to open the utterance",
+                      className="text-muted small me-auto"),
             dbc.RadioItems(id=METRIC, options=[{"label": m.upper(), "value": m} for m in METRICS], value=metric,
                            inline=True, className="small"),
-        ], className="d-flex align-items-center gap-2 flex-wrap mb-1"),
-        html.Div(dcc.Graph(id=UTT_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)}), id=UTT_BOX),
+        ], className="d-flex align-items-baseline gap-2 flex-wrap mb-1"),
+        dbc.Row([
+            dbc.Col(html.Div(dcc.Graph(id=UTT_FIG, figure=fig, config=GRAPH_CONFIG,
+                                       style={"height": graph_height(fig)}), id=UTT_BOX), xs=12, xl=6),
+            dbc.Col(utterance_grid(rows, metric), id=UTT_GRID_BOX, xs=12, xl=6),
+        ], className="g-2"),
     ], className="p-2"), className="mb-3")
 
 
@@ -347,22 +430,28 @@ def page_params(dataset: "Dataset", a: str, b: str, metric: str, filter_text: st
 
 
 def sections(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", metric: str,
-             filter_text: str) -> tuple[Any, Any, Any]:
-    """(stats, words card, utterance figure) for a valid filter."""
+             filter_text: str) -> tuple[Any, Any, Any, list[dict]]:
+    """(stats, words card, utterance figure, utterance rows) for a valid filter."""
     utt_ids, _ = selection(dataset, filter_text)
     try:
         payload = compare_stats(dataset, a, b, filter_text)
     except ApiError as e:
-        return dbc.Alert(str(e), color="warning"), None, None
+        return dbc.Alert(str(e), color="warning"), None, None, []
     stats = stats_section(payload, a, b)
     if utt_ids is not None and len(utt_ids) == 0:
-        return stats, dbc.Alert("No utterance matches the filter.", color="info"), None
+        return stats, dbc.Alert("No utterance matches the filter.", color="info"), None, []
     fig, rows = cached_words(dataset, a, b, filter_text, utt_ids)
-    ufig = cached_utterance_figure(dataset, a, b, metric, filter_text, utt_ids)
-    return stats, words_section(fig, rows, a, b), ufig
+    ufig, urows = cached_utterances(dataset, a, b, metric, filter_text, utt_ids)
+    return stats, words_section(fig, rows, a, b), ufig, urows
 
 
 # ---------------------------------------------------------------- layout and callbacks
+
+def _no_utterances():
+    fig = af.empty_figure("Per-utterance error rate", "no utterances")
+    fig.update_layout(height=460)
+    return fig
+
 
 def unavailable() -> html.Div:
     return html.Div([page_header(TITLE), dbc.Alert(
@@ -389,13 +478,12 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     if filter_error:
         warnings.append("The filter in the link is invalid (see below), so all utterances are compared.")
     applied = "" if filter_error else filter_text
-    stats, words, ufig = sections(dataset, a, b, metric, applied)
+    stats, words, ufig, urows = sections(dataset, a, b, metric, applied)
     controls = dbc.Row([
         dbc.Col(labelled("A (baseline)", dcc.Dropdown(id=A, options=hyp_options(dataset), value=a.field,
                                                       clearable=False)), xs=12, md=3),
-        dbc.Col(html.Div(dbc.Button("⇄", id=SWAP, color="secondary", outline=True, n_clicks=0,
-                                    title="swap A and B"), className="d-flex align-items-end h-100 pb-1"),
-                xs="auto"),
+        dbc.Col(dbc.Button("⇄", id=SWAP, color="secondary", outline=True, n_clicks=0, title="swap A and B",
+                           style={"marginTop": "1.75rem"}), xs="auto"),
         dbc.Col(labelled("B (candidate)", dcc.Dropdown(id=B, options=hyp_options(dataset), value=b.field,
                                                        clearable=False)), xs=12, md=3),
         dbc.Col(labelled("Utterances", filter_box(FILTER, APPLY, FILTER_FEEDBACK, filter_text, filter_error)),
@@ -409,7 +497,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         controls,
         html.Div(stats, id="cmp-stats-box"),
         html.Div(words, id="cmp-words-box"),
-        utterance_section(ufig if ufig is not None else af.empty_figure("Per-utterance", "no utterances"), metric),
+        utterance_section(ufig if ufig is not None else _no_utterances(), urows, metric),
     ], className="comparison-page")
 
 
@@ -431,6 +519,7 @@ def register_callbacks(app, dataset: "Dataset") -> None:
         Output("cmp-stats-box", "children"),
         Output("cmp-words-box", "children"),
         Output(UTT_FIG, "figure"),
+        Output(UTT_GRID_BOX, "children"),
         Output("cmp-links-box", "children"),
         Output(STATE, "data"),
         Output(FILTER, "invalid"),
@@ -452,25 +541,24 @@ def register_callbacks(app, dataset: "Dataset") -> None:
         filter_text = (filter_value or "").strip()
         _utt, error = selection(dataset, filter_text)
         if error:
-            return (*(no_update,) * 5, True, error, no_update, no_update, no_update)
+            return (*(no_update,) * 6, True, error, no_update, no_update, no_update)
         a, _ = resolve_hypothesis(dataset, a_name, 0)
         b, _ = resolve_hypothesis(dataset, b_name, 1)
         metric = metric if metric in METRICS else "wer"
         new = {"a": a.field, "b": b.field, "metric": metric, "filter": filter_text}
         if new == state:
-            return (*(no_update,) * 5, False, "", no_update, no_update, no_update)
+            return (*(no_update,) * 6, False, "", no_update, no_update, no_update)
         warning = ([dbc.Alert("A and B are the same hypothesis: pick two different ones to compare.",
                               color="warning", className="py-2 mb-2")] if a.field == b.field else [])
         params = page_params(dataset, a.field, b.field, metric, filter_text)
         url = (f"?{urlencode(params)}", rendered_key(PATH, params, TITLE))
         if {k: v for k, v in new.items() if k != "metric"} == {k: v for k, v in state.items() if k != "metric"}:
-            _u, ids_error = selection(dataset, filter_text)
-            ufig = cached_utterance_figure(dataset, a, b, metric, filter_text, _u)
-            return (no_update, no_update, ufig, no_update, new, False, "", warning, *url)
-        stats, words, ufig = sections(dataset, a, b, metric, filter_text)
-        if ufig is None:
-            ufig = af.empty_figure("Per-utterance", "no utterances")
-        return (stats, words, ufig, json_links(a, b, filter_text), new, False, "", warning, *url)
+            ufig, urows = cached_utterances(dataset, a, b, metric, filter_text, _utt)
+            return (no_update, no_update, ufig, utterance_grid(urows, metric), no_update, new, False, "", warning,
+                    *url)
+        stats, words, ufig, urows = sections(dataset, a, b, metric, filter_text)
+        return (stats, words, ufig if ufig is not None else _no_utterances(), utterance_grid(urows, metric),
+                json_links(a, b, filter_text), new, False, "", warning, *url)
 
     # Separate callbacks: the word card is absent when no utterance matches, the utterance plot never is.
     @app.callback(
@@ -486,18 +574,19 @@ def register_callbacks(app, dataset: "Dataset") -> None:
     @app.callback(
         Output(ids.URL, "href", allow_duplicate=True),
         Input(UTT_FIG, "clickData"),
+        Input(UTT_GRID, "cellClicked"),
         State(STATE, "data"),
         prevent_initial_call=True,
     )
-    def open_utterance(point, state):
-        return click_href(UTT_FIG, None, None, point, state) or no_update
+    def open_utterance(point, cell, state):
+        return click_href(ctx.triggered_id, cell, None, point, state) or no_update
 
 
 def click_href(trigger: str | None, cell: Mapping | None, word_point: Mapping | None,
                utt_point: Mapping | None, state: Mapping | None) -> str | None:
     """Where a click on the word table, the word scatter or the utterance scatter leads."""
     filter_text = (state or {}).get("filter") or ""
-    if trigger == WORD_GRID and cell:
+    if trigger in (WORD_GRID, UTT_GRID) and cell:
         href = cell.get("rowId")
         return href if isinstance(href, str) and href.startswith("/") else None
     point = word_point if trigger == WORD_FIG else utt_point if trigger == UTT_FIG else None
@@ -506,8 +595,8 @@ def click_href(trigger: str | None, cell: Mapping | None, word_point: Mapping | 
         return None
     custom = pts[0].get("customdata")
     if trigger == WORD_FIG:
-        word = custom[0] if isinstance(custom, (list, tuple)) and custom else None
-        return word_href(str(word), filter_text) if word is not None else None
+        word = custom[0] if isinstance(custom, (list, tuple)) and custom else custom
+        return word_href(str(word), filter_text) if isinstance(word, str) and word else None
     uid = custom[0] if isinstance(custom, (list, tuple)) and custom else custom
     try:
         return utterance_href(int(uid), filter_text)

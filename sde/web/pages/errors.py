@@ -15,7 +15,7 @@ unpack inputs, call them and return.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode
 
@@ -116,6 +116,18 @@ def parse_error_param(value: str) -> tuple[str, str | None, str | None]:
                      "(words percent-encoded)")
 
 
+def error_filter(dataset: "Dataset", error: str, hyp_field: str | None = None) -> str:
+    """The `error=` parameter as a clause of the filter language (`{error} = "sub REF HYP"`), so the
+    samples grid, its CSV, the JSON API and the inspector's previous/next all honour it alike.
+    ValueError (bad value) or KeyError (unknown hypothesis) with a message for the user."""
+    from sde.query import Clause, format_filter
+
+    op, ref, hyp = parse_error_param(error)
+    h = dataset.hypothesis(hyp_field) if hyp_field else dataset.hypotheses[0]
+    words = {"sub": f"sub {ref} {hyp}", "del": f"del {ref}", "ins": f"ins {hyp}"}[op]
+    return format_filter([Clause(h.column("error"), "=", words)])
+
+
 def samples_href(params: Mapping[str, str | None]) -> str:
     """/samples with the given non-empty query parameters (colons kept readable)."""
     q = {k: v for k, v in params.items() if v}
@@ -150,7 +162,8 @@ def resolve_hypothesis(dataset: "Dataset", name: str | None, default_index: int 
         return dataset.hypothesis(name), None
     except KeyError:
         choices = ", ".join(h.field for h in dataset.hypotheses)
-        return default, f'There is no hypothesis "{name}" in this manifest (choose one of: {choices}); showing {default.field}.'
+        return default, (f'There is no hypothesis "{name}" in this manifest (choose one of: {choices}); '
+                         f"showing {default.field}.")
 
 
 def selection(dataset: "Dataset", filter_text: str | None) -> tuple[np.ndarray | None, str | None]:
@@ -292,16 +305,19 @@ def breakdown_rows(dataset: "Dataset", h: "HypothesisField", by: str, utt_ids: n
                    filter_text: str | None) -> tuple[pd.DataFrame, list[dict]]:
     """`analysis.breakdown` and its grid rows (each with an href to the group's samples)."""
     frame = analysis.breakdown(dataset.utterances, by, h, utt_ids=utt_ids)
+    from sde.query import QueryError
+
     try:
         kind = dataset.utterance_query.kind(by) if by != "duration_bucket" else None
-    except Exception:
+    except QueryError:
         kind = None
     rows = []
     for i, r in enumerate(frame.itertuples(index=False)):
         clause = group_filter(by, r.value, kind)
         full = " && ".join(p for p in ((filter_text or "").strip(), clause) if p) if clause else None
         rows.append({
-            "value": "(missing)" if r.value is None else str(r.value) if not isinstance(r.value, (int, float)) else r.value,
+            "value": ("(missing)" if r.value is None else
+                      r.value if isinstance(r.value, (int, float)) else str(r.value)),
             "utterances": int(r.utterances), "words": int(r.words),
             "wer": _round(r.wer), "cer": _round(r.cer),
             "href": samples_href({"filter": full}) if full else f"#group-{i}",
@@ -458,7 +474,8 @@ def breakdown_content(dataset: "Dataset", h: "HypothesisField", by: str | None, 
         {"field": "cer", "headerName": "CER", "type": "numericColumn", "valueFormatter": _PCT_FMT, "flex": 1},
     ]
     content = [dbc.Row([
-        dbc.Col(dcc.Graph(id=BREAKDOWN_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)}), xs=12, xl=7),
+        dbc.Col(dcc.Graph(id=BREAKDOWN_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)}),
+                xs=12, xl=7),
         dbc.Col([small_grid(BREAKDOWN_GRID, rows, defs, height=320),
                  html.Div("Click a group to see its utterances.", className="text-muted small mt-1")],
                 xs=12, xl=5),

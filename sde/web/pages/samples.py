@@ -68,7 +68,23 @@ def spec_for(dataset: "Dataset") -> TableSpec:
     )
 
 
+def with_error_filter(dataset: "Dataset", params: Mapping[str, str]) -> dict[str, str]:
+    """Links from the Errors page carry `error=sub:REF:HYP&hyp=F`: fold them into the filter text."""
+    params = dict(params)
+    error, hyp = params.pop("error", None), params.pop("hyp", None)
+    if error and dataset.hypotheses:
+        from sde.web.components import combine_filters
+        from sde.web.pages.errors import error_filter
+
+        try:
+            params["filter"] = combine_filters(error_filter(dataset, error, hyp), params.get("filter"))
+        except (ValueError, KeyError):
+            pass  # a mangled link: show everything rather than nothing
+    return params
+
+
 def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
+    params = with_error_filter(dataset, params)
     s = dataset.utterances
     hours = float(s["duration"].sum()) / 3600 if len(s) else 0.0
     subtitle = [f"{fmt_int(len(s))} utterances · {fmt_float(hours, 2)} hours · click a row to inspect it · ",

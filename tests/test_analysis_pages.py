@@ -1,0 +1,533 @@
+"""The Errors and Comparison pages without a browser: layouts for the demo dataset (with and
+without URL parameters, with bad ones), callback bodies called directly, the numbers checked
+against sde.analysis / the JSON routes, and the figure builders."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from dash import no_update
+
+from sde import analysis
+from sde.dataset import build_dataset
+from sde.metrics import align_words
+from sde.web import analysis_figures as af
+from sde.web.app import AppConfig, create_app
+from sde.web.pages import comparison, errors, load_pages
+
+DEMO = Path(__file__).resolve().parent.parent / "sde" / "demo" / "manifest.json"
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return build_dataset(DEMO)
+
+
+@pytest.fixture(scope="module")
+def app(demo):
+    return create_app(demo, AppConfig(title=demo.name, audio_routes=False))
+
+
+@pytest.fixture(scope="module")
+def one_hyp(tmp_path_factory):
+    rows = [
+        {"audio_filepath": "a.wav", "duration": 1.0, "text": "a b c", "pred_text": "a x c", "speaker": "s1"},
+        {"audio_filepath": "b.wav", "duration": 6.0, "text": "b c d e", "pred_text": "b c e e f", "speaker": "s2"},
+    ]
+    path = tmp_path_factory.mktemp("one") / "one.json"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return build_dataset(path)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    rows = [
+        {"audio_filepath": "a.wav", "duration": 1.0, "text": f"hello {XSS} a:b 100%",
+         "pred_text": "hello world a:c 100%",
+         f"pred_text_{'x'}": f"hello {XSS} a:b", "speaker": XSS},
+        {"audio_filepath": "b.wav", "duration": 3.0, "text": "one two", "pred_text": "one",
+         "pred_text_x": "one two three",
+         "speaker": "plain"},
+    ]
+    path = tmp_path_factory.mktemp("hostile") / "h.json"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return build_dataset(path)
+
+
+# ---------------------------------------------------------------- helpers
+
+def components(c):
+    if isinstance(c, (list, tuple)):
+        for x in c:
+            yield from components(x)
+    elif hasattr(c, "to_plotly_json"):
+        yield c
+        yield from components(getattr(c, "children", None))
+
+
+def by_id(tree, cid: str):
+    found = [c for c in components(tree) if getattr(c, "id", None) == cid]
+    assert found, f"no component with id {cid!r}"
+    return found[0]
+
+
+def text_of(c) -> str:
+    if c is None:
+        return ""
+    if isinstance(c, str):
+        return c
+    if isinstance(c, (int, float)):
+        return str(c)
+    if isinstance(c, (list, tuple)):
+        return "".join(text_of(x) for x in c)
+    return text_of(getattr(c, "children", None))
+
+
+def callback(app, output_fragment: str, input_fragment: str | None = None):
+    """The undecorated body of the one callback whose outputs (and inputs) mention the fragments."""
+    found = []
+    for key, v in app.callback_map.items():
+        if output_fragment not in key or "callback" not in v:
+            continue
+        if input_fragment and not any(input_fragment == i["id"] for i in v["inputs"]):
+            continue
+        found.append(v["callback"].__wrapped__)
+    assert len(found) == 1, (output_fragment, input_fragment, len(found))
+    return found[0]
+
+
+def set_ctx(monkeypatch, module, triggered):
+    class _Ctx:
+        triggered_id = triggered
+
+    monkeypatch.setattr(module, "ctx", _Ctx())
+
+
+# ---------------------------------------------------------------- registry
+
+def test_pages_are_registered_and_comparison_needs_two_hypotheses(demo, one_hyp):
+    names = [p.name for p in load_pages(demo)]
+    assert "Errors" in names and "Comparison" in names
+    names = [p.name for p in load_pages(one_hyp)]
+    assert "Errors" in names and "Comparison" not in names
+    assert comparison.PAGE.available(demo) and not comparison.PAGE.available(one_hyp)
+    layout = comparison.layout(one_hyp, "/comparison", {})
+    assert "two hypotheses" in text_of(layout)
+    by_id(layout, "cmp-unavailable")
+
+
+def test_errors_page_without_hypotheses(tmp_path):
+    path = tmp_path / "nohyp.json"
+    path.write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "a b"}) + "\n")
+    d = build_dataset(path)
+    assert not errors.PAGE.available(d)
+    layout = errors.layout(d, "/errors", {})
+    by_id(layout, "errors-no-hyp")
+
+
+# ---------------------------------------------------------------- errors page
+
+def test_errors_layout_renders_with_and_without_params(demo):
+    layout = errors.layout(demo, "/errors", {})
+    for cid in (errors.HYP, errors.FILTER, errors.BY, errors.SUMMARY, "errors-sub-grid", "errors-del-grid",
+                "errors-ins-grid", errors.BREAKDOWN_GRID, errors.BREAKDOWN_FIG):
+        by_id(layout, cid)
+    assert by_id(layout, errors.HYP).value == demo.hypotheses[0].field
+    assert by_id(layout, errors.BY).value == "speaker"  # the demo has a speaker field
+    # by label, with a filter and another breakdown column
+    layout = errors.layout(demo, "/errors", {"hyp": "conformer", "filter": "{duration} > 3", "by": "duration_bucket"})
+    assert by_id(layout, errors.HYP).value == "pred_text_conformer"
+    assert by_id(layout, errors.BY).value == "duration_bucket"
+    n = len(demo.utterance_query.select("{duration} > 3"))
+    assert f"{n} of {len(demo.utterances)} utterances match the filter" in text_of(by_id(layout, errors.SUMMARY))
+    assert by_id(layout, errors.STATE).data == {"hyp": "pred_text_conformer", "filter": "{duration} > 3",
+                                                "by": "duration_bucket"}
+
+
+def test_errors_layout_with_bad_params_is_friendly(demo):
+    layout = errors.layout(demo, "/errors", {"hyp": "nope", "filter": "{wer} >> 3", "by": "no_such_column"})
+    warning = text_of(by_id(layout, errors.WARNING))
+    assert 'no hypothesis "nope"' in warning and "pred_text_conformer" in warning
+    assert "Cannot break down by" in warning
+    assert "invalid" in warning
+    box = by_id(layout, errors.FILTER)
+    assert box.invalid is True and box.value == "{wer} >> 3"
+    assert text_of(by_id(layout, errors.FILTER_FEEDBACK))  # the parser's message is shown
+    assert by_id(layout, errors.HYP).value == demo.hypotheses[0].field
+    assert by_id(layout, errors.STATE).data["filter"] == ""  # all utterances shown
+
+
+@pytest.mark.parametrize("filter_text", ["", "{duration} > 3", '{speaker} = "anna"'])
+def test_top_error_rows_match_analysis(demo, filter_text):
+    for h in demo.hypotheses:
+        ids_ = demo.utterance_query.select(filter_text) if filter_text else None
+        rows = errors.top_error_rows(demo, h, ids_, filter_text or None)
+        expected = analysis.top_errors(demo.errors[h.field], utt_ids=ids_, limit=errors.TABLE_LIMIT)
+        subs = expected["substitutions"]
+        assert [(r["ref"], r["hyp"], r["count"]) for r in rows["substitutions"]] == \
+            list(zip(subs["ref"].tolist(), subs["hyp"].tolist(), subs["count"].tolist()))
+        for kind in ("deletions", "insertions"):
+            assert [(r["word"], r["count"]) for r in rows[kind]] == \
+                list(zip(expected[kind]["word"].tolist(), expected[kind]["count"].tolist()))
+        selected = None if ids_ is None else set(np.asarray(ids_).tolist())
+        for kind, rs in rows.items():
+            for r in rs:
+                url = urlparse(r["href"])
+                assert url.path == "/samples"
+                q = parse_qs(url.query)
+                assert q["hyp"] == [h.field]
+                assert q.get("filter", [""]) == [filter_text]
+                op, ref, hyp = errors.parse_error_param(q["error"][0])
+                found = analysis.utterances_with_error(demo.errors[h.field], op, ref, hyp)
+                found = [u for u in found.tolist() if selected is None or u in selected]
+                assert r["utterances"] == len(found) > 0
+
+
+@pytest.mark.parametrize("op,ref,hyp", [
+    ("sub", "light", "night"), ("sub", "a:b", "100%"), ("sub", "naïve", "a b&c=d"), ("del", "3:30", None),
+    ("ins", None, "?x#y"), ("sub", "%3A", "::"),
+])
+def test_error_param_round_trips(op, ref, hyp):
+    value = errors.error_param(op, ref, hyp)
+    assert errors.parse_error_param(value) == (op, ref, hyp)
+    href = errors.error_href("pred_text", op, ref, hyp, '{text} contains "a&b"')
+    q = parse_qs(urlparse(href).query)
+    assert q["error"] == [value] and q["filter"] == ['{text} contains "a&b"']
+    assert errors.parse_error_param(q["error"][0]) == (op, ref, hyp)
+
+
+def test_error_param_plain_words_stay_readable():
+    assert errors.error_href("pred_text", "sub", "light", "night") == "/samples?error=sub:light:night&hyp=pred_text"
+    with pytest.raises(ValueError):
+        errors.parse_error_param("sub:only-one")
+    with pytest.raises(ValueError):
+        errors.error_param("swap", "a", "b")
+
+
+@pytest.mark.parametrize("by", ["speaker", "lang", "duration_bucket"])
+def test_breakdown_rows_match_analysis_and_link_to_the_group(demo, by):
+    h = demo.hypotheses[0]
+    _frame, rows = errors.breakdown_rows(demo, h, by, None, None)
+    expected = analysis.breakdown(demo.utterances, by, h)
+    assert [r["utterances"] for r in rows] == expected["utterances"].tolist()
+    assert [r["wer"] for r in rows] == pytest.approx(expected["wer"].tolist(), abs=1e-4)
+    assert [r["cer"] for r in rows] == pytest.approx(expected["cer"].tolist(), abs=1e-4)
+    for r in rows:
+        q = parse_qs(urlparse(r["href"]).query)
+        # The group's own filter selects exactly its utterances.
+        assert len(demo.utterance_query.select(q["filter"][0])) == r["utterances"]
+
+
+def test_selection_totals_match_the_summary(demo):
+    for h in demo.hypotheses:
+        t = errors.selection_totals(demo, h, None)
+        s = demo.summary()["hypotheses"][h.field]
+        assert (t["sub"], t["del"], t["ins"]) == (s["substitutions"], s["deletions"], s["insertions"])
+        assert t["wer"] == pytest.approx(s["wer"], abs=1e-6)
+
+
+def test_errors_update_callback(app, demo, monkeypatch):
+    update = callback(app, "errors-summary-box.children")
+    state = {"hyp": "pred_text", "filter": "", "by": "speaker"}
+    set_ctx(monkeypatch, errors, errors.HYP)
+    out = update("pred_text_conformer", "", 0, "speaker", "", state)
+    summary, tables, _content, _links, new, invalid, feedback, _warning, search, rendered = out
+    assert new == {"hyp": "pred_text_conformer", "filter": "", "by": "speaker"}
+    assert search == "?hyp=pred_text_conformer" and invalid is False and feedback == ""
+    assert rendered["path"] == "/errors" and rendered["params"] == {"hyp": "pred_text_conformer"}
+    grid = by_id(tables, "errors-sub-grid")
+    expected = analysis.top_errors(demo.errors["pred_text_conformer"], limit=errors.TABLE_LIMIT)["substitutions"]
+    assert [r["ref"] for r in grid.rowData] == expected["ref"].tolist()
+    assert "conformer" in text_of(summary)
+
+    # Only the breakdown column changed: the top-error tables are left alone.
+    set_ctx(monkeypatch, errors, errors.BY)
+    out = update("pred_text_conformer", "", 0, "duration_bucket", "", new)
+    assert out[0] is no_update and out[1] is no_update
+    assert by_id(out[2], errors.BREAKDOWN_GRID).rowData[0]["value"] in analysis.DURATION_BUCKET_LABELS
+    assert "by=duration_bucket" in out[8]
+
+    # An invalid filter: the hint, nothing else changes.
+    set_ctx(monkeypatch, errors, errors.FILTER)
+    out = update("pred_text", "{wer} >> 1", 0, "speaker", "{wer} >> 1", state)
+    assert out[5] is True and out[6] and all(x is no_update for x in out[:4])
+    assert out[8] is no_update
+
+    # A valid filter restricts everything and goes into the URL.
+    out = update("pred_text", "{duration} > 3", 0, "speaker", "{duration} > 3", state)
+    q = parse_qs(out[8].lstrip("?"))
+    assert q == {"filter": ["{duration} > 3"]}
+    ids_ = demo.utterance_query.select("{duration} > 3")
+    exp = analysis.breakdown(demo.utterances, "speaker", demo.hypotheses[0], utt_ids=ids_)
+    assert [r["utterances"] for r in by_id(out[2], errors.BREAKDOWN_GRID).rowData] == exp["utterances"].tolist()
+
+    # Nothing changed: no re-render.
+    out = update("pred_text", "", 0, "speaker", "", state)
+    assert out[0] is no_update and out[8] is no_update
+
+
+def test_errors_click_callbacks(app, monkeypatch):
+    open_clicked = callback(app, "url.href", "errors-sub-grid")
+    href = "/samples?error=sub:a:b&hyp=pred_text"
+    set_ctx(monkeypatch, errors, "errors-sub-grid")
+    assert open_clicked({"rowId": href, "colId": "ref"}, None) == href
+    assert open_clicked({"rowId": "javascript:alert(1)"}, None) is no_update
+    set_ctx(monkeypatch, errors, "errors-sub-fig")
+    assert open_clicked(None, {"points": [{"customdata": [href, "a → b"]}]}) == href
+    assert open_clicked(None, {"points": []}) is no_update
+    assert errors.href_from_click(cell={"rowId": "#group-3"}) is None
+
+
+# ---------------------------------------------------------------- comparison page
+
+def test_comparison_stats_equal_analysis_and_the_api(demo):
+    from flask import Flask
+
+    from sde.web.analysis_api import register_analysis_routes
+
+    a, b = demo.hypotheses
+    payload = comparison.compare_stats(demo, a, b, "")
+    direct = analysis.compare(demo.utterances, a, b)
+    assert payload["a"]["wer"] == pytest.approx(direct["a"]["wer"], abs=1e-6)
+    assert payload["b"]["ci"] == pytest.approx(direct["b"]["ci"], abs=1e-6)
+    assert payload["diff"]["p"] == pytest.approx(direct["diff"]["p"], abs=1e-6)
+    server = Flask("t")
+    register_analysis_routes(server, demo)
+    api = server.test_client().get("/api/compare", query_string={"a": a.field, "b": b.field}).get_json()
+    assert api == payload
+
+    layout = comparison.layout(demo, "/comparison", {})
+    assert text_of(by_id(layout, comparison.A_WER)) == f"{api['a']['wer']:.2f}%"
+    assert text_of(by_id(layout, comparison.B_WER)) == f"{api['b']['wer']:.2f}%"
+    lo, hi = api["a"]["ci"]
+    assert text_of(by_id(layout, comparison.A_CI)) == f"95% CI {lo:.2f} – {hi:.2f}%"
+    assert text_of(by_id(layout, comparison.DIFF_WER)) == f"{api['diff']['wer']:+.2f} points".replace("-", "−")
+    sentence = text_of(by_id(layout, comparison.INTERPRETATION))
+    assert sentence.startswith("B (conformer) is better by 8.0 points (95% CI")
+    assert text_of(by_id(layout, comparison.DIFF_P)) == comparison.fmt_p(api["diff"]["p"], 1000)
+
+
+def test_comparison_layout_params(demo):
+    layout = comparison.layout(demo, "/comparison", {"a": "conformer", "b": "pred_text", "metric": "cer",
+                                                     "filter": "{duration} > 3"})
+    assert by_id(layout, comparison.A).value == "pred_text_conformer"
+    assert by_id(layout, comparison.METRIC).value == "cer"
+    fig = by_id(layout, comparison.UTT_FIG).figure
+    assert "CER" in fig.layout.xaxis.title.text
+    n = len(demo.utterance_query.select("{duration} > 3"))
+    assert sum(len(t.x) for t in fig.data) == n
+    assert f"{n} utterances" in text_of(by_id(layout, comparison.STATS))
+    # Bad params: messages, not a crash.
+    layout = comparison.layout(demo, "/comparison", {"a": "zzz", "b": "pred_text", "metric": "mse",
+                                                     "filter": "{nope} = 1"})
+    warning = text_of(by_id(layout, comparison.WARNING))
+    assert 'no hypothesis "zzz"' in warning and "same hypothesis" in warning and "Unknown metric" in warning
+    assert by_id(layout, comparison.FILTER).invalid is True
+
+
+@pytest.mark.parametrize("diff,ci,p,start,tone", [
+    (-8.0, [-12.9, -3.1], 0.002, "B (b) is better by 8.0 points (95% CI 3.1 – 12.9, p = 0.002).", "success"),
+    (-2.98, [-3.01, -2.96], 0.001998, "B (b) is better by 2.98 points (95% CI 2.96 – 3.01, p ≤ 0.002).",
+     "success"),
+    (2.5, [0.4, 4.6], 0.03, "A (a) is better by 2.5 points (95% CI 0.40 – 4.6, p = 0.03).", "danger"),
+    (-0.5, [-1.2, 0.3], 0.4, "No significant difference: B (b) is ahead by 0.50 points", "secondary"),
+    (0.0, [0.0, 0.0], 1.0, "A (a) and B (b) make exactly as many", "secondary"),
+    (None, [None, None], None, "No utterances selected", "secondary"),
+])
+def test_interpretation(diff, ci, p, start, tone):
+    payload = {"diff": {"wer": diff, "ci": ci, "p": p}, "n_resamples": 1000}
+    sentence, got_tone = comparison.interpretation(payload, "a", "b")
+    assert sentence.startswith(start) and got_tone == tone
+
+
+def test_word_comparison_matches_analysis_and_brute_force(demo):
+    a, b = demo.hypotheses
+    words = comparison.word_comparison(demo, a, b, None)
+    expected = analysis.word_accuracy_comparison(demo.vocabulary, a.column("accuracy"), b.column("accuracy"))
+    assert sorted(words["word"].tolist()) == sorted(expected["word"].tolist())
+    merged = words.merge(expected, on="word", suffixes=("", "_e"))
+    assert np.allclose(merged["diff"], merged["diff_e"])
+    assert (np.abs(words["net"].to_numpy())[:-1] >= np.abs(words["net"].to_numpy())[1:]).all()
+    # Over a subset, accuracies are recomputed from that subset's alignments.
+    ids_ = demo.utterance_query.select("{duration} > 3")
+    sub = comparison.word_comparison(demo, a, b, np.asarray(ids_)).set_index("word")
+    counts: dict[str, list[int]] = {}
+    for uid in np.asarray(ids_).tolist():
+        row = demo.utterances.iloc[uid]
+        for k, h in enumerate((a, b)):
+            for w in align_words(row["text"], row[h.field]):
+                if w.ref is None:
+                    continue
+                c = counts.setdefault(w.ref, [0, 0, 0])
+                if k == 0:
+                    c[0] += 1
+                c[1 + k] += w.op == "equal"
+    for word, (n, hits_a, hits_b) in counts.items():
+        assert sub.loc[word, "count"] == n
+        assert sub.loc[word, "acc_a"] == pytest.approx(100 * hits_a / n)
+        assert sub.loc[word, "acc_b"] == pytest.approx(100 * hits_b / n)
+
+
+def test_comparison_update_callback(app, demo, monkeypatch):
+    update = callback(app, "cmp-stats-box.children")
+    state = {"a": "pred_text", "b": "pred_text_conformer", "metric": "wer", "filter": ""}
+    set_ctx(monkeypatch, comparison, comparison.METRIC)
+    out = update("pred_text", "pred_text_conformer", "cer", "", 0, "", state)
+    stats, words, ufig, _ugrid, _links, new, _invalid, _feedback, _warning, search, _rendered = out
+    assert stats is no_update and words is no_update  # only the utterance level changes
+    assert "CER" in ufig.layout.xaxis.title.text and new["metric"] == "cer"
+    assert parse_qs(search.lstrip("?")) == {"a": ["pred_text"], "b": ["pred_text_conformer"], "metric": ["cer"]}
+    # Swapped systems: new numbers.
+    set_ctx(monkeypatch, comparison, comparison.A)
+    out = update("pred_text_conformer", "pred_text", "wer", "", 0, "", state)
+    direct = analysis.compare(demo.utterances, demo.hypotheses[1], demo.hypotheses[0])
+    assert text_of(by_id(out[0], comparison.A_WER)) == f"{direct['a']['wer']:.2f}%"
+    assert "A (conformer) is better" in text_of(by_id(out[0], comparison.INTERPRETATION))
+    # Invalid filter: hint only.
+    set_ctx(monkeypatch, comparison, comparison.FILTER)
+    out = update("pred_text", "pred_text_conformer", "wer", "{x", 0, "{x", state)
+    assert out[6] is True and out[7] and all(x is no_update for x in out[:6])
+    # A filter that matches nothing: stats say so, no crash.
+    out = update("pred_text", "pred_text_conformer", "wer", "{duration} > 1000", 0, "{duration} > 1000", state)
+    assert "No utterances selected" in text_of(out[0])
+    assert sum(len(getattr(t, "x", None) or []) for t in out[2].data) == 0
+
+
+def test_comparison_click_targets(app, monkeypatch):
+    state = {"filter": "{duration} > 3"}
+    assert comparison.click_href(comparison.UTT_FIG, None, None, {"points": [{"customdata": 17}]}, state) == \
+        "/utterance/17?filter=%7Bduration%7D+%3E+3"
+    href = comparison.click_href(comparison.WORD_FIG, None, {"points": [{"customdata": 'say "hi"'}]}, None, {})
+    q = parse_qs(urlparse(href).query)
+    assert q["filter"] == ['{text} contains "say \\"hi\\""']
+    assert comparison.click_href(comparison.WORD_GRID, {"rowId": "/samples?filter=x"}, None, None, {}) == \
+        "/samples?filter=x"
+    assert comparison.click_href(comparison.UTT_FIG, None, None, {"points": [{}]}, {}) is None
+    open_word = callback(app, "url.href", comparison.WORD_GRID)
+    set_ctx(monkeypatch, comparison, comparison.WORD_FIG)
+    assert open_word(None, {"points": [{"customdata": "and"}]}, {}) == \
+        "/samples?filter=%7Btext%7D+contains+%22and%22"
+    open_utt = callback(app, "url.href", comparison.UTT_FIG)
+    set_ctx(monkeypatch, comparison, comparison.UTT_GRID)
+    assert open_utt(None, {"rowId": "/utterance/3"}, {}) == "/utterance/3"
+
+
+def test_utterance_rows_are_the_largest_differences(demo):
+    a, b = demo.hypotheses
+    rows = comparison.utterance_rows(demo, a, b, "wer", None, None)
+    frame = analysis.utterance_comparison(demo.utterances, a, b)
+    nonzero = frame[frame["diff"] != 0]
+    assert len(rows) == len(nonzero)
+    assert abs(rows[0]["diff"]) == pytest.approx(np.abs(nonzero["diff"]).max(), abs=1e-4)
+    assert all(abs(x["diff"]) >= abs(y["diff"]) for x, y in itertools.pairwise(rows))
+    assert rows[0]["href"] == f"/utterance/{rows[0]['id']}"
+
+
+def test_user_text_is_escaped(hostile):
+    layout = errors.layout(hostile, "/errors", {"by": "speaker"})
+    rows = by_id(layout, "errors-sub-grid").rowData
+    # Grid cells are data (rendered as text by the grid: no HTML renderer), links round-trip the word.
+    row = next(r for r in rows if r["ref"] == XSS)
+    op, ref, hyp = errors.parse_error_param(parse_qs(urlparse(row["href"]).query)["error"][0])
+    assert (op, ref, hyp) == ("sub", XSS, "world")
+    colon = next(r for r in rows if r["ref"] == "a:b")
+    assert errors.parse_error_param(parse_qs(urlparse(colon["href"]).query)["error"][0]) == ("sub", "a:b", "a:c")
+    fig = by_id(layout, "errors-sub-fig").figure
+    assert all("<script" not in str(t) for t in fig.layout.yaxis.ticktext)
+    bfig = by_id(layout, errors.BREAKDOWN_FIG).figure
+    assert all("<script" not in t for t in bfig.layout.xaxis.ticktext)
+    layout = comparison.layout(hostile, "/comparison", {})
+    wfig = by_id(layout, comparison.WORD_FIG).figure
+    for t in wfig.data:
+        assert all("<script" not in s for s in (t.text if t.text is not None else ()))
+    # The word a click opens is the raw word (customdata), the hover shows it escaped (text).
+    words = [w for t in wfig.data for w in (t.customdata if t.customdata is not None else ())]
+    assert "<script>alert(1)</script>" in words
+
+
+# ---------------------------------------------------------------- figures
+
+def test_top_errors_figure():
+    fig = af.top_errors_figure([f"w{i} → x" for i in range(30)], list(range(30, 0, -1)), "",
+                               hrefs=[f"/samples?error=sub:w{i}:x" for i in range(30)])
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Bar) and fig.data[0].orientation == "h"
+    assert len(fig.data[0].x) == af.MAX_BARS
+    assert fig.data[0].customdata[0][0] == "/samples?error=sub:w0:x"
+    assert list(fig.layout.yaxis.range) == [af.MAX_BARS - 0.5, -0.5]  # most frequent on top
+    empty = af.top_errors_figure([], [], "", kind="insertions")
+    assert len(empty.data) == 0 and empty.layout.height == fig.layout.height
+
+
+def test_breakdown_figure(demo):
+    frame = analysis.breakdown(demo.utterances, "speaker", demo.hypotheses[0])
+    fig = af.breakdown_figure(frame, "speaker", "pred_text")
+    assert [t.name for t in fig.data] == ["WER", "CER"]
+    assert list(fig.data[0].y) == pytest.approx(frame["wer"].tolist(), abs=1e-3)
+    assert "utterances" in fig.data[0].hovertemplate
+    assert [c[1] for c in fig.data[0].customdata] == frame["utterances"].tolist()
+    assert fig.layout.xaxis.title.text == "speaker"
+    many = frame.loc[np.repeat(frame.index, 10)].reset_index(drop=True)
+    many["utterances"] = np.arange(len(many))
+    fig = af.breakdown_figure(many, "speaker", "h", max_groups=5)
+    assert len(fig.data[0].y) == 5
+
+
+def test_word_scatter_figure(demo):
+    a, b = demo.hypotheses
+    words = comparison.word_comparison(demo, a, b, None)
+    fig = af.word_scatter_figure(words, "a", "b")
+    names = [t.name.split(" (")[0] for t in fig.data]
+    assert names == ["B better", "A better", "equal"]
+    assert sum(len(t.x) for t in fig.data) == len(words)
+    better = fig.data[0]
+    assert all(y > x for x, y in zip(better.x, better.y))
+    assert fig.layout.shapes[0].type == "line"  # the diagonal
+    assert "accuracy of A" in fig.layout.xaxis.title.text
+    sizes = np.concatenate([np.asarray(t.marker.size) for t in fig.data])
+    assert sizes.min() >= 5
+    big = words.loc[np.repeat(words.index, 40)].reset_index(drop=True)
+    fig = af.word_scatter_figure(big, "a", "b", max_points=100)
+    assert sum(len(t.x) for t in fig.data) == 100
+    assert any("most frequent" in (a.text or "") for a in fig.layout.annotations)
+
+
+def test_utterance_scatter_subsamples_deterministically():
+    rng = np.random.default_rng(1)
+    n = 50_000
+    a = rng.uniform(0, 60, n).round(1)
+    b = np.clip(a + rng.normal(0, 5, n), 0, None).round(1)
+    b[123] = 400.0  # the largest difference must be kept
+    ids_ = np.arange(n) + 1000
+    fig = af.utterance_scatter_figure(ids_, a, b, "a", "b", "wer")
+    fig2 = af.utterance_scatter_figure(ids_, a, b, "a", "b", "wer")
+    assert all(isinstance(t, go.Scattergl) for t in fig.data)
+    shown = sum(len(t.x) for t in fig.data)
+    assert shown == af.MAX_POINTS
+    assert [list(t.customdata) for t in fig.data] == [list(t.customdata) for t in fig2.data]
+    assert any(1123 in t.customdata for t in fig.data)
+    notes = " ".join(a.text for a in fig.layout.annotations)
+    assert f"showing {af.MAX_POINTS:,} of {n:,} utterances" in notes
+    assert f"over all {n:,} utterances" in notes
+    better_b = int(np.count_nonzero(b < a))
+    assert f"B better on {better_b:,}" in notes
+    small = af.utterance_scatter_figure(np.arange(3), np.array([10.0, 0, 5]), np.array([0.0, 10, 5]), "a", "b", "cer")
+    assert sum(len(t.x) for t in small.data) == 3
+    assert "CER" in small.layout.yaxis.title.text
+    assert math.isclose(small.layout.xaxis.range[1], small.layout.yaxis.range[1])
+
+
+def test_subsample_keeps_extremes():
+    diff = np.zeros(100_000)
+    diff[[5, 99_999]] = [50, -70]
+    s = af.subsample(diff, max_points=1000)
+    assert len(s.positions) == 1000 and s.total == 100_000 and s.subsampled
+    assert {5, 99_999} <= set(s.positions.tolist())
+    assert (np.diff(s.positions) > 0).all()

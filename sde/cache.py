@@ -16,6 +16,7 @@ import os
 import pickle
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -208,8 +209,13 @@ def load_dataset(
     progress: bool = False,
     warn: Warn = _stderr_warning,
     status: Callable[[str], None] | None = None,
+    background_write: bool = False,
 ) -> Dataset:
-    """Build a dataset, or read it back from the cache when the manifest and options are unchanged."""
+    """Build a dataset, or read it back from the cache when the manifest and options are unchanged.
+
+    ``background_write``: return as soon as the dataset is built and write the cache entry from a
+    (non-daemon) thread, so a server can start meanwhile; the process still finishes the write
+    before it exits, and an interrupted write leaves no entry (see DatasetCache)."""
     cache = None
     key = None
     if use_cache:
@@ -230,7 +236,18 @@ def load_dataset(
                 return cached
         dataset = build_dataset(manifest, options, progress=progress, status=status)
         if cache is not None and key is not None:
-            cache.put(key, dataset)
+            if background_write:
+                writer_cache, cache = cache, None  # the writer closes it
+
+                def write() -> None:
+                    try:
+                        writer_cache.put(key, dataset)
+                    finally:
+                        writer_cache.close()
+
+                threading.Thread(target=write, name="sde-cache-write", daemon=False).start()
+            else:
+                cache.put(key, dataset)
         return dataset
     finally:
         if cache is not None:

@@ -119,12 +119,13 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
     )
 
 
-def load(manifest: str, options, cache_dir: str | None, no_cache: bool, quiet: bool = False):
+def load(manifest: str, options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
+         background_write: bool = False):
     from sde.cache import load_dataset
 
     status = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     return load_dataset(manifest, options, cache_dir=cache_dir, use_cache=not no_cache,
-                        progress=not quiet, status=status)
+                        progress=not quiet, status=status, background_write=background_write)
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -167,7 +168,8 @@ def serve_command(manifest: str, model: str | None, port: int, host: str, auth: 
                   cache_dir: str | None, no_cache: bool, **data: Any) -> None:
     """Serve the explorer on MANIFEST (this is also what `sde MANIFEST` does)."""
     options = options_from(**data)
-    dataset = load(manifest, options, cache_dir, no_cache)
+    # The server starts while the cache entry is written: the first start is ready sooner.
+    dataset = load(manifest, options, cache_dir, no_cache, background_write=True)
     if not dataset.hypotheses:
         dataset = _maybe_transcribe(dataset, manifest, model, cache_dir, no_cache)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache))

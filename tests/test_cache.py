@@ -88,3 +88,16 @@ def test_cache_never_writes_partial_entries(write_manifest, tmp_path):
     assert cache.get(key) is None
     cache.close()
     assert not list((tmp_path / "cache").glob(".tmp-*"))
+
+
+def test_background_write_finishes_and_is_then_a_hit(write_manifest, tmp_path):
+    import threading
+
+    manifest = write_manifest(ROWS)
+    ds = load_dataset(manifest, DatasetOptions(), cache_dir=tmp_path / "cache", background_write=True)
+    for t in threading.enumerate():
+        if t.name == "sde-cache-write":
+            t.join(timeout=60)
+    warm, events, warnings = _load(manifest, tmp_path / "cache")
+    assert "loaded from cache" in events and warnings == []
+    pd.testing.assert_frame_equal(ds.utterances, warm.utterances)

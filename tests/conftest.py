@@ -114,3 +114,39 @@ def tiny_model(tiny_nemo):
     return load_model(tiny_nemo, "cpu")
 
 
+
+
+# Browser tests: headless Debian Chromium driven by Playwright (browsers cannot be downloaded here).
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from tests.browser_kit import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():  # pragma: no cover
+        pytest.skip(f"no Chromium at {CHROMIUM} (set SDE_CHROMIUM)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The URL of `sde demo` served by the real CLI for the module's tests."""
+    from tests.browser_kit import sde_server
+
+    with sde_server("demo") as url:
+        yield url
+
+
+@pytest.fixture()
+def page(browser):
+    from tests.browser_kit import TIMEOUT_MS
+
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    yield pg
+    ctx.close()

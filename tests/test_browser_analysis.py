@@ -9,124 +9,14 @@ Screenshots: tests/output/screenshots/errors.png and comparison.png (look at the
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.browser_kit import Watch, api, sde_server, shot
+
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("SDE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-ROOT = Path(__file__).resolve().parent.parent
-SHOTS = Path(__file__).resolve().parent / "output" / "screenshots"
-TIMEOUT_MS = 15_000
-
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():  # pragma: no cover
-    pytest.skip(f"no Chromium at {CHROMIUM} (set SDE_CHROMIUM)", allow_module_level=True)
-
-
-@contextmanager
-def sde_server(*args: str):
-    """Run `python -m sde.cli ARGS --port 0 --no-cache`, yield the URL it prints, stop it after."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "sde.cli", *args, "--port", "0", "--no-cache"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines: list[str] = []
-    found: dict[str, str] = {}
-
-    def read() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-            if m and "url" not in found:
-                found["url"] = m.group(1)
-
-    threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + 90
-    while "url" not in found and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        if "url" not in found:
-            raise AssertionError("sde did not print its URL:\n" + "".join(lines))
-        yield found["url"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            proc.kill()
-
-
-def api(base: str, path: str, **params) -> dict:
-    url = base + path + (f"?{urlencode(params)}" if params else "")
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return json.loads(r.read())
-
-
-class Watch:
-    """Console errors, page errors and off-host requests of one page."""
-
-    def __init__(self, page, base: str):
-        self.errors: list[str] = []
-        self.external: list[str] = []
-        host = urlparse(base).netloc
-
-        def on_console(msg):
-            if msg.type == "error":
-                self.errors.append(f"{msg.text} @ {(msg.location or {}).get('url', '')}")
-
-        def on_request(req):
-            u = urlparse(req.url)
-            if u.scheme in ("http", "https", "ws", "wss") and u.netloc != host:
-                self.external.append(req.url)
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-        page.on("request", on_request)
-
-    def check(self):
-        assert self.errors == [], self.errors
-        assert self.external == [], self.external
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def demo():
-    with sde_server("demo") as url:
-        yield url
-
-
-@pytest.fixture()
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-    pg = ctx.new_page()
-    pg.set_default_timeout(TIMEOUT_MS)
-    yield pg
-    ctx.close()
 
 
 def grid_texts(page, grid: str, col: str) -> list[str]:

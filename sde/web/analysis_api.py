@@ -106,8 +106,9 @@ def breakdown_frame(dataset: Dataset, by: str | None, hyp: str | None, filter_te
         raise ApiError(e.args[0] if e.args else str(e)) from None
 
 
-class _CompareCache:
-    """Recent comparisons (a bootstrap over a million utterances takes ~0.5 s; pages re-ask)."""
+class RecentResults:
+    """The last few results of a costly computation, by key, thread-safe (e.g. comparisons: a
+    bootstrap over a million utterances takes ~0.5 s, and pages re-ask)."""
 
     def __init__(self, size: int = _COMPARE_CACHE_SIZE) -> None:
         self._items: OrderedDict[tuple, dict] = OrderedDict()
@@ -129,7 +130,7 @@ class _CompareCache:
 
 def compare_payload(dataset: Dataset, a: str | None, b: str | None, filter_text: str | None,
                     n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                    cache: _CompareCache | None = None) -> dict:
+                    cache: RecentResults | None = None) -> dict:
     ha = hypothesis_of(dataset, a, 0, "a")
     hb = hypothesis_of(dataset, b, 1, "b")
     ids = selected_ids(dataset, filter_text)
@@ -203,7 +204,7 @@ def _safe(name: str) -> str:
 
 def register_analysis_routes(server: Flask, dataset: Dataset) -> None:
     """Add the error-analysis routes of the module docstring to `server`."""
-    cache = _CompareCache()
+    cache = RecentResults()
 
     class _Args:  # request.args, looked up per request (request is context-local)
         def get(self, name: str) -> str | None:

@@ -18,8 +18,6 @@ Only offered when the manifest has at least two hypotheses. Built figures are ca
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -32,7 +30,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from sde import analysis
 from sde.web import analysis_figures as af
 from sde.web import ids
-from sde.web.analysis_api import _CompareCache, compare_payload
+from sde.web.analysis_api import RecentResults, compare_payload
 from sde.web.api import ApiError
 from sde.web.components import fmt_int, page_header
 from sde.web.figures import GRAPH_CONFIG
@@ -153,30 +151,11 @@ def interpretation(payload: Mapping, a_name: str, b_name: str) -> tuple[str, str
             f"includes 0 ({pv}).", "secondary")
 
 
-class _LRU:
-    def __init__(self, size: int) -> None:
-        self._items: OrderedDict = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = compute()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return value
-
-
-def _caches(dataset: "Dataset") -> tuple[_CompareCache, _LRU]:
+def _caches(dataset: "Dataset") -> tuple[RecentResults, RecentResults]:
     cache = web_cache(dataset)
     if "compare" not in cache:
-        cache["compare"] = _CompareCache()
-        cache["figures"] = _LRU(_FIGURE_CACHE)
+        cache["compare"] = RecentResults()
+        cache["figures"] = RecentResults(_FIGURE_CACHE)
     return cache["compare"], cache["figures"]
 
 

@@ -18,7 +18,7 @@ Only offered when the manifest has at least two hypotheses. Built figures are ca
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 

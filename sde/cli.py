@@ -73,20 +73,24 @@ def fail(message: str) -> None:
 
 
 def handle_data_errors(f: Callable) -> Callable:
-    """Turn every error the data can cause into a one-line message and exit code 1."""
+    """Turn every error the data can cause into a one-line message and exit code 1, and Ctrl-C
+    into "interrupted" and exit code 130 (the imports happen inside the try: a Ctrl-C can land
+    while pandas is still loading)."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from sde.dataset import DatasetError
-        from sde.manifest import ManifestError
-
         try:
             return f(*args, **kwargs)
-        except (ManifestError, DatasetError) as e:
-            fail(str(e))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Exception as e:
+            from sde.dataset import DatasetError
+            from sde.manifest import ManifestError
+
+            if isinstance(e, (ManifestError, DatasetError)):
+                fail(str(e))
+            raise
 
     return wrapper
 
@@ -211,8 +215,16 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     from sde.web.app import AppConfig, create_app
     from sde.web.serve import ServeError, serve
 
-    if auth is not None and (":" not in auth or not auth.split(":", 1)[0]):
-        raise click.BadParameter("expected USER:PASSWORD", param_hint="--auth")
+    from sde.web.auth import parse_credentials
+
+    if auth is not None:
+        try:
+            parse_credentials(auth)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--auth")
+    if debug and host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo("warning: --debug shows tracebacks (source lines, paths) to every client; "
+                   "use it on 127.0.0.1 only", err=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(
             f"warning: listening on {host}: anyone who can reach this machine can read the manifest "
@@ -304,8 +316,17 @@ def _register_transcribe() -> None:
 _register_transcribe()
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    # SIGTERM (docker stop, kill, job schedulers) unwinds like Ctrl-C: finally blocks remove
+    # temporary files, the server closes its socket; exit status 128 + 15 as a shell reports it.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    import signal
+
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="sde")
 
 

@@ -503,12 +503,28 @@ def _run_batches(
                 with torch.inference_mode(), autocast(), _quiet_nemo():
                     result = model.transcribe(audio, batch_size=len(audio), verbose=False)
             except Exception as exc:
+                if _interrupted(exc):
+                    # NeMo's own cleanup can fail while a Ctrl-C unwinds (ValueError "Cannot
+                    # unfreeze..."), replacing the KeyboardInterrupt: it is still an interruption.
+                    raise KeyboardInterrupt from exc
                 raise _model_failure(exc, batch, refs, device) from exc
             yield batch, hypotheses_to_texts(result, len(batch)), seconds
 
 
 class _Stopped(Exception):
     pass
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is anywhere in the exception's cause/context chain."""
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _model_failure(exc: BaseException, batch: list[int], refs: Sequence[SegmentRef], device: str) -> TranscribeError:

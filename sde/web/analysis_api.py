@@ -34,7 +34,7 @@ import pandas as pd
 from flask import Flask, Response, request
 
 from sde import analysis
-from sde.web.api import ApiError, escape_formulas, parse_int, records, select
+from sde.web.api import CSV_LINE_END, ApiError, escape_formulas, escape_header, parse_int, records, select
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -187,7 +187,7 @@ def _rows(df: pd.DataFrame) -> list[dict]:
 
 def _csv(df: pd.DataFrame, filename: str) -> Response:
     buf = io.StringIO()
-    escape_formulas(df).to_csv(buf, index=False)
+    escape_header(escape_formulas(df)).to_csv(buf, index=False, lineterminator=CSV_LINE_END)
     return Response(buf.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"',
                              "Cache-Control": "no-store"})

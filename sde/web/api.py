@@ -109,12 +109,24 @@ def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return df if out is None else out
 
 
+def escape_header(df: pd.DataFrame) -> pd.DataFrame:
+    """Column names are user text too (manifest field names): quote the risky ones."""
+    risky = {c: "'" + c for c in df.columns if isinstance(c, str) and c.startswith(FORMULA_PREFIXES)}
+    return df.rename(columns=risky) if risky else df
+
+
+# RFC 4180 row ends: with "\r\n" as the terminator the csv writer quotes every cell holding a CR or
+# LF. With pandas' default "\n", a bare CR stays unquoted and spreadsheets start a new row there,
+# so "x\r=HYPERLINK(...)" would smuggle a formula past escape_formulas.
+CSV_LINE_END = "\r\n"
+
+
 def csv_chunks(df: pd.DataFrame, positions: np.ndarray, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[str]:
     """The rows at `positions` as CSV text, header first, in chunks (streamed: never the whole view in memory)."""
-    yield escape_formulas(df.iloc[:0]).to_csv(index=False)
+    yield escape_header(df.iloc[:0]).to_csv(index=False, lineterminator=CSV_LINE_END)
     for start in range(0, len(positions), chunk_rows):
         chunk = df.iloc[positions[start:start + chunk_rows]]
-        yield escape_formulas(chunk).to_csv(index=False, header=False)
+        yield escape_formulas(chunk).to_csv(index=False, header=False, lineterminator=CSV_LINE_END)
 
 
 def select(query, filter_text: str | None, sort_text: str | None) -> np.ndarray:

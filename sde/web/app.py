@@ -11,10 +11,7 @@ Bootstrap theme, fonts, CSS, favicon and the keyboard-shortcut script.
 
 from __future__ import annotations
 
-import base64
 from html import escape as html_escape
-import binascii
-import hmac
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +21,11 @@ from urllib.parse import parse_qsl
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
-from flask import Response, request
+from flask import Response
 
 from sde.web import ids
 from sde.web.api import register_api_routes
+from sde.web.auth import install_basic_auth
 from sde.web.components import navbar
 from sde.web.pages import Page, load_pages, resolve
 
@@ -56,23 +54,6 @@ def page_params(page: Page, search: str | None) -> dict[str, str]:
     return dict(parse_qsl((search or "").lstrip("?"), keep_blank_values=False))
 
 
-def _install_auth(server, auth: str) -> None:
-    user, _, password = auth.partition(":")
-    expected = f"{user}:{password}".encode()
-
-    @server.before_request
-    def _check_auth():
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Basic "):
-            try:
-                given = base64.b64decode(header[6:].strip(), validate=True)
-            except (binascii.Error, ValueError):
-                given = b""
-            if hmac.compare_digest(given, expected):
-                return None
-        return Response("Authentication required.\n", 401, {"WWW-Authenticate": 'Basic realm="sde", charset="UTF-8"'})
-
-
 def not_found_layout(pathname: str) -> html.Div:
     return dbc.Alert([
         html.H5("Page not found", className="alert-heading"),
@@ -98,7 +79,16 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     app.config.include_assets_files = True
     server = app.server
     if config.auth:
-        _install_auth(server, config.auth)
+        install_basic_auth(server, config.auth)
+
+    from dash.exceptions import DependencyException
+
+    @server.errorhandler(DependencyException)
+    def _unknown_bundle(_e):
+        # Dash raises this for a /_dash-component-suites path that is not one of its registered
+        # files (typos, probes, "../" attempts): a 404, not a 500 with a traceback in the log.
+        return Response('{"error": "no such file: /_dash-component-suites serves only Dash\'s registered bundles"}',
+                        404, mimetype="application/json")
 
     @server.after_request
     def _headers(resp):

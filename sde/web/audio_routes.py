@@ -282,3 +282,12 @@ def register_audio_routes(server: Flask, dataset: "Dataset", *,
     server.add_url_rule("/audio/<int:utt_id>.wav", "sde_audio_wav", audio_view)
     server.add_url_rule("/audio/<int:utt_id>.ogg", "sde_audio_ogg", lambda utt_id: audio_view(utt_id, "ogg"))
     server.add_url_rule("/api/utterances/<int:utt_id>/signal", "sde_audio_signal", signal_view)
+
+    @server.before_request
+    def _audio_by_id_only() -> Response | None:
+        # Any other /audio/... path (negative ids, "../", "//etc/passwd") would otherwise fall
+        # through to Dash's catch-all page route and answer 200 with the app shell.
+        if request.path.startswith("/audio/") and request.endpoint not in ("sde_audio_wav", "sde_audio_ogg"):
+            return _error(f"no audio at {request.path}: audio is served by utterance id only, as "
+                          "/audio/ID.wav or /audio/ID.ogg (ID from /api/utterances)", 404)
+        return None

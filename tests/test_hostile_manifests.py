@@ -1,0 +1,250 @@
+"""Hostile manifests through the real CLI: `sde stats FILE --json --no-cache` as a subprocess.
+
+Every kind of bad line, and whole files that are not manifests at all. For each the documented
+result (sde/manifest.py's module docstring, tests/test_manifest.py):
+
+* a bad line is skipped and counted: exit 0, `skipped_lines` in the JSON; with `--strict` the same
+  file is exit 1 with `FILE:LINE: reason` and the hint to drop --strict;
+* a whole-file problem (empty, a JSON array, binary, a directory, missing, every line bad) is exit 1
+  with a message naming the file and the fix;
+* never a hang (60 s timeout), never a traceback.
+
+The cases are small files generated under tmp_path (the 10 MB line and the 100k-level nesting
+are generated too, and deleted with tmp_path). All runs start together in a thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 60
+
+
+def utt(i: int = 0, **extra) -> dict:
+    row = {"audio_filepath": f"audio/u{i}.wav", "duration": 1.0 + i, "text": f"hello world {i}"}
+    row.update(extra)
+    return row
+
+
+def line(obj) -> bytes:
+    return obj if isinstance(obj, bytes) else json.dumps(obj, ensure_ascii=False).encode()
+
+
+def jsonl(*rows) -> bytes:
+    return b"".join(line(r) + b"\n" for r in rows)
+
+
+# name → (content, expected) where expected is ("ok", utterances, skipped) with optional checks, or
+# ("error", words that must appear in the message). Line-level bad cases: good, BAD, good.
+BAD_LINE_CASES: dict[str, tuple[bytes, str]] = {
+    "invalid_json": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "x",}', "invalid JSON"),
+    "truncated_json": (b'{"audio_filepath": "a.wav", "duration": 1, "te', "invalid JSON"),
+    "not_an_object_array": (b"[1, 2]", "expected a JSON object, got an array"),
+    "not_an_object_string": (b'"just a string"', "expected a JSON object, got a string"),
+    "not_an_object_number": (b"42", "expected a JSON object, got a number"),
+    "not_an_object_null": (b"null", "expected a JSON object, got null"),
+    "missing_duration": (b'{"audio_filepath": "a.wav", "text": "x"}', 'missing field "duration"'),
+    "missing_text": (b'{"audio_filepath": "a.wav", "duration": 1}', 'missing field "text"'),
+    "missing_audio_filepath": (b'{"duration": 1, "text": "x"}', 'missing field "audio_filepath"'),
+    "ill_typed_text": (b'{"audio_filepath": "a.wav", "duration": 1, "text": 5}', '"text" must be a string'),
+    "ill_typed_path": (b'{"audio_filepath": ["a.wav"], "duration": 1, "text": "x"}',
+                       '"audio_filepath" must be a non-empty string'),
+    "ill_typed_duration": (b'{"audio_filepath": "a.wav", "duration": "abc", "text": "x"}',
+                           '"duration" must be a non-negative number, got "abc"'),
+    "bool_duration": (b'{"audio_filepath": "a.wav", "duration": true, "text": "x"}',
+                      '"duration" must be a non-negative number, got true'),
+    "ill_typed_pred_text": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "x", "pred_text": {"a": 1}}',
+                            '"pred_text" must be a string'),
+    "negative_duration": (b'{"audio_filepath": "a.wav", "duration": -1, "text": "x"}',
+                          '"duration" must be a non-negative number, got -1'),
+    "nan_duration": (b'{"audio_filepath": "a.wav", "duration": NaN, "text": "x"}',
+                     '"duration" must be a non-negative number, got NaN'),
+    "infinite_duration": (b'{"audio_filepath": "a.wav", "duration": 1e999, "text": "x"}',
+                          '"duration" must be a non-negative number, got Infinity'),
+    "negative_offset": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "x", "offset": -2}',
+                        '"offset" must be a non-negative number, got -2'),
+    "non_utf8": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "caf\xe9"}', "not valid UTF-8"),
+    "control_character": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "a\x01b"}',
+                          "invalid JSON: Invalid control character"),
+    "deep_nesting_100k": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "x", "n": '
+                          + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested deeper than"),
+    "deep_nesting_objects": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "x", "n": '
+                             + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"}", "nested deeper than"),
+    "ten_mb_invalid_line": (b'{"text": "' + b"x" * 10_000_000, "invalid JSON"),
+    "pretty_printed_fragment": (b"{", "invalid JSON"),
+}
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def summary(self) -> dict:
+        return json.loads(self.stdout)
+
+
+def sde_stats(path: Path | str, *extra: str) -> Run:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(path), "--json", "--no-cache", *extra],
+                              cwd=ROOT, env=env, capture_output=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # pragma: no cover - the assertion is the point
+        pytest.fail(f"sde stats {path} hung for more than {TIMEOUT_S} s")
+    return Run(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
+
+
+def whole_files(d: Path) -> dict[str, tuple[Path, tuple]]:
+    """name → (path, expected). expected: ("ok", utterances, skipped) or ("error", [words])."""
+    out: dict[str, tuple[Path, tuple]] = {}
+
+    def put(name: str, content: bytes, expected: tuple) -> None:
+        p = d / f"{name}.json"
+        p.write_bytes(content)
+        out[name] = (p, expected)
+
+    put("bom", b"\xef\xbb\xbf" + jsonl(utt(0), utt(1)), ("ok", 2, 0))
+    put("crlf", jsonl(utt(0), utt(1)).replace(b"\n", b"\r\n"), ("ok", 2, 0))
+    put("blank_lines", b"\n\n" + line(utt(0)) + b"\n   \n\t\n" + line(utt(1)) + b"\n\n", ("ok", 2, 0))
+    put("no_final_newline", jsonl(utt(0)) + line(utt(1)), ("ok", 2, 0))
+    put("bom_crlf_blank_mixed", b"\xef\xbb\xbf\r\n" + line(utt(0)) + b"\r\n\r\n" + line(utt(1)) + b"\r\n",
+        ("ok", 2, 0))
+    put("ten_mb_line", jsonl(utt(0), utt(1, text="w " * 5_000_000), utt(2)), ("ok", 3, 0))
+    put("duplicate_keys", jsonl(b'{"audio_filepath": "a.wav", "duration": 1, "text": "x", "text": "y"}'),
+        ("ok", 1, 0))
+    put("numbers_as_strings", jsonl({"audio_filepath": "a.wav", "duration": "1.5", "text": "x",
+                                     "offset": "0.25", "snr": "12"}), ("ok", 1, 0))
+    put("duration_zero", jsonl(utt(0, duration=0), utt(1, duration=0.0)), ("ok", 2, 0))
+    put("offset_beyond_the_file", jsonl(utt(0, offset=1e6)), ("ok", 1, 0))
+    wide = utt(1)
+    wide.update({f"f{i}": i for i in range(100_000)})
+    put("hundred_thousand_fields", jsonl(utt(0), wide, utt(2)), ("ok", 3, 0))
+    # NUL in the first KB means a binary file (whole-file error); later, it is one bad line.
+    put("nul_after_the_first_kb", jsonl(*[utt(i) for i in range(30)], b'{"audio_filepath": "a\x00"}', utt(2)),
+        ("ok", 31, 1))
+    put("unicode_everywhere", jsonl(utt(0, text="日本語 ελληνικά emoji 🎤", speaker="ß", **{"ключ": "значение"})),
+        ("ok", 1, 0))
+    put("json_array", json.dumps([utt(0), utt(1)]).encode(), ("error", ["this is a JSON array", "jq -c"]))
+    put("json_array_pretty", json.dumps([utt(0), utt(1)], indent=2).encode(), ("error", ["JSON array", "jq"]))
+    put("pretty_printed_object", json.dumps(utt(0), indent=2).encode() + b"\n",
+        ("error", ["pretty-printed", "jq -c"]))
+    put("binary", bytes(range(256)) * 64, ("error", ["not a text manifest"]))
+    put("png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + os.urandom(512), ("error", ["not a text manifest"]))
+    put("gzip", b"\x1f\x8b\x08\x00" + b"\x00" * 64, ("error", ["gzip", "gunzip"]))
+    put("utf16", line(utt(0)).decode().encode("utf-16") + b"\n", ("error", ["UTF-16", "iconv"]))
+    put("empty", b"", ("error", ["no utterances", "empty"]))
+    put("only_blank_lines", b"\n \n\r\n\t\n", ("error", ["no utterances"]))
+    put("only_bom", b"\xef\xbb\xbf", ("error", ["no utterances"]))
+    put("every_line_bad", jsonl(*[{"x": i} for i in range(8)]),
+        ("error", ["every line is bad", 'missing field "audio_filepath"', "and 3 more"]))
+    put("random_text", b"hello, this is a README, not a manifest\nsecond line\n",
+        ("error", ["every line is bad", "invalid JSON"]))
+    (d / "a_directory").mkdir()
+    out["directory"] = (d / "a_directory", ("error", ["is a directory"]))
+    out["missing_file"] = (d / "does_not_exist.json", ("error", ["file not found"]))
+    for name, (bad, _) in BAD_LINE_CASES.items():
+        put(f"line_{name}", jsonl(utt(0), bad, utt(2)), ("ok", 2, 1))
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hostile")
+    files = whole_files(d)
+    jobs = {name: (path, ()) for name, (path, _) in files.items()}
+    for name in BAD_LINE_CASES:
+        jobs[f"strict_{name}"] = (files[f"line_{name}"][0], ("--strict",))
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        futures = {name: pool.submit(sde_stats, path, *extra) for name, (path, extra) in jobs.items()}
+        runs = {name: f.result() for name, f in futures.items()}
+    return files, runs
+
+
+def _no_traceback(run: Run) -> None:
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout, run.stderr[-3000:]
+
+
+WHOLE = [
+    "bom", "crlf", "blank_lines", "no_final_newline", "bom_crlf_blank_mixed", "ten_mb_line", "duplicate_keys",
+    "numbers_as_strings", "duration_zero", "offset_beyond_the_file", "hundred_thousand_fields",
+    "nul_after_the_first_kb", "unicode_everywhere", "json_array", "json_array_pretty", "pretty_printed_object", "binary", "png", "gzip",
+    "utf16", "empty", "only_blank_lines", "only_bom", "every_line_bad", "random_text", "directory",
+    "missing_file",
+]
+
+
+@pytest.mark.parametrize("name", WHOLE + [f"line_{n}" for n in BAD_LINE_CASES])
+def test_documented_result(corpus, name):
+    files, runs = corpus
+    path, expected = files[name]
+    run = runs[name]
+    _no_traceback(run)
+    if expected[0] == "ok":
+        _, utterances, skipped = expected
+        assert run.code == 0, run.stderr
+        s = run.summary
+        assert s["utterances"] == utterances, s
+        assert s["skipped_lines"] == skipped, s
+    else:
+        assert run.code == 1, (run.code, run.stdout[:500], run.stderr)
+        assert run.stdout == ""
+        msg = run.stderr
+        assert msg.startswith("Error: "), msg
+        assert str(path) in msg, msg
+        for words in expected[1]:
+            assert words in msg, (words, msg)
+
+
+@pytest.mark.parametrize("name", list(BAD_LINE_CASES))
+def test_strict_names_file_line_and_reason(corpus, name):
+    files, runs = corpus
+    path = files[f"line_{name}"][0]
+    run = runs[f"strict_{name}"]
+    _no_traceback(run)
+    assert run.code == 1, (run.code, run.stderr)
+    first = run.stderr.splitlines()[0]
+    assert first.startswith(f"Error: {path}:2: "), run.stderr
+    assert BAD_LINE_CASES[name][1] in first, run.stderr
+    assert "without --strict" in run.stderr
+
+
+def test_decisions_pinned_by_the_manifest_docstring(corpus):
+    """Duplicate keys: the last wins; numeric strings are converted; duration 0 is valid;
+    wide lines keep at most MAX_EXTRA_FIELDS fields with one warning; BOM/CRLF are silent."""
+    _, runs = corpus
+    assert runs["duplicate_keys"].summary["alphabet"] == "y"
+    s = runs["numbers_as_strings"].summary
+    assert s["hours"] == pytest.approx(1.5 / 3600, abs=1e-6)
+    assert runs["duration_zero"].summary["hours"] == 0.0
+    wide = runs["hundred_thousand_fields"].summary
+    assert len(wide["warnings"]) == 1 and "more distinct fields ignored" in wide["warnings"][0], wide["warnings"]
+    assert ":2:" in wide["warnings"][0]
+    for name in ("bom", "crlf", "blank_lines", "bom_crlf_blank_mixed"):
+        s = runs[name].summary
+        assert s["warnings"] == [] and s["alphabet"] == " 01dehlorw", (name, s)
+    assert runs["blank_lines"].summary["total_lines"] == 7
+    assert runs["ten_mb_line"].summary["words"] == 3 + 5_000_000 + 3
+    # A bad line never hides the good ones around it.
+    for name in BAD_LINE_CASES:
+        s = runs[f"line_{name}"].summary
+        assert s["total_lines"] == 3 and s["alphabet"] == " 02dehlorw", (name, s)
+
+
+def test_error_messages_name_the_fix(corpus):
+    _, runs = corpus
+    assert "jq -c '.[]' in.json > out.json" in runs["json_array"].stderr
+    assert "pass the manifest file inside it" in runs["directory"].stderr
+    assert "check the path" in runs["missing_file"].stderr
+    assert "one JSON object per line" in runs["empty"].stderr
+    assert "one object per line" in runs["binary"].stderr

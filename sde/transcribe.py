@@ -700,12 +700,13 @@ def output_path(
     shard: tuple[int, int] | None = None,
 ) -> Path:
     """Where :func:`transcribe_manifest` writes: ``out`` when it names a file; else
-    ``<manifest_stem>_<model_stem>.json`` inside ``out`` (a directory) or beside the manifest;
+    ``<manifest_stem>_<model_stem>.json`` inside ``out`` (a directory) or in the current directory
+    (never beside the manifest unless asked: sde writes nothing next to the user's data);
     with ``shard=(I, N)`` the shard name ``<out_stem>.shard{I}of{N}.json``."""
     manifest = Path(manifest)
     name = f"{manifest.stem}_{model_stem(model)}.json"
     if out is None:
-        path = manifest.parent / name
+        path = Path.cwd() / name
     else:
         o = Path(os.path.expanduser(os.fspath(out)))
         path = o / name if o.is_dir() or os.fspath(out).endswith(("/", os.sep)) else o
@@ -787,7 +788,7 @@ def transcribe_manifest(
     """Transcribe every line of ``manifest`` (or of one shard) and write a NeMo output manifest:
     every input field plus ``field``, input line order, blank lines dropped. Returns its path.
 
-    - ``out``: a file, a directory, or None (beside the manifest); see :func:`output_path`.
+    - ``out``: a file, a directory, or None (the current directory); see :func:`output_path`.
       Never the input itself.
     - Written atomically (temp file in the same folder + ``os.replace``).
     - Resumable: finished batches are appended to ``<out>.partial`` (a header line with the input's

@@ -84,8 +84,8 @@ MODEL is a local .nemo file or a NeMo pretrained name (downloaded once, then cac
 Offline machines: copy the .nemo file over and pass its path.
 
 \b
-Output: --out FILE, or --out DIR/, or by default MANIFEST_STEM_MODEL_STEM.json beside
-MANIFEST. Written atomically; never over the input. Finished batches are checkpointed in
+Output: --out FILE, or --out DIR/, or by default MANIFEST_STEM_MODEL_STEM.json in the
+current directory. Written atomically; never over the input. Finished batches are checkpointed in
 OUT.partial: run the same command again after an interruption and it resumes.
 
 \b

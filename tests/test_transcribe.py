@@ -135,11 +135,12 @@ def test_hypotheses_to_texts():
         hypotheses_to_texts(["x"], expected=2)
 
 
-def test_names(tmp_path):
+def test_names(tmp_path, monkeypatch):
     assert model_stem("stt_en_fastconformer_hybrid_large_pc") == "stt_en_fastconformer_hybrid_large_pc"
     assert model_stem("nvidia/parakeet-tdt-0.6b-v2") == "parakeet-tdt-0.6b-v2"
     assert model_stem("/models/My Model.nemo") == "My_Model"
-    m = tmp_path / "train.json"
+    m = tmp_path / "data" / "train.json"
+    monkeypatch.chdir(tmp_path)  # the default output goes to the current directory, not beside the data
     assert output_path(m, "/x/tiny.nemo") == tmp_path / "train_tiny.json"
     assert output_path(m, "tiny", out=tmp_path / "o.json") == tmp_path / "o.json"
     (tmp_path / "outdir").mkdir()
@@ -299,7 +300,7 @@ def test_cli_help():
 
 
 @pytest.mark.nemo
-def test_transcribe_manifest(manifest, tiny_nemo, tmp_path):
+def test_transcribe_manifest(manifest, tiny_nemo, tmp_path, monkeypatch):
     out = transcribe_manifest(manifest, str(tiny_nemo), out=tmp_path / "out", device="cpu", batch_size=2,
                               progress=False)
     assert out == tmp_path / "out"  # a file name without .json is taken as given
@@ -310,9 +311,12 @@ def test_transcribe_manifest(manifest, tiny_nemo, tmp_path):
         assert list(b)[-1] == "pred_text" and isinstance(b["pred_text"], str)
         assert set(b["pred_text"]) <= set(LABELS)
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.tmp"))
-    # default name beside the manifest; another field name
+    # default name in the current directory (never beside the data); another field name
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
     out2 = transcribe_manifest(manifest, str(tiny_nemo), field="pred_text_tiny", device="cpu", progress=False)
-    assert out2 == manifest.parent / "data_tiny_ctc.json"
+    assert out2 == workdir / "data_tiny_ctc.json"
     assert [r["pred_text_tiny"] for r in read_jsonl(out2)] == [r["pred_text"] for r in got]
 
 

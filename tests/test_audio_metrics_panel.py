@@ -293,3 +293,37 @@ def test_progress_values():
     assert (pct, label) == (25, "250 / 1,000")
     assert status == "250 / 1,000 files · 50.0 files/s · about 15 s left"
     assert panel.progress_values(10, 100_000, 1.0, "utterances")[2].endswith("about 2 h 46 min left")
+
+
+@pytest.mark.browser
+def test_measure_audio_in_the_browser(write_manifest, tmp_path, page):
+    """Statistics → "Measure audio": the background job runs, the page reloads with the audio-quality
+    summary (a 22.05 kHz file flagged for ASR, a missing file counted) and the new histograms."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.browser_kit import Watch, api, sde_server
+
+    t = np.arange(16000) / 16000
+    sf.write(tmp_path / "a.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), 16000)
+    t2 = np.arange(22050) / 22050
+    sf.write(tmp_path / "b.flac", (0.3 * np.sin(2 * np.pi * 440 * t2)).astype("float32"), 22050)
+    manifest = write_manifest([
+        {"audio_filepath": "a.wav", "duration": 1.0, "text": "a tone"},
+        {"audio_filepath": "b.flac", "duration": 1.0, "text": "another tone"},
+        {"audio_filepath": "missing.wav", "duration": 1.0, "text": "nothing here"},
+    ])
+    with sde_server(str(manifest)) as url:
+        watch = Watch(page, url)
+        page.goto(url + "/")
+        page.wait_for_selector("#audioq-start")
+        page.click("#audioq-start")
+        page.wait_for_selector("#audioq-readiness", timeout=90_000)
+        page.wait_for_selector("#hist-sample_rate .main-svg")
+        summary = api(url, "/api/audio-quality")
+        assert summary["measured"] is True
+        assert page.inner_text("#audioq-unreadable").strip().startswith("1")
+        assert "16 kHz" in page.inner_text("#audioq-readiness")
+        rows = api(url, "/api/utterances", sort="id")["rows"]
+        assert [r["sample_rate"] for r in rows[:2]] == [16000, 22050] and rows[2]["audio_error"]
+        watch.check()

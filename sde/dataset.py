@@ -239,27 +239,12 @@ def build_dataset(
     vocabulary = _vocabulary(ref_word_counts, m.hypotheses, errors, options.vocab)
 
     if options.normalize:
-        from sde.text import normalize_many
-
         say(f"scoring with normalisation {','.join(options.normalize)}")
-        norm_refs = normalize_many(refs.tolist(), options.normalize)
-        for h in m.hypotheses:
-            norm_hyps = normalize_many(table[h.field].tolist(), options.normalize)
-            alignment = align_corpus(norm_refs, norm_hyps, workers=workers)
-            rates = utterance_rates(alignment.counts)
+        for field_name, (corpus, rates) in _normalized_scores(table, m.hypotheses, options.normalize, workers).items():
+            h = next(h for h in m.hypotheses if h.field == field_name)
             table[_norm_column(h, "wer")] = rates["wer"]
             table[_norm_column(h, "cer")] = rates["cer"]
-            corpus = corpus_rates(alignment.counts)
-            nvocab = word_hits(pd.Series(norm_refs), alignment.errors)
-            nacc = 100.0 * nvocab["hits"] / nvocab["count"]
-            extra[h.field] = {
-                "normalized": {
-                    "wer": _json_float(corpus["wer"]),
-                    "cer": _json_float(corpus["cer"]),
-                    "wmr": _json_float(corpus["wmr"]),
-                    "mwa": _json_float(_mean_accuracy(nacc)),
-                }
-            }
+            extra[field_name] = {"normalized": corpus}
 
     alphabet_report = _add_alphabet_check(table, options.alphabet) if options.alphabet else None
 
@@ -308,6 +293,42 @@ def _set_aside_computed_names(table: pd.DataFrame, hypotheses: Sequence[Hypothes
     kept as `manifest_<name>` instead of being overwritten."""
     computed = _computed_columns(hypotheses, options)
     table.columns = [f"manifest_{c}" if c in computed else c for c in table.columns]
+
+
+def _normalized_scores(table: pd.DataFrame, hypotheses: Sequence[HypothesisField], steps: Sequence[str],
+                       workers: int) -> dict[str, tuple[dict, dict[str, np.ndarray]]]:
+    """Per hypothesis field: (corpus WER/CER/WMR/MWA, per-utterance rates) of normalised text."""
+    from sde.text import normalize_many
+
+    norm_refs = normalize_many(table["text"], steps)
+    out = {}
+    for h in hypotheses:
+        alignment = align_corpus(norm_refs, normalize_many(table[h.field], steps), workers=workers)
+        corpus = corpus_rates(alignment.counts)
+        vocab = word_hits(pd.Series(norm_refs), alignment.errors)
+        accuracy = 100.0 * vocab["hits"] / vocab["count"]
+        out[h.field] = ({"wer": _json_float(corpus["wer"]), "cer": _json_float(corpus["cer"]),
+                         "wmr": _json_float(corpus["wmr"]), "mwa": _json_float(_mean_accuracy(accuracy))},
+                        utterance_rates(alignment.counts))
+    return out
+
+
+def normalized_summary(dataset: Dataset, steps: Sequence[str]) -> dict[str, dict]:
+    """Corpus WER/CER/WMR/MWA per hypothesis with normalisation `steps` (the UI toggle and
+    `/api/summary?normalize=`), computed once per choice and kept on the dataset."""
+    from sde.text import parse_normalize
+
+    steps = tuple(parse_normalize(list(steps)))
+    if not steps:
+        return {}
+    if steps == tuple(dataset.options.normalize):
+        return {f: e["normalized"] for f, e in dataset.extra_summary.items() if "normalized" in e}
+    cache = dataset.__dict__.setdefault("_sde_normalized", {})
+    if steps not in cache:
+        workers = min(2, os.cpu_count() or 1)
+        scores = _normalized_scores(dataset.utterances, dataset.hypotheses, steps, workers)
+        cache[steps] = {f: corpus for f, (corpus, _rates) in scores.items()}
+    return cache[steps]
 
 
 def single_chunk_columns(table: pd.DataFrame) -> None:

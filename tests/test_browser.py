@@ -36,6 +36,18 @@ def test_statistics_page_shows_the_summary(page, demo):
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 8")
     assert page.title().startswith("Statistics · ")
     shot(page, "statistics")
+    # The normalisation toggle: raw numbers stay, the normalised ones follow the chosen steps.
+    field = next(iter(summary["hypotheses"]))
+    assert summary["normalize"] == ["lower", "punct", "numbers"]  # `sde demo` starts with all three
+    lower_punct = api(demo, "/api/summary", normalize="lower,punct")["hypotheses"][field]["normalized"]
+    page.locator("#stats-normalize label", has_text="numbers").click()
+    page.wait_for_function(
+        f"document.querySelector('#stat-{field}-wer').parentElement.innerText"
+        f".includes('normalised: {lower_punct['wer']:.2f}%')")
+    assert page.inner_text(f"#stat-{field}-wer") == f"{summary['hypotheses'][field]['wer']:,.2f}%"
+    page.locator("#stats-normalize label", has_text="lowercase").click()
+    page.locator("#stats-normalize label", has_text="punctuation").click()
+    page.wait_for_function("!document.querySelector('#stats-recognition').innerText.includes('normalised')")
     watch.check()
 
 

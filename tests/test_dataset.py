@@ -181,3 +181,20 @@ def test_error_filter_selects_utterances_with_one_word_error(dataset):
         q.select('{error} contains "cat"')
     with pytest.raises(QueryError):
         q.select(None, "error")  # filter-only: not sortable
+
+
+def test_normalized_summary_per_choice_equals_building_with_the_option(write_manifest):
+    from sde.dataset import normalized_summary
+
+    rows = [{"audio_filepath": "a.wav", "duration": 1, "text": "Hello, World! I have 25 cats.",
+             "pred_text": "hello world i have twenty five cats"},
+            {"audio_filepath": "b.wav", "duration": 1, "text": "It's 3 PM.", "pred_text": "its three pm"}]
+    path = write_manifest(rows)
+    plain = build_dataset(path, workers=1)
+    for steps in (("lower",), ("lower", "punct"), ("lower", "punct", "numbers")):
+        built = build_dataset(path, DatasetOptions(normalize=steps), workers=1)
+        expected = {f: h["normalized"] for f, h in built.summary()["hypotheses"].items()}
+        assert normalized_summary(plain, list(steps)) == expected
+    assert normalized_summary(plain, []) == {}
+    # raw numbers never change
+    assert plain.summary()["hypotheses"]["pred_text"]["wer"] > 50

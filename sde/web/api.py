@@ -248,7 +248,24 @@ def register_api_routes(server: Flask, dataset: "Dataset") -> None:
     table_routes("vocabulary", lambda: dataset.vocabulary, lambda: dataset.vocabulary_query)
 
     def summary_view():
-        return _json(dataset.summary())
+        summary = dataset.summary()
+        steps = request.args.get("normalize")
+        if steps is not None:
+            # ?normalize=lower,punct,numbers: the normalised numbers for that choice (cached per choice).
+            from sde.dataset import normalized_summary
+            from sde.text import parse_normalize
+
+            try:
+                chosen = list(parse_normalize(steps))
+            except ValueError as e:
+                return _error(ApiError(str(e)))
+            normalized = normalized_summary(dataset, chosen)
+            for field, h in summary["hypotheses"].items():
+                h.pop("normalized", None)
+                if field in normalized:
+                    h["normalized"] = normalized[field]
+            summary["normalize"] = chosen
+        return _json(summary)
 
     def utterance_view(uid: str):
         try:

@@ -138,11 +138,19 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
                     id=ids.STATS_CARDS)
     hyps = s.get("hypotheses") or {}
     if hyps:
-        labels = {h.field: (h.name or h.field) for h in dataset.hypotheses}
-        hyp_block = dbc.Card(dbc.CardBody(
-            [html.H5("Recognition", className="card-title mb-3")]
-            + [_hypothesis_section(field, h, labels.get(field, field)) for field, h in hyps.items()]
-        ), className="mb-3")
+        steps = list(dataset.options.normalize)
+        toggle = html.Div([
+            html.Span("Also score normalised text:", className="small text-muted me-2"),
+            dbc.Checklist(id=NORMALIZE, value=steps, inline=True, className="small d-inline-block",
+                          options=[{"label": "lowercase", "value": "lower"},
+                                   {"label": "strip punctuation", "value": "punct"},
+                                   {"label": "numbers → words", "value": "numbers"}]),
+        ], className="d-flex align-items-center flex-wrap", id="normalize-toggle")
+        hyp_block = dbc.Card(dbc.CardBody([
+            html.Div([html.H5("Recognition", className="card-title mb-0"), toggle],
+                     className="d-flex justify-content-between align-items-center flex-wrap gap-2 mb-3"),
+            dcc.Loading(html.Div(recognition_sections(dataset, steps), id=RECOGNITION), delay_show=400),
+        ]), className="mb-3")
     else:
         from sde.web.transcribe_panel import transcribe_panel
 
@@ -167,6 +175,36 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         audio_metrics_panel(dataset),
         graphs,
     ])
+
+
+NORMALIZE = "stats-normalize"
+RECOGNITION = "stats-recognition"
+
+
+def recognition_sections(dataset: "Dataset", steps: list[str]) -> list:
+    """One section per hypothesis: raw corpus numbers, with the normalised ones beneath them for
+    the chosen steps (never instead of them)."""
+    from sde.dataset import normalized_summary
+
+    hyps = dataset.summary()["hypotheses"]
+    normalized = normalized_summary(dataset, steps) if steps else {}
+    labels = {h.field: (h.name or h.field) for h in dataset.hypotheses}
+    sections = []
+    for field, h in hyps.items():
+        h = {**h}
+        h.pop("normalized", None)
+        if field in normalized:
+            h["normalized"] = normalized[field]
+        sections.append(_hypothesis_section(field, h, labels.get(field, field)))
+    return sections
+
+
+def register_callbacks(app, dataset: "Dataset") -> None:
+    from dash import Input, Output
+
+    @app.callback(Output(RECOGNITION, "children"), Input(NORMALIZE, "value"), prevent_initial_call=True)
+    def renormalize(steps):
+        return recognition_sections(dataset, list(steps or []))
 
 
 def _alphabet_check_block(dataset: "Dataset"):
@@ -208,4 +246,5 @@ def alphabet_check_summary(dataset: "Dataset") -> dict | None:
     return {"allowed": None, "utterances": 0, "chars": [], "digits": digits} if digits else None
 
 
-PAGE = Page(path="/statistics", name="Statistics", layout=layout, aliases=("/",), api="/api/summary")
+PAGE = Page(path="/statistics", name="Statistics", layout=layout, register_callbacks=register_callbacks,
+            aliases=("/",), api="/api/summary")

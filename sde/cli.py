@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import click
@@ -171,12 +172,29 @@ def serve_options(f: Callable) -> Callable:
 def serve_command(manifest: str, model: str | None, port: int, host: str, auth: str | None, debug: bool,
                   cache_dir: str | None, no_cache: bool, **data: Any) -> None:
     """Serve the explorer on MANIFEST (this is also what `sde MANIFEST` does)."""
+    data["alphabet"] = _alphabet_from_model(data.get("alphabet"), model)
     options = options_from(**data)
     # The server starts while the cache entry is written: the first start is ready sooner.
     dataset = load(manifest, options, cache_dir, no_cache, background_write=True)
     if not dataset.hypotheses:
         dataset = _maybe_transcribe(dataset, manifest, model, cache_dir, no_cache)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache))
+
+
+def _alphabet_from_model(alphabet: str | None, model: str | None) -> str | None:
+    """Without --alphabet, a local character-based .nemo model's labels are the alphabet to check."""
+    if alphabet is not None or not model or not model.endswith(".nemo") or not Path(model).is_file():
+        return alphabet
+    from sde.transcribe import TranscribeError, model_alphabet
+
+    try:
+        found = model_alphabet(model)
+    except TranscribeError as e:
+        click.echo(f"warning: {e}; no alphabet check", err=True)
+        return None
+    if found is None:
+        click.echo(f"note: {Path(model).name} is a subword model: it has no fixed alphabet to check", err=True)
+    return found
 
 
 def _jobs_dir(cache_dir: str | None, no_cache: bool) -> str | None:
@@ -248,6 +266,7 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
 def stats_command(manifest: str, model: str | None, as_json: bool, cache_dir: str | None, no_cache: bool,
                   **data: Any) -> None:
     """Print the summary of MANIFEST: hours, utterances, vocabulary, alphabet, WER/CER/WMR/MWA."""
+    data["alphabet"] = _alphabet_from_model(data.get("alphabet"), model)
     options = options_from(**data)
     dataset = load(manifest, options, cache_dir, no_cache, quiet=as_json)
     if model and not dataset.hypotheses:

@@ -1058,3 +1058,30 @@ __all__ = [
     "transcribe_manifest",
     "transcribe_segments",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# The alphabet a character model can emit (for the training-data alphabet check)
+
+
+def model_alphabet(path: str | os.PathLike) -> str | None:
+    """The characters a character-based .nemo model emits (its `labels`), read from the archive's
+    model_config.yaml without loading NeMo; None for subword (BPE) models, which have no fixed
+    alphabet. TranscribeError for a file that is not a .nemo archive."""
+    import tarfile
+
+    import yaml
+
+    p = Path(path)
+    try:
+        with tarfile.open(p) as archive:
+            member = next((m for m in archive.getmembers() if m.name.endswith("model_config.yaml")), None)
+            if member is None:
+                raise TranscribeError(f"{p}: no model_config.yaml inside; is this a .nemo file?")
+            config = yaml.safe_load(archive.extractfile(member))  # type: ignore[arg-type]
+    except (OSError, tarfile.TarError, yaml.YAMLError) as exc:
+        raise TranscribeError(f"{p}: cannot read the model's configuration ({_one_line(exc)})") from None
+    labels = (config or {}).get("labels") or ((config or {}).get("decoder") or {}).get("vocabulary")
+    if not labels or not all(isinstance(x, str) and len(x) == 1 for x in labels):
+        return None
+    return "".join(labels)

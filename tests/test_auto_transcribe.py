@@ -121,3 +121,20 @@ def test_ui_transcribe_job_end_to_end(plain_manifest, tiny_nemo, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_model_labels_are_the_alphabet_to_check(plain_manifest, tiny_nemo, tmp_path):
+    from sde.transcribe import TranscribeError, model_alphabet
+
+    from tests.conftest import LABELS
+
+    assert model_alphabet(tiny_nemo) == "".join(LABELS)
+    bogus = tmp_path / "bogus.nemo"
+    bogus.write_text("not an archive")
+    with pytest.raises(TranscribeError, match="bogus.nemo"):
+        model_alphabet(bogus)
+    r = CliRunner().invoke(cli, ["stats", str(plain_manifest), "--model", str(tiny_nemo), "--json",
+                                 "--cache-dir", str(tmp_path / "c")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    check = json.loads(r.stdout)["alphabet_check"]
+    assert check["allowed"] == "".join(LABELS) and check["utterances"] == 0

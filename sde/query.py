@@ -10,7 +10,7 @@ Filter language Q (the syntax of NeMo's Speech Data Explorer / Dash DataTable)::
 * Clauses are joined by ``&&`` (there is no OR).
 * A clause is ``COLUMN OP VALUE``. COLUMN is ``{any name}`` or, when it is a plain identifier
   (letters, digits, ``_``), the bare name. Column names only (never display names).
-* OP is one of ``= != < <= > >= contains``; ``==`` means ``=``; the DataTable word aliases
+* OP is one of ``= != < <= > >= contains has``; ``==`` means ``=``; the DataTable word aliases
   ``eq ne lt le gt ge`` are accepted too (case-insensitive, like ``contains``).
 * VALUE is a quoted string (``"..."`` or ``'...'``; a backslash escapes the quote character and
   the backslash itself, any other backslash is kept as written, so Windows paths work) or a bare
@@ -22,7 +22,8 @@ Semantics (decisions where the product contract is silent):
   ``1e3``, ``inf``); ``contains`` is an error. ``=`` is exact float equality.
 * Text columns (string, object, categorical): ``=``/``!=`` are exact, case-sensitive string
   equality; ``< <= > >=`` compare lexicographically by Unicode code point (case-sensitive);
-  ``contains`` is a case-*insensitive* substring test.
+  ``contains`` is a case-*insensitive* substring test; ``has`` matches one whole word (a
+  whitespace-separated token, case-sensitive, as the metrics split words).
 * Boolean columns: ``= true``/``= false`` (also ``1``/``0``) and ``!=``; nothing else.
 * Missing values (NaN, <NA>, None) never match any clause, ``!=`` included (SQL semantics):
   ``{speaker} != "a"`` keeps rows whose speaker is known and differs from "a".
@@ -70,16 +71,16 @@ __all__ = [
     "sort_from_grid",
 ]
 
-OPERATORS: tuple[str, ...] = ("=", "!=", "<", "<=", ">", ">=", "contains")
+OPERATORS: tuple[str, ...] = ("=", "!=", "<", "<=", ">", ">=", "contains", "has")
 EXAMPLE = '{wer} > 20 && {text} contains "hello"'
 MAX_PAGE_SIZE = 10_000
 MAX_QUERY_LENGTH = 10_000  # a filter longer than this is a mistake (or an attack), not a query
 
-_WORD_OPS = {"contains": "contains", "eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_WORD_OPS = {"contains": "contains", "has": "has", "eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 # Longest first, so "<=" is not read as "<" followed by a value "=...".
 _SYMBOL_OPS = (("==", "="), ("!=", "!="), ("<=", "<="), (">=", ">="), ("=", "="), ("<", "<"), (">", ">"))
 _IDENT = re.compile(r"[^\W\d]\w*")
-_OPS_TEXT = "= != < <= > >= contains"
+_OPS_TEXT = "= != < <= > >= contains has"
 
 
 class QueryError(ValueError):
@@ -525,8 +526,8 @@ class TableQuery:
             self._clause_mask(key)  # the column's own function validates the value (QueryError)
             return key
         if kind == _NUMBER:
-            if c.op == "contains":
-                raise QueryError(f"{col} is a number column: contains works on text columns. "
+            if c.op in ("contains", "has"):
+                raise QueryError(f"{col} is a number column: {c.op} works on text columns. "
                                  f"Use = != < <= > >=, e.g. {col} > 20.")
             return (c.column, c.op, _to_float(c.value, col))
         if kind == _BOOL:
@@ -535,6 +536,9 @@ class TableQuery:
             return (c.column, c.op, _to_bool(c.value, col))
         if kind == _TEXT:
             value = c.value if isinstance(c.value, str) else _format_number(c.value)
+            if c.op == "has" and (not value or len(value.split()) != 1 or value != value.strip()):
+                raise QueryError(f'{col} has "WORD" matches one whole word (a whitespace-separated token, '
+                                 f'case-sensitive), e.g. {col} has "cat"; got {value!r}.')
             if c.op == "contains" and value.isascii():
                 # Case-insensitive test: "Fox" and "fox" share one cached mask. (ASCII only:
                 # Unicode lower() can change a pattern's meaning, e.g. "İ" → "i̇".)
@@ -614,6 +618,13 @@ class TableQuery:
             def scan(part: pa.ChunkedArray | pa.Array) -> np.ndarray:
                 return _bool_numpy(pc.match_substring(part, pattern=value, ignore_case=True))
             return _parallel(scan, arr)
+        if op == "has":
+            # A whole token, as the metrics split words: "cat" matches "a cat sat", not "category".
+            pattern = r"(?:^|\s)" + re.escape(value) + r"(?:\s|$)"
+
+            def scan_word(part: pa.ChunkedArray | pa.Array) -> np.ndarray:
+                return _bool_numpy(pc.match_substring_regex(part, pattern=pattern))
+            return _parallel(scan_word, arr)
         return _bool_numpy(_ARROW_OPS[op](arr, pa.scalar(value, type=arr.type)))
 
     # -- column data -----------------------------------------------------------------------------

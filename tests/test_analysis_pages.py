@@ -405,16 +405,16 @@ def test_comparison_click_targets(app, monkeypatch):
     state = {"filter": "{duration} > 3"}
     assert comparison.click_href(comparison.UTT_FIG, None, None, {"points": [{"customdata": 17}]}, state) == \
         "/utterance/17?filter=%7Bduration%7D+%3E+3"
-    href = comparison.click_href(comparison.WORD_FIG, None, {"points": [{"customdata": 'say "hi"'}]}, None, {})
+    href = comparison.click_href(comparison.WORD_FIG, None, {"points": [{"customdata": '"hi"'}]}, None, {})
     q = parse_qs(urlparse(href).query)
-    assert q["filter"] == ['{text} contains "say \\"hi\\""']
+    assert q["filter"] == ['{text} has "\\"hi\\""']
     assert comparison.click_href(comparison.WORD_GRID, {"rowId": "/samples?filter=x"}, None, None, {}) == \
         "/samples?filter=x"
     assert comparison.click_href(comparison.UTT_FIG, None, None, {"points": [{}]}, {}) is None
     open_word = callback(app, "url.href", comparison.WORD_GRID)
     set_ctx(monkeypatch, comparison, comparison.WORD_FIG)
     assert open_word(None, {"points": [{"customdata": "and"}]}, {}) == \
-        "/samples?filter=%7Btext%7D+contains+%22and%22"
+        "/samples?filter=%7Btext%7D+has+%22and%22"
     open_utt = callback(app, "url.href", comparison.UTT_FIG)
     set_ctx(monkeypatch, comparison, comparison.UTT_GRID)
     assert open_utt(None, {"rowId": "/utterance/3"}, {}) == "/utterance/3"

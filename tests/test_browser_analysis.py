@@ -155,7 +155,7 @@ def test_comparison_clicks_open_samples_and_utterances(page, demo):
     word = page.inner_text('#cmp-word-grid .ag-row[row-index="0"] [col-id="word"]')
     page.locator('#cmp-word-grid .ag-row[row-index="0"] [col-id="word"]').click()
     page.wait_for_url(re.compile(r"/samples\?"))
-    assert parse_qs(urlparse(page.url).query)["filter"] == [f'{{text}} contains "{word}"']
+    assert parse_qs(urlparse(page.url).query)["filter"] == [f'{{text}} has "{word}"']
     page.wait_for_selector("#samples-grid .ag-row")
 
     page.goto(demo + "/comparison")

@@ -574,3 +574,18 @@ def test_code_is_never_evaluated(tmp_path):
             pass
     assert parse_filter(payloads[1]) == [Clause("text", "=", f"__import__('os').system('touch {target}')")]
     assert not os.path.exists(target)
+
+
+def test_has_matches_whole_words_only():
+    df = pd.DataFrame({"text": pd.array(["a cat sat", "category", "the cat", "Cat", "cat", "", None,
+                                         "dog\tcat", "cats"], dtype="string[pyarrow]"),
+                       "n": np.arange(9.0)})
+    tq = TableQuery(df)
+    assert tq.select('{text} has "cat"').tolist() == [0, 2, 4, 7]
+    assert tq.select('{text} has "a.t"').tolist() == []        # a regex character is just a character
+    assert tq.select('{text} has "cat" && {n} > 2').tolist() == [4, 7]
+    assert format_filter(parse_filter('{text} has "cat"')) == '{text} has "cat"'
+    with pytest.raises(QueryError, match="one whole word"):
+        tq.select('{text} has "two words"')
+    with pytest.raises(QueryError, match="has works on text"):
+        tq.select("{n} has 1")

@@ -376,7 +376,7 @@ def table_layout(spec: TableSpec, params: Mapping[str, str], title: str, subtitl
         ], className="has-validation"),
         html.Div([
             "Clauses ", html.Code("{column} OP value"), " joined by ", html.Code("&&"),
-            "; OP is one of ", html.Code("= != < <= > >= contains"),
+            "; OP is one of ", html.Code("= != < <= > >= contains has"),
             ". Press Enter to apply. Column filters in the grid headers add to it.",
         ], className="form-text", id=p(ids.FILTER_HELP)),
     ], className="flex-grow-1")

@@ -204,7 +204,7 @@ def _subset_vocabulary(dataset: "Dataset", a: "HypothesisField", b: "HypothesisF
 
 def word_href(word: str, filter_text: str | None = None) -> str:
     """/samples restricted to references containing the word (and the page's filter)."""
-    clause = '{text} contains "' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    clause = '{text} has "' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
     full = " && ".join(p for p in ((filter_text or "").strip(), clause) if p)
     return samples_href({"filter": full})
 

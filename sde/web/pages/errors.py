@@ -356,7 +356,7 @@ def filter_box(input_id: str, apply_id: str, feedback_id: str, value: str, error
             dbc.FormFeedback(error or "", type="invalid", id=feedback_id),
         ], className="has-validation"),
         html.Div(["Restrict to some utterances: clauses ", html.Code("{column} OP value"), " joined by ",
-                  html.Code("&&"), "; OP is one of ", html.Code("= != < <= > >= contains"), ". Press Enter to apply."],
+                  html.Code("&&"), "; OP is one of ", html.Code("= != < <= > >= contains has"), ". Press Enter to apply."],
                  className="form-text"),
     ])
 

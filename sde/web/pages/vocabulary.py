@@ -1,6 +1,6 @@
 """Vocabulary: every reference word with its count and accuracy per hypothesis, OOV when a word
 list was given (JSON twin: /api/vocabulary, CSV: /api/vocabulary.csv). Clicking a word lists the
-utterances whose reference contains it."""
+utterances whose reference has it as a word."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def word_href(_state, row: Mapping) -> str:
     word = row.get("word")
     if word is None:
         return ""
-    return "/samples?" + urlencode({"filter": Clause("text", "contains", str(word)).to_q()})
+    return "/samples?" + urlencode({"filter": Clause("text", "has", str(word)).to_q()})
 
 
 def spec_for(dataset: "Dataset") -> TableSpec:

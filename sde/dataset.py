@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.manifest import HypothesisField, Problem, read_manifest
-from sde.metrics import align_corpus, corpus_rates, utterance_rates, word_counts, word_hits
+from sde.metrics import align_corpus, corpus_rates, mean_word_accuracy, utterance_rates, word_counts, word_hits
 from sde.query import TableQuery
 
 # Per-hypothesis columns of the utterance table, in display order. `char_edits` is kept so that
@@ -221,18 +221,17 @@ def build_dataset(
 
     errors: dict[str, pd.DataFrame] = {}
     extra: dict[str, dict] = {}
-    ref_word_counts: dict[str, int] | None = None
+    ref_word_counts: pd.DataFrame | None = None
     for h in m.hypotheses:
         say(f"scoring {h.field} ({len(table):,} utterances)")
         alignment = align_corpus(refs, table[h.field], workers=workers, count_ref_words=ref_word_counts is None)
         if ref_word_counts is None:
-            ref_word_counts = alignment.ref_word_counts
+            ref_word_counts = _counts_table(alignment.ref_word_counts)
             num_words = alignment.counts["num_words"]
         _add_hypothesis_columns(table, h, alignment.counts)
         errors[h.field] = alignment.errors
     if ref_word_counts is None:
-        counted = word_counts(refs)
-        ref_word_counts = dict(zip(counted["word"].tolist(), counted["count"].tolist()))
+        ref_word_counts = word_counts(refs)
         num_words = _count_words(refs)
     _insert_text_stats(table, num_words)
 
@@ -305,10 +304,9 @@ def _normalized_scores(table: pd.DataFrame, hypotheses: Sequence[HypothesisField
     for h in hypotheses:
         alignment = align_corpus(norm_refs, normalize_many(table[h.field], steps), workers=workers)
         corpus = corpus_rates(alignment.counts)
-        vocab = word_hits(pd.Series(norm_refs), alignment.errors)
-        accuracy = 100.0 * vocab["hits"] / vocab["count"]
+        mwa = mean_word_accuracy(word_hits(pd.Series(norm_refs), alignment.errors))
         out[h.field] = ({"wer": _json_float(corpus["wer"]), "cer": _json_float(corpus["cer"]),
-                         "wmr": _json_float(corpus["wmr"]), "mwa": _json_float(_mean_accuracy(accuracy))},
+                         "wmr": _json_float(corpus["wmr"]), "mwa": _json_float(mwa)},
                         utterance_rates(alignment.counts))
     return out
 
@@ -390,30 +388,30 @@ def _add_hypothesis_columns(table: pd.DataFrame, h: HypothesisField, counts: dic
         table[h.column("ref_chars")] = ref_chars
 
 
+def _counts_table(ref_word_counts: dict[str, int]) -> pd.DataFrame:
+    """A word → count mapping as the `word_counts` table: most frequent first, then by word."""
+    words = pd.array(list(ref_word_counts), dtype="string[pyarrow]")
+    counts = np.fromiter(ref_word_counts.values(), dtype="int64", count=len(ref_word_counts))
+    order = np.lexsort((np.asarray(words, dtype=object), -counts))
+    return pd.DataFrame({"word": words[order], "count": counts[order]})
+
+
 def _vocabulary(
-    ref_word_counts: dict[str, int],
+    ref_word_counts: pd.DataFrame,
     hypotheses: Sequence[HypothesisField],
     errors: dict[str, pd.DataFrame],
     vocab_file: str | None,
 ) -> pd.DataFrame:
-    words = pd.array(list(ref_word_counts), dtype="string[pyarrow]")
-    counts = np.fromiter(ref_word_counts.values(), dtype="int64", count=len(ref_word_counts))
-    order = np.lexsort((np.asarray(words, dtype=object), -counts))
-    vocab = pd.DataFrame({"word": words[order], "count": counts[order]})
+    """word, count, accuracy per hypothesis (and oov with a vocabulary file) from a counts table."""
+    vocab = ref_word_counts[["word", "count"]].reset_index(drop=True)
+    count = vocab["count"].to_numpy(dtype="float64")
     for h in hypotheses:
-        missed = _missed_words(errors[h.field])
-        misses = missed.reindex(vocab["word"], fill_value=0).to_numpy(dtype="float64")
-        vocab[h.column("accuracy")] = 100.0 * (vocab["count"].to_numpy() - misses) / vocab["count"].to_numpy()
+        hits = word_hits(vocab, errors[h.field])["hits"].to_numpy(dtype="float64")
+        vocab[h.column("accuracy")] = 100.0 * hits / count
     if vocab_file:
         known = read_word_list(vocab_file)
         vocab["oov"] = ~vocab["word"].isin(known).to_numpy()
     return vocab
-
-
-def _missed_words(errors: pd.DataFrame) -> pd.Series:
-    """Reference occurrences of each word that were not recognised (substituted or deleted)."""
-    missed = errors.loc[errors["op"].isin(("sub", "del")), "ref"]
-    return missed.value_counts()
 
 
 def read_word_list(path: str | Path) -> set[str]:
@@ -496,9 +494,8 @@ def with_predictions(dataset: Dataset, field_name: str, predictions: Sequence[st
     errors = dict(dataset.errors)
     errors[field_name] = alignment.errors
     hypotheses = [*dataset.hypotheses, h]
-    counted = word_counts(table["text"])
-    ref_word_counts = dict(zip(counted["word"].tolist(), counted["count"].tolist()))
-    vocabulary = _vocabulary(ref_word_counts, hypotheses, errors, dataset.options.vocab)
+    # Same references, so the existing vocabulary's counts serve: no second pass over the text.
+    vocabulary = _vocabulary(dataset.vocabulary, hypotheses, errors, dataset.options.vocab)
     return dataclasses.replace(
         dataset,
         utterances=table,

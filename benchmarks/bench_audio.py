@@ -8,7 +8,11 @@
    linear and the mel spectrogram; and the same through the HTTP routes (Flask test client, no
    cache: every request decodes). Median of --runs runs (the OS page cache is warm after the
    first). Targets (DESIGN.md): ≤ 150 ms and ≤ 500 KB, independent of file length.
-2. ``compute_audio_metrics`` over --files short files (1–3 s, 16 kHz) with 1 and 2 workers, in
+2. A 60-minute utterance (16 kHz FLAC) through the same routes: the figure, the whole WAV and
+   the whole Ogg, each with its time, its size and the growth of this process's peak RSS while
+   it runs (the DESIGN target: "plays and draws with bounded memory"). Before the block-wise
+   reading the WAV alone grew the server by ~770 MB and the Ogg killed it (SIGSEGV).
+3. ``compute_audio_metrics`` over --files short files (1–3 s, 16 kHz) with 1 and 2 workers, in
    files per second.
 
 Prints markdown tables.
@@ -110,6 +114,67 @@ def bench_inspector(tmp: Path, runs: int) -> list[str]:
     return rows
 
 
+class PeakRss:
+    """Peak resident memory of this process while the block runs (sampled every 5 ms)."""
+
+    def __enter__(self) -> "PeakRss":
+        import threading
+
+        import psutil
+
+        self._proc = psutil.Process()
+        self.base = self.peak = self._proc.memory_info().rss
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def bench_hour(tmp: Path) -> list[str]:
+    from flask import Flask
+
+    from sde.web.audio_routes import register_audio_routes
+
+    path = tmp / "sixty_minutes.flac"
+    block = speechlike(60.0, np.random.default_rng(3))
+    with sf.SoundFile(str(path), "w", samplerate=SR, channels=1, subtype="PCM_16") as f:
+        for _ in range(60):
+            f.write(block)
+    df = pd.DataFrame({"id": [0], "audio_path": [str(path)], "offset": [0.0], "duration": [3600.0]})
+    server = Flask("bench")
+    register_audio_routes(server, types.SimpleNamespace(utterances=df), cache_bytes=0)
+    client = server.test_client()
+    rows = ["60-minute utterance (16 kHz FLAC), nothing cached:", "",
+            "| request | time (s) | to the browser (MB) | peak RSS growth (MB) |",
+            "|---|---:|---:|---:|"]
+    client.get("/api/utterances/0/signal?kind=mel")  # warm-up: lazy imports, page cache
+    for label, url in [("figure (linear)", "/api/utterances/0/signal"),
+                       ("figure (mel)", "/api/utterances/0/signal?kind=mel"),
+                       ("WAV, whole", "/audio/0.wav"), ("Ogg Vorbis, whole", "/audio/0.ogg")]:
+        with PeakRss() as rss:
+            t0 = time.perf_counter()
+            resp = client.get(url, buffered=False)
+            n = sum(len(chunk) for chunk in resp.response)  # consumed as a browser would
+            resp.close()
+            seconds = time.perf_counter() - t0
+        assert resp.status_code == 200, (url, resp.status_code)
+        rows.append(f"| {label} | {seconds:.2f} | {n / 1e6:.2f} | {rss.growth_mb:.0f} |")
+    return rows
+
+
 def bench_metrics(tmp: Path, n_files: int) -> list[str]:
     rng = np.random.default_rng(1)
     folder = tmp / "many"
@@ -144,6 +209,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=10_000, help="files for the metrics benchmark")
     ap.add_argument("--runs", type=int, default=15, help="runs per inspector measurement")
     ap.add_argument("--skip-metrics", action="store_true")
+    ap.add_argument("--skip-hour", action="store_true", help="skip the 60-minute utterance")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, "
           f"load average {os.getloadavg()[0]:.2f}\n")
@@ -151,6 +217,9 @@ def main() -> None:
         tmp = Path(d)
         print("\n".join(bench_inspector(tmp, args.runs)))
         print()
+        if not args.skip_hour:
+            print("\n".join(bench_hour(tmp)))
+            print()
         if not args.skip_metrics:
             print("\n".join(bench_metrics(tmp, args.files)))
 

@@ -121,7 +121,7 @@ def build_vocabulary(seed: int) -> tuple[np.ndarray, np.ndarray]:
     swaps = {"a": "e", "e": "i", "i": "e", "o": "u", "u": "o", "b": "p", "p": "b", "d": "t",
              "t": "d", "g": "k", "k": "g", "v": "f", "f": "v", "s": "z", "z": "s", "m": "n", "n": "m"}
     partners = []
-    for i, w in enumerate(words):
+    for w in words:
         r = rng.random()
         if r < 0.25 and len(w) > 2:
             p = w[:-1] if w.endswith("s") else w + "s"

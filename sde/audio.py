@@ -5,6 +5,11 @@ whole file: soundfile seeks to the first frame and reads only the frames asked f
 segment costs the same inside a 1-minute file as inside a 30-minute one. Display data is bounded
 (envelope ≤ ``max_points`` points, spectrogram ≤ ``max_frames`` × ``max_bins``) whatever the length.
 
+Long segments are never held whole: :func:`open_segment` gives a :class:`SegmentReader` that reads
+block by block, :class:`WavStream` and :func:`ogg_stream` encode from it as they are read, and
+:func:`display_data` reduces it to the figure's envelope and spectrogram in one pass. Memory per
+request is then a few blocks, whatever the segment's length (a 60-minute utterance included).
+
 Formats: whatever libsndfile reads (WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3, AIFF, …); anything else
 goes through an ``ffmpeg`` subprocess that decodes only the segment (``-ss``/``-t``), or through
 audioread (via librosa) when ffmpeg is not installed.
@@ -17,14 +22,17 @@ from __future__ import annotations
 
 import errno
 import functools
+import io
 import json
+import logging
 import math
 import os
+import re
 import shutil
 import struct
 import subprocess
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -35,16 +43,29 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "AUDIO_METRIC_COLUMNS",
     "AudioError",
+    "BLOCK_FRAMES",
     "DB_FLOOR",
+    "DisplayData",
+    "IN_MEMORY_MAX_FRAMES",
+    "MAX_SECONDS",
     "Segment",
+    "SegmentReader",
+    "WavStream",
     "audio_metrics",
     "compute_audio_metrics",
+    "display_data",
     "envelope",
     "file_info",
+    "ogg_bytes",
+    "ogg_stream",
+    "open_segment",
     "read_segment",
     "spectrogram",
     "wav_bytes",
+    "wav_header",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Columns added by :func:`compute_audio_metrics`, in this order.
 AUDIO_METRIC_COLUMNS: tuple[str, ...] = (
@@ -80,6 +101,16 @@ SILENCE_ABS_DBFS = -60.0
 BANDWIDTH_THRESHOLD_DB = -50.0
 BANDWIDTH_N_FFT = 512
 
+#: Segments up to this many frames may be decoded whole (8 MB of mono float32: 131 s at 16 kHz,
+#: 43.7 s at 48 kHz) and cached by the routes; longer ones are only ever read block by block.
+IN_MEMORY_MAX_FRAMES = 1 << 21
+#: Frames per block when a segment is read, encoded or summarised piece by piece. Also the most
+#: frames handed to libvorbis in one write: one write of 2**21 frames overflows the stack (SIGSEGV).
+BLOCK_FRAMES = 1 << 16
+#: Offsets and durations are seconds from 0 to this (~31 years). Larger values are manifest
+#: errors, and their frame numbers would overflow (1e308 s × 16 kHz is inf).
+MAX_SECONDS = 1e9
+
 _FFMPEG_TIMEOUT_S = 120.0
 
 
@@ -88,14 +119,18 @@ class AudioError(Exception):
 
     ``reason`` is a short machine-readable kind: ``not_found``, ``permission``, ``not_a_file``,
     ``empty``, ``unreadable`` (not a sound file / corrupt / unsupported), ``truncated``,
-    ``offset`` (segment starts beyond the end), ``invalid`` (bad offset/duration values).
+    ``offset`` (segment starts beyond the end), ``invalid`` (bad offset/duration values; then
+    ``field`` names the manifest field and ``value`` holds its value).
     HTTP routes map ``not_found`` to 404 and the rest to 422.
     """
 
-    def __init__(self, path: str, why: str, reason: str = "unreadable") -> None:
+    def __init__(self, path: str, why: str, reason: str = "unreadable", *,
+                 field: str | None = None, value: float | None = None) -> None:
         self.path = str(path)
         self.why = why
         self.reason = reason
+        self.field = field
+        self.value = value
         super().__init__(f"{self.path}: {why}")
 
 
@@ -148,11 +183,26 @@ def _check_file(path: str) -> None:
         raise AudioError(path, "permission denied", "permission")
 
 
+def _check_times(path: str, offset: float, duration: float | None) -> None:
+    """An offset or duration no file can satisfy is a manifest error: name the field, the value
+    and the fix (``duration=None`` means "to the end of the file" and is always fine)."""
+    for field, value in (("offset", offset), ("duration", duration)):
+        if value is None or (math.isfinite(value) and 0.0 <= value <= MAX_SECONDS):
+            continue
+        raise AudioError(path, f"invalid {field} {value:g} in the manifest: it must be a number "
+                               f"of seconds from 0 to {MAX_SECONDS:g}; fix this line's "
+                               f'"{field}"', "invalid", field=field, value=value)
+
+
 def _frame_range(path: str, offset: float, duration: float | None, sample_rate: int,
-                 total_frames: int, truncated: bool) -> tuple[int, int]:
-    """First frame and frame count of a segment, validated against the file's length."""
-    if not math.isfinite(offset) or offset < 0:
-        raise AudioError(path, f"invalid offset {offset!r} (must be a number >= 0)", "invalid")
+                 total_frames: int, truncated: bool, *, strict: bool = False,
+                 announced_s: float | None = None) -> tuple[int, int]:
+    """First frame and frame count of a segment, validated against the file's length.
+
+    A segment running past the end of a complete file is shortened (the manifest's durations
+    are rounded). ``strict`` (serving, display): a segment running more than DURATION_TOLERANCE
+    past the end of a *truncated* file is an error, not silently shorter audio."""
+    _check_times(path, offset, duration)
     start = int(round(offset * sample_rate))
     file_s = total_frames / sample_rate if sample_rate else 0.0
     if total_frames == 0:
@@ -165,13 +215,19 @@ def _frame_range(path: str, offset: float, duration: float | None, sample_rate: 
         if truncated:
             why += "; the file is truncated (its header announces more audio than it holds)"
         raise AudioError(path, why, "truncated" if truncated else "offset")
-    if duration is None or not math.isfinite(duration):
-        count = total_frames - start
-    else:
-        # A negative manifest duration is a manifest problem, not a reason to crash: empty segment.
-        count = max(0, int(round(duration * sample_rate)))
-        count = min(count, total_frames - start)
-    return start, count
+    if duration is None:
+        return start, total_frames - start
+    count = int(round(duration * sample_rate))
+    missing_s = (start + count - total_frames) / sample_rate
+    if strict and truncated and missing_s > DURATION_TOLERANCE:
+        raise _truncated(path, offset + duration, f"has {file_s:.3f} s", announced_s)
+    return start, min(count, total_frames - start)
+
+
+def _truncated(path: str, end_s: float, has: str, announced_s: float | None) -> AudioError:
+    header = f" (its header announces {announced_s:.3f} s)" if announced_s else ""
+    return AudioError(path, f"truncated file: expected audio up to {end_s:.3f} s (the end of the "
+                            f"segment), the file {has}{header}", "truncated")
 
 
 def _read_soundfile(path: str, offset: float, duration: float | None) -> _Raw:
@@ -194,6 +250,17 @@ def _header_overstates(f: sf.SoundFile) -> bool:
     the data chunk counts: a wrong RIFF size alone is a common, harmless writer bug."""
     return any(line.lstrip().lower().startswith(("data", "ssnd")) and "(should be" in line
                for line in (f.extra_info or "").splitlines())
+
+
+_DATA_CLAIM = re.compile(r"^\s*(?:data|ssnd)\s*:\s*(\d+)\s*\(should be\s*(\d+)\)", re.I | re.M)
+
+
+def _announced_seconds(f: sf.SoundFile, file_s: float) -> float | None:
+    """The length a truncated file's header claims: its data size over the size really there."""
+    m = _DATA_CLAIM.search(f.extra_info or "")
+    if not m or int(m.group(2)) <= 0:
+        return None
+    return file_s * int(m.group(1)) / int(m.group(2))
 
 
 #: MP3 decoding right after a seek is garbage for up to ~0.2 s (mpg123 lacks the bit reservoir
@@ -245,25 +312,32 @@ def _ffprobe(path: str) -> tuple[int, int, float]:
     return sr, ch, dur
 
 
-def _read_ffmpeg(path: str, offset: float, duration: float | None) -> _Raw:
-    sr, ch, file_s = _ffprobe(path)
-    if not math.isfinite(offset) or offset < 0:
-        raise AudioError(path, f"invalid offset {offset!r} (must be a number >= 0)", "invalid")
-    if math.isfinite(file_s) and offset >= file_s:
-        raise AudioError(path, f"offset {offset:.3f} s is beyond the end of the file "
-                               f"(the file is {file_s:.3f} s long)", "offset")
+def _ffmpeg_cmd(path: str, offset: float, duration: float | None) -> list[str]:
     # -ss before -i seeks in the input (fast: only the segment is decoded); native rate and
     # channel layout are kept so the numbers match what soundfile would report.
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{offset:.6f}"]
-    if duration is not None and math.isfinite(duration):
+    if duration is not None:
         cmd += ["-t", f"{max(0.0, duration):.6f}"]
-    cmd += ["-i", path, "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-"]
-    proc = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)
+    return cmd + ["-i", path, "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+
+
+def _offset_beyond_end(path: str, offset: float, file_s: float) -> AudioError:
+    return AudioError(path, f"offset {offset:.3f} s is beyond the end of the file "
+                            f"(the file is {file_s:.3f} s long)", "offset")
+
+
+def _read_ffmpeg(path: str, offset: float, duration: float | None) -> _Raw:
+    sr, ch, file_s = _ffprobe(path)
+    _check_times(path, offset, duration)
+    if math.isfinite(file_s) and offset >= file_s:
+        raise _offset_beyond_end(path, offset, file_s)
+    proc = subprocess.run(_ffmpeg_cmd(path, offset, duration), capture_output=True,
+                          timeout=_FFMPEG_TIMEOUT_S, check=False)
     if proc.returncode != 0:
         raise ValueError(proc.stderr.decode("utf-8", "replace").strip() or "ffmpeg failed")
     data = np.frombuffer(proc.stdout, dtype="<f4")
     data = data[: len(data) // ch * ch].reshape(-1, ch).astype(np.float32, copy=True)
-    if duration is not None and math.isfinite(duration):
+    if duration is not None:
         data = data[: max(0, int(round(duration * sr)))]
     return _Raw(data, sr, ch, file_s, False)
 
@@ -272,23 +346,36 @@ def _read_audioread(path: str, offset: float, duration: float | None) -> _Raw:
     import librosa  # lazy: slow to import, and only needed without ffmpeg
 
     y, sr = librosa.load(path, sr=None, mono=False, offset=offset,
-                         duration=None if duration is None or not math.isfinite(duration)
-                         else max(0.0, duration))
+                         duration=None if duration is None else max(0.0, duration))
     y = np.atleast_2d(np.asarray(y, dtype=np.float32)).T  # librosa: (channels, n) → (n, channels)
     try:
         file_s = float(librosa.get_duration(path=path))
     except Exception:  # noqa: BLE001 - the length is a nicety here
         file_s = float("nan")
     if len(y) == 0 and math.isfinite(file_s) and offset >= file_s:
-        raise AudioError(path, f"offset {offset:.3f} s is beyond the end of the file "
-                               f"(the file is {file_s:.3f} s long)", "offset")
+        raise _offset_beyond_end(path, offset, file_s)
     return _Raw(y, int(sr), y.shape[1], file_s, False)
 
 
+def _times(offset: float | None, duration: float | None) -> tuple[float, float | None]:
+    return (0.0 if offset is None else float(offset)), (None if duration is None else float(duration))
+
+
+def _not_audio(path: str, sf_reason: str, exc: BaseException) -> AudioError:
+    ext = os.path.splitext(path)[1].lower()
+    what = "not a sound file, or corrupt"
+    if ext:
+        what += f" (extension {ext!r})"
+    return AudioError(path, f"{what}: libsndfile says \"{sf_reason}\"; "
+                            f"fallback decoder says \"{_short(exc, path)}\"", "unreadable")
+
+
 def _read_raw(path: str, offset: float = 0.0, duration: float | None = None) -> _Raw:
+    """The segment with every channel, leniently (metrics): a segment running past the end of a
+    truncated file comes back shortened and flagged rather than refused."""
     path = os.fspath(path)
-    offset = 0.0 if offset is None else float(offset)
-    duration = None if duration is None else float(duration)
+    offset, duration = _times(offset, duration)
+    _check_times(path, offset, duration)
     _check_file(path)
     try:
         return _read_soundfile(path, offset, duration)
@@ -306,12 +393,7 @@ def _read_raw(path: str, offset: float = 0.0, duration: float | None = None) -> 
     except AudioError:
         raise
     except Exception as exc:  # noqa: BLE001 - every decoder failure means the same to the user
-        ext = os.path.splitext(path)[1].lower()
-        what = "not a sound file, or corrupt"
-        if ext:
-            what += f" (extension {ext!r})"
-        raise AudioError(path, f"{what}: libsndfile says \"{sf_reason}\"; "
-                               f"fallback decoder says \"{_short(exc, path)}\"", "unreadable") from None
+        raise _not_audio(path, sf_reason, exc) from None
 
 
 def _short(exc: BaseException, path: str = "") -> str:
@@ -323,23 +405,293 @@ def _short(exc: BaseException, path: str = "") -> str:
 
 def _mono(data: np.ndarray) -> np.ndarray:
     if data.shape[1] == 1:
-        return np.ascontiguousarray(data[:, 0])
+        return data[:, 0]
     return data.mean(axis=1, dtype=np.float32)
+
+
+class SegmentReader:
+    """One segment of an audio file, open for reading piece by piece as mono float32 in [-1, 1].
+
+    ``frames`` is the segment's length: exact for what libsndfile reads; for the ffmpeg fallback
+    the container's duration, which :meth:`read` honours (padding with silence or cutting).
+    Nothing is decoded until asked for, so serving or summarising a 60-minute segment holds one
+    block at a time. A context manager; :meth:`close` releases the file (or decoder process).
+    """
+
+    #: ``frames`` is the decoded length itself, not the container's estimate.
+    exact = True
+    #: Seconds a truncated file's header claims (for messages), when known.
+    _announced: float | None = None
+
+    def __init__(self, path: str, offset: float, sample_rate: int, channels: int, frames: int,
+                 file_duration: float, truncated: bool) -> None:
+        self.path = path
+        self.offset = offset
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.frames = frames
+        self.file_duration = file_duration
+        self.truncated = truncated
+        self._warned = False
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    @property
+    def fits_in_memory(self) -> bool:
+        return self.frames <= IN_MEMORY_MAX_FRAMES
+
+    def _read_raw(self, start: int, count: int) -> np.ndarray:
+        """Up to ``count`` frames from segment frame ``start``, (frames, channels) float32."""
+        raise NotImplementedError
+
+    def check_end(self) -> None:
+        """Raise "truncated" now if the data ends before the segment does (see subclasses)."""
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Frames [start, start + count) of the segment (clamped to it), mono, in [-1, 1].
+
+        Always exactly that many frames: data the decoder cannot deliver (a file damaged after
+        it was opened) reads as silence and is logged, because a response that announced its
+        length has to keep its word."""
+        start = max(0, min(int(start), self.frames))
+        count = max(0, min(int(count), self.frames - start))
+        out = np.zeros(count, dtype=np.float32)
+        try:
+            raw = self._read_raw(start, count)
+        except AudioError as exc:
+            self._warn(exc.why)
+            return out
+        got = min(len(raw), count)
+        if got:
+            np.clip(_mono(raw[:got]), -1.0, 1.0, out=out[:got])
+        if got < count and self.exact:
+            self._warn(f"the data ends {(count - got) / self.sample_rate:.3f} s early")
+        return out
+
+    def _warn(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("%s: %s; serving silence in its place", self.path, why)
+
+    def blocks(self, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        """The whole segment as consecutive mono blocks of ``block_frames`` (the last shorter)."""
+        for start in range(0, self.frames, block_frames):
+            yield self.read(start, min(block_frames, self.frames - start))
+
+    def segment(self) -> Segment:
+        """The whole segment in memory (mono: a multi-channel file is mixed block by block).
+
+        A file whose data ends more than DURATION_TOLERANCE before the segment does is an error
+        ("truncated", expected vs. actual end), not silently shorter audio."""
+        out = np.empty(self.frames, dtype=np.float32)
+        got = 0
+        while got < self.frames:
+            count = min(BLOCK_FRAMES, self.frames - got)
+            raw = self._read_raw(got, count)
+            n = min(len(raw), count)
+            np.clip(_mono(raw[:n]), -1.0, 1.0, out=out[got:got + n])
+            got += n
+            if n < count:
+                break
+        if self.exact and (self.frames - got) / self.sample_rate > DURATION_TOLERANCE:
+            end = self.offset + self.frames / self.sample_rate
+            has = f"has data up to {self.offset + got / self.sample_rate:.3f} s"
+            raise _truncated(self.path, end, has, self._announced)
+        return self._segment(out[:got], self.truncated or got < self.frames)
+
+    def _segment(self, samples: np.ndarray, truncated: bool) -> Segment:
+        return Segment(samples=samples, sample_rate=self.sample_rate, channels=self.channels,
+                       path=self.path, offset=self.offset,
+                       duration=len(samples) / self.sample_rate,
+                       file_duration=self.file_duration, truncated=truncated)
+
+    def close(self) -> None:
+        """Release the file; reading after this is an error."""
+
+    def __enter__(self) -> "SegmentReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _SoundfileReader(SegmentReader):
+    """A segment of a file libsndfile decodes (seekable: blocks are read where they are)."""
+
+    def __init__(self, path: str, offset: float, duration: float | None) -> None:
+        f = sf.SoundFile(path)
+        try:
+            sr, channels, total = int(f.samplerate), int(f.channels), int(f.frames)
+            truncated = _header_overstates(f)
+            announced = _announced_seconds(f, total / sr) if truncated else None
+            start, count = _frame_range(path, offset, duration, sr, total, truncated,
+                                        strict=True, announced_s=announced)
+        except BaseException:
+            f.close()
+            raise
+        super().__init__(path, offset, sr, channels, count, total / sr, truncated)
+        self._f = f
+        self._first = start
+        self._next: int | None = None  # file frame the decoder stands at (None: unknown)
+        # FLAC/MP3 headers announce the full length even when the data stops early.
+        self._announced = announced or total / sr
+
+    def _read_raw(self, start: int, count: int) -> np.ndarray:
+        pos = self._first + start
+        if pos == self._next:  # sequential blocks: no seek (FLAC/MP3 seeks cost a decode)
+            try:
+                data = self._f.read(count, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                self._next = None
+                raise AudioError(self.path, f"corrupt or truncated audio data ({_sf_reason(exc)})",
+                                 "truncated") from None
+        else:
+            data = _seek_read(self._f, self.path, pos, count)
+        self._next = pos + len(data)
+        return data
+
+    def check_end(self) -> None:
+        """Compressed files (FLAC, MP3) learn where their data really ends only when decoding
+        gets there: read the segment's last frame now (give or take DURATION_TOLERANCE), so a
+        truncated file is refused before a streamed response announces a length it cannot keep."""
+        if self.frames == 0:
+            return
+        slack = min(self.frames - 1, int(DURATION_TOLERANCE * self.sample_rate))
+        try:
+            self._f.seek(self._first + self.frames - 1 - slack)
+            ok = len(self._f.read(1, dtype="float32", always_2d=True)) == 1
+        except (sf.LibsndfileError, RuntimeError):
+            ok = False
+        self._next = None
+        if not ok:
+            raise _truncated(self.path, self.offset + self.duration, "has less data than that",
+                             self._announced)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class _FfmpegReader(SegmentReader):
+    """A segment of a file only ffmpeg decodes (AAC/M4A, WMA, …): its length is the container's
+    estimate; sequential blocks come from one ``ffmpeg`` pipe, a jump restarts it at the spot."""
+
+    exact = False
+
+    def __init__(self, path: str, offset: float, duration: float | None) -> None:
+        sr, channels, file_s = _ffprobe(path)
+        if math.isfinite(file_s) and offset >= file_s:
+            raise _offset_beyond_end(path, offset, file_s)
+        seconds = duration
+        if math.isfinite(file_s):
+            seconds = file_s - offset if duration is None else min(duration, file_s - offset)
+        # Unknown length (no duration, no container length): small enough to decode whole.
+        frames = 0 if seconds is None else int(round(seconds * sr))
+        super().__init__(path, offset, sr, channels, frames, file_s, False)
+        self._duration = duration
+        self._length_known = seconds is not None
+        self._proc: subprocess.Popen | None = None
+        self._pos = -1
+
+    @property
+    def fits_in_memory(self) -> bool:
+        return not self._length_known or super().fits_in_memory
+
+    def segment(self) -> Segment:
+        raw = _read_ffmpeg(self.path, self.offset, self._duration)
+        return self._segment(np.clip(_mono(raw.data), -1.0, 1.0), False)
+
+    def _read_raw(self, start: int, count: int) -> np.ndarray:
+        if self._proc is None or start != self._pos:
+            self._stop()
+            cmd = _ffmpeg_cmd(self.path, self.offset + start / self.sample_rate,
+                              (self.frames - start) / self.sample_rate)
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL)
+        frame_bytes = 4 * self.channels
+        data = self._proc.stdout.read(count * frame_bytes) if self._proc.stdout else b""
+        n = len(data) // frame_bytes
+        self._pos = start + n
+        return np.frombuffer(data[: n * frame_bytes], dtype="<f4").reshape(n, self.channels)
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            if self._proc.stdout:
+                self._proc.stdout.close()
+            self._proc = None
+
+    def close(self) -> None:
+        self._stop()
+
+
+class _ArrayReader(SegmentReader):
+    """A segment already decoded whole (the audioread fallback, when ffmpeg is missing)."""
+
+    def __init__(self, path: str, offset: float, raw: _Raw) -> None:
+        super().__init__(path, offset, raw.sample_rate, raw.channels, len(raw.data),
+                         raw.file_duration, raw.truncated)
+        self._data = raw.data
+
+    def _read_raw(self, start: int, count: int) -> np.ndarray:
+        return self._data[start:start + count]
+
+
+def open_segment(path: str, offset: float = 0.0, duration: float | None = None) -> SegmentReader:
+    """Open ``duration`` seconds from ``offset`` (to the end of file when ``None``) for reading.
+
+    Every check that can fail is made here, before any audio is served: missing/unreadable file,
+    invalid offset or duration, offset beyond the end, and — for a segment too long to decode
+    whole — a file whose data ends before the segment does (a segment running more than
+    ``DURATION_TOLERANCE`` past the end of a truncated file is refused, not shortened).
+    """
+    path = os.fspath(path)
+    offset, duration = _times(offset, duration)
+    _check_times(path, offset, duration)
+    _check_file(path)
+    reader: SegmentReader
+    try:
+        reader = _SoundfileReader(path, offset, duration)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        sf_reason = _sf_reason(exc)
+        reader = _open_fallback(path, offset, duration, sf_reason)
+    except OSError as exc:  # raced with a delete/chmod after _check_file
+        raise AudioError(path, f"cannot read the file ({exc.strerror or exc})", "unreadable") from None
+    if not reader.fits_in_memory:
+        try:
+            reader.check_end()
+        except BaseException:
+            reader.close()
+            raise
+    return reader
+
+
+def _open_fallback(path: str, offset: float, duration: float | None, sf_reason: str) -> SegmentReader:
+    try:
+        if shutil.which("ffmpeg") and shutil.which("ffprobe"):
+            return _FfmpegReader(path, offset, duration)
+        return _ArrayReader(path, offset, _read_audioread(path, offset, duration))
+    except AudioError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every decoder failure means the same to the user
+        raise _not_audio(path, sf_reason, exc) from None
 
 
 def read_segment(path: str, offset: float = 0.0, duration: float | None = None) -> Segment:
     """Read ``duration`` seconds from ``offset`` (to the end of file when ``None``), as mono float32.
 
     Only the segment is read (seek + read of exactly those frames). A segment running past the
-    end of the file is returned shortened (``Segment.duration`` says how long); a segment that
-    starts at or past the end raises :class:`AudioError` giving the file's real length.
+    end of a complete file is returned shortened (``Segment.duration`` says how long); one that
+    starts at or past the end, or runs past the end of a truncated file, raises
+    :class:`AudioError` giving the file's real length. The whole segment is held in memory:
+    for segments of any length use :func:`open_segment`.
     """
-    raw = _read_raw(path, offset, duration)
-    samples = np.clip(_mono(raw.data), -1.0, 1.0)
-    return Segment(samples=samples, sample_rate=raw.sample_rate, channels=raw.channels,
-                   path=os.fspath(path), offset=float(offset or 0.0),
-                   duration=len(samples) / raw.sample_rate, file_duration=raw.file_duration,
-                   truncated=raw.truncated)
+    with open_segment(path, offset, duration) as reader:
+        return reader.segment()
 
 
 def file_info(path: str) -> dict[str, Any]:
@@ -360,34 +712,167 @@ def file_info(path: str) -> dict[str, Any]:
 # Encoding
 
 
+def wav_header(frames: int, sample_rate: int) -> bytes:
+    """The 44-byte header of a mono 16-bit PCM WAV file of ``frames`` frames."""
+    size = 2 * frames
+    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + size, b"WAVE", b"fmt ", 16,
+                       1, 1, sample_rate, sample_rate * 2, 2, 16, b"data", size)
+
+
+def _pcm16(samples: np.ndarray) -> bytes:
+    return np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
 def wav_bytes(segment: Segment) -> bytes:
     """The segment as a mono 16-bit PCM WAV file (browsers play it everywhere)."""
-    pcm = np.clip(segment.samples, -1.0, 1.0) * 32767.0
-    pcm = np.rint(pcm).astype("<i2").tobytes()
-    sr = int(segment.sample_rate)
-    # A hand-written 44-byte header: faster than a codec round trip and exactly what we mean.
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16,
-                         1, 1, sr, sr * 2, 2, 16, b"data", len(pcm))
-    return header + pcm
+    # A hand-written header: faster than a codec round trip and exactly what we mean.
+    return wav_header(len(segment.samples), int(segment.sample_rate)) + _pcm16(segment.samples)
+
+
+class WavStream(io.RawIOBase):
+    """A segment as a mono 16-bit WAV file, decoded only where it is read.
+
+    Seekable, with its full ``size`` known up front, so HTTP Range requests work; reading any
+    part costs the blocks under it, never the whole segment. Closing it closes the reader.
+    """
+
+    def __init__(self, reader: SegmentReader) -> None:
+        super().__init__()
+        self._reader = reader
+        self._header = wav_header(reader.frames, int(reader.sample_rate))
+        self.size = len(self._header) + 2 * reader.frames
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + int(pos))
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.size - self._pos, 2 * BLOCK_FRAMES)
+        if n <= 0:
+            return 0
+        chunk = self._bytes(self._pos, self._pos + n)
+        buffer[:len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def _bytes(self, a: int, b: int) -> bytes:
+        head = len(self._header)
+        out = self._header[a:b] if a < head else b""
+        a = max(a, head) - head
+        b -= head
+        if b > a:
+            first = a // 2
+            pcm = _pcm16(self._reader.read(first, (b + 1) // 2 - first))
+            out += pcm[a - 2 * first: b - 2 * first]
+        return out
+
+    def close(self) -> None:
+        if not self.closed:
+            self._reader.close()
+        super().close()
+
+
+class _ByteSink:
+    """The file-like object libsndfile writes an Ogg stream into; bytes are taken as they come."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._written = 0
+
+    def write(self, data: Any) -> int:
+        self._parts.append(bytes(data))
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        # libsndfile asks for the size when it opens the file; an Ogg stream is written
+        # front to back and never rewritten, so "here" is the only answer needed.
+        return self._written
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def take(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+def _ogg_chunks(blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[bytes]:
+    sink = _ByteSink()
+    wrote = False
+    with sf.SoundFile(sink, "w", samplerate=int(sample_rate), channels=1, format="OGG",
+                      subtype="VORBIS") as f:
+        for block in blocks:
+            # Never more than BLOCK_FRAMES per write: libvorbis overflows the stack on ~2**21.
+            for i in range(0, len(block), BLOCK_FRAMES):
+                f.write(np.ascontiguousarray(block[i:i + BLOCK_FRAMES], dtype=np.float32))
+                wrote = True
+            chunk = sink.take()
+            if chunk:
+                yield chunk
+        if not wrote:  # libvorbis needs at least one sample to write a valid stream
+            f.write(np.zeros(1, dtype=np.float32))
+    yield sink.take()
 
 
 def ogg_bytes(segment: Segment) -> bytes:
     """The segment as mono Ogg Vorbis: ~7x smaller than the WAV, for the inspector's player, so a
     20 s view stays well under its transfer budget (the WAV route stays for lossless listening)."""
-    import io
+    return b"".join(_ogg_chunks([np.clip(segment.samples, -1.0, 1.0)], segment.sample_rate))
 
-    import soundfile as sf
 
-    buf = io.BytesIO()
-    samples = np.clip(np.asarray(segment.samples, dtype=np.float32), -1.0, 1.0)
-    if samples.size == 0:  # libvorbis needs at least one sample to write a valid stream
-        samples = np.zeros(1, dtype=np.float32)
-    sf.write(buf, samples, int(segment.sample_rate), format="OGG", subtype="VORBIS")
-    return buf.getvalue()
+def ogg_stream(reader: SegmentReader) -> Iterator[bytes]:
+    """The reader's segment as mono Ogg Vorbis, encoded block by block as it is consumed (the
+    length is unknown until the end, so a streamed Ogg has no Content-Length and no Range)."""
+    yield from _ogg_chunks(reader.blocks(), reader.sample_rate)
 
 
 # --------------------------------------------------------------------------------------------
 # Display data
+
+
+class _Envelope:
+    """Min/max per bucket of ``k`` consecutive samples, fed block by block (any block sizes)."""
+
+    def __init__(self, n: int, sample_rate: int, max_points: int) -> None:
+        self.k = max(1, -(-n // max(1, int(max_points))))  # ceil: bucket size
+        self.sample_rate = sample_rate
+        buckets = -(-n // self.k)
+        self.mins = np.full(buckets, np.inf, dtype=np.float32)
+        self.maxs = np.full(buckets, -np.inf, dtype=np.float32)
+        self.pos = 0
+
+    def feed(self, x: np.ndarray) -> None:
+        if len(x) == 0:
+            return
+        first = (-self.pos) % self.k  # where the first bucket starting in x starts
+        starts = np.arange(first, len(x), self.k)
+        if first:  # x begins inside a bucket started by the previous block
+            starts = np.concatenate(([0], starts))
+        buckets = (self.pos + starts) // self.k
+        self.mins[buckets] = np.minimum(self.mins[buckets], np.minimum.reduceat(x, starts))
+        self.maxs[buckets] = np.maximum(self.maxs[buckets], np.maximum.reduceat(x, starts))
+        self.pos += len(x)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        filled = -(-self.pos // self.k)
+        times = np.arange(filled, dtype=np.float64) * self.k / self.sample_rate
+        return times, self.mins[:filled].copy(), self.maxs[:filled].copy()
 
 
 def envelope(samples: np.ndarray, sample_rate: int,
@@ -399,18 +884,9 @@ def envelope(samples: np.ndarray, sample_rate: int,
     band always contains every sample. Short signals are returned sample by sample.
     """
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
-    n = len(x)
-    max_points = max(1, int(max_points))
-    if n == 0:
-        empty = np.zeros(0, dtype=np.float32)
-        return np.zeros(0, dtype=np.float64), empty, empty.copy()
-    k = max(1, -(-n // max_points))  # ceil: bucket size
-    if k == 1:
-        return np.arange(n, dtype=np.float64) / sample_rate, x.copy(), x.copy()
-    starts = np.arange(0, n, k)
-    mins = np.minimum.reduceat(x, starts)
-    maxs = np.maximum.reduceat(x, starts)
-    return starts.astype(np.float64) / sample_rate, mins, maxs
+    env = _Envelope(len(x), sample_rate, max_points)
+    env.feed(x)
+    return env.result()
 
 
 def _n_fft(sample_rate: int) -> int:
@@ -470,6 +946,86 @@ def _pool_mean(a: np.ndarray, group: int, axis: int) -> np.ndarray:
     return sums / counts.reshape(shape)
 
 
+class _PowerColumns:
+    """The power spectrogram of an ``n``-sample signal fed block by block, pooled on the fly into
+    at most ``max_frames`` columns: memory is one block plus the columns, whatever ``n``.
+
+    Frames are those of a centred STFT (Hann window ≥ 25 ms, zero padding of n_fft/2 at both
+    ends). The hop is half a window, widened for long signals to at most ~8 frames per column,
+    so very long segments are strided (frames sampled evenly), not read twice.
+    """
+
+    def __init__(self, n: int, sample_rate: int, max_frames: int) -> None:
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft = _n_fft(sample_rate)
+        self.pad = n_fft // 2
+        max_frames = max(1, int(max_frames))
+        # 50 % overlap: Hann windows then sum to a constant, so every sample weighs the same in
+        # the pooled columns; more overlap would only add work (columns average many frames).
+        self.hop = max(n_fft // 2, -(-n // (max_frames * 8)))
+        self.padded_len = max(n + 2 * self.pad, n_fft)
+        self.n_frames = 1 + (self.padded_len - n_fft) // self.hop
+        self.group = -(-self.n_frames // max_frames)
+        n_cols = -(-self.n_frames // self.group)
+        self.sums = np.zeros((n_cols, n_fft // 2 + 1), dtype=np.float64)
+        self.counts = np.zeros(n_cols, dtype=np.int64)
+        self.window = _hann(n_fft)
+        # |X| of a full-scale sine is sum(window)/2: normalise so such a tone reads 0 dB.
+        self.scale = np.float32((self.window.sum() / 2.0) ** 2)
+        self.buf = np.zeros(self.pad, dtype=np.float32)  # padded-signal samples from buf_start
+        self.buf_start = 0
+        self.stream_pos = self.pad  # padded index of the next sample fed
+        self.next_frame = 0
+
+    def feed(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float32)
+        # > 0 after a jump: the next frame starts past what came so far (hop > window).
+        drop = self.buf_start + len(self.buf) - self.stream_pos
+        self.stream_pos += len(x)
+        if drop > 0:
+            x = x[drop:]
+        if len(x) == 0 or self.next_frame >= self.n_frames:
+            return
+        self.buf = np.concatenate((self.buf, x)) if len(self.buf) else x
+        self._frames_in_buffer()
+
+    def _frames_in_buffer(self) -> None:
+        end = self.buf_start + len(self.buf)
+        last = min(self.n_frames, (end - self.n_fft) // self.hop + 1) if end >= self.n_fft else 0
+        if last > self.next_frame:
+            first = self.next_frame
+            view = np.lib.stride_tricks.sliding_window_view(self.buf, self.n_fft)
+            at = first * self.hop - self.buf_start
+            frames = view[at: at + (last - first - 1) * self.hop + 1: self.hop]
+            spec = _rfft(frames * self.window)
+            power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32, copy=False)
+            cols = np.arange(first, last) // self.group
+            bounds = np.flatnonzero(np.diff(cols, prepend=-1))
+            self.sums[cols[bounds]] += np.add.reduceat(power, bounds, axis=0)
+            self.counts[cols[bounds]] += np.diff(np.append(bounds, len(cols)))
+            self.next_frame = last
+        keep_from = self.next_frame * self.hop
+        if keep_from >= end:
+            self.buf = self.buf[:0]
+            self.buf_start = keep_from
+        elif keep_from > self.buf_start:
+            self.buf = self.buf[keep_from - self.buf_start:]
+            self.buf_start = keep_from
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """(times of the column centres in s, mean power per column (columns, n_fft/2 + 1))."""
+        tail = self.padded_len - self.stream_pos
+        if tail > 0:
+            self.feed(np.zeros(tail, dtype=np.float32))
+        used = self.counts > 0
+        power = (self.sums[used] / self.counts[used, None] / self.scale).astype(np.float32)
+        cols = np.flatnonzero(used)
+        first = cols * self.group
+        last = np.minimum(first + self.group, self.n_frames) - 1
+        times = (first + last) / 2.0 * self.hop / self.sample_rate
+        return times, power
+
+
 @functools.lru_cache(maxsize=16)
 def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
     """HTK-mel triangles on the rfft bins (peak weight 1, so a tone keeps its level in dB)."""
@@ -498,6 +1054,27 @@ def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> tuple[np.ndarr
     return fb, centres
 
 
+def _power_to_db(times: np.ndarray, power: np.ndarray, sample_rate: int, n_fft: int, kind: str,
+                 max_bins: int, n_mels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if kind not in ("linear", "mel"):
+        raise ValueError(f"kind must be 'linear' or 'mel', not {kind!r}")
+    max_bins = max(1, int(max_bins))
+    if kind == "mel":
+        fb, freqs = _mel_filterbank(sample_rate, n_fft, min(n_mels, max_bins))
+        power = power @ fb.T
+    else:
+        power = power[:, : n_fft // 2]  # drop Nyquist: 2**k bins pool evenly
+        freqs = np.arange(n_fft // 2) * sample_rate / n_fft
+        group_f = -(-power.shape[1] // max_bins)
+        if group_f > 1:
+            power = _pool_mean(power, group_f, axis=1)
+            freqs = _pool_mean(freqs.astype(np.float64), group_f, axis=0)
+    db = 10.0 * np.log10(np.maximum(power, np.float32(10.0 ** (DB_FLOOR / 10.0))))
+    # log10 in float32 puts the floor at -120.00001: clamp, so silence reads DB_FLOOR exactly.
+    db = np.maximum(db, np.float32(DB_FLOOR))
+    return times, np.array(freqs, dtype=np.float64), np.ascontiguousarray(db.T, dtype=np.float32)
+
+
 def spectrogram(samples: np.ndarray, sample_rate: int, kind: str = "linear",
                 max_frames: int = 400, max_bins: int = 256,
                 n_mels: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -512,38 +1089,55 @@ def spectrogram(samples: np.ndarray, sample_rate: int, kind: str = "linear",
     if kind not in ("linear", "mel"):
         raise ValueError(f"kind must be 'linear' or 'mel', not {kind!r}")
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
-    n_fft = _n_fft(sample_rate)
-    max_frames = max(1, int(max_frames))
-    max_bins = max(1, int(max_bins))
-    # 50 % overlap: Hann windows then sum to a constant, so every sample weighs the same in the
-    # pooled columns; more overlap would only add work (columns average many frames anyway).
-    hop = n_fft // 2
-    # Bound the work for very long segments: at most ~8 raw frames per displayed column.
-    hop = max(hop, -(-len(x) // (max_frames * 8)))
-    frames = _frames(x, n_fft, hop)
-    window = _hann(n_fft)
-    spec = _rfft(frames * window)
-    power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32, copy=False)
-    # |X| of a full-scale sine is sum(window)/2: normalise so such a tone reads 0 dB.
-    power /= np.float32((window.sum() / 2.0) ** 2)
-    # Pool in time first: mel weighting and bin pooling are linear, so they commute with it.
-    times = np.arange(power.shape[0], dtype=np.float64) * hop / sample_rate
-    group_t = -(-power.shape[0] // max_frames)
-    if group_t > 1:
-        power = _pool_mean(power, group_t, axis=0)
-        times = _pool_mean(times, group_t, axis=0)
-    if kind == "mel":
-        fb, freqs = _mel_filterbank(sample_rate, n_fft, min(n_mels, max_bins))
-        power = power @ fb.T
+    cols = _PowerColumns(len(x), sample_rate, max_frames)
+    cols.feed(x)
+    times, power = cols.finish()
+    return _power_to_db(times, power, sample_rate, cols.n_fft, kind, max_bins, n_mels)
+
+
+@dataclass
+class DisplayData:
+    """What the waveform + spectrogram figure shows of a segment, bounded whatever its length:
+    the min/max envelope and the pooled power spectrogram (either kind is derived from it)."""
+
+    sample_rate: int
+    duration: float          # s
+    env_times: np.ndarray    # s, bucket starts
+    env_mins: np.ndarray
+    env_maxs: np.ndarray
+    spec_times: np.ndarray   # s, column centres
+    power: np.ndarray        # (columns, n_fft/2 + 1) mean power, full scale = 1
+    n_fft: int
+
+    def spectrogram(self, kind: str = "linear", max_bins: int = 256,
+                    n_mels: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(times_s, freqs_hz, db)`` as :func:`spectrogram` gives them."""
+        return _power_to_db(self.spec_times, self.power, self.sample_rate, self.n_fft, kind,
+                            max_bins, n_mels)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.env_times, self.env_mins, self.env_maxs,
+                                      self.spec_times, self.power))
+
+
+def display_data(source: Segment | SegmentReader, max_points: int = 2000,
+                 max_frames: int = 400) -> DisplayData:
+    """Envelope (≤ ``max_points``) and spectrogram (≤ ``max_frames`` columns) of a segment, in
+    one pass over it: a :class:`SegmentReader` is read block by block, never held whole."""
+    sr = int(source.sample_rate)
+    if isinstance(source, Segment):
+        n, blocks = len(source.samples), iter([source.samples])
     else:
-        power = power[:, : n_fft // 2]  # drop Nyquist: 2**k bins pool evenly
-        freqs = np.arange(n_fft // 2) * sample_rate / n_fft
-        group_f = -(-power.shape[1] // max_bins)
-        if group_f > 1:
-            power = _pool_mean(power, group_f, axis=1)
-            freqs = _pool_mean(freqs.astype(np.float64), group_f, axis=0)
-    db = 10.0 * np.log10(np.maximum(power, np.float32(10.0 ** (DB_FLOOR / 10.0))))
-    return times, np.array(freqs, dtype=np.float64), np.ascontiguousarray(db.T, dtype=np.float32)
+        n, blocks = source.frames, source.blocks()
+    env = _Envelope(n, sr, max_points)
+    cols = _PowerColumns(n, sr, max_frames)
+    for block in blocks:
+        env.feed(block)
+        cols.feed(block)
+    env_times, mins, maxs = env.result()
+    spec_times, power = cols.finish()
+    return DisplayData(sr, n / sr, env_times, mins, maxs, spec_times, power, cols.n_fft)
 
 
 # --------------------------------------------------------------------------------------------
@@ -776,8 +1370,8 @@ def compute_audio_metrics(table: "pd.DataFrame", workers: int = 2, progress: boo
         if progress and bar is None:
             # Created at the first result, i.e. after the worker processes exist: tqdm starts a
             # monitor thread, and a process with threads is not forked (see _run_in_processes).
-            from tqdm import tqdm
-            bar = tqdm(total=n, initial=done - k, desc="audio metrics", unit="utt")
+            from sde.progress import progress_bar  # a tqdm bar on a terminal, one plain line in a log
+            bar = progress_bar(n, "audio metrics", unit="utt", initial=done - k)
         if bar is not None:
             bar.update(k)
         if callback is not None:

@@ -2,7 +2,8 @@
 
 Pure plotly (no dash): the inspector page and the ``/api/utterances/<id>/signal`` route both use
 it. The figure stays small whatever the segment length, because what goes in is bounded
-(:func:`sde.audio.envelope` ≤ 2,000 points, :func:`sde.audio.spectrogram` ≤ 400 × 256) and
+(:func:`sde.audio.display_data`: envelope ≤ 2,000 points, spectrogram ≤ 400 × 256, reduced
+block by block from a :class:`~sde.audio.SegmentReader` for long segments) and
 compact: plotly ≥ 6 serialises numpy arrays as base64 typed arrays, so the envelope travels as
 float32 and the spectrogram as int8 whole dB (1 byte per cell; 1 dB steps are below what a
 colour scale shows). A 20 s segment is ~150 KB of JSON instead of NeMo's ~4.5 MB.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from sde.audio import DB_FLOOR, Segment, envelope, spectrogram
+from sde.audio import DB_FLOOR, DisplayData, Segment, SegmentReader, display_data
 
 __all__ = ["DYNAMIC_RANGE_DB", "error_figure", "figure_json_size", "signal_figure"]
 
@@ -29,19 +30,24 @@ def _axis_common() -> dict:
             "showgrid": True, "gridcolor": "#eee"}
 
 
-def signal_figure(segment: Segment, kind: str = "linear", *, max_points: int = 2000,
-                  max_frames: int = 400, max_bins: int = 256, height: int = 420,
-                  title: str | None = None) -> go.Figure:
+def signal_figure(source: Segment | SegmentReader | DisplayData, kind: str = "linear", *,
+                  max_points: int = 2000, max_frames: int = 400, max_bins: int = 256,
+                  height: int = 420, title: str | None = None) -> go.Figure:
     """Two rows sharing the x axis (seconds from the segment's start): the min/max waveform
     envelope as a filled band, and the ``kind`` ("linear" or "mel") spectrogram as a heatmap with
     frequency in kHz and a dB colour bar. Hover shows time / amplitude and time / frequency / dB.
+
+    ``source``: a decoded :class:`Segment`, an open :class:`SegmentReader` (read block by block,
+    any length) or :class:`DisplayData` already reduced (``max_points``/``max_frames`` then
+    were fixed when it was made).
     """
     if kind not in ("linear", "mel"):
         raise ValueError(f"kind must be 'linear' or 'mel', not {kind!r}")
-    sr = int(segment.sample_rate)
-    t_env, mins, maxs = envelope(segment.samples, sr, max_points=max_points)
-    times, freqs, db = spectrogram(segment.samples, sr, kind=kind, max_frames=max_frames,
-                                   max_bins=max_bins)
+    data = source if isinstance(source, DisplayData) else display_data(
+        source, max_points=max_points, max_frames=max_frames)
+    sr = int(data.sample_rate)
+    t_env, mins, maxs = data.env_times, data.env_mins, data.env_maxs
+    times, freqs, db = data.spectrogram(kind, max_bins=max_bins)
 
     # Envelope buckets are evenly spaced: x0/dx instead of an x array halves the payload.
     dt = float(t_env[1] - t_env[0]) if len(t_env) > 1 else 1.0 / sr
@@ -80,7 +86,7 @@ def signal_figure(segment: Segment, kind: str = "linear", *, max_points: int = 2
         heat["hovertemplate"] = "%{x:.2f} s<br>%{y:.2f} kHz<br>%{z} dB<extra></extra>"
     traces.append(heat)
 
-    dur = max(segment.duration, 1.0 / sr)
+    dur = max(data.duration, 1.0 / sr)
     layout = {
         "template": {},  # the default template alone is ~8 KB of JSON
         "height": height,

@@ -14,7 +14,7 @@ import pickle
 from pathlib import Path
 from typing import Callable
 
-from sde.cache import _file_stamp, _stderr_warning, default_cache_dir
+from sde.cache import CacheUnusable, _file_stamp, _stderr_warning, default_cache_dir, open_store, report_unusable
 from sde.dataset import Dataset, with_predictions
 from sde.transcribe import transcribe_segments
 
@@ -85,11 +85,9 @@ def _cached(store, key: str, n: int) -> list[str] | None:
 def _open_store(cache_dir, use_cache: bool, warn):
     if not use_cache:
         return None
-    import diskcache
-
     directory = Path(cache_dir) if cache_dir else default_cache_dir()
     try:
-        return diskcache.Cache(str(directory / "predictions"))
-    except Exception as e:  # noqa: BLE001
-        warn(f"cannot use the cache in {directory} ({e}); predictions will not be cached")
+        return open_store(directory, warn, sub="predictions")
+    except CacheUnusable as e:
+        report_unusable(warn, e, "predictions will not be cached", once=True)
         return None

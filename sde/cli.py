@@ -106,12 +106,12 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
     try:
         steps = parse_normalize(normalize)
     except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--normalize")
+        raise click.BadParameter(str(e), param_hint="--normalize") from None
     for spec in pred_fields:
         try:
             parse_pred_field(spec)
         except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--pred-field")
+            raise click.BadParameter(str(e), param_hint="--pred-field") from None
     return DatasetOptions(
         audio_base_path=audio_base_path,
         vocab=vocab,
@@ -239,7 +239,7 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
         try:
             parse_credentials(auth)
         except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--auth")
+            raise click.BadParameter(str(e), param_hint="--auth") from None
     if debug and host not in ("127.0.0.1", "localhost", "::1"):
         click.echo("warning: --debug shows tracebacks (source lines, paths) to every client; "
                    "use it on 127.0.0.1 only", err=True)
@@ -297,6 +297,8 @@ def format_summary(summary: dict) -> str:
                 return f"{x:8.2f}" if x is not None else f"{'-':>8}"
 
             lines.append(f"{name:<28}{fmt(h['wer'])}{fmt(h['cer'])}{fmt(h['wmr'])}{fmt(h['mwa'])}")
+            if h.get("missing"):
+                lines.append(f"  missing on {h['missing']:,} lines: left out of its scores")
             norm = h.get("normalized")
             if norm:
                 lines.append(f"{'  normalised':<28}{fmt(norm['wer'])}{fmt(norm['cer'])}"

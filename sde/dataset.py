@@ -22,13 +22,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.manifest import HypothesisField, Problem, read_manifest
-from sde.metrics import align_corpus, corpus_rates, mean_word_accuracy, utterance_rates, word_counts, word_hits
+from sde.metrics import (LongUtterance, align_corpus, corpus_rates, mean_word_accuracy, utterance_rates,
+                         word_counts, word_hits)
 from sde.query import TableQuery
 
 # Per-hypothesis columns of the utterance table, in display order. `char_edits` is kept so that
 # corpus CER over any subset (breakdowns, bootstrap) is a sum, not a mean of utterance rates.
 HYPOTHESIS_METRICS = ("wer", "cer", "wmr", "sub", "del", "ins", "hits", "char_edits")
 NORMALIZED_SUFFIX = "norm"
+# Warnings printed while loading (all of them are in Dataset.warnings and /api/summary).
+MAX_SAID_WARNINGS = 5
 # Written by sde.audio.compute_audio_metrics (named here so that sde.audio loads only when asked).
 AUDIO_METRIC_COLUMNS = ("sample_rate", "channels", "audio_duration", "file_duration", "duration_mismatch", "peak_dbfs",
                         "rms_dbfs", "clipping_ratio", "silence_start", "silence_end", "bandwidth_hz",
@@ -143,8 +146,9 @@ class Dataset:
         utt = self.utterances
         hyps = {}
         for h in self.hypotheses:
+            scored = ~hypothesis_missing(utt, h)
             counts = _counts_of(utt, h)
-            rates = corpus_rates(counts)
+            rates = corpus_rates(counts, scored)
             acc = self.vocabulary[h.column("accuracy")]
             entry = {
                 "label": h.label,
@@ -152,9 +156,11 @@ class Dataset:
                 "cer": _json_float(rates["cer"]),
                 "wmr": _json_float(rates["wmr"]),
                 "mwa": _json_float(_mean_accuracy(acc)),
-                "substitutions": int(counts["sub"].sum()),
-                "deletions": int(counts["del"].sum()),
-                "insertions": int(counts["ins"].sum()),
+                "substitutions": int(counts["sub"][scored].sum()),
+                "deletions": int(counts["del"][scored].sum()),
+                "insertions": int(counts["ins"][scored].sum()),
+                # lines without this hypothesis (absent or null): left out of all its scores
+                "missing": int(len(scored) - scored.sum()),
             }
             if h.field in self.extra_summary:
                 entry.update(self.extra_summary[h.field])
@@ -179,9 +185,24 @@ class Dataset:
 
 
 def _mean_accuracy(accuracy: pd.Series) -> float:
-    """MWA from a vocabulary's accuracy column (every word there occurs at least once)."""
+    """MWA from a vocabulary's accuracy column; words that occur only on lines without this
+    hypothesis have no accuracy (NaN) and are left out."""
     values = accuracy.to_numpy(dtype="float64", na_value=np.nan)
-    return float(np.nanmean(values)) if len(values) else 0.0
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else 0.0
+
+
+def hypothesis_missing(table: pd.DataFrame, h: HypothesisField) -> np.ndarray:
+    """Rows whose line has no value for the hypothesis field (absent or null in the manifest, or no
+    matching prediction): they are left out of that hypothesis's scores, never scored as ""."""
+    return np.asarray(table[h.field].isna(), dtype=bool)
+
+
+def _scored_errors(errors: pd.DataFrame, missing: np.ndarray) -> pd.DataFrame:
+    """The errors table without the rows of unscored utterances."""
+    if not missing.any():
+        return errors
+    return errors[~missing[errors["utt"].to_numpy(dtype=np.int64)]].reset_index(drop=True)
 
 
 def _json_float(x: float) -> float | None:
@@ -221,21 +242,30 @@ def build_dataset(
 
     errors: dict[str, pd.DataFrame] = {}
     extra: dict[str, dict] = {}
+    long_notes: list[Problem] = []
     ref_word_counts: pd.DataFrame | None = None
     for h in m.hypotheses:
         say(f"scoring {h.field} ({len(table):,} utterances)")
+        # Lines without this hypothesis align as "" (cheap) and are then left out of its scores:
+        # NaN metrics, no error rows, no vocabulary counts. References are still counted in full.
         alignment = align_corpus(refs, table[h.field], workers=workers, count_ref_words=ref_word_counts is None)
         if ref_word_counts is None:
             ref_word_counts = _counts_table(alignment.ref_word_counts)
             num_words = alignment.counts["num_words"]
-        _add_hypothesis_columns(table, h, alignment.counts)
-        errors[h.field] = alignment.errors
+        missing = hypothesis_missing(table, h)
+        _add_hypothesis_columns(table, h, alignment.counts, missing)
+        errors[h.field] = _scored_errors(alignment.errors, missing)
+        long_notes += long_utterance_warnings(str(manifest), table, h, alignment.long_utterances, missing)
+    for note in long_notes[:MAX_SAID_WARNINGS]:
+        say(f"warning: {note}")
+    if len(long_notes) > MAX_SAID_WARNINGS:
+        say(f"warning: ... and {len(long_notes) - MAX_SAID_WARNINGS} more long utterances (all on the Problems page)")
     if ref_word_counts is None:
         ref_word_counts = word_counts(refs)
         num_words = _count_words(refs)
     _insert_text_stats(table, num_words)
 
-    vocabulary = _vocabulary(ref_word_counts, m.hypotheses, errors, options.vocab)
+    vocabulary = _vocabulary(ref_word_counts, m.hypotheses, errors, options.vocab, table)
 
     if options.normalize:
         say(f"scoring with normalisation {','.join(options.normalize)}")
@@ -270,10 +300,20 @@ def build_dataset(
         problems=list(m.problems),
         alphabet=_alphabet(refs),
         total_lines=m.total_lines,
-        warnings=list(m.warnings),
+        warnings=list(m.warnings) + long_notes,
         extra_summary=extra,
         alphabet_report=alphabet_report,
     )
+
+
+def long_utterance_warnings(path: str, table: pd.DataFrame, h: HypothesisField,
+                            long_utterances: Sequence[LongUtterance],
+                            missing: np.ndarray | None = None) -> list[Problem]:
+    """One warning per utterance too long to align exactly (scored in windows, see sde.metrics),
+    at its manifest line; none where this hypothesis is missing (it is not scored there)."""
+    lines = table["line"].to_numpy()
+    return [Problem(path, int(lines[u.utt]), f"{h.field}: {u.reason()}")
+            for u in long_utterances if missing is None or not missing[u.utt]]
 
 
 def _computed_columns(hypotheses: Sequence[HypothesisField], options: DatasetOptions) -> set[str]:
@@ -302,12 +342,24 @@ def _normalized_scores(table: pd.DataFrame, hypotheses: Sequence[HypothesisField
     norm_refs = normalize_many(table["text"], steps)
     out = {}
     for h in hypotheses:
-        alignment = align_corpus(norm_refs, normalize_many(table[h.field], steps), workers=workers)
+        missing = hypothesis_missing(table, h)
+        scored = np.flatnonzero(~missing)
+        refs = norm_refs if not missing.any() else [norm_refs[i] for i in scored.tolist()]
+        hyps = table[h.field] if not missing.any() else table[h.field].iloc[scored]
+        alignment = align_corpus(refs, normalize_many(hyps, steps), workers=workers)
         corpus = corpus_rates(alignment.counts)
-        mwa = mean_word_accuracy(word_hits(pd.Series(norm_refs), alignment.errors))
+        mwa = mean_word_accuracy(word_hits(pd.Series(refs, dtype=object), alignment.errors))
+        rates = utterance_rates(alignment.counts)
+        if missing.any():  # back to one value per utterance, NaN where unscored
+            rates = {k: _scatter(v, scored, len(table)) for k, v in rates.items()}
         out[h.field] = ({"wer": _json_float(corpus["wer"]), "cer": _json_float(corpus["cer"]),
-                         "wmr": _json_float(corpus["wmr"]), "mwa": _json_float(mwa)},
-                        utterance_rates(alignment.counts))
+                         "wmr": _json_float(corpus["wmr"]), "mwa": _json_float(mwa)}, rates)
+    return out
+
+
+def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, np.nan)
+    out[rows] = values
     return out
 
 
@@ -374,12 +426,16 @@ def _insert_text_stats(table: pd.DataFrame, num_words: np.ndarray) -> None:
         table[column] = values
 
 
-def _add_hypothesis_columns(table: pd.DataFrame, h: HypothesisField, counts: dict[str, np.ndarray]) -> None:
+def _add_hypothesis_columns(table: pd.DataFrame, h: HypothesisField, counts: dict[str, np.ndarray],
+                            missing: np.ndarray | None = None) -> None:
+    """Per-utterance metric columns; NaN on the `missing` rows (the counts become float64 then)."""
     rates = utterance_rates(counts)
+    unscored = missing is not None and bool(missing.any())
     for metric in ("wer", "cer", "wmr"):
-        table[h.column(metric)] = rates[metric]
+        table[h.column(metric)] = np.where(missing, np.nan, rates[metric]) if unscored else rates[metric]
     for metric in ("sub", "del", "ins", "hits", "char_edits"):
-        table[h.column(metric)] = counts[metric].astype("int64")
+        values = counts[metric].astype("int64")
+        table[h.column(metric)] = np.where(missing, np.nan, values) if unscored else values
     # The metrics module's character count is the CER denominator; keep it only where it differs
     # from the displayed `num_chars` (it may collapse whitespace the way jiwer does).
     ref_chars = counts["num_chars"].astype("int64")
@@ -401,17 +457,36 @@ def _vocabulary(
     hypotheses: Sequence[HypothesisField],
     errors: dict[str, pd.DataFrame],
     vocab_file: str | None,
+    table: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """word, count, accuracy per hypothesis (and oov with a vocabulary file) from a counts table."""
+    """word, count, accuracy per hypothesis (and oov with a vocabulary file) from a counts table.
+
+    `count` counts every reference; a hypothesis's accuracy only the occurrences on lines that have
+    that hypothesis (`table` tells which), NaN for a word that occurs on no such line.
+    """
     vocab = ref_word_counts[["word", "count"]].reset_index(drop=True)
     count = vocab["count"].to_numpy(dtype="float64")
     for h in hypotheses:
         hits = word_hits(vocab, errors[h.field])["hits"].to_numpy(dtype="float64")
-        vocab[h.column("accuracy")] = 100.0 * hits / count
+        scored_count = count
+        missing = hypothesis_missing(table, h) if table is not None else None
+        if missing is not None and missing.any():
+            # word_hits takes every occurrence without an error as a hit; those on unscored lines are not
+            unscored = _occurrences(vocab["word"], table["text"][missing])
+            scored_count, hits = count - unscored, hits - unscored
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vocab[h.column("accuracy")] = np.where(scored_count > 0, 100.0 * hits / scored_count, np.nan)
     if vocab_file:
         known = read_word_list(vocab_file)
         vocab["oov"] = ~vocab["word"].isin(known).to_numpy()
     return vocab
+
+
+def _occurrences(words: pd.Series, texts: pd.Series) -> np.ndarray:
+    """How often each of `words` occurs in `texts` (float64, aligned with `words`)."""
+    counts = word_counts(texts)
+    per_word = pd.Series(counts["count"].to_numpy(dtype="float64"), index=counts["word"].to_numpy(dtype=object))
+    return per_word.reindex(words.to_numpy(dtype=object), fill_value=0.0).to_numpy(dtype="float64")
 
 
 def read_word_list(path: str | Path) -> set[str]:
@@ -420,14 +495,14 @@ def read_word_list(path: str | Path) -> set[str]:
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise DatasetError(f"{path}: vocabulary file not found; pass --vocab with a word list (one word per line)")
+        raise DatasetError(f"{path}: vocabulary file not found; pass --vocab with a word list (one word per line)") from None
     except OSError as e:
-        raise DatasetError(f"{path}: cannot read the vocabulary file ({e.strerror})")
+        raise DatasetError(f"{path}: cannot read the vocabulary file ({e.strerror})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise DatasetError(f"{path}:{line}: not valid UTF-8; save the vocabulary file as UTF-8")
+        raise DatasetError(f"{path}:{line}: not valid UTF-8; save the vocabulary file as UTF-8") from None
     words = set()
     for line in text.splitlines():
         word = line.split("\t", 1)[0].strip()
@@ -490,18 +565,21 @@ def with_predictions(dataset: Dataset, field_name: str, predictions: Sequence[st
     table[field_name] = pd.Series(list(predictions), dtype="string[pyarrow]").to_numpy()
     h = HypothesisField(field=field_name, label=label)
     alignment = align_corpus(table["text"].tolist(), table[field_name].tolist(), workers=min(2, os.cpu_count() or 1))
-    _add_hypothesis_columns(table, h, alignment.counts)
+    missing = hypothesis_missing(table, h)
+    _add_hypothesis_columns(table, h, alignment.counts, missing)
     errors = dict(dataset.errors)
-    errors[field_name] = alignment.errors
+    errors[field_name] = _scored_errors(alignment.errors, missing)
     hypotheses = [*dataset.hypotheses, h]
     # Same references, so the existing vocabulary's counts serve: no second pass over the text.
-    vocabulary = _vocabulary(dataset.vocabulary, hypotheses, errors, dataset.options.vocab)
+    vocabulary = _vocabulary(dataset.vocabulary, hypotheses, errors, dataset.options.vocab, table)
+    long_notes = long_utterance_warnings(str(dataset.manifest_path), table, h, alignment.long_utterances, missing)
     return dataclasses.replace(
         dataset,
         utterances=table,
         vocabulary=vocabulary,
         hypotheses=hypotheses,
         errors=errors,
+        warnings=[*dataset.warnings, *long_notes],
         _queries={},
         _lock=threading.Lock(),
     )

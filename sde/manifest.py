@@ -18,12 +18,20 @@ by the careful checker, so both paths give the same reasons.
 Decisions where NeMo or the contract are silent (tests pin each of them):
 
 * ``duration`` / ``offset`` given as numeric strings (``"3.2"``) are accepted and converted, as
-  NeMo's ``float(...)`` would; ``"abc"``, booleans, null, NaN, infinities and negatives are bad lines.
+  NeMo's ``float(...)`` would; ``"abc"``, booleans, NaN, infinities and negatives are bad lines.
   ``duration`` 0 is valid.  ``offset`` absent or null means 0.0.
+* ``duration`` absent or null (forced-alignment and speaker manifests omit it) is read from the audio
+  file's header (soundfile, on a thread pool, once per distinct file): the file's duration, minus
+  ``offset`` for a segment.  The table then has a ``duration_source`` column ("manifest" | "header").
+  A line whose header cannot be read, or whose offset lies beyond the end, is skipped with the reason.
+* ``text`` absent or null with ``text_filepath`` given: the text is read from that file as NeMo does
+  (UTF-8, line breaks removed); relative paths resolve like audio paths.  A file that cannot be read
+  (missing, not UTF-8, over ``MAX_TEXT_FILE_BYTES``) skips the line with the reason.
 * ``audio_filepath`` must be a non-empty string.  ``audio_filename`` is an alias: it is used when
   ``audio_filepath`` is absent or null, and is not kept as a separate column.
 * ``text`` must be a string (empty is fine).  Hypothesis fields must be strings when present; absent
-  or null becomes "".  Non-string hypothesis values make the line bad.
+  or null is <NA>: that line is left out of the hypothesis's scores (one warning per field in
+  ``Manifest.warnings``), while "" is a real, empty hypothesis.  Non-string values make the line bad.
 * JSON extensions that Python's ``json`` accepts (``NaN``, ``Infinity``, huge integers) are accepted,
   because NeMo reads manifests with ``json.loads``; a NaN duration is still a bad line.
 * Duplicate keys: the last one wins (as in ``json.loads``).
@@ -43,13 +51,16 @@ Decisions where NeMo or the contract are silent (tests pin each of them):
 * ``predictions=FILE`` merges that file's ``pred_text`` by (``audio_filepath`` as written, ``offset``),
   falling back to (resolved audio path, ``offset``).  The merged field is ``pred_text`` when the main
   manifest has no ``pred_text``; otherwise ``pred_text_<stem of FILE>`` (label = that stem).  Lines
-  without a match get "" and one warning in ``Manifest.warnings`` counts them; no match at all is a
-  ManifestError.  The predictions file needs only the audio path and ``pred_text`` (a string);
+  without a match get <NA> (left out of its scores) and one warning in ``Manifest.warnings`` counts
+  them; no match at all is a ManifestError.  The predictions file needs only the audio path and ``pred_text`` (a string);
   its relative paths resolve like the manifest's (``audio_base_path``, else its own folder); its
   bad lines are listed in ``problems`` under its own path (``strict`` applies to it too).  With
   explicit ``pred_fields``, the merged field is appended to them unless already named.
-* Audio files are not checked for existence here (too slow for millions of lines); sde/audio.py
-  reports missing files when they are played.
+* Audio files are not checked for existence here (too slow for millions of lines), except the
+  headers read for lines without a duration; sde/audio.py reports missing files when they are played.
+* Files that are not NeMo manifests at all (Lhotse cuts/recordings/supervisions, also gzipped; Kaldi
+  text, wav.scp, segments; CSV/TSV with a header; a JSON array; gzip) raise one ManifestError that
+  says what the file looks like and how to convert it, judged on its first ``SNIFF_LINES`` lines.
 """
 
 from __future__ import annotations
@@ -59,7 +70,6 @@ import math
 import mmap
 import os
 import re
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,9 +114,15 @@ MIN_EXTRA_FIELDS = 32
 MAX_EXTRA_CELLS = 25_000_000
 # How many problems a whole-file error quotes.
 QUOTED_PROBLEMS = 5
+# text_filepath files larger than this are not transcripts (and must not fill memory).
+MAX_TEXT_FILE_BYTES = 1 << 20
+# Audio headers and transcript files are read on this many threads (they mostly wait on the disk).
+FILE_READ_THREADS = 16
+# How many line numbers the warning about a missing hypothesis field quotes.
+MISSING_EXAMPLES = 3
 
 CORE_FIELDS = ("audio_filepath", "duration", "text", "offset")
-GENERATED = ("id", "line", "audio_path")
+GENERATED = ("id", "line", "audio_path", "duration_source")
 STRICT_HINT = ("Fix or remove that line, or run without --strict to skip bad lines "
                "(they are listed on the Problems page).")
 
@@ -230,7 +246,7 @@ class _State:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         # keys accepted so far, in order of first appearance; core keys never count against the cap
-        self.accepted: dict[str, None] = dict.fromkeys(CORE_FIELDS + ("audio_filename",))
+        self.accepted: dict[str, None] = dict.fromkeys(CORE_FIELDS + ("audio_filename", "text_filepath"))
         self.n_extra = 0
         self.cap = MAX_EXTRA_FIELDS
         self.dropped: set[str] = set()
@@ -384,14 +400,16 @@ def _check(obj: Any, spec: _Spec) -> tuple[dict | None, str | None]:
         return None, reason
     rec["offset"] = off
     if not spec.predictions:
-        dur, reason = _number(rec, "duration", required=True)
+        if rec.get("duration") is None:  # absent or null: read from the audio header later
+            rec["duration"] = None
+        else:
+            dur, reason = _number(rec, "duration", required=True)
+            if reason:
+                return None, reason
+            rec["duration"] = dur
+        reason = _check_text(rec)
         if reason:
             return None, reason
-        rec["duration"] = dur
-        if "text" not in rec:
-            return None, 'missing field "text"'
-        if not isinstance(rec["text"], str):
-            return None, f'"text" must be a string, got {_show(rec["text"])}'
     elif "pred_text" not in rec:
         return None, 'missing field "pred_text"'
     elif not isinstance(rec["pred_text"], str):
@@ -400,6 +418,23 @@ def _check(obj: Any, spec: _Spec) -> tuple[dict | None, str | None]:
         if value is not None and not isinstance(value, str) and spec.is_hyp(key):
             return None, f'"{key}" must be a string, got {_show(value)}'
     return rec, None
+
+
+def _check_text(rec: dict) -> str | None:
+    """``text`` must be a string; when it is absent or null, ``text_filepath`` (read later) must
+    name the file holding it."""
+    text = rec.get("text")
+    if text is None:
+        text_file = rec.get("text_filepath")
+        if text_file is None:
+            return 'missing field "text" (or "text_filepath")' if "text" not in rec else \
+                f'"text" must be a string, got {_show(text)}'
+        if not isinstance(text_file, str) or not text_file:
+            return f'"text_filepath" must be a non-empty string, got {_show(text_file)}'
+        rec["text"] = None
+    elif not isinstance(text, str):
+        return f'"text" must be a string, got {_show(text)}'
+    return None
 
 
 def _json_text(value: Any) -> Any:
@@ -617,8 +652,15 @@ def _fast_piece(data: bytes | memoryview, line0: int,
         dur = pa.nulls(n, pa.float64()) if dur is None else dur.cast(pa.float64())
         text = cols.pop("text", None)
         text = pa.nulls(n, pa.string()) if text is None else text.cast(pa.string())
-        ok = pc.and_(ok, pc.fill_null(pc.and_(pc.is_finite(dur), pc.greater_equal(dur, 0.0)), False))
-        ok = pc.and_(ok, pc.is_valid(text))
+        # a null duration is read from the audio header later (see _fill_from_files)
+        ok = pc.and_(ok, pc.fill_null(pc.and_(pc.is_finite(dur), pc.greater_equal(dur, 0.0)), True))
+        has_text = pc.is_valid(text)
+        text_file = cols.get("text_filepath")
+        if text_file is not None and text.null_count and not pa.types.is_null(text_file.type):
+            if not _is_text(text_file.type):
+                return None  # the careful path names the ill-typed text_filepath
+            has_text = pc.or_(has_text, pc.fill_null(pc.greater(pc.utf8_length(text_file), 0), False))
+        ok = pc.and_(ok, has_text)
         out["duration"] = dur
         out["text"] = text
     good = np.asarray(ok, dtype=bool)
@@ -725,11 +767,157 @@ def _head_checks(path: str, head: bytes) -> None:
         raise ManifestError(f"{path}: the file is UTF-16 encoded; sde expects UTF-8 JSON Lines. "
                             f"Convert it with: iconv -f UTF-16 -t UTF-8 {path} > manifest.json")
     if head.startswith(b"\x1f\x8b"):
+        lhotse = _lhotse_kind(_json_objects(_text_lines(_gunzip_head(head))))
+        if lhotse:
+            raise ManifestError(_lhotse_message(path, lhotse, compressed=True))
         raise ManifestError(f"{path}: the file is gzip-compressed; decompress it first: gunzip -k {path}")
     if b"\x00" in head[:1024]:
         raise ManifestError(f"{path}: not a text manifest (binary data in the first KB); sde expects "
                             "a NeMo manifest: JSON Lines, one object per line with audio_filepath, "
                             "duration and text")
+
+
+# Files that are not NeMo manifests at all get one message saying what they look like, instead of
+# one "invalid JSON" per line. Judged on the first SNIFF_LINES non-blank lines (within SNIFF_BYTES).
+SNIFF_LINES = 20
+SNIFF_BYTES = 64 << 10
+NEMO_HINT = "sde reads NeMo manifests: JSON Lines, one object per line with audio_filepath, duration and text"
+_LHOTSE_KEYS = {"recording_id": "supervisions", "supervisions": "cuts", "recording": "cuts", "sources": "recordings"}
+_AUDIO_COLUMN_WORDS = ("audio", "path", "file", "wav", "flac", "mp3")
+_TEXT_COLUMN_WORDS = ("text", "transcript", "sentence", "transcription", "utterance", "label")
+_TABLE_COLUMN_WORDS = _AUDIO_COLUMN_WORDS + _TEXT_COLUMN_WORDS + ("duration", "speaker", "id", "client")
+_KALDI_ID = re.compile(r"[\w.\-:/]+")
+
+
+def _gunzip_head(head: bytes) -> bytes:
+    """The first SNIFF_BYTES of a gzip stream's content (from its first compressed bytes only)."""
+    import zlib
+
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, SNIFF_BYTES)
+    except zlib.error:
+        return b""
+
+
+def _text_lines(sample: bytes) -> list[str]:
+    """The sample's first non-blank lines, stripped; a last line cut by the sample's end is dropped."""
+    lines = sample.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").splitlines()
+    if len(sample) >= SNIFF_BYTES and len(lines) > 1:
+        lines.pop()
+    return [line.strip() for line in lines if line.strip()][:SNIFF_LINES]
+
+
+def _json_objects(lines: list[str]) -> list[dict]:
+    out = []
+    for line in lines:
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+def _lhotse_kind(objects: list[dict]) -> str | None:
+    """"cuts", "recordings" or "supervisions" when the objects are Lhotse manifest entries."""
+    if not objects or any("audio_filepath" in o or "audio_filename" in o for o in objects):
+        return None
+    first = objects[0]
+    if "id" not in first:
+        return None
+    return next((kind for key, kind in _LHOTSE_KEYS.items() if key in first), None)
+
+
+def _lhotse_message(path: str, kind: str, compressed: bool = False) -> str:
+    what = f"a {'gzip-compressed ' if compressed else ''}Lhotse {kind} manifest"
+    cuts = (f"CutSet.from_file({path!r})" if kind == "cuts" else
+            "CutSet.from_manifests(recordings=RecordingSet.from_file(R), supervisions=SupervisionSet.from_file(S))")
+    return (f"{path}: this is {what}, not a NeMo manifest; {NEMO_HINT}. Convert it first, e.g. in Python "
+            f"with lhotse: for each cut of {cuts}, write one line "
+            '{"audio_filepath": cut.recording.sources[0].source, "offset": cut.start, '
+            '"duration": cut.duration, "text": " ".join(s.text for s in cut.supervisions)}')
+
+
+def _table_message(path: str, lines: list[str]) -> str | None:
+    """A CSV or TSV file with a header row of column names."""
+    import csv
+
+    delimiter = "\t" if "\t" in lines[0] else "," if "," in lines[0] else None
+    if delimiter is None:
+        return None
+    rows = list(csv.reader(lines, delimiter=delimiter))
+    header = [name.strip() for name in rows[0]]
+    if len(header) < 2 or any(not name or len(name) > 64 for name in header):
+        return None
+    if any(len(row) != len(header) for row in rows[1:]):
+        return None
+    lowered = [name.lower() for name in header]
+    if not any(word in name for name in lowered for word in _TABLE_COLUMN_WORDS):
+        return None
+    kind = "TSV" if delimiter == "\t" else "CSV"
+
+    def column(words: tuple[str, ...], target: str) -> str | None:
+        found = next((h for h, low in zip(header, lowered) if any(w in low for w in words)), None)
+        return found if found and found != target else None
+
+    renames = {name: target for name, target in ((column(_AUDIO_COLUMN_WORDS, "audio_filepath"), "audio_filepath"),
+                                                  (column(_TEXT_COLUMN_WORDS, "text"), "text")) if name}
+    sep = ", sep='\\t'" if delimiter == "\t" else ""
+    rename = f".rename(columns={renames!r})" if renames else ""
+    return (f"{path}: this is a {kind} table (columns: {', '.join(header[:8])}"
+            f"{', ...' if len(header) > 8 else ''}), not a NeMo manifest; {NEMO_HINT} "
+            f"(a missing duration is read from the audio files). Convert it, e.g.: python -c \"import pandas "
+            f"as pd; pd.read_csv('{path}'{sep}){rename}.to_json('manifest.json', orient='records', "
+            "lines=True, force_ascii=False)\"")
+
+
+def _kaldi_message(path: str, lines: list[str]) -> str | None:
+    """A Kaldi data-directory file: wav.scp (id + audio path or pipe) or text (id + words)."""
+    tokens = [line.split() for line in lines]
+    ids = [t[0] for t in tokens]
+    if not all(_KALDI_ID.fullmatch(i) for i in ids) or len(set(ids)) != len(ids):
+        return None
+    build = ("Build one from the Kaldi data directory: join wav.scp and text (and segments, as offset and "
+             "duration) by utterance id, one JSON line per utterance with audio_filepath and text; a missing "
+             "duration is read from the audio files")
+    audio_ext = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".sph", ".m4a")
+    if all(len(t) >= 2 and (line.endswith("|") or (len(t) == 2 and ("/" in t[1] or t[1].lower().endswith(audio_ext))))
+           for t, line in zip(tokens, lines)):
+        return (f"{path}: this is a Kaldi wav.scp (utterance id, then an audio path or a command ending in |), "
+                f"not a NeMo manifest; {NEMO_HINT}. {build} (piped entries must be written to audio files first).")
+    if all(len(t) == 4 and _is_number(t[2]) and _is_number(t[3]) for t in tokens):
+        return (f"{path}: this is a Kaldi segments file (utterance id, recording id, start, end), not a NeMo "
+                f"manifest; {NEMO_HINT}. {build}.")
+    if sum(any(c.isdigit() or c in "-_" for c in i) for i in ids) * 2 >= len(ids):
+        return (f"{path}: this is a Kaldi text file (utterance id, then the words), not a NeMo manifest; "
+                f"{NEMO_HINT}. {build}.")
+    return None
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_other_formats(path: str, f: BinaryIO) -> None:
+    """One clear error for a file that is some other speech-data format, not a NeMo manifest."""
+    f.seek(0)
+    lines = _text_lines(f.read(SNIFF_BYTES))
+    f.seek(0)
+    if not lines:
+        return
+    lhotse = _lhotse_kind(_json_objects(lines))
+    if lhotse:
+        raise ManifestError(_lhotse_message(path, lhotse))
+    if any(line.startswith(("{", "[")) for line in lines):
+        return  # JSON Lines, maybe with bad lines: those are reported one by one
+    message = _table_message(path, lines) or _kaldi_message(path, lines)
+    if message:
+        raise ManifestError(message)
 
 
 def _check_json_array(path: str, f: BinaryIO, head: bytes) -> None:
@@ -768,16 +956,18 @@ def _read(path: str | Path, spec: _Spec, strict: bool, progress: bool) -> tuple[
         head = f.read(4096)
         _head_checks(shown, head)
         _check_json_array(shown, f, head)
+        _check_other_formats(shown, f)
         state = _State(shown, spec, strict, size)
         pieces: list[_Piece] = []
         total = 0
         if size:
-            from tqdm import tqdm  # imported here: only loading needs it
+            from sde.progress import progress_bar
+
             start = 3 if head.startswith(b"\xef\xbb\xbf") else 0  # a BOM is not an error
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             try:
-                bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                           desc=f"reading {p.name}", disable=not progress, leave=False)
+                bar = progress_bar(size, f"reading {p.name}", unit="B", unit_scale=True, enabled=progress,
+                                   unit_divisor=1024, leave=False)
                 try:
                     done = 0
                     for data, end in _chunks(mm, start):
@@ -796,6 +986,7 @@ def _read(path: str | Path, spec: _Spec, strict: bool, progress: bool) -> tuple[
                             mm.madvise(mmap.MADV_DONTNEED, 0, end - end % mmap.PAGESIZE)
                         bar.update(end - done)
                         done = end
+                    bar.set_postfix_str(f"{total:,} lines", refresh=False)
                 finally:
                     bar.close()
             finally:
@@ -824,6 +1015,158 @@ def _read(path: str | Path, spec: _Spec, strict: bool, progress: bool) -> tuple[
             f"{len(state.dropped)} more distinct fields ignored: at most {state.cap} extra fields are "
             f"kept for a manifest of this size"))
     return pieces, state, total
+
+
+# --------------------------------------------------------------------------------------------------
+# Durations and texts that live in other files
+
+
+def _header_duration(path: str) -> tuple[float | None, str | None]:
+    """(seconds, None) from the audio file's header, or (None, why it cannot be read)."""
+    from sde.audio import AudioError, file_info  # only manifests without durations need it
+
+    try:
+        return float(file_info(path)["duration"]), None
+    except AudioError as e:
+        return None, str(e)
+    except Exception as e:  # noqa: BLE001 - any decoder failure is this line's problem, not a crash
+        return None, f"{path}: {type(e).__name__}: {e}"
+
+
+def _read_text_file(path: str) -> tuple[str | None, str | None]:
+    """(text, None) as NeMo reads ``text_filepath`` (UTF-8, line breaks removed), or (None, why)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TEXT_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None, "file not found"
+    except IsADirectoryError:
+        return None, "is a directory"
+    except PermissionError:
+        return None, "permission denied"
+    except OSError as e:
+        return None, e.strerror or type(e).__name__
+    if len(raw) > MAX_TEXT_FILE_BYTES:
+        return None, f"larger than {MAX_TEXT_FILE_BYTES >> 20} MiB, not a transcript"
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
+    # NeMo opens the file in text mode (universal newlines) and drops every "\n"
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", ""), None
+
+
+def _read_all(read: Any, paths: list[str]) -> dict[str, tuple[Any, str | None]]:
+    """``read`` of every distinct path, on a thread pool (header and file reads wait on the disk)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    unique = list(dict.fromkeys(paths))
+    if len(unique) < 8:
+        return {p: read(p) for p in unique}
+    with ThreadPoolExecutor(min(FILE_READ_THREADS, len(unique))) as pool:
+        return dict(zip(unique, pool.map(read, unique, chunksize=64)))
+
+
+def _null_rows(col: pa.Array | pa.ChunkedArray | None, n: int) -> np.ndarray:
+    if col is None:
+        return np.ones(n, dtype=bool)
+    return np.asarray(pc.is_null(col), dtype=bool) if col.null_count else np.zeros(n, dtype=bool)
+
+
+def _as_array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+# The pieces' key for where each duration came from (a manifest field of that name stays separate).
+_DURATION_SOURCE = "\x00duration_source"
+
+
+def _fill_from_files(pieces: list[_Piece], path: str, base: str) -> tuple[list[_Piece], list[Problem], bool]:
+    """Durations from audio headers (lines without one) and texts from ``text_filepath`` (lines
+    without ``text``). Lines whose file cannot be read are left out, with a problem each.
+
+    Returns the pieces (with a ``duration_source`` column when any header was read), the new
+    problems, and whether any duration came from a header.
+    """
+    needs = [(_null_rows(p.cols.get("duration"), p.n), _null_rows(p.cols.get("text"), p.n)) for p in pieces]
+    if not any(d.any() or t.any() for d, t in needs):
+        return pieces, [], False
+    from_header = any(d.any() for d, _ in needs)
+    durations = _read_all(_header_duration, [
+        path_ for p, (d, _) in zip(pieces, needs) if d.any()
+        for path_ in _resolve(pa.chunked_array([_as_array(p.cols["audio_filepath"]).filter(pa.array(d))]),
+                              base).to_pylist()])
+    texts = _read_all(_read_text_file, [
+        path_ for p, (_, t) in zip(pieces, needs) if t.any()
+        for path_ in _resolve(pa.chunked_array([_as_array(p.cols["text_filepath"]).cast(pa.string())
+                                                .filter(pa.array(t))]), base).to_pylist()])
+    problems: list[Problem] = []
+    out: list[_Piece] = []
+    for p, (need_duration, need_text) in zip(pieces, needs):
+        keep = np.ones(p.n, dtype=bool)
+        cols = dict(p.cols)
+        if need_duration.any():
+            cols["duration"] = _durations_from_headers(p, need_duration, keep, durations, base, path, problems)
+        if from_header:
+            cols[_DURATION_SOURCE] = pa.array(np.where(need_duration, "header", "manifest"), pa.string())
+        if need_text.any():
+            cols["text"] = _texts_from_files(p, need_text, keep, texts, base, path, problems)
+        if not keep.all():
+            mask = pa.array(keep)
+            cols = {k: v.filter(mask) for k, v in cols.items()}
+        out.append(_Piece(int(keep.sum()), p.lines[keep], cols))
+    problems.sort(key=lambda q: q.line)
+    return [p for p in out if p.n], problems, from_header
+
+
+def _durations_from_headers(p: _Piece, need: np.ndarray, keep: np.ndarray,
+                            found: dict[str, tuple[Any, str | None]], base: str, path: str,
+                            problems: list[Problem]) -> pa.Array:
+    """The piece's duration column with the missing values read from the audio headers; rows
+    whose header cannot be read (or whose offset lies beyond the end) are cleared in ``keep``."""
+    dur = p.cols.get("duration")
+    values = np.full(p.n, np.nan) if dur is None else \
+        _as_array(dur).cast(pa.float64()).to_numpy(zero_copy_only=False).copy()
+    rows = np.flatnonzero(need)
+    audio = _resolve(pa.chunked_array([_as_array(p.cols["audio_filepath"]).filter(pa.array(need))]), base).to_pylist()
+    offset_col = p.cols.get("offset")
+    offsets = np.zeros(p.n) if offset_col is None else \
+        pc.fill_null(_as_array(offset_col).cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+    for row, audio_path in zip(rows.tolist(), audio):
+        seconds, why = found[audio_path]
+        offset = float(offsets[row])
+        if seconds is None:
+            reason = (f'missing field "duration" and the audio header cannot be read ({why}); '
+                      'add "duration" to the line, or fix the audio file')
+        elif offset > seconds:
+            reason = (f'missing field "duration" and "offset" {offset:g} is beyond the end of the audio '
+                      f'({seconds:.3f} s); fix the offset, or add "duration"')
+        else:
+            values[row] = seconds - offset
+            continue
+        keep[row] = False
+        problems.append(Problem(path, int(p.lines[row]), reason))
+    return pa.array(values, pa.float64())
+
+
+def _texts_from_files(p: _Piece, need: np.ndarray, keep: np.ndarray,
+                      found: dict[str, tuple[Any, str | None]], base: str, path: str,
+                      problems: list[Problem]) -> pa.Array:
+    """The piece's text column with the missing values read from ``text_filepath``."""
+    text = p.cols.get("text")
+    values = [None] * p.n if text is None else _as_array(text).cast(pa.string()).to_pylist()
+    written = _as_array(p.cols["text_filepath"]).cast(pa.string()).filter(pa.array(need))
+    resolved = _resolve(pa.chunked_array([written]), base).to_pylist()
+    for row, shown, text_path in zip(np.flatnonzero(need).tolist(), written.to_pylist(), resolved):
+        content, why = found[text_path]
+        if content is None:
+            keep[row] = False
+            problems.append(Problem(path, int(p.lines[row]),
+                                    f'"text_filepath" {_show(shown)} cannot be read ({why}); '
+                                    'fix the path, or give the transcript as "text"'))
+        else:
+            values[row] = content
+    return pa.array(values, pa.string())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -943,7 +1286,29 @@ def _merge_predictions(table: pd.DataFrame, preds: pd.DataFrame, preds_path: str
             f"{preds_path}: no line matches {main_path}: predictions are matched by audio_filepath "
             f"(as written or resolved) and offset, e.g. {main_path} has {example!r} while "
             f"{preds_path} has {p_example!r}; use the manifest that was transcribed, or --audio-base-path")
-    return found.fillna("").astype(pd.StringDtype("pyarrow")), unmatched
+    return found.astype(pd.StringDtype("pyarrow")), unmatched
+
+
+def _missing_hypothesis_warning(path: str, field_name: str, values: pd.arrays.ArrowStringArray,
+                                lines: np.ndarray) -> Problem | None:
+    """One warning per hypothesis field that some lines lack (absent or null), naming a few."""
+    missing = np.asarray(values.isna(), dtype=bool)
+    count = int(missing.sum())
+    if not count:
+        return None
+    shown = [int(x) for x in lines[missing][:MISSING_EXAMPLES]]
+    which = ", ".join(map(str, shown))
+    examples = f"e.g. lines {which}" if count > len(shown) else f"line{'s' if count > 1 else ''} {which}"
+    return Problem(path, shown[0], f"{field_name} missing on {count:,} line{'s' if count > 1 else ''} "
+                                   f"({examples}): left out of its scores")
+
+
+def _every_line_bad(shown: str, problems: list[Problem]) -> ManifestError:
+    quoted = "\n  ".join(str(q) for q in problems[:QUOTED_PROBLEMS])
+    more = len(problems) - QUOTED_PROBLEMS
+    hint = f"\n  ... and {more} more" if more > 0 else ""
+    return ManifestError(f"{shown}: no valid utterances: every line is bad:\n  {quoted}{hint}\n"
+                         "sde expects one JSON object per line with audio_filepath, duration and text")
 
 
 def read_manifest(path: str | Path, *, audio_base_path: str | Path | None = None,
@@ -953,22 +1318,31 @@ def read_manifest(path: str | Path, *, audio_base_path: str | Path | None = None
 
     Bad lines are skipped and listed in ``problems`` (``strict=True``: the first raises
     ManifestError ``path:line: reason``).  Whole-file problems (missing, directory, empty, JSON
-    array, binary, no valid line) raise ManifestError with the fix.  ``progress`` shows a tqdm bar
-    (bytes) on stderr.
+    array, binary, no valid line) raise ManifestError with the fix.  ``progress`` shows progress on
+    stderr: a bar (bytes) on a terminal, else one line when done (see sde.progress).
     """
     hyp_specs = [parse_pred_field(s) for s in pred_fields]
     explicit = frozenset(h.field for h in hyp_specs) if hyp_specs else None
     pieces, state, total = _read(path, _Spec(explicit_hyps=explicit), strict, progress)
     shown = str(path)
     base = _base_dir(path, audio_base_path)
+    pieces, file_problems, from_header = _fill_from_files(pieces, shown, base)
+    problems = list(state.problems)
+    if file_problems:
+        if strict:
+            raise ManifestError(f"{file_problems[0]}\n{STRICT_HINT}")
+        problems = sorted(problems + file_problems, key=lambda q: q.line)
+        if not pieces:
+            raise _every_line_bad(shown, problems)
 
     data = _core_frame(pieces, base)
     data["duration"] = _float_column(pieces, "duration")
+    if from_header:
+        data["duration_source"] = pd.arrays.ArrowStringArray(_string_column(pieces, _DURATION_SOURCE))
     data["text"] = pd.arrays.ArrowStringArray(_string_column(pieces, "text"))
     present = [k for k in state.accepted if k not in CORE_FIELDS and k != "audio_filename"
                and _has_values(pieces, k)]
     n = len(data["id"])
-    problems = list(state.problems)
     warnings = list(state.warnings)
 
     merged: HypothesisField | None = None
@@ -990,10 +1364,10 @@ def read_manifest(path: str | Path, *, audio_base_path: str | Path | None = None
                 name, k = f"pred_text_{stem}_{k}", k + 1
             merged = HypothesisField(name, name[len("pred_text_"):])
         if unmatched:
-            first = int(data["line"][np.flatnonzero(merged_values.to_numpy() == "")[0]]) if n else 0
+            first = int(data["line"][np.flatnonzero(merged_values.isna().to_numpy())[0]]) if n else 0
             warnings.append(Problem(shown, first,
                                     f"{unmatched} of {n} utterances have no prediction in {predictions} "
-                                    f"(the first is here); their {merged.field} is empty"))
+                                    f"(the first is here): left out of {merged.field}'s scores"))
         present.append(merged.field)
 
     if hyp_specs:
@@ -1020,7 +1394,11 @@ def read_manifest(path: str | Path, *, audio_base_path: str | Path | None = None
         if merged is not None and h.field == merged.field:
             data[h.field] = merged_values.array
         else:
-            data[h.field] = pd.arrays.ArrowStringArray(_string_column(pieces, h.field, fill=""))
+            # <NA> where the line has no such field: it is left out of that hypothesis's scores
+            data[h.field] = pd.arrays.ArrowStringArray(_string_column(pieces, h.field))
+            warning = _missing_hypothesis_warning(shown, h.field, data[h.field], data["line"])
+            if warning is not None:
+                warnings.append(warning)
     hyp_names = {h.field for h in hyps}
     for key in present:
         if key in hyp_names:

@@ -22,6 +22,17 @@ Agreement with jiwer 4 (tests check both, pair by pair, against jiwer):
   characters. So ``char_edits = Levenshtein.distance(ref.strip(), hyp.strip())`` and
   ``num_chars = len(ref.strip())``: our CER equals ``jiwer.cer(ref, hyp)`` for every non-empty
   reference, and for a manifest without leading/trailing whitespace C is NeMo SDE's ``len(text)``.
+
+Long utterances. Exact Levenshtein costs time ~ length² per utterance: one 330,000-word line took
+minutes. An utterance whose reference or hypothesis has more than ``MAX_EXACT_WORDS`` words or
+``MAX_EXACT_CHARS`` characters is aligned in windows instead: both texts are cut into consecutive
+pieces of at most ``WINDOW_WORDS`` words (``WINDOW_CHARS`` characters for CER), each cut placed
+where a run of equal words (characters) lines the two texts up, else proportionally; each pair of
+pieces is aligned exactly. Time and memory are linear in the text. The pieces concatenate to the
+whole texts, so the result is a real alignment: its error counts are never below the exact ones,
+and equal to them unless an optimal alignment crosses a cut. It is not skipped, so every corpus sum
+keeps the utterance. ``CorpusAlignment.long_utterances`` lists these utterances (the app shows one
+warning per utterance). The inspector's ``align_words`` gives no word diff beyond ``MAX_EXACT_WORDS``.
 """
 
 from __future__ import annotations
@@ -31,8 +42,9 @@ import itertools
 import math
 import multiprocessing
 import multiprocessing.pool
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,9 +57,12 @@ from sde.text import split_words, to_arrow_strings
 
 __all__ = [
     "COUNT_KEYS",
+    "MAX_EXACT_CHARS",
+    "MAX_EXACT_WORDS",
     "OPS",
     "AlignedWord",
     "CorpusAlignment",
+    "LongUtterance",
     "align_corpus",
     "align_words",
     "corpus_rates",
@@ -68,6 +83,22 @@ COUNT_KEYS: tuple[str, ...] = (
 )
 OPS: tuple[str, ...] = ("sub", "del", "ins")  # category order of CorpusAlignment.errors["op"]
 _SUB, _DEL, _INS = 0, 1, 2
+
+# Longest texts aligned exactly. At these sizes one utterance costs at most ~10 ms (words) and
+# ~30 ms (characters, completely different texts); half an hour of speech is ~5,000 words.
+MAX_EXACT_WORDS = 5_000
+MAX_EXACT_CHARS = 30_000
+# Pieces of the windowed alignment of longer texts. Its cost is ~ window x length, so smaller pieces
+# are cheaper (~0.4 us a word, ~0.15 us a character) but have more cuts where it may be inexact.
+WINDOW_WORDS = 1_000
+WINDOW_CHARS = 2_000
+# A cut is placed before this many equal items in a row in both texts (an "anchor"), searched for
+# within a quarter window of the proportional position.
+_ANCHOR_WORDS = 4
+_ANCHOR_CHARS = 16
+# Starts of a run tried per cut, when an error hides the first (a character error hides 16 starts).
+_ANCHOR_TRIES_WORDS = 64
+_ANCHOR_TRIES_CHARS = 256
 
 # Below this many pairs forking costs more than it saves.
 _MIN_PAIRS_PER_PROCESS = 20_000
@@ -91,15 +122,45 @@ class CorpusAlignment:
     # Occurrences of each reference word, when asked for: counted where the words are split anyway,
     # which is far cheaper than splitting every reference a second time for the vocabulary.
     ref_word_counts: dict[str, int] | None = None
+    # Utterances over the exact-alignment limits, aligned in windows (see the module docstring).
+    long_utterances: list[LongUtterance] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LongUtterance:
+    """An utterance aligned in windows: its sizes, and ``reason()``, the note users see."""
+
+    utt: int
+    ref_words: int
+    hyp_words: int
+    ref_chars: int
+    hyp_chars: int
+
+    def reason(self) -> str:
+        sizes = []
+        for side, words, chars in (("reference", self.ref_words, self.ref_chars),
+                                   ("hypothesis", self.hyp_words, self.hyp_chars)):
+            if words > MAX_EXACT_WORDS:
+                sizes.append(f"{side} has {words:,} words (limit {MAX_EXACT_WORDS:,})")
+            elif chars > MAX_EXACT_CHARS:
+                sizes.append(f"{side} has {chars:,} characters (limit {MAX_EXACT_CHARS:,})")
+        return (f"{' and '.join(sizes)}: aligned in windows of {WINDOW_WORDS:,} words and "
+                f"{WINDOW_CHARS:,} characters, not exactly; its WER/CER may be slightly higher than "
+                "an exact alignment's")
 
 
 @dataclass(frozen=True)
 class AlignedWord:
-    """One position of a word alignment: ``op`` is "equal", "sub", "del" or "ins"."""
+    """One position of a word alignment: ``op`` is "equal", "sub", "del" or "ins".
+
+    For texts too long to diff (``MAX_EXACT_WORDS``) the alignment is one ``AlignedWord`` with op
+    "unaligned", ``hyp`` the whole hypothesis and ``note`` saying why.
+    """
 
     op: str
     ref: str | None
     hyp: str | None
+    note: str | None = None
 
 
 # --- bulk alignment ------------------------------------------------------------------------------
@@ -128,12 +189,146 @@ def _slice_texts(texts: Any, lo: int, hi: int) -> list:
     return list(texts[lo:hi])
 
 
+# --- long utterances: windowed alignment ---------------------------------------------------------
+
+_OP_CODES = {"replace": _SUB, "delete": _DEL, "insert": _INS}
+FindAnchor = Callable[[int, int, int, int], "int | None"]
+
+
+def _window_cuts(n: int, m: int, window: int, find_anchor: FindAnchor, tries: int) -> list[tuple[int, int]]:
+    """Cut points (i, j) from (0, 0) to (n, m): consecutive pieces a[i0:i1], b[j0:j1] of two
+    sequences of lengths n and m, each at most ``window`` long on both sides.
+
+    The longer remainder advances by three quarters of a window (less ``tries``), the other
+    proportionally; then ``find_anchor(i, j, lo, hi)`` may move j by up to a quarter window either
+    way, to a position in [lo, hi] where both sequences agree from i on; when they do not agree
+    anywhere there, the next of ``tries`` starts i + 1, i + 2... is tried.
+    """
+    reach = window // 4
+    stride = window - reach - tries
+    cuts = [(0, 0)]
+    i = j = 0
+    while n - i > window or m - j > window:
+        if n - i >= m - j:
+            step_a, step_b = stride, (m - j) * stride // (n - i)
+        else:
+            step_a, step_b = (n - i) * stride // (m - j), stride
+        cut_i, cut_j = i + step_a, j + step_b
+        if step_a:  # (without progress in a, an anchor could stop progress in b)
+            # An error inside the run at cut_i hides the anchor: try the next few starts in a.
+            for shift in range(min(tries, n - cut_i)):
+                anchor = find_anchor(cut_i + shift, cut_j, max(j, cut_j - reach), min(m, cut_j + reach))
+                if anchor is not None:
+                    cut_i, cut_j = cut_i + shift, anchor
+                    break
+        cuts.append((cut_i, cut_j))
+        i, j = cut_i, cut_j
+    cuts.append((n, m))
+    return cuts
+
+
+def _nearest(candidates: list[int], target: int) -> int | None:
+    return min(candidates, key=lambda p: abs(p - target)) if candidates else None
+
+
+def _word_taker(words: list[str] | pa.Array) -> Callable[[int, int], list[str]]:
+    if isinstance(words, list):
+        return lambda lo, hi: words[lo:hi]
+    return lambda lo, hi: words.slice(lo, max(hi - lo, 0)).to_pylist()
+
+
+def _windowed_word_errors(ref_words: list[str] | pa.Array,
+                          hyp_words: list[str] | pa.Array) -> list[tuple[int, str, str]]:
+    """(op code, ref word, hyp word) of every word error, aligning window by window."""
+    take_ref, take_hyp = _word_taker(ref_words), _word_taker(hyp_words)
+
+    def find_anchor(i: int, j: int, lo: int, hi: int) -> int | None:
+        key = take_ref(i, i + _ANCHOR_WORDS)
+        if len(key) < _ANCHOR_WORDS:
+            return None
+        region = take_hyp(lo, hi + _ANCHOR_WORDS)
+        found, p = [], -1
+        while True:
+            try:
+                p = region.index(key[0], p + 1, hi - lo + 1)
+            except ValueError:
+                break
+            if region[p:p + _ANCHOR_WORDS] == key:
+                found.append(lo + p)
+        return _nearest(found, j)
+
+    errors: list[tuple[int, str, str]] = []
+    cuts = _window_cuts(len(ref_words), len(hyp_words), WINDOW_WORDS, find_anchor, _ANCHOR_TRIES_WORDS)
+    for (i0, j0), (i1, j1) in itertools.pairwise(cuts):
+        a, b = take_ref(i0, i1), take_hyp(j0, j1)
+        if a == b:
+            continue
+        for tag, ref_pos, hyp_pos in Levenshtein.editops(a, b).as_list():
+            code = _OP_CODES[tag]
+            errors.append((code, a[ref_pos] if code != _INS else "", b[hyp_pos] if code != _DEL else ""))
+    return errors
+
+
+def _windowed_char_distance(ref: str, hyp: str) -> int:
+    """Levenshtein distance of two long strings, window by window (an upper bound, see above)."""
+
+    def find_anchor(i: int, j: int, lo: int, hi: int) -> int | None:
+        key = ref[i:i + _ANCHOR_CHARS]
+        if len(key) < _ANCHOR_CHARS:
+            return None
+        after = hyp.find(key, j, hi + _ANCHOR_CHARS)
+        before = hyp.rfind(key, lo, j + _ANCHOR_CHARS)
+        return _nearest([p for p in (after, before) if p >= 0], j)
+
+    cuts = _window_cuts(len(ref), len(hyp), WINDOW_CHARS, find_anchor, _ANCHOR_TRIES_CHARS)
+    return sum(Levenshtein.distance(ref[i0:i1], hyp[j0:j1])
+               for (i0, j0), (i1, j1) in itertools.pairwise(cuts))
+
+
+def _words_of(text: str) -> list[str] | pa.Array:
+    """``text.split()``; as one Arrow array when the text is long: a Python object per word would
+    cost ~60 bytes each (a 50 MB line: ~500 MB)."""
+    if len(text) <= MAX_EXACT_CHARS:
+        return text.split()
+    return split_words(pa.array([text], type=pa.large_string()))
+
+
+def _align_long(ref: str, hyp: str) -> tuple[list[tuple[int, str, str]], tuple[int, ...], tuple[int, ...]]:
+    """An utterance over an exact limit: its errors as (op code, ref word, hyp word), its counts
+    (sub, del, ins, words, char edits, chars: _align_chunk's order) and its sizes (reference and
+    hypothesis words, then characters)."""
+    ref_words, hyp_words = _words_of(ref), _words_of(hyp)
+    n, m = len(ref_words), len(hyp_words)
+    if n > MAX_EXACT_WORDS or m > MAX_EXACT_WORDS:
+        errors = _windowed_word_errors(ref_words, hyp_words)
+    else:
+        a, b = _word_taker(ref_words)(0, n), _word_taker(hyp_words)(0, m)
+        errors = [(_OP_CODES[tag], a[i] if tag != "insert" else "", b[j] if tag != "delete" else "")
+                  for tag, i, j in (Levenshtein.editops(a, b).as_list() if a != b else [])]
+    ref_stripped, hyp_stripped = ref.strip(), hyp.strip()
+    if len(ref_stripped) > MAX_EXACT_CHARS or len(hyp_stripped) > MAX_EXACT_CHARS:
+        char_edits = _windowed_char_distance(ref_stripped, hyp_stripped)
+    else:
+        char_edits = Levenshtein.distance(ref_stripped, hyp_stripped)
+    ops = [code for code, _, _ in errors]
+    counts = (ops.count(_SUB), ops.count(_DEL), ops.count(_INS), n, char_edits, len(ref_stripped))
+    return errors, counts, (n, m, len(ref_stripped), len(hyp_stripped))
+
+
+def _windowed(ref_words: int, hyp_words: int, ref_chars: int, hyp_chars: int) -> bool:
+    return max(ref_words, hyp_words) > MAX_EXACT_WORDS or max(ref_chars, hyp_chars) > MAX_EXACT_CHARS
+
+
+# --- bulk alignment: the loop --------------------------------------------------------------------
+
+
 def _align_chunk(refs: list, hyps: list, base: int) -> tuple:
     """Align refs[i] with hyps[i]; utterance ids start at ``base``.
 
     Returns the seven count lists as int64 arrays, then the errors: utt ids, op codes, and the
     ref/hyp words each joined with "\\n" ("" where absent). Words never contain whitespace, so
-    the join is lossless, and one string pickles back from a worker far faster than a list.
+    the join is lossless, and one string pickles back from a worker far faster than a list. Last,
+    the (utt, ref words, hyp words, ref chars, hyp chars) of the utterances aligned in windows.
     """
     editops = Levenshtein.editops
     distance = Levenshtein.distance
@@ -147,6 +342,8 @@ def _align_chunk(refs: list, hyps: list, base: int) -> tuple:
     err_op: list[int] = []
     err_ref: list[str] = []
     err_hyp: list[str] = []
+    long_utts: list[tuple] = []
+    per_utterance = (n_sub, n_del, n_ins, n_words, n_char_edits, n_chars)
     add_utt, add_op, add_ref, add_hyp = (
         err_utt.append,
         err_op.append,
@@ -164,8 +361,24 @@ def _align_chunk(refs: list, hyps: list, base: int) -> tuple:
                 ref = _coerce_text(ref)
             if type(hyp) is not str:
                 hyp = _coerce_text(hyp)
-            ref_words = ref.split()
-            hyp_words = hyp.split()
+            # Long texts are measured before any split: a 50 MB text is never one Python list.
+            short = len(ref) <= MAX_EXACT_CHARS and len(hyp) <= MAX_EXACT_CHARS
+            if short:
+                ref_words = ref.split()
+                hyp_words = hyp.split()
+            if not short or len(ref_words) > MAX_EXACT_WORDS or len(hyp_words) > MAX_EXACT_WORDS:
+                utt = base + offset
+                errors, counts, sizes = _align_long(ref, hyp)
+                for code, ref_word, hyp_word in errors:
+                    add_utt(utt)
+                    add_op(code)
+                    add_ref(ref_word)
+                    add_hyp(hyp_word)
+                for values, value in zip(per_utterance, counts):
+                    values.append(value)
+                if _windowed(*sizes):
+                    long_utts.append((utt, *sizes))
+                continue
             subs = dels = inss = 0
             if ref_words != hyp_words:
                 utt = base + offset
@@ -215,6 +428,7 @@ def _align_chunk(refs: list, hyps: list, base: int) -> tuple:
         np.array(err_op, dtype=np.int8),
         "\n".join(err_ref),
         "\n".join(err_hyp),
+        long_utts,
     )
 
 
@@ -237,6 +451,29 @@ def _count_words_range(texts: Any, lo: int, hi: int) -> pa.Table:
         part = list(texts[lo:hi])
     counts = pc.value_counts(split_words(to_arrow_strings(part)))
     return pa.table({"word": counts.field(0), "count": counts.field(1)})
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _worker_signals() -> None:
+    """Pool worker start-up: Ctrl-C reaches the whole process group, but only the parent should
+    react (it terminates the pool); a worker's own KeyboardInterrupt printed a traceback. SIGTERM
+    gets its default action back (the parent's handler unwinds, a worker just ends)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by _start_pool
+
+
+def _start_pool(context: multiprocessing.context.BaseContext, processes: int) -> multiprocessing.pool.Pool:
+    """A pool whose workers ignore Ctrl-C. The stop signals stay blocked while the workers are
+    forked (they inherit the mask), so one landing before a worker's initializer ran waits and is
+    then ignored there, while the parent receives it as soon as the pool exists."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        return context.Pool(processes, initializer=_worker_signals)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _fork_context() -> multiprocessing.context.BaseContext | None:
@@ -276,7 +513,9 @@ def align_corpus(
         ranges = [(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges) if hi > lo]
         _SHARED = (refs, hyps, count_ref_words)
         try:
-            with context.Pool(processes) as pool:
+            # On any exception (KeyboardInterrupt, SystemExit from SIGTERM) leaving the block
+            # terminates the workers: none outlives the interrupted load.
+            with _start_pool(context, processes) as pool:
                 parts = pool.map(_align_range, ranges, chunksize=1)
         finally:
             _SHARED = None
@@ -314,10 +553,12 @@ def _assemble(parts: list[tuple], n: int) -> CorpusAlignment:
         }
     )
     word_counts_total: dict[str, int] | None = None
-    if parts and parts[0][10] is not None:
-        merged = pa.concat_tables([p[10] for p in parts]).group_by("word").aggregate([("count", "sum")])
+    if parts and parts[0][11] is not None:
+        merged = pa.concat_tables([p[11] for p in parts]).group_by("word").aggregate([("count", "sum")])
         word_counts_total = dict(zip(merged["word"].to_pylist(), merged["count_sum"].to_pylist()))
-    return CorpusAlignment(counts=counts, errors=errors, ref_word_counts=word_counts_total)
+    long_utterances = [LongUtterance(*fields) for p in parts for fields in p[10]]
+    return CorpusAlignment(counts=counts, errors=errors, ref_word_counts=word_counts_total,
+                           long_utterances=long_utterances)
 
 
 def _split_joined(joined: str) -> pa.Array:
@@ -455,10 +696,20 @@ def align_words(ref: str, hyp: str) -> list[AlignedWord]:
 
     Every reference and hypothesis word appears once, in order; ops are "equal", "sub", "del",
     "ins". Words are ``str.split()`` tokens (texts are re-joined with single spaces before jiwer
-    sees them, see the module docstring), so the ops agree with ``align_corpus``.
+    sees them, see the module docstring), so the ops agree with ``align_corpus``. Beyond
+    ``MAX_EXACT_WORDS`` words on either side: one "unaligned" entry (see ``AlignedWord``).
     """
     ref_words = (ref or "").split()
     hyp_words = (hyp or "").split()
+    too_long = [f"the {side} has {len(words):,} words" for side, words in (("reference", ref_words),
+                                                                          ("hypothesis", hyp_words))
+                if len(words) > MAX_EXACT_WORDS]
+    if too_long:
+        # An exact diff would take seconds to minutes, and hundreds of thousands of spans no
+        # browser shows usefully: the hypothesis as it is, and why.
+        note = (f"No word diff: {' and '.join(too_long)} (at most {MAX_EXACT_WORDS:,} are aligned "
+                "word by word); the hypothesis is shown as it is.")
+        return [AlignedWord("unaligned", None, hyp or "", note=note)]
     # Older jiwer versions raise on an empty reference; no alignment is needed for these anyway.
     if not ref_words:
         return [AlignedWord("ins", None, w) for w in hyp_words]

@@ -33,6 +33,12 @@ Sorting (:func:`parse_sort`): ``"col"``, ``"-col"``, ``"col1,-col2"``. Sorts are
 table order), missing values come last in both directions, strings sort by code point
 (case-sensitive).
 
+Bounds (every request is served in bounded memory and time, whatever its text): a filter is at
+most :data:`MAX_QUERY_LENGTH` characters and :data:`MAX_CLAUSES` clauses; a sort names a column
+once (``id,-id`` is ``id``: a repeated key cannot change the order) and at most
+:data:`MAX_SORT_KEYS` columns; a page or row range is at most :data:`MAX_PAGE_SIZE` rows. Going
+over a limit is a :class:`QueryError` that names it (a page size is clamped instead).
+
 Nothing here evaluates user text as code: Q is read by a small hand-written scanner, never by
 ``eval``, ``DataFrame.query`` or ``DataFrame.eval``.
 """
@@ -61,6 +67,9 @@ __all__ = [
     "OPERATORS",
     "EXAMPLE",
     "MAX_PAGE_SIZE",
+    "MAX_QUERY_LENGTH",
+    "MAX_CLAUSES",
+    "MAX_SORT_KEYS",
     "GRID_NUMBER_FILTER_OPTIONS",
     "GRID_TEXT_FILTER_OPTIONS",
     "parse_filter",
@@ -73,8 +82,14 @@ __all__ = [
 
 OPERATORS: tuple[str, ...] = ("=", "!=", "<", "<=", ">", ">=", "contains", "has")
 EXAMPLE = '{wer} > 20 && {text} contains "hello"'
-MAX_PAGE_SIZE = 10_000
-MAX_QUERY_LENGTH = 10_000  # a filter longer than this is a mistake (or an attack), not a query
+MAX_PAGE_SIZE = 1_000     # rows in one page / grid block: a screenful is ~50, a JSON page of 1000 ~1 MB
+MAX_QUERY_LENGTH = 10_000  # a filter (or sort) longer than this is a mistake (or an attack), not a query
+# Each distinct clause is one pass over a column (~0.1 s for a text scan of 1M rows): 16 keep the
+# worst filter near a second on the 2-core machines sde targets; real filters use a handful.
+MAX_CLAUSES = 16
+# Each sort key costs an int64 per row (8 MB at 1M rows): 1,000 keys took a 100k server from 181 MB
+# to 955 MB. Eight is more than anyone sorts by.
+MAX_SORT_KEYS = 8
 
 _WORD_OPS = {"contains": "contains", "has": "has", "eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 # Longest first, so "<=" is not read as "<" followed by a value "=...".
@@ -164,6 +179,7 @@ def parse_filter(q: str | None, columns: Sequence[str] | None = None) -> list[Cl
     while True:
         clause, i = _parse_clause(q, i)
         clauses.append(clause)
+        _check_clause_count(len(clauses))
         i = _skip_ws(q, i)
         if i == n:
             break
@@ -179,6 +195,12 @@ def parse_filter(q: str | None, columns: Sequence[str] | None = None) -> list[Cl
         for c in clauses:
             _check_column(c.column, columns)
     return clauses
+
+
+def _check_clause_count(n: int) -> None:
+    if n > MAX_CLAUSES:
+        raise QueryError(f"The filter has more than {MAX_CLAUSES} clauses (at most {MAX_CLAUSES}): "
+                         f"narrow it down in steps, or use contains/has on one column. Example: {EXAMPLE}")
 
 
 def _skip_ws(q: str, i: int) -> int:
@@ -274,7 +296,9 @@ def parse_sort(s: str | None, columns: Sequence[str] | None = None) -> list[tupl
         return []
     if not isinstance(s, str):
         raise QueryError("The sort must be text, like: -wer,duration")
-    out: list[tuple[str, bool]] = []
+    if len(s) > MAX_QUERY_LENGTH:
+        raise QueryError(f"The sort is too long ({len(s)} characters, at most {MAX_QUERY_LENGTH}).")
+    out = _SortKeys()
     for part in s.split(","):
         part = part.strip()
         if not part:
@@ -287,10 +311,32 @@ def parse_sort(s: str | None, columns: Sequence[str] | None = None) -> list[tupl
             name = name[1:-1].strip()
         if not name:
             raise QueryError(f'Missing column name in sort "{s}". Example: -wer,duration')
-        if columns is not None:
+        if columns is not None and name not in out:
             _check_column(name, columns)
-        out.append((name, desc))
-    return out
+        out.add(name, desc)
+    return out.keys
+
+
+class _SortKeys:
+    """Sort keys as they are read: a column's first key wins (a later key on the same column can
+    only compare equal values, so dropping it changes nothing) and more than MAX_SORT_KEYS distinct
+    columns is an error, raised as soon as it is seen (a 5,000-entry sort is never materialised)."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[str, bool]] = []
+        self._seen: set[str] = set()
+
+    def __contains__(self, column: str) -> bool:
+        return column in self._seen
+
+    def add(self, column: str, desc: bool) -> None:
+        if column in self._seen:
+            return
+        if len(self.keys) >= MAX_SORT_KEYS:
+            raise QueryError(f"Too many sort columns: at most {MAX_SORT_KEYS} distinct columns, "
+                             f"e.g. -wer,duration.")
+        self._seen.add(column)
+        self.keys.append((column, desc))
 
 
 def _check_column(name: str, columns: Sequence[str]) -> None:
@@ -497,6 +543,9 @@ class TableQuery:
         if filter is None or isinstance(filter, str):
             return parse_filter(filter, self._filterable)
         clauses = list(filter)
+        _check_clause_count(len(clauses))
+        if sum(len(c.value) for c in clauses if isinstance(c, Clause) and isinstance(c.value, str)) > MAX_QUERY_LENGTH:
+            raise QueryError(f"The filter values are too long (at most {MAX_QUERY_LENGTH} characters in all).")
         for c in clauses:
             if not isinstance(c, Clause):
                 raise QueryError(f"Expected filter clauses, got {type(c).__name__}.")
@@ -506,15 +555,17 @@ class TableQuery:
     def _as_sort(self, sort: str | Sequence[tuple[str, bool]] | None) -> list[tuple[str, bool]]:
         if sort is None or isinstance(sort, str):
             return parse_sort(sort, self.columns)
-        out = []
+        out = _SortKeys()
         for item in sort:
             try:
                 name, desc = item
             except (TypeError, ValueError):
-                raise QueryError(f"Expected (column, descending) pairs for sort, got {item!r}.") from None
-            _check_column(name, self.columns)
-            out.append((str(name), bool(desc)))
-        return out
+                raise QueryError(f"Expected (column, descending) pairs for sort, got {_short(item)}.") from None
+            name = str(name)
+            if name not in out:
+                _check_column(name, self.columns)
+            out.add(name, bool(desc))
+        return out.keys
 
     def _clause_key(self, c: Clause) -> tuple:
         """Validate the clause against the column's type; return its normalised cache key."""
@@ -819,13 +870,20 @@ def _parallel(fn: Callable[[Any], np.ndarray], arr: pa.ChunkedArray | pa.Array) 
 
 
 def _as_int(v: Any, name: str) -> int:
-    if isinstance(v, (bool, np.bool_)):
-        raise QueryError(f"{name} must be a whole number (got {v!r}).")
-    if isinstance(v, (int, np.integer)):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
         return int(v)
-    if isinstance(v, str) and v.strip().lstrip("+-").isdigit():
-        return int(v)
-    raise QueryError(f"{name} must be a whole number (got {v!r}).")
+    if isinstance(v, str) and len(v) <= 40 and v.strip().lstrip("+-").isdecimal():
+        try:
+            return int(v)
+        except ValueError:  # decimal digits int() still refuses (mixed scripts)
+            pass
+    raise QueryError(f"{name} must be a whole number (got {_short(v)}).")
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    """repr of a user value for a message, cut short: an error must not echo a megabyte back."""
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _to_float(value: str | float, col: str) -> float:
@@ -935,27 +993,34 @@ def to_clauses_from_grid(filter_model: Mapping[str, Any] | None, *,
     out: list[Clause] = []
     for col_id, model in filter_model.items():
         out.extend(_grid_model(str(col_id), model, in_range_inclusive))
+        _check_clause_count(len(out))
     return out
 
 
-def _grid_model(column: str, model: Any, inclusive: bool) -> list[Clause]:
+def _grid_model(column: str, model: Any, inclusive: bool, nested: bool = False) -> list[Clause]:
     if not isinstance(model, Mapping):
         raise QueryError(f"Filter on {{{column}}}: expected an object, got {type(model).__name__}.")
     ftype = model.get("filterType", "text")
     if ftype not in ("text", "number"):
         raise QueryError(f"Filter on {{{column}}}: {ftype} filters are not supported (text and number are).")
     if "operator" in model or "conditions" in model or "condition1" in model:
+        if nested:
+            # AG Grid combines simple conditions only; a model nested deeper is not from the grid.
+            raise QueryError(f"Filter on {{{column}}}: combined conditions cannot be nested.")
         operator = str(model.get("operator", "AND")).upper()
         if operator != "AND":
             raise QueryError(f"Filter on {{{column}}}: OR is not supported; combine conditions with AND.")
         conditions = model.get("conditions")
         if conditions is None:
             conditions = [model[k] for k in ("condition1", "condition2") if model.get(k)]
+        if not isinstance(conditions, (list, tuple)):
+            raise QueryError(f"Filter on {{{column}}}: conditions must be a list.")
         out: list[Clause] = []
         for cond in conditions:
             if isinstance(cond, Mapping) and "filterType" not in cond:
                 cond = {**cond, "filterType": ftype}
-            out.extend(_grid_model(column, cond, inclusive))
+            out.extend(_grid_model(column, cond, inclusive, nested=True))
+            _check_clause_count(len(out))
         return out
     gtype = model.get("type")
     value = model.get("filter")
@@ -981,18 +1046,22 @@ def _grid_number(v: Any, column: str) -> float:
 def sort_from_grid(sort_model: Sequence[Mapping[str, Any]] | None) -> list[tuple[str, bool]]:
     """AG Grid ``sortModel`` (``[{"colId": "wer", "sort": "desc"}, ...]``) → ``[(column, descending)]``.
 
-    Entries with no sort direction are skipped; the list order is the sort priority.
+    Entries with no sort direction are skipped; the list order is the sort priority; a column's
+    first entry wins and more than :data:`MAX_SORT_KEYS` columns raise :class:`QueryError`.
     """
     if not sort_model:
         return []
-    out: list[tuple[str, bool]] = []
+    if not isinstance(sort_model, (list, tuple)):
+        raise QueryError("The grid sort model must be a list of {colId, sort}.")
+    out = _SortKeys()
     for item in sort_model:
         if not isinstance(item, Mapping) or "colId" not in item:
-            raise QueryError(f"Invalid grid sort entry {item!r}: expected {{colId, sort}}.")
+            raise QueryError(f"Invalid grid sort entry {_short(item)}: expected {{colId, sort}}.")
         direction = item.get("sort")
         if direction is None:
             continue
         if direction not in ("asc", "desc"):
-            raise QueryError(f'Invalid sort direction "{direction}" for {{{item["colId"]}}}: use asc or desc.')
-        out.append((str(item["colId"]), direction == "desc"))
-    return out
+            raise QueryError(f'Invalid sort direction {_short(direction)} for {{{_short(str(item["colId"]))}}}: '
+                             "use asc or desc.")
+        out.add(str(item["colId"]), direction == "desc")
+    return out.keys

@@ -29,7 +29,9 @@ import functools
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -135,60 +137,164 @@ def _numbers_to_words(text: str) -> str:
 # Rules, in order: ’ becomes '; dashes (Unicode Pd) and "/" become spaces; every other punctuation
 # character (Unicode P*) except ' is removed; then an apostrophe survives only when it is a single
 # ' between two word characters (letters, digits, marks: "don't", "rock'n'roll"), so quotes and
-# runs like "''" go. The rules are written twice: RE2 patterns for Arrow (the bulk path; compiling
-# the Unicode classes costs milliseconds per call, nothing over a million strings) and a per-char
-# Python version for small inputs. tests/test_text.py checks that both agree.
+# runs like "''" go.
+#
+# One definition: which code points are punctuation, dashes and word characters is decided once,
+# from Python's unicodedata, and both paths use those sets: a translation table plus Python regexes
+# for small inputs, the same sets spelled as explicit RE2 ranges for Arrow (the bulk path). RE2's
+# own \p{P} / \pL tables follow a newer Unicode than Python's, so using them would make a line
+# normalise differently depending on the size of the manifest it is in.
 
 _TYPOGRAPHIC_APOSTROPHE = "\u2019"
-_RE2_JOINERS = r"[\p{Pd}/]"
-_RE2_PUNCT_BUT_APOSTROPHE = r"[^\P{P}']"
-_RE2_APOSTROPHE_RUN = r"''+"
-# One match consumes the neighbour, but single apostrophes never share a neighbour once runs
-# are gone, so one pass each side is exact.
-_RE2_APOSTROPHE_AFTER_NON_WORD = r"(^|[^\pL\pN\pM])'"
-_RE2_APOSTROPHE_BEFORE_NON_WORD = r"'([^\pL\pN\pM]|$)"
+_APOSTROPHE_RUN = r"''+"
 
-# Inputs shorter than this take the Python path (no RE2 compilation).
+# Inputs shorter than this take the Python path (no RE2 compilation of the big classes).
 _PYTHON_PUNCT_MAX_ROWS = 64
+_MAX_CODE_POINT = 0x10FFFF
+
+
+@dataclass(frozen=True)
+class _PunctRules:
+    """The punct step's code point sets, as a str.translate table and as regex classes."""
+
+    translate: dict[int, str | None]  # ’ → ', joiners → " ", other punctuation except ' → removed
+    joiners: np.ndarray               # Pd and "/"
+    removed: np.ndarray               # P* except ' (and ’, which becomes ' first)
+    word: np.ndarray                  # L*, N*, M*
+
+
+def _ranges(code_points: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted code points as (first, last) runs."""
+    if not len(code_points):
+        return []
+    breaks = np.flatnonzero(np.diff(code_points) != 1)
+    starts = np.concatenate(([code_points[0]], code_points[breaks + 1]))
+    ends = np.concatenate((code_points[breaks], [code_points[-1]]))
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _re2_class(code_points: np.ndarray, negate: bool = False) -> str:
+    """A character class of exactly these code points, in RE2 syntax."""
+    body = "".join(f"\\x{{{lo:x}}}" if lo == hi else f"\\x{{{lo:x}}}-\\x{{{hi:x}}}"
+                   for lo, hi in _ranges(code_points))
+    return f"[{'^' if negate else ''}{body}]"
+
+
+def _python_class(code_points: np.ndarray, negate: bool = False) -> str:
+    """The same class in Python's re syntax (which has no \\x{...})."""
+    body = "".join(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}"
+                   for lo, hi in _ranges(code_points))
+    return f"[{'^' if negate else ''}{body}]"
+
+
+@functools.lru_cache(maxsize=1)
+def _punct_rules() -> _PunctRules:
+    # ~0.1 s once per process, only when punct is on: every code point's category.
+    categories = "".join(unicodedata.category(chr(c)) for c in range(_MAX_CODE_POINT + 1))
+    pairs = np.frombuffer(categories.encode("ascii"), dtype=np.uint8).reshape(-1, 2)
+    major, minor = pairs[:, 0], pairs[:, 1]
+    punct = major == ord("P")
+    joiners = (punct & (minor == ord("d"))) | (np.arange(len(major)) == ord("/"))
+    removed = punct & ~joiners
+    removed[[ord("'"), ord(_TYPOGRAPHIC_APOSTROPHE)]] = False
+    word = (major == ord("L")) | (major == ord("N")) | (major == ord("M"))
+    joiner_points, removed_points = np.flatnonzero(joiners), np.flatnonzero(removed)
+    table: dict[int, str | None] = dict.fromkeys(removed_points.tolist())
+    table.update(dict.fromkeys(joiner_points.tolist(), " "))
+    table[ord(_TYPOGRAPHIC_APOSTROPHE)] = "'"
+    return _PunctRules(translate=table, joiners=joiner_points, removed=removed_points,
+                       word=np.flatnonzero(word))
+
+
+@functools.lru_cache(maxsize=1)
+def _re2_punct_patterns() -> tuple[str, str, str, str]:
+    rules = _punct_rules()
+    non_word = _re2_class(rules.word, negate=True)
+    # Apostrophes after / before a non-word character (RE2 has no lookaround). One match consumes
+    # the neighbour, but single apostrophes never share a neighbour once runs are gone, so one pass
+    # each side is exact.
+    after_non_word, before_non_word = rf"(^|{non_word})'", rf"'({non_word}|$)"
+    return _re2_class(rules.joiners), _re2_class(rules.removed), after_non_word, before_non_word
 
 
 def _punct_arrow(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    joiners, removed, after_non_word, before_non_word = _re2_punct_patterns()
     arr = pc.replace_substring(arr, _TYPOGRAPHIC_APOSTROPHE, "'")
-    arr = pc.replace_substring_regex(arr, _RE2_JOINERS, " ")
-    arr = pc.replace_substring_regex(arr, _RE2_PUNCT_BUT_APOSTROPHE, "")
-    arr = pc.replace_substring_regex(arr, _RE2_APOSTROPHE_RUN, "")
-    arr = pc.replace_substring_regex(arr, _RE2_APOSTROPHE_AFTER_NON_WORD, r"\1")
-    return pc.replace_substring_regex(arr, _RE2_APOSTROPHE_BEFORE_NON_WORD, r"\1")
+    arr = pc.replace_substring_regex(arr, joiners, " ")
+    arr = pc.replace_substring_regex(arr, removed, "")
+    arr = pc.replace_substring_regex(arr, _APOSTROPHE_RUN, "")
+    arr = pc.replace_substring_regex(arr, after_non_word, r"\1")
+    return pc.replace_substring_regex(arr, before_non_word, r"\1")
 
 
-@functools.lru_cache(maxsize=65_536)
-def _punct_char(char: str) -> str:
-    """What the punct step makes of one character (before the apostrophe rule)."""
-    if char == _TYPOGRAPHIC_APOSTROPHE or char == "'":
-        return "'"
-    category = unicodedata.category(char)
-    if category == "Pd" or char == "/":
-        return " "
-    return "" if category[0] == "P" else char
-
-
-def _is_word_char(char: str) -> bool:
-    return unicodedata.category(char)[0] in "LNM"
+@functools.lru_cache(maxsize=1)
+def _python_apostrophe_regexes() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    word = _python_class(_punct_rules().word)
+    # The same rules as RE2's, spelled to start with the apostrophe: Python's re then jumps from
+    # apostrophe to apostrophe instead of testing the big class at every position (~100x faster).
+    # "' not preceded by a word character" is: the two characters ending after it are not word + '.
+    after_non_word = rf"'(?<!{word}')"
+    before_non_word = rf"'(?!{word})"
+    return re.compile(_APOSTROPHE_RUN), re.compile(after_non_word), re.compile(before_non_word)
 
 
 def _punct_python(text: str) -> str:
-    chars = "".join(_punct_char(c) for c in text)
+    chars = text.translate(_punct_rules().translate)
     if "'" not in chars:
         return chars
-    out = []
-    last = len(chars) - 1
-    for i, c in enumerate(chars):
-        if c == "'" and not (
-            0 < i < last and _is_word_char(chars[i - 1]) and _is_word_char(chars[i + 1])
-        ):
-            continue
-        out.append(c)
-    return "".join(out)
+    run, after_non_word, before_non_word = _python_apostrophe_regexes()
+    chars = run.sub("", chars)
+    chars = after_non_word.sub("", chars)
+    return before_non_word.sub("", chars)
+
+
+# --- lower-casing ------------------------------------------------------------------------------
+#
+# Python's str.lower is the reference (it is what users compare with): full case mappings ("İ" →
+# "i̇") and the final-sigma rule ("ΟΔΟΣ" → "οδος"). Arrow's utf8_lower maps each code point on its
+# own with simple mappings from its own Unicode version. Both are per code point except Python's
+# Σ, so a string holding none of the code points where they differ (found once by lower-casing
+# every code point both ways) gets the same result from Arrow; only the rest go through Python.
+
+_CAPITAL_SIGMA = "\u03a3"
+
+
+@functools.lru_cache(maxsize=1)
+def _lower_differs_class() -> str:
+    """RE2 class of the code points whose Arrow lower-case differs from str.lower, plus Σ.
+
+    Found once per process, only when lower is on, by lower-casing every code point both ways,
+    in blocks: a block that str.lower leaves the same length compares code point by code point
+    in numpy; the rare blocks holding an expanding mapping ("İ") are compared one by one.
+    """
+    points = np.concatenate([np.arange(0xD800), np.arange(0xE000, _MAX_CODE_POINT + 1)]).astype("<u4")
+    every = points.tobytes().decode("utf-32-le")
+    by_arrow = np.frombuffer(pc.utf8_lower(pa.array([every]))[0].as_py().encode("utf-32-le"), dtype="<u4")
+    if len(by_arrow) != len(points):  # Arrow maps code point to code point; should that ever
+        return "[^\\x00-\\x7f]"        # change, every non-ASCII string goes to Python
+    differs = [ord(_CAPITAL_SIGMA)]
+    block = 4096
+    for start in range(0, len(every), block):
+        chars = every[start:start + block]
+        by_python = chars.lower()
+        if len(by_python) == len(chars):
+            python_points = np.frombuffer(by_python.encode("utf-32-le"), dtype="<u4")
+            differs.extend(points[start + np.flatnonzero(python_points != by_arrow[start:start + block])].tolist())
+        else:
+            differs.extend(ord(c) for k, c in enumerate(chars) if c.lower() != chr(by_arrow[start + k]))
+    return _re2_class(np.unique(np.asarray(differs, dtype=np.int64)))
+
+
+def _lower(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """str.lower of every string, through Arrow wherever that gives the same result."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    lowered = pc.utf8_lower(arr)
+    tricky = pc.match_substring_regex(arr, _lower_differs_class())
+    if not pc.any(tricky).as_py():
+        return lowered
+    by_python = [s.lower() for s in pc.filter(arr, tricky).to_pylist()]
+    return pc.replace_with_mask(lowered, tricky, pa.array(by_python, type=arr.type))
 
 
 def to_arrow_strings(
@@ -224,7 +330,7 @@ def normalize_many(
         if step == "numbers":
             arr = _apply_numbers(arr)
         elif step == "lower":
-            arr = pc.utf8_lower(arr)
+            arr = _lower(arr)
         elif step == "punct":
             if len(arr) < _PYTHON_PUNCT_MAX_ROWS:
                 punct = [_punct_python(t) for t in arr.to_pylist()]

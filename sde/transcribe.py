@@ -908,12 +908,10 @@ def _write_output(manifest: Path, target: Path, field: str, shard: tuple[int, in
 
 
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from sde.progress import progress_bar  # a tqdm bar on a terminal, one plain line in a log
 
-    return tqdm(
-        total=total, initial=initial, unit="utt", desc="Transcribing", file=sys.stderr,
-        disable=not enabled, dynamic_ncols=True, smoothing=0.1,
-    )
+    return progress_bar(total, "Transcribing", unit="utt", enabled=enabled, initial=initial, stream=sys.stderr,
+                        dynamic_ncols=True, smoothing=0.1)
 
 
 def _tick(bar: Any, n: int, audio_s: float, start: float) -> None:

@@ -149,7 +149,9 @@ def test_errors_layout_renders_with_and_without_params(demo):
     n = len(demo.utterance_query.select("{duration} > 3"))
     assert f"{n} of {len(demo.utterances)} utterances match the filter" in text_of(by_id(layout, errors.SUMMARY))
     assert by_id(layout, errors.STATE).data == {"hyp": "pred_text_conformer", "filter": "{duration} > 3",
-                                                "by": "duration_bucket"}
+                                                "by": "duration_bucket", "min_utts": 1, "show": "worst"}
+    layout = errors.layout(demo, "/errors", {"min_utts": "3", "show": "best"})
+    assert by_id(layout, errors.MIN_UTTS).value == 3 and by_id(layout, errors.SHOW).value == "best"
 
 
 def test_errors_layout_with_bad_params_is_friendly(demo):
@@ -178,7 +180,7 @@ def test_top_error_rows_match_analysis(demo, filter_text):
             assert [(r["word"], r["count"]) for r in rows[kind]] == \
                 list(zip(expected[kind]["word"].tolist(), expected[kind]["count"].tolist()))
         selected = None if ids_ is None else set(np.asarray(ids_).tolist())
-        for kind, rs in rows.items():
+        for _kind, rs in rows.items():
             for r in rs:
                 url = urlparse(r["href"])
                 assert url.path == "/samples"
@@ -215,11 +217,15 @@ def test_error_param_plain_words_stay_readable():
 @pytest.mark.parametrize("by", ["speaker", "lang", "duration_bucket"])
 def test_breakdown_rows_match_analysis_and_link_to_the_group(demo, by):
     h = demo.hypotheses[0]
-    _frame, rows = errors.breakdown_rows(demo, h, by, None, None)
-    expected = analysis.breakdown(demo.utterances, by, h)
+    response, _count = errors.breakdown_grid_response(
+        demo, {"hyp": h.field, "filter": "", "by": by}, {"startRow": 0, "endRow": 100, "sortModel": []})
+    rows = response["rowData"]
+    expected = analysis.breakdown(demo.utterances, by, h, sort="-wer", ci=True)
+    assert response["rowCount"] == len(expected) == len(rows)
     assert [r["utterances"] for r in rows] == expected["utterances"].tolist()
     assert [r["wer"] for r in rows] == pytest.approx(expected["wer"].tolist(), abs=1e-4)
     assert [r["cer"] for r in rows] == pytest.approx(expected["cer"].tolist(), abs=1e-4)
+    assert [r["ci_lo"] for r in rows] == pytest.approx(expected["ci_lo"].tolist(), abs=1e-4)
     for r in rows:
         q = parse_qs(urlparse(r["href"]).query)
         # The group's own filter selects exactly its utterances.
@@ -236,11 +242,12 @@ def test_selection_totals_match_the_summary(demo):
 
 def test_errors_update_callback(app, demo, monkeypatch):
     update = callback(app, "errors-summary-box.children")
-    state = {"hyp": "pred_text", "filter": "", "by": "speaker"}
+    state = {"hyp": "pred_text", "filter": "", "by": "speaker", "min_utts": 1, "show": "worst"}
     set_ctx(monkeypatch, errors, errors.HYP)
-    out = update("pred_text_conformer", "", 0, "speaker", "", state)
-    summary, tables, _content, _links, new, invalid, feedback, _warning, search, rendered = out
-    assert new == {"hyp": "pred_text_conformer", "filter": "", "by": "speaker"}
+    out = update("pred_text_conformer", "", 0, "speaker", 1, "worst", "", state)
+    summary, tables, _content, _links, defs, new, invalid, feedback, _warning, search, rendered = out
+    assert new == {"hyp": "pred_text_conformer", "filter": "", "by": "speaker", "min_utts": 1, "show": "worst"}
+    assert defs is no_update  # same column: the grid keeps its columns
     assert search == "?hyp=pred_text_conformer" and invalid is False and feedback == ""
     assert rendered["path"] == "/errors" and rendered["params"] == {"hyp": "pred_text_conformer"}
     grid = by_id(tables, "errors-sub-grid")
@@ -250,28 +257,39 @@ def test_errors_update_callback(app, demo, monkeypatch):
 
     # Only the breakdown column changed: the top-error tables are left alone.
     set_ctx(monkeypatch, errors, errors.BY)
-    out = update("pred_text_conformer", "", 0, "duration_bucket", "", new)
+    out = update("pred_text_conformer", "", 0, "duration_bucket", 1, "worst", "", new)
     assert out[0] is no_update and out[1] is no_update
-    assert by_id(out[2], errors.BREAKDOWN_GRID).rowData[0]["value"] in analysis.DURATION_BUCKET_LABELS
-    assert "by=duration_bucket" in out[8]
+    chart = by_id(out[2], errors.BREAKDOWN_FIG).figure
+    assert set(chart.layout.xaxis.ticktext) <= set(analysis.DURATION_BUCKET_LABELS)
+    assert out[4][0]["headerName"] == "duration_bucket"
+    assert "by=duration_bucket" in out[9]
+
+    # The threshold and the best/worst toggle go into the state and the URL, not the tables.
+    out = update("pred_text", "", 0, "speaker", "2", "best", "", state)
+    assert out[0] is no_update and out[5]["min_utts"] == 2 and out[5]["show"] == "best"
+    assert parse_qs(out[9].lstrip("?")) == {"min_utts": ["2"], "show": ["best"]}
+    assert "min_utterances=2" in by_id(out[3], errors.BREAKDOWN_CSV).href
 
     # An invalid filter: the hint, nothing else changes.
     set_ctx(monkeypatch, errors, errors.FILTER)
-    out = update("pred_text", "{wer} >> 1", 0, "speaker", "{wer} >> 1", state)
-    assert out[5] is True and out[6] and all(x is no_update for x in out[:4])
-    assert out[8] is no_update
+    out = update("pred_text", "{wer} >> 1", 0, "speaker", 1, "worst", "{wer} >> 1", state)
+    assert out[6] is True and out[7] and all(x is no_update for x in out[:5])
+    assert out[9] is no_update
 
     # A valid filter restricts everything and goes into the URL.
-    out = update("pred_text", "{duration} > 3", 0, "speaker", "{duration} > 3", state)
-    q = parse_qs(out[8].lstrip("?"))
+    out = update("pred_text", "{duration} > 3", 0, "speaker", 1, "worst", "{duration} > 3", state)
+    q = parse_qs(out[9].lstrip("?"))
     assert q == {"filter": ["{duration} > 3"]}
     ids_ = demo.utterance_query.select("{duration} > 3")
     exp = analysis.breakdown(demo.utterances, "speaker", demo.hypotheses[0], utt_ids=ids_)
-    assert [r["utterances"] for r in by_id(out[2], errors.BREAKDOWN_GRID).rowData] == exp["utterances"].tolist()
+    bars = by_id(out[2], errors.BREAKDOWN_FIG).figure.data[0]
+    assert [c[1] for c in bars.customdata] == exp["utterances"].tolist()
+    rows = callback(app, "errors-breakdown-grid.getRowsResponse")({"startRow": 0, "endRow": 100}, out[5])[0]
+    assert sorted(r["utterances"] for r in rows["rowData"]) == sorted(exp["utterances"].tolist())
 
     # Nothing changed: no re-render.
-    out = update("pred_text", "", 0, "speaker", "", state)
-    assert out[0] is no_update and out[8] is no_update
+    out = update("pred_text", "", 0, "speaker", 1, "worst", "", state)
+    assert out[0] is no_update and out[9] is no_update
 
 
 def test_errors_click_callbacks(app, monkeypatch):

@@ -2,10 +2,10 @@
 
 One manifest holds a good espeak-ng recording and every way an audio file goes wrong in the wild:
 missing, zero bytes, a truncated WAV (header claims more data), FLAC bytes named .wav, text named
-.wav, a directory, an offset beyond the end, a file deleted while the server runs, and a file
-with permissions 000. `/audio/ID.wav` and `/api/utterances/ID/signal` must answer a JSON error
-that names the file and says why, with a 4xx status (never a 500), and the server must keep
-serving everything else.
+.wav, a directory, an offset beyond the end, offsets/durations no file can satisfy (1e308), a
+file deleted while the server runs, and a file with permissions 000. `/audio/ID.wav`,
+`/audio/ID.ogg` and `/api/utterances/ID/signal` must answer a JSON error that names the file and
+says why, with a 4xx status (never a 500), and the server must keep serving everything else.
 
 `SdeServer` (below) is shared with tests/test_security.py and tests/test_load.py.
 """
@@ -165,7 +165,12 @@ CASES = {
     "directory": (422, "directory"),
     "offset": (422, "beyond the end"),
     "truncated_past_data": (422, "truncated"),
+    # The whole segment of a WAV cut in half: refused, not silently half as long (README).
+    "truncated": (422, "truncated file: expected audio up to"),
+    "offset_huge": (422, "invalid offset 1e+308 in the manifest"),
+    "duration_huge": (422, "invalid duration 1e+308 in the manifest"),
 }
+AUDIO_URLS = ["/audio/{}.wav", "/audio/{}.ogg", "/api/utterances/{}/signal"]
 
 
 @pytest.fixture(scope="module")
@@ -199,10 +204,13 @@ def faulty(audio_dir, tmp_path_factory):
     files["perm000"] = d / "perm000.wav"
     shutil.copy(good, files["perm000"])
     os.chmod(files["perm000"], 0)
+    files["truncated_inside"] = files["truncated"]
+    files["offset_huge"] = files["duration_huge"] = good
 
     rows = []
     order = ["good", "missing", "empty", "truncated", "truncated_past_data", "flac_named_wav", "text",
-             "directory", "offset", "deleted", "perm000"]
+             "directory", "offset", "deleted", "perm000", "truncated_inside", "offset_huge",
+             "duration_huge"]
     for name in order:
         offset, duration = 0.0, good_dur
         if name == "offset":
@@ -210,6 +218,12 @@ def faulty(audio_dir, tmp_path_factory):
         if name == "truncated_past_data":
             offset = good_dur * 0.9  # beyond the half that is really there
             duration = 0.05
+        if name == "truncated_inside":
+            duration = good_dur * 0.4  # inside the half that is there
+        if name == "offset_huge":
+            offset = 1e308  # finite and >= 0: the manifest accepts it; frame numbers overflow
+        if name == "duration_huge":
+            duration = 1e308
         rows.append({"audio_filepath": str(files[name]), "offset": offset, "duration": duration,
                      "text": f"{name} hello world", "pred_text": "hello world"})
     manifest = d / "faulty.json"
@@ -246,9 +260,9 @@ def test_broken_audio_is_a_json_4xx_naming_the_file(faulty, name):
     server, ids, files = faulty
     status, words = CASES[name]
     uid = ids[name]
-    p1 = _check_error(server, f"/audio/{uid}.wav", status, files[name], words)
-    p2 = _check_error(server, f"/api/utterances/{uid}/signal", status, files[name], words)
-    assert p1["id"] == p2["id"] == uid
+    payloads = [_check_error(server, url.format(uid), status, files[name], words)
+                 for url in AUDIO_URLS]
+    assert {p["id"] for p in payloads} == {uid}
     # twice: a remembered failure answers the same
     _check_error(server, f"/audio/{uid}.wav", status, files[name], words)
     # the rest of the utterance still works: its row and alignment
@@ -270,16 +284,41 @@ def test_good_audio_and_range(faulty):
     assert sig["truncated"] is False and sig["figure"]["data"]
 
 
-def test_truncated_wav_plays_what_is_there_and_says_so(faulty):
-    """audio.py's documented behaviour: the readable part is served, flagged `truncated`."""
+def test_truncated_wav_plays_a_segment_inside_its_data_and_says_so(faulty):
+    """A segment that lies inside what a truncated file holds is served, flagged `truncated`."""
     server, ids, _ = faulty
-    code, _, body = server.get(f"/audio/{ids['truncated']}.wav")
+    code, _, body = server.get(f"/audio/{ids['truncated_inside']}.wav")
     assert code == 200, body[:300]
     data, sr = _wav_ok(body)
     good, _ = _wav_ok(server.get(f"/audio/{ids['good']}.wav")[2])
-    assert 0.3 * len(good) < len(data) < 0.7 * len(good)
-    sig = server.json(f"/api/utterances/{ids['truncated']}/signal", 200)
+    assert len(data) == pytest.approx(0.4 * len(good), abs=sr * 0.01)
+    sig = server.json(f"/api/utterances/{ids['truncated_inside']}/signal", 200)
     assert sig["truncated"] is True
+
+
+def test_truncated_wav_error_says_expected_and_actual_length(faulty):
+    server, ids, files = faulty
+    good_s = sf.info(str(files["good"])).duration
+    payload = _check_error(server, f"/audio/{ids['truncated']}.wav", 422, files["truncated"],
+                           "truncated")
+    assert payload["reason"] == "truncated"
+    expected = re.search(r"expected audio up to ([\d.]+) s", payload["error"])
+    has = re.search(r"the file has ([\d.]+) s", payload["error"])
+    assert expected and has, payload
+    assert float(expected.group(1)) == pytest.approx(good_s, abs=0.01)
+    assert float(has.group(1)) == pytest.approx(good_s / 2, abs=0.01)
+
+
+@pytest.mark.parametrize("name,field", [("offset_huge", "offset"), ("duration_huge", "duration")])
+def test_impossible_manifest_times_are_422_naming_field_value_and_fix(faulty, name, field):
+    """1e308 s overflowed the frame arithmetic (OverflowError → Flask's HTML 500)."""
+    server, ids, files = faulty
+    for url in AUDIO_URLS:
+        payload = _check_error(server, url.format(ids[name]), 422, files[name], "invalid")
+        assert payload["reason"] == "invalid"
+        assert payload["field"] == field and float(payload["value"]) == pytest.approx(1e308)
+        assert f'fix the "{field}" of this line' in payload["error"]
+    _still_serving(server, ids)
 
 
 def test_flac_bytes_named_wav_are_decoded_by_content(faulty):

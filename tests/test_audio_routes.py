@@ -174,7 +174,7 @@ def test_signal_payload(client):
     assert len(r.data) <= 500_000  # the 20 s segment stays small (≈130 KB)
     body = r.get_json()
     assert body["sample_rate"] == SR and body["channels"] == 1
-    assert body["duration"] == pytest.approx(20.0) and body["offset"] == 30.0
+    assert body["duration"] == pytest.approx(20.0) and body["offset"] == pytest.approx(30.0)
     assert body["file_duration"] == pytest.approx(60.0)
     fig = body["figure"]
     kinds = [t.get("type", "scatter") for t in fig["data"]]
@@ -210,3 +210,103 @@ def test_ogg_route_is_small_and_decodes_to_the_segment(client):
     assert sr_a == sr_b and abs(len(a) - len(b)) <= 1
     part = client.get(f"/audio/{utt}.ogg", headers={"Range": "bytes=0-99"})
     assert part.status_code == 206 and len(part.data) == 100
+
+
+def _one_row_client(path: str, offset: float, duration: float):
+    df = pd.DataFrame({"id": [0], "audio_path": pd.array([path], dtype="string[pyarrow]"),
+                       "offset": [offset], "duration": [duration]})
+    server = Flask(__name__)
+    register_audio_routes(server, types.SimpleNamespace(utterances=df))
+    return server.test_client()
+
+
+AUDIO_URLS = ["/audio/0.wav", "/audio/0.ogg", "/api/utterances/0/signal"]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("offset", 1e308), ("offset", float("inf")), ("offset", float("nan")), ("offset", -1.0),
+    ("duration", 1e308), ("duration", float("inf")), ("duration", float("nan")),
+    ("duration", -2.0),
+])
+def test_impossible_times_in_the_table_are_422_json_naming_field_value_and_fix(files, field, value):
+    row = {"offset": 0.0, "duration": 1.0, field: value}
+    client = _one_row_client(files["good"], row["offset"], row["duration"])
+    for url in AUDIO_URLS:
+        r = client.get(url)
+        assert r.status_code == 422 and r.is_json, (url, r.data[:200])
+        body = r.get_json()
+        assert body["reason"] == "invalid" and body["field"] == field
+        assert body["value"] == f"{value:g}"
+        assert files["good"] in body["error"] and f'fix the "{field}" of this line' in body["error"]
+
+
+def test_duration_zero_plays_to_the_end_of_the_file_as_nemo_reads_it(files):
+    r = _one_row_client(files["good"], 0.5, 0.0).get("/audio/0.wav")
+    assert r.status_code == 200
+    assert sf.info(io.BytesIO(r.data)).duration == pytest.approx(1.5)
+
+
+def test_an_unexpected_failure_is_json_not_an_html_page(files):
+    df = pd.DataFrame({"id": [0], "offset": [0.0], "duration": [1.0]})  # no audio_path column
+    server = Flask(__name__)
+    register_audio_routes(server, types.SimpleNamespace(utterances=df))
+    client = server.test_client()
+    for url in AUDIO_URLS:
+        r = client.get(url)
+        assert r.status_code == 500 and r.is_json, url
+        assert "utterance 0" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("duration,src", [(20.0, "/audio/3.ogg"), (40.0, "/audio/3.ogg"),
+                                          (40.5, "/audio/3.wav"), (3600.0, "/audio/3.wav"),
+                                          (None, "/audio/3.wav"), (float("nan"), "/audio/3.wav")])
+def test_player_plays_ogg_for_short_and_seekable_wav_for_long_utterances(duration, src):
+    from sde.web.audio_routes import player_src
+
+    assert player_src(3, duration) == src
+
+
+@pytest.fixture
+def streamed(files, monkeypatch):
+    """(client of the 20 s segment served streamed, the same served from memory): the in-memory
+    limit is lowered so this segment takes the path a 60-minute one takes."""
+    import sde.audio
+
+    whole = _one_row_client(files["long"], 30.0, 20.0)
+    reference = {url: whole.get(url) for url in ("/audio/0.wav", "/api/utterances/0/signal")}
+    monkeypatch.setattr(sde.audio, "IN_MEMORY_MAX_FRAMES", SR)
+    return _one_row_client(files["long"], 30.0, 20.0), reference
+
+
+def test_streamed_wav_is_the_same_file_with_ranges_head_and_etag(streamed):
+    client, reference = streamed
+    full = reference["/audio/0.wav"].data
+    n = len(full)
+    r = client.get("/audio/0.wav")
+    assert r.status_code == 200 and r.is_streamed and r.data == full
+    assert r.headers["Content-Length"] == str(n) and r.headers["Accept-Ranges"] == "bytes"
+    for rng, part in [("bytes=0-99", full[:100]), ("bytes=43-46", full[43:47]),
+                      ("bytes=12345-", full[12345:]), ("bytes=-51", full[-51:]),
+                      ("bytes=300001-300002", full[300001:300003])]:
+        r = client.get("/audio/0.wav", headers={"Range": rng})
+        assert r.status_code == 206 and r.data == part, rng
+        assert r.headers["Content-Length"] == str(len(part))
+    r = client.get("/audio/0.wav", headers={"Range": f"bytes={n}-"})
+    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{n}"
+    head = client.head("/audio/0.wav")
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(n) and not head.data
+    r = client.get("/audio/0.wav", headers={"If-None-Match": head.headers["ETag"]})
+    assert r.status_code == 304
+
+
+def test_streamed_ogg_and_signal(streamed):
+    client, reference = streamed
+    r = client.get("/audio/0.ogg")
+    assert r.status_code == 200 and r.mimetype == "audio/ogg"
+    assert r.headers["Accept-Ranges"] == "none" and "Content-Length" not in r.headers
+    assert sf.info(io.BytesIO(r.data)).frames == 20 * SR
+    sig = client.get("/api/utterances/0/signal").get_json()
+    ref = reference["/api/utterances/0/signal"].get_json()
+    assert {k: sig[k] for k in ("duration", "offset", "sample_rate")} == pytest.approx(
+        {k: ref[k] for k in ("duration", "offset", "sample_rate")})
+    assert len(sig["figure"]["data"]) == 3

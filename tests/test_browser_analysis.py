@@ -23,6 +23,13 @@ def grid_texts(page, grid: str, col: str) -> list[str]:
     return page.locator(f'#{grid} .ag-center-cols-container [col-id="{col}"]').all_inner_texts()
 
 
+def wait_breakdown_rows(page, index: int = 0) -> None:
+    """Until the breakdown table (infinite row model) shows row `index` from the server."""
+    page.wait_for_function(
+        "(i) => { const c = document.querySelector(`#errors-breakdown-grid .ag-row[row-index=\"${i}\"] "
+        "[col-id=value]`); return c && c.innerText.trim() !== ''; }", arg=index)
+
+
 def test_errors_page_matches_the_api_and_links_to_samples(page, demo):
     watch = Watch(page, demo)
     summary = api(demo, "/api/summary")
@@ -52,7 +59,7 @@ def test_errors_page_matches_the_api_and_links_to_samples(page, demo):
     assert f"{h['insertions']:,} insertions" in text
     assert f"WER {h['wer']:.2f}%" in text
     # Breakdown by speaker (the default): one row per speaker, as /api/breakdown says.
-    page.wait_for_selector("#errors-breakdown-grid .ag-row")
+    wait_breakdown_rows(page)
     breakdown = api(demo, "/api/breakdown", by="speaker", hyp=field)["rows"]
     assert page.locator("#errors-breakdown-grid .ag-center-cols-container .ag-row").count() == len(breakdown)
     shot(page, "errors")
@@ -97,12 +104,22 @@ def test_errors_page_hypothesis_and_breakdown_controls(page, demo):
     watch = Watch(page, demo)
     fields = list(api(demo, "/api/summary")["hypotheses"])
     page.goto(demo + f"/errors?hyp={fields[1]}&by=duration_bucket")
-    page.wait_for_selector("#errors-breakdown-grid .ag-row")
-    expected = api(demo, "/api/breakdown", by="duration_bucket", hyp=fields[1])["rows"]
+    wait_breakdown_rows(page)
+    # The table is sorted worst first on the server, like /api/breakdown?sort=-wer.
+    expected = api(demo, "/api/breakdown", by="duration_bucket", hyp=fields[1], sort="-wer")["rows"]
     values = grid_texts(page, "errors-breakdown-grid", "value")
     assert values == [r["value"] for r in expected]
     wers = grid_texts(page, "errors-breakdown-grid", "wer")
     assert wers == [f"{r['wer']:.2f}%" for r in expected]
+    intervals = grid_texts(page, "errors-breakdown-grid", "ci")
+    assert intervals == [f"{r['ci'][0]:.2f}–{r['ci'][1]:.2f}%" for r in expected]
+    # A click on a header re-sorts on the server.
+    page.locator('#errors-breakdown-grid .ag-header-cell[col-id="value"]').click()
+    by_value = [r["value"] for r in api(demo, "/api/breakdown", by="duration_bucket", hyp=fields[1])["rows"]]
+    page.wait_for_function(
+        "(first) => { const c = document.querySelector('#errors-breakdown-grid .ag-row[row-index=\"0\"] "
+        "[col-id=value]'); return c && c.innerText === first; }", arg=by_value[0])
+    assert grid_texts(page, "errors-breakdown-grid", "value") == by_value
     # A bar of the top-deletions chart is a link too.
     dels = api(demo, "/api/errors", hyp=fields[1])["deletions"]
     if dels:
@@ -189,5 +206,48 @@ def test_comparison_unavailable_with_one_hypothesis(browser, tmp_path):
         assert pg.locator("#nav-comparison").count() == 0
         pg.goto(url + "/comparison")
         pg.wait_for_selector("#not-found, #cmp-unavailable")
+        watch.check()
+        pg.close()
+
+
+def test_errors_breakdown_of_1179_speakers(browser, tmp_path):
+    from tests.test_breakdown import SPEAKERS, manifest_rows
+
+    path = tmp_path / "many.json"
+    path.write_text("\n".join(json.dumps(r) for r in manifest_rows()) + "\n", encoding="utf-8")
+    with sde_server(str(path)) as url:
+        pg = browser.new_page()
+        watch = Watch(pg, url)
+        pg.goto(url + "/errors")
+        wait_breakdown_rows(pg)
+        assert "speaker (1,179 values)" in pg.inner_text("#errors-by")
+        assert f"showing 30 of {SPEAKERS:,} speaker groups" in pg.inner_text("#errors-breakdown-note")
+        pg.wait_for_function("document.querySelector('#errors-breakdown-count') && "
+                             "document.querySelector('#errors-breakdown-count').innerText.includes('1,179')")
+        worst = api(url, "/api/breakdown", by="speaker", sort="-wer", page=1, page_size=100, ci=0)["rows"]
+        # Rows 100.. come from a second block asked of the server when the table scrolls there.
+        pg.evaluate("window.dash_ag_grid.getApiAsync('errors-breakdown-grid').then(a => a.ensureIndexVisible(120))")
+        wait_breakdown_rows(pg, 120)
+        assert pg.inner_text('#errors-breakdown-grid .ag-row[row-index="120"] [col-id="value"]') == \
+            worst[20]["value"]
+        # The threshold hides the small groups and goes into the URL.
+        box = pg.locator("#errors-min-utts")
+        box.fill("5")
+        box.press("Enter")
+        box.blur()
+        pg.wait_for_url(re.compile(r"min_utts=5"))
+        total = api(url, "/api/breakdown", by="speaker", min_utterances=5)["total"]
+        pg.wait_for_function(f"document.querySelector('#errors-breakdown-count').innerText.startsWith('{total:,}')")
+        wait_breakdown_rows(pg)
+        pg.locator("#errors-breakdown").scroll_into_view_if_needed()
+        shot(pg, "errors-1179-speakers")
+        # A group opens the samples page filtered to it.
+        first = pg.locator('#errors-breakdown-grid .ag-row[row-index="0"] [col-id="value"]')
+        speaker = first.inner_text()
+        first.click()
+        pg.wait_for_url(re.compile(r"/samples\?"))
+        assert parse_qs(urlparse(pg.url).query)["filter"] == [f'{{speaker}} = "{speaker}"']
+        pg.wait_for_function("document.querySelector('#samples-count') && "
+                             "document.querySelector('#samples-count').innerText.startsWith('5 of')")
         watch.check()
         pg.close()

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from sde import cache
 from sde.cache import DatasetCache, fingerprint, load_dataset
 from sde.dataset import DatasetOptions
 
@@ -101,3 +109,267 @@ def test_background_write_finishes_and_is_then_a_hit(write_manifest, tmp_path):
     warm, events, warnings = _load(manifest, tmp_path / "cache")
     assert "loaded from cache" in events and warnings == []
     pd.testing.assert_frame_equal(ds.utterances, warm.utterances)
+
+
+# ------------------------------------------------------------------------------ safe folders
+# Tests run as root: chmod stops nobody, so "not ours" is made with chown, "not writable" with a
+# file in the way or a kernel file system, and tmpfs mounts are in tests/test_cache_safety.py.
+
+def _world_writable_of(uid: int, mode: int):
+    def make(tmp_path):
+        d = tmp_path / "shared"
+        d.mkdir()
+        os.chown(d, uid, -1)
+        d.chmod(mode)
+        return d
+    return make
+
+
+def _file_then(sub: str):
+    def make(tmp_path):
+        blocker = tmp_path / "blocker"
+        blocker.write_text("a file")
+        return blocker / sub if sub else blocker
+    return make
+
+
+REFUSED = {
+    # case: (how to make the folder, words the reason must contain, fix)
+    "a file at the path": (_file_then(""), "is a file, not a folder", cache.FIX_FOLDER),
+    "a file above the path": (_file_then("sub/cache"), "is a file, not a folder", cache.FIX_FOLDER),
+    "under /proc": (lambda _: Path("/proc/sde-cache-test"), "cannot create it", cache.FIX_FOLDER),
+    "under /sys": (lambda _: Path("/sys/sde-cache-test"), "not writable", cache.FIX_FOLDER),
+    "another user's, world-writable": (_world_writable_of(65534, 0o777), "owned by uid 65534", cache.FIX_PRIVATE),
+    "another user's, private": (_world_writable_of(65534, 0o700), "owned by uid 65534", cache.FIX_PRIVATE),
+    "ours, world-writable": (_world_writable_of(os.geteuid(), 0o777), "writable by every user (mode 0777)",
+                             cache.FIX_PRIVATE),
+    "ours, sticky like /tmp": (_world_writable_of(os.geteuid(), 0o1777), "writable by every user (mode 1777)",
+                               cache.FIX_PRIVATE),
+    "inside a world-writable folder": (lambda p: _world_writable_of(os.geteuid(), 0o777)(p) / "cache",
+                                       "its parent", cache.FIX_PRIVATE),
+    "inside another user's folder": (lambda p: _world_writable_of(65534, 0o755)(p) / "cache",
+                                     "its parent", cache.FIX_PRIVATE),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_unusable_or_unsafe_folders_are_refused_with_the_fix(tmp_path, case):
+    make, words, fix = REFUSED[case]
+    folder = make(tmp_path)
+    existed = folder.exists()
+    before = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else None
+    with pytest.raises(cache.CacheUnusable) as err:
+        cache.check_cache_folder(folder)
+    assert words in err.value.reason and err.value.fix == fix
+    warnings: list[str] = []
+    cache.report_unusable(warnings.append, err.value, "running without it")
+    assert warnings == [f"cannot use the cache in {folder}: {err.value.reason}; running without it (fix: {fix})"]
+    # nothing was created in or for a folder that failed
+    assert folder.exists() == existed
+    if before is not None:
+        assert sorted(p.name for p in folder.iterdir()) == before
+
+
+@pytest.mark.parametrize("mode, exists", [(0o700, True), (0o755, True), (None, False)])
+def test_own_private_folders_are_used(tmp_path, mode, exists):
+    folder = tmp_path / "mine" / "cache"
+    if exists:
+        folder.mkdir(parents=True)
+        folder.chmod(mode)
+    assert cache.check_cache_folder(folder) == folder
+    if not exists:  # created for us alone
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_group_writable_by_ones_private_group_is_used(tmp_path):
+    """umask 002 systems (user private groups) create group-writable folders: still private."""
+    import grp
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid())
+    if group.gr_name != me or set(group.gr_mem) - {me}:
+        pytest.skip(f"the primary group {group.gr_name} is not a private group here")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    folder.chmod(0o770)
+    assert cache.check_cache_folder(folder) == folder
+
+
+def test_a_refused_folder_is_reported_once_per_process_to_later_writers(tmp_path):
+    err = cache.CacheUnusable(tmp_path / "refused-once", "it is not writable")
+    inner = cache.CacheUnusable(tmp_path / "refused-once" / "predictions", "it is not writable")
+    warnings: list[str] = []
+    cache.report_unusable(warnings.append, err, "running without it")
+    cache.report_unusable(warnings.append, inner, "predictions will not be cached", once=True)
+    cache.report_unusable(warnings.append, err, "background jobs use a private temporary folder instead", once=True)
+    assert len(warnings) == 1 and "running without it" in warnings[0]
+
+
+def test_unsafe_cache_dir_runs_without_cache_and_writes_nothing_there(write_manifest, tmp_path):
+    manifest = write_manifest(ROWS)
+    shared = _world_writable_of(65534, 0o777)(tmp_path)
+    ds, events, warnings = _load(manifest, shared)
+    assert len(ds.utterances) == 20 and "loaded from cache" not in events
+    assert len(warnings) == 1 and str(shared) in warnings[0] and "fix:" in warnings[0]
+    assert list(shared.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ corrupt index
+
+def _garbage(db: Path) -> None:
+    db.write_bytes(b"this is not sqlite" * 100)
+
+
+def _malformed(db: Path) -> None:
+    # A real SQLite header followed by overwritten pages: opens, then fails on reading.
+    data = bytearray(db.read_bytes())
+    data[100:] = b"\xff" * (len(data) - 100)
+    db.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [_garbage, _malformed], ids=["garbage", "malformed"])
+def test_corrupt_index_is_set_aside_with_one_warning(write_manifest, tmp_path, damage):
+    manifest = write_manifest(ROWS)
+    folder = tmp_path / "cache"
+    cold, _, _ = _load(manifest, folder)
+    damage(folder / "cache.db")
+    ds, events, warnings = _load(manifest, folder)
+    assert len(warnings) == 1 and "cache.db was corrupt" in warnings[0] and "cache.db.corrupt" in warnings[0]
+    pd.testing.assert_frame_equal(cold.utterances, ds.utterances)
+    assert (folder / "cache.db.corrupt").is_file()
+    _, events, warnings = _load(manifest, folder)
+    assert warnings == [] and "loaded from cache" in events
+
+
+# ------------------------------------------------------------------------------ leftovers of killed writers
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+TEMP_FILES = {
+    # name pattern ({host}, {dead}, {live}, {me} filled in): (age in seconds, removed?)
+    ".tmp-{host}-{dead}-abc.arrow": (0, True),                  # its writer was killed
+    ".tmp-{host}-{live}-abc.arrow": (0, False),                 # a running writer
+    ".tmp-{host}-{live}-old.arrow": (cache.STALE_FILE_S + 60, True),   # a reused pid, long dead writer
+    ".tmp-{host}-{me}-abc.arrow": (0, True),                    # an earlier process with our pid
+    ".tmp-otherhost-{dead}-abc.arrow": (0, False),              # another machine's pid means nothing
+    ".tmp-otherhost-1-old.arrow": (cache.STALE_FILE_S + 60, True),
+    ".tmp-legacy.arrow": (0, False),                            # named without a pid: by age
+    ".tmp-legacyold.arrow": (cache.LEGACY_TEMP_S + 30, True),
+    "not-a-temp-file": (cache.STALE_FILE_S + 60, False),
+}
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        names = {pattern.format(host=cache.HOST_TAG, dead=_dead_pid(), live=live.pid, me=os.getpid()): want
+                 for pattern, want in TEMP_FILES.items()}
+        now = time.time()
+        for name, (age, _) in names.items():
+            (tmp_path / name).write_bytes(b"x")
+            os.utime(tmp_path / name, (now - age, now - age))
+        being_written = cache.temp_file_in(tmp_path, ".arrow")  # ours, in flight: kept
+        removed = {p.name for p in cache.remove_stale_temp_files(tmp_path)}
+        assert removed == {name for name, (_, gone) in names.items() if gone}
+        assert Path(being_written).exists()
+        cache.done_with_temp_file(being_written)
+        assert not Path(being_written).exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_orphan_value_files_are_removed_when_old(write_manifest, tmp_path):
+    manifest = write_manifest(ROWS)
+    folder = tmp_path / "cache"
+    _load(manifest, folder)
+    known = sorted(folder.rglob("*.val"))
+    old = time.time() - cache.STALE_FILE_S - 60
+    for p in known:
+        os.utime(p, (old, old))
+    orphans = {}
+    for name, age in (("aa/bb/0123456789abcdef0123456789ab.val", cache.STALE_FILE_S + 60), ("aa/bb/fresh.val", 0)):
+        p = folder / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"an orphan")
+        os.utime(p, (time.time() - age, time.time() - age))
+        orphans[name] = p
+    removed = cache.remove_orphan_values(folder)
+    assert removed == [orphans["aa/bb/0123456789abcdef0123456789ab.val"]]
+    assert orphans["aa/bb/fresh.val"].exists() and all(p.exists() for p in known)
+    _, events, warnings = _load(manifest, folder)
+    assert "loaded from cache" in events and warnings == []
+
+
+# ------------------------------------------------------------------------------ mapped tables
+
+def _table_file(folder: Path, key: str, name: str) -> Path:
+    c = DatasetCache(folder)
+    try:
+        with c._store.get(("table", key, name), read=True) as handle:
+            return Path(handle.name)
+    finally:
+        c.close()
+
+
+def test_stored_tables_are_read_only(write_manifest, tmp_path):
+    manifest = write_manifest(ROWS)
+    _load(manifest, tmp_path / "cache")
+    tables = list((tmp_path / "cache").rglob("*.val"))
+    assert tables and all(stat.S_IMODE(p.stat().st_mode) == 0o444 for p in tables)
+
+
+def test_a_table_replaced_by_another_valid_one_is_detected_by_its_size(write_manifest, tmp_path):
+    manifest = write_manifest(ROWS)
+    folder = tmp_path / "cache"
+    cold, _, _ = _load(manifest, folder)
+    key = fingerprint(manifest, DatasetOptions())
+    utterances, vocabulary = _table_file(folder, key, "utterances"), _table_file(folder, key, "vocabulary")
+    assert utterances.stat().st_size != vocabulary.stat().st_size
+    shutil.copyfile(vocabulary, utterances)  # a valid Arrow file, the wrong one
+    ds, events, warnings = _load(manifest, folder)
+    assert len(warnings) == 1 and "changed outside sde" in warnings[0] and "rebuilding" in warnings[0]
+    pd.testing.assert_frame_equal(cold.utterances, ds.utterances)
+
+
+# ------------------------------------------------------------------------------ background job stores
+
+def test_job_store_in_an_unusable_folder_falls_back_to_a_private_temporary_one(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    warnings: list[str] = []
+    jobs = cache.open_job_store(blocker / "cache", "jobs", warnings.append)
+    try:
+        assert jobs.folder != blocker / "cache" and (jobs.folder / "jobs" / "cache.db").is_file()
+        assert jobs.folder.stat().st_uid == os.geteuid() and stat.S_IMODE(jobs.folder.stat().st_mode) == 0o700
+        assert len(warnings) == 1 and "private temporary folder" in warnings[0] and str(blocker) in warnings[0]
+    finally:
+        jobs.store.close()
+        shutil.rmtree(jobs.folder)
+
+
+def test_job_store_without_any_usable_folder_says_why(tmp_path, monkeypatch):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))
+    with pytest.raises(cache.CacheUnusable) as err:
+        cache.open_job_store(blocker / "cache", "jobs", lambda _: None)
+    assert "no private temporary folder" in str(err.value) and "fix:" in str(err.value)
+
+
+def test_predictions_store_in_an_unusable_folder_is_skipped_with_a_warning(tmp_path):
+    from sde.auto_transcribe import _open_store
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    warnings: list[str] = []
+    assert _open_store(blocker / "cache", True, warnings.append) is None
+    assert len(warnings) == 1 and "predictions will not be cached" in warnings[0]
+    store = _open_store(tmp_path / "ok", True, warnings.append)
+    assert store is not None and (tmp_path / "ok" / "predictions" / "cache.db").is_file()
+    store.close()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from sde.cli import cli
@@ -79,3 +83,59 @@ def test_console_script_entry_point(write_manifest):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["utterances"] == 2
+
+
+# Progress output: bars on a terminal, one plain line per phase anywhere else (logs, pipes, CI).
+
+
+def test_piped_stderr_has_plain_progress_lines_not_bars(write_manifest):
+    m = write_manifest(ROWS)
+    p = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(m), "--no-cache", "--estimate-audio-metrics"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "\r" not in p.stderr and "%|" not in p.stderr, repr(p.stderr)
+    lines = p.stderr.splitlines()
+    assert any(re.fullmatch(r"reading manifest\.json: \d+ B, 2 lines in \d+\.\d s", line) for line in lines), lines
+    assert any(re.fullmatch(r"audio metrics: 2 utt in \d+\.\d s", line) for line in lines), lines
+
+
+@pytest.mark.parametrize("terminal, enabled, expected", [
+    (True, True, "tqdm"),
+    (False, True, "PlainProgress"),
+    (True, False, "_Silent"),
+    (False, False, "_Silent"),
+], ids=["terminal", "log", "off-on-terminal", "off-in-log"])
+def test_progress_bar_kind_follows_the_stream(terminal, enabled, expected):
+    from sde.progress import progress_bar
+
+    reader, writer = os.openpty() if terminal else os.pipe()  # a terminal, or a pipe as in a log
+    stream = os.fdopen(writer, "w")
+    try:
+        bar = progress_bar(10, "work", enabled=enabled, stream=stream, leave=False)
+        bar.update(10)
+        bar.close()
+        assert type(bar).__name__ == expected
+    finally:
+        stream.close()
+        os.close(reader)
+
+
+@pytest.mark.parametrize("updates, total, expected", [
+    ([4, 6], 10, "work: 10 it, 3 lines in "),
+    ([4], 10, None),  # stopped early (error, Ctrl-C): no line claiming it finished
+    ([2_500_000], None, "work: 2,500,000 it, 3 lines in "),
+], ids=["complete", "interrupted", "no-total"])
+def test_plain_progress_prints_one_line_when_complete(updates, total, expected):
+    from sde.progress import progress_bar
+
+    out = io.StringIO()
+    bar = progress_bar(total, "work", stream=out)
+    for n in updates:
+        bar.update(n)
+    bar.set_postfix_str("3 lines")
+    bar.close()
+    bar.close()
+    if expected is None:
+        assert out.getvalue() == ""
+    else:
+        assert out.getvalue().startswith(expected) and out.getvalue().count("\n") == 1, out.getvalue()

@@ -396,3 +396,92 @@ def test_rates_are_finite_non_negative_and_sums_add_up(pairs):
         assert total["wmr"] == pytest.approx(100 * c["hits"].sum() / c["num_words"].sum())
     if c["num_chars"].sum():
         assert total["cer"] == pytest.approx(100 * c["char_edits"].sum() / c["num_chars"].sum())
+
+
+# --- long utterances: windowed alignment ---------------------------------------------------------
+
+LONG_VOCAB = [f"w{i}" for i in range(1500)] + ["the"] * 150 + ["of"] * 80  # frequent words repeat
+
+
+def _long_pair(words: int, kind: str, seed: int = 0) -> tuple[str, str]:
+    rng = random.Random(seed)
+    ref_words = [rng.choice(LONG_VOCAB) for _ in range(words)]
+    if kind == "identical":
+        hyp_words = list(ref_words)
+    elif kind == "unrelated":
+        hyp_words = [rng.choice(LONG_VOCAB) for _ in range(words)]
+    elif kind == "short hypothesis":
+        hyp_words = ref_words[100:110]
+    else:  # "N% errors": substitutions, deletions and insertions
+        rate = int(kind.split("%")[0]) / 100
+        hyp_words = []
+        for word in ref_words:
+            r = rng.random()
+            if r < 0.6 * rate:
+                hyp_words.append(rng.choice(LONG_VOCAB))
+            elif r >= 0.8 * rate:
+                hyp_words.append(word)
+            if rng.random() < 0.2 * rate:
+                hyp_words.append(rng.choice(LONG_VOCAB))
+    return " ".join(ref_words), " ".join(hyp_words)
+
+
+@pytest.mark.parametrize("words, kind, slack", [
+    (9_000, "10% errors", 0.0),        # typical: every cut lands on an anchor, result is exact
+    (7_000, "30% errors", 0.005),
+    (9_000, "identical", 0.0),
+    (6_000, "unrelated", 0.02),         # no anchors: proportional cuts, still within 2%
+    (6_000, "short hypothesis", 0.01),
+])
+def test_long_utterance_is_windowed_within_slack_of_the_exact_alignment(words, kind, slack):
+    from rapidfuzz.distance import Levenshtein
+
+    ref, hyp = _long_pair(words, kind)
+    out = align_corpus([ref], [hyp], workers=1)
+    c = {k: int(v[0]) for k, v in out.counts.items()}
+    errors = c["sub"] + c["del"] + c["ins"]
+    exact_words = Levenshtein.distance(ref.split(), hyp.split())
+    exact_chars = Levenshtein.distance(ref.strip(), hyp.strip())
+    # a windowed alignment is a real alignment: never below the exact distance
+    assert exact_words <= errors <= exact_words * (1 + slack)
+    assert exact_chars <= c["char_edits"] <= exact_chars * (1 + slack)
+    assert c["num_words"] == words and c["hits"] == words - c["sub"] - c["del"]
+    assert len(out.errors) == errors
+    assert out.errors["op"].value_counts().reindex(list(metrics.OPS)).tolist() == [c["sub"], c["del"], c["ins"]]
+    assert out.long_utterances == [metrics.LongUtterance(0, words, len(hyp.split()), len(ref), len(hyp))]
+
+
+@pytest.mark.parametrize("ref, hyp, windowed, reason", [
+    (" ".join(["a"] * 5_000), " ".join(["b"] * 5_000), False, None),   # at the limit: exact
+    (" ".join(["a"] * 5_001), "a", True, "reference has 5,001 words (limit 5,000)"),
+    ("a", " ".join(["a"] * 5_001), True, "hypothesis has 5,001 words (limit 5,000)"),
+    ("x" * 30_001, "x" * 29_000, True, "reference has 30,001 characters (limit 30,000)"),
+    ("  " + "x" * 29_990 + "      ", "x", False, None),  # long only with the whitespace strip removes
+])
+def test_which_utterances_are_windowed_and_the_reason(ref, hyp, windowed, reason):
+    out = align_corpus(["the cat", ref], ["the bat", hyp], workers=1)
+    assert [u.utt for u in out.long_utterances] == ([1] if windowed else [])
+    if windowed:
+        assert out.long_utterances[0].reason().startswith(reason + ": aligned in windows of 1,000 words")
+    assert out.counts["sub"][0] == 1  # the short neighbour is unaffected
+
+
+@pytest.mark.parametrize("n, m", [(10_000, 10_000), (10_000, 3), (3, 10_000), (25_000, 9_000), (1_001, 1_000)])
+@pytest.mark.parametrize("anchor", ["none", "lowest", "highest"])
+def test_window_cuts_cover_both_sequences_in_bounded_pieces(n, m, anchor):
+    pick = {"none": lambda i, j, lo, hi: None, "lowest": lambda i, j, lo, hi: lo,
+            "highest": lambda i, j, lo, hi: hi}[anchor]
+    cuts = metrics._window_cuts(n, m, 1_000, pick, 64)
+    assert cuts[0] == (0, 0) and cuts[-1] == (n, m)
+    for (i0, j0), (i1, j1) in zip(cuts, cuts[1:]):
+        assert 0 <= i1 - i0 <= 1_000 and 0 <= j1 - j0 <= 1_000
+        assert (i1, j1) != (i0, j0)
+
+
+def test_align_words_beyond_the_limit_shows_the_text_with_a_note():
+    long_ref = " ".join(["a"] * 5_001)
+    [entry] = align_words(long_ref, "a b")
+    assert entry == AlignedWord("unaligned", None, "a b", note=entry.note)
+    assert entry.note.startswith("No word diff: the reference has 5,001 words (at most 5,000")
+    at_limit = align_words(" ".join(["a"] * 5_000), "a")
+    assert [w.op for w in at_limit] == ["equal"] + ["del"] * 4_999

@@ -14,7 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sde.query import (
+    MAX_CLAUSES,
     MAX_PAGE_SIZE,
+    MAX_QUERY_LENGTH,
+    MAX_SORT_KEYS,
     Clause,
     QueryError,
     TableQuery,
@@ -526,6 +529,79 @@ def test_sort_from_grid():
         sort_from_grid([{"colId": "wer", "sort": "up"}])
     with pytest.raises(QueryError):
         sort_from_grid([{"sort": "asc"}])
+
+
+# ---------------------------------------------------------------- bounds (one request, bounded work)
+
+COLS = [f"c{i}" for i in range(MAX_SORT_KEYS + 1)]
+
+
+@pytest.mark.parametrize("text, keys", [
+    (",".join(["id"] * 3_000), [("id", False)]),
+    ("-wer,id,wer,-id,-wer", [("wer", True), ("id", False)]),       # a column's first key wins
+    (",".join(COLS[:MAX_SORT_KEYS]), [(c, False) for c in COLS[:MAX_SORT_KEYS]]),
+], ids=["one key 3000 times", "repeats", "the limit"])
+def test_sort_keys_are_deduplicated(text, keys):
+    assert parse_sort(text) == keys
+    grid = [{"colId": c, "sort": "desc" if d else "asc"} for part in text.split(",")
+            for c, d in [(part.lstrip("-"), part.startswith("-"))]]
+    assert sort_from_grid(grid) == keys
+
+
+@pytest.mark.parametrize("make", [
+    lambda: parse_sort(",".join(COLS)),
+    lambda: sort_from_grid([{"colId": c, "sort": "asc"} for c in COLS] * 500),
+    lambda: TableQuery(pd.DataFrame({c: [1, 2] for c in COLS})).select(None, [(c, False) for c in COLS]),
+], ids=["text", "grid", "engine"])
+def test_more_sort_columns_than_the_limit_raise_naming_it(make):
+    with pytest.raises(QueryError, match=f"at most {MAX_SORT_KEYS}"):
+        make()
+
+
+def test_too_long_sorts_and_filters_raise():
+    with pytest.raises(QueryError, match="too long"):
+        parse_sort("id," * (MAX_QUERY_LENGTH // 3 + 1))
+    with pytest.raises(QueryError, match="too long"):
+        parse_filter("{text} contains " + "x" * MAX_QUERY_LENGTH)
+
+
+def test_clauses_are_capped(tq):
+    many = [f"{{wer}} != {i}" for i in range(MAX_CLAUSES + 1)]
+    assert len(parse_filter(" && ".join(many[:MAX_CLAUSES]))) == MAX_CLAUSES
+    with pytest.raises(QueryError, match=f"at most {MAX_CLAUSES}"):
+        parse_filter(" && ".join(many))
+    with pytest.raises(QueryError, match=f"at most {MAX_CLAUSES}"):
+        tq.select([Clause("wer", "!=", float(i)) for i in range(MAX_CLAUSES + 1)])
+    with pytest.raises(QueryError, match="too long"):
+        tq.select([Clause("text", "contains", "x" * (MAX_QUERY_LENGTH + 1))])
+
+
+@pytest.mark.parametrize("model, words", [
+    ({"w": {"filterType": "number", "operator": "AND", "conditions": [
+        {"operator": "AND", "conditions": [{"type": "equals", "filter": 1}]}]}}, "cannot be nested"),
+    ({"w": {"filterType": "number", "operator": "AND", "conditions": "abc"}}, "must be a list"),
+    ({f"c{i}": {"filterType": "number", "type": "equals", "filter": i} for i in range(MAX_CLAUSES + 1)},
+     f"at most {MAX_CLAUSES}"),
+    ({"w": {"filterType": "number", "operator": "AND",
+            "conditions": [{"type": "equals", "filter": i} for i in range(MAX_CLAUSES + 1)]}}, f"at most {MAX_CLAUSES}"),
+], ids=["nested", "not a list", "many columns", "many conditions"])
+def test_grid_filter_models_are_bounded(model, words):
+    with pytest.raises(QueryError, match=words):
+        to_clauses_from_grid(model)
+
+
+@pytest.mark.parametrize("page", ["²", "1" * 5_000, "1e3", True, 1.0, None])
+def test_bad_page_numbers_raise_short_messages(tq, page):
+    with pytest.raises(QueryError) as exc:
+        tq.page(page=page)
+    assert len(str(exc.value)) < 120
+
+
+def test_pages_and_row_ranges_are_capped(tq):
+    big = TableQuery(pd.DataFrame({"x": np.arange(3 * MAX_PAGE_SIZE)}))
+    assert len(big.rows(start=0, end=10**12)[1]) == MAX_PAGE_SIZE
+    assert len(big.rows(start=10**18, end=10**18 + 5)[1]) == 0
+    assert len(big.page(page=10**12, page_size=10)[1]) == 0
 
 
 # ---------------------------------------------------------------- robustness

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import unicodedata
 
 import pandas as pd
 import pyarrow as pa
@@ -157,3 +158,71 @@ def test_whitespace_list_is_str_isspace():
     arr = pa.array(texts)
     assert collapse_whitespace(arr).to_pylist() == [" ".join(t.split()) for t in texts]
     assert split_words(arr).to_pylist() == [w for t in texts for w in t.split()]
+
+
+# --- lower-casing is Python's str.lower, whatever the path -----------------------------------
+
+
+def _every_code_point() -> list[str]:
+    """Every code point except the surrogates (which no UTF-8 text can hold)."""
+    return [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+
+
+def _python_lower(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("ΟΔΟΣ", "οδος"),  # final sigma: Arrow's per-character mapping gives "οδοσ"
+        ("ΟΔΟΣ ΚΑΙ ΣΑΣ.", "οδος και σας."),
+        ("ΣΑΣ Σ ΑΣΑ", "σας σ ασα"),  # word-initial and lone Σ are σ, final is ς
+        ("İSTANBUL İ", "i̇stanbul i̇"),  # dotted capital I lowers to i + combining dot (two code points)
+        ("IŞIK ı I", "işik ı i"),  # Turkish dotless i: str.lower is language-neutral
+        ("STRAẞE ẞ", "straße ß"),  # capital sharp s
+        ("ﬀ ﬁ Ǆ ǅ", "ﬀ ﬁ ǆ ǆ"),  # ligatures and digraphs
+        ("ᾼ Ω K Å Ⅻ Ⓐ Ａ", "ᾳ ω k å ⅻ ⓐ ａ"),  # prosgegrammeni, Ohm, Kelvin, Angstrom, numerals, circled, fullwidth
+        ("plain ASCII Words", "plain ascii words"),
+    ],
+)
+@pytest.mark.parametrize("rows", [1, 100], ids=["one_row", "hundred_rows"])
+def test_lower_is_str_lower_for_tricky_letters(text, expected, rows):
+    assert expected == _python_lower(text)
+    assert normalize_many([text] * rows, ["lower"]) == [expected] * rows
+
+
+def test_lower_equals_str_lower_for_every_code_point():
+    chars = _every_code_point()
+    # Alone, after a capital (final-sigma context) and before Σ, which then ends a word.
+    texts = [f"{c} A{c} {c}Σ" for c in chars]
+    assert normalize_many(texts, ["lower"]) == [_python_lower(t) for t in texts]
+
+
+# --- punctuation: one definition, whatever the number of rows ----------------------------------
+
+
+def _punct_probe_texts() -> list[str]:
+    """Every code point where the punct rules look at it: alone (removed, a space, or kept) and
+    on either side of an apostrophe (word character or not), 256 code points per string."""
+    snippets = [f"{c} a'{c} {c}'a" for c in _every_code_point()]
+    return [" ".join(snippets[i:i + 256]) for i in range(0, len(snippets), 256)]
+
+
+def test_punct_small_and_big_paths_agree_on_every_code_point(monkeypatch):
+    texts = _punct_probe_texts()
+    monkeypatch.setattr(text_module, "_PYTHON_PUNCT_MAX_ROWS", len(texts) + 1)
+    small = normalize_many(texts, ["punct"])
+    monkeypatch.setattr(text_module, "_PYTHON_PUNCT_MAX_ROWS", 0)
+    big = normalize_many(texts, ["punct"])
+    assert small == big
+
+
+@pytest.mark.parametrize("char", ["\U00011b00", "\U00011b09", "\U00011f43", "\u2e5d", "\u058a", "\u00bf"])
+def test_punct_follows_python_unicodedata_whatever_the_manifest_size(char):
+    line = f"a{char}b c"
+    category = unicodedata.category(char)
+    expected = "a b c" if category == "Pd" else ("ab c" if category.startswith("P") else line)
+    assert normalize(line, ["punct"]) == expected  # one row: the small path
+    assert normalize_many([line] * 10, ["punct"]) == [expected] * 10
+    assert normalize_many([line] * 100, ["punct"]) == [expected] * 100  # the Arrow path

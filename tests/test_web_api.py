@@ -97,6 +97,20 @@ def test_problems_lists_the_bad_line(client):
     assert p["message"].endswith(p["reason"]) and ":5:" in p["message"]
 
 
+@pytest.mark.parametrize("query, page, rows", [("", 0, 1), ("page=0&page_size=1", 0, 1), ("page=1", 1, 0)])
+def test_problems_are_paged(client, query, page, rows):
+    body = get_json(client, f"/api/problems?{query}")
+    assert body["total"] == body["skipped"] == 1 and body["page"] == page
+    assert len(body["rows"]) == rows and body["problems"] == body["rows"]
+    assert {"total_lines", "loaded", "page_size"} <= set(body)
+
+
+@pytest.mark.parametrize("query, fragment", [("page=-1", "page"), ("page_size=0", "page_size"),
+                                             (f"page_size={MAX_PAGE_SIZE + 1}", str(MAX_PAGE_SIZE))])
+def test_bad_problem_paging_is_400(client, query, fragment):
+    assert fragment in get_json(client, f"/api/problems?{query}", 400)["error"]
+
+
 # ---------------------------------------------------------------- utterances: shape, paging
 
 def test_utterances_page_shape(client, dataset):
@@ -140,10 +154,17 @@ def test_paging(client):
     ("page=-1", "page"),
     ("page=abc", "integer"),
     ("page_size=1.5", "integer"),
-])
+    ("page=1e18", "integer"),
+    (f"page={10**18}", "between 0 and"),
+    ("page=" + "9" * 5_000, "integer"),
+    ("sort=" + ",".join(["id", "duration", "text", "speaker", "snr", "num_words", "num_chars", "wer", "cer"]),
+     "at most 8"),
+    ("filter=" + " %26%26 ".join(f"{{snr}} != {i}" for i in range(17)), "at most 16"),
+], ids=["too big", "zero", "negative", "word", "fraction", "float", "huge", "5000 digits", "9 sort columns",
+        "17 clauses"])
 def test_bad_paging_is_400(client, query, fragment):
     body = get_json(client, f"/api/utterances?{query}", 400)
-    assert fragment in body["error"]
+    assert fragment in body["error"] and len(body["error"]) < 600
 
 
 # ---------------------------------------------------------------- filter and sort

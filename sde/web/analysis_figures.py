@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sde.web.figures import FONT, HYP_COLORS, empty_figure
+from sde.web.figures import FONT, HYP_COLORS, empty_figure, plotly_text
 
 MAX_POINTS = 20_000          # scatter points sent to the browser at most
 MAX_WORDS = 5_000            # words in the word scatter (the most frequent)
@@ -39,7 +39,7 @@ def _layout(fig: go.Figure, title: str, height: int, margin: dict | None = None)
         plot_bgcolor="white",
         xaxis=_AXIS,
         yaxis=_AXIS,
-        title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top", "font": {"size": 14}},
+        title={"text": plotly_text(title), "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top", "font": {"size": 14}},
         font={"family": FONT, "size": 12, "color": "#2c3e50"},
         margin={"l": 55, "r": 15, "t": 40, "b": 45, **(margin or {})},
         height=height,
@@ -94,29 +94,44 @@ def top_errors_figure(labels: Sequence[str], counts: Sequence[int], title: str, 
     return fig
 
 
-def breakdown_figure(rows: pd.DataFrame, by: str, hyp_name: str, *, max_groups: int = MAX_GROUP_BARS) -> go.Figure:
-    """Grouped bars of WER and CER per group (rows of `sde.analysis.breakdown`); hover shows the
-    number of utterances and reference words. More than `max_groups` groups: the largest ones."""
-    title = _esc(f"WER and CER by {by} · {hyp_name}")
+def breakdown_figure(rows: pd.DataFrame, by: str, hyp_name: str, *, max_groups: int = MAX_GROUP_BARS,
+                     note: str | None = None) -> go.Figure:
+    """Grouped bars of WER and CER per group (rows of `sde.analysis.breakdown`, in the order
+    given); hover shows the number of utterances and reference words. With `ci_lo`/`ci_hi`
+    columns the WER bars get whiskers (the groups' intervals). More than `max_groups` groups: the
+    largest ones. `note` (plain text) goes above the chart, e.g. which groups are shown."""
+    title = f"WER and CER by {by} · {hyp_name}"  # plain text: _layout and empty_figure escape titles
     if rows is None or rows.empty:
         return empty_figure(title, "no utterances")
-    note = None
     if len(rows) > max_groups:
         keep = rows["utterances"].to_numpy().argsort(kind="stable")[::-1][:max_groups]
         rows = rows.iloc[np.sort(keep)]
-        note = True
+        note = note or f"showing the {max_groups} groups with the most utterances"
+    has_ci = {"ci_lo", "ci_hi"} <= set(rows.columns)
     values = ["(missing)" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
               for v in rows["value"].tolist()]
     x = [_esc(_truncate(v, 24)) for v in values]
-    custom = np.stack([np.asarray([_esc(v) for v in values], dtype=object), rows["utterances"].to_numpy(),
-                       rows["words"].to_numpy()], axis=1).tolist()
+    columns = [np.asarray([_esc(v) for v in values], dtype=object), rows["utterances"].to_numpy(),
+               rows["words"].to_numpy()]
+    if has_ci:
+        lo, hi = rows["ci_lo"].to_numpy(dtype=float), rows["ci_hi"].to_numpy(dtype=float)
+        columns += [lo.round(2), hi.round(2)]
+    custom = np.stack(columns, axis=1).tolist()
     fig = go.Figure()
     for metric, name, color in (("wer", "WER", WER_COLOR), ("cer", "CER", CER_COLOR)):
+        y = rows[metric].to_numpy(dtype=float)
+        extra, interval = {}, ""
+        if metric == "wer" and has_ci:
+            extra["error_y"] = {"type": "data", "symmetric": False, "array": np.nan_to_num(hi - y).round(4).tolist(),
+                                "arrayminus": np.nan_to_num(y - lo).round(4).tolist(), "color": "#7f8c8d",
+                                "thickness": 1.2, "width": 3}
+            interval = "<br>95% interval %{customdata[3]:.2f}–%{customdata[4]:.2f}%"
         fig.add_trace(go.Bar(
-            x=list(range(len(x))), y=rows[metric].to_numpy(dtype=float).round(4).tolist(), name=name,
+            x=list(range(len(x))), y=y.round(4).tolist(), name=name,
             marker={"color": color, "line": {"width": 0}}, customdata=custom,
-            hovertemplate=(f"{_esc(by)} = %{{customdata[0]}}<br>{name} %{{y:.2f}}%<br>"
+            hovertemplate=(f"{_esc(by)} = %{{customdata[0]}}<br>{name} %{{y:.2f}}%{interval}<br>"
                            "%{customdata[1]:,} utterances · %{customdata[2]:,} words<extra></extra>"),
+            **extra,
         ))
     _layout(fig, title, height=320, margin={"t": 55})
     fig.update_layout(barmode="group", bargap=0.2, bargroupgap=0.05)
@@ -124,7 +139,7 @@ def breakdown_figure(rows: pd.DataFrame, by: str, hyp_name: str, *, max_groups: 
                      automargin=True)
     fig.update_yaxes(title_text="error rate (%)", rangemode="tozero", ticksuffix="%")
     if note:
-        _note(fig, f"showing the {max_groups} groups with the most utterances", y=1.12)
+        _note(fig, _esc(note), y=1.12)
     return fig
 
 
@@ -277,5 +292,4 @@ def utterance_scatter_figure(ids: np.ndarray, a: np.ndarray, b: np.ndarray, a_na
 
 def _esc(text: str) -> str:
     """A user string for a plotly hovertemplate: plotly renders a few HTML tags there."""
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("%{", "%&#123;"))
+    return plotly_text(text)

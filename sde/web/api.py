@@ -7,13 +7,20 @@
     /utterance/ID              GET /api/utterances/ID   (the row + word alignment per hypothesis)
     /vocabulary?filter&sort    GET /api/vocabulary?filter=Q&sort=S&page=P&page_size=N
                                                                              GET /api/vocabulary.csv?filter=Q&sort=S
-    /problems                  GET /api/problems
+    /problems?page=P           GET /api/problems?page=P&page_size=N
     (audio)                    GET /audio/ID.wav, /api/utterances/ID/signal  (sde/web/audio_routes.py)
 
 Q is the filter language of DESIGN.md (`{wer} > 20 && {speaker} = "en-gb"`), S is `col`, `-col`
 (descending) or several comma-separated. `page` is 0-based; `page_size` is 1..MAX_PAGE_SIZE.
 Errors are JSON: 400 {"error": message} for a bad filter/sort/page, 404 {"error": ...} for an
 unknown id or route. Rows are JSON-safe: NaN and missing values are null.
+
+Every request is bounded (sde.query's limits): a `page_size` over MAX_PAGE_SIZE, a `page` that is
+not a whole number in 0..MAX_PAGE, a filter over 10,000 characters or 16 clauses and a sort over 8
+distinct columns answer 400 with the limit in the message (never clamped silently: a script asking
+for 5,000 rows must learn it got fewer). /api/problems pages like the tables:
+`{"total", "page", "page_size", "rows"}` plus the counts `total_lines`, `loaded`, `skipped`, and
+`problems` (the same rows as `rows`, the field's name before paging).
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
 MAX_PAGE_SIZE = 1000
+MAX_PAGE = 10**9            # 10^12 rows at the largest page size: any larger page number is a mistake
 DEFAULT_PAGE_SIZE = 50
+PROBLEMS_PAGE_SIZE = MAX_PAGE_SIZE  # default for /api/problems: small manifests get every problem at once
 CSV_CHUNK_ROWS = 20_000
 # Cells starting with these are formulas to a spreadsheet (CSV injection): prefixed with a quote.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -81,6 +90,8 @@ def row_dict(df: pd.DataFrame, position: int) -> dict:
 def parse_int(name: str, raw: str | None, default: int, lo: int, hi: int | None = None) -> int:
     if raw is None or raw == "":
         return default
+    if len(raw) > 40:  # no number this long is valid; echoing it back would mirror megabytes
+        raise ApiError(f"{name} must be an integer, got {raw[:40]!r}…")
     try:
         value = int(raw)
     except ValueError:
@@ -154,17 +165,27 @@ def alignment_of(dataset: "Dataset", position: int) -> dict[str, list[dict]]:
     out = {}
     for h in dataset.hypotheses:
         hyp = utt[h.field].iat[position]
-        hyp = "" if hyp is None or hyp is pd.NA else str(hyp)
-        out[h.field] = [{"op": w.op, "ref": w.ref, "hyp": w.hyp} for w in align_words(ref, hyp)]
+        if hyp is None or hyp is pd.NA:  # no such field on this line: not scored, so no diff either
+            out[h.field] = [{"op": "missing", "ref": None, "hyp": None,
+                             "note": f"this line has no {h.field}: it is left out of that hypothesis's scores"}]
+            continue
+        hyp = str(hyp)
+        # "unaligned" (texts too long for a word diff) carries a "note" saying so
+        out[h.field] = [{"op": w.op, "ref": w.ref, "hyp": w.hyp, **({"note": w.note} if w.note else {})}
+                        for w in align_words(ref, hyp)]
     return out
 
 
 def utterance_position(dataset: "Dataset", raw_id) -> int:
     """The row position of utterance `raw_id` (ids are positions among valid lines), or ApiError 404."""
+    raw = str(raw_id)
     try:
-        uid = int(str(raw_id))
+        uid = int(raw) if len(raw) <= 40 else None
     except ValueError:
-        raise ApiError(f"no utterance with id {raw_id!r}: ids are integers", 404) from None
+        uid = None
+    if uid is None:
+        shown = repr(raw) if len(raw) <= 40 else repr(raw[:40]) + "…"
+        raise ApiError(f"no utterance with id {shown}: ids are integers", 404)
     n = len(dataset.utterances)
     if not 0 <= uid < n:
         raise ApiError(f"no utterance with id {uid}: ids run from 0 to {n - 1}" if n else
@@ -172,16 +193,28 @@ def utterance_position(dataset: "Dataset", raw_id) -> int:
     return uid
 
 
-def problems_json(dataset: "Dataset") -> dict:
+def problems_json(dataset: "Dataset", page: int = 0, page_size: int = PROBLEMS_PAGE_SIZE) -> dict:
+    """One page of the skipped lines (a million bad lines must not become one 200 MB response)."""
+    start = page * page_size
+    rows = [{"file": p.path, "line": int(p.line), "reason": p.reason, "message": str(p)}
+            for p in dataset.problems[start:start + page_size]]
     return {
         "total_lines": int(getattr(dataset, "total_lines", 0) or 0),
         "loaded": int(len(dataset.utterances)),
         "skipped": len(dataset.problems),
-        "problems": [
-            {"file": p.path, "line": int(p.line), "reason": p.reason, "message": str(p)}
-            for p in dataset.problems
-        ],
+        "total": len(dataset.problems),
+        "page": page,
+        "page_size": page_size,
+        "rows": rows,
+        "problems": rows,
     }
+
+
+def page_args(default_size: int = DEFAULT_PAGE_SIZE) -> tuple[int, int]:
+    """`page` and `page_size` of the current request, validated (ApiError 400 otherwise)."""
+    page = parse_int("page", request.args.get("page"), 0, 0, MAX_PAGE)
+    size = parse_int("page_size", request.args.get("page_size"), default_size, 1, MAX_PAGE_SIZE)
+    return page, size
 
 
 # ---------------------------------------------------------------- routes
@@ -227,8 +260,7 @@ def register_api_routes(server: Flask, dataset: "Dataset") -> None:
     def table_routes(name: str, df_of, query_of) -> None:
         def page_view():
             try:
-                page = parse_int("page", request.args.get("page"), 0, 0)
-                size = parse_int("page_size", request.args.get("page_size"), DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+                page, size = page_args()
                 total, rows = page_of(query_of(), df_of(), filter_of(name), request.args.get("sort"), page, size)
             except ApiError as e:
                 return _error(e)
@@ -277,7 +309,11 @@ def register_api_routes(server: Flask, dataset: "Dataset") -> None:
         return _json(row)
 
     def problems_view():
-        return _json(problems_json(dataset))
+        try:
+            page, size = page_args(PROBLEMS_PAGE_SIZE)
+        except ApiError as e:
+            return _error(e)
+        return _json(problems_json(dataset, page, size))
 
     server.add_url_rule("/api/summary", "sde_api_summary", summary_view)
     server.add_url_rule("/api/utterances/<uid>", "sde_api_utterance", utterance_view)

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
-from flask import Response
+from flask import Response, make_response, request
 
 from sde.web import ids
 from sde.web.api import register_api_routes
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 log = logging.getLogger(__name__)
+MAX_REQUEST_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,38 @@ def not_found_layout(pathname: str) -> html.Div:
     ], color="warning", id="not-found")
 
 
+def is_page_path(pathname: str) -> bool:
+    """Whether `pathname` is one of the app's pages. All registered pages count, available or not
+    (Errors appears once a transcription adds a hypothesis; until then its page says why not)."""
+    page = resolve(load_pages(None), pathname)
+    if page is None:
+        return False
+    if page.prefix:  # the one prefix page, the inspector, takes an utterance id: /utterance/17
+        rest = pathname[len(page.path):].strip("/")
+        return rest.isascii() and rest.isdigit()
+    return True
+
+
+def answer_404_off_pages(app: dash.Dash) -> None:
+    """Dash serves its page shell for every path; send that shell with status 404 for paths that
+    are no page (`/../etc/passwd`, `/nope`): the browser still shows the app's "Page not found"
+    view with the navbar, and a crawler or scanner learns the truth."""
+    server = app.server
+    for rule in server.url_map.iter_rules():
+        if rule.rule == "/<path:path>":
+            catch_all = server.view_functions[rule.endpoint]
+
+            def page_or_404(path: str, _shell=catch_all):
+                resp = make_response(_shell(path))
+                if not is_page_path(request.path):
+                    resp.status_code = 404
+                return resp
+
+            server.view_functions[rule.endpoint] = page_or_404
+            return
+    log.warning("Dash's catch-all route was not found: unknown paths answer with its shell")
+
+
 def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash:
     config = config or AppConfig(title=getattr(dataset, "name", "sde"))
     title = config.title or dataset.name
@@ -78,6 +111,9 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     )
     app.config.include_assets_files = True
     server = app.server
+    # A callback's inputs are a few KB; a client posting megabytes gets 413 instead of our memory.
+    server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    answer_404_off_pages(app)
     if config.auth:
         install_basic_auth(server, config.auth)
 
@@ -136,7 +172,8 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
         from sde.web.audio_metrics_panel import register_audio_metrics_callbacks
 
         register_audio_metrics_callbacks(
-            app, dataset, Path(config.cache_dir) / "audio-metrics" if config.cache_dir else None)
+            app, dataset, Path(config.cache_dir) / "audio-metrics" if config.cache_dir else None,
+            cache_root=config.cache_dir)
 
     @app.callback(
         Output(ids.PAGE, "children"),
@@ -186,4 +223,4 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     return app
 
 
-__all__ = ["AppConfig", "create_app", "rendered_key", "ASSETS"]
+__all__ = ["AppConfig", "create_app", "rendered_key", "is_page_path", "ASSETS"]

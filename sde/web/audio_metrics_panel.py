@@ -406,16 +406,40 @@ def apply_measurement(dataset: Dataset, handoff_dir: str | Path, token: str) -> 
 
 # ---------------------------------------------------------------- callbacks
 
-def register_audio_metrics_callbacks(app: dash.Dash, dataset: Dataset,
-                                     handoff_dir: str | Path | None = None) -> None:
+def jobs_disabled_message(error: Exception) -> str:
+    return f"Background jobs are disabled: {error}"
+
+
+def register_jobs_disabled(app: dash.Dash, start: str, status: str, error: Exception, what: str) -> None:
+    """No folder can hold background jobs: the panel's button is disabled and the panel says why
+    (once its page renders) instead of the server failing to start."""
+    from sde.cache import _stderr_warning
+
+    message = jobs_disabled_message(error)
+    _stderr_warning(f"{what} is disabled: {error}")
+
+    @app.callback(Output(start, "disabled"), Output(status, "children"), Input(start, "n_clicks"))
+    def _explain_disabled(_n):
+        return True, dbc.Alert(message, color="warning", className="mb-0 mt-2 small")
+
+
+def register_audio_metrics_callbacks(app: dash.Dash, dataset: Dataset, handoff_dir: str | Path | None = None,
+                                     *, cache_root: str | Path | None = None) -> None:
     """The background job + the swap, registered on `app`. `handoff_dir` holds the job queue and
-    the results in transit (a fresh temporary folder when None)."""
-    import diskcache
+    the results in transit (a private temporary folder when None or unusable, or when `cache_root`,
+    the cache folder it lies in, is refused; when no folder is usable, the button says why
+    instead: see sde.cache.open_job_store)."""
     from dash import DiskcacheManager
 
-    handoff = Path(handoff_dir) if handoff_dir else Path(tempfile.mkdtemp(prefix="sde-audioq-"))
-    handoff.mkdir(parents=True, exist_ok=True)
-    manager = DiskcacheManager(diskcache.Cache(str(handoff / "audioq-jobs")))
+    from sde.cache import CacheUnusable, open_job_store
+
+    try:
+        jobs = open_job_store(handoff_dir, "audioq-jobs", root=cache_root)
+    except CacheUnusable as e:
+        register_jobs_disabled(app, START, STATUS, e, "Measure audio")
+        return
+    handoff = jobs.folder
+    manager = DiskcacheManager(jobs.store)
 
     @app.callback(
         Output(DONE, "data"),
@@ -468,6 +492,7 @@ __all__ = [
     "progress_values",
     "read_handoff",
     "register_audio_metrics_callbacks",
+    "register_jobs_disabled",
     "samples_href",
     "with_audio_metrics",
     "write_handoff",

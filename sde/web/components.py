@@ -175,6 +175,11 @@ def diff_view(aligned: Sequence[Any]) -> html.Div:
             spans.append(html.Del(ref, className="diff-del", title=f"deletion: {ref}"))
         elif op == "ins":
             spans.append(html.Ins(hyp, className="diff-ins", title=f"insertion: {hyp}"))
+        elif op in ("unaligned", "missing"):  # too long to diff, or no hypothesis: the text as it is, and why
+            note = w.get("note") if isinstance(w, Mapping) else w.note
+            spans.append(html.Div(note, className="text-muted small diff-note"))
+            if hyp is not None:
+                spans.append(html.Span(hyp, className="diff-plain"))
     if not spans:
         spans = [html.Span("(empty reference and hypothesis)", className="text-muted")]
     return html.Div(spans, className="diff")
@@ -219,7 +224,9 @@ def table_params(params: Mapping[str, str]) -> dict[str, str]:
 
 
 def _json_loads(text: str | None) -> Any:
-    if not text:
+    from sde.query import MAX_QUERY_LENGTH
+
+    if not text or len(text) > MAX_QUERY_LENGTH:  # a column-filter model that long is not the grid's
         return None
     try:
         return json.loads(text)
@@ -244,6 +251,30 @@ class GridResult:
     error: str | None = None
 
 
+def _grid_row_number(value: Any, name: str, default: int) -> int:
+    """startRow / endRow as the browser sent them (any JSON): an int, or a QueryError."""
+    from sde.query import QueryError
+
+    if value is None:
+        return default
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    shown = repr(value)
+    raise QueryError(f"{name} must be a whole number, got {shown if len(shown) <= 40 else shown[:39] + '…'}.")
+
+
+def grid_range(request: Mapping[str, Any]) -> tuple[int, int]:
+    """The [start, end) rows a getRowsRequest asks for, clamped to at most MAX_PAGE_SIZE rows:
+    a hostile endRow=10**9 must not turn one callback into the whole table."""
+    from sde.query import MAX_PAGE_SIZE
+
+    start = max(0, _grid_row_number(request.get("startRow"), "startRow", 0))
+    end = _grid_row_number(request.get("endRow"), "endRow", start + 100)
+    return start, min(max(end, start), start + MAX_PAGE_SIZE)
+
+
 def grid_rows(query, df: pd.DataFrame, request: Mapping[str, Any] | None, box_filter: str | None) -> GridResult:
     """Answer an AG Grid infinite-model getRowsRequest from a TableQuery (the pure core of the
     getRows callback): the filter box's Q and the grid's filter/sort models are combined."""
@@ -251,10 +282,10 @@ def grid_rows(query, df: pd.DataFrame, request: Mapping[str, Any] | None, box_fi
 
     from sde.web.api import records
 
-    request = request or {}
-    start = int(request.get("startRow") or 0)
-    end = int(request.get("endRow") or start + 100)
+    request = request if isinstance(request, Mapping) else {}
+    box_filter = box_filter if isinstance(box_filter, str) else None  # browser-side store: any JSON
     try:
+        start, end = grid_range(request)
         box = query.clauses(box_filter or None)
         grid = to_clauses_from_grid(request.get("filterModel"))
         grid = query.clauses(grid)
@@ -490,7 +521,7 @@ def register_table_callbacks(app: dash.Dash, spec: TableSpec, title: str) -> Non
     )
     def get_rows(request, applied, search):
         result = grid_rows(spec.query(), spec.df(), request, applied)
-        colfilter = (request or {}).get("filterModel") or {}
+        colfilter = (request.get("filterModel") if isinstance(request, Mapping) else None) or {}
         state = {"filter": applied or "", "sort": result.sort,
                  "colfilter": json.dumps(colfilter, separators=(",", ":"), sort_keys=True) if colfilter else "",
                  "effective": result.effective}
@@ -538,15 +569,15 @@ def register_table_callbacks(app: dash.Dash, spec: TableSpec, title: str) -> Non
             prevent_initial_call=True,
         )
         def open_row(clicked, state):
-            if not clicked or clicked.get("rowIndex") is None:
+            if not isinstance(clicked, Mapping) or clicked.get("rowIndex") is None:
                 return no_update
             state = state or {}
             try:
                 positions = spec.query().select(state.get("effective") or None, state.get("sort") or None)
             except Exception:  # a stale state: ignore the click rather than fail
                 return no_update
-            index = int(clicked["rowIndex"])
-            if not 0 <= index < len(positions):
+            index = clicked["rowIndex"]
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(positions):
                 return no_update
             df = spec.df()
             pos = int(positions[index])

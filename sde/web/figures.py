@@ -1,5 +1,9 @@
 """Pure plotly figure builders. Histograms are binned here with numpy, so the browser gets bin
-counts (a few dozen numbers per trace), never a million points."""
+counts (a few dozen numbers per trace), never a million points.
+
+Builders take plain text (field names, hypothesis labels are user text) and escape it with
+:func:`plotly_text` wherever it reaches the figure; callers never escape.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,15 @@ BASE_COLOR = "#2c3e50"
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
                 "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def plotly_text(text: object) -> str:
+    """User text for any string plotly shows: titles, axis titles, legend names, hover templates,
+    annotations, tick text. Plotly renders a subset of HTML there (a field named
+    `<a href="…">x</a>` would become a link) and fills `%{…}` in templates; escaped, both show
+    as written (plotly turns the entities back into characters when it draws the text)."""
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("%{", "%&#123;"))
 
 
 @dataclass
@@ -71,7 +84,7 @@ def histogram(series: Sequence[np.ndarray], bins: int = 40, clip_quantile: float
 def _base_layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, height: int = 280) -> go.Figure:
     fig.update_layout(
         template="plotly_white",
-        title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top", "font": {"size": 15}},
+        title={"text": plotly_text(title), "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top", "font": {"size": 15}},
         font={"family": FONT, "size": 12, "color": "#2c3e50"},
         margin={"l": 55, "r": 15, "t": 45, "b": 45},
         height=height,
@@ -82,8 +95,8 @@ def _base_layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, height: i
     )
     if len(fig.data) > 1:
         fig.update_layout(margin={"t": 65})
-    fig.update_xaxes(title_text=xlabel, zeroline=False)
-    fig.update_yaxes(title_text=ylabel, rangemode="tozero", separatethousands=True)
+    fig.update_xaxes(title_text=plotly_text(xlabel), zeroline=False)
+    fig.update_yaxes(title_text=plotly_text(ylabel), rangemode="tozero", separatethousands=True)
     return fig
 
 
@@ -91,7 +104,7 @@ def empty_figure(title: str, message: str = "no data") -> go.Figure:
     fig = _base_layout(go.Figure(), title, "", "")
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.add_annotation(text=message, showarrow=False, font={"size": 14, "color": "#7f8c8d"},
+    fig.add_annotation(text=plotly_text(message), showarrow=False, font={"size": 14, "color": "#7f8c8d"},
                        xref="paper", yref="paper", x=0.5, y=0.5)
     return fig
 
@@ -107,17 +120,19 @@ def histogram_figure(series: Mapping[str, np.ndarray], title: str, xlabel: str, 
     widths = np.diff(h.edges)
     fmt = ".0f" if h.integer else ".3~g"
     multi = len(names) > 1
+    x_text, y_text, unit_text = plotly_text(xlabel), plotly_text(ylabel), plotly_text(unit)
     fig = go.Figure()
     for i, name in enumerate(names):
         color = HYP_COLORS[i % len(HYP_COLORS)] if multi else BASE_COLOR
         custom = np.stack([h.edges[:-1], h.edges[1:]], axis=1)
+        legend = plotly_text(name)
         if h.integer:
-            hover = f"{xlabel} %{{x:{fmt}}}{unit}<br>%{{y:,}} {ylabel}<extra>{name if multi else ''}</extra>"
+            hover = f"{x_text} %{{x:{fmt}}}{unit_text}<br>%{{y:,}} {y_text}<extra>{legend if multi else ''}</extra>"
         else:
-            hover = (f"{xlabel} %{{customdata[0]:{fmt}}}–%{{customdata[1]:{fmt}}}{unit}"
-                     f"<br>%{{y:,}} {ylabel}<extra>{name if multi else ''}</extra>")
+            hover = (f"{x_text} %{{customdata[0]:{fmt}}}–%{{customdata[1]:{fmt}}}{unit_text}"
+                     f"<br>%{{y:,}} {y_text}<extra>{legend if multi else ''}</extra>")
         fig.add_trace(go.Bar(
-            x=centers.tolist(), y=h.counts[i].tolist(), width=widths.tolist(), name=name,
+            x=centers.tolist(), y=h.counts[i].tolist(), width=widths.tolist(), name=legend,
             customdata=custom.tolist(), hovertemplate=hover,
             marker={"color": color, "line": {"width": 0}}, opacity=0.7 if multi else 0.9,
         ))
@@ -157,6 +172,7 @@ def word_accuracy_figure(accuracies: Mapping[str, np.ndarray]) -> go.Figure:
         return empty_figure(title, "no hypotheses")
     fig = go.Figure()
     for i, (name, acc) in enumerate(accuracies.items()):
+        name = plotly_text(name)
         b = word_accuracy_buckets(acc)
         total = sum(b.values()) or 1
         fig.add_trace(go.Bar(

@@ -9,7 +9,6 @@ place and reloads the page, so the error-analysis views appear without a restart
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,13 +72,20 @@ def transcribe_panel(dataset: "Dataset") -> dbc.Card | None:
 
 
 def register_transcribe_callbacks(app: "dash.Dash", dataset: "Dataset", cache_dir: str | Path | None = None) -> None:
-    """Background job + the swap. `cache_dir` is where predictions are handed over (and kept)."""
+    """Background job + the swap. `cache_dir` is where predictions are handed over (and kept); a
+    private temporary folder when None or unusable (see sde.cache.open_job_store)."""
     from dash import DiskcacheManager
 
-    import diskcache
+    from sde.cache import CacheUnusable, open_job_store
+    from sde.web.audio_metrics_panel import register_jobs_disabled
 
-    handoff = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="sde-transcribe-"))
-    manager = DiskcacheManager(diskcache.Cache(str(handoff / "background-jobs")))
+    try:
+        jobs = open_job_store(cache_dir, "background-jobs")
+    except CacheUnusable as e:
+        register_jobs_disabled(app, START, STATUS, e, "Transcribe with NeMo")
+        return
+    handoff = jobs.folder
+    manager = DiskcacheManager(jobs.store)
 
     @app.callback(
         Output(DONE, "data"),

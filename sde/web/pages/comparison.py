@@ -186,6 +186,13 @@ def _subset_vocabulary(dataset: "Dataset", a: "HypothesisField", b: "HypothesisF
     from sde.metrics import word_counts, word_hits
 
     df = dataset.utterances
+    # Lines without either hypothesis are in neither score (sde.analysis.scored_rows): not here either.
+    scored = df[a.field].notna().to_numpy() & df[b.field].notna().to_numpy()
+    if utt_ids is not None:
+        keep = np.zeros(len(df), dtype=bool)
+        keep[utt_ids] = True
+        scored &= keep
+    utt_ids = None if scored.all() else np.flatnonzero(scored)
     texts = df["text"] if utt_ids is None else df["text"].iloc[utt_ids]
     counts = word_counts(texts)
     out = counts[["word", "count"]].copy()

@@ -1,12 +1,16 @@
 """Errors: what one hypothesis gets wrong (JSON twins: /api/errors and /api/breakdown, with CSV).
 
-    /errors?hyp=F&filter=Q&by=COLUMN
+    /errors?hyp=F&filter=Q&by=COLUMN&min_utts=K&show=best
 
 Top substitution pairs (ref → hyp), deleted words and inserted words, each a table + a small bar
 chart; a click on a row or bar opens `/samples?error=sub:REF:HYP&hyp=F[&filter=Q]` (the utterances
-where that error happens). WER/CER broken down by a categorical column (or duration bucket) as a
-sortable table and a bar chart. The filter box (DESIGN filter language) restricts everything to a
-subset of utterances. The URL carries the state; the controls rewrite it without a reload.
+where that error happens). WER/CER broken down by any categorical column (or duration bucket),
+whatever its number of values: a bar chart of all groups when they are few, else of the worst (or
+best) CHART_GROUPS, with each group's bootstrap interval as whiskers; below it a table that pages
+through every group on the server (sortable; a click opens the group's utterances); groups with
+fewer than K utterances can be left out. The filter box (DESIGN filter language) restricts
+everything to a subset of utterances. The URL carries the state; the controls rewrite it without a
+reload.
 
 Pure builders (`error_sections`, `top_error_rows`, `breakdown_content`, …) do the work; callbacks only
 unpack inputs, call them and return.
@@ -28,6 +32,8 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from sde import analysis
 from sde.web import analysis_figures as af
 from sde.web import ids
+from sde.web.analysis_api import grouped_rates
+from sde.web.api import ApiError
 from sde.web.components import check_filter, fmt_int, fmt_pct, page_header
 from sde.web.figures import GRAPH_CONFIG
 from sde.web.pages import Page
@@ -39,6 +45,9 @@ if TYPE_CHECKING:  # pragma: no cover
 TITLE = "Errors"
 PATH = "/errors"
 TABLE_LIMIT = 200            # rows per top-error table (the chart shows the first af.MAX_BARS)
+CHART_GROUPS = 30            # breakdown bars at most: the worst (or best) groups beyond that
+GRID_BLOCK = 100             # breakdown table rows fetched per request
+SHOW_CHOICES = ("worst", "best")
 
 # Component ids (this page's own; prefixed so they never clash with other pages)
 HYP = "errors-hyp"
@@ -54,6 +63,8 @@ LINKS = "errors-links"
 TABLES = "errors-tables"           # the row of the three top-error cards
 TABLES_BOX = "errors-tables-box"   # its container
 BREAKDOWN = "errors-breakdown"     # container of the breakdown card
+MIN_UTTS = "errors-min-utts"       # hide groups with fewer utterances
+SHOW = "errors-show"               # the chart's worst or best groups
 KINDS = ("substitutions", "deletions", "insertions")
 OPS = {"substitutions": "sub", "deletions": "del", "insertions": "ins"}
 
@@ -70,6 +81,10 @@ BREAKDOWN_GRID = "errors-breakdown-grid"
 BREAKDOWN_CONTENT = "errors-breakdown-content"
 BREAKDOWN_LINKS = "errors-breakdown-links"
 BREAKDOWN_FIG = "errors-breakdown-fig"
+BREAKDOWN_COUNT = "errors-breakdown-count"
+BREAKDOWN_NOTE = "errors-breakdown-note"
+BREAKDOWN_CSV = "errors-breakdown-csv"
+BREAKDOWN_PURGE = "errors-breakdown-purge"
 
 GRID_THEME = {"function": "themeQuartz.withParams({fontFamily: 'inherit', fontSize: 13, headerFontWeight: 700, "
                           "accentColor: '#18bc9c', headerBackgroundColor: '#f3f6f9', rowHoverColor: '#eaf6f3', "
@@ -177,10 +192,11 @@ def selection(dataset: "Dataset", filter_text: str | None) -> tuple[np.ndarray |
     return np.asarray(dataset.utterance_query.select(text), dtype=np.int64), None
 
 
-def group_columns(dataset: "Dataset") -> list[str]:
-    """Columns worth a breakdown: duration_bucket and the manifest's categorical fields."""
+def group_counts(dataset: "Dataset") -> dict[str, int]:
+    """Columns worth a breakdown (duration_bucket and every categorical field of the manifest, any
+    number of values) → their number of distinct values."""
     cache = web_cache(dataset)
-    if "group_columns" not in cache:
+    if "group_counts" not in cache:
         df = dataset.utterances
         skip = set(_NOT_GROUPS)
         for h in dataset.hypotheses:
@@ -188,8 +204,18 @@ def group_columns(dataset: "Dataset") -> list[str]:
             skip |= {h.column(m) for m in ("wer", "cer", "wmr", "sub", "del", "ins", "hits", "char_edits",
                                            "ref_chars", "accuracy")}
         keep = [c for c in df.columns if c not in skip and not str(c).endswith("_norm")]
-        cache["group_columns"] = analysis.breakdown_columns(df[keep]) if keep else []
-    return cache["group_columns"]
+        cache["group_counts"] = analysis.group_counts(df[keep]) if keep else {}
+    return cache["group_counts"]
+
+
+def group_columns(dataset: "Dataset") -> list[str]:
+    return list(group_counts(dataset))
+
+
+def group_options(dataset: "Dataset") -> list[dict]:
+    """The breakdown menu: every column, with how many groups it makes ("speaker (1,179 values)")."""
+    return [{"label": f"{c} ({fmt_int(n)} {'value' if n == 1 else 'values'})", "value": c}
+            for c, n in group_counts(dataset).items()]
 
 
 def default_by(dataset: "Dataset") -> str | None:
@@ -301,28 +327,101 @@ def group_filter(by: str, value: Any, kind: str | None) -> str | None:
     return f'{{{by}}} = "{text}"'
 
 
-def breakdown_rows(dataset: "Dataset", h: "HypothesisField", by: str, utt_ids: np.ndarray | None,
-                   filter_text: str | None) -> tuple[pd.DataFrame, list[dict]]:
-    """`analysis.breakdown` and its grid rows (each with an href to the group's samples)."""
-    frame = analysis.breakdown(dataset.utterances, by, h, utt_ids=utt_ids)
+def min_utts_of(value: Any) -> int:
+    """The min-utterances control's value as a threshold ≥ 1 (empty or nonsense: 1)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 1
+    return int(min(max(number, 1), 10**12)) if math.isfinite(number) else 1
+
+
+def show_of(value: Any) -> str:
+    return value if value in SHOW_CHOICES else SHOW_CHOICES[0]
+
+
+def grid_sort(request: Mapping[str, Any] | None) -> str:
+    """The breakdown grid's sortModel as an analysis sort ("-wer"); worst first by default."""
+    for item in (request or {}).get("sortModel") or []:
+        col, order = item.get("colId"), item.get("sort")
+        if col in analysis.BREAKDOWN_SORTS and order in ("asc", "desc"):
+            return ("-" if order == "desc" else "") + col
+    return "-wer"
+
+
+def breakdown_rows(dataset: "Dataset", h: "HypothesisField", by: str, view: pd.DataFrame,
+                   grouped: analysis.GroupedRates, filter_text: str | None) -> list[dict]:
+    """Grid rows of some groups (a page of `grouped.view(...)`): the numbers, the 95% bootstrap
+    interval and an href to the group's utterances on the samples page."""
     from sde.query import QueryError
 
     try:
         kind = dataset.utterance_query.kind(by) if by != "duration_bucket" else None
     except QueryError:
         kind = None
+    lo, hi = grouped.intervals(view.index.to_numpy())
     rows = []
-    for i, r in enumerate(frame.itertuples(index=False)):
+    for group, r, a, b in zip(view.index.tolist(), view.itertuples(index=False), lo.tolist(), hi.tolist()):
         clause = group_filter(by, r.value, kind)
         full = " && ".join(p for p in ((filter_text or "").strip(), clause) if p) if clause else None
         rows.append({
             "value": ("(missing)" if r.value is None else
                       r.value if isinstance(r.value, (int, float)) else str(r.value)),
             "utterances": int(r.utterances), "words": int(r.words),
-            "wer": _round(r.wer), "cer": _round(r.cer),
-            "href": samples_href({"filter": full}) if full else f"#group-{i}",
+            "wer": _round(r.wer), "cer": _round(r.cer), "ci_lo": _round(a), "ci_hi": _round(b),
+            "href": samples_href({"filter": full}) if full else f"#group-{group}",
         })
-    return frame, rows
+    return rows
+
+
+def breakdown_grid_response(dataset: "Dataset", state: Mapping[str, Any] | None,
+                            request: Mapping[str, Any] | None) -> tuple[dict, Any]:
+    """(getRowsResponse, count line) for one block of the breakdown table: the groups of the
+    page's state (hypothesis, filter, column, threshold), sorted as the grid asks."""
+    empty = {"rowData": [], "rowCount": 0}
+    state = state or {}
+    h, _ = resolve_hypothesis(dataset, state.get("hyp"))
+    by = state.get("by")
+    if h is None or not by or by not in group_columns(dataset):
+        return empty, ""
+    try:
+        grouped = grouped_rates(dataset, h, by, state.get("filter"))
+    except ApiError as e:
+        return empty, html.Span(str(e), className="text-danger")
+    threshold = min_utts_of(state.get("min_utts"))
+    view = grouped.view(grid_sort(request), 0, threshold)
+    start = max(int((request or {}).get("startRow") or 0), 0)
+    end = min(max(int((request or {}).get("endRow") or start + GRID_BLOCK), start), start + 10 * GRID_BLOCK)
+    rows = breakdown_rows(dataset, h, by, view.iloc[start:end], grouped, state.get("filter"))
+    count = [html.B(fmt_int(len(view))), f" {by} groups"]
+    if threshold > 1:
+        count.append(f" with at least {fmt_int(threshold)} utterances (of {fmt_int(len(grouped.groups))})")
+    count.append(" · click a group to see its utterances")
+    return {"rowData": rows, "rowCount": int(len(view))}, html.Span(count)
+
+
+def chart_frame(grouped: analysis.GroupedRates, min_utts: int = 1, show: str = "worst"
+                ) -> tuple[pd.DataFrame, int]:
+    """(groups to chart, with ci_lo/ci_hi; how many groups pass the threshold): all of them in
+    value order when they are at most CHART_GROUPS, else the CHART_GROUPS highest (worst) or
+    lowest (best) WERs."""
+    view = grouped.view("value", 0, min_utts)
+    total = len(view)
+    if total > CHART_GROUPS:
+        view = grouped.view("-wer" if show_of(show) == "worst" else "wer", 0, min_utts).iloc[:CHART_GROUPS]
+    lo, hi = grouped.intervals(view.index.to_numpy())
+    return view.assign(ci_lo=lo, ci_hi=hi), total
+
+
+def chart_note(by: str, shown: int, total: int, min_utts: int, show: str) -> str:
+    parts = []
+    if shown < total:
+        parts.append(f"showing {shown} of {fmt_int(total)} {by} groups: the "
+                     f"{'highest' if show_of(show) == 'worst' else 'lowest'} WER")
+    if min_utts > 1:
+        parts.append(f"groups with at least {fmt_int(min_utts)} utterances")
+    parts.append("whiskers: 95% bootstrap interval of the WER")
+    return " · ".join(parts)
 
 
 def _round(x: float) -> float | None:
@@ -332,6 +431,7 @@ def _round(x: float) -> float | None:
 def selection_totals(dataset: "Dataset", h: "HypothesisField", utt_ids: np.ndarray | None) -> dict[str, float]:
     """Utterances, words, S/D/I and corpus WER of the selection."""
     df = dataset.utterances
+    utt_ids = analysis.scored_rows(df, h, utt_ids)  # lines without this hypothesis are not scored
     pos = slice(None) if utt_ids is None else utt_ids
 
     def total(col: str) -> int:
@@ -454,50 +554,98 @@ def error_tables(rows: Mapping[str, list[dict]], h: "HypothesisField", filter_te
 
 
 def breakdown_content(dataset: "Dataset", h: "HypothesisField", by: str | None, utt_ids: np.ndarray | None,
-                      filter_text: str | None) -> tuple[list, Any]:
-    """(content, links) of the breakdown card: bar chart (WER, CER per group) and sortable table."""
+                      filter_text: str | None, min_utts: int = 1, show: str = "worst") -> tuple[list, Any]:
+    """(content, links) of the breakdown card: the bar chart (WER with intervals, CER per group)
+    and the JSON / CSV links. The table below pages through the groups on its own (see
+    `breakdown_grid_response`)."""
     columns = group_columns(dataset)
     if not by or by not in columns:
         return [dbc.Alert("No categorical column to break the error rates down by.", color="light")], None
     if utt_ids is not None and len(utt_ids) == 0:
         return [], None
     try:
-        frame, rows = breakdown_rows(dataset, h, by, utt_ids, filter_text)
-    except ValueError as e:
+        grouped = grouped_rates(dataset, h, by, filter_text)
+    except ApiError as e:
         return [dbc.Alert(str(e), color="warning")], None
-    fig = af.breakdown_figure(frame, by, h.name)
-    defs = [
-        {"field": "value", "headerName": by, "tooltipField": "value", "flex": 2, "minWidth": 120},
+    frame, total = chart_frame(grouped, min_utts, show)
+    note = chart_note(by, len(frame), total, min_utts, show)
+    if frame.empty:
+        return [dbc.Alert(f"No {by} group has at least {fmt_int(min_utts)} utterances.", color="light",
+                          id="errors-breakdown-empty")], breakdown_links(h, by, filter_text, min_utts)
+    fig = af.breakdown_figure(frame, by, h.name, max_groups=CHART_GROUPS)
+    content = [html.Div(note, id=BREAKDOWN_NOTE, className="text-muted small text-end"),
+               dcc.Graph(id=BREAKDOWN_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)})]
+    return content, breakdown_links(h, by, filter_text, min_utts)
+
+
+def breakdown_links(h: "HypothesisField", by: str, filter_text: str | None, min_utts: int) -> list:
+    q = {k: v for k, v in (("by", by), ("hyp", h.field), ("filter", (filter_text or "").strip()),
+                           ("min_utterances", str(min_utts) if min_utts > 1 else "")) if v}
+    return [html.A("JSON", href="/api/breakdown?" + urlencode({**q, "sort": "-wer"}), className="link-secondary"),
+            " · ",
+            html.A("Download CSV (all groups)", href="/api/breakdown.csv?" + urlencode({**q, "sort": "-wer"}),
+                   className="btn btn-sm btn-outline-success", download="breakdown.csv", id=BREAKDOWN_CSV)]
+
+
+_CI_TEXT = {"function": "params.data && params.data.ci_lo != null ? d3.format('.2f')(params.data.ci_lo) + '–' + "
+                        "d3.format('.2f')(params.data.ci_hi) + '%' : ''"}
+
+
+def breakdown_column_defs(by: str | None) -> list[dict]:
+    return [
+        {"field": "value", "headerName": by or "group", "tooltipField": "value", "flex": 2, "minWidth": 120,
+         "sortable": True},
         {"field": "utterances", "type": "numericColumn", "valueFormatter": _INT_FMT, "flex": 1},
         {"field": "words", "type": "numericColumn", "valueFormatter": _INT_FMT, "flex": 1},
-        {"field": "wer", "headerName": "WER", "type": "numericColumn", "valueFormatter": _PCT_FMT, "flex": 1},
+        {"field": "wer", "headerName": "WER", "type": "numericColumn", "valueFormatter": _PCT_FMT, "flex": 1,
+         "sort": "desc"},
+        {"field": "ci", "headerName": "95% interval", "valueGetter": _CI_TEXT, "sortable": False, "flex": 1.4,
+         "minWidth": 120, "headerTooltip": "bootstrap interval of the group's WER: its utterances resampled"},
         {"field": "cer", "headerName": "CER", "type": "numericColumn", "valueFormatter": _PCT_FMT, "flex": 1},
     ]
-    content = [dbc.Row([
-        dbc.Col(dcc.Graph(id=BREAKDOWN_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)}),
-                xs=12, xl=7),
-        dbc.Col([small_grid(BREAKDOWN_GRID, rows, defs, height=320),
-                 html.Div("Click a group to see its utterances.", className="text-muted small mt-1")],
-                xs=12, xl=5),
-    ], className="g-2")]
-    q = {k: v for k, v in (("by", by), ("hyp", h.field), ("filter", (filter_text or "").strip())) if v}
-    links = [html.A("JSON", href="/api/breakdown?" + urlencode(q), className="link-secondary"), " · ",
-             html.A("CSV", href="/api/breakdown.csv?" + urlencode(q), className="link-secondary",
-                    download="breakdown.csv")]
-    return content, links
 
 
-def breakdown_card(dataset: "Dataset", by: str | None, content: list, links: Any) -> dbc.Card:
-    """The breakdown card: its header (with the column picker) stays; content and links change."""
-    picker = dcc.Dropdown(id=BY, options=[{"label": c, "value": c} for c in group_columns(dataset)], value=by,
-                          clearable=False, style={"minWidth": "14rem"})
+def breakdown_grid(by: str | None) -> dag.AgGrid:
+    """The table of every group: AG Grid's infinite row model, so the server sorts and pages."""
+    return dag.AgGrid(
+        id=BREAKDOWN_GRID,
+        rowModelType="infinite",
+        columnDefs=breakdown_column_defs(by),
+        defaultColDef={"sortable": True, "resizable": True, "suppressHeaderMenuButton": True, "filter": False},
+        getRowId="params.data.href",
+        columnSize="responsiveSizeToFit",
+        dashGridOptions={"theme": GRID_THEME, "animateRows": False, "enableCellTextSelection": True,
+                         "rowClass": "grid-row-link", "tooltipShowDelay": 400, "suppressCellFocus": True,
+                         "cacheBlockSize": GRID_BLOCK, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
+                         "maxConcurrentDatasourceRequests": 1, "localeText": {"noRowsToShow": "no groups"}},
+        style={"height": "360px", "width": "100%"},
+        className="sde-grid",
+    )
+
+
+def breakdown_card(dataset: "Dataset", by: str | None, content: list, links: Any, min_utts: int = 1,
+                   show: str = "worst") -> dbc.Card:
+    """The breakdown card: its header (column picker, threshold, worst/best) and the table stay;
+    the chart and the links change."""
+    picker = dcc.Dropdown(id=BY, options=group_options(dataset), value=by, clearable=False,
+                          style={"minWidth": "16rem"})
+    threshold = dbc.InputGroup([
+        dbc.InputGroupText("min. utterances", className="small"),
+        dbc.Input(id=MIN_UTTS, type="number", min=1, step=1, value=min_utts, debounce=True,
+                  style={"maxWidth": "6rem"}),
+    ], size="sm", style={"width": "auto"})
+    toggle = dbc.RadioItems(id=SHOW, options=[{"label": f"{c} {CHART_GROUPS}", "value": c} for c in SHOW_CHOICES],
+                            value=show_of(show), inline=True, className="small")
     head = html.Div([
         html.H6("WER and CER by group", className="mb-0 fw-bold me-auto"),
         html.Span("break down by", className="text-muted small"),
-        picker,
+        picker, threshold, toggle,
         html.Span(links, className="small", id=BREAKDOWN_LINKS),
     ], className="d-flex align-items-center gap-2 flex-wrap mb-2")
-    return dbc.Card(dbc.CardBody([head, html.Div(content, id=BREAKDOWN_CONTENT)], className="p-2"),
+    table = html.Div([breakdown_grid(by), html.Div(id=BREAKDOWN_COUNT, className="text-muted small mt-1")],
+                     className="mt-2")
+    return dbc.Card(dbc.CardBody([head, html.Div(content, id=BREAKDOWN_CONTENT), table,
+                                  dcc.Store(id=BREAKDOWN_PURGE)], className="p-2"),
                     id=BREAKDOWN, className="mb-3")
 
 
@@ -526,7 +674,8 @@ def error_sections(dataset: "Dataset", h: "HypothesisField", filter_text: str,
     return summary, error_tables(rows, h, filter_text, totals)
 
 
-def page_params(dataset: "Dataset", hyp: str | None, filter_text: str | None, by: str | None) -> dict[str, str]:
+def page_params(dataset: "Dataset", hyp: str | None, filter_text: str | None, by: str | None,
+                min_utts: int = 1, show: str = "worst") -> dict[str, str]:
     """The query-string state of the page (defaults left out, so the plain URL stays plain)."""
     out = {}
     if hyp and dataset.hypotheses and hyp != dataset.hypotheses[0].field:
@@ -535,6 +684,10 @@ def page_params(dataset: "Dataset", hyp: str | None, filter_text: str | None, by
         out["filter"] = filter_text
     if by and by != default_by(dataset):
         out["by"] = by
+    if min_utts > 1:
+        out["min_utts"] = str(min_utts)
+    if show_of(show) != SHOW_CHOICES[0]:
+        out["show"] = show
     return out
 
 
@@ -554,6 +707,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     if by and by not in group_columns(dataset):
         by_warning = f'Cannot break down by "{by}"; choose one of: {", ".join(group_columns(dataset))}.'
         by = default_by(dataset)
+    min_utts, show = min_utts_of(params.get("min_utts")), show_of(params.get("show"))
     warnings = [w for w in (warning, by_warning) if w]
     if filter_error:
         warnings.append("The filter in the link is invalid (see below), so all utterances are shown.")
@@ -564,21 +718,23 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
                 xs=12, md=9),
     ], className="g-2 mb-2")
     return html.Div([
-        dcc.Store(id=STATE, data={"hyp": h.field, "filter": applied, "by": by or ""}),
+        dcc.Store(id=STATE, data={"hyp": h.field, "filter": applied, "by": by or "", "min_utts": min_utts,
+                                  "show": show}),
         page_header(TITLE, "What the recognizer gets wrong: click an error to see the utterances where it happens"),
         html.Div([dbc.Alert(w, color="warning", className="py-2 mb-2") for w in warnings], id=WARNING),
         controls,
-        *body(dataset, h, applied, by),
+        *body(dataset, h, applied, by, min_utts, show),
     ], className="errors-page")
 
 
-def body(dataset: "Dataset", h: "HypothesisField", filter_text: str, by: str | None) -> list:
+def body(dataset: "Dataset", h: "HypothesisField", filter_text: str, by: str | None, min_utts: int = 1,
+         show: str = "worst") -> list:
     """Everything below the controls (containers keep their ids; callbacks refill them)."""
     utt_ids, _ = selection(dataset, filter_text)
     summary, tables = error_sections(dataset, h, filter_text, utt_ids)
-    content, links = breakdown_content(dataset, h, by, utt_ids, filter_text)
+    content, links = breakdown_content(dataset, h, by, utt_ids, filter_text, min_utts, show)
     return [html.Div(summary, id=SUMMARY_BOX), html.Div(tables, id=TABLES_BOX),
-            breakdown_card(dataset, by, content, links)]
+            breakdown_card(dataset, by, content, links, min_utts, show)]
 
 
 def register_callbacks(app, dataset: "Dataset") -> None:
@@ -589,6 +745,7 @@ def register_callbacks(app, dataset: "Dataset") -> None:
         Output(TABLES_BOX, "children"),
         Output(BREAKDOWN_CONTENT, "children"),
         Output(BREAKDOWN_LINKS, "children"),
+        Output(BREAKDOWN_GRID, "columnDefs"),
         Output(STATE, "data"),
         Output(FILTER, "invalid"),
         Output(FILTER_FEEDBACK, "children"),
@@ -599,30 +756,64 @@ def register_callbacks(app, dataset: "Dataset") -> None:
         Input(FILTER, "value"),
         Input(APPLY, "n_clicks"),
         Input(BY, "value"),
+        Input(MIN_UTTS, "value"),
+        Input(SHOW, "value"),
         State(FILTER, "value"),
         State(STATE, "data"),
         prevent_initial_call=True,
     )
-    def update(hyp, _typed, _clicks, by, filter_value, state):
+    def update(hyp, _typed, _clicks, by, min_utts, show, filter_value, state):
         state = state or {}
-        skip = (no_update,) * 4
+        skip = (no_update,) * 5
         filter_text = (filter_value or "").strip()
         utt_ids, error = selection(dataset, filter_text)
         if error:
             return (*skip, no_update, True, error, no_update, no_update, no_update)
         h, _ = resolve_hypothesis(dataset, hyp)
         if h is None:
-            return (no_update,) * 10
+            return (no_update,) * 11
         by = by or state.get("by") or default_by(dataset)
-        new = {"hyp": h.field, "filter": filter_text, "by": by or ""}
+        min_utts, show = min_utts_of(min_utts), show_of(show)
+        new = {"hyp": h.field, "filter": filter_text, "by": by or "", "min_utts": min_utts, "show": show}
         if new == state:
             return (*skip, no_update, False, "", no_update, no_update, no_update)
-        params = page_params(dataset, h.field, filter_text, by)
+        params = page_params(dataset, h.field, filter_text, by, min_utts, show)
         search = f"?{urlencode(params)}" if params else ""
-        only_by = {k: v for k, v in new.items() if k != "by"} == {k: v for k, v in state.items() if k != "by"}
-        summary, tables = (no_update, no_update) if only_by else error_sections(dataset, h, filter_text, utt_ids)
-        content, links = breakdown_content(dataset, h, by, utt_ids, filter_text)
-        return (summary, tables, content, links, new, False, "", [], search, rendered_key(PATH, params, TITLE))
+        only_breakdown = all(new[k] == state.get(k) for k in ("hyp", "filter"))
+        summary, tables = (no_update, no_update) if only_breakdown else \
+            error_sections(dataset, h, filter_text, utt_ids)
+        content, links = breakdown_content(dataset, h, by, utt_ids, filter_text, min_utts, show)
+        defs = breakdown_column_defs(by) if by != state.get("by") else no_update
+        return (summary, tables, content, links, defs, new, False, "", [], search,
+                rendered_key(PATH, params, TITLE))
+
+    @app.callback(
+        Output(BREAKDOWN_GRID, "getRowsResponse"),
+        Output(BREAKDOWN_COUNT, "children"),
+        Input(BREAKDOWN_GRID, "getRowsRequest"),
+        State(STATE, "data"),
+        prevent_initial_call=True,
+    )
+    def breakdown_block(request, state):
+        return breakdown_grid_response(dataset, state, request)
+
+    # A new breakdown (hypothesis, filter, column or threshold): the grid drops its cached blocks
+    # and asks again (the infinite model would otherwise keep the old groups).
+    app.clientside_callback(
+        """function(state, gridId) {
+            if (window.dash_ag_grid && window.dash_ag_grid.getApiAsync) {
+                window.dash_ag_grid.getApiAsync(gridId).then(function (api) {
+                    api.purgeInfiniteCache();
+                    api.ensureIndexVisible(0, 'top');
+                });
+            }
+            return Date.now();
+        }""",
+        Output(BREAKDOWN_PURGE, "data"),
+        Input(STATE, "data"),
+        State(BREAKDOWN_GRID, "id"),
+        prevent_initial_call=True,
+    )
 
     # A click on a table row or on a bar opens the utterances with that error.
     for kind in KINDS:

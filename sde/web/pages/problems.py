@@ -1,11 +1,16 @@
-"""Problems: the manifest lines that were skipped, with file:line and reason (JSON twin: /api/problems)."""
+"""Problems: the manifest lines that were skipped, with file:line and reason (JSON twin: /api/problems).
+
+Paged (`/problems?page=P`, 0-based, PAGE_SIZE lines a page) like its JSON twin: a manifest with a
+million bad lines costs one page of table rows, not a million.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
+from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import dcc, html
 
 from sde.web import ids
 from sde.web.components import fmt_int, page_header
@@ -15,18 +20,60 @@ if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
 TITLE = "Problems"
-MAX_SHOWN = 2000  # more would only slow the page; the JSON twin has them all
+PAGE_SIZE = 500  # more rows only slow the page down; the pager and the JSON twin reach the rest
+
+
+def page_number(raw: str | None, pages: int) -> int:
+    """The `page` query parameter as a valid 0-based page (anything else: the nearest valid page)."""
+    text = (raw or "").strip()
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else 0
+    return min(number, max(pages - 1, 0))
+
+
+def _api_href(page: int) -> str:
+    return "/api/problems?" + urlencode({"page": page, "page_size": PAGE_SIZE})
+
+
+def _pager(page: int, pages: int, total: int) -> html.Div:
+    first, last = page * PAGE_SIZE + 1, min((page + 1) * PAGE_SIZE, total)
+
+    def link(label: str, target: int, link_id: str):
+        if not 0 <= target < pages or target == page:
+            return html.Span(label, className="btn btn-sm btn-outline-secondary disabled", id=link_id)
+        return dcc.Link(label, href=f"/problems?page={target}", className="btn btn-sm btn-outline-primary",
+                        id=link_id)
+
+    return html.Div([
+        html.Span([f"Lines {fmt_int(first)}–{fmt_int(last)} of {fmt_int(total)} · page {fmt_int(page + 1)} of "
+                   f"{fmt_int(pages)} · ", html.A("this page as JSON", href=_api_href(page))],
+                  className="text-muted small me-auto", id="problems-range"),
+        link("← Previous", page - 1, "problems-prev"),
+        link("Next →", page + 1, "problems-next"),
+    ], className="d-flex align-items-center gap-2 mb-2 flex-wrap", id="problems-pager")
+
+
+def _warnings_block(dataset: "Dataset"):
+    """Notes about lines that were kept (e.g. a hypothesis missing on some lines)."""
+    warnings = list(getattr(dataset, "warnings", None) or [])
+    if not warnings:
+        return None
+    return dbc.Alert([html.Strong("Warnings (lines kept):"),
+                      html.Ul([html.Li(str(w)) for w in warnings[:PAGE_SIZE]], className="mb-0")],
+                     color="info", id="problems-warnings")
 
 
 def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     problems = dataset.problems
     loaded = len(dataset.utterances)
     header = page_header(TITLE, [f"{dataset.name} · ", html.A("JSON", href="/api/problems", className="link-secondary")])
+    warnings = _warnings_block(dataset)
     if not problems:
-        return html.Div([header, dbc.Alert(
+        return html.Div([header, warnings, dbc.Alert(
             [html.Strong("No problems: "), f"all {fmt_int(loaded)} lines loaded."],
             color="success", id="problems-empty")])
-    shown = problems[:MAX_SHOWN]
+    pages = -(-len(problems) // PAGE_SIZE)
+    page = page_number(params.get("page"), pages)
+    shown = problems[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
     rows = [html.Tr([html.Td(p.path, className="text-break"), html.Td(str(p.line), className="text-end font-monospace"),
                      html.Td(p.reason, className="text-break")]) for p in shown]
     notes = [
@@ -36,14 +83,13 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
              "first one)."),
         ], color="warning"),
     ]
-    if len(problems) > MAX_SHOWN:
-        notes.append(html.P([f"Showing the first {fmt_int(MAX_SHOWN)}; ",
-                             html.A("all of them as JSON", href="/api/problems"), "."], className="text-muted"))
+    if pages > 1:
+        notes.append(_pager(page, pages, len(problems)))
     table = dbc.Table([
         html.Thead(html.Tr([html.Th("file"), html.Th("line", className="text-end"), html.Th("reason")])),
         html.Tbody(rows),
     ], striped=True, hover=True, size="sm", className="problems-table bg-white", id=ids.PROBLEMS_TABLE)
-    return html.Div([header, *notes, dbc.Card(dbc.CardBody(table, className="p-0"))])
+    return html.Div([header, warnings, *notes, dbc.Card(dbc.CardBody(table, className="p-0"))])
 
 
 PAGE = Page(path="/problems", name=TITLE, layout=layout, api="/api/problems")

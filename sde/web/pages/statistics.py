@@ -89,7 +89,18 @@ def _cached_figures(dataset: "Dataset") -> list[tuple[str, object]]:
     return cache["statistics_figures"]
 
 
-def _hypothesis_section(field: str, h: Mapping, label: str) -> html.Div:
+def _scored_note(field: str, h: Mapping, utterances: int | None):
+    """"scored on N of M utterances" when some lines lack this hypothesis (None otherwise)."""
+    missing = int(h.get("missing") or 0)
+    if not missing or utterances is None:
+        return None
+    return html.Div([f"scored on {fmt_int(utterances - missing)} of {fmt_int(utterances)} utterances: "
+                     f"{fmt_int(missing)} line{'s' if missing != 1 else ''} without {field} are left out ",
+                     dcc.Link("(see Problems)", href="/problems")],
+                    className="small text-warning-emphasis mb-2", id=stat_id(field, "scored"))
+
+
+def _hypothesis_section(field: str, h: Mapping, label: str, utterances: int | None = None) -> html.Div:
     norm = h.get("normalized") or {}
 
     def sub(metric: str):
@@ -110,6 +121,7 @@ def _hypothesis_section(field: str, h: Mapping, label: str) -> html.Div:
                     className="mb-0"),
             html.Span(counts, className="text-muted small") if counts else None,
         ], className="d-flex justify-content-between align-items-baseline flex-wrap mb-2"),
+        _scored_note(field, h, utterances),
         dbc.Row([
             dbc.Col(stat_card(name, fmt_pct(h.get(metric)), value_id=stat_id(field, metric), sub=sub(metric),
                               tone=tone, title=help_), xs=6, md=3, className="mb-2")
@@ -186,7 +198,8 @@ def recognition_sections(dataset: "Dataset", steps: list[str]) -> list:
     the chosen steps (never instead of them)."""
     from sde.dataset import normalized_summary
 
-    hyps = dataset.summary()["hypotheses"]
+    summary = dataset.summary()
+    hyps = summary["hypotheses"]
     normalized = normalized_summary(dataset, steps) if steps else {}
     labels = {h.field: (h.name or h.field) for h in dataset.hypotheses}
     sections = []
@@ -195,7 +208,7 @@ def recognition_sections(dataset: "Dataset", steps: list[str]) -> list:
         h.pop("normalized", None)
         if field in normalized:
             h["normalized"] = normalized[field]
-        sections.append(_hypothesis_section(field, h, labels.get(field, field)))
+        sections.append(_hypothesis_section(field, h, labels.get(field, field), summary["utterances"]))
     return sections
 
 

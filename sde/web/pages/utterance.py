@@ -111,9 +111,10 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
             ),
         ], className="d-flex align-items-center gap-3")),
         dbc.CardBody([
-            # Ogg Vorbis: ~7x smaller than the WAV for the same segment (see the audio routes).
-            html.Audio(src=f"/audio/{uid}.ogg", controls=True, preload="metadata", id=ids.UTT_AUDIO,
-                       className="w-100 mb-2"),
+            # Ogg Vorbis (~7x smaller than the WAV) up to 40 s; longer ones play the WAV, which
+            # the server streams with Range support so seeking works (see the audio routes).
+            html.Audio(src=_player_src(uid, duration), controls=True, preload="metadata",
+                       id=ids.UTT_AUDIO, className="w-100 mb-2"),
             html.Div("Click the waveform or spectrogram to play from there.", className="text-muted small mb-1"),
             html.Div(id=ids.UTT_SIGNAL_MESSAGE),
             dcc.Loading(dcc.Graph(id=ids.UTT_SIGNAL, config={"displaylogo": False, "responsive": True},
@@ -159,23 +160,18 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     ], className="utterance-page")
 
 
-def signal(dataset: "Dataset", uid: int, kind: str):
-    """(figure or None, message or None) for the waveform + spectrogram of one utterance."""
-    from sde.audio import AudioError, read_segment
-    from sde.audio_figure import signal_figure
+def _player_src(uid: int, duration) -> str:
+    from sde.web.audio_routes import player_src
 
-    utt = dataset.utterances
-    path = str(utt["audio_path"].iat[uid])
-    offset = float(utt["offset"].iat[uid]) if "offset" in utt.columns else 0.0
-    duration = float(utt["duration"].iat[uid])
-    try:
-        segment = read_segment(path, offset if np.isfinite(offset) else 0.0,
-                               duration if np.isfinite(duration) and duration > 0 else None)
-        return signal_figure(segment, kind), None
-    except AudioError as e:
-        return None, str(e)
-    except Exception as e:  # a decoder failure must not break the page
-        return None, f"{path}: {type(e).__name__}: {e}"
+    return player_src(uid, float(duration) if isinstance(duration, (int, float)) else None)
+
+
+def signal(dataset: "Dataset", uid: int, kind: str):
+    """(figure or None, message or None) for the waveform + spectrogram of one utterance: the
+    audio routes' service (shared cache, bounded memory for segments of any length)."""
+    from sde.web.audio_routes import signal_for_page
+
+    return signal_for_page(dataset, uid, kind)
 
 
 def register_callbacks(app, dataset: "Dataset") -> None:

@@ -1,0 +1,221 @@
+"""Duplicate utterances: the same transcript, the same audio, the same audio with different texts.
+
+Text duplicates compare transcripts after lower-casing and punctuation removal (``sde.text``'s
+``lower`` and ``punct`` steps), so "Hello, world." and "hello world" are one text. Near-duplicates
+(optional, ``max_edits > 0``) also join texts within a few character edits of each other; they are
+searched among neighbours in sorted order, forwards and reversed (a sorted-neighbourhood search):
+bounded time, linear in the number of texts, at the price of missing pairs that differ at both
+ends and have many other texts sorting between them.
+
+Audio duplicates compare a hash of the decoded segment (16-bit PCM at the file's own rate), so a
+FLAC copy of a WAV file, or the same segment named by two lines, is a duplicate, while a resampled
+or re-encoded (lossy) copy is not.
+
+Group ids are dense integers in order of each group's first utterance; utterances without a
+duplicate get <NA>.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DUPLICATE_COLUMNS",
+    "NEAR_MIN_CHARS",
+    "NEAR_WINDOW",
+    "audio_duplicate_groups",
+    "audio_hash",
+    "duplicate_columns",
+    "duplicate_groups",
+    "normalized_texts",
+    "text_duplicate_groups",
+]
+
+#: Columns :func:`duplicate_columns` returns.
+DUPLICATE_COLUMNS: tuple[str, ...] = ("dup_text_group", "dup_audio_group", "dup_audio_text_conflict")
+#: Near-duplicate search compares each text with this many neighbours minus one, in sorted order.
+NEAR_WINDOW = 16
+#: Texts shorter than this (after normalisation) only ever match exactly.
+NEAR_MIN_CHARS = 16
+_TEXT_STEPS = ("lower", "punct")
+
+
+def normalized_texts(texts: Sequence[str] | pd.Series) -> list[str]:
+    """Texts as duplicates compare them: lower-cased, punctuation removed, spaces collapsed."""
+    from sde.text import normalize_many
+
+    return normalize_many(texts, _TEXT_STEPS)
+
+
+def _group_ids(keys: Sequence[Any] | pd.Series, valid: np.ndarray) -> pd.Series:
+    """Dense group ids (order of first appearance) for keys seen more than once among ``valid``."""
+    codes, _ = pd.factorize(pd.Series(keys), use_na_sentinel=True)
+    codes = np.where(valid, codes, -1)
+    counts = np.bincount(codes[codes >= 0]) if (codes >= 0).any() else np.zeros(0, dtype=np.int64)
+    repeated = np.zeros(len(codes), dtype=bool)
+    ok = codes >= 0
+    repeated[ok] = counts[codes[ok]] > 1
+    return _renumber(np.where(repeated, codes, -1))
+
+
+def _renumber(labels: np.ndarray) -> pd.Series:
+    """Labels (-1 = none) → Int64 ids 0, 1, … in order of first appearance, <NA> for -1."""
+    out = pd.array(np.full(len(labels), 0, dtype=np.int64), dtype="Int64")
+    mask = labels >= 0
+    if mask.any():
+        dense, _ = pd.factorize(labels[mask])
+        out[mask] = dense
+    out[~mask] = pd.NA
+    return pd.Series(out, name=None)
+
+
+def text_duplicate_groups(texts: Sequence[str] | pd.Series, max_edits: int = 0) -> pd.Series:
+    """``dup_text_group``: one id per group of equal normalised texts (empty texts never match).
+
+    ``max_edits > 0`` also joins texts within that many character edits (Levenshtein) of a
+    neighbour in sorted order (see the module docstring), for texts of at least
+    :data:`NEAR_MIN_CHARS` characters; groups may chain (a ~ b, b ~ c puts a, b, c together).
+    """
+    return _text_groups(normalized_texts(texts), max_edits)
+
+
+def _text_groups(norm: list[str], max_edits: int) -> pd.Series:
+    valid = np.fromiter((bool(t) for t in norm), dtype=bool, count=len(norm))
+    if max_edits <= 0:
+        return _group_ids(norm, valid)
+    codes, unique_index = pd.factorize(pd.Series(norm))
+    uniques: list[str] = unique_index.tolist()  # indexing a pandas Index one item at a time is slow
+    # A few edits make "ok" into "no": only texts long enough for that to mean "nearly the same".
+    long_enough = np.flatnonzero(np.fromiter((len(t) >= NEAR_MIN_CHARS for t in uniques), dtype=bool,
+                                             count=len(uniques)))
+    pairs = long_enough[_near_pairs([uniques[i] for i in long_enough], max_edits)]
+    components = _components(len(uniques), pairs)
+    return _group_ids(components[codes], valid)
+
+
+def _near_pairs(uniques: list[str], max_edits: int) -> np.ndarray:
+    """Pairs of distinct texts within ``max_edits`` edits among sorted neighbours.
+
+    Sorted-neighbourhood search: texts sorted as written, then sorted reversed; each is compared
+    with the next ``NEAR_WINDOW - 1`` texts of each order. A small edit leaves either the start or
+    the end of a text intact, so near-duplicates land close together in one of the two orders.
+    Cost: 2·(NEAR_WINDOW-1)·len(uniques) comparisons, whatever the data.
+    """
+    from rapidfuzz.distance import Levenshtein
+    from rapidfuzz.process import cpdist
+
+    pairs: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
+    for keyed in (uniques, [t[::-1] for t in uniques]):
+        order = np.array(sorted(range(len(keyed)), key=keyed.__getitem__), dtype=np.int64)
+        ordered = [keyed[i] for i in order]
+        for step in range(1, min(NEAR_WINDOW, len(ordered))):
+            dist = cpdist(ordered[:-step], ordered[step:], scorer=Levenshtein.distance,
+                          score_cutoff=max_edits, dtype=np.int32)
+            hits = np.nonzero(dist <= max_edits)[0]
+            pairs.append(np.column_stack([order[hits], order[hits + step]]))
+    return np.concatenate(pairs)
+
+
+def _components(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of ``n`` nodes linked by ``pairs`` (shape (k, 2))."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def audio_hash(samples: np.ndarray, sample_rate: int) -> str:
+    """Hex blake2b-128 of the segment as 16-bit PCM at its own rate (plus the rate itself).
+
+    Float samples from a 16-bit file round back to the file's exact integers, so the hash does not
+    depend on the container or lossless codec.
+    """
+    pcm = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32768.0), -32768, 32767)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(int(sample_rate).to_bytes(4, "little"))
+    h.update(pcm.astype("<i2").tobytes())
+    return h.hexdigest()
+
+
+def audio_duplicate_groups(hashes: Sequence[str | None] | pd.Series) -> pd.Series:
+    """``dup_audio_group``: one id per group of equal audio hashes (missing hashes never match)."""
+    keys = pd.Series(hashes, dtype="object")
+    return _group_ids(keys, keys.notna().to_numpy())
+
+
+def _audio_text_conflicts(audio_groups: pd.Series, norm_texts: list[str]) -> np.ndarray:
+    """True where an audio group holds more than one distinct normalised transcript."""
+    frame = pd.DataFrame({"g": audio_groups.to_numpy(dtype="float64", na_value=np.nan), "t": norm_texts})
+    in_group = frame["g"].notna()
+    distinct = frame[in_group].groupby("g")["t"].nunique()
+    flags = np.zeros(len(frame), dtype=bool)
+    flags[in_group.to_numpy()] = frame.loc[in_group, "g"].map(distinct).to_numpy() > 1
+    return flags
+
+
+def duplicate_columns(table: pd.DataFrame, *, text_column: str = "text",
+                      hash_column: str = "audio_hash", max_edits: int = 0) -> pd.DataFrame:
+    """:data:`DUPLICATE_COLUMNS` for ``table`` (same index).
+
+    The audio columns need ``hash_column`` (from ``sde.quality.segments``' ``hash`` measure); without
+    it they are all <NA> / False.
+    """
+    texts = table[text_column] if text_column in table else pd.Series([""] * len(table))
+    norm = normalized_texts(texts)
+    text_groups = _text_groups(norm, max_edits)
+    if hash_column in table:
+        audio_groups = audio_duplicate_groups(table[hash_column])
+        conflicts = _audio_text_conflicts(audio_groups, norm)
+    else:
+        audio_groups = pd.Series(pd.array([pd.NA] * len(table), dtype="Int64"))
+        conflicts = np.zeros(len(table), dtype=bool)
+    return pd.DataFrame({
+        "dup_text_group": text_groups.array,
+        "dup_audio_group": audio_groups.array,
+        "dup_audio_text_conflict": conflicts,
+    }, index=table.index)
+
+
+def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0, limit: int | None = None,
+                     text_column: str = "text") -> list[dict[str, Any]]:
+    """The groups of ``/api/duplicates?kind=text|audio``, largest first (ties: first id first).
+
+    ``table`` needs ``id`` and ``dup_text_group`` / ``dup_audio_group`` (from
+    :func:`duplicate_columns`). Each group: ``{"group", "size", "ids", "texts"}`` where ``texts``
+    are the distinct transcripts as written (one for a text group unless near-duplicates or
+    different spellings joined it; more than one in an audio group = same audio, different texts),
+    plus ``"conflict"`` for audio groups. ``offset``/``limit`` page through the ordered groups;
+    only the groups returned are assembled.
+    """
+    if kind not in ("text", "audio"):
+        raise ValueError(f'unknown duplicate kind "{kind}": use kind=text or kind=audio')
+    column = f"dup_{kind}_group"
+    if column not in table:
+        raise KeyError(f"{column} is not computed; run duplicate_columns first")
+    in_group = table[column].notna().to_numpy()
+    gids = table[column].to_numpy(dtype="float64", na_value=np.nan)[in_group].astype(np.int64)
+    ids = table["id"].to_numpy()[in_group]
+    texts = (table[text_column].astype(object).to_numpy()[in_group] if text_column in table
+             else np.full(len(gids), None, dtype=object))
+    order = np.argsort(gids, kind="stable")  # by group, table order inside each
+    gids, ids, texts = gids[order], ids[order], texts[order]
+    starts = np.flatnonzero(np.r_[True, gids[1:] != gids[:-1]]) if len(gids) else np.zeros(0, np.int64)
+    sizes = np.diff(np.r_[starts, len(gids)])
+    ranked = np.lexsort((ids[starts], -sizes))
+    stop = len(ranked) if limit is None else offset + max(limit, 0)
+    out: list[dict[str, Any]] = []
+    for g in ranked[offset:stop]:
+        lo, hi = starts[g], starts[g] + sizes[g]
+        distinct = [t for t in dict.fromkeys(texts[lo:hi].tolist()) if t is not None and t is not pd.NA]
+        group: dict[str, Any] = {"group": int(gids[lo]), "size": int(sizes[g]),
+                                 "ids": [int(i) for i in ids[lo:hi]], "texts": distinct}
+        if kind == "audio":
+            group["conflict"] = len(set(normalized_texts(distinct))) > 1 if distinct else False
+        out.append(group)
+    return out

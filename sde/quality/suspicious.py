@@ -1,0 +1,353 @@
+"""Suspicious utterances: transcripts that loop, hypotheses that hallucinate, rates that cannot be.
+
+Every check is a column (one value per utterance) plus, in :func:`suspicious_summary`, a flag with
+the filter expression (sde's filter language) that selects the flagged utterances, so the UI can
+link a count to the rows behind it.
+
+Texts are compared lower-cased with punctuation removed (``sde.text`` steps ``lower``, ``punct``):
+"No, no. No!" loops as much as "no no no". Rates use the text as written (characters, spaces
+included, per second, as ``char_rate`` in the dataset).
+
+Per hypothesis field F the columns follow the dataset's naming: for ``pred_text`` plain names
+(``ins_burst``), for ``pred_text_<label>`` suffixed ones (``ins_burst_<label>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "FLAGS",
+    "MAX_NGRAM",
+    "MIN_SPEAKER_UTTERANCES",
+    "hypothesis_column",
+    "insertion_bursts",
+    "length_ratios",
+    "non_alphabet",
+    "repeated_ngrams",
+    "robust_z",
+    "suspicious_columns",
+    "suspicious_summary",
+]
+
+#: Longest n-gram (in words) whose back-to-back repetition is looked for.
+MAX_NGRAM = 12
+#: A speaker with fewer utterances is compared with everybody (its own median means little).
+MIN_SPEAKER_UTTERANCES = 5
+#: 1.4826·MAD estimates the standard deviation of normal data; 1.2533·mean |x - median| is the
+#: fallback when more than half the values are equal (MAD = 0).
+_MAD_SCALE = 1.4826
+_MEANAD_SCALE = 1.2533
+_TEXT_STEPS = ("lower", "punct")
+
+#: (column, flag suffix, operator, value, description) of each flag :func:`suspicious_summary`
+#: counts. A column also stands for its per-hypothesis columns (``ins_burst_<label>``); the flag
+#: is the column's name plus the suffix.
+FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
+    ("repeated_ngram", "", ">=", 3, "reference repeats a word sequence 3+ times in a row"),
+    ("hyp_repeated_ngram", "", ">=", 3, "hypothesis repeats a word sequence 3+ times in a row (looping)"),
+    ("ins_burst", "", ">=", 5, "5+ consecutive inserted words (hallucination, or speech the reference lacks)"),
+    ("length_ratio", "_high", ">=", 2, "hypothesis has twice the reference's words or more"),
+    ("length_ratio", "_low", "<=", 0.5, "hypothesis has half the reference's words or fewer"),
+    ("char_rate_z", "_high", ">=", 3,
+     "characters per second far above the speaker's usual (text too long for the audio)"),
+    ("char_rate_z", "_low", "<=", -3,
+     "characters per second far below the speaker's usual (text too short for the audio)"),
+    ("word_rate_z", "_high", ">=", 3, "words per second far above the speaker's usual"),
+    ("word_rate_z", "_low", "<=", -3, "words per second far below the speaker's usual"),
+    ("empty_reference", "", "=", True, "empty reference transcript"),
+    ("non_alphabet", "", "=", True, "reference has characters outside the alphabet"),
+)
+
+
+def hypothesis_column(hypothesis: Any, metric: str) -> str:
+    """Column name of ``metric`` for a hypothesis (a ``HypothesisField`` or a field name)."""
+    if hasattr(hypothesis, "column"):
+        return hypothesis.column(metric)
+    field = str(hypothesis)
+    if field == "pred_text":
+        return metric
+    label = field[len("pred_text_"):] if field.startswith("pred_text_") else field
+    return f"{metric}_{label}"
+
+
+def _field(hypothesis: Any) -> str:
+    return getattr(hypothesis, "field", hypothesis)
+
+
+Texts = Sequence[str] | pd.Series
+
+
+@dataclass(frozen=True)
+class _Normalized:
+    """Texts normalised once and shared by every check that reads them."""
+
+    arr: pa.Array          # large_string, lower-cased, no punctuation, single spaces
+    missing: np.ndarray    # bool: the input value was missing (None / NA)
+
+    def words(self) -> list[list[str]]:
+        return [t.split() for t in self.arr.to_pylist()]
+
+    def word_counts(self) -> np.ndarray:
+        return _count_words(self.arr)
+
+
+def _normalized(texts: Texts | _Normalized) -> _Normalized:
+    if isinstance(texts, _Normalized):
+        return texts
+    from sde.text import normalize_many
+
+    missing = pd.isna(pd.Series(texts, dtype="object")).to_numpy() if not isinstance(texts, pd.Series) \
+        else texts.isna().to_numpy()
+    return _Normalized(pa.array(normalize_many(texts, _TEXT_STEPS), type=pa.large_string()), missing)
+
+
+def _split(norm: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(all words, words per text) of normalised texts; "" has no words (split gives [""])."""
+    lists = pc.split_pattern(norm, " ")
+    empty = np.asarray(pc.equal(norm, "").to_numpy(zero_copy_only=False), dtype=bool)
+    counts = np.where(empty, 0, pc.list_value_length(lists).to_numpy(zero_copy_only=False)).astype(np.int64)
+    flat = pc.list_flatten(lists)
+    return pc.filter(flat, pc.not_equal(flat, "")), counts
+
+
+def _encode(words: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A dense integer id per distinct word."""
+    if len(words) == 0:
+        return np.zeros(0, dtype=np.int64)
+    encoded = pc.dictionary_encode(words)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _tokens(texts: Texts | _Normalized) -> tuple[np.ndarray, np.ndarray, int]:
+    """(word ids, utterance index of each word, number of utterances) of the normalised texts."""
+    words, counts = _split(_normalized(texts).arr)
+    return _encode(words), np.repeat(np.arange(len(counts)), counts), len(counts)
+
+
+def repeated_ngrams(texts: Texts | _Normalized, max_n: int = MAX_NGRAM) -> np.ndarray:
+    """``repeated_ngram``: most back-to-back repetitions of any 1..``max_n``-word sequence.
+
+    "a b c" → 1, "go go go" → 3, "i said that i said that i said" → 2 (the 3-gram "i said that"
+    twice plus the start of a third: only whole repetitions count); "" → 0.
+    Vectorised over all words of all texts: for each n, word i equal to word i+n marks a
+    position where a period-n repetition continues; a run of L such positions holds L//n + 1
+    copies of an n-gram.
+    """
+    ids, parents, n_texts = _tokens(texts)
+    best = np.zeros(n_texts, dtype=np.int64)
+    best[parents] = 1
+    for n in range(1, max_n + 1):
+        if len(ids) <= n:
+            break
+        # Positions whose word recurs n words later, in the same utterance (sparse in real text).
+        pos = np.flatnonzero(ids[:-n] == ids[n:])
+        pos = pos[parents[pos] == parents[pos + n]]
+        if not len(pos):
+            continue
+        # Runs of consecutive positions: a run of L holds L // n + 1 copies of an n-gram.
+        breaks = np.flatnonzero(np.diff(pos) != 1) + 1
+        starts = np.concatenate(([0], breaks))
+        lengths = np.diff(np.concatenate((starts, [len(pos)])))
+        copies = lengths // n + 1
+        hit = copies >= 2
+        np.maximum.at(best, parents[pos[starts[hit]]], copies[hit])
+    return best
+
+
+def insertion_bursts(refs: Texts | _Normalized, hyps: Texts | _Normalized) -> np.ndarray:
+    """``ins_burst``: longest run of consecutive inserted hypothesis words (Levenshtein alignment
+    of normalised words, rapidfuzz: the engine of ``sde.metrics``). Missing hypothesis → 0."""
+    from rapidfuzz.distance import Levenshtein
+
+    ref_seqs, hyp_seqs = _word_strings(_normalized(refs), _normalized(hyps))
+    out = np.zeros(len(ref_seqs), dtype=np.int64)
+    for i, (r, h) in enumerate(zip(ref_seqs, hyp_seqs)):
+        if not h or r == h:
+            continue
+        if not r:
+            out[i] = len(h)
+            continue
+        # One insert opcode spans a whole run: two runs are never adjacent.
+        out[i] = max((d2 - d1 for tag, _, _, d1, d2 in Levenshtein.opcodes(r, h).as_list()
+                      if tag == "insert"), default=0)
+    return out
+
+
+# Word ids become code points from here on, skipping the surrogates (not valid in a str).
+_FIRST_CODE_POINT = 0x100
+_SURROGATES = (0xD800, 0x800)
+_MAX_WORDS = 0x10FFFF - _FIRST_CODE_POINT - _SURROGATES[1]
+
+
+def _word_strings(refs: _Normalized, hyps: _Normalized) -> tuple[list, list]:
+    """Each text as a str with one character per word (one vocabulary for both sides).
+
+    rapidfuzz aligns str fastest, and 1M lists of word strings cost seconds of allocation and
+    garbage collection; this costs one decode and a slice per text. Over ~1.1M distinct words
+    (no code points left) the texts come back as word lists instead.
+    """
+    ref_words, ref_counts = _split(refs.arr)
+    hyp_words, hyp_counts = _split(hyps.arr)
+    ids = _encode(pa.chunked_array([ref_words, hyp_words], type=ref_words.type))
+    if len(ids) and ids.max() >= _MAX_WORDS:
+        return refs.words(), hyps.words()
+    cps = ids + _FIRST_CODE_POINT
+    cps[cps >= _SURROGATES[0]] += _SURROGATES[1]
+    text = cps.astype("<u4").tobytes().decode("utf-32-le")
+    ref_ends = np.cumsum(ref_counts).tolist()
+    hyp_ends = (np.cumsum(hyp_counts) + len(ref_words)).tolist()
+    ref_starts = [0] + ref_ends[:-1]
+    hyp_starts = [len(ref_words)] + hyp_ends[:-1]
+    return ([text[a:b] for a, b in zip(ref_starts, ref_ends)],
+            [text[a:b] for a, b in zip(hyp_starts, hyp_ends)])
+
+
+def _count_words(collapsed: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Words of each string whose whitespace is already collapsed to single inner spaces."""
+    counts = pc.list_value_length(pc.split_pattern(collapsed, " ")).to_numpy(zero_copy_only=False)
+    empty = pc.equal(collapsed, "").to_numpy(zero_copy_only=False)
+    return np.where(empty, 0, counts).astype(np.int64)
+
+
+def length_ratios(refs: Texts | _Normalized, hyps: Texts | _Normalized) -> np.ndarray:
+    """``length_ratio``: hypothesis words / reference words (normalised); NaN for an empty
+    reference or a missing hypothesis."""
+    hyps = _normalized(hyps)
+    ref_n = _normalized(refs).word_counts().astype(np.float64)
+    hyp_n = hyps.word_counts().astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(ref_n > 0, hyp_n / ref_n, np.nan)
+    ratio[hyps.missing] = np.nan
+    return ratio
+
+
+def robust_z(values: np.ndarray | pd.Series, groups: np.ndarray | pd.Series | None = None,
+             min_group: int = MIN_SPEAKER_UTTERANCES) -> np.ndarray:
+    """(x - median) / (1.4826·MAD) within each group; groups smaller than ``min_group`` (and
+    missing groups) use the whole column's median and MAD. NaN stays NaN; when a spread is 0
+    (all values equal) the z-score is 0 for values at the median."""
+    x = pd.Series(np.asarray(values, dtype=np.float64))
+    finite = np.isfinite(x.to_numpy())
+    x = x.where(finite)
+    center, scale = _center_scale(x)
+    med = pd.Series(center, index=x.index)
+    spread = pd.Series(scale, index=x.index)
+    if groups is not None:
+        g = pd.Series(np.asarray(groups, dtype=object), index=x.index)
+        sizes = x.groupby(g, dropna=True).transform("count")
+        own = (sizes >= min_group) & g.notna()
+        if own.any():
+            gm = x.groupby(g).transform("median")
+            dev = (x - gm).abs()
+            mad = dev.groupby(g).transform("median") * _MAD_SCALE
+            meanad = dev.groupby(g).transform("mean") * _MEANAD_SCALE
+            gscale = mad.where(mad > 0, meanad)
+            med = med.where(~own, gm)
+            spread = spread.where(~own, gscale)
+    dev = (x - med).to_numpy()
+    s = spread.to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(s > 0, dev / s, np.where(dev == 0, 0.0, np.nan))
+    z[~finite] = np.nan
+    return z
+
+
+def _center_scale(x: pd.Series) -> tuple[float, float]:
+    med = float(x.median()) if x.notna().any() else float("nan")
+    dev = (x - med).abs()
+    mad = float(dev.median()) * _MAD_SCALE if dev.notna().any() else float("nan")
+    if not mad > 0:
+        mad = float(dev.mean()) * _MEANAD_SCALE if dev.notna().any() else float("nan")
+    return med, mad
+
+
+def non_alphabet(texts: Sequence[str] | pd.Series, alphabet: Iterable[str]) -> np.ndarray:
+    """True where a text has a character outside ``alphabet`` (whitespace always allowed)."""
+    from sde.text import to_arrow_strings
+
+    allowed = "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set("".join(alphabet))))
+    pattern = f"[^{allowed}\\s]"
+    arr = to_arrow_strings(texts)
+    return np.asarray(pc.match_substring_regex(arr, pattern).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _rates(texts: pd.Series, durations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(chars/s, words/s) of the texts as written; NaN without a duration > 0."""
+    from sde.text import collapse_whitespace, to_arrow_strings
+
+    arr = to_arrow_strings(texts)
+    chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.float64)
+    words = _count_words(collapse_whitespace(arr)).astype(np.float64)
+    ok = durations > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, chars / durations, np.nan), np.where(ok, words / durations, np.nan)
+
+
+def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
+                       alphabet: Iterable[str] | None = None, text_column: str = "text",
+                       speaker_column: str = "speaker") -> pd.DataFrame:
+    """Every suspicious-utterance column for ``table`` (same index).
+
+    Always: ``repeated_ngram`` (int), ``char_rate_z``, ``word_rate_z`` (float, within
+    ``speaker_column`` when the table has it), ``empty_reference`` (bool). Per hypothesis (a
+    ``HypothesisField`` or a field name present in ``table``): ``hyp_repeated_ngram``,
+    ``ins_burst`` (int), ``length_ratio`` (float), named as the dataset names per-hypothesis
+    columns. With ``alphabet``: ``non_alphabet`` (bool).
+    """
+    refs = table[text_column] if text_column in table else pd.Series([""] * len(table), index=table.index)
+    norm_refs = _normalized(refs)
+    out: dict[str, Any] = {"repeated_ngram": repeated_ngrams(norm_refs)}
+    speakers = table[speaker_column].astype(object).to_numpy() if speaker_column in table else None
+    durations = (pd.to_numeric(table["duration"], errors="coerce").to_numpy(np.float64)
+                 if "duration" in table else np.full(len(table), np.nan))
+    char_rate, word_rate = _rates(refs, durations)
+    out["char_rate_z"] = robust_z(char_rate, speakers)
+    out["word_rate_z"] = robust_z(word_rate, speakers)
+    out["empty_reference"] = norm_refs.word_counts() == 0
+    if alphabet is not None:
+        out["non_alphabet"] = non_alphabet(refs, alphabet)
+    for hyp in hypotheses:
+        hyps = _normalized(table[_field(hyp)])
+        out[hypothesis_column(hyp, "hyp_repeated_ngram")] = repeated_ngrams(hyps)
+        out[hypothesis_column(hyp, "ins_burst")] = insertion_bursts(norm_refs, hyps)
+        out[hypothesis_column(hyp, "length_ratio")] = length_ratios(norm_refs, hyps)
+    return pd.DataFrame(out, index=table.index)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _matches(series: pd.Series, op: str, value: Any) -> np.ndarray:
+    if op == "=":
+        return (series.fillna(not value) == value).to_numpy(dtype=bool)
+    x = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
+    with np.errstate(invalid="ignore"):
+        return (x >= value) if op == ">=" else (x <= value)  # NaN compares False: never flagged
+
+
+def suspicious_summary(columns: pd.DataFrame) -> list[dict[str, Any]]:
+    """Count of each :data:`FLAGS` flag over the columns present, with its filter expression.
+
+    ``[{"flag", "column", "count", "filter", "description"}]`` in :data:`FLAGS` order;
+    ``filter`` (e.g. ``{repeated_ngram} >= 3``) selects exactly the counted utterances.
+    """
+    out: list[dict[str, Any]] = []
+    for base, suffix, op, value, description in FLAGS:
+        for name in (c for c in columns.columns if c == base or c.startswith(base + "_")):
+            out.append({"flag": name + suffix, "column": name,
+                        "count": int(_matches(columns[name], op, value).sum()),
+                        "filter": f"{{{name}}} {op} {_format_value(value)}", "description": description})
+    return out

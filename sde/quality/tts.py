@@ -1,0 +1,140 @@
+"""TTS readiness per speaker: enough hours, a high enough sample rate, steady loudness, no clipping,
+every phoneme of the language recorded. The ``/api/tts`` report.
+
+Works on whatever columns the utterance table has: ``duration`` (always), ``speech_duration``
+(VAD), ``sample_rate`` and ``clipping_ratio`` (audio metrics, or the ``levels`` measure), ``lufs``
+(the ``loudness`` measure); a missing column gives null fields and no flag for it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["GUIDANCE", "speaker_table", "tts_report"]
+
+#: What a single-speaker TTS voice usually wants (the flags compare against these).
+GUIDANCE: dict[str, float] = {
+    "target_hours": 20.0,        # ~20 h per voice for a high-quality single-speaker model
+    "min_sample_rate": 22050,    # 22.05 kHz or more; 16 kHz ASR audio makes a muffled voice
+    "lufs_spread_max": 6.0,      # LU between the 25th and 75th percentile of utterance loudness
+    "clipping_share_max": 0.01,  # share of utterances with clipped samples
+    "rare_phoneme_count": 10,    # a phoneme heard fewer times than this is "rare"
+}
+
+
+def _num(x: Any, digits: int = 3) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else round(float(x), digits)
+
+
+def _speakers(table: pd.DataFrame, speaker_column: str) -> pd.Series:
+    if speaker_column not in table:
+        return pd.Series([""] * len(table), index=table.index, dtype=object)
+    return table[speaker_column].astype(object).where(table[speaker_column].notna(), "").astype(str)
+
+
+def speaker_table(table: pd.DataFrame, speaker_column: str = "speaker") -> pd.DataFrame:
+    """Per speaker: utterances, hours, speech_hours, sample_rates (list), lufs_median,
+    lufs_spread (IQR), clipping_share; one row per speaker, most hours first."""
+    frame = pd.DataFrame({"speaker": _speakers(table, speaker_column).to_numpy()})
+    for col in ("duration", "speech_duration", "sample_rate", "lufs", "clipping_ratio"):
+        frame[col] = pd.to_numeric(table[col], errors="coerce").to_numpy(np.float64) if col in table else np.nan
+    grouped = frame.groupby("speaker", sort=False)
+    out = pd.DataFrame({
+        "utterances": grouped.size(),
+        "hours": grouped["duration"].sum(min_count=1) / 3600.0,
+        "speech_hours": grouped["speech_duration"].sum(min_count=1) / 3600.0,
+        "sample_rates": grouped["sample_rate"].agg(lambda s: sorted({int(v) for v in s.dropna()})),
+        "lufs_median": grouped["lufs"].median(),
+        "lufs_spread": grouped["lufs"].quantile(0.75) - grouped["lufs"].quantile(0.25),
+        "clipping_share": grouped["clipping_ratio"].agg(
+            lambda s: float((s.dropna() > 0).mean()) if s.notna().any() else np.nan),
+    })
+    return out.reset_index().sort_values(["hours", "speaker"], ascending=[False, True], na_position="last")
+
+
+def _flags(row: pd.Series, missing: list[str]) -> list[dict[str, str]]:
+    flags: list[dict[str, str]] = []
+    hours = row["speech_hours"] if pd.notna(row["speech_hours"]) else row["hours"]
+    kind = "speech" if pd.notna(row["speech_hours"]) else "audio"
+    if pd.notna(hours) and hours < GUIDANCE["target_hours"]:
+        flags.append({"flag": "few_hours",
+                      "message": f"{hours:.1f} h of {kind}; ~{GUIDANCE['target_hours']:g} h per voice is the usual target"})
+    rates = row["sample_rates"]
+    if rates and min(rates) < GUIDANCE["min_sample_rate"]:
+        flags.append({"flag": "low_sample_rate",
+                      "message": f"{min(rates)} Hz audio; TTS wants {GUIDANCE['min_sample_rate']:g} Hz or more"})
+    if pd.notna(row["lufs_spread"]) and row["lufs_spread"] > GUIDANCE["lufs_spread_max"]:
+        flags.append({"flag": "uneven_loudness",
+                      "message": f"loudness varies by {row['lufs_spread']:.1f} LU (interquartile); "
+                                 f"normalise to one level (≤ {GUIDANCE['lufs_spread_max']:g} LU)"})
+    if pd.notna(row["clipping_share"]) and row["clipping_share"] > GUIDANCE["clipping_share_max"]:
+        flags.append({"flag": "clipping",
+                      "message": f"{100 * row['clipping_share']:.1f}% of utterances clip"})
+    if missing:
+        flags.append({"flag": "missing_phonemes",
+                      "message": f"{len(missing)} phonemes never spoken: {' '.join(missing[:20])}"})
+    return flags
+
+
+def _phoneme_coverage(table: pd.DataFrame, lang: str, speaker_column: str, text_column: str
+                      ) -> tuple[pd.DataFrame, list[str], str]:
+    """(histograms, inventory, where the inventory comes from)."""
+    from sde.quality.phonemes import phoneme_histograms, phoneme_inventory
+
+    speakers = _speakers(table, speaker_column)
+    texts = table[text_column] if text_column in table else pd.Series([""] * len(table))
+    hist = phoneme_histograms(texts, speakers, lang)
+    inventory = phoneme_inventory(lang)
+    if inventory is None:
+        return hist, sorted(set(hist["phoneme"])), "dataset"
+    return hist, inventory, "reference text"
+
+
+def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: str = "speaker",
+               text_column: str = "text", limit: int | None = None) -> dict[str, Any]:
+    """The ``/api/tts`` JSON: ``{"speakers": [...], "phoneme_inventory": [...], ...}``.
+
+    Each speaker: ``speaker, utterances, hours, speech_hours, sample_rates, lufs_median,
+    lufs_spread, clipping_share, phonemes_missing, phonemes_rare, flags`` (``flags``: ``[{"flag",
+    "message"}]`` against :data:`GUIDANCE`). ``lang`` None skips phonemes. When espeak-ng is
+    missing or lacks the voice, phoneme fields are empty and ``phoneme_error`` says why.
+    ``limit`` keeps the speakers with the most hours.
+    """
+    from sde.quality.phonemes import PhonemizerError
+
+    stats = speaker_table(table, speaker_column)
+    if limit is not None:
+        stats = stats.head(limit)
+    report: dict[str, Any] = {"phoneme_inventory": [], "inventory_source": None, "guidance": dict(GUIDANCE)}
+    seen: dict[str, dict[str, int]] = {}
+    if lang:
+        try:
+            hist, inventory, source = _phoneme_coverage(table, lang, speaker_column, text_column)
+            report.update(phoneme_inventory=inventory, inventory_source=source, language=lang)
+            seen = {s: dict(zip(g["phoneme"], g["count"])) for s, g in hist.groupby("speaker", sort=False)}
+        except PhonemizerError as exc:
+            report["phoneme_error"] = str(exc)
+    speakers = []
+    for _, row in stats.iterrows():
+        counts = seen.get(row["speaker"], {})
+        missing = [p for p in report["phoneme_inventory"] if p not in counts] if lang else []
+        rare = sorted(p for p, c in counts.items() if c < GUIDANCE["rare_phoneme_count"])
+        speakers.append({
+            "speaker": row["speaker"],
+            "utterances": int(row["utterances"]),
+            "hours": _num(row["hours"], 4),
+            "speech_hours": _num(row["speech_hours"], 4),
+            "sample_rates": list(row["sample_rates"]),
+            "lufs_median": _num(row["lufs_median"], 2),
+            "lufs_spread": _num(row["lufs_spread"], 2),
+            "clipping_share": _num(row["clipping_share"], 4),
+            "phonemes_missing": missing,
+            "phonemes_rare": rare,
+            "flags": _flags(row, missing),
+        })
+    report["speakers"] = speakers
+    return {"speakers": report.pop("speakers"), **report}

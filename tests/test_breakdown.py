@@ -1,0 +1,394 @@
+"""Breakdowns of any cardinality: sde.analysis.group_rates / GroupedRates (sums, sorting,
+thresholds, per-group bootstrap intervals), /api/breakdown and its CSV twin over a generated
+manifest with 1,179 speakers (sorted and paged on the server, hostile parameters refused), and the
+Errors page's breakdown (menu, chart of the worst/best groups, the table's server-side blocks)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from urllib.parse import parse_qs, urlparse
+
+import flask
+import numpy as np
+import pandas as pd
+import pytest
+
+from sde import analysis as A
+from sde.dataset import DatasetOptions, build_dataset
+from sde.web.analysis_api import register_analysis_routes
+from sde.web.api import register_api_routes
+from sde.web.pages import errors
+from tests.test_analysis_pages import by_id, text_of
+
+S = pd.StringDtype("pyarrow")
+SPEAKERS = 1179
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+
+
+# ---------------------------------------------------------------- a manifest with 1,179 speakers
+
+def manifest_rows() -> list[dict]:
+    """Speaker k has 1 + k % 5 utterances; error rates differ between speakers (seeded)."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for k in range(SPEAKERS):
+        p = rng.uniform(0.0, 0.6)
+        for j in range(1 + k % 5):
+            ref = list(rng.choice(WORDS, size=int(rng.integers(2, 9))))
+            hyp = [w if rng.random() > p else "zulu" for w in ref]
+            if rng.random() < p / 2:
+                hyp.pop()
+            rows.append({"audio_filepath": f"s{k}_{j}.wav", "duration": float(rng.uniform(0.5, 25.0)),
+                         "text": " ".join(ref), "pred_text": " ".join(hyp), "speaker": f"spk{k:04d}",
+                         "spk_id": 19 + 7 * k, "utt_name": f"u{k}_{j}"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory):
+    path = tmp_path_factory.mktemp("many") / "many.json"
+    path.write_text("\n".join(json.dumps(r) for r in manifest_rows()) + "\n", encoding="utf-8")
+    return build_dataset(path, DatasetOptions(), workers=1)
+
+
+@pytest.fixture(scope="module")
+def client(many):
+    server = flask.Flask("test")
+    register_analysis_routes(server, many)
+    register_api_routes(server, many)
+    return server.test_client()
+
+
+@pytest.fixture(scope="module")
+def truth(many) -> pd.DataFrame:
+    """Per-speaker sums worked out with pandas from the utterance table (independently of sde.analysis)."""
+    t = many.utterances
+    df = pd.DataFrame({"value": t["speaker"].astype(str), "e": t["sub"] + t["del"] + t["ins"],
+                       "words": t["num_words"], "ce": t["char_edits"], "c": t["num_chars"]})
+    g = df.groupby("value").agg(utterances=("e", "size"), e=("e", "sum"), words=("words", "sum"),
+                                ce=("ce", "sum"), c=("c", "sum")).reset_index()
+    g["wer"] = 100 * g["e"] / g["words"]
+    g["cer"] = 100 * g["ce"] / g["c"]
+    return g
+
+
+def get_json(client, url: str, status: int = 200) -> dict:
+    r = client.get(url)
+    assert r.status_code == status, r.get_data(as_text=True)[:500]
+    assert r.mimetype == "application/json"
+    return r.get_json()
+
+
+def all_rows(client, query: str, ci: bool = False) -> list[dict]:
+    rows, page = [], 0
+    while True:
+        got = get_json(client, f"/api/breakdown?by=speaker&page_size=500&page={page}&ci={int(ci)}&{query}")
+        rows += got["rows"]
+        if len(got["rows"]) < 500:
+            return rows
+        page += 1
+
+
+def expected_order(truth: pd.DataFrame, sort: str) -> list[str]:
+    key, descending = sort.lstrip("-"), sort.startswith("-")
+    if key == "value":
+        return sorted(truth["value"], reverse=descending)
+    # ties in value order, whichever the direction of the key
+    t = truth.assign(k=-truth[key] if descending else truth[key]).sort_values(["k", "value"])
+    return t["value"].tolist()
+
+
+# ---------------------------------------------------------------- sde.analysis
+
+def random_table(n: int, groups: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    words = rng.integers(0, 25, n)
+    codes = rng.integers(0, groups, n)
+    speaker = np.array([f"s{i}" for i in range(groups)], dtype=object)[codes]
+    speaker[rng.random(n) < 0.01] = None
+    return pd.DataFrame({
+        "speaker": pd.array(speaker, dtype=S),
+        "dense_id": 1000 + codes,                      # small span: the counting path
+        "sparse_id": codes.astype(np.int64) * 10**12,  # huge span: the hash path
+        "flag": codes % 2 == 0,
+        "num_words": words, "num_chars": words * 5,
+        "sub": rng.binomial(words, 0.1), "del": rng.binomial(words, 0.05), "ins": rng.binomial(3, 0.1, n),
+        "char_edits": rng.binomial(words * 5, 0.05),
+    })
+
+
+@pytest.mark.parametrize("by", ["speaker", "dense_id", "sparse_id", "flag"])
+def test_group_rates_equal_a_pandas_groupby_on_600_groups(by):
+    t = random_table(20_000, 600, seed=1)
+    got = A.group_rates(t, by, {}).groups
+    t["e"] = t["sub"] + t["del"] + t["ins"]
+    g = t.groupby(by, dropna=False).agg(utterances=("e", "size"), e=("e", "sum"), n=("num_words", "sum"),
+                                        ce=("char_edits", "sum"), c=("num_chars", "sum"))
+    present = g.index.notna()
+    ordered = pd.concat([g[present].sort_index(), g[~present]])
+    assert len(got) == len(ordered) == (600 + (by == "speaker") if by != "flag" else 2)
+    assert got["value"].tolist()[:5] == [v.item() if hasattr(v, "item") else v for v in ordered.index[:5]]
+    assert got["utterances"].tolist() == ordered["utterances"].tolist()
+    assert got["words"].tolist() == ordered["n"].tolist()
+    assert got["wer"].to_numpy() == pytest.approx((100 * ordered["e"] / ordered["n"]).to_numpy())
+    assert got["cer"].to_numpy() == pytest.approx((100 * ordered["ce"] / ordered["c"]).to_numpy())
+
+
+def small_groups() -> A.GroupedRates:
+    # speaker: a (2 utts, 10 words, WER 30), b (2, 12, 25), c (1, 8, 37.5), missing (1, 0 words, 100)
+    t = pd.DataFrame({
+        "speaker": pd.array(["a", "a", "b", "b", None, "c"], dtype=S),
+        "num_words": [4, 6, 2, 10, 0, 8], "num_chars": [20, 30, 10, 50, 0, 40],
+        "sub": [1, 0, 0, 2, 0, 1], "del": [0, 1, 0, 1, 0, 1], "ins": [0, 1, 0, 0, 2, 1],
+        "char_edits": [2, 5, 0, 8, 6, 9],
+    })
+    return A.group_rates(t, "speaker", {})
+
+
+@pytest.mark.parametrize("sort,min_words,min_utterances,expected", [
+    ("value", 0, 0, ["a", "b", "c", None]),
+    ("-wer", 0, 0, [None, "c", "a", "b"]),
+    ("-wer", 1, 0, ["c", "a", "b"]),          # the missing group has no reference words
+    ("-wer", 10, 0, ["a", "b"]),
+    ("wer", 0, 2, ["b", "a"]),
+    ("cer", 11, 2, ["b"]),
+    ("-words", 0, 0, ["b", "a", "c", None]),
+    ("value", 100, 0, []),
+])
+def test_view_sorts_and_hides_small_groups(sort, min_words, min_utterances, expected):
+    grouped = small_groups()
+    view = grouped.view(sort, min_words, min_utterances)
+    assert view["value"].tolist() == expected
+    # the index is the group number: the same group's row in grouped.groups
+    assert grouped.groups.loc[view.index, "value"].tolist() == expected
+
+
+def test_intervals_are_seeded_and_do_not_depend_on_the_other_groups_asked():
+    grouped = A.group_rates(random_table(5000, 300, seed=2), "speaker", {})
+    everything = grouped.intervals(np.arange(len(grouped.groups)), n_resamples=300, seed=5)
+    some = [7, 250, 3]
+    lo, hi = grouped.intervals(some, n_resamples=300, seed=5)
+    np.testing.assert_allclose(lo, everything[0][some])
+    np.testing.assert_allclose(hi, everything[1][some])
+    other = grouped.intervals(some, n_resamples=300, seed=6)
+    assert not np.allclose(other[0], lo)
+    wer = grouped.groups["wer"].to_numpy()
+    assert np.all(everything[0] <= wer + 1e-9) and np.all(wer - 1e-9 <= everything[1])
+
+
+def test_a_one_utterance_group_has_a_point_interval_and_a_small_group_a_wide_one():
+    grouped = small_groups()
+    lo, hi = grouped.intervals([2, 0], n_resamples=500)  # c: one utterance; a: two
+    assert (lo[0], hi[0]) == pytest.approx((37.5, 37.5))
+    # a's resamples: utt 0 twice (1/4 → 25 %), utt 1 twice (2/6 → 33 %), or both (30 %)
+    assert lo[1] == pytest.approx(25.0) and hi[1] == pytest.approx(100 / 3)
+
+
+def test_intervals_exact_and_normal_limit_agree_on_a_large_group(monkeypatch):
+    rng = np.random.default_rng(3)
+    n = 2000
+    words = rng.integers(1, 30, n)
+    t = pd.DataFrame({"g": pd.array(["x"] * n, dtype=S), "num_words": words, "num_chars": words * 5,
+                      "sub": rng.binomial(words, 0.15), "del": 0, "ins": 0, "char_edits": 0})
+    grouped = A.group_rates(t, "g", {})
+    normal = grouped.intervals([0], n_resamples=2000)
+    monkeypatch.setattr(A, "CI_EXACT_MAX", 10**9)
+    exact = grouped.intervals([0], n_resamples=2000)
+    width = exact[1][0] - exact[0][0]
+    assert width > 0.5
+    assert normal[0][0] == pytest.approx(exact[0][0], abs=0.1 * width)
+    assert normal[1][0] == pytest.approx(exact[1][0], abs=0.1 * width)
+
+
+def test_intervals_without_packing_match_a_brute_force_resampling():
+    # Counts too large to share one int64: the plain (two-gather) path, checked against a loop.
+    t = pd.DataFrame({"g": pd.array(["x"] * 5, dtype=S), "num_words": [3 * 10**9, 1, 2, 3, 4],
+                      "num_chars": 1, "sub": [10**9, 0, 1, 1, 2], "del": 0, "ins": 0, "char_edits": 0})
+    grouped = A.group_rates(t, "g", {})
+    lo, hi = grouped.intervals([0], n_resamples=200, seed=9)
+    rng = np.random.default_rng([9, A._seed_key("x")])
+    idx = rng.integers(0, 5, size=(200, 5), dtype=np.int32)
+    e, n = t["sub"].to_numpy()[idx].sum(1), t["num_words"].to_numpy()[idx].sum(1)
+    expected = np.quantile(100 * e / n, [0.025, 0.975])
+    assert (lo[0], hi[0]) == pytest.approx(tuple(expected))
+
+
+def test_breakdown_with_intervals_and_thresholds():
+    t = random_table(3000, 200, seed=4)
+    out = A.breakdown(t, "speaker", {}, sort="-wer", min_utterances=15, ci=True, n_resamples=200)
+    assert list(out.columns) == ["value", "utterances", "words", "wer", "cer", "ci_lo", "ci_hi"]
+    assert (out["utterances"] >= 15).all() and out["wer"].is_monotonic_decreasing
+    assert (out["ci_lo"] <= out["wer"] + 1e-9).all() and (out["wer"] <= out["ci_hi"] + 1e-9).all()
+
+
+def test_group_counts_offer_high_cardinality_columns_but_not_identifiers(many):
+    counts = A.group_counts(many.utterances)
+    assert counts["speaker"] == SPEAKERS and counts["spk_id"] == SPEAKERS
+    assert "utt_name" not in counts and "duration" not in counts and "id" not in counts
+    assert list(counts)[0] == "duration_bucket"
+
+
+# ---------------------------------------------------------------- /api/breakdown
+
+def test_breakdown_pages_through_every_group(client, truth):
+    first = get_json(client, "/api/breakdown?by=speaker")
+    assert first["total"] == first["groups"] == SPEAKERS
+    assert (first["page"], first["page_size"], first["sort"]) == (0, 50, "value")
+    assert [r["value"] for r in first["rows"]] == sorted(truth["value"])[:50]
+    assert set(first["rows"][0]) == {"value", "utterances", "words", "wer", "cer", "ci"}
+    rows = all_rows(client, "sort=-wer")
+    assert len(rows) == SPEAKERS
+    pages = [r for p in range(12) for r in
+             get_json(client, f"/api/breakdown?by=speaker&sort=-wer&page_size=100&page={p}&ci=0")["rows"]]
+    assert pages == rows
+    beyond = get_json(client, "/api/breakdown?by=speaker&page=3&page_size=1000")
+    assert beyond["rows"] == [] and beyond["total"] == SPEAKERS
+
+
+@pytest.mark.parametrize("sort", ["value", "-value", "utterances", "-utterances", "words", "-words",
+                                  "wer", "-wer", "cer", "-cer"])
+def test_breakdown_sorts_on_the_server(client, truth, sort):
+    rows = all_rows(client, f"sort={sort}")
+    assert [r["value"] for r in rows] == expected_order(truth, sort)
+    by_value = truth.set_index("value")
+    sample = rows[::97]
+    assert [r["wer"] for r in sample] == pytest.approx(by_value.loc[[r["value"] for r in sample], "wer"].tolist(),
+                                                       abs=1e-5)
+    assert [r["utterances"] for r in sample] == by_value.loc[[r["value"] for r in sample], "utterances"].tolist()
+
+
+@pytest.mark.parametrize("query,keep", [
+    ("min_words=20", lambda t: t["words"] >= 20),
+    ("min_utterances=4", lambda t: t["utterances"] >= 4),
+    ("min_words=20&min_utterances=4", lambda t: (t["words"] >= 20) & (t["utterances"] >= 4)),
+    ("min_words=100000", lambda t: t["words"] >= 100000),
+])
+def test_breakdown_thresholds_hide_small_groups(client, truth, query, keep):
+    rows = all_rows(client, f"sort=-wer&{query}")
+    expected = truth[keep(truth)]
+    assert len(rows) == len(expected) == get_json(client, f"/api/breakdown?by=speaker&{query}")["total"]
+    assert [r["value"] for r in rows] == expected_order(expected, "-wer")
+
+
+def test_breakdown_intervals_are_the_same_on_every_page(client):
+    by_wer = get_json(client, "/api/breakdown?by=speaker&sort=-wer&page_size=40")["rows"]
+    by_value = {r["value"]: r for r in all_rows(client, "sort=value", ci=True)}
+    for r in by_wer:
+        lo, hi = r["ci"]
+        assert lo <= r["wer"] <= hi
+        assert by_value[r["value"]]["ci"] == [lo, hi]
+    assert "ci" not in get_json(client, "/api/breakdown?by=speaker&ci=0")["rows"][0]
+    again = get_json(client, "/api/breakdown?by=speaker&sort=-wer&page_size=40&seed=0")["rows"]
+    assert again == by_wer
+    other = get_json(client, "/api/breakdown?by=speaker&sort=-wer&page_size=40&seed=1")["rows"]
+    assert [r["ci"] for r in other] != [r["ci"] for r in by_wer]
+
+
+def test_breakdown_filter_and_integer_ids(client, truth):
+    got = get_json(client, '/api/breakdown?by=speaker&filter={speaker} = "spk0004"')
+    assert got["total"] == 1 and got["rows"][0]["utterances"] == 5
+    ids_ = get_json(client, "/api/breakdown?by=spk_id&sort=-wer&page_size=5&ci=0")["rows"]
+    names = get_json(client, "/api/breakdown?by=speaker&sort=-wer&page_size=5&ci=0")["rows"]
+    assert [r["wer"] for r in ids_] == [r["wer"] for r in names]
+    assert all(isinstance(r["value"], int) for r in ids_)
+
+
+def read_csv(client, url: str) -> list[dict]:
+    r = client.get(url)
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    assert r.is_streamed and "attachment" in r.headers["Content-Disposition"]
+    return list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+
+
+@pytest.mark.parametrize("query,keep", [
+    ("sort=-wer", lambda t: t["words"] >= 0),
+    ("sort=value&min_words=20", lambda t: t["words"] >= 20),
+    ("sort=-utterances&min_utterances=5&page_size=3&page=2", lambda t: t["utterances"] >= 5),  # paging ignored
+])
+def test_breakdown_csv_has_every_group(client, truth, query, keep):
+    rows = read_csv(client, f"/api/breakdown.csv?by=speaker&{query}")
+    expected = truth[keep(truth)]
+    sort = parse_qs(query)["sort"][0]
+    assert [r["value"] for r in rows] == expected_order(expected, sort)
+    assert list(rows[0]) == ["value", "utterances", "words", "wer", "cer"]
+    first = expected.set_index("value").loc[rows[0]["value"]]
+    assert float(rows[0]["wer"]) == pytest.approx(first["wer"])
+
+
+@pytest.mark.parametrize("query,words", [
+    ("page_size=100000", ["page_size", "between 1 and 1000"]),
+    ("page_size=0", ["page_size"]),
+    ("page=-1", ["page", "between 0"]),
+    ("page=1000000000000", ["page"]),
+    ("page=two", ["page", "integer"]),
+    ("sort=nope", ["unknown breakdown sort", "value, utterances, words, wer, cer", "-wer"]),
+    ("sort=-ci", ["unknown breakdown sort"]),
+    ("min_words=-3", ["min_words", "at least 0"]),
+    ("min_utterances=1.5", ["min_utterances", "integer"]),
+    ("n_resamples=100000", ["n_resamples", "2000"]),
+    ("seed=-1", ["seed"]),
+    ("ci=maybe", ["ci", "1 or 0"]),
+    ("by=nope", ["unknown column 'nope'", "speaker"]),
+    ("hyp=nope", ["hyp", "pred_text"]),
+    ("filter={nope} > 1", ["nope"]),
+])
+def test_breakdown_refuses_hostile_parameters(client, query, words):
+    url = f"/api/breakdown?by=speaker&{query}".replace("by=speaker&by=", "by=")
+    error = get_json(client, url, 400)["error"]
+    assert all(w in error for w in words), error
+    if "page" not in query and "ci=" not in query and "n_resamples" not in query and "seed" not in query:
+        get_json(client, url.replace("/api/breakdown?", "/api/breakdown.csv?"), 400)
+
+
+# ---------------------------------------------------------------- the Errors page
+
+def test_errors_menu_lists_speaker_with_all_its_values(many):
+    options = errors.group_options(many)
+    assert {"label": "speaker (1,179 values)", "value": "speaker"} in options
+    assert options[0]["value"] == "duration_bucket"
+    assert "utt_name" not in [o["value"] for o in options]
+    layout = errors.layout(many, "/errors", {})
+    picker = by_id(layout, errors.BY)
+    assert picker.value == "speaker" and picker.options == options
+    fig = by_id(layout, errors.BREAKDOWN_FIG).figure
+    assert len(fig.data[0].y) == errors.CHART_GROUPS
+    assert "showing 30 of 1,179 speaker groups" in text_of(by_id(layout, errors.BREAKDOWN_NOTE))
+    assert list(fig.data[0].y) == sorted(fig.data[0].y, reverse=True)  # worst first
+    assert fig.data[0].error_y.array is not None  # the intervals' whiskers
+    csv_link = by_id(layout, errors.BREAKDOWN_CSV)
+    assert "all groups" in text_of(csv_link) and csv_link.href.startswith("/api/breakdown.csv?by=speaker")
+
+
+def test_errors_chart_shows_the_best_groups_above_a_threshold(many):
+    h = many.hypotheses[0]
+    content, _links = errors.breakdown_content(many, h, "speaker", None, "", min_utts=5, show="best")
+    fig = by_id(content, errors.BREAKDOWN_FIG).figure
+    expected = A.breakdown(many.utterances, "speaker", h, sort="wer", min_utterances=5)
+    assert len(expected) > errors.CHART_GROUPS
+    assert list(fig.data[0].y) == pytest.approx(expected["wer"].head(errors.CHART_GROUPS).round(4).tolist())
+    assert all(c[1] >= 5 for c in fig.data[0].customdata)
+    note = text_of(by_id(content, errors.BREAKDOWN_NOTE))
+    assert f"of {len(expected)} speaker groups: the lowest WER" in note and "at least 5 utterances" in note
+
+
+@pytest.mark.parametrize("sort_model,min_utts,key", [
+    ([], 1, "-wer"),
+    ([{"colId": "value", "sort": "asc"}], 1, "value"),
+    ([{"colId": "utterances", "sort": "desc"}], 3, "-utterances"),
+    ([{"colId": "cer", "sort": "asc"}], 5, "cer"),
+])
+def test_errors_table_pages_through_every_group(many, sort_model, min_utts, key):
+    h = many.hypotheses[0]
+    state = {"hyp": h.field, "filter": "", "by": "speaker", "min_utts": min_utts, "show": "worst"}
+    expected = A.breakdown(many.utterances, "speaker", h, sort=key, min_utterances=min_utts)
+    response, count = errors.breakdown_grid_response(many, state, {"startRow": 100, "endRow": 200,
+                                                                   "sortModel": sort_model})
+    assert response["rowCount"] == len(expected)
+    assert [r["value"] for r in response["rowData"]] == expected["value"].iloc[100:200].tolist()
+    assert f"{len(expected):,}" in text_of(count)
+    row = response["rowData"][0]
+    q = parse_qs(urlparse(row["href"]).query)
+    assert len(many.utterance_query.select(q["filter"][0])) == row["utterances"]
+    assert row["ci_lo"] <= row["wer"] <= row["ci_hi"]

@@ -1,0 +1,195 @@
+"""Suspicious utterances: looping texts, insertion bursts, implausible speaking rates (durations of
+real espeak-ng speech), length ratios, empty and non-alphabet references, and the summary's filter
+expressions run through sde's own query engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sde.metrics import align_words
+from sde.quality.suspicious import (
+    insertion_bursts,
+    length_ratios,
+    non_alphabet,
+    repeated_ngrams,
+    robust_z,
+    suspicious_columns,
+    suspicious_summary,
+)
+from tests.quality_kit import need_espeak, speak
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("", 0),
+    ("hello", 1),
+    ("the cat sat on the mat", 1),
+    ("the the cat", 2),
+    ("go go go", 3),
+    ("No, no. NO! no", 4),                                             # normalised before comparing
+    ("thank you thank you thank you for watching", 3),                 # a looping bigram
+    ("i said that i said that i said", 2),                             # only whole copies count
+    ("a b c d e f g h i j k l " * 3, 3),                               # a 12-gram three times
+    ("one two three four five six seven eight nine ten eleven twelve thirteen " * 2, 1),  # 13 > MAX_NGRAM
+], ids=["empty", "one-word", "no-repeat", "stutter", "word-loop", "normalised", "bigram-loop", "partial",
+        "long-loop", "beyond-max-n"])
+def test_repeated_ngram_counts_back_to_back_copies(text, expected):
+    assert repeated_ngrams([text]).tolist() == [expected]
+
+
+def _copies_by_brute_force(text: str, max_n: int = 12) -> int:
+    words = text.split()
+    best = 1 if words else 0
+    for n in range(1, max_n + 1):
+        for i in range(len(words) - n + 1):
+            k = 1
+            while words[i + k * n:i + (k + 1) * n] == words[i:i + n]:
+                k += 1
+            best = max(best, k)
+    return best
+
+
+def test_repeated_ngram_agrees_with_brute_force():
+    rng = np.random.default_rng(2)
+    texts = [" ".join(rng.choice(["a", "b", "c"], rng.integers(0, 20))) for _ in range(400)]
+    assert repeated_ngrams(texts).tolist() == [_copies_by_brute_force(t) for t in texts]
+
+
+def test_repeated_ngram_never_runs_across_utterances():
+    assert repeated_ngrams(["a b", "a b", "a b"]).tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize("ref,hyp,expected", [
+    ("a b c", "a b c", 0),
+    ("a b c", "a x b c", 1),
+    ("a b c", "a x y z b c", 3),
+    ("a b c", "x y a b c p q r s", 4),
+    ("a b c", "", 0),
+    ("", "x y", 2),
+    ("Hello, world", "hello world", 0),
+    ("the end", "the end thank you for watching thank you for watching", 8),
+], ids=["equal", "one", "run", "longest-of-two", "deleted", "empty-ref", "normalised", "hallucinated-tail"])
+def test_insertion_burst_is_the_longest_inserted_run(ref, hyp, expected):
+    assert insertion_bursts([ref], [hyp]).tolist() == [expected]
+
+
+def _longest_ins_run(ref: str, hyp: str) -> int:
+    best = run = 0
+    for word in align_words(ref, hyp):
+        run = run + 1 if word.op == "ins" else 0
+        best = max(best, run)
+    return best
+
+
+def test_insertion_bursts_agree_with_the_inspector_alignment():
+    rng = np.random.default_rng(1)
+    vocab = "a b c d e f".split()
+    refs = [" ".join(rng.choice(vocab, rng.integers(1, 8))) for _ in range(300)]
+    hyps = [" ".join(rng.choice(vocab, rng.integers(1, 14))) for _ in range(300)]
+    assert insertion_bursts(refs, hyps).tolist() == [_longest_ins_run(r, h) for r, h in zip(refs, hyps)]
+
+
+@pytest.mark.parametrize("refs,hyps,expected", [
+    (["a b c d"], ["a b"], [0.5]),
+    (["a b"], ["a b c d e"], [2.5]),
+    ([""], ["a"], [np.nan]),
+    (["a"], [None], [np.nan]),
+    (["a b"], [""], [0.0]),
+])
+def test_length_ratio(refs, hyps, expected):
+    assert np.allclose(length_ratios(refs, hyps), expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("values,groups,expected", [
+    ([1, 2, 3, 4, 5], None, [-1.349, -0.674, 0.0, 0.674, 1.349]),
+    ([1, 1, 1, 1, 1], None, [0, 0, 0, 0, 0]),
+    ([5, 5, 5, 5, 9], None, [0, 0, 0, 0, 3.989]),  # MAD 0: 4 / (1.2533 · mean |x - 5| = 0.8)
+    ([1, 2, np.nan, np.inf], None, [-0.674, 0.674, np.nan, np.nan]),
+    # speaker b talks twice as fast: each is compared with itself, so nobody stands out
+    ([1, 2, 3, 4, 5, 2, 4, 6, 8, 10], list("aaaaabbbbb"), [-1.349, -0.674, 0, 0.674, 1.349] * 2),
+    # groups under 5 utterances use the global median (3.5) and MAD (1.5): (100 - 3.5) / 2.224
+    ([1, 2, 3, 4, 5, 100], list("aaaaab"), [-1.349, -0.674, 0, 0.674, 1.349, 43.39]),
+], ids=["plain", "constant", "mad-zero", "nan-inf", "per-speaker", "small-group-global"])
+def test_robust_z(values, groups, expected):
+    assert np.allclose(robust_z(values, groups), expected, atol=0.01, equal_nan=True)
+
+
+@pytest.mark.parametrize("text,flagged", [
+    ("hello world", False), ("don't", False), ("Hello", True), ("naïve", True), ("two  spaces\t", False),
+    ("3 cats", True), ("", False),
+])
+def test_non_alphabet(text, flagged):
+    assert non_alphabet([text], "abcdefghijklmnopqrstuvwxyz'").tolist() == [flagged]
+
+
+SENTENCES = ["good morning everybody", "the train leaves at noon", "please open the window",
+             "we will meet again soon", "this is a short test", "my brother lives in paris"]
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    """Two espeak voices (speakers) with real durations; one reference far too long for its audio,
+    one empty, one with digits; and a hypothesis that loops."""
+    need_espeak()
+    rows = []
+    for speaker, voice in (("anna", "en+f3"), ("bob", "en+m3")):
+        for text in SENTENCES:
+            y, sr = speak(text, voice=voice)
+            rows.append({"speaker": speaker, "duration": len(y) / sr, "text": text, "pred_text": text})
+    rows[2]["text"] = rows[2]["text"] + " and then a whole paragraph that was never said in this recording"
+    rows[4]["text"] = ""
+    rows[5]["text"] = "my brother lives in paris 75"
+    rows[7]["pred_text"] = "the train leaves at noon at noon at noon at noon"
+    rows[9]["pred_text"] = "thank you " * 6 + SENTENCES[3]
+    table = pd.DataFrame(rows)
+    table.insert(0, "id", range(len(table)))
+    table["pred_text_b"] = table["text"]
+    return table
+
+
+@pytest.fixture(scope="module")
+def columns(table) -> pd.DataFrame:
+    return suspicious_columns(table, ["pred_text", "pred_text_b"], alphabet="abcdefghijklmnopqrstuvwxyz ")
+
+
+def test_columns_per_check_and_hypothesis(table, columns):
+    assert columns.index.equals(table.index)
+    assert list(columns.columns) == [
+        "repeated_ngram", "char_rate_z", "word_rate_z", "empty_reference", "non_alphabet",
+        "hyp_repeated_ngram", "ins_burst", "length_ratio",
+        "hyp_repeated_ngram_b", "ins_burst_b", "length_ratio_b"]
+
+
+def test_rates_flag_a_text_too_long_for_its_audio(columns):
+    z = columns["char_rate_z"]
+    assert z[2] > 3
+    others = z.drop([2, 4])
+    assert (others.abs() < 3).all()
+
+
+def test_looping_hypothesis_and_insertion_burst(columns):
+    assert columns["hyp_repeated_ngram"][7] == 4       # "at noon" four times
+    assert columns["ins_burst"][9] == 12               # "thank you" x 6 inserted before the sentence
+    assert columns["ins_burst"].drop([4, 7, 9]).eq(0).all()
+
+
+def test_summary_filters_select_exactly_the_counted_rows(table, columns):
+    from sde.query import TableQuery
+
+    summary = suspicious_summary(columns)
+    by_flag = {s["flag"]: s for s in summary}
+    assert by_flag["hyp_repeated_ngram"]["filter"] == "{hyp_repeated_ngram} >= 3"
+    assert by_flag["empty_reference"]["filter"] == "{empty_reference} = true"
+    expected_counts = {"char_rate_z_high": 1, "empty_reference": 1, "non_alphabet": 1,
+                       "hyp_repeated_ngram": 2, "ins_burst": 3, "length_ratio_high": 2,  # ins: rows 4 (empty ref), 7, 9
+                       "hyp_repeated_ngram_b": 0, "length_ratio_b_low": 0}
+    assert {k: by_flag[k]["count"] for k in expected_counts} == expected_counts
+    query = TableQuery(pd.concat([table, columns], axis=1))
+    for flag in summary:
+        assert len(query.select(flag["filter"])) == flag["count"], flag
+
+
+def test_summary_leaves_out_columns_not_computed(columns):
+    flags = {s["flag"] for s in suspicious_summary(columns[["repeated_ngram"]])}
+    assert flags == {"repeated_ngram"}

@@ -1,0 +1,182 @@
+"""TTS readiness: loudness (BS.1770 reference tones), clipping, espeak-ng phonemes and inventories,
+and the /api/tts report over two espeak-ng "speakers" recorded at 22.05 and 16 kHz."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sde.quality.loudness import clipping_ratio, integrated_loudness
+from sde.quality.phonemes import (
+    PhonemizerError,
+    phoneme_histograms,
+    phoneme_inventory,
+    phoneme_tokens,
+    phonemize_words,
+)
+from sde.quality.segments import measure_segments
+from sde.quality.tts import GUIDANCE, tts_report
+from tests.quality_kit import need_espeak, padded, speak, write
+
+
+def tone(amplitude: float, seconds: float = 3.0, sample_rate: int = 48000, hz: float = 997.0) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("samples,sample_rate,expected", [
+    (tone(1.0), 48000, -3.01),                  # full-scale 997 Hz sine, one channel
+    (tone(0.1), 48000, -23.01),                 # -20 dBFS
+    (tone(0.1, sample_rate=16000), 16000, -23.01),
+    (tone(0.1, seconds=0.3), 48000, np.nan),    # shorter than one 400 ms block
+    (np.zeros(48000, np.float32), 48000, np.nan),
+], ids=["full-scale", "minus-20", "16k", "too-short", "silence"])
+def test_integrated_loudness_of_reference_tones(samples, sample_rate, expected):
+    assert np.isclose(integrated_loudness(samples, sample_rate), expected, atol=0.1, equal_nan=True)
+
+
+@pytest.mark.parametrize("samples,expected", [
+    (np.array([0.0, 0.5, -0.5, 0.2]), 0.0),
+    (np.array([1.0, -1.0, 0.5, 0.2]), 0.5),
+    (np.array([32767 / 32768, 0.0]), 0.5),      # int16 full scale counts as clipped
+    (np.array([]), np.nan),
+])
+def test_clipping_ratio(samples, expected):
+    assert np.isclose(clipping_ratio(samples), expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("ipa,expected", [
+    ("h_ə_l_ˈəʊ", ["h", "ə", "l", "əʊ"]),
+    ("dʒ_ˈɔɪ  ð_ə", ["dʒ", "ɔɪ", "ð", "ə"]),
+    ("ʃ_ˈøː_n_ə_ _ˌaʊ_s", ["ʃ", "øː", "n", "ə", "aʊ", "s"]),
+    ("(en)h_ˈɛ_l_oʊ(fr) b_ɔ̃", ["h", "ɛ", "l", "oʊ", "b", "ɔ̃"]),
+    ("l_ə-", ["l", "ə"]),
+    ("??", []),
+], ids=["stress", "words", "empty-separators", "language-switch", "link", "unknown"])
+def test_phoneme_tokens(ipa, expected):
+    assert phoneme_tokens(ipa) == expected
+
+
+@pytest.fixture(scope="module")
+def espeak():
+    need_espeak()
+
+
+@pytest.mark.parametrize("lang,word,phonemes", [
+    ("en", "measure", ["m", "ɛ", "ʒ", "ə"]),
+    ("en", "joy", ["dʒ", "ɔɪ"]),
+    ("en-us", "better", ["b", "ɛ", "ɾ", "ɚ"]),
+    ("de", "ich", ["ɪ", "ç"]),
+    ("fr", "pain", ["p", "ɛ̃"]),
+])
+def test_phonemize_words(espeak, lang, word, phonemes):
+    assert phonemize_words([word, ""], lang) == [phonemes, []]
+
+
+@pytest.mark.parametrize("lang,must_have", [
+    ("en", {"ʒ", "ɔɪ", "θ", "ð", "ŋ", "tʃ", "dʒ", "eə", "ʊə", "əʊ"}),
+    ("en-us", {"ɚ", "ɾ", "oʊ", "æ"}),
+    ("de", {"ç", "x", "pf", "ts", "øː", "yː"}),
+    ("fr", {"ɑ̃", "ɔ̃", "ɛ̃", "ʁ", "ɲ", "y"}),
+    ("es", {"θ", "x", "ɲ", "ʎ", "r", "ɾ"}),
+])
+def test_inventory_from_the_reference_text(espeak, lang, must_have):
+    inventory = phoneme_inventory(lang)
+    assert must_have <= set(inventory)
+    assert inventory == sorted(inventory) and len(inventory) >= 30
+
+
+def test_no_reference_text_means_no_inventory(espeak):
+    assert phoneme_inventory("fi") is None
+
+
+def test_unknown_voice_is_a_clear_error(espeak):
+    with pytest.raises(PhonemizerError, match='no voice "xx-nope".*espeak-ng --voices'):
+        phonemize_words(["a"], "xx-nope")
+
+
+def test_phoneme_histograms_count_per_speaker(espeak):
+    hist = phoneme_histograms(["Joy, joy!", "measure", "joy"], ["a", "b", None], "en")
+    counts = {(r.speaker, r.phoneme): r.count for r in hist.itertuples()}
+    assert counts[("a", "dʒ")] == 2 and counts[("a", "ɔɪ")] == 2
+    assert counts[("b", "ʒ")] == 1 and ("b", "dʒ") not in counts
+    assert counts[("", "dʒ")] == 1  # no speaker
+    assert hist["count"].sum() == 2 * 2 + 4 + 2
+
+
+@pytest.fixture(scope="module")
+def corpus(espeak, tmp_path_factory) -> pd.DataFrame:
+    """Anna (22.05 kHz, 3 utterances) and Bob (16 kHz, 2 utterances, one clipped and loud)."""
+    d = tmp_path_factory.mktemp("tts")
+    rows = []
+    for i, (speaker, text, rate, gain) in enumerate([
+        ("anna", "the pleasure of a quiet morning", None, 1.0),
+        ("anna", "she thought about the usual treasure", None, 0.5),
+        ("anna", "boys enjoy the noise of the fair", None, 1.0),
+        ("bob", "hello there", 16000, 1.0),
+        ("bob", "good night", 16000, 8.0),
+    ]):
+        y, sr = speak(text, sample_rate=rate)
+        path = write(d / f"{i}.wav", np.clip(padded(y * gain, sr, 0.5, 0.5), -1, 1), sr)
+        rows.append({"id": i, "audio_path": str(path), "offset": 0.0, "duration": len(y) / sr + 1.0,
+                     "text": text, "speaker": speaker})
+    table = pd.DataFrame(rows)
+    return pd.concat([table, measure_segments(table, ("vad", "loudness", "levels"), workers=1)], axis=1)
+
+
+def test_report_has_the_api_shape(corpus):
+    report = tts_report(corpus, "en")
+    json.dumps(report)  # JSON-ready: no NaN, no numpy types
+    assert set(report) >= {"speakers", "phoneme_inventory", "inventory_source", "guidance"}
+    assert report["inventory_source"] == "reference text"
+    assert report["phoneme_inventory"] == phoneme_inventory("en")
+    for speaker in report["speakers"]:
+        assert set(speaker) >= {"speaker", "utterances", "hours", "speech_hours", "sample_rates",
+                                "lufs_median", "phonemes_missing"}
+
+
+def test_report_per_speaker_numbers_and_flags(corpus):
+    report = {s["speaker"]: s for s in tts_report(corpus, "en")["speakers"]}
+    anna, bob = report["anna"], report["bob"]
+    assert [anna["utterances"], bob["utterances"]] == [3, 2]
+    assert anna["hours"] == pytest.approx(corpus["duration"][:3].sum() / 3600, abs=1e-4)
+    assert 0 < anna["speech_hours"] < anna["hours"]
+    assert anna["sample_rates"] == [22050] and bob["sample_rates"] == [16000]
+    assert -40 < anna["lufs_median"] < -10
+    assert anna["clipping_share"] == 0 and bob["clipping_share"] == pytest.approx(0.5)
+    flags = {name: {f["flag"] for f in s["flags"]} for name, s in report.items()}
+    assert flags["anna"] == {"few_hours", "missing_phonemes"}
+    # Bob's second utterance is 18 dB louder (and clips): his loudness is not one level
+    assert flags["bob"] == {"few_hours", "missing_phonemes", "low_sample_rate", "clipping", "uneven_loudness"}
+    assert bob["lufs_spread"] > GUIDANCE["lufs_spread_max"] > anna["lufs_spread"]
+    assert {"ʒ", "ɔɪ"}.isdisjoint(anna["phonemes_missing"])   # pleasure, treasure, boys, enjoy
+    assert {"ʒ", "ɔɪ"} <= set(bob["phonemes_missing"])
+    assert set(anna["phonemes_missing"]) <= set(phoneme_inventory("en"))
+    assert "ʒ" in anna["phonemes_rare"]  # heard twice, under GUIDANCE["rare_phoneme_count"]
+
+
+def test_report_without_audio_columns_or_language(corpus):
+    report = tts_report(corpus[["id", "duration", "text", "speaker"]], None)
+    anna = report["speakers"][0]
+    assert anna["speech_hours"] is None and anna["lufs_median"] is None and anna["sample_rates"] == []
+    assert anna["phonemes_missing"] == [] and report["phoneme_inventory"] == []
+    assert {f["flag"] for f in anna["flags"]} == {"few_hours"}
+
+
+def test_report_for_a_language_without_reference_text_uses_the_dataset(corpus):
+    report = tts_report(corpus, "sw")
+    assert report["inventory_source"] == "dataset"
+    used = set().union(*[set(p) for p in phonemize_words(list(corpus["text"]), "sw")])
+    assert set(report["phoneme_inventory"]) == used
+
+
+def test_report_names_a_missing_voice(corpus):
+    report = tts_report(corpus, "xx-nope")
+    assert "no voice" in report["phoneme_error"] and report["speakers"][0]["phonemes_missing"] == []
+
+
+def test_guidance_is_the_usual_tts_target():
+    assert GUIDANCE["target_hours"] == 20 and GUIDANCE["min_sample_rate"] == 22050

@@ -64,10 +64,15 @@ sort_names = st.text(alphabet=st.characters(blacklist_characters=",{}+-", blackl
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(sort_names, st.booleans()), min_size=1, max_size=4))
 def test_sort_round_trip(keys):
+    # A repeated column counts once, the first key on it wins (a later one cannot change the order).
+    first: list = []
+    for name, desc in keys:
+        if all(name != seen for seen, _ in first):
+            first.append((name, desc))
     text = ",".join(("-" if desc else "") + name for name, desc in keys)
-    assert parse_sort(text) == keys
+    assert parse_sort(text) == first
     braced = ",".join(("-" if desc else "+") + "{" + name + "}" for name, desc in keys)
-    assert parse_sort(braced) == keys
+    assert parse_sort(braced) == first
 
 
 @settings(max_examples=300, deadline=None)

@@ -36,7 +36,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sde.audio import compute_audio_metrics, read_segment, wav_bytes  # noqa: E402
-from sde.audio_figure import signal_figure  # noqa: E402
+from sde.web.signal_figure import signal_figure  # noqa: E402
 
 SR = 16000
 
@@ -71,7 +71,7 @@ def timed(fn, runs: int) -> tuple[float, object]:
 def bench_inspector(tmp: Path, runs: int) -> list[str]:
     from flask import Flask
 
-    from sde.web.audio_routes import register_audio_routes
+    from sde.web.api import register_api
 
     rng = np.random.default_rng(0)
     files = {"1-minute file": (tmp / "one_minute.wav", 1, 30.0),
@@ -88,7 +88,7 @@ def bench_inspector(tmp: Path, runs: int) -> list[str]:
                            "duration": [20.0]})
         server = Flask("bench")
         # No cache: every request decodes, as the first view of an utterance does.
-        register_audio_routes(server, types.SimpleNamespace(utterances=df), cache_bytes=0)
+        register_api(server, types.SimpleNamespace(utterances=df), audio_cache_bytes=0)
         client = server.test_client()
         for kind in ("linear", "mel"):
             def core(path=path, offset=offset, kind=kind) -> tuple[int, int]:
@@ -146,7 +146,7 @@ class PeakRss:
 def bench_hour(tmp: Path) -> list[str]:
     from flask import Flask
 
-    from sde.web.audio_routes import register_audio_routes
+    from sde.web.api import register_api
 
     path = tmp / "sixty_minutes.flac"
     block = speechlike(60.0, np.random.default_rng(3))
@@ -155,7 +155,7 @@ def bench_hour(tmp: Path) -> list[str]:
             f.write(block)
     df = pd.DataFrame({"id": [0], "audio_path": [str(path)], "offset": [0.0], "duration": [3600.0]})
     server = Flask("bench")
-    register_audio_routes(server, types.SimpleNamespace(utterances=df), cache_bytes=0)
+    register_api(server, types.SimpleNamespace(utterances=df), audio_cache_bytes=0)
     client = server.test_client()
     rows = ["60-minute utterance (16 kHz FLAC), nothing cached:", "",
             "| request | time (s) | to the browser (MB) | peak RSS growth (MB) |",

@@ -11,7 +11,10 @@
    20k-word vocabulary; 5% exact copies with other case/punctuation, 1% one-character edits):
    exact (after normalisation), and with near-duplicates (max_edits=2). Target: 1M ≤ 60 s.
 3. Suspicious columns (references + one hypothesis) and per-speaker phoneme histograms over the
-   same table.
+   same table; the columns sde computes on first use (duplicates + suspicious, what
+   sde.quality.apply.ensure_quality_columns runs) and the /api/tts report (1000 speakers).
+4. The augmentation preview (sde.quality.augment) of a 10 s and a 30 s (the bound) utterance at
+   16 kHz: each effect and the whole chain.
 
 Prints markdown tables with wall and CPU seconds (CPU time is the fair number on a shared machine).
 """
@@ -34,6 +37,7 @@ from sde.quality.duplicates import duplicate_columns, duplicate_groups, text_dup
 from sde.quality.phonemes import phoneme_histograms  # noqa: E402
 from sde.quality.segments import measure_segments  # noqa: E402
 from sde.quality.suspicious import suspicious_columns  # noqa: E402
+from sde.quality.tts import tts_report  # noqa: E402
 from tests.quality_kit import padded, speak, write  # noqa: E402
 
 SENTENCES = [
@@ -124,17 +128,50 @@ def bench_text(rows: int) -> None:
     real = table.assign(text=[SENTENCES[i % 4] for i in range(rows)])
     timed("phoneme histograms (1000 speakers, en)",
           lambda: phoneme_histograms(real["text"], real["speaker"], "en"))
+    timed("quality columns on first use (duplicates + suspicious, 1 hypothesis)",
+          lambda: (duplicate_columns(table), suspicious_columns(table, ["pred_text"])))
+    timed("/api/tts report (1000 speakers, en, phoneme counts)",
+          lambda: tts_report(real, "en", counts=True))
     print(f"\nexact groups: {exact.nunique():,} ({exact.notna().sum():,} utterances); "
           f"with near-duplicates: {near.nunique():,} ({near.notna().sum():,} utterances)")
+
+
+def bench_augment() -> None:
+    from sde.quality.augment import AugmentParams, augment
+
+    print("\n### Augmentation preview (16 kHz, seeded)\n")
+    print("| chain | 10 s: CPU ms | 30 s: CPU ms |")
+    print("|---|---|---|")
+    clip, sr = speak(" ".join(SENTENCES), sample_rate=16000)
+    chains = [("speed 1.1", AugmentParams(speed=1.1)), ("time stretch 0.9", AugmentParams(stretch=0.9)),
+              ("synthetic room (RT60 0.4 s)", AugmentParams(rir="synthetic")),
+              ("white noise at 10 dB", AugmentParams(noise="white", snr_db=10)),
+              ("pink noise at 10 dB", AugmentParams(noise="pink", snr_db=10)),
+              ("all four", AugmentParams(speed=1.1, stretch=0.9, rir="synthetic", noise="pink", snr_db=10))]
+    augment(clip, sr, chains[-1][1])  # first-call imports (scipy.signal, soxr) out of the timing
+    for label, params in chains:
+        cells = []
+        for seconds in (10, 30):
+            x = np.resize(clip, seconds * sr)
+            t0 = time.process_time()  # one thread: CPU time is the fair number on a shared machine
+            for _ in range(3):
+                augment(x, sr, params)
+            cells.append(f"{(time.process_time() - t0) / 3 * 1000:.0f}")
+        print(f"| {label} | {cells[0]} | {cells[1]} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--vad-files", type=int, default=60)
+    parser.add_argument("--only", choices=("vad", "text", "augment"), default=None, help="run one part")
     args = parser.parse_args()
-    bench_vad(args.vad_files)
-    bench_text(args.rows)
+    if args.only in (None, "vad"):
+        bench_vad(args.vad_files)
+    if args.only in (None, "text"):
+        bench_text(args.rows)
+    if args.only in (None, "augment"):
+        bench_augment()
 
 
 if __name__ == "__main__":

@@ -1,25 +1,34 @@
-"""Audio-quality summary of a dataset's audio metric columns (Statistics page, GET /api/audio-quality).
+"""A dataset's audio metrics: measured (a transform the caller applies) and summarised.
 
-The columns come from :func:`sde.audio.compute_audio_metrics` (at load time with
-``--estimate-audio-metrics``, or later from the Statistics page's "Measure audio" job). This module
-only reads them: it counts problems (unreadable files, duration mismatches, clipping), tabulates
-sample rates and channel counts, and says whether the audio is ready for NeMo ASR (16 kHz) and TTS
-training (at least 22.05 kHz). Every count comes with the filter (the query language of
-:mod:`sde.query`) that lists the utterances behind it, so the UI can link to Samples.
+Measuring: :func:`with_measured_audio` runs :func:`sde.audio.compute_audio_metrics` over every
+utterance and returns a copy of the dataset with the metric columns; :func:`with_audio_metrics`
+adds columns measured elsewhere (the Statistics page's background job), matched by utterance id.
+``sde.cache.load_dataset`` applies the first after building when ``--estimate-audio-metrics`` is
+set, so ``sde.dataset`` itself never decodes audio.
 
-The summary is JSON-safe (plain ints, floats, strings, lists, dicts; NaN → None). Pure: no dash.
+Summarising (Statistics page, GET /api/audio-quality): :func:`audio_quality_summary` counts problems
+(unreadable files, duration mismatches, clipping), tabulates sample rates and channel counts, and
+says whether the audio is ready for NeMo ASR (16 kHz) and TTS training (at least 22.05 kHz). Every
+count comes with the filter (the query language of :mod:`sde.query`) that lists the utterances
+behind it, so the UI can link to Samples. The summary is JSON-safe (plain ints, floats, strings,
+lists, dicts; NaN → None). Pure: no dash.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import weakref
-from typing import TYPE_CHECKING, Any
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from sde.audio import AUDIO_METRIC_COLUMNS, DURATION_TOLERANCE
+from sde.audio import AUDIO_METRIC_COLUMNS, DURATION_TOLERANCE, compute_audio_metrics
+from sde.caching import for_dataset
+from sde.progress import progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -27,11 +36,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ASR_SAMPLE_RATE",
     "CLIPPING_THRESHOLD",
+    "StaleMetrics",
     "TTS_MIN_SAMPLE_RATE",
     "audio_quality_summary",
     "cached_audio_quality_summary",
     "count_files",
     "has_audio_metrics",
+    "with_audio_metrics",
+    "with_measured_audio",
 ]
 
 #: NeMo ASR models are trained on 16 kHz audio.
@@ -274,11 +286,74 @@ def cached_audio_quality_summary(dataset: Dataset) -> dict[str, Any]:
     """:func:`audio_quality_summary` of ``dataset.utterances``, computed once per table (~0.8 s for a
     million rows) and kept beside the dataset; a swapped-in table (``Dataset.replace_with``) is
     summarised afresh. Shared by the Statistics page and ``/api/audio-quality``."""
-    cache = dataset.__dict__.setdefault("_sde_web_cache", {})
+    cache = for_dataset(dataset, "audio-quality-summary", 1)
+    return cache.get_or_compute("summary", lambda: audio_quality_summary(dataset.utterances))
+
+
+# ---------------------------------------------------------------- measuring: dataset transforms
+
+
+class StaleMetrics(ValueError):
+    """Metrics measured for other utterances than the dataset now holds."""
+
+
+def with_audio_metrics(dataset: Dataset, metrics: pd.DataFrame) -> Dataset:
+    """A copy of `dataset` whose utterance table carries the audio metric columns of `metrics`
+    (``id`` + AUDIO_METRIC_COLUMNS, matched by utterance id). Manifest fields that share a metric's
+    name are kept as ``manifest_<name>``, as `build_dataset` does for its own columns; existing
+    metric columns are replaced. StaleMetrics when the ids do not match the dataset's."""
+    table = dataset.utterances.copy()
+    ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table))
+    mids = metrics["id"].to_numpy(dtype="int64")
+    if len(mids) == len(ids) and np.array_equal(mids, ids):
+        order = None
+    else:
+        pos = pd.Index(mids).get_indexer(ids)
+        if len(mids) != len(ids) or (pos < 0).any():
+            raise StaleMetrics("The dataset changed while its audio was being measured.")
+        order = pos
+    replace = has_audio_metrics(table)
+    for c in AUDIO_METRIC_COLUMNS:
+        if c in table.columns and not replace:
+            table = table.rename(columns={c: f"manifest_{c}"})
+    for c in AUDIO_METRIC_COLUMNS:
+        values = metrics[c]
+        if order is not None:
+            values = values.iloc[order]
+        table[c] = pd.Series(values.to_numpy(), index=table.index, dtype=metrics[c].dtype)
+    options = dataclasses.replace(dataset.options, estimate_audio_metrics=True)
+    return dataclasses.replace(dataset, utterances=table, options=options, _queries={}, _lock=threading.Lock())
+
+
+def with_measured_audio(dataset: Dataset, *, workers: int | None = None, progress: bool = False,
+                        callback: Callable[[int, int], None] | None = None,
+                        status: Callable[[str], None] | None = None) -> Dataset:
+    """A copy of `dataset` with every utterance's audio measured (see with_audio_metrics).
+    ``callback(done, total)`` reports progress, ``progress=True`` shows a bar, ``status`` gets one
+    line when measuring starts (printed on stderr with ``progress`` when not given)."""
+    say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
+    say("measuring audio")
     table = dataset.utterances
-    hit = cache.get("audio_quality")
-    # A weak reference: the cache must not keep a swapped-out table alive.
-    if hit is None or hit[0]() is not table:
-        hit = (weakref.ref(table), audio_quality_summary(table))
-        cache["audio_quality"] = hit
-    return hit[1]
+    bar = None
+    reported = 0
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar, reported
+        if progress and bar is None:
+            # Made at the first report, once the worker processes exist: tqdm starts a monitor
+            # thread, and a process with threads does not fork its workers.
+            bar = progress_bar(total, "audio metrics", unit="utt", initial=reported)
+        if bar is not None:
+            bar.update(done - reported)
+        reported = done
+        if callback is not None:
+            callback(done, total)
+
+    try:
+        metrics = compute_audio_metrics(table, workers=workers or min(2, os.cpu_count() or 1), callback=report)
+    finally:
+        if bar is not None:
+            bar.close()
+    ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table), dtype="int64")
+    metrics.insert(0, "id", ids)
+    return with_audio_metrics(dataset, metrics)

@@ -41,16 +41,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Sequence
 
+import diskcache
 import pandas as pd
 import pyarrow as pa
+from platformdirs import user_cache_dir
 
 from sde import __version__
+from sde.audio_quality import with_measured_audio
 from sde.dataset import Dataset, DatasetOptions, build_dataset
-
-if TYPE_CHECKING:  # pragma: no cover
-    import diskcache
+from sde.sources import PatternError, RemoteError, SourceSet, as_source_set, source_stamps
 
 # Bump when the layout of a built Dataset changes, so old entries are not misread.
 CACHE_FORMAT = 5
@@ -58,8 +59,6 @@ DEFAULT_SIZE_LIMIT = 20 * 2**30
 
 
 def default_cache_dir() -> Path:
-    from platformdirs import user_cache_dir
-
     return Path(os.environ.get("SDE_CACHE_DIR") or user_cache_dir("sde"))
 
 
@@ -69,12 +68,14 @@ def _file_stamp(path: str | Path) -> dict:
     return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def fingerprint(manifest: str | Path, options: DatasetOptions) -> str:
-    """Key of a built dataset: the manifest's identity and every option that changes the result."""
+def fingerprint(manifest: "str | Path | Sequence[str | Path] | SourceSet", options: DatasetOptions) -> str:
+    """Key of a built dataset: the identity of every manifest file (size and modification time, or
+    size and ETag for a remote one; a missing shard counts too) and every option that changes the
+    result."""
     record = {
         "format": CACHE_FORMAT,
         "sde": __version__,
-        "manifest": _file_stamp(manifest),
+        "manifest": source_stamps(as_source_set(manifest)),
         "options": dataclasses.asdict(options),
         "files": [_file_stamp(f) for f in options.files() if Path(f).exists()],
     }
@@ -259,8 +260,6 @@ def open_store(directory: str | Path, warn: Warn = _stderr_warning, *, sub: str 
     """The diskcache store in `directory` (or its subfolder `sub`), after checking both folders
     (check_cache_folder), removing what killed writers left behind and repairing a corrupt
     index. Raises CacheUnusable."""
-    import diskcache
-
     folder = check_cache_folder(directory)
     if sub is not None:
         folder = check_cache_folder(folder / sub)
@@ -608,8 +607,14 @@ def _restore_dtypes(df: pd.DataFrame, dtypes: dict[str, str]) -> None:
                 pass
 
 
+def _readable_source(manifest: object) -> bool:
+    """Whether a failure to key the cache is worth a warning: not for a missing manifest, which
+    build_dataset reports with its fix."""
+    return Path(manifest).is_file() if isinstance(manifest, (str, Path)) else True
+
+
 def load_dataset(
-    manifest: str | Path,
+    manifest: "str | Path | Sequence[str | Path] | SourceSet",
     options: DatasetOptions = DatasetOptions(),
     *,
     cache_dir: str | Path | None = None,
@@ -618,8 +623,12 @@ def load_dataset(
     warn: Warn = _stderr_warning,
     status: Callable[[str], None] | None = None,
     background_write: bool = False,
+    vad: bool = False,
 ) -> Dataset:
     """Build a dataset, or read it back from the cache when the manifest and options are unchanged.
+
+    ``vad``: also measure speech activity, audio hashes and loudness (``sde.quality.apply.with_vad``),
+    cached under a key of its own (VadError, saying what to install, without Silero VAD).
 
     ``background_write``: return as soon as the dataset is built and write the cache entry from a
     (non-daemon) thread, so a server can start meanwhile; the process still finishes the write
@@ -630,12 +639,13 @@ def load_dataset(
         directory = Path(cache_dir) if cache_dir else default_cache_dir()
         try:
             cache = DatasetCache(directory, warn=warn)
-            key = fingerprint(manifest, options)
+            key = fingerprint(manifest, options) + ("-vad" if vad else "")
         except CacheUnusable as e:
             report_unusable(warn, e, "running without it")
             cache = None
         except Exception as e:  # noqa: BLE001 - e.g. a missing manifest (reported by build_dataset below)
-            if Path(manifest).is_file():
+            # sources that cannot be found or reached: build_dataset reports that, with its fix
+            if not isinstance(e, (PatternError, RemoteError)) and _readable_source(manifest):
                 warn(f"cannot use the cache in {directory} ({e}); running without it (use --cache-dir DIR)")
             if cache is not None:
                 cache.close()
@@ -648,6 +658,12 @@ def load_dataset(
                     status("loaded from cache")
                 return cached
         dataset = build_dataset(manifest, options, progress=progress, status=status)
+        if options.estimate_audio_metrics:  # cached with the metrics: measuring costs far more
+            dataset = with_measured_audio(dataset, progress=progress, status=status)
+        if vad:  # like the audio metrics: the entry holds the measures, a warm start skips the audio
+            from sde.quality.apply import with_vad
+
+            dataset = with_vad(dataset, progress=progress, status=status)
         if cache is not None and key is not None:
             if background_write:
                 writer_cache, cache = cache, None  # the writer closes it

@@ -1,7 +1,11 @@
 """`sde` — the one command-line entry point.
 
-    sde MANIFEST [options]        serve the explorer on a manifest (the default command)
-    sde stats MANIFEST [--json]   print the dataset summary
+    sde SOURCE... [options]       serve the explorer on manifests (the default command)
+    sde stats SOURCE... [--json]  print the dataset summary
+    sde export SOURCE... -o OUT   write the kept lines (filter, rules, reviews) byte for byte
+
+SOURCE: a manifest, several, globs (shards/*.json), NeMo shard patterns (manifest__OP_0..511_CL_.json,
+manifest_{0..511}.json) and URLs (s3://bucket/m.json; --storage-options JSON for the store).
     sde demo                      serve the small dataset shipped with sde
     sde transcribe MANIFEST ...   write NeMo predictions for a manifest
 
@@ -15,7 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
@@ -38,7 +42,7 @@ class DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage("sde", "MANIFEST [OPTIONS] | COMMAND [ARGS]...")
+        formatter.write_usage("sde", "SOURCE... [OPTIONS] | COMMAND [ARGS]...")
 
 
 def data_options(f: Callable) -> Callable:
@@ -62,6 +66,10 @@ def data_options(f: Callable) -> Callable:
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                      help="Where built datasets are cached (default: the user cache dir, or $SDE_CACHE_DIR)."),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
+        click.option("--storage-options", default=None, metavar="JSON",
+                     help='Options of the object store for URL sources, e.g. \'{"endpoint_url": '
+                          '"http://127.0.0.1:9000", "profile": "lab"}\' (credentials otherwise come the '
+                          "usual way: environment, AWS profile)."),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -97,11 +105,15 @@ def handle_data_errors(f: Callable) -> Callable:
 
 
 def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, alphabet,
-                 estimate_audio_metrics, strict) -> "DatasetOptions":
+                 estimate_audio_metrics, strict, storage_options=None) -> "DatasetOptions":
     from sde.dataset import DatasetOptions
     from sde.text import parse_normalize
 
     from sde.manifest import parse_pred_field
+
+    # Not a dataset option (not part of the cache key, never written to disk: it may hold secrets):
+    # it says how to reach the store, for every remote read of this process.
+    _configure_storage(storage_options)
 
     try:
         steps = parse_normalize(normalize)
@@ -124,13 +136,50 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
     )
 
 
-def load(manifest: str, options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
-         background_write: bool = False):
+def _configure_storage(text: str | None) -> None:
+    from sde.sources import remote
+
+    if text is None:
+        return
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not valid JSON ({e.msg} at column {e.colno}); write an object such as "
+                                 '\'{"endpoint_url": "http://127.0.0.1:9000"}\'', param_hint="--storage-options") \
+            from None
+    if not isinstance(options, dict):
+        raise click.BadParameter("must be a JSON object such as '{\"profile\": \"lab\"}'",
+                                 param_hint="--storage-options")
+    remote.configure(options)
+
+
+def expand(sources: str | Sequence[str]):
+    """The manifest files the SOURCE arguments name; a pattern that matches nothing is a usage error."""
+    from sde.sources import PatternError, RemoteError, expand_sources
+
+    try:
+        return expand_sources([sources] if isinstance(sources, str) else list(sources))
+    except PatternError as e:
+        raise click.BadParameter(str(e), param_hint="SOURCE") from None
+    except RemoteError as e:
+        fail(str(e))
+
+
+def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
+         background_write: bool = False, vad: bool = False):
     from sde.cache import load_dataset
+    from sde.quality.vad import VadError
+
+    from sde.audio_presence import with_audio_presence
 
     status = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    return load_dataset(manifest, options, cache_dir=cache_dir, use_cache=not no_cache,
-                        progress=not quiet, status=status, background_write=background_write)
+    try:
+        dataset = load_dataset(expand(manifest), options, cache_dir=cache_dir, use_cache=not no_cache,
+                               progress=not quiet, status=status, background_write=background_write, vad=vad)
+    except VadError as e:  # --vad without Silero VAD installed: what to install
+        fail(f"--vad: {e}")
+    # Checked at every start, never cached: files come and go while the manifest stays the same.
+    return with_audio_presence(dataset, status=status)
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,13 +187,21 @@ def load(manifest: str, options, cache_dir: str | None, no_cache: bool, quiet: b
 def cli() -> None:
     """sde — the speech data explorer.
 
-    Point it at a NeMo JSONL manifest to explore the dataset and the model's errors in a browser:
+    Point it at NeMo JSONL manifests to explore the dataset and the model's errors in a browser:
 
     \b
         sde manifest.json --port 8050
         sde stats manifest.json --json
+        sde 'shards/manifest__OP_0..511_CL_.json'
+        sde s3://bucket/manifest.json --storage-options '{"profile": "lab"}'
         sde demo
     """
+
+
+vad_option = click.option(
+    "--vad", is_flag=True,
+    help='Measure speech activity (Silero VAD: speech_duration, leading/trailing silence, speech_ratio), '
+         'audio hashes and loudness of every utterance; cached with the dataset. Needs pip install "sde[vad]".')
 
 
 def serve_options(f: Callable) -> Callable:
@@ -162,30 +219,76 @@ def serve_options(f: Callable) -> Callable:
     return f
 
 
+def review_options(f: Callable) -> Callable:
+    """--reviews FILE and --read-only: where the browser's keep / drop / fix reviews are kept."""
+    f = click.option("--read-only", is_flag=True,
+                     help="Show reviews but turn editing off (the reviews file is opened read-only).")(f)
+    return click.option("--reviews", "reviews", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                        help="The reviews file (SQLite, created when missing; default: the manifest's own, "
+                             "in the cache folder).")(f)
+
+
+def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache: bool) -> str | None:
+    """--reviews FILE, else the manifest's reviews file in the cache folder (None with --no-cache:
+    reviews are off rather than written into a cache the user asked sde not to touch)."""
+    if reviews is not None or no_cache:
+        return reviews
+    from sde.reviews import default_reviews_path
+
+    path = default_reviews_path(dataset, cache_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        pass  # the server then says why reviews are off
+    return str(path)
+
+
 @cli.command("serve")
-@click.argument("manifest", type=click.Path(dir_okay=True))
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @data_options
 @click.option("--model", default=None, metavar="NAME_OR_.nemo",
               help="NeMo ASR model used to transcribe when the manifest has no predictions.")
+@vad_option
+@click.option("--noise-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Noise recordings for the inspector's augmentation preview (default: synthetic noise).")
+@click.option("--rir-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Room impulse responses for the augmentation preview (default: a synthetic one).")
 @serve_options
+@review_options
 @handle_data_errors
-def serve_command(manifest: str, model: str | None, port: int, host: str, auth: str | None, debug: bool,
-                  cache_dir: str | None, no_cache: bool, **data: Any) -> None:
-    """Serve the explorer on MANIFEST (this is also what `sde MANIFEST` does)."""
+def serve_command(sources: tuple[str, ...], model: str | None, port: int, host: str, auth: str | None,
+                  debug: bool, cache_dir: str | None, no_cache: bool, vad: bool, noise_dir: str | None,
+                  rir_dir: str | None, reviews: str | None, read_only: bool, **data: Any) -> None:
+    """Serve the explorer on SOURCE... (this is also what `sde SOURCE...` does): one or more
+    manifests, globs, NeMo shard patterns or URLs, read as one dataset."""
+    sock = _reserve_port(host, port)
     data["alphabet"] = _alphabet_from_model(data.get("alphabet"), model)
     options = options_from(**data)
     # The server starts while the cache entry is written: the first start is ready sooner.
-    dataset = load(manifest, options, cache_dir, no_cache, background_write=True)
+    dataset = load(sources, options, cache_dir, no_cache, background_write=True, vad=vad)
     if not dataset.hypotheses:
-        dataset = _maybe_transcribe(dataset, manifest, model, cache_dir, no_cache)
-    _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache))
+        dataset = _maybe_transcribe(dataset, sources, model, cache_dir, no_cache)
+    _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
+           sock=sock, augment_dirs=(noise_dir, rir_dir),
+           reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only)
+
+
+def _reserve_port(host: str, port: int):
+    """The port, taken before anything is loaded: a busy one is reported in a moment, not after
+    minutes of reading a large manifest (sde.web.serve imports no web framework for this)."""
+    from sde.web.serve import ServeError, reserve
+
+    try:
+        return reserve(host, port)
+    except ServeError as e:
+        fail(str(e))
 
 
 def _alphabet_from_model(alphabet: str | None, model: str | None) -> str | None:
     """Without --alphabet, a local character-based .nemo model's labels are the alphabet to check."""
     if alphabet is not None or not model or not model.endswith(".nemo") or not Path(model).is_file():
         return alphabet
-    from sde.transcribe import TranscribeError, model_alphabet
+    from sde.nemo.model import TranscribeError, model_alphabet
 
     try:
         found = model_alphabet(model)
@@ -208,7 +311,7 @@ def _jobs_dir(cache_dir: str | None, no_cache: bool) -> str | None:
 
 def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_cache):
     """No predictions: transcribe with NeMo when it is installed, else explain how to get them."""
-    from sde import transcribe
+    from sde.nemo import model as transcribe
 
     if not transcribe.nemo_available():
         click.echo(
@@ -218,7 +321,7 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
             err=True,
         )
         return dataset
-    from sde.auto_transcribe import transcribe_dataset
+    from sde.nemo.jobs import transcribe_dataset
 
     model = model or transcribe.DEFAULT_MODEL
     click.echo(f"no predictions in the manifest: transcribing with {model} (cached for the next start)", err=True)
@@ -229,7 +332,9 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
         return dataset
 
 
-def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cache_dir: str | None = None) -> None:
+def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cache_dir: str | None = None,
+           sock=None, augment_dirs: tuple[str | None, str | None] = (None, None), reviews: str | None = None,
+           read_only: bool = False) -> None:
     from sde.web.app import AppConfig, create_app
     from sde.web.serve import ServeError, serve
 
@@ -249,28 +354,34 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
             "and its audio" + ("" if auth else "; consider --auth USER:PASSWORD"),
             err=True,
         )
-    app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth, cache_dir=cache_dir))
+    app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth, cache_dir=cache_dir,
+                                        reviews=reviews, read_only=read_only))
+    from sde.web.panels.augment import configure_sources
+
+    configure_sources(app.server, *augment_dirs)
     try:
-        serve(app, host=host, port=port, debug=debug)
+        serve(app, host=host, port=port, debug=debug, sock=sock)
     except ServeError as e:
         fail(str(e))
 
 
 @cli.command("stats")
-@click.argument("manifest", type=click.Path(dir_okay=True))
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @data_options
 @click.option("--model", default=None, metavar="NAME_OR_.nemo",
               help="When the manifest has no predictions, transcribe with this NeMo model first (cached).")
 @click.option("--json", "as_json", is_flag=True, help="Print the /api/summary JSON instead of a table.")
+@vad_option
 @handle_data_errors
-def stats_command(manifest: str, model: str | None, as_json: bool, cache_dir: str | None, no_cache: bool,
-                  **data: Any) -> None:
-    """Print the summary of MANIFEST: hours, utterances, vocabulary, alphabet, WER/CER/WMR/MWA."""
+def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, cache_dir: str | None,
+                  no_cache: bool, vad: bool, **data: Any) -> None:
+    """Print the summary of SOURCE... (one dataset): hours, utterances, vocabulary, alphabet,
+    WER/CER/WMR/MWA."""
     data["alphabet"] = _alphabet_from_model(data.get("alphabet"), model)
     options = options_from(**data)
-    dataset = load(manifest, options, cache_dir, no_cache, quiet=as_json)
+    dataset = load(sources, options, cache_dir, no_cache, quiet=as_json, vad=vad)
     if model and not dataset.hypotheses:
-        dataset = _maybe_transcribe(dataset, manifest, model, cache_dir, no_cache)
+        dataset = _maybe_transcribe(dataset, sources, model, cache_dir, no_cache)
     summary = dataset.summary()
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
@@ -283,6 +394,8 @@ def format_summary(summary: dict) -> str:
         f"manifest         {summary['manifest']}",
         f"utterances       {summary['utterances']:,}",
         f"hours            {summary['hours']:.2f}" if summary["hours"] is not None else "hours            -",
+        *([f"speech hours     {summary['speech_hours']:.2f}  (VAD)"] if summary.get("speech_hours") is not None
+          else []),
         f"words            {summary['words']:,}",
         f"vocabulary size  {summary['vocabulary_size']:,}",
         f"alphabet size    {summary['alphabet_size']}",
@@ -309,26 +422,73 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+@cli.command("export")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@data_options
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Where the kept lines go (a NeMo manifest; .gz compresses). Never the input.")
+@click.option("--rejected", type=click.Path(dir_okay=False), default=None,
+              help="Also write the valid lines that were not kept here.")
+@click.option("--filter", "filter_text", default=None, metavar="Q", help="Keep only the utterances Q selects.")
+@click.option("--sort", "sort_text", default=None, metavar="S", help="Order of the kept lines (default: the manifest's).")
+@click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None,
+              help="A YAML file of drop rules (named filters); their matches are removed.")
+@click.option("--apply-reviews", is_flag=True,
+              help='Remove "drop" reviews; write fixes into text (old text in text_original), notes, tags.')
+@click.option("--reviews", "reviews_path", type=click.Path(dir_okay=False), default=None,
+              help="The reviews file (default: the manifest's, in the cache folder).")
+@handle_data_errors
+def export_command(sources: tuple[str, ...], output: str, rejected: str | None, filter_text: str | None,
+                   sort_text: str | None, rules_path: str | None, apply_reviews: bool, reviews_path: str | None,
+                   cache_dir: str | None, no_cache: bool, **data: Any) -> None:
+    """Write the lines of SOURCE... that are kept, byte for byte, and a changelog beside -o."""
+    from sde.export import ExportError, export_dataset, summary_lines
+    from sde.query import QueryError
+    from sde.reviews import ReviewError
+    from sde.rules import RulesError
+
+    for option, path in (("-o", output), ("--rejected", rejected)):
+        for manifest in sources:  # checked again on every file read, after patterns are expanded
+            if path is not None and Path(manifest).is_file() and (
+                    os.path.realpath(path) == os.path.realpath(manifest)
+                    or (Path(path).exists() and os.path.samefile(path, manifest))):
+                raise click.BadParameter(f"{path} is the manifest itself: sde never modifies its input; "
+                                         "write to another file", param_hint=option)
+    dataset = load(sources, options_from(**data), cache_dir, no_cache)
+    try:
+        changelog = export_dataset(dataset, output, rejected=rejected, filter=filter_text, sort=sort_text,
+                                   rules_path=rules_path, reviews_path=reviews_path, apply_reviews=apply_reviews,
+                                   cache_dir=cache_dir, command=["sde", *sys.argv[1:]])
+    except (ExportError, QueryError, ReviewError, RulesError) as e:
+        fail(str(e))
+    for line in summary_lines(changelog):
+        click.echo(line, err=True)
+    click.echo(f"changelog {output}.changelog.json", err=True)
+
+
 @cli.command("demo")
 @serve_options
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
+@review_options
 @handle_data_errors
 def demo_command(port: int, host: str, auth: str | None, debug: bool, cache_dir: str | None,
-                 no_cache: bool) -> None:
+                 no_cache: bool, reviews: str | None, read_only: bool) -> None:
     """Serve the small dataset shipped with sde: real speech, references and two models' output."""
+    sock = _reserve_port(host, port)
     from sde.dataset import DatasetOptions
     from sde.demo import DEMO_MANIFEST
 
     dataset = load(str(DEMO_MANIFEST), DatasetOptions(normalize=("lower", "punct", "numbers"),
                                                       alphabet="abcdefghijklmnopqrstuvwxyz' "),
                    cache_dir, no_cache)
-    _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache))
+    _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
+           sock=sock, reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only)
 
 
 def _register_transcribe() -> None:
     try:
-        from sde.transcribe_cli import transcribe_command
+        from sde.nemo.command import transcribe_command
     except ImportError:  # the module itself never needs NeMo to import; this guards a broken install
         return
     cli.add_command(transcribe_command, "transcribe")

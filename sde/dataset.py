@@ -21,10 +21,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sde.analysis import alphabet_check, has_digits, utterances_with_error
+from sde.audio_presence import audio_presence_summary
+from sde.caching import CacheRegistry, for_dataset
 from sde.manifest import HypothesisField, Problem, read_manifest
+from sde.sources import SourceSet
 from sde.metrics import (LongUtterance, align_corpus, corpus_rates, mean_word_accuracy, utterance_rates,
                          word_counts, word_hits)
-from sde.query import TableQuery
+from sde.query import QueryError, TableQuery
+from sde.text import normalize_many, parse_normalize
 
 # Per-hypothesis columns of the utterance table, in display order. `char_edits` is kept so that
 # corpus CER over any subset (breakdowns, bootstrap) is a sum, not a mean of utterance rates.
@@ -32,10 +37,8 @@ HYPOTHESIS_METRICS = ("wer", "cer", "wmr", "sub", "del", "ins", "hits", "char_ed
 NORMALIZED_SUFFIX = "norm"
 # Warnings printed while loading (all of them are in Dataset.warnings and /api/summary).
 MAX_SAID_WARNINGS = 5
-# Written by sde.audio.compute_audio_metrics (named here so that sde.audio loads only when asked).
-AUDIO_METRIC_COLUMNS = ("sample_rate", "channels", "audio_duration", "file_duration", "duration_mismatch", "peak_dbfs",
-                        "rms_dbfs", "clipping_ratio", "silence_start", "silence_end", "bandwidth_hz",
-                        "audio_error")
+# Normalisation choices whose corpus scores are kept per dataset (the UI toggles between a few).
+NORMALIZED_SUMMARY_CACHE_SIZE = 16
 
 
 class DatasetError(Exception):
@@ -53,6 +56,7 @@ class DatasetOptions:
     strict: bool = False
     normalize: tuple[str, ...] = ()
     alphabet: str | None = None
+    # Measured by sde.audio_quality.with_measured_audio after the build (this module decodes no audio).
     estimate_audio_metrics: bool = False
 
     def files(self) -> list[str]:
@@ -78,8 +82,17 @@ class Dataset:
     alphabet_report: dict | None = None
     # Extra per-hypothesis summary numbers that are costly to recompute (e.g. normalised metrics).
     extra_summary: dict = field(default_factory=dict)
+    # Incremented by replace_with: the caches of sde.caching.for_dataset are per generation.
+    generation: int = field(default=0, compare=False)
     _queries: dict = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # init=False: a copy (dataclasses.replace, with_predictions) starts with caches of its own.
+    _caches: CacheRegistry = field(default_factory=CacheRegistry, init=False, repr=False, compare=False)
+
+    @property
+    def caches(self) -> CacheRegistry:
+        """The named in-memory caches derived from this dataset (see sde.caching.for_dataset)."""
+        return self._caches
 
     @property
     def utterance_query(self) -> TableQuery:
@@ -103,9 +116,6 @@ class Dataset:
         return {h.column("error"): functools.partial(self._error_mask, h) for h in self.hypotheses}
 
     def _error_mask(self, h: HypothesisField, op: str, value: str) -> np.ndarray:
-        from sde.analysis import utterances_with_error
-        from sde.query import QueryError
-
         column = "{" + h.column("error") + "}"
         parts = str(value).split()
         kind = parts[0] if parts else ""
@@ -127,9 +137,12 @@ class Dataset:
         with self._lock:
             names = {f.name for f in dataclasses.fields(self)}
             for name in names:
-                if not name.startswith("_"):
+                if not name.startswith("_") and name != "generation":
                     setattr(self, name, getattr(other, name))
             self._queries.clear()
+            # Every cache derived from the old tables is now stale: for_dataset starts new ones.
+            self.generation += 1
+            self._caches.clear()
             # Anything else hung on the instance is a cache derived from the old tables.
             for name in [k for k in vars(self) if k not in names]:
                 delattr(self, name)
@@ -180,7 +193,13 @@ class Dataset:
             "warnings": [str(w) for w in self.warnings],
             "total_lines": int(self.total_lines),
             "normalize": list(self.options.normalize),
+            # audio_missing (utterances) and audio_missing_files: None until sde.audio_presence
+            # checked the files (the CLI does at every start)
+            **audio_presence_summary(utt),
             **({"alphabet_check": self.alphabet_report} if self.alphabet_report is not None else {}),
+            # when speech activity was measured (--vad, or the TTS page's job): sde.quality.apply
+            **({"speech_hours": _json_float(float(np.nansum(utt["speech_duration"].to_numpy(
+                dtype="float64", na_value=np.nan))) / 3600.0)} if "speech_duration" in utt else {}),
         }
 
 
@@ -218,7 +237,7 @@ def _counts_of(utt: pd.DataFrame, h: HypothesisField) -> dict[str, np.ndarray]:
 
 
 def build_dataset(
-    manifest: str | Path,
+    manifest: "str | Path | Sequence[str | Path] | SourceSet",
     options: DatasetOptions = DatasetOptions(),
     *,
     progress: bool = False,
@@ -255,7 +274,8 @@ def build_dataset(
         missing = hypothesis_missing(table, h)
         _add_hypothesis_columns(table, h, alignment.counts, missing)
         errors[h.field] = _scored_errors(alignment.errors, missing)
-        long_notes += long_utterance_warnings(str(manifest), table, h, alignment.long_utterances, missing)
+        long_notes += long_utterance_warnings(m.shown or str(manifest), table, h, alignment.long_utterances,
+                                              missing)
     for note in long_notes[:MAX_SAID_WARNINGS]:
         say(f"warning: {note}")
     if len(long_notes) > MAX_SAID_WARNINGS:
@@ -277,21 +297,10 @@ def build_dataset(
 
     alphabet_report = _add_alphabet_check(table, options.alphabet) if options.alphabet else None
 
-    if options.estimate_audio_metrics:
-        from sde.audio import compute_audio_metrics
-
-        say("measuring audio")
-        metrics = compute_audio_metrics(table, workers=workers, progress=progress)
-        for col in metrics.columns:
-            values = metrics[col]
-            if values.dtype == object or col == "audio_error":
-                values = values.astype("string[pyarrow]")
-            table[col] = values.set_axis(table.index)
-
     single_chunk_columns(table)
     return Dataset(
-        name=Path(manifest).name,
-        manifest_path=Path(manifest).resolve(),
+        name=m.name,
+        manifest_path=m.path,
         options=options,
         utterances=table,
         vocabulary=vocabulary,
@@ -312,7 +321,9 @@ def long_utterance_warnings(path: str, table: pd.DataFrame, h: HypothesisField,
     """One warning per utterance too long to align exactly (scored in windows, see sde.metrics),
     at its manifest line; none where this hypothesis is missing (it is not scored there)."""
     lines = table["line"].to_numpy()
-    return [Problem(path, int(lines[u.utt]), f"{h.field}: {u.reason()}")
+    sources = table["source"] if "source" in table else None  # several manifests: each line's own
+    return [Problem(path if sources is None else str(sources.iloc[u.utt]), int(lines[u.utt]),
+                    f"{h.field}: {u.reason()}")
             for u in long_utterances if missing is None or not missing[u.utt]]
 
 
@@ -321,8 +332,6 @@ def _computed_columns(hypotheses: Sequence[HypothesisField], options: DatasetOpt
     for h in hypotheses:
         names.update(h.column(m) for m in (*HYPOTHESIS_METRICS, "ref_chars", "error"))
         names.update(_norm_column(h, m) for m in ("wer", "cer"))
-    if options.estimate_audio_metrics:
-        names.update(AUDIO_METRIC_COLUMNS)
     return names
 
 
@@ -337,8 +346,6 @@ def _set_aside_computed_names(table: pd.DataFrame, hypotheses: Sequence[Hypothes
 def _normalized_scores(table: pd.DataFrame, hypotheses: Sequence[HypothesisField], steps: Sequence[str],
                        workers: int) -> dict[str, tuple[dict, dict[str, np.ndarray]]]:
     """Per hypothesis field: (corpus WER/CER/WMR/MWA, per-utterance rates) of normalised text."""
-    from sde.text import normalize_many
-
     norm_refs = normalize_many(table["text"], steps)
     out = {}
     for h in hypotheses:
@@ -366,19 +373,19 @@ def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
 def normalized_summary(dataset: Dataset, steps: Sequence[str]) -> dict[str, dict]:
     """Corpus WER/CER/WMR/MWA per hypothesis with normalisation `steps` (the UI toggle and
     `/api/summary?normalize=`), computed once per choice and kept on the dataset."""
-    from sde.text import parse_normalize
-
     steps = tuple(parse_normalize(list(steps)))
     if not steps:
         return {}
     if steps == tuple(dataset.options.normalize):
         return {f: e["normalized"] for f, e in dataset.extra_summary.items() if "normalized" in e}
-    cache = dataset.__dict__.setdefault("_sde_normalized", {})
-    if steps not in cache:
+
+    def compute() -> dict[str, dict]:
         workers = min(2, os.cpu_count() or 1)
         scores = _normalized_scores(dataset.utterances, dataset.hypotheses, steps, workers)
-        cache[steps] = {f: corpus for f, (corpus, _rates) in scores.items()}
-    return cache[steps]
+        return {f: corpus for f, (corpus, _rates) in scores.items()}
+
+    cache = for_dataset(dataset, "normalized-summary", NORMALIZED_SUMMARY_CACHE_SIZE)
+    return cache.get_or_compute(steps, compute)
 
 
 def single_chunk_columns(table: pd.DataFrame) -> None:
@@ -545,8 +552,6 @@ def _arrow_chunks(series: pd.Series) -> list[pa.Array]:
 
 def _add_alphabet_check(table: pd.DataFrame, alphabet: str) -> dict:
     """Columns `oov_chars` and `has_digits`; returns the report shown on the Statistics page."""
-    from sde.analysis import alphabet_check, has_digits
-
     result = alphabet_check(table["text"], alphabet)
     table["oov_chars"] = result.oov_chars
     table["has_digits"] = has_digits(table["text"]).to_numpy()

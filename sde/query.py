@@ -3,31 +3,10 @@
 The UI grids (dash-ag-grid, server-side paging), the JSON API and the CSV export all go through
 :class:`TableQuery`, so a filter means the same thing everywhere.
 
-Filter language Q (the syntax of NeMo's Speech Data Explorer / Dash DataTable)::
-
-    {wer} > 20 && {text} contains "hello world" && speaker = 'spk 1'
-
-* Clauses are joined by ``&&`` (there is no OR).
-* A clause is ``COLUMN OP VALUE``. COLUMN is ``{any name}`` or, when it is a plain identifier
-  (letters, digits, ``_``), the bare name. Column names only (never display names).
-* OP is one of ``= != < <= > >= contains has``; ``==`` means ``=``; the DataTable word aliases
-  ``eq ne lt le gt ge`` are accepted too (case-insensitive, like ``contains``).
-* VALUE is a quoted string (``"..."`` or ``'...'``; a backslash escapes the quote character and
-  the backslash itself, any other backslash is kept as written, so Windows paths work) or a bare
-  value: everything up to the next ``&&`` or the end, surrounding spaces removed.
-
-Semantics (decisions where the product contract is silent):
-
-* Numeric columns (int/float, nullable ones too): the value must be a number (``20``, ``-1.5``,
-  ``1e3``, ``inf``); ``contains`` is an error. ``=`` is exact float equality.
-* Text columns (string, object, categorical): ``=``/``!=`` are exact, case-sensitive string
-  equality; ``< <= > >=`` compare lexicographically by Unicode code point (case-sensitive);
-  ``contains`` is a case-*insensitive* substring test; ``has`` matches one whole word (a
-  whitespace-separated token, case-sensitive, as the metrics split words).
-* Boolean columns: ``= true``/``= false`` (also ``1``/``0``) and ``!=``; nothing else.
-* Missing values (NaN, <NA>, None) never match any clause, ``!=`` included (SQL semantics):
-  ``{speaker} != "a"`` keeps rows whose speaker is known and differs from "a".
-* Other column types (dates, ...) can be sorted but not filtered.
+The filter language Q (``{wer} > 20 && ({speaker} = "a" || !({text} contains "noise"))``: clauses,
+``&& || !``, parentheses, ``in``, ``matches``, ``is null``, column-to-column arithmetic) is
+defined, parsed and compiled in :mod:`sde.filters`; its names are re-exported here. A filter given
+as a list is the parts of an AND (:class:`Clause`, or any node of the tree).
 
 Sorting (:func:`parse_sort`): ``"col"``, ``"-col"``, ``"col1,-col2"``. Sorts are stable (ties keep
 table order), missing values come last in both directions, strings sort by code point
@@ -39,21 +18,15 @@ once (``id,-id`` is ``id``: a repeated key cannot change the order) and at most
 :data:`MAX_SORT_KEYS` columns; a page or row range is at most :data:`MAX_PAGE_SIZE` rows. Going
 over a limit is a :class:`QueryError` that names it (a page size is clamped instead).
 
-Nothing here evaluates user text as code: Q is read by a small hand-written scanner, never by
+Nothing here evaluates user text as code: Q is read by a small hand-written parser, never by
 ``eval``, ``DataFrame.query`` or ``DataFrame.eval``.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-import os
-import re
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -61,229 +34,70 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sde.caching import LRUCache
+from sde.filters import (
+    EXAMPLE,
+    MAX_CLAUSES,
+    MAX_QUERY_LENGTH,
+    NODES,
+    OPERATORS,
+    TEXT,
+    VIRTUAL,
+    Clause,
+    FrameColumns,
+    MaskCompiler,
+    Node,
+    QueryError,
+    bind,
+    check_bounds,
+    check_clause_count,
+    check_column,
+    column_refs,
+    format_filter,
+    leaf_key,
+    leaves,
+    parse_filter,
+    positive_leaves,
+    replace_node,
+)
+from sde.filters import LEAVES as _LEAVES
+from sde.filters import bool_numpy as _bool_numpy
+
 __all__ = [
     "QueryError",
     "Clause",
+    "Hint",
     "OPERATORS",
     "EXAMPLE",
     "MAX_PAGE_SIZE",
     "MAX_QUERY_LENGTH",
     "MAX_CLAUSES",
     "MAX_SORT_KEYS",
-    "GRID_NUMBER_FILTER_OPTIONS",
-    "GRID_TEXT_FILTER_OPTIONS",
     "parse_filter",
     "format_filter",
     "parse_sort",
     "TableQuery",
-    "to_clauses_from_grid",
-    "sort_from_grid",
 ]
 
-OPERATORS: tuple[str, ...] = ("=", "!=", "<", "<=", ">", ">=", "contains", "has")
-EXAMPLE = '{wer} > 20 && {text} contains "hello"'
 MAX_PAGE_SIZE = 1_000     # rows in one page / grid block: a screenful is ~50, a JSON page of 1000 ~1 MB
-MAX_QUERY_LENGTH = 10_000  # a filter (or sort) longer than this is a mistake (or an attack), not a query
-# Each distinct clause is one pass over a column (~0.1 s for a text scan of 1M rows): 16 keep the
-# worst filter near a second on the 2-core machines sde targets; real filters use a handful.
-MAX_CLAUSES = 16
 # Each sort key costs an int64 per row (8 MB at 1M rows): 1,000 keys took a 100k server from 181 MB
 # to 955 MB. Eight is more than anyone sorts by.
 MAX_SORT_KEYS = 8
 
-_WORD_OPS = {"contains": "contains", "has": "has", "eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-# Longest first, so "<=" is not read as "<" followed by a value "=...".
-_SYMBOL_OPS = (("==", "="), ("!=", "!="), ("<=", "<="), (">=", ">="), ("=", "="), ("<", "<"), (">", ">"))
-_IDENT = re.compile(r"[^\W\d]\w*")
-_OPS_TEXT = "= != < <= > >= contains has"
-
-
-class QueryError(ValueError):
-    """A filter or sort the user got wrong. ``str(exc)`` is a complete, user-facing message.
-
-    ``position`` is the 0-based offset in the filter text where the problem is, when known
-    (the UI can put a caret there); the message itself counts characters from 1.
-    """
-
-    def __init__(self, message: str, position: int | None = None) -> None:
-        super().__init__(message)
-        self.position = position
-
-
-def _syntax_error(what: str, pos: int) -> QueryError:
-    return QueryError(f"Filter syntax error at character {pos + 1}: {what}. Example: {EXAMPLE}", pos)
+_check_clause_count = check_clause_count
+_check_column = check_column
 
 
 @dataclass(frozen=True)
-class Clause:
-    """One ``column OP value`` test.
+class Hint:
+    """Advice shown next to a filter's results (see :meth:`TableQuery.hints`): ``message`` for the
+    user and, when there is one, ``filter``: the whole filter with the advice applied."""
 
-    ``value`` is the text as the user wrote it (``parse_filter`` does not know column types, and
-    ``{speaker} = 007`` must stay "007"); it is converted when evaluated against a table. Clauses
-    built from grid number filters carry floats.
-    """
+    message: str
+    filter: str | None = None
 
-    column: str
-    op: str
-    value: str | float
-
-    def __post_init__(self) -> None:
-        if self.op not in OPERATORS:
-            raise QueryError(f'Unknown operator "{self.op}": use one of {_OPS_TEXT}. Example: {EXAMPLE}')
-
-    def to_q(self) -> str:
-        """This clause in the filter language (``parse_filter(c.to_q()) == [c]`` for text values)."""
-        if isinstance(self.value, str):
-            value = '"' + self.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        else:
-            value = _format_number(self.value)
-        return f"{{{self.column}}} {self.op} {value}"
-
-
-def format_filter(clauses: Sequence[Clause]) -> str:
-    """Render clauses as Q text (e.g. to show a grid's column filters in the filter box)."""
-    return " && ".join(c.to_q() for c in clauses)
-
-
-def _format_number(v: float) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    f = float(v)
-    if f.is_integer() and abs(f) < 1e16:
-        return str(int(f))
-    return repr(f)
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsing
-
-
-def parse_filter(q: str | None, columns: Sequence[str] | None = None) -> list[Clause]:
-    """Parse filter text Q into clauses. ``""``/``None``/blank → ``[]``.
-
-    When ``columns`` is given, unknown column names are reported here too (with suggestions);
-    otherwise that check happens when the clauses are evaluated against a table.
-    Raises :class:`QueryError` (and nothing else) for any malformed text.
-    """
-    if q is None:
-        return []
-    if not isinstance(q, str):
-        raise QueryError(f"The filter must be text, like: {EXAMPLE}")
-    if len(q) > MAX_QUERY_LENGTH:
-        raise QueryError(f"The filter is too long ({len(q)} characters, at most {MAX_QUERY_LENGTH}).")
-    clauses: list[Clause] = []
-    n = len(q)
-    i = _skip_ws(q, 0)
-    if i == n:
-        return []
-    while True:
-        clause, i = _parse_clause(q, i)
-        clauses.append(clause)
-        _check_clause_count(len(clauses))
-        i = _skip_ws(q, i)
-        if i == n:
-            break
-        if q.startswith("&&", i):
-            amp = i
-            i = _skip_ws(q, i + 2)
-            if i == n:
-                raise _syntax_error("nothing after the last && (remove it or add a clause)", amp)
-            continue
-        # Only reachable after a quoted value: a bare value runs up to the next "&&".
-        raise _syntax_error(f'unexpected "{q[i]}" after the value (join clauses with &&)', i)
-    if columns is not None:
-        for c in clauses:
-            _check_column(c.column, columns)
-    return clauses
-
-
-def _check_clause_count(n: int) -> None:
-    if n > MAX_CLAUSES:
-        raise QueryError(f"The filter has more than {MAX_CLAUSES} clauses (at most {MAX_CLAUSES}): "
-                         f"narrow it down in steps, or use contains/has on one column. Example: {EXAMPLE}")
-
-
-def _skip_ws(q: str, i: int) -> int:
-    n = len(q)
-    while i < n and q[i].isspace():
-        i += 1
-    return i
-
-
-def _parse_clause(q: str, i: int) -> tuple[Clause, int]:
-    n = len(q)
-    if q.startswith("&&", i):
-        raise _syntax_error("empty clause (an extra &&?)", i)
-    # Column: {name} or a plain identifier.
-    if q[i] == "{":
-        close = q.find("}", i + 1)
-        if close < 0:
-            raise _syntax_error("missing } after the column name", i)
-        column = q[i + 1 : close].strip()
-        if not column:
-            raise _syntax_error("empty column name {}", i)
-        i = close + 1
-    else:
-        m = _IDENT.match(q, i)
-        if m is None:
-            raise _syntax_error("expected a column name like {wer} or wer", i)
-        column = m.group(0)
-        i = m.end()
-    # Operator.
-    i = _skip_ws(q, i)
-    op = None
-    if i < n:
-        for sym, canon in _SYMBOL_OPS:
-            if q.startswith(sym, i):
-                op, i = canon, i + len(sym)
-                break
-        else:
-            m = _IDENT.match(q, i)
-            if m is not None and m.group(0).lower() in _WORD_OPS:
-                op, i = _WORD_OPS[m.group(0).lower()], m.end()
-    if op is None:
-        what = f'"{q[i]}"' if i < n else "the end"
-        raise _syntax_error(f"expected an operator ({_OPS_TEXT}) after {{{column}}}, found {what}", i)
-    # Value.
-    i = _skip_ws(q, i)
-    if i == n or q.startswith("&&", i):
-        raise _syntax_error(f"missing value after {{{column}}} {op}", i)
-    if q[i] in "\"'":
-        value, i = _parse_quoted(q, i)
-    else:
-        end = q.find("&&", i)
-        end = n if end < 0 else end
-        raw = q[i:end]
-        # A bare value holding "{" or "||" is almost always a missing "&&" or an attempted OR;
-        # saying so beats silently matching nothing.
-        bad = raw.find("||")
-        if bad >= 0:
-            raise _syntax_error("|| (OR) is not supported; clauses can only be joined with &&", i + bad)
-        bad = raw.find("{")
-        if bad >= 0:
-            raise _syntax_error('unexpected "{" in a value (missing && between clauses? '
-                                'quote the value if it contains {)', i + bad)
-        value = raw.strip()
-        i = end
-    return Clause(column, op, value), i
-
-
-def _parse_quoted(q: str, i: int) -> tuple[str, int]:
-    quote = q[i]
-    out: list[str] = []
-    j = i + 1
-    n = len(q)
-    while j < n:
-        ch = q[j]
-        if ch == "\\" and j + 1 < n and q[j + 1] in (quote, "\\"):
-            out.append(q[j + 1])
-            j += 2
-            continue
-        if ch == quote:
-            return "".join(out), j + 1
-        out.append(ch)
-        j += 1
-    raise _syntax_error(f"unterminated string: the {quote} here is never closed", i)
+    def as_dict(self) -> dict[str, str | None]:
+        return {"message": self.message, "filter": self.filter}
 
 
 def parse_sort(s: str | None, columns: Sequence[str] | None = None) -> list[tuple[str, bool]]:
@@ -339,55 +153,8 @@ class _SortKeys:
         self.keys.append((column, desc))
 
 
-def _check_column(name: str, columns: Sequence[str]) -> None:
-    if name in columns:
-        return
-    cols = [str(c) for c in columns]
-    close = difflib.get_close_matches(name, cols, n=3, cutoff=0.6)
-    close += [c for c in cols if c.lower() == name.lower() and c not in close]
-    hint = f" Did you mean {', '.join('{' + c + '}' for c in close)}?" if close else ""
-    shown = ", ".join(cols[:20]) + (f", … ({len(cols) - 20} more)" if len(cols) > 20 else "")
-    raise QueryError(f'Unknown column "{name}".{hint} Columns: {shown}.')
-
-
 # ---------------------------------------------------------------------------------------------
 # Evaluation
-
-
-class _LRU:
-    """A small thread-safe LRU. Values are computed outside the lock: two threads may compute the
-    same entry at once (harmless, both results are equal); the lock only protects the dict."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._d: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any:
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
-                self._d.move_to_end(key)
-            return v
-
-    def put(self, key: Hashable, value: Any) -> None:
-        if self.maxsize <= 0:
-            return
-        with self._lock:
-            self._d[key] = value
-            self._d.move_to_end(key)
-            while len(self._d) > self.maxsize:
-                self._d.popitem(last=False)
-
-    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        v = self.get(key)
-        if v is None:
-            v = compute()
-            self.put(key, v)
-        return v
-
-    def __len__(self) -> int:
-        return len(self._d)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -397,25 +164,6 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 
 
 _NUMBER, _TEXT, _BOOL, _OTHER, _VIRTUAL = "number", "text", "bool", "other", "virtual"
-
-
-def _kind(dtype: Any) -> str:
-    if isinstance(dtype, pd.ArrowDtype):
-        t = dtype.pyarrow_dtype
-        if pa.types.is_boolean(t):
-            return _BOOL
-        if pa.types.is_integer(t) or pa.types.is_floating(t):
-            return _NUMBER
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            return _TEXT
-        return _OTHER
-    if pd.api.types.is_bool_dtype(dtype):
-        return _BOOL
-    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
-        return _NUMBER
-    if isinstance(dtype, (pd.StringDtype, pd.CategoricalDtype)) or dtype == np.dtype(object):
-        return _TEXT
-    return _OTHER
 
 
 class TableQuery:
@@ -438,18 +186,19 @@ class TableQuery:
         self.columns: list[str] = [str(c) for c in df.columns]
         self._labels = {str(c): c for c in df.columns}
         self._n = len(df)
-        self._kinds = {str(c): _kind(df[c].dtype) for c in df.columns}
+        self._orders = LRUCache(max_orders)
+        self._masks = LRUCache(max_masks)
+        self._results = LRUCache(max_results)
+        # Per column: numeric / float / Arrow views and the missing-value mask.
+        self._data = LRUCache(max(8, len(self.columns) * 4))
         # Filter-only columns computed on demand: name → fn(op, value) → boolean mask over the rows
         # (raising QueryError for values it does not understand). E.g. `{error} = "sub:cat:bat"`:
         # the utterances where that substitution happens. They can be filtered, not sorted or shown.
         self._virtual = dict(virtual or {})
-        self._filterable = self.columns + [v for v in self._virtual if v not in self._kinds]
-        for name in self._virtual:
-            self._kinds.setdefault(name, _VIRTUAL)
-        self._orders = _LRU(max_orders)
-        self._masks = _LRU(max_masks)
-        self._results = _LRU(max_results)
-        self._data = _LRU(max(8, len(self.columns) * 2))
+        self._filterable = self.columns + [v for v in self._virtual if v not in self._labels]
+        self._source = FrameColumns(df, self._virtual, cache=self._data)
+        self._kinds = self._source.kinds
+        self._compiler = MaskCompiler(self._source, cache=self._masks)
 
     def _series(self, column: str) -> pd.Series:
         return self.df[self._labels[column]]
@@ -461,25 +210,24 @@ class TableQuery:
         _check_column(column, self.columns)
         return self._kinds[column]
 
-    def clauses(self, filter: str | Sequence[Clause] | None) -> list[Clause]:
-        """Parse (if text) and validate a filter against this table's columns and types."""
-        clauses = self._as_clauses(filter)
-        for c in clauses:
-            self._clause_key(c)
-        return clauses
+    def clauses(self, filter: str | Sequence[Node] | None) -> list[Node]:
+        """Parse (if text) and check a filter against this table's columns and types: the parts of
+        its top-level AND (each a :class:`Clause`, or an Or / Not / Compare node)."""
+        parts = self._as_clauses(filter)
+        self._bind(parts, filter)
+        return parts
 
-    def select(self, filter: str | Sequence[Clause] | None = None,
+    def select(self, filter: str | Sequence[Node] | None = None,
                sort: str | Sequence[tuple[str, bool]] | None = None) -> np.ndarray:
         """Row positions (int64, read-only) of the filtered view, in sort order (else table order)."""
-        clauses = self._as_clauses(filter)
+        parts = self._bind(self._as_clauses(filter), filter)
         sort_keys = self._as_sort(sort)
-        fkey = tuple(sorted({self._clause_key(c) for c in clauses}, key=repr))
-        skey = tuple(sort_keys)
-        key = (fkey, skey)
+        fkey = tuple(sorted({leaf_key(p) if isinstance(p, _LEAVES) else p for p in parts}, key=repr))
+        key = (fkey, tuple(sort_keys))
         hit = self._results.get(key)
         if hit is not None:
             return hit
-        mask = self._mask(clauses, fkey)
+        mask = self._compiler.select(list(dict.fromkeys(parts)))
         if not sort_keys:
             pos = self._positions(mask)
         elif len(sort_keys) == 1:
@@ -498,16 +246,54 @@ class TableQuery:
         self._results.put(key, pos)
         return pos
 
+    def hints(self, filter: str | Sequence[Node] | None) -> list[Hint]:
+        """Advice for a valid filter, to show beside its results ([] when there is none, or when
+        the filter has an error: that is reported by :meth:`select`).
+
+        Today: a text ``=`` that matches no row while the same value ignoring case does
+        (``{lang} = "EN"`` when the data says "en") offers ``=~``, with the count and examples.
+        """
+        try:
+            parts = self._bind(self._as_clauses(filter), filter)
+        except QueryError:
+            return []
+        out: list[Hint] = []
+        seen: set[Clause] = set()
+        for part in parts:
+            for leaf in positive_leaves(part):
+                if (not isinstance(leaf, Clause) or leaf.op != "=" or leaf in seen
+                        or self._kinds[leaf.column] != TEXT):
+                    continue
+                seen.add(leaf)
+                hint = self._case_hint(leaf, parts)
+                if hint is not None:
+                    out.append(hint)
+        return out
+
+    def _case_hint(self, leaf: Clause, parts: list[Node]) -> Hint | None:
+        if self._compiler.truth(leaf).any():
+            return None
+        ignoring_case = replace(leaf, op="=~")
+        matches = np.flatnonzero(self._compiler.truth(ignoring_case))
+        if not len(matches):
+            return None
+        column = self._series(leaf.column)
+        examples = list(dict.fromkeys(str(column.iat[i]) for i in matches[:200]))[:3]
+        shown = ", ".join(f'"{_short_text(e)}"' for e in examples)
+        suggestion = format_filter([replace_node(p, leaf, ignoring_case) for p in parts])
+        return Hint(f"{leaf.to_q()} matches no row; ignoring case, {ignoring_case.to_q()} matches "
+                    f"{len(matches):,} ({shown}).", suggestion)
+
     def _positions(self, mask: np.ndarray | None) -> np.ndarray:
         if mask is None:
             return np.arange(self._n, dtype=np.int64)
         return np.flatnonzero(mask).astype(np.int64, copy=False)
 
-    def count(self, filter: str | Sequence[Clause] | None = None) -> int:
+    def count(self, filter: str | Sequence[Node] | None = None) -> int:
         """Number of rows matching the filter."""
         return int(len(self.select(filter)))
 
-    def page(self, filter: str | Sequence[Clause] | None = None,
+    def page(self, filter: str | Sequence[Node] | None = None,
              sort: str | Sequence[tuple[str, bool]] | None = None,
              page: int = 0, page_size: int = 50) -> tuple[int, pd.DataFrame]:
         """``(total matching rows, the rows of page number ``page`` (0-based), all columns)``.
@@ -525,7 +311,7 @@ class TableQuery:
         start = page * page_size
         return int(len(pos)), self.df.iloc[pos[start : start + page_size]]
 
-    def rows(self, filter: str | Sequence[Clause] | None = None,
+    def rows(self, filter: str | Sequence[Node] | None = None,
              sort: str | Sequence[tuple[str, bool]] | None = None,
              start: int = 0, end: int | None = None) -> tuple[int, pd.DataFrame]:
         """Like :meth:`page` with an AG Grid style ``[start, end)`` row range (startRow/endRow)."""
@@ -539,18 +325,33 @@ class TableQuery:
 
     # -- parsing against the table -----------------------------------------------------------
 
-    def _as_clauses(self, filter: str | Sequence[Clause] | None) -> list[Clause]:
+    def _as_clauses(self, filter: str | Sequence[Node] | None) -> list[Node]:
         if filter is None or isinstance(filter, str):
             return parse_filter(filter, self._filterable)
-        clauses = list(filter)
-        _check_clause_count(len(clauses))
-        if sum(len(c.value) for c in clauses if isinstance(c, Clause) and isinstance(c.value, str)) > MAX_QUERY_LENGTH:
-            raise QueryError(f"The filter values are too long (at most {MAX_QUERY_LENGTH} characters in all).")
-        for c in clauses:
-            if not isinstance(c, Clause):
-                raise QueryError(f"Expected filter clauses, got {type(c).__name__}.")
-            _check_column(c.column, self._filterable)
-        return clauses
+        parts = list(filter)
+        for part in parts:
+            if not isinstance(part, NODES):
+                raise QueryError(f"Expected filter clauses, got {type(part).__name__}.")
+        check_bounds(parts)
+        for part in parts:
+            for col in column_refs(part):
+                _check_column(col.name, self._filterable, col.pos)
+        return parts
+
+    def _bind(self, parts: list[Node], filter: Any) -> list[Node]:
+        """The parts checked against the columns' types, values converted (see sde.filters.bind)."""
+        text = filter if isinstance(filter, str) else None
+        bound = [bind(p, self._kinds, text) for p in parts]
+        for part in bound:
+            for leaf in leaves(part):
+                if isinstance(leaf, Clause) and self._kinds[leaf.column] == VIRTUAL:
+                    try:
+                        self._compiler.truth(leaf)  # the column's own function checks the value
+                    except QueryError as e:
+                        if e.position is None:
+                            e.position, e.text = leaf.pos, text
+                        raise
+        return bound
 
     def _as_sort(self, sort: str | Sequence[tuple[str, bool]] | None) -> list[tuple[str, bool]]:
         if sort is None or isinstance(sort, str):
@@ -567,140 +368,8 @@ class TableQuery:
             out.add(name, bool(desc))
         return out.keys
 
-    def _clause_key(self, c: Clause) -> tuple:
-        """Validate the clause against the column's type; return its normalised cache key."""
-        kind = self._kinds[c.column]
-        col = "{" + c.column + "}"
-        if kind == _VIRTUAL:
-            value = c.value if isinstance(c.value, str) else _format_number(c.value)
-            key = (c.column, c.op, value)
-            self._clause_mask(key)  # the column's own function validates the value (QueryError)
-            return key
-        if kind == _NUMBER:
-            if c.op in ("contains", "has"):
-                raise QueryError(f"{col} is a number column: {c.op} works on text columns. "
-                                 f"Use = != < <= > >=, e.g. {col} > 20.")
-            return (c.column, c.op, _to_float(c.value, col))
-        if kind == _BOOL:
-            if c.op not in ("=", "!="):
-                raise QueryError(f"{col} is a true/false column: use {col} = true or {col} = false.")
-            return (c.column, c.op, _to_bool(c.value, col))
-        if kind == _TEXT:
-            value = c.value if isinstance(c.value, str) else _format_number(c.value)
-            if c.op == "has" and (not value or len(value.split()) != 1 or value != value.strip()):
-                raise QueryError(f'{col} has "WORD" matches one whole word (a whitespace-separated token, '
-                                 f'case-sensitive), e.g. {col} has "cat"; got {value!r}.')
-            if c.op == "contains" and value.isascii():
-                # Case-insensitive test: "Fox" and "fox" share one cached mask. (ASCII only:
-                # Unicode lower() can change a pattern's meaning, e.g. "İ" → "i̇".)
-                value = value.lower()
-            return (c.column, c.op, value)
-        raise QueryError(f"{col} ({self._series(c.column).dtype}) cannot be filtered; it can be sorted.")
-
-    # -- filtering -----------------------------------------------------------------------------
-
-    def _mask(self, clauses: list[Clause], fkey: tuple) -> np.ndarray | None:
-        """AND of the clause masks, or None for "all rows"."""
-        if not clauses:
-            return None
-        if len(fkey) == 1:
-            return self._clause_mask(fkey[0])
-        # Cheap clauses first: an expensive text scan can then run on the few surviving rows.
-        keys = sorted(fkey, key=lambda k: (self._expensive(k), repr(k)))
-        mask: np.ndarray | None = None
-        for k in keys:
-            cached = self._masks.get(k)
-            if cached is not None:
-                m = cached
-            elif mask is not None and self._expensive(k):
-                idx = np.flatnonzero(mask)
-                if len(idx) * 3 < self._n:
-                    # Subset evaluation is not cached: it depends on the other clauses.
-                    keep = self._eval(k, idx)
-                    mask[idx[~keep]] = False
-                    continue
-                m = self._clause_mask(k)
-            else:
-                m = self._clause_mask(k)
-            mask = m.copy() if mask is None else np.logical_and(mask, m, out=mask)
-        return mask
-
-    def _expensive(self, key: tuple) -> bool:
-        # Text scans cost ~100 ms per million rows; numeric/bool tests ~1 ms; virtual columns are
-        # evaluated whole and cached, so never on a subset.
-        return self._kinds[key[0]] == _TEXT and key[1] not in ("=", "!=")
-
-    def _clause_mask(self, key: tuple) -> np.ndarray:
-        return self._masks.get_or_compute(key, lambda: _frozen(self._eval(key, None)))
-
-    def _eval(self, key: tuple, idx: np.ndarray | None) -> np.ndarray:
-        """Boolean mask of the rows (all, or the rows ``idx``) passing one clause."""
-        column, op, value = key
-        kind = self._kinds[column]
-        if kind == _VIRTUAL:
-            m = np.asarray(self._virtual[column](op, value), dtype=bool)
-            return m if idx is None else m[idx]
-        if kind == _NUMBER:
-            vals, na = self._numeric(column)
-            if idx is not None:
-                vals = vals[idx]
-                na = None if na is None else na[idx]
-            with np.errstate(invalid="ignore"):
-                m = _NUMPY_OPS[op](vals, value)
-            if op == "!=":
-                # NaN != x is True in IEEE; missing values must never match.
-                m &= ~(np.isnan(vals) if vals.dtype.kind == "f" else np.zeros(len(vals), bool))
-            if na is not None:
-                m &= ~na
-            return m
-        if kind == _BOOL:
-            vals, na = self._boolean(column)
-            if idx is not None:
-                vals = vals[idx]
-                na = None if na is None else na[idx]
-            m = (vals == value) if op == "=" else (vals != value)
-            if na is not None:
-                m &= ~na
-            return m
-        arr = self._arrow(column)
-        if idx is not None:
-            arr = arr.take(pa.array(idx))
-        if op == "contains":
-            def scan(part: pa.ChunkedArray | pa.Array) -> np.ndarray:
-                return _bool_numpy(pc.match_substring(part, pattern=value, ignore_case=True))
-            return _parallel(scan, arr)
-        if op == "has":
-            # A whole token, as the metrics split words: "cat" matches "a cat sat", not "category".
-            pattern = r"(?:^|\s)" + re.escape(value) + r"(?:\s|$)"
-
-            def scan_word(part: pa.ChunkedArray | pa.Array) -> np.ndarray:
-                return _bool_numpy(pc.match_substring_regex(part, pattern=pattern))
-            return _parallel(scan_word, arr)
-        return _bool_numpy(_ARROW_OPS[op](arr, pa.scalar(value, type=arr.type)))
-
-    # -- column data -----------------------------------------------------------------------------
-
-    def _numeric(self, column: str) -> tuple[np.ndarray, np.ndarray | None]:
-        def compute() -> tuple[np.ndarray, np.ndarray | None]:
-            s = self._series(column)
-            if isinstance(s.dtype, np.dtype):
-                return s.to_numpy(), None  # zero-copy; NaN handled by IEEE compares
-            na = s.isna().to_numpy()
-            return s.to_numpy(dtype="float64", na_value=np.nan), (na if na.any() else None)
-        return self._data.get_or_compute(("num", column), compute)
-
-    def _boolean(self, column: str) -> tuple[np.ndarray, np.ndarray | None]:
-        def compute() -> tuple[np.ndarray, np.ndarray | None]:
-            s = self._series(column)
-            if isinstance(s.dtype, np.dtype):
-                return s.to_numpy(), None
-            na = s.isna().to_numpy()
-            return s.to_numpy(dtype=bool, na_value=False), (na if na.any() else None)
-        return self._data.get_or_compute(("bool", column), compute)
-
     def _arrow(self, column: str) -> pa.ChunkedArray | pa.Array:
-        return self._data.get_or_compute(("arrow", column),
-                                         lambda: _to_arrow(self._series(column), self._kinds[column]))
+        return self._source.arrow(column)
 
     # -- sorting -------------------------------------------------------------------------------
 
@@ -835,40 +504,6 @@ class TableQuery:
 # Helpers
 
 
-_NUMPY_OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
-    "=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
-    ">": np.greater, ">=": np.greater_equal,
-}
-_ARROW_OPS: dict[str, Callable[..., Any]] = {
-    "=": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
-    ">": pc.greater, ">=": pc.greater_equal,
-}
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-_PARALLEL_MIN_ROWS = 200_000
-
-
-def _parallel(fn: Callable[[Any], np.ndarray], arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Apply an Arrow text kernel to slices of ``arr`` on several threads and concatenate.
-
-    A substring scan is ~100 ms of CPU per million rows and Arrow kernels release the GIL, so
-    slicing halves the wait on the 2-core machines sde targets. Small inputs run inline.
-    """
-    global _POOL
-    workers = min(4, os.cpu_count() or 1)
-    n = len(arr)
-    if workers < 2 or n < _PARALLEL_MIN_ROWS:
-        return fn(arr)
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sde-query")
-    step = -(-n // workers)
-    parts = [arr.slice(start, step) for start in range(0, n, step)]
-    return np.concatenate(list(_POOL.map(fn, parts)))
-
-
 def _as_int(v: Any, name: str) -> int:
     if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
         return int(v)
@@ -880,60 +515,14 @@ def _as_int(v: Any, name: str) -> int:
     raise QueryError(f"{name} must be a whole number (got {_short(v)}).")
 
 
+def _short_text(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _short(v: Any, limit: int = 60) -> str:
     """repr of a user value for a message, cut short: an error must not echo a megabyte back."""
     text = repr(v)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _to_float(value: str | float, col: str) -> float:
-    if isinstance(value, (bool, np.bool_)):
-        raise QueryError(f"{col} is a number column: {value!r} is not a number. Example: {col} > 20")
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        f = float(value)
-    else:
-        text = value.strip()
-        try:
-            # "_" is valid in Python float literals but not something users mean.
-            f = float(text) if "_" not in text else float("nan")
-        except ValueError:
-            f = float("nan")
-        if math.isnan(f):
-            raise QueryError(f'{col} is a number column: "{value}" is not a number. Example: {col} > 20')
-    if math.isnan(f):
-        raise QueryError(f"{col} is a number column: NaN is not a value to compare with. Example: {col} > 20")
-    return f
-
-
-def _to_bool(value: str | float, col: str) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, float, np.integer, np.floating)) and float(value) in (0.0, 1.0):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1"):
-        return True
-    if text in ("false", "0"):
-        return False
-    raise QueryError(f'{col} is a true/false column: "{value}" is neither. Example: {col} = true')
-
-
-def _to_arrow(s: pd.Series, kind: str) -> pa.ChunkedArray | pa.Array:
-    """Arrow view of a column: zero-copy for Arrow-backed and numpy numeric columns."""
-    arrow_method = getattr(s.array, "__arrow_array__", None)
-    if arrow_method is not None and kind in (_TEXT, _NUMBER, _BOOL) and not isinstance(s.dtype, pd.CategoricalDtype):
-        try:
-            arr = arrow_method()
-            if kind != _TEXT or pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-                return arr
-        except (TypeError, pa.ArrowException):
-            pass
-    if kind == _TEXT:
-        # object/categorical: str() of each value, missing kept missing.
-        return s.astype("string[pyarrow]").array.__arrow_array__()
-    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iufb":
-        return pa.array(s.to_numpy())  # zero-copy for numeric; NaN stays NaN (sorts last)
-    return pa.array(s, from_pandas=True)
 
 
 def _sort_indices(arr: pa.ChunkedArray | pa.Array, order: str) -> pa.Array:
@@ -947,121 +536,3 @@ def _sort_indices(arr: pa.ChunkedArray | pa.Array, order: str) -> pa.Array:
 def _missing(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
     na = _bool_numpy(pc.is_null(arr, nan_is_null=True) if pa.types.is_floating(arr.type) else pc.is_null(arr))
     return na
-
-
-def _bool_numpy(res: pa.ChunkedArray | pa.Array, fill: bool = False) -> np.ndarray:
-    res = res.fill_null(fill)
-    if isinstance(res, pa.ChunkedArray):
-        if res.num_chunks == 0:
-            return np.zeros(0, bool)
-        res = res.combine_chunks() if res.num_chunks > 1 else res.chunk(0)
-    return res.to_numpy(zero_copy_only=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# dash-ag-grid models → clauses (plain dicts in, no dash import)
-
-# Filter options the engine understands: pass as columnDefs' filterParams={"filterOptions": ...}
-# so the grid offers only those.
-GRID_NUMBER_FILTER_OPTIONS: tuple[str, ...] = (
-    "equals", "notEqual", "lessThan", "lessThanOrEqual", "greaterThan", "greaterThanOrEqual", "inRange",
-)
-GRID_TEXT_FILTER_OPTIONS: tuple[str, ...] = ("contains", "equals", "notEqual")
-
-_GRID_OPS = {
-    "equals": "=", "notEqual": "!=", "lessThan": "<", "lessThanOrEqual": "<=",
-    "greaterThan": ">", "greaterThanOrEqual": ">=", "contains": "contains",
-}
-
-
-def to_clauses_from_grid(filter_model: Mapping[str, Any] | None, *,
-                         in_range_inclusive: bool = False) -> list[Clause]:
-    """Translate an AG Grid ``filterModel`` (``{colId: model}``) into clauses.
-
-    Supports the simple text and number filters: ``{"filterType": "number", "type":
-    "greaterThan", "filter": 20}``, ``{"type": "inRange", "filter": 1, "filterTo": 5}``
-    (exclusive bounds like AG Grid's default; ``in_range_inclusive=True`` matches its
-    ``inRangeInclusive`` option), and combined models with ``"operator": "AND"`` given either as
-    ``"conditions": [...]`` (AG Grid ≥ 29) or ``"condition1"/"condition2"`` (older). Conditions
-    without a value (the user has not typed one yet) are skipped. OR, blank/notBlank,
-    startsWith/endsWith/notContains, date and set filters raise :class:`QueryError`.
-    """
-    if not filter_model:
-        return []
-    if not isinstance(filter_model, Mapping):
-        raise QueryError("The grid filter model must be an object {column: filter}.")
-    out: list[Clause] = []
-    for col_id, model in filter_model.items():
-        out.extend(_grid_model(str(col_id), model, in_range_inclusive))
-        _check_clause_count(len(out))
-    return out
-
-
-def _grid_model(column: str, model: Any, inclusive: bool, nested: bool = False) -> list[Clause]:
-    if not isinstance(model, Mapping):
-        raise QueryError(f"Filter on {{{column}}}: expected an object, got {type(model).__name__}.")
-    ftype = model.get("filterType", "text")
-    if ftype not in ("text", "number"):
-        raise QueryError(f"Filter on {{{column}}}: {ftype} filters are not supported (text and number are).")
-    if "operator" in model or "conditions" in model or "condition1" in model:
-        if nested:
-            # AG Grid combines simple conditions only; a model nested deeper is not from the grid.
-            raise QueryError(f"Filter on {{{column}}}: combined conditions cannot be nested.")
-        operator = str(model.get("operator", "AND")).upper()
-        if operator != "AND":
-            raise QueryError(f"Filter on {{{column}}}: OR is not supported; combine conditions with AND.")
-        conditions = model.get("conditions")
-        if conditions is None:
-            conditions = [model[k] for k in ("condition1", "condition2") if model.get(k)]
-        if not isinstance(conditions, (list, tuple)):
-            raise QueryError(f"Filter on {{{column}}}: conditions must be a list.")
-        out: list[Clause] = []
-        for cond in conditions:
-            if isinstance(cond, Mapping) and "filterType" not in cond:
-                cond = {**cond, "filterType": ftype}
-            out.extend(_grid_model(column, cond, inclusive, nested=True))
-            _check_clause_count(len(out))
-        return out
-    gtype = model.get("type")
-    value = model.get("filter")
-    number = ftype == "number"
-    if gtype == "inRange" and number:
-        lo, hi = value, model.get("filterTo")
-        if lo is None or hi is None:
-            return []
-        return [Clause(column, ">=" if inclusive else ">", _grid_number(lo, column)),
-                Clause(column, "<=" if inclusive else "<", _grid_number(hi, column))]
-    allowed = GRID_NUMBER_FILTER_OPTIONS if number else GRID_TEXT_FILTER_OPTIONS
-    if gtype not in allowed:
-        raise QueryError(f'Filter on {{{column}}}: "{gtype}" is not supported; use one of {", ".join(allowed)}.')
-    if value is None or value == "":
-        return []
-    return [Clause(column, _GRID_OPS[gtype], _grid_number(value, column) if number else str(value))]
-
-
-def _grid_number(v: Any, column: str) -> float:
-    return _to_float(v if isinstance(v, (int, float)) else str(v), "{" + column + "}")
-
-
-def sort_from_grid(sort_model: Sequence[Mapping[str, Any]] | None) -> list[tuple[str, bool]]:
-    """AG Grid ``sortModel`` (``[{"colId": "wer", "sort": "desc"}, ...]``) → ``[(column, descending)]``.
-
-    Entries with no sort direction are skipped; the list order is the sort priority; a column's
-    first entry wins and more than :data:`MAX_SORT_KEYS` columns raise :class:`QueryError`.
-    """
-    if not sort_model:
-        return []
-    if not isinstance(sort_model, (list, tuple)):
-        raise QueryError("The grid sort model must be a list of {colId, sort}.")
-    out = _SortKeys()
-    for item in sort_model:
-        if not isinstance(item, Mapping) or "colId" not in item:
-            raise QueryError(f"Invalid grid sort entry {_short(item)}: expected {{colId, sort}}.")
-        direction = item.get("sort")
-        if direction is None:
-            continue
-        if direction not in ("asc", "desc"):
-            raise QueryError(f'Invalid sort direction {_short(direction)} for {{{_short(str(item["colId"]))}}}: '
-                             "use asc or desc.")
-        out.add(str(item["colId"]), direction == "desc")
-    return out.keys

@@ -1,9 +1,13 @@
 """What the browser tests share: the sde server subprocess, the JSON API, Chromium's settings and
-a watch on the console, dialogs and off-host requests. The fixtures `browser`, `demo` and `page`
-are in conftest.py."""
+a watch on the console, dialogs and off-host requests; and what the tests of the pages share
+without a browser: `dash_update`, a callback request as the browser sends it, over HTTP, and
+`by_id` / `text_of` to read the components that come back. The fixtures `browser`, `demo` and
+`page` are in conftest.py."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -53,6 +57,23 @@ def sde_server(*args: str):
             proc.wait(10)
         except subprocess.TimeoutExpired:  # pragma: no cover
             proc.kill()
+
+
+def get_json(client, url: str, status: int = 200):
+    """The JSON body of a Flask test client's GET, after checking its status and mimetype."""
+    r = client.get(url)
+    assert r.status_code == status, (url, r.status_code, r.get_data(as_text=True)[:500])
+    assert r.mimetype == "application/json"
+    return r.get_json()
+
+
+def get_csv(client, url: str) -> list[dict]:
+    """The rows of a CSV download (streamed, as an attachment) of a Flask test client's GET."""
+    r = client.get(url)
+    assert r.status_code == 200, (url, r.status_code, r.get_data(as_text=True)[:500])
+    assert r.mimetype == "text/csv" and r.is_streamed
+    assert "attachment" in r.headers["Content-Disposition"]
+    return list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
 
 
 def api(base: str, path: str, **params) -> dict:
@@ -110,3 +131,94 @@ def first_cell(page, col: str, grid: str = "#samples-grid") -> str:
     # Infinite-model rows appear before their block arrives: wait for the text.
     page.wait_for_function(f"(document.querySelector('{sel}') || {{}}).innerText > ''")
     return page.inner_text(sel)
+
+
+# ---------------------------------------------------------------- callbacks over HTTP
+
+def _outputs(key: str) -> list[dict]:
+    parts = key.strip(".").split("...") if key.startswith("..") else [key]
+    return [dict(zip(("id", "property"), part.split(".", 1))) for part in parts]
+
+
+def _find_callback(app, output: str, inputs: dict) -> str:
+    keys = [k for k, v in app.callback_map.items() if output in k.split("@")[0] or output in k]
+    given = set(inputs)
+    keys = [k for k in keys
+            if given <= {f"{d['id']}.{d['property']}" for d in app.callback_map[k]["inputs"] + app.callback_map[k]["state"]}]
+    assert len(keys) == 1, (output, sorted(inputs), keys)
+    return keys[0]
+
+
+def dash_update(client, app, output: str, inputs: dict, state: dict | None = None,
+                triggered: str | None = None) -> dict:
+    """Fire the callback whose outputs include `output` ("id.prop") the way the browser does: a
+    POST to /_dash-update-component. `inputs` and `state` map "id.prop" to values (those left
+    out are sent as None), `triggered` is the input that changed (default: the first given).
+    Returns {"id.prop": value} of the outputs the callback updated ({} when it updated none);
+    components come back as JSON (read them with `by_id` and `text_of`)."""
+    values = {**inputs, **(state or {})}
+    key = _find_callback(app, output, values)
+    spec = app.callback_map[key]
+
+    def listed(deps):
+        return [{**d, "value": values.get(f"{d['id']}.{d['property']}")} for d in deps]
+
+    outputs = _outputs(key)
+    body = {"output": key, "outputs": outputs if key.startswith("..") else outputs[0],
+            "inputs": listed(spec["inputs"]), "state": listed(spec["state"]),
+            "changedPropIds": [triggered or next(iter(inputs))]}
+    r = client.post("/_dash-update-component", json=body)
+    if r.status_code == 204:
+        return {}
+    assert r.status_code == 200, (r.status_code, r.get_data(as_text=True)[:1000])
+    response = r.get_json()["response"]
+    return {f"{cid}.{prop}": value for cid, props in response.items() for prop, value in props.items()}
+
+
+def _children(node):
+    if isinstance(node, dict) and "props" in node:
+        return node["props"].get("children")
+    return getattr(node, "children", None)
+
+
+def _id(node):
+    if isinstance(node, dict) and "props" in node:
+        return node["props"].get("id")
+    return getattr(node, "id", None)
+
+
+def components(tree):
+    """Every component in a tree (Dash objects or their JSON), depth first."""
+    if isinstance(tree, (list, tuple)):
+        for c in tree:
+            yield from components(c)
+    elif (isinstance(tree, dict) and "props" in tree) or hasattr(tree, "to_plotly_json"):
+        yield tree
+        yield from components(_children(tree))
+
+
+def by_id(tree, cid: str):
+    found = [c for c in components(tree) if _id(c) == cid]
+    assert found, f"no component with id {cid!r}"
+    return found[0]
+
+
+def prop(component, name: str):
+    """A property of a component (a Dash object or its JSON)."""
+    if isinstance(component, dict) and "props" in component:
+        return component["props"].get(name)
+    return getattr(component, name, None)
+
+
+def text_of(tree) -> str:
+    """The text a tree shows (its string children, joined)."""
+    if tree is None:
+        return ""
+    if isinstance(tree, str):
+        return tree
+    if isinstance(tree, (int, float)):
+        return str(tree)
+    if isinstance(tree, (list, tuple)):
+        return "".join(text_of(c) for c in tree)
+    return text_of(_children(tree))
+

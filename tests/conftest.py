@@ -30,6 +30,59 @@ def write_manifest(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+# One small hostile manifest for the web tests (API, callbacks): two hypotheses, an extra numeric
+# field, user text that is HTML, a spreadsheet formula, a zero duration and a bad line (line 5).
+
+XSS = "<script>alert(1)</script> hello"
+IMG = "<img src=x onerror=alert(1)>"
+WEB_ROWS = [
+    {"audio_filepath": "a0.wav", "duration": 2.0, "text": "the cat sat", "pred_text": "the cat sat",
+     "pred_text_b": "the bat sat", "speaker": "en-gb", "snr": 12.5},
+    {"audio_filepath": "a1.wav", "duration": 3.0, "text": "hello world again", "pred_text": "hello word",
+     "pred_text_b": "hello world again", "speaker": "en-us", "snr": 3.0},
+    {"audio_filepath": "a2.wav", "duration": 1.5, "text": XSS, "pred_text": IMG,
+     "pred_text_b": XSS, "speaker": "en-gb"},                                   # snr missing → null
+    {"audio_filepath": "a3.wav", "duration": 4.0, "text": "=1+2 is a formula", "pred_text": "-5 dollars",
+     "pred_text_b": "@home", "speaker": "=cmd|' /C calc'!A0", "snr": -4.0},
+    "{not json",                                                                # a bad line (line 5)
+    {"audio_filepath": "a5.wav", "duration": 0.0, "text": "", "pred_text": "uh",
+     "pred_text_b": "", "speaker": "en-us", "snr": 30.0},                       # zero duration → NaN rates
+    {"audio_filepath": "a6.wav", "duration": 2.5, "text": "the dog sat on the mat", "pred_text": "a dog sat on mat",
+     "pred_text_b": "the dog sat on the mat", "speaker": "en-gb", "snr": 20.0},
+]
+
+
+@pytest.fixture(scope="session")
+def web_manifest(tmp_path_factory) -> Path:
+    """WEB_ROWS as a manifest named hostile.json."""
+    path = tmp_path_factory.mktemp("web") / "hostile.json"
+    with path.open("w", encoding="utf-8") as f:
+        for row in WEB_ROWS:
+            f.write(row if isinstance(row, str) else json.dumps(row, ensure_ascii=False))
+            f.write("\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def web_dataset(web_manifest):
+    from sde.dataset import build_dataset
+
+    return build_dataset(web_manifest)
+
+
+@pytest.fixture(scope="session")
+def web_app(web_dataset):
+    """The Dash app over web_dataset (no audio routes: its audio files do not exist)."""
+    from sde.web.app import AppConfig, create_app
+
+    return create_app(web_dataset, AppConfig(title=web_dataset.name, audio_routes=False))
+
+
+@pytest.fixture()
+def web_client(web_app):
+    return web_app.server.test_client()
+
+
 # Speech audio and a tiny NeMo model, shared by the transcription, UI and fault tests.
 
 
@@ -109,7 +162,7 @@ def tiny_nemo(nemo_asr, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_nemo):
-    from sde.transcribe import load_model
+    from sde.nemo.model import load_model
 
     return load_model(tiny_nemo, "cpu")
 

@@ -52,3 +52,72 @@ def padded(speech: np.ndarray, sample_rate: int, before: float, after: float) ->
 def write(path: Path, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
     sf.write(path, samples, sample_rate, subtype=subtype)
     return path
+
+
+# ---------------------------------------------------------------- a small corpus with known faults
+
+SENTENCES = {
+    "fox": "the quick brown fox jumps over the lazy dog",
+    "stella": "please call stella and ask her to bring these things with her",
+    "snow": "six spoons of fresh snow peas and five thick slabs of blue cheese",
+    "frog": "we also need a small plastic snake and a big toy frog for the kids",
+}
+LOOP = "please call stella please call stella please call stella please call stella"
+
+
+def quality_corpus(directory: Path) -> tuple[Path, dict]:
+    """A manifest of espeak-ng speech with known faults, and what is known about each line:
+
+    0 anna fox      22.05 kHz, 1.0 s silence before and 0.5 s after the speech
+    1 anna stella   22.05 kHz, hiss at -50 dBFS under and 0.6 s around the speech; the hypothesis loops
+    2 anna fox      a FLAC copy of line 0's audio, the text with other case and punctuation
+    3 anna snow     line 1's audio again (a copy) with another transcript: same audio, different text
+    4 ben  snow     16 kHz
+    5 ben  frog     16 kHz, 0.3 s / 1.2 s of silence around the speech
+    6 ben  (none)   3 s of silence, an empty reference
+    7 ben  fox      a 36 s segment (speech then silence) of a 40 s file: too long for the augmentation preview
+
+    Returns (manifest path, {"speech_s": seconds of speech per line, "silence": (before, after) per line}).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fox, sr = speak(SENTENCES["fox"])
+    stella, _ = speak(SENTENCES["stella"])
+    snow16, sr16 = speak(SENTENCES["snow"], sample_rate=16000)
+    frog16, _ = speak(SENTENCES["frog"], sample_rate=16000)
+    fox16, _ = speak(SENTENCES["fox"], sample_rate=16000)
+    hiss = noise(0.6, sr, level=0.003)
+    write(directory / "fox.wav", padded(fox, sr, 1.0, 0.5), sr)
+    noisy = stella + noise(len(stella) / sr + 0.01, sr, level=0.003, seed=1)[:len(stella)]
+    write(directory / "stella.wav", np.concatenate([hiss, noisy, hiss]), sr)
+    sf.write(directory / "fox_copy.flac", sf.read(directory / "fox.wav", dtype="int16")[0], sr, subtype="PCM_16")
+    (directory / "stella_copy.wav").write_bytes((directory / "stella.wav").read_bytes())
+    write(directory / "snow16.wav", padded(snow16, sr16, 0.5, 0.5), sr16)
+    write(directory / "frog16.wav", padded(frog16, sr16, 0.3, 1.2), sr16)
+    write(directory / "silence.wav", silence(3.0, sr16), sr16)
+    write(directory / "long.wav", padded(fox16, sr16, 0.5, 40.0 - 0.5 - len(fox16) / sr16), sr16)
+    import json
+
+    def dur(name: str) -> float:
+        return round(sf.info(directory / name).duration, 4)
+
+    rows = [
+        ("fox.wav", SENTENCES["fox"], SENTENCES["fox"], "anna"),
+        ("stella.wav", SENTENCES["stella"], LOOP, "anna"),
+        ("fox_copy.flac", "The quick brown fox, jumps over the lazy dog!", SENTENCES["fox"], "anna"),
+        ("stella_copy.wav", SENTENCES["snow"], SENTENCES["stella"], "anna"),
+        ("snow16.wav", SENTENCES["snow"], SENTENCES["snow"], "ben"),
+        ("frog16.wav", SENTENCES["frog"], "we also need a small plastic snake", "ben"),
+        ("silence.wav", "", "", "ben"),
+        ("long.wav", SENTENCES["fox"], SENTENCES["fox"], "ben"),
+    ]
+    lines = []
+    for name, text, hyp, speaker in rows:
+        duration = 36.0 if name == "long.wav" else dur(name)
+        lines.append(json.dumps({"audio_filepath": name, "duration": duration, "text": text, "pred_text": hyp,
+                                 "speaker": speaker}))
+    manifest = directory / "manifest.json"
+    manifest.write_text("\n".join(lines) + "\n")
+    speech = [len(fox) / sr, len(stella) / sr, len(fox) / sr, len(stella) / sr, len(snow16) / sr16,
+              len(frog16) / sr16, 0.0, len(fox16) / sr16]
+    silences = [(1.0, 0.5), None, (1.0, 0.5), None, (0.5, 0.5), (0.3, 1.2), None, None]
+    return manifest, {"speech_s": speech, "silence": silences}

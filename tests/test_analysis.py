@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sde import analysis as A
+from sde.analysis import bootstrap as B
 
 S = "string[pyarrow]"
 
@@ -374,7 +375,7 @@ def test_bootstrap_coverage_on_synthetic_data():
 def test_bootstrap_sampling_paths_agree(monkeypatch, rare_count):
     t = synthetic(4000, 0.15, np.random.default_rng(4))
     wer, lo, hi = A.bootstrap_wer(t, {}, n_resamples=1000)  # default: both, mixed
-    monkeypatch.setattr(A, "_RARE_COUNT", rare_count)
+    monkeypatch.setattr(B, "_RARE_COUNT", rare_count)
     wer2, lo2, hi2 = A.bootstrap_wer(t, {}, n_resamples=1000)
     assert A.bootstrap_wer(t, {}, n_resamples=1000) == (wer2, lo2, hi2)
     assert wer2 == wer
@@ -389,8 +390,8 @@ def test_bootstrap_sums_have_the_resampling_mean_and_variance(monkeypatch):
     x = np.concatenate([rng.integers(0, 4, 300), rng.integers(0, 1000, 40)])  # frequent + rare rows
     n = len(x)
     for rare_count in (0, 8, 10**9):
-        monkeypatch.setattr(A, "_RARE_COUNT", rare_count)
-        s = A._bootstrap_sums([x, np.ones(n, dtype=np.int64)], 20000, np.random.SeedSequence(0))
+        monkeypatch.setattr(B, "_RARE_COUNT", rare_count)
+        s = B._bootstrap_sums([x, np.ones(n, dtype=np.int64)], 20000, np.random.SeedSequence(0))
         assert (s[:, 1] == n).all()
         assert s[:, 0].mean() == pytest.approx(x.sum(), rel=0.01)
         assert s[:, 0].var() == pytest.approx(n * x.var(), rel=0.05)
@@ -399,10 +400,10 @@ def test_bootstrap_sums_have_the_resampling_mean_and_variance(monkeypatch):
 def test_bootstrap_sums_are_exact_totals_of_resamples():
     # With one distinct row every resample has the same sums: n copies of it.
     cols = [np.full(50, 3), np.full(50, 7)]
-    s = A._bootstrap_sums(cols, 20, np.random.SeedSequence(0))
+    s = B._bootstrap_sums(cols, 20, np.random.SeedSequence(0))
     assert (s == [[150, 350]] * 20).all()
     rows = [np.array([0, 1, 2, 3]), np.array([10, 10, 10, 10])]
-    s = A._bootstrap_sums(rows, 200, np.random.SeedSequence(1))
+    s = B._bootstrap_sums(rows, 200, np.random.SeedSequence(1))
     assert (s[:, 1] == 40).all() and s[:, 0].min() >= 0 and s[:, 0].max() <= 12
 
 
@@ -500,11 +501,11 @@ def test_compare_only_empty_references_uses_the_empty_reference_rule():
 
 
 def test_bootstrap_p_value_formula():
-    assert A._bootstrap_p(np.zeros(99)) == 1.0
-    assert A._bootstrap_p(np.full(99, -1.0)) == pytest.approx(2 / 100)
-    assert A._bootstrap_p(np.full(99, 1.0)) == pytest.approx(2 / 100)
+    assert B._bootstrap_p(np.zeros(99)) == 1.0
+    assert B._bootstrap_p(np.full(99, -1.0)) == pytest.approx(2 / 100)
+    assert B._bootstrap_p(np.full(99, 1.0)) == pytest.approx(2 / 100)
     d = np.concatenate([np.full(10, -1.0), np.full(89, 1.0)])  # 10 of 99 below 0
-    assert A._bootstrap_p(d) == pytest.approx(2 * 11 / 100)
+    assert B._bootstrap_p(d) == pytest.approx(2 * 11 / 100)
 
 
 # -------------------------------------------------------------------------- comparisons for plots

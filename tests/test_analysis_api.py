@@ -3,15 +3,12 @@ over a real dataset built from a manifest; expected numbers worked out by hand."
 
 from __future__ import annotations
 
-import csv
-import io
-
 import flask
 import pytest
 
 from sde.dataset import DatasetOptions, build_dataset
-from sde.web.analysis_api import register_analysis_routes
-from sde.web.api import register_api_routes
+from sde.web.api import register_api
+from tests.browser_kit import get_csv, get_json
 
 # pred_text:            utt 0 sub the→a; utt 1 sub world→word; utt 2 del morning; utt 3 correct
 # pred_text_conformer:  utt 1 ins um; utt 3 sub end→and
@@ -28,11 +25,10 @@ ROWS = [
 ]
 
 
-def make_client(dataset, with_api: bool = True) -> flask.testing.FlaskClient:
+def make_client(dataset) -> flask.testing.FlaskClient:
+    # Every route, as the app has them: the catch-all /api/<path> must not shadow these.
     server = flask.Flask("test")
-    register_analysis_routes(server, dataset)
-    if with_api:  # the general API's catch-all /api/<path> must not shadow these routes
-        register_api_routes(server, dataset)
+    register_api(server, dataset)
     return server.test_client()
 
 
@@ -44,21 +40,6 @@ def dataset(write_manifest):
 @pytest.fixture
 def client(dataset):
     return make_client(dataset)
-
-
-def get_json(client, url: str, status: int = 200) -> dict:
-    r = client.get(url)
-    assert r.status_code == status, r.get_data(as_text=True)
-    assert r.mimetype == "application/json"
-    return r.get_json()
-
-
-def get_csv(client, url: str) -> list[dict]:
-    r = client.get(url)
-    assert r.status_code == 200, r.get_data(as_text=True)
-    assert r.mimetype == "text/csv"
-    assert "attachment" in r.headers["Content-Disposition"]
-    return list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
 
 
 # ---------------------------------------------------------------------------------- /api/errors
@@ -224,3 +205,24 @@ def test_manifest_without_hypotheses(write_manifest):
     client = make_client(build_dataset(write_manifest(rows), DatasetOptions(), workers=1))
     for url in ("/api/errors", "/api/breakdown?by=duration_bucket", "/api/compare", "/api/errors.csv"):
         assert "no hypothesis" in get_json(client, url, 400)["error"]
+
+
+# ------------------------------------------------------------------------- a replaced dataset
+
+@pytest.mark.parametrize("url, key", [
+    ("/api/compare?n_resamples=50", lambda r: r["b"]["wer"]),
+    ("/api/breakdown?by=speaker&ci=0&hyp=conformer", lambda r: [row["wer"] for row in r["rows"]]),
+], ids=["compare", "breakdown"])
+def test_cached_results_follow_a_replaced_dataset(write_manifest, url, key):
+    """A transcription or an audio measurement swaps the dataset in place (replace_with): the
+    cached comparisons and breakdowns of the old tables must not be served for the new ones."""
+    dataset = build_dataset(write_manifest(ROWS), DatasetOptions(), workers=1)
+    client = make_client(dataset)
+    before = key(get_json(client, url))
+    perfect = [{**row, "pred_text_conformer": row["text"]} for row in ROWS]
+    dataset.replace_with(build_dataset(write_manifest(perfect, "perfect.json"), DatasetOptions(), workers=1))
+    after = key(get_json(client, url))
+    assert after != before
+    expected = key(get_json(make_client(build_dataset(write_manifest(perfect, "again.json"), DatasetOptions(),
+                                                      workers=1)), url))
+    assert after == pytest.approx(expected)

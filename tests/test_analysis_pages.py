@@ -1,6 +1,6 @@
 """The Errors and Comparison pages without a browser: layouts for the demo dataset (with and
-without URL parameters, with bad ones), callback bodies called directly, the numbers checked
-against sde.analysis / the JSON routes, and the figure builders."""
+without URL parameters, with bad ones), callbacks fired over HTTP as the browser fires them, the
+numbers checked against sde.analysis / the JSON routes, and the figure builders."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from dash import no_update
 
 from sde import analysis
 from sde.dataset import build_dataset
 from sde.metrics import align_words
 from sde.web import analysis_figures as af
+from sde.web import state
 from sde.web.app import AppConfig, create_app
-from sde.web.pages import comparison, errors, load_pages
+from sde.web.pages import breakdown, comparison, comparison_stats, errors, load_pages
+from tests.browser_kit import by_id, dash_update, prop, text_of
 
 DEMO = Path(__file__).resolve().parent.parent / "sde" / "demo" / "manifest.json"
 XSS = "<script>alert(1)</script>"
@@ -34,6 +35,11 @@ def demo():
 @pytest.fixture(scope="module")
 def app(demo):
     return create_app(demo, AppConfig(title=demo.name, audio_routes=False))
+
+
+@pytest.fixture()
+def client(app):
+    return app.server.test_client()
 
 
 @pytest.fixture(scope="module")
@@ -62,55 +68,6 @@ def hostile(tmp_path_factory):
     return build_dataset(path)
 
 
-# ---------------------------------------------------------------- helpers
-
-def components(c):
-    if isinstance(c, (list, tuple)):
-        for x in c:
-            yield from components(x)
-    elif hasattr(c, "to_plotly_json"):
-        yield c
-        yield from components(getattr(c, "children", None))
-
-
-def by_id(tree, cid: str):
-    found = [c for c in components(tree) if getattr(c, "id", None) == cid]
-    assert found, f"no component with id {cid!r}"
-    return found[0]
-
-
-def text_of(c) -> str:
-    if c is None:
-        return ""
-    if isinstance(c, str):
-        return c
-    if isinstance(c, (int, float)):
-        return str(c)
-    if isinstance(c, (list, tuple)):
-        return "".join(text_of(x) for x in c)
-    return text_of(getattr(c, "children", None))
-
-
-def callback(app, output_fragment: str, input_fragment: str | None = None):
-    """The undecorated body of the one callback whose outputs (and inputs) mention the fragments."""
-    found = []
-    for key, v in app.callback_map.items():
-        if output_fragment not in key or "callback" not in v:
-            continue
-        if input_fragment and not any(input_fragment == i["id"] for i in v["inputs"]):
-            continue
-        found.append(v["callback"].__wrapped__)
-    assert len(found) == 1, (output_fragment, input_fragment, len(found))
-    return found[0]
-
-
-def set_ctx(monkeypatch, module, triggered):
-    class _Ctx:
-        triggered_id = triggered
-
-    monkeypatch.setattr(module, "ctx", _Ctx())
-
-
 # ---------------------------------------------------------------- registry
 
 def test_pages_are_registered_and_comparison_needs_two_hypotheses(demo, one_hyp):
@@ -137,21 +94,21 @@ def test_errors_page_without_hypotheses(tmp_path):
 
 def test_errors_layout_renders_with_and_without_params(demo):
     layout = errors.layout(demo, "/errors", {})
-    for cid in (errors.HYP, errors.FILTER, errors.BY, errors.SUMMARY, "errors-sub-grid", "errors-del-grid",
-                "errors-ins-grid", errors.BREAKDOWN_GRID, errors.BREAKDOWN_FIG):
+    for cid in (errors.HYP, errors.FILTER, breakdown.BY, errors.SUMMARY, "errors-sub-grid", "errors-del-grid",
+                "errors-ins-grid", breakdown.GRID, breakdown.FIG):
         by_id(layout, cid)
     assert by_id(layout, errors.HYP).value == demo.hypotheses[0].field
-    assert by_id(layout, errors.BY).value == "speaker"  # the demo has a speaker field
+    assert by_id(layout, breakdown.BY).value == "speaker"  # the demo has a speaker field
     # by label, with a filter and another breakdown column
     layout = errors.layout(demo, "/errors", {"hyp": "conformer", "filter": "{duration} > 3", "by": "duration_bucket"})
     assert by_id(layout, errors.HYP).value == "pred_text_conformer"
-    assert by_id(layout, errors.BY).value == "duration_bucket"
+    assert by_id(layout, breakdown.BY).value == "duration_bucket"
     n = len(demo.utterance_query.select("{duration} > 3"))
     assert f"{n} of {len(demo.utterances)} utterances match the filter" in text_of(by_id(layout, errors.SUMMARY))
     assert by_id(layout, errors.STATE).data == {"hyp": "pred_text_conformer", "filter": "{duration} > 3",
                                                 "by": "duration_bucket", "min_utts": 1, "show": "worst"}
     layout = errors.layout(demo, "/errors", {"min_utts": "3", "show": "best"})
-    assert by_id(layout, errors.MIN_UTTS).value == 3 and by_id(layout, errors.SHOW).value == "best"
+    assert by_id(layout, breakdown.MIN_UTTS).value == 3 and by_id(layout, breakdown.SHOW).value == "best"
 
 
 def test_errors_layout_with_bad_params_is_friendly(demo):
@@ -187,7 +144,7 @@ def test_top_error_rows_match_analysis(demo, filter_text):
                 q = parse_qs(url.query)
                 assert q["hyp"] == [h.field]
                 assert q.get("filter", [""]) == [filter_text]
-                op, ref, hyp = errors.parse_error_param(q["error"][0])
+                op, ref, hyp = state.parse_error_param(q["error"][0])
                 found = analysis.utterances_with_error(demo.errors[h.field], op, ref, hyp)
                 found = [u for u in found.tolist() if selected is None or u in selected]
                 assert r["utterances"] == len(found) > 0
@@ -198,27 +155,27 @@ def test_top_error_rows_match_analysis(demo, filter_text):
     ("ins", None, "?x#y"), ("sub", "%3A", "::"),
 ])
 def test_error_param_round_trips(op, ref, hyp):
-    value = errors.error_param(op, ref, hyp)
-    assert errors.parse_error_param(value) == (op, ref, hyp)
-    href = errors.error_href("pred_text", op, ref, hyp, '{text} contains "a&b"')
+    value = state.error_param(op, ref, hyp)
+    assert state.parse_error_param(value) == (op, ref, hyp)
+    href = state.error_href("pred_text", op, ref, hyp, '{text} contains "a&b"')
     q = parse_qs(urlparse(href).query)
     assert q["error"] == [value] and q["filter"] == ['{text} contains "a&b"']
-    assert errors.parse_error_param(q["error"][0]) == (op, ref, hyp)
+    assert state.parse_error_param(q["error"][0]) == (op, ref, hyp)
 
 
 def test_error_param_plain_words_stay_readable():
-    assert errors.error_href("pred_text", "sub", "light", "night") == "/samples?error=sub:light:night&hyp=pred_text"
+    assert state.error_href("pred_text", "sub", "light", "night") == "/samples?error=sub:light:night&hyp=pred_text"
     with pytest.raises(ValueError):
-        errors.parse_error_param("sub:only-one")
+        state.parse_error_param("sub:only-one")
     with pytest.raises(ValueError):
-        errors.error_param("swap", "a", "b")
+        state.error_param("swap", "a", "b")
 
 
 @pytest.mark.parametrize("by", ["speaker", "lang", "duration_bucket"])
 def test_breakdown_rows_match_analysis_and_link_to_the_group(demo, by):
     h = demo.hypotheses[0]
-    response, _count = errors.breakdown_grid_response(
-        demo, {"hyp": h.field, "filter": "", "by": by}, {"startRow": 0, "endRow": 100, "sortModel": []})
+    response = breakdown.grid_block(demo, {"hyp": h.field, "filter": "", "by": by},
+                                    {"startRow": 0, "endRow": 100, "sortModel": []})["rows"]
     rows = response["rowData"]
     expected = analysis.breakdown(demo.utterances, by, h, sort="-wer", ci=True)
     assert response["rowCount"] == len(expected) == len(rows)
@@ -234,74 +191,87 @@ def test_breakdown_rows_match_analysis_and_link_to_the_group(demo, by):
 
 def test_selection_totals_match_the_summary(demo):
     for h in demo.hypotheses:
-        t = errors.selection_totals(demo, h, None)
+        t = analysis.selection_totals(demo.utterances, h, None)
         s = demo.summary()["hypotheses"][h.field]
         assert (t["sub"], t["del"], t["ins"]) == (s["substitutions"], s["deletions"], s["insertions"])
         assert t["wer"] == pytest.approx(s["wer"], abs=1e-6)
 
 
-def test_errors_update_callback(app, demo, monkeypatch):
-    update = callback(app, "errors-summary-box.children")
+def errors_update(client, app, shown, triggered, hyp="pred_text", filter_value="", by="speaker", min_utts=1,
+                  show="worst") -> dict:
+    """The Errors page's controls changed (`triggered`): what the page's callback sends back."""
+    return dash_update(client, app, "errors-summary-box.children",
+                       {"errors-hyp.value": hyp, "errors-filter.value": filter_value, "errors-apply.n_clicks": 0,
+                        "errors-by.value": by, "errors-min-utts.value": min_utts, "errors-show.value": show},
+                       {"errors-state.data": shown}, triggered=f"{triggered}.value")
+
+
+def test_errors_update_callback(app, client, demo):
     state = {"hyp": "pred_text", "filter": "", "by": "speaker", "min_utts": 1, "show": "worst"}
-    set_ctx(monkeypatch, errors, errors.HYP)
-    out = update("pred_text_conformer", "", 0, "speaker", 1, "worst", "", state)
-    summary, tables, _content, _links, defs, new, invalid, feedback, _warning, search, rendered = out
+    out = errors_update(client, app, state, errors.HYP, hyp="pred_text_conformer")
+    new = out["errors-state.data"]
     assert new == {"hyp": "pred_text_conformer", "filter": "", "by": "speaker", "min_utts": 1, "show": "worst"}
-    assert defs is no_update  # same column: the grid keeps its columns
-    assert search == "?hyp=pred_text_conformer" and invalid is False and feedback == ""
-    assert rendered["path"] == "/errors" and rendered["params"] == {"hyp": "pred_text_conformer"}
-    grid = by_id(tables, "errors-sub-grid")
+    assert "errors-breakdown-grid.columnDefs" not in out  # same column: the grid keeps its columns
+    assert out["url.search"] == "?hyp=pred_text_conformer" and out["errors-filter.invalid"] is False
+    assert out["errors-filter-feedback.children"] == ""
+    assert out["rendered.data"]["path"] == "/errors" and out["rendered.data"]["params"] == {"hyp": "pred_text_conformer"}
+    grid = by_id(out["errors-tables-box.children"], "errors-sub-grid")
     expected = analysis.top_errors(demo.errors["pred_text_conformer"], limit=errors.TABLE_LIMIT)["substitutions"]
-    assert [r["ref"] for r in grid.rowData] == expected["ref"].tolist()
-    assert "conformer" in text_of(summary)
+    assert [r["ref"] for r in prop(grid, "rowData")] == expected["ref"].tolist()
+    assert "conformer" in text_of(out["errors-summary-box.children"])
 
     # Only the breakdown column changed: the top-error tables are left alone.
-    set_ctx(monkeypatch, errors, errors.BY)
-    out = update("pred_text_conformer", "", 0, "duration_bucket", 1, "worst", "", new)
-    assert out[0] is no_update and out[1] is no_update
-    chart = by_id(out[2], errors.BREAKDOWN_FIG).figure
+    out = errors_update(client, app, new, breakdown.BY, hyp="pred_text_conformer", by="duration_bucket")
+    assert "errors-summary-box.children" not in out and "errors-tables-box.children" not in out
+    chart = go.Figure(prop(by_id(out["errors-breakdown-content.children"], breakdown.FIG), "figure"))
     assert set(chart.layout.xaxis.ticktext) <= set(analysis.DURATION_BUCKET_LABELS)
-    assert out[4][0]["headerName"] == "duration_bucket"
-    assert "by=duration_bucket" in out[9]
+    assert out["errors-breakdown-grid.columnDefs"][0]["headerName"] == "duration_bucket"
+    assert "by=duration_bucket" in out["url.search"]
 
     # The threshold and the best/worst toggle go into the state and the URL, not the tables.
-    out = update("pred_text", "", 0, "speaker", "2", "best", "", state)
-    assert out[0] is no_update and out[5]["min_utts"] == 2 and out[5]["show"] == "best"
-    assert parse_qs(out[9].lstrip("?")) == {"min_utts": ["2"], "show": ["best"]}
-    assert "min_utterances=2" in by_id(out[3], errors.BREAKDOWN_CSV).href
+    out = errors_update(client, app, state, breakdown.MIN_UTTS, min_utts="2", show="best")
+    assert "errors-summary-box.children" not in out
+    assert out["errors-state.data"]["min_utts"] == 2 and out["errors-state.data"]["show"] == "best"
+    assert parse_qs(out["url.search"].lstrip("?")) == {"min_utts": ["2"], "show": ["best"]}
+    assert "min_utterances=2" in prop(by_id(out["errors-breakdown-links.children"], breakdown.CSV), "href")
 
     # An invalid filter: the hint, nothing else changes.
-    set_ctx(monkeypatch, errors, errors.FILTER)
-    out = update("pred_text", "{wer} >> 1", 0, "speaker", 1, "worst", "{wer} >> 1", state)
-    assert out[6] is True and out[7] and all(x is no_update for x in out[:5])
-    assert out[9] is no_update
+    out = errors_update(client, app, state, errors.FILTER, filter_value="{wer} >> 1")
+    assert set(out) == {"errors-filter.invalid", "errors-filter-feedback.children"}
+    assert out["errors-filter.invalid"] is True and out["errors-filter-feedback.children"]
 
     # A valid filter restricts everything and goes into the URL.
-    out = update("pred_text", "{duration} > 3", 0, "speaker", 1, "worst", "{duration} > 3", state)
-    q = parse_qs(out[9].lstrip("?"))
-    assert q == {"filter": ["{duration} > 3"]}
+    out = errors_update(client, app, state, errors.FILTER, filter_value="{duration} > 3")
+    assert parse_qs(out["url.search"].lstrip("?")) == {"filter": ["{duration} > 3"]}
     ids_ = demo.utterance_query.select("{duration} > 3")
     exp = analysis.breakdown(demo.utterances, "speaker", demo.hypotheses[0], utt_ids=ids_)
-    bars = by_id(out[2], errors.BREAKDOWN_FIG).figure.data[0]
+    bars = go.Figure(prop(by_id(out["errors-breakdown-content.children"], breakdown.FIG), "figure")).data[0]
     assert [c[1] for c in bars.customdata] == exp["utterances"].tolist()
-    rows = callback(app, "errors-breakdown-grid.getRowsResponse")({"startRow": 0, "endRow": 100}, out[5])[0]
+    rows = dash_update(client, app, "errors-breakdown-grid.getRowsResponse",
+                       {"errors-breakdown-grid.getRowsRequest": {"startRow": 0, "endRow": 100}},
+                       {"errors-state.data": out["errors-state.data"]})["errors-breakdown-grid.getRowsResponse"]
     assert sorted(r["utterances"] for r in rows["rowData"]) == sorted(exp["utterances"].tolist())
 
     # Nothing changed: no re-render.
-    out = update("pred_text", "", 0, "speaker", 1, "worst", "", state)
-    assert out[0] is no_update and out[9] is no_update
+    out = errors_update(client, app, state, errors.HYP)
+    assert "errors-summary-box.children" not in out and "url.search" not in out
 
 
-def test_errors_click_callbacks(app, monkeypatch):
-    open_clicked = callback(app, "url.href", "errors-sub-grid")
-    href = "/samples?error=sub:a:b&hyp=pred_text"
-    set_ctx(monkeypatch, errors, "errors-sub-grid")
-    assert open_clicked({"rowId": href, "colId": "ref"}, None) == href
-    assert open_clicked({"rowId": "javascript:alert(1)"}, None) is no_update
-    set_ctx(monkeypatch, errors, "errors-sub-fig")
-    assert open_clicked(None, {"points": [{"customdata": [href, "a → b"]}]}) == href
-    assert open_clicked(None, {"points": []}) is no_update
-    assert errors.href_from_click(cell={"rowId": "#group-3"}) is None
+HREF = "/samples?error=sub:a:b&hyp=pred_text"
+
+
+@pytest.mark.parametrize("source, value, expected", [
+    ("errors-sub-grid.cellClicked", {"rowId": HREF, "colId": "ref"}, HREF),
+    ("errors-del-grid.cellClicked", {"rowId": "javascript:alert(1)"}, None),
+    ("errors-ins-grid.cellClicked", {"rowId": "//evil.example/x"}, None),
+    ("errors-sub-fig.clickData", {"points": [{"customdata": [HREF, "a → b"]}]}, HREF),
+    ("errors-del-fig.clickData", {"points": []}, None),
+    ("errors-breakdown-grid.cellClicked", {"rowId": "/samples?filter=x"}, "/samples?filter=x"),
+    ("errors-breakdown-grid.cellClicked", {"rowId": "#group-3"}, None),
+], ids=["table row", "a script", "another host", "bar", "no bar", "breakdown row", "a group without a filter"])
+def test_errors_clicks_open_their_href(app, client, source, value, expected):
+    out = dash_update(client, app, "url.href", {source: value}, triggered=source)
+    assert out.get("url.href") == expected
 
 
 # ---------------------------------------------------------------- comparison page
@@ -309,7 +279,7 @@ def test_errors_click_callbacks(app, monkeypatch):
 def test_comparison_stats_equal_analysis_and_the_api(demo):
     from flask import Flask
 
-    from sde.web.analysis_api import register_analysis_routes
+    from sde.web.api import register_api
 
     a, b = demo.hypotheses
     payload = comparison.compare_stats(demo, a, b, "")
@@ -318,19 +288,19 @@ def test_comparison_stats_equal_analysis_and_the_api(demo):
     assert payload["b"]["ci"] == pytest.approx(direct["b"]["ci"], abs=1e-6)
     assert payload["diff"]["p"] == pytest.approx(direct["diff"]["p"], abs=1e-6)
     server = Flask("t")
-    register_analysis_routes(server, demo)
+    register_api(server, demo)
     api = server.test_client().get("/api/compare", query_string={"a": a.field, "b": b.field}).get_json()
     assert api == payload
 
     layout = comparison.layout(demo, "/comparison", {})
-    assert text_of(by_id(layout, comparison.A_WER)) == f"{api['a']['wer']:.2f}%"
-    assert text_of(by_id(layout, comparison.B_WER)) == f"{api['b']['wer']:.2f}%"
+    assert text_of(by_id(layout, comparison_stats.A_WER)) == f"{api['a']['wer']:.2f}%"
+    assert text_of(by_id(layout, comparison_stats.B_WER)) == f"{api['b']['wer']:.2f}%"
     lo, hi = api["a"]["ci"]
-    assert text_of(by_id(layout, comparison.A_CI)) == f"95% CI {lo:.2f} – {hi:.2f}%"
-    assert text_of(by_id(layout, comparison.DIFF_WER)) == f"{api['diff']['wer']:+.2f} points".replace("-", "−")
-    sentence = text_of(by_id(layout, comparison.INTERPRETATION))
+    assert text_of(by_id(layout, comparison_stats.A_CI)) == f"95% CI {lo:.2f} – {hi:.2f}%"
+    assert text_of(by_id(layout, comparison_stats.DIFF_WER)) == f"{api['diff']['wer']:+.2f} points".replace("-", "−")
+    sentence = text_of(by_id(layout, comparison_stats.INTERPRETATION))
     assert sentence.startswith("B (conformer) is better by 8.0 points (95% CI")
-    assert text_of(by_id(layout, comparison.DIFF_P)) == comparison.fmt_p(api["diff"]["p"], 1000)
+    assert text_of(by_id(layout, comparison_stats.DIFF_P)) == comparison_stats.fmt_p(api["diff"]["p"], 1000)
 
 
 def test_comparison_layout_params(demo):
@@ -342,7 +312,7 @@ def test_comparison_layout_params(demo):
     assert "CER" in fig.layout.xaxis.title.text
     n = len(demo.utterance_query.select("{duration} > 3"))
     assert sum(len(t.x) for t in fig.data) == n
-    assert f"{n} utterances" in text_of(by_id(layout, comparison.STATS))
+    assert f"{n} utterances" in text_of(by_id(layout, comparison_stats.STATS))
     # Bad params: messages, not a crash.
     layout = comparison.layout(demo, "/comparison", {"a": "zzz", "b": "pred_text", "metric": "mse",
                                                      "filter": "{nope} = 1"})
@@ -362,7 +332,7 @@ def test_comparison_layout_params(demo):
 ])
 def test_interpretation(diff, ci, p, start, tone):
     payload = {"diff": {"wer": diff, "ci": ci, "p": p}, "n_resamples": 1000}
-    sentence, got_tone = comparison.interpretation(payload, "a", "b")
+    sentence, got_tone = comparison_stats.interpretation(payload, "a", "b")
     assert sentence.startswith(start) and got_tone == tone
 
 
@@ -394,34 +364,42 @@ def test_word_comparison_matches_analysis_and_brute_force(demo):
         assert sub.loc[word, "acc_b"] == pytest.approx(100 * hits_b / n)
 
 
-def test_comparison_update_callback(app, demo, monkeypatch):
-    update = callback(app, "cmp-stats-box.children")
+def comparison_update(client, app, shown, triggered, a="pred_text", b="pred_text_conformer", metric="wer",
+                      filter_value="") -> dict:
+    return dash_update(client, app, "cmp-stats-box.children",
+                       {"cmp-a.value": a, "cmp-b.value": b, "cmp-metric.value": metric, "cmp-filter.value": filter_value,
+                        "cmp-apply.n_clicks": 0}, {"cmp-state.data": shown}, triggered=f"{triggered}.value")
+
+
+def test_comparison_update_callback(app, client, demo):
     state = {"a": "pred_text", "b": "pred_text_conformer", "metric": "wer", "filter": ""}
-    set_ctx(monkeypatch, comparison, comparison.METRIC)
-    out = update("pred_text", "pred_text_conformer", "cer", "", 0, "", state)
-    stats, words, ufig, _ugrid, _links, new, _invalid, _feedback, _warning, search, _rendered = out
-    assert stats is no_update and words is no_update  # only the utterance level changes
-    assert "CER" in ufig.layout.xaxis.title.text and new["metric"] == "cer"
-    assert parse_qs(search.lstrip("?")) == {"a": ["pred_text"], "b": ["pred_text_conformer"], "metric": ["cer"]}
+    out = comparison_update(client, app, state, comparison.METRIC, metric="cer")
+    assert "cmp-stats-box.children" not in out and "cmp-words-box.children" not in out  # the utterance level only
+    assert "CER" in go.Figure(out["cmp-utt-fig.figure"]).layout.xaxis.title.text
+    assert out["cmp-state.data"]["metric"] == "cer"
+    assert parse_qs(out["url.search"].lstrip("?")) == {"a": ["pred_text"], "b": ["pred_text_conformer"],
+                                                       "metric": ["cer"]}
     # Swapped systems: new numbers.
-    set_ctx(monkeypatch, comparison, comparison.A)
-    out = update("pred_text_conformer", "pred_text", "wer", "", 0, "", state)
+    out = comparison_update(client, app, state, comparison.A, a="pred_text_conformer", b="pred_text")
     direct = analysis.compare(demo.utterances, demo.hypotheses[1], demo.hypotheses[0])
-    assert text_of(by_id(out[0], comparison.A_WER)) == f"{direct['a']['wer']:.2f}%"
-    assert "A (conformer) is better" in text_of(by_id(out[0], comparison.INTERPRETATION))
+    stats = out["cmp-stats-box.children"]
+    assert text_of(by_id(stats, comparison_stats.A_WER)) == f"{direct['a']['wer']:.2f}%"
+    assert "A (conformer) is better" in text_of(by_id(stats, comparison_stats.INTERPRETATION))
+    # The same hypothesis twice: a warning.
+    out = comparison_update(client, app, state, comparison.B, b="pred_text")
+    assert "same hypothesis" in text_of(out["cmp-warning.children"])
     # Invalid filter: hint only.
-    set_ctx(monkeypatch, comparison, comparison.FILTER)
-    out = update("pred_text", "pred_text_conformer", "wer", "{x", 0, "{x", state)
-    assert out[6] is True and out[7] and all(x is no_update for x in out[:6])
+    out = comparison_update(client, app, state, comparison.FILTER, filter_value="{x")
+    assert set(out) == {"cmp-filter.invalid", "cmp-filter-feedback.children"} and out["cmp-filter.invalid"] is True
     # A filter that matches nothing: stats say so, no crash.
-    out = update("pred_text", "pred_text_conformer", "wer", "{duration} > 1000", 0, "{duration} > 1000", state)
-    assert "No utterances selected" in text_of(out[0])
-    assert sum(len(getattr(t, "x", None) or []) for t in out[2].data) == 0
+    out = comparison_update(client, app, state, comparison.FILTER, filter_value="{duration} > 1000")
+    assert "No utterances selected" in text_of(out["cmp-stats-box.children"])
+    assert sum(len(getattr(t, "x", None) or []) for t in go.Figure(out["cmp-utt-fig.figure"]).data) == 0
 
 
-def test_comparison_click_targets(app, monkeypatch):
-    state = {"filter": "{duration} > 3"}
-    assert comparison.click_href(comparison.UTT_FIG, None, None, {"points": [{"customdata": 17}]}, state) == \
+def test_comparison_click_targets(app, client):
+    shown = {"filter": "{duration} > 3"}
+    assert comparison.click_href(comparison.UTT_FIG, None, None, {"points": [{"customdata": 17}]}, shown) == \
         "/utterance/17?filter=%7Bduration%7D+%3E+3"
     href = comparison.click_href(comparison.WORD_FIG, None, {"points": [{"customdata": '"hi"'}]}, None, {})
     q = parse_qs(urlparse(href).query)
@@ -429,13 +407,12 @@ def test_comparison_click_targets(app, monkeypatch):
     assert comparison.click_href(comparison.WORD_GRID, {"rowId": "/samples?filter=x"}, None, None, {}) == \
         "/samples?filter=x"
     assert comparison.click_href(comparison.UTT_FIG, None, None, {"points": [{}]}, {}) is None
-    open_word = callback(app, "url.href", comparison.WORD_GRID)
-    set_ctx(monkeypatch, comparison, comparison.WORD_FIG)
-    assert open_word(None, {"points": [{"customdata": "and"}]}, {}) == \
-        "/samples?filter=%7Btext%7D+has+%22and%22"
-    open_utt = callback(app, "url.href", comparison.UTT_FIG)
-    set_ctx(monkeypatch, comparison, comparison.UTT_GRID)
-    assert open_utt(None, {"rowId": "/utterance/3"}, {}) == "/utterance/3"
+    out = dash_update(client, app, "url.href", {"cmp-word-fig.clickData": {"points": [{"customdata": "and"}]}},
+                      {"cmp-state.data": {}})
+    assert out["url.href"] == "/samples?filter=%7Btext%7D+has+%22and%22" == state.word_href("and")
+    out = dash_update(client, app, "url.href", {"cmp-utt-grid.cellClicked": {"rowId": "/utterance/3"}},
+                      {"cmp-state.data": {}})
+    assert out["url.href"] == "/utterance/3"
 
 
 def test_utterance_rows_are_the_largest_differences(demo):
@@ -446,7 +423,8 @@ def test_utterance_rows_are_the_largest_differences(demo):
     assert len(rows) == len(nonzero)
     assert abs(rows[0]["diff"]) == pytest.approx(np.abs(nonzero["diff"]).max(), abs=1e-4)
     assert all(abs(x["diff"]) >= abs(y["diff"]) for x, y in itertools.pairwise(rows))
-    assert rows[0]["href"] == f"/utterance/{rows[0]['id']}"
+    # the inspector walks this ranking: from=comparison&a=…&b=…
+    assert rows[0]["href"] == state.ranked_utterance_href(rows[0]["id"], a.field, b.field)
 
 
 def test_user_text_is_escaped(hostile):
@@ -454,13 +432,13 @@ def test_user_text_is_escaped(hostile):
     rows = by_id(layout, "errors-sub-grid").rowData
     # Grid cells are data (rendered as text by the grid: no HTML renderer), links round-trip the word.
     row = next(r for r in rows if r["ref"] == XSS)
-    op, ref, hyp = errors.parse_error_param(parse_qs(urlparse(row["href"]).query)["error"][0])
+    op, ref, hyp = state.parse_error_param(parse_qs(urlparse(row["href"]).query)["error"][0])
     assert (op, ref, hyp) == ("sub", XSS, "world")
     colon = next(r for r in rows if r["ref"] == "a:b")
-    assert errors.parse_error_param(parse_qs(urlparse(colon["href"]).query)["error"][0]) == ("sub", "a:b", "a:c")
+    assert state.parse_error_param(parse_qs(urlparse(colon["href"]).query)["error"][0]) == ("sub", "a:b", "a:c")
     fig = by_id(layout, "errors-sub-fig").figure
     assert all("<script" not in str(t) for t in fig.layout.yaxis.ticktext)
-    bfig = by_id(layout, errors.BREAKDOWN_FIG).figure
+    bfig = by_id(layout, breakdown.FIG).figure
     assert all("<script" not in t for t in bfig.layout.xaxis.ticktext)
     layout = comparison.layout(hostile, "/comparison", {})
     wfig = by_id(layout, comparison.WORD_FIG).figure

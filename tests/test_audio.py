@@ -1,4 +1,4 @@
-"""sde.audio and sde.audio_figure on real audio files written into tmp_path."""
+"""sde.audio and sde.web.signal_figure on real audio files written into tmp_path."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from sde.audio import (AUDIO_METRIC_COLUMNS, BLOCK_FRAMES, DB_FLOOR, IN_MEMORY_M
                        AudioError, Segment, WavStream, audio_metrics, compute_audio_metrics,
                        display_data, envelope, ogg_bytes, ogg_stream, open_segment, read_segment,
                        spectrogram, wav_bytes)
-from sde.audio_figure import error_figure, figure_json_size, signal_figure
+from sde.web.signal_figure import error_figure, figure_json_size, signal_figure
 
 RAMP_SCALE = 2.0 ** -24  # float32 holds i * 2**-24 exactly for i < 2**24
 
@@ -459,13 +459,13 @@ def test_ogg_of_a_reader_streams_in_pieces(long_noise):
 
 @pytest.mark.skipif(not shutil.which("ffmpeg"), reason="needs ffmpeg")
 def test_long_segments_of_formats_only_ffmpeg_reads_stream_too(tmp_path, monkeypatch):
-    import sde.audio
+    import sde.audio.io
 
     src = write(tmp_path / "src.wav", sine(440, 3.0, 16000, 0.5), 16000)
     m4a = str(tmp_path / "tone.m4a")
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", src, m4a], check=True)
     # A 3 s file stands in for an hour-long one: the in-memory limit is what decides the path.
-    monkeypatch.setattr(sde.audio, "IN_MEMORY_MAX_FRAMES", 1000)
+    monkeypatch.setattr(sde.audio.io, "IN_MEMORY_MAX_FRAMES", 1000)
     with open_segment(m4a, 0.5, 2.0) as reader:
         assert not reader.fits_in_memory and reader.frames == 32000
         stream = WavStream(reader)

@@ -15,9 +15,18 @@ import pytest
 from dash import dcc, html
 
 from sde.audio import AUDIO_METRIC_COLUMNS, compute_audio_metrics
-from sde.audio_quality import FILTER_CLIPPED, FILTER_UNREADABLE, has_audio_metrics
-from sde.dataset import DatasetOptions, build_dataset
-from sde.web import audio_metrics_panel as panel
+from sde.audio_quality import (
+    FILTER_CLIPPED,
+    FILTER_UNREADABLE,
+    StaleMetrics,
+    cached_audio_quality_summary,
+    has_audio_metrics,
+    with_audio_metrics,
+    with_measured_audio,
+)
+from sde.dataset import build_dataset
+from sde.web.panels import audio_metrics as panel
+from sde.web.state import samples_href
 from tests.test_audio_quality import write_audio_set
 
 XSS = "<script>alert(1)</script>"
@@ -89,7 +98,7 @@ def dataset(manifest):
 
 def test_measure_layout_when_there_are_no_metrics(dataset):
     assert not has_audio_metrics(dataset.utterances)
-    card = panel.audio_metrics_panel(dataset)
+    card = panel.layout(dataset)
     assert card.id == panel.PANEL
     text = texts(card)
     assert "Audio quality" in text
@@ -108,7 +117,7 @@ def test_measure_layout_counts_files_not_segments(dataset):
     table = dataset.utterances.copy()
     table["audio_path"] = table["audio_path"].iloc[0]  # one recording, seven segments
     ds = dataclasses.replace(dataset, utterances=table)
-    assert "(1 file, 7 utterances)" in texts(panel.audio_metrics_panel(ds))
+    assert "(1 file, 7 utterances)" in texts(panel.layout(ds))
 
 
 def test_job_writes_the_handoff_atomically_and_leaves_the_dataset_alone(dataset, tmp_path, monkeypatch):
@@ -195,7 +204,7 @@ def test_apply_adds_the_columns_in_place(dataset, tmp_path):
     assert [names[i] for i in q.select("{channels} = 2")] == ["r44k.wav"]
 
     # The card now shows the summary.
-    card = panel.audio_metrics_panel(holder)
+    card = panel.layout(holder)
     assert texts(by_id(card, panel.FILES)) == "5"
     assert texts(by_id(card, panel.UNREADABLE)) == "2"
     assert texts(by_id(card, panel.MISMATCH)) == "1"
@@ -207,13 +216,13 @@ def test_apply_matches_rows_by_id_and_refuses_a_changed_dataset(dataset, tmp_pat
     done = panel.measure_audio_job(dataset, handoff, Recorder(), workers=1)
     metrics = panel.read_handoff(handoff, done["token"])
     shuffled = metrics.iloc[::-1].reset_index(drop=True)
-    new = panel.with_audio_metrics(dataset, shuffled)
-    direct = panel.with_audio_metrics(dataset, metrics)
+    new = with_audio_metrics(dataset, shuffled)
+    direct = with_audio_metrics(dataset, metrics)
     pd.testing.assert_frame_equal(new.utterances, direct.utterances)
-    with pytest.raises(panel.HandoffError, match="changed while"):
-        panel.with_audio_metrics(dataset, metrics.iloc[:-1])
+    with pytest.raises(StaleMetrics, match="changed while"):
+        with_audio_metrics(dataset, metrics.iloc[:-1])
     # Applying twice replaces the columns instead of setting them aside again.
-    again = panel.with_audio_metrics(direct, metrics)
+    again = with_audio_metrics(direct, metrics)
     assert "manifest_peak_dbfs" not in again.utterances.columns
     assert list(again.utterances.columns) == list(direct.utterances.columns)
 
@@ -228,14 +237,14 @@ def test_summary_layout_links_and_flags(tmp_path):
     rows = write_audio_set(tmp_path / "a")
     m = tmp_path / "a" / "m.json"
     m.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    ds = build_dataset(m, DatasetOptions(estimate_audio_metrics=True), workers=1)
-    card = panel.audio_metrics_panel(ds)
+    ds = with_measured_audio(build_dataset(m, workers=1), workers=1)
+    card = panel.layout(ds)
     text = texts(card)
     hrefs = set(links(card).values())
-    assert panel.samples_href('{audio_error} != ""') == "/samples?filter=%7Baudio_error%7D+%21%3D+%22%22"
+    assert samples_href(filter='{audio_error} != ""') == "/samples?filter=%7Baudio_error%7D+%21%3D+%22%22"
     for f in ('{audio_error} != ""', "{duration_mismatch} = true", "{clipping_ratio} > 0.001",
               "{sample_rate} != 16000", "{sample_rate} < 22050"):
-        assert panel.samples_href(f) in hrefs, f
+        assert samples_href(filter=f) in hrefs, f
     asr = by_id(card, "audioq-ready-asr")
     assert asr.color == "warning"
     assert "3 files are not 16 kHz: NeMo ASR models expect 16 kHz; resample them (e.g. sox in.wav -r 16000 out.wav)" in texts(asr)
@@ -247,7 +256,7 @@ def test_summary_layout_links_and_flags(tmp_path):
     assert "file not found (1)" in text
     assert not [c for c in walk(card) if getattr(c, "id", None) == panel.START]
     # Cached per table: the same object on the next render, a new one after a swap.
-    assert panel.cached_summary(ds) is panel.cached_summary(ds)
+    assert cached_audio_quality_summary(ds) is cached_audio_quality_summary(ds)
 
 
 def test_user_text_is_rendered_as_text(tmp_path):
@@ -255,8 +264,8 @@ def test_user_text_is_rendered_as_text(tmp_path):
     d.mkdir()
     m = d / "m.json"
     m.write_text(json.dumps({"audio_filepath": f"{XSS}.wav", "duration": 1.0, "text": "x"}) + "\n", encoding="utf-8")
-    ds = build_dataset(m, DatasetOptions(estimate_audio_metrics=True), workers=1)
-    card = panel.audio_metrics_panel(ds)
+    ds = with_measured_audio(build_dataset(m, workers=1), workers=1)
+    card = panel.layout(ds)
     # The hostile name arrives only as a plain string child (Dash escapes it); no raw-HTML component.
     assert not any(type(c).__name__ in ("Markdown", "Iframe") for c in walk(card))
     assert not any(hasattr(c, "dangerously_allow_html") for c in walk(card))
@@ -264,9 +273,9 @@ def test_user_text_is_rendered_as_text(tmp_path):
 
 def test_callbacks_are_registered_on_the_given_app(dataset, tmp_path):
     app = dash.Dash(__name__)
-    app.layout = html.Div([panel.audio_metrics_panel(dataset)])
+    app.layout = html.Div([panel.layout(dataset)])
     handoff = tmp_path / "h"
-    panel.register_audio_metrics_callbacks(app, dataset, handoff)
+    panel.callbacks(app, dataset, handoff)
     job = [v for k, v in app.callback_map.items() if k == f"{panel.DONE}.data"]
     assert len(job) == 1 and job[0]["background"]["cancel"] == [{"id": panel.CANCEL, "property": "n_clicks"}]
     assert (handoff / "audioq-jobs").is_dir()
@@ -275,7 +284,12 @@ def test_callbacks_are_registered_on_the_given_app(dataset, tmp_path):
     done = job[0]["callback"].__wrapped__(progress, 1)
     assert done["rows"] == 7 and progress.calls
     # ... and the swap, which answers with a reload of the page the user is on.
-    apply = next(v for k, v in app.callback_map.items() if f"{panel.RELOAD}.href" in k)["callback"].__wrapped__
+    swap = next(v for k, v in app.callback_map.items() if f"{panel.RELOAD}.href" in k)["callback"].__wrapped__
+
+    def apply(done, pathname, search):
+        out = swap(done, pathname, search)
+        return out["status"], out["reload"]
+
     status, href = apply(done, "/statistics", "")
     assert href == "/statistics" and has_audio_metrics(dataset.utterances)
     status, href = apply({"error": XSS}, "/", "")

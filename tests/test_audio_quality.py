@@ -20,8 +20,9 @@ from sde.audio_quality import (
     audio_quality_summary,
     count_files,
     has_audio_metrics,
+    with_measured_audio,
 )
-from sde.dataset import DatasetOptions, build_dataset
+from sde.dataset import build_dataset
 from sde.query import TableQuery
 
 NAN = float("nan")
@@ -185,7 +186,7 @@ def measured(tmp_path_factory):
     rows = write_audio_set(d)
     manifest = d / "manifest.json"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return build_dataset(manifest, DatasetOptions(estimate_audio_metrics=True), workers=1)
+    return with_measured_audio(build_dataset(manifest, workers=1), workers=1)
 
 
 def test_real_audio_summary_and_flags(measured):

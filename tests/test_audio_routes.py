@@ -15,7 +15,8 @@ import pytest
 import soundfile as sf
 from flask import Flask
 
-from sde.web.audio_routes import EXTENSION_KEY, AudioService, register_audio_routes
+from sde.web.api import register_api
+from sde.web.audio_service import EXTENSION_KEY, AudioService
 
 SR = 16000
 
@@ -68,7 +69,7 @@ def app(files) -> Flask:
         "duration": [d for _, _, d in ROWS],
     })
     server = Flask(__name__)
-    register_audio_routes(server, types.SimpleNamespace(utterances=df))
+    register_api(server, types.SimpleNamespace(utterances=df))
     return server
 
 
@@ -216,7 +217,7 @@ def _one_row_client(path: str, offset: float, duration: float):
     df = pd.DataFrame({"id": [0], "audio_path": pd.array([path], dtype="string[pyarrow]"),
                        "offset": [offset], "duration": [duration]})
     server = Flask(__name__)
-    register_audio_routes(server, types.SimpleNamespace(utterances=df))
+    register_api(server, types.SimpleNamespace(utterances=df))
     return server.test_client()
 
 
@@ -249,7 +250,7 @@ def test_duration_zero_plays_to_the_end_of_the_file_as_nemo_reads_it(files):
 def test_an_unexpected_failure_is_json_not_an_html_page(files):
     df = pd.DataFrame({"id": [0], "offset": [0.0], "duration": [1.0]})  # no audio_path column
     server = Flask(__name__)
-    register_audio_routes(server, types.SimpleNamespace(utterances=df))
+    register_api(server, types.SimpleNamespace(utterances=df))
     client = server.test_client()
     for url in AUDIO_URLS:
         r = client.get(url)
@@ -261,7 +262,7 @@ def test_an_unexpected_failure_is_json_not_an_html_page(files):
                                           (40.5, "/audio/3.wav"), (3600.0, "/audio/3.wav"),
                                           (None, "/audio/3.wav"), (float("nan"), "/audio/3.wav")])
 def test_player_plays_ogg_for_short_and_seekable_wav_for_long_utterances(duration, src):
-    from sde.web.audio_routes import player_src
+    from sde.web.state import player_src
 
     assert player_src(3, duration) == src
 
@@ -270,11 +271,11 @@ def test_player_plays_ogg_for_short_and_seekable_wav_for_long_utterances(duratio
 def streamed(files, monkeypatch):
     """(client of the 20 s segment served streamed, the same served from memory): the in-memory
     limit is lowered so this segment takes the path a 60-minute one takes."""
-    import sde.audio
+    import sde.audio.io
 
     whole = _one_row_client(files["long"], 30.0, 20.0)
     reference = {url: whole.get(url) for url in ("/audio/0.wav", "/api/utterances/0/signal")}
-    monkeypatch.setattr(sde.audio, "IN_MEMORY_MAX_FRAMES", SR)
+    monkeypatch.setattr(sde.audio.io, "IN_MEMORY_MAX_FRAMES", SR)
     return _one_row_client(files["long"], 30.0, 20.0), reference
 
 

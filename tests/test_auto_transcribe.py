@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sde.auto_transcribe import predictions_for, transcribe_dataset
+from sde.nemo.jobs import predictions_for, transcribe_dataset
 from sde.cli import cli
 from sde.dataset import build_dataset
 
@@ -124,7 +124,7 @@ def test_ui_transcribe_job_end_to_end(plain_manifest, tiny_nemo, tmp_path):
 
 
 def test_model_labels_are_the_alphabet_to_check(plain_manifest, tiny_nemo, tmp_path):
-    from sde.transcribe import TranscribeError, model_alphabet
+    from sde.nemo.model import TranscribeError, model_alphabet
 
     from tests.conftest import LABELS
 

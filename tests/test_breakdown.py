@@ -5,8 +5,6 @@ Errors page's breakdown (menu, chart of the worst/best groups, the table's serve
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from urllib.parse import parse_qs, urlparse
 
@@ -16,11 +14,12 @@ import pandas as pd
 import pytest
 
 from sde import analysis as A
+from sde.analysis import groups as G
 from sde.dataset import DatasetOptions, build_dataset
-from sde.web.analysis_api import register_analysis_routes
-from sde.web.api import register_api_routes
-from sde.web.pages import errors
-from tests.test_analysis_pages import by_id, text_of
+from sde.web.api import register_api
+from sde.web.pages import breakdown, errors
+from sde.web.app import AppConfig, create_app
+from tests.browser_kit import by_id, dash_update, get_csv, get_json, text_of
 
 S = pd.StringDtype("pyarrow")
 SPEAKERS = 1179
@@ -56,9 +55,13 @@ def many(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(many):
     server = flask.Flask("test")
-    register_analysis_routes(server, many)
-    register_api_routes(server, many)
+    register_api(server, many)
     return server.test_client()
+
+
+@pytest.fixture(scope="module")
+def many_app(many):
+    return create_app(many, AppConfig(title=many.name, audio_routes=False))
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +75,6 @@ def truth(many) -> pd.DataFrame:
     g["wer"] = 100 * g["e"] / g["words"]
     g["cer"] = 100 * g["ce"] / g["c"]
     return g
-
-
-def get_json(client, url: str, status: int = 200) -> dict:
-    r = client.get(url)
-    assert r.status_code == status, r.get_data(as_text=True)[:500]
-    assert r.mimetype == "application/json"
-    return r.get_json()
 
 
 def all_rows(client, query: str, ci: bool = False) -> list[dict]:
@@ -194,7 +190,7 @@ def test_intervals_exact_and_normal_limit_agree_on_a_large_group(monkeypatch):
                       "sub": rng.binomial(words, 0.15), "del": 0, "ins": 0, "char_edits": 0})
     grouped = A.group_rates(t, "g", {})
     normal = grouped.intervals([0], n_resamples=2000)
-    monkeypatch.setattr(A, "CI_EXACT_MAX", 10**9)
+    monkeypatch.setattr(G, "CI_EXACT_MAX", 10**9)
     exact = grouped.intervals([0], n_resamples=2000)
     width = exact[1][0] - exact[0][0]
     assert width > 0.5
@@ -208,7 +204,7 @@ def test_intervals_without_packing_match_a_brute_force_resampling():
                       "num_chars": 1, "sub": [10**9, 0, 1, 1, 2], "del": 0, "ins": 0, "char_edits": 0})
     grouped = A.group_rates(t, "g", {})
     lo, hi = grouped.intervals([0], n_resamples=200, seed=9)
-    rng = np.random.default_rng([9, A._seed_key("x")])
+    rng = np.random.default_rng([9, G._seed_key("x")])
     idx = rng.integers(0, 5, size=(200, 5), dtype=np.int32)
     e, n = t["sub"].to_numpy()[idx].sum(1), t["num_words"].to_numpy()[idx].sum(1)
     expected = np.quantile(100 * e / n, [0.025, 0.975])
@@ -295,20 +291,13 @@ def test_breakdown_filter_and_integer_ids(client, truth):
     assert all(isinstance(r["value"], int) for r in ids_)
 
 
-def read_csv(client, url: str) -> list[dict]:
-    r = client.get(url)
-    assert r.status_code == 200 and r.mimetype == "text/csv"
-    assert r.is_streamed and "attachment" in r.headers["Content-Disposition"]
-    return list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
-
-
 @pytest.mark.parametrize("query,keep", [
     ("sort=-wer", lambda t: t["words"] >= 0),
     ("sort=value&min_words=20", lambda t: t["words"] >= 20),
     ("sort=-utterances&min_utterances=5&page_size=3&page=2", lambda t: t["utterances"] >= 5),  # paging ignored
 ])
 def test_breakdown_csv_has_every_group(client, truth, query, keep):
-    rows = read_csv(client, f"/api/breakdown.csv?by=speaker&{query}")
+    rows = get_csv(client, f"/api/breakdown.csv?by=speaker&{query}")
     expected = truth[keep(truth)]
     sort = parse_qs(query)["sort"][0]
     assert [r["value"] for r in rows] == expected_order(expected, sort)
@@ -345,31 +334,31 @@ def test_breakdown_refuses_hostile_parameters(client, query, words):
 # ---------------------------------------------------------------- the Errors page
 
 def test_errors_menu_lists_speaker_with_all_its_values(many):
-    options = errors.group_options(many)
+    options = breakdown.group_options(many)
     assert {"label": "speaker (1,179 values)", "value": "speaker"} in options
     assert options[0]["value"] == "duration_bucket"
     assert "utt_name" not in [o["value"] for o in options]
     layout = errors.layout(many, "/errors", {})
-    picker = by_id(layout, errors.BY)
+    picker = by_id(layout, breakdown.BY)
     assert picker.value == "speaker" and picker.options == options
-    fig = by_id(layout, errors.BREAKDOWN_FIG).figure
-    assert len(fig.data[0].y) == errors.CHART_GROUPS
-    assert "showing 30 of 1,179 speaker groups" in text_of(by_id(layout, errors.BREAKDOWN_NOTE))
+    fig = by_id(layout, breakdown.FIG).figure
+    assert len(fig.data[0].y) == breakdown.CHART_GROUPS
+    assert "showing 30 of 1,179 speaker groups" in text_of(by_id(layout, breakdown.NOTE))
     assert list(fig.data[0].y) == sorted(fig.data[0].y, reverse=True)  # worst first
     assert fig.data[0].error_y.array is not None  # the intervals' whiskers
-    csv_link = by_id(layout, errors.BREAKDOWN_CSV)
+    csv_link = by_id(layout, breakdown.CSV)
     assert "all groups" in text_of(csv_link) and csv_link.href.startswith("/api/breakdown.csv?by=speaker")
 
 
 def test_errors_chart_shows_the_best_groups_above_a_threshold(many):
     h = many.hypotheses[0]
-    content, _links = errors.breakdown_content(many, h, "speaker", None, "", min_utts=5, show="best")
-    fig = by_id(content, errors.BREAKDOWN_FIG).figure
+    content, _links = breakdown.content(many, h, "speaker", None, "", min_utts=5, show="best")
+    fig = by_id(content, breakdown.FIG).figure
     expected = A.breakdown(many.utterances, "speaker", h, sort="wer", min_utterances=5)
-    assert len(expected) > errors.CHART_GROUPS
-    assert list(fig.data[0].y) == pytest.approx(expected["wer"].head(errors.CHART_GROUPS).round(4).tolist())
+    assert len(expected) > breakdown.CHART_GROUPS
+    assert list(fig.data[0].y) == pytest.approx(expected["wer"].head(breakdown.CHART_GROUPS).round(4).tolist())
     assert all(c[1] >= 5 for c in fig.data[0].customdata)
-    note = text_of(by_id(content, errors.BREAKDOWN_NOTE))
+    note = text_of(by_id(content, breakdown.NOTE))
     assert f"of {len(expected)} speaker groups: the lowest WER" in note and "at least 5 utterances" in note
 
 
@@ -379,12 +368,15 @@ def test_errors_chart_shows_the_best_groups_above_a_threshold(many):
     ([{"colId": "utterances", "sort": "desc"}], 3, "-utterances"),
     ([{"colId": "cer", "sort": "asc"}], 5, "cer"),
 ])
-def test_errors_table_pages_through_every_group(many, sort_model, min_utts, key):
+def test_errors_table_pages_through_every_group(many, many_app, sort_model, min_utts, key):
     h = many.hypotheses[0]
     state = {"hyp": h.field, "filter": "", "by": "speaker", "min_utts": min_utts, "show": "worst"}
     expected = A.breakdown(many.utterances, "speaker", h, sort=key, min_utterances=min_utts)
-    response, count = errors.breakdown_grid_response(many, state, {"startRow": 100, "endRow": 200,
-                                                                   "sortModel": sort_model})
+    out = dash_update(many_app.server.test_client(), many_app, "errors-breakdown-grid.getRowsResponse",
+                      {"errors-breakdown-grid.getRowsRequest": {"startRow": 100, "endRow": 200,
+                                                                "sortModel": sort_model}},
+                      {"errors-state.data": state})
+    response, count = out["errors-breakdown-grid.getRowsResponse"], out["errors-breakdown-count.children"]
     assert response["rowCount"] == len(expected)
     assert [r["value"] for r in response["rowData"]] == expected["value"].iloc[100:200].tolist()
     assert f"{len(expected):,}" in text_of(count)

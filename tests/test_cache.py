@@ -363,7 +363,7 @@ def test_job_store_without_any_usable_folder_says_why(tmp_path, monkeypatch):
 
 
 def test_predictions_store_in_an_unusable_folder_is_skipped_with_a_warning(tmp_path):
-    from sde.auto_transcribe import _open_store
+    from sde.nemo.jobs import _open_store
 
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")

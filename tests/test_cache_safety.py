@@ -292,38 +292,40 @@ class _Progress:
 
 def test_audio_job_in_an_unusable_folder_runs_from_a_private_folder(dataset, tmp_path):
     from sde.audio_quality import has_audio_metrics
-    from sde.web import audio_metrics_panel as panel
+    from sde.web.panels import audio_metrics as panel
+    from tests.browser_kit import dash_update
 
     app = dash.Dash(__name__)
-    app.layout = html.Div([panel.audio_metrics_panel(dataset)])
-    panel.register_audio_metrics_callbacks(app, dataset, _blocked(tmp_path))
+    app.layout = html.Div([panel.layout(dataset)])
+    panel.callbacks(app, dataset, _blocked(tmp_path))
+    # The job is a background callback (run by the job manager's process in the server); its body
+    # is called here, the callback that applies its result is fired over HTTP as the browser does.
     job = next(v for k, v in app.callback_map.items() if k == f"{panel.DONE}.data")
     done = job["callback"].__wrapped__(_Progress(), 1)
     assert done.get("rows") == 1, done
-    apply = next(v for k, v in app.callback_map.items() if f"{panel.RELOAD}.href" in k)["callback"].__wrapped__
-    assert apply(done, "/", "")[1] == "/" and has_audio_metrics(dataset.utterances)
+    out = dash_update(app.server.test_client(), app, f"{panel.RELOAD}.href", {f"{panel.DONE}.data": done},
+                      {f"{panel.RELOAD}.pathname": "/", f"{panel.RELOAD}.search": ""})
+    assert out[f"{panel.RELOAD}.href"] == "/" and has_audio_metrics(dataset.utterances)
 
 
 @pytest.mark.parametrize("which", ["audio", "transcribe"])
 def test_jobs_are_disabled_with_a_message_when_no_folder_works(dataset, tmp_path, monkeypatch, which):
     import tempfile
 
-    from sde.web import audio_metrics_panel, transcribe_panel
+    from sde.web.panels import audio_metrics, transcribe
+    from tests.browser_kit import dash_update, text_of
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "blocker" / "tmp"))
+    panel = audio_metrics if which == "audio" else transcribe
     app = dash.Dash(__name__)
-    if which == "audio":
-        audio_metrics_panel.register_audio_metrics_callbacks(app, dataset, _blocked(tmp_path))
-        start, status = audio_metrics_panel.START, audio_metrics_panel.STATUS
-    else:
-        transcribe_panel.register_transcribe_callbacks(app, dataset, _blocked(tmp_path))
-        start, status = transcribe_panel.START, transcribe_panel.STATUS
+    app.layout = html.Div()  # the request names the callback's components; the page need not show them
+    panel.callbacks(app, dataset, _blocked(tmp_path))
     assert not any(v.get("background") for v in app.callback_map.values())
-    explain = next(v for k, v in app.callback_map.items() if f"{start}.disabled" in k and f"{status}.children" in k)
-    disabled, alert = explain["callback"].__wrapped__(None)
-    assert disabled is True
-    assert alert.children.startswith("Background jobs are disabled:") and "fix:" in alert.children
-    assert "no private temporary folder" in alert.children
+    out = dash_update(app.server.test_client(), app, f"{panel.START}.disabled", {f"{panel.START}.n_clicks": None})
+    assert out[f"{panel.START}.disabled"] is True
+    message = text_of(out[f"{panel.STATUS}.children"])
+    assert message.startswith("Background jobs are disabled:") and "fix:" in message
+    assert "no private temporary folder" in message
 
 
 def test_cli_stats_refuses_another_users_folder_in_one_line(manifest, tmp_path):

@@ -73,7 +73,7 @@ def test_usage_errors_exit_2(write_manifest):
 def test_help_lists_commands():
     r = run("--help")
     assert r.exit_code == 0
-    for word in ("stats", "demo", "serve", "MANIFEST"):
+    for word in ("stats", "demo", "serve", "SOURCE..."):
         assert word in r.stdout
 
 

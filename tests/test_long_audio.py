@@ -172,7 +172,7 @@ def test_range_requests_into_the_hour_long_wav_read_the_right_samples(server, lo
 
 def test_the_inspector_figure_of_the_hour(long_files):
     """The inspector page draws through the same service (here without a server: a fresh one)."""
-    from sde.web.audio_routes import signal_for_page
+    from sde.web.audio_service import signal_for_page
 
     df = pd.DataFrame({"id": [0], "audio_path": [str(long_files["hour"])], "offset": [0.0],
                        "duration": [3600.0]})

@@ -150,11 +150,12 @@ def _text_of(component) -> str:
 
 
 def test_errors_page_totals_leave_out_missing_lines(missing_b, only_scored_b):
-    from sde.web.pages.errors import selection_totals
+    from sde.analysis import selection_totals
 
     b = missing_b.hypothesis("pred_text_b")
-    assert selection_totals(missing_b, b, None) == pytest.approx(selection_totals(only_scored_b, b, None))
-    assert selection_totals(missing_b, b, np.array([1, 2, 3]))["utterances"] == 1
+    assert selection_totals(missing_b.utterances, b, None) == pytest.approx(
+        selection_totals(only_scored_b.utterances, b, None))
+    assert selection_totals(missing_b.utterances, b, np.array([1, 2, 3]))["utterances"] == 1
 
 
 def test_statistics_page_says_scored_on_n_of_m(missing_b):

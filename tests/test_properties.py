@@ -162,7 +162,7 @@ def _is_number(cell: str) -> bool:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(cells, cells), min_size=1, max_size=6))
 def test_csv_cells_never_start_a_formula(items):
-    from sde.web.api import csv_chunks
+    from sde.web.api.respond import csv_chunks
 
     df = pd.DataFrame({"text": pd.Series([a for a, _ in items], dtype="string[pyarrow]"),
                        "other": pd.Series([b for _, b in items], dtype=object),
@@ -177,7 +177,7 @@ def test_csv_cells_never_start_a_formula(items):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(cells, min_size=1, max_size=5))
 def test_escape_formulas_only_touches_risky_cells(values):
-    from sde.web.api import FORMULA_PREFIXES, escape_formulas
+    from sde.web.api.respond import FORMULA_PREFIXES, escape_formulas
 
     df = pd.DataFrame({"s": pd.Series(values, dtype="string[pyarrow]")})
     out = escape_formulas(df)["s"].tolist()
@@ -197,7 +197,7 @@ class _Tiny:
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=12) | st.integers(-10, 10).map(str) | st.sampled_from(["0x1", "1e1", " 1", "٣", "1_0", "+1"]))
 def test_utterance_ids_from_urls(raw):
-    from sde.web.api import ApiError, utterance_position
+    from sde.web.present import ApiError, utterance_position
 
     try:
         pos = utterance_position(_Tiny(), raw)

@@ -1,4 +1,5 @@
-"""sde.query: the filter language, sorting, paging, caches and the AG Grid translators."""
+"""sde.query: the filter language, sorting, paging and caches (the AG Grid translators are
+sde.web.grid's: tests/test_grid.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sde.filters import NODES
+from sde.filters import mask as filter_mask
 from sde.query import (
     MAX_CLAUSES,
     MAX_PAGE_SIZE,
@@ -24,8 +27,6 @@ from sde.query import (
     format_filter,
     parse_filter,
     parse_sort,
-    sort_from_grid,
-    to_clauses_from_grid,
 )
 
 STR = "string[pyarrow]"
@@ -120,7 +121,9 @@ def test_chains():
         ('"wer" > 20', 0, "column name"),
         ('{text} = "a" b', 13, "after the value"),
         ("{wer} > 20 {cer} < 1", 11, "&&"),
-        ("{wer} > 20 || {cer} < 1", 11, "OR"),
+        ("{wer} > 20 ||", 11, "||"),
+        ("({wer} > 20 || {cer} < 1", 24, 'missing ")"'),
+        ("({wer} > 20) )", 13, 'no "("'),
     ],
 )
 def test_malformed_points_at_position(q, pos, words):
@@ -422,9 +425,7 @@ def test_subset_paths_match_full_paths():
 
 
 def test_parallel_text_scan_matches(monkeypatch):
-    import sde.query as query
-
-    monkeypatch.setattr(query, "_PARALLEL_MIN_ROWS", 10)
+    monkeypatch.setattr(filter_mask, "_PARALLEL_MIN_ROWS", 10)
     rng = random.Random(11)
     df = _random_table(rng, 1001)
     for f in ["text contains a", "spk contains 1", "text contains É && wer > 10"]:
@@ -465,72 +466,6 @@ def test_caches_are_bounded():
     assert len(tq._orders) <= 3 and len(tq._masks) <= 2 and len(tq._results) <= 2
 
 
-# ---------------------------------------------------------------- AG Grid models
-
-
-def test_grid_filter_models():
-    assert to_clauses_from_grid(None) == [] and to_clauses_from_grid({}) == []
-    model = {
-        "wer": {"filterType": "number", "type": "greaterThan", "filter": 20},
-        "text": {"filterType": "text", "type": "contains", "filter": "hello"},
-        "cer": {"filterType": "number", "type": "inRange", "filter": 1, "filterTo": 5},
-        "spk": {"filterType": "text", "type": "notEqual", "filter": "s1"},
-    }
-    assert to_clauses_from_grid(model) == [
-        Clause("wer", ">", 20.0), Clause("text", "contains", "hello"),
-        Clause("cer", ">", 1.0), Clause("cer", "<", 5.0), Clause("spk", "!=", "s1"),
-    ]
-    assert to_clauses_from_grid({"cer": model["cer"]}, in_range_inclusive=True) == [
-        Clause("cer", ">=", 1.0), Clause("cer", "<=", 5.0)]
-    for gtype, op in [("equals", "="), ("notEqual", "!="), ("lessThan", "<"), ("lessThanOrEqual", "<="),
-                      ("greaterThan", ">"), ("greaterThanOrEqual", ">=")]:
-        assert to_clauses_from_grid({"x": {"filterType": "number", "type": gtype, "filter": "2.5"}}) == [
-            Clause("x", op, 2.5)]
-    # Combined conditions: AG Grid >= 29 ("conditions") and the older condition1/condition2.
-    new = {"wer": {"filterType": "number", "operator": "AND", "conditions": [
-        {"filterType": "number", "type": "greaterThan", "filter": 1},
-        {"filterType": "number", "type": "lessThan", "filter": 9}]}}
-    old = {"wer": {"filterType": "number", "operator": "AND",
-                   "condition1": {"type": "greaterThan", "filter": 1},
-                   "condition2": {"type": "lessThan", "filter": 9}}}
-    assert to_clauses_from_grid(new) == to_clauses_from_grid(old) == [Clause("wer", ">", 1.0), Clause("wer", "<", 9.0)]
-    # A condition with no value yet is skipped.
-    assert to_clauses_from_grid({"wer": {"filterType": "number", "type": "equals", "filter": None}}) == []
-
-
-@pytest.mark.parametrize("model, words", [
-    ({"wer": {"filterType": "number", "operator": "OR", "conditions": []}}, "OR is not supported"),
-    ({"t": {"filterType": "text", "type": "startsWith", "filter": "a"}}, "not supported"),
-    ({"t": {"filterType": "text", "type": "blank"}}, "not supported"),
-    ({"d": {"filterType": "date", "type": "equals", "dateFrom": "2024-01-01"}}, "date filters"),
-    ({"s": {"filterType": "set", "values": ["a"]}}, "set filters"),
-    ({"w": {"filterType": "number", "type": "equals", "filter": "abc"}}, "not a number"),
-    ({"w": 3}, "expected an object"),
-])
-def test_grid_filter_model_errors(model, words):
-    with pytest.raises(QueryError, match=words):
-        to_clauses_from_grid(model)
-
-
-def test_grid_models_drive_the_engine(tq):
-    clauses = to_clauses_from_grid({"wer": {"filterType": "number", "type": "greaterThanOrEqual", "filter": 10},
-                                    "speaker": {"filterType": "text", "type": "equals", "filter": "a"}})
-    sort = sort_from_grid([{"colId": "wer", "sort": "desc"}])
-    assert tq.select(clauses, sort).tolist() == [6, 2, 0]
-    with pytest.raises(QueryError, match="Unknown column"):
-        tq.select(to_clauses_from_grid({"nope": {"filterType": "number", "type": "equals", "filter": 1}}))
-
-
-def test_sort_from_grid():
-    assert sort_from_grid(None) == [] and sort_from_grid([]) == []
-    assert sort_from_grid([{"colId": "wer", "sort": "desc"}, {"colId": "id", "sort": "asc"},
-                           {"colId": "x", "sort": None}]) == [("wer", True), ("id", False)]
-    with pytest.raises(QueryError):
-        sort_from_grid([{"colId": "wer", "sort": "up"}])
-    with pytest.raises(QueryError):
-        sort_from_grid([{"sort": "asc"}])
-
-
 # ---------------------------------------------------------------- bounds (one request, bounded work)
 
 COLS = [f"c{i}" for i in range(MAX_SORT_KEYS + 1)]
@@ -543,16 +478,12 @@ COLS = [f"c{i}" for i in range(MAX_SORT_KEYS + 1)]
 ], ids=["one key 3000 times", "repeats", "the limit"])
 def test_sort_keys_are_deduplicated(text, keys):
     assert parse_sort(text) == keys
-    grid = [{"colId": c, "sort": "desc" if d else "asc"} for part in text.split(",")
-            for c, d in [(part.lstrip("-"), part.startswith("-"))]]
-    assert sort_from_grid(grid) == keys
 
 
 @pytest.mark.parametrize("make", [
     lambda: parse_sort(",".join(COLS)),
-    lambda: sort_from_grid([{"colId": c, "sort": "asc"} for c in COLS] * 500),
     lambda: TableQuery(pd.DataFrame({c: [1, 2] for c in COLS})).select(None, [(c, False) for c in COLS]),
-], ids=["text", "grid", "engine"])
+], ids=["text", "engine"])
 def test_more_sort_columns_than_the_limit_raise_naming_it(make):
     with pytest.raises(QueryError, match=f"at most {MAX_SORT_KEYS}"):
         make()
@@ -574,20 +505,6 @@ def test_clauses_are_capped(tq):
         tq.select([Clause("wer", "!=", float(i)) for i in range(MAX_CLAUSES + 1)])
     with pytest.raises(QueryError, match="too long"):
         tq.select([Clause("text", "contains", "x" * (MAX_QUERY_LENGTH + 1))])
-
-
-@pytest.mark.parametrize("model, words", [
-    ({"w": {"filterType": "number", "operator": "AND", "conditions": [
-        {"operator": "AND", "conditions": [{"type": "equals", "filter": 1}]}]}}, "cannot be nested"),
-    ({"w": {"filterType": "number", "operator": "AND", "conditions": "abc"}}, "must be a list"),
-    ({f"c{i}": {"filterType": "number", "type": "equals", "filter": i} for i in range(MAX_CLAUSES + 1)},
-     f"at most {MAX_CLAUSES}"),
-    ({"w": {"filterType": "number", "operator": "AND",
-            "conditions": [{"type": "equals", "filter": i} for i in range(MAX_CLAUSES + 1)]}}, f"at most {MAX_CLAUSES}"),
-], ids=["nested", "not a list", "many columns", "many conditions"])
-def test_grid_filter_models_are_bounded(model, words):
-    with pytest.raises(QueryError, match=words):
-        to_clauses_from_grid(model)
 
 
 @pytest.mark.parametrize("page", ["²", "1" * 5_000, "1e3", True, 1.0, None])
@@ -612,11 +529,12 @@ def test_pages_and_row_ranges_are_capped(tq):
        | st.text(max_size=40))
 def test_parse_filter_only_raises_query_error(text):
     try:
-        clauses = parse_filter(text)
+        parts = parse_filter(text)
     except QueryError as exc:
-        assert str(exc)
+        assert str(exc) and (exc.position is None or 0 <= exc.position <= len(text))
     else:
-        assert all(isinstance(c, Clause) and c.op in ("=", "!=", "<", "<=", ">", ">=", "contains") for c in clauses)
+        assert all(isinstance(p, NODES) for p in parts)
+        assert parse_filter(format_filter(parts)) == parts  # what parses prints back to itself
 
 
 _ENGINE = TableQuery(pd.DataFrame({"wer": [1.0, np.nan], "tx": pd.Series(["a", None], dtype=STR),

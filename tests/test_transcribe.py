@@ -1,4 +1,4 @@
-"""sde.transcribe and `sde transcribe`.
+"""sde.nemo and `sde transcribe`.
 
 Pure parts (device/AMP choice, output names, shard merging, the audio batch, the CLI's usage errors,
 the missing-extra message) run everywhere. Tests marked `nemo` build a tiny untrained NeMo CTC model
@@ -20,24 +20,10 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from sde.transcribe import (
-    NEMO_MISSING_MESSAGE,
-    SegmentRef,
-    TranscribeCancelled,
-    TranscribeError,
-    find_shards,
-    hypotheses_to_texts,
-    merge_shards,
-    model_stem,
-    output_path,
-    pick_amp_dtype,
-    pick_device,
-    prepare_batch,
-    shard_path,
-    transcribe_manifest,
-    transcribe_segments,
-)
-from sde.transcribe_cli import parse_shard, transcribe_command
+from sde.nemo.command import parse_shard, transcribe_command
+from sde.nemo.infer import SegmentRef, TranscribeCancelled, hypotheses_to_texts, prepare_batch, transcribe_segments
+from sde.nemo.jobs import find_shards, merge_shards, output_path, shard_path, transcribe_manifest
+from sde.nemo.model import NEMO_MISSING_MESSAGE, TranscribeError, model_stem, pick_amp_dtype, pick_device
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = list(" abcdefghijklmnopqrstuvwxyz'")
@@ -226,7 +212,8 @@ def test_nemo_missing_message(tmp_path, manifest):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(REPO)])}
     code = (
         "import sys\n"
-        "from sde.transcribe import transcribe_manifest, NemoMissingError, nemo_available\n"
+        "from sde.nemo.jobs import transcribe_manifest\n"
+        "from sde.nemo.model import NemoMissingError, nemo_available\n"
         "assert not nemo_available()\n"
         "try:\n"
         f"    transcribe_manifest({str(manifest)!r}, 'm.nemo', out={str(tmp_path / 'o.json')!r}, progress=False)\n"
@@ -237,7 +224,7 @@ def test_nemo_missing_message(tmp_path, manifest):
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == NEMO_MISSING_MESSAGE
-    cli = "from sde.transcribe_cli import transcribe_command; transcribe_command()"
+    cli = "from sde.nemo.command import transcribe_command; transcribe_command()"
     r = subprocess.run([sys.executable, "-c", cli, str(manifest), "--model", "m.nemo"],
                        env=env, capture_output=True, text=True, check=False, cwd=tmp_path)
     assert r.returncode == 1
@@ -246,7 +233,7 @@ def test_nemo_missing_message(tmp_path, manifest):
 
 
 def test_import_is_lazy():
-    code = ("import sys, sde.transcribe, sde.transcribe_cli\n"
+    code = ("import sys, sde.nemo.jobs, sde.nemo.command\n"
             "bad = [m for m in ('torch', 'nemo', 'librosa') if m in sys.modules]\n"
             "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=REPO)
@@ -398,7 +385,7 @@ def test_shards_and_merge_equal_single_run(manifest, tiny_model, tmp_path):
 
 @pytest.mark.nemo
 def test_load_model_errors(nemo_asr, tmp_path):
-    from sde.transcribe import load_model
+    from sde.nemo.model import load_model
 
     with pytest.raises(TranscribeError, match="model file not found: .*missing.nemo"):
         load_model(tmp_path / "missing.nemo", "cpu")
@@ -412,7 +399,7 @@ def test_load_model_errors(nemo_asr, tmp_path):
 
 @pytest.mark.nemo
 def test_offline_pretrained_name_suggests_a_local_file(nemo_asr, monkeypatch):
-    from sde.transcribe import load_model
+    from sde.nemo.model import load_model
 
     def offline(*args, **kwargs):
         raise ValueError("Not able to download url right now, please try again.")

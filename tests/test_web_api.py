@@ -1,10 +1,8 @@
-"""The JSON/CSV API (sde/web/api.py) through Flask's test client, on a real dataset built from a
-manifest written here: two hypotheses, an extra numeric field, hostile text, a bad line."""
+"""The JSON/CSV API (sde/web/api/) through Flask's test client, on the hostile manifest of
+conftest.py: two hypotheses, an extra numeric field, hostile text, a formula, a bad line."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import socket
@@ -14,70 +12,21 @@ import pytest
 from sde.dataset import build_dataset
 from sde.web.api import MAX_PAGE_SIZE
 from sde.web.app import AppConfig, create_app
-
-XSS = "<script>alert(1)</script> hello"
-IMG = "<img src=x onerror=alert(1)>"
-
-ROWS = [
-    {"audio_filepath": "a0.wav", "duration": 2.0, "text": "the cat sat", "pred_text": "the cat sat",
-     "pred_text_b": "the bat sat", "speaker": "en-gb", "snr": 12.5},
-    {"audio_filepath": "a1.wav", "duration": 3.0, "text": "hello world again", "pred_text": "hello word",
-     "pred_text_b": "hello world again", "speaker": "en-us", "snr": 3.0},
-    {"audio_filepath": "a2.wav", "duration": 1.5, "text": XSS, "pred_text": IMG,
-     "pred_text_b": XSS, "speaker": "en-gb"},                                   # snr missing → null
-    {"audio_filepath": "a3.wav", "duration": 4.0, "text": "=1+2 is a formula", "pred_text": "-5 dollars",
-     "pred_text_b": "@home", "speaker": "=cmd|' /C calc'!A0", "snr": -4.0},
-    "{not json",                                                                # a bad line (line 5)
-    {"audio_filepath": "a5.wav", "duration": 0.0, "text": "", "pred_text": "uh",
-     "pred_text_b": "", "speaker": "en-us", "snr": 30.0},                       # zero duration → NaN rates
-    {"audio_filepath": "a6.wav", "duration": 2.5, "text": "the dog sat on the mat", "pred_text": "a dog sat on mat",
-     "pred_text_b": "the dog sat on the mat", "speaker": "en-gb", "snr": 20.0},
-]
+from tests.browser_kit import get_csv, get_json
+from tests.conftest import IMG, XSS
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    path = tmp_path_factory.mktemp("web_api") / "hostile.json"
-    with path.open("w", encoding="utf-8") as f:
-        for row in ROWS:
-            f.write(row if isinstance(row, str) else json.dumps(row, ensure_ascii=False))
-            f.write("\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def dataset(manifest):
-    return build_dataset(manifest)
-
-
-@pytest.fixture(scope="module")
-def app(dataset):
-    return create_app(dataset, AppConfig(title=dataset.name, audio_routes=False))
-
-
-@pytest.fixture()
-def client(app):
-    return app.server.test_client()
-
-
-def get_json(client, url, status=200):
-    r = client.get(url)
-    assert r.status_code == status, (url, r.status_code, r.get_data(as_text=True)[:500])
-    assert r.mimetype == "application/json"
-    return json.loads(r.get_data(as_text=True))
-
-
-def all_rows(client, **params):
+def all_rows(web_client, **params):
     from urllib.parse import urlencode
 
-    return get_json(client, "/api/utterances?" + urlencode({**params, "page_size": MAX_PAGE_SIZE}))
+    return get_json(web_client, "/api/utterances?" + urlencode({**params, "page_size": MAX_PAGE_SIZE}))
 
 
 # ---------------------------------------------------------------- summary, problems
 
-def test_summary_is_the_dataset_summary(client, dataset):
-    body = get_json(client, "/api/summary")
-    assert body == json.loads(json.dumps(dataset.summary()))
+def test_summary_is_the_dataset_summary(web_client, web_dataset):
+    body = get_json(web_client, "/api/summary")
+    assert body == json.loads(json.dumps(web_dataset.summary()))
     for key in ("utterances", "hours", "vocabulary_size", "alphabet_size", "alphabet", "hypotheses", "skipped_lines"):
         assert key in body
     assert body["utterances"] == 6
@@ -87,8 +36,8 @@ def test_summary_is_the_dataset_summary(client, dataset):
         assert {"wer", "cer", "wmr", "mwa"} <= set(h)
 
 
-def test_problems_lists_the_bad_line(client):
-    body = get_json(client, "/api/problems")
+def test_problems_lists_the_bad_line(web_client):
+    body = get_json(web_client, "/api/problems")
     assert body["skipped"] == 1 and body["loaded"] == 6
     (p,) = body["problems"]
     assert p["line"] == 5
@@ -98,8 +47,8 @@ def test_problems_lists_the_bad_line(client):
 
 
 @pytest.mark.parametrize("query, page, rows", [("", 0, 1), ("page=0&page_size=1", 0, 1), ("page=1", 1, 0)])
-def test_problems_are_paged(client, query, page, rows):
-    body = get_json(client, f"/api/problems?{query}")
+def test_problems_are_paged(web_client, query, page, rows):
+    body = get_json(web_client, f"/api/problems?{query}")
     assert body["total"] == body["skipped"] == 1 and body["page"] == page
     assert len(body["rows"]) == rows and body["problems"] == body["rows"]
     assert {"total_lines", "loaded", "page_size"} <= set(body)
@@ -107,28 +56,28 @@ def test_problems_are_paged(client, query, page, rows):
 
 @pytest.mark.parametrize("query, fragment", [("page=-1", "page"), ("page_size=0", "page_size"),
                                              (f"page_size={MAX_PAGE_SIZE + 1}", str(MAX_PAGE_SIZE))])
-def test_bad_problem_paging_is_400(client, query, fragment):
-    assert fragment in get_json(client, f"/api/problems?{query}", 400)["error"]
+def test_bad_problem_paging_is_400(web_client, query, fragment):
+    assert fragment in get_json(web_client, f"/api/problems?{query}", 400)["error"]
 
 
 # ---------------------------------------------------------------- utterances: shape, paging
 
-def test_utterances_page_shape(client, dataset):
-    body = get_json(client, "/api/utterances")
+def test_utterances_page_shape(web_client, web_dataset):
+    body = get_json(web_client, "/api/utterances")
     assert set(body) == {"total", "rows"}
     assert body["total"] == 6
     assert len(body["rows"]) == 6
     assert [r["id"] for r in body["rows"]] == list(range(6))
     for r in body["rows"]:
         assert isinstance(r["id"], int)
-        assert set(r) == {str(c) for c in dataset.utterances.columns}
+        assert set(r) == {str(c) for c in web_dataset.utterances.columns}
     # Hostile text comes back verbatim (JSON is not HTML; escaping is the UI's job).
     assert body["rows"][2]["text"] == XSS
     assert body["rows"][2]["pred_text"] == IMG
 
 
-def test_rows_are_json_safe(client):
-    r = client.get("/api/utterances?page_size=100")
+def test_rows_are_json_safe(web_client):
+    r = web_client.get("/api/utterances?page_size=100")
     text = r.get_data(as_text=True)
     assert "NaN" not in text and "Infinity" not in text
     rows = json.loads(text)["rows"]
@@ -139,12 +88,12 @@ def test_rows_are_json_safe(client):
             assert not (isinstance(v, float) and not math.isfinite(v))
 
 
-def test_paging(client):
-    full = all_rows(client, sort="-duration")["rows"]
-    page1 = get_json(client, "/api/utterances?sort=-duration&page=1&page_size=2")
+def test_paging(web_client):
+    full = all_rows(web_client, sort="-duration")["rows"]
+    page1 = get_json(web_client, "/api/utterances?sort=-duration&page=1&page_size=2")
     assert page1["total"] == 6
     assert [r["id"] for r in page1["rows"]] == [r["id"] for r in full[2:4]]
-    past = get_json(client, "/api/utterances?page=50&page_size=2")
+    past = get_json(web_client, "/api/utterances?page=50&page_size=2")
     assert past == {"total": 6, "rows": []}
 
 
@@ -162,34 +111,34 @@ def test_paging(client):
     ("filter=" + " %26%26 ".join(f"{{snr}} != {i}" for i in range(17)), "at most 16"),
 ], ids=["too big", "zero", "negative", "word", "fraction", "float", "huge", "5000 digits", "9 sort columns",
         "17 clauses"])
-def test_bad_paging_is_400(client, query, fragment):
-    body = get_json(client, f"/api/utterances?{query}", 400)
+def test_bad_paging_is_400(web_client, query, fragment):
+    body = get_json(web_client, f"/api/utterances?{query}", 400)
     assert fragment in body["error"] and len(body["error"]) < 600
 
 
 # ---------------------------------------------------------------- filter and sort
 
-def test_filter(client):
-    body = all_rows(client, filter="{wer} > 20")
+def test_filter(web_client):
+    body = all_rows(web_client, filter="{wer} > 20")
     assert body["total"] == len(body["rows"]) > 0
     assert all(r["wer"] > 20 for r in body["rows"])
-    both = all_rows(client, filter='{wer} > 20 && {speaker} = "en-gb"')
+    both = all_rows(web_client, filter='{wer} > 20 && {speaker} = "en-gb"')
     assert {r["id"] for r in both["rows"]} == {r["id"] for r in body["rows"] if r["speaker"] == "en-gb"}
-    contains = all_rows(client, filter='{text} contains "SCRIPT"')
+    contains = all_rows(web_client, filter='{text} contains "SCRIPT"')
     assert [r["id"] for r in contains["rows"]] == [2]
-    extra = all_rows(client, filter="{snr} >= 12.5")
+    extra = all_rows(web_client, filter="{snr} >= 12.5")
     assert sorted(r["id"] for r in extra["rows"]) == [0, 4, 5]
 
 
-def test_sort(client):
-    rows = all_rows(client, sort="-wer")["rows"]
+def test_sort(web_client):
+    rows = all_rows(web_client, sort="-wer")["rows"]
     wers = [r["wer"] for r in rows]
     assert wers == sorted(wers, reverse=True)
-    asc = all_rows(client, sort="snr")["rows"]
+    asc = all_rows(web_client, sort="snr")["rows"]
     assert [r["snr"] for r in asc][-1] is None            # missing values last
     snrs = [r["snr"] for r in asc if r["snr"] is not None]
     assert snrs == sorted(snrs)
-    multi = all_rows(client, sort="speaker,-duration")["rows"]
+    multi = all_rows(web_client, sort="speaker,-duration")["rows"]
     keys = [(r["speaker"], -r["duration"]) for r in multi]
     assert keys == sorted(keys)
 
@@ -197,21 +146,44 @@ def test_sort(client):
 @pytest.mark.parametrize("query, fragment", [
     ("filter={wer} >> 3", "number"),
     ("filter={nope} > 3", "nope"),
-    ('filter={wer} > 3 || {cer} > 1', "OR"),
+    ("filter=({wer} > 3", 'missing ")"'),
     ("filter={text} contains", "missing value"),
     ("sort=nope", "nope"),
     ("sort=-", "sort"),
 ])
-def test_bad_filter_or_sort_is_400_with_a_message(client, query, fragment):
-    body = get_json(client, f"/api/utterances?{query}", 400)
+def test_bad_filter_or_sort_is_400_with_a_message(web_client, query, fragment):
+    body = get_json(web_client, f"/api/utterances?{query}", 400)
     assert set(body) == {"error"}
     assert fragment.lower() in body["error"].lower()
 
 
+# ---------------------------------------------------------------- error links (from the Errors page)
+
+@pytest.mark.parametrize("query, ids", [
+    ("error=sub:world:word", [1]),
+    ("error=sub:cat:bat&hyp=pred_text_b", [0]),
+    ("error=del:again&filter={duration} > 2.5", [1]),
+    ("error=ins:uh", [4]),
+], ids=["substitution", "other hypothesis", "with a filter", "insertion"])
+def test_error_links_select_the_utterances_with_that_error(web_client, query, ids):
+    assert [r["id"] for r in get_json(web_client, f"/api/utterances?{query}")["rows"]] == ids
+    assert [int(r["id"]) for r in get_csv(web_client, f"/api/utterances.csv?{query}")] == ids
+
+
+@pytest.mark.parametrize("query, fragment", [
+    ("error=sub:only-one", "invalid error"),
+    ("error=swap:a:b", "invalid error"),
+    ("error=sub:a:b&hyp=nope", "unknown hypothesis"),
+], ids=["two parts", "unknown kind", "unknown hypothesis"])
+def test_a_bad_error_link_is_400(web_client, query, fragment):
+    assert fragment in get_json(web_client, f"/api/utterances?{query}", 400)["error"]
+    assert fragment in get_json(web_client, f"/api/utterances.csv?{query}", 400)["error"]
+
+
 # ---------------------------------------------------------------- one utterance
 
-def test_utterance_with_alignment(client, dataset):
-    body = get_json(client, "/api/utterances/1")
+def test_utterance_with_alignment(web_client, web_dataset):
+    body = get_json(web_client, "/api/utterances/1")
     assert body["id"] == 1 and body["text"] == "hello world again"
     assert set(body["alignment"]) == {"pred_text", "pred_text_b"}
     ops = body["alignment"]["pred_text"]
@@ -220,41 +192,34 @@ def test_utterance_with_alignment(client, dataset):
     assert ops[1] == {"op": "sub", "ref": "world", "hyp": "word"}
     assert ops[2] == {"op": "del", "ref": "again", "hyp": None}
     assert all(w["op"] == "equal" for w in body["alignment"]["pred_text_b"])
-    hostile = get_json(client, "/api/utterances/2")
+    hostile = get_json(web_client, "/api/utterances/2")
     assert hostile["text"] == XSS
 
 
 @pytest.mark.parametrize("uid", ["6", "999", "-1", "abc", "1.5"])
-def test_unknown_utterance_is_404_json(client, uid):
-    body = get_json(client, f"/api/utterances/{uid}", 404)
+def test_unknown_utterance_is_404_json(web_client, uid):
+    body = get_json(web_client, f"/api/utterances/{uid}", 404)
     assert "no utterance" in body["error"]
 
 
-def test_unknown_api_route_is_404_json(client):
-    body = get_json(client, "/api/nothing/here", 404)
+def test_unknown_api_route_is_404_json(web_client):
+    body = get_json(web_client, "/api/nothing/here", 404)
     assert "/api/summary" in body["error"]
 
 
 # ---------------------------------------------------------------- CSV
 
-def read_csv(client, url):
-    r = client.get(url)
-    assert r.status_code == 200, r.get_data(as_text=True)
-    assert r.mimetype == "text/csv"
-    assert "attachment" in r.headers["Content-Disposition"]
-    return list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
 
-
-def test_csv_is_the_filtered_sorted_view(client):
-    rows = read_csv(client, "/api/utterances.csv?filter={duration} > 1&sort=-duration")
+def test_csv_is_the_filtered_sorted_view(web_client):
+    rows = get_csv(web_client, "/api/utterances.csv?filter={duration} > 1&sort=-duration")
     assert [int(r["id"]) for r in rows] == [3, 1, 5, 0, 2]
     assert "text" in rows[0] and "wer_b" in rows[0]
-    everything = read_csv(client, "/api/utterances.csv")
+    everything = get_csv(web_client, "/api/utterances.csv")
     assert len(everything) == 6
 
 
-def test_csv_quotes_formulas(client):
-    rows = {int(r["id"]): r for r in read_csv(client, "/api/utterances.csv")}
+def test_csv_quotes_formulas(web_client):
+    rows = {int(r["id"]): r for r in get_csv(web_client, "/api/utterances.csv")}
     assert rows[3]["text"] == "'=1+2 is a formula"
     assert rows[3]["pred_text"] == "'-5 dollars"
     assert rows[3]["pred_text_b"] == "'@home"
@@ -263,43 +228,43 @@ def test_csv_quotes_formulas(client):
     assert rows[2]["text"] == XSS                          # nothing else changes
 
 
-def test_csv_bad_filter_is_400(client):
-    body = get_json(client, "/api/utterances.csv?filter={wer} >", 400)
+def test_csv_bad_filter_is_400(web_client):
+    body = get_json(web_client, "/api/utterances.csv?filter={wer} >", 400)
     assert body["error"]
 
 
-def test_csv_streams_in_chunks(dataset):
+def test_csv_streams_in_chunks(web_dataset):
     import numpy as np
 
-    from sde.web.api import csv_chunks
+    from sde.web.api.respond import csv_chunks
 
-    positions = np.arange(len(dataset.utterances))
-    chunks = list(csv_chunks(dataset.utterances, positions, chunk_rows=2))
+    positions = np.arange(len(web_dataset.utterances))
+    chunks = list(csv_chunks(web_dataset.utterances, positions, chunk_rows=2))
     assert len(chunks) == 1 + 3                            # header + 3 chunks of 2 rows
     assert chunks[0].startswith("id,line,")
 
 
 # ---------------------------------------------------------------- vocabulary
 
-def test_vocabulary(client, dataset):
-    body = get_json(client, "/api/vocabulary?page_size=1000")
-    assert body["total"] == len(dataset.vocabulary) == len(body["rows"])
+def test_vocabulary(web_client, web_dataset):
+    body = get_json(web_client, "/api/vocabulary?page_size=1000")
+    assert body["total"] == len(web_dataset.vocabulary) == len(body["rows"])
     first = body["rows"][0]
     assert {"word", "count", "accuracy", "accuracy_b"} <= set(first)
     the = next(r for r in body["rows"] if r["word"] == "the")
     assert the["count"] == 3
-    filtered = get_json(client, "/api/vocabulary?filter={count} > 1&sort=word")
+    filtered = get_json(web_client, "/api/vocabulary?filter={count} > 1&sort=word")
     assert [r["word"] for r in filtered["rows"]] == sorted(r["word"] for r in body["rows"] if r["count"] > 1)
-    csv_rows = read_csv(client, "/api/vocabulary.csv?sort=-count")
+    csv_rows = get_csv(web_client, "/api/vocabulary.csv?sort=-count")
     assert csv_rows[0]["word"] == "the"
-    assert len(csv_rows) == len(dataset.vocabulary)
-    assert get_json(client, "/api/vocabulary?filter={nope} > 1", 400)["error"]
+    assert len(csv_rows) == len(web_dataset.vocabulary)
+    assert get_json(web_client, "/api/vocabulary?filter={nope} > 1", 400)["error"]
 
 
 # ---------------------------------------------------------------- the app itself
 
-def test_index_page_loads_nothing_from_a_cdn(client):
-    r = client.get("/")
+def test_index_page_loads_nothing_from_a_cdn(web_client):
+    r = web_client.get("/")
     assert r.status_code == 200
     html = r.get_data(as_text=True)
     assert "<title>hostile.json · sde</title>" in html
@@ -308,7 +273,7 @@ def test_index_page_loads_nothing_from_a_cdn(client):
             attrs = piece.split(">", 1)[0]
             assert "http://" not in attrs and "https://" not in attrs and "//cdn" not in attrs, attrs
     assert "00-bootstrap-flatly.min.css" in html
-    css = client.get("/assets/00-bootstrap-flatly.min.css")
+    css = web_client.get("/assets/00-bootstrap-flatly.min.css")
     assert css.status_code == 200 and b"fonts.googleapis" not in css.get_data()
 
 
@@ -320,11 +285,11 @@ def test_manifest_name_is_escaped_in_the_title(tmp_path):
     assert "<img src=x" not in html
 
 
-def test_two_apps_in_one_process(dataset, tmp_path):
+def test_two_apps_in_one_process(web_dataset, tmp_path):
     path = tmp_path / "other.json"
     path.write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "solo"}) + "\n")
     other = create_app(build_dataset(path), AppConfig(title="other.json", audio_routes=False))
-    first = create_app(dataset, AppConfig(title=dataset.name, audio_routes=False))
+    first = create_app(web_dataset, AppConfig(title=web_dataset.name, audio_routes=False))
     assert get_json(other.server.test_client(), "/api/summary")["utterances"] == 1
     assert get_json(first.server.test_client(), "/api/summary")["utterances"] == 6
     # Callbacks live on each app, none on dash's global registry.
@@ -334,8 +299,8 @@ def test_two_apps_in_one_process(dataset, tmp_path):
     assert any("samples-grid.getRowsResponse" in k for k in other.callback_map)
 
 
-def test_basic_auth(dataset):
-    app = create_app(dataset, AppConfig(title="x", auth="ann:s3cret", audio_routes=False))
+def test_basic_auth(web_dataset):
+    app = create_app(web_dataset, AppConfig(title="x", auth="ann:s3cret", audio_routes=False))
     client = app.server.test_client()
     assert client.get("/api/summary").status_code == 401
     assert client.get("/").status_code == 401
@@ -349,7 +314,7 @@ def test_basic_auth(dataset):
 
 # ---------------------------------------------------------------- serve
 
-def test_serve_busy_port_is_a_clear_error(app):
+def test_serve_busy_port_is_a_clear_error(web_app):
     from sde.web.serve import ServeError, serve
 
     with socket.socket() as busy:
@@ -357,7 +322,7 @@ def test_serve_busy_port_is_a_clear_error(app):
         busy.listen(1)
         port = busy.getsockname()[1]
         with pytest.raises(ServeError, match=f"port {port}.*already in use.*--port 0"):
-            serve(app, "127.0.0.1", port)
+            serve(web_app, "127.0.0.1", port)
 
 
 def test_bind_port_zero_picks_a_free_port():

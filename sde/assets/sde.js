@@ -1,36 +1,93 @@
-/* sde keyboard shortcuts for the utterance inspector: → or j next, ← or k previous, u back to the list.
-   The buttons are dcc.Link anchors, so clicking them navigates client-side like a mouse click. */
+/* sde in the browser: the inspector's listening loop and keys, and the table pages' way back.
+
+   Inspector keys (never while typing in a field):
+     j or →  next utterance of the list          k or ←  previous          u  back to the list
+     Space   play / pause
+     ← / →   seek 2 s back / ahead while the player has the focus (click it, or Tab to it)
+   The buttons are dcc.Link anchors, so "clicking" them navigates client-side like a mouse click.
+   Dash re-creates the page's components on every navigation, so bindings are checked on a short
+   timer (cheap: a few lookups) rather than once. */
 (function () {
+  var SEEK_S = 2;
+
+  var CLICKABLE_INPUTS = /^(checkbox|radio|button|submit|reset|range)$/i;
+
   function typing(el) {
+    // A text box keeps its keys; a switch (the autoplay checkbox) does not capture j/k.
     if (!el) return false;
     var tag = (el.tagName || "").toLowerCase();
-    return tag === "input" || tag === "textarea" || tag === "select" || el.isContentEditable;
+    if (tag === "input") return !CLICKABLE_INPUTS.test(el.type || "");
+    return tag === "textarea" || tag === "select" || el.isContentEditable;
   }
+
+  function activates(el) {
+    // Space on a button, a link or a switch is theirs: it presses them.
+    var tag = (el && el.tagName || "").toLowerCase();
+    return tag === "button" || tag === "a" || (tag === "input" && CLICKABLE_INPUTS.test(el.type || "")) ||
+      (el && el.getAttribute && el.getAttribute("role") === "button");
+  }
+
+  function player() { return document.getElementById("utt-audio"); }
+
+  function play(audio) {
+    var p = audio.play();
+    if (p && p.catch) p.catch(function () { /* no user gesture yet, or no audio: the page says why */ });
+  }
+
+  function toggle(audio) {
+    if (audio.paused || audio.ended) play(audio); else audio.pause();
+  }
+
+  function follow(id) {
+    var el = document.getElementById(id);
+    if (!el || el.tagName !== "A") return false;
+    el.click();
+    return true;
+  }
+
   document.addEventListener("keydown", function (ev) {
     if (ev.defaultPrevented || ev.altKey || ev.ctrlKey || ev.metaKey || typing(ev.target)) return;
+    var audio = player();
+    var onPlayer = audio && ev.target === audio;
+    if (ev.key === " " || ev.key === "Spacebar") {
+      // The focused player toggles itself (its controls act on the key whatever we do); a focused
+      // button, link or switch is pressed by it.
+      if (!audio || onPlayer || activates(ev.target)) return;
+      ev.preventDefault();  // no page scroll
+      toggle(audio);
+      return;
+    }
+    if (onPlayer && (ev.key === "ArrowLeft" || ev.key === "ArrowRight")) {
+      ev.preventDefault();
+      var t = audio.currentTime + (ev.key === "ArrowRight" ? SEEK_S : -SEEK_S);
+      audio.currentTime = Math.max(0, isFinite(audio.duration) ? Math.min(t, audio.duration) : t);
+      return;
+    }
     var target = null;
     if (ev.key === "ArrowRight" || ev.key === "j") target = "utt-next";
     else if (ev.key === "ArrowLeft" || ev.key === "k") target = "utt-prev";
     else if (ev.key === "u") target = "utt-back";
-    if (!target) return;
-    var el = document.getElementById(target);
-    if (!el || el.tagName !== "A") return;
-    ev.preventDefault();
-    el.click();
+    if (target && follow(target)) ev.preventDefault();
   });
-})();
 
-/* Waveform <-> player: clicking the waveform or spectrogram seeks the player to that time, and a
-   vertical line on both plots follows the player's position. The figure and the player are
-   re-created by Dash on every page, so the binding is checked on a short timer (cheap: two
-   lookups) rather than once. */
-(function () {
+  /* Waveform <-> player: a click on the waveform or spectrogram plays from that time, and a
+     vertical line on both plots follows the player's position. Autoplay (the inspector's
+     switch, kept by Dash in sessionStorage): each utterance plays as it opens. */
   var PLAYHEAD = {type: "line", xref: "x", yref: "paper", x0: 0, x1: 0, y0: 0, y1: 1,
                   line: {color: "#e74c3c", width: 2}};
-  function bind() {
-    var holder = document.getElementById("utt-signal");
-    var audio = document.getElementById("utt-audio");
-    if (!holder || !audio || !window.Plotly) return;
+
+  function autoplayOn() {
+    var sw = document.getElementById("utt-autoplay");
+    return !!(sw && sw.checked);
+  }
+
+  function bindPlayer(audio) {
+    if (audio.__sdeSeen) return;
+    audio.__sdeSeen = true;
+    if (autoplayOn()) play(audio);
+  }
+
+  function bindPlot(holder, audio) {
     var plot = holder.querySelector(".js-plotly-plot");
     if (!plot || !plot.on) return;
     if (plot.__sdeBound !== audio) {
@@ -38,7 +95,10 @@
       plot.on("plotly_click", function (ev) {
         if (!ev || !ev.points || !ev.points.length) return;
         var t = Number(ev.points[0].x);
-        if (isFinite(t)) { audio.currentTime = Math.max(0, t); }
+        if (!isFinite(t)) return;
+        var a = plot.__sdeBound;
+        a.currentTime = Math.max(0, t);
+        play(a);
       });
     }
     if (audio.__sdeBound !== plot) {
@@ -56,5 +116,64 @@
       });
     }
   }
-  setInterval(bind, 300);
+
+  function bind() {
+    var audio = player();
+    if (!audio) return;
+    bindPlayer(audio);
+    var holder = document.getElementById("utt-signal");
+    if (holder && window.Plotly) bindPlot(holder, audio);
+  }
+  setInterval(bind, 150);
+})();
+
+/* Table pages (Samples, Vocabulary): the way back to a row. A click on a row remembers its place
+   in sessionStorage; when the page's first block of rows arrives (sde.web.pages.table FOCUS_JS),
+   the remembered row when the URL is the one it was clicked on (the browser's back button), else
+   the row the URL's focus=ID names (the inspector's "back to list"), is scrolled into view and
+   selected. */
+(function () {
+  function key() { return "sde.return:" + window.location.pathname; }
+
+  document.addEventListener("click", function (ev) {
+    var row = ev.target && ev.target.closest ? ev.target.closest(".table-page .ag-row[row-index]") : null;
+    if (!row) return;
+    try {
+      window.sessionStorage.setItem(key(), JSON.stringify(
+        {search: window.location.search, index: Number(row.getAttribute("row-index"))}));
+    } catch (e) { /* storage full or disabled: no way back, nothing else lost */ }
+  }, true);
+
+  function remembered() {
+    var saved = null;
+    try {
+      saved = JSON.parse(window.sessionStorage.getItem(key()) || "null");
+      window.sessionStorage.removeItem(key());
+    } catch (e) { saved = null; }
+    return saved && saved.search === window.location.search ? saved : null;
+  }
+
+  window.sdeFocusRow = function (gridId, focus) {
+    // The row clicked on this very URL is the newer fact (the back button returns to a URL that
+    // may still name an older focus=ID).
+    var saved = remembered();
+    var f = saved || focus;
+    if (!f || typeof f.index !== "number" || f.index < 0 || !window.dash_ag_grid) return;
+    window.dash_ag_grid.getApiAsync(gridId).then(function (api) {
+      var tries = 0;
+      (function step() {
+        // The grid learns the row count from its first block: wait for it, then for the block
+        // that holds the row (an infinite grid loads it once the row is scrolled into view).
+        if (api.getDisplayedRowCount() > f.index) {
+          api.ensureIndexVisible(f.index, "middle");
+          var node = api.getDisplayedRowAtIndex(f.index);
+          if (node && node.data) {
+            node.setSelected(true, true);
+            return;
+          }
+        }
+        if (++tries < 200) window.setTimeout(step, 50);
+      })();
+    });
+  };
 })();

@@ -12,10 +12,15 @@ JSON-ready summary:
 - :func:`suspicious_columns`, :func:`suspicious_summary` (``suspicious``): looping texts,
   insertion bursts, implausible rates, length ratios; flag counts with their filter expressions.
 - :func:`tts_report` (``tts``, ``phonemes``, ``loudness``): the ``/api/tts`` report.
+- ``augment``: the augmentation preview (speed, time stretch, room, noise; seeded) and its NeMo
+  augmentor config.
+- ``apply``: the dataset transforms that put all of this on a ``Dataset`` (:func:`with_vad` at load
+  time for ``--vad``; :func:`ensure_quality_columns` on first use for the text-derived columns).
 
 Nothing here imports dash.
 """
 
+from sde.quality.apply import ensure_quality_columns, with_vad
 from sde.quality.duplicates import duplicate_columns, duplicate_groups
 from sde.quality.segments import Cancelled, SegmentMeasures, measure_segments, vad_columns
 from sde.quality.suspicious import suspicious_columns, suspicious_summary
@@ -25,10 +30,12 @@ __all__ = [
     "Cancelled",
     "SegmentMeasures",
     "duplicate_columns",
+    "ensure_quality_columns",
     "duplicate_groups",
     "measure_segments",
     "suspicious_columns",
     "suspicious_summary",
     "tts_report",
     "vad_columns",
+    "with_vad",
 ]

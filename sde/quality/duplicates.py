@@ -23,6 +23,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rapidfuzz.distance import Levenshtein
+from rapidfuzz.process import cpdist
+
+from sde.text import normalize_many
 
 __all__ = [
     "DUPLICATE_COLUMNS",
@@ -47,8 +51,6 @@ _TEXT_STEPS = ("lower", "punct")
 
 def normalized_texts(texts: Sequence[str] | pd.Series) -> list[str]:
     """Texts as duplicates compare them: lower-cased, punctuation removed, spaces collapsed."""
-    from sde.text import normalize_many
-
     return normalize_many(texts, _TEXT_STEPS)
 
 
@@ -106,9 +108,6 @@ def _near_pairs(uniques: list[str], max_edits: int) -> np.ndarray:
     the end of a text intact, so near-duplicates land close together in one of the two orders.
     Cost: 2·(NEAR_WINDOW-1)·len(uniques) comparisons, whatever the data.
     """
-    from rapidfuzz.distance import Levenshtein
-    from rapidfuzz.process import cpdist
-
     pairs: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
     for keyed in (uniques, [t[::-1] for t in uniques]):
         order = np.array(sorted(range(len(keyed)), key=keyed.__getitem__), dtype=np.int64)
@@ -123,7 +122,7 @@ def _near_pairs(uniques: list[str], max_edits: int) -> np.ndarray:
 
 def _components(n: int, pairs: np.ndarray) -> np.ndarray:
     """Connected-component label of each of ``n`` nodes linked by ``pairs`` (shape (k, 2))."""
-    from scipy.sparse import coo_matrix
+    from scipy.sparse import coo_matrix  # lazy: scipy.sparse takes ~0.2 s to import
     from scipy.sparse.csgraph import connected_components
 
     graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))

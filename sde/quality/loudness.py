@@ -23,7 +23,7 @@ CLIP_LEVEL = 0.999
 
 @functools.lru_cache(maxsize=16)
 def _meter(sample_rate: int):
-    import pyloudnorm
+    import pyloudnorm  # lazy: ~1 s to import, only loudness needs it
 
     return pyloudnorm.Meter(sample_rate)
 

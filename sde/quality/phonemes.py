@@ -29,6 +29,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sde.quality.reference_texts import REFERENCE_TEXTS
+from sde.text import normalize, normalize_many
+
 __all__ = [
     "PhonemizerError",
     "phoneme_histograms",
@@ -109,8 +112,6 @@ def phonemize_words(words: Sequence[str], lang: str) -> list[list[str]]:
 
 
 def _reference_text(lang: str) -> str | None:
-    from sde.quality.reference_texts import REFERENCE_TEXTS
-
     return REFERENCE_TEXTS.get(lang) or REFERENCE_TEXTS.get(lang.split("-")[0].lower())
 
 
@@ -119,8 +120,6 @@ def _inventory(lang: str) -> tuple[str, ...] | None:
     text = _reference_text(lang)
     if text is None:
         return None
-    from sde.text import normalize
-
     words = sorted(set(normalize(text, _TEXT_STEPS).split()))
     return tuple(sorted({p for ph in phonemize_words(words, lang) for p in ph}))
 
@@ -138,8 +137,6 @@ def phoneme_histograms(texts: Sequence[str] | pd.Series, speakers: Sequence[obje
     ``speakers`` None (or missing values) counts under speaker "" . Texts are lower-cased and
     stripped of punctuation before being split into words.
     """
-    from sde.text import normalize_many
-
     n = len(texts)
     norm = pa.array(normalize_many(texts, _TEXT_STEPS), type=pa.large_string())
     lists = pc.split_pattern(norm, " ")
@@ -157,7 +154,7 @@ def phoneme_histograms(texts: Sequence[str] | pd.Series, speakers: Sequence[obje
                     dtype=object).astype(str)
     spk_codes, spk_names = pd.factorize(spk)
     # Speaker × word counts, then × word → phoneme counts: a sparse product, not a loop over text.
-    from scipy.sparse import coo_matrix
+    from scipy.sparse import coo_matrix  # lazy: scipy.sparse takes ~0.2 s to import
 
     said = coo_matrix((np.ones(len(word_ids)), (spk_codes[parents], word_ids)),
                       shape=(len(spk_names), len(vocabulary))).tocsr()

@@ -31,7 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sde.quality.vad import VAD_COLUMNS, VadError, VadParams
+from sde.audio import AudioError, read_segment
+from sde.quality.duplicates import audio_hash
+from sde.quality.loudness import clipping_ratio, integrated_loudness
+from sde.quality.vad import VAD_COLUMNS, VadError, VadParams, speech_activity
 
 __all__ = ["KINDS", "Cancelled", "SegmentMeasures", "measure_segments", "vad_columns"]
 
@@ -73,20 +76,12 @@ class SegmentMeasures:
     def __call__(self, samples: np.ndarray, sample_rate: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if "vad" in self.kinds:
-            from sde.quality.vad import speech_activity
-
             out.update(speech_activity(samples, sample_rate, self.vad))
         if "hash" in self.kinds:
-            from sde.quality.duplicates import audio_hash
-
             out["audio_hash"] = audio_hash(samples, sample_rate)
         if "loudness" in self.kinds:
-            from sde.quality.loudness import integrated_loudness
-
             out["lufs"] = integrated_loudness(samples, sample_rate)
         if "levels" in self.kinds:
-            from sde.quality.loudness import clipping_ratio
-
             out["sample_rate"] = float(sample_rate)
             out["clipping_ratio"] = clipping_ratio(samples)
         return out
@@ -96,8 +91,6 @@ Row = tuple[int, str, float, float | None]  # position, path, offset, duration
 
 
 def _measure_rows(measures: SegmentMeasures, rows: list[Row]) -> list[tuple[int, dict[str, Any]]]:
-    from sde.audio import AudioError, read_segment
-
     out: list[tuple[int, dict[str, Any]]] = []
     for pos, path, offset, duration in rows:
         if not path:

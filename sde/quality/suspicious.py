@@ -22,6 +22,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from rapidfuzz.distance import Levenshtein
+
+from sde.text import collapse_whitespace, normalize_many, to_arrow_strings
 
 __all__ = [
     "FLAGS",
@@ -102,8 +105,6 @@ class _Normalized:
 def _normalized(texts: Texts | _Normalized) -> _Normalized:
     if isinstance(texts, _Normalized):
         return texts
-    from sde.text import normalize_many
-
     missing = pd.isna(pd.Series(texts, dtype="object")).to_numpy() if not isinstance(texts, pd.Series) \
         else texts.isna().to_numpy()
     return _Normalized(pa.array(normalize_many(texts, _TEXT_STEPS), type=pa.large_string()), missing)
@@ -167,8 +168,6 @@ def repeated_ngrams(texts: Texts | _Normalized, max_n: int = MAX_NGRAM) -> np.nd
 def insertion_bursts(refs: Texts | _Normalized, hyps: Texts | _Normalized) -> np.ndarray:
     """``ins_burst``: longest run of consecutive inserted hypothesis words (Levenshtein alignment
     of normalised words, rapidfuzz: the engine of ``sde.metrics``). Missing hypothesis → 0."""
-    from rapidfuzz.distance import Levenshtein
-
     ref_seqs, hyp_seqs = _word_strings(_normalized(refs), _normalized(hyps))
     out = np.zeros(len(ref_seqs), dtype=np.int64)
     for i, (r, h) in enumerate(zip(ref_seqs, hyp_seqs)):
@@ -273,8 +272,6 @@ def _center_scale(x: pd.Series) -> tuple[float, float]:
 
 def non_alphabet(texts: Sequence[str] | pd.Series, alphabet: Iterable[str]) -> np.ndarray:
     """True where a text has a character outside ``alphabet`` (whitespace always allowed)."""
-    from sde.text import to_arrow_strings
-
     allowed = "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set("".join(alphabet))))
     pattern = f"[^{allowed}\\s]"
     arr = to_arrow_strings(texts)
@@ -283,8 +280,6 @@ def non_alphabet(texts: Sequence[str] | pd.Series, alphabet: Iterable[str]) -> n
 
 def _rates(texts: pd.Series, durations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(chars/s, words/s) of the texts as written; NaN without a duration > 0."""
-    from sde.text import collapse_whitespace, to_arrow_strings
-
     arr = to_arrow_strings(texts)
     chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.float64)
     words = _count_words(collapse_whitespace(arr)).astype(np.float64)

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sde.quality.phonemes import PhonemizerError, phoneme_histograms, phoneme_inventory
+
 __all__ = ["GUIDANCE", "speaker_table", "tts_report"]
 
 #: What a single-speaker TTS voice usually wants (the flags compare against these).
@@ -21,7 +23,10 @@ GUIDANCE: dict[str, float] = {
     "target_hours": 20.0,        # ~20 h per voice for a high-quality single-speaker model
     "min_sample_rate": 22050,    # 22.05 kHz or more; 16 kHz ASR audio makes a muffled voice
     "lufs_spread_max": 6.0,      # LU between the 25th and 75th percentile of utterance loudness
-    "clipping_share_max": 0.01,  # share of utterances with clipped samples
+    "clipping_share_max": 0.01,  # share of utterances that clip
+    # An utterance clips when more than this share of its samples is at full scale: the Statistics
+    # card's threshold (sde.audio_quality.CLIPPING_THRESHOLD); one overshooting sample is not clipping.
+    "clipped_sample_share": 0.001,
     "rare_phoneme_count": 10,    # a phoneme heard fewer times than this is "rare"
 }
 
@@ -51,7 +56,7 @@ def speaker_table(table: pd.DataFrame, speaker_column: str = "speaker") -> pd.Da
         "lufs_median": grouped["lufs"].median(),
         "lufs_spread": grouped["lufs"].quantile(0.75) - grouped["lufs"].quantile(0.25),
         "clipping_share": grouped["clipping_ratio"].agg(
-            lambda s: float((s.dropna() > 0).mean()) if s.notna().any() else np.nan),
+            lambda s: float((s.dropna() > GUIDANCE["clipped_sample_share"]).mean()) if s.notna().any() else np.nan),
     })
     return out.reset_index().sort_values(["hours", "speaker"], ascending=[False, True], na_position="last")
 
@@ -83,8 +88,6 @@ def _flags(row: pd.Series, missing: list[str]) -> list[dict[str, str]]:
 def _phoneme_coverage(table: pd.DataFrame, lang: str, speaker_column: str, text_column: str
                       ) -> tuple[pd.DataFrame, list[str], str]:
     """(histograms, inventory, where the inventory comes from)."""
-    from sde.quality.phonemes import phoneme_histograms, phoneme_inventory
-
     speakers = _speakers(table, speaker_column)
     texts = table[text_column] if text_column in table else pd.Series([""] * len(table))
     hist = phoneme_histograms(texts, speakers, lang)
@@ -95,20 +98,18 @@ def _phoneme_coverage(table: pd.DataFrame, lang: str, speaker_column: str, text_
 
 
 def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: str = "speaker",
-               text_column: str = "text", limit: int | None = None) -> dict[str, Any]:
+               text_column: str = "text", limit: int | None = None, counts: bool = False) -> dict[str, Any]:
     """The ``/api/tts`` JSON: ``{"speakers": [...], "phoneme_inventory": [...], ...}``.
 
     Each speaker: ``speaker, utterances, hours, speech_hours, sample_rates, lufs_median,
     lufs_spread, clipping_share, phonemes_missing, phonemes_rare, flags`` (``flags``: ``[{"flag",
     "message"}]`` against :data:`GUIDANCE`). ``lang`` None skips phonemes. When espeak-ng is
     missing or lacks the voice, phoneme fields are empty and ``phoneme_error`` says why.
-    ``limit`` keeps the speakers with the most hours.
+    ``limit`` keeps the speakers with the most hours. ``counts`` adds each speaker's
+    ``phoneme_counts`` (phoneme → times heard, most frequent first: the histogram).
     """
-    from sde.quality.phonemes import PhonemizerError
-
-    stats = speaker_table(table, speaker_column)
-    if limit is not None:
-        stats = stats.head(limit)
+    speaker_stats = speaker_table(table, speaker_column)
+    stats = speaker_stats.head(limit) if limit is not None else speaker_stats
     report: dict[str, Any] = {"phoneme_inventory": [], "inventory_source": None, "guidance": dict(GUIDANCE)}
     seen: dict[str, dict[str, int]] = {}
     if lang:
@@ -120,9 +121,9 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
             report["phoneme_error"] = str(exc)
     speakers = []
     for _, row in stats.iterrows():
-        counts = seen.get(row["speaker"], {})
-        missing = [p for p in report["phoneme_inventory"] if p not in counts] if lang else []
-        rare = sorted(p for p, c in counts.items() if c < GUIDANCE["rare_phoneme_count"])
+        counts_of = seen.get(row["speaker"], {})
+        missing = [p for p in report["phoneme_inventory"] if p not in counts_of] if lang else []
+        rare = sorted(p for p, c in counts_of.items() if c < GUIDANCE["rare_phoneme_count"])
         speakers.append({
             "speaker": row["speaker"],
             "utterances": int(row["utterances"]),
@@ -135,6 +136,8 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
             "phonemes_missing": missing,
             "phonemes_rare": rare,
             "flags": _flags(row, missing),
+            **({"phoneme_counts": {p: int(c) for p, c in counts_of.items()}} if counts else {}),
         })
     report["speakers"] = speakers
+    report["total_speakers"] = int(len(speaker_stats))
     return {"speakers": report.pop("speakers"), **report}

@@ -78,7 +78,7 @@ class SileroVad:
 
     def __init__(self, path: str | Path | None = None) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # lazy: the optional [vad] extra, heavy to import
         except ImportError:
             raise VadError("speech activity needs onnxruntime: pip install onnxruntime") from None
         options = ort.SessionOptions()
@@ -175,7 +175,7 @@ def to_model_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mono float32 at 16 kHz. soxr's medium quality: the VAD needs no audiophile anti-aliasing."""
     if sample_rate == MODEL_RATE:
         return np.asarray(samples, dtype=np.float32)
-    import soxr
+    import soxr  # lazy: not a direct dependency (librosa brings it); only resampling needs it
 
     return soxr.resample(np.asarray(samples, dtype=np.float32), sample_rate, MODEL_RATE, quality="MQ")
 

@@ -1,4 +1,5 @@
-"""The Dash app factory: `create_app(dataset, config) -> dash.Dash`.
+"""The Dash app factory, `create_app(dataset, config) -> dash.Dash`: the composition root that
+puts the pages, the API and the panels together (nothing imports it but the CLI and tests).
 
 The shell is a navbar, a `dcc.Location` and a page container. A router callback renders the page
 of sde.web.pages whose path matches (layouts are pure functions of dataset + URL, so every view
@@ -11,23 +12,26 @@ Bootstrap theme, fonts, CSS, favicon and the keyboard-shortcut script.
 
 from __future__ import annotations
 
-from html import escape as html_escape
 import logging
 from dataclasses import dataclass
+from html import escape as html_escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
-from urllib.parse import parse_qsl
+from typing import TYPE_CHECKING
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
+from dash.exceptions import DependencyException
 from flask import Response, make_response, request
 
-from sde.web import ids
-from sde.web.api import register_api_routes
+from sde.audio_quality import has_audio_metrics
+from sde.web import reviewing, state
+from sde.web.api import register_api
 from sde.web.auth import install_basic_auth
 from sde.web.components import navbar
 from sde.web.pages import Page, load_pages, resolve
+from sde.web.panels import audio_metrics, augment, review, suspicious, transcribe, vad
+from sde.web.state import query_params, rendered_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -44,15 +48,8 @@ class AppConfig:
     auth: str | None = None       # "USER:PASSWORD": HTTP basic auth on every route
     audio_routes: bool = True     # register /audio/<id>.wav and /api/utterances/<id>/signal
     cache_dir: str | None = None  # where background jobs (transcription, audio metrics) hand results over
-
-
-def rendered_key(path: str, params: Mapping[str, str], title: str) -> dict:
-    """What the router stores about the page it shows (compared to skip needless re-renders)."""
-    return {"path": path, "params": dict(sorted(params.items())), "title": title}
-
-
-def page_params(page: Page, search: str | None) -> dict[str, str]:
-    return dict(parse_qsl((search or "").lstrip("?"), keep_blank_values=False))
+    reviews: str | None = None    # the reviews file (SQLite; created when missing); None: reviews are off
+    read_only: bool = False       # --read-only: reviews are shown, never edited
 
 
 def not_found_layout(pathname: str) -> html.Div:
@@ -95,6 +92,41 @@ def answer_404_off_pages(app: dash.Dash) -> None:
     log.warning("Dash's catch-all route was not found: unknown paths answer with its shell")
 
 
+def _unknown_bundle(_e: DependencyException) -> Response:
+    # Dash raises this for a /_dash-component-suites path that is not one of its registered
+    # files (typos, probes, "../" attempts): a 404, not a 500 with a traceback in the log.
+    return Response('{"error": "no such file: /_dash-component-suites serves only Dash\'s registered bundles"}',
+                    404, mimetype="application/json")
+
+
+def _security_headers(resp: Response) -> Response:
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    return resp
+
+
+def render(dataset: "Dataset", pathname: str | None, search: str | None, rendered: dict | None) -> dict:
+    """The router: the layout of the page at `pathname`, unless it is the one already shown."""
+    pathname = pathname or "/"
+    page = resolve(load_pages(dataset), pathname)
+    if page is None:
+        return {"page": not_found_layout(pathname), "rendered": rendered_key(pathname, {}, "Not found")}
+    key = rendered_key(pathname, query_params(search), page.name)
+    if rendered and rendered.get("path") == key["path"] and rendered.get("params") == key["params"]:
+        return {"page": no_update, "rendered": no_update}
+    try:
+        layout = page.layout(dataset, pathname, key["params"])
+    except Exception as e:  # a broken page shows why instead of a blank screen
+        log.exception("page %s failed", pathname)
+        layout = dbc.Alert([html.H5("This page failed to render", className="alert-heading"),
+                            html.Pre(f"{type(e).__name__}: {e}", className="mb-0")], color="danger")
+    return {"page": layout, "rendered": key}
+
+
+def _nav_links(pages: list[Page]) -> list[tuple[str, str, bool]]:
+    return [(p.name, p.href, p.exact) for p in pages if p.nav]
+
+
 def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash:
     config = config or AppConfig(title=getattr(dataset, "name", "sde"))
     title = config.title or dataset.name
@@ -116,88 +148,50 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     answer_404_off_pages(app)
     if config.auth:
         install_basic_auth(server, config.auth)
-
-    from dash.exceptions import DependencyException
-
-    @server.errorhandler(DependencyException)
-    def _unknown_bundle(_e):
-        # Dash raises this for a /_dash-component-suites path that is not one of its registered
-        # files (typos, probes, "../" attempts): a 404, not a 500 with a traceback in the log.
-        return Response('{"error": "no such file: /_dash-component-suites serves only Dash\'s registered bundles"}',
-                        404, mimetype="application/json")
-
-    @server.after_request
-    def _headers(resp):
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Referrer-Policy", "same-origin")
-        return resp
-
-    register_api_routes(server, dataset)
-    from sde.web.analysis_api import register_analysis_routes
-
-    register_analysis_routes(server, dataset)
-    if config.audio_routes:
-        try:
-            from sde.web.audio_routes import register_audio_routes
-        except ImportError:  # the audio routes are optional until that module lands
-            log.warning("sde.web.audio_routes is not available: /audio routes disabled")
-        else:
-            register_audio_routes(server, dataset)
+    server.register_error_handler(DependencyException, _unknown_bundle)
+    server.after_request(_security_headers)
+    register_api(server, dataset, audio_routes=config.audio_routes)
+    # Opened once: a reviews file that cannot be used turns editing off (the inspector says why).
+    reviewing.install(server, reviewing.open_for(dataset, config.reviews, read_only=config.read_only,
+                                                 record_users=bool(config.auth)))
+    review.callbacks(app, dataset)
 
     def shell() -> html.Div:
         # A function, so each page load reflects the dataset as it is now: pages such as Errors
         # appear once predictions arrive (transcription in the UI) without a restart.
         return html.Div([
-            dcc.Location(id=ids.URL, refresh="callback-nav"),
-            dcc.Store(id=ids.RENDERED),
-            dcc.Store(id=ids.DOC_TITLE),
-            dcc.Store(id=ids.APP_TITLE, data=title),
-            navbar(load_pages(dataset), title),
-            dbc.Container(id=ids.PAGE, fluid=True, className="page-container pb-4"),
+            dcc.Location(id=state.URL, refresh="callback-nav"),
+            dcc.Store(id=state.RENDERED),
+            dcc.Store(id=state.DOC_TITLE),
+            dcc.Store(id=state.APP_TITLE, data=title),
+            navbar(_nav_links(load_pages(dataset)), title),
+            dbc.Container(id=state.PAGE, fluid=True, className="page-container pb-4"),
         ])
 
     app.layout = shell
 
     # Every page's callbacks are registered, available or not: availability can change at run time.
     for page in load_pages(None):
-        if page.register_callbacks is not None:
-            page.register_callbacks(app, dataset)
+        if page.callbacks is not None:
+            page.callbacks(app, dataset)
     if not dataset.hypotheses:
-        from sde.web.transcribe_panel import register_transcribe_callbacks
-
-        register_transcribe_callbacks(app, dataset, config.cache_dir)
-    from sde.audio_quality import has_audio_metrics
-
+        transcribe.callbacks(app, dataset, config.cache_dir)
     if not has_audio_metrics(dataset.utterances):
-        from sde.web.audio_metrics_panel import register_audio_metrics_callbacks
-
-        register_audio_metrics_callbacks(
-            app, dataset, Path(config.cache_dir) / "audio-metrics" if config.cache_dir else None,
-            cache_root=config.cache_dir)
+        audio_metrics.callbacks(app, dataset, Path(config.cache_dir) / "audio-metrics" if config.cache_dir else None,
+                                cache_root=config.cache_dir)
+    # Data quality: the speech job (TTS page), the Statistics card, the inspector's augmentation preview.
+    vad.callbacks(app, dataset, Path(config.cache_dir) / "speech" if config.cache_dir else None,
+                  cache_root=config.cache_dir)
+    suspicious.callbacks(app, dataset)
+    augment.callbacks(app, dataset)
 
     @app.callback(
-        Output(ids.PAGE, "children"),
-        Output(ids.RENDERED, "data"),
-        Input(ids.URL, "pathname"),
-        Input(ids.URL, "search"),
-        State(ids.RENDERED, "data"),
+        output={"page": Output(state.PAGE, "children"), "rendered": Output(state.RENDERED, "data")},
+        inputs={"pathname": Input(state.URL, "pathname"), "search": Input(state.URL, "search"),
+                "rendered": State(state.RENDERED, "data")},
     )
-    def route(pathname: str | None, search: str | None, rendered: dict | None):
-        pathname = pathname or "/"
-        page = resolve(load_pages(dataset), pathname)
-        if page is None:
-            return not_found_layout(pathname), rendered_key(pathname, {}, "Not found")
-        params = page_params(page, search)
-        key = rendered_key(pathname, params, page.name)
-        if rendered and rendered.get("path") == key["path"] and rendered.get("params") == key["params"]:
-            return no_update, no_update
-        try:
-            layout = page.layout(dataset, pathname, params)
-        except Exception as e:  # a broken page shows why instead of a blank screen
-            log.exception("page %s failed", pathname)
-            layout = dbc.Alert([html.H5("This page failed to render", className="alert-heading"),
-                                html.Pre(f"{type(e).__name__}: {e}", className="mb-0")], color="danger")
-        return layout, key
+    def route(pathname, search, rendered):
+        return render(dataset, pathname, search, rendered)
 
     # The manifest name travels as data (never pasted into the script: it is user text).
     app.clientside_callback(
@@ -206,15 +200,15 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
             document.title = page + appTitle + ' · sde';
             return window.dash_clientside.no_update;
         }""",
-        Output(ids.DOC_TITLE, "data"),
-        Input(ids.RENDERED, "data"),
-        State(ids.APP_TITLE, "data"),
+        Output(state.DOC_TITLE, "data"),
+        Input(state.RENDERED, "data"),
+        State(state.APP_TITLE, "data"),
     )
 
     @app.callback(
-        Output("navbar-collapse", "is_open"),
-        Input("navbar-toggler", "n_clicks"),
-        State("navbar-collapse", "is_open"),
+        Output(state.NAVBAR_COLLAPSE, "is_open"),
+        Input(state.NAVBAR_TOGGLER, "n_clicks"),
+        State(state.NAVBAR_COLLAPSE, "is_open"),
         prevent_initial_call=True,
     )
     def _toggle_navbar(_n, is_open):
@@ -223,4 +217,4 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     return app
 
 
-__all__ = ["AppConfig", "create_app", "rendered_key", "is_page_path", "ASSETS"]
+__all__ = ["ASSETS", "AppConfig", "create_app", "is_page_path"]

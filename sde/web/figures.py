@@ -1,22 +1,33 @@
 """Pure plotly figure builders. Histograms are binned here with numpy, so the browser gets bin
 counts (a few dozen numbers per trace), never a million points.
 
+Bin edges are round numbers (steps of 1, 2, 2.5 or 5 times a power of ten), so that each bar is a
+readable filter (`{duration} >= 2.5 && {duration} < 3`): with `columns`, every bar carries the
+filter that selects exactly its utterances (customdata[2], escaped as user text), which the
+Statistics page opens in Samples on a click. Axis numbers share one style: thousands separated, no SI suffixes ("20,000"
+beside "6,000", never "20k").
+
 Builders take plain text (field names, hypothesis labels are user text) and escape it with
 :func:`plotly_text` wherever it reaches the figure; callers never escape.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 
+from sde.filters import Clause
+
 FONT = "Lato, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 # One colour per hypothesis, in order (Flatly's palette, then more).
 HYP_COLORS = ("#3498db", "#e67e22", "#9b59b6", "#18bc9c", "#e74c3c", "#2c3e50", "#f1c40f", "#7f8c8d")
 BASE_COLOR = "#2c3e50"
+# d3 formats of the axis numbers: one style everywhere (plotly's default mixes "20k" with "6,000").
+AXIS_NUMBER_FORMAT = ",~g"
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
                 "toImageButtonOptions": {"format": "png", "scale": 2}}
@@ -65,7 +76,8 @@ def histogram(series: Sequence[np.ndarray], bins: int = 40, clip_quantile: float
     else:
         if hi <= lo:
             lo, hi = lo - 0.5, hi + 0.5
-        edges = np.linspace(lo, hi, bins + 1)
+        edges = nice_edges(lo, hi, bins)
+        lo, hi = min(lo, float(edges[0])), max(hi, float(edges[-1]))
     counts = []
     for s in finite:
         clipped = np.clip(s, edges[0], edges[-1])
@@ -79,6 +91,66 @@ def histogram(series: Sequence[np.ndarray], bins: int = 40, clip_quantile: float
         total=[int(s.size) for s in finite],
         integer=integer,
     )
+
+
+def nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10^k that is at least `raw` (> 0)."""
+    exponent = math.floor(math.log10(raw))
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+        step = m * 10.0 ** exponent
+        if step >= raw * (1 - 1e-9):
+            return step
+    return 10.0 ** (exponent + 1)  # pragma: no cover - 10 × 10^k always qualifies
+
+
+def _decimals(step: float) -> int:
+    return max(0, -math.floor(math.log10(step)) + 1)
+
+
+def nice_edges(lo: float, hi: float, bins: int) -> np.ndarray:
+    """At most `bins` equal bins of a round width covering [lo, hi], starting at a multiple of it.
+    The edges are rounded to the step's decimals, so that each is the number a filter writes."""
+    step = nice_step((hi - lo) / max(1, bins))
+    decimals = _decimals(step)
+    first = math.floor(lo / step) * step
+    count = max(1, math.ceil((hi - first) / step - 1e-9))
+    edges = np.round(first + step * np.arange(count + 1), decimals)
+    # Rounding may leave an extreme value just outside (0.30000000000000004 beyond 0.3): one more
+    # bin keeps every value inside the edges, where the bin filters select it.
+    if edges[0] > lo:
+        edges = np.concatenate([[round(float(edges[0]) - step, decimals)], edges])
+    if edges[-1] < hi:
+        edges = np.concatenate([edges, [round(float(edges[-1]) + step, decimals)]])
+    return edges
+
+
+def _number(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def bin_filters(h: Histogram, column: str) -> list[str]:
+    """Per bin, the filter that selects exactly the values np.histogram put in it: [lo, hi) except
+    the last bin, which is closed; a bin that folds outliers in has no bound on that side; integer
+    bins (centred on k) are `{c} = k`."""
+    n = len(h.edges) - 1
+    out = []
+    for i in range(n):
+        lo, hi = float(h.edges[i]), float(h.edges[i + 1])
+        open_below = i == 0 and h.underflow_at is not None
+        open_above = i == n - 1 and h.overflow_at is not None
+        if h.integer:
+            k = _number(round((lo + hi) / 2))
+            clauses = ([Clause(column, "<=", k)] if open_below and not open_above else
+                       [Clause(column, ">=", k)] if open_above and not open_below else
+                       [] if open_below and open_above else [Clause(column, "=", k)])
+        else:
+            clauses = []
+            if not open_below:
+                clauses.append(Clause(column, ">=", _number(lo)))
+            if not open_above:
+                clauses.append(Clause(column, "<=" if i == n - 1 else "<", _number(hi)))
+        out.append(" && ".join(c.to_q() for c in clauses) or f"{{{column}}} is not null")
+    return out
 
 
 def _base_layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, height: int = 280) -> go.Figure:
@@ -95,9 +167,19 @@ def _base_layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, height: i
     )
     if len(fig.data) > 1:
         fig.update_layout(margin={"t": 65})
-    fig.update_xaxes(title_text=plotly_text(xlabel), zeroline=False)
-    fig.update_yaxes(title_text=plotly_text(ylabel), rangemode="tozero", separatethousands=True)
+    fig.update_xaxes(title_text=plotly_text(xlabel), zeroline=False, tickformat=AXIS_NUMBER_FORMAT)
+    fig.update_yaxes(title_text=plotly_text(ylabel), rangemode="tozero", tickformat=AXIS_NUMBER_FORMAT)
     return fig
+
+
+def log_y(fig: go.Figure | dict, on: bool) -> None:
+    """Switch a figure's count axis between linear and log (a 0% WER bin dwarfs the others)."""
+    layout = fig.layout if isinstance(fig, go.Figure) else fig.setdefault("layout", {})
+    yaxis = {"type": "log" if on else "linear", "rangemode": "normal" if on else "tozero", "autorange": True}
+    if isinstance(fig, go.Figure):
+        fig.update_yaxes(**yaxis)
+    else:
+        layout.setdefault("yaxis", {}).update(yaxis)
 
 
 def empty_figure(title: str, message: str = "no data") -> go.Figure:
@@ -110,8 +192,10 @@ def empty_figure(title: str, message: str = "no data") -> go.Figure:
 
 
 def histogram_figure(series: Mapping[str, np.ndarray], title: str, xlabel: str, *,
-                     ylabel: str = "utterances", bins: int = 40, unit: str = "") -> go.Figure:
-    """A histogram (one overlaid trace per named series) from server-side bin counts."""
+                     ylabel: str = "utterances", bins: int = 40, unit: str = "",
+                     columns: Mapping[str, str] | None = None) -> go.Figure:
+    """A histogram (one overlaid trace per named series) from server-side bin counts. With
+    `columns` (series name → table column), each bar's customdata[2] is the filter of its bin."""
     names = list(series)
     h = histogram([series[n] for n in names], bins=bins)
     if sum(h.total) == 0:
@@ -124,16 +208,22 @@ def histogram_figure(series: Mapping[str, np.ndarray], title: str, xlabel: str, 
     fig = go.Figure()
     for i, name in enumerate(names):
         color = HYP_COLORS[i % len(HYP_COLORS)] if multi else BASE_COLOR
-        custom = np.stack([h.edges[:-1], h.edges[1:]], axis=1)
+        custom = np.stack([h.edges[:-1], h.edges[1:]], axis=1).tolist()
+        if columns and name in columns:
+            # Escaped like all user text that reaches a figure (field names are user text); the
+            # page's click handler unescapes it (html.unescape is its exact inverse).
+            custom = [[lo, hi, plotly_text(q)] for (lo, hi), q in zip(custom, bin_filters(h, columns[name]))]
         legend = plotly_text(name)
+        click = "<br><i>click to list these utterances</i>" if columns and name in columns else ""
         if h.integer:
-            hover = f"{x_text} %{{x:{fmt}}}{unit_text}<br>%{{y:,}} {y_text}<extra>{legend if multi else ''}</extra>"
+            hover = (f"{x_text} %{{x:{fmt}}}{unit_text}<br>%{{y:,}} {y_text}{click}"
+                     f"<extra>{legend if multi else ''}</extra>")
         else:
             hover = (f"{x_text} %{{customdata[0]:{fmt}}}–%{{customdata[1]:{fmt}}}{unit_text}"
-                     f"<br>%{{y:,}} {y_text}<extra>{legend if multi else ''}</extra>")
+                     f"<br>%{{y:,}} {y_text}{click}<extra>{legend if multi else ''}</extra>")
         fig.add_trace(go.Bar(
             x=centers.tolist(), y=h.counts[i].tolist(), width=widths.tolist(), name=legend,
-            customdata=custom.tolist(), hovertemplate=hover,
+            customdata=custom, hovertemplate=hover,
             marker={"color": color, "line": {"width": 0}}, opacity=0.7 if multi else 0.9,
         ))
     fig.update_layout(barmode="overlay", showlegend=multi)

@@ -1,4 +1,10 @@
-"""Serve a Dash app on a local port: `--port 0` picks a free one, a busy port is a clear error."""
+"""Serve a Dash app on a local port: `--port 0` picks a free one, a busy port is a clear error.
+
+`reserve(host, port)` takes the port before anything else happens (the CLI calls it before it
+loads the data: a busy port is reported at once, not after minutes of loading a large manifest);
+`serve(app, ..., sock=that socket)` then listens on it. This module imports neither dash nor
+werkzeug at import time, so the check costs the CLI nothing but a socket.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,10 @@ import errno
 import logging
 import socket
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import dash
-from werkzeug.serving import make_server
+if TYPE_CHECKING:  # pragma: no cover
+    import dash
 
 
 class ServeError(Exception):
@@ -25,8 +31,9 @@ def display_url(host: str, port: int) -> str:
     return f"http://{host}:{port}/"
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: the OS picks a free one)."""
+def bind(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to host:port (port 0: the OS picks a free one), listening unless
+    `listen=False` (then the port is taken, but connections are refused, not queued)."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     # IPv4 first unless an IPv6 address was asked for ("localhost" may resolve to ::1 first).
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
@@ -35,44 +42,40 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        if listen:
+            sock.listen(128)
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-def serve(app: dash.Dash, host: str = "127.0.0.1", port: int = 8050, debug: bool = False,
-          *, out: TextIO | None = None) -> None:
+def reserve(host: str, port: int) -> socket.socket:
+    """The port, taken now (bound, not yet listening: a browser that connects while the data
+    loads is refused at once instead of hanging), or a ServeError that names the fix."""
+    return _bound(host, port, listen=False)
+
+
+def serve(app: "dash.Dash", host: str = "127.0.0.1", port: int = 8050, debug: bool = False,
+          *, out: TextIO | None = None, sock: socket.socket | None = None) -> None:
     """Serve `app` until interrupted (Ctrl-C returns normally).
 
-    Binds first and prints `sde: serving on http://HOST:PORT/` only once the socket listens, so a
-    caller that parses the line (tests, scripts) can connect at once. Port 0 lets the OS choose.
+    Listens on `sock` (from `reserve`) or binds host:port now, and prints `sde: serving on
+    http://HOST:PORT/` only once the socket listens, so a caller that parses the line (tests,
+    scripts) can connect at once. Port 0 lets the OS choose.
     """
+    from werkzeug.serving import make_server
+
     out = out or sys.stdout
     if debug:
         app.enable_dev_tools(debug=True, dev_tools_hot_reload=False)
     else:
         # One log line per request drowns the terminal; errors still show.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    try:
-        sock = bind(host, port)
-    except socket.gaierror as e:  # an unknown host name (a subclass of OSError: caught first)
-        raise ServeError(f"cannot listen on {host!r}: {e.strerror or e}; pass --host 127.0.0.1 or 0.0.0.0") from None
-    except OSError as e:
-        if e.errno == errno.EADDRINUSE:
-            raise ServeError(
-                f"port {port} on {host} is already in use (another sde or server is running there); "
-                "pass --port with another number, or --port 0 to pick a free one"
-            ) from None
-        if e.errno == errno.EACCES:
-            raise ServeError(
-                f"no permission to listen on port {port}; ports below 1024 need root: pass --port 8050 "
-                "or --port 0"
-            ) from None
-        if e.errno == errno.EADDRNOTAVAIL:
-            raise ServeError(f"{host} is not an address of this machine; pass --host 127.0.0.1 or 0.0.0.0") from None
-        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}; check --host and --port") from None
+    if sock is None:
+        sock = _bound(host, port, listen=True)
+    else:
+        _listen(sock, host, port)
     # werkzeug binds by itself and calls sys.exit(1) on a busy port; handing it our bound socket
     # keeps the error ours (a message that names the fix) and makes port 0 race-free.
     actual_port = sock.getsockname()[1]
@@ -88,3 +91,37 @@ def serve(app: dash.Dash, host: str = "127.0.0.1", port: int = 8050, debug: bool
         pass
     finally:
         server.server_close()
+
+
+def _bound(host: str, port: int, *, listen: bool) -> socket.socket:
+    try:
+        return bind(host, port, listen=listen)
+    except OSError as e:
+        raise _serve_error(e, host, port) from None
+
+
+def _listen(sock: socket.socket, host: str, port: int) -> None:
+    # Two processes may both hold a reserved (bound, SO_REUSEADDR) port: the second listen fails.
+    try:
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise _serve_error(e, host, port) from None
+
+
+def _serve_error(e: OSError, host: str, port: int) -> ServeError:
+    if isinstance(e, socket.gaierror):  # an unknown host name (a subclass of OSError)
+        return ServeError(f"cannot listen on {host!r}: {e.strerror or e}; pass --host 127.0.0.1 or 0.0.0.0")
+    if e.errno == errno.EADDRINUSE:
+        return ServeError(
+            f"port {port} on {host} is already in use (another sde or server is running there); "
+            "pass --port with another number, or --port 0 to pick a free one"
+        )
+    if e.errno == errno.EACCES:
+        return ServeError(
+            f"no permission to listen on port {port}; ports below 1024 need root: pass --port 8050 "
+            "or --port 0"
+        )
+    if e.errno == errno.EADDRNOTAVAIL:
+        return ServeError(f"{host} is not an address of this machine; pass --host 127.0.0.1 or 0.0.0.0")
+    return ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}; check --host and --port")

@@ -12,9 +12,10 @@ from urllib.parse import urlencode
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from sde.web import ids
+from sde.audio_presence import missing_rows
+from sde.web import state
 from sde.web.components import fmt_int, page_header
-from sde.web.pages import Page
+from sde.web.pages.page import Page
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -62,13 +63,41 @@ def _warnings_block(dataset: "Dataset"):
                      color="info", id="problems-warnings")
 
 
+MISSING_AUDIO = "problems-missing-audio"
+MISSING_AUDIO_LINK = "problems-missing-audio-link"
+MISSING_AUDIO_SHOWN = 50  # files listed here; the Samples link shows every utterance
+
+
+def missing_audio_block(dataset: "Dataset"):
+    """The audio files that were not found at load time (sde.audio_presence), with a link to the
+    utterances that name them."""
+    df = dataset.utterances
+    rows = missing_rows(df)
+    if not len(rows):
+        return None
+    missing = df.iloc[rows]
+    files = missing.drop_duplicates("audio_path")
+    shown = files.head(MISSING_AUDIO_SHOWN)
+    sources = shown["source"].astype(str).tolist() if "source" in shown.columns else [dataset.name] * len(shown)
+    items = [html.Li([html.Code(str(p)), f" ({src}:{int(line)})"])
+             for p, line, src in zip(shown["audio_path"].astype(str), shown["line"], sources)]
+    more = len(files) - len(shown)
+    return dbc.Alert([
+        html.Strong(f"{fmt_int(len(files))} audio file{'s' if len(files) != 1 else ''} not found"),
+        f" ({fmt_int(len(rows))} utterance{'s' if len(rows) != 1 else ''}): they cannot be played or measured. ",
+        dcc.Link("Show them in Samples", href=state.samples_href(filter="{audio_exists} = false"),
+                 id=MISSING_AUDIO_LINK, className="alert-link"),
+        html.Ul(items + ([html.Li(f"… and {fmt_int(more)} more")] if more > 0 else []), className="mb-0 mt-2 small"),
+    ], color="danger", id=MISSING_AUDIO)
+
+
 def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     problems = dataset.problems
     loaded = len(dataset.utterances)
     header = page_header(TITLE, [f"{dataset.name} · ", html.A("JSON", href="/api/problems", className="link-secondary")])
-    warnings = _warnings_block(dataset)
+    warnings = [_warnings_block(dataset), missing_audio_block(dataset)]
     if not problems:
-        return html.Div([header, warnings, dbc.Alert(
+        return html.Div([header, *warnings, dbc.Alert(
             [html.Strong("No problems: "), f"all {fmt_int(loaded)} lines loaded."],
             color="success", id="problems-empty")])
     pages = -(-len(problems) // PAGE_SIZE)
@@ -88,8 +117,8 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     table = dbc.Table([
         html.Thead(html.Tr([html.Th("file"), html.Th("line", className="text-end"), html.Th("reason")])),
         html.Tbody(rows),
-    ], striped=True, hover=True, size="sm", className="problems-table bg-white", id=ids.PROBLEMS_TABLE)
-    return html.Div([header, warnings, *notes, dbc.Card(dbc.CardBody(table, className="p-0"))])
+    ], striped=True, hover=True, size="sm", className="problems-table bg-white", id=state.PROBLEMS_TABLE)
+    return html.Div([header, *warnings, *notes, dbc.Card(dbc.CardBody(table, className="p-0"))])
 
 
 PAGE = Page(path="/problems", name=TITLE, layout=layout, api="/api/problems")

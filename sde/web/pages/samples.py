@@ -2,31 +2,54 @@
 
 Filtering, sorting and paging happen on the server (dash-ag-grid infinite row model → TableQuery),
 so a million-row manifest costs the browser one block of rows at a time. The URL carries the
-state (`/samples?filter=Q&sort=-wer&colfilter=JSON`); clicking a row opens the inspector on the
-same filtered, sorted list.
+state (`/samples?filter=Q&sort=-wer&colfilter=JSON&cols=id,text,wer`); clicking a row opens the
+inspector on the same filtered, sorted list, and coming back (`focus=ID`) shows that row again. Links from the Errors page add `error=sub:REF:HYP&hyp=F`, folded into
+the filter (a mangled one shows all utterances, with the reason above the filter box).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
-from urllib.parse import urlencode
 
-from sde.web import ids
-from sde.web.components import TableSpec, fmt_float, fmt_int, register_table_callbacks, table_layout
-from sde.web.pages import Page
+from dash import html
+
+from sde.audio_presence import COLUMN as AUDIO_EXISTS
+from sde.audio_presence import audio_missing_count
+from sde.caching import for_dataset
+from sde.web import reviewing, state
+from sde.web.components import fmt_float, fmt_int
+from sde.web.grid import TableSpec, example_filter
+from sde.web.pages import table
+from sde.web.pages.page import Page
+from sde.web.present import ApiError, requested_filter
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
 TITLE = "Samples"
+PATH = "/samples"
 _METRIC_LABELS = {"wer": "WER", "cer": "CER", "wmr": "WMR", "sub": "S", "del": "D", "ins": "I", "hits": "hits",
                   "char_edits": "char edits", "ref_chars": "ref chars"}
 
 
-def utterance_href(state: Mapping[str, str] | None, uid: int) -> str:
-    state = state or {}
-    q = {k: v for k, v in (("filter", state.get("effective") or state.get("filter")), ("sort", state.get("sort"))) if v}
-    return f"/utterance/{uid}" + (f"?{urlencode(q)}" if q else "")
+def row_href(table_state: Mapping[str, str], row: Mapping) -> str:
+    """The inspector on the clicked row, walking the list the grid shows (its columns travel
+    along, for the way back)."""
+    return state.utterance_href(row["id"], table_state.get("effective") or table_state.get("filter"),
+                                table_state.get("sort"), cols=table_state.get("cols") or None)
+
+
+def placeholder(dataset: "Dataset", lead: str | None = None) -> str:
+    """The filter box's example, with a real value of this dataset (a speaker, when there is one):
+    `{wer} > 20 && {speaker} = "anna"`."""
+    lead = lead or ("{wer} > 20" if dataset.hypotheses else "{duration} > 5")
+
+    def build() -> str:
+        skip = {"text", "audio_filepath", "audio_path", "duration_source", "source", "oov_chars", "audio_error",
+                *(h.field for h in dataset.hypotheses)}
+        return example_filter(dataset.utterances, lead, skip)
+
+    return for_dataset(dataset, "samples-placeholder", 4).get_or_compute(lead, build)
 
 
 def spec_for(dataset: "Dataset") -> TableSpec:
@@ -43,8 +66,7 @@ def spec_for(dataset: "Dataset") -> TableSpec:
         wide.append(h.field)
         visible.append(h.field)
         for metric, name in _METRIC_LABELS.items():
-            col = h.column(metric)
-            labels[col] = name + suffix
+            labels[h.column(metric)] = name + suffix
         for metric in ("wer", "cer", "wmr"):
             percent.append(h.column(metric))
             percent.append(h.column(metric) + "_norm")
@@ -52,7 +74,7 @@ def spec_for(dataset: "Dataset") -> TableSpec:
         visible += [h.column("wer"), h.column("cer")]
     visible.append("num_words")
     known = {"id", "line", "audio_filepath", "audio_path", "offset", "duration", "text", "num_words", "num_chars",
-             "word_rate", "char_rate"}
+             "word_rate", "char_rate", AUDIO_EXISTS}
     hyp_cols = {h.field for h in dataset.hypotheses}
     for h in dataset.hypotheses:
         hyp_cols |= {h.column(m) for m in (*_METRIC_LABELS, "accuracy")}
@@ -60,48 +82,38 @@ def spec_for(dataset: "Dataset") -> TableSpec:
     extra = [str(c) for c in df.columns if c not in known and c not in hyp_cols]
     visible += extra[:6]  # the manifest's own fields (speaker, lang, …); more via the column picker
     visible.append("audio_filepath")
+    if audio_missing_count(df):  # shown only when some file is missing (sde.audio_presence)
+        visible.append(AUDIO_EXISTS)
+        labels[AUDIO_EXISTS] = "audio exists"
     return TableSpec(
-        prefix=ids.SAMPLES, path="/samples", api="/api/utterances", noun="utterances",
-        df=lambda: dataset.utterances, query=lambda: dataset.utterance_query,
+        prefix=state.SAMPLES, path=PATH, api="/api/utterances", noun="utterances",
+        # With reviews, the review columns are columns like any other ({review} = "drop").
+        df=lambda: reviewing.utterance_table(dataset), query=lambda: reviewing.utterance_query(dataset, "review"),
         labels=labels, visible=visible, wide=wide, percent=percent, pinned=("id",),
-        row_href=utterance_href,
+        row_href=row_href, placeholder=placeholder(dataset),
     )
 
 
-def with_error_filter(dataset: "Dataset", params: Mapping[str, str]) -> dict[str, str]:
-    """Links from the Errors page carry `error=sub:REF:HYP&hyp=F`: fold them into the filter text."""
-    params = dict(params)
-    error, hyp = params.pop("error", None), params.pop("hyp", None)
-    if error and dataset.hypotheses:
-        from sde.web.components import combine_filters
-        from sde.web.pages.errors import error_filter
-
-        try:
-            params["filter"] = combine_filters(error_filter(dataset, error, hyp), params.get("filter"))
-        except (ValueError, KeyError):
-            pass  # a mangled link: show everything rather than nothing
-    return params
-
-
 def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
-    params = with_error_filter(dataset, params)
+    params = dict(params)
+    hint = None
+    try:
+        params["filter"] = requested_filter(dataset, params)
+    except ApiError as e:
+        hint = f"The error in the link cannot be shown ({e.message}), so it is left out of the filter."
+    params.pop("error", None)
+    params.pop("hyp", None)
     s = dataset.utterances
     hours = float(s["duration"].sum()) / 3600 if len(s) else 0.0
+    json_link = html.A("JSON", href="/api/utterances" + state.search_of({k: params.get(k) for k in ("filter", "sort")}),
+                       className="link-secondary")
     subtitle = [f"{fmt_int(len(s))} utterances · {fmt_float(hours, 2)} hours · click a row to inspect it · ",
-                _json_link("/api/utterances", params)]
-    return table_layout(spec_for(dataset), params, TITLE, subtitle)
+                json_link]
+    return table.layout(spec_for(dataset), params, TITLE, subtitle, hint=hint)
 
 
-def _json_link(api: str, params: Mapping[str, str]):
-    from dash import html
-
-    q = {k: params[k] for k in ("filter", "sort") if params.get(k)}
-    return html.A("JSON", href=api + (f"?{urlencode(q)}" if q else ""), className="link-secondary")
+def callbacks(app, dataset: "Dataset") -> None:
+    table.callbacks(app, spec_for(dataset), TITLE)
 
 
-def register_callbacks(app, dataset: "Dataset") -> None:
-    register_table_callbacks(app, spec_for(dataset), TITLE)
-
-
-PAGE = Page(path="/samples", name=TITLE, layout=layout, register_callbacks=register_callbacks,
-            api="/api/utterances")
+PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, api="/api/utterances")

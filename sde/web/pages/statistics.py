@@ -6,19 +6,23 @@ per hypothesis, the alphabet, and histograms binned server-side (bin counts, not
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
+import html as html_text
 from typing import TYPE_CHECKING, Mapping
 
 import dash_bootstrap_components as dbc
 import numpy as np
 import pandas as pd
-from dash import dcc, html
+from dash import ALL, Input, Output, Patch, State, ctx, dcc, html, no_update
 
-from sde.web import figures, ids
-from sde.web.audio_metrics_panel import audio_metrics_panel
+from sde.analysis import has_digits
+from sde.caching import for_dataset
+from sde.dataset import normalized_summary
+from sde.web import figures, state
 from sde.web.components import alphabet_view, fmt_float, fmt_int, fmt_pct, page_header, stat_card
-from sde.web.pages import Page
+from sde.web.grid import categorical_columns
+from sde.web.state import query_params, rendered_key, search_of
+from sde.web.pages.page import Page
+from sde.web.panels import audio_metrics, review, suspicious, transcribe
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -67,26 +71,25 @@ def build_figures(dataset: "Dataset") -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
     for col, title, xlabel, unit in _BASE_PLOTS:
         if col in df.columns:
-            out.append((col, figures.histogram_figure({col: _values(df, col)}, title, xlabel, unit=unit)))
+            out.append((col, figures.histogram_figure({col: _values(df, col)}, title, xlabel, unit=unit,
+                                                      columns={col: col})))
     if dataset.hypotheses:
         for metric, name in (("wer", "WER"), ("cer", "CER")):
-            series = {h.name or h.field: _values(df, h.column(metric)) for h in dataset.hypotheses
-                      if h.column(metric) in df.columns}
-            out.append((metric, figures.histogram_figure(series, f"Per-utterance {name}", f"{name} (%)")))
+            shown = [h for h in dataset.hypotheses if h.column(metric) in df.columns]
+            series = {h.name or h.field: _values(df, h.column(metric)) for h in shown}
+            out.append((metric, figures.histogram_figure(series, f"Per-utterance {name}", f"{name} (%)",
+                                                         columns={h.name or h.field: h.column(metric) for h in shown})))
         accuracies = {h.name or h.field: dataset.vocabulary[h.column("accuracy")].to_numpy(dtype="float64")
                       for h in dataset.hypotheses if h.column("accuracy") in dataset.vocabulary.columns}
         out.append(("word_accuracy", figures.word_accuracy_figure(accuracies)))
     for col in other_numeric_columns(dataset):
-        out.append((col, figures.histogram_figure({col: _values(df, col)}, col, col)))
+        out.append((col, figures.histogram_figure({col: _values(df, col)}, col, col, columns={col: col})))
     return out
 
 
 def _cached_figures(dataset: "Dataset") -> list[tuple[str, object]]:
-    # The tables never change after loading: bin once per dataset, not once per page view.
-    cache = dataset.__dict__.setdefault("_sde_web_cache", {})
-    if "statistics_figures" not in cache:
-        cache["statistics_figures"] = build_figures(dataset)
-    return cache["statistics_figures"]
+    # The tables change only by replace_with (a new cache then): bin once, not once per page view.
+    return for_dataset(dataset, "statistics", 2).get_or_compute("figures", lambda: build_figures(dataset))
 
 
 def _scored_note(field: str, h: Mapping, utterances: int | None):
@@ -147,7 +150,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
                   tone="danger" if skipped else None),
     ]
     cards = dbc.Row([dbc.Col(c, xs=6, md=4, xl=2, className="mb-2") for c in top], className="g-2 mb-2",
-                    id=ids.STATS_CARDS)
+                    id=state.STATS_CARDS)
     hyps = s.get("hypotheses") or {}
     if hyps:
         steps = list(dataset.options.normalize)
@@ -164,40 +167,123 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
             dcc.Loading(html.Div(recognition_sections(dataset, steps), id=RECOGNITION), delay_show=400),
         ]), className="mb-3")
     else:
-        from sde.web.transcribe_panel import transcribe_panel
-
-        hyp_block = transcribe_panel(dataset)
+        hyp_block = transcribe.layout(dataset)
     alphabet = dbc.Card(dbc.CardBody([
         html.H5(["Alphabet ", html.Span(f"{s['alphabet_size']} characters", className="text-muted small")],
                 className="card-title"),
         alphabet_view(dataset.alphabet),
     ]), className="mb-3")
-    graphs = dbc.Row([
-        dbc.Col(dbc.Card(dbc.CardBody(dcc.Graph(id=f"hist-{key}", figure=fig, config=figures.GRAPH_CONFIG),
-                                      className="p-2"), className="h-100"),
-                xs=12, lg=6, xxl=4, className="mb-3")
-        for key, fig in _cached_figures(dataset)
-    ], className="g-3")
+    graphs = histograms_block(dataset, params.get(LOG_Y_PARAM) == "1")
     return html.Div([
         page_header("Statistics", [f"{s['manifest']} · ", html.A("JSON", href="/api/summary", className="link-secondary")]),
         cards,
+        fields_card(dataset),
         hyp_block,
         alphabet,
         _alphabet_check_block(dataset),
-        audio_metrics_panel(dataset),
+        review.summary_card(dataset),
+        audio_metrics.layout(dataset),
+        suspicious.layout(dataset),
         graphs,
     ])
 
 
 NORMALIZE = "stats-normalize"
 RECOGNITION = "stats-recognition"
+HISTOGRAM = "stats-hist"          # pattern-matching id type of the histograms: {"type": HISTOGRAM, "key": KEY}
+LOG_Y = "stats-log-y"             # switch: log-scaled counts (`?logy=1`)
+LOG_Y_PARAM = "logy"
+FIELDS = "stats-fields"           # the card of categorical fields and their cardinality
+# Categorical-looking text that is no field to break down by (transcripts, paths, notes).
+_NOT_CATEGORICAL = {"text", "audio_filepath", "audio_path", "duration_source", "oov_chars", "audio_error",
+                    "audio_exists"}
+
+
+# ---------------------------------------------------------------- histograms: drill-down and log-y
+
+def histograms_block(dataset: "Dataset", log: bool) -> html.Div:
+    """Every histogram (log-scaled counts when `log`), each bar a link to its utterances."""
+    cells = []
+    for key, fig in _cached_figures(dataset):
+        shown = go_copy(fig)
+        figures.log_y(shown, log)
+        graph = dcc.Graph(id={"type": HISTOGRAM, "key": key}, figure=shown, config=figures.GRAPH_CONFIG,
+                          className="sde-drill")
+        cells.append(dbc.Col(dbc.Card(dbc.CardBody(html.Div(graph, id=f"hist-{key}"), className="p-2"),
+                                      className="h-100"), xs=12, lg=6, xxl=4, className="mb-3"))
+    controls = html.Div([
+        dbc.Switch(id=LOG_Y, label="log-scaled counts", value=log, className="small mb-0"),
+        html.Span("click a bar to list its utterances in Samples", className="small text-muted"),
+    ], className="d-flex align-items-center gap-3 mb-2")
+    return html.Div([controls, dbc.Row(cells, className="g-3")], id="stats-histograms")
+
+
+def go_copy(fig):
+    """A figure to change for one page view (the cached one is shared)."""
+    return type(fig)(fig) if hasattr(fig, "to_plotly_json") else {**fig, "layout": dict(fig.get("layout", {}))}
+
+
+def bin_href(click: Mapping | None) -> str | None:
+    """The Samples link of a clicked histogram bar: its bin's filter (customdata[2], escaped by
+    sde.web.figures like all user text in a figure)."""
+    points = (click or {}).get("points") or []
+    custom = points[0].get("customdata") if points and isinstance(points[0], Mapping) else None
+    if not isinstance(custom, (list, tuple)) or len(custom) < 3 or not isinstance(custom[2], str) or not custom[2]:
+        return None
+    return state.samples_href(filter=html_text.unescape(custom[2]))
+
+
+def log_y_update(on: bool, keys: list, pathname: str | None, search: str | None) -> dict:
+    """The log-y switch changed: every histogram's count axis (a Patch each), and the URL."""
+    patches = []
+    for _ in keys or []:
+        patch = Patch()
+        patch["layout"]["yaxis"]["type"] = "log" if on else "linear"
+        patch["layout"]["yaxis"]["rangemode"] = "normal" if on else "tozero"
+        patch["layout"]["yaxis"]["autorange"] = True
+        patches.append(patch)
+    params = {k: v for k, v in query_params(search).items() if k != LOG_Y_PARAM}
+    if on:
+        params[LOG_Y_PARAM] = "1"
+    path = pathname or "/"
+    return {"figures": patches, "search": search_of(params) or "", "rendered": rendered_key(path, params, PAGE.name)}
+
+
+# ---------------------------------------------------------------- categorical fields
+
+def categorical_fields(dataset: "Dataset") -> dict[str, int]:
+    """{field: distinct values} of the manifest's categorical fields (speakers, languages), cached."""
+    skip = _NOT_CATEGORICAL | {h.field for h in dataset.hypotheses}
+    return for_dataset(dataset, "statistics-fields", 1).get_or_compute(
+        "categorical", lambda: categorical_columns(dataset.utterances, skip))
+
+
+def fields_card(dataset: "Dataset"):
+    """How many distinct values each categorical field has, each linked to its breakdown (the
+    Errors page `by=FIELD`; without hypotheses, Samples sorted by it)."""
+    fields = categorical_fields(dataset)
+    if not fields:
+        return None
+    items = []
+    for field, distinct in fields.items():
+        if dataset.hypotheses:
+            href, label = "/errors" + search_of({"by": field}), "WER by " + field
+        else:
+            href, label = state.samples_href(sort=field), "list by " + field
+        items.append(html.Div([
+            html.Span(field, className="fw-bold me-2"),
+            html.Span(fmt_int(distinct), id=stat_id("field", field), className="stat-field-count"),
+            html.Span(" distinct values · " if distinct != 1 else " distinct value · ", className="text-muted"),
+            dcc.Link(label, href=href, id=stat_id("field", field, "link")),
+        ], className="me-4 mb-1"))
+    return dbc.Card(dbc.CardBody([html.H6("Fields", className="card-title fw-bold mb-2"),
+                                  html.Div(items, className="d-flex flex-wrap small")], className="py-2"),
+                    className="mb-3", id=FIELDS)
 
 
 def recognition_sections(dataset: "Dataset", steps: list[str]) -> list:
     """One section per hypothesis: raw corpus numbers, with the normalised ones beneath them for
     the chosen steps (never instead of them)."""
-    from sde.dataset import normalized_summary
-
     summary = dataset.summary()
     hyps = summary["hypotheses"]
     normalized = normalized_summary(dataset, steps) if steps else {}
@@ -212,27 +298,39 @@ def recognition_sections(dataset: "Dataset", steps: list[str]) -> list:
     return sections
 
 
-def register_callbacks(app, dataset: "Dataset") -> None:
-    from dash import Input, Output
-
+def callbacks(app, dataset: "Dataset") -> None:
     @app.callback(Output(RECOGNITION, "children"), Input(NORMALIZE, "value"), prevent_initial_call=True)
     def renormalize(steps):
         return recognition_sections(dataset, list(steps or []))
 
+    @app.callback(Output(state.URL, "href", allow_duplicate=True),
+                  Input({"type": HISTOGRAM, "key": ALL}, "clickData"), prevent_initial_call=True)
+    def drill_down(_clicks):
+        return bin_href(ctx.triggered[0]["value"] if ctx.triggered else None) or no_update
+
+    @app.callback(
+        output={"figures": Output({"type": HISTOGRAM, "key": ALL}, "figure"),
+                "search": Output(state.URL, "search", allow_duplicate=True),
+                "rendered": Output(state.RENDERED, "data", allow_duplicate=True)},
+        inputs={"on": Input(LOG_Y, "value"), "keys": State({"type": HISTOGRAM, "key": ALL}, "id"),
+                "pathname": State(state.URL, "pathname"), "search": State(state.URL, "search")},
+        prevent_initial_call=True,
+    )
+    def switch_log_y(on, keys, pathname, search):
+        return log_y_update(bool(on), keys, pathname, search)
+
 
 def _alphabet_check_block(dataset: "Dataset"):
     """Training-data check: characters outside the model's alphabet, and digits in references."""
-    cache = dataset.__dict__.setdefault("_sde_web_cache", {})
-    if "alphabet_check" not in cache:
-        cache["alphabet_check"] = alphabet_check_summary(dataset)
-    check = cache["alphabet_check"]
+    check = for_dataset(dataset, "statistics", 2).get_or_compute("alphabet_check",
+                                                                 lambda: alphabet_check_summary(dataset))
     if check is None:
         return None
     body = [html.H5("Alphabet check", className="card-title")]
     if check["allowed"] is not None:
         body.append(html.P(["Allowed characters: ", html.Code(check["allowed"]), f" — {fmt_int(check['utterances'])} "
                             "utterances use others ",
-                            dcc.Link("(show them)", href="/samples?" + urlencode({"filter": '{oov_chars} != ""'}))]))
+                            dcc.Link("(show them)", href=state.samples_href(filter='{oov_chars} != ""'))]))
         if check["chars"]:
             body.append(html.Div([
                 html.Span([html.Kbd(c["char"] if c["char"].strip() else repr(c["char"])), f" ×{fmt_int(c['count'])}"],
@@ -241,7 +339,7 @@ def _alphabet_check_block(dataset: "Dataset"):
             ], id="alphabet-oov-chars", className="mb-2"))
     if check["digits"]:
         body.append(dbc.Alert([f"{fmt_int(check['digits'])} references contain digits ",
-                               dcc.Link("(show them)", href="/samples?" + urlencode({"filter": "{has_digits} = true"}))
+                               dcc.Link("(show them)", href=state.samples_href(filter="{has_digits} = true"))
                                if "has_digits" in dataset.utterances else None,
                                ". Character-based models (QuartzNet, Jasper) cannot emit digits: spell numbers out, "
                                "or score with ", html.Code("--normalize numbers"), " to see the WER without them."],
@@ -253,11 +351,9 @@ def alphabet_check_summary(dataset: "Dataset") -> dict | None:
     """The --alphabet report built at load time; without --alphabet, just the references with digits."""
     if dataset.alphabet_report is not None:
         return dataset.alphabet_report
-    from sde.analysis import has_digits
-
     digits = int(has_digits(dataset.utterances["text"]).sum())
     return {"allowed": None, "utterances": 0, "chars": [], "digits": digits} if digits else None
 
 
-PAGE = Page(path="/statistics", name="Statistics", layout=layout, register_callbacks=register_callbacks,
+PAGE = Page(path="/statistics", name="Statistics", layout=layout, callbacks=callbacks,
             aliases=("/",), api="/api/summary")

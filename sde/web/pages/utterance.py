@@ -1,23 +1,48 @@
 """The utterance inspector, /utterance/ID?filter=Q&sort=S (JSON twin: /api/utterances/ID).
 
-Every field, a word diff per hypothesis, the audio player and the waveform + spectrogram. The
-filter and sort of the list it was opened from travel in the query string, so previous/next (buttons,
-←/→ or k/j) walk that filtered, sorted list.
+Every field, a word diff per hypothesis, the audio player and the waveform + spectrogram. The list
+it was opened from travels in the query string (sde.web.state.INSPECTOR_PARAMS), so previous/next
+(buttons, j/k or →/←) walk it and "back" (u) returns to it with that row in view:
+
+- from Samples (`filter`, `sort`, `cols`): that filtered, sorted list;
+- from Comparison (`from=comparison&a=F&b=G&metric=M&filter=Q`): the ranked list of the utterances
+  where A and B differ, largest difference first.
+
+The error or word the list was filtered by (`{error} = "sub the of"`, `{text} has "word"`) is
+highlighted in the diffs; with --normalize, each hypothesis also shows its normalised WER/CER and
+diff beside the raw ones. sde.js adds the listening loop: a click on the waveform plays from there,
+Space plays/pauses, ←/→ seek while the player has the focus, and the autoplay switch plays each
+utterance as it opens.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Any, Mapping
 
 import dash_bootstrap_components as dbc
 import numpy as np
+import pandas as pd
 from dash import Input, Output, State, dcc, html, no_update
 
-from sde.web import ids
-from sde.web.api import ApiError, alignment_of, row_dict, utterance_position
-from sde.web.components import diff_legend, diff_view, fmt_int, fmt_pct, key_value_table, page_header
-from sde.web.pages import Page
+from sde.filters import Clause, positive_leaves
+from sde.metrics import align_words
+from sde.query import QueryError
+from sde.text import normalize
+from sde.web import reviewing, state
+from sde.web.audio_service import signal_for_page
+from sde.web.components import (
+    diff_legend,
+    diff_view,
+    fmt_int,
+    fmt_pct,
+    key_value_table,
+    marked_words,
+    page_header,
+)
+from sde.web.pages import comparison
+from sde.web.pages.page import Page
+from sde.web.panels import augment, review
+from sde.web.present import ApiError, alignment_of, resolve_hypothesis, row_dict, selection, utterance_position
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -26,28 +51,28 @@ TITLE = "Utterance"
 PATH = "/utterance/"
 
 
-def _href(uid: int, params: Mapping[str, str]) -> str:
-    q = {k: params[k] for k in ("filter", "sort") if params.get(k)}
-    return f"{PATH}{uid}" + (f"?{urlencode(q)}" if q else "")
-
-
 def neighbours(dataset: "Dataset", uid: int, params: Mapping[str, str]) -> dict:
-    """Where `uid` sits in the filtered, sorted list: index, total, prev/next ids, and a warning
-    when the filter is invalid (then the whole manifest, in order, is walked)."""
-    from sde.query import QueryError
-
+    """Where `uid` sits in the list it was opened from: index, total, prev/next ids, and a warning
+    when the link's filter is invalid (then the whole manifest, in order, is walked). From
+    Comparison (`from=comparison`), the list is the ranking of the utterances where A and B differ."""
+    if params.get("from") == state.FROM_COMPARISON:
+        return ranked_neighbours(dataset, uid, params)
     warning = None
     filter_text, sort = params.get("filter") or None, params.get("sort") or None
     try:
-        positions = dataset.utterance_query.select(filter_text, sort)
+        positions = reviewing.utterance_query(dataset, filter_text, sort).select(filter_text, sort)
     except QueryError as e:
         warning = f"The filter in the link is invalid ({e}); walking the whole manifest."
         positions = dataset.utterance_query.select(None, None)
     ids_ = dataset.utterances["id"].to_numpy()[positions] if "id" in dataset.utterances.columns else positions
+    return _place(ids_, uid, warning, outside=bool(filter_text))
+
+
+def _place(ids_: np.ndarray, uid: int, warning: str | None, outside: bool) -> dict:
     where = np.flatnonzero(ids_ == uid)
     if len(where) == 0:
         return {"index": None, "total": int(len(ids_)), "prev": None, "next": None, "warning": warning,
-                "outside": bool(filter_text)}
+                "outside": outside}
     i = int(where[0])
     return {
         "index": i, "total": int(len(ids_)),
@@ -57,11 +82,150 @@ def neighbours(dataset: "Dataset", uid: int, params: Mapping[str, str]) -> dict:
     }
 
 
+def ranked_neighbours(dataset: "Dataset", uid: int, params: Mapping[str, str]) -> dict:
+    """The place of `uid` in Comparison's ranking of A vs B (largest |B − A| first); an utterance
+    where they agree is outside it, and "next" then leads to the largest difference."""
+    if len(dataset.hypotheses) < 2:
+        return {**neighbours(dataset, uid, {}), "warning": "Comparison needs two hypotheses; walking the manifest."}
+    a, _ = resolve_hypothesis(dataset, params.get("a"), 0)
+    b, _ = resolve_hypothesis(dataset, params.get("b"), 1)
+    metric = params.get("metric") if params.get("metric") in comparison.METRICS else "wer"
+    filter_text = params.get("filter") or None
+    warning = None
+    if filter_text and selection(dataset, filter_text)[1]:
+        warning = "The filter in the link is invalid; walking the ranking over all utterances."
+        filter_text = None
+    ranked = comparison.ranked_differences(dataset, a, b, metric, filter_text)
+    place = _place(ranked["id"].to_numpy(), uid, warning, outside=True)
+    if place["index"] is None:
+        place["next"] = int(ranked["id"].iat[0]) if len(ranked) else None
+        place["diff"] = None
+    else:
+        place["diff"] = float(ranked["diff"].iat[place["index"]])
+    place.update(ranked=True, a=a, b=b, metric=metric)
+    return place
+
+
+def position_text(nav: Mapping, params: Mapping[str, str]) -> str:
+    """"3 of 120 (filtered)", or for the ranked walk "difference 3 of 57 · B − A +12.5 WER points"."""
+    if nav.get("ranked"):
+        if nav["index"] is None:
+            return "A and B agree here (not in the ranking of differences)"
+        return (f"difference {fmt_int(nav['index'] + 1)} of {fmt_int(nav['total'])} · "
+                f"B − A {nav['diff']:+.1f} {nav['metric'].upper()} points")
+    if nav["index"] is not None:
+        return f"{fmt_int(nav['index'] + 1)} of {fmt_int(nav['total'])}" + (" (filtered)" if params.get("filter") else "")
+    return "not in the filtered list" if nav["outside"] else ""
+
+
+def back_href(nav: Mapping, params: Mapping[str, str], uid: int) -> str:
+    """Back to the list: Comparison, or Samples with this utterance in view and selected (`focus`)."""
+    if nav.get("ranked"):
+        return state.comparison_href(nav["a"].field, nav["b"].field, nav["metric"], params.get("filter"))
+    return state.samples_href(filter=params.get("filter"), sort=params.get("sort"), cols=params.get("cols"),
+                              focus=str(uid))
+
+
+# ---------------------------------------------------------------- what the diff highlights
+
+def highlights(dataset: "Dataset", filter_text: str | None) -> tuple[dict[str, Any], Any]:
+    """What the list's filter was about, to highlight: ({hypothesis field: highlight(op, ref,
+    hyp)}, reference-word predicate or None), from its positive clauses `{error} = "sub REF HYP"`
+    (or "del W", "ins W"), `{text} has "W"` and `{pred_text} has "W"`."""
+    if not filter_text:
+        return {}, None
+    try:
+        parts = reviewing.utterance_query(dataset, filter_text).clauses(filter_text)
+    except QueryError:
+        return {}, None
+    error_columns = {h.column("error"): h.field for h in dataset.hypotheses}
+    hyp_fields = {h.field for h in dataset.hypotheses}
+    tests: dict[str, list] = {}
+    ref_words: set[str] = set()
+    for leaf in (leaf for part in parts for leaf in positive_leaves(part)):
+        if not isinstance(leaf, Clause):
+            continue
+        if leaf.column in error_columns and leaf.op == "=":
+            test = _error_test(str(leaf.value))
+            if test is not None:
+                tests.setdefault(error_columns[leaf.column], []).append(test)
+        elif leaf.op == "has" and leaf.column == "text":
+            ref_words.add(str(leaf.value))
+        elif leaf.op == "has" and leaf.column in hyp_fields:
+            tests.setdefault(leaf.column, []).append(lambda op, ref, hyp, w=str(leaf.value): hyp == w)
+    if ref_words:
+        for field in hyp_fields:
+            tests.setdefault(field, []).append(lambda op, ref, hyp: ref in ref_words)
+    combined = {field: (lambda op, ref, hyp, fs=fs: any(f(op, ref, hyp) for f in fs)) for field, fs in tests.items()}
+    return combined, (ref_words.__contains__ if ref_words else None)
+
+
+def _error_test(value: str):
+    """The highlight test of one `{error}` value: "sub REF HYP", "del WORD" or "ins WORD"."""
+    words = value.split()
+    if len(words) == 3 and words[0] == "sub":
+        kind, ref, hyp = "sub", words[1], words[2]
+    elif len(words) == 2 and words[0] == "del":
+        kind, ref, hyp = "del", words[1], None
+    elif len(words) == 2 and words[0] == "ins":
+        kind, ref, hyp = "ins", None, words[1]
+    else:
+        return None
+
+    def test(op: str, r: str | None, h: str | None) -> bool:
+        return op == kind and (ref is None or r == ref) and (hyp is None or h == hyp)
+
+    return test
+
+
+def normalized_alignment(dataset: "Dataset", uid: int, field: str) -> list | None:
+    """The word diff of the normalised reference and hypothesis (--normalize), or None."""
+    steps = list(dataset.options.normalize)
+    if not steps:
+        return None
+    table = dataset.utterances
+    ref, hyp = table["text"].iat[uid], table[field].iat[uid]
+    if hyp is None or hyp is pd.NA:
+        return None
+    ref = "" if ref is None or ref is pd.NA else str(ref)
+    return align_words(normalize(ref, steps), normalize(str(hyp), steps))
+
+
+def _hypothesis_block(dataset: "Dataset", uid: int, row: Mapping, h, aligned, highlight, nav: Mapping) -> html.Div:
+    wer, cer = row.get(h.column("wer")), row.get(h.column("cer"))
+    role = None
+    if nav.get("ranked"):
+        role = "A" if h.field == nav["a"].field else "B" if h.field == nav["b"].field else None
+    head = [
+        dbc.Badge(role, color="dark", className="me-1", id=f"utt-role-{h.field}") if role else None,
+        html.Span(h.name or h.field, className="fw-bold hyp-name"),
+        html.Span(h.field, className="text-muted small") if h.label else None,
+        dbc.Badge(f"WER {fmt_pct(wer)}", color="danger" if (wer or 0) > 0 else "success",
+                  className="ms-auto", id=f"utt-wer-{h.field}"),
+        dbc.Badge(f"CER {fmt_pct(cer)}", color="secondary", id=f"utt-cer-{h.field}"),
+    ]
+    body = [html.Div(head, className="d-flex align-items-center gap-2 mb-1"), diff_view(aligned, highlight)]
+    norm = normalized_alignment(dataset, uid, h.field)
+    if norm is not None:
+        nwer, ncer = row.get(h.column("wer") + "_norm"), row.get(h.column("cer") + "_norm")
+        body.append(html.Div([
+            html.Div([
+                html.Span(f"normalised ({', '.join(dataset.options.normalize)})", className="small text-muted"),
+                dbc.Badge(f"WER {fmt_pct(nwer)}", color="danger" if (nwer or 0) > 0 else "success",
+                          className="ms-auto", id=f"utt-wer-norm-{h.field}"),
+                dbc.Badge(f"CER {fmt_pct(ncer)}", color="secondary", id=f"utt-cer-norm-{h.field}"),
+            ], className="d-flex align-items-center gap-2 mb-1"),
+            diff_view(norm, highlight),
+        ], className="hyp-norm mt-1 ps-3", id=f"utt-diff-norm-{h.field}"))
+    return html.Div(body, className="hyp-diff mb-3" + (" hyp-compared" if role else ""), id=f"utt-diff-{h.field}")
+
+
 def _nav_button(label: str, target: int | None, params: Mapping[str, str], element_id: str, key_hint: str):
     if target is None:
         return html.Span(label, id=element_id, className="btn btn-outline-secondary btn-sm disabled",
                          **{"aria-disabled": "true"})
-    return dcc.Link(label, href=_href(target, params), id=element_id, className="btn btn-outline-primary btn-sm",
+    href = state.utterance_href(target, **state.inspector_context(params))
+    return dcc.Link(label, href=href, id=element_id, className="btn btn-outline-primary btn-sm",
                     title=key_hint)
 
 
@@ -75,23 +239,18 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
                          color="warning", id="utt-not-found")
     row = row_dict(dataset.utterances, uid)
     nav = neighbours(dataset, uid, params)
-    back_q = {k: params[k] for k in ("filter", "sort") if params.get(k)}
-    back = "/samples" + (f"?{urlencode(back_q)}" if back_q else "")
-    if nav["index"] is not None:
-        where = f"{fmt_int(nav['index'] + 1)} of {fmt_int(nav['total'])}" + (" (filtered)" if params.get("filter") else "")
-    else:
-        where = "not in the filtered list" if nav["outside"] else ""
     buttons = [
-        html.Span(where, className="text-muted small me-1", id="utt-position"),
-        _nav_button("← Previous", nav["prev"], params, ids.UTT_PREV, "previous (← or k)"),
-        _nav_button("Next →", nav["next"], params, ids.UTT_NEXT, "next (→ or j)"),
-        dcc.Link("Back to list", href=back, id=ids.UTT_BACK, className="btn btn-outline-primary btn-sm",
-                 title="back (u)"),
+        html.Span(position_text(nav, params), className="text-muted small me-1", id="utt-position"),
+        _nav_button("← Previous", nav["prev"], params, state.UTT_PREV, "previous (k or ←)"),
+        _nav_button("Next →", nav["next"], params, state.UTT_NEXT, "next (j or →)"),
+        dcc.Link("Back to comparison" if nav.get("ranked") else "Back to list", href=back_href(nav, params, uid),
+                 id=state.UTT_BACK, className="btn btn-outline-primary btn-sm", title="back (u)"),
     ]
     header = page_header(f"Utterance {uid}", [
         html.Span(str(row.get("audio_filepath") or ""), className="font-monospace"), " · ",
         html.A("JSON", href=f"/api/utterances/{uid}", className="link-secondary"),
-        html.Span(" · keys: ← / k previous, → / j next, u back", className="d-none d-md-inline"),
+        html.Span(" · keys: j / k next / previous (also → / ←), u back, Space play / pause, ← / → seek 2 s "
+                  "while the player has the focus", className="d-none d-md-inline"),
     ], buttons)
     warnings = [dbc.Alert(nav["warning"], color="warning", className="py-2")] if nav["warning"] else []
 
@@ -102,10 +261,13 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
             html.Span("Audio", className="fw-bold"),
             html.Span(f"{duration:.2f} s" + (f" from {offset:.2f} s" if offset else ""), className="text-muted small")
             if isinstance(duration, (int, float)) else None,
-            html.A("WAV", href=f"/audio/{uid}.wav", className="small ms-auto", download=f"utterance-{uid}.wav",
+            dbc.Switch(id=state.UTT_AUTOPLAY, label="autoplay", value=False, className="small mb-0 ms-auto",
+                       persistence=True, persistence_type="session"),
+            html.A("WAV", href=state.audio_href(uid, "wav"), className="small",
+                   download=f"utterance-{uid}.wav",
                    title="the segment as lossless 16-bit WAV"),
             dbc.RadioItems(
-                id=ids.UTT_SIGNAL_KIND, value="mel" if params.get("spectrogram") == "mel" else "linear", inline=True,
+                id=state.UTT_SIGNAL_KIND, value="mel" if params.get("spectrogram") == "mel" else "linear", inline=True,
                 options=[{"label": "linear", "value": "linear"}, {"label": "mel", "value": "mel"}],
                 className="small", input_class_name="me-1",
             ),
@@ -113,87 +275,69 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         dbc.CardBody([
             # Ogg Vorbis (~7x smaller than the WAV) up to 40 s; longer ones play the WAV, which
             # the server streams with Range support so seeking works (see the audio routes).
-            html.Audio(src=_player_src(uid, duration), controls=True, preload="metadata",
-                       id=ids.UTT_AUDIO, className="w-100 mb-2"),
-            html.Div("Click the waveform or spectrogram to play from there.", className="text-muted small mb-1"),
-            html.Div(id=ids.UTT_SIGNAL_MESSAGE),
-            dcc.Loading(dcc.Graph(id=ids.UTT_SIGNAL, config={"displaylogo": False, "responsive": True},
+            html.Audio(src=state.player_src(uid, duration), controls=True, preload="metadata",
+                       id=state.UTT_AUDIO, className="w-100 mb-2"),
+            html.Div("Click the waveform or spectrogram to play from there · Space plays and pauses · autoplay "
+                     "plays each utterance as it opens (for this browser tab).", className="text-muted small mb-1"),
+            html.Div(id=state.UTT_SIGNAL_MESSAGE),
+            dcc.Loading(dcc.Graph(id=state.UTT_SIGNAL, config={"displaylogo": False, "responsive": True},
                                   style={"height": "420px"}), type="dot", delay_show=300),
         ]),
     ], className="mb-3")
 
     text = row.get("text") or ""
     hyp_cards = []
+    marks, ref_marked = highlights(dataset, params.get("filter"))
+    reference = html.Span(marked_words(text, ref_marked), className="ref-text", id="utt-reference")
     if dataset.hypotheses:
         alignment = alignment_of(dataset, uid)
         for h in dataset.hypotheses:
-            wer, cer = row.get(h.column("wer")), row.get(h.column("cer"))
-            hyp_cards.append(html.Div([
-                html.Div([
-                    html.Span(h.name or h.field, className="fw-bold hyp-name"),
-                    html.Span(h.field, className="text-muted small") if h.label else None,
-                    dbc.Badge(f"WER {fmt_pct(wer)}", color="danger" if (wer or 0) > 0 else "success",
-                              className="ms-auto", id=f"utt-wer-{h.field}"),
-                    dbc.Badge(f"CER {fmt_pct(cer)}", color="secondary", id=f"utt-cer-{h.field}"),
-                ], className="d-flex align-items-center gap-2 mb-1"),
-                diff_view(alignment[h.field]),
-            ], className="hyp-diff mb-3", id=f"utt-diff-{h.field}"))
-        diff_body = [html.Div([html.Span("Reference", className="fw-bold me-2"),
-                               html.Span(text, className="ref-text")], className="mb-3"),
+            hyp_cards.append(_hypothesis_block(dataset, uid, row, h, alignment[h.field], marks.get(h.field), nav))
+        diff_body = [html.Div([html.Span("Reference", className="fw-bold me-2"), reference], className="mb-3"),
                      *hyp_cards, diff_legend()]
     else:
-        diff_body = [html.Div([html.Span("Reference", className="fw-bold me-2"), html.Span(text, className="ref-text")]),
+        diff_body = [html.Div([html.Span("Reference", className="fw-bold me-2"), reference]),
                      html.Div("No hypotheses to compare with.", className="text-muted small mt-2")]
     diff_card = dbc.Card([dbc.CardHeader("Transcripts", className="fw-bold"),
-                          dbc.CardBody(diff_body, id=ids.UTT_DIFF)], className="mb-3")
+                          dbc.CardBody(diff_body, id=state.UTT_DIFF)], className="mb-3")
     fields_card = dbc.Card([dbc.CardHeader("Fields", className="fw-bold"),
-                            dbc.CardBody(key_value_table(row, ids.UTT_FIELDS), className="p-0 kv-body")],
+                            dbc.CardBody(key_value_table(row, state.UTT_FIELDS), className="p-0 kv-body")],
                            className="mb-3")
     return html.Div([
-        dcc.Store(id=ids.UTT_ID, data=uid),
+        dcc.Store(id=state.UTT_ID, data=uid),
         header,
         *warnings,
         dbc.Row([
-            dbc.Col([diff_card, audio_card], lg=8),
-            dbc.Col(fields_card, lg=4),
+            dbc.Col([diff_card, audio_card, augment.layout(dataset, uid, row.get("duration"))], lg=8),
+            dbc.Col([review.layout(dataset, uid, params), fields_card], lg=4),
         ]),
     ], className="utterance-page")
 
 
-def _player_src(uid: int, duration) -> str:
-    from sde.web.audio_routes import player_src
+def signal_view(dataset: "Dataset", uid: Any, kind: str | None) -> dict:
+    """The waveform + spectrogram of one utterance (the audio routes' service: shared cache,
+    bounded memory for segments of any length), or why there is none."""
+    hidden = {"display": "none"}
+    if uid is None:
+        return {"figure": {}, "style": hidden, "message": None, "player": no_update}
+    fig, message = signal_for_page(dataset, int(uid), kind or "linear")
+    if fig is None:
+        alert = dbc.Alert([html.Strong("Cannot show the waveform and spectrogram: "), html.Span(message)],
+                          color="danger", className="mb-0", id="utt-audio-error")
+        # The player could not play it either: say why once, instead of a dead player.
+        return {"figure": {}, "style": hidden, "message": alert, "player": hidden}
+    return {"figure": fig, "style": {"height": "420px"}, "message": None, "player": {}}
 
-    return player_src(uid, float(duration) if isinstance(duration, (int, float)) else None)
 
-
-def signal(dataset: "Dataset", uid: int, kind: str):
-    """(figure or None, message or None) for the waveform + spectrogram of one utterance: the
-    audio routes' service (shared cache, bounded memory for segments of any length)."""
-    from sde.web.audio_routes import signal_for_page
-
-    return signal_for_page(dataset, uid, kind)
-
-
-def register_callbacks(app, dataset: "Dataset") -> None:
+def callbacks(app, dataset: "Dataset") -> None:
     @app.callback(
-        Output(ids.UTT_SIGNAL, "figure"),
-        Output(ids.UTT_SIGNAL, "style"),
-        Output(ids.UTT_SIGNAL_MESSAGE, "children"),
-        Output(ids.UTT_AUDIO, "style"),
-        Input(ids.UTT_SIGNAL_KIND, "value"),
-        State(ids.UTT_ID, "data"),
+        output={"figure": Output(state.UTT_SIGNAL, "figure"), "style": Output(state.UTT_SIGNAL, "style"),
+                "message": Output(state.UTT_SIGNAL_MESSAGE, "children"), "player": Output(state.UTT_AUDIO, "style")},
+        inputs={"kind": Input(state.UTT_SIGNAL_KIND, "value"), "uid": State(state.UTT_ID, "data")},
     )
     def show_signal(kind, uid):
-        if uid is None:
-            return {}, {"display": "none"}, None, no_update
-        fig, message = signal(dataset, int(uid), kind or "linear")
-        if fig is None:
-            alert = dbc.Alert([html.Strong("Cannot show the waveform and spectrogram: "), html.Span(message)],
-                              color="danger", className="mb-0", id="utt-audio-error")
-            # The player could not play it either: say why once, instead of a dead player.
-            return {}, {"display": "none"}, alert, {"display": "none"}
-        return fig, {"height": "420px"}, None, {}
+        return signal_view(dataset, uid, kind)
 
 
-PAGE = Page(path=PATH, name=TITLE, layout=layout, register_callbacks=register_callbacks, nav=False, prefix=True,
+PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, nav=False, prefix=True,
             api="/api/utterances/ID")

@@ -5,25 +5,23 @@ utterances whose reference has it as a word."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
-from urllib.parse import urlencode
 
-from sde.web import ids
-from sde.web.components import TableSpec, fmt_int, register_table_callbacks, table_layout
-from sde.web.pages import Page
+from sde.web import state
+from sde.web.components import fmt_int
+from sde.web.grid import TableSpec
+from sde.web.pages import table
+from sde.web.pages.page import Page
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
 TITLE = "Vocabulary"
+PATH = "/vocabulary"
 
 
-def word_href(_state, row: Mapping) -> str:
-    from sde.query import Clause
-
+def row_href(_table_state: Mapping, row: Mapping) -> str:
     word = row.get("word")
-    if word is None:
-        return ""
-    return "/samples?" + urlencode({"filter": Clause("text", "has", str(word)).to_q()})
+    return state.word_href(str(word)) if word is not None else ""
 
 
 def spec_for(dataset: "Dataset") -> TableSpec:
@@ -39,11 +37,10 @@ def spec_for(dataset: "Dataset") -> TableSpec:
         visible.append("oov")
     visible += [str(c) for c in dataset.vocabulary.columns if str(c) not in visible]
     return TableSpec(
-        prefix=ids.VOCABULARY, path="/vocabulary", api="/api/vocabulary", noun="words",
+        prefix=state.VOCABULARY, path=PATH, api="/api/vocabulary", noun="words",
         df=lambda: dataset.vocabulary, query=lambda: dataset.vocabulary_query,
         labels=labels, visible=visible, wide=("word",), percent=percent,
-        row_href=word_href, row_href_by_row=True,
-        placeholder='{count} > 5 && {accuracy} < 50',
+        row_href=row_href, placeholder='{count} > 5 && {accuracy} < 50',
     )
 
 
@@ -53,12 +50,11 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     if "oov" in v.columns:
         sub.append(f" · {fmt_int(int(v['oov'].sum()))} out of vocabulary")
     sub.append(" · click a word to see its utterances")
-    return table_layout(spec_for(dataset), params, TITLE, sub)
+    return table.layout(spec_for(dataset), params, TITLE, sub)
 
 
-def register_callbacks(app, dataset: "Dataset") -> None:
-    register_table_callbacks(app, spec_for(dataset), TITLE)
+def callbacks(app, dataset: "Dataset") -> None:
+    table.callbacks(app, spec_for(dataset), TITLE)
 
 
-PAGE = Page(path="/vocabulary", name=TITLE, layout=layout, register_callbacks=register_callbacks,
-            api="/api/vocabulary")
+PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, api="/api/vocabulary")

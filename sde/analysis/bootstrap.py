@@ -1,0 +1,211 @@
+"""Bootstrap intervals of a corpus WER and the paired bootstrap comparison of two hypotheses.
+
+Utterances are resampled with replacement; each resample's WER is 100·ΣE/ΣN of the resample
+(:mod:`sde.analysis.rates`). Resampling runs on the distinct rows of the per-utterance counts
+(:func:`_bootstrap_sums`), so a million utterances cost about as much as a few thousand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sde.analysis.rates import (
+    Columns,
+    UttIds,
+    _errors_per_utt,
+    _ints,
+    _positions,
+    _rate,
+    _scored,
+    _unique_counts,
+    hypothesis_columns,
+)
+
+# Rows in groups smaller than this are resampled by drawing row indices, the rest through a
+# multinomial over the groups: a group costs ~95 ns per resample in numpy's multinomial, a drawn
+# index ~15 ns, so a group of fewer than ~6-8 rows is cheaper to draw row by row.
+_RARE_COUNT = 8
+_STREAMS = 2          # fixed, so results do not depend on the machine's core count
+_CHUNK_CELLS = 2_000_000
+
+
+def _group_rows(columns: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of the integer columns: (counts (K,), values (K, m) int64), rarest first."""
+    cols = [np.asarray(c, dtype=np.int64) for c in columns]
+    n = cols[0].size
+    lo = np.array([c.min() for c in cols], dtype=np.int64)
+    span = np.array([c.max() for c in cols], dtype=np.int64) - lo + 1
+    size = float(np.prod(span.astype(np.float64)))
+    if size < 2.0 ** 62:
+        # Mixed-radix key: one int64 per row, decoded back into the columns afterwards.
+        mult = np.ones(len(cols), dtype=np.int64)
+        for j in range(len(cols) - 2, -1, -1):
+            mult[j] = mult[j + 1] * span[j + 1]
+        key = np.zeros(n, dtype=np.int64)
+        for c, low, m in zip(cols, lo, mult):
+            key += (c - low) * m
+        if size <= 4 * n + 1_000_000:  # small key space: counting beats sorting
+            all_counts = np.bincount(key, minlength=int(size))
+            uniq = np.flatnonzero(all_counts)
+            counts = all_counts[uniq]
+        else:
+            uniq, counts = _unique_counts(key)
+        values = (uniq[:, None] // mult[None, :]) % span[None, :] + lo[None, :]
+    else:
+        values, counts = np.unique(np.stack(cols, axis=1), axis=0, return_counts=True)
+    order = np.argsort(counts, kind="stable")  # ascending: keeps numpy's sequential binomials precise
+    return counts[order].astype(np.int64), values[order]
+
+
+def _bootstrap_sums(columns: Sequence[np.ndarray], n_resamples: int,
+                    seed: np.random.SeedSequence) -> np.ndarray:
+    """Column sums of ``n_resamples`` resamples of the rows (with replacement), shape (B, m).
+
+    Exact nonparametric bootstrap, computed on the distinct rows. Resampling n rows with
+    replacement puts Multinomial(n, n_g/n) copies into the group g of identical rows, so a
+    resample's sums are Σ_g count_g·value_g: O(K) per resample for K distinct rows instead of
+    O(n) (utterances have small integer counts, so K is a few thousand at a million utterances).
+    Groups with fewer than ``_RARE_COUNT`` rows share one multinomial category instead; the R
+    draws that land there are drawn uniformly among those rows (the same distribution, cheaper
+    when the distinct rows are many and small).
+    """
+    n = len(columns[0])
+    counts, values = _group_rows(columns)
+    m = values.shape[1]
+    rare = counts < _RARE_COUNT
+    freq_counts, freq_vals = counts[~rare], values[~rare].astype(np.float64)  # exact below 2**53
+    rare_rows = np.repeat(values[rare], counts[rare], axis=0)
+    n_rare = len(rare_rows)
+    rare_cols = [np.ascontiguousarray(rare_rows[:, j]) for j in range(m)]
+    rare_cols = [c.astype(np.int32) if np.abs(c).max(initial=0) < 2**31 else c for c in rare_cols]
+    cats = np.append(freq_counts, n_rare) if n_rare else freq_counts
+    p = cats / n
+    out = np.zeros((n_resamples, m), dtype=np.float64)
+    streams = seed.spawn(_STREAMS)
+    bounds = np.linspace(0, n_resamples, _STREAMS + 1).astype(int)
+    per_resample = len(cats) + n_rare  # cells touched per resample (n_rare rare draws expected)
+    chunk = max(1, int(_CHUNK_CELLS // max(per_resample, 1.0)))
+
+    def work(i: int) -> None:
+        rng = np.random.default_rng(streams[i])
+        for s in range(bounds[i], bounds[i + 1], chunk):
+            e = min(s + chunk, bounds[i + 1])
+            if len(freq_counts):
+                draws = rng.multinomial(n, p, size=e - s)
+                out[s:e] = draws[:, :len(freq_counts)].astype(np.float64) @ freq_vals
+                r = draws[:, -1] if n_rare else np.zeros(e - s, dtype=np.int64)
+            else:
+                r = np.full(e - s, n, dtype=np.int64)
+            total = int(r.sum())
+            if total:
+                idx = rng.integers(0, n_rare, size=total, dtype=np.int32 if n_rare < 2**31 else np.int64)
+                which = np.repeat(np.arange(e - s), r)
+                for j, c in enumerate(rare_cols):
+                    out[s:e, j] += np.bincount(which, weights=c[idx], minlength=e - s)
+
+    with ThreadPoolExecutor(_STREAMS) as pool:  # numpy's generators release the GIL
+        list(pool.map(work, range(_STREAMS)))
+    return out
+
+
+def _marginal_stream(seed: int) -> np.random.SeedSequence:
+    # The same stream for every single-system interval, so compare()'s "a"/"b" intervals equal
+    # bootstrap_wer()'s for the same seed (one number per system wherever it is shown).
+    return np.random.SeedSequence(seed).spawn(2)[0]
+
+
+def _diff_stream(seed: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(seed).spawn(2)[1]
+
+
+def _percentile_ci(samples: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.quantile(samples, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def _check_bootstrap_args(n_resamples: int, alpha: float) -> None:
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def bootstrap_wer(table: pd.DataFrame, columns: Columns, n_resamples: int = 1000, seed: int = 0,
+                  alpha: float = 0.05, utt_ids: UttIds = None) -> tuple[float, float, float]:
+    """Corpus WER of one hypothesis and its (1-alpha) percentile bootstrap interval.
+
+    Utterances are resampled with replacement (``n_resamples`` times, seeded); each resample's WER
+    is 100·ΣE/ΣN of the resample; the interval is the alpha/2 and 1-alpha/2 quantiles of those.
+    Returns (wer, lo, hi); all NaN when no utterance is selected.
+    """
+    _check_bootstrap_args(n_resamples, alpha)
+    cols = hypothesis_columns(columns)
+    rows = _scored(table, cols, _positions(utt_ids, len(table)))
+    e = _errors_per_utt(table, cols, rows)
+    n = _ints(table, cols["num_words"], rows)
+    if e.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    sums = _bootstrap_sums([e, n], n_resamples, _marginal_stream(seed))
+    lo, hi = _percentile_ci(np.asarray(_rate(sums[:, 0], sums[:, 1])), alpha)
+    return float(_rate(e.sum(), n.sum())), lo, hi
+
+
+def _bootstrap_p(diffs: np.ndarray) -> float:
+    """Two-sided bootstrap p-value for H0: difference = 0.
+
+    p = min(1, 2·min(1 + #{d* ≤ 0}, 1 + #{d* ≥ 0}) / (B + 1)): twice the smaller tail of the
+    bootstrap distribution beyond 0, with the +1 correction (Davison & Hinkley 1997, §4.4) so that
+    p ≥ 2/(B+1) is never 0. It inverts the percentile interval: p < alpha when 0 lies outside
+    the (1-alpha) interval. Identical systems (every d* = 0) give p = 1.
+    """
+    b = diffs.size
+    below = int(np.count_nonzero(diffs <= 0))
+    above = int(np.count_nonzero(diffs >= 0))
+    return float(min(1.0, 2.0 * min(below + 1, above + 1) / (b + 1)))
+
+
+def compare(table: pd.DataFrame, a_columns: Columns, b_columns: Columns, n_resamples: int = 1000,
+            seed: int = 0, alpha: float = 0.05, utt_ids: UttIds = None) -> dict[str, dict[str, Any]]:
+    """Corpus WER of hypotheses A and B with bootstrap intervals, and the paired difference B − A.
+
+    ``{"a": {"wer", "ci": [lo, hi]}, "b": {...}, "diff": {"wer", "ci": [lo, hi], "p"}}``, WERs in
+    percent, ``diff.wer`` = WER(B) − WER(A) in percentage points (negative: B is better).
+    A's and B's intervals are percentile bootstraps as in :func:`bootstrap_wer`. The difference
+    is a PAIRED bootstrap: each resample draws the same utterances for A and B, so the
+    per-utterance correlation between the systems is kept; its interval is the percentile
+    interval of the resampled differences and ``p`` the two-sided p-value of :func:`_bootstrap_p`.
+    A's and B's intervals are exactly :func:`bootstrap_wer`'s for the same seed; the difference
+    uses its own stream derived from ``seed``. Values are NaN when no utterance is selected.
+    """
+    _check_bootstrap_args(n_resamples, alpha)
+    ca, cb = hypothesis_columns(a_columns), hypothesis_columns(b_columns)
+    # paired: only the utterances both hypotheses were scored on
+    rows = _scored(table, cb, _scored(table, ca, _positions(utt_ids, len(table))))
+    ea, eb = _errors_per_utt(table, ca, rows), _errors_per_utt(table, cb, rows)
+    n = _ints(table, ca["num_words"], rows)
+    nan = float("nan")
+    if n.size == 0:
+        return {"a": {"wer": nan, "ci": [nan, nan]}, "b": {"wer": nan, "ci": [nan, nan]},
+                "diff": {"wer": nan, "ci": [nan, nan], "p": nan}}
+    out: dict[str, dict[str, Any]] = {}
+    for name, e in (("a", ea), ("b", eb)):
+        sums = _bootstrap_sums([e, n], n_resamples, _marginal_stream(seed))
+        out[name] = {"wer": float(_rate(e.sum(), n.sum())),
+                     "ci": list(_percentile_ci(np.asarray(_rate(sums[:, 0], sums[:, 1])), alpha))}
+    # The difference only needs D = E_b − E_a and N per utterance (fewer distinct rows than the
+    # triple). Z = E_a on empty references keeps the empty-reference rule exact when ΣN = 0.
+    d = eb - ea
+    z = np.where(n == 0, ea, 0)
+    sums = _bootstrap_sums([d, n, z], n_resamples, _diff_stream(seed))
+    sd, sn, sz = sums[:, 0], sums[:, 1], sums[:, 2]
+    diffs = np.where(sn > 0, 100.0 * sd / np.where(sn > 0, sn, 1.0),
+                     np.where(sz + sd > 0, 100.0, 0.0) - np.where(sz > 0, 100.0, 0.0))
+    out["diff"] = {"wer": out["b"]["wer"] - out["a"]["wer"], "ci": list(_percentile_ci(diffs, alpha)),
+                   "p": _bootstrap_p(diffs)}
+    return out
+

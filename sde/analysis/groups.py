@@ -1,0 +1,328 @@
+"""Corpus WER/CER of one hypothesis per value of a column (speaker, duration bucket, …), sorted,
+thresholded and with per-group bootstrap intervals.
+
+:func:`group_rates` computes every group's sums once with bincounts over integer codes;
+:class:`GroupedRates` then sorts, filters and pages them, and gives any page's intervals, without
+another pass over the utterances.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sde.analysis.bootstrap import _check_bootstrap_args, _percentile_ci
+from sde.analysis.rates import (
+    Columns,
+    UttIds,
+    _char_edits,
+    _errors_per_utt,
+    _ints,
+    _positions,
+    _rate,
+    _ref_chars,
+    _scored,
+    hypothesis_columns,
+)
+
+#: Duration buckets, in seconds: each bucket is [lo, hi) (a 2.0 s utterance is in "2-5 s").
+DURATION_BUCKET_EDGES: tuple[float, ...] = (0.0, 2.0, 5.0, 10.0, 20.0, 30.0, float("inf"))
+DURATION_BUCKET_LABELS: tuple[str, ...] = ("0-2 s", "2-5 s", "5-10 s", "10-20 s", "20-30 s", "30+ s")
+
+#: What a breakdown can be sorted by; prefix ``-`` for descending (``-wer``: worst group first).
+BREAKDOWN_SORTS: tuple[str, ...] = ("value", "utterances", "words", "wer", "cer")
+
+#: A group of at most this many utterances gets an exact bootstrap (its rows are resampled); a
+#: larger one draws its resampled sums from their normal limit (see :meth:`GroupedRates.intervals`).
+CI_EXACT_MAX = 500
+
+_MISSING_SEED_KEY = b"\x00missing"
+_RESAMPLE_CELLS = 1_000_000  # rows drawn at once per group (bounds the memory of an interval)
+
+
+def duration_bucket(durations: pd.Series | np.ndarray | Sequence[float]) -> pd.Series:
+    """Ordered categorical of duration buckets: 0-2 s, 2-5 s, 5-10 s, 10-20 s, 20-30 s, 30+ s.
+
+    Each bucket is [lo, hi): 2.0 s falls in "2-5 s", 30.0 s in "30+ s". Missing or negative
+    durations get <NA>. The index of a Series input is kept.
+    """
+    index = durations.index if isinstance(durations, pd.Series) else None
+    values = pd.to_numeric(pd.Series(durations, index=index), errors="coerce").astype(np.float64)
+    cut = pd.cut(values, bins=list(DURATION_BUCKET_EDGES), right=False, labels=list(DURATION_BUCKET_LABELS),
+                 ordered=True)
+    return pd.Series(cut, index=values.index, name="duration_bucket")
+
+
+def group_counts(table: pd.DataFrame) -> dict[str, int]:
+    """Columns worth a breakdown, with their number of distinct non-missing values.
+
+    ``duration_bucket`` first (when there is a duration; the count is of buckets that occur), then
+    every string, boolean, categorical or integer column in which some value repeats, whatever
+    its cardinality (2,338 speakers is a fine breakdown). Left out: floating-point measurements
+    (bucket or filter them) and columns whose values are all distinct (an identifier: its
+    breakdown would be the utterance table itself).
+    """
+    out: dict[str, int] = {}
+    if "duration" in table.columns:
+        buckets = pd.Categorical(duration_bucket(table["duration"].to_numpy(dtype=np.float64, na_value=np.nan)))
+        out["duration_bucket"] = int(np.count_nonzero(np.bincount(buckets.codes[buckets.codes >= 0],
+                                                                  minlength=len(buckets.categories))))
+    for name in table.columns:
+        if name in ("duration_bucket", "id"):
+            continue
+        s = table[name]
+        if s.dtype.kind in "fcmM":
+            continue  # continuous measurements and times: bucket or filter them instead
+        try:
+            distinct, present = int(s.nunique(dropna=True)), int(s.count())
+        except TypeError:  # unhashable Python objects (lists, dicts)
+            continue
+        if distinct and (distinct < present or present == 1):
+            out[str(name)] = distinct
+    return out
+
+
+def breakdown_columns(table: pd.DataFrame) -> list[str]:
+    """Columns :func:`breakdown` is worth calling with (see :func:`group_counts`); any other
+    column of the table works too."""
+    return list(group_counts(table))
+
+
+def _factorize(s: pd.Series) -> tuple[np.ndarray, Any, bool]:
+    """(codes, values, ordered): codes index into values, -1 = missing."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cat = s.array
+        return cat.codes.astype(np.int64), cat.categories, bool(cat.ordered)
+    if s.dtype.kind in "iu" and len(s):
+        x = s.to_numpy()
+        lo, hi = int(x.min()), int(x.max())
+        if hi - lo <= 4 * len(x) + 1_000_000:
+            # Dense integer ids (speaker 19, 26, …): counting beats pandas' hash table (~4x).
+            seen = np.bincount((x - lo).astype(np.int64), minlength=hi - lo + 1) > 0
+            values = np.flatnonzero(seen)
+            lookup = np.cumsum(seen) - 1
+            return lookup[x - lo].astype(np.int64), values + lo, False
+    codes, uniques = pd.factorize(s.array, use_na_sentinel=True, sort=False)
+    return codes.astype(np.int64), uniques, False
+
+
+def _group_codes(table: pd.DataFrame, by: str, rows: np.ndarray | None) -> tuple[np.ndarray, Any, bool]:
+    """(codes per selected row (-1 = missing), group values, values are ordered categories)."""
+    if by == "duration_bucket" and "duration_bucket" not in table.columns:
+        if "duration" not in table.columns:
+            raise ValueError("cannot break down by duration_bucket: the table has no duration column")
+        durations = table["duration"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if rows is not None:
+            durations = durations[rows]
+        cat = pd.Categorical(duration_bucket(durations))
+        return cat.codes.astype(np.int64), cat.categories, True
+    if by not in table.columns:
+        raise ValueError(f"unknown column {by!r} for a breakdown; choose one of: "
+                         + ", ".join(breakdown_columns(table)))
+    s = table[by]
+    if rows is not None:
+        s = s.iloc[rows]
+    return _factorize(s)
+
+
+def _value_order(values: list[Any]) -> np.ndarray:
+    """Positions that sort the (non-missing) group values ascending; mixed types compare as text."""
+    try:
+        return np.argsort(pd.Index(values, dtype=object).to_numpy(), kind="stable")
+    except TypeError:
+        return np.argsort(np.asarray([str(v) for v in values], dtype=object), kind="stable")
+
+
+def parse_breakdown_sort(sort: str | None) -> tuple[str, bool]:
+    """`-wer` → ("wer", True): a breakdown sort key and whether it is descending (default value
+    order); ValueError naming the choices for anything else."""
+    text = (sort or "value").strip()
+    descending = text.startswith("-")
+    key = text[1:] if descending else text
+    if key not in BREAKDOWN_SORTS:
+        raise ValueError(f"unknown breakdown sort {sort!r}; choose one of {', '.join(BREAKDOWN_SORTS)}, "
+                         "with a leading - for descending (e.g. -wer: worst group first)")
+    return key, descending
+
+
+@dataclass(frozen=True)
+class GroupedRates:
+    """Corpus WER/CER of one hypothesis per value of a column, over a selection of utterances.
+
+    ``groups`` is DataFrame[value, utterances, words, wer, cer], one row per value present in the
+    selection, in value order (bucket order for duration_bucket, the categories' order for an
+    ordered categorical, else ascending; the missing values' group, value None, last). Its
+    positions are the group numbers :meth:`view` returns as index and :meth:`intervals` takes.
+    Computed once with bincounts over integer codes (:func:`group_rates`); sorting, thresholds,
+    paging and intervals of a page then cost nothing like a pass over the utterances.
+    """
+
+    groups: pd.DataFrame
+    slot: np.ndarray            # int32: each selected utterance's group number
+    rows: np.ndarray | None     # positions of the selected utterances (None: all)
+    table: pd.DataFrame
+    columns: Mapping[str, str]
+
+    def view(self, sort: str | None = "value", min_words: int = 0, min_utterances: int = 0) -> pd.DataFrame:
+        """The groups with at least ``min_words`` reference words and ``min_utterances``
+        utterances, sorted (``value``, ``utterances``, ``words``, ``wer`` or ``cer``; ``-`` prefix:
+        descending; ties in value order; missing values last either way). Index: group numbers."""
+        key, descending = parse_breakdown_sort(sort)
+        g = self.groups
+        keep = (g["words"].to_numpy() >= min_words) & (g["utterances"].to_numpy() >= min_utterances)
+        pos = np.flatnonzero(keep)
+        if key == "value":
+            if descending:
+                missing_last = len(pos) and g["value"].iat[pos[-1]] is None
+                pos = np.concatenate([pos[-2::-1], pos[-1:]]) if missing_last else pos[::-1]
+        else:
+            k = g[key].to_numpy()[pos]
+            pos = pos[np.lexsort((pos, -k if descending else k))]
+        return g.iloc[pos]
+
+    def intervals(self, groups: Sequence[int] | np.ndarray, n_resamples: int = 1000, seed: int = 0,
+                  alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi): the (1-alpha) percentile bootstrap interval of each listed group's WER.
+
+        Each group resamples its own utterances with replacement (``n_resamples`` times) and takes
+        100·ΣE/ΣN of each resample, as :func:`bootstrap_wer` does for the whole selection. The
+        random stream of a group is derived from ``seed`` and the group's value, so its interval
+        is the same on every page, in every sort order and whichever groups are asked with it.
+        Groups of more than :data:`CI_EXACT_MAX` utterances draw the resample's (ΣE, ΣN) from
+        their normal limit (the exact resampling's mean and covariance) instead of drawing rows:
+        indistinguishable at that size, and a page of large groups stays fast.
+        """
+        _check_bootstrap_args(n_resamples, alpha)
+        wanted = np.asarray(groups, dtype=np.int64)
+        lo = np.full(len(wanted), np.nan)
+        hi = np.full(len(wanted), np.nan)
+        if not len(wanted):
+            return lo, hi
+        lookup = np.full(len(self.groups), -1, dtype=np.int64)
+        lookup[wanted] = np.arange(len(wanted))
+        which = lookup[self.slot]
+        hit = np.flatnonzero(which >= 0)
+        hit = hit[np.argsort(which[hit], kind="stable")]
+        positions = hit if self.rows is None else self.rows[hit]
+        errors = _errors_per_utt(self.table, self.columns, positions)
+        words = _ints(self.table, self.columns["num_words"], positions)
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(which[hit], minlength=len(wanted)))])
+        values = self.groups["value"].to_numpy(dtype=object)
+        for i, group in enumerate(wanted):
+            a, b = bounds[i], bounds[i + 1]
+            if b > a:
+                rng = np.random.default_rng([seed, _seed_key(values[group])])
+                lo[i], hi[i] = _group_interval(errors[a:b], words[a:b], n_resamples, alpha, rng)
+        return lo, hi
+
+
+def _seed_key(value: Any) -> int:
+    return zlib.crc32(_MISSING_SEED_KEY if value is None else f"{type(value).__name__}:{value}".encode())
+
+
+def _group_interval(errors: np.ndarray, words: np.ndarray, n_resamples: int, alpha: float,
+                    rng: np.random.Generator) -> tuple[float, float]:
+    m = len(errors)
+    if m <= CI_EXACT_MAX:
+        sum_e = np.empty(n_resamples)
+        sum_n = np.empty(n_resamples)
+        # Both counts in one int64 (errors in the high half): one gather and one sum instead of
+        # two, ~3x faster; exact while a resample's sums fit their halves (always, in practice).
+        packed = None
+        if errors.min() >= 0 and words.min() >= 0 and errors.max() * m < 2**31 and words.max() * m < 2**32:
+            packed = (errors.astype(np.int64) << 32) | words.astype(np.int64)
+        chunk = max(1, _RESAMPLE_CELLS // m)
+        for s in range(0, n_resamples, chunk):
+            idx = rng.integers(0, m, size=(min(chunk, n_resamples - s), m), dtype=np.int32)
+            done = slice(s, s + len(idx))
+            if packed is not None:
+                sums = packed[idx].sum(axis=1)
+                sum_e[done], sum_n[done] = sums >> 32, sums & 0xFFFFFFFF
+            else:
+                sum_e[done], sum_n[done] = errors[idx].sum(axis=1), words[idx].sum(axis=1)
+    else:
+        both = np.stack([errors, words]).astype(np.float64)
+        # Resampling m rows: the sums' mean is the group's sums, their covariance m × the rows'
+        # (population) covariance; by the CLT their distribution is the normal with those moments.
+        draws = rng.multivariate_normal(both.sum(axis=1), np.cov(both, bias=True) * m, size=n_resamples,
+                                        method="svd")
+        sum_e, sum_n = np.maximum(draws[:, 0], 0.0), draws[:, 1]
+    return _percentile_ci(np.asarray(_rate(sum_e, sum_n)), alpha)
+
+
+def group_rates(table: pd.DataFrame, by: str, hyp_field_columns: Columns, utt_ids: UttIds = None) -> GroupedRates:
+    """Corpus WER/CER of one hypothesis per value of ``by``, for :func:`breakdown` and paged views.
+
+    ``by`` is any string, boolean, categorical or integer column (any number of distinct values;
+    missing values form one group, value None) or ``"duration_bucket"`` (see :func:`duration_bucket`,
+    computed from ``duration``). WER = 100·ΣE/ΣN and CER = 100·ΣCE/ΣC inside each group. One pass:
+    the column is turned into integer codes and every sum is a bincount over them.
+    """
+    cols = hypothesis_columns(hyp_field_columns)
+    rows = _scored(table, cols, _positions(utt_ids, len(table)))
+    codes, values, ordered = _group_codes(table, by, rows)
+    nvalues = len(values)
+    slot = np.where(codes >= 0, codes, nvalues)  # the last slot collects missing values
+
+    def total(weights: np.ndarray | None) -> np.ndarray:
+        return np.bincount(slot, weights=weights, minlength=nvalues + 1)
+
+    n_utt = total(None).astype(np.int64)
+    sums = {k: total(v.astype(np.float64)) for k, v in
+            (("e", _errors_per_utt(table, cols, rows)), ("n", _ints(table, cols["num_words"], rows)),
+             ("ce", _char_edits(table, cols, rows)), ("c", _ref_chars(table, cols, rows)))}
+    present = np.flatnonzero(n_utt[:nvalues] > 0)
+    value_list = [_py(v) for v in np.asarray(values, dtype=object)[present]]
+    if not ordered:
+        order = _value_order(value_list)
+        present = present[order]
+        value_list = [value_list[i] for i in order]
+    if n_utt[nvalues]:
+        present = np.append(present, nvalues)
+        value_list.append(None)
+    renumber = np.full(nvalues + 1, -1, dtype=np.int32)
+    renumber[present] = np.arange(len(present), dtype=np.int32)
+    groups = pd.DataFrame({
+        "value": pd.Series(value_list, dtype=object),
+        "utterances": n_utt[present],
+        "words": sums["n"][present].astype(np.int64),
+        "wer": np.asarray(_rate(sums["e"][present], sums["n"][present]), dtype=np.float64).reshape(-1),
+        "cer": np.asarray(_rate(sums["ce"][present], sums["c"][present]), dtype=np.float64).reshape(-1),
+    })
+    return GroupedRates(groups, renumber[slot], rows, table, cols)
+
+
+def breakdown(table: pd.DataFrame, by: str, hyp_field_columns: Columns, utt_ids: UttIds = None, *,
+              sort: str = "value", min_words: int = 0, min_utterances: int = 0, ci: bool = False,
+              n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05,
+              max_groups: int | None = None) -> pd.DataFrame:
+    """Corpus WER/CER of one hypothesis per value of a column.
+
+    Returns DataFrame[value, utterances, words, wer, cer] (see :func:`group_rates` for ``by``),
+    one row per value that occurs in the selection and has at least ``min_words`` reference words
+    and ``min_utterances`` utterances, sorted by ``sort`` (see :meth:`GroupedRates.view`: default
+    value order, ``"-wer"`` worst first). ``ci=True`` adds ``ci_lo``, ``ci_hi``: each group's
+    seeded bootstrap interval (:meth:`GroupedRates.intervals`). ``max_groups`` (None: any number)
+    turns more groups than that into a ValueError.
+    """
+    grouped = group_rates(table, by, hyp_field_columns, utt_ids)
+    if max_groups is not None and len(grouped.groups) > max_groups:
+        raise ValueError(f"column {by!r} has {len(grouped.groups)} groups, more than max_groups={max_groups}")
+    out = grouped.view(sort, min_words, min_utterances)
+    if ci:
+        lo, hi = grouped.intervals(out.index.to_numpy(), n_resamples, seed, alpha)
+        out = out.assign(ci_lo=lo, ci_hi=hi)
+    return out.reset_index(drop=True)
+
+
+def _py(v: Any) -> Any:
+    """numpy scalar → Python scalar, NA → None (for JSON and object columns)."""
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+

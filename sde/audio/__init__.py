@@ -1,0 +1,50 @@
+"""Signal side of sde: read an utterance's segment, encode it, summarise it for display, measure it.
+
+- :mod:`sde.audio.io` — one reader with one fallback chain (libsndfile → ffmpeg → audioread):
+  :func:`open_segment` (block by block, any length), :func:`read_segment`, :func:`read_channels`,
+  :func:`file_info`, :class:`AudioError`.
+- :mod:`sde.audio.encode` — WAV (whole or streamed with Range support) and Ogg Vorbis.
+- :mod:`sde.audio.dsp` — bounded display data (envelope, spectrogram) and resampling.
+- :mod:`sde.audio.quality` — per-segment audio metrics and the parallel runner over a table.
+
+The bottom layer of sde: imports nothing else of sde, and only numpy and soundfile at import time
+(pandas, scipy, librosa, soxr lazily): the metric worker processes import it, and their start-up
+time counts.
+"""
+
+from sde.audio.dsp import DB_FLOOR, DisplayData, display_data, envelope, resample, spectrogram
+from sde.audio.encode import WavStream, ogg_bytes, ogg_stream, wav_bytes, wav_header
+from sde.audio.io import (BLOCK_FRAMES, DURATION_TOLERANCE, IN_MEMORY_MAX_FRAMES, MAX_SECONDS, AudioError,
+                          RawAudio, Segment, SegmentReader, file_info, open_segment, read_channels,
+                          read_segment, to_mono)
+from sde.audio.quality import AUDIO_METRIC_COLUMNS, audio_metrics, compute_audio_metrics
+
+__all__ = [
+    "AUDIO_METRIC_COLUMNS",
+    "AudioError",
+    "BLOCK_FRAMES",
+    "DB_FLOOR",
+    "DURATION_TOLERANCE",
+    "DisplayData",
+    "IN_MEMORY_MAX_FRAMES",
+    "MAX_SECONDS",
+    "RawAudio",
+    "Segment",
+    "SegmentReader",
+    "WavStream",
+    "audio_metrics",
+    "compute_audio_metrics",
+    "display_data",
+    "envelope",
+    "file_info",
+    "ogg_bytes",
+    "ogg_stream",
+    "open_segment",
+    "read_channels",
+    "read_segment",
+    "resample",
+    "spectrogram",
+    "to_mono",
+    "wav_bytes",
+    "wav_header",
+]

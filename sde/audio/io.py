@@ -1,0 +1,658 @@
+"""Reading audio: one reader, one fallback chain (libsndfile → ffmpeg → audioread).
+
+Everything here works on the *segment* an utterance names (``offset``, ``duration``), never on the
+whole file: soundfile seeks to the first frame and reads only the frames asked for, so a 20 s
+segment costs the same inside a 1-minute file as inside a 30-minute one.
+
+Long segments are never held whole: :func:`open_segment` gives a :class:`SegmentReader` that reads
+block by block (the encoders of :mod:`sde.audio.encode` and the display reduction of
+:mod:`sde.audio.dsp` consume it as they go). :func:`read_segment` decodes a segment whole, mono;
+:func:`read_channels` decodes it whole with every channel, leniently (metrics, transcription).
+
+Formats: whatever libsndfile reads (WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3, AIFF, …); anything else
+goes through an ``ffmpeg`` subprocess that decodes only the segment (``-ss``/``-t``), or through
+audioread (via librosa) when ffmpeg is not installed. Every failure is an :class:`AudioError` that
+names the file and why.
+
+Imports only numpy and soundfile at import time (librosa lazily): the metric worker processes
+import this package, and their start-up time counts.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, TypeVar
+
+import numpy as np
+import soundfile as sf
+
+__all__ = [
+    "AudioError",
+    "BLOCK_FRAMES",
+    "DURATION_TOLERANCE",
+    "IN_MEMORY_MAX_FRAMES",
+    "MAX_SECONDS",
+    "RawAudio",
+    "Segment",
+    "SegmentReader",
+    "file_info",
+    "open_segment",
+    "read_channels",
+    "read_segment",
+    "to_mono",
+]
+
+log = logging.getLogger(__name__)
+
+#: A duration mismatch is flagged above this many seconds (the manifest's durations are rounded);
+#: also how far a segment may run past the end of a truncated file before it is refused.
+DURATION_TOLERANCE = 0.1
+#: Segments up to this many frames may be decoded whole (8 MB of mono float32: 131 s at 16 kHz,
+#: 43.7 s at 48 kHz) and cached by the routes; longer ones are only ever read block by block.
+IN_MEMORY_MAX_FRAMES = 1 << 21
+#: Frames per block when a segment is read, encoded or summarised piece by piece. Also the most
+#: frames handed to libvorbis in one write: one write of 2**21 frames overflows the stack (SIGSEGV).
+BLOCK_FRAMES = 1 << 16
+#: Offsets and durations are seconds from 0 to this (~31 years). Larger values are manifest
+#: errors, and their frame numbers would overflow (1e308 s × 16 kHz is inf).
+MAX_SECONDS = 1e9
+
+_FFMPEG_TIMEOUT_S = 120.0
+
+
+class AudioError(Exception):
+    """A segment that cannot be read. ``str(exc)`` names the file and why, for users.
+
+    ``reason`` is a short machine-readable kind: ``not_found``, ``permission``, ``not_a_file``,
+    ``empty``, ``unreadable`` (not a sound file / corrupt / unsupported), ``truncated``,
+    ``offset`` (segment starts beyond the end), ``invalid`` (bad offset/duration values; then
+    ``field`` names the manifest field and ``value`` holds its value).
+    HTTP routes map ``not_found`` to 404 and the rest to 422.
+    """
+
+    def __init__(self, path: str, why: str, reason: str = "unreadable", *,
+                 field: str | None = None, value: float | None = None) -> None:
+        self.path = str(path)
+        self.why = why
+        self.reason = reason
+        self.field = field
+        self.value = value
+        super().__init__(f"{self.path}: {why}")
+
+
+@dataclass
+class Segment:
+    """Decoded audio of one segment, mixed down to mono."""
+
+    samples: np.ndarray   # float32 mono in [-1, 1]
+    sample_rate: int
+    channels: int         # channels in the file (mixed down to mono)
+    path: str
+    offset: float         # s, where the segment starts in the file
+    duration: float       # actual seconds returned
+    file_duration: float = float("nan")  # s, readable length of the whole file (NaN if unknown)
+    truncated: bool = False              # the file holds less audio than its header announces
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class RawAudio:
+    """A decoded segment before the mono mix-down (metrics look at every channel)."""
+
+    data: np.ndarray      # float32, shape (frames, channels)
+    sample_rate: int
+    channels: int
+    file_duration: float
+    truncated: bool
+
+
+def check_file(path: str) -> None:
+    """Turn the common 'cannot even open it' cases into precise messages before decoding."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AudioError(path, "file not found", "not_found") from None
+    except PermissionError:
+        raise AudioError(path, "permission denied", "permission") from None
+    except OSError as exc:  # e.g. ENOTDIR when a parent is a file, ENAMETOOLONG
+        if exc.errno == errno.ENOTDIR:
+            raise AudioError(path, "file not found", "not_found") from None
+        raise AudioError(path, f"cannot access the file ({exc.strerror})", "unreadable") from None
+    if os.path.isdir(path):
+        raise AudioError(path, "is a directory, not an audio file", "not_a_file")
+    if st.st_size == 0:
+        raise AudioError(path, "zero-byte file (empty, no audio)", "empty")
+    if not os.access(path, os.R_OK):
+        raise AudioError(path, "permission denied", "permission")
+
+
+def _check_times(path: str, offset: float, duration: float | None) -> None:
+    """An offset or duration no file can satisfy is a manifest error: name the field, the value
+    and the fix (``duration=None`` means "to the end of the file" and is always fine)."""
+    for field, value in (("offset", offset), ("duration", duration)):
+        if value is None or (math.isfinite(value) and 0.0 <= value <= MAX_SECONDS):
+            continue
+        raise AudioError(path, f"invalid {field} {value:g} in the manifest: it must be a number "
+                               f"of seconds from 0 to {MAX_SECONDS:g}; fix this line's "
+                               f'"{field}"', "invalid", field=field, value=value)
+
+
+def frame_range(path: str, offset: float, duration: float | None, sample_rate: int,
+                 total_frames: int, truncated: bool, *, strict: bool = False,
+                 announced_s: float | None = None) -> tuple[int, int]:
+    """First frame and frame count of a segment, validated against the file's length.
+
+    A segment running past the end of a complete file is shortened (the manifest's durations
+    are rounded). ``strict`` (serving, display): a segment running more than DURATION_TOLERANCE
+    past the end of a *truncated* file is an error, not silently shorter audio."""
+    _check_times(path, offset, duration)
+    start = int(round(offset * sample_rate))
+    file_s = total_frames / sample_rate if sample_rate else 0.0
+    if total_frames == 0:
+        if truncated:
+            raise AudioError(path, "truncated: the file holds no audio samples", "truncated")
+        raise AudioError(path, "the file holds no audio samples", "empty")
+    if start >= total_frames:
+        why = (f"offset {offset:.3f} s is beyond the end of the file "
+               f"(the file is {file_s:.3f} s long)")
+        if truncated:
+            why += "; the file is truncated (its header announces more audio than it holds)"
+        raise AudioError(path, why, "truncated" if truncated else "offset")
+    if duration is None:
+        return start, total_frames - start
+    count = int(round(duration * sample_rate))
+    missing_s = (start + count - total_frames) / sample_rate
+    if strict and truncated and missing_s > DURATION_TOLERANCE:
+        raise _truncated(path, offset + duration, f"has {file_s:.3f} s", announced_s)
+    return start, min(count, total_frames - start)
+
+
+def _truncated(path: str, end_s: float, has: str, announced_s: float | None) -> AudioError:
+    header = f" (its header announces {announced_s:.3f} s)" if announced_s else ""
+    return AudioError(path, f"truncated file: expected audio up to {end_s:.3f} s (the end of the "
+                            f"segment), the file {has}{header}", "truncated")
+
+
+def _read_soundfile(path: str, offset: float, duration: float | None) -> RawAudio:
+    with sf.SoundFile(path) as f:
+        sr = int(f.samplerate)
+        channels = int(f.channels)
+        total = int(f.frames)
+        truncated = header_overstates(f)
+        start, count = frame_range(path, offset, duration, sr, total, truncated)
+        data = seek_read(f, path, start, count)
+    if len(data) < count:
+        # Compressed formats (FLAC, OGG, MP3) only know their true length when decoding reaches it.
+        truncated = True
+    return RawAudio(data, sr, channels, total / sr, truncated)
+
+
+def header_overstates(f: sf.SoundFile) -> bool:
+    """libsndfile trims the frame count of a cut-off WAV/AIFF to the data present and notes the
+    header's claim in its log (``data : 64000 (should be 31978)``): our truncation flag. Only
+    the data chunk counts: a wrong RIFF size alone is a common, harmless writer bug."""
+    return any(line.lstrip().lower().startswith(("data", "ssnd")) and "(should be" in line
+               for line in (f.extra_info or "").splitlines())
+
+
+_DATA_CLAIM = re.compile(r"^\s*(?:data|ssnd)\s*:\s*(\d+)\s*\(should be\s*(\d+)\)", re.I | re.M)
+
+
+def _announced_seconds(f: sf.SoundFile, file_s: float) -> float | None:
+    """The length a truncated file's header claims: its data size over the size really there."""
+    m = _DATA_CLAIM.search(f.extra_info or "")
+    if not m or int(m.group(2)) <= 0:
+        return None
+    return file_s * int(m.group(1)) / int(m.group(2))
+
+
+#: MP3 decoding right after a seek is garbage for up to ~0.2 s (mpg123 lacks the bit reservoir
+#: of the previous frames); decoding from this many frames earlier and dropping them is exact.
+_MP3_PREROLL_FRAMES = 8192
+
+
+def seek_read(f: sf.SoundFile, path: str, start: int, count: int) -> np.ndarray:
+    """Frames [start, start + count) of an open file as float32 (frames, channels)."""
+    preroll = min(start, _MP3_PREROLL_FRAMES) if f.format == "MP3" else 0
+    try:
+        if count:
+            # Always seek, offset 0 included: an open file may be read several times (one file,
+            # many segments) and must not continue from where the previous read stopped.
+            f.seek(start - preroll)
+        data = f.read(count + preroll if count else 0, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(path, f"corrupt or truncated audio data ({_sf_reason(exc)})",
+                         "truncated") from None
+    return data[preroll:] if preroll else data
+
+
+def _sf_reason(exc: BaseException) -> str:
+    msg = str(exc)
+    # soundfile prefixes "Error opening 'path': " — the path is already in our message.
+    if ": " in msg and msg.startswith("Error opening"):
+        msg = msg.split("': ", 1)[-1]
+    return msg.strip().rstrip(".") or type(exc).__name__
+
+
+def _ffprobe(path: str) -> tuple[int, int, float]:
+    """(sample_rate, channels, duration_s) of the first audio stream, via ffprobe."""
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a:0",
+         "-show_entries", "stream=sample_rate,channels:format=duration", "-of", "json", path],
+        capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ValueError(lines[-1] if lines else "ffprobe failed")
+    info = json.loads(proc.stdout or b"{}")
+    streams = info.get("streams") or []
+    if not streams:
+        raise ValueError("no audio stream")
+    sr = int(streams[0].get("sample_rate") or 0)
+    ch = int(streams[0].get("channels") or 0)
+    dur = float((info.get("format") or {}).get("duration") or "nan")
+    if sr <= 0 or ch <= 0:
+        raise ValueError("no audio stream")
+    return sr, ch, dur
+
+
+def _ffmpeg_cmd(path: str, offset: float, duration: float | None) -> list[str]:
+    # -ss before -i seeks in the input (fast: only the segment is decoded); native rate and
+    # channel layout are kept so the numbers match what soundfile would report.
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{offset:.6f}"]
+    if duration is not None:
+        cmd += ["-t", f"{max(0.0, duration):.6f}"]
+    return cmd + ["-i", path, "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+
+
+def _offset_beyond_end(path: str, offset: float, file_s: float) -> AudioError:
+    return AudioError(path, f"offset {offset:.3f} s is beyond the end of the file "
+                            f"(the file is {file_s:.3f} s long)", "offset")
+
+
+def _read_ffmpeg(path: str, offset: float, duration: float | None) -> RawAudio:
+    sr, ch, file_s = _ffprobe(path)
+    _check_times(path, offset, duration)
+    if math.isfinite(file_s) and offset >= file_s:
+        raise _offset_beyond_end(path, offset, file_s)
+    proc = subprocess.run(_ffmpeg_cmd(path, offset, duration), capture_output=True,
+                          timeout=_FFMPEG_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise ValueError(proc.stderr.decode("utf-8", "replace").strip() or "ffmpeg failed")
+    data = np.frombuffer(proc.stdout, dtype="<f4")
+    data = data[: len(data) // ch * ch].reshape(-1, ch).astype(np.float32, copy=True)
+    if duration is not None:
+        data = data[: max(0, int(round(duration * sr)))]
+    return RawAudio(data, sr, ch, file_s, False)
+
+
+def _read_audioread(path: str, offset: float, duration: float | None) -> RawAudio:
+    import librosa  # lazy: slow to import, and only needed without ffmpeg
+
+    y, sr = librosa.load(path, sr=None, mono=False, offset=offset,
+                         duration=None if duration is None else max(0.0, duration))
+    y = np.atleast_2d(np.asarray(y, dtype=np.float32)).T  # librosa: (channels, n) → (n, channels)
+    try:
+        file_s = float(librosa.get_duration(path=path))
+    except Exception:  # noqa: BLE001 - the length is a nicety here
+        file_s = float("nan")
+    if len(y) == 0 and math.isfinite(file_s) and offset >= file_s:
+        raise _offset_beyond_end(path, offset, file_s)
+    return RawAudio(y, int(sr), y.shape[1], file_s, False)
+
+
+def _times(offset: float | None, duration: float | None) -> tuple[float, float | None]:
+    return (0.0 if offset is None else float(offset)), (None if duration is None else float(duration))
+
+
+def _not_audio(path: str, sf_reason: str, exc: BaseException) -> AudioError:
+    ext = os.path.splitext(path)[1].lower()
+    what = "not a sound file, or corrupt"
+    if ext:
+        what += f" (extension {ext!r})"
+    return AudioError(path, f"{what}: libsndfile says \"{sf_reason}\"; "
+                            f"fallback decoder says \"{_short(exc, path)}\"", "unreadable")
+
+
+T = TypeVar("T")
+#: A backend opens or decodes (path, offset, duration); it raises AudioError for what it can
+#: explain, anything else for "I cannot decode this file".
+Backend = Callable[[str, float, float | None], T]
+
+
+def _decode(path: str, offset: float | None, duration: float | None, soundfile: Backend[T],
+            ffmpeg: Backend[T], audioread: Backend[T]) -> T:
+    """The one fallback chain: libsndfile; when it refuses the file (a format it does not know,
+    AAC/M4A, WMA, …, or a broken file), ffmpeg when installed, else audioread. The checks every
+    backend needs (times, file exists and is readable) come first."""
+    path = os.fspath(path)
+    offset, duration = _times(offset, duration)
+    _check_times(path, offset, duration)
+    check_file(path)
+    try:
+        return soundfile(path, offset, duration)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        sf_reason = _sf_reason(exc)
+    except OSError as exc:  # raced with a delete/chmod after check_file
+        raise AudioError(path, f"cannot read the file ({exc.strerror or exc})", "unreadable") from None
+    try:
+        if shutil.which("ffmpeg") and shutil.which("ffprobe"):
+            return ffmpeg(path, offset, duration)
+        return audioread(path, offset, duration)
+    except AudioError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every decoder failure means the same to the user
+        raise _not_audio(path, sf_reason, exc) from None
+
+
+def read_channels(path: str, offset: float = 0.0, duration: float | None = None) -> RawAudio:
+    """The segment with every channel, leniently (metrics, transcription): a segment running past
+    the end of a truncated file comes back shortened and flagged rather than refused."""
+    return _decode(path, offset, duration, _read_soundfile, _read_ffmpeg, _read_audioread)
+
+
+def _short(exc: BaseException, path: str = "") -> str:
+    text = " ".join(str(exc).split())
+    if path:  # ffmpeg prefixes its messages with the input path, which we already name
+        text = text.replace(f"{path}: ", "")
+    return (text[:200] + "…") if len(text) > 200 else (text or type(exc).__name__)
+
+
+def to_mono(data: np.ndarray) -> np.ndarray:
+    if data.shape[1] == 1:
+        return data[:, 0]
+    return data.mean(axis=1, dtype=np.float32)
+
+
+class SegmentReader:
+    """One segment of an audio file, open for reading piece by piece as mono float32 in [-1, 1].
+
+    ``frames`` is the segment's length: exact for what libsndfile reads; for the ffmpeg fallback
+    the container's duration, which :meth:`read` honours (padding with silence or cutting).
+    Nothing is decoded until asked for, so serving or summarising a 60-minute segment holds one
+    block at a time. A context manager; :meth:`close` releases the file (or decoder process).
+    """
+
+    #: ``frames`` is the decoded length itself, not the container's estimate.
+    exact = True
+    #: Seconds a truncated file's header claims (for messages), when known.
+    _announced: float | None = None
+
+    def __init__(self, path: str, offset: float, sample_rate: int, channels: int, frames: int,
+                 file_duration: float, truncated: bool) -> None:
+        self.path = path
+        self.offset = offset
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.frames = frames
+        self.file_duration = file_duration
+        self.truncated = truncated
+        self._warned = False
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    @property
+    def fits_in_memory(self) -> bool:
+        return self.frames <= IN_MEMORY_MAX_FRAMES
+
+    def _read_raw(self, start: int, count: int) -> np.ndarray:
+        """Up to ``count`` frames from segment frame ``start``, (frames, channels) float32."""
+        raise NotImplementedError
+
+    def check_end(self) -> None:
+        """Raise "truncated" now if the data ends before the segment does (see subclasses)."""
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Frames [start, start + count) of the segment (clamped to it), mono, in [-1, 1].
+
+        Always exactly that many frames: data the decoder cannot deliver (a file damaged after
+        it was opened) reads as silence and is logged, because a response that announced its
+        length has to keep its word."""
+        start = max(0, min(int(start), self.frames))
+        count = max(0, min(int(count), self.frames - start))
+        out = np.zeros(count, dtype=np.float32)
+        try:
+            raw = self._read_raw(start, count)
+        except AudioError as exc:
+            self._warn(exc.why)
+            return out
+        got = min(len(raw), count)
+        if got:
+            np.clip(to_mono(raw[:got]), -1.0, 1.0, out=out[:got])
+        if got < count and self.exact:
+            self._warn(f"the data ends {(count - got) / self.sample_rate:.3f} s early")
+        return out
+
+    def _warn(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("%s: %s; serving silence in its place", self.path, why)
+
+    def blocks(self, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        """The whole segment as consecutive mono blocks of ``block_frames`` (the last shorter)."""
+        for start in range(0, self.frames, block_frames):
+            yield self.read(start, min(block_frames, self.frames - start))
+
+    def segment(self) -> Segment:
+        """The whole segment in memory (mono: a multi-channel file is mixed block by block).
+
+        A file whose data ends more than DURATION_TOLERANCE before the segment does is an error
+        ("truncated", expected vs. actual end), not silently shorter audio."""
+        out = np.empty(self.frames, dtype=np.float32)
+        got = 0
+        while got < self.frames:
+            count = min(BLOCK_FRAMES, self.frames - got)
+            raw = self._read_raw(got, count)
+            n = min(len(raw), count)
+            np.clip(to_mono(raw[:n]), -1.0, 1.0, out=out[got:got + n])
+            got += n
+            if n < count:
+                break
+        if self.exact and (self.frames - got) / self.sample_rate > DURATION_TOLERANCE:
+            end = self.offset + self.frames / self.sample_rate
+            has = f"has data up to {self.offset + got / self.sample_rate:.3f} s"
+            raise _truncated(self.path, end, has, self._announced)
+        return self._segment(out[:got], self.truncated or got < self.frames)
+
+    def _segment(self, samples: np.ndarray, truncated: bool) -> Segment:
+        return Segment(samples=samples, sample_rate=self.sample_rate, channels=self.channels,
+                       path=self.path, offset=self.offset,
+                       duration=len(samples) / self.sample_rate,
+                       file_duration=self.file_duration, truncated=truncated)
+
+    def close(self) -> None:
+        """Release the file; reading after this is an error."""
+
+    def __enter__(self) -> "SegmentReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _SoundfileReader(SegmentReader):
+    """A segment of a file libsndfile decodes (seekable: blocks are read where they are)."""
+
+    def __init__(self, path: str, offset: float, duration: float | None) -> None:
+        f = sf.SoundFile(path)
+        try:
+            sr, channels, total = int(f.samplerate), int(f.channels), int(f.frames)
+            truncated = header_overstates(f)
+            announced = _announced_seconds(f, total / sr) if truncated else None
+            start, count = frame_range(path, offset, duration, sr, total, truncated,
+                                        strict=True, announced_s=announced)
+        except BaseException:
+            f.close()
+            raise
+        super().__init__(path, offset, sr, channels, count, total / sr, truncated)
+        self._f = f
+        self._first = start
+        self._next: int | None = None  # file frame the decoder stands at (None: unknown)
+        # FLAC/MP3 headers announce the full length even when the data stops early.
+        self._announced = announced or total / sr
+
+    def _read_raw(self, start: int, count: int) -> np.ndarray:
+        pos = self._first + start
+        if pos == self._next:  # sequential blocks: no seek (FLAC/MP3 seeks cost a decode)
+            try:
+                data = self._f.read(count, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                self._next = None
+                raise AudioError(self.path, f"corrupt or truncated audio data ({_sf_reason(exc)})",
+                                 "truncated") from None
+        else:
+            data = seek_read(self._f, self.path, pos, count)
+        self._next = pos + len(data)
+        return data
+
+    def check_end(self) -> None:
+        """Compressed files (FLAC, MP3) learn where their data really ends only when decoding
+        gets there: read the segment's last frame now (give or take DURATION_TOLERANCE), so a
+        truncated file is refused before a streamed response announces a length it cannot keep."""
+        if self.frames == 0:
+            return
+        slack = min(self.frames - 1, int(DURATION_TOLERANCE * self.sample_rate))
+        try:
+            self._f.seek(self._first + self.frames - 1 - slack)
+            ok = len(self._f.read(1, dtype="float32", always_2d=True)) == 1
+        except (sf.LibsndfileError, RuntimeError):
+            ok = False
+        self._next = None
+        if not ok:
+            raise _truncated(self.path, self.offset + self.duration, "has less data than that",
+                             self._announced)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class _FfmpegReader(SegmentReader):
+    """A segment of a file only ffmpeg decodes (AAC/M4A, WMA, …): its length is the container's
+    estimate; sequential blocks come from one ``ffmpeg`` pipe, a jump restarts it at the spot."""
+
+    exact = False
+
+    def __init__(self, path: str, offset: float, duration: float | None) -> None:
+        sr, channels, file_s = _ffprobe(path)
+        if math.isfinite(file_s) and offset >= file_s:
+            raise _offset_beyond_end(path, offset, file_s)
+        seconds = duration
+        if math.isfinite(file_s):
+            seconds = file_s - offset if duration is None else min(duration, file_s - offset)
+        # Unknown length (no duration, no container length): small enough to decode whole.
+        frames = 0 if seconds is None else int(round(seconds * sr))
+        super().__init__(path, offset, sr, channels, frames, file_s, False)
+        self._duration = duration
+        self._length_known = seconds is not None
+        self._proc: subprocess.Popen | None = None
+        self._pos = -1
+
+    @property
+    def fits_in_memory(self) -> bool:
+        return not self._length_known or super().fits_in_memory
+
+    def segment(self) -> Segment:
+        raw = _read_ffmpeg(self.path, self.offset, self._duration)
+        return self._segment(np.clip(to_mono(raw.data), -1.0, 1.0), False)
+
+    def _read_raw(self, start: int, count: int) -> np.ndarray:
+        if self._proc is None or start != self._pos:
+            self._stop()
+            cmd = _ffmpeg_cmd(self.path, self.offset + start / self.sample_rate,
+                              (self.frames - start) / self.sample_rate)
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL)
+        frame_bytes = 4 * self.channels
+        data = self._proc.stdout.read(count * frame_bytes) if self._proc.stdout else b""
+        n = len(data) // frame_bytes
+        self._pos = start + n
+        return np.frombuffer(data[: n * frame_bytes], dtype="<f4").reshape(n, self.channels)
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            if self._proc.stdout:
+                self._proc.stdout.close()
+            self._proc = None
+
+    def close(self) -> None:
+        self._stop()
+
+
+class _ArrayReader(SegmentReader):
+    """A segment already decoded whole (the audioread fallback, when ffmpeg is missing)."""
+
+    def __init__(self, path: str, offset: float, raw: RawAudio) -> None:
+        super().__init__(path, offset, raw.sample_rate, raw.channels, len(raw.data),
+                         raw.file_duration, raw.truncated)
+        self._data = raw.data
+
+    def _read_raw(self, start: int, count: int) -> np.ndarray:
+        return self._data[start:start + count]
+
+
+def open_segment(path: str, offset: float = 0.0, duration: float | None = None) -> SegmentReader:
+    """Open ``duration`` seconds from ``offset`` (to the end of file when ``None``) for reading.
+
+    Every check that can fail is made here, before any audio is served: missing/unreadable file,
+    invalid offset or duration, offset beyond the end, and — for a segment too long to decode
+    whole — a file whose data ends before the segment does (a segment running more than
+    ``DURATION_TOLERANCE`` past the end of a truncated file is refused, not shortened).
+    """
+    reader: SegmentReader = _decode(path, offset, duration, _SoundfileReader, _FfmpegReader,
+                                    _decoded_whole)
+    if not reader.fits_in_memory:
+        try:
+            reader.check_end()
+        except BaseException:
+            reader.close()
+            raise
+    return reader
+
+
+def _decoded_whole(path: str, offset: float, duration: float | None) -> SegmentReader:
+    return _ArrayReader(path, offset, _read_audioread(path, offset, duration))
+
+
+def read_segment(path: str, offset: float = 0.0, duration: float | None = None) -> Segment:
+    """Read ``duration`` seconds from ``offset`` (to the end of file when ``None``), as mono float32.
+
+    Only the segment is read (seek + read of exactly those frames). A segment running past the
+    end of a complete file is returned shortened (``Segment.duration`` says how long); one that
+    starts at or past the end, or runs past the end of a truncated file, raises
+    :class:`AudioError` giving the file's real length. The whole segment is held in memory:
+    for segments of any length use :func:`open_segment`.
+    """
+    with open_segment(path, offset, duration) as reader:
+        return reader.segment()
+
+
+def file_info(path: str) -> dict[str, Any]:
+    """``{"sample_rate", "channels", "duration"}`` of a whole file without decoding it."""
+    path = os.fspath(path)
+    check_file(path)
+    try:
+        info = sf.info(path)
+        return {"sample_rate": int(info.samplerate), "channels": int(info.channels),
+                "duration": info.frames / info.samplerate}
+    except Exception:  # noqa: BLE001 - fall back to the slow path, which raises AudioError
+        raw = read_channels(path, 0.0, 0.0)
+        return {"sample_rate": raw.sample_rate, "channels": raw.channels,
+                "duration": raw.file_duration}
+
+

@@ -1,0 +1,130 @@
+"""The one in-memory cache helper of sde: a thread-safe LRU, and per-dataset caches that empty
+themselves when the dataset's tables are swapped.
+
+Two ways to bound an :class:`LRUCache`: by entry count (the default) or by the sum of a size
+function over its values (e.g. bytes of decoded audio). Values are computed outside the lock, so a
+slow computation never blocks readers of other keys; two threads asking for the same missing key
+may both compute it (harmless: the results are equal, the second one is kept).
+
+:func:`for_dataset` gives the cache of a given name for one dataset. It is keyed by
+``dataset.generation``, which ``Dataset.replace_with`` increments: after a swap (a hypothesis
+added, audio measured) every cache derived from the old tables is gone, and nobody has to know
+which caches exist to clear them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Hashable, Protocol, TypeVar
+
+__all__ = ["CacheRegistry", "LRUCache", "for_dataset"]
+
+V = TypeVar("V")
+_MISSING = object()
+#: With a size function, one value larger than this fraction of the budget is not kept: a single
+#: huge entry must not flush everything else.
+MAX_ITEM_FRACTION = 4
+
+
+class LRUCache:
+    """Least-recently-used entries, bounded by ``max_size`` entries, or by ``max_size`` units of
+    ``size_of(value)`` when a size function is given. ``max_size <= 0`` keeps nothing."""
+
+    def __init__(self, max_size: int, size_of: Callable[[Any], int] | None = None) -> None:
+        self.max_size = int(max_size)
+        self._size_of = size_of
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        with self._lock:
+            hit = self._items.get(key, _MISSING)
+            if hit is _MISSING:
+                return default
+            self._items.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: Hashable, value: Any, size: int | None = None) -> None:
+        """Keep ``value``; ``size`` (when given) overrides ``size_of(value)``, for caches holding
+        values of several kinds."""
+        sized = size is not None or self._size_of is not None
+        if size is None:
+            size = int(self._size_of(value)) if self._size_of is not None else 1
+        if self.max_size <= 0 or (sized and size > self.max_size // MAX_ITEM_FRACTION):
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._total -= old[1]
+            self._items[key] = (value, size)
+            self._total += size
+            while self._total > self.max_size and self._items:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._total -= dropped
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            value = compute()
+            self.put(key, value)
+        return value
+
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key`` if it is held (e.g. when the object it stands for is gone)."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._total -= old[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._total = 0
+
+    @property
+    def size(self) -> int:
+        """Entries held, or the sum of their sizes with a size function."""
+        return self._total
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._items
+
+
+class CacheRegistry:
+    """The named caches of one dataset, each valid for one generation of its tables."""
+
+    def __init__(self) -> None:
+        self._caches: dict[str, tuple[int, LRUCache]] = {}
+        self._lock = threading.Lock()
+
+    def cache(self, name: str, generation: int, max_size: int,
+              size_of: Callable[[Any], int] | None = None) -> LRUCache:
+        with self._lock:
+            held = self._caches.get(name)
+            if held is None or held[0] != generation:
+                held = (generation, LRUCache(max_size, size_of))
+                self._caches[name] = held
+            return held[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._caches.clear()
+
+
+class HasCaches(Protocol):
+    """What :func:`for_dataset` needs of a dataset (``sde.dataset.Dataset`` has both)."""
+
+    generation: int
+    caches: CacheRegistry
+
+
+def for_dataset(dataset: HasCaches, name: str, max_size: int,
+                size_of: Callable[[Any], int] | None = None) -> LRUCache:
+    """The cache ``name`` of ``dataset`` (made on first use with ``max_size`` and ``size_of``),
+    a new empty one after ``dataset.replace_with(...)``."""
+    return dataset.caches.cache(name, dataset.generation, max_size, size_of)

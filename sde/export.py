@@ -1,0 +1,498 @@
+"""Export: the user's own manifest lines, byte for byte, for any selection of utterances.
+
+A dataset row knows its source file and its 1-based physical line (`line`); this module reads those
+lines back from the file exactly as they are (odd whitespace, escapes, Unicode, CRLF ends), so an
+export is the user's data, not sde's re-serialisation of it. Decisions (tests pin each):
+
+* Lines sde skipped (bad JSON, missing fields) are not rows, so they are never exported as kept;
+  blank lines neither. `--rejected` gets the valid rows that were not kept; skipped lines are only
+  counted in the changelog.
+* Each line keeps its own line end (LF or CRLF). A last line without one gets the file's line end
+  (that of the line before it), so the output stays one object per line when files are joined.
+* A byte-order mark belongs to the file, not to its first line: it is not copied.
+* Order: manifest order, unless a sort is given. In manifest order each source is read once,
+  sequentially, and the read stops after the last wanted line. Sorted: one sequential pass records
+  the byte offsets of the wanted lines, then each line is read at its offset (compressed or remote
+  sources are spooled to a temporary file first) - memory is a few integers per selected line.
+* `apply_reviews`: "drop" reviews are removed, a "fix" writes its text into `text` keeping the old
+  one in `text_original` (an existing `text_original` is kept: it is the oldest), notes and tags go
+  to `review_note` / `review_tags`. Only those lines are re-serialised (json.dumps: key order kept,
+  numbers in Python's shortest form); every other line is copied byte for byte.
+* Outputs are written atomically (a temporary file in the output's folder, renamed when complete);
+  the input is never opened for writing, and an output that is one of the sources is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from sde import __version__
+
+# The line reader moved to sde.lines (reviews use it too); its names stay importable from here.
+from sde.lines import BOM as BOM
+from sde.lines import MAX_LINE_BYTES as MAX_LINE_BYTES
+from sde.lines import READ_CHUNK_BYTES as READ_CHUNK_BYTES
+from sde.lines import STREAM_CHUNK_BYTES as STREAM_CHUNK_BYTES
+from sde.lines import ExportError as ExportError
+from sde.lines import ManifestLines as ManifestLines
+from sde.lines import SourceFile as SourceFile
+from sde.lines import source_files as source_files
+from sde.query import QueryError
+from sde.reviews import ReviewStore, aligned_reviews, default_reviews_path, open_reviews, query_for
+from sde.rules import Rule, RulesReport, evaluate_rules, load_rules
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+# Changelog entries listing individual review changes (drops, fixes); beyond this only counts.
+MAX_CHANGELOG_CHANGES = 100_000
+CHANGELOG_SUFFIX = ".changelog.json"
+_HOST = "".join(ch for ch in socket.gethostname() if ch.isalnum())[:32]
+
+
+# ---------------------------------------------------------------------------- atomic outputs
+
+
+class AtomicOutput:
+    """A file written under a temporary name in its own folder and renamed into place by `commit`.
+
+    Killed at any moment (even with SIGKILL), the target is either its old self or complete; the
+    temporary file is named after this host and process, so the next export to the same target
+    removes the leftovers of writers that are gone.
+    """
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = Path(target)
+        folder = self.target.parent
+        if not folder.is_dir():
+            raise ExportError(f"{self.target}: the folder {folder} does not exist; create it first")
+        _remove_dead_writers_temp_files(self.target)
+        prefix = f".{self.target.name}.tmp-{_HOST}-{os.getpid()}-"
+        for _ in range(100):
+            self.temp = folder / f"{prefix}{secrets.token_hex(4)}"
+            try:
+                # O_EXCL: never follow or reuse someone else's file; 0o666 & umask like any new file
+                fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise ExportError(f"{self.target}: cannot write in {folder} ({e.strerror}); choose another "
+                                  "output folder") from None
+        raw = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.file: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb") if self.target.suffix == ".gz" else raw
+        self._raw = raw
+        self.done = False
+
+    def commit(self) -> None:
+        try:
+            if self.file is not self._raw:
+                self.file.close()
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            self._raw.close()
+            os.replace(self.temp, self.target)
+        except OSError as e:
+            self.discard()
+            raise ExportError(f"{self.target}: cannot finish writing ({e.strerror}); free disk space or "
+                              "choose another output folder") from None
+        self.done = True
+        _fsync_folder(self.target.parent)
+
+    def discard(self) -> None:
+        if self.done:
+            return
+        try:
+            self.file.close()
+            self._raw.close()
+        except OSError:
+            pass
+        self.temp.unlink(missing_ok=True)
+        self.done = True
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_dead_writers_temp_files(target: Path) -> None:
+    prefix = f".{target.name}.tmp-{_HOST}-"
+    try:
+        leftovers = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for p in leftovers:
+        pid_text = p.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            p.unlink(missing_ok=True)
+        except (PermissionError, OSError):
+            pass
+
+
+def refuse_overwriting_sources(outputs: Mapping[str, str | Path | None], sources: Sequence[SourceFile]) -> None:
+    """An output that is a source (or another output) would destroy data: refuse it by name."""
+    seen: dict[str, str] = {}
+    for option, out in outputs.items():
+        if out is None:
+            continue
+        resolved = os.path.realpath(out)
+        for src in sources:
+            if src.local and (resolved == os.path.realpath(src.path) or _same_file(out, src.path)):
+                raise ExportError(f"{option} {out} is the manifest itself: sde never modifies its input; "
+                                  "write to another file (e.g. kept.json)")
+        if resolved in seen:
+            raise ExportError(f"{option} {out} is also {seen[resolved]}: give each output its own file")
+        seen[resolved] = f"{option} {out}"
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------- export planning
+
+
+@dataclass
+class ExportPlan:
+    """What an export writes: row positions kept (output order) and rejected (manifest order)."""
+
+    kept: np.ndarray
+    rejected: np.ndarray
+    selected: int                   # rows the filter selected, before rules and reviews
+    filter: str | None = None
+    sort: str | None = None
+    rules: "RulesReport | None" = None
+    rules_file: str | None = None
+    # apply-reviews: kept row position → the review whose fix, note or tags rewrite its line
+    rewrites: dict[int, Any] = field(default_factory=dict)
+    reviews: dict | None = None     # the changelog's "reviews" entry
+
+
+def plan_export(dataset: "Dataset", *, filter: str | None = None, sort: str | None = None,
+                rules: "Sequence[Rule] | None" = None, rules_file: str | None = None,
+                store: "ReviewStore | None" = None, apply_reviews: bool = False) -> ExportPlan:
+    """Select the kept rows: the filter's view, minus every drop rule, minus reviews' drops."""
+    texts = [filter, sort] + [r.filter for r in rules or ()]
+    query = query_for(dataset, store, *texts)
+    selected = np.asarray(_select(query, filter or None, sort or None), dtype=np.int64)
+    keep = np.zeros(len(dataset.utterances), dtype=bool)
+    keep[selected] = True
+    report = None
+    if rules:
+        duration = dataset.utterances["duration"].to_numpy(dtype="float64", na_value=np.nan)
+        report = evaluate_rules(rules, query.select, duration, within=keep, source=rules_file)
+        keep &= ~report.mask
+    rewrites: dict[int, Any] = {}
+    reviews_info = None
+    if apply_reviews:
+        if store is None:
+            raise ExportError("--apply-reviews needs a reviews file: pass --reviews FILE")
+        reviews_info = _apply_reviews(aligned_reviews(dataset, store), keep, rewrites)
+        reviews_info["file"] = str(store.path)
+    return ExportPlan(kept=selected[keep[selected]], rejected=np.flatnonzero(~keep).astype(np.int64),
+                      selected=len(selected), filter=filter or None, sort=sort or None, rules=report,
+                      rules_file=rules_file, rewrites=rewrites, reviews=reviews_info)
+
+
+def _select(query: Any, filter: str | None, sort: str | None) -> np.ndarray:
+    try:
+        query.select(filter)
+    except QueryError as e:
+        raise ExportError(f"--filter: {e}") from None
+    try:
+        return query.select(filter, sort)
+    except QueryError as e:
+        raise ExportError(f"--sort: {e}") from None
+
+
+def _apply_reviews(aligned: Any, keep: np.ndarray, rewrites: dict[int, Any]) -> dict:
+    """Take "drop" rows out of `keep`; note the kept rows whose line a fix, note or tags rewrite."""
+    counts = {"drop": 0, "fix": 0, "annotated": 0}
+    changes: list[dict] = []
+    for position, review in zip(aligned.positions.tolist(), aligned.reviews):
+        if review.status is None or not keep[position]:
+            continue  # unreviewed (undone), or already left out by the filter or a rule
+        if review.status == "drop":
+            keep[position] = False
+            counts["drop"] += 1
+        elif review.status == "fix" or review.note or review.tags:
+            rewrites[position] = review
+            counts["fix" if review.status == "fix" else "annotated"] += 1
+        else:
+            continue
+        if len(changes) < MAX_CHANGELOG_CHANGES:
+            change = {"source": review.key.source, "line": review.key.line,
+                      "audio_filepath": review.key.audio_filepath, "review": review.status}
+            if review.status == "fix":
+                change["text"] = review.text
+            if review.note:
+                change["note"] = review.note
+            changes.append(change)
+    total = sum(counts.values())
+    return {"dropped": counts["drop"], "fixed": counts["fix"], "annotated": counts["annotated"],
+            "stale": aligned.stale, "changes": changes, "changes_truncated": total > len(changes)}
+
+
+def rewrite_line(line: bytes, review: Any, dataset_text: str | None) -> bytes:
+    """The line with a review applied: corrected `text` (old one in `text_original`), note, tags."""
+    body = line.rstrip(b"\r\n")
+    end = line[len(body):] or b"\n"
+    try:
+        obj = json.loads(body)
+    except ValueError as e:  # sde loaded this line, so this is a file edited since then
+        raise ExportError(f"{review.key.source}:{review.key.line}: no longer valid JSON ({e}); "
+                          "the manifest changed after sde loaded it; load it again") from None
+    old = obj.get("text", dataset_text)
+    if review.status == "fix" and review.text is not None and review.text != old:
+        obj.setdefault("text_original", old)  # a second cleaning round keeps the oldest text
+        obj["text"] = review.text
+    if review.note:
+        obj["review_note"] = review.note
+    if review.tags:
+        obj["review_tags"] = list(review.tags)
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8") + end
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def _hours(dataset: "Dataset", positions: np.ndarray) -> float:
+    d = dataset.utterances["duration"].to_numpy(dtype="float64", na_value=np.nan)
+    return float(np.nansum(d[positions])) / 3600.0
+
+
+def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
+                 rejected_output: str | Path | None = None, lines: ManifestLines | None = None,
+                 command: Sequence[str] | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict:
+    """Write kept (and rejected) lines and the changelog beside `output`, atomically; return the changelog."""
+    lines = lines or ManifestLines(dataset)
+    changelog_path = Path(f"{output}{CHANGELOG_SUFFIX}")
+    refuse_overwriting_sources({"-o": output, "--rejected": rejected_output, "changelog": changelog_path},
+                               lines.sources)
+    texts = dataset.utterances["text"]
+    outputs: list[AtomicOutput] = []
+    try:
+        kept_out = AtomicOutput(output)
+        outputs.append(kept_out)
+        rejected_out = AtomicOutput(rejected_output) if rejected_output is not None else None
+        if rejected_out is not None:
+            outputs.append(rejected_out)
+
+        def kept_line(position: int, line: bytes) -> bytes:
+            review = plan.rewrites.get(position)
+            if review is not None:
+                return rewrite_line(line, review, _text(texts, position))
+            return line
+
+        _write_lines(lines, plan, kept_out.file, rejected_out.file if rejected_out else None, kept_line, progress)
+        lines.check_unchanged()  # a file edited during the export: the lines may be a mix
+        changelog = _changelog(dataset, plan, lines, output, rejected_output, command)
+        log_out = AtomicOutput(changelog_path)
+        outputs.append(log_out)
+        log_out.file.write(json.dumps(changelog, ensure_ascii=False, indent=2).encode("utf-8") + b"\n")
+        # the changelog last: a complete changelog means the outputs it describes are complete
+        for out in outputs:
+            out.commit()
+        return changelog
+    finally:
+        for out in outputs:
+            out.discard()
+
+
+def _text(texts: Any, position: int) -> str | None:
+    value = texts.iat[position]
+    return None if value is None or value != value else str(value)
+
+
+def _write_lines(lines: ManifestLines, plan: ExportPlan, kept: BinaryIO, rejected: BinaryIO | None,
+                 kept_line: Callable[[int, bytes], bytes], progress: Callable[[int], None] | None) -> None:
+    kept_mask = np.zeros(len(lines.lines), dtype=bool)
+    kept_mask[plan.kept] = True
+    rewrite = bool(plan.rewrites)
+    done = 0
+    if plan.sort is None and rejected is not None:
+        # kept and rejected both in manifest order: one pass over the file serves both
+        for position, line in lines.read(np.union1d(plan.kept, plan.rejected), hash_sources=True):
+            if kept_mask[position]:
+                kept.write(kept_line(position, line) if rewrite else line)
+            else:
+                rejected.write(line)
+            done += 1
+            if progress and done % 100_000 == 0:
+                progress(done)
+        return
+    for position, line in lines.read(plan.kept, hash_sources=True):
+        kept.write(kept_line(position, line) if rewrite else line)
+        done += 1
+        if progress and done % 100_000 == 0:
+            progress(done)
+    if rejected is not None:
+        for _, line in lines.read(plan.rejected, hash_sources=True):
+            rejected.write(line)
+
+
+def _changelog(dataset: "Dataset", plan: ExportPlan, lines: ManifestLines, output: str | Path,
+               rejected_output: str | Path | None, command: Sequence[str] | None) -> dict:
+    n = len(dataset.utterances)
+    sources = []
+    for i, src in enumerate(lines.sources):
+        sources.append({"path": src.path, "source": src.name, **(src.stamp or {}), "sha256": lines.source_digest(i)})
+    reviews = None
+    if plan.reviews is not None:
+        reviews = dict(plan.reviews)
+        reviews["rewritten_lines"] = len(plan.rewrites)
+        reviews["note"] = ("rewritten lines (fixes, notes, tags) are re-serialised JSON; "
+                           "every other line is copied byte for byte")
+    return {
+        "sde_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "command": list(command) if command is not None else None,
+        "sources": sources,
+        "outputs": {"kept": str(output), "rejected": str(rejected_output) if rejected_output else None},
+        "filter": plan.filter,
+        "sort": plan.sort,
+        "counts": {
+            "total_lines": int(dataset.total_lines),
+            "skipped_lines": len(dataset.problems),
+            "utterances": n,
+            "selected_by_filter": int(plan.selected),
+            "kept": int(len(plan.kept)),
+            "rejected": int(len(plan.rejected)),
+        },
+        "hours": {
+            "utterances": _hours(dataset, np.arange(n)),
+            "kept": _hours(dataset, plan.kept),
+            "rejected": _hours(dataset, plan.rejected),
+        },
+        "rules": plan.rules.to_json(plan.rules_file) if plan.rules is not None else None,
+        "reviews": reviews,
+    }
+
+
+def summary_lines(changelog: dict) -> list[str]:
+    """What the CLI prints after an export."""
+    c, h = changelog["counts"], changelog["hours"]
+    out = [f"kept      {c['kept']:>10,} utterances {h['kept']:10.2f} h  → {changelog['outputs']['kept']}"]
+    if changelog["outputs"]["rejected"]:
+        out.append(f"rejected  {c['rejected']:>10,} utterances {h['rejected']:10.2f} h  → "
+                   f"{changelog['outputs']['rejected']}")
+    else:
+        out.append(f"rejected  {c['rejected']:>10,} utterances {h['rejected']:10.2f} h")
+    if c["skipped_lines"]:
+        out.append(f"skipped   {c['skipped_lines']:>10,} bad lines (in neither file; `sde stats` lists them)")
+    rules = changelog.get("rules")
+    if rules:
+        for r in rules["rules"]:
+            out.append(f"  rule {r['name']!r}: {r['utterances']:,} utterances, {r['hours']:.2f} h")
+        out.append(f"  all rules: {rules['union']['utterances']:,} utterances, {rules['union']['hours']:.2f} h "
+                   "(overlaps counted once)")
+    reviews = changelog.get("reviews")
+    if reviews:
+        out.append(f"  reviews: {reviews['dropped']:,} dropped, {reviews['fixed']:,} fixed, "
+                   f"{reviews['annotated']:,} annotated"
+                   + (f", {reviews['stale']:,} match no line any more" if reviews["stale"] else ""))
+    return out
+
+
+# ----------------------------------------------------------------------------------- HTTP twin
+
+
+class LineStream(NamedTuple):
+    """A streamed response: the web layer sends `chunks` with this type and download name."""
+
+    chunks: Iterator[bytes]
+    mimetype: str
+    filename: str
+
+
+def utterances_jsonl_route(dataset: "Dataset", args: Mapping[str, str], store: "ReviewStore | None" = None,
+                           lines: ManifestLines | None = None) -> tuple[int, Any]:
+    """GET /api/utterances.jsonl?filter=Q&sort=S: the selected manifest lines, byte for byte.
+
+    Returns (200, LineStream) or (400/409, {"error": message}). Everything that can fail is checked
+    before the first byte is sent (an error cannot change the status of a started response).
+    """
+    filter_text, sort_text = args.get("filter") or None, args.get("sort") or None
+    try:
+        positions = query_for(dataset, store, filter_text, sort_text).select(filter_text, sort_text)
+    except QueryError as e:
+        payload: dict[str, Any] = {"error": str(e)}
+        if getattr(e, "position", None) is not None:
+            payload["position"] = e.position
+        return 400, payload
+    lines = lines or manifest_lines(dataset)
+    try:
+        lines.check_unchanged()
+    except ExportError as e:
+        return 409, {"error": str(e)}
+    stem = Path(dataset.name).stem or "manifest"
+    return 200, LineStream(lines.chunks(np.asarray(positions)), "application/x-ndjson", f"{stem}.selection.jsonl")
+
+
+def manifest_lines(dataset: "Dataset") -> ManifestLines:
+    """The dataset's ManifestLines, built once (hung on the dataset: replace_with drops it)."""
+    cached = dataset.__dict__.get("_sde_manifest_lines")
+    if cached is None:
+        cached = ManifestLines(dataset)
+        dataset.__dict__["_sde_manifest_lines"] = cached
+    return cached
+
+
+# ------------------------------------------------------------------------------------- the CLI
+
+
+def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Path | None = None,
+                   filter: str | None = None, sort: str | None = None, rules_path: str | Path | None = None,
+                   reviews_path: str | Path | None = None, apply_reviews: bool = False,
+                   cache_dir: str | Path | None = None, command: Sequence[str] | None = None) -> dict:
+    """`sde export`: plan and write; returns the changelog. Reviews are opened read-only."""
+    rules = load_rules(rules_path) if rules_path is not None else None
+    texts = [filter, sort] + [r.filter for r in rules or ()]
+    store = None
+    if reviews_path is not None:
+        if not Path(reviews_path).is_file():
+            raise ExportError(f"--reviews {reviews_path}: no such reviews file; check the path (sde creates "
+                              "it when you review in the browser)")
+        store = open_reviews(dataset, reviews_path, read_only=True)
+    elif apply_reviews or any(t and "review" in t for t in texts):
+        default = default_reviews_path(dataset, cache_dir)
+        if default.is_file():
+            store = open_reviews(dataset, default, read_only=True)
+        elif apply_reviews:
+            raise ExportError(f"--apply-reviews: {dataset.name} has no reviews yet (looked in {default}); "
+                              "review in the browser first, or pass --reviews FILE")
+    try:
+        plan = plan_export(dataset, filter=filter, sort=sort, rules=rules,
+                           rules_file=str(rules_path) if rules_path is not None else None,
+                           store=store, apply_reviews=apply_reviews)
+        return write_export(dataset, plan, output, rejected_output=rejected, command=command)
+    finally:
+        if store is not None:
+            store.close()

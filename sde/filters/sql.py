@@ -1,0 +1,103 @@
+"""Compiling a bound filter tree to a parameterised DuckDB ``WHERE`` clause: column names are
+checked and quoted as identifiers, every value is a parameter; the rows are those of :mod:`sde.filters.mask`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sde.filters.bind import NUMBER, VIRTUAL, bind, iequal_pattern, re2_escape, word_pattern
+from sde.filters.tree import And, Clause, Column, Compare, Expr, Negate, Node, Not, Number, Or, conjuncts
+
+SqlVirtual = Callable[[str, str], tuple[str, Sequence[Any]]]
+_SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_NAN = "CAST('NaN' AS DOUBLE)"
+
+
+def to_sql(tree: Node | Sequence[Node] | None, columns: Mapping[str, str], *,
+           virtual: Mapping[str, SqlVirtual] | None = None) -> tuple[str, list[Any]]:
+    """A DuckDB boolean expression (for ``WHERE``) and its parameters, for the ``?`` placeholders.
+
+    ``columns`` maps each column name to its kind (:func:`column_kind`, :func:`duckdb_kind`).
+    Column names are checked against it and quoted as identifiers; every value is a parameter.
+    ``virtual`` maps a filter-only column to ``fn(op, value) -> (sql, params)``. No filter gives
+    ``("TRUE", [])``. NaN must be stored as NULL (as DuckDB does when it reads a DataFrame).
+    """
+    parts = list(tree) if isinstance(tree, (list, tuple)) else conjuncts(tree)
+    if not parts:
+        return "TRUE", []
+    kinds = dict(columns)
+    for name in virtual or {}:
+        kinds.setdefault(name, VIRTUAL)
+    node = bind(parts[0] if len(parts) == 1 else And(tuple(parts)), kinds)
+    params: list[Any] = []
+    return _Sql(kinds, virtual or {}, params).node(node), params
+
+
+class _Sql:
+    def __init__(self, kinds: Mapping[str, str], virtual: Mapping[str, SqlVirtual], params: list[Any]) -> None:
+        self.kinds = kinds
+        self.virtual = virtual
+        self.params = params
+
+    def param(self, value: Any) -> str:
+        self.params.append(value)
+        if isinstance(value, bool):
+            return "CAST(? AS BOOLEAN)"
+        if isinstance(value, float):
+            return "CAST(? AS DOUBLE)"
+        return "CAST(? AS VARCHAR)"
+
+    @staticmethod
+    def ident(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    def node(self, n: Node) -> str:
+        if isinstance(n, And):
+            return "(" + " AND ".join(self.node(i) for i in n.items) + ")"
+        if isinstance(n, Or):
+            return "(" + " OR ".join(self.node(i) for i in n.items) + ")"
+        if isinstance(n, Not):
+            return f"(NOT {self.node(n.item)})"
+        if isinstance(n, Compare):
+            return f"({self.expr(n.left)} {_SQL_OPS[n.op]} {self.expr(n.right)})"
+        return self.clause(n)
+
+    def clause(self, c: Clause) -> str:
+        col = self.ident(c.column)
+        op, value = c.op, c.value
+        if op == "is null":
+            return f"({col} IS NULL)"
+        if op == "is not null":
+            return f"({col} IS NOT NULL)"
+        if self.kinds[c.column] == VIRTUAL:
+            sql, params = self.virtual[c.column](op, value)  # type: ignore[arg-type]
+            self.params.extend(params)
+            return f"({sql})"
+        if op in _SQL_OPS:
+            return f"({col} {_SQL_OPS[op]} {self.param(value)})"
+        if op == "in":
+            return f"({col} IN ({', '.join(self.param(v) for v in value)}))"  # type: ignore[union-attr]
+        if op == "contains":
+            return f"regexp_matches({col}, {self.param(re2_escape(value))}, 'i')"  # type: ignore[arg-type]
+        if op == "=~":
+            return f"regexp_matches({col}, {self.param(iequal_pattern(value))}, 'i')"  # type: ignore[arg-type]
+        if op == "has":
+            return f"regexp_matches({col}, {self.param(word_pattern(value))})"  # type: ignore[arg-type]
+        return f"regexp_matches({col}, {self.param(value)})"  # matches
+
+    def expr(self, e: Expr) -> str:
+        if isinstance(e, Number):
+            return self.param(float(e.value))
+        if isinstance(e, Column):
+            col = self.ident(e.name)
+            # Number columns compute in DOUBLE, as numpy's float64 does (no integer overflow).
+            return f"CAST({col} AS DOUBLE)" if self.kinds[e.name] == NUMBER else col
+        if isinstance(e, Negate):
+            return f"(-{self.expr(e.operand)})"
+        left, right = self.expr(e.left), self.expr(e.right)
+        if e.op == "/":
+            right = f"NULLIF({right}, 0)"  # x / 0 is missing, never an error or inf
+        # inf - inf and 0 * inf are NaN: missing, as in the mask compiler.
+        return f"NULLIF(({left} {e.op} {right}), {_NAN})"

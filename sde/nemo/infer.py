@@ -1,0 +1,336 @@
+"""NeMo inference: audio in, transcripts out, batched by duration on the chosen device and precision.
+
+:func:`transcribe_segments` is the in-process path: a list of (audio_path, offset, duration) in, a
+list of predictions out (same order). :func:`run_batches` is the loop it and
+:func:`sde.nemo.jobs.transcribe_manifest` share: batches of similar duration (longest first, so an
+out-of-memory shows up at once), the next batch's audio read in a thread while the model works,
+bf16/fp16 autocast on GPUs. Audio comes from sde's one reader (:mod:`sde.audio.io`), resampled to
+the model's rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from sde.audio import AudioError, file_info, read_channels, resample, to_mono
+from sde.nemo.model import (TranscribeError, ensure_model, import_nemo_asr, import_torch, model_sample_rate,
+                            one_line, pick_amp_dtype, quiet_nemo)
+from sde.progress import progress_bar
+
+__all__ = [
+    "SegmentRef",
+    "StopRequested",
+    "TranscribeCancelled",
+    "batch_plan",
+    "hypotheses_to_texts",
+    "infer_batch",
+    "load_batch",
+    "prepare_batch",
+    "read_audio",
+    "run_batches",
+    "tick_bar",
+    "transcribe_segments",
+    "transcription_bar",
+]
+
+
+class TranscribeCancelled(TranscribeError):
+    """``should_stop()`` returned True. Work done so far is kept in ``partial`` (when there is one)."""
+
+    def __init__(self, done: int, total: int, partial: Path | None = None) -> None:
+        self.done, self.total, self.partial = done, total, partial
+        where = f"; progress is saved in {partial}, run again to resume" if partial else ""
+        super().__init__(f"transcription stopped after {done} of {total} utterances{where}")
+
+
+class SegmentRef(NamedTuple):
+    """Which audio to transcribe: a whole file (offset 0, duration None) or a segment of it."""
+
+    path: str
+    offset: float = 0.0
+    duration: float | None = None  # None: to the end of the file
+
+
+
+# --------------------------------------------------------------------------------------------
+# Audio
+
+
+def read_audio(path: str, offset: float = 0.0, duration: float | None = None, sample_rate: int = 16000) -> np.ndarray:
+    """Samples of ``path`` from ``offset`` for ``duration`` seconds (to the end when None), float32
+    mono at ``sample_rate``. Only the segment is decoded (sde.audio's reader: libsndfile, else
+    ffmpeg, else audioread); a file shorter than announced gives what it holds."""
+    offset = max(0.0, float(offset or 0.0))
+    if duration is not None and not math.isfinite(duration):
+        duration = None
+    try:
+        raw = read_channels(path, offset, duration)
+    except AudioError as exc:
+        raise TranscribeError(_unreadable(exc, offset)) from None
+    mono = resample(to_mono(raw.data), raw.sample_rate, sample_rate)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _unreadable(exc: AudioError, offset: float) -> str:
+    if exc.reason == "not_found":
+        return f"audio file not found: {exc.path}"
+    if exc.reason == "offset":
+        return f"offset {offset:g} s is past the end of {exc.path} ({_probe_duration(exc.path):.3f} s); check the manifest"
+    return f"cannot read audio {exc.path}: {exc.why}"
+
+
+def prepare_batch(items: Sequence[SegmentRef | tuple], sample_rate: int) -> list[np.ndarray]:
+    """The arrays handed to ``model.transcribe`` for ``items`` (path, offset, duration): one float32
+    mono array at ``sample_rate`` per item, exactly the segment's samples."""
+    out = []
+    for item in items:
+        ref = SegmentRef(*item)
+        out.append(read_audio(ref.path, ref.offset, ref.duration, sample_rate))
+    return out
+
+
+def load_batch(refs: Sequence[SegmentRef], sample_rate: int, wheres: Sequence[str] | None = None) -> list[np.ndarray]:
+    """:func:`prepare_batch`, with the failing item's place (``wheres[i]``, e.g. ``manifest:line``)
+    in front of the error message."""
+    try:
+        return prepare_batch(refs, sample_rate)
+    except TranscribeError:
+        if wheres is None:
+            raise
+        for ref, where in zip(refs, wheres):
+            try:
+                prepare_batch([ref], sample_rate)
+            except TranscribeError as inner:
+                raise TranscribeError(f"{where}: {inner}") from inner
+        raise
+
+
+def _probe_duration(path: str) -> float:
+    try:
+        return float(file_info(path)["duration"])
+    except AudioError:
+        return 0.0  # reading it will say why; ordering batches needs no error
+
+
+def _ref_seconds(ref: SegmentRef) -> float:
+    if ref.duration is not None:
+        return float(ref.duration)
+    return max(0.0, _probe_duration(ref.path) - float(ref.offset or 0.0))
+
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+
+
+def hypotheses_to_texts(result: Any, expected: int | None = None) -> list[str]:
+    """Whatever ``transcribe`` returned (strings, Hypothesis objects, n-best lists, or the
+    ``(best, all)`` tuple of older RNNT models) → one string per input."""
+    if isinstance(result, tuple) and result and isinstance(result[0], (list, tuple)):
+        result = result[0]
+    if isinstance(result, dict):  # multi-output models: the first output is the transcript
+        result = next(iter(result.values()), [])
+    texts = [_as_text(r) for r in (result or [])]
+    if expected is not None and len(texts) != expected:
+        raise TranscribeError(
+            f"the model returned {len(texts)} transcripts for {expected} inputs; "
+            "it may not be an utterance-level ASR model"
+        )
+    return texts
+
+
+def _as_text(x: Any) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, (list, tuple)):
+        return _as_text(x[0]) if x else ""
+    nbest = getattr(x, "n_best_hypotheses", None)
+    if nbest is not None:
+        return _as_text(nbest)
+    text = getattr(x, "text", None)
+    if isinstance(text, str):
+        return text
+    if text is None:
+        return ""
+    return str(text)
+
+
+def batch_plan(
+    refs: Sequence[SegmentRef], indices: Sequence[int], batch_size: int, known: Sequence[float | None] | None = None
+) -> list[list[int]]:
+    """Indices grouped by similar duration (longest first, so an out-of-memory shows up at once and
+    padding is minimal). ``known`` durations (the manifest's) spare opening the files."""
+
+    def secs(i: int) -> float:
+        if known is not None and known[i] is not None:
+            return float(known[i])
+        return _ref_seconds(refs[i])
+
+    seconds = {i: secs(i) for i in indices}
+    order = sorted(indices, key=lambda i: (-seconds[i], i))
+    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+def run_batches(
+    model: Any,
+    refs: Sequence[SegmentRef],
+    indices: Sequence[int],
+    *,
+    batch_size: int,
+    device: str,
+    amp_dtype: str | None,
+    should_stop: Callable[[], bool] | None,
+    describe: Callable[[int], str] | None = None,
+    known_seconds: Sequence[float | None] | None = None,
+) -> Iterator[tuple[list[int], list[str], float]]:
+    """Yield (indices, predictions, audio seconds) per batch; audio of the next batch is read in a
+    background thread while the model works on the current one."""
+    sample_rate = model_sample_rate(model)
+    batches = batch_plan(refs, indices, batch_size, known_seconds)
+    if not batches:
+        return
+
+    def load(batch: list[int]) -> list[np.ndarray]:
+        wheres = [describe(i) for i in batch] if describe is not None else None
+        return load_batch([refs[i] for i in batch], sample_rate, wheres)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sde-audio") as pool:
+        pending = pool.submit(load, batches[0])
+        for b, batch in enumerate(batches):
+            if should_stop is not None and should_stop():
+                pending.cancel()
+                raise StopRequested()
+            audio = pending.result()
+            if b + 1 < len(batches):
+                pending = pool.submit(load, batches[b + 1])
+            seconds = sum(a.shape[0] for a in audio) / float(sample_rate)
+            texts = infer_batch(model, audio, [refs[i] for i in batch], device=device, amp_dtype=amp_dtype)
+            yield batch, texts, seconds
+
+
+def infer_batch(model: Any, audio: list[np.ndarray], refs: Sequence[SegmentRef], *, device: str,
+                amp_dtype: str | None) -> list[str]:
+    """One prediction per array of ``audio`` (one batch, the audio of ``refs``): inference mode,
+    autocast to ``amp_dtype`` on GPUs; an out-of-memory or model error becomes a TranscribeError
+    that says what to do."""
+    torch = import_torch()
+    autocast = (
+        torch.autocast(device_type="cuda", dtype=getattr(torch, amp_dtype)) if amp_dtype else contextlib.nullcontext()
+    )
+    try:
+        with torch.inference_mode(), autocast, quiet_nemo():
+            result = model.transcribe(audio, batch_size=len(audio), verbose=False)
+    except Exception as exc:
+        if _interrupted(exc):
+            # NeMo's own cleanup can fail while a Ctrl-C unwinds (ValueError "Cannot
+            # unfreeze..."), replacing the KeyboardInterrupt: it is still an interruption.
+            raise KeyboardInterrupt from exc
+        raise _model_failure(exc, refs, device) from exc
+    return hypotheses_to_texts(result, len(audio))
+
+
+class StopRequested(Exception):
+    pass
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is anywhere in the exception's cause/context chain."""
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _model_failure(exc: BaseException, refs: Sequence[SegmentRef], device: str) -> TranscribeError:
+    name = type(exc).__name__
+    if "OutOfMemory" in name or "out of memory" in str(exc).lower():
+        longest = max((_ref_seconds(ref) for ref in refs), default=0.0)
+        return TranscribeError(
+            f"out of memory on {device} with a batch of {len(refs)} utterances (longest {longest:.1f} s); "
+            "rerun with a smaller --batch-size (finished batches are kept and resumed)"
+        )
+    return TranscribeError(
+        f"the model failed on a batch starting with {refs[0].path}: {name}: {one_line(exc)}"
+    )
+
+
+def transcribe_segments(
+    items: Sequence[SegmentRef | tuple],
+    model: Any,
+    *,
+    batch_size: int = 16,
+    device: str = "auto",
+    amp: bool = True,
+    progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[str]:
+    """Predictions for ``items`` = (audio_path, offset, duration) tuples, in the same order.
+
+    ``duration=None`` reads to the end of the file. ``model`` is a name, a ``.nemo`` path or a model
+    from :func:`load_model` (load once, call many times). Raises :class:`TranscribeCancelled` when
+    ``should_stop()`` turns True (nothing is kept: use :func:`transcribe_manifest` to resume)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    refs = [SegmentRef(*item) for item in items]
+    total = len(refs)
+    preds: list[str | None] = [None] * total
+    if not refs:
+        return []
+    if isinstance(model, (str, os.PathLike)):
+        import_nemo_asr()  # the missing-extra message before any device talk
+    loaded, dev = ensure_model(model, device)
+    amp_dtype = pick_amp_dtype(dev, amp)
+    done = 0
+    bar = transcription_bar(total, 0, progress)
+    start, audio_s = time.perf_counter(), 0.0
+    if on_progress:
+        on_progress(0, total)
+    try:
+        for batch, texts, seconds in run_batches(
+            loaded, refs, range(total), batch_size=batch_size, device=dev, amp_dtype=amp_dtype,
+            should_stop=should_stop,
+        ):
+            for i, t in zip(batch, texts):
+                preds[i] = t
+            done += len(batch)
+            audio_s += seconds
+            tick_bar(bar, len(batch), audio_s, start, done)
+            if on_progress:
+                on_progress(done, total)
+    except StopRequested:
+        raise TranscribeCancelled(done, total) from None
+    finally:
+        bar.close()
+    return [p or "" for p in preds]
+
+
+def transcription_bar(total: int, initial: int, enabled: bool) -> Any:
+    """A tqdm bar on a terminal, one plain line in a log (stderr: stdout is for the output path)."""
+    return progress_bar(total, "Transcribing", unit="utt", enabled=enabled, initial=initial, stream=sys.stderr,
+                        dynamic_ncols=True, smoothing=0.1)
+
+
+def tick_bar(bar: Any, n: int, audio_s: float, start: float, utterances: int | None = None) -> None:
+    """Advance the bar by ``n`` utterances, showing utterances/s (``utterances`` done since ``start``;
+    a log gets no rate from the plain line otherwise) and RTFx (audio seconds per wall second)."""
+    wall = max(time.perf_counter() - start, 1e-9)
+    rate = f"{utterances / wall:.1f} utt/s, " if utterances is not None else ""
+    bar.set_postfix_str(f"{rate}RTFx {audio_s / wall:.1f}", refresh=False)
+    bar.update(n)

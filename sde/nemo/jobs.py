@@ -1,0 +1,447 @@
+"""Transcription jobs: a manifest in, a NeMo output manifest out; predictions for a dataset, cached.
+
+- :func:`transcribe_manifest` — every input field + the prediction field, atomic, resumable
+  (the part file ``<out>.partial``, :mod:`sde.nemo.parts`), on this machine or on Ray
+  (``engine="ray"``, :mod:`sde.nemo.ray_engine`), shardable for schedulers without Ray
+  (``shard=(I, N)``); :func:`merge_shards` / :func:`find_shards` join shard outputs back into
+  manifest order. Lines are read by ``sde.manifest``'s rules (audio path resolution,
+  offset/duration checks), so ``sde transcribe`` and the explorer agree.
+- :func:`predictions_for` / :func:`transcribe_dataset` — predictions for a dataset that has none
+  (``sde MANIFEST`` before serving, the UI's "Transcribe with NeMo" job), cached by the manifest's
+  fingerprint and the model's identity, so a restart does not transcribe again and a changed
+  manifest or model does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sde.cache import CacheUnusable, _file_stamp, _stderr_warning, default_cache_dir, open_store, report_unusable
+from sde.dataset import Dataset, with_predictions
+from sde.nemo.infer import (StopRequested, TranscribeCancelled, run_batches, tick_bar, transcribe_segments,
+                            transcription_bar)
+from sde.nemo.model import DEFAULT_MODEL, TranscribeError, ensure_model, import_nemo_asr, model_stem, pick_amp_dtype
+from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, commit, iter_lines, load_part, parse_line,
+                            part_header, part_path, read_entries, same_file, write_output)
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from sde.nemo.ray_engine import RayOptions
+
+__all__ = [
+    "PREDICTION_FIELD",
+    "PROTECTED_FIELDS",
+    "RAY_ADDRESS_ENV",
+    "find_shards",
+    "merge_shards",
+    "output_path",
+    "predictions_for",
+    "predictions_key",
+    "shard_path",
+    "transcribe_dataset",
+    "transcribe_manifest",
+]
+
+# Fields a prediction must never overwrite: they are the data the prediction is compared against.
+PROTECTED_FIELDS = frozenset({"audio_filepath", "audio_filename", "duration", "offset", "text"})
+# The field a dataset without predictions gets (sde MANIFEST, the UI's transcription job).
+PREDICTION_FIELD = "pred_text"
+# Where predictions_for (sde MANIFEST --model, the UI's background job) runs: unset = this process.
+RAY_ADDRESS_ENV = "SDE_RAY_ADDRESS"
+
+_SHARD_NAME_RE = re.compile(r"^(?P<stem>.*)\.shard(?P<i>\d+)of(?P<n>\d+)\.json$")
+
+
+# --------------------------------------------------------------------------------------------
+# Manifests
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"manifest": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _check_shard(shard: Any) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    try:
+        i, n = (int(x) for x in shard)
+    except (TypeError, ValueError):
+        raise ValueError(f"shard must be a pair (I, N), got {shard!r}") from None
+    if n < 1:
+        raise ValueError(f"shard {i}/{n}: N must be >= 1")
+    if not 0 <= i < n:
+        raise ValueError(f"shard {i}/{n}: I must be >= 0 and < N")
+    return i, n
+
+
+def shard_path(out: str | os.PathLike, i: int, n: int) -> Path:
+    """``out.json`` → ``out.shard{I}of{N}.json``."""
+    out = Path(out)
+    stem = out.name[: -len(".json")] if out.name.lower().endswith(".json") else out.stem
+    return out.with_name(f"{stem}.shard{i}of{n}.json")
+
+
+def output_path(
+    manifest: str | os.PathLike,
+    model: Any,
+    out: str | os.PathLike | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Path:
+    """Where :func:`transcribe_manifest` writes: ``out`` when it names a file; else
+    ``<manifest_stem>_<model_stem>.json`` inside ``out`` (a directory) or in the current directory
+    (never beside the manifest unless asked: sde writes nothing next to the user's data);
+    with ``shard=(I, N)`` the shard name ``<out_stem>.shard{I}of{N}.json``."""
+    manifest = Path(manifest)
+    name = f"{manifest.stem}_{model_stem(model)}.json"
+    if out is None:
+        path = Path.cwd() / name
+    else:
+        o = Path(os.path.expanduser(os.fspath(out)))
+        path = o / name if o.is_dir() or os.fspath(out).endswith(("/", os.sep)) else o
+    shard = _check_shard(shard)
+    if shard is not None:
+        path = shard_path(path, *shard)
+    return path
+
+
+def transcribe_manifest(
+    manifest: str | os.PathLike,
+    model: Any = DEFAULT_MODEL,
+    out: str | os.PathLike | None = None,
+    field: str = "pred_text",
+    batch_size: int = 16,
+    device: str = "auto",
+    amp: bool = True,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+    audio_base_path: str | os.PathLike | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    engine: str = "local",
+    ray: RayOptions | None = None,
+) -> Path:
+    """Transcribe every line of ``manifest`` (or of one shard) and write a NeMo output manifest:
+    every input field plus ``field``, input line order, blank lines dropped. Returns its path.
+
+    - ``out``: a file, a directory, or None (the current directory); see :func:`output_path`.
+      Never the input itself.
+    - Written atomically (temp file in the same folder + ``os.replace``).
+    - Resumable: finished batches are appended to the part file ``<out>.partial`` (see
+      :mod:`sde.nemo.parts`: records keyed by a stable utterance key); running again with the same
+      input, model and field, with either engine, transcribes only the lines not recorded there.
+      The part file is removed once the output is complete.
+    - ``shard=(I, N)``: only non-blank lines I, I+N, I+2N, … into ``<out_stem>.shard{I}of{N}.json``;
+      join the N outputs with :func:`merge_shards`. For schedulers without Ray.
+    - ``engine="ray"``: the batches run on a Ray cluster (``ray``: its address and workers; see
+      :mod:`sde.nemo.ray_engine`), with the same batches and so the same output as ``"local"``.
+      ``model`` must then be a name or a ``.nemo`` path: every worker loads it.
+    - ``should_stop()`` is polled between batches; when it turns True the finished batches are
+      kept and :class:`TranscribeCancelled` is raised. ``on_progress(done, total)`` after each batch.
+    - Progress (utterances/s, RTFx = audio seconds per wall second) on stderr when ``progress``.
+    """
+    manifest = Path(os.path.expanduser(os.fspath(manifest)))
+    if not manifest.exists():
+        raise TranscribeError(f"manifest not found: {manifest}")
+    if manifest.is_dir():
+        raise TranscribeError(f"{manifest} is a directory; pass the manifest file (JSON lines)")
+    if not field or not isinstance(field, str):
+        raise ValueError("field must be a non-empty string")
+    if field in PROTECTED_FIELDS:
+        raise ValueError(f"field {field!r} would overwrite the manifest's own {field!r}; use e.g. pred_text")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    _check_engine(engine, shard, model)
+    shard = _check_shard(shard)
+    target = output_path(manifest, model, out, shard)
+    partial = part_path(target)
+    for p in (target, partial):
+        if same_file(p, manifest):
+            raise TranscribeError(
+                f"refusing to overwrite the input manifest {manifest}; choose another --out"
+            )
+
+    fingerprint = _fingerprint(manifest)
+    entries = read_entries(manifest, audio_base_path, shard)
+    header = part_header(manifest, model, field)
+    wanted = {e.key for e in entries}
+    done = {k: p for k, p in load_part(partial, header).items() if k in wanted}
+    total = len(entries)
+    remaining = [k for k, e in enumerate(entries) if e.key not in done]
+
+    if remaining:
+        batches = _batches_of(engine, ray, model, entries, remaining, manifest, batch_size=batch_size,
+                              device=device, amp=amp, should_stop=should_stop)
+        bar = transcription_bar(total, len(done), progress)
+        start, audio_s, done_now = time.perf_counter(), 0.0, 0
+        if on_progress:
+            on_progress(len(done), total)
+        try:
+            with contextlib.closing(batches), PartFile(partial, header, done) as part:
+                for batch, texts, seconds in batches:
+                    records = [(entries[k].key, text) for k, text in zip(batch, texts) if entries[k].key not in done]
+                    part.add(records)
+                    done.update(records)
+                    audio_s += seconds
+                    done_now += len(records)
+                    tick_bar(bar, len(records), audio_s, start, done_now)
+                    if on_progress:
+                        on_progress(len(done), total)
+        except StopRequested:
+            raise TranscribeCancelled(len(done), total, partial) from None
+        finally:
+            bar.close()
+
+    elif on_progress:
+        on_progress(total, total)
+
+    if _fingerprint(manifest) != fingerprint:
+        raise TranscribeError(f"{manifest} changed while it was being transcribed; run again")
+    write_output(manifest, target, field, shard, {e.index: done[e.key] for e in entries})
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    return target
+
+
+def _check_engine(engine: str, shard: Any, model: Any) -> None:
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', not {engine!r}")
+    if engine == "ray" and shard is not None:
+        raise ValueError("shard splits the work for schedulers without Ray; the Ray engine splits it itself")
+    if engine == "ray" and not isinstance(model, (str, os.PathLike)):
+        raise ValueError("the Ray engine loads the model in every worker: pass its name or .nemo path, not a loaded model")
+
+
+def _batches_of(engine: str, ray: RayOptions | None, model: Any, entries: Sequence[Entry], remaining: list[int],
+                manifest: Path, *, batch_size: int, device: str, amp: bool,
+                should_stop: Callable[[], bool] | None) -> Iterator[tuple[list[int], list[str], float]]:
+    """(positions in ``entries``, predictions, audio seconds) per batch, from the chosen engine."""
+    refs = [e.ref for e in entries]
+    known = [e.seconds for e in entries]
+
+    def describe(k: int) -> str:
+        return f"{manifest}:{entries[k].line}"
+
+    if engine == "ray":
+        from sde.nemo.ray_engine import import_ray, ray_batches  # lazy: Ray is an optional extra
+
+        import_ray()  # the missing-extra message before the part file is touched
+        return ray_batches(model, refs, remaining, batch_size=batch_size, amp=amp, options=ray,
+                           should_stop=should_stop, describe=describe, known_seconds=known)
+    if isinstance(model, (str, os.PathLike)):
+        import_nemo_asr()  # the missing-extra message before any device talk
+    loaded, dev = ensure_model(model, device)
+    return run_batches(loaded, refs, remaining, batch_size=batch_size, device=dev,
+                       amp_dtype=pick_amp_dtype(dev, amp), should_stop=should_stop, describe=describe,
+                       known_seconds=known)
+
+
+# --------------------------------------------------------------------------------------------
+# Shards
+
+
+def find_shards(out: str | os.PathLike) -> list[Path]:
+    """The shard files ``<out_stem>.shard*of*.json`` beside ``out``, sorted by shard index."""
+    out = Path(out)
+    stem = out.name[: -len(".json")] if out.name.lower().endswith(".json") else out.stem
+    found = []
+    for p in out.parent.glob(f"{glob_escape(stem)}.shard*of*.json"):
+        m = _SHARD_NAME_RE.match(p.name)
+        if m and m.group("stem") == stem:
+            found.append((int(m.group("n")), int(m.group("i")), p))
+    return [p for _, _, p in sorted(found)]
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _count_lines(path: Path) -> int:
+    return sum(1 for _ in iter_lines(path))
+
+
+def merge_shards(
+    paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, manifest: str | os.PathLike | None = None
+) -> Path:
+    """Join shard outputs ``*.shard{I}of{N}.json`` back into one manifest in the original order,
+    atomically. All N shards must be present once, with the line counts an N-way split gives;
+    with ``manifest``, each merged line must also match the manifest's line (audio, offset,
+    duration) and the total its line count."""
+    out = Path(out)
+    if not paths:
+        raise TranscribeError(f"no shard files to merge into {out}; create them with --shard I/N first")
+    parsed = []
+    for p in map(Path, paths):
+        m = _SHARD_NAME_RE.match(p.name)
+        if not m:
+            raise TranscribeError(f"{p} is not named like a shard (NAME.shardIofN.json); cannot tell its place")
+        if not p.exists():
+            raise TranscribeError(f"shard file not found: {p}")
+        parsed.append((int(m.group("i")), int(m.group("n")), p))
+    ns = sorted({n for _, n, _ in parsed})
+    if len(ns) != 1:
+        raise TranscribeError(
+            f"shards from different splits (N = {', '.join(map(str, ns))}); merge the shards of one "
+            "--shard I/N run and delete the stale ones"
+        )
+    n = ns[0]
+    shards: dict[int, Path] = {}
+    for i, _, p in parsed:
+        if i in shards and not same_file(shards[i], p):
+            raise TranscribeError(f"shard {i} given twice: {shards[i]} and {p}")
+        shards[i] = p
+    bad = [i for i in shards if i >= n]
+    if bad:
+        raise TranscribeError(f"shard index {bad[0]} is out of range for {n} shards")
+    missing = [i for i in range(n) if i not in shards]
+    if missing:
+        some = next(iter(shards.values()))
+        expected = ", ".join(str(some.with_name(re.sub(r"\.shard\d+of", f".shard{i}of", some.name))) for i in missing)
+        raise TranscribeError(
+            f"missing shard(s) {', '.join(f'{i}of{n}' for i in missing)} (expected {expected}); "
+            f"run those with --shard I/{n} first"
+        )
+    for p in list(shards.values()) + ([Path(manifest)] if manifest else []):
+        if same_file(out, p):
+            raise TranscribeError(f"refusing to overwrite {p} with the merged output; choose another output")
+    counts = {i: _count_lines(p) for i, p in shards.items()}
+    total = sum(counts.values())
+    if manifest is not None:
+        expected_total = _count_lines(Path(manifest))
+        if expected_total != total:
+            raise TranscribeError(
+                f"the shards hold {total} lines but {manifest} has {expected_total}; they come from "
+                "another manifest or an unfinished run; transcribe the shards again"
+            )
+    for i, p in shards.items():
+        want = len(range(i, total, n))
+        if counts[i] != want:
+            raise TranscribeError(
+                f"{p} has {counts[i]} lines, but shard {i} of {n} of a {total}-line manifest has {want}; "
+                "the shards come from different manifests or runs"
+            )
+
+    f, tmp = atomic_writer(out)
+    try:
+        with contextlib.ExitStack() as stack:
+            iters = [iter_lines(shards[i]) for i in range(n)]
+            for it in iters:
+                stack.callback(it.close)
+            src = iter_lines(Path(manifest)) if manifest is not None else None
+            if src is not None:
+                stack.callback(src.close)
+            for k in range(total):
+                _, lineno, raw = next(iters[k % n])
+                if src is not None:
+                    _, mline, mraw = next(src)
+                    got = parse_line(shards[k % n], lineno, raw)
+                    ref = parse_line(Path(manifest), mline, mraw)
+                    for key in ("audio_filepath", "audio_filename", "offset", "duration"):
+                        if ref.get(key) != got.get(key):
+                            raise TranscribeError(
+                                f"{shards[k % n]}:{lineno} does not match {manifest}:{mline} "
+                                f"({key}: {got.get(key)!r} vs {ref.get(key)!r}); the shards come from another manifest"
+                            )
+                f.write(raw if raw.endswith("\n") else raw + "\n")
+        commit(f, tmp, out)
+    except BaseException:
+        abort(f, tmp)
+        raise
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions for a dataset (cached by manifest + model)
+
+
+def predictions_key(dataset: Dataset, model: str) -> str:
+    model_identity: dict = {"spec": str(model)}
+    if os.path.exists(str(model)):
+        model_identity = _file_stamp(model)
+    record = {"manifest": _file_stamp(dataset.manifest_path), "model": model_identity,
+              "audio_base_path": dataset.options.audio_base_path}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def predictions_for(
+    dataset: Dataset,
+    model: str,
+    *,
+    device: str = "auto",
+    batch_size: int = 16,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    warn: Callable[[str], None] = _stderr_warning,
+    ray_address: str | None = None,
+) -> list[str]:
+    """One prediction per utterance from `model` (a NeMo name or a .nemo path), cached.
+
+    Computed in this process, or on Ray when ``ray_address`` (default: ``$SDE_RAY_ADDRESS``) is set:
+    ``auto``, ``ray://HOST:PORT``, or ``local`` (a Ray instance on this machine for the job). The
+    predictions are the same either way, so the cache does not tell them apart."""
+    store = _open_store(cache_dir, use_cache, warn)
+    key = predictions_key(dataset, model) if store is not None else None
+    try:
+        if store is not None:
+            preds = _cached(store, key, len(dataset.utterances))
+            if preds is not None:
+                return preds
+        table = dataset.utterances
+        items = list(zip(table["audio_path"].tolist(), table["offset"].tolist(), table["duration"].tolist()))
+        address = ray_address if ray_address is not None else os.environ.get(RAY_ADDRESS_ENV, "").strip()
+        if address:
+            from sde.nemo.ray_engine import RayOptions, transcribe_segments_ray  # lazy: optional extra
+
+            options = RayOptions(address=None if address == "local" else address)
+            preds = transcribe_segments_ray(items, model, batch_size=batch_size, options=options, progress=progress,
+                                            on_progress=on_progress, should_stop=should_stop)
+        else:
+            preds = transcribe_segments(items, model, device=device, batch_size=batch_size, progress=progress,
+                                        on_progress=on_progress, should_stop=should_stop)
+        if store is not None:
+            try:
+                store.set(("predictions", key), pickle.dumps(preds, protocol=pickle.HIGHEST_PROTOCOL))
+            except Exception as e:  # noqa: BLE001 - a full disk costs a re-run later, nothing more
+                warn(f"could not cache the predictions ({e})")
+        return preds
+    finally:
+        if store is not None:
+            store.close()
+
+
+def transcribe_dataset(dataset: Dataset, model: str, **kwargs) -> Dataset:
+    """`dataset` with a scored `pred_text` hypothesis from `model` (see predictions_for)."""
+    return with_predictions(dataset, PREDICTION_FIELD, predictions_for(dataset, model, **kwargs))
+
+
+def _cached(store, key: str, n: int) -> list[str] | None:
+    raw = store.get(("predictions", key))
+    if raw is None:
+        return None
+    try:
+        preds = pickle.loads(raw)
+    except Exception:  # noqa: BLE001 - a corrupt entry is transcribed again
+        return None
+    return preds if isinstance(preds, list) and len(preds) == n else None
+
+
+def _open_store(cache_dir, use_cache: bool, warn):
+    if not use_cache:
+        return None
+    directory = Path(cache_dir) if cache_dir else default_cache_dir()
+    try:
+        return open_store(directory, warn, sub="predictions")
+    except CacheUnusable as e:
+        report_unusable(warn, e, "predictions will not be cached", once=True)
+        return None

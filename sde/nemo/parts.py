@@ -1,0 +1,242 @@
+"""What a transcription job reads and writes, the same for every engine (local, Ray) and ``--shard``.
+
+- :func:`read_entries` — the manifest's non-blank lines by :mod:`sde.manifest`'s rules (audio path
+  resolution, offset/duration checks), each with a stable :func:`utterance_key`.
+- The part file ``<out>.partial``: a header line (format version, manifest, model, field), then one
+  ``{"k": key, "p": prediction}`` line per finished utterance, appended and fsynced batch by batch.
+  A re-run with the same manifest, model and field skips the keys already there, whichever engine
+  wrote them; a torn last line (a process killed mid-write) is ignored.
+- :func:`write_output` — the output manifest, atomically (temp file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from sde.manifest import resolve_audio_path, seconds_field
+from sde.nemo.infer import SegmentRef
+from sde.nemo.model import TranscribeError, model_id
+
+__all__ = [
+    "PART_VERSION",
+    "Entry",
+    "PartFile",
+    "iter_lines",
+    "load_part",
+    "parse_line",
+    "part_header",
+    "part_path",
+    "read_entries",
+    "utterance_key",
+    "write_output",
+]
+
+# 2: records keyed by utterance_key ({"k", "p"}); version 1 keyed by line index is started afresh.
+PART_VERSION = 2
+
+
+class Entry(NamedTuple):
+    index: int  # position among the manifest's non-blank lines
+    line: int  # 1-based physical line
+    ref: SegmentRef
+    seconds: float | None  # the manifest's duration, for ordering batches
+    key: str  # utterance_key: what the part file records
+
+
+def utterance_key(source: str, line: int, ref: SegmentRef) -> str:
+    """A stable name for one utterance: its manifest, line, audio file, offset and duration. The same
+    line of the same manifest gets the same key in every run, on every machine that sees the same
+    paths; an edited line (other audio or segment) gets another key and is transcribed again."""
+    blob = json.dumps([source, line, ref.path, ref.offset, ref.duration], ensure_ascii=False)
+    return hashlib.blake2b(blob.encode("utf-8"), digest_size=12).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest lines
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, int, str]]:
+    """(index among non-blank lines, 1-based line number, text) for every non-blank line."""
+    index = 0
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            if raw.strip():
+                yield index, lineno, raw
+                index += 1
+
+
+def parse_line(manifest: Path, lineno: int, raw: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise TranscribeError(f"{manifest}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
+    if not isinstance(obj, dict):
+        raise TranscribeError(f"{manifest}:{lineno}: expected a JSON object per line (NeMo manifest), got {type(obj).__name__}")
+    return obj
+
+
+def _seconds(obj: dict, key: str, manifest: Path, lineno: int) -> float | None:
+    """The line's offset/duration by read_manifest's rules; None when absent or null."""
+    value, reason = seconds_field(obj, key)
+    if reason:
+        raise TranscribeError(f"{manifest}:{lineno}: {reason}")
+    return value
+
+
+def read_entries(manifest: Path, audio_base_path: Any, shard: tuple[int, int] | None) -> list[Entry]:
+    """The entries of this shard (all lines without one), in manifest order."""
+    i, n = shard or (0, 1)
+    source = str(manifest.resolve())
+    entries: list[Entry] = []
+    for index, lineno, raw in iter_lines(manifest):
+        if index % n != i:
+            continue
+        obj = parse_line(manifest, lineno, raw)
+        audio = obj.get("audio_filepath", obj.get("audio_filename"))
+        if not isinstance(audio, str) or not audio:
+            raise TranscribeError(f'{manifest}:{lineno}: missing field "audio_filepath" (the audio to transcribe)')
+        duration = _seconds(obj, "duration", manifest, lineno)
+        offset = _seconds(obj, "offset", manifest, lineno)
+        path = resolve_audio_path(audio, manifest, audio_base_path)
+        # no offset: the whole file; else only the segment is read and transcribed
+        ref = SegmentRef(path, 0.0, None) if offset is None else SegmentRef(path, offset, duration)
+        entries.append(Entry(index, lineno, ref, duration, utterance_key(source, lineno, ref)))
+    return entries
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic files
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def atomic_writer(path: Path) -> tuple[Any, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return os.fdopen(fd, "w", encoding="utf-8", newline="\n"), tmp
+
+
+def commit(f: Any, tmp: str, path: Path) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+    f.close()
+    os.replace(tmp, path)
+
+
+def abort(f: Any, tmp: str) -> None:
+    with contextlib.suppress(Exception):
+        f.close()
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def write_output(manifest: Path, target: Path, field: str, shard: tuple[int, int] | None,
+                 preds: Mapping[int, str]) -> None:
+    """Every input line of the shard (all lines without one) plus ``field``, in input order."""
+    i, n = shard or (0, 1)
+    f, tmp = atomic_writer(target)
+    try:
+        for index, lineno, raw in iter_lines(manifest):
+            if index % n != i:
+                continue
+            obj = parse_line(manifest, lineno, raw)
+            obj[field] = preds[index]
+            f.write(dumps(obj) + "\n")
+        commit(f, tmp, target)
+    except BaseException:
+        abort(f, tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Part files
+
+
+def part_path(target: Path) -> Path:
+    """The part file of the output ``target``: ``<target>.partial`` beside it."""
+    return target.with_name(target.name + ".partial")
+
+
+def part_header(manifest: Path, model: Any, field: str) -> dict[str, Any]:
+    """What a part file's records are valid for. The manifest's size and time are not part of it on
+    purpose: the keys say which lines are still the same, so an edited manifest keeps the work done
+    on its unchanged lines."""
+    return {"sde_partial": PART_VERSION, "manifest": str(manifest.resolve()), "model": model_id(model), "field": field}
+
+
+def load_part(path: Path, header: Mapping[str, Any]) -> dict[str, str]:
+    """key -> prediction from a part file written for the same header; empty when there is none or it
+    was written for another manifest, model or field. A key recorded twice keeps its first prediction;
+    reading stops at a torn line."""
+    done: dict[str, str] = {}
+    try:
+        f = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        return done
+    with f:
+        try:
+            first = json.loads(f.readline() or "null")
+        except json.JSONDecodeError:
+            return done
+        if first != dict(header):
+            return done
+        for raw in f:
+            try:
+                rec = json.loads(raw)
+                key, text = rec["k"], rec["p"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                break
+            if not isinstance(key, str) or not isinstance(text, str):
+                break
+            done.setdefault(key, text)
+    return done
+
+
+class PartFile:
+    """The part file of a running job. Opening rewrites it atomically with ``done`` (dropping a torn
+    tail and records of lines no longer wanted); :meth:`add` appends a batch and fsyncs it, so an
+    interruption at any moment loses at most the batch being written."""
+
+    def __init__(self, path: Path, header: Mapping[str, Any], done: Mapping[str, str]) -> None:
+        self.path = path
+        f, tmp = atomic_writer(path)
+        try:
+            f.write(dumps(dict(header)) + "\n")
+            f.writelines(dumps({"k": k, "p": p}) + "\n" for k, p in done.items())
+            commit(f, tmp, path)
+        except BaseException:
+            abort(f, tmp)
+            raise
+        self._file = open(path, "a", encoding="utf-8", newline="\n")
+
+    def add(self, records: Iterable[tuple[str, str]]) -> None:
+        self._file.write("".join(dumps({"k": k, "p": p}) + "\n" for k, p in records))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> PartFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,296 @@
+"""Data-quality columns on a dataset: dataset transforms, as ``sde.audio_quality`` has for audio metrics.
+
+Two families, computed at different times because they cost very different amounts:
+
+- **Measured from the audio** (``speech_duration``, ``leading_silence``, ``trailing_silence``,
+  ``speech_ratio`` from Silero VAD, ``audio_hash``, ``lufs``): a read of every segment, minutes to
+  hours. :func:`with_vad` runs it at load time (``--vad``; ``sde.cache.load_dataset`` caches the
+  result with the dataset) and the web's background job hands its result to
+  :func:`apply_segment_measures`.
+- **Derived from the text** (the suspicious-utterance columns, ``dup_text_group``,
+  ``dup_audio_group``, optional near-duplicates): ~2 s (duplicates) and ~12 s (suspicious, one
+  hypothesis) of CPU per million utterances (benchmarks/bench_quality.py). That would triple a cold
+  start (target: 5 s for a million lines), and most
+  sessions never look at them, so they are not computed at load time but on first use:
+  :func:`quality_frame` computes a kind once per generation of the tables for what only reads them
+  (the Suspicious panel's counts, the duplicate groups), and :func:`ensure_quality_columns` adds
+  them to the table when a filter or sort names one of them.
+
+Both swap the dataset in place (``Dataset.replace_with``) under one lock per dataset, so a VAD
+result applied while the text columns are computed loses neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from sde.caching import for_dataset
+from sde.quality.duplicates import DUPLICATE_COLUMNS, duplicate_columns
+from sde.quality.segments import KINDS, measure_segments
+from sde.quality.suspicious import suspicious_columns
+from sde.quality.vad import VAD_COLUMNS, VadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+__all__ = [
+    "QUALITY_KINDS",
+    "SEGMENT_COLUMNS",
+    "StaleMeasures",
+    "apply_segment_measures",
+    "ensure_quality_columns",
+    "has_vad",
+    "kind_columns",
+    "quality_frame",
+    "quality_column_kinds",
+    "segment_kinds",
+    "speech_hours",
+    "vad_unavailable",
+    "with_quality_columns",
+    "with_segment_measures",
+    "with_vad",
+]
+
+#: Columns the measure job can add (plus ``quality_error``: why a segment could not be measured).
+SEGMENT_COLUMNS: tuple[str, ...] = (*VAD_COLUMNS, "audio_hash", "lufs", "quality_error")
+#: The text-derived kinds :func:`ensure_quality_columns` adds.
+QUALITY_KINDS: tuple[str, ...] = ("duplicates", "suspicious", "near_duplicates")
+NEAR_DUPLICATE_EDITS = 2
+
+
+class StaleMeasures(ValueError):
+    """Measures taken for other utterances than the dataset now holds."""
+
+
+# ---------------------------------------------------------------- availability
+
+
+def vad_unavailable() -> str | None:
+    """None when Silero VAD can run here, else what to install (checked without importing torch)."""
+    if importlib.util.find_spec("silero_vad") is None or importlib.util.find_spec("onnxruntime") is None:
+        return ('speech activity (VAD) needs Silero VAD: pip install "sde[vad]" (silero-vad and onnxruntime; '
+                "silero-vad brings torch: install the CPU wheel first)")
+    try:
+        from sde.quality.vad import model_path
+
+        model_path()
+    except VadError as exc:
+        return str(exc)
+    return None
+
+
+def segment_kinds(vad: bool = True) -> tuple[str, ...]:
+    """What the measure job reads: the VAD (when asked and installed), the audio hash
+    (duplicate audio) and the loudness (TTS); one read of each segment serves all of them."""
+    return (("vad",) if vad and vad_unavailable() is None else ()) + ("hash", "loudness")
+
+
+def has_vad(table: pd.DataFrame) -> bool:
+    return all(c in table.columns for c in VAD_COLUMNS)
+
+
+def speech_hours(table: pd.DataFrame) -> float | None:
+    """Hours of speech the VAD found (None when it has not run)."""
+    if "speech_duration" not in table.columns:
+        return None
+    total = float(np.nansum(pd.to_numeric(table["speech_duration"], errors="coerce").to_numpy(np.float64)))
+    return total / 3600.0
+
+
+# ---------------------------------------------------------------- per-dataset lock
+
+
+_locks: dict[int, threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_of(dataset: Dataset) -> threading.RLock:
+    """One lock per dataset object for every swap this module makes (replace_with keeps the object)."""
+    key = id(dataset)
+    with _locks_guard:
+        lock = _locks.get(key)
+        if lock is None:
+            lock = _locks[key] = threading.RLock()
+            weakref.finalize(dataset, _locks.pop, key, None)
+        return lock
+
+
+def _copy(dataset: Dataset, table: pd.DataFrame) -> Dataset:
+    return dataclasses.replace(dataset, utterances=table, _queries={}, _lock=threading.Lock())
+
+
+def _set_columns(table: pd.DataFrame, columns: pd.DataFrame, ours: Iterable[str]) -> pd.DataFrame:
+    """``table`` (a shallow copy) with ``columns`` added; a manifest field of the same name is kept
+    as ``manifest_<name>`` unless the whole set ``ours`` is already there (then it was computed by
+    sde and is replaced)."""
+    out = table.copy(deep=False)
+    replace = all(c in out.columns for c in ours)
+    if not replace:
+        clashes = {c: f"manifest_{c}" for c in columns.columns if c in out.columns}
+        out = out.rename(columns=clashes)
+    for name in columns.columns:
+        out[name] = columns[name].array  # same index: no alignment
+    return out
+
+
+# ---------------------------------------------------------------- measured from the audio
+
+
+def with_segment_measures(dataset: Dataset, measured: pd.DataFrame) -> Dataset:
+    """A copy of ``dataset`` with the columns of ``measured`` (``id`` + columns of
+    ``sde.quality.segments``), matched by utterance id. StaleMeasures when the ids differ. The
+    duplicate columns, when present, are recomputed (a new ``audio_hash`` makes audio groups)."""
+    table = dataset.utterances
+    ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table))
+    mids = measured["id"].to_numpy(dtype="int64")
+    values = measured.drop(columns=["id"])
+    if not (len(mids) == len(ids) and np.array_equal(mids, ids)):
+        pos = pd.Index(mids).get_indexer(ids)
+        if len(mids) != len(ids) or (pos < 0).any():
+            raise StaleMeasures("The dataset changed while its audio was being measured.")
+        values = values.iloc[pos]
+    values = values.reset_index(drop=True).set_axis(table.index)
+    kinds = [k for k, cols in KINDS.items() if all(c in values.columns for c in cols)]
+    new_table = table
+    for kind in kinds:
+        new_table = _set_columns(new_table, values[list(KINDS[kind])], KINDS[kind])
+    if "quality_error" in values.columns:
+        new_table = new_table.copy(deep=False)
+        new_table["quality_error"] = values["quality_error"].astype(pd.StringDtype("pyarrow")).array
+    out = _copy(dataset, new_table)
+    if _has_kind(dataset, "duplicates"):
+        out = _copy(out, _set_columns(out.utterances, _compute(out, "duplicates"), kind_columns(out, "duplicates")))
+    return out
+
+
+def apply_segment_measures(dataset: Dataset, measured: pd.DataFrame,
+                           also: Callable[[Dataset], Dataset] | None = None) -> None:
+    """Swap ``measured`` into ``dataset`` in place (every holder sees the new columns), after
+    ``also`` (another transform of the same swap, e.g. adding audio metrics measured with it).
+    StaleMeasures when the ids are not the dataset's."""
+    with _lock_of(dataset):
+        updated = also(dataset) if also is not None else dataset
+        dataset.replace_with(with_segment_measures(updated, measured))
+
+
+def with_vad(dataset: Dataset, *, workers: int | None = None, progress: bool = False,
+             callback: Callable[[int, int], None] | None = None,
+             status: Callable[[str], None] | None = None,
+             cancel: Callable[[], bool] | threading.Event | None = None) -> Dataset:
+    """A copy of ``dataset`` with speech activity, audio hashes and loudness measured (``--vad``).
+    VadError (saying what to install) when Silero VAD is not installed."""
+    missing = vad_unavailable()
+    if missing is not None:
+        raise VadError(missing)
+    say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
+    say("measuring speech activity (VAD), audio hashes and loudness")
+    bar = None
+    reported = 0
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar, reported
+        if progress and bar is None:
+            # Made at the first report, once the worker processes exist (see with_measured_audio).
+            from sde.progress import progress_bar
+
+            bar = progress_bar(total, "speech activity", unit="utt", initial=reported)
+        if bar is not None:
+            bar.update(done - reported)
+        reported = done
+        if callback is not None:
+            callback(done, total)
+
+    table = dataset.utterances
+    try:
+        measured = measure_segments(table, segment_kinds(vad=True), workers=workers or min(2, os.cpu_count() or 1),
+                                    callback=report, cancel=cancel)
+    finally:
+        if bar is not None:
+            bar.close()
+    ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table), dtype="int64")
+    measured.insert(0, "id", ids)
+    return with_segment_measures(dataset, measured)
+
+
+# ---------------------------------------------------------------- derived from the text
+
+
+def kind_columns(dataset: Dataset, kind: str) -> tuple[str, ...]:
+    """The columns :func:`ensure_quality_columns` adds for ``kind`` on this dataset."""
+    if kind == "duplicates":
+        return DUPLICATE_COLUMNS
+    if kind == "near_duplicates":
+        return ("dup_near_group",)
+    if kind == "suspicious":
+        base = ["repeated_ngram", "char_rate_z", "word_rate_z", "empty_reference"]
+        if dataset.options.alphabet:
+            base.append("non_alphabet")
+        for h in dataset.hypotheses:
+            base += [h.column(m) for m in ("hyp_repeated_ngram", "ins_burst", "length_ratio")]
+        return tuple(base)
+    raise ValueError(f"unknown quality kind {kind!r}; choose from {', '.join(QUALITY_KINDS)}")
+
+
+def quality_column_kinds(dataset: Dataset) -> dict[str, str]:
+    """Every text-derived column name this dataset can have → its kind."""
+    return {c: kind for kind in QUALITY_KINDS for c in kind_columns(dataset, kind)}
+
+
+def _has_kind(dataset: Dataset, kind: str) -> bool:
+    return all(c in dataset.utterances.columns for c in kind_columns(dataset, kind))
+
+
+def _speaker_column(table: pd.DataFrame) -> str:
+    return next((c for c in ("speaker", "speaker_id", "spk", "spk_id") if c in table.columns), "speaker")
+
+
+def _compute(dataset: Dataset, kind: str) -> pd.DataFrame:
+    table = dataset.utterances
+    if kind == "duplicates":
+        return duplicate_columns(table)
+    if kind == "near_duplicates":
+        near = duplicate_columns(table, max_edits=NEAR_DUPLICATE_EDITS)["dup_text_group"]
+        return pd.DataFrame({"dup_near_group": near.array}, index=table.index)
+    present = [h for h in dataset.hypotheses if h.field in table.columns]
+    return suspicious_columns(table, present, alphabet=dataset.options.alphabet or None,
+                              speaker_column=_speaker_column(table))
+
+
+def quality_frame(dataset: Dataset, kind: str) -> pd.DataFrame:
+    """The columns of ``kind`` for the dataset's current tables (the table's index), computed once
+    per generation of the tables and kept beside the dataset: reading them (counts, groups) does
+    not change the dataset; :func:`ensure_quality_columns` adds them without computing again."""
+    if _has_kind(dataset, kind):
+        return dataset.utterances[list(kind_columns(dataset, kind))]
+    cache = for_dataset(dataset, "quality-columns", len(QUALITY_KINDS))
+    return cache.get_or_compute(kind, lambda: _compute(dataset, kind))
+
+
+def with_quality_columns(dataset: Dataset, kinds: Sequence[str] = ("duplicates", "suspicious")) -> Dataset:
+    """A copy of ``dataset`` with the columns of each text-derived ``kind`` (replacing earlier ones)."""
+    table = dataset.utterances
+    for kind in kinds:
+        table = _set_columns(table, quality_frame(dataset, kind), kind_columns(dataset, kind))
+    return _copy(dataset, table)
+
+
+def ensure_quality_columns(dataset: Dataset, kinds: Sequence[str] = ("duplicates", "suspicious")) -> None:
+    """Add the ``kinds`` the dataset lacks, in place (once: later calls return at once). Only
+    what filters and sorts need: counts and groups read :func:`quality_frame` instead, since a swap
+    rebuilds every view of the dataset (a page showing while it happens would be rebuilt under it)."""
+    if all(_has_kind(dataset, k) for k in kinds):
+        return
+    with _lock_of(dataset):
+        missing = [k for k in kinds if not _has_kind(dataset, k)]
+        if missing:
+            dataset.replace_with(with_quality_columns(dataset, missing))

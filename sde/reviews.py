@@ -1,0 +1,408 @@
+"""Reviews: keep / drop / fix decisions on utterances, a corrected transcript, a note, tags.
+
+They live in a sidecar SQLite database, never in the user's manifest: by default in the cache
+folder (one file per manifest, named after its path), or any file given with `--reviews FILE`.
+
+* Durable: WAL journal with `synchronous=FULL`; every change is one transaction, and a change is
+  acknowledged (a version returned, the UI shows "saved") only after its COMMIT, so a kill -9 or a
+  power cut never loses an acknowledged edit.
+* Safe when shared: each utterance's review has a `version`; a change made against a stale
+  version raises `Conflict` carrying both the stored and the attempted values (two tabs, two
+  people), and nothing is overwritten. A database locked by another program is an error after
+  `timeout` seconds, never a hang.
+* Undo: every change is a row of `history`; undo restores the state before the last change as a
+  new version (so an undo is itself visible to, and checked against, other editors).
+* Keys: (source file name, line, audio_filepath as written, offset): stable across rebuilds and
+  cache moves, and precise enough that a review never lands on another utterance after the file
+  was edited (such reviews are "stale": counted, not applied).
+* A reviews file records the manifest file names it was made for; a file that shares none of them
+  with the dataset, or whose reviews match none of its lines, is refused with a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sde.cache import default_cache_dir
+from sde.lines import source_files
+from sde.query import QueryError, TableQuery
+from sde.review_store import (
+    BODY_FIELDS,
+    DEFAULT_TIMEOUT_S,
+    KIND,
+    MAX_NOTE_CHARS,
+    MAX_PAGE_SIZE,
+    MAX_REQUEST_BYTES,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    MAX_TEXT_CHARS,
+    MAX_USER_CHARS,
+    REVIEW_COLUMNS,
+    SCHEMA_VERSION,
+    STATUSES,
+    Conflict,
+    InvalidReview,
+    NothingToUndo,
+    ReadOnlyReviews,
+    Review,
+    ReviewError,
+    ReviewKey,
+    ReviewsLocked,
+    ReviewStore,
+    ReviewsUnusable,
+    UnknownUtterance,
+    WrongManifest,
+    _short,
+    _version,
+    iso_time,
+    validate,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+__all__ = [
+    "AlignedReviews",
+    "BODY_FIELDS",
+    "Conflict",
+    "DEFAULT_TIMEOUT_S",
+    "InvalidReview",
+    "KIND",
+    "MAX_NOTE_CHARS",
+    "MAX_PAGE_SIZE",
+    "MAX_REQUEST_BYTES",
+    "MAX_TAGS",
+    "MAX_TAG_CHARS",
+    "MAX_TEXT_CHARS",
+    "MAX_USER_CHARS",
+    "NothingToUndo",
+    "REVIEW_COLUMNS",
+    "ReadOnlyReviews",
+    "Review",
+    "ReviewError",
+    "ReviewKey",
+    "ReviewStore",
+    "ReviewsLocked",
+    "ReviewsUnusable",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "UnknownUtterance",
+    "UtteranceKeys",
+    "WrongManifest",
+    "aligned_reviews",
+    "check_reviews_match",
+    "default_reviews_path",
+    "iso_time",
+    "open_reviews",
+    "parse_review_body",
+    "query_for",
+    "review_columns",
+    "review_get_route",
+    "review_post_route",
+    "review_summary",
+    "review_undo_route",
+    "reviews_list_route",
+    "source_names",
+    "utterance_keys",
+    "validate",
+]
+
+
+# ------------------------------------------------------------------ the store of a dataset
+
+
+def source_names(dataset: "Dataset") -> list[str]:
+    files, _ = source_files(dataset)
+    return [f.name for f in files]
+
+
+def default_reviews_path(dataset: "Dataset", cache_dir: str | Path | None = None) -> Path:
+    """cache folder / reviews / <manifest stem>-<hash of the sources' paths>.sqlite
+
+    Keyed by where the manifest is, not by its content or sde's version: editing the manifest or
+    upgrading sde keeps its reviews (review keys then tell which still match a line).
+    """
+    files, _ = source_files(dataset)
+    paths = sorted(f.path if not f.local else str(Path(f.path).resolve()) for f in files)
+    digest = hashlib.sha256("\n".join(paths).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    stem = re.sub(r"[^\w.-]+", "_", Path(files[0].name).stem)[:40] or "manifest"
+    return Path(cache_dir or default_cache_dir()) / "reviews" / f"{stem}-{digest}.sqlite"
+
+
+def open_reviews(dataset: "Dataset", path: str | Path | None = None, *, cache_dir: str | Path | None = None,
+                 read_only: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> ReviewStore:
+    """The dataset's reviews (default location unless `path`), checked to belong to its manifest."""
+    if path is None:
+        path = default_reviews_path(dataset, cache_dir)
+        if not read_only:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as e:
+                raise ReviewsUnusable(f"cannot create {path.parent} for the reviews ({e.strerror}); pass "
+                                      "--reviews FILE or --cache-dir DIR") from None
+    store = ReviewStore(path, sources=source_names(dataset), read_only=read_only, timeout=timeout)
+    try:
+        check_reviews_match(dataset, store)
+    except ReviewError:
+        store.close()
+        raise
+    return store
+
+
+def check_reviews_match(dataset: "Dataset", store: ReviewStore) -> None:
+    """A reviews file none of whose reviews is a line of this dataset belongs to another manifest."""
+    aligned = aligned_reviews(dataset, store)
+    if aligned.stale and not len(aligned.positions):
+        raise WrongManifest(
+            f"none of the {aligned.stale:,} reviews in {store.path} matches a line of {dataset.name} "
+            "(same file name, line, audio_filepath and offset): it holds the reviews of another manifest, "
+            "or of an older version of this one; pass --reviews with a new file name to start afresh")
+
+
+class UtteranceKeys:
+    """Review keys of a dataset's rows, and rows of review keys."""
+
+    def __init__(self, dataset: "Dataset") -> None:
+        files, self.codes = source_files(dataset)
+        self.names = [f.name for f in files]
+        self._code_of = {name: i for i, name in enumerate(self.names)}
+        utt = dataset.utterances
+        self.lines = utt["line"].to_numpy(dtype=np.int64)
+        self.audio = utt["audio_filepath"]
+        self.offsets = utt["offset"].to_numpy(dtype="float64", na_value=0.0)
+        combined = (self.codes.astype(np.int64) << 40) | self.lines
+        self._order = np.argsort(combined, kind="stable")
+        self._sorted = combined[self._order]
+
+    def key(self, position: int) -> ReviewKey:
+        return ReviewKey(self.names[int(self.codes[position])], int(self.lines[position]),
+                         str(self.audio.iat[position]), float(self.offsets[position]))
+
+    def positions(self, keys: Sequence[ReviewKey]) -> np.ndarray:
+        """Row position of each key, -1 where no row has it (the manifest changed since)."""
+        if not keys:
+            return np.empty(0, dtype=np.int64)
+        codes = np.array([self._code_of.get(k.source, -1) for k in keys], dtype=np.int64)
+        lines = np.array([k.line for k in keys], dtype=np.int64)
+        wanted = (codes << 40) | lines
+        at = np.minimum(np.searchsorted(self._sorted, wanted), len(self._sorted) - 1)
+        found = (codes >= 0) & (self._sorted[at] == wanted)
+        out = np.where(found, self._order[at], -1)
+        hit = np.flatnonzero(found)
+        if len(hit):
+            rows = out[hit]
+            same_audio = self.audio.iloc[rows].to_numpy(dtype=object) == np.array(
+                [keys[i].audio_filepath for i in hit.tolist()], dtype=object)
+            same_offset = self.offsets[rows] == np.array([keys[i].offset for i in hit.tolist()])
+            out[hit[~(same_audio & same_offset)]] = -1
+        return out
+
+
+def utterance_keys(dataset: "Dataset") -> UtteranceKeys:
+    cached = dataset.__dict__.get("_sde_review_keys")
+    if cached is None:
+        cached = dataset.__dict__["_sde_review_keys"] = UtteranceKeys(dataset)
+    return cached
+
+
+@dataclass
+class AlignedReviews:
+    positions: np.ndarray       # row of each review below
+    reviews: list[Review]       # current reviews that match a row (status None: undone)
+    stale: int                  # reviews that match no row (the manifest changed since)
+
+
+def aligned_reviews(dataset: "Dataset", store: ReviewStore) -> AlignedReviews:
+    token = (id(store), store.generation())
+    cached = dataset.__dict__.get("_sde_aligned_reviews")
+    if cached is not None and cached[0] == token:
+        return cached[1]
+    reviews = store.reviews()
+    positions = utterance_keys(dataset).positions([r.key for r in reviews])
+    matched = np.flatnonzero(positions >= 0)
+    aligned = AlignedReviews(positions[matched], [reviews[i] for i in matched.tolist()],
+                             int(len(reviews) - len(matched)))
+    dataset.__dict__["_sde_aligned_reviews"] = (token, aligned)
+    return aligned
+
+
+def review_columns(dataset: "Dataset", store: ReviewStore | None) -> pd.DataFrame:
+    """The review columns, aligned with `dataset.utterances` (missing values where unreviewed).
+
+    `review_tags` holds the tags separated by spaces, so `{review_tags} has "noise"` finds a tag;
+    `review_time` is ISO 8601 UTC text, so it sorts and compares as time.
+    """
+    n = len(dataset.utterances)
+    values = {name: np.full(n, None, dtype=object) for name in REVIEW_COLUMNS}
+    if store is not None:
+        aligned = aligned_reviews(dataset, store)
+        for position, r in zip(aligned.positions.tolist(), aligned.reviews):
+            if r.status is None:
+                continue
+            values["review"][position] = r.status
+            values["review_text"][position] = r.text
+            values["review_note"][position] = r.note
+            values["review_tags"][position] = " ".join(r.tags) if r.tags else None
+            values["review_user"][position] = r.user
+            values["review_time"][position] = iso_time(r.time)
+    return pd.DataFrame({name: pd.array(col, dtype="string[pyarrow]") for name, col in values.items()},
+                        index=dataset.utterances.index)
+
+
+def query_for(dataset: "Dataset", store: ReviewStore | None, *texts: str | None) -> "TableQuery":
+    """The query engine for filters/sorts `texts`: the dataset's own, or, when one of them names a
+    review column, one over the utterances plus the current review columns (rebuilt after edits)."""
+    if store is None or not any(t and "review" in t for t in texts):
+        return dataset.utterance_query
+    token = (id(store), store.generation())
+    cached = dataset.__dict__.get("_sde_reviewed_query")
+    if cached is not None and cached[0] == token:
+        return cached[1]
+    columns = review_columns(dataset, store)
+    # Review columns win over manifest fields of the same name: {review} means the review here.
+    base = dataset.utterances.drop(columns=[c for c in REVIEW_COLUMNS if c in dataset.utterances.columns])
+    frame = pd.concat([base, columns], axis=1)
+    error_columns = getattr(dataset, "_error_columns", None)
+    query = TableQuery(frame, virtual=error_columns() if callable(error_columns) else None)
+    dataset.__dict__["_sde_reviewed_query"] = (token, query)
+    return query
+
+
+def review_summary(dataset: "Dataset", store: ReviewStore | None) -> dict:
+    """Counts and hours per review status, for the Statistics page and /api/summary."""
+    duration = dataset.utterances["duration"].to_numpy(dtype="float64", na_value=np.nan)
+    out: dict[str, Any] = {"reviewed": 0, "hours_reviewed": 0.0, "stale": 0}
+    for status in STATUSES:
+        out[status] = 0
+        out[f"hours_{status}"] = 0.0
+    if store is None:
+        return out
+    aligned = aligned_reviews(dataset, store)
+    statuses = np.array([r.status or "" for r in aligned.reviews], dtype=object)
+    for status in STATUSES:
+        rows = aligned.positions[statuses == status] if len(statuses) else aligned.positions[:0]
+        out[status] = int(len(rows))
+        out[f"hours_{status}"] = float(np.nansum(duration[rows])) / 3600.0
+    reviewed = aligned.positions[statuses != ""] if len(statuses) else aligned.positions[:0]
+    out["reviewed"] = int(len(reviewed))
+    out["hours_reviewed"] = float(np.nansum(duration[reviewed])) / 3600.0
+    out["stale"] = aligned.stale
+    return out
+
+
+# ----------------------------------------------------------------------------------- HTTP twins
+# Plain functions: (dataset, store, request values) → (HTTP status, JSON payload). The web layer
+# registers them, bounds the request body (MAX_REQUEST_BYTES) and passes the --auth user name.
+
+
+def _position(dataset: "Dataset", utterance_id: Any) -> int:
+    text = str(utterance_id)
+    if len(text) > 20 or not text.isdigit() or int(text) >= len(dataset.utterances):
+        raise UnknownUtterance(f"no utterance with id {text[:20]!r}: ids are 0..{len(dataset.utterances) - 1}")
+    return int(text)
+
+
+def _no_store() -> ReviewError:
+    return ReadOnlyReviews("reviews are off for this server (no reviews file could be opened); "
+                           "restart sde with --reviews FILE")
+
+
+def parse_review_body(body: Any) -> dict:
+    """The POST body {"status", "text"?, "note"?, "tags"?, "version"?} as set_review's arguments."""
+    if not isinstance(body, Mapping):
+        raise InvalidReview('send a JSON object: {"status": "keep"|"drop"|"fix", "text"?, "note"?, "tags"?, '
+                            '"version"?}')
+    unknown = [k for k in body if k not in BODY_FIELDS]
+    if unknown:
+        raise InvalidReview(f"unknown field {_short(unknown[0])}; a review has {', '.join(BODY_FIELDS)}")
+    return {"status": body.get("status"), "text": body.get("text"), "note": body.get("note"),
+            "tags": body.get("tags") or (), "expected_version": _version(body.get("version"))}
+
+
+def review_post_route(dataset: "Dataset", store: ReviewStore | None, utterance_id: Any, body: Any,
+                      user: str | None = None) -> tuple[int, dict]:
+    """POST /api/utterances/ID/review → 200 the stored review with its new version; 409 on a stale version."""
+    try:
+        position = _position(dataset, utterance_id)
+        if store is None:
+            raise _no_store()
+        fields = parse_review_body(body)
+        review = store.set_review(utterance_keys(dataset).key(position), user=user, **fields)
+        return 200, {"id": position, **review.to_json()}
+    except ReviewError as e:
+        return e.status, e.payload()
+
+
+def review_undo_route(dataset: "Dataset", store: ReviewStore | None, utterance_id: Any, body: Any,
+                      user: str | None = None) -> tuple[int, dict]:
+    """POST /api/utterances/ID/review/undo with {"version"?} → the restored review as a new version."""
+    try:
+        position = _position(dataset, utterance_id)
+        if store is None:
+            raise _no_store()
+        body = body if isinstance(body, Mapping) else {}
+        review = store.undo(utterance_keys(dataset).key(position), user=user,
+                            expected_version=_version(body.get("version")))
+        return 200, {"id": position, **review.to_json()}
+    except ReviewError as e:
+        return e.status, e.payload()
+
+
+def review_get_route(dataset: "Dataset", store: ReviewStore | None, utterance_id: Any) -> tuple[int, dict]:
+    """GET /api/utterances/ID/review → the current review (status null, version 0 when none)."""
+    try:
+        position = _position(dataset, utterance_id)
+        key = utterance_keys(dataset).key(position)
+        review = store.get(key) if store is not None else Review(key, None)
+        return 200, {"id": position, **review.to_json(), "editable": store is not None and not store.read_only}
+    except ReviewError as e:
+        return e.status, e.payload()
+
+
+def reviews_list_route(dataset: "Dataset", store: ReviewStore | None, args: Mapping[str, str]) -> tuple[int, dict]:
+    """GET /api/reviews?filter=Q&sort=S&page=P&page_size=N → {"total", "page", "page_size", "rows", "stale"}:
+    the reviewed utterances that the filter selects (review columns included), with their review."""
+    try:
+        page = _int_arg(args, "page", 0, 10**9)
+        page_size = _int_arg(args, "page_size", 50, MAX_PAGE_SIZE, lo=1)
+        filter_text, sort_text = args.get("filter") or None, args.get("sort") or None
+        if store is None:
+            return 200, {"total": 0, "page": page, "page_size": page_size, "rows": [], "stale": 0}
+        aligned = aligned_reviews(dataset, store)
+        by_position = {p: r for p, r in zip(aligned.positions.tolist(), aligned.reviews) if r.status is not None}
+        selected = query_for(dataset, store, "review", filter_text, sort_text).select(filter_text, sort_text)
+        reviewed = np.zeros(len(dataset.utterances), dtype=bool)
+        reviewed[list(by_position)] = True
+        hits = selected[reviewed[selected]]
+        rows = []
+        texts = dataset.utterances["text"]
+        for position in hits[page * page_size:(page + 1) * page_size].tolist():
+            reference = texts.iat[position]
+            rows.append({"id": position, "reference": None if pd.isna(reference) else str(reference),
+                         **by_position[position].to_json()})
+        return 200, {"total": int(len(hits)), "page": page, "page_size": page_size, "rows": rows,
+                     "stale": aligned.stale}
+    except QueryError as e:
+        payload: dict[str, Any] = {"error": str(e)}
+        if getattr(e, "position", None) is not None:
+            payload["position"] = e.position
+        return 400, payload
+    except ReviewError as e:
+        return e.status, e.payload()
+
+
+def _int_arg(args: Mapping[str, str], name: str, default: int, hi: int, lo: int = 0) -> int:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    text = str(raw)
+    if len(text) > 12 or not text.isdigit() or not lo <= int(text) <= hi:
+        raise InvalidReview(f"{name} must be a whole number between {lo} and {hi}; got {text[:20]!r}")
+    return int(text)

@@ -1,0 +1,283 @@
+"""Drop rules: named filters whose matches an export removes, kept in a small YAML file.
+
+    rules:
+      - name: high WER
+        filter: "{wer} > 60"
+      - name: too fast
+        filter: "{char_rate} > 25"
+        description: faster than anyone speaks      # optional
+      - name: duplicate text
+        filter: "{dup_text_group} >= 0"
+        enabled: false                               # optional: kept in the file, not applied
+
+The same file is what the browser saves and what `sde export --rules rules.yaml` replays, so the
+cleaning decided while looking at the data is reproducible in a pipeline. Before exporting, each
+rule's count and hours are reported, and their union (an utterance matched by two rules is
+counted once).
+
+The file is read with YAML's safe loader only (no Python objects), at most MAX_RULES_BYTES and
+MAX_RULES rules; every problem names the file, the line and the rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from sde.query import QueryError
+from sde.reviews import ReviewStore, query_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+MAX_RULES_BYTES = 1 << 20
+MAX_RULES = 200
+MAX_NAME_CHARS = 200
+RULE_FIELDS = ("name", "filter", "description", "enabled")
+EXAMPLE = 'rules:\n  - name: high WER\n    filter: "{wer} > 60"'
+
+
+class RulesError(ValueError):
+    """A rules file or rule that cannot be used; names the file, line and rule, and the fix.
+
+    `rule` is the rule's name and `position` the 0-based character in its filter, when known.
+    """
+
+    def __init__(self, message: str, *, rule: str | None = None, position: int | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.position = position
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    filter: str
+    description: str = ""
+    enabled: bool = True
+    line: int | None = None   # 1-based line of the rule in its file
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"name": self.name, "filter": self.filter}
+        if self.description:
+            out["description"] = self.description
+        if not self.enabled:
+            out["enabled"] = False
+        return out
+
+
+def _yaml() -> Any:
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - PyYAML is a dependency
+        raise RulesError("reading rules needs PyYAML: pip install pyyaml") from None
+    return yaml
+
+
+def load_rules(path: str | Path) -> list[Rule]:
+    """The enabled and disabled rules of a YAML file (see the module docstring)."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise RulesError(f"{path}: is a folder; --rules takes a YAML file such as:\n{EXAMPLE}")
+        with p.open("rb") as f:
+            raw = f.read(MAX_RULES_BYTES + 1)
+    except FileNotFoundError:
+        raise RulesError(f"{path}: file not found; check the path of --rules") from None
+    except OSError as e:
+        raise RulesError(f"{path}: cannot read it ({e.strerror})") from None
+    if len(raw) > MAX_RULES_BYTES:
+        raise RulesError(f"{path}: larger than {MAX_RULES_BYTES >> 20} MiB; a rules file is a short list of "
+                         "named filters")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RulesError(f"{path}: not UTF-8 text (byte {e.start + 1}); save it as UTF-8") from None
+    return parse_rules(text, str(path))
+
+
+def parse_rules(text: str, source: str = "rules.yaml") -> list[Rule]:
+    """Rules from YAML text: a mapping with `rules:` (or just the list)."""
+    yaml = _yaml()
+    if len(text) > MAX_RULES_BYTES:
+        raise RulesError(f"{source}: longer than {MAX_RULES_BYTES >> 20} MiB; a rules file is a short list")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise RulesError(f"{where}: not valid YAML ({problem}); a rules file looks like:\n{EXAMPLE}") from None
+    except RecursionError:
+        raise RulesError(f"{source}: nested too deeply to be a rules file") from None
+    items, nodes = data, root
+    if isinstance(data, Mapping):
+        extra = [k for k in data if k != "rules"]
+        if extra or "rules" not in data:
+            raise RulesError(f"{source}: expected a top-level `rules:` list"
+                             + (f", found {_short(extra[0])}" if extra else "") + f"; e.g.\n{EXAMPLE}")
+        items = data["rules"]
+        nodes = next((v for k, v in root.value if k.value == "rules"), None)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise RulesError(f"{source}: `rules` must be a list of {{name, filter}} entries; e.g.\n{EXAMPLE}")
+    if len(items) > MAX_RULES:
+        raise RulesError(f"{source}: {len(items)} rules; at most {MAX_RULES}")
+    lines = [n.start_mark.line + 1 for n in nodes.value] if nodes is not None and hasattr(nodes, "value") else []
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        line = lines[i] if i < len(lines) else None
+        rule = _rule(item, f"{source}:{line}" if line else source, i + 1, line)
+        if rule.name in seen:
+            raise RulesError(f"{source}:{line}: two rules are named {rule.name!r}; give each rule its own name",
+                             rule=rule.name)
+        seen.add(rule.name)
+        rules.append(rule)
+    return rules
+
+
+def _rule(item: Any, where: str, number: int, line: int | None) -> Rule:
+    if not isinstance(item, Mapping):
+        raise RulesError(f"{where}: rule {number} must be a mapping with name and filter, e.g.\n{EXAMPLE}")
+    unknown = [k for k in item if k not in RULE_FIELDS]
+    if unknown:
+        raise RulesError(f"{where}: rule {number} has an unknown field {_short(unknown[0])}; a rule has "
+                         f"{', '.join(RULE_FIELDS)}")
+    name, flt = item.get("name"), item.get("filter")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
+        raise RulesError(f"{where}: rule {number} needs a name: a line of text of at most {MAX_NAME_CHARS} "
+                         f"characters; got {_short(name)}")
+    name = name.strip()
+    if not isinstance(flt, str) or not flt.strip():
+        raise RulesError(f"{where}: rule {name!r} needs a filter (text in the filter language, e.g. "
+                         f'"{{wer}} > 60"); got {_short(flt)}', rule=name)
+    description = item.get("description") or ""
+    if not isinstance(description, str):
+        raise RulesError(f"{where}: rule {name!r}: description must be text", rule=name)
+    enabled = item.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise RulesError(f"{where}: rule {name!r}: enabled must be true or false; got {_short(enabled)}", rule=name)
+    return Rule(name, flt, description, enabled, line)
+
+
+def dump_rules(rules: Sequence[Rule]) -> str:
+    """The YAML text of a rules file (what the browser's "save rules" writes)."""
+    return _yaml().safe_dump({"rules": [r.to_json() for r in rules]}, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+@dataclass
+class RuleCount:
+    rule: Rule
+    utterances: int      # rows this rule matches (within the export's selection)
+    hours: float
+    only: int            # rows no other rule matches: what removing this rule would bring back
+
+
+@dataclass
+class RulesReport:
+    counts: list[RuleCount]
+    mask: np.ndarray     # rows removed by at least one enabled rule (within the selection)
+    union_utterances: int
+    union_hours: float
+    considered: int      # rows the rules were applied to
+
+    def to_json(self, file: str | None = None) -> dict:
+        return {
+            "file": file,
+            "considered": self.considered,
+            "rules": [{**c.rule.to_json(), "utterances": c.utterances, "hours": c.hours, "only": c.only}
+                      for c in self.counts],
+            "union": {"utterances": self.union_utterances, "hours": self.union_hours},
+        }
+
+
+def evaluate_rules(rules: Sequence[Rule], select: Callable[[str], np.ndarray], duration: np.ndarray, *,
+                   within: np.ndarray | None = None, source: str | None = None) -> RulesReport:
+    """What each enabled rule removes from the rows `within` (a boolean mask; all rows if None).
+
+    `select(filter)` returns row positions (TableQuery.select). A filter the engine refuses raises
+    RulesError naming the rule, its line and the position in its filter.
+    """
+    n = len(duration)
+    scope = np.ones(n, dtype=bool) if within is None else within
+    masks: list[np.ndarray | None] = []
+    for rule in rules:
+        if not rule.enabled:
+            masks.append(None)
+            continue
+        try:
+            positions = np.asarray(select(rule.filter), dtype=np.int64)
+        except QueryError as e:
+            where = f"{source}:{rule.line}: " if source and rule.line else (f"{source}: " if source else "")
+            raise RulesError(f"{where}rule {rule.name!r}: {e}", rule=rule.name,
+                             position=getattr(e, "position", None)) from None
+        m = np.zeros(n, dtype=bool)
+        m[positions] = True
+        masks.append(m & scope)
+    union = np.zeros(n, dtype=bool)
+    hits = np.zeros(n, dtype=np.int32)
+    for m in masks:
+        if m is not None:
+            union |= m
+            hits += m
+    counts = []
+    for rule, m in zip(rules, masks):
+        if m is None:
+            counts.append(RuleCount(rule, 0, 0.0, 0))
+            continue
+        counts.append(RuleCount(rule, int(m.sum()), float(np.nansum(duration[m])) / 3600.0,
+                                int(np.count_nonzero(m & (hits == 1)))))
+    return RulesReport(counts, union, int(union.sum()), float(np.nansum(duration[union])) / 3600.0,
+                       int(scope.sum()))
+
+
+# ----------------------------------------------------------------------------------- HTTP twin
+
+
+def rules_preview_route(dataset: "Dataset", store: "ReviewStore | None", body: Any,
+                        filter_text: str | None = None) -> tuple[int, dict]:
+    """POST /api/rules/preview with {"rules": [{name, filter}...]} or {"yaml": TEXT}, optional
+    {"filter": Q} (the current view) → 200 the report of RulesReport.to_json; 400 naming the rule."""
+    try:
+        if not isinstance(body, Mapping):
+            raise RulesError('send {"rules": [{"name": ..., "filter": ...}]} or {"yaml": "rules: ..."}')
+        if "yaml" in body:
+            if not isinstance(body["yaml"], str):
+                raise RulesError("yaml must be the text of a rules file")
+            rules = parse_rules(body["yaml"], "rules")
+        else:
+            items = body.get("rules")
+            if not isinstance(items, list) or len(items) > MAX_RULES:
+                raise RulesError(f"rules must be a list of at most {MAX_RULES} {{name, filter}} objects")
+            rules = [_rule(item, "rules", i + 1, None) for i, item in enumerate(items)]
+        filter_text = body.get("filter", filter_text) or None
+        if filter_text is not None and not isinstance(filter_text, str):
+            raise RulesError("filter must be text in the filter language")
+        query = query_for(dataset, store, filter_text, *(r.filter for r in rules))
+        within = None
+        if filter_text:
+            within = np.zeros(len(dataset.utterances), dtype=bool)
+            within[query.select(filter_text)] = True
+        duration = dataset.utterances["duration"].to_numpy(dtype="float64", na_value=np.nan)
+        report = evaluate_rules(rules, query.select, duration, within=within)
+        return 200, report.to_json()
+    except (RulesError, QueryError) as e:
+        payload: dict[str, Any] = {"error": str(e)}
+        for attr in ("rule", "position"):
+            if getattr(e, attr, None) is not None:
+                payload[attr] = getattr(e, attr)
+        return 400, payload

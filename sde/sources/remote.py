@@ -1,0 +1,284 @@
+"""Files behind URLs (``s3://``, ``gs://``, ``az://``, ``http(s)://``, AIStore ...) through fsspec.
+
+Credentials come the usual way for each store (for S3: the environment, ``AWS_PROFILE`` and
+``~/.aws``), or from ``--storage-options JSON``, which is passed to the fsspec filesystem as is
+(``{"endpoint_url": ..., "key": ..., "secret": ..., "anon": true, "profile": ...}`` for S3).
+
+Nothing is downloaded whole: manifests are streamed in chunks, tars are read with byte ranges.
+Every request is bounded in time (``SDE_REMOTE_TIMEOUT`` seconds per attempt, few retries), so a
+store that does not answer gives an error naming the URL instead of a hang. Every failure becomes
+one :class:`RemoteError` that names the URL, what went wrong and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import posixpath
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+__all__ = ["RemoteError", "configure", "details", "explain", "glob", "is_url", "join", "normalise",
+           "open_file", "reading", "stamp", "storage_options", "timeout_s", "url_folder"]
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+# Seconds one request may wait for a connection or an answer.
+DEFAULT_TIMEOUT_S = 20.0
+# Attempts per request: a flaky network gets one more chance, a dead endpoint fails fast.
+ATTEMPTS = 2
+# Streamed reads fetch at least this much per request.
+STREAM_BLOCK_BYTES = 1 << 20
+# Folders listed at once (one request) instead of asking for each file.
+LIST_WHEN_FILES = 4
+# Which package serves which protocol, for the "install it" hint.
+BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
+            "abfss": "adlfs", "ais": "aistore", "hf": "huggingface_hub", "http": "aiohttp", "https": "aiohttp"}
+
+_configured: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+class RemoteError(Exception):
+    """A remote file that cannot be listed, opened or read; the message names the URL and the fix."""
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """``scheme://...`` other than ``file://`` (local files are read directly)."""
+    match = _URL.match(os.fspath(path))
+    return bool(match) and match.group(1).lower() != "file"
+
+
+def protocol(url: str) -> str:
+    match = _URL.match(url)
+    return match.group(1).lower() if match else ""
+
+
+def timeout_s() -> float:
+    try:
+        value = float(os.environ.get("SDE_REMOTE_TIMEOUT", DEFAULT_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+    return value if value > 0 else DEFAULT_TIMEOUT_S
+
+
+def configure(options: Mapping[str, Any] | None) -> None:
+    """The storage options every later remote access of this process uses (``--storage-options``)."""
+    with _lock:
+        _configured.clear()
+        _configured.update(options or {})
+
+
+def storage_options(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The configured storage options, overridden by ``extra``."""
+    with _lock:
+        merged = copy.deepcopy(_configured)
+    merged.update(extra or {})
+    return merged
+
+
+def _with_timeouts(proto: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The user's options plus time limits the backend understands (the user's own win)."""
+    seconds = timeout_s()
+    options = dict(options)
+    if proto in ("s3", "s3a"):
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", seconds)
+        config.setdefault("read_timeout", seconds)
+        config.setdefault("retries", {"max_attempts": ATTEMPTS, "mode": "standard"})
+        options["config_kwargs"] = config
+    elif proto in ("http", "https"):
+        import aiohttp
+
+        client = dict(options.get("client_kwargs") or {})
+        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds))
+        options["client_kwargs"] = client
+    elif proto in ("gs", "gcs"):
+        options.setdefault("timeout", seconds)
+    return options
+
+
+def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
+    """(fsspec filesystem, path inside it) for ``url``; RemoteError when no backend serves it."""
+    proto = protocol(url)
+    try:
+        import fsspec
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise RemoteError(f"{url}: reading URLs needs fsspec: pip install fsspec {BACKENDS.get(proto, '')}".rstrip()) \
+            from None
+    try:
+        fs, path = url_to_fs(url, **_with_timeouts(proto, storage_options(options)))
+    except ImportError:
+        package = BACKENDS.get(proto, f"the fsspec backend for {proto}://")
+        raise RemoteError(f"{url}: reading {proto}:// URLs needs {package}: pip install {package}") from None
+    except ValueError as e:
+        if proto not in fsspec.available_protocols():
+            raise RemoteError(f"{url}: fsspec knows no protocol {proto!r}; use s3://, gs://, az://, "
+                              "https:// or a local path") from None
+        raise RemoteError(f"{url}: {e}; check --storage-options") from None
+    except TypeError as e:  # an option the backend does not take
+        raise RemoteError(f"{url}: --storage-options: {e}") from None
+    if hasattr(fs, "retries"):
+        fs.retries = 1  # s3fs would retry timeouts 5 times on top of botocore's own retries
+    return fs, path
+
+
+def _call(fs: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+    """A metadata call with one deadline for all its requests and retries (s3fs's info may ask
+    three things in turn): fsspec's async filesystems take it as ``timeout``."""
+    from fsspec.asyn import AsyncFileSystem
+
+    if isinstance(fs, AsyncFileSystem):
+        kwargs["timeout"] = timeout_s() * ATTEMPTS + 1
+    return getattr(fs, method)(*args, **kwargs)
+
+
+def _endpoint(url: str) -> str:
+    options = storage_options()
+    endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
+    return str(endpoint) if endpoint else f"the {protocol(url) or 'remote'} service"
+
+
+def explain(url: str, error: BaseException) -> RemoteError:
+    """One message for any failure of a remote access: what happened to ``url`` and the fix."""
+    if isinstance(error, RemoteError):
+        return error
+    names = {cls.__name__ for cls in type(error).__mro__}
+    text = str(error).strip() or type(error).__name__
+    store = _endpoint(url)
+    credentials = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or pass "
+                   "--storage-options '{\"key\": \"...\", \"secret\": \"...\"}' (a public bucket: "
+                   "--storage-options '{\"anon\": true}')") if protocol(url) in ("s3", "s3a") else \
+        "configure the store's credentials, or pass them with --storage-options JSON"
+    if names & {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}:
+        return RemoteError(f"{url}: no credentials found for {store}; {credentials}")
+    if "ProfileNotFound" in names:
+        return RemoteError(f"{url}: {text}; check AWS_PROFILE or the \"profile\" storage option")
+    if names & {"ConnectTimeoutError", "ReadTimeoutError", "FSTimeoutError", "TimeoutError",
+                "ServerTimeoutError", "timeout"}:
+        return RemoteError(f"{url}: {store} did not answer within {timeout_s():g} s; check the endpoint "
+                           "(--storage-options '{\"endpoint_url\": ...}') and the network, or set "
+                           "SDE_REMOTE_TIMEOUT=SECONDS for a slow store")
+    if names & {"EndpointConnectionError", "ClientConnectorError", "ConnectionError", "ConnectionRefusedError"}:
+        return RemoteError(f"{url}: cannot connect to {store} ({text}); check the endpoint "
+                           "(--storage-options '{\"endpoint_url\": ...}') and the network")
+    if isinstance(error, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
+        return RemoteError(f"{url}: access denied ({text}); check that your credentials may read it: {credentials}")
+    if isinstance(error, FileNotFoundError):
+        if "bucket" in text.lower():
+            return RemoteError(f"{url}: the bucket does not exist ({text}); check the URL")
+        return RemoteError(f"{url}: no such file; check the URL (list the folder with your store's tools)")
+    if isinstance(error, IsADirectoryError):
+        return RemoteError(f"{url}: is a folder; pass the manifest file inside it")
+    return RemoteError(f"{url}: {type(error).__name__}: {text}")
+
+
+@contextmanager
+def reading(url: str) -> Iterator[None]:
+    """Turn any failure inside the block into the RemoteError that explains it."""
+    try:
+        yield
+    except RemoteError:
+        raise
+    except Exception as e:  # noqa: BLE001 - backends raise anything; each becomes one clear message
+        raise explain(url, e) from None
+
+
+def open_file(url: str, *, ranged: bool = False, size: int | None = None) -> Any:
+    """A seekable binary file object for ``url``. ``ranged``: every read is one byte-range request
+    of exactly what is asked (tar headers); else reads are buffered for streaming."""
+    fs, path = filesystem(url)
+    with reading(url):
+        kwargs: dict[str, Any] = {"cache_type": "none"} if ranged else \
+            {"block_size": STREAM_BLOCK_BYTES, "cache_type": "readahead"}
+        if size is not None:
+            kwargs["size"] = size
+        try:
+            return fs.open(path, "rb", **kwargs)
+        except TypeError:  # a backend without these knobs
+            return fs.open(path, "rb")
+
+
+def info(url: str) -> dict[str, Any]:
+    fs, path = filesystem(url)
+    with reading(url):
+        fs.invalidate_cache(path)  # a listing cached earlier in this process may be out of date
+        found = _call(fs, "info", path)
+    if found.get("type") == "directory":
+        raise RemoteError(f"{url}: is a folder; pass the manifest file inside it")
+    return found
+
+
+def stamp(found: Mapping[str, Any]) -> dict[str, Any]:
+    """What identifies one version of a remote file: its size and ETag (else modification time)."""
+    etag = found.get("ETag") or found.get("etag") or found.get("md5Hash") or found.get("content_md5")
+    modified = found.get("LastModified") or found.get("mtime") or found.get("updated") or found.get("last_modified")
+    return {"size": found.get("size"), "etag": str(etag) if etag else None,
+            "modified": None if etag else str(modified)}
+
+
+def details(urls: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+    """``info`` of each URL (None: no such file). Files of one folder are found by listing the
+    folder once, not by one request each."""
+    urls = list(dict.fromkeys(urls))
+    by_folder: dict[str, list[str]] = {}
+    for url in urls:
+        by_folder.setdefault(url_folder(url), []).append(url)
+    found: dict[str, dict[str, Any] | None] = {}
+    for folder, members in by_folder.items():
+        if len(members) >= LIST_WHEN_FILES:
+            listing = _listing(folder)
+            found.update({url: listing.get(url) for url in members})
+            continue
+        for url in members:
+            try:
+                found[url] = info(url)
+            except RemoteError as e:
+                if "no such file" not in str(e):
+                    raise
+                found[url] = None
+    return found
+
+
+def _listing(folder: str) -> dict[str, dict[str, Any]]:
+    fs, path = filesystem(folder)
+    with reading(folder):
+        fs.invalidate_cache(path)
+        try:
+            entries = _call(fs, "ls", path, detail=True)
+        except FileNotFoundError:
+            return {}
+    scheme = protocol(folder)
+    return {f"{scheme}://{e['name'].lstrip('/')}": e for e in entries if e.get("type") != "directory"}
+
+
+def glob(pattern: str) -> list[str]:
+    """URLs matching a glob pattern (``s3://bucket/shards/*.json``), unsorted."""
+    fs, path = filesystem(pattern)
+    with reading(pattern):
+        names = _call(fs, "glob", path)
+    scheme = protocol(pattern)
+    return [f"{scheme}://{name.lstrip('/')}" for name in names]
+
+
+def url_folder(url: str) -> str:
+    return url.rsplit("/", 1)[0] if "/" in url[len(protocol(url)) + 3:] else url
+
+
+def normalise(url: str) -> str:
+    """``s3://b/a/./x/../y.wav`` → ``s3://b/a/y.wav`` (the bucket part is kept as is)."""
+    match = _URL.match(url)
+    if not match:
+        return posixpath.normpath(url)
+    rest = url[match.end():]
+    host, sep, path = rest.partition("/")
+    if not sep:
+        return url
+    return f"{match.group(0)}{host}/{posixpath.normpath(path).lstrip('/') if path else ''}"
+
+
+def join(folder: str, relative: str) -> str:
+    return normalise(folder.rstrip("/") + "/" + relative)

@@ -1,0 +1,165 @@
+"""HTTP routes of data quality (listed in sde.web.api's ROUTES):
+
+    GET /api/tts?lang=en&speaker=COL&limit=N&counts=1
+        {"speakers": [{"speaker", "utterances", "hours", "speech_hours", "sample_rates",
+          "lufs_median", "lufs_spread", "clipping_share", "phonemes_missing", "phonemes_rare",
+          "flags": [{"flag", "message"}], "phoneme_counts"?}], "phoneme_inventory": [...],
+          "inventory_source", "language", "guidance", "total_speakers"}
+    GET /api/duplicates?kind=text|near|audio&page=P&page_size=N
+        {"kind", "column", "groups_total", "utterances", "page", "page_size",
+         "groups": [{"group", "size", "ids", "texts", "filter", "conflict"?}]}  (largest first;
+         at most MAX_GROUP_IDS ids and MAX_GROUP_TEXTS texts a group, "ids_truncated" then)
+    GET /api/suspicious
+        {"utterances", "flags": [{"flag", "column", "count", "filter", "description"}],
+         "duplicates": {...}, "speech_hours"}
+    GET /api/utterances/ID/augment?speed=&stretch=&noise=&snr=&rir=&rt60=&seed=
+        the augmented segment as 16-bit WAV (same parameters and seed: same bytes)
+    GET /api/utterances/ID/augment/config?…same…
+        {"id", "params", "sample_rate", "duration", "nemo_yaml", "noise_files", "rir_files"}
+
+Errors are JSON like every route's: a bad parameter → 400 naming it, unknown id → 404, a
+segment longer than the preview processes (30 s) → 422 with the reason, unreadable audio → 404/422.
+
+:func:`install` also makes the text-derived quality columns appear on demand: a request whose
+filter or sort (in the query string, or in a Dash callback's body: the Samples grid, a /samples
+link) names one of them computes them first (``sde.quality.apply.ensure_quality_columns``), so
+`/api/utterances?filter={dup_text_group} = 3` works on a fresh server.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from flask import Flask, Response, request
+
+from sde.audio import AudioError, wav_bytes
+from sde.quality.apply import ensure_quality_columns, quality_column_kinds
+from sde.quality.augment import AugmentError
+from sde.web.api.respond import arg, flag_arg, int_arg, json_response, page_args, served_dataset
+from sde.web.audio_service import UnknownUtterance
+from sde.web.panels import augment as augment_panel
+from sde.web.panels import quality_data
+from sde.web.panels import suspicious as suspicious_panel
+from sde.web.present import ApiError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP_IDS = 1000
+MAX_GROUP_TEXTS = 20
+MAX_TTS_SPEAKERS = 10_000
+_DASH_UPDATE = "/_dash-update-component"
+
+
+def tts() -> Response:
+    dataset = served_dataset()
+    raw_lang = arg("lang")
+    lang = quality_data.valid_lang(raw_lang) if raw_lang else quality_data.default_lang(dataset)
+    if lang is None:
+        raise ApiError(f"lang must be an espeak-ng voice such as en, en-us, de, fr or es, got {raw_lang[:40]!r}")
+    speaker = arg("speaker")
+    if speaker is not None and speaker not in dataset.utterances.columns:
+        raise ApiError(f'speaker must be a column of the manifest, e.g. speaker; "{speaker[:100]}" is not one')
+    limit = int_arg("limit", 1000, 1, MAX_TTS_SPEAKERS)
+    report = dict(quality_data.tts(dataset, lang, quality_data.speaker_column(dataset, speaker)))
+    with_counts = flag_arg("counts", False)
+    report["speakers"] = [s if with_counts else {k: v for k, v in s.items() if k != "phoneme_counts"}
+                          for s in report["speakers"][:limit]]
+    return json_response(report)
+
+
+def duplicates() -> Response:
+    dataset = served_dataset()
+    page, size = page_args()
+    kind = arg("kind") or "text"
+    try:
+        data = quality_data.duplicates_page(dataset, kind, page, size)
+    except ValueError as exc:
+        raise ApiError(str(exc)) from None
+    except KeyError as exc:
+        raise ApiError(str(exc.args[0]), 409) from None
+    for g in data["groups"]:
+        if len(g["ids"]) > MAX_GROUP_IDS:
+            g["ids"], g["ids_truncated"] = g["ids"][:MAX_GROUP_IDS], True
+        g["texts"] = g["texts"][:MAX_GROUP_TEXTS]
+    return json_response(data)
+
+
+def suspicious() -> Response:
+    return json_response(suspicious_panel.summary(served_dataset()))
+
+
+def _augmented(utt_id: int):
+    dataset = served_dataset()
+    try:
+        params = augment_panel.params_from(request.args)
+        return dataset, params, *augment_panel.augmented(dataset, utt_id, params)
+    except UnknownUtterance as exc:
+        raise ApiError(str(exc), 404, fields={"id": utt_id}) from None
+    except augment_panel.TooLong as exc:
+        raise ApiError(str(exc), 422, fields={"id": utt_id, "reason": "too_long"}) from None
+    except AugmentError as exc:
+        raise ApiError(str(exc), 400, fields={"id": utt_id}) from None
+    except AudioError as exc:
+        raise ApiError(str(exc), 404 if exc.reason == "not_found" else 422,
+                       fields={"id": utt_id, "reason": exc.reason}) from None
+
+
+def augment(utt_id: int) -> Response:
+    _, _, seg, _ = _augmented(utt_id)
+    body = wav_bytes(seg)
+    return Response(body, mimetype="audio/wav", headers={"Cache-Control": "no-cache",
+                                                         "Content-Length": str(len(body))})
+
+
+def augment_config(utt_id: int) -> Response:
+    _, params, seg, rms_db = _augmented(utt_id)
+    from sde.quality.augment import nemo_augmentor_yaml
+
+    src = augment_panel.sources()
+    return json_response({"id": utt_id, "params": params.as_dict(), "sample_rate": int(seg.sample_rate),
+                          "duration": round(float(seg.duration), 4),
+                          "nemo_yaml": nemo_augmentor_yaml(params, seg.sample_rate, rms_db),
+                          "noise_files": src.files("noise"), "rir_files": src.files("rir")})
+
+
+# ---------------------------------------------------------------- quality columns on demand
+
+
+def _pattern(dataset: Dataset) -> tuple[re.Pattern, dict[str, str]]:
+    kinds = quality_column_kinds(dataset)
+    names = sorted(kinds, key=len, reverse=True)
+    return re.compile("|".join(re.escape(n) for n in names)), kinds
+
+
+def _requested_kinds(dataset: Dataset) -> set[str]:
+    """The quality kinds a request names (by a column the dataset does not have yet)."""
+    text = request.query_string.decode("latin-1")
+    if request.method == "POST" and request.path.endswith(_DASH_UPDATE):
+        text += request.get_data(cache=True, as_text=True)
+    if not text:
+        return set()
+    pattern, kinds = _pattern(dataset)
+    columns = dataset.utterances.columns
+    return {kinds[m] for m in set(pattern.findall(text)) if m not in columns}
+
+
+def install(server: Flask) -> None:
+    """Compute the text-derived quality columns before a request that names one of them."""
+
+    def quality_columns_on_demand() -> None:
+        if not (request.path.startswith("/api/") or request.path.endswith(_DASH_UPDATE)):
+            return
+        dataset = served_dataset()
+        wanted = _requested_kinds(dataset)
+        if wanted:
+            ensure_quality_columns(dataset, sorted(wanted))
+
+    server.before_request(quality_columns_on_demand)
+
+
+__all__ = ["augment", "augment_config", "duplicates", "install", "suspicious", "tts"]

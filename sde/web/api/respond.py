@@ -1,0 +1,143 @@
+"""What every route shares: the dataset it serves, the request's arguments checked (an ApiError,
+answered 400 by the one handler, for anything out of bounds), and the JSON and CSV responses.
+
+CSV is streamed in chunks (never the whole view in memory) and safe to open in a spreadsheet:
+cells that would run as a formula get a leading quote, and rows end in CRLF (RFC 4180).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import pandas as pd
+from flask import Response, current_app, request
+
+from sde.query import MAX_PAGE_SIZE
+from sde.web.present import ApiError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+#: ``server.extensions[DATASET_KEY]`` is the dataset the routes serve.
+DATASET_KEY = "sde_dataset"
+MAX_PAGE = 10**9            # 10^12 rows at the largest page size: any larger page number is a mistake
+DEFAULT_PAGE_SIZE = 50
+CSV_CHUNK_ROWS = 20_000
+# Cells starting with these are formulas to a spreadsheet (CSV injection): prefixed with a quote.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# RFC 4180 row ends: with "\r\n" as the terminator the csv writer quotes every cell holding a CR or
+# LF. With pandas' default "\n", a bare CR stays unquoted and spreadsheets start a new row there,
+# so "x\r=HYPERLINK(...)" would smuggle a formula past escape_formulas.
+CSV_LINE_END = "\r\n"
+
+
+def served_dataset() -> "Dataset":
+    """The dataset of the server handling this request."""
+    return current_app.extensions[DATASET_KEY]
+
+
+# ---------------------------------------------------------------- request arguments
+
+def arg(name: str) -> str | None:
+    return request.args.get(name)
+
+
+def parse_int(name: str, raw: str | None, default: int, lo: int, hi: int | None = None) -> int:
+    if raw is None or raw == "":
+        return default
+    if len(raw) > 40:  # no number this long is valid; echoing it back would mirror megabytes
+        raise ApiError(f"{name} must be an integer, got {raw[:40]!r}…")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(f"{name} must be an integer, got {raw!r}") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ApiError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def int_arg(name: str, default: int, lo: int, hi: int | None = None) -> int:
+    return parse_int(name, arg(name), default, lo, hi)
+
+
+def flag_arg(name: str, default: bool) -> bool:
+    raw = arg(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ApiError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+
+
+def page_args(default_size: int = DEFAULT_PAGE_SIZE) -> tuple[int, int]:
+    """`page` and `page_size` of the current request, validated (ApiError 400 otherwise)."""
+    return int_arg("page", 0, 0, MAX_PAGE), int_arg("page_size", default_size, 1, MAX_PAGE_SIZE)
+
+
+# ---------------------------------------------------------------- responses
+
+def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
+    """JSON (already-encoded text is sent as it is); NaN is never written."""
+    body = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, allow_nan=False)
+    return Response(body, status=status, mimetype="application/json", headers=headers)
+
+
+def error_response(e: ApiError) -> Response:
+    """The one answer to an ApiError: `{"error": message, …fields}` with its status."""
+    return json_response(e.body(), e.status, e.headers)
+
+
+def safe_name(name: str) -> str:
+    """User text (a manifest or hypothesis name) as part of a download's file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def download_name(*parts: str) -> str:
+    """`<manifest stem>-<parts…>.csv`: the manifest's name without its extension first."""
+    stem = safe_name(str(getattr(served_dataset(), "name", "") or "manifest").rsplit(".", 1)[0]) or "manifest"
+    return "-".join([stem, *(safe_name(p) for p in parts)]) + ".csv"
+
+
+def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula (= + - @ tab CR) with a quote."""
+    out = None
+    for col in df.columns:
+        s = df[col]
+        if not (pd.api.types.is_string_dtype(s.dtype) or s.dtype == object):
+            continue
+        text = s.astype("string")
+        risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+        if risky.any():
+            if out is None:
+                out = df.copy()
+            fixed = text.copy()
+            fixed[risky] = "'" + text[risky]
+            out[col] = fixed
+    return df if out is None else out
+
+
+def escape_header(df: pd.DataFrame) -> pd.DataFrame:
+    """Column names are user text too (manifest field names): quote the risky ones."""
+    risky = {c: "'" + c for c in df.columns if isinstance(c, str) and c.startswith(FORMULA_PREFIXES)}
+    return df.rename(columns=risky) if risky else df
+
+
+def csv_chunks(df: pd.DataFrame, positions: np.ndarray, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[str]:
+    """The rows at `positions` as CSV text, header first, in chunks (streamed: never the whole view in memory)."""
+    yield escape_header(df.iloc[:0]).to_csv(index=False, lineterminator=CSV_LINE_END)
+    for start in range(0, len(positions), chunk_rows):
+        chunk = df.iloc[positions[start:start + chunk_rows]]
+        yield escape_formulas(chunk).to_csv(index=False, header=False, lineterminator=CSV_LINE_END)
+
+
+def csv_response(df: pd.DataFrame, filename: str, positions: np.ndarray | None = None) -> Response:
+    """The rows of `df` at `positions` (all of them by default) as a CSV download, streamed."""
+    positions = np.arange(len(df)) if positions is None else positions
+    return Response(csv_chunks(df, positions), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})

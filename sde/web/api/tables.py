@@ -1,0 +1,128 @@
+"""The JSON twins of the table pages, and their CSV: summary, utterances, one utterance,
+vocabulary, problems and the audio-quality summary (the routes are listed in sde.web.api).
+
+Q is the filter language of DESIGN.md (`{wer} > 20 && {speaker} = "en-gb"`), S is `col`, `-col`
+(descending) or several comma-separated. `page` is 0-based; `page_size` is 1..MAX_PAGE_SIZE.
+/api/utterances also takes the Errors page's `error=sub:REF:HYP&hyp=F`, folded into the filter.
+Rows are JSON-safe: NaN and missing values are null.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Response, request
+
+from sde.audio_quality import cached_audio_quality_summary
+from sde.dataset import normalized_summary
+from sde.text import parse_normalize
+from sde.web import reviewing
+from sde.web.api.respond import (
+    MAX_PAGE_SIZE,
+    arg,
+    csv_response,
+    download_name,
+    json_response,
+    page_args,
+    served_dataset,
+)
+from sde.web.present import ApiError, alignment_of, records_json, requested_filter, row_dict, select, utterance_position
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+PROBLEMS_PAGE_SIZE = MAX_PAGE_SIZE  # default for /api/problems: small manifests get every problem at once
+
+
+def summary() -> Response:
+    """/api/summary; `?normalize=lower,punct,numbers` adds the normalised numbers for that choice."""
+    dataset = served_dataset()
+    body = dataset.summary()
+    steps = arg("normalize")
+    if steps is not None:
+        try:
+            chosen = list(parse_normalize(steps))
+        except ValueError as e:
+            raise ApiError(str(e)) from None
+        normalized = normalized_summary(dataset, chosen)
+        for field, h in body["hypotheses"].items():
+            h.pop("normalized", None)
+            if field in normalized:
+                h["normalized"] = normalized[field]
+        body["normalize"] = chosen
+    return json_response(body)
+
+
+def _table(name: str) -> tuple:
+    """(table, its TableQuery, the request's filter) of /api/utterances or /api/vocabulary."""
+    dataset = served_dataset()
+    if name == "utterances":
+        filter_text = requested_filter(dataset, request.args)
+        return dataset.utterances, reviewing.utterance_query(dataset, filter_text, arg("sort")), filter_text
+    return dataset.vocabulary, dataset.vocabulary_query, arg("filter")
+
+
+def table_page(name: str) -> Response:
+    """A page of rows: {"total", "rows"}."""
+    page, size = page_args()
+    df, query, filter_text = _table(name)
+    positions = select(query, filter_text, arg("sort"))
+    rows = df.iloc[positions[page * size:(page + 1) * size]]
+    return json_response(f'{{"total": {len(positions)}, "rows": {records_json(rows)}}}')
+
+
+def table_csv(name: str) -> Response:
+    """Every row of the filtered, sorted view, as CSV."""
+    df, query, filter_text = _table(name)
+    return csv_response(df, download_name(name), select(query, filter_text, arg("sort")))
+
+
+def utterances() -> Response:
+    return table_page("utterances")
+
+
+def utterances_csv() -> Response:
+    return table_csv("utterances")
+
+
+def vocabulary() -> Response:
+    return table_page("vocabulary")
+
+
+def vocabulary_csv() -> Response:
+    return table_csv("vocabulary")
+
+
+def utterance(uid: str) -> Response:
+    """One row, with its word alignment per hypothesis."""
+    dataset = served_dataset()
+    pos = utterance_position(dataset, uid)
+    row = row_dict(dataset.utterances, pos)
+    row["alignment"] = alignment_of(dataset, pos)
+    return json_response(row)
+
+
+def problems_json(dataset: "Dataset", page: int = 0, page_size: int = PROBLEMS_PAGE_SIZE) -> dict:
+    """One page of the skipped lines (a million bad lines must not become one 200 MB response)."""
+    start = page * page_size
+    rows = [{"file": p.path, "line": int(p.line), "reason": p.reason, "message": str(p)}
+            for p in dataset.problems[start:start + page_size]]
+    return {
+        "total_lines": int(getattr(dataset, "total_lines", 0) or 0),
+        "loaded": int(len(dataset.utterances)),
+        "skipped": len(dataset.problems),
+        "total": len(dataset.problems),
+        "page": page,
+        "page_size": page_size,
+        "rows": rows,
+        "problems": rows,
+    }
+
+
+def problems() -> Response:
+    page, size = page_args(PROBLEMS_PAGE_SIZE)
+    return json_response(problems_json(served_dataset(), page, size))
+
+
+def audio_quality() -> Response:
+    return json_response(cached_audio_quality_summary(served_dataset()))

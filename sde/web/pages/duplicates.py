@@ -1,0 +1,114 @@
+"""Duplicates: utterances that share a transcript (after lower-casing and removing punctuation),
+nearly share one (a few character edits), or share their audio (the same decoded samples), each
+group with its size, transcripts and a link to Samples filtered to it (`{dup_text_group} = 12`).
+JSON twin: /api/duplicates?kind=text|near|audio.
+
+`/duplicates?kind=text&page=P`: groups largest first, PAGE_SIZE a page. The group columns are
+computed on the first visit (``sde.quality.apply.quality_frame``, ~3 s per million
+utterances; near-duplicates ~10 s); audio groups need the audio hashes of the TTS page's
+measurement (or ``--vad``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from sde.web.components import fmt_int, page_header
+from sde.web.pages.page import Page
+from sde.web.panels.quality_data import KIND_COLUMNS, duplicates_page
+from sde.web.state import samples_href, search_of, utterance_href
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+TITLE = "Duplicates"
+PAGE_SIZE = 50
+SHOWN_IDS = 12
+SHOWN_TEXTS = 3
+TEXT_CHARS = 200
+TABLE = "dup-table"
+KIND_LABELS = {"text": "Same transcript", "near": "Nearly the same transcript", "audio": "Same audio"}
+
+
+def _page_number(raw: str | None) -> int:
+    text = (raw or "").strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
+
+
+def _tabs(kind: str) -> html.Div:
+    return dbc.Nav([dbc.NavItem(dbc.NavLink(label, href="/duplicates" + search_of({"kind": k}), active=k == kind,
+                                            id=f"dup-tab-{k}"))
+                    for k, label in KIND_LABELS.items()], pills=True, className="mb-3")
+
+
+def _texts(texts: list[str]) -> Any:
+    shown = [t if len(t) <= TEXT_CHARS else t[:TEXT_CHARS] + "…" for t in texts[:SHOWN_TEXTS]]
+    more = len(texts) - len(shown)
+    return html.Div([html.Div(t, className="text-break") for t in shown]
+                    + ([html.Div(f"… and {more} other transcripts", className="text-muted")] if more > 0 else []))
+
+
+def _ids(kind: str, group: dict) -> Any:
+    links: list[Any] = []
+    for uid in group["ids"][:SHOWN_IDS]:
+        links += [dcc.Link(str(uid), href=utterance_href(uid, filter=group["filter"])), " "]
+    if group["size"] > SHOWN_IDS:
+        links.append(html.Span(f"… +{fmt_int(group['size'] - SHOWN_IDS)}", className="text-muted"))
+    return links
+
+
+def _pager(kind: str, page: int, total_groups: int) -> html.Div:
+    pages = max(1, -(-total_groups // PAGE_SIZE))
+
+    def link(label: str, target: int, link_id: str):
+        if not 0 <= target < pages or target == page:
+            return html.Span(label, className="btn btn-sm btn-outline-secondary disabled", id=link_id)
+        return dcc.Link(label, href="/duplicates" + search_of({"kind": kind, "page": str(target)}),
+                        className="btn btn-sm btn-outline-primary", id=link_id)
+
+    return html.Div([html.Span(f"page {fmt_int(page + 1)} of {fmt_int(pages)}", className="text-muted small me-auto"),
+                     link("← Previous", page - 1, "dup-prev"), link("Next →", page + 1, "dup-next")],
+                    className="d-flex align-items-center gap-2 mb-2")
+
+
+def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
+    kind = params.get("kind") if params.get("kind") in KIND_COLUMNS else "text"
+    page = _page_number(params.get("page"))
+    api = f"/api/duplicates?kind={kind}"
+    header = page_header(TITLE, [f"{dataset.name} · ", html.A("JSON", href=api, className="link-secondary")])
+    try:
+        data = duplicates_page(dataset, kind, page, PAGE_SIZE)
+    except KeyError as exc:
+        return html.Div([header, _tabs(kind), dbc.Alert([str(exc.args[0]), " · ", dcc.Link("TTS readiness", href="/tts")],
+                                                        color="info", id="dup-not-measured")])
+    column = data["column"]
+    summary = html.P([
+        html.Strong(fmt_int(data["utterances"]), id="dup-utterances"), " utterances in ",
+        html.Strong(fmt_int(data["groups_total"]), id="dup-groups"), f" groups ({KIND_LABELS[kind].lower()}) · ",
+        dcc.Link("all of them in Samples", href=samples_href(filter=f"{{{column}}} is not null", sort=column)),
+        *([" · ", dcc.Link("same audio, different transcripts",
+                           href=samples_href(filter="{dup_audio_text_conflict} = true", sort="dup_audio_group"))]
+          if kind == "audio" else []),
+    ], className="mb-2")
+    if not data["groups"]:
+        return html.Div([header, _tabs(kind), summary,
+                         dbc.Alert("No duplicates of this kind.", color="success", id="dup-none")])
+    rows = [html.Tr([
+        html.Td(dcc.Link(f"#{g['group']}", href=samples_href(filter=g["filter"]), id=f"dup-group-{g['group']}")),
+        html.Td(fmt_int(g["size"]), className="text-end"),
+        html.Td(_texts(g["texts"])),
+        html.Td(_ids(kind, g), className="small"),
+        *([html.Td(dbc.Badge("different transcripts", color="warning") if g.get("conflict") else "")]
+          if kind == "audio" else []),
+    ]) for g in data["groups"]]
+    head = ["group", "utterances", "transcripts", "ids"] + ([""] if kind == "audio" else [])
+    table = dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
+                      size="sm", hover=True, striped=True, className="bg-white small", id=TABLE)
+    return html.Div([header, _tabs(kind), summary, _pager(kind, page, data["groups_total"]),
+                     dbc.Card(dbc.CardBody(table, className="p-0"))])
+
+
+PAGE = Page(path="/duplicates", name=TITLE, layout=layout, api="/api/duplicates")

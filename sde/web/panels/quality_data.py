@@ -1,0 +1,93 @@
+"""What the data-quality pages (TTS readiness, Duplicates) share with their JSON twins
+(sde.web.api.quality): the TTS report per dataset generation and language, and a page of duplicate
+groups. No components here: the pages lay these out, the routes send them as JSON."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sde.caching import for_dataset
+from sde.quality.apply import quality_frame
+from sde.quality.duplicates import duplicate_groups
+from sde.quality.tts import tts_report
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+
+__all__ = ["KIND_COLUMNS", "default_lang", "duplicates_page", "group_filter", "speaker_column", "tts", "valid_lang"]
+
+_LANG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,2}")
+_SPEAKER_COLUMNS = ("speaker", "speaker_id", "spk", "spk_id")
+#: Duplicate kind (`kind=` of the page and the route) → its group column.
+KIND_COLUMNS = {"text": "dup_text_group", "near": "dup_near_group", "audio": "dup_audio_group"}
+_QUALITY_KIND = {"text": "duplicates", "near": "near_duplicates", "audio": "duplicates"}
+
+
+# ---------------------------------------------------------------- TTS readiness
+
+
+def default_lang(dataset: Dataset) -> str:
+    """The manifest's most common ``lang`` when it looks like a language code, else English."""
+    if "lang" in dataset.utterances.columns:
+        common = dataset.utterances["lang"].dropna().astype(str).str.lower().value_counts()
+        if len(common) and _LANG.fullmatch(common.index[0]):
+            return str(common.index[0])
+    return "en"
+
+
+def valid_lang(raw: Any) -> str | None:
+    """``raw`` when it looks like an espeak-ng voice name (en, en-us, de), else None."""
+    return str(raw) if isinstance(raw, str) and _LANG.fullmatch(raw) else None
+
+
+def speaker_column(dataset: Dataset, raw: Any = None) -> str:
+    """``raw`` when it is a column, else the first of speaker, speaker_id, spk, spk_id present."""
+    columns = dataset.utterances.columns
+    if isinstance(raw, str) and raw in columns:
+        return raw
+    return next((c for c in _SPEAKER_COLUMNS if c in columns), "speaker")
+
+
+def tts(dataset: Dataset, lang: str, speaker: str) -> dict[str, Any]:
+    """:func:`sde.quality.tts.tts_report` with per-speaker phoneme counts, once per dataset
+    generation, language and speaker column (espeak-ng phonemises each distinct word once)."""
+    cache = for_dataset(dataset, "tts", 8)
+    return cache.get_or_compute((lang, speaker), lambda: tts_report(dataset.utterances, lang, speaker_column=speaker,
+                                                                    counts=True))
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def group_filter(kind: str, group: int) -> str:
+    """The filter of one group: `{dup_text_group} = 12`."""
+    return f"{{{KIND_COLUMNS[kind]}}} = {int(group)}"
+
+
+def duplicates_page(dataset: Dataset, kind: str, page: int, page_size: int) -> dict[str, Any]:
+    """One page of groups of ``kind`` (largest first) and the totals, from the group columns
+    computed beside the dataset (``quality_frame``: the dataset itself is not changed). ValueError
+    for an unknown kind; KeyError when audio hashes were never measured."""
+    if kind not in KIND_COLUMNS:
+        raise ValueError(f'unknown duplicate kind "{kind}": use kind=text, kind=near or kind=audio')
+    table = dataset.utterances
+    column = KIND_COLUMNS[kind]
+    if kind == "audio" and "audio_hash" not in table.columns:
+        raise KeyError("audio duplicates need the audio hashes: measure them on the TTS readiness page "
+                       "(or start sde with --vad)")
+    groups_of = quality_frame(dataset, _QUALITY_KIND[kind])[column]
+    # duplicate_groups reads dup_text_group / dup_audio_group: near groups stand in for the first.
+    frame = pd.DataFrame({"id": table["id"].to_numpy() if "id" in table.columns else np.arange(len(table)),
+                          "text": table["text"].array if "text" in table.columns else "",
+                          "dup_text_group" if kind != "audio" else column: groups_of.array})
+    groups = duplicate_groups(frame, "audio" if kind == "audio" else "text", offset=page * page_size,
+                              limit=page_size)
+    for g in groups:
+        g["filter"] = group_filter(kind, g["group"])
+    return {"kind": kind, "column": column, "groups_total": int(groups_of.nunique(dropna=True)),
+            "utterances": int(groups_of.notna().sum()), "page": page, "page_size": page_size,
+            "groups": groups}

@@ -1,0 +1,321 @@
+"""What pages and the JSON API show of a dataset, computed once for both: JSON-safe rows, the
+hypothesis and utterances a request names, and the analysis results behind the Errors and
+Comparison pages and their JSON twins (cached per dataset with sde.caching, so a page and its
+route give the same numbers and pay for them once).
+
+A mistake in a request (an unknown hypothesis, a bad filter, an `error=` that is not one) is an
+`ApiError(message, status)`: the API answers it as `{"error": message}` with that status
+(sde.web.api registers the one handler), and pages show the message instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sde import analysis
+from sde.caching import for_dataset
+from sde.metrics import align_words
+from sde.filters import combine_filters
+from sde.query import Clause, QueryError, format_filter
+from sde.web.state import error_words, parse_error_param
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sde.dataset import Dataset
+    from sde.manifest import HypothesisField
+
+DEFAULT_RESAMPLES = 1000
+_COMPARE_CACHE_SIZE = 32     # a bootstrap over a million utterances takes ~0.5 s, and pages re-ask
+_GROUPS_CACHE_SIZE = 8       # breakdowns kept per dataset (one int32 per utterance each)
+
+
+class ApiError(Exception):
+    """A request the server cannot answer, with the HTTP status to answer it with. `fields` are
+    extra keys of the JSON body (e.g. the utterance id), `headers` extra response headers."""
+
+    def __init__(self, message: str, status: int = 400, *, fields: Mapping[str, Any] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.fields = dict(fields or {})
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict:
+        return {"error": self.message, **self.fields}
+
+
+# ---------------------------------------------------------------- JSON-safe rows
+
+def records_json(df: pd.DataFrame) -> str:
+    """A JSON array of row objects; NaN/NA → null, numpy scalars → JSON numbers."""
+    if df.empty:
+        return "[]"
+    return df.to_json(orient="records", force_ascii=False, double_precision=10)
+
+
+def records(df: pd.DataFrame) -> list[dict]:
+    """JSON-safe row dicts (for callbacks)."""
+    return json.loads(records_json(df))
+
+
+def json_safe(value: Any) -> Any:
+    """One value as JSON-safe Python (NaN/NA → None, numpy → builtin)."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if np.isfinite(f) else None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def row_dict(df: pd.DataFrame, position: int) -> dict:
+    return {col: json_safe(df[col].iat[position]) for col in df.columns}
+
+
+def rounded(x: Any) -> Any:
+    """A JSON-safe number: NaN/inf → None, floats rounded to 6 decimals (like /api/summary)."""
+    if x is None:
+        return None
+    if isinstance(x, (float, np.floating)):
+        f = float(x)
+        return round(f, 6) if math.isfinite(f) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def rounded_records(df: pd.DataFrame) -> list[dict]:
+    """`records` with every float rounded like `rounded`."""
+    rows = records(df)
+    for row in rows:
+        for k, v in row.items():
+            if isinstance(v, float):
+                row[k] = rounded(v)
+    return rows
+
+
+# ---------------------------------------------------------------- one utterance
+
+def utterance_position(dataset: "Dataset", raw_id: Any) -> int:
+    """The row position of utterance `raw_id` (ids are positions among valid lines), or ApiError 404."""
+    raw = str(raw_id)
+    try:
+        uid = int(raw) if len(raw) <= 40 else None
+    except ValueError:
+        uid = None
+    if uid is None:
+        shown = repr(raw) if len(raw) <= 40 else repr(raw[:40]) + "…"
+        raise ApiError(f"no utterance with id {shown}: ids are integers", 404)
+    n = len(dataset.utterances)
+    if not 0 <= uid < n:
+        raise ApiError(f"no utterance with id {uid}: ids run from 0 to {n - 1}" if n else
+                       f"no utterance with id {uid}: the manifest has no valid lines", 404)
+    return uid
+
+
+def alignment_of(dataset: "Dataset", position: int) -> dict[str, list[dict]]:
+    """Per hypothesis, the word alignment of one utterance against its reference."""
+    utt = dataset.utterances
+    ref = utt["text"].iat[position]
+    ref = "" if ref is None or ref is pd.NA else str(ref)
+    out = {}
+    for h in dataset.hypotheses:
+        hyp = utt[h.field].iat[position]
+        if hyp is None or hyp is pd.NA:  # no such field on this line: not scored, so no diff either
+            out[h.field] = [{"op": "missing", "ref": None, "hyp": None,
+                             "note": f"this line has no {h.field}: it is left out of that hypothesis's scores"}]
+            continue
+        # "unaligned" (texts too long for a word diff) carries a "note" saying so
+        out[h.field] = [{"op": w.op, "ref": w.ref, "hyp": w.hyp, **({"note": w.note} if w.note else {})}
+                        for w in align_words(ref, str(hyp))]
+    return out
+
+
+# ---------------------------------------------------------------- hypotheses
+
+def hypothesis_of(dataset: "Dataset", name: str | None, default_index: int = 0,
+                  param: str = "hyp") -> "HypothesisField":
+    """The hypothesis named by a field or label; the `default_index`-th one when `name` is empty."""
+    if not dataset.hypotheses:
+        raise ApiError("the manifest has no hypothesis fields (pred_text…), so there are no errors to analyse; "
+                       "add predictions with --predictions FILE or --pred-field F")
+    if not name:
+        if default_index >= len(dataset.hypotheses):
+            raise ApiError(f"{param} is required: the manifest has only one hypothesis "
+                           f"({dataset.hypotheses[0].field}), and a comparison needs two")
+        return dataset.hypotheses[default_index]
+    try:
+        return dataset.hypothesis(name)
+    except KeyError as e:
+        message = e.args[0] if e.args else f"unknown hypothesis {name!r}"
+        raise ApiError(f"{param}: {message}") from None
+
+
+def resolve_hypothesis(dataset: "Dataset", name: str | None, default_index: int = 0
+                       ) -> tuple["HypothesisField | None", str | None]:
+    """(hypothesis, warning) for a page: an unknown name falls back to the default with a message."""
+    if not dataset.hypotheses:
+        return None, None
+    default = dataset.hypotheses[min(default_index, len(dataset.hypotheses) - 1)]
+    try:
+        return hypothesis_of(dataset, name, default_index) if name else default, None
+    except ApiError:
+        choices = ", ".join(h.field for h in dataset.hypotheses)
+        return default, (f'There is no hypothesis "{name}" in this manifest (choose one of: {choices}); '
+                         f"showing {default.field}.")
+
+
+def hyp_options(dataset: "Dataset") -> list[dict]:
+    """The hypotheses as dropdown options: "label (field)", or the field."""
+    return [{"label": h.field if not h.label else f"{h.label} ({h.field})", "value": h.field}
+            for h in dataset.hypotheses]
+
+
+# ---------------------------------------------------------------- selections
+
+def select(query: Any, filter_text: str | None, sort_text: str | None) -> np.ndarray:
+    """Positions of a TableQuery's rows that `filter_text` selects, sorted; ApiError for a bad one."""
+    try:
+        return np.asarray(query.select(filter_text or None, sort_text or None))
+    except QueryError as e:
+        raise ApiError(str(e)) from None
+
+
+def check_filter(query: Any, text: str | None) -> str | None:
+    """None when `text` is a valid filter for this table, else the message to show under the box."""
+    try:
+        query.clauses(text or None)
+    except QueryError as e:
+        return str(e)
+    return None
+
+
+def selected_ids(dataset: "Dataset", filter_text: str | None) -> np.ndarray | None:
+    """Utterance ids selected by a filter (None: all); ApiError for a bad filter."""
+    if not filter_text or not filter_text.strip():
+        return None
+    return np.asarray(select(dataset.utterance_query, filter_text.strip(), None), dtype=np.int64)
+
+
+def selection(dataset: "Dataset", filter_text: str | None) -> tuple[np.ndarray | None, str | None]:
+    """(utterance ids or None for all, the message of an invalid filter) for a page."""
+    try:
+        return selected_ids(dataset, filter_text), None
+    except ApiError as e:
+        return None, e.message
+
+
+def error_clause(dataset: "Dataset", error: str, hyp_field: str | None = None) -> str:
+    """The `error=` parameter (`sub:REF:HYP`, see sde.web.state) as a clause of the filter language
+    (`{error} = "sub REF HYP"` on the hypothesis's error column), so the samples grid, its CSV, the
+    JSON API and the inspector's previous/next all honour it alike. ApiError for a bad value or
+    an unknown hypothesis."""
+    try:
+        op, ref, hyp = parse_error_param(error)
+    except ValueError as e:
+        raise ApiError(str(e)) from None
+    h = hypothesis_of(dataset, hyp_field)
+    return format_filter([Clause(h.column("error"), "=", error_words(op, ref, hyp))])
+
+
+def requested_filter(dataset: "Dataset", params: Mapping[str, str | None]) -> str:
+    """The filter a /samples link or an /api/utterances request asks for: `filter`, with the
+    Errors page's `error=…&hyp=F` folded into it. ApiError for a bad `error`."""
+    text = params.get("filter") or ""
+    if not params.get("error"):
+        return text
+    return combine_filters(error_clause(dataset, str(params["error"]), params.get("hyp")), text)
+
+
+# ---------------------------------------------------------------- error analysis results
+
+def error_frames(dataset: "Dataset", hyp: str | None, filter_text: str | None,
+                 limit: int | None) -> dict[str, pd.DataFrame]:
+    """The top substitutions, deletions and insertions of a hypothesis over a filter's selection."""
+    h = hypothesis_of(dataset, hyp)
+    return analysis.top_errors(dataset.errors[h.field], utt_ids=selected_ids(dataset, filter_text), limit=limit)
+
+
+def grouped_rates(dataset: "Dataset", h: "HypothesisField", by: str | None,
+                  filter_text: str | None) -> analysis.GroupedRates:
+    """`analysis.group_rates` of a hypothesis, column and filter, kept for the next pages (a
+    breakdown over a million utterances costs ~0.1 s, a page of it ~1 ms); ApiError for a bad
+    column or filter."""
+    if not by:
+        raise ApiError("by is required: the column to break down by; choose one of: "
+                       + ", ".join(analysis.breakdown_columns(dataset.utterances)))
+    text = (filter_text or "").strip()
+
+    def compute() -> analysis.GroupedRates:
+        try:
+            return analysis.group_rates(dataset.utterances, by, h, utt_ids=selected_ids(dataset, text))
+        except (ValueError, KeyError) as e:
+            raise ApiError(e.args[0] if e.args else str(e)) from None
+
+    return for_dataset(dataset, "breakdowns", _GROUPS_CACHE_SIZE).get_or_compute((h.field, by, text), compute)
+
+
+def breakdown_sort(raw: str | None) -> str:
+    """A breakdown sort (`-wer`, `value`, …) checked and normalised; ApiError for a bad one."""
+    try:
+        key, descending = analysis.parse_breakdown_sort(raw)
+    except ValueError as e:
+        raise ApiError(str(e)) from None
+    return ("-" if descending else "") + key
+
+
+def breakdown_frame(dataset: "Dataset", by: str | None, hyp: str | None, filter_text: str | None,
+                    sort: str | None = None, min_words: int = 0, min_utterances: int = 0) -> pd.DataFrame:
+    """Every group (sorted, thresholds applied): DataFrame[value, utterances, words, wer, cer]."""
+    grouped = grouped_rates(dataset, hypothesis_of(dataset, hyp), by, filter_text)
+    return grouped.view(breakdown_sort(sort), min_words, min_utterances).reset_index(drop=True)
+
+
+def compare_payload(dataset: "Dataset", a: str | None, b: str | None, filter_text: str | None,
+                    n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict:
+    """The /api/compare payload: corpus WER of A and B with their intervals and the paired
+    bootstrap of the difference, cached per dataset (a new one after `replace_with`)."""
+    ha = hypothesis_of(dataset, a, 0, "a")
+    hb = hypothesis_of(dataset, b, 1, "b")
+    text = (filter_text or "").strip()
+    ids = selected_ids(dataset, text)
+
+    def compute() -> dict:
+        r = analysis.compare(dataset.utterances, ha, hb, n_resamples=n_resamples, seed=seed, utt_ids=ids)
+        return {
+            "a": {"field": ha.field, "wer": rounded(r["a"]["wer"]), "ci": [rounded(v) for v in r["a"]["ci"]]},
+            "b": {"field": hb.field, "wer": rounded(r["b"]["wer"]), "ci": [rounded(v) for v in r["b"]["ci"]]},
+            "diff": {"wer": rounded(r["diff"]["wer"]), "ci": [rounded(v) for v in r["diff"]["ci"]],
+                     "p": rounded(r["diff"]["p"])},
+            "utterances": int(len(dataset.utterances) if ids is None else len(ids)),
+            "n_resamples": n_resamples,
+            "seed": seed,
+        }
+
+    key = (ha.field, hb.field, text, n_resamples, seed)
+    return for_dataset(dataset, "compare", _COMPARE_CACHE_SIZE).get_or_compute(key, compute)
+
+
+def compare_frame(payload: Mapping) -> pd.DataFrame:
+    """The compare payload as rows system, field, wer, ci_lo, ci_hi, p (its CSV)."""
+    rows = []
+    for system in ("a", "b", "diff"):
+        entry = payload[system]
+        rows.append({"system": system, "field": entry.get("field", ""), "wer": entry["wer"],
+                     "ci_lo": entry["ci"][0], "ci_hi": entry["ci"][1], "p": entry.get("p")})
+    return pd.DataFrame(rows, columns=["system", "field", "wer", "ci_lo", "ci_hi", "p"])

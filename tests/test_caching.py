@@ -1,0 +1,132 @@
+"""sde.caching: the one LRU, bounded by count or by size, and per-dataset caches that a
+`Dataset.replace_with` empties (a real dataset built from a manifest)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sde.caching import LRUCache, for_dataset
+from sde.dataset import build_dataset, normalized_summary, with_predictions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("max_size, keys, kept", [
+    (2, ["a", "b", "c"], ["b", "c"]),          # the oldest goes first
+    (2, ["a", "b", "a", "c"], ["a", "c"]),     # putting a key again makes it recent
+    (0, ["a"], []),                            # a zero budget keeps nothing
+])
+def test_count_bound_drops_the_least_recently_used(max_size, keys, kept):
+    cache = LRUCache(max_size)
+    for k in keys:
+        cache.put(k, k.upper())
+    assert [k for k in "abc" if k in cache] == kept
+    assert len(cache) == len(kept) == cache.size
+
+
+def test_a_read_makes_an_entry_recent():
+    cache = LRUCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1
+    cache.put("c", 3)
+    assert "a" in cache and "b" not in cache
+
+
+@pytest.mark.parametrize("sizes, kept", [
+    ([25, 25, 25, 25, 25], [1, 2, 3, 4]),  # 125 > 100: the first goes
+    ([10, 20, 5], [0, 1, 2]),              # 35 fits
+    ([10, 26, 10], [0, 2]),                # 26 > 100 // 4: never kept, nothing flushed
+])
+def test_size_bound_counts_the_size_function(sizes, kept):
+    cache = LRUCache(100, size_of=len)
+    for i, n in enumerate(sizes):
+        cache.put(i, b"x" * n)
+    assert [i for i in range(len(sizes)) if i in cache] == kept
+    assert cache.size == sum(sizes[i] for i in kept)
+
+
+def test_an_explicit_size_overrides_the_size_function():
+    cache = LRUCache(100, size_of=len)
+    cache.put("k", "short", size=20)
+    cache.put("big", "x", size=26)   # over 100 // 4
+    assert cache.size == 20 and "big" not in cache
+
+
+def test_get_or_compute_computes_once_and_caches_none():
+    calls = []
+    cache = LRUCache(4)
+
+    def compute():
+        calls.append(1)
+        return None
+
+    assert cache.get_or_compute("k", compute) is None
+    assert cache.get_or_compute("k", compute) is None
+    assert len(calls) == 1
+    assert cache.get("missing", "default") == "default"
+
+
+def test_threads_share_one_cache_within_its_bound():
+    cache = LRUCache(50)
+
+    def work(offset: int) -> None:
+        for i in range(2000):
+            key = (offset + i) % 80
+            assert cache.get_or_compute(key, lambda k=key: k * 2) == key * 2
+
+    threads = [threading.Thread(target=work, args=(t * 7,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(cache) == cache.size <= 50
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    m = tmp_path / "m.json"
+    rows = [{"audio_filepath": f"{i}.wav", "duration": 1.0, "text": "the cat sat", "pred_text": "The cat sat."}
+            for i in range(3)]
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return build_dataset(m, workers=1)
+
+
+def test_dataset_caches_are_new_after_replace_with(dataset):
+    cache = for_dataset(dataset, "test", 4)
+    cache.put("k", 1)
+    assert for_dataset(dataset, "test", 4) is cache
+    generation = dataset.generation
+    dataset.replace_with(with_predictions(dataset, "pred_text_b", ["the cat sat"] * 3))
+    assert dataset.generation == generation + 1
+    fresh = for_dataset(dataset, "test", 4)
+    assert fresh is not cache and "k" not in fresh
+
+
+def test_a_copy_does_not_share_the_originals_caches(dataset):
+    for_dataset(dataset, "test", 4).put("k", 1)
+    copy = with_predictions(dataset, "pred_text_b", ["the cat sat"] * 3)
+    assert "k" not in for_dataset(copy, "test", 4)
+    assert "k" in for_dataset(dataset, "test", 4)
+
+
+def test_normalized_summary_is_recomputed_after_a_swap(dataset):
+    before = normalized_summary(dataset, ["lower", "punct"])
+    assert before["pred_text"]["wer"] == pytest.approx(0.0)
+    dataset.replace_with(with_predictions(dataset, "pred_text_b", ["the dog sat"] * 3))
+    after = normalized_summary(dataset, ["lower", "punct"])
+    assert after["pred_text_b"]["wer"] == pytest.approx(100.0 / 3)
+    assert np.isclose(after["pred_text"]["wer"], 0.0)
+
+
+def test_dataset_module_does_not_load_the_audio_package():
+    code = "import sys, sde.dataset, sde.query, sde.caching; assert 'sde.audio' not in sys.modules, 'sde.audio'"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert r.returncode == 0, r.stderr

@@ -147,6 +147,14 @@ def test_engine_options_that_do_not_fit_are_usage_errors(manifest, args, message
     assert message in r.output
 
 
+def test_ray_is_imported_only_when_a_ray_run_starts():
+    code = ("import sys, sde.cli, sde.nemo.command, sde.nemo.jobs, sde.nemo.ray_engine\n"
+            "assert 'ray' not in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=REPO,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
 def test_ray_engine_without_ray_names_the_extra(tmp_path, write_manifest):
     shadow = tmp_path / "no-ray"
     (shadow / "ray").mkdir(parents=True)

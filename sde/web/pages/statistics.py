@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
 # Columns that are bookkeeping or per-hypothesis counts, not distributions worth a histogram.
-_NOT_PLOTTED = {"id", "line", "offset"}
+_NOT_PLOTTED = {"id", "line", "offset", "dup_text_group", "dup_audio_group", "dup_near_group"}
 _HYP_COUNTS = ("wmr", "sub", "del", "ins", "hits", "char_edits", "ref_chars")
 _BASE_PLOTS = (
     ("duration", "Duration", "duration", "s"),

@@ -22,7 +22,8 @@ import time
 import urllib.error
 import urllib.request
 
-PAGES = ("/", "/samples", "/utterance/0", "/vocabulary", "/errors", "/comparison", "/problems")
+PAGES = ("/", "/samples", "/utterance/0", "/vocabulary", "/errors", "/comparison", "/problems", "/rules",
+         "/duplicates", "/tts")
 START_TIMEOUT_S = 120
 
 

@@ -233,13 +233,17 @@ def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache:
     reviews are off rather than written into a cache the user asked sde not to touch)."""
     if reviews is not None or no_cache:
         return reviews
+    from sde.cache import CacheUnusable, check_cache_folder
     from sde.reviews import default_reviews_path
 
     path = default_reviews_path(dataset, cache_dir)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError:
-        pass  # the server then says why reviews are off
+        # The same checks as the cache itself: a folder others can write is refused (the cache
+        # already warned once), and reviews are then off rather than kept where others can swap them.
+        check_cache_folder(path.parent.parent)
+        check_cache_folder(path.parent)
+    except CacheUnusable:
+        return None
     return str(path)
 
 

@@ -173,9 +173,9 @@ def test_server_starts_without_an_unusable_cache_with_one_warning(manifest, no_n
     jobs_tmp.mkdir()
     with serving(manifest, folder, no_nemo_env, jobs_tmp) as server:
         assert_serves(server)
-        # the background jobs of both panels hand over in private temporary folders instead
+        # the background jobs of every panel hand over in private temporary folders instead
         private = sorted(p.name.rsplit("-", 1)[0] for p in jobs_tmp.iterdir())
-        assert private == ["sde-audioq-jobs", "sde-background-jobs"]
+        assert private == ["sde-audioq-jobs", "sde-background-jobs", "sde-speech-jobs"]
         assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in jobs_tmp.iterdir())
     warnings = cache_warnings(server)
     assert len(warnings) == 1, server.stderr

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
 
 from flask import Flask, Response, request
 
@@ -43,9 +42,7 @@ from sde.web.panels import augment as augment_panel
 from sde.web.panels import quality_data
 from sde.web.panels import suspicious as suspicious_panel
 from sde.web.present import ApiError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from sde.dataset import Dataset
+from sde.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +152,8 @@ def install(server: Flask) -> None:
         if not (request.path.startswith("/api/") or request.path.endswith(_DASH_UPDATE)):
             return
         dataset = served_dataset()
+        if not isinstance(dataset, Dataset):  # a bare table (embedding, tests): no quality columns
+            return
         wanted = _requested_kinds(dataset)
         if wanted:
             ensure_quality_columns(dataset, sorted(wanted))

@@ -99,10 +99,16 @@ def test_space_plays_and_pauses_and_arrows_seek_on_the_focused_player(page, demo
     # With the player focused, ← / → seek and the utterance stays.
     page.evaluate("(() => { const a = document.querySelector('#utt-audio'); a.currentTime = 1.0; a.focus(); })()")
     # (an Ogg seek lands on the nearest page it can decode from: within a few hundredths of a second)
+    page.wait_for_function("!document.querySelector('#utt-audio').seeking")
     page.keyboard.press("ArrowRight")
     page.wait_for_function("Math.abs(document.querySelector('#utt-audio').currentTime - 3.0) < 0.25")
+    page.wait_for_function("!document.querySelector('#utt-audio').seeking")  # the seek has landed
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function("Math.abs(document.querySelector('#utt-audio').currentTime - 1.0) < 0.25")
+    try:
+        page.wait_for_function("Math.abs(document.querySelector('#utt-audio').currentTime - 1.0) < 0.25",
+                               timeout=5000)
+    except Exception:
+        raise AssertionError(audio_state(page)) from None
     assert urlparse(page.url).path == f"/utterance/{ids[1]}"
     page.keyboard.press(" ")                                     # on the player too: one toggle, not two
     wait_playing_past(page, 1.05)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from sde.audio import AUDIO_METRIC_COLUMNS, DURATION_TOLERANCE, compute_audio_metrics
 from sde.caching import for_dataset
-from sde.progress import progress_bar
+from sde.progress import WorkerProgress
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -334,26 +334,8 @@ def with_measured_audio(dataset: Dataset, *, workers: int | None = None, progres
     say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
     say("measuring audio")
     table = dataset.utterances
-    bar = None
-    reported = 0
-
-    def report(done: int, total: int) -> None:
-        nonlocal bar, reported
-        if progress and bar is None:
-            # Made at the first report, once the worker processes exist: tqdm starts a monitor
-            # thread, and a process with threads does not fork its workers.
-            bar = progress_bar(total, "audio metrics", unit="utt", initial=reported)
-        if bar is not None:
-            bar.update(done - reported)
-        reported = done
-        if callback is not None:
-            callback(done, total)
-
-    try:
-        metrics = compute_audio_metrics(table, workers=workers or min(2, os.cpu_count() or 1), callback=report)
-    finally:
-        if bar is not None:
-            bar.close()
+    with WorkerProgress("audio metrics", enabled=progress, callback=callback) as meter:
+        metrics = compute_audio_metrics(table, workers=workers or min(2, os.cpu_count() or 1), callback=meter.report)
     ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table), dtype="int64")
     metrics.insert(0, "id", ids)
     return with_audio_metrics(dataset, metrics)

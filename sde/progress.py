@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 __all__ = ["PlainProgress", "is_terminal", "progress_bar"]
@@ -103,3 +104,32 @@ def progress_bar(total: float | None, desc: str, *, unit: str = "it", enabled: b
 
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, unit_scale=unit_scale, file=stream,
                 **tqdm_options)
+
+
+class WorkerProgress:
+    """Progress of work done in worker processes: ``report(done, total)`` feeds the bar (when
+    ``enabled``) and forwards to ``callback``. The bar is made at the first report, once the worker
+    processes exist: tqdm starts a monitor thread, and a process with threads does not fork its
+    workers. Close it when the work ends (a context manager)."""
+
+    def __init__(self, desc: str, *, enabled: bool, unit: str = "utt",
+                 callback: Callable[[int, int], None] | None = None) -> None:
+        self.desc, self.enabled, self.unit, self.callback = desc, enabled, unit, callback
+        self.bar: Any = None
+        self.reported = 0
+
+    def report(self, done: int, total: int) -> None:
+        if self.enabled and self.bar is None:
+            self.bar = progress_bar(total, self.desc, unit=self.unit, initial=self.reported)
+        if self.bar is not None:
+            self.bar.update(done - self.reported)
+        self.reported = done
+        if self.callback is not None:
+            self.callback(done, total)
+
+    def __enter__(self) -> "WorkerProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from sde.caching import for_dataset
+from sde.progress import WorkerProgress
 from sde.quality.duplicates import DUPLICATE_COLUMNS, duplicate_columns
 from sde.quality.segments import KINDS, measure_segments
 from sde.quality.suspicious import suspicious_columns
@@ -194,29 +195,10 @@ def with_vad(dataset: Dataset, *, workers: int | None = None, progress: bool = F
         raise VadError(missing)
     say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
     say("measuring speech activity (VAD), audio hashes and loudness")
-    bar = None
-    reported = 0
-
-    def report(done: int, total: int) -> None:
-        nonlocal bar, reported
-        if progress and bar is None:
-            # Made at the first report, once the worker processes exist (see with_measured_audio).
-            from sde.progress import progress_bar
-
-            bar = progress_bar(total, "speech activity", unit="utt", initial=reported)
-        if bar is not None:
-            bar.update(done - reported)
-        reported = done
-        if callback is not None:
-            callback(done, total)
-
     table = dataset.utterances
-    try:
+    with WorkerProgress("speech activity", enabled=progress, callback=callback) as meter:
         measured = measure_segments(table, segment_kinds(vad=True), workers=workers or min(2, os.cpu_count() or 1),
-                                    callback=report, cancel=cancel)
-    finally:
-        if bar is not None:
-            bar.close()
+                                    callback=meter.report, cancel=cancel)
     ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table), dtype="int64")
     measured.insert(0, "id", ids)
     return with_segment_measures(dataset, measured)

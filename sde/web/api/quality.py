@@ -42,6 +42,7 @@ from sde.web.panels import augment as augment_panel
 from sde.web.panels import quality_data
 from sde.web.panels import suspicious as suspicious_panel
 from sde.web.present import ApiError
+from sde.caching import for_dataset
 from sde.dataset import Dataset
 
 log = logging.getLogger(__name__)
@@ -128,9 +129,14 @@ def augment_config(utt_id: int) -> Response:
 
 
 def _pattern(dataset: Dataset) -> tuple[re.Pattern, dict[str, str]]:
-    kinds = quality_column_kinds(dataset)
-    names = sorted(kinds, key=len, reverse=True)
-    return re.compile("|".join(re.escape(n) for n in names)), kinds
+    # Asked on every API request and callback: built once per dataset generation (the names
+    # depend only on its hypotheses and options).
+    def build() -> tuple[re.Pattern, dict[str, str]]:
+        kinds = quality_column_kinds(dataset)
+        names = sorted(kinds, key=len, reverse=True)
+        return re.compile("|".join(re.escape(n) for n in names)), kinds
+
+    return for_dataset(dataset, "quality-column-pattern", 1).get_or_compute("pattern", build)
 
 
 def _requested_kinds(dataset: Dataset) -> set[str]:

@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -290,35 +290,42 @@ def transcribe_segments(
         raise ValueError("batch_size must be >= 1")
     refs = [SegmentRef(*item) for item in items]
     total = len(refs)
-    preds: list[str | None] = [None] * total
     if not refs:
         return []
     if isinstance(model, (str, os.PathLike)):
         import_nemo_asr()  # the missing-extra message before any device talk
     loaded, dev = ensure_model(model, device)
     amp_dtype = pick_amp_dtype(dev, amp)
-    done = 0
+    batches = run_batches(loaded, refs, range(total), batch_size=batch_size, device=dev, amp_dtype=amp_dtype,
+                          should_stop=should_stop)
+    return collect_predictions(batches, total, progress, on_progress)
+
+
+def collect_predictions(batches: Generator[tuple[list[int], list[str], float], None, None], total: int,
+                        progress: bool, on_progress: Callable[[int, int], None] | None) -> list[str]:
+    """Predictions in input order from ``(positions, texts, audio seconds)`` batches, whichever
+    engine made them, with the progress bar and ``on_progress(done, total)``; StopRequested from
+    the batches becomes :class:`TranscribeCancelled`."""
+    preds = [""] * total
+    done, audio_s, start = 0, 0.0, time.perf_counter()
     bar = transcription_bar(total, 0, progress)
-    start, audio_s = time.perf_counter(), 0.0
     if on_progress:
         on_progress(0, total)
     try:
-        for batch, texts, seconds in run_batches(
-            loaded, refs, range(total), batch_size=batch_size, device=dev, amp_dtype=amp_dtype,
-            should_stop=should_stop,
-        ):
-            for i, t in zip(batch, texts):
-                preds[i] = t
-            done += len(batch)
-            audio_s += seconds
-            tick_bar(bar, len(batch), audio_s, start, done)
-            if on_progress:
-                on_progress(done, total)
+        with contextlib.closing(batches):  # a stop or error ends the generator (and its workers) at once
+            for batch, texts, seconds in batches:
+                for i, text in zip(batch, texts):
+                    preds[i] = text
+                done += len(batch)
+                audio_s += seconds
+                tick_bar(bar, len(batch), audio_s, start, done)
+                if on_progress:
+                    on_progress(done, total)
     except StopRequested:
         raise TranscribeCancelled(done, total) from None
     finally:
         bar.close()
-    return [p or "" for p in preds]
+    return preds
 
 
 def transcription_bar(total: int, initial: int, enabled: bool) -> Any:

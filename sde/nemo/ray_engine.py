@@ -28,7 +28,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from sde.nemo.infer import (SegmentRef, StopRequested, TranscribeCancelled, batch_plan, infer_batch, load_batch,
-                            tick_bar, transcription_bar)
+from sde.nemo.infer import (SegmentRef, StopRequested, batch_plan, collect_predictions,
+                            infer_batch, load_batch)
 from sde.nemo.model import (TranscribeError, ensure_model, looks_like_path, model_sample_rate, nemo_file_sample_rate,
                             one_line, pick_amp_dtype)
 
@@ -406,25 +405,6 @@ def transcribe_segments_ray(
     duration) items, in the same order (the UI's background transcription with a Ray address)."""
     refs = [SegmentRef(*item) for item in items]
     total = len(refs)
-    preds: list[str] = [""] * total
-    done, audio_s, start = 0, 0.0, time.perf_counter()
-    bar = transcription_bar(total, 0, progress)
-    if on_progress:
-        on_progress(0, total)
     batches = ray_batches(model, refs, range(total), batch_size=batch_size, amp=amp, options=options,
                           should_stop=should_stop)
-    try:
-        with contextlib.closing(batches):
-            for batch, texts, seconds in batches:
-                for i, text in zip(batch, texts):
-                    preds[i] = text
-                done += len(batch)
-                audio_s += seconds
-                tick_bar(bar, len(batch), audio_s, start, done)
-                if on_progress:
-                    on_progress(done, total)
-    except StopRequested:
-        raise TranscribeCancelled(done, total) from None
-    finally:
-        bar.close()
-    return preds
+    return collect_predictions(batches, total, progress, on_progress)

@@ -569,6 +569,7 @@ def _meta_of(dataset: Dataset, table_names: list[str]) -> dict:
         "warnings": dataset.warnings,
         "alphabet_report": dataset.alphabet_report,
         "extra_summary": dataset.extra_summary,
+        "tar_shards": dataset.tar_shards,
         "dtypes": {
             name: {c: str(t) for c, t in df.dtypes.items()} for name, df in _tables_of(dataset).items()
         },
@@ -594,6 +595,7 @@ def _dataset_from(meta: dict, tables: dict[str, pd.DataFrame]) -> Dataset:
         warnings=meta["warnings"],
         alphabet_report=meta["alphabet_report"],
         extra_summary=meta["extra_summary"],
+        tar_shards=tuple(meta.get("tar_shards", ())),
     )
 
 

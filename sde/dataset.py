@@ -25,7 +25,7 @@ from sde.analysis import alphabet_check, has_digits, utterances_with_error
 from sde.audio_presence import audio_presence_summary
 from sde.caching import CacheRegistry, for_dataset
 from sde.manifest import HypothesisField, Problem, read_manifest
-from sde.sources import SourceSet
+from sde.sources import SourceSet, expand_sources
 from sde.metrics import (LongUtterance, align_corpus, corpus_rates, mean_word_accuracy, utterance_rates,
                          word_counts, word_hits)
 from sde.query import QueryError, TableQuery
@@ -58,6 +58,8 @@ class DatasetOptions:
     alphabet: str | None = None
     # Measured by sde.audio_quality.with_measured_audio after the build (this module decodes no audio).
     estimate_audio_metrics: bool = False
+    # --tarred-audio: NeMo tarred audio, the shard pattern as typed (expanded into Dataset.tar_shards).
+    tarred_audio: str | None = None
 
     def files(self) -> list[str]:
         """Input files besides the manifest whose content changes the result."""
@@ -82,6 +84,8 @@ class Dataset:
     alphabet_report: dict | None = None
     # Extra per-hypothesis summary numbers that are costly to recompute (e.g. normalised metrics).
     extra_summary: dict = field(default_factory=dict)
+    # Tar files holding the audio, index = a row's `shard_id` (NeMo tarred audio, Lhotse Shar).
+    tar_shards: tuple[str, ...] = ()
     # Incremented by replace_with: the caches of sde.caching.for_dataset are per generation.
     generation: int = field(default=0, compare=False)
     _queries: dict = field(default_factory=dict, repr=False, compare=False)
@@ -312,7 +316,15 @@ def build_dataset(
         warnings=list(m.warnings) + long_notes,
         extra_summary=extra,
         alphabet_report=alphabet_report,
+        tar_shards=tuple(m.tar_shards) or tar_shards_of(options),
     )
+
+
+def tar_shards_of(options: DatasetOptions) -> tuple[str, ...]:
+    """The tar locations --tarred-audio names, in shard order (none without the option)."""
+    if not options.tarred_audio:
+        return ()
+    return tuple(s.location for s in expand_sources([options.tarred_audio]).sources)
 
 
 def long_utterance_warnings(path: str, table: pd.DataFrame, h: HypothesisField,

@@ -206,6 +206,21 @@ class Manifest:
     sources: list[str] = field(default_factory=list)
     # How problems name the manifest: the path as given (several manifests: each problem its own).
     shown: str = ""
+    # Tar shards holding the audio (index = a row's `shard_id`; members named by `audio_filepath`):
+    # set by readers whose data keeps its audio in tars (Lhotse Shar); --tarred-audio sets the rest.
+    tar_shards: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ManifestPart:
+    """Some whole lines of one local manifest: bytes [start, stop), after ``first_line`` lines.
+
+    A dataset too big to read at once is read part by part (sde.build); line numbers, problems and
+    paths stay those of the whole file."""
+
+    start: int
+    stop: int
+    first_line: int
 
 
 def parse_pred_field(spec: str) -> HypothesisField:
@@ -770,13 +785,13 @@ def _pieces(data: bytes | memoryview, line0: int,
 # Whole file
 
 
-def _chunks(mm: mmap.mmap, start: int) -> Iterator[tuple[memoryview | bytes, int]]:
-    """(data, end offset) for chunks of the mapped file that end with b"\\n".
+def _chunks(mm: mmap.mmap, start: int, stop: int | None = None) -> Iterator[tuple[memoryview | bytes, int]]:
+    """(data, end offset) for chunks of the mapped file (up to ``stop``) that end with b"\\n".
 
     Zero-copy views of the mapping: no read() copies, and the kernel can drop pages behind us.
     A last line without its newline gets one (that chunk alone is copied).
     """
-    size = len(mm)
+    size = len(mm) if stop is None else min(stop, len(mm))
     view = memoryview(mm)
     pos = start
     try:
@@ -1019,13 +1034,15 @@ def _open_remote(url: str) -> tuple[BinaryIO, int]:
 
 
 def _read(path: str | Path, spec: _Spec, strict: bool, progress: bool, *, shown: str | None = None,
-          rows_of: int | None = None, allow_empty: bool = False) -> tuple[list[_Piece], _State, int]:
+          rows_of: int | None = None, allow_empty: bool = False,
+          part: "ManifestPart | None" = None) -> tuple[list[_Piece], _State, int]:
     """Read one manifest file (local, or a URL) into pieces of valid rows.
 
     ``shown``: how messages name the file (default: ``path``). ``rows_of``: bytes of all the
     manifests read together (the cap on extra fields depends on the dataset's size).
     ``allow_empty``: a file without valid lines returns no pieces (its problems say why) instead
     of raising; several manifests are read this way, so one bad shard does not stop the others.
+    ``part``: read only these lines of a local file (see ManifestPart).
     """
     location = str(path)
     shown = location if shown is None else shown
@@ -1040,7 +1057,10 @@ def _read(path: str | Path, spec: _Spec, strict: bool, progress: bool, *, shown:
             state = _State(shown, spec, strict, rows_of or size)
             pieces: list[_Piece] = []
             total = 0
-            if size:
+            if part is not None:
+                total = _read_mapped(f, max(part.start, 3 if head.startswith(b"\xef\xbb\xbf") else 0),
+                                     state, pieces, size, shown, progress, stop=part.stop, line0=part.first_line)
+            elif size:
                 start = 3 if head.startswith(b"\xef\xbb\xbf") else 0  # a BOM is not an error
                 if is_remote:
                     total = _read_chunks(_stream_chunks(f, start), state, pieces, size, shown, progress)
@@ -1065,10 +1085,10 @@ def _read(path: str | Path, spec: _Spec, strict: bool, progress: bool, *, shown:
 
 
 def _read_mapped(f: BinaryIO, start: int, state: _State, pieces: list[_Piece], size: int, shown: str,
-                 progress: bool) -> int:
+                 progress: bool, *, stop: int | None = None, line0: int = 0) -> int:
     mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     try:
-        return _read_chunks(_chunks(mm, start), state, pieces, size, shown, progress, mm)
+        return _read_chunks(_chunks(mm, start, stop), state, pieces, size, shown, progress, mm, line0=line0)
     finally:
         try:
             mm.close()
@@ -1077,17 +1097,18 @@ def _read_mapped(f: BinaryIO, start: int, state: _State, pieces: list[_Piece], s
 
 
 def _read_chunks(chunks: Iterator[tuple[memoryview | bytes, int]], state: _State, pieces: list[_Piece],
-                 size: int, shown: str, progress: bool, mm: mmap.mmap | None = None) -> int:
-    """Parse every chunk into ``pieces``; returns the number of physical lines."""
+                 size: int, shown: str, progress: bool, mm: mmap.mmap | None = None, *, line0: int = 0) -> int:
+    """Parse every chunk into ``pieces``; returns the number of physical lines (``line0``: lines
+    before the first chunk, so that line numbers count from the file's start)."""
     from sde.progress import progress_bar
 
-    total = 0
+    total = line0
     bar = progress_bar(size, f"reading {Path(shown).name}", unit="B", unit_scale=True, enabled=progress,
                        unit_divisor=1024, leave=False)
     try:
         done = 0
         for data, end in chunks:
-            if total == 0:
+            if total == line0:
                 state.estimate_rows(int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10)), len(data))
             for piece, problems, nlines in _pieces(data, total, state):
                 state.commit(problems)
@@ -1101,10 +1122,10 @@ def _read_chunks(chunks: Iterator[tuple[memoryview | bytes, int]], state: _State
                 mm.madvise(mmap.MADV_DONTNEED, 0, end - end % mmap.PAGESIZE)
             bar.update(end - done)
             done = end
-        bar.set_postfix_str(f"{total:,} lines", refresh=False)
+        bar.set_postfix_str(f"{total - line0:,} lines", refresh=False)
     finally:
         bar.close()
-    return total
+    return total - line0
 
 
 def _raise_no_pieces(shown: str, spec: _Spec, state: _State, head: bytes) -> None:
@@ -1471,6 +1492,13 @@ def _missing_hypothesis_warning(path: str, field_name: str, values: pd.arrays.Ar
                                    f"({examples}): left out of its scores")
 
 
+def _empty_part(sources: SourceSet, shown: str, problems: list[Problem], total: int) -> Manifest:
+    """A part of a manifest in which no line is valid: no rows, its problems and line count."""
+    return Manifest(path=sources.manifest_path, table=pd.DataFrame(), hypotheses=[], problems=problems,
+                    total_lines=total, name=sources.name, sources=[s.location for s in sources.sources],
+                    shown=shown)
+
+
 def _every_line_bad(shown: str, problems: list[Problem]) -> ManifestError:
     quoted = "\n  ".join(str(q) for q in problems[:QUOTED_PROBLEMS])
     more = len(problems) - QUOTED_PROBLEMS
@@ -1499,13 +1527,14 @@ def _source_set(path: Any) -> SourceSet:
 
 
 def _read_source(k: int, source: Source, shown: str, spec: _Spec, strict: bool, progress: bool,
-                 audio_base_path: str | Path | None, *, several: bool, rows_of: int | None) -> _FileRead:
+                 audio_base_path: str | Path | None, *, several: bool, rows_of: int | None,
+                 part: ManifestPart | None = None) -> _FileRead:
     """Read manifest number ``k``. Of several manifests, one that cannot be used at all (missing,
     empty, not a manifest) is one problem of its own, unless ``strict``."""
     base = _base_dir(source.location, audio_base_path)
     try:
         pieces, state, total = _read(source.location, spec, strict, progress, shown=shown, rows_of=rows_of,
-                                     allow_empty=several)
+                                     allow_empty=several or part is not None, part=part)
     except ManifestError as e:
         if not several or strict:
             raise
@@ -1542,12 +1571,12 @@ def _whole_file_reason(message: str, shown: str, source: Source) -> str:
 
 
 def _read_sources(sources: SourceSet, shown: str, spec: _Spec, strict: bool, progress: bool,
-                  audio_base_path: str | Path | None) -> list[_FileRead]:
+                  audio_base_path: str | Path | None, part: ManifestPart | None = None) -> list[_FileRead]:
     """Every manifest of the set, several at once (see LOCAL_READ_THREADS); results in order, so
     that ids, problems and --strict's first error follow the order of the sources."""
     if not sources.several:
         return [_read_source(0, sources.sources[0], shown, spec, strict, progress, audio_base_path,
-                             several=False, rows_of=None)]
+                             several=False, rows_of=None, part=part)]
     from sde.progress import progress_bar
 
     remote_files = sum(s.remote for s in sources.sources)
@@ -1777,7 +1806,7 @@ def _present_fields(reads: list[_FileRead], pieces: list[_Piece], spec: _Spec,
 def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
                   audio_base_path: str | Path | None = None,
                   pred_fields: Sequence[str] = (), predictions: str | Path | None = None,
-                  strict: bool = False, progress: bool = False) -> Manifest:
+                  strict: bool = False, progress: bool = False, part: ManifestPart | None = None) -> Manifest:
     """Read a NeMo JSONL manifest into a validated table (see the module docstring for the rules).
 
     ``path``: one manifest (a file or a URL), or several, globs and NeMo shard patterns (a list, or
@@ -1790,6 +1819,8 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     ManifestError ``path:line: reason``).  Whole-file problems (missing, directory, empty, JSON
     array, binary, no valid line) raise ManifestError with the fix.  ``progress`` shows progress on
     stderr: a bar (bytes) on a terminal, else one line when done (see sde.progress).
+    ``part``: only these lines of one local manifest (a part without valid lines is no error:
+    its problems say why; the table is then empty).
     """
     hyp_specs = [parse_pred_field(s) for s in pred_fields]
     explicit = frozenset(h.field for h in hyp_specs) if hyp_specs else None
@@ -1797,9 +1828,11 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     sources = _source_set(path)
     several = sources.several
     shown = sources.name if several else sources.sources[0].given
-    reads = _read_sources(sources, shown, spec, strict, progress, audio_base_path)
+    reads = _read_sources(sources, shown, spec, strict, progress, audio_base_path, part)
     pieces = [p for r in reads for p in r.pieces]
     problems = [q for r in reads for q in r.problems]
+    if not pieces and part is not None:
+        return _empty_part(sources, shown, problems, sum(r.total for r in reads))
     if not pieces:
         raise _every_line_bad(shown, problems)
     total = sum(r.total for r in reads)
@@ -1847,7 +1880,7 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     if hyp_specs:
         hyps = list(hyp_specs)
         for h in hyps:
-            if h.field not in present:
+            if h.field not in present and part is None:  # a part may lack it; sde.build checks the whole
                 fields = ", ".join(["audio_filepath", "duration", "text", "offset"] + present)
                 raise ManifestError(f'{shown}: no line has the hypothesis field "{h.field}"; the fields '
                                     f"are: {fields}. Pass one of them to --pred-field")

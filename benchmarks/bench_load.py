@@ -25,7 +25,7 @@ CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
-from sde.cache import load_dataset
+from sde.build.load import load_dataset
 from sde.dataset import DatasetOptions
 # As `sde MANIFEST` does: the dataset is ready when built; the cache entry is written meanwhile.
 ds = load_dataset({manifest!r}, DatasetOptions(), cache_dir={cache!r}, use_cache={use_cache}, background_write=True)

@@ -49,12 +49,11 @@ import pyarrow as pa
 from platformdirs import user_cache_dir
 
 from sde import __version__
-from sde.audio_quality import with_measured_audio
-from sde.dataset import Dataset, DatasetOptions, build_dataset
-from sde.sources import PatternError, RemoteError, SourceSet, as_source_set, source_stamps
+from sde.dataset import Dataset, DatasetOptions
+from sde.sources import SourceSet, as_source_set, source_stamps
 
 # Bump when the layout of a built Dataset changes, so old entries are not misread.
-CACHE_FORMAT = 5
+CACHE_FORMAT = 6
 DEFAULT_SIZE_LIMIT = 20 * 2**30
 
 
@@ -85,7 +84,7 @@ def fingerprint(manifest: "str | Path | Sequence[str | Path] | SourceSet", optio
 Warn = Callable[[str], None]
 
 
-def _stderr_warning(msg: str) -> None:
+def warn_on_stderr(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
 
 
@@ -255,7 +254,7 @@ def _read_only_fs(directory: Path) -> bool:
         return False
 
 
-def open_store(directory: str | Path, warn: Warn = _stderr_warning, *, sub: str | None = None,
+def open_store(directory: str | Path, warn: Warn = warn_on_stderr, *, sub: str | None = None,
                **settings) -> "diskcache.Cache":
     """The diskcache store in `directory` (or its subfolder `sub`), after checking both folders
     (check_cache_folder), removing what killed writers left behind and repairing a corrupt
@@ -414,7 +413,7 @@ class JobStore:
     store: "diskcache.Cache"
 
 
-def open_job_store(folder: str | Path | None, store_name: str, warn: Warn = _stderr_warning, *,
+def open_job_store(folder: str | Path | None, store_name: str, warn: Warn = warn_on_stderr, *,
                    root: str | Path | None = None) -> JobStore:
     """The job store `folder/store_name`; when `folder` (or the cache folder `root` it lies in) is
     None or unusable (warned once), a private temporary folder instead: the handoff is transient,
@@ -451,7 +450,7 @@ def private_temp_folder(prefix: str) -> Path:
 class DatasetCache:
     """diskcache-backed store of built datasets; every method degrades to a warning on failure."""
 
-    def __init__(self, directory: str | Path, warn: Warn = _stderr_warning) -> None:
+    def __init__(self, directory: str | Path, warn: Warn = warn_on_stderr) -> None:
         """Raises CacheUnusable (see open_store)."""
         self.directory = Path(directory)
         self.warn = warn
@@ -473,7 +472,7 @@ class DatasetCache:
             meta = pickle.loads(meta_raw)
             sizes = meta.get("table_bytes", {})
             tables = {name: self._read_table(key, name, sizes.get(name)) for name in meta["tables"]}
-            return _dataset_from(meta, tables)
+            return _dataset_from(meta, _frames(meta, tables))
         except Exception as e:  # noqa: BLE001 - any corruption means "rebuild", never a crash
             self.warn(f"cache entry {key[:12]} in {self.directory} is unreadable ({e}); rebuilding it")
             self.delete(key)
@@ -491,6 +490,22 @@ class DatasetCache:
                 self.warn(f"could not write the cache in {self.directory} ({e}); continuing without it")
             # else: sde is exiting (Ctrl-C, SIGTERM) while a background write runs; nothing to report
             self.delete(key)
+
+    def put_built(self, key: str, meta: dict, files: dict[str, Path]) -> None:
+        """Store a dataset whose tables are already Arrow files (sde.build); raises on failure
+        (the caller keeps the files and serves from them)."""
+        try:
+            sizes = {}
+            for name, path in files.items():
+                sizes[name] = os.path.getsize(path)
+                with open(path, "rb") as f:
+                    self._store.set(("table", key, name), f, read=True)
+                self._make_read_only(("table", key, name))
+            meta = {**meta, "tables": list(files), "table_bytes": sizes}
+            self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
+        except BaseException:
+            self.delete(key)
+            raise
 
     def delete(self, key: str) -> None:
         try:
@@ -530,7 +545,7 @@ class DatasetCache:
                 if isinstance(path, str):
                     os.chmod(path, 0o444)
 
-    def _read_table(self, key: str, name: str, expected_bytes: int | None = None) -> pd.DataFrame:
+    def _read_table(self, key: str, name: str, expected_bytes: int | None = None) -> pa.Table:
         handle = self._store.get(("table", key, name), read=True)
         if handle is None:
             raise KeyError(f"table {name} missing")
@@ -544,8 +559,36 @@ class DatasetCache:
                                      "changed outside sde")
             else:
                 source = pa.BufferReader(handle.read())
-            table = pa.ipc.open_file(source).read_all()
-        return table.to_pandas(split_blocks=True, self_destruct=False)
+            return pa.ipc.open_file(source).read_all()
+
+
+# A stored table may be kept as several files: its text columns in one (record batch per built
+# part), and each fixed-width column in a file of its own ("<table>/<column>", one contiguous
+# array: pandas then maps it without a copy). meta["column_order"][table] lists the columns.
+COLUMN_FILE_SEPARATOR = "/"
+
+
+def _frames(meta: dict, tables: dict[str, pa.Table]) -> dict[str, pd.DataFrame]:
+    """The stored tables as frames, each assembled from its column files (see above)."""
+    order = meta.get("column_order", {})
+    frames = {}
+    for name, table in tables.items():
+        if COLUMN_FILE_SEPARATOR in name:
+            continue
+        if name in order:
+            columns = {n: table[n] for n in table.column_names}
+            for other, part in tables.items():
+                if other.startswith(name + COLUMN_FILE_SEPARATOR):
+                    columns[other[len(name) + 1:]] = part.column(0)
+            table = pa.Table.from_arrays([columns[n] for n in order[name]], names=list(order[name]),
+                                         metadata=table.schema.metadata)
+        frames[name] = table.to_pandas(split_blocks=True, self_destruct=False, types_mapper=_TEXT_AS_IS.get)
+    return frames
+
+
+# Text columns become pandas' Arrow-backed strings around the mapped buffers (large_string ones
+# without a copy); their stored dtype is then restored (_restore_dtypes).
+_TEXT_AS_IS = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}
 
 
 def _tables_of(dataset: Dataset) -> dict[str, pd.DataFrame]:
@@ -555,7 +598,20 @@ def _tables_of(dataset: Dataset) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def _meta_of(dataset: Dataset, table_names: list[str]) -> dict:
+def built_meta(dataset: Dataset, dtypes: dict[str, dict[str, str]], column_order: dict[str, list[str]]) -> dict:
+    """The cache entry's description of a dataset whose tables are files (its frames are empty);
+    ``column_order``: the columns of each table kept as several files (see _frames)."""
+    return {**_meta_of(dataset, list(dtypes), dtypes), "column_order": column_order}
+
+
+def read_built(meta: dict, files: dict[str, Path]) -> Dataset:
+    """A dataset from its Arrow table files (memory-mapped) and built_meta's description."""
+    # Not closed: the frames' columns are views of the mappings (pages load on demand).
+    tables = {name: pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all() for name, path in files.items()}
+    return _dataset_from(meta, _frames(meta, tables))
+
+
+def _meta_of(dataset: Dataset, table_names: list[str], dtypes: dict[str, dict[str, str]] | None = None) -> dict:
     return {
         "format": CACHE_FORMAT,
         "tables": table_names,
@@ -570,7 +626,7 @@ def _meta_of(dataset: Dataset, table_names: list[str]) -> dict:
         "alphabet_report": dataset.alphabet_report,
         "extra_summary": dataset.extra_summary,
         "tar_shards": dataset.tar_shards,
-        "dtypes": {
+        "dtypes": dtypes if dtypes is not None else {
             name: {c: str(t) for c, t in df.dtypes.items()} for name, df in _tables_of(dataset).items()
         },
     }
@@ -607,79 +663,3 @@ def _restore_dtypes(df: pd.DataFrame, dtypes: dict[str, str]) -> None:
                 df[col] = df[col].astype(want)
             except (TypeError, ValueError):
                 pass
-
-
-def _readable_source(manifest: object) -> bool:
-    """Whether a failure to key the cache is worth a warning: not for a missing manifest, which
-    build_dataset reports with its fix."""
-    return Path(manifest).is_file() if isinstance(manifest, (str, Path)) else True
-
-
-def load_dataset(
-    manifest: "str | Path | Sequence[str | Path] | SourceSet",
-    options: DatasetOptions = DatasetOptions(),
-    *,
-    cache_dir: str | Path | None = None,
-    use_cache: bool = True,
-    progress: bool = False,
-    warn: Warn = _stderr_warning,
-    status: Callable[[str], None] | None = None,
-    background_write: bool = False,
-    vad: bool = False,
-) -> Dataset:
-    """Build a dataset, or read it back from the cache when the manifest and options are unchanged.
-
-    ``vad``: also measure speech activity, audio hashes and loudness (``sde.quality.apply.with_vad``),
-    cached under a key of its own (VadError, saying what to install, without Silero VAD).
-
-    ``background_write``: return as soon as the dataset is built and write the cache entry from a
-    (non-daemon) thread, so a server can start meanwhile; the process still finishes the write
-    before it exits, and an interrupted write leaves no entry (see DatasetCache)."""
-    cache = None
-    key = None
-    if use_cache:
-        directory = Path(cache_dir) if cache_dir else default_cache_dir()
-        try:
-            cache = DatasetCache(directory, warn=warn)
-            key = fingerprint(manifest, options) + ("-vad" if vad else "")
-        except CacheUnusable as e:
-            report_unusable(warn, e, "running without it")
-            cache = None
-        except Exception as e:  # noqa: BLE001 - e.g. a missing manifest (reported by build_dataset below)
-            # sources that cannot be found or reached: build_dataset reports that, with its fix
-            if not isinstance(e, (PatternError, RemoteError)) and _readable_source(manifest):
-                warn(f"cannot use the cache in {directory} ({e}); running without it (use --cache-dir DIR)")
-            if cache is not None:
-                cache.close()
-            cache = None
-    try:
-        if cache is not None and key is not None:
-            cached = cache.get(key)
-            if cached is not None:
-                if status:
-                    status("loaded from cache")
-                return cached
-        dataset = build_dataset(manifest, options, progress=progress, status=status)
-        if options.estimate_audio_metrics:  # cached with the metrics: measuring costs far more
-            dataset = with_measured_audio(dataset, progress=progress, status=status)
-        if vad:  # like the audio metrics: the entry holds the measures, a warm start skips the audio
-            from sde.quality.apply import with_vad
-
-            dataset = with_vad(dataset, progress=progress, status=status)
-        if cache is not None and key is not None:
-            if background_write:
-                writer_cache, cache = cache, None  # the writer closes it
-
-                def write() -> None:
-                    try:
-                        writer_cache.put(key, dataset)
-                    finally:
-                        writer_cache.close()
-
-                threading.Thread(target=write, name="sde-cache-write", daemon=False).start()
-            else:
-                cache.put(key, dataset)
-        return dataset
-    finally:
-        if cache is not None:
-            cache.close()

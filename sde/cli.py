@@ -66,6 +66,17 @@ def data_options(f: Callable) -> Callable:
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                      help="Where built datasets are cached (default: the user cache dir, or $SDE_CACHE_DIR)."),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
+        click.option("--tarred-audio", default=None, metavar="PATTERN",
+                     help="NeMo tarred audio: the tar shards, e.g. 'audio__OP_0..511_CL_.tar' (local or s3://); "
+                          "lines name their shard_id and member."),
+        click.option("--threads", type=int, default=None, metavar="N",
+                     help="Processes that build the dataset and threads that query it (default: every core)."),
+        click.option("--memory-limit", default=None, metavar="SIZE",
+                     help="Memory DuckDB may use to build and query, e.g. 2GB (default: 80%% of RAM); "
+                          "beyond it, it spills to the cache folder."),
+        click.option("--part-size", default=None, metavar="SIZE",
+                     help="A local manifest bigger than this is built part by part, in parallel and bounded "
+                          "memory (default: 32MiB)."),
         click.option("--storage-options", default=None, metavar="JSON",
                      help='Options of the object store for URL sources, e.g. \'{"endpoint_url": '
                           '"http://127.0.0.1:9000", "profile": "lab"}\' (credentials otherwise come the '
@@ -105,7 +116,8 @@ def handle_data_errors(f: Callable) -> Callable:
 
 
 def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, alphabet,
-                 estimate_audio_metrics, strict, storage_options=None) -> "DatasetOptions":
+                 estimate_audio_metrics, strict, storage_options=None, tarred_audio=None, threads=None,
+                 memory_limit=None, part_size=None) -> "DatasetOptions":
     from sde.dataset import DatasetOptions
     from sde.text import parse_normalize
 
@@ -114,6 +126,7 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
     # Not a dataset option (not part of the cache key, never written to disk: it may hold secrets):
     # it says how to reach the store, for every remote read of this process.
     _configure_storage(storage_options)
+    _configure_engine(threads, memory_limit, part_size)
 
     try:
         steps = parse_normalize(normalize)
@@ -133,7 +146,23 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
         normalize=tuple(steps),
         alphabet=alphabet,
         estimate_audio_metrics=estimate_audio_metrics,
+        tarred_audio=tarred_audio,
     )
+
+
+def _configure_engine(threads: int | None, memory_limit: str | None, part_size: str | None) -> None:
+    from sde.engine import EngineSettingError, configure, parse_memory_limit
+
+    for text, hint in ((memory_limit, "--memory-limit"), (part_size, "--part-size")):
+        try:
+            if text:
+                parse_memory_limit(text)
+        except EngineSettingError as e:
+            raise click.BadParameter(str(e), param_hint=hint) from None
+    try:
+        configure(threads, memory_limit, part_size)
+    except EngineSettingError as e:
+        raise click.BadParameter(str(e), param_hint="--threads") from None
 
 
 def _configure_storage(text: str | None) -> None:
@@ -166,8 +195,9 @@ def expand(sources: str | Sequence[str]):
 
 
 def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
-         background_write: bool = False, vad: bool = False):
-    from sde.cache import load_dataset
+         background_write: bool = False, vad: bool = False, check_audio: bool = True):
+    from sde.build.load import load_dataset
+    from sde.engine import settings
     from sde.quality.vad import VadError
 
     from sde.audio_presence import with_audio_presence
@@ -175,11 +205,13 @@ def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache
     status = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     try:
         dataset = load_dataset(expand(manifest), options, cache_dir=cache_dir, use_cache=not no_cache,
-                               progress=not quiet, status=status, background_write=background_write, vad=vad)
+                               progress=not quiet, status=status, background_write=background_write, vad=vad,
+                               threads=settings().threads, memory_limit=settings().memory_limit,
+                               **({"part_bytes": settings().part_bytes} if settings().part_bytes else {}))
     except VadError as e:  # --vad without Silero VAD installed: what to install
         fail(f"--vad: {e}")
     # Checked at every start, never cached: files come and go while the manifest stays the same.
-    return with_audio_presence(dataset, status=status)
+    return with_audio_presence(dataset, status=status) if check_audio else dataset
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -391,6 +423,39 @@ def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, ca
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
         click.echo(format_summary(summary))
+
+
+@cli.command("index")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@data_options
+@vad_option
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Build on this machine's cores, or on a Ray cluster (needs sde[ray]).")
+@handle_data_errors
+def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: bool, vad: bool, engine: str,
+                  **data: Any) -> None:
+    """Build SOURCE... into the cache without serving it (for a batch job): a later
+    `sde SOURCE...` with the same options starts at once.
+
+    A big local manifest is built part by part on --threads processes in bounded memory; an
+    interrupted build (Ctrl-C, a killed job) resumes where it stopped when run again.
+    """
+    import time
+
+    if no_cache:
+        raise click.BadParameter("sde index writes the built dataset into the cache; drop --no-cache "
+                                 "(choose the folder with --cache-dir DIR)", param_hint="--no-cache")
+    options = options_from(**data)
+    started = time.perf_counter()
+    if engine == "ray":
+        fail("--engine ray: not available for sde index yet; use --engine local")
+    dataset = load(sources, options, cache_dir, no_cache, vad=vad, check_audio=False)
+    from sde.cache import default_cache_dir
+
+    where = cache_dir or default_cache_dir()
+    click.echo(f"indexed {len(dataset.utterances):,} utterances of {dataset.name} in "
+               f"{time.perf_counter() - started:.1f} s into {where}; serve them with: sde {' '.join(sources)}"
+               + (f" --cache-dir {cache_dir}" if cache_dir else ""), err=True)
 
 
 def format_summary(summary: dict) -> str:

@@ -21,14 +21,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sde.analysis import alphabet_check, has_digits, utterances_with_error
+from sde.analysis import alphabet_check, has_digits
 from sde.audio_presence import audio_presence_summary
 from sde.caching import CacheRegistry, for_dataset
-from sde.manifest import HypothesisField, Problem, read_manifest
+from sde.manifest import HypothesisField, Manifest, ManifestPart, Problem, read_manifest
 from sde.sources import SourceSet, expand_sources
 from sde.metrics import (LongUtterance, align_corpus, corpus_rates, mean_word_accuracy, utterance_rates,
                          word_counts, word_hits)
-from sde.query import QueryError, TableQuery
+from sde.query import QueryError, TableQuery, VirtualSql
 from sde.text import normalize_many, parse_normalize
 
 # Per-hypothesis columns of the utterance table, in display order. `char_edits` is kept so that
@@ -117,24 +117,20 @@ class Dataset:
     def _error_columns(self) -> dict:
         """Filter-only columns `error` / `error_<label>`: `{error} = "sub cat bat"` selects the
         utterances where that hypothesis substituted "cat" by "bat" (also "del WORD", "ins WORD")."""
-        return {h.column("error"): functools.partial(self._error_mask, h) for h in self.hypotheses}
+        return {h.column("error"): functools.partial(self._error_sql, h) for h in self.hypotheses}
 
-    def _error_mask(self, h: HypothesisField, op: str, value: str) -> np.ndarray:
+    def _error_sql(self, h: HypothesisField, op: str, value: str) -> VirtualSql:
+        """The clause as SQL over the hypothesis' error table (its `utt` is the row position)."""
         column = "{" + h.column("error") + "}"
         parts = str(value).split()
         kind = parts[0] if parts else ""
         if op != "=" or not ((kind == "sub" and len(parts) == 3) or (kind in ("del", "ins") and len(parts) == 2)):
             raise QueryError(f'{column} selects utterances by one word error: {column} = "sub REF HYP", '
                              f'{column} = "del WORD" or {column} = "ins WORD".')
-        if kind == "sub":
-            ids = utterances_with_error(self.errors[h.field], "sub", ref=parts[1], hyp=parts[2])
-        elif kind == "del":
-            ids = utterances_with_error(self.errors[h.field], "del", ref=parts[1])
-        else:
-            ids = utterances_with_error(self.errors[h.field], "ins", hyp=parts[1])
-        mask = np.zeros(len(self.utterances), dtype=bool)
-        mask[np.asarray(ids, dtype=np.int64)] = True
-        return mask
+        words = {"sub": "ref = ? AND hyp = ?", "del": "ref = ?", "ins": "hyp = ?"}[kind]
+        table = f"errors_{self.hypotheses.index(h)}"
+        return VirtualSql(f"pos IN (SELECT utt FROM {table} WHERE op = '{kind}' AND {words})",
+                          tuple(parts[1:]), {table: self.errors[h.field]})
 
     def replace_with(self, other: "Dataset") -> None:
         """Become `other` in place (e.g. after predictions arrive), so every holder sees the update."""
@@ -249,6 +245,26 @@ def build_dataset(
     status: Callable[[str], None] | None = None,
 ) -> Dataset:
     """Read, validate and score a manifest. `status` receives one line per stage (for the CLI)."""
+    return _build(manifest, options, progress=progress, workers=workers, status=status)[0]
+
+
+def build_part(manifest: str | Path, part: ManifestPart, options: DatasetOptions = DatasetOptions(),
+               ) -> tuple[Dataset, pd.DataFrame]:
+    """Some lines of one local manifest, built alone (sde.build builds big manifests part by part),
+    with its word tallies (see word_tallies): the dataset's vocabulary is their sum over the parts.
+    A part without valid lines gives an empty dataset whose problems say why."""
+    return _build(manifest, options, workers=1, part=part, status=lambda _msg: None)
+
+
+def _build(
+    manifest: "str | Path | Sequence[str | Path] | SourceSet",
+    options: DatasetOptions,
+    *,
+    progress: bool = False,
+    workers: int | None = None,
+    status: Callable[[str], None] | None = None,
+    part: ManifestPart | None = None,
+) -> tuple[Dataset, pd.DataFrame]:
     say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
     workers = workers or min(2, os.cpu_count() or 1)
     m = read_manifest(
@@ -258,7 +274,10 @@ def build_dataset(
         predictions=options.predictions,
         strict=options.strict,
         progress=progress,
+        part=part,
     )
+    if part is not None and m.table.empty:
+        return _empty_dataset(m, options), pd.DataFrame()
     table = m.table
     _set_aside_computed_names(table, m.hypotheses, options)
     refs = table["text"]
@@ -289,7 +308,8 @@ def build_dataset(
         num_words = _count_words(refs)
     _insert_text_stats(table, num_words)
 
-    vocabulary = _vocabulary(ref_word_counts, m.hypotheses, errors, options.vocab, table)
+    tallies = word_tallies(ref_word_counts, m.hypotheses, errors, table)
+    vocabulary = vocabulary_from_tallies(tallies, m.hypotheses, options.vocab)
 
     if options.normalize:
         say(f"scoring with normalisation {','.join(options.normalize)}")
@@ -302,7 +322,7 @@ def build_dataset(
     alphabet_report = _add_alphabet_check(table, options.alphabet) if options.alphabet else None
 
     single_chunk_columns(table)
-    return Dataset(
+    dataset = Dataset(
         name=m.name,
         manifest_path=m.path,
         options=options,
@@ -318,6 +338,14 @@ def build_dataset(
         alphabet_report=alphabet_report,
         tar_shards=tuple(m.tar_shards) or tar_shards_of(options),
     )
+    return dataset, tallies
+
+
+def _empty_dataset(m: Manifest, options: DatasetOptions) -> Dataset:
+    """A part of a manifest without a valid line: nothing but its problems and line count."""
+    return Dataset(name=m.name, manifest_path=m.path, options=options, utterances=pd.DataFrame(),
+                   vocabulary=pd.DataFrame(), hypotheses=[], errors={}, problems=list(m.problems),
+                   alphabet=[], total_lines=m.total_lines, warnings=list(m.warnings))
 
 
 def tar_shards_of(options: DatasetOptions) -> tuple[str, ...]:
@@ -339,7 +367,8 @@ def long_utterance_warnings(path: str, table: pd.DataFrame, h: HypothesisField,
             for u in long_utterances if missing is None or not missing[u.utt]]
 
 
-def _computed_columns(hypotheses: Sequence[HypothesisField], options: DatasetOptions) -> set[str]:
+def computed_columns(hypotheses: Sequence[HypothesisField]) -> set[str]:
+    """Names of the columns sde computes (a manifest field of such a name becomes manifest_<name>)."""
     names = {"num_words", "num_chars", "word_rate", "char_rate", "oov_chars", "has_digits"}
     for h in hypotheses:
         names.update(h.column(m) for m in (*HYPOTHESIS_METRICS, "ref_chars", "error"))
@@ -351,7 +380,7 @@ def _set_aside_computed_names(table: pd.DataFrame, hypotheses: Sequence[Hypothes
                               options: DatasetOptions) -> None:
     """Manifest fields named like a computed column (NeMo output manifests often carry `wer`) are
     kept as `manifest_<name>` instead of being overwritten."""
-    computed = _computed_columns(hypotheses, options)
+    computed = computed_columns(hypotheses)
     table.columns = [f"manifest_{c}" if c in computed else c for c in table.columns]
 
 
@@ -483,16 +512,42 @@ def _vocabulary(
     `count` counts every reference; a hypothesis's accuracy only the occurrences on lines that have
     that hypothesis (`table` tells which), NaN for a word that occurs on no such line.
     """
-    vocab = ref_word_counts[["word", "count"]].reset_index(drop=True)
-    count = vocab["count"].to_numpy(dtype="float64")
+    return vocabulary_from_tallies(word_tallies(ref_word_counts, hypotheses, errors, table), hypotheses, vocab_file)
+
+
+def tally_columns(h: HypothesisField) -> tuple[str, str]:
+    """The word-tally columns of one hypothesis: hits, and occurrences on lines it scores."""
+    return h.column("hits"), h.column("scored")
+
+
+def word_tallies(ref_word_counts: pd.DataFrame, hypotheses: Sequence[HypothesisField],
+                 errors: dict[str, pd.DataFrame], table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """word, count and per hypothesis (hits, scored occurrences): the sums the vocabulary's
+    accuracies are ratios of, so that the tallies of parts of a dataset add up (sde.build)."""
+    tallies = ref_word_counts[["word", "count"]].reset_index(drop=True)
+    count = tallies["count"].to_numpy(dtype="int64")
     for h in hypotheses:
-        hits = word_hits(vocab, errors[h.field])["hits"].to_numpy(dtype="float64")
+        hits = word_hits(tallies, errors[h.field])["hits"].to_numpy(dtype="int64")
         scored_count = count
         missing = hypothesis_missing(table, h) if table is not None else None
         if missing is not None and missing.any():
             # word_hits takes every occurrence without an error as a hit; those on unscored lines are not
-            unscored = _occurrences(vocab["word"], table["text"][missing])
+            unscored = _occurrences(tallies["word"], table["text"][missing]).astype("int64")
             scored_count, hits = count - unscored, hits - unscored
+        hits_column, scored_column = tally_columns(h)
+        tallies[hits_column] = hits
+        tallies[scored_column] = scored_count
+    return tallies
+
+
+def vocabulary_from_tallies(tallies: pd.DataFrame, hypotheses: Sequence[HypothesisField],
+                            vocab_file: str | None) -> pd.DataFrame:
+    """The vocabulary table (word, count, accuracy per hypothesis, oov) from word tallies."""
+    vocab = tallies[["word", "count"]].reset_index(drop=True)
+    for h in hypotheses:
+        hits_column, scored_column = tally_columns(h)
+        hits = tallies[hits_column].to_numpy(dtype="float64")
+        scored_count = tallies[scored_column].to_numpy(dtype="float64")
         with np.errstate(divide="ignore", invalid="ignore"):
             vocab[h.column("accuracy")] = np.where(scored_count > 0, 100.0 * hits / scored_count, np.nan)
     if vocab_file:

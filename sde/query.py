@@ -19,12 +19,19 @@ once (``id,-id`` is ``id``: a repeated key cannot change the order) and at most
 over a limit is a :class:`QueryError` that names it (a page size is clamped instead).
 
 Nothing here evaluates user text as code: Q is read by a small hand-written parser, never by
-``eval``, ``DataFrame.query`` or ``DataFrame.eval``.
+``eval``, ``DataFrame.query`` or ``DataFrame.eval``, and compiled to SQL whose values are all
+parameters and whose column names are fixed identifiers (``c0, c1, …``).
+
+The engine is DuckDB (in process, one database for the process, a cursor per query): a table's
+columns are handed to it as Arrow arrays sharing the DataFrame's memory, and each view is one
+``SELECT pos … WHERE … ORDER BY …``. The database can read no file and load no extension
+(:func:`configure` sets its threads and memory limit).
 """
 
 from __future__ import annotations
 
-import math
+import functools
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,7 +39,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sde.caching import LRUCache
 from sde.filters import (
@@ -41,27 +47,28 @@ from sde.filters import (
     MAX_QUERY_LENGTH,
     NODES,
     OPERATORS,
+    OTHER,
     TEXT,
     VIRTUAL,
     Clause,
-    FrameColumns,
-    MaskCompiler,
     Node,
     QueryError,
+    VirtualSql,
     bind,
+    bound_sql,
     check_bounds,
     check_clause_count,
     check_column,
+    column_kind,
     column_refs,
     format_filter,
-    leaf_key,
     leaves,
     parse_filter,
     positive_leaves,
+    quote_ident,
     replace_node,
 )
-from sde.filters import LEAVES as _LEAVES
-from sde.filters import bool_numpy as _bool_numpy
+from sde.filters.engine import MAX_QUERY_SECONDS, arrow_column, configure, connect, cursor, run_sql
 
 __all__ = [
     "QueryError",
@@ -77,12 +84,21 @@ __all__ = [
     "format_filter",
     "parse_sort",
     "TableQuery",
+    "VirtualSql",
+    "MAX_QUERY_SECONDS",
+    "configure",
+    "connect",
+    "cursor",
+    "run_sql",
 ]
 
 MAX_PAGE_SIZE = 1_000     # rows in one page / grid block: a screenful is ~50, a JSON page of 1000 ~1 MB
-# Each sort key costs an int64 per row (8 MB at 1M rows): 1,000 keys took a 100k server from 181 MB
-# to 955 MB. Eight is more than anyone sorts by.
+# Each sort key is one more column in DuckDB's sort of the whole view; eight is more than anyone
+# sorts by.
 MAX_SORT_KEYS = 8
+# The first rows of a new sorted view are fetched alone (DuckDB's top-N): the first 20 pages of 50
+# without sorting the whole view.
+PREFIX_ROWS = 1_000
 
 _check_clause_count = check_clause_count
 _check_column = check_column
@@ -154,51 +170,96 @@ class _SortKeys:
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation
+# The table as DuckDB sees it
 
 
-def _frozen(a: np.ndarray) -> np.ndarray:
-    # Cached arrays are handed to callers; read-only so nobody can corrupt the cache.
-    a.flags.writeable = False
-    return a
+def _duckdb_reads(arr: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether DuckDB can scan this Arrow type (one it cannot would fail every query of the table)."""
+    try:
+        run_sql("SELECT v FROM one LIMIT 0", (), {"one": pa.table({"v": arr})}).close()
+        return True
+    except QueryError:
+        return False
 
 
-_NUMBER, _TEXT, _BOOL, _OTHER, _VIRTUAL = "number", "text", "bool", "other", "virtual"
+class _Engine:
+    """One table for DuckDB: the frame's columns as an Arrow table (columns ``c0, c1, …`` and
+    ``pos``, the row position) sharing the frame's buffers, built on first use."""
+
+    def __init__(self, df: pd.DataFrame, kinds: Mapping[str, str]) -> None:
+        self._df = df
+        self._kinds = kinds
+        self._lock = threading.Lock()
+        self._table: pa.Table | None = None
+        self.names: dict[str, str] = {}
+
+    def table(self) -> pa.Table:
+        with self._lock:
+            if self._table is None:
+                columns: dict[str, Any] = {}
+                for i, label in enumerate(self._df.columns):
+                    kind = self._kinds[str(label)]
+                    arr = arrow_column(self._df[label], kind)
+                    if arr is not None and (kind != OTHER or _duckdb_reads(arr)):
+                        columns[f"c{i}"] = arr
+                        self.names[str(label)] = f"c{i}"
+                columns["pos"] = pa.array(np.arange(len(self._df), dtype=np.int64))
+                self._table = pa.table(columns)
+            return self._table
+
+    def positions(self, where: str, params: Sequence[Any], tables: Mapping[str, Any], order: str) -> np.ndarray:
+        sql = f"SELECT pos FROM t WHERE {where}" + (f" ORDER BY {order}, pos" if order else "")
+        pos = self._fetch(sql, params, tables)[0]
+        if not order and len(pos) > 1 and not bool(np.all(pos[1:] > pos[:-1])):
+            pos = np.sort(pos)  # no sort asked: table order
+        return pos
+
+    def prefix(self, where: str, params: Sequence[Any], tables: Mapping[str, Any], order: str,
+               sort_columns: Sequence[str], limit: int) -> tuple[int, np.ndarray]:
+        """(rows in the view, the positions of its first ``limit`` rows): DuckDB's top-N, without
+        sorting the whole view; the filter runs once (a materialised CTE) for both."""
+        keep = ", ".join(dict.fromkeys(["pos", *sort_columns]))
+        sql = (f"WITH m AS MATERIALIZED (SELECT {keep} FROM t WHERE {where}) "
+               f"SELECT pos, (SELECT count(*) FROM m) AS n FROM m ORDER BY {order}, pos LIMIT {int(limit)}")
+        pos, total = self._fetch(sql, params, tables)
+        return (int(total[0]) if len(total) else 0), pos
+
+    def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        cur = run_sql(sql, params, {**tables, "t": self.table()})
+        try:
+            got = cur.fetchnumpy()
+        finally:
+            cur.close()
+        pos = np.asarray(got["pos"], dtype=np.int64)
+        return pos, np.asarray(got.get("n", pos[:0]), dtype=np.int64)
 
 
 class TableQuery:
-    """Filter, sort and page one DataFrame, fast enough for a 1M-row table behind a web UI.
+    """Filter, sort and page one DataFrame through DuckDB, fast enough for a 1M-row table behind a
+    web UI (a filtered, sorted view of 1M rows is one SQL query of tens of milliseconds).
 
-    The frame must not be modified after this object is built (caches assume it is immutable).
-    Caches (all bounded LRUs, safe to share between server threads):
-
-    * per column and direction, the stable sort order of the whole table (``max_orders``);
-      a sorted, filtered view is then ``order[mask[order]]`` — no sort per request;
-    * per clause, its boolean mask (``max_masks``), so refining a filter reuses earlier work;
-    * per (filter, sort), the final row positions (``max_results``), so paging is a slice;
-    * per column, the Arrow / float views of its data (cheap: zero-copy for the usual dtypes).
+    The frame must not be modified after this object is built: DuckDB reads its buffers in place
+    (no copy). The last ``max_results`` views (filter, sort) are kept as row positions, so the
+    next page is a slice; the cache is a bounded LRU, safe to share between server threads.
     """
 
-    def __init__(self, df: pd.DataFrame, *, max_orders: int = 16, max_masks: int = 32,
-                 max_results: int = 8,
-                 virtual: Mapping[str, Callable[[str, str], np.ndarray]] | None = None) -> None:
+    def __init__(self, df: pd.DataFrame, *, max_results: int = 8,
+                 virtual: Mapping[str, Callable[[str, str], Any]] | None = None) -> None:
         self.df = df
         self.columns: list[str] = [str(c) for c in df.columns]
         self._labels = {str(c): c for c in df.columns}
         self._n = len(df)
-        self._orders = LRUCache(max_orders)
-        self._masks = LRUCache(max_masks)
         self._results = LRUCache(max_results)
-        # Per column: numeric / float / Arrow views and the missing-value mask.
-        self._data = LRUCache(max(8, len(self.columns) * 4))
-        # Filter-only columns computed on demand: name → fn(op, value) → boolean mask over the rows
-        # (raising QueryError for values it does not understand). E.g. `{error} = "sub:cat:bat"`:
-        # the utterances where that substitution happens. They can be filtered, not sorted or shown.
+        self._prefixes = LRUCache(max_results)  # (rows in the view, positions of its first rows)
+        # Filter-only columns: name → fn(op, value) returning a VirtualSql (a condition on the row
+        # position), or a boolean mask over the rows; raising QueryError for values it does not
+        # take. E.g. `{error} = "sub cat bat"`. They can be filtered, not sorted or shown.
         self._virtual = dict(virtual or {})
         self._filterable = self.columns + [v for v in self._virtual if v not in self._labels]
-        self._source = FrameColumns(df, self._virtual, cache=self._data)
-        self._kinds = self._source.kinds
-        self._compiler = MaskCompiler(self._source, cache=self._masks)
+        self._kinds: dict[str, str] = {str(c): column_kind(df[c].dtype) for c in df.columns}
+        for name in self._virtual:
+            self._kinds.setdefault(name, VIRTUAL)
+        self._engine = _Engine(df, self._kinds)
 
     def _series(self, column: str) -> pd.Series:
         return self.df[self._labels[column]]
@@ -220,31 +281,66 @@ class TableQuery:
     def select(self, filter: str | Sequence[Node] | None = None,
                sort: str | Sequence[tuple[str, bool]] | None = None) -> np.ndarray:
         """Row positions (int64, read-only) of the filtered view, in sort order (else table order)."""
-        parts = self._bind(self._as_clauses(filter), filter)
+        parts, sort_keys, key = self._key(filter, sort)
+        return self._results.get_or_compute(key, lambda: _frozen(self._run(parts, sort_keys)))
+
+    def _key(self, filter: str | Sequence[Node] | None, sort: str | Sequence[tuple[str, bool]] | None,
+             ) -> tuple[list[Node], list[tuple[str, bool]], Any]:
+        """The bound parts, the sort keys and the cache key of a view (the parts of an AND in any order)."""
+        parts = list(dict.fromkeys(self._bind(self._as_clauses(filter), filter)))
         sort_keys = self._as_sort(sort)
-        fkey = tuple(sorted({leaf_key(p) if isinstance(p, _LEAVES) else p for p in parts}, key=repr))
-        key = (fkey, tuple(sort_keys))
-        hit = self._results.get(key)
-        if hit is not None:
-            return hit
-        mask = self._compiler.select(list(dict.fromkeys(parts)))
-        if not sort_keys:
-            pos = self._positions(mask)
-        elif len(sort_keys) == 1:
-            column, desc = sort_keys[0]
-            order = self._orders.get(("order", column, desc))
-            if order is None and mask is not None and int(np.count_nonzero(mask)) * 16 < self._n:
-                # A few matching rows and no cached order: sorting just them beats sorting all.
-                sel = self._positions(mask)
-                pos = sel[self._sort_subset(sel, column, desc)]
-            else:
-                order = self._order(column, desc) if order is None else order
-                pos = order if mask is None else order[mask[order]]
-        else:
-            pos = self._multi_sort(self._positions(mask), sort_keys)
-        pos = _frozen(pos)
-        self._results.put(key, pos)
-        return pos
+        return parts, sort_keys, (tuple(sorted(parts, key=repr)), tuple(sort_keys))
+
+    def _run(self, parts: list[Node], sort_keys: list[tuple[str, bool]], limit: int | None = None) -> Any:
+        """The view's positions, or with ``limit``: (its size, the positions of its first rows)."""
+        if not parts and not sort_keys:
+            pos = np.arange(self._n, dtype=np.int64)
+            return pos if limit is None else (self._n, pos[:limit])
+        tables: dict[str, Any] = {}
+        virtual = {name: functools.partial(self._virtual_sql, name, tables) for name in self._virtual}
+        self._engine.table()
+        where, params = bound_sql(parts, self._kinds, virtual=virtual, names=self._engine.names)
+        columns = [self._sort_ident(c) for c, _ in sort_keys]
+        order = ", ".join(f"{c} {'DESC' if desc else 'ASC'} NULLS LAST" for c, (_, desc) in zip(columns, sort_keys))
+        if limit is None:
+            return self._engine.positions(where, params, tables, order)
+        return self._engine.prefix(where, params, tables, order, columns, limit)
+
+    def _window(self, filter: str | Sequence[Node] | None, sort: str | Sequence[tuple[str, bool]] | None,
+                start: int, end: int) -> tuple[int, np.ndarray]:
+        """(rows in the view, positions of its rows ``[start, end)``). The first pages of a new
+        sorted view come from DuckDB's top-N (a sort of 1M rows costs ~100 ms, the top 1,000 ~10);
+        a page past them sorts the whole view once, and later pages are slices of it."""
+        parts, sort_keys, key = self._key(filter, sort)
+        full = self._results.get(key)
+        if full is None and sort_keys and end <= PREFIX_ROWS:
+            total, pos = self._prefixes.get_or_compute(key, lambda: self._run(parts, sort_keys, PREFIX_ROWS))
+            if len(pos) == total:  # the whole view
+                self._results.put(key, _frozen(pos))
+            return total, pos[start:end]
+        pos = self.select(parts, sort_keys) if full is None else full
+        return int(len(pos)), pos[start:end]
+
+    def _sort_ident(self, column: str) -> str:
+        name = self._engine.names.get(column)
+        if name is None:
+            raise QueryError(f"{{{column}}} ({self._series(column).dtype}) cannot be sorted.")
+        return quote_ident(name)
+
+    def _virtual_sql(self, name: str, tables: dict[str, Any], op: str, value: str) -> tuple[str, list[Any]]:
+        got = self._virtual[name](op, value)
+        if isinstance(got, VirtualSql):
+            for table, frame in got.tables.items():
+                if table == "t" or table in tables and tables[table] is not frame:
+                    raise QueryError(f"{{{name}}} uses table name {table!r} twice.")
+                tables[table] = frame
+            return got.sql, list(got.params)
+        mask = np.asarray(got, dtype=bool)
+        if mask.shape != (self._n,):
+            raise QueryError(f"{{{name}}} gave {mask.shape} values for {self._n} rows.")
+        table = f"v{len(tables)}"
+        tables[table] = pa.table({"pos": np.flatnonzero(mask).astype(np.int64)})
+        return f"pos IN (SELECT pos FROM {table})", []
 
     def hints(self, filter: str | Sequence[Node] | None) -> list[Hint]:
         """Advice for a valid filter, to show beside its results ([] when there is none, or when
@@ -271,10 +367,10 @@ class TableQuery:
         return out
 
     def _case_hint(self, leaf: Clause, parts: list[Node]) -> Hint | None:
-        if self._compiler.truth(leaf).any():
+        if len(self.select([leaf])):
             return None
         ignoring_case = replace(leaf, op="=~")
-        matches = np.flatnonzero(self._compiler.truth(ignoring_case))
+        matches = self.select([ignoring_case])
         if not len(matches):
             return None
         column = self._series(leaf.column)
@@ -283,11 +379,6 @@ class TableQuery:
         suggestion = format_filter([replace_node(p, leaf, ignoring_case) for p in parts])
         return Hint(f"{leaf.to_q()} matches no row; ignoring case, {ignoring_case.to_q()} matches "
                     f"{len(matches):,} ({shown}).", suggestion)
-
-    def _positions(self, mask: np.ndarray | None) -> np.ndarray:
-        if mask is None:
-            return np.arange(self._n, dtype=np.int64)
-        return np.flatnonzero(mask).astype(np.int64, copy=False)
 
     def count(self, filter: str | Sequence[Node] | None = None) -> int:
         """Number of rows matching the filter."""
@@ -307,9 +398,9 @@ class TableQuery:
         if page_size <= 0:
             raise QueryError(f"page_size must be at least 1 (got {page_size}).")
         page_size = min(page_size, MAX_PAGE_SIZE)
-        pos = self.select(filter, sort)
         start = page * page_size
-        return int(len(pos)), self.df.iloc[pos[start : start + page_size]]
+        total, pos = self._window(filter, sort, start, start + page_size)
+        return total, self.df.iloc[pos]
 
     def rows(self, filter: str | Sequence[Node] | None = None,
              sort: str | Sequence[tuple[str, bool]] | None = None,
@@ -320,8 +411,17 @@ class TableQuery:
         if start < 0 or end < start:
             raise QueryError(f"Invalid row range {start}..{end}.")
         end = min(end, start + MAX_PAGE_SIZE)
-        pos = self.select(filter, sort)
-        return int(len(pos)), self.df.iloc[pos[start:end]]
+        total, pos = self._window(filter, sort, start, end)
+        return total, self.df.iloc[pos]
+
+    def warm(self, columns: Sequence[str] | None = None, descending: bool = True) -> None:
+        """Prepare the engine (e.g. in a background thread at startup) so the first query does not
+        pay for it: the Arrow view of the table and the DuckDB connection. ``columns`` (checked)
+        and ``descending`` are accepted for compatibility: DuckDB keeps no per-column order."""
+        for c in columns or ():
+            _check_column(c, self.columns)
+        self._engine.table()
+        cursor().close()
 
     # -- parsing against the table -----------------------------------------------------------
 
@@ -346,7 +446,7 @@ class TableQuery:
             for leaf in leaves(part):
                 if isinstance(leaf, Clause) and self._kinds[leaf.column] == VIRTUAL:
                     try:
-                        self._compiler.truth(leaf)  # the column's own function checks the value
+                        self._virtual[leaf.column](leaf.op, leaf.value)  # the column checks its value
                     except QueryError as e:
                         if e.position is None:
                             e.position, e.text = leaf.pos, text
@@ -368,140 +468,15 @@ class TableQuery:
             out.add(name, bool(desc))
         return out.keys
 
-    def _arrow(self, column: str) -> pa.ChunkedArray | pa.Array:
-        return self._source.arrow(column)
-
-    # -- sorting -------------------------------------------------------------------------------
-
-    def _order(self, column: str, desc: bool) -> np.ndarray:
-        """Stable order of all rows by one column, missing values last (cached)."""
-        def compute() -> np.ndarray:
-            s = self._series(column)
-            if isinstance(s.dtype, np.dtype) and s.dtype.kind in "biuf":
-                x = s.to_numpy()
-                if desc:
-                    # Negating keeps NaN as NaN (numpy sorts it last); ~ is the overflow-free
-                    # order reversal for integers and booleans.
-                    x = -x if x.dtype.kind == "f" else ~x
-                return _frozen(np.argsort(x, kind="stable").astype(np.int64, copy=False))
-            if self._kinds[column] == _TEXT:
-                small = self._text_codes(column)
-                if small is not None:
-                    codes, u = small
-                    key = np.where(codes == u, u, u - 1 - codes).astype(codes.dtype) if desc else codes
-                    return _frozen(np.argsort(key, kind="stable").astype(np.int64, copy=False))
-            arr = self._arrow(column)
-            try:
-                idx = _sort_indices(arr, "descending" if desc else "ascending")
-            except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise QueryError(f"{{{column}}} ({self._series(column).dtype}) cannot be sorted.") from exc
-            return _frozen(idx.to_numpy().astype(np.int64, copy=False))
-        return self._orders.get_or_compute(("order", column, desc), compute)
-
-    def _sort_subset(self, sel: np.ndarray, column: str, desc: bool) -> np.ndarray:
-        """Stable order (positions into ``sel``) of the rows ``sel`` by one column."""
-        s = self._series(column)
-        if isinstance(s.dtype, np.dtype) and s.dtype.kind in "biuf":
-            x = s.to_numpy()[sel]
-            if desc:
-                x = -x if x.dtype.kind == "f" else ~x
-            return np.argsort(x, kind="stable")
-        arr = self._arrow(column).take(pa.array(sel))
-        try:
-            idx = _sort_indices(arr, "descending" if desc else "ascending")
-        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise QueryError(f"{{{column}}} ({s.dtype}) cannot be sorted.") from exc
-        return idx.to_numpy().astype(np.int64, copy=False)
-
-    def warm(self, columns: Sequence[str] | None = None, descending: bool = True) -> None:
-        """Precompute sort orders (e.g. in a background thread at startup) so the first sort by
-        these columns is as fast as the next ones. Default: the number columns."""
-        if columns is None:
-            columns = [c for c in self.columns if self._kinds[c] == _NUMBER]
-        for c in columns:
-            _check_column(c, self.columns)
-            self._order(c, False)
-            if descending:
-                self._order(c, True)
-
-    def _text_codes(self, column: str) -> tuple[np.ndarray, int] | None:
-        """For a low-cardinality text column (speaker, lang, ...): each row's rank among the
-        distinct values (missing → number of distinct values), as int16/int32; else None.
-
-        Sorting 1M short strings directly costs ~1 s; ranking ~500 distinct values and sorting
-        small integers costs ~50 ms.
-        """
-        def compute() -> tuple[np.ndarray, int] | bool:
-            arr = self._arrow(column)
-            sample = arr.slice(0, 20_000)
-            if len(arr) > 20_000 and pc.count_distinct(sample).as_py() > 5_000:
-                return False
-            enc = pc.dictionary_encode(arr)
-            if isinstance(enc, pa.ChunkedArray):
-                enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks else None
-            if enc is None:
-                return False
-            dictionary = enc.dictionary
-            u = len(dictionary)
-            if u > 1_000_000 or u * 4 > max(self._n, 1) * 3:
-                return False
-            dtype = np.int16 if u < 2**15 - 1 else np.int32
-            rank_of_code = np.empty(u + 1, dtype)
-            rank_of_code[_sort_indices(dictionary, "ascending").to_numpy()] = np.arange(u, dtype=dtype)
-            rank_of_code[u] = u
-            idx = enc.indices.fill_null(u).to_numpy(zero_copy_only=False)
-            return _frozen(rank_of_code[idx]), u
-        got = self._orders.get_or_compute(("codes", column), compute)
-        return got if got is not False else None
-
-    def _rank(self, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """Dense ascending rank of every row (ties share a rank) and the missing-value mask."""
-        def compute() -> tuple[np.ndarray, np.ndarray]:
-            if self._kinds[column] == _TEXT:
-                small = self._text_codes(column)
-                if small is not None:
-                    codes, u = small
-                    return _frozen(codes.astype(np.int64)), _frozen(codes == u)
-            order = self._order(column, False)
-            arr = self._arrow(column)
-            na = _missing(arr)
-            if self._n == 0:
-                return np.zeros(0, np.int64), na
-            srt = arr.take(pa.array(order))
-            if len(srt) > 1:
-                diff = _bool_numpy(pc.not_equal(srt.slice(1), srt.slice(0, len(srt) - 1)), fill=True)
-            else:
-                diff = np.zeros(0, bool)
-            ranks_sorted = np.concatenate([[0], np.cumsum(diff, dtype=np.int64)])
-            rank = np.empty(self._n, np.int64)
-            rank[order] = ranks_sorted
-            return _frozen(rank), _frozen(na)
-        return self._orders.get_or_compute(("rank", column), compute)
-
-    def _multi_sort(self, sel: np.ndarray, sort_keys: list[tuple[str, bool]]) -> np.ndarray:
-        keys = []
-        sizes = []
-        for column, desc in sort_keys:
-            rank, na = self._rank(column)
-            r = rank[sel]
-            top = int(rank.max()) if len(rank) else 0
-            # Missing values last in both directions: give them the largest key.
-            k = np.where(na[sel], top + 1, (top - r) if desc else r)
-            keys.append(k)
-            sizes.append(top + 2)
-        # One combined int64 key when it fits: a single stable argsort beats lexsort.
-        if math.prod(sizes) < 2**62:
-            combined = np.zeros(len(sel), np.int64)
-            for k, size in zip(keys, sizes, strict=True):
-                combined = combined * size + k
-            order = np.argsort(combined, kind="stable")
-        else:
-            order = np.lexsort(keys[::-1])  # lexsort is stable; last key is the primary one
-        return sel[order]
-
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    # Cached arrays are handed to callers; read-only so nobody can corrupt the cache.
+    a.flags.writeable = False
+    return a
 
 
 def _as_int(v: Any, name: str) -> int:
@@ -523,16 +498,3 @@ def _short(v: Any, limit: int = 60) -> str:
     """repr of a user value for a message, cut short: an error must not echo a megabyte back."""
     text = repr(v)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _sort_indices(arr: pa.ChunkedArray | pa.Array, order: str) -> pa.Array:
-    """Arrow's stable sort, nulls and NaN last; per-key null placement on pyarrow ≥ 25."""
-    try:
-        return pc.sort_indices(arr, sort_keys=[("", order, "at_end")])
-    except (TypeError, ValueError):  # older pyarrow: 2-tuples + a global null_placement
-        return pc.sort_indices(arr, sort_keys=[("", order)], null_placement="at_end")
-
-
-def _missing(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    na = _bool_numpy(pc.is_null(arr, nan_is_null=True) if pa.types.is_floating(arr.type) else pc.is_null(arr))
-    return na

@@ -162,26 +162,29 @@ def validate(status: Any, text: Any = None, note: Any = None, tags: Any = (), us
     if status not in STATUSES:
         raise InvalidReview(f"status must be one of {', '.join(STATUSES)}; got {_short(status)}")
     if text is not None:
-        if not isinstance(text, str):
-            raise InvalidReview(f"text must be a string (the corrected transcript); got {type(text).__name__}")
-        if len(text) > MAX_TEXT_CHARS:
-            raise InvalidReview(f"text is {len(text):,} characters long; at most {MAX_TEXT_CHARS:,}")
-        if _CONTROL.search(text):
-            raise InvalidReview("text must be one line without control characters (it becomes a manifest's "
-                                "text field); remove the line breaks or tabs")
-        _unicode("text", text)
+        _check_free_text("text", text, " (the corrected transcript)", MAX_TEXT_CHARS, _CONTROL,
+                         "text must be one line without control characters (it becomes a manifest's "
+                         "text field); remove the line breaks or tabs")
     if status == "fix" and text is None:
         raise InvalidReview('status "fix" needs the corrected transcript in text')
     if note is not None:
-        if not isinstance(note, str):
-            raise InvalidReview(f"note must be a string; got {type(note).__name__}")
-        if len(note) > MAX_NOTE_CHARS:
-            raise InvalidReview(f"note is {len(note):,} characters long; at most {MAX_NOTE_CHARS:,}")
-        if _NOTE_CONTROL.search(note):
-            raise InvalidReview("note has control characters; only line breaks and tabs are allowed")
-        _unicode("note", note)
+        _check_free_text("note", note, "", MAX_NOTE_CHARS, _NOTE_CONTROL,
+                         "note has control characters; only line breaks and tabs are allowed")
         note = note or None
     return {"status": status, "text": text, "note": note, "tags": _tags(tags), "user": _user(user)}
+
+
+def _check_free_text(name: str, value: Any, what: str, limit: int, control: re.Pattern[str],
+                     control_advice: str) -> None:
+    """A text field a reviewer types: a string, at most ``limit`` characters, none that ``control``
+    finds (``control_advice`` says what to remove), and encodable as UTF-8."""
+    if not isinstance(value, str):
+        raise InvalidReview(f"{name} must be a string{what}; got {type(value).__name__}")
+    if len(value) > limit:
+        raise InvalidReview(f"{name} is {len(value):,} characters long; at most {limit:,}")
+    if control.search(value):
+        raise InvalidReview(control_advice)
+    _unicode(name, value)
 
 
 def _tags(tags: Any) -> tuple[str, ...]:

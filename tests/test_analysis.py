@@ -5,7 +5,6 @@ Expected numbers in the small cases are worked out by hand (see the comments).""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,23 +14,13 @@ from hypothesis import strategies as st
 
 from sde import analysis as A
 from sde.analysis import bootstrap as B
+from sde.manifest import HypothesisField
 
 S = "string[pyarrow]"
 
 
-@dataclass(frozen=True)
-class Hyp:
-    """Stand-in for sde.manifest.HypothesisField (same column naming rule)."""
-
-    field: str
-    label: str
-
-    def column(self, metric: str) -> str:
-        return metric if self.label == "" else f"{metric}_{self.label}"
-
-
-PRED = Hyp("pred_text", "")
-CONF = Hyp("pred_text_conformer", "conformer")
+PRED = HypothesisField("pred_text", "")
+CONF = HypothesisField("pred_text_conformer", "conformer")
 
 
 def errors_table(rows: list[tuple[int, str, str | None, str | None]]) -> pd.DataFrame:

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from sde import cache
-from sde.cache import DatasetCache, fingerprint, load_dataset
+from sde.build.load import load_dataset
+from sde.cache import DatasetCache, fingerprint
 from sde.dataset import DatasetOptions
 
 ROWS = [

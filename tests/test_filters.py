@@ -1,5 +1,5 @@
-"""sde.filters: the filter language's tree, its printing, its errors, and its two compilers (a
-pandas/pyarrow row mask and parameterised DuckDB SQL) giving the same rows."""
+"""sde.filters: the filter language's tree, its printing, its errors, and its compilation to
+parameterised DuckDB SQL, run both raw and through sde.query.TableQuery (the engine every view uses)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ from sde.filters import (
     duckdb_kind,
     parse,
     parse_filter,
-    to_mask,
     to_q,
     to_sql,
 )
@@ -80,8 +79,9 @@ def duck_rows(con, tree, df_name: str = "t", kinds=KINDS, **kw) -> list[int]:
     return [r[0] for r in con.execute(f"SELECT rid FROM {df_name} WHERE {sql} ORDER BY rid", params).fetchall()]
 
 
-def mask_rows(tree, df=DF, **kw) -> list[int]:
-    return np.flatnonzero(to_mask(tree, df, **kw)).tolist()
+def engine_rows(tree, df=DF, **kw) -> list[int]:
+    """The rows sde.query.TableQuery selects (a fresh engine: no cached result)."""
+    return TableQuery(df, **kw).select([tree]).tolist()
 
 
 # ---------------------------------------------------------------- the tree
@@ -260,7 +260,7 @@ def test_regexes_re2_cannot_run_are_refused_clearly(regex, words):
 @pytest.mark.parametrize("regex", [r"[(?<=]", r"\(?=", r"(?P<w>\w+) \b", r"[]a]+", "(?i)é", r"\p{Greek}"])
 def test_regexes_re2_runs_are_accepted(regex, con):
     tree = Clause("t", "matches", regex)
-    assert mask_rows(tree) == duck_rows(con, tree)
+    assert engine_rows(tree) == duck_rows(con, tree)
 
 
 @pytest.mark.parametrize("make, words", [
@@ -377,7 +377,7 @@ CASES = [
 @pytest.mark.parametrize("q, expected", CASES, ids=[q for q, _ in CASES])
 def test_both_compilers_give_the_same_rows(q, expected, con):
     tree = parse(q)
-    assert mask_rows(tree) == expected
+    assert engine_rows(tree) == expected
     assert TableQuery(DF).select(q).tolist() == expected
     assert duck_rows(con, tree) == expected
 
@@ -405,7 +405,7 @@ def test_every_operator_is_covered_by_the_cases():
 
 def test_no_filter_is_every_row(con):
     assert to_sql(None, KINDS) == ("TRUE", [])
-    assert to_mask(None, DF).all() and to_mask([], DF).all()
+    assert TableQuery(DF).select(None).tolist() == TableQuery(DF).select([]).tolist() == list(range(len(DF)))
 
 
 def test_filter_only_columns_work_in_any_combination(con):
@@ -421,7 +421,7 @@ def test_filter_only_columns_work_in_any_combination(con):
         return '"rid" IN (SELECT unnest(?::BIGINT[]))', [[1, 2, 3]]
 
     tree = parse('{error} = "sub a b" || !({x} > 1)')
-    assert mask_rows(tree, virtual={"error": error_rows}) == [1, 2, 3, 7]
+    assert engine_rows(tree, virtual={"error": error_rows}) == [1, 2, 3, 7]
     assert duck_rows(con, tree, virtual={"error": error_sql}) == [1, 2, 3, 7]
     tq = TableQuery(DF, virtual={"error": error_rows})
     assert tq.select('!({error} = "sub a b") && {x} >= 0').tolist() == [0, 4, 5, 6, 7]
@@ -433,12 +433,10 @@ def test_filter_only_columns_work_in_any_combination(con):
     assert calls[0] == ("=", "sub a b")
 
 
-def test_masks_are_cached_per_clause_and_shared_across_filters():
+def test_the_same_parts_in_another_order_reuse_the_cached_view():
     tq = TableQuery(DF)
-    tq.select('{x} > 1 || {s} = "en"')
-    cached = len(tq._masks)
-    tq.select('!({x} > 1) && {s} = "en"')
-    assert len(tq._masks) == cached  # the same two clauses, combined differently
+    first = tq.select('{x} > 1 && {s} = "en"', "-x")
+    assert tq.select('{s} = "en" && {x} > 1', "-x") is first  # one SQL query, not two
 
 
 def test_the_documented_examples_run():
@@ -501,8 +499,10 @@ def test_hostile_values_through_every_operator_are_just_values(value, con):
         for op in ops:
             tree = _clause(column, op, value)
             try:
-                expected = mask_rows(tree, df)
+                expected = engine_rows(tree, df)
             except QueryError as e:  # refused (not a number, not one word, not a regex): the same in SQL
+                if "too long" in str(e):  # the engine's bound on a filter's size (user input from a URL)
+                    continue
                 with pytest.raises(QueryError, match=re.escape(str(e))):
                     to_sql(tree, KINDS)
                 continue
@@ -512,7 +512,7 @@ def test_hostile_values_through_every_operator_are_just_values(value, con):
             if len(value) < 1_000:  # written as filter text, the value comes back unchanged
                 assert parse(to_q(tree)) == tree
     holding = [i for i, v in enumerate(df["t"]) if isinstance(v, str) and v == value]
-    assert mask_rows(Clause("t", "=", value), df) == duck_rows(con, Clause("t", "=", value), "h") == holding
+    assert engine_rows(Clause("t", "=", value), df) == duck_rows(con, Clause("t", "=", value), "h") == holding
     assert 7 in holding
     assert con.execute("SELECT count(*) FROM t").fetchall() == [(len(DF),)]
 
@@ -704,7 +704,7 @@ def random_con():
 def test_random_trees_print_parse_and_run_the_same_everywhere(random_con, tree):
     assert parse(to_q(tree)) == tree
     expected = [i for i, row in enumerate(RECORDS) if _reference(tree, row) is True]
-    assert mask_rows(tree, RANDOM_DF) == expected, to_q(tree)
+    assert engine_rows(tree, RANDOM_DF) == expected, to_q(tree)
     assert duck_rows(random_con, tree, "r", RANDOM_KINDS) == expected, to_q(tree)
     assert TableQuery(RANDOM_DF).select([tree]).tolist() == expected
 

@@ -1,7 +1,7 @@
 """Hostile manifests through the real CLI: `sde stats FILE --json --no-cache` as a subprocess.
 
 Every kind of bad line, and whole files that are not manifests at all. For each the documented
-result (sde/manifest.py's module docstring, tests/test_manifest.py):
+result (sde/manifest's package docstring, tests/test_manifest.py):
 
 * a bad line is skipped and counted: exit 0, `skipped_lines` in the JSON; with `--strict` the same
   file is exit 1 with `FILE:LINE: reason` and the hint to drop --strict;

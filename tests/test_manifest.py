@@ -1,4 +1,4 @@
-"""sde/manifest.py: reading, validation, path resolution, hypotheses, predictions, hostile input."""
+"""sde/manifest/: reading, validation, path resolution, hypotheses, predictions, hostile input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sde import manifest as mf
+from sde.manifest import careful, fast, files, pieces
 from sde.manifest import HypothesisField, Manifest, ManifestError, Problem, parse_pred_field, read_manifest
 
 STRING = pd.StringDtype("pyarrow")
@@ -489,7 +489,7 @@ def test_deep_nesting(man, opener, closer):
         b"1" + closer * 100_000 + b"}"
     start = time.perf_counter()
     m = read_manifest(man([utt(0), deep, utt(2)]))
-    assert reasons(m) == [(2, f"invalid JSON: nested deeper than {mf.MAX_DEPTH} levels")]
+    assert reasons(m) == [(2, f"invalid JSON: nested deeper than {careful.MAX_DEPTH} levels")]
     assert time.perf_counter() - start < 5
 
 
@@ -508,7 +508,7 @@ def test_hundred_thousand_fields(man):
     t = m.table
     assert len(t) == 3 and m.problems == []
     extras = [c for c in t.columns if c.startswith("f")]
-    assert len(extras) == mf.MAX_EXTRA_FIELDS and extras[:3] == ["f0", "f1", "f2"]
+    assert len(extras) == pieces.MAX_EXTRA_FIELDS and extras[:3] == ["f0", "f1", "f2"]
     assert t["f5"].tolist()[1:] == [5.0, 5.0]
     assert len(m.warnings) == 1 and m.warnings[0].line == 2
     assert "99000 more distinct fields" in m.warnings[0].reason
@@ -536,16 +536,16 @@ def test_fast_and_careful_paths_agree(tmp_path, monkeypatch):
     lines[9] = {"audio_filepath": "x.wav", "duration": 1}
     lines[11] = {"audio_filepath": "x.wav", "duration": 1, "text": "t", "offset": -3}
     path = write_lines(tmp_path / "m.json", lines)
-    fast = read_manifest(path)
-    monkeypatch.setattr(mf, "_fast_piece", lambda *a, **k: None)
-    careful = read_manifest(path)
-    pd.testing.assert_frame_equal(fast.table, careful.table)
-    assert fast.problems == careful.problems and len(fast.problems) == 3
-    assert fast.hypotheses == careful.hypotheses
+    by_fast = read_manifest(path)
+    monkeypatch.setattr(fast, "fast_piece", lambda *a, **k: None)
+    by_careful = read_manifest(path)
+    pd.testing.assert_frame_equal(by_fast.table, by_careful.table)
+    assert by_fast.problems == by_careful.problems and len(by_fast.problems) == 3
+    assert by_fast.hypotheses == by_careful.hypotheses
 
 
 def test_many_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(mf, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(files, "CHUNK_BYTES", 1000)
     lines = [utt(i) for i in range(500)]
     lines[250] = b"garbage"
     lines[251] = b""
@@ -564,7 +564,7 @@ def test_progress_bar(man, capsys):
 def test_clean_files_take_the_fast_path(man, monkeypatch):
     def fail(*a, **k):
         raise AssertionError("careful path used")
-    monkeypatch.setattr(mf, "_careful_piece", fail)
+    monkeypatch.setattr(careful, "careful_piece", fail)
     m = read_manifest(man([utt(0, pred_text="p", speaker="s", offset=1), b"", utt(1, audio_filename="x.wav"),
                            {"audio_filename": "b.wav", "duration": 2, "text": "x", "offset": None},
                            utt(3, duration=-1), utt(4, text=None)]))
@@ -604,30 +604,30 @@ def test_property_fast_equals_careful(tmp_path, lines):
     path = write_lines(tmp_path / "p.json",
                        [json.dumps(x).encode() if isinstance(x, dict) else x for x in lines])
     try:
-        fast = read_manifest(path)
+        by_fast = read_manifest(path)
     except ManifestError as e:
-        fast = str(e)
-    original = mf._fast_piece
-    mf._fast_piece = lambda *a, **k: None
+        by_fast = str(e)
+    original = fast.fast_piece
+    fast.fast_piece = lambda *a, **k: None
     try:
         try:
-            careful = read_manifest(path)
+            by_careful = read_manifest(path)
         except ManifestError as e:
-            careful = str(e)
+            by_careful = str(e)
     finally:
-        mf._fast_piece = original
-    if isinstance(fast, str) or isinstance(careful, str):
-        assert fast == careful
+        fast.fast_piece = original
+    if isinstance(by_fast, str) or isinstance(by_careful, str):
+        assert by_fast == by_careful
         return
-    pd.testing.assert_frame_equal(fast.table, careful.table)
-    assert fast.problems == careful.problems and fast.hypotheses == careful.hypotheses
+    pd.testing.assert_frame_equal(by_fast.table, by_careful.table)
+    assert by_fast.problems == by_careful.problems and by_fast.hypotheses == by_careful.hypotheses
 
 
 def test_refused_chunk_is_retried_in_parts(tmp_path, monkeypatch):
-    monkeypatch.setattr(mf, "SPLIT", 4)
+    monkeypatch.setattr(fast, "SPLIT", 4)
     careful_calls = []
-    original = mf._careful_piece
-    monkeypatch.setattr(mf, "_careful_piece",
+    original = careful.careful_piece
+    monkeypatch.setattr(careful, "careful_piece",
                         lambda data, *a: careful_calls.append(data) or original(data, *a))
     lines: list = [utt(i) for i in range(400)]
     for i in (4, 7, 399):
@@ -646,14 +646,14 @@ def test_distinct_field_on_every_line(man, monkeypatch):
     # pyarrow would pad every field to every row (rows x fields cells): the probe must route
     # such chunks to the careful path, which caps the fields line by line.
     parsed = []
-    original = mf._parse_fast
+    original = fast.parse_fast
     def counting(data, *a, **k):
         parsed.append(bytes(data).count(b"\n"))
         return original(data, *a, **k)
-    monkeypatch.setattr(mf, "_parse_fast", counting)
+    monkeypatch.setattr(fast, "parse_fast", counting)
     start = time.perf_counter()
     m = read_manifest(man([utt(i, **{f"k{i}": i}) for i in range(5000)]))
     assert time.perf_counter() - start < 10
-    assert max(parsed) <= 4 * mf.PROBE_LINES  # only small parts reach pyarrow's full parse
-    assert len(m.table) == 5000 and m.table.shape[1] == 7 + mf.MAX_EXTRA_FIELDS
+    assert max(parsed) <= 4 * fast.PROBE_LINES  # only small parts reach pyarrow's full parse
+    assert len(m.table) == 5000 and m.table.shape[1] == 7 + pieces.MAX_EXTRA_FIELDS
     assert m.warnings[0].line == 1001 and "4000 more distinct fields" in m.warnings[0].reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.pool
 import random
 
 import jiwer
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sde import metrics
+from sde.metrics import corpus, windows
 from sde.metrics import (
     COUNT_KEYS,
     AlignedWord,
@@ -189,15 +191,15 @@ def test_two_workers_equal_one(pairs, monkeypatch):
     refs, hyps = pairs
     one = align_corpus(refs, hyps, workers=1)
     # let 1,500 pairs fork (the default keeps small inputs in-process), and check that they did
-    monkeypatch.setattr(metrics, "_MIN_PAIRS_PER_PROCESS", 100)
+    monkeypatch.setattr(corpus, "MIN_PAIRS_PER_PROCESS", 100)
     ranges = []
-    pool_map = metrics.multiprocessing.pool.Pool.map
+    pool_map = multiprocessing.pool.Pool.map
 
     def spy(self, func, iterable, chunksize=None):
         ranges.extend(iterable)
         return pool_map(self, func, ranges, chunksize)
 
-    monkeypatch.setattr(metrics.multiprocessing.pool.Pool, "map", spy)
+    monkeypatch.setattr(multiprocessing.pool.Pool, "map", spy)
     two = align_corpus(refs, hyps, workers=2)
     assert len(ranges) > 2 and ranges[0][0] == 0 and ranges[-1][1] == len(refs)
     for key in COUNT_KEYS:
@@ -471,7 +473,7 @@ def test_which_utterances_are_windowed_and_the_reason(ref, hyp, windowed, reason
 def test_window_cuts_cover_both_sequences_in_bounded_pieces(n, m, anchor):
     pick = {"none": lambda i, j, lo, hi: None, "lowest": lambda i, j, lo, hi: lo,
             "highest": lambda i, j, lo, hi: hi}[anchor]
-    cuts = metrics._window_cuts(n, m, 1_000, pick, 64)
+    cuts = windows.window_cuts(n, m, 1_000, pick, 64)
     assert cuts[0] == (0, 0) and cuts[-1] == (n, m)
     for (i0, j0), (i1, j1) in zip(cuts, cuts[1:]):
         assert 0 <= i1 - i0 <= 1_000 and 0 <= j1 - j0 <= 1_000

@@ -319,10 +319,10 @@ def test_forced_alignment_manifest_through_the_cli(tmp_path, audio, transcripts,
 
 def test_long_manifest_without_durations_or_texts_takes_the_fast_path(audio, transcripts, write_manifest,
                                                                       monkeypatch):
-    import sde.manifest as mf
+    from sde.manifest import careful as careful_path
 
     careful = []
-    monkeypatch.setattr(mf, "_careful_piece", lambda *a: careful.append(1) or pytest.fail("careful path used"))
+    monkeypatch.setattr(careful_path, "careful_piece", lambda *a: careful.append(1) or pytest.fail("careful path used"))
     rows = [{"audio_filepath": "wavs/long.wav", "offset": i / 1000, "text_filepath": "txt/one.txt"}
             for i in range(2000)]
     m = read_manifest(write_manifest(rows))

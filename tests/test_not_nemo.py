@@ -18,14 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LINES = 30  # enough lines that a per-line report would be obvious
 
 
-def _cut(i: int) -> dict:
-    return {"id": f"utt-{i}", "start": 0.0, "duration": 2.5, "channel": 0, "type": "MonoCut",
-            "supervisions": [{"id": f"utt-{i}", "recording_id": f"rec-{i}", "start": 0.0, "duration": 2.5,
-                              "channel": 0, "text": "hello world", "language": "en", "speaker": "s1"}],
-            "recording": {"id": f"rec-{i}", "sources": [{"type": "file", "channels": [0], "source": f"/data/{i}.wav"}],
-                          "sampling_rate": 16000, "num_samples": 40000, "duration": 2.5, "channel_ids": [0]}}
-
-
 def _supervision(i: int) -> dict:
     return {"id": f"utt-{i}", "recording_id": f"rec-{i}", "start": 0.0, "duration": 2.5, "channel": 0,
             "text": "hello world"}
@@ -46,13 +38,11 @@ def _nemo(i: int) -> dict:
 
 CASES = {
     # name: (file name, content, words the one message must contain)
-    "lhotse_cuts": ("cuts.jsonl", _jsonl(_cut), ["Lhotse cuts manifest", "CutSet.from_file('", "cuts.jsonl')"]),
-    "lhotse_cuts_gz": ("cuts.jsonl.gz", gzip.compress(_jsonl(_cut)),
-                       ["gzip-compressed Lhotse cuts manifest", "CutSet.from_file"]),
+    # a CutSet alone is read (tests/sources/test_lhotse_source.py); half a recordings + supervisions pair is not
     "lhotse_supervisions": ("supervisions.jsonl", _jsonl(_supervision),
-                            ["Lhotse supervisions manifest", "CutSet.from_manifests"]),
+                            ["Lhotse supervisions manifest", "pass it together with its recordings manifest"]),
     "lhotse_recordings_gz": ("recordings.jsonl.gz", gzip.compress(_jsonl(_recording)),
-                             ["Lhotse recordings manifest", "CutSet.from_manifests"]),
+                             ["Lhotse recordings manifest", "pass it together with its supervisions manifest"]),
     "kaldi_text": ("text", "".join(f"spk1-utt{i:04d} HELLO WORLD NUMBER {i}\n" for i in range(LINES)).encode(),
                    ["Kaldi text file", "join wav.scp and text"]),
     "kaldi_wav_scp": ("wav.scp", "".join(f"spk1-utt{i:04d} /data/wav/utt{i:04d}.wav\n" for i in range(LINES)).encode(),

@@ -275,7 +275,7 @@ def test_vad_without_silero_says_what_to_install(corpus, tmp_path):
 
 @pytest.fixture
 def plain_dataset(corpus):
-    from sde.cache import load_dataset
+    from sde.build.load import load_dataset
 
     return load_dataset(str(corpus[0]), use_cache=False)
 

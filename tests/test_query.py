@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sde.filters import NODES
-from sde.filters import mask as filter_mask
 from sde.query import (
     MAX_CLAUSES,
     MAX_PAGE_SIZE,
@@ -391,7 +390,7 @@ def test_matches_naive_reference_on_random_data():
     rng = random.Random(1234)
     for _ in range(4):
         df = _random_table(rng, rng.choice([0, 1, 7, 60, 300]))
-        tq = TableQuery(df, max_orders=3, max_masks=4, max_results=2)  # small: exercise eviction
+        tq = TableQuery(df, max_results=2)  # small: exercise eviction
         for _ in range(150):
             clauses = [_random_clause(rng, df) for _ in range(rng.randint(0, 3))]
             sort = [(rng.choice(list(_KINDS)), rng.random() < 0.5) for _ in range(rng.randint(0, 3))]
@@ -424,8 +423,7 @@ def test_subset_paths_match_full_paths():
         assert warm.select(f, s).tolist() == expected
 
 
-def test_parallel_text_scan_matches(monkeypatch):
-    monkeypatch.setattr(filter_mask, "_PARALLEL_MIN_ROWS", 10)
+def test_text_scans_match():
     rng = random.Random(11)
     df = _random_table(rng, 1001)
     for f in ["text contains a", "spk contains 1", "text contains É && wer > 10"]:
@@ -435,7 +433,7 @@ def test_parallel_text_scan_matches(monkeypatch):
 def test_threads_share_one_engine():
     rng = random.Random(3)
     df = _random_table(rng, 2000)
-    tq = TableQuery(df, max_orders=2, max_masks=2, max_results=1)
+    tq = TableQuery(df, max_results=1)
     queries = [("wer > 50", "-wer"), ("text contains a", "spk,-wer"), ("spk != s1 && num >= 0", "text"),
                ("flag = false", "-cnt"), (None, "id")]
     expected = {q: _reference(df, parse_filter(q[0]), parse_sort(q[1])) for q in queries}
@@ -460,10 +458,10 @@ def test_threads_share_one_engine():
 
 def test_caches_are_bounded():
     df = pd.DataFrame({f"c{i}": np.arange(50, dtype=float)[::-1] for i in range(10)})
-    tq = TableQuery(df, max_orders=3, max_masks=2, max_results=2)
+    tq = TableQuery(df, max_results=2)
     for i in range(10):
         tq.select(f"c{i} > 10", f"-c{i}")
-    assert len(tq._orders) <= 3 and len(tq._masks) <= 2 and len(tq._results) <= 2
+    assert len(tq._results) <= 2
 
 
 # ---------------------------------------------------------------- bounds (one request, bounded work)

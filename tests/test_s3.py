@@ -140,12 +140,12 @@ def test_relative_audio_paths_join_the_manifests_url_folder(bucket, configured):
 
 
 def test_a_remote_manifest_is_streamed_in_chunks_cut_at_line_ends(bucket, configured, monkeypatch, tmp_path):
-    import sde.manifest as manifest
+    from sde.manifest import files
 
     local = tmp_path / "m.json"
     local.write_bytes(_jsonl(ROWS * 5))
     _client(configured).put_object(Bucket=bucket, Key="data/m15.json", Body=local.read_bytes())
-    monkeypatch.setattr(manifest, "CHUNK_BYTES", 100)   # many chunks, most lines cut by a chunk's end
+    monkeypatch.setattr(files, "CHUNK_BYTES", 100)   # many chunks, most lines cut by a chunk's end
     streamed = read_manifest(f"s3://{bucket}/data/m15.json").table
     assert streamed.drop(columns="audio_path").equals(read_manifest(local).table.drop(columns="audio_path"))
 

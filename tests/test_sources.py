@@ -103,10 +103,10 @@ def test_several_manifests_read_as_their_concatenation(shards, tmp_path):
 
 
 def test_shards_read_in_many_batches_equal_one_file_of_their_lines(tmp_path, monkeypatch):
-    import sde.manifest as manifest
+    from sde.manifest import batches, several
 
-    monkeypatch.setattr(manifest, "BATCH_BYTES", 700)    # a few shards per batch, buffers reused
-    monkeypatch.setattr(manifest, "LOCAL_READ_THREADS", 2)
+    monkeypatch.setattr(batches, "BATCH_BYTES", 700)    # a few shards per batch, buffers reused
+    monkeypatch.setattr(several, "LOCAL_READ_THREADS", 2)
     whole = []
     for k in range(40):
         rows = [_row(k, i, speaker=f"s{k % 3}", **({"pred_text": "x"} if i % 2 else {})) for i in range(k % 4 + 1)]

@@ -1,22 +1,27 @@
 """Corpus WER/CER of one hypothesis per value of a column (speaker, duration bucket, …), sorted,
 thresholded and with per-group bootstrap intervals.
 
-:func:`group_rates` computes every group's sums once with bincounts over integer codes;
-:class:`GroupedRates` then sorts, filters and pages them, and gives any page's intervals, without
-another pass over the utterances.
+:func:`group_rates` computes every group's sums once, as one DuckDB ``GROUP BY`` over the column
+(bincounts over integer codes for duration buckets, ordered categoricals and columns DuckDB cannot
+read); :class:`GroupedRates` then sorts, filters and pages them, and gives any page's intervals
+without another pass over the sums.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sde.analysis.bootstrap import _check_bootstrap_args, _percentile_ci
+from sde.filters import QueryError, column_kind
+from sde.filters.engine import arrow_column, run_sql
 from sde.analysis.rates import (
     Columns,
     UttIds,
@@ -163,10 +168,14 @@ class GroupedRates:
     """
 
     groups: pd.DataFrame
-    slot: np.ndarray            # int32: each selected utterance's group number
+    slot_of: Callable[[], np.ndarray]  # → int32: each selected utterance's group number (cached)
     rows: np.ndarray | None     # positions of the selected utterances (None: all)
     table: pd.DataFrame
     columns: Mapping[str, str]
+
+    @property
+    def slot(self) -> np.ndarray:
+        return self.slot_of()
 
     def view(self, sort: str | None = "value", min_words: int = 0, min_utterances: int = 0) -> pd.DataFrame:
         """The groups with at least ``min_words`` reference words and ``min_utterances``
@@ -261,40 +270,106 @@ def group_rates(table: pd.DataFrame, by: str, hyp_field_columns: Columns, utt_id
     ``by`` is any string, boolean, categorical or integer column (any number of distinct values;
     missing values form one group, value None) or ``"duration_bucket"`` (see :func:`duration_bucket`,
     computed from ``duration``). WER = 100·ΣE/ΣN and CER = 100·ΣCE/ΣC inside each group. One pass:
-    the column is turned into integer codes and every sum is a bincount over them.
+    a ``GROUP BY`` in DuckDB (the sums are of whole numbers, so exact in any order), or bincounts
+    over the column's integer codes where its values have an order of their own (duration
+    buckets, ordered categoricals) or DuckDB cannot read it.
     """
     cols = hypothesis_columns(hyp_field_columns)
     rows = _scored(table, cols, _positions(utt_ids, len(table)))
-    codes, values, ordered = _group_codes(table, by, rows)
+    weights = {"e": _errors_per_utt(table, cols, rows), "n": _ints(table, cols["num_words"], rows),
+               "ce": _char_edits(table, cols, rows), "c": _ref_chars(table, cols, rows)}
+    summed = _sql_sums(table, by, rows, weights)
+    if summed is None:
+        codes, values, ordered = _group_codes(table, by, rows)
+        summed = _bincount_sums(codes, values, weights)
+        slot_of = _cached(lambda: summed[2][np.where(codes >= 0, codes, len(values))])
+    else:
+        slot_of = _cached(functools.partial(_slots, table, by, rows, summed[0]))
+        ordered = False
+    value_list, totals = summed[0], summed[1]
+    order = np.arange(len(value_list))
+    present = [i for i, v in enumerate(value_list) if v is not None]
+    if not ordered:
+        present = [present[i] for i in _value_order([value_list[i] for i in present])]
+    order = np.asarray(present + [i for i, v in enumerate(value_list) if v is None], dtype=np.int64)
+    renumber = np.empty(len(order), dtype=np.int32)
+    renumber[order] = np.arange(len(order), dtype=np.int32)
+    groups = pd.DataFrame({
+        "value": pd.Series([value_list[i] for i in order], dtype=object),
+        "utterances": totals["utterances"][order].astype(np.int64),
+        "words": totals["n"][order].astype(np.int64),
+        "wer": np.asarray(_rate(totals["e"][order], totals["n"][order]), dtype=np.float64).reshape(-1),
+        "cer": np.asarray(_rate(totals["ce"][order], totals["c"][order]), dtype=np.float64).reshape(-1),
+    })
+    return GroupedRates(groups, _cached(lambda: renumber[slot_of()]), rows, table, cols)
+
+
+def _cached(compute: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    return functools.lru_cache(maxsize=1)(compute)
+
+
+def _bincount_sums(codes: np.ndarray, values: Any, weights: Mapping[str, np.ndarray],
+                   ) -> tuple[list[Any], dict[str, np.ndarray], np.ndarray]:
+    """(group values, None last for the missing values; per group: utterances and each weight's
+    sum; each code's group number) of the groups that occur."""
     nvalues = len(values)
     slot = np.where(codes >= 0, codes, nvalues)  # the last slot collects missing values
-
-    def total(weights: np.ndarray | None) -> np.ndarray:
-        return np.bincount(slot, weights=weights, minlength=nvalues + 1)
-
-    n_utt = total(None).astype(np.int64)
-    sums = {k: total(v.astype(np.float64)) for k, v in
-            (("e", _errors_per_utt(table, cols, rows)), ("n", _ints(table, cols["num_words"], rows)),
-             ("ce", _char_edits(table, cols, rows)), ("c", _ref_chars(table, cols, rows)))}
-    present = np.flatnonzero(n_utt[:nvalues] > 0)
-    value_list = [_py(v) for v in np.asarray(values, dtype=object)[present]]
-    if not ordered:
-        order = _value_order(value_list)
-        present = present[order]
-        value_list = [value_list[i] for i in order]
+    n_utt = np.bincount(slot, minlength=nvalues + 1)
+    present = np.flatnonzero(n_utt > 0)
+    number = np.full(nvalues + 1, -1, dtype=np.int64)
+    number[present] = np.arange(len(present))
+    totals = {"utterances": n_utt[present]}
+    for key, w in weights.items():
+        totals[key] = np.bincount(slot, weights=w.astype(np.float64), minlength=nvalues + 1)[present]
+    value_list = [_py(v) for v in np.asarray(values, dtype=object)[present[present < nvalues]]]
     if n_utt[nvalues]:
-        present = np.append(present, nvalues)
         value_list.append(None)
-    renumber = np.full(nvalues + 1, -1, dtype=np.int32)
-    renumber[present] = np.arange(len(present), dtype=np.int32)
-    groups = pd.DataFrame({
-        "value": pd.Series(value_list, dtype=object),
-        "utterances": n_utt[present],
-        "words": sums["n"][present].astype(np.int64),
-        "wer": np.asarray(_rate(sums["e"][present], sums["n"][present]), dtype=np.float64).reshape(-1),
-        "cer": np.asarray(_rate(sums["ce"][present], sums["c"][present]), dtype=np.float64).reshape(-1),
-    })
-    return GroupedRates(groups, renumber[slot], rows, table, cols)
+    return value_list, totals, number
+
+
+def _group_arrow(table: pd.DataFrame, by: str, rows: np.ndarray | None) -> pa.Array | pa.ChunkedArray | None:
+    """The column ``by`` of the selected rows as Arrow for DuckDB, or None where its values have an
+    order of their own or DuckDB cannot group them faithfully (float NaN, mixed Python objects)."""
+    if by not in table.columns or by == "duration_bucket":
+        return None
+    s = table[by]
+    if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype.kind in "fcmMO":
+        return None
+    if rows is not None:
+        s = s.iloc[rows]
+    return arrow_column(s, column_kind(s.dtype))
+
+
+def _sql_sums(table: pd.DataFrame, by: str, rows: np.ndarray | None, weights: Mapping[str, np.ndarray],
+              ) -> tuple[list[Any], dict[str, np.ndarray]] | None:
+    """(group values, None for the missing values; per group: utterances and each weight's sum) by
+    one GROUP BY, or None when the column is not one DuckDB groups here (see _group_arrow)."""
+    values = _group_arrow(table, by, rows)
+    if values is None:
+        return None
+    data = {"g": values, **{k: pa.array(np.asarray(w, dtype=np.float64)) for k, w in weights.items()}}
+    sums = ", ".join(f"sum({k}) AS {k}" for k in weights)
+    try:
+        cur = run_sql(f"SELECT g, count(*) AS utterances, {sums} FROM t GROUP BY g", (), {"t": pa.table(data)})
+    except QueryError:
+        return None
+    try:
+        got = cur.fetch_arrow_table() if hasattr(cur, "fetch_arrow_table") else cur.to_arrow_table()
+    finally:
+        cur.close()
+    totals = {k: got[k].to_numpy() for k in ["utterances", *weights]}
+    totals = {k: np.nan_to_num(v.astype(np.float64)) if k != "utterances" else v.astype(np.int64)
+              for k, v in totals.items()}
+    return got["g"].to_pylist(), totals
+
+
+def _slots(table: pd.DataFrame, by: str, rows: np.ndarray | None, value_list: list[Any]) -> np.ndarray:
+    """Each selected row's index into ``value_list`` (the GROUP BY's values), for intervals."""
+    codes, values, _ = _group_codes(table, by, rows)
+    where = {v: i for i, v in enumerate(value_list)}
+    lookup = np.array([where[_py(v)] for v in np.asarray(values, dtype=object)] + [where.get(None, -1)],
+                      dtype=np.int64)
+    return lookup[np.where(codes >= 0, codes, len(values))]
 
 
 def breakdown(table: pd.DataFrame, by: str, hyp_field_columns: Columns, utt_ids: UttIds = None, *,

@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 import soundfile as sf
 
+from sde.audio.inputs import AudioInput, as_input
+
 __all__ = [
     "AudioError",
     "BLOCK_FRAMES",
@@ -117,8 +119,12 @@ class RawAudio:
     truncated: bool
 
 
-def check_file(path: str) -> None:
+def check_file(path: str | AudioInput) -> None:
     """Turn the common 'cannot even open it' cases into precise messages before decoding."""
+    if isinstance(path, AudioInput):
+        if path.size() == 0:
+            raise AudioError(path, "zero-byte file (empty, no audio)", "empty")
+        return
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -184,8 +190,51 @@ def _truncated(path: str, end_s: float, has: str, announced_s: float | None) -> 
                             f"segment), the file {has}{header}", "truncated")
 
 
-def _read_soundfile(path: str, offset: float, duration: float | None) -> RawAudio:
-    with sf.SoundFile(path) as f:
+class _OwningSoundFile(sf.SoundFile):
+    """A SoundFile on a file object it closes with itself."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw  # before the parent's init: its __del__ closes even a file it refused
+        super().__init__(raw)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            raw = getattr(self, "_raw", None)
+            if raw is not None:
+                raw.close()
+
+
+def _soundfile(path: str | AudioInput) -> sf.SoundFile:
+    """libsndfile on a path, or on an AudioInput's file object (decoded from memory or read with
+    byte ranges: nothing is written to disk)."""
+    if not isinstance(path, AudioInput):
+        return sf.SoundFile(path)
+    try:
+        raw = path.open()
+    except AudioError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the opener's failure, explained by the input
+        why, reason = path.explain(exc)
+        raise AudioError(path, why, reason) from None
+    try:
+        return _OwningSoundFile(raw)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def _input_failure(path: str | AudioInput) -> AudioError | None:
+    """What really went wrong when a decoder failed on a file whose reads failed underneath it."""
+    if isinstance(path, AudioInput) and path.failure is not None:
+        why, reason = path.explain(path.failure)
+        return AudioError(path, why, reason)
+    return None
+
+
+def _read_soundfile(path: str | AudioInput, offset: float, duration: float | None) -> RawAudio:
+    with _soundfile(path) as f:
         sr = int(f.samplerate)
         channels = int(f.channels)
         total = int(f.frames)
@@ -245,12 +294,20 @@ def _sf_reason(exc: BaseException) -> str:
     return msg.strip().rstrip(".") or type(exc).__name__
 
 
-def _ffprobe(path: str) -> tuple[int, int, float]:
+def _ffmpeg_input(path: str | AudioInput) -> tuple[str, bytes | None]:
+    """(what ffmpeg's -i gets, bytes for its stdin): an AudioInput goes through a pipe."""
+    if isinstance(path, AudioInput):
+        return "pipe:0", path.read_all()
+    return path, None
+
+
+def _ffprobe(path: str | AudioInput) -> tuple[int, int, float]:
     """(sample_rate, channels, duration_s) of the first audio stream, via ffprobe."""
+    source, data = _ffmpeg_input(path)
     proc = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "a:0",
-         "-show_entries", "stream=sample_rate,channels:format=duration", "-of", "json", path],
-        capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)
+         "-show_entries", "stream=sample_rate,channels:format=duration", "-of", "json", source],
+        input=data, capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)
     if proc.returncode != 0:
         lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise ValueError(lines[-1] if lines else "ffprobe failed")
@@ -280,12 +337,13 @@ def _offset_beyond_end(path: str, offset: float, file_s: float) -> AudioError:
                             f"(the file is {file_s:.3f} s long)", "offset")
 
 
-def _read_ffmpeg(path: str, offset: float, duration: float | None) -> RawAudio:
+def _read_ffmpeg(path: str | AudioInput, offset: float, duration: float | None) -> RawAudio:
     sr, ch, file_s = _ffprobe(path)
     _check_times(path, offset, duration)
     if math.isfinite(file_s) and offset >= file_s:
         raise _offset_beyond_end(path, offset, file_s)
-    proc = subprocess.run(_ffmpeg_cmd(path, offset, duration), capture_output=True,
+    source, data = _ffmpeg_input(path)
+    proc = subprocess.run(_ffmpeg_cmd(source, offset, duration), input=data, capture_output=True,
                           timeout=_FFMPEG_TIMEOUT_S, check=False)
     if proc.returncode != 0:
         raise ValueError(proc.stderr.decode("utf-8", "replace").strip() or "ffmpeg failed")
@@ -296,7 +354,9 @@ def _read_ffmpeg(path: str, offset: float, duration: float | None) -> RawAudio:
     return RawAudio(data, sr, ch, file_s, False)
 
 
-def _read_audioread(path: str, offset: float, duration: float | None) -> RawAudio:
+def _read_audioread(path: str | AudioInput, offset: float, duration: float | None) -> RawAudio:
+    if isinstance(path, AudioInput):
+        raise ValueError("this format needs ffmpeg when the file is not a local path; install ffmpeg")
     import librosa  # lazy: slow to import, and only needed without ffmpeg
 
     y, sr = librosa.load(path, sr=None, mono=False, offset=offset,
@@ -315,8 +375,8 @@ def _times(offset: float | None, duration: float | None) -> tuple[float, float |
     return (0.0 if offset is None else float(offset)), (None if duration is None else float(duration))
 
 
-def _not_audio(path: str, sf_reason: str, exc: BaseException) -> AudioError:
-    ext = os.path.splitext(path)[1].lower()
+def _not_audio(path: str | AudioInput, sf_reason: str, exc: BaseException) -> AudioError:
+    ext = os.path.splitext(str(path))[1].lower()
     what = "not a sound file, or corrupt"
     if ext:
         what += f" (extension {ext!r})"
@@ -335,7 +395,7 @@ def _decode(path: str, offset: float | None, duration: float | None, soundfile: 
     """The one fallback chain: libsndfile; when it refuses the file (a format it does not know,
     AAC/M4A, WMA, …, or a broken file), ffmpeg when installed, else audioread. The checks every
     backend needs (times, file exists and is readable) come first."""
-    path = os.fspath(path)
+    path = as_input(path)
     offset, duration = _times(offset, duration)
     _check_times(path, offset, duration)
     check_file(path)
@@ -344,6 +404,9 @@ def _decode(path: str, offset: float | None, duration: float | None, soundfile: 
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        failure = _input_failure(path)
+        if failure is not None:  # the bytes never came (a timeout, access denied): not a format issue
+            raise failure from None
         sf_reason = _sf_reason(exc)
     except OSError as exc:  # raced with a delete/chmod after check_file
         raise AudioError(path, f"cannot read the file ({exc.strerror or exc})", "unreadable") from None
@@ -363,8 +426,9 @@ def read_channels(path: str, offset: float = 0.0, duration: float | None = None)
     return _decode(path, offset, duration, _read_soundfile, _read_ffmpeg, _read_audioread)
 
 
-def _short(exc: BaseException, path: str = "") -> str:
+def _short(exc: BaseException, path: str | AudioInput = "") -> str:
     text = " ".join(str(exc).split())
+    path = str(path)
     if path:  # ffmpeg prefixes its messages with the input path, which we already name
         text = text.replace(f"{path}: ", "")
     return (text[:200] + "…") if len(text) > 200 else (text or type(exc).__name__)
@@ -487,8 +551,8 @@ class SegmentReader:
 class _SoundfileReader(SegmentReader):
     """A segment of a file libsndfile decodes (seekable: blocks are read where they are)."""
 
-    def __init__(self, path: str, offset: float, duration: float | None) -> None:
-        f = sf.SoundFile(path)
+    def __init__(self, path: str | AudioInput, offset: float, duration: float | None) -> None:
+        f = _soundfile(path)
         try:
             sr, channels, total = int(f.samplerate), int(f.channels), int(f.frames)
             truncated = header_overstates(f)
@@ -614,7 +678,7 @@ def open_segment(path: str, offset: float = 0.0, duration: float | None = None) 
     whole — a file whose data ends before the segment does (a segment running more than
     ``DURATION_TOLERANCE`` past the end of a truncated file is refused, not shortened).
     """
-    reader: SegmentReader = _decode(path, offset, duration, _SoundfileReader, _FfmpegReader,
+    reader: SegmentReader = _decode(path, offset, duration, _SoundfileReader, _ffmpeg_reader,
                                     _decoded_whole)
     if not reader.fits_in_memory:
         try:
@@ -627,6 +691,14 @@ def open_segment(path: str, offset: float = 0.0, duration: float | None = None) 
 
 def _decoded_whole(path: str, offset: float, duration: float | None) -> SegmentReader:
     return _ArrayReader(path, offset, _read_audioread(path, offset, duration))
+
+
+def _ffmpeg_reader(path: str | AudioInput, offset: float, duration: float | None) -> SegmentReader:
+    """ffmpeg streams a local file block by block; bytes from memory or a store go through one
+    pipe, the segment decoded whole (formats libsndfile refuses are rare inside tars)."""
+    if isinstance(path, AudioInput):
+        return _ArrayReader(str(path), offset, _read_ffmpeg(path, offset, duration))
+    return _FfmpegReader(path, offset, duration)
 
 
 def read_segment(path: str, offset: float = 0.0, duration: float | None = None) -> Segment:
@@ -642,15 +714,21 @@ def read_segment(path: str, offset: float = 0.0, duration: float | None = None) 
         return reader.segment()
 
 
-def file_info(path: str) -> dict[str, Any]:
-    """``{"sample_rate", "channels", "duration"}`` of a whole file without decoding it."""
-    path = os.fspath(path)
+def file_info(path: str | AudioInput) -> dict[str, Any]:
+    """``{"sample_rate", "channels", "duration"}`` of a whole file without decoding it (a remote
+    file or a large tar member: only the header's bytes are read)."""
+    path = as_input(path)
     check_file(path)
     try:
-        info = sf.info(path)
-        return {"sample_rate": int(info.samplerate), "channels": int(info.channels),
-                "duration": info.frames / info.samplerate}
+        with _soundfile(path) as info:
+            return {"sample_rate": int(info.samplerate), "channels": int(info.channels),
+                    "duration": info.frames / info.samplerate}
+    except AudioError:
+        raise
     except Exception:  # noqa: BLE001 - fall back to the slow path, which raises AudioError
+        failure = _input_failure(path)
+        if failure is not None:
+            raise failure from None
         raw = read_channels(path, 0.0, 0.0)
         return {"sample_rate": raw.sample_rate, "channels": raw.channels,
                 "duration": raw.file_duration}

@@ -1,9 +1,8 @@
-"""The filter language Q: parsed into a tree, printed back, compiled to a row mask or to SQL.
+"""The filter language Q: parsed into a tree, printed back, compiled to SQL.
 
-One language for every table view (the grids, the JSON API, CSV exports) and for both engines:
-:func:`to_mask` answers over a pandas DataFrame (what :class:`sde.query.TableQuery` serves today)
-and :func:`to_sql` gives a parameterised DuckDB ``WHERE`` clause, with the same rows either way
-(tests/test_filters.py runs both over the same tables).
+One language for every table view (the grids, the JSON API, CSV exports): :func:`to_sql` gives a
+parameterised DuckDB ``WHERE`` clause, which :class:`sde.query.TableQuery` runs
+(tests/test_query_duckdb.py checks every operator against an independent pandas evaluation).
 
 Syntax (the SQL-ish language of NeMo's Speech Data Explorer, grown)::
 
@@ -51,7 +50,8 @@ against the table's columns and quoted as identifiers, every value is a paramete
 
 One module per stage, their public names re-exported here: ``language`` (operators, bounds,
 :class:`QueryError`), ``tree`` (nodes, walks, printing), ``parser`` (text → tree), ``bind`` (tree →
-typed tree for a table), ``mask`` (pandas row mask), ``sql`` (DuckDB ``WHERE`` clause).
+typed tree for a table), ``sql`` (DuckDB ``WHERE`` clause); ``engine`` is the DuckDB database the
+clauses run on (:mod:`sde.filters.engine`, re-exported by sde.query).
 """
 
 from __future__ import annotations
@@ -86,15 +86,6 @@ from sde.filters.language import (
     check_clause_count,
     check_column,
 )
-from sde.filters.mask import (
-    Cache,
-    FrameColumns,
-    MaskCompiler,
-    bool_numpy,
-    leaf_key,
-    to_arrow,
-    to_mask,
-)
 from sde.filters.parser import (
     combine_filters,
     parse,
@@ -102,6 +93,9 @@ from sde.filters.parser import (
 )
 from sde.filters.sql import (
     SqlVirtual,
+    VirtualSql,
+    bound_sql,
+    quote_ident,
     to_sql,
 )
 from sde.filters.tree import (
@@ -158,9 +152,6 @@ __all__ = [
     "bind",
     "column_kind",
     "duckdb_kind",
-    "FrameColumns",
-    "MaskCompiler",
-    "to_mask",
     "to_sql",
     "leaves",
     "positive_leaves",
@@ -181,11 +172,10 @@ __all__ = [
     "COMPARISONS",
     "TEXT_OPERATORS",
     "caret_excerpt",
-    "Cache",
-    "bool_numpy",
-    "leaf_key",
-    "to_arrow",
     "SqlVirtual",
+    "VirtualSql",
+    "bound_sql",
+    "quote_ident",
     "LEAVES",
     "NODES",
 ]

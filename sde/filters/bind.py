@@ -1,6 +1,6 @@
 """Binding a filter tree to a table: column names checked, values converted to each column's
-type, regexes checked against what RE2 accepts. Both compilers (:mod:`sde.filters.mask`,
-:mod:`sde.filters.sql`) take a bound tree, so a filter means (and fails) the same on either engine.
+type, regexes checked against what RE2 (DuckDB's regex engine) accepts. :mod:`sde.filters.sql`
+compiles the bound tree.
 """
 
 from __future__ import annotations

@@ -1,14 +1,27 @@
 """Compiling a bound filter tree to a parameterised DuckDB ``WHERE`` clause: column names are
-checked and quoted as identifiers, every value is a parameter; the rows are those of :mod:`sde.filters.mask`.
+checked and quoted as identifiers, every value is a parameter (user text never becomes SQL).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sde.filters.bind import NUMBER, VIRTUAL, bind, iequal_pattern, re2_escape, word_pattern
 from sde.filters.tree import And, Clause, Column, Compare, Expr, Negate, Node, Not, Number, Or, conjuncts
+
+@dataclass(frozen=True)
+class VirtualSql:
+    """One clause of a filter-only column as SQL (what its function returns to sde.query): a
+    condition on ``pos``, the row's position in the table, e.g.
+    ``pos IN (SELECT utt FROM errors WHERE op = ?)``; ``params`` for its ``?`` and ``tables``, the
+    DataFrames / Arrow tables it reads, by the names it uses (registered for that query only)."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+    tables: Mapping[str, Any] = field(default_factory=dict)
+
 
 SqlVirtual = Callable[[str, str], tuple[str, Sequence[Any]]]
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -16,12 +29,15 @@ _NAN = "CAST('NaN' AS DOUBLE)"
 
 
 def to_sql(tree: Node | Sequence[Node] | None, columns: Mapping[str, str], *,
-           virtual: Mapping[str, SqlVirtual] | None = None) -> tuple[str, list[Any]]:
+           virtual: Mapping[str, SqlVirtual] | None = None,
+           names: Mapping[str, str] | None = None) -> tuple[str, list[Any]]:
     """A DuckDB boolean expression (for ``WHERE``) and its parameters, for the ``?`` placeholders.
 
     ``columns`` maps each column name to its kind (:func:`column_kind`, :func:`duckdb_kind`).
     Column names are checked against it and quoted as identifiers; every value is a parameter.
-    ``virtual`` maps a filter-only column to ``fn(op, value) -> (sql, params)``. No filter gives
+    ``virtual`` maps a filter-only column to ``fn(op, value) -> (sql, params)``. ``names`` maps a
+    column to the name it has in the SQL table when that differs (sde.query names them c0, c1, …:
+    DuckDB identifiers ignore case, so "WER" and "wer" could not both be columns). No filter gives
     ``("TRUE", [])``. NaN must be stored as NULL (as DuckDB does when it reads a DataFrame).
     """
     parts = list(tree) if isinstance(tree, (list, tuple)) else conjuncts(tree)
@@ -30,16 +46,32 @@ def to_sql(tree: Node | Sequence[Node] | None, columns: Mapping[str, str], *,
     kinds = dict(columns)
     for name in virtual or {}:
         kinds.setdefault(name, VIRTUAL)
-    node = bind(parts[0] if len(parts) == 1 else And(tuple(parts)), kinds)
+    return bound_sql([bind(p, kinds) for p in parts], kinds, virtual=virtual, names=names)
+
+
+def bound_sql(parts: Sequence[Node], kinds: Mapping[str, str], *,
+              virtual: Mapping[str, SqlVirtual] | None = None,
+              names: Mapping[str, str] | None = None) -> tuple[str, list[Any]]:
+    """:func:`to_sql` of parts already bound (:func:`sde.filters.bind`) against ``kinds``."""
+    if not parts:
+        return "TRUE", []
     params: list[Any] = []
-    return _Sql(kinds, virtual or {}, params).node(node), params
+    node = parts[0] if len(parts) == 1 else And(tuple(parts))
+    return _Sql(kinds, virtual or {}, params, names or {}).node(node), params
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a DuckDB identifier: double-quoted, inner quotes doubled (never user SQL)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 class _Sql:
-    def __init__(self, kinds: Mapping[str, str], virtual: Mapping[str, SqlVirtual], params: list[Any]) -> None:
+    def __init__(self, kinds: Mapping[str, str], virtual: Mapping[str, SqlVirtual], params: list[Any],
+                 names: Mapping[str, str]) -> None:
         self.kinds = kinds
         self.virtual = virtual
         self.params = params
+        self.names = names
 
     def param(self, value: Any) -> str:
         self.params.append(value)
@@ -49,9 +81,8 @@ class _Sql:
             return "CAST(? AS DOUBLE)"
         return "CAST(? AS VARCHAR)"
 
-    @staticmethod
-    def ident(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
+    def ident(self, name: str) -> str:
+        return quote_ident(self.names.get(name, name))
 
     def node(self, n: Node) -> str:
         if isinstance(n, And):
@@ -99,5 +130,5 @@ class _Sql:
         left, right = self.expr(e.left), self.expr(e.right)
         if e.op == "/":
             right = f"NULLIF({right}, 0)"  # x / 0 is missing, never an error or inf
-        # inf - inf and 0 * inf are NaN: missing, as in the mask compiler.
+        # inf - inf and 0 * inf are NaN: missing, like every other NaN.
         return f"NULLIF(({left} {e.op} {right}), {_NAN})"

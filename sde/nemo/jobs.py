@@ -25,13 +25,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sde.cache import CacheUnusable, _file_stamp, _stderr_warning, default_cache_dir, open_store, report_unusable
+from sde.cache import CacheUnusable, _file_stamp, warn_on_stderr, default_cache_dir, open_store, report_unusable
 from sde.dataset import Dataset, with_predictions
+from sde.manifest import ManifestError, read_manifest
+from sde.manifest.lhotse_reads import write_nemo_view
 from sde.nemo.infer import (StopRequested, TranscribeCancelled, run_batches, tick_bar, transcribe_segments,
                             transcription_bar)
 from sde.nemo.model import DEFAULT_MODEL, TranscribeError, ensure_model, import_nemo_asr, model_stem, pick_amp_dtype
 from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, commit, iter_lines, load_part, parse_line,
                             part_header, part_path, read_entries, same_file, write_output)
+from sde.sources.lhotse_source import detect
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from sde.nemo.ray_engine import RayOptions
@@ -162,6 +165,11 @@ def transcribe_manifest(
     _check_engine(engine, shard, model)
     shard = _check_shard(shard)
     target = output_path(manifest, model, out, shard)
+    if detect([str(manifest)]) == "cuts":  # a Lhotse CutSet: its supervisions, as a NeMo manifest
+        try:
+            manifest = write_nemo_view(read_manifest(manifest).table, target)
+        except ManifestError as exc:
+            raise TranscribeError(str(exc)) from None
     partial = part_path(target)
     for p in (target, partial):
         if same_file(p, manifest):
@@ -382,7 +390,7 @@ def predictions_for(
     progress: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    warn: Callable[[str], None] = _stderr_warning,
+    warn: Callable[[str], None] = warn_on_stderr,
     ray_address: str | None = None,
 ) -> list[str]:
     """One prediction per utterance from `model` (a NeMo name or a .nemo path), cached.

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-__all__ = ["RemoteError", "configure", "details", "explain", "glob", "is_url", "join", "normalise",
+__all__ = ["RemoteError", "audio_file", "configure", "details", "explain", "glob", "is_url", "join", "normalise",
            "open_file", "reading", "stamp", "storage_options", "timeout_s", "url_folder"]
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
@@ -42,7 +42,12 @@ _lock = threading.Lock()
 
 
 class RemoteError(Exception):
-    """A remote file that cannot be listed, opened or read; the message names the URL and the fix."""
+    """A remote file that cannot be listed, opened or read; the message names the URL and the fix.
+    ``reason``: not_found, permission (no credentials, access denied), timeout or unreadable."""
+
+    def __init__(self, message: str, reason: str = "unreadable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -154,23 +159,24 @@ def explain(url: str, error: BaseException) -> RemoteError:
                    "--storage-options '{\"anon\": true}')") if protocol(url) in ("s3", "s3a") else \
         "configure the store's credentials, or pass them with --storage-options JSON"
     if names & {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}:
-        return RemoteError(f"{url}: no credentials found for {store}; {credentials}")
+        return RemoteError(f"{url}: no credentials found for {store}; {credentials}", "permission")
     if "ProfileNotFound" in names:
         return RemoteError(f"{url}: {text}; check AWS_PROFILE or the \"profile\" storage option")
     if names & {"ConnectTimeoutError", "ReadTimeoutError", "FSTimeoutError", "TimeoutError",
                 "ServerTimeoutError", "timeout"}:
         return RemoteError(f"{url}: {store} did not answer within {timeout_s():g} s; check the endpoint "
                            "(--storage-options '{\"endpoint_url\": ...}') and the network, or set "
-                           "SDE_REMOTE_TIMEOUT=SECONDS for a slow store")
+                           "SDE_REMOTE_TIMEOUT=SECONDS for a slow store", "timeout")
     if names & {"EndpointConnectionError", "ClientConnectorError", "ConnectionError", "ConnectionRefusedError"}:
         return RemoteError(f"{url}: cannot connect to {store} ({text}); check the endpoint "
-                           "(--storage-options '{\"endpoint_url\": ...}') and the network")
+                           "(--storage-options '{\"endpoint_url\": ...}') and the network", "timeout")
     if isinstance(error, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
-        return RemoteError(f"{url}: access denied ({text}); check that your credentials may read it: {credentials}")
+        return RemoteError(f"{url}: access denied ({text}); check that your credentials may read it: {credentials}",
+                           "permission")
     if isinstance(error, FileNotFoundError):
         if "bucket" in text.lower():
-            return RemoteError(f"{url}: the bucket does not exist ({text}); check the URL")
-        return RemoteError(f"{url}: no such file; check the URL (list the folder with your store's tools)")
+            return RemoteError(f"{url}: the bucket does not exist ({text}); check the URL", "not_found")
+        return RemoteError(f"{url}: no such file; check the URL (list the folder with your store's tools)", "not_found")
     if isinstance(error, IsADirectoryError):
         return RemoteError(f"{url}: is a folder; pass the manifest file inside it")
     return RemoteError(f"{url}: {type(error).__name__}: {text}")
@@ -282,3 +288,29 @@ def normalise(url: str) -> str:
 
 def join(folder: str, relative: str) -> str:
     return normalise(folder.rstrip("/") + "/" + relative)
+
+
+# ------------------------------------------------------------------------------------- audio files
+
+
+def audio_file(url: str) -> Any:
+    """An audio file in a store as sde.audio reads it: a file object fetched with byte ranges
+    (the header first, then the segment's frames), never downloaded whole."""
+    from sde.audio.inputs import FileAudio
+
+    def explain_audio(error: BaseException) -> tuple[str, str]:
+        why = explain(url, error)
+        text = str(why)
+        return (text[len(url) + 2:] if text.startswith(f"{url}: ") else text), why.reason
+
+    return FileAudio(url, lambda: open_file(url), explain=explain_audio)
+
+
+def _install_audio_opener() -> None:
+    """sde.audio cannot import sde.sources (it is the bottom layer): hand it the opener for URLs."""
+    from sde.audio.inputs import set_url_opener
+
+    set_url_opener(audio_file)
+
+
+_install_audio_opener()

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from sde.sources import remote
+
 __all__ = ["IndexFileError", "MemberNotFound", "TarIndex", "TarIndexError", "TarMember", "index_file_candidates",
            "load_tar_index", "member_name", "read_index_file", "read_member", "scan_tar"]
 
@@ -364,8 +366,6 @@ def _spot_check(reader: _Reader, members: dict[str, TarMember], where: dict[str,
 
 
 def _default_opener(location: str) -> BinaryIO:
-    from sde.sources import remote
-
     if remote.is_url(location):
         return remote.open_file(location, ranged=True)
     return open(location, "rb", buffering=0)  # noqa: SIM115 - the caller closes it; reads are exact
@@ -373,8 +373,6 @@ def _default_opener(location: str) -> BinaryIO:
 
 def _identity(location: str) -> dict[str, Any]:
     """What identifies this version of the tar (the cache key)."""
-    from sde.sources import remote
-
     if remote.is_url(location):
         return {"tar": location, **remote.stamp(remote.info(location))}
     st = os.stat(location)
@@ -382,14 +380,10 @@ def _identity(location: str) -> dict[str, Any]:
 
 
 def _is_url(location: str) -> bool:
-    from sde.sources import remote
-
     return remote.is_url(location)
 
 
 def _exists(location: str) -> bool:
-    from sde.sources import remote
-
     if remote.is_url(location):
         try:
             remote.info(location)

@@ -6,8 +6,9 @@ the player is fetching at the same moment, and pays for one decode.
 Segments up to ``IN_MEMORY_MAX_FRAMES`` are decoded whole and cached; longer ones (a 60-minute
 utterance) come as an open ``SegmentReader`` that the caller streams and closes, and the figure
 is reduced from one block-wise pass over the file. Cache keys carry an ETag built from the row
-(path, offset, duration) and the file's size and mtime, so a file edited on disk is never served
-stale.
+(path, offset, duration) and the file's size and mtime (a tar member: its tar's), so a file edited
+on disk is never served stale; files in object stores are taken as unchanging while serving.
+Where the audio is (local path, object store, tar member) is sde.sources.members' business.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from flask import current_app
 
 from sde.audio import (AudioError, DisplayData, MAX_SECONDS, Segment, SegmentReader, display_data, ogg_bytes,
                        open_segment, wav_bytes)
+from sde.audio.inputs import AudioInput
+from sde.sources.members import TarShards, audio_input, shard_number
+from sde.sources.remote import is_url
 from sde.web.signal_figure import signal_figure
 from sde.caching import LRUCache
 
@@ -73,6 +77,17 @@ class AudioService:
     def __init__(self, dataset: "Dataset", cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.dataset = dataset
         self._cache = LRUCache(cache_bytes)
+        self._shards = TarShards(getattr(dataset, "tar_shards", ()) or ())
+
+    def _tar_row(self, utt_id: int) -> tuple[Any, str] | None:
+        """(shard_id, member name) when the utterance's audio is a member of a tar shard."""
+        df = self.dataset.utterances
+        if not len(self._shards) or "shard_id" not in df:
+            return None
+        shard_id = df["shard_id"].iat[utt_id]
+        if shard_number(shard_id) is None:
+            return None
+        return shard_id, str(df["audio_filepath"].iat[utt_id])
 
     # -- rows ------------------------------------------------------------------------------
     def locate(self, utt_id: int) -> tuple[str, float, float | None]:
@@ -86,6 +101,9 @@ class AudioService:
             raise AudioError("(no audio path)", f"utterance {utt_id} names no audio file",
                              "not_found")
         path = str(path)
+        tar_row = self._tar_row(utt_id)
+        if tar_row is not None:
+            path = f"{self._shards.tar(tar_row[0])}:{tar_row[1]}"
         offset = _row_time(utt_id, path, "offset", _float(df["offset"].iat[utt_id])) \
             if "offset" in df else 0.0
         if "duration" not in df:
@@ -94,14 +112,29 @@ class AudioService:
         # Duration 0 reads the whole file from the offset, as NeMo's audio loaders do.
         return path, offset, (duration if duration > 0 else None)
 
+    def audio_input(self, utt_id: int) -> str | AudioInput:
+        """What sde.audio reads for the utterance: its local path, a remote file read with byte
+        ranges, or its tar member's bytes (read now: one pread or one ranged request)."""
+        path = self.locate(utt_id)[0]
+        tar_row = self._tar_row(utt_id)
+        if tar_row is None:
+            return audio_input(path)
+        return audio_input(path, tar_row[1], tar_row[0], self._shards)
+
     def etag(self, utt_id: int, extra: str = "") -> str:
         """Validator of what ``utt_id`` serves now: the row plus the file's size and mtime."""
         path, offset, duration = self.locate(utt_id)
-        try:
-            st = os.stat(path)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
+        tar_row = self._tar_row(utt_id)
+        if tar_row is not None:
+            stamp = self._shards.stamp(tar_row[0])
+        elif is_url(path):
+            stamp = "remote"  # a request per validation would cost more than it saves
+        else:
+            try:
+                st = os.stat(path)
+                stamp = f"{st.st_size}:{st.st_mtime_ns}"
+            except OSError:
+                stamp = "missing"
         raw = f"{path}|{offset!r}|{duration!r}|{stamp}|{extra}"
         return hashlib.sha1(raw.encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
@@ -117,7 +150,7 @@ class AudioService:
             return hit
         path, offset, duration = self.locate(utt_id)
         try:
-            reader = open_segment(path, offset, duration)
+            reader = open_segment(self.audio_input(utt_id), offset, duration)
             if not reader.fits_in_memory:
                 return reader
             with reader:

@@ -46,6 +46,7 @@ from sde.web.components import (
     warnings_view,
 )
 from sde.web.figures import GRAPH_CONFIG
+from sde.web.outputs import changed
 from sde.web.pages import comparison_stats, samples
 from sde.web.pages.page import Page
 from sde.web.present import ApiError, compare_payload, hyp_options, resolve_hypothesis, selection
@@ -377,11 +378,6 @@ OUTPUTS = {
 }
 
 
-def changed(**values: Any) -> dict:
-    """Every output of `update`: the given ones, no_update for the rest."""
-    return {name: values.get(name, no_update) for name in OUTPUTS}
-
-
 def update(dataset: "Dataset", a_name: str | None, b_name: str | None, metric: str | None,
            filter_value: str | None, shown: Mapping | None) -> dict:
     """The page after a control changed (`shown`: its store); a new metric redraws the utterance
@@ -390,15 +386,15 @@ def update(dataset: "Dataset", a_name: str | None, b_name: str | None, metric: s
     filter_text = (filter_value or "").strip()
     utt_ids, error = selection(dataset, filter_text)
     if error:
-        return changed(invalid=True, feedback=error)
+        return changed(OUTPUTS, invalid=True, feedback=error)
     a, _ = resolve_hypothesis(dataset, a_name, 0)
     b, _ = resolve_hypothesis(dataset, b_name, 1)
     metric = metric if metric in METRICS else "wer"
     new = {"a": a.field, "b": b.field, "metric": metric, "filter": filter_text}
     if new == shown:
-        return changed(invalid=False, feedback="")
+        return changed(OUTPUTS, invalid=False, feedback="")
     params = page_params(dataset, a.field, b.field, metric, filter_text)
-    out = changed(state=new, invalid=False, feedback="", search=search_of(params),
+    out = changed(OUTPUTS, state=new, invalid=False, feedback="", search=search_of(params),
                   rendered=rendered_key(PATH, params, TITLE),
                   warning=warnings_view([SAME_HYPOTHESIS] if a.field == b.field else []))
     if all(new[k] == shown.get(k) for k in ("a", "b", "filter")):

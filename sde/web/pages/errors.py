@@ -35,6 +35,7 @@ from sde.web.components import (
     warnings_view,
 )
 from sde.web.figures import GRAPH_CONFIG
+from sde.web.outputs import changed
 from sde.web.pages import breakdown, samples
 from sde.web.pages.page import Page
 from sde.web.present import hyp_options, resolve_hypothesis, selection
@@ -260,11 +261,6 @@ OUTPUTS = {
 }
 
 
-def changed(**values: Any) -> dict:
-    """Every output of `update`: the given ones, no_update for the rest."""
-    return {name: values.get(name, no_update) for name in OUTPUTS}
-
-
 def update(dataset: "Dataset", hyp: str | None, filter_value: str | None, by: str | None, min_utts: Any,
            show: Any, shown: Mapping | None) -> dict:
     """The page after a control changed: `shown` is what the page shows now (its store); only the
@@ -273,17 +269,17 @@ def update(dataset: "Dataset", hyp: str | None, filter_value: str | None, by: st
     filter_text = (filter_value or "").strip()
     utt_ids, error = selection(dataset, filter_text)
     if error:
-        return changed(invalid=True, feedback=error)
+        return changed(OUTPUTS, invalid=True, feedback=error)
     h, _ = resolve_hypothesis(dataset, hyp)
     if h is None:
-        return changed()
+        return changed(OUTPUTS)
     by = by or shown.get("by") or breakdown.default_by(dataset)
     min_utts, show = breakdown.min_utts_of(min_utts), breakdown.show_of(show)
     new = {"hyp": h.field, "filter": filter_text, "by": by or "", "min_utts": min_utts, "show": show}
     if new == shown:
-        return changed(invalid=False, feedback="")
+        return changed(OUTPUTS, invalid=False, feedback="")
     params = page_params(dataset, h.field, filter_text, by, min_utts, show)
-    out = changed(state=new, invalid=False, feedback="", warning=[], search=search_of(params),
+    out = changed(OUTPUTS, state=new, invalid=False, feedback="", warning=[], search=search_of(params),
                   rendered=rendered_key(PATH, params, TITLE))
     if any(new[k] != shown.get(k) for k in ("hyp", "filter")):
         out["summary"], out["tables"] = error_sections(dataset, h, filter_text, utt_ids)

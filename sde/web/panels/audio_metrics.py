@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,14 +33,22 @@ from typing import TYPE_CHECKING, Any
 import dash_bootstrap_components as dbc
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
-from dash import Input, Output, State, dcc, html, no_update
+from dash import dcc, html
 
 from sde.audio import AUDIO_METRIC_COLUMNS, compute_audio_metrics
 from sde.audio_quality import StaleMetrics, cached_audio_quality_summary, count_files, with_audio_metrics
 from sde.web.components import fmt_float, fmt_int, stat_card
-from sde.web.panels.jobs import background_job, buttons, job_ids, job_queue, progress
+from sde.web.panels.jobs import (
+    SetProgress,
+    buttons,
+    job_ids,
+    progress,
+    progress_values,
+    register_job,
+    throttled_progress,
+    write_parquet,
+)
 from sde.web.state import samples_href
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,10 +72,7 @@ READINESS = "audioq-readiness"
 
 INPUT_COLUMNS = ("id", "audio_path", "offset", "duration")
 _TOKEN = re.compile(r"[0-9a-f]{32}")
-_PROGRESS_EVERY_S = 0.25
 _STALE_TMP_S = 3600.0
-
-SetProgress = Callable[[Sequence[Any]], None]
 
 
 class HandoffError(Exception):
@@ -218,15 +222,7 @@ def handoff_path(handoff_dir: str | Path, token: str) -> Path:
 def write_handoff(metrics: pd.DataFrame, handoff_dir: str | Path, token: str) -> Path:
     """Write `metrics` as Parquet under the job's name atomically (temp file + os.replace)."""
     final = handoff_path(handoff_dir, token)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".audioq-", suffix=".parquet.tmp")
-    os.close(fd)
-    try:
-        pq.write_table(pa.Table.from_pandas(metrics, preserve_index=False), tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_parquet(metrics, final, ".audioq-")
     return final
 
 
@@ -239,30 +235,6 @@ def _clean_stale(handoff_dir: Path) -> None:
                 p.unlink()
         except OSError:
             pass
-
-
-def _eta(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return ""
-    if seconds < 60:
-        return f"about {max(1, round(seconds))} s left"
-    minutes, sec = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"about {minutes} min {sec:02d} s left"
-    hours, minutes = divmod(minutes, 60)
-    return f"about {hours} h {minutes:02d} min left"
-
-
-def progress_values(done: int, total: int, elapsed: float, unit: str = "files") -> tuple[int, str, str]:
-    """(percent, bar label, status line) for the progress outputs."""
-    pct = int(100 * done / total) if total else 100
-    rate = done / elapsed if elapsed > 0 else 0.0
-    parts = [f"{done:,} / {total:,} {unit}"]
-    if rate > 0:
-        parts.append(f"{rate:,.1f} {unit}/s")
-        if done < total:
-            parts.append(_eta((total - done) / rate))
-    return pct, f"{done:,} / {total:,}", " · ".join(p for p in parts if p)
 
 
 def measure_audio_job(dataset: Dataset, handoff_dir: str | Path, set_progress: SetProgress, *,
@@ -282,15 +254,7 @@ def measure_audio_job(dataset: Dataset, handoff_dir: str | Path, set_progress: S
     unit = _unit(total, count_files(rows))
     workers = workers or min(2, os.cpu_count() or 1)
     start = clock()
-    last = [-math.inf]
-
-    def report(done: int, n: int) -> None:
-        now = clock()
-        if done < n and now - last[0] < _PROGRESS_EVERY_S:
-            return
-        last[0] = now
-        set_progress(progress_values(done, n, now - start, unit))
-
+    report = throttled_progress(set_progress, clock, start, unit)
     set_progress((0, "", f"measuring {total:,} {unit} …"))
     try:
         handoff_dir.mkdir(parents=True, exist_ok=True)
@@ -323,6 +287,12 @@ def read_handoff(handoff_dir: str | Path, token: str) -> pd.DataFrame:
     missing = [c for c in ("id", *AUDIO_METRIC_COLUMNS) if c not in df.columns]
     if missing:
         raise HandoffError(f"The measurement's results lack {', '.join(missing)}; press Measure audio again.")
+    return metric_columns(df)
+
+
+def metric_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``id`` + AUDIO_METRIC_COLUMNS of a stored result, with sde's dtypes (Parquet keeps NaN,
+    not the missing values of a boolean, and object columns for strings)."""
     out = pd.DataFrame({"id": df["id"].to_numpy(dtype="int64")})
     for c in AUDIO_METRIC_COLUMNS:
         if c == "duration_mismatch":
@@ -348,53 +318,16 @@ def apply_measurement(dataset: Dataset, handoff_dir: str | Path, token: str) -> 
 
 # ---------------------------------------------------------------- callbacks
 
-def reload_target(pathname: Any, search: Any) -> str:
-    """The page to reload after the swap: the one shown (only a path of this app, never "//host")."""
-    ok = isinstance(pathname, str) and pathname.startswith("/") and not pathname.startswith("//")
-    query = search if isinstance(search, str) and search.startswith("?") else ""
-    return (pathname if ok else "/") + query
-
-
-def applied(dataset: Dataset, handoff_dir: Path, done: Any, pathname: Any, search: Any) -> dict:
-    """After the job: swap the measurement in and reload the page, or say why not."""
-    if not isinstance(done, dict) or not done:
-        return {"status": no_update, "reload": no_update}
-    if "error" in done:
-        return {"status": dbc.Alert(str(done["error"]), color="danger", className="mb-0 mt-2"), "reload": no_update}
-    try:
-        apply_measurement(dataset, handoff_dir, done.get("token"))
-    except HandoffError as e:
-        return {"status": dbc.Alert(str(e), color="danger", className="mb-0 mt-2"), "reload": no_update}
-    # An href that differs from window.location.href (always: this one is relative) makes a
-    # refresh=True Location load it: the same page, rebuilt with the new columns.
-    return {"status": "done: reloading …", "reload": reload_target(pathname, search)}
-
-
 def callbacks(app: dash.Dash, dataset: Dataset, handoff_dir: str | Path | None = None,
               *, cache_root: str | Path | None = None) -> None:
     """The background job + the swap, registered on `app`. `handoff_dir` holds the job queue and
     the results in transit (a private temporary folder when None or unusable, or when `cache_root`,
     the cache folder it lies in, is refused; when no folder is usable, the button says why
     instead: see sde.cache.open_job_store)."""
-    jobs = job_queue(app, IDS, handoff_dir, "audioq-jobs", "Measure audio", root=cache_root)
-    if jobs is None:
-        return
-    handoff = jobs.folder
-
-    @background_job(app, IDS, jobs, interval=500)
-    def measure_audio(set_progress, n_clicks):
-        if not n_clicks:
-            return no_update
-        return measure_audio_job(dataset, handoff, set_progress)
-
-    @app.callback(
-        output={"status": Output(STATUS, "children", allow_duplicate=True), "reload": Output(RELOAD, "href")},
-        inputs={"done": Input(DONE, "data"), "pathname": State(RELOAD, "pathname"),
-                "search": State(RELOAD, "search")},
-        prevent_initial_call=True,
-    )
-    def apply_audio_metrics(done, pathname, search):
-        return applied(dataset, handoff, done, pathname, search)
+    register_job(app, IDS, handoff_dir, "audioq-jobs", "Measure audio", cache_root,
+                 run=lambda set_progress, handoff: measure_audio_job(dataset, handoff, set_progress),
+                 apply=lambda handoff, done: apply_measurement(dataset, handoff, done.get("token")),
+                 refused=HandoffError)
 
 
 __all__ = [
@@ -404,7 +337,6 @@ __all__ = [
     "handoff_path",
     "layout",
     "measure_audio_job",
-    "progress_values",
     "read_handoff",
     "write_handoff",
 ]

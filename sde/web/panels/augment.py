@@ -27,8 +27,14 @@ from flask import current_app
 
 from sde.audio import AudioError, Segment
 from sde.caching import for_dataset
-from sde.quality.augment import MAX_AUGMENT_SECONDS, AugmentError, AugmentParams, AugmentSources, augment
-from sde.quality.augment import nemo_augmentor_yaml
+from sde.quality.augment import (
+    MAX_AUGMENT_SECONDS,
+    AugmentError,
+    AugmentParams,
+    AugmentSources,
+    augment,
+    nemo_augmentor_yaml,
+)
 from sde.web import state
 from sde.web.audio_service import UnknownUtterance, service_of
 from sde.web.signal_figure import signal_figure

@@ -1,17 +1,25 @@
 """What the panels share: a button that starts a background job (a Dash background callback run by
 a DiskcacheManager in a separate process) with a cancel button, a progress bar and a status line,
-and the message shown instead when no folder can hold the job queue.
+and the message shown instead when no folder can hold the job queue; the job's throttled progress,
+its result written atomically as Parquet, and the server-side callback that applies the result
+and reloads the page (`register_job` wires both callbacks).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import DiskcacheManager, Input, Output, State, dcc, html
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dash import DiskcacheManager, Input, Output, State, dcc, html, no_update
 
 from sde.cache import CacheUnusable, JobStore, open_job_store
 
@@ -90,3 +98,119 @@ def background_job(app: dash.Dash, ids: JobIds, jobs: JobStore, *states: State,
         prevent_initial_call=True,
         **extra,
     )
+
+
+# ---------------------------------------------------------------- the job's side (job process)
+
+SetProgress = Callable[[Sequence[Any]], None]
+# set_progress crosses to the server through the job queue: more often than this is wasted work.
+PROGRESS_EVERY_S = 0.25
+
+
+def _eta(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return ""
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s left"
+    minutes, sec = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"about {minutes} min {sec:02d} s left"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes:02d} min left"
+
+
+def progress_values(done: int, total: int, elapsed: float, unit: str = "files") -> tuple[int, str, str]:
+    """(percent, bar label, status line) for the progress outputs."""
+    pct = int(100 * done / total) if total else 100
+    rate = done / elapsed if elapsed > 0 else 0.0
+    parts = [f"{done:,} / {total:,} {unit}"]
+    if rate > 0:
+        parts.append(f"{rate:,.1f} {unit}/s")
+        if done < total:
+            parts.append(_eta((total - done) / rate))
+    return pct, f"{done:,} / {total:,}", " · ".join(p for p in parts if p)
+
+
+def throttled_progress(set_progress: SetProgress, clock: Callable[[], float], start: float, unit: str,
+                       shown: Callable[[int, str, str], Sequence[Any]] = lambda *values: values,
+                       ) -> Callable[[int, int], None]:
+    """``report(done, total)`` for a runner's callback: progress since ``start`` at most every
+    PROGRESS_EVERY_S, and always at the end; ``shown`` turns (percent, label, status) into what
+    set_progress gets (a job of several phases shows each as its share of the whole)."""
+    last = [-math.inf]
+
+    def report(done: int, total: int) -> None:
+        now = clock()
+        if done < total and now - last[0] < PROGRESS_EVERY_S:
+            return
+        last[0] = now
+        set_progress(shown(*progress_values(done, total, now - start, unit)))
+
+    return report
+
+
+def write_parquet(frame: pd.DataFrame, path: Path, prefix: str) -> None:
+    """``frame`` as Parquet at ``path``, atomically (temp file + os.replace): the server that
+    applies it never reads half a file, and a job killed mid-write leaves only a temp file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".parquet.tmp")
+    os.close(fd)
+    try:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- the server's side
+
+def reload_target(pathname: Any, search: Any) -> str:
+    """The page to reload after the swap: the one shown (only a path of this app, never "//host")."""
+    ok = isinstance(pathname, str) and pathname.startswith("/") and not pathname.startswith("//")
+    query = search if isinstance(search, str) and search.startswith("?") else ""
+    return (pathname if ok else "/") + query
+
+
+def applied(done: Any, pathname: Any, search: Any, apply: Callable[[dict], None],
+            refused: type[Exception]) -> dict:
+    """After the job: ``apply(done)`` swaps its result in, then the page reloads; a job error or a
+    ``refused`` result (its message says what to do) is shown instead."""
+    if not isinstance(done, dict) or not done:
+        return {"status": no_update, "reload": no_update}
+    if "error" in done:
+        return {"status": dbc.Alert(str(done["error"]), color="danger", className="mb-0 mt-2"), "reload": no_update}
+    try:
+        apply(done)
+    except refused as exc:
+        return {"status": dbc.Alert(str(exc), color="danger", className="mb-0 mt-2"), "reload": no_update}
+    # An href that differs from window.location.href (always: this one is relative) makes a
+    # refresh=True Location load it: the same page, rebuilt with the new columns.
+    return {"status": "done: reloading …", "reload": reload_target(pathname, search)}
+
+
+def register_job(app: dash.Dash, ids: JobIds, folder: str | Path | None, queue: str, what: str,
+                 root: str | Path | None, run: Callable[[SetProgress, Path], dict],
+                 apply: Callable[[Path, dict], None], refused: type[Exception]) -> None:
+    """A panel's two callbacks: the background job ``run(set_progress, folder)`` (its dict goes to
+    the done store) and, in the server, ``apply(folder, done)`` then a reload. ``folder`` holds the
+    job queue and the results (see `job_queue`; none usable: the button says why instead)."""
+    jobs = job_queue(app, ids, folder, queue, what, root=root)
+    if jobs is None:
+        return
+    results = jobs.folder
+
+    @background_job(app, ids, jobs, interval=500)
+    def run_job(set_progress, n_clicks):
+        if not n_clicks:
+            return no_update
+        return run(set_progress, results)
+
+    @app.callback(
+        output={"status": Output(ids.status, "children", allow_duplicate=True), "reload": Output(ids.reload, "href")},
+        inputs={"done": Input(ids.done, "data"), "pathname": State(ids.reload, "pathname"),
+                "search": State(ids.reload, "search")},
+        prevent_initial_call=True,
+    )
+    def apply_result(done, pathname, search):
+        return applied(done, pathname, search, lambda result: apply(results, result), refused)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 import dash_bootstrap_components as dbc
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
-from dash import Input, Output, State, dcc, html, no_update
+from dash import dcc, html
 
 from sde import __version__
 from sde.audio import AUDIO_METRIC_COLUMNS, compute_audio_metrics
@@ -48,8 +45,8 @@ from sde.quality.apply import (
 )
 from sde.quality.segments import KINDS, Cancelled, measure_segments
 from sde.web.components import fmt_float, fmt_int, stat_card
-from sde.web.panels.audio_metrics import progress_values, reload_target
-from sde.web.panels.jobs import background_job, buttons, job_ids, job_queue, progress
+from sde.web.panels.audio_metrics import metric_columns
+from sde.web.panels.jobs import SetProgress, buttons, job_ids, progress, register_job, throttled_progress, write_parquet
 from sde.web.state import samples_href
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,11 +66,8 @@ INSTALL = "vad-install"
 INPUT_COLUMNS = ("id", "audio_path", "offset", "duration")
 _KEY = re.compile(r"[0-9a-f]{64}")
 _KEEP_RESULTS = 20
-_PROGRESS_EVERY_S = 0.25
 #: Utterances whose speech covers less than this share of the segment are listed as "mostly silence".
 LOW_SPEECH_RATIO = 0.5
-
-SetProgress = Callable[[Sequence[Any]], None]
 
 
 class ResultError(Exception):
@@ -192,15 +186,7 @@ def result_path(folder: str | Path, key: str) -> Path:
 
 
 def _write_result(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".speech-", suffix=".parquet.tmp")
-    os.close(fd)
-    try:
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_parquet(frame, path, ".speech-")
     old = sorted(path.parent.glob("speech-*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in old[_KEEP_RESULTS:]:
         stale.unlink(missing_ok=True)
@@ -209,17 +195,8 @@ def _write_result(frame: pd.DataFrame, path: Path) -> None:
 def _reporter(set_progress: SetProgress, clock: Callable[[], float], phase: int, phases: int,
               label: str) -> Callable[[int, int], None]:
     """Progress of one phase of the job as a share of the whole, throttled."""
-    start, last = clock(), [-math.inf]
-
-    def report(done: int, total: int) -> None:
-        now = clock()
-        if done < total and now - last[0] < _PROGRESS_EVERY_S:
-            return
-        last[0] = now
-        pct, bar, status = progress_values(done, total, now - start, "utterances")
-        set_progress(((100 * phase + pct) // phases, bar, f"{label}: {status}"))
-
-    return report
+    return throttled_progress(set_progress, clock, clock(), "utterances",
+                              lambda pct, bar, status: ((100 * phase + pct) // phases, bar, f"{label}: {status}"))
 
 
 def measure_job(dataset: Dataset, folder: str | Path, set_progress: SetProgress, *, workers: int | None = None,
@@ -285,16 +262,7 @@ def read_result(folder: str | Path, key: str) -> tuple[pd.DataFrame, pd.DataFram
         if c in df.columns:
             segment[c] = (df[c].astype(pd.StringDtype("pyarrow")).to_numpy() if c in ("audio_hash", "quality_error")
                           else pd.to_numeric(df[c], errors="coerce").to_numpy(dtype="float64"))
-    metrics = None
-    if all(c in df.columns for c in AUDIO_METRIC_COLUMNS):
-        metrics = pd.DataFrame({"id": ids})
-        for c in AUDIO_METRIC_COLUMNS:
-            if c == "duration_mismatch":
-                metrics[c] = df[c].fillna(False).to_numpy(dtype=bool)
-            elif c == "audio_error":
-                metrics[c] = df[c].astype(pd.StringDtype("pyarrow")).reset_index(drop=True)
-            else:
-                metrics[c] = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype="float64")
+    metrics = metric_columns(df) if all(c in df.columns for c in AUDIO_METRIC_COLUMNS) else None
     return segment, metrics
 
 
@@ -308,18 +276,6 @@ def apply_result(dataset: Dataset, folder: str | Path, key: str) -> None:
         raise ResultError(f"{str(exc).rstrip('.')}; press Measure again.") from None
 
 
-def applied(dataset: Dataset, folder: Path, done: Any, pathname: Any, search: Any) -> dict:
-    if not isinstance(done, dict) or not done:
-        return {"status": no_update, "reload": no_update}
-    if "error" in done:
-        return {"status": dbc.Alert(str(done["error"]), color="danger", className="mb-0 mt-2"), "reload": no_update}
-    try:
-        apply_result(dataset, folder, done.get("key"))
-    except ResultError as exc:
-        return {"status": dbc.Alert(str(exc), color="danger", className="mb-0 mt-2"), "reload": no_update}
-    return {"status": "done: reloading …", "reload": reload_target(pathname, search)}
-
-
 # ---------------------------------------------------------------- callbacks
 
 
@@ -327,25 +283,10 @@ def callbacks(app: dash.Dash, dataset: Dataset, folder: str | Path | None = None
               *, cache_root: str | Path | None = None) -> None:
     """The job + the swap on ``app``; ``folder`` holds the job queue and the cached results (a
     private temporary folder when None or unusable: results then last as long as the server)."""
-    jobs = job_queue(app, IDS, folder, "speech-jobs", "Measure speech", root=cache_root)
-    if jobs is None:
-        return
-    results = jobs.folder
-
-    @background_job(app, IDS, jobs, interval=500)
-    def measure_speech(set_progress, n_clicks):
-        if not n_clicks:
-            return no_update
-        return measure_job(dataset, results, set_progress)
-
-    @app.callback(
-        output={"status": Output(STATUS, "children", allow_duplicate=True), "reload": Output(RELOAD, "href")},
-        inputs={"done": Input(DONE, "data"), "pathname": State(RELOAD, "pathname"),
-                "search": State(RELOAD, "search")},
-        prevent_initial_call=True,
-    )
-    def apply_speech(done, pathname, search):
-        return applied(dataset, results, done, pathname, search)
+    register_job(app, IDS, folder, "speech-jobs", "Measure speech", cache_root,
+                 run=lambda set_progress, results: measure_job(dataset, results, set_progress),
+                 apply=lambda results, done: apply_result(dataset, results, done.get("key")),
+                 refused=ResultError)
 
 
 __all__ = ["PANEL", "ResultError", "apply_result", "callbacks", "layout", "measure_job", "read_result",

@@ -27,30 +27,15 @@ from sde.nemo.jobs import transcribe_manifest
 from sde.nemo.model import TranscribeError
 from sde.nemo.parts import PartFile, load_part, part_header, part_path, read_entries, utterance_key
 from sde.nemo.ray_engine import FAULT_ENV, RAY_MISSING_MESSAGE, RayOptions
+from tests.nemo.speech_kit import read_jsonl, speech_rows, write_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
 def manifest(audio_dir, tmp_path) -> Path:
     """Whole files, offset segments of one file, a relative path and a blank line."""
-    d, dur = audio_dir
-    rows = [
-        {"audio_filepath": str(d / "one.wav"), "duration": round(dur["one.wav"], 3), "text": "hello world"},
-        {"audio_filepath": str(d / "long.wav"), "offset": 0.4, "duration": 1.1, "text": "quick brown fox"},
-        {"audio_filepath": str(d / "two.wav"), "duration": round(dur["two.wav"], 3), "text": "speech data explorer"},
-        {"audio_filepath": str(d / "long.wav"), "offset": 2.0, "duration": 1.6, "text": "over the lazy dog"},
-        {"audio_filename": os.path.relpath(d / "three.wav", tmp_path), "duration": round(dur["three.wav"], 3),
-         "text": "good morning"},
-    ]
-    path = tmp_path / "data.json"
-    lines = [json.dumps(r) for r in rows]
-    path.write_text("\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n", encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path / "data.json", speech_rows(audio_dir, tmp_path), blank_after=2)
 
 
 @pytest.fixture(scope="module")

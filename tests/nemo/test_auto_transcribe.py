@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sde.nemo.jobs import predictions_for, transcribe_dataset
 from sde.cli import cli
 from sde.dataset import build_dataset
+from sde.nemo.jobs import predictions_for, transcribe_dataset
+from tests.nemo.speech_kit import speech_rows, write_jsonl
 
 pytestmark = pytest.mark.nemo
 
@@ -22,16 +23,7 @@ pytestmark = pytest.mark.nemo
 @pytest.fixture
 def plain_manifest(audio_dir, tmp_path) -> Path:
     """Speech without predictions, two of the lines segments of one longer file."""
-    d, dur = audio_dir
-    rows = [
-        {"audio_filepath": str(d / "one.wav"), "duration": round(dur["one.wav"], 3), "text": "hello world"},
-        {"audio_filepath": str(d / "long.wav"), "offset": 0.4, "duration": 1.1, "text": "quick brown fox"},
-        {"audio_filepath": str(d / "two.wav"), "duration": round(dur["two.wav"], 3), "text": "speech data explorer"},
-        {"audio_filepath": str(d / "long.wav"), "offset": 2.0, "duration": 1.6, "text": "over the lazy dog"},
-    ]
-    path = tmp_path / "plain.json"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path / "plain.json", speech_rows(audio_dir, tmp_path)[:4])
 
 
 def test_transcribed_dataset_is_scored_and_cached(plain_manifest, tiny_nemo, tmp_path):
@@ -125,7 +117,6 @@ def test_ui_transcribe_job_end_to_end(plain_manifest, tiny_nemo, tmp_path):
 
 def test_model_labels_are_the_alphabet_to_check(plain_manifest, tiny_nemo, tmp_path):
     from sde.nemo.model import TranscribeError, model_alphabet
-
     from tests.conftest import LABELS
 
     assert model_alphabet(tiny_nemo) == "".join(LABELS)

@@ -24,14 +24,11 @@ from sde.nemo.command import parse_shard, transcribe_command
 from sde.nemo.infer import SegmentRef, TranscribeCancelled, hypotheses_to_texts, prepare_batch, transcribe_segments
 from sde.nemo.jobs import find_shards, merge_shards, output_path, shard_path, transcribe_manifest
 from sde.nemo.model import NEMO_MISSING_MESSAGE, TranscribeError, model_stem, pick_amp_dtype, pick_device
+from tests.nemo.speech_kit import read_jsonl, speech_rows, write_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LABELS = list(" abcdefghijklmnopqrstuvwxyz'")
 SR = 16000
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -40,23 +37,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture()
 def manifest(audio_dir, tmp_path) -> Path:
-    d, dur = audio_dir
-    lines = [
-        {"audio_filepath": str(d / "one.wav"), "duration": round(dur["one.wav"], 3), "text": "hello world",
-         "speaker": "a", "meta": {"k": [1, 2]}},
-        {"audio_filepath": str(d / "long.wav"), "offset": 0.4, "duration": 1.1, "text": "quick brown fox"},
-        {"audio_filepath": str(d / "two.wav"), "duration": round(dur["two.wav"], 3), "text": "speech data explorer",
-         "speaker": "b"},
-        {"audio_filepath": str(d / "long.wav"), "offset": 2.0, "duration": 1.6, "text": "over the lazy dog",
-         "lang": "en"},
-        # relative to the manifest's folder
-        {"audio_filename": os.path.relpath(d / "three.wav", tmp_path), "duration": round(dur["three.wav"], 3),
-         "text": "good morning"},
-    ]
-    path = tmp_path / "data.json"
-    text = "\n".join(json.dumps(x) for x in lines[:2]) + "\n\n" + "\n".join(json.dumps(x) for x in lines[2:]) + "\n"
-    path.write_text(text, encoding="utf-8")
-    return path
+    rows = speech_rows(audio_dir, tmp_path)  # the last one relative to the manifest's folder
+    rows[0].update(speaker="a", meta={"k": [1, 2]})  # extra fields the output keeps
+    rows[2].update(speaker="b")
+    rows[3].update(lang="en")
+    return write_jsonl(tmp_path / "data.json", rows, blank_after=2)
 
 
 @pytest.fixture()

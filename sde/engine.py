@@ -1,0 +1,73 @@
+"""How much of the machine sde may use: build processes, DuckDB threads and DuckDB memory.
+
+Set once per process from the command line (``--threads``, ``--memory-limit``); read by the
+part-by-part build (sde.build) and by every DuckDB connection sde opens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
+
+
+class EngineSettingError(ValueError):
+    """A --threads or --memory-limit value sde cannot use; the message says what to write."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    threads: int | None = None  # None: every core
+    memory_limit: str | None = None  # DuckDB's form, e.g. "2GB"; None: DuckDB's default (80% of RAM)
+    part_bytes: int | None = None  # a big manifest is built in parts of this size (None: sde.build's)
+
+    @property
+    def processes(self) -> int:
+        return self.threads or max(1, os.cpu_count() or 1)
+
+    def duckdb_config(self) -> dict[str, str | int]:
+        config: dict[str, str | int] = {}
+        if self.threads:
+            config["threads"] = self.threads
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        return config
+
+
+_current = EngineSettings()
+
+
+def parse_memory_limit(text: str) -> str:
+    """``text`` as DuckDB reads a memory limit ("2GB", "512 MiB"), or EngineSettingError."""
+    found = _MEMORY.match(text)
+    if not found or float(found.group(1)) <= 0:
+        raise EngineSettingError(f"{text!r} is not an amount of memory; write a number and a unit, e.g. 2GB or 512MB")
+    return f"{found.group(1)}{found.group(2).upper()}"
+
+
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size such as "32MB" or "1 MiB", or EngineSettingError."""
+    found = _MEMORY.match(parse_memory_limit(text))
+    assert found is not None  # parse_memory_limit accepted it
+    return int(float(found.group(1)) * _UNITS[found.group(2).upper()])
+
+
+def configure(threads: int | None = None, memory_limit: str | None = None,
+              part_size: str | None = None) -> EngineSettings:
+    """Set this process's engine settings (None leaves a setting at its default)."""
+    global _current
+    if threads is not None and threads < 1:
+        raise EngineSettingError(f"{threads} threads: give 1 or more (default: every core, {os.cpu_count()})")
+    _current = EngineSettings(threads, parse_memory_limit(memory_limit) if memory_limit else None,
+                              parse_size(part_size) if part_size else None)
+    return _current
+
+
+def settings() -> EngineSettings:
+    return _current

@@ -1,0 +1,138 @@
+"""The DuckDB database every query of sde runs on: one in-memory database per process, opened
+so that a query can read nothing but the tables registered for it (no files, no extensions, no
+network) and cannot change that back; a cursor of its own per query, so server threads share no
+state; errors, memory exhaustion and overlong queries as :class:`QueryError`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sde.filters.bind import TEXT
+from sde.filters.language import QueryError
+
+__all__ = ["MAX_QUERY_SECONDS", "arrow_column", "configure", "connect", "cursor", "run_sql"]
+
+
+@dataclass(frozen=True)
+class _Settings:
+    threads: int | None = None        # None: one per CPU core
+    memory_limit: str | None = None   # None: DuckDB's default (80% of RAM)
+
+
+# One in-memory DuckDB database for the whole process: every TableQuery queries it through a
+# cursor of its own, so the memory limit and the threads are shared by all tables, as a user who
+# sets --memory-limit expects. Opened on first use, with the settings of configure().
+_settings = _Settings()
+_database: duckdb.DuckDBPyConnection | None = None
+_database_lock = threading.Lock()
+#: A query running longer than this is interrupted (a QueryError): a request is bounded in time.
+MAX_QUERY_SECONDS = 60.0
+
+
+def configure(threads: int | None = None, memory_limit: str | None = None) -> None:
+    """Threads and memory limit (DuckDB syntax: ``"2GB"``, ``"500MB"``) of the query engine (the
+    CLI's ``--threads`` / ``--memory-limit``; None: every core / DuckDB's default). A value
+    DuckDB refuses raises ValueError with its reason. Queries already running keep the old ones."""
+    global _settings, _database
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a whole number of at least 1 (got {threads!r}).")
+    wanted = _Settings(threads, memory_limit)
+    try:
+        database = connect(wanted)
+    except duckdb.Error as e:
+        raise ValueError(f"DuckDB refuses memory limit {memory_limit!r}: {_first_line(e)} "
+                         "(write it like 2GB or 500MB).") from None
+    with _database_lock:
+        _settings, _database = wanted, database
+
+
+def connect(settings: _Settings | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory database as sde's engine opens it (with :func:`configure`'s settings): it
+    can read nothing but the tables registered on it (no files, no extensions, no network), and
+    no query can change that back."""
+    settings = settings or _settings
+    config: dict[str, Any] = {
+        "enable_external_access": False,
+        "autoload_known_extensions": False,
+        "autoinstall_known_extensions": False,
+        "threads": settings.threads or os.cpu_count() or 1,
+    }
+    if settings.memory_limit is not None:
+        config["memory_limit"] = str(settings.memory_limit)
+    config["lock_configuration"] = True
+    return duckdb.connect(":memory:", config=config)
+
+
+def cursor() -> duckdb.DuckDBPyConnection:
+    """A connection of its own to the process' database (one per query: threads share no state;
+    tables registered on it are seen by it alone)."""
+    global _database
+    with _database_lock:
+        if _database is None:
+            _database = connect()
+        return _database.cursor()
+
+
+def run_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+    """Run one query on a fresh cursor with ``tables`` (DataFrames / Arrow tables) registered under
+    their names; returns the cursor to fetch from (close it after). DuckDB's errors become
+    :class:`QueryError`; a query over :data:`MAX_QUERY_SECONDS` is interrupted."""
+    cur = cursor()
+    timer = threading.Timer(MAX_QUERY_SECONDS, cur.interrupt)
+    try:
+        for name, table in (tables or {}).items():
+            cur.register(name, table)
+        timer.start()
+        cur.execute(sql, list(params))
+        return cur
+    except duckdb.OutOfMemoryException as e:
+        cur.close()
+        raise QueryError(f"This query needs more memory than DuckDB may use (--memory-limit): "
+                         f"{_first_line(e)}") from None
+    except duckdb.InterruptException:
+        cur.close()
+        raise QueryError(f"The query took longer than {MAX_QUERY_SECONDS:.0f} s and was stopped: "
+                         "narrow the filter down.") from None
+    except duckdb.Error as e:
+        cur.close()
+        raise QueryError(f"The query could not run: {_first_line(e)}") from None
+    finally:
+        timer.cancel()
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def arrow_column(s: pd.Series, kind: str) -> pa.Array | pa.ChunkedArray | None:
+    """A column as Arrow for DuckDB, sharing the DataFrame's buffers where the dtype allows;
+    missing values (NaN included) as nulls, so SQL sees them as NULL. None when Arrow cannot hold
+    it (such a column can still be shown, not sorted)."""
+    try:
+        if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iufb":
+            return pa.array(s.to_numpy(), from_pandas=True)  # NaN → null: a bitmap, data shared
+        if kind == TEXT and not isinstance(s.dtype, pd.CategoricalDtype):
+            arr = getattr(s.array, "__arrow_array__", None)
+            got = arr() if arr is not None else None
+            if got is not None and (pa.types.is_string(got.type) or pa.types.is_large_string(got.type)):
+                return got
+        if kind == TEXT:
+            return s.astype("string[pyarrow]").array.__arrow_array__()  # object/categorical: str() each
+        arrow_method = getattr(s.array, "__arrow_array__", None)
+        arr = arrow_method() if arrow_method is not None else pa.array(s, from_pandas=True)
+        if pa.types.is_floating(arr.type) and pc.any(pc.is_nan(arr)).as_py():
+            arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+        return arr
+    except (TypeError, ValueError, pa.ArrowException):
+        return None

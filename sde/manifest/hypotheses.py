@@ -1,0 +1,75 @@
+"""Hypotheses that are not on every line: a predictions file merged by audio path and offset,
+and the warning for a hypothesis field some lines lack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sde.manifest.model import ManifestError, Problem
+
+# How many line numbers the warning about a missing hypothesis field quotes.
+MISSING_EXAMPLES = 3
+
+
+def merge_predictions(table: pd.DataFrame, preds: pd.DataFrame, preds_path: str,
+                       main_path: str) -> tuple[pd.Series, int]:
+    """pred_text per main row ("" where unmatched) and the number of unmatched rows."""
+    p_off = preds["offset"].round(6)
+    m_off = table["offset"].round(6)
+
+    def lookup(p_key: pd.Series, m_key: pd.Series) -> pd.Series:
+        right = pd.DataFrame({"k": p_key.to_numpy(dtype=object), "o": p_off.to_numpy(),
+                              "p": preds["pred_text"].to_numpy(dtype=object)})
+        right = right.drop_duplicates(["k", "o"], keep="last")
+        left = pd.DataFrame({"k": m_key.to_numpy(dtype=object), "o": m_off.to_numpy()})
+        merged = left.merge(right, on=["k", "o"], how="left", sort=False)
+        return merged["p"]
+
+    found = lookup(preds["audio_filepath"], table["audio_filepath"])
+    missing = found.isna().to_numpy()
+    if missing.any():
+        by_path = lookup(preds["audio_path"], table["audio_path"])
+        found = found.where(~missing, by_path)
+    unmatched = int(found.isna().sum())
+    if unmatched == len(table):
+        example = table["audio_filepath"].iloc[0]
+        p_example = preds["audio_filepath"].iloc[0]
+        raise ManifestError(
+            f"{preds_path}: no line matches {main_path}: predictions are matched by audio_filepath "
+            f"(as written or resolved) and offset, e.g. {main_path} has {example!r} while "
+            f"{preds_path} has {p_example!r}; use the manifest that was transcribed, or --audio-base-path")
+    return found.astype(pd.StringDtype("pyarrow")), unmatched
+
+
+def missing_hypothesis_warning(path: str, field_name: str, values: pd.arrays.ArrowStringArray,
+                                lines: np.ndarray, sources: Any = None) -> Problem | None:
+    """One warning per hypothesis field that some lines lack (absent or null), naming a few
+    (``sources``, for several manifests: each row's manifest, so examples read file:line)."""
+    missing = np.asarray(values.isna(), dtype=bool)
+    count = int(missing.sum())
+    if not count:
+        return None
+    rows = np.flatnonzero(missing)[:MISSING_EXAMPLES]
+    shown = [int(lines[r]) for r in rows]
+    if sources is not None:
+        places = [f"{sources[r]}:{line}" for r, line in zip(rows, shown)]
+        path = str(sources[rows[0]])
+        examples = ("e.g. " if count > len(shown) else "") + ", ".join(places)
+        return Problem(path, shown[0], _missing_reason(field_name, count, examples))
+    return missing_lines_warning(path, field_name, count, shown)
+
+
+def missing_lines_warning(path: str, field_name: str, count: int, shown: list[int]) -> Problem:
+    """The warning for ``count`` lines of one manifest without the hypothesis, a few ``shown``."""
+    shown = shown[:MISSING_EXAMPLES]
+    which = ", ".join(map(str, shown))
+    examples = f"e.g. lines {which}" if count > len(shown) else f"line{'s' if count > 1 else ''} {which}"
+    return Problem(path, shown[0], _missing_reason(field_name, count, examples))
+
+
+def _missing_reason(field_name: str, count: int, examples: str) -> str:
+    return f"{field_name} missing on {count:,} line{'s' if count > 1 else ''} ({examples}): left out of its scores"

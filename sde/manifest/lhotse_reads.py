@@ -1,0 +1,76 @@
+"""Lhotse sources (a CutSet, a recordings + supervisions pair, a Shar directory) as the file reads
+read_manifest assembles, so that they get the NeMo reader's table, hypotheses and ``--predictions``
+merge unchanged. The reading itself is sde.sources.lhotse_source's (the layer below).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sde.manifest.files import FileRead
+from sde.manifest.model import CORE_FIELDS, STRICT_HINT, ManifestError, Problem
+from sde.manifest.paths import base_dir
+from sde.manifest.pieces import Piece, ReadState, Spec
+from sde.sources import Source, SourceSet
+from sde.sources.lhotse_source import LhotseError, LhotseRead, detect, read_lhotse
+
+
+def lhotse_kind(sources: SourceSet) -> str | None:
+    """"cuts", "pair" or "shar" when the sources are exactly one Lhotse source."""
+    if len(sources) > 2:  # never sniff the files of a sharded NeMo manifest
+        return None
+    return detect([s.location for s in sources.sources])
+
+
+def read_lhotse_sources(kind: str, sources: SourceSet, spec: Spec, strict: bool,
+                        audio_base_path: str | Path | None) -> tuple[SourceSet, list[FileRead], tuple[str, ...]]:
+    """The files rows come from (as a SourceSet: names, ``source`` column), one FileRead each,
+    and the tar shards holding the audio (Shar)."""
+    try:
+        read = read_lhotse(kind, [s.location for s in sources.sources], [s.given for s in sources.sources])
+    except LhotseError as e:
+        raise ManifestError(str(e)) from None
+    problems = [Problem(p.file, p.line, p.reason) for p in read.problems]
+    if problems and strict:
+        raise ManifestError(f"{problems[0]}\n{STRICT_HINT}")
+    if not len(read.lines):
+        quoted = "".join(f"\n  {p}" for p in problems[:5])
+        raise ManifestError(f"{sources.name}: no usable supervision in this Lhotse {kind} source:{quoted}")
+    row_files = SourceSet(sources.specs, tuple(Source(name, name, name) for name in read.files))
+    return row_files, _file_reads(read, spec, strict, problems, audio_base_path), read.tar_shards
+
+
+def _file_reads(read: LhotseRead, spec: Spec, strict: bool, problems: list[Problem],
+                audio_base_path: str | Path | None) -> list[FileRead]:
+    """One FileRead per file rows come from (rows are in file order); all problems on the first."""
+    state = ReadState(read.files[0], spec, strict, 0)
+    state.accepted.update(dict.fromkeys(k for k in read.columns if k not in CORE_FIELDS))
+    bounds = np.searchsorted(read.row_file, np.arange(len(read.files) + 1))
+    reads = []
+    for k, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+        cols = {key: column.slice(a, b - a) for key, column in read.columns.items()}
+        pieces = [Piece(b - a, read.lines[a:b], cols, source=k)] if b > a else []
+        base = base_dir(read.bases[k], audio_base_path) if audio_base_path else read.bases[k]
+        reads.append(FileRead(pieces, state, read.total_lines if k == 0 else 0, problems if k == 0 else [],
+                              False, base))
+    return reads
+
+
+# Columns sde makes that a NeMo manifest of the supervisions does not carry.
+_NOT_IN_VIEW = ("id", "line", "source", "audio_path", "duration_source")
+
+
+def write_nemo_view(table: pd.DataFrame, target: Path) -> Path:
+    """For ``sde transcribe`` of a Lhotse CutSet: the read table's supervisions as a NeMo manifest
+    beside the output (``<output>.lhotse.json``: audio paths resolved, every column kept), which is
+    transcribed in the CutSet's place. The output then merges back with ``sde CUTS --predictions
+    OUTPUT`` (matched by resolved audio path and offset: one supervision each)."""
+    view = target.with_name(target.name + ".lhotse.json")
+    rows = table.drop(columns=[c for c in _NOT_IN_VIEW if c in table]).assign(audio_filepath=table["audio_path"])
+    text = rows.to_json(orient="records", lines=True, force_ascii=False)
+    if not view.exists() or view.read_text(encoding="utf-8") != text:  # unchanged: resuming keeps its part file
+        view.write_text(text, encoding="utf-8")
+    return view

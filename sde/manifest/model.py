@@ -1,0 +1,117 @@
+"""The manifest's public types: problems and errors, hypothesis fields, the read Manifest, and
+the ``--pred-field`` syntax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+CORE_FIELDS = ("audio_filepath", "duration", "text", "offset")
+GENERATED = ("id", "line", "audio_path", "duration_source")
+STRICT_HINT = ("Fix or remove that line, or run without --strict to skip bad lines "
+               "(they are listed on the Problems page).")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A skipped line (or, in ``Manifest.warnings``, a note about a line)."""
+
+    path: str    # the manifest path as the user gave it (several manifests: the `source` column's name)
+    line: int    # 1-based physical line number; 0 for a problem of the whole file (a missing shard)
+    reason: str  # e.g. 'missing field "duration"'
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}" if self.line else f"{self.path}: {self.reason}"
+
+
+class ManifestError(Exception):
+    """A manifest that cannot be used; the message names file[:line] and the fix."""
+
+
+class PredFieldError(ManifestError, ValueError):
+    """A malformed ``--pred-field`` spec: a ValueError (usage error, exit 2, when the CLI checks
+    specs with parse_pred_field first) that is also a ManifestError, so it never surfaces as a
+    traceback if it reaches read_manifest unchecked."""
+
+
+@dataclass(frozen=True)
+class HypothesisField:
+    """A manifest field holding ASR hypotheses, and the label its metric columns carry."""
+
+    field: str
+    label: str
+
+    def column(self, metric: str) -> str:
+        return metric if self.label == "" else f"{metric}_{self.label}"
+
+    @property
+    def name(self) -> str:
+        return self.label or self.field
+
+
+@dataclass
+class Manifest:
+    """A read manifest: the utterance table (see internals.md for its columns) and what was skipped."""
+
+    path: Path
+    table: pd.DataFrame
+    hypotheses: list[HypothesisField]
+    problems: list[Problem]
+    total_lines: int
+    # Notes that do not skip lines (ignored extra fields, unmatched predictions). Not in the
+    # internals.md contract, added with a default so that constructing a Manifest stays compatible.
+    warnings: list[Problem] = field(default_factory=list)
+    # The dataset's name (the file name, or the patterns as typed) and every file read, in id order.
+    name: str = ""
+    sources: list[str] = field(default_factory=list)
+    # How problems name the manifest: the path as given (several manifests: each problem its own).
+    shown: str = ""
+    # Tar shards holding the audio (index = a row's `shard_id`; members named by `audio_filepath`):
+    # set by readers whose data keeps its audio in tars (Lhotse Shar); --tarred-audio sets the rest.
+    tar_shards: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ManifestPart:
+    """Some whole lines of one local manifest: bytes [start, stop), after ``first_line`` lines.
+
+    A dataset too big to read at once is read part by part (sde.build); line numbers, problems and
+    paths stay those of the whole file."""
+
+    start: int
+    stop: int
+    first_line: int
+
+
+def parse_pred_field(spec: str) -> HypothesisField:
+    """Parse a ``--pred-field`` value: ``F`` or ``F=LABEL``.
+
+    Plain ``F``: label "" for ``pred_text``, the part after ``pred_text_`` for ``pred_text_X``, else
+    the field name itself.  Raises PredFieldError (a ValueError and a ManifestError) for an empty
+    field or label.
+    """
+    name, sep, label = spec.partition("=")
+    name, label = name.strip(), label.strip()
+    if not name:
+        raise PredFieldError(f"--pred-field {spec!r}: the field name is empty; use FIELD or FIELD=LABEL")
+    if sep:
+        if not label or any(c.isspace() for c in label):
+            raise PredFieldError(f"--pred-field {spec!r}: the label must be a non-empty word; "
+                             "use FIELD or FIELD=LABEL")
+        return HypothesisField(name, label)
+    return HypothesisField(name, default_label(name))
+
+
+def default_label(name: str) -> str:
+    if name == "pred_text":
+        return ""
+    if name.startswith("pred_text_") and len(name) > len("pred_text_"):
+        return name[len("pred_text_"):]
+    return name
+
+
+def is_pred_name(name: str) -> bool:
+    return name == "pred_text" or (name.startswith("pred_text_") and len(name) > len("pred_text_"))

@@ -1,0 +1,180 @@
+"""read_manifest: one or several manifests (and a predictions file) into one validated table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sde.manifest.columns import core_frame, extra_column, float_column, has_values, string_column
+from sde.manifest.files import FileRead, every_line_bad, read_file
+from sde.manifest.hypotheses import merge_predictions, missing_hypothesis_warning
+from sde.manifest.lhotse_reads import lhotse_kind, read_lhotse_sources
+from sde.manifest.model import (
+    CORE_FIELDS,
+    GENERATED,
+    HypothesisField,
+    Manifest,
+    ManifestError,
+    ManifestPart,
+    Problem,
+    default_label,
+    is_pred_name,
+    parse_pred_field,
+)
+from sde.manifest.paths import base_dir
+from sde.manifest.pieces import DURATION_SOURCE, Piece, Spec
+from sde.manifest.several import read_sources, source_set
+from sde.sources import SourceSet
+
+
+def _empty_part(sources: SourceSet, shown: str, problems: list[Problem], total: int) -> Manifest:
+    """A part of a manifest in which no line is valid: no rows, its problems and line count."""
+    return Manifest(path=sources.manifest_path, table=pd.DataFrame(), hypotheses=[], problems=problems,
+                    total_lines=total, name=sources.name, sources=[s.location for s in sources.sources],
+                    shown=shown)
+
+
+def _present_fields(reads: list[FileRead], pieces: list[Piece], spec: Spec,
+                    warnings: list[Problem], shown: str) -> list[str]:
+    """Fields other than the core ones that some valid line has, in order of first appearance over
+    all manifests. Several manifests together keep at most as many extra fields as one would."""
+    states = [r.state for r in reads if r.state is not None]
+    keys = dict.fromkeys(key for state in states for key in state.accepted)
+    present = [k for k in keys if k not in CORE_FIELDS and k != "audio_filename" and has_values(pieces, k)]
+    if len(states) < 2:
+        return present
+    cap = min(state.cap for state in states)
+    extras = [k for k in present if k != "text_filepath" and not spec.is_hyp(k)]
+    if len(extras) <= cap:
+        return present
+    dropped = set(extras[cap:])
+    warnings.append(Problem(shown, 0, f"{len(dropped)} more distinct fields ignored: at most {cap} extra "
+                                      "fields are kept for a dataset of this size"))
+    return [k for k in present if k not in dropped]
+
+
+def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
+                  audio_base_path: str | Path | None = None,
+                  pred_fields: Sequence[str] = (), predictions: str | Path | None = None,
+                  strict: bool = False, progress: bool = False, part: ManifestPart | None = None) -> Manifest:
+    """Read a NeMo JSONL manifest into a validated table (see the module docstring for the rules).
+
+    ``path``: one manifest (a file or a URL), or several, globs and NeMo shard patterns (a list, or
+    a SourceSet from sde.sources.expand_sources): their lines become one table, ids in the order of
+    the sources, with a ``source`` column naming each line's manifest; relative audio paths start
+    from each manifest's own folder. Of several manifests, one that is missing or unusable is one
+    problem (line 0) and the others load.
+
+    Bad lines are skipped and listed in ``problems`` (``strict=True``: the first raises
+    ManifestError ``path:line: reason``).  Whole-file problems (missing, directory, empty, JSON
+    array, binary, no valid line) raise ManifestError with the fix.  ``progress`` shows progress on
+    stderr: a bar (bytes) on a terminal, else one line when done (see sde.progress).
+    ``part``: only these lines of one local manifest (a part without valid lines is no error:
+    its problems say why; the table is then empty).
+    """
+    hyp_specs = [parse_pred_field(s) for s in pred_fields]
+    explicit = frozenset(h.field for h in hyp_specs) if hyp_specs else None
+    spec = Spec(explicit_hyps=explicit)
+    sources = source_set(path)
+    lhotse = lhotse_kind(sources) if part is None else None
+    tar_shards: tuple[str, ...] = ()
+    if lhotse:  # a Lhotse source: sources become the files its rows come from
+        sources, reads, tar_shards = read_lhotse_sources(lhotse, sources, spec, strict, audio_base_path)
+    several = sources.several
+    shown = sources.name if several else sources.sources[0].given
+    if not lhotse:
+        reads = read_sources(sources, shown, spec, strict, progress, audio_base_path, part)
+    pieces = [p for r in reads for p in r.pieces]
+    problems = [q for r in reads for q in r.problems]
+    if not pieces and part is not None:
+        return _empty_part(sources, shown, problems, sum(r.total for r in reads))
+    if not pieces:
+        raise every_line_bad(shown, problems)
+    total = sum(r.total for r in reads)
+    from_header = any(r.from_header for r in reads)
+
+    source_names = [s.name for s in sources.sources] if several else None
+    data = core_frame(pieces, [r.base for r in reads] if several else reads[0].base, source_names)
+    data["duration"] = float_column(pieces, "duration")
+    if from_header:
+        data["duration_source"] = pd.arrays.ArrowStringArray(
+            string_column(pieces, DURATION_SOURCE, fill="manifest"))
+    data["text"] = pd.arrays.ArrowStringArray(string_column(pieces, "text"))
+    states = {id(r.state): r.state for r in reads if r.state is not None}  # a batch shares one
+    warnings = [w for state in states.values() for w in state.warnings]
+    present = _present_fields(reads, pieces, spec, warnings, shown)
+    n = len(data["id"])
+    row_sources = data.get("source")
+
+    merged: HypothesisField | None = None
+    merged_values: pd.Series | None = None
+    if predictions is not None:
+        p_pieces, p_state, _ = read_file(predictions, Spec(predictions=True), strict, progress)
+        p_table = pd.DataFrame(core_frame(p_pieces, base_dir(predictions, audio_base_path)))
+        p_table["pred_text"] = pd.arrays.ArrowStringArray(string_column(p_pieces, "pred_text"))
+        problems.extend(p_state.problems)
+        main = pd.DataFrame({"audio_filepath": data["audio_filepath"], "audio_path": data["audio_path"],
+                             "offset": data["offset"]})
+        merged_values, unmatched = merge_predictions(main, p_table, str(predictions), shown)
+        if "pred_text" not in present:
+            merged = HypothesisField("pred_text", "")
+        else:
+            stem = re.sub(r"\W+", "_", Path(predictions).stem).strip("_") or "predictions"
+            name, k = f"pred_text_{stem}", 2
+            while name in present:
+                name, k = f"pred_text_{stem}_{k}", k + 1
+            merged = HypothesisField(name, name[len("pred_text_"):])
+        if unmatched:
+            row = int(np.flatnonzero(merged_values.isna().to_numpy())[0])
+            first = int(data["line"][row])
+            warnings.append(Problem(shown if row_sources is None else str(row_sources[row]), first,
+                                    f"{unmatched} of {n} utterances have no prediction in {predictions} "
+                                    f"(the first is here): left out of {merged.field}'s scores"))
+        present.append(merged.field)
+
+    if hyp_specs:
+        hyps = list(hyp_specs)
+        for h in hyps:
+            if h.field not in present and part is None:  # a part may lack it; sde.build checks the whole
+                fields = ", ".join(["audio_filepath", "duration", "text", "offset"] + present)
+                raise ManifestError(f'{shown}: no line has the hypothesis field "{h.field}"; the fields '
+                                    f"are: {fields}. Pass one of them to --pred-field")
+        if merged is not None and merged.field not in {h.field for h in hyps}:
+            hyps.append(merged)
+    else:
+        found = [k for k in present if is_pred_name(k)]
+        lead = ["pred_text"] if "pred_text" in found else []
+        ordered = lead + sorted(k for k in found if k != "pred_text")
+        hyps = [HypothesisField(k, default_label(k)) for k in ordered]
+    labels = [h.label for h in hyps]
+    if len(set(labels)) != len(labels):
+        dup = next(label for label in labels if labels.count(label) > 1)
+        raise ManifestError(f"{shown}: two hypothesis fields have the label {dup!r} "
+                            f"({', '.join(h.field for h in hyps if h.label == dup)}); "
+                            "give them distinct labels with --pred-field FIELD=LABEL")
+    for h in hyps:
+        if merged is not None and h.field == merged.field:
+            data[h.field] = merged_values.array
+        else:
+            # <NA> where the line has no such field: it is left out of that hypothesis's scores
+            data[h.field] = pd.arrays.ArrowStringArray(string_column(pieces, h.field))
+            warning = missing_hypothesis_warning(shown, h.field, data[h.field], data["line"], row_sources)
+            if warning is not None:
+                warnings.append(warning)
+    hyp_names = {h.field for h in hyps}
+    generated = GENERATED + (("source",) if several else ())
+    for key in present:
+        if key in hyp_names:
+            continue
+        column = f"manifest_{key}" if key in generated else key
+        data[column] = extra_column(pieces, key)
+
+    table = pd.DataFrame(data, index=pd.RangeIndex(n))
+    return Manifest(path=sources.manifest_path, table=table, hypotheses=hyps,
+                    problems=problems, total_lines=total, warnings=warnings, name=sources.name,
+                    sources=[s.name for s in sources.sources], shown=shown, tar_shards=tar_shards)

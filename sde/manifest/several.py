@@ -1,0 +1,67 @@
+"""Several manifests (a list, globs, NeMo shard patterns) read at once, results in order.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sde.manifest.batches import batch_jobs, read_batch
+from sde.manifest.files import FileRead, read_source
+from sde.manifest.model import ManifestError, ManifestPart
+from sde.manifest.pieces import Spec
+from sde.progress import progress_bar
+from sde.sources import PatternError, RemoteError, SourceSet, as_source_set
+
+# Several manifests (shards) are read at once: pyarrow parses without the GIL, remote reads wait on
+# the network. Measured on 2 cores: 512 local shards load as fast as one file of the same lines.
+LOCAL_READ_THREADS = 4
+REMOTE_READ_THREADS = 16
+
+
+def source_set(path: Any) -> SourceSet:
+    try:
+        return as_source_set(path)
+    except (PatternError, RemoteError) as e:
+        raise ManifestError(str(e)) from None
+
+
+def read_sources(sources: SourceSet, shown: str, spec: Spec, strict: bool, progress: bool,
+                  audio_base_path: str | Path | None, part: ManifestPart | None = None) -> list[FileRead]:
+    """Every manifest of the set, several at once (see LOCAL_READ_THREADS); results in order, so
+    that ids, problems and --strict's first error follow the order of the sources."""
+    if not sources.several:
+        return [read_source(0, sources.sources[0], shown, spec, strict, progress, audio_base_path,
+                             several=False, rows_of=None, part=part)]
+    remote_files = sum(s.remote for s in sources.sources)
+    sizes = [None if s.remote else _size_or_none(s.location) for s in sources.sources]
+    rows_of = None if remote_files else sum(size or 0 for size in sizes)
+    threads = REMOTE_READ_THREADS if remote_files else LOCAL_READ_THREADS
+    jobs = batch_jobs(sources, sizes)
+    pool = ThreadPoolExecutor(min(threads, len(jobs)), thread_name_prefix="sde-read")
+    bar = progress_bar(len(sources), f"reading {len(sources)} manifests", unit="files", enabled=progress,
+                       leave=False)
+    try:
+        futures = [pool.submit(read_batch, job, spec, strict, audio_base_path, rows_of) if len(job) > 1 else
+                   pool.submit(read_source, job[0][0], job[0][1], job[0][1].name, spec, strict, False,
+                               audio_base_path, several=True, rows_of=rows_of)
+                   for job in jobs]
+        reads: list[FileRead] = []
+        for future in futures:
+            done = future.result()
+            reads.extend(done if isinstance(done, list) else [done])
+            bar.update(len(done) if isinstance(done, list) else 1)
+        bar.set_postfix_str(f"{sum(r.total for r in reads):,} lines", refresh=False)
+        return reads
+    finally:
+        bar.close()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _size_or_none(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None

@@ -1,0 +1,329 @@
+"""sde.query on DuckDB: every filter operator against an independent pandas evaluation on a real
+built dataset, injection attempts through every operator, the locked-down connection, and the
+engine's memory (the table is shared with DuckDB, not copied)."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from sde.dataset import build_dataset
+from sde.filters import Clause
+from sde.query import QueryError, TableQuery, configure, connect
+
+ROWS = [
+    {"text": "the cat sat", "pred_text": "the bat sat", "pred_text_b": "the cat sat", "speaker": "ann",
+     "lang": "en", "snr": 12.5},
+    {"text": "hello world again", "pred_text": "hello word", "pred_text_b": "hello world again", "speaker": "bob",
+     "lang": "EN", "snr": 3.0},
+    {"text": "the dog sat on the mat", "pred_text": "a dog sat on mat", "pred_text_b": "the dog sat on the mat",
+     "speaker": "ann", "lang": "de"},
+    {"text": "Ünïcode straße café", "pred_text": "unicode strasse cafe", "pred_text_b": "Ünïcode straße café",
+     "speaker": "cy", "lang": "de", "snr": -4.0},
+    {"text": "say 'hi' -- now", "pred_text": "say hi now", "pred_text_b": "say 'hi' -- now", "speaker": "bob",
+     "lang": "en", "snr": 30.0},
+    {"text": "the cat sat on the cat", "pred_text": "the bat sat on the bat", "pred_text_b": "the cat sat",
+     "speaker": "dee", "snr": 20.0},
+    {"text": "um well the end", "pred_text": "well the end", "pred_text_b": "um um well the end",
+     "speaker": "fr", "lang": "fr", "snr": 7.5},
+    {"text": "; DROP TABLE t; --", "pred_text": "drop table", "pred_text_b": "; DROP TABLE t; --",
+     "speaker": "eve", "lang": "en", "snr": 0.0},
+]
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    path = tmp_path_factory.mktemp("duck") / "m.json"
+    with path.open("w", encoding="utf-8") as f:
+        for i, row in enumerate(ROWS):
+            f.write(json.dumps({"audio_filepath": f"a{i}.wav", "duration": 1.0 + i, **row}, ensure_ascii=False) + "\n")
+    return build_dataset(path)
+
+
+@pytest.fixture(scope="module")
+def table(ds) -> pd.DataFrame:
+    return ds.utterances
+
+
+def _known(s: pd.Series) -> pd.Series:
+    return s.notna()
+
+
+def _kept(mask: pd.Series) -> list[int]:
+    """Row positions where a pandas condition is true (NA counts as not kept, as SQL's unknown)."""
+    return np.flatnonzero(mask.fillna(False).to_numpy(dtype=bool)).tolist()
+
+
+def _text(t: pd.DataFrame, c: str) -> pd.Series:
+    return t[c].astype(object)
+
+
+# (filter, independent pandas evaluation over the utterance table) — one row per operator.
+OPERATOR_CASES = [
+    ("{snr} = 12.5", lambda t: t.snr == 12.5),
+    ("{lang} = \"en\"", lambda t: _text(t, "lang") == "en"),
+    ("{snr} != 3", lambda t: _known(t.snr) & (t.snr != 3)),
+    ("{lang} != \"en\"", lambda t: _known(t.lang) & (_text(t, "lang") != "en")),
+    ("{snr} < 7.5", lambda t: t.snr < 7.5),
+    ("{snr} <= 7.5", lambda t: t.snr <= 7.5),
+    ("{snr} > 7.5", lambda t: t.snr > 7.5),
+    ("{snr} >= 7.5", lambda t: t.snr >= 7.5),
+    ("{speaker} < \"bob\"", lambda t: _text(t, "speaker") < "bob"),
+    ("{text} contains \"THE\"", lambda t: _text(t, "text").str.lower().str.contains("the", regex=False)),
+    ("{text} contains \"STRASSE\"",  # simple case folding: ß is not ss
+     lambda t: _text(t, "text").str.lower().str.contains("strasse", regex=False)),
+    ("{text} contains \"ÜNÏ\"", lambda t: _text(t, "text").str.lower().str.contains("ünï", regex=False)),
+    ("{lang} =~ \"EN\"", lambda t: _text(t, "lang").str.lower() == "en"),
+    ("{lang} in (\"de\", \"fr\")", lambda t: _text(t, "lang").isin(["de", "fr"])),
+    ("{snr} in (0, 30)", lambda t: t.snr.isin([0.0, 30.0])),
+    ("{text} matches \"^the (?:cat|dog)\"", lambda t: _text(t, "text").str.contains(r"^the (?:cat|dog)", regex=True)),
+    ("{text} has cat", lambda t: _text(t, "text").map(lambda s: "cat" in s.split())),
+    ("{snr} is null", lambda t: t.snr.isna()),
+    ("{lang} is not null", lambda t: t.lang.notna()),
+    ("{snr} > 10 || {lang} = \"de\"", lambda t: (t.snr > 10).fillna(False) | (_text(t, "lang") == "de").fillna(False)),
+    ("!({snr} > 10)", lambda t: _known(t.snr) & ~(t.snr > 10)),
+    ("not {lang} = \"en\"", lambda t: _known(t.lang) & (_text(t, "lang") != "en")),
+    ("({snr} > 10 || {speaker} = \"bob\") && {lang} != \"fr\"",
+     lambda t: ((t.snr > 10).fillna(False) | (_text(t, "speaker") == "bob")) & _known(t.lang) & (_text(t, "lang") != "fr")),
+    ("{wer_b} < {wer}", lambda t: t.wer_b < t.wer),
+    ("{speaker} = {lang}", lambda t: _text(t, "speaker") == _text(t, "lang")),
+    ("{wer} - {wer_b} > 10", lambda t: (t.wer - t.wer_b) > 10),
+    ("({duration} + {snr}) / 2 >= 10", lambda t: ((t.duration + t.snr) / 2) >= 10),
+    ("{snr} / ({duration} - 1) > 5", lambda t: (t.snr / (t.duration - 1).replace(0, np.nan)) > 5),
+    ("-{snr} > 0", lambda t: -t.snr > 0),
+]
+
+
+@pytest.mark.parametrize("q, pandas_eval", OPERATOR_CASES, ids=[q for q, _ in OPERATOR_CASES])
+def test_each_operator_selects_what_pandas_selects(ds, table, q, pandas_eval):
+    assert ds.utterance_query.select(q).tolist() == _kept(pandas_eval(table))
+
+
+def _error_rows(errors: pd.DataFrame, op: str, ref: str | None = None, hyp: str | None = None) -> list[int]:
+    m = errors["op"].astype(str) == op
+    if ref is not None:
+        m &= errors["ref"].astype(object) == ref
+    if hyp is not None:
+        m &= errors["hyp"].astype(object) == hyp
+    return sorted(set(errors.loc[m, "utt"].tolist()))
+
+
+@pytest.mark.parametrize("hyp_index, value, args", [
+    (0, "sub cat bat", ("sub", "cat", "bat")),
+    (0, "del the", ("del", "the", None)),
+    (0, "ins nothing", ("ins", None, "nothing")),
+    (1, "ins um", ("ins", None, "um")),
+    (1, "del on", ("del", "on", None)),
+])
+def test_error_columns_select_the_utterances_of_the_error_table(ds, hyp_index, value, args):
+    h = ds.hypotheses[hyp_index]
+    expected = _error_rows(ds.errors[h.field], *args)
+    column = h.column("error")
+    assert ds.utterance_query.select(f'{{{column}}} = "{value}"').tolist() == expected
+    # Combined with an ordinary clause, negated, or in an OR: the same SQL logic as any column.
+    everyone = set(range(len(ds.utterances)))
+    assert ds.utterance_query.select(f'!({{{column}}} = "{value}")').tolist() == sorted(everyone - set(expected))
+    both = ds.utterance_query.select(f'{{{column}}} = "{value}" || {{speaker}} = "eve"').tolist()
+    assert both == sorted(set(expected) | {7})
+
+
+def test_two_error_columns_in_one_filter(ds):
+    a, b = (h.column("error") for h in ds.hypotheses)
+    got = ds.utterance_query.select(f'{{{a}}} = "sub cat bat" && !({{{b}}} = "ins um")').tolist()
+    expected = set(_error_rows(ds.errors[ds.hypotheses[0].field], "sub", "cat", "bat"))
+    expected -= set(_error_rows(ds.errors[ds.hypotheses[1].field], "ins", None, "um"))
+    assert got == sorted(expected) and got
+
+
+@pytest.mark.parametrize("value", ["sub cat", "replace a b", "", "del"])
+def test_error_column_values_it_does_not_take_are_clear_errors(ds, value):
+    with pytest.raises(QueryError, match="sub REF HYP"):
+        ds.utterance_query.select(f'{{error}} = "{value}"')
+
+
+# ---------------------------------------------------------------- injection
+
+INJECTIONS = ["'", '"', "'); DROP TABLE t; --", "\"; DROP TABLE t; --", "read_csv('/etc/passwd')",
+              "x') UNION SELECT * FROM read_csv('/etc/passwd') --", "COPY t TO '/tmp/sde_pwned.csv'",
+              "INSTALL httpfs; LOAD httpfs;", "; SELECT 1;", "-- comment", "/* comment */", "a\x00b",
+              "\u202eevil\u0301", "日本語 🙂", "?", "$1", "%", "\\", "' OR '1'='1", "; DROP TABLE t; --"]
+TEXT_OPS = ["=", "!=", "<", "<=", ">", ">=", "=~", "contains", "matches", "has", "in"]
+
+
+def _clause(column: str, op: str, value: str) -> Clause:
+    return Clause(column, "in", (value, "zz")) if op == "in" else Clause(column, op, value)
+
+
+@pytest.mark.parametrize("value", INJECTIONS, ids=lambda v: repr(v)[:24])
+def test_injections_through_every_operator_are_literals_or_clear_errors(ds, table, tmp_path, value):
+    q = ds.utterance_query
+    texts = _text(table, "text")
+    for column, ops in (("text", TEXT_OPS), ("snr", ["=", "<", "in"]), ("error", ["="])):
+        for op in ops:
+            filt = _clause(column, op, value).to_q()
+            try:
+                got = q.select(filt).tolist()
+            except QueryError as e:
+                assert str(e) and "Traceback" not in str(e)
+                continue
+            if column == "text" and op == "=":
+                assert got == texts.index[texts == value].tolist()  # only a row holding the literal
+            elif column == "text" and op == "contains":
+                assert got == [i for i, t in enumerate(texts) if value.lower() in t.lower()]
+    # The table still answers, nothing was written.
+    assert q.count() == len(table) and q.select('{speaker} = "eve"').tolist() == [7]
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_row_holding_sql_text_is_found_as_a_literal(ds):
+    assert ds.utterance_query.select('{text} = "; DROP TABLE t; --"').tolist() == [7]
+    assert ds.utterance_query.select("{text} contains \"'hi' --\"").tolist() == [4]
+
+
+@pytest.mark.parametrize("filt, sort", [
+    ('{text"; DROP TABLE t; --} = 1', None),
+    ("{read_csv('/etc/passwd')} = 1", None),
+    (None, "-wer; DROP TABLE t"),
+    (None, "read_csv('/etc/passwd')"),
+    ("{wer} > 1; DROP TABLE t", None),
+    ("{wer} > 1 -- comment", None),
+])
+def test_injections_through_column_names_and_sorts_are_errors(ds, filt, sort):
+    with pytest.raises(QueryError):
+        ds.utterance_query.select(filt, sort)
+    assert ds.utterance_query.count("{wer} >= 0") > 0
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "COPY (SELECT 1) TO '/tmp/sde_should_not_exist.csv'",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "ATTACH '/tmp/sde_should_not_exist.db'",
+    "SET enable_external_access = true",
+    "SET autoload_known_extensions = true",
+])
+def test_the_connection_refuses_files_and_extensions(sql):
+    con = connect()
+    try:
+        with pytest.raises(duckdb.Error):
+            con.execute(sql)
+        assert con.execute("SELECT 42").fetchone() == (42,)
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------- settings and memory
+
+
+@pytest.fixture
+def restore_settings():
+    yield
+    configure(None, None)
+
+
+def test_configure_sets_threads_and_memory_limit_of_new_connections(restore_settings):
+    configure(threads=1, memory_limit="256MB")
+    con = connect()
+    threads, limit = con.execute("SELECT current_setting('threads'), current_setting('memory_limit')").fetchone()
+    con.close()
+    assert threads == 1 and limit.replace(" ", "") in ("244.1MiB", "256.0MB", "256MB")
+    tq = TableQuery(pd.DataFrame({"x": [3.0, 1.0, 2.0]}))
+    assert tq.select("{x} > 1", "x").tolist() == [2, 0]
+
+
+@pytest.mark.parametrize("threads, memory_limit, words", [
+    (0, None, "threads"), (-2, None, "threads"), (None, "lots", "memory limit"), (None, "12 parsecs", "memory limit"),
+])
+def test_configure_refuses_bad_settings_clearly(restore_settings, threads, memory_limit, words):
+    with pytest.raises(ValueError, match=words):
+        configure(threads=threads, memory_limit=memory_limit)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_the_table_is_shared_with_duckdb_not_copied():
+    n = 2_000_000
+    rng = np.random.default_rng(0)
+    words = np.array(["alpha", "beta", "gamma", "delta", "epsilon"])
+    df = pd.DataFrame({
+        "a": rng.random(n), "b": rng.random(n), "c": rng.random(n), "d": rng.integers(0, 100, n),
+        "text": pd.Series(np.char.add(rng.choice(words, n), " and more words here"), dtype="string[pyarrow]"),
+    })
+    df.loc[::7, "a"] = np.nan
+    frame_bytes = int(df.memory_usage(deep=True).sum())
+    tq = TableQuery(df)
+    before = _rss_bytes()
+    tq.warm()
+    grown = _rss_bytes() - before
+    # The row-position column (8 bytes a row) and a's missing-value bitmap are all that is new.
+    assert grown < 9 * n + 16 * 2**20 < frame_bytes / 3, (grown, frame_bytes)
+    assert tq.select("{a} > 0.5 && {text} contains \"BETA\"", "-a")[:3].tolist() == (
+        df.index[(df.a > 0.5) & df.text.str.startswith("beta")].to_series()
+        .pipe(lambda s: s.iloc[np.argsort(-df.a.to_numpy()[s.to_numpy()], kind="stable")]).tolist()[:3])
+
+
+# ---------------------------------------------------------------- paging a big view
+
+
+def _pandas_view(df: pd.DataFrame, keep: pd.Series, by: str, descending: bool) -> list[int]:
+    """Rows kept, stable-sorted by one column, missing values last in both directions."""
+    sub = df[keep.fillna(False).to_numpy(dtype=bool)]
+    present, missing = sub[sub[by].notna()], sub[sub[by].isna()]
+    ordered = present.iloc[np.argsort(-present[by].to_numpy() if descending else present[by].to_numpy(),
+                                      kind="stable")]
+    return ordered.index.tolist() + missing.index.tolist()
+
+
+@pytest.fixture(scope="module")
+def big() -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    n = 5_000  # more rows than the first-pages window (PREFIX_ROWS): both paths answer
+    x = rng.integers(0, 40, n).astype(float)  # many ties: table order must break them
+    x[rng.random(n) < 0.1] = np.nan
+    return pd.DataFrame({"x": x, "y": rng.random(n)})
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("page", [0, 1, 19, 20, 21, 60])
+def test_pages_of_a_big_view_are_slices_of_the_stable_sort(big, page, descending):
+    from sde.query import PREFIX_ROWS
+
+    assert len(big) > 3 * PREFIX_ROWS
+    expected = _pandas_view(big, big.y > 0.2, "x", descending)
+    sort = "-x" if descending else "x"
+    fresh = TableQuery(big)
+    total, rows = fresh.page("{y} > 0.2", sort, page, 50)
+    assert total == len(expected)
+    assert rows.index.tolist() == expected[page * 50 : (page + 1) * 50]
+    assert fresh.select("{y} > 0.2", sort).tolist() == expected
+    start = PREFIX_ROWS - 30  # a grid block across the window's end
+    assert fresh.rows("{y} > 0.2", sort, start, start + 100)[1].index.tolist() == expected[start : start + 100]
+
+
+def test_an_empty_sorted_view_has_no_rows(big):
+    total, rows = TableQuery(big).page("{y} > 2", "-x", 0, 50)
+    assert total == 0 and rows.empty
+
+
+def test_columns_of_other_types_sort_with_missing_values_last():
+    df = pd.DataFrame({
+        "x": [2.0, 1.0, 3.0],
+        "month": pd.period_range("2020-01", periods=3, freq="M")[::-1],
+        "when": pd.to_datetime(["2021-01-02", None, "2020-01-01"]),
+        "items": [[1], [0, 1], None],
+    })
+    tq = TableQuery(df)
+    assert tq.select(None, "month").tolist() == [2, 1, 0]
+    assert tq.select(None, "when").tolist() == [2, 0, 1]
+    assert tq.select(None, "-when").tolist() == [0, 2, 1]
+    assert tq.select("{when} is null").tolist() == [1]
+    assert tq.select("{x} > 1", "items").tolist() == [0, 2]

@@ -145,7 +145,9 @@ def zipf_cdf(n: int, s: float) -> np.ndarray:
 
 
 class Generator:
-    def __init__(self, seed: int, hypotheses: int, mean_words: float = 12.0, max_words: int = 40):
+    def __init__(self, seed: int, hypotheses: int, mean_words: float = 12.0, max_words: int = 40,
+                 speakers: int = SPEAKERS):
+        self.speakers = speakers
         self.seed = seed
         self.max_words = max_words
         self.fields = ["pred_text", "pred_text_b"][:hypotheses]
@@ -164,13 +166,13 @@ class Generator:
         assert len(self.table) == self.ins_base + n_ins
         # Speakers: lang, difficulty, and how many utterances each has (some talk a lot).
         rng = np.random.default_rng([seed, 2])
-        self.spk_lang = rng.choice(len(LANGS), SPEAKERS, p=LANG_WEIGHTS)
-        self.spk_difficulty = rng.lognormal(0.0, 0.3, SPEAKERS)
-        self.spk_rate = rng.normal(2.5, 0.35, SPEAKERS).clip(1.6, 3.6)
-        self.spk_snr = rng.normal(22.0, 5.0, SPEAKERS)
-        share = rng.lognormal(0.0, 0.8, SPEAKERS)
+        self.spk_lang = rng.choice(len(LANGS), speakers, p=LANG_WEIGHTS)
+        self.spk_difficulty = rng.lognormal(0.0, 0.3, speakers)
+        self.spk_rate = rng.normal(2.5, 0.35, speakers).clip(1.6, 3.6)
+        self.spk_snr = rng.normal(22.0, 5.0, speakers)
+        share = rng.lognormal(0.0, 0.8, speakers)
         self.spk_cdf = np.cumsum(share) / share.sum()
-        self.spk_names = np.array([f"spk{i:04d}" for i in range(SPEAKERS)], dtype=object)
+        self.spk_names = np.array([f"spk{i:04d}" for i in range(speakers)], dtype=object)
 
     def chunk(self, index: int, start: int, n: int) -> tuple[list[str], dict]:
         """Lines start..start+n-1 (JSON text with trailing newline) and their numeric columns."""
@@ -178,7 +180,7 @@ class Generator:
         # position), never on how many lines were asked for.
         rng = np.random.default_rng([self.seed, 100, index])
         keep_n, n = n, CHUNK
-        spk = np.searchsorted(self.spk_cdf, rng.random(n), side="right").clip(0, SPEAKERS - 1)
+        spk = np.searchsorted(self.spk_cdf, rng.random(n), side="right").clip(0, self.speakers - 1)
         # Lengths 2..max_words with a long right tail; mean ~mean_words (a little less when clipped).
         shape = 2.2
         lengths = np.rint(2 + rng.gamma(shape, (self.mean_words - 2) / shape, n)).astype(np.int64).clip(2, self.max_words)
@@ -299,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="where --real-audio files go (default: OUT's folder/audio)")
     ap.add_argument("--real-audio", type=int, default=0, metavar="N",
                     help="write N real WAV files and point the first N lines at them")
+    ap.add_argument("--speakers", type=int, default=SPEAKERS,
+                    help="distinct speakers (names spk0000..; a breakdown by speaker has this many groups)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.utterances < 0 or args.real_audio < 0:
@@ -309,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("need 3 <= --mean-words < --max-words")
 
     t0 = time.perf_counter()
-    gen = Generator(args.seed, args.hypotheses, args.mean_words, args.max_words)
+    gen = Generator(args.seed, args.hypotheses, args.mean_words, args.max_words, args.speakers)
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     manifest_dir = out.resolve().parent

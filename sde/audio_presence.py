@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -111,10 +113,31 @@ def check_paths(paths: Sequence[str], *, workers: int = DEFAULT_WORKERS, budget_
     return AudioPresence(exists, time.monotonic() - start, timed_out)
 
 
-def presence_column(paths: pd.Series, presence: AudioPresence) -> pd.Series:
+def distinct_paths(paths: pd.Series) -> tuple[list[str], np.ndarray]:
+    """(each distinct path once, each row's index into that list, -1 where the row has none):
+    computed by Arrow, so 10M rows never become 10M Python strings."""
+    values = pa.chunked_array([pa.array(paths.array, from_pandas=True)]) if not isinstance(
+        getattr(paths.array, "_pa_array", None), pa.ChunkedArray) else paths.array._pa_array
+    encoded = pc.dictionary_encode(values).combine_chunks()
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    codes = np.where(encoded.indices.is_null().to_numpy(zero_copy_only=False), -1, np.nan_to_num(indices)).astype(np.int64)
+    return encoded.dictionary.to_pylist(), codes
+
+
+def presence_column(paths: pd.Series, presence: AudioPresence, distinct: tuple[list[str], np.ndarray] | None = None,
+                    ) -> pd.Series:
     """`audio_exists` for each row of `paths` (nullable boolean: <NA> where unchecked)."""
-    values = [presence.exists.get(p) if isinstance(p, str) else None for p in paths.astype(object)]
-    return pd.Series(pd.array(values, dtype="boolean"), index=paths.index, name=COLUMN)
+    names, codes = distinct if distinct is not None else distinct_paths(paths)
+    # per distinct path: 1 exists, 0 missing, -1 unchecked; one more entry for rows without a path
+    answers = np.array([_code(presence.exists.get(p) if isinstance(p, str) else None) for p in names] + [-1],
+                       dtype=np.int8)
+    per_row = answers[codes]  # -1 (no path) picks the last entry
+    values = pd.arrays.BooleanArray(per_row == 1, per_row < 0)
+    return pd.Series(values, index=paths.index, name=COLUMN)
+
+
+def _code(answer: bool | None) -> int:
+    return -1 if answer is None else int(bool(answer))
 
 
 def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, budget_s: float = DEFAULT_BUDGET_S,
@@ -126,8 +149,9 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
     table = dataset.utterances
     if "audio_path" not in table.columns or len(table) == 0:
         return dataset
-    presence = check_paths(table["audio_path"].astype(object).tolist(), workers=workers, budget_s=budget_s)
-    column = presence_column(table["audio_path"], presence)
+    distinct = distinct_paths(table["audio_path"])
+    presence = check_paths(distinct[0], workers=workers, budget_s=budget_s)
+    column = presence_column(table["audio_path"], presence, distinct)
     if status is not None:
         distinct = len(presence.exists)
         if presence.timed_out:

@@ -3,7 +3,7 @@
 Measuring: :func:`with_measured_audio` runs :func:`sde.audio.compute_audio_metrics` over every
 utterance and returns a copy of the dataset with the metric columns; :func:`with_audio_metrics`
 adds columns measured elsewhere (the Statistics page's background job), matched by utterance id.
-``sde.cache.load_dataset`` applies the first after building when ``--estimate-audio-metrics`` is
+``sde.build.load.load_dataset`` applies the first after building when ``--estimate-audio-metrics`` is
 set, so ``sde.dataset`` itself never decodes audio.
 
 Summarising (Statistics page, GET /api/audio-quality): :func:`audio_quality_summary` counts problems

@@ -160,9 +160,15 @@ def _configure_engine(threads: int | None, memory_limit: str | None, part_size: 
         except EngineSettingError as e:
             raise click.BadParameter(str(e), param_hint=hint) from None
     try:
-        configure(threads, memory_limit, part_size)
+        settings = configure(threads, memory_limit, part_size)
     except EngineSettingError as e:
         raise click.BadParameter(str(e), param_hint="--threads") from None
+    from sde.query import configure as configure_queries
+
+    try:  # the DuckDB database every table view queries
+        configure_queries(settings.threads, settings.memory_limit)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--memory-limit") from None
 
 
 def _configure_storage(text: str | None) -> None:
@@ -194,8 +200,14 @@ def expand(sources: str | Sequence[str]):
         fail(str(e))
 
 
+# Above this many utterances the server starts before the audio files are checked (a stat per
+# file takes seconds at 10M); `audio_exists` and the summary's audio_missing appear when done.
+PRESENCE_BEFORE_START_ROWS = 1_000_000
+
+
 def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
-         background_write: bool = False, vad: bool = False, check_audio: bool = True):
+         background_write: bool = False, vad: bool = False, check_audio: bool = True,
+         check_audio_later: bool = False, engine: dict[str, Any] | None = None):
     from sde.build.load import load_dataset
     from sde.engine import settings
     from sde.quality.vad import VadError
@@ -207,11 +219,28 @@ def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache
         dataset = load_dataset(expand(manifest), options, cache_dir=cache_dir, use_cache=not no_cache,
                                progress=not quiet, status=status, background_write=background_write, vad=vad,
                                threads=settings().threads, memory_limit=settings().memory_limit,
-                               **({"part_bytes": settings().part_bytes} if settings().part_bytes else {}))
+                               **({"part_bytes": settings().part_bytes} if settings().part_bytes else {}),
+                               **(engine or {}))
     except VadError as e:  # --vad without Silero VAD installed: what to install
         fail(f"--vad: {e}")
     # Checked at every start, never cached: files come and go while the manifest stays the same.
-    return with_audio_presence(dataset, status=status) if check_audio else dataset
+    if not check_audio:
+        return dataset
+    if dataset.tar_shards:  # NeMo tarred audio / Lhotse Shar: each line's member, checked in its indexed tar
+        from sde.manifest import Problem
+        from sde.sources.members import with_tar_members
+
+        return with_tar_members(dataset, Problem, cache_dir=Path(cache_dir) / "tar-index" if cache_dir else None,
+                                status=status)
+    if check_audio_later and len(dataset.utterances) > PRESENCE_BEFORE_START_ROWS:
+        import threading
+
+        def check() -> None:
+            dataset.replace_with(with_audio_presence(dataset, status=status))
+
+        threading.Thread(target=check, name="sde-audio-presence", daemon=True).start()
+        return dataset
+    return with_audio_presence(dataset, status=status)
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -301,7 +330,7 @@ def serve_command(sources: tuple[str, ...], model: str | None, port: int, host: 
     data["alphabet"] = _alphabet_from_model(data.get("alphabet"), model)
     options = options_from(**data)
     # The server starts while the cache entry is written: the first start is ready sooner.
-    dataset = load(sources, options, cache_dir, no_cache, background_write=True, vad=vad)
+    dataset = load(sources, options, cache_dir, no_cache, background_write=True, vad=vad, check_audio_later=True)
     if not dataset.hypotheses:
         dataset = _maybe_transcribe(dataset, sources, model, cache_dir, no_cache)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
@@ -431,14 +460,21 @@ def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, ca
 @vad_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Build on this machine's cores, or on a Ray cluster (needs sde[ray]).")
+@click.option("--address", default=None, metavar="ADDRESS",
+              help="--engine ray: the cluster (auto, ray://HOST:PORT or HOST:PORT; default: $RAY_ADDRESS, "
+                   "else a local Ray instance of --threads CPUs).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="--engine ray: parts built at once (default: one per CPU of the Ray cluster).")
 @handle_data_errors
 def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: bool, vad: bool, engine: str,
-                  **data: Any) -> None:
+                  address: str | None, workers: int | None, **data: Any) -> None:
     """Build SOURCE... into the cache without serving it (for a batch job): a later
     `sde SOURCE...` with the same options starts at once.
 
     A big local manifest is built part by part on --threads processes in bounded memory; an
     interrupted build (Ctrl-C, a killed job) resumes where it stopped when run again.
+    With --engine ray the parts are built as Ray tasks; on a cluster the manifest and the cache
+    folder (--cache-dir) must be on storage every node sees at the same path (NFS, Lustre).
     """
     import time
 
@@ -448,14 +484,33 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
     options = options_from(**data)
     started = time.perf_counter()
     if engine == "ray":
-        fail("--engine ray: not available for sde index yet; use --engine local")
-    dataset = load(sources, options, cache_dir, no_cache, vad=vad, check_audio=False)
+        dataset = _index_on_ray(sources, options, cache_dir, vad, address, workers)
+    elif address or workers:
+        raise click.BadParameter("only with --engine ray", param_hint="--address" if address else "--workers")
+    else:
+        dataset = load(sources, options, cache_dir, no_cache, vad=vad, check_audio=False)
     from sde.cache import default_cache_dir
 
     where = cache_dir or default_cache_dir()
     click.echo(f"indexed {len(dataset.utterances):,} utterances of {dataset.name} in "
                f"{time.perf_counter() - started:.1f} s into {where}; serve them with: sde {' '.join(sources)}"
                + (f" --cache-dir {cache_dir}" if cache_dir else ""), err=True)
+
+
+def _index_on_ray(sources: tuple[str, ...], options, cache_dir: str | None, vad: bool, address: str | None,
+                  workers: int | None):
+    """sde index with the parts built as Ray tasks (sde.build.ray_parts) in sde.nemo.ray_engine's
+    session (--address, RAY_ADDRESS or a local instance), opened only if parts remain to build."""
+    from sde.build.ray_parts import RayBuildError, RayEngine
+    from sde.engine import settings
+    from sde.nemo.model import TranscribeError
+    from sde.nemo.ray_engine import RayOptions, ray_session
+
+    engine = RayEngine(workers, connect=lambda: ray_session(RayOptions(address=address, num_cpus=settings().threads)))
+    try:
+        return load(sources, options, cache_dir, False, vad=vad, check_audio=False, engine={"engine": engine})
+    except (RayBuildError, TranscribeError) as e:  # Ray missing, no cluster there, a part that failed
+        fail(f"--engine ray: {e}")
 
 
 def format_summary(summary: dict) -> str:

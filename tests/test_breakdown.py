@@ -132,6 +132,31 @@ def test_group_rates_equal_a_pandas_groupby_on_600_groups(by):
     assert got["cer"].to_numpy() == pytest.approx((100 * ordered["ce"] / ordered["c"]).to_numpy())
 
 
+@pytest.mark.parametrize("by, make", [
+    ("maybe_id", lambda codes, missing: pd.array(np.where(missing, None, codes % 50), dtype="Int64")),
+    ("maybe", lambda codes, missing: pd.array(np.where(missing, None, codes % 2 == 0), dtype="boolean")),
+    ("speaker_py", lambda codes, missing: pd.array(np.where(missing, None, [f"s{c}" for c in codes]),
+                                                   dtype=pd.StringDtype("python"))),
+])
+def test_group_rates_of_nullable_columns_equal_a_pandas_groupby(by, make):
+    t = random_table(5_000, 120, seed=3)
+    rng = np.random.default_rng(4)
+    t[by] = make(t["dense_id"].to_numpy() - 1000, rng.random(len(t)) < 0.05)
+    grouped = A.group_rates(t, by, {})
+    got = grouped.groups
+    t["e"] = t["sub"] + t["del"] + t["ins"]
+    g = t.groupby(by, dropna=False).agg(utterances=("e", "size"), n=("num_words", "sum"), e=("e", "sum"))
+    present = g.index.notna()
+    ordered = pd.concat([g[present].sort_index(), g[~present]])
+    assert got["value"].tolist() == [None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)
+                                     for v in ordered.index]
+    assert got["utterances"].tolist() == ordered["utterances"].tolist()
+    assert got["wer"].to_numpy() == pytest.approx((100 * ordered["e"] / ordered["n"]).to_numpy(), nan_ok=True)
+    # Each utterance's group (what the intervals resample) is the group holding its value.
+    values = got["value"].to_numpy(dtype=object)[grouped.slot]
+    assert [None if pd.isna(v) else v for v in t[by].astype(object)] == values.tolist()
+
+
 def small_groups() -> A.GroupedRates:
     # speaker: a (2 utts, 10 words, WER 30), b (2, 12, 25), c (1, 8, 37.5), missing (1, 0 words, 100)
     t = pd.DataFrame({

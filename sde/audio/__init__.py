@@ -3,6 +3,8 @@
 - :mod:`sde.audio.io` — one reader with one fallback chain (libsndfile → ffmpeg → audioread):
   :func:`open_segment` (block by block, any length), :func:`read_segment`, :func:`read_channels`,
   :func:`file_info`, :class:`AudioError`.
+- :mod:`sde.audio.inputs` — audio that is not a local path (a tar member's bytes in memory, a file
+  in an object store read with byte ranges): :class:`AudioInput`, accepted wherever a path is.
 - :mod:`sde.audio.encode` — WAV (whole or streamed with Range support) and Ogg Vorbis.
 - :mod:`sde.audio.dsp` — bounded display data (envelope, spectrogram) and resampling.
 - :mod:`sde.audio.quality` — per-segment audio metrics and the parallel runner over a table.
@@ -14,6 +16,7 @@ time counts.
 
 from sde.audio.dsp import DB_FLOOR, DisplayData, display_data, envelope, resample, spectrogram
 from sde.audio.encode import WavStream, ogg_bytes, ogg_stream, wav_bytes, wav_header
+from sde.audio.inputs import AudioInput, FileAudio, MemoryAudio
 from sde.audio.io import (BLOCK_FRAMES, DURATION_TOLERANCE, IN_MEMORY_MAX_FRAMES, MAX_SECONDS, AudioError,
                           RawAudio, Segment, SegmentReader, file_info, open_segment, read_channels,
                           read_segment, to_mono)
@@ -22,12 +25,15 @@ from sde.audio.quality import AUDIO_METRIC_COLUMNS, audio_metrics, compute_audio
 __all__ = [
     "AUDIO_METRIC_COLUMNS",
     "AudioError",
+    "AudioInput",
     "BLOCK_FRAMES",
     "DB_FLOOR",
     "DURATION_TOLERANCE",
     "DisplayData",
+    "FileAudio",
     "IN_MEMORY_MAX_FRAMES",
     "MAX_SECONDS",
+    "MemoryAudio",
     "RawAudio",
     "Segment",
     "SegmentReader",

@@ -83,7 +83,10 @@ def fill_from_files(pieces: list[Piece], path: str, base: str) -> tuple[list[Pie
     Returns the pieces (with a ``duration_source`` column when any header was read), the new
     problems, and whether any duration came from a header.
     """
-    needs = [(null_rows(p.cols.get("duration"), p.n), null_rows(p.cols.get("text"), p.n)) for p in pieces]
+    # A line with a shard_id (NeMo tarred audio) names a member of a tar, not a file: its duration
+    # is read from the member's header once the tars are indexed (sde.sources.members).
+    needs = [(null_rows(p.cols.get("duration"), p.n) & null_rows(p.cols.get("shard_id"), p.n),
+              null_rows(p.cols.get("text"), p.n)) for p in pieces]
     if not any(d.any() or t.any() for d, t in needs):
         return pieces, [], False
     from_header = any(d.any() for d, _ in needs)

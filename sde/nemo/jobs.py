@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sde.cache import CacheUnusable, _file_stamp, warn_on_stderr, default_cache_dir, open_store, report_unusable
+from sde.cache import CacheUnusable, file_stamp, warn_on_stderr, default_cache_dir, open_store, report_unusable
 from sde.dataset import Dataset, with_predictions
 from sde.manifest import ManifestError, read_manifest
 from sde.manifest.lhotse_reads import write_nemo_view
@@ -373,8 +373,8 @@ def merge_shards(
 def predictions_key(dataset: Dataset, model: str) -> str:
     model_identity: dict = {"spec": str(model)}
     if os.path.exists(str(model)):
-        model_identity = _file_stamp(model)
-    record = {"manifest": _file_stamp(dataset.manifest_path), "model": model_identity,
+        model_identity = file_stamp(model)
+    record = {"manifest": file_stamp(dataset.manifest_path), "model": model_identity,
               "audio_base_path": dataset.options.audio_base_path}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 

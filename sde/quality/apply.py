@@ -4,7 +4,7 @@ Two families, computed at different times because they cost very different amoun
 
 - **Measured from the audio** (``speech_duration``, ``leading_silence``, ``trailing_silence``,
   ``speech_ratio`` from Silero VAD, ``audio_hash``, ``lufs``): a read of every segment, minutes to
-  hours. :func:`with_vad` runs it at load time (``--vad``; ``sde.cache.load_dataset`` caches the
+  hours. :func:`with_vad` runs it at load time (``--vad``; ``sde.build.load.load_dataset`` caches the
   result with the dataset) and the web's background job hands its result to
   :func:`apply_segment_measures`.
 - **Derived from the text** (the suspicious-utterance columns, ``dup_text_group``,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob as local_glob
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -195,5 +196,20 @@ def source_stamps(sources: SourceSet) -> list[dict[str, Any]]:
         except OSError:
             stamps.append({"path": s.location, "missing": True})
             continue
-        stamps.append({"path": os.path.realpath(s.location), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+        stamp = {"path": os.path.realpath(s.location), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if stat.S_ISDIR(st.st_mode):  # a folder source (Lhotse Shar): its files change, not the folder
+            stamp["files"] = _folder_stamps(s.location)
+        stamps.append(stamp)
     return stamps
+
+
+def _folder_stamps(folder: str) -> list[tuple[str, int, int]]:
+    found = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        try:
+            if entry.is_file():
+                st = entry.stat()
+                found.append((entry.name, st.st_size, st.st_mtime_ns))
+        except OSError:
+            continue
+    return found

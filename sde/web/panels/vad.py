@@ -155,7 +155,7 @@ def _summary_card(dataset: Dataset) -> dbc.Card:
 # ---------------------------------------------------------------- the job (runs in the job process)
 
 
-def _file_stamps(paths: np.ndarray) -> bytes:
+def file_stamps(paths: np.ndarray) -> bytes:
     """Size and mtime of each distinct local file (a remote or missing one: its name only)."""
     h = hashlib.sha256()
     for p in pd.unique(pd.Series(paths, dtype=object).dropna().astype(str)):
@@ -174,7 +174,7 @@ def result_key(rows: pd.DataFrame, kinds: Sequence[str], metrics: bool) -> str:
     segments = rows[[c for c in ("audio_path", "offset", "duration") if c in rows.columns]]
     h.update(pd.util.hash_pandas_object(segments.astype(object), index=False).to_numpy().tobytes())
     h.update(rows["id"].to_numpy(dtype="int64").tobytes() if "id" in rows else b"")
-    h.update(_file_stamps(rows["audio_path"].to_numpy(dtype=object)))
+    h.update(file_stamps(rows["audio_path"].to_numpy(dtype=object)))
     return h.hexdigest()
 
 

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""The out-of-core engine at 1M-20M utterances: cold build, warm start and queries, through the CLI
+and a real server.
+
+    python benchmarks/bench_scale.py --sizes 1000000 10000000 20000000 [--data DIR] [--threads 2]
+                                     [--memory-limit 2GB] [--part-size 32MB] [--keep]
+
+Per size: a seeded manifest (benchmarks/make_manifest.py: two hypotheses, 10,000 speakers, ~12 words
+per line; generated once into --data), then
+1. cold build: `sde index MANIFEST --cache-dir FRESH --threads T --memory-limit L`: wall time, peak
+   resident memory of sde and its workers together (sampled every 20 ms; RSS = everything resident,
+   anon = without the file pages the kernel may drop, e.g. of mapped tables), the dataset's size on
+   disk next to the manifest's;
+2. warm start: `sde MANIFEST --port 0 --cache-dir SAME` until /api/summary answers, and its RSS;
+3. queries over HTTP (first request / the same again): a filtered + sorted page of /api/utterances,
+   a breakdown by speaker (10,000 groups), the bootstrap comparison of the two hypotheses, and the
+   Statistics page's data.
+Prints one markdown table per measure; README's Performance section shows them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = {
+    "filtered + sorted page": "/api/utterances?" + urlencode({"filter": "{wer} > 20 && {duration} < 10",
+                                                              "sort": "-cer", "page_size": 50}),
+    "contains + sorted page": "/api/utterances?" + urlencode({"filter": '{text} contains "the"',
+                                                              "sort": "duration", "page_size": 50}),
+    "breakdown by speaker": "/api/breakdown?" + urlencode({"by": "speaker", "sort": "-wer", "page_size": 50}),
+    "bootstrap comparison": "/api/compare?" + urlencode({"n_resamples": 1000, "seed": 0}),
+    "errors of the first hypothesis": "/api/errors?limit=100",
+    "vocabulary page by count": "/api/vocabulary?" + urlencode({"sort": "-count", "page_size": 50}),
+    "summary": "/api/summary",
+}
+
+
+def manifest_of(size: int, data: Path) -> Path:
+    path = data / f"scale_{size}.json"
+    if not path.exists():
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_manifest.py"), str(path), "--utterances",
+                        str(size), "--hypotheses", "2", "--speakers", "10000", "--seed", "0", "--quiet"], check=True)
+    return path
+
+
+def _memory_of_tree(pid: int) -> tuple[int, int]:
+    """(RSS, anonymous RSS) in bytes of a process and its children."""
+    rss = anon = 0
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                status = Path(f"/proc/{p.pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1]) * 1024
+                elif line.startswith("RssAnon:"):
+                    anon += int(line.split()[1]) * 1024
+    except psutil.Error:
+        pass
+    return rss, anon
+
+
+class PeakSampler:
+    def __init__(self, pid: int) -> None:
+        self.pid, self.rss, self.anon = pid, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss, anon = _memory_of_tree(self.pid)
+            self.rss, self.anon = max(self.rss, rss), max(self.anon, anon)
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def cold_build(manifest: Path, cache: Path, engine_args: list[str]) -> dict:
+    shutil.rmtree(cache, ignore_errors=True)
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "sde.cli", "index", str(manifest), "--cache-dir", str(cache),
+                             *engine_args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    sampler = PeakSampler(proc.pid)
+    _, stderr = proc.communicate()
+    sampler.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(stderr[-3000:])
+    return {"seconds": time.perf_counter() - started, "peak_rss": sampler.rss, "peak_anon": sampler.anon,
+            "disk": folder_bytes(cache)}
+
+
+class Server:
+    def __init__(self, manifest: Path, cache: Path, engine_args: list[str]) -> None:
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "sde.cli", str(manifest), "--port", "0", "--cache-dir",
+                                      str(cache), *engine_args], cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.loaded_s: float | None = None
+
+        def watch_stderr() -> None:
+            for line in self.proc.stderr:  # type: ignore[union-attr]
+                if "loaded from cache" in line and self.loaded_s is None:
+                    self.loaded_s = time.perf_counter() - self.started
+
+        threading.Thread(target=watch_stderr, daemon=True).start()
+        self.sampler = PeakSampler(self.proc.pid)
+        self.port = None
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+            if found:
+                self.port = int(found.group(1))
+                break
+        if self.port is None:
+            raise RuntimeError("the server did not start")
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+        self.get("/api/summary")
+        self.ready_s = time.perf_counter() - self.started
+
+    def get(self, path: str) -> tuple[float, int]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        t = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        elapsed = time.perf_counter() - t
+        conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"{path}: {response.status} {body[:300]!r}")
+        return elapsed, len(body)
+
+    def stop(self) -> None:
+        self.sampler.stop()
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def mb(n: float) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    ap.add_argument("--data", type=Path, default=Path("/tmp/sde-bench-scale"))
+    ap.add_argument("--threads", default="2")
+    ap.add_argument("--memory-limit", default="2GB")
+    ap.add_argument("--part-size", default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the built datasets (default: removed after each size)")
+    args = ap.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    engine_args = ["--threads", args.threads, "--memory-limit", args.memory_limit]
+    if args.part_size:
+        engine_args += ["--part-size", args.part_size]
+    builds, starts, queries = [], [], []
+    for size in args.sizes:
+        manifest = manifest_of(size, args.data)
+        cache = args.data / f"cache_{size}"
+        built = cold_build(manifest, cache, engine_args)
+        builds.append(f"| {size:,} | {mb(manifest.stat().st_size)} | {built['seconds']:.1f} s | "
+                      f"{mb(built['peak_rss'])} / {mb(built['peak_anon'])} | {mb(built['disk'])} |")
+        print(builds[-1], flush=True)
+        server = Server(manifest, cache, engine_args)
+        try:
+            rss, anon = _memory_of_tree(server.proc.pid)
+            loaded = f"{server.loaded_s:.2f} s" if server.loaded_s is not None else "(not from the cache)"
+            starts.append(f"| {size:,} | {loaded} | {server.ready_s:.2f} s | {mb(rss)} / {mb(anon)} |")
+            print(starts[-1], flush=True)
+            for name, path in QUERIES.items():
+                first, size_bytes = server.get(path)
+                again, _ = server.get(path)
+                queries.append(f"| {size:,} | {name} | {first * 1000:,.0f} / {again * 1000:,.0f} | {size_bytes / 1024:,.0f} KB |")
+                print(queries[-1], flush=True)
+        finally:
+            server.stop()
+        if not args.keep:
+            shutil.rmtree(cache, ignore_errors=True)
+    print("\n| utterances | manifest | cold build (`sde index`) | peak memory: RSS / anon | dataset on disk |")
+    print("|---:|---:|---:|---:|---:|")
+    print("\n".join(builds))
+    print("\n| utterances | warm start: dataset loaded | server answers /api/summary | server memory: RSS / anon |")
+    print("|---:|---:|---:|---:|")
+    print("\n".join(starts))
+    print("\n| utterances | request | first / again (ms) | answer |")
+    print("|---:|---|---:|---:|")
+    print("\n".join(queries))
+    print(f"\ncommand: python benchmarks/bench_scale.py --sizes {' '.join(map(str, args.sizes))} "
+          f"--threads {args.threads} --memory-limit {args.memory_limit}; load {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

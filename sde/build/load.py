@@ -1,0 +1,193 @@
+"""A dataset for a source: read back from the cache, else built (in one piece, or part by part)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from sde.audio_quality import with_measured_audio
+from sde.build.merge import Joined
+from sde.build.parts import PART_BYTES
+from sde.build.stream import build_in_parts, remove_build
+from sde.cache import (CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
+                       read_built, report_unusable)
+from sde.dataset import Dataset, DatasetOptions, build_dataset
+from sde.sources import PatternError, RemoteError, SourceSet, as_source_set
+
+if TYPE_CHECKING:
+    from sde.build.ray_parts import RayEngine
+
+# A part-by-part build reads NeMo JSON lines; other formats (Lhotse, gzip) go through the reader whole.
+NEMO_AUDIO_KEYS = ("audio_filepath", "audio_filename")
+
+
+def _readable_source(manifest: object) -> bool:
+    """Whether a failure to key the cache is worth a warning: not for a missing manifest, which
+    build_dataset reports with its fix."""
+    return Path(manifest).is_file() if isinstance(manifest, (str, Path)) else True
+
+
+def load_dataset(
+    manifest: "str | Path | Sequence[str | Path] | SourceSet",
+    options: DatasetOptions = DatasetOptions(),
+    *,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: bool = False,
+    warn: Warn = warn_on_stderr,
+    status: Callable[[str], None] | None = None,
+    background_write: bool = False,
+    vad: bool = False,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    part_bytes: int = PART_BYTES,
+    engine: str | RayEngine = "local",
+) -> Dataset:
+    """Build a dataset, or read it back from the cache when the manifest and options are unchanged.
+
+    A local NeMo manifest bigger than ``part_bytes`` is built part by part on ``threads``
+    processes (see sde.build): memory stays that of a few parts, and an interrupted build resumes.
+    ``memory_limit`` bounds DuckDB's share of the build (e.g. "2GB"). ``engine``: "ray" (or a
+    sde.build.ray_parts.RayEngine) builds those parts as Ray tasks instead.
+
+    ``vad``: also measure speech activity, audio hashes and loudness (``sde.quality.apply.with_vad``),
+    cached under a key of its own (VadError, saying what to install, without Silero VAD).
+
+    ``background_write``: return as soon as the dataset is built and write the cache entry from a
+    (non-daemon) thread, so a server can start meanwhile; the process still finishes the write
+    before it exits, and an interrupted write leaves no entry (see DatasetCache)."""
+    say = status or (lambda _msg: None)
+    cache = None
+    key = None
+    if use_cache:
+        directory = Path(cache_dir) if cache_dir else default_cache_dir()
+        try:
+            cache = DatasetCache(directory, warn=warn)
+            key = fingerprint(manifest, options) + ("-vad" if vad else "")
+        except CacheUnusable as e:
+            report_unusable(warn, e, "running without it")
+            cache = None
+        except Exception as e:  # noqa: BLE001 - e.g. a missing manifest (reported by build_dataset below)
+            # sources that cannot be found or reached: build_dataset reports that, with its fix
+            if not isinstance(e, (PatternError, RemoteError)) and _readable_source(manifest):
+                warn(f"cannot use the cache in {directory} ({e}); running without it (use --cache-dir DIR)")
+            if cache is not None:
+                cache.close()
+            cache = None
+    try:
+        if cache is not None and key is not None:
+            cached = cache.get(key)
+            if cached is not None:
+                say("loaded from cache")
+                return cached
+        in_parts = _part_by_part_path(manifest, options, part_bytes)
+        if in_parts is not None:
+            dataset, stored = _build_in_parts(in_parts, options, cache, key, threads=threads,
+                                              memory_limit=memory_limit, part_bytes=part_bytes,
+                                              progress=progress, say=say, engine=engine)
+        else:
+            if engine != "local":
+                say("built in one piece here: the Ray engine builds one local NeMo manifest bigger than "
+                    "--part-size (without --predictions or --normalize)")
+            dataset = build_dataset(manifest, options, progress=progress, status=status)
+            stored = False
+        transformed = options.estimate_audio_metrics or vad
+        if options.estimate_audio_metrics:  # cached with the metrics: measuring costs far more
+            dataset = with_measured_audio(dataset, progress=progress, status=status)
+        if vad:  # like the audio metrics: the entry holds the measures, a warm start skips the audio
+            from sde.quality.apply import with_vad
+
+            dataset = with_vad(dataset, progress=progress, status=status)
+        if cache is not None and key is not None and (transformed or not stored):
+            if background_write:
+                writer_cache, cache = cache, None  # the writer closes it
+
+                def write() -> None:
+                    try:
+                        writer_cache.put(key, dataset)
+                    finally:
+                        writer_cache.close()
+
+                threading.Thread(target=write, name="sde-cache-write", daemon=False).start()
+            else:
+                cache.put(key, dataset)
+        return dataset
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int) -> str | None:
+    """The manifest's path when it is built part by part: one local NeMo manifest of more than
+    one part, and no option that needs every line at once (--predictions matches lines across the
+    whole file; --normalize's corpus scores are not sums of the parts' yet)."""
+    if options.predictions or options.normalize:
+        return None
+    try:
+        sources = as_source_set(manifest)
+    except (PatternError, RemoteError, OSError):
+        return None
+    if sources.several or sources.sources[0].remote:
+        return None
+    path = sources.sources[0].location
+    try:
+        if os.path.getsize(path) <= part_bytes or not _first_line_is_nemo(path):
+            return None
+    except OSError:
+        return None
+    return sources.sources[0].given  # as given: messages name the file the way the user wrote it
+
+
+def _first_line_is_nemo(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    for line in head.removeprefix(b"\xef\xbb\xbf").split(b"\n")[:20]:
+        if line.strip():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(obj, dict) and any(k in obj for k in NEMO_AUDIO_KEYS)
+    return False
+
+
+def _build_in_parts(path: str, options: DatasetOptions, cache: DatasetCache | None, key: str | None, *,
+                    threads: int | None, memory_limit: str | None, part_bytes: int, progress: bool,
+                    say: Callable[[str], None], engine: str | RayEngine = "local") -> tuple[Dataset, bool]:
+    """(dataset, whether the cache holds it). With a cache the parts live in its ``builds``
+    folder, so an interrupted build resumes; without one, in a private folder removed at exit."""
+    folder = (cache.directory / "builds" / f"{key}-{part_bytes}" if cache is not None and key is not None
+              else private_temp_folder("sde-build-"))
+    joined = build_in_parts(path, options, folder, threads=threads, part_bytes=part_bytes,
+                            memory_limit=memory_limit, progress=progress, say=say, engine=engine)
+    meta = built_meta(_described(joined, options), joined.dtypes, joined.column_order)
+    if cache is None or key is None:
+        return read_built(meta, joined.files), False
+    try:
+        cache.put_built(key, meta, joined.files)
+    except Exception as e:  # noqa: BLE001 - a full disk must not stop the app: serve from the parts
+        cache.warn(f"could not write the cache in {cache.directory} ({e}); continuing without it")
+        return read_built(meta, joined.files), False
+    dataset = cache.get(key)
+    remove_build(folder)
+    if dataset is None:
+        raise RuntimeError(f"the dataset just stored in {cache.directory} cannot be read back")
+    return dataset, True
+
+
+def _described(joined: Joined, options: DatasetOptions) -> Dataset:
+    """A Dataset whose tables are empty frames: what the cache's description of it needs."""
+    hypotheses = list(joined.hypotheses)
+    return Dataset(
+        name=joined.name, manifest_path=Path(joined.manifest_path), options=options,
+        utterances=pd.DataFrame(), vocabulary=pd.DataFrame(), hypotheses=hypotheses,
+        errors={h.field: pd.DataFrame() for h in hypotheses}, problems=joined.problems,
+        alphabet=joined.alphabet, total_lines=joined.total_lines, warnings=joined.warnings,
+        alphabet_report=joined.alphabet_report, tar_shards=joined.tar_shards,
+    )

@@ -1,0 +1,418 @@
+"""The built parts joined into a dataset's tables, streaming: one part in memory at a time.
+
+Utterance and error tables are appended part by part to one Arrow file each (ids and the errors'
+utterance numbers shifted by the rows before the part; columns a part lacks, e.g. a hypothesis
+its lines never carry, filled with nulls). The vocabulary is the sum of the parts' word tallies,
+grouped by DuckDB, which spills to disk beyond its memory limit however many distinct words
+there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sde.cache import COLUMN_FILE_SEPARATOR, done_with_temp_file, temp_file_in
+from sde.build.part_files import PartInfo, errors_file, tallies_file, utterances_file
+from sde.dataset import (HYPOTHESIS_METRICS, DatasetOptions, computed_columns, tally_columns,
+                         vocabulary_from_tallies)
+from sde.manifest import HypothesisField, ManifestError, Problem, parse_pred_field
+from sde.manifest.hypotheses import MISSING_EXAMPLES, missing_lines_warning
+from sde.manifest.model import is_pred_name
+
+
+@dataclass
+class Joined:
+    """The dataset's table files (name → path, as sde.cache stores them) and everything else."""
+
+    files: dict[str, Path]
+    column_order: dict[str, list[str]]
+    dtypes: dict[str, dict[str, str]]
+    hypotheses: list[HypothesisField]
+    problems: list[Problem]
+    warnings: list[Problem]
+    total_lines: int
+    alphabet: list[str]
+    alphabet_report: dict | None
+    name: str
+    manifest_path: str
+    tar_shards: tuple[str, ...]
+
+
+def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions, *,
+               memory_limit: str | None = None, threads: int | None = None,
+               say: Callable[[str], None] = lambda _msg: None) -> Joined:
+    """Join built parts (in line order) into the dataset's tables, written to ``folder``."""
+    built = [info for info in infos if info.rows]
+    if not built:
+        raise _every_line_bad(infos)
+    hypotheses = _hypotheses(built, options)
+    say(f"joining {len(infos)} parts ({sum(i.rows for i in built):,} utterances)")
+    parts = [utterances_file(folder, i.index) for i in built]
+    schema = _in_build_order(_unified_schema([_schema_of(p) for p in parts]), hypotheses)
+    fixed = [f.name for f in schema if _fixed_width(f.type) or _is_text(f.type)]
+    files = {"utterances": folder / "utterances.arrow"}
+    _append_tables(parts, files["utterances"], shift={"id": _offsets(built)},
+                   schema=pa.schema([f for f in schema if f.name not in fixed], metadata=schema.metadata))
+    for k, column in enumerate(fixed):
+        name = f"utterances{COLUMN_FILE_SEPARATOR}{column}"
+        files[name] = folder / f"utterances.column{k}.arrow"
+        _write_column(parts, schema.field(column), files[name], shift=_offsets(built) if column == "id" else None)
+    for k, h in enumerate(hypotheses):
+        files[f"errors{k}"] = folder / f"errors{k}.arrow"
+        sources = [(errors_file(folder, i.index, _position(i, h)), offset)
+                   for i, offset in zip(built, _offsets(built)) if _has(i, h)]
+        _append_tables([path for path, _ in sources], files[f"errors{k}"],
+                       shift={"utt": [offset for _, offset in sources]})
+    files["vocabulary"] = folder / "vocabulary.arrow"
+    vocabulary = _vocabulary(built, folder, hypotheses, options, memory_limit, threads)
+    vocabulary_table = pa.Table.from_pandas(vocabulary, preserve_index=False)
+    _write_table(vocabulary_table.cast(pa.schema([f.with_type(_stored_type(f.type)) for f in vocabulary_table.schema],
+                                                 metadata=vocabulary_table.schema.metadata)), files["vocabulary"])
+    first = built[0]
+    dtypes = {"utterances": _merged_dtypes([i.dtypes for i in built]), "vocabulary": _dtypes(vocabulary)}
+    for k, h in enumerate(hypotheses):
+        dtypes[f"errors{k}"] = next(i.error_dtypes[h.field] for i in built if _has(i, h))
+    return Joined(
+        files=files, dtypes=dtypes, column_order={"utterances": schema.names}, hypotheses=hypotheses,
+        problems=[q for i in infos for q in i.problems],
+        warnings=_missing_warnings(built, hypotheses) + list(dict.fromkeys(w for i in infos for w in i.warnings)),
+        total_lines=sum(i.total_lines for i in infos),
+        alphabet=sorted({c for i in built for c in i.alphabet}),
+        alphabet_report=_alphabet_report(built),
+        name=first.name, manifest_path=first.manifest_path, tar_shards=first.tar_shards,
+    )
+
+
+def _every_line_bad(infos: Sequence[PartInfo]) -> ManifestError:
+    problems = [q for i in infos for q in i.problems]
+    shown = problems[0].path if problems else (infos[0].manifest_path if infos else "manifest")
+    quoted = "\n  ".join(str(q) for q in problems[:5])
+    more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+    return ManifestError(f"{shown}: no valid utterances: every line is bad:\n  {quoted}{more}\n"
+                         "sde expects one JSON object per line with audio_filepath, duration and text")
+
+
+def _hypotheses(built: Sequence[PartInfo], options: DatasetOptions) -> list[HypothesisField]:
+    """The dataset's hypotheses: those asked for (--pred-field), else every field some part has,
+    in the order a one-piece read gives them (pred_text first, then by name)."""
+    found: dict[str, HypothesisField] = {}
+    for info in built:
+        for h in info.hypotheses:
+            found.setdefault(h.field, h)
+    if options.pred_fields:
+        asked = [parse_pred_field(spec) for spec in options.pred_fields]
+        for h in asked:
+            if h.field not in found:
+                raise ManifestError(f'{built[0].manifest_path}: no line has the hypothesis field "{h.field}"; '
+                                    "pass a field the manifest has to --pred-field")
+        return asked
+    names = [name for name in found if is_pred_name(name)]
+    ordered = (["pred_text"] if "pred_text" in names else []) + sorted(n for n in names if n != "pred_text")
+    return [found[name] for name in ordered]
+
+
+def _missing_warnings(built: Sequence[PartInfo], hypotheses: Sequence[HypothesisField]) -> list[Problem]:
+    """One warning per hypothesis that some lines lack, as a one-piece read words it."""
+    warnings = []
+    for h in hypotheses:
+        count, shown = 0, []
+        for info in built:
+            part_count, part_lines = info.missing.get(h.field, (info.rows, info.first_lines))
+            count += part_count
+            shown += part_lines[:MISSING_EXAMPLES - len(shown)]
+        if count:
+            warnings.append(missing_lines_warning(built[0].shown, h.field, count, shown))
+    return warnings
+
+
+def _has(info: PartInfo, h: HypothesisField) -> bool:
+    return any(x.field == h.field for x in info.hypotheses)
+
+
+def _position(info: PartInfo, h: HypothesisField) -> int:
+    return next(k for k, x in enumerate(info.hypotheses) if x.field == h.field)
+
+
+def _offsets(built: Sequence[PartInfo]) -> list[int]:
+    offsets, rows = [], 0
+    for info in built:
+        offsets.append(rows)
+        rows += info.rows
+    return offsets
+
+
+def _schema_of(path: Path) -> pa.Schema:
+    with pa.memory_map(str(path), "r") as source:
+        return pa.ipc.open_file(source).schema
+
+
+def _unified_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """Every column of every part, in first-seen order; a column whose parts disagree on its type
+    gets the type both convert to (int + float → float), else text."""
+    types: dict[str, list[pa.DataType]] = {}
+    for schema in schemas:
+        for f in schema:
+            types.setdefault(f.name, []).append(f.type)
+    fields = [pa.field(name, _stored_type(_common_type(seen))) for name, seen in types.items()]
+    return pa.schema(fields, metadata=schemas[0].metadata)
+
+
+def _stored_type(t: pa.DataType) -> pa.DataType:
+    # Text as large_string: pandas wraps those buffers as they are (plain string ones it copies,
+    # which at 10M utterances is gigabytes at every start).
+    return pa.large_string() if pa.types.is_string(t) else t
+
+
+def _common_type(seen: list[pa.DataType]) -> pa.DataType:
+    distinct = list(dict.fromkeys(seen))
+    if len(distinct) == 1:
+        return distinct[0]
+    plain = [t.value_type if pa.types.is_dictionary(t) else t for t in distinct]
+    try:
+        unified = pa.unify_schemas([pa.schema([pa.field("x", t)]) for t in plain], promote_options="permissive")
+        return unified.field("x").type
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pa.string()
+
+
+CORE_COLUMNS = ("id", "line", "source", "audio_filepath", "audio_path", "offset", "duration", "duration_source",
+                "text")
+
+
+def _in_build_order(schema: pa.Schema, hypotheses: Sequence[HypothesisField]) -> pa.Schema:
+    """The columns in the order of a one-piece build (a part may lack some): the line's core
+    fields, the hypotheses, the other fields, each hypothesis's metrics, then the other computed
+    columns (text statistics, alphabet checks)."""
+    names = schema.names
+    fields = [h.field for h in hypotheses]
+    metrics = [name for h in hypotheses for name in names
+               if any(name == h.column(m) for m in (*HYPOTHESIS_METRICS, "ref_chars"))]
+    computed = computed_columns(hypotheses)
+    core = [n for n in names if n in CORE_COLUMNS]
+    extra = [n for n in names if n not in CORE_COLUMNS and n not in fields and n not in computed]
+    rest = [n for n in names if n in computed and n not in metrics]
+    order = core + [f for f in fields if f in names] + extra + metrics + rest
+    assert sorted(order) == sorted(names), "every column placed once"
+    return pa.schema([schema.field(n) for n in order], metadata=schema.metadata)
+
+
+# Columns a one-piece read fills on every line once any line needs them (a part may not need them).
+FILL_WHEN_ABSENT = {"duration_source": "manifest"}
+
+
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    columns = []
+    for f in schema:
+        if f.name in table.column_names:
+            column = table[f.name]
+            if column.type != f.type:
+                column = _cast(column, f.type)
+        elif f.name in FILL_WHEN_ABSENT:
+            column = pa.array([FILL_WHEN_ABSENT[f.name]] * len(table), f.type)
+        else:
+            column = pa.nulls(len(table), f.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _cast(column: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:
+    if pa.types.is_dictionary(column.type) and not pa.types.is_dictionary(to):
+        column = pc.dictionary_decode(column) if hasattr(pc, "dictionary_decode") else column.cast(column.type.value_type)
+    if _is_text(to) and not _is_text(column.type):
+        # values of mixed kinds become their text, as the one-piece read shows them
+        return pa.chunked_array([pa.array([None if v is None else str(v) for v in column.to_pylist()], to)])
+    return column.cast(to)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _fixed_width(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_temporal(t)
+
+
+def _write_column(paths: Sequence[Path], field: pa.Field, out: Path, shift: list[int] | None) -> None:
+    """One column of every part as one contiguous array: pages of rows are then cheap takes (Arrow
+    copies a chunked column whole to take rows from it). Numbers and text are gathered in files
+    mapped into memory, so a column of 10M rows costs page cache, not resident memory."""
+    arrays = (_part_column(path, field, None if shift is None else shift[k]) for k, path in enumerate(paths))
+    if not (_is_text(field.type) or (_fixed_width(field.type) and not pa.types.is_boolean(field.type))):
+        _write_table(pa.table({field.name: pa.concat_arrays(list(arrays))}), out)
+        return
+    rows = [_rows_of(path) for path in paths]
+    with _MappedColumn(field, sum(rows), out.parent) as column:
+        for array in arrays:
+            column.append(array)
+        _write_table(pa.table({field.name: column.array()}), out)
+
+
+def _rows_of(path: Path) -> int:
+    with pa.memory_map(str(path), "r") as source:
+        reader = pa.ipc.open_file(source)
+        return sum(reader.get_batch(b).num_rows for b in range(reader.num_record_batches))
+
+
+def _part_column(path: Path, field: pa.Field, shift: int | None) -> pa.Array:
+    """One part's column (cast to the joined type; nulls if the part lacks it), as one array."""
+    # Mapped: reading the table touches only this column's pages.
+    table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    if field.name not in table.column_names:
+        if field.name in FILL_WHEN_ABSENT:
+            return pa.array([FILL_WHEN_ABSENT[field.name]] * table.num_rows, field.type)
+        return pa.nulls(table.num_rows, field.type)
+    column = table[field.name] if table[field.name].type == field.type else _cast(table[field.name], field.type)
+    if shift:
+        column = pc.add(column, pa.scalar(shift, field.type))
+    return column.combine_chunks()
+
+
+class _MappedColumn:
+    """A fixed-width or large_string column assembled part by part in memory-mapped files."""
+
+    def __init__(self, field: pa.Field, rows: int, folder: Path) -> None:
+        self.field, self.rows, self.row = field, rows, 0
+        self.valid = np.ones(rows, dtype=bool)
+        self.text = _is_text(field.type)
+        self._files = [temp_file_in(folder, ".column") for _ in range(2)]
+        if self.text:
+            self.offsets = np.memmap(self._files[0], dtype=np.int64, mode="w+", shape=(rows + 1,))
+            self.offsets[0] = 0
+            self.data: np.ndarray | None = None  # sized once the parts' text is known (see append)
+            self.bytes = 0
+        else:
+            self.width = field.type.bit_width // 8
+            self.data = np.memmap(self._files[1], dtype=np.uint8, mode="w+", shape=(max(1, rows * self.width),))
+
+    def __enter__(self) -> "_MappedColumn":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.offsets = self.data = None  # type: ignore[assignment]
+        for path in self._files:
+            done_with_temp_file(path)
+
+    def append(self, array: pa.Array) -> None:
+        n, first = len(array), self.row
+        if array.null_count:
+            self.valid[first:first + n] = array.is_valid().to_numpy(zero_copy_only=False)
+        buffers = array.buffers()
+        if self.text:
+            offsets = np.frombuffer(buffers[1], dtype=np.int64)[array.offset:array.offset + n + 1]
+            start, end = int(offsets[0]), int(offsets[-1])
+            self._grow(self.bytes + end - start)
+            self.data[self.bytes:self.bytes + end - start] = np.frombuffer(buffers[2], dtype=np.uint8)[start:end]
+            self.offsets[first + 1:first + n + 1] = offsets[1:] - start + self.bytes
+            self.bytes += end - start
+        elif n:
+            raw = np.frombuffer(buffers[1], dtype=np.uint8)
+            self.data[first * self.width:(first + n) * self.width] = \
+                raw[array.offset * self.width:(array.offset + n) * self.width]
+        self.row += n
+
+    def _grow(self, size: int) -> None:
+        if self.data is not None and len(self.data) >= size:
+            return
+        capacity = max(size, 2 * (0 if self.data is None else len(self.data)), 1 << 20)
+        if self.data is not None:
+            self.data.flush()
+        with open(self._files[1], "r+b" if self.data is not None else "wb") as f:
+            f.truncate(capacity)
+        self.data = np.memmap(self._files[1], dtype=np.uint8, mode="r+", shape=(capacity,))
+
+    def array(self) -> pa.Array:
+        nulls = int(self.rows - self.valid.sum())
+        validity = pa.py_buffer(np.packbits(self.valid, bitorder="little")) if nulls else None
+        if self.text:
+            self._grow(1)
+            return pa.Array.from_buffers(self.field.type, self.rows, [
+                validity, pa.py_buffer(self.offsets), pa.py_buffer(self.data[:max(1, self.bytes)])], nulls)
+        return pa.Array.from_buffers(self.field.type, self.rows, [validity, pa.py_buffer(self.data)], nulls)
+
+
+def _append_tables(paths: Sequence[Path], out: Path, shift: dict[str, list[int]],
+                   schema: pa.Schema | None = None) -> None:
+    """Concatenate Arrow files into ``out`` one at a time, adding ``shift[column][k]`` to that
+    column of the ``k``-th file; ``schema``: the columns to keep (default: all of every file)."""
+    schema = schema or _unified_schema([_schema_of(p) for p in paths])
+    with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for k, path in enumerate(paths):
+            with pa.memory_map(str(path), "r") as source:
+                table = pa.ipc.open_file(source).read_all()
+            for column, offsets in shift.items():
+                if offsets[k] and column in table.column_names:
+                    i = table.column_names.index(column)
+                    table = table.set_column(i, column, pc.add(table[column], pa.scalar(offsets[k], table[column].type)))
+            writer.write_table(_conformed(table, schema))
+            del table
+
+
+def _write_table(table: pa.Table, out: Path) -> None:
+    with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _vocabulary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[HypothesisField],
+                options: DatasetOptions, memory_limit: str | None, threads: int | None) -> pd.DataFrame:
+    sums = ['sum("count") AS "count"']
+    for h in hypotheses:
+        for column in tally_columns(h):
+            sums.append(f'coalesce(sum("{column}"), 0) AS "{column}"')
+    files = [str(tallies_file(folder, i.index)) for i in built]
+    config: dict[str, str | int] = {"temp_directory": str(folder / "duckdb-spill")}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if threads:
+        config["threads"] = threads
+    with duckdb.connect(config=config) as con:
+        # Ordered as the one-piece build orders its counts: most frequent first, then by code point.
+        table = con.sql(
+            f"SELECT word, {', '.join(sums)} FROM read_parquet(?, union_by_name = true) "
+            'GROUP BY word ORDER BY "count" DESC, word', params=[files]).to_arrow_table()
+    tallies = pd.DataFrame({
+        "word": pd.arrays.ArrowStringArray(table["word"].cast(pa.string())),
+        **{name: table[name].to_numpy().astype("int64") for name in table.column_names if name != "word"},
+    })
+    return vocabulary_from_tallies(tallies, hypotheses, options.vocab)
+
+
+def _dtypes(df: pd.DataFrame) -> dict[str, str]:
+    return {str(c): str(t) for c, t in df.dtypes.items()}
+
+
+def _merged_dtypes(all_dtypes: Sequence[dict[str, str]]) -> dict[str, str]:
+    """The pandas dtypes to restore: each column's where all parts agree (else what Arrow gives)."""
+    seen: dict[str, set[str]] = {}
+    for dtypes in all_dtypes:
+        for column, dtype in dtypes.items():
+            seen.setdefault(column, set()).add(dtype)
+    return {column: next(iter(kinds)) for column, kinds in seen.items() if len(kinds) == 1}
+
+
+def _alphabet_report(built: Sequence[PartInfo]) -> dict | None:
+    """--alphabet's report summed over the parts (each example the first utterance of all)."""
+    reports = [(i, offset) for i, offset in zip(built, _offsets(built)) if i.alphabet_report is not None]
+    if not reports:
+        return None
+    chars: dict[str, dict] = {}
+    for info, offset in reports:
+        for row in info.alphabet_report["chars"]:
+            entry = chars.setdefault(row["char"], {"char": row["char"], "count": 0, "utterances": 0,
+                                                   "example_id": row["example_id"] + offset})
+            entry["count"] += row["count"]
+            entry["utterances"] += row["utterances"]
+    first = reports[0][0].alphabet_report
+    return {
+        "allowed": first["allowed"],
+        "utterances": sum(i.alphabet_report["utterances"] for i, _ in reports),
+        "chars": sorted(chars.values(), key=lambda r: (-r["count"], ord(r["char"][0]))),
+        "digits": sum(i.alphabet_report["digits"] for i, _ in reports),
+    }

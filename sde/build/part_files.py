@@ -1,0 +1,154 @@
+"""One part of a dataset built and written to the build folder (runs in a worker process).
+
+A part's files: ``part-NNNNN.utterances.arrow``, ``part-NNNNN.errorsK.arrow`` (one per hypothesis
+the part has), ``part-NNNNN.tallies.parquet`` (word tallies, summed by DuckDB when the parts are
+joined) and, written last, ``part-NNNNN.info`` (a pickled :class:`PartInfo`). A part counts as
+built only when its info exists: every file is written under a temporary name and renamed, so an
+interrupted worker leaves nothing the next run mistakes for a finished part.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sde.cache import done_with_temp_file, temp_file_in
+from sde.dataset import DatasetOptions, build_part
+from sde.manifest import HypothesisField, ManifestError, ManifestPart, Problem
+from sde.manifest.hypotheses import MISSING_EXAMPLES, missing_lines_warning
+
+
+@dataclass
+class PartInfo:
+    """What the driver needs of a built part (its tables stay in files)."""
+
+    index: int
+    part: ManifestPart
+    rows: int
+    hypotheses: list[HypothesisField]
+    problems: list[Problem]
+    warnings: list[Problem]
+    total_lines: int
+    alphabet: list[str]
+    alphabet_report: dict | None
+    name: str
+    manifest_path: str
+    dtypes: dict[str, str]
+    # --strict: the part's first bad line (the driver raises the earliest part's)
+    error: str | None = None
+    tar_shards: tuple[str, ...] = ()
+    error_dtypes: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Per hypothesis field: (lines without it, the first few of them); and the part's first lines
+    # (all of them lack a hypothesis the part never has). The join words one warning per field.
+    missing: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
+    first_lines: list[int] = field(default_factory=list)
+    shown: str = ""  # how messages name the manifest (the path as given)
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+def utterances_file(folder: Path, index: int) -> Path:
+    return folder / f"{part_name(index)}.utterances.arrow"
+
+
+def errors_file(folder: Path, index: int, k: int) -> Path:
+    """The errors of the part's ``k``-th hypothesis (PartInfo.hypotheses order)."""
+    return folder / f"{part_name(index)}.errors{k}.arrow"
+
+
+def tallies_file(folder: Path, index: int) -> Path:
+    return folder / f"{part_name(index)}.tallies.parquet"
+
+
+def info_file(folder: Path, index: int) -> Path:
+    return folder / f"{part_name(index)}.info"
+
+
+def build_and_write(path: str, part: ManifestPart, options: DatasetOptions, folder: Path, index: int) -> PartInfo:
+    """Build lines ``part`` of manifest ``path`` and write them as part ``index`` of ``folder``."""
+    try:
+        dataset, tallies = build_part(path, part, options)
+    except ManifestError as e:  # --strict: a bad line in this part
+        info = PartInfo(index, part, 0, [], [], [], 0, [], None, "", path, {}, error=str(e))
+        _write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
+        return info
+    utterances = dataset.utterances
+    if len(utterances):
+        _write_arrow(utterances_file(folder, index), utterances)
+        for k, h in enumerate(dataset.hypotheses):
+            _write_arrow(errors_file(folder, index, k), dataset.errors[h.field])
+        _write_parquet(tallies_file(folder, index), tallies)
+    missing = _missing_lines(utterances, dataset.hypotheses)
+    per_part = {missing_lines_warning(path, f, count, lines)
+                for f, (count, lines) in missing.items() if count}
+    info = PartInfo(
+        index=index, part=part, rows=len(utterances), hypotheses=list(dataset.hypotheses),
+        problems=list(dataset.problems), total_lines=dataset.total_lines,
+        warnings=[w for w in dataset.warnings if w not in per_part], missing=missing,
+        shown=path, first_lines=utterances["line"].iloc[:MISSING_EXAMPLES].astype(int).tolist() if len(utterances) else [],
+        alphabet=list(dataset.alphabet), alphabet_report=dataset.alphabet_report, name=dataset.name,
+        manifest_path=str(dataset.manifest_path), dtypes=_dtypes(utterances), tar_shards=dataset.tar_shards,
+        error_dtypes={h.field: _dtypes(dataset.errors[h.field]) for h in dataset.hypotheses},
+    )
+    _write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
+    return info
+
+
+def _missing_lines(utterances: pd.DataFrame, hypotheses: list[HypothesisField]) -> dict[str, tuple[int, list[int]]]:
+    out = {}
+    for h in hypotheses:
+        missing = utterances[h.field].isna().to_numpy(dtype=bool)
+        out[h.field] = (int(missing.sum()), utterances["line"].to_numpy()[missing][:MISSING_EXAMPLES].astype(int).tolist())
+    return out
+
+
+def read_info(folder: Path, index: int, part: ManifestPart) -> PartInfo | None:
+    """The info of part ``index`` if it was built from these very lines, else None (build it)."""
+    try:
+        info = pickle.loads(info_file(folder, index).read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
+        return None
+    if not isinstance(info, PartInfo) or info.index != index or info.part != part or info.error:
+        return None
+    return info
+
+
+def _dtypes(df: pd.DataFrame) -> dict[str, str]:
+    return {str(c): str(t) for c, t in df.dtypes.items()}
+
+
+def _replace_atomically(path: Path, write) -> None:
+    """``write(tmp)`` then rename: a killed worker leaves a temporary file a later run removes
+    (sde.cache.remove_stale_temp_files), never a half-written part."""
+    tmp = temp_file_in(path.parent, path.suffix)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        done_with_temp_file(tmp)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    _replace_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def _write_arrow(path: Path, df: pd.DataFrame) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+
+    def write(tmp: str) -> None:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+    _replace_atomically(path, write)
+
+
+def _write_parquet(path: Path, df: pd.DataFrame) -> None:
+    _replace_atomically(path, lambda tmp: pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp))

@@ -1,0 +1,89 @@
+"""The part-by-part build: which parts remain, worker processes for them, then the join."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sde.build.merge import Joined, join_parts
+from sde.build.part_files import PartInfo, build_and_write, read_info
+from sde.build.parts import PART_BYTES, split_lines
+from sde.cache import remove_stale_temp_files
+from sde.dataset import DatasetOptions
+from sde.manifest import ManifestError, ManifestPart
+from sde.progress import progress_bar
+from sde.workers import fork_context, start_pool
+
+if TYPE_CHECKING:
+    from sde.build.ray_parts import RayEngine
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def build_in_parts(path: str, options: DatasetOptions, folder: Path, *, threads: int | None = None,
+                   part_bytes: int = PART_BYTES, memory_limit: str | None = None, progress: bool = False,
+                   say: Callable[[str], None] = lambda _msg: None, engine: str | RayEngine = "local") -> Joined:
+    """Build manifest ``path`` part by part into ``folder`` (kept parts of an interrupted run of
+    the same build are reused) and join the parts; returns the joined tables' files.
+
+    ``engine``: "local" builds the parts on ``threads`` processes; "ray" or a
+    sde.build.ray_parts.RayEngine as Ray tasks. The join runs here either way."""
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(folder)
+    parts = split_lines(path, part_bytes)
+    infos: dict[int, PartInfo] = {}
+    for index, part in enumerate(parts):
+        info = read_info(folder, index, part)
+        if info is not None:
+            infos[index] = info
+    todo = [i for i in range(len(parts)) if i not in infos]
+    threads = min(threads or default_threads(), max(1, len(todo)))
+    if infos:
+        say(f"resuming an interrupted build: {len(infos)} of {len(parts)} parts are done")
+    if engine != "local":
+        from sde.build.ray_parts import built_on_ray
+
+        runner = built_on_ray(path, options, folder, [(i, parts[i]) for i in todo], engine, say=say)
+    else:
+        say(f"building {len(todo)} parts of ~{part_bytes >> 20} MB on {threads} process{'es' * (threads > 1)}")
+        runner = _built(path, options, folder, [(i, parts[i]) for i in todo], threads)
+    bar = progress_bar(len(parts), "building", unit="parts", enabled=progress, leave=False)
+    bar.update(len(infos))
+    try:
+        for info in runner:
+            infos[info.index] = info
+            bar.update(1)
+    finally:
+        runner.close()  # stops the processes or Ray tasks still building before their leftovers go
+        bar.close()
+        remove_stale_temp_files(folder)  # of workers stopped mid-part (Ctrl-C, SIGTERM)
+    ordered = [infos[i] for i in range(len(parts))]
+    failed = [info for info in ordered if info.error]
+    if failed:  # --strict: the earliest bad line of the file, as a one-piece read reports it
+        raise ManifestError(failed[0].error or "")
+    return join_parts(ordered, folder, options, memory_limit=memory_limit, threads=threads, say=say)
+
+
+def _built(path: str, options: DatasetOptions, folder: Path, todo: list[tuple[int, ManifestPart]], threads: int):
+    jobs = [(path, part, options, folder, index) for index, part in todo]
+    context = fork_context() if threads > 1 and len(jobs) > 1 else None
+    if context is None:
+        for job in jobs:
+            yield build_and_write(*job)
+        return
+    # Leaving the block (done, Ctrl-C, SIGTERM) terminates the workers; finished parts stay.
+    with start_pool(context, threads) as pool:
+        yield from pool.imap_unordered(_build_job, jobs, chunksize=1)
+
+
+def _build_job(job: tuple) -> PartInfo:
+    return build_and_write(*job)
+
+
+def remove_build(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,39 @@
+"""Persistent cache of built datasets, so a second start on a million-utterance manifest is fast.
+
+Entries live in a diskcache store outside the dataset folder (the user cache dir by default). Each
+table is stored as an Arrow IPC file, which diskcache keeps as a plain file; a warm start memory-maps
+it instead of parsing and scoring the manifest again. The small metadata record is written last and
+acts as the commit marker: a reader never sees a half-written entry. Any failure to read or write
+the cache is a warning, never fatal.
+
+Every diskcache store sde opens (datasets, predictions, the UI's background jobs) goes through
+:func:`open_store`, which keeps the promises of the README:
+
+* the folder must be usable: creatable, a folder, writable, not full; else ``CacheUnusable``
+  (the caller warns once and runs without it);
+* the folder must be private: entries are pickles, so a folder that another user owns or can write
+  (directly, or by renaming it through a shared parent) would let them run code as us;
+* a corrupt index (``cache.db``) is set aside and recreated, with one warning;
+* temporary and orphan files of writers killed mid-write (``kill -9``) are removed.
+
+Tables are memory-mapped. sde never rewrites a file in place (diskcache writes every value under a
+new name and unlinks old ones; unlinking leaves existing mappings valid), stored tables are
+read-only, and their size is checked against the size written before they are mapped. Something
+outside sde truncating a table while a server maps it would still crash that server with SIGBUS.
+"""
+
+from sde.cache.datasets import (CACHE_FORMAT, COLUMN_FILE_SEPARATOR, DEFAULT_SIZE_LIMIT, DatasetCache, built_meta,
+                                 file_stamp, fingerprint, read_built)
+from sde.cache.folders import (FIX_FOLDER, FIX_FULL, FIX_PRIVATE, POSIX, CacheUnusable, Warn, check_cache_folder,
+                               default_cache_dir, report_unusable, warn_on_stderr)
+from sde.cache.store import (HOST_TAG, LEGACY_TEMP_S, STALE_FILE_S, JobStore, done_with_temp_file, open_job_store,
+                             open_store, private_temp_folder, remove_orphan_values, remove_stale_temp_files,
+                             temp_file_in)
+
+__all__ = [
+    "CACHE_FORMAT", "COLUMN_FILE_SEPARATOR", "DEFAULT_SIZE_LIMIT", "FIX_FOLDER", "FIX_FULL", "FIX_PRIVATE", "HOST_TAG",
+    "LEGACY_TEMP_S", "POSIX", "STALE_FILE_S", "CacheUnusable", "DatasetCache", "JobStore", "Warn", "built_meta",
+    "check_cache_folder", "default_cache_dir", "done_with_temp_file", "file_stamp", "fingerprint", "open_job_store",
+    "open_store", "private_temp_folder", "read_built", "remove_orphan_values", "remove_stale_temp_files",
+    "report_unusable", "temp_file_in", "warn_on_stderr",
+]

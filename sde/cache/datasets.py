@@ -1,0 +1,265 @@
+"""Built datasets in the cache: their key, and their tables as memory-mapped Arrow files."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import pyarrow as pa
+
+from sde import __version__
+from sde.dataset import Dataset, DatasetOptions
+from sde.sources import SourceSet, as_source_set, source_stamps
+
+from sde.cache.folders import POSIX, Warn, warn_on_stderr
+from sde.cache.store import done_with_temp_file, open_store, temp_file_in
+
+
+# Bump when the layout of a built Dataset changes, so old entries are not misread.
+CACHE_FORMAT = 6
+DEFAULT_SIZE_LIMIT = 20 * 2**30
+
+
+def file_stamp(path: str | Path) -> dict:
+    p = Path(path).resolve()
+    st = p.stat()
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def fingerprint(manifest: "str | Path | Sequence[str | Path] | SourceSet", options: DatasetOptions) -> str:
+    """Key of a built dataset: the identity of every manifest file (size and modification time, or
+    size and ETag for a remote one; a missing shard counts too) and every option that changes the
+    result."""
+    record = {
+        "format": CACHE_FORMAT,
+        "sde": __version__,
+        "manifest": source_stamps(as_source_set(manifest)),
+        "options": dataclasses.asdict(options),
+        "files": [file_stamp(f) for f in options.files() if Path(f).exists()],
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class DatasetCache:
+    """diskcache-backed store of built datasets; every method degrades to a warning on failure."""
+
+    def __init__(self, directory: str | Path, warn: Warn = warn_on_stderr) -> None:
+        """Raises CacheUnusable (see open_store)."""
+        self.directory = Path(directory)
+        self.warn = warn
+        self._store = open_store(self.directory, warn, size_limit=DEFAULT_SIZE_LIMIT,
+                                 eviction_policy="least-recently-used")
+
+    def close(self) -> None:
+        self._store.close()
+
+    def get(self, key: str) -> Dataset | None:
+        try:
+            meta_raw = self._store.get(("meta", key))
+        except Exception as e:  # noqa: BLE001 - an index damaged while running: next start repairs it
+            self.warn(f"cannot read the cache index in {self.directory} ({e}); rebuilding without it")
+            return None
+        if meta_raw is None:
+            return None
+        try:
+            meta = pickle.loads(meta_raw)
+            sizes = meta.get("table_bytes", {})
+            tables = {name: self._read_table(key, name, sizes.get(name)) for name in meta["tables"]}
+            return _dataset_from(meta, _frames(meta, tables))
+        except Exception as e:  # noqa: BLE001 - any corruption means "rebuild", never a crash
+            self.warn(f"cache entry {key[:12]} in {self.directory} is unreadable ({e}); rebuilding it")
+            self.delete(key)
+            return None
+
+    def put(self, key: str, dataset: Dataset) -> None:
+        try:
+            tables = _tables_of(dataset)
+            sizes = {name: self._write_table(key, name, df) for name, df in tables.items()}
+            meta = _meta_of(dataset, list(tables))
+            meta["table_bytes"] = sizes
+            self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception as e:  # noqa: BLE001 - a full disk or read-only cache must not stop the app
+            if threading.main_thread().is_alive():
+                self.warn(f"could not write the cache in {self.directory} ({e}); continuing without it")
+            # else: sde is exiting (Ctrl-C, SIGTERM) while a background write runs; nothing to report
+            self.delete(key)
+
+    def put_built(self, key: str, meta: dict, files: dict[str, Path]) -> None:
+        """Store a dataset whose tables are already Arrow files (sde.build); raises on failure
+        (the caller keeps the files and serves from them)."""
+        try:
+            sizes = {}
+            for name, path in files.items():
+                sizes[name] = os.path.getsize(path)
+                with open(path, "rb") as f:
+                    self._store.set(("table", key, name), f, read=True)
+                self._make_read_only(("table", key, name))
+            meta = {**meta, "tables": list(files), "table_bytes": sizes}
+            self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
+        except BaseException:
+            self.delete(key)
+            raise
+
+    def delete(self, key: str) -> None:
+        try:
+            for k in list(self._store.iterkeys()):
+                if isinstance(k, tuple) and len(k) >= 2 and k[1] == key:
+                    self._store.delete(k)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _write_table(self, key: str, name: str, df: pd.DataFrame) -> int:
+        """Store `df` as an Arrow file; returns its size (checked again before it is mapped)."""
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        # Written to a temporary file first so diskcache can move a complete file into its store.
+        tmp = temp_file_in(self.directory, ".arrow")
+        try:
+            with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                # One record batch: columns read back as single contiguous arrays (fast row takes).
+                writer.write_table(table.combine_chunks())
+            size = os.path.getsize(tmp)
+            with open(tmp, "rb") as f:
+                self._store.set(("table", key, name), f, read=True)
+        finally:
+            done_with_temp_file(tmp)
+        self._make_read_only(("table", key, name))
+        return size
+
+    def _make_read_only(self, store_key: tuple) -> None:
+        # A mapped file that shrinks kills the process (SIGBUS). sde never writes a stored file
+        # again; read-only keeps a stray `> file` or editor of the same user from doing it.
+        # (Not on Windows: there a read-only file cannot be deleted, and eviction deletes.)
+        if not POSIX:
+            return
+        handle = self._store.get(store_key, read=True)
+        if handle is not None:
+            with handle:
+                path = getattr(handle, "name", None)
+                if isinstance(path, str):
+                    os.chmod(path, 0o444)
+
+    def _read_table(self, key: str, name: str, expected_bytes: int | None = None) -> pa.Table:
+        handle = self._store.get(("table", key, name), read=True)
+        if handle is None:
+            raise KeyError(f"table {name} missing")
+        with handle:
+            path = getattr(handle, "name", None)
+            if isinstance(path, str) and os.path.exists(path):
+                # Memory-mapped: pages load on demand and are shared with the OS page cache.
+                source = pa.memory_map(path, "r")
+                if expected_bytes is not None and source.size() != expected_bytes:
+                    raise ValueError(f"table {name} is {source.size()} bytes, {expected_bytes} when written: "
+                                     "changed outside sde")
+            else:
+                source = pa.BufferReader(handle.read())
+            return pa.ipc.open_file(source).read_all()
+
+
+# A stored table may be kept as several files: its text columns in one (record batch per built
+# part), and each fixed-width column in a file of its own ("<table>/<column>", one contiguous
+# array: pandas then maps it without a copy). meta["column_order"][table] lists the columns.
+COLUMN_FILE_SEPARATOR = "/"
+
+
+def _frames(meta: dict, tables: dict[str, pa.Table]) -> dict[str, pd.DataFrame]:
+    """The stored tables as frames, each assembled from its column files (see above)."""
+    order = meta.get("column_order", {})
+    frames = {}
+    for name, table in tables.items():
+        if COLUMN_FILE_SEPARATOR in name:
+            continue
+        if name in order:
+            columns = {n: table[n] for n in table.column_names}
+            for other, part in tables.items():
+                if other.startswith(name + COLUMN_FILE_SEPARATOR):
+                    columns[other[len(name) + 1:]] = part.column(0)
+            table = pa.Table.from_arrays([columns[n] for n in order[name]], names=list(order[name]),
+                                         metadata=table.schema.metadata)
+        frames[name] = table.to_pandas(split_blocks=True, self_destruct=False, types_mapper=_TEXT_AS_IS.get)
+    return frames
+
+
+# Text columns become pandas' Arrow-backed strings around the mapped buffers (large_string ones
+# without a copy); their stored dtype is then restored (_restore_dtypes).
+_TEXT_AS_IS = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}
+
+
+def _tables_of(dataset: Dataset) -> dict[str, pd.DataFrame]:
+    tables = {"utterances": dataset.utterances, "vocabulary": dataset.vocabulary}
+    for i, h in enumerate(dataset.hypotheses):
+        tables[f"errors{i}"] = dataset.errors[h.field]
+    return tables
+
+
+def built_meta(dataset: Dataset, dtypes: dict[str, dict[str, str]], column_order: dict[str, list[str]]) -> dict:
+    """The cache entry's description of a dataset whose tables are files (its frames are empty);
+    ``column_order``: the columns of each table kept as several files (see _frames)."""
+    return {**_meta_of(dataset, list(dtypes), dtypes), "column_order": column_order}
+
+
+def read_built(meta: dict, files: dict[str, Path]) -> Dataset:
+    """A dataset from its Arrow table files (memory-mapped) and built_meta's description."""
+    # Not closed: the frames' columns are views of the mappings (pages load on demand).
+    tables = {name: pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all() for name, path in files.items()}
+    return _dataset_from(meta, _frames(meta, tables))
+
+
+def _meta_of(dataset: Dataset, table_names: list[str], dtypes: dict[str, dict[str, str]] | None = None) -> dict:
+    return {
+        "format": CACHE_FORMAT,
+        "tables": table_names,
+        "name": dataset.name,
+        "manifest_path": str(dataset.manifest_path),
+        "options": dataset.options,
+        "hypotheses": dataset.hypotheses,
+        "problems": dataset.problems,
+        "alphabet": dataset.alphabet,
+        "total_lines": dataset.total_lines,
+        "warnings": dataset.warnings,
+        "alphabet_report": dataset.alphabet_report,
+        "extra_summary": dataset.extra_summary,
+        "tar_shards": dataset.tar_shards,
+        "dtypes": dtypes if dtypes is not None else {
+            name: {c: str(t) for c, t in df.dtypes.items()} for name, df in _tables_of(dataset).items()
+        },
+    }
+
+
+def _dataset_from(meta: dict, tables: dict[str, pd.DataFrame]) -> Dataset:
+    if meta.get("format") != CACHE_FORMAT:
+        raise ValueError(f"format {meta.get('format')} is not {CACHE_FORMAT}")
+    for name, df in tables.items():
+        _restore_dtypes(df, meta["dtypes"][name])
+    return Dataset(
+        name=meta["name"],
+        manifest_path=Path(meta["manifest_path"]),
+        options=meta["options"],
+        utterances=tables["utterances"],
+        vocabulary=tables["vocabulary"],
+        hypotheses=meta["hypotheses"],
+        errors={h.field: tables[f"errors{i}"] for i, h in enumerate(meta["hypotheses"])},
+        problems=meta["problems"],
+        alphabet=meta["alphabet"],
+        total_lines=meta["total_lines"],
+        warnings=meta["warnings"],
+        alphabet_report=meta["alphabet_report"],
+        extra_summary=meta["extra_summary"],
+        tar_shards=tuple(meta.get("tar_shards", ())),
+    )
+
+
+def _restore_dtypes(df: pd.DataFrame, dtypes: dict[str, str]) -> None:
+    """Arrow round trips may widen a few dtypes (e.g. string flavours); put back what was built."""
+    for col, want in dtypes.items():
+        if col in df and str(df[col].dtype) != want:
+            try:
+                df[col] = df[col].astype(want)
+            except (TypeError, ValueError):
+                pass

@@ -1,0 +1,61 @@
+"""What the build tests share: a manifest that exercises every join rule, and the check that a
+dataset built part by part (on any engine) is the one a one-piece build gives."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+WORDS = "the cat sat on a mat dog ran far away über café naïve one two three".split()
+PART = 4096  # ~25 lines: a few hundred lines make many parts
+
+
+def _line(i: int, rng: random.Random) -> dict | str:
+    if i % 97 == 13:
+        return "{not json"
+    if i % 89 == 7:
+        return json.dumps({"audio_filepath": f"a{i}.wav", "text": "no duration"})
+    ref = " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 9)))
+    hyp = " ".join(w for w in ref.split() if rng.random() > 0.2) + (" uh" if rng.random() < 0.2 else "")
+    row = {"audio_filepath": f"audio/a{i}.wav", "duration": round(rng.uniform(0.5, 9), 2), "text": ref,
+           "speaker": f"spk{i % 7}"}
+    if i % 11 != 3:  # some lines lack the hypothesis: left out of its scores
+        row["pred_text"] = hyp
+    if i >= 250:  # the first parts have no pred_text_b at all
+        row["pred_text_b"] = ref if rng.random() < 0.7 else hyp
+    row["snr"] = i if i < 300 else i + 0.5  # integers in the first parts, floats later
+    return json.dumps(row, ensure_ascii=False)
+
+
+def write_mixed_manifest(folder: Path, lines: int = 600) -> Path:
+    """``m.json`` (bad lines, lines without a duration or a hypothesis, a hypothesis the first
+    parts lack, a column whose type changes) and ``vocab.txt`` beside it."""
+    rng = random.Random(7)
+    path = folder / "m.json"
+    path.write_text("\n".join(_line(i, rng) for i in range(lines)) + "\n", encoding="utf-8")
+    path.with_name("vocab.txt").write_text("the\ncat\nsat\non\na\nmat\n", encoding="utf-8")
+    return path
+
+
+def assert_same_dataset(built, expected) -> None:
+    pd.testing.assert_frame_equal(built.utterances, expected.utterances, check_dtype=False)
+    pd.testing.assert_frame_equal(built.vocabulary, expected.vocabulary, check_dtype=False)
+    assert [h.field for h in built.hypotheses] == [h.field for h in expected.hypotheses]
+    for h in expected.hypotheses:
+        pd.testing.assert_frame_equal(built.errors[h.field], expected.errors[h.field], check_dtype=False)
+    assert built.problems == expected.problems
+    assert built.total_lines == expected.total_lines
+    assert built.alphabet == expected.alphabet
+    assert built.alphabet_report == expected.alphabet_report
+    assert built.warnings == expected.warnings
+    summary, want = built.summary(), expected.summary()
+    hypotheses, want_hypotheses = summary.pop("hypotheses"), want.pop("hypotheses")
+    assert list(hypotheses) == list(want_hypotheses)
+    for field, numbers in want_hypotheses.items():
+        assert hypotheses[field] == pytest.approx(numbers)
+    assert summary.pop("hours") == pytest.approx(want.pop("hours"))
+    assert summary == want

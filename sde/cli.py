@@ -202,7 +202,7 @@ def expand(sources: str | Sequence[str]):
 
 # Above this many utterances the server starts before the audio files are checked (a stat per
 # file takes seconds at 10M); `audio_exists` and the summary's audio_missing appear when done.
-PRESENCE_BEFORE_START_ROWS = 1_000_000
+PRESENCE_BEFORE_START_ROWS = 100_000
 
 
 def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache: bool, quiet: bool = False,

@@ -342,7 +342,7 @@ def _append_tables(paths: Sequence[Path], out: Path, shift: dict[str, list[int]]
                    schema: pa.Schema | None = None) -> None:
     """Concatenate Arrow files into ``out`` one at a time, adding ``shift[column][k]`` to that
     column of the ``k``-th file; ``schema``: the columns to keep (default: all of every file)."""
-    schema = schema or _unified_schema([_schema_of(p) for p in paths])
+    schema = schema if schema is not None else _unified_schema([_schema_of(p) for p in paths])
     with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         for k, path in enumerate(paths):
             with pa.memory_map(str(path), "r") as source:

@@ -72,7 +72,7 @@ def data_options(f: Callable) -> Callable:
         click.option("--threads", type=int, default=None, metavar="N",
                      help="Processes that build the dataset and threads that query it (default: every core)."),
         click.option("--memory-limit", default=None, metavar="SIZE",
-                     help="Memory DuckDB may use to build and query, e.g. 2GB (default: 80%% of RAM); "
+                     help="Memory DuckDB may use to build and query, e.g. 2GB (default: 80% of RAM); "
                           "beyond it, it spills to the cache folder."),
         click.option("--part-size", default=None, metavar="SIZE",
                      help="A local manifest bigger than this is built part by part, in parallel and bounded "

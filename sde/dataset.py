@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from sde.analysis import alphabet_check, has_digits
 from sde.audio_presence import audio_presence_summary
+from sde.analysis.alphabet import reference_alphabet
 from sde.caching import CacheRegistry, for_dataset
 from sde.manifest import HypothesisField, Manifest, ManifestPart, Problem, read_manifest
 from sde.sources import SourceSet, expand_sources
@@ -31,6 +32,8 @@ from sde.metrics import (LongUtterance, align_corpus, corpus_rates, mean_word_ac
                          word_counts, word_hits)
 from sde.query import QueryError, TableQuery, VirtualSql
 from sde.text import normalize_many, parse_normalize
+from sde.vocabulary import (counts_table, hypothesis_missing, vocabulary_from_tallies, vocabulary_table,
+                            word_tallies)
 
 # Per-hypothesis columns of the utterance table, in display order. `char_edits` is kept so that
 # corpus CER over any subset (breakdowns, bootstrap) is a sum, not a mean of utterance rates.
@@ -217,12 +220,6 @@ def _mean_accuracy(accuracy: pd.Series) -> float:
     return float(values.mean()) if len(values) else 0.0
 
 
-def hypothesis_missing(table: pd.DataFrame, h: HypothesisField) -> np.ndarray:
-    """Rows whose line has no value for the hypothesis field (absent or null in the manifest, or no
-    matching prediction): they are left out of that hypothesis's scores, never scored as ""."""
-    return np.asarray(table[h.field].isna(), dtype=bool)
-
-
 def _scored_errors(errors: pd.DataFrame, missing: np.ndarray) -> pd.DataFrame:
     """The errors table without the rows of unscored utterances."""
     if not missing.any():
@@ -298,7 +295,7 @@ def _build(
         # NaN metrics, no error rows, no vocabulary counts. References are still counted in full.
         alignment = align_corpus(refs, table[h.field], workers=workers, count_ref_words=ref_word_counts is None)
         if ref_word_counts is None:
-            ref_word_counts = _counts_table(alignment.ref_word_counts)
+            ref_word_counts = counts_table(alignment.ref_word_counts)
             num_words = alignment.counts["num_words"]
         missing = hypothesis_missing(table, h)
         _add_hypothesis_columns(table, h, alignment.counts, missing)
@@ -315,7 +312,7 @@ def _build(
     _insert_text_stats(table, num_words)
 
     tallies = word_tallies(ref_word_counts, m.hypotheses, errors, table)
-    vocabulary = vocabulary_from_tallies(tallies, m.hypotheses, options.vocab)
+    vocabulary = vocabulary_from_tallies(tallies, m.hypotheses, read_word_list(options.vocab) if options.vocab else None)
 
     if options.normalize:
         say(f"scoring with normalisation {','.join(options.normalize)}")
@@ -337,7 +334,7 @@ def _build(
         hypotheses=list(m.hypotheses),
         errors=errors,
         problems=list(m.problems),
-        alphabet=_alphabet(refs),
+        alphabet=reference_alphabet(refs),
         total_lines=m.total_lines,
         warnings=list(m.warnings) + long_notes,
         extra_summary=extra,
@@ -498,77 +495,6 @@ def _add_hypothesis_columns(table: pd.DataFrame, h: HypothesisField, counts: dic
         table[h.column("ref_chars")] = ref_chars
 
 
-def _counts_table(ref_word_counts: dict[str, int]) -> pd.DataFrame:
-    """A word → count mapping as the `word_counts` table: most frequent first, then by word."""
-    words = pd.array(list(ref_word_counts), dtype="string[pyarrow]")
-    counts = np.fromiter(ref_word_counts.values(), dtype="int64", count=len(ref_word_counts))
-    order = np.lexsort((np.asarray(words, dtype=object), -counts))
-    return pd.DataFrame({"word": words[order], "count": counts[order]})
-
-
-def _vocabulary(
-    ref_word_counts: pd.DataFrame,
-    hypotheses: Sequence[HypothesisField],
-    errors: dict[str, pd.DataFrame],
-    vocab_file: str | None,
-    table: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """word, count, accuracy per hypothesis (and oov with a vocabulary file) from a counts table.
-
-    `count` counts every reference; a hypothesis's accuracy only the occurrences on lines that have
-    that hypothesis (`table` tells which), NaN for a word that occurs on no such line.
-    """
-    return vocabulary_from_tallies(word_tallies(ref_word_counts, hypotheses, errors, table), hypotheses, vocab_file)
-
-
-def tally_columns(h: HypothesisField) -> tuple[str, str]:
-    """The word-tally columns of one hypothesis: hits, and occurrences on lines it scores."""
-    return h.column("hits"), h.column("scored")
-
-
-def word_tallies(ref_word_counts: pd.DataFrame, hypotheses: Sequence[HypothesisField],
-                 errors: dict[str, pd.DataFrame], table: pd.DataFrame | None = None) -> pd.DataFrame:
-    """word, count and per hypothesis (hits, scored occurrences): the sums the vocabulary's
-    accuracies are ratios of, so that the tallies of parts of a dataset add up (sde.build)."""
-    tallies = ref_word_counts[["word", "count"]].reset_index(drop=True)
-    count = tallies["count"].to_numpy(dtype="int64")
-    for h in hypotheses:
-        hits = word_hits(tallies, errors[h.field])["hits"].to_numpy(dtype="int64")
-        scored_count = count
-        missing = hypothesis_missing(table, h) if table is not None else None
-        if missing is not None and missing.any():
-            # word_hits takes every occurrence without an error as a hit; those on unscored lines are not
-            unscored = _occurrences(tallies["word"], table["text"][missing]).astype("int64")
-            scored_count, hits = count - unscored, hits - unscored
-        hits_column, scored_column = tally_columns(h)
-        tallies[hits_column] = hits
-        tallies[scored_column] = scored_count
-    return tallies
-
-
-def vocabulary_from_tallies(tallies: pd.DataFrame, hypotheses: Sequence[HypothesisField],
-                            vocab_file: str | None) -> pd.DataFrame:
-    """The vocabulary table (word, count, accuracy per hypothesis, oov) from word tallies."""
-    vocab = tallies[["word", "count"]].reset_index(drop=True)
-    for h in hypotheses:
-        hits_column, scored_column = tally_columns(h)
-        hits = tallies[hits_column].to_numpy(dtype="float64")
-        scored_count = tallies[scored_column].to_numpy(dtype="float64")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            vocab[h.column("accuracy")] = np.where(scored_count > 0, 100.0 * hits / scored_count, np.nan)
-    if vocab_file:
-        known = read_word_list(vocab_file)
-        vocab["oov"] = ~vocab["word"].isin(known).to_numpy()
-    return vocab
-
-
-def _occurrences(words: pd.Series, texts: pd.Series) -> np.ndarray:
-    """How often each of `words` occurs in `texts` (float64, aligned with `words`)."""
-    counts = word_counts(texts)
-    per_word = pd.Series(counts["count"].to_numpy(dtype="float64"), index=counts["word"].to_numpy(dtype=object))
-    return per_word.reindex(words.to_numpy(dtype=object), fill_value=0.0).to_numpy(dtype="float64")
-
-
 def read_word_list(path: str | Path) -> set[str]:
     """A vocabulary file: one word per line, or TSV whose first column is the word."""
     p = Path(path)
@@ -591,36 +517,6 @@ def read_word_list(path: str | Path) -> set[str]:
     if not words:
         raise DatasetError(f"{path}: the vocabulary file has no words; give one word per line")
     return words
-
-
-def _alphabet(refs: pd.Series) -> list[str]:
-    chars: set[str] = set()
-    for arr in _arrow_chunks(refs):
-        if len(arr) == 0:
-            continue
-        # Byte histogram of the UTF-8 data buffer: no per-string work and no copy of the text.
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
-        start, end = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
-        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[start:end] if end > start else np.zeros(0, np.uint8)
-        histogram = np.zeros(256, dtype=np.int64)
-        for lo in range(0, len(data), 1 << 20):  # bincount widens to int64: chunks bound that copy
-            histogram += np.bincount(data[lo : lo + (1 << 20)], minlength=256)
-        present = np.flatnonzero(histogram)
-        chars.update(chr(b) for b in present if b < 0x80)
-        if present.size and present[-1] >= 0x80:
-            # Only the utterances with non-ASCII text need decoding into code points.
-            non_ascii = pc.filter(arr, pc.invert(pc.fill_null(pc.string_is_ascii(arr), True)))
-            for text in non_ascii.to_pylist():
-                chars.update(text)
-    return sorted(chars)
-
-
-def _arrow_chunks(series: pd.Series) -> list[pa.Array]:
-    """The column's Arrow chunks, zero-copy when it is Arrow-backed."""
-    data = getattr(series.array, "_pa_array", None)
-    if data is None:
-        data = pa.array(series, from_pandas=True)
-    return list(data.chunks) if isinstance(data, pa.ChunkedArray) else [data]
 
 
 def _add_alphabet_check(table: pd.DataFrame, alphabet: str) -> dict:
@@ -649,7 +545,8 @@ def with_predictions(dataset: Dataset, field_name: str, predictions: Sequence[st
     errors[field_name] = _scored_errors(alignment.errors, missing)
     hypotheses = [*dataset.hypotheses, h]
     # Same references, so the existing vocabulary's counts serve: no second pass over the text.
-    vocabulary = _vocabulary(dataset.vocabulary, hypotheses, errors, dataset.options.vocab, table)
+    vocabulary = vocabulary_table(dataset.vocabulary, hypotheses, errors,
+                                  read_word_list(dataset.options.vocab) if dataset.options.vocab else None, table)
     long_notes = long_utterance_warnings(str(dataset.manifest_path), table, h, alignment.long_utterances, missing)
     return dataclasses.replace(
         dataset,

@@ -105,3 +105,33 @@ def alphabet_check(texts: pd.Series, alphabet: str | Sequence[str]) -> AlphabetC
     })
     return AlphabetCheck(oov_series, counts)
 
+
+def reference_alphabet(refs: pd.Series) -> list[str]:
+    """Every distinct character of the references, sorted."""
+    chars: set[str] = set()
+    for arr in arrow_chunks(refs):
+        if len(arr) == 0:
+            continue
+        # Byte histogram of the UTF-8 data buffer: no per-string work and no copy of the text.
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+        start, end = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
+        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[start:end] if end > start else np.zeros(0, np.uint8)
+        histogram = np.zeros(256, dtype=np.int64)
+        for lo in range(0, len(data), 1 << 20):  # bincount widens to int64: chunks bound that copy
+            histogram += np.bincount(data[lo : lo + (1 << 20)], minlength=256)
+        present = np.flatnonzero(histogram)
+        chars.update(chr(b) for b in present if b < 0x80)
+        if present.size and present[-1] >= 0x80:
+            # Only the utterances with non-ASCII text need decoding into code points.
+            non_ascii = pc.filter(arr, pc.invert(pc.fill_null(pc.string_is_ascii(arr), True)))
+            for text in non_ascii.to_pylist():
+                chars.update(text)
+    return sorted(chars)
+
+
+def arrow_chunks(series: pd.Series) -> list[pa.Array]:
+    """The column's Arrow chunks, zero-copy when it is Arrow-backed."""
+    data = getattr(series.array, "_pa_array", None)
+    if data is None:
+        data = pa.array(series, from_pandas=True)
+    return list(data.chunks) if isinstance(data, pa.ChunkedArray) else [data]

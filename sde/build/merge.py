@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 
 from sde.cache import COLUMN_FILE_SEPARATOR, done_with_temp_file, temp_file_in
 from sde.build.part_files import PartInfo, errors_file, tallies_file, utterances_file
-from sde.dataset import (HYPOTHESIS_METRICS, DatasetOptions, computed_columns, tally_columns,
-                         vocabulary_from_tallies)
+from sde.dataset import HYPOTHESIS_METRICS, DatasetOptions, computed_columns, read_word_list
+from sde.vocabulary import tally_columns, vocabulary_from_tallies
 from sde.manifest import HypothesisField, ManifestError, Problem, parse_pred_field
 from sde.manifest.hypotheses import MISSING_EXAMPLES, missing_lines_warning
 from sde.manifest.model import is_pred_name
@@ -381,7 +381,7 @@ def _vocabulary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[Hy
         "word": pd.arrays.ArrowStringArray(table["word"].cast(pa.string())),
         **{name: table[name].to_numpy().astype("int64") for name in table.column_names if name != "word"},
     })
-    return vocabulary_from_tallies(tallies, hypotheses, options.vocab)
+    return vocabulary_from_tallies(tallies, hypotheses, read_word_list(options.vocab) if options.vocab else None)
 
 
 def _dtypes(df: pd.DataFrame) -> dict[str, str]:

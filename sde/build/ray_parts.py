@@ -5,7 +5,7 @@ part's files are the same whichever engine wrote them and the driver joins them 
 ones. The tasks write straight into the build folder: on a cluster that folder (and the manifest)
 must be on storage every node sees; the driver checks each finished part's files and says so when
 they are missing. Ray retries a task whose worker process died (``max_retries``); an interrupted
-driver cancels the tasks in flight and keeps the finished parts, which the next run skips.
+driver's tasks in flight end with its session; the finished parts stay, and the next run skips them.
 
 The session is opened only when parts remain to build: by ``RayEngine.connect`` when given
 (``sde index`` passes sde.nemo.ray_engine's ``ray_session``: --address, RAY_ADDRESS, a local
@@ -82,20 +82,19 @@ def built_on_ray(path: str, options: DatasetOptions, folder: Path, todo: Sequenc
         waiting = deque(todo)
         running: dict[Any, int] = {}
         cwd = os.getcwd()
-        try:
-            while waiting or running:
-                while waiting and (workers is None or len(running) < workers):
-                    index, part = waiting.popleft()
-                    running[task.remote(path, part, options, str(folder), index, cwd, fault)] = index
-                (ref,), _ = ray.wait(list(running), num_returns=1)
-                index = running.pop(ref)
-                info, node = _result(ray, ref, index)
-                check_visible(folder, info, node)
-                yield info
-        finally:
-            for ref in running:  # Ctrl-C, SIGTERM or a failed part: stop the rest, keep what is done
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
+        # Stopped early (Ctrl-C, SIGTERM, a failed part), the tasks in flight end with the session:
+        # Ray kills the tasks of a driver that disconnects. No ray.cancel(force=True): racing a task
+        # that is just finishing, it aborts the driver in Ray 2.60 ("Tried to complete task that
+        # was not pending"). In a session the caller keeps open they finish their part, atomically.
+        while waiting or running:
+            while waiting and (workers is None or len(running) < workers):
+                index, part = waiting.popleft()
+                running[task.remote(path, part, options, str(folder), index, cwd, fault)] = index
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            index = running.pop(ref)
+            info, node = _result(ray, ref, index)
+            check_visible(folder, info, node)
+            yield info
 
 
 def _fault() -> str | None:

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sde.sources import remote
 from sde.manifest.careful import show_value
 from sde.manifest.model import Problem
 from sde.manifest.paths import resolve_paths
@@ -26,6 +27,7 @@ def _header_duration(path: str) -> tuple[float | None, str | None]:
     """(seconds, None) from the audio file's header, or (None, why it cannot be read)."""
     from sde.audio import AudioError, file_info  # only manifests without durations need it
 
+    remote.install_audio_opener()  # a header in an object store is read with byte ranges
     try:
         return float(file_info(path)["duration"]), None
     except AudioError as e:

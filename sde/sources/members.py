@@ -34,6 +34,8 @@ from sde.sources import remote
 from sde.sources.remote import RemoteError, is_url
 from sde.sources.tar_index import TarIndex, TarIndexError, TarMember, load_tar_index, member_name, read_member
 
+remote.install_audio_opener()  # rows whose audio is a URL are read with byte ranges
+
 __all__ = ["MemberCheck", "TarShards", "audio_input", "check_tar_members", "default_index_dir", "shard_number",
            "with_tar_members"]
 

@@ -306,11 +306,10 @@ def audio_file(url: str) -> Any:
     return FileAudio(url, lambda: open_file(url), explain=explain_audio)
 
 
-def _install_audio_opener() -> None:
-    """sde.audio cannot import sde.sources (it is the bottom layer): hand it the opener for URLs."""
+def install_audio_opener() -> None:
+    """sde.audio cannot import sde.sources (it is the bottom layer): hand it the opener for URLs.
+    Called by the modules that read audio (sde.sources.members, the manifest's header durations),
+    not at import: loading a dataset must not load the audio package (worker start-up time)."""
     from sde.audio.inputs import set_url_opener
 
     set_url_opener(audio_file)
-
-
-_install_audio_opener()

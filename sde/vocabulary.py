@@ -1,0 +1,93 @@
+"""The vocabulary table: reference word counts and each hypothesis's word accuracy.
+
+Built from word tallies (count, hits and scored occurrences per word and hypothesis) because
+tallies add up: the vocabulary of a dataset built part by part (sde.build) is that of the sum of
+its parts' tallies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from sde.manifest import HypothesisField
+from sde.metrics import word_counts, word_hits
+
+
+def hypothesis_missing(table: pd.DataFrame, h: HypothesisField) -> np.ndarray:
+    """Rows whose line has no value for the hypothesis field (absent or null in the manifest, or no
+    matching prediction): they are left out of that hypothesis's scores, never scored as ""."""
+    return np.asarray(table[h.field].isna(), dtype=bool)
+
+
+def counts_table(ref_word_counts: dict[str, int]) -> pd.DataFrame:
+    """A word → count mapping as the `word_counts` table: most frequent first, then by word."""
+    words = pd.array(list(ref_word_counts), dtype="string[pyarrow]")
+    counts = np.fromiter(ref_word_counts.values(), dtype="int64", count=len(ref_word_counts))
+    order = np.lexsort((np.asarray(words, dtype=object), -counts))
+    return pd.DataFrame({"word": words[order], "count": counts[order]})
+
+
+def vocabulary_table(
+    ref_word_counts: pd.DataFrame,
+    hypotheses: Sequence[HypothesisField],
+    errors: dict[str, pd.DataFrame],
+    known: set[str] | None,
+    table: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """word, count, accuracy per hypothesis (and oov with a vocabulary file) from a counts table.
+
+    `count` counts every reference; a hypothesis's accuracy only the occurrences on lines that have
+    that hypothesis (`table` tells which), NaN for a word that occurs on no such line.
+    """
+    return vocabulary_from_tallies(word_tallies(ref_word_counts, hypotheses, errors, table), hypotheses, known)
+
+
+def tally_columns(h: HypothesisField) -> tuple[str, str]:
+    """The word-tally columns of one hypothesis: hits, and occurrences on lines it scores."""
+    return h.column("hits"), h.column("scored")
+
+
+def word_tallies(ref_word_counts: pd.DataFrame, hypotheses: Sequence[HypothesisField],
+                 errors: dict[str, pd.DataFrame], table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """word, count and per hypothesis (hits, scored occurrences): the sums the vocabulary's
+    accuracies are ratios of, so that the tallies of parts of a dataset add up (sde.build)."""
+    tallies = ref_word_counts[["word", "count"]].reset_index(drop=True)
+    count = tallies["count"].to_numpy(dtype="int64")
+    for h in hypotheses:
+        hits = word_hits(tallies, errors[h.field])["hits"].to_numpy(dtype="int64")
+        scored_count = count
+        missing = hypothesis_missing(table, h) if table is not None else None
+        if missing is not None and missing.any():
+            # word_hits takes every occurrence without an error as a hit; those on unscored lines are not
+            unscored = occurrences(tallies["word"], table["text"][missing]).astype("int64")
+            scored_count, hits = count - unscored, hits - unscored
+        hits_column, scored_column = tally_columns(h)
+        tallies[hits_column] = hits
+        tallies[scored_column] = scored_count
+    return tallies
+
+
+def vocabulary_from_tallies(tallies: pd.DataFrame, hypotheses: Sequence[HypothesisField],
+                            known: set[str] | None) -> pd.DataFrame:
+    """The vocabulary table (word, count, accuracy per hypothesis, and oov against ``known``, the
+    --vocab word list) from word tallies."""
+    vocab = tallies[["word", "count"]].reset_index(drop=True)
+    for h in hypotheses:
+        hits_column, scored_column = tally_columns(h)
+        hits = tallies[hits_column].to_numpy(dtype="float64")
+        scored_count = tallies[scored_column].to_numpy(dtype="float64")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vocab[h.column("accuracy")] = np.where(scored_count > 0, 100.0 * hits / scored_count, np.nan)
+    if known is not None:
+        vocab["oov"] = ~vocab["word"].isin(known).to_numpy()
+    return vocab
+
+
+def occurrences(words: pd.Series, texts: pd.Series) -> np.ndarray:
+    """How often each of `words` occurs in `texts` (float64, aligned with `words`)."""
+    counts = word_counts(texts)
+    per_word = pd.Series(counts["count"].to_numpy(dtype="float64"), index=counts["word"].to_numpy(dtype=object))
+    return per_word.reindex(words.to_numpy(dtype=object), fill_value=0.0).to_numpy(dtype="float64")

@@ -203,6 +203,9 @@ def expand(sources: str | Sequence[str]):
 # Above this many utterances the server starts before the audio files are checked (a stat per
 # file takes seconds at 10M); `audio_exists` and the summary's audio_missing appear when done.
 PRESENCE_BEFORE_START_ROWS = 100_000
+# Above this many, not at all: one stat per file (at most 10 s) and a table of every distinct path
+# would cost the server gigabytes of memory and its first seconds of CPU for a partial answer.
+PRESENCE_MAX_ROWS = 2_000_000
 
 
 def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
@@ -232,7 +235,12 @@ def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache
 
         return with_tar_members(dataset, Problem, cache_dir=Path(cache_dir) / "tar-index" if cache_dir else None,
                                 status=status)
-    if check_audio_later and len(dataset.utterances) > PRESENCE_BEFORE_START_ROWS:
+    rows = len(dataset.utterances)
+    if rows > PRESENCE_MAX_ROWS:
+        status(f"note: {rows:,} utterances: their audio files are not checked at start (above "
+               f"{PRESENCE_MAX_ROWS:,}); audio_missing stays empty, and the inspector says when a file is missing")
+        return dataset
+    if check_audio_later and rows > PRESENCE_BEFORE_START_ROWS:
         import threading
 
         def check() -> None:
@@ -421,6 +429,10 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
         )
     app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth, cache_dir=cache_dir,
                                         reviews=reviews, read_only=read_only))
+    import threading
+
+    # The query engine's view of the table (seconds at 10M rows) is made while the browser opens.
+    threading.Thread(target=dataset.utterance_query.warm, name="sde-warm-queries", daemon=True).start()
     from sde.web.panels.augment import configure_sources
 
     configure_sources(app.server, *augment_dirs)

@@ -149,6 +149,7 @@ def _is_shar_dir(location: str) -> bool:
 def read_lhotse(kind: str, locations: Sequence[str], shown: Sequence[str]) -> LhotseRead:
     """Read the sources :func:`detect` recognised. ``shown``: how each location is named to the
     user. Raises LhotseError when nothing can be read (the message says why and the fix)."""
+    _require_lhotse(shown[0])
     if kind == "cuts":
         rows = _Rows([shown[0]])
         total = _read_cuts(locations[0], shown[0], 0, rows, shar=None)
@@ -158,6 +159,18 @@ def read_lhotse(kind: str, locations: Sequence[str], shown: Sequence[str]) -> Lh
     if kind == "shar":
         return _read_shar(locations[0], shown[0])
     raise ValueError(f"unknown Lhotse source kind {kind!r}")
+
+
+# lhotse requires torch, so it is an extra (like NeMo), not installed with sde itself.
+LHOTSE_INSTALL = ("install torch for your platform first (the CPU wheel: pip install torch --index-url "
+                  "https://download.pytorch.org/whl/cpu), then: pip install 'sde[lhotse]'")
+
+
+def _require_lhotse(shown: str) -> None:
+    try:
+        import lhotse  # noqa: F401
+    except ImportError:
+        raise LhotseError(f"{shown}: a Lhotse manifest; reading it needs the lhotse package: {LHOTSE_INSTALL}") from None
 
 
 def _folder(location: str) -> str:

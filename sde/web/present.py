@@ -246,9 +246,15 @@ def requested_filter(dataset: "Dataset", params: Mapping[str, str | None]) -> st
 
 def error_frames(dataset: "Dataset", hyp: str | None, filter_text: str | None,
                  limit: int | None) -> dict[str, pd.DataFrame]:
-    """The top substitutions, deletions and insertions of a hypothesis over a filter's selection."""
+    """The top substitutions, deletions and insertions of a hypothesis over a filter's selection,
+    kept for the next requests (counting the errors of 10M utterances takes a second)."""
     h = hypothesis_of(dataset, hyp)
-    return analysis.top_errors(dataset.errors[h.field], utt_ids=selected_ids(dataset, filter_text), limit=limit)
+    text = (filter_text or "").strip()
+
+    def compute() -> dict[str, pd.DataFrame]:
+        return analysis.top_errors(dataset.errors[h.field], utt_ids=selected_ids(dataset, text), limit=limit)
+
+    return for_dataset(dataset, "top-errors", _GROUPS_CACHE_SIZE).get_or_compute((h.field, text, limit), compute)
 
 
 def grouped_rates(dataset: "Dataset", h: "HypothesisField", by: str | None,

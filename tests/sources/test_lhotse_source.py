@@ -302,3 +302,13 @@ def test_transcribe_writes_predictions_that_merge_back(data, tiny_nemo, tmp_path
     assert r.returncode == 0, r.stderr
     merged = json.loads(r.stdout)["hypotheses"]["pred_text_preds"]  # the cuts carry pred_text already
     assert merged["missing"] == 0 and 0 <= merged["wer"]
+
+
+def test_without_lhotse_installed_the_message_says_what_to_install(data):
+    # lhotse requires torch, so it is the extra sde[lhotse]; a lean install gets the remedy, not a traceback
+    code = ("import sys; sys.modules['lhotse'] = None; from sde.cli import main; "
+            "sys.argv = ['sde', 'stats', 'cuts.jsonl.gz', '--no-cache']; main()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=data["folder"], timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "cuts.jsonl.gz: a Lhotse manifest" in r.stderr and "pip install 'sde[lhotse]'" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -151,6 +151,18 @@ Both engines write the same output and the same OUT.partial: either one resumes 
 """
 
 
+def _tars(pattern: str | None) -> tuple[str, ...]:
+    """The tars a --tarred-audio pattern names, in shard order (a usage error when none match)."""
+    if not pattern:
+        return ()
+    from sde.sources import PatternError, RemoteError, expand_sources
+
+    try:
+        return tuple(s.location for s in expand_sources([pattern]).sources)
+    except (PatternError, RemoteError) as e:
+        raise click.BadParameter(str(e), param_hint="--tarred-audio") from None
+
+
 @click.command("transcribe", help=HELP, short_help="Predict transcripts with a NeMo ASR model.")
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_.nemo",
@@ -169,6 +181,9 @@ Both engines write the same output and the same OUT.partial: either one resumes 
 @click.option("--merge", is_flag=True, help="Join the finished OUT_STEM.shard*of*.json files into the output and stop.")
 @click.option("--audio-base-path", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Base folder of relative audio paths (default: the manifest's folder).")
+@click.option("--tarred-audio", default=None, metavar="PATTERN",
+              help="NeMo tarred audio: the tar shards, e.g. 'audio__OP_0..511_CL_.tar'; lines name their "
+                   "shard_id and member.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process; ray: a Ray cluster (needs the extra sde[ray]).")
@@ -194,6 +209,7 @@ def transcribe_command(
     address: str | None,
     workers: int | None,
     gpus_per_worker: float | None,
+    tarred_audio: str | None,
 ) -> None:
     if merge and shard is not None:
         raise click.UsageError("--merge joins all shards; do not combine it with --shard")
@@ -221,7 +237,7 @@ def transcribe_command(
             written = transcribe_manifest(
                 manifest, model, out=out, field=field, batch_size=batch_size, device=device, amp=not no_amp,
                 shard=shard, progress=not no_progress, audio_base_path=audio_base_path, engine=engine,
-                ray=ray_options,
+                ray=ray_options, tarred_audio=_tars(tarred_audio),
             )
     except TranscribeCancelled as exc:
         raise _Failed(str(exc)) from None

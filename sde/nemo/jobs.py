@@ -25,11 +25,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from sde.cache import CacheUnusable, file_stamp, warn_on_stderr, default_cache_dir, open_store, report_unusable
 from sde.dataset import Dataset, with_predictions
 from sde.manifest import ManifestError, read_manifest
 from sde.manifest.lhotse_reads import write_nemo_view
-from sde.nemo.infer import (StopRequested, TranscribeCancelled, run_batches, tick_bar, transcribe_segments,
+from sde.nemo.infer import (StopRequested, TranscribeCancelled, run_batches, tar_member_path, tick_bar,
+                            transcribe_segments,
                             transcription_bar)
 from sde.nemo.model import DEFAULT_MODEL, TranscribeError, ensure_model, import_nemo_asr, model_stem, pick_amp_dtype
 from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, commit, iter_lines, load_part, parse_line,
@@ -131,6 +134,7 @@ def transcribe_manifest(
     on_progress: Callable[[int, int], None] | None = None,
     engine: str = "local",
     ray: RayOptions | None = None,
+    tarred_audio: Sequence[str] = (),
 ) -> Path:
     """Transcribe every line of ``manifest`` (or of one shard) and write a NeMo output manifest:
     every input field plus ``field``, input line order, blank lines dropped. Returns its path.
@@ -150,6 +154,8 @@ def transcribe_manifest(
     - ``should_stop()`` is polled between batches; when it turns True the finished batches are
       kept and :class:`TranscribeCancelled` is raised. ``on_progress(done, total)`` after each batch.
     - Progress (utterances/s, RTFx = audio seconds per wall second) on stderr when ``progress``.
+    - ``tarred_audio``: NeMo tarred audio, the tars in shard order: each line's audio is the member
+      ``audio_filepath`` of tar ``shard_id``, read by seek (nothing extracted).
     """
     manifest = Path(os.path.expanduser(os.fspath(manifest)))
     if not manifest.exists():
@@ -178,7 +184,7 @@ def transcribe_manifest(
             )
 
     fingerprint = _fingerprint(manifest)
-    entries = read_entries(manifest, audio_base_path, shard)
+    entries = read_entries(manifest, audio_base_path, shard, tuple(tarred_audio))
     header = part_header(manifest, model, field)
     wanted = {e.key for e in entries}
     done = {k: p for k, p in load_part(partial, header).items() if k in wanted}
@@ -376,6 +382,8 @@ def predictions_key(dataset: Dataset, model: str) -> str:
         model_identity = file_stamp(model)
     record = {"manifest": file_stamp(dataset.manifest_path), "model": model_identity,
               "audio_base_path": dataset.options.audio_base_path}
+    if dataset.tar_shards:  # the audio is in these tars (the key of a dataset without them is unchanged)
+        record["tars"] = list(dataset.tar_shards)
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -406,7 +414,7 @@ def predictions_for(
             if preds is not None:
                 return preds
         table = dataset.utterances
-        items = list(zip(table["audio_path"].tolist(), table["offset"].tolist(), table["duration"].tolist()))
+        items = list(zip(_audio_paths(dataset), table["offset"].tolist(), table["duration"].tolist()))
         address = ray_address if ray_address is not None else os.environ.get(RAY_ADDRESS_ENV, "").strip()
         if address:
             from sde.nemo.ray_engine import RayOptions, transcribe_segments_ray  # lazy: optional extra
@@ -426,6 +434,19 @@ def predictions_for(
     finally:
         if store is not None:
             store.close()
+
+
+def _audio_paths(dataset: Dataset) -> list[str]:
+    """Each row's audio for the transcriber: its file, or its member of a tar (tarred datasets)."""
+    table = dataset.utterances
+    paths = table["audio_path"].tolist()
+    if not dataset.tar_shards or "shard_id" not in table.columns:
+        return paths
+    shards = pd.to_numeric(table["shard_id"], errors="coerce").tolist()
+    members = table["audio_filepath"].tolist()
+    return [tar_member_path(dataset.tar_shards[int(k)], str(name))
+            if k == k and k is not None and 0 <= int(k) < len(dataset.tar_shards) else path
+            for path, k, name in zip(paths, shards, members)]
 
 
 def transcribe_dataset(dataset: Dataset, model: str, **kwargs) -> Dataset:

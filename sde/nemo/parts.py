@@ -16,12 +16,12 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from sde.manifest import resolve_audio_path, seconds_field
-from sde.nemo.infer import SegmentRef
+from sde.nemo.infer import SegmentRef, tar_member_path
 from sde.nemo.model import TranscribeError, model_id
 
 __all__ = [
@@ -90,8 +90,21 @@ def _seconds(obj: dict, key: str, manifest: Path, lineno: int) -> float | None:
     return value
 
 
-def read_entries(manifest: Path, audio_base_path: Any, shard: tuple[int, int] | None) -> list[Entry]:
-    """The entries of this shard (all lines without one), in manifest order."""
+def _tar_of(obj: dict, tars: Sequence[str], manifest: Path, lineno: int) -> str:
+    shard = obj.get("shard_id")
+    if isinstance(shard, bool) or not isinstance(shard, (int, float)) or shard != int(shard):
+        raise TranscribeError(f'{manifest}:{lineno}: --tarred-audio needs an integer "shard_id" on every line '
+                              f"(got {shard!r})")
+    if not 0 <= int(shard) < len(tars):
+        raise TranscribeError(f"{manifest}:{lineno}: shard_id {int(shard)} is outside the {len(tars)} tars "
+                              "--tarred-audio names; check the pattern")
+    return tars[int(shard)]
+
+
+def read_entries(manifest: Path, audio_base_path: Any, shard: tuple[int, int] | None,
+                 tars: Sequence[str] = ()) -> list[Entry]:
+    """The entries of this shard (all lines without one), in manifest order. ``tars``: NeMo tarred
+    audio (--tarred-audio): each line's audio is the member ``audio_filepath`` of tar ``shard_id``."""
     i, n = shard or (0, 1)
     source = str(manifest.resolve())
     entries: list[Entry] = []
@@ -104,7 +117,8 @@ def read_entries(manifest: Path, audio_base_path: Any, shard: tuple[int, int] | 
             raise TranscribeError(f'{manifest}:{lineno}: missing field "audio_filepath" (the audio to transcribe)')
         duration = _seconds(obj, "duration", manifest, lineno)
         offset = _seconds(obj, "offset", manifest, lineno)
-        path = resolve_audio_path(audio, manifest, audio_base_path)
+        path = (tar_member_path(_tar_of(obj, tars, manifest, lineno), audio) if tars
+                else resolve_audio_path(audio, manifest, audio_base_path))
         # no offset: the whole file; else only the segment is read and transcribed
         ref = SegmentRef(path, 0.0, None) if offset is None else SegmentRef(path, offset, duration)
         entries.append(Entry(index, lineno, ref, duration, utterance_key(source, lineno, ref)))

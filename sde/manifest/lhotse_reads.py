@@ -63,13 +63,16 @@ def _file_reads(read: LhotseRead, spec: Spec, strict: bool, problems: list[Probl
 _NOT_IN_VIEW = ("id", "line", "source", "audio_path", "duration_source")
 
 
-def write_nemo_view(table: pd.DataFrame, target: Path) -> Path:
-    """For ``sde transcribe`` of a Lhotse CutSet: the read table's supervisions as a NeMo manifest
-    beside the output (``<output>.lhotse.json``: audio paths resolved, every column kept), which is
-    transcribed in the CutSet's place. The output then merges back with ``sde CUTS --predictions
-    OUTPUT`` (matched by resolved audio path and offset: one supervision each)."""
+def write_nemo_view(table: pd.DataFrame, target: Path, *, members: bool = False) -> Path:
+    """For ``sde transcribe`` of a Lhotse CutSet or Shar directory: the read table's supervisions as
+    a NeMo manifest beside the output (``<output>.lhotse.json``: every column kept, audio paths
+    resolved; ``members``: Shar, whose audio_filepath names a member of tar ``shard_id`` and stays),
+    which is transcribed in the source's place. The output then merges back with ``sde SOURCE
+    --predictions OUTPUT`` (matched by audio path and offset: one supervision each)."""
     view = target.with_name(target.name + ".lhotse.json")
-    rows = table.drop(columns=[c for c in _NOT_IN_VIEW if c in table]).assign(audio_filepath=table["audio_path"])
+    rows = table.drop(columns=[c for c in _NOT_IN_VIEW if c in table])
+    if not members:
+        rows = rows.assign(audio_filepath=table["audio_path"])
     text = rows.to_json(orient="records", lines=True, force_ascii=False)
     if not view.exists() or view.read_text(encoding="utf-8") != text:  # unchanged: resuming keeps its part file
         view.write_text(text, encoding="utf-8")

@@ -164,7 +164,7 @@ def _tars(pattern: str | None) -> tuple[str, ...]:
 
 
 @click.command("transcribe", help=HELP, short_help="Predict transcripts with a NeMo ASR model.")
-@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="MANIFEST")
 @click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_.nemo",
               help="NeMo pretrained model name or path to a .nemo file.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, metavar="FILE_OR_DIR/",
@@ -194,7 +194,7 @@ def _tars(pattern: str | None) -> tuple[str, ...]:
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None, metavar="G",
               help="Ray: GPUs per model actor, fractions allowed (default: 1 when the cluster has GPUs, else 0).")
 def transcribe_command(
-    manifest: Path,
+    sources: tuple[Path, ...],
     model: str,
     out: Path | None,
     field: str,
@@ -214,6 +214,7 @@ def transcribe_command(
     if merge and shard is not None:
         raise click.UsageError("--merge joins all shards; do not combine it with --shard")
     ray_options = _ray_options(engine, address, workers, gpus_per_worker, device, shard, merge)
+    manifest, out = _one_manifest(sources, model, out, shard)
     if not manifest.exists():
         raise _Failed(f"manifest not found: {manifest}")
     from sde.nemo.jobs import find_shards, merge_shards, output_path, transcribe_manifest  # lazy: see the imports
@@ -259,6 +260,28 @@ def _message(exc: BaseException) -> str:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         return f"{exc.strerror or exc}{where}"
     return str(exc)
+
+
+def _one_manifest(sources: tuple[Path, ...], model: str, out: Path | None,
+                  shard: tuple[int, int] | None) -> tuple[Path, Path | None]:
+    """(manifest to transcribe, --out): the manifest given, or for a Lhotse recordings + supervisions
+    pair a NeMo view of its supervisions written beside the output (named after the last source;
+    merged back with --predictions)."""
+    if len(sources) == 1:
+        return sources[0], out
+    from sde.manifest import ManifestError, read_manifest
+    from sde.manifest.lhotse_reads import write_nemo_view
+    from sde.nemo.jobs import output_path
+    from sde.sources.lhotse_source import detect
+
+    if len(sources) != 2 or detect([str(p) for p in sources]) != "pair":
+        raise click.UsageError("give one manifest (or a Lhotse recordings + supervisions pair)")
+    try:
+        table = read_manifest([str(p) for p in sources]).table
+    except ManifestError as exc:
+        raise _Failed(str(exc)) from None
+    target = output_path(sources[-1], model, out, shard)
+    return write_nemo_view(table, target), target
 
 
 def _partial_hint(manifest: Path, model: str, out: Path | None, shard: tuple[int, int] | None) -> str:

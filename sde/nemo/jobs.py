@@ -160,8 +160,10 @@ def transcribe_manifest(
     manifest = Path(os.path.expanduser(os.fspath(manifest)))
     if not manifest.exists():
         raise TranscribeError(f"manifest not found: {manifest}")
-    if manifest.is_dir():
-        raise TranscribeError(f"{manifest} is a directory; pass the manifest file (JSON lines)")
+    lhotse = detect([str(manifest)])
+    if manifest.is_dir() and lhotse != "shar":
+        raise TranscribeError(f"{manifest} is a directory; pass the manifest file (JSON lines) or a Lhotse Shar "
+                              "directory")
     if not field or not isinstance(field, str):
         raise ValueError("field must be a non-empty string")
     if field in PROTECTED_FIELDS:
@@ -171,11 +173,13 @@ def transcribe_manifest(
     _check_engine(engine, shard, model)
     shard = _check_shard(shard)
     target = output_path(manifest, model, out, shard)
-    if detect([str(manifest)]) == "cuts":  # a Lhotse CutSet: its supervisions, as a NeMo manifest
+    if lhotse in ("cuts", "shar"):  # a Lhotse CutSet or Shar directory: its supervisions, as a NeMo manifest
         try:
-            manifest = write_nemo_view(read_manifest(manifest).table, target)
+            read = read_manifest(manifest)
         except ManifestError as exc:
             raise TranscribeError(str(exc)) from None
+        manifest = write_nemo_view(read.table, target, members=bool(read.tar_shards))
+        tarred_audio = tuple(tarred_audio) or tuple(read.tar_shards)  # Shar: the audio is in its tars
     partial = part_path(target)
     for p in (target, partial):
         if same_file(p, manifest):

@@ -290,14 +290,16 @@ def test_half_a_pair_says_what_to_pass(data, kind, message):
 
 @pytest.mark.nemo
 @pytest.mark.slow
-def test_transcribe_writes_predictions_that_merge_back(data, tiny_nemo, tmp_path):
-    r = sde("transcribe", str(data["folder"] / "cuts.jsonl.gz"), "--model", str(tiny_nemo), "--device", "cpu",
+@pytest.mark.parametrize("kind", ["cuts", "shar", "pair"])
+def test_transcribe_writes_predictions_that_merge_back(data, tiny_nemo, tmp_path, kind):
+    # a Shar directory's audio is read from its tars, member by member
+    r = sde("transcribe", *(str(data["folder"] / p) for p in SOURCES[kind]), "--model", str(tiny_nemo), "--device", "cpu",
             "--out", str(tmp_path / "preds.json"), "--no-progress", cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr
     preds = [json.loads(line) for line in (tmp_path / "preds.json").read_text().splitlines()]
     assert [p["supervision_id"] for p in preds] == [s[0] for s in SUPERVISIONS]
     assert all(isinstance(p["pred_text"], str) for p in preds)
-    r = sde("stats", "cuts.jsonl.gz", "--predictions", str(tmp_path / "preds.json"), "--json", "--no-cache",
+    r = sde("stats", *SOURCES[kind], "--predictions", str(tmp_path / "preds.json"), "--json", "--no-cache",
             cwd=data["folder"])
     assert r.returncode == 0, r.stderr
     merged = json.loads(r.stdout)["hypotheses"]["pred_text_preds"]  # the cuts carry pred_text already

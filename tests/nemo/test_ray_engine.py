@@ -28,6 +28,7 @@ from sde.nemo.model import TranscribeError
 from sde.nemo.parts import PartFile, load_part, part_header, part_path, read_entries, utterance_key
 from sde.nemo.ray_engine import FAULT_ENV, RAY_MISSING_MESSAGE, RayOptions
 from tests.nemo.speech_kit import read_jsonl, speech_rows, write_jsonl
+from tests.sources.tar_kit import make_tarred
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -194,6 +195,18 @@ def test_ray_output_equals_local_line_for_line(manifest, tiny_nemo, tmp_path, ra
                                  engine="ray", ray=RayOptions(workers=1))
     assert on_ray.read_bytes() == local.read_bytes()
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.nemo
+def test_tar_members_on_ray_equal_the_local_run(tiny_nemo, tmp_path, ray_instance):
+    # the members are read by seek in the Ray tasks, each with its own member index
+    data = make_tarred(tmp_path / "tarred")
+    tars = (str(data.folder / "audio_0.tar"), str(data.folder / "audio_1.tar"))
+    local = transcribe_manifest(data.manifest, str(tiny_nemo), out=tmp_path / "local.json", device="cpu",
+                                batch_size=2, progress=False, tarred_audio=tars)
+    on_ray = transcribe_manifest(data.manifest, str(tiny_nemo), out=tmp_path / "ray.json", batch_size=2,
+                                 progress=False, engine="ray", ray=RayOptions(workers=1), tarred_audio=tars)
+    assert on_ray.read_bytes() == local.read_bytes()
 
 
 def test_workers_that_would_hold_every_cpu_are_refused(manifest, ray_instance):

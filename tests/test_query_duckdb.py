@@ -5,6 +5,9 @@ engine's memory (the table is shared with DuckDB, not copied)."""
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 
 import duckdb
 import numpy as np
@@ -327,3 +330,34 @@ def test_columns_of_other_types_sort_with_missing_values_last():
     assert tq.select(None, "-when").tolist() == [0, 2, 1]
     assert tq.select("{when} is null").tolist() == [1]
     assert tq.select("{x} > 1", "items").tolist() == [0, 2]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_queries_while_the_parent_keeps_querying():
+    # the UI's background jobs run in forked processes: a child must not inherit the parent's
+    # database with a lock a parent thread held at the fork
+    query = TableQuery(pd.DataFrame({"a": np.arange(200_000), "b": ["x"] * 200_000}))
+    stop = threading.Event()
+
+    def keep_querying() -> None:
+        while not stop.is_set():
+            query.page("{a} > 10", "-a", 3, 50)
+            query._results.clear()
+
+    worker = threading.Thread(target=keep_querying)
+    worker.start()
+    try:
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:  # the child: a query of its own, then out without running the parent's cleanup
+                os._exit(0 if TableQuery(pd.DataFrame({"a": np.arange(10)})).count("{a} > 5") == 4 else 3)
+            deadline = time.monotonic() + 20
+            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if done[0] == 0:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            assert done[0] == pid and os.WEXITSTATUS(done[1]) == 0, "the forked child's query hung or failed"
+    finally:
+        stop.set()
+        worker.join()

@@ -40,6 +40,24 @@ _database_lock = threading.Lock()
 MAX_QUERY_SECONDS = 60.0
 
 
+# A forked child (the UI's background jobs run in forked processes) inherits the parent's database
+# with whatever locks the parent's query threads held at that moment: it opens its own instead, and
+# keeps the inherited one referenced, never closed (closing could wait on a lock nobody releases).
+_inherited: list[duckdb.DuckDBPyConnection] = []
+
+
+def _own_database_in_child() -> None:
+    global _database, _database_lock
+    if _database is not None:
+        _inherited.append(_database)
+    _database = None
+    _database_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_own_database_in_child)
+
+
 def configure(threads: int | None = None, memory_limit: str | None = None) -> None:
     """Threads and memory limit (DuckDB syntax: ``"2GB"``, ``"500MB"``) of the query engine (the
     CLI's ``--threads`` / ``--memory-limit``; None: every core / DuckDB's default). A value

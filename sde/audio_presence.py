@@ -119,8 +119,7 @@ def distinct_paths(paths: pd.Series) -> tuple[list[str], np.ndarray]:
     values = pa.chunked_array([pa.array(paths.array, from_pandas=True)]) if not isinstance(
         getattr(paths.array, "_pa_array", None), pa.ChunkedArray) else paths.array._pa_array
     encoded = pc.dictionary_encode(values).combine_chunks()
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    codes = np.where(encoded.indices.is_null().to_numpy(zero_copy_only=False), -1, np.nan_to_num(indices)).astype(np.int64)
+    codes = pc.fill_null(encoded.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
     return encoded.dictionary.to_pylist(), codes
 
 

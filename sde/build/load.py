@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -18,13 +17,12 @@ from sde.build.stream import build_in_parts, remove_build
 from sde.cache import (CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
                        read_built, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
+from sde.manifest.formats import first_line_is_nemo
 from sde.sources import PatternError, RemoteError, SourceSet, as_source_set
 
 if TYPE_CHECKING:
     from sde.build.ray_parts import RayEngine
 
-# A part-by-part build reads NeMo JSON lines; other formats (Lhotse, gzip) go through the reader whole.
-NEMO_AUDIO_KEYS = ("audio_filepath", "audio_filename")
 
 
 def _readable_source(manifest: object) -> bool:
@@ -145,16 +143,9 @@ def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: in
 
 
 def _first_line_is_nemo(path: str) -> bool:
+    """Only NeMo JSON lines are cut into parts; other formats (Lhotse, gzip) go to the reader whole."""
     with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    for line in head.removeprefix(b"\xef\xbb\xbf").split(b"\n")[:20]:
-        if line.strip():
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                return False
-            return isinstance(obj, dict) and any(k in obj for k in NEMO_AUDIO_KEYS)
-    return False
+        return first_line_is_nemo(f.read(1 << 16))
 
 
 def _build_in_parts(path: str, options: DatasetOptions, cache: DatasetCache | None, key: str | None, *,

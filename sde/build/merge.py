@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.cache import COLUMN_FILE_SEPARATOR, done_with_temp_file, temp_file_in
-from sde.build.part_files import PartInfo, errors_file, tallies_file, utterances_file
+from sde.build.part_files import PartInfo, frame_dtypes, errors_file, tallies_file, utterances_file
 from sde.dataset import HYPOTHESIS_METRICS, DatasetOptions, computed_columns, read_word_list
 from sde.vocabulary import tally_columns, vocabulary_from_tallies
 from sde.manifest import HypothesisField, ManifestError, Problem, parse_pred_field
@@ -64,7 +64,8 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
     for k, column in enumerate(fixed):
         name = f"utterances{COLUMN_FILE_SEPARATOR}{column}"
         files[name] = folder / f"utterances.column{k}.arrow"
-        _write_column(parts, schema.field(column), files[name], shift=_offsets(built) if column == "id" else None)
+        _write_column(parts, schema.field(column), files[name], rows=sum(i.rows for i in built),
+                      shift=_offsets(built) if column == "id" else None)
     for k, h in enumerate(hypotheses):
         files[f"errors{k}"] = folder / f"errors{k}.arrow"
         sources = [(errors_file(folder, i.index, _position(i, h)), offset)
@@ -77,7 +78,7 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
     _write_table(vocabulary_table.cast(pa.schema([f.with_type(_stored_type(f.type)) for f in vocabulary_table.schema],
                                                  metadata=vocabulary_table.schema.metadata)), files["vocabulary"])
     first = built[0]
-    dtypes = {"utterances": _merged_dtypes([i.dtypes for i in built]), "vocabulary": _dtypes(vocabulary)}
+    dtypes = {"utterances": _merged_dtypes([i.dtypes for i in built]), "vocabulary": frame_dtypes(vocabulary)}
     for k, h in enumerate(hypotheses):
         dtypes[f"errors{k}"] = next(i.error_dtypes[h.field] for i in built if _has(i, h))
     return Joined(
@@ -208,6 +209,13 @@ def _in_build_order(schema: pa.Schema, hypotheses: Sequence[HypothesisField]) ->
 FILL_WHEN_ABSENT = {"duration_source": "manifest"}
 
 
+def _absent(field: pa.Field, rows: int) -> pa.Array:
+    """The column of a part that lacks it: what a one-piece read fills in, else nulls."""
+    if field.name in FILL_WHEN_ABSENT:
+        return pa.array([FILL_WHEN_ABSENT[field.name]] * rows, field.type)
+    return pa.nulls(rows, field.type)
+
+
 def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
     columns = []
     for f in schema:
@@ -215,10 +223,8 @@ def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
             column = table[f.name]
             if column.type != f.type:
                 column = _cast(column, f.type)
-        elif f.name in FILL_WHEN_ABSENT:
-            column = pa.array([FILL_WHEN_ABSENT[f.name]] * len(table), f.type)
         else:
-            column = pa.nulls(len(table), f.type)
+            column = _absent(f, len(table))
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=schema)
 
@@ -240,7 +246,7 @@ def _fixed_width(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_temporal(t)
 
 
-def _write_column(paths: Sequence[Path], field: pa.Field, out: Path, shift: list[int] | None) -> None:
+def _write_column(paths: Sequence[Path], field: pa.Field, out: Path, rows: int, shift: list[int] | None) -> None:
     """One column of every part as one contiguous array: pages of rows are then cheap takes (Arrow
     copies a chunked column whole to take rows from it). Numbers and text are gathered in files
     mapped into memory, so a column of 10M rows costs page cache, not resident memory."""
@@ -248,17 +254,10 @@ def _write_column(paths: Sequence[Path], field: pa.Field, out: Path, shift: list
     if not (_is_text(field.type) or (_fixed_width(field.type) and not pa.types.is_boolean(field.type))):
         _write_table(pa.table({field.name: pa.concat_arrays(list(arrays))}), out)
         return
-    rows = [_rows_of(path) for path in paths]
-    with _MappedColumn(field, sum(rows), out.parent) as column:
+    with _MappedColumn(field, rows, out.parent) as column:
         for array in arrays:
             column.append(array)
         _write_table(pa.table({field.name: column.array()}), out)
-
-
-def _rows_of(path: Path) -> int:
-    with pa.memory_map(str(path), "r") as source:
-        reader = pa.ipc.open_file(source)
-        return sum(reader.get_batch(b).num_rows for b in range(reader.num_record_batches))
 
 
 def _part_column(path: Path, field: pa.Field, shift: int | None) -> pa.Array:
@@ -266,9 +265,7 @@ def _part_column(path: Path, field: pa.Field, shift: int | None) -> pa.Array:
     # Mapped: reading the table touches only this column's pages.
     table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
     if field.name not in table.column_names:
-        if field.name in FILL_WHEN_ABSENT:
-            return pa.array([FILL_WHEN_ABSENT[field.name]] * table.num_rows, field.type)
-        return pa.nulls(table.num_rows, field.type)
+        return _absent(field, table.num_rows)
     column = table[field.name] if table[field.name].type == field.type else _cast(table[field.name], field.type)
     if shift:
         column = pc.add(column, pa.scalar(shift, field.type))
@@ -382,10 +379,6 @@ def _vocabulary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[Hy
         **{name: table[name].to_numpy().astype("int64") for name in table.column_names if name != "word"},
     })
     return vocabulary_from_tallies(tallies, hypotheses, read_word_list(options.vocab) if options.vocab else None)
-
-
-def _dtypes(df: pd.DataFrame) -> dict[str, str]:
-    return {str(c): str(t) for c, t in df.dtypes.items()}
 
 
 def _merged_dtypes(all_dtypes: Sequence[dict[str, str]]) -> dict[str, str]:

@@ -95,8 +95,8 @@ def build_and_write(path: str, part: ManifestPart, options: DatasetOptions, fold
         warnings=[w for w in dataset.warnings if w not in per_part], missing=missing,
         shown=path, first_lines=utterances["line"].iloc[:MISSING_EXAMPLES].astype(int).tolist() if len(utterances) else [],
         alphabet=list(dataset.alphabet), alphabet_report=dataset.alphabet_report, name=dataset.name,
-        manifest_path=str(dataset.manifest_path), dtypes=_dtypes(utterances), tar_shards=dataset.tar_shards,
-        error_dtypes={h.field: _dtypes(dataset.errors[h.field]) for h in dataset.hypotheses},
+        manifest_path=str(dataset.manifest_path), dtypes=frame_dtypes(utterances), tar_shards=dataset.tar_shards,
+        error_dtypes={h.field: frame_dtypes(dataset.errors[h.field]) for h in dataset.hypotheses},
     )
     _write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
     return info
@@ -121,7 +121,8 @@ def read_info(folder: Path, index: int, part: ManifestPart) -> PartInfo | None:
     return info
 
 
-def _dtypes(df: pd.DataFrame) -> dict[str, str]:
+def frame_dtypes(df: pd.DataFrame) -> dict[str, str]:
+    """Each column's pandas dtype by name (restored after the Arrow round trip)."""
     return {str(c): str(t) for c, t in df.dtypes.items()}
 
 

@@ -263,14 +263,22 @@ class _Parser:
 
     # -- values ----------------------------------------------------------------------------------
 
-    def _literal(self, after: str) -> tuple[str, int]:
-        """A quoted string or a bare value, and where it starts."""
+    def _value_start(self, after: str) -> tuple[int, str | None]:
+        """Where the value after ``after`` starts (a syntax error when there is none), and the
+        string there when it is quoted (read, and the position moved past it)."""
         pos = self.ws()
         if pos == self.n or self.at("&&") or self.at("||"):
             raise _syntax_error(f"missing value after {after}", pos)
         if self.q[pos] in "\"'":
             value, self.i = _read_quoted(self.q, pos)
-            return value, pos
+            return pos, value
+        return pos, None
+
+    def _literal(self, after: str) -> tuple[str, int]:
+        """A quoted string or a bare value, and where it starts."""
+        pos, quoted = self._value_start(after)
+        if quoted is not None:
+            return quoted, pos
         value = self._bare_value()
         if not value:
             raise _syntax_error(f"missing value after {after}", pos)
@@ -304,12 +312,9 @@ class _Parser:
     def _right_side(self, after: str, needs_column: bool) -> Expr | tuple[str, int]:
         """Arithmetic (``{wer} + 5``), else a plain value (text, as written). Right of a plain
         column, arithmetic must name a column: ``{date} = 2021-05-03`` is text, not 2013."""
-        pos = self.ws()
-        if pos == self.n or self.at("&&") or self.at("||"):
-            raise _syntax_error(f"missing value after {after}", pos)
-        if self.q[pos] in "\"'":
-            value, self.i = _read_quoted(self.q, pos)
-            return value, pos
+        pos, quoted = self._value_start(after)
+        if quoted is not None:
+            return quoted, pos
         saved = (self.depth, self.arith)
         try:
             expr = self.additive(rhs=True)

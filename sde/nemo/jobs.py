@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 
 from sde.cache import CacheUnusable, file_stamp, warn_on_stderr, default_cache_dir, open_store, report_unusable
 from sde.dataset import Dataset, with_predictions
@@ -38,6 +37,7 @@ from sde.nemo.model import DEFAULT_MODEL, TranscribeError, ensure_model, import_
 from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, commit, iter_lines, load_part, parse_line,
                             part_header, part_path, read_entries, same_file, write_output)
 from sde.sources.lhotse_source import detect
+from sde.sources.members import shard_number
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from sde.nemo.ray_engine import RayOptions
@@ -446,11 +446,10 @@ def _audio_paths(dataset: Dataset) -> list[str]:
     paths = table["audio_path"].tolist()
     if not dataset.tar_shards or "shard_id" not in table.columns:
         return paths
-    shards = pd.to_numeric(table["shard_id"], errors="coerce").tolist()
-    members = table["audio_filepath"].tolist()
-    return [tar_member_path(dataset.tar_shards[int(k)], str(name))
-            if k == k and k is not None and 0 <= int(k) < len(dataset.tar_shards) else path
-            for path, k, name in zip(paths, shards, members)]
+    tars = dataset.tar_shards
+    numbers = [shard_number(k) for k in table["shard_id"].tolist()]
+    return [tar_member_path(tars[k], str(name)) if k is not None and 0 <= k < len(tars) else path
+            for path, k, name in zip(paths, numbers, table["audio_filepath"].tolist())]
 
 
 def transcribe_dataset(dataset: Dataset, model: str, **kwargs) -> Dataset:

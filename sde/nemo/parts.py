@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from sde.manifest import resolve_audio_path, seconds_field
 from sde.nemo.infer import SegmentRef, tar_member_path
 from sde.nemo.model import TranscribeError, model_id
+from sde.sources.members import shard_number
 
 __all__ = [
     "PART_VERSION",
@@ -92,13 +93,14 @@ def _seconds(obj: dict, key: str, manifest: Path, lineno: int) -> float | None:
 
 def _tar_of(obj: dict, tars: Sequence[str], manifest: Path, lineno: int) -> str:
     shard = obj.get("shard_id")
-    if isinstance(shard, bool) or not isinstance(shard, (int, float)) or shard != int(shard):
+    number = shard_number(shard) if isinstance(shard, (int, float)) else None  # a JSON number, whole
+    if number is None:
         raise TranscribeError(f'{manifest}:{lineno}: --tarred-audio needs an integer "shard_id" on every line '
                               f"(got {shard!r})")
-    if not 0 <= int(shard) < len(tars):
-        raise TranscribeError(f"{manifest}:{lineno}: shard_id {int(shard)} is outside the {len(tars)} tars "
+    if not 0 <= number < len(tars):
+        raise TranscribeError(f"{manifest}:{lineno}: shard_id {number} is outside the {len(tars)} tars "
                               "--tarred-audio names; check the pattern")
-    return tars[int(shard)]
+    return tars[number]
 
 
 def read_entries(manifest: Path, audio_base_path: Any, shard: tuple[int, int] | None,

@@ -61,7 +61,7 @@ def test_members_are_transcribed_as_their_source_files(tarred, tiny_nemo, tmp_pa
     assert first["audio_filepath"] == data.lines[0]["audio_filepath"]
 
 
-BAD_SHARDS = {"out of range": 7, "not a number": "zero", "missing": None}
+BAD_SHARDS = {"out of range": 7, "not a number": "zero", "missing": None, "infinite": float("inf"), "fractional": 0.5}
 
 
 @pytest.mark.parametrize("shard_id", BAD_SHARDS.values(), ids=BAD_SHARDS.keys())

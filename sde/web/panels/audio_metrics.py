@@ -41,6 +41,7 @@ from sde.audio_quality import StaleMetrics, cached_audio_quality_summary, count_
 from sde.web.components import fmt_float, fmt_int, stat_card
 from sde.web.panels.jobs import (
     SetProgress,
+    audio_inputs,
     buttons,
     job_ids,
     progress,
@@ -70,7 +71,6 @@ RATES = "audioq-rates"
 CHANNELS = "audioq-channels"
 READINESS = "audioq-readiness"
 
-INPUT_COLUMNS = ("id", "audio_path", "offset", "duration")
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 _STALE_TMP_S = 3600.0
 
@@ -245,11 +245,9 @@ def measure_audio_job(dataset: Dataset, handoff_dir: str | Path, set_progress: S
     ``set_progress((percent, label, status))`` is called as results come in (throttled).
     """
     handoff_dir = Path(handoff_dir)
-    table = dataset.utterances
-    missing = [c for c in ("audio_path",) if c not in table.columns]
-    if missing:
+    rows = audio_inputs(dataset.utterances)
+    if rows is None:
         return {"error": "This dataset has no audio paths to measure."}
-    rows = table[[c for c in INPUT_COLUMNS if c in table.columns]]
     total = len(rows)
     unit = _unit(total, count_files(rows))
     workers = workers or min(2, os.cpu_count() or 1)

@@ -149,6 +149,17 @@ def throttled_progress(set_progress: SetProgress, clock: Callable[[], float], st
     return report
 
 
+# What the audio jobs (audio metrics, speech activity) read of each utterance.
+AUDIO_INPUT_COLUMNS = ("id", "audio_path", "offset", "duration")
+
+
+def audio_inputs(table: pd.DataFrame) -> pd.DataFrame | None:
+    """The columns an audio job reads; None when the dataset has no audio paths to measure."""
+    if "audio_path" not in table.columns:
+        return None
+    return table[[c for c in AUDIO_INPUT_COLUMNS if c in table.columns]]
+
+
 def write_parquet(frame: pd.DataFrame, path: Path, prefix: str) -> None:
     """``frame`` as Parquet at ``path``, atomically (temp file + os.replace): the server that
     applies it never reads half a file, and a job killed mid-write leaves only a temp file."""

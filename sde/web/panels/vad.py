@@ -46,7 +46,7 @@ from sde.quality.apply import (
 from sde.quality.segments import KINDS, Cancelled, measure_segments
 from sde.web.components import fmt_float, fmt_int, stat_card
 from sde.web.panels.audio_metrics import metric_columns
-from sde.web.panels.jobs import SetProgress, buttons, job_ids, progress, register_job, throttled_progress, write_parquet
+from sde.web.panels.jobs import SetProgress, audio_inputs, buttons, job_ids, progress, register_job, throttled_progress, write_parquet
 from sde.web.state import samples_href
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +63,6 @@ SPEECH_HOURS = "vad-speech-hours"
 NO_SPEECH = "vad-no-speech"
 LOW_RATIO = "vad-low-ratio"
 INSTALL = "vad-install"
-INPUT_COLUMNS = ("id", "audio_path", "offset", "duration")
 _KEY = re.compile(r"[0-9a-f]{64}")
 _KEEP_RESULTS = 20
 #: Utterances whose speech covers less than this share of the segment are listed as "mostly silence".
@@ -205,9 +204,9 @@ def measure_job(dataset: Dataset, folder: str | Path, set_progress: SetProgress,
     """The background callback's body: measure (or find cached) and leave the result in ``folder``.
     Returns ``{"key", "rows", "seconds", "cached"}`` for the DONE store, or ``{"error": message}``."""
     table = dataset.utterances
-    if "audio_path" not in table.columns:
+    rows = audio_inputs(table)
+    if rows is None:
         return {"error": "This dataset has no audio paths to measure."}
-    rows = table[[c for c in INPUT_COLUMNS if c in table.columns]]
     kinds = missing_kinds(table)
     metrics = not has_audio_metrics(table)
     workers = workers or min(2, os.cpu_count() or 1)

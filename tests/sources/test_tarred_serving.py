@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.browser_kit import ROOT, Watch, sde_server
+from tests.browser_kit import ROOT, Watch, sde_server, shot
 from tests.sources.tar_kit import make_tarred
 
 
@@ -83,6 +83,7 @@ def test_inspector_plays_and_draws_a_tar_member(browser, server, tarred):
         page.wait_for_function("document.querySelector('#utt-audio').readyState >= 1")
         seconds = page.locator("#utt-audio").evaluate("e => e.duration")
         assert seconds == pytest.approx(tarred.originals[3]["duration"], abs=0.05)
+        shot(page, "inspector-tar-member")
         watch.check()
     finally:
         ctx.close()

@@ -29,6 +29,7 @@ import pandas as pd
 from sde.audio import AUDIO_METRIC_COLUMNS, DURATION_TOLERANCE, compute_audio_metrics
 from sde.caching import for_dataset
 from sde.progress import WorkerProgress
+from sde.sources.members import job_audio_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -335,7 +336,7 @@ def with_measured_audio(dataset: Dataset, *, workers: int | None = None, progres
     say("measuring audio")
     table = dataset.utterances
     with WorkerProgress("audio metrics", enabled=progress, callback=callback) as meter:
-        metrics = compute_audio_metrics(table, workers=workers or min(2, os.cpu_count() or 1), callback=meter.report)
+        metrics = compute_audio_metrics(job_audio_table(table, dataset.tar_shards), workers=workers or min(2, os.cpu_count() or 1), callback=meter.report)
     ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table), dtype="int64")
     metrics.insert(0, "id", ids)
     return with_audio_metrics(dataset, metrics)

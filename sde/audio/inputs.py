@@ -5,7 +5,9 @@ read in place). The reader of :mod:`sde.audio.io` takes these wherever it takes 
 sde.audio imports no other part of sde, so it cannot open URLs itself: :mod:`sde.sources`
 installs the function that turns a URL into an :class:`AudioInput` (:func:`set_url_opener`), and a
 URL given as a path goes through it (``file_info("s3://b/a.wav")`` reads the header with byte
-ranges). Without it a URL is an ordinary missing file.
+ranges). Without it a URL is an ordinary missing file. Other names that are not files (a tar
+member of a NeMo tarred dataset, named by a prefix) get their opener the same way
+(:func:`set_prefix_opener`), so worker processes of the audio jobs read them by name.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import re
 import threading
 from typing import Any, BinaryIO, Callable
 
-__all__ = ["AudioInput", "FileAudio", "MemoryAudio", "as_input", "set_url_opener", "shown_name"]
+__all__ = ["AudioInput", "FileAudio", "MemoryAudio", "as_input", "install_openers", "installed_openers",
+           "set_prefix_opener", "set_url_opener", "shown_name"]
 
 # Formats libsndfile refuses go to ffmpeg through a pipe: at most this much is handed over.
 MAX_PIPED_BYTES = 512 << 20
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _url_opener: Callable[[str], "AudioInput"] | None = None
+_prefix_openers: dict[str, Callable[[str], "AudioInput"]] = {}
 _opener_lock = threading.Lock()
 
 
@@ -156,11 +160,37 @@ def set_url_opener(opener: Callable[[str], AudioInput] | None) -> None:
         _url_opener = opener
 
 
+def set_prefix_opener(prefix: str, opener: Callable[[str], AudioInput]) -> None:
+    """How a name starting with ``prefix`` is opened (installed by sde.sources: tar members)."""
+    with _opener_lock:
+        _prefix_openers[prefix] = opener
+
+
+def installed_openers() -> tuple:
+    """The openers installed here, for :func:`install_openers` in a worker process: module-level
+    functions pickle by name, so a spawned worker imports their modules and has them too."""
+    with _opener_lock:
+        return _url_opener, dict(_prefix_openers)
+
+
+def install_openers(openers: tuple) -> None:
+    """A pool's initializer: install what :func:`installed_openers` returned in the parent."""
+    global _url_opener
+    url_opener, prefix_openers = openers
+    with _opener_lock:
+        _url_opener = url_opener
+        _prefix_openers.update(prefix_openers)
+
+
 def as_input(path: "str | os.PathLike | AudioInput") -> "str | AudioInput":
-    """A local path as a string, an AudioInput as itself, a URL through the installed opener."""
+    """A local path as a string, an AudioInput as itself, a URL or a prefixed name through the
+    installed opener."""
     if isinstance(path, AudioInput):
         return path
     text = os.fspath(path)
+    for prefix, opener in _prefix_openers.items():
+        if text.startswith(prefix):
+            return opener(text)
     if _URL.match(text) and not text.lower().startswith("file://") and _url_opener is not None:
         return _url_opener(text)
     return text

@@ -15,6 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from sde.audio.dsp import DB_FLOOR, blackman_harris, rfft, stft_frames
+from sde.audio.inputs import AudioInput, as_input, install_openers, installed_openers
 from sde.audio.io import (DURATION_TOLERANCE, AudioError, RawAudio, check_file, frame_range,
                           header_overstates, read_channels, seek_read, to_mono)
 
@@ -132,7 +133,7 @@ def _metrics_of(raw: RawAudio, manifest_duration: float | None) -> dict[str, Any
     }
 
 
-def audio_metrics(path: str, offset: float = 0.0, duration: float | None = None) -> dict[str, Any]:
+def audio_metrics(path: "str | AudioInput", offset: float = 0.0, duration: float | None = None) -> dict[str, Any]:
     """Metrics of one segment, keys :data:`AUDIO_METRIC_COLUMNS`. Never raises for bad audio:
     a missing/unreadable file gives NaN metrics and the reason in ``audio_error``."""
     duration = None if duration is None or not math.isfinite(float(duration)) else float(duration)
@@ -148,6 +149,12 @@ def _metrics_for_file(path: str, segments: Sequence[tuple[int, float, float | No
     """Metrics of several segments of one file, opening it once (long recordings with many
     utterances are the common case for offset manifests)."""
     out: list[tuple[int, dict[str, Any]]] = []
+    try:
+        source = as_input(path)
+    except AudioError as exc:  # a tar member that its tar does not hold
+        return [(pos, _nan_metrics(str(exc))) for pos, _, _ in segments]
+    if not isinstance(source, str):  # a URL or a tar member: the general reader takes it
+        return [(pos, audio_metrics(source, off, dur)) for pos, off, dur in segments]
     try:
         check_file(path)
         f = sf.SoundFile(path)
@@ -202,7 +209,9 @@ def _run_in_processes(chunks: list[list], workers: int
         method = "forkserver" if "forkserver" in methods else "spawn"
     todo = dict(enumerate(chunks))
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as ex:
+        # the openers of URLs and tar members (installed by sde.sources) go with the workers
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method),
+                                 initializer=install_openers, initargs=(installed_openers(),)) as ex:
             # A bounded window of tasks in flight keeps results (and memory) flowing.
             futures: dict[Any, int] = {}
             queue = iter(list(todo))

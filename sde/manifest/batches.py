@@ -87,7 +87,10 @@ def read_batch(batch: list[tuple[int, Source]], spec: Spec, strict: bool, audio_
         kept.append((k, source))
     size = ends[-1] if ends else 0
     starts = [0] + ends[:-1]
-    counts = np.array([buf.count(b"\n", a, b) for a, b in zip(starts, ends)], dtype=np.int64)
+    # numpy counts without holding the GIL, so the other reading threads go on meanwhile
+    newlines = np.frombuffer(buf, np.uint8, size) == 10
+    counts = np.array([np.count_nonzero(newlines[a:b]) for a, b in zip(starts, ends)], dtype=np.int64)
+    del newlines
     first_lines = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(kept) else counts
     names = [source.name for _, source in kept] or [batch[0][1].name]
     state = _BatchState(names, first_lines, spec, strict, rows_of or size)

@@ -12,12 +12,17 @@ import pyarrow.compute as pc
 
 from sde.sources import is_url, remote
 
+# Columns up to this size are resolved as one array (string offsets are 32-bit: stay well below 2 GB).
+COMBINE_BYTES = 256 << 20
+
 
 def resolve_paths(fp: pa.ChunkedArray, base: str) -> pa.ChunkedArray:
     """NeMo's rule, vectorised: absolute paths and URLs as written, others joined to base (a folder,
     or a URL's folder for a remote manifest); normalised."""
     prefix = base if base.endswith("/") else base + "/"
     base_is_url = is_url(base)
+    if fp.num_chunks > 1 and fp.nbytes < COMBINE_BYTES:
+        fp = pa.chunked_array([fp.combine_chunks()], pa.string())  # ~10 compute calls per chunk add up
     chunks = []
     for chunk in fp.chunks:
         is_abs = pc.starts_with(chunk, "/")

@@ -11,7 +11,6 @@ the model's rate.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -23,8 +22,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sde.audio import AudioError, AudioInput, file_info, read_channels, resample, to_mono
-from sde.sources.members import TarShards, audio_input
+from sde.audio import AudioError, file_info, read_channels, resample, to_mono
+import sde.sources.members  # noqa: F401 - installs sde.audio's opener of tar-member paths (tar_member_path)
 from sde.nemo.model import (TranscribeError, ensure_model, import_nemo_asr, import_torch, model_sample_rate,
                             one_line, pick_amp_dtype, quiet_nemo)
 from sde.progress import progress_bar
@@ -68,38 +67,6 @@ class SegmentRef(NamedTuple):
 # Audio
 
 
-# A segment's path naming a member of a tar (NeMo tarred audio): the prefix, then JSON [tar, member].
-TAR_MEMBER = "sde-tar-member:"
-
-
-def tar_member_path(tar: str, member: str) -> str:
-    """The SegmentRef path of ``member`` in ``tar``: a plain string, so refs stay picklable for
-    Ray and the utterance key stays stable; read by :func:`sde.nemo.infer.read_audio`."""
-    return TAR_MEMBER + json.dumps([tar, member], ensure_ascii=False)
-
-
-def parse_tar_member_path(path: str) -> tuple[str, str] | None:
-    if not path.startswith(TAR_MEMBER):
-        return None
-    tar, member = json.loads(path[len(TAR_MEMBER):])
-    return str(tar), str(member)
-
-
-# One member index per tar per process (built once, or read from its cache): a worker reads many members.
-_TARS: dict[str, TarShards] = {}
-
-
-def _audio_of(path: str) -> str | AudioInput:
-    member = parse_tar_member_path(path)
-    if member is None:
-        return path
-    tar, name = member
-    shards = _TARS.get(tar)
-    if shards is None:
-        shards = _TARS[tar] = TarShards((tar,))
-    return audio_input(None, name, 0, shards)
-
-
 def read_audio(path: str, offset: float = 0.0, duration: float | None = None, sample_rate: int = 16000) -> np.ndarray:
     """Samples of ``path`` from ``offset`` for ``duration`` seconds (to the end when None), float32
     mono at ``sample_rate``. Only the segment is decoded (sde.audio's reader: libsndfile, else
@@ -108,7 +75,7 @@ def read_audio(path: str, offset: float = 0.0, duration: float | None = None, sa
     if duration is not None and not math.isfinite(duration):
         duration = None
     try:
-        raw = read_channels(_audio_of(path), offset, duration)
+        raw = read_channels(path, offset, duration)
     except AudioError as exc:
         raise TranscribeError(_unreadable(exc, offset)) from None
     mono = resample(to_mono(raw.data), raw.sample_rate, sample_rate)
@@ -151,7 +118,7 @@ def load_batch(refs: Sequence[SegmentRef], sample_rate: int, wheres: Sequence[st
 
 def _probe_duration(path: str) -> float:
     try:
-        return float(file_info(_audio_of(path))["duration"])
+        return float(file_info(path)["duration"])
     except AudioError:
         return 0.0  # reading it will say why; ordering batches needs no error
 

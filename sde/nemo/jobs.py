@@ -30,14 +30,14 @@ from sde.cache import CacheUnusable, file_stamp, warn_on_stderr, default_cache_d
 from sde.dataset import Dataset, with_predictions
 from sde.manifest import ManifestError, read_manifest
 from sde.manifest.lhotse_reads import write_nemo_view
-from sde.nemo.infer import (StopRequested, TranscribeCancelled, run_batches, tar_member_path, tick_bar,
+from sde.nemo.infer import (StopRequested, TranscribeCancelled, run_batches, tick_bar,
                             transcribe_segments,
                             transcription_bar)
 from sde.nemo.model import DEFAULT_MODEL, TranscribeError, ensure_model, import_nemo_asr, model_stem, pick_amp_dtype
 from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, commit, iter_lines, load_part, parse_line,
                             part_header, part_path, read_entries, same_file, write_output)
 from sde.sources.lhotse_source import detect
-from sde.sources.members import shard_number
+from sde.sources.members import job_audio_paths
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from sde.nemo.ray_engine import RayOptions
@@ -442,14 +442,7 @@ def predictions_for(
 
 def _audio_paths(dataset: Dataset) -> list[str]:
     """Each row's audio for the transcriber: its file, or its member of a tar (tarred datasets)."""
-    table = dataset.utterances
-    paths = table["audio_path"].tolist()
-    if not dataset.tar_shards or "shard_id" not in table.columns:
-        return paths
-    tars = dataset.tar_shards
-    numbers = [shard_number(k) for k in table["shard_id"].tolist()]
-    return [tar_member_path(tars[k], str(name)) if k is not None and 0 <= k < len(tars) else path
-            for path, k, name in zip(paths, numbers, table["audio_filepath"].tolist())]
+    return job_audio_paths(dataset.utterances, dataset.tar_shards)
 
 
 def transcribe_dataset(dataset: Dataset, model: str, **kwargs) -> Dataset:

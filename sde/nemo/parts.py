@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sde.manifest import resolve_audio_path, seconds_field
-from sde.nemo.infer import SegmentRef, tar_member_path
+from sde.nemo.infer import SegmentRef
+from sde.sources.members import tar_member_path
 from sde.nemo.model import TranscribeError, model_id
 from sde.sources.members import shard_number
 

@@ -40,6 +40,7 @@ from sde.quality.duplicates import DUPLICATE_COLUMNS, duplicate_columns
 from sde.quality.segments import KINDS, measure_segments
 from sde.quality.suspicious import suspicious_columns
 from sde.quality.vad import VAD_COLUMNS, VadError
+from sde.sources.members import job_audio_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -197,7 +198,7 @@ def with_vad(dataset: Dataset, *, workers: int | None = None, progress: bool = F
     say("measuring speech activity (VAD), audio hashes and loudness")
     table = dataset.utterances
     with WorkerProgress("speech activity", enabled=progress, callback=callback) as meter:
-        measured = measure_segments(table, segment_kinds(vad=True), workers=workers or min(2, os.cpu_count() or 1),
+        measured = measure_segments(job_audio_table(table, dataset.tar_shards), segment_kinds(vad=True), workers=workers or min(2, os.cpu_count() or 1),
                                     callback=meter.report, cancel=cancel)
     ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table), dtype="int64")
     measured.insert(0, "id", ids)

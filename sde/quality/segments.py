@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from sde.audio import AudioError, read_segment
+from sde.audio.inputs import install_openers, installed_openers
 from sde.quality.duplicates import audio_hash
 from sde.quality.loudness import clipping_ratio, integrated_loudness
 from sde.quality.vad import VAD_COLUMNS, VadError, VadParams, speech_activity
@@ -149,7 +150,9 @@ def _in_processes(measures: SegmentMeasures, chunks: list[list[Row]], workers: i
     """(chunk index, results) of every chunk from ``workers`` processes, with a bounded window of
     tasks in flight (so memory stays flat and a cancel waits for at most that window)."""
     pending = iter(enumerate(chunks))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+    # the openers of URLs and tar members (installed by sde.sources) go with the workers
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=install_openers,
+                             initargs=(installed_openers(),)) as pool:
         futures: dict[Future, int] = {}
         for idx, chunk in pending:
             futures[pool.submit(_measure_rows, measures, chunk)] = idx

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from sde.audio.inputs import AudioInput, FileAudio, MemoryAudio
+from sde.audio.inputs import AudioInput, FileAudio, MemoryAudio, set_prefix_opener
 from sde.audio.io import AudioError, file_info
 from sde.sources import remote
 from sde.sources.remote import RemoteError, is_url
@@ -36,7 +37,8 @@ from sde.sources.tar_index import TarIndex, TarIndexError, TarMember, load_tar_i
 
 remote.install_audio_opener()  # rows whose audio is a URL are read with byte ranges
 
-__all__ = ["MemberCheck", "TarShards", "audio_input", "check_tar_members", "default_index_dir", "shard_number",
+__all__ = ["TAR_MEMBER", "MemberCheck", "TarShards", "audio_input", "check_tar_members", "default_index_dir",
+           "job_audio_paths", "job_audio_table", "open_tar_member", "parse_tar_member_path", "shard_number", "tar_member_path",
            "with_tar_members"]
 
 # Members up to this size are read whole into memory (one pread / one request); larger ones are
@@ -250,6 +252,51 @@ def audio_input(audio_path: Any, audio_filepath: Any = None, shard_id: Any = Non
     return remote.audio_file(path) if is_url(path) else path
 
 
+# A tar member named by one string (for the audio jobs' worker processes, transcription batches
+# and Ray tasks, which take plain picklable paths): the prefix, then JSON [tar, member].
+TAR_MEMBER = "sde-tar-member:"
+
+
+def tar_member_path(tar: str, member: str) -> str:
+    """The one-string name of ``member`` in ``tar``; sde.audio opens it (see open_tar_member)."""
+    return TAR_MEMBER + json.dumps([tar, member], ensure_ascii=False)
+
+
+def parse_tar_member_path(path: str) -> tuple[str, str] | None:
+    if not path.startswith(TAR_MEMBER):
+        return None
+    tar, member = json.loads(path[len(TAR_MEMBER):])
+    return str(tar), str(member)
+
+
+def open_tar_member(path: str) -> AudioInput:
+    """What sde.audio reads for a :func:`tar_member_path` (member indexes are kept per process)."""
+    tar, member = parse_tar_member_path(path) or ("", "")
+    return TarShards((tar,)).member(0, member)
+
+
+set_prefix_opener(TAR_MEMBER, open_tar_member)
+
+
+def job_audio_paths(table: pd.DataFrame, tars: Sequence[str]) -> list[str]:
+    """Each row's audio as one string for a job that reads many (audio metrics, speech activity,
+    transcription): its file, or its member of a tar (a :func:`tar_member_path`)."""
+    paths = table["audio_path"].astype(object).tolist()
+    if not tars or "shard_id" not in table.columns:
+        return paths
+    numbers = [shard_number(k) for k in table["shard_id"].tolist()]
+    return [tar_member_path(tars[k], str(name)) if k is not None and 0 <= k < len(tars) else path
+            for path, k, name in zip(paths, numbers, table["audio_filepath"].tolist())]
+
+
+def job_audio_table(table: pd.DataFrame, tars: Sequence[str]) -> pd.DataFrame:
+    """``table`` for a job that reads its audio by ``audio_path``: in a tarred dataset, rows name
+    their tar member (:func:`job_audio_paths`); otherwise the table as it is."""
+    if not tars or "shard_id" not in table.columns or "audio_path" not in table.columns:
+        return table
+    return table.assign(audio_path=job_audio_paths(table, tars))
+
+
 def _is_missing(value: Any) -> bool:
     try:
         return bool(pd.isna(value))
@@ -374,6 +421,8 @@ def with_tar_members(dataset: Any, problem: Callable[[str, int, str], Any], *, c
     exists = pd.Series(pd.array(check.present, dtype="boolean"), index=table.index, name="audio_exists")
     if "audio_exists" in out.columns:
         out = out.drop(columns=["audio_exists"])
+    if "audio_path" in out.columns and "shard_id" in out.columns:
+        out["audio_path"] = _member_locations(out, dataset.tar_shards)
     at = int(out.columns.get_loc("audio_path")) + 1 if "audio_path" in out.columns else len(out.columns)
     out.insert(at, "audio_exists", exists)
     from_header = np.isfinite(check.header_durations)
@@ -384,6 +433,15 @@ def with_tar_members(dataset: Any, problem: Callable[[str, int, str], Any], *, c
         out["duration_source"] = np.where(from_header, "header", out.get("duration_source", "manifest"))
     problems = [*dataset.problems, *(problem(path, line, reason) for path, line, reason in check.problems)]
     return dataclasses.replace(dataset, utterances=out, problems=problems, _queries={}, _lock=threading.Lock())
+
+
+def _member_locations(table: pd.DataFrame, tars: Sequence[str]) -> pd.Series:
+    """``audio_path`` of a tarred dataset as users read it: ``<tar>:<member>`` (where the audio
+    is; the manifest's folder joined to a member name names no file)."""
+    numbers = [shard_number(k) for k in table["shard_id"].tolist()]
+    paths = [f"{tars[k]}:{name}" if k is not None and 0 <= k < len(tars) else path
+             for path, k, name in zip(table["audio_path"].tolist(), numbers, table["audio_filepath"].tolist())]
+    return pd.Series(pd.array(paths, dtype=pd.StringDtype("pyarrow")), index=table.index, name="audio_path")
 
 
 def _absent(index: TarIndex, name: str) -> str:

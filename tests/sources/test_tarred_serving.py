@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from sde.web.state import UTT_FIELDS
 from tests.browser_kit import ROOT, Watch, sde_server, shot
 from tests.sources.tar_kit import make_tarred
 
@@ -67,6 +68,14 @@ def test_signal_route_of_a_member(tarred, server, line):
     assert payload["figure"]["data"]
 
 
+def test_the_api_row_of_a_member_names_its_tar_and_member(tarred, server):
+    status, body = _get(f"{server}/api/utterances/0")
+    assert status == 200
+    row = json.loads(body)
+    assert row["audio_path"] == f"{tarred.folder}/audio_0.tar:{tarred.lines[0]['audio_filepath']}"
+    assert row["audio_exists"] is True
+
+
 def test_an_unknown_id_is_still_404(server):
     assert _get(f"{server}/audio/999.wav")[0] == 404
 
@@ -83,6 +92,9 @@ def test_inspector_plays_and_draws_a_tar_member(browser, server, tarred):
         page.wait_for_function("document.querySelector('#utt-audio').readyState >= 1")
         seconds = page.locator("#utt-audio").evaluate("e => e.duration")
         assert seconds == pytest.approx(tarred.originals[3]["duration"], abs=0.05)
+        # the Fields card says where the audio is: the tar and the member, not a joined path
+        where = f"{tarred.folder}/audio_{tarred.lines[3]['shard_id']}.tar:{tarred.lines[3]['audio_filepath']}"
+        assert where in page.inner_text(f"#{UTT_FIELDS}")
         shot(page, "inspector-tar-member")
         watch.check()
     finally:

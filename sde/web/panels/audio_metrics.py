@@ -245,7 +245,7 @@ def measure_audio_job(dataset: Dataset, handoff_dir: str | Path, set_progress: S
     ``set_progress((percent, label, status))`` is called as results come in (throttled).
     """
     handoff_dir = Path(handoff_dir)
-    rows = audio_inputs(dataset.utterances)
+    rows = audio_inputs(dataset.utterances, dataset.tar_shards)
     if rows is None:
         return {"error": "This dataset has no audio paths to measure."}
     total = len(rows)

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from dash import DiskcacheManager, Input, Output, State, dcc, html, no_update
 
 from sde.cache import CacheUnusable, JobStore, open_job_store
+from sde.sources.members import job_audio_table
 
 
 class JobIds(NamedTuple):
@@ -153,11 +154,12 @@ def throttled_progress(set_progress: SetProgress, clock: Callable[[], float], st
 AUDIO_INPUT_COLUMNS = ("id", "audio_path", "offset", "duration")
 
 
-def audio_inputs(table: pd.DataFrame) -> pd.DataFrame | None:
-    """The columns an audio job reads; None when the dataset has no audio paths to measure."""
+def audio_inputs(table: pd.DataFrame, tars: Sequence[str] = ()) -> pd.DataFrame | None:
+    """The columns an audio job reads; None when the dataset has no audio paths to measure. Rows
+    of a tarred dataset name their tar member (the jobs' workers open it by that name)."""
     if "audio_path" not in table.columns:
         return None
-    return table[[c for c in AUDIO_INPUT_COLUMNS if c in table.columns]]
+    return job_audio_table(table, tars)[[c for c in AUDIO_INPUT_COLUMNS if c in table.columns]]
 
 
 def write_parquet(frame: pd.DataFrame, path: Path, prefix: str) -> None:

@@ -204,7 +204,7 @@ def measure_job(dataset: Dataset, folder: str | Path, set_progress: SetProgress,
     """The background callback's body: measure (or find cached) and leave the result in ``folder``.
     Returns ``{"key", "rows", "seconds", "cached"}`` for the DONE store, or ``{"error": message}``."""
     table = dataset.utterances
-    rows = audio_inputs(table)
+    rows = audio_inputs(table, dataset.tar_shards)
     if rows is None:
         return {"error": "This dataset has no audio paths to measure."}
     kinds = missing_kinds(table)

@@ -431,8 +431,21 @@ def with_tar_members(dataset: Any, problem: Callable[[str, int, str], Any], *, c
             else pd.Series(np.nan, index=out.index)
         out["duration"] = np.where(from_header, check.header_durations, duration.to_numpy(dtype=float, na_value=np.nan))
         out["duration_source"] = np.where(from_header, "header", out.get("duration_source", "manifest"))
+        _rates_from_header(out, from_header)
     problems = [*dataset.problems, *(problem(path, line, reason) for path, line, reason in check.problems)]
     return dataclasses.replace(dataset, utterances=out, problems=problems, _queries={}, _lock=threading.Lock())
+
+
+def _rates_from_header(table: pd.DataFrame, rows: np.ndarray) -> None:
+    """Word and character rates of the rows whose duration now comes from the member's header
+    (they were built without a duration: NaN)."""
+    duration = table["duration"].to_numpy(dtype="float64", na_value=np.nan)
+    for rate, count in (("word_rate", "num_words"), ("char_rate", "num_chars")):
+        if rate in table.columns and count in table.columns:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                measured = np.where(duration > 0, table[count].to_numpy(dtype="float64", na_value=np.nan) / duration,
+                                    np.nan)
+            table[rate] = np.where(rows, measured, table[rate].to_numpy(dtype="float64", na_value=np.nan))
 
 
 def _member_locations(table: pd.DataFrame, tars: Sequence[str]) -> pd.Series:

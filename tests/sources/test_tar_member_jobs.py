@@ -142,3 +142,16 @@ def test_the_served_dataset_shows_each_member_as_tar_colon_member(dataset, tarre
     # what a job reads is still the member, whichever audio_path the table shows
     member = open_tar_member(job_audio_table(checked.utterances, checked.tar_shards)["audio_path"].iloc[2])
     assert member.size() > 0
+
+
+def test_durations_from_member_headers_give_word_and_char_rates(tarred, tmp_path):
+    lines = [{k: v for k, v in line.items() if k != "duration"} for line in tarred.lines]
+    manifest = tmp_path / "no_durations.json"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    built = build_dataset(manifest, DatasetOptions(tarred_audio=tarred.pattern))
+    table = members.with_tar_members(built, Problem, cache_dir=tmp_path / "idx").utterances
+    assert (table["duration_source"] == "header").all()
+    words = np.array([len(line["text"].split()) for line in lines])
+    assert table["word_rate"].to_numpy() == pytest.approx(words / table["duration"].to_numpy(), rel=1e-9)
+    assert table["char_rate"].to_numpy() == pytest.approx(
+        np.array([len(line["text"]) for line in lines]) / table["duration"].to_numpy(), rel=1e-9)

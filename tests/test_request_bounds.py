@@ -345,10 +345,12 @@ def test_plotly_text_escapes_markup_and_templates(text, shown):
 def test_figure_builders_escape_every_user_string():
     import numpy as np
 
+    from sde.histograms import histogram_of_arrays
     from sde.web import figures
 
-    series = {LINK_FIELD: np.arange(10.0), "<b>x</b>": np.arange(5.0)}
-    built = [figures.histogram_figure(series, LINK_FIELD, LINK_FIELD, ylabel="<i>y</i>", unit="<u>s</u>"),
+    binned = histogram_of_arrays([np.arange(10.0), np.arange(5.0)])
+    built = [figures.histogram_figure(binned, [LINK_FIELD, "<b>x</b>"], LINK_FIELD, LINK_FIELD, ylabel="<i>y</i>",
+                                      unit="<u>s</u>"),
              figures.word_accuracy_figure({"<b>x</b>": np.array([0.0, 50.0, 100.0])}),
              figures.empty_figure(LINK_FIELD, "<b>x</b>")]
     for fig in built:

@@ -21,6 +21,7 @@ import soundfile as sf
 from sde.audio_presence import audio_presence_summary, check_paths, with_audio_presence
 from sde.dataset import DatasetOptions, build_dataset
 from sde.demo import DEMO_MANIFEST
+from sde.histograms import histogram, histogram_of_arrays, nice_edges
 from sde.query import TableQuery
 from sde.web import figures, state
 from sde.web.grid import categorical_columns, column_defs, example_filter
@@ -48,24 +49,25 @@ RNG = np.random.default_rng(7)
     np.array([0.1, 0.2, 0.30000000000000004, np.nan]),           # edges that float arithmetic blurs
 ], ids=["uniform", "overflow", "underflow", "integers", "constant", "float-edges"])
 def test_each_bin_filter_selects_exactly_that_bins_values(values):
-    h = figures.histogram([values])
+    frame = pd.DataFrame({"x": values})
+    h = histogram(frame, ["x"])
     filters = figures.bin_filters(h, "x")
-    query = TableQuery(pd.DataFrame({"x": values}))
+    query = TableQuery(frame)
     assert [len(query.select(f)) for f in filters] == h.counts[0].tolist()
 
 
 @pytest.mark.parametrize("lo, hi, bins, step", [(0, 30, 40, 1.0), (1.23, 7.9, 40, 0.2), (0, 0.9, 40, 0.025),
                                                 (100, 20_000, 40, 500.0)])
 def test_bin_edges_are_round_numbers(lo, hi, bins, step):
-    edges = figures.nice_edges(lo, hi, bins)
+    edges = nice_edges(lo, hi, bins)
     assert edges[0] <= lo and edges[-1] >= hi and len(edges) - 1 <= bins
     assert np.allclose(np.diff(edges), step)
     assert all(len(f"{e:g}") <= 8 for e in edges)               # "2.5", not "2.4999999997"
 
 
 def test_histogram_bars_carry_their_filter_and_axes_one_number_style():
-    fig = figures.histogram_figure({"WER A": np.array([0.0, 0.0, 50.0, 100.0])}, "WER", "WER (%)",
-                                   columns={"WER A": "wer_b"})
+    h = histogram_of_arrays([np.array([0.0, 0.0, 50.0, 100.0])])
+    fig = figures.histogram_figure(h, ["WER A"], "WER", "WER (%)", columns={"WER A": "wer_b"})
     custom = fig.data[0].customdata
     assert all(len(c) == 3 and c[2].startswith("{wer_b}") and "&gt;=" in c[2] for c in custom)   # escaped
     assert fig.layout.yaxis.tickformat == fig.layout.xaxis.tickformat == figures.AXIS_NUMBER_FORMAT

@@ -12,6 +12,7 @@ import pytest
 from dash import dcc, html
 
 from sde.dataset import build_dataset
+from sde.histograms import histogram_of_arrays
 from sde.web import figures, state
 from sde.web.components import diff_view
 from sde.web.pages import PAGE_MODULES, load_pages, resolve
@@ -293,30 +294,31 @@ def test_diff_view_classes():
 def test_histogram_counts_every_value_and_folds_outliers():
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.normal(5, 1, 10_000), [3600.0], [np.nan, np.inf]])
-    h = figures.histogram([values], bins=40)
+    h = histogram_of_arrays([values], bins=40)
     assert int(h.counts[0].sum()) == 10_001              # NaN/inf dropped, the outlier kept
     assert h.overflow_at is not None and h.edges[-1] < 100
     assert h.counts[0][-1] >= 1
 
 
 def test_histogram_integer_bins_and_shared_edges():
-    h = figures.histogram([np.array([1, 2, 2, 3]), np.array([3, 3, 4])])
+    h = histogram_of_arrays([np.array([1, 2, 2, 3]), np.array([3, 3, 4])])
     assert h.integer and list(h.edges) == [0.5, 1.5, 2.5, 3.5, 4.5]
     assert [list(c) for c in h.counts] == [[1, 2, 1, 0], [0, 0, 2, 1]]
 
 
 def test_histogram_figure_sends_bins_not_points():
     values = np.random.default_rng(1).uniform(0, 30, 100_000)
-    fig = figures.histogram_figure({"duration": values}, "Duration", "duration", unit="s", bins=40)
+    fig = figures.histogram_figure(histogram_of_arrays([values], bins=40), ["duration"], "Duration", "duration",
+                                   unit="s")
     assert isinstance(fig, go.Figure)
     (trace,) = fig.data
     assert 20 <= len(trace.x) <= 40 and sum(trace.y) == 100_000   # round bin widths: at most `bins` bars
     assert fig.layout.title.text == "Duration"
     assert fig.layout.xaxis.title.text == "duration (s)" and fig.layout.yaxis.title.text == "utterances"
     assert len(fig.to_json()) < 20_000
-    multi = figures.histogram_figure({"a": values, "b": values / 2}, "WER", "WER (%)")
+    multi = figures.histogram_figure(histogram_of_arrays([values, values / 2]), ["a", "b"], "WER", "WER (%)")
     assert len(multi.data) == 2 and multi.layout.showlegend
-    empty = figures.histogram_figure({"x": np.array([np.nan])}, "Empty", "x")
+    empty = figures.histogram_figure(histogram_of_arrays([np.array([np.nan])]), ["x"], "Empty", "x")
     assert empty.layout.annotations[0].text == "no data"
 
 

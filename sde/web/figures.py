@@ -1,5 +1,5 @@
-"""Pure plotly figure builders. Histograms are binned here with numpy, so the browser gets bin
-counts (a few dozen numbers per trace), never a million points.
+"""Pure plotly figure builders. Histograms arrive binned (:mod:`sde.histograms`, in DuckDB), so
+the browser gets bin counts (a few dozen numbers per trace), never a million points.
 
 Bin edges are round numbers (steps of 1, 2, 2.5 or 5 times a power of ten), so that each bar is a
 readable filter (`{duration} >= 2.5 && {duration} < 3`): with `columns`, every bar carries the
@@ -13,14 +13,13 @@ Builders take plain text (field names, hypothesis labels are user text) and esca
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 
 from sde.filters import Clause
+from sde.histograms import Histogram
 
 FONT = "Lato, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 # One colour per hypothesis, in order (Flatly's palette, then more).
@@ -42,94 +41,12 @@ def plotly_text(text: object) -> str:
             .replace("%{", "%&#123;"))
 
 
-@dataclass
-class Histogram:
-    edges: np.ndarray        # len(bins) + 1
-    counts: list[np.ndarray]  # one per series, len(bins) each
-    overflow_at: float | None  # values above this were counted in the last bin
-    underflow_at: float | None  # values below this were counted in the first bin
-    total: list[int]         # finite values per series
-    integer: bool            # bins are centred on integers
-
-
-def histogram(series: Sequence[np.ndarray], bins: int = 40, clip_quantile: float = 0.999) -> Histogram:
-    """Shared bin edges over all series; outliers beyond the `clip_quantile` range are folded into
-    the edge bins (so one 3-hour file does not squash a histogram of 5-second utterances)."""
-    finite = [np.asarray(s, dtype="float64") for s in series]
-    finite = [s[np.isfinite(s)] for s in finite]
-    allv = np.concatenate(finite) if finite else np.empty(0)
-    if allv.size == 0:
-        return Histogram(np.array([0.0, 1.0]), [np.zeros(1, dtype=np.int64) for _ in finite], None, None,
-                         [0 for _ in finite], False)
-    vmin, vmax = float(allv.min()), float(allv.max())
-    lo, hi = vmin, vmax
-    if allv.size > 100 and 0 < clip_quantile < 1:
-        qlo, qhi = np.quantile(allv, [1 - clip_quantile, clip_quantile])
-        # Only clip when the tail really is far out: the bulk would otherwise get a handful of bars.
-        if vmax - qhi > 0.5 * (qhi - vmin) and qhi > qlo:
-            hi = float(qhi)
-        if qlo - vmin > 0.5 * (vmax - qlo) and qhi > qlo:
-            lo = float(qlo)
-    integer = bool(np.all(allv == np.round(allv))) and (hi - lo) <= 80
-    if integer:
-        edges = np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 1.0, 1.0)
-    else:
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        edges = nice_edges(lo, hi, bins)
-        lo, hi = min(lo, float(edges[0])), max(hi, float(edges[-1]))
-    counts = []
-    for s in finite:
-        clipped = np.clip(s, edges[0], edges[-1])
-        c, _ = np.histogram(clipped, bins=edges)
-        counts.append(c.astype(np.int64))
-    return Histogram(
-        edges=edges,
-        counts=counts,
-        overflow_at=hi if hi < vmax else None,
-        underflow_at=lo if lo > vmin else None,
-        total=[int(s.size) for s in finite],
-        integer=integer,
-    )
-
-
-def nice_step(raw: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 × 10^k that is at least `raw` (> 0)."""
-    exponent = math.floor(math.log10(raw))
-    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
-        step = m * 10.0 ** exponent
-        if step >= raw * (1 - 1e-9):
-            return step
-    return 10.0 ** (exponent + 1)  # pragma: no cover - 10 × 10^k always qualifies
-
-
-def _decimals(step: float) -> int:
-    return max(0, -math.floor(math.log10(step)) + 1)
-
-
-def nice_edges(lo: float, hi: float, bins: int) -> np.ndarray:
-    """At most `bins` equal bins of a round width covering [lo, hi], starting at a multiple of it.
-    The edges are rounded to the step's decimals, so that each is the number a filter writes."""
-    step = nice_step((hi - lo) / max(1, bins))
-    decimals = _decimals(step)
-    first = math.floor(lo / step) * step
-    count = max(1, math.ceil((hi - first) / step - 1e-9))
-    edges = np.round(first + step * np.arange(count + 1), decimals)
-    # Rounding may leave an extreme value just outside (0.30000000000000004 beyond 0.3): one more
-    # bin keeps every value inside the edges, where the bin filters select it.
-    if edges[0] > lo:
-        edges = np.concatenate([[round(float(edges[0]) - step, decimals)], edges])
-    if edges[-1] < hi:
-        edges = np.concatenate([edges, [round(float(edges[-1]) + step, decimals)]])
-    return edges
-
-
 def _number(x: float) -> float | int:
     return int(x) if float(x).is_integer() else float(x)
 
 
 def bin_filters(h: Histogram, column: str) -> list[str]:
-    """Per bin, the filter that selects exactly the values np.histogram put in it: [lo, hi) except
+    """Per bin, the filter that selects exactly the values :mod:`sde.histograms` put in it: [lo, hi) except
     the last bin, which is closed; a bin that folds outliers in has no bound on that side; integer
     bins (centred on k) are `{c} = k`."""
     n = len(h.edges) - 1
@@ -191,13 +108,14 @@ def empty_figure(title: str, message: str = "no data") -> go.Figure:
     return fig
 
 
-def histogram_figure(series: Mapping[str, np.ndarray], title: str, xlabel: str, *,
-                     ylabel: str = "utterances", bins: int = 40, unit: str = "",
+def histogram_figure(h: Histogram, names: Sequence[str], title: str, xlabel: str, *,
+                     ylabel: str = "utterances", unit: str = "",
                      columns: Mapping[str, str] | None = None) -> go.Figure:
-    """A histogram (one overlaid trace per named series) from server-side bin counts. With
+    """A histogram, one overlaid trace per series of `h` (named by `names`, in order). With
     `columns` (series name → table column), each bar's customdata[2] is the filter of its bin."""
-    names = list(series)
-    h = histogram([series[n] for n in names], bins=bins)
+    names = list(names)
+    if len(names) != len(h.counts):
+        raise ValueError(f"{len(names)} names for a histogram of {len(h.counts)} series")
     if sum(h.total) == 0:
         return empty_figure(title)
     centers = (h.edges[:-1] + h.edges[1:]) / 2

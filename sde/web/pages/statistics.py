@@ -1,7 +1,7 @@
 """Statistics: the dataset at a glance (JSON twin: /api/summary).
 
 Stat cards (hours, utterances, words, vocabulary, alphabet, skipped lines), corpus WER/CER/WMR/MWA
-per hypothesis, the alphabet, and histograms binned server-side (bin counts, not points).
+per hypothesis, the alphabet, and histograms binned in SQL by DuckDB (bin counts, not points).
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import html as html_text
 from typing import TYPE_CHECKING, Mapping
 
 import dash_bootstrap_components as dbc
-import numpy as np
 import pandas as pd
 from dash import ALL, Input, Output, Patch, State, ctx, dcc, html, no_update
 
+from sde import histograms
 from sde.analysis import has_digits
 from sde.caching import for_dataset
 from sde.dataset import normalized_summary
+from sde.filters import QueryError
 from sde.web import figures, state
 from sde.web.components import alphabet_view, fmt_float, fmt_int, fmt_pct, page_header, stat_card
 from sde.web.grid import categorical_columns
@@ -45,8 +46,15 @@ def stat_id(*parts: str) -> str:
     return "stat-" + "-".join(safe)
 
 
-def _values(df: pd.DataFrame, col: str) -> np.ndarray:
-    return df[col].to_numpy(dtype="float64", na_value=np.nan)
+def _histogram(df: pd.DataFrame, series: Mapping[str, str], title: str, xlabel: str, unit: str = ""):
+    """The histogram figure of `series` (legend name → column of `df`), binned by DuckDB; a query
+    DuckDB cannot run (over --memory-limit) is an empty figure that says why."""
+    names = list(series)
+    try:
+        binned = histograms.histogram(df, [series[n] for n in names])
+    except QueryError as e:
+        return figures.empty_figure(title, str(e))
+    return figures.histogram_figure(binned, names, title, xlabel, unit=unit, columns=series)
 
 
 def other_numeric_columns(dataset: "Dataset") -> list[str]:
@@ -71,19 +79,16 @@ def build_figures(dataset: "Dataset") -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
     for col, title, xlabel, unit in _BASE_PLOTS:
         if col in df.columns:
-            out.append((col, figures.histogram_figure({col: _values(df, col)}, title, xlabel, unit=unit,
-                                                      columns={col: col})))
+            out.append((col, _histogram(df, {col: col}, title, xlabel, unit=unit)))
     if dataset.hypotheses:
         for metric, name in (("wer", "WER"), ("cer", "CER")):
-            shown = [h for h in dataset.hypotheses if h.column(metric) in df.columns]
-            series = {h.name or h.field: _values(df, h.column(metric)) for h in shown}
-            out.append((metric, figures.histogram_figure(series, f"Per-utterance {name}", f"{name} (%)",
-                                                         columns={h.name or h.field: h.column(metric) for h in shown})))
+            series = {h.name or h.field: h.column(metric) for h in dataset.hypotheses if h.column(metric) in df.columns}
+            out.append((metric, _histogram(df, series, f"Per-utterance {name}", f"{name} (%)")))
         accuracies = {h.name or h.field: dataset.vocabulary[h.column("accuracy")].to_numpy(dtype="float64")
                       for h in dataset.hypotheses if h.column("accuracy") in dataset.vocabulary.columns}
         out.append(("word_accuracy", figures.word_accuracy_figure(accuracies)))
     for col in other_numeric_columns(dataset):
-        out.append((col, figures.histogram_figure({col: _values(df, col)}, col, col, columns={col: col})))
+        out.append((col, _histogram(df, {col: col}, col, col)))
     return out
 
 

@@ -1,6 +1,7 @@
 """Load benchmark: cold load with all metrics, warm load from cache, peak RSS, page queries.
 
     python benchmarks/bench_load.py --sizes 100000 1000000
+    python benchmarks/bench_load.py --sizes 1000000 --mean-words 12   # the generator's default lines
 
 Each measurement runs in a fresh subprocess so peak RSS is that of one sde process. Manifests are
 generated with benchmarks/make_manifest.py (seeded; ~31 words per utterance so that 1M lines make the
@@ -73,13 +74,14 @@ def measure(manifest: Path, cache: Path, use_cache: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def ensure_manifest(n: int, out_dir: Path) -> Path:
-    path = out_dir / f"synthetic_{n}.json"
+def ensure_manifest(n: int, out_dir: Path, mean_words: int = 31) -> Path:
+    path = out_dir / (f"synthetic_{n}.json" if mean_words == 31 else f"synthetic_{n}_{mean_words}w.json")
     if not path.exists():
         out_dir.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
+        longest = ["--max-words", "100"] if mean_words == 31 else []  # else the generator's default
         subprocess.run([sys.executable, str(HERE / "make_manifest.py"), str(path), "--utterances", str(n),
-                        "--seed", "0", "--mean-words", "31", "--max-words", "100"], check=True)
+                        "--seed", "0", "--mean-words", str(mean_words), *longest], check=True)
         print(f"generated {path} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     return path
 
@@ -88,10 +90,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--out", type=Path, default=HERE / "output")
+    ap.add_argument("--mean-words", type=int, default=31,
+                    help="words per utterance of the generated manifests (31: the design's ~505 MB per 1M; "
+                         "12: the generator's default)")
     args = ap.parse_args()
     rows = []
     for n in args.sizes:
-        manifest = ensure_manifest(n, args.out)
+        manifest = ensure_manifest(n, args.out, args.mean_words)
         with tempfile.TemporaryDirectory(prefix="sde-bench-cache-") as cache:
             cold = measure(manifest, Path(cache), use_cache=True)  # builds and writes the cache
             warm = measure(manifest, Path(cache), use_cache=True)

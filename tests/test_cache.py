@@ -374,3 +374,44 @@ def test_predictions_store_in_an_unusable_folder_is_skipped_with_a_warning(tmp_p
     store = _open_store(tmp_path / "ok", True, warnings.append)
     assert store is not None and (tmp_path / "ok" / "predictions" / "cache.db").is_file()
     store.close()
+
+
+def _other_filesystem_than(folder: Path) -> Path | None:
+    """A writable folder on another filesystem than ``folder`` (tmpfs), or None."""
+    for candidate in (Path("/dev/shm"), Path("/run")):
+        try:
+            if candidate.is_dir() and os.access(candidate, os.W_OK) and \
+                    candidate.stat().st_dev != folder.stat().st_dev:
+                return Path(tempfile.mkdtemp(dir=candidate))
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.parametrize("where", ["same filesystem: linked", "other filesystem: copied"])
+def test_a_built_table_is_stored_by_hard_link_where_it_can_be(tmp_path, where):
+    from sde.cache.store import LinkedFile, LinkingDisk, open_store
+
+    store = open_store(tmp_path / "store", disk=LinkingDisk)
+    source_folder = tmp_path if where.startswith("same") else _other_filesystem_than(tmp_path)
+    if source_folder is None:
+        pytest.skip("no second filesystem here")
+    built = source_folder / "part.arrow"
+    built.write_bytes(b"x" * 100_000)
+    try:
+        store.set("t", LinkedFile(str(built)), read=True)
+        with store.get("t", read=True) as handle:
+            stored = Path(handle.name)
+            assert handle.read() == b"x" * 100_000
+        linked = stored.stat().st_ino == built.stat().st_ino
+        assert linked == where.startswith("same")
+        built.unlink()  # the build folder goes: the stored table stays
+        assert stored.read_bytes() == b"x" * 100_000
+        with open(stored, "rb") as f:
+            store.set("u", f, read=True)  # any other file object is copied as before
+        with store.get("u", read=True) as handle:
+            assert Path(handle.name).stat().st_ino != stored.stat().st_ino
+    finally:
+        store.close()
+        if source_folder != tmp_path:
+            shutil.rmtree(source_folder, ignore_errors=True)

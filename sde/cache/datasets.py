@@ -19,7 +19,7 @@ from sde.dataset import Dataset, DatasetOptions
 from sde.sources import SourceSet, as_source_set, source_stamps
 
 from sde.cache.folders import POSIX, Warn, warn_on_stderr
-from sde.cache.store import done_with_temp_file, open_store, temp_file_in
+from sde.cache.store import LinkedFile, LinkingDisk, done_with_temp_file, open_store, temp_file_in
 
 
 # Bump when the layout of a built Dataset changes, so old entries are not misread.
@@ -55,7 +55,7 @@ class DatasetCache:
         self.directory = Path(directory)
         self.warn = warn
         self._store = open_store(self.directory, warn, size_limit=DEFAULT_SIZE_LIMIT,
-                                 eviction_policy="least-recently-used")
+                                 eviction_policy="least-recently-used", disk=LinkingDisk)
 
     def close(self) -> None:
         self._store.close()
@@ -98,8 +98,8 @@ class DatasetCache:
             sizes = {}
             for name, path in files.items():
                 sizes[name] = os.path.getsize(path)
-                with open(path, "rb") as f:
-                    self._store.set(("table", key, name), f, read=True)
+                # linked, not copied: the built files are in this cache's folder (see load.py)
+                self._store.set(("table", key, name), LinkedFile(str(path)), read=True)
                 self._make_read_only(("table", key, name))
             meta = {**meta, "tables": list(files), "table_bytes": sizes}
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
@@ -118,15 +118,14 @@ class DatasetCache:
     def _write_table(self, key: str, name: str, df: pd.DataFrame) -> int:
         """Store `df` as an Arrow file; returns its size (checked again before it is mapped)."""
         table = pa.Table.from_pandas(df, preserve_index=False)
-        # Written to a temporary file first so diskcache can move a complete file into its store.
+        # Written to a temporary file first so that the store links a complete file in.
         tmp = temp_file_in(self.directory, ".arrow")
         try:
             with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                 # One record batch: columns read back as single contiguous arrays (fast row takes).
                 writer.write_table(table.combine_chunks())
             size = os.path.getsize(tmp)
-            with open(tmp, "rb") as f:
-                self._store.set(("table", key, name), f, read=True)
+            self._store.set(("table", key, name), LinkedFile(tmp), read=True)
         finally:
             done_with_temp_file(tmp)
         self._make_read_only(("table", key, name))

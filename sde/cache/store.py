@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import diskcache
-
+import diskcache.core
 
 from sde.cache.folders import (POSIX, CacheUnusable, Warn, check_cache_folder, os_reason,
                                report_unusable, sqlite_reason, warn_on_stderr)
@@ -29,6 +29,35 @@ _VALUE_DIR = re.compile(r"[0-9a-f]{2}")
 HOST_TAG = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
 _writing: set[str] = set()          # temporary files this process is writing right now
 
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkedFile:
+    """A finished file handed to a store by name (``store.set(key, LinkedFile(path), read=True)``
+    with a :class:`LinkingDisk`): hard-linked in, not copied, so storing a GB-sized table built
+    in the cache folder costs no copy. The file must not be written again."""
+
+    path: str
+
+    def read(self, size: int = -1) -> bytes:  # a file-like for any other Disk: copied as usual
+        raise TypeError("LinkedFile is stored by a LinkingDisk")
+
+
+class LinkingDisk(diskcache.Disk):
+    """diskcache's Disk, storing a :class:`LinkedFile` as a hard link (a copy where the filesystem
+    has none, or the file is elsewhere)."""
+
+    def store(self, value, read, key=diskcache.core.UNKNOWN):
+        if not (read and isinstance(value, LinkedFile)):
+            return super().store(value, read, key=key)
+        filename, full_path = self.filename(key, value)
+        os.makedirs(os.path.dirname(full_path), exist_ok=True)
+        try:
+            os.link(value.path, full_path)
+        except OSError:  # another filesystem (EXDEV), no hard links (EPERM): the copy
+            with open(value.path, "rb") as f:
+                return super().store(f, read, key=key)
+        return os.path.getsize(full_path), diskcache.core.MODE_BINARY, filename, None
 
 
 def open_store(directory: str | Path, warn: Warn = warn_on_stderr, *, sub: str | None = None,

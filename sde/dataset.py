@@ -251,11 +251,12 @@ def build_dataset(
     return _build(manifest, options, progress=progress, workers=workers, status=status)[0]
 
 
-def build_part(manifest: str | Path, part: ManifestPart, options: DatasetOptions = DatasetOptions(),
+def build_part(manifest: "str | Path | SourceSet", part: ManifestPart | None, options: DatasetOptions = DatasetOptions(),
                ) -> tuple[Dataset, pd.DataFrame]:
-    """Some lines of one local manifest, built alone (sde.build builds big manifests part by part),
-    with its word tallies (see word_tallies): the dataset's vocabulary is their sum over the parts.
-    A part without valid lines gives an empty dataset whose problems say why."""
+    """Some lines of one local manifest, or some whole manifests of a set (``SourceSet.subset``),
+    built alone (sde.build builds big datasets part by part), with its word tallies (see
+    word_tallies): the dataset's vocabulary is their sum over the parts. A part without valid
+    lines gives an empty dataset whose problems say why."""
     return _build(manifest, options, workers=1, part=part, status=lambda _msg: None)
 
 
@@ -279,7 +280,7 @@ def _build(
         progress=progress,
         part=part,
     )
-    if part is not None and m.table.empty:
+    if m.table.empty and (part is not None or getattr(manifest, "part_of_set", False)):
         return _empty_dataset(m, options), pd.DataFrame()
     table = m.table
     _set_aside_computed_names(table, m.hypotheses, options)

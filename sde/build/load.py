@@ -121,25 +121,36 @@ def load_dataset(
             cache.close()
 
 
-def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int) -> str | None:
-    """The manifest's path when it is built part by part: one local NeMo manifest of more than
-    one part, and no option that needs every line at once (--predictions matches lines across the
-    whole file; --normalize's corpus scores are not sums of the parts' yet)."""
+def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int) -> str | SourceSet | None:
+    """What is built part by part: one local NeMo manifest of more than one part, or a set of local
+    NeMo manifests (shards) bigger than one part; None without an option that needs every line at
+    once (--predictions matches lines across the whole file; --normalize's corpus scores are not
+    sums of the parts' yet). Remote manifests are read in one piece."""
     if options.predictions or options.normalize:
         return None
     try:
         sources = as_source_set(manifest)
     except (PatternError, RemoteError, OSError):
         return None
-    if sources.several or sources.sources[0].remote:
+    if any(s.remote for s in sources.sources):
         return None
-    path = sources.sources[0].location
+    sizes = [_size(s.location) for s in sources.sources]
+    first = next((s.location for s, size in zip(sources.sources, sizes) if size), None)
     try:
-        if os.path.getsize(path) <= part_bytes or not _first_line_is_nemo(path):
+        if first is None or sum(sizes) <= part_bytes or not _first_line_is_nemo(first):
             return None
     except OSError:
         return None
+    if sources.several:
+        return sources
     return sources.sources[0].given  # as given: messages name the file the way the user wrote it
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _first_line_is_nemo(path: str) -> bool:
@@ -148,7 +159,7 @@ def _first_line_is_nemo(path: str) -> bool:
         return first_line_is_nemo(f.read(1 << 16))
 
 
-def _build_in_parts(path: str, options: DatasetOptions, cache: DatasetCache | None, key: str | None, *,
+def _build_in_parts(path: str | SourceSet, options: DatasetOptions, cache: DatasetCache | None, key: str | None, *,
                     threads: int | None, memory_limit: str | None, part_bytes: int, progress: bool,
                     say: Callable[[str], None], engine: str | RayEngine = "local") -> tuple[Dataset, bool]:
     """(dataset, whether the cache holds it). With a cache the parts live in its ``builds``

@@ -124,13 +124,17 @@ def _missing_warnings(built: Sequence[PartInfo], hypotheses: Sequence[Hypothesis
     """One warning per hypothesis that some lines lack, as a one-piece read words it."""
     warnings = []
     for h in hypotheses:
-        count, shown = 0, []
+        count, shown, sources = 0, [], []
         for info in built:
             part_count, part_lines = info.missing.get(h.field, (info.rows, info.first_lines))
+            part_sources = info.missing_sources.get(h.field, info.first_sources) if h.field in info.missing \
+                else info.first_sources
             count += part_count
-            shown += part_lines[:MISSING_EXAMPLES - len(shown)]
+            room = MISSING_EXAMPLES - len(shown)
+            shown += part_lines[:room]
+            sources += part_sources[:room]
         if count:
-            warnings.append(missing_lines_warning(built[0].shown, h.field, count, shown))
+            warnings.append(missing_lines_warning(built[0].shown, h.field, count, shown, sources or None))
     return warnings
 
 

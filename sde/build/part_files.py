@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 
 from sde.cache import done_with_temp_file, temp_file_in
 from sde.dataset import DatasetOptions, build_part
-from sde.manifest import HypothesisField, ManifestError, ManifestPart, Problem
-from sde.manifest.hypotheses import MISSING_EXAMPLES, missing_lines_warning
+from sde.build.parts import Part
+from sde.manifest import HypothesisField, ManifestError, Problem
+from sde.manifest.hypotheses import MISSING_EXAMPLES, is_missing_hypothesis_warning
 
 
 @dataclass
@@ -29,7 +30,7 @@ class PartInfo:
     """What the driver needs of a built part (its tables stay in files)."""
 
     index: int
-    part: ManifestPart
+    part: Part
     rows: int
     hypotheses: list[HypothesisField]
     problems: list[Problem]
@@ -48,6 +49,9 @@ class PartInfo:
     # (all of them lack a hypothesis the part never has). The join words one warning per field.
     missing: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
     first_lines: list[int] = field(default_factory=list)
+    # Of a part of several manifests: the manifest of each example line above (else empty)
+    missing_sources: dict[str, list[str]] = field(default_factory=dict)
+    first_sources: list[str] = field(default_factory=list)
     shown: str = ""  # how messages name the manifest (the path as given)
 
 
@@ -72,10 +76,12 @@ def info_file(folder: Path, index: int) -> Path:
     return folder / f"{part_name(index)}.info"
 
 
-def build_and_write(path: str, part: ManifestPart, options: DatasetOptions, folder: Path, index: int) -> PartInfo:
-    """Build lines ``part`` of manifest ``path`` and write them as part ``index`` of ``folder``."""
+def build_and_write(part: Part, options: DatasetOptions, folder: Path, index: int) -> PartInfo:
+    """Build ``part`` (lines of a manifest, or manifests of a set) and write it as part ``index``
+    of ``folder``."""
+    path = part.shown
     try:
-        dataset, tallies = build_part(path, part, options)
+        dataset, tallies = build_part(part.manifest, part.lines, options)
     except ManifestError as e:  # --strict: a bad line in this part
         info = PartInfo(index, part, 0, [], [], [], 0, [], None, "", path, {}, error=str(e))
         _write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
@@ -86,13 +92,16 @@ def build_and_write(path: str, part: ManifestPart, options: DatasetOptions, fold
         for k, h in enumerate(dataset.hypotheses):
             _write_arrow(errors_file(folder, index, k), dataset.errors[h.field])
         _write_parquet(tallies_file(folder, index), tallies)
-    missing = _missing_lines(utterances, dataset.hypotheses)
-    per_part = {missing_lines_warning(path, f, count, lines)
-                for f, (count, lines) in missing.items() if count}
+    missing, missing_sources = _missing_lines(utterances, dataset.hypotheses)
+    sources = utterances["source"] if "source" in utterances.columns else None
     info = PartInfo(
         index=index, part=part, rows=len(utterances), hypotheses=list(dataset.hypotheses),
         problems=list(dataset.problems), total_lines=dataset.total_lines,
-        warnings=[w for w in dataset.warnings if w not in per_part], missing=missing,
+        # the join words one warning per field for the whole dataset instead of the part's
+        warnings=[w for w in dataset.warnings
+                  if not any(count and is_missing_hypothesis_warning(w, f) for f, (count, _) in missing.items())],
+        missing=missing, missing_sources=missing_sources,
+        first_sources=[] if sources is None else sources.iloc[:MISSING_EXAMPLES].astype(str).tolist(),
         shown=path, first_lines=utterances["line"].iloc[:MISSING_EXAMPLES].astype(int).tolist() if len(utterances) else [],
         alphabet=list(dataset.alphabet), alphabet_report=dataset.alphabet_report, name=dataset.name,
         manifest_path=str(dataset.manifest_path), dtypes=frame_dtypes(utterances), tar_shards=dataset.tar_shards,
@@ -102,15 +111,20 @@ def build_and_write(path: str, part: ManifestPart, options: DatasetOptions, fold
     return info
 
 
-def _missing_lines(utterances: pd.DataFrame, hypotheses: list[HypothesisField]) -> dict[str, tuple[int, list[int]]]:
-    out = {}
+def _missing_lines(utterances: pd.DataFrame, hypotheses: list[HypothesisField]
+                   ) -> tuple[dict[str, tuple[int, list[int]]], dict[str, list[str]]]:
+    """Per hypothesis field: (lines without it, the first few), and those lines' manifests when
+    the part has several."""
+    out, sources = {}, {}
     for h in hypotheses:
         missing = utterances[h.field].isna().to_numpy(dtype=bool)
         out[h.field] = (int(missing.sum()), utterances["line"].to_numpy()[missing][:MISSING_EXAMPLES].astype(int).tolist())
-    return out
+        if "source" in utterances.columns:
+            sources[h.field] = utterances["source"].to_numpy(dtype=object)[missing][:MISSING_EXAMPLES].astype(str).tolist()
+    return out, sources
 
 
-def read_info(folder: Path, index: int, part: ManifestPart) -> PartInfo | None:
+def read_info(folder: Path, index: int, part: Part) -> PartInfo | None:
     """The info of part ``index`` if it was built from these very lines, else None (build it)."""
     try:
         info = pickle.loads(info_file(folder, index).read_bytes())

@@ -1,17 +1,70 @@
-"""Where a manifest is cut into parts: at line boundaries, about PART_BYTES each."""
+"""Where a dataset is cut into parts of about PART_BYTES: a manifest at line boundaries; the
+manifests of a set (shards) grouped, consecutive small ones into one part, a big one cut in lines."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from sde.manifest import ManifestPart
+from sde.sources import SourceSet
 
 # Big enough that a part's fixed costs (a task, a few files) are noise, small enough that two
 # workers building one part each stay far below the memory budget (~150 MB per 32 MB part).
 PART_BYTES = 32 << 20
 # Read in blocks (not mapped): a mapping's pages would count in the process's resident memory.
 BLOCK_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one part of a build reads: lines of one manifest, or whole manifests of a set."""
+
+    manifest: str | SourceSet  # a manifest's path, or some manifests of a set (SourceSet.subset)
+    lines: ManifestPart | None = None  # these lines of it; None: the manifests whole
+
+    @property
+    def files(self) -> list[str]:
+        """The local files the part reads."""
+        if isinstance(self.manifest, SourceSet):
+            return [s.location for s in self.manifest.sources]
+        return [self.manifest]
+
+    @property
+    def shown(self) -> str:
+        """How messages name what the part belongs to: the manifest as given, or the dataset."""
+        return self.manifest.name if isinstance(self.manifest, SourceSet) else self.manifest
+
+
+def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list[Part]:
+    """The parts of a manifest (its path) or of a set of local manifests, in line order."""
+    if not isinstance(manifest, SourceSet):
+        return [Part(manifest, lines) for lines in split_lines(manifest, part_bytes)]
+    parts: list[Part] = []
+    group: list = []
+    group_bytes = 0
+    for source in manifest.sources:
+        size = _size(source.location)  # a missing manifest (0): its part says so, as a one-piece read
+        if group and (size > part_bytes or group_bytes + size > part_bytes):
+            parts.append(Part(manifest.subset(group)))
+            group, group_bytes = [], 0
+        if size > part_bytes:  # a big manifest of the set: cut in lines
+            one = manifest.subset([source])
+            parts.extend(Part(one, lines) for lines in split_lines(source.location, part_bytes))
+        else:
+            group.append(source)
+            group_bytes += size
+    if group:
+        parts.append(Part(manifest.subset(group)))
+    return parts
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def split_lines(path: str, part_bytes: int = PART_BYTES) -> list[ManifestPart]:

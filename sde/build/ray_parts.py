@@ -29,7 +29,7 @@ from typing import Any
 
 from sde.build.part_files import PartInfo, build_and_write, read_info, utterances_file
 from sde.dataset import DatasetOptions
-from sde.manifest import ManifestPart
+from sde.build.parts import Part
 
 RAY_MISSING_MESSAGE = "Ray is not installed. Install it with: pip install 'sde[ray]'"
 # Fault injection for the tests (and for trying a cluster's recovery by hand): "MARKER:INDEX" makes
@@ -63,10 +63,10 @@ def import_ray() -> Any:
     return ray
 
 
-def built_on_ray(path: str, options: DatasetOptions, folder: Path, todo: Sequence[tuple[int, ManifestPart]],
+def built_on_ray(options: DatasetOptions, folder: Path, todo: Sequence[tuple[int, Part]],
                  engine: RayEngine | str = "ray", *, say: Callable[[str], None] = lambda _msg: None) -> Iterator[PartInfo]:
-    """Build parts ``todo`` (index, lines) of manifest ``path`` into ``folder`` as Ray tasks; yields
-    each part's info as it finishes, after checking that its files are visible here."""
+    """Build parts ``todo`` (index, part) into ``folder`` as Ray tasks; yields each part's info as
+    it finishes, after checking that its files are visible here."""
     engine = engine if isinstance(engine, RayEngine) else RayEngine()
     workers = engine.workers
     if workers is not None and workers < 1:
@@ -89,7 +89,7 @@ def built_on_ray(path: str, options: DatasetOptions, folder: Path, todo: Sequenc
         while waiting or running:
             while waiting and (workers is None or len(running) < workers):
                 index, part = waiting.popleft()
-                running[task.remote(path, part, options, str(folder), index, cwd, fault)] = index
+                running[task.remote(part, options, str(folder), index, cwd, fault)] = index
             (ref,), _ = ray.wait(list(running), num_returns=1)
             index = running.pop(ref)
             info, node = _result(ray, ref, index)
@@ -154,7 +154,7 @@ def check_visible(folder: Path, info: PartInfo, node: str) -> None:
                         f"machine ({socket.gethostname()}): {SHARED_STORAGE_HINT}")
 
 
-def _build_task(path: str, part: ManifestPart, options: DatasetOptions, folder: str, index: int, cwd: str,
+def _build_task(part: Part, options: DatasetOptions, folder: str, index: int, cwd: str,
                 fault: str | None) -> tuple[PartInfo, str]:
     """Ray task (module level: pickled by reference, workers import sde): one part, built in the
     driver's working directory so relative paths mean what they meant there."""
@@ -168,10 +168,12 @@ def _build_task(path: str, part: ManifestPart, options: DatasetOptions, folder: 
         raise RayBuildError(f"node {node} has no folder {cwd} (the driver's working directory): "
                             f"{SHARED_STORAGE_HINT}") from None
     try:
-        if not os.path.isfile(path):
-            raise RayBuildError(f"node {node} cannot read the manifest {path}: {SHARED_STORAGE_HINT}")
+        # (one missing shard of a set is a problem of the dataset, as in a one-piece read; none
+        # of them visible is storage this node does not share)
+        if not any(os.path.isfile(path) for path in part.files):
+            raise RayBuildError(f"node {node} cannot read the manifest {part.files[0]}: {SHARED_STORAGE_HINT}")
         Path(folder).mkdir(parents=True, exist_ok=True)
-        return build_and_write(path, part, options, Path(folder), index), node
+        return build_and_write(part, options, Path(folder), index), node
     finally:
         os.chdir(before)
 

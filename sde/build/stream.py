@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 from sde.build.merge import Joined, join_parts
 from sde.build.part_files import PartInfo, build_and_write, read_info
-from sde.build.parts import PART_BYTES, split_lines
+from sde.build.parts import PART_BYTES, Part, split_parts
 from sde.cache import remove_stale_temp_files
 from sde.dataset import DatasetOptions
-from sde.manifest import ManifestError, ManifestPart
+from sde.manifest import ManifestError
 from sde.progress import progress_bar
+from sde.sources import SourceSet
 from sde.workers import fork_context, start_pool
 
 if TYPE_CHECKING:
@@ -25,17 +26,18 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def build_in_parts(path: str, options: DatasetOptions, folder: Path, *, threads: int | None = None,
+def build_in_parts(path: str | SourceSet, options: DatasetOptions, folder: Path, *, threads: int | None = None,
                    part_bytes: int = PART_BYTES, memory_limit: str | None = None, progress: bool = False,
                    say: Callable[[str], None] = lambda _msg: None, engine: str | RayEngine = "local") -> Joined:
-    """Build manifest ``path`` part by part into ``folder`` (kept parts of an interrupted run of
-    the same build are reused) and join the parts; returns the joined tables' files.
+    """Build manifest ``path`` (or a set of local manifests) part by part into ``folder`` (kept
+    parts of an interrupted run of the same build are reused) and join the parts; returns the
+    joined tables' files.
 
     ``engine``: "local" builds the parts on ``threads`` processes; "ray" or a
     sde.build.ray_parts.RayEngine as Ray tasks. The join runs here either way."""
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(folder)
-    parts = split_lines(path, part_bytes)
+    parts = split_parts(path, part_bytes)
     infos: dict[int, PartInfo] = {}
     for index, part in enumerate(parts):
         info = read_info(folder, index, part)
@@ -48,10 +50,10 @@ def build_in_parts(path: str, options: DatasetOptions, folder: Path, *, threads:
     if engine != "local":
         from sde.build.ray_parts import built_on_ray
 
-        runner = built_on_ray(path, options, folder, [(i, parts[i]) for i in todo], engine, say=say)
+        runner = built_on_ray(options, folder, [(i, parts[i]) for i in todo], engine, say=say)
     else:
         say(f"building {len(todo)} parts of ~{part_bytes >> 20} MB on {threads} process{'es' * (threads > 1)}")
-        runner = _built(path, options, folder, [(i, parts[i]) for i in todo], threads)
+        runner = _built(options, folder, [(i, parts[i]) for i in todo], threads)
     bar = progress_bar(len(parts), "building", unit="parts", enabled=progress, leave=False)
     bar.update(len(infos))
     try:
@@ -69,8 +71,8 @@ def build_in_parts(path: str, options: DatasetOptions, folder: Path, *, threads:
     return join_parts(ordered, folder, options, memory_limit=memory_limit, threads=threads, say=say)
 
 
-def _built(path: str, options: DatasetOptions, folder: Path, todo: list[tuple[int, ManifestPart]], threads: int):
-    jobs = [(path, part, options, folder, index) for index, part in todo]
+def _built(options: DatasetOptions, folder: Path, todo: list[tuple[int, Part]], threads: int):
+    jobs = [(part, options, folder, index) for index, part in todo]
     context = fork_context() if threads > 1 and len(jobs) > 1 else None
     if context is None:
         for job in jobs:

@@ -54,21 +54,27 @@ def missing_hypothesis_warning(path: str, field_name: str, values: pd.arrays.Arr
     if not count:
         return None
     rows = np.flatnonzero(missing)[:MISSING_EXAMPLES]
-    shown = [int(lines[r]) for r in rows]
-    if sources is not None:
-        places = [f"{sources[r]}:{line}" for r, line in zip(rows, shown)]
-        path = str(sources[rows[0]])
-        examples = ("e.g. " if count > len(shown) else "") + ", ".join(places)
-        return Problem(path, shown[0], _missing_reason(field_name, count, examples))
-    return missing_lines_warning(path, field_name, count, shown)
+    return missing_lines_warning(path, field_name, count, [int(lines[r]) for r in rows],
+                                 None if sources is None else [str(sources[r]) for r in rows])
 
 
-def missing_lines_warning(path: str, field_name: str, count: int, shown: list[int]) -> Problem:
-    """The warning for ``count`` lines of one manifest without the hypothesis, a few ``shown``."""
+def missing_lines_warning(path: str, field_name: str, count: int, shown: list[int],
+                          sources: list[str] | None = None) -> Problem:
+    """The warning for ``count`` lines without the hypothesis, a few ``shown`` (line numbers; with
+    ``sources``, of several manifests: each example's manifest, so that it reads file:line)."""
     shown = shown[:MISSING_EXAMPLES]
+    if sources:
+        examples = ("e.g. " if count > len(shown) else "") + ", ".join(
+            f"{source}:{line}" for source, line in zip(sources, shown))
+        return Problem(sources[0], shown[0], _missing_reason(field_name, count, examples))
     which = ", ".join(map(str, shown))
     examples = f"e.g. lines {which}" if count > len(shown) else f"line{'s' if count > 1 else ''} {which}"
     return Problem(path, shown[0], _missing_reason(field_name, count, examples))
+
+
+def is_missing_hypothesis_warning(warning: Problem, field_name: str) -> bool:
+    """Whether ``warning`` is the one of :func:`missing_lines_warning` for this field."""
+    return warning.reason.startswith(f"{field_name} missing on ") and warning.reason.endswith("left out of its scores")
 
 
 def _missing_reason(field_name: str, count: int, examples: str) -> str:

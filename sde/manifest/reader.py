@@ -75,13 +75,15 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     array, binary, no valid line) raise ManifestError with the fix.  ``progress`` shows progress on
     stderr: a bar (bytes) on a terminal, else one line when done (see sde.progress).
     ``part``: only these lines of one local manifest (a part without valid lines is no error:
-    its problems say why; the table is then empty).
+    its problems say why; the table is then empty). A SourceSet that is a subset of a bigger one
+    (``SourceSet.subset``) is read the same way, as a part of that set.
     """
     hyp_specs = [parse_pred_field(s) for s in pred_fields]
     explicit = frozenset(h.field for h in hyp_specs) if hyp_specs else None
     spec = Spec(explicit_hyps=explicit)
     sources = source_set(path)
-    lhotse = lhotse_kind(sources) if part is None else None
+    partial = part is not None or sources.part_of_set  # a part of the dataset (sde.build)
+    lhotse = lhotse_kind(sources) if not partial else None
     tar_shards: tuple[str, ...] = ()
     if lhotse:  # a Lhotse source: sources become the files its rows come from
         sources, reads, tar_shards = read_lhotse_sources(lhotse, sources, spec, strict, audio_base_path)
@@ -91,7 +93,7 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         reads = read_sources(sources, shown, spec, strict, progress, audio_base_path, part)
     pieces = [p for r in reads for p in r.pieces]
     problems = [q for r in reads for q in r.problems]
-    if not pieces and part is not None:
+    if not pieces and partial:
         return _empty_part(sources, shown, problems, sum(r.total for r in reads))
     if not pieces:
         raise every_line_bad(shown, problems)
@@ -140,7 +142,7 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     if hyp_specs:
         hyps = list(hyp_specs)
         for h in hyps:
-            if h.field not in present and part is None:  # a part may lack it; sde.build checks the whole
+            if h.field not in present and not partial:  # a part may lack it; sde.build checks the whole
                 fields = ", ".join(["audio_filepath", "duration", "text", "offset"] + present)
                 raise ManifestError(f'{shown}: no line has the hypothesis field "{h.field}"; the fields '
                                     f"are: {fields}. Pass one of them to --pred-field")

@@ -34,9 +34,10 @@ def read_sources(sources: SourceSet, shown: str, spec: Spec, strict: bool, progr
                   audio_base_path: str | Path | None, part: ManifestPart | None = None) -> list[FileRead]:
     """Every manifest of the set, several at once (see LOCAL_READ_THREADS); results in order, so
     that ids, problems and --strict's first error follow the order of the sources."""
-    if not sources.several:
-        return [read_source(0, sources.sources[0], shown, spec, strict, progress, audio_base_path,
-                             several=False, rows_of=None, part=part)]
+    if not sources.several or part is not None:  # one file (or lines of one file of a set)
+        only = sources.sources[0]
+        return [read_source(0, only, only.name if sources.several else shown, spec, strict, progress,
+                             audio_base_path, several=sources.several, rows_of=None, part=part)]
     remote_files = sum(s.remote for s in sources.sources)
     sizes = [None if s.remote else _size_or_none(s.location) for s in sources.sources]
     rows_of = None if remote_files else sum(size or 0 for size in sizes)

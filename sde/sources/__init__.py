@@ -57,10 +57,16 @@ class SourceSet:
 
     specs: tuple[str, ...]  # what the user typed
     sources: tuple[Source, ...]
+    # some files of a bigger set, read as one part of it (sde.build): named as in the whole set
+    part_of_set: bool = False
 
     @property
     def several(self) -> bool:
-        return len(self.sources) > 1
+        return len(self.sources) > 1 or self.part_of_set
+
+    def subset(self, sources: "Sequence[Source]") -> "SourceSet":
+        """Some of these files, as a part of this set (same dataset name, same source names)."""
+        return SourceSet(self.specs, tuple(sources), part_of_set=True)
 
     @property
     def name(self) -> str:

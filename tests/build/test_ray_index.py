@@ -20,7 +20,7 @@ import pytest
 
 from sde.build.load import load_dataset
 from sde.build.part_files import build_and_write
-from sde.build.parts import split_lines
+from sde.build.parts import Part, split_lines, split_parts
 from sde.build.ray_parts import FAULT_ENV, RAY_MISSING_MESSAGE, RayBuildError, RayEngine, built_on_ray, check_visible
 from sde.build.stream import build_in_parts
 from sde.dataset import DatasetOptions, build_dataset
@@ -57,8 +57,8 @@ def _sde(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None)
 
 
 def test_a_part_whose_files_the_driver_cannot_see_names_shared_storage(manifest, tmp_path):
-    part = split_lines(str(manifest), PART)[0]
-    info = build_and_write(str(manifest), part, DatasetOptions(), tmp_path, 0)
+    part = split_parts(str(manifest), PART)[0]
+    info = build_and_write(part, DatasetOptions(), tmp_path, 0)
     check_visible(tmp_path, info, "node-7")  # where it was written: seen
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -123,6 +123,18 @@ def test_ray_built_dataset_is_the_local_one(manifest, tmp_path, ray_instance, op
     assert_same_dataset(built, build_dataset(str(manifest), options))
 
 
+def test_shards_built_as_ray_tasks_are_the_one_piece_dataset(manifest, tmp_path, ray_instance):
+    lines = manifest.read_text(encoding="utf-8").splitlines(keepends=True)
+    for k, (a, b) in enumerate([(0, 250), (250, 262), (262, 280), (280, 600)]):  # big, small, small, big
+        (tmp_path / f"shard_{k}.json").write_text("".join(lines[a:b]), encoding="utf-8")
+    pattern = str(tmp_path / "shard__OP_0..3_CL_.json")
+    messages: list[str] = []
+    built = load_dataset(pattern, cache_dir=tmp_path / "cache", part_bytes=PART, engine=RayEngine(),
+                         status=messages.append)
+    assert any("as Ray tasks" in m for m in messages), messages
+    assert_same_dataset(built, build_dataset(pattern))
+
+
 def test_ray_and_local_parts_are_the_same_files(manifest, tmp_path, ray_instance):
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     build_in_parts(str(manifest), DatasetOptions(), local, part_bytes=PART, threads=1)
@@ -144,9 +156,9 @@ def test_a_worker_killed_mid_part_is_retried_and_the_dataset_is_complete(manifes
 
 def test_a_task_that_cannot_read_the_manifest_names_the_node_and_the_fix(tmp_path, ray_instance):
     gone = tmp_path / "gone.json"
-    parts = [(0, split_lines(str(write_mixed_manifest(tmp_path, lines=20)), PART)[0])]
+    written = split_lines(str(write_mixed_manifest(tmp_path, lines=20)), PART)[0]
     with pytest.raises(RayBuildError) as error:
-        list(built_on_ray(str(gone), DatasetOptions(), tmp_path / "build", parts))
+        list(built_on_ray(DatasetOptions(), tmp_path / "build", [(0, Part(str(gone), written))]))
     assert f"cannot read the manifest {gone}" in str(error.value) and "storage every node sees" in str(error.value)
 
 

@@ -47,6 +47,8 @@ from sde.lines import ExportError as ExportError
 from sde.lines import ManifestLines as ManifestLines
 from sde.lines import SourceFile as SourceFile
 from sde.lines import source_files as source_files
+from sde.lines import in_chunks
+from sde.cut_lines import has_shared_lines, selected_cut_lines
 from sde.query import QueryError
 from sde.reviews import ReviewStore, aligned_reviews, default_reviews_path, open_reviews, query_for
 from sde.rules import Rule, RulesReport, evaluate_rules, load_rules
@@ -311,7 +313,11 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
                 return rewrite_line(line, review, _text(texts, position))
             return line
 
-        _write_lines(lines, plan, kept_out.file, rejected_out.file if rejected_out else None, kept_line, progress)
+        if has_shared_lines(dataset, lines):  # Lhotse cuts: a line per cut, a row per supervision
+            _write_cut_lines(dataset, lines, plan, kept_out.file, rejected_out.file if rejected_out else None)
+        else:
+            _write_lines(lines, plan, kept_out.file, rejected_out.file if rejected_out else None, kept_line,
+                         progress)
         lines.check_unchanged()  # a file edited during the export: the lines may be a mix
         changelog = _changelog(dataset, plan, lines, output, rejected_output, command)
         log_out = AtomicOutput(changelog_path)
@@ -355,6 +361,17 @@ def _write_lines(lines: ManifestLines, plan: ExportPlan, kept: BinaryIO, rejecte
             progress(done)
     if rejected is not None:
         for _, line in lines.read(plan.rejected, hash_sources=True):
+            rejected.write(line)
+
+
+def _write_cut_lines(dataset: "Dataset", lines: ManifestLines, plan: ExportPlan, kept: BinaryIO,
+                     rejected: BinaryIO | None) -> None:
+    """Each cut once, with its kept supervisions (reviews applied); with --rejected, each cut that
+    has rejected ones, with those (see sde.cut_lines)."""
+    for _, line in selected_cut_lines(dataset, lines, plan.kept, plan.rewrites, hash_sources=True):
+        kept.write(line)
+    if rejected is not None:
+        for _, line in selected_cut_lines(dataset, lines, plan.rejected, hash_sources=True):
             rejected.write(line)
 
 
@@ -453,7 +470,11 @@ def utterances_jsonl_route(dataset: "Dataset", args: Mapping[str, str], store: "
     except ExportError as e:
         return 409, {"error": str(e)}
     stem = Path(dataset.name).stem or "manifest"
-    return 200, LineStream(lines.chunks(np.asarray(positions)), "application/x-ndjson", f"{stem}.selection.jsonl")
+    if has_shared_lines(dataset, lines):  # Lhotse cuts: each once, with the selected supervisions
+        chunks = in_chunks(line for _, line in selected_cut_lines(dataset, lines, np.asarray(positions)))
+    else:
+        chunks = lines.chunks(np.asarray(positions))
+    return 200, LineStream(chunks, "application/x-ndjson", f"{stem}.selection.jsonl")
 
 
 def manifest_lines(dataset: "Dataset") -> ManifestLines:

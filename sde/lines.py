@@ -186,6 +186,20 @@ class _Scan:
         return chunk
 
 
+def in_chunks(lines: Iterator[bytes], size: int = STREAM_CHUNK_BYTES) -> Iterator[bytes]:
+    """Lines joined into chunks of about ``size`` bytes (a streamed download)."""
+    parts: list[bytes] = []
+    held = 0
+    for line in lines:
+        parts.append(line)
+        held += len(line)
+        if held >= size:
+            yield b"".join(parts)
+            parts, held = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
 class ManifestLines:
     """The manifest lines behind a dataset's rows, read back byte for byte.
 
@@ -230,16 +244,7 @@ class ManifestLines:
 
     def chunks(self, positions: np.ndarray, size: int = STREAM_CHUNK_BYTES) -> Iterator[bytes]:
         """The selected lines joined into chunks of about `size` bytes (a streamed download)."""
-        parts: list[bytes] = []
-        held = 0
-        for _, line in self.read(positions):
-            parts.append(line)
-            held += len(line)
-            if held >= size:
-                yield b"".join(parts)
-                parts, held = [], 0
-        if parts:
-            yield b"".join(parts)
+        return in_chunks((line for _, line in self.read(positions)), size)
 
     def source_digest(self, index: int) -> str:
         """SHA-256 of one source's bytes (computed once)."""

@@ -3,7 +3,8 @@
 and a real server.
 
     python benchmarks/bench_scale.py --sizes 1000000 10000000 20000000 [--data DIR] [--threads 2]
-                                     [--memory-limit 2GB] [--part-size 32MB] [--keep]
+                                     [--memory-limit 2GB] [--part-size 32MB] [--keep] [--cache-dir DIR]
+                                     [--only "contains + sorted page" ...]
 
 Per size: a seeded manifest (benchmarks/make_manifest.py: two hypotheses, 10,000 speakers, ~12 words
 per line; generated once into --data), then
@@ -15,7 +16,9 @@ per line; generated once into --data), then
 3. queries over HTTP (first request / the same again): a filtered + sorted page of /api/utterances,
    a breakdown by speaker (10,000 groups), the bootstrap comparison of the two hypotheses, and the
    Statistics page's data.
-Prints one markdown table per measure; README's Performance section shows them.
+Prints one markdown table per measure; README's Performance section shows them. With --cache-dir
+(one size), the dataset already built there by `sde index` is served as it is: no cold build, and it
+is kept.
 """
 
 from __future__ import annotations
@@ -173,33 +176,42 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="2GB")
     ap.add_argument("--part-size", default=None)
     ap.add_argument("--keep", action="store_true", help="keep the built datasets (default: removed after each size)")
+    ap.add_argument("--only", nargs="+", choices=list(QUERIES), default=list(QUERIES), metavar="REQUEST",
+                    help=f"measure only these requests (default: all of {', '.join(QUERIES)})")
+    ap.add_argument("--cache-dir", type=Path, default=None,
+                    help="serve the dataset already built in DIR (`sde index MANIFEST --cache-dir DIR`) "
+                         "instead of building one: measures the warm start and queries only (one size)")
     args = ap.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
+    if args.cache_dir is not None and len(args.sizes) != 1:
+        ap.error("--cache-dir serves one dataset: give one size")
     engine_args = ["--threads", args.threads, "--memory-limit", args.memory_limit]
     if args.part_size:
         engine_args += ["--part-size", args.part_size]
     builds, starts, queries = [], [], []
     for size in args.sizes:
         manifest = manifest_of(size, args.data)
-        cache = args.data / f"cache_{size}"
-        built = cold_build(manifest, cache, engine_args)
-        builds.append(f"| {size:,} | {mb(manifest.stat().st_size)} | {built['seconds']:.1f} s | "
-                      f"{mb(built['peak_rss'])} / {mb(built['peak_anon'])} | {mb(built['disk'])} |")
-        print(builds[-1], flush=True)
+        cache = args.cache_dir or args.data / f"cache_{size}"
+        if args.cache_dir is None:
+            built = cold_build(manifest, cache, engine_args)
+            builds.append(f"| {size:,} | {mb(manifest.stat().st_size)} | {built['seconds']:.1f} s | "
+                          f"{mb(built['peak_rss'])} / {mb(built['peak_anon'])} | {mb(built['disk'])} |")
+            print(builds[-1], flush=True)
         server = Server(manifest, cache, engine_args)
         try:
             rss, anon = _memory_of_tree(server.proc.pid)
             loaded = f"{server.loaded_s:.2f} s" if server.loaded_s is not None else "(not from the cache)"
             starts.append(f"| {size:,} | {loaded} | {server.ready_s:.2f} s | {mb(rss)} / {mb(anon)} |")
             print(starts[-1], flush=True)
-            for name, path in QUERIES.items():
+            for name in args.only:
+                path = QUERIES[name]
                 first, size_bytes = server.get(path)
                 again, _ = server.get(path)
                 queries.append(f"| {size:,} | {name} | {first * 1000:,.0f} / {again * 1000:,.0f} | {size_bytes / 1024:,.0f} KB |")
                 print(queries[-1], flush=True)
         finally:
             server.stop()
-        if not args.keep:
+        if not args.keep and args.cache_dir is None:
             shutil.rmtree(cache, ignore_errors=True)
     print("\n| utterances | manifest | cold build (`sde index`) | peak memory: RSS / anon | dataset on disk |")
     print("|---:|---:|---:|---:|---:|")

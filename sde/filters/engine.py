@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 from sde.filters.bind import TEXT
 from sde.filters.language import QueryError
 
-__all__ = ["MAX_QUERY_SECONDS", "arrow_column", "configure", "connect", "cursor", "run_sql"]
+__all__ = ["MAX_QUERY_SECONDS", "LowerCaseColumns", "arrow_column", "configure", "connect", "cursor",
+           "holds_no_ascii_upper", "run_sql"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,89 @@ def arrow_column(s: pd.Series, kind: str) -> pa.Array | pa.ChunkedArray | None:
         return arr
     except (TypeError, ValueError, pa.ArrowException):
         return None
+
+
+# Bytes read at a time by holds_no_ascii_upper, into scratch arrays allocated once: fresh
+# multi-megabyte temporaries (page faults) would make the scan ~6x slower.
+_SCAN_BYTES = 1 << 18
+# UTF-8 of the only characters RE2's case-insensitive matching (Unicode simple case folding) equates
+# with an ASCII letter besides that letter's two cases: U+017F ſ (with s) and U+212A K (with k).
+_ASCII_FOLDS = (b"\xc5\xbf", b"\xe2\x84\xaa")
+
+
+def holds_no_ascii_upper(arr: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether no string of a text column holds A-Z, ſ (U+017F) or K (U+212A): then every character
+    of it that matches an ASCII character ignoring case is that character's lower case, and a
+    case-insensitive search for ASCII text is a plain search for its lower case (typical ASR text
+    is lower case). Read from the column's bytes (~70 ms for 700 MB); False when unsure (not a
+    string type)."""
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    shifted = np.empty(_SCAN_BYTES + 2, dtype=np.uint8)
+    upper = np.empty(_SCAN_BYTES + 2, dtype=bool)
+    for chunk in chunks:
+        data = _string_bytes(chunk)
+        if data is None:
+            return False
+        for start in range(0, len(data), _SCAN_BYTES):
+            block = data[start:start + _SCAN_BYTES + 2]  # two more: a character cut at the end is read whole
+            n = len(block)
+            np.subtract(block, ord("A"), out=shifted[:n])  # wraps below "A": A-Z is < 26
+            if np.less(shifted[:n], 26, out=upper[:n]).any():
+                return False
+            if block.max() >= _ASCII_FOLDS[0][0] and any(_found(block, folded) for folded in _ASCII_FOLDS):
+                return False
+    return True
+
+
+class LowerCaseColumns:
+    """The text columns of one table that hold no A-Z, ſ or K (:func:`holds_no_ascii_upper`), as
+    a container (``column in it``, for :func:`sde.filters.to_sql`'s ``lower_columns``): a column
+    is read on first ask and remembered (the table must never change). ``values(column)`` gives
+    a text column's values, None for any other column. Safe to ask from several threads: a
+    column asked by two at once is read once."""
+
+    def __init__(self, values: Callable[[str], pa.Array | pa.ChunkedArray | None]) -> None:
+        self._values = values
+        self._known: dict[str, bool] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, column: object) -> bool:
+        if not isinstance(column, str):
+            return False
+        known = self._known.get(column)
+        if known is not None:
+            return known
+        with self._lock:
+            lock = self._locks.setdefault(column, threading.Lock())
+        with lock:
+            if column not in self._known:
+                values = self._values(column)
+                self._known[column] = values is not None and holds_no_ascii_upper(values)
+            return self._known[column]
+
+    def learn(self, columns: Iterable[str]) -> None:
+        """Read these columns now (e.g. while warming up), not on a query's first ask."""
+        for column in columns:
+            _ = column in self
+
+
+def _string_bytes(chunk: pa.Array) -> np.ndarray | None:
+    """The UTF-8 bytes of a string array's values (no copy), None for any other type."""
+    if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+        return None
+    if len(chunk) == 0:
+        return np.zeros(0, dtype=np.uint8)
+    _, offsets, data = chunk.buffers()[:3]
+    ends = np.frombuffer(offsets, dtype=np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
+    start, end = int(ends[chunk.offset]), int(ends[chunk.offset + len(chunk)])
+    return np.zeros(0, dtype=np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8)[start:end]
+
+
+def _found(block: np.ndarray, folded: bytes) -> bool:
+    """Whether the byte string ``folded`` occurs in ``block``."""
+    at = np.flatnonzero(block[: len(block) - len(folded) + 1] == folded[0])
+    hit = np.ones(len(at), dtype=bool)
+    for i in range(1, len(folded)):
+        hit &= block[at + i] == folded[i]
+    return bool(hit.any())

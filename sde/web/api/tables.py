@@ -15,6 +15,7 @@ from flask import Response, request
 
 from sde.audio_quality import cached_audio_quality_summary
 from sde.dataset import normalized_summary
+from sde.query import QueryError
 from sde.text import parse_normalize
 from sde.web import reviewing
 from sde.web.api.respond import (
@@ -63,12 +64,14 @@ def _table(name: str) -> tuple:
 
 
 def table_page(name: str) -> Response:
-    """A page of rows: {"total", "rows"}."""
+    """A page of rows: {"total", "rows"} (a new sorted view's first pages without sorting all of it)."""
     page, size = page_args()
     df, query, filter_text = _table(name)
-    positions = select(query, filter_text, arg("sort"))
-    rows = df.iloc[positions[page * size:(page + 1) * size]]
-    return json_response(f'{{"total": {len(positions)}, "rows": {records_json(rows)}}}')
+    try:
+        total, positions = query.window(filter_text or None, arg("sort") or None, page * size, (page + 1) * size)
+    except QueryError as e:
+        raise ApiError(str(e)) from None
+    return json_response(f'{{"total": {total}, "rows": {records_json(df.iloc[positions])}}}')
 
 
 def table_csv(name: str) -> Response:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sde.lines import ExportError, ManifestLines
+from sde.reviews import write_review
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -89,13 +90,6 @@ def cut_keeping(raw: bytes, supervision_ids: set[str], changes: Mapping[str, Any
 
 def _apply_review(supervision: dict, review: Any) -> None:
     custom = supervision.get("custom") if isinstance(supervision.get("custom"), dict) else {}
-    old = supervision.get("text")
-    if review.status == "fix" and review.text is not None and review.text != old:
-        custom.setdefault("text_original", old)  # a second cleaning round keeps the oldest text
-        supervision["text"] = review.text
-    if review.note:
-        custom["review_note"] = review.note
-    if review.tags:
-        custom["review_tags"] = list(review.tags)
+    write_review(supervision, custom, review, supervision.get("text"))
     if custom:
         supervision["custom"] = custom

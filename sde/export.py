@@ -50,7 +50,7 @@ from sde.lines import source_files as source_files
 from sde.lines import in_chunks
 from sde.cut_lines import has_shared_lines, selected_cut_lines
 from sde.query import QueryError
-from sde.reviews import ReviewStore, aligned_reviews, default_reviews_path, open_reviews, query_for
+from sde.reviews import ReviewStore, aligned_reviews, default_reviews_path, open_reviews, query_for, write_review
 from sde.rules import Rule, RulesReport, evaluate_rules, load_rules
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -270,14 +270,7 @@ def rewrite_line(line: bytes, review: Any, dataset_text: str | None) -> bytes:
     except ValueError as e:  # sde loaded this line, so this is a file edited since then
         raise ExportError(f"{review.key.source}:{review.key.line}: no longer valid JSON ({e}); "
                           "the manifest changed after sde loaded it; load it again") from None
-    old = obj.get("text", dataset_text)
-    if review.status == "fix" and review.text is not None and review.text != old:
-        obj.setdefault("text_original", old)  # a second cleaning round keeps the oldest text
-        obj["text"] = review.text
-    if review.note:
-        obj["review_note"] = review.note
-    if review.tags:
-        obj["review_tags"] = list(review.tags)
+    write_review(obj, obj, review, obj.get("text", dataset_text))
     return json.dumps(obj, ensure_ascii=False).encode("utf-8") + end
 
 

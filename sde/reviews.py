@@ -256,6 +256,20 @@ def review_columns(dataset: "Dataset", store: ReviewStore | None) -> pd.DataFram
                         index=dataset.utterances.index)
 
 
+def write_review(record: dict, extras: dict, review: Any, old_text: Any) -> None:
+    """A review written into a manifest record (an export): a fix's text into ``record["text"]``,
+    the old one kept in ``extras["text_original"]`` (an existing one is kept: it is the oldest),
+    the note and tags in ``extras["review_note"]`` / ``extras["review_tags"]``. ``extras`` is the
+    record itself for a NeMo line, a supervision's ``custom`` for a Lhotse cut."""
+    if review.status == "fix" and review.text is not None and review.text != old_text:
+        extras.setdefault("text_original", old_text)
+        record["text"] = review.text
+    if review.note:
+        extras["review_note"] = review.note
+    if review.tags:
+        extras["review_tags"] = list(review.tags)
+
+
 def query_for(dataset: "Dataset", store: ReviewStore | None, *texts: str | None) -> "TableQuery":
     """The query engine for filters/sorts `texts`: the dataset's own, or, when one of them names a
     review column, one over the utterances plus the current review columns (rebuilt after edits)."""

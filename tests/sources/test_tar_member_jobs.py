@@ -60,6 +60,14 @@ def another_thread_running():
         t.join()
 
 
+def _with_workers(start: str, job):
+    """``job()`` with its worker processes forked ("fork") or started fresh ("fresh")."""
+    if start == "fresh":
+        with another_thread_running():
+            return job()
+    return job()
+
+
 @pytest.mark.parametrize("name", ["a.wav", "dir/ü b.flac", 'quote".wav'])
 def test_a_tar_member_path_names_tar_and_member_in_one_string(name):
     path = tar_member_path("/data/audio_3.tar", name)
@@ -79,11 +87,7 @@ def test_job_rows_name_their_members_and_untarred_tables_are_unchanged(dataset, 
 def test_audio_metrics_of_tar_members_in_worker_processes(many, start):
     dataset, entries = many
     rows = job_audio_table(dataset.utterances, dataset.tar_shards)
-    if start == "fresh":
-        with another_thread_running():
-            metrics = compute_audio_metrics(rows, workers=2)
-    else:
-        metrics = compute_audio_metrics(rows, workers=2)
+    metrics = _with_workers(start, lambda: compute_audio_metrics(rows, workers=2))
     assert metrics["audio_error"].isna().all(), metrics["audio_error"].dropna().tolist()[:3]
     assert (metrics["sample_rate"] == SR).all()
     assert metrics["audio_duration"].to_numpy() == pytest.approx([e["duration"] for e in entries], abs=1e-3)
@@ -101,11 +105,7 @@ def test_an_absent_member_is_a_per_row_error_not_a_failed_job(dataset, tarred):
 def test_segment_measures_of_tar_members_in_worker_processes(many, start):
     dataset, _ = many
     rows = job_audio_table(dataset.utterances, dataset.tar_shards)
-    if start == "fresh":
-        with another_thread_running():
-            measured = measure_segments(rows, ("hash", "loudness", "levels"), workers=2)
-    else:
-        measured = measure_segments(rows, ("hash", "loudness", "levels"), workers=2)
+    measured = _with_workers(start, lambda: measure_segments(rows, ("hash", "loudness", "levels"), workers=2))
     assert measured["quality_error"].isna().all(), measured["quality_error"].dropna().tolist()[:3]
     assert (measured["sample_rate"] == SR).all()
     assert np.isfinite(measured["lufs"].to_numpy(dtype=float)).all()

@@ -431,8 +431,11 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
                                         reviews=reviews, read_only=read_only))
     import threading
 
-    # The query engine's view of the table (seconds at 10M rows) is made while the browser opens.
-    threading.Thread(target=dataset.utterance_query.warm, name="sde-warm-queries", daemon=True).start()
+    # The query engine's view of the table (seconds at 10M rows) is made while the browser opens;
+    # of the text columns, the transcripts are the ones searched (paths, speakers: on first use).
+    transcripts = ["text", *(h.field for h in dataset.hypotheses)]
+    threading.Thread(target=dataset.utterance_query.warm, kwargs={"text": transcripts}, name="sde-warm-queries",
+                     daemon=True).start()
     from sde.web.panels.augment import configure_sources
 
     configure_sources(app.server, *augment_dirs)

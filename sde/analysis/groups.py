@@ -350,7 +350,9 @@ def _sql_sums(table: pd.DataFrame, by: str, rows: np.ndarray | None, weights: Ma
     values = _group_arrow(table, by, rows)
     if values is None:
         return None
-    data = {"g": values, **{k: pa.array(np.asarray(w, dtype=np.float64)) for k, w in weights.items()}}
+    # the weights as they are (whole numbers, often the mapped columns themselves): no copy, and
+    # DuckDB's threads read their pages
+    data = {"g": values, **{k: pa.array(np.asarray(w)) for k, w in weights.items()}}
     sums = ", ".join(f"sum({k}) AS {k}" for k in weights)
     try:
         cur = run_sql(f"SELECT g, count(*) AS utterances, {sums} FROM t GROUP BY g", (), {"t": pa.table(data)})

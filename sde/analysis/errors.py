@@ -17,6 +17,7 @@ import pandas as pd
 from sde.analysis.rates import STRING, UttIds, _id_mask, _unique_counts
 from sde.caching import LRUCache
 
+_KINDS = {"sub": 0, "del": 1, "ins": 2}  # as errors tables name them
 _OPS = {"sub": 0, "del": 1, "ins": 2, "substitution": 0, "deletion": 1, "insertion": 2,
         "substitutions": 0, "deletions": 1, "insertions": 2}
 
@@ -53,10 +54,7 @@ def _error_codes(errors: pd.DataFrame) -> _ErrorCodes:
     if missing:
         raise KeyError(f"errors table lacks column(s) {sorted(missing)}; expected utt, op, ref, hyp")
     n = len(errors)
-    op_str = errors["op"].astype(object).to_numpy() if n else np.zeros(0, dtype=object)
-    op = np.full(n, -1, dtype=np.int8)
-    for name, code in (("sub", 0), ("del", 1), ("ins", 2)):
-        op[op_str == name] = code
+    op = _op_codes(errors["op"])
     both = pd.concat([errors["ref"], errors["hyp"]], ignore_index=True)
     codes, uniques = pd.factorize(both, use_na_sentinel=True)
     words = np.asarray(uniques, dtype=object) if len(uniques) else np.zeros(0, dtype=object)
@@ -74,6 +72,20 @@ def _error_codes(errors: pd.DataFrame) -> _ErrorCodes:
     _CODES_CACHE.put(key, (weakref.ref(errors), result))
     weakref.finalize(errors, _CODES_CACHE.discard, key)
     return result
+
+
+def _op_codes(ops: pd.Series) -> np.ndarray:
+    """Each error's kind as 0 sub, 1 del, 2 ins (-1 otherwise). A categorical column (as built)
+    maps its few categories, not its millions of values."""
+    if isinstance(ops.dtype, pd.CategoricalDtype):
+        by_category = np.array([_KINDS.get(str(c), -1) for c in ops.cat.categories] + [-1], dtype=np.int8)
+        codes = ops.cat.codes.to_numpy()
+        return by_category[np.where(codes >= 0, codes, len(by_category) - 1)]
+    values = ops.astype(object).to_numpy() if len(ops) else np.zeros(0, dtype=object)
+    op = np.full(len(ops), -1, dtype=np.int8)
+    for name, code in _KINDS.items():
+        op[values == name] = code
+    return op
 
 
 def _op_code(op: str) -> int:

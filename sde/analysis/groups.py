@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sde.analysis.bootstrap import _check_bootstrap_args, _percentile_ci
 from sde.filters import QueryError, column_kind
@@ -112,8 +113,23 @@ def _factorize(s: pd.Series) -> tuple[np.ndarray, Any, bool]:
             values = np.flatnonzero(seen)
             lookup = np.cumsum(seen) - 1
             return lookup[x - lo].astype(np.int64), values + lo, False
+    text = _arrow_text(s)
+    if text is not None:  # Arrow's hash encoding: ~3x pandas' factorize of Arrow strings
+        encoded = pc.dictionary_encode(text).unify_dictionaries()
+        if not encoded.num_chunks:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), False
+        codes = np.concatenate([c.indices.fill_null(-1).to_numpy() for c in encoded.chunks])  # int32
+        return codes, encoded.chunk(0).dictionary.to_numpy(zero_copy_only=False), False
     codes, uniques = pd.factorize(s.array, use_na_sentinel=True, sort=False)
     return codes.astype(np.int64), uniques, False
+
+
+def _arrow_text(s: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow strings behind a pyarrow-backed text column, else None."""
+    data = getattr(s.array, "_pa_array", None)
+    if isinstance(data, pa.ChunkedArray) and (pa.types.is_string(data.type) or pa.types.is_large_string(data.type)):
+        return data
+    return None
 
 
 def _group_codes(table: pd.DataFrame, by: str, rows: np.ndarray | None) -> tuple[np.ndarray, Any, bool]:
@@ -371,9 +387,10 @@ def _slots(table: pd.DataFrame, by: str, rows: np.ndarray | None, value_list: li
     """Each selected row's index into ``value_list`` (the GROUP BY's values), for intervals."""
     codes, values, _ = _group_codes(table, by, rows)
     where = {v: i for i, v in enumerate(value_list)}
+    # the missing values' slot last, where a code of -1 indexes
     lookup = np.array([where[_py(v)] for v in np.asarray(values, dtype=object)] + [where.get(None, -1)],
-                      dtype=np.int64)
-    return lookup[np.where(codes >= 0, codes, len(values))]
+                      dtype=np.int32)
+    return lookup[codes]
 
 
 def breakdown(table: pd.DataFrame, by: str, hyp_field_columns: Columns, utt_ids: UttIds = None, *,

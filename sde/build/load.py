@@ -91,8 +91,8 @@ def load_dataset(
                                               progress=progress, say=say, engine=engine)
         else:
             if engine != "local":
-                say("built in one piece here: the Ray engine builds one local NeMo manifest bigger than "
-                    "--part-size (without --predictions or --normalize)")
+                say("built in one piece here: the Ray engine builds local NeMo manifests (one, or a set of "
+                    "shards) bigger than --part-size (without --predictions or --normalize)")
             dataset = build_dataset(manifest, options, progress=progress, status=status)
             stored = False
         transformed = options.estimate_audio_metrics or vad

@@ -15,7 +15,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -252,11 +252,12 @@ def build_dataset(
 
 
 def build_part(manifest: "str | Path | SourceSet", part: ManifestPart | None, options: DatasetOptions = DatasetOptions(),
-               ) -> tuple[Dataset, pd.DataFrame]:
+               ) -> tuple[Dataset, pd.DataFrame, dict[str, NormalizedScores]]:
     """Some lines of one local manifest, or some whole manifests of a set (``SourceSet.subset``),
     built alone (sde.build builds big datasets part by part), with its word tallies (see
-    word_tallies): the dataset's vocabulary is their sum over the parts. A part without valid
-    lines gives an empty dataset whose problems say why."""
+    word_tallies: the dataset's vocabulary is their sum over the parts) and, with --normalize,
+    each hypothesis's normalised scores (their sums and word tallies add up the same way). A part
+    without valid lines gives an empty dataset whose problems say why."""
     return _build(manifest, options, workers=1, part=part, status=lambda _msg: None)
 
 
@@ -268,7 +269,7 @@ def _build(
     workers: int | None = None,
     status: Callable[[str], None] | None = None,
     part: ManifestPart | None = None,
-) -> tuple[Dataset, pd.DataFrame]:
+) -> tuple[Dataset, pd.DataFrame, dict[str, NormalizedScores]]:
     say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
     workers = workers or min(2, os.cpu_count() or 1)
     m = read_manifest(
@@ -281,7 +282,7 @@ def _build(
         part=part,
     )
     if m.table.empty and (part is not None or getattr(manifest, "part_of_set", False)):
-        return _empty_dataset(m, options), pd.DataFrame()
+        return _empty_dataset(m, options), pd.DataFrame(), {}
     table = m.table
     _set_aside_computed_names(table, m.hypotheses, options)
     refs = table["text"]
@@ -315,13 +316,15 @@ def _build(
     tallies = word_tallies(ref_word_counts, m.hypotheses, errors, table)
     vocabulary = vocabulary_from_tallies(tallies, m.hypotheses, read_word_list(options.vocab) if options.vocab else None)
 
+    normalized: dict[str, NormalizedScores] = {}
     if options.normalize:
         say(f"scoring with normalisation {','.join(options.normalize)}")
-        for field_name, (corpus, rates) in _normalized_scores(table, m.hypotheses, options.normalize, workers).items():
+        normalized = _normalized_scores(table, m.hypotheses, options.normalize, workers)
+        for field_name, scores in normalized.items():
             h = next(h for h in m.hypotheses if h.field == field_name)
-            table[_norm_column(h, "wer")] = rates["wer"]
-            table[_norm_column(h, "cer")] = rates["cer"]
-            extra[field_name] = {"normalized": corpus}
+            table[_norm_column(h, "wer")] = scores.rates["wer"]
+            table[_norm_column(h, "cer")] = scores.rates["cer"]
+            extra[field_name] = {"normalized": scores.corpus}
 
     alphabet_report = _add_alphabet_check(table, options.alphabet) if options.alphabet else None
 
@@ -342,7 +345,7 @@ def _build(
         alphabet_report=alphabet_report,
         tar_shards=tuple(m.tar_shards) or tar_shards_of(options),
     )
-    return dataset, tallies
+    return dataset, tallies, normalized
 
 
 def _empty_dataset(m: Manifest, options: DatasetOptions) -> Dataset:
@@ -388,9 +391,35 @@ def _set_aside_computed_names(table: pd.DataFrame, hypotheses: Sequence[Hypothes
     table.columns = [f"manifest_{c}" if c in computed else c for c in table.columns]
 
 
+@dataclass(frozen=True)
+class NormalizedScores:
+    """One hypothesis scored on normalised text: what adds up over the parts of a dataset (the
+    alignment's count sums, the per-word tallies of the normalised references) and the
+    per-utterance rates."""
+
+    sums: dict[str, int]     # sub, del, ins, hits, num_words, char_edits, num_chars
+    hits: pd.DataFrame       # word, count, hits (normalised reference words)
+    rates: dict[str, np.ndarray]
+
+    @property
+    def corpus(self) -> dict:
+        return normalized_corpus(self.sums, self.hits)
+
+
+NORMALIZED_SUMS = ("sub", "del", "ins", "hits", "num_words", "char_edits", "num_chars")
+
+
+def normalized_corpus(sums: Mapping[str, int], hits: pd.DataFrame) -> dict:
+    """Corpus WER/CER/WMR/MWA of normalised text from its sums and word tallies (summed over the
+    parts of a dataset built part by part: every one of them adds up)."""
+    corpus = corpus_rates({k: np.array([int(sums.get(k, 0))]) for k in NORMALIZED_SUMS})
+    return {"wer": _json_float(corpus["wer"]), "cer": _json_float(corpus["cer"]),
+            "wmr": _json_float(corpus["wmr"]), "mwa": _json_float(mean_word_accuracy(hits))}
+
+
 def _normalized_scores(table: pd.DataFrame, hypotheses: Sequence[HypothesisField], steps: Sequence[str],
-                       workers: int) -> dict[str, tuple[dict, dict[str, np.ndarray]]]:
-    """Per hypothesis field: (corpus WER/CER/WMR/MWA, per-utterance rates) of normalised text."""
+                       workers: int) -> dict[str, NormalizedScores]:
+    """Per hypothesis field: its scores on normalised text."""
     norm_refs = normalize_many(table["text"], steps)
     out = {}
     for h in hypotheses:
@@ -399,13 +428,12 @@ def _normalized_scores(table: pd.DataFrame, hypotheses: Sequence[HypothesisField
         refs = norm_refs if not missing.any() else [norm_refs[i] for i in scored.tolist()]
         hyps = table[h.field] if not missing.any() else table[h.field].iloc[scored]
         alignment = align_corpus(refs, normalize_many(hyps, steps), workers=workers)
-        corpus = corpus_rates(alignment.counts)
-        mwa = mean_word_accuracy(word_hits(pd.Series(refs, dtype=object), alignment.errors))
+        sums = {k: int(np.asarray(alignment.counts[k]).sum()) for k in NORMALIZED_SUMS}
+        hits = word_hits(pd.Series(refs, dtype=object), alignment.errors)
         rates = utterance_rates(alignment.counts)
         if missing.any():  # back to one value per utterance, NaN where unscored
             rates = {k: _scatter(v, scored, len(table)) for k, v in rates.items()}
-        out[h.field] = ({"wer": _json_float(corpus["wer"]), "cer": _json_float(corpus["cer"]),
-                         "wmr": _json_float(corpus["wmr"]), "mwa": _json_float(mwa)}, rates)
+        out[h.field] = NormalizedScores(sums, hits, rates)
     return out
 
 
@@ -427,7 +455,7 @@ def normalized_summary(dataset: Dataset, steps: Sequence[str]) -> dict[str, dict
     def compute() -> dict[str, dict]:
         workers = min(2, os.cpu_count() or 1)
         scores = _normalized_scores(dataset.utterances, dataset.hypotheses, steps, workers)
-        return {f: corpus for f, (corpus, _rates) in scores.items()}
+        return {f: score.corpus for f, score in scores.items()}
 
     cache = for_dataset(dataset, "normalized-summary", NORMALIZED_SUMMARY_CACHE_SIZE)
     return cache.get_or_compute(steps, compute)

@@ -92,7 +92,7 @@ def load_dataset(
         else:
             if engine != "local":
                 say("built in one piece here: the Ray engine builds local NeMo manifests (one, or a set of "
-                    "shards) bigger than --part-size (without --predictions or --normalize)")
+                    "shards) bigger than --part-size (without --predictions)")
             dataset = build_dataset(manifest, options, progress=progress, status=status)
             stored = False
         transformed = options.estimate_audio_metrics or vad
@@ -123,10 +123,9 @@ def load_dataset(
 
 def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int) -> str | SourceSet | None:
     """What is built part by part: one local NeMo manifest of more than one part, or a set of local
-    NeMo manifests (shards) bigger than one part; None without an option that needs every line at
-    once (--predictions matches lines across the whole file; --normalize's corpus scores are not
-    sums of the parts' yet). Remote manifests are read in one piece."""
-    if options.predictions or options.normalize:
+    NeMo manifests (shards) bigger than one part; None with --predictions (it matches lines across
+    the whole file). Remote manifests are read in one piece."""
+    if options.predictions:
         return None
     try:
         sources = as_source_set(manifest)
@@ -192,4 +191,5 @@ def _described(joined: Joined, options: DatasetOptions) -> Dataset:
         errors={h.field: pd.DataFrame() for h in hypotheses}, problems=joined.problems,
         alphabet=joined.alphabet, total_lines=joined.total_lines, warnings=joined.warnings,
         alphabet_report=joined.alphabet_report, tar_shards=joined.tar_shards,
+        extra_summary=joined.extra_summary,
     )

@@ -10,7 +10,7 @@ there are.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -20,8 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.cache import COLUMN_FILE_SEPARATOR, done_with_temp_file, temp_file_in
-from sde.build.part_files import PartInfo, frame_dtypes, errors_file, tallies_file, utterances_file
-from sde.dataset import HYPOTHESIS_METRICS, DatasetOptions, computed_columns, read_word_list
+from sde.build.part_files import (PartInfo, errors_file, frame_dtypes, normalized_tallies_file, tallies_file,
+                                  utterances_file)
+from sde.dataset import (HYPOTHESIS_METRICS, NORMALIZED_SUMS, DatasetOptions, computed_columns,
+                         normalized_corpus, read_word_list)
 from sde.vocabulary import tally_columns, vocabulary_from_tallies
 from sde.manifest import HypothesisField, ManifestError, Problem, parse_pred_field
 from sde.manifest.hypotheses import MISSING_EXAMPLES, missing_lines_warning
@@ -44,6 +46,7 @@ class Joined:
     name: str
     manifest_path: str
     tar_shards: tuple[str, ...]
+    extra_summary: dict = field(default_factory=dict)  # --normalize: each hypothesis's normalised scores
 
 
 def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions, *,
@@ -89,6 +92,7 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
         alphabet=sorted({c for i in built for c in i.alphabet}),
         alphabet_report=_alphabet_report(built),
         name=first.name, manifest_path=first.manifest_path, tar_shards=first.tar_shards,
+        extra_summary=_normalized_summary(built, folder, hypotheses, memory_limit, threads),
     )
 
 
@@ -368,12 +372,7 @@ def _vocabulary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[Hy
         for column in tally_columns(h):
             sums.append(f'coalesce(sum("{column}"), 0) AS "{column}"')
     files = [str(tallies_file(folder, i.index)) for i in built]
-    config: dict[str, str | int] = {"temp_directory": str(folder / "duckdb-spill")}
-    if memory_limit:
-        config["memory_limit"] = memory_limit
-    if threads:
-        config["threads"] = threads
-    with duckdb.connect(config=config) as con:
+    with duckdb.connect(config=_duckdb_config(folder, memory_limit, threads)) as con:
         # Ordered as the one-piece build orders its counts: most frequent first, then by code point.
         table = con.sql(
             f"SELECT word, {', '.join(sums)} FROM read_parquet(?, union_by_name = true) "
@@ -383,6 +382,35 @@ def _vocabulary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[Hy
         **{name: table[name].to_numpy().astype("int64") for name in table.column_names if name != "word"},
     })
     return vocabulary_from_tallies(tallies, hypotheses, read_word_list(options.vocab) if options.vocab else None)
+
+
+def _duckdb_config(folder: Path, memory_limit: str | None, threads: int | None) -> dict[str, str | int]:
+    config: dict[str, str | int] = {"temp_directory": str(folder / "duckdb-spill")}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if threads:
+        config["threads"] = threads
+    return config
+
+
+def _normalized_summary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[HypothesisField],
+                        memory_limit: str | None, threads: int | None) -> dict:
+    """--normalize: each hypothesis's corpus scores on normalised text, from the parts' sums and
+    their word tallies summed by DuckDB (as the vocabulary is)."""
+    files = [str(normalized_tallies_file(folder, i.index)) for i in built if i.normalized_sums]
+    if not files:
+        return {}
+    with duckdb.connect(config=_duckdb_config(folder, memory_limit, threads)) as con:
+        table = con.sql('SELECT field, word, sum("count") AS "count", sum(hits) AS hits '
+                        "FROM read_parquet(?) GROUP BY field, word", params=[files]).to_arrow_table()
+    tallies = table.to_pandas()
+    summary = {}
+    for h in hypotheses:
+        if not any(h.field in i.normalized_sums for i in built):
+            continue
+        sums = {k: sum(i.normalized_sums.get(h.field, {}).get(k, 0) for i in built) for k in NORMALIZED_SUMS}
+        summary[h.field] = {"normalized": normalized_corpus(sums, tallies[tallies["field"] == h.field])}
+    return summary
 
 
 def _merged_dtypes(all_dtypes: Sequence[dict[str, str]]) -> dict[str, str]:

@@ -52,6 +52,9 @@ class PartInfo:
     # Of a part of several manifests: the manifest of each example line above (else empty)
     missing_sources: dict[str, list[str]] = field(default_factory=dict)
     first_sources: list[str] = field(default_factory=list)
+    # --normalize: per hypothesis field, the sums of its normalised alignment (the word tallies
+    # of the normalised references are in the part's normtallies file)
+    normalized_sums: dict[str, dict[str, int]] = field(default_factory=dict)
     shown: str = ""  # how messages name the manifest (the path as given)
 
 
@@ -72,6 +75,10 @@ def tallies_file(folder: Path, index: int) -> Path:
     return folder / f"{part_name(index)}.tallies.parquet"
 
 
+def normalized_tallies_file(folder: Path, index: int) -> Path:
+    return folder / f"{part_name(index)}.normtallies.parquet"
+
+
 def info_file(folder: Path, index: int) -> Path:
     return folder / f"{part_name(index)}.info"
 
@@ -81,7 +88,7 @@ def build_and_write(part: Part, options: DatasetOptions, folder: Path, index: in
     of ``folder``."""
     path = part.shown
     try:
-        dataset, tallies = build_part(part.manifest, part.lines, options)
+        dataset, tallies, normalized = build_part(part.manifest, part.lines, options)
     except ManifestError as e:  # --strict: a bad line in this part
         info = PartInfo(index, part, 0, [], [], [], 0, [], None, "", path, {}, error=str(e))
         _write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
@@ -92,6 +99,9 @@ def build_and_write(part: Part, options: DatasetOptions, folder: Path, index: in
         for k, h in enumerate(dataset.hypotheses):
             _write_arrow(errors_file(folder, index, k), dataset.errors[h.field])
         _write_parquet(tallies_file(folder, index), tallies)
+        if normalized:
+            _write_parquet(normalized_tallies_file(folder, index), pd.concat(
+                [scores.hits.assign(field=f) for f, scores in normalized.items()], ignore_index=True))
     missing, missing_sources = _missing_lines(utterances, dataset.hypotheses)
     sources = utterances["source"] if "source" in utterances.columns else None
     info = PartInfo(
@@ -101,6 +111,7 @@ def build_and_write(part: Part, options: DatasetOptions, folder: Path, index: in
         warnings=[w for w in dataset.warnings
                   if not any(count and is_missing_hypothesis_warning(w, f) for f, (count, _) in missing.items())],
         missing=missing, missing_sources=missing_sources,
+        normalized_sums={f: dict(scores.sums) for f, scores in normalized.items()},
         first_sources=[] if sources is None else sources.iloc[:MISSING_EXAMPLES].astype(str).tolist(),
         shown=path, first_lines=utterances["line"].iloc[:MISSING_EXAMPLES].astype(int).tolist() if len(utterances) else [],
         alphabet=list(dataset.alphabet), alphabet_report=dataset.alphabet_report, name=dataset.name,

@@ -56,6 +56,10 @@ def assert_same_dataset(built, expected) -> None:
     hypotheses, want_hypotheses = summary.pop("hypotheses"), want.pop("hypotheses")
     assert list(hypotheses) == list(want_hypotheses)
     for field, numbers in want_hypotheses.items():
+        normalized, want_normalized = hypotheses[field].pop("normalized", None), numbers.pop("normalized", None)
         assert hypotheses[field] == pytest.approx(numbers)
+        assert (normalized is None) == (want_normalized is None)
+        if want_normalized is not None:  # --normalize: the corpus scores of normalised text
+            assert normalized == pytest.approx(want_normalized)
     assert summary.pop("hours") == pytest.approx(want.pop("hours"))
     assert summary == want

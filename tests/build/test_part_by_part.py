@@ -24,6 +24,7 @@ OPTIONS = {
     "defaults": DatasetOptions(),
     "vocabulary and alphabet": DatasetOptions(vocab="VOCAB", alphabet="abcdefghijklmnopqrstuvwxyz '"),
     "one hypothesis asked for": DatasetOptions(pred_fields=("pred_text_b=b",)),
+    "normalised scores": DatasetOptions(normalize=("lower", "punct", "numbers")),
 }
 
 

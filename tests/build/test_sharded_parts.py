@@ -43,8 +43,9 @@ def test_small_shards_share_a_part_and_a_big_one_is_cut_in_lines(shards):
         [str(shards / f"manifest_{k}.json") for k in range(9)]  # every shard, in order, once
 
 
-@pytest.mark.parametrize("options", [DatasetOptions(), DatasetOptions(pred_fields=("pred_text", "pred_text_b=B"))],
-                         ids=["every hypothesis", "--pred-field"])
+@pytest.mark.parametrize("options", [DatasetOptions(), DatasetOptions(pred_fields=("pred_text", "pred_text_b=B")),
+                                     DatasetOptions(normalize=("lower", "punct"))],
+                         ids=["every hypothesis", "--pred-field", "--normalize"])
 def test_shards_built_in_parts_are_the_one_piece_dataset(shards, tmp_path, options):
     pattern = str(shards / "manifest__OP_0..8_CL_.json")
     built = load_dataset(pattern, options, cache_dir=tmp_path / "cache", part_bytes=PART)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
@@ -141,7 +141,9 @@ def read_info(folder: Path, index: int, part: Part) -> PartInfo | None:
         info = pickle.loads(info_file(folder, index).read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
         return None
-    if not isinstance(info, PartInfo) or info.index != index or info.part != part or info.error:
+    if not isinstance(info, PartInfo) or any(not hasattr(info, f.name) for f in fields(PartInfo)):
+        return None  # written by another version of sde: built again
+    if info.index != index or info.part != part or info.error:
         return None
     return info
 

@@ -91,3 +91,21 @@ def test_parts_of_another_cut_are_not_reused(manifest, tmp_path):
                             say=messages.append)
     assert not any(m.startswith("resuming") for m in messages)
     assert joined.total_lines == 600
+
+
+def test_a_part_info_of_another_sde_version_is_built_again(manifest, tmp_path):
+    import pickle
+
+    from sde.build.part_files import info_file
+
+    folder = tmp_path / "build"
+    build_in_parts(str(manifest), DatasetOptions(), folder, part_bytes=PART, threads=1)
+    old = pickle.loads(info_file(folder, 2).read_bytes())
+    del old.__dict__["normalized_sums"]  # as a version before that field wrote it
+    info_file(folder, 2).write_bytes(pickle.dumps(old))
+    messages = []
+    joined = build_in_parts(str(manifest), DatasetOptions(), folder, part_bytes=PART, threads=1,
+                            say=messages.append)
+    parts = len(list(folder.glob("part-*.info")))
+    assert f"resuming an interrupted build: {parts - 1} of {parts} parts are done" in messages
+    assert joined.total_lines == 600

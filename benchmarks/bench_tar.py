@@ -132,16 +132,13 @@ def bench_local(tmp: Path, gigabytes: float, viewed: int, rng: np.random.Generat
 
 
 def bench_s3(tmp: Path, megabytes: int, viewed: int, rng: np.random.Generator) -> str:
-    import boto3
+    from tests.s3_kit import client, start_moto, stop
 
-    from tests.test_s3 import _start_moto, _stop
-
-    proc, endpoint = _start_moto()
+    proc, endpoint = start_moto()
     try:
         tar = tmp / "audio_s3.tar"
         names = write_tar(tar, megabytes << 20, viewed, rng)
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="y",
-                          region_name="us-east-1")
+        s3 = client(endpoint)
         s3.create_bucket(Bucket="bench")
         s3.upload_file(str(tar), "bench", "tarred/audio_0.tar")
         remote.configure({"endpoint_url": endpoint, "key": "x", "secret": "y"})
@@ -154,7 +151,7 @@ def bench_s3(tmp: Path, megabytes: int, viewed: int, rng: np.random.Generator) -
         return summary(f"S3 (moto, 127.0.0.1) {megabytes} MB tar", index_s, cached_s, times, sent, len(names), 300)
     finally:
         remote.configure(None)
-        _stop(proc)
+        stop(proc)
 
 
 def main() -> None:

@@ -203,3 +203,24 @@ def page(browser):
     pg.set_default_timeout(TIMEOUT_MS)
     yield pg
     ctx.close()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A real S3-compatible server (moto's server mode on 127.0.0.1) for the session."""
+    pytest.importorskip("moto.server", reason="the local S3 server is moto's: pip install 'moto[server]'")
+    from tests.s3_kit import start_moto, stop
+
+    proc, endpoint = start_moto()
+    yield endpoint
+    stop(proc)
+
+
+@pytest.fixture
+def configured(moto_endpoint):
+    """In-process reads see the local server (as --storage-options does for the CLI)."""
+    from sde.sources import remote
+
+    remote.configure({"endpoint_url": moto_endpoint, "key": "x", "secret": "y"})
+    yield moto_endpoint
+    remote.configure(None)

@@ -23,6 +23,7 @@ boto3 = pytest.importorskip("boto3")
 from sde.manifest import read_manifest  # noqa: E402
 from sde.sources import expand_sources, remote, source_stamps  # noqa: E402
 from sde.sources.tar_index import load_tar_index, read_member  # noqa: E402
+from tests.s3_kit import client, start_moto, stop, storage  # noqa: E402
 from tests.test_tar_index import tarfile_listing, write_nemo_shard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,49 +35,6 @@ ROWS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_moto(env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:  # a TCP probe: an HTTP request would count as one of the server's actions
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, endpoint
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto's S3 server did not start on {endpoint}") from None
-            time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    proc, endpoint = _start_moto()
-    yield endpoint
-    _stop(proc)
-
-
-def _client(endpoint: str):
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="y",
-                        region_name="us-east-1")
-
-
 def _jsonl(rows: list[dict]) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
@@ -84,7 +42,7 @@ def _jsonl(rows: list[dict]) -> bytes:
 @pytest.fixture(scope="session")
 def bucket(moto_endpoint):
     """data/m.json (ROWS), shards/m_{0,1,3}.json (m_2 missing), with boto3."""
-    s3 = _client(moto_endpoint)
+    s3 = client(moto_endpoint)
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="data/m.json", Body=_jsonl(ROWS))
     for k in (0, 1, 3):
@@ -93,21 +51,9 @@ def bucket(moto_endpoint):
     return BUCKET
 
 
-@pytest.fixture
-def configured(moto_endpoint):
-    """In-process reads see the local server (as --storage-options does for the CLI)."""
-    remote.configure({"endpoint_url": moto_endpoint, "key": "x", "secret": "y"})
-    yield moto_endpoint
-    remote.configure(None)
-
-
 def sde(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sde.cli", *args], capture_output=True, text=True, timeout=timeout,
                           env={**(env if env is not None else os.environ), "PYTHONPATH": str(ROOT)})
-
-
-def storage(endpoint: str, **extra) -> str:
-    return json.dumps({"endpoint_url": endpoint, "key": "x", "secret": "y", **extra})
 
 
 def test_cli_stats_of_a_manifest_in_a_bucket(bucket, moto_endpoint):
@@ -144,14 +90,14 @@ def test_a_remote_manifest_is_streamed_in_chunks_cut_at_line_ends(bucket, config
 
     local = tmp_path / "m.json"
     local.write_bytes(_jsonl(ROWS * 5))
-    _client(configured).put_object(Bucket=bucket, Key="data/m15.json", Body=local.read_bytes())
+    client(configured).put_object(Bucket=bucket, Key="data/m15.json", Body=local.read_bytes())
     monkeypatch.setattr(files, "CHUNK_BYTES", 100)   # many chunks, most lines cut by a chunk's end
     streamed = read_manifest(f"s3://{bucket}/data/m15.json").table
     assert streamed.drop(columns="audio_path").equals(read_manifest(local).table.drop(columns="audio_path"))
 
 
 def test_the_cache_key_of_a_remote_source_follows_its_etag(bucket, configured):
-    s3 = _client(configured)
+    s3 = client(configured)
     s3.put_object(Bucket=bucket, Key="data/changing.json", Body=_jsonl(ROWS[:1]))
     sources = expand_sources([f"s3://{bucket}/data/changing.json"])
     before = source_stamps(sources)
@@ -185,14 +131,14 @@ def test_no_credentials_says_how_to_give_them(bucket, moto_endpoint, tmp_path):
 
 def test_access_denied_names_the_url_and_the_fix():
     # A server that checks credentials (moto: after the first two requests): the unknown key is refused.
-    proc, endpoint = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "2"})
+    proc, endpoint = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "2"})
     try:
-        s3 = _client(endpoint)
+        s3 = client(endpoint)
         s3.create_bucket(Bucket="locked")
         s3.put_object(Bucket="locked", Key="m.json", Body=_jsonl(ROWS))
         r = sde("stats", "s3://locked/m.json", "--storage-options", storage(endpoint), "--no-cache")
     finally:
-        _stop(proc)
+        stop(proc)
     assert r.returncode == 1, r.stderr
     assert "s3://locked/m.json: access denied" in r.stderr and "--storage-options" in r.stderr
 
@@ -222,7 +168,7 @@ def tar_in_bucket(bucket, moto_endpoint, tmp_path_factory):
         sf.write(path, (0.2 * np.sin(2 * np.pi * (150 + 10 * k) * t)).astype(np.float32), 16000, subtype="PCM_16")
         entries.append({"audio_filepath": str(path), "duration": 7.0, "text": f"utterance {k}"})
     tar_path, lines = write_nemo_shard(folder, entries)
-    _client(moto_endpoint).upload_file(str(tar_path), bucket, "tarred/audio_0.tar")
+    client(moto_endpoint).upload_file(str(tar_path), bucket, "tarred/audio_0.tar")
     return tar_path, lines
 
 
@@ -257,13 +203,13 @@ def test_a_dali_index_beside_a_remote_tar_replaces_the_scan(tar_in_bucket, confi
     from tests.test_tar_index import dali_index_text
 
     tar_path, _ = tar_in_bucket
-    _client(configured).put_object(Bucket=bucket, Key="tarred/dali_index/audio_0.index",
+    client(configured).put_object(Bucket=bucket, Key="tarred/dali_index/audio_0.index",
                                    Body=dali_index_text(tar_path).encode())
     try:
         index = load_tar_index(f"s3://{bucket}/tarred/audio_0.tar", cache_dir=tmp_path / "c")
         cached = load_tar_index(f"s3://{bucket}/tarred/audio_0.tar", cache_dir=tmp_path / "c")
     finally:
-        _client(configured).delete_object(Bucket=bucket, Key="tarred/dali_index/audio_0.index")
+        client(configured).delete_object(Bucket=bucket, Key="tarred/dali_index/audio_0.index")
     assert index.origin == f"index file s3://{bucket}/tarred/dali_index/audio_0.index"
     assert cached.origin == "cache" and cached.members == index.members
     assert {n: (m.offset, m.size) for n, m in index.members.items()} == tarfile_listing(tar_path)

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -24,26 +21,20 @@ pytest.importorskip("moto.server", reason="the local S3 server is moto's: pip in
 from sde.audio import AudioError, file_info, read_segment  # noqa: E402
 from sde.sources import remote  # noqa: E402
 from sde.sources.members import TarShards, check_tar_members  # noqa: E402
-from tests.browser_kit import ROOT, sde_server  # noqa: E402
+from tests.browser_kit import sde_server  # noqa: E402
 from tests.sources.tar_kit import PATTERN, make_tarred  # noqa: E402
-from tests.test_s3 import _client, _start_moto, _stop, storage  # noqa: E402
+from tests.s3_kit import client, start_moto, stop, storage  # noqa: E402
+from tests.test_s3 import sde  # noqa: E402
 
 BUCKET = "sde-tarred"
 
 
 @pytest.fixture(scope="module")
-def endpoint():
-    proc, url = _start_moto()
-    yield url
-    _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def uploaded(endpoint, tmp_path_factory):
+def uploaded(moto_endpoint, tmp_path_factory):
     """The tarred dataset under s3://BUCKET/tarred/, and a plain manifest with loose audio files
     (one line without a duration) under s3://BUCKET/loose/."""
     tarred = make_tarred(tmp_path_factory.mktemp("s3tarred"))
-    s3 = _client(endpoint)
+    s3 = client(moto_endpoint)
     s3.create_bucket(Bucket=BUCKET)
     for name in ("audio_0.tar", "audio_1.tar", tarred.manifest.name):
         s3.upload_file(str(tarred.folder / name), BUCKET, f"tarred/{name}")
@@ -56,32 +47,20 @@ def uploaded(endpoint, tmp_path_factory):
     return tarred
 
 
-@pytest.fixture
-def configured(endpoint):
-    remote.configure({"endpoint_url": endpoint, "key": "x", "secret": "y"})
-    yield endpoint
-    remote.configure(None)
-
-
-def _sde(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sde.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env={**(env or os.environ), "PYTHONPATH": str(ROOT)})
-
-
 def _wav(url: str) -> tuple[np.ndarray, int]:
     with urllib.request.urlopen(url, timeout=30) as r:
         return sf.read(io.BytesIO(r.read()), dtype="float32")
 
 
-def test_cli_stats_of_a_tarred_manifest_and_tars_in_a_bucket(uploaded, endpoint):
-    r = _sde("stats", f"s3://{BUCKET}/tarred/{uploaded.manifest.name}", "--tarred-audio",
-             f"s3://{BUCKET}/tarred/{PATTERN}", "--storage-options", storage(endpoint), "--json", "--no-cache")
+def test_cli_stats_of_a_tarred_manifest_and_tars_in_a_bucket(uploaded, moto_endpoint):
+    r = sde("stats", f"s3://{BUCKET}/tarred/{uploaded.manifest.name}", "--tarred-audio",
+             f"s3://{BUCKET}/tarred/{PATTERN}", "--storage-options", storage(moto_endpoint), "--json", "--no-cache")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["utterances"] == len(uploaded.lines)
 
 
-def test_a_missing_duration_of_a_remote_file_comes_from_its_header(uploaded, endpoint):
-    r = _sde("stats", f"s3://{BUCKET}/loose/m.json", "--storage-options", storage(endpoint), "--json", "--no-cache")
+def test_a_missing_duration_of_a_remote_file_comes_from_its_header(uploaded, moto_endpoint):
+    r = sde("stats", f"s3://{BUCKET}/loose/m.json", "--storage-options", storage(moto_endpoint), "--json", "--no-cache")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["utterances"] == 3
@@ -89,9 +68,9 @@ def test_a_missing_duration_of_a_remote_file_comes_from_its_header(uploaded, end
 
 
 @pytest.fixture(scope="module")
-def tar_server(uploaded, endpoint):
+def tar_server(uploaded, moto_endpoint):
     with sde_server(f"s3://{BUCKET}/tarred/{uploaded.manifest.name}", "--tarred-audio",
-                    f"s3://{BUCKET}/tarred/{PATTERN}", "--storage-options", storage(endpoint)) as url:
+                    f"s3://{BUCKET}/tarred/{PATTERN}", "--storage-options", storage(moto_endpoint)) as url:
         yield url
 
 
@@ -104,8 +83,8 @@ def test_server_plays_members_of_tars_in_a_bucket(uploaded, tar_server, line):
     assert payload["duration"] == pytest.approx(uploaded.originals[line]["duration"], abs=2e-3)
 
 
-def test_server_plays_loose_audio_files_in_a_bucket(uploaded, endpoint):
-    with sde_server(f"s3://{BUCKET}/loose/m.json", "--storage-options", storage(endpoint)) as url:
+def test_server_plays_loose_audio_files_in_a_bucket(uploaded, moto_endpoint):
+    with sde_server(f"s3://{BUCKET}/loose/m.json", "--storage-options", storage(moto_endpoint)) as url:
         for k in range(3):
             samples, _ = _wav(f"{url}/audio/{k}.wav")
             assert np.allclose(samples, uploaded.expected(4 + k), atol=1e-3)
@@ -128,9 +107,9 @@ def test_check_of_tars_in_a_bucket_finds_every_member(uploaded, configured, tmp_
 
 
 def test_access_denied_to_an_audio_file_names_the_url_and_the_fix(uploaded, tmp_path):
-    proc, endpoint = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "2"})
+    proc, endpoint = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "2"})
     try:
-        s3 = _client(endpoint)
+        s3 = client(endpoint)
         s3.create_bucket(Bucket="locked")
         s3.upload_file(uploaded.originals[4]["audio_filepath"], "locked", "a.wav")
         remote.configure({"endpoint_url": endpoint, "key": "x", "secret": "y"})
@@ -138,7 +117,7 @@ def test_access_denied_to_an_audio_file_names_the_url_and_the_fix(uploaded, tmp_
             read_segment("s3://locked/a.wav")
     finally:
         remote.configure(None)
-        _stop(proc)
+        stop(proc)
     assert e.value.reason == "permission"
     assert str(e.value).startswith("s3://locked/a.wav: access denied") and "--storage-options" in str(e.value)
 

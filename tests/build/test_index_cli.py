@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.interrupt_kit import interrupt_when
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,11 +66,8 @@ def test_ctrl_c_during_a_build_keeps_the_finished_parts_for_the_next_run(manifes
     manifest = str(manifests[240_000])
     args = ["index", manifest, "--cache-dir", str(tmp_path), "--part-size", "1MB", "--threads", "2"]
     process = subprocess.Popen([sys.executable, "-m", "sde.cli", *args], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob("builds/*/part-*.info"))) < 8 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    stderr = interrupt_when(process, lambda: len(list(tmp_path.glob("builds/*/part-*.info"))) >= 8, "8 parts built",
+                            timeout_s=120)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     done = len(list(tmp_path.glob("builds/*/part-*.info")))

@@ -10,10 +10,8 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from sde.build.ray_parts import FAULT_ENV, RAY_MISSING_MESSAGE, RayBuildError, R
 from sde.build.stream import build_in_parts
 from sde.dataset import DatasetOptions, build_dataset
 from tests.build.build_kit import PART, assert_same_dataset, write_mixed_manifest
+from tests.interrupt_kit import interrupt_when
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -175,17 +174,7 @@ def test_interrupted_ray_index_resumes_with_only_the_missing_parts(tmp_path, ray
             "--address", ray_instance.get_runtime_context().gcs_address]
     parts = len(split_lines(str(manifest), 256_000))
     driver = subprocess.Popen([sys.executable, "-m", "sde.cli", *args], env=_env(), stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while len(_infos(cache)) < 3:
-            assert driver.poll() is None, driver.communicate()[1]
-            assert time.monotonic() < deadline, "no part built in 180 s"
-            time.sleep(0.05)
-        driver.send_signal(signal.SIGINT)
-        _, stderr = driver.communicate(timeout=120)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
+    stderr = interrupt_when(driver, lambda: len(_infos(cache)) >= 3, "part built")
     assert driver.returncode == 130, stderr
     assert "Traceback" not in stderr
     done = len(_infos(cache))

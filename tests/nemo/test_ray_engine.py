@@ -12,10 +12,8 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from sde.nemo.model import TranscribeError
 from sde.nemo.parts import PartFile, load_part, part_header, part_path, read_entries, utterance_key
 from sde.nemo.ray_engine import FAULT_ENV, RAY_MISSING_MESSAGE, RayOptions
 from tests.nemo.speech_kit import read_jsonl, speech_rows, write_jsonl
+from tests.interrupt_kit import interrupt_when
 from tests.sources.tar_kit import make_tarred
 
 REPO = Path(__file__).resolve().parents[2]
@@ -253,17 +252,7 @@ def test_interrupted_driver_leaves_parts_the_rerun_completes(audio_dir, tiny_nem
          "--engine", "ray", "--address", ray_instance.get_runtime_context().gcs_address, "--batch-size", "1"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    try:
-        deadline = time.monotonic() + 180
-        while _records(partial) < 2:
-            assert driver.poll() is None, driver.communicate()[1]
-            assert time.monotonic() < deadline, "no part written in 180 s"
-            time.sleep(0.05)
-        driver.send_signal(signal.SIGINT)
-        _, stderr = driver.communicate(timeout=120)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
+    stderr = interrupt_when(driver, lambda: _records(partial) >= 2, "part written")
     assert driver.returncode == 130, stderr
     assert "run the same command again to resume" in stderr and "Traceback" not in stderr
     kept = _records(partial)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ import pandas as pd
 
 from sde.audio_quality import with_measured_audio
 from sde.build.merge import Joined
-from sde.build.parts import PART_BYTES
+from sde.build.parts import PART_BYTES, file_size
 from sde.build.stream import build_in_parts, remove_build
 from sde.cache import (CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
                        read_built, report_unusable)
@@ -133,7 +132,7 @@ def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: in
         return None
     if any(s.remote for s in sources.sources):
         return None
-    sizes = [_size(s.location) for s in sources.sources]
+    sizes = [file_size(s.location) for s in sources.sources]
     first = next((s.location for s, size in zip(sources.sources, sizes) if size), None)
     try:
         if first is None or sum(sizes) <= part_bytes or not _first_line_is_nemo(first):
@@ -143,13 +142,6 @@ def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: in
     if sources.several:
         return sources
     return sources.sources[0].given  # as given: messages name the file the way the user wrote it
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
 
 
 def _first_line_is_nemo(path: str) -> bool:

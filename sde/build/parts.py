@@ -45,7 +45,7 @@ def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list
     group: list = []
     group_bytes = 0
     for source in manifest.sources:
-        size = _size(source.location)  # a missing manifest (0): its part says so, as a one-piece read
+        size = file_size(source.location)  # a missing manifest (0): its part says so, as a one-piece read
         if group and (size > part_bytes or group_bytes + size > part_bytes):
             parts.append(Part(manifest.subset(group)))
             group, group_bytes = [], 0
@@ -60,7 +60,8 @@ def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list
     return parts
 
 
-def _size(path: str) -> int:
+def file_size(path: str) -> int:
+    """A local file's size; 0 when it cannot be read (a missing shard: its part says so)."""
     try:
         return os.path.getsize(path)
     except OSError:

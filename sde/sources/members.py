@@ -281,12 +281,17 @@ set_prefix_opener(TAR_MEMBER, open_tar_member)
 def job_audio_paths(table: pd.DataFrame, tars: Sequence[str]) -> list[str]:
     """Each row's audio as one string for a job that reads many (audio metrics, speech activity,
     transcription): its file, or its member of a tar (a :func:`tar_member_path`)."""
-    paths = table["audio_path"].astype(object).tolist()
     if not tars or "shard_id" not in table.columns:
-        return paths
+        return table["audio_path"].astype(object).tolist()
+    return _per_row_member(table, tars, tar_member_path)
+
+
+def _per_row_member(table: pd.DataFrame, tars: Sequence[str], named: Callable[[str, str], str]) -> list:
+    """Each row's ``audio_path``, or ``named(tar, member)`` for a row whose shard_id names one of ``tars``."""
     numbers = [shard_number(k) for k in table["shard_id"].tolist()]
-    return [tar_member_path(tars[k], str(name)) if k is not None and 0 <= k < len(tars) else path
-            for path, k, name in zip(paths, numbers, table["audio_filepath"].tolist())]
+    return [named(tars[k], str(name)) if k is not None and 0 <= k < len(tars) else path
+            for path, k, name in zip(table["audio_path"].astype(object).tolist(), numbers,
+                                     table["audio_filepath"].tolist())]
 
 
 def job_audio_table(table: pd.DataFrame, tars: Sequence[str]) -> pd.DataFrame:
@@ -451,9 +456,7 @@ def _rates_from_header(table: pd.DataFrame, rows: np.ndarray) -> None:
 def _member_locations(table: pd.DataFrame, tars: Sequence[str]) -> pd.Series:
     """``audio_path`` of a tarred dataset as users read it: ``<tar>:<member>`` (where the audio
     is; the manifest's folder joined to a member name names no file)."""
-    numbers = [shard_number(k) for k in table["shard_id"].tolist()]
-    paths = [f"{tars[k]}:{name}" if k is not None and 0 <= k < len(tars) else path
-             for path, k, name in zip(table["audio_path"].tolist(), numbers, table["audio_filepath"].tolist())]
+    paths = _per_row_member(table, tars, lambda tar, member: f"{tar}:{member}")
     return pd.Series(pd.array(paths, dtype=pd.StringDtype("pyarrow")), index=table.index, name="audio_path")
 
 

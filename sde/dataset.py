@@ -27,6 +27,7 @@ from sde.audio_presence import audio_presence_summary
 from sde.analysis.alphabet import reference_alphabet
 from sde.caching import CacheRegistry, for_dataset
 from sde.manifest import HypothesisField, Manifest, ManifestPart, Problem, read_manifest
+from sde.manifest.hypotheses import MatchedPredictions
 from sde.sources import SourceSet, expand_sources
 from sde.metrics import (LongUtterance, align_corpus, corpus_rates, mean_word_accuracy, utterance_rates,
                          word_counts, word_hits)
@@ -252,13 +253,14 @@ def build_dataset(
 
 
 def build_part(manifest: "str | Path | SourceSet", part: ManifestPart | None, options: DatasetOptions = DatasetOptions(),
-               ) -> tuple[Dataset, pd.DataFrame, dict[str, NormalizedScores]]:
+               matched: MatchedPredictions | None = None) -> tuple[Dataset, pd.DataFrame, dict[str, NormalizedScores]]:
     """Some lines of one local manifest, or some whole manifests of a set (``SourceSet.subset``),
     built alone (sde.build builds big datasets part by part), with its word tallies (see
     word_tallies: the dataset's vocabulary is their sum over the parts) and, with --normalize,
     each hypothesis's normalised scores (their sums and word tallies add up the same way). A part
-    without valid lines gives an empty dataset whose problems say why."""
-    return _build(manifest, options, workers=1, part=part, status=lambda _msg: None)
+    without valid lines gives an empty dataset whose problems say why. ``matched``: with
+    --predictions, the part's lines' predictions (matched once for the whole dataset)."""
+    return _build(manifest, options, workers=1, part=part, status=lambda _msg: None, matched=matched)
 
 
 def _build(
@@ -269,6 +271,7 @@ def _build(
     workers: int | None = None,
     status: Callable[[str], None] | None = None,
     part: ManifestPart | None = None,
+    matched: MatchedPredictions | None = None,
 ) -> tuple[Dataset, pd.DataFrame, dict[str, NormalizedScores]]:
     say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
     workers = workers or min(2, os.cpu_count() or 1)
@@ -280,6 +283,7 @@ def _build(
         strict=options.strict,
         progress=progress,
         part=part,
+        matched=matched,
     )
     if m.table.empty and (part is not None or getattr(manifest, "part_of_set", False)):
         return _empty_dataset(m, options), pd.DataFrame(), {}
@@ -322,8 +326,8 @@ def _build(
         normalized = _normalized_scores(table, m.hypotheses, options.normalize, workers)
         for field_name, scores in normalized.items():
             h = next(h for h in m.hypotheses if h.field == field_name)
-            table[_norm_column(h, "wer")] = scores.rates["wer"]
-            table[_norm_column(h, "cer")] = scores.rates["cer"]
+            table[normalized_column(h, "wer")] = scores.rates["wer"]
+            table[normalized_column(h, "cer")] = scores.rates["cer"]
             extra[field_name] = {"normalized": scores.corpus}
 
     alphabet_report = _add_alphabet_check(table, options.alphabet) if options.alphabet else None
@@ -379,7 +383,7 @@ def computed_columns(hypotheses: Sequence[HypothesisField]) -> set[str]:
     names = {"num_words", "num_chars", "word_rate", "char_rate", "oov_chars", "has_digits"}
     for h in hypotheses:
         names.update(h.column(m) for m in (*HYPOTHESIS_METRICS, "ref_chars", "error"))
-        names.update(_norm_column(h, m) for m in ("wer", "cer"))
+        names.update(normalized_column(h, m) for m in ("wer", "cer"))
     return names
 
 
@@ -475,7 +479,7 @@ def single_chunk_columns(table: pd.DataFrame) -> None:
             table[column] = pd.array(chunked.combine_chunks(), dtype=table[column].dtype)
 
 
-def _norm_column(h: HypothesisField, metric: str) -> str:
+def normalized_column(h: HypothesisField, metric: str) -> str:
     return f"{h.column(metric)}_{NORMALIZED_SUFFIX}"
 
 

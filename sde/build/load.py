@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from sde.cache import (CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_
                        read_built, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
 from sde.manifest.formats import first_line_is_nemo
-from sde.sources import PatternError, RemoteError, SourceSet, as_source_set
+from sde.sources import PatternError, RemoteError, SourceSet, as_source_set, is_url
 
 if TYPE_CHECKING:
     from sde.build.ray_parts import RayEngine
@@ -91,7 +92,7 @@ def load_dataset(
         else:
             if engine != "local":
                 say("built in one piece here: the Ray engine builds local NeMo manifests (one, or a set of "
-                    "shards) bigger than --part-size (without --predictions)")
+                    "shards) bigger than --part-size")
             dataset = build_dataset(manifest, options, progress=progress, status=status)
             stored = False
         transformed = options.estimate_audio_metrics or vad
@@ -122,10 +123,10 @@ def load_dataset(
 
 def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int) -> str | SourceSet | None:
     """What is built part by part: one local NeMo manifest of more than one part, or a set of local
-    NeMo manifests (shards) bigger than one part; None with --predictions (it matches lines across
-    the whole file). Remote manifests are read in one piece."""
-    if options.predictions:
-        return None
+    NeMo manifests (shards) bigger than one part (with --predictions, a local NeMo predictions file:
+    it is matched to the lines once, see sde.build.predictions). Remote manifests are read in one piece."""
+    if options.predictions and not _is_local_nemo(str(options.predictions)):
+        return None  # a predictions file that cannot be cut in lines is matched in one piece
     try:
         sources = as_source_set(manifest)
     except (PatternError, RemoteError, OSError):
@@ -142,6 +143,13 @@ def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: in
     if sources.several:
         return sources
     return sources.sources[0].given  # as given: messages name the file the way the user wrote it
+
+
+def _is_local_nemo(path: str) -> bool:
+    try:
+        return not is_url(path) and os.path.isfile(path) and _first_line_is_nemo(path)
+    except OSError:
+        return False
 
 
 def _first_line_is_nemo(path: str) -> bool:

@@ -20,10 +20,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.cache import COLUMN_FILE_SEPARATOR, done_with_temp_file, temp_file_in
+from sde.build.predictions import PredictionsPlan
 from sde.build.part_files import (PartInfo, errors_file, frame_dtypes, normalized_tallies_file, tallies_file,
                                   utterances_file)
 from sde.dataset import (HYPOTHESIS_METRICS, NORMALIZED_SUMS, DatasetOptions, computed_columns,
-                         normalized_corpus, read_word_list)
+                         normalized_column, normalized_corpus, read_word_list)
 from sde.vocabulary import tally_columns, vocabulary_from_tallies
 from sde.manifest import HypothesisField, ManifestError, Problem, parse_pred_field
 from sde.manifest.hypotheses import MISSING_EXAMPLES, missing_lines_warning
@@ -51,12 +52,15 @@ class Joined:
 
 def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions, *,
                memory_limit: str | None = None, threads: int | None = None,
-               say: Callable[[str], None] = lambda _msg: None) -> Joined:
-    """Join built parts (in line order) into the dataset's tables, written to ``folder``."""
+               say: Callable[[str], None] = lambda _msg: None, predictions: PredictionsPlan | None = None) -> Joined:
+    """Join built parts (in line order) into the dataset's tables, written to ``folder``;
+    ``predictions``: how --predictions was matched to the lines (sde.build.predictions)."""
     built = [info for info in infos if info.rows]
     if not built:
         raise _every_line_bad(infos)
     hypotheses = _hypotheses(built, options)
+    if predictions is not None and all(h.field != predictions.field.field for h in hypotheses):
+        hypotheses.append(predictions.field)  # asked-for fields first, as a one-piece read orders them
     say(f"joining {len(infos)} parts ({sum(i.rows for i in built):,} utterances)")
     parts = [utterances_file(folder, i.index) for i in built]
     schema = _in_build_order(_unified_schema([_schema_of(p) for p in parts]), hypotheses)
@@ -86,8 +90,10 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
         dtypes[f"errors{k}"] = next(i.error_dtypes[h.field] for i in built if _has(i, h))
     return Joined(
         files=files, dtypes=dtypes, column_order={"utterances": schema.names}, hypotheses=hypotheses,
-        problems=[q for i in infos for q in i.problems],
-        warnings=_missing_warnings(built, hypotheses) + list(dict.fromkeys(w for i in infos for w in i.warnings)),
+        problems=[q for i in infos for q in i.problems] + list(predictions.problems if predictions else ()),
+        warnings=_prediction_warnings(predictions) + _missing_warnings(
+            built, [h for h in hypotheses if predictions is None or h.field != predictions.field.field])
+        + list(dict.fromkeys(w for i in infos for w in i.warnings)),
         total_lines=sum(i.total_lines for i in infos),
         alphabet=sorted({c for i in built for c in i.alphabet}),
         alphabet_report=_alphabet_report(built),
@@ -122,6 +128,11 @@ def _hypotheses(built: Sequence[PartInfo], options: DatasetOptions) -> list[Hypo
     names = [name for name in found if is_pred_name(name)]
     ordered = (["pred_text"] if "pred_text" in names else []) + sorted(n for n in names if n != "pred_text")
     return [found[name] for name in ordered]
+
+
+def _prediction_warnings(predictions: PredictionsPlan | None) -> list[Problem]:
+    warning = predictions.warning() if predictions is not None else None
+    return [warning] if warning is not None else []
 
 
 def _missing_warnings(built: Sequence[PartInfo], hypotheses: Sequence[HypothesisField]) -> list[Problem]:
@@ -208,6 +219,10 @@ def _in_build_order(schema: pa.Schema, hypotheses: Sequence[HypothesisField]) ->
     core = [n for n in names if n in CORE_COLUMNS]
     extra = [n for n in names if n not in CORE_COLUMNS and n not in fields and n not in computed]
     rest = [n for n in names if n in computed and n not in metrics]
+    # the normalised scores in hypothesis order too (a hypothesis the first parts lack comes later)
+    normalized = [c for h in hypotheses for c in (normalized_column(h, "wer"), normalized_column(h, "cer")) if c in rest]
+    slots = iter(normalized)
+    rest = [next(slots) if n in normalized else n for n in rest]
     order = core + [f for f in fields if f in names] + extra + metrics + rest
     assert sorted(order) == sorted(names), "every column placed once"
     return pa.schema([schema.field(n) for n in order], metadata=schema.metadata)
@@ -372,7 +387,7 @@ def _vocabulary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[Hy
         for column in tally_columns(h):
             sums.append(f'coalesce(sum("{column}"), 0) AS "{column}"')
     files = [str(tallies_file(folder, i.index)) for i in built]
-    with duckdb.connect(config=_duckdb_config(folder, memory_limit, threads)) as con:
+    with duckdb.connect(config=duckdb_config(folder, memory_limit, threads)) as con:
         # Ordered as the one-piece build orders its counts: most frequent first, then by code point.
         table = con.sql(
             f"SELECT word, {', '.join(sums)} FROM read_parquet(?, union_by_name = true) "
@@ -384,7 +399,7 @@ def _vocabulary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[Hy
     return vocabulary_from_tallies(tallies, hypotheses, read_word_list(options.vocab) if options.vocab else None)
 
 
-def _duckdb_config(folder: Path, memory_limit: str | None, threads: int | None) -> dict[str, str | int]:
+def duckdb_config(folder: Path, memory_limit: str | None, threads: int | None) -> dict[str, str | int]:
     config: dict[str, str | int] = {"temp_directory": str(folder / "duckdb-spill")}
     if memory_limit:
         config["memory_limit"] = memory_limit
@@ -400,7 +415,7 @@ def _normalized_summary(built: Sequence[PartInfo], folder: Path, hypotheses: Seq
     files = [str(normalized_tallies_file(folder, i.index)) for i in built if i.normalized_sums]
     if not files:
         return {}
-    with duckdb.connect(config=_duckdb_config(folder, memory_limit, threads)) as con:
+    with duckdb.connect(config=duckdb_config(folder, memory_limit, threads)) as con:
         table = con.sql('SELECT field, word, sum("count") AS "count", sum(hits) AS hits '
                         "FROM read_parquet(?) GROUP BY field, word", params=[files]).to_arrow_table()
     tallies = table.to_pandas()

@@ -9,18 +9,16 @@ interrupted worker leaves nothing the next run mistakes for a finished part.
 
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from sde.cache import done_with_temp_file, temp_file_in
 from sde.dataset import DatasetOptions, build_part
+from sde.build.atomic import write_arrow, write_atomic, write_parquet
 from sde.build.parts import Part
+from sde.build.predictions import matched_predictions
 from sde.manifest import HypothesisField, ManifestError, Problem
 from sde.manifest.hypotheses import MISSING_EXAMPLES, is_missing_hypothesis_warning
 
@@ -88,19 +86,20 @@ def build_and_write(part: Part, options: DatasetOptions, folder: Path, index: in
     of ``folder``."""
     path = part.shown
     try:
-        dataset, tallies, normalized = build_part(part.manifest, part.lines, options)
+        matched = matched_predictions(folder, index) if options.predictions else None
+        dataset, tallies, normalized = build_part(part.manifest, part.lines, options, matched)
     except ManifestError as e:  # --strict: a bad line in this part
         info = PartInfo(index, part, 0, [], [], [], 0, [], None, "", path, {}, error=str(e))
-        _write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
+        write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
         return info
     utterances = dataset.utterances
     if len(utterances):
-        _write_arrow(utterances_file(folder, index), utterances)
+        write_arrow(utterances_file(folder, index), utterances)
         for k, h in enumerate(dataset.hypotheses):
-            _write_arrow(errors_file(folder, index, k), dataset.errors[h.field])
-        _write_parquet(tallies_file(folder, index), tallies)
+            write_arrow(errors_file(folder, index, k), dataset.errors[h.field])
+        write_parquet(tallies_file(folder, index), tallies)
         if normalized:
-            _write_parquet(normalized_tallies_file(folder, index), pd.concat(
+            write_parquet(normalized_tallies_file(folder, index), pd.concat(
                 [scores.hits.assign(field=f) for f, scores in normalized.items()], ignore_index=True))
     missing, missing_sources = _missing_lines(utterances, dataset.hypotheses)
     sources = utterances["source"] if "source" in utterances.columns else None
@@ -118,7 +117,7 @@ def build_and_write(part: Part, options: DatasetOptions, folder: Path, index: in
         manifest_path=str(dataset.manifest_path), dtypes=frame_dtypes(utterances), tar_shards=dataset.tar_shards,
         error_dtypes={h.field: frame_dtypes(dataset.errors[h.field]) for h in dataset.hypotheses},
     )
-    _write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
+    write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
     return info
 
 
@@ -151,32 +150,3 @@ def read_info(folder: Path, index: int, part: Part) -> PartInfo | None:
 def frame_dtypes(df: pd.DataFrame) -> dict[str, str]:
     """Each column's pandas dtype by name (restored after the Arrow round trip)."""
     return {str(c): str(t) for c, t in df.dtypes.items()}
-
-
-def _replace_atomically(path: Path, write) -> None:
-    """``write(tmp)`` then rename: a killed worker leaves a temporary file a later run removes
-    (sde.cache.remove_stale_temp_files), never a half-written part."""
-    tmp = temp_file_in(path.parent, path.suffix)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        done_with_temp_file(tmp)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    _replace_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
-
-
-def _write_arrow(path: Path, df: pd.DataFrame) -> None:
-    table = pa.Table.from_pandas(df, preserve_index=False)
-
-    def write(tmp: str) -> None:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-
-    _replace_atomically(path, write)
-
-
-def _write_parquet(path: Path, df: pd.DataFrame) -> None:
-    _replace_atomically(path, lambda tmp: pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sde.build.merge import Joined, join_parts
 from sde.build.part_files import PartInfo, build_and_write, read_info
 from sde.build.parts import PART_BYTES, Part, split_parts
+from sde.build.predictions import match_predictions
 from sde.cache import remove_stale_temp_files
 from sde.dataset import DatasetOptions
 from sde.manifest import ManifestError
@@ -38,6 +39,8 @@ def build_in_parts(path: str | SourceSet, options: DatasetOptions, folder: Path,
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(folder)
     parts = split_parts(path, part_bytes)
+    plan = match_predictions(parts, options, folder, threads=threads or default_threads(), part_bytes=part_bytes,
+                             memory_limit=memory_limit, say=say) if options.predictions else None
     infos: dict[int, PartInfo] = {}
     for index, part in enumerate(parts):
         info = read_info(folder, index, part)
@@ -68,7 +71,8 @@ def build_in_parts(path: str | SourceSet, options: DatasetOptions, folder: Path,
     failed = [info for info in ordered if info.error]
     if failed:  # --strict: the earliest bad line of the file, as a one-piece read reports it
         raise ManifestError(failed[0].error or "")
-    return join_parts(ordered, folder, options, memory_limit=memory_limit, threads=threads, say=say)
+    return join_parts(ordered, folder, options, memory_limit=memory_limit, threads=threads, say=say,
+                      predictions=plan)
 
 
 def _built(options: DatasetOptions, folder: Path, todo: list[tuple[int, Part]], threads: int):

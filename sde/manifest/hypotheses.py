@@ -4,12 +4,17 @@ and the warning for a hypothesis field some lines lack.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from sde.manifest.model import ManifestError, Problem
+from sde.manifest.model import HypothesisField, ManifestError, Problem
 
 # How many line numbers the warning about a missing hypothesis field quotes.
 MISSING_EXAMPLES = 3
@@ -36,13 +41,45 @@ def merge_predictions(table: pd.DataFrame, preds: pd.DataFrame, preds_path: str,
         found = found.where(~missing, by_path)
     unmatched = int(found.isna().sum())
     if unmatched == len(table):
-        example = table["audio_filepath"].iloc[0]
-        p_example = preds["audio_filepath"].iloc[0]
-        raise ManifestError(
-            f"{preds_path}: no line matches {main_path}: predictions are matched by audio_filepath "
-            f"(as written or resolved) and offset, e.g. {main_path} has {example!r} while "
-            f"{preds_path} has {p_example!r}; use the manifest that was transcribed, or --audio-base-path")
+        raise no_prediction_matches(preds_path, main_path, table["audio_filepath"].iloc[0],
+                                    preds["audio_filepath"].iloc[0])
     return found.astype(pd.StringDtype("pyarrow")), unmatched
+
+
+def no_prediction_matches(preds_path: str, main_path: str, example: str, p_example: str) -> ManifestError:
+    return ManifestError(
+        f"{preds_path}: no line matches {main_path}: predictions are matched by audio_filepath "
+        f"(as written or resolved) and offset, e.g. {main_path} has {example!r} while "
+        f"{preds_path} has {p_example!r}; use the manifest that was transcribed, or --audio-base-path")
+
+
+def predictions_field(present: Collection[str], predictions: str | Path) -> HypothesisField:
+    """The hypothesis a predictions file becomes: ``pred_text``, or ``pred_text_<file stem>`` when
+    the manifest has a pred_text of its own (``present``: the manifest's fields)."""
+    if "pred_text" not in present:
+        return HypothesisField("pred_text", "")
+    stem = re.sub(r"\W+", "_", Path(predictions).stem).strip("_") or "predictions"
+    name, k = f"pred_text_{stem}", 2
+    while name in present:
+        name, k = f"pred_text_{stem}_{k}", k + 1
+    return HypothesisField(name, name[len("pred_text_"):])
+
+
+def unmatched_warning(shown: str, line: int, unmatched: int, rows: int, predictions: str | Path,
+                      field_name: str) -> Problem:
+    """The note that ``unmatched`` of ``rows`` utterances have no prediction (``shown``:``line``:
+    the first of them)."""
+    return Problem(shown, line, f"{unmatched} of {rows} utterances have no prediction in {predictions} "
+                                f"(the first is here): left out of {field_name}'s scores")
+
+
+@dataclass(frozen=True)
+class MatchedPredictions:
+    """A predictions file matched to some lines (sde.build matches it once for a whole dataset
+    read part by part): the hypothesis it becomes and each line's prediction (null: none)."""
+
+    field: HypothesisField
+    values: pa.ChunkedArray
 
 
 def missing_hypothesis_warning(path: str, field_name: str, values: pd.arrays.ArrowStringArray,

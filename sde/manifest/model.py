@@ -72,6 +72,9 @@ class Manifest:
     # Tar shards holding the audio (index = a row's `shard_id`; members named by `audio_filepath`):
     # set by readers whose data keeps its audio in tars (Lhotse Shar); --tarred-audio sets the rest.
     tar_shards: tuple[str, ...] = ()
+    # The fields other than the core ones that some valid line has (hypotheses included), before
+    # a predictions file adds its own.
+    fields: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import pandas as pd
 
 from sde.manifest.columns import core_frame, extra_column, float_column, has_values, string_column
 from sde.manifest.files import FileRead, every_line_bad, read_file
-from sde.manifest.hypotheses import merge_predictions, missing_hypothesis_warning
+from sde.manifest.hypotheses import (MatchedPredictions, merge_predictions, missing_hypothesis_warning,
+                                    predictions_field, unmatched_warning)
 from sde.manifest.lhotse_reads import lhotse_kind, read_lhotse_sources
 from sde.manifest.model import (
     CORE_FIELDS,
@@ -61,7 +61,8 @@ def _present_fields(reads: list[FileRead], pieces: list[Piece], spec: Spec,
 def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
                   audio_base_path: str | Path | None = None,
                   pred_fields: Sequence[str] = (), predictions: str | Path | None = None,
-                  strict: bool = False, progress: bool = False, part: ManifestPart | None = None) -> Manifest:
+                  strict: bool = False, progress: bool = False, part: ManifestPart | None = None,
+                  matched: MatchedPredictions | None = None) -> Manifest:
     """Read a NeMo JSONL manifest into a validated table (see the module docstring for the rules).
 
     ``path``: one manifest (a file or a URL), or several, globs and NeMo shard patterns (a list, or
@@ -77,6 +78,8 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     ``part``: only these lines of one local manifest (a part without valid lines is no error:
     its problems say why; the table is then empty). A SourceSet that is a subset of a bigger one
     (``SourceSet.subset``) is read the same way, as a part of that set.
+    ``matched``: a part's predictions already matched to its lines (sde.build matches a big
+    predictions file once for the whole dataset); they replace reading ``predictions``.
     """
     hyp_specs = [parse_pred_field(s) for s in pred_fields]
     explicit = frozenset(h.field for h in hyp_specs) if hyp_specs else None
@@ -115,7 +118,15 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
 
     merged: HypothesisField | None = None
     merged_values: pd.Series | None = None
-    if predictions is not None:
+    fields = list(present)
+    if matched is not None:
+        if len(matched.values) != n:
+            raise ValueError(f"{shown}: {n} lines read, but {len(matched.values)} matched predictions: "
+                             "the manifest changed during the build; run sde again")
+        merged = matched.field
+        merged_values = pd.Series(pd.arrays.ArrowStringArray(matched.values))
+        present.append(merged.field)
+    elif predictions is not None:
         p_pieces, p_state, _ = read_file(predictions, Spec(predictions=True), strict, progress)
         p_table = pd.DataFrame(core_frame(p_pieces, base_dir(predictions, audio_base_path)))
         p_table["pred_text"] = pd.arrays.ArrowStringArray(string_column(p_pieces, "pred_text"))
@@ -123,20 +134,11 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         main = pd.DataFrame({"audio_filepath": data["audio_filepath"], "audio_path": data["audio_path"],
                              "offset": data["offset"]})
         merged_values, unmatched = merge_predictions(main, p_table, str(predictions), shown)
-        if "pred_text" not in present:
-            merged = HypothesisField("pred_text", "")
-        else:
-            stem = re.sub(r"\W+", "_", Path(predictions).stem).strip("_") or "predictions"
-            name, k = f"pred_text_{stem}", 2
-            while name in present:
-                name, k = f"pred_text_{stem}_{k}", k + 1
-            merged = HypothesisField(name, name[len("pred_text_"):])
+        merged = predictions_field(present, predictions)
         if unmatched:
             row = int(np.flatnonzero(merged_values.isna().to_numpy())[0])
-            first = int(data["line"][row])
-            warnings.append(Problem(shown if row_sources is None else str(row_sources[row]), first,
-                                    f"{unmatched} of {n} utterances have no prediction in {predictions} "
-                                    f"(the first is here): left out of {merged.field}'s scores"))
+            warnings.append(unmatched_warning(shown if row_sources is None else str(row_sources[row]),
+                                              int(data["line"][row]), unmatched, n, predictions, merged.field))
         present.append(merged.field)
 
     if hyp_specs:
@@ -179,4 +181,5 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     table = pd.DataFrame(data, index=pd.RangeIndex(n))
     return Manifest(path=sources.manifest_path, table=table, hypotheses=hyps,
                     problems=problems, total_lines=total, warnings=warnings, name=sources.name,
-                    sources=[s.name for s in sources.sources], shown=shown, tar_shards=tar_shards)
+                    sources=[s.name for s in sources.sources], shown=shown, tar_shards=tar_shards,
+                    fields=fields)

@@ -41,6 +41,37 @@ def write_mixed_manifest(folder: Path, lines: int = 600) -> Path:
     return path
 
 
+def valid_rows(manifest: Path) -> list[dict]:
+    """The rows of a manifest's valid lines."""
+    rows = []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "duration" in row:
+            rows.append(row)
+    return rows
+
+
+def write_predictions(folder: Path, rows: list[dict], name: str = "preds.json") -> Path:
+    """Predictions for most lines: some by the path as written, some by the resolved path, a few
+    given twice (the later wins), one bad line, and one for a file the manifest lacks."""
+    lines = []
+    for i, row in enumerate(rows):
+        if i % 5 == 0:
+            continue  # no prediction: left out of the scores
+        path = row["audio_filepath"] if i % 3 else str(folder / row["audio_filepath"])
+        lines.append(json.dumps({"audio_filepath": path, "pred_text": row["text"][::-1] if i % 2 else row["text"]}))
+        if i % 17 == 0:
+            lines.append(json.dumps({"audio_filepath": path, "pred_text": "the later one wins"}))
+    lines.insert(10, "{not json")
+    lines.append(json.dumps({"audio_filepath": "audio/elsewhere.wav", "pred_text": "matches no line"}))
+    path = folder / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def assert_same_dataset(built, expected) -> None:
     pd.testing.assert_frame_equal(built.utterances, expected.utterances, check_dtype=False)
     pd.testing.assert_frame_equal(built.vocabulary, expected.vocabulary, check_dtype=False)

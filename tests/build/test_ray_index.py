@@ -22,7 +22,7 @@ from sde.build.parts import Part, split_lines, split_parts
 from sde.build.ray_parts import FAULT_ENV, RAY_MISSING_MESSAGE, RayBuildError, RayEngine, built_on_ray, check_visible
 from sde.build.stream import build_in_parts
 from sde.dataset import DatasetOptions, build_dataset
-from tests.build.build_kit import PART, assert_same_dataset, write_mixed_manifest
+from tests.build.build_kit import PART, assert_same_dataset, valid_rows, write_mixed_manifest, write_predictions
 from tests.interrupt_kit import interrupt_when
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,6 +107,7 @@ def test_without_ray_the_message_names_the_extra(manifest, tmp_path):
 OPTIONS = {
     "defaults": DatasetOptions(),
     "vocabulary and alphabet": DatasetOptions(vocab="VOCAB", alphabet="abcdefghijklmnopqrstuvwxyz '"),
+    "a predictions file": DatasetOptions(predictions="PREDICTIONS"),
 }
 
 
@@ -114,6 +115,8 @@ OPTIONS = {
 def test_ray_built_dataset_is_the_local_one(manifest, tmp_path, ray_instance, options):
     if options.vocab:
         options = DatasetOptions(vocab=str(manifest.with_name("vocab.txt")), alphabet=options.alphabet)
+    if options.predictions:  # matched once here, then each Ray task reads its part's predictions
+        options = DatasetOptions(predictions=str(write_predictions(tmp_path, valid_rows(manifest))))
     messages: list[str] = []
     built = load_dataset(str(manifest), options, cache_dir=tmp_path, part_bytes=PART, engine=RayEngine(),
                          status=messages.append)

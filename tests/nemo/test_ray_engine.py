@@ -239,7 +239,7 @@ def test_interrupted_driver_leaves_parts_the_rerun_completes(audio_dir, tiny_nem
                                                              ray_instance):
     d, dur = audio_dir
     rows = [{"audio_filepath": str(d / name), "duration": round(dur[name], 3), "text": str(k)}
-            for k, name in enumerate(["one.wav", "two.wav", "three.wav"] * 14)]
+            for k, name in enumerate(["one.wav", "two.wav", "three.wav"] * 30)]  # enough left when Ctrl-C lands
     m = tmp_path / "m.json"
     m.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     total = len(rows)

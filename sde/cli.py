@@ -160,13 +160,13 @@ def _configure_engine(threads: int | None, memory_limit: str | None, part_size: 
         except EngineSettingError as e:
             raise click.BadParameter(str(e), param_hint=hint) from None
     try:
-        settings = configure(threads, memory_limit, part_size)
+        configure(threads, memory_limit, part_size)
     except EngineSettingError as e:
         raise click.BadParameter(str(e), param_hint="--threads") from None
-    from sde.query import configure as configure_queries
+    from sde.query import reopen
 
-    try:  # the DuckDB database every table view queries
-        configure_queries(settings.threads, settings.memory_limit)
+    try:  # the DuckDB database every table view queries, with the settings just set
+        reopen()
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--memory-limit") from None
 

@@ -1,7 +1,8 @@
 """How much of the machine sde may use: build processes, DuckDB threads and DuckDB memory.
 
-Set once per process from the command line (``--threads``, ``--memory-limit``); read by the
-part-by-part build (sde.build) and by every DuckDB connection sde opens.
+Set once per process from the command line (``--threads``, ``--memory-limit``, ``--part-size``);
+the one place these live: read by the part-by-part build (sde.build) and by the query engine's
+DuckDB database (sde.filters.engine, which reopens with them).
 """
 
 from __future__ import annotations
@@ -71,3 +72,10 @@ def configure(threads: int | None = None, memory_limit: str | None = None,
 
 def settings() -> EngineSettings:
     return _current
+
+
+def use(chosen: EngineSettings) -> None:
+    """Make ``chosen`` this process's settings as they are (sde.filters.engine, once DuckDB accepted
+    them)."""
+    global _current
+    _current = chosen

@@ -67,7 +67,8 @@ from sde.filters import (
     quote_ident,
     replace_node,
 )
-from sde.filters.engine import MAX_QUERY_SECONDS, LowerCaseColumns, arrow_column, configure, connect, cursor, run_sql
+from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, arrow_column, configure, connect, cursor,
+                                reopen, run_sql)
 
 __all__ = [
     "QueryError",
@@ -86,6 +87,7 @@ __all__ = [
     "VirtualSql",
     "MAX_QUERY_SECONDS",
     "configure",
+    "reopen",
     "connect",
     "cursor",
     "run_sql",

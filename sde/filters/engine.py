@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import duckdb
@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sde import engine as engine_settings
 from sde.filters.bind import TEXT
 from sde.filters.language import QueryError
 
@@ -25,16 +26,9 @@ __all__ = ["MAX_QUERY_SECONDS", "LowerCaseColumns", "arrow_column", "configure",
            "holds_no_ascii_upper", "run_sql"]
 
 
-@dataclass(frozen=True)
-class _Settings:
-    threads: int | None = None        # None: one per CPU core
-    memory_limit: str | None = None   # None: DuckDB's default (80% of RAM)
-
-
 # One in-memory DuckDB database for the whole process: every TableQuery queries it through a
 # cursor of its own, so the memory limit and the threads are shared by all tables, as a user who
-# sets --memory-limit expects. Opened on first use, with the settings of configure().
-_settings = _Settings()
+# sets --memory-limit expects. Opened on first use, with sde.engine's settings (see configure).
 _database: duckdb.DuckDBPyConnection | None = None
 _database_lock = threading.Lock()
 #: A query running longer than this is interrupted (a QueryError): a request is bounded in time.
@@ -60,27 +54,38 @@ if hasattr(os, "register_at_fork"):
 
 
 def configure(threads: int | None = None, memory_limit: str | None = None) -> None:
-    """Threads and memory limit (DuckDB syntax: ``"2GB"``, ``"500MB"``) of the query engine (the
-    CLI's ``--threads`` / ``--memory-limit``; None: every core / DuckDB's default). A value
-    DuckDB refuses raises ValueError with its reason. Queries already running keep the old ones."""
-    global _settings, _database
+    """Threads and memory limit (DuckDB syntax: ``"2GB"``, ``"500MB"``) of the query engine; None:
+    every core / DuckDB's default. They become sde.engine's settings (the one place the CLI's
+    ``--threads`` / ``--memory-limit`` live; the part size stays) once DuckDB accepts them; a
+    value it refuses raises ValueError with its reason. Queries already running keep the old ones."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a whole number of at least 1 (got {threads!r}).")
-    wanted = _Settings(threads, memory_limit)
+    _open(replace(engine_settings.settings(), threads=threads, memory_limit=memory_limit))
+
+
+def reopen() -> None:
+    """Open the query database anew with sde.engine's current settings (after the CLI set them);
+    ValueError when DuckDB refuses them."""
+    _open(engine_settings.settings())
+
+
+def _open(wanted: engine_settings.EngineSettings) -> None:
+    global _database
     try:
         database = connect(wanted)
     except duckdb.Error as e:
-        raise ValueError(f"DuckDB refuses memory limit {memory_limit!r}: {_first_line(e)} "
+        raise ValueError(f"DuckDB refuses memory limit {wanted.memory_limit!r}: {_first_line(e)} "
                          "(write it like 2GB or 500MB).") from None
     with _database_lock:
-        _settings, _database = wanted, database
+        engine_settings.use(wanted)
+        _database = database
 
 
-def connect(settings: _Settings | None = None) -> duckdb.DuckDBPyConnection:
-    """A new in-memory database as sde's engine opens it (with :func:`configure`'s settings): it
-    can read nothing but the tables registered on it (no files, no extensions, no network), and
+def connect(settings: engine_settings.EngineSettings | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory database as sde's engine opens it (with sde.engine's settings unless given):
+    it can read nothing but the tables registered on it (no files, no extensions, no network), and
     no query can change that back."""
-    settings = settings or _settings
+    settings = settings or engine_settings.settings()
     config: dict[str, Any] = {
         "enable_external_access": False,
         "autoload_known_extensions": False,

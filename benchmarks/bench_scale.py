@@ -4,7 +4,7 @@ and a real server.
 
     python benchmarks/bench_scale.py --sizes 1000000 10000000 20000000 [--data DIR] [--threads 2]
                                      [--memory-limit 2GB] [--part-size 32MB] [--keep] [--cache-dir DIR]
-                                     [--only "contains + sorted page" ...]
+                                     [--only "contains + sorted page" ...] [--predictions]
 
 Per size: a seeded manifest (benchmarks/make_manifest.py: two hypotheses, 10,000 speakers, ~12 words
 per line; generated once into --data), then
@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
+import orjson
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +97,23 @@ class PeakSampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def predictions_of(manifest: Path) -> Path:
+    """A predictions file for ``manifest`` (as `sde transcribe` writes one: audio path and pred_text,
+    here the reference with every seventh word dropped), written once beside it."""
+    path = manifest.with_name(manifest.stem + "_predictions.json")
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".tmp")
+    with open(manifest, "rb") as lines, open(tmp, "wb") as out:
+        for line in lines:
+            row = orjson.loads(line)
+            words = row["text"].split()
+            out.write(orjson.dumps({"audio_filepath": row["audio_filepath"],
+                                    "pred_text": " ".join(w for k, w in enumerate(words) if k % 7 != 6)}) + b"\n")
+    tmp.replace(path)
+    return path
 
 
 def folder_bytes(folder: Path) -> int:
@@ -181,6 +199,9 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=None,
                     help="serve the dataset already built in DIR (`sde index MANIFEST --cache-dir DIR`) "
                          "instead of building one: measures the warm start and queries only (one size)")
+    ap.add_argument("--predictions", action="store_true",
+                    help="also merge a predictions file (`--predictions`, one line per utterance, written once "
+                         "beside the manifest) into the build and the server")
     ap.add_argument("--settle", type=float, default=5.0,
                     help="seconds to wait after the server first answers, before the queries: its start-up "
                          "work (the query engine's warm-up; up to 2M utterances the audio-file check) runs in "
@@ -196,12 +217,13 @@ def main() -> None:
     for size in args.sizes:
         manifest = manifest_of(size, args.data)
         cache = args.cache_dir or args.data / f"cache_{size}"
+        sde_args = engine_args + (["--predictions", str(predictions_of(manifest))] if args.predictions else [])
         if args.cache_dir is None:
-            built = cold_build(manifest, cache, engine_args)
+            built = cold_build(manifest, cache, sde_args)
             builds.append(f"| {size:,} | {mb(manifest.stat().st_size)} | {built['seconds']:.1f} s | "
                           f"{mb(built['peak_rss'])} / {mb(built['peak_anon'])} | {mb(built['disk'])} |")
             print(builds[-1], flush=True)
-        server = Server(manifest, cache, engine_args)
+        server = Server(manifest, cache, sde_args)
         try:
             rss, anon = _memory_of_tree(server.proc.pid)
             loaded = f"{server.loaded_s:.2f} s" if server.loaded_s is not None else "(not from the cache)"
@@ -228,7 +250,8 @@ def main() -> None:
     print("|---:|---|---:|---:|")
     print("\n".join(queries))
     print(f"\ncommand: python benchmarks/bench_scale.py --sizes {' '.join(map(str, args.sizes))} "
-          f"--threads {args.threads} --memory-limit {args.memory_limit} --settle {args.settle:g}; "
+          f"--threads {args.threads} --memory-limit {args.memory_limit} --settle {args.settle:g}"
+          f"{' --predictions' if args.predictions else ''}; "
           f"load {os.getloadavg()[0]:.1f}")
 
 

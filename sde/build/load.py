@@ -13,6 +13,7 @@ import pandas as pd
 from sde.audio_quality import with_measured_audio
 from sde.build.merge import Joined
 from sde.build.parts import PART_BYTES, file_size
+from sde.build.remote_parts import local_copies, remote_in_parts
 from sde.build.stream import build_in_parts, remove_build
 from sde.cache import (CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
                        read_built, report_unusable)
@@ -91,8 +92,8 @@ def load_dataset(
                                               progress=progress, say=say, engine=engine)
         else:
             if engine != "local":
-                say("built in one piece here: the Ray engine builds local NeMo manifests (one, or a set of "
-                    "shards) bigger than --part-size")
+                say("built in one piece here: the Ray engine builds NeMo manifests (one, or a set of "
+                    "shards; local or in an object store) bigger than --part-size")
             dataset = build_dataset(manifest, options, progress=progress, status=status)
             stored = False
         transformed = options.estimate_audio_metrics or vad
@@ -124,7 +125,8 @@ def load_dataset(
 def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int) -> str | SourceSet | None:
     """What is built part by part: one local NeMo manifest of more than one part, or a set of local
     NeMo manifests (shards) bigger than one part (with --predictions, a local NeMo predictions file:
-    it is matched to the lines once, see sde.build.predictions). Remote manifests are read in one piece."""
+    it is matched to the lines once, see sde.build.predictions). Remote NeMo manifests too: they are
+    copied into the build folder first (sde.build.remote_parts)."""
     if options.predictions and not _is_local_nemo(str(options.predictions)):
         return None  # a predictions file that cannot be cut in lines is matched in one piece
     try:
@@ -132,7 +134,7 @@ def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: in
     except (PatternError, RemoteError, OSError):
         return None
     if any(s.remote for s in sources.sources):
-        return None
+        return remote_in_parts(sources, part_bytes)
     sizes = [file_size(s.location) for s in sources.sources]
     first = next((s.location for s, size in zip(sources.sources, sizes) if size), None)
     try:
@@ -165,8 +167,9 @@ def _build_in_parts(path: str | SourceSet, options: DatasetOptions, cache: Datas
     folder, so an interrupted build resumes; without one, in a private folder removed at exit."""
     folder = (cache.directory / "builds" / f"{key}-{part_bytes}" if cache is not None and key is not None
               else private_temp_folder("sde-build-"))
-    joined = build_in_parts(path, options, folder, threads=threads, part_bytes=part_bytes,
-                            memory_limit=memory_limit, progress=progress, say=say, engine=engine)
+    with local_copies(path, folder, progress=progress, say=say) as readable:
+        joined = build_in_parts(readable, options, folder, threads=threads, part_bytes=part_bytes,
+                                memory_limit=memory_limit, progress=progress, say=say, engine=engine)
     meta = built_meta(_described(joined, options), joined.dtypes, joined.column_order)
     if cache is None or key is None:
         return read_built(meta, joined.files), False

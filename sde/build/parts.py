@@ -28,30 +28,34 @@ class Part:
     def files(self) -> list[str]:
         """The local files the part reads."""
         if isinstance(self.manifest, SourceSet):
-            return [s.location for s in self.manifest.sources]
+            return [s.readable for s in self.manifest.sources]
         return [self.manifest]
 
     @property
     def shown(self) -> str:
         """How messages name what the part belongs to: the manifest as given, or the dataset."""
-        return self.manifest.name if isinstance(self.manifest, SourceSet) else self.manifest
+        if isinstance(self.manifest, SourceSet):
+            return self.manifest.name if self.manifest.several else self.manifest.sources[0].given
+        return self.manifest
 
 
 def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list[Part]:
     """The parts of a manifest (its path) or of a set of local manifests, in line order."""
     if not isinstance(manifest, SourceSet):
         return [Part(manifest, lines) for lines in split_lines(manifest, part_bytes)]
+    if not manifest.several:  # one manifest read through its Source (a remote one's local copy)
+        return [Part(manifest, lines) for lines in split_lines(manifest.sources[0].readable, part_bytes)]
     parts: list[Part] = []
     group: list = []
     group_bytes = 0
     for source in manifest.sources:
-        size = file_size(source.location)  # a missing manifest (0): its part says so, as a one-piece read
+        size = file_size(source.readable)  # a missing manifest (0): its part says so, as a one-piece read
         if group and (size > part_bytes or group_bytes + size > part_bytes):
             parts.append(Part(manifest.subset(group)))
             group, group_bytes = [], 0
         if size > part_bytes:  # a big manifest of the set: cut in lines
             one = manifest.subset([source])
-            parts.extend(Part(one, lines) for lines in split_lines(source.location, part_bytes))
+            parts.extend(Part(one, lines) for lines in split_lines(source.readable, part_bytes))
         else:
             group.append(source)
             group_bytes += size

@@ -30,6 +30,7 @@ from typing import Any
 from sde.build.part_files import PartInfo, build_and_write, read_info, utterances_file
 from sde.dataset import DatasetOptions
 from sde.build.parts import Part
+from sde.sources import remote
 
 RAY_MISSING_MESSAGE = "Ray is not installed. Install it with: pip install 'sde[ray]'"
 # Fault injection for the tests (and for trying a cluster's recovery by hand): "MARKER:INDEX" makes
@@ -82,6 +83,8 @@ def built_on_ray(options: DatasetOptions, folder: Path, todo: Sequence[tuple[int
         waiting = deque(todo)
         running: dict[Any, int] = {}
         cwd = os.getcwd()
+        # --storage-options: the tasks read remote manifests' audio and text files as we would
+        storage = remote.storage_options()
         # Stopped early (Ctrl-C, SIGTERM, a failed part), the tasks in flight end with the session:
         # Ray kills the tasks of a driver that disconnects. No ray.cancel(force=True): racing a task
         # that is just finishing, it aborts the driver in Ray 2.60 ("Tried to complete task that
@@ -89,7 +92,7 @@ def built_on_ray(options: DatasetOptions, folder: Path, todo: Sequence[tuple[int
         while waiting or running:
             while waiting and (workers is None or len(running) < workers):
                 index, part = waiting.popleft()
-                running[task.remote(part, options, str(folder), index, cwd, fault)] = index
+                running[task.remote(part, options, str(folder), index, cwd, fault, storage)] = index
             (ref,), _ = ray.wait(list(running), num_returns=1)
             index = running.pop(ref)
             info, node = _result(ray, ref, index)
@@ -155,12 +158,13 @@ def check_visible(folder: Path, info: PartInfo, node: str) -> None:
 
 
 def _build_task(part: Part, options: DatasetOptions, folder: str, index: int, cwd: str,
-                fault: str | None) -> tuple[PartInfo, str]:
+                fault: str | None, storage: dict[str, Any] | None = None) -> tuple[PartInfo, str]:
     """Ray task (module level: pickled by reference, workers import sde): one part, built in the
     driver's working directory so relative paths mean what they meant there."""
     node = socket.gethostname()
     if fault is not None:
         _maybe_die(fault, index)
+    remote.configure(storage)
     before = os.getcwd()
     try:
         os.chdir(cwd)

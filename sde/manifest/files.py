@@ -241,7 +241,7 @@ def read_source(k: int, source: Source, shown: str, spec: Spec, strict: bool, pr
     empty, not a manifest) is one problem of its own, unless ``strict``."""
     base = base_dir(source.location, audio_base_path)
     try:
-        pieces, state, total = read_file(source.location, spec, strict, progress, shown=shown, rows_of=rows_of,
+        pieces, state, total = read_file(source.readable, spec, strict, progress, shown=shown, rows_of=rows_of,
                                      allow_empty=several or part is not None, part=part)
     except ManifestError as e:
         if not several or strict:

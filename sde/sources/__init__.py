@@ -40,10 +40,18 @@ class Source:
     location: str  # what is opened: an absolute local path, or a URL
     given: str     # the path as the user wrote it (for a pattern: the expanded name)
     name: str      # relative to the folder all sources share: the `source` column
+    # A local copy read in place of a remote manifest (sde.build cuts it into parts); everything
+    # else (messages, the audio folder, the cache key) still follows ``location``.
+    local_copy: str | None = None
 
     @property
     def remote(self) -> bool:
         return is_url(self.location)
+
+    @property
+    def readable(self) -> str:
+        """What is opened to read the manifest: its local copy if it has one, else ``location``."""
+        return self.local_copy or self.location
 
     @property
     def folder(self) -> str:

@@ -1,0 +1,181 @@
+"""Remote manifests (``s3://...``, any fsspec URL) built part by part, like local ones.
+
+A remote file cannot be mapped or cut at byte offsets by the workers, so each remote manifest of
+the build is first streamed once into the build folder (a few MiB in memory at a time, under a
+temporary name, then renamed), and the parts read that copy. The copy only replaces what is
+opened (``Source.local_copy``): messages still name the URL as given, relative audio paths still
+start from the URL's folder, and the dataset's name, ``source`` names and cache key are those of
+the one-piece read. The copies are removed once the parts are joined; an interrupted build
+keeps its complete copies, which the resumed build reuses.
+
+Only NeMo JSON lines are cut into parts: gzip and Lhotse sources stay one piece (see
+sde.build.load).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from sde.build.atomic import replace_atomically
+from sde.build.parts import file_size
+from sde.cache import remove_stale_temp_files
+from sde.manifest import ManifestError
+from sde.manifest.formats import first_line_is_nemo
+from sde.progress import progress_bar
+from sde.sources import RemoteError, Source, SourceSet, remote
+
+# Bytes fetched per request while copying (one ranged read each): the copy's memory.
+COPY_BLOCK_BYTES = 4 << 20
+# Remote manifests (shards) copied at once: the network, not the CPU, is what they wait on.
+COPY_THREADS = 8
+# What the NeMo check reads of the first manifest.
+HEAD_BYTES = 1 << 16
+# The build folder's subfolder holding the copies.
+COPIES = "remote-copies"
+
+
+def remote_in_parts(sources: SourceSet, part_bytes: int) -> SourceSet | None:
+    """``sources`` (some of them remote) if they are to be built part by part: NeMo JSON lines of
+    more than ``part_bytes`` in all. None: read in one piece (another format, a store that cannot
+    be reached: the one-piece read reports that with its fix)."""
+    try:
+        sizes = _sizes(sources)
+        first = next((s for s, size in zip(sources.sources, sizes) if size), None)
+        return sources if first is not None and sum(sizes) > part_bytes and _head_is_nemo(first) else None
+    except (RemoteError, OSError):
+        return None
+
+
+def _sizes(sources: SourceSet) -> list[int]:
+    """Each manifest's size (0: missing; the one-piece read reports it)."""
+    found = remote.details([s.location for s in sources.sources if s.remote])
+    return [int((found.get(s.location) or {}).get("size") or 0) if s.remote else file_size(s.location)
+            for s in sources.sources]
+
+
+def _head_is_nemo(source: Source) -> bool:
+    if not source.remote:
+        with open(source.location, "rb") as f:
+            return first_line_is_nemo(f.read(HEAD_BYTES))
+    with remote.reading(source.location):
+        with remote.open_file(source.location, ranged=True) as f:
+            return first_line_is_nemo(f.read(HEAD_BYTES))
+
+
+@contextmanager
+def local_copies(manifest: str | SourceSet, folder: Path, *, progress: bool = False,
+                 say: Callable[[str], None] = lambda _msg: None) -> Iterator[str | SourceSet]:
+    """``manifest`` with each of its remote manifests read from a copy in ``folder``; the copies
+    are removed on leaving the block, unless it was interrupted (Ctrl-C: a resumed build reuses
+    them). A local manifest is given back as it is.
+
+    A remote manifest that cannot be copied: one manifest raises the one-piece read's error; of a
+    set, it is read from its URL (it is missing or unreadable, and its part says so as the
+    one-piece read does)."""
+    if not isinstance(manifest, SourceSet) or not any(s.remote for s in manifest.sources):
+        yield manifest
+        return
+    copies = folder / COPIES
+    copies.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(copies)  # of a copy interrupted mid-file
+    try:
+        yield _with_copies(manifest, copies, progress=progress, say=say)
+    except Exception:
+        shutil.rmtree(copies, ignore_errors=True)
+        raise
+    shutil.rmtree(copies, ignore_errors=True)
+
+
+def _with_copies(sources: SourceSet, copies: Path, *, progress: bool, say: Callable[[str], None]) -> SourceSet:
+    """``sources`` with a copy (in ``copies``) behind each remote manifest that could be copied."""
+    targets = {k: copies / f"{k:05d}-{_basename(s.location)}" for k, s in enumerate(sources.sources) if s.remote}
+    try:
+        found = remote.details([sources.sources[k].location for k in targets])
+    except RemoteError as e:
+        raise ManifestError(str(e)) from None
+    sizes = {k: int((found.get(sources.sources[k].location) or {}).get("size") or 0) for k in targets}
+    todo = [k for k in targets if found.get(sources.sources[k].location) is not None
+            and not _complete(targets[k], sizes[k])]
+    if todo:
+        total = sum(sizes[k] for k in todo)
+        say(f"copying {len(todo)} remote manifest{'s' * (len(todo) > 1)} ({total / (1 << 20):,.1f} MB) into "
+            f"{copies} to build {'them' if len(todo) > 1 else 'it'} part by part")
+    copied = _copy_all([(sources.sources[k].location, targets[k], sizes[k]) for k in todo], progress)
+    failed = {url: why for url, why in copied.items() if why is not None}
+    replaced = tuple(
+        replace(s, local_copy=str(targets[k]))
+        if k in targets and found.get(s.location) is not None and s.location not in failed else s
+        for k, s in enumerate(sources.sources))
+    if not sources.several and replaced[0].local_copy is None:  # what the one-piece read would say
+        url = replaced[0].location
+        raise ManifestError(failed.get(url) or str(remote.explain(url, FileNotFoundError(url))))
+    return replace(sources, sources=replaced)
+
+
+def _complete(path: Path, size: int) -> bool:
+    """A copy an interrupted build finished (copies appear only whole: see _copy_one)."""
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
+
+
+def _basename(url: str) -> str:
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[-100:] or "manifest"
+
+
+def _copy_all(jobs: list[tuple[str, Path, int]], progress: bool) -> dict[str, str | None]:
+    """Each (url, target, size) copied, several at once; per URL, why it could not be (else None)."""
+    if not jobs:
+        return {}
+    bar = progress_bar(sum(size for _, _, size in jobs), "copying", unit="B", unit_scale=True, enabled=progress,
+                       unit_divisor=1024, leave=False)
+    lock = threading.Lock()
+
+    def advance(n: int) -> None:
+        with lock:
+            bar.update(n)
+
+    pool = ThreadPoolExecutor(min(COPY_THREADS, len(jobs)), thread_name_prefix="sde-copy")
+    try:
+        futures = {url: pool.submit(_copy_one, url, target, size, advance) for url, target, size in jobs}
+        return {url: future.result() for url, future in futures.items()}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+
+
+def _copy_one(url: str, target: Path, size: int, advance: Callable[[int], None]) -> str | None:
+    """Stream ``url`` into ``target`` one ranged read at a time, under a temporary name renamed
+    when whole; None, or why it failed (the store's error, or the local disk's)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as sink:
+            with remote.reading(url):
+                source = remote.open_file(url, ranged=True, size=size)
+            with source:
+                while True:
+                    with remote.reading(url):
+                        block = source.read(COPY_BLOCK_BYTES)
+                    if not block:
+                        break
+                    sink.write(block)
+                    advance(len(block))
+            sink.flush()
+            os.fsync(sink.fileno())  # a copy that exists whole is reused by a resumed build
+
+    try:
+        replace_atomically(target, write)
+    except RemoteError as e:
+        return str(e)
+    except OSError as e:
+        return (f"{url}: cannot copy it into {target.parent} to build it part by part ({e.strerror or e}); "
+                "free some space there (or pass --cache-dir DIR on a bigger disk)")
+    return None

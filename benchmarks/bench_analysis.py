@@ -3,9 +3,15 @@
 including one over 10,000 groups (DESIGN's target: well under 1 s at 1M utterances).
 
     python benchmarks/bench_analysis.py [--utterances 1000000] [--groups-only]
+    python benchmarks/bench_analysis.py --top-errors MANIFEST [--cache-dir DIR]
 
 --groups-only times the 10,000-group breakdown alone, on a synthetic utterance table (no manifest
 to generate or load: quick to run anywhere).
+
+--top-errors times the Errors page of MANIFEST's first hypothesis as the server computes it:
+the dataset loaded as `sde MANIFEST --cache-dir DIR` loads it (built there first if it is not),
+then `top_errors` first (the errors table turned into codes) and again, and the affected
+utterances of its three tables.
 
 The manifest is generated with benchmarks/make_manifest.py (seeded, `--hypotheses 2`) into
 benchmarks/output/ unless it exists. Times are of first calls (nothing cached), after the dataset
@@ -77,11 +83,39 @@ def print_table(rows) -> None:
         print(f"| {name} | {timed(fn):.0f} |")
 
 
+def top_errors_rows(manifest: Path, cache_dir: str | None) -> list:
+    from sde import analysis
+    from sde.build.load import load_dataset
+
+    ds = load_dataset(manifest, cache_dir=cache_dir)
+    errors = ds.errors[ds.hypotheses[0].field]
+    tables: dict = {}
+
+    def first():
+        tables.update(analysis.top_errors(errors, limit=200))
+
+    def affected():
+        for kind, rows in tables.items():
+            analysis.affected_utterances(errors, kind, rows)
+
+    print(f"{len(ds.utterances):,} utterances, {len(errors):,} errors in `{ds.hypotheses[0].field}`\n")
+    return [
+        ("top errors (substitutions, deletions, insertions; 200 each), first call", first),
+        ("… again (codes cached)", lambda: analysis.top_errors(errors, limit=200)),
+        ("… utterances affected by each of those 600 errors", affected),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--utterances", type=int, default=1_000_000)
     ap.add_argument("--groups-only", action="store_true", help="only the 10,000-group breakdown, synthetic data")
+    ap.add_argument("--top-errors", type=Path, metavar="MANIFEST", help="only the Errors page of MANIFEST")
+    ap.add_argument("--cache-dir", help="with --top-errors: where the dataset is (or gets) built")
     args = ap.parse_args()
+    if args.top_errors:
+        print_table(top_errors_rows(args.top_errors, args.cache_dir))
+        return
     if args.groups_only:
         table = with_many_groups(synthetic_table(args.utterances))
         print(f"{len(table):,} synthetic utterances, {GROUPS:,} groups\n")

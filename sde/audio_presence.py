@@ -2,11 +2,15 @@
 `audio_missing`, so a missing file shows up on the Problems page and in a filter
 (`{audio_exists} = false`) instead of only when its utterance is opened.
 
-One `stat` per distinct file (segments of one long recording share it), spread over a thread pool:
-stat is I/O-bound, and on a network file system each call waits on a round trip, so threads
-overlap them. The check has a time budget: a slow or hung mount must not hold the server's start
-hostage, so files not reached in time stay unchecked (<NA>), and URLs (s3://…) are never
-checked (a request per file is not a stat).
+Each distinct file is checked once (segments of one long recording share it). Files are grouped by
+folder, in Arrow: a folder holding many of them is listed once (one `scandir` answers all of its
+files, and a folder that is not there answers them without a call each), the files of the other
+folders get a `stat` each. Both are I/O-bound, and on a network file system each call waits on a
+round trip, so a few threads overlap them; few, because the Python between the calls holds the
+GIL, and this check runs while the server already answers requests (32 threads fighting for it
+made requests wait up to a quarter of a second at 1M files). The check has a time budget: a slow
+or hung mount must not hold the server's start hostage, so files not reached in time stay
+unchecked (<NA>), and URLs (s3://…) are never checked (a request per file is not a stat).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import queue
 import stat
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -29,11 +34,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
 COLUMN = "audio_exists"
-DEFAULT_WORKERS = 32
+DEFAULT_WORKERS = 8
 DEFAULT_BUDGET_S = 10.0
-# Paths handed to one pool task: small enough that the budget is checked often, large enough that
-# the pool's bookkeeping stays small next to the stats themselves.
+# Paths handed to one stat task: small enough that the budget is checked often, large enough that
+# the bookkeeping stays small next to the stats themselves.
 _CHUNK = 256
+# A folder holding at least this many of the files is listed instead of stat-ing each file: one
+# listing of a folder that also holds many other files must not cost more than the stats it saves.
+LIST_AT_LEAST = 16
+# Scheme "://" as sde.manifest reads URLs: ASCII letters, digits, "+", "." and "-", at least one
+# letter or digit, before the first "://".
+_URL = r"^[A-Za-z0-9+.\-]*[A-Za-z0-9][A-Za-z0-9+.\-]*://"
+_UNCHECKED, _MISSING, _THERE = -1, 0, 1
 
 
 @dataclass(frozen=True)
@@ -54,9 +66,13 @@ class AudioPresence:
         return sum(v is False for v in self.exists.values())
 
 
-def _is_url(path: str) -> bool:
-    head, sep, _ = path.partition("://")
-    return bool(sep) and head.isascii() and head.replace("+", "").replace(".", "").replace("-", "").isalnum()
+@dataclass(frozen=True)
+class _Answers:
+    """Per distinct path, as an array: 1 there, 0 missing, -1 unchecked."""
+
+    codes: np.ndarray  # int8
+    elapsed_s: float
+    timed_out: bool
 
 
 def _is_file(path: str) -> bool:
@@ -68,75 +84,188 @@ def _is_file(path: str) -> bool:
 
 def check_paths(paths: Sequence[str], *, workers: int = DEFAULT_WORKERS, budget_s: float = DEFAULT_BUDGET_S,
                 is_file: Callable[[str], bool] | None = None) -> AudioPresence:
-    """Stat every distinct local path of `paths`, in parallel, for at most about `budget_s`
-    (`is_file`: how one path is checked; a regular file by default)."""
-    is_file = is_file or _is_file
-    start = time.monotonic()
+    """Check every distinct local path of `paths`, in parallel, for at most about `budget_s`
+    (`is_file`: how one path is checked, then path by path; by default a regular file, folder by folder)."""
     distinct = list(dict.fromkeys(p for p in paths if isinstance(p, str) and p))
-    exists: dict[str, bool | None] = {p: None for p in distinct}
-    local = [p for p in distinct if not _is_url(p)]
-    if not local:
-        return AudioPresence(exists, 0.0, False)
-    chunks: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
-    for i in range(0, len(local), _CHUNK):
-        chunks.put(local[i:i + _CHUNK])
-    found: dict[str, bool] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
+    answers = _check(pa.array(distinct, type=pa.large_string()), workers=workers, budget_s=budget_s, is_file=is_file)
+    exists = {p: None if a == _UNCHECKED else bool(a) for p, a in zip(distinct, answers.codes.tolist())}
+    return AudioPresence(exists, answers.elapsed_s, answers.timed_out)
+
+
+def _check(paths: pa.Array, *, workers: int, budget_s: float, is_file: Callable[[str], bool] | None) -> _Answers:
+    """Check the distinct `paths` (URLs and "" stay unchecked) within about `budget_s`."""
+    start = time.monotonic()
+    answers = np.full(len(paths), _UNCHECKED, dtype=np.int8)
+    checkable = pc.and_(pc.not_equal(paths, ""), pc.invert(pc.match_substring_regex(paths, _URL)))
+    local = np.flatnonzero(pc.fill_null(checkable, False).to_numpy(zero_copy_only=False))
+    if not local.size:
+        return _Answers(answers, 0.0, False)
+    by_folder = is_file is None and os.name == "posix"  # elsewhere "C:x.wav" is not a folder and a name
+    tasks = _folder_tasks(paths, local) if by_folder else []
+    single = np.zeros(len(paths), dtype=bool)
+    single[local] = True
+    for task in tasks:
+        single[task.rows] = False
+    singles = np.flatnonzero(single)  # not np.setdiff1d: its hash-based unique holds the GIL ~0.2 s at 1M
+    tasks += [_StatFiles(paths, singles[i:i + _CHUNK], is_file or _is_file) for i in range(0, len(singles), _CHUNK)]
+    done = _run(tasks, answers, workers=workers, deadline=start + budget_s)
+    return _Answers(done, time.monotonic() - start, bool((done[local] == _UNCHECKED).any()))
+
+
+class _Board:
+    """Where the tasks write their answers, until the budget runs out: then no more."""
+
+    def __init__(self, answers: np.ndarray) -> None:
+        self.answers = answers
+        self.lock = threading.Lock()
+        self.stopped = False
+
+    def write(self, rows: np.ndarray | int, found: np.ndarray | bool) -> bool:
+        with self.lock:
+            if self.stopped:
+                return False
+            self.answers[rows] = found
+            return True
+
+    def close(self) -> np.ndarray:
+        with self.lock:
+            self.stopped = True
+            return self.answers.copy()
+
+
+def _run(tasks: list, answers: np.ndarray, *, workers: int, deadline: float) -> np.ndarray:
+    board = _Board(answers)
+    pending: queue.SimpleQueue = queue.SimpleQueue()
+    for task in tasks:
+        pending.put(task)
 
     def work() -> None:
-        while not stop.is_set():
+        while not board.stopped:
             try:
-                chunk = chunks.get_nowait()
+                task = pending.get_nowait()
             except queue.Empty:
                 return
-            for p in chunk:
-                answer = is_file(p)
-                with lock:  # each answer as it comes: on a slow mount, every stat done counts
-                    if stop.is_set():
-                        return
-                    found[p] = answer
+            task.run(board)
 
-    # Daemon threads, not a pool: a stat stuck on a hung mount must hold up neither the start
+    # Daemon threads, not a pool: a call stuck on a hung mount must hold up neither the start
     # (the budget) nor the exit of the process (a pool's workers are joined at exit).
     threads = [threading.Thread(target=work, name="sde-stat", daemon=True)
-               for _ in range(max(1, min(workers, -(-len(local) // _CHUNK))))]
+               for _ in range(max(1, min(workers, len(tasks))))]
     for t in threads:
         t.start()
-    deadline = start + budget_s
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
-    with lock:
-        stop.set()
-        exists.update(found)
-    timed_out = len(found) < len(local)
-    return AudioPresence(exists, time.monotonic() - start, timed_out)
+    return board.close()
 
 
-def distinct_paths(paths: pd.Series) -> tuple[list[str], np.ndarray]:
-    """(each distinct path once, each row's index into that list, -1 where the row has none):
-    computed by Arrow, so 10M rows never become 10M Python strings."""
+@dataclass
+class _StatFiles:
+    paths: pa.Array
+    rows: np.ndarray
+    is_file: Callable[[str], bool]
+
+    def run(self, board: _Board) -> None:
+        for row, path in zip(self.rows.tolist(), self.paths.take(pa.array(self.rows)).to_pylist()):
+            # each answer as it comes: on a slow mount, every stat done counts
+            if not board.write(row, self.is_file(path)):
+                return
+
+
+@dataclass
+class _ListFolder:
+    folder: str            # as the paths spell it, "" for the current one
+    names: pa.Array        # the file names of `rows` in it
+    paths: pa.Array
+    rows: np.ndarray
+
+    def run(self, board: _Board) -> None:
+        try:
+            with os.scandir(self.folder or ".") as entries:
+                regular = [e.name for e in entries if _is_regular(e)]
+        except (FileNotFoundError, NotADirectoryError):
+            board.write(self.rows, False)  # no folder: none of its files is there
+            return
+        except (OSError, ValueError):  # not listable (no read permission, NUL in the name): stat each
+            _StatFiles(self.paths, self.rows, _is_file).run(board)
+            return
+        found = pc.is_in(self.names, value_set=pa.array(regular, type=pa.large_string()))
+        found = found.to_numpy(zero_copy_only=False)
+        if not found.all() and _matches_loosely(self.folder, regular):
+            # a case- or normalization-insensitive file system finds "A.wav" as "a.wav": stat each
+            # file not listed as spelt, as a stat would find it
+            if not board.write(self.rows[found], True):
+                return
+            _StatFiles(self.paths, self.rows[~found], _is_file).run(board)
+            return
+        board.write(self.rows, found)
+
+
+def _is_regular(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()  # follows a link, as stat does
+    except OSError:
+        return False
+
+
+def _matches_loosely(folder: str, names: list[str]) -> bool:
+    """Whether the file system finds a file of `folder` under another spelling of its name: another
+    case, or another Unicode normalization (one stat per kind of spelling)."""
+    listed = set(names)
+    not_ascii = [n for n in names if not n.isascii()]
+    respellings = ((n.swapcase() for n in names), (unicodedata.normalize("NFD", n) for n in not_ascii),
+                   (unicodedata.normalize("NFC", n) for n in not_ascii))
+    for spelt in respellings:
+        other = next((o for o in spelt if o not in listed), None)
+        if other is not None and os.path.lexists(os.path.join(folder or ".", other)):
+            return True
+    return False
+
+
+def _folder_tasks(paths: pa.Array, rows: np.ndarray) -> list[_ListFolder]:
+    """One listing per folder holding at least LIST_AT_LEAST of the files `rows` of `paths`."""
+    folder_names, names = _folder_and_name(paths.take(pa.array(rows)))
+    folders = pc.dictionary_encode(folder_names)
+    folder_of = folders.indices.to_numpy()
+    files_in = np.bincount(folder_of, minlength=len(folders.dictionary))
+    order = np.argsort(folder_of, kind="stable")
+    ends = np.cumsum(files_in)
+    tasks = []
+    for f in np.flatnonzero(files_in >= LIST_AT_LEAST).tolist():
+        members = order[ends[f] - files_in[f]:ends[f]]
+        tasks.append(_ListFolder(folders.dictionary[f].as_py(), names.take(pa.array(members)), paths, rows[members]))
+    return tasks
+
+
+def _folder_and_name(paths: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Each path cut at its last "/": (the folder with that "/", or "" for none; the name)."""
+    parts = pc.split_pattern(paths, "/", max_splits=1, reverse=True)
+    pieces = parts.flatten()
+    offsets = parts.offsets.to_numpy()
+    offsets = offsets - offsets[0]  # positions in `pieces`
+    names = pieces.take(pa.array(offsets[1:] - 1))
+    in_folder = pa.array(np.diff(offsets) == 2)
+    slash, empty = pa.scalar("/", pieces.type), pa.scalar("", pieces.type)
+    folders = pc.if_else(in_folder, pc.binary_join_element_wise(pieces.take(pa.array(offsets[:-1])), slash, empty),
+                         empty)
+    return folders, names
+
+
+def distinct_paths(paths: pd.Series) -> tuple[pa.Array, np.ndarray]:
+    """(each distinct path once, each row's index into it, -1 where the row has none): computed by
+    Arrow, so 10M rows never become 10M Python strings."""
     values = pa.chunked_array([pa.array(paths.array, from_pandas=True)]) if not isinstance(
         getattr(paths.array, "_pa_array", None), pa.ChunkedArray) else paths.array._pa_array
     encoded = pc.dictionary_encode(values).combine_chunks()
     codes = pc.fill_null(encoded.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
-    return encoded.dictionary.to_pylist(), codes
+    return encoded.dictionary.cast(pa.large_string()), codes
 
 
-def presence_column(paths: pd.Series, presence: AudioPresence, distinct: tuple[list[str], np.ndarray] | None = None,
-                    ) -> pd.Series:
-    """`audio_exists` for each row of `paths` (nullable boolean: <NA> where unchecked)."""
-    names, codes = distinct if distinct is not None else distinct_paths(paths)
-    # per distinct path: 1 exists, 0 missing, -1 unchecked; one more entry for rows without a path
-    answers = np.array([_code(presence.exists.get(p) if isinstance(p, str) else None) for p in names] + [-1],
-                       dtype=np.int8)
-    per_row = answers[codes]  # -1 (no path) picks the last entry
-    values = pd.arrays.BooleanArray(per_row == 1, per_row < 0)
+def presence_column(paths: pd.Series, answers: np.ndarray, codes: np.ndarray) -> pd.Series:
+    """`audio_exists` for each row of `paths` (nullable boolean: <NA> where unchecked), from the
+    answer of each distinct path (1, 0, -1) and each row's index into them (-1: no path)."""
+    per_row = np.append(answers, np.int8(_UNCHECKED))[codes]  # -1 (no path) picks the last entry
+    values = pd.arrays.BooleanArray(per_row == _THERE, per_row == _UNCHECKED)
     return pd.Series(values, index=paths.index, name=COLUMN)
-
-
-def _code(answer: bool | None) -> int:
-    return -1 if answer is None else int(bool(answer))
 
 
 def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, budget_s: float = DEFAULT_BUDGET_S,
@@ -148,23 +277,30 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
     table = dataset.utterances
     if "audio_path" not in table.columns or len(table) == 0:
         return dataset
-    distinct = distinct_paths(table["audio_path"])
-    presence = check_paths(distinct[0], workers=workers, budget_s=budget_s)
-    column = presence_column(table["audio_path"], presence, distinct)
+    names, codes = distinct_paths(table["audio_path"])
+    answers = _check(names, workers=workers, budget_s=budget_s, is_file=None)
+    column = presence_column(table["audio_path"], answers.codes, codes)
     if status is not None:
-        distinct = len(presence.exists)
-        if presence.timed_out:
-            status(f"note: checked {presence.checked:,} of {distinct:,} audio files in {budget_s:g} s; "
-                   "the rest are left unchecked (audio_exists is empty for them)")
-        if presence.missing:
-            rows = int((~column.fillna(True)).sum())
-            status(f"note: {presence.missing:,} of {distinct:,} audio files are missing ({rows:,} utterances); "
-                   "listed on the Problems page, filter {audio_exists} = false")
+        _report(names, answers, column, budget_s, status)
     out = table.copy(deep=False)
     if COLUMN in out.columns:
         out = out.drop(columns=[COLUMN])
     out.insert(int(out.columns.get_loc("audio_path")) + 1, COLUMN, column)
     return dataclasses.replace(dataset, utterances=out, _queries={}, _lock=threading.Lock())
+
+
+def _report(names: pa.Array, answers: _Answers, column: pd.Series, budget_s: float,
+            status: Callable[[str], None]) -> None:
+    distinct = len(names) - int(pc.sum(pc.equal(names, "")).as_py() or 0)
+    checked = int((answers.codes != _UNCHECKED).sum())
+    missing = int((answers.codes == _MISSING).sum())
+    if answers.timed_out:
+        status(f"note: checked {checked:,} of {distinct:,} audio files in {budget_s:g} s; "
+               "the rest are left unchecked (audio_exists is empty for them)")
+    if missing:
+        rows = int((~column.fillna(True)).sum())
+        status(f"note: {missing:,} of {distinct:,} audio files are missing ({rows:,} utterances); "
+               "listed on the Problems page, filter {audio_exists} = false")
 
 
 def missing_rows(utterances: pd.DataFrame) -> np.ndarray:

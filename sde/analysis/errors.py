@@ -9,13 +9,18 @@ integer codes (cached), and every question is then a vectorised pass over those 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sde.analysis.rates import STRING, UttIds, _id_mask, _unique_counts
 from sde.caching import LRUCache
+from sde.engine import settings
 
 _KINDS = {"sub": 0, "del": 1, "ins": 2}  # as errors tables name them
 _OPS = {"sub": 0, "del": 1, "ins": 2, "substitution": 0, "deletion": 1, "insertion": 2,
@@ -30,19 +35,59 @@ class _ErrorCodes:
     op: np.ndarray       # int8: 0 sub, 1 del, 2 ins
     ref: np.ndarray      # int32 code into words, -1 for <NA> (int32: ~2M rows per hypothesis stay small)
     hyp: np.ndarray      # int32 code into words, -1 for <NA>
-    words: np.ndarray    # object array of str
-    rank: np.ndarray     # int64: position of each word in sorted (code point) order
-    index: pd.Index      # word → code
+    # Arrow strings, never Python objects: at 10M utterances there are ~1M distinct words, and only
+    # the few shown (a top-N table) become Python strings.
+    words: pa.Array
+    # The code of each word shown so far: the words asked about next (the affected utterances of a
+    # top-N table) are those, found without hashing the whole dictionary again.
+    shown: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def max_utt(self) -> int:
         return int(self.utt.max()) + 1 if self.utt.size else 0
 
+    def code_of(self, words: Sequence[str | None]) -> np.ndarray:
+        """Each word's code (int64; -1: not in the table)."""
+        words = list(words)
+        known = [self.shown.get(w, -2) if isinstance(w, str) else -1 for w in words]
+        if -2 not in known:
+            return np.array(known, dtype=np.int64)
+        wanted = pa.array(words, type=self.words.type, from_pandas=True)
+        found = pc.index_in(wanted, value_set=self.words)
+        return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
+    def text(self, codes: np.ndarray) -> pd.arrays.ArrowStringArray:
+        words = self.words.take(pa.array(codes, type=pa.int64())).to_pylist()
+        if len(self.shown) > _MAX_SHOWN:
+            self.shown.clear()
+        self.shown.update(zip(words, codes.tolist()))
+        return pd.array(words, dtype=STRING)
+
+    def rank(self, *codes: np.ndarray) -> list[np.ndarray]:
+        """For each array of codes, each word's position in code point order among the words of
+        all of them: what ties are broken by, computed for a top-N's candidates only."""
+        among = _distinct(np.concatenate([c.astype(np.int64) for c in codes])) if codes else np.zeros(0, np.int64)
+        # Arrow compares UTF-8 bytes, which orders strings as their code points do
+        order = pc.sort_indices(self.words.take(pa.array(among))).to_numpy()
+        position = np.empty(len(among), dtype=np.int64)
+        position[order] = np.arange(len(among))
+        return [position[np.searchsorted(among, c)] for c in codes]
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (sort-based: numpy's hash-based np.unique is slow on millions)."""
+    values = np.sort(values)
+    return values[np.r_[True, values[1:] != values[:-1]]] if values.size else values
+
+
+# Words remembered with their codes per errors table, at most (a few top-N tables hold ~1,000).
+_MAX_SHOWN = 100_000
 # Errors tables are built once per dataset and never modified, so their codes are cached, keyed by
 # identity (a DataFrame is not hashable). The entry is dropped when its table is collected (so an
 # id is never reused for another table while cached), and the cache keeps the most recent tables.
 _CODES_CACHE = LRUCache(64)
+# Rows of ref + hyp below which encoding them stays on one thread (threads cost more than they save).
+_ROWS_PER_THREAD = 1 << 20
 
 
 def _error_codes(errors: pd.DataFrame) -> _ErrorCodes:
@@ -54,24 +99,92 @@ def _error_codes(errors: pd.DataFrame) -> _ErrorCodes:
     if missing:
         raise KeyError(f"errors table lacks column(s) {sorted(missing)}; expected utt, op, ref, hyp")
     n = len(errors)
-    op = _op_codes(errors["op"])
-    both = pd.concat([errors["ref"], errors["hyp"]], ignore_index=True)
-    codes, uniques = pd.factorize(both, use_na_sentinel=True)
-    words = np.asarray(uniques, dtype=object) if len(uniques) else np.zeros(0, dtype=object)
-    rank = np.empty(len(words), dtype=np.int64)
-    rank[np.argsort(words.astype(str), kind="stable")] = np.arange(len(words))
+    words, codes = _shared_codes([_arrow_words(errors["ref"]), _arrow_words(errors["hyp"])])
     result = _ErrorCodes(
         utt=errors["utt"].to_numpy(dtype=np.int64),
-        op=op,
-        ref=codes[:n].astype(np.int32),
-        hyp=codes[n:].astype(np.int32),
+        op=_op_codes(errors["op"]),
+        ref=codes[:n],
+        hyp=codes[n:],
         words=words,
-        rank=rank,
-        index=pd.Index(words, dtype=object),
     )
     _CODES_CACHE.put(key, (weakref.ref(errors), result))
     weakref.finalize(errors, _CODES_CACHE.discard, key)
     return result
+
+
+def _arrow_words(column: pd.Series) -> pa.ChunkedArray:
+    """A column of words as Arrow large strings, sharing the loaded (mapped) buffers when it is one."""
+    values = column if column.dtype == STRING else column.astype(STRING)
+    got = values.array.__arrow_array__()
+    got = got if isinstance(got, pa.ChunkedArray) else pa.chunked_array([got])
+    return got if got.type == pa.large_string() else got.cast(pa.large_string())
+
+
+def _shared_codes(columns: list[pa.ChunkedArray]) -> tuple[pa.Array, np.ndarray]:
+    """(distinct words, each value's int32 code into them, -1 for null) of the columns end to end.
+
+    Hashing millions of strings is most of the cost (~1 s at 10M utterances on one core): the rows
+    are cut into one range per thread, each range is encoded by Arrow (which releases the GIL) with
+    a dictionary of its own, and those few dictionaries are then merged into one. Codes are written
+    chunk by chunk into one array: full-length temporaries would cost as much again in page faults."""
+    total = sum(len(c) for c in columns)
+    threads = max(1, min(settings().processes, total // _ROWS_PER_THREAD))
+    ranges = _split(columns, threads)
+    codes = np.empty(total, dtype=np.int32)
+    with ThreadPoolExecutor(threads, thread_name_prefix="sde-error-codes") as pool:
+        encoded = list(pool.map(_encode, ranges))
+        dictionaries = [_dictionary(e) for e in encoded]
+        merged = pa.concat_arrays(dictionaries).dictionary_encode()
+        to_merged = merged.indices.to_numpy()
+        starts = np.cumsum([0] + [len(d) for d in dictionaries]).tolist()
+        # each range's dictionary index → merged code, plus a last entry, -1, picked by a null
+        remaps = [np.append(to_merged[starts[i]:starts[i + 1]], -1).astype(np.int32) for i in range(len(ranges))]
+        outs = [codes[begin:end] for begin, end in _bounds(ranges)]
+        list(pool.map(_write_codes, encoded, remaps, outs))
+    return merged.dictionary, codes
+
+
+def _split(columns: list[pa.ChunkedArray], parts: int) -> list[list[pa.Array]]:
+    """The columns' values end to end, cut into `parts` ranges of about equal length (zero-copy slices)."""
+    chunks = [c for column in columns for c in column.chunks]
+    total = sum(len(c) for c in chunks)
+    size = max(1, -(-total // parts))
+    ranges: list[list[pa.Array]] = [[]]
+    room = size
+    for chunk in chunks:
+        offset = 0
+        while offset < len(chunk):
+            if room == 0:
+                ranges.append([])
+                room = size
+            piece = chunk.slice(offset, room)
+            ranges[-1].append(piece)
+            offset += len(piece)
+            room -= len(piece)
+    return ranges
+
+
+def _bounds(ranges: list[list[pa.Array]]) -> list[tuple[int, int]]:
+    ends = np.cumsum([sum(len(p) for p in r) for r in ranges]).tolist()
+    return list(zip([0] + ends[:-1], ends))
+
+
+def _encode(pieces: list[pa.Array]) -> pa.ChunkedArray:
+    """One range as dictionary indices, its chunks sharing one dictionary."""
+    return pa.chunked_array(pieces, type=pa.large_string()).dictionary_encode()
+
+
+def _dictionary(encoded: pa.ChunkedArray) -> pa.Array:
+    return encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], type=pa.large_string())
+
+
+def _write_codes(encoded: pa.ChunkedArray, remap: np.ndarray, out: np.ndarray) -> None:
+    at = 0
+    for chunk in encoded.chunks:
+        local = chunk.indices
+        local = (pc.fill_null(local, -1) if local.null_count else local).to_numpy()
+        np.take(remap, local, out=out[at:at + len(local)], mode="wrap")  # -1 (null) → the last entry; "raise" would copy
+        at += len(local)
 
 
 def _op_codes(ops: pd.Series) -> np.ndarray:
@@ -79,8 +192,7 @@ def _op_codes(ops: pd.Series) -> np.ndarray:
     maps its few categories, not its millions of values."""
     if isinstance(ops.dtype, pd.CategoricalDtype):
         by_category = np.array([_KINDS.get(str(c), -1) for c in ops.cat.categories] + [-1], dtype=np.int8)
-        codes = ops.cat.codes.to_numpy()
-        return by_category[np.where(codes >= 0, codes, len(by_category) - 1)]
+        return by_category[ops.cat.codes.to_numpy()]  # a missing value's code, -1, picks the last entry
     values = ops.astype(object).to_numpy() if len(ops) else np.zeros(0, dtype=object)
     op = np.full(len(ops), -1, dtype=np.int8)
     for name, code in _KINDS.items():
@@ -95,8 +207,9 @@ def _op_code(op: str) -> int:
         raise ValueError(f"unknown error kind {op!r}; choose sub, del or ins") from None
 
 
-def _top(counts: np.ndarray, tiebreak: list[np.ndarray], limit: int | None) -> np.ndarray:
-    """Positions of the `limit` largest counts, most frequent first, ties by the tiebreak keys."""
+def _top(counts: np.ndarray, tiebreak: list[np.ndarray], codes: _ErrorCodes, limit: int | None) -> np.ndarray:
+    """Positions of the `limit` largest counts, most frequent first, ties by the words whose codes
+    are the tiebreak keys (code point order)."""
     if limit is not None and limit < len(counts):
         if limit <= 0:
             return np.zeros(0, dtype=np.int64)
@@ -104,7 +217,8 @@ def _top(counts: np.ndarray, tiebreak: list[np.ndarray], limit: int | None) -> n
         keep = np.flatnonzero(counts >= threshold)
     else:
         keep = np.arange(len(counts))
-    order = np.lexsort([t[keep] for t in reversed(tiebreak)] + [-counts[keep]])
+    ranks = codes.rank(*(t[keep] for t in tiebreak))
+    order = np.lexsort(list(reversed(ranks)) + [-counts[keep]])
     out = keep[order]
     return out[:limit] if limit is not None else out
 
@@ -113,9 +227,9 @@ def _word_counts(codes: _ErrorCodes, word_codes: np.ndarray, limit: int | None) 
     counts = np.bincount(word_codes, minlength=len(codes.words)) if word_codes.size else \
         np.zeros(len(codes.words), dtype=np.int64)
     present = np.flatnonzero(counts)
-    top = present[_top(counts[present], [codes.rank[present]], limit)]
+    top = present[_top(counts[present], [present], codes, limit)]
     return pd.DataFrame({
-        "word": pd.array(codes.words[top].tolist(), dtype=STRING),
+        "word": codes.text(top),
         "count": counts[top].astype(np.int64),
     })
 
@@ -140,20 +254,36 @@ def top_errors(errors: pd.DataFrame, utt_ids: UttIds = None, limit: int | None =
             m &= keep
         return m
 
-    m = rows(0) & (codes.ref >= 0) & (codes.hyp >= 0)
+    m = rows(0)
+    m &= codes.ref >= 0
+    m &= codes.hyp >= 0
     nwords = max(len(codes.words), 1)
-    pair = codes.ref[m].astype(np.int64) * nwords + codes.hyp[m]
-    uniq, counts = _unique_counts(pair)
+    # in place: at 10M utterances each fresh array of the ~10M substitutions costs its page faults
+    pair = np.multiply(codes.ref[m], nwords, dtype=np.int64)
+    pair += codes.hyp[m]
+    uniq, counts = _counts_sorting(pair)
     ref_code, hyp_code = uniq // nwords, uniq % nwords
-    top = _top(counts, [codes.rank[ref_code], codes.rank[hyp_code]], limit)
+    top = _top(counts, [ref_code, hyp_code], codes, limit)
     subs = pd.DataFrame({
-        "ref": pd.array(codes.words[ref_code[top]].tolist(), dtype=STRING),
-        "hyp": pd.array(codes.words[hyp_code[top]].tolist(), dtype=STRING),
+        "ref": codes.text(ref_code[top]),
+        "hyp": codes.text(hyp_code[top]),
         "count": counts[top].astype(np.int64),
     })
     dels = _word_counts(codes, codes.ref[rows(1) & (codes.ref >= 0)], limit)
     ins = _word_counts(codes, codes.hyp[rows(2) & (codes.hyp >= 0)], limit)
     return {"substitutions": subs, "deletions": dels, "insertions": ins}
+
+
+def _counts_sorting(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and their counts, like rates._unique_counts, sorting `values` in place."""
+    if values.size == 0:
+        return values, np.zeros(0, dtype=np.int64)
+    values.sort()
+    start = np.empty(values.size, dtype=bool)
+    start[0] = True
+    np.not_equal(values[1:], values[:-1], out=start[1:])
+    at = np.flatnonzero(start)
+    return values[at], np.diff(at, append=values.size).astype(np.int64)
 
 
 def utterances_with_error(errors: pd.DataFrame, op: str, ref: str | None = None,
@@ -169,7 +299,7 @@ def utterances_with_error(errors: pd.DataFrame, op: str, ref: str | None = None,
     for word, arr in ((ref, codes.ref), (hyp, codes.hyp)):
         if word is None:
             continue
-        loc = codes.index.get_indexer([word])[0]
+        loc = codes.code_of([word])[0]
         if loc < 0:
             return np.zeros(0, dtype=np.int64)
         m &= arr == loc
@@ -195,12 +325,12 @@ def affected_utterances(errors: pd.DataFrame, kind: str, rows: pd.DataFrame,
         m &= id_mask[codes.utt] if codes.utt.size else m
     nwords = max(len(codes.words), 1)
     if op == 0:
-        ref = codes.index.get_indexer(rows["ref"].astype(object).tolist())
-        hyp = codes.index.get_indexer(rows["hyp"].astype(object).tolist())
+        ref = codes.code_of(rows["ref"].astype(object).tolist())
+        hyp = codes.code_of(rows["hyp"].astype(object).tolist())
         wanted = ref.astype(np.int64) * nwords + hyp
         got = codes.ref[m].astype(np.int64) * nwords + codes.hyp[m]
     else:
-        wanted = codes.index.get_indexer(rows["word"].astype(object).tolist()).astype(np.int64)
+        wanted = codes.code_of(rows["word"].astype(object).tolist())
         got = (codes.ref if op == 1 else codes.hyp)[m].astype(np.int64)
     where = _first_position(wanted, got)
     hit = where >= 0

@@ -1,0 +1,118 @@
+"""sde.audio_presence: folders holding many of the files are listed once instead of a stat per
+file; the answers must be exactly those of a stat per file, whatever the folder holds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sde import audio_presence as P
+from sde.dataset import build_dataset
+
+MANY = P.LIST_AT_LEAST + 4  # enough files in one folder for it to be listed
+
+
+def stat_each(paths: list[str]) -> dict[str, bool | None]:
+    """The reference: one stat per path (a custom `is_file` turns the folder listing off)."""
+    return P.check_paths(paths, is_file=P._is_file).exists
+
+
+def folder_of_files(folder: Path, present: int, missing: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"utt_{i:03d}.wav" for i in range(present + missing)]
+    for p in paths[:present]:
+        p.write_bytes(b"RIFF")
+    return [str(p) for p in paths]
+
+
+@pytest.fixture
+def layouts(tmp_path: Path) -> dict[str, list[str]]:
+    """Named sets of paths, each with a folder that is listed."""
+    full = folder_of_files(tmp_path / "spk1", present=MANY, missing=3)
+    odd = tmp_path / "odd"
+    odd_paths = folder_of_files(odd, present=MANY, missing=2)
+    (odd / "a-folder.wav").mkdir()
+    (odd / "link.wav").symlink_to(odd / "utt_000.wav")
+    (odd / "broken.wav").symlink_to(odd / "nowhere.wav")
+    (odd / "Upper.wav").write_bytes(b"RIFF")
+    odd_paths += [str(odd / n) for n in ("a-folder.wav", "link.wav", "broken.wav", "upper.wav", "Upper.wav")]
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("not a folder")
+    return {
+        "existing folder, some files missing": full,
+        "folder not there at all": [str(tmp_path / "gone" / f"x{i}.wav") for i in range(MANY)],
+        "a file where the folder should be": [str(a_file / f"x{i}.wav") for i in range(MANY)],
+        "directories, links, broken links, another case": odd_paths,
+        "spelt with // and /./ and a trailing /": [p.replace("/spk1/", "/spk1//") for p in full[:MANY // 2]]
+        + [p.replace("/spk1/", "/./spk1/") for p in full[MANY // 2:]] + [str(tmp_path / "spk1") + "/"],
+        "urls, empty and few files beside many": full + ["s3://bucket/a.wav", "", str(tmp_path / "lone.wav")],
+    }
+
+
+@pytest.mark.parametrize("layout", [
+    "existing folder, some files missing",
+    "folder not there at all",
+    "a file where the folder should be",
+    "directories, links, broken links, another case",
+    "spelt with // and /./ and a trailing /",
+    "urls, empty and few files beside many",
+])
+def test_listing_folders_answers_as_a_stat_per_file_does(layouts, layout):
+    paths = layouts[layout]
+    got = P.check_paths(paths)
+    assert got.exists == stat_each(paths)
+    assert not got.timed_out
+
+
+def test_what_a_listed_folder_answers(layouts):
+    odd = layouts["directories, links, broken links, another case"]
+    got = P.check_paths(odd).exists
+    names = {Path(p).name: got[p] for p in odd}
+    assert (names["utt_000.wav"], names[f"utt_{MANY + 1:03d}.wav"]) == (True, False)
+    assert (names["a-folder.wav"], names["link.wav"], names["broken.wav"]) == (False, True, False)
+    assert (names["Upper.wav"], names["upper.wav"]) == (True, False)  # a case-sensitive file system
+    assert P.check_paths(["s3://bucket/a.wav"] + odd).exists["s3://bucket/a.wav"] is None
+
+
+def test_relative_paths_are_listed_from_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for i in range(MANY):
+        Path(f"r{i}.wav").write_bytes(b"RIFF")
+    paths = [f"r{i}.wav" for i in range(MANY)] + ["missing.wav"]
+    assert P.check_paths(paths).exists == {**{p: True for p in paths[:-1]}, "missing.wav": False}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists any folder")
+def test_a_folder_that_cannot_be_listed_is_checked_file_by_file(tmp_path):
+    paths = folder_of_files(tmp_path / "locked", present=MANY, missing=1)
+    (tmp_path / "locked").chmod(0o311)  # files reachable, folder not listable
+    try:
+        assert P.check_paths(paths).exists == {**{p: True for p in paths[:-1]}, paths[-1]: False}
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+
+
+def test_audio_exists_column_from_listed_folders(tmp_path, write_manifest):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(MANY):
+        sf.write(audio / f"u{i}.wav", np.zeros(160, dtype="float32"), 16000)
+    names = [f"audio/u{i}.wav" for i in range(MANY)] + ["audio/gone.wav", "elsewhere/x.wav", "audio/u0.wav"]
+    manifest = write_manifest([{"audio_filepath": n, "duration": 0.01, "text": "a"} for n in names])
+    notes: list[str] = []
+    checked = P.with_audio_presence(build_dataset(manifest), status=notes.append)
+    assert checked.utterances["audio_exists"].tolist() == [True] * MANY + [False, False, True]
+    assert P.audio_presence_summary(checked.utterances) == {"audio_missing": 2, "audio_missing_files": 2}
+    assert notes == [f"note: 2 of {MANY + 2} audio files are missing (2 utterances); listed on the Problems "
+                     "page, filter {audio_exists} = false"]
+
+
+def test_a_case_sensitive_folder_is_not_taken_for_a_loose_one(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    (tmp_path / "A.wav").write_bytes(b"RIFF")
+    (tmp_path / "é.wav").write_bytes(b"RIFF")
+    assert not P._matches_loosely(str(tmp_path), ["a.wav", "A.wav", "é.wav"])

@@ -15,6 +15,7 @@ line, in bounded memory, then handed to each part as its lines' predictions.
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,7 @@ def match_predictions(parts: list[Part], options: DatasetOptions, folder: Path, 
     if found is not None:
         return found
     say(f"matching the predictions in {predictions} to the manifest's lines")
+    started = time.monotonic()
     pred_parts = split_lines(predictions, part_bytes)
     jobs = [("keys", folder, i, part, options) for i, part in enumerate(parts)]
     jobs += [("preds", folder, i, lines, options) for i, lines in enumerate(pred_parts)]
@@ -126,6 +128,7 @@ def match_predictions(parts: list[Part], options: DatasetOptions, folder: Path, 
     write_atomic(plan_file(folder), pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
     for r in keys + preds:
         r.path(folder).unlink(missing_ok=True)
+    say(f"matched: {rows - plan.unmatched:,} of {rows:,} lines have a prediction ({time.monotonic() - started:.1f} s)")
     return plan
 
 

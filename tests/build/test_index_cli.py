@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
+from tests.build.memory_kit import assert_memory_stays_flat, generate_manifest, peak_anonymous_mb
 from tests.interrupt_kit import interrupt_when
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,16 +20,10 @@ def _sde(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           **kwargs)
 
 
-def _generate(path: Path, utterances: int) -> Path:
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_manifest.py"), str(path),
-                    "--utterances", str(utterances), "--seed", "3"], check=True, capture_output=True)
-    return path
-
-
 @pytest.fixture(scope="module")
 def manifests(tmp_path_factory) -> dict[int, Path]:
     folder = tmp_path_factory.mktemp("index")
-    return {n: _generate(folder / f"m{n}.json", n) for n in (20_000, 60_000, 240_000)}
+    return {n: generate_manifest(folder / f"m{n}.json", n) for n in (20_000, 60_000, 240_000)}
 
 
 def test_an_indexed_dataset_is_served_from_the_cache(manifests, tmp_path):
@@ -82,56 +74,9 @@ def test_ctrl_c_during_a_build_keeps_the_finished_parts_for_the_next_run(manifes
     assert json.loads(served.stdout) == json.loads(fresh.stdout)
 
 
-def _peak_anonymous_mb(args: list[str]) -> float:
-    """Peak resident anonymous memory (MB) of the sde process and its workers together (sampled;
-    file pages the kernel can drop at any time, e.g. of mapped tables, are not counted)."""
-    process = subprocess.Popen([sys.executable, "-m", "sde.cli", *args], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    peak = 0.0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        root = psutil.Process(process.pid)
-        while not done.is_set():
-            total = 0
-            try:
-                for p in [root, *root.children(recursive=True)]:
-                    total += _rss_anon_kb(p.pid)
-            except (psutil.Error, OSError):
-                pass
-            peak = max(peak, total / 1024)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    _, stderr = process.communicate(timeout=300)
-    done.set()
-    sampler.join()
-    assert process.returncode == 0, stderr
-    return peak
-
-
-def _rss_anon_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_memory_does_not_grow_with_the_manifest_when_built_in_parts(manifests, tmp_path):
-    def peak(n: int, part_size: str) -> float:
-        return _peak_anonymous_mb(["index", str(manifests[n]), "--cache-dir", str(tmp_path / f"{n}-{part_size}"),
-                                   "--part-size", part_size, "--threads", "2", "--memory-limit", "64MB"])
-
-    small, big = peak(60_000, "1MB"), peak(240_000, "1MB")
-    one_piece = peak(240_000, "1GB")
-    print(f"peak anonymous memory: parts of 1 MB {small:.0f} MB (60k lines), {big:.0f} MB (240k); "
-          f"one piece {one_piece:.0f} MB (240k)")
-    assert big < small * 1.25 + 20, "four times the lines must not need more memory in parts"
-    assert one_piece > big + 100, "the one-piece build of the same manifest needs far more"
+    assert_memory_stays_flat(lambda n, part_size: peak_anonymous_mb(
+        ["index", str(manifests[n]), "--cache-dir", str(tmp_path / f"{n}-{part_size}"), "--part-size", part_size,
+         "--threads", "2", "--memory-limit", "64MB"]))

@@ -7,7 +7,6 @@ address, so the whole module starts Ray once. Skipped when Ray is not installed 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import subprocess
@@ -26,14 +25,6 @@ from tests.build.build_kit import PART, assert_same_dataset, valid_rows, write_m
 from tests.interrupt_kit import interrupt_when
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from sde.manifest import ManifestError  # noqa: E402
 from sde.sources import as_source_set  # noqa: E402
 from tests.build.build_kit import (PART, assert_same_dataset, valid_rows, write_mixed_manifest,  # noqa: E402
                                    write_predictions)
+from tests.build.memory_kit import assert_memory_stays_flat, generate_manifest, peak_anonymous_mb  # noqa: E402
 from tests.s3_kit import client, storage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,14 +168,6 @@ def test_cli_index_of_a_remote_manifest_in_parts_serves_the_one_piece_stats(buck
     assert not _leftover_copies(tmp_path)
 
 
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_tasks_build_a_remote_manifest_with_the_storage_options(bucket, configured, tmp_path, ray_instance):
     from sde.build.ray_parts import RayEngine
 
@@ -192,22 +184,12 @@ def test_ray_tasks_build_a_remote_manifest_with_the_storage_options(bucket, conf
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_memory_does_not_grow_with_a_remote_manifest_built_in_parts(moto_endpoint, bucket, tmp_path):
-    from tests.build.test_index_cli import _generate, _peak_anonymous_mb
-
     for n in (60_000, 240_000):
-        client(moto_endpoint).upload_file(str(_generate(tmp_path / f"m{n}.json", n)), bucket, f"big/m{n}.json")
-
-    def peak(n: int, part_size: str) -> float:
-        return _peak_anonymous_mb(["index", f"s3://{bucket}/big/m{n}.json", "--cache-dir", str(tmp_path / f"{n}-{part_size}"),
-                                   "--part-size", part_size, "--threads", "2", "--memory-limit", "64MB",
-                                   "--storage-options", storage(moto_endpoint)])
-
-    small, big = peak(60_000, "1MB"), peak(240_000, "1MB")
-    one_piece = peak(240_000, "1GB")
-    print(f"peak anonymous memory: parts of 1 MB {small:.0f} MB (60k lines), {big:.0f} MB (240k); "
-          f"one piece {one_piece:.0f} MB (240k)")
-    assert big < small * 1.25 + 20, "four times the lines must not need more memory in parts"
-    assert one_piece > big + 100, "the one-piece read of the same URL needs far more"
+        client(moto_endpoint).upload_file(str(generate_manifest(tmp_path / f"m{n}.json", n)), bucket, f"big/m{n}.json")
+    assert_memory_stays_flat(lambda n, part_size: peak_anonymous_mb(
+        ["index", f"s3://{bucket}/big/m{n}.json", "--cache-dir", str(tmp_path / f"{n}-{part_size}"),
+         "--part-size", part_size, "--threads", "2", "--memory-limit", "64MB",
+         "--storage-options", storage(moto_endpoint)]))
 
 
 def test_a_manifest_gone_before_its_copy_is_the_one_piece_reads_error(bucket, configured, tmp_path):

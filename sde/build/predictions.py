@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from sde import __version__
 from sde.build.atomic import write_arrow, write_atomic, write_parquet
 from sde.build.parts import PART_BYTES, Part, split_lines
 from sde.dataset import DatasetOptions
-from sde.manifest import HypothesisField, ManifestError, Problem, read_manifest
+from sde.manifest import HypothesisField, ManifestError, ManifestPart, Problem, read_manifest
 from sde.manifest.columns import core_frame, string_column
 from sde.manifest.files import read_file
 from sde.manifest.hypotheses import MatchedPredictions, no_prediction_matches, predictions_field, unmatched_warning
@@ -94,7 +94,7 @@ def read_plan(folder: Path, parts: list[Part] | None = None, predictions: str | 
 
 def match_predictions(parts: list[Part], options: DatasetOptions, folder: Path, *, threads: int = 1,
                       part_bytes: int = PART_BYTES, memory_limit: str | None = None,
-                      say=lambda _msg: None) -> PredictionsPlan:
+                      say: Callable[[str], None] = lambda _msg: None) -> PredictionsPlan:
     """Match ``options.predictions`` to every line of ``parts`` (see the module docstring); raises
     ManifestError as a one-piece read would (--strict's first bad line, a predictions file without
     a valid line, one that matches no line)."""
@@ -181,7 +181,7 @@ def _part_keys(folder: Path, index: int, part: Part, options: DatasetOptions) ->
     return result
 
 
-def _prediction_part(folder: Path, index: int, lines, options: DatasetOptions) -> _Read:
+def _prediction_part(folder: Path, index: int, lines: ManifestPart, options: DatasetOptions) -> _Read:
     """Some lines of the predictions file: audio path (as written, resolved), offset, pred_text."""
     predictions = str(options.predictions)
     try:

@@ -10,8 +10,12 @@ import multiprocessing
 import multiprocessing.context
 import multiprocessing.pool
 import signal
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_Job = TypeVar("_Job")
+_Result = TypeVar("_Result")
 
 
 def _worker_signals() -> None:
@@ -39,3 +43,15 @@ def fork_context() -> multiprocessing.context.BaseContext | None:
         return multiprocessing.get_context("fork")
     except ValueError:  # no fork on this platform (Windows): align in this process
         return None
+
+
+def run_unordered(function: Callable[[_Job], _Result], jobs: Sequence[_Job], processes: int) -> Iterator[_Result]:
+    """``function(job)`` of every job, each result as it comes: on ``processes`` forked workers
+    (``function`` a module-level one) when there are several jobs and processes, else here, in
+    order. Closing the iterator early (done, Ctrl-C, SIGTERM, an error) terminates the workers."""
+    context = fork_context() if processes > 1 and len(jobs) > 1 else None
+    if context is None:
+        yield from map(function, jobs)
+        return
+    with start_pool(context, processes) as pool:
+        yield from pool.imap_unordered(function, jobs, chunksize=1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from sde.manifest.files import read_file
 from sde.manifest.hypotheses import MatchedPredictions, no_prediction_matches, predictions_field, unmatched_warning
 from sde.manifest.paths import base_dir
 from sde.manifest.pieces import Spec
-from sde.workers import fork_context, start_pool
+from sde.workers import run_unordered
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def match_predictions(parts: list[Part], options: DatasetOptions, folder: Path, 
     pred_parts = split_lines(predictions, part_bytes)
     jobs = [("keys", folder, i, part, options) for i, part in enumerate(parts)]
     jobs += [("preds", folder, i, lines, options) for i, lines in enumerate(pred_parts)]
-    results = {(r.kind, r.index): r for r in _run(jobs, threads)}
+    results = {(r.kind, r.index): r for r in run_unordered(_read_job, jobs, threads)}
     keys = [results["keys", i] for i in range(len(parts))]
     preds = [results["preds", i] for i in range(len(pred_parts))]
     # --strict: the manifest's first bad line, then the predictions file's (a one-piece read's order)
@@ -145,15 +145,6 @@ class _Read:
 
     def path(self, folder: Path) -> Path:
         return folder / f"{self.kind}-{self.index:05d}.parquet"
-
-
-def _run(jobs: list[tuple], threads: int) -> Iterator[_Read]:
-    context = fork_context() if threads > 1 and len(jobs) > 1 else None
-    if context is None:
-        yield from map(_read_job, jobs)
-        return
-    with start_pool(context, threads) as pool:  # leaving the block (Ctrl-C too) stops the workers
-        yield from pool.imap_unordered(_read_job, jobs, chunksize=1)
 
 
 def _read_job(job: tuple) -> _Read:

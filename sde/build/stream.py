@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ from sde.dataset import DatasetOptions
 from sde.manifest import ManifestError
 from sde.progress import progress_bar
 from sde.sources import SourceSet
-from sde.workers import fork_context, start_pool
+from sde.workers import run_unordered
 
 if TYPE_CHECKING:
     from sde.build.ray_parts import RayEngine
@@ -75,16 +75,9 @@ def build_in_parts(path: str | SourceSet, options: DatasetOptions, folder: Path,
                       predictions=plan)
 
 
-def _built(options: DatasetOptions, folder: Path, todo: list[tuple[int, Part]], threads: int):
-    jobs = [(part, options, folder, index) for index, part in todo]
-    context = fork_context() if threads > 1 and len(jobs) > 1 else None
-    if context is None:
-        for job in jobs:
-            yield build_and_write(*job)
-        return
-    # Leaving the block (done, Ctrl-C, SIGTERM) terminates the workers; finished parts stay.
-    with start_pool(context, threads) as pool:
-        yield from pool.imap_unordered(_build_job, jobs, chunksize=1)
+def _built(options: DatasetOptions, folder: Path, todo: list[tuple[int, Part]], threads: int) -> Iterator[PartInfo]:
+    # closed early (Ctrl-C, SIGTERM), the workers are terminated; finished parts stay
+    return run_unordered(_build_job, [(part, options, folder, index) for index, part in todo], threads)
 
 
 def _build_job(job: tuple) -> PartInfo:

@@ -12,13 +12,12 @@ import pandas as pd
 
 from sde.audio_quality import with_measured_audio
 from sde.build.merge import Joined
-from sde.build.parts import PART_BYTES, file_size
-from sde.build.remote_parts import local_copies, remote_in_parts
+from sde.build.parts import PART_BYTES, cut_in_parts, head_is_nemo
+from sde.build.remote_parts import local_copies
 from sde.build.stream import build_in_parts, remove_build
 from sde.cache import (CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
                        read_built, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
-from sde.manifest.formats import first_line_is_nemo
 from sde.sources import PatternError, RemoteError, SourceSet, as_source_set, is_url
 
 if TYPE_CHECKING:
@@ -133,31 +132,18 @@ def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: in
         sources = as_source_set(manifest)
     except (PatternError, RemoteError, OSError):
         return None
-    if any(s.remote for s in sources.sources):
-        return remote_in_parts(sources, part_bytes)
-    sizes = [file_size(s.location) for s in sources.sources]
-    first = next((s.location for s, size in zip(sources.sources, sizes) if size), None)
-    try:
-        if first is None or sum(sizes) <= part_bytes or not _first_line_is_nemo(first):
-            return None
-    except OSError:
+    if not cut_in_parts(sources, part_bytes):
         return None
-    if sources.several:
+    if sources.several or sources.sources[0].remote:
         return sources
     return sources.sources[0].given  # as given: messages name the file the way the user wrote it
 
 
 def _is_local_nemo(path: str) -> bool:
     try:
-        return not is_url(path) and os.path.isfile(path) and _first_line_is_nemo(path)
+        return not is_url(path) and os.path.isfile(path) and head_is_nemo(path)
     except OSError:
         return False
-
-
-def _first_line_is_nemo(path: str) -> bool:
-    """Only NeMo JSON lines are cut into parts; other formats (Lhotse, gzip) go to the reader whole."""
-    with open(path, "rb") as f:
-        return first_line_is_nemo(f.read(1 << 16))
 
 
 def _build_in_parts(path: str | SourceSet, options: DatasetOptions, cache: DatasetCache | None, key: str | None, *,

@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from sde.manifest import ManifestPart
-from sde.sources import SourceSet
+from sde.manifest.formats import first_line_is_nemo
+from sde.sources import RemoteError, SourceSet, is_url, remote
 
 # Big enough that a part's fixed costs (a task, a few files) are noise, small enough that two
 # workers building one part each stay far below the memory budget (~150 MB per 32 MB part).
 PART_BYTES = 32 << 20
 # Read in blocks (not mapped): a mapping's pages would count in the process's resident memory.
 BLOCK_BYTES = 8 << 20
+# What the NeMo check reads of a manifest's head.
+HEAD_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,32 @@ def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list
     if group:
         parts.append(Part(manifest.subset(group)))
     return parts
+
+
+def cut_in_parts(sources: SourceSet, part_bytes: int = PART_BYTES) -> bool:
+    """Whether ``sources`` (local, remote or both) are built part by part: NeMo JSON lines of more
+    than ``part_bytes`` in all. Not: another format (Lhotse, gzip), or a store that cannot be
+    reached (the one-piece read reports that with its fix)."""
+    try:
+        found = remote.details([s.location for s in sources.sources if s.remote]) \
+            if any(s.remote for s in sources.sources) else {}
+        sizes = [int((found.get(s.location) or {}).get("size") or 0) if s.remote else file_size(s.location)
+                 for s in sources.sources]
+        first = next((s.location for s, size in zip(sources.sources, sizes) if size), None)
+        return first is not None and sum(sizes) > part_bytes and head_is_nemo(first)
+    except (RemoteError, OSError):
+        return False
+
+
+def head_is_nemo(location: str) -> bool:
+    """Whether a manifest (a local path or a URL) starts with a NeMo JSON line; raises OSError or
+    RemoteError when it cannot be read."""
+    if not is_url(location):
+        with open(location, "rb") as f:
+            return first_line_is_nemo(f.read(HEAD_BYTES))
+    with remote.reading(location):
+        with remote.open_file(location, ranged=True) as f:
+            return first_line_is_nemo(f.read(HEAD_BYTES))
 
 
 def file_size(path: str) -> int:

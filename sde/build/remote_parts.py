@@ -8,8 +8,8 @@ start from the URL's folder, and the dataset's name, ``source`` names and cache 
 the one-piece read. The copies are removed once the parts are joined; an interrupted build
 keeps its complete copies, which the resumed build reuses.
 
-Only NeMo JSON lines are cut into parts: gzip and Lhotse sources stay one piece (see
-sde.build.load).
+Which sources are cut into parts (NeMo JSON lines bigger than a part, local or remote) is
+sde.build.parts.cut_in_parts.
 """
 
 from __future__ import annotations
@@ -24,49 +24,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from sde.build.atomic import replace_atomically
-from sde.build.parts import file_size
 from sde.cache import remove_stale_temp_files
 from sde.manifest import ManifestError
-from sde.manifest.formats import first_line_is_nemo
 from sde.progress import progress_bar
-from sde.sources import RemoteError, Source, SourceSet, remote
+from sde.sources import RemoteError, SourceSet, remote
 
 # Bytes fetched per request while copying (one ranged read each): the copy's memory.
 COPY_BLOCK_BYTES = 4 << 20
 # Remote manifests (shards) copied at once: the network, not the CPU, is what they wait on.
 COPY_THREADS = 8
-# What the NeMo check reads of the first manifest.
-HEAD_BYTES = 1 << 16
 # The build folder's subfolder holding the copies.
 COPIES = "remote-copies"
-
-
-def remote_in_parts(sources: SourceSet, part_bytes: int) -> SourceSet | None:
-    """``sources`` (some of them remote) if they are to be built part by part: NeMo JSON lines of
-    more than ``part_bytes`` in all. None: read in one piece (another format, a store that cannot
-    be reached: the one-piece read reports that with its fix)."""
-    try:
-        sizes = _sizes(sources)
-        first = next((s for s, size in zip(sources.sources, sizes) if size), None)
-        return sources if first is not None and sum(sizes) > part_bytes and _head_is_nemo(first) else None
-    except (RemoteError, OSError):
-        return None
-
-
-def _sizes(sources: SourceSet) -> list[int]:
-    """Each manifest's size (0: missing; the one-piece read reports it)."""
-    found = remote.details([s.location for s in sources.sources if s.remote])
-    return [int((found.get(s.location) or {}).get("size") or 0) if s.remote else file_size(s.location)
-            for s in sources.sources]
-
-
-def _head_is_nemo(source: Source) -> bool:
-    if not source.remote:
-        with open(source.location, "rb") as f:
-            return first_line_is_nemo(f.read(HEAD_BYTES))
-    with remote.reading(source.location):
-        with remote.open_file(source.location, ranged=True) as f:
-            return first_line_is_nemo(f.read(HEAD_BYTES))
 
 
 @contextmanager

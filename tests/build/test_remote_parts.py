@@ -17,7 +17,8 @@ import pytest
 pytest.importorskip("moto.server", reason="the local S3 server is moto's: pip install 'moto[server]'")
 
 from sde.build.load import load_dataset  # noqa: E402
-from sde.build.remote_parts import COPIES, local_copies, remote_in_parts  # noqa: E402
+from sde.build.parts import cut_in_parts  # noqa: E402
+from sde.build.remote_parts import COPIES, local_copies  # noqa: E402
 from sde.dataset import DatasetOptions, build_dataset  # noqa: E402
 from sde.manifest import ManifestError  # noqa: E402
 from sde.sources import as_source_set  # noqa: E402
@@ -72,7 +73,7 @@ DECISIONS = {
 @pytest.mark.parametrize("key, in_parts", DECISIONS.values(), ids=DECISIONS.keys())
 def test_which_remote_sources_are_built_part_by_part(bucket, configured, key, in_parts):
     sources = as_source_set(f"s3://{bucket}/{key}")
-    assert (remote_in_parts(sources, PART) is not None) == in_parts
+    assert cut_in_parts(sources, PART) == in_parts
 
 
 OPTIONS = {
@@ -195,8 +196,8 @@ def test_memory_does_not_grow_with_a_remote_manifest_built_in_parts(moto_endpoin
 def test_a_manifest_gone_before_its_copy_is_the_one_piece_reads_error(bucket, configured, tmp_path):
     url = f"s3://{bucket}/data/gone.json"
     client(configured).put_object(Bucket=bucket, Key="data/gone.json", Body=b'{"audio_filepath": "a.wav", "duration": 1.0, "text": "a"}\n' * 100)
-    sources = remote_in_parts(as_source_set(url), PART)
-    assert sources is not None
+    sources = as_source_set(url)
+    assert cut_in_parts(sources, PART)
     client(configured).delete_object(Bucket=bucket, Key="data/gone.json")
     with pytest.raises(ManifestError) as in_parts, local_copies(sources, tmp_path):
         pass

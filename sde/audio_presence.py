@@ -30,6 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sde.compressed_columns import read_strings
+
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
@@ -253,8 +255,8 @@ def _folder_and_name(paths: pa.Array) -> tuple[pa.Array, pa.Array]:
 def distinct_paths(paths: pd.Series) -> tuple[pa.Array, np.ndarray]:
     """(each distinct path once, each row's index into it, -1 where the row has none): computed by
     Arrow, so 10M rows never become 10M Python strings."""
-    values = pa.chunked_array([pa.array(paths.array, from_pandas=True)]) if not isinstance(
-        getattr(paths.array, "_pa_array", None), pa.ChunkedArray) else paths.array._pa_array
+    values = read_strings(paths) if isinstance(paths.dtype, pd.StringDtype) else pa.chunked_array(
+        [pa.array(paths.array, from_pandas=True)])
     encoded = pc.dictionary_encode(values).combine_chunks()
     codes = pc.fill_null(encoded.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
     return encoded.dictionary.cast(pa.large_string()), codes

@@ -31,6 +31,7 @@ columns are handed to it as Arrow arrays sharing the DataFrame's memory, and eac
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sde.caching import LRUCache
+from sde.compressed_columns import CompressedColumn, CompressedStringArray
 from sde.filters import (
     EXAMPLE,
     MAX_CLAUSES,
@@ -184,7 +186,9 @@ def _duckdb_reads(arr: pa.Array | pa.ChunkedArray) -> bool:
 
 class _Engine:
     """One table for DuckDB: the frame's columns as an Arrow table (columns ``c0, c1, …`` and
-    ``pos``, the row position) sharing the frame's buffers, built on first use."""
+    ``pos``, the row position) sharing the frame's buffers, built on first use. Columns kept
+    compressed on disk (sde.compressed_columns) are not in it: a query that names one scans its
+    file beside the table (a positional join), batch by batch."""
 
     def __init__(self, df: pd.DataFrame, kinds: Mapping[str, str]) -> None:
         self._df = df
@@ -192,6 +196,8 @@ class _Engine:
         self._lock = threading.Lock()
         self._table: pa.Table | None = None
         self.names: dict[str, str] = {}
+        self._compressed: dict[str, CompressedColumn] = {}  # identifier → its file
+        self._scans: dict[str, Any] = {}
         self.lower_case = LowerCaseColumns(self._text_values)
 
     def table(self) -> pa.Table:
@@ -200,6 +206,11 @@ class _Engine:
                 columns: dict[str, Any] = {}
                 for i, label in enumerate(self._df.columns):
                     kind = self._kinds[str(label)]
+                    compressed = _compressed_file(self._df[label])
+                    if compressed is not None:
+                        self._compressed[f"c{i}"] = compressed
+                        self.names[str(label)] = f"c{i}"
+                        continue
                     arr = arrow_column(self._df[label], kind)
                     if arr is not None and (kind != OTHER or _duckdb_reads(arr)):
                         columns[f"c{i}"] = arr
@@ -208,13 +219,32 @@ class _Engine:
                 self._table = pa.table(columns)
             return self._table
 
-    def _text_values(self, column: str) -> pa.ChunkedArray | None:
+    def _text_values(self, column: str) -> Any:
         table = self.table()
         name = self.names.get(column)
-        return table[name] if name is not None and self._kinds.get(column) == TEXT else None
+        if name is None or self._kinds.get(column) != TEXT:
+            return None
+        compressed = self._compressed.get(name)
+        return compressed if compressed is not None else table[name]
+
+    def _source(self, sql: str, tables: dict[str, Any]) -> str:
+        """The FROM of a query: the table, joined by position with the compressed columns it names
+        (registered in ``tables``)."""
+        source = "t"
+        for ident, column in self._compressed.items():
+            if re.search(rf"(?<![A-Za-z0-9_]){ident}(?![A-Za-z0-9_])", sql):
+                with self._lock:
+                    scan = self._scans.get(ident)
+                    if scan is None:
+                        scan = self._scans[ident] = column.dataset()
+                tables[f"x{ident}"] = scan
+                source += f" POSITIONAL JOIN (SELECT {quote_ident(column.name)} AS {ident} FROM x{ident}) AS s{ident}"
+        return source
 
     def positions(self, where: str, params: Sequence[Any], tables: Mapping[str, Any], order: str) -> np.ndarray:
-        sql = f"SELECT pos FROM t WHERE {where}" + (f" ORDER BY {order}, pos" if order else "")
+        tables = dict(tables)
+        source = self._source(f"{where} {order}", tables)
+        sql = f"SELECT pos FROM {source} WHERE {where}" + (f" ORDER BY {order}, pos" if order else "")
         pos = self._fetch(sql, params, tables)[0]
         if not order and len(pos) > 1 and not bool(np.all(pos[1:] > pos[:-1])):
             pos = np.sort(pos)  # no sort asked: table order
@@ -224,8 +254,10 @@ class _Engine:
                sort_columns: Sequence[str], limit: int) -> tuple[int, np.ndarray]:
         """(rows in the view, the positions of its first ``limit`` rows): DuckDB's top-N, without
         sorting the whole view; the filter runs once (a materialised CTE) for both."""
+        tables = dict(tables)
+        source = self._source(f"{where} {order}", tables)
         keep = ", ".join(dict.fromkeys(["pos", *sort_columns]))
-        sql = (f"WITH m AS MATERIALIZED (SELECT {keep} FROM t WHERE {where}) "
+        sql = (f"WITH m AS MATERIALIZED (SELECT {keep} FROM {source} WHERE {where}) "
                f"SELECT pos, (SELECT count(*) FROM m) AS n FROM m ORDER BY {order}, pos LIMIT {int(limit)}")
         pos, total = self._fetch(sql, params, tables)
         return (int(total[0]) if len(total) else 0), pos
@@ -238,6 +270,12 @@ class _Engine:
             cur.close()
         pos = np.asarray(got["pos"], dtype=np.int64)
         return pos, np.asarray(got.get("n", pos[:0]), dtype=np.int64)
+
+
+def _compressed_file(s: pd.Series) -> CompressedColumn | None:
+    """The compressed file behind a column not yet read whole, else None."""
+    array = s.array
+    return array.compressed if isinstance(array, CompressedStringArray) else None
 
 
 class TableQuery:

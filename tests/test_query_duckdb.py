@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sde.cache import DatasetCache
+from sde.compressed_columns import CompressedStringArray
 from sde.dataset import build_dataset
 from sde.filters import Clause
 from sde.query import QueryError, TableQuery, configure, connect
@@ -38,13 +40,22 @@ ROWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ds(tmp_path_factory):
+@pytest.fixture(scope="module", params=["built", "stored"])
+def ds(request, tmp_path_factory):
+    """The dataset as built (plain columns), and as read back from the cache, where its string
+    columns are compressed files that queries scan beside the table."""
     path = tmp_path_factory.mktemp("duck") / "m.json"
     with path.open("w", encoding="utf-8") as f:
         for i, row in enumerate(ROWS):
             f.write(json.dumps({"audio_filepath": f"a{i}.wav", "duration": 1.0 + i, **row}, ensure_ascii=False) + "\n")
-    return build_dataset(path)
+    built = build_dataset(path)
+    if request.param == "built":
+        return built
+    cache = DatasetCache(tmp_path_factory.mktemp("cache"))
+    cache.put("key", built)
+    stored = cache.get("key")
+    assert all(isinstance(stored.utterances[c].array, CompressedStringArray) for c in ("text", "speaker", "lang"))
+    return stored
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,7 @@ import pyarrow.compute as pc
 
 from sde.analysis.rates import STRING, UttIds, _id_mask, _unique_counts
 from sde.caching import LRUCache
-from sde.filters import TEXT
-from sde.filters.engine import arrow_column
+from sde.compressed_columns import read_strings
 from sde.engine import settings
 
 _KINDS = {"sub": 0, "del": 1, "ins": 2}  # as errors tables name them
@@ -115,10 +114,9 @@ def _error_codes(errors: pd.DataFrame) -> _ErrorCodes:
 
 
 def _arrow_words(column: pd.Series) -> pa.ChunkedArray:
-    """A column of words as Arrow large strings, sharing the loaded (mapped) buffers when it is one."""
-    got = arrow_column(column, TEXT)
-    got = got if isinstance(got, pa.ChunkedArray) else pa.chunked_array([got])
-    return got if got.type == pa.large_string() else got.cast(pa.large_string())
+    """A column of words as Arrow large strings: the loaded (mapped) buffers when it is plain, a
+    decompressed copy for this encoding alone when it is stored compressed."""
+    return read_strings(column)
 
 
 def _shared_codes(columns: list[pa.ChunkedArray]) -> tuple[pa.Array, np.ndarray]:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.cache import COLUMN_FILE_SEPARATOR, done_with_temp_file, temp_file_in
+from sde.compressed_columns import compressible, write_compressed
 from sde.build.predictions import PredictionsPlan
 from sde.build.part_files import (PartInfo, errors_file, frame_dtypes, normalized_tallies_file, tallies_file,
                                   utterances_file)
@@ -73,23 +74,34 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
         files[name] = folder / f"utterances.column{k}.arrow"
         _write_column(parts, schema.field(column), files[name], rows=sum(i.rows for i in built),
                       shift=_offsets(built) if column == "id" else None)
+    column_order = {"utterances": schema.names}
     for k, h in enumerate(hypotheses):
-        files[f"errors{k}"] = folder / f"errors{k}.arrow"
+        name = f"errors{k}"
         sources = [(errors_file(folder, i.index, _position(i, h)), offset)
                    for i, offset in zip(built, _offsets(built)) if _has(i, h)]
-        _append_tables([path for path, _ in sources], files[f"errors{k}"],
-                       shift={"utt": [offset for _, offset in sources]})
-    files["vocabulary"] = folder / "vocabulary.arrow"
+        paths = [path for path, _ in sources]
+        errors_schema = _unified_schema([_schema_of(p) for p in paths])
+        text = [f.name for f in errors_schema if compressible(pa.array([], f.type))]
+        files[name] = folder / f"{name}.arrow"
+        _append_tables(paths, files[name], shift={"utt": [offset for _, offset in sources]},
+                       schema=pa.schema([f for f in errors_schema if f.name not in text], metadata=errors_schema.metadata))
+        for j, column in enumerate(text):
+            files[f"{name}{COLUMN_FILE_SEPARATOR}{column}"] = folder / f"{name}.column{j}.arrow"
+            _write_column(paths, errors_schema.field(column), files[f"{name}{COLUMN_FILE_SEPARATOR}{column}"],
+                          rows=0, shift=None)
+        column_order[name] = errors_schema.names
     vocabulary = _vocabulary(built, folder, hypotheses, options, memory_limit, threads)
     vocabulary_table = pa.Table.from_pandas(vocabulary, preserve_index=False)
-    _write_table(vocabulary_table.cast(pa.schema([f.with_type(_stored_type(f.type)) for f in vocabulary_table.schema],
-                                                 metadata=vocabulary_table.schema.metadata)), files["vocabulary"])
+    vocabulary_table = vocabulary_table.cast(pa.schema([f.with_type(_stored_type(f.type)) for f in vocabulary_table.schema],
+                                                       metadata=vocabulary_table.schema.metadata))
+    column_order["vocabulary"] = vocabulary_table.column_names
+    files.update(_write_split(vocabulary_table, "vocabulary", folder))
     first = built[0]
     dtypes = {"utterances": _merged_dtypes([i.dtypes for i in built]), "vocabulary": frame_dtypes(vocabulary)}
     for k, h in enumerate(hypotheses):
         dtypes[f"errors{k}"] = next(i.error_dtypes[h.field] for i in built if _has(i, h))
     return Joined(
-        files=files, dtypes=dtypes, column_order={"utterances": schema.names}, hypotheses=hypotheses,
+        files=files, dtypes=dtypes, column_order=column_order, hypotheses=hypotheses,
         problems=[q for i in infos for q in i.problems] + list(predictions.problems if predictions else ()),
         warnings=_prediction_warnings(predictions) + _missing_warnings(
             built, [h for h in hypotheses if predictions is None or h.field != predictions.field.field])
@@ -271,9 +283,13 @@ def _fixed_width(t: pa.DataType) -> bool:
 
 def _write_column(paths: Sequence[Path], field: pa.Field, out: Path, rows: int, shift: list[int] | None) -> None:
     """One column of every part as one contiguous array: pages of rows are then cheap takes (Arrow
-    copies a chunked column whole to take rows from it). Numbers and text are gathered in files
+    copies a chunked column whole to take rows from it); a text column worth it compressed instead
+    (sde.compressed_columns: pages decompress only their rows' batches). Numbers and text are gathered in files
     mapped into memory, so a column of 10M rows costs page cache, not resident memory."""
     arrays = (_part_column(path, field, None if shift is None else shift[k]) for k, path in enumerate(paths))
+    if compressible(pa.array([], field.type)):
+        write_compressed(out, field.name, arrays)  # part by part, a batch of rows at a time
+        return
     if not (_is_text(field.type) or (_fixed_width(field.type) and not pa.types.is_boolean(field.type))):
         _write_table(pa.table({field.name: pa.concat_arrays(list(arrays))}), out)
         return
@@ -373,6 +389,18 @@ def _append_tables(paths: Sequence[Path], out: Path, shift: dict[str, list[int]]
                     table = table.set_column(i, column, pc.add(table[column], pa.scalar(offsets[k], table[column].type)))
             writer.write_table(_conformed(table, schema))
             del table
+
+
+def _write_split(table: pa.Table, name: str, folder: Path) -> dict[str, Path]:
+    """``table`` as the cache stores it: its string columns compressed, each in a file of its own
+    (``name/column``), the rest in ``name``; returns those files."""
+    text = [f.name for f in table.schema if compressible(pa.array([], f.type))]
+    files = {name: folder / f"{name}.arrow"}
+    _write_table(table.drop_columns(text), files[name])
+    for j, column in enumerate(text):
+        files[f"{name}{COLUMN_FILE_SEPARATOR}{column}"] = folder / f"{name}.column{j}.arrow"
+        write_compressed(files[f"{name}{COLUMN_FILE_SEPARATOR}{column}"], column, [table[column]])
+    return files
 
 
 def _write_table(table: pa.Table, out: Path) -> None:

@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 
 from sde import __version__
+from sde.compressed_columns import (CompressedColumn, CompressedStringArray, compressible, is_compressed,
+                                     read_strings, write_compressed)
 from sde.dataset import Dataset, DatasetOptions
 from sde.sources import SourceSet, as_source_set, source_stamps
 
@@ -23,7 +25,7 @@ from sde.cache.store import LinkedFile, LinkingDisk, done_with_temp_file, open_s
 
 
 # Bump when the layout of a built Dataset changes, so old entries are not misread.
-CACHE_FORMAT = 6
+CACHE_FORMAT = 7
 DEFAULT_SIZE_LIMIT = 20 * 2**30
 
 
@@ -80,9 +82,17 @@ class DatasetCache:
 
     def put(self, key: str, dataset: Dataset) -> None:
         try:
-            tables = _tables_of(dataset)
-            sizes = {name: self._write_table(key, name, df) for name, df in tables.items()}
-            meta = _meta_of(dataset, list(tables))
+            meta = _meta_of(dataset, [])
+            sizes: dict[str, int] = {}
+            for name, df in _tables_of(dataset).items():
+                compressed = _compressible(df)
+                if compressed:
+                    meta.setdefault("column_order", {})[name] = [str(c) for c in df.columns]
+                sizes[name] = self._write_table(key, name, df.drop(columns=compressed))
+                for column in compressed:
+                    part = f"{name}{COLUMN_FILE_SEPARATOR}{column}"
+                    sizes[part] = self._write_compressed(key, part, str(column), df[column])
+            meta["tables"] = list(sizes)
             meta["table_bytes"] = sizes
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
         except Exception as e:  # noqa: BLE001 - a full disk or read-only cache must not stop the app
@@ -131,6 +141,18 @@ class DatasetCache:
         self._make_read_only(("table", key, name))
         return size
 
+    def _write_compressed(self, key: str, name: str, column: str, values: pd.Series) -> int:
+        """Store a string column as a compressed column file; returns its size."""
+        tmp = temp_file_in(self.directory, ".arrow")
+        try:
+            write_compressed(tmp, column, [read_strings(values)])
+            size = os.path.getsize(tmp)
+            self._store.set(("table", key, name), LinkedFile(tmp), read=True)
+        finally:
+            done_with_temp_file(tmp)
+        self._make_read_only(("table", key, name))
+        return size
+
     def _make_read_only(self, store_key: tuple) -> None:
         # A mapped file that shrinks kills the process (SIGBUS). sde never writes a stored file
         # again; read-only keeps a stray `> file` or editor of the same user from doing it.
@@ -144,7 +166,7 @@ class DatasetCache:
                 if isinstance(path, str):
                     os.chmod(path, 0o444)
 
-    def _read_table(self, key: str, name: str, expected_bytes: int | None = None) -> pa.Table:
+    def _read_table(self, key: str, name: str, expected_bytes: int | None = None) -> pa.Table | CompressedColumn:
         handle = self._store.get(("table", key, name), read=True)
         if handle is None:
             raise KeyError(f"table {name} missing")
@@ -156,38 +178,68 @@ class DatasetCache:
                 if expected_bytes is not None and source.size() != expected_bytes:
                     raise ValueError(f"table {name} is {source.size()} bytes, {expected_bytes} when written: "
                                      "changed outside sde")
-            else:
-                source = pa.BufferReader(handle.read())
-            return pa.ipc.open_file(source).read_all()
+                return _open_table_file(path, source)
+            return pa.ipc.open_file(pa.BufferReader(handle.read())).read_all()
 
 
-# A stored table may be kept as several files: its text columns in one (record batch per built
-# part), and each fixed-width column in a file of its own ("<table>/<column>", one contiguous
-# array: pandas then maps it without a copy). meta["column_order"][table] lists the columns.
+# A stored table may be kept as several files ("<table>/<column>"): each fixed-width column in a
+# file of its own (one contiguous array: pandas then maps it without a copy), each string column
+# compressed (sde.compressed_columns), the rest in "<table>". meta["column_order"][table] lists the
+# columns.
 COLUMN_FILE_SEPARATOR = "/"
 
 
-def _frames(meta: dict, tables: dict[str, pa.Table]) -> dict[str, pd.DataFrame]:
-    """The stored tables as frames, each assembled from its column files (see above)."""
+def _frames(meta: dict, tables: dict[str, pa.Table | CompressedColumn]) -> dict[str, pd.DataFrame]:
+    """The stored tables as frames, each assembled from its column files (see above); a compressed
+    column file becomes a :class:`CompressedStringArray` column (read by batch, never whole)."""
     order = meta.get("column_order", {})
     frames = {}
     for name, table in tables.items():
         if COLUMN_FILE_SEPARATOR in name:
             continue
+        assert isinstance(table, pa.Table)
+        compressed: dict[str, CompressedColumn] = {}
         if name in order:
             columns = {n: table[n] for n in table.column_names}
             for other, part in tables.items():
                 if other.startswith(name + COLUMN_FILE_SEPARATOR):
-                    columns[other[len(name) + 1:]] = part.column(0)
-            table = pa.Table.from_arrays([columns[n] for n in order[name]], names=list(order[name]),
-                                         metadata=table.schema.metadata)
-        frames[name] = table.to_pandas(split_blocks=True, self_destruct=False, types_mapper=_TEXT_AS_IS.get)
+                    column = other[len(name) + 1:]
+                    if isinstance(part, CompressedColumn):
+                        compressed[column] = part
+                    else:
+                        columns[column] = part.column(0)
+            plain = [n for n in order[name] if n not in compressed]
+            table = pa.Table.from_arrays([columns[n] for n in plain], names=plain, metadata=table.schema.metadata)
+        frame = table.to_pandas(split_blocks=True, self_destruct=False, types_mapper=_TEXT_AS_IS.get)
+        dtypes = meta["dtypes"].get(name, {})
+        for column, file in compressed.items():
+            # inserted in place: a frame of single-column blocks is never consolidated (copied)
+            frame.insert(order[name].index(column), column,
+                         pd.Series(CompressedStringArray.over(file, _string_dtype(dtypes.get(column))), copy=False))
+        frames[name] = frame
     return frames
+
+
+def _string_dtype(stored: str | None) -> pd.StringDtype:
+    """The pandas string dtype a compressed column was built with ("string" or "str")."""
+    try:
+        dtype = pd.api.types.pandas_dtype(stored) if stored else None
+    except TypeError:
+        dtype = None
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return dtype
+    return pd.StringDtype("pyarrow")
 
 
 # Text columns become pandas' Arrow-backed strings around the mapped buffers (large_string ones
 # without a copy); their stored dtype is then restored (_restore_dtypes).
 _TEXT_AS_IS = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}
+
+
+def _compressible(df: pd.DataFrame) -> list:
+    """The columns of a frame stored compressed: its Arrow strings (sde.compressed_columns)."""
+    return [c for c in df.columns if isinstance(df[c].dtype, pd.StringDtype) and df[c].dtype.storage == "pyarrow"
+            and compressible(read_strings(df[c]))]
 
 
 def _tables_of(dataset: Dataset) -> dict[str, pd.DataFrame]:
@@ -205,9 +257,19 @@ def built_meta(dataset: Dataset, dtypes: dict[str, dict[str, str]], column_order
 
 def read_built(meta: dict, files: dict[str, Path]) -> Dataset:
     """A dataset from its Arrow table files (memory-mapped) and built_meta's description."""
-    # Not closed: the frames' columns are views of the mappings (pages load on demand).
-    tables = {name: pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all() for name, path in files.items()}
+    tables = {name: _open_table_file(str(path)) for name, path in files.items()}
     return _dataset_from(meta, _frames(meta, tables))
+
+
+def _open_table_file(path: str, source: pa.MemoryMappedFile | None = None) -> pa.Table | CompressedColumn:
+    """A stored table file: a compressed column (read by batch, see sde.compressed_columns), or a
+    table memory-mapped (not closed: the frames' columns are views of the mapping; pages load on
+    demand)."""
+    source = source if source is not None else pa.memory_map(path, "r")
+    reader = pa.ipc.open_file(source)
+    if is_compressed(reader.schema):
+        return CompressedColumn(path)
+    return reader.read_all()
 
 
 def _meta_of(dataset: Dataset, table_names: list[str], dtypes: dict[str, dict[str, str]] | None = None) -> dict:

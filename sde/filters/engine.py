@@ -170,13 +170,17 @@ _SCAN_BYTES = 1 << 18
 _ASCII_FOLDS = (b"\xc5\xbf", b"\xe2\x84\xaa")
 
 
-def holds_no_ascii_upper(arr: pa.Array | pa.ChunkedArray) -> bool:
+def holds_no_ascii_upper(arr: pa.Array | pa.ChunkedArray | Iterable[pa.Array]) -> bool:
     """Whether no string of a text column holds A-Z, ſ (U+017F) or K (U+212A): then every character
     of it that matches an ASCII character ignoring case is that character's lower case, and a
     case-insensitive search for ASCII text is a plain search for its lower case (typical ASR text
     is lower case). Read from the column's bytes (~70 ms for 700 MB); False when unsure (not a
-    string type)."""
-    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    string type). ``arr`` may also be its chunks, one at a time, or an object that knows the
+    answer (its ``no_ascii_upper``: a compressed column counted it when written)."""
+    known = getattr(arr, "no_ascii_upper", None)
+    if isinstance(known, bool):
+        return known
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr] if isinstance(arr, pa.Array) else arr
     shifted = np.empty(_SCAN_BYTES + 2, dtype=np.uint8)
     upper = np.empty(_SCAN_BYTES + 2, dtype=bool)
     for chunk in chunks:
@@ -201,7 +205,7 @@ class LowerCaseColumns:
     a text column's values, None for any other column. Safe to ask from several threads: a
     column asked by two at once is read once."""
 
-    def __init__(self, values: Callable[[str], pa.Array | pa.ChunkedArray | None]) -> None:
+    def __init__(self, values: Callable[[str], pa.Array | pa.ChunkedArray | Iterable[pa.Array] | None]) -> None:
         self._values = values
         self._known: dict[str, bool] = {}
         self._locks: dict[str, threading.Lock] = {}

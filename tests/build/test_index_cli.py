@@ -80,3 +80,12 @@ def test_memory_does_not_grow_with_the_manifest_when_built_in_parts(manifests, t
     assert_memory_stays_flat(lambda n, part_size: peak_anonymous_mb(
         ["index", str(manifests[n]), "--cache-dir", str(tmp_path / f"{n}-{part_size}"), "--part-size", part_size,
          "--threads", "2", "--memory-limit", "64MB"]))
+
+
+@pytest.mark.parametrize("part_size", ["512KB", "1GB"], ids=["built in parts", "built in one piece"])
+def test_the_dataset_on_disk_is_no_larger_than_its_manifest(manifests, tmp_path, part_size):
+    manifest = manifests[20_000]
+    built = _sde("index", str(manifest), "--cache-dir", str(tmp_path), "--part-size", part_size, "--threads", "2")
+    assert built.returncode == 0, built.stderr
+    on_disk = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+    assert 0 < on_disk <= manifest.stat().st_size, (on_disk, manifest.stat().st_size)

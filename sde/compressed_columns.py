@@ -45,10 +45,10 @@ _WHOLE = LRUCache(WHOLE_BYTES, size_of=lambda array: array.nbytes)
 _MARK = b"sde.compressed"
 
 
-def compressible(array: pa.Array | pa.ChunkedArray) -> bool:
-    """Whether a column is stored compressed: every string column is (short labels too: a
+def compressible(type_: pa.DataType) -> bool:
+    """Whether a column of this type is stored compressed: every string column is (short labels too: a
     speaker column compresses ~10×, and one read whole is kept in memory while it is small)."""
-    return pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
 
 
 def read_strings(values: pd.Series) -> pa.ChunkedArray:

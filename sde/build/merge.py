@@ -81,7 +81,7 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
                    for i, offset in zip(built, _offsets(built)) if _has(i, h)]
         paths = [path for path, _ in sources]
         errors_schema = _unified_schema([_schema_of(p) for p in paths])
-        text = [f.name for f in errors_schema if compressible(pa.array([], f.type))]
+        text = [f.name for f in errors_schema if compressible(f.type)]
         files[name] = folder / f"{name}.arrow"
         _append_tables(paths, files[name], shift={"utt": [offset for _, offset in sources]},
                        schema=pa.schema([f for f in errors_schema if f.name not in text], metadata=errors_schema.metadata))
@@ -287,7 +287,7 @@ def _write_column(paths: Sequence[Path], field: pa.Field, out: Path, rows: int, 
     (sde.compressed_columns: pages decompress only their rows' batches). Numbers and text are gathered in files
     mapped into memory, so a column of 10M rows costs page cache, not resident memory."""
     arrays = (_part_column(path, field, None if shift is None else shift[k]) for k, path in enumerate(paths))
-    if compressible(pa.array([], field.type)):
+    if compressible(field.type):
         write_compressed(out, field.name, arrays)  # part by part, a batch of rows at a time
         return
     if not (_is_text(field.type) or (_fixed_width(field.type) and not pa.types.is_boolean(field.type))):
@@ -394,7 +394,7 @@ def _append_tables(paths: Sequence[Path], out: Path, shift: dict[str, list[int]]
 def _write_split(table: pa.Table, name: str, folder: Path) -> dict[str, Path]:
     """``table`` as the cache stores it: its string columns compressed, each in a file of its own
     (``name/column``), the rest in ``name``; returns those files."""
-    text = [f.name for f in table.schema if compressible(pa.array([], f.type))]
+    text = [f.name for f in table.schema if compressible(f.type)]
     files = {name: folder / f"{name}.arrow"}
     _write_table(table.drop_columns(text), files[name])
     for j, column in enumerate(text):

@@ -9,14 +9,14 @@ import os
 import pickle
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 import pyarrow as pa
 
 from sde import __version__
-from sde.compressed_columns import (CompressedColumn, CompressedStringArray, compressible, is_compressed,
-                                     read_strings, write_compressed)
+from sde.compressed_columns import (CompressedColumn, CompressedStringArray, is_compressed, read_strings,
+                                     write_compressed)
 from sde.dataset import Dataset, DatasetOptions
 from sde.sources import SourceSet, as_source_set, source_stamps
 
@@ -128,24 +128,23 @@ class DatasetCache:
     def _write_table(self, key: str, name: str, df: pd.DataFrame) -> int:
         """Store `df` as an Arrow file; returns its size (checked again before it is mapped)."""
         table = pa.Table.from_pandas(df, preserve_index=False)
-        # Written to a temporary file first so that the store links a complete file in.
-        tmp = temp_file_in(self.directory, ".arrow")
-        try:
-            with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+
+        def write(path: str) -> None:
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                 # One record batch: columns read back as single contiguous arrays (fast row takes).
                 writer.write_table(table.combine_chunks())
-            size = os.path.getsize(tmp)
-            self._store.set(("table", key, name), LinkedFile(tmp), read=True)
-        finally:
-            done_with_temp_file(tmp)
-        self._make_read_only(("table", key, name))
-        return size
+        return self._store_file(key, name, write)
 
     def _write_compressed(self, key: str, name: str, column: str, values: pd.Series) -> int:
         """Store a string column as a compressed column file; returns its size."""
+        return self._store_file(key, name, lambda path: write_compressed(path, column, [read_strings(values)]))
+
+    def _store_file(self, key: str, name: str, write: Callable[[str], object]) -> int:
+        """Have `write` fill a temporary file, link it into the store read-only; returns its size."""
+        # Written to a temporary file first so that the store links a complete file in.
         tmp = temp_file_in(self.directory, ".arrow")
         try:
-            write_compressed(tmp, column, [read_strings(values)])
+            write(tmp)
             size = os.path.getsize(tmp)
             self._store.set(("table", key, name), LinkedFile(tmp), read=True)
         finally:
@@ -238,8 +237,7 @@ _TEXT_AS_IS = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.Str
 
 def _compressible(df: pd.DataFrame) -> list:
     """The columns of a frame stored compressed: its Arrow strings (sde.compressed_columns)."""
-    return [c for c in df.columns if isinstance(df[c].dtype, pd.StringDtype) and df[c].dtype.storage == "pyarrow"
-            and compressible(read_strings(df[c]))]
+    return [c for c in df.columns if isinstance(df[c].dtype, pd.StringDtype) and df[c].dtype.storage == "pyarrow"]
 
 
 def _tables_of(dataset: Dataset) -> dict[str, pd.DataFrame]:

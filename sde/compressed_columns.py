@@ -10,6 +10,11 @@ sort by text) streams it through DuckDB batch by batch, so memory stays bounded 
 it, so every table view, API route and analysis that takes rows (``df.iloc[rows]``, ``s.iat[i]``)
 reads only those rows, and any other use still works: it reads the column whole (kept when small,
 see :meth:`CompressedColumn.read_all`).
+
+A column of few distinct values (speakers, languages, splits) is stored as labels instead
+(:class:`LabelColumn`): one small integer per row, memory-mapped, and the distinct values once. It
+takes ~2 bytes a row on disk, reads without decompressing, and groups by its codes directly (a
+breakdown by speaker at 10M rows needs no string hashing). :func:`open_column` opens either kind.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +35,8 @@ from pandas.core.arrays.string_arrow import ArrowStringArray
 from sde.caching import LRUCache
 from sde.filters.engine import holds_no_ascii_upper
 
-__all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "compressible", "is_compressed",
-           "read_strings", "write_compressed"]
+__all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
+           "held_whole", "is_compressed", "preload", "label_column", "open_column", "read_strings", "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
 # ms, large enough that zstd still finds the text's repetitions (4,096 rows compress as well as 64K).
@@ -39,10 +45,17 @@ CODEC = "zstd"
 # Decompressed batches kept per column (~4,096 rows of ~70 bytes each: ~300 KB a batch).
 CACHED_BATCHES = 64
 #: Bytes of whole decompressed columns kept, all columns together (one column at most a quarter):
-#: short label columns stay read; a transcript column of millions of rows is read per use.
-WHOLE_BYTES = 512 * 2**20
+#: the transcripts and paths of 1M utterances of ~30 words stay read (pages then decompress
+#: nothing); a transcript column of 10M rows (~0.8 GB) is read per use.
+WHOLE_BYTES = 2**30
 _WHOLE = LRUCache(WHOLE_BYTES, size_of=lambda array: array.nbytes)
 _MARK = b"sde.compressed"
+#: A column is stored as labels when it has at most this many distinct values, and at most one per
+#: :data:`LABEL_MIN_ROWS_PER_VALUE` rows (a short column of unique strings stays compressed). Words
+#: of an errors table (~100k distinct hypothesis words in 14M errors) are labels too.
+LABEL_MAX_VALUES = 1 << 20
+LABEL_MIN_ROWS_PER_VALUE = 8
+_LABELS = b"labels"
 
 
 def compressible(type_: pa.DataType) -> bool:
@@ -63,6 +76,35 @@ def read_strings(values: pd.Series) -> pa.ChunkedArray:
     return got if got.type == pa.large_string() else got.cast(pa.large_string())
 
 
+def preload(frame: pd.DataFrame) -> list[str]:
+    """Read whole the compressed columns of ``frame`` that the shared budget keeps (smallest
+    first), e.g. at a server's start: pages then take their rows without decompressing (at 1M
+    rows the transcripts fit; at 10M they stay read by batch). Returns those columns."""
+    sizes = {str(c): frame[c].array.compressed.nbytes for c in frame.columns
+             if isinstance(getattr(frame[c].array, "compressed", None), CompressedColumn)}
+    loaded, room = [], WHOLE_BYTES
+    for name, size in sorted(sizes.items(), key=lambda item: item[1]):
+        if size > WHOLE_BYTES // 4 or size > room:
+            break
+        frame[name].array.compressed.read_all()
+        loaded.append(name)
+        room -= size
+    return loaded
+
+
+@contextmanager
+def held_whole(frame: pd.DataFrame, columns: Iterable[str]) -> Iterator[None]:
+    """Keep these columns of ``frame`` read whole while the block runs, where they are stored
+    compressed: a computation whose steps each read a transcript column (the suspicious-utterance
+    flags read ``text`` five times) decompresses it once, not once per step."""
+    kept = [read_strings(frame[c]) for c in columns
+            if c in frame.columns and isinstance(getattr(frame[c].array, "compressed", None), CompressedColumn)]
+    try:
+        yield
+    finally:
+        del kept
+
+
 def _data_bytes(array: pa.Array | pa.ChunkedArray) -> int:
     chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
     total = 0
@@ -73,14 +115,17 @@ def _data_bytes(array: pa.Array | pa.ChunkedArray) -> int:
     return total
 
 
-def write_compressed(path: str | Path, name: str, arrays: Iterable[pa.Array | pa.ChunkedArray]) -> int:
+def write_compressed(path: str | Path, name: str, arrays: Iterable[pa.Array | pa.ChunkedArray], *,
+                     labels: bool = True) -> int:
     """Write the string values of ``arrays`` (in order) as column ``name`` of a compressed Arrow
     file at ``path`` (batches of BATCH_ROWS rows); returns its row count. The caller makes the
     write atomic. What a reader asks of the whole column (nulls, size, case) is counted on the way
-    and kept with the last batch, so no answer needs the column read."""
+    and kept with the last batch, so no answer needs the column read. With ``labels``, a column of
+    few distinct values (see LABEL_MAX_VALUES) is then rewritten as labels (LabelColumn)."""
     schema = pa.schema([pa.field(name, pa.large_string())], metadata={_MARK: b"1"})
     options = pa.ipc.IpcWriteOptions(compression=CODEC)
     stats = {"rows": 0, "nulls": 0, "bytes": 0, "lower": True}
+    distinct = _Distinct(LABEL_MAX_VALUES if labels else -1)
     pending: list[pa.Array] = []
     pending_rows = 0
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema, options=options) as writer:
@@ -107,12 +152,106 @@ def write_compressed(path: str | Path, name: str, arrays: Iterable[pa.Array | pa
                 stats["nulls"] += chunk.null_count
                 stats["bytes"] += _data_bytes(chunk)
                 stats["lower"] = stats["lower"] and holds_no_ascii_upper(chunk)
+                distinct.add(chunk)
                 pending.append(chunk)
                 pending_rows += len(chunk)
                 if pending_rows >= BATCH_ROWS:
                     write(final=False)
         write(final=True)
+    values = distinct.values()
+    if values is not None and 0 < len(values) and len(values) * LABEL_MIN_ROWS_PER_VALUE <= stats["rows"]:
+        _rewrite_as_labels(Path(path), values, stats)
     return int(stats["rows"])
+
+
+class _Distinct:
+    """The distinct non-null strings seen, while there are at most ``limit`` of them and they are
+    not most of the rows (a text column of unique lines gives up after its first 64K rows). Merged
+    by Arrow every few chunks, less often as they grow, so tracking costs a pass over the rows."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: pa.Array | None = pa.array([], pa.large_string()) if limit >= 0 else None
+        self._pending: list[pa.Array] = []
+        self._pending_rows = 0
+        self._rows = 0
+
+    def add(self, chunk: pa.Array) -> None:
+        if self._seen is None:
+            return
+        self._pending.append(pc.unique(chunk))
+        self._pending_rows += len(chunk)
+        self._rows += len(chunk)
+        if self._pending_rows >= max(16 * BATCH_ROWS, 4 * len(self._seen)):
+            self._merge()
+
+    def _merge(self) -> None:
+        if self._seen is None or not self._pending:
+            return
+        merged = pc.unique(pa.concat_arrays([self._seen, *self._pending])).drop_null()
+        self._pending, self._pending_rows = [], 0
+        mostly_unique = self._rows >= 16 * BATCH_ROWS and 2 * len(merged) > self._rows
+        self._seen = None if len(merged) > self.limit or mostly_unique else merged
+
+    def values(self) -> pa.Array | None:
+        """The distinct values, sorted; None past the limit."""
+        self._merge()
+        return None if self._seen is None else self._seen.take(pc.sort_indices(self._seen))
+
+
+# Rows looked up at once when rewriting as labels: each lookup hashes the whole dictionary first.
+_LOOKUP_ROWS = 1 << 20
+
+
+def _joined(chunks: Iterable[pa.Array], rows: int) -> Iterator[pa.Array]:
+    """The chunks concatenated into arrays of about ``rows`` rows."""
+    pending: list[pa.Array] = []
+    count = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        count += len(chunk)
+        if count >= rows:
+            yield pa.concat_arrays(pending)
+            pending, count = [], 0
+    if pending:
+        yield pa.concat_arrays(pending)
+
+
+def _index_type(n_values: int) -> pa.DataType:
+    return pa.int8() if n_values <= 127 else pa.int16() if n_values <= 32_767 else pa.int32()
+
+
+def _rewrite_as_labels(path: Path, dictionary: pa.Array, stats: dict) -> None:
+    """Replace the compressed column at ``path`` by its labels: one Arrow dictionary array in one
+    uncompressed batch (so a reader maps its codes without a copy), its codes gathered in a file
+    mapped into memory, not in RAM."""
+    import tempfile
+
+    source = CompressedColumn(path)
+    kind = _index_type(len(dictionary))
+    width = np.dtype(kind.to_pandas_dtype())
+    rows = len(source)
+    schema = pa.schema([pa.field(source.name, pa.dictionary(kind, pa.large_string()))], metadata={_MARK: _LABELS})
+    out = path.with_name(path.name + ".labels")
+    with tempfile.TemporaryFile(dir=path.parent) as scratch:
+        codes = np.memmap(scratch, dtype=width, mode="w+", shape=(max(rows, 1),))[:rows]
+        valid = np.ones(rows, dtype=bool)
+        start = 0
+        for chunk in _joined(source.chunks(), _LOOKUP_ROWS):
+            found = pc.index_in(chunk, value_set=dictionary)
+            end = start + len(chunk)
+            codes[start:end] = found.fill_null(0).to_numpy().astype(width, copy=False)
+            if found.null_count:
+                valid[start:end] = found.is_valid().to_numpy(zero_copy_only=False)
+            start = end
+        bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+        indices = pa.Array.from_buffers(kind, rows, [bitmap, pa.py_buffer(codes)], null_count=rows - int(valid.sum()))
+        array = pa.DictionaryArray.from_arrays(indices, dictionary.cast(pa.large_string()))
+        with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            writer.write_batch(pa.record_batch([array], schema=schema), custom_metadata=_stats_metadata(stats))
+        del indices, array, codes
+    source.close()
+    out.replace(path)
 
 
 def _stats_metadata(stats: dict) -> dict[str, str]:
@@ -121,8 +260,30 @@ def _stats_metadata(stats: dict) -> dict[str, str]:
 
 
 def is_compressed(schema: pa.Schema) -> bool:
-    """Whether an Arrow file with this schema is a compressed column (read it with CompressedColumn)."""
-    return len(schema) == 1 and pa.types.is_large_string(schema.field(0).type) and _MARK in (schema.metadata or {})
+    """Whether an Arrow file with this schema is a column written by :func:`write_compressed`
+    (compressed or as labels: open it with :func:`open_column`)."""
+    return len(schema) == 1 and _MARK in (schema.metadata or {})
+
+
+def _is_labels(schema: pa.Schema) -> bool:
+    return is_compressed(schema) and (schema.metadata or {}).get(_MARK) == _LABELS
+
+
+def open_column(path: str | Path) -> "CompressedColumn | LabelColumn":
+    """The column written by :func:`write_compressed` at ``path``, as it was stored."""
+    with pa.memory_map(str(path), "r") as source:
+        labels = _is_labels(pa.ipc.open_file(source).schema)
+    return LabelColumn(path) if labels else CompressedColumn(path)
+
+
+def _read_stats(path: str, meta: dict | None) -> tuple[int, int, bool, int]:
+    """(rows, nulls, no_ascii_upper, bytes) as write_compressed counted them."""
+    stats = {k.decode(): v.decode() for k, v in (meta or {}).items()}
+    try:
+        return (int(stats["sde.rows"]), int(stats["sde.nulls"]), stats["sde.no_ascii_upper"] == "1",
+                int(stats["sde.bytes"]))
+    except (KeyError, ValueError):
+        raise ValueError(f"{path} lacks its column counts: not a column written by sde") from None
 
 
 class CompressedColumn:
@@ -138,27 +299,27 @@ class CompressedColumn:
         self._cache = LRUCache(CACHED_BATCHES)
         self._recent: weakref.ref | None = None
         self._whole_lock = threading.Lock()
-        if not self.batches:
-            raise ValueError(f"{self.path} holds no batch: not a compressed column written by sde")
+        if not self.batches or not pa.types.is_large_string(self._reader.schema.field(0).type):
+            raise ValueError(f"{self.path} holds no compressed batch: not a compressed column written by sde")
         _, meta = self._reader.get_batch_with_custom_metadata(self.batches - 1)
-        stats = {k.decode(): v.decode() for k, v in (meta or {}).items()}
-        try:
-            self.rows = int(stats["sde.rows"])
-            #: Null values in the column.
-            self.null_count = int(stats["sde.nulls"])
-            #: Whether no value holds A-Z, ſ or K (see sde.filters.engine.holds_no_ascii_upper).
-            self.no_ascii_upper = stats["sde.no_ascii_upper"] == "1"
-            data_bytes = int(stats["sde.bytes"])
-        except (KeyError, ValueError):
-            raise ValueError(f"{self.path} lacks its column counts: not a compressed column written by sde") from None
+        #: Null values in the column; whether no value holds A-Z, ſ or K (see
+        #: sde.filters.engine.holds_no_ascii_upper).
+        self.rows, self.null_count, self.no_ascii_upper, data_bytes = _read_stats(self.path, meta)
         #: Bytes of the values once decompressed (what pandas would hold).
         self.nbytes = data_bytes + 8 * (self.rows + 1) + (self.rows + 7) // 8 * bool(self.null_count)
+
+    def close(self) -> None:
+        self._source.close()
 
     def __len__(self) -> int:
         return self.rows
 
     def batch(self, i: int) -> pa.Array:
-        """Batch ``i`` decompressed (the last ones asked are kept)."""
+        """Batch ``i`` decompressed (the last ones asked are kept; a column read whole and still
+        kept serves them all)."""
+        whole = self.kept_whole()
+        if whole is not None:
+            return whole.chunk(i)
         got = self._cache.get(i)
         if got is None:
             with self._lock:  # one reader: Arrow's file reader is not documented thread-safe
@@ -191,17 +352,22 @@ class CompressedColumn:
                 got = self._reader.get_batch(i).column(0)
             yield got
 
-    def read_all(self) -> pa.ChunkedArray:
-        """The whole column decompressed (memory: its plain size). Kept while it fits in a
-        shared budget of :data:`WHOLE_BYTES` (a speaker column read by every breakdown), else only
-        while a caller still holds it (several steps of one computation share one read)."""
+    def kept_whole(self) -> pa.ChunkedArray | None:
+        """The column as read whole, while it is still kept (see read_all), else None."""
         kept = _WHOLE.get(self.path)
         if kept is None and self._recent is not None:
             kept = self._recent()
+        return kept
+
+    def read_all(self) -> pa.ChunkedArray:
+        """The whole column decompressed (memory: its plain size), one chunk per batch. Kept while
+        it fits in a shared budget of :data:`WHOLE_BYTES` (then pages take their rows from it),
+        else only while a caller still holds it (several steps of one computation share one read)."""
+        kept = self.kept_whole()
         if kept is not None:
             return kept
         with self._whole_lock:  # two threads asking at once read it once
-            kept = self._recent() if self._recent is not None else None
+            kept = self.kept_whole()
             if kept is None:
                 kept = pa.chunked_array(list(self.chunks()), pa.large_string())
                 self._recent = weakref.ref(kept)
@@ -218,17 +384,89 @@ class CompressedColumn:
         return (CompressedColumn, (self.path,))
 
 
+class LabelColumn:
+    """One column stored as labels (see write_compressed): a code per row, mapped from the file,
+    and the distinct values. The same reading interface as :class:`CompressedColumn`, plus
+    :meth:`codes` for grouping."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._source = pa.memory_map(self.path, "r")
+        reader = pa.ipc.open_file(self._source)
+        if not _is_labels(reader.schema) or reader.num_record_batches != 1:
+            raise ValueError(f"{self.path} is not a label column written by sde")
+        batch, meta = reader.get_batch_with_custom_metadata(0)
+        self.name = reader.schema.field(0).name
+        array = batch.column(0)
+        #: The distinct values (sorted) and each row's index into them (null: a missing value).
+        self.dictionary: pa.Array = array.dictionary
+        self.indices: pa.Array = array.indices
+        self.rows, self.null_count, self.no_ascii_upper, data_bytes = _read_stats(self.path, meta)
+        self.nbytes = data_bytes + 8 * (self.rows + 1) + (self.rows + 7) // 8 * bool(self.null_count)
+        self.batches = -(-self.rows // BATCH_ROWS)
+        self._whole_lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def codes(self) -> np.ndarray:
+        """Each row's index into :attr:`dictionary`, -1 where the value is missing."""
+        if self.null_count == 0:
+            return self.indices.to_numpy()
+        return self.indices.fill_null(-1).to_numpy()
+
+    def take(self, indices: np.ndarray) -> pa.Array:
+        """The values at these positions (0 ≤ each < len), as one large_string array."""
+        return self.dictionary.take(self.indices.take(pa.array(np.asarray(indices, dtype=np.int64))))
+
+    def chunks(self) -> Iterator[pa.Array]:
+        """The values in order, BATCH_ROWS at a time."""
+        for start in range(0, self.rows, BATCH_ROWS):
+            yield self.dictionary.take(self.indices.slice(start, BATCH_ROWS))
+
+    def kept_whole(self) -> pa.ChunkedArray | None:
+        """None: a query scans the labels' codes, cheaper than strings read whole."""
+        return None
+
+    def read_all(self) -> pa.ChunkedArray:
+        """The whole column as strings (memory: its plain size; kept as CompressedColumn.read_all keeps)."""
+        kept = _WHOLE.get(self.path)
+        if kept is None:
+            with self._whole_lock:
+                kept = _WHOLE.get(self.path)
+                if kept is None:
+                    kept = pa.chunked_array([self.dictionary.take(self.indices)], pa.large_string())
+                    _WHOLE.put(self.path, kept)
+        return kept
+
+    def dataset(self):
+        """The file as a pyarrow dataset, for DuckDB to scan (its codes, no copy)."""
+        import pyarrow.dataset as ds
+
+        return ds.dataset(self.path, format="ipc")
+
+    def __reduce__(self):
+        return (LabelColumn, (self.path,))
+
+
+def label_column(values: pd.Series) -> LabelColumn | None:
+    """The labels behind a column stored as labels and not read whole, else None."""
+    array = values.array
+    column = array.compressed if isinstance(array, CompressedStringArray) else None
+    return column if isinstance(column, LabelColumn) else None
+
+
 class CompressedStringArray(ArrowStringArray):
     """pandas' Arrow-backed string array over a :class:`CompressedColumn`: takes and single values
     read only their batches; anything else reads the column whole (CompressedColumn.read_all
     says for how long it is kept). A value set into it makes it a plain ArrowStringArray in all
     but name. Built with :meth:`over`."""
 
-    _column: CompressedColumn | None = None
+    _column: CompressedColumn | LabelColumn | None = None
     _loaded: pa.ChunkedArray | None = None
 
     @classmethod
-    def over(cls, column: CompressedColumn, dtype: pd.StringDtype | None = None) -> "CompressedStringArray":
+    def over(cls, column: CompressedColumn | LabelColumn, dtype: pd.StringDtype | None = None) -> "CompressedStringArray":
         array = cls.__new__(cls)
         array._column = column
         array._loaded = None
@@ -249,7 +487,7 @@ class CompressedStringArray(ArrowStringArray):
         self._loaded = value
 
     @property
-    def compressed(self) -> CompressedColumn | None:
+    def compressed(self) -> CompressedColumn | LabelColumn | None:
         """The file behind the array while it has not been read whole (None after)."""
         return self._column if self._loaded is None else None
 
@@ -332,4 +570,4 @@ def _plain(values: pa.ChunkedArray, dtype: pd.StringDtype) -> ArrowStringArray:
 
 
 def _reopen(path: str, dtype: pd.StringDtype) -> CompressedStringArray:
-    return CompressedStringArray.over(CompressedColumn(path), dtype)
+    return CompressedStringArray.over(open_column(path), dtype)

@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sde.caching import LRUCache
-from sde.compressed_columns import CompressedColumn, CompressedStringArray
+from sde.compressed_columns import CompressedColumn, CompressedStringArray, LabelColumn, preload
 from sde.filters import (
     EXAMPLE,
     MAX_CLAUSES,
@@ -196,7 +196,7 @@ class _Engine:
         self._lock = threading.Lock()
         self._table: pa.Table | None = None
         self.names: dict[str, str] = {}
-        self._compressed: dict[str, CompressedColumn] = {}  # identifier → its file
+        self._compressed: dict[str, CompressedColumn | LabelColumn] = {}  # identifier → its file
         self._scans: dict[str, Any] = {}
         self.lower_case = LowerCaseColumns(self._text_values)
 
@@ -233,11 +233,15 @@ class _Engine:
         source = "t"
         for ident, column in self._compressed.items():
             if re.search(rf"(?<![A-Za-z0-9_]){ident}(?![A-Za-z0-9_])", sql):
-                with self._lock:
-                    scan = self._scans.get(ident)
-                    if scan is None:
-                        scan = self._scans[ident] = column.dataset()
-                tables[f"x{ident}"] = scan
+                whole = column.kept_whole()
+                if whole is not None:  # read whole and still in memory: no decompression
+                    tables[f"x{ident}"] = pa.table({column.name: whole})
+                else:
+                    with self._lock:
+                        scan = self._scans.get(ident)
+                        if scan is None:
+                            scan = self._scans[ident] = column.dataset()
+                    tables[f"x{ident}"] = scan
                 source += f" POSITIONAL JOIN (SELECT {quote_ident(column.name)} AS {ident} FROM x{ident}) AS s{ident}"
         return source
 
@@ -272,7 +276,7 @@ class _Engine:
         return pos, np.asarray(got.get("n", pos[:0]), dtype=np.int64)
 
 
-def _compressed_file(s: pd.Series) -> CompressedColumn | None:
+def _compressed_file(s: pd.Series) -> CompressedColumn | LabelColumn | None:
     """The compressed file behind a column not yet read whole, else None."""
     array = s.array
     return array.compressed if isinstance(array, CompressedStringArray) else None
@@ -465,14 +469,17 @@ class TableQuery:
         """Prepare the engine (e.g. in a background thread at startup) so the first query does not
         pay for it: the Arrow view of the table, the DuckDB connection and which of the ``text``
         columns (default: every text column) are lower case (~70 ms for 10M lines of text; other
-        columns learn it on their first ``contains``). ``columns`` (checked) and ``descending``
-        are accepted for compatibility: DuckDB keeps no per-column order."""
+        columns learn it on their first ``contains``), and the compressed columns small enough
+        to keep in memory read whole (sde.compressed_columns.preload: pages then decompress
+        nothing). ``columns`` (checked) and ``descending`` are accepted for compatibility:
+        DuckDB keeps no per-column order."""
         for c in columns or ():
             _check_column(c, self.columns)
         self._engine.table()
         cursor().close()
         wanted = self.columns if text is None else [c for c in text if c in self._kinds]
         self._engine.lower_case.learn(c for c in wanted if self._kinds[c] == TEXT)
+        preload(self.df)
 
     # -- parsing against the table -----------------------------------------------------------
 

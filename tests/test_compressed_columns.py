@@ -1,5 +1,5 @@
-"""sde.compressed_columns: string columns stored compressed, read by batch, and the pandas array
-over them behaving as pandas' own Arrow strings."""
+"""sde.compressed_columns: string columns stored compressed (read by batch) or as labels (codes and
+their distinct values), and the pandas array over either behaving as pandas' own Arrow strings."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pyarrow as pa
 import pytest
 
 from sde import compressed_columns as cc
-from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, CompressedStringArray, is_compressed,
-                                    read_strings, write_compressed)
+from sde import analysis as A
+from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
+                                    label_column, open_column, read_strings, write_compressed)
 from sde.query import TableQuery
 
 ROWS = 3 * BATCH_ROWS + 123  # four batches, the last one short
@@ -28,22 +29,25 @@ def values() -> list[str | None]:
     return _values()
 
 
-@pytest.fixture(scope="module")
-def column(tmp_path_factory, values) -> CompressedColumn:
+@pytest.fixture(scope="module", params=[CompressedColumn, LabelColumn], ids=["compressed", "labels"])
+def column(request, tmp_path_factory, values) -> CompressedColumn | LabelColumn:
+    """The values (35 distinct ones) stored either way: as labels, or compressed when labels are off."""
     path = tmp_path_factory.mktemp("cc") / "text.arrow"
     # written from pieces of several types and sizes, as parts of a build arrive
     pieces = [pa.array(values[:1000], pa.string()),
               pa.chunked_array([pa.array(values[1000:5000]), pa.array(values[5000:9000])]),
               pa.array(values[9000:], pa.large_string())]
-    assert write_compressed(path, "text", pieces) == len(values)
-    return CompressedColumn(path)
+    assert write_compressed(path, "text", pieces, labels=request.param is LabelColumn) == len(values)
+    opened = open_column(path)
+    assert type(opened) is request.param
+    return opened
 
 
 def _plain(values) -> pd.Series:
     return pd.Series(values, dtype="string[pyarrow]")
 
 
-def _series(column: CompressedColumn) -> pd.Series:
+def _series(column: CompressedColumn | LabelColumn) -> pd.Series:
     return pd.Series(CompressedStringArray.over(column), copy=False)
 
 
@@ -72,7 +76,7 @@ def test_take_gives_the_values_at_those_rows(column, values, case, indices):
 
 def test_a_take_reads_only_the_batches_of_its_rows(tmp_path, values):
     path = tmp_path / "c.arrow"
-    write_compressed(path, "text", [pa.array(values)])
+    write_compressed(path, "text", [pa.array(values)], labels=False)
     fresh = CompressedColumn(path)
     fresh.take(np.array([1, 2 * BATCH_ROWS + 5]))
     assert sorted(fresh._cache._items) == [0, 2]
@@ -105,8 +109,66 @@ def test_a_file_that_is_not_a_compressed_column_is_refused(tmp_path):
 
 def test_it_compresses_text(tmp_path):
     text = _values(20 * BATCH_ROWS)
-    write_compressed(tmp_path / "c.arrow", "t", [pa.array(text)])
+    write_compressed(tmp_path / "c.arrow", "t", [pa.array(text)], labels=False)
     assert (tmp_path / "c.arrow").stat().st_size < pa.array(text, pa.large_string()).nbytes / 3
+
+
+def _distinct(n_values: int, rows: int) -> list[str | None]:
+    return [None if i % 97 == 3 else f"spk_{i % n_values}" for i in range(rows)]
+
+
+@pytest.mark.parametrize("case, written, labels, stored_as", [
+    ("speakers: few values, many rows", _distinct(300, 20_000), True, LabelColumn),
+    ("one value", ["en"] * 50, True, LabelColumn),
+    ("unique lines", [f"line {i}" for i in range(20_000)], True, CompressedColumn),
+    ("few rows per value", _distinct(300, 1_000), True, CompressedColumn),
+    ("labels turned off", _distinct(300, 20_000), False, CompressedColumn),
+    ("only nulls", [None] * 100, True, CompressedColumn),
+])
+def test_a_column_of_few_distinct_values_is_stored_as_labels(tmp_path, case, written, labels, stored_as):
+    path = tmp_path / "c.arrow"
+    write_compressed(path, "speaker", [pa.array(written[:777]), pa.array(written[777:])], labels=labels)
+    got = open_column(path)
+    assert type(got) is stored_as
+    assert got.read_all().to_pylist() == written and got.null_count == written.count(None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.arrow"]  # nothing left beside it
+
+
+def test_too_many_distinct_values_stay_compressed(monkeypatch, tmp_path):
+    monkeypatch.setattr(cc, "LABEL_MAX_VALUES", 100)
+    write_compressed(tmp_path / "c.arrow", "speaker", [pa.array(_distinct(101, 20_000))])
+    assert type(open_column(tmp_path / "c.arrow")) is CompressedColumn
+
+
+@pytest.mark.parametrize("n_values, index_type", [(100, pa.int8()), (300, pa.int16()), (40_000, pa.int32())])
+def test_labels_take_the_smallest_code_that_fits(tmp_path, n_values, index_type):
+    written = _distinct(n_values, 8 * n_values + 1)
+    write_compressed(tmp_path / "c.arrow", "speaker", [pa.array(written)])
+    got = open_column(tmp_path / "c.arrow")
+    assert isinstance(got, LabelColumn) and got.indices.type == index_type
+    assert got.dictionary.to_pylist() == sorted(set(written) - {None})
+    codes = got.codes()
+    assert [None if c < 0 else got.dictionary[int(c)].as_py() for c in codes[:500]] == written[:500]
+    assert (tmp_path / "c.arrow").stat().st_size < len(written) * (index_type.bit_width // 8 + 1) + 20 * n_values
+
+
+def test_labels_group_a_breakdown_as_plain_strings_do(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 12_000
+    speaker = _distinct(400, n)
+    words = rng.integers(1, 20, n)
+    plain = pd.DataFrame({"speaker": pd.array(speaker, dtype="string[pyarrow]"), "num_words": words,
+                          "num_chars": words * 5, "sub": rng.binomial(words, 0.2), "del": rng.binomial(words, 0.1),
+                          "ins": rng.binomial(2, 0.1, n), "char_edits": rng.binomial(words * 5, 0.1)})
+    write_compressed(tmp_path / "s.arrow", "speaker", [pa.array(speaker)])
+    stored = plain.copy()
+    stored["speaker"] = pd.Series(CompressedStringArray.over(open_column(tmp_path / "s.arrow")), copy=False)
+    assert label_column(stored["speaker"]) is not None
+    for rows in (None, np.flatnonzero(words > 5)):
+        want = A.breakdown(plain, "speaker", {}, rows, sort="-wer")
+        got = A.breakdown(stored, "speaker", {}, rows, sort="-wer")
+        pd.testing.assert_frame_equal(got, want)
+    assert A.group_counts(stored)["speaker"] == A.group_counts(plain)["speaker"] == 400
 
 
 # ---------------------------------------------------------------- the pandas array
@@ -158,7 +220,7 @@ def test_a_value_set_into_it_makes_it_plain(column, values):
 def test_a_whole_read_is_kept_only_while_small(monkeypatch, tmp_path, values, budget, kept):
     monkeypatch.setattr(cc, "_WHOLE", cc.LRUCache(budget, size_of=lambda a: a.nbytes))
     path = tmp_path / "c.arrow"
-    write_compressed(path, "t", [pa.array(values)])
+    write_compressed(path, "t", [pa.array(values)], labels=False)
     fresh = CompressedColumn(path)
     first = fresh.read_all()
     assert fresh.read_all() is first  # held by the caller: one read shared
@@ -202,3 +264,76 @@ def test_queries_over_compressed_columns_equal_those_over_plain_ones(column, val
     total, page = got.page(filt, sort, page=1, page_size=20)
     assert total == len(want) and page["text"].tolist() == plain["text"].iloc[want[20:40]].tolist()
     assert stored["text"].array.compressed is column  # the query streamed it
+
+
+def test_top_errors_over_labels_equal_those_over_plain_words(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 20_000
+    words = np.array([f"w{i}" for i in range(300)], dtype=object)
+    op = rng.choice(["sub", "del", "ins"], n)
+    ref = np.where(op == "ins", None, words[rng.zipf(1.5, n) % 300])
+    hyp = np.where(op == "del", None, words[rng.integers(0, 300, n)])
+    plain = pd.DataFrame({"utt": np.sort(rng.integers(0, 5_000, n)), "op": pd.Categorical(op, ["sub", "del", "ins"]),
+                          "ref": pd.array(ref, dtype="string[pyarrow]"), "hyp": pd.array(hyp, dtype="string[pyarrow]")})
+    stored = plain.copy()
+    for name, written in (("ref", ref), ("hyp", hyp)):
+        write_compressed(tmp_path / f"{name}.arrow", name, [pa.array(written.tolist(), pa.string())])
+        stored[name] = pd.Series(CompressedStringArray.over(open_column(tmp_path / f"{name}.arrow")), copy=False)
+        assert label_column(stored[name]) is not None
+    want, got = A.top_errors(plain, limit=50), A.top_errors(stored, limit=50)
+    assert set(got) == set(want) == {"substitutions", "deletions", "insertions"}
+    for kind in want:
+        pd.testing.assert_frame_equal(got[kind].reset_index(drop=True), want[kind].reset_index(drop=True))
+
+
+def test_a_column_held_whole_is_read_once_for_the_whole_block(monkeypatch, tmp_path, values):
+    monkeypatch.setattr(cc, "_WHOLE", cc.LRUCache(1024, size_of=lambda a: a.nbytes))  # too small to keep it
+    write_compressed(tmp_path / "t.arrow", "text", [pa.array(values)], labels=False)
+    frame = pd.DataFrame({"n": np.arange(len(values))})
+    frame.insert(1, "text", _series(open_column(tmp_path / "t.arrow")))
+    reads = []
+    column = frame["text"].array.compressed
+    monkeypatch.setattr(column, "chunks", lambda original=column.chunks: reads.append(1) or original())
+    with cc.held_whole(frame, ["text", "n", "absent"]):
+        assert frame["text"].str.len().sum() == _plain(values).str.len().sum()
+        assert frame["text"].str.contains("cat").sum() == _plain(values).str.contains("cat").sum()
+    assert len(reads) == 1
+    frame["text"].str.len().sum()
+    assert len(reads) == 2  # let go after the block
+
+
+def _frame_of(tmp_path, columns: dict[str, list]) -> pd.DataFrame:
+    frame = pd.DataFrame({"n": np.arange(len(next(iter(columns.values()))))})
+    for k, (name, written) in enumerate(columns.items()):
+        write_compressed(tmp_path / f"{name}.arrow", name, [pa.array(written)], labels=False)
+        frame.insert(k + 1, name, _series(open_column(tmp_path / f"{name}.arrow")))
+    return frame
+
+
+@pytest.mark.parametrize("case, budget, loaded", [
+    ("everything fits", 10**9, ["short", "long"]),
+    ("the long one is over a quarter", 4 * 60_000, ["short"]),
+    ("nothing fits", 1_000, []),
+])
+def test_preload_reads_whole_the_columns_the_budget_keeps(monkeypatch, tmp_path, case, budget, loaded):
+    monkeypatch.setattr(cc, "WHOLE_BYTES", budget)
+    monkeypatch.setattr(cc, "_WHOLE", cc.LRUCache(budget, size_of=lambda a: a.nbytes))
+    frame = _frame_of(tmp_path, {"long": [f"a long line of text {i} " * 3 for i in range(1_000)],
+                                 "short": [f"s{i}" for i in range(1_000)]})
+    assert cc.preload(frame) == loaded
+    for name in ("short", "long"):
+        column = frame[name].array.compressed
+        assert (column.kept_whole() is not None) is (name in loaded)
+        rows = np.array([5, 999, 0])
+        assert frame[name].iloc[rows].tolist() == [frame[name].iat[i] for i in rows]
+        assert (len(column._cache._items) == 0) is (name in loaded)  # a kept column serves pages itself
+
+
+@pytest.mark.parametrize("filt, sort", QUERY_CASES[:4])
+def test_queries_over_a_column_kept_whole_equal_those_over_plain_ones(tmp_path, values, filt, sort):
+    frame = _frame_of(tmp_path, {"text": values})
+    frame["other"] = pd.Series([v if i % 3 else "x" for i, v in enumerate(values)], dtype="string[pyarrow]")
+    plain = pd.DataFrame({"n": frame["n"], "text": _plain(values), "other": frame["other"]})
+    kept = frame["text"].array.compressed.read_all()
+    assert frame["text"].array.compressed.kept_whole() is kept
+    assert TableQuery(frame).select(filt, sort).tolist() == TableQuery(plain).select(filt, sort).tolist()

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from sde.analysis.rates import STRING, UttIds, _id_mask, _unique_counts
 from sde.caching import LRUCache
-from sde.compressed_columns import read_strings
+from sde.compressed_columns import LabelColumn, label_column, read_strings
 from sde.engine import settings
 
 _KINDS = {"sub": 0, "del": 1, "ins": 2}  # as errors tables name them
@@ -100,7 +100,11 @@ def _error_codes(errors: pd.DataFrame) -> _ErrorCodes:
     if missing:
         raise KeyError(f"errors table lacks column(s) {sorted(missing)}; expected utt, op, ref, hyp")
     n = len(errors)
-    words, codes = _shared_codes([_arrow_words(errors["ref"]), _arrow_words(errors["hyp"])])
+    labels = label_column(errors["ref"]), label_column(errors["hyp"])
+    if labels[0] is not None and labels[1] is not None:
+        words, codes = _label_codes(labels[0], labels[1])
+    else:
+        words, codes = _shared_codes([_arrow_words(errors["ref"]), _arrow_words(errors["hyp"])])
     result = _ErrorCodes(
         utt=errors["utt"].to_numpy(dtype=np.int64),
         op=_op_codes(errors["op"]),
@@ -117,6 +121,19 @@ def _arrow_words(column: pd.Series) -> pa.ChunkedArray:
     """A column of words as Arrow large strings: the loaded (mapped) buffers when it is plain, a
     decompressed copy for this encoding alone when it is stored compressed."""
     return read_strings(column)
+
+
+def _label_codes(ref: LabelColumn, hyp: LabelColumn) -> tuple[pa.Array, np.ndarray]:
+    """What _shared_codes gives, for columns stored as labels: their two dictionaries merged,
+    and each row's code mapped into the merged one (no string hashed per row)."""
+    merged = pa.concat_arrays([ref.dictionary, hyp.dictionary]).dictionary_encode()
+    to_merged = merged.indices.to_numpy().astype(np.int32)
+    codes = np.empty(len(ref) + len(hyp), dtype=np.int32)
+    for column, remap, out in ((ref, to_merged[:len(ref.dictionary)], codes[:len(ref)]),
+                               (hyp, to_merged[len(ref.dictionary):], codes[len(ref):])):
+        # a missing value's code, -1, picks the appended -1
+        np.take(np.append(remap, np.int32(-1)), column.codes(), out=out)
+    return merged.dictionary, codes
 
 
 def _shared_codes(columns: list[pa.ChunkedArray]) -> tuple[pa.Array, np.ndarray]:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.analysis.bootstrap import _check_bootstrap_args, _percentile_ci
+from sde.compressed_columns import label_column
 from sde.filters import QueryError, column_kind
 from sde.filters.engine import arrow_column, run_sql
 from sde.analysis.rates import (
@@ -84,8 +85,12 @@ def group_counts(table: pd.DataFrame) -> dict[str, int]:
         s = table[name]
         if s.dtype.kind in "fcmM":
             continue  # continuous measurements and times: bucket or filter them instead
+        labels = label_column(s)
         try:
-            distinct, present = int(s.nunique(dropna=True)), int(s.count())
+            if labels is not None:  # its values, counted when it was written
+                distinct, present = len(labels.dictionary), len(labels) - labels.null_count
+            else:
+                distinct, present = int(s.nunique(dropna=True)), int(s.count())
         except TypeError:  # unhashable Python objects (lists, dicts)
             continue
         if distinct and (distinct < present or present == 1):
@@ -146,6 +151,11 @@ def _group_codes(table: pd.DataFrame, by: str, rows: np.ndarray | None) -> tuple
         raise ValueError(f"unknown column {by!r} for a breakdown; choose one of: "
                          + ", ".join(breakdown_columns(table)))
     s = table[by]
+    labels = label_column(s)
+    if labels is not None:  # stored as labels: the codes are the groups, no string hashed
+        codes = labels.codes()
+        values = labels.dictionary.to_numpy(zero_copy_only=False)
+        return (codes if rows is None else codes[rows]).astype(np.int64), values, False
     if rows is not None:
         s = s.iloc[rows]
     return _factorize(s)
@@ -363,7 +373,12 @@ def _sql_sums(table: pd.DataFrame, by: str, rows: np.ndarray | None, weights: Ma
               ) -> tuple[list[Any], dict[str, np.ndarray]] | None:
     """(group values, None for the missing values; per group: utterances and each weight's sum) by
     one GROUP BY, or None when the column is not one DuckDB groups here (see _group_arrow)."""
-    values = _group_arrow(table, by, rows)
+    # a column stored as labels (sde.compressed_columns) is grouped by its codes, mapped in place
+    labels = label_column(table[by]) if by in table.columns else None
+    if labels is not None:
+        values = labels.indices if rows is None else labels.indices.take(pa.array(rows))
+    else:
+        values = _group_arrow(table, by, rows)
     if values is None:
         return None
     # the weights as they are (whole numbers, often the mapped columns themselves): no copy, and
@@ -380,7 +395,11 @@ def _sql_sums(table: pd.DataFrame, by: str, rows: np.ndarray | None, weights: Ma
         cur.close()
     totals = {"utterances": np.asarray(got["utterances"], dtype=np.int64)}
     totals.update({k: np.asarray(got[k], dtype=np.float64) for k in weights})
-    return np.ma.asarray(got["g"]).tolist(), totals
+    groups = np.ma.asarray(got["g"]).tolist()
+    if labels is not None:
+        names = labels.dictionary.to_pylist()
+        groups = [None if code is None else names[code] for code in groups]
+    return groups, totals
 
 
 def _slots(table: pd.DataFrame, by: str, rows: np.ndarray | None, value_list: list[Any]) -> np.ndarray:

@@ -9,7 +9,9 @@ there are.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,27 +71,38 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
     files = {"utterances": folder / "utterances.arrow"}
     _append_tables(parts, files["utterances"], shift={"id": _offsets(built)},
                    schema=pa.schema([f for f in schema if f.name not in fixed], metadata=schema.metadata))
-    for k, column in enumerate(fixed):
-        name = f"utterances{COLUMN_FILE_SEPARATOR}{column}"
-        files[name] = folder / f"utterances.column{k}.arrow"
-        _write_column(parts, schema.field(column), files[name], rows=sum(i.rows for i in built),
-                      shift=_offsets(built) if column == "id" else None)
-    column_order = {"utterances": schema.names}
-    for k, h in enumerate(hypotheses):
-        name = f"errors{k}"
-        sources = [(errors_file(folder, i.index, _position(i, h)), offset)
-                   for i, offset in zip(built, _offsets(built)) if _has(i, h)]
-        paths = [path for path, _ in sources]
-        errors_schema = _unified_schema([_schema_of(p) for p in paths])
-        text = [f.name for f in errors_schema if compressible(f.type)]
-        files[name] = folder / f"{name}.arrow"
-        _append_tables(paths, files[name], shift={"utt": [offset for _, offset in sources]},
-                       schema=pa.schema([f for f in errors_schema if f.name not in text], metadata=errors_schema.metadata))
-        for j, column in enumerate(text):
-            files[f"{name}{COLUMN_FILE_SEPARATOR}{column}"] = folder / f"{name}.column{j}.arrow"
-            _write_column(paths, errors_schema.field(column), files[f"{name}{COLUMN_FILE_SEPARATOR}{column}"],
-                          rows=0, shift=None)
-        column_order[name] = errors_schema.names
+    # string columns are compressed on threads (zstd and Arrow's kernels release the GIL), the
+    # fixed-width ones copied here meanwhile
+    with ThreadPoolExecutor(max(1, threads or os.cpu_count() or 1), thread_name_prefix="sde-join") as pool:
+        writes = []
+        for k, column in enumerate(fixed):
+            name = f"utterances{COLUMN_FILE_SEPARATOR}{column}"
+            files[name] = folder / f"utterances.column{k}.arrow"
+            args = (parts, schema.field(column), files[name], sum(i.rows for i in built),
+                    _offsets(built) if column == "id" else None)
+            if compressible(schema.field(column).type):
+                writes.append(pool.submit(_write_column, *args))
+            else:
+                _write_column(*args)
+        column_order = {"utterances": schema.names}
+        for k, h in enumerate(hypotheses):
+            name = f"errors{k}"
+            sources = [(errors_file(folder, i.index, _position(i, h)), offset)
+                       for i, offset in zip(built, _offsets(built)) if _has(i, h)]
+            paths = [path for path, _ in sources]
+            errors_schema = _unified_schema([_schema_of(p) for p in paths])
+            text = [f.name for f in errors_schema if compressible(f.type)]
+            files[name] = folder / f"{name}.arrow"
+            _append_tables(paths, files[name], shift={"utt": [offset for _, offset in sources]},
+                           schema=pa.schema([f for f in errors_schema if f.name not in text],
+                                            metadata=errors_schema.metadata))
+            for j, column in enumerate(text):
+                files[f"{name}{COLUMN_FILE_SEPARATOR}{column}"] = folder / f"{name}.column{j}.arrow"
+                writes.append(pool.submit(_write_column, paths, errors_schema.field(column),
+                                          files[f"{name}{COLUMN_FILE_SEPARATOR}{column}"], 0, None))
+            column_order[name] = errors_schema.names
+        for write in writes:
+            write.result()  # raises a write's error here
     vocabulary = _vocabulary(built, folder, hypotheses, options, memory_limit, threads)
     vocabulary_table = pa.Table.from_pandas(vocabulary, preserve_index=False)
     vocabulary_table = vocabulary_table.cast(pa.schema([f.with_type(_stored_type(f.type)) for f in vocabulary_table.schema],

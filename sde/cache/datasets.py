@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow as pa
 
 from sde import __version__
-from sde.compressed_columns import (CompressedColumn, CompressedStringArray, is_compressed, read_strings,
-                                     write_compressed)
+from sde.compressed_columns import (CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
+                                     open_column, read_strings, write_compressed)
 from sde.dataset import Dataset, DatasetOptions
 from sde.sources import SourceSet, as_source_set, source_stamps
 
@@ -165,7 +165,7 @@ class DatasetCache:
                 if isinstance(path, str):
                     os.chmod(path, 0o444)
 
-    def _read_table(self, key: str, name: str, expected_bytes: int | None = None) -> pa.Table | CompressedColumn:
+    def _read_table(self, key: str, name: str, expected_bytes: int | None = None) -> pa.Table | CompressedColumn | LabelColumn:
         handle = self._store.get(("table", key, name), read=True)
         if handle is None:
             raise KeyError(f"table {name} missing")
@@ -188,7 +188,7 @@ class DatasetCache:
 COLUMN_FILE_SEPARATOR = "/"
 
 
-def _frames(meta: dict, tables: dict[str, pa.Table | CompressedColumn]) -> dict[str, pd.DataFrame]:
+def _frames(meta: dict, tables: dict[str, pa.Table | CompressedColumn | LabelColumn]) -> dict[str, pd.DataFrame]:
     """The stored tables as frames, each assembled from its column files (see above); a compressed
     column file becomes a :class:`CompressedStringArray` column (read by batch, never whole)."""
     order = meta.get("column_order", {})
@@ -197,13 +197,13 @@ def _frames(meta: dict, tables: dict[str, pa.Table | CompressedColumn]) -> dict[
         if COLUMN_FILE_SEPARATOR in name:
             continue
         assert isinstance(table, pa.Table)
-        compressed: dict[str, CompressedColumn] = {}
+        compressed: dict[str, CompressedColumn | LabelColumn] = {}
         if name in order:
             columns = {n: table[n] for n in table.column_names}
             for other, part in tables.items():
                 if other.startswith(name + COLUMN_FILE_SEPARATOR):
                     column = other[len(name) + 1:]
-                    if isinstance(part, CompressedColumn):
+                    if isinstance(part, (CompressedColumn, LabelColumn)):
                         compressed[column] = part
                     else:
                         columns[column] = part.column(0)
@@ -259,14 +259,14 @@ def read_built(meta: dict, files: dict[str, Path]) -> Dataset:
     return _dataset_from(meta, _frames(meta, tables))
 
 
-def _open_table_file(path: str, source: pa.MemoryMappedFile | None = None) -> pa.Table | CompressedColumn:
+def _open_table_file(path: str, source: pa.MemoryMappedFile | None = None) -> pa.Table | CompressedColumn | LabelColumn:
     """A stored table file: a compressed column (read by batch, see sde.compressed_columns), or a
     table memory-mapped (not closed: the frames' columns are views of the mapping; pages load on
     demand)."""
     source = source if source is not None else pa.memory_map(path, "r")
     reader = pa.ipc.open_file(source)
     if is_compressed(reader.schema):
-        return CompressedColumn(path)
+        return open_column(path)
     return reader.read_all()
 
 

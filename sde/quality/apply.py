@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from sde.caching import for_dataset
+from sde.compressed_columns import held_whole
 from sde.progress import WorkerProgress
 from sde.quality.duplicates import DUPLICATE_COLUMNS, duplicate_columns
 from sde.quality.segments import KINDS, measure_segments
@@ -239,14 +240,15 @@ def _speaker_column(table: pd.DataFrame) -> str:
 
 def _compute(dataset: Dataset, kind: str) -> pd.DataFrame:
     table = dataset.utterances
-    if kind == "duplicates":
-        return duplicate_columns(table)
-    if kind == "near_duplicates":
-        near = duplicate_columns(table, max_edits=NEAR_DUPLICATE_EDITS)["dup_text_group"]
-        return pd.DataFrame({"dup_near_group": near.array}, index=table.index)
-    present = [h for h in dataset.hypotheses if h.field in table.columns]
-    return suspicious_columns(table, present, alphabet=dataset.options.alphabet or None,
-                              speaker_column=_speaker_column(table))
+    with held_whole(table, ["text"]):  # each check reads the transcripts: decompressed once
+        if kind == "duplicates":
+            return duplicate_columns(table)
+        if kind == "near_duplicates":
+            near = duplicate_columns(table, max_edits=NEAR_DUPLICATE_EDITS)["dup_text_group"]
+            return pd.DataFrame({"dup_near_group": near.array}, index=table.index)
+        present = [h for h in dataset.hypotheses if h.field in table.columns]
+        return suspicious_columns(table, present, alphabet=dataset.options.alphabet or None,
+                                  speaker_column=_speaker_column(table))
 
 
 def quality_frame(dataset: Dataset, kind: str) -> pd.DataFrame:

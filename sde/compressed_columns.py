@@ -286,7 +286,53 @@ def _read_stats(path: str, meta: dict | None) -> tuple[int, int, bool, int]:
         raise ValueError(f"{path} lacks its column counts: not a column written by sde") from None
 
 
-class CompressedColumn:
+class _ColumnFile:
+    """What both kinds of column file share: the whole read, kept (see CompressedColumn.read_all),
+    the file for DuckDB, and pickling by path."""
+
+    path: str
+    rows: int
+    _recent: weakref.ref | None = None
+    _whole_lock: threading.Lock
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def _held(self) -> pa.ChunkedArray | None:
+        kept = _WHOLE.get(self.path)
+        if kept is None and self._recent is not None:
+            kept = self._recent()
+        return kept
+
+    def _decoded(self) -> pa.ChunkedArray:
+        raise NotImplementedError
+
+    def read_all(self) -> pa.ChunkedArray:
+        """The whole column as strings (memory: its plain size). Kept while it fits in a shared
+        budget of :data:`WHOLE_BYTES`, else only while a caller still holds it (several steps of
+        one computation share one read)."""
+        kept = self._held()
+        if kept is not None:
+            return kept
+        with self._whole_lock:  # two threads asking at once read it once
+            kept = self._held()
+            if kept is None:
+                kept = self._decoded()
+                self._recent = weakref.ref(kept)
+                _WHOLE.put(self.path, kept)
+        return kept
+
+    def dataset(self):
+        """The file as a pyarrow dataset, for DuckDB to scan batch by batch."""
+        import pyarrow.dataset as ds
+
+        return ds.dataset(self.path, format="ipc")
+
+    def __reduce__(self):
+        return (type(self), (self.path,))
+
+
+class CompressedColumn(_ColumnFile):
     """One compressed string column file: its rows by batch, by position, or streamed whole."""
 
     def __init__(self, path: str | Path) -> None:
@@ -297,7 +343,6 @@ class CompressedColumn:
         self.batches = self._reader.num_record_batches
         self._lock = threading.Lock()
         self._cache = LRUCache(CACHED_BATCHES)
-        self._recent: weakref.ref | None = None
         self._whole_lock = threading.Lock()
         if not self.batches or not pa.types.is_large_string(self._reader.schema.field(0).type):
             raise ValueError(f"{self.path} holds no compressed batch: not a compressed column written by sde")
@@ -310,9 +355,6 @@ class CompressedColumn:
 
     def close(self) -> None:
         self._source.close()
-
-    def __len__(self) -> int:
-        return self.rows
 
     def batch(self, i: int) -> pa.Array:
         """Batch ``i`` decompressed (the last ones asked are kept; a column read whole and still
@@ -353,38 +395,15 @@ class CompressedColumn:
             yield got
 
     def kept_whole(self) -> pa.ChunkedArray | None:
-        """The column as read whole, while it is still kept (see read_all), else None."""
-        kept = _WHOLE.get(self.path)
-        if kept is None and self._recent is not None:
-            kept = self._recent()
-        return kept
+        """The column as read whole (:meth:`read_all`, one chunk per batch), while it is still
+        kept (then pages take their rows from it), else None."""
+        return self._held()
 
-    def read_all(self) -> pa.ChunkedArray:
-        """The whole column decompressed (memory: its plain size), one chunk per batch. Kept while
-        it fits in a shared budget of :data:`WHOLE_BYTES` (then pages take their rows from it),
-        else only while a caller still holds it (several steps of one computation share one read)."""
-        kept = self.kept_whole()
-        if kept is not None:
-            return kept
-        with self._whole_lock:  # two threads asking at once read it once
-            kept = self.kept_whole()
-            if kept is None:
-                kept = pa.chunked_array(list(self.chunks()), pa.large_string())
-                self._recent = weakref.ref(kept)
-                _WHOLE.put(self.path, kept)
-        return kept
-
-    def dataset(self):
-        """The file as a pyarrow dataset, for DuckDB to scan in parallel, batch by batch."""
-        import pyarrow.dataset as ds
-
-        return ds.dataset(self.path, format="ipc")
-
-    def __reduce__(self):
-        return (CompressedColumn, (self.path,))
+    def _decoded(self) -> pa.ChunkedArray:
+        return pa.chunked_array(list(self.chunks()), pa.large_string())
 
 
-class LabelColumn:
+class LabelColumn(_ColumnFile):
     """One column stored as labels (see write_compressed): a code per row, mapped from the file,
     and the distinct values. The same reading interface as :class:`CompressedColumn`, plus
     :meth:`codes` for grouping."""
@@ -406,9 +425,6 @@ class LabelColumn:
         self.batches = -(-self.rows // BATCH_ROWS)
         self._whole_lock = threading.Lock()
 
-    def __len__(self) -> int:
-        return self.rows
-
     def codes(self) -> np.ndarray:
         """Each row's index into :attr:`dictionary`, -1 where the value is missing."""
         if self.null_count == 0:
@@ -428,25 +444,8 @@ class LabelColumn:
         """None: a query scans the labels' codes, cheaper than strings read whole."""
         return None
 
-    def read_all(self) -> pa.ChunkedArray:
-        """The whole column as strings (memory: its plain size; kept as CompressedColumn.read_all keeps)."""
-        kept = _WHOLE.get(self.path)
-        if kept is None:
-            with self._whole_lock:
-                kept = _WHOLE.get(self.path)
-                if kept is None:
-                    kept = pa.chunked_array([self.dictionary.take(self.indices)], pa.large_string())
-                    _WHOLE.put(self.path, kept)
-        return kept
-
-    def dataset(self):
-        """The file as a pyarrow dataset, for DuckDB to scan (its codes, no copy)."""
-        import pyarrow.dataset as ds
-
-        return ds.dataset(self.path, format="ipc")
-
-    def __reduce__(self):
-        return (LabelColumn, (self.path,))
+    def _decoded(self) -> pa.ChunkedArray:
+        return pa.chunked_array([self.dictionary.take(self.indices)], pa.large_string())
 
 
 def label_column(values: pd.Series) -> LabelColumn | None:

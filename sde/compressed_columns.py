@@ -233,24 +233,30 @@ def _rewrite_as_labels(path: Path, dictionary: pa.Array, stats: dict) -> None:
     rows = len(source)
     schema = pa.schema([pa.field(source.name, pa.dictionary(kind, pa.large_string()))], metadata={_MARK: _LABELS})
     out = path.with_name(path.name + ".labels")
-    with tempfile.TemporaryFile(dir=path.parent) as scratch:
-        codes = np.memmap(scratch, dtype=width, mode="w+", shape=(max(rows, 1),))[:rows]
-        valid = np.ones(rows, dtype=bool)
-        start = 0
-        for chunk in _joined(source.chunks(), _LOOKUP_ROWS):
-            found = pc.index_in(chunk, value_set=dictionary)
-            end = start + len(chunk)
-            codes[start:end] = found.fill_null(0).to_numpy().astype(width, copy=False)
-            if found.null_count:
-                valid[start:end] = found.is_valid().to_numpy(zero_copy_only=False)
-            start = end
-        bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-        indices = pa.Array.from_buffers(kind, rows, [bitmap, pa.py_buffer(codes)], null_count=rows - int(valid.sum()))
-        array = pa.DictionaryArray.from_arrays(indices, dictionary.cast(pa.large_string()))
-        with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            writer.write_batch(pa.record_batch([array], schema=schema), custom_metadata=_stats_metadata(stats))
-        del indices, array, codes
-    source.close()
+    nulls = int(stats["nulls"])
+    try:
+        with tempfile.TemporaryFile(dir=path.parent) as scratch, tempfile.TemporaryFile(dir=path.parent) as flags:
+            codes = np.memmap(scratch, dtype=width, mode="w+", shape=(max(rows, 1),))[:rows]
+            valid = np.memmap(flags, dtype=bool, mode="w+", shape=(max(rows, 1),))[:rows] if nulls else None
+            start = 0
+            for chunk in _joined(source.chunks(), _LOOKUP_ROWS):
+                found = pc.index_in(chunk, value_set=dictionary)  # null only where the value is
+                end = start + len(chunk)
+                codes[start:end] = found.fill_null(0).to_numpy().astype(width, copy=False)
+                if valid is not None:
+                    valid[start:end] = found.is_valid().to_numpy(zero_copy_only=False)
+                start = end
+            bitmap = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+            indices = pa.Array.from_buffers(kind, rows, [bitmap, pa.py_buffer(codes)], null_count=nulls)
+            array = pa.DictionaryArray.from_arrays(indices, dictionary.cast(pa.large_string()))
+            with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+                writer.write_batch(pa.record_batch([array], schema=schema), custom_metadata=_stats_metadata(stats))
+            del indices, array, codes, valid
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    finally:
+        source.close()
     out.replace(path)
 
 

@@ -36,7 +36,7 @@ from sde.caching import LRUCache
 from sde.filters.engine import holds_no_ascii_upper
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
-           "held_whole", "is_compressed", "preload", "label_column", "open_column", "read_strings", "write_compressed"]
+           "held_whole", "is_compressed", "preload", "label_column", "open_column", "read_strings", "string_chunks", "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
 # ms, large enough that zstd still finds the text's repetitions (4,096 rows compress as well as 64K).
@@ -103,6 +103,19 @@ def held_whole(frame: pd.DataFrame, columns: Iterable[str]) -> Iterator[None]:
         yield
     finally:
         del kept
+
+
+def string_chunks(values: pd.Series) -> Iterator[pa.Array]:
+    """A string column's values as Arrow arrays, a batch at a time, for a computation that needs
+    every value but not all at once: a compressed column's batches as they decompress (memory: one
+    batch), any other column's own chunks."""
+    array = values.array
+    column = array.compressed if isinstance(array, CompressedStringArray) else None
+    if column is None:
+        yield from read_strings(values).chunks
+        return
+    kept = column.kept_whole()
+    yield from (kept.chunks if kept is not None else column.chunks())
 
 
 def _data_bytes(array: pa.Array | pa.ChunkedArray) -> int:

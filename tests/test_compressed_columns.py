@@ -337,3 +337,18 @@ def test_queries_over_a_column_kept_whole_equal_those_over_plain_ones(tmp_path, 
     kept = frame["text"].array.compressed.read_all()
     assert frame["text"].array.compressed.kept_whole() is kept
     assert TableQuery(frame).select(filt, sort).tolist() == TableQuery(plain).select(filt, sort).tolist()
+
+
+@pytest.mark.parametrize("case, texts", [
+    ("ascii and other scripts' digits", ["no", "room 42", None, "١٢", "", "x"] * 2_000),
+    ("no digits", ["a b", None] * 10),
+    ("empty", []),
+])
+def test_texts_with_digits_are_counted_a_batch_at_a_time(tmp_path, case, texts):
+    want = int(A.has_digits(pd.Series(texts, dtype=object)).sum())
+    stored = _frame_of(tmp_path, {"text": texts})["text"] if texts else pd.Series([], dtype="string[pyarrow]")
+    column = getattr(stored.array, "compressed", None)
+    for s in (stored, _plain(texts), pd.Series(texts, dtype=object)):
+        assert A.count_with_digits(s) == want
+    if column is not None:
+        assert column.kept_whole() is None  # counted by batch, never read whole

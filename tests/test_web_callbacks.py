@@ -339,3 +339,13 @@ def test_statistics_figures_cover_every_numeric_field(web_dataset):
     assert {"wer", "cer", "word_accuracy", "snr"} <= set(keys)
     for _, fig in build_figures(web_dataset):
         assert fig.layout.title.text
+
+
+def test_statistics_counts_the_references_with_digits(web_dataset):
+    from sde.analysis import has_digits
+    from sde.web.pages import statistics
+
+    want = int(has_digits(web_dataset.utterances["text"]).sum())
+    assert want >= 1  # "=1+2 is a formula"
+    alert = by_id(statistics.layout(web_dataset, "/statistics", {}), "alphabet-digits")
+    assert text_of(alert).startswith(f"{want} references contain digits")

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.analysis.rates import STRING, _unique_counts
+from sde.compressed_columns import string_chunks
 
 class AlphabetCheck(NamedTuple):
     oov_chars: pd.Series   # string: each utterance's distinct characters outside the alphabet, sorted ("" if none)
@@ -35,6 +36,13 @@ def has_digits(texts: pd.Series) -> pd.Series:
     i.e. numbers a char model cannot spell unless they are written out as words."""
     found = pc.match_substring_regex(_text_array(texts), r"\p{Nd}").to_numpy(zero_copy_only=False).astype(bool)
     return pd.Series(found, index=texts.index, name="has_digits")
+
+
+def count_with_digits(texts: pd.Series) -> int:
+    """How many texts :func:`has_digits` would flag, read a batch at a time (a transcript column of
+    10M rows stored compressed is never decompressed whole for it)."""
+    return sum(int(pc.sum(pc.match_substring_regex(chunk, r"\p{Nd}")).as_py() or 0)
+               for chunk in string_chunks(texts))
 
 
 def _utf8_lengths(cps: np.ndarray) -> np.ndarray:

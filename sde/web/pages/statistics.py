@@ -14,7 +14,7 @@ import pandas as pd
 from dash import ALL, Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from sde import histograms
-from sde.analysis import has_digits
+from sde.analysis import count_with_digits
 from sde.caching import for_dataset
 from sde.dataset import normalized_summary
 from sde.filters import QueryError
@@ -356,7 +356,7 @@ def alphabet_check_summary(dataset: "Dataset") -> dict | None:
     """The --alphabet report built at load time; without --alphabet, just the references with digits."""
     if dataset.alphabet_report is not None:
         return dataset.alphabet_report
-    digits = int(has_digits(dataset.utterances["text"]).sum())
+    digits = count_with_digits(dataset.utterances["text"])
     return {"allowed": None, "utterances": 0, "chars": [], "digits": digits} if digits else None
 
 

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from sde.cache import DatasetCache
-from sde.compressed_columns import CompressedStringArray
+from sde import compressed_columns
+from sde.compressed_columns import CompressedStringArray, label_column
 from sde.dataset import build_dataset
 from sde.filters import Clause
 from sde.query import QueryError, TableQuery, configure, connect
@@ -40,10 +41,11 @@ ROWS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["built", "stored"])
+@pytest.fixture(scope="module", params=["built", "stored", "stored as labels"])
 def ds(request, tmp_path_factory):
     """The dataset as built (plain columns), and as read back from the cache, where its string
-    columns are compressed files that queries scan beside the table."""
+    columns are compressed files that queries scan beside the table, or labels (speaker and lang
+    here: with the rows-per-value rule relaxed, as a big dataset's speakers are)."""
     path = tmp_path_factory.mktemp("duck") / "m.json"
     with path.open("w", encoding="utf-8") as f:
         for i, row in enumerate(ROWS):
@@ -52,9 +54,13 @@ def ds(request, tmp_path_factory):
     if request.param == "built":
         return built
     cache = DatasetCache(tmp_path_factory.mktemp("cache"))
-    cache.put("key", built)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compressed_columns, "LABEL_MIN_ROWS_PER_VALUE", 1 if request.param == "stored as labels" else 8)
+        cache.put("key", built)
     stored = cache.get("key")
     assert all(isinstance(stored.utterances[c].array, CompressedStringArray) for c in ("text", "speaker", "lang"))
+    labels = {c for c in stored.utterances.columns if label_column(stored.utterances[c]) is not None}
+    assert (labels >= {"speaker", "lang"}) is (request.param == "stored as labels")
     return stored
 
 

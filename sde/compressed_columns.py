@@ -32,11 +32,13 @@ import pyarrow.compute as pc
 from pandas.api.types import is_integer
 from pandas.core.arrays.string_arrow import ArrowStringArray
 
-from sde.caching import LRUCache
+from sde.caching import MAX_ITEM_FRACTION, LRUCache
+from sde.engine import parse_size, settings
 from sde.filters.engine import holds_no_ascii_upper
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
-           "held_whole", "is_compressed", "preload", "label_column", "open_column", "read_strings", "string_chunks", "write_compressed"]
+           "held_whole", "is_compressed", "label_column", "open_column", "preload", "read_strings",
+           "string_chunks", "whole_budget", "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
 # ms, large enough that zstd still finds the text's repetitions (4,096 rows compress as well as 64K).
@@ -44,11 +46,26 @@ BATCH_ROWS = 4_096
 CODEC = "zstd"
 # Decompressed batches kept per column (~4,096 rows of ~70 bytes each: ~300 KB a batch).
 CACHED_BATCHES = 64
-#: Bytes of whole decompressed columns kept, all columns together (one column at most a quarter):
-#: the transcripts and paths of 1M utterances of ~30 words stay read (pages then decompress
-#: nothing); a transcript column of 10M rows (~0.8 GB) is read per use.
+#: Bytes of whole decompressed columns kept, all columns together (one column at most a quarter),
+#: when no --memory-limit is set (see whole_budget): the transcripts and paths of 1M utterances of
+#: ~30 words stay read (pages then decompress nothing); a transcript column of 10M rows (~0.8 GB)
+#: is read per use.
 WHOLE_BYTES = 2**30
 _WHOLE = LRUCache(WHOLE_BYTES, size_of=lambda array: array.nbytes)
+
+
+def whole_budget() -> int:
+    """Bytes of whole decompressed columns this process keeps: half of --memory-limit when one
+    is set (a user who gives the server 8GB has its 10M transcripts searched in memory), else
+    :data:`WHOLE_BYTES`."""
+    limit = settings().memory_limit
+    return parse_size(limit) // 2 if limit else WHOLE_BYTES
+
+
+def _kept() -> LRUCache:
+    """The shared cache of whole columns, sized by the current budget."""
+    _WHOLE.max_size = whole_budget()
+    return _WHOLE
 _MARK = b"sde.compressed"
 #: A column is stored as labels when it has at most this many distinct values, and at most one per
 #: :data:`LABEL_MIN_ROWS_PER_VALUE` rows (a short column of unique strings stays compressed). Words
@@ -82,9 +99,10 @@ def preload(frame: pd.DataFrame) -> list[str]:
     rows the transcripts fit; at 10M they stay read by batch). Returns those columns."""
     sizes = {str(c): frame[c].array.compressed.nbytes for c in frame.columns
              if isinstance(getattr(frame[c].array, "compressed", None), CompressedColumn)}
-    loaded, room = [], WHOLE_BYTES
+    budget = _kept().max_size
+    loaded, room = [], budget
     for name, size in sorted(sizes.items(), key=lambda item: item[1]):
-        if size > WHOLE_BYTES // 4 or size > room:
+        if size > budget // MAX_ITEM_FRACTION or size > room:
             break
         frame[name].array.compressed.read_all()
         loaded.append(name)
@@ -318,7 +336,7 @@ class _ColumnFile:
         return self.rows
 
     def _held(self) -> pa.ChunkedArray | None:
-        kept = _WHOLE.get(self.path)
+        kept = _kept().get(self.path)
         if kept is None and self._recent is not None:
             kept = self._recent()
         return kept
@@ -328,7 +346,7 @@ class _ColumnFile:
 
     def read_all(self) -> pa.ChunkedArray:
         """The whole column as strings (memory: its plain size). Kept while it fits in a shared
-        budget of :data:`WHOLE_BYTES`, else only while a caller still holds it (several steps of
+        budget (:func:`whole_budget`), else only while a caller still holds it (several steps of
         one computation share one read)."""
         kept = self._held()
         if kept is not None:
@@ -338,7 +356,7 @@ class _ColumnFile:
             if kept is None:
                 kept = self._decoded()
                 self._recent = weakref.ref(kept)
-                _WHOLE.put(self.path, kept)
+                _kept().put(self.path, kept)
         return kept
 
     def dataset(self):

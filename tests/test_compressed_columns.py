@@ -12,6 +12,7 @@ import pytest
 
 from sde import compressed_columns as cc
 from sde import analysis as A
+from sde.engine import EngineSettings
 from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
                                     label_column, open_column, read_strings, write_compressed)
 from sde.query import TableQuery
@@ -216,9 +217,25 @@ def test_a_value_set_into_it_makes_it_plain(column, values):
     assert CompressedStringArray.over(column)[0] == values[0]  # the file is untouched
 
 
+def _budget(monkeypatch, budget: int) -> None:
+    """A fresh shared cache of whole columns, of ``budget`` bytes."""
+    monkeypatch.setattr(cc, "whole_budget", lambda: budget)
+    monkeypatch.setattr(cc, "_WHOLE", cc.LRUCache(budget, size_of=lambda a: a.nbytes))
+
+
+@pytest.mark.parametrize("memory_limit, budget", [
+    (None, cc.WHOLE_BYTES),
+    ("8GB", 4 * 10**9),
+    ("512MiB", 256 * 2**20),
+])
+def test_the_whole_column_budget_is_half_the_memory_limit(monkeypatch, memory_limit, budget):
+    monkeypatch.setattr(cc, "settings", lambda: EngineSettings(memory_limit=memory_limit))
+    assert cc.whole_budget() == budget
+
+
 @pytest.mark.parametrize("budget, kept", [(cc.WHOLE_BYTES, True), (1024, False)])
 def test_a_whole_read_is_kept_only_while_small(monkeypatch, tmp_path, values, budget, kept):
-    monkeypatch.setattr(cc, "_WHOLE", cc.LRUCache(budget, size_of=lambda a: a.nbytes))
+    _budget(monkeypatch, budget)
     path = tmp_path / "c.arrow"
     write_compressed(path, "t", [pa.array(values)], labels=False)
     fresh = CompressedColumn(path)
@@ -287,7 +304,7 @@ def test_top_errors_over_labels_equal_those_over_plain_words(tmp_path):
 
 
 def test_a_column_held_whole_is_read_once_for_the_whole_block(monkeypatch, tmp_path, values):
-    monkeypatch.setattr(cc, "_WHOLE", cc.LRUCache(1024, size_of=lambda a: a.nbytes))  # too small to keep it
+    _budget(monkeypatch, 1024)  # too small to keep it
     write_compressed(tmp_path / "t.arrow", "text", [pa.array(values)], labels=False)
     frame = pd.DataFrame({"n": np.arange(len(values))})
     frame.insert(1, "text", _series(open_column(tmp_path / "t.arrow")))
@@ -316,8 +333,7 @@ def _frame_of(tmp_path, columns: dict[str, list]) -> pd.DataFrame:
     ("nothing fits", 1_000, []),
 ])
 def test_preload_reads_whole_the_columns_the_budget_keeps(monkeypatch, tmp_path, case, budget, loaded):
-    monkeypatch.setattr(cc, "WHOLE_BYTES", budget)
-    monkeypatch.setattr(cc, "_WHOLE", cc.LRUCache(budget, size_of=lambda a: a.nbytes))
+    _budget(monkeypatch, budget)
     frame = _frame_of(tmp_path, {"long": [f"a long line of text {i} " * 3 for i in range(1_000)],
                                  "short": [f"s{i}" for i in range(1_000)]})
     assert cc.preload(frame) == loaded

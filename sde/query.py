@@ -228,21 +228,25 @@ class _Engine:
         return compressed if compressed is not None else table[name]
 
     def _source(self, sql: str, tables: dict[str, Any]) -> str:
-        """The FROM of a query: the table, joined by position with the compressed columns it names
-        (registered in ``tables``)."""
+        """The FROM of a query: the table, with the compressed columns it names: those still kept
+        read whole (sde.compressed_columns.preload) as columns of this query's table (scanned in
+        memory, in parallel), the others joined by position with their files (registered in
+        ``tables``, decompressed batch by batch)."""
         source = "t"
+        table = self.table()
         for ident, column in self._compressed.items():
             if re.search(rf"(?<![A-Za-z0-9_]){ident}(?![A-Za-z0-9_])", sql):
                 whole = column.kept_whole()
-                if whole is not None:  # read whole and still in memory: no decompression
-                    tables[f"x{ident}"] = pa.table({column.name: whole})
-                else:
-                    with self._lock:
-                        scan = self._scans.get(ident)
-                        if scan is None:
-                            scan = self._scans[ident] = column.dataset()
-                    tables[f"x{ident}"] = scan
+                if whole is not None:
+                    table = table.append_column(ident, whole)
+                    continue
+                with self._lock:
+                    scan = self._scans.get(ident)
+                    if scan is None:
+                        scan = self._scans[ident] = column.dataset()
+                tables[f"x{ident}"] = scan
                 source += f" POSITIONAL JOIN (SELECT {quote_ident(column.name)} AS {ident} FROM x{ident}) AS s{ident}"
+        tables["t"] = table
         return source
 
     def positions(self, where: str, params: Sequence[Any], tables: Mapping[str, Any], order: str) -> np.ndarray:
@@ -267,7 +271,7 @@ class _Engine:
         return (int(total[0]) if len(total) else 0), pos
 
     def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        cur = run_sql(sql, params, {**tables, "t": self.table()})
+        cur = run_sql(sql, params, {"t": self.table(), **tables})
         try:
             got = cur.fetchnumpy()
         finally:

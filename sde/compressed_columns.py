@@ -19,6 +19,7 @@ breakdown by speaker at 10M rows needs no string hashing). :func:`open_column` o
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -39,7 +40,7 @@ from sde.filters.engine import holds_no_ascii_upper
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
            "held_whole", "is_compressed", "label_column", "open_column", "preload", "read_strings",
-           "string_chunks", "whole_budget", "write_compressed"]
+           "stored_column", "string_chunks", "whole_budget", "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
 # ms, large enough that zstd still finds the text's repetitions (4,096 rows compress as well as 64K).
@@ -53,6 +54,13 @@ CACHED_BATCHES = 64
 #: is read per use.
 WHOLE_BYTES = 2**30
 _WHOLE = LRUCache(WHOLE_BYTES, size_of=lambda array: array.nbytes)
+_MARK = b"sde.compressed"
+#: A column is stored as labels when it has at most this many distinct values, and at most one per
+#: :data:`LABEL_MIN_ROWS_PER_VALUE` rows (a short column of unique strings stays compressed). Words
+#: of an errors table (~100k distinct hypothesis words in 14M errors) are labels too.
+LABEL_MAX_VALUES = 1 << 20
+LABEL_MIN_ROWS_PER_VALUE = 8
+_LABELS = b"labels"
 
 
 def whole_budget() -> int:
@@ -63,32 +71,34 @@ def whole_budget() -> int:
     return parse_size(limit) // 2 if limit else WHOLE_BYTES
 
 
-def _kept() -> LRUCache:
-    """The shared cache of whole columns, sized by the current budget."""
+def _sized_whole() -> LRUCache:
+    """The shared cache of whole columns, sized by the current budget (before it is filled: a
+    lookup needs no size)."""
     _WHOLE.max_size = whole_budget()
     return _WHOLE
-_MARK = b"sde.compressed"
-#: A column is stored as labels when it has at most this many distinct values, and at most one per
-#: :data:`LABEL_MIN_ROWS_PER_VALUE` rows (a short column of unique strings stays compressed). Words
-#: of an errors table (~100k distinct hypothesis words in 14M errors) are labels too.
-LABEL_MAX_VALUES = 1 << 20
-LABEL_MIN_ROWS_PER_VALUE = 8
-_LABELS = b"labels"
 
 
 def compressible(type_: pa.DataType) -> bool:
-    """Whether a column of this type is stored compressed: every string column is (short labels too: a
-    speaker column compresses ~10×, and one read whole is kept in memory while it is small)."""
+    """Whether a column of this type is written by :func:`write_compressed` (compressed, or as labels
+    when it has few distinct values): every string column is."""
     return pa.types.is_string(type_) or pa.types.is_large_string(type_)
+
+
+def stored_column(values: pd.Series) -> "CompressedColumn | LabelColumn | None":
+    """The file behind a column read from a stored dataset (compressed or labels), while the column
+    has not been read whole; None for any other column."""
+    array = values.array
+    return array.compressed if isinstance(array, CompressedStringArray) else None
 
 
 def read_strings(values: pd.Series) -> pa.ChunkedArray:
     """A string column's values as Arrow large strings for one whole-column computation: a
     compressed column is read whole (CompressedColumn.read_all), any other shares its buffers
     where it can."""
+    column = stored_column(values)
+    if column is not None:
+        return column.read_all()
     array = values.array
-    if isinstance(array, CompressedStringArray) and array.compressed is not None:
-        return array.compressed.read_all()
     got = array.__arrow_array__() if hasattr(array, "__arrow_array__") else pa.array(values, from_pandas=True)
     got = got if isinstance(got, pa.ChunkedArray) else pa.chunked_array([got])
     return got if got.type == pa.large_string() else got.cast(pa.large_string())
@@ -98,9 +108,9 @@ def preload(frame: pd.DataFrame) -> list[str]:
     """Read whole the compressed columns of ``frame`` that the shared budget keeps (smallest
     first), e.g. at a server's start: pages then take their rows without decompressing (at 1M
     rows the transcripts fit; at 10M they stay read by batch). Returns those columns."""
-    sizes = {str(c): frame[c].array.compressed.nbytes for c in frame.columns
-             if isinstance(getattr(frame[c].array, "compressed", None), CompressedColumn)}
-    budget = _kept().max_size
+    files = {str(c): stored_column(frame[c]) for c in frame.columns}
+    sizes = {name: column.nbytes for name, column in files.items() if isinstance(column, CompressedColumn)}
+    budget = _sized_whole().max_size
     loaded, room = [], budget
     for name, size in sorted(sizes.items(), key=lambda item: item[1]):
         if size > budget // MAX_ITEM_FRACTION or size > room:
@@ -109,7 +119,7 @@ def preload(frame: pd.DataFrame) -> list[str]:
         room -= size
     # one column per thread: zstd releases the GIL (10M rows' transcripts and paths: ~9 s on one core)
     with ThreadPoolExecutor(max(1, min(len(loaded), settings().processes)), thread_name_prefix="sde-preload") as pool:
-        list(pool.map(lambda name: frame[name].array.compressed.read_all(), loaded))
+        list(pool.map(lambda name: files[name].read_all(), loaded))
     return loaded
 
 
@@ -119,7 +129,7 @@ def held_whole(frame: pd.DataFrame, columns: Iterable[str]) -> Iterator[None]:
     compressed: a computation whose steps each read a transcript column (the suspicious-utterance
     flags read ``text`` five times) decompresses it once, not once per step."""
     kept = [read_strings(frame[c]) for c in columns
-            if c in frame.columns and isinstance(getattr(frame[c].array, "compressed", None), CompressedColumn)]
+            if c in frame.columns and isinstance(stored_column(frame[c]), CompressedColumn)]
     try:
         yield
     finally:
@@ -130,8 +140,7 @@ def string_chunks(values: pd.Series) -> Iterator[pa.Array]:
     """A string column's values as Arrow arrays, a batch at a time, for a computation that needs
     every value but not all at once: a compressed column's batches as they decompress (memory: one
     batch), any other column's own chunks."""
-    array = values.array
-    column = array.compressed if isinstance(array, CompressedStringArray) else None
+    column = stored_column(values)
     if column is None:
         yield from read_strings(values).chunks
         return
@@ -259,8 +268,6 @@ def _rewrite_as_labels(path: Path, dictionary: pa.Array, stats: dict) -> None:
     """Replace the compressed column at ``path`` by its labels: one Arrow dictionary array in one
     uncompressed batch (so a reader maps its codes without a copy), its codes gathered in a file
     mapped into memory, not in RAM."""
-    import tempfile
-
     source = CompressedColumn(path)
     kind = _index_type(len(dictionary))
     width = np.dtype(kind.to_pandas_dtype())
@@ -317,13 +324,15 @@ def open_column(path: str | Path) -> "CompressedColumn | LabelColumn":
 
 
 def _read_stats(path: str, meta: dict | None) -> tuple[int, int, bool, int]:
-    """(rows, nulls, no_ascii_upper, bytes) as write_compressed counted them."""
+    """(rows, nulls, no_ascii_upper, bytes of the values once decompressed: what pandas would hold)
+    from the counts write_compressed kept."""
     stats = {k.decode(): v.decode() for k, v in (meta or {}).items()}
     try:
-        return (int(stats["sde.rows"]), int(stats["sde.nulls"]), stats["sde.no_ascii_upper"] == "1",
-                int(stats["sde.bytes"]))
+        rows, nulls, data_bytes = int(stats["sde.rows"]), int(stats["sde.nulls"]), int(stats["sde.bytes"])
+        lower = stats["sde.no_ascii_upper"] == "1"
     except (KeyError, ValueError):
         raise ValueError(f"{path} lacks its column counts: not a column written by sde") from None
+    return rows, nulls, lower, data_bytes + 8 * (rows + 1) + (rows + 7) // 8 * bool(nulls)
 
 
 class _ColumnFile:
@@ -339,7 +348,7 @@ class _ColumnFile:
         return self.rows
 
     def _held(self) -> pa.ChunkedArray | None:
-        kept = _kept().get(self.path)
+        kept = _WHOLE.get(self.path)
         if kept is None and self._recent is not None:
             kept = self._recent()
         return kept
@@ -359,7 +368,7 @@ class _ColumnFile:
             if kept is None:
                 kept = self._decoded()
                 self._recent = weakref.ref(kept)
-                _kept().put(self.path, kept)
+                _sized_whole().put(self.path, kept)
         return kept
 
     def dataset(self):
@@ -388,10 +397,8 @@ class CompressedColumn(_ColumnFile):
             raise ValueError(f"{self.path} holds no compressed batch: not a compressed column written by sde")
         _, meta = self._reader.get_batch_with_custom_metadata(self.batches - 1)
         #: Null values in the column; whether no value holds A-Z, ſ or K (see
-        #: sde.filters.engine.holds_no_ascii_upper).
-        self.rows, self.null_count, self.no_ascii_upper, data_bytes = _read_stats(self.path, meta)
-        #: Bytes of the values once decompressed (what pandas would hold).
-        self.nbytes = data_bytes + 8 * (self.rows + 1) + (self.rows + 7) // 8 * bool(self.null_count)
+        #: sde.filters.engine.holds_no_ascii_upper); bytes of the values once decompressed.
+        self.rows, self.null_count, self.no_ascii_upper, self.nbytes = _read_stats(self.path, meta)
 
     def close(self) -> None:
         self._source.close()
@@ -460,8 +467,7 @@ class LabelColumn(_ColumnFile):
         #: The distinct values (sorted) and each row's index into them (null: a missing value).
         self.dictionary: pa.Array = array.dictionary
         self.indices: pa.Array = array.indices
-        self.rows, self.null_count, self.no_ascii_upper, data_bytes = _read_stats(self.path, meta)
-        self.nbytes = data_bytes + 8 * (self.rows + 1) + (self.rows + 7) // 8 * bool(self.null_count)
+        self.rows, self.null_count, self.no_ascii_upper, self.nbytes = _read_stats(self.path, meta)
         self.batches = -(-self.rows // BATCH_ROWS)
         self._whole_lock = threading.Lock()
 
@@ -490,8 +496,7 @@ class LabelColumn(_ColumnFile):
 
 def label_column(values: pd.Series) -> LabelColumn | None:
     """The labels behind a column stored as labels and not read whole, else None."""
-    array = values.array
-    column = array.compressed if isinstance(array, CompressedStringArray) else None
+    column = stored_column(values)
     return column if isinstance(column, LabelColumn) else None
 
 

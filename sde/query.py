@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sde.caching import LRUCache
-from sde.compressed_columns import CompressedColumn, CompressedStringArray, LabelColumn, preload
+from sde.compressed_columns import CompressedColumn, LabelColumn, preload, stored_column
 from sde.filters import (
     EXAMPLE,
     MAX_CLAUSES,
@@ -206,7 +206,7 @@ class _Engine:
                 columns: dict[str, Any] = {}
                 for i, label in enumerate(self._df.columns):
                     kind = self._kinds[str(label)]
-                    compressed = _compressed_file(self._df[label])
+                    compressed = stored_column(self._df[label])
                     if compressed is not None:
                         self._compressed[f"c{i}"] = compressed
                         self.names[str(label)] = f"c{i}"
@@ -278,12 +278,6 @@ class _Engine:
             cur.close()
         pos = np.asarray(got["pos"], dtype=np.int64)
         return pos, np.asarray(got.get("n", pos[:0]), dtype=np.int64)
-
-
-def _compressed_file(s: pd.Series) -> CompressedColumn | LabelColumn | None:
-    """The compressed file behind a column not yet read whole, else None."""
-    array = s.array
-    return array.compressed if isinstance(array, CompressedStringArray) else None
 
 
 class TableQuery:

@@ -29,11 +29,14 @@ MAX_ITEM_FRACTION = 4
 
 class LRUCache:
     """Least-recently-used entries, bounded by ``max_size`` entries, or by ``max_size`` units of
-    ``size_of(value)`` when a size function is given. ``max_size <= 0`` keeps nothing."""
+    ``size_of(value)`` when a size function is given. ``max_size <= 0`` keeps nothing. A value
+    larger than ``max_size // max_item_fraction`` is not kept."""
 
-    def __init__(self, max_size: int, size_of: Callable[[Any], int] | None = None) -> None:
+    def __init__(self, max_size: int, size_of: Callable[[Any], int] | None = None, *,
+                 max_item_fraction: int = MAX_ITEM_FRACTION) -> None:
         self.max_size = int(max_size)
         self._size_of = size_of
+        self._max_item_fraction = max_item_fraction
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._total = 0
         self._lock = threading.Lock()
@@ -52,7 +55,7 @@ class LRUCache:
         sized = size is not None or self._size_of is not None
         if size is None:
             size = int(self._size_of(value)) if self._size_of is not None else 1
-        if self.max_size <= 0 or (sized and size > self.max_size // MAX_ITEM_FRACTION):
+        if self.max_size <= 0 or (sized and size > self.max_size // self._max_item_fraction):
             return
         with self._lock:
             old = self._items.pop(key, None)

@@ -3,8 +3,10 @@
 Transcripts, hypotheses and audio paths are most of a dataset's bytes. Stored plainly they made a
 built dataset 1.7× its manifest; compressed (zstd, Arrow IPC record batches of :data:`BATCH_ROWS`
 rows) they take about a third. A page of rows decompresses only the batches its rows are in
-(~0.2 ms each, the last few kept); a query that needs the whole column (a ``contains`` filter, a
-sort by text) streams it through DuckDB batch by batch, so memory stays bounded whatever the size.
+(~0.2 ms each, the last few kept). A query that needs the whole column (a ``contains`` filter, a
+sort by text) streams it through DuckDB batch by batch, so memory stays bounded whatever the size;
+when the column fits the budget of whole columns (:func:`whole_budget`) it is then read whole in
+the background, and the next search scans memory.
 
 :class:`CompressedColumn` is one such file; :class:`CompressedStringArray` is the pandas array over
 it, so every table view, API route and analysis that takes rows (``df.iloc[rows]``, ``s.iat[i]``)
@@ -34,13 +36,13 @@ import pyarrow.compute as pc
 from pandas.api.types import is_integer
 from pandas.core.arrays.string_arrow import ArrowStringArray
 
-from sde.caching import MAX_ITEM_FRACTION, LRUCache
-from sde.engine import parse_size, settings
+from sde.caching import LRUCache
+from sde.engine import machine_memory, parse_size, settings
 from sde.filters.engine import holds_no_ascii_upper
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
            "held_whole", "is_compressed", "label_column", "open_column", "preload", "read_strings",
-           "stored_column", "string_chunks", "whole_budget", "write_compressed"]
+           "keep_for_next_scan", "stored_column", "string_chunks", "whole_budget", "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
 # ms, large enough that zstd still finds the text's repetitions (4,096 rows compress as well as 64K).
@@ -48,12 +50,27 @@ BATCH_ROWS = 4_096
 CODEC = "zstd"
 # Decompressed batches kept per column (~4,096 rows of ~70 bytes each: ~300 KB a batch).
 CACHED_BATCHES = 64
-#: Bytes of whole decompressed columns kept, all columns together (one column at most a quarter),
-#: when no --memory-limit is set (see whole_budget): the transcripts and paths of 1M utterances of
-#: ~30 words stay read (pages then decompress nothing); a transcript column of 10M rows (~0.8 GB)
-#: is read per use.
+#: The least bytes of whole decompressed columns kept, all columns together (see whole_budget):
+#: the transcripts and paths of 1M utterances of ~30 words.
 WHOLE_BYTES = 2**30
-_WHOLE = LRUCache(WHOLE_BYTES, size_of=lambda array: array.nbytes)
+#: Without --memory-limit, whole columns may take this share of the machine's memory (DuckDB's own
+#: default takes 80%): on 24 GiB, 6 GiB, the transcripts and paths of 10M utterances (3.4 GB).
+WHOLE_SHARE_OF_MEMORY = 4
+#: Seconds after a search streamed a column before it is read whole for the next one (see
+#: keep_for_next_scan): the search's answer goes out first.
+READ_LATER_DELAY_S = 1.0
+#: The server's warm-up reads whole a column of at most this share of the budget (a bigger one is
+#: read after its first search).
+PRELOAD_SHARE = 4
+
+
+def whole_cache(budget: int) -> LRUCache:
+    """An empty cache of whole columns of ``budget`` bytes. One column may fill it: the column
+    searched last is the one searched next."""
+    return LRUCache(budget, size_of=lambda array: array.nbytes, max_item_fraction=1)
+
+
+_WHOLE = whole_cache(WHOLE_BYTES)
 _MARK = b"sde.compressed"
 #: A column is stored as labels when it has at most this many distinct values, and at most one per
 #: :data:`LABEL_MIN_ROWS_PER_VALUE` rows (a short column of unique strings stays compressed). Words
@@ -65,10 +82,12 @@ _LABELS = b"labels"
 
 def whole_budget() -> int:
     """Bytes of whole decompressed columns this process keeps: half of --memory-limit when one
-    is set (a user who gives the server 8GB has its 10M transcripts searched in memory), else
-    :data:`WHOLE_BYTES`."""
+    is set (2GB keeps one 10M-row transcript column, 8GB all of them), else a quarter of the
+    machine's memory and at least :data:`WHOLE_BYTES`."""
     limit = settings().memory_limit
-    return parse_size(limit) // 2 if limit else WHOLE_BYTES
+    if limit:
+        return parse_size(limit) // 2
+    return max(WHOLE_BYTES, machine_memory() // WHOLE_SHARE_OF_MEMORY)
 
 
 def _sized_whole() -> LRUCache:
@@ -113,14 +132,23 @@ def preload(frame: pd.DataFrame) -> list[str]:
     budget = _sized_whole().max_size
     loaded, room = [], budget
     for name, size in sorted(sizes.items(), key=lambda item: item[1]):
-        if size > budget // MAX_ITEM_FRACTION or size > room:
+        if size > budget // PRELOAD_SHARE or size > room:
             break
         loaded.append(name)
         room -= size
-    # one column per thread: zstd releases the GIL (10M rows' transcripts and paths: ~9 s on one core)
-    with ThreadPoolExecutor(max(1, min(len(loaded), settings().processes)), thread_name_prefix="sde-preload") as pool:
-        list(pool.map(lambda name: files[name].read_all(), loaded))
+    for name in loaded:  # each on every core (10M rows' transcripts and paths: ~9 s on one core)
+        files[name].read_all()
     return loaded
+
+
+def keep_for_next_scan(column: "CompressedColumn | LabelColumn") -> None:
+    """After a query streamed the whole column: read it whole in the background
+    (:meth:`CompressedColumn.read_later`) when the budget (:func:`whole_budget`) can keep it. The
+    first search of a 10M-row transcript column streams it (~1 s), the next ones scan memory
+    (~0.3 s), and no request waits for the ~1 GB read. Labels are left as they are (a query scans
+    their codes)."""
+    if isinstance(column, CompressedColumn) and column.kept_whole() is None and column.nbytes <= whole_budget():
+        column.read_later()
 
 
 @contextmanager
@@ -353,22 +381,22 @@ class _ColumnFile:
             kept = self._recent()
         return kept
 
-    def _decoded(self) -> pa.ChunkedArray:
+    def _decoded(self, workers: int | None = None) -> pa.ChunkedArray:
         raise NotImplementedError
 
-    def read_all(self) -> pa.ChunkedArray:
-        """The whole column as strings (memory: its plain size). Kept while it fits in a shared
-        budget (:func:`whole_budget`), else only while a caller still holds it (several steps of
-        one computation share one read)."""
+    def read_all(self, workers: int | None = None) -> pa.ChunkedArray:
+        """The whole column as strings (memory: its plain size), decompressed on ``workers``
+        threads (default: --threads). Kept while it fits in a shared budget (:func:`whole_budget`),
+        else only while a caller still holds it (several steps of one computation share one read)."""
         kept = self._held()
         if kept is not None:
             return kept
         with self._whole_lock:  # two threads asking at once read it once
             kept = self._held()
             if kept is None:
-                kept = self._decoded()
+                kept = self._decoded(workers)
                 self._recent = weakref.ref(kept)
-                _sized_whole().put(self.path, kept)
+                _sized_whole().put(self.path, kept, size=self.nbytes)  # the size keep_for_next_scan weighs
         return kept
 
     def dataset(self):
@@ -393,6 +421,7 @@ class CompressedColumn(_ColumnFile):
         self._lock = threading.Lock()
         self._cache = LRUCache(CACHED_BATCHES)
         self._whole_lock = threading.Lock()
+        self._reading = False  # see read_later
         if not self.batches or not pa.types.is_large_string(self._reader.schema.field(0).type):
             raise ValueError(f"{self.path} holds no compressed batch: not a compressed column written by sde")
         _, meta = self._reader.get_batch_with_custom_metadata(self.batches - 1)
@@ -446,8 +475,41 @@ class CompressedColumn(_ColumnFile):
         kept (then pages take their rows from it), else None."""
         return self._held()
 
-    def _decoded(self) -> pa.ChunkedArray:
-        return pa.chunked_array(list(self.chunks()), pa.large_string())
+    def read_later(self, delay_s: float | None = None) -> None:
+        """Read the column whole on a background thread ``delay_s`` from now (default
+        :data:`READ_LATER_DELAY_S`), to be kept for the next query (nothing while a read is under
+        way): the request that asked for it finishes first."""
+        with self._lock:
+            if self._reading:
+                return
+            self._reading = True
+
+        def read() -> None:
+            try:
+                self.read_all()
+            except (OSError, pa.ArrowException):
+                pass  # nothing lost: the next search streams the file, and says what is wrong with it
+            finally:
+                self._reading = False
+
+        timer = threading.Timer(READ_LATER_DELAY_S if delay_s is None else delay_s, read)
+        timer.name, timer.daemon = "sde-read-whole", True
+        timer.start()
+
+    def _decoded(self, workers: int | None = None) -> pa.ChunkedArray:
+        workers = min(workers or settings().processes, self.batches)
+        if workers == 1:
+            return pa.chunked_array(list(self.chunks()), pa.large_string())
+
+        def decompress(batches: range) -> list[pa.Array]:
+            # a reader of its own (one reader is not documented thread-safe); zstd releases the GIL
+            reader = pa.ipc.open_file(pa.memory_map(self.path, "r"))
+            return [reader.get_batch(i).column(0) for i in batches]
+
+        step = -(-self.batches // workers)
+        parts = [range(start, min(start + step, self.batches)) for start in range(0, self.batches, step)]
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="sde-decompress") as pool:
+            return pa.chunked_array([a for part in pool.map(decompress, parts) for a in part], pa.large_string())
 
 
 class LabelColumn(_ColumnFile):
@@ -490,7 +552,7 @@ class LabelColumn(_ColumnFile):
         """None: a query scans the labels' codes, cheaper than strings read whole."""
         return None
 
-    def _decoded(self) -> pa.ChunkedArray:
+    def _decoded(self, workers: int | None = None) -> pa.ChunkedArray:
         return pa.chunked_array([self.dictionary.take(self.indices)], pa.large_string())
 
 

@@ -11,6 +11,8 @@ import os
 import re
 from dataclasses import dataclass
 
+import psutil
+
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
 
 
@@ -72,6 +74,24 @@ def configure(threads: int | None = None, memory_limit: str | None = None,
 
 def settings() -> EngineSettings:
     return _current
+
+
+# Where a container's memory limit is written (cgroup v2, then v1); "max" or a huge v1 number means none.
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process's machine has: its RAM, or its container's limit when that is
+    lower (as DuckDB counts it for its default limit)."""
+    total = int(psutil.virtual_memory().total)
+    for path in _CGROUP_LIMITS:
+        try:
+            text = open(path).read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < total:
+            return int(text)
+    return total
 
 
 def use(chosen: EngineSettings) -> None:

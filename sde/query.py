@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sde.caching import LRUCache
-from sde.compressed_columns import CompressedColumn, LabelColumn, preload, stored_column
+from sde.compressed_columns import CompressedColumn, LabelColumn, keep_for_next_scan, preload, stored_column
 from sde.filters import (
     EXAMPLE,
     MAX_CLAUSES,
@@ -187,8 +187,9 @@ def _duckdb_reads(arr: pa.Array | pa.ChunkedArray) -> bool:
 class _Engine:
     """One table for DuckDB: the frame's columns as an Arrow table (columns ``c0, c1, …`` and
     ``pos``, the row position) sharing the frame's buffers, built on first use. Columns kept
-    compressed on disk (sde.compressed_columns) are not in it: a query that names one scans its
-    file beside the table (a positional join), batch by batch."""
+    compressed on disk (sde.compressed_columns) are not in it: a query that names one adds it
+    while it is kept read whole, else scans its file beside the table (a positional join), batch
+    by batch."""
 
     def __init__(self, df: pd.DataFrame, kinds: Mapping[str, str]) -> None:
         self._df = df
@@ -227,13 +228,14 @@ class _Engine:
         compressed = self._compressed.get(name)
         return compressed if compressed is not None else table[name]
 
-    def _source(self, sql: str, tables: dict[str, Any]) -> str:
-        """The FROM of a query: the table, with the compressed columns it names: those still kept
-        read whole (sde.compressed_columns.preload) as columns of this query's table (scanned in
-        memory, in parallel), the others joined by position with their files (registered in
-        ``tables``, decompressed batch by batch)."""
+    def _source(self, sql: str, tables: dict[str, Any]) -> tuple[str, list[CompressedColumn | LabelColumn]]:
+        """The FROM of a query and the columns it streams: the table, with the compressed columns
+        it names: those kept read whole (sde.compressed_columns.preload, keep_for_next_scan) as
+        columns of this query's table (scanned in memory, in parallel), the others joined by
+        position with their files (registered in ``tables``, decompressed batch by batch)."""
         source = "t"
         table = self.table()
+        streamed = []
         for ident, column in self._compressed.items():
             if re.search(rf"(?<![A-Za-z0-9_]){ident}(?![A-Za-z0-9_])", sql):
                 whole = column.kept_whole()
@@ -246,14 +248,15 @@ class _Engine:
                         scan = self._scans[ident] = column.dataset()
                 tables[f"x{ident}"] = scan
                 source += f" POSITIONAL JOIN (SELECT {quote_ident(column.name)} AS {ident} FROM x{ident}) AS s{ident}"
+                streamed.append(column)
         tables["t"] = table
-        return source
+        return source, streamed
 
     def positions(self, where: str, params: Sequence[Any], tables: Mapping[str, Any], order: str) -> np.ndarray:
         tables = dict(tables)
-        source = self._source(f"{where} {order}", tables)
+        source, streamed = self._source(f"{where} {order}", tables)
         sql = f"SELECT pos FROM {source} WHERE {where}" + (f" ORDER BY {order}, pos" if order else "")
-        pos = self._fetch(sql, params, tables)[0]
+        pos = self._fetch(sql, params, tables, streamed)[0]
         if not order and len(pos) > 1 and not bool(np.all(pos[1:] > pos[:-1])):
             pos = np.sort(pos)  # no sort asked: table order
         return pos
@@ -263,19 +266,22 @@ class _Engine:
         """(rows in the view, the positions of its first ``limit`` rows): DuckDB's top-N, without
         sorting the whole view; the filter runs once (a materialised CTE) for both."""
         tables = dict(tables)
-        source = self._source(f"{where} {order}", tables)
+        source, streamed = self._source(f"{where} {order}", tables)
         keep = ", ".join(dict.fromkeys(["pos", *sort_columns]))
         sql = (f"WITH m AS MATERIALIZED (SELECT {keep} FROM {source} WHERE {where}) "
                f"SELECT pos, (SELECT count(*) FROM m) AS n FROM m ORDER BY {order}, pos LIMIT {int(limit)}")
-        pos, total = self._fetch(sql, params, tables)
+        pos, total = self._fetch(sql, params, tables, streamed)
         return (int(total[0]) if len(total) else 0), pos
 
-    def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any],
+               streamed: Sequence[CompressedColumn | LabelColumn]) -> tuple[np.ndarray, np.ndarray]:
         cur = run_sql(sql, params, {"t": self.table(), **tables})
         try:
             got = cur.fetchnumpy()
         finally:
             cur.close()
+        for column in streamed:  # after the query: the read must not slow it down
+            keep_for_next_scan(column)
         pos = np.asarray(got["pos"], dtype=np.int64)
         return pos, np.asarray(got.get("n", pos[:0]), dtype=np.int64)
 

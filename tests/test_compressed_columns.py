@@ -4,6 +4,7 @@ their distinct values), and the pandas array over either behaving as pandas' own
 from __future__ import annotations
 
 import pickle
+import time
 
 import numpy as np
 import pandas as pd
@@ -220,17 +221,40 @@ def test_a_value_set_into_it_makes_it_plain(column, values):
 def _budget(monkeypatch, budget: int) -> None:
     """A fresh shared cache of whole columns, of ``budget`` bytes."""
     monkeypatch.setattr(cc, "whole_budget", lambda: budget)
-    monkeypatch.setattr(cc, "_WHOLE", cc.LRUCache(budget, size_of=lambda a: a.nbytes))
+    monkeypatch.setattr(cc, "_WHOLE", cc.whole_cache(budget))
+    monkeypatch.setattr(cc, "READ_LATER_DELAY_S", 0.0)
 
 
-@pytest.mark.parametrize("memory_limit, budget", [
-    (None, cc.WHOLE_BYTES),
-    ("8GB", 4 * 10**9),
-    ("512MiB", 256 * 2**20),
+@pytest.mark.parametrize("memory_limit, machine, budget", [
+    ("8GB", 64 * 2**30, 4 * 10**9),
+    ("512MiB", 64 * 2**30, 256 * 2**20),
+    (None, 24 * 2**30, 6 * 2**30),
+    (None, 2 * 2**30, cc.WHOLE_BYTES),
 ])
-def test_the_whole_column_budget_is_half_the_memory_limit(monkeypatch, memory_limit, budget):
+def test_the_whole_column_budget_is_half_the_memory_limit_else_a_quarter_of_the_machine(
+        monkeypatch, memory_limit, machine, budget):
     monkeypatch.setattr(cc, "settings", lambda: EngineSettings(memory_limit=memory_limit))
+    monkeypatch.setattr(cc, "machine_memory", lambda: machine)
     assert cc.whole_budget() == budget
+
+
+def test_one_column_may_fill_the_whole_budget(tmp_path, values):
+    write_compressed(tmp_path / "c.arrow", "t", [pa.array(values)], labels=False)
+    whole = CompressedColumn(tmp_path / "c.arrow").read_all()
+    cache = cc.whole_cache(whole.nbytes)
+    cache.put("a", whole)
+    assert cache.get("a") is whole
+    cache.put("b", whole)
+    assert cache.get("a") is None and cache.get("b") is whole  # the last one read stays
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_a_whole_read_on_several_threads_keeps_the_batches_in_order(monkeypatch, tmp_path, threads):
+    texts = _values(5 * BATCH_ROWS + 7)
+    write_compressed(tmp_path / "c.arrow", "t", [pa.array(texts)], labels=False)
+    monkeypatch.setattr(cc, "settings", lambda: EngineSettings(threads=threads))
+    got = CompressedColumn(tmp_path / "c.arrow")._decoded()
+    assert got.num_chunks == 6 and got.to_pylist() == texts
 
 
 @pytest.mark.parametrize("budget, kept", [(cc.WHOLE_BYTES, True), (1024, False)])
@@ -267,8 +291,19 @@ QUERY_CASES = [
 ]
 
 
+def _kept_soon(column, seconds: float = 10.0):
+    """The column's whole read once the background read (read_later) is done (None if never)."""
+    deadline = time.monotonic() + seconds
+    while column.kept_whole() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return column.kept_whole()
+
+
+@pytest.mark.parametrize("budget", [10**9, 1_000], ids=["kept for the next query", "too big to keep"])
 @pytest.mark.parametrize("filt, sort", QUERY_CASES)
-def test_queries_over_compressed_columns_equal_those_over_plain_ones(column, values, filt, sort):
+def test_queries_over_compressed_columns_equal_those_over_plain_ones(monkeypatch, column, values, filt, sort, budget):
+    _budget(monkeypatch, budget)
+    column = open_column(column.path)  # no whole read left by an earlier test
     n = np.arange(len(values))
     other = [v if i % 3 else "x" for i, v in enumerate(values)]
     plain = pd.DataFrame({"n": n, "text": _plain(values), "other": _plain(other)})
@@ -276,11 +311,49 @@ def test_queries_over_compressed_columns_equal_those_over_plain_ones(column, val
     stored.insert(1, "text", _series(column))
     stored.insert(2, "other", pd.Series(other, dtype="string[pyarrow]"))
     want = TableQuery(plain).select(filt, sort).tolist()
-    got = TableQuery(stored)
-    assert got.select(filt, sort).tolist() == want
-    total, page = got.page(filt, sort, page=1, page_size=20)
-    assert total == len(want) and page["text"].tolist() == plain["text"].iloc[want[20:40]].tolist()
-    assert stored["text"].array.compressed is column  # the query streamed it
+    named = "text" in f"{filt} {sort}"
+    keeps = budget > column.nbytes and isinstance(column, CompressedColumn) and named  # labels: codes are scanned
+    for attempt in ("first", "next"):
+        got = TableQuery(stored)
+        assert got.select(filt, sort).tolist() == want
+        total, page = got.page(filt, sort, page=1, page_size=20)
+        assert total == len(want) and page["text"].tolist() == plain["text"].iloc[want[20:40]].tolist()
+        assert stored["text"].array.compressed is column  # the frame still reads the file by batch
+        # the first query streams the file beside the table; the next one scans the column kept whole
+        assert bool(got._engine._scans) is (named and not (keeps and attempt == "next"))
+        assert (_kept_soon(column, 10 if keeps else 0) is not None) is keeps
+
+
+@pytest.mark.parametrize("case, spare, kept", [
+    ("the budget is the column's size", 0, True),
+    ("a byte short", -1, False),
+])
+def test_a_column_is_read_in_the_background_once_and_kept_when_the_budget_holds_it(
+        monkeypatch, tmp_path, values, case, spare, kept):
+    write_compressed(tmp_path / "t.arrow", "text", [pa.array(values)], labels=False)
+    column = CompressedColumn(tmp_path / "t.arrow")
+    _budget(monkeypatch, column.nbytes + spare)
+    reads = []
+    monkeypatch.setattr(column, "_decoded", lambda workers=None, original=column._decoded: reads.append(1) or original(workers))
+    frame = pd.DataFrame({"n": np.arange(len(values))})
+    frame.insert(1, "text", _series(column))
+    for pattern in ("cat", "the", "Z"):
+        TableQuery(frame).count(f'{{text}} contains "{pattern}"')
+        _kept_soon(column, 10 if kept else 0)
+    assert len(reads) == int(kept) and (column.kept_whole() is not None) is kept
+
+
+def test_the_read_for_the_next_search_starts_after_the_answer(monkeypatch, tmp_path, values):
+    write_compressed(tmp_path / "t.arrow", "text", [pa.array(values)], labels=False)
+    column = CompressedColumn(tmp_path / "t.arrow")
+    _budget(monkeypatch, 10**9)
+    monkeypatch.setattr(cc, "READ_LATER_DELAY_S", 0.5)
+    frame = pd.DataFrame({"n": np.arange(len(values))})
+    frame.insert(1, "text", _series(column))
+    started = time.monotonic()
+    TableQuery(frame).count('{text} contains "cat"')
+    assert column.kept_whole() is None or time.monotonic() - started >= 0.5
+    assert _kept_soon(column) is not None and time.monotonic() - started >= 0.5
 
 
 def test_top_errors_over_labels_equal_those_over_plain_words(tmp_path):
@@ -310,7 +383,7 @@ def test_a_column_held_whole_is_read_once_for_the_whole_block(monkeypatch, tmp_p
     frame.insert(1, "text", _series(open_column(tmp_path / "t.arrow")))
     reads = []
     column = frame["text"].array.compressed
-    monkeypatch.setattr(column, "chunks", lambda original=column.chunks: reads.append(1) or original())
+    monkeypatch.setattr(column, "_decoded", lambda workers=None, original=column._decoded: reads.append(1) or original(workers))
     with cc.held_whole(frame, ["text", "n", "absent"]):
         assert frame["text"].str.len().sum() == _plain(values).str.len().sum()
         assert frame["text"].str.contains("cat").sum() == _plain(values).str.contains("cat").sum()

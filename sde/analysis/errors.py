@@ -104,7 +104,7 @@ def _error_codes(errors: pd.DataFrame) -> _ErrorCodes:
     if labels[0] is not None and labels[1] is not None:
         words, codes = _label_codes(labels[0], labels[1])
     else:
-        words, codes = _shared_codes([_arrow_words(errors["ref"]), _arrow_words(errors["hyp"])])
+        words, codes = _shared_codes([read_strings(errors["ref"]), read_strings(errors["hyp"])])
     result = _ErrorCodes(
         utt=errors["utt"].to_numpy(dtype=np.int64),
         op=_op_codes(errors["op"]),
@@ -115,12 +115,6 @@ def _error_codes(errors: pd.DataFrame) -> _ErrorCodes:
     _CODES_CACHE.put(key, (weakref.ref(errors), result))
     weakref.finalize(errors, _CODES_CACHE.discard, key)
     return result
-
-
-def _arrow_words(column: pd.Series) -> pa.ChunkedArray:
-    """A column of words as Arrow large strings: the loaded (mapped) buffers when it is plain, a
-    decompressed copy for this encoding alone when it is stored compressed."""
-    return read_strings(column)
 
 
 def _label_codes(ref: LabelColumn, hyp: LabelColumn) -> tuple[pa.Array, np.ndarray]:

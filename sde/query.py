@@ -200,6 +200,9 @@ class _Engine:
         self._compressed: dict[str, CompressedColumn | LabelColumn] = {}  # identifier → its file
         self._scans: dict[str, Any] = {}
         self.lower_case = LowerCaseColumns(self._text_values)
+        #: Read a column a query streamed whole afterwards, for the next query (TableQuery.warm: a
+        #: server's searches); a batch command streams each time.
+        self.keep_searched = False
 
     def table(self) -> pa.Table:
         with self._lock:
@@ -280,7 +283,7 @@ class _Engine:
             got = cur.fetchnumpy()
         finally:
             cur.close()
-        for column in streamed:  # after the query: the read must not slow it down
+        for column in streamed if self.keep_searched else ():  # after the query: the read must not slow it
             keep_for_next_scan(column)
         pos = np.asarray(got["pos"], dtype=np.int64)
         return pos, np.asarray(got.get("n", pos[:0]), dtype=np.int64)
@@ -475,8 +478,10 @@ class TableQuery:
         columns (default: every text column) are lower case (~70 ms for 10M lines of text; other
         columns learn it on their first ``contains``), and the compressed columns small enough
         to keep in memory read whole (sde.compressed_columns.preload: pages then decompress
-        nothing). ``columns`` (checked) and ``descending`` are accepted for compatibility:
-        DuckDB keeps no per-column order."""
+        nothing). From then on a compressed column that a query streamed is read whole in the
+        background when the budget keeps it (sde.compressed_columns.keep_for_next_scan), so the
+        next search scans memory. ``columns`` (checked) and ``descending`` are accepted for
+        compatibility: DuckDB keeps no per-column order."""
         for c in columns or ():
             _check_column(c, self.columns)
         self._engine.table()
@@ -484,6 +489,7 @@ class TableQuery:
         wanted = self.columns if text is None else [c for c in text if c in self._kinds]
         self._engine.lower_case.learn(c for c in wanted if self._kinds[c] == TEXT)
         preload(self.df)
+        self._engine.keep_searched = True
 
     # -- parsing against the table -----------------------------------------------------------
 

@@ -94,6 +94,12 @@ def fail(message: str) -> None:
     sys.exit(EXIT_DATA_ERROR)
 
 
+def _ctrl_c_in_duckdb(e: Exception) -> bool:
+    """Whether ``e`` is a Ctrl-C that landed in a DuckDB query: DuckDB's Python client stops the
+    query and raises this RuntimeError instead of KeyboardInterrupt (e.g. the build's vocabulary)."""
+    return type(e) is RuntimeError and str(e).strip() == "Query interrupted"
+
+
 def handle_data_errors(f: Callable) -> Callable:
     """Turn every error the data can cause into a one-line message and exit code 1, and Ctrl-C
     into "interrupted" and exit code 130 (the imports happen inside the try: a Ctrl-C can land
@@ -112,6 +118,9 @@ def handle_data_errors(f: Callable) -> Callable:
 
             if isinstance(e, (ManifestError, DatasetError)):
                 fail(str(e))
+            if _ctrl_c_in_duckdb(e):
+                click.echo("interrupted", err=True)
+                sys.exit(130)
             raise
 
     return wrapper
@@ -649,7 +658,15 @@ def main() -> None:
 
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     signal.signal(signal.SIGTERM, _terminate)
-    cli(prog_name="sde")
+    try:
+        cli(prog_name="sde")
+    except KeyboardInterrupt:  # after the command's own handling, before click exits
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    finally:
+        # The command is over and its output written: a Ctrl-C while Python shuts down (worker
+        # pools joined, exit handlers) must not turn a finished run into a killed one.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -287,6 +287,31 @@ def test_sigint_stderr_is_one_line_not_a_traceback(big, tmp_path, after):
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err[-3000:]
 
 
+LONG_DUCKDB_QUERY = """
+import duckdb
+from sde.cli import handle_data_errors
+
+@handle_data_errors
+def command():
+    print("querying", flush=True)
+    duckdb.connect().execute("SELECT sum(i * i % 7) FROM range(100000000000) t(i)").fetchall()
+
+command()
+"""
+
+
+def test_ctrl_c_inside_a_duckdb_query_ends_as_interrupted():
+    """DuckDB's Python client turns a Ctrl-C during a query into RuntimeError("Query interrupted"),
+    not KeyboardInterrupt (the build's vocabulary is such a query)."""
+    proc = subprocess.Popen([sys.executable, "-c", LONG_DUCKDB_QUERY], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "querying"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=TIMEOUT_S)
+    assert proc.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err
+
+
 # ------------------------------------------------------------------------------ transcribe
 
 @pytest.mark.nemo

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 import click
 
@@ -94,6 +94,11 @@ def fail(message: str) -> None:
     sys.exit(EXIT_DATA_ERROR)
 
 
+def _exit_interrupted() -> NoReturn:
+    click.echo("interrupted", err=True)
+    sys.exit(130)
+
+
 def _ctrl_c_in_duckdb(e: Exception) -> bool:
     """Whether ``e`` is a Ctrl-C that landed in a DuckDB query: DuckDB's Python client stops the
     query and raises this RuntimeError instead of KeyboardInterrupt (e.g. the build's vocabulary)."""
@@ -110,8 +115,7 @@ def handle_data_errors(f: Callable) -> Callable:
         try:
             return f(*args, **kwargs)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            _exit_interrupted()
         except Exception as e:
             from sde.dataset import DatasetError
             from sde.manifest import ManifestError
@@ -119,8 +123,7 @@ def handle_data_errors(f: Callable) -> Callable:
             if isinstance(e, (ManifestError, DatasetError)):
                 fail(str(e))
             if _ctrl_c_in_duckdb(e):
-                click.echo("interrupted", err=True)
-                sys.exit(130)
+                _exit_interrupted()
             raise
 
     return wrapper
@@ -661,8 +664,7 @@ def main() -> None:
     try:
         cli(prog_name="sde")
     except KeyboardInterrupt:  # after the command's own handling, before click exits
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        _exit_interrupted()
     finally:
         # The command is over and its output written: a Ctrl-C while Python shuts down (worker
         # pools joined, exit handlers) must not turn a finished run into a killed one.

@@ -475,10 +475,10 @@ class CompressedColumn(_ColumnFile):
         kept (then pages take their rows from it), else None."""
         return self._held()
 
-    def read_later(self, delay_s: float | None = None) -> None:
-        """Read the column whole on a background thread ``delay_s`` from now (default
-        :data:`READ_LATER_DELAY_S`), to be kept for the next query (nothing while a read is under
-        way): the request that asked for it finishes first."""
+    def read_later(self) -> None:
+        """Read the column whole on a background thread :data:`READ_LATER_DELAY_S` from now, to be
+        kept for the next query (nothing while a read is under way): the request that asked for it
+        finishes first."""
         with self._lock:
             if self._reading:
                 return
@@ -492,7 +492,7 @@ class CompressedColumn(_ColumnFile):
             finally:
                 self._reading = False
 
-        timer = threading.Timer(READ_LATER_DELAY_S if delay_s is None else delay_s, read)
+        timer = threading.Timer(READ_LATER_DELAY_S, read)
         timer.name, timer.daemon = "sde-read-whole", True
         timer.start()
 

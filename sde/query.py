@@ -278,7 +278,7 @@ class _Engine:
 
     def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any],
                streamed: Sequence[CompressedColumn | LabelColumn]) -> tuple[np.ndarray, np.ndarray]:
-        cur = run_sql(sql, params, {"t": self.table(), **tables})
+        cur = run_sql(sql, params, tables)  # the query's table "t" is in them (see _source)
         try:
             got = cur.fetchnumpy()
         finally:

@@ -81,6 +81,13 @@ class LRUCache:
             if old is not None:
                 self._total -= old[1]
 
+    def pop_oldest(self) -> None:
+        """Forget the least recently used entry (e.g. when the budget shrank)."""
+        with self._lock:
+            if self._items:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._total -= dropped
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

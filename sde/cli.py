@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
@@ -419,6 +420,16 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
         return dataset
 
 
+def _warm_queries(query, transcripts: list[str]) -> None:
+    """The query engine's start-up work (sde.query.TableQuery.warm), then a line saying searches
+    are at full speed: at 10M utterances that takes tens of seconds, and a user timing a search
+    should know."""
+    started = time.monotonic()
+    indexed = query.warm(text=transcripts)
+    words = f"; words of {', '.join(indexed)} indexed" if indexed else ""
+    click.echo(f"searches ready ({time.monotonic() - started:.1f} s{words})", err=True)
+
+
 def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cache_dir: str | None = None,
            sock=None, augment_dirs: tuple[str | None, str | None] = (None, None), reviews: str | None = None,
            read_only: bool = False) -> None:
@@ -448,7 +459,7 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # The query engine's view of the table (seconds at 10M rows) is made while the browser opens;
     # of the text columns, the transcripts are the ones searched (paths, speakers: on first use).
     transcripts = ["text", *(h.field for h in dataset.hypotheses)]
-    threading.Thread(target=dataset.utterance_query.warm, kwargs={"text": transcripts}, name="sde-warm-queries",
+    threading.Thread(target=_warm_queries, args=(dataset.utterance_query, transcripts), name="sde-warm-queries",
                      daemon=True).start()
     from sde.web.panels.augment import configure_sources
 

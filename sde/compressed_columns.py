@@ -39,10 +39,11 @@ from pandas.core.arrays.string_arrow import ArrowStringArray
 from sde.caching import LRUCache
 from sde.engine import machine_memory, parse_size, settings
 from sde.filters.engine import holds_no_ascii_upper
+from sde.word_index import WordIndex, build_word_index, estimated_bytes
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
-           "held_whole", "is_compressed", "label_column", "open_column", "preload", "read_strings",
-           "keep_for_next_scan", "stored_column", "string_chunks", "whole_budget", "write_compressed"]
+           "held_whole", "index_words", "is_compressed", "label_column", "open_column", "preload", "read_strings",
+           "keep_for_next_scan", "stored_column", "string_chunks", "whole_budget", "word_index", "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
 # ms, large enough that zstd still finds the text's repetitions (4,096 rows compress as well as 64K).
@@ -71,6 +72,10 @@ def whole_cache(budget: int) -> LRUCache:
 
 
 _WHOLE = whole_cache(WHOLE_BYTES)
+# Word indexes of transcript columns (index_words), within the same budget and ahead of the whole
+# columns: an index makes a search ~3x faster for ~0.6x a column's memory, so a whole column is kept
+# only in what the indexes leave, and never pushes one out.
+_WORDS = whole_cache(WHOLE_BYTES)
 _MARK = b"sde.compressed"
 #: A column is stored as labels when it has at most this many distinct values, and at most one per
 #: :data:`LABEL_MIN_ROWS_PER_VALUE` rows (a short column of unique strings stays compressed). Words
@@ -91,9 +96,11 @@ def whole_budget() -> int:
 
 
 def _sized_whole() -> LRUCache:
-    """The shared cache of whole columns, sized by the current budget (before it is filled: a
-    lookup needs no size)."""
-    _WHOLE.max_size = whole_budget()
+    """The shared cache of whole columns, sized by the current budget less the word indexes kept
+    (before it is filled: a lookup needs no size)."""
+    budget = whole_budget()
+    _WORDS.max_size = budget
+    _WHOLE.max_size = budget - _WORDS.size
     return _WHOLE
 
 
@@ -147,8 +154,42 @@ def keep_for_next_scan(column: "CompressedColumn | LabelColumn") -> None:
     first search of a 10M-row transcript column streams it (~1 s), the next ones scan memory
     (~0.3 s), and no request waits for the ~1 GB read. Labels are left as they are (a query scans
     their codes)."""
-    if isinstance(column, CompressedColumn) and column.kept_whole() is None and column.nbytes <= whole_budget():
+    if isinstance(column, CompressedColumn) and column.kept_whole() is None and column.nbytes <= _sized_whole().max_size:
         column.read_later()
+
+
+def word_index(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
+    """The word index of a compressed column (see :func:`index_words`) while it is kept, else None."""
+    return _WORDS.get(column.path) if isinstance(column, CompressedColumn) else None
+
+
+def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
+    """Build the word index of a transcript column (sde.word_index: a search of one word then
+    tests the distinct words, not every line) and keep it, when the budget of whole columns has
+    room for it beside the indexes already kept (whole columns make way: see _WORDS); None when
+    it has not (searches scan). Read from the column kept whole, else streamed. At 10M lines of
+    ~12 words: ~5 s on two cores, ~0.45 GB."""
+    if not isinstance(column, CompressedColumn):
+        return None
+    with column.index_lock:  # asked by two threads at once, built once
+        kept = word_index(column)
+        if kept is not None:
+            return kept
+        if estimated_bytes(column.nbytes) > whole_budget() - _WORDS.size:
+            return None
+        whole = column.kept_whole()
+        index = build_word_index(whole.chunks if whole is not None else column.chunks(), column.rows)
+        _WORDS.max_size = whole_budget()
+        _WORDS.put(column.path, index, size=index.nbytes)
+        _shrink_whole()
+        return index
+
+
+def _shrink_whole() -> None:
+    """Drop whole columns (least recently used first) until they fit beside the word indexes."""
+    cache = _sized_whole()
+    while cache.size > cache.max_size and len(cache):
+        cache.pop_oldest()
 
 
 @contextmanager
@@ -422,6 +463,7 @@ class CompressedColumn(_ColumnFile):
         self._cache = LRUCache(CACHED_BATCHES)
         self._whole_lock = threading.Lock()
         self._reading = False  # see read_later
+        self.index_lock = threading.Lock()  # see index_words
         if not self.batches or not pa.types.is_large_string(self._reader.schema.field(0).type):
             raise ValueError(f"{self.path} holds no compressed batch: not a compressed column written by sde")
         _, meta = self._reader.get_batch_with_custom_metadata(self.batches - 1)

@@ -222,6 +222,7 @@ def _budget(monkeypatch, budget: int) -> None:
     """A fresh shared cache of whole columns, of ``budget`` bytes."""
     monkeypatch.setattr(cc, "whole_budget", lambda: budget)
     monkeypatch.setattr(cc, "_WHOLE", cc.whole_cache(budget))
+    monkeypatch.setattr(cc, "_WORDS", cc.whole_cache(budget))
     monkeypatch.setattr(cc, "READ_LATER_DELAY_S", 0.0)
 
 

@@ -92,6 +92,7 @@ from sde.filters.parser import (
     parse_filter,
 )
 from sde.filters.sql import (
+    IndexedSql,
     SqlVirtual,
     VirtualSql,
     bound_sql,
@@ -174,6 +175,7 @@ __all__ = [
     "caret_excerpt",
     "SqlVirtual",
     "VirtualSql",
+    "IndexedSql",
     "bound_sql",
     "quote_ident",
     "LEAVES",

@@ -6,9 +6,10 @@ state; errors, memory exhaustion and overlong queries as :class:`QueryError`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +23,7 @@ from sde import engine as engine_settings
 from sde.filters.bind import TEXT
 from sde.filters.language import QueryError
 
-__all__ = ["MAX_QUERY_SECONDS", "LowerCaseColumns", "arrow_column", "configure", "connect", "cursor",
+__all__ = ["MAX_QUERY_SECONDS", "LowerCaseColumns", "arrow_column", "arrow_sql", "configure", "connect", "cursor",
            "holds_no_ascii_upper", "run_sql"]
 
 
@@ -113,23 +114,45 @@ def run_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | No
     their names; returns the cursor to fetch from (close it after). DuckDB's errors become
     :class:`QueryError`; a query over :data:`MAX_QUERY_SECONDS` is interrupted."""
     cur = cursor()
-    timer = threading.Timer(MAX_QUERY_SECONDS, cur.interrupt)
     try:
-        for name, table in (tables or {}).items():
-            cur.register(name, table)
-        timer.start()
-        cur.execute(sql, list(params))
+        with _bounded(cur):
+            for name, table in (tables or {}).items():
+                cur.register(name, table)
+            cur.execute(sql, list(params))
         return cur
-    except duckdb.OutOfMemoryException as e:
+    except QueryError:
         cur.close()
+        raise
+
+
+def arrow_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> pa.Table:
+    """:func:`run_sql`'s query, its whole answer as an Arrow table (read as Arrow, not copied out
+    of DB-API rows: nested values such as lists stay columnar)."""
+    cur = cursor()
+    try:
+        with _bounded(cur):
+            for name, table in (tables or {}).items():
+                cur.register(name, table)
+            return cur.sql(sql, params=list(params)).to_arrow_table()
+    finally:
+        cur.close()
+
+
+@contextlib.contextmanager
+def _bounded(cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB's errors in the block as :class:`QueryError`, the query interrupted after
+    :data:`MAX_QUERY_SECONDS`."""
+    timer = threading.Timer(MAX_QUERY_SECONDS, cur.interrupt)
+    timer.start()
+    try:
+        yield
+    except duckdb.OutOfMemoryException as e:
         raise QueryError(f"This query needs more memory than DuckDB may use (--memory-limit): "
                          f"{_first_line(e)}") from None
     except duckdb.InterruptException:
-        cur.close()
         raise QueryError(f"The query took longer than {MAX_QUERY_SECONDS:.0f} s and was stopped: "
                          "narrow the filter down.") from None
     except duckdb.Error as e:
-        cur.close()
         raise QueryError(f"The query could not run: {_first_line(e)}") from None
     finally:
         timer.cancel()

@@ -25,6 +25,10 @@ class VirtualSql:
 
 
 SqlVirtual = Callable[[str, str], tuple[str, Sequence[Any]]]
+#: A ``contains`` / ``has`` clause answered from an index (sde.query's word indexes): ``fn(clause)``
+#: gives ``(sql, exact)``, a condition that holds on every row the clause matches (on exactly those
+#: when ``exact``), or None where the index cannot help.
+IndexedSql = Callable[[Clause], "tuple[str, bool] | None"]
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _NAN = "CAST('NaN' AS DOUBLE)"
 _ASCII_RUN = re.compile(r"[\x00-\x7f]+")
@@ -62,13 +66,15 @@ def to_sql(tree: Node | Sequence[Node] | None, columns: Mapping[str, str], *,
 def bound_sql(parts: Sequence[Node], kinds: Mapping[str, str], *,
               virtual: Mapping[str, SqlVirtual] | None = None,
               names: Mapping[str, str] | None = None,
-              lower_columns: Container[str] = ()) -> tuple[str, list[Any]]:
-    """:func:`to_sql` of parts already bound (:func:`sde.filters.bind`) against ``kinds``."""
+              lower_columns: Container[str] = (),
+              indexed: IndexedSql | None = None) -> tuple[str, list[Any]]:
+    """:func:`to_sql` of parts already bound (:func:`sde.filters.bind`) against ``kinds``;
+    ``indexed`` answers text clauses from an index where it can (see :data:`IndexedSql`)."""
     if not parts:
         return "TRUE", []
     params: list[Any] = []
     node = parts[0] if len(parts) == 1 else And(tuple(parts))
-    return _Sql(kinds, virtual or {}, params, names or {}, lower_columns).node(node), params
+    return _Sql(kinds, virtual or {}, params, names or {}, lower_columns, indexed).node(node), params
 
 
 def quote_ident(name: str) -> str:
@@ -78,12 +84,14 @@ def quote_ident(name: str) -> str:
 
 class _Sql:
     def __init__(self, kinds: Mapping[str, str], virtual: Mapping[str, SqlVirtual], params: list[Any],
-                 names: Mapping[str, str], lower_columns: Container[str]) -> None:
+                 names: Mapping[str, str], lower_columns: Container[str],
+                 indexed: IndexedSql | None = None) -> None:
         self.kinds = kinds
         self.virtual = virtual
         self.params = params
         self.names = names
         self.lower_columns = lower_columns
+        self.indexed = indexed
 
     def param(self, value: Any) -> str:
         self.params.append(value)
@@ -122,6 +130,14 @@ class _Sql:
             return f"({col} {_SQL_OPS[op]} {self.param(value)})"
         if op == "in":
             return f"({col} IN ({', '.join(self.param(v) for v in value)}))"  # type: ignore[union-attr]
+        answered = self.indexed(c) if self.indexed is not None and op in ("contains", "has") else None
+        if answered is not None:
+            sql, exact = answered
+            return f"({sql})" if exact else f"({sql} AND {self.text_clause(col, c)})"
+        return self.text_clause(col, c)
+
+    def text_clause(self, col: str, c: Clause) -> str:
+        op, value = c.op, c.value
         if op == "contains":
             return self.contains(col, c.column, value)  # type: ignore[arg-type]
         if op == "=~":

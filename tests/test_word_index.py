@@ -1,0 +1,244 @@
+"""sde.word_index: the words of a transcript column and their rows, so that a ``contains`` / ``has``
+search tests the distinct words instead of every line, and selects exactly the rows a scan selects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from sde import compressed_columns as cc
+from sde import word_index as wi
+from sde.compressed_columns import BATCH_ROWS, CompressedStringArray, open_column, write_compressed
+from sde.query import TableQuery
+
+WORDS = ["the", "other", "theme", "The", "THE", "cat", "ſecret", "secret", "\u212aelvin", "kelvin", "straße",
+         "日本語", "a'b", "x.y", "tab\tword", "naïve", "NAÏVE", "", "  ", "the\u00a0end"]
+
+
+def _texts(n: int, seed: int, lower: bool) -> list[str | None]:
+    """Lines of 0-6 words joined by one or two spaces, with leading / trailing spaces, empty lines and
+    missing values; ``lower``: no A-Z, ſ or K (the fast plain-substring path of sde.filters)."""
+    rng = np.random.default_rng(seed)
+    words = [w for w in WORDS if not lower or not any(c in w for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZſ\u212a")]
+    out: list[str | None] = []
+    for i in range(n):
+        if i % 97 == 5:
+            out.append(None)
+            continue
+        picked = [words[k] for k in rng.integers(0, len(words), size=int(rng.integers(0, 7)))]
+        gaps = [" " if rng.random() < 0.8 else "  " for _ in picked]
+        out.append((" " if i % 11 == 0 else "") + "".join(g + w for g, w in zip(gaps, picked)).lstrip(" ")
+                   + (" " if i % 13 == 0 else ""))
+    return out
+
+
+def _stored(tmp_path, texts: list[str | None]) -> pd.DataFrame:
+    path = tmp_path / "text.arrow"
+    write_compressed(path, "text", [pa.array(texts, pa.large_string())], labels=False)
+    frame = pd.DataFrame({"n": np.arange(len(texts))})
+    frame.insert(1, "text", pd.Series(CompressedStringArray.over(open_column(path)), copy=False))
+    return frame
+
+
+def _budget(monkeypatch, budget: int) -> None:
+    """A fresh shared cache of whole columns and word indexes, of ``budget`` bytes."""
+    monkeypatch.setattr(cc, "whole_budget", lambda: budget)
+    monkeypatch.setattr(cc, "_WHOLE", cc.whole_cache(budget))
+    monkeypatch.setattr(cc, "_WORDS", cc.whole_cache(budget))
+    monkeypatch.setattr(cc, "READ_LATER_DELAY_S", 0.0)
+
+
+# ---------------------------------------------------------------- the index itself
+
+@pytest.mark.parametrize("needle", ["the", "he", "The", "e", "ſ", "日本", "a'b", "\t", "zzz", "end"])
+@pytest.mark.parametrize("segment_rows", [1, 3, 1000], ids=["a row a segment", "segments across chunks", "one segment"])
+def test_the_index_gives_the_rows_whose_words_contain_the_text(monkeypatch, needle, segment_rows):
+    monkeypatch.setattr(wi, "SEGMENT_ROWS", segment_rows)
+    texts = _texts(200, seed=1, lower=False)
+    chunks = [pa.array(texts[a:a + 7], pa.large_string()) for a in range(0, len(texts), 7)]
+    index = wi.build_word_index(chunks, len(texts))
+    got = index.matching_rows(f"contains({wi.WORD}, ?)", [needle]).to_pylist()
+    assert got == [None if t is None else needle in t for t in texts]
+
+
+def test_an_index_counts_every_word_once_per_row_it_is_in():
+    texts = ["the the cat", "cat", None, "", "  the"]
+    index = wi.build_word_index([pa.array(texts, pa.large_string())], len(texts))
+    rows = {w: sorted(index.postings[s][a:b].tolist())
+            for w, s, a, b in zip(*(index.words.column(c).to_pylist() for c in ("w", "seg", "start", "stop")))}
+    assert rows == {"the": [0, 4], "cat": [0, 1], "": [3, 4]}
+    assert index.nulls.tolist() == [2]
+    assert index.nbytes >= sum(len(p) for p in index.postings) * 4
+
+
+@pytest.mark.parametrize("needle, per_row, marked", [
+    ("the", 2, True),
+    ("e", 2, True),      # 4 rows with "e" words in 5 rows
+    ("e", 0.5, False),   # more than half a row per row: the lines are scanned instead
+    ("zzz", 0, True),    # no word: nothing to mark, never too many
+])
+def test_words_holding_too_many_rows_are_left_to_a_scan(monkeypatch, needle, per_row, marked):
+    monkeypatch.setattr(wi, "MAX_POSTINGS_PER_ROW", per_row)
+    texts = ["the cat", "theme", "one", "the other", "e e e"]
+    index = wi.build_word_index([pa.array(texts, pa.large_string())], len(texts))
+    got = index.matching_rows(f"contains({wi.WORD}, ?)", [needle])
+    assert (got is not None) is marked
+    assert got is None or got.to_pylist() == [needle in t for t in texts]
+
+
+@pytest.mark.parametrize("per_row", [0, 0.5, 2])
+def test_a_search_too_common_for_the_index_still_selects_what_a_scan_selects(monkeypatch, tmp_path, per_row):
+    _budget(monkeypatch, 10**9)
+    monkeypatch.setattr(wi, "MAX_POSTINGS_PER_ROW", per_row)
+    texts = _texts(3000, seed=11, lower=True)
+    query = TableQuery(_stored(tmp_path, texts))
+    query.warm(text=["text"])
+    for filt in ['{text} contains "e"', '{text} contains "the other"', '!({text} contains "t")']:
+        want = TableQuery(pd.DataFrame({"n": np.arange(len(texts)), "text": pd.Series(texts, dtype="string[pyarrow]")}))
+        assert query.select(filt, "-n").tolist() == want.select(filt, "-n").tolist()
+
+
+def test_a_column_shorter_than_it_says_is_refused():
+    with pytest.raises(ValueError, match="gave 2 values, not 3"):
+        wi.build_word_index([pa.array(["a", "b"], pa.large_string())], 3)
+
+
+# ---------------------------------------------------------------- searches through TableQuery
+
+FILTERS = [
+    '{text} contains "the"',
+    '{text} contains "THE"',
+    '{text} contains "he"',
+    '{text} contains "secret"',
+    '{text} contains "kelvin"',
+    '{text} contains "ß"',
+    '{text} contains "naïve"',
+    '{text} contains "日本"',
+    '{text} contains "zzz"',
+    '{text} contains "the other"',
+    '{text} contains "e t"',
+    '{text} contains " the "',
+    '{text} contains "the "',
+    '{text} contains "  "',
+    '{text} contains " "',
+    '{text} contains "b\tw"',
+    '{text} contains "the\u00a0"',
+    '{text} has "the"',
+    '{text} has "The"',
+    '{text} has "straße"',
+    "{text} has \"a'b\"",
+    '!({text} contains "the")',
+    '!({text} has "cat")',
+    '{text} contains "the" || {text} contains "cat"',
+    '{text} contains "the" && !({text} contains "other")',
+    '{n} > 300 && {text} contains "e"',
+    '({text} contains "cat" || {n} < 10) && {text} is not null',
+    '{text} matches "^the"',
+]
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["lower-case column", "mixed-case column"])
+def texts(request) -> list[str | None]:
+    return _texts(2 * BATCH_ROWS + 17, seed=7, lower=request.param)
+
+
+@pytest.mark.parametrize("sort", [None, "-n", "text"])
+@pytest.mark.parametrize("filt", FILTERS)
+def test_an_indexed_search_selects_the_rows_a_scan_selects(monkeypatch, tmp_path, texts, filt, sort):
+    _budget(monkeypatch, 10**9)
+    monkeypatch.setattr(wi, "SEGMENT_ROWS", BATCH_ROWS)  # three segments
+    stored = _stored(tmp_path, texts)
+    query = TableQuery(stored)
+    query.warm(text=["text"])
+    assert cc.word_index(stored["text"].array.compressed) is not None
+    want = TableQuery(pd.DataFrame({"n": stored["n"], "text": pd.Series(texts, dtype="string[pyarrow]")}))
+    assert query.select(filt, sort).tolist() == want.select(filt, sort).tolist()
+    total, page = query.page(filt, sort, page=0, page_size=30)
+    assert total == want.count(filt) and page["text"].tolist() == want.page(filt, sort, 0, 30)[1]["text"].tolist()
+
+
+@pytest.mark.parametrize("filt, streams", [
+    ('{text} contains "the"', False),
+    ('!({text} has "cat")', False),
+    ('{text} contains "the other"', True),   # words matched piece by piece, then the line tested
+    ('{text} matches "^the"', True),         # a regex: no index
+    ('{text} contains " "', True),           # spaces alone: every line with two words
+])
+def test_a_search_of_one_word_reads_no_line(monkeypatch, tmp_path, filt, streams):
+    _budget(monkeypatch, 10**9)
+    stored = _stored(tmp_path, _texts(3 * BATCH_ROWS, seed=3, lower=True))
+    query = TableQuery(stored)
+    query.warm(text=["text"])
+    column = stored["text"].array.compressed
+    cc._WHOLE.discard(column.path)  # the warm-up read it whole: make a scan stream the file
+    column._recent = None
+    assert column.kept_whole() is None
+    query.select(filt)
+    assert bool(query._engine._scans) is streams
+
+
+@pytest.mark.parametrize("case, budget, indexed", [
+    ("room for it", 10**9, True),
+    ("no room", 1_000, False),
+])
+def test_the_warm_up_indexes_the_transcripts_the_budget_has_room_for(monkeypatch, tmp_path, case, budget, indexed):
+    _budget(monkeypatch, budget)
+    stored = _stored(tmp_path, _texts(500, seed=5, lower=True))
+    column = stored["text"].array.compressed
+    query = TableQuery(stored)
+    query.warm(text=["text"])
+    index = cc.word_index(column)
+    assert (index is not None) is indexed
+    if indexed:
+        assert column.path in cc._WORDS and cc._WORDS.size == index.nbytes
+    assert query.count('{text} contains "the"') == sum(t is not None and "the" in t for t in _texts(500, 5, True))
+
+
+def test_only_the_columns_named_as_transcripts_are_indexed(monkeypatch, tmp_path):
+    _budget(monkeypatch, 10**9)
+    stored = _stored(tmp_path, _texts(300, seed=2, lower=True))
+    query = TableQuery(stored)
+    query.warm()  # a batch command's engine, or a table with no transcripts named
+    assert cc.word_index(stored["text"].array.compressed) is None
+
+
+def test_an_index_is_built_once_when_asked_twice(monkeypatch, tmp_path):
+    _budget(monkeypatch, 10**9)
+    stored = _stored(tmp_path, _texts(300, seed=2, lower=True))
+    column = stored["text"].array.compressed
+    first = cc.index_words(column)
+    assert first is not None and cc.index_words(column) is first
+
+
+def _index_bytes(column) -> int:
+    return wi.build_word_index(column.chunks(), column.rows).nbytes
+
+
+def test_whole_columns_make_way_for_a_word_index(monkeypatch, tmp_path):
+    stored = _stored(tmp_path, _texts(3 * BATCH_ROWS, seed=4, lower=True))
+    column = stored["text"].array.compressed
+    _budget(monkeypatch, column.nbytes + _index_bytes(column) - 1)  # one or the other
+    column.read_all()
+    column._recent = None
+    assert column.kept_whole() is not None
+    assert cc.index_words(column) is not None
+    column._recent = None
+    assert column.kept_whole() is None and cc._WHOLE.size == 0
+
+
+def test_a_column_read_for_the_next_search_never_pushes_out_a_word_index(monkeypatch, tmp_path):
+    texts = _texts(3 * BATCH_ROWS, seed=4, lower=True)
+    stored = _stored(tmp_path, texts)
+    column = stored["text"].array.compressed
+    _budget(monkeypatch, column.nbytes + _index_bytes(column) - 1)
+    query = TableQuery(stored)
+    query.warm(text=["text"])  # indexes it; too big to preload beside the index
+    assert cc.word_index(column) is not None and column.kept_whole() is None
+    assert query.count('{text} contains "the other"') == sum(t is not None and "the other" in t for t in texts)
+    assert query._engine._scans and not column._reading  # the phrase streamed it; no read for later
+    whole = column.read_all()  # a computation that reads it whole (held while it runs) ...
+    column._recent = None
+    del whole
+    assert column.kept_whole() is None and cc.word_index(column) is not None  # ... keeps the index

@@ -3,6 +3,12 @@ search tests the distinct words instead of every line, and selects exactly the r
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+from urllib.parse import urlencode
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -12,6 +18,7 @@ from sde import compressed_columns as cc
 from sde import word_index as wi
 from sde.compressed_columns import BATCH_ROWS, CompressedStringArray, open_column, write_compressed
 from sde.query import TableQuery
+from tests.test_audio_faults import ROOT, SdeServer
 
 WORDS = ["the", "other", "theme", "The", "THE", "cat", "ſecret", "secret", "\u212aelvin", "kelvin", "straße",
          "日本語", "a'b", "x.y", "tab\tword", "naïve", "NAÏVE", "", "  ", "the\u00a0end"]
@@ -242,3 +249,54 @@ def test_a_column_read_for_the_next_search_never_pushes_out_a_word_index(monkeyp
     column._recent = None
     del whole
     assert column.kept_whole() is None and cc.word_index(column) is not None  # ... keeps the index
+
+
+# ---------------------------------------------------------------- through the real server
+
+SERVER_FILTERS = ['{text} contains "the"', '{text} contains "he"', '{text} has "cat"', '!({text} contains "other")',
+                  '{text} contains "the other"', '{text} contains "THE" || {pred_text} contains "them"',
+                  '{pred_text} has "secret"']
+
+
+def _searches_ready(server, seconds: float = 60.0) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        said = [line for line in server.stderr if line.startswith("searches ready")]
+        if said:
+            return said[0]
+        time.sleep(0.05)
+    raise AssertionError(f"the server never said its searches are ready: {''.join(server.stderr)}")
+
+
+def test_the_server_indexes_its_transcripts_and_finds_what_a_scan_finds(tmp_path):
+    texts = [t or "" for t in _texts(600, seed=9, lower=True)]
+    manifest = tmp_path / "m.json"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"a{i}.wav", "duration": 1.0 + i % 5, "text": t,
+                                            "pred_text": " ".join(reversed(t.split(" ")))}) + "\n"
+                                for i, t in enumerate(texts)))
+    cache_dir = tmp_path / "cache"
+    built = subprocess.run([sys.executable, "-m", "sde.cli", "index", str(manifest), "--cache-dir", str(cache_dir)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    with SdeServer(str(manifest), "--cache-dir", str(cache_dir), no_cache=False) as indexed, \
+            SdeServer(str(manifest)) as scanned:  # built in memory: nothing compressed, nothing indexed
+        assert "words of text, pred_text indexed" in _searches_ready(indexed)
+        assert "indexed" not in _searches_ready(scanned)
+        for filt in SERVER_FILTERS:
+            path = "/api/utterances?" + urlencode({"filter": filt, "sort": "-duration", "page_size": 1000})
+            got, want = indexed.json(path, 200), scanned.json(path, 200)
+            assert got["total"] == want["total"] > 0, filt
+            assert [r["id"] for r in got["rows"]] == [r["id"] for r in want["rows"]], filt
+
+
+def test_a_phrase_of_many_words_marks_at_most_a_few_of_them(monkeypatch, tmp_path):
+    _budget(monkeypatch, 10**9)
+    texts = _texts(2000, seed=6, lower=True)
+    query = TableQuery(_stored(tmp_path, texts))
+    query.warm(text=["text"])
+    many = " ".join(f"w{i}" for i in range(600)) + " the"  # a hostile filter: 601 pieces
+    masks: dict = {}
+    clause = query.clauses(f'{{text}} contains "{many}"')[0]
+    sql, exact = query._engine.indexed_sql(masks, clause)
+    assert not exact and 0 < len(masks) <= 3 and sql.count(" AND ") == len(masks) - 1
+    assert query.count(f'{{text}} contains "{many}"') == 0

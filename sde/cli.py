@@ -14,6 +14,7 @@ Usage errors exit 2, data errors exit 1, each with a message that names the fix;
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -221,6 +222,9 @@ PRESENCE_BEFORE_START_ROWS = 100_000
 # Above this many, not at all: one stat per file (at most 10 s) and a table of every distinct path
 # would cost the server gigabytes of memory and its first seconds of CPU for a partial answer.
 PRESENCE_MAX_ROWS = 2_000_000
+# At exit, how long the warm-up may take to end once its queries are interrupted (a column being
+# decompressed finishes first: ~1-2 s at 10M rows).
+WARM_UP_EXIT_S = 10.0
 
 
 def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
@@ -424,10 +428,23 @@ def _warm_queries(query, transcripts: list[str]) -> None:
     """The query engine's start-up work (sde.query.TableQuery.warm), then a line saying searches
     are at full speed: at 10M utterances that takes tens of seconds, and a user timing a search
     should know."""
+    from sde.filters.engine import stopping
+
     started = time.monotonic()
     indexed = query.warm(text=transcripts)
+    if stopping():  # interrupted by the exit
+        return
     words = f"; words of {', '.join(indexed)} indexed" if indexed else ""
     click.echo(f"searches ready ({time.monotonic() - started:.1f} s{words})", err=True)
+
+
+def _end_background_queries(warm) -> None:
+    """At exit: interrupt DuckDB queries still running (the warm-up's word indexes, a request's
+    search) and let the warm-up end, before Python stops its threads in the middle of them."""
+    from sde.filters.engine import stop_queries
+
+    stop_queries()
+    warm.join(WARM_UP_EXIT_S)
 
 
 def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cache_dir: str | None = None,
@@ -459,8 +476,10 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # The query engine's view of the table (seconds at 10M rows) is made while the browser opens;
     # of the text columns, the transcripts are the ones searched (paths, speakers: on first use).
     transcripts = ["text", *(h.field for h in dataset.hypotheses)]
-    threading.Thread(target=_warm_queries, args=(dataset.utterance_query, transcripts), name="sde-warm-queries",
-                     daemon=True).start()
+    warm = threading.Thread(target=_warm_queries, args=(dataset.utterance_query, transcripts),
+                            name="sde-warm-queries", daemon=True)
+    warm.start()
+    atexit.register(_end_background_queries, warm)
     from sde.web.panels.augment import configure_sources
 
     configure_sources(app.server, *augment_dirs)

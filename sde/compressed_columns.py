@@ -38,7 +38,7 @@ from pandas.core.arrays.string_arrow import ArrowStringArray
 
 from sde.caching import LRUCache
 from sde.engine import machine_memory, parse_size, settings
-from sde.filters.engine import holds_no_ascii_upper
+from sde.filters.engine import holds_no_ascii_upper, stopping
 from sde.word_index import WordIndex, build_word_index, estimated_bytes
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
@@ -144,6 +144,8 @@ def preload(frame: pd.DataFrame) -> list[str]:
         loaded.append(name)
         room -= size
     for name in loaded:  # each on every core (10M rows' transcripts and paths: ~9 s on one core)
+        if stopping():  # the process is exiting
+            break
         files[name].read_all()
     return loaded
 

@@ -378,3 +378,32 @@ def test_a_forked_child_queries_while_the_parent_keeps_querying():
     finally:
         stop.set()
         worker.join()
+
+
+def test_stopping_interrupts_the_running_queries_and_refuses_new_ones(monkeypatch):
+    """As the server exits (cli._end_background_queries): a query left running in a background thread
+    while Python shuts down aborted the process."""
+    from sde.filters import engine
+
+    monkeypatch.setattr(engine, "_stopping", False)
+    errors: list[str] = []
+
+    def long_query() -> None:
+        try:
+            engine.run_sql("SELECT sum(hash(range)) FROM range(100000000000)").close()
+        except QueryError as e:
+            errors.append(str(e))
+
+    worker = threading.Thread(target=long_query)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not engine._running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    engine.stop_queries()
+    worker.join(10)
+    assert not worker.is_alive() and time.monotonic() - started < 5
+    assert errors and "stopping" in errors[0]
+    with pytest.raises(QueryError, match="stopping"):
+        engine.run_sql("SELECT 1")
+    assert engine.stopping()

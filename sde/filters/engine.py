@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -24,7 +25,7 @@ from sde.filters.bind import TEXT
 from sde.filters.language import QueryError
 
 __all__ = ["MAX_QUERY_SECONDS", "LowerCaseColumns", "arrow_column", "arrow_sql", "configure", "connect", "cursor",
-           "holds_no_ascii_upper", "run_sql"]
+           "holds_no_ascii_upper", "run_sql", "stop_queries", "stopping"]
 
 
 # One in-memory DuckDB database for the whole process: every TableQuery queries it through a
@@ -42,12 +43,20 @@ MAX_QUERY_SECONDS = 60.0
 _inherited: list[duckdb.DuckDBPyConnection] = []
 
 
+# The cursors running a query now (see _bounded), so that stop_queries can interrupt them.
+_running: set[duckdb.DuckDBPyConnection] = set()
+_running_lock = threading.Lock()
+_stopping = False
+
+
 def _own_database_in_child() -> None:
-    global _database, _database_lock
+    global _database, _database_lock, _running_lock
     if _database is not None:
         _inherited.append(_database)
     _database = None
     _database_lock = threading.Lock()
+    _running.clear()  # the parent's queries, not this process'
+    _running_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -138,10 +147,38 @@ def arrow_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | 
         cur.close()
 
 
+def stop_queries(wait_s: float = 5.0) -> None:
+    """Interrupt the queries running now and refuse new ones (a QueryError), as the process exits:
+    a query left running in a background thread while Python shuts down aborts the process.
+    Interrupts again until they have ended (at most ``wait_s``): an interrupt that lands before
+    its query starts executing is lost."""
+    global _stopping
+    with _running_lock:
+        _stopping = True
+    deadline = time.monotonic() + wait_s
+    while True:
+        with _running_lock:
+            running = list(_running)
+        if not running or time.monotonic() > deadline:
+            return
+        for cur in running:
+            cur.interrupt()
+        time.sleep(0.02)
+
+
+def stopping() -> bool:
+    """Whether :func:`stop_queries` was called: long background work should end."""
+    return _stopping
+
+
 @contextlib.contextmanager
 def _bounded(cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """DuckDB's errors in the block as :class:`QueryError`, the query interrupted after
-    :data:`MAX_QUERY_SECONDS`."""
+    :data:`MAX_QUERY_SECONDS` (or by :func:`stop_queries`)."""
+    with _running_lock:
+        if _stopping:
+            raise QueryError("sde is stopping: no new query runs.")
+        _running.add(cur)
     timer = threading.Timer(MAX_QUERY_SECONDS, cur.interrupt)
     timer.start()
     try:
@@ -150,12 +187,16 @@ def _bounded(cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise QueryError(f"This query needs more memory than DuckDB may use (--memory-limit): "
                          f"{_first_line(e)}") from None
     except duckdb.InterruptException:
+        if _stopping:
+            raise QueryError("sde is stopping: the query was interrupted.") from None
         raise QueryError(f"The query took longer than {MAX_QUERY_SECONDS:.0f} s and was stopped: "
                          "narrow the filter down.") from None
     except duckdb.Error as e:
         raise QueryError(f"The query could not run: {_first_line(e)}") from None
     finally:
         timer.cancel()
+        with _running_lock:
+            _running.discard(cur)
 
 
 def _first_line(e: BaseException) -> str:

@@ -76,8 +76,8 @@ def data_options(f: Callable) -> Callable:
         click.option("--memory-limit", default=None, metavar="SIZE",
                      help="Memory DuckDB may use to build and query, e.g. 2GB (default: 80% of RAM); "
                           "beyond it, it spills to the cache folder. The server also keeps up to half of it "
-                          "of transcripts decompressed (default: a quarter of the machine's memory), so "
-                          "searches over them decompress nothing."),
+                          "for the word indexes of the transcripts (word searches read no line) and the "
+                          "transcripts decompressed (default: a quarter of the machine's memory)."),
         click.option("--part-size", default=None, metavar="SIZE",
                      help="A local manifest bigger than this is built part by part, in parallel and bounded "
                           "memory (default: 32MiB)."),

@@ -6,7 +6,8 @@ rows) they take about a third. A page of rows decompresses only the batches its 
 (~0.2 ms each, the last few kept). A query that needs the whole column (a ``contains`` filter, a
 sort by text) streams it through DuckDB batch by batch, so memory stays bounded whatever the size;
 when the column fits the budget of whole columns (:func:`whole_budget`) it is then read whole in
-the background, and the next search scans memory.
+the background, and the next search scans memory. The word indexes of transcript columns
+(:func:`index_words`, sde.word_index) are kept within the same budget, ahead of whole columns.
 
 :class:`CompressedColumn` is one such file; :class:`CompressedStringArray` is the pandas array over
 it, so every table view, API route and analysis that takes rows (``df.iloc[rows]``, ``s.iat[i]``)

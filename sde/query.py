@@ -70,7 +70,7 @@ from sde.filters import (
     quote_ident,
     replace_node,
 )
-from sde.word_index import WORD
+from sde.word_index import WORD, within_one_word
 from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, arrow_column, configure, connect, cursor,
                                 reopen, run_sql)
 
@@ -304,31 +304,40 @@ class _Engine:
         return done
 
     def indexed_sql(self, masks: dict[str, pa.Array], clause: Clause) -> tuple[str, bool] | None:
-        """A ``contains`` / ``has`` clause on a column with a word index, as the rows it may match
-        (sde.filters.IndexedSql): a text without a space matches inside one word, so the rows of
-        the words it matches are exactly its rows; a text with spaces, only rows with a word
-        matching each of its :data:`INDEXED_PIECES` longest pieces (those in at most
-        :data:`PIECE_ROWS_SHARE` of the rows), and the text is then tested on those rows only.
-        Each piece's rows become a boolean column of this query (``masks``). None where the index
-        does not help: no index, only spaces, or words too common
-        (sde.word_index.WordIndex.matching_rows)."""
+        """A ``contains`` / ``has`` / ``matches`` clause on a column with a word index, as the rows
+        it may match (sde.filters.IndexedSql). Text without a space, or a regex that can only
+        match within a word (sde.word_index.within_one_word), matches inside one word, so the rows
+        of the words it matches are exactly its rows (for a regex anchored with ^ or $, rows to
+        test). A text with spaces: rows with a word matching each of its :data:`INDEXED_PIECES`
+        longest pieces, to be tested. A clause's rows to test are marked only when in at most
+        :data:`PIECE_ROWS_SHARE` of the rows (else the test costs what the marks save). Each
+        mark is a boolean column of this query (``masks``). None where the index does not help:
+        no index, only spaces, another regex, or words too common (WordIndex.matching_rows)."""
         index = word_index(self._compressed.get(self.names.get(clause.column, "")))
         value = clause.value
         if index is None or not isinstance(value, str):
             return None
-        pieces = sorted(dict.fromkeys(piece for piece in value.split(" ") if piece), key=len, reverse=True)
+        if clause.op == "matches":
+            exact = within_one_word(value)
+            if exact is None:
+                return None
+            tests = [clause]
+        else:
+            pieces = sorted(dict.fromkeys(piece for piece in value.split(" ") if piece), key=len, reverse=True)
+            exact = pieces == [value]
+            tests = [replace(clause, value=piece) for piece in pieces[:INDEXED_PIECES]]
         lower = (clause.column,) if clause.column in self.lower_case else ()
         names = []
-        for piece in pieces[:INDEXED_PIECES]:
-            predicate, params = bound_sql([replace(clause, value=piece)], {clause.column: TEXT},
-                                          names={clause.column: WORD}, lower_columns=lower)
-            rows = index.matching_rows(predicate, params, None if pieces == [value] else PIECE_ROWS_SHARE)
+        for test in tests:
+            predicate, params = bound_sql([test], {clause.column: TEXT}, names={clause.column: WORD},
+                                          lower_columns=lower)
+            rows = index.matching_rows(predicate, params, None if exact else PIECE_ROWS_SHARE)
             if rows is not None:
                 names.append(f"m{len(masks)}")
                 masks[names[-1]] = rows
         if not names:
             return None
-        return " AND ".join(names), pieces == [value] and len(names) == 1
+        return " AND ".join(names), exact and len(names) == 1
 
     def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any],
                streamed: Sequence[CompressedColumn | LabelColumn]) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from sde.filters.engine import arrow_sql, run_sql
 
-__all__ = ["MAX_POSTINGS_PER_ROW", "SEGMENT_ROWS", "WORD", "WordIndex", "build_word_index", "estimated_bytes"]
+__all__ = ["MAX_POSTINGS_PER_ROW", "SEGMENT_ROWS", "WORD", "within_one_word", "WordIndex", "build_word_index", "estimated_bytes"]
 
 #: Rows indexed by one DuckDB query: at 1M rows of ~12 words a segment's work takes ~0.2 GB.
 SEGMENT_ROWS = 1 << 20
@@ -80,6 +80,17 @@ class WordIndex:
         missing = np.zeros(self.rows, dtype=bool)
         missing[self.nulls] = True
         return pa.array(mask, mask=missing)
+
+
+def within_one_word(pattern: str) -> bool | None:
+    """Whether a regex's rows are the rows of the words it matches: True when it can match only
+    the characters written in it, none of them a space (no whitespace, ``.``, class ``[…]`` or
+    escape ``\\``), so any match lies inside one word; False when it may also hold anchors ``^`` /
+    ``$`` (a line's start is a word's start, not the reverse: the words give rows to test); None
+    for any other regex (it may match across words)."""
+    if any(c.isspace() or c in ".[\\" for c in pattern):
+        return None
+    return "^" not in pattern and "$" not in pattern
 
 
 def _once_per_row(rows: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -107,6 +107,16 @@ def test_a_search_too_common_for_the_index_still_selects_what_a_scan_selects(mon
         assert query.select(filt, "-n").tolist() == want.select(filt, "-n").tolist()
 
 
+@pytest.mark.parametrize("pattern, answer", [
+    ("the", True), ("th(e|em)+", True), ("(?i)straße", True), ("a{2,3}b*", True), ("", True),
+    ("^the", False), ("the$", False), ("(?m)^x", False),
+    ("the cat", None), ("t.e", None), ("[a-z]+", None), ("\\w+", None), ("\\s", None), ("a\tb", None),
+    ("\\x20", None), ("a\u00a0b", None),
+])
+def test_which_regexes_match_within_one_word(pattern, answer):
+    assert wi.within_one_word(pattern) is answer
+
+
 def test_a_column_shorter_than_it_says_is_refused():
     with pytest.raises(ValueError, match="gave 2 values, not 3"):
         wi.build_word_index([pa.array(["a", "b"], pa.large_string())], 3)
@@ -143,6 +153,15 @@ FILTERS = [
     '{n} > 300 && {text} contains "e"',
     '({text} contains "cat" || {n} < 10) && {text} is not null',
     '{text} matches "^the"',
+    '{text} matches "the"',
+    '{text} matches "th(e|em)e?"',
+    '{text} matches "(?i)THE"',
+    '{text} matches "e$"',
+    '{text} matches "^$"',
+    '{text} matches "x*"',
+    '{text} matches "the other"',
+    '{text} matches "t.e"',
+    '!({text} matches "ret")',
 ]
 
 
@@ -170,7 +189,9 @@ def test_an_indexed_search_selects_the_rows_a_scan_selects(monkeypatch, tmp_path
     ('{text} contains "the"', False),
     ('!({text} has "cat")', False),
     ('{text} contains "the other"', True),   # words matched piece by piece, then the line tested
-    ('{text} matches "^the"', True),         # a regex: no index
+    ('{text} matches "th(e|em)"', False),    # a regex that matches within a word
+    ('{text} matches "^the"', True),         # anchored: the words give rows to test
+    ('{text} matches "the ot"', True),       # may match across words: no index
     ('{text} contains " "', True),           # spaces alone: every line with two words
 ])
 def test_a_search_of_one_word_reads_no_line(monkeypatch, tmp_path, filt, streams):

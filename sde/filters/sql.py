@@ -25,7 +25,7 @@ class VirtualSql:
 
 
 SqlVirtual = Callable[[str, str], tuple[str, Sequence[Any]]]
-#: A ``contains`` / ``has`` clause answered from an index (sde.query's word indexes): ``fn(clause)``
+#: A ``contains`` / ``has`` / ``matches`` clause answered from an index (sde.query's word indexes): ``fn(clause)``
 #: gives ``(sql, exact)``, a condition that holds on every row the clause matches (on exactly those
 #: when ``exact``), or None where the index cannot help.
 IndexedSql = Callable[[Clause], "tuple[str, bool] | None"]
@@ -130,7 +130,7 @@ class _Sql:
             return f"({col} {_SQL_OPS[op]} {self.param(value)})"
         if op == "in":
             return f"({col} IN ({', '.join(self.param(v) for v in value)}))"  # type: ignore[union-attr]
-        answered = self.indexed(c) if self.indexed is not None and op in ("contains", "has") else None
+        answered = self.indexed(c) if self.indexed is not None and op in ("contains", "has", "matches") else None
         if answered is not None:
             sql, exact = answered
             return f"({sql})" if exact else f"({sql} AND {self.text_clause(col, c)})"

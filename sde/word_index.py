@@ -8,7 +8,7 @@ test runs on the words, and their rows are marked in a mask (``the`` at 10M: ~60
 ~250 ms scan). ``has`` (a whole word) works the same way. Text with spaces is matched piece by piece
 (each piece must occur in some word of the row), which narrows the rows the scan must test.
 
-The index is built by DuckDB, a segment of :data:`SEGMENT_ROWS` rows at a time (memory: the
+The index is built by DuckDB, a segment of :data:`SEGMENT_BYTES` at a time (memory: the
 postings, 4 bytes per word of the column, plus one segment's work), and kept in memory by
 sde.compressed_columns within the budget of whole columns.
 """
@@ -25,10 +25,11 @@ import pyarrow.compute as pc
 
 from sde.filters.engine import arrow_sql, run_sql
 
-__all__ = ["MAX_POSTINGS_PER_ROW", "SEGMENT_ROWS", "WORD", "within_one_word", "WordIndex", "build_word_index", "estimated_bytes"]
+__all__ = ["MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "within_one_word", "WordIndex", "build_word_index", "estimated_bytes"]
 
-#: Rows indexed by one DuckDB query: at 1M rows of ~12 words a segment's work takes ~0.2 GB.
-SEGMENT_ROWS = 1 << 20
+#: Text indexed by one DuckDB query (whole chunks, so a little more): ~0.85M lines of ~12 words,
+#: whose work takes ~0.2 GB; a column of very long lines makes short segments, not big ones.
+SEGMENT_BYTES = 64 << 20
 #: A search whose words hold more rows than this per row of the column scans the lines instead
 #: (see WordIndex.matching_rows): marking a row costs ~5 ns, testing a line ~25 ns, and the marks
 #: take memory (4 bytes a row).
@@ -116,14 +117,14 @@ def estimated_bytes(text_bytes: int) -> int:
 
 def build_word_index(chunks: Iterable[pa.Array], rows: int) -> WordIndex:
     """The index of a string column given as its chunks in order (``rows`` values in all): one
-    DuckDB query per :data:`SEGMENT_ROWS` rows. Raises sde.filters.QueryError when DuckDB cannot
+    DuckDB query per :data:`SEGMENT_BYTES` of text. Raises sde.filters.QueryError when DuckDB cannot
     (e.g. its memory limit)."""
     position = pa.uint32() if rows < 2**32 else pa.int64()
     words: list[pa.Table] = []
     postings: list[np.ndarray] = []
     nulls: list[np.ndarray] = []
     pending: list[pa.Array] = []
-    base = done = 0
+    base = pending_bytes = 0
 
     def index_segment() -> None:
         nonlocal base
@@ -149,9 +150,10 @@ def build_word_index(chunks: Iterable[pa.Array], rows: int) -> WordIndex:
 
     for chunk in chunks:
         pending.append(chunk)
-        done += len(chunk)
-        if done - base >= SEGMENT_ROWS:
+        pending_bytes += chunk.nbytes
+        if pending_bytes >= SEGMENT_BYTES:
             index_segment()
+            pending_bytes = 0
     if pending:
         index_segment()
     if base != rows:

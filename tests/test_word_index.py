@@ -60,9 +60,10 @@ def _budget(monkeypatch, budget: int) -> None:
 # ---------------------------------------------------------------- the index itself
 
 @pytest.mark.parametrize("needle", ["the", "he", "The", "e", "ſ", "日本", "a'b", "\t", "zzz", "end"])
-@pytest.mark.parametrize("segment_rows", [1, 3, 1000], ids=["a row a segment", "segments across chunks", "one segment"])
-def test_the_index_gives_the_rows_whose_words_contain_the_text(monkeypatch, needle, segment_rows):
-    monkeypatch.setattr(wi, "SEGMENT_ROWS", segment_rows)
+@pytest.mark.parametrize("segment_bytes", [1, 300, 10**9], ids=["a chunk a segment", "segments across chunks",
+                                                               "one segment"])
+def test_the_index_gives_the_rows_whose_words_contain_the_text(monkeypatch, needle, segment_bytes):
+    monkeypatch.setattr(wi, "SEGMENT_BYTES", segment_bytes)
     texts = _texts(200, seed=1, lower=False)
     chunks = [pa.array(texts[a:a + 7], pa.large_string()) for a in range(0, len(texts), 7)]
     index = wi.build_word_index(chunks, len(texts))
@@ -174,7 +175,7 @@ def texts(request) -> list[str | None]:
 @pytest.mark.parametrize("filt", FILTERS)
 def test_an_indexed_search_selects_the_rows_a_scan_selects(monkeypatch, tmp_path, texts, filt, sort):
     _budget(monkeypatch, 10**9)
-    monkeypatch.setattr(wi, "SEGMENT_ROWS", BATCH_ROWS)  # three segments
+    monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)  # a segment per compressed batch: three
     stored = _stored(tmp_path, texts)
     query = TableQuery(stored)
     query.warm(text=["text"])

@@ -49,6 +49,8 @@ QUERIES = {
                                                                                "sort": "-wer", "page_size": 50}),
     "a phrase in that column": "/api/utterances?" + urlencode({"filter": '{text} contains "of the"',
                                                                "sort": "duration", "page_size": 50}),
+    "a regex within words": "/api/utterances?" + urlencode({"filter": '{text} matches "th(e|em)"',
+                                                            "sort": "duration", "page_size": 50}),
     "a search of the first hypothesis": "/api/utterances?" + urlencode({"filter": '{pred_text} contains "the"',
                                                                          "sort": "-wer", "page_size": 50}),
     "breakdown by speaker": "/api/breakdown?" + urlencode({"by": "speaker", "sort": "-wer", "page_size": 50}),

@@ -40,7 +40,7 @@ from pandas.core.arrays.string_arrow import ArrowStringArray
 from sde.caching import LRUCache
 from sde.engine import machine_memory, parse_size, settings
 from sde.filters.engine import holds_no_ascii_upper, stopping
-from sde.word_index import WordIndex, build_word_index, estimated_bytes
+from sde.word_index import WordIndex, build_word_index
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
            "held_whole", "index_words", "is_compressed", "label_column", "open_column", "preload", "read_strings",
@@ -170,18 +170,22 @@ def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
     """Build the word index of a transcript column (sde.word_index: a search of one word then
     tests the distinct words, not every line) and keep it, when the budget of whole columns has
     room for it beside the indexes already kept (whole columns make way: see _WORDS); None when
-    it has not (searches scan). Read from the column kept whole, else streamed. At 10M lines of
-    ~12 words: ~5 s on two cores, ~0.45 GB."""
+    it has not (searches scan; the build gives up once its first segments project it too big).
+    Read from the column kept whole, else streamed. At 10M lines of ~12 words: ~5 s on two cores,
+    ~0.45 GB."""
     if not isinstance(column, CompressedColumn):
         return None
     with column.index_lock:  # asked by two threads at once, built once
         kept = word_index(column)
         if kept is not None:
             return kept
-        if estimated_bytes(column.nbytes) > whole_budget() - _WORDS.size:
+        room = whole_budget() - _WORDS.size
+        if room <= 0:
             return None
         whole = column.kept_whole()
-        index = build_word_index(whole.chunks if whole is not None else column.chunks(), column.rows)
+        index = build_word_index(whole.chunks if whole is not None else column.chunks(), column.rows, room)
+        if index is None:
+            return None
         _WORDS.max_size = whole_budget()
         _WORDS.put(column.path, index, size=index.nbytes)
         _shrink_whole()

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from sde.filters.engine import arrow_sql, run_sql
 
-__all__ = ["MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "within_one_word", "WordIndex", "build_word_index", "estimated_bytes"]
+__all__ = ["MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "WordIndex", "build_word_index", "within_one_word"]
 
 #: Text indexed by one DuckDB query (whole chunks, so a little more): ~0.85M lines of ~12 words,
 #: whose work takes ~0.2 GB; a column of very long lines makes short segments, not big ones.
@@ -34,6 +34,8 @@ SEGMENT_BYTES = 64 << 20
 #: (see WordIndex.matching_rows): marking a row costs ~5 ns, testing a line ~25 ns, and the marks
 #: take memory (4 bytes a row).
 MAX_POSTINGS_PER_ROW = 2
+#: A build is given up when the segments built project the index over its room by this much.
+PROJECTION_MARGIN = 1.25
 #: The column name a predicate over the words table uses (see WordIndex.matching_rows).
 WORD = "w"
 _SEGMENT_SQL = (f"SELECT {WORD}, list(r) AS rows FROM "
@@ -109,16 +111,12 @@ def _once_per_row(rows: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
     return rows[keep], before[offsets]
 
 
-def estimated_bytes(text_bytes: int) -> int:
-    """About what the index of ``text_bytes`` of transcripts takes (4 bytes per word; English
-    words with their space average 5-6 bytes), to decide whether to build it."""
-    return text_bytes * 3 // 4
-
-
-def build_word_index(chunks: Iterable[pa.Array], rows: int) -> WordIndex:
+def build_word_index(chunks: Iterable[pa.Array], rows: int, max_bytes: int | None = None) -> WordIndex | None:
     """The index of a string column given as its chunks in order (``rows`` values in all): one
-    DuckDB query per :data:`SEGMENT_BYTES` of text. Raises sde.filters.QueryError when DuckDB cannot
-    (e.g. its memory limit)."""
+    DuckDB query per :data:`SEGMENT_BYTES` of text. None when it would take more than ``max_bytes``
+    (given up as soon as the segments built project it: a column of one long word a line makes
+    an index bigger than itself). Raises sde.filters.QueryError when DuckDB cannot (e.g. its
+    memory limit)."""
     position = pa.uint32() if rows < 2**32 else pa.int64()
     words: list[pa.Table] = []
     postings: list[np.ndarray] = []
@@ -148,14 +146,24 @@ def build_word_index(chunks: Iterable[pa.Array], rows: int) -> WordIndex:
         base += len(text)
         pending.clear()
 
+    def too_big(margin: float) -> bool:
+        """Whether the index, projected from the rows done to every row, is over ``max_bytes``
+        by more than ``margin`` (the projection is rough until the end)."""
+        size = sum(t.nbytes for t in words) + sum(p.nbytes for p in postings) + sum(n.nbytes for n in nulls)
+        return max_bytes is not None and size * rows > max_bytes * margin * max(base, 1)
+
     for chunk in chunks:
         pending.append(chunk)
         pending_bytes += chunk.nbytes
         if pending_bytes >= SEGMENT_BYTES:
             index_segment()
             pending_bytes = 0
+            if too_big(PROJECTION_MARGIN):
+                return None
     if pending:
         index_segment()
+    if too_big(1.0):
+        return None
     if base != rows:
         raise ValueError(f"the column gave {base:,} values, not {rows:,}")
     table = pa.concat_tables(words) if words else pa.table({WORD: pa.array([], pa.large_string()),

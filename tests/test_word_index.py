@@ -322,3 +322,21 @@ def test_a_phrase_of_many_words_marks_at_most_a_few_of_them(monkeypatch, tmp_pat
     sql, exact = query._engine.indexed_sql(masks, clause)
     assert not exact and 0 < len(masks) <= 3 and sql.count(" AND ") == len(masks) - 1
     assert query.count(f'{{text}} contains "{many}"') == 0
+
+
+@pytest.mark.parametrize("spare, built", [(0, True), (-1, False)], ids=["exactly its size", "a byte short"])
+def test_an_index_bigger_than_its_room_is_given_up(monkeypatch, spare, built):
+    monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)  # a segment per chunk: the projection is checked often
+    texts = _texts(300, seed=8, lower=True)
+    chunks = [pa.array(texts[a:a + 50], pa.large_string()) for a in range(0, 300, 50)]
+    size = wi.build_word_index(chunks, 300).nbytes
+    got = wi.build_word_index(chunks, 300, max_bytes=size + spare)
+    assert (got is not None) is built
+
+
+def test_a_column_of_one_long_word_a_line_is_not_indexed_beside_a_small_budget(monkeypatch, tmp_path):
+    texts = [f"utt{i:06d}-path/to/audio{i}.wav" for i in range(3 * BATCH_ROWS)]  # every line a new word
+    stored = _stored(tmp_path, texts)
+    column = stored["text"].array.compressed
+    _budget(monkeypatch, column.nbytes)  # such an index takes more than the column itself
+    assert cc.index_words(column) is None and cc._WORDS.size == 0

@@ -40,19 +40,20 @@ import orjson
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _page(filter: str, sort: str) -> str:
+    """The first page of 50 utterances of a filtered, sorted view."""
+    return "/api/utterances?" + urlencode({"filter": filter, "sort": sort, "page_size": 50})
+
+
 QUERIES = {
-    "filtered + sorted page": "/api/utterances?" + urlencode({"filter": "{wer} > 20 && {duration} < 10",
-                                                              "sort": "-cer", "page_size": 50}),
-    "contains + sorted page": "/api/utterances?" + urlencode({"filter": '{text} contains "the"',
-                                                              "sort": "duration", "page_size": 50}),
-    "another search of that column, 3 s later": "/api/utterances?" + urlencode({"filter": '{text} contains "er"',
-                                                                               "sort": "-wer", "page_size": 50}),
-    "a phrase in that column": "/api/utterances?" + urlencode({"filter": '{text} contains "of the"',
-                                                               "sort": "duration", "page_size": 50}),
-    "a regex within words": "/api/utterances?" + urlencode({"filter": '{text} matches "th(e|em)"',
-                                                            "sort": "duration", "page_size": 50}),
-    "a search of the first hypothesis": "/api/utterances?" + urlencode({"filter": '{pred_text} contains "the"',
-                                                                         "sort": "-wer", "page_size": 50}),
+    "filtered + sorted page": _page("{wer} > 20 && {duration} < 10", "-cer"),
+    "contains + sorted page": _page('{text} contains "the"', "duration"),
+    "another search of that column, 3 s later": _page('{text} contains "er"', "-wer"),
+    "a phrase in that column": _page('{text} contains "of the"', "duration"),
+    "a regex within words": _page('{text} matches "th(e|em)"', "duration"),
+    "a search of the first hypothesis": _page('{pred_text} contains "the"', "-wer"),
     "breakdown by speaker": "/api/breakdown?" + urlencode({"by": "speaker", "sort": "-wer", "page_size": 50}),
     "bootstrap comparison": "/api/compare?" + urlencode({"n_resamples": 1000, "seed": 0}),
     "errors of the first hypothesis": "/api/errors?limit=100",

@@ -63,9 +63,7 @@ class LRUCache:
                 self._total -= old[1]
             self._items[key] = (value, size)
             self._total += size
-            while self._total > self.max_size and self._items:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._total -= dropped
+            self._evict_over_max()
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
         value = self.get(key, _MISSING)
@@ -81,12 +79,17 @@ class LRUCache:
             if old is not None:
                 self._total -= old[1]
 
-    def pop_oldest(self) -> None:
-        """Forget the least recently used entry (e.g. when the budget shrank)."""
+    def resize(self, max_size: int) -> None:
+        """A new bound; entries over it go, least recently used first (a budget that shrank)."""
         with self._lock:
-            if self._items:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._total -= dropped
+            self.max_size = int(max_size)
+            self._evict_over_max()
+
+    def _evict_over_max(self) -> None:
+        # with the lock held
+        while self._total > self.max_size and self._items:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._total -= dropped
 
     def clear(self) -> None:
         with self._lock:

@@ -98,10 +98,10 @@ def whole_budget() -> int:
 
 def _sized_whole() -> LRUCache:
     """The shared cache of whole columns, sized by the current budget less the word indexes kept
-    (before it is filled: a lookup needs no size)."""
+    (whole columns over it go, oldest first: they make way for an index)."""
     budget = whole_budget()
-    _WORDS.max_size = budget
-    _WHOLE.max_size = budget - _WORDS.size
+    _WORDS.resize(budget)
+    _WHOLE.resize(budget - _WORDS.size)
     return _WHOLE
 
 
@@ -153,7 +153,8 @@ def preload(frame: pd.DataFrame) -> list[str]:
 
 def keep_for_next_scan(column: "CompressedColumn | LabelColumn") -> None:
     """After a query streamed the whole column: read it whole in the background
-    (:meth:`CompressedColumn.read_later`) when the budget (:func:`whole_budget`) can keep it. The
+    (:meth:`CompressedColumn.read_later`) when the budget (:func:`whole_budget`, less the word
+    indexes kept) can keep it. The
     first search of a 10M-row transcript column streams it (~1 s), the next ones scan memory
     (~0.3 s), and no request waits for the ~1 GB read. Labels are left as they are (a query scans
     their codes)."""
@@ -179,24 +180,17 @@ def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
         kept = word_index(column)
         if kept is not None:
             return kept
-        room = whole_budget() - _WORDS.size
+        _sized_whole()
+        room = _WORDS.max_size - _WORDS.size
         if room <= 0:
             return None
         whole = column.kept_whole()
         index = build_word_index(whole.chunks if whole is not None else column.chunks(), column.rows, room)
         if index is None:
             return None
-        _WORDS.max_size = whole_budget()
         _WORDS.put(column.path, index, size=index.nbytes)
-        _shrink_whole()
+        _sized_whole()  # whole columns make way
         return index
-
-
-def _shrink_whole() -> None:
-    """Drop whole columns (least recently used first) until they fit beside the word indexes."""
-    cache = _sized_whole()
-    while cache.size > cache.max_size and len(cache):
-        cache.pop_oldest()
 
 
 @contextmanager

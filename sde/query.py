@@ -546,7 +546,7 @@ class TableQuery:
         nothing). From then on a compressed column that a query streamed is read whole in the
         background when the budget keeps it (sde.compressed_columns.keep_for_next_scan), so the
         next search scans memory. The ``text`` columns named (the transcripts) are indexed by word
-        where the budget has room (sde.word_index: ~8 s per 10M lines on two cores); returns those
+        where the budget has room (sde.word_index: ~5-6 s per 10M lines on two cores); returns those
         indexed. ``columns`` (checked) and ``descending`` are accepted for compatibility: DuckDB
         keeps no per-column order."""
         for c in columns or ():

@@ -53,6 +53,21 @@ def test_size_bound_counts_the_size_function(sizes, kept):
     assert cache.size == sum(sizes[i] for i in kept)
 
 
+@pytest.mark.parametrize("new_size, kept", [
+    (100, [0, 1, 2, 3]),   # all fit still
+    (60, [1, 2, 3]),       # the oldest goes
+    (25, [3]),
+    (0, []),
+])
+def test_a_smaller_bound_drops_the_least_recently_used(new_size, kept):
+    cache = LRUCache(100, size_of=len)
+    for i in range(4):
+        cache.put(i, b"x" * 20)
+    cache.resize(new_size)
+    assert [i for i in range(4) if i in cache] == kept and cache.size == 20 * len(kept)
+    assert cache.max_size == new_size
+
+
 def test_an_explicit_size_overrides_the_size_function():
     cache = LRUCache(100, size_of=len)
     cache.put("k", "short", size=20)

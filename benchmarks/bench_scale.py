@@ -53,6 +53,7 @@ QUERIES = {
     "another search of that column, 3 s later": _page('{text} contains "er"', "-wer"),
     "a phrase in that column": _page('{text} contains "of the"', "duration"),
     "a regex within words": _page('{text} matches "th(e|em)"', "duration"),
+    "a regex that may span words": _page('{text} matches "th.s"', "duration"),
     "a search of the first hypothesis": _page('{pred_text} contains "the"', "-wer"),
     "breakdown by speaker": "/api/breakdown?" + urlencode({"by": "speaker", "sort": "-wer", "page_size": 50}),
     "bootstrap comparison": "/api/compare?" + urlencode({"n_resamples": 1000, "seed": 0}),
@@ -156,6 +157,8 @@ class Server:
                                      stderr=subprocess.PIPE, text=True)
         self.loaded_s: float | None = None
         self.searches_ready_s: float | None = None
+        self.phrases_ready_s: float | None = None
+        self.warm_up_done = False
 
         def watch_stderr() -> None:
             for line in self.proc.stderr:  # type: ignore[union-attr]
@@ -163,6 +166,10 @@ class Server:
                     self.loaded_s = time.perf_counter() - self.started
                 if line.startswith("searches ready"):
                     self.searches_ready_s = time.perf_counter() - self.started
+                    self.warm_up_done = "indexed" not in line  # nothing indexed: no phrases line follows
+                if line.startswith("phrases ready"):
+                    self.phrases_ready_s = time.perf_counter() - self.started
+                    self.warm_up_done = True
 
         threading.Thread(target=watch_stderr, daemon=True).start()
         self.sampler = PeakSampler(self.proc.pid)
@@ -179,12 +186,12 @@ class Server:
         self.ready_s = time.perf_counter() - self.started
 
     def settle(self, how: float | str) -> None:
-        """Wait ``how`` seconds, or ("ready") until the server says its searches are ready."""
+        """Wait ``how`` seconds, or ("ready") until the server says its searches and phrases are ready."""
         if how != "ready":
             time.sleep(float(how))
             return
         deadline = time.perf_counter() + 600
-        while self.searches_ready_s is None and time.perf_counter() < deadline:
+        while not self.warm_up_done and time.perf_counter() < deadline:
             time.sleep(0.1)
 
     def get(self, path: str) -> tuple[float, int]:
@@ -241,7 +248,7 @@ def main() -> None:
                     help="seconds to wait after the server first answers, before the queries: its start-up "
                          "work (the query engine's warm-up; up to 2M utterances the audio-file check) runs in "
                          "the background meanwhile, as it does while a user opens the browser (default 5); "
-                         "'ready': until the server says its searches are ready (transcripts indexed)")
+                         "'ready': until the server says its searches and phrases are ready (transcripts indexed)")
     args = ap.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     if args.cache_dir is not None and len(args.sizes) != 1:
@@ -268,8 +275,9 @@ def main() -> None:
             starts.append(f"| {size:,} | {loaded} | {server.ready_s:.2f} s | {mb(rss)} / {mb(anon)} |")
             print(starts[-1], flush=True)
             server.settle(args.settle)
-            starts[-1] += (f" {server.searches_ready_s:.1f} s |" if server.searches_ready_s is not None
-                           else " (not yet) |")
+            ready = [f"{t:.1f} s" if t is not None else "(not yet)"
+                     for t in (server.searches_ready_s, server.phrases_ready_s)]
+            starts[-1] += f" {' / '.join(ready)} |"
             for name in args.only:
                 path = QUERIES[name]
                 time.sleep(PAUSE_BEFORE.get(name, 0.0))
@@ -287,7 +295,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|")
     print("\n".join(builds))
     print("\n| utterances | warm start: dataset loaded | server answers /api/summary | server memory: RSS / anon "
-          "| searches ready | after the requests |")
+          "| searches / phrases ready | after the requests |")
     print("|---:|---:|---:|---:|---:|---:|")
     print("\n".join(starts))
     print("\n| utterances | request | first / again (ms) | answer |")

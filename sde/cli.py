@@ -426,8 +426,8 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
 
 def _warm_queries(query, transcripts: list[str]) -> None:
     """The query engine's start-up work (sde.query.TableQuery.warm), then a line saying searches
-    are at full speed: at 10M utterances that takes tens of seconds, and a user timing a search
-    should know."""
+    are at full speed, and one when phrases of common words are (TableQuery.warm_phrases): at 10M
+    utterances that takes tens of seconds, and a user timing a search should know."""
     from sde.filters.engine import stopping
 
     started = time.monotonic()
@@ -436,6 +436,13 @@ def _warm_queries(query, transcripts: list[str]) -> None:
         return
     words = f"; words of {', '.join(indexed)} indexed" if indexed else ""
     click.echo(f"searches ready ({time.monotonic() - started:.1f} s{words})", err=True)
+    if not indexed:
+        return
+    paired = query.warm_phrases(indexed)
+    if stopping():
+        return
+    pairs = f"pairs of common words of {', '.join(paired)} indexed" if paired else "no room for pairs of common words"
+    click.echo(f"phrases ready ({time.monotonic() - started:.1f} s; {pairs})", err=True)
 
 
 def _end_background_queries(warm) -> None:

@@ -40,10 +40,10 @@ from pandas.core.arrays.string_arrow import ArrowStringArray
 from sde.caching import LRUCache
 from sde.engine import machine_memory, parse_size, settings
 from sde.filters.engine import holds_no_ascii_upper, stopping
-from sde.word_index import WordIndex, build_word_index
+from sde.word_index import WordIndex, build_word_index, with_pairs
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
-           "held_whole", "index_words", "is_compressed", "label_column", "open_column", "preload", "read_strings",
+           "held_whole", "index_pairs", "index_words", "is_compressed", "label_column", "open_column", "preload", "read_strings",
            "keep_for_next_scan", "stored_column", "string_chunks", "whole_budget", "word_index", "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
@@ -191,6 +191,27 @@ def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
         _WORDS.put(column.path, index, size=index.nbytes)
         _sized_whole()  # whole columns make way
         return index
+
+
+def index_pairs(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
+    """Add to a column's word index the rows of its pairs of common words (sde.word_index.with_pairs:
+    a phrase of them then tests only the lines holding the pair), when the budget has room for
+    them beside every index kept; the index kept (None when there is none). Read from the column
+    kept whole, else streamed. At 10M lines of ~12 words: ~5 s on two cores, ~0.15 GB."""
+    if not isinstance(column, CompressedColumn):
+        return None
+    with column.index_lock:
+        index = word_index(column)
+        if index is None or len(index.pairs):
+            return index
+        _sized_whole()
+        whole = column.kept_whole()
+        grown = with_pairs(index, whole.chunks if whole is not None else column.chunks(), _WORDS.max_size - _WORDS.size)
+        if grown is None:
+            return None
+        _WORDS.put(column.path, grown, size=grown.nbytes)
+        _sized_whole()
+        return grown
 
 
 @contextmanager

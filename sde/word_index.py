@@ -1,12 +1,16 @@
-"""An index of the words of a transcript column: which rows hold each space-separated word.
+"""An index of the words of a transcript column: which rows hold each space-separated word, and
+each two common words that follow each other.
 
 A ``contains`` search scans every transcript (10M lines: ~0.2-0.3 s of DuckDB's substring test on
 two cores, whatever the result). Words repeat: 10M lines of ~12 words have tens of thousands of
 distinct ones. A search for text without a space can only match inside one word (the words are the
 runs between spaces), so the rows that match are the rows of the distinct words that match: the
 test runs on the words, and their rows are marked in a mask (``the`` at 10M: ~60 ms, against a
-~250 ms scan). ``has`` (a whole word) works the same way. Text with spaces is matched piece by piece
-(each piece must occur in some word of the row), which narrows the rows the scan must test.
+~250 ms scan). ``has`` (a whole word) works the same way, and so does a regex that can never match
+a space (:func:`within_one_word`); another regex marks the rows holding the text all its matches
+hold (:func:`required_words`). A phrase marks the rows where a word passing its first piece is
+followed by one passing the next (:meth:`WordIndex.phrase_rows`): known for pairs of common words
+(:func:`with_pairs`), and for rarer words narrowed to the rows that hold them.
 
 The index is built by DuckDB, a segment of :data:`SEGMENT_BYTES` at a time (memory: the
 postings, 4 bytes per word of the column, plus one segment's work), and kept in memory by
@@ -15,8 +19,11 @@ sde.compressed_columns within the budget of whole columns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+import itertools
+import re
+import warnings
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +32,13 @@ import pyarrow.compute as pc
 
 from sde.filters.engine import arrow_sql, run_sql
 
-__all__ = ["MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "WordIndex", "build_word_index", "within_one_word"]
+try:  # the parser of Python's re: sre_parse until 3.11
+    from re import _parser as _re_parser  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    import sre_parse as _re_parser  # type: ignore[no-redef]
+
+__all__ = ["COMMON_SHARE", "MAX_COMMON", "MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "WordIndex", "WordTest",
+           "build_word_index", "phrase_pieces", "required_words", "with_pairs", "within_one_word"]
 
 #: Text indexed by one DuckDB query (whole chunks, so a little more): ~0.85M lines of ~12 words,
 #: whose work takes ~0.2 GB; a column of very long lines makes short segments, not big ones.
@@ -38,25 +51,87 @@ MAX_POSTINGS_PER_ROW = 2
 PROJECTION_MARGIN = 1.25
 #: The column name a predicate over the words table uses (see WordIndex.matching_rows).
 WORD = "w"
-_SEGMENT_SQL = (f"SELECT {WORD}, list(r) AS rows FROM "
-                f"(SELECT unnest(string_split(text, ' ')) AS {WORD}, r FROM seg) GROUP BY {WORD}")
+_SPACE = ord(" ")
+#: Words in at least this share of the lines are common (the :data:`MAX_COMMON` most frequent of them
+#: at most): where the budget has room, the index also keeps the rows of every two common words that
+#: follow each other (with_pairs), so a phrase of them ("of the": both words in most lines, neither
+#: narrows the lines to test) marks the lines that hold the pair. At 10M lines of ~12 words: ~100
+#: words, ~3.9 pairs a line (+0.15 GB), and the rarer words around a phrase's pieces are few.
+COMMON_SHARE = 0.01
+MAX_COMMON = 128
+_WORDS_SQL = (f"SELECT {WORD}, list(r) AS rows FROM "
+              f"(SELECT unnest(string_split(text, ' ')) AS {WORD}, r FROM seg) GROUP BY {WORD}")
+_PAIRS_SQL = ("SELECT a, b, list(r) AS rows FROM (SELECT r, unnest(list_slice(ws, 1, len(ws) - 1)) AS a, "
+              "unnest(list_slice(ws, 2, len(ws))) AS b FROM (SELECT r, string_split(text, ' ') AS ws FROM seg)) "
+              f"WHERE a IN (SELECT {WORD} FROM common) AND b IN (SELECT {WORD} FROM common) GROUP BY a, b")
+
+
+@dataclass(frozen=True)
+class WordTest:
+    """A test of one word: ``predicate``, DuckDB SQL over the column :data:`WORD` with ``params``
+    for its ``?``, applied to ``word``, the word as SQL (a phrase's piece tests the word with the
+    spaces the phrase puts around it, see :func:`phrase_pieces`)."""
+
+    predicate: str
+    params: Sequence[Any] = ()
+    word: str = WORD
+
+
+@dataclass(frozen=True)
+class _Spans:
+    """The words (a words table's rows) that passed a test: their slices of the postings."""
+
+    segments: np.ndarray
+    starts: np.ndarray
+    stops: np.ndarray
+
+    @property
+    def postings(self) -> int:
+        return int((self.stops - self.starts).sum())
+
+    def only(self, keep: np.ndarray) -> "_Spans":
+        return _Spans(self.segments[keep], self.starts[keep], self.stops[keep])
+
+    def mark(self, mask: np.ndarray, postings: Sequence[np.ndarray]) -> None:
+        for seg in np.unique(self.segments):
+            mine = self.segments == seg
+            picked = [postings[int(seg)][a:b] for a, b in zip(self.starts[mine].tolist(), self.stops[mine].tolist())]
+            mask[np.concatenate(picked)] = True
+
+
+@dataclass(frozen=True)
+class _Passing:
+    """The words that passed a test: their spans, those of the words that are not common, and the
+    common ones (their pairs are indexed)."""
+
+    spans: _Spans
+    rare: _Spans
+    common_words: pa.Array
 
 
 @dataclass(frozen=True)
 class WordIndex:
-    """The rows of every word of a column. ``words``: one row per word and segment (``w``, the
-    word; ``seg``, the segment; ``start``/``stop``, its slice of that segment's postings);
-    ``postings``: per segment, the row positions of its words; ``nulls``: the positions of
-    missing values (a search neither matches nor fails to match them)."""
+    """The rows of every word of a column. ``words``: one row per word and segment, by word (``w``,
+    the word; ``seg``, the segment; ``start``/``stop``, its slice of that segment's postings);
+    ``postings``: per segment, the row positions of its words; ``vocabulary``: each distinct word
+    once (``w``; ``common``, one of the words whose pairs are indexed; ``first``/``stop``, its rows
+    of ``words``), so a search tests each word once; ``nulls``: the positions of missing values (a
+    search neither matches nor fails to match them). ``pairs`` (``a``, ``b``, ``seg``, ``start``,
+    ``stop``) and ``pair_postings``: the same as ``words`` and ``postings`` for every two common
+    words that follow each other in a line."""
 
     rows: int
     words: pa.Table
     postings: tuple[np.ndarray, ...]
+    vocabulary: pa.Table
     nulls: np.ndarray
+    pairs: pa.Table
+    pair_postings: tuple[np.ndarray, ...]
 
     @property
     def nbytes(self) -> int:
-        return int(self.words.nbytes + sum(p.nbytes for p in self.postings) + self.nulls.nbytes)
+        return int(self.words.nbytes + sum(p.nbytes for p in self.postings) + self.vocabulary.nbytes
+                   + self.nulls.nbytes + self.pairs.nbytes + sum(p.nbytes for p in self.pair_postings))
 
     def matching_rows(self, predicate: str, params: Sequence[Any] = (),
                       per_row: float | None = None) -> pa.BooleanArray | None:
@@ -65,19 +140,62 @@ class WordIndex:
         the words it matches hold more than ``per_row`` (default :data:`MAX_POSTINGS_PER_ROW`)
         rows per row of the column (``e``: nearly every word): scanning the lines is then faster,
         and marking them would take memory in proportion to the column."""
-        cur = run_sql(f"SELECT seg, start, stop FROM words WHERE {predicate}", params, {"words": self.words})
+        spans = self._passing(WordTest(predicate, params)).spans
+        if spans.postings > (MAX_POSTINGS_PER_ROW if per_row is None else per_row) * self.rows:
+            return None
+        mask = np.zeros(self.rows, dtype=bool)
+        spans.mark(mask, self.postings)
+        return self._with_nulls(mask)
+
+    def phrase_rows(self, tests: Sequence[WordTest], steps: Sequence[int], per_row: float) -> pa.BooleanArray | None:
+        """The rows that may hold a phrase whose pieces, in order, pass ``tests`` (see
+        :func:`phrase_pieces`): a superset of its rows, to be tested (null where the value is
+        missing). For each step ``i`` of ``steps``, a word passing ``tests[i]`` must be followed by
+        one passing ``tests[i + 1]``: rows of such a pair of common words, or of any other word that
+        passes either test (its neighbours are not indexed); and a row holds a word passing each
+        test of those steps (marked when that narrows the rows). Each step or test whose words hold
+        more than ``per_row`` rows per row of the column is left out; None when all are."""
+        limit = per_row * self.rows
+        passing = {i: self._passing(tests[i]) for s in steps for i in (s, s + 1)}
+        found: np.ndarray | None = None
+        for step in steps:
+            a, b = passing[step], passing[step + 1]
+            pairs = self.pairs.filter(pc.and_(pc.is_in(self.pairs["a"], value_set=a.common_words),
+                                              pc.is_in(self.pairs["b"], value_set=b.common_words)))
+            paired = _Spans(*(pairs[c].to_numpy() for c in ("seg", "start", "stop")))
+            if paired.postings + a.rare.postings + b.rare.postings > limit:
+                continue
+            mask = np.zeros(self.rows, dtype=bool)
+            paired.mark(mask, self.pair_postings)
+            a.rare.mark(mask, self.postings)
+            b.rare.mark(mask, self.postings)
+            found = mask if found is None else found & mask
+        for words in passing.values():
+            # a test's words narrow the rows only when they hold fewer than those already found
+            if words.spans.postings <= limit and (found is None or words.spans.postings < np.count_nonzero(found)):
+                mask = np.zeros(self.rows, dtype=bool)
+                words.spans.mark(mask, self.postings)
+                found = mask if found is None else found & mask
+        return None if found is None else self._with_nulls(found)
+
+    def _passing(self, test: WordTest) -> "_Passing":
+        """The words that pass ``test``: tested once each (the vocabulary), then their spans."""
+        sql = (f"SELECT word, common, first, stop FROM (SELECT {WORD} AS word, common, first, stop, "
+               f"{test.word} AS {WORD} FROM vocabulary) WHERE {test.predicate}")
+        cur = run_sql(sql, test.params, {"vocabulary": self.vocabulary})
         try:
             got = cur.fetchnumpy()
         finally:
             cur.close()
-        segments, starts, stops = (np.asarray(got[c]) for c in ("seg", "start", "stop"))
-        if int((stops - starts).sum()) > (MAX_POSTINGS_PER_ROW if per_row is None else per_row) * self.rows:
-            return None
-        mask = np.zeros(self.rows, dtype=bool)
-        for seg in np.unique(segments):
-            postings, mine = self.postings[int(seg)], segments == seg
-            picked = [postings[a:b] for a, b in zip(starts[mine].tolist(), stops[mine].tolist())]
-            mask[np.concatenate(picked)] = True
+        first, stop = np.asarray(got["first"], dtype=np.int64), np.asarray(got["stop"], dtype=np.int64)
+        counts = stop - first
+        entries = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first - np.cumsum(counts) + counts, counts)
+        spans = _Spans(*(self.words[c].to_numpy()[entries] for c in ("seg", "start", "stop")))
+        common = np.asarray(got["common"], dtype=bool)
+        words = np.asarray(got["word"], dtype=object)
+        return _Passing(spans, spans.only(~np.repeat(common, counts)), pa.array(words[common], pa.large_string()))
+
+    def _with_nulls(self, mask: np.ndarray) -> pa.BooleanArray:
         if not len(self.nulls):
             return pa.array(mask)
         missing = np.zeros(self.rows, dtype=bool)
@@ -85,15 +203,136 @@ class WordIndex:
         return pa.array(mask, mask=missing)
 
 
-def within_one_word(pattern: str) -> bool | None:
-    """Whether a regex's rows are the rows of the words it matches: True when it can match only
-    the characters written in it, none of them a space (no whitespace, ``.``, class ``[…]`` or
-    escape ``\\``), so any match lies inside one word; False when it may also hold anchors ``^`` /
-    ``$`` (a line's start is a word's start, not the reverse: the words give rows to test); None
-    for any other regex (it may match across words)."""
-    if any(c.isspace() or c in ".[\\" for c in pattern):
+def phrase_pieces(text: str) -> list[tuple[str, str]] | None:
+    """The pieces of a phrase (text with single spaces between words, none around them), each as
+    the text its word must contain once the word has the spaces the phrase puts around it, and that
+    word as SQL: ``"of the"`` → ``[("of ", "w || ' '"), (" the", "' ' || w")]`` (a word ending in
+    "of", then one starting with "the"); a piece between two is a whole word. None for other text."""
+    pieces = text.split(" ")
+    if len(pieces) < 2 or not all(pieces):
         return None
-    return "^" not in pattern and "$" not in pattern
+    last = len(pieces) - 1
+    return [((" " if i else "") + piece + (" " if i < last else ""), _SHAPES[(i > 0, i < last)])
+            for i, piece in enumerate(pieces)]
+
+
+_SHAPES = {(False, True): f"{WORD} || ' '", (True, False): f"' ' || {WORD}", (True, True): f"' ' || {WORD} || ' '"}
+
+
+def within_one_word(pattern: str) -> bool | None:
+    """Whether a regex's rows are the rows of the words it matches: True when nothing it matches
+    can hold a space (U+0020, which separates the words; ``.``, ``\\s``, ``\\W``, ``[^…]`` and the
+    like can), so any match lies inside one word (``\\b`` holds at a word's edges in the line as in
+    the word alone); False when it may also hold anchors ``^`` / ``$`` (a line's start is a word's
+    start, not the reverse: the words give rows to test); None for any other regex, one that may
+    match across words, or one this cannot read for sure (Python's parser reads it; DuckDB runs
+    RE2, whose syntax it shares for everything it accepts here: lookarounds, back references,
+    POSIX classes ``[[:…:]]``, ``\\p{…}`` and verbose mode give None)."""
+    if "[:" in pattern:
+        return None  # RE2's POSIX class; Python reads it as a set of characters
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = _re_parser.parse(pattern)
+        if parsed.state.flags & re.VERBOSE:
+            return None
+        anchored = _never_a_space(parsed)
+    except (re.error, _MaybeASpace, RecursionError):
+        return None
+    return not anchored
+
+
+def required_words(pattern: str) -> list[str]:
+    """Text every match of a regex holds, as the runs between its spaces (``clipuzir.the`` →
+    ``["clipuzir", "the"]``): each is in a word of every line the regex matches, so the words
+    give rows to test. The literal characters at the regex's top level (groups included, not
+    repeats or alternatives); [] when there are none or the regex is not read for sure (see
+    :func:`within_one_word`). Case is the regex's: match the runs ignoring case."""
+    if "[:" in pattern:
+        return []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = _re_parser.parse(pattern)
+    except (re.error, RecursionError):
+        return []
+    if parsed.state.flags & re.VERBOSE:
+        return []
+    runs, run = [], []
+    for op, arg in _in_sequence(parsed):
+        if op is _re_parser.LITERAL:
+            run.append(chr(arg))
+        else:
+            runs.append("".join(run))
+            run = []
+    runs.append("".join(run))
+    return [word for text in runs for word in text.split(" ") if word]
+
+
+def _in_sequence(items: Any) -> Iterator[tuple[Any, Any]]:
+    """A parsed regex's items in order, with its groups' items in their place."""
+    for op, arg in items:
+        if op is _re_parser.SUBPATTERN:
+            yield from _in_sequence(arg[-1])
+        else:
+            yield op, arg
+
+
+class _MaybeASpace(Exception):
+    """A part of a regex that may match a space, or that _never_a_space does not know."""
+
+
+# Classes (\\d, \\w, ...) and whether they hold a space.
+_CATEGORY_SPACE = {_re_parser.CATEGORY_DIGIT: False, _re_parser.CATEGORY_NOT_DIGIT: True,
+                   _re_parser.CATEGORY_SPACE: True, _re_parser.CATEGORY_NOT_SPACE: False,
+                   _re_parser.CATEGORY_WORD: False, _re_parser.CATEGORY_NOT_WORD: True}
+_ANCHORS = {_re_parser.AT_BEGINNING, _re_parser.AT_END, _re_parser.AT_BEGINNING_STRING,
+            _re_parser.AT_END_STRING, _re_parser.AT_BEGINNING_LINE, _re_parser.AT_END_LINE}
+_WORD_EDGES = {_re_parser.AT_BOUNDARY, _re_parser.AT_NON_BOUNDARY}
+_REPEATS = {_re_parser.MAX_REPEAT, _re_parser.MIN_REPEAT}
+
+
+def _never_a_space(items: Any) -> bool:
+    """Raise _MaybeASpace unless no match of these parsed regex items can hold a space; returns
+    whether they hold a line anchor."""
+    anchored = False
+    for op, arg in items:
+        if op is _re_parser.LITERAL:
+            if arg == _SPACE:
+                raise _MaybeASpace
+        elif op is _re_parser.NOT_LITERAL:  # [^x]
+            if arg != _SPACE:
+                raise _MaybeASpace
+        elif op is _re_parser.IN:
+            if _set_holds_a_space(arg):
+                raise _MaybeASpace
+        elif op in _REPEATS:
+            anchored |= _never_a_space(arg[2])
+        elif op is _re_parser.SUBPATTERN:
+            anchored |= _never_a_space(arg[-1])
+        elif op is _re_parser.BRANCH:
+            for branch in arg[1]:
+                anchored |= _never_a_space(branch)
+        elif op is _re_parser.AT and arg in _ANCHORS:
+            anchored = True
+        elif not (op is _re_parser.AT and arg in _WORD_EDGES):
+            raise _MaybeASpace  # ".", lookarounds, back references, ...
+    return anchored
+
+
+def _set_holds_a_space(items: Any) -> bool:
+    negated = bool(items) and items[0][0] is _re_parser.NEGATE
+    holds = False
+    for op, arg in items[1:] if negated else items:
+        if op is _re_parser.LITERAL:
+            holds |= arg == _SPACE
+        elif op is _re_parser.RANGE:
+            holds |= arg[0] <= _SPACE <= arg[1]
+        elif op is _re_parser.CATEGORY and arg in _CATEGORY_SPACE:
+            holds |= _CATEGORY_SPACE[arg]
+        else:
+            raise _MaybeASpace
+    return holds != negated
 
 
 def _once_per_row(rows: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,64 +350,129 @@ def _once_per_row(rows: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
     return rows[keep], before[offsets]
 
 
+def _segments(chunks: Iterable[pa.Array], rows: int) -> Iterator[tuple[int, pa.Table, list[pa.Array]]]:
+    """The column a segment of :data:`SEGMENT_BYTES` of text at a time: (its first row, a table of
+    its ``text`` and row positions ``r``, its chunks)."""
+    position = pa.uint32() if rows < 2**32 else pa.int64()
+    pending: list[pa.Array] = []
+    base = pending_bytes = 0
+    for chunk in itertools.chain(chunks, [None]):
+        if chunk is not None:
+            pending.append(chunk)
+            pending_bytes += chunk.nbytes
+        if pending and (chunk is None or pending_bytes >= SEGMENT_BYTES):
+            text = pa.chunked_array(pending, pending[0].type)
+            positions = pa.array(np.arange(base, base + len(text), dtype=np.int64)).cast(position)
+            yield base, pa.table({"text": text, "r": positions}), pending
+            base += len(text)
+            pending, pending_bytes = [], 0
+    if base != rows:
+        raise ValueError(f"the column gave {base:,} values, not {rows:,}")
+
+
+def _over(size: int, done: int, rows: int, max_bytes: int | None, margin: float) -> bool:
+    """Whether ``size`` bytes for ``done`` rows of ``rows``, projected to every row, is over
+    ``max_bytes`` by more than ``margin`` (the projection is rough until the end)."""
+    return max_bytes is not None and size * rows > max_bytes * margin * max(done, 1)
+
+
 def build_word_index(chunks: Iterable[pa.Array], rows: int, max_bytes: int | None = None) -> WordIndex | None:
     """The index of a string column given as its chunks in order (``rows`` values in all): one
-    DuckDB query per :data:`SEGMENT_BYTES` of text. None when it would take more than ``max_bytes``
-    (given up as soon as the segments built project it: a column of one long word a line makes
-    an index bigger than itself). Raises sde.filters.QueryError when DuckDB cannot (e.g. its
-    memory limit)."""
-    position = pa.uint32() if rows < 2**32 else pa.int64()
+    DuckDB query per :data:`SEGMENT_BYTES` of text; no pairs yet (see :func:`with_pairs`). None when
+    it would take more than ``max_bytes`` (given up as soon as the segments built project it: a
+    column of one long word a line makes an index bigger than itself). Raises
+    sde.filters.QueryError when DuckDB cannot (e.g. its memory limit)."""
     words: list[pa.Table] = []
     postings: list[np.ndarray] = []
     nulls: list[np.ndarray] = []
-    pending: list[pa.Array] = []
-    base = pending_bytes = 0
-
-    def index_segment() -> None:
-        nonlocal base
-        text = pa.chunked_array(pending, pending[0].type)
-        positions = pa.array(np.arange(base, base + len(text), dtype=np.int64)).cast(position)
-        got = arrow_sql(_SEGMENT_SQL, (), {"seg": pa.table({"text": text, "r": positions})})
-        lists = got.column("rows").combine_chunks() if got.num_rows else pa.array([], pa.list_(position))
-        offsets = lists.offsets.to_numpy().astype(np.int64)
-        rows_of_words, offsets = _once_per_row(lists.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]],
-                                               offsets - offsets[0])
+    for base, segment, pending in _segments(chunks, rows):
+        found, rows_of_words = _grouped(_WORDS_SQL, {"seg": segment}, [WORD], len(postings))
+        words.append(found)
         postings.append(rows_of_words)
-        # copied out: a column of DuckDB's answer keeps the whole answer (the lists too) alive
-        words.append(pa.table({WORD: got.column(WORD).cast(pa.large_string()).take(np.arange(got.num_rows)),
-                               "seg": pa.array(np.full(got.num_rows, len(postings) - 1, dtype=np.int32)),
-                               "start": pa.array(offsets[:-1]), "stop": pa.array(offsets[1:])}))
-        offset = base
         for a in pending:
             if a.null_count:
-                nulls.append(np.flatnonzero(pc.is_null(a).to_numpy(zero_copy_only=False)) + offset)
-            offset += len(a)
-        base += len(text)
-        pending.clear()
+                nulls.append(np.flatnonzero(pc.is_null(a).to_numpy(zero_copy_only=False)) + base)
+            base += len(a)
+        size = sum(t.nbytes for t in words) + sum(p.nbytes for p in (*postings, *nulls))
+        if base < rows and _over(size, base, rows, max_bytes, PROJECTION_MARGIN):
+            return None
+    table, vocabulary = _by_word(pa.concat_tables(words) if words else _no_words())
+    index = WordIndex(rows=rows, words=table, postings=tuple(postings), vocabulary=vocabulary,
+                      nulls=np.concatenate(nulls).astype(np.int64) if nulls else np.zeros(0, dtype=np.int64),
+                      pairs=_no_pairs(), pair_postings=())
+    return None if max_bytes is not None and index.nbytes > max_bytes else index
 
-    def too_big(margin: float) -> bool:
-        """Whether the index, projected from the rows done to every row, is over ``max_bytes``
-        by more than ``margin`` (the projection is rough until the end)."""
-        size = sum(t.nbytes for t in words) + sum(p.nbytes for p in postings) + sum(n.nbytes for n in nulls)
-        return max_bytes is not None and size * rows > max_bytes * margin * max(base, 1)
 
-    for chunk in chunks:
-        pending.append(chunk)
-        pending_bytes += chunk.nbytes
-        if pending_bytes >= SEGMENT_BYTES:
-            index_segment()
-            pending_bytes = 0
-            if too_big(PROJECTION_MARGIN):
-                return None
-    if pending:
-        index_segment()
-    if too_big(1.0):
+def with_pairs(index: WordIndex, chunks: Iterable[pa.Array], max_bytes: int | None = None) -> WordIndex | None:
+    """``index`` with the rows of every two common words that follow each other in a line (its
+    words in at least :data:`COMMON_SHARE` of the rows, the :data:`MAX_COMMON` most frequent at
+    most; ``chunks``: the column again), built by one DuckDB query per :data:`SEGMENT_BYTES` of
+    text; None when the pairs would take more than ``max_bytes``, or no word is common."""
+    common = _most_common(index)
+    if not len(common):
         return None
-    if base != rows:
-        raise ValueError(f"the column gave {base:,} values, not {rows:,}")
-    table = pa.concat_tables(words) if words else pa.table({WORD: pa.array([], pa.large_string()),
-                                                             "seg": pa.array([], pa.int32()),
-                                                             "start": pa.array([], pa.int64()),
-                                                             "stop": pa.array([], pa.int64())})
-    return WordIndex(rows, table, tuple(postings),
-                     np.concatenate(nulls).astype(np.int64) if nulls else np.zeros(0, dtype=np.int64))
+    pairs: list[pa.Table] = []
+    pair_postings: list[np.ndarray] = []
+    for base, segment, _ in _segments(chunks, index.rows):
+        found, rows_of_pairs = _grouped(_PAIRS_SQL, {"seg": segment, "common": pa.table({WORD: common})},
+                                        ["a", "b"], len(pair_postings))
+        pairs.append(found)
+        pair_postings.append(rows_of_pairs)
+        size = sum(t.nbytes for t in pairs) + sum(p.nbytes for p in pair_postings)
+        if _over(size, base + segment.num_rows, index.rows, max_bytes, PROJECTION_MARGIN):
+            return None
+    vocabulary = index.vocabulary.set_column(index.vocabulary.schema.get_field_index("common"), "common",
+                                             pc.is_in(index.vocabulary[WORD], value_set=common))
+    grown = replace(index, vocabulary=vocabulary, pairs=pa.concat_tables(pairs) if pairs else _no_pairs(),
+                    pair_postings=tuple(pair_postings))
+    return None if max_bytes is not None and grown.nbytes - index.nbytes > max_bytes else grown
+
+
+def _by_word(words: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The words table ordered by word, and its vocabulary (each word once; none common yet)."""
+    words = words.take(pc.sort_indices(words, [(WORD, "ascending"), ("seg", "ascending")])).combine_chunks()
+    text = words[WORD]
+    starts = np.flatnonzero(np.r_[True, pc.not_equal(text[1:], text[:-1]).to_numpy(zero_copy_only=False)]) \
+        if len(text) else np.zeros(0, dtype=np.int64)
+    vocabulary = pa.table({WORD: text.take(starts), "common": pa.array(np.zeros(len(starts), dtype=bool)),
+                           "first": pa.array(starts.astype(np.int64)),
+                           "stop": pa.array(np.r_[starts[1:], len(text)].astype(np.int64))})
+    return words, vocabulary
+
+
+def _grouped(sql: str, tables: dict[str, pa.Table], keys: Sequence[str], segment: int) -> tuple[pa.Table, np.ndarray]:
+    """A segment's query grouping rows ``r`` by ``keys`` into ``rows`` lists, as a table of the keys
+    and their slices (``seg``, ``start``, ``stop``) of the postings it returns with it."""
+    got = arrow_sql(sql, (), tables)
+    lists = got.column("rows").combine_chunks() if got.num_rows else \
+        pa.array([], pa.list_(tables["seg"].schema.field("r").type))
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    rows_of, offsets = _once_per_row(lists.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]],
+                                     offsets - offsets[0])
+    every = np.arange(got.num_rows)
+    # copied out: a column of DuckDB's answer keeps the whole answer (the lists too) alive
+    columns = {key: got.column(key).cast(pa.large_string()).take(every) for key in keys}
+    return pa.table({**columns, "seg": pa.array(np.full(got.num_rows, segment, dtype=np.int32)),
+                     "start": pa.array(offsets[:-1]), "stop": pa.array(offsets[1:])}), rows_of
+
+
+def _most_common(index: WordIndex) -> pa.Array:
+    """The words of an index in at least :data:`COMMON_SHARE` of its rows, at most
+    :data:`MAX_COMMON` of them, the most frequent."""
+    first = index.vocabulary["first"].to_numpy()
+    per_entry = index.words["stop"].to_numpy() - index.words["start"].to_numpy()
+    counts = np.add.reduceat(per_entry, first) if len(first) else np.zeros(0, dtype=np.int64)
+    top = np.argsort(-counts, kind="stable")[:MAX_COMMON]
+    return index.vocabulary[WORD].take(top[counts[top] >= COMMON_SHARE * max(index.rows, 1)]).combine_chunks()
+
+
+def _no_words() -> pa.Table:
+    return pa.table({WORD: pa.array([], pa.large_string()), **_no_spans()})
+
+
+def _no_pairs() -> pa.Table:
+    return pa.table({"a": pa.array([], pa.large_string()), "b": pa.array([], pa.large_string()), **_no_spans()})
+
+
+def _no_spans() -> dict[str, pa.Array]:
+    return {"seg": pa.array([], pa.int32()), "start": pa.array([], pa.int64()), "stop": pa.array([], pa.int64())}

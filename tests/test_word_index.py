@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from sde import compressed_columns as cc
@@ -109,13 +110,96 @@ def test_a_search_too_common_for_the_index_still_selects_what_a_scan_selects(mon
 
 
 @pytest.mark.parametrize("pattern, answer", [
-    ("the", True), ("th(e|em)+", True), ("(?i)straße", True), ("a{2,3}b*", True), ("", True),
-    ("^the", False), ("the$", False), ("(?m)^x", False),
-    ("the cat", None), ("t.e", None), ("[a-z]+", None), ("\\w+", None), ("\\s", None), ("a\tb", None),
-    ("\\x20", None), ("a\u00a0b", None),
+    # nothing it matches can hold a space: its rows are the rows of the words it matches
+    ("the", True), ("th(e|em)+", True), ("(?i)straße", True), ("a{2,3}b*", True), ("", True), ("x*", True),
+    ("[a-z]+", True), ("\\w+", True), ("[0-9]", True), ("\\d{3}", True), ("\\S+", True), ("[^ ]+", True),
+    ("[^\\s]", True), ("\\bthe\\b", True), ("ing\\b", True), ("\\Bx", True), ("a\tb", True), ("a\u00a0b", True),
+    ("x{,3}", True), ("[!-~]+", True), ("(?P<g>ab)+", True),
+    # anchored: the words give rows to test
+    ("^the", False), ("the$", False), ("(?m)^x", False), ("\\Athe", False), ("^[a-z]+$", False),
+    # may match a space, or not read for sure: the lines are scanned
+    ("the cat", None), ("t.e", None), ("\\s", None), ("\\x20", None), ("\\ ", None), ("[^a]", None),
+    ("[^\\S]", None), ("(?i)[^A]", None), ("\\D", None), ("\\W", None), ("[ -~]", None), ("[\\x00-\\x7f]", None),
+    ("a|b c", None), ("[[:alpha:]]", None), ("[[:^space:]]", None), ("\\pL", None), ("\\p{Greek}", None),
+    ("\\Qa b\\E", None), ("(?x)a b", None), ("(?=a)", None), ("(?<!a)b", None), ("(a)\\1", None), ("(", None),
 ])
 def test_which_regexes_match_within_one_word(pattern, answer):
     assert wi.within_one_word(pattern) is answer
+
+
+@pytest.mark.parametrize("pattern, words", [
+    ("clipuzir.the", ["clipuzir", "the"]),
+    ("^the .* of$", ["the", "of"]),
+    ("(abc) d+e", ["abc", "e"]),          # a group is in its place; a repeat ends a run
+    ("ab*c", ["a", "c"]),
+    ("abc|abd", ["ab"]),                  # what the alternatives share
+    ("the (cat|dog) sat", ["the", "sat"]),
+    ("(?i)Hello World", ["Hello", "World"]),
+    ("a|b c", []), (".*", []), ("[[:alpha:]] x", []), ("\\pL x", []), ("(?x)a b", []), ("(", []),
+])
+def test_the_text_every_match_of_a_regex_holds(pattern, words):
+    assert wi.required_words(pattern) == words
+
+
+def test_the_index_keeps_the_rows_of_each_two_common_words_that_follow_each_other(monkeypatch):
+    monkeypatch.setattr(wi, "COMMON_SHARE", 0.3)  # of: 5 rows in 7, the: 6; cat: 2, "": 1
+    monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)  # and a segment per chunk
+    texts = ["of the cat", "the of", "of  the", "cat of the the", None, "the", "of the of the"]
+    chunks = [pa.array(texts[a:a + 2], pa.large_string()) for a in range(0, len(texts), 2)]
+    words = wi.build_word_index(chunks, len(texts))
+    assert not len(words.pairs) and not pc.sum(words.vocabulary["common"]).as_py()  # the words first
+    index = wi.with_pairs(words, chunks)
+    assert index.postings is words.postings and index.nbytes > words.nbytes
+    common = index.vocabulary.filter(index.vocabulary["common"])["w"].to_pylist()
+    pairs: dict = {}
+    for a, b, s, x, y in zip(*(index.pairs[c].to_pylist() for c in ("a", "b", "seg", "start", "stop"))):
+        pairs[a, b] = sorted(pairs.get((a, b), []) + index.pair_postings[s][x:y].tolist())  # one entry a segment
+    assert sorted(common) == ["of", "the"]
+    assert pairs == {("of", "the"): [0, 3, 6], ("the", "of"): [1, 6], ("the", "the"): [3]}
+
+
+@pytest.mark.parametrize("text, pieces", [
+    ("of the", [("of ", "w || ' '"), (" the", "' ' || w")]),
+    ("a b c", [("a ", "w || ' '"), (" b ", "' ' || w || ' '"), (" c", "' ' || w")]),
+    ("the", None), (" the", None), ("of  the", None), ("of the ", None), (" ", None),
+])
+def test_a_phrase_is_words_with_one_space_between(text, pieces):
+    assert wi.phrase_pieces(text) == pieces
+
+
+PHRASES = ["the other", "other the", "the the", "he ot", "the other theme", "THE cat", "ß the", "b x.y", "end cat",
+           "kelvin secret", "ſecret cat", "naïve 日本", "e\tw the", "zzz the"]
+
+
+@pytest.mark.parametrize("common_share", [0.0, 0.3, 2.0], ids=["every word common", "some common", "none common"])
+@pytest.mark.parametrize("phrase", PHRASES)
+def test_a_phrase_search_selects_the_rows_a_scan_selects(monkeypatch, tmp_path, texts, phrase, common_share):
+    _budget(monkeypatch, 10**9)
+    monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)
+    monkeypatch.setattr(wi, "COMMON_SHARE", common_share)
+    stored = _stored(tmp_path, texts)
+    query = TableQuery(stored)
+    query.warm(text=["text"])
+    assert query.warm_phrases(["text"]) == ([] if common_share > 1 else ["text"])
+    filt = f'{{text}} contains "{phrase}"'
+    assert query._engine.indexed_sql({}, query.clauses(filt)[0]) is not None  # the pairs and words narrowed it
+    want = TableQuery(pd.DataFrame({"n": stored["n"], "text": pd.Series(texts, dtype="string[pyarrow]")}))
+    for f in (filt, f"!({filt})", f"{filt} || {{n}} < 5"):
+        assert query.select(f, "-n").tolist() == want.select(f, "-n").tolist()
+
+
+def test_a_phrase_of_common_words_marks_only_the_lines_that_hold_it(monkeypatch, tmp_path):
+    _budget(monkeypatch, 10**9)
+    rng = np.random.default_rng(3)
+    texts = [" ".join(rng.choice(["of", "the", "and", "a"], size=int(rng.integers(1, 9)))) for _ in range(2000)]
+    query = TableQuery(_stored(tmp_path, texts))
+    query.warm(text=["text"])
+    query.warm_phrases(["text"])
+    masks: dict = {}
+    query._engine.indexed_sql(masks, query.clauses('{text} contains "of the"')[0])
+    holding = sum("of the" in t for t in texts)
+    assert [m.true_count for m in masks.values()] == [holding]  # both words in most lines; the pair in these
+    assert holding < 0.5 * sum("of" in t.split() and "the" in t.split() for t in texts)
 
 
 def test_a_column_shorter_than_it_says_is_refused():
@@ -163,6 +247,15 @@ FILTERS = [
     '{text} matches "the other"',
     '{text} matches "t.e"',
     '!({text} matches "ret")',
+    '{text} matches "[a-z]+"',
+    '{text} matches "\\\\bthe\\\\b"',
+    '{text} matches "(?i)the\\\\b"',
+    '{text} matches "x\\\\.y"',
+    '{text} matches "[^ ]e$"',
+    '{text} matches "the.oth"',
+    '{text} matches "(?i)THE OTHER"',
+    '{text} contains "the other theme"',
+    '{text} contains "THE cat"',
 ]
 
 
@@ -192,7 +285,8 @@ def test_an_indexed_search_selects_the_rows_a_scan_selects(monkeypatch, tmp_path
     ('{text} contains "the other"', True),   # words matched piece by piece, then the line tested
     ('{text} matches "th(e|em)"', False),    # a regex that matches within a word
     ('{text} matches "^the"', True),         # anchored: the words give rows to test
-    ('{text} matches "the ot"', True),       # may match across words: no index
+    ('{text} matches "the ot"', True),       # may match across words: the words give rows to test
+    ('{text} matches "[sS]ecret\\\\b"', False),  # nothing it matches holds a space
     ('{text} contains " "', True),           # spaces alone: every line with two words
 ])
 def test_a_search_of_one_word_reads_no_line(monkeypatch, tmp_path, filt, streams):
@@ -276,18 +370,19 @@ def test_a_column_read_for_the_next_search_never_pushes_out_a_word_index(monkeyp
 # ---------------------------------------------------------------- through the real server
 
 SERVER_FILTERS = ['{text} contains "the"', '{text} contains "he"', '{text} has "cat"', '!({text} contains "other")',
-                  '{text} contains "the other"', '{text} contains "THE" || {pred_text} contains "them"',
+                  '{text} contains "the other"', '{pred_text} contains "other the"', '{text} matches "[a-z]+e\\\\b"',
+                  '{text} matches "the.o"', '{text} contains "THE" || {pred_text} contains "them"',
                   '{pred_text} has "secret"']
 
 
-def _searches_ready(server, seconds: float = 60.0) -> str:
+def _said(server, start: str, seconds: float = 60.0) -> str:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        said = [line for line in server.stderr if line.startswith("searches ready")]
+        said = [line for line in server.stderr if line.startswith(start)]
         if said:
             return said[0]
         time.sleep(0.05)
-    raise AssertionError(f"the server never said its searches are ready: {''.join(server.stderr)}")
+    raise AssertionError(f"the server never said {start!r}: {''.join(server.stderr)}")
 
 
 def test_the_server_indexes_its_transcripts_and_finds_what_a_scan_finds(tmp_path):
@@ -302,8 +397,10 @@ def test_the_server_indexes_its_transcripts_and_finds_what_a_scan_finds(tmp_path
     assert built.returncode == 0, built.stderr
     with SdeServer(str(manifest), "--cache-dir", str(cache_dir), no_cache=False) as indexed, \
             SdeServer(str(manifest)) as scanned:  # built in memory: nothing compressed, nothing indexed
-        assert "words of text, pred_text indexed" in _searches_ready(indexed)
-        assert "indexed" not in _searches_ready(scanned)
+        assert "words of text, pred_text indexed" in _said(indexed, "searches ready")
+        assert "pairs of common words of text, pred_text indexed" in _said(indexed, "phrases ready")
+        assert "indexed" not in _said(scanned, "searches ready")
+        assert not [line for line in scanned.stderr if line.startswith("phrases ready")]  # nothing to pair
         for filt in SERVER_FILTERS:
             path = "/api/utterances?" + urlencode({"filter": filt, "sort": "-duration", "page_size": 1000})
             got, want = indexed.json(path, 200), scanned.json(path, 200)
@@ -329,9 +426,25 @@ def test_an_index_bigger_than_its_room_is_given_up(monkeypatch, spare, built):
     monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)  # a segment per chunk: the projection is checked often
     texts = _texts(300, seed=8, lower=True)
     chunks = [pa.array(texts[a:a + 50], pa.large_string()) for a in range(0, 300, 50)]
-    size = wi.build_word_index(chunks, 300).nbytes
-    got = wi.build_word_index(chunks, 300, max_bytes=size + spare)
+    words = wi.build_word_index(chunks, 300)
+    assert (wi.build_word_index(chunks, 300, max_bytes=words.nbytes + spare) is not None) is built
+    paired = wi.with_pairs(words, chunks)
+    got = wi.with_pairs(words, chunks, max_bytes=paired.nbytes - words.nbytes + spare)  # the room for the pairs
     assert (got is not None) is built
+
+
+def test_pairs_are_indexed_only_where_the_budget_has_room_beside_every_word_index(monkeypatch, tmp_path):
+    texts = _texts(3 * BATCH_ROWS, seed=4, lower=True)
+    stored = _stored(tmp_path, texts)
+    column = stored["text"].array.compressed
+    words = wi.build_word_index(column.chunks(), column.rows)
+    _budget(monkeypatch, words.nbytes + 1_000)  # the words fit, their pairs do not
+    query = TableQuery(stored)
+    query.warm(text=["text"])
+    assert query.warm_phrases(["text"]) == [] and not len(cc.word_index(column).pairs)
+    assert cc._WORDS.size == cc.word_index(column).nbytes
+    for phrase in ["the other", "other the"]:  # the words alone narrow a phrase
+        assert query.count(f'{{text}} contains "{phrase}"') == sum(t is not None and phrase in t for t in texts)
 
 
 def test_a_column_of_one_long_word_a_line_is_not_indexed_beside_a_small_budget(monkeypatch, tmp_path):

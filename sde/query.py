@@ -111,7 +111,15 @@ INDEXED_PIECES = 3
 # only those), so marking the rows of a piece in most lines ("of the") costs more than it saves.
 PIECE_ROWS_SHARE = 0.5
 
+# A label column's sort keys are the column ``k<i>`` of a query's table (see _Engine.sort_name).
+_SORT_KEY = "k"
+
 _check_column = check_column
+
+
+def _names(ident: str, sql: str) -> bool:
+    """Whether ``sql`` names the column ``ident`` (c0, k3, …)."""
+    return re.search(rf"(?<![A-Za-z0-9_]){ident}(?![A-Za-z0-9_])", sql) is not None
 
 
 @dataclass(frozen=True)
@@ -252,7 +260,10 @@ class _Engine:
             table = table.append_column(name, mask)
         streamed = []
         for ident, column in self._compressed.items():
-            if re.search(rf"(?<![A-Za-z0-9_]){ident}(?![A-Za-z0-9_])", sql):
+            key = _SORT_KEY + ident
+            if isinstance(column, LabelColumn) and _names(key, sql):
+                table = table.append_column(key, column.sort_keys())
+            if _names(ident, sql):
                 whole = column.kept_whole()
                 if whole is not None:
                     table = table.append_column(ident, whole)
@@ -278,16 +289,42 @@ class _Engine:
         return pos
 
     def prefix(self, where: str, params: Sequence[Any], tables: Mapping[str, Any], order: str,
-               sort_columns: Sequence[str], limit: int, masks: Mapping[str, pa.Array]) -> tuple[int, np.ndarray]:
+               sort_columns: Sequence[str], limit: int, masks: Mapping[str, pa.Array],
+               by_text: bool = False) -> tuple[int, np.ndarray]:
         """(rows in the view, the positions of its first ``limit`` rows): DuckDB's top-N, without
-        sorting the whole view; the filter runs once (a materialised CTE) for both."""
+        sorting the whole view; the filter runs once (a materialised CTE) for both. Sorted
+        ``by_text`` (a sort key is a text column), the top-N and the count are two queries: a
+        CTE would copy every string of the view (10M lines: ~0.45 s, against ~0.1 s for the
+        top-N and ~20 ms for a count whose filter is cheap)."""
         tables = dict(tables)
         source, streamed = self._source(f"{where} {order}", tables, masks)
+        if by_text:
+            pos = self._fetch(f"SELECT pos FROM {source} WHERE {where} ORDER BY {order}, pos LIMIT {int(limit)}",
+                              params, tables, streamed)[0]
+            if where == "TRUE" or len(pos) < limit:
+                return len(self._df) if where == "TRUE" else len(pos), pos
+            source, streamed = self._source(where, tables, masks)
+            total = self._fetch(f"SELECT 0 AS pos, count(*) AS n FROM {source} WHERE {where}", params, tables,
+                                streamed)[1]
+            return int(total[0]), pos
         keep = ", ".join(dict.fromkeys(["pos", *sort_columns]))
         sql = (f"WITH m AS MATERIALIZED (SELECT {keep} FROM {source} WHERE {where}) "
                f"SELECT pos, (SELECT count(*) FROM m) AS n FROM m ORDER BY {order}, pos LIMIT {int(limit)}")
         pos, total = self._fetch(sql, params, tables, streamed)
         return (int(total[0]) if len(total) else 0), pos
+
+    def sort_name(self, column: str) -> str | None:
+        """The name a sort by ``column`` uses in a query: a label column's keys (LabelColumn.sort_keys,
+        added by :meth:`_source`), else the column itself; None when it is not in the table."""
+        name = self.names.get(column)
+        if name is not None and isinstance(self._compressed.get(name), LabelColumn):
+            return _SORT_KEY + name
+        return name
+
+    def sorts_as_text(self, column: str) -> bool:
+        """Whether a sort by ``column`` compares strings (not a label column's keys)."""
+        name = self.sort_name(column)
+        return self._kinds.get(column) == TEXT and name is not None and not name.startswith(_SORT_KEY)
 
     def index_words(self, columns: Sequence[str]) -> list[str]:
         """Build the word indexes of these text columns where they are stored compressed and the
@@ -457,7 +494,8 @@ class TableQuery:
         order = ", ".join(f"{c} {'DESC' if desc else 'ASC'} NULLS LAST" for c, (_, desc) in zip(columns, sort_keys))
         if limit is None:
             return self._engine.positions(where, params, tables, order, masks)
-        return self._engine.prefix(where, params, tables, order, columns, limit, masks)
+        return self._engine.prefix(where, params, tables, order, columns, limit, masks,
+                                   by_text=any(self._engine.sorts_as_text(c) for c, _ in sort_keys))
 
     def window(self, filter: str | Sequence[Node] | None, sort: str | Sequence[tuple[str, bool]] | None,
                start: int, end: int) -> tuple[int, np.ndarray]:
@@ -476,7 +514,7 @@ class TableQuery:
         return int(len(pos)), pos[start:end]
 
     def _sort_ident(self, column: str) -> str:
-        name = self._engine.names.get(column)
+        name = self._engine.sort_name(column)
         if name is None:
             raise QueryError(f"{{{column}}} ({self._series(column).dtype}) cannot be sorted.")
         return quote_ident(name)

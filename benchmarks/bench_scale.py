@@ -42,9 +42,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _page(filter: str, sort: str) -> str:
-    """The first page of 50 utterances of a filtered, sorted view."""
-    return "/api/utterances?" + urlencode({"filter": filter, "sort": sort, "page_size": 50})
+def _page(filter: str, sort: str, page: int = 0) -> str:
+    """A page of 50 utterances of a filtered, sorted view (the first by default)."""
+    return "/api/utterances?" + urlencode({"filter": filter, "sort": sort, "page": page, "page_size": 50})
 
 
 QUERIES = {
@@ -55,6 +55,9 @@ QUERIES = {
     "a regex within words": _page('{text} matches "th(e|em)"', "duration"),
     "a regex that may span words": _page('{text} matches "th.s"', "duration"),
     "a search of the first hypothesis": _page('{pred_text} contains "the"', "-wer"),
+    "every utterance sorted by speaker": _page("", "speaker"),
+    "every utterance sorted by transcript": _page("", "-text"),
+    "page 100 (past the first 1,000 rows: the whole view sorted)": _page("", "-snr", page=100),
     "breakdown by speaker": "/api/breakdown?" + urlencode({"by": "speaker", "sort": "-wer", "page_size": 50}),
     "bootstrap comparison": "/api/compare?" + urlencode({"n_resamples": 1000, "seed": 0}),
     "errors of the first hypothesis": "/api/errors?limit=100",

@@ -104,6 +104,9 @@ MAX_SORT_KEYS = 8
 # The first rows of a new sorted view are fetched alone (DuckDB's top-N): the first 20 pages of 50
 # without sorting the whole view.
 PREFIX_ROWS = 1_000
+# ... and a page past them, up to this row, from a longer top-N (10M rows: ~0.1 s, about what the
+# first 1,000 cost; DuckDB sorts everything for ~100,000): 200 pages of 50 before a whole sort.
+LONG_PREFIX_ROWS = 10_000
 # A search of text with spaces marks the rows holding its longest pieces (word indexes, see
 # _Engine.indexed_sql); a few narrow it enough, and a hostile thousand-word text must not cost more.
 INDEXED_PIECES = 3
@@ -501,12 +504,16 @@ class TableQuery:
                start: int, end: int) -> tuple[int, np.ndarray]:
         """(rows in the view, positions of its rows ``[start, end)``): a page without sorting the
         whole view. The first pages of a new sorted view come from DuckDB's top-N (a sort of 1M
-        rows costs ~100 ms, the top 1,000 ~10); a page past them sorts the whole view once, and
-        later pages are slices of it."""
+        rows costs ~100 ms, the top 1,000 ~10), pages up to :data:`LONG_PREFIX_ROWS` from a
+        longer one; a page past them sorts the whole view once, and later pages are slices of it."""
         parts, sort_keys, key = self._key(filter, sort)
         full = self._results.get(key)
-        if full is None and sort_keys and end <= PREFIX_ROWS:
-            total, pos = self._prefixes.get_or_compute(key, lambda: self._run(parts, sort_keys, PREFIX_ROWS))
+        if full is None and sort_keys and end <= LONG_PREFIX_ROWS:
+            got = self._prefixes.get(key)
+            if got is None or (end > len(got[1]) and len(got[1]) < got[0]):  # none yet, or too short for this page
+                got = self._run(parts, sort_keys, PREFIX_ROWS if end <= PREFIX_ROWS else LONG_PREFIX_ROWS)
+                self._prefixes.put(key, got)
+            total, pos = got
             if len(pos) == total:  # the whole view
                 self._results.put(key, _frozen(pos))
             return total, pos[start:end]

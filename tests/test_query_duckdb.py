@@ -306,27 +306,29 @@ def _pandas_view(df: pd.DataFrame, keep: pd.Series, by: str, descending: bool) -
 @pytest.fixture(scope="module")
 def big() -> pd.DataFrame:
     rng = np.random.default_rng(5)
-    n = 5_000  # more rows than the first-pages window (PREFIX_ROWS): both paths answer
+    n = 35_000  # more rows than both first-pages windows (PREFIX_ROWS, LONG_PREFIX_ROWS): every path answers
     x = rng.integers(0, 40, n).astype(float)  # many ties: table order must break them
     x[rng.random(n) < 0.1] = np.nan
     return pd.DataFrame({"x": x, "y": rng.random(n)})
 
 
 @pytest.mark.parametrize("descending", [False, True])
-@pytest.mark.parametrize("page", [0, 1, 19, 20, 21, 60])
-def test_pages_of_a_big_view_are_slices_of_the_stable_sort(big, page, descending):
-    from sde.query import PREFIX_ROWS
+@pytest.mark.parametrize("page, whole_sort", [(0, False), (1, False), (19, False), (20, False), (21, False),
+                                              (60, False), (199, False), (200, True), (201, True), (500, True)])
+def test_pages_of_a_big_view_are_slices_of_the_stable_sort(big, page, whole_sort, descending):
+    from sde.query import LONG_PREFIX_ROWS, PREFIX_ROWS
 
-    assert len(big) > 3 * PREFIX_ROWS
+    assert len(big) > 3 * LONG_PREFIX_ROWS
     expected = _pandas_view(big, big.y > 0.2, "x", descending)
     sort = "-x" if descending else "x"
     fresh = TableQuery(big)
     total, rows = fresh.page("{y} > 0.2", sort, page, 50)
     assert total == len(expected)
     assert rows.index.tolist() == expected[page * 50 : (page + 1) * 50]
+    assert bool(len(fresh._results)) is whole_sort  # up to LONG_PREFIX_ROWS a top-N, past it the whole sort
+    for start in (PREFIX_ROWS - 30, LONG_PREFIX_ROWS - 30):  # grid blocks across the windows' ends
+        assert fresh.rows("{y} > 0.2", sort, start, start + 100)[1].index.tolist() == expected[start : start + 100]
     assert fresh.select("{y} > 0.2", sort).tolist() == expected
-    start = PREFIX_ROWS - 30  # a grid block across the window's end
-    assert fresh.rows("{y} > 0.2", sort, start, start + 100)[1].index.tolist() == expected[start : start + 100]
 
 
 def test_an_empty_sorted_view_has_no_rows(big):

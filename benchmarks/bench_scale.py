@@ -57,7 +57,7 @@ QUERIES = {
     "a search of the first hypothesis": _page('{pred_text} contains "the"', "-wer"),
     "every utterance sorted by speaker": _page("", "speaker"),
     "every utterance sorted by transcript": _page("", "-text"),
-    "page 100 (past the first 1,000 rows: the whole view sorted)": _page("", "-snr", page=100),
+    "page 100 of every utterance by -snr (rows 5,000-5,050)": _page("", "-snr", page=100),
     "breakdown by speaker": "/api/breakdown?" + urlencode({"by": "speaker", "sort": "-wer", "page_size": 50}),
     "bootstrap comparison": "/api/compare?" + urlencode({"n_resamples": 1000, "seed": 0}),
     "errors of the first hypothesis": "/api/errors?limit=100",

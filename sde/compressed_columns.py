@@ -25,7 +25,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -180,17 +180,7 @@ def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
         kept = word_index(column)
         if kept is not None:
             return kept
-        _sized_whole()
-        room = _WORDS.max_size - _WORDS.size
-        if room <= 0:
-            return None
-        whole = column.kept_whole()
-        index = build_word_index(whole.chunks if whole is not None else column.chunks(), column.rows, room)
-        if index is None:
-            return None
-        _WORDS.put(column.path, index, size=index.nbytes)
-        _sized_whole()  # whole columns make way
-        return index
+        return _kept_within_room(column, lambda chunks, room: build_word_index(chunks, column.rows, room))
 
 
 def index_pairs(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
@@ -204,14 +194,24 @@ def index_pairs(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
         index = word_index(column)
         if index is None or len(index.pairs):
             return index
-        _sized_whole()
-        whole = column.kept_whole()
-        grown = with_pairs(index, whole.chunks if whole is not None else column.chunks(), _WORDS.max_size - _WORDS.size)
-        if grown is None:
-            return None
-        _WORDS.put(column.path, grown, size=grown.nbytes)
-        _sized_whole()
-        return grown
+        return _kept_within_room(column, lambda chunks, room: with_pairs(index, chunks, room))
+
+
+def _kept_within_room(column: "CompressedColumn",
+                      build: Callable[[Iterable[pa.Array], int], WordIndex | None]) -> WordIndex | None:
+    """``build(chunks, room)`` of the column (kept whole, else streamed) within the room the budget
+    has beside the indexes kept, and keep what it gives (whole columns make way: see _WORDS)."""
+    _sized_whole()
+    room = _WORDS.max_size - _WORDS.size
+    if room <= 0:
+        return None
+    whole = column.kept_whole()
+    index = build(whole.chunks if whole is not None else column.chunks(), room)
+    if index is None:
+        return None
+    _WORDS.put(column.path, index, size=index.nbytes)
+    _sized_whole()
+    return index
 
 
 @contextmanager

@@ -70,7 +70,7 @@ from sde.filters import (
     quote_ident,
     replace_node,
 )
-from sde.word_index import WORD, WordTest, phrase_pieces, required_words, within_one_word
+from sde.word_index import WORD, WordIndex, WordTest, phrase_pieces, required_words, within_one_word
 from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, arrow_column, configure, connect, cursor,
                                 reopen, run_sql)
 
@@ -334,28 +334,28 @@ class _Engine:
         budget has room (sde.compressed_columns.index_words); from then on a ``contains`` / ``has``
         search of them tests their distinct words (:meth:`indexed_sql`). Returns those indexed."""
         self.table()
-        done = []
-        for column in columns:
-            try:
-                if index_words(self._compressed.get(self.names.get(column, ""))) is not None:
-                    done.append(column)
-            except (QueryError, OSError, pa.ArrowException):
-                pass  # nothing lost: its searches scan the column, and report what is wrong with it
-        return done
+        return self._each_indexed(columns, index_words, lambda index: True)
 
     def index_pairs(self, columns: Sequence[str]) -> list[str]:
         """Add the pairs of common words to the word indexes of these text columns where the budget
         has room (sde.compressed_columns.index_pairs): a phrase of common words then tests only the
         lines that hold it. Returns the columns whose index has them."""
-        done = []
+        return self._each_indexed(columns, index_pairs, lambda index: len(index.pairs) > 0)
+
+    def _each_indexed(self, columns: Sequence[str], build: Callable[[Any], WordIndex | None],
+                      done: Callable[[WordIndex], bool]) -> list[str]:
+        """``build`` (sde.compressed_columns.index_words / index_pairs) for each column's file, in
+        order; the columns whose index it gave is ``done``. A column that fails loses nothing: its
+        searches read the lines, and report what is wrong with it."""
+        indexed = []
         for column in columns:
             try:
-                index = index_pairs(self._compressed.get(self.names.get(column, "")))
+                index = build(self._compressed.get(self.names.get(column, "")))
             except (QueryError, OSError, pa.ArrowException):
-                continue  # nothing lost: phrases are tested on the lines their words narrow
-            if index is not None and len(index.pairs):
-                done.append(column)
-        return done
+                continue
+            if index is not None and done(index):
+                indexed.append(column)
+        return indexed
 
     def indexed_sql(self, masks: dict[str, pa.Array], clause: Clause) -> tuple[str, bool] | None:
         """A ``contains`` / ``has`` / ``matches`` clause on a column with a word index, as the rows
@@ -388,8 +388,7 @@ class _Engine:
             pieces = sorted(dict.fromkeys(piece for piece in value.split(" ") if piece), key=len, reverse=True)
             exact = pieces == [value]
             clauses = [replace(clause, value=piece) for piece in pieces[:INDEXED_PIECES]]
-        return self._marked(masks, [index.matching_rows(test.predicate, test.params,
-                                                        None if exact else PIECE_ROWS_SHARE)
+        return self._marked(masks, [index.matching_rows(test, None if exact else PIECE_ROWS_SHARE)
                                     for test in map(self._word_test, clauses)], bool(exact))
 
     def _word_test(self, clause: Clause, word: str = WORD) -> WordTest:

@@ -133,14 +133,12 @@ class WordIndex:
         return int(self.words.nbytes + sum(p.nbytes for p in self.postings) + self.vocabulary.nbytes
                    + self.nulls.nbytes + self.pairs.nbytes + sum(p.nbytes for p in self.pair_postings))
 
-    def matching_rows(self, predicate: str, params: Sequence[Any] = (),
-                      per_row: float | None = None) -> pa.BooleanArray | None:
-        """Per row, whether one of its words satisfies ``predicate`` (DuckDB SQL over the column
-        :data:`WORD`, with ``params`` for its ``?``); null where the value is missing. None when
+    def matching_rows(self, test: WordTest, per_row: float | None = None) -> pa.BooleanArray | None:
+        """Per row, whether one of its words passes ``test``; null where the value is missing. None when
         the words it matches hold more than ``per_row`` (default :data:`MAX_POSTINGS_PER_ROW`)
         rows per row of the column (``e``: nearly every word): scanning the lines is then faster,
         and marking them would take memory in proportion to the column."""
-        spans = self._passing(WordTest(predicate, params)).spans
+        spans = self._passing(test).spans
         if spans.postings > (MAX_POSTINGS_PER_ROW if per_row is None else per_row) * self.rows:
             return None
         mask = np.zeros(self.rows, dtype=bool)
@@ -228,16 +226,12 @@ def within_one_word(pattern: str) -> bool | None:
     match across words, or one this cannot read for sure (Python's parser reads it; DuckDB runs
     RE2, whose syntax it shares for everything it accepts here: lookarounds, back references,
     POSIX classes ``[[:…:]]``, ``\\p{…}`` and verbose mode give None)."""
-    if "[:" in pattern:
-        return None  # RE2's POSIX class; Python reads it as a set of characters
+    parsed = _parsed(pattern)
+    if parsed is None:
+        return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parsed = _re_parser.parse(pattern)
-        if parsed.state.flags & re.VERBOSE:
-            return None
         anchored = _never_a_space(parsed)
-    except (re.error, _MaybeASpace, RecursionError):
+    except (_MaybeASpace, RecursionError):
         return None
     return not anchored
 
@@ -248,15 +242,8 @@ def required_words(pattern: str) -> list[str]:
     give rows to test. The literal characters at the regex's top level (groups included, not
     repeats or alternatives); [] when there are none or the regex is not read for sure (see
     :func:`within_one_word`). Case is the regex's: match the runs ignoring case."""
-    if "[:" in pattern:
-        return []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parsed = _re_parser.parse(pattern)
-    except (re.error, RecursionError):
-        return []
-    if parsed.state.flags & re.VERBOSE:
+    parsed = _parsed(pattern)
+    if parsed is None:
         return []
     runs, run = [], []
     for op, arg in _in_sequence(parsed):
@@ -267,6 +254,21 @@ def required_words(pattern: str) -> list[str]:
             run = []
     runs.append("".join(run))
     return [word for text in runs for word in text.split(" ") if word]
+
+
+def _parsed(pattern: str) -> Any:
+    """A regex as Python's parser reads it, or None where that may not be how RE2 (DuckDB's) reads
+    it: a POSIX class ``[[:…:]]`` (Python reads a set of characters), verbose mode, or anything
+    Python refuses (``\\p{…}``, ``\\Q…\\E``, too deep)."""
+    if "[:" in pattern:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = _re_parser.parse(pattern)
+    except (re.error, RecursionError):
+        return None
+    return None if parsed.state.flags & re.VERBOSE else parsed
 
 
 def _in_sequence(items: Any) -> Iterator[tuple[Any, Any]]:

@@ -68,7 +68,7 @@ def test_the_index_gives_the_rows_whose_words_contain_the_text(monkeypatch, need
     texts = _texts(200, seed=1, lower=False)
     chunks = [pa.array(texts[a:a + 7], pa.large_string()) for a in range(0, len(texts), 7)]
     index = wi.build_word_index(chunks, len(texts))
-    got = index.matching_rows(f"contains({wi.WORD}, ?)", [needle]).to_pylist()
+    got = index.matching_rows(wi.WordTest(f"contains({wi.WORD}, ?)", [needle])).to_pylist()
     assert got == [None if t is None else needle in t for t in texts]
 
 
@@ -92,7 +92,7 @@ def test_words_holding_too_many_rows_are_left_to_a_scan(monkeypatch, needle, per
     monkeypatch.setattr(wi, "MAX_POSTINGS_PER_ROW", per_row)
     texts = ["the cat", "theme", "one", "the other", "e e e"]
     index = wi.build_word_index([pa.array(texts, pa.large_string())], len(texts))
-    got = index.matching_rows(f"contains({wi.WORD}, ?)", [needle])
+    got = index.matching_rows(wi.WordTest(f"contains({wi.WORD}, ?)", [needle]))
     assert (got is not None) is marked
     assert got is None or got.to_pylist() == [needle in t for t in texts]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import importlib
 import json
 import os
 import sys
@@ -37,11 +38,28 @@ class DefaultGroup(click.Group):
     """A group whose first argument, when it is not a subcommand, is the manifest to serve."""
 
     default_command = "serve"
+    # Imported when run or listed: `sde transcribe` brings NeMo's side of sde (pandas, yaml), which
+    # every other command would import at start-up, where a Ctrl-C can only show a traceback.
+    lazy_commands = {"transcribe": "sde.nemo.command:transcribe_command"}
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if (args and args[0] not in self.commands and args[0] not in self.lazy_commands
+                and args[0] not in ("--help", "-h", "--version")):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy_commands and name not in self.commands:
+            module, attribute = self.lazy_commands[name].split(":")
+            try:
+                command = getattr(importlib.import_module(module), attribute)
+            except ImportError:  # the module never needs NeMo to import; this guards a broken install
+                return None
+            self.add_command(command, name)
+        return super().get_command(ctx, name)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage("sde", "SOURCE... [OPTIONS] | COMMAND [ARGS]...")
@@ -97,6 +115,10 @@ def fail(message: str) -> None:
 
 
 def _exit_interrupted() -> NoReturn:
+    # A Ctrl-C that landed inside exec() of a string (dataclasses build their methods so, while
+    # sde's modules import) leaves CPython marked as killed by an unhandled Ctrl-C, handled or not:
+    # it would end by SIGINT instead of 130. exec() of a string clears that mark as it starts.
+    exec("")
     click.echo("interrupted", err=True)
     sys.exit(130)
 
@@ -674,17 +696,6 @@ def demo_command(port: int, host: str, auth: str | None, debug: bool, cache_dir:
                    cache_dir, no_cache)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
            sock=sock, reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only)
-
-
-def _register_transcribe() -> None:
-    try:
-        from sde.nemo.command import transcribe_command
-    except ImportError:  # the module itself never needs NeMo to import; this guards a broken install
-        return
-    cli.add_command(transcribe_command, "transcribe")
-
-
-_register_transcribe()
 
 
 def _terminate(signum: int, _frame: Any) -> None:

@@ -1,41 +1,98 @@
 """Worker processes that stop with their parent: forked pools whose workers ignore Ctrl-C.
 
-Ctrl-C reaches the whole process group; only the parent reacts (leaving its ``with pool`` block
-terminates the workers), so an interrupted load prints no worker traceback and leaves no orphan.
+Ctrl-C reaches the whole process group; only the parent reacts (leaving its ``with worker_pool``
+block terminates the workers), so an interrupted load prints no worker traceback and leaves no
+orphan: an orphan keeps the parent's stdout and stderr open, so whoever reads them (a pipe, a
+test) waits for ever.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.pool
+import os
 import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _Job = TypeVar("_Job")
 _Result = TypeVar("_Result")
 
 
-def _worker_signals() -> None:
+def _worker_signals(parent: int) -> None:
     """Pool worker start-up: Ctrl-C reaches the whole process group, but only the parent should
     react (it terminates the pool); a worker's own KeyboardInterrupt printed a traceback. SIGTERM
-    gets its default action back (the parent's handler unwinds, a worker just ends)."""
+    gets its default action back (the parent's handler unwinds, a worker just ends), and arrives
+    when the parent dies without terminating the pool (kill -9)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by _start_pool
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before prctl: no signal will come
+            os._exit(0)
 
 
-def start_pool(context: multiprocessing.context.BaseContext, processes: int) -> multiprocessing.pool.Pool:
-    """A pool whose workers ignore Ctrl-C. The stop signals stay blocked while the workers are
-    forked (they inherit the mask), so one landing before a worker's initializer ran waits and is
-    then ignored there, while the parent receives it as soon as the pool exists."""
+def _start_pool(context: multiprocessing.context.BaseContext, processes: int) -> multiprocessing.pool.Pool:
+    """The stop signals stay blocked while the workers are forked (they inherit the mask), so one
+    landing before a worker's initializer ran waits and is then ignored there."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
-        return context.Pool(processes, initializer=_worker_signals)
+        return context.Pool(processes, initializer=_worker_signals, initargs=(os.getpid(),))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Handle Ctrl-C and SIGTERM after the block rather than inside it. Python raises the handler's
+    exception in the main thread between any two bytecodes: one raised inside ``Pool()``, after its
+    handler threads started, lost the pool; at exit multiprocessing ended the workers, the lost
+    pool's handler thread forked new ones, and those outlived the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run in the main thread only: nothing can be raised here
+        return
+    received: list[int] = []
+    previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    held = [s for s, handler in previous.items() if handler is not None]  # None: installed outside Python
+    for s in held:
+        signal.signal(s, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for s in held:
+            signal.signal(s, previous[s])
+        if received:
+            _deliver(received[0], previous[received[0]])
+
+
+def _deliver(signum: int, handler: Any) -> None:
+    if callable(handler):
+        handler(signum, None)  # raises KeyboardInterrupt, or SystemExit from sde's SIGTERM handler
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)
+
+
+@contextmanager
+def worker_pool(context: multiprocessing.context.BaseContext, processes: int) -> Iterator[multiprocessing.pool.Pool]:
+    """A pool whose workers ignore Ctrl-C, terminated when the block ends, however it ends
+    (Ctrl-C, SIGTERM, an error, a generator closed early)."""
+    pool = None
+    try:
+        with _stop_signals_held():
+            pool = _start_pool(context, processes)
+        yield pool
+    finally:
+        if pool is not None:
+            with _stop_signals_held():  # a second Ctrl-C must not leave it half terminated
+                pool.terminate()
 
 
 def fork_context() -> multiprocessing.context.BaseContext | None:
@@ -53,5 +110,5 @@ def run_unordered(function: Callable[[_Job], _Result], jobs: Sequence[_Job], pro
     if context is None:
         yield from map(function, jobs)
         return
-    with start_pool(context, processes) as pool:
+    with worker_pool(context, processes) as pool:
         yield from pool.imap_unordered(function, jobs, chunksize=1)

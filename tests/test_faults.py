@@ -312,6 +312,39 @@ def test_ctrl_c_inside_a_duckdb_query_ends_as_interrupted():
     assert proc.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err
 
 
+CTRL_C_INSIDE_EXEC_OF_A_STRING = """
+from sde.cli import handle_data_errors
+
+@handle_data_errors
+def command():
+    # as dataclasses build their methods while a module imports
+    exec("import signal\\nsignal.raise_signal(signal.SIGINT)\\nfor _ in range(1000): pass")
+
+command()
+"""
+
+
+def test_ctrl_c_inside_exec_of_a_string_still_exits_130(tmp_path):
+    """CPython marks a process whose Ctrl-C landed inside exec() of a string as killed by SIGINT
+    at exit, handled or not: run as `python -m` (as the tests run sde), it ended -2 after printing
+    "interrupted"."""
+    (tmp_path / "exec_then_ctrl_c.py").write_text(CTRL_C_INSIDE_EXEC_OF_A_STRING)
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    proc = subprocess.run([sys.executable, "-m", "exec_then_ctrl_c"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 130 and proc.stderr.strip() == "interrupted", (proc.returncode, proc.stderr[-3000:])
+
+
+def test_starting_a_command_imports_no_data_library():
+    """What `sde` imports before its commands' own Ctrl-C handling starts: a Ctrl-C there can only
+    show Python's traceback, so it must stay small (NeMo's side of sde once brought pandas)."""
+    code = ("import sys, sde.cli\n"
+            "print([m for m in ('pandas', 'numpy', 'pyarrow', 'duckdb', 'yaml', 'sde.nemo') if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", (proc.stdout, proc.stderr[-3000:])
+
+
 # ------------------------------------------------------------------------------ transcribe
 
 @pytest.mark.nemo

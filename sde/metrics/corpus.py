@@ -30,7 +30,7 @@ from sde.metrics.windows import (
     is_windowed,
 )
 from sde.text import split_words, to_arrow_strings
-from sde.workers import fork_context, start_pool
+from sde.workers import fork_context, worker_pool
 
 COUNT_KEYS: tuple[str, ...] = (
     "sub",
@@ -281,7 +281,7 @@ def align_corpus(
         try:
             # On any exception (KeyboardInterrupt, SystemExit from SIGTERM) leaving the block
             # terminates the workers: none outlives the interrupted load.
-            with start_pool(context, processes) as pool:
+            with worker_pool(context, processes) as pool:
                 parts = pool.map(_align_range, ranges, chunksize=1)
         finally:
             _SHARED = None

@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sde.audio import AudioError, file_info, read_channels, resample, to_mono
-import sde.sources.members  # noqa: F401 - installs sde.audio's opener of tar-member paths (tar_member_path)
 from sde.nemo.model import (TranscribeError, ensure_model, import_nemo_asr, import_torch, model_sample_rate,
                             one_line, pick_amp_dtype, quiet_nemo)
 from sde.progress import progress_bar
@@ -71,6 +70,8 @@ def read_audio(path: str, offset: float = 0.0, duration: float | None = None, sa
     """Samples of ``path`` from ``offset`` for ``duration`` seconds (to the end when None), float32
     mono at ``sample_rate``. Only the segment is decoded (sde.audio's reader: libsndfile, else
     ffmpeg, else audioread); a file shorter than announced gives what it holds."""
+    import sde.sources.members  # noqa: F401 - installs sde.audio's opener of tar-member paths (pandas: not at import)
+
     offset = max(0.0, float(offset or 0.0))
     if duration is not None and not math.isfinite(duration):
         duration = None

@@ -225,6 +225,14 @@ def test_import_is_lazy():
     assert r.returncode == 0, r.stderr
 
 
+def test_the_command_imports_no_table_library():
+    """`sde transcribe --help` stays fast: the command's module brings neither pandas nor Arrow."""
+    code = ("import sys, sde.nemo.command\n"
+            "print([m for m in ('pandas', 'pyarrow', 'duckdb') if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)
+
+
 # ------------------------------------------------------------------------------------------------
 # CLI usage errors (no NeMo needed)
 

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -47,7 +48,8 @@ def _page(filter: str, sort: str, page: int = 0) -> str:
     return "/api/utterances?" + urlencode({"filter": filter, "sort": sort, "page": page, "page_size": 50})
 
 
-QUERIES = {
+# A request's path, or a function of the dataset's size giving it.
+QUERIES: dict[str, str | Callable[[int], str]] = {
     "filtered + sorted page": _page("{wer} > 20 && {duration} < 10", "-cer"),
     "contains + sorted page": _page('{text} contains "the"', "duration"),
     "another search of that column, 3 s later": _page('{text} contains "er"', "-wer"),
@@ -58,6 +60,8 @@ QUERIES = {
     "every utterance sorted by speaker": _page("", "speaker"),
     "every utterance sorted by transcript": _page("", "-text"),
     "page 100 of every utterance by -snr (rows 5,000-5,050)": _page("", "-snr", page=100),
+    "a page in the middle by -snr (rows 5,000,000-5,000,050 at 10M)": lambda size: _page("", "-snr", page=size // 100),
+    "a page in the middle by transcript": lambda size: _page("", "text", page=size // 100),
     "breakdown by speaker": "/api/breakdown?" + urlencode({"by": "speaker", "sort": "-wer", "page_size": 50}),
     "bootstrap comparison": "/api/compare?" + urlencode({"n_resamples": 1000, "seed": 0}),
     "errors of the first hypothesis": "/api/errors?limit=100",
@@ -282,7 +286,7 @@ def main() -> None:
                      for t in (server.searches_ready_s, server.phrases_ready_s)]
             starts[-1] += f" {' / '.join(ready)} |"
             for name in args.only:
-                path = QUERIES[name]
+                path = QUERIES[name](size) if callable(QUERIES[name]) else QUERIES[name]
                 time.sleep(PAUSE_BEFORE.get(name, 0.0))
                 first, size_bytes = server.get(path)
                 again, _ = server.get(path)

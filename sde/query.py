@@ -31,8 +31,10 @@ columns are handed to it as Arrow arrays sharing the DataFrame's memory, and eac
 from __future__ import annotations
 
 import functools
+import math
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -49,6 +51,7 @@ from sde.filters import (
     MAX_CLAUSES,
     MAX_QUERY_LENGTH,
     NODES,
+    NUMBER,
     OPERATORS,
     OTHER,
     TEXT,
@@ -107,6 +110,17 @@ PREFIX_ROWS = 1_000
 # ... and a page past them, up to this row, from a longer top-N (10M rows: ~0.1 s, about what the
 # first 1,000 cost; DuckDB sorts everything for ~100,000): 200 pages of 50 before a whole sort.
 LONG_PREFIX_ROWS = 10_000
+# A page past LONG_PREFIX_ROWS sorts only a band of the view around it (_Engine.band): the band's
+# edges are quantiles of a sample of the first sort key, this many rows (10M rows: ~30 ms), ...
+BAND_SAMPLE = 20_000
+# ... this many standard errors of the sample's rank on each side (a band of ~3% of a 10M view,
+# sorted in ~0.1 s; it misses the page about once in 15,000 and the whole view is sorted then).
+BAND_SIGMAS = 4.0
+# ... read at these quantiles (a step of 0.1% of the view), ...
+BAND_GRID = 1_000
+# ... when counting the view takes at most this long: a band costs three scans more than a whole
+# sort, so a filter that reads every line (a regex across words) is cheaper sorted whole.
+BAND_SCAN_SECONDS = 0.15
 # A search of text with spaces marks the rows holding its longest pieces (word indexes, see
 # _Engine.indexed_sql); a few narrow it enough, and a hostile thousand-word text must not cost more.
 INDEXED_PIECES = 3
@@ -316,6 +330,49 @@ class _Engine:
         pos, total = self._fetch(sql, params, tables, streamed)
         return (int(total[0]) if len(total) else 0), pos
 
+    def band(self, where: str, params: Sequence[Any], tables: Mapping[str, Any], order: str, key: str,
+             desc: bool, start: int, end: int, masks: Mapping[str, pa.Array]) -> tuple[int, int, np.ndarray] | None:
+        """The rows of the view ranked ``[start, end)`` and those around them, without sorting the
+        whole view: (rows in the view, the rank of the band's first row, the band's positions in
+        order), or None where this does not pay (the caller sorts the whole view). ``key`` is the
+        first sort key (``order`` sorts by it first). Quantiles of a sample of the key bound a band
+        that holds the ranks with near certainty; exact counts of the rows before it and through it
+        check that it does, so the answer never depends on the sample."""
+        counted = dict(tables)
+        source, _ = self._source(where, counted, masks)
+        began = time.monotonic()
+        total = self._row(f"SELECT count(*) FROM {source} WHERE {where}", params, counted)[0]
+        end = min(end, total)
+        if start >= end:
+            return total, start, np.zeros(0, dtype=np.int64)  # past the view's last row
+        if time.monotonic() - began > BAND_SCAN_SECONDS:
+            return None  # a filter that reads every line: three more scans would cost more than a sort
+        tables = dict(tables)
+        source, streamed = self._source(f"{where} {order}", tables, masks)
+        sampled, keyed, grid = self._row(
+            f"SELECT count(*), count({key}), quantile_disc({key}, [i / {BAND_GRID} for i in range({BAND_GRID} + 1)]) "
+            f"FROM (SELECT {key} FROM {source} WHERE {where}) USING SAMPLE reservoir({BAND_SAMPLE} ROWS) REPEATABLE (7)",
+            params, tables)
+        if not keyed:
+            return None
+        edges = _band_edges(grid, keyed / sampled, start / total, end / total, desc)
+        if edges is None:
+            return None
+        first, last = edges
+        before, after = (">", "<") if desc else ("<", ">")
+        keyed, ahead, through = self._row(
+            f"SELECT count({key}), {'0' if first is None else f'count(*) FILTER (WHERE {key} {before} ?)'}, "
+            f"{'count(' + key + ')' if last is None else f'count(*) FILTER (WHERE {key} {before}= ?)'} "
+            f"FROM {source} WHERE {where}", [e for e in edges if e is not None] + list(params), tables)
+        if ahead > start or through < end or through - ahead > total // 2:
+            return None  # the sample missed the page (rare), the page reaches the rows without a key
+            # (sorted last), or ties make the band most of the view
+        inside = ([] if first is None else [f" AND {key} {after}= ?"]) + ([] if last is None else [f" AND {key} {before}= ?"])
+        pos = self._fetch(f"SELECT pos FROM {source} WHERE ({where}) AND {key} IS NOT NULL{''.join(inside)} "
+                          f"ORDER BY {order}, pos", list(params) + [e for e in edges if e is not None],
+                          tables, streamed)[0]
+        return total, ahead, pos
+
     def sort_name(self, column: str) -> str | None:
         """The name a sort by ``column`` uses in a query: a label column's keys (LabelColumn.sort_keys,
         added by :meth:`_source`), else the column itself; None when it is not in the table."""
@@ -410,6 +467,14 @@ class _Engine:
             return None
         return " AND ".join(names), exact and len(names) == 1
 
+    @staticmethod
+    def _row(sql: str, params: Sequence[Any], tables: Mapping[str, Any]) -> tuple:
+        cur = run_sql(sql, params, tables)
+        try:
+            return cur.fetchone()
+        finally:
+            cur.close()
+
     def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any],
                streamed: Sequence[CompressedColumn | LabelColumn]) -> tuple[np.ndarray, np.ndarray]:
         cur = run_sql(sql, params, tables)  # the query's table "t" is in them (see _source)
@@ -440,6 +505,7 @@ class TableQuery:
         self._n = len(df)
         self._results = LRUCache(max_results)
         self._prefixes = LRUCache(max_results)  # (rows in the view, positions of its first rows)
+        self._bands = LRUCache(max_results)  # (rows in the view, rank of a band's first row, its positions)
         # Filter-only columns: name → fn(op, value) returning a VirtualSql (a condition on the row
         # position), or a boolean mask over the rows; raising QueryError for values it does not
         # take. E.g. `{error} = "sub cat bat"`. They can be filtered, not sorted or shown.
@@ -485,6 +551,15 @@ class TableQuery:
         if not parts and not sort_keys:
             pos = np.arange(self._n, dtype=np.int64)
             return pos if limit is None else (self._n, pos[:limit])
+        where, params, tables, masks = self._compiled(parts)
+        columns, order = self._order(sort_keys)
+        if limit is None:
+            return self._engine.positions(where, params, tables, order, masks)
+        return self._engine.prefix(where, params, tables, order, columns, limit, masks,
+                                   by_text=any(self._engine.sorts_as_text(c) for c, _ in sort_keys))
+
+    def _compiled(self, parts: list[Node]) -> tuple[str, list[Any], dict[str, Any], dict[str, pa.Array]]:
+        """The filter as SQL: (where, params, the tables and the word-index masks it reads)."""
         tables: dict[str, Any] = {}
         masks: dict[str, pa.Array] = {}
         virtual = {name: functools.partial(self._virtual_sql, name, tables) for name in self._virtual}
@@ -492,19 +567,31 @@ class TableQuery:
         where, params = bound_sql(parts, self._kinds, virtual=virtual, names=self._engine.names,
                                   lower_columns=self._engine.lower_case,
                                   indexed=functools.partial(self._engine.indexed_sql, masks))
+        return where, list(params), tables, masks
+
+    def _order(self, sort_keys: list[tuple[str, bool]]) -> tuple[list[str], str]:
         columns = [self._sort_ident(c) for c, _ in sort_keys]
-        order = ", ".join(f"{c} {'DESC' if desc else 'ASC'} NULLS LAST" for c, (_, desc) in zip(columns, sort_keys))
-        if limit is None:
-            return self._engine.positions(where, params, tables, order, masks)
-        return self._engine.prefix(where, params, tables, order, columns, limit, masks,
-                                   by_text=any(self._engine.sorts_as_text(c) for c, _ in sort_keys))
+        return columns, ", ".join(f"{c} {'DESC' if desc else 'ASC'} NULLS LAST" for c, (_, desc) in zip(columns, sort_keys))
+
+    def _band(self, parts: list[Node], sort_keys: list[tuple[str, bool]], start: int, end: int,
+              ) -> tuple[int, int, np.ndarray] | None:
+        """(rows in the view, rank of the band's first row, its positions) around ``[start, end)``,
+        or None (see _Engine.band). Numbers, labels and text only: their sort order is DuckDB's."""
+        column, desc = sort_keys[0]
+        if self._kinds[column] not in (NUMBER, TEXT):
+            return None
+        where, params, tables, masks = self._compiled(parts)
+        columns, order = self._order(sort_keys)
+        return self._engine.band(where, params, tables, order, columns[0], desc, start, end, masks)
 
     def window(self, filter: str | Sequence[Node] | None, sort: str | Sequence[tuple[str, bool]] | None,
                start: int, end: int) -> tuple[int, np.ndarray]:
         """(rows in the view, positions of its rows ``[start, end)``): a page without sorting the
         whole view. The first pages of a new sorted view come from DuckDB's top-N (a sort of 1M
         rows costs ~100 ms, the top 1,000 ~10), pages up to :data:`LONG_PREFIX_ROWS` from a
-        longer one; a page past them sorts the whole view once, and later pages are slices of it."""
+        longer one; a page past them from a band of the view around it (:meth:`_Engine.band`),
+        whose next pages are slices of it; where a band does not pay, the whole view is sorted
+        once, and later pages are slices of that."""
         parts, sort_keys, key = self._key(filter, sort)
         full = self._results.get(key)
         if full is None and sort_keys and end <= LONG_PREFIX_ROWS:
@@ -516,6 +603,15 @@ class TableQuery:
             if len(pos) == total:  # the whole view
                 self._results.put(key, _frozen(pos))
             return total, pos[start:end]
+        if full is None and sort_keys:
+            band = self._bands.get(key)
+            if band is None or not band[1] <= start <= min(end, band[0]) <= band[1] + len(band[2]):
+                band = self._band(parts, sort_keys, start, end)
+                if band is not None:
+                    self._bands.put(key, band)
+            if band is not None:
+                total, first, pos = band
+                return total, pos[max(0, start - first):max(0, end - first)]
         pos = self.select(parts, sort_keys) if full is None else full
         return int(len(pos)), pos[start:end]
 
@@ -691,6 +787,30 @@ class TableQuery:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _band_edges(grid: Sequence[Any], keyed_share: float, start: float, end: float, desc: bool,
+                ) -> tuple[Any, Any] | None:
+    """The key's values bounding a band of the view that holds the rows ranked from ``start`` to
+    ``end`` (shares of the view), from ``grid``: the quantiles 0, 1/BAND_GRID, …, 1 of a sample of
+    the key, of which ``keyed_share`` had one (rows without sort last). None for an unbounded side.
+    The margins: BAND_SIGMAS standard errors of a sample's share, and a few of its rows (at the
+    ends, where the error is skewed); the grid's step rounds outwards."""
+    def margin(share: float) -> float:
+        share = min(max(share, 0.0), 1.0)
+        return BAND_SIGMAS * math.sqrt(share * (1 - share) / BAND_SAMPLE) + 8 / BAND_SAMPLE
+
+    spread = margin(keyed_share) / keyed_share  # the share of rows with a key is a sample's too
+    low = start / keyed_share - margin(start / keyed_share) - spread
+    high = end / keyed_share + margin(end / keyed_share) + spread
+    if low >= 1:
+        return None  # among the rows without a key
+    steps = len(grid) - 1
+    first = None if low <= 0 else math.floor(low * steps)  # grid index, ascending
+    last = None if high >= 1 else math.ceil(high * steps)
+    if desc:
+        first, last = (None if first is None else steps - first), (None if last is None else steps - last)
+    return (None if first is None else grid[first]), (None if last is None else grid[last])
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -325,8 +325,21 @@ def test_a_sort_by_labels_orders_their_codes_as_the_strings_would_be(tmp_path, s
         (total, page), (want_total, want_page) = query.window(filt, sort, 0, 40), want.window(filt, sort, 0, 40)
         assert total == want_total and page.tolist() == want_page.tolist()
         assert query.select(filt, sort).tolist() == want.select(filt, sort).tolist()
+        deep = TableQuery(frame)  # a page past the long top-N: a band of the codes (query._band)
+        assert deep.window(filt, sort, 10_100, 10_140)[1].tolist() == want.select(filt, sort).tolist()[10_100:10_140]
         if filt is None:
-            assert not query._engine._scans  # a sort reads the codes, never the strings
+            assert not query._engine._scans and not deep._engine._scans  # a sort reads the codes, never the strings
+
+
+@pytest.mark.parametrize("sort", ["text", "-text,n"])
+@pytest.mark.parametrize("filt", [None, "{n} > 100"])
+def test_pages_past_the_long_top_n_equal_those_over_plain_ones(column, values, filt, sort):
+    n = np.arange(len(values))
+    stored = pd.DataFrame({"n": n})
+    stored.insert(1, "text", _series(open_column(column.path)))
+    want = TableQuery(pd.DataFrame({"n": n, "text": _plain(values)})).select(filt, sort).tolist()
+    for start in (10_050, len(want) - 500, len(want) - 20):
+        assert TableQuery(stored).window(filt, sort, start, start + 50)[1].tolist() == want[start:start + 50]
 
 
 @pytest.mark.parametrize("keeps", [True, False], ids=["kept for the next query", "too big to keep"])

@@ -312,20 +312,28 @@ def big() -> pd.DataFrame:
     return pd.DataFrame({"x": x, "y": rng.random(n)})
 
 
+def _path(query: TableQuery) -> str:
+    """Which way a fresh query answered its first page."""
+    return "whole sort" if len(query._results) else "band" if len(query._bands) else "top-N"
+
+
 @pytest.mark.parametrize("descending", [False, True])
-@pytest.mark.parametrize("page, whole_sort", [(0, False), (1, False), (19, False), (20, False), (21, False),
-                                              (60, False), (199, False), (200, True), (201, True), (500, True)])
-def test_pages_of_a_big_view_are_slices_of_the_stable_sort(big, page, whole_sort, descending):
+@pytest.mark.parametrize("page", [0, 1, 19, 20, 21, 60, 199, 200, 201, 500, 504, 520])
+def test_pages_of_a_big_view_are_slices_of_the_stable_sort(big, page, descending):
     from sde.query import LONG_PREFIX_ROWS, PREFIX_ROWS
 
     assert len(big) > 3 * LONG_PREFIX_ROWS
     expected = _pandas_view(big, big.y > 0.2, "x", descending)
+    keyed = int(big.x[big.y > 0.2].notna().sum())
     sort = "-x" if descending else "x"
     fresh = TableQuery(big)
     total, rows = fresh.page("{y} > 0.2", sort, page, 50)
     assert total == len(expected)
     assert rows.index.tolist() == expected[page * 50 : (page + 1) * 50]
-    assert bool(len(fresh._results)) is whole_sort  # up to LONG_PREFIX_ROWS a top-N, past it the whole sort
+    # up to LONG_PREFIX_ROWS a top-N, past it a band around the page; a page that reaches the rows
+    # without a value (sorted last) sorts the whole view
+    end = min((page + 1) * 50, total)
+    assert _path(fresh) == ("top-N" if end <= LONG_PREFIX_ROWS else "band" if end <= keyed else "whole sort")
     for start in (PREFIX_ROWS - 30, LONG_PREFIX_ROWS - 30):  # grid blocks across the windows' ends
         assert fresh.rows("{y} > 0.2", sort, start, start + 100)[1].index.tolist() == expected[start : start + 100]
     assert fresh.select("{y} > 0.2", sort).tolist() == expected
@@ -409,3 +417,85 @@ def test_stopping_interrupts_the_running_queries_and_refuses_new_ones(monkeypatc
     with pytest.raises(QueryError, match="stopping"):
         engine.run_sql("SELECT 1")
     assert engine.stopping()
+
+
+# ---------------------------------------------------------------- pages past the long top-N: bands
+
+@pytest.fixture(scope="module")
+def wide() -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    n = 40_000
+    value = rng.normal(5, 2, n).round(2)  # ~1,500 distinct values: ties inside and at a band's edges
+    value[rng.random(n) < 0.05] = np.nan
+    letters = np.array(list("abcdefghij"))
+    text = ["".join(rng.choice(letters, rng.integers(1, 6))) for _ in range(n)]
+    return pd.DataFrame({"value": value, "level": rng.integers(0, 3, n), "text": pd.Series(text, dtype="string[pyarrow]"),
+                         "y": rng.random(n)})
+
+
+BAND_SORTS = ["value", "-value", "text", "-text", "value,-y", "-text,value"]
+BAND_FILTERS = [None, "{y} > 0.3", '{text} contains "ab" || {value} > 6']
+
+
+@pytest.mark.parametrize("sort", BAND_SORTS)
+@pytest.mark.parametrize("filt", BAND_FILTERS)
+def test_a_page_past_the_long_top_n_is_the_whole_sorts_page(wide, filt, sort):
+    from sde.query import LONG_PREFIX_ROWS
+
+    expected = TableQuery(wide).select(filt, sort).tolist()  # the whole sort
+    total = len(expected)
+    keyed = len(TableQuery(wide).select(f"({filt}) && {{{sort.split(',')[0].lstrip('-')}}} is not null"
+                                        if filt else f"{{{sort.split(',')[0].lstrip('-')}}} is not null"))
+    for start in (LONG_PREFIX_ROWS, total // 2 + 7, keyed - 50, total - 30):
+        fresh = TableQuery(wide)
+        got_total, pos = fresh.window(filt, sort, start, start + 50)
+        assert got_total == total and pos.tolist() == expected[start:start + 50], start
+        end = min(start + 50, total)
+        assert _path(fresh) == ("top-N" if end <= LONG_PREFIX_ROWS else "band" if end <= keyed else "whole sort"), start
+
+
+def test_the_next_pages_of_a_band_are_slices_of_it(wide, monkeypatch):
+    from sde.query import _Engine
+
+    bands = []
+    band = _Engine.band
+    monkeypatch.setattr(_Engine, "band", lambda self, *a: bands.append(band(self, *a)) or bands[-1])
+    query, expected = TableQuery(wide), TableQuery(wide).select("{y} > 0.1", "-value").tolist()
+    start = 20_000
+    assert query.window("{y} > 0.1", "-value", start, start + 100)[1].tolist() == expected[start:start + 100]
+    _, first, positions = bands[0]
+    assert first <= start and first + len(positions) > start + 400  # a few grid blocks each way
+    while start + 200 <= first + len(positions):  # a grid scrolling through the band
+        start += 100
+        assert query.window("{y} > 0.1", "-value", start, start + 100)[1].tolist() == expected[start:start + 100]
+    assert len(bands) == 1
+    start += 100  # past it: a new band
+    assert query.window("{y} > 0.1", "-value", start, start + 100)[1].tolist() == expected[start:start + 100]
+    assert len(bands) == 2
+
+
+@pytest.mark.parametrize("sort", ["value", "-text"])
+def test_a_band_that_misses_the_page_gives_way_to_the_whole_sort(wide, monkeypatch, sort):
+    """The band's edges come from a sample; exact counts check them, so a band too narrow for the
+    page (no margin for the sample's error at all) still answers right, by sorting everything."""
+    monkeypatch.setattr("sde.query.BAND_SIGMAS", 0.0)
+    expected = TableQuery(wide).select(None, sort).tolist()
+    for start in (12_345, 20_000, 30_001):
+        fresh = TableQuery(wide)
+        assert fresh.window(None, sort, start, start + 50)[1].tolist() == expected[start:start + 50]
+
+
+def test_a_key_most_rows_share_sorts_the_whole_view(wide):
+    """A band is the rows between two values of the key: here most of the view, so it is sorted
+    whole (every later page is then a slice)."""
+    mostly_one = wide.assign(level=(wide.y > 0.05).astype(int))
+    fresh = TableQuery(mostly_one)
+    assert fresh.window(None, "level,value", 20_000, 20_050)[1].tolist() == \
+        TableQuery(mostly_one).select(None, "level,value").tolist()[20_000:20_050]
+    assert _path(fresh) == "whole sort"
+
+
+def test_a_page_past_the_end_of_a_deep_view_is_empty(wide):
+    fresh = TableQuery(wide)
+    total, pos = fresh.window("{y} > 0.5", "value", 39_000, 39_050)
+    assert total == int((wide.y > 0.5).sum()) and len(pos) == 0

@@ -360,8 +360,8 @@ class _Engine:
             return None
         first, last = edges
         before, after = (">", "<") if desc else ("<", ">")
-        keyed, ahead, through = self._row(
-            f"SELECT count({key}), {'0' if first is None else f'count(*) FILTER (WHERE {key} {before} ?)'}, "
+        ahead, through = self._row(
+            f"SELECT {'0' if first is None else f'count(*) FILTER (WHERE {key} {before} ?)'}, "
             f"{'count(' + key + ')' if last is None else f'count(*) FILTER (WHERE {key} {before}= ?)'} "
             f"FROM {source} WHERE {where}", [e for e in edges if e is not None] + list(params), tables)
         if ahead > start or through < end or through - ahead > total // 2:

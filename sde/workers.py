@@ -35,6 +35,8 @@ def _worker_signals(parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by _start_pool
     if sys.platform == "linux":
+        # sent when the thread that forked this worker ends: a pool lives inside that thread's
+        # ``with worker_pool`` block, and Pool's own handler thread only forks while the pool runs
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # it died before prctl: no signal will come
             os._exit(0)

@@ -320,10 +320,8 @@ class _Engine:
                               params, tables, streamed)[0]
             if where == "TRUE" or len(pos) < limit:
                 return len(self._df) if where == "TRUE" else len(pos), pos
-            source, streamed = self._source(where, tables, masks)
-            total = self._fetch(f"SELECT 0 AS pos, count(*) AS n FROM {source} WHERE {where}", params, tables,
-                                streamed)[1]
-            return int(total[0]), pos
+            source, _ = self._source(where, tables, masks)  # its columns: the top-N's, kept already
+            return int(self._row(f"SELECT count(*) FROM {source} WHERE {where}", params, tables)[0]), pos
         keep = ", ".join(dict.fromkeys(["pos", *sort_columns]))
         sql = (f"WITH m AS MATERIALIZED (SELECT {keep} FROM {source} WHERE {where}) "
                f"SELECT pos, (SELECT count(*) FROM m) AS n FROM m ORDER BY {order}, pos LIMIT {int(limit)}")
@@ -339,7 +337,7 @@ class _Engine:
         that holds the ranks with near certainty; exact counts of the rows before it and through it
         check that it does, so the answer never depends on the sample."""
         counted = dict(tables)
-        source, _ = self._source(where, counted, masks)
+        source, _ = self._source(where, counted, masks)  # no sort column: its time is the filter's
         began = time.monotonic()
         total = self._row(f"SELECT count(*) FROM {source} WHERE {where}", params, counted)[0]
         end = min(end, total)
@@ -359,18 +357,18 @@ class _Engine:
         if edges is None:
             return None
         first, last = edges
+        bounds = [e for e in edges if e is not None]
         before, after = (">", "<") if desc else ("<", ">")
-        ahead, through = self._row(
-            f"SELECT {'0' if first is None else f'count(*) FILTER (WHERE {key} {before} ?)'}, "
-            f"{'count(' + key + ')' if last is None else f'count(*) FILTER (WHERE {key} {before}= ?)'} "
-            f"FROM {source} WHERE {where}", [e for e in edges if e is not None] + list(params), tables)
+        count_ahead = "0" if first is None else f"count(*) FILTER (WHERE {key} {before} ?)"
+        count_through = f"count({key})" if last is None else f"count(*) FILTER (WHERE {key} {before}= ?)"
+        ahead, through = self._row(f"SELECT {count_ahead}, {count_through} FROM {source} WHERE {where}",
+                                   bounds + list(params), tables)
         if ahead > start or through < end or through - ahead > total // 2:
             return None  # the sample missed the page (rare), the page reaches the rows without a key
             # (sorted last), or ties make the band most of the view
-        inside = ([] if first is None else [f" AND {key} {after}= ?"]) + ([] if last is None else [f" AND {key} {before}= ?"])
-        pos = self._fetch(f"SELECT pos FROM {source} WHERE ({where}) AND {key} IS NOT NULL{''.join(inside)} "
-                          f"ORDER BY {order}, pos", list(params) + [e for e in edges if e is not None],
-                          tables, streamed)[0]
+        inside = "".join([f" AND {key} {after}= ?"] * (first is not None) + [f" AND {key} {before}= ?"] * (last is not None))
+        pos = self._fetch(f"SELECT pos FROM {source} WHERE ({where}) AND {key} IS NOT NULL{inside} ORDER BY {order}, pos",
+                          list(params) + bounds, tables, streamed)[0]
         return total, ahead, pos
 
     def sort_name(self, column: str) -> str | None:
@@ -604,7 +602,7 @@ class TableQuery:
                 self._results.put(key, _frozen(pos))
             return total, pos[start:end]
         if full is None and sort_keys:
-            band = self._bands.get(key)
+            band = self._bands.get(key)  # (rows in the view, rank of its first row, positions)
             if band is None or not band[1] <= start <= min(end, band[0]) <= band[1] + len(band[2]):
                 band = self._band(parts, sort_keys, start, end)
                 if band is not None:

@@ -62,6 +62,7 @@ QUERIES: dict[str, str | Callable[[int], str]] = {
     "page 100 of every utterance by -snr (rows 5,000-5,050)": _page("", "-snr", page=100),
     "a page in the middle by -snr (rows 5,000,000-5,000,050 at 10M)": lambda size: _page("", "-snr", page=size // 100),
     "a page in the middle by transcript": lambda size: _page("", "text", page=size // 100),
+    "a search, deep in its view by transcript": lambda size: _page('{text} contains "the"', "-text", page=size // 400),
     "breakdown by speaker": "/api/breakdown?" + urlencode({"by": "speaker", "sort": "-wer", "page_size": 50}),
     "bootstrap comparison": "/api/compare?" + urlencode({"n_resamples": 1000, "seed": 0}),
     "errors of the first hypothesis": "/api/errors?limit=100",
@@ -165,6 +166,7 @@ class Server:
         self.loaded_s: float | None = None
         self.searches_ready_s: float | None = None
         self.phrases_ready_s: float | None = None
+        self.sorts_ready_s: float | None = None
         self.warm_up_done = False
 
         def watch_stderr() -> None:
@@ -173,9 +175,10 @@ class Server:
                     self.loaded_s = time.perf_counter() - self.started
                 if line.startswith("searches ready"):
                     self.searches_ready_s = time.perf_counter() - self.started
-                    self.warm_up_done = "indexed" not in line  # nothing indexed: no phrases line follows
                 if line.startswith("phrases ready"):
                     self.phrases_ready_s = time.perf_counter() - self.started
+                if line.startswith("sorts ready"):  # the warm-up's last line
+                    self.sorts_ready_s = time.perf_counter() - self.started
                     self.warm_up_done = True
 
         threading.Thread(target=watch_stderr, daemon=True).start()
@@ -193,7 +196,7 @@ class Server:
         self.ready_s = time.perf_counter() - self.started
 
     def settle(self, how: float | str) -> None:
-        """Wait ``how`` seconds, or ("ready") until the server says its searches and phrases are ready."""
+        """Wait ``how`` seconds, or ("ready") until the server says its searches, phrases and sorts are ready."""
         if how != "ready":
             time.sleep(float(how))
             return
@@ -283,7 +286,7 @@ def main() -> None:
             print(starts[-1], flush=True)
             server.settle(args.settle)
             ready = [f"{t:.1f} s" if t is not None else "(not yet)"
-                     for t in (server.searches_ready_s, server.phrases_ready_s)]
+                     for t in (server.searches_ready_s, server.phrases_ready_s, server.sorts_ready_s)]
             starts[-1] += f" {' / '.join(ready)} |"
             for name in args.only:
                 path = QUERIES[name](size) if callable(QUERIES[name]) else QUERIES[name]
@@ -302,7 +305,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|")
     print("\n".join(builds))
     print("\n| utterances | warm start: dataset loaded | server answers /api/summary | server memory: RSS / anon "
-          "| searches / phrases ready | after the requests |")
+          "| searches / phrases / sorts ready | after the requests |")
     print("|---:|---:|---:|---:|---:|---:|")
     print("\n".join(starts))
     print("\n| utterances | request | first / again (ms) | answer |")

@@ -448,8 +448,9 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
 
 def _warm_queries(query, transcripts: list[str]) -> None:
     """The query engine's start-up work (sde.query.TableQuery.warm), then a line saying searches
-    are at full speed, and one when phrases of common words are (TableQuery.warm_phrases): at 10M
-    utterances that takes tens of seconds, and a user timing a search should know."""
+    are at full speed, one when phrases of common words are (TableQuery.warm_phrases), and one when
+    sorts by text are (TableQuery.warm_sorts: the transcripts first): at 10M utterances that takes
+    tens of seconds, and a user timing a search or a sort should know."""
     from sde.filters.engine import stopping
 
     started = time.monotonic()
@@ -458,13 +459,17 @@ def _warm_queries(query, transcripts: list[str]) -> None:
         return
     words = f"; words of {', '.join(indexed)} indexed" if indexed else ""
     click.echo(f"searches ready ({time.monotonic() - started:.1f} s{words})", err=True)
-    if not indexed:
-        return
-    paired = query.warm_phrases(indexed)
+    if indexed:
+        paired = query.warm_phrases(indexed)
+        if stopping():
+            return
+        pairs = f"pairs of common words of {', '.join(paired)} indexed" if paired else "no room for pairs of common words"
+        click.echo(f"phrases ready ({time.monotonic() - started:.1f} s; {pairs})", err=True)
+    ranked = query.warm_sorts([*transcripts, *query.columns])
     if stopping():
         return
-    pairs = f"pairs of common words of {', '.join(paired)} indexed" if paired else "no room for pairs of common words"
-    click.echo(f"phrases ready ({time.monotonic() - started:.1f} s; {pairs})", err=True)
+    sorts = f"{', '.join(ranked)} ranked" if ranked else "no text column ranked: sorts compare the values"
+    click.echo(f"sorts ready ({time.monotonic() - started:.1f} s; {sorts})", err=True)
 
 
 def _end_background_queries(warm) -> None:

@@ -43,8 +43,9 @@ from sde.filters.engine import holds_no_ascii_upper, stopping
 from sde.word_index import WordIndex, build_word_index, with_pairs
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
-           "held_whole", "index_pairs", "index_words", "is_compressed", "label_column", "open_column", "preload", "read_strings",
-           "keep_for_next_scan", "stored_column", "string_chunks", "whole_budget", "word_index", "write_compressed"]
+           "held_whole", "index_pairs", "index_words", "is_compressed", "keep_ranks", "label_column", "open_column", "preload",
+           "read_strings", "keep_for_next_scan", "sort_keys", "stored_column", "string_chunks", "whole_budget", "word_index",
+           "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
 # ms, large enough that zstd still finds the text's repetitions (4,096 rows compress as well as 64K).
@@ -212,6 +213,34 @@ def _kept_within_room(column: "CompressedColumn",
     _WORDS.put(column.path, index, size=index.nbytes)
     _sized_whole()
     return index
+
+
+def sort_keys(column: "CompressedColumn | LabelColumn | None") -> pa.Array | None:
+    """Per row, an integer that orders as its value does (null where the value is missing), for a
+    sort that compares integers instead of strings: a label column's (LabelColumn.sort_keys), or a
+    compressed column's once ranked (:func:`keep_ranks`); else None."""
+    if isinstance(column, LabelColumn):
+        return column.sort_keys()
+    return column.ranks if isinstance(column, CompressedColumn) else None
+
+
+def keep_ranks(column: "CompressedColumn | LabelColumn | None", rank: Callable[[], pa.Array]) -> pa.Array | None:
+    """Give a compressed text column its sort keys, ``rank()`` (each row's dense rank among the
+    column's values: ties stay ties, so the next sort key still orders them), when the budget of
+    whole columns has room for them beside the indexes kept (4 bytes a row: 40 MB at 10M rows);
+    the keys (None when there is no room). Computed once; kept as long as the column."""
+    if not isinstance(column, CompressedColumn):
+        return None
+    with column.index_lock:
+        if column.ranks is None:
+            _sized_whole()
+            if _WORDS.max_size - _WORDS.size < 4 * column.rows:
+                return None
+            ranks = rank()
+            _WORDS.put(column.path + "#ranks", ranks, size=ranks.nbytes)  # counted with the indexes
+            _sized_whole()
+            column.ranks = ranks
+        return column.ranks
 
 
 @contextmanager
@@ -485,7 +514,9 @@ class CompressedColumn(_ColumnFile):
         self._cache = LRUCache(CACHED_BATCHES)
         self._whole_lock = threading.Lock()
         self._reading = False  # see read_later
-        self.index_lock = threading.Lock()  # see index_words
+        self.index_lock = threading.Lock()  # see index_words, keep_ranks
+        #: The values' dense ranks, once computed (keep_ranks): sorts compare them, not strings.
+        self.ranks: pa.Array | None = None
         if not self.batches or not pa.types.is_large_string(self._reader.schema.field(0).type):
             raise ValueError(f"{self.path} holds no compressed batch: not a compressed column written by sde")
         _, meta = self._reader.get_batch_with_custom_metadata(self.batches - 1)

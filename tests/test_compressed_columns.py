@@ -504,3 +504,51 @@ def test_texts_with_digits_are_counted_a_batch_at_a_time(tmp_path, case, texts):
         assert A.count_with_digits(s) == want
     if column is not None:
         assert column.kept_whole() is None  # counted by batch, never read whole
+
+
+# ---------------------------------------------------------------- ranks: sorts by text compare integers
+
+def _ranked_frame(tmp_path, values) -> tuple[pd.DataFrame, pd.DataFrame, CompressedColumn]:
+    """The values as a compressed column beside a number column, and the same as plain strings."""
+    write_compressed(tmp_path / "text.arrow", "text", [pa.array(values, pa.large_string())], labels=False)
+    column = open_column(tmp_path / "text.arrow")
+    n = np.arange(len(values))
+    stored = pd.DataFrame({"n": n})
+    stored.insert(1, "text", _series(column))
+    return stored, pd.DataFrame({"n": n, "text": _plain(values)}), column
+
+
+def test_ranks_are_the_dense_ranks_of_the_values_in_byte_order(monkeypatch, tmp_path, values):
+    _budget(monkeypatch, 2**30)
+    stored, _, column = _ranked_frame(tmp_path, values)
+    assert TableQuery(stored).warm_sorts() == ["text"]
+    order = sorted({v for v in values if v is not None}, key=lambda v: v.encode())
+    rank = {v: i + 1 for i, v in enumerate(order)}  # ties share one: "text,-n" still orders them by n
+    assert column.ranks.to_pylist() == [None if v is None else rank[v] for v in values]
+    assert cc._WORDS.size >= 4 * len(values)  # counted in the budget, beside the word indexes
+
+
+@pytest.mark.parametrize("sort", ["text", "-text", "text,-n", "-text,n"])
+@pytest.mark.parametrize("filt", [None, "{n} > 100", '{text} contains "cat"'])
+def test_a_ranked_text_column_sorts_as_its_strings_do(monkeypatch, tmp_path, values, filt, sort):
+    _budget(monkeypatch, 2**30)
+    stored, plain, column = _ranked_frame(tmp_path, values)
+    want = TableQuery(plain).select(filt, sort).tolist()
+    query = TableQuery(stored)
+    assert query.warm_sorts() == ["text"] and query._engine.sort_name("text") == "kc1"
+    total, first = query.window(filt, sort, 0, 50)  # the top-N
+    assert total == len(want) and first.tolist() == want[:50]
+    assert query.select(filt, sort).tolist() == want
+    for start in (10_050, len(want) - 500, len(want) - 20):  # past the long top-N: a band of the ranks
+        deep = TableQuery(stored)
+        assert deep.window(filt, sort, start, start + 50)[1].tolist() == want[start:start + 50]
+        if filt is None:
+            assert not deep._engine._scans  # the sort read the ranks, never the strings
+
+
+def test_without_room_for_ranks_sorts_compare_the_strings(monkeypatch, tmp_path, values):
+    _budget(monkeypatch, 1_000)
+    stored, plain, column = _ranked_frame(tmp_path, values)
+    query = TableQuery(stored)
+    assert query.warm_sorts() == [] and column.ranks is None and query._engine.sort_name("text") == "c1"
+    assert query.select(None, "-text,n").tolist() == TableQuery(plain).select(None, "-text,n").tolist()

@@ -401,6 +401,8 @@ def test_the_server_indexes_its_transcripts_and_finds_what_a_scan_finds(tmp_path
         assert "pairs of common words of text, pred_text indexed" in _said(indexed, "phrases ready")
         assert "indexed" not in _said(scanned, "searches ready")
         assert not [line for line in scanned.stderr if line.startswith("phrases ready")]  # nothing to pair
+        assert "text, pred_text, audio_filepath, audio_path ranked" in _said(indexed, "sorts ready")
+        assert "no text column ranked" in _said(scanned, "sorts ready")
         for filt in SERVER_FILTERS:
             path = "/api/utterances?" + urlencode({"filter": filt, "sort": "-duration", "page_size": 1000})
             got, want = indexed.json(path, 200), scanned.json(path, 200)

@@ -73,7 +73,7 @@ from sde.filters import (
     quote_ident,
     replace_node,
 )
-from sde.word_index import WORD, WordIndex, WordTest, phrase_pieces, required_words, within_one_word
+from sde.word_index import WORD, WordIndex, WordTest, phrase_pieces, required_words, space_cuts, within_one_word
 from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, arrow_column, configure, connect, cursor,
                                 reopen, run_sql)
 
@@ -464,7 +464,10 @@ class _Engine:
         of the words it matches are exactly its rows (for a regex anchored with ^ or $, rows to
         test). A phrase (words with one space between): rows where words passing its pieces follow
         each other (WordIndex.phrase_rows: its :data:`INDEXED_PIECES` longest pairs of pieces),
-        to be tested. Other text with spaces: rows with a word matching each of its
+        to be tested. A regex whose only parts that may match a space are single characters
+        (sde.word_index.space_cuts: ``th.s``): for each way its matches may fall across words, rows
+        where words passing its pieces follow each other (WordIndex.way_rows), to be tested. Other
+        text with spaces, or another regex: rows with a word matching each of its
         :data:`INDEXED_PIECES` longest pieces, to be tested. Rows to test are marked only when in
         at most :data:`PIECE_ROWS_SHARE` of the rows (else the test costs what the marks save).
         Each mark is a boolean column of this query (``masks``). None where the index does not
@@ -481,6 +484,13 @@ class _Engine:
             return self._marked(masks, [index.phrase_rows(tests, steps, PIECE_ROWS_SHARE)], exact=False)
         if clause.op == "matches":
             exact = within_one_word(value)
+            ways = space_cuts(value) if exact is None else None
+            if ways is not None:
+                tests = [[None if piece is None else self._word_test(replace(clause, value=piece)) for piece in way]
+                         for way in ways]
+                marked = self._marked(masks, [index.way_rows(tests, PIECE_ROWS_SHARE)], exact=False)
+                if marked is not None:
+                    return marked
             clauses = [clause] if exact is not None else [
                 replace(clause, op="contains", value=word)
                 for word in sorted(dict.fromkeys(required_words(value)), key=len, reverse=True)[:INDEXED_PIECES]]

@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover
     import sre_parse as _re_parser  # type: ignore[no-redef]
 
 __all__ = ["COMMON_SHARE", "MAX_COMMON", "MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "WordIndex", "WordTest",
-           "build_word_index", "phrase_pieces", "required_words", "with_pairs", "within_one_word"]
+           "build_word_index", "phrase_pieces", "required_words", "space_cuts", "with_pairs", "within_one_word"]
 
 #: Text indexed by one DuckDB query (whole chunks, so a little more): ~0.85M lines of ~12 words,
 #: whose work takes ~0.2 GB; a column of very long lines makes short segments, not big ones.
@@ -153,8 +153,35 @@ class WordIndex:
         passes either test (its neighbours are not indexed); and a row holds a word passing each
         test of those steps (marked when that narrows the rows). Each step or test whose words hold
         more than ``per_row`` rows per row of the column is left out; None when all are."""
+        found = self._phrase_mask(tests, steps, per_row)
+        return None if found is None else self._with_nulls(found)
+
+    def way_rows(self, ways: Sequence[Sequence[WordTest | None]], per_row: float) -> pa.BooleanArray | None:
+        """The rows that may hold a match of a regex cut at its spaces (see :func:`space_cuts`): for
+        each way its matches may fall, the tests its words pass in a row (None: a word nothing is
+        known of), as a phrase's pieces (:meth:`phrase_rows`); a superset of its rows, to be tested
+        (null where the value is missing). None when a way's words hold more than ``per_row`` rows
+        per row of the column: nearly every line is tested then."""
+        found = np.zeros(self.rows, dtype=bool)
+        for tests in ways:
+            steps = [i for i in range(len(tests) - 1) if tests[i] is not None and tests[i + 1] is not None]
+            way = self._phrase_mask(tests, steps, per_row) if steps else None
+            for i, test in enumerate(tests):
+                if test is None or i in steps or i - 1 in steps:
+                    continue  # a phrase's piece: narrowed with it
+                spans = self._passing(test).spans
+                if spans.postings <= per_row * self.rows and (way is None or spans.postings < np.count_nonzero(way)):
+                    mask = np.zeros(self.rows, dtype=bool)
+                    spans.mark(mask, self.postings)
+                    way = mask if way is None else way & mask
+            if way is None:
+                return None
+            found |= way
+        return self._with_nulls(found)
+
+    def _phrase_mask(self, tests: Sequence[WordTest | None], steps: Sequence[int], per_row: float) -> np.ndarray | None:
         limit = per_row * self.rows
-        passing = {i: self._passing(tests[i]) for s in steps for i in (s, s + 1)}
+        passing = {i: self._passing(tests[i]) for s in steps for i in (s, s + 1)}  # type: ignore[arg-type]
         found: np.ndarray | None = None
         for step in steps:
             a, b = passing[step], passing[step + 1]
@@ -174,7 +201,7 @@ class WordIndex:
                 mask = np.zeros(self.rows, dtype=bool)
                 words.spans.mark(mask, self.postings)
                 found = mask if found is None else found & mask
-        return None if found is None else self._with_nulls(found)
+        return found
 
     def _passing(self, test: WordTest) -> "_Passing":
         """The words that pass ``test``: tested once each (the vocabulary), then their spans."""
@@ -254,6 +281,117 @@ def required_words(pattern: str) -> list[str]:
             run = []
     runs.append("".join(run))
     return [word for text in runs for word in text.split(" ") if word]
+
+
+#: A regex with more characters that may be a space than this is not cut (space_cuts): each one
+#: doubles the ways its matches can fall across words.
+MAX_SPACE_CUTS = 3
+
+
+def space_cuts(pattern: str) -> list[list[str | None]] | None:
+    """The ways a regex's matches can fall across the words of a line, each as the regexes its
+    words must match (RE2, DuckDB's), for a regex whose only parts that may match a space are
+    single characters (``.``, ``\\s``, ``[^x]``, a space; at most :data:`MAX_SPACE_CUTS`): each
+    such character is either a space, which cuts the match there, or not. ``th.s`` →
+    ``[["th.s"], ["th$", "^s"]]``: a word holding "th", one character and "s", or a word ending in
+    "th" and a word starting with "s". A line the regex matches holds, for one of the ways, words in a
+    row matching its regexes (None: an empty piece, a word nothing is known of), so the words give
+    the rows to test. None for any other regex, or one not read for sure (see :func:`within_one_word`)."""
+    parsed = _parsed(pattern)
+    if parsed is None or parsed.state.flags & ~(re.IGNORECASE | re.UNICODE):
+        return None
+    prefix = "(?i)" if parsed.state.flags & re.IGNORECASE else ""
+    try:
+        items = list(_in_plain_sequence(parsed))
+        cuts = [i for i, item in enumerate(items) if _may_be_a_space(item)]
+        if not cuts or len(cuts) > MAX_SPACE_CUTS:
+            return None
+        text = [_re2(item) for item in items]
+    except (_MaybeASpace, RecursionError):
+        return None
+    ways = []
+    space = (_re_parser.LITERAL, _SPACE)  # always a space: never inside a word
+    for spaces in itertools.product(*[(True,) if items[i] == space else (False, True) for i in cuts]):
+        edges = [-1, *(i for i, space in zip(cuts, spaces) if space), len(items)]
+        runs = ["".join(text[a + 1:b]) for a, b in zip(edges, edges[1:])]
+        last = len(runs) - 1
+        ways.append([prefix + ("^" if i else "") + f"(?:{run})" + ("$" if i < last else "") if run else None
+                     for i, run in enumerate(runs)])
+    return ways
+
+
+def _in_plain_sequence(items: Any) -> Iterator[tuple[Any, Any]]:
+    """A parsed regex's items in order, with the items of its groups without flags in their place."""
+    for op, arg in items:
+        if op is _re_parser.SUBPATTERN and not arg[1] and not arg[2]:
+            yield from _in_plain_sequence(arg[-1])
+        else:
+            yield op, arg
+
+
+def _may_be_a_space(item: tuple[Any, Any]) -> bool:
+    """Whether an item of a regex is one character that may be a space; raises _MaybeASpace for an
+    item that may hold a space among other characters (``.*``, ``(a|b c)``): it is not cut."""
+    op, arg = item
+    if op is _re_parser.ANY:
+        return True
+    if op in (_re_parser.LITERAL, _re_parser.NOT_LITERAL, _re_parser.IN):
+        try:
+            _never_a_space([item])
+        except _MaybeASpace:
+            return True
+        return False
+    _never_a_space([item])
+    return False
+
+
+# Line and word anchors as RE2 writes them (Python's \Z is RE2's \z).
+_AT_RE2 = {_re_parser.AT_BEGINNING: "^", _re_parser.AT_END: "$", _re_parser.AT_BEGINNING_STRING: "\\A",
+           _re_parser.AT_END_STRING: "\\z", _re_parser.AT_BOUNDARY: "\\b", _re_parser.AT_NON_BOUNDARY: "\\B"}
+_CATEGORY_RE2 = {_re_parser.CATEGORY_DIGIT: "\\d", _re_parser.CATEGORY_NOT_DIGIT: "\\D",
+                 _re_parser.CATEGORY_SPACE: "\\s", _re_parser.CATEGORY_NOT_SPACE: "\\S",
+                 _re_parser.CATEGORY_WORD: "\\w", _re_parser.CATEGORY_NOT_WORD: "\\W"}
+
+
+def _re2(item: tuple[Any, Any]) -> str:
+    """One parsed regex item written back as RE2 reads it; _MaybeASpace for one this does not write."""
+    op, arg = item
+    if op is _re_parser.LITERAL:
+        return _re2_char(arg)
+    if op is _re_parser.NOT_LITERAL:
+        return f"[^{_re2_char(arg)}]"
+    if op is _re_parser.ANY:
+        return "."
+    if op is _re_parser.IN:
+        return "[" + "".join(_re2_in_set(part) for part in arg) + "]"
+    if op is _re_parser.AT and arg in _AT_RE2:
+        return _AT_RE2[arg]
+    if op in _REPEATS:
+        low, high, items = arg
+        bounds = f"{{{low},}}" if high is _re_parser.MAXREPEAT else f"{{{low},{high}}}"
+        return f"(?:{''.join(map(_re2, items))}){bounds}" + ("?" if op is _re_parser.MIN_REPEAT else "")
+    if op is _re_parser.SUBPATTERN and not arg[1] and not arg[2]:
+        return f"(?:{''.join(map(_re2, arg[-1]))})"
+    if op is _re_parser.BRANCH:
+        return "(?:" + "|".join("".join(map(_re2, branch)) for branch in arg[1]) + ")"
+    raise _MaybeASpace  # back references, lookarounds, flags: not cut
+
+
+def _re2_in_set(part: tuple[Any, Any]) -> str:
+    op, arg = part
+    if op is _re_parser.NEGATE:
+        return "^"
+    if op is _re_parser.LITERAL:
+        return _re2_char(arg)
+    if op is _re_parser.RANGE:
+        return f"{_re2_char(arg[0])}-{_re2_char(arg[1])}"
+    if op is _re_parser.CATEGORY and arg in _CATEGORY_RE2:
+        return _CATEGORY_RE2[arg]
+    raise _MaybeASpace
+
+
+def _re2_char(code: int) -> str:
+    return f"\\x{{{code:x}}}" if code < 128 and not chr(code).isalnum() else chr(code)
 
 
 def _parsed(pattern: str) -> Any:

@@ -4,6 +4,7 @@ search tests the distinct words instead of every line, and selects exactly the r
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -139,6 +140,65 @@ def test_which_regexes_match_within_one_word(pattern, answer):
 ])
 def test_the_text_every_match_of_a_regex_holds(pattern, words):
     assert wi.required_words(pattern) == words
+
+
+@pytest.mark.parametrize("pattern, ways", [
+    ("th.s", [["(?:th.s)"], ["(?:th)$", "^(?:s)"]]),                   # "." inside a word, or a space
+    ("of the", [["(?:of)$", "^(?:the)"]]),                             # a space is always one
+    ("e\\sc", [["(?:e[\\s]c)"], ["(?:e)$", "^(?:c)"]]),
+    ("a..b", [["(?:a..b)"], ["(?:a.)$", "^(?:b)"], ["(?:a)$", "^(?:.b)"], ["(?:a)$", None, "^(?:b)"]]),
+    (".the", [["(?:.the)"], [None, "^(?:the)"]]),                      # an empty piece says nothing
+    ("(?i)Th.s", [["(?i)(?:Th.s)"], ["(?i)(?:Th)$", "(?i)^(?:s)"]]),
+    ("\\bthe[^x]c(ab|o)t+", [["(?:\\bthe[^x]c(?:ab|o)(?:t){1,})"], ["(?:\\bthe)$", "^(?:c(?:ab|o)(?:t){1,})"]]),
+    ("x\\.y.(z)", [["(?:x\\x{2e}y.z)"], ["(?:x\\x{2e}y)$", "^(?:z)"]]),
+    # a part holding a space among other characters, too many cuts, or not read for sure: not cut
+    ("^the .* of$", None), ("a|b c", None), ("a b c d e", None), ("(?i:a).b", None), ("(a).\\1", None),
+    ("(?=a).b", None), ("[[:alpha:]].b", None), ("(?m)^a.b", None), ("the", None),
+])
+def test_a_regex_is_cut_at_the_characters_that_may_be_spaces(pattern, ways):
+    assert wi.space_cuts(pattern) == ways
+
+
+SPANNING = ["th.o", "e.t", "he.ot", "(?i)THE.OTHER", "e\\sc", "[^x]the", "x\\.y.t", "e..t", "^the.o", "r.t.e",
+            "\\bthe.\\w", "a'b.", ".the", "the.", "e.(t|c)at", "c[ ]t", "ß.日", "(?i)kelvin.s", "ſecret.c", "e\tw.t"]
+
+# ... of which these have a way whose words are in most lines ("the" or "e" and "t"): every line is tested
+TOO_COMMON_TO_NARROW = {"e.t", "[^x]the", "e..t", ".the", "the."}
+
+
+@pytest.mark.parametrize("common_share", [0.0, 0.3, 2.0], ids=["every word common", "some common", "none common"])
+@pytest.mark.parametrize("pattern", SPANNING)
+def test_a_regex_cut_at_its_spaces_selects_the_rows_a_scan_selects(monkeypatch, tmp_path, texts, pattern, common_share):
+    _budget(monkeypatch, 10**9)
+    monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)
+    monkeypatch.setattr(wi, "COMMON_SHARE", common_share)
+    stored = _stored(tmp_path, texts)
+    query = TableQuery(stored)
+    query.warm(text=["text"])
+    query.warm_phrases(["text"])
+    filt = f'{{text}} matches "{pattern}"'
+    if pattern not in TOO_COMMON_TO_NARROW:  # the words narrowed the lines to test
+        assert query._engine.indexed_sql({}, query.clauses(filt)[0]) is not None
+    want = TableQuery(pd.DataFrame({"n": stored["n"], "text": pd.Series(texts, dtype="string[pyarrow]")}))
+    for f in (filt, f"!({filt})", f"{filt} || {{n}} < 5"):
+        assert query.select(f, "-n").tolist() == want.select(f, "-n").tolist()
+
+
+def test_a_regex_that_may_span_words_tests_only_the_lines_its_words_allow(monkeypatch, tmp_path):
+    _budget(monkeypatch, 10**9)
+    rng = np.random.default_rng(5)
+    vocabulary = ["this", "with", "see", "the", "of", "and", "a", "bath", "sea", "on"]
+    texts = [" ".join(rng.choice(vocabulary, size=int(rng.integers(1, 9)), p=[.02, .03, .05, .3, .2, .2, .1, .02, .03, .05]))
+             for _ in range(3000)]
+    query = TableQuery(_stored(tmp_path, texts))
+    query.warm(text=["text"])
+    masks: dict = {}
+    assert query._engine.indexed_sql(masks, query.clauses('{text} matches "th.s"')[0]) == ("m0", False)
+    marked = masks["m0"].to_numpy(zero_copy_only=False)
+    words = [t.split(" ") for t in texts]
+    may = [any(w in ("this", "with", "bath") for w in ws) for ws in words]  # "th" + one + "s": this; "th" "s…"
+    assert marked.tolist() == may and sum(may) < 0.3 * len(texts)
+    assert all(marked[i] for i, t in enumerate(texts) if re.search("th.s", t))
 
 
 def test_the_index_keeps_the_rows_of_each_two_common_words_that_follow_each_other(monkeypatch):

@@ -169,17 +169,27 @@ TOO_COMMON_TO_NARROW = {"e.t", "[^x]the", "e..t", ".the", "the."}
 @pytest.mark.parametrize("common_share", [0.0, 0.3, 2.0], ids=["every word common", "some common", "none common"])
 @pytest.mark.parametrize("pattern", SPANNING)
 def test_a_regex_cut_at_its_spaces_selects_the_rows_a_scan_selects(monkeypatch, tmp_path, texts, pattern, common_share):
-    _budget(monkeypatch, 10**9)
-    monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)
-    monkeypatch.setattr(wi, "COMMON_SHARE", common_share)
-    stored = _stored(tmp_path, texts)
-    query = TableQuery(stored)
-    query.warm(text=["text"])
-    query.warm_phrases(["text"])
+    query, paired = _indexed_with_pairs(monkeypatch, tmp_path, texts, common_share)
     filt = f'{{text}} matches "{pattern}"'
     if pattern not in TOO_COMMON_TO_NARROW:  # the words narrowed the lines to test
         assert query._engine.indexed_sql({}, query.clauses(filt)[0]) is not None
-    want = TableQuery(pd.DataFrame({"n": stored["n"], "text": pd.Series(texts, dtype="string[pyarrow]")}))
+    _selects_what_a_scan_selects(query, texts, filt)
+
+
+def _indexed_with_pairs(monkeypatch, tmp_path, texts, common_share: float) -> tuple[TableQuery, list[str]]:
+    """A query over the texts stored compressed, their words indexed (a segment per batch), and the
+    pairs of those in at least ``common_share`` of the lines; the columns paired."""
+    _budget(monkeypatch, 10**9)
+    monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)
+    monkeypatch.setattr(wi, "COMMON_SHARE", common_share)
+    query = TableQuery(_stored(tmp_path, texts))
+    query.warm(text=["text"])
+    return query, query.warm_phrases(["text"])
+
+
+def _selects_what_a_scan_selects(query: TableQuery, texts, filt: str) -> None:
+    """The filter, its negation and an OR select on the indexed query what they select on plain strings."""
+    want = TableQuery(pd.DataFrame({"n": np.arange(len(texts)), "text": pd.Series(texts, dtype="string[pyarrow]")}))
     for f in (filt, f"!({filt})", f"{filt} || {{n}} < 5"):
         assert query.select(f, "-n").tolist() == want.select(f, "-n").tolist()
 
@@ -234,18 +244,11 @@ PHRASES = ["the other", "other the", "the the", "he ot", "the other theme", "THE
 @pytest.mark.parametrize("common_share", [0.0, 0.3, 2.0], ids=["every word common", "some common", "none common"])
 @pytest.mark.parametrize("phrase", PHRASES)
 def test_a_phrase_search_selects_the_rows_a_scan_selects(monkeypatch, tmp_path, texts, phrase, common_share):
-    _budget(monkeypatch, 10**9)
-    monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)
-    monkeypatch.setattr(wi, "COMMON_SHARE", common_share)
-    stored = _stored(tmp_path, texts)
-    query = TableQuery(stored)
-    query.warm(text=["text"])
-    assert query.warm_phrases(["text"]) == ([] if common_share > 1 else ["text"])
+    query, paired = _indexed_with_pairs(monkeypatch, tmp_path, texts, common_share)
+    assert paired == ([] if common_share > 1 else ["text"])
     filt = f'{{text}} contains "{phrase}"'
     assert query._engine.indexed_sql({}, query.clauses(filt)[0]) is not None  # the pairs and words narrowed it
-    want = TableQuery(pd.DataFrame({"n": stored["n"], "text": pd.Series(texts, dtype="string[pyarrow]")}))
-    for f in (filt, f"!({filt})", f"{filt} || {{n}} < 5"):
-        assert query.select(f, "-n").tolist() == want.select(f, "-n").tolist()
+    _selects_what_a_scan_selects(query, texts, filt)
 
 
 def test_a_phrase_of_common_words_marks_only_the_lines_that_hold_it(monkeypatch, tmp_path):

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sde.caching import LRUCache
 from sde.compressed_columns import (CompressedColumn, LabelColumn, index_pairs, index_words, keep_for_next_scan,
@@ -73,7 +74,8 @@ from sde.filters import (
     quote_ident,
     replace_node,
 )
-from sde.word_index import WORD, WordIndex, WordTest, phrase_pieces, required_words, space_cuts, within_one_word
+from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
+                            within_one_word)
 from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, arrow_column, configure, connect, cursor,
                                 reopen, run_sql)
 
@@ -457,7 +459,7 @@ class _Engine:
                 indexed.append(column)
         return indexed
 
-    def indexed_sql(self, masks: dict[str, pa.Array], clause: Clause) -> tuple[str, bool] | None:
+    def indexed_sql(self, masks: dict[str, pa.Array], clause: Clause) -> tuple[str, bool, str | None] | None:
         """A ``contains`` / ``has`` / ``matches`` clause on a column with a word index, as the rows
         it may match (sde.filters.IndexedSql). Text without a space, or a regex that can only
         match within a word (sde.word_index.within_one_word), matches inside one word, so the rows
@@ -465,8 +467,9 @@ class _Engine:
         test). A phrase (words with one space between): rows where words passing its pieces follow
         each other (WordIndex.phrase_rows: its :data:`INDEXED_PIECES` longest pairs of pieces),
         to be tested. A regex whose only parts that may match a space are single characters
-        (sde.word_index.space_cuts: ``th.s``): for each way its matches may fall across words, rows
-        where words passing its pieces follow each other (WordIndex.way_rows), to be tested. Other
+        (sde.word_index.space_cuts: ``th.s``): the rows of the words it matches whole (matched, with no
+        line anchor), and for each way its matches may fall across words, rows where words passing
+        its pieces follow each other (WordIndex.way_rows), to be tested. Other
         text with spaces, or another regex: rows with a word matching each of its
         :data:`INDEXED_PIECES` longest pieces, to be tested. Rows to test are marked only when in
         at most :data:`PIECE_ROWS_SHARE` of the rows (else the test costs what the marks save).
@@ -484,13 +487,10 @@ class _Engine:
             return self._marked(masks, [index.phrase_rows(tests, steps, PIECE_ROWS_SHARE)], exact=False)
         if clause.op == "matches":
             exact = within_one_word(value)
-            ways = space_cuts(value) if exact is None else None
-            if ways is not None:
-                tests = [[None if piece is None else self._word_test(replace(clause, value=piece)) for piece in way]
-                         for way in ways]
-                marked = self._marked(masks, [index.way_rows(tests, PIECE_ROWS_SHARE)], exact=False)
-                if marked is not None:
-                    return marked
+            cuts = space_cuts(value) if exact is None else None
+            cut = None if cuts is None else self._cut(masks, index, clause, cuts)
+            if cut is not None:
+                return cut
             clauses = [clause] if exact is not None else [
                 replace(clause, op="contains", value=word)
                 for word in sorted(dict.fromkeys(required_words(value)), key=len, reverse=True)[:INDEXED_PIECES]]
@@ -501,6 +501,25 @@ class _Engine:
         return self._marked(masks, [index.matching_rows(test, None if exact else PIECE_ROWS_SHARE)
                                     for test in map(self._word_test, clauses)], bool(exact))
 
+    def _cut(self, masks: dict[str, pa.Array], index: WordIndex, clause: Clause,
+             cuts: SpaceCuts) -> tuple[str, bool, str | None] | None:
+        """A regex cut at the characters that may be spaces (sde.word_index.space_cuts) as rows: those
+        of the words matching it whole (matched for sure, unless it has a line anchor), and those
+        where words passing the pieces of a way across words follow each other (WordIndex.way_rows,
+        to be tested); None where the words of a way are in most rows (every line is tested)."""
+        def test(piece: str | None) -> WordTest | None:
+            return None if piece is None else self._word_test(replace(clause, value=piece))
+
+        across = index.way_rows([[test(piece) for piece in way] for way in cuts.across], PIECE_ROWS_SHARE)
+        within = None if cuts.within is None else index.matching_rows(test(cuts.within), PIECE_ROWS_SHARE)  # type: ignore[arg-type]
+        if across is None or (cuts.within is not None and within is None):
+            return None
+        if within is None or not cuts.sure:
+            tested = across if within is None else pc.or_(across, within)
+            return self._marked(masks, [tested], exact=False)
+        sure, tested = self._marked(masks, [within], exact=True), self._marked(masks, [across], exact=False)
+        return tested[0], False, sure[0]  # type: ignore[index]
+
     def _word_test(self, clause: Clause, word: str = WORD) -> WordTest:
         """A text clause compiled for the words of a word index (sde.word_index.WordTest)."""
         lower = (clause.column,) if clause.column in self.lower_case else ()
@@ -509,7 +528,8 @@ class _Engine:
         return WordTest(predicate, params, word)
 
     @staticmethod
-    def _marked(masks: dict[str, pa.Array], found: Sequence[pa.Array | None], exact: bool) -> tuple[str, bool] | None:
+    def _marked(masks: dict[str, pa.Array], found: Sequence[pa.Array | None], exact: bool,
+                ) -> tuple[str, bool, str | None] | None:
         """The rows ``found`` (None: a test left to the scan) as columns of the query, ANDed."""
         names = []
         for rows in found:
@@ -518,7 +538,7 @@ class _Engine:
                 masks[names[-1]] = rows
         if not names:
             return None
-        return " AND ".join(names), exact and len(names) == 1
+        return " AND ".join(names), exact and len(names) == 1, None
 
     @staticmethod
     def _row(sql: str, params: Sequence[Any], tables: Mapping[str, Any]) -> tuple:

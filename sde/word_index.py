@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover
     import sre_parse as _re_parser  # type: ignore[no-redef]
 
 __all__ = ["COMMON_SHARE", "MAX_COMMON", "MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "WordIndex", "WordTest",
-           "build_word_index", "phrase_pieces", "required_words", "space_cuts", "with_pairs", "within_one_word"]
+           "SpaceCuts", "build_word_index", "phrase_pieces", "required_words", "space_cuts", "with_pairs", "within_one_word"]
 
 #: Text indexed by one DuckDB query (whole chunks, so a little more): ~0.85M lines of ~12 words,
 #: whose work takes ~0.2 GB; a column of very long lines makes short segments, not big ones.
@@ -157,7 +157,7 @@ class WordIndex:
         return None if found is None else self._with_nulls(found)
 
     def way_rows(self, ways: Sequence[Sequence[WordTest | None]], per_row: float) -> pa.BooleanArray | None:
-        """The rows that may hold a match of a regex cut at its spaces (see :func:`space_cuts`): for
+        """The rows that may hold a match of a regex across words (see :func:`space_cuts`): for
         each way its matches may fall, the tests its words pass in a row (None: a word nothing is
         known of), as a phrase's pieces (:meth:`phrase_rows`); a superset of its rows, to be tested
         (null where the value is missing). None when a way's words hold more than ``per_row`` rows
@@ -288,15 +288,27 @@ def required_words(pattern: str) -> list[str]:
 MAX_SPACE_CUTS = 3
 
 
-def space_cuts(pattern: str) -> list[list[str | None]] | None:
-    """The ways a regex's matches can fall across the words of a line, each as the regexes its
-    words must match (RE2, DuckDB's), for a regex whose only parts that may match a space are
-    single characters (``.``, ``\\s``, ``[^x]``, a space; at most :data:`MAX_SPACE_CUTS`): each
-    such character is either a space, which cuts the match there, or not. ``th.s`` →
-    ``[["th.s"], ["th$", "^s"]]``: a word holding "th", one character and "s", or a word ending in
-    "th" and a word starting with "s". A line the regex matches holds, for one of the ways, words in a
-    row matching its regexes (None: an empty piece, a word nothing is known of), so the words give
-    the rows to test. None for any other regex, or one not read for sure (see :func:`within_one_word`)."""
+@dataclass(frozen=True)
+class SpaceCuts:
+    """How a regex's matches can fall across the words of a line (see :func:`space_cuts`):
+    ``within``, the regex a word matches when none of its may-be-space characters is a space (None
+    when one always is); ``sure``, whether a word matching it is a line the regex matches (no line
+    anchor: ``^`` holds at a word's start, not only the line's); ``across``, the other ways, each as
+    the regexes of its words in a row (None: an empty piece, a word nothing is known of)."""
+
+    within: str | None
+    sure: bool
+    across: list[list[str | None]]
+
+
+def space_cuts(pattern: str) -> SpaceCuts | None:
+    """The ways a regex's matches can fall across the words of a line, as the regexes (RE2,
+    DuckDB's) its words must match, for a regex whose only parts that may match a space are single
+    characters (``.``, ``\\s``, ``[^x]``, a space; at most :data:`MAX_SPACE_CUTS`): each such
+    character is either a space, which cuts the match there, or not. ``th.s`` → within
+    ``(?:th.s)``, across ``[["(?:th)$", "^(?:s)"]]``: a word holding "th", one character and "s" (a
+    match for sure), or a word ending in "th" followed by one starting with "s" (a line to test).
+    None for any other regex, or one not read for sure (see :func:`within_one_word`)."""
     parsed = _parsed(pattern)
     if parsed is None or parsed.state.flags & ~(re.IGNORECASE | re.UNICODE):
         return None
@@ -309,15 +321,29 @@ def space_cuts(pattern: str) -> list[list[str | None]] | None:
         text = [_re2(item) for item in items]
     except (_MaybeASpace, RecursionError):
         return None
-    ways = []
-    space = (_re_parser.LITERAL, _SPACE)  # always a space: never inside a word
-    for spaces in itertools.product(*[(True,) if items[i] == space else (False, True) for i in cuts]):
-        edges = [-1, *(i for i, space in zip(cuts, spaces) if space), len(items)]
+    within, across = None, []
+    always = (_re_parser.LITERAL, _SPACE)  # a space: never inside a word
+    for spaces in itertools.product(*[(True,) if items[i] == always else (False, True) for i in cuts]):
+        edges = [-1, *(i for i, cut in zip(cuts, spaces) if cut), len(items)]
         runs = ["".join(text[a + 1:b]) for a, b in zip(edges, edges[1:])]
+        if len(runs) == 1:
+            within = prefix + f"(?:{runs[0]})"
+            continue
         last = len(runs) - 1
-        ways.append([prefix + ("^" if i else "") + f"(?:{run})" + ("$" if i < last else "") if run else None
-                     for i, run in enumerate(runs)])
-    return ways
+        across.append([prefix + ("^" if i else "") + f"(?:{run})" + ("$" if i < last else "") if run else None
+                       for i, run in enumerate(runs)])
+    return SpaceCuts(within, not _holds_a_line_anchor(parsed), across)
+
+
+def _holds_a_line_anchor(items: Any) -> bool:
+    for op, arg in items:
+        if op is _re_parser.AT and arg in _ANCHORS:
+            return True
+        parts = ([arg[-1]] if op is _re_parser.SUBPATTERN else [arg[2]] if op in _REPEATS
+                 else arg[1] if op is _re_parser.BRANCH else [])
+        if any(_holds_a_line_anchor(part) for part in parts):
+            return True
+    return False
 
 
 def _in_plain_sequence(items: Any) -> Iterator[tuple[Any, Any]]:

@@ -142,21 +142,28 @@ def test_the_text_every_match_of_a_regex_holds(pattern, words):
     assert wi.required_words(pattern) == words
 
 
-@pytest.mark.parametrize("pattern, ways", [
-    ("th.s", [["(?:th.s)"], ["(?:th)$", "^(?:s)"]]),                   # "." inside a word, or a space
-    ("of the", [["(?:of)$", "^(?:the)"]]),                             # a space is always one
-    ("e\\sc", [["(?:e[\\s]c)"], ["(?:e)$", "^(?:c)"]]),
-    ("a..b", [["(?:a..b)"], ["(?:a.)$", "^(?:b)"], ["(?:a)$", "^(?:.b)"], ["(?:a)$", None, "^(?:b)"]]),
-    (".the", [["(?:.the)"], [None, "^(?:the)"]]),                      # an empty piece says nothing
-    ("(?i)Th.s", [["(?i)(?:Th.s)"], ["(?i)(?:Th)$", "(?i)^(?:s)"]]),
-    ("\\bthe[^x]c(ab|o)t+", [["(?:\\bthe[^x]c(?:ab|o)(?:t){1,})"], ["(?:\\bthe)$", "^(?:c(?:ab|o)(?:t){1,})"]]),
-    ("x\\.y.(z)", [["(?:x\\x{2e}y.z)"], ["(?:x\\x{2e}y)$", "^(?:z)"]]),
-    # a part holding a space among other characters, too many cuts, or not read for sure: not cut
-    ("^the .* of$", None), ("a|b c", None), ("a b c d e", None), ("(?i:a).b", None), ("(a).\\1", None),
-    ("(?=a).b", None), ("[[:alpha:]].b", None), ("(?m)^a.b", None), ("the", None),
+@pytest.mark.parametrize("pattern, within, sure, across", [
+    ("th.s", "(?:th.s)", True, [["(?:th)$", "^(?:s)"]]),                # "." inside a word, or a space
+    ("of the", None, True, [["(?:of)$", "^(?:the)"]]),                  # a space is always one
+    ("e\\sc", "(?:e[\\s]c)", True, [["(?:e)$", "^(?:c)"]]),
+    ("a..b", "(?:a..b)", True, [["(?:a.)$", "^(?:b)"], ["(?:a)$", "^(?:.b)"], ["(?:a)$", None, "^(?:b)"]]),
+    (".the", "(?:.the)", True, [[None, "^(?:the)"]]),                   # an empty piece says nothing
+    ("(?i)Th.s", "(?i)(?:Th.s)", True, [["(?i)(?:Th)$", "(?i)^(?:s)"]]),
+    ("\\bthe[^x]c(ab|o)t+", "(?:\\bthe[^x]c(?:ab|o)(?:t){1,})", True, [["(?:\\bthe)$", "^(?:c(?:ab|o)(?:t){1,})"]]),
+    ("x\\.y.(z)", "(?:x\\x{2e}y.z)", True, [["(?:x\\x{2e}y)$", "^(?:z)"]]),
+    ("^th.s", "(?:^th.s)", False, [["(?:^th)$", "^(?:s)"]]),           # a word's start is not the line's
+    ("th.(s|x$)", "(?:th.(?:s|x$))", False, [["(?:th)$", "^(?:(?:s|x$))"]]),
 ])
-def test_a_regex_is_cut_at_the_characters_that_may_be_spaces(pattern, ways):
-    assert wi.space_cuts(pattern) == ways
+def test_a_regex_is_cut_at_the_characters_that_may_be_spaces(pattern, within, sure, across):
+    assert wi.space_cuts(pattern) == wi.SpaceCuts(within, sure, across)
+
+
+@pytest.mark.parametrize("pattern", [
+    # a part holding a space among other characters, too many cuts, or not read for sure: not cut
+    "^the .* of$", "a|b c", "a b c d e", "(?i:a).b", "(a).\\1", "(?=a).b", "[[:alpha:]].b", "(?m)^a.b", "the",
+])
+def test_a_regex_is_not_cut_where_a_space_may_hide_in_a_longer_part(pattern):
+    assert wi.space_cuts(pattern) is None
 
 
 SPANNING = ["th.o", "e.t", "he.ot", "(?i)THE.OTHER", "e\\sc", "[^x]the", "x\\.y.t", "e..t", "^the.o", "r.t.e",
@@ -202,13 +209,16 @@ def test_a_regex_that_may_span_words_tests_only_the_lines_its_words_allow(monkey
              for _ in range(3000)]
     query = TableQuery(_stored(tmp_path, texts))
     query.warm(text=["text"])
+    assert query.warm_phrases(["text"]) == ["text"]  # every word is common: their pairs are indexed
     masks: dict = {}
-    assert query._engine.indexed_sql(masks, query.clauses('{text} matches "th.s"')[0]) == ("m0", False)
-    marked = masks["m0"].to_numpy(zero_copy_only=False)
+    assert query._engine.indexed_sql(masks, query.clauses('{text} matches "th.s"')[0]) == ("m1", False, "m0")
+    sure, tested = (masks[m].to_numpy(zero_copy_only=False).tolist() for m in ("m0", "m1"))
     words = [t.split(" ") for t in texts]
-    may = [any(w in ("this", "with", "bath") for w in ws) for ws in words]  # "th" + one + "s": this; "th" "s…"
-    assert marked.tolist() == may and sum(may) < 0.3 * len(texts)
-    assert all(marked[i] for i, t in enumerate(texts) if re.search("th.s", t))
+    assert sure == ["this" in ws for ws in words]  # "th", one character and "s" in a word: a match
+    # a word ending "th" then one starting "s": lines to test
+    assert tested == [any(a in ("with", "bath") and b.startswith("s") for a, b in zip(ws, ws[1:])) for ws in words]
+    assert 0 < sum(tested) < 0.1 * len(texts)
+    assert [bool(re.search("th.s", t)) for t in texts] == [a or b for a, b in zip(sure, tested)]
 
 
 def test_the_index_keeps_the_rows_of_each_two_common_words_that_follow_each_other(monkeypatch):
@@ -481,8 +491,8 @@ def test_a_phrase_of_many_words_marks_at_most_a_few_of_them(monkeypatch, tmp_pat
     many = " ".join(f"w{i}" for i in range(600)) + " the"  # a hostile filter: 601 pieces
     masks: dict = {}
     clause = query.clauses(f'{{text}} contains "{many}"')[0]
-    sql, exact = query._engine.indexed_sql(masks, clause)
-    assert not exact and 0 < len(masks) <= 3 and sql.count(" AND ") == len(masks) - 1
+    sql, exact, matched = query._engine.indexed_sql(masks, clause)
+    assert not exact and matched is None and 0 < len(masks) <= 3 and sql.count(" AND ") == len(masks) - 1
     assert query.count(f'{{text}} contains "{many}"') == 0
 
 

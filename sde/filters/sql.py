@@ -26,9 +26,10 @@ class VirtualSql:
 
 SqlVirtual = Callable[[str, str], tuple[str, Sequence[Any]]]
 #: A ``contains`` / ``has`` / ``matches`` clause answered from an index (sde.query's word indexes): ``fn(clause)``
-#: gives ``(sql, exact)``, a condition that holds on every row the clause matches (on exactly those
-#: when ``exact``), or None where the index cannot help.
-IndexedSql = Callable[[Clause], "tuple[str, bool] | None"]
+#: gives ``(sql, exact, matched)``: ``sql``, a condition that holds on every row the clause matches
+#: (on exactly those when ``exact``); ``matched``, None or a condition on rows the clause matches for
+#: sure (the others of ``sql`` are tested); or None where the index cannot help.
+IndexedSql = Callable[[Clause], "tuple[str, bool, str | None] | None"]
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _NAN = "CAST('NaN' AS DOUBLE)"
 _ASCII_RUN = re.compile(r"[\x00-\x7f]+")
@@ -132,8 +133,11 @@ class _Sql:
             return f"({col} IN ({', '.join(self.param(v) for v in value)}))"  # type: ignore[union-attr]
         answered = self.indexed(c) if self.indexed is not None and op in ("contains", "has", "matches") else None
         if answered is not None:
-            sql, exact = answered
-            return f"({sql})" if exact else f"({sql} AND {self.text_clause(col, c)})"
+            sql, exact, matched = answered
+            if exact:
+                return f"({sql})"
+            tested = f"({sql} AND {self.text_clause(col, c)})"
+            return tested if matched is None else f"({matched} OR {tested})"
         return self.text_clause(col, c)
 
     def text_clause(self, col: str, c: Clause) -> str:

@@ -518,10 +518,14 @@ def _ranked_frame(tmp_path, values) -> tuple[pd.DataFrame, pd.DataFrame, Compres
     return stored, pd.DataFrame({"n": n, "text": _plain(values)}), column
 
 
-def test_ranks_are_the_dense_ranks_of_the_values_in_byte_order(monkeypatch, tmp_path, values):
+@pytest.mark.parametrize("whole", [True, False], ids=["ranked from the column kept whole", "ranked streaming the file"])
+def test_ranks_are_the_dense_ranks_of_the_values_in_byte_order(monkeypatch, tmp_path, values, whole):
     _budget(monkeypatch, 2**30)
     stored, _, column = _ranked_frame(tmp_path, values)
-    assert TableQuery(stored).warm_sorts() == ["text"]
+    if whole:
+        column.read_all()
+    query = TableQuery(stored)
+    assert query.warm_sorts() == ["text"] and bool(query._engine._scans) is not whole
     order = sorted({v for v in values if v is not None}, key=lambda v: v.encode())
     rank = {v: i + 1 for i, v in enumerate(order)}  # ties share one: "text,-n" still orders them by n
     assert column.ranks.to_pylist() == [None if v is None else rank[v] for v in values]

@@ -74,9 +74,10 @@ def whole_cache(budget: int) -> LRUCache:
 
 
 _WHOLE = whole_cache(WHOLE_BYTES)
-# Word indexes of transcript columns (index_words), within the same budget and ahead of the whole
-# columns: an index makes a search ~3x faster for ~0.6x a column's memory, so a whole column is kept
-# only in what the indexes leave, and never pushes one out.
+# Word indexes of transcript columns (index_words) and the ranks of text columns (keep_ranks), within
+# the same budget and ahead of the whole columns: an index makes a search ~3x faster for ~0.6x a
+# column's memory (ranks: a sort by text ~3x faster for ~0.05x), so a whole column is kept only in
+# what they leave, and never pushes one out.
 _WORDS = whole_cache(WHOLE_BYTES)
 _MARK = b"sde.compressed"
 #: A column is stored as labels when it has at most this many distinct values, and at most one per

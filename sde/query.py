@@ -511,7 +511,9 @@ class _Engine:
             return None if piece is None else self._word_test(replace(clause, value=piece))
 
         across = index.way_rows([[test(piece) for piece in way] for way in cuts.across], PIECE_ROWS_SHARE)
-        within = None if cuts.within is None else index.matching_rows(test(cuts.within), PIECE_ROWS_SHARE)  # type: ignore[arg-type]
+        # rows matched for sure are never tested: marking them pays up to the share of an exact search
+        within = None if cuts.within is None else index.matching_rows(
+            test(cuts.within), None if cuts.sure else PIECE_ROWS_SHARE)  # type: ignore[arg-type]
         if across is None or (cuts.within is not None and within is None):
             return None
         if within is None or not cuts.sure:

@@ -502,25 +502,36 @@ class _Engine:
                                     for test in map(self._word_test, clauses)], bool(exact))
 
     def _cut(self, masks: dict[str, pa.Array], index: WordIndex, clause: Clause,
-             cuts: SpaceCuts) -> tuple[str, bool, str | None] | None:
-        """A regex cut at the characters that may be spaces (sde.word_index.space_cuts) as rows: those
-        of the words matching it whole (matched for sure, unless it has a line anchor), and those
-        where words passing the pieces of a way across words follow each other (WordIndex.way_rows,
-        to be tested); None where the words of a way are in most rows (every line is tested)."""
+             alternatives: Sequence[SpaceCuts]) -> tuple[str, bool, str | None] | None:
+        """A regex cut at the characters that may be spaces (sde.word_index.space_cuts, one cut per
+        alternative) as rows: those of the words matching an alternative whole (matched for sure,
+        unless it has a line anchor), and those where words passing the pieces of a way across
+        words follow each other (WordIndex.way_rows, to be tested); None where the words of a way
+        are in most rows (every line is tested)."""
         def test(piece: str | None) -> WordTest | None:
             return None if piece is None else self._word_test(replace(clause, value=piece))
 
-        across = index.way_rows([[test(piece) for piece in way] for way in cuts.across], PIECE_ROWS_SHARE)
-        # rows matched for sure are never tested: marking them pays up to the share of an exact search
-        within = None if cuts.within is None else index.matching_rows(
-            test(cuts.within), None if cuts.sure else PIECE_ROWS_SHARE)  # type: ignore[arg-type]
-        if across is None or (cuts.within is not None and within is None):
-            return None
-        if within is None or not cuts.sure:
-            tested = across if within is None else pc.or_(across, within)
-            return self._marked(masks, [tested], exact=False)
-        sure, tested = self._marked(masks, [within], exact=True), self._marked(masks, [across], exact=False)
-        return tested[0], False, sure[0]  # type: ignore[index]
+        sure: list[pa.Array] = []
+        tested: list[pa.Array] = []
+        for cuts in alternatives:
+            if cuts.across:
+                across = index.way_rows([[test(piece) for piece in way] for way in cuts.across], PIECE_ROWS_SHARE)
+                if across is None:
+                    return None
+                tested.append(across)
+            if cuts.within is not None:
+                # rows matched for sure are never tested: marking them pays up to the share of an exact search
+                within = index.matching_rows(test(cuts.within), None if cuts.sure else PIECE_ROWS_SHARE)  # type: ignore[arg-type]
+                if within is None:
+                    return None
+                (sure if cuts.sure else tested).append(within)
+        if not tested:
+            return self._marked(masks, [functools.reduce(pc.or_, sure)], exact=True)
+        to_test = self._marked(masks, [functools.reduce(pc.or_, tested)], exact=False)
+        if not sure:
+            return to_test
+        matched = self._marked(masks, [functools.reduce(pc.or_, sure)], exact=True)
+        return to_test[0], False, matched[0]  # type: ignore[index]
 
     def _word_test(self, clause: Clause, word: str = WORD) -> WordTest:
         """A text clause compiled for the words of a word index (sde.word_index.WordTest)."""

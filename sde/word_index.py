@@ -286,6 +286,8 @@ def required_words(pattern: str) -> list[str]:
 #: A regex with more characters that may be a space than this is not cut (space_cuts): each one
 #: doubles the ways its matches can fall across words.
 MAX_SPACE_CUTS = 3
+#: ... nor an alternation of more alternatives than this: each one tests the words again.
+MAX_ALTERNATIVES = 8
 
 
 @dataclass(frozen=True)
@@ -301,22 +303,35 @@ class SpaceCuts:
     across: list[list[str | None]]
 
 
-def space_cuts(pattern: str) -> SpaceCuts | None:
+def space_cuts(pattern: str) -> list[SpaceCuts] | None:
     """The ways a regex's matches can fall across the words of a line, as the regexes (RE2,
     DuckDB's) its words must match, for a regex whose only parts that may match a space are single
     characters (``.``, ``\\s``, ``[^x]``, a space; at most :data:`MAX_SPACE_CUTS`): each such
     character is either a space, which cuts the match there, or not. ``th.s`` → within
     ``(?:th.s)``, across ``[["(?:th)$", "^(?:s)"]]``: a word holding "th", one character and "s" (a
     match for sure), or a word ending in "th" followed by one starting with "s" (a line to test).
-    None for any other regex, or one not read for sure (see :func:`within_one_word`)."""
+    One :class:`SpaceCuts` per alternative of a regex that is an alternation (``you know|i mean``:
+    at most :data:`MAX_ALTERNATIVES`; an alternative may then lie within a word), else one. None
+    for any other regex, or one not read for sure (see :func:`within_one_word`)."""
     parsed = _parsed(pattern)
     if parsed is None or parsed.state.flags & ~(re.IGNORECASE | re.UNICODE):
         return None
     prefix = "(?i)" if parsed.state.flags & re.IGNORECASE else ""
+    items = list(_in_plain_sequence(parsed))
+    alternatives = items[0][1][1] if len(items) == 1 and items[0][0] is _re_parser.BRANCH else [items]
+    if len(alternatives) > MAX_ALTERNATIVES:
+        return None
+    cut = [_cut_at_spaces(list(_in_plain_sequence(items)), prefix, alone=len(alternatives) == 1)
+           for items in alternatives]
+    return None if None in cut else cut  # type: ignore[return-value]
+
+
+def _cut_at_spaces(items: list[tuple[Any, Any]], prefix: str, alone: bool) -> SpaceCuts | None:
+    """One regex's (or alternative's) SpaceCuts (see space_cuts); a regex ``alone`` that no
+    character cuts is None (sde.word_index.within_one_word reads it)."""
     try:
-        items = list(_in_plain_sequence(parsed))
         cuts = [i for i, item in enumerate(items) if _may_be_a_space(item)]
-        if not cuts or len(cuts) > MAX_SPACE_CUTS:
+        if len(cuts) > MAX_SPACE_CUTS or (alone and not cuts):
             return None
         text = [_re2(item) for item in items]
     except (_MaybeASpace, RecursionError):
@@ -332,7 +347,7 @@ def space_cuts(pattern: str) -> SpaceCuts | None:
         last = len(runs) - 1
         across.append([prefix + ("^" if i else "") + f"(?:{run})" + ("$" if i < last else "") if run else None
                        for i, run in enumerate(runs)])
-    return SpaceCuts(within, not _holds_a_line_anchor(parsed), across)
+    return SpaceCuts(within, not _holds_a_line_anchor(items), across)
 
 
 def _holds_a_line_anchor(items: Any) -> bool:

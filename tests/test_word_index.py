@@ -155,22 +155,33 @@ def test_the_text_every_match_of_a_regex_holds(pattern, words):
     ("th.(s|x$)", "(?:th.(?:s|x$))", False, [["(?:th)$", "^(?:(?:s|x$))"]]),
 ])
 def test_a_regex_is_cut_at_the_characters_that_may_be_spaces(pattern, within, sure, across):
-    assert wi.space_cuts(pattern) == wi.SpaceCuts(within, sure, across)
+    assert wi.space_cuts(pattern) == [wi.SpaceCuts(within, sure, across)]
+
+
+@pytest.mark.parametrize("pattern, alternatives", [
+    ("you know|i mean", [(None, True, [["(?:you)$", "^(?:know)"]]), (None, True, [["(?:i)$", "^(?:mean)"]])]),
+    ("a|b c", [("(?:a)", True, []), (None, True, [["(?:b)$", "^(?:c)"]])]),   # an alternative within a word
+    ("(?i)You Know|like", [(None, True, [["(?i)(?:You)$", "(?i)^(?:Know)"]]), ("(?i)(?:like)", True, [])]),
+    ("^ | $", [(None, False, [["(?:^)$", None]]), (None, False, [[None, "^(?:$)"]])]),  # an empty first or last word
+])
+def test_each_alternative_of_an_alternation_is_cut(pattern, alternatives):
+    assert wi.space_cuts(pattern) == [wi.SpaceCuts(*alternative) for alternative in alternatives]
 
 
 @pytest.mark.parametrize("pattern", [
     # a part holding a space among other characters, too many cuts, or not read for sure: not cut
-    "^the .* of$", "a|b c", "a b c d e", "(?i:a).b", "(a).\\1", "(?=a).b", "[[:alpha:]].b", "(?m)^a.b", "the",
+    "^the .* of$", "a|b .*", "a b|c d|e f|g h|i j|k l|m n|o p|q r", "a b c d e", "(?i:a).b", "(a).\\1", "(?=a).b", "[[:alpha:]].b", "(?m)^a.b", "the",
 ])
 def test_a_regex_is_not_cut_where_a_space_may_hide_in_a_longer_part(pattern):
     assert wi.space_cuts(pattern) is None
 
 
 SPANNING = ["th.o", "e.t", "he.ot", "(?i)THE.OTHER", "e\\sc", "[^x]the", "x\\.y.t", "e..t", "^the.o", "r.t.e",
-            "\\bthe.\\w", "a'b.", ".the", "the.", "e.(t|c)at", "c[ ]t", "ß.日", "(?i)kelvin.s", "ſecret.c", "e\tw.t"]
+            "\\bthe.\\w", "a'b.", ".the", "the.", "e.(t|c)at", "c[ ]t", "ß.日", "(?i)kelvin.s", "ſecret.c", "e\tw.t",
+            "the other|cat", "he.ot|ß", "(?i)THE OTHER|kelvin", "^ | $", "he ot|x\\.y|^cat$"]
 
-# ... of which these have a way whose words are in most lines ("the" or "e" and "t"): every line is tested
-TOO_COMMON_TO_NARROW = {"e.t", "[^x]the", "e..t", ".the"}
+# ... of which these have a way whose words are in most lines ("the", "e" and "t", an empty word): every line is tested
+TOO_COMMON_TO_NARROW = {"e.t", "[^x]the", "e..t", ".the", "^ | $"}
 
 
 @pytest.mark.parametrize("common_share", [0.0, 0.3, 2.0], ids=["every word common", "some common", "none common"])
@@ -201,7 +212,8 @@ def _selects_what_a_scan_selects(query: TableQuery, texts, filt: str) -> None:
         assert query.select(f, "-n").tolist() == want.select(f, "-n").tolist()
 
 
-def test_a_regex_that_may_span_words_tests_only_the_lines_its_words_allow(monkeypatch, tmp_path):
+def _few_words(monkeypatch, tmp_path) -> tuple[TableQuery, list[str]]:
+    """3,000 lines of ten words, each common (their pairs indexed), indexed."""
     _budget(monkeypatch, 10**9)
     rng = np.random.default_rng(5)
     vocabulary = ["this", "with", "see", "the", "of", "and", "a", "bath", "sea", "on"]
@@ -209,10 +221,24 @@ def test_a_regex_that_may_span_words_tests_only_the_lines_its_words_allow(monkey
              for _ in range(3000)]
     query = TableQuery(_stored(tmp_path, texts))
     query.warm(text=["text"])
-    assert query.warm_phrases(["text"]) == ["text"]  # every word is common: their pairs are indexed
+    assert query.warm_phrases(["text"]) == ["text"]
+    return query, texts
+
+
+def test_an_alternation_of_phrases_tests_only_the_lines_holding_one(monkeypatch, tmp_path):
+    query, texts = _few_words(monkeypatch, tmp_path)
     masks: dict = {}
-    assert query._engine.indexed_sql(masks, query.clauses('{text} matches "th.s"')[0]) == ("m1", False, "m0")
-    sure, tested = (masks[m].to_numpy(zero_copy_only=False).tolist() for m in ("m0", "m1"))
+    assert query._engine.indexed_sql(masks, query.clauses('{text} matches "with see|bath sea"')[0]) == ("m0", False, None)
+    tested = masks["m0"].to_numpy(zero_copy_only=False).tolist()
+    assert tested == [bool(re.search("with see|bath sea", t)) for t in texts] and 0 < sum(tested) < 0.1 * len(texts)
+    assert query.count('{text} matches "with see|bath sea"') == sum(tested)
+
+
+def test_a_regex_that_may_span_words_tests_only_the_lines_its_words_allow(monkeypatch, tmp_path):
+    query, texts = _few_words(monkeypatch, tmp_path)
+    masks: dict = {}
+    assert query._engine.indexed_sql(masks, query.clauses('{text} matches "th.s"')[0]) == ("m0", False, "m1")
+    tested, sure = (masks[m].to_numpy(zero_copy_only=False).tolist() for m in ("m0", "m1"))
     words = [t.split(" ") for t in texts]
     assert sure == ["this" in ws for ws in words]  # "th", one character and "s" in a word: a match
     # a word ending "th" then one starting "s": lines to test

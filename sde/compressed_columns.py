@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -203,17 +204,27 @@ def _kept_within_room(column: "CompressedColumn",
                       build: Callable[[Iterable[pa.Array], int], WordIndex | None]) -> WordIndex | None:
     """``build(chunks, room)`` of the column (kept whole, else streamed) within the room the budget
     has beside the indexes kept, and keep what it gives (whole columns make way: see _WORDS)."""
-    _sized_whole()
-    room = _WORDS.max_size - _WORDS.size
+    room = _index_room()
     if room <= 0:
         return None
     whole = column.kept_whole()
     index = build(whole.chunks if whole is not None else column.chunks(), room)
     if index is None:
         return None
-    _WORDS.put(column.path, index, size=index.nbytes)
-    _sized_whole()
+    _keep_beside_indexes(column.path, index, index.nbytes)
     return index
+
+
+def _index_room() -> int:
+    """Bytes the budget has left beside the word indexes and ranks kept (see _WORDS)."""
+    _sized_whole()
+    return _WORDS.max_size - _WORDS.size
+
+
+def _keep_beside_indexes(key: str, value: Any, size: int) -> None:
+    """Keep ``value`` with the word indexes and ranks; whole columns make way for it."""
+    _WORDS.put(key, value, size=size)
+    _sized_whole()
 
 
 def sort_keys(column: "CompressedColumn | LabelColumn | None") -> pa.Array | None:
@@ -234,12 +245,10 @@ def keep_ranks(column: "CompressedColumn | LabelColumn | None", rank: Callable[[
         return None
     with column.index_lock:
         if column.ranks is None:
-            _sized_whole()
-            if _WORDS.max_size - _WORDS.size < 4 * column.rows:
+            if _index_room() < 4 * column.rows:
                 return None
             ranks = rank()
-            _WORDS.put(column.path + "#ranks", ranks, size=ranks.nbytes)  # counted with the indexes
-            _sized_whole()
+            _keep_beside_indexes(column.path + "#ranks", ranks, ranks.nbytes)  # counted with the indexes
             column.ranks = ranks
         return column.ranks
 

@@ -397,7 +397,7 @@ class _Engine:
         for column in columns:
             ident = self.names.get(column, "")
             stored = self._compressed.get(ident)
-            if not isinstance(stored, CompressedColumn) or self._kinds.get(column) != TEXT:
+            if not isinstance(stored, CompressedColumn):
                 continue
             try:
                 if keep_ranks(stored, functools.partial(self._dense_ranks, ident, stored)) is not None:
@@ -412,12 +412,8 @@ class _Engine:
         tables: dict[str, Any] = {}
         source, _ = self._source(ident, tables, {})
         rank_type = "UINTEGER" if column.rows < 2**32 else "UBIGINT"
-        cur = run_sql(f"SELECT pos, (dense_rank() OVER (ORDER BY {ident}))::{rank_type} AS r "
-                      f"FROM {source} WHERE {ident} IS NOT NULL", (), tables)
-        try:
-            got = cur.fetchnumpy()
-        finally:
-            cur.close()
+        got = self._numpy(f"SELECT pos, (dense_rank() OVER (ORDER BY {ident}))::{rank_type} AS r "
+                          f"FROM {source} WHERE {ident} IS NOT NULL", (), tables)
         ranks = np.zeros(column.rows, dtype=np.uint32 if rank_type == "UINTEGER" else np.uint64)
         ranks[got["pos"]] = got["r"]
         if len(got["pos"]) == column.rows:
@@ -427,7 +423,8 @@ class _Engine:
         return pa.array(ranks, mask=missing)
 
     def sorts_as_text(self, column: str) -> bool:
-        """Whether a sort by ``column`` compares strings (not a label column's keys)."""
+        """Whether a sort by ``column`` compares strings (not integer sort keys: a label column's, a
+        ranked text column's)."""
         name = self.sort_name(column)
         return self._kinds.get(column) == TEXT and name is not None and not name.startswith(_SORT_KEY)
 
@@ -561,13 +558,17 @@ class _Engine:
         finally:
             cur.close()
 
-    def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any],
-               streamed: Sequence[CompressedColumn | LabelColumn]) -> tuple[np.ndarray, np.ndarray]:
-        cur = run_sql(sql, params, tables)  # the query's table "t" is in them (see _source)
+    @staticmethod
+    def _numpy(sql: str, params: Sequence[Any], tables: Mapping[str, Any]) -> dict[str, Any]:
+        cur = run_sql(sql, params, tables)
         try:
-            got = cur.fetchnumpy()
+            return cur.fetchnumpy()
         finally:
             cur.close()
+
+    def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any],
+               streamed: Sequence[CompressedColumn | LabelColumn]) -> tuple[np.ndarray, np.ndarray]:
+        got = self._numpy(sql, params, tables)  # the query's table "t" is in them (see _source)
         for column in streamed if self.keep_searched else ():  # after the query: the read must not slow it
             keep_for_next_scan(column)
         pos = np.asarray(got["pos"], dtype=np.int64)

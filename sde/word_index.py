@@ -167,13 +167,8 @@ class WordIndex:
             steps = [i for i in range(len(tests) - 1) if tests[i] is not None and tests[i + 1] is not None]
             way = self._phrase_mask(tests, steps, per_row) if steps else None
             for i, test in enumerate(tests):
-                if test is None or i in steps or i - 1 in steps:
-                    continue  # a phrase's piece: narrowed with it
-                spans = self._passing(test).spans
-                if spans.postings <= per_row * self.rows and (way is None or spans.postings < np.count_nonzero(way)):
-                    mask = np.zeros(self.rows, dtype=bool)
-                    spans.mark(mask, self.postings)
-                    way = mask if way is None else way & mask
+                if test is not None and i not in steps and i - 1 not in steps:  # a phrase's piece: narrowed with it
+                    way = self._narrowed(way, self._passing(test).spans, per_row * self.rows)
             if way is None:
                 return None
             found |= way
@@ -196,12 +191,18 @@ class WordIndex:
             b.rare.mark(mask, self.postings)
             found = mask if found is None else found & mask
         for words in passing.values():
-            # a test's words narrow the rows only when they hold fewer than those already found
-            if words.spans.postings <= limit and (found is None or words.spans.postings < np.count_nonzero(found)):
-                mask = np.zeros(self.rows, dtype=bool)
-                words.spans.mark(mask, self.postings)
-                found = mask if found is None else found & mask
+            found = self._narrowed(found, words.spans, limit)
         return found
+
+    def _narrowed(self, found: np.ndarray | None, spans: _Spans, limit: float) -> np.ndarray | None:
+        """``found`` (None: every row) less the rows holding none of these words, where the words
+        hold at most ``limit`` rows and fewer than ``found``: else marking them costs more than
+        the lines they rule out."""
+        if spans.postings > limit or (found is not None and spans.postings >= np.count_nonzero(found)):
+            return found
+        mask = np.zeros(self.rows, dtype=bool)
+        spans.mark(mask, self.postings)
+        return mask if found is None else found & mask
 
     def _passing(self, test: WordTest) -> "_Passing":
         """The words that pass ``test``: tested once each (the vocabulary), then their spans."""
@@ -317,12 +318,12 @@ def space_cuts(pattern: str) -> list[SpaceCuts] | None:
     if parsed is None or parsed.state.flags & ~(re.IGNORECASE | re.UNICODE):
         return None
     prefix = "(?i)" if parsed.state.flags & re.IGNORECASE else ""
-    items = list(_in_plain_sequence(parsed))
+    items = list(_in_sequence(parsed, flagged=False))
     alternatives = items[0][1][1] if len(items) == 1 and items[0][0] is _re_parser.BRANCH else [items]
     if len(alternatives) > MAX_ALTERNATIVES:
         return None
-    cut = [_cut_at_spaces(list(_in_plain_sequence(items)), prefix, alone=len(alternatives) == 1)
-           for items in alternatives]
+    cut = [_cut_at_spaces(list(_in_sequence(alternative, flagged=False)), prefix, alone=len(alternatives) == 1)
+           for alternative in alternatives]
     return None if None in cut else cut  # type: ignore[return-value]
 
 
@@ -359,15 +360,6 @@ def _holds_a_line_anchor(items: Any) -> bool:
         if any(_holds_a_line_anchor(part) for part in parts):
             return True
     return False
-
-
-def _in_plain_sequence(items: Any) -> Iterator[tuple[Any, Any]]:
-    """A parsed regex's items in order, with the items of its groups without flags in their place."""
-    for op, arg in items:
-        if op is _re_parser.SUBPATTERN and not arg[1] and not arg[2]:
-            yield from _in_plain_sequence(arg[-1])
-        else:
-            yield op, arg
 
 
 def _may_be_a_space(item: tuple[Any, Any]) -> bool:
@@ -450,11 +442,12 @@ def _parsed(pattern: str) -> Any:
     return None if parsed.state.flags & re.VERBOSE else parsed
 
 
-def _in_sequence(items: Any) -> Iterator[tuple[Any, Any]]:
-    """A parsed regex's items in order, with its groups' items in their place."""
+def _in_sequence(items: Any, flagged: bool = True) -> Iterator[tuple[Any, Any]]:
+    """A parsed regex's items in order, with its groups' items in their place (those of a group
+    that sets flags, ``(?i:…)``, only when ``flagged``: else the group stays one item)."""
     for op, arg in items:
-        if op is _re_parser.SUBPATTERN:
-            yield from _in_sequence(arg[-1])
+        if op is _re_parser.SUBPATTERN and (flagged or not (arg[1] or arg[2])):
+            yield from _in_sequence(arg[-1], flagged)
         else:
             yield op, arg
 

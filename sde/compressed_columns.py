@@ -511,6 +511,18 @@ class _ColumnFile:
         return (type(self), (self.path,))
 
 
+def _take_within(indices: np.ndarray, which: np.ndarray, wanted: np.ndarray,
+                 batch: Callable[[int], pa.Array]) -> pa.Array:
+    """The values at ``indices``, whose batches are ``which``, all among ``wanted`` (sorted, each
+    read by ``batch``)."""
+    pieces = [batch(int(b)) for b in wanted]
+    if len(wanted) == 1:
+        return pieces[0].take(pa.array(indices - int(wanted[0]) * BATCH_ROWS))
+    joined = pa.concat_arrays(pieces)
+    starts = np.searchsorted(wanted, which) * BATCH_ROWS  # batch b sits at its rank's offset
+    return joined.take(pa.array(starts + indices % BATCH_ROWS))
+
+
 class CompressedColumn(_ColumnFile):
     """One compressed string column file: its rows by batch, by position, or streamed whole."""
 
@@ -551,18 +563,37 @@ class CompressedColumn(_ColumnFile):
         return got
 
     def take(self, indices: np.ndarray) -> pa.Array:
-        """The values at these positions (0 ≤ each < len), as one large_string array."""
+        """The values at these positions (0 ≤ each < len), as one large_string array. Their batches
+        are decompressed :data:`CACHED_BATCHES` at a time, by each of the engine's workers (memory:
+        those, and the values taken)."""
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) == 0:
             return pa.array([], pa.large_string())
         which = indices // BATCH_ROWS
         wanted = np.unique(which)
-        pieces = [self.batch(int(b)) for b in wanted]
-        if len(wanted) == 1:
-            return pieces[0].take(pa.array(indices - int(wanted[0]) * BATCH_ROWS))
-        joined = pa.concat_arrays(pieces)
-        starts = np.searchsorted(wanted, which) * BATCH_ROWS  # batch b sits at its rank's offset
-        return joined.take(pa.array(starts + indices % BATCH_ROWS))
+        if len(wanted) <= CACHED_BATCHES:
+            return _take_within(indices, which, wanted, self.batch)
+        order = np.argsort(which, kind="stable")
+        which = which[order]
+        edges = np.searchsorted(which, wanted[::CACHED_BATCHES]).tolist() + [len(which)]
+        groups = [(indices[order[a:b]], which[a:b], wanted[i * CACHED_BATCHES:(i + 1) * CACHED_BATCHES])
+                  for i, (a, b) in enumerate(zip(edges, edges[1:]))]
+        workers = min(settings().processes, len(groups))
+        if self.kept_whole() is not None or workers == 1:
+            pieces = [_take_within(*group, self.batch) for group in groups]
+        else:
+            def take_part(part: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[pa.Array]:
+                # a reader of its own (one reader is not documented thread-safe); zstd releases the GIL
+                reader = pa.ipc.open_file(pa.memory_map(self.path, "r"))
+                return [_take_within(*group, lambda b: reader.get_batch(b).column(0)) for group in part]
+
+            step = -(-len(groups) // workers)
+            with ThreadPoolExecutor(workers, thread_name_prefix="sde-decompress") as pool:
+                pieces = [p for part in pool.map(take_part, [groups[a:a + step] for a in range(0, len(groups), step)])
+                          for p in part]
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        return pa.concat_arrays(pieces).take(pa.array(back))
 
     def chunks(self) -> Iterator[pa.Array]:
         """Every batch in order, decompressed one at a time (not kept)."""

@@ -34,7 +34,6 @@ import functools
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -45,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.caching import LRUCache
-from sde.compressed_columns import (CompressedColumn, LabelColumn, index_pairs, index_words, keep_for_next_scan,
+from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, index_pairs, index_words, keep_for_next_scan,
                                     keep_ranks, preload, sort_keys, stored_column, word_index)
 from sde.filters import (
     EXAMPLE,
@@ -113,26 +112,34 @@ PREFIX_ROWS = 1_000
 # first 1,000 cost; DuckDB sorts everything for ~100,000): 200 pages of 50 before a whole sort.
 LONG_PREFIX_ROWS = 10_000
 # A page past LONG_PREFIX_ROWS sorts only a band of the view around it (_Engine.band): the band's
-# edges are quantiles of a sample of the first sort key, this many rows (10M rows: ~30 ms), ...
+# edges are quantiles of a sample of the first sort key, about this many rows (10M rows: ~50 ms), ...
 BAND_SAMPLE = 20_000
 # ... this many standard errors of the sample's rank on each side (a band of ~3% of a 10M view,
 # sorted in ~0.1 s; it misses the page about once in 15,000 and the whole view is sorted then).
 BAND_SIGMAS = 4.0
 # ... read at these quantiles (a step of 0.1% of the view), ...
 BAND_GRID = 1_000
-# ... when counting the view takes at most this long: a band costs three scans more than a whole
-# sort, so a filter that reads every line (a regex across words) is cheaper sorted whole.
-BAND_SCAN_SECONDS = 0.15
 # A search of text with spaces marks the rows holding its longest pieces (word indexes, see
 # _Engine.indexed_sql); a few narrow it enough, and a hostile thousand-word text must not cost more.
 INDEXED_PIECES = 3
 # ... and only pieces in at most this share of the rows: the lines left are still tested (DuckDB tests
 # only those), so marking the rows of a piece in most lines ("of the") costs more than it saves.
 PIECE_ROWS_SHARE = 0.5
+# The lines a word index leaves to test are tested at once, from their batches (_Engine._tested_now),
+# where those are at most this share of a column not kept whole (each batch decompressed once, not
+# once per query) ...
+TEST_NOW_SHARE = 0.5
+# ... or hold at most this much text of a column kept whole (~0.05 s; 256 batches of 10M lines of
+# ~12 words): more is as fast in the query's scan.
+TEST_NOW_BYTES = 64 << 20
 
 # The sort keys of a label column, or of a ranked text column, are the column ``k<i>`` of a query's
 # table (see _Engine.sort_name).
 _SORT_KEY = "k"
+# The values a word index left to test, in the table of those tested at once (_Engine._tested_now).
+_TESTED = "v"
+# The rows of a view, as a mask of the band's queries (see _Engine.band).
+_IN_VIEW = "inview"
 
 _check_column = check_column
 
@@ -340,27 +347,32 @@ class _Engine:
         """The rows of the view ranked ``[start, end)`` and those around them, without sorting the
         whole view: (rows in the view, the rank of the band's first row, the band's positions in
         order), or None where this does not pay (the caller sorts the whole view). ``key`` is the
-        first sort key (``order`` sorts by it first). Quantiles of a sample of the key bound a band
-        that holds the ranks with near certainty; exact counts of the rows before it and through it
-        check that it does, so the answer never depends on the sample."""
-        counted = dict(tables)
-        source, _ = self._source(where, counted, masks)  # no sort column: its time is the filter's
-        began = time.monotonic()
-        total = self._row(f"SELECT count(*) FROM {source} WHERE {where}", params, counted)[0]
+        first sort key (``order`` sorts by it first). The filter runs once: its rows become a mask
+        the band's queries read (a regex across words costs its scan once, not four times).
+        Quantiles of a sample of the key bound a band that holds the ranks with near certainty;
+        exact counts of the rows before it and through it check that it does, so the answer never
+        depends on the sample."""
+        if where == "TRUE":
+            total, view, kept = len(self._df), "TRUE", {}
+        else:
+            inside = self._inside(where, params, tables, masks)
+            total, view, kept = int(np.count_nonzero(inside)), _IN_VIEW, {_IN_VIEW: pa.array(inside)}
         end = min(end, total)
         if start >= end:
             return total, start, np.zeros(0, dtype=np.int64)  # past the view's last row
-        if time.monotonic() - began > BAND_SCAN_SECONDS:
-            return None  # a filter that reads every line: three more scans would cost more than a sort
-        tables = dict(tables)
-        source, streamed = self._source(f"{where} {order}", tables, masks)
-        sampled, keyed, grid = self._row(
-            f"SELECT count(*), count({key}), quantile_disc({key}, [i / {BAND_GRID} for i in range({BAND_GRID} + 1)]) "
-            f"FROM (SELECT {key} FROM {source} WHERE {where}) USING SAMPLE reservoir({BAND_SAMPLE} ROWS) REPEATABLE (7)",
-            params, tables)
+        tables = {}
+        source, streamed = self._source(f"{order}", tables, kept)
+        cur = run_sql(f"SELECT {key} FROM {source} WHERE {_spread_sample(total)} AND {view} "
+                      f"ORDER BY {key} NULLS LAST", (), tables)
+        try:
+            sample = [row[0] for row in cur.fetchall()]
+        finally:
+            cur.close()
+        keyed = len(sample) - sample.count(None)
         if not keyed:
             return None
-        edges = _band_edges(grid, keyed / sampled, start / total, end / total, desc)
+        grid = [sample[(keyed - 1) * i // BAND_GRID] for i in range(BAND_GRID + 1)]
+        edges = _band_edges(grid, keyed / len(sample), start / total, end / total, desc, len(sample))
         if edges is None:
             return None
         first, last = edges
@@ -368,15 +380,26 @@ class _Engine:
         before, after = (">", "<") if desc else ("<", ">")
         count_ahead = "0" if first is None else f"count(*) FILTER (WHERE {key} {before} ?)"
         count_through = f"count({key})" if last is None else f"count(*) FILTER (WHERE {key} {before}= ?)"
-        ahead, through = self._row(f"SELECT {count_ahead}, {count_through} FROM {source} WHERE {where}",
-                                   bounds + list(params), tables)
+        ahead, through = self._row(f"SELECT {count_ahead}, {count_through} FROM {source} WHERE {view}",
+                                   bounds, tables)
         if ahead > start or through < end or through - ahead > total // 2:
             return None  # the sample missed the page (rare), the page reaches the rows without a key
             # (sorted last), or ties make the band most of the view
-        inside = "".join([f" AND {key} {after}= ?"] * (first is not None) + [f" AND {key} {before}= ?"] * (last is not None))
-        pos = self._fetch(f"SELECT pos FROM {source} WHERE ({where}) AND {key} IS NOT NULL{inside} ORDER BY {order}, pos",
-                          list(params) + bounds, tables, streamed)[0]
+        inside_band = "".join([f" AND {key} {after}= ?"] * (first is not None) + [f" AND {key} {before}= ?"] * (last is not None))
+        pos = self._fetch(f"SELECT pos FROM {source} WHERE {view} AND {key} IS NOT NULL{inside_band} ORDER BY {order}, pos",
+                          bounds, tables, streamed)[0]
         return total, ahead, pos
+
+    def _inside(self, where: str, params: Sequence[Any], tables: Mapping[str, Any],
+                masks: Mapping[str, pa.Array]) -> np.ndarray:
+        """Per row of the table, whether the filter keeps it."""
+        mask = masks.get(where.strip("()"))
+        if mask is not None:  # one word index's rows: known already
+            return np.asarray(pc.fill_null(mask, False), dtype=bool)
+        inside = np.zeros(len(self._df), dtype=bool)
+        # the positions a WHERE keeps: DuckDB tests a regex only on the rows the marks left to test
+        inside[self.positions(where, params, tables, "", masks)] = True
+        return inside
 
     def sort_name(self, column: str) -> str | None:
         """The name a sort by ``column`` uses in a query: its integer sort keys where it has them (a
@@ -458,7 +481,51 @@ class _Engine:
 
     def indexed_sql(self, masks: dict[str, pa.Array], clause: Clause) -> tuple[str, bool, str | None] | None:
         """A ``contains`` / ``has`` / ``matches`` clause on a column with a word index, as the rows
-        it may match (sde.filters.IndexedSql). Text without a space, or a regex that can only
+        it matches or may match (sde.filters.IndexedSql): its rows as the word index marks them
+        (:meth:`marked_sql`), those left to test tested now where they lie in few batches
+        (:meth:`_tested_now`)."""
+        answered = self.marked_sql(masks, clause)
+        if answered is None or answered[1]:
+            return answered
+        return self._tested_now(masks, clause, answered) or answered
+
+    def _tested_now(self, masks: dict[str, pa.Array], clause: Clause, answered: tuple[str, bool, str | None],
+                    ) -> tuple[str, bool, str | None] | None:
+        """The rows a word index left to test (``answered``, see :meth:`marked_sql`) tested now, once:
+        their batches decompressed (or taken from the column kept whole) and the clause's SQL run
+        on their values alone, so the query reads a mask. A query would otherwise read the whole
+        column, and decompress it when it is not kept (10M lines: ~1 s a query), and a band's
+        queries would each test them. Where their batches are at most :data:`TEST_NOW_SHARE` of
+        the column's, or of a column kept whole hold at most :data:`TEST_NOW_BYTES`; else None."""
+        column = self._compressed.get(self.names.get(clause.column, ""))
+        to_test, _, sure = answered
+        names = to_test.split(" AND ")  # as _marked joins them
+        rows = functools.reduce(pc.and_kleene, [masks[name] for name in names])
+        positions = np.flatnonzero(np.asarray(pc.fill_null(rows, False)))
+        if not isinstance(column, CompressedColumn):
+            return None
+        batches = len(np.unique(positions // BATCH_ROWS))
+        if column.kept_whole() is None:
+            if batches > TEST_NOW_SHARE * column.batches:
+                return None  # most batches: a query's scan decompresses them as fast, in parallel
+        elif batches * column.nbytes > TEST_NOW_BYTES * column.batches:
+            return None  # the values are in memory: a query's scan reads them as fast
+        predicate, params = self._clause_sql(clause, _TESTED)
+        cur = run_sql(f"SELECT pos FROM tested WHERE {predicate}", params,
+                      {"tested": pa.table({"pos": positions, _TESTED: column.take(positions)})})
+        try:
+            passed = np.asarray(cur.fetchnumpy()["pos"], dtype=np.int64)
+        finally:
+            cur.close()
+        found = np.zeros(len(rows), dtype=bool)
+        found[passed] = True
+        matched = pa.array(found, mask=np.asarray(rows.is_null()) if rows.null_count else None)
+        masks[names[0]] = matched if sure is None else pc.or_kleene(masks[sure], matched)
+        return names[0], True, None
+
+    def marked_sql(self, masks: dict[str, pa.Array], clause: Clause) -> tuple[str, bool, str | None] | None:
+        """A ``contains`` / ``has`` / ``matches`` clause on a column with a word index, as the rows
+        its word index marks (the answer of sde.filters.IndexedSql). Text without a space, or a regex that can only
         match within a word (sde.word_index.within_one_word), matches inside one word, so the rows
         of the words it matches are exactly its rows (for a regex anchored with ^ or $, rows to
         test). A phrase (words with one space between): rows where words passing its pieces follow
@@ -532,10 +599,13 @@ class _Engine:
 
     def _word_test(self, clause: Clause, word: str = WORD) -> WordTest:
         """A text clause compiled for the words of a word index (sde.word_index.WordTest)."""
+        return WordTest(*self._clause_sql(clause, WORD), word)
+
+    def _clause_sql(self, clause: Clause, name: str) -> tuple[str, list[Any]]:
+        """A text clause as SQL over a column called ``name``: (predicate, params)."""
         lower = (clause.column,) if clause.column in self.lower_case else ()
-        predicate, params = bound_sql([clause], {clause.column: TEXT}, names={clause.column: WORD},
-                                      lower_columns=lower)
-        return WordTest(predicate, params, word)
+        predicate, params = bound_sql([clause], {clause.column: TEXT}, names={clause.column: name}, lower_columns=lower)
+        return predicate, list(params)
 
     @staticmethod
     def _marked(masks: dict[str, pa.Array], found: Sequence[pa.Array | None], exact: bool,
@@ -883,16 +953,25 @@ class TableQuery:
 # Helpers
 
 
+def _spread_sample(total: int) -> str:
+    """A test of ``pos`` that about :data:`BAND_SAMPLE` of a view's ``total`` rows pass, spread
+    over the table: the fraction of ``pos`` times the golden ratio below the sample's share (a Weyl
+    sequence). A reservoir sample shuffles every row of the view (10M rows: ~0.1 s); every k-th row
+    could share a period with the manifest's order; this has none, and costs a multiplication."""
+    share = min(1.0, BAND_SAMPLE / max(total, 1))
+    return f"((pos::UBIGINT * 2654435761) & 4294967295) < {math.ceil(share * 2**32)}"
+
+
 def _band_edges(grid: Sequence[Any], keyed_share: float, start: float, end: float, desc: bool,
-                ) -> tuple[Any, Any] | None:
+                sampled: int = BAND_SAMPLE) -> tuple[Any, Any] | None:
     """The key's values bounding a band of the view that holds the rows ranked from ``start`` to
     ``end`` (shares of the view), from ``grid``: the quantiles 0, 1/BAND_GRID, …, 1 of a sample of
-    the key, of which ``keyed_share`` had one (rows without sort last). None for an unbounded side.
-    The margins: BAND_SIGMAS standard errors of a sample's share, and a few of its rows (at the
-    ends, where the error is skewed); the grid's step rounds outwards."""
+    ``sampled`` rows of the view, of which ``keyed_share`` had a key (rows without sort last). None
+    for an unbounded side. The margins: BAND_SIGMAS standard errors of a sample's share, and a few
+    of its rows (at the ends, where the error is skewed); the grid's step rounds outwards."""
     def margin(share: float) -> float:
         share = min(max(share, 0.0), 1.0)
-        return BAND_SIGMAS * math.sqrt(share * (1 - share) / BAND_SAMPLE) + 8 / BAND_SAMPLE
+        return BAND_SIGMAS * math.sqrt(share * (1 - share) / sampled) + 8 / sampled
 
     spread = margin(keyed_share) / keyed_share  # the share of rows with a key is a sample's too
     low = start / keyed_share - margin(start / keyed_share) - spread

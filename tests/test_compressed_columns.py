@@ -84,6 +84,16 @@ def test_a_take_reads_only_the_batches_of_its_rows(tmp_path, values):
     assert sorted(fresh._cache._items) == [0, 2]
 
 
+@pytest.mark.parametrize("at_once", [1, 2, 3])
+def test_a_take_of_more_batches_than_it_decompresses_at_once_keeps_the_order_asked(tmp_path, values, monkeypatch,
+                                                                                    at_once):
+    path = tmp_path / "c.arrow"
+    write_compressed(path, "text", [pa.array(values)], labels=False)
+    monkeypatch.setattr(cc, "CACHED_BATCHES", at_once)
+    indices = [3 * BATCH_ROWS + 5, 7, 2 * BATCH_ROWS, 7, BATCH_ROWS + 1, 0, ROWS - 1, 2 * BATCH_ROWS + 9]
+    assert CompressedColumn(path).take(np.array(indices)).to_pylist() == [values[i] for i in indices]
+
+
 @pytest.mark.parametrize("case, written, nulls, lower", [
     ("no rows", [], 0, True),
     ("only nulls", [None, None], 2, True),

@@ -11,6 +11,7 @@ import time
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pandas as pd
 import pytest
 
@@ -452,6 +453,22 @@ def test_a_page_past_the_long_top_n_is_the_whole_sorts_page(wide, filt, sort):
         assert got_total == total and pos.tolist() == expected[start:start + 50], start
         end = min(start + 50, total)
         assert _path(fresh) == ("top-N" if end <= LONG_PREFIX_ROWS else "band" if end <= keyed else "whole sort"), start
+
+
+@pytest.mark.parametrize("rows, view", [
+    (1_000_000, "TRUE"),
+    (1_000_000, "pos % 250 = 0"),       # every 250th row: a period the sample must not share
+    (1_000_000, "pos % 4096 < 7"),      # a few rows of every batch
+    (1_000_000, "pos >= 990000"),       # the table's last rows
+    (5_000, "TRUE"),                    # fewer rows than a sample: all of them
+])
+def test_a_band_samples_about_its_size_of_any_view(rows, view):
+    from sde.query import BAND_SAMPLE, _spread_sample, run_sql
+
+    table = {"t": pa.table({"pos": np.arange(rows, dtype=np.int64)})}
+    total = run_sql(f"SELECT count(*) FROM t WHERE {view}", (), table).fetchone()[0]
+    sampled = run_sql(f"SELECT count(*) FROM t WHERE {_spread_sample(total)} AND {view}", (), table).fetchone()[0]
+    assert sampled == pytest.approx(min(total, BAND_SAMPLE), rel=0.05)
 
 
 def test_the_next_pages_of_a_band_are_slices_of_it(wide, monkeypatch):

@@ -19,6 +19,7 @@ import pytest
 from sde import compressed_columns as cc
 from sde import word_index as wi
 from sde.compressed_columns import BATCH_ROWS, CompressedStringArray, open_column, write_compressed
+import sde.query
 from sde.query import TableQuery
 from tests.test_audio_faults import ROOT, SdeServer
 
@@ -190,7 +191,7 @@ def test_a_regex_cut_at_its_spaces_selects_the_rows_a_scan_selects(monkeypatch, 
     query, paired = _indexed_with_pairs(monkeypatch, tmp_path, texts, common_share)
     filt = f'{{text}} matches "{pattern}"'
     if pattern not in TOO_COMMON_TO_NARROW:  # the words narrowed the lines to test
-        assert query._engine.indexed_sql({}, query.clauses(filt)[0]) is not None
+        assert query._engine.marked_sql({}, query.clauses(filt)[0]) is not None
     _selects_what_a_scan_selects(query, texts, filt)
 
 
@@ -206,10 +207,21 @@ def _indexed_with_pairs(monkeypatch, tmp_path, texts, common_share: float) -> tu
 
 
 def _selects_what_a_scan_selects(query: TableQuery, texts, filt: str) -> None:
-    """The filter, its negation and an OR select on the indexed query what they select on plain strings."""
+    """The filter, its negation and an OR select on the indexed query what they select on plain
+    strings, whether the lines left to test are tested at once or by the query's scan."""
     want = TableQuery(pd.DataFrame({"n": np.arange(len(texts)), "text": pd.Series(texts, dtype="string[pyarrow]")}))
-    for f in (filt, f"!({filt})", f"{filt} || {{n}} < 5"):
-        assert query.select(f, "-n").tolist() == want.select(f, "-n").tolist()
+    for at_once in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            if not at_once:
+                _tested_by_the_scan(patch)
+            for f in (filt, f"!({filt})", f"{filt} || {{n}} < 5"):
+                assert query.select(f, "-n").tolist() == want.select(f, "-n").tolist(), (f, at_once)
+
+
+def _tested_by_the_scan(monkeypatch) -> None:
+    """Lines a word index leaves to test are tested by the query's scan, not at once from their batches."""
+    monkeypatch.setattr(sde.query, "TEST_NOW_SHARE", 0)
+    monkeypatch.setattr(sde.query, "TEST_NOW_BYTES", 0)
 
 
 def _few_words(monkeypatch, tmp_path) -> tuple[TableQuery, list[str]]:
@@ -228,7 +240,7 @@ def _few_words(monkeypatch, tmp_path) -> tuple[TableQuery, list[str]]:
 def test_an_alternation_of_phrases_tests_only_the_lines_holding_one(monkeypatch, tmp_path):
     query, texts = _few_words(monkeypatch, tmp_path)
     masks: dict = {}
-    assert query._engine.indexed_sql(masks, query.clauses('{text} matches "with see|bath sea"')[0]) == ("m0", False, None)
+    assert query._engine.marked_sql(masks, query.clauses('{text} matches "with see|bath sea"')[0]) == ("m0", False, None)
     tested = masks["m0"].to_numpy(zero_copy_only=False).tolist()
     assert tested == [bool(re.search("with see|bath sea", t)) for t in texts] and 0 < sum(tested) < 0.1 * len(texts)
     assert query.count('{text} matches "with see|bath sea"') == sum(tested)
@@ -237,7 +249,7 @@ def test_an_alternation_of_phrases_tests_only_the_lines_holding_one(monkeypatch,
 def test_a_regex_that_may_span_words_tests_only_the_lines_its_words_allow(monkeypatch, tmp_path):
     query, texts = _few_words(monkeypatch, tmp_path)
     masks: dict = {}
-    assert query._engine.indexed_sql(masks, query.clauses('{text} matches "th.s"')[0]) == ("m0", False, "m1")
+    assert query._engine.marked_sql(masks, query.clauses('{text} matches "th.s"')[0]) == ("m0", False, "m1")
     tested, sure = (masks[m].to_numpy(zero_copy_only=False).tolist() for m in ("m0", "m1"))
     words = [t.split(" ") for t in texts]
     assert sure == ["this" in ws for ws in words]  # "th", one character and "s" in a word: a match
@@ -283,7 +295,7 @@ def test_a_phrase_search_selects_the_rows_a_scan_selects(monkeypatch, tmp_path, 
     query, paired = _indexed_with_pairs(monkeypatch, tmp_path, texts, common_share)
     assert paired == ([] if common_share > 1 else ["text"])
     filt = f'{{text}} contains "{phrase}"'
-    assert query._engine.indexed_sql({}, query.clauses(filt)[0]) is not None  # the pairs and words narrowed it
+    assert query._engine.marked_sql({}, query.clauses(filt)[0]) is not None  # the pairs and words narrowed it
     _selects_what_a_scan_selects(query, texts, filt)
 
 
@@ -295,7 +307,7 @@ def test_a_phrase_of_common_words_marks_only_the_lines_that_hold_it(monkeypatch,
     query.warm(text=["text"])
     query.warm_phrases(["text"])
     masks: dict = {}
-    query._engine.indexed_sql(masks, query.clauses('{text} contains "of the"')[0])
+    query._engine.marked_sql(masks, query.clauses('{text} contains "of the"')[0])
     holding = sum("of the" in t for t in texts)
     assert [m.true_count for m in masks.values()] == [holding]  # both words in most lines; the pair in these
     assert holding < 0.5 * sum("of" in t.split() and "the" in t.split() for t in texts)
@@ -390,6 +402,7 @@ def test_an_indexed_search_selects_the_rows_a_scan_selects(monkeypatch, tmp_path
 ])
 def test_a_search_of_one_word_reads_no_line(monkeypatch, tmp_path, filt, streams):
     _budget(monkeypatch, 10**9)
+    _tested_by_the_scan(monkeypatch)
     stored = _stored(tmp_path, _texts(3 * BATCH_ROWS, seed=3, lower=True))
     query = TableQuery(stored)
     query.warm(text=["text"])
@@ -399,6 +412,33 @@ def test_a_search_of_one_word_reads_no_line(monkeypatch, tmp_path, filt, streams
     assert column.kept_whole() is None
     query.select(filt)
     assert bool(query._engine._scans) is streams
+
+
+@pytest.mark.parametrize("at_once", [True, False], ids=["tested at once", "tested by the scan"])
+@pytest.mark.parametrize("filt, found", [
+    ('{text} contains "zyzzyva the"', [5 * BATCH_ROWS + 7, 5 * BATCH_ROWS + 99]),  # "zyzzyva then" holds it too
+    ('{text} matches "zyzzyva.the"', [5 * BATCH_ROWS + 7, 5 * BATCH_ROWS + 99]),
+    ('{text} matches "^a zyzzyva"', [5 * BATCH_ROWS + 7]),
+    ('!({text} contains "zyzzyva the")', None),
+])
+def test_lines_left_to_test_in_few_batches_are_tested_from_those_batches(monkeypatch, tmp_path, at_once, filt, found):
+    """A search whose words leave a few lines to test decompresses their batches, not the column."""
+    _budget(monkeypatch, 10**9)
+    if not at_once:
+        _tested_by_the_scan(monkeypatch)
+    texts = _texts(8 * BATCH_ROWS, seed=9, lower=True)
+    texts[5 * BATCH_ROWS + 7], texts[5 * BATCH_ROWS + 99] = "a zyzzyva the cat", "zyzzyva then"
+    texts[5 * BATCH_ROWS + 100], texts[6 * BATCH_ROWS] = "zyzzyva cat", "the zyzzyva"
+    stored = _stored(tmp_path, texts)
+    query = TableQuery(stored)
+    query.warm(text=["text"])
+    column = stored["text"].array.compressed
+    cc._WHOLE.discard(column.path)  # the warm-up read it whole: make a scan stream the file
+    column._recent = None
+    want = TableQuery(pd.DataFrame({"n": np.arange(len(texts)), "text": pd.Series(texts, dtype="string[pyarrow]")}))
+    got = query.select(filt).tolist()
+    assert got == want.select(filt).tolist() and (found is None or got == found)
+    assert bool(query._engine._scans) is not at_once
 
 
 @pytest.mark.parametrize("case, budget, indexed", [
@@ -455,6 +495,7 @@ def test_a_column_read_for_the_next_search_never_pushes_out_a_word_index(monkeyp
     stored = _stored(tmp_path, texts)
     column = stored["text"].array.compressed
     _budget(monkeypatch, column.nbytes + _index_bytes(column) - 1)
+    _tested_by_the_scan(monkeypatch)
     query = TableQuery(stored)
     query.warm(text=["text"])  # indexes it; too big to preload beside the index
     assert cc.word_index(column) is not None and column.kept_whole() is None
@@ -517,7 +558,7 @@ def test_a_phrase_of_many_words_marks_at_most_a_few_of_them(monkeypatch, tmp_pat
     many = " ".join(f"w{i}" for i in range(600)) + " the"  # a hostile filter: 601 pieces
     masks: dict = {}
     clause = query.clauses(f'{{text}} contains "{many}"')[0]
-    sql, exact, matched = query._engine.indexed_sql(masks, clause)
+    sql, exact, matched = query._engine.marked_sql(masks, clause)
     assert not exact and matched is None and 0 < len(masks) <= 3 and sql.count(" AND ") == len(masks) - 1
     assert query.count(f'{{text}} contains "{many}"') == 0
 

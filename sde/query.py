@@ -499,12 +499,15 @@ class _Engine:
         the column's, or of a column kept whole hold at most :data:`TEST_NOW_BYTES`; else None."""
         column = self._compressed.get(self.names.get(clause.column, ""))
         to_test, _, sure = answered
+        if to_test == "TRUE":
+            return None  # every line: the query's scan tests those not matched for sure
         names = to_test.split(" AND ")  # as _marked joins them
         rows = functools.reduce(pc.and_kleene, [masks[name] for name in names])
         positions = np.flatnonzero(np.asarray(pc.fill_null(rows, False)))
         if not isinstance(column, CompressedColumn):
             return None
-        batches = len(np.unique(positions // BATCH_ROWS))
+        batch = positions // BATCH_ROWS  # in order
+        batches = int(np.count_nonzero(batch[1:] != batch[:-1])) + (len(batch) > 0)
         if column.kept_whole() is None:
             if batches > TEST_NOW_SHARE * column.batches:
                 return None  # most batches: a query's scan decompresses them as fast, in parallel
@@ -570,32 +573,40 @@ class _Engine:
         """A regex cut at the characters that may be spaces (sde.word_index.space_cuts, one cut per
         alternative) as rows: those of the words matching an alternative whole (matched for sure,
         unless it has a line anchor), and those where words passing the pieces of a way across
-        words follow each other (WordIndex.way_rows, to be tested); None where the words of a way
-        are in most rows (every line is tested)."""
+        words follow each other (WordIndex.way_rows, to be tested). Where the words of a way are in
+        most rows, every line not matched for sure is tested (rows to test: ``TRUE``); None when
+        no line is."""
         def test(piece: str | None) -> WordTest | None:
             return None if piece is None else self._word_test(replace(clause, value=piece))
 
         sure: list[pa.Array] = []
         tested: list[pa.Array] = []
+        every_line = False
         for cuts in alternatives:
             if cuts.across:
                 across = index.way_rows([[test(piece) for piece in way] for way in cuts.across], PIECE_ROWS_SHARE)
                 if across is None:
-                    return None
-                tested.append(across)
+                    every_line = True
+                else:
+                    tested.append(across)
             if cuts.within is not None:
                 # rows matched for sure are never tested: marking them pays up to the share of an exact search
                 within = index.matching_rows(test(cuts.within), None if cuts.sure else PIECE_ROWS_SHARE)  # type: ignore[arg-type]
                 if within is None:
-                    return None
-                (sure if cuts.sure else tested).append(within)
-        if not tested:
-            return self._marked(masks, [functools.reduce(pc.or_, sure)], exact=True)
-        to_test = self._marked(masks, [functools.reduce(pc.or_, tested)], exact=False)
-        if not sure:
-            return to_test
-        matched = self._marked(masks, [functools.reduce(pc.or_, sure)], exact=True)
-        return to_test[0], False, matched[0]  # type: ignore[index]
+                    every_line = True
+                else:
+                    (sure if cuts.sure else tested).append(within)
+        def marked(rows: list[pa.Array], exact: bool) -> tuple[str, bool, str | None] | None:
+            return self._marked(masks, [functools.reduce(pc.or_, rows)], exact) if rows else None
+
+        if every_line:
+            matched = marked(sure, exact=True)
+            return None if matched is None else ("TRUE", False, matched[0])
+        to_test = marked(tested, exact=False)
+        matched = marked(sure, exact=True)
+        if to_test is None or matched is None:
+            return to_test or matched
+        return to_test[0], False, matched[0]
 
     def _word_test(self, clause: Clause, word: str = WORD) -> WordTest:
         """A text clause compiled for the words of a word index (sde.word_index.WordTest)."""

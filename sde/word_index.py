@@ -20,6 +20,7 @@ sde.compressed_columns within the budget of whole columns.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+import functools
 import itertools
 import re
 import warnings
@@ -216,17 +217,30 @@ class WordIndex:
         first, stop = np.asarray(got["first"], dtype=np.int64), np.asarray(got["stop"], dtype=np.int64)
         counts = stop - first
         entries = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first - np.cumsum(counts) + counts, counts)
-        spans = _Spans(*(self.words[c].to_numpy()[entries] for c in ("seg", "start", "stop")))
+        spans = _Spans(*(column[entries] for column in self._word_spans))
         common = np.asarray(got["common"], dtype=bool)
         words = np.asarray(got["word"], dtype=object)
         return _Passing(spans, spans.only(~np.repeat(common, counts)), pa.array(words[common], pa.large_string()))
 
-    def _with_nulls(self, mask: np.ndarray) -> pa.BooleanArray:
+    @functools.cached_property
+    def _word_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The words table's ``seg``, ``start`` and ``stop`` as arrays, once (a search picks its words')."""
+        return tuple(self.words[c].to_numpy() for c in ("seg", "start", "stop"))  # type: ignore[return-value]
+
+    @functools.cached_property
+    def _validity(self) -> tuple[pa.Buffer | None, int]:
+        """Arrow's validity bitmap of the column (a bit a row, 0 where the value is missing) and its
+        count of missing values, once."""
         if not len(self.nulls):
-            return pa.array(mask)
-        missing = np.zeros(self.rows, dtype=bool)
-        missing[self.nulls] = True
-        return pa.array(mask, mask=missing)
+            return None, 0
+        present = np.ones(self.rows, dtype=bool)
+        present[self.nulls] = False
+        return pa.py_buffer(np.packbits(present, bitorder="little")), self.rows - int(np.count_nonzero(present))
+
+    def _with_nulls(self, mask: np.ndarray) -> pa.BooleanArray:
+        validity, missing = self._validity
+        data = pa.py_buffer(np.packbits(mask, bitorder="little"))
+        return pa.BooleanArray.from_buffers(pa.bool_(), self.rows, [validity, data], null_count=missing)
 
 
 def phrase_pieces(text: str) -> list[tuple[str, str]] | None:

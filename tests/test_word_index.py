@@ -259,6 +259,15 @@ def test_a_regex_that_may_span_words_tests_only_the_lines_its_words_allow(monkey
     assert [bool(re.search("th.s", t)) for t in texts] == [a or b for a, b in zip(sure, tested)]
 
 
+def test_a_regex_whose_words_are_in_most_lines_tests_every_line_not_matched_for_sure(monkeypatch, tmp_path):
+    query, texts = _few_words(monkeypatch, tmp_path)
+    monkeypatch.setattr(sde.query, "PIECE_ROWS_SHARE", 0.0)  # every way across words: too common to narrow
+    masks: dict = {}
+    assert query._engine.marked_sql(masks, query.clauses('{text} matches "th.s"')[0]) == ("TRUE", False, "m0")
+    assert masks["m0"].to_pylist() == ["this" in t.split(" ") for t in texts]  # no test for these
+    _selects_what_a_scan_selects(query, texts, '{text} matches "th.s"')
+
+
 def test_the_index_keeps_the_rows_of_each_two_common_words_that_follow_each_other(monkeypatch):
     monkeypatch.setattr(wi, "COMMON_SHARE", 0.3)  # of: 5 rows in 7, the: 6; cat: 2, "": 1
     monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)  # and a segment per chunk

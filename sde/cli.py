@@ -446,14 +446,18 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
         return dataset
 
 
-def _warm_queries(query, transcripts: list[str]) -> None:
-    """The query engine's start-up work (sde.query.TableQuery.warm), then a line saying searches
-    are at full speed, one when phrases of common words are (TableQuery.warm_phrases), and one when
-    sorts by text are (TableQuery.warm_sorts: the transcripts first): at 10M utterances that takes
-    tens of seconds, and a user timing a search or a sort should know."""
+def _warm_queries(query, transcripts: list[str], errors: list) -> None:
+    """The words of the errors tables coded (sde.analysis.prepare_errors: a second at 10M), the
+    query engine's start-up work (sde.query.TableQuery.warm), then a line saying searches are at
+    full speed, one when phrases of common words are (TableQuery.warm_phrases), and one when sorts
+    by text are (TableQuery.warm_sorts: the transcripts first): at 10M utterances that takes tens
+    of seconds, and a user timing a search or a sort should know."""
+    from sde.analysis import prepare_errors
     from sde.filters.engine import stopping
 
     started = time.monotonic()
+    for table in errors:
+        prepare_errors(table)
     indexed = query.warm(text=transcripts)
     if stopping():  # interrupted by the exit
         return
@@ -510,7 +514,8 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # The query engine's view of the table (seconds at 10M rows) is made while the browser opens;
     # of the text columns, the transcripts are the ones searched (paths, speakers: on first use).
     transcripts = ["text", *(h.field for h in dataset.hypotheses)]
-    warm = threading.Thread(target=_warm_queries, args=(dataset.utterance_query, transcripts),
+    errors = [dataset.errors[h.field] for h in dataset.hypotheses if h.field in dataset.errors]
+    warm = threading.Thread(target=_warm_queries, args=(dataset.utterance_query, transcripts, errors),
                             name="sde-warm-queries", daemon=True)
     warm.start()
     atexit.register(_end_background_queries, warm)

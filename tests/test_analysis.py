@@ -87,6 +87,24 @@ def test_top_errors_restricted_by_ids_and_mask():
     assert all(len(v) == 0 for v in nothing.values())
 
 
+def test_top_errors_of_many_pairs_are_a_plain_tally_ordered():
+    """Thousands of distinct pairs, ties at every count: the counts a Counter makes, most frequent
+    first, ties by ref then hyp; and coding the table ahead (prepare_errors) changes nothing."""
+    rng = np.random.default_rng(3)
+    words = [f"w{i:02d}" for i in range(60)]
+    rows = []
+    for utt in range(20_000):
+        op = ("sub", "del", "ins")[int(rng.choice(3, p=[0.7, 0.15, 0.15]))]
+        ref, hyp = words[int(rng.zipf(1.3)) % 60], words[int(rng.integers(0, 60))]
+        rows.append((utt, op, None if op == "ins" else ref, None if op == "del" else hyp))
+    table = errors_table(rows)
+    A.prepare_errors(table)
+    tally = Counter((r, h) for _, op, r, h in rows if op == "sub")
+    want = sorted(tally.items(), key=lambda kv: (-kv[1], kv[0]))[:150]
+    got = A.top_errors(table, limit=150)["substitutions"]
+    assert [(r, h, n) for r, h, n in got.values.tolist()] == [(r, h, n) for (r, h), n in want]
+
+
 def test_top_errors_empty_table():
     r = A.top_errors(errors_table([]))
     assert [len(v) for v in r.values()] == [0, 0, 0]

@@ -47,7 +47,7 @@ from sde.analysis.comparison import (
     word_accuracy_comparison,
     word_comparison,
 )
-from sde.analysis.errors import affected_utterances, top_errors, utterances_with_error
+from sde.analysis.errors import affected_utterances, prepare as prepare_errors, top_errors, utterances_with_error
 from sde.analysis.rates import Columns, UttIds, corpus_wer, hypothesis_columns, scored_rows, selection_totals
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "selection_totals",
     "subset_vocabulary",
     "top_errors",
+    "prepare_errors",
     "utterance_comparison",
     "utterances_with_error",
     "word_accuracy_comparison",

@@ -22,6 +22,7 @@ from sde.analysis.rates import STRING, UttIds, _id_mask, _unique_counts
 from sde.caching import LRUCache
 from sde.compressed_columns import LabelColumn, label_column, read_strings
 from sde.engine import settings
+from sde.filters.engine import run_sql
 
 _KINDS = {"sub": 0, "del": 1, "ins": 2}  # as errors tables name them
 _OPS = {"sub": 0, "del": 1, "ins": 2, "substitution": 0, "deletion": 1, "insertion": 2,
@@ -244,6 +245,12 @@ def _word_counts(codes: _ErrorCodes, word_codes: np.ndarray, limit: int | None) 
     })
 
 
+def prepare(errors: pd.DataFrame) -> None:
+    """Code the words of an errors table now (every analysis of it starts there, ~0.3-0.7 s at 10M
+    utterances), so that the first request for its errors does not wait for it."""
+    _error_codes(errors)
+
+
 def top_errors(errors: pd.DataFrame, utt_ids: UttIds = None, limit: int | None = 100) -> dict[str, pd.DataFrame]:
     """The most frequent substitutions, deletions and insertions of one hypothesis.
 
@@ -267,12 +274,7 @@ def top_errors(errors: pd.DataFrame, utt_ids: UttIds = None, limit: int | None =
     m = rows(0)
     m &= codes.ref >= 0
     m &= codes.hyp >= 0
-    nwords = max(len(codes.words), 1)
-    # in place: at 10M utterances each fresh array of the ~10M substitutions costs its page faults
-    pair = np.multiply(codes.ref[m], nwords, dtype=np.int64)
-    pair += codes.hyp[m]
-    uniq, counts = _counts_sorting(pair)
-    ref_code, hyp_code = uniq // nwords, uniq % nwords
+    ref_code, hyp_code, counts = _pair_counts(codes.ref, codes.hyp, m)
     top = _top(counts, [ref_code, hyp_code], codes, limit)
     subs = pd.DataFrame({
         "ref": codes.text(ref_code[top]),
@@ -284,16 +286,18 @@ def top_errors(errors: pd.DataFrame, utt_ids: UttIds = None, limit: int | None =
     return {"substitutions": subs, "deletions": dels, "insertions": ins}
 
 
-def _counts_sorting(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values and their counts, like rates._unique_counts, sorting `values` in place."""
-    if values.size == 0:
-        return values, np.zeros(0, dtype=np.int64)
-    values.sort()
-    start = np.empty(values.size, dtype=bool)
-    start[0] = True
-    np.not_equal(values[1:], values[:-1], out=start[1:])
-    at = np.flatnonzero(start)
-    return values[at], np.diff(at, append=values.size).astype(np.int64)
+def _pair_counts(ref: np.ndarray, hyp: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ref code, hyp code, count) of each distinct pair of codes among ``rows`` (a mask), in no
+    order: DuckDB's parallel hash aggregate over the arrays as they are (10M substitutions: ~0.3 s
+    on two cores, where sorting them took ~0.7 s)."""
+    cur = run_sql("SELECT r, h, count(*) AS n FROM t WHERE k GROUP BY r, h", (),
+                  {"t": pa.table({"r": ref, "h": hyp, "k": rows})})
+    try:
+        got = cur.fetchnumpy()
+    finally:
+        cur.close()
+    return (np.asarray(got["r"], dtype=ref.dtype), np.asarray(got["h"], dtype=hyp.dtype),
+            np.asarray(got["n"], dtype=np.int64))
 
 
 def utterances_with_error(errors: pd.DataFrame, op: str, ref: str | None = None,

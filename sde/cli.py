@@ -453,11 +453,16 @@ def _warm_queries(query, transcripts: list[str], errors: list) -> None:
     by text are (TableQuery.warm_sorts: the transcripts first): at 10M utterances that takes tens
     of seconds, and a user timing a search or a sort should know."""
     from sde.analysis import prepare_errors
+    from sde.filters import QueryError
     from sde.filters.engine import stopping
 
     started = time.monotonic()
     for table in errors:
-        prepare_errors(table)
+        try:
+            prepare_errors(table)
+        except QueryError:  # interrupted by the exit; else the first request for them says what failed
+            if stopping():
+                return
     indexed = query.warm(text=transcripts)
     if stopping():  # interrupted by the exit
         return

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Iterator, Sequence
 import functools
 import itertools
 import re
-import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.filters.engine import arrow_sql, run_sql
+from sde.filters.regex import parsed_regex
 
 try:  # the parser of Python's re: sre_parse until 3.11
     from re import _parser as _re_parser  # type: ignore[attr-defined]
@@ -268,7 +268,7 @@ def within_one_word(pattern: str) -> bool | None:
     match across words, or one this cannot read for sure (Python's parser reads it; DuckDB runs
     RE2, whose syntax it shares for everything it accepts here: lookarounds, back references,
     POSIX classes ``[[:…:]]``, ``\\p{…}`` and verbose mode give None)."""
-    parsed = _parsed(pattern)
+    parsed = parsed_regex(pattern)
     if parsed is None:
         return None
     try:
@@ -284,7 +284,7 @@ def required_words(pattern: str) -> list[str]:
     give rows to test. The literal characters at the regex's top level (groups included, not
     repeats or alternatives); [] when there are none or the regex is not read for sure (see
     :func:`within_one_word`). Case is the regex's: match the runs ignoring case."""
-    parsed = _parsed(pattern)
+    parsed = parsed_regex(pattern)
     if parsed is None:
         return []
     runs, run = [], []
@@ -328,7 +328,7 @@ def space_cuts(pattern: str) -> list[SpaceCuts] | None:
     One :class:`SpaceCuts` per alternative of a regex that is an alternation (``you know|i mean``:
     at most :data:`MAX_ALTERNATIVES`; an alternative may then lie within a word), else one. None
     for any other regex, or one not read for sure (see :func:`within_one_word`)."""
-    parsed = _parsed(pattern)
+    parsed = parsed_regex(pattern)
     if parsed is None or parsed.state.flags & ~(re.IGNORECASE | re.UNICODE):
         return None
     prefix = "(?i)" if parsed.state.flags & re.IGNORECASE else ""
@@ -439,21 +439,6 @@ def _re2_in_set(part: tuple[Any, Any]) -> str:
 
 def _re2_char(code: int) -> str:
     return f"\\x{{{code:x}}}" if code < 128 and not chr(code).isalnum() else chr(code)
-
-
-def _parsed(pattern: str) -> Any:
-    """A regex as Python's parser reads it, or None where that may not be how RE2 (DuckDB's) reads
-    it: a POSIX class ``[[:…:]]`` (Python reads a set of characters), verbose mode, or anything
-    Python refuses (``\\p{…}``, ``\\Q…\\E``, too deep)."""
-    if "[:" in pattern:
-        return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parsed = _re_parser.parse(pattern)
-    except (re.error, RecursionError):
-        return None
-    return None if parsed.state.flags & re.VERBOSE else parsed
 
 
 def _in_sequence(items: Any, flagged: bool = True) -> Iterator[tuple[Any, Any]]:

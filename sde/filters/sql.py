@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sde.filters.bind import NUMBER, VIRTUAL, bind, iequal_pattern, re2_escape, word_pattern
+from sde.filters.regex import anchored_literals
 from sde.filters.tree import And, Clause, Column, Compare, Expr, Negate, Node, Not, Number, Or, conjuncts
 
 @dataclass(frozen=True)
@@ -150,7 +151,16 @@ class _Sql:
             return f"regexp_matches({col}, {self.param(iequal_pattern(value))}, 'i')"  # type: ignore[arg-type]
         if op == "has":
             return f"regexp_matches({col}, {self.param(word_pattern(value))})"  # type: ignore[arg-type]
-        return f"regexp_matches({col}, {self.param(value)})"  # matches
+        return self.matches(col, value)  # type: ignore[arg-type]
+
+    def matches(self, col: str, pattern: str) -> str:
+        """RE2 on the line, after a comparison of the text a match must start or end with
+        (sde.filters.regex.anchored_literals): ``^the .* of$`` reads the lines starting "the "."""
+        prefix, suffix = anchored_literals(pattern)
+        guards = ([f"starts_with({col}, {self.param(prefix)})"] if prefix else []) + \
+                 ([f"ends_with({col}, {self.param(suffix)})"] if suffix else [])
+        test = f"regexp_matches({col}, {self.param(pattern)})"
+        return f"({' AND '.join([*guards, test])})" if guards else test
 
     def lowered_exactly(self, column: str, value: str) -> bool:
         """Whether ignoring case, ``value`` matches in ``column`` exactly what its lower case matches

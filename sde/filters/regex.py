@@ -1,0 +1,54 @@
+"""Reading a filter's regex as RE2 (DuckDB's engine) reads it, through Python's own parser: what
+every match must hold, so that cheaper tests can go first."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
+
+try:  # the parser of Python's re: sre_parse until 3.11
+    from re import _parser as _re_parser  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    import sre_parse as _re_parser  # type: ignore[no-redef]
+
+__all__ = ["anchored_literals", "parsed_regex"]
+
+
+def parsed_regex(pattern: str) -> Any:
+    """A regex as Python's parser reads it, or None where that may not be how RE2 (DuckDB's) reads
+    it: a POSIX class ``[[:…:]]`` (Python reads a set of characters), verbose mode, or anything
+    Python refuses (``\\p{…}``, ``\\Q…\\E``, too deep)."""
+    if "[:" in pattern:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = _re_parser.parse(pattern)
+    except (re.error, RecursionError):
+        return None
+    return None if parsed.state.flags & re.VERBOSE else parsed
+
+
+def anchored_literals(pattern: str) -> tuple[str, str]:
+    """The text every line a regex matches starts with (the literal characters after a leading
+    ``^``) and ends with (those before a trailing ``$``); "" where there is none, or where case is
+    ignored or ``^``/``$`` may match at a line break ((?i), (?m)). Testing them
+    (``starts_with``, ``ends_with``) costs a comparison of a few bytes, where RE2 reads the line."""
+    parsed = parsed_regex(pattern)
+    if parsed is None or parsed.state.flags & (re.IGNORECASE | re.MULTILINE):
+        return "", ""
+    items = list(parsed)
+    prefix = _literals(items[1:]) if items and items[0] == (_re_parser.AT, _re_parser.AT_BEGINNING) else ""
+    suffix = _literals(items[-2::-1])[::-1] if items and items[-1] == (_re_parser.AT, _re_parser.AT_END) else ""
+    return prefix, suffix
+
+
+def _literals(items: list[tuple[Any, Any]]) -> str:
+    """The characters of the literal items these items start with."""
+    text = []
+    for op, arg in items:
+        if op is not _re_parser.LITERAL:
+            break
+        text.append(chr(arg))
+    return "".join(text)

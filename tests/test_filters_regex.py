@@ -1,0 +1,53 @@
+"""sde.filters.regex: the text every match of a regex must start or end with, tested before RE2."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sde.filters.regex import anchored_literals
+from sde.query import TableQuery
+
+
+@pytest.mark.parametrize("pattern, ends", [
+    ("^the .* of$", ("the ", " of")),
+    ("^the", ("the", "")),
+    ("of$", ("", "of")),
+    ("^thee*", ("the", "")),            # the repeated "e" may be absent: not part of it
+    ("^a?b", ("", "")),
+    ("^th(e|em)", ("th", "")),
+    ("^\\.wav$", (".wav", ".wav")),     # an escaped dot is a literal
+    ("^ß日 x", ("ß日 x", "")),
+    ("^[Tt]he", ("", "")),
+    ("^.the", ("", "")),
+    ("^the|of$", ("", "")),              # an alternation: neither end is sure
+    ("(?i)^the", ("", "")),              # case ignored
+    ("(?m)^the$", ("", "")),             # ^ and $ at line breaks
+    ("the", ("", "")),
+    ("\\Athe", ("", "")),
+    ("^(?i:the)", ("", "")),
+    ("^[[:alpha:]]x", ("", "")),         # not read the way RE2 reads it
+    ("^the\\b", ("the", "")),
+    ("^$", ("", "")),
+])
+def test_anchored_literals(pattern, ends):
+    assert anchored_literals(pattern) == ends
+
+
+TEXTS = ["the cat of", "the of", "then of", "the cat of the", "a the cat of", "the\nx of", "", None, "The cat of",
+         "ß日 x y", "the.wav", ".wav", "of", "thee cat", "thecat of", "the  of"]
+PATTERNS = ["^the .* of$", "^the", "of$", "^thee*", "^ß日 x", "^\\.wav$", "wav$", "^the of$", "^the\\b", "^th(e|em)"]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_a_regex_with_a_literal_start_or_end_selects_what_re_selects(pattern):
+    rng = np.random.default_rng(0)
+    texts = [TEXTS[i] for i in rng.integers(0, len(TEXTS), 2000)]
+    query = TableQuery(pd.DataFrame({"text": pd.Series(texts, dtype="string[pyarrow]")}))
+    want = [i for i, t in enumerate(texts) if t is not None and re.search(pattern, t)]
+    assert query.select(f'{{text}} matches "{pattern}"').tolist() == want
+    others = [i for i, t in enumerate(texts) if t is not None and not re.search(pattern, t)]
+    assert query.select(f'!({{text}} matches "{pattern}")').tolist() == others

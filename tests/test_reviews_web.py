@@ -6,6 +6,7 @@ kill -9 in the middle of a burst of edits."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -269,8 +270,8 @@ def _burst(url: str, uid: int, acknowledged: list, stop: threading.Event) -> Non
         try:
             code, saved = call(review_url(url, uid), "POST",
                                {"status": ("keep", "drop")[i % 2], "note": note, "version": version})
-        except (OSError, ValueError):
-            return  # the server is gone
+        except (OSError, ValueError, http.client.HTTPException):
+            return  # the server is gone (killed mid-answer: an incomplete read)
         if code != 200:
             return
         version = saved["version"]

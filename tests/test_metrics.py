@@ -163,6 +163,12 @@ def test_corpus_rates_equal_jiwer(pairs, aligned):
     assert masked["cer"] == pytest.approx(100 * jiwer.cer(kept_refs, kept_hyps))
 
 
+def test_corpus_rates_of_a_mask_equal_those_of_its_positions(aligned):
+    keep = np.arange(len(aligned.counts["sub"])) % 3 != 1
+    assert corpus_rates(aligned.counts, mask=keep) == corpus_rates(aligned.counts, mask=np.flatnonzero(keep))
+    assert corpus_rates(aligned.counts, mask=np.ones(len(keep), dtype=bool)) == corpus_rates(aligned.counts)
+
+
 def test_errors_table_matches_counts(pairs, aligned):
     errors = aligned.errors
     n = len(pairs[0])

@@ -41,9 +41,15 @@ def corpus_rates(
     reference words selected) the empty-reference rule applies to the sums, as for one utterance.
     """
 
+    boolean = mask is not None and np.asarray(mask).dtype == bool
+
     def total(key: str) -> int:
         values = np.asarray(counts[key])
-        return int(values.sum() if mask is None else values[mask].sum())
+        if mask is None:
+            return int(values.sum())
+        if boolean:  # summed in place: a masked copy of each column costs more (10M rows: ~0.1 s each)
+            return int(values.sum(where=mask))
+        return int(values[mask].sum())
 
     errors = total("sub") + total("del") + total("ins")
     rates = {

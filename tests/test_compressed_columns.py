@@ -3,6 +3,8 @@ their distinct values), and the pandas array over either behaving as pandas' own
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pickle
 import time
 
@@ -92,6 +94,14 @@ def test_a_take_of_more_batches_than_it_decompresses_at_once_keeps_the_order_ask
     monkeypatch.setattr(cc, "CACHED_BATCHES", at_once)
     indices = [3 * BATCH_ROWS + 5, 7, 2 * BATCH_ROWS, 7, BATCH_ROWS + 1, 0, ROWS - 1, 2 * BATCH_ROWS + 9]
     assert CompressedColumn(path).take(np.array(indices)).to_pylist() == [values[i] for i in indices]
+
+
+def test_the_most_common_value_is_counted_from_labels_or_values(column, values):
+    counts = Counter(v for v in values if v is not None)
+    top = max(counts.values())
+    assert cc.most_common(_series(column)) in {v for v, n in counts.items() if n == top}
+    assert cc.most_common(_plain(values)) in {v for v, n in counts.items() if n == top}
+    assert cc.most_common(_plain([None, None])) is None
 
 
 @pytest.mark.parametrize("case, written, nulls, lower", [

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from sde.compressed_columns import most_common
 from sde.filters import NUMBER, bind, check_clause_count, combine_filters
 from sde.query import MAX_PAGE_SIZE, MAX_QUERY_LENGTH, MAX_SORT_KEYS, Clause, QueryError, format_filter
 from sde.web.present import records
@@ -358,9 +359,9 @@ def example_filter(df: pd.DataFrame, lead: str, skip: Collection[str] = ()) -> s
         text = {c: n for c, n in categorical_columns(df, skip).items() if not pd.api.types.is_bool_dtype(df[c].dtype)}
         candidates = [c for c, n in text.items() if n > 1] or list(text)
     for column in candidates:
-        counts = df[column].value_counts(dropna=True)
-        if len(counts) and str(counts.index[0]).strip():
-            return combine_filters(lead, Clause(column, "=", str(counts.index[0])).to_q())
+        value = most_common(df[column])
+        if value is not None and str(value).strip():
+            return combine_filters(lead, Clause(column, "=", str(value)).to_q())
     return lead
 
 

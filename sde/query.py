@@ -76,7 +76,7 @@ from sde.filters import (
 from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
                             within_one_word)
 from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, arrow_column, configure, connect, cursor,
-                                reopen, run_sql)
+                                numpy_sql, reopen, run_sql)
 
 __all__ = [
     "QueryError",
@@ -435,7 +435,7 @@ class _Engine:
         tables: dict[str, Any] = {}
         source, _ = self._source(ident, tables, {})
         rank_type = "UINTEGER" if column.rows < 2**32 else "UBIGINT"
-        got = self._numpy(f"SELECT pos, (dense_rank() OVER (ORDER BY {ident}))::{rank_type} AS r "
+        got = numpy_sql(f"SELECT pos, (dense_rank() OVER (ORDER BY {ident}))::{rank_type} AS r "
                           f"FROM {source} WHERE {ident} IS NOT NULL", (), tables)
         ranks = np.zeros(column.rows, dtype=np.uint32 if rank_type == "UINTEGER" else np.uint64)
         ranks[got["pos"]] = got["r"]
@@ -499,13 +499,11 @@ class _Engine:
         the column's, or of a column kept whole hold at most :data:`TEST_NOW_BYTES`; else None."""
         column = self._compressed.get(self.names.get(clause.column, ""))
         to_test, _, sure = answered
-        if to_test == "TRUE":
+        if to_test == "TRUE" or not isinstance(column, CompressedColumn):
             return None  # every line: the query's scan tests those not matched for sure
         names = to_test.split(" AND ")  # as _marked joins them
         rows = functools.reduce(pc.and_kleene, [masks[name] for name in names])
         positions = np.flatnonzero(np.asarray(pc.fill_null(rows, False)))
-        if not isinstance(column, CompressedColumn):
-            return None
         batch = positions // BATCH_ROWS  # in order
         batches = int(np.count_nonzero(batch[1:] != batch[:-1])) + (len(batch) > 0)
         if column.kept_whole() is None:
@@ -514,12 +512,9 @@ class _Engine:
         elif batches * column.nbytes > TEST_NOW_BYTES * column.batches:
             return None  # the values are in memory: a query's scan reads them as fast
         predicate, params = self._clause_sql(clause, _TESTED)
-        cur = run_sql(f"SELECT pos FROM tested WHERE {predicate}", params,
-                      {"tested": pa.table({"pos": positions, _TESTED: column.take(positions)})})
-        try:
-            passed = np.asarray(cur.fetchnumpy()["pos"], dtype=np.int64)
-        finally:
-            cur.close()
+        passed = np.asarray(numpy_sql(f"SELECT pos FROM tested WHERE {predicate}", params,
+                                      {"tested": pa.table({"pos": positions, _TESTED: column.take(positions)})})["pos"],
+                            dtype=np.int64)
         found = np.zeros(len(rows), dtype=bool)
         found[passed] = True
         matched = pa.array(found, mask=np.asarray(rows.is_null()) if rows.null_count else None)
@@ -639,17 +634,9 @@ class _Engine:
         finally:
             cur.close()
 
-    @staticmethod
-    def _numpy(sql: str, params: Sequence[Any], tables: Mapping[str, Any]) -> dict[str, Any]:
-        cur = run_sql(sql, params, tables)
-        try:
-            return cur.fetchnumpy()
-        finally:
-            cur.close()
-
     def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any],
                streamed: Sequence[CompressedColumn | LabelColumn]) -> tuple[np.ndarray, np.ndarray]:
-        got = self._numpy(sql, params, tables)  # the query's table "t" is in them (see _source)
+        got = numpy_sql(sql, params, tables)  # the query's table "t" is in them (see _source)
         for column in streamed if self.keep_searched else ():  # after the query: the read must not slow it
             keep_for_next_scan(column)
         pos = np.asarray(got["pos"], dtype=np.int64)

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sde.filters.engine import arrow_sql, run_sql
+from sde.filters.engine import arrow_sql, numpy_sql
 from sde.filters.regex import parsed_regex
 
 try:  # the parser of Python's re: sre_parse until 3.11
@@ -209,23 +209,14 @@ class WordIndex:
         """The words that pass ``test``: tested once each (the vocabulary), then their spans."""
         sql = (f"SELECT word, common, first, stop FROM (SELECT {WORD} AS word, common, first, stop, "
                f"{test.word} AS {WORD} FROM vocabulary) WHERE {test.predicate}")
-        cur = run_sql(sql, test.params, {"vocabulary": self.vocabulary})
-        try:
-            got = cur.fetchnumpy()
-        finally:
-            cur.close()
+        got = numpy_sql(sql, test.params, {"vocabulary": self.vocabulary})
         first, stop = np.asarray(got["first"], dtype=np.int64), np.asarray(got["stop"], dtype=np.int64)
         counts = stop - first
         entries = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first - np.cumsum(counts) + counts, counts)
-        spans = _Spans(*(column[entries] for column in self._word_spans))
+        spans = _Spans(*(self.words[c].to_numpy()[entries] for c in ("seg", "start", "stop")))
         common = np.asarray(got["common"], dtype=bool)
         words = np.asarray(got["word"], dtype=object)
         return _Passing(spans, spans.only(~np.repeat(common, counts)), pa.array(words[common], pa.large_string()))
-
-    @functools.cached_property
-    def _word_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The words table's ``seg``, ``start`` and ``stop`` as arrays, once (a search picks its words')."""
-        return tuple(self.words[c].to_numpy() for c in ("seg", "start", "stop"))  # type: ignore[return-value]
 
     @functools.cached_property
     def _validity(self) -> tuple[pa.Buffer | None, int]:

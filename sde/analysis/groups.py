@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from sde.analysis.bootstrap import _check_bootstrap_args, _percentile_ci
 from sde.compressed_columns import label_column
 from sde.filters import QueryError, column_kind
-from sde.filters.engine import arrow_column, run_sql
+from sde.filters.engine import arrow_column, numpy_sql
 from sde.analysis.rates import (
     Columns,
     UttIds,
@@ -386,13 +386,9 @@ def _sql_sums(table: pd.DataFrame, by: str, rows: np.ndarray | None, weights: Ma
     data = {"g": values, **{k: pa.array(np.asarray(w)) for k, w in weights.items()}}
     sums = ", ".join(f"sum({k}) AS {k}" for k in weights)
     try:
-        cur = run_sql(f"SELECT g, count(*) AS utterances, {sums} FROM t GROUP BY g", (), {"t": pa.table(data)})
+        got = numpy_sql(f"SELECT g, count(*) AS utterances, {sums} FROM t GROUP BY g", (), {"t": pa.table(data)})
     except QueryError:
         return None
-    try:
-        got = cur.fetchnumpy()
-    finally:
-        cur.close()
     totals = {"utterances": np.asarray(got["utterances"], dtype=np.int64)}
     totals.update({k: np.asarray(got[k], dtype=np.float64) for k in weights})
     groups = np.ma.asarray(got["g"]).tolist()

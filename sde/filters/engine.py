@@ -25,7 +25,7 @@ from sde.filters.bind import TEXT
 from sde.filters.language import QueryError
 
 __all__ = ["MAX_QUERY_SECONDS", "LowerCaseColumns", "arrow_column", "arrow_sql", "configure", "connect", "cursor",
-           "holds_no_ascii_upper", "run_sql", "stop_queries", "stopping"]
+           "holds_no_ascii_upper", "numpy_sql", "run_sql", "stop_queries", "stopping"]
 
 
 # One in-memory DuckDB database for the whole process: every TableQuery queries it through a
@@ -143,6 +143,15 @@ def arrow_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | 
             for name, table in (tables or {}).items():
                 cur.register(name, table)
             return cur.sql(sql, params=list(params)).to_arrow_table()
+    finally:
+        cur.close()
+
+
+def numpy_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`run_sql`'s query, its whole answer as numpy arrays by column (cursor.fetchnumpy)."""
+    cur = run_sql(sql, params, tables)
+    try:
+        return cur.fetchnumpy()
     finally:
         cur.close()
 

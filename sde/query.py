@@ -57,6 +57,7 @@ from sde.filters import (
     TEXT,
     VIRTUAL,
     Clause,
+    IndexAnswer,
     Node,
     QueryError,
     VirtualSql,
@@ -119,6 +120,9 @@ BAND_SAMPLE = 20_000
 BAND_SIGMAS = 4.0
 # ... read at these quantiles (a step of 0.1% of the view), ...
 BAND_GRID = 1_000
+# ... on a table of the view's rows alone where they are at most this share of the table and the
+# sort reads fixed-width columns (taking 1M rows of 10M: ~10 ms; each band query then reads a tenth).
+BAND_TAKE_SHARE = 0.5
 # A search of text with spaces marks the rows holding its longest pieces (word indexes, see
 # _Engine.indexed_sql); a few narrow it enough, and a hostile thousand-word text must not cost more.
 INDEXED_PIECES = 3
@@ -142,6 +146,21 @@ _TESTED = "v"
 _IN_VIEW = "inview"
 
 _check_column = check_column
+
+
+def _batches_holding(mask: pa.BooleanArray) -> int:
+    """How many batches of :data:`BATCH_ROWS` rows hold a row ``mask`` is true for: read from its
+    bits (10M rows: ~1 ms, where finding the rows takes ~25 ms)."""
+    filled = pc.fill_null(mask, False)
+    if filled.offset % 8 or BATCH_ROWS % 8:
+        rows = np.flatnonzero(np.asarray(filled))
+        return len(np.unique(rows // BATCH_ROWS))
+    size = len(filled)
+    bits = np.zeros(-(-size // BATCH_ROWS) * (BATCH_ROWS // 8), dtype=np.uint8)
+    bits[:(size + 7) // 8] = np.frombuffer(filled.buffers()[1], np.uint8, (size + 7) // 8, filled.offset // 8)
+    if size % 8:
+        bits[size // 8] &= (1 << size % 8) - 1  # the bits past the last row are not the mask's
+    return int(np.count_nonzero(bits.reshape(-1, BATCH_ROWS // 8).any(axis=1)))
 
 
 def _names(ident: str, sql: str) -> bool:
@@ -347,21 +366,20 @@ class _Engine:
         """The rows of the view ranked ``[start, end)`` and those around them, without sorting the
         whole view: (rows in the view, the rank of the band's first row, the band's positions in
         order), or None where this does not pay (the caller sorts the whole view). ``key`` is the
-        first sort key (``order`` sorts by it first). The filter runs once: its rows become a mask
-        the band's queries read (a regex across words costs its scan once, not four times).
+        first sort key (``order`` sorts by it first). The filter runs once: its rows become the
+        table the band's queries read, or a mask of the table (:meth:`_band_view`; a regex across
+        words costs its scan once, not four times).
         Quantiles of a sample of the key bound a band that holds the ranks with near certainty;
         exact counts of the rows before it and through it check that it does, so the answer never
         depends on the sample."""
-        if where == "TRUE":
-            total, view, kept = len(self._df), "TRUE", {}
-        else:
-            inside = self._inside(where, params, tables, masks)
-            total, view, kept = int(np.count_nonzero(inside)), _IN_VIEW, {_IN_VIEW: pa.array(inside)}
+        rows = None if where == "TRUE" else self._view_rows(where, params, tables, masks)
+        total = len(self._df) if rows is None else len(rows)
         end = min(end, total)
         if start >= end:
             return total, start, np.zeros(0, dtype=np.int64)  # past the view's last row
         tables = {}
-        source, streamed = self._source(f"{order}", tables, kept)
+        source, streamed = self._source(f"{order}", tables, {})
+        view = "TRUE" if rows is None else self._band_view(rows, order, tables, streamed)
         cur = run_sql(f"SELECT {key} FROM {source} WHERE {_spread_sample(total)} AND {view} "
                       f"ORDER BY {key} NULLS LAST", (), tables)
         try:
@@ -390,16 +408,32 @@ class _Engine:
                           bounds, tables, streamed)[0]
         return total, ahead, pos
 
-    def _inside(self, where: str, params: Sequence[Any], tables: Mapping[str, Any],
-                masks: Mapping[str, pa.Array]) -> np.ndarray:
-        """Per row of the table, whether the filter keeps it."""
+    def _view_rows(self, where: str, params: Sequence[Any], tables: Mapping[str, Any],
+                   masks: Mapping[str, pa.Array]) -> np.ndarray:
+        """The positions of the rows the filter keeps, in table order."""
         mask = masks.get(where.strip("()"))
         if mask is not None:  # one word index's rows: known already
-            return np.asarray(pc.fill_null(mask, False), dtype=bool)
-        inside = np.zeros(len(self._df), dtype=bool)
-        # the positions a WHERE keeps: DuckDB tests a regex only on the rows the marks left to test
-        inside[self.positions(where, params, tables, "", masks)] = True
-        return inside
+            return np.flatnonzero(np.asarray(pc.fill_null(mask, False)))
+        # DuckDB tests a regex only on the rows the marks left to test
+        return self.positions(where, params, tables, "", masks)
+
+    @staticmethod
+    def _band_view(rows: np.ndarray, order: str, tables: dict[str, Any],
+                   streamed: Sequence[CompressedColumn | LabelColumn]) -> str:
+        """The condition a band's queries select the view ``rows`` with, from the query's table
+        ``tables["t"]``: where the view is at most :data:`BAND_TAKE_SHARE` of it and the sort reads
+        only fixed-width columns of it, that table becomes the view's rows (``TRUE``); else a mask
+        of them is added to it (:data:`_IN_VIEW`)."""
+        table = tables["t"]
+        keep = [name for name in table.column_names if name == "pos" or _names(name, order)]
+        fixed = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.select(keep).schema.types)
+        if not streamed and fixed and len(rows) <= BAND_TAKE_SHARE * table.num_rows:
+            tables["t"] = table.select(keep).take(rows)
+            return "TRUE"
+        inside = np.zeros(table.num_rows, dtype=bool)
+        inside[rows] = True
+        tables["t"] = table.append_column(_IN_VIEW, pa.array(inside))
+        return _IN_VIEW
 
     def sort_name(self, column: str) -> str | None:
         """The name a sort by ``column`` uses in a query: its integer sort keys where it has them (a
@@ -479,18 +513,17 @@ class _Engine:
                 indexed.append(column)
         return indexed
 
-    def indexed_sql(self, masks: dict[str, pa.Array], clause: Clause) -> tuple[str, bool, str | None] | None:
+    def indexed_sql(self, masks: dict[str, pa.Array], clause: Clause) -> IndexAnswer | None:
         """A ``contains`` / ``has`` / ``matches`` clause on a column with a word index, as the rows
         it matches or may match (sde.filters.IndexedSql): its rows as the word index marks them
         (:meth:`marked_sql`), those left to test tested now where they lie in few batches
         (:meth:`_tested_now`)."""
         answered = self.marked_sql(masks, clause)
-        if answered is None or answered[1]:
+        if answered is None or answered.exact:
             return answered
         return self._tested_now(masks, clause, answered) or answered
 
-    def _tested_now(self, masks: dict[str, pa.Array], clause: Clause, answered: tuple[str, bool, str | None],
-                    ) -> tuple[str, bool, str | None] | None:
+    def _tested_now(self, masks: dict[str, pa.Array], clause: Clause, answered: IndexAnswer) -> IndexAnswer | None:
         """The rows a word index left to test (``answered``, see :meth:`marked_sql`) tested now, once:
         their batches decompressed (or taken from the column kept whole) and the clause's SQL run
         on their values alone, so the query reads a mask. A query would otherwise read the whole
@@ -498,20 +531,19 @@ class _Engine:
         queries would each test them. Where their batches are at most :data:`TEST_NOW_SHARE` of
         the column's, or of a column kept whole hold at most :data:`TEST_NOW_BYTES`; else None."""
         column = self._compressed.get(self.names.get(clause.column, ""))
-        to_test, _, sure = answered
+        to_test, sure = answered.rows, answered.sure
         if to_test == "TRUE" or not isinstance(column, CompressedColumn):
             return None  # every line: the query's scan tests those not matched for sure
         names = to_test.split(" AND ")  # as _marked joins them
         rows = functools.reduce(pc.and_kleene, [masks[name] for name in names])
-        positions = np.flatnonzero(np.asarray(pc.fill_null(rows, False)))
-        batch = positions // BATCH_ROWS  # in order
-        batches = int(np.count_nonzero(batch[1:] != batch[:-1])) + (len(batch) > 0)
+        batches = _batches_holding(rows)
         if column.kept_whole() is None:
             if batches > TEST_NOW_SHARE * column.batches:
                 return None  # most batches: a query's scan decompresses them as fast, in parallel
         elif batches * column.nbytes > TEST_NOW_BYTES * column.batches:
             return None  # the values are in memory: a query's scan reads them as fast
-        predicate, params = self._clause_sql(clause, _TESTED)
+        positions = np.flatnonzero(np.asarray(pc.fill_null(rows, False)))
+        predicate, params = self._clause_sql(answered.test or clause, _TESTED)
         passed = np.asarray(numpy_sql(f"SELECT pos FROM tested WHERE {predicate}", params,
                                       {"tested": pa.table({"pos": positions, _TESTED: column.take(positions)})})["pos"],
                             dtype=np.int64)
@@ -519,9 +551,9 @@ class _Engine:
         found[passed] = True
         matched = pa.array(found, mask=np.asarray(rows.is_null()) if rows.null_count else None)
         masks[names[0]] = matched if sure is None else pc.or_kleene(masks[sure], matched)
-        return names[0], True, None
+        return IndexAnswer(names[0], True)
 
-    def marked_sql(self, masks: dict[str, pa.Array], clause: Clause) -> tuple[str, bool, str | None] | None:
+    def marked_sql(self, masks: dict[str, pa.Array], clause: Clause) -> IndexAnswer | None:
         """A ``contains`` / ``has`` / ``matches`` clause on a column with a word index, as the rows
         its word index marks (the answer of sde.filters.IndexedSql). Text without a space, or a regex that can only
         match within a word (sde.word_index.within_one_word), matches inside one word, so the rows
@@ -564,19 +596,22 @@ class _Engine:
                                     for test in map(self._word_test, clauses)], bool(exact))
 
     def _cut(self, masks: dict[str, pa.Array], index: WordIndex, clause: Clause,
-             alternatives: Sequence[SpaceCuts]) -> tuple[str, bool, str | None] | None:
+             alternatives: Sequence[SpaceCuts]) -> IndexAnswer | None:
         """A regex cut at the characters that may be spaces (sde.word_index.space_cuts, one cut per
         alternative) as rows: those of the words matching an alternative whole (matched for sure,
         unless it has a line anchor), and those where words passing the pieces of a way across
         words follow each other (WordIndex.way_rows, to be tested). Where the words of a way are in
         most rows, every line not matched for sure is tested (rows to test: ``TRUE``); None when
-        no line is."""
+        no line is. Where every word matching an alternative whole is marked for sure, the lines
+        left are tested with the ways across words alone, their cuts spaces (``th.s``: the text
+        "th s", a substring test, not RE2)."""
         def test(piece: str | None) -> WordTest | None:
             return None if piece is None else self._word_test(replace(clause, value=piece))
 
         sure: list[pa.Array] = []
         tested: list[pa.Array] = []
         every_line = False
+        only_across = True  # whether a line no sure row holds can match only across words
         for cuts in alternatives:
             if cuts.across:
                 across = index.way_rows([[test(piece) for piece in way] for way in cuts.across], PIECE_ROWS_SHARE)
@@ -587,21 +622,24 @@ class _Engine:
             if cuts.within is not None:
                 # rows matched for sure are never tested: marking them pays up to the share of an exact search
                 within = index.matching_rows(test(cuts.within), None if cuts.sure else PIECE_ROWS_SHARE)  # type: ignore[arg-type]
+                only_across &= cuts.sure and within is not None
                 if within is None:
                     every_line = True
                 else:
                     (sure if cuts.sure else tested).append(within)
-        def marked(rows: list[pa.Array], exact: bool) -> tuple[str, bool, str | None] | None:
+        def marked(rows: list[pa.Array], exact: bool) -> IndexAnswer | None:
             return self._marked(masks, [functools.reduce(pc.or_, rows)], exact) if rows else None
 
+        spaced = [way for cuts in alternatives for way in cuts.spaced]
+        across_test = replace(clause, value="|".join(spaced)) if only_across and spaced else None
         if every_line:
             matched = marked(sure, exact=True)
-            return None if matched is None else ("TRUE", False, matched[0])
+            return None if matched is None else IndexAnswer("TRUE", False, matched.rows, across_test)
         to_test = marked(tested, exact=False)
         matched = marked(sure, exact=True)
-        if to_test is None or matched is None:
-            return to_test or matched
-        return to_test[0], False, matched[0]
+        if to_test is None:
+            return matched
+        return IndexAnswer(to_test.rows, False, None if matched is None else matched.rows, across_test)
 
     def _word_test(self, clause: Clause, word: str = WORD) -> WordTest:
         """A text clause compiled for the words of a word index (sde.word_index.WordTest)."""
@@ -614,8 +652,7 @@ class _Engine:
         return predicate, list(params)
 
     @staticmethod
-    def _marked(masks: dict[str, pa.Array], found: Sequence[pa.Array | None], exact: bool,
-                ) -> tuple[str, bool, str | None] | None:
+    def _marked(masks: dict[str, pa.Array], found: Sequence[pa.Array | None], exact: bool) -> IndexAnswer | None:
         """The rows ``found`` (None: a test left to the scan) as columns of the query, ANDed."""
         names = []
         for rows in found:
@@ -624,7 +661,7 @@ class _Engine:
                 masks[names[-1]] = rows
         if not names:
             return None
-        return " AND ".join(names), exact and len(names) == 1, None
+        return IndexAnswer(" AND ".join(names), exact and len(names) == 1)
 
     @staticmethod
     def _row(sql: str, params: Sequence[Any], tables: Mapping[str, Any]) -> tuple:

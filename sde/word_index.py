@@ -302,11 +302,15 @@ class SpaceCuts:
     ``within``, the regex a word matches when none of its may-be-space characters is a space (None
     when one always is); ``sure``, whether a word matching it is a line the regex matches (no line
     anchor: ``^`` holds at a word's start, not only the line's); ``across``, the other ways, each as
-    the regexes of its words in a row (None: an empty piece, a word nothing is known of)."""
+    the regexes of its words in a row (None: an empty piece, a word nothing is known of);
+    ``spaced``, each way of ``across`` as one regex, its cuts spaces (``th.s`` → ``(?:th) (?:s)``,
+    which is plain text): a line no word of which matches ``within`` matches the regex where it
+    matches one of these."""
 
     within: str | None
     sure: bool
     across: list[list[str | None]]
+    spaced: list[str]
 
 
 def space_cuts(pattern: str) -> list[SpaceCuts] | None:
@@ -342,7 +346,7 @@ def _cut_at_spaces(items: list[tuple[Any, Any]], prefix: str, alone: bool) -> Sp
         text = [_re2(item) for item in items]
     except (_MaybeASpace, RecursionError):
         return None
-    within, across = None, []
+    within, across, spaced = None, [], []
     always = (_re_parser.LITERAL, _SPACE)  # a space: never inside a word
     for spaces in itertools.product(*[(True,) if items[i] == always else (False, True) for i in cuts]):
         edges = [-1, *(i for i, cut in zip(cuts, spaces) if cut), len(items)]
@@ -353,7 +357,8 @@ def _cut_at_spaces(items: list[tuple[Any, Any]], prefix: str, alone: bool) -> Sp
         last = len(runs) - 1
         across.append([prefix + ("^" if i else "") + f"(?:{run})" + ("$" if i < last else "") if run else None
                        for i, run in enumerate(runs)])
-    return SpaceCuts(within, not _holds_a_line_anchor(items), across)
+        spaced.append(prefix + " ".join(f"(?:{run})" if run else "" for run in runs))
+    return SpaceCuts(within, not _holds_a_line_anchor(items), across, spaced)
 
 
 def _holds_a_line_anchor(items: Any) -> bool:
@@ -429,7 +434,8 @@ def _re2_in_set(part: tuple[Any, Any]) -> str:
 
 
 def _re2_char(code: int) -> str:
-    return f"\\x{{{code:x}}}" if code < 128 and not chr(code).isalnum() else chr(code)
+    # two hex digits: RE2 and Python's parser read them alike (sde.filters.regex reads what this writes)
+    return f"\\x{code:02x}" if code < 128 and not chr(code).isalnum() else chr(code)
 
 
 def _in_sequence(items: Any, flagged: bool = True) -> Iterator[tuple[Any, Any]]:

@@ -1,4 +1,5 @@
-"""sde.filters.regex: the text every match of a regex must start or end with, tested before RE2."""
+"""sde.filters.regex: the text every match of a regex must start or end with, tested before RE2, and a
+regex that is plain text, a substring test."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sde.filters.regex import anchored_literals
+from sde.filters import parse, to_sql
+from sde.filters.regex import anchored_literals, literal_text
 from sde.query import TableQuery
 
 
@@ -51,3 +53,44 @@ def test_a_regex_with_a_literal_start_or_end_selects_what_re_selects(pattern):
     assert query.select(f'{{text}} matches "{pattern}"').tolist() == want
     others = [i for i, t in enumerate(texts) if t is not None and not re.search(pattern, t)]
     assert query.select(f'!({{text}} matches "{pattern}")').tolist() == others
+
+
+@pytest.mark.parametrize("pattern, text", [
+    ("of the", "of the"),
+    ("(?:th) (?:s)", "th s"),           # groups that set no flag are their text
+    ("(of) the", "of the"),
+    ("x\\x2ey", "x.y"),                # an escaped character is itself
+    ("a\\.b", "a.b"),
+    ("ß日", "ß日"),
+    ("th.s", None),
+    ("of|the", None),
+    ("the+", None),
+    ("(?i)the", None),                  # case ignored: not a substring test
+    ("(?i:the) x", None),
+    ("^the", None),
+    ("the\\b", None),
+    ("", None),
+    ("[[:alpha:]]", None),
+])
+def test_literal_text(pattern, text):
+    assert literal_text(pattern) == text
+
+
+@pytest.mark.parametrize("pattern, sql", [
+    ("of the", "contains"),
+    ("of.the", "regexp_matches"),
+    ("(?i)of the", "regexp_matches"),
+])
+def test_a_regex_that_is_plain_text_is_a_substring_test(pattern, sql):
+    where, params = to_sql(parse(f'{{text}} matches "{pattern}"'), {"text": "text"})
+    assert where.startswith(sql + "(") and params == [literal_text(pattern) or pattern]
+
+
+@pytest.mark.parametrize("pattern", ["the of", "(?:e) (?:t)", "x\\.y", "ß日 x", "(the) (cat)"])
+def test_a_plain_text_regex_selects_what_re_selects(pattern):
+    rng = np.random.default_rng(1)
+    texts = [TEXTS[i] for i in rng.integers(0, len(TEXTS), 2000)] + ["x.y", "xzy", "the cat", "e t", "e\tt"]
+    query = TableQuery(pd.DataFrame({"text": pd.Series(texts, dtype="string[pyarrow]")}))
+    for filt, keep in ((f'{{text}} matches "{pattern}"', True), (f'!({{text}} matches "{pattern}")', False)):
+        want = [i for i, t in enumerate(texts) if t is not None and bool(re.search(pattern, t)) is keep]
+        assert query.select(filt).tolist() == want

@@ -12,6 +12,7 @@ import time
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pandas as pd
 import pytest
 
@@ -435,7 +436,8 @@ def wide() -> pd.DataFrame:
 
 
 BAND_SORTS = ["value", "-value", "text", "-text", "value,-y", "-text,value"]
-BAND_FILTERS = [None, "{y} > 0.3", '{text} contains "ab" || {value} > 6']
+# a view of most rows (its band reads a mask of them), of few (read alone where the sort is by numbers)
+BAND_FILTERS = [None, "{y} > 0.3", "{y} < 0.3", '{text} contains "ab" || {value} > 6']
 
 
 @pytest.mark.parametrize("sort", BAND_SORTS)
@@ -453,6 +455,26 @@ def test_a_page_past_the_long_top_n_is_the_whole_sorts_page(wide, filt, sort):
         assert got_total == total and pos.tolist() == expected[start:start + 50], start
         end = min(start + 50, total)
         assert _path(fresh) == ("top-N" if end <= LONG_PREFIX_ROWS else "band" if end <= keyed else "whole sort"), start
+
+
+@pytest.mark.parametrize("order, share, view", [
+    ('"c0" ASC NULLS LAST', 0.3, "TRUE"),                     # a few rows, sorted by numbers: those rows alone
+    ('"c0" DESC NULLS LAST, "c1" ASC NULLS LAST', 0.5, "TRUE"),
+    ('"c0" ASC NULLS LAST', 0.7, "inview"),                   # most rows: a mask of the table
+    ('"c2" ASC NULLS LAST', 0.3, "inview"),                   # a sort by text
+])
+def test_a_band_reads_the_rows_of_a_small_view_alone(order, share, view):
+    from sde.query import _Engine
+
+    n = 1_000
+    table = pa.table({"c0": np.arange(n, dtype=np.float64)[::-1], "c1": np.arange(n) % 7,
+                      "c2": pa.array([str(i) for i in range(n)]), "pos": np.arange(n)})
+    rows = np.sort(np.random.default_rng(3).choice(n, int(share * n), replace=False))
+    tables = {"t": table}
+    assert _Engine._band_view(rows, order, tables, []) == view
+    got = tables["t"].filter(pc.field(view)) if view == "inview" else tables["t"]
+    assert got["pos"].to_pylist() == rows.tolist()
+    assert view == "inview" or set(got.column_names) == {"pos", *(c for c in ("c0", "c1") if c in order)}
 
 
 @pytest.mark.parametrize("rows, view", [

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from urllib.parse import urlencode
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 
 from sde import compressed_columns as cc
 from sde import word_index as wi
+from sde.filters import IndexAnswer
 from sde.compressed_columns import BATCH_ROWS, CompressedStringArray, open_column, write_compressed
 import sde.query
 from sde.query import TableQuery
@@ -143,27 +145,31 @@ def test_the_text_every_match_of_a_regex_holds(pattern, words):
     assert wi.required_words(pattern) == words
 
 
-@pytest.mark.parametrize("pattern, within, sure, across", [
-    ("th.s", "(?:th.s)", True, [["(?:th)$", "^(?:s)"]]),                # "." inside a word, or a space
-    ("of the", None, True, [["(?:of)$", "^(?:the)"]]),                  # a space is always one
-    ("e\\sc", "(?:e[\\s]c)", True, [["(?:e)$", "^(?:c)"]]),
-    ("a..b", "(?:a..b)", True, [["(?:a.)$", "^(?:b)"], ["(?:a)$", "^(?:.b)"], ["(?:a)$", None, "^(?:b)"]]),
-    (".the", "(?:.the)", True, [[None, "^(?:the)"]]),                   # an empty piece says nothing
-    ("(?i)Th.s", "(?i)(?:Th.s)", True, [["(?i)(?:Th)$", "(?i)^(?:s)"]]),
-    ("\\bthe[^x]c(ab|o)t+", "(?:\\bthe[^x]c(?:ab|o)(?:t){1,})", True, [["(?:\\bthe)$", "^(?:c(?:ab|o)(?:t){1,})"]]),
-    ("x\\.y.(z)", "(?:x\\x{2e}y.z)", True, [["(?:x\\x{2e}y)$", "^(?:z)"]]),
-    ("^th.s", "(?:^th.s)", False, [["(?:^th)$", "^(?:s)"]]),           # a word's start is not the line's
-    ("th.(s|x$)", "(?:th.(?:s|x$))", False, [["(?:th)$", "^(?:(?:s|x$))"]]),
+@pytest.mark.parametrize("pattern, within, sure, across, spaced", [
+    ("th.s", "(?:th.s)", True, [["(?:th)$", "^(?:s)"]], ["(?:th) (?:s)"]),  # "." inside a word, or a space
+    ("of the", None, True, [["(?:of)$", "^(?:the)"]], ["(?:of) (?:the)"]),   # a space is always one
+    ("e\\sc", "(?:e[\\s]c)", True, [["(?:e)$", "^(?:c)"]], ["(?:e) (?:c)"]),
+    ("a..b", "(?:a..b)", True, [["(?:a.)$", "^(?:b)"], ["(?:a)$", "^(?:.b)"], ["(?:a)$", None, "^(?:b)"]],
+     ["(?:a.) (?:b)", "(?:a) (?:.b)", "(?:a)  (?:b)"]),
+    (".the", "(?:.the)", True, [[None, "^(?:the)"]], [" (?:the)"]),          # an empty piece says nothing
+    ("(?i)Th.s", "(?i)(?:Th.s)", True, [["(?i)(?:Th)$", "(?i)^(?:s)"]], ["(?i)(?:Th) (?:s)"]),
+    ("\\bthe[^x]c(ab|o)t+", "(?:\\bthe[^x]c(?:ab|o)(?:t){1,})", True, [["(?:\\bthe)$", "^(?:c(?:ab|o)(?:t){1,})"]],
+     ["(?:\\bthe) (?:c(?:ab|o)(?:t){1,})"]),
+    ("x\\.y.(z)", "(?:x\\x2ey.z)", True, [["(?:x\\x2ey)$", "^(?:z)"]], ["(?:x\\x2ey) (?:z)"]),
+    ("^th.s", "(?:^th.s)", False, [["(?:^th)$", "^(?:s)"]], ["(?:^th) (?:s)"]),  # a word's start is not the line's
+    ("th.(s|x$)", "(?:th.(?:s|x$))", False, [["(?:th)$", "^(?:(?:s|x$))"]], ["(?:th) (?:(?:s|x$))"]),
 ])
-def test_a_regex_is_cut_at_the_characters_that_may_be_spaces(pattern, within, sure, across):
-    assert wi.space_cuts(pattern) == [wi.SpaceCuts(within, sure, across)]
+def test_a_regex_is_cut_at_the_characters_that_may_be_spaces(pattern, within, sure, across, spaced):
+    assert wi.space_cuts(pattern) == [wi.SpaceCuts(within, sure, across, spaced)]
 
 
 @pytest.mark.parametrize("pattern, alternatives", [
-    ("you know|i mean", [(None, True, [["(?:you)$", "^(?:know)"]]), (None, True, [["(?:i)$", "^(?:mean)"]])]),
-    ("a|b c", [("(?:a)", True, []), (None, True, [["(?:b)$", "^(?:c)"]])]),   # an alternative within a word
-    ("(?i)You Know|like", [(None, True, [["(?i)(?:You)$", "(?i)^(?:Know)"]]), ("(?i)(?:like)", True, [])]),
-    ("^ | $", [(None, False, [["(?:^)$", None]]), (None, False, [[None, "^(?:$)"]])]),  # an empty first or last word
+    ("you know|i mean", [(None, True, [["(?:you)$", "^(?:know)"]], ["(?:you) (?:know)"]),
+                         (None, True, [["(?:i)$", "^(?:mean)"]], ["(?:i) (?:mean)"])]),
+    ("a|b c", [("(?:a)", True, [], []), (None, True, [["(?:b)$", "^(?:c)"]], ["(?:b) (?:c)"])]),  # an alternative within a word
+    ("(?i)You Know|like", [(None, True, [["(?i)(?:You)$", "(?i)^(?:Know)"]], ["(?i)(?:You) (?:Know)"]),
+                           ("(?i)(?:like)", True, [], [])]),
+    ("^ | $", [(None, False, [["(?:^)$", None]], ["(?:^) "]), (None, False, [[None, "^(?:$)"]], [" (?:$)"])]),  # an empty first or last word
 ])
 def test_each_alternative_of_an_alternation_is_cut(pattern, alternatives):
     assert wi.space_cuts(pattern) == [wi.SpaceCuts(*alternative) for alternative in alternatives]
@@ -240,7 +246,8 @@ def _few_words(monkeypatch, tmp_path) -> tuple[TableQuery, list[str]]:
 def test_an_alternation_of_phrases_tests_only_the_lines_holding_one(monkeypatch, tmp_path):
     query, texts = _few_words(monkeypatch, tmp_path)
     masks: dict = {}
-    assert query._engine.marked_sql(masks, query.clauses('{text} matches "with see|bath sea"')[0]) == ("m0", False, None)
+    answer = query._engine.marked_sql(masks, query.clauses('{text} matches "with see|bath sea"')[0])
+    assert answer[:3] == ("m0", False, None) and answer.test.value == "(?:with) (?:see)|(?:bath) (?:sea)"
     tested = masks["m0"].to_numpy(zero_copy_only=False).tolist()
     assert tested == [bool(re.search("with see|bath sea", t)) for t in texts] and 0 < sum(tested) < 0.1 * len(texts)
     assert query.count('{text} matches "with see|bath sea"') == sum(tested)
@@ -249,7 +256,9 @@ def test_an_alternation_of_phrases_tests_only_the_lines_holding_one(monkeypatch,
 def test_a_regex_that_may_span_words_tests_only_the_lines_its_words_allow(monkeypatch, tmp_path):
     query, texts = _few_words(monkeypatch, tmp_path)
     masks: dict = {}
-    assert query._engine.marked_sql(masks, query.clauses('{text} matches "th.s"')[0]) == ("m0", False, "m1")
+    clause = query.clauses('{text} matches "th.s"')[0]
+    # the lines not matched for sure are tested with the way across words alone: the text "th s"
+    assert query._engine.marked_sql(masks, clause) == IndexAnswer("m0", False, "m1", replace(clause, value="(?:th) (?:s)"))
     tested, sure = (masks[m].to_numpy(zero_copy_only=False).tolist() for m in ("m0", "m1"))
     words = [t.split(" ") for t in texts]
     assert sure == ["this" in ws for ws in words]  # "th", one character and "s" in a word: a match
@@ -263,8 +272,25 @@ def test_a_regex_whose_words_are_in_most_lines_tests_every_line_not_matched_for_
     query, texts = _few_words(monkeypatch, tmp_path)
     monkeypatch.setattr(sde.query, "PIECE_ROWS_SHARE", 0.0)  # every way across words: too common to narrow
     masks: dict = {}
-    assert query._engine.marked_sql(masks, query.clauses('{text} matches "th.s"')[0]) == ("TRUE", False, "m0")
+    clause = query.clauses('{text} matches "th.s"')[0]
+    assert query._engine.marked_sql(masks, clause) == IndexAnswer("TRUE", False, "m0", replace(clause, value="(?:th) (?:s)"))
     assert masks["m0"].to_pylist() == ["this" in t.split(" ") for t in texts]  # no test for these
+    _selects_what_a_scan_selects(query, texts, '{text} matches "th.s"')
+
+
+@pytest.mark.parametrize("filt", ['{text} matches "^th.s"', '{text} matches "th.s|^a"'])
+def test_a_regex_with_a_line_anchor_tests_its_lines_with_itself(monkeypatch, tmp_path, filt):
+    query, texts = _few_words(monkeypatch, tmp_path)
+    answer = query._engine.marked_sql({}, query.clauses(filt)[0])
+    assert answer is not None and not answer.exact and answer.test is None  # a word's start is not the line's
+    _selects_what_a_scan_selects(query, texts, filt)
+
+
+def test_a_regex_whose_words_matching_it_whole_are_too_many_to_mark_tests_its_lines_with_itself(monkeypatch, tmp_path):
+    query, texts = _few_words(monkeypatch, tmp_path)
+    monkeypatch.setattr(wi, "MAX_POSTINGS_PER_ROW", 0)  # no word's rows are marked for sure
+    answer = query._engine.marked_sql({}, query.clauses('{text} matches "th.s"')[0])
+    assert answer is None or answer.test is None
     _selects_what_a_scan_selects(query, texts, '{text} matches "th.s"')
 
 
@@ -450,6 +476,25 @@ def test_lines_left_to_test_in_few_batches_are_tested_from_those_batches(monkeyp
     assert bool(query._engine._scans) is not at_once
 
 
+@pytest.mark.parametrize("size, rows, nulls, sliced", [
+    (0, [], [], 0),
+    (5, [4], [], 0),
+    (BATCH_ROWS, [0, BATCH_ROWS - 1], [], 0),
+    (BATCH_ROWS + 3, [BATCH_ROWS + 2], [], 0),                   # the last row of a short last batch
+    (3 * BATCH_ROWS + 5, [1, 2, 2 * BATCH_ROWS + 9], [], 0),
+    (3 * BATCH_ROWS, [5, BATCH_ROWS + 1], [BATCH_ROWS + 1], 0),   # a missing value holds nothing
+    (3 * BATCH_ROWS, [5, 2 * BATCH_ROWS + 1], [], 3),             # a slice: its own rows
+])
+def test_the_batches_a_mask_holds_rows_in(size, rows, nulls, sliced):
+    values = np.zeros(size + sliced, dtype=bool)
+    values[np.asarray(rows, dtype=np.int64) + sliced] = True
+    missing = np.zeros(size + sliced, dtype=bool)
+    missing[np.asarray(nulls, dtype=np.int64) + sliced] = True
+    mask = pa.array(values, mask=missing).slice(sliced)
+    held = {r // BATCH_ROWS for r in rows if r not in nulls}
+    assert sde.query._batches_holding(mask) == len(held)
+
+
 @pytest.mark.parametrize("case, budget, indexed", [
     ("room for it", 10**9, True),
     ("no room", 1_000, False),
@@ -567,8 +612,8 @@ def test_a_phrase_of_many_words_marks_at_most_a_few_of_them(monkeypatch, tmp_pat
     many = " ".join(f"w{i}" for i in range(600)) + " the"  # a hostile filter: 601 pieces
     masks: dict = {}
     clause = query.clauses(f'{{text}} contains "{many}"')[0]
-    sql, exact, matched = query._engine.marked_sql(masks, clause)
-    assert not exact and matched is None and 0 < len(masks) <= 3 and sql.count(" AND ") == len(masks) - 1
+    answer = query._engine.marked_sql(masks, clause)
+    assert not answer.exact and answer.sure is None and 0 < len(masks) <= 3 and answer.rows.count(" AND ") == len(masks) - 1
     assert query.count(f'{{text}} contains "{many}"') == 0
 
 

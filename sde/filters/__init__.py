@@ -92,6 +92,7 @@ from sde.filters.parser import (
     parse_filter,
 )
 from sde.filters.sql import (
+    IndexAnswer,
     IndexedSql,
     SqlVirtual,
     VirtualSql,
@@ -175,6 +176,7 @@ __all__ = [
     "caret_excerpt",
     "SqlVirtual",
     "VirtualSql",
+    "IndexAnswer",
     "IndexedSql",
     "bound_sql",
     "quote_ident",

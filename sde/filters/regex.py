@@ -12,7 +12,7 @@ try:  # the parser of Python's re: sre_parse until 3.11
 except ImportError:  # pragma: no cover
     import sre_parse as _re_parser  # type: ignore[no-redef]
 
-__all__ = ["anchored_literals", "parsed_regex"]
+__all__ = ["anchored_literals", "literal_text", "parsed_regex"]
 
 
 def parsed_regex(pattern: str) -> Any:
@@ -42,6 +42,30 @@ def anchored_literals(pattern: str) -> tuple[str, str]:
     prefix = _literals(items[1:]) if items and items[0] == (_re_parser.AT, _re_parser.AT_BEGINNING) else ""
     suffix = _literals(items[-2::-1])[::-1] if items and items[-1] == (_re_parser.AT, _re_parser.AT_END) else ""
     return prefix, suffix
+
+
+def literal_text(pattern: str) -> str | None:
+    """The text a regex is, where it is plain text (``of the``, ``(?:e) (?:t)``): its lines are those
+    holding that text, which a substring test (``contains``) finds without RE2 reading each line
+    (~1.5x faster). None where it is anything else, or ignores case."""
+    parsed = parsed_regex(pattern)
+    if parsed is None or parsed.state.flags & ~re.UNICODE:
+        return None
+    text = []
+    for op, arg in _flattened(parsed):
+        if op is not _re_parser.LITERAL:
+            return None
+        text.append(chr(arg))
+    return "".join(text) or None
+
+
+def _flattened(items: Any) -> Any:
+    """A parsed regex's items with its groups' in their place (not a group that sets flags)."""
+    for op, arg in items:
+        if op is _re_parser.SUBPATTERN and not (arg[1] or arg[2]):
+            yield from _flattened(arg[-1])
+        else:
+            yield op, arg
 
 
 def _literals(items: list[tuple[Any, Any]]) -> str:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sde.filters.bind import NUMBER, VIRTUAL, bind, iequal_pattern, re2_escape, word_pattern
-from sde.filters.regex import anchored_literals
+from sde.filters.regex import anchored_literals, literal_text
 from sde.filters.tree import And, Clause, Column, Compare, Expr, Negate, Node, Not, Number, Or, conjuncts
 
 @dataclass(frozen=True)
@@ -26,11 +26,22 @@ class VirtualSql:
 
 
 SqlVirtual = Callable[[str, str], tuple[str, Sequence[Any]]]
-#: A ``contains`` / ``has`` / ``matches`` clause answered from an index (sde.query's word indexes): ``fn(clause)``
-#: gives ``(sql, exact, matched)``: ``sql``, a condition that holds on every row the clause matches
-#: (on exactly those when ``exact``); ``matched``, None or a condition on rows the clause matches for
-#: sure (the others of ``sql`` are tested); or None where the index cannot help.
-IndexedSql = Callable[[Clause], "tuple[str, bool, str | None] | None"]
+class IndexAnswer(NamedTuple):
+    """A ``contains`` / ``has`` / ``matches`` clause answered from an index (sde.query's word
+    indexes): ``rows``, a condition that holds on every row the clause matches (on exactly those when
+    ``exact``); ``sure``, None or a condition on rows the clause matches for sure (the others of
+    ``rows`` are tested); ``test``, None or a cheaper clause that, on the rows of ``rows`` not
+    ``sure``, matches exactly where the clause does (a regex across words: its spaces as spaces)."""
+
+    rows: str
+    exact: bool
+    sure: str | None = None
+    test: Clause | None = None
+
+
+#: ``fn(clause)``: the clause answered from an index (:class:`IndexAnswer`), or None where the index
+#: cannot help.
+IndexedSql = Callable[[Clause], "IndexAnswer | None"]
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _NAN = "CAST('NaN' AS DOUBLE)"
 _ASCII_RUN = re.compile(r"[\x00-\x7f]+")
@@ -134,11 +145,10 @@ class _Sql:
             return f"({col} IN ({', '.join(self.param(v) for v in value)}))"  # type: ignore[union-attr]
         answered = self.indexed(c) if self.indexed is not None and op in ("contains", "has", "matches") else None
         if answered is not None:
-            sql, exact, matched = answered
-            if exact:
-                return f"({sql})"
-            tested = f"({sql} AND {self.text_clause(col, c)})"
-            return tested if matched is None else f"({matched} OR {tested})"
+            if answered.exact:
+                return f"({answered.rows})"
+            tested = f"({answered.rows} AND {self.text_clause(col, answered.test or c)})"
+            return tested if answered.sure is None else f"({answered.sure} OR {tested})"
         return self.text_clause(col, c)
 
     def text_clause(self, col: str, c: Clause) -> str:
@@ -155,7 +165,11 @@ class _Sql:
 
     def matches(self, col: str, pattern: str) -> str:
         """RE2 on the line, after a comparison of the text a match must start or end with
-        (sde.filters.regex.anchored_literals): ``^the .* of$`` reads the lines starting "the "."""
+        (sde.filters.regex.anchored_literals): ``^the .* of$`` reads the lines starting "the ". A regex
+        that is plain text is a substring test (sde.filters.regex.literal_text)."""
+        text = literal_text(pattern)
+        if text is not None:
+            return f"contains({col}, {self.param(text)})"
         prefix, suffix = anchored_literals(pattern)
         guards = ([f"starts_with({col}, {self.param(prefix)})"] if prefix else []) + \
                  ([f"ends_with({col}, {self.param(suffix)})"] if suffix else [])

@@ -59,6 +59,7 @@ QUERIES: dict[str, str | Callable[[int], str]] = {
     "that regex, deep in its view (row 500,000 at 10M)": lambda size: _page('{text} matches "th.s"', "-duration",
                                                                           page=size // 1000),
     "a phrase with a rare word": _page('{text} contains "clipuzir the"', "duration"),
+    "a regex whose ways across words are in most lines": _page('{text} matches "e.t"', "duration"),
     "a search of the first hypothesis": _page('{pred_text} contains "the"', "-wer"),
     "every utterance sorted by speaker": _page("", "speaker"),
     "every utterance sorted by transcript": _page("", "-text"),

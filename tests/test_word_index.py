@@ -185,7 +185,7 @@ def test_a_regex_is_not_cut_where_a_space_may_hide_in_a_longer_part(pattern):
 
 SPANNING = ["th.o", "e.t", "he.ot", "(?i)THE.OTHER", "e\\sc", "[^x]the", "x\\.y.t", "e..t", "^the.o", "r.t.e",
             "\\bthe.\\w", "a'b.", ".the", "the.", "e.(t|c)at", "c[ ]t", "ß.日", "(?i)kelvin.s", "ſecret.c", "e\tw.t",
-            "the other|cat", "he.ot|ß", "(?i)THE OTHER|kelvin", "^ | $", "he ot|x\\.y|^cat$"]
+            "the other|cat", "he.ot|ß", "(?i)THE OTHER|kelvin", "^ | $", "he ot|x\\.y|^cat$", "(?i)He.oT|THE.c"]
 
 # ... of which these have a way whose words are in most lines ("the", "e" and "t", an empty word): every line is tested
 TOO_COMMON_TO_NARROW = {"e.t", "[^x]the", "e..t", ".the", "^ | $"}

@@ -218,6 +218,7 @@ def _selects_what_a_scan_selects(query: TableQuery, texts, filt: str) -> None:
     want = TableQuery(pd.DataFrame({"n": np.arange(len(texts)), "text": pd.Series(texts, dtype="string[pyarrow]")}))
     for at_once in (True, False):
         with pytest.MonkeyPatch.context() as patch:
+            query._filters.clear()  # compiled again, this way
             if not at_once:
                 _tested_by_the_scan(patch)
             for f in (filt, f"!({filt})", f"{filt} || {{n}} < 5"):
@@ -474,6 +475,33 @@ def test_lines_left_to_test_in_few_batches_are_tested_from_those_batches(monkeyp
     got = query.select(filt).tolist()
     assert got == want.select(filt).tolist() and (found is None or got == found)
     assert bool(query._engine._scans) is not at_once
+
+
+def test_a_new_sort_of_a_search_does_not_mark_its_rows_again(monkeypatch, tmp_path):
+    query, texts = _few_words(monkeypatch, tmp_path)
+    marked = []
+    original = sde.query._Engine.marked_sql
+    monkeypatch.setattr(sde.query._Engine, "marked_sql", lambda self, *a: marked.append(1) or original(self, *a))
+    filt = '{text} matches "th.s"'
+    want = [i for i, t in enumerate(texts) if re.search("th.s", t)]
+    assert sorted(query.select(filt, "text").tolist()) == want
+    assert sorted(query.select(filt, "-text").tolist()) == want and query.window(filt, None, 0, 5)[0] == len(want)
+    assert len(marked) == 1
+    assert query.count(f"{filt} && {{text}} contains \"a\"") > 0 and len(marked) == 3  # another filter: both parts
+    query._engine.indexes_made += 1  # an index added since: compiled again, to use it
+    query._results.clear()
+    query._prefixes.clear()
+    assert query.count(filt) == len(want) and len(marked) == 4
+
+
+def test_the_compiled_filters_kept_are_counted_by_their_masks_bytes(monkeypatch, tmp_path):
+    query, texts = _few_words(monkeypatch, tmp_path)
+    filt, want = '{text} contains "with see"', sum("with see" in t for t in texts)
+    assert query.count(filt) == want and len(query._filters) == 1
+    (_, _, _, masks), _ = next(iter(query._filters._items.values()))
+    assert masks and query._filters.size == 1024 + sum(mask.nbytes for mask in masks.values())
+    query._filters.resize(0)  # no room: nothing kept, the same answers
+    assert query.count(filt) == want and query.select(filt, "-text").size == want and len(query._filters) == 0
 
 
 @pytest.mark.parametrize("size, rows, nulls, sliced", [

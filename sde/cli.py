@@ -447,6 +447,19 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
 
 
 def _warm_queries(query, transcripts: list[str], errors: list) -> None:
+    """The server's warm-up (:func:`_warm_up`), ending quietly when the process exits under it: the
+    exit interrupts its DuckDB queries, and Python's shutdown refuses new work to its thread pools
+    (a RuntimeError), where a traceback would be all the user saw."""
+    from sde.filters.engine import stopping
+
+    try:
+        _warm_up(query, transcripts, errors)
+    except RuntimeError:
+        if not stopping():
+            raise
+
+
+def _warm_up(query, transcripts: list[str], errors: list) -> None:
     """The words of the errors tables coded (sde.analysis.prepare_errors: a second at 10M), the
     query engine's start-up work (sde.query.TableQuery.warm), then a line saying searches are at
     full speed, one when phrases of common words are (TableQuery.warm_phrases), and one when sorts

@@ -139,3 +139,27 @@ def test_plain_progress_prints_one_line_when_complete(updates, total, expected):
         assert out.getvalue() == ""
     else:
         assert out.getvalue().startswith(expected) and out.getvalue().count("\n") == 1, out.getvalue()
+
+
+@pytest.mark.parametrize("stopping, raises", [(True, False), (False, True)],
+                         ids=["the exit shut its pools down: quiet", "no exit: a real error"])
+def test_the_warm_up_ends_quietly_when_the_exit_refuses_its_work(monkeypatch, capsys, stopping, raises):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import sde.analysis
+    import sde.filters.engine
+    from sde.cli import _warm_queries
+
+    def refused(table):  # Python's exit shuts thread pools down: their submit raises this RuntimeError
+        pool = ThreadPoolExecutor(1)
+        pool.shutdown()
+        pool.submit(print)
+
+    monkeypatch.setattr(sde.analysis, "prepare_errors", refused)
+    monkeypatch.setattr(sde.filters.engine, "_stopping", stopping)  # as stop_queries leaves it at exit
+    if raises:
+        with pytest.raises(RuntimeError, match="cannot schedule new futures"):
+            _warm_queries(None, ["text"], [object()])
+    else:
+        _warm_queries(None, ["text"], [object()])
+        assert capsys.readouterr().err == ""

@@ -168,6 +168,12 @@ def _batches_holding(mask: pa.BooleanArray) -> int:
     return int(np.count_nonzero(bits.reshape(-1, BATCH_ROWS // 8).any(axis=1)))
 
 
+def _filter_key(parts: Sequence[Node]) -> tuple[Node, ...]:
+    """A filter's parts in one order: the same key for the same filter, whatever order its ANDed
+    parts were written in (the view caches and the compiled filters are kept by it)."""
+    return tuple(sorted(parts, key=repr))
+
+
 def _compiled_bytes(compiled: tuple[str, list[Any], dict[str, Any], dict[str, pa.Array]]) -> int:
     """What a compiled filter holds of its own: its masks (the tables it names are the dataset's)."""
     return 1024 + sum(mask.nbytes for mask in compiled[3].values())
@@ -436,10 +442,10 @@ class _Engine:
         only fixed-width columns of it, that table becomes the view's rows (``TRUE``); else a mask
         of them is added to it (:data:`_IN_VIEW`)."""
         table = tables["t"]
-        keep = [name for name in table.column_names if name == "pos" or _names(name, order)]
-        fixed = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.select(keep).schema.types)
+        read = table.select([name for name in table.column_names if name == "pos" or _names(name, order)])
+        fixed = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in read.schema.types)
         if not streamed and fixed and len(rows) <= BAND_TAKE_SHARE * table.num_rows:
-            tables["t"] = table.select(keep).take(rows)
+            tables["t"] = read.take(rows)
             return "TRUE"
         inside = np.zeros(table.num_rows, dtype=bool)
         inside[rows] = True
@@ -750,7 +756,7 @@ class TableQuery:
         """The bound parts, the sort keys and the cache key of a view (the parts of an AND in any order)."""
         parts = list(dict.fromkeys(self._bind(self._as_clauses(filter), filter)))
         sort_keys = self._as_sort(sort)
-        return parts, sort_keys, (tuple(sorted(parts, key=repr)), tuple(sort_keys))
+        return parts, sort_keys, (_filter_key(parts), tuple(sort_keys))
 
     def _run(self, parts: list[Node], sort_keys: list[tuple[str, bool]], limit: int | None = None) -> Any:
         """The view's positions, or with ``limit``: (its size, the positions of its first rows)."""
@@ -767,9 +773,9 @@ class TableQuery:
     def _compiled(self, parts: list[Node]) -> tuple[str, list[Any], dict[str, Any], dict[str, pa.Array]]:
         """The filter as SQL: (where, params, the tables and the word-index masks it reads), kept
         for the next sort or page of it (:data:`COMPILED_FILTER_BYTES`) until the word indexes change."""
-        key = (tuple(sorted(parts, key=repr)), self._engine.indexes_made)
+        key = (_filter_key(parts), self._engine.indexes_made)
         where, params, tables, masks = self._filters.get_or_compute(key, lambda: self._compile(parts))
-        return where, list(params), dict(tables), dict(masks)  # the callers' own: they add to them
+        return where, list(params), dict(tables), dict(masks)  # copies: the kept answer is shared by requests
 
     def _compile(self, parts: list[Node]) -> tuple[str, list[Any], dict[str, Any], dict[str, pa.Array]]:
         tables: dict[str, Any] = {}

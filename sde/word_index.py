@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.filters.engine import arrow_sql, numpy_sql
-from sde.filters.regex import parsed_regex
+from sde.filters.regex import in_sequence, parsed_regex
 
 try:  # the parser of Python's re: sre_parse until 3.11
     from re import _parser as _re_parser  # type: ignore[attr-defined]
@@ -279,7 +279,7 @@ def required_words(pattern: str) -> list[str]:
     if parsed is None:
         return []
     runs, run = [], []
-    for op, arg in _in_sequence(parsed):
+    for op, arg in in_sequence(parsed):
         if op is _re_parser.LITERAL:
             run.append(chr(arg))
         else:
@@ -327,11 +327,11 @@ def space_cuts(pattern: str) -> list[SpaceCuts] | None:
     if parsed is None or parsed.state.flags & ~(re.IGNORECASE | re.UNICODE):
         return None
     prefix = "(?i)" if parsed.state.flags & re.IGNORECASE else ""
-    items = list(_in_sequence(parsed, flagged=False))
+    items = list(in_sequence(parsed, flagged=False))
     alternatives = items[0][1][1] if len(items) == 1 and items[0][0] is _re_parser.BRANCH else [items]
     if len(alternatives) > MAX_ALTERNATIVES:
         return None
-    cut = [_cut_at_spaces(list(_in_sequence(alternative, flagged=False)), prefix, alone=len(alternatives) == 1)
+    cut = [_cut_at_spaces(list(in_sequence(alternative, flagged=False)), prefix, alone=len(alternatives) == 1)
            for alternative in alternatives]
     return None if None in cut else cut  # type: ignore[return-value]
 
@@ -436,16 +436,6 @@ def _re2_in_set(part: tuple[Any, Any]) -> str:
 def _re2_char(code: int) -> str:
     # two hex digits: RE2 and Python's parser read them alike (sde.filters.regex reads what this writes)
     return f"\\x{code:02x}" if code < 128 and not chr(code).isalnum() else chr(code)
-
-
-def _in_sequence(items: Any, flagged: bool = True) -> Iterator[tuple[Any, Any]]:
-    """A parsed regex's items in order, with its groups' items in their place (those of a group
-    that sets flags, ``(?i:…)``, only when ``flagged``: else the group stays one item)."""
-    for op, arg in items:
-        if op is _re_parser.SUBPATTERN and (flagged or not (arg[1] or arg[2])):
-            yield from _in_sequence(arg[-1], flagged)
-        else:
-            yield op, arg
 
 
 class _MaybeASpace(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 try:  # the parser of Python's re: sre_parse until 3.11
@@ -12,7 +13,7 @@ try:  # the parser of Python's re: sre_parse until 3.11
 except ImportError:  # pragma: no cover
     import sre_parse as _re_parser  # type: ignore[no-redef]
 
-__all__ = ["anchored_literals", "literal_text", "parsed_regex"]
+__all__ = ["anchored_literals", "in_sequence", "literal_text", "parsed_regex"]
 
 
 def parsed_regex(pattern: str) -> Any:
@@ -52,18 +53,19 @@ def literal_text(pattern: str) -> str | None:
     if parsed is None or parsed.state.flags & ~re.UNICODE:
         return None
     text = []
-    for op, arg in _flattened(parsed):
+    for op, arg in in_sequence(parsed, flagged=False):
         if op is not _re_parser.LITERAL:
             return None
         text.append(chr(arg))
     return "".join(text) or None
 
 
-def _flattened(items: Any) -> Any:
-    """A parsed regex's items with its groups' in their place (not a group that sets flags)."""
+def in_sequence(items: Any, flagged: bool = True) -> Iterator[tuple[Any, Any]]:
+    """A parsed regex's items in order, with its groups' items in their place (those of a group
+    that sets flags, ``(?i:…)``, only when ``flagged``: else the group stays one item)."""
     for op, arg in items:
-        if op is _re_parser.SUBPATTERN and not (arg[1] or arg[2]):
-            yield from _flattened(arg[-1])
+        if op is _re_parser.SUBPATTERN and (flagged or not (arg[1] or arg[2])):
+            yield from in_sequence(arg[-1], flagged)
         else:
             yield op, arg
 

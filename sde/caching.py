@@ -2,7 +2,7 @@
 themselves when the dataset's tables are swapped.
 
 Two ways to bound an :class:`LRUCache`: by entry count (the default) or by the sum of a size
-function over its values (e.g. bytes of decoded audio). Values are computed outside the lock, so a
+function over its values (e.g. bytes of decoded audio), and optionally by entry count as well. Values are computed outside the lock, so a
 slow computation never blocks readers of other keys; two threads asking for the same missing key
 may both compute it (harmless: the results are equal, the second one is kept).
 
@@ -29,14 +29,16 @@ MAX_ITEM_FRACTION = 4
 
 class LRUCache:
     """Least-recently-used entries, bounded by ``max_size`` entries, or by ``max_size`` units of
-    ``size_of(value)`` when a size function is given. ``max_size <= 0`` keeps nothing. A value
-    larger than ``max_size // max_item_fraction`` is not kept."""
+    ``size_of(value)`` when a size function is given, and then also by ``max_items`` entries when
+    given. ``max_size <= 0`` keeps nothing. A value larger than ``max_size // max_item_fraction``
+    is not kept."""
 
     def __init__(self, max_size: int, size_of: Callable[[Any], int] | None = None, *,
-                 max_item_fraction: int = MAX_ITEM_FRACTION) -> None:
+                 max_item_fraction: int = MAX_ITEM_FRACTION, max_items: int | None = None) -> None:
         self.max_size = int(max_size)
         self._size_of = size_of
         self._max_item_fraction = max_item_fraction
+        self._max_items = max_items
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._total = 0
         self._lock = threading.Lock()
@@ -87,7 +89,8 @@ class LRUCache:
 
     def _evict_over_max(self) -> None:
         # with the lock held
-        while self._total > self.max_size and self._items:
+        while self._items and (self._total > self.max_size
+                               or (self._max_items is not None and len(self._items) > self._max_items)):
             _, (_, dropped) = self._items.popitem(last=False)
             self._total -= dropped
 

@@ -625,6 +625,9 @@ class CompressedColumn(_ColumnFile):
                 self.read_all()
             except (OSError, pa.ArrowException):
                 pass  # nothing lost: the next search streams the file, and says what is wrong with it
+            except RuntimeError:
+                if not stopping():  # Python's exit refuses the read's thread pool: nothing to say then
+                    raise
             finally:
                 self._reading = False
 

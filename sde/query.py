@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from sde.caching import LRUCache
 from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, index_pairs, index_words, keep_for_next_scan,
-                                    keep_ranks, preload, sort_keys, stored_column, word_index)
+                                    keep_ranks, preload, sort_keys, stored_column, whole_budget, word_index)
 from sde.filters import (
     EXAMPLE,
     MAX_CLAUSES,
@@ -141,6 +141,11 @@ TEST_NOW_BYTES = 64 << 20
 # many bytes of masks: a new sort or a page deep in a searched view does not mark its rows again
 # (`th.s` at 10M: ~35 ms; a phrase tested at once with --memory-limit 2GB: ~0.3 s).
 COMPILED_FILTER_BYTES = 64 << 20
+# Views kept (their row positions: a whole sorted view, a band) take at most this share each of the
+# budget of whole columns (sde.compressed_columns.whole_budget: half of --memory-limit, else a
+# quarter of the machine), and the compiled filters no more: a whole view of 10M rows is 80 MB, and
+# eight of them would otherwise outgrow --memory-limit 2GB.
+KEPT_VIEWS_SHARE = 8
 
 # The sort keys of a label column, or of a ranked text column, are the column ``k<i>`` of a query's
 # table (see _Engine.sort_name).
@@ -172,6 +177,16 @@ def _filter_key(parts: Sequence[Node]) -> tuple[Node, ...]:
     """A filter's parts in one order: the same key for the same filter, whatever order its ANDed
     parts were written in (the view caches and the compiled filters are kept by it)."""
     return tuple(sorted(parts, key=repr))
+
+
+def kept_views_bytes() -> int:
+    """Bytes of row positions each of a TableQuery's caches of whole views and of bands may keep
+    (:data:`KEPT_VIEWS_SHARE`): 128 MB with --memory-limit 2GB, 768 MB on a 24 GiB machine without one."""
+    return whole_budget() // KEPT_VIEWS_SHARE
+
+
+def _band_bytes(band: tuple[int, int, np.ndarray]) -> int:
+    return 64 + band[2].nbytes
 
 
 def _compiled_bytes(compiled: tuple[str, list[Any], dict[str, Any], dict[str, pa.Array]]) -> int:
@@ -704,8 +719,9 @@ class TableQuery:
     web UI (a filtered, sorted view of 1M rows is one SQL query of tens of milliseconds).
 
     The frame must not be modified after this object is built: DuckDB reads its buffers in place
-    (no copy). The last ``max_results`` views (filter, sort) are kept as row positions, so the
-    next page is a slice; the cache is a bounded LRU, safe to share between server threads.
+    (no copy). The last ``max_results`` views (filter, sort) are kept as row positions, within
+    :func:`kept_views_bytes`, so the next page is a slice; the caches are bounded LRUs, safe to
+    share between server threads.
     """
 
     def __init__(self, df: pd.DataFrame, *, max_results: int = 8,
@@ -714,10 +730,14 @@ class TableQuery:
         self.columns: list[str] = [str(c) for c in df.columns]
         self._labels = {str(c): c for c in df.columns}
         self._n = len(df)
-        self._results = LRUCache(max_results)
-        self._prefixes = LRUCache(max_results)  # (rows in the view, positions of its first rows)
-        self._bands = LRUCache(max_results)  # (rows in the view, rank of a band's first row, its positions)
-        self._filters = LRUCache(COMPILED_FILTER_BYTES, _compiled_bytes)  # parts → _compile's answer
+        kept = kept_views_bytes()
+        # one whole view may fill its cache: a view not kept is sorted again for each page
+        self._results = LRUCache(kept, lambda pos: pos.nbytes, max_item_fraction=1, max_items=max_results)
+        self._prefixes = LRUCache(max_results)  # (rows in the view, positions of its first rows: a few thousand)
+        # (rows in the view, rank of a band's first row, its positions)
+        self._bands = LRUCache(kept, _band_bytes, max_item_fraction=1, max_items=max_results)
+        # parts → _compile's answer
+        self._filters = LRUCache(min(COMPILED_FILTER_BYTES, kept), _compiled_bytes)
         # Filter-only columns: name → fn(op, value) returning a VirtualSql (a condition on the row
         # position), or a boolean mask over the rows; raising QueryError for values it does not
         # take. E.g. `{error} = "sub cat bat"`. They can be filtered, not sorted or shown.

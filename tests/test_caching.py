@@ -53,6 +53,18 @@ def test_size_bound_counts_the_size_function(sizes, kept):
     assert cache.size == sum(sizes[i] for i in kept)
 
 
+@pytest.mark.parametrize("sizes, kept", [
+    ([10, 10, 10, 10], [1, 2, 3]),  # three entries at most, though 40 fits
+    ([40, 40, 10], [1, 2]),         # 90 > 60: the oldest goes before the count bounds it
+])
+def test_size_and_count_bound_together_drop_whichever_is_passed(sizes, kept):
+    cache = LRUCache(60, size_of=len, max_item_fraction=1, max_items=3)
+    for i, n in enumerate(sizes):
+        cache.put(i, b"x" * n)
+    assert [i for i in range(len(sizes)) if i in cache] == kept
+    assert cache.size == sum(sizes[i] for i in kept) and len(cache) == len(kept)
+
+
 @pytest.mark.parametrize("new_size, kept", [
     (100, [0, 1, 2, 3]),   # all fit still
     (60, [1, 2, 3]),       # the oldest goes

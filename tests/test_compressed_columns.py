@@ -289,6 +289,31 @@ def test_a_whole_read_is_kept_only_while_small(monkeypatch, tmp_path, values, bu
     assert (cc._WHOLE.get(fresh.path) is first) is kept
 
 
+@pytest.mark.parametrize("stopping, reported", [(True, False), (False, True)],
+                         ids=["sde stopping: quiet", "no stop: the error shows"])
+def test_a_background_read_refused_by_the_exit_ends_quietly(monkeypatch, tmp_path, values, stopping, reported):
+    import concurrent.futures.thread
+    import threading
+
+    import sde.filters.engine
+
+    _budget(monkeypatch, cc.WHOLE_BYTES)
+    path = tmp_path / "c.arrow"
+    write_compressed(path, "t", [pa.array(values)], labels=False)
+    column = CompressedColumn(path)
+    monkeypatch.setattr(cc, "settings", lambda: EngineSettings(threads=2))  # the read runs on a thread pool
+    monkeypatch.setattr(concurrent.futures.thread, "_shutdown", True)  # as Python's exit leaves it
+    monkeypatch.setattr(sde.filters.engine, "_stopping", stopping)  # as the server's stop_queries leaves it
+    raised: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    column.read_later()
+    deadline = time.monotonic() + 10
+    while column._reading and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not column._reading and column.kept_whole() is None
+    assert [type(e) for e in raised] == ([RuntimeError] if reported else [])
+
+
 def test_read_strings_gives_arrow_for_any_string_column(column, values):
     for s in (_series(column), _plain(values), pd.Series(values, dtype=object)):
         got = read_strings(s)

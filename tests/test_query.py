@@ -464,6 +464,37 @@ def test_caches_are_bounded():
     assert len(tq._results) <= 2
 
 
+@pytest.mark.parametrize("budget, kept", [
+    (8 * 20_000, [8, 9]),  # 20,000 bytes a cache: two views of 1,000 rows (8,000 bytes each)
+    (8 * 7_999, []),       # less than one view: none kept, every page sorts again
+])
+def test_kept_views_are_bounded_by_bytes_of_the_memory_budget(monkeypatch, budget, kept):
+    import sde.query
+
+    monkeypatch.setattr(sde.query, "whole_budget", lambda: budget)
+    df = pd.DataFrame({f"c{i}": np.arange(1000, dtype=float)[::-1] for i in range(10)})
+    tq = TableQuery(df)
+    for i in range(10):
+        assert tq.select(f"c{i} > -1", f"c{i}").tolist() == list(range(999, -1, -1))
+    assert [i for i in range(10) if tq._results.get(tq._key(f"c{i} > -1", f"c{i}")[2]) is not None] == kept
+    assert tq._results.size <= budget // 8 and tq._filters.max_size <= budget // 8
+    assert tq.page("c3 > -1", "c3", page=2, page_size=10)[1].index.tolist() == list(range(979, 969, -1))
+
+
+@pytest.mark.parametrize("memory_limit, machine, kept", [
+    ("2GB", 24 * 2**30, 125_000_000),
+    (None, 24 * 2**30, 768 * 2**20),
+])
+def test_kept_views_take_an_eighth_of_the_whole_columns_budget(monkeypatch, memory_limit, machine, kept):
+    import sde.compressed_columns as cc
+    from sde.engine import EngineSettings
+    from sde.query import kept_views_bytes
+
+    monkeypatch.setattr(cc, "settings", lambda: EngineSettings(memory_limit=memory_limit))
+    monkeypatch.setattr(cc, "machine_memory", lambda: machine)
+    assert kept_views_bytes() == kept
+
+
 # ---------------------------------------------------------------- bounds (one request, bounded work)
 
 COLS = [f"c{i}" for i in range(MAX_SORT_KEYS + 1)]

@@ -565,10 +565,9 @@ class _Engine:
         queries would each test them. Where their batches are at most :data:`TEST_NOW_SHARE` of
         the column's, or of a column kept whole hold at most :data:`TEST_NOW_BYTES`; else None."""
         column = self._compressed.get(self.names.get(clause.column, ""))
-        to_test, sure = answered.rows, answered.sure
-        if to_test == "TRUE" or not isinstance(column, CompressedColumn):
+        names, sure = answered.rows, answered.sure
+        if not names or not isinstance(column, CompressedColumn):
             return None  # every line: the query's scan tests those not matched for sure
-        names = to_test.split(" AND ")  # as _marked joins them
         rows = functools.reduce(pc.and_kleene, [masks[name] for name in names])
         batches = _batches_holding(rows)
         if column.kept_whole() is None:
@@ -585,7 +584,7 @@ class _Engine:
         found[passed] = True
         matched = pa.array(found, mask=np.asarray(rows.is_null()) if rows.null_count else None)
         masks[names[0]] = matched if sure is None else pc.or_kleene(masks[sure], matched)
-        return IndexAnswer(names[0], True)
+        return IndexAnswer((names[0],), True)
 
     def marked_sql(self, masks: dict[str, pa.Array], clause: Clause) -> IndexAnswer | None:
         """A ``contains`` / ``has`` / ``matches`` clause on a column with a word index, as the rows
@@ -635,7 +634,7 @@ class _Engine:
         alternative) as rows: those of the words matching an alternative whole (matched for sure,
         unless it has a line anchor), and those where words passing the pieces of a way across
         words follow each other (WordIndex.way_rows, to be tested). Where the words of a way are in
-        most rows, every line not matched for sure is tested (rows to test: ``TRUE``); None when
+        most rows, every line not matched for sure is tested (no rows to test named: every one); None when
         no line is. Where every word matching an alternative whole is marked for sure, the lines
         left are tested with the ways across words alone, their cuts spaces (``th.s``: the text
         "th s", a substring test, not RE2)."""
@@ -668,12 +667,12 @@ class _Engine:
         across_test = replace(clause, value="|".join(spaced)) if only_across and spaced else None
         if every_line:
             matched = marked(sure, exact=True)
-            return None if matched is None else IndexAnswer("TRUE", False, matched.rows, across_test)
+            return None if matched is None else IndexAnswer((), False, matched.rows[0], across_test)
         to_test = marked(tested, exact=False)
         matched = marked(sure, exact=True)
         if to_test is None:
             return matched
-        return IndexAnswer(to_test.rows, False, None if matched is None else matched.rows, across_test)
+        return IndexAnswer(to_test.rows, False, None if matched is None else matched.rows[0], across_test)
 
     def _word_test(self, clause: Clause, word: str = WORD) -> WordTest:
         """A text clause compiled for the words of a word index (sde.word_index.WordTest)."""
@@ -695,7 +694,7 @@ class _Engine:
                 masks[names[-1]] = rows
         if not names:
             return None
-        return IndexAnswer(" AND ".join(names), exact and len(names) == 1)
+        return IndexAnswer(tuple(names), exact and len(names) == 1)
 
     @staticmethod
     def _row(sql: str, params: Sequence[Any], tables: Mapping[str, Any]) -> tuple:

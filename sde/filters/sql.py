@@ -28,12 +28,13 @@ class VirtualSql:
 SqlVirtual = Callable[[str, str], tuple[str, Sequence[Any]]]
 class IndexAnswer(NamedTuple):
     """A ``contains`` / ``has`` / ``matches`` clause answered from an index (sde.query's word
-    indexes): ``rows``, a condition that holds on every row the clause matches (on exactly those when
-    ``exact``); ``sure``, None or a condition on rows the clause matches for sure (the others of
-    ``rows`` are tested); ``test``, None or a cheaper clause that, on the rows of ``rows`` not
-    ``sure``, matches exactly where the clause does (a regex across words: its spaces as spaces)."""
+    indexes), as boolean columns of the query: ``rows``, those whose AND holds on every row the clause
+    matches (on exactly those when ``exact``; none: every row); ``sure``, None or the one true on
+    rows the clause matches for sure (the others of ``rows`` are tested); ``test``, None or a
+    cheaper clause that, on the rows of ``rows`` not ``sure``, matches exactly where the clause does
+    (a regex across words: its spaces as spaces)."""
 
-    rows: str
+    rows: tuple[str, ...]
     exact: bool
     sure: str | None = None
     test: Clause | None = None
@@ -145,9 +146,10 @@ class _Sql:
             return f"({col} IN ({', '.join(self.param(v) for v in value)}))"  # type: ignore[union-attr]
         answered = self.indexed(c) if self.indexed is not None and op in ("contains", "has", "matches") else None
         if answered is not None:
+            rows = " AND ".join(answered.rows) or "TRUE"
             if answered.exact:
-                return f"({answered.rows})"
-            tested = f"({answered.rows} AND {self.text_clause(col, answered.test or c)})"
+                return f"({rows})"
+            tested = f"({rows} AND {self.text_clause(col, answered.test or c)})"
             return tested if answered.sure is None else f"({answered.sure} OR {tested})"
         return self.text_clause(col, c)
 

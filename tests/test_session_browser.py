@@ -521,8 +521,10 @@ def test_back_to_samples_keeps_the_scroll_position_and_the_row(page, health):
 
 
 def test_missing_audio_is_counted_listed_and_filterable(page, health):
-    # The <audio> of a missing file would 404; no inspector is opened here, nothing else may fail.
+    # Nothing may fail: the inspector of a file the start-up check found missing does not ask for it.
     watch = Watch(page, health)
+    asked: list[str] = []
+    page.on("request", lambda req: asked.append(req.url) if "/audio/" in req.url else None)
     summary = api(health, "/api/summary")
     assert summary["audio_missing"] == len(MISSING) and summary["audio_missing_files"] == len(set(MISSING.values()))
     listed = api(health, "/api/utterances", filter="{audio_exists} = false")
@@ -538,6 +540,13 @@ def test_missing_audio_is_counted_listed_and_filterable(page, health):
     assert query_of(page)["filter"] == ["{audio_exists} = false"]
     wait_count(page, "samples", f"{len(MISSING)} of")
     wait_column(page, "audio_exists")                                    # shown when some are missing
+    gone = sorted(MISSING)[0]
+    page.goto(health + f"/utterance/{gone}")
+    alert = page.locator("#utt-audio-error")
+    alert.wait_for(state="visible")
+    assert MISSING[gone] in alert.inner_text() and "not found" in alert.inner_text().lower()
+    page.locator("#utt-audio").wait_for(state="hidden")
+    assert page.get_attribute("#utt-audio", "src") is None and asked == []
     watch.check()
 
 

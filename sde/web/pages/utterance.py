@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from dash import Input, Output, State, dcc, html, no_update
 
+from sde.audio_presence import COLUMN as AUDIO_EXISTS
 from sde.filters import Clause, positive_leaves
 from sde.metrics import align_words
 from sde.query import QueryError
@@ -275,8 +276,9 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         dbc.CardBody([
             # Ogg Vorbis (~7x smaller than the WAV) up to 40 s; longer ones play the WAV, which
             # the server streams with Range support so seeking works (see the audio routes).
-            html.Audio(src=state.player_src(uid, duration), controls=True, preload="metadata",
-                       id=state.UTT_AUDIO, className="w-100 mb-2"),
+            # a file the start-up check found missing is not asked for (show_signal says why)
+            html.Audio(src=None if row.get(AUDIO_EXISTS) is False else state.player_src(uid, duration),
+                       controls=True, preload="metadata", id=state.UTT_AUDIO, className="w-100 mb-2"),
             html.Div("Click the waveform or spectrogram to play from there · Space plays and pauses · autoplay "
                      "plays each utterance as it opens (for this browser tab).", className="text-muted small mb-1"),
             html.Div(id=state.UTT_SIGNAL_MESSAGE),

@@ -193,3 +193,33 @@ def test_summary_filters_select_exactly_the_counted_rows(table, columns):
 def test_summary_leaves_out_columns_not_computed(columns):
     flags = {s["flag"] for s in suspicious_summary(columns[["repeated_ngram"]])}
     assert flags == {"repeated_ngram"}
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 5, 7, 11])
+def test_checks_by_chunks_equal_the_checks_at_once(table, columns, chunk_rows):
+    chunked = suspicious_columns(table, ["pred_text", "pred_text_b"], alphabet="abcdefghijklmnopqrstuvwxyz ",
+                                 chunk_rows=chunk_rows)
+    pd.testing.assert_frame_equal(chunked, columns, check_exact=False, rtol=1e-9)
+
+
+def test_checks_of_stored_columns_equal_those_of_plain_ones(tmp_path, table, columns):
+    # as a dataset stores them: the speakers as labels (their codes group the rates), texts compressed
+    import pyarrow as pa
+
+    from sde.compressed_columns import CompressedStringArray, LabelColumn, open_column, write_compressed
+
+    stored = pd.concat([table, table], ignore_index=True)  # rows enough for labels (8 a value)
+    stored.loc[3, "speaker"] = None  # a missing speaker: compared with everybody
+    plain = stored.copy()
+    for name in ("speaker", "text", "pred_text", "pred_text_b"):
+        path = tmp_path / f"{name}.arrow"
+        values = [None if pd.isna(v) else v for v in stored[name].tolist()]
+        write_compressed(path, name, [pa.array(values, pa.large_string())], labels=name == "speaker")
+        column = open_column(path)
+        assert isinstance(column, LabelColumn) == (name == "speaker")
+        stored[name] = pd.Series(CompressedStringArray.over(column), copy=False)
+    want = suspicious_columns(plain, ["pred_text", "pred_text_b"], alphabet="abcdefghijklmnopqrstuvwxyz ")
+    got = suspicious_columns(stored, ["pred_text", "pred_text_b"], alphabet="abcdefghijklmnopqrstuvwxyz ",
+                             chunk_rows=4)
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
+    assert np.isfinite(got["char_rate_z"][3])

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -324,6 +325,68 @@ def test_counts_and_groups_leave_the_dataset_as_it_is(plain_dataset):
     assert (plain_dataset.generation, list(plain_dataset.utterances.columns)) == (generation, columns)
     ensure_quality_columns(plain_dataset)  # a filter naming a column: now they are added
     assert plain_dataset.utterances["dup_text_group"].notna().sum() == 5
+
+
+def test_requests_at_once_share_one_computation_of_a_kind(plain_dataset, monkeypatch):
+    # two tabs opening Statistics on a big dataset: the second waits for the first's columns
+    import threading
+
+    import sde.quality.apply as apply
+    from sde.web.panels.suspicious import summary
+
+    computed: list[str] = []
+    real = apply._compute
+
+    def slow(dataset, kind):
+        computed.append(kind)
+        threading.Event().wait(0.3)  # long enough for the other request to arrive meanwhile
+        return real(dataset, kind)
+
+    monkeypatch.setattr(apply, "_compute", slow)
+    answers: list = []
+    threads = [threading.Thread(target=lambda: answers.append(summary(plain_dataset))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(computed) == ["duplicates", "suspicious"] and len(answers) == 3
+    assert answers[0] == answers[1] == answers[2]
+
+
+def test_the_statistics_card_computes_in_the_background_and_polls_until_done(plain_dataset, monkeypatch):
+    import threading
+
+    import sde.quality.apply as apply
+    from sde.web.panels.suspicious import card_state
+
+    release = threading.Event()
+    real = apply._compute
+    monkeypatch.setattr(apply, "_compute", lambda dataset, kind: (release.wait(10), real(dataset, kind))[1])
+    running, final = card_state(plain_dataset)  # returns at once: the checks run on their own thread
+    assert not final and running.id == "suspicious-running" and "8 utterances" in running.children
+    assert card_state(plain_dataset)[1] is False
+    release.set()
+    deadline = time.monotonic() + 10
+    while not final and time.monotonic() < deadline:
+        content, final = card_state(plain_dataset)
+        time.sleep(0.05)
+    assert final and "hyp_repeated_ngram" in str(content)
+
+
+def test_the_statistics_card_says_why_the_checks_failed(plain_dataset, monkeypatch):
+    import sde.quality.apply as apply
+    from sde.web.panels.suspicious import card_state
+
+    def fails(dataset, kind):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(apply, "_compute", fails)
+    deadline = time.monotonic() + 10
+    content, final = card_state(plain_dataset)
+    while not final and time.monotonic() < deadline:
+        time.sleep(0.05)
+        content, final = card_state(plain_dataset)
+    assert final and content.id == "suspicious-error" and "MemoryError: no room" in content.children
 
 
 def test_manifest_fields_named_like_a_quality_column_are_kept(plain_dataset):

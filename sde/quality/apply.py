@@ -113,13 +113,14 @@ def speech_hours(table: pd.DataFrame) -> float | None:
 # ---------------------------------------------------------------- per-dataset lock
 
 
-_locks: dict[int, threading.RLock] = {}
+_locks: dict[tuple[int, str], threading.RLock] = {}
 _locks_guard = threading.Lock()
 
 
-def _lock_of(dataset: Dataset) -> threading.RLock:
-    """One lock per dataset object for every swap this module makes (replace_with keeps the object)."""
-    key = id(dataset)
+def _lock_of(dataset: Dataset, purpose: str = "swap") -> threading.RLock:
+    """One lock per dataset object and purpose: every swap this module makes (replace_with keeps
+    the object), or the computation of one kind of columns."""
+    key = (id(dataset), purpose)
     with _locks_guard:
         lock = _locks.get(key)
         if lock is None:
@@ -240,15 +241,15 @@ def _speaker_column(table: pd.DataFrame) -> str:
 
 def _compute(dataset: Dataset, kind: str) -> pd.DataFrame:
     table = dataset.utterances
-    with held_whole(table, ["text"]):  # each check reads the transcripts: decompressed once
-        if kind == "duplicates":
-            return duplicate_columns(table)
-        if kind == "near_duplicates":
-            near = duplicate_columns(table, max_edits=NEAR_DUPLICATE_EDITS)["dup_text_group"]
-            return pd.DataFrame({"dup_near_group": near.array}, index=table.index)
+    if kind == "suspicious":  # reads the transcripts a chunk of rows at a time
         present = [h for h in dataset.hypotheses if h.field in table.columns]
         return suspicious_columns(table, present, alphabet=dataset.options.alphabet or None,
                                   speaker_column=_speaker_column(table))
+    with held_whole(table, ["text"]):  # the checks read the transcripts more than once: decompressed once
+        if kind == "duplicates":
+            return duplicate_columns(table)
+        near = duplicate_columns(table, max_edits=NEAR_DUPLICATE_EDITS)["dup_text_group"]
+        return pd.DataFrame({"dup_near_group": near.array}, index=table.index)
 
 
 def quality_frame(dataset: Dataset, kind: str) -> pd.DataFrame:
@@ -258,7 +259,13 @@ def quality_frame(dataset: Dataset, kind: str) -> pd.DataFrame:
     if _has_kind(dataset, kind):
         return dataset.utterances[list(kind_columns(dataset, kind))]
     cache = for_dataset(dataset, "quality-columns", len(QUALITY_KINDS))
-    return cache.get_or_compute(kind, lambda: _compute(dataset, kind))
+    got = cache.get(kind)
+    if got is not None:
+        return got
+    # one computation of a kind at a time: a second request waits for the first's columns instead of
+    # computing its own copy beside it (minutes and gigabytes at 10M utterances)
+    with _lock_of(dataset, kind):
+        return cache.get_or_compute(kind, lambda: _compute(dataset, kind))
 
 
 def with_quality_columns(dataset: Dataset, kinds: Sequence[str] = ("duplicates", "suspicious")) -> Dataset:

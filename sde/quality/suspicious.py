@@ -14,7 +14,7 @@ Per hypothesis field F the columns follow the dataset's naming: for ``pred_text`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from rapidfuzz.distance import Levenshtein
 from sde.text import collapse_whitespace, normalize_many, to_arrow_strings
 
 __all__ = [
+    "CHUNK_ROWS",
     "FLAGS",
     "MAX_NGRAM",
     "MIN_SPEAKER_UTTERANCES",
@@ -102,11 +103,15 @@ class _Normalized:
         return _count_words(self.arr)
 
 
-def _normalized(texts: Texts | _Normalized) -> _Normalized:
+def _normalized(texts: Texts | pa.Array | _Normalized) -> _Normalized:
     if isinstance(texts, _Normalized):
         return texts
-    missing = pd.isna(pd.Series(texts, dtype="object")).to_numpy() if not isinstance(texts, pd.Series) \
-        else texts.isna().to_numpy()
+    if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        missing = np.asarray(texts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    elif isinstance(texts, pd.Series):
+        missing = texts.isna().to_numpy()
+    else:
+        missing = pd.isna(pd.Series(texts, dtype="object")).to_numpy()
     return _Normalized(pa.array(normalize_many(texts, _TEXT_STEPS), type=pa.large_string()), missing)
 
 
@@ -232,7 +237,8 @@ def length_ratios(refs: Texts | _Normalized, hyps: Texts | _Normalized) -> np.nd
 
 def robust_z(values: np.ndarray | pd.Series, groups: np.ndarray | pd.Series | None = None,
              min_group: int = MIN_SPEAKER_UTTERANCES) -> np.ndarray:
-    """(x - median) / (1.4826·MAD) within each group; groups smaller than ``min_group`` (and
+    """(x - median) / (1.4826·MAD) within each group (``groups``: a key per value, or integer
+    codes with -1 for none); groups smaller than ``min_group`` (and
     missing groups) use the whole column's median and MAD. NaN stays NaN; when a spread is 0
     (all values equal) the z-score is 0 for values at the median."""
     x = pd.Series(np.asarray(values, dtype=np.float64))
@@ -242,7 +248,10 @@ def robust_z(values: np.ndarray | pd.Series, groups: np.ndarray | pd.Series | No
     med = pd.Series(center, index=x.index)
     spread = pd.Series(scale, index=x.index)
     if groups is not None:
-        g = pd.Series(np.asarray(groups, dtype=object), index=x.index)
+        codes = np.asarray(groups)
+        # integer codes (-1: none) group as themselves; objects would be 10M Python strings at 10M rows
+        g = (pd.Series(codes, index=x.index).where(codes >= 0) if np.issubdtype(codes.dtype, np.integer)
+             else pd.Series(np.asarray(groups, dtype=object), index=x.index))
         sizes = x.groupby(g, dropna=True).transform("count")
         own = (sizes >= min_group) & g.notna()
         if own.any():
@@ -270,7 +279,7 @@ def _center_scale(x: pd.Series) -> tuple[float, float]:
     return med, mad
 
 
-def non_alphabet(texts: Sequence[str] | pd.Series, alphabet: Iterable[str]) -> np.ndarray:
+def non_alphabet(texts: Sequence[str] | pd.Series | pa.Array, alphabet: Iterable[str]) -> np.ndarray:
     """True where a text has a character outside ``alphabet`` (whitespace always allowed)."""
     allowed = "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set("".join(alphabet))))
     pattern = f"[^{allowed}\\s]"
@@ -278,7 +287,7 @@ def non_alphabet(texts: Sequence[str] | pd.Series, alphabet: Iterable[str]) -> n
     return np.asarray(pc.match_substring_regex(arr, pattern).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _rates(texts: pd.Series, durations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rates(texts: pd.Series | pa.Array, durations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(chars/s, words/s) of the texts as written; NaN without a duration > 0."""
     arr = to_arrow_strings(texts)
     chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -288,9 +297,15 @@ def _rates(texts: pd.Series, durations: np.ndarray) -> tuple[np.ndarray, np.ndar
         return np.where(ok, chars / durations, np.nan), np.where(ok, words / durations, np.nan)
 
 
+#: Rows checked at a time by :func:`suspicious_columns`: its work takes ~2 KB a row (1M rows at
+#: once took 1.9 GB, 10M would not fit a 24 GiB machine), the columns ~50 bytes.
+CHUNK_ROWS = 65_536
+_CHAR_RATE, _WORD_RATE = "char_rate", "word_rate"
+
+
 def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
                        alphabet: Iterable[str] | None = None, text_column: str = "text",
-                       speaker_column: str = "speaker") -> pd.DataFrame:
+                       speaker_column: str = "speaker", chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
     """Every suspicious-utterance column for ``table`` (same index).
 
     Always: ``repeated_ngram`` (int), ``char_rate_z``, ``word_rate_z`` (float, within
@@ -298,25 +313,78 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
     ``HypothesisField`` or a field name present in ``table``): ``hyp_repeated_ngram``,
     ``ins_burst`` (int), ``length_ratio`` (float), named as the dataset names per-hypothesis
     columns. With ``alphabet``: ``non_alphabet`` (bool).
+
+    The rows are checked ``chunk_rows`` at a time (memory: one chunk's words and alignments, and
+    the columns); only the rates' z-scores need every row, and they are numbers by then.
     """
-    refs = table[text_column] if text_column in table else pd.Series([""] * len(table), index=table.index)
-    norm_refs = _normalized(refs)
-    out: dict[str, Any] = {"repeated_ngram": repeated_ngrams(norm_refs)}
-    speakers = table[speaker_column].astype(object).to_numpy() if speaker_column in table else None
+    n = len(table)
+    alphabet = None if alphabet is None else tuple(alphabet)  # read by every chunk
+    refs = _rows_of(table, text_column)
+    hyps = [(hyp, _rows_of(table, _field(hyp))) for hyp in hypotheses]
     durations = (pd.to_numeric(table["duration"], errors="coerce").to_numpy(np.float64)
-                 if "duration" in table else np.full(len(table), np.nan))
-    char_rate, word_rate = _rates(refs, durations)
-    out["char_rate_z"] = robust_z(char_rate, speakers)
-    out["word_rate_z"] = robust_z(word_rate, speakers)
+                 if "duration" in table else np.full(n, np.nan))
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, n, max(1, chunk_rows)):
+        rows = min(chunk_rows, n - start)
+        piece = _row_checks(pa.array([""] * rows, pa.large_string()) if refs is None else refs(start, rows),
+                            [(hyp, texts(start, rows)) for hyp, texts in hyps],
+                            durations[start:start + rows], alphabet)
+        for name, values in piece.items():
+            if name not in out:
+                out[name] = np.empty(n, dtype=values.dtype)
+            out[name][start:start + rows] = values
+    if not n:
+        out = _row_checks(pa.array([], pa.large_string()), [(hyp, pa.array([], pa.large_string())) for hyp, _ in hyps],
+                          durations, alphabet)
+    groups = _group_codes(table[speaker_column]) if speaker_column in table else None
+    columns: dict[str, np.ndarray] = {"repeated_ngram": out.pop("repeated_ngram"),
+                                      "char_rate_z": robust_z(out.pop(_CHAR_RATE), groups),
+                                      "word_rate_z": robust_z(out.pop(_WORD_RATE), groups)}
+    columns.update(out)
+    return pd.DataFrame(columns, index=table.index)
+
+
+def _rows_of(table: pd.DataFrame, column: str) -> Callable[[int, int], pa.Array | pa.ChunkedArray] | None:
+    """``rows(start, count)``: those rows of a text column as Arrow strings, missing values kept; a
+    compressed column not kept whole decompresses only their batches (three transcripts read whole
+    at 10M utterances would take ~2 GB). None when the table has no such column."""
+    from sde.compressed_columns import CompressedColumn, read_strings, stored_column
+
+    if column not in table:
+        return None
+    values = table[column]
+    stored = stored_column(values)
+    if stored is not None and not (isinstance(stored, CompressedColumn) and stored.kept_whole() is not None):
+        return lambda start, count: stored.take(np.arange(start, start + count))
+    whole = read_strings(values)
+    return lambda start, count: whole.slice(start, count)
+
+
+def _group_codes(values: pd.Series) -> np.ndarray:
+    """An integer per distinct value, -1 where missing (a label column's own codes)."""
+    from sde.compressed_columns import LabelColumn, stored_column
+
+    stored = stored_column(values)
+    if isinstance(stored, LabelColumn):
+        return stored.codes()
+    return pd.factorize(values, use_na_sentinel=True)[0]
+
+
+def _row_checks(refs: pa.Array, hyps: Sequence[tuple[Any, pa.Array]], durations: np.ndarray,
+                alphabet: Iterable[str] | None) -> dict[str, np.ndarray]:
+    """The columns of some rows that each row gives alone, and their rates (z-scored later)."""
+    norm_refs = _normalized(refs)
+    out: dict[str, np.ndarray] = {"repeated_ngram": repeated_ngrams(norm_refs)}
+    out[_CHAR_RATE], out[_WORD_RATE] = _rates(refs, durations)
     out["empty_reference"] = norm_refs.word_counts() == 0
     if alphabet is not None:
         out["non_alphabet"] = non_alphabet(refs, alphabet)
-    for hyp in hypotheses:
-        hyps = _normalized(table[_field(hyp)])
-        out[hypothesis_column(hyp, "hyp_repeated_ngram")] = repeated_ngrams(hyps)
-        out[hypothesis_column(hyp, "ins_burst")] = insertion_bursts(norm_refs, hyps)
-        out[hypothesis_column(hyp, "length_ratio")] = length_ratios(norm_refs, hyps)
-    return pd.DataFrame(out, index=table.index)
+    for hyp, texts in hyps:
+        norm_hyps = _normalized(texts)
+        out[hypothesis_column(hyp, "hyp_repeated_ngram")] = repeated_ngrams(norm_hyps)
+        out[hypothesis_column(hyp, "ins_burst")] = insertion_bursts(norm_refs, norm_hyps)
+        out[hypothesis_column(hyp, "length_ratio")] = length_ratios(norm_refs, norm_hyps)
+    return out
 
 
 def _format_value(value: Any) -> str:

@@ -2,15 +2,19 @@
 that hallucinate, rates no speaker reaches, empty references, duplicates; each count links to the
 Samples rows behind it (the flag's filter). JSON twin: ``/api/suspicious``.
 
-The columns behind it are computed on first use (``sde.quality.apply.quality_frame``: ~13 CPU-s
-per million utterances with one hypothesis), so the card renders a placeholder and fills itself
-from a callback: the Statistics page never waits for it. Once computed (until the dataset's tables
-change) the card renders at once. Counting does not add the columns to the dataset; following a
+The columns behind it are computed on first use (``sde.quality.apply.quality_frame``: ~20 s per
+million utterances with two hypotheses, minutes at 10M), so the card starts that computation on a
+background thread and polls until it is done, saying how long it has been running: the Statistics
+page never waits for it, and no request is held open for minutes (a proxy in front of sde may cut
+one). Once computed (until the dataset's tables change) the card renders at once. Counting does not add the columns to the dataset; following a
 count's link does (a filter naming them, see sde.web.api.quality).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import dash_bootstrap_components as dbc
@@ -31,10 +35,15 @@ if TYPE_CHECKING:  # pragma: no cover
 PANEL = "suspicious-panel"
 BODY = "suspicious-body"
 TRIGGER = "suspicious-trigger"
+POLL = "suspicious-poll"
+POLL_MS = 2000
 FLAGS_TABLE = "suspicious-flags"
 DUPLICATES = "suspicious-duplicates"
 SPEECH = "suspicious-speech"
 KINDS = ("duplicates", "suspicious")
+
+log = logging.getLogger(__name__)
+_start_lock = threading.Lock()
 
 
 def flag_id(flag: str) -> str:
@@ -112,6 +121,35 @@ def _computed(dataset: Dataset) -> bool:
     return for_dataset(dataset, "suspicious", 1).get("summary") is not None
 
 
+def card_state(dataset: Dataset) -> tuple[list | Any, bool]:
+    """(the card's content, whether it is final): the counts once computed, the error if the
+    computation failed, else a line saying it runs (started on a background thread, once per
+    generation of the tables)."""
+    if _computed(dataset):
+        return body(dataset), True
+    job = for_dataset(dataset, "suspicious-job", 2)
+    with _start_lock:
+        started = job.get("started")
+        if started is None:
+            started = time.monotonic()
+            job.put("started", started)
+            threading.Thread(target=_compute, args=(dataset, job), name="sde-suspicious", daemon=True).start()
+    error = job.get("error")
+    if error is not None:
+        return dbc.Alert(f"The checks failed: {error}", color="danger", className="small mb-0", id="suspicious-error"), True
+    return html.Div(f"Checking the transcripts of {fmt_int(len(dataset.utterances))} utterances for loops, "
+                    f"hallucinations, implausible rates and duplicates … ({time.monotonic() - started:.0f} s; "
+                    "about 20 s per million utterances)", className="small text-muted", id="suspicious-running"), False
+
+
+def _compute(dataset: Dataset, job: Any) -> None:
+    try:
+        summary(dataset)
+    except Exception as exc:  # noqa: BLE001 - shown in the card; the server goes on
+        log.exception("suspicious-utterance checks failed")
+        job.put("error", f"{type(exc).__name__}: {exc}")
+
+
 def layout(dataset: Dataset) -> dbc.Card:
     """The card: filled at once when the columns exist, else by the callback after the page shows."""
     ready = _computed(dataset)
@@ -120,18 +158,21 @@ def layout(dataset: Dataset) -> dbc.Card:
                   html.A("JSON", href="/api/suspicious", className="link-secondary small")],
                  className="d-flex justify-content-between align-items-baseline mb-2"),
         dcc.Store(id=TRIGGER, data=None if ready else dataset.generation),
-        dcc.Loading(html.Div(body(dataset) if ready else html.Div(
+        dcc.Interval(id=POLL, interval=POLL_MS, disabled=True),
+        html.Div(body(dataset) if ready else html.Div(
             "Checking the transcripts for loops, hallucinations, implausible rates and duplicates …",
-            className="small text-muted"), id=BODY), delay_show=300),
+            className="small text-muted"), id=BODY),
     ]), className="mb-3", id=PANEL)
 
 
 def callbacks(app: dash.Dash, dataset: Dataset) -> None:
-    @app.callback(Output(BODY, "children"), Input(TRIGGER, "data"), prevent_initial_call=False)
-    def fill_suspicious(trigger):
+    @app.callback(Output(BODY, "children"), Output(POLL, "disabled"), Input(TRIGGER, "data"),
+                  Input(POLL, "n_intervals"), prevent_initial_call=False)
+    def fill_suspicious(trigger, _ticks):
         if trigger is None:  # rendered filled already
-            return no_update
-        return body(dataset)
+            return no_update, True
+        children, final = card_state(dataset)
+        return children, final
 
 
-__all__ = ["PANEL", "body", "callbacks", "flag_id", "layout", "summary"]
+__all__ = ["PANEL", "body", "callbacks", "card_state", "flag_id", "layout", "summary"]

@@ -34,6 +34,24 @@ def test_exact_text_duplicates_after_normalisation(texts, expected):
     assert groups(text_duplicate_groups(texts)) == expected
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, 5, 65_536])
+def test_text_groups_of_a_stored_column_by_chunks_equal_those_at_once(tmp_path, monkeypatch, chunk_rows):
+    # as a dataset stores its transcripts (compressed, read a batch at a time), digested a chunk at a time
+    import pyarrow as pa
+
+    import sde.quality.duplicates as duplicates
+    from sde.compressed_columns import BATCH_ROWS, CompressedStringArray, open_column, write_compressed
+
+    words = ["Hello, world.", "hello world", "x y", None, "", "p q", "X Y!", "r"]
+    texts = [words[(i * 5) % len(words)] if i % 11 else f"unique {i}" for i in range(2 * BATCH_ROWS + 3)]
+    write_compressed(tmp_path / "t.arrow", "text", [pa.array(texts, pa.large_string())], labels=False)
+    stored = pd.Series(CompressedStringArray.over(open_column(tmp_path / "t.arrow")), copy=False)
+    monkeypatch.setattr(duplicates, "KEY_CHUNK_ROWS", chunk_rows)
+    want = duplicates._group_ids(duplicates.normalized_texts(texts), np.array([bool(t) for t in duplicates.normalized_texts(texts)]))
+    got = groups(text_duplicate_groups(stored))
+    assert got == groups(want) and got[1:4] == [0, 1, 2] and got.count(None) > BATCH_ROWS // 11
+
+
 LONG = "the weather in the north will be cold and windy tomorrow"
 
 

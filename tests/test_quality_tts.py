@@ -107,6 +107,28 @@ def test_phoneme_histograms_count_per_speaker(espeak):
     assert hist["count"].sum() == 2 * 2 + 4 + 2
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, 65_536])
+def test_phoneme_histograms_by_chunks_of_stored_columns_equal_those_at_once(espeak, tmp_path, monkeypatch, chunk_rows):
+    # as a dataset stores them: speakers as labels (missing and "" are one speaker), texts compressed
+    import pyarrow as pa
+
+    import sde.quality.phonemes as phonemes
+    from sde.compressed_columns import CompressedStringArray, LabelColumn, open_column, write_compressed
+
+    texts = ["Joy, joy!", "measure", "joy", None, "the usual treasure", "boys", "", "Measure joy"] * 3
+    speakers = ["a", "b", None, "a", "", "b", "a", None] * 3
+    stored = {}
+    for name, values in (("text", texts), ("speaker", speakers)):
+        write_compressed(tmp_path / f"{name}.arrow", name, [pa.array(values, pa.large_string())], labels=name == "speaker")
+        stored[name] = pd.Series(CompressedStringArray.over(open_column(tmp_path / f"{name}.arrow")), copy=False)
+    assert isinstance(open_column(tmp_path / "speaker.arrow"), LabelColumn)
+    want = phoneme_histograms(pd.Series(texts, dtype=object), pd.Series(speakers, dtype=object), "en")
+    monkeypatch.setattr(phonemes, "CHUNK_ROWS", chunk_rows)
+    got = phoneme_histograms(stored["text"], stored["speaker"], "en")
+    pd.testing.assert_frame_equal(got, want)
+    assert set(got["speaker"]) == {"a", "b", ""} and got.loc[got["speaker"] == "", "count"].sum() > 0
+
+
 @pytest.fixture(scope="module")
 def corpus(espeak, tmp_path_factory) -> pd.DataFrame:
     """Anna (22.05 kHz, 3 utterances) and Bob (16 kHz, 2 utterances, one clipped and loud)."""

@@ -389,6 +389,20 @@ def test_the_statistics_card_says_why_the_checks_failed(plain_dataset, monkeypat
     assert final and content.id == "suspicious-error" and "MemoryError: no room" in content.children
 
 
+def test_the_near_duplicate_search_is_refused_over_its_size_with_what_to_use(plain_dataset, monkeypatch):
+    import sde.quality.apply as apply
+    from sde.web.app import AppConfig, create_app
+    from sde.web.pages.duplicates import layout
+
+    monkeypatch.setattr(apply, "NEAR_DUPLICATE_MAX_ROWS", 7)  # the dataset has 8 utterances
+    client = create_app(plain_dataset, AppConfig(audio_routes=False)).server.test_client()
+    for path, query in (("/api/duplicates", {"kind": "near"}), ("/api/utterances", {"filter": "{dup_near_group} = 0"})):
+        r = client.get(path, query_string=query)
+        assert r.status_code == 422 and "kind=text" in r.get_json()["error"], (path, r.get_data(as_text=True))
+    assert client.get("/api/duplicates", query_string={"kind": "text"}).status_code == 200  # exact ones: any size
+    assert "refused over 7 (8 here)" in str(layout(plain_dataset, "/duplicates", {"kind": "near"}))
+
+
 def test_manifest_fields_named_like_a_quality_column_are_kept(plain_dataset):
     import dataclasses
 

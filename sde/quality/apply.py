@@ -50,6 +50,7 @@ __all__ = [
     "QUALITY_KINDS",
     "SEGMENT_COLUMNS",
     "StaleMeasures",
+    "TooLarge",
     "apply_segment_measures",
     "ensure_quality_columns",
     "has_vad",
@@ -69,6 +70,14 @@ SEGMENT_COLUMNS: tuple[str, ...] = (*VAD_COLUMNS, "audio_hash", "lufs", "quality
 #: The text-derived kinds :func:`ensure_quality_columns` adds.
 QUALITY_KINDS: tuple[str, ...] = ("duplicates", "suspicious", "near_duplicates")
 NEAR_DUPLICATE_EDITS = 2
+#: The near-duplicate search holds every distinct transcript as a Python string, sorted twice (~1 GB
+#: a million utterances): over this many utterances it is refused (:class:`TooLarge`) rather than
+#: take a server's memory. Exact duplicates are digested a chunk at a time, at any size.
+NEAR_DUPLICATE_MAX_ROWS = 2_000_000
+
+
+class TooLarge(ValueError):
+    """A check this dataset is too large for; the message says what to use instead."""
 
 
 class StaleMeasures(ValueError):
@@ -241,13 +250,18 @@ def _speaker_column(table: pd.DataFrame) -> str:
 
 def _compute(dataset: Dataset, kind: str) -> pd.DataFrame:
     table = dataset.utterances
-    if kind == "suspicious":  # reads the transcripts a chunk of rows at a time
+    # both read the transcripts a chunk of rows at a time
+    if kind == "suspicious":
         present = [h for h in dataset.hypotheses if h.field in table.columns]
         return suspicious_columns(table, present, alphabet=dataset.options.alphabet or None,
                                   speaker_column=_speaker_column(table))
-    with held_whole(table, ["text"]):  # the checks read the transcripts more than once: decompressed once
-        if kind == "duplicates":
-            return duplicate_columns(table)
+    if kind == "duplicates":
+        return duplicate_columns(table)
+    if len(table) > NEAR_DUPLICATE_MAX_ROWS:
+        raise TooLarge(f"The near-duplicate search takes ~1 GB of memory per million utterances and is refused over "
+                       f"{NEAR_DUPLICATE_MAX_ROWS:,} ({len(table):,} here); exact duplicates (after lower-casing and "
+                       "removing punctuation) work at any size: kind=text, {dup_text_group}.")
+    with held_whole(table, ["text"]):  # read twice (digests, then the strings compared): decompressed once
         near = duplicate_columns(table, max_edits=NEAR_DUPLICATE_EDITS)["dup_text_group"]
         return pd.DataFrame({"dup_near_group": near.array}, index=table.index)
 

@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cpdist
 
-from sde.text import normalize_many
+from sde.text import normalize_arrow, normalize_many
 
 __all__ = [
     "DUPLICATE_COLUMNS",
@@ -83,6 +85,9 @@ def text_duplicate_groups(texts: Sequence[str] | pd.Series, max_edits: int = 0) 
     neighbour in sorted order (see the module docstring), for texts of at least
     :data:`NEAR_MIN_CHARS` characters; groups may chain (a ~ b, b ~ c puts a, b, c together).
     """
+    if max_edits <= 0:
+        keys, valid = _text_keys(texts if isinstance(texts, pd.Series) else pd.Series(list(texts), dtype=object))
+        return _group_ids(keys, valid)
     return _text_groups(normalized_texts(texts), max_edits)
 
 
@@ -148,9 +153,10 @@ def audio_duplicate_groups(hashes: Sequence[str | None] | pd.Series) -> pd.Serie
     return _group_ids(keys, keys.notna().to_numpy())
 
 
-def _audio_text_conflicts(audio_groups: pd.Series, norm_texts: list[str]) -> np.ndarray:
-    """True where an audio group holds more than one distinct normalised transcript."""
-    frame = pd.DataFrame({"g": audio_groups.to_numpy(dtype="float64", na_value=np.nan), "t": norm_texts})
+def _audio_text_conflicts(audio_groups: pd.Series, text_keys: np.ndarray) -> np.ndarray:
+    """True where an audio group holds more than one distinct normalised transcript (``text_keys``:
+    one integer per distinct normalised text)."""
+    frame = pd.DataFrame({"g": audio_groups.to_numpy(dtype="float64", na_value=np.nan), "t": text_keys})
     in_group = frame["g"].notna()
     distinct = frame[in_group].groupby("g")["t"].nunique()
     flags = np.zeros(len(frame), dtype=bool)
@@ -166,11 +172,11 @@ def duplicate_columns(table: pd.DataFrame, *, text_column: str = "text",
     it they are all <NA> / False.
     """
     texts = table[text_column] if text_column in table else pd.Series([""] * len(table))
-    norm = normalized_texts(texts)
-    text_groups = _text_groups(norm, max_edits)
+    keys, valid = _text_keys(texts)
+    text_groups = _group_ids(keys, valid) if max_edits <= 0 else _text_groups(normalized_texts(texts), max_edits)
     if hash_column in table:
         audio_groups = audio_duplicate_groups(table[hash_column])
-        conflicts = _audio_text_conflicts(audio_groups, norm)
+        conflicts = _audio_text_conflicts(audio_groups, keys)
     else:
         audio_groups = pd.Series(pd.array([pd.NA] * len(table), dtype="Int64"))
         conflicts = np.zeros(len(table), dtype=bool)
@@ -179,6 +185,44 @@ def duplicate_columns(table: pd.DataFrame, *, text_column: str = "text",
         "dup_audio_group": audio_groups.array,
         "dup_audio_text_conflict": conflicts,
     }, index=table.index)
+
+
+#: Texts normalised and digested at a time by :func:`_text_keys`.
+KEY_CHUNK_ROWS = 65_536
+
+
+def _text_keys(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(per text, an integer standing for its normalised text: equal texts, equal keys; whether that
+    is not empty). The texts are normalised a chunk at a time and each kept as its 128-bit MD5
+    (DuckDB's): 16 bytes a text where its normalised string as a Python object took ~100 (10M
+    transcripts: ~0.3 GB instead of ~5 GB); two texts with one digest are as unlikely as a collision
+    of 128-bit hashes among them (~10^-24 at 10M)."""
+    from sde.compressed_columns import string_chunks  # compressed transcripts: a batch at a time
+    from sde.filters.engine import numpy_sql
+
+    upper, lower, valid = [], [], []
+
+    def digest(pieces: list[pa.Array]) -> None:
+        norm = normalize_arrow(pa.chunked_array(pieces, pa.large_string()), _TEXT_STEPS)
+        got = numpy_sql("SELECT md5_number_upper(t) AS hi, md5_number_lower(t) AS lo FROM norm", (),
+                        {"norm": pa.table({"t": norm})})
+        upper.append(np.asarray(got["hi"], dtype=np.uint64))
+        lower.append(np.asarray(got["lo"], dtype=np.uint64))
+        valid.append(np.asarray(pc.not_equal(norm, "").to_numpy(zero_copy_only=False), dtype=bool))
+
+    pieces: list[pa.Array] = []
+    rows = 0
+    for chunk in string_chunks(texts):
+        pieces.append(chunk.cast(pa.large_string()) if chunk.type != pa.large_string() else chunk)
+        rows += len(chunk)
+        if rows >= KEY_CHUNK_ROWS:
+            digest(pieces)
+            pieces, rows = [], 0
+    if pieces or not upper:
+        digest(pieces or [pa.array([], pa.large_string())])
+    high = pd.factorize(np.concatenate(upper))[0].astype(np.int64)
+    low = pd.factorize(np.concatenate(lower))[0].astype(np.int64)
+    return pd.factorize(high * (int(low.max(initial=0)) + 1) + low)[0], np.concatenate(valid)
 
 
 def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0, limit: int | None = None,
@@ -200,10 +244,9 @@ def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0
     in_group = table[column].notna().to_numpy()
     gids = table[column].to_numpy(dtype="float64", na_value=np.nan)[in_group].astype(np.int64)
     ids = table["id"].to_numpy()[in_group]
-    texts = (table[text_column].astype(object).to_numpy()[in_group] if text_column in table
-             else np.full(len(gids), None, dtype=object))
+    rows = np.flatnonzero(in_group)  # the texts of a page's groups only are read: 10M as objects take GBs
     order = np.argsort(gids, kind="stable")  # by group, table order inside each
-    gids, ids, texts = gids[order], ids[order], texts[order]
+    gids, ids, rows = gids[order], ids[order], rows[order]
     starts = np.flatnonzero(np.r_[True, gids[1:] != gids[:-1]]) if len(gids) else np.zeros(0, np.int64)
     sizes = np.diff(np.r_[starts, len(gids)])
     ranked = np.lexsort((ids[starts], -sizes))
@@ -211,7 +254,8 @@ def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0
     out: list[dict[str, Any]] = []
     for g in ranked[offset:stop]:
         lo, hi = starts[g], starts[g] + sizes[g]
-        distinct = [t for t in dict.fromkeys(texts[lo:hi].tolist()) if t is not None and t is not pd.NA]
+        texts = table[text_column].iloc[rows[lo:hi]].tolist() if text_column in table else []
+        distinct = [t for t in dict.fromkeys(texts) if isinstance(t, str)]
         group: dict[str, Any] = {"group": int(gids[lo]), "size": int(sizes[g]),
                                  "ids": [int(i) for i in ids[lo:hi]], "texts": distinct}
         if kind == "audio":

@@ -30,13 +30,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.quality.reference_texts import REFERENCE_TEXTS
-from sde.text import normalize, normalize_many
+from sde.text import normalize, normalize_arrow, to_arrow_strings
 
 __all__ = [
     "PhonemizerError",
     "phoneme_histograms",
     "phoneme_inventory",
     "phoneme_tokens",
+    "speaker_codes",
     "phonemize_words",
 ]
 
@@ -130,42 +131,83 @@ def phoneme_inventory(lang: str) -> list[str] | None:
     return list(inventory) if inventory is not None else None
 
 
+#: Transcripts counted at a time by :func:`phoneme_histograms` (memory: their words, not a column's).
+CHUNK_ROWS = 65_536
+
+
 def phoneme_histograms(texts: Sequence[str] | pd.Series, speakers: Sequence[object] | pd.Series | None,
                        lang: str) -> pd.DataFrame:
     """How often each speaker's transcripts use each phoneme: columns speaker, phoneme, count.
 
     ``speakers`` None (or missing values) counts under speaker "" . Texts are lower-cased and
-    stripped of punctuation before being split into words.
+    stripped of punctuation before being split into words. They are read :data:`CHUNK_ROWS` at a
+    time (10M transcripts at once took ~10 GB), each distinct word phonemised once.
     """
     n = len(texts)
-    norm = pa.array(normalize_many(texts, _TEXT_STEPS), type=pa.large_string())
-    lists = pc.split_pattern(norm, " ")
-    flat = pc.list_flatten(lists)
-    parents = np.asarray(pc.list_parent_indices(lists).to_numpy(zero_copy_only=False), dtype=np.int64)
-    keep = np.asarray(pc.not_equal(flat, "").to_numpy(zero_copy_only=False), dtype=bool)
-    encoded = pc.dictionary_encode(pc.filter(flat, pa.array(keep)))
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    word_ids = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    vocabulary = encoded.dictionary.to_pylist()
-    parents = parents[keep]
-
-    spk = pd.Series([""] * n if speakers is None else pd.Series(speakers).astype(object).fillna("").to_numpy(),
-                    dtype=object).astype(str)
-    spk_codes, spk_names = pd.factorize(spk)
-    # Speaker × word counts, then × word → phoneme counts: a sparse product, not a loop over text.
+    series = texts if isinstance(texts, pd.Series) else pd.Series(list(texts), dtype=object)
+    spk_codes, spk_names = speaker_codes(speakers, n)
     from scipy.sparse import coo_matrix  # lazy: scipy.sparse takes ~0.2 s to import
 
-    said = coo_matrix((np.ones(len(word_ids)), (spk_codes[parents], word_ids)),
-                      shape=(len(spk_names), len(vocabulary))).tocsr()
-    per_word = phonemize_words(vocabulary, lang)
-    phonemes, ph_ids = np.unique(np.array([p for ph in per_word for p in ph] or [""], dtype=object),
-                                 return_inverse=True)
-    rows = np.repeat(np.arange(len(vocabulary)), [len(ph) for ph in per_word])
-    made_of = coo_matrix((np.ones(len(rows)), (rows, ph_ids[:len(rows)])),
-                         shape=(len(vocabulary), len(phonemes))).tocsr()
-    counts = (said @ made_of).tocoo()
-    out = pd.DataFrame({"speaker": np.asarray(spk_names, dtype=object)[counts.row],
-                        "phoneme": phonemes[counts.col], "count": np.rint(counts.data).astype(np.int64)})
-    out = out[out["count"] > 0].sort_values(["speaker", "count", "phoneme"], ascending=[True, False, True])
+    phonemes_of: dict[str, list[int]] = {}  # word → its phonemes' ids
+    phoneme_ids: dict[str, int] = {}
+    totals = np.zeros((len(spk_names), 0), dtype=np.int64)
+    for start in range(0, n, CHUNK_ROWS):
+        norm = normalize_arrow(_rows(series, start, min(CHUNK_ROWS, n - start)), _TEXT_STEPS)
+        lists = pc.split_pattern(norm, " ")
+        flat = pc.list_flatten(lists)
+        parents = np.asarray(pc.list_parent_indices(lists).to_numpy(zero_copy_only=False), dtype=np.int64)
+        keep = np.asarray(pc.not_equal(flat, "").to_numpy(zero_copy_only=False), dtype=bool)
+        encoded = pc.dictionary_encode(pc.filter(flat, pa.array(keep)))
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        word_ids = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        vocabulary = encoded.dictionary.to_pylist()
+        new = [w for w in vocabulary if w not in phonemes_of]
+        for word, phonemes in zip(new, phonemize_words(new, lang) if new else []):
+            phonemes_of[word] = [phoneme_ids.setdefault(p, len(phoneme_ids)) for p in phonemes]
+        # Speaker × word counts, then × word → phoneme counts: a sparse product, not a loop over text.
+        said = coo_matrix((np.ones(len(word_ids)), (spk_codes[start + parents[keep]], word_ids)),
+                          shape=(len(spk_names), len(vocabulary))).tocsr()
+        made = [phonemes_of[w] for w in vocabulary]
+        rows = np.repeat(np.arange(len(vocabulary)), [len(ph) for ph in made])
+        made_of = coo_matrix((np.ones(len(rows)), (rows, np.array([p for ph in made for p in ph], dtype=np.int64))),
+                             shape=(len(vocabulary), len(phoneme_ids))).tocsr()
+        counts = np.rint((said @ made_of).toarray()).astype(np.int64)
+        if counts.shape[1] > totals.shape[1]:
+            totals = np.pad(totals, ((0, 0), (0, counts.shape[1] - totals.shape[1])))
+        totals[:, :counts.shape[1]] += counts
+    names = np.array(list(phoneme_ids) or [""], dtype=object)
+    spk, ph = np.nonzero(totals)
+    out = pd.DataFrame({"speaker": np.asarray(spk_names, dtype=object)[spk], "phoneme": names[ph],
+                        "count": totals[spk, ph]})
+    out = out.sort_values(["speaker", "count", "phoneme"], ascending=[True, False, True])
     return out.reset_index(drop=True)
+
+
+def _rows(values: pd.Series, start: int, count: int) -> pa.Array:
+    """Those rows of a text column as Arrow strings (a compressed column decompresses only their batches)."""
+    from sde.compressed_columns import CompressedColumn, stored_column
+
+    stored = stored_column(values)
+    if isinstance(stored, CompressedColumn) and stored.kept_whole() is None:
+        return stored.take(np.arange(start, start + count))
+    return to_arrow_strings(values.iloc[start:start + count])
+
+
+def speaker_codes(speakers: Sequence[object] | pd.Series | None, n: int) -> tuple[np.ndarray, list[str]]:
+    """(per row, its speaker's index into the names; the names): missing speakers are "" (one name
+    however it came: missing, or an empty name), from a label column's own codes where it has them."""
+    if speakers is None:
+        return np.zeros(n, dtype=np.int64), [""]
+    from sde.compressed_columns import LabelColumn, stored_column
+
+    values = speakers if isinstance(speakers, pd.Series) else pd.Series(list(speakers), dtype=object)
+    stored = stored_column(values)
+    if isinstance(stored, LabelColumn):
+        codes, uniques = stored.codes(), stored.dictionary.to_pylist()
+    else:
+        codes, found = pd.factorize(values, use_na_sentinel=True)
+        uniques = list(found)
+    names = [str(u) for u in uniques] + [""]  # the last: missing
+    merged, distinct = pd.factorize(pd.Series(names, dtype=object))
+    return merged[np.where(codes < 0, len(names) - 1, codes)].astype(np.int64), list(distinct)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sde.quality.phonemes import PhonemizerError, phoneme_histograms, phoneme_inventory
+from sde.quality.phonemes import PhonemizerError, phoneme_histograms, phoneme_inventory, speaker_codes
 
 __all__ = ["GUIDANCE", "speaker_table", "tts_report"]
 
@@ -35,16 +35,16 @@ def _num(x: Any, digits: int = 3) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else round(float(x), digits)
 
 
-def _speakers(table: pd.DataFrame, speaker_column: str) -> pd.Series:
-    if speaker_column not in table:
-        return pd.Series([""] * len(table), index=table.index, dtype=object)
-    return table[speaker_column].astype(object).where(table[speaker_column].notna(), "").astype(str)
+def _speakers(table: pd.DataFrame, speaker_column: str) -> pd.Series | None:
+    return table[speaker_column] if speaker_column in table else None
 
 
 def speaker_table(table: pd.DataFrame, speaker_column: str = "speaker") -> pd.DataFrame:
     """Per speaker: utterances, hours, speech_hours, sample_rates (list), lufs_median,
-    lufs_spread (IQR), clipping_share; one row per speaker, most hours first."""
-    frame = pd.DataFrame({"speaker": _speakers(table, speaker_column).to_numpy()})
+    lufs_spread (IQR), clipping_share; one row per speaker, most hours first. Grouped by the
+    speakers' codes (10M names as Python strings would take a GB), named after."""
+    codes, names = speaker_codes(_speakers(table, speaker_column), len(table))
+    frame = pd.DataFrame({"speaker": codes})
     for col in ("duration", "speech_duration", "sample_rate", "lufs", "clipping_ratio"):
         frame[col] = pd.to_numeric(table[col], errors="coerce").to_numpy(np.float64) if col in table else np.nan
     grouped = frame.groupby("speaker", sort=False)
@@ -58,7 +58,9 @@ def speaker_table(table: pd.DataFrame, speaker_column: str = "speaker") -> pd.Da
         "clipping_share": grouped["clipping_ratio"].agg(
             lambda s: float((s.dropna() > GUIDANCE["clipped_sample_share"]).mean()) if s.notna().any() else np.nan),
     })
-    return out.reset_index().sort_values(["hours", "speaker"], ascending=[False, True], na_position="last")
+    out = out.reset_index()
+    out["speaker"] = np.asarray(names, dtype=object)[out["speaker"].to_numpy()]
+    return out.sort_values(["hours", "speaker"], ascending=[False, True], na_position="last")
 
 
 def _flags(row: pd.Series, missing: list[str]) -> list[dict[str, str]]:

@@ -34,7 +34,7 @@ import re
 from flask import Flask, Response, request
 
 from sde.audio import AudioError, wav_bytes
-from sde.quality.apply import ensure_quality_columns, quality_column_kinds
+from sde.quality.apply import TooLarge, ensure_quality_columns, quality_column_kinds
 from sde.quality.augment import AugmentError
 from sde.web.api.respond import arg, flag_arg, int_arg, json_response, page_args, served_dataset
 from sde.web.audio_service import UnknownUtterance
@@ -76,6 +76,8 @@ def duplicates() -> Response:
     kind = arg("kind") or "text"
     try:
         data = quality_data.duplicates_page(dataset, kind, page, size)
+    except TooLarge as exc:
+        raise ApiError(str(exc), 422) from None
     except ValueError as exc:
         raise ApiError(str(exc)) from None
     except KeyError as exc:
@@ -162,7 +164,10 @@ def install(server: Flask) -> None:
             return
         wanted = _requested_kinds(dataset)
         if wanted:
-            ensure_quality_columns(dataset, sorted(wanted))
+            try:
+                ensure_quality_columns(dataset, sorted(wanted))
+            except TooLarge as exc:
+                raise ApiError(str(exc), 422) from None
 
     server.before_request(quality_columns_on_demand)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from sde.quality.apply import TooLarge
 from sde.web.components import fmt_int, page_header
 from sde.web.pages.page import Page
 from sde.web.panels.quality_data import KIND_COLUMNS, duplicates_page
@@ -84,6 +85,8 @@ def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
     except KeyError as exc:
         return html.Div([header, _tabs(kind), dbc.Alert([str(exc.args[0]), " · ", dcc.Link("TTS readiness", href="/tts")],
                                                         color="info", id="dup-not-measured")])
+    except TooLarge as exc:
+        return html.Div([header, _tabs(kind), dbc.Alert(str(exc), color="warning", id="dup-too-large")])
     column = data["column"]
     summary = html.P([
         html.Strong(fmt_int(data["utterances"]), id="dup-utterances"), " utterances in ",

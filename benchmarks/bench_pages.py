@@ -50,6 +50,7 @@ def pages(first_id: str) -> dict[str, str]:
         "Problems": "/problems",
         "Rules": "/rules",
         "Duplicates": "/duplicates",
+        "Duplicates, nearly the same": "/duplicates?kind=near",
         "TTS readiness": "/tts",
     }
 

@@ -826,6 +826,8 @@ class CompressedStringArray(ArrowStringArray):
             value = column.take(np.array([i % len(column)])).to_pylist()[0]
             return self._dtype.na_value if value is None else value
         if isinstance(item, slice):
+            if item.indices(len(column)) == (0, len(column), 1):  # every row (pandas' concat, copies): stays compressed
+                return type(self).over(column, self._dtype)
             return self.take(np.arange(len(column))[item])
         if isinstance(item, np.ndarray) and item.dtype.kind in "iu" and item.ndim == 1:
             return self.take(item)

@@ -290,8 +290,9 @@ def query_for(dataset: "Dataset", store: ReviewStore | None, *texts: str | None)
         return cached[1]
     columns = review_columns(dataset, store)
     # Review columns win over manifest fields of the same name: {review} means the review here.
-    base = dataset.utterances.drop(columns=[c for c in REVIEW_COLUMNS if c in dataset.utterances.columns])
-    frame = pd.concat([base, columns], axis=1)
+    frame = dataset.utterances.drop(columns=[c for c in REVIEW_COLUMNS if c in dataset.utterances.columns])
+    for name in columns.columns:  # same index: no alignment, and the stored columns stay as they are
+        frame[name] = columns[name].array
     error_columns = getattr(dataset, "_error_columns", None)
     query = TableQuery(frame, virtual=error_columns() if callable(error_columns) else None)
     dataset.__dict__["_sde_reviewed_query"] = (token, query)

@@ -231,6 +231,28 @@ def test_take_with_fill_marks_missing(column, values):
         CompressedStringArray.over(column).take(np.array([ROWS]))
 
 
+@pytest.mark.parametrize("reshape", [
+    lambda f: pd.concat([f, pd.DataFrame({"x": np.zeros(len(f))})], axis=1),
+    lambda f: f.drop(columns=["n"]),
+    lambda f: f.assign(y=1),
+], ids=["concat beside other columns", "drop another column", "assign a column"])
+def test_a_frame_reshaped_around_it_keeps_it_stored(column, values, reshape):
+    # a server's reviews add columns beside 10M stored transcripts: reading them whole took ~25 s
+    frame = pd.DataFrame({"n": np.arange(len(values))})
+    frame["text"] = _series(column).array
+    got = reshape(frame)["text"]
+    assert cc.stored_column(got) is column and [None if pd.isna(v) else v for v in got.tolist()] == values
+
+
+def test_a_whole_slice_stays_stored_and_a_part_is_read(column, values):
+    array = CompressedStringArray.over(column)
+    assert array[:].compressed is column and array[0:len(values):1].compressed is column
+    def plain(part):
+        return [None if pd.isna(v) else v for v in part.tolist()]
+
+    assert plain(array[1:4]) == values[1:4] and plain(array[::-2]) == values[::-2]
+
+
 def test_a_value_set_into_it_makes_it_plain(column, values):
     array = CompressedStringArray.over(column).copy()
     array[0] = "changed"

@@ -28,6 +28,7 @@ import pandas as pd
 
 from sde.audio import AUDIO_METRIC_COLUMNS, DURATION_TOLERANCE, compute_audio_metrics
 from sde.caching import for_dataset
+from sde.compressed_columns import distinct_count
 from sde.progress import WorkerProgress
 from sde.sources.members import job_audio_table
 
@@ -76,7 +77,7 @@ def count_files(df: pd.DataFrame) -> int:
     """Distinct audio files (offset manifests name one recording on many lines)."""
     if "audio_path" not in df.columns:
         return len(df)
-    return int(df["audio_path"].nunique(dropna=True))
+    return distinct_count(df["audio_path"])
 
 
 def _floats(df: pd.DataFrame, col: str) -> np.ndarray:

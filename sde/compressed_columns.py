@@ -45,7 +45,7 @@ from sde.word_index import WordIndex, build_word_index, with_pairs
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
            "held_whole", "index_pairs", "index_words", "is_compressed", "keep_ranks", "label_column", "open_column", "preload",
-           "read_strings", "keep_for_next_scan", "sort_keys", "stored_column", "string_chunks", "whole_budget", "word_index",
+           "read_strings", "distinct_count", "keep_for_next_scan", "sort_keys", "stored_column", "string_chunks", "whole_budget", "word_index",
            "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
@@ -132,6 +132,22 @@ def read_strings(values: pd.Series) -> pa.ChunkedArray:
     got = array.__arrow_array__() if hasattr(array, "__arrow_array__") else pa.array(values, from_pandas=True)
     got = got if isinstance(got, pa.ChunkedArray) else pa.chunked_array([got])
     return got if got.type == pa.large_string() else got.cast(pa.large_string())
+
+
+def distinct_count(values: pd.Series) -> int:
+    """Distinct non-missing values of a string column: a label column's own distinct values; a
+    compressed one counted by DuckDB (10M audio paths: ~2 s, where pandas' unique took ~3.5 s after
+    reading the column whole); any other by pandas."""
+    stored = stored_column(values)
+    if isinstance(stored, LabelColumn):
+        codes = stored.codes()
+        return int(np.count_nonzero(np.bincount(codes[codes >= 0], minlength=len(stored.dictionary))))
+    if stored is None:
+        return int(values.nunique(dropna=True))
+    from sde.filters.engine import numpy_sql
+
+    got = numpy_sql("SELECT count(DISTINCT v) AS n FROM t", (), {"t": pa.table({"v": read_strings(values)})})
+    return int(got["n"][0])
 
 
 def preload(frame: pd.DataFrame) -> list[str]:

@@ -253,6 +253,11 @@ def test_a_whole_slice_stays_stored_and_a_part_is_read(column, values):
     assert plain(array[1:4]) == values[1:4] and plain(array[::-2]) == values[::-2]
 
 
+def test_distinct_count_of_a_stored_column_is_that_of_its_values(column, values):
+    assert cc.distinct_count(_series(column)) == pd.Series(values, dtype=object).nunique(dropna=True) > 1
+    assert cc.distinct_count(_plain(values)) == pd.Series(values, dtype=object).nunique(dropna=True)
+
+
 def test_a_value_set_into_it_makes_it_plain(column, values):
     array = CompressedStringArray.over(column).copy()
     array[0] = "changed"

@@ -353,6 +353,31 @@ def test_requests_at_once_share_one_computation_of_a_kind(plain_dataset, monkeyp
     assert answers[0] == answers[1] == answers[2]
 
 
+def test_tabs_opening_tts_readiness_at_once_share_one_report(plain_dataset, monkeypatch):
+    import threading
+
+    import sde.web.panels.quality_data as quality_data
+
+    made: list[str] = []
+    real = quality_data.tts_report
+
+    def slow(table, lang, **kwargs):
+        made.append(lang)
+        threading.Event().wait(0.3)  # long enough for the other tabs to ask meanwhile
+        return real(table, lang, **kwargs)
+
+    monkeypatch.setattr(quality_data, "tts_report", slow)
+    answers: list = []
+    threads = [threading.Thread(target=lambda: answers.append(quality_data.tts(plain_dataset, "en", "speaker")))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == ["en"] and len(answers) == 3 and answers[0] is answers[1] is answers[2]
+    assert answers[0]["speakers"]
+
+
 def test_the_statistics_card_computes_in_the_background_and_polls_until_done(plain_dataset, monkeypatch):
     import threading
 

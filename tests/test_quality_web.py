@@ -378,6 +378,25 @@ def test_tabs_opening_tts_readiness_at_once_share_one_report(plain_dataset, monk
     assert answers[0]["speakers"]
 
 
+def test_the_tts_page_makes_its_report_in_the_background_and_polls_until_done(plain_dataset, monkeypatch):
+    import threading
+
+    import sde.web.panels.quality_data as quality_data
+    from sde.web.pages.tts import report_state
+
+    release = threading.Event()
+    real = quality_data.tts_report
+    monkeypatch.setattr(quality_data, "tts_report", lambda *a, **k: (release.wait(10), real(*a, **k))[1])
+    running, final = report_state(plain_dataset, "en", "speaker", wait_s=0.2)  # the page shows at once
+    assert not final and running.id == "tts-running" and "8 utterances" in running.children
+    release.set()
+    deadline = time.monotonic() + 10
+    while not final and time.monotonic() < deadline:
+        content, final = report_state(plain_dataset, "en", "speaker")
+        time.sleep(0.05)
+    assert final and "tts-speakers" in str(content)
+
+
 def test_the_statistics_card_computes_in_the_background_and_polls_until_done(plain_dataset, monkeypatch):
     import threading
 

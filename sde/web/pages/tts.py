@@ -25,6 +25,7 @@ from sde.web.components import fmt_float, fmt_int, page_header
 from sde.web.figures import GRAPH_CONFIG
 from sde.web.pages.page import Page
 from sde.web.panels import vad
+from sde.web.panels.background import FIRST_WAIT_S, POLL_MS, in_background
 from sde.web.panels.quality_data import default_lang, speaker_column, tts, valid_lang
 from sde.web.state import samples_href, search_of
 
@@ -36,6 +37,9 @@ TABLE = "tts-speakers"
 CHART = "tts-phonemes"
 CHART_SPEAKER = "tts-phoneme-speaker"
 CHART_PARAMS = "tts-params"
+REPORT_BODY = "tts-report"
+REPORT_POLL = "tts-poll"
+REPORT_PARAMS = "tts-report-params"
 GUIDE = "tts-guidance"
 SHOWN_SPEAKERS = 200
 LANGUAGES = ("en", "en-us", "de", "fr", "es")
@@ -148,10 +152,30 @@ def _language_links(dataset: Dataset, lang: str, column: str) -> html.Div:
 def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
     lang = valid_lang(params.get("lang")) or default_lang(dataset)
     column = speaker_column(dataset, params.get("speaker"))
-    r = tts(dataset, lang, column)
     api = "/api/tts" + search_of({"lang": lang, "speaker": column})
     header = page_header(TITLE, [f"{dataset.name} · speakers by the {column} field · ",
                                  html.A("JSON", href=api, className="link-secondary")])
+    content, final = report_state(dataset, lang, column, wait_s=FIRST_WAIT_S)
+    return html.Div([header, dcc.Store(id=REPORT_PARAMS, data={"lang": lang, "speaker": column}),
+                     dcc.Interval(id=REPORT_POLL, interval=POLL_MS, disabled=final),
+                     html.Div(content, id=REPORT_BODY)])
+
+
+def report_state(dataset: Dataset, lang: str, column: str, wait_s: float = 0.0) -> tuple[Any, bool]:
+    """(the page below its header, whether it is final): the report once made (on a thread of its
+    own, sde.web.panels.background: the transcripts' phonemes take ~45 s at 10M utterances), why it
+    failed, or a line saying it runs."""
+    progress = in_background(dataset, "tts", (lang, column), lambda: tts(dataset, lang, column), wait_s)
+    if progress.error is not None:
+        return dbc.Alert(f"The report failed: {progress.error}", color="danger", id="tts-error"), True
+    if not progress.done:
+        return html.Div(f"Counting the hours, loudness and phonemes of {fmt_int(len(dataset.utterances))} utterances "
+                        f"per speaker … ({progress.seconds:.0f} s; about 5 s per million utterances)",
+                        className="text-muted", id="tts-running"), False
+    return _report(dataset, progress.value, lang, column), True
+
+
+def _report(dataset: Dataset, r: dict[str, Any], lang: str, column: str) -> list:
     speakers = [s["speaker"] for s in r["speakers"][:SHOWN_SPEAKERS]]
     first = speakers[0] if speakers else None
     shown = len(r["speakers"][:SHOWN_SPEAKERS])
@@ -170,8 +194,7 @@ def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
         html.Div(more, className="small text-muted mb-1") if more else None,
         _table(r, column),
     ]), className="mb-3")
-    return html.Div([header, _guidance(r, lang), _language_links(dataset, lang, column), vad.layout(dataset),
-                     table, chart])
+    return [_guidance(r, lang), _language_links(dataset, lang, column), vad.layout(dataset), table, chart]
 
 
 def chart_for(dataset: Dataset, speaker: Any, params: Any) -> go.Figure:
@@ -187,7 +210,14 @@ def callbacks(app, dataset: Dataset) -> None:
     def show_phonemes(speaker, params):
         return chart_for(dataset, speaker, params)
 
+    @app.callback(Output(REPORT_BODY, "children"), Output(REPORT_POLL, "disabled"), Input(REPORT_POLL, "n_intervals"),
+                  State(REPORT_PARAMS, "data"), prevent_initial_call=True)
+    def poll_report(_ticks, params):
+        params = params if isinstance(params, dict) else {}
+        lang = valid_lang(params.get("lang")) or default_lang(dataset)
+        return report_state(dataset, lang, speaker_column(dataset, params.get("speaker")))
+
 
 PAGE = Page(path="/tts", name=TITLE, layout=layout, callbacks=callbacks, api="/api/tts")
 
-__all__ = ["PAGE", "chart_for", "phoneme_figure"]
+__all__ = ["PAGE", "chart_for", "phoneme_figure", "report_state"]

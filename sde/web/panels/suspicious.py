@@ -12,9 +12,6 @@ count's link does (a filter naming them, see sde.web.api.quality).
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import dash_bootstrap_components as dbc
@@ -25,6 +22,7 @@ from sde.caching import for_dataset
 from sde.quality.apply import kind_columns, quality_frame, speech_hours
 from sde.quality.suspicious import suspicious_summary
 from sde.web.components import fmt_float, fmt_int
+from sde.web.panels.background import FIRST_WAIT_S, POLL_MS, in_background
 from sde.web.state import samples_href
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,14 +34,10 @@ PANEL = "suspicious-panel"
 BODY = "suspicious-body"
 TRIGGER = "suspicious-trigger"
 POLL = "suspicious-poll"
-POLL_MS = 2000
 FLAGS_TABLE = "suspicious-flags"
 DUPLICATES = "suspicious-duplicates"
 SPEECH = "suspicious-speech"
 KINDS = ("duplicates", "suspicious")
-
-log = logging.getLogger(__name__)
-_start_lock = threading.Lock()
 
 
 def flag_id(flag: str) -> str:
@@ -121,33 +115,20 @@ def _computed(dataset: Dataset) -> bool:
     return for_dataset(dataset, "suspicious", 1).get("summary") is not None
 
 
-def card_state(dataset: Dataset) -> tuple[list | Any, bool]:
+def card_state(dataset: Dataset, wait_s: float = 0.0) -> tuple[list | Any, bool]:
     """(the card's content, whether it is final): the counts once computed, the error if the
-    computation failed, else a line saying it runs (started on a background thread, once per
-    generation of the tables)."""
+    computation failed, else a line saying it runs (on a thread of its own: sde.web.panels.background)."""
     if _computed(dataset):
         return body(dataset), True
-    job = for_dataset(dataset, "suspicious-job", 2)
-    with _start_lock:
-        started = job.get("started")
-        if started is None:
-            started = time.monotonic()
-            job.put("started", started)
-            threading.Thread(target=_compute, args=(dataset, job), name="sde-suspicious", daemon=True).start()
-    error = job.get("error")
-    if error is not None:
-        return dbc.Alert(f"The checks failed: {error}", color="danger", className="small mb-0", id="suspicious-error"), True
+    progress = in_background(dataset, "suspicious", None, lambda: summary(dataset), wait_s)
+    if progress.error is not None:
+        return dbc.Alert(f"The checks failed: {progress.error}", color="danger", className="small mb-0",
+                         id="suspicious-error"), True
+    if progress.done:
+        return body(dataset), True
     return html.Div(f"Checking the transcripts of {fmt_int(len(dataset.utterances))} utterances for loops, "
-                    f"hallucinations, implausible rates and duplicates … ({time.monotonic() - started:.0f} s; "
+                    f"hallucinations, implausible rates and duplicates … ({progress.seconds:.0f} s; "
                     "about 20 s per million utterances)", className="small text-muted", id="suspicious-running"), False
-
-
-def _compute(dataset: Dataset, job: Any) -> None:
-    try:
-        summary(dataset)
-    except Exception as exc:  # noqa: BLE001 - shown in the card; the server goes on
-        log.exception("suspicious-utterance checks failed")
-        job.put("error", f"{type(exc).__name__}: {exc}")
 
 
 def layout(dataset: Dataset) -> dbc.Card:
@@ -171,7 +152,8 @@ def callbacks(app: dash.Dash, dataset: Dataset) -> None:
     def fill_suspicious(trigger, _ticks):
         if trigger is None:  # rendered filled already
             return no_update, True
-        children, final = card_state(dataset)
+        # the first ask (no poll yet) waits a moment: a small dataset's counts come without a poll
+        children, final = card_state(dataset, wait_s=FIRST_WAIT_S if not _ticks else 0.0)
         return children, final
 
 

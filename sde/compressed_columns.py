@@ -45,7 +45,7 @@ from sde.word_index import WordIndex, build_word_index, with_pairs
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
            "held_whole", "index_pairs", "index_words", "is_compressed", "keep_ranks", "label_column", "open_column", "preload",
-           "read_strings", "distinct_count", "keep_for_next_scan", "sort_keys", "stored_column", "string_chunks", "whole_budget", "word_index",
+           "read_strings", "distinct_count", "row_reader", "value_codes", "keep_for_next_scan", "sort_keys", "stored_column", "string_chunks", "whole_budget", "word_index",
            "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
@@ -280,6 +280,30 @@ def held_whole(frame: pd.DataFrame, columns: Iterable[str]) -> Iterator[None]:
         yield
     finally:
         del kept
+
+
+def row_reader(values: pd.Series) -> Callable[[int, int], pa.Array | pa.ChunkedArray]:
+    """``rows(start, count)``: those rows of a string column as Arrow strings, missing values kept,
+    for a computation that goes through a column a range of rows at a time: a compressed column
+    kept whole is sliced, one not kept decompresses only their batches (three transcripts read
+    whole at 10M utterances would take ~2 GB), any other converts only those rows."""
+    stored = stored_column(values)
+    whole = stored.kept_whole() if isinstance(stored, CompressedColumn) else None
+    if whole is not None:
+        return lambda start, count: whole.slice(start, count)
+    if stored is not None:
+        return lambda start, count: stored.take(np.arange(start, start + count))
+    return lambda start, count: read_strings(values.iloc[start:start + count])
+
+
+def value_codes(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    """(per row, an index into the distinct values, -1 where missing; those values): a label
+    column's own codes and values, else pandas' factorize (no Python string per row)."""
+    stored = stored_column(values)
+    if isinstance(stored, LabelColumn):
+        return stored.codes(), stored.dictionary.to_pylist()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes, list(uniques)
 
 
 def string_chunks(values: pd.Series) -> Iterator[pa.Array]:

@@ -29,8 +29,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sde.compressed_columns import row_reader, value_codes
 from sde.quality.reference_texts import REFERENCE_TEXTS
-from sde.text import normalize, normalize_arrow, to_arrow_strings
+from sde.text import normalize, normalize_arrow
 
 __all__ = [
     "PhonemizerError",
@@ -144,7 +145,7 @@ def phoneme_histograms(texts: Sequence[str] | pd.Series, speakers: Sequence[obje
     time (10M transcripts at once took ~10 GB), each distinct word phonemised once.
     """
     n = len(texts)
-    series = texts if isinstance(texts, pd.Series) else pd.Series(list(texts), dtype=object)
+    read = row_reader(texts if isinstance(texts, pd.Series) else pd.Series(list(texts), dtype=object))
     spk_codes, spk_names = speaker_codes(speakers, n)
     from scipy.sparse import coo_matrix  # lazy: scipy.sparse takes ~0.2 s to import
 
@@ -152,7 +153,7 @@ def phoneme_histograms(texts: Sequence[str] | pd.Series, speakers: Sequence[obje
     phoneme_ids: dict[str, int] = {}
     totals = np.zeros((len(spk_names), 0), dtype=np.int64)
     for start in range(0, n, CHUNK_ROWS):
-        norm = normalize_arrow(_rows(series, start, min(CHUNK_ROWS, n - start)), _TEXT_STEPS)
+        norm = normalize_arrow(read(start, min(CHUNK_ROWS, n - start)), _TEXT_STEPS)
         lists = pc.split_pattern(norm, " ")
         flat = pc.list_flatten(lists)
         parents = np.asarray(pc.list_parent_indices(lists).to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -184,30 +185,12 @@ def phoneme_histograms(texts: Sequence[str] | pd.Series, speakers: Sequence[obje
     return out.reset_index(drop=True)
 
 
-def _rows(values: pd.Series, start: int, count: int) -> pa.Array:
-    """Those rows of a text column as Arrow strings (a compressed column decompresses only their batches)."""
-    from sde.compressed_columns import CompressedColumn, stored_column
-
-    stored = stored_column(values)
-    if isinstance(stored, CompressedColumn) and stored.kept_whole() is None:
-        return stored.take(np.arange(start, start + count))
-    return to_arrow_strings(values.iloc[start:start + count])
-
-
 def speaker_codes(speakers: Sequence[object] | pd.Series | None, n: int) -> tuple[np.ndarray, list[str]]:
     """(per row, its speaker's index into the names; the names): missing speakers are "" (one name
     however it came: missing, or an empty name), from a label column's own codes where it has them."""
     if speakers is None:
         return np.zeros(n, dtype=np.int64), [""]
-    from sde.compressed_columns import LabelColumn, stored_column
-
-    values = speakers if isinstance(speakers, pd.Series) else pd.Series(list(speakers), dtype=object)
-    stored = stored_column(values)
-    if isinstance(stored, LabelColumn):
-        codes, uniques = stored.codes(), stored.dictionary.to_pylist()
-    else:
-        codes, found = pd.factorize(values, use_na_sentinel=True)
-        uniques = list(found)
+    codes, uniques = value_codes(speakers if isinstance(speakers, pd.Series) else pd.Series(list(speakers), dtype=object))
     names = [str(u) for u in uniques] + [""]  # the last: missing
     merged, distinct = pd.factorize(pd.Series(names, dtype=object))
     return merged[np.where(codes < 0, len(names) - 1, codes)].astype(np.int64), list(distinct)

@@ -14,7 +14,7 @@ Per hypothesis field F the columns follow the dataset's naming: for ``pred_text`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from rapidfuzz.distance import Levenshtein
 
+from sde.compressed_columns import row_reader, value_codes
 from sde.text import collapse_whitespace, normalize_many, to_arrow_strings
 
 __all__ = [
@@ -319,8 +320,8 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
     """
     n = len(table)
     alphabet = None if alphabet is None else tuple(alphabet)  # read by every chunk
-    refs = _rows_of(table, text_column)
-    hyps = [(hyp, _rows_of(table, _field(hyp))) for hyp in hypotheses]
+    refs = row_reader(table[text_column]) if text_column in table else None
+    hyps = [(hyp, row_reader(table[_field(hyp)])) for hyp in hypotheses]
     durations = (pd.to_numeric(table["duration"], errors="coerce").to_numpy(np.float64)
                  if "duration" in table else np.full(n, np.nan))
     out: dict[str, np.ndarray] = {}
@@ -336,38 +337,12 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
     if not n:
         out = _row_checks(pa.array([], pa.large_string()), [(hyp, pa.array([], pa.large_string())) for hyp, _ in hyps],
                           durations, alphabet)
-    groups = _group_codes(table[speaker_column]) if speaker_column in table else None
+    groups = value_codes(table[speaker_column])[0] if speaker_column in table else None
     columns: dict[str, np.ndarray] = {"repeated_ngram": out.pop("repeated_ngram"),
                                       "char_rate_z": robust_z(out.pop(_CHAR_RATE), groups),
                                       "word_rate_z": robust_z(out.pop(_WORD_RATE), groups)}
     columns.update(out)
     return pd.DataFrame(columns, index=table.index)
-
-
-def _rows_of(table: pd.DataFrame, column: str) -> Callable[[int, int], pa.Array | pa.ChunkedArray] | None:
-    """``rows(start, count)``: those rows of a text column as Arrow strings, missing values kept; a
-    compressed column not kept whole decompresses only their batches (three transcripts read whole
-    at 10M utterances would take ~2 GB). None when the table has no such column."""
-    from sde.compressed_columns import CompressedColumn, read_strings, stored_column
-
-    if column not in table:
-        return None
-    values = table[column]
-    stored = stored_column(values)
-    if stored is not None and not (isinstance(stored, CompressedColumn) and stored.kept_whole() is not None):
-        return lambda start, count: stored.take(np.arange(start, start + count))
-    whole = read_strings(values)
-    return lambda start, count: whole.slice(start, count)
-
-
-def _group_codes(values: pd.Series) -> np.ndarray:
-    """An integer per distinct value, -1 where missing (a label column's own codes)."""
-    from sde.compressed_columns import LabelColumn, stored_column
-
-    stored = stored_column(values)
-    if isinstance(stored, LabelColumn):
-        return stored.codes()
-    return pd.factorize(values, use_na_sentinel=True)[0]
 
 
 def _row_checks(refs: pa.Array, hyps: Sequence[tuple[Any, pa.Array]], durations: np.ndarray,

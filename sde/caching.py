@@ -2,9 +2,11 @@
 themselves when the dataset's tables are swapped.
 
 Two ways to bound an :class:`LRUCache`: by entry count (the default) or by the sum of a size
-function over its values (e.g. bytes of decoded audio), and optionally by entry count as well. Values are computed outside the lock, so a
-slow computation never blocks readers of other keys; two threads asking for the same missing key
-may both compute it (harmless: the results are equal, the second one is kept).
+function over its values (e.g. bytes of decoded audio), and optionally by entry count as well.
+Values are computed outside the lock, so a slow computation never blocks readers of other keys;
+two threads asking for the same missing key may both compute it (harmless when it is cheap: the
+results are equal, the second one is kept), unless they ask through
+:meth:`LRUCache.get_or_compute_once` (minutes and gigabytes at 10M utterances: computed once).
 
 :func:`for_dataset` gives the cache of a given name for one dataset. It is keyed by
 ``dataset.generation``, which ``Dataset.replace_with`` increments: after a swap (a hypothesis
@@ -42,6 +44,7 @@ class LRUCache:
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._total = 0
         self._lock = threading.Lock()
+        self._computing: dict[Hashable, threading.Lock] = {}  # key → the lock of its one computation
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         with self._lock:
@@ -73,6 +76,22 @@ class LRUCache:
             value = compute()
             self.put(key, value)
         return value
+
+    def get_or_compute_once(self, key: Hashable, compute: Callable[[], V]) -> V:
+        """:meth:`get_or_compute` where one thread computes a missing key and the others asking for
+        it meanwhile wait for its value, instead of computing their own copies beside it."""
+        value = self.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        with self._lock:
+            computing = self._computing.setdefault(key, threading.Lock())
+        try:
+            with computing:
+                return self.get_or_compute(key, compute)
+        finally:
+            with self._lock:
+                if self._computing.get(key) is computing:
+                    del self._computing[key]
 
     def discard(self, key: Hashable) -> None:
         """Forget ``key`` if it is held (e.g. when the object it stands for is gone)."""

@@ -101,6 +101,31 @@ def test_get_or_compute_computes_once_and_caches_none():
     assert cache.get("missing", "default") == "default"
 
 
+@pytest.mark.parametrize("max_size, runs", [(4, 1), (0, 3)],
+                         ids=["kept: computed once for every thread", "nothing kept: one at a time, each its own"])
+def test_get_or_compute_once_makes_threads_asking_at_once_wait_for_one_computation(max_size, runs):
+    cache, made, inside, most = LRUCache(max_size), [], [], []
+    lock = threading.Lock()
+
+    def compute():
+        with lock:
+            inside.append(1)
+            most.append(len(inside))
+        threading.Event().wait(0.1)  # long enough for the other threads to ask meanwhile
+        with lock:
+            inside.pop()
+        made.append(1)
+        return "value"
+
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get_or_compute_once("k", compute))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got == ["value"] * 3 and len(made) == runs and max(most) == 1 and not cache._computing
+
+
 def test_threads_share_one_cache_within_its_bound():
     cache = LRUCache(50)
 

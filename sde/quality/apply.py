@@ -122,14 +122,13 @@ def speech_hours(table: pd.DataFrame) -> float | None:
 # ---------------------------------------------------------------- per-dataset lock
 
 
-_locks: dict[tuple[int, str], threading.RLock] = {}
+_locks: dict[int, threading.RLock] = {}
 _locks_guard = threading.Lock()
 
 
-def _lock_of(dataset: Dataset, purpose: str = "swap") -> threading.RLock:
-    """One lock per dataset object and purpose: every swap this module makes (replace_with keeps
-    the object), or the computation of one kind of columns."""
-    key = (id(dataset), purpose)
+def _lock_of(dataset: Dataset) -> threading.RLock:
+    """One lock per dataset object for every swap this module makes (replace_with keeps the object)."""
+    key = id(dataset)
     with _locks_guard:
         lock = _locks.get(key)
         if lock is None:
@@ -273,13 +272,7 @@ def quality_frame(dataset: Dataset, kind: str) -> pd.DataFrame:
     if _has_kind(dataset, kind):
         return dataset.utterances[list(kind_columns(dataset, kind))]
     cache = for_dataset(dataset, "quality-columns", len(QUALITY_KINDS))
-    got = cache.get(kind)
-    if got is not None:
-        return got
-    # one computation of a kind at a time: a second request waits for the first's columns instead of
-    # computing its own copy beside it (minutes and gigabytes at 10M utterances)
-    with _lock_of(dataset, kind):
-        return cache.get_or_compute(kind, lambda: _compute(dataset, kind))
+    return cache.get_or_compute_once(kind, lambda: _compute(dataset, kind))
 
 
 def with_quality_columns(dataset: Dataset, kinds: Sequence[str] = ("duplicates", "suspicious")) -> Dataset:

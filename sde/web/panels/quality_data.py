@@ -5,7 +5,6 @@ groups. No components here: the pages lay these out, the routes send them as JSO
 from __future__ import annotations
 
 import re
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,7 +25,6 @@ _SPEAKER_COLUMNS = ("speaker", "speaker_id", "spk", "spk_id")
 #: Duplicate kind (`kind=` of the page and the route) → its group column.
 KIND_COLUMNS = {"text": "dup_text_group", "near": "dup_near_group", "audio": "dup_audio_group"}
 _QUALITY_KIND = {"text": "duplicates", "near": "near_duplicates", "audio": "duplicates"}
-_tts_lock = threading.Lock()
 
 
 # ---------------------------------------------------------------- TTS readiness
@@ -58,12 +56,9 @@ def tts(dataset: Dataset, lang: str, speaker: str) -> dict[str, Any]:
     """:func:`sde.quality.tts.tts_report` with per-speaker phoneme counts, once per dataset
     generation, language and speaker column (espeak-ng phonemises each distinct word once)."""
     cache = for_dataset(dataset, "tts", 8)
-    got = cache.get((lang, speaker))
-    if got is not None:
-        return got
-    with _tts_lock:  # one report at a time: a second tab waits for it (10M: ~45 s, ~1.2 GB) instead of a copy
-        return cache.get_or_compute((lang, speaker), lambda: tts_report(dataset.utterances, lang,
-                                                                        speaker_column=speaker, counts=True))
+    # a second tab waits for the report (10M: ~45 s, ~1.2 GB) instead of making a copy beside it
+    return cache.get_or_compute_once((lang, speaker), lambda: tts_report(dataset.utterances, lang,
+                                                                         speaker_column=speaker, counts=True))
 
 
 # ---------------------------------------------------------------- duplicates

@@ -6,8 +6,9 @@ The columns behind it are computed on first use (``sde.quality.apply.quality_fra
 million utterances with two hypotheses, minutes at 10M), so the card starts that computation on a
 background thread and polls until it is done, saying how long it has been running: the Statistics
 page never waits for it, and no request is held open for minutes (a proxy in front of sde may cut
-one). Once computed (until the dataset's tables change) the card renders at once. Counting does not add the columns to the dataset; following a
-count's link does (a filter naming them, see sde.web.api.quality).
+one). Once computed (until the dataset's tables change) the card renders at once. Counting does
+not add the columns to the dataset; following a count's link does (a filter naming them, see
+sde.web.api.quality).
 """
 
 from __future__ import annotations

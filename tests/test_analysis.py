@@ -160,6 +160,8 @@ def test_duration_bucket_edges():
     assert b.tolist()[:12] == ["0-2 s", "0-2 s", "2-5 s", "2-5 s", "5-10 s", "5-10 s", "10-20 s", "10-20 s",
                                "20-30 s", "20-30 s", "30+ s", "30+ s"]
     assert b.isna().tolist()[12:] == [True, True]
+    infinite = A.duration_bucket(pd.Series([np.inf, -np.inf, -0.0]))
+    assert infinite.isna().tolist() == [True, True, False] and infinite.iloc[2] == "0-2 s"
     assert list(b.cat.categories) == list(A.DURATION_BUCKET_LABELS)
     assert b.cat.ordered
     assert b.name == "duration_bucket"

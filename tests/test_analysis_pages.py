@@ -128,7 +128,7 @@ def test_errors_layout_with_bad_params_is_friendly(demo):
 def test_top_error_rows_match_analysis(demo, filter_text):
     for h in demo.hypotheses:
         ids_ = demo.utterance_query.select(filter_text) if filter_text else None
-        rows = errors.top_error_rows(demo, h, ids_, filter_text or None)
+        rows = errors.top_error_rows(demo, h, filter_text or None)
         expected = analysis.top_errors(demo.errors[h.field], utt_ids=ids_, limit=errors.TABLE_LIMIT)
         subs = expected["substitutions"]
         assert [(r["ref"], r["hyp"], r["count"]) for r in rows["substitutions"]] == \
@@ -527,3 +527,23 @@ def test_subsample_keeps_extremes():
     assert len(s.positions) == 1000 and s.total == 100_000 and s.subsampled
     assert {5, 99_999} <= set(s.positions.tolist())
     assert (np.diff(s.positions) > 0).all()
+
+
+def test_errors_page_counts_its_tables_once_per_hypothesis_and_filter(demo, monkeypatch):
+    """A second visit (or a control round trip back) reuses the counts: at 10M utterances they
+    cost seconds per visit."""
+    calls = []
+    counted = analysis.affected_utterances
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return counted(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "affected_utterances", counting)
+    params = {"filter": "{duration} > 1.25"}
+    first = text_of(by_id(errors.layout(demo, "/errors", params), errors.TABLES_BOX))
+    assert sorted(calls) == sorted(errors.KINDS)
+    again = text_of(by_id(errors.layout(demo, "/errors", params), errors.TABLES_BOX))
+    assert again == first and len(calls) == 3
+    errors.layout(demo, "/errors", {"filter": "{duration} > 1.5"})
+    assert len(calls) == 6

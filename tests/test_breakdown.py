@@ -199,6 +199,33 @@ def test_intervals_are_seeded_and_do_not_depend_on_the_other_groups_asked():
     assert np.all(everything[0] <= wer + 1e-9) and np.all(wer - 1e-9 <= everything[1])
 
 
+def test_intervals_are_remembered_per_group_and_settings_within_a_bound(monkeypatch):
+    computed = []
+    compute = G._group_interval
+
+    def counting(errors, *args):
+        computed.append(len(errors))
+        return compute(errors, *args)
+
+    monkeypatch.setattr(G, "_group_interval", counting)
+    grouped = A.group_rates(random_table(2000, 50, seed=8), "speaker", {})
+    fresh = A.group_rates(random_table(2000, 50, seed=8), "speaker", {})
+    first = grouped.intervals([4, 9, 4], n_resamples=200)
+    assert len(computed) == 2
+    again = grouped.intervals([9, 4, 11], n_resamples=200)   # only 11 is new
+    assert len(computed) == 3
+    np.testing.assert_allclose(again[0][:2], first[0][1::-1])
+    grouped.intervals([4], n_resamples=200, seed=1)           # other settings: another interval
+    assert len(computed) == 4
+    expected = fresh.intervals([9, 4, 11], n_resamples=200)
+    np.testing.assert_allclose(again[0], expected[0])
+    np.testing.assert_allclose(again[1], expected[1])
+    monkeypatch.setattr(G, "_MAX_KNOWN_INTERVALS", 5)
+    lo, hi = grouped.intervals(list(range(10)), n_resamples=200)  # more than the bound: computed, answered
+    assert len(lo) == 10 and len(grouped._known_intervals) <= 10
+    np.testing.assert_allclose(lo[[9, 4]], expected[0][:2])
+
+
 def test_a_one_utterance_group_has_a_point_interval_and_a_small_group_a_wide_one():
     grouped = small_groups()
     lo, hi = grouped.intervals([2, 0], n_resamples=500)  # c: one utterance; a: two
@@ -216,7 +243,7 @@ def test_intervals_exact_and_normal_limit_agree_on_a_large_group(monkeypatch):
     grouped = A.group_rates(t, "g", {})
     normal = grouped.intervals([0], n_resamples=2000)
     monkeypatch.setattr(G, "CI_EXACT_MAX", 10**9)
-    exact = grouped.intervals([0], n_resamples=2000)
+    exact = A.group_rates(t, "g", {}).intervals([0], n_resamples=2000)  # a fresh one: intervals are remembered
     width = exact[1][0] - exact[0][0]
     assert width > 0.5
     assert normal[0][0] == pytest.approx(exact[0][0], abs=0.1 * width)

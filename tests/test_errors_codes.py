@@ -95,6 +95,30 @@ def test_utterance_lookups_agree_with_the_rows(threads, n_threads, chunks):
     assert A.affected_utterances(table, "substitutions", top).tolist() == per_pair
 
 
+AFFECTED_ROWS = [  # (utt, op, ref, hyp): utterance 1 has "a → b" twice, counted once
+    (0, "sub", "a", "b"), (1, "sub", "a", "b"), (1, "sub", "a", "b"), (2, "sub", "a", "c"),
+    (0, "del", "x", None), (2, "del", "x", None), (3, "del", "y", None),
+    (1, "ins", None, "z"), (3, "ins", None, "z"), (3, "ins", None, "z"),
+]
+
+
+@pytest.mark.parametrize("kind, rows, utt_ids, expected", [
+    ("substitutions", {"ref": ["a", "a"], "hyp": ["b", "c"]}, None, [2, 1]),
+    ("substitutions", {"ref": ["a", "a"], "hyp": ["b", "c"]}, [1, 2], [1, 1]),
+    ("substitutions", {"ref": ["a", "nowhere", "a"], "hyp": ["b", "b", "b"]}, None, [2, 0, 0]),  # unknown; repeated
+    ("substitutions", {"ref": ["b"], "hyp": ["a"]}, None, [0]),          # the pair the other way round
+    ("deletions", {"word": ["x", "y", "z"]}, None, [2, 1, 0]),           # z is only ever inserted
+    ("deletions", {"word": ["x"]}, np.array([False, False, True, True]), [1]),  # a mask over the utterances
+    ("insertions", {"word": ["z", "x"]}, None, [2, 0]),
+    ("insertions", {"word": ["z"]}, [], [0]),
+    ("insertions", {"word": []}, None, []),
+])
+def test_affected_utterances_counts_distinct_utterances(threads, kind, rows, utt_ids, expected):
+    threads(2)
+    got = A.affected_utterances(chunked_table(AFFECTED_ROWS, 2), kind, pd.DataFrame(rows, dtype=object), utt_ids)
+    assert got.tolist() == expected
+
+
 def test_a_table_of_only_nulls_and_an_empty_one(threads):
     threads(2)
     only_nulls = chunked_table([(0, "sub", None, None), (1, "sub", None, None)], 2)

@@ -341,39 +341,33 @@ def affected_utterances(errors: pd.DataFrame, kind: str, rows: pd.DataFrame,
                         utt_ids: UttIds = None) -> np.ndarray:
     """For each row of a `top_errors` table of `kind` (substitutions: ref, hyp; deletions and
     insertions: word), the number of distinct utterances with that error (within `utt_ids` when
-    given). One vectorised pass over the errors of that kind."""
+    given; 0 for a repeated row after its first). One parallel join in DuckDB of the errors of
+    that kind with the rows (10M utterances: ~0.4 s, where a sort of the matches took ~0.7-1 s)."""
     n = len(rows)
+    out = np.zeros(n, dtype=np.int64)
     if n == 0:
-        return np.zeros(0, dtype=np.int64)
+        return out
     op = _KIND_OPS[kind]
     codes = _error_codes(errors)
-    m = codes.op == op
-    if utt_ids is not None:
-        id_mask = _id_mask(utt_ids, codes.max_utt)
-        m &= id_mask[codes.utt] if codes.utt.size else m
-    nwords = max(len(codes.words), 1)
     if op == 0:
-        ref = codes.code_of(rows["ref"].astype(object).tolist())
-        hyp = codes.code_of(rows["hyp"].astype(object).tolist())
-        wanted = ref.astype(np.int64) * nwords + hyp
-        got = codes.ref[m].astype(np.int64) * nwords + codes.hyp[m]
+        wanted = {"r": codes.code_of(rows["ref"].astype(object).tolist()),
+                  "h": codes.code_of(rows["hyp"].astype(object).tolist())}
     else:
-        wanted = codes.code_of(rows["word"].astype(object).tolist())
-        got = (codes.ref if op == 1 else codes.hyp)[m].astype(np.int64)
-    where = _first_position(wanted, got)
-    hit = where >= 0
-    key = codes.utt[m][hit] * n + where[hit]
-    key.sort()  # sort-based distinct: numpy's hash-based unique is slow on millions of int64
-    distinct = key[np.r_[True, key[1:] != key[:-1]]] if key.size else key
-    return np.bincount(distinct % n, minlength=n).astype(np.int64)
-
-
-def _first_position(wanted: np.ndarray, got: np.ndarray) -> np.ndarray:
-    """For each of `got`, the position of its first occurrence in `wanted` (-1: none)."""
-    index = pd.Index(wanted)
-    if index.is_unique:
-        return index.get_indexer(got)
-    first = np.flatnonzero(~index.duplicated())
-    where = pd.Index(wanted[first]).get_indexer(got)
-    return np.where(where >= 0, first[where], -1)
-
+        side = "r" if op == 1 else "h"
+        wanted = {side: codes.code_of(rows["word"].astype(object).tolist())}
+    keep = np.all([c >= 0 for c in wanted.values()], axis=0)
+    keep &= ~pd.DataFrame(wanted).duplicated().to_numpy()
+    pick = np.flatnonzero(keep)
+    if not pick.size:
+        return out
+    found = {"i": pick, **{k: v[pick].astype(np.int32) for k, v in wanted.items()}}
+    table = {"u": codes.utt, "o": codes.op, "r": codes.ref, "h": codes.hyp}
+    where = "t.o = ?"
+    if utt_ids is not None:
+        table["k"] = _id_mask(utt_ids, codes.max_utt)[codes.utt] if codes.utt.size else np.zeros(0, dtype=bool)
+        where += " AND t.k"
+    on = " AND ".join(f"t.{k} = w.{k}" for k in wanted)
+    got = numpy_sql(f"SELECT w.i AS i, count(DISTINCT t.u) AS n FROM t JOIN w ON {on} WHERE {where} GROUP BY w.i",
+                    (op,), {"t": pa.table(table), "w": pa.table(found)})
+    out[np.asarray(got["i"], dtype=np.int64)] = np.asarray(got["n"], dtype=np.int64)
+    return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,8 @@ CI_EXACT_MAX = 500
 
 _MISSING_SEED_KEY = b"\x00missing"
 _RESAMPLE_CELLS = 1_000_000  # rows drawn at once per group (bounds the memory of an interval)
+# Intervals a GroupedRates remembers (a grid scrolled back, a page revisited): ~100 bytes each.
+_MAX_KNOWN_INTERVALS = 100_000
 
 
 def duration_bucket(durations: pd.Series | np.ndarray | Sequence[float]) -> pd.Series:
@@ -60,9 +62,20 @@ def duration_bucket(durations: pd.Series | np.ndarray | Sequence[float]) -> pd.S
     """
     index = durations.index if isinstance(durations, pd.Series) else None
     values = pd.to_numeric(pd.Series(durations, index=index), errors="coerce").astype(np.float64)
-    cut = pd.cut(values, bins=list(DURATION_BUCKET_EDGES), right=False, labels=list(DURATION_BUCKET_LABELS),
-                 ordered=True)
+    cut = pd.Categorical.from_codes(duration_bucket_codes(values.to_numpy()), categories=list(DURATION_BUCKET_LABELS),
+                                    ordered=True)
     return pd.Series(cut, index=values.index, name="duration_bucket")
+
+
+def duration_bucket_codes(durations: np.ndarray) -> np.ndarray:
+    """Each duration's bucket as its position in DURATION_BUCKET_LABELS (int8; -1: missing,
+    negative or infinite): ~0.1 s over 10M, where pandas' cut took 0.75 s."""
+    codes = np.zeros(len(durations), dtype=np.int8)
+    with np.errstate(invalid="ignore"):
+        for edge in DURATION_BUCKET_EDGES[1:-1]:
+            codes += durations >= edge
+        codes[~((durations >= DURATION_BUCKET_EDGES[0]) & (durations < DURATION_BUCKET_EDGES[-1]))] = -1
+    return codes
 
 
 def group_counts(table: pd.DataFrame) -> dict[str, int]:
@@ -76,9 +89,8 @@ def group_counts(table: pd.DataFrame) -> dict[str, int]:
     """
     out: dict[str, int] = {}
     if "duration" in table.columns:
-        buckets = pd.Categorical(duration_bucket(table["duration"].to_numpy(dtype=np.float64, na_value=np.nan)))
-        out["duration_bucket"] = int(np.count_nonzero(np.bincount(buckets.codes[buckets.codes >= 0],
-                                                                  minlength=len(buckets.categories))))
+        codes = duration_bucket_codes(table["duration"].to_numpy(dtype=np.float64, na_value=np.nan))
+        out["duration_bucket"] = int(np.count_nonzero(np.bincount(codes[codes >= 0], minlength=1)))
     for name in table.columns:
         if name in ("duration_bucket", "id"):
             continue
@@ -145,8 +157,7 @@ def _group_codes(table: pd.DataFrame, by: str, rows: np.ndarray | None) -> tuple
         durations = table["duration"].to_numpy(dtype=np.float64, na_value=np.nan)
         if rows is not None:
             durations = durations[rows]
-        cat = pd.Categorical(duration_bucket(durations))
-        return cat.codes.astype(np.int64), cat.categories, True
+        return duration_bucket_codes(durations).astype(np.int64), pd.Index(DURATION_BUCKET_LABELS), True
     if by not in table.columns:
         raise ValueError(f"unknown column {by!r} for a breakdown; choose one of: "
                          + ", ".join(breakdown_columns(table)))
@@ -198,6 +209,8 @@ class GroupedRates:
     rows: np.ndarray | None     # positions of the selected utterances (None: all)
     table: pd.DataFrame
     columns: Mapping[str, str]
+    # (n_resamples, seed, alpha, group) → (lo, hi): an interval is the same whenever it is asked
+    _known_intervals: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def slot(self) -> np.ndarray:
@@ -233,7 +246,23 @@ class GroupedRates:
         indistinguishable at that size, and a page of large groups stays fast.
         """
         _check_bootstrap_args(n_resamples, alpha)
-        wanted = np.asarray(groups, dtype=np.int64)
+        asked = np.asarray(groups, dtype=np.int64)
+        known = self._known_intervals
+        keys = [(n_resamples, seed, alpha, g) for g in asked.tolist()]
+        missing = sorted({k[3] for k in keys if k not in known})
+        if missing:
+            if len(known) + len(missing) > _MAX_KNOWN_INTERVALS:
+                known.clear()
+            lo, hi = self._compute_intervals(np.asarray(missing, dtype=np.int64), n_resamples, seed, alpha)
+            known.update(((n_resamples, seed, alpha, g), (a, b)) for g, a, b in zip(missing, lo.tolist(), hi.tolist()))
+        pairs = [known.get(k) for k in keys]
+        if any(p is None for p in pairs):  # another thread cleared them meanwhile: compute these once more
+            return self._compute_intervals(asked, n_resamples, seed, alpha)
+        return (np.array([p[0] for p in pairs], dtype=np.float64).reshape(len(asked)),
+                np.array([p[1] for p in pairs], dtype=np.float64).reshape(len(asked)))
+
+    def _compute_intervals(self, wanted: np.ndarray, n_resamples: int, seed: int,
+                           alpha: float) -> tuple[np.ndarray, np.ndarray]:
         lo = np.full(len(wanted), np.nan)
         hi = np.full(len(wanted), np.nan)
         if not len(wanted):

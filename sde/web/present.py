@@ -257,6 +257,34 @@ def error_frames(dataset: "Dataset", hyp: str | None, filter_text: str | None,
     return for_dataset(dataset, "top-errors", _GROUPS_CACHE_SIZE).get_or_compute((h.field, text, limit), compute)
 
 
+def error_frames_with_utterances(dataset: "Dataset", hyp: str | None, filter_text: str | None,
+                                 limit: int | None) -> dict[str, pd.DataFrame]:
+    """`error_frames` with each row's `utterances`: how many distinct utterances of the selection
+    have that error (the Errors page's tables), kept too: at 10M utterances counting them costs
+    another second per visit."""
+    h = hypothesis_of(dataset, hyp)
+    text = (filter_text or "").strip()
+    frames = error_frames(dataset, h.field, text, limit)
+
+    def compute() -> dict[str, pd.DataFrame]:
+        errors, ids = dataset.errors[h.field], selected_ids(dataset, text)
+        return {kind: frame.assign(utterances=analysis.affected_utterances(errors, kind, frame, ids))
+                for kind, frame in frames.items()}
+
+    return for_dataset(dataset, "top-errors", _GROUPS_CACHE_SIZE).get_or_compute((h.field, text, limit, "utterances"),
+                                                                                  compute)
+
+
+def selection_totals(dataset: "Dataset", h: "HypothesisField", filter_text: str | None) -> dict[str, float]:
+    """`analysis.selection_totals` of a hypothesis over a filter's selection, kept (0.4 s at 10M)."""
+    text = (filter_text or "").strip()
+
+    def compute() -> dict[str, float]:
+        return analysis.selection_totals(dataset.utterances, h, selected_ids(dataset, text))
+
+    return for_dataset(dataset, "selection-totals", _GROUPS_CACHE_SIZE).get_or_compute((h.field, text), compute)
+
+
 def grouped_rates(dataset: "Dataset", h: "HypothesisField", by: str | None,
                   filter_text: str | None) -> analysis.GroupedRates:
     """`analysis.group_rates` of a hypothesis, column and filter, kept for the next pages (a

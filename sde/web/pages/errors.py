@@ -15,10 +15,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import dash_bootstrap_components as dbc
-import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
-from sde import analysis
 from sde.web import analysis_figures as af
 from sde.web import state
 from sde.web.components import (
@@ -38,7 +36,7 @@ from sde.web.figures import GRAPH_CONFIG
 from sde.web.outputs import changed
 from sde.web.pages import breakdown, samples
 from sde.web.pages.page import Page
-from sde.web.present import hyp_options, resolve_hypothesis, selection
+from sde.web.present import error_frames_with_utterances, hyp_options, resolve_hypothesis, selection, selection_totals
 from sde.web.state import error_href, rendered_key, search_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,24 +77,22 @@ def fig_id(kind: str) -> str:
 
 # ---------------------------------------------------------------- the top-error tables
 
-def top_error_rows(dataset: "Dataset", h: "HypothesisField", utt_ids: np.ndarray | None,
-                   filter_text: str | None, limit: int = TABLE_LIMIT) -> dict[str, list[dict]]:
+def top_error_rows(dataset: "Dataset", h: "HypothesisField", filter_text: str | None,
+                   limit: int = TABLE_LIMIT) -> dict[str, list[dict]]:
     """The three top-error tables as grid rows, each with `utterances` (affected) and `href`."""
-    errors = dataset.errors[h.field]
-    frames = analysis.top_errors(errors, utt_ids=utt_ids, limit=limit)
+    frames = error_frames_with_utterances(dataset, h.field, filter_text, limit)
     out: dict[str, list[dict]] = {}
     for kind in KINDS:
         df = frames[kind]
-        affected = analysis.affected_utterances(errors, kind, df, utt_ids)
         rows = []
         if kind == "substitutions":
-            for (ref, hyp, count), n in zip(df[["ref", "hyp", "count"]].itertuples(index=False), affected):
+            for ref, hyp, count, n in df[["ref", "hyp", "count", "utterances"]].itertuples(index=False):
                 rows.append({"ref": str(ref), "hyp": str(hyp), "count": int(count), "utterances": int(n),
                              "label": f"{ref} → {hyp}",
                              "href": error_href(h.field, "sub", str(ref), str(hyp), filter_text)})
         else:
             op = OPS[kind]
-            for (word, count), n in zip(df[["word", "count"]].itertuples(index=False), affected):
+            for word, count, n in df[["word", "count", "utterances"]].itertuples(index=False):
                 word = str(word)
                 rows.append({"word": word, "count": int(count), "utterances": int(n), "label": word,
                              "href": error_href(h.field, op, word if op == "del" else None,
@@ -167,14 +163,13 @@ def summary_line(dataset: "Dataset", h: "HypothesisField", totals: Mapping[str, 
     ], className="text-muted small mb-2")
 
 
-def error_sections(dataset: "Dataset", h: "HypothesisField", filter_text: str,
-                   utt_ids: np.ndarray | None) -> tuple[Any, Any]:
+def error_sections(dataset: "Dataset", h: "HypothesisField", filter_text: str) -> tuple[Any, Any]:
     """(summary line, top-error cards) for one hypothesis and a valid filter's selection."""
-    totals = analysis.selection_totals(dataset.utterances, h, utt_ids)
+    totals = selection_totals(dataset, h, filter_text)
     summary = summary_line(dataset, h, totals, filter_text)
     if totals["utterances"] == 0:
         return summary, dbc.Alert("No utterance matches the filter.", color="info", id="errors-empty")
-    rows = top_error_rows(dataset, h, utt_ids, filter_text or None)
+    rows = top_error_rows(dataset, h, filter_text or None)
     return summary, error_tables(rows, h, filter_text, totals)
 
 
@@ -238,7 +233,7 @@ def body(dataset: "Dataset", h: "HypothesisField", filter_text: str, by: str | N
          show: str = "worst") -> list:
     """Everything below the controls (containers keep their ids; callbacks refill them)."""
     utt_ids, _ = selection(dataset, filter_text)
-    summary, tables = error_sections(dataset, h, filter_text, utt_ids)
+    summary, tables = error_sections(dataset, h, filter_text)
     content, links = breakdown.content(dataset, h, by, utt_ids, filter_text, min_utts, show)
     return [html.Div(summary, id=SUMMARY_BOX), html.Div(tables, id=TABLES_BOX),
             breakdown.card(dataset, by, content, links, min_utts, show)]
@@ -282,7 +277,7 @@ def update(dataset: "Dataset", hyp: str | None, filter_value: str | None, by: st
     out = changed(OUTPUTS, state=new, invalid=False, feedback="", warning=[], search=search_of(params),
                   rendered=rendered_key(PATH, params, TITLE))
     if any(new[k] != shown.get(k) for k in ("hyp", "filter")):
-        out["summary"], out["tables"] = error_sections(dataset, h, filter_text, utt_ids)
+        out["summary"], out["tables"] = error_sections(dataset, h, filter_text)
     out["breakdown"], out["breakdown_links"] = breakdown.content(dataset, h, by, utt_ids, filter_text, min_utts, show)
     if by != shown.get("by"):
         out["breakdown_columns"] = breakdown.column_defs(by)

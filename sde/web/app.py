@@ -138,6 +138,10 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
         title=html_escape(f"{title} · sde"),
         update_title=None,
         suppress_callback_exceptions=True,  # page components exist only while their page is shown
+        # flask-compress: scripts, pages and JSON answers gzip/brotli/zstd-compressed for browsers
+        # that ask (~5 MB of scripts on a first load, a few MB per figure of 10k points: slow over an
+        # SSH tunnel); audio, images and CSV downloads pass as they are.
+        compress=True,
         external_stylesheets=[],
         external_scripts=[],
     )

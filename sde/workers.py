@@ -4,6 +4,9 @@ Ctrl-C reaches the whole process group; only the parent reacts (leaving its ``wi
 block terminates the workers), so an interrupted load prints no worker traceback and leaves no
 orphan: an orphan keeps the parent's stdout and stderr open, so whoever reads them (a pipe, a
 test) waits for ever.
+
+:func:`in_processes` serves a process that has threads of its own (the server): its workers are
+started without forking it, and it draws its jobs lazily, a few ahead of the workers.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -114,3 +118,42 @@ def run_unordered(function: Callable[[_Job], _Result], jobs: Sequence[_Job], pro
         return
     with worker_pool(context, processes) as pool:
         yield from pool.imap_unordered(function, jobs, chunksize=1)
+
+
+def process_context() -> multiprocessing.context.BaseContext:
+    """fork when this process has one thread (instant, children inherit imports), else
+    forkserver/spawn: forking a threaded process can copy a lock some other thread holds."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def in_processes(function: Callable[[_Job], _Result], jobs: Iterable[_Job], workers: int, *,
+                 initializer: Callable[..., object] | None = None, initargs: tuple = (),
+                 cancelled: Callable[[], bool] | None = None) -> Iterator[tuple[int, _Result]]:
+    """(job's position in ``jobs``, ``function(job)``) of every job, as each ends, from ``workers``
+    processes (``function`` a module-level one, or a partial of one). Jobs are drawn from ``jobs``
+    only while fewer than two per worker are in flight, so an iterator that reads its data as it
+    goes keeps memory flat; once ``cancelled()`` says so no more are drawn. Closing the iterator
+    stops the workers. A worker that dies raises BrokenProcessPool: the caller may finish the
+    jobs not answered itself."""
+    pending = enumerate(jobs)
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=process_context(), initializer=initializer,
+                             initargs=initargs) as pool:
+        futures: dict[Future, int] = {}
+        for index, job in pending:
+            futures[pool.submit(function, job)] = index
+            if len(futures) >= 2 * max(1, workers):
+                break
+        try:
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield futures.pop(future), future.result()
+                    following = None if cancelled is not None and cancelled() else next(pending, None)
+                    if following is not None:
+                        futures[pool.submit(function, following[1])] = following[0]
+        finally:
+            for future in futures:
+                future.cancel()

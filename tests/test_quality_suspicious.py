@@ -195,11 +195,42 @@ def test_summary_leaves_out_columns_not_computed(columns):
     assert flags == {"repeated_ngram"}
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 5, 7, 11])
-def test_checks_by_chunks_equal_the_checks_at_once(table, columns, chunk_rows):
-    chunked = suspicious_columns(table, ["pred_text", "pred_text_b"], alphabet="abcdefghijklmnopqrstuvwxyz ",
-                                 chunk_rows=chunk_rows)
+@pytest.mark.parametrize("chunk_rows, workers", [(1, 0), (5, 0), (7, 0), (11, 0), (2, 2), (3, 1)])
+def test_checks_by_chunks_equal_the_checks_at_once(table, columns, chunk_rows, workers):
+    # workers > 0 with four chunks or more: checked in worker processes, started without forking
+    # while another thread runs, as in the server
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        chunked = suspicious_columns(table, ["pred_text", "pred_text_b"], alphabet="abcdefghijklmnopqrstuvwxyz ",
+                                     chunk_rows=chunk_rows, workers=workers)
+    finally:
+        stop.set()
     pd.testing.assert_frame_equal(chunked, columns, check_exact=False, rtol=1e-9)
+
+
+def test_chunks_a_broken_pool_left_are_checked_here(table, columns, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from sde.quality import suspicious
+
+    answered, real = [], suspicious.in_processes
+
+    def breaking_after_two(function, jobs, workers, **kwargs):
+        for got in real(function, jobs, workers, **kwargs):
+            answered.append(got[0])
+            yield got
+            if len(answered) == 2:
+                raise BrokenProcessPool("a worker died")
+
+    monkeypatch.setattr(suspicious, "in_processes", breaking_after_two)
+    got = suspicious_columns(table, ["pred_text", "pred_text_b"], alphabet="abcdefghijklmnopqrstuvwxyz ",
+                             chunk_rows=2, workers=2)
+    assert len(answered) == 2
+    pd.testing.assert_frame_equal(got, columns, check_exact=False, rtol=1e-9)
 
 
 def test_checks_of_stored_columns_equal_those_of_plain_ones(tmp_path, table, columns):
@@ -220,6 +251,6 @@ def test_checks_of_stored_columns_equal_those_of_plain_ones(tmp_path, table, col
         stored[name] = pd.Series(CompressedStringArray.over(column), copy=False)
     want = suspicious_columns(plain, ["pred_text", "pred_text_b"], alphabet="abcdefghijklmnopqrstuvwxyz ")
     got = suspicious_columns(stored, ["pred_text", "pred_text_b"], alphabet="abcdefghijklmnopqrstuvwxyz ",
-                             chunk_rows=4)
+                             chunk_rows=4, workers=2)
     pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
     assert np.isfinite(got["char_rate_z"][3])

@@ -128,3 +128,64 @@ def test_no_signal_no_exception_and_handlers_restored():
         children = list(pool._pool)
     assert not [p for p in children if p.is_alive()]
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+# ---------------------------------------------------------------- in_processes
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _die_on_three(x: int) -> int:
+    if x == 3:
+        os._exit(1)
+    return x
+
+
+@pytest.fixture
+def threaded():
+    """A second thread running, as in the server: in_processes must not fork this process."""
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+def test_in_processes_answers_every_job_drawing_two_per_worker_ahead(threaded):
+    assert workers.process_context().get_start_method() != "fork"
+    drawn = []
+
+    def jobs():
+        for x in range(10):
+            drawn.append(x)
+            yield x
+
+    answers = {}
+    for position, value in workers.in_processes(_square, jobs(), 2):
+        if not answers:
+            assert len(drawn) == 4  # the window: two jobs per worker, drawn before any answer
+        answers[position] = value
+    assert answers == {x: x * x for x in range(10)}
+
+
+def test_in_processes_draws_no_job_once_cancelled(threaded):
+    drawn = []
+
+    def jobs():
+        for x in range(10):
+            drawn.append(x)
+            yield x
+
+    got = dict(workers.in_processes(_square, jobs(), 1, cancelled=lambda: True))
+    assert got == {0: 0, 1: 1} and drawn == [0, 1]
+
+
+def test_in_processes_reports_a_worker_that_died(threaded):
+    from concurrent.futures.process import BrokenProcessPool
+
+    with pytest.raises(BrokenProcessPool):
+        list(workers.in_processes(_die_on_three, range(6), 2))

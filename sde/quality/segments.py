@@ -19,11 +19,10 @@ plus ``quality_error`` (why the segment could not be read; <NA> when it could).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-import multiprocessing as mp
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ from sde.audio.inputs import install_openers, installed_openers
 from sde.quality.duplicates import audio_hash
 from sde.quality.loudness import clipping_ratio, integrated_loudness
 from sde.quality.vad import VAD_COLUMNS, VadError, VadParams, speech_activity
+from sde.workers import in_processes
 
 __all__ = ["KINDS", "Cancelled", "SegmentMeasures", "measure_segments", "vad_columns"]
 
@@ -135,40 +135,14 @@ def _is_cancelled(cancel: Callable[[], bool] | threading.Event | None) -> bool:
     return bool(cancel())
 
 
-def _context() -> mp.context.BaseContext:
-    """fork when this process has one thread (instant, children inherit imports), else
-    forkserver/spawn: forking a threaded process can copy a lock some other thread holds."""
-    methods = mp.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return mp.get_context("fork")
-    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 def _in_processes(measures: SegmentMeasures, chunks: list[list[Row]], workers: int,
                   cancel: Callable[[], bool] | threading.Event | None
                   ) -> Iterator[tuple[int, list[tuple[int, dict[str, Any]]]]]:
-    """(chunk index, results) of every chunk from ``workers`` processes, with a bounded window of
-    tasks in flight (so memory stays flat and a cancel waits for at most that window)."""
-    pending = iter(enumerate(chunks))
+    """(chunk index, results) of every chunk from ``workers`` processes (a bounded window of tasks
+    in flight: memory stays flat and a cancel waits for at most that window)."""
     # the openers of URLs and tar members (installed by sde.sources) go with the workers
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=install_openers,
-                             initargs=(installed_openers(),)) as pool:
-        futures: dict[Future, int] = {}
-        for idx, chunk in pending:
-            futures[pool.submit(_measure_rows, measures, chunk)] = idx
-            if len(futures) >= workers * 2:
-                break
-        try:
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield futures.pop(fut), fut.result()
-                    nxt = next(pending, None)
-                    if nxt is not None and not _is_cancelled(cancel):
-                        futures[pool.submit(_measure_rows, measures, nxt[1])] = nxt[0]
-        finally:
-            for fut in futures:
-                fut.cancel()
+    return in_processes(functools.partial(_measure_rows, measures), chunks, workers, initializer=install_openers,
+                        initargs=(installed_openers(),), cancelled=lambda: _is_cancelled(cancel))
 
 
 def _results(measures: SegmentMeasures, chunks: list[list[Row]], workers: int,

@@ -14,7 +14,9 @@ Per hypothesis field F the columns follow the dataset's naming: for ``pred_text`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +27,14 @@ import pyarrow.compute as pc
 from rapidfuzz.distance import Levenshtein
 
 from sde.compressed_columns import row_reader, value_codes
+from sde.engine import settings
 from sde.text import collapse_whitespace, normalize_many, to_arrow_strings
+from sde.workers import in_processes
 
 __all__ = [
     "CHUNK_ROWS",
     "FLAGS",
+    "MIN_CHUNKS_IN_WORKERS",
     "MAX_NGRAM",
     "MIN_SPEAKER_UTTERANCES",
     "hypothesis_column",
@@ -301,12 +306,17 @@ def _rates(texts: pd.Series | pa.Array, durations: np.ndarray) -> tuple[np.ndarr
 #: Rows checked at a time by :func:`suspicious_columns`: its work takes ~2 KB a row (1M rows at
 #: once took 1.9 GB, 10M would not fit a 24 GiB machine), the columns ~50 bytes.
 CHUNK_ROWS = 65_536
+#: From this many chunks on, worker processes check them: the checks are mostly Python (an
+#: alignment per hypothesis and row, ~4 min at 10M), which in the server's own process held the
+#: GIL that every request needs.
+MIN_CHUNKS_IN_WORKERS = 4
 _CHAR_RATE, _WORD_RATE = "char_rate", "word_rate"
 
 
 def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
                        alphabet: Iterable[str] | None = None, text_column: str = "text",
-                       speaker_column: str = "speaker", chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+                       speaker_column: str = "speaker", chunk_rows: int = CHUNK_ROWS,
+                       workers: int | None = None) -> pd.DataFrame:
     """Every suspicious-utterance column for ``table`` (same index).
 
     Always: ``repeated_ngram`` (int), ``char_rate_z``, ``word_rate_z`` (float, within
@@ -316,7 +326,9 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
     columns. With ``alphabet``: ``non_alphabet`` (bool).
 
     The rows are checked ``chunk_rows`` at a time (memory: one chunk's words and alignments, and
-    the columns); only the rates' z-scores need every row, and they are numbers by then.
+    the columns); only the rates' z-scores need every row, and they are numbers by then. With
+    :data:`MIN_CHUNKS_IN_WORKERS` chunks or more, ``workers`` processes check them (default: one
+    fewer than sde's processes, at least one; 0: here), this process reading the next chunks.
     """
     n = len(table)
     alphabet = None if alphabet is None else tuple(alphabet)  # read by every chunk
@@ -324,16 +336,20 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
     hyps = [(hyp, row_reader(table[_field(hyp)])) for hyp in hypotheses]
     durations = (pd.to_numeric(table["duration"], errors="coerce").to_numpy(np.float64)
                  if "duration" in table else np.full(n, np.nan))
-    out: dict[str, np.ndarray] = {}
-    for start in range(0, n, max(1, chunk_rows)):
+
+    def job(start: int) -> tuple:
         rows = min(chunk_rows, n - start)
-        piece = _row_checks(pa.array([""] * rows, pa.large_string()) if refs is None else refs(start, rows),
-                            [(hyp, texts(start, rows)) for hyp, texts in hyps],
-                            durations[start:start + rows], alphabet)
+        return (pa.array([""] * rows, pa.large_string()) if refs is None else refs(start, rows),
+                [(hyp, texts(start, rows)) for hyp, texts in hyps], durations[start:start + rows], alphabet)
+
+    if workers is None:
+        workers = max(1, settings().processes - 1)
+    out: dict[str, np.ndarray] = {}
+    for start, piece in _checked_chunks(list(range(0, n, max(1, chunk_rows))), job, workers):
         for name, values in piece.items():
             if name not in out:
                 out[name] = np.empty(n, dtype=values.dtype)
-            out[name][start:start + rows] = values
+            out[name][start:start + len(values)] = values
     if not n:
         out = _row_checks(pa.array([], pa.large_string()), [(hyp, pa.array([], pa.large_string())) for hyp, _ in hyps],
                           durations, alphabet)
@@ -343,6 +359,29 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
                                       "word_rate_z": robust_z(out.pop(_WORD_RATE), groups)}
     columns.update(out)
     return pd.DataFrame(columns, index=table.index)
+
+
+def _checked_chunks(starts: list[int], job: Callable[[int], tuple], workers: int
+                    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(first row, columns) of each chunk, in worker processes when there are enough chunks, in
+    any order; the chunks a broken pool left (a worker killed, a ``__main__`` that spawned
+    workers cannot import) are checked here: slower, never stuck."""
+    finished: set[int] = set()
+    if workers > 0 and len(starts) >= MIN_CHUNKS_IN_WORKERS:
+        try:
+            with contextlib.closing(in_processes(_row_checks_of, map(job, starts), workers)) as pooled:
+                for index, piece in pooled:
+                    finished.add(index)
+                    yield starts[index], piece
+        except (BrokenProcessPool, OSError):
+            pass
+    for index, start in enumerate(starts):
+        if index not in finished:
+            yield start, _row_checks_of(job(start))
+
+
+def _row_checks_of(job: tuple) -> dict[str, np.ndarray]:
+    return _row_checks(*job)
 
 
 def _row_checks(refs: pa.Array, hyps: Sequence[tuple[Any, pa.Array]], durations: np.ndarray,

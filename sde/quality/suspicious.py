@@ -34,7 +34,9 @@ from sde.workers import in_processes
 __all__ = [
     "CHUNK_ROWS",
     "FLAGS",
+    "MAX_WORKERS",
     "MIN_CHUNKS_IN_WORKERS",
+    "default_workers",
     "MAX_NGRAM",
     "MIN_SPEAKER_UTTERANCES",
     "hypothesis_column",
@@ -310,6 +312,9 @@ CHUNK_ROWS = 65_536
 #: alignment per hypothesis and row, ~4 min at 10M), which in the server's own process held the
 #: GIL that every request needs.
 MIN_CHUNKS_IN_WORKERS = 4
+#: Worker processes at most (each ~0.35 GB; the checks scale with them: 1M utterances 24 s on one,
+#: 12 s on two).
+MAX_WORKERS = 8
 _CHAR_RATE, _WORD_RATE = "char_rate", "word_rate"
 
 
@@ -328,7 +333,8 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
     The rows are checked ``chunk_rows`` at a time (memory: one chunk's words and alignments, and
     the columns); only the rates' z-scores need every row, and they are numbers by then. With
     :data:`MIN_CHUNKS_IN_WORKERS` chunks or more, ``workers`` processes check them (default: one
-    fewer than sde's processes, at least one; 0: here), this process reading the next chunks.
+    fewer than sde's processes, leaving one core to the server's requests, at least one, at most
+    :data:`MAX_WORKERS`; 0: here), this process reading the next chunks.
     """
     n = len(table)
     alphabet = None if alphabet is None else tuple(alphabet)  # read by every chunk
@@ -343,7 +349,7 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
                 [(hyp, texts(start, rows)) for hyp, texts in hyps], durations[start:start + rows], alphabet)
 
     if workers is None:
-        workers = max(1, settings().processes - 1)
+        workers = default_workers(settings().processes)
     out: dict[str, np.ndarray] = {}
     for start, piece in _checked_chunks(list(range(0, n, max(1, chunk_rows))), job, workers):
         for name, values in piece.items():
@@ -359,6 +365,12 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
                                       "word_rate_z": robust_z(out.pop(_WORD_RATE), groups)}
     columns.update(out)
     return pd.DataFrame(columns, index=table.index)
+
+
+def default_workers(processes: int) -> int:
+    """Worker processes for the checks when sde may use ``processes``: one core left to the
+    server's requests, at least one worker (the GIL stays free), at most :data:`MAX_WORKERS`."""
+    return min(MAX_WORKERS, max(1, processes - 1))
 
 
 def _checked_chunks(starts: list[int], job: Callable[[int], tuple], workers: int

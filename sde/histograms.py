@@ -168,17 +168,23 @@ def _clipped_range(spread: _Spread) -> tuple[float, float]:
 def _bin_counts(tables: dict[str, pa.Table], edges: np.ndarray) -> list[np.ndarray]:
     """Per series, the count of values in each bin, values beyond the edges counted in the edge bins.
 
-    The bin is computed from the (uniform) step, then moved by one where the rounded edges say so:
-    a value exactly on an edge lands where the edge, not float division, puts it."""
+    The bin is computed from the (uniform) step, then, for a value near an edge, moved by one where
+    the rounded edges say so: a value exactly on an edge lands where the edge, not float division,
+    puts it. Near: within what float rounding can move an edge or a division off the uniform grid
+    (a millionth of a step, more when the values dwarf the step); a value farther away is binned
+    right by the division alone (looking the edges up for every value doubled the query's time)."""
     n = len(edges) - 1
     step = (float(edges[-1]) - float(edges[0])) / n
+    magnitude = max(abs(float(edges[0])), abs(float(edges[-1])))
+    near = 1e-6 + 64 * np.finfo(np.float64).eps * magnitude / step
     sql = (f"WITH f AS ({_finite_values(list(tables))}), "
            "c AS (SELECT s, least(greatest(v, $1), $2) AS v FROM f), "
-           "g AS (SELECT s, v, CAST(least(greatest(floor((v - $1) / $3), 0), $4 - 1) AS BIGINT) AS i FROM c) "
-           "SELECT s, CASE WHEN i > 0 AND v < $5[i + 1] THEN i - 1 "
+           "g AS (SELECT s, v, (v - $1) / $3 AS x FROM c), "
+           "h AS (SELECT s, v, x, CAST(least(greatest(floor(x), 0), $4 - 1) AS BIGINT) AS i FROM g) "
+           "SELECT s, CASE WHEN abs(x - round(x)) > $6 THEN i WHEN i > 0 AND v < $5[i + 1] THEN i - 1 "
            "WHEN i < $4 - 1 AND v >= $5[i + 2] THEN i + 1 ELSE i END AS bin, count(*) AS n "
-           "FROM g GROUP BY ALL")
-    params = [float(edges[0]), float(edges[-1]), step, n, [float(e) for e in edges]]
+           "FROM h GROUP BY ALL")
+    params = [float(edges[0]), float(edges[-1]), step, n, [float(e) for e in edges], near]
     counts = [np.zeros(n, dtype=np.int64) for _ in tables]
     for series, bin_index, count in _fetch(sql, params, tables):
         counts[series][bin_index] += count

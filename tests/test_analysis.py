@@ -584,6 +584,15 @@ def test_alphabet_check_hand_case():
     assert r.oov_chars.index.equals(texts.index)
 
 
+@pytest.mark.parametrize("chars, expected", [
+    ("abc '", False), ("", False), ("a1", True), ("١", True),  # Arabic-Indic one: Nd
+    ("½²", False),  # a fraction and a superscript are numbers, not decimal digits (No)
+])
+def test_any_digit_is_true_for_the_characters_has_digits_flags(chars, expected):
+    assert A.any_digit(chars) is expected
+    assert bool(A.has_digits(pd.Series(list(chars) or [""], dtype=S)).any()) is expected
+
+
 def test_alphabet_check_examples_are_ids_and_first_occurrences():
     texts = pd.Series(["ok", "A", "bA", "AA"], index=[10, 11, 12, 13], dtype=S)
     r = A.alphabet_check(texts, "abcdefghijklmnopqrstuvwxyz")

@@ -94,6 +94,10 @@ CASES = [
     ("edges that float arithmetic blurs", {"x": np.array([0.1, 0.2, 0.30000000000000004, np.nan])},
      lambda h: h.total == [3]),
     ("large magnitudes", {"x": 1e12 + np.round(RNG.uniform(0, 1, 2000), 3)}, lambda h: h.total == [2000]),
+    ("a hair either side of the edges", {"x": np.concatenate([np.arange(0, 20, 0.5) + d for d in
+                                                               (-1e-9, 0.0, 1e-9, -1e-4, 1e-4)])},
+     lambda h: h.total == [200]),
+    ("large negative magnitudes", {"x": -3e9 - np.round(RNG.uniform(0, 5, 2000), 2)}, lambda h: h.total == [2000]),
 ]
 
 

@@ -341,6 +341,18 @@ def test_statistics_figures_cover_every_numeric_field(web_dataset):
         assert fig.layout.title.text
 
 
+def test_statistics_reads_no_reference_for_digits_when_the_alphabet_has_none(web_dataset, monkeypatch):
+    import dataclasses
+
+    from sde.web.pages import statistics
+
+    no_digits = dataclasses.replace(web_dataset, alphabet=[c for c in web_dataset.alphabet if not c.isdigit()])
+    read = []
+    monkeypatch.setattr(statistics, "count_with_digits", lambda texts: read.append(1) or 99)
+    assert statistics.alphabet_check_summary(no_digits) is None and not read
+    assert statistics.alphabet_check_summary(web_dataset)["digits"] == 99 and read
+
+
 def test_statistics_counts_the_references_with_digits(web_dataset):
     from sde.analysis import has_digits
     from sde.web.pages import statistics

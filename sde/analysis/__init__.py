@@ -26,7 +26,7 @@ corpus rates), ``errors`` (confusions), ``bootstrap`` (intervals, paired compari
 
 from __future__ import annotations
 
-from sde.analysis.alphabet import AlphabetCheck, alphabet_check, count_with_digits, has_digits
+from sde.analysis.alphabet import AlphabetCheck, alphabet_check, any_digit, count_with_digits, has_digits
 from sde.analysis.bootstrap import bootstrap_wer, compare
 from sde.analysis.groups import (
     BREAKDOWN_SORTS,
@@ -64,6 +64,7 @@ __all__ = [
     "breakdown_columns",
     "compare",
     "corpus_wer",
+    "any_digit",
     "count_with_digits",
     "duration_bucket",
     "group_counts",

@@ -4,7 +4,8 @@ model cannot spell. Vectorised with pyarrow's string kernels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -36,6 +37,11 @@ def has_digits(texts: pd.Series) -> pd.Series:
     i.e. numbers a char model cannot spell unless they are written out as words."""
     found = pc.match_substring_regex(_text_array(texts), r"\p{Nd}").to_numpy(zero_copy_only=False).astype(bool)
     return pd.Series(found, index=texts.index, name="has_digits")
+
+
+def any_digit(chars: Iterable[str]) -> bool:
+    """Whether any of the characters is one :func:`has_digits` looks for (Unicode Nd)."""
+    return any(unicodedata.category(c) == "Nd" for c in chars)
 
 
 def count_with_digits(texts: pd.Series) -> int:

@@ -136,11 +136,12 @@ def in_processes(function: Callable[[_Job], _Result], jobs: Iterable[_Job], work
     processes (``function`` a module-level one, or a partial of one). Jobs are drawn from ``jobs``
     only while fewer than two per worker are in flight, so an iterator that reads its data as it
     goes keeps memory flat; once ``cancelled()`` says so no more are drawn. Closing the iterator
-    stops the workers. A worker that dies raises BrokenProcessPool: the caller may finish the
-    jobs not answered itself."""
+    drops the jobs not started and waits for those running. A worker that dies raises
+    BrokenProcessPool: the caller may finish the jobs not answered itself. Workers ignore Ctrl-C
+    (the parent reacts; a worker printed its own KeyboardInterrupt traceback)."""
     pending = enumerate(jobs)
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=process_context(), initializer=initializer,
-                             initargs=initargs) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=process_context(),
+                             initializer=_ignoring_interrupts, initargs=(initializer, initargs)) as pool:
         futures: dict[Future, int] = {}
         for index, job in pending:
             futures[pool.submit(function, job)] = index
@@ -157,3 +158,9 @@ def in_processes(function: Callable[[_Job], _Result], jobs: Iterable[_Job], work
         finally:
             for future in futures:
                 future.cancel()
+
+
+def _ignoring_interrupts(initializer: Callable[..., object] | None, initargs: tuple) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)

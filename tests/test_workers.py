@@ -189,3 +189,21 @@ def test_in_processes_reports_a_worker_that_died(threaded):
 
     with pytest.raises(BrokenProcessPool):
         list(workers.in_processes(_die_on_three, range(6), 2))
+
+
+def _slow_square(x: int) -> int:
+    time.sleep(0.5)
+    return x * x
+
+
+def test_in_processes_workers_ignore_ctrl_c(threaded):
+    got = {}
+    try:
+        for position, value in workers.in_processes(_slow_square, range(6), 2):
+            if not got:  # Ctrl-C reaches the whole process group: here, every worker (the parent is spared)
+                for child in psutil.Process().children(recursive=True):
+                    child.send_signal(signal.SIGINT)
+            got[position] = value
+    except KeyboardInterrupt:  # a worker's, sent back as its job's exception
+        pytest.fail("a worker was interrupted by Ctrl-C")
+    assert got == {x: x * x for x in range(6)}

@@ -135,8 +135,8 @@ def in_processes(function: Callable[[_Job], _Result], jobs: Iterable[_Job], work
     """(job's position in ``jobs``, ``function(job)``) of every job, as each ends, from ``workers``
     processes (``function`` a module-level one, or a partial of one). Jobs are drawn from ``jobs``
     only while fewer than two per worker are in flight, so an iterator that reads its data as it
-    goes keeps memory flat; once ``cancelled()`` says so no more are drawn. Closing the iterator
-    drops the jobs not started and waits for those running. A worker that dies raises
+    goes keeps memory flat; once ``cancelled()`` says so no more are drawn, and those in flight
+    still answer. Closing the iterator early ends the workers, jobs running or not. A worker that dies raises
     BrokenProcessPool: the caller may finish the jobs not answered itself. Workers ignore Ctrl-C
     (the parent reacts; a worker printed its own KeyboardInterrupt traceback)."""
     pending = enumerate(jobs)
@@ -158,9 +158,20 @@ def in_processes(function: Callable[[_Job], _Result], jobs: Iterable[_Job], work
         finally:
             for future in futures:
                 future.cancel()
+            if futures:  # left early (closed, Ctrl-C, an error): the jobs running are not waited for
+                _terminate_workers(pool)
 
 
 def _ignoring_interrupts(initializer: Callable[..., object] | None, initargs: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()

@@ -207,3 +207,24 @@ def test_in_processes_workers_ignore_ctrl_c(threaded):
     except KeyboardInterrupt:  # a worker's, sent back as its job's exception
         pytest.fail("a worker was interrupted by Ctrl-C")
     assert got == {x: x * x for x in range(6)}
+
+
+def _sleep_unless_first(x: int) -> int:
+    if x:
+        time.sleep(60)
+    return x
+
+
+def test_in_processes_closed_early_ends_its_running_jobs(threaded):
+    started = time.monotonic()
+    answers = workers.in_processes(_sleep_unless_first, range(4), 2)
+    assert next(answers) == (0, 0)
+    answers.close()  # as Ctrl-C or an error in the caller does
+    assert time.monotonic() - started < 20
+
+    def alive(process: psutil.Process) -> bool:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+
+    # the workers are the forkserver's children (the forkserver and the resource tracker are ours)
+    workers_left = [w for child in psutil.Process().children() for w in child.children() if alive(w)]
+    assert not workers_left

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.analysis.bootstrap import _check_bootstrap_args, _percentile_ci
+from sde.caching import LRUCache
 from sde.compressed_columns import label_column
 from sde.filters import QueryError, column_kind
 from sde.filters.engine import arrow_column, numpy_sql
@@ -210,7 +211,8 @@ class GroupedRates:
     table: pd.DataFrame
     columns: Mapping[str, str]
     # (n_resamples, seed, alpha, group) → (lo, hi): an interval is the same whenever it is asked
-    _known_intervals: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _known_intervals: LRUCache = field(default_factory=lambda: LRUCache(_MAX_KNOWN_INTERVALS), init=False,
+                                       repr=False, compare=False)
 
     @property
     def slot(self) -> np.ndarray:
@@ -249,15 +251,14 @@ class GroupedRates:
         asked = np.asarray(groups, dtype=np.int64)
         known = self._known_intervals
         keys = [(n_resamples, seed, alpha, g) for g in asked.tolist()]
-        missing = sorted({k[3] for k in keys if k not in known})
-        if missing:
-            if len(known) + len(missing) > _MAX_KNOWN_INTERVALS:
-                known.clear()
-            lo, hi = self._compute_intervals(np.asarray(missing, dtype=np.int64), n_resamples, seed, alpha)
-            known.update(((n_resamples, seed, alpha, g), (a, b)) for g, a, b in zip(missing, lo.tolist(), hi.tolist()))
         pairs = [known.get(k) for k in keys]
-        if any(p is None for p in pairs):  # another thread cleared them meanwhile: compute these once more
-            return self._compute_intervals(asked, n_resamples, seed, alpha)
+        missing = sorted({k[3] for k, pair in zip(keys, pairs) if pair is None})
+        if missing:
+            lo, hi = self._compute_intervals(np.asarray(missing, dtype=np.int64), n_resamples, seed, alpha)
+            computed = {g: (a, b) for g, a, b in zip(missing, lo.tolist(), hi.tolist())}
+            for g, pair in computed.items():
+                known.put((n_resamples, seed, alpha, g), pair)
+            pairs = [computed[k[3]] if pair is None else pair for k, pair in zip(keys, pairs)]
         return (np.array([p[0] for p in pairs], dtype=np.float64).reshape(len(asked)),
                 np.array([p[1] for p in pairs], dtype=np.float64).reshape(len(asked)))
 

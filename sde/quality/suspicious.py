@@ -34,11 +34,11 @@ from sde.workers import in_processes
 __all__ = [
     "CHUNK_ROWS",
     "FLAGS",
+    "MAX_NGRAM",
     "MAX_WORKERS",
     "MIN_CHUNKS_IN_WORKERS",
-    "default_workers",
-    "MAX_NGRAM",
     "MIN_SPEAKER_UTTERANCES",
+    "default_workers",
     "hypothesis_column",
     "insertion_bursts",
     "length_ratios",

@@ -10,7 +10,8 @@ keeps its own) as ``sde MANIFEST --cache-dir DIR`` does, waits until its warm-up
 from the navigation to the end of the last request the page made to the server, once the page has
 been quiet (no request in flight, no Dash component loading) for half a second; each page in a new
 tab, the browser's cache of scripts kept, as a user moving between pages. Reports, per page, the
-time of each visit, the requests it made, the bytes they brought and any error (a response of 400
+time of each visit, and of its last visit the requests it made, the bytes the server sent for them
+(compressed, as on the wire; scripts the browser kept cost none) and any error (a response of 400
 or more, an error in the console): a page that fails is reported, not timed. Then how long the
 suspicious-utterance checks that the Statistics page started in the background still took, and
 the server's peak memory.
@@ -88,9 +89,9 @@ class Visit:
         if response is not None:
             if response.status >= 400:
                 self.errors.append(f"{response.status}: {request.url[len(self.base):][:120]}")
-            try:
-                self.bytes += len(response.body())
-            except Exception:  # noqa: BLE001 - a body the browser did not keep (a redirect)
+            try:  # as it came over the wire (compressed): what a slow link carries
+                self.bytes += request.sizes()["responseBodySize"]
+            except Exception:  # noqa: BLE001 - sizes of a request the browser did not keep (a redirect)
                 pass
 
     def run(self, path: str) -> float:
@@ -144,7 +145,7 @@ def main() -> None:
         first_id = str(first.get("id", first.get("utterance_id", 0)))
         chosen = {name: path for name, path in pages(first_id).items() if not args.only or name in args.only}
         print("\n| page | " + " | ".join(f"visit {i + 1} (s)" for i in range(args.repeats))
-              + " | requests | KB | errors |", flush=True)
+              + " | requests | KB sent | errors |", flush=True)
         print("|---|" + "---:|" * args.repeats + "---:|---:|---|", flush=True)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

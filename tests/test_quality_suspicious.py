@@ -212,11 +212,13 @@ def test_checks_by_chunks_equal_the_checks_at_once(table, columns, chunk_rows, w
     pd.testing.assert_frame_equal(chunked, columns, check_exact=False, rtol=1e-9)
 
 
-@pytest.mark.parametrize("processes, workers", [(1, 1), (2, 1), (3, 2), (9, 8), (64, 8)])
-def test_default_workers_leave_a_core_to_the_server_within_a_bound(processes, workers):
+@pytest.mark.parametrize("processes, memory_limited, workers", [
+    (1, False, 1), (2, False, 1), (3, False, 2), (9, False, 8), (64, False, 8), (64, True, 1), (2, True, 1),
+])
+def test_default_workers_leave_a_core_to_the_server_within_a_bound(processes, memory_limited, workers):
     from sde.quality.suspicious import default_workers
 
-    assert default_workers(processes) == workers
+    assert default_workers(processes, memory_limited) == workers
 
 
 def test_chunks_a_broken_pool_left_are_checked_here(table, columns, monkeypatch):

@@ -332,9 +332,8 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
 
     The rows are checked ``chunk_rows`` at a time (memory: one chunk's words and alignments, and
     the columns); only the rates' z-scores need every row, and they are numbers by then. With
-    :data:`MIN_CHUNKS_IN_WORKERS` chunks or more, ``workers`` processes check them (default: one
-    fewer than sde's processes, leaving one core to the server's requests, at least one, at most
-    :data:`MAX_WORKERS`; 0: here), this process reading the next chunks.
+    :data:`MIN_CHUNKS_IN_WORKERS` chunks or more, ``workers`` processes check them (default:
+    :func:`default_workers`; 0: here), this process reading the next chunks.
     """
     n = len(table)
     alphabet = None if alphabet is None else tuple(alphabet)  # read by every chunk
@@ -349,7 +348,7 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
                 [(hyp, texts(start, rows)) for hyp, texts in hyps], durations[start:start + rows], alphabet)
 
     if workers is None:
-        workers = default_workers(settings().processes)
+        workers = default_workers(settings().processes, settings().memory_limit is not None)
     out: dict[str, np.ndarray] = {}
     for start, piece in _checked_chunks(list(range(0, n, max(1, chunk_rows))), job, workers):
         for name, values in piece.items():
@@ -367,10 +366,11 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
     return pd.DataFrame(columns, index=table.index)
 
 
-def default_workers(processes: int) -> int:
+def default_workers(processes: int, memory_limited: bool = False) -> int:
     """Worker processes for the checks when sde may use ``processes``: one core left to the
-    server's requests, at least one worker (the GIL stays free), at most :data:`MAX_WORKERS`."""
-    return min(MAX_WORKERS, max(1, processes - 1))
+    server's requests, at least one worker (the GIL stays free), at most :data:`MAX_WORKERS`; one
+    under ``--memory-limit`` (each worker's ~0.35 GB is outside DuckDB's budget)."""
+    return 1 if memory_limited else min(MAX_WORKERS, max(1, processes - 1))
 
 
 def _checked_chunks(starts: list[int], job: Callable[[int], tuple], workers: int

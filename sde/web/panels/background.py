@@ -27,7 +27,6 @@ POLL_MS = 2000
 FIRST_WAIT_S = 1.0
 
 log = logging.getLogger(__name__)
-_start_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -67,12 +66,11 @@ def in_background(dataset: Dataset, name: str, key: Hashable, compute: Callable[
     started on a thread of its own on the first ask, after waiting up to ``wait_s`` for it (a small
     dataset's answer then comes at once, without a poll). A finished one is kept with the
     generation (a failed one too: the page says why, a new generation of the tables tries again)."""
-    jobs = for_dataset(dataset, "background-work", 64)
-    with _start_lock:
-        job = jobs.get((name, key))
-        if job is None:
-            job = _Job()
-            jobs.put((name, key), job)
-            threading.Thread(target=job.run, args=(compute,), name=f"sde-{name}", daemon=True).start()
+    def start() -> _Job:
+        job = _Job()
+        threading.Thread(target=job.run, args=(compute,), name=f"sde-{name}", daemon=True).start()
+        return job
+
+    job = for_dataset(dataset, "background-work", 64).get_or_compute_once((name, key), start)
     job.done.wait(wait_s)
     return job.progress()

@@ -21,7 +21,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing, contextmanager
 from typing import Any, TypeVar
 
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -136,9 +137,10 @@ def in_processes(function: Callable[[_Job], _Result], jobs: Iterable[_Job], work
     processes (``function`` a module-level one, or a partial of one). Jobs are drawn from ``jobs``
     only while fewer than two per worker are in flight, so an iterator that reads its data as it
     goes keeps memory flat; once ``cancelled()`` says so no more are drawn, and those in flight
-    still answer. Closing the iterator early ends the workers, jobs running or not. A worker that dies raises
-    BrokenProcessPool: the caller may finish the jobs not answered itself. Workers ignore Ctrl-C
-    (the parent reacts; a worker printed its own KeyboardInterrupt traceback)."""
+    still answer. Closing the iterator early ends the workers, jobs running or not. A worker that
+    dies raises BrokenProcessPool: the caller may finish the jobs not answered itself
+    (:func:`in_processes_or_here`). Workers ignore Ctrl-C (the parent reacts; a worker printed its
+    own KeyboardInterrupt traceback)."""
     pending = enumerate(jobs)
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=process_context(),
                              initializer=_ignoring_interrupts, initargs=(initializer, initargs)) as pool:
@@ -160,6 +162,27 @@ def in_processes(function: Callable[[_Job], _Result], jobs: Iterable[_Job], work
                 future.cancel()
             if futures:  # left early (closed, Ctrl-C, an error): the jobs running are not waited for
                 _terminate_workers(pool)
+
+
+def in_processes_or_here(function: Callable[[Any], _Result], jobs: Sequence[_Job], workers: int, *,
+                         read: Callable[[_Job], Any] | None = None, **options: Any) -> Iterator[tuple[int, _Result]]:
+    """(job's position, ``function(read(job))``) of every job: :func:`in_processes` on ``workers``
+    processes (0: none), then here, in order, the jobs a broken pool left (a worker killed, a
+    ``__main__`` that spawned workers cannot import): slower, never stuck. ``read`` makes a job's
+    data as it is drawn (default: the job itself); ``options`` go to :func:`in_processes`."""
+    made = (lambda job: job) if read is None else read
+    finished: set[int] = set()
+    if workers > 0:
+        try:
+            with closing(in_processes(function, map(made, jobs), workers, **options)) as pooled:
+                for index, result in pooled:
+                    finished.add(index)
+                    yield index, result
+        except (BrokenProcessPool, OSError):
+            pass
+    for index, job in enumerate(jobs):
+        if index not in finished:
+            yield index, function(made(job))
 
 
 def _ignoring_interrupts(initializer: Callable[..., object] | None, initargs: tuple) -> None:

@@ -224,9 +224,9 @@ def test_default_workers_leave_a_core_to_the_server_within_a_bound(processes, me
 def test_chunks_a_broken_pool_left_are_checked_here(table, columns, monkeypatch):
     from concurrent.futures.process import BrokenProcessPool
 
-    from sde.quality import suspicious
+    from sde import workers
 
-    answered, real = [], suspicious.in_processes
+    answered, real = [], workers.in_processes
 
     def breaking_after_two(function, jobs, workers, **kwargs):
         for got in real(function, jobs, workers, **kwargs):
@@ -235,7 +235,7 @@ def test_chunks_a_broken_pool_left_are_checked_here(table, columns, monkeypatch)
             if len(answered) == 2:
                 raise BrokenProcessPool("a worker died")
 
-    monkeypatch.setattr(suspicious, "in_processes", breaking_after_two)
+    monkeypatch.setattr(workers, "in_processes", breaking_after_two)
     got = suspicious_columns(table, ["pred_text", "pred_text_b"], alphabet="abcdefghijklmnopqrstuvwxyz ",
                              chunk_rows=2, workers=2)
     assert len(answered) == 2

@@ -228,3 +228,18 @@ def test_in_processes_closed_early_ends_its_running_jobs(threaded):
     # the workers are the forkserver's children (the forkserver and the resource tracker are ours)
     workers_left = [w for child in psutil.Process().children() for w in child.children() if alive(w)]
     assert not workers_left
+
+
+def _die_in_a_worker_on_three(x: int) -> int:
+    import multiprocessing
+
+    if x == 3 and multiprocessing.parent_process() is not None:
+        os._exit(1)
+    return x * 10
+
+
+@pytest.mark.parametrize("pool_workers", [0, 2])
+def test_in_processes_or_here_answers_every_job_even_when_a_worker_dies(threaded, pool_workers):
+    got = dict(workers.in_processes_or_here(_die_in_a_worker_on_three, [1, 2, 3, 4, 5, 6], pool_workers,
+                                            read=lambda job: job - 1))
+    assert got == {i: (job - 1) * 10 for i, job in enumerate([1, 2, 3, 4, 5, 6])}

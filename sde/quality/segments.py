@@ -23,7 +23,6 @@ import functools
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +34,7 @@ from sde.audio.inputs import install_openers, installed_openers
 from sde.quality.duplicates import audio_hash
 from sde.quality.loudness import clipping_ratio, integrated_loudness
 from sde.quality.vad import VAD_COLUMNS, VadError, VadParams, speech_activity
-from sde.workers import in_processes
+from sde.workers import in_processes_or_here
 
 __all__ = ["KINDS", "Cancelled", "SegmentMeasures", "measure_segments", "vad_columns"]
 
@@ -135,33 +134,18 @@ def _is_cancelled(cancel: Callable[[], bool] | threading.Event | None) -> bool:
     return bool(cancel())
 
 
-def _in_processes(measures: SegmentMeasures, chunks: list[list[Row]], workers: int,
-                  cancel: Callable[[], bool] | threading.Event | None
-                  ) -> Iterator[tuple[int, list[tuple[int, dict[str, Any]]]]]:
-    """(chunk index, results) of every chunk from ``workers`` processes (a bounded window of tasks
-    in flight: memory stays flat and a cancel waits for at most that window)."""
-    # the openers of URLs and tar members (installed by sde.sources) go with the workers
-    return in_processes(functools.partial(_measure_rows, measures), chunks, workers, initializer=install_openers,
-                        initargs=(installed_openers(),), cancelled=lambda: _is_cancelled(cancel))
-
-
 def _results(measures: SegmentMeasures, chunks: list[list[Row]], workers: int,
              cancel: Callable[[], bool] | threading.Event | None
              ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
-    """Results of every chunk: in worker processes when asked, finishing here if the pool breaks
-    (e.g. under a ``__main__`` that spawned workers cannot re-import): slower, never stuck."""
-    finished: set[int] = set()
-    if workers > 1 and len(chunks) > 1:
-        try:
-            with contextlib.closing(_in_processes(measures, chunks, workers, cancel)) as pooled:
-                for idx, batch in pooled:
-                    finished.add(idx)
-                    yield batch
-        except (BrokenProcessPool, OSError):
-            pass
-    for idx, chunk in enumerate(chunks):
-        if idx not in finished:
-            yield _measure_rows(measures, chunk)
+    """Results of every chunk: in ``workers`` processes when asked (a bounded window of tasks in
+    flight: memory stays flat and a cancel waits for at most that window), finishing here if the
+    pool breaks."""
+    pooled = workers if workers > 1 and len(chunks) > 1 else 0
+    # the openers of URLs and tar members (installed by sde.sources) go with the workers
+    for _, batch in in_processes_or_here(functools.partial(_measure_rows, measures), chunks, pooled,
+                                         initializer=install_openers, initargs=(installed_openers(),),
+                                         cancelled=lambda: _is_cancelled(cancel)):
+        yield batch
 
 
 def measure_segments(table: pd.DataFrame, measures: SegmentMeasures | Sequence[str] = ("vad",), *,

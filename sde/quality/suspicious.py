@@ -14,9 +14,7 @@ Per hypothesis field F the columns follow the dataset's naming: for ``pred_text`
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +27,7 @@ from rapidfuzz.distance import Levenshtein
 from sde.compressed_columns import row_reader, value_codes
 from sde.engine import settings
 from sde.text import collapse_whitespace, normalize_many, to_arrow_strings
-from sde.workers import in_processes
+from sde.workers import in_processes_or_here
 
 __all__ = [
     "CHUNK_ROWS",
@@ -349,8 +347,11 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
 
     if workers is None:
         workers = default_workers(settings().processes, settings().memory_limit is not None)
+    starts = list(range(0, n, max(1, chunk_rows)))
     out: dict[str, np.ndarray] = {}
-    for start, piece in _checked_chunks(list(range(0, n, max(1, chunk_rows))), job, workers):
+    pooled = workers if len(starts) >= MIN_CHUNKS_IN_WORKERS else 0
+    for index, piece in in_processes_or_here(_row_checks_of, starts, pooled, read=job):
+        start = starts[index]
         for name, values in piece.items():
             if name not in out:
                 out[name] = np.empty(n, dtype=values.dtype)
@@ -371,25 +372,6 @@ def default_workers(processes: int, memory_limited: bool = False) -> int:
     server's requests, at least one worker (the GIL stays free), at most :data:`MAX_WORKERS`; one
     under ``--memory-limit`` (each worker's ~0.35 GB is outside DuckDB's budget)."""
     return 1 if memory_limited else min(MAX_WORKERS, max(1, processes - 1))
-
-
-def _checked_chunks(starts: list[int], job: Callable[[int], tuple], workers: int
-                    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """(first row, columns) of each chunk, in worker processes when there are enough chunks, in
-    any order; the chunks a broken pool left (a worker killed, a ``__main__`` that spawned
-    workers cannot import) are checked here: slower, never stuck."""
-    finished: set[int] = set()
-    if workers > 0 and len(starts) >= MIN_CHUNKS_IN_WORKERS:
-        try:
-            with contextlib.closing(in_processes(_row_checks_of, map(job, starts), workers)) as pooled:
-                for index, piece in pooled:
-                    finished.add(index)
-                    yield starts[index], piece
-        except (BrokenProcessPool, OSError):
-            pass
-    for index, start in enumerate(starts):
-        if index not in finished:
-            yield start, _row_checks_of(job(start))
 
 
 def _row_checks_of(job: tuple) -> dict[str, np.ndarray]:

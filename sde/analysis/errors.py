@@ -65,6 +65,12 @@ class _ErrorCodes:
     def max_utt(self) -> int:
         return int(self.utt.max()) + 1 if self.utt.size else 0
 
+    def rows_in(self, utt_ids: UttIds) -> np.ndarray | None:
+        """Which errors belong to the selected utterances (a mask over the rows; None: all)."""
+        if utt_ids is None:
+            return None
+        return _id_mask(utt_ids, self.max_utt)[self.utt] if self.utt.size else np.zeros(0, dtype=bool)
+
     def code_of(self, words: Sequence[str | None]) -> np.ndarray:
         """Each word's code (int64; -1: not in the table)."""
         words = list(words)
@@ -278,10 +284,7 @@ def top_errors(errors: pd.DataFrame, utt_ids: UttIds = None, limit: int | None =
     ``utt_ids`` (ids or a boolean mask over the utterance table) restricts to those utterances.
     """
     codes = _error_codes(errors)
-    keep = None
-    if utt_ids is not None:
-        id_mask = _id_mask(utt_ids, codes.max_utt)
-        keep = id_mask[codes.utt] if codes.utt.size else np.zeros(0, dtype=bool)
+    keep = codes.rows_in(utt_ids)
 
     def rows(op: int) -> np.ndarray:
         m = codes.op == op
@@ -364,7 +367,7 @@ def affected_utterances(errors: pd.DataFrame, kind: str, rows: pd.DataFrame,
     table = {"u": codes.utt, "o": codes.op, "r": codes.ref, "h": codes.hyp}
     where = "t.o = ?"
     if utt_ids is not None:
-        table["k"] = _id_mask(utt_ids, codes.max_utt)[codes.utt] if codes.utt.size else np.zeros(0, dtype=bool)
+        table["k"] = codes.rows_in(utt_ids)
         where += " AND t.k"
     on = " AND ".join(f"t.{k} = w.{k}" for k in wanted)
     got = numpy_sql(f"SELECT w.i AS i, count(DISTINCT t.u) AS n FROM t JOIN w ON {on} WHERE {where} GROUP BY w.i",

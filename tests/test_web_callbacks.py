@@ -14,7 +14,8 @@ from dash import dcc, html
 from sde.dataset import build_dataset
 from sde.histograms import histogram_of_arrays
 from sde.web import figures, state
-from sde.web.components import diff_view
+from sde.filters import parse
+from sde.web.components import FILTER_EXAMPLES, diff_view, filter_box
 from sde.web.pages import PAGE_MODULES, load_pages, resolve
 from tests.browser_kit import by_id, dash_update, prop, text_of
 from tests.conftest import IMG, XSS
@@ -48,6 +49,18 @@ def components(component):
 
 
 # ---------------------------------------------------------------- callbacks, over HTTP
+
+def test_the_filter_box_help_names_the_whole_language_and_its_examples_parse():
+    box = filter_box("f", "f-apply", "f-feedback", "", None, "")
+    help_text = text_of(box)
+    for piece in ("&& || !", "parentheses", "is null", "{column}", "matches"):
+        assert piece in help_text
+    tip = by_id(box, "f-examples")
+    assert [c for c in components(box) if type(c).__name__ == "Tooltip" and c.target == "f-examples"]
+    assert prop(tip, "children") == "Examples"
+    assert FILTER_EXAMPLES and all(parse(example) is not None for example in FILTER_EXAMPLES)
+    shown = text_of([c for c in components(box) if type(c).__name__ == "Tooltip"])
+    assert all(example in shown for example in FILTER_EXAMPLES)
 
 @pytest.mark.parametrize("typed, applied, expected", [
     ("{wer} >", "", {"samples-filter.invalid": True}),

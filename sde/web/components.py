@@ -211,6 +211,14 @@ def diff_legend() -> html.Div:
 # ---------------------------------------------------------------- filter box and small grids
 
 FILTER_OPS = "= != < <= > >= =~ contains has matches in"  # =~ ignores case
+# Shown on hover over "Examples" under every filter box: one of each kind of clause users ask about.
+FILTER_EXAMPLES = (
+    '{wer} > 20 && {duration} < 10',
+    '{speaker} in ("spk_7", "spk_9") || {lang} =~ "EN"',
+    '{text} contains "hello" && !({text} matches "^(uh|um) ")',
+    '{wer_b} - {wer} > 10',
+    '{snr} is null',
+)
 
 # AG Grid's quartz theme in sde's colours (the table pages use a roomier spacing).
 GRID_THEME = {"function": "themeQuartz.withParams({fontFamily: 'inherit', fontSize: 13, headerFontWeight: 700, "
@@ -240,6 +248,7 @@ def filter_box(input_id: str, apply_id: str, feedback_id: str, value: str, error
     under it when `error` (with `excerpt`, the filter with a caret under the place it goes wrong,
     in a second feedback line `excerpt_id`), and a line of help between `lead` and `tail`."""
     help_props = {"id": help_id} if help_id else {}
+    examples_id = f"{input_id}-examples"
     excerpt_line = ([dbc.FormFeedback(html.Pre(excerpt, className="filter-excerpt mb-0") if excerpt else None,
                                       type="invalid", id=excerpt_id)] if excerpt_id else [])
     return html.Div([
@@ -251,8 +260,12 @@ def filter_box(input_id: str, apply_id: str, feedback_id: str, value: str, error
             dbc.FormFeedback(error or "", type="invalid", id=feedback_id),
             *excerpt_line,
         ], className="has-validation"),
-        html.Div([lead, html.Code("{column} OP value"), " joined by ", html.Code("&&"), "; OP is one of ",
-                  html.Code(FILTER_OPS), tail], className="form-text", **help_props),
+        html.Div([lead, html.Code("{column} OP value"), " combined with ", html.Code("&& || !"), " and parentheses; OP is one of ",
+                  html.Code(FILTER_OPS), ", or ", html.Code("is null"), "; a value may be another ",
+                  html.Code("{column}"), tail, " ", html.Span("Examples", id=examples_id, className="filter-examples"),
+                  dbc.Tooltip([html.Div(html.Code(example, className="text-nowrap")) for example in FILTER_EXAMPLES],
+                              target=examples_id, placement="bottom", className="filter-examples-tip")],
+                 className="form-text", **help_props),
     ], className=className)
 
 

@@ -547,3 +547,25 @@ def test_errors_page_counts_its_tables_once_per_hypothesis_and_filter(demo, monk
     assert again == first and len(calls) == 3
     errors.layout(demo, "/errors", {"filter": "{duration} > 1.5"})
     assert len(calls) == 6
+
+
+def test_comparison_page_compares_the_utterances_once_per_view(demo, monkeypatch):
+    """The scatter and the ranked table read one per-utterance comparison (10M utterances: ~0.3 s
+    each), and they agree: the table's rows are the scatter's points that differ."""
+    calls = []
+    compared = analysis.utterance_comparison
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("metric"))
+        return compared(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "utterance_comparison", counting)
+    a, b = demo.hypotheses[:2]
+    params = {"a": a.field, "b": b.field, "filter": "{duration} > 1.25"}
+    comparison.layout(demo, "/comparison", params)
+    assert calls == ["wer"]
+    ranked = comparison.ranked_differences(demo, a, b, "wer", params["filter"])
+    frame = compared(demo.utterances, a, b, metric="wer",
+                     utt_ids=np.flatnonzero(demo.utterances["duration"].to_numpy() > 1.25))
+    differ = frame[frame["diff"] != 0]
+    assert sorted(ranked["id"].tolist()) == sorted(differ["id"].tolist()) and len(calls) == 1

@@ -111,24 +111,31 @@ def word_comparison(dataset: "Dataset", a: "HypothesisField", b: "HypothesisFiel
 
 
 def utterance_figure(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", metric: str,
-                     utt_ids: np.ndarray | None):
-    frame = analysis.utterance_comparison(dataset.utterances, a, b, metric=metric, utt_ids=utt_ids)
+                     utt_ids: np.ndarray | None, frame: pd.DataFrame | None = None):
+    """The per-utterance scatter of A vs B; ``frame``: analysis.utterance_comparison's answer when the
+    caller has it (10M utterances: ~0.3 s to make again)."""
+    if frame is None:
+        frame = analysis.utterance_comparison(dataset.utterances, a, b, metric=metric, utt_ids=utt_ids)
     return af.utterance_scatter_figure(frame["id"].to_numpy(), frame["a"].to_numpy(), frame["b"].to_numpy(),
                                        a.name, b.name, metric)
 
 
 def ranked_differences(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", metric: str,
-                       filter_text: str | None, utt_ids: np.ndarray | None = None) -> pd.DataFrame:
+                       filter_text: str | None, utt_ids: np.ndarray | None = None,
+                       compared: pd.DataFrame | None = None) -> pd.DataFrame:
     """The utterances where A and B differ, largest |B − A| of the metric first, then by id
     (DataFrame[id, a, b, diff]): the ranked table, and the list the inspector walks when it is
-    opened from this page. Cached per (a, b, metric, filter)."""
+    opened from this page. Cached per (a, b, metric, filter); ``compared``: the filter's
+    analysis.utterance_comparison when the caller has made it."""
     def build() -> pd.DataFrame:
-        ids_ = utt_ids
-        if ids_ is None and filter_text:
-            ids_, error = selection(dataset, filter_text)
-            if error:
-                raise ApiError(error)
-        frame = analysis.utterance_comparison(dataset.utterances, a, b, metric=metric, utt_ids=ids_)
+        frame = compared
+        if frame is None:
+            ids_ = utt_ids
+            if ids_ is None and filter_text:
+                ids_, error = selection(dataset, filter_text)
+                if error:
+                    raise ApiError(error)
+            frame = analysis.utterance_comparison(dataset.utterances, a, b, metric=metric, utt_ids=ids_)
         diff = frame["diff"].to_numpy(dtype=np.float64)
         frame = frame[np.isfinite(diff) & (diff != 0)]
         order = np.lexsort([frame["id"].to_numpy(), -np.abs(frame["diff"].to_numpy(dtype=np.float64))])
@@ -138,10 +145,11 @@ def ranked_differences(dataset: "Dataset", a: "HypothesisField", b: "HypothesisF
 
 
 def utterance_rows(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", metric: str,
-                   filter_text: str | None, utt_ids: np.ndarray | None, limit: int = UTT_ROWS) -> list[dict]:
+                   filter_text: str | None, utt_ids: np.ndarray | None, limit: int = UTT_ROWS,
+                   compared: pd.DataFrame | None = None) -> list[dict]:
     """The utterances where A and B differ most (|B − A| of the metric, then id), with links
     that open the inspector on the ranked list."""
-    top = ranked_differences(dataset, a, b, metric, filter_text, utt_ids).head(limit)
+    top = ranked_differences(dataset, a, b, metric, filter_text, utt_ids, compared).head(limit)
     texts = dataset.utterances["text"]
     rows = []
     for uid, va, vb, d in top[["id", "a", "b", "diff"]].itertuples(index=False):
@@ -175,11 +183,14 @@ def worse_better_links(dataset: "Dataset", a: "HypothesisField", b: "HypothesisF
 
 
 def cached_utterances(dataset, a, b, metric, filter_text, utt_ids) -> tuple[Any, list[dict]]:
-    """(utterance scatter figure, rows of the largest differences) for A vs B."""
-    return _figures(dataset).get_or_compute(
-        ("utt", a.field, b.field, metric, filter_text),
-        lambda: (utterance_figure(dataset, a, b, metric, utt_ids),
-                 utterance_rows(dataset, a, b, metric, filter_text, utt_ids)))
+    """(utterance scatter figure, rows of the largest differences) for A vs B: both from one
+    analysis.utterance_comparison."""
+    def build() -> tuple[Any, list[dict]]:
+        compared = analysis.utterance_comparison(dataset.utterances, a, b, metric=metric, utt_ids=utt_ids)
+        return (utterance_figure(dataset, a, b, metric, utt_ids, compared),
+                utterance_rows(dataset, a, b, metric, filter_text, utt_ids, compared=compared))
+
+    return _figures(dataset).get_or_compute(("utt", a.field, b.field, metric, filter_text), build)
 
 
 def cached_words(dataset, a, b, filter_text, utt_ids) -> tuple[Any, list[dict]]:

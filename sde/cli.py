@@ -428,6 +428,11 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
     from sde.nemo import model as transcribe
 
     if not transcribe.nemo_available():
+        if model:  # asked for by name: say why it is not used
+            click.echo(f"warning: could not transcribe with --model {model}: NeMo is not installed "
+                       "(pip install \"sde[nemo]\", the CPU build of torch first); serving statistics only.",
+                       err=True)
+            return dataset
         click.echo(
             "note: the manifest has no predictions (pred_text); serving statistics only.\n"
             "      For error analysis, pass --predictions FILE, or install NeMo (pip install \"sde[nemo]\")\n"

@@ -163,3 +163,14 @@ def test_the_warm_up_ends_quietly_when_the_exit_refuses_its_work(monkeypatch, ca
     else:
         _warm_queries(None, ["text"], [object()])
         assert capsys.readouterr().err == ""
+
+
+def test_without_nemo_installed_a_model_asked_for_is_named_and_statistics_are_served(write_manifest):
+    m = write_manifest([{k: v for k, v in row.items() if k != "pred_text"} for row in ROWS])
+    args = ["sde", "stats", str(m), "--json", "--no-cache", "--model", "nope.nemo"]
+    code = f"import sys; sys.modules['nemo'] = None; from sde.cli import main; sys.argv = {args!r}; main()"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["hypotheses"] == {} and "Traceback" not in r.stderr
+    assert "could not transcribe with --model nope.nemo: NeMo is not installed" in r.stderr
+    assert 'pip install "sde[nemo]"' in r.stderr

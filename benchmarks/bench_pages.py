@@ -5,7 +5,7 @@
                                      [--settle ready|SECONDS] [--repeats 2] [--only Samples ...]
 
 Serves the build kept in DIR (``sde index MANIFEST --cache-dir DIR`` makes one; benchmarks/bench_scale.py
-keeps its own) as ``sde MANIFEST --cache-dir DIR`` does, waits until its warm-up says ``sorts ready``
+keeps its own) as ``sde MANIFEST --cache-dir DIR`` does, waits until its warm-up says ``pages ready``
 (or SECONDS), then opens each page in headless Chromium (Debian's, driven by Playwright) and times it
 from the navigation to the end of the last request the page made to the server, once the page has
 been quiet (no request in flight, no Dash component loading) for half a second; each page in a new
@@ -134,8 +134,9 @@ def main() -> None:
     try:
         print(f"server answers after {server.ready_s:.1f} s", flush=True)
         server.settle(args.settle if args.settle == "ready" else float(args.settle))
-        if server.sorts_ready_s is not None:
-            print(f"warm-up done after {server.sorts_ready_s:.1f} s", flush=True)
+        if server.pages_ready_s is not None:
+            print(f"warm-up done after {server.pages_ready_s:.1f} s (sorts ready after {server.sorts_ready_s:.1f} s)",
+                  flush=True)
         base = f"http://127.0.0.1:{server.port}"
         import orjson
         import urllib.request

@@ -171,6 +171,7 @@ class Server:
         self.searches_ready_s: float | None = None
         self.phrases_ready_s: float | None = None
         self.sorts_ready_s: float | None = None
+        self.pages_ready_s: float | None = None
         self.warm_up_done = False
 
         def watch_stderr() -> None:
@@ -181,8 +182,10 @@ class Server:
                     self.searches_ready_s = time.perf_counter() - self.started
                 if line.startswith("phrases ready"):
                     self.phrases_ready_s = time.perf_counter() - self.started
-                if line.startswith("sorts ready"):  # the warm-up's last line
+                if line.startswith("sorts ready"):
                     self.sorts_ready_s = time.perf_counter() - self.started
+                if line.startswith(("pages ready", "warning: the pages were not prepared")):  # the warm-up's last line
+                    self.pages_ready_s = time.perf_counter() - self.started
                     self.warm_up_done = True
 
         threading.Thread(target=watch_stderr, daemon=True).start()
@@ -200,7 +203,8 @@ class Server:
         self.ready_s = time.perf_counter() - self.started
 
     def settle(self, how: float | str) -> None:
-        """Wait ``how`` seconds, or ("ready") until the server says its searches, phrases and sorts are ready."""
+        """Wait ``how`` seconds, or ("ready") until the server says its searches, phrases, sorts and
+        pages are ready (its warm-up's last line)."""
         if how != "ready":
             time.sleep(float(how))
             return

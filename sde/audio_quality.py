@@ -289,7 +289,7 @@ def cached_audio_quality_summary(dataset: Dataset) -> dict[str, Any]:
     million rows) and kept beside the dataset; a swapped-in table (``Dataset.replace_with``) is
     summarised afresh. Shared by the Statistics page and ``/api/audio-quality``."""
     cache = for_dataset(dataset, "audio-quality-summary", 1)
-    return cache.get_or_compute("summary", lambda: audio_quality_summary(dataset.utterances))
+    return cache.get_or_compute_once("summary", lambda: audio_quality_summary(dataset.utterances))
 
 
 # ---------------------------------------------------------------- measuring: dataset transforms

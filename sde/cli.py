@@ -451,25 +451,26 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
         return dataset
 
 
-def _warm_queries(query, transcripts: list[str], errors: list) -> None:
+def _warm_queries(query, transcripts: list[str], errors: list, prepare: Callable[[], list[str]] | None = None) -> None:
     """The server's warm-up (:func:`_warm_up`), ending quietly when the process exits under it: the
     exit interrupts its DuckDB queries, and Python's shutdown refuses new work to its thread pools
     (a RuntimeError), where a traceback would be all the user saw."""
     from sde.filters.engine import stopping
 
     try:
-        _warm_up(query, transcripts, errors)
+        _warm_up(query, transcripts, errors, prepare)
     except RuntimeError:
         if not stopping():
             raise
 
 
-def _warm_up(query, transcripts: list[str], errors: list) -> None:
+def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], list[str]] | None = None) -> None:
     """The words of the errors tables coded (sde.analysis.prepare_errors: a second at 10M), the
     query engine's start-up work (sde.query.TableQuery.warm), then a line saying searches are at
     full speed, one when phrases of common words are (TableQuery.warm_phrases), and one when sorts
     by text are (TableQuery.warm_sorts: the transcripts first): at 10M utterances that takes tens
-    of seconds, and a user timing a search or a sort should know."""
+    of seconds, and a user timing a search or a sort should know. Last, ``prepare`` lays out the
+    pages whose first visit computes for seconds (sde.web.pages.prepare_pages) and a line says so."""
     from sde.analysis import prepare_errors
     from sde.filters import QueryError
     from sde.filters.engine import stopping
@@ -497,6 +498,17 @@ def _warm_up(query, transcripts: list[str], errors: list) -> None:
         return
     sorts = f"{', '.join(ranked)} ranked" if ranked else "no text column ranked: sorts compare the values"
     click.echo(f"sorts ready ({time.monotonic() - started:.1f} s; {sorts})", err=True)
+    if prepare is None:
+        return
+    try:
+        pages = prepare()
+    except Exception as e:  # a page's own error shows at its visit; the server goes on either way
+        if stopping():
+            return
+        click.echo(f"warning: the pages were not prepared ({type(e).__name__}: {e}); each is laid out "
+                   "at its first visit", err=True)
+        return
+    click.echo(f"pages ready ({time.monotonic() - started:.1f} s; {', '.join(pages) or 'no page'} prepared)", err=True)
 
 
 def _end_background_queries(warm) -> None:
@@ -538,8 +550,10 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # of the text columns, the transcripts are the ones searched (paths, speakers: on first use).
     transcripts = ["text", *(h.field for h in dataset.hypotheses)]
     errors = [dataset.errors[h.field] for h in dataset.hypotheses if h.field in dataset.errors]
-    warm = threading.Thread(target=_warm_queries, args=(dataset.utterance_query, transcripts, errors),
-                            name="sde-warm-queries", daemon=True)
+    from sde.web.pages import prepare_pages
+
+    warm = threading.Thread(target=_warm_queries, name="sde-warm-queries", daemon=True,
+                            args=(dataset.utterance_query, transcripts, errors, lambda: prepare_pages(dataset)))
     warm.start()
     atexit.register(_end_background_queries, warm)
     from sde.web.panels.augment import configure_sources

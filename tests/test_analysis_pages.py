@@ -569,3 +569,29 @@ def test_comparison_page_compares_the_utterances_once_per_view(demo, monkeypatch
                      utt_ids=np.flatnonzero(demo.utterances["duration"].to_numpy() > 1.25))
     differ = frame[frame["diff"] != 0]
     assert sorted(ranked["id"].tolist()) == sorted(differ["id"].tolist()) and len(calls) == 1
+
+
+def test_prepared_pages_are_first_visited_from_their_caches(monkeypatch):
+    """The server's warm-up lays out Statistics and Errors once (prepare_pages); the first visit
+    then computes no histogram and counts no error again."""
+    from sde.web.pages import prepare_pages, statistics
+
+    ds = build_dataset(DEMO)  # its own: the caches are the dataset's
+    counted = {"figures": 0, "affected": 0}
+    figures_of, affected = statistics.build_figures, analysis.affected_utterances
+
+    def building(dataset):
+        counted["figures"] += 1
+        return figures_of(dataset)
+
+    def counting(*args, **kwargs):
+        counted["affected"] += 1
+        return affected(*args, **kwargs)
+
+    monkeypatch.setattr(statistics, "build_figures", building)
+    monkeypatch.setattr(analysis, "affected_utterances", counting)
+    assert prepare_pages(ds) == ["Statistics", "Errors"]
+    assert counted == {"figures": 1, "affected": len(errors.KINDS)}
+    shown = text_of(statistics.layout(ds, "/", {})), text_of(errors.layout(ds, "/errors", {}))
+    assert counted == {"figures": 1, "affected": len(errors.KINDS)}
+    assert "Utterances30" in shown[0] and "Substitutions" in shown[1]

@@ -174,3 +174,24 @@ def test_without_nemo_installed_a_model_asked_for_is_named_and_statistics_are_se
     assert json.loads(r.stdout)["hypotheses"] == {} and "Traceback" not in r.stderr
     assert "could not transcribe with --model nope.nemo: NeMo is not installed" in r.stderr
     assert 'pip install "sde[nemo]"' in r.stderr
+
+
+def _boom() -> list[str]:
+    raise ValueError("boom")
+
+
+@pytest.mark.parametrize("prepare, said", [
+    (lambda: ["Statistics", "Errors"], "pages ready"),
+    (lambda: [], "pages ready"),
+    (_boom, "warning: the pages were not prepared (ValueError: boom); each is laid out at its first visit"),
+], ids=["pages laid out", "none to lay out", "a page failed: one line, the server goes on"])
+def test_the_warm_up_ends_by_preparing_the_pages(write_manifest, capsys, prepare, said):
+    from sde.cli import _warm_queries
+    from sde.dataset import build_dataset
+
+    ds = build_dataset(write_manifest(ROWS))
+    _warm_queries(ds.utterance_query, ["text", "pred_text"], list(ds.errors.values()), prepare)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2].startswith("sorts ready") and lines[-1].startswith(said) and "Traceback" not in "".join(lines)
+    if said == "pages ready":
+        assert lines[-1].endswith(f"; {', '.join(prepare()) or 'no page'} prepared)")

@@ -625,6 +625,7 @@ def test_the_server_indexes_its_transcripts_and_finds_what_a_scan_finds(tmp_path
         assert not [line for line in scanned.stderr if line.startswith("phrases ready")]  # nothing to pair
         assert "text, pred_text, audio_filepath, audio_path ranked" in _said(indexed, "sorts ready")
         assert "no text column ranked" in _said(scanned, "sorts ready")
+        assert "; Statistics, Errors prepared)" in _said(indexed, "pages ready")  # the warm-up's last line
         for filt in SERVER_FILTERS:
             path = "/api/utterances?" + urlencode({"filter": filt, "sort": "-duration", "page_size": 1000})
             got, want = indexed.json(path, 200), scanned.json(path, 200)

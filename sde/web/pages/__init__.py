@@ -30,7 +30,7 @@ from sde.web.pages.page import Page
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
-__all__ = ["PAGES", "PAGE_MODULES", "Page", "load_pages", "resolve"]
+__all__ = ["PAGES", "PAGE_MODULES", "Page", "load_pages", "prepare_pages", "resolve"]
 
 # Navbar order.
 PAGES: tuple[Page, ...] = (
@@ -52,6 +52,20 @@ PAGE_MODULES: tuple[str, ...] = tuple(m.__name__.rsplit(".", 1)[1] for m in (
 def load_pages(dataset: "Dataset | None" = None) -> list[Page]:
     """The pages, in navbar order, that apply to `dataset` (all of them for None)."""
     return [p for p in PAGES if dataset is None or p.available(dataset)]
+
+
+def prepare_pages(dataset: "Dataset") -> list[str]:
+    """Lay out once, with no URL parameters, the pages of ``dataset`` that ask for it
+    (``Page.prepare``): what they compute is kept beside the dataset, so the first visit reads it
+    (Statistics at 10M utterances: ~10 s → ~0.1 s). The server calls this at the end of its
+    warm-up; a visit meanwhile waits for the same computation instead of repeating it. Returns the
+    names of the pages laid out."""
+    prepared = []
+    for page in load_pages(dataset):
+        if page.prepare:
+            page.layout(dataset, page.href, {})
+            prepared.append(page.name)
+    return prepared
 
 
 def resolve(pages: list[Page], pathname: str | None) -> Page | None:

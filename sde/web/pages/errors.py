@@ -316,4 +316,5 @@ def _available(dataset: "Dataset") -> bool:
     return bool(dataset.hypotheses)
 
 
-PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, available=_available, api="/api/errors")
+PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, available=_available, api="/api/errors",
+            prepare=True)

@@ -30,6 +30,10 @@ class Page:
     available: Callable[["Dataset"], bool] = _always   # e.g. Comparison needs two hypotheses
     api: str = ""                            # its JSON twin, e.g. "/api/utterances"
     aliases: tuple[str, ...] = field(default=())       # other exact paths ("/" for Statistics)
+    # Laid out once when the server's warm-up is done (sde.web.pages.prepare_pages), so that its
+    # first visit reads what it shows from the dataset's caches: for pages whose first layout
+    # computes for seconds at millions of utterances, from data every visit needs.
+    prepare: bool = False
 
     def matches(self, pathname: str) -> bool:
         if pathname in self.aliases:

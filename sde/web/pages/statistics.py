@@ -94,7 +94,7 @@ def build_figures(dataset: "Dataset") -> list[tuple[str, object]]:
 
 def _cached_figures(dataset: "Dataset") -> list[tuple[str, object]]:
     # The tables change only by replace_with (a new cache then): bin once, not once per page view.
-    return for_dataset(dataset, "statistics", 2).get_or_compute("figures", lambda: build_figures(dataset))
+    return for_dataset(dataset, "statistics", 2).get_or_compute_once("figures", lambda: build_figures(dataset))
 
 
 def _scored_note(field: str, h: Mapping, utterances: int | None):
@@ -259,7 +259,7 @@ def log_y_update(on: bool, keys: list, pathname: str | None, search: str | None)
 def categorical_fields(dataset: "Dataset") -> dict[str, int]:
     """{field: distinct values} of the manifest's categorical fields (speakers, languages), cached."""
     skip = _NOT_CATEGORICAL | {h.field for h in dataset.hypotheses}
-    return for_dataset(dataset, "statistics-fields", 1).get_or_compute(
+    return for_dataset(dataset, "statistics-fields", 1).get_or_compute_once(
         "categorical", lambda: categorical_columns(dataset.utterances, skip))
 
 
@@ -327,7 +327,7 @@ def callbacks(app, dataset: "Dataset") -> None:
 
 def _alphabet_check_block(dataset: "Dataset"):
     """Training-data check: characters outside the model's alphabet, and digits in references."""
-    check = for_dataset(dataset, "statistics", 2).get_or_compute("alphabet_check",
+    check = for_dataset(dataset, "statistics", 2).get_or_compute_once("alphabet_check",
                                                                  lambda: alphabet_check_summary(dataset))
     if check is None:
         return None
@@ -363,4 +363,4 @@ def alphabet_check_summary(dataset: "Dataset") -> dict | None:
 
 
 PAGE = Page(path="/statistics", name="Statistics", layout=layout, callbacks=callbacks,
-            aliases=("/",), api="/api/summary")
+            aliases=("/",), api="/api/summary", prepare=True)

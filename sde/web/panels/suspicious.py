@@ -50,7 +50,7 @@ def summary(dataset: Dataset) -> dict[str, Any]:
     speech hours when measured (computing the columns first when needed)."""
     # Counted once per generation of the tables, from the columns computed beside the dataset
     # (not added to it: that would rebuild every page's view of it while they are being used).
-    return for_dataset(dataset, "suspicious", 1).get_or_compute("summary", lambda: _summary(dataset))
+    return for_dataset(dataset, "suspicious", 1).get_or_compute_once("summary", lambda: _summary(dataset))
 
 
 def _summary(dataset: Dataset) -> dict[str, Any]:

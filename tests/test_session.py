@@ -75,6 +75,22 @@ def test_histogram_bars_carry_their_filter_and_axes_one_number_style():
     assert fig.layout.yaxis.type == "log"
 
 
+
+def test_a_log_scaled_view_leaves_the_kept_histograms_linear(demo):
+    """The page keeps its histograms once, as plotly JSON; each view copies what it changes."""
+    from sde.web.pages import statistics
+    from tests.browser_kit import by_id, prop
+
+    def count_axes(log: bool) -> list:
+        block = statistics.histograms_block(demo, log)
+        return [prop(by_id(block, {"type": statistics.HISTOGRAM, "key": key}), "figure")["layout"]["yaxis"]["type"]
+                for key, _ in statistics._cached_figures(demo)]
+
+    assert set(count_axes(True)) == {"log"}
+    kept = statistics._cached_figures(demo)
+    assert all(isinstance(fig, dict) and fig["layout"].get("yaxis", {}).get("type") != "log" for _, fig in kept)
+    assert set(count_axes(False)) == {"linear"} and statistics._cached_figures(demo) is kept
+
 @pytest.mark.parametrize("click, href", [
     ({"points": [{"customdata": [2, 4, "{duration} >= 2 && {duration} < 4"]}]},
      "/samples?filter=%7Bduration%7D+%3E%3D+2+%26%26+%7Bduration%7D+%3C+4"),

@@ -111,13 +111,13 @@ def word_comparison(dataset: "Dataset", a: "HypothesisField", b: "HypothesisFiel
 
 
 def utterance_figure(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", metric: str,
-                     utt_ids: np.ndarray | None, frame: pd.DataFrame | None = None):
-    """The per-utterance scatter of A vs B; ``frame``: analysis.utterance_comparison's answer when the
-    caller has it (10M utterances: ~0.3 s to make again)."""
-    if frame is None:
-        frame = analysis.utterance_comparison(dataset.utterances, a, b, metric=metric, utt_ids=utt_ids)
-    return af.utterance_scatter_figure(frame["id"].to_numpy(), frame["a"].to_numpy(), frame["b"].to_numpy(),
-                                       a.name, b.name, metric)
+                     utt_ids: np.ndarray | None, compared: pd.DataFrame | None = None):
+    """The per-utterance scatter of A vs B; ``compared``: analysis.utterance_comparison's answer when
+    the caller has it (10M utterances: ~0.3 s to make again)."""
+    if compared is None:
+        compared = analysis.utterance_comparison(dataset.utterances, a, b, metric=metric, utt_ids=utt_ids)
+    return af.utterance_scatter_figure(compared["id"].to_numpy(), compared["a"].to_numpy(),
+                                       compared["b"].to_numpy(), a.name, b.name, metric)
 
 
 def ranked_differences(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", metric: str,

@@ -195,3 +195,25 @@ def test_the_warm_up_ends_by_preparing_the_pages(write_manifest, capsys, prepare
     assert lines[-2].startswith("sorts ready") and lines[-1].startswith(said) and "Traceback" not in "".join(lines)
     if said == "pages ready":
         assert lines[-1].endswith(f"; {', '.join(prepare()) or 'no page'} prepared)")
+
+
+def test_the_warm_up_ends_quietly_when_python_exits_before_sde_says_it_is_stopping(tmp_path):
+    """The main thread ends (SIGTERM, Ctrl-C), Python's exit refuses new work to thread pools, and
+    only then sde's exit handler would say it is stopping: the warm-up must end without a traceback."""
+    script = tmp_path / "exit_under_warm_up.py"
+    script.write_text(
+        "import concurrent.futures.thread as futures, threading, time\n"
+        "import sde.analysis\n"
+        "from sde.cli import _warm_queries\n"
+        "begun = threading.Event()\n"
+        "def refused(table):\n"
+        "    begun.set()\n"
+        "    while not futures._shutdown:  # Python's exit has begun and refuses new work\n"
+        "        time.sleep(0.01)\n"
+        "    with futures.ThreadPoolExecutor(1) as pool:\n"
+        "        pool.submit(print)\n"
+        "sde.analysis.prepare_errors = refused\n"
+        "threading.Thread(target=_warm_queries, args=(None, ['text'], [object()])).start()\n"
+        "begun.wait()\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr

@@ -455,16 +455,12 @@ def _warm_queries(query, transcripts: list[str], errors: list, prepare: Callable
     """The server's warm-up (:func:`_warm_up`), ending quietly when the process exits under it: the
     exit interrupts its DuckDB queries, and Python's shutdown refuses new work to its thread pools
     (a RuntimeError), where a traceback would be all the user saw."""
-    import threading
-
     from sde.filters.engine import stopping
 
     try:
         _warm_up(query, transcripts, errors, prepare)
     except RuntimeError:
-        # Python's exit refuses new work to thread pools as soon as the main thread has ended,
-        # before sde's own exit handler says it is stopping (seen on Python 3.12 under SIGTERM)
-        if not (stopping() or not threading.main_thread().is_alive()):
+        if not stopping():
             raise
 
 

@@ -176,8 +176,10 @@ def stop_queries(wait_s: float = 5.0) -> None:
 
 
 def stopping() -> bool:
-    """Whether :func:`stop_queries` was called: long background work should end."""
-    return _stopping
+    """Whether the process is exiting: :func:`stop_queries` was called, or the main thread has ended
+    (Python's exit refuses new work to thread pools from then on, before sde's exit handler calls
+    stop_queries; seen on Python 3.12 under SIGTERM). Long background work should end."""
+    return _stopping or not threading.main_thread().is_alive()
 
 
 @contextlib.contextmanager

@@ -171,8 +171,7 @@ class Server:
         self.searches_ready_s: float | None = None
         self.phrases_ready_s: float | None = None
         self.sorts_ready_s: float | None = None
-        self.pages_ready_s: float | None = None
-        self.warm_up_done = False
+        self.pages_ready_s: float | None = None  # the warm-up's last line
 
         def watch_stderr() -> None:
             for line in self.proc.stderr:  # type: ignore[union-attr]
@@ -184,9 +183,8 @@ class Server:
                     self.phrases_ready_s = time.perf_counter() - self.started
                 if line.startswith("sorts ready"):
                     self.sorts_ready_s = time.perf_counter() - self.started
-                if line.startswith(("pages ready", "warning: the pages were not prepared")):  # the warm-up's last line
+                if line.startswith(("pages ready", "warning: the pages were not prepared")):
                     self.pages_ready_s = time.perf_counter() - self.started
-                    self.warm_up_done = True
 
         threading.Thread(target=watch_stderr, daemon=True).start()
         self.sampler = PeakSampler(self.proc.pid)
@@ -209,7 +207,7 @@ class Server:
             time.sleep(float(how))
             return
         deadline = time.perf_counter() + 600
-        while not self.warm_up_done and time.perf_counter() < deadline:
+        while self.pages_ready_s is None and time.perf_counter() < deadline:
             time.sleep(0.1)
 
     def get(self, path: str) -> tuple[float, int]:

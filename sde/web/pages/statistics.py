@@ -229,11 +229,9 @@ def histograms_block(dataset: "Dataset", log: bool) -> html.Div:
     return html.Div([controls, dbc.Row(cells, className="g-3")], id="stats-histograms")
 
 
-def go_copy(fig):
-    """A figure to change for one page view (the cached one is shared): a plotly JSON figure's
-    layout and count axis are copied (what figures.log_y sets), its traces shared."""
-    if hasattr(fig, "to_plotly_json"):
-        return type(fig)(fig)
+def go_copy(fig: dict) -> dict:
+    """A kept figure (plotly JSON) to change for one page view: its layout and count axis are
+    copied (what figures.log_y sets), its traces shared."""
     layout = dict(fig.get("layout", {}))
     layout["yaxis"] = dict(layout.get("yaxis", {}))
     return {**fig, "layout": layout}

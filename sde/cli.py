@@ -468,8 +468,9 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
     """The words of the errors tables coded (sde.analysis.prepare_errors: a second at 10M), the
     query engine's start-up work (sde.query.TableQuery.warm), then a line saying searches are at
     full speed, one when phrases of common words are (TableQuery.warm_phrases), and one when sorts
-    by text are (TableQuery.warm_sorts: the transcripts first): at 10M utterances that takes tens
-    of seconds, and a user timing a search or a sort should know. Last, ``prepare`` lays out the
+    by text are (TableQuery.warm_sorts: the transcripts first), then one when regexes across words
+    are (TableQuery.warm_joins): at 10M utterances that takes tens of seconds, and a user timing a
+    search or a sort should know. Last, ``prepare`` lays out the
     pages whose first visit computes for seconds (sde.web.pages.prepare_pages) and a line says so."""
     from sde.analysis import prepare_errors
     from sde.filters import QueryError
@@ -498,6 +499,12 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
         return
     sorts = f"{', '.join(ranked)} ranked" if ranked else "no text column ranked: sorts compare the values"
     click.echo(f"sorts ready ({time.monotonic() - started:.1f} s; {sorts})", err=True)
+    if indexed:
+        joined = query.warm_joins(indexed)
+        if stopping():
+            return
+        joins = f"joins of words of {', '.join(joined)} indexed" if joined else "no room for joins of words"
+        click.echo(f"regexes across words ready ({time.monotonic() - started:.1f} s; {joins})", err=True)
     if prepare is None:
         return
     try:

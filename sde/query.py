@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.caching import LRUCache
-from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, index_pairs, index_words, keep_for_next_scan,
+from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, index_joins, index_pairs, index_words, keep_for_next_scan,
                                     keep_ranks, preload, sort_keys, stored_column, whole_budget, word_index)
 from sde.filters import (
     EXAMPLE,
@@ -530,6 +530,13 @@ class _Engine:
         lines that hold it. Returns the columns whose index has them."""
         return self._each_indexed(columns, index_pairs, lambda index: len(index.pairs) > 0)
 
+    def index_joins(self, columns: Sequence[str]) -> list[str]:
+        """Add the joins of words to the word indexes of these text columns where the budget has room
+        (sde.compressed_columns.index_joins): a regex that may match a space at one character
+        (``e.t``, ``th.s``) then reads the lines holding its joins. Returns the columns whose index
+        has them."""
+        return self._each_indexed(columns, index_joins, lambda index: index.joins is not None)
+
     def _each_indexed(self, columns: Sequence[str], build: Callable[[Any], WordIndex | None],
                       done: Callable[[WordIndex], bool]) -> list[str]:
         """``build`` (sde.compressed_columns.index_words / index_pairs) for each column's file, in
@@ -637,7 +644,9 @@ class _Engine:
         most rows, every line not matched for sure is tested (no rows to test named: every one); None when
         no line is. Where every word matching an alternative whole is marked for sure, the lines
         left are tested with the ways across words alone, their cuts spaces (``th.s``: the text
-        "th s", a substring test, not RE2)."""
+        "th s", a substring test, not RE2). Where the index has the joins of words (sde.word_joins),
+        a way whose lines are those holding its join (``e.t``) is matched for sure from them, and
+        the others' lines to test are narrowed to those holding their joins (``th.s``: "h"/"s")."""
         def test(piece: str | None) -> WordTest | None:
             return None if piece is None else self._word_test(replace(clause, value=piece))
 
@@ -646,8 +655,16 @@ class _Engine:
         every_line = False
         only_across = True  # whether a line no sure row holds can match only across words
         for cuts in alternatives:
-            if cuts.across:
-                across = index.way_rows([[test(piece) for piece in way] for way in cuts.across], PIECE_ROWS_SHARE)
+            ways = []
+            for way, joins, joined in zip(cuts.across, cuts.joins, cuts.joined):
+                holding = index.joined_rows(joins[0]) if joined else None  # type: ignore[arg-type]
+                if holding is not None:  # its lines are those holding its join: matched
+                    sure.append(holding)
+                else:
+                    ways.append((way, joins))
+            if ways:
+                across = index.way_rows([[test(piece) for piece in way] for way, _ in ways], PIECE_ROWS_SHARE,
+                                        [joins for _, joins in ways])
                 if across is None:
                     every_line = True
                 else:
@@ -982,6 +999,14 @@ class TableQuery:
         in order, while the budget has room (~5 s and ~0.15 GB per 10M lines; a phrase of common words
         such as "of the" then tests only the lines that hold it). Returns the columns done."""
         return self._engine.index_pairs([c for c in text if self._kinds.get(c) == TEXT])
+
+    def warm_joins(self, text: Sequence[str]) -> list[str]:
+        """After :meth:`warm`: index the joins of words of these transcripts' word indexes (the byte
+        ending each word and the byte starting the next, sde.word_joins), in order, while the budget
+        has room (~8 s and ~0.25 GB per 10M lines): a regex that may match a space at one character
+        then reads the lines holding its joins (``e.t``: matched from them; ``th.s``: fewer lines
+        to test). Returns the columns done."""
+        return self._engine.index_joins([c for c in text if self._kinds.get(c) == TEXT])
 
     # -- parsing against the table -----------------------------------------------------------
 

@@ -19,7 +19,9 @@ sde.compressed_columns within the budget of whole columns.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 import functools
 import itertools
 import re
@@ -30,8 +32,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sde.filters.engine import arrow_sql, numpy_sql
+from sde.engine import settings
+from sde.filters.engine import arrow_sql, numpy_sql, stopping
 from sde.filters.regex import in_sequence, parsed_regex
+from sde.word_joins import WordJoins, segment_joins
 
 try:  # the parser of Python's re: sre_parse until 3.11
     from re import _parser as _re_parser  # type: ignore[attr-defined]
@@ -39,7 +43,8 @@ except ImportError:  # pragma: no cover
     import sre_parse as _re_parser  # type: ignore[no-redef]
 
 __all__ = ["COMMON_SHARE", "MAX_COMMON", "MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "WordIndex", "WordTest",
-           "SpaceCuts", "build_word_index", "phrase_pieces", "required_words", "space_cuts", "with_pairs", "within_one_word"]
+           "SpaceCuts", "build_word_index", "phrase_pieces", "required_words", "space_cuts", "with_joins", "with_pairs",
+           "within_one_word"]
 
 #: Text indexed by one DuckDB query (whole chunks, so a little more): ~0.85M lines of ~12 words,
 #: whose work takes ~0.2 GB; a column of very long lines makes short segments, not big ones.
@@ -119,7 +124,8 @@ class WordIndex:
     of ``words``), so a search tests each word once; ``nulls``: the positions of missing values (a
     search neither matches nor fails to match them). ``pairs`` (``a``, ``b``, ``seg``, ``start``,
     ``stop``) and ``pair_postings``: the same as ``words`` and ``postings`` for every two common
-    words that follow each other in a line."""
+    words that follow each other in a line. ``joins``: the lines holding each join of two words
+    (sde.word_joins), once built (:func:`with_joins`)."""
 
     rows: int
     words: pa.Table
@@ -128,11 +134,13 @@ class WordIndex:
     nulls: np.ndarray
     pairs: pa.Table
     pair_postings: tuple[np.ndarray, ...]
+    joins: WordJoins | None = None
 
     @property
     def nbytes(self) -> int:
         return int(self.words.nbytes + sum(p.nbytes for p in self.postings) + self.vocabulary.nbytes
-                   + self.nulls.nbytes + self.pairs.nbytes + sum(p.nbytes for p in self.pair_postings))
+                   + self.nulls.nbytes + self.pairs.nbytes + sum(p.nbytes for p in self.pair_postings)
+                   + (self.joins.nbytes if self.joins is not None else 0))
 
     def matching_rows(self, test: WordTest, per_row: float | None = None) -> pa.BooleanArray | None:
         """Per row, whether one of its words passes ``test``; null where the value is missing. None when
@@ -157,23 +165,35 @@ class WordIndex:
         found = self._phrase_mask(tests, steps, per_row)
         return None if found is None else self._with_nulls(found)
 
-    def way_rows(self, ways: Sequence[Sequence[WordTest | None]], per_row: float) -> pa.BooleanArray | None:
+    def way_rows(self, ways: Sequence[Sequence[WordTest | None]], per_row: float,
+                 joins: Sequence[Sequence[frozenset[str] | None]] = ()) -> pa.BooleanArray | None:
         """The rows that may hold a match of a regex across words (see :func:`space_cuts`): for
         each way its matches may fall, the tests its words pass in a row (None: a word nothing is
-        known of), as a phrase's pieces (:meth:`phrase_rows`); a superset of its rows, to be tested
-        (null where the value is missing). None when a way's words hold more than ``per_row`` rows
-        per row of the column: nearly every line is tested then."""
+        known of), as a phrase's pieces (:meth:`phrase_rows`), and where the index has its joins,
+        the rows holding a join of each step of the way's ``joins`` (SpaceCuts.joins); a superset
+        of its rows, to be tested (null where the value is missing). None when neither narrows a
+        way (its words hold more than ``per_row`` rows per row of the column, no join is known):
+        nearly every line is tested then."""
         found = np.zeros(self.rows, dtype=bool)
-        for tests in ways:
+        for tests, steps_joins in zip(ways, joins or [()] * len(ways)):
             steps = [i for i in range(len(tests) - 1) if tests[i] is not None and tests[i + 1] is not None]
             way = self._phrase_mask(tests, steps, per_row) if steps else None
             for i, test in enumerate(tests):
                 if test is not None and i not in steps and i - 1 not in steps:  # a phrase's piece: narrowed with it
                     way = self._narrowed(way, self._passing(test).spans, per_row * self.rows)
+            for join in steps_joins if self.joins is not None else ():
+                if join is not None:
+                    joining = self.joins.rows_joining(join)  # type: ignore[union-attr]
+                    way = joining if way is None else way & joining
             if way is None:
                 return None
             found |= way
         return self._with_nulls(found)
+
+    def joined_rows(self, joins: frozenset[str]) -> pa.BooleanArray | None:
+        """The rows holding one of these joins of two words (sde.word_joins; null where the value is
+        missing), or None when the index has no joins."""
+        return None if self.joins is None else self._with_nulls(self.joins.rows_joining(joins))
 
     def _phrase_mask(self, tests: Sequence[WordTest | None], steps: Sequence[int], per_row: float) -> np.ndarray | None:
         limit = per_row * self.rows
@@ -305,12 +325,19 @@ class SpaceCuts:
     the regexes of its words in a row (None: an empty piece, a word nothing is known of);
     ``spaced``, each way of ``across`` as one regex, its cuts spaces (``th.s`` → ``(?:th) (?:s)``,
     which is plain text): a line no word of which matches ``within`` matches the regex where it
-    matches one of these."""
+    matches one of these. ``joins``: per way of ``across``, per cut between its words, the joins
+    of two words (sde.word_joins: the byte ending one word and the byte starting the next, as
+    two characters) a line matching that way holds, one of them; None where a word's last or
+    first character is not known to be one ASCII character. ``joined``: per way, whether the
+    lines holding its one join are exactly its lines (``e.t``: a word ending in "e", then one
+    starting with "t")."""
 
     within: str | None
     sure: bool
     across: list[list[str | None]]
     spaced: list[str]
+    joins: list[list[frozenset[str] | None]]
+    joined: list[bool]
 
 
 def space_cuts(pattern: str) -> list[SpaceCuts] | None:
@@ -346,7 +373,7 @@ def _cut_at_spaces(items: list[tuple[Any, Any]], prefix: str, alone: bool) -> Sp
         text = [_re2(item) for item in items]
     except (_MaybeASpace, RecursionError):
         return None
-    within, across, spaced = None, [], []
+    within, across, spaced, joins, joined = None, [], [], [], []
     always = (_re_parser.LITERAL, _SPACE)  # a space: never inside a word
     for spaces in itertools.product(*[(True,) if items[i] == always else (False, True) for i in cuts]):
         edges = [-1, *(i for i, cut in zip(cuts, spaces) if cut), len(items)]
@@ -358,7 +385,29 @@ def _cut_at_spaces(items: list[tuple[Any, Any]], prefix: str, alone: bool) -> Sp
         across.append([prefix + ("^" if i else "") + f"(?:{run})" + ("$" if i < last else "") if run else None
                        for i, run in enumerate(runs)])
         spaced.append(prefix + " ".join(f"(?:{run})" if run else "" for run in runs))
-    return SpaceCuts(within, not _holds_a_line_anchor(items), across, spaced)
+        pieces = [items[a + 1:b] for a, b in zip(edges, edges[1:])]
+        joins.append([_joins(before[-1:], after[:1], bool(prefix)) for before, after in zip(pieces, pieces[1:])])
+        joined.append(len(pieces) == 2 and all(len(piece) == 1 for piece in pieces) and None not in joins[-1])
+    return SpaceCuts(within, not _holds_a_line_anchor(items), across, spaced, joins, joined)
+
+
+def _joins(last: list[tuple[Any, Any]], first: list[tuple[Any, Any]], ignore_case: bool) -> frozenset[str] | None:
+    """The joins of two words (sde.word_joins) where one word ends with the regex item ``last`` and
+    the next starts with ``first``; None unless each is one ASCII character (in either case where
+    case is ignored: not s or k, which RE2 also matches as "ſ" and the Kelvin sign)."""
+    ends, starts = _ascii_characters(last, ignore_case), _ascii_characters(first, ignore_case)
+    if ends is None or starts is None:
+        return None
+    return frozenset(a + b for a in ends for b in starts)
+
+
+def _ascii_characters(item: list[tuple[Any, Any]], ignore_case: bool) -> set[str] | None:
+    if len(item) != 1 or item[0][0] is not _re_parser.LITERAL or not 32 < item[0][1] < 128:
+        return None
+    character = chr(item[0][1])
+    if not ignore_case:
+        return {character}
+    return None if character.lower() in "sk" else {character.lower(), character.upper()}
 
 
 def _holds_a_line_anchor(items: Any) -> bool:
@@ -586,6 +635,34 @@ def with_pairs(index: WordIndex, chunks: Iterable[pa.Array], max_bytes: int | No
     grown = replace(index, vocabulary=vocabulary, pairs=pa.concat_tables(pairs) if pairs else _no_pairs(),
                     pair_postings=tuple(pair_postings))
     return None if max_bytes is not None and grown.nbytes - index.nbytes > max_bytes else grown
+
+
+def with_joins(index: WordIndex, chunks: Iterable[pa.Array], max_bytes: int | None = None) -> WordIndex | None:
+    """``index`` with the lines holding each join of two words (sde.word_joins; ``chunks``: the
+    column again), a segment of :data:`SEGMENT_BYTES` of text at a time; None when the joins would
+    take more than ``max_bytes`` (given up once the segments built project it)."""
+    segments: list[Any] = []
+    workers = settings().processes
+    with ThreadPoolExecutor(workers, thread_name_prefix="sde-joins") as pool:  # numpy's steps release the GIL
+        running: deque[tuple[int, Future]] = deque()
+        for next_segment in itertools.chain(_segments(chunks, index.rows), [None]):
+            if stopping():  # the process exits: no DuckDB query here for it to interrupt
+                for _, rest in running:
+                    rest.cancel()
+                return None
+            if next_segment is not None:
+                base, segment, pending = next_segment
+                running.append((base + segment.num_rows, pool.submit(segment_joins, base, pending)))
+            while running and (next_segment is None or len(running) >= workers):  # at most one a worker at once
+                done, future = running.popleft()
+                segments.append(future.result())
+                if done < index.rows and _over(sum(s.nbytes for s in segments), done, index.rows, max_bytes,
+                                               PROJECTION_MARGIN):
+                    for _, rest in running:
+                        rest.cancel()
+                    return None
+    joins = WordJoins(index.rows, tuple(segments))
+    return None if max_bytes is not None and joins.nbytes > max_bytes else replace(index, joins=joins)
 
 
 def _by_word(words: pa.Table) -> tuple[pa.Table, pa.Table]:

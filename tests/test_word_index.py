@@ -145,31 +145,49 @@ def test_the_text_every_match_of_a_regex_holds(pattern, words):
     assert wi.required_words(pattern) == words
 
 
-@pytest.mark.parametrize("pattern, within, sure, across, spaced", [
-    ("th.s", "(?:th.s)", True, [["(?:th)$", "^(?:s)"]], ["(?:th) (?:s)"]),  # "." inside a word, or a space
-    ("of the", None, True, [["(?:of)$", "^(?:the)"]], ["(?:of) (?:the)"]),   # a space is always one
-    ("e\\sc", "(?:e[\\s]c)", True, [["(?:e)$", "^(?:c)"]], ["(?:e) (?:c)"]),
+def _j(*joins: str) -> frozenset[str]:
+    return frozenset(joins)
+
+
+@pytest.mark.parametrize("pattern, within, sure, across, spaced, joins, joined", [
+    # "." inside a word, or a space; a word ending "h" then one starting "s"
+    ("th.s", "(?:th.s)", True, [["(?:th)$", "^(?:s)"]], ["(?:th) (?:s)"], [[_j("hs")]], [False]),
+    ("of the", None, True, [["(?:of)$", "^(?:the)"]], ["(?:of) (?:the)"], [[_j("ft")]], [False]),  # a space is always one
+    # one character each side: its lines are those holding the join
+    ("e.t", "(?:e.t)", True, [["(?:e)$", "^(?:t)"]], ["(?:e) (?:t)"], [[_j("et")]], [True]),
+    ("e\\sc", "(?:e[\\s]c)", True, [["(?:e)$", "^(?:c)"]], ["(?:e) (?:c)"], [[_j("ec")]], [True]),
     ("a..b", "(?:a..b)", True, [["(?:a.)$", "^(?:b)"], ["(?:a)$", "^(?:.b)"], ["(?:a)$", None, "^(?:b)"]],
-     ["(?:a.) (?:b)", "(?:a) (?:.b)", "(?:a)  (?:b)"]),
-    (".the", "(?:.the)", True, [[None, "^(?:the)"]], [" (?:the)"]),          # an empty piece says nothing
-    ("(?i)Th.s", "(?i)(?:Th.s)", True, [["(?i)(?:Th)$", "(?i)^(?:s)"]], ["(?i)(?:Th) (?:s)"]),
+     ["(?:a.) (?:b)", "(?:a) (?:.b)", "(?:a)  (?:b)"], [[None], [None], [None, None]], [False, False, False]),
+    (".the", "(?:.the)", True, [[None, "^(?:the)"]], [" (?:the)"], [[None]], [False]),  # an empty piece says nothing
+    # case ignored: both cases; s and k also match "ſ" and the Kelvin sign, so no join is known
+    ("(?i)Th.s", "(?i)(?:Th.s)", True, [["(?i)(?:Th)$", "(?i)^(?:s)"]], ["(?i)(?:Th) (?:s)"], [[None]], [False]),
+    ("(?i)E.t", "(?i)(?:E.t)", True, [["(?i)(?:E)$", "(?i)^(?:t)"]], ["(?i)(?:E) (?:t)"], [[_j("et", "eT", "Et", "ET")]], [True]),
     ("\\bthe[^x]c(ab|o)t+", "(?:\\bthe[^x]c(?:ab|o)(?:t){1,})", True, [["(?:\\bthe)$", "^(?:c(?:ab|o)(?:t){1,})"]],
-     ["(?:\\bthe) (?:c(?:ab|o)(?:t){1,})"]),
-    ("x\\.y.(z)", "(?:x\\x2ey.z)", True, [["(?:x\\x2ey)$", "^(?:z)"]], ["(?:x\\x2ey) (?:z)"]),
-    ("^th.s", "(?:^th.s)", False, [["(?:^th)$", "^(?:s)"]], ["(?:^th) (?:s)"]),  # a word's start is not the line's
-    ("th.(s|x$)", "(?:th.(?:s|x$))", False, [["(?:th)$", "^(?:(?:s|x$))"]], ["(?:th) (?:(?:s|x$))"]),
+     ["(?:\\bthe) (?:c(?:ab|o)(?:t){1,})"], [[_j("ec")]], [False]),
+    ("x\\.y.(z)", "(?:x\\x2ey.z)", True, [["(?:x\\x2ey)$", "^(?:z)"]], ["(?:x\\x2ey) (?:z)"], [[_j("yz")]], [False]),
+    ("^th.s", "(?:^th.s)", False, [["(?:^th)$", "^(?:s)"]], ["(?:^th) (?:s)"], [[_j("hs")]], [False]),  # a word's start is not the line's
+    ("^e.t", "(?:^e.t)", False, [["(?:^e)$", "^(?:t)"]], ["(?:^e) (?:t)"], [[_j("et")]], [False]),  # the join, not only it
+    ("th.(s|x$)", "(?:th.(?:s|x$))", False, [["(?:th)$", "^(?:(?:s|x$))"]], ["(?:th) (?:(?:s|x$))"], [[None]], [False]),
 ])
-def test_a_regex_is_cut_at_the_characters_that_may_be_spaces(pattern, within, sure, across, spaced):
-    assert wi.space_cuts(pattern) == [wi.SpaceCuts(within, sure, across, spaced)]
+def test_a_regex_is_cut_at_the_characters_that_may_be_spaces(pattern, within, sure, across, spaced, joins, joined):
+    assert wi.space_cuts(pattern) == [wi.SpaceCuts(within, sure, across, spaced, joins, joined)]
+
+
+@pytest.mark.parametrize("pattern", ["ß.t", "e.ß", "e+.t", "[ae].t", "e.\\w", "(?i)k.t", "e\\b.t"])
+def test_a_join_is_known_only_between_two_ascii_characters(pattern):
+    # joins are bytes: a character of several (UTF-8), a repeat, a class or an anchor gives none
+    assert [cuts.joins for cuts in wi.space_cuts(pattern)] == [[[None]]]
 
 
 @pytest.mark.parametrize("pattern, alternatives", [
-    ("you know|i mean", [(None, True, [["(?:you)$", "^(?:know)"]], ["(?:you) (?:know)"]),
-                         (None, True, [["(?:i)$", "^(?:mean)"]], ["(?:i) (?:mean)"])]),
-    ("a|b c", [("(?:a)", True, [], []), (None, True, [["(?:b)$", "^(?:c)"]], ["(?:b) (?:c)"])]),  # an alternative within a word
-    ("(?i)You Know|like", [(None, True, [["(?i)(?:You)$", "(?i)^(?:Know)"]], ["(?i)(?:You) (?:Know)"]),
-                           ("(?i)(?:like)", True, [], [])]),
-    ("^ | $", [(None, False, [["(?:^)$", None]], ["(?:^) "]), (None, False, [[None, "^(?:$)"]], [" (?:$)"])]),  # an empty first or last word
+    ("you know|i mean", [(None, True, [["(?:you)$", "^(?:know)"]], ["(?:you) (?:know)"], [[_j("uk")]], [False]),
+                         (None, True, [["(?:i)$", "^(?:mean)"]], ["(?:i) (?:mean)"], [[_j("im")]], [False])]),
+    ("a|b c", [("(?:a)", True, [], [], [], []),  # an alternative within a word
+               (None, True, [["(?:b)$", "^(?:c)"]], ["(?:b) (?:c)"], [[_j("bc")]], [True])]),
+    ("(?i)You Know|like", [(None, True, [["(?i)(?:You)$", "(?i)^(?:Know)"]], ["(?i)(?:You) (?:Know)"], [[None]], [False]),
+                           ("(?i)(?:like)", True, [], [], [], [])]),
+    ("^ | $", [(None, False, [["(?:^)$", None]], ["(?:^) "], [[None]], [False]),
+               (None, False, [[None, "^(?:$)"]], [" (?:$)"], [[None]], [False])]),  # an empty first or last word
 ])
 def test_each_alternative_of_an_alternation_is_cut(pattern, alternatives):
     assert wi.space_cuts(pattern) == [wi.SpaceCuts(*alternative) for alternative in alternatives]
@@ -187,29 +205,38 @@ SPANNING = ["th.o", "e.t", "he.ot", "(?i)THE.OTHER", "e\\sc", "[^x]the", "x\\.y.
             "\\bthe.\\w", "a'b.", ".the", "the.", "e.(t|c)at", "c[ ]t", "ß.日", "(?i)kelvin.s", "ſecret.c", "e\tw.t",
             "the other|cat", "he.ot|ß", "(?i)THE OTHER|kelvin", "^ | $", "he ot|x\\.y|^cat$", "(?i)He.oT|THE.c"]
 
-# ... of which these have a way whose words are in most lines ("the", "e" and "t", an empty word): every line is tested
+# ... of which these have a way whose words are in most lines ("the", "e" and "t", an empty word): every line is
+# tested, unless the joins of words give the lines of that way ("e" then "t")
 TOO_COMMON_TO_NARROW = {"e.t", "[^x]the", "e..t", ".the", "^ | $"}
+JOINED = {"e.t"}
 
 
+@pytest.mark.parametrize("joins", [False, True], ids=["words", "words and joins"])
 @pytest.mark.parametrize("common_share", [0.0, 0.3, 2.0], ids=["every word common", "some common", "none common"])
 @pytest.mark.parametrize("pattern", SPANNING)
-def test_a_regex_cut_at_its_spaces_selects_the_rows_a_scan_selects(monkeypatch, tmp_path, texts, pattern, common_share):
-    query, paired = _indexed_with_pairs(monkeypatch, tmp_path, texts, common_share)
+def test_a_regex_cut_at_its_spaces_selects_the_rows_a_scan_selects(monkeypatch, tmp_path, texts, pattern, common_share,
+                                                                   joins):
+    query, paired = _indexed_with_pairs(monkeypatch, tmp_path, texts, common_share, joins)
     filt = f'{{text}} matches "{pattern}"'
-    if pattern not in TOO_COMMON_TO_NARROW:  # the words narrowed the lines to test
+    if pattern not in TOO_COMMON_TO_NARROW or (joins and pattern in JOINED):  # the lines to test were narrowed
         assert query._engine.marked_sql({}, query.clauses(filt)[0]) is not None
     _selects_what_a_scan_selects(query, texts, filt)
 
 
-def _indexed_with_pairs(monkeypatch, tmp_path, texts, common_share: float) -> tuple[TableQuery, list[str]]:
+def _indexed_with_pairs(monkeypatch, tmp_path, texts, common_share: float, joins: bool = False,
+                        ) -> tuple[TableQuery, list[str]]:
     """A query over the texts stored compressed, their words indexed (a segment per batch), and the
-    pairs of those in at least ``common_share`` of the lines; the columns paired."""
+    pairs of those in at least ``common_share`` of the lines (and ``joins``: the joins of words); the
+    columns paired."""
     _budget(monkeypatch, 10**9)
     monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)
     monkeypatch.setattr(wi, "COMMON_SHARE", common_share)
     query = TableQuery(_stored(tmp_path, texts))
     query.warm(text=["text"])
-    return query, query.warm_phrases(["text"])
+    paired = query.warm_phrases(["text"])
+    if joins:
+        assert query.warm_joins(["text"]) == ["text"]
+    return query, paired
 
 
 def _selects_what_a_scan_selects(query: TableQuery, texts, filt: str) -> None:
@@ -593,7 +620,8 @@ def test_a_column_read_for_the_next_search_never_pushes_out_a_word_index(monkeyp
 
 SERVER_FILTERS = ['{text} contains "the"', '{text} contains "he"', '{text} has "cat"', '!({text} contains "other")',
                   '{text} contains "the other"', '{pred_text} contains "other the"', '{text} matches "[a-z]+e\\\\b"',
-                  '{text} matches "the.o"', '{text} contains "THE" || {pred_text} contains "them"',
+                  '{text} matches "the.o"', '{text} matches "e.o"', '{pred_text} matches "(?i)E.t|r.t"',
+                  '{text} contains "THE" || {pred_text} contains "them"',
                   '{pred_text} has "secret"']
 
 
@@ -625,6 +653,7 @@ def test_the_server_indexes_its_transcripts_and_finds_what_a_scan_finds(tmp_path
         assert not [line for line in scanned.stderr if line.startswith("phrases ready")]  # nothing to pair
         assert "text, pred_text, audio_filepath, audio_path ranked" in _said(indexed, "sorts ready")
         assert "no text column ranked" in _said(scanned, "sorts ready")
+        assert "joins of words of text, pred_text indexed" in _said(indexed, "regexes across words ready")
         assert "; Statistics, Errors prepared)" in _said(indexed, "pages ready")  # the warm-up's last line
         for filt in SERVER_FILTERS:
             path = "/api/utterances?" + urlencode({"filter": filt, "sort": "-duration", "page_size": 1000})

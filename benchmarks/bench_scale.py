@@ -171,6 +171,7 @@ class Server:
         self.searches_ready_s: float | None = None
         self.phrases_ready_s: float | None = None
         self.sorts_ready_s: float | None = None
+        self.regexes_ready_s: float | None = None
         self.pages_ready_s: float | None = None  # the warm-up's last line
 
         def watch_stderr() -> None:
@@ -183,6 +184,8 @@ class Server:
                     self.phrases_ready_s = time.perf_counter() - self.started
                 if line.startswith("sorts ready"):
                     self.sorts_ready_s = time.perf_counter() - self.started
+                if line.startswith("regexes across words ready"):
+                    self.regexes_ready_s = time.perf_counter() - self.started
                 if line.startswith(("pages ready", "warning: the pages were not prepared")):
                     self.pages_ready_s = time.perf_counter() - self.started
 
@@ -292,7 +295,8 @@ def main() -> None:
             print(starts[-1], flush=True)
             server.settle(args.settle)
             ready = [f"{t:.1f} s" if t is not None else "(not yet)"
-                     for t in (server.searches_ready_s, server.phrases_ready_s, server.sorts_ready_s)]
+                     for t in (server.searches_ready_s, server.phrases_ready_s, server.sorts_ready_s,
+                               server.regexes_ready_s)]
             starts[-1] += f" {' / '.join(ready)} |"
             for name in args.only:
                 path = QUERIES[name](size) if callable(QUERIES[name]) else QUERIES[name]
@@ -311,7 +315,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|")
     print("\n".join(builds))
     print("\n| utterances | warm start: dataset loaded | server answers /api/summary | server memory: RSS / anon "
-          "| searches / phrases / sorts ready | after the requests |")
+          "| searches / phrases / sorts / regexes across words ready | after the requests |")
     print("|---:|---:|---:|---:|---:|---:|")
     print("\n".join(starts))
     print("\n| utterances | request | first / again (ms) | answer |")

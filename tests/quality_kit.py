@@ -20,6 +20,15 @@ def need_espeak() -> None:
         pytest.skip("espeak-ng is not installed")
 
 
+def need_vad() -> None:
+    """Skip where Silero VAD cannot run (the ``vad`` extra is not installed), saying what to install."""
+    from sde.quality.apply import vad_unavailable
+
+    missing = vad_unavailable()
+    if missing:
+        pytest.skip(missing)
+
+
 def speak(text: str, voice: str = "en", sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """espeak-ng reading ``text`` (float32 mono), without espeak's own leading/trailing silence."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ from sde.quality.phonemes import (
 )
 from sde.quality.segments import measure_segments
 from sde.quality.tts import GUIDANCE, tts_report
-from tests.quality_kit import need_espeak, padded, speak, write
+from tests.quality_kit import need_espeak, need_vad, padded, speak, write
 
 
 def tone(amplitude: float, seconds: float = 3.0, sample_rate: int = 48000, hz: float = 997.0) -> np.ndarray:
@@ -132,6 +132,7 @@ def test_phoneme_histograms_by_chunks_of_stored_columns_equal_those_at_once(espe
 @pytest.fixture(scope="module")
 def corpus(espeak, tmp_path_factory) -> pd.DataFrame:
     """Anna (22.05 kHz, 3 utterances) and Bob (16 kHz, 2 utterances, one clipped and loud)."""
+    need_vad()  # the report reads their speech activity
     d = tmp_path_factory.mktemp("tts")
     rows = []
     for i, (speaker, text, rate, gain) in enumerate([

@@ -11,7 +11,7 @@ import pytest
 
 from sde.quality.segments import Cancelled, SegmentMeasures, measure_segments, vad_columns
 from sde.quality.vad import VAD_COLUMNS, VadParams, load_model, speech_activity, speech_intervals
-from tests.quality_kit import need_espeak, noise, padded, silence, speak, write
+from tests.quality_kit import need_espeak, need_vad, noise, padded, silence, speak, write
 
 SENTENCE = "the quick brown fox jumps over the lazy dog and then it runs far away"
 
@@ -19,6 +19,7 @@ SENTENCE = "the quick brown fox jumps over the lazy dog and then it runs far awa
 @pytest.fixture(scope="module")
 def speech() -> tuple[np.ndarray, int]:
     need_espeak()
+    need_vad()
     return speak(SENTENCE)
 
 
@@ -65,12 +66,14 @@ def test_leading_and_trailing_silence_match_the_padding(speech, sample_rate, bef
     0.3 * np.sin(2 * np.pi * 50 * np.arange(48000) / 16000).astype(np.float32),  # mains hum
 ], ids=["silence", "hiss", "loud-noise", "hum"])
 def test_no_speech_means_zero_speech_duration(signal):
+    need_vad()
     m = speech_activity(signal, 16000)
     assert m["speech_duration"] == pytest.approx(0.0, abs=0.1)
     assert m["speech_ratio"] == pytest.approx(0.0, abs=0.05)
 
 
 def test_empty_segment_has_no_speech_and_no_ratio():
+    need_vad()
     m = speech_activity(np.zeros(0, dtype=np.float32), 16000)
     assert m["speech_duration"] == 0.0 and np.isnan(m["speech_ratio"])
 
@@ -99,6 +102,7 @@ def test_padding_is_clipped_to_the_audio_and_merges_neighbours():
 
 
 def test_the_model_is_loaded_once_per_process():
+    need_vad()
     assert load_model() is load_model()
 
 

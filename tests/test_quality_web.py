@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sde.quality.apply import ensure_quality_columns, vad_unavailable, with_quality_columns
+from sde.quality.apply import ensure_quality_columns, with_quality_columns
 from sde.quality.augment import (
     AugmentError,
     AugmentParams,
@@ -35,15 +35,9 @@ from sde.quality.augment import (
     time_stretch,
 )
 from tests.browser_kit import api, sde_server
-from tests.quality_kit import need_espeak, quality_corpus
+from tests.quality_kit import need_espeak, need_vad, quality_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def need_vad() -> None:
-    missing = vad_unavailable()
-    if missing:
-        pytest.skip(missing)
 
 
 @pytest.fixture(scope="module")

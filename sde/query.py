@@ -1003,9 +1003,9 @@ class TableQuery:
     def warm_joins(self, text: Sequence[str]) -> list[str]:
         """After :meth:`warm`: index the joins of words of these transcripts' word indexes (the byte
         ending each word and the byte starting the next, sde.word_joins), in order, while the budget
-        has room (~8 s and ~0.25 GB per 10M lines): a regex that may match a space at one character
-        then reads the lines holding its joins (``e.t``: matched from them; ``th.s``: fewer lines
-        to test). Returns the columns done."""
+        has room (~6 s on two cores and ~0.25 GB per 10M lines): a regex that may match a space at
+        one character then reads the lines holding its joins (``e.t``: matched from them; ``th.s``:
+        fewer lines to test). Returns the columns done."""
         return self._engine.index_joins([c for c in text if self._kinds.get(c) == TEXT])
 
     # -- parsing against the table -----------------------------------------------------------

@@ -11,7 +11,8 @@ for longer pieces (``th.s``: "h"/"s") they narrow the lines left to test.
 
 Per segment of the column (sde.word_index.SEGMENT_BYTES of text), each join present is kept as
 the segment's rows holding it (4 bytes a row), or as a bit per row of the segment where more than
-:data:`BITS_SHARE` of its rows hold it. At 10M lines of ~12 words: ~0.25 GB, ~5 s on two cores.
+:data:`BITS_SHARE` of its rows hold it. At 10M lines of ~12 words: ~0.25 GB, ~6 s on two cores
+(numpy, a segment a thread).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 import time
 
@@ -257,6 +258,30 @@ def test_configure_sets_threads_and_memory_limit_of_new_connections(restore_sett
     assert threads == 1 and limit.replace(" ", "") in ("244.1MiB", "256.0MB", "256MB")
     tq = TableQuery(pd.DataFrame({"x": [3.0, 1.0, 2.0]}))
     assert tq.select("{x} > 1", "x").tolist() == [2, 0]
+
+
+def test_a_query_over_its_memory_spills_to_the_temporary_folder_not_the_current_one(restore_settings, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the user's data folder, where DuckDB's default would write ".tmp"
+    configure(threads=1, memory_limit="100MB")
+    con = connect()
+    spill = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+    got: list = []
+    query = threading.Thread(target=lambda: got.append(con.execute(
+        "SELECT count(*) FROM (SELECT i, md5(i::VARCHAR) AS s FROM range(5000000) t(i) ORDER BY s)").fetchone()))
+    spilled, here = set(), set()
+    try:
+        query.start()
+        while query.is_alive():  # what DuckDB writes while the query runs (it removes it when done)
+            spilled.update(os.listdir(spill) if os.path.isdir(spill) else ())
+            here.update(os.listdir(tmp_path))
+            time.sleep(0.005)
+        query.join()
+    finally:
+        con.close()
+    assert got == [(5000000,)]
+    assert spilled and not here and spill.startswith(tempfile.gettempdir())
+    assert not os.path.exists(spill)  # removed with the connection
 
 
 @pytest.mark.parametrize("threads, memory_limit, words", [

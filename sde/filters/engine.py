@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -104,6 +105,9 @@ def connect(settings: engine_settings.EngineSettings | None = None) -> duckdb.Du
     }
     if settings.memory_limit is not None:
         config["memory_limit"] = str(settings.memory_limit)
+    # What a query spills goes to the system's temporary folder (DuckDB removes it when closed):
+    # DuckDB's default, ".tmp" in the current folder, is the user's data folder.
+    config["temp_directory"] = os.path.join(tempfile.gettempdir(), f"sde-duckdb-{os.getpid()}")
     config["lock_configuration"] = True
     return duckdb.connect(":memory:", config=config)
 

@@ -132,6 +132,24 @@ def test_placeholder_example_uses_a_real_value(frame, expected):
     assert example_filter(frame, "{x} > 1") == expected
 
 
+def test_the_filter_example_is_counted_at_the_first_layout_once_not_at_start(write_manifest, monkeypatch):
+    from sde.web.pages import errors, samples
+
+    counted = []
+    real = samples.example_filter
+    monkeypatch.setattr(samples, "example_filter", lambda *a, **k: counted.append(a[1]) or real(*a, **k))
+    rows = [{"audio_filepath": f"a{i}.wav", "duration": 1.0 + i, "text": "a b", "pred_text": "a c",
+             "speaker": "anna" if i % 3 else "ben"} for i in range(6)]
+    dataset = build_dataset(write_manifest(rows))
+    samples.spec_for(dataset)  # what the server's start makes (create_app registers the callbacks)
+    assert counted == []
+    assert samples.placeholder(dataset) == '{wer} > 20 && {speaker} = "anna"'
+    assert samples.placeholder(dataset, "{duration} > 5") == '{duration} > 5 && {speaker} = "anna"'
+    samples.layout(dataset, samples.PATH, {})
+    errors.PAGE.layout(dataset, errors.PAGE.path, {})
+    assert counted == [""]  # one count for every page and lead
+
+
 def test_numeric_column_filters_default_to_at_least(demo):
     from sde.web.pages import samples
 

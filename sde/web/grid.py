@@ -50,7 +50,8 @@ class TableSpec:
     percent: Sequence[str] = ()                   # shown as "12.34%"
     pinned: Sequence[str] = ()                    # pinned left
     row_href: Callable[[Mapping, Mapping], str | None] | None = None   # (state, clicked row) → link
-    placeholder: str = '{wer} > 20 && {speaker} = "en-gb"'
+    # the filter box's example, asked for at the page's layout (a dataset's is counted from its rows)
+    placeholder: Callable[[], str] = lambda: '{wer} > 20 && {speaker} = "en-gb"'
 
 
 # ---------------------------------------------------------------- grid models → clauses

@@ -161,7 +161,7 @@ def layout(spec: TableSpec, params: Mapping[str, str], title: str, subtitle: Any
         value=visible, switch=True, className="column-picker",
     )
     box_view = filter_box(p(state.FILTER), p(state.APPLY), p(state.FILTER_FEEDBACK), box, box_error,
-                          f"e.g. {spec.placeholder}",
+                          f"e.g. {spec.placeholder()}",
                           tail=". Press Enter to apply. Column filters in the grid headers add to it.",
                           help_id=p(state.FILTER_HELP), className="flex-grow-1",
                           excerpt=excerpt, excerpt_id=p(state.FILTER_EXCERPT))

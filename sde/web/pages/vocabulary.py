@@ -40,7 +40,7 @@ def spec_for(dataset: "Dataset") -> TableSpec:
         prefix=state.VOCABULARY, path=PATH, api="/api/vocabulary", noun="words",
         df=lambda: dataset.vocabulary, query=lambda: dataset.vocabulary_query,
         labels=labels, visible=visible, wide=("word",), percent=percent,
-        row_href=row_href, placeholder='{count} > 5 && {accuracy} < 50',
+        row_href=row_href, placeholder=lambda: '{count} > 5 && {accuracy} < 50',
     )
 
 

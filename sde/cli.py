@@ -488,23 +488,21 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
         return
     words = f"; words of {', '.join(indexed)} indexed" if indexed else ""
     click.echo(f"searches ready ({time.monotonic() - started:.1f} s{words})", err=True)
-    if indexed:
-        paired = query.warm_phrases(indexed)
-        if stopping():
+    # each step: its line, the step, what it did to the columns it names, what it says when none
+    steps: list[tuple[str, Callable[[], list[str]], str, str]] = [
+        ("sorts ready", lambda: query.warm_sorts([*transcripts, *query.columns]), "{} ranked",
+         "no text column ranked: sorts compare the values")]
+    if indexed:  # the word indexes grow: pairs of common words before the sorts, joins of words after
+        steps.insert(0, ("phrases ready", lambda: query.warm_phrases(indexed), "pairs of common words of {} indexed",
+                         "no room for pairs of common words"))
+        steps.append(("regexes across words ready", lambda: query.warm_joins(indexed), "joins of words of {} indexed",
+                      "no room for joins of words"))
+    for said, step, done, none in steps:
+        columns = step()
+        if stopping():  # interrupted by the exit
             return
-        pairs = f"pairs of common words of {', '.join(paired)} indexed" if paired else "no room for pairs of common words"
-        click.echo(f"phrases ready ({time.monotonic() - started:.1f} s; {pairs})", err=True)
-    ranked = query.warm_sorts([*transcripts, *query.columns])
-    if stopping():
-        return
-    sorts = f"{', '.join(ranked)} ranked" if ranked else "no text column ranked: sorts compare the values"
-    click.echo(f"sorts ready ({time.monotonic() - started:.1f} s; {sorts})", err=True)
-    if indexed:
-        joined = query.warm_joins(indexed)
-        if stopping():
-            return
-        joins = f"joins of words of {', '.join(joined)} indexed" if joined else "no room for joins of words"
-        click.echo(f"regexes across words ready ({time.monotonic() - started:.1f} s; {joins})", err=True)
+        what = done.format(", ".join(columns)) if columns else none
+        click.echo(f"{said} ({time.monotonic() - started:.1f} s; {what})", err=True)
     if prepare is None:
         return
     try:

@@ -207,13 +207,7 @@ def index_pairs(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
     a phrase of them then tests only the lines holding the pair), when the budget has room for
     them beside every index kept; the index kept (None when there is none). Read from the column
     kept whole, else streamed. At 10M lines of ~12 words: ~5 s on two cores, ~0.15 GB."""
-    if not isinstance(column, CompressedColumn):
-        return None
-    with column.index_lock:
-        index = word_index(column)
-        if index is None or len(index.pairs):
-            return index
-        return _kept_within_room(column, lambda chunks, room: with_pairs(index, chunks, room))
+    return _grown_index(column, lambda index: len(index.pairs) > 0, with_pairs)
 
 
 def index_joins(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
@@ -221,13 +215,20 @@ def index_joins(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
     regex that may match a space at one character then reads them), when the budget has room for
     them beside every index kept; the index kept (None when there is none). Read from the column
     kept whole, else streamed. At 10M lines of ~12 words: ~6 s on two cores, ~0.25 GB."""
+    return _grown_index(column, lambda index: index.joins is not None, with_joins)
+
+
+def _grown_index(column: "CompressedColumn | LabelColumn | None", has: Callable[[WordIndex], bool],
+                 grow: Callable[[WordIndex, Iterable[pa.Array], int], WordIndex | None]) -> WordIndex | None:
+    """A column's word index, grown by ``grow(index, chunks, room)`` unless it ``has`` that already,
+    within the room the budget has (see _kept_within_room); None when there is no index."""
     if not isinstance(column, CompressedColumn):
         return None
-    with column.index_lock:
+    with column.index_lock:  # asked by two threads at once, grown once
         index = word_index(column)
-        if index is None or index.joins is not None:
+        if index is None or has(index):
             return index
-        return _kept_within_room(column, lambda chunks, room: with_joins(index, chunks, room))
+        return _kept_within_room(column, lambda chunks, room: grow(index, chunks, room))
 
 
 def _kept_within_room(column: "CompressedColumn",

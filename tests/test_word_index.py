@@ -685,16 +685,24 @@ def test_an_index_bigger_than_its_room_is_given_up(monkeypatch, spare, built):
     paired = wi.with_pairs(words, chunks)
     got = wi.with_pairs(words, chunks, max_bytes=paired.nbytes - words.nbytes + spare)  # the room for the pairs
     assert (got is not None) is built
+    joined = wi.with_joins(words, chunks)
+    assert joined.nbytes == words.nbytes + joined.joins.nbytes
+    assert (wi.with_joins(words, chunks, max_bytes=joined.joins.nbytes + spare) is not None) is built
 
 
-def test_pairs_are_indexed_only_where_the_budget_has_room_beside_every_word_index(monkeypatch, tmp_path):
+def _room_for_the_words_alone(monkeypatch, tmp_path) -> tuple[TableQuery, list[str | None], cc.CompressedColumn]:
+    """A query over texts stored compressed, their words indexed in a budget with 1,000 bytes to spare."""
     texts = _texts(3 * BATCH_ROWS, seed=4, lower=True)
     stored = _stored(tmp_path, texts)
     column = stored["text"].array.compressed
-    words = wi.build_word_index(column.chunks(), column.rows)
-    _budget(monkeypatch, words.nbytes + 1_000)  # the words fit, their pairs do not
+    _budget(monkeypatch, wi.build_word_index(column.chunks(), column.rows).nbytes + 1_000)
     query = TableQuery(stored)
     query.warm(text=["text"])
+    return query, texts, column
+
+
+def test_pairs_are_indexed_only_where_the_budget_has_room_beside_every_word_index(monkeypatch, tmp_path):
+    query, texts, column = _room_for_the_words_alone(monkeypatch, tmp_path)
     assert query.warm_phrases(["text"]) == [] and not len(cc.word_index(column).pairs)
     assert cc._WORDS.size == cc.word_index(column).nbytes
     for phrase in ["the other", "other the"]:  # the words alone narrow a phrase

@@ -14,10 +14,9 @@ import pytest
 from sde import compressed_columns as cc
 from sde import word_index as wi
 from sde import word_joins as wj
-from sde.compressed_columns import BATCH_ROWS
 from sde.filters import IndexAnswer
 from sde.query import TableQuery
-from tests.test_word_index import _budget, _few_words, _stored, _texts
+from tests.test_word_index import _few_words, _texts, _room_for_the_words_alone
 
 LINES = ["the cat", "the  cat", " the cat ", "thecat", "e t", "e\tt", "naïve time", "日本 the", "", None,
          "one two three", "a", "the cat the cat", "x. y"]
@@ -71,17 +70,6 @@ def test_joins_in_many_lines_are_kept_as_bits_and_rare_ones_as_rows():
     assert not rows and ad.tolist() == [97, 98, 99]
 
 
-@pytest.mark.parametrize("spare, built", [(0, True), (-1, False)], ids=["exactly its size", "a byte short"])
-def test_joins_bigger_than_their_room_are_given_up(monkeypatch, spare, built):
-    monkeypatch.setattr(wi, "SEGMENT_BYTES", 1)  # a segment per chunk: the projection is checked often
-    texts = _texts(300, seed=8, lower=True)
-    chunks = [pa.array(texts[a:a + 50], pa.large_string()) for a in range(0, 300, 50)]
-    words = wi.build_word_index(chunks, 300)
-    joined = wi.with_joins(words, chunks)
-    assert joined.nbytes == words.nbytes + joined.joins.nbytes
-    assert (wi.with_joins(words, chunks, max_bytes=joined.joins.nbytes + spare) is not None) is built
-
-
 # ---------------------------------------------------------------- searches through TableQuery
 
 def _joined(monkeypatch, tmp_path) -> tuple[TableQuery, list[str]]:
@@ -112,13 +100,7 @@ def test_a_regex_with_longer_pieces_tests_only_the_lines_holding_its_join(monkey
 
 
 def test_joins_are_indexed_only_where_the_budget_has_room_beside_every_word_index(monkeypatch, tmp_path):
-    texts = _texts(3 * BATCH_ROWS, seed=4, lower=True)
-    stored = _stored(tmp_path, texts)
-    column = stored["text"].array.compressed
-    words = wi.build_word_index(column.chunks(), column.rows)
-    _budget(monkeypatch, words.nbytes + 1_000)  # the words fit, their joins do not
-    query = TableQuery(stored)
-    query.warm(text=["text"])
+    query, texts, column = _room_for_the_words_alone(monkeypatch, tmp_path)
     assert query.warm_joins(["text"]) == [] and cc.word_index(column).joins is None
     assert cc._WORDS.size == cc.word_index(column).nbytes
     want = TableQuery(pd.DataFrame({"n": np.arange(len(texts)), "text": pd.Series(texts, dtype="string[pyarrow]")}))

@@ -161,8 +161,9 @@ class Dataset:
 
     def summary(self) -> dict:
         """The /api/summary JSON of DESIGN.md (plus a few extra keys). Computed once per dataset
-        generation (sums over every row: ~1 s at 10M utterances); each caller gets its own copy."""
-        computed = for_dataset(self, "summary", 1).get_or_compute("summary", self._summary)
+        generation (sums over every row: ~1 s at 10M utterances; a caller asking while another
+        computes it waits for that); each caller gets its own copy."""
+        computed = for_dataset(self, "summary", 1).get_or_compute_once("summary", self._summary)
         return copy.deepcopy(computed)
 
     def _summary(self) -> dict:

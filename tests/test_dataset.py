@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import numpy as np
 import pytest
 
+from sde.cli import _summary_ahead
 from sde.dataset import DatasetError, DatasetOptions, build_dataset
 
 ROWS = [
@@ -48,6 +51,31 @@ def test_rates_and_zero_duration(dataset):
     assert u["char_rate"].iloc[1] == pytest.approx(11.0)
     assert math.isnan(u["word_rate"].iloc[2])  # zero duration: NaN, never infinity
     assert not np.isinf(u["char_rate"].to_numpy()).any()
+
+
+def test_the_summary_asked_while_it_is_computed_waits_for_it(dataset, monkeypatch):
+    computed, real = [], type(dataset)._summary
+
+    def slow(self):
+        computed.append(1)
+        time.sleep(0.2)  # a 10M dataset's sums
+        return real(self)
+
+    monkeypatch.setattr(type(dataset), "_summary", slow)
+    ahead = threading.Thread(target=_summary_ahead, args=(dataset,))  # what the server starts with
+    ahead.start()
+    time.sleep(0.05)
+    assert dataset.summary()["utterances"] == 4
+    ahead.join()
+    assert computed == [1]
+
+
+def test_the_summary_made_ahead_leaves_its_error_to_the_request(dataset, monkeypatch, capsys):
+    monkeypatch.setattr(type(dataset), "_summary", lambda self: 1 / 0)
+    _summary_ahead(dataset)  # no traceback on the server's console
+    assert capsys.readouterr() == ("", "")
+    with pytest.raises(ZeroDivisionError):
+        dataset.summary()
 
 
 def test_summary_shape_and_corpus_numbers(dataset):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 
+import duckdb
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from sde.filters import parse, to_sql
-from sde.filters.regex import anchored_literals, literal_text
+from sde.filters.regex import anchored_literals, like_pattern, literal_text
 from sde.query import TableQuery
 
 
@@ -78,7 +80,7 @@ def test_literal_text(pattern, text):
 
 @pytest.mark.parametrize("pattern, sql", [
     ("of the", "contains"),
-    ("of.the", "regexp_matches"),
+    ("of\\s+the", "regexp_matches"),
     ("(?i)of the", "regexp_matches"),
 ])
 def test_a_regex_that_is_plain_text_is_a_substring_test(pattern, sql):
@@ -94,3 +96,48 @@ def test_a_plain_text_regex_selects_what_re_selects(pattern):
     for filt, keep in ((f'{{text}} matches "{pattern}"', True), (f'!({{text}} matches "{pattern}")', False)):
         want = [i for i, t in enumerate(texts) if t is not None and bool(re.search(pattern, t)) is keep]
         assert query.select(filt).tolist() == want
+
+
+@pytest.mark.parametrize("pattern, like", [
+    ("a.*b", "%a%b%"),
+    ("^the .* of$", "the % of"),       # RE2's ^ and $: the text's start and end
+    ("a.+b", "%a_%b%"),
+    ("a.b", "%a_b%"),
+    ("a.*?b", "%a%b%"),                # lazy or greedy: the same lines
+    ("(the).*(of)", "%the%of%"),
+    ("x%y.*_z", "%x\\%y%\\_z%"),     # LIKE's own characters escaped
+    ("a\\\\b.*c", "%a\\\\b%c%"),
+    ("^$", ""),
+    ("ß.*日", "%ß%日%"),
+    ("(?i)a.*b", None),                # case ignored
+    ("(?s)a.*b", None),                # "." matching a line break
+    ("(?m)^a.*b$", None),
+    ("a.*b|c", None),
+    ("a[bc].*d", None),
+    ("a.{2}b", None),
+    ("\\bthe.*of", None),
+    ("a\\s*b", None),
+])
+def test_like_pattern(pattern, like):
+    assert like_pattern(pattern) == like
+
+
+LIKE_TEXTS = ["a b", "ab", "ba", "a\nb", "xa\nby", "the cat of", "the\nx of", "the of", "x%y z_z", "x%y _z", "xzy _z",
+              "a\\b c", "ß 日", "ß\n日", "", None, "axb", "a%b", "a_b", "abc\n"]
+
+
+@pytest.mark.parametrize("pattern", ["a.*b", "^the .* of$", "a.+b", "a.b", "x%y.*_z", "a\\\\\\\\b.*c", "ß.*日",
+                                     "^$", "b$", "^a.*"])
+def test_a_regex_of_text_and_dots_is_a_like_test_that_selects_what_re2_selects(pattern):
+    rng = np.random.default_rng(2)
+    texts = [LIKE_TEXTS[i] for i in rng.integers(0, len(LIKE_TEXTS), 500)]
+    query = TableQuery(pd.DataFrame({"text": pd.Series(texts, dtype="string[pyarrow]")}))
+    regex = query.clauses(f'{{text}} matches "{pattern}"')[0].value  # as the filter language reads it
+    where, _ = to_sql(parse(f'{{text}} matches "{pattern}"'), {"text": "text"})
+    # a LIKE test, unless literal text at an anchor leaves RE2 only the lines it starts or ends
+    assert like_pattern(regex) is not None and (" LIKE " in where) == (anchored_literals(regex) == ("", ""))
+    re2 = duckdb.connect()  # the truth: RE2 itself, whose "$" and "." differ from Python's at line breaks
+    found = re2.execute("SELECT regexp_matches(t, ?) FROM unnest(?) AS u(t)", [regex, texts]).fetchall()
+    for filt, keep in ((f'{{text}} matches "{pattern}"', True), (f'!({{text}} matches "{pattern}")', False)):
+        want = [i for i, (hit,) in enumerate(found) if hit is not None and hit is keep]
+        assert query.select(filt).tolist() == want, filt

@@ -13,7 +13,7 @@ try:  # the parser of Python's re: sre_parse until 3.11
 except ImportError:  # pragma: no cover
     import sre_parse as _re_parser  # type: ignore[no-redef]
 
-__all__ = ["anchored_literals", "in_sequence", "literal_text", "parsed_regex"]
+__all__ = ["anchored_literals", "in_sequence", "like_pattern", "literal_text", "parsed_regex"]
 
 
 def parsed_regex(pattern: str) -> Any:
@@ -58,6 +58,33 @@ def literal_text(pattern: str) -> str | None:
             return None
         text.append(chr(arg))
     return "".join(text) or None
+
+
+def like_pattern(pattern: str) -> str | None:
+    """The LIKE pattern (escape character ``\\``) that a line without a line break matches exactly
+    where a regex does, for a regex of literal characters, ``.`` (one character: ``_``), ``.*`` and
+    ``.*?`` (any: ``%``) and ``.+`` (``_%``), anchored or not by a leading ``^`` and a trailing
+    ``$`` (RE2's: the text's start and end): ``a.*b`` → ``%a%b%``. DuckDB's LIKE runs ~4x faster
+    than RE2 (10M lines: ~0.2 s for ``a.*b``, ~1 s). None for any other regex, or one with flags
+    (case, ``.`` matching a line break, multi-line anchors)."""
+    parsed = parsed_regex(pattern)
+    if parsed is None or parsed.state.flags & ~re.UNICODE:
+        return None
+    items = list(in_sequence(parsed, flagged=False))
+    starts = items[:1] == [(_re_parser.AT, _re_parser.AT_BEGINNING)]
+    ends = len(items) > starts and items[-1] == (_re_parser.AT, _re_parser.AT_END)
+    like = []
+    for op, arg in items[int(starts):len(items) - int(ends)]:
+        if op is _re_parser.LITERAL:
+            like.append("\\" + chr(arg) if chr(arg) in "%_\\" else chr(arg))
+        elif op is _re_parser.ANY:
+            like.append("_")
+        elif op in (_re_parser.MAX_REPEAT, _re_parser.MIN_REPEAT) and list(arg[2]) == [(_re_parser.ANY, None)] \
+                and arg[0] in (0, 1) and arg[1] is _re_parser.MAXREPEAT:
+            like.append("_%" if arg[0] else "%")
+        else:
+            return None
+    return ("" if starts else "%") + "".join(like) + ("" if ends else "%")
 
 
 def in_sequence(items: Any, flagged: bool = True) -> Iterator[tuple[Any, Any]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sde.filters.bind import NUMBER, VIRTUAL, bind, iequal_pattern, re2_escape, word_pattern
-from sde.filters.regex import anchored_literals, literal_text
+from sde.filters.regex import anchored_literals, like_pattern, literal_text
 from sde.filters.tree import And, Clause, Column, Compare, Expr, Negate, Node, Not, Number, Or, conjuncts
 
 @dataclass(frozen=True)
@@ -168,11 +168,18 @@ class _Sql:
     def matches(self, col: str, pattern: str) -> str:
         """RE2 on the line, after a comparison of the text a match must start or end with
         (sde.filters.regex.anchored_literals): ``^the .* of$`` reads the lines starting "the ". A regex
-        that is plain text is a substring test (sde.filters.regex.literal_text)."""
+        that is plain text is a substring test (sde.filters.regex.literal_text); one of text, ``.``
+        and ``.*`` without such a start or end a LIKE test (sde.filters.regex.like_pattern: ``a.*b``
+        10M lines ~0.4 s instead of ~1.1), RE2 reading only the lines with a line break among those
+        it keeps (RE2's ``.`` never matches one, LIKE's ``_`` and ``%`` do)."""
         text = literal_text(pattern)
         if text is not None:
             return f"contains({col}, {self.param(text)})"
         prefix, suffix = anchored_literals(pattern)
+        like = like_pattern(pattern) if not prefix and not suffix else None  # compared bytes leave RE2 few lines
+        if like is not None:
+            return (f"({col} LIKE {self.param(like)} ESCAPE '\\' AND (NOT contains({col}, {self.param(chr(10))}) "
+                    f"OR regexp_matches({col}, {self.param(pattern)})))")
         guards = ([f"starts_with({col}, {self.param(prefix)})"] if prefix else []) + \
                  ([f"ends_with({col}, {self.param(suffix)})"] if suffix else [])
         test = f"regexp_matches({col}, {self.param(pattern)})"

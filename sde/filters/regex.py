@@ -40,9 +40,8 @@ def anchored_literals(pattern: str) -> tuple[str, str]:
     if parsed is None or parsed.state.flags & (re.IGNORECASE | re.MULTILINE):
         return "", ""
     items = list(parsed)
-    prefix = _literals(items[1:]) if items and items[0] == (_re_parser.AT, _re_parser.AT_BEGINNING) else ""
-    suffix = _literals(items[-2::-1])[::-1] if items and items[-1] == (_re_parser.AT, _re_parser.AT_END) else ""
-    return prefix, suffix
+    starts, ends = _anchored(items)
+    return _literals(items[1:]) if starts else "", _literals(items[-2::-1])[::-1] if ends else ""
 
 
 def literal_text(pattern: str) -> str | None:
@@ -71,8 +70,7 @@ def like_pattern(pattern: str) -> str | None:
     if parsed is None or parsed.state.flags & ~re.UNICODE:
         return None
     items = list(in_sequence(parsed, flagged=False))
-    starts = items[:1] == [(_re_parser.AT, _re_parser.AT_BEGINNING)]
-    ends = len(items) > starts and items[-1] == (_re_parser.AT, _re_parser.AT_END)
+    starts, ends = _anchored(items)
     like = []
     for op, arg in items[int(starts):len(items) - int(ends)]:
         if op is _re_parser.LITERAL:
@@ -95,6 +93,12 @@ def in_sequence(items: Any, flagged: bool = True) -> Iterator[tuple[Any, Any]]:
             yield from in_sequence(arg[-1], flagged)
         else:
             yield op, arg
+
+
+def _anchored(items: list[tuple[Any, Any]]) -> tuple[bool, bool]:
+    """Whether parsed regex items start with ``^`` and end with ``$`` (a lone ``^`` is not both)."""
+    starts = items[:1] == [(_re_parser.AT, _re_parser.AT_BEGINNING)]
+    return starts, len(items) > starts and items[-1] == (_re_parser.AT, _re_parser.AT_END)
 
 
 def _literals(items: list[tuple[Any, Any]]) -> str:

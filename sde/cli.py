@@ -542,8 +542,10 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # The first page a browser opens shows the summary (sums over every row: 0.3-0.8 s at 10M,
     # mostly reading the columns, numpy without the GIL): made while the web framework imports.
     threading.Thread(target=_summary_ahead, args=(dataset,), name="sde-summary", daemon=True).start()
+    from sde.web.serve import ServeError, import_dash, serve
+
+    import_dash()
     from sde.web.app import AppConfig, create_app
-    from sde.web.serve import ServeError, serve
 
     from sde.web.auth import parse_credentials
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import math
 import socket
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -336,3 +339,36 @@ def test_bind_port_zero_picks_a_free_port():
         sock.close()
     assert display_url("0.0.0.0", 8050) == "http://127.0.0.1:8050/"
     assert display_url("::1", 8050) == "http://[::1]:8050/"
+
+
+def _in_a_fresh_python(code: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_a_server_imports_dash_without_ipython():
+    pytest.importorskip("IPython")  # installed: Dash's notebook support would import it (~0.5 s a start)
+    seen = _in_a_fresh_python("""
+        import sys
+        from sde.web.serve import import_dash
+        import_dash()
+        import dash._jupyter
+        import sde.web.app
+        print("IPython" in sys.modules, dash._jupyter._dep_installed)
+        import IPython  # still importable afterwards
+        print(IPython.__name__)
+    """)
+    assert seen == ["False", "False", "IPython"]
+
+
+def test_dash_in_a_notebook_is_imported_as_it_is():
+    pytest.importorskip("IPython")
+    seen = _in_a_fresh_python("""
+        import sys
+        import IPython
+        from sde.web.serve import import_dash
+        import_dash()
+        print(sys.modules["IPython"] is IPython, "dash" in sys.modules)
+    """)
+    assert seen == ["True", "True"]

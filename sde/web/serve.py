@@ -3,7 +3,8 @@
 `reserve(host, port)` takes the port before anything else happens (the CLI calls it before it
 loads the data: a busy port is reported at once, not after minutes of loading a large manifest);
 `serve(app, ..., sock=that socket)` then listens on it. This module imports neither dash nor
-werkzeug at import time, so the check costs the CLI nothing but a socket.
+werkzeug at import time, so the check costs the CLI nothing but a socket; `import_dash()` then
+imports Dash for a server (without the notebook support it would load IPython for).
 """
 
 from __future__ import annotations
@@ -16,6 +17,22 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
     import dash
+
+
+def import_dash() -> None:
+    """Import Dash for a server. Where IPython is installed (any Jupyter environment), Dash's
+    notebook support imports it: ~0.4-0.6 s of every start of a server that never runs in a
+    notebook. While Dash imports, IPython reads as not installed, which Dash takes as "no
+    notebook"; anything imported later finds it as usual. In a notebook (IPython already
+    imported), Dash imports as it would."""
+    hidden = "dash" not in sys.modules and "IPython" not in sys.modules
+    if hidden:
+        sys.modules["IPython"] = None  # type: ignore[assignment]  # an import of it raises ImportError
+    try:
+        import dash  # noqa: F401
+    finally:
+        if hidden and sys.modules.get("IPython", False) is None:
+            del sys.modules["IPython"]
 
 
 class ServeError(Exception):

@@ -76,7 +76,7 @@ from sde.filters import (
 )
 from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
                             within_one_word)
-from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, arrow_column, configure, connect, cursor,
+from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, SingleLineColumns, arrow_column, configure, connect, cursor,
                                 numpy_sql, reopen, run_sql)
 
 __all__ = [
@@ -293,6 +293,7 @@ class _Engine:
         self._compressed: dict[str, CompressedColumn | LabelColumn] = {}  # identifier → its file
         self._scans: dict[str, Any] = {}
         self.lower_case = LowerCaseColumns(self._text_values)
+        self.single_line = SingleLineColumns(self._text_chunks)
         self.indexes_made = 0  # how many times word indexes or their pairs were added
         #: Read a column a query streamed whole afterwards, for the next query (TableQuery.warm: a
         #: server's searches); a batch command streams each time.
@@ -324,6 +325,23 @@ class _Engine:
             return None
         compressed = self._compressed.get(name)
         return compressed if compressed is not None else table[name]
+
+    def in_memory(self, column: str) -> bool:
+        """Whether a column's values are in memory (or mapped): not a compressed column left to
+        stream."""
+        values = self._text_values(column)
+        return not isinstance(values, CompressedColumn) or values.kept_whole() is not None
+
+    def _text_chunks(self, column: str) -> Any:
+        """A text column's values for a scan of its bytes: a label column's distinct values, a
+        compressed one's kept whole or else streamed, any other as it is; None for another column."""
+        values = self._text_values(column)
+        if isinstance(values, LabelColumn):
+            return values.dictionary
+        if isinstance(values, CompressedColumn):
+            whole = values.kept_whole()
+            return whole if whole is not None else values.chunks()
+        return values
 
     def _source(self, sql: str, tables: dict[str, Any], masks: Mapping[str, pa.Array],
                 ) -> tuple[str, list[CompressedColumn | LabelColumn]]:
@@ -698,7 +716,8 @@ class _Engine:
     def _clause_sql(self, clause: Clause, name: str) -> tuple[str, list[Any]]:
         """A text clause as SQL over a column called ``name``: (predicate, params)."""
         lower = (clause.column,) if clause.column in self.lower_case else ()
-        predicate, params = bound_sql([clause], {clause.column: TEXT}, names={clause.column: name}, lower_columns=lower)
+        predicate, params = bound_sql([clause], {clause.column: TEXT}, names={clause.column: name}, lower_columns=lower,
+                                      single_line_columns=self.single_line)  # read only for a LIKE test
         return predicate, list(params)
 
     @staticmethod
@@ -820,6 +839,7 @@ class TableQuery:
         self._engine.table()
         where, params = bound_sql(parts, self._kinds, virtual=virtual, names=self._engine.names,
                                   lower_columns=self._engine.lower_case,
+                                  single_line_columns=self._engine.single_line,
                                   indexed=functools.partial(self._engine.indexed_sql, masks))
         return where, list(params), tables, masks
 
@@ -982,6 +1002,8 @@ class TableQuery:
         wanted = self.columns if text is None else [c for c in text if c in self._kinds]
         self._engine.lower_case.learn(c for c in wanted if self._kinds[c] == TEXT)
         preload(self.df)
+        # whether each holds a line break, read now where that is cheap (a streamed one: at its first LIKE test)
+        self._engine.single_line.learn(c for c in wanted if self._kinds[c] == TEXT and self._engine.in_memory(c))
         self._engine.keep_searched = True
         if text is None:
             return []

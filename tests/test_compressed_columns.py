@@ -628,3 +628,18 @@ def test_without_room_for_ranks_sorts_compare_the_strings(monkeypatch, tmp_path,
     query = TableQuery(stored)
     assert query.warm_sorts() == [] and column.ranks is None and query._engine.sort_name("text") == "c1"
     assert query.select(None, "-text,n").tolist() == TableQuery(plain).select(None, "-text,n").tolist()
+
+
+@pytest.mark.parametrize("labels", [True, False], ids=["labels", "compressed"])
+@pytest.mark.parametrize("line_break", [False, True], ids=["single lines", "a line break"])
+def test_whether_a_stored_column_holds_a_line_break_is_read_from_its_values(tmp_path, labels, line_break):
+    values = ["the cat", "a dog"] * 20 + ["a\nb" if line_break else "a b"]
+    path = tmp_path / "text.arrow"
+    write_compressed(path, "text", [pa.array(values)], labels=labels)
+    column = open_column(path)
+    assert isinstance(column, LabelColumn) is labels
+    stored = pd.DataFrame({"n": np.arange(len(values))})
+    stored.insert(1, "text", _series(column))
+    query = TableQuery(stored)
+    assert ("text" in query._engine.single_line) is not line_break  # the LIKE test alone where none
+    assert query.select('{text} matches "a.b"').tolist() == ([] if line_break else [len(values) - 1])

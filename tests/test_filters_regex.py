@@ -9,9 +9,11 @@ import duckdb
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from sde.filters import parse, to_sql
+from sde.filters.engine import _SCAN_BYTES, holds_no_line_break
 from sde.filters.regex import anchored_literals, like_pattern, literal_text
 from sde.query import TableQuery
 
@@ -122,12 +124,12 @@ def test_like_pattern(pattern, like):
     assert like_pattern(pattern) == like
 
 
+LIKE_REGEXES = ["a.*b", "^the .* of$", "a.+b", "a.b", "x%y.*_z", "a\\\\\\\\b.*c", "ß.*日", "^$", "b$", "^a.*"]
 LIKE_TEXTS = ["a b", "ab", "ba", "a\nb", "xa\nby", "the cat of", "the\nx of", "the of", "x%y z_z", "x%y _z", "xzy _z",
               "a\\b c", "ß 日", "ß\n日", "", None, "axb", "a%b", "a_b", "abc\n"]
 
 
-@pytest.mark.parametrize("pattern", ["a.*b", "^the .* of$", "a.+b", "a.b", "x%y.*_z", "a\\\\\\\\b.*c", "ß.*日",
-                                     "^$", "b$", "^a.*"])
+@pytest.mark.parametrize("pattern", LIKE_REGEXES)
 def test_a_regex_of_text_and_dots_is_a_like_test_that_selects_what_re2_selects(pattern):
     rng = np.random.default_rng(2)
     texts = [LIKE_TEXTS[i] for i in rng.integers(0, len(LIKE_TEXTS), 500)]
@@ -136,8 +138,58 @@ def test_a_regex_of_text_and_dots_is_a_like_test_that_selects_what_re2_selects(p
     where, _ = to_sql(parse(f'{{text}} matches "{pattern}"'), {"text": "text"})
     # a LIKE test, unless literal text at an anchor leaves RE2 only the lines it starts or ends
     assert like_pattern(regex) is not None and (" LIKE " in where) == (anchored_literals(regex) == ("", ""))
+    assert "text" not in query._engine.single_line  # lines with a line break: RE2 reads those
+    _selects_what_re2_selects(query, pattern, texts)
+
+
+def _selects_what_re2_selects(query: TableQuery, pattern: str, texts: list[str | None]) -> None:
+    regex = query.clauses(f'{{text}} matches "{pattern}"')[0].value
     re2 = duckdb.connect()  # the truth: RE2 itself, whose "$" and "." differ from Python's at line breaks
     found = re2.execute("SELECT regexp_matches(t, ?) FROM unnest(?) AS u(t)", [regex, texts]).fetchall()
     for filt, keep in ((f'{{text}} matches "{pattern}"', True), (f'!({{text}} matches "{pattern}")', False)):
         want = [i for i, (hit,) in enumerate(found) if hit is not None and hit is keep]
         assert query.select(filt).tolist() == want, filt
+
+
+@pytest.mark.parametrize("pattern", LIKE_REGEXES)
+def test_on_lines_without_a_line_break_the_like_test_alone_selects_what_re2_selects(pattern):
+    rng = np.random.default_rng(3)
+    single = [t for t in LIKE_TEXTS if t is None or "\n" not in t] + ["a\rb", "a\u2028b", "a\x85b"]
+    texts = [single[i] for i in rng.integers(0, len(single), 500)]
+    query = TableQuery(pd.DataFrame({"text": pd.Series(texts, dtype="string[pyarrow]")}))
+    assert "text" in query._engine.single_line
+    _selects_what_re2_selects(query, pattern, texts)
+
+
+def test_a_regex_of_text_and_dots_in_a_single_line_column_is_its_like_test_alone():
+    where, params = to_sql(parse('{t} matches "a.*b"'), {"t": "text"}, single_line_columns=["t"])
+    assert (where, params) == ('("t" LIKE CAST(? AS VARCHAR))', ["%a%b%"])  # no ESCAPE: nothing escaped
+    where, params = to_sql(parse('{t} matches "x%y.*_z"'), {"t": "text"}, single_line_columns=["t"])
+    assert "ESCAPE" in where and params == ["%x\\%y%\\_z%"]  # LIKE's own characters, escaped
+    where, params = to_sql(parse('{t} matches "a.*b"'), {"t": "text"})
+    assert "regexp_matches" in where and params == ["%a%b%", "\n", "a.*b"]
+
+
+def test_re2s_dot_matches_every_character_but_a_line_break():
+    """The premise of the LIKE test alone, checked against DuckDB's RE2 over all of Unicode."""
+    with duckdb.connect() as con:
+        missed = con.execute("SELECT list(cp) FROM range(1, 1114112) r(cp) WHERE (cp < 55296 OR cp > 57343) "
+                             "AND NOT regexp_matches(chr(cp::INT), '^.$')").fetchone()[0]
+    assert missed == [10]
+
+
+CUT = "x" * (_SCAN_BYTES - 1)
+
+
+@pytest.mark.parametrize("values, expected", [
+    (pa.chunked_array([pa.array(["the end", "a\rb", "\u2028", "\x85", None, ""], pa.large_string())]), True),
+    (pa.chunked_array([pa.array(["the end"]), pa.array(["a\nb"])]), False),
+    (pa.array(["a\nb", "ab"], pa.string()).slice(1), True),  # only what the slice holds
+    (pa.array(["ab", "a\nb"], pa.string()).slice(1), False),
+    (pa.array([CUT + "yz\n"], pa.large_string()), False),  # in the second block scanned
+    (pa.chunked_array([], pa.large_string()), True),
+    (iter([pa.array(["a"]), pa.array(["b\n"])]), False),  # chunks, one at a time
+    (pa.array([1, 2]), False),  # not text: unsure
+])
+def test_holds_no_line_break(values, expected):
+    assert holds_no_line_break(values) is expected

@@ -7,6 +7,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -572,26 +574,43 @@ def test_comparison_page_compares_the_utterances_once_per_view(demo, monkeypatch
 
 
 def test_prepared_pages_are_first_visited_from_their_caches(monkeypatch):
-    """The server's warm-up lays out Statistics and Errors once (prepare_pages); the first visit
-    then computes no histogram and counts no error again."""
+    """The server's warm-up lays out Statistics, Errors and Comparison once (prepare_pages); the
+    first visit then computes no histogram, counts no error and compares nothing again."""
     from sde.web.pages import prepare_pages, statistics
 
     ds = build_dataset(DEMO)  # its own: the caches are the dataset's
-    counted = {"figures": 0, "affected": 0}
-    figures_of, affected = statistics.build_figures, analysis.affected_utterances
+    counted = {"figures": 0, "affected": 0, "compared": 0, "bootstrap": 0}
 
-    def building(dataset):
-        counted["figures"] += 1
-        return figures_of(dataset)
+    def counted_as(name, real):
+        def count(*args, **kwargs):
+            counted[name] += 1
+            return real(*args, **kwargs)
+        return count
 
-    def counting(*args, **kwargs):
-        counted["affected"] += 1
-        return affected(*args, **kwargs)
+    monkeypatch.setattr(statistics, "build_figures", counted_as("figures", statistics.build_figures))
+    monkeypatch.setattr(analysis, "affected_utterances", counted_as("affected", analysis.affected_utterances))
+    monkeypatch.setattr(analysis, "utterance_comparison", counted_as("compared", analysis.utterance_comparison))
+    monkeypatch.setattr(analysis, "compare", counted_as("bootstrap", analysis.compare))
+    assert prepare_pages(ds) == ["Statistics", "Errors", "Comparison"]
+    prepared = {"figures": 1, "affected": len(errors.KINDS), "compared": 1, "bootstrap": 1}
+    assert counted == prepared
+    shown = (text_of(statistics.layout(ds, "/", {})), text_of(errors.layout(ds, "/errors", {})),
+             text_of(comparison.layout(ds, "/comparison", {})))
+    assert counted == prepared
+    assert "Utterances30" in shown[0] and "Substitutions" in shown[1] and "B − A" in shown[2]
 
-    monkeypatch.setattr(statistics, "build_figures", building)
-    monkeypatch.setattr(analysis, "affected_utterances", counting)
-    assert prepare_pages(ds) == ["Statistics", "Errors"]
-    assert counted == {"figures": 1, "affected": len(errors.KINDS)}
-    shown = text_of(statistics.layout(ds, "/", {})), text_of(errors.layout(ds, "/errors", {}))
-    assert counted == {"figures": 1, "affected": len(errors.KINDS)}
-    assert "Utterances30" in shown[0] and "Substitutions" in shown[1]
+
+def test_a_comparison_visited_while_it_is_laid_out_waits_for_that_work(monkeypatch):
+    ds = build_dataset(DEMO)
+    calls = []
+    compared = analysis.utterance_comparison
+
+    def slow(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the second visit to arrive meanwhile
+        return compared(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "utterance_comparison", slow)
+    with ThreadPoolExecutor(2) as pool:
+        shown = list(pool.map(lambda _: text_of(comparison.layout(ds, "/comparison", {})), range(2)))
+    assert len(calls) == 1 and shown[0] == shown[1]

@@ -13,7 +13,9 @@
   deterministically); a click opens the utterance.
 
 Only offered when the manifest has at least two hypotheses. Built figures are cached per
-(a, b, filter, metric), so going back and forth costs nothing.
+(a, b, filter, metric), so going back and forth costs nothing. The server's warm-up lays out the
+default comparison (the first two hypotheses, WER, every utterance) once (10M utterances: ~6 s on
+two cores); a visit meanwhile waits for that work instead of repeating it.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def ranked_differences(dataset: "Dataset", a: "HypothesisField", b: "HypothesisF
         order = np.lexsort([frame["id"].to_numpy(), -np.abs(frame["diff"].to_numpy(dtype=np.float64))])
         return frame.iloc[order].reset_index(drop=True)
 
-    return _figures(dataset).get_or_compute(("ranked", a.field, b.field, metric, filter_text or ""), build)
+    return _figures(dataset).get_or_compute_once(("ranked", a.field, b.field, metric, filter_text or ""), build)
 
 
 def utterance_rows(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", metric: str,
@@ -190,7 +192,7 @@ def cached_utterances(dataset, a, b, metric, filter_text, utt_ids) -> tuple[Any,
         return (utterance_figure(dataset, a, b, metric, utt_ids, compared),
                 utterance_rows(dataset, a, b, metric, filter_text, utt_ids, compared=compared))
 
-    return _figures(dataset).get_or_compute(("utt", a.field, b.field, metric, filter_text), build)
+    return _figures(dataset).get_or_compute_once(("utt", a.field, b.field, metric, filter_text), build)
 
 
 def cached_words(dataset, a, b, filter_text, utt_ids) -> tuple[Any, list[dict]]:
@@ -204,7 +206,7 @@ def cached_words(dataset, a, b, filter_text, utt_ids) -> tuple[Any, list[dict]]:
                 for w, c, x, y, d, n in top[["word", "count", "acc_a", "acc_b", "diff", "net"]].itertuples(index=False)]
         return fig, rows
 
-    return _figures(dataset).get_or_compute(("words", a.field, b.field, filter_text), build)
+    return _figures(dataset).get_or_compute_once(("words", a.field, b.field, filter_text), build)
 
 
 def _r(x: float) -> float | None:
@@ -474,4 +476,5 @@ def callbacks(app, dataset: "Dataset") -> None:
         return click_href(ctx.triggered_id, cell, None, point, shown) or no_update
 
 
-PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, available=_available, api="/api/compare")
+PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, available=_available, api="/api/compare",
+            prepare=True)

@@ -554,9 +554,8 @@ def _once_per_row(rows: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
     keep[0] = True
     np.not_equal(rows[1:], rows[:-1], out=keep[1:])
     keep[offsets[:-1][offsets[:-1] < len(rows)]] = True  # a word's first row, whatever came before
-    before = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(keep, out=before[1:])
-    return rows[keep], before[offsets]
+    kept = np.flatnonzero(keep)
+    return rows[kept], np.searchsorted(kept, offsets)  # a word's new offset: the rows kept before it
 
 
 def _segments(chunks: Iterable[pa.Array], rows: int) -> Iterator[tuple[int, pa.Table, list[pa.Array]]]:

@@ -86,6 +86,18 @@ def test_an_index_counts_every_word_once_per_row_it_is_in():
     assert index.nbytes >= sum(len(p) for p in index.postings) * 4
 
 
+@pytest.mark.parametrize("rows, offsets, kept, new_offsets", [
+    ([4, 4, 4, 7], [0, 4], [4, 7], [0, 2]),                  # "the the the": one row
+    ([1, 1, 1, 1, 2], [0, 2, 5], [1, 1, 2], [0, 1, 3]),      # the same row in two words: once in each
+    ([3, 5, 5, 6], [0, 0, 2, 2, 4], [3, 5, 5, 6], [0, 0, 2, 2, 4]),  # empty words keep their place
+    ([9], [0, 1], [9], [0, 1]),
+    ([], [0, 0], [], [0, 0]),
+])
+def test_postings_keep_a_row_once_per_word(rows, offsets, kept, new_offsets):
+    got, got_offsets = wi._once_per_row(np.array(rows, dtype=np.uint32), np.array(offsets, dtype=np.int64))
+    assert got.tolist() == kept and got_offsets.tolist() == new_offsets
+
+
 @pytest.mark.parametrize("needle, per_row, marked", [
     ("the", 2, True),
     ("e", 2, True),      # 4 rows with "e" words in 5 rows

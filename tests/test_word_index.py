@@ -649,9 +649,11 @@ def _said(server, start: str, seconds: float = 60.0) -> str:
 
 def test_the_server_indexes_its_transcripts_and_finds_what_a_scan_finds(tmp_path):
     texts = [t or "" for t in _texts(600, seed=9, lower=True)]
+    # every 50th hypothesis holds a line break (RE2's "." never matches one); the references none
+    preds = [" ".join(reversed(t.split(" "))).replace(" ", "\n", 1 if i % 50 == 0 else 0) for i, t in enumerate(texts)]
     manifest = tmp_path / "m.json"
     manifest.write_text("".join(json.dumps({"audio_filepath": f"a{i}.wav", "duration": 1.0 + i % 5, "text": t,
-                                            "pred_text": " ".join(reversed(t.split(" ")))}) + "\n"
+                                            "pred_text": preds[i]}) + "\n"
                                 for i, t in enumerate(texts)))
     cache_dir = tmp_path / "cache"
     built = subprocess.run([sys.executable, "-m", "sde.cli", "index", str(manifest), "--cache-dir", str(cache_dir)],
@@ -672,6 +674,11 @@ def test_the_server_indexes_its_transcripts_and_finds_what_a_scan_finds(tmp_path
             got, want = indexed.json(path, 200), scanned.json(path, 200)
             assert got["total"] == want["total"] > 0, filt
             assert [r["id"] for r in got["rows"]] == [r["id"] for r in want["rows"]], filt
+        for column, values, regex in (("text", texts, "t.*o"), ("pred_text", preds, "e.*t")):  # LIKE tests
+            path = "/api/utterances?" + urlencode({"filter": f'{{{column}}} matches "{regex}"', "page_size": 1000})
+            want_ids = [i for i, v in enumerate(values) if re.search(regex, v)]  # "." as RE2's: no line break
+            for server in (indexed, scanned):
+                assert sorted(r["id"] for r in server.json(path, 200)["rows"]) == want_ids, (column, regex)
 
 
 def test_a_phrase_of_many_words_marks_at_most_a_few_of_them(monkeypatch, tmp_path):

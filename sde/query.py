@@ -76,8 +76,8 @@ from sde.filters import (
 )
 from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
                             within_one_word)
-from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, SingleLineColumns, arrow_column, configure, connect, cursor,
-                                numpy_sql, reopen, run_sql)
+from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, SingleLineColumns, arrow_column, configure,
+                                connect, cursor, numpy_sql, reopen, run_sql)
 
 __all__ = [
     "QueryError",

@@ -278,6 +278,9 @@ def holds_no_ascii_upper(arr: pa.Array | pa.ChunkedArray | Iterable[pa.Array]) -
     return True
 
 
+_LINE_BREAK = ord("\n")
+
+
 def holds_no_line_break(arr: pa.Array | pa.ChunkedArray | Iterable[pa.Array]) -> bool:
     """Whether no string of a text column holds a line break ("\\n", the one character RE2's "."
     never matches unless told to): there a regex of text and dots selects exactly the lines its
@@ -294,9 +297,6 @@ def holds_no_line_break(arr: pa.Array | pa.ChunkedArray | Iterable[pa.Array]) ->
             if np.equal(block, _LINE_BREAK, out=found[:len(block)]).any():
                 return False
     return True
-
-
-_LINE_BREAK = ord("\n")
 
 
 class TextColumnsThatHold:

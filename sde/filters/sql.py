@@ -188,7 +188,8 @@ class _Sql:
             test = f"{col} LIKE {self.param(like)}" + (" ESCAPE '\\'" if "\\" in like else "")
             if column in self.single_line_columns:
                 return f"({test})"
-            return f"({test} AND (NOT contains({col}, {self.param(chr(10))}) OR regexp_matches({col}, {self.param(pattern)})))"
+            return (f"({test} AND (NOT contains({col}, {self.param(chr(10))}) "
+                    f"OR regexp_matches({col}, {self.param(pattern)})))")
         guards = ([f"starts_with({col}, {self.param(prefix)})"] if prefix else []) + \
                  ([f"ends_with({col}, {self.param(suffix)})"] if suffix else [])
         test = f"regexp_matches({col}, {self.param(pattern)})"

@@ -76,8 +76,8 @@ from sde.filters import (
 )
 from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
                             within_one_word)
-from sde.filters.engine import (MAX_QUERY_SECONDS, LowerCaseColumns, SingleLineColumns, arrow_column, configure,
-                                connect, cursor, numpy_sql, reopen, run_sql)
+from sde.filters.engine import (MAX_QUERY_SECONDS, NOT_NOW, LowerCaseColumns, SingleLineColumns, arrow_column,
+                                configure, connect, cursor, numpy_sql, reopen, run_sql)
 
 __all__ = [
     "QueryError",
@@ -326,21 +326,16 @@ class _Engine:
         compressed = self._compressed.get(name)
         return compressed if compressed is not None else table[name]
 
-    def in_memory(self, column: str) -> bool:
-        """Whether a column's values are in memory (or mapped): not a compressed column left to
-        stream."""
-        values = self._text_values(column)
-        return not isinstance(values, CompressedColumn) or values.kept_whole() is not None
-
     def _text_chunks(self, column: str) -> Any:
         """A text column's values for a scan of its bytes: a label column's distinct values, a
-        compressed one's kept whole or else streamed, any other as it is; None for another column."""
+        compressed one's while it is kept whole (else NOT_NOW: a scan would decompress it, ~2 s
+        at 10M lines, inside the query that asks), any other as it is; None for another column."""
         values = self._text_values(column)
         if isinstance(values, LabelColumn):
             return values.dictionary
         if isinstance(values, CompressedColumn):
             whole = values.kept_whole()
-            return whole if whole is not None else values.chunks()
+            return whole if whole is not None else NOT_NOW
         return values
 
     def _source(self, sql: str, tables: dict[str, Any], masks: Mapping[str, pa.Array],
@@ -1002,8 +997,8 @@ class TableQuery:
         wanted = self.columns if text is None else [c for c in text if c in self._kinds]
         self._engine.lower_case.learn(c for c in wanted if self._kinds[c] == TEXT)
         preload(self.df)
-        # whether each holds a line break, read now where that is cheap (a streamed one: at its first LIKE test)
-        self._engine.single_line.learn(c for c in wanted if self._kinds[c] == TEXT and self._engine.in_memory(c))
+        # whether each holds a line break, read now where kept whole (another: once it is)
+        self._engine.single_line.learn(c for c in wanted if self._kinds[c] == TEXT)
         self._engine.keep_searched = True
         if text is None:
             return []

@@ -13,7 +13,7 @@ import pytest
 
 from sde.filters import Clause, parse_filter, to_sql
 from sde.filters.bind import iequal_pattern, re2_escape
-from sde.filters.engine import _SCAN_BYTES, LowerCaseColumns, holds_no_ascii_upper
+from sde.filters.engine import _SCAN_BYTES, NOT_NOW, LowerCaseColumns, holds_no_ascii_upper
 from sde.query import TableQuery
 
 MIXED = ["Ärger im Büro", "ärger im büro", "İstanbul", "istanbul", "ISTANBUL", "straße", "STRASSE", "strasse",
@@ -166,3 +166,18 @@ def test_each_column_is_read_once_even_when_asked_from_many_threads():
         found = list(pool.map(lambda c: c in lower, ["text", "mixed", "number"] * 20))
     assert found == [True, False, False] * 20
     assert sorted(reads) == ["mixed", "number", "text"]
+
+
+def test_a_column_that_cannot_be_read_now_is_asked_again_until_it_can():
+    reads: list[str] = []
+    ready = {"text": False}
+
+    def values(column: str) -> pa.ChunkedArray | object:
+        reads.append(column)
+        return pa.chunked_array([["the end"]]) if ready[column] else NOT_NOW
+
+    lower = LowerCaseColumns(values)
+    assert "text" not in lower and "text" not in lower  # not read: no answer kept
+    ready["text"] = True
+    assert "text" in lower and "text" in lower  # read once, then remembered
+    assert reads == ["text"] * 3

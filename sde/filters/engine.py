@@ -25,7 +25,7 @@ from sde import engine as engine_settings
 from sde.filters.bind import TEXT
 from sde.filters.language import QueryError
 
-__all__ = ["MAX_QUERY_SECONDS", "LowerCaseColumns", "SingleLineColumns", "TextColumnsThatHold", "arrow_column",
+__all__ = ["MAX_QUERY_SECONDS", "NOT_NOW", "LowerCaseColumns", "SingleLineColumns", "TextColumnsThatHold", "arrow_column",
            "arrow_sql", "configure", "connect", "cursor", "holds_no_ascii_upper", "holds_no_line_break", "numpy_sql",
            "run_sql", "stop_queries", "stopping"]
 
@@ -299,12 +299,17 @@ def holds_no_line_break(arr: pa.Array | pa.ChunkedArray | Iterable[pa.Array]) ->
     return True
 
 
+#: What a :class:`TextColumnsThatHold`'s ``values`` gives for a text column it cannot read cheaply
+#: now (a compressed column not kept whole): the answer is False, and a later ask reads it.
+NOT_NOW = object()
+
+
 class TextColumnsThatHold:
     """The text columns of one table whose values pass ``holds`` (e.g. :func:`holds_no_ascii_upper`),
     as a container (``column in it``, for :func:`sde.filters.to_sql`): a column is read on first
     ask and remembered (the table must never change). ``values(column)`` gives a text column's
-    values, None for any other column. Safe to ask from several threads: a column asked by two at
-    once is read once."""
+    values, None for any other column, :data:`NOT_NOW` for one to read at a later ask. Safe to ask
+    from several threads: a column asked by two at once is read once."""
 
     def __init__(self, values: Callable[[str], pa.Array | pa.ChunkedArray | Iterable[pa.Array] | None],
                  holds: Callable[[Any], bool]) -> None:
@@ -325,6 +330,8 @@ class TextColumnsThatHold:
         with lock:
             if column not in self._known:
                 values = self._values(column)
+                if values is NOT_NOW:
+                    return False
                 self._known[column] = values is not None and self._holds(values)
             return self._known[column]
 

@@ -13,7 +13,7 @@ import pytest
 
 from sde.filters import Clause, parse_filter, to_sql
 from sde.filters.bind import iequal_pattern, re2_escape
-from sde.filters.engine import _SCAN_BYTES, NOT_NOW, LowerCaseColumns, holds_no_ascii_upper
+from sde.filters.engine import _SCAN_BYTES, NOT_NOW, LowerCaseColumns, holds_no_ascii_upper, holds_no_line_break
 from sde.query import TableQuery
 
 MIXED = ["Ärger im Büro", "ärger im büro", "İstanbul", "istanbul", "ISTANBUL", "straße", "STRASSE", "strasse",
@@ -134,6 +134,20 @@ CUT = "x" * (_SCAN_BYTES - 1)  # with it, the next character starts on the last 
 ])
 def test_holds_no_ascii_upper(values, expected):
     assert holds_no_ascii_upper(values) is expected
+
+
+@pytest.mark.parametrize("values, expected", [
+    (_chunked(["the end", "a\rb", "\u2028", "\x85", None, ""]), True),  # RE2's "." matches these
+    (_chunked(["the end"], ["a\nb"]), False),
+    (pa.array(["a\nb", "ab"], pa.string()).slice(1), True),  # only what the slice holds
+    (pa.array(["ab", "a\nb"], pa.string()).slice(1), False),
+    (_chunked([CUT + "yz\n"]), False),  # in the second block scanned
+    (_chunked([]), True),
+    (iter([pa.array(["a"]), pa.array(["b\n"])]), False),  # chunks, one at a time
+    (pa.array([1, 2]), False),  # not text: unsure
+])
+def test_holds_no_line_break(values, expected):
+    assert holds_no_line_break(values) is expected
 
 
 def test_re2_folds_no_character_but_s_and_k_onto_an_ascii_letters_other_case():

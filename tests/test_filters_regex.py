@@ -9,11 +9,9 @@ import duckdb
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from sde.filters import parse, to_sql
-from sde.filters.engine import _SCAN_BYTES, holds_no_line_break
 from sde.filters.regex import anchored_literals, like_pattern, literal_text
 from sde.query import TableQuery
 
@@ -176,20 +174,3 @@ def test_re2s_dot_matches_every_character_but_a_line_break():
         missed = con.execute("SELECT list(cp) FROM range(1, 1114112) r(cp) WHERE (cp < 55296 OR cp > 57343) "
                              "AND NOT regexp_matches(chr(cp::INT), '^.$')").fetchone()[0]
     assert missed == [10]
-
-
-CUT = "x" * (_SCAN_BYTES - 1)
-
-
-@pytest.mark.parametrize("values, expected", [
-    (pa.chunked_array([pa.array(["the end", "a\rb", "\u2028", "\x85", None, ""], pa.large_string())]), True),
-    (pa.chunked_array([pa.array(["the end"]), pa.array(["a\nb"])]), False),
-    (pa.array(["a\nb", "ab"], pa.string()).slice(1), True),  # only what the slice holds
-    (pa.array(["ab", "a\nb"], pa.string()).slice(1), False),
-    (pa.array([CUT + "yz\n"], pa.large_string()), False),  # in the second block scanned
-    (pa.chunked_array([], pa.large_string()), True),
-    (iter([pa.array(["a"]), pa.array(["b\n"])]), False),  # chunks, one at a time
-    (pa.array([1, 2]), False),  # not text: unsure
-])
-def test_holds_no_line_break(values, expected):
-    assert holds_no_line_break(values) is expected

@@ -260,21 +260,17 @@ def holds_no_ascii_upper(arr: pa.Array | pa.ChunkedArray | Iterable[pa.Array]) -
     known = getattr(arr, "no_ascii_upper", None)
     if isinstance(known, bool):
         return known
-    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr] if isinstance(arr, pa.Array) else arr
     shifted = np.empty(_SCAN_BYTES + 2, dtype=np.uint8)
     upper = np.empty(_SCAN_BYTES + 2, dtype=bool)
-    for chunk in chunks:
-        data = _string_bytes(chunk)
-        if data is None:
+    for block in _byte_blocks(arr, overlap=2):  # two more: a character cut at the end is read whole
+        if block is None:
             return False
-        for start in range(0, len(data), _SCAN_BYTES):
-            block = data[start:start + _SCAN_BYTES + 2]  # two more: a character cut at the end is read whole
-            n = len(block)
-            np.subtract(block, ord("A"), out=shifted[:n])  # wraps below "A": A-Z is < 26
-            if np.less(shifted[:n], 26, out=upper[:n]).any():
-                return False
-            if block.max() >= _ASCII_FOLDS[0][0] and any(_found(block, folded) for folded in _ASCII_FOLDS):
-                return False
+        n = len(block)
+        np.subtract(block, ord("A"), out=shifted[:n])  # wraps below "A": A-Z is < 26
+        if np.less(shifted[:n], 26, out=upper[:n]).any():
+            return False
+        if block.max() >= _ASCII_FOLDS[0][0] and any(_found(block, folded) for folded in _ASCII_FOLDS):
+            return False
     return True
 
 
@@ -286,17 +282,25 @@ def holds_no_line_break(arr: pa.Array | pa.ChunkedArray | Iterable[pa.Array]) ->
     never matches unless told to): there a regex of text and dots selects exactly the lines its
     LIKE pattern does (sde.filters.sql), and RE2 need not read any. Read from the column's bytes
     (~0.1 s for 700 MB); False when unsure (not a string type). ``arr`` may also be its chunks."""
-    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr] if isinstance(arr, pa.Array) else arr
     found = np.empty(_SCAN_BYTES, dtype=bool)
+    for block in _byte_blocks(arr):
+        if block is None or np.equal(block, _LINE_BREAK, out=found[:len(block)]).any():
+            return False
+    return True
+
+
+def _byte_blocks(arr: pa.Array | pa.ChunkedArray | Iterable[pa.Array], overlap: int = 0) -> Iterator[np.ndarray | None]:
+    """The UTF-8 bytes of a text column, :data:`_SCAN_BYTES` at a time (each block with ``overlap``
+    bytes of the next), for scans into scratch arrays allocated once; None for a chunk that is not
+    text (the scan is then unsure). ``arr`` may also be its chunks, one at a time."""
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr] if isinstance(arr, pa.Array) else arr
     for chunk in chunks:
         data = _string_bytes(chunk)
         if data is None:
-            return False
+            yield None
+            return
         for start in range(0, len(data), _SCAN_BYTES):
-            block = data[start:start + _SCAN_BYTES]
-            if np.equal(block, _LINE_BREAK, out=found[:len(block)]).any():
-                return False
-    return True
+            yield data[start:start + _SCAN_BYTES + overlap]
 
 
 #: What a :class:`TextColumnsThatHold`'s ``values`` gives for a text column it cannot read cheaply

@@ -61,6 +61,7 @@ QUERIES: dict[str, str | Callable[[int], str]] = {
     "a phrase with a rare word": _page('{text} contains "clipuzir the"', "duration"),
     "a regex whose ways across words are in most lines": _page('{text} matches "e.t"', "duration"),
     "a search of the first hypothesis": _page('{pred_text} contains "the"', "-wer"),
+    "a search of the second hypothesis": _page('{pred_text_b} contains "the"', "-wer"),
     "every utterance sorted by speaker": _page("", "speaker"),
     "every utterance sorted by transcript": _page("", "-text"),
     "page 100 of every utterance by -snr (rows 5,000-5,050)": _page("", "-snr", page=100),

@@ -192,7 +192,7 @@ def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
     room for it beside the indexes already kept (whole columns make way: see _WORDS); None when
     it has not (searches scan; the build gives up once its first segments project it too big).
     Read from the column kept whole, else streamed. At 10M lines of ~12 words: ~5 s on two cores,
-    ~0.45 GB."""
+    ~0.32 GB."""
     if not isinstance(column, CompressedColumn):
         return None
     with column.index_lock:  # asked by two threads at once, built once

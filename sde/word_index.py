@@ -14,7 +14,10 @@ followed by one passing the next (:meth:`WordIndex.phrase_rows`): known for pair
 
 The index is built by DuckDB, a segment of :data:`SEGMENT_BYTES` at a time (memory: the
 postings, 4 bytes per word of the column, plus one segment's work), and kept in memory by
-sde.compressed_columns within the budget of whole columns.
+sde.compressed_columns within the budget of whole columns. A word in more than
+sde.word_joins.BITS_SHARE of a segment's rows ("the", "a", "of") is kept as a bit per row of the
+segment instead, as the joins are: at 10M lines of ~12 words, ~430 such words and segments held
+43% of the postings (179 MB) in 45 MB of bits.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import pyarrow.compute as pc
 from sde.engine import settings
 from sde.filters.engine import arrow_sql, numpy_sql, stopping
 from sde.filters.regex import in_sequence, parsed_regex
-from sde.word_joins import WordJoins, segment_joins
+from sde.word_joins import BITS_SHARE, WordJoins, or_bits, segment_joins
 
 try:  # the parser of Python's re: sre_parse until 3.11
     from re import _parser as _re_parser  # type: ignore[attr-defined]
@@ -84,25 +87,71 @@ class WordTest:
 
 
 @dataclass(frozen=True)
+class Postings:
+    """The rows of a words (or pairs) table's entries, per segment of the column: ``bases[i]``, the
+    segment's first row (``bases[i + 1]``, the next one's); ``rows[i]``, the row positions of its
+    entries kept as rows (a slice each: ``start``/``stop``); ``bits[i]``, a row of bits per entry
+    kept as bits (``bit``, its row; little-endian, a bit per row of the segment)."""
+
+    bases: np.ndarray
+    rows: tuple[np.ndarray, ...]
+    bits: tuple[np.ndarray, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.bases.nbytes + sum(r.nbytes for r in self.rows) + sum(b.nbytes for b in self.bits))
+
+    def of(self, seg: int, start: int, stop: int, bit: int) -> np.ndarray:
+        """One entry's rows (ascending)."""
+        if bit < 0:
+            return self.rows[seg][start:stop]
+        count = int(self.bases[seg + 1] - self.bases[seg])
+        return np.flatnonzero(np.unpackbits(self.bits[seg][bit], count=count, bitorder="little")) + self.bases[seg]
+
+
+def _postings(parts: Sequence[tuple[int, np.ndarray, np.ndarray]], rows: int) -> Postings:
+    """Postings of segments given as (first row, rows, bits), in order; ``rows``: the column's."""
+    bases = np.array([base for base, _, _ in parts] + [rows], dtype=np.int64)
+    return Postings(bases, tuple(r for _, r, _ in parts), tuple(b for _, _, b in parts))
+
+
+#: The columns of a words or pairs table that place an entry's rows (see Postings), and its count of rows.
+_SPAN = ("seg", "start", "stop", "bit", "count")
+
+
+@dataclass(frozen=True)
 class _Spans:
-    """The words (a words table's rows) that passed a test: their slices of the postings."""
+    """The words (a words table's rows) that passed a test: where their rows are (see Postings)."""
 
     segments: np.ndarray
     starts: np.ndarray
     stops: np.ndarray
+    bits: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, table: pa.Table, entries: np.ndarray | None = None) -> "_Spans":
+        columns = (table[c].to_numpy() for c in _SPAN)
+        return cls(*(columns if entries is None else (c[entries] for c in columns)))
 
     @property
     def postings(self) -> int:
-        return int((self.stops - self.starts).sum())
+        """The rows they hold (a row twice where two of them hold it)."""
+        return int(self.counts.sum())
 
     def only(self, keep: np.ndarray) -> "_Spans":
-        return _Spans(self.segments[keep], self.starts[keep], self.stops[keep])
+        return _Spans(self.segments[keep], self.starts[keep], self.stops[keep], self.bits[keep], self.counts[keep])
 
-    def mark(self, mask: np.ndarray, postings: Sequence[np.ndarray]) -> None:
-        for seg in np.unique(self.segments):
+    def mark(self, mask: np.ndarray, postings: Postings) -> None:
+        for seg in np.unique(self.segments).tolist():
             mine = self.segments == seg
-            picked = [postings[int(seg)][a:b] for a, b in zip(self.starts[mine].tolist(), self.stops[mine].tolist())]
-            mask[np.concatenate(picked)] = True
+            as_rows = mine & (self.bits < 0)
+            picked = [postings.rows[seg][a:b] for a, b in zip(self.starts[as_rows].tolist(), self.stops[as_rows].tolist())]
+            if picked:
+                mask[np.concatenate(picked)] = True
+            segment = mask[postings.bases[seg]:postings.bases[seg + 1]]
+            for bit in self.bits[mine & (self.bits >= 0)].tolist():
+                or_bits(segment, postings.bits[seg][bit])
 
 
 @dataclass(frozen=True)
@@ -118,28 +167,28 @@ class _Passing:
 @dataclass(frozen=True)
 class WordIndex:
     """The rows of every word of a column. ``words``: one row per word and segment, by word (``w``,
-    the word; ``seg``, the segment; ``start``/``stop``, its slice of that segment's postings);
-    ``postings``: per segment, the row positions of its words; ``vocabulary``: each distinct word
+    the word; ``seg``, the segment; ``start``/``stop``/``bit``, where its rows are in ``postings``;
+    ``count``, how many); ``postings``: per segment, the rows of its words (:class:`Postings`); ``vocabulary``: each distinct word
     once (``w``; ``common``, one of the words whose pairs are indexed; ``first``/``stop``, its rows
     of ``words``), so a search tests each word once; ``nulls``: the positions of missing values (a
     search neither matches nor fails to match them). ``pairs`` (``a``, ``b``, ``seg``, ``start``,
-    ``stop``) and ``pair_postings``: the same as ``words`` and ``postings`` for every two common
+    ``stop``, ``bit``, ``count``) and ``pair_postings``: the same as ``words`` and ``postings`` for every two common
     words that follow each other in a line. ``joins``: the lines holding each join of two words
     (sde.word_joins), once built (:func:`with_joins`)."""
 
     rows: int
     words: pa.Table
-    postings: tuple[np.ndarray, ...]
+    postings: Postings
     vocabulary: pa.Table
     nulls: np.ndarray
     pairs: pa.Table
-    pair_postings: tuple[np.ndarray, ...]
+    pair_postings: Postings
     joins: WordJoins | None = None
 
     @property
     def nbytes(self) -> int:
-        return int(self.words.nbytes + sum(p.nbytes for p in self.postings) + self.vocabulary.nbytes
-                   + self.nulls.nbytes + self.pairs.nbytes + sum(p.nbytes for p in self.pair_postings)
+        return int(self.words.nbytes + self.postings.nbytes + self.vocabulary.nbytes
+                   + self.nulls.nbytes + self.pairs.nbytes + self.pair_postings.nbytes
                    + (self.joins.nbytes if self.joins is not None else 0))
 
     def matching_rows(self, test: WordTest, per_row: float | None = None) -> pa.BooleanArray | None:
@@ -203,7 +252,7 @@ class WordIndex:
             a, b = passing[step], passing[step + 1]
             pairs = self.pairs.filter(pc.and_(pc.is_in(self.pairs["a"], value_set=a.common_words),
                                               pc.is_in(self.pairs["b"], value_set=b.common_words)))
-            paired = _Spans(*(pairs[c].to_numpy() for c in ("seg", "start", "stop")))
+            paired = _Spans.of(pairs)
             if paired.postings + a.rare.postings + b.rare.postings > limit:
                 continue
             mask = np.zeros(self.rows, dtype=bool)
@@ -233,7 +282,7 @@ class WordIndex:
         first, stop = np.asarray(got["first"], dtype=np.int64), np.asarray(got["stop"], dtype=np.int64)
         counts = stop - first
         entries = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first - np.cumsum(counts) + counts, counts)
-        spans = _Spans(*(self.words[c].to_numpy()[entries] for c in ("seg", "start", "stop")))
+        spans = _Spans.of(self.words, entries)
         common = np.asarray(got["common"], dtype=bool)
         words = np.asarray(got["word"], dtype=object)
         return _Passing(spans, spans.only(~np.repeat(common, counts)), pa.array(words[common], pa.large_string()))
@@ -591,23 +640,24 @@ def build_word_index(chunks: Iterable[pa.Array], rows: int, max_bytes: int | Non
     column of one long word a line makes an index bigger than itself). Raises
     sde.filters.QueryError when DuckDB cannot (e.g. its memory limit)."""
     words: list[pa.Table] = []
-    postings: list[np.ndarray] = []
+    postings: list[tuple[int, np.ndarray, np.ndarray]] = []
     nulls: list[np.ndarray] = []
     for base, segment, pending in _segments(chunks, rows):
-        found, rows_of_words = _grouped(_WORDS_SQL, {"seg": segment}, [WORD], len(postings))
+        found, rows_of_words, bits = _grouped(_WORDS_SQL, {"seg": segment}, [WORD], len(postings), base)
         words.append(found)
-        postings.append(rows_of_words)
+        postings.append((base, rows_of_words, bits))
         for a in pending:
             if a.null_count:
                 nulls.append(np.flatnonzero(pc.is_null(a).to_numpy(zero_copy_only=False)) + base)
             base += len(a)
-        size = sum(t.nbytes for t in words) + sum(p.nbytes for p in (*postings, *nulls))
+        size = sum(t.nbytes for t in words) + sum(r.nbytes + b.nbytes for _, r, b in postings) \
+            + sum(n.nbytes for n in nulls)
         if base < rows and _over(size, base, rows, max_bytes, PROJECTION_MARGIN):
             return None
     table, vocabulary = _by_word(pa.concat_tables(words) if words else _no_words())
-    index = WordIndex(rows=rows, words=table, postings=tuple(postings), vocabulary=vocabulary,
+    index = WordIndex(rows=rows, words=table, postings=_postings(postings, rows), vocabulary=vocabulary,
                       nulls=np.concatenate(nulls).astype(np.int64) if nulls else np.zeros(0, dtype=np.int64),
-                      pairs=_no_pairs(), pair_postings=())
+                      pairs=_no_pairs(), pair_postings=_postings([], rows))
     return None if max_bytes is not None and index.nbytes > max_bytes else index
 
 
@@ -620,19 +670,19 @@ def with_pairs(index: WordIndex, chunks: Iterable[pa.Array], max_bytes: int | No
     if not len(common):
         return None
     pairs: list[pa.Table] = []
-    pair_postings: list[np.ndarray] = []
+    pair_postings: list[tuple[int, np.ndarray, np.ndarray]] = []
     for base, segment, _ in _segments(chunks, index.rows):
-        found, rows_of_pairs = _grouped(_PAIRS_SQL, {"seg": segment, "common": pa.table({WORD: common})},
-                                        ["a", "b"], len(pair_postings))
+        found, rows_of_pairs, bits = _grouped(_PAIRS_SQL, {"seg": segment, "common": pa.table({WORD: common})},
+                                              ["a", "b"], len(pair_postings), base)
         pairs.append(found)
-        pair_postings.append(rows_of_pairs)
-        size = sum(t.nbytes for t in pairs) + sum(p.nbytes for p in pair_postings)
+        pair_postings.append((base, rows_of_pairs, bits))
+        size = sum(t.nbytes for t in pairs) + sum(r.nbytes + b.nbytes for _, r, b in pair_postings)
         if _over(size, base + segment.num_rows, index.rows, max_bytes, PROJECTION_MARGIN):
             return None
     vocabulary = index.vocabulary.set_column(index.vocabulary.schema.get_field_index("common"), "common",
                                              pc.is_in(index.vocabulary[WORD], value_set=common))
     grown = replace(index, vocabulary=vocabulary, pairs=pa.concat_tables(pairs) if pairs else _no_pairs(),
-                    pair_postings=tuple(pair_postings))
+                    pair_postings=_postings(pair_postings, index.rows))
     return None if max_bytes is not None and grown.nbytes - index.nbytes > max_bytes else grown
 
 
@@ -676,27 +726,49 @@ def _by_word(words: pa.Table) -> tuple[pa.Table, pa.Table]:
     return words, vocabulary
 
 
-def _grouped(sql: str, tables: dict[str, pa.Table], keys: Sequence[str], segment: int) -> tuple[pa.Table, np.ndarray]:
-    """A segment's query grouping rows ``r`` by ``keys`` into ``rows`` lists, as a table of the keys
-    and their slices (``seg``, ``start``, ``stop``) of the postings it returns with it."""
+def _grouped(sql: str, tables: dict[str, pa.Table], keys: Sequence[str], segment: int,
+             base: int) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """A segment's query grouping rows ``r`` by ``keys`` into ``rows`` lists (the segment's first
+    row: ``base``), as a table of the keys and where their rows are (``seg``, ``start``, ``stop``,
+    ``bit``, ``count``: see Postings), with the segment's rows and bits."""
     got = arrow_sql(sql, (), tables)
     lists = got.column("rows").combine_chunks() if got.num_rows else \
         pa.array([], pa.list_(tables["seg"].schema.field("r").type))
     offsets = lists.offsets.to_numpy().astype(np.int64)
     rows_of, offsets = _once_per_row(lists.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]],
                                      offsets - offsets[0])
+    counts = np.diff(offsets)
+    as_bits = counts > BITS_SHARE * tables["seg"].num_rows
+    bits = _bits_of(rows_of, offsets, np.flatnonzero(as_bits), base, tables["seg"].num_rows)
+    rows_of = rows_of[np.repeat(~as_bits, counts)]  # what bits hold leaves the rows
+    stops = np.cumsum(np.where(as_bits, 0, counts))
+    bit = np.full(got.num_rows, -1, dtype=np.int32)
+    bit[as_bits] = np.arange(int(as_bits.sum()), dtype=np.int32)
     every = np.arange(got.num_rows)
     # copied out: a column of DuckDB's answer keeps the whole answer (the lists too) alive
     columns = {key: got.column(key).cast(pa.large_string()).take(every) for key in keys}
     return pa.table({**columns, "seg": pa.array(np.full(got.num_rows, segment, dtype=np.int32)),
-                     "start": pa.array(offsets[:-1]), "stop": pa.array(offsets[1:])}), rows_of
+                     "start": pa.array(stops - np.where(as_bits, 0, counts)), "stop": pa.array(stops),
+                     "bit": pa.array(bit), "count": pa.array(counts)}), rows_of, bits
+
+
+def _bits_of(rows_of: np.ndarray, offsets: np.ndarray, entries: np.ndarray, base: int, count: int) -> np.ndarray:
+    """A row of bits (little-endian, a bit per row of the segment of ``count`` rows from ``base``)
+    per entry of ``entries``: its rows ``rows_of[offsets[i]:offsets[i + 1]]``."""
+    bits = np.zeros((len(entries), (count + 7) // 8), dtype=np.uint8)
+    line = np.empty(count, dtype=bool)
+    for i, entry in enumerate(entries.tolist()):
+        line[:] = False
+        line[rows_of[offsets[entry]:offsets[entry + 1]].astype(np.int64) - base] = True
+        bits[i] = np.packbits(line, bitorder="little")
+    return bits
 
 
 def _most_common(index: WordIndex) -> pa.Array:
     """The words of an index in at least :data:`COMMON_SHARE` of its rows, at most
     :data:`MAX_COMMON` of them, the most frequent."""
     first = index.vocabulary["first"].to_numpy()
-    per_entry = index.words["stop"].to_numpy() - index.words["start"].to_numpy()
+    per_entry = index.words["count"].to_numpy()
     counts = np.add.reduceat(per_entry, first) if len(first) else np.zeros(0, dtype=np.int64)
     top = np.argsort(-counts, kind="stable")[:MAX_COMMON]
     return index.vocabulary[WORD].take(top[counts[top] >= COMMON_SHARE * max(index.rows, 1)]).combine_chunks()
@@ -711,4 +783,5 @@ def _no_pairs() -> pa.Table:
 
 
 def _no_spans() -> dict[str, pa.Array]:
-    return {"seg": pa.array([], pa.int32()), "start": pa.array([], pa.int64()), "stop": pa.array([], pa.int64())}
+    return {"seg": pa.array([], pa.int32()), "start": pa.array([], pa.int64()), "stop": pa.array([], pa.int64()),
+            "bit": pa.array([], pa.int32()), "count": pa.array([], pa.int64())}

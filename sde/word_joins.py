@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["BITS_SHARE", "WordJoins", "join_code", "segment_joins"]
+__all__ = ["BITS_SHARE", "WordJoins", "join_code", "or_bits", "segment_joins"]
 
 #: A join in more than this share of a segment's rows is kept as a bit per row (1/8 byte) instead
 #: of its rows (4 bytes each): the smaller of the two.
@@ -76,10 +76,15 @@ class WordJoins:
             rows = mask[segment.base:segment.base + segment.rows]
             for i in np.flatnonzero(np.isin(segment.codes, wanted)).tolist():
                 if segment.bits[i]:
-                    rows |= np.unpackbits(segment.kept[i], count=segment.rows, bitorder="little").view(bool)
+                    or_bits(rows, segment.kept[i])
                 else:
                     rows[segment.kept[i]] = True
         return mask
+
+
+def or_bits(mask: np.ndarray, bits: np.ndarray) -> None:
+    """Mark in ``mask`` (a bool per row) the rows whose bit is set in ``bits`` (little-endian, a bit a row)."""
+    mask |= np.unpackbits(bits, count=len(mask), bitorder="little").view(bool)
 
 
 def segment_joins(base: int, chunks: Sequence[pa.Array]) -> _Segment:

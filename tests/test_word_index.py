@@ -79,11 +79,48 @@ def test_the_index_gives_the_rows_whose_words_contain_the_text(monkeypatch, need
 def test_an_index_counts_every_word_once_per_row_it_is_in():
     texts = ["the the cat", "cat", None, "", "  the"]
     index = wi.build_word_index([pa.array(texts, pa.large_string())], len(texts))
-    rows = {w: sorted(index.postings[s][a:b].tolist())
-            for w, s, a, b in zip(*(index.words.column(c).to_pylist() for c in ("w", "seg", "start", "stop")))}
+    rows = {w: sorted(index.postings.of(*where).tolist())
+            for w, *where in zip(*(index.words.column(c).to_pylist() for c in ("w", "seg", "start", "stop", "bit")))}
     assert rows == {"the": [0, 4], "cat": [0, 1], "": [3, 4]}
     assert index.nulls.tolist() == [2]
-    assert index.nbytes >= sum(len(p) for p in index.postings) * 4
+    assert index.nbytes >= index.postings.nbytes
+
+
+@pytest.mark.parametrize("share, as_bits", [
+    (0.0, {"the", "cat", "a", "dog"}),  # every word over the share: all bits
+    (0.3, {"the", "cat"}),              # 4 and 2 rows of 6 over 1.8; a, dog: 1 row each
+    (0.5, {"the"}),
+    (1.0, set()),                       # none over: all rows
+])
+@pytest.mark.parametrize("segment_bytes", [1, 10**9], ids=["a segment a chunk", "one segment"])
+def test_a_word_in_more_than_a_share_of_a_segments_rows_is_kept_as_bits(monkeypatch, share, as_bits, segment_bytes):
+    monkeypatch.setattr(wi, "BITS_SHARE", share)
+    monkeypatch.setattr(wi, "SEGMENT_BYTES", segment_bytes)
+    texts = ["the cat", "the", "a the", None, "the dog", "cat"]
+    chunks = [pa.array(texts, pa.large_string())] if segment_bytes > 1 else \
+        [pa.array(texts[:3], pa.large_string()), pa.array(texts[3:], pa.large_string())]
+    index = wi.build_word_index(chunks, len(texts))
+    words = index.words.to_pylist()
+    if segment_bytes > 1:  # per segment the shares differ: one segment is the case table's
+        assert {w["w"] for w in words if w["bit"] >= 0} == as_bits
+    segment_rows = 6 if segment_bytes > 1 else 3
+    assert all((w["bit"] >= 0) == (w["count"] > share * segment_rows) for w in words)
+    assert all(w["start"] == w["stop"] for w in words if w["bit"] >= 0)  # no rows beside its bits
+    for word in ("the", "cat", "a", "dog"):
+        held = [i for i, t in enumerate(texts) if t is not None and word in t.split(" ")]
+        kept = sorted(r for w in words if w["w"] == word
+                      for r in index.postings.of(w["seg"], w["start"], w["stop"], w["bit"]).tolist())
+        assert kept == held
+        got = index.matching_rows(wi.WordTest(f"{wi.WORD} = ?", [word]), per_row=10).to_pylist()
+        assert got == [None if t is None else i in held for i, t in enumerate(texts)]
+
+
+def test_bits_hold_the_rows_of_the_common_words_in_less_memory(monkeypatch):
+    texts = [f"the {i} of" for i in range(4096)]  # the, of: in every line; each number in one
+    as_rows = wi.build_word_index([pa.array(texts, pa.large_string())], len(texts))
+    monkeypatch.setattr(wi, "BITS_SHARE", 1.0)  # nothing as bits
+    no_bits = wi.build_word_index([pa.array(texts, pa.large_string())], len(texts))
+    assert no_bits.postings.nbytes - as_rows.postings.nbytes == 2 * 4096 * 4 - 2 * 4096 // 8
 
 
 @pytest.mark.parametrize("rows, offsets, kept, new_offsets", [
@@ -345,8 +382,8 @@ def test_the_index_keeps_the_rows_of_each_two_common_words_that_follow_each_othe
     assert index.postings is words.postings and index.nbytes > words.nbytes
     common = index.vocabulary.filter(index.vocabulary["common"])["w"].to_pylist()
     pairs: dict = {}
-    for a, b, s, x, y in zip(*(index.pairs[c].to_pylist() for c in ("a", "b", "seg", "start", "stop"))):
-        pairs[a, b] = sorted(pairs.get((a, b), []) + index.pair_postings[s][x:y].tolist())  # one entry a segment
+    for a, b, *where in zip(*(index.pairs[c].to_pylist() for c in ("a", "b", "seg", "start", "stop", "bit"))):
+        pairs[a, b] = sorted(pairs.get((a, b), []) + index.pair_postings.of(*where).tolist())  # one entry a segment
     assert sorted(common) == ["of", "the"]
     assert pairs == {("of", "the"): [0, 3, 6], ("the", "of"): [1, 6], ("the", "the"): [3]}
 

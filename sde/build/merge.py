@@ -10,7 +10,7 @@ there are.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sde.cache import COLUMN_FILE_SEPARATOR, done_with_temp_file, temp_file_in
+from sde.cache import COLUMN_FILE_SEPARATOR, NUMPY_FLOATS, done_with_temp_file, missing_as_nan, temp_file_in
 from sde.compressed_columns import compressible, write_compressed
 from sde.build.predictions import PredictionsPlan
 from sde.build.part_files import (PartInfo, errors_file, frame_dtypes, normalized_tallies_file, tallies_file,
@@ -68,6 +68,7 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
     parts = [utterances_file(folder, i.index) for i in built]
     schema = _in_build_order(_unified_schema([_schema_of(p) for p in parts]), hypotheses)
     fixed = [f.name for f in schema if _fixed_width(f.type) or _is_text(f.type)]
+    utterance_dtypes = _merged_dtypes([i.dtypes for i in built])
     files = {"utterances": folder / "utterances.arrow"}
     _append_tables(parts, files["utterances"], shift={"id": _offsets(built)},
                    schema=pa.schema([f for f in schema if f.name not in fixed], metadata=schema.metadata))
@@ -79,7 +80,7 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
             name = f"utterances{COLUMN_FILE_SEPARATOR}{column}"
             files[name] = folder / f"utterances.column{k}.arrow"
             args = (parts, schema.field(column), files[name], sum(i.rows for i in built),
-                    _offsets(built) if column == "id" else None)
+                    _offsets(built) if column == "id" else None, utterance_dtypes.get(column))
             if compressible(schema.field(column).type):
                 writes.append(pool.submit(_write_column, *args))
             else:
@@ -120,7 +121,7 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
     column_order["vocabulary"] = vocabulary_table.column_names
     files.update(_write_split(vocabulary_table, "vocabulary", folder))
     first = built[0]
-    dtypes = {"utterances": _merged_dtypes([i.dtypes for i in built]), "vocabulary": frame_dtypes(vocabulary)}
+    dtypes = {"utterances": utterance_dtypes, "vocabulary": frame_dtypes(vocabulary)}
     for k, h in enumerate(hypotheses):
         dtypes[f"errors{k}"] = next(i.error_dtypes[h.field] for i in built if _has(i, h))
     return Joined(
@@ -310,12 +311,18 @@ def _fixed_width(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_temporal(t)
 
 
-def _write_column(paths: Sequence[Path], field: pa.Field, out: Path, rows: int, shift: list[int] | None) -> None:
+def _write_column(paths: Sequence[Path], field: pa.Field, out: Path, rows: int, shift: list[int] | None,
+                  dtype: str | None = None) -> None:
     """One column of every part as one contiguous array: pages of rows are then cheap takes (Arrow
     copies a chunked column whole to take rows from it); a text column worth it compressed instead
     (sde.compressed_columns: pages decompress only their rows' batches). Numbers and text are gathered in files
-    mapped into memory, so a column of 10M rows costs page cache, not resident memory."""
-    arrays = (_part_column(path, field, None if shift is None else shift[k]) for k, path in enumerate(paths))
+    mapped into memory, so a column of 10M rows costs page cache, not resident memory. ``dtype``:
+    the column's pandas dtype, where known (a float column read as numpy's keeps its missing values
+    as NaN, see sde.cache.missing_as_nan)."""
+    arrays: Iterable[pa.Array] = (_part_column(path, field, None if shift is None else shift[k])
+                                  for k, path in enumerate(paths))
+    if dtype is None or dtype in NUMPY_FLOATS:
+        arrays = map(missing_as_nan, arrays)
     if compressible(field.type):
         write_compressed(out, field.name, arrays)  # part by part, a batch of rows at a time
         return

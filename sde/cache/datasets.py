@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sde import __version__
 from sde.compressed_columns import (CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
@@ -128,6 +129,8 @@ class DatasetCache:
     def _write_table(self, key: str, name: str, df: pd.DataFrame) -> int:
         """Store `df` as an Arrow file; returns its size (checked again before it is mapped)."""
         table = pa.Table.from_pandas(df, preserve_index=False)
+        table = pa.Table.from_arrays([missing_as_nan(table[name]) if str(df[name].dtype) in NUMPY_FLOATS else table[name]
+                                      for name in table.column_names], schema=table.schema)
 
         def write(path: str) -> None:
             with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -233,6 +236,21 @@ def _string_dtype(stored: str | None) -> pd.StringDtype:
 # Text columns become pandas' Arrow-backed strings around the mapped buffers (large_string ones
 # without a copy); their stored dtype is then restored (_restore_dtypes).
 _TEXT_AS_IS = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}
+
+
+#: pandas dtypes without a missing value of their own: a missing float is NaN.
+NUMPY_FLOATS = ("float64", "float32", "float16")
+
+
+def missing_as_nan(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A float column with its missing values as NaN, without a validity bitmap (other columns as
+    they are), for a frame whose dtype is numpy's float: pandas reads a missing value there as NaN
+    either way, and maps a column without a bitmap in place, where one with a bitmap is copied whole
+    at every start (10M rows: 80 MB and ~50 ms a column; a dataset where some lines lack a
+    hypothesis or a score has 16 such columns)."""
+    if pa.types.is_floating(values.type) and values.null_count:
+        return pc.fill_null(values, pa.scalar(float("nan"), values.type))
+    return values
 
 
 def _compressible(df: pd.DataFrame) -> list:

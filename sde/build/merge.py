@@ -1,8 +1,10 @@
 """The built parts joined into a dataset's tables, streaming: one part in memory at a time.
 
-Utterance and error tables are appended part by part to one Arrow file each (ids and the errors'
-utterance numbers shifted by the rows before the part; columns a part lacks, e.g. a hypothesis
-its lines never carry, filled with nulls). The vocabulary is the sum of the parts' word tallies,
+Each column of the utterance and error tables is gathered part by part into one contiguous array
+of its own file (ids and the errors' utterance numbers shifted by the rows before the part; columns
+a part lacks, e.g. a hypothesis its lines never carry, filled with nulls, NaN for floats), so
+pandas maps it in place at every start; text is compressed (sde.compressed_columns); columns of
+other types are appended part by part to one file per table. The vocabulary is the sum of the parts' word tallies,
 grouped by DuckDB, which spills to disk beyond its memory limit however many distinct words
 there are.
 """

@@ -180,9 +180,10 @@ class Dataset:
                 "cer": _json_float(rates["cer"]),
                 "wmr": _json_float(rates["wmr"]),
                 "mwa": _json_float(_mean_accuracy(acc)),
-                "substitutions": int(counts["sub"][scored].sum()),
-                "deletions": int(counts["del"][scored].sum()),
-                "insertions": int(counts["ins"][scored].sum()),
+                # summed in place, as corpus_rates does: a masked copy costs ~40 ms a column at 10M rows
+                "substitutions": int(counts["sub"].sum(where=scored)),
+                "deletions": int(counts["del"].sum(where=scored)),
+                "insertions": int(counts["ins"].sum(where=scored)),
                 # lines without this hypothesis (absent or null): left out of all its scores
                 "missing": int(len(scored) - scored.sum()),
             }

@@ -741,14 +741,15 @@ def _grouped(sql: str, tables: dict[str, pa.Table], keys: Sequence[str], segment
     as_bits = counts > BITS_SHARE * tables["seg"].num_rows
     bits = _bits_of(rows_of, offsets, np.flatnonzero(as_bits), base, tables["seg"].num_rows)
     rows_of = rows_of[np.repeat(~as_bits, counts)]  # what bits hold leaves the rows
-    stops = np.cumsum(np.where(as_bits, 0, counts))
+    kept = np.where(as_bits, 0, counts)
+    stops = np.cumsum(kept)
     bit = np.full(got.num_rows, -1, dtype=np.int32)
     bit[as_bits] = np.arange(int(as_bits.sum()), dtype=np.int32)
     every = np.arange(got.num_rows)
     # copied out: a column of DuckDB's answer keeps the whole answer (the lists too) alive
     columns = {key: got.column(key).cast(pa.large_string()).take(every) for key in keys}
     return pa.table({**columns, "seg": pa.array(np.full(got.num_rows, segment, dtype=np.int32)),
-                     "start": pa.array(stops - np.where(as_bits, 0, counts)), "stop": pa.array(stops),
+                     "start": pa.array(stops - kept), "stop": pa.array(stops),
                      "bit": pa.array(bit), "count": pa.array(counts)}), rows_of, bits
 
 

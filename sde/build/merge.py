@@ -78,15 +78,19 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
     # fixed-width ones copied here meanwhile
     with ThreadPoolExecutor(max(1, threads or os.cpu_count() or 1), thread_name_prefix="sde-join") as pool:
         writes = []
-        for k, column in enumerate(fixed):
-            name = f"utterances{COLUMN_FILE_SEPARATOR}{column}"
-            files[name] = folder / f"utterances.column{k}.arrow"
-            args = (parts, schema.field(column), files[name], sum(i.rows for i in built),
-                    _offsets(built) if column == "id" else None, utterance_dtypes.get(column))
-            if compressible(schema.field(column).type):
+
+        def column_file(table: str, j: int, paths: Sequence[Path], field: pa.Field, rows: int,
+                        shift: list[int] | None, dtype: str | None = None) -> None:
+            files[f"{table}{COLUMN_FILE_SEPARATOR}{field.name}"] = out = folder / f"{table}.column{j}.arrow"
+            args = (paths, field, out, rows, shift, dtype)
+            if compressible(field.type):
                 writes.append(pool.submit(_write_column, *args))
             else:
                 _write_column(*args)
+
+        for k, column in enumerate(fixed):
+            column_file("utterances", k, parts, schema.field(column), sum(i.rows for i in built),
+                        _offsets(built) if column == "id" else None, utterance_dtypes.get(column))
         column_order = {"utterances": schema.names}
         for k, h in enumerate(hypotheses):
             name = f"errors{k}"
@@ -106,13 +110,7 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
                                             metadata=errors_schema.metadata))
             rows = sum(_rows_of(path) for path in paths)
             for j, column in enumerate(apart):
-                files[f"{name}{COLUMN_FILE_SEPARATOR}{column}"] = folder / f"{name}.column{j}.arrow"
-                args = (paths, errors_schema.field(column), files[f"{name}{COLUMN_FILE_SEPARATOR}{column}"], rows,
-                        shift if column == "utt" else None)
-                if compressible(errors_schema.field(column).type):
-                    writes.append(pool.submit(_write_column, *args))
-                else:
-                    _write_column(*args)
+                column_file(name, j, paths, errors_schema.field(column), rows, shift if column == "utt" else None)
             column_order[name] = errors_schema.names
         for write in writes:
             write.result()  # raises a write's error here
@@ -209,8 +207,7 @@ def _offsets(built: Sequence[PartInfo]) -> list[int]:
 
 def _rows_of(path: Path) -> int:
     with pa.memory_map(str(path), "r") as source:
-        reader = pa.ipc.open_file(source)
-        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        return pa.ipc.open_file(source).count_rows()
 
 
 def _schema_of(path: Path) -> pa.Schema:

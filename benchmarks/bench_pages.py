@@ -5,8 +5,8 @@
                                      [--settle ready|SECONDS] [--repeats 2] [--only Samples ...]
 
 Serves the build kept in DIR (``sde index MANIFEST --cache-dir DIR`` makes one; benchmarks/bench_scale.py
-keeps its own) as ``sde MANIFEST --cache-dir DIR`` does, waits until its warm-up says ``pages ready``
-(or SECONDS), then opens each page in headless Chromium (Debian's, driven by Playwright) and times it
+keeps its own) as ``sde MANIFEST --cache-dir DIR`` does, waits until its warm-up has ended (its
+last line, ``transcripts in memory``; or SECONDS), then opens each page in headless Chromium (Debian's, driven by Playwright) and times it
 from the navigation to the end of the last request the page made to the server, once the page has
 been quiet (no request in flight, no Dash component loading) for half a second; each page in a new
 tab, the browser's cache of scripts kept, as a user moving between pages. Reports, per page, the
@@ -134,8 +134,9 @@ def main() -> None:
     try:
         print(f"server answers after {server.ready_s:.1f} s", flush=True)
         server.settle(args.settle if args.settle == "ready" else float(args.settle))
-        if server.pages_ready_s is not None:
-            print(f"warm-up done after {server.pages_ready_s:.1f} s (sorts ready after {server.sorts_ready_s:.1f} s)",
+        if server.warmed_s is not None:
+            print(f"warm-up done after {server.warmed_s:.1f} s (pages ready after {server.pages_ready_s:.1f} s, "
+                  f"sorts after {server.sorts_ready_s:.1f} s)",
                   flush=True)
         base = f"http://127.0.0.1:{server.port}"
         import orjson

@@ -173,7 +173,8 @@ class Server:
         self.phrases_ready_s: float | None = None
         self.sorts_ready_s: float | None = None
         self.regexes_ready_s: float | None = None
-        self.pages_ready_s: float | None = None  # the warm-up's last line
+        self.pages_ready_s: float | None = None
+        self.warmed_s: float | None = None  # the warm-up's last line ("transcripts in memory")
 
         def watch_stderr() -> None:
             for line in self.proc.stderr:  # type: ignore[union-attr]
@@ -189,6 +190,8 @@ class Server:
                     self.regexes_ready_s = time.perf_counter() - self.started
                 if line.startswith(("pages ready", "warning: the pages were not prepared")):
                     self.pages_ready_s = time.perf_counter() - self.started
+                if line.startswith("transcripts in memory"):
+                    self.warmed_s = time.perf_counter() - self.started
 
         threading.Thread(target=watch_stderr, daemon=True).start()
         self.sampler = PeakSampler(self.proc.pid)
@@ -205,13 +208,13 @@ class Server:
         self.ready_s = time.perf_counter() - self.started
 
     def settle(self, how: float | str) -> None:
-        """Wait ``how`` seconds, or ("ready") until the server says its searches, phrases, sorts and
-        pages are ready (its warm-up's last line)."""
+        """Wait ``how`` seconds, or ("ready") until the server's warm-up has ended: its searches,
+        phrases, sorts and pages ready, its transcripts in memory where they fit (its last line)."""
         if how != "ready":
             time.sleep(float(how))
             return
         deadline = time.perf_counter() + 600
-        while self.pages_ready_s is None and time.perf_counter() < deadline:
+        while self.warmed_s is None and time.perf_counter() < deadline:
             time.sleep(0.1)
 
     def get(self, path: str) -> tuple[float, int]:

@@ -470,8 +470,10 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
     full speed, one when phrases of common words are (TableQuery.warm_phrases), and one when sorts
     by text are (TableQuery.warm_sorts: the transcripts first), then one when regexes across words
     are (TableQuery.warm_joins): at 10M utterances that takes tens of seconds, and a user timing a
-    search or a sort should know. Last, ``prepare`` lays out the
-    pages whose first visit computes for seconds (sde.web.pages.prepare_pages) and a line says so."""
+    search or a sort should know. Then ``prepare`` lays out the
+    pages whose first visit computes for seconds (sde.web.pages.prepare_pages) and a line says so;
+    last, the transcripts the budget has room for are read whole (TableQuery.warm_transcripts),
+    and a line names those in memory: the warm-up's last."""
     from sde.analysis import prepare_errors
     from sde.filters import QueryError
     from sde.filters.engine import stopping
@@ -503,17 +505,24 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
             return
         what = done.format(", ".join(columns)) if columns else none
         click.echo(f"{said} ({time.monotonic() - started:.1f} s; {what})", err=True)
-    if prepare is None:
+    if prepare is not None:
+        try:
+            pages = prepare()
+        except Exception as e:  # a page's own error shows at its visit; the server goes on either way
+            if stopping():
+                return
+            click.echo(f"warning: the pages were not prepared ({type(e).__name__}: {e}); each is laid out "
+                       "at its first visit", err=True)
+        else:
+            click.echo(f"pages ready ({time.monotonic() - started:.1f} s; {', '.join(pages) or 'no page'} prepared)",
+                       err=True)
+    if stopping():
         return
-    try:
-        pages = prepare()
-    except Exception as e:  # a page's own error shows at its visit; the server goes on either way
-        if stopping():
-            return
-        click.echo(f"warning: the pages were not prepared ({type(e).__name__}: {e}); each is laid out "
-                   "at its first visit", err=True)
+    kept = query.warm_transcripts(transcripts)  # last: the pages' reads would push them out
+    if stopping():
         return
-    click.echo(f"pages ready ({time.monotonic() - started:.1f} s; {', '.join(pages) or 'no page'} prepared)", err=True)
+    what = f"{', '.join(kept)} kept whole" if kept else "none: no room for them whole, searches read them by batch"
+    click.echo(f"transcripts in memory ({time.monotonic() - started:.1f} s; {what})", err=True)
 
 
 def _summary_ahead(dataset) -> None:

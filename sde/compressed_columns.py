@@ -41,10 +41,12 @@ from pandas.core.arrays.string_arrow import ArrowStringArray
 from sde.caching import LRUCache
 from sde.engine import machine_memory, parse_size, settings
 from sde.filters.engine import holds_no_ascii_upper, stopping
+from sde.index_files import read_index, read_ranks, write_part, write_ranks
 from sde.word_index import WordIndex, build_word_index, with_joins, with_pairs
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
            "held_whole", "index_joins", "index_pairs", "index_words", "is_compressed", "keep_ranks", "label_column", "open_column", "preload",
+           "preload_transcripts",
            "read_strings", "distinct_count", "row_reader", "value_codes", "keep_for_next_scan", "sort_keys", "stored_column", "string_chunks", "whole_budget", "word_index",
            "write_compressed"]
 
@@ -80,6 +82,9 @@ _WHOLE = whole_cache(WHOLE_BYTES)
 # column's memory (ranks: a sort by text ~3x faster for ~0.05x), so a whole column is kept only in
 # what they leave, and never pushes one out.
 _WORDS = whole_cache(WHOLE_BYTES)
+#: Whether word indexes and ranks are written beside their column's file once built, and read
+#: from there (sde.index_files): a start then maps them instead of building them again.
+KEEP_IN_FILES = True
 _MARK = b"sde.compressed"
 #: A column is stored as labels when it has at most this many distinct values, and at most one per
 #: :data:`LABEL_MIN_ROWS_PER_VALUE` rows (a short column of unique strings stays compressed). Words
@@ -170,6 +175,31 @@ def preload(frame: pd.DataFrame) -> list[str]:
     return loaded
 
 
+def preload_transcripts(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """Read whole, in order, the named transcript columns of ``frame`` that the budget keeps
+    together, whatever their share of it (:func:`preload` reads the small columns; other columns
+    kept whole, such as those the pages' preparation read, make way): once
+    their word indexes are mapped from their files they take none of the budget, and at 10M lines
+    with --memory-limit 2GB the references (0.76 GB) fit; a phrase or a regex across words then
+    tests its lines in memory (~0.25 s) instead of decompressing the column (~1.2 s), and no
+    search waits for the read in the background (keep_for_next_scan) that would otherwise follow
+    the first. Returns those in memory after it: read whole, or never compressed."""
+    in_memory, taken = [], 0
+    for name in columns:
+        if name not in frame.columns or stopping():
+            continue
+        column = stored_column(frame[name])
+        if isinstance(column, CompressedColumn):
+            if column.kept_whole() is None:
+                if taken + column.nbytes > _sized_whole().max_size:
+                    continue  # other columns read whole make way (oldest first), not these transcripts
+                column.read_all()
+            taken += column.nbytes
+        if not isinstance(column, CompressedColumn) or column.kept_whole() is not None:
+            in_memory.append(name)
+    return in_memory
+
+
 def keep_for_next_scan(column: "CompressedColumn | LabelColumn") -> None:
     """After a query streamed the whole column: read it whole in the background
     (:meth:`CompressedColumn.read_later`) when the budget (:func:`whole_budget`, less the word
@@ -199,7 +229,12 @@ def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
         kept = word_index(column)
         if kept is not None:
             return kept
-        return _kept_within_room(column, lambda chunks, room: build_word_index(chunks, column.rows, room))
+        stored = read_index(column.path, column.rows) if KEEP_IN_FILES else None
+        if stored is not None:
+            _keep_beside_indexes(column.path, stored, 0)  # mapped: the kernel's pages, not this budget's
+            return stored
+        built = _kept_within_room(column, lambda chunks, room: build_word_index(chunks, column.rows, room))
+        return _kept_in_file(column, built, "words")
 
 
 def index_pairs(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
@@ -207,7 +242,7 @@ def index_pairs(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
     a phrase of them then tests only the lines holding the pair), when the budget has room for
     them beside every index kept; the index kept (None when there is none). Read from the column
     kept whole, else streamed. At 10M lines of ~12 words: ~5 s on two cores, ~0.15 GB."""
-    return _grown_index(column, lambda index: len(index.pairs) > 0, with_pairs)
+    return _grown_index(column, lambda index: len(index.pairs) > 0, with_pairs, "pairs")
 
 
 def index_joins(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
@@ -215,20 +250,22 @@ def index_joins(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
     regex that may match a space at one character then reads them), when the budget has room for
     them beside every index kept; the index kept (None when there is none). Read from the column
     kept whole, else streamed. At 10M lines of ~12 words: ~6 s on two cores, ~0.25 GB."""
-    return _grown_index(column, lambda index: index.joins is not None, with_joins)
+    return _grown_index(column, lambda index: index.joins is not None, with_joins, "joins")
 
 
 def _grown_index(column: "CompressedColumn | LabelColumn | None", has: Callable[[WordIndex], bool],
-                 grow: Callable[[WordIndex, Iterable[pa.Array], int], WordIndex | None]) -> WordIndex | None:
+                 grow: Callable[[WordIndex, Iterable[pa.Array], int], WordIndex | None], part: str) -> WordIndex | None:
     """A column's word index, grown by ``grow(index, chunks, room)`` unless it ``has`` that already,
-    within the room the budget has (see _kept_within_room); None when there is no index."""
+    within the room the budget has (see _kept_within_room), and its new ``part`` written beside the
+    column (see _kept_in_file); None when there is no index."""
     if not isinstance(column, CompressedColumn):
         return None
     with column.index_lock:  # asked by two threads at once, grown once
         index = word_index(column)
         if index is None or has(index):
             return index
-        return _kept_within_room(column, lambda chunks, room: grow(index, chunks, room))
+        grown = _kept_within_room(column, lambda chunks, room: grow(index, chunks, room))
+        return _kept_in_file(column, grown, part)
 
 
 def _kept_within_room(column: "CompressedColumn",
@@ -244,6 +281,20 @@ def _kept_within_room(column: "CompressedColumn",
         return None
     _keep_beside_indexes(column.path, index, index.nbytes)
     return index
+
+
+def _kept_in_file(column: "CompressedColumn", index: WordIndex | None, part: str) -> WordIndex | None:
+    """A column's index just built or grown, its new ``part`` written beside the column's file
+    (sde.index_files) and the index kept mapped from the files in place of the one in memory: the
+    budget has its room back for the next build, and the next start reads it at once. Where the
+    file cannot be written, the index stays in memory, counted as before."""
+    if index is None or not KEEP_IN_FILES or not write_part(column.path, index, part):
+        return index
+    mapped = read_index(column.path, column.rows)
+    if mapped is None or (part == "pairs" and not len(mapped.pairs)) or (part == "joins" and mapped.joins is None):
+        return index  # not read back as written: kept as built
+    _keep_beside_indexes(column.path, mapped, 0)
+    return mapped
 
 
 def _index_room() -> int:
@@ -275,11 +326,17 @@ def keep_ranks(column: "CompressedColumn | LabelColumn | None", rank: Callable[[
     if not isinstance(column, CompressedColumn):
         return None
     with column.index_lock:
+        if column.ranks is None and KEEP_IN_FILES:
+            column.ranks = read_ranks(column.path, column.rows)  # mapped: not counted
         if column.ranks is None:
             if _index_room() < 4 * column.rows:
                 return None
             ranks = rank()
-            _keep_beside_indexes(column.path + "#ranks", ranks, ranks.nbytes)  # counted with the indexes
+            if KEEP_IN_FILES and write_ranks(column.path, ranks):
+                mapped = read_ranks(column.path, column.rows)
+                ranks = ranks if mapped is None else mapped
+            else:
+                _keep_beside_indexes(column.path + "#ranks", ranks, ranks.nbytes)  # counted with the indexes
             column.ranks = ranks
         return column.ranks
 

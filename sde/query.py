@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from sde.caching import LRUCache
 from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, index_joins, index_pairs, index_words, keep_for_next_scan,
-                                    keep_ranks, preload, sort_keys, stored_column, whole_budget, word_index)
+                                    keep_ranks, preload, preload_transcripts, sort_keys, stored_column, whole_budget, word_index)
 from sde.filters import (
     EXAMPLE,
     MAX_CLAUSES,
@@ -987,8 +987,9 @@ class TableQuery:
         nothing). From then on a compressed column that a query streamed is read whole in the
         background when the budget keeps it (sde.compressed_columns.keep_for_next_scan), so the
         next search scans memory. The ``text`` columns named (the transcripts) are indexed by word
-        where the budget has room (sde.word_index: ~5-6 s per 10M lines on two cores); returns those
-        indexed. ``columns`` (checked) and ``descending`` are accepted for compatibility: DuckDB
+        where the budget has room (sde.word_index: ~5-6 s per 10M lines on two cores, or mapped at
+        once from the files a previous start wrote, sde.index_files); returns those indexed.
+        ``columns`` (checked) and ``descending`` are accepted for compatibility: DuckDB
         keeps no per-column order."""
         for c in columns or ():
             _check_column(c, self.columns)
@@ -1003,6 +1004,13 @@ class TableQuery:
         if text is None:
             return []
         return self._engine.index_words([c for c in wanted if self._kinds[c] == TEXT])
+
+    def warm_transcripts(self, text: Sequence[str]) -> list[str]:
+        """Last in a warm-up: read whole, in order, these transcripts where the budget has room
+        left (sde.compressed_columns.preload_transcripts; after whatever else the warm-up read
+        whole, which would push them out): their phrases and regexes across words then test lines
+        in memory. Returns those in memory after it."""
+        return preload_transcripts(self.df, [c for c in text if self._kinds.get(c) == TEXT])
 
     def warm_sorts(self, text: Sequence[str] | None = None) -> list[str]:
         """After :meth:`warm`: rank these text columns (default: every one), in order, while the budget

@@ -45,8 +45,8 @@ try:  # the parser of Python's re: sre_parse until 3.11
 except ImportError:  # pragma: no cover
     import sre_parse as _re_parser  # type: ignore[no-redef]
 
-__all__ = ["COMMON_SHARE", "MAX_COMMON", "MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "WordIndex", "WordTest",
-           "SpaceCuts", "build_word_index", "phrase_pieces", "required_words", "space_cuts", "with_joins", "with_pairs",
+__all__ = ["COMMON_SHARE", "MAX_COMMON", "MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "Postings", "WordIndex", "WordTest",
+           "SpaceCuts", "build_word_index", "no_pairs", "phrase_pieces", "required_words", "space_cuts", "with_joins", "with_pairs",
            "within_one_word"]
 
 #: Text indexed by one DuckDB query (whole chunks, so a little more): ~0.85M lines of ~12 words,
@@ -657,7 +657,7 @@ def build_word_index(chunks: Iterable[pa.Array], rows: int, max_bytes: int | Non
     table, vocabulary = _by_word(pa.concat_tables(words) if words else _no_words())
     index = WordIndex(rows=rows, words=table, postings=_postings(postings, rows), vocabulary=vocabulary,
                       nulls=np.concatenate(nulls).astype(np.int64) if nulls else np.zeros(0, dtype=np.int64),
-                      pairs=_no_pairs(), pair_postings=_postings([], rows))
+                      pairs=no_pairs(), pair_postings=_postings([], rows))
     return None if max_bytes is not None and index.nbytes > max_bytes else index
 
 
@@ -681,7 +681,7 @@ def with_pairs(index: WordIndex, chunks: Iterable[pa.Array], max_bytes: int | No
             return None
     vocabulary = index.vocabulary.set_column(index.vocabulary.schema.get_field_index("common"), "common",
                                              pc.is_in(index.vocabulary[WORD], value_set=common))
-    grown = replace(index, vocabulary=vocabulary, pairs=pa.concat_tables(pairs) if pairs else _no_pairs(),
+    grown = replace(index, vocabulary=vocabulary, pairs=pa.concat_tables(pairs) if pairs else no_pairs(),
                     pair_postings=_postings(pair_postings, index.rows))
     return None if max_bytes is not None and grown.nbytes - index.nbytes > max_bytes else grown
 
@@ -779,7 +779,8 @@ def _no_words() -> pa.Table:
     return pa.table({WORD: pa.array([], pa.large_string()), **_no_spans()})
 
 
-def _no_pairs() -> pa.Table:
+def no_pairs() -> pa.Table:
+    """The pairs table of an index without pairs (see :func:`with_pairs`)."""
     return pa.table({"a": pa.array([], pa.large_string()), "b": pa.array([], pa.large_string()), **_no_spans()})
 
 

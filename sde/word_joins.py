@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["BITS_SHARE", "WordJoins", "join_code", "or_bits", "segment_joins"]
+__all__ = ["BITS_SHARE", "JoinSegment", "WordJoins", "join_code", "or_bits", "segment_joins"]
 
 #: A join in more than this share of a segment's rows is kept as a bit per row (1/8 byte) instead
 #: of its rows (4 bytes each): the smaller of the two.
@@ -41,7 +41,7 @@ def join_code(join: str) -> int:
 
 
 @dataclass(frozen=True)
-class _Segment:
+class JoinSegment:
     """One segment's joins: ``codes``, those present (sorted); per code, its rows in the segment
     (uint32 positions from ``base``) or, where ``bits`` says so, a bit per row (little-endian)."""
 
@@ -61,7 +61,7 @@ class WordJoins:
     """The joins of a column of ``rows`` lines, a segment at a time (see the module's doc)."""
 
     rows: int
-    segments: tuple[_Segment, ...]
+    segments: tuple[JoinSegment, ...]
 
     @property
     def nbytes(self) -> int:
@@ -87,7 +87,7 @@ def or_bits(mask: np.ndarray, bits: np.ndarray) -> None:
     mask |= np.unpackbits(bits, count=len(mask), bitorder="little").view(bool)
 
 
-def segment_joins(base: int, chunks: Sequence[pa.Array]) -> _Segment:
+def segment_joins(base: int, chunks: Sequence[pa.Array]) -> JoinSegment:
     """The joins of the lines in ``chunks`` (strings of one type, in order), the first of them row
     ``base``."""
     codes, rows, count = [], [], 0
@@ -120,7 +120,7 @@ def segment_joins(base: int, chunks: Sequence[pa.Array]) -> _Segment:
         at = row[a:b]
         kept[int(code[a])] = at[np.r_[True, at[1:] != at[:-1]]]  # a join twice in a line: the line once
     codes = np.array(sorted(kept), dtype=np.uint16)
-    return _Segment(base, count, codes, np.isin(codes, common), tuple(kept[int(c)] for c in codes.tolist()))
+    return JoinSegment(base, count, codes, np.isin(codes, common), tuple(kept[int(c)] for c in codes.tolist()))
 
 
 def _blocks(chunks: Sequence[pa.Array]) -> Iterable[pa.Array]:

@@ -185,16 +185,17 @@ def _boom() -> list[str]:
     (lambda: [], "pages ready"),
     (_boom, "warning: the pages were not prepared (ValueError: boom); each is laid out at its first visit"),
 ], ids=["pages laid out", "none to lay out", "a page failed: one line, the server goes on"])
-def test_the_warm_up_ends_by_preparing_the_pages(write_manifest, capsys, prepare, said):
+def test_the_warm_up_prepares_the_pages_then_says_which_transcripts_are_in_memory(write_manifest, capsys, prepare, said):
     from sde.cli import _warm_queries
     from sde.dataset import build_dataset
 
     ds = build_dataset(write_manifest(ROWS))
     _warm_queries(ds.utterance_query, ["text", "pred_text"], list(ds.errors.values()), prepare)
     lines = capsys.readouterr().err.splitlines()
-    assert lines[-2].startswith("sorts ready") and lines[-1].startswith(said) and "Traceback" not in "".join(lines)
+    assert lines[-3].startswith("sorts ready") and lines[-2].startswith(said) and "Traceback" not in "".join(lines)
     if said == "pages ready":
-        assert lines[-1].endswith(f"; {', '.join(prepare()) or 'no page'} prepared)")
+        assert lines[-2].endswith(f"; {', '.join(prepare()) or 'no page'} prepared)")
+    assert lines[-1].startswith("transcripts in memory") and lines[-1].endswith("; text, pred_text kept whole)")
 
 
 def test_the_warm_up_ends_quietly_when_python_exits_before_sde_says_it_is_stopping(tmp_path):

@@ -266,7 +266,9 @@ def test_a_value_set_into_it_makes_it_plain(column, values):
 
 
 def _budget(monkeypatch, budget: int) -> None:
-    """A fresh shared cache of whole columns, of ``budget`` bytes."""
+    """A fresh shared cache of whole columns, of ``budget`` bytes (word indexes and ranks kept in
+    memory, counted against it: not written beside their column)."""
+    monkeypatch.setattr(cc, "KEEP_IN_FILES", False)
     monkeypatch.setattr(cc, "whole_budget", lambda: budget)
     monkeypatch.setattr(cc, "_WHOLE", cc.whole_cache(budget))
     monkeypatch.setattr(cc, "_WORDS", cc.whole_cache(budget))
@@ -551,6 +553,25 @@ def test_preload_reads_whole_the_columns_the_budget_keeps(monkeypatch, tmp_path,
         rows = np.array([5, 999, 0])
         assert frame[name].iloc[rows].tolist() == [frame[name].iat[i] for i in rows]
         assert (len(column._cache._items) == 0) is (name in loaded)  # a kept column serves pages itself
+
+
+@pytest.mark.parametrize("case, room, kept, paths_kept", [
+    ("both fit together, the paths make way", 2.0, ["text", "pred_text"], False),
+    ("the first named fits alone, beside the paths", 1.5, ["text"], True),
+    ("neither fits", 0.5, [], True),
+])
+def test_the_warm_up_ends_with_the_transcripts_whole_where_the_budget_keeps_them(monkeypatch, tmp_path, case, room,
+                                                                                 kept, paths_kept):
+    lines = [f"a long line of text {i} " * 3 for i in range(1_000)]
+    frame = _frame_of(tmp_path, {"text": lines, "pred_text": lines[::-1], "audio_filepath": [f"/a/{i}.wav" for i in range(1_000)]})
+    size = frame["text"].array.compressed.nbytes
+    _budget(monkeypatch, int(room * size) + 1)
+    frame["audio_filepath"].array.compressed.read_all()  # read whole by another step (a page's preparation)
+    frame.insert(1, "n_plain", frame["n"])  # a column that is not stored compressed: in memory anyway
+    assert cc.preload_transcripts(frame, ["text", "pred_text", "n_plain"]) == [*kept, "n_plain"]
+    for name in ("text", "pred_text"):
+        assert (frame[name].array.compressed.kept_whole() is not None) is (name in kept)
+    assert (frame["audio_filepath"].array.compressed.kept_whole() is not None) is paths_kept
 
 
 @pytest.mark.parametrize("filt, sort", QUERY_CASES[:4])

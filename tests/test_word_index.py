@@ -54,8 +54,11 @@ def _stored(tmp_path, texts: list[str | None]) -> pd.DataFrame:
     return frame
 
 
-def _budget(monkeypatch, budget: int) -> None:
-    """A fresh shared cache of whole columns and word indexes, of ``budget`` bytes."""
+def _budget(monkeypatch, budget: int, files: bool = False) -> None:
+    """A fresh shared cache of whole columns and word indexes, of ``budget`` bytes; ``files``:
+    indexes written beside their column and mapped from there (sde.index_files), else kept in
+    memory, counted against the budget (what these tests weigh)."""
+    monkeypatch.setattr(cc, "KEEP_IN_FILES", files)
     monkeypatch.setattr(cc, "whole_budget", lambda: budget)
     monkeypatch.setattr(cc, "_WHOLE", cc.whole_cache(budget))
     monkeypatch.setattr(cc, "_WORDS", cc.whole_cache(budget))
@@ -705,7 +708,8 @@ def test_the_server_indexes_its_transcripts_and_finds_what_a_scan_finds(tmp_path
         assert "text, pred_text, audio_filepath, audio_path ranked" in _said(indexed, "sorts ready")
         assert "no text column ranked" in _said(scanned, "sorts ready")
         assert "joins of words of text, pred_text indexed" in _said(indexed, "regexes across words ready")
-        assert "; Statistics, Errors prepared)" in _said(indexed, "pages ready")  # the warm-up's last line
+        assert "; Statistics, Errors prepared)" in _said(indexed, "pages ready")
+        assert "; text, pred_text kept whole)" in _said(indexed, "transcripts in memory")  # the warm-up's last line
         for filt in SERVER_FILTERS:
             path = "/api/utterances?" + urlencode({"filter": filt, "sort": "-duration", "page_size": 1000})
             got, want = indexed.json(path, 200), scanned.json(path, 200)

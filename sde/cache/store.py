@@ -179,6 +179,24 @@ def remove_orphan_values(folder: Path) -> list[Path]:
                         removed.append(value)
                 except OSError:
                     pass
+            removed += _remove_orphan_index_files(sub, now)
+    return removed
+
+
+def _remove_orphan_index_files(sub: Path, now: float) -> list[Path]:
+    """Index files written beside a column's value file (sde.index_files: ``<value>.<part>.sdeidx``)
+    whose value file is gone (the dataset evicted or deleted), and their writers' temporary files
+    left by a kill, once too old to belong to a running write."""
+    removed = []
+    for path in [*sub.glob("*.val.*.sdeidx"), *sub.glob(".tmp-sdeidx-*")]:
+        temporary = path.name.startswith(".tmp-sdeidx-")
+        value = None if temporary else sub / (path.name.split(".val.", 1)[0] + ".val")
+        try:
+            if (value is None and now - path.stat().st_mtime > STALE_FILE_S) or (value is not None and not value.exists()):
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            pass
     return removed
 
 

@@ -187,30 +187,37 @@ def test_the_files_of_a_column_no_longer_stored_are_removed(tmp_path):
     assert sorted(p.name for p in sub.iterdir()) == sorted(["kept.val", "kept.val.words.sdeidx", fresh.name])
 
 
-def test_a_server_started_again_maps_its_indexes_and_answers_the_same(tmp_path):
+@pytest.mark.parametrize("written_by", ["the first server start", "sde index --search-indexes"])
+def test_a_server_started_again_maps_its_indexes_and_answers_the_same(tmp_path, written_by):
     texts = [t or "" for t in _texts(800, seed=9, lower=True)]
     manifest = tmp_path / "m.json"
     manifest.write_text("".join(json.dumps({"audio_filepath": f"a{i}.wav", "duration": 1.0 + i % 5, "text": t,
                                             "pred_text": " ".join(reversed(t.split(" ")))}) + "\n"
                                 for i, t in enumerate(texts)))
     cache_dir = tmp_path / "cache"
-    built = subprocess.run([sys.executable, "-m", "sde.cli", "index", str(manifest), "--cache-dir", str(cache_dir)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    flag = ["--search-indexes"] if written_by.startswith("sde index") else []
+    built = subprocess.run([sys.executable, "-m", "sde.cli", "index", str(manifest), "--cache-dir", str(cache_dir),
+                            *flag], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
+    every_part = {"words.sdeidx", "pairs.sdeidx", "joins.sdeidx", "ranks.sdeidx"}
+    first = {p: p.stat().st_mtime_ns for p in cache_dir.rglob("*.sdeidx")}
+    if flag:
+        assert "search indexes written in" in built.stderr and "text (words, pairs, joins, ranks)" in built.stderr
+        assert {p.name.split(".val.")[1] for p in first} == every_part
+    else:
+        assert not first and "search indexes" not in built.stderr
     answers = []
-    for start in range(2):
+    for _ in range(2):
         with SdeServer(str(manifest), "--cache-dir", str(cache_dir), no_cache=False) as server:
             _said(server, "transcripts in memory")  # the warm-up's last line: every index built (or read)
             answers.append([server.json("/api/utterances?" + urlencode({"filter": filt, "sort": "-text",
                                                                        "page_size": 1000}), 200)
                             for filt in SEARCHES])
             files = {p: p.stat().st_mtime_ns for p in cache_dir.rglob("*.sdeidx")}
-            if start == 0:
+            if not first:  # written by this start
                 first = files
-                assert {p.name.split(".val.")[1] for p in files} == {
-                    "words.sdeidx", "pairs.sdeidx", "joins.sdeidx", "ranks.sdeidx"}
-            else:
-                assert files == first  # read, not written again
+                assert {p.name.split(".val.")[1] for p in files} == every_part
+            assert files == first  # read, not written again
     assert answers[0] == answers[1]
     assert [a["total"] for a in answers[0]] == [sum(map(_passes(filt), texts)) for filt in SEARCHES]
 

@@ -212,8 +212,13 @@ def keep_for_next_scan(column: "CompressedColumn | LabelColumn") -> None:
 
 
 def word_index(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
-    """The word index of a compressed column (see :func:`index_words`) while it is kept, else None."""
-    return _WORDS.get(column.path) if isinstance(column, CompressedColumn) else None
+    """The word index of a compressed column (see :func:`index_words`): the one kept in memory
+    while it is (grown beyond its files: a part that could not be written), else the one mapped
+    from its files, else None."""
+    if not isinstance(column, CompressedColumn):
+        return None
+    kept = _WORDS.get(column.path)
+    return kept if kept is not None else column.mapped_index
 
 
 def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
@@ -231,7 +236,7 @@ def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
             return kept
         stored = read_index(column.path, column.rows) if KEEP_IN_FILES else None
         if stored is not None:
-            _keep_beside_indexes(column.path, stored, 0)  # mapped: the kernel's pages, not this budget's
+            column.mapped_index = stored  # the kernel's pages, not this budget's
             return stored
         built = _kept_within_room(column, lambda chunks, room: build_word_index(chunks, column.rows, room))
         return _kept_in_file(column, built, "words")
@@ -279,7 +284,9 @@ def _kept_within_room(column: "CompressedColumn",
     index = build(whole.chunks if whole is not None else column.chunks(), room)
     if index is None:
         return None
-    _keep_beside_indexes(column.path, index, index.nbytes)
+    # counted without the parts it shares with the index mapped from files (a grown one)
+    mapped = column.mapped_index.nbytes if column.mapped_index is not None else 0
+    _keep_beside_indexes(column.path, index, max(index.nbytes - mapped, 0))
     return index
 
 
@@ -293,7 +300,9 @@ def _kept_in_file(column: "CompressedColumn", index: WordIndex | None, part: str
     mapped = read_index(column.path, column.rows)
     if mapped is None or (part == "pairs" and not len(mapped.pairs)) or (part == "joins" and mapped.joins is None):
         return index  # not read back as written: kept as built
-    _keep_beside_indexes(column.path, mapped, 0)
+    column.mapped_index = mapped  # held by the column, outside the budget's cache: never pushed out
+    _WORDS.discard(column.path)
+    _sized_whole()
     return mapped
 
 
@@ -651,6 +660,8 @@ class CompressedColumn(_ColumnFile):
         self.index_lock = threading.Lock()  # see index_words, keep_ranks
         #: The values' dense ranks, once computed (keep_ranks): sorts compare them, not strings.
         self.ranks: pa.Array | None = None
+        #: Its word index as mapped from the files beside it (sde.index_files; see word_index).
+        self.mapped_index: WordIndex | None = None
         if not self.batches or not pa.types.is_large_string(self._reader.schema.field(0).type):
             raise ValueError(f"{self.path} holds no compressed batch: not a compressed column written by sde")
         _, meta = self._reader.get_batch_with_custom_metadata(self.batches - 1)

@@ -140,6 +140,19 @@ def test_mapped_indexes_leave_the_budget_to_the_next_build(monkeypatch, tmp_path
             f"text.arrow.{part}.sdeidx" for part in ("joins", "pairs", "words")]
 
 
+def test_a_mapped_index_is_never_pushed_out_by_what_the_budget_keeps(monkeypatch, tmp_path):
+    _budget(monkeypatch, 10**6, files=True)
+    stored = _stored(tmp_path, _texts(300, seed=8, lower=True))
+    column = stored["text"].array.compressed
+    mapped = cc.index_words(column)
+    cc._keep_beside_indexes("another column's index kept in memory", object(), 6 * 10**5)
+    cc._keep_beside_indexes("and another", object(), 6 * 10**5)  # over the budget: pushes the oldest out
+    assert cc.word_index(column) is mapped
+    paired = cc.index_pairs(column)  # grown, written, mapped in its place
+    assert len(paired.pairs) and cc.word_index(column) is paired is column.mapped_index
+    assert "another column's index kept in memory" not in cc._WORDS._items  # what the budget keeps does go
+
+
 def test_a_new_start_reads_the_index_and_ranks_without_building_them(monkeypatch, tmp_path):
     _budget(monkeypatch, 10**9, files=True)
     texts = _texts(2000, seed=7, lower=True)

@@ -50,19 +50,19 @@ def write_part(column_path: str, index: WordIndex, part: str) -> bool:
     """Write one part of ``index`` (see :data:`PARTS`) beside the column's file; False where it
     cannot be written (the folder is read-only, the disk full): the index then stays in memory."""
     blobs, meta = _ENCODERS[part](index)
-    return _write(part_path(column_path, part), blobs, meta)
+    return _write(column_path, part, blobs, meta)
 
 
 def read_index(column_path: str, rows: int) -> WordIndex | None:
     """The column's index as its files hold it, mapped: its words, with its pairs and joins where
     those were written too; None when the words are not (or not readable as written, or not of a
     column of ``rows`` lines)."""
-    words = _read(part_path(column_path, "words"))
+    words = _read(column_path, "words")
     if words is None or words[1].get("rows") != rows:
         return None
     index = _decode_words(*words)
     for part, decode in (("pairs", _decode_pairs), ("joins", _decode_joins)):
-        stored = _read(part_path(column_path, part))
+        stored = _read(column_path, part)
         if stored is not None and stored[1].get("rows") == rows:
             index = decode(index, *stored)
     return index
@@ -70,12 +70,12 @@ def read_index(column_path: str, rows: int) -> WordIndex | None:
 
 def write_ranks(column_path: str, ranks: pa.Array) -> bool:
     """Write a text column's ranks (sde.compressed_columns.keep_ranks) beside its file."""
-    return _write(part_path(column_path, "ranks"), {"ranks": pa.table({"ranks": ranks})}, {"rows": len(ranks)})
+    return _write(column_path, "ranks", {"ranks": pa.table({"ranks": ranks})}, {"rows": len(ranks)})
 
 
 def read_ranks(column_path: str, rows: int) -> pa.Array | None:
     """A text column's ranks as written beside its file, mapped; None where they are not."""
-    stored = _read(part_path(column_path, "ranks"))
+    stored = _read(column_path, "ranks")
     if stored is None or stored[1].get("rows") != rows:
         return None
     ranks = stored[0]["ranks"].column("ranks")
@@ -214,10 +214,25 @@ def _write_blob(f: Any, blob: Any) -> dict[str, Any]:
     return {"kind": "array", "dtype": blob.dtype.str, "shape": shape, "nbytes": count * blob.dtype.itemsize}
 
 
-def _write(target: str, blobs: Mapping[str, Any], meta: Mapping[str, Any]) -> bool:
-    """The blobs after a magic number, each at an offset aligned to :data:`_ALIGN`, then a JSON
-    header (format, meta, where each blob is), its length and the magic number again: written in
-    one pass, the header last."""
+def _column_stamp(column_path: str) -> dict[str, int] | None:
+    """The column file's size and modification time: a file written for another column at the
+    same path (a build folder written again) does not read back."""
+    try:
+        st = os.stat(column_path)
+    except OSError:
+        return None
+    return {"column_bytes": st.st_size, "column_mtime_ns": st.st_mtime_ns}
+
+
+def _write(column_path: str, part: str, blobs: Mapping[str, Any], meta: Mapping[str, Any]) -> bool:
+    """One part's file beside its column: the blobs after a magic number, each at an offset aligned
+    to :data:`_ALIGN`, then a JSON header (format, meta with the column's stamp, where each blob
+    is), its length and the magic number again: written in one pass, the header last."""
+    stamp = _column_stamp(column_path)
+    if stamp is None:
+        return False
+    target = part_path(column_path, part)
+    meta = {**meta, **stamp}
     try:  # a temporary name sde.cache.remove_orphan_values removes where a writer was killed
         fd, tmp = tempfile.mkstemp(dir=Path(target).parent, prefix=TEMP_PREFIX, suffix=SUFFIX)
     except OSError:
@@ -241,10 +256,12 @@ def _write(target: str, blobs: Mapping[str, Any], meta: Mapping[str, Any]) -> bo
         Path(tmp).unlink(missing_ok=True)
 
 
-def _read(path: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """A file's blobs (mapped, read-only) and meta; None where it is missing or not as written."""
+def _read(column_path: str, part: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A part's blobs (mapped, read-only) and meta; None where its file is missing, not as
+    written, or written for another file at the column's path."""
+    stamp = _column_stamp(column_path)
     try:
-        buf = pa.memory_map(path, "r").read_buffer()
+        buf = pa.memory_map(part_path(column_path, part), "r").read_buffer()
     except (OSError, pa.ArrowException):
         return None
     tail = len(_MAGIC) + 8
@@ -256,7 +273,8 @@ def _read(path: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         if size > buf.size - tail - len(_MAGIC):
             return None
         header = json.loads(buf.slice(buf.size - tail - size, size).to_pybytes())
-        if header.get("format") != FORMAT:
+        if header.get("format") != FORMAT or stamp is None \
+                or any(header.get("meta", {}).get(k) != v for k, v in stamp.items()):
             return None
         blobs: dict[str, Any] = {}
         for entry in header["blobs"]:

@@ -78,7 +78,8 @@ def test_an_index_reads_back_from_its_files_as_it_was_built(monkeypatch, tmp_pat
         assert read.matching_rows(test).equals(index.matching_rows(test))
 
 
-@pytest.mark.parametrize("spoil", ["truncated", "another format", "not an index", "another column's rows"])
+@pytest.mark.parametrize("spoil", ["truncated", "another format", "not an index", "another column's rows",
+                                   "its column written again"])
 def test_a_file_not_as_written_is_ignored_and_the_index_built_again(monkeypatch, tmp_path, spoil):
     _budget(monkeypatch, 10**9, files=True)
     texts = _texts(300, seed=4, lower=True)
@@ -95,6 +96,9 @@ def test_a_file_not_as_written_is_ignored_and_the_index_built_again(monkeypatch,
         path.write_bytes(data.replace(b'"format": 1', b'"format": 9', 1))
     elif spoil == "not an index":
         path.write_bytes(b"{}" * 100)
+    elif spoil == "its column written again":  # a build folder's file written again at the same path
+        st = os.stat(column.path)
+        os.utime(column.path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     else:
         assert ix.read_index(column.path, column.rows + 1) is None
         path.write_bytes(data.replace(f'"rows": {column.rows}'.encode(), f'"rows": {column.rows + 1}'.encode(), 1))

@@ -30,7 +30,8 @@ import pyarrow as pa
 from sde.word_index import Postings, WordIndex, no_pairs
 from sde.word_joins import WordJoins, JoinSegment
 
-__all__ = ["PARTS", "SUFFIX", "TEMP_PREFIX", "part_path", "read_index", "read_ranks", "write_part", "write_ranks"]
+__all__ = ["PARTS", "SUFFIX", "TEMP_PREFIX", "files_beside", "part_path", "read_index", "read_ranks", "write_part",
+           "write_ranks"]
 
 #: Written in the header; a file of another format version is ignored (and its part built again).
 FORMAT = 1
@@ -44,6 +45,11 @@ PARTS = ("words", "pairs", "joins")
 def part_path(column_path: str, part: str) -> str:
     """The file beside a column's file holding one part of its index (or ``ranks``)."""
     return f"{column_path}.{part}{SUFFIX}"
+
+
+def files_beside(column_path: str) -> list[str]:
+    """The index files written beside a column's file (its parts and ranks), where they exist."""
+    return [path for path in (part_path(column_path, part) for part in (*PARTS, "ranks")) if os.path.exists(path)]
 
 
 def write_part(column_path: str, index: WordIndex, part: str) -> bool:

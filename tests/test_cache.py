@@ -10,7 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from sde import cache
@@ -110,6 +112,89 @@ def test_background_write_finishes_and_is_then_a_hit(write_manifest, tmp_path):
     warm, events, warnings = _load(manifest, tmp_path / "cache")
     assert "loaded from cache" in events and warnings == []
     pd.testing.assert_frame_equal(ds.utterances, warm.utterances)
+
+
+# ------------------------------------------------------------------------------ size limit
+
+def _held_bytes(folder: Path) -> dict[str, int]:
+    """{dataset name: bytes on disk with its index files}, as the cache counts them."""
+    c = DatasetCache(folder)
+    try:
+        return {name: size for _, _, name, size in c._datasets()}
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("built", ["part by part", "in one piece"])
+def test_a_dataset_bigger_than_the_size_limit_is_kept_and_read_back(write_manifest, tmp_path, monkeypatch, built):
+    # Before: diskcache evicted the dataset's own first tables as it stored the rest, and the build
+    # ended in "cannot be read back" (any dataset over 20 GiB: ~60M utterances).
+    monkeypatch.setenv("SDE_CACHE_SIZE", "1KB")
+    manifest = write_manifest(ROWS)
+    part_bytes = 512 if built == "part by part" else 2**30
+    runs = []
+    for _ in range(2):
+        events, warnings = [], []
+        ds = load_dataset(manifest, cache_dir=tmp_path / "cache", status=events.append, warn=warnings.append,
+                          part_bytes=part_bytes)
+        runs.append((ds, events, warnings))
+    (cold, events1, warnings1), (warm, events2, warnings2) = runs
+    assert warnings1 == warnings2 == []
+    assert "loaded from cache" not in events1 and "loaded from cache" in events2
+    pd.testing.assert_frame_equal(cold.utterances, warm.utterances, check_dtype=False)
+    assert _held_bytes(tmp_path / "cache")["manifest.json"] > 1000
+
+
+def _three_manifests(write_manifest) -> list[Path]:
+    return [write_manifest(ROWS, name=f"{n}.json") for n in ("a", "b", "c")]
+
+
+def test_older_builds_are_removed_least_recently_used_first(write_manifest, tmp_path, monkeypatch):
+    a, b, c = _three_manifests(write_manifest)
+    folder = tmp_path / "cache"
+    _load(a, folder)
+    one = _held_bytes(folder)["a.json"]
+    monkeypatch.setenv("SDE_CACHE_SIZE", f"{int(one * 2.5)}B")
+    _load(b, folder)
+    _, events, _ = _load(a, folder)  # a used after b
+    assert "loaded from cache" in events
+    _, _, warnings = _load(c, folder)
+    assert len(warnings) == 1, warnings
+    assert "removed the cached build of b.json" in warnings[0] and "SDE_CACHE_SIZE" in warnings[0]
+    assert sorted(_held_bytes(folder)) == ["a.json", "c.json"]
+    for kept in (a, c):
+        _, events, warnings = _load(kept, folder)
+        assert "loaded from cache" in events and warnings == []
+
+
+def test_index_files_count_toward_the_limit_and_go_with_their_dataset(write_manifest, tmp_path, monkeypatch):
+    from sde.build.load import load_dataset as load
+    from sde.index_files import files_beside, write_ranks
+
+    a, b, _ = _three_manifests(write_manifest)
+    folder = tmp_path / "cache"
+    load(a, cache_dir=folder)
+    one = _held_bytes(folder)["a.json"]
+    column = _table_file(folder, fingerprint(a, DatasetOptions()), "utterances")
+    # ranks of as many rows as take 1.5 datasets: the two datasets alone would fit 2.2
+    write_ranks(str(column), pa.array(np.arange(int(one * 1.5) // 8, dtype=np.int64)))
+    assert files_beside(str(column))
+    assert _held_bytes(folder)["a.json"] > 2 * one
+    monkeypatch.setenv("SDE_CACHE_SIZE", f"{int(one * 2.2)}B")
+    _, _, warnings = _load(b, folder)
+    assert len(warnings) == 1 and "removed the cached build of a.json" in warnings[0]
+    assert not column.exists() and not files_beside(str(column))
+    assert sorted(_held_bytes(folder)) == ["b.json"]
+
+
+@pytest.mark.parametrize("value", ["lots", "-5GB", "12 parsecs"])
+def test_a_bad_size_limit_is_named_and_the_default_kept(write_manifest, tmp_path, monkeypatch, value):
+    monkeypatch.setenv("SDE_CACHE_SIZE", value)
+    manifest = write_manifest(ROWS)
+    _load(manifest, tmp_path / "cache")
+    _, events, warnings = _load(manifest, tmp_path / "cache")
+    assert "loaded from cache" in events
+    assert warnings and all(f"SDE_CACHE_SIZE={value!r}" in w and "21.5 GB" in w for w in warnings)
 
 
 # ------------------------------------------------------------------------------ safe folders

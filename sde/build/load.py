@@ -165,9 +165,11 @@ def _build_in_parts(path: str | SourceSet, options: DatasetOptions, cache: Datas
         cache.warn(f"could not write the cache in {cache.directory} ({e}); continuing without it")
         return read_built(meta, joined.files), False
     dataset = cache.get(key)
+    if dataset is None:  # the entry was removed meanwhile (another process, a damaged index): its parts serve
+        cache.warn(f"the dataset just stored in {cache.directory} cannot be read back; serving it from its "
+                   f"build folder {folder}")
+        return read_built(meta, joined.files), False
     remove_build(folder)
-    if dataset is None:
-        raise RuntimeError(f"the dataset just stored in {cache.directory} cannot be read back")
     return dataset, True
 
 

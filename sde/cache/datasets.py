@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,6 +20,8 @@ from sde import __version__
 from sde.compressed_columns import (CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
                                      open_column, read_strings, write_compressed)
 from sde.dataset import Dataset, DatasetOptions
+from sde.engine import EngineSettingError, parse_size
+from sde.index_files import files_beside
 from sde.sources import SourceSet, as_source_set, source_stamps
 
 from sde.cache.folders import POSIX, Warn, warn_on_stderr
@@ -27,7 +30,34 @@ from sde.cache.store import LinkedFile, LinkingDisk, done_with_temp_file, open_s
 
 # Bump when the layout of a built Dataset changes, so old entries are not misread.
 CACHE_FORMAT = 7
+#: What the cache folder keeps of built datasets, their search indexes included: storing one removes
+#: the least recently used others, whole, until the rest fit; the one stored is always kept, however
+#: big (a 100M-utterance build is ~34 GB).
 DEFAULT_SIZE_LIMIT = 20 * 2**30
+SIZE_LIMIT_VARIABLE = "SDE_CACHE_SIZE"
+
+
+def size_limit(warn: Warn = warn_on_stderr) -> int:
+    """The cache folder's size limit: $SDE_CACHE_SIZE (e.g. ``100GB``), else DEFAULT_SIZE_LIMIT."""
+    text = os.environ.get(SIZE_LIMIT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_SIZE_LIMIT
+    try:
+        return parse_size(text)
+    except EngineSettingError as e:
+        warn(f"{SIZE_LIMIT_VARIABLE}={text!r}: {e}; keeping up to {_gb(DEFAULT_SIZE_LIMIT)} of built datasets")
+        return DEFAULT_SIZE_LIMIT
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.1f} GB"
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def file_stamp(path: str | Path) -> dict:
@@ -57,8 +87,11 @@ class DatasetCache:
         """Raises CacheUnusable (see open_store)."""
         self.directory = Path(directory)
         self.warn = warn
-        self._store = open_store(self.directory, warn, size_limit=DEFAULT_SIZE_LIMIT,
-                                 eviction_policy="least-recently-used", disk=LinkingDisk)
+        self.size_limit = size_limit(warn)
+        # No eviction by diskcache: it removes entries one by one as they are stored, so a dataset
+        # bigger than its limit evicted its own first tables and could never be read back.
+        # make_room removes whole datasets instead, counting the index files beside them.
+        self._store = open_store(self.directory, warn, eviction_policy="none", disk=LinkingDisk)
 
     def close(self) -> None:
         self._store.close()
@@ -75,11 +108,13 @@ class DatasetCache:
             meta = pickle.loads(meta_raw)
             sizes = meta.get("table_bytes", {})
             tables = {name: self._read_table(key, name, sizes.get(name)) for name in meta["tables"]}
-            return _dataset_from(meta, _frames(meta, tables))
+            dataset = _dataset_from(meta, _frames(meta, tables))
         except Exception as e:  # noqa: BLE001 - any corruption means "rebuild", never a crash
             self.warn(f"cache entry {key[:12]} in {self.directory} is unreadable ({e}); rebuilding it")
             self.delete(key)
             return None
+        self._mark_used(key, meta.get("name", key[:12]))
+        return dataset
 
     def put(self, key: str, dataset: Dataset) -> None:
         try:
@@ -96,11 +131,14 @@ class DatasetCache:
             meta["tables"] = list(sizes)
             meta["table_bytes"] = sizes
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
+            self._mark_used(key, meta["name"])
         except Exception as e:  # noqa: BLE001 - a full disk or read-only cache must not stop the app
             if threading.main_thread().is_alive():
                 self.warn(f"could not write the cache in {self.directory} ({e}); continuing without it")
             # else: sde is exiting (Ctrl-C, SIGTERM) while a background write runs; nothing to report
             self.delete(key)
+            return
+        self.make_room(keep=key)
 
     def put_built(self, key: str, meta: dict, files: dict[str, Path]) -> None:
         """Store a dataset whose tables are already Arrow files (sde.build); raises on failure
@@ -114,17 +152,83 @@ class DatasetCache:
                 self._make_read_only(("table", key, name))
             meta = {**meta, "tables": list(files), "table_bytes": sizes}
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
+            self._mark_used(key, meta["name"])
         except BaseException:
             self.delete(key)
             raise
+        self.make_room(keep=key)
 
     def delete(self, key: str) -> None:
+        """Remove a dataset's entries, its table files and the index files beside them."""
         try:
-            for k in list(self._store.iterkeys()):
-                if isinstance(k, tuple) and len(k) >= 2 and k[1] == key:
-                    self._store.delete(k)
+            keys = [k for k in self._store.iterkeys() if isinstance(k, tuple) and len(k) >= 2 and k[1] == key]
+            beside = [index for k in keys if k[0] == "table" for index in files_beside(str(self._value_path(k)))]
+            for k in keys:
+                self._store.delete(k)
+            for path in beside:
+                os.unlink(path)
         except Exception:  # noqa: BLE001
             pass
+
+    def _mark_used(self, key: str, name: str) -> None:
+        try:
+            self._store.set(("used", key), {"at": time.time(), "name": name})
+        except Exception:  # noqa: BLE001 - a read-only cache is still read; its order is then the stored one
+            pass
+
+    def make_room(self, keep: str) -> list[str]:
+        """Remove whole datasets other than ``keep``, least recently used first, until the datasets
+        left (table files and the index files beside them) fit the size limit; says which were
+        removed, and returns their keys."""
+        try:
+            held = self._datasets()
+        except Exception:  # noqa: BLE001 - an unreadable index: nothing is removed
+            return []
+        total = sum(size for _, _, _, size in held)
+        removed = []
+        for used, key, name, size in sorted(held):
+            if total <= self.size_limit:
+                break
+            if key == keep:
+                continue
+            self.delete(key)
+            total -= size
+            removed.append(key)
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(used)) if used else "unknown"
+            self.warn(f"removed the cached build of {name} ({_gb(size)}, last used {when}) from {self.directory}: "
+                      f"the cache keeps up to {_gb(self.size_limit)} (set {SIZE_LIMIT_VARIABLE}, e.g. "
+                      f"{SIZE_LIMIT_VARIABLE}=100GB, to keep more)")
+        return removed
+
+    def _datasets(self) -> list[tuple[float, str, str, int]]:
+        """(last used, key, name, bytes on disk) of each whole dataset stored (one whose
+        description is written: a dataset still being stored by another process is not counted)."""
+        files: dict[str, list[Path]] = {}
+        described = set()
+        for k in list(self._store.iterkeys()):
+            if not isinstance(k, tuple) or len(k) < 2:
+                continue
+            if k[0] == "meta":
+                described.add(k[1])
+            elif k[0] == "table":
+                path = self._value_path(k)
+                if path is not None:
+                    files.setdefault(k[1], []).append(path)
+        held = []
+        for key in described:
+            used = self._store.get(("used", key)) or {}
+            paths = [str(p) for p in files.get(key, [])]
+            size = sum(_size(p) for path in paths for p in (path, *files_beside(path)))
+            held.append((float(used.get("at", 0.0)), key, str(used.get("name", key[:12])), size))
+        return held
+
+    def _value_path(self, store_key: tuple) -> Path | None:
+        handle = self._store.get(store_key, read=True)
+        if handle is None:
+            return None
+        with handle:
+            path = getattr(handle, "name", None)
+        return Path(path) if isinstance(path, str) else None
 
     def _write_table(self, key: str, name: str, df: pd.DataFrame) -> int:
         """Store `df` as an Arrow file; returns its size (checked again before it is mapped)."""

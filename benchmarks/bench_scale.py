@@ -60,6 +60,7 @@ QUERIES: dict[str, str | Callable[[int], str]] = {
                                                                           page=size // 1000),
     "a phrase with a rare word": _page('{text} contains "clipuzir the"', "duration"),
     "a regex whose ways across words are in most lines": _page('{text} matches "e.t"', "duration"),
+    "a regex tested on most lines (a.*b: its .* may hold spaces)": _page('{text} matches "a.*b"', "-duration"),
     "a search of the first hypothesis": _page('{pred_text} contains "the"', "-wer"),
     "a search of the second hypothesis": _page('{pred_text_b} contains "the"', "-wer"),
     "every utterance sorted by speaker": _page("", "speaker"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,20 @@ def test_an_indexed_dataset_is_served_from_the_cache(manifests, tmp_path):
     assert json.loads(served.stdout) == json.loads(fresh.stdout)
     again = _sde("stats", manifest, "--cache-dir", str(tmp_path), "--part-size", "512KB")
     assert "loaded from cache" in again.stderr
+
+
+def test_a_build_over_the_cache_size_limit_is_kept_and_the_older_one_removed(manifests, tmp_path):
+    # 20,000 utterances build ~6 MB: a 1 MB limit keeps the newest build alone.
+    env = {**os.environ, "SDE_CACHE_SIZE": "1MB"}
+    first, second = str(manifests[20_000]), str(manifests[60_000])
+    for manifest in (first, second):
+        built = _sde("index", manifest, "--cache-dir", str(tmp_path), "--part-size", "512KB", env=env)
+        assert built.returncode == 0 and "Traceback" not in built.stderr, built.stderr
+    assert f"removed the cached build of {Path(first).name}" in built.stderr and "SDE_CACHE_SIZE" in built.stderr
+    kept = _sde("stats", second, "--cache-dir", str(tmp_path), "--part-size", "512KB", env=env)
+    assert "loaded from cache" in kept.stderr
+    removed = _sde("stats", first, "--cache-dir", str(tmp_path), "--part-size", "512KB", env=env)
+    assert removed.returncode == 0 and "loaded from cache" not in removed.stderr
 
 
 BAD_ARGUMENTS = {

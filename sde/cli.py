@@ -84,7 +84,8 @@ def data_options(f: Callable) -> Callable:
                      help="Read every audio file to measure sample rate, levels, clipping, bandwidth."),
         click.option("--strict", is_flag=True, help="Stop at the first bad manifest line instead of skipping it."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                     help="Where built datasets are cached (default: the user cache dir, or $SDE_CACHE_DIR)."),
+                     help="Where built datasets are cached (default: the user cache dir, or $SDE_CACHE_DIR); "
+                          "the least recently used are removed beyond 20 GiB ($SDE_CACHE_SIZE, e.g. 100GB)."),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
         click.option("--tarred-audio", default=None, metavar="PATTERN",
                      help="NeMo tarred audio: the tar shards, e.g. 'audio__OP_0..511_CL_.tar' (local or s3://); "

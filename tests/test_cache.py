@@ -194,7 +194,7 @@ def test_a_bad_size_limit_is_named_and_the_default_kept(write_manifest, tmp_path
     _load(manifest, tmp_path / "cache")
     _, events, warnings = _load(manifest, tmp_path / "cache")
     assert "loaded from cache" in events
-    assert warnings and all(f"SDE_CACHE_SIZE={value!r}" in w and "21.5 GB" in w for w in warnings)
+    assert warnings and all(f"SDE_CACHE_SIZE={value!r}" in w and "20.0 GiB" in w for w in warnings)
 
 
 # ------------------------------------------------------------------------------ safe folders

@@ -44,13 +44,14 @@ def size_limit(warn: Warn = warn_on_stderr) -> int:
         return DEFAULT_SIZE_LIMIT
     try:
         return parse_size(text)
-    except EngineSettingError as e:
-        warn(f"{SIZE_LIMIT_VARIABLE}={text!r}: {e}; keeping up to {_gb(DEFAULT_SIZE_LIMIT)} of built datasets")
+    except EngineSettingError:
+        warn(f"{SIZE_LIMIT_VARIABLE}={text!r} is not a size: write a number and a unit, e.g. "
+             f"{SIZE_LIMIT_VARIABLE}=100GB or 500MB; keeping up to {_size_text(DEFAULT_SIZE_LIMIT)} of built datasets")
         return DEFAULT_SIZE_LIMIT
 
 
-def _gb(size: int) -> str:
-    return f"{size / 1e9:.1f} GB"
+def _size_text(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{max(size, 0) / 2**20:.1f} MiB"
 
 
 def _size(path: str) -> int:
@@ -195,8 +196,8 @@ class DatasetCache:
             total -= size
             removed.append(key)
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(used)) if used else "unknown"
-            self.warn(f"removed the cached build of {name} ({_gb(size)}, last used {when}) from {self.directory}: "
-                      f"the cache keeps up to {_gb(self.size_limit)} (set {SIZE_LIMIT_VARIABLE}, e.g. "
+            self.warn(f"removed the cached build of {name} ({_size_text(size)}, last used {when}) from {self.directory}: "
+                      f"the cache keeps up to {_size_text(self.size_limit)} (set {SIZE_LIMIT_VARIABLE}, e.g. "
                       f"{SIZE_LIMIT_VARIABLE}=100GB, to keep more)")
         return removed
 

@@ -187,6 +187,24 @@ def test_index_files_count_toward_the_limit_and_go_with_their_dataset(write_mani
     assert sorted(_held_bytes(folder)) == ["b.json"]
 
 
+def test_a_dataset_grown_by_its_index_files_makes_room_when_next_loaded(write_manifest, tmp_path, monkeypatch):
+    from sde.index_files import write_ranks
+
+    a, b, _ = _three_manifests(write_manifest)
+    folder = tmp_path / "cache"
+    _load(a, folder)
+    one = _held_bytes(folder)["a.json"]
+    monkeypatch.setenv("SDE_CACHE_SIZE", f"{int(one * 2.2)}B")
+    _load(b, folder)
+    assert sorted(_held_bytes(folder)) == ["a.json", "b.json"]
+    column = _table_file(folder, fingerprint(b, DatasetOptions()), "utterances")
+    write_ranks(str(column), pa.array(np.arange(int(one * 1.5) // 8, dtype=np.int64)))  # as a server does
+    _, events, warnings = _load(b, folder)
+    assert "loaded from cache" in events
+    assert len(warnings) == 1 and "removed the cached build of a.json" in warnings[0]
+    assert sorted(_held_bytes(folder)) == ["b.json"]
+
+
 @pytest.mark.parametrize("value", ["lots", "-5GB", "12 parsecs"])
 def test_a_bad_size_limit_is_named_and_the_default_kept(write_manifest, tmp_path, monkeypatch, value):
     monkeypatch.setenv("SDE_CACHE_SIZE", value)

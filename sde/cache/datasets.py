@@ -115,6 +115,7 @@ class DatasetCache:
             self.delete(key)
             return None
         self._mark_used(key, meta.get("name", key[:12]))
+        self.make_room(keep=key)  # its index files, written since it was stored, may have passed the limit
         return dataset
 
     def put(self, key: str, dataset: Dataset) -> None:
@@ -159,17 +160,22 @@ class DatasetCache:
             raise
         self.make_room(keep=key)
 
-    def delete(self, key: str) -> None:
-        """Remove a dataset's entries, its table files and the index files beside them."""
+    def delete(self, key: str) -> bool:
+        """Remove a dataset's entries, its table files and the index files beside them; False where
+        that failed (a read-only folder)."""
         try:
             keys = [k for k in self._store.iterkeys() if isinstance(k, tuple) and len(k) >= 2 and k[1] == key]
             beside = [index for k in keys if k[0] == "table" for index in files_beside(str(self._value_path(k)))]
             for k in keys:
                 self._store.delete(k)
-            for path in beside:
-                os.unlink(path)
         except Exception:  # noqa: BLE001
-            pass
+            return False
+        for path in beside:  # else removed as orphans when a cache folder is next opened
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return True
 
     def _mark_used(self, key: str, name: str) -> None:
         try:
@@ -190,9 +196,8 @@ class DatasetCache:
         for used, key, name, size in sorted(held):
             if total <= self.size_limit:
                 break
-            if key == keep:
+            if key == keep or not self.delete(key):
                 continue
-            self.delete(key)
             total -= size
             removed.append(key)
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(used)) if used else "unknown"

@@ -114,6 +114,41 @@ def test_background_write_finishes_and_is_then_a_hit(write_manifest, tmp_path):
     pd.testing.assert_frame_equal(ds.utterances, warm.utterances)
 
 
+@pytest.mark.parametrize("built", ["part by part", "in one piece"])
+def test_a_start_reads_its_summary_sums_kept_with_the_build(write_manifest, tmp_path, monkeypatch, built):
+    from sde.dataset import Dataset
+
+    manifest = write_manifest(ROWS)
+    part_bytes = 512 if built == "part by part" else 2**30
+    cold = load_dataset(manifest, cache_dir=tmp_path / "cache", part_bytes=part_bytes)
+    expected = cold.summary()
+
+    def no_sums(self):
+        raise AssertionError("the summary's sums were computed again")
+
+    monkeypatch.setattr(Dataset, "_sums", no_sums)
+    events, warnings = [], []
+    warm = load_dataset(manifest, cache_dir=tmp_path / "cache", part_bytes=part_bytes, status=events.append,
+                        warn=warnings.append)
+    assert "loaded from cache" in events and warnings == []
+    assert warm.summary() == expected
+
+
+def test_kept_sums_that_are_not_the_builds_are_computed_again_and_replaced(write_manifest, tmp_path):
+    manifest = write_manifest(ROWS)
+    folder = tmp_path / "cache"
+    cold, _, _ = _load(manifest, folder)
+    key = fingerprint(manifest, DatasetOptions())
+    c = DatasetCache(folder)
+    c._store.set(("sums", key), {**cold.summary_sums(), "utterances": 3, "hours": 99.0})
+    c.close()
+    warm, _, warnings = _load(manifest, folder)
+    assert warnings == [] and warm.summary() == cold.summary()
+    c = DatasetCache(folder)
+    assert c._store.get(("sums", key)) == cold.summary_sums()
+    c.close()
+
+
 # ------------------------------------------------------------------------------ size limit
 
 def _held_bytes(folder: Path) -> dict[str, int]:

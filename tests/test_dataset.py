@@ -78,6 +78,41 @@ def test_the_summary_made_ahead_leaves_its_error_to_the_request(dataset, monkeyp
         dataset.summary()
 
 
+def _sums_changed(**changes):
+    def change(sums):
+        return {**sums, **changes}
+    return change
+
+
+PRESET_SUMS = {
+    "its own sums": (lambda sums: sums, True),
+    "another row count": (_sums_changed(utterances=5), False),
+    "another hypothesis": (lambda sums: {**sums, "hypotheses": {"pred_text": sums["hypotheses"]["pred_text"]}}, False),
+    "an older layout": (_sums_changed(format=0), False),
+    "not sums at all": (lambda sums: "garbage", False),
+    "nothing kept": (lambda sums: None, False),
+}
+
+
+@pytest.mark.parametrize("kept, taken", PRESET_SUMS.values(), ids=PRESET_SUMS.keys())
+def test_kept_summary_sums_are_taken_only_when_they_are_this_datasets(dataset, write_manifest, kept, taken):
+    import dataclasses
+
+    fresh = dataclasses.replace(dataset)  # a copy: caches of its own
+    sums = dataset.summary_sums()
+    offered = kept({**sums, "hours": 99.0})  # marked, to see which sums the summary used
+    assert fresh.preset_summary_sums(offered) is taken
+    assert fresh.summary()["hours"] == (99.0 if taken else pytest.approx(7.0 / 3600, abs=1e-6))
+    assert fresh.summary()["hypotheses"]["pred_text"]["wer"] == pytest.approx(dataset.summary()["hypotheses"]["pred_text"]["wer"])
+
+
+def test_a_new_generation_computes_its_own_sums(dataset, write_manifest):
+    other = build_dataset(write_manifest(ROWS[:2], name="two.json"), DatasetOptions(), workers=1)
+    assert dataset.preset_summary_sums({**dataset.summary_sums(), "hours": 99.0})
+    dataset.replace_with(other)
+    assert dataset.summary()["utterances"] == 2 and dataset.summary()["hours"] == pytest.approx(3.0 / 3600, abs=1e-6)
+
+
 def test_summary_shape_and_corpus_numbers(dataset):
     s = dataset.summary()
     assert s["utterances"] == 4

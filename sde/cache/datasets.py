@@ -115,8 +115,19 @@ class DatasetCache:
             self.delete(key)
             return None
         self._mark_used(key, meta.get("name", key[:12]))
+        self._summary_sums(key, dataset)
         self.make_room(keep=key)  # its index files, written since it was stored, may have passed the limit
         return dataset
+
+    def _summary_sums(self, key: str, dataset: Dataset) -> None:
+        """Give the dataset the summary's sums kept beside it (Dataset.summary_sums: ~24 columns read
+        at each start otherwise, seconds at 100M utterances), or compute and keep them: once, at the
+        first load of a build."""
+        try:
+            if not dataset.preset_summary_sums(self._store.get(("sums", key))):
+                self._store.set(("sums", key), dataset.summary_sums())
+        except Exception:  # noqa: BLE001 - a read-only cache: the summary is computed at each start
+            pass
 
     def put(self, key: str, dataset: Dataset) -> None:
         try:
@@ -134,6 +145,7 @@ class DatasetCache:
             meta["table_bytes"] = sizes
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
             self._mark_used(key, meta["name"])
+            self._store.set(("sums", key), dataset.summary_sums())
         except Exception as e:  # noqa: BLE001 - a full disk or read-only cache must not stop the app
             if threading.main_thread().is_alive():
                 self.warn(f"could not write the cache in {self.directory} ({e}); continuing without it")

@@ -184,13 +184,20 @@ def _three_manifests(write_manifest) -> list[Path]:
     return [write_manifest(ROWS, name=f"{n}.json") for n in ("a", "b", "c")]
 
 
-def test_older_builds_are_removed_least_recently_used_first(write_manifest, tmp_path, monkeypatch):
-    a, b, c = _three_manifests(write_manifest)
-    folder = tmp_path / "cache"
-    _load(a, folder)
+def _a_then_b_under_a_limit(write_manifest, folder: Path, monkeypatch, room: float) -> tuple[list[Path], int]:
+    """Three manifests of one size; a built, the limit set to ``room`` times its size, b built;
+    returns the manifests and that size."""
+    manifests = _three_manifests(write_manifest)
+    _load(manifests[0], folder)
     one = _held_bytes(folder)["a.json"]
-    monkeypatch.setenv("SDE_CACHE_SIZE", f"{int(one * 2.5)}B")
-    _load(b, folder)
+    monkeypatch.setenv("SDE_CACHE_SIZE", f"{int(one * room)}B")
+    _load(manifests[1], folder)
+    return manifests, one
+
+
+def test_older_builds_are_removed_least_recently_used_first(write_manifest, tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    (a, b, c), _ = _a_then_b_under_a_limit(write_manifest, folder, monkeypatch, room=2.5)
     _, events, _ = _load(a, folder)  # a used after b
     assert "loaded from cache" in events
     _, _, warnings = _load(c, folder)
@@ -202,18 +209,26 @@ def test_older_builds_are_removed_least_recently_used_first(write_manifest, tmp_
         assert "loaded from cache" in events and warnings == []
 
 
-def test_index_files_count_toward_the_limit_and_go_with_their_dataset(write_manifest, tmp_path, monkeypatch):
-    from sde.build.load import load_dataset as load
+def _index_files_of(folder: Path, manifest: Path, size: int) -> Path:
+    """Index files of ~``size`` bytes written beside the dataset's table, as a server writes its
+    search indexes (sde.index_files); returns that table's file."""
     from sde.index_files import files_beside, write_ranks
+
+    column = _table_file(folder, fingerprint(manifest, DatasetOptions()), "utterances")
+    write_ranks(str(column), pa.array(np.arange(size // 8, dtype=np.int64)))
+    assert files_beside(str(column))
+    return column
+
+
+def test_index_files_count_toward_the_limit_and_go_with_their_dataset(write_manifest, tmp_path, monkeypatch):
+    from sde.index_files import files_beside
 
     a, b, _ = _three_manifests(write_manifest)
     folder = tmp_path / "cache"
-    load(a, cache_dir=folder)
+    _load(a, folder)
     one = _held_bytes(folder)["a.json"]
-    column = _table_file(folder, fingerprint(a, DatasetOptions()), "utterances")
-    # ranks of as many rows as take 1.5 datasets: the two datasets alone would fit 2.2
-    write_ranks(str(column), pa.array(np.arange(int(one * 1.5) // 8, dtype=np.int64)))
-    assert files_beside(str(column))
+    # as big as 1.5 datasets: the two datasets alone would fit 2.2
+    column = _index_files_of(folder, a, int(one * 1.5))
     assert _held_bytes(folder)["a.json"] > 2 * one
     monkeypatch.setenv("SDE_CACHE_SIZE", f"{int(one * 2.2)}B")
     _, _, warnings = _load(b, folder)
@@ -223,17 +238,10 @@ def test_index_files_count_toward_the_limit_and_go_with_their_dataset(write_mani
 
 
 def test_a_dataset_grown_by_its_index_files_makes_room_when_next_loaded(write_manifest, tmp_path, monkeypatch):
-    from sde.index_files import write_ranks
-
-    a, b, _ = _three_manifests(write_manifest)
     folder = tmp_path / "cache"
-    _load(a, folder)
-    one = _held_bytes(folder)["a.json"]
-    monkeypatch.setenv("SDE_CACHE_SIZE", f"{int(one * 2.2)}B")
-    _load(b, folder)
+    (a, b, _), one = _a_then_b_under_a_limit(write_manifest, folder, monkeypatch, room=2.2)
     assert sorted(_held_bytes(folder)) == ["a.json", "b.json"]
-    column = _table_file(folder, fingerprint(b, DatasetOptions()), "utterances")
-    write_ranks(str(column), pa.array(np.arange(int(one * 1.5) // 8, dtype=np.int64)))  # as a server does
+    _index_files_of(folder, b, int(one * 1.5))
     _, events, warnings = _load(b, folder)
     assert "loaded from cache" in events
     assert len(warnings) == 1 and "removed the cached build of a.json" in warnings[0]

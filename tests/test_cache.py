@@ -134,6 +134,18 @@ def test_a_start_reads_its_summary_sums_kept_with_the_build(write_manifest, tmp_
     assert warm.summary() == expected
 
 
+def test_sums_that_cannot_be_computed_leave_the_entry_stored(write_manifest, tmp_path, monkeypatch):
+    from sde.dataset import Dataset
+
+    manifest = write_manifest(ROWS)
+    monkeypatch.setattr(Dataset, "_sums", lambda self: 1 / 0)
+    _, _, warnings = _load(manifest, tmp_path / "cache")
+    monkeypatch.undo()
+    warm, events, more = _load(manifest, tmp_path / "cache")
+    assert warnings == more == [] and "loaded from cache" in events
+    assert warm.summary()["utterances"] == len(ROWS)
+
+
 def test_kept_sums_that_are_not_the_builds_are_computed_again_and_replaced(write_manifest, tmp_path):
     manifest = write_manifest(ROWS)
     folder = tmp_path / "cache"

@@ -145,13 +145,13 @@ class DatasetCache:
             meta["table_bytes"] = sizes
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
             self._mark_used(key, meta["name"])
-            self._store.set(("sums", key), dataset.summary_sums())
         except Exception as e:  # noqa: BLE001 - a full disk or read-only cache must not stop the app
             if threading.main_thread().is_alive():
                 self.warn(f"could not write the cache in {self.directory} ({e}); continuing without it")
             # else: sde is exiting (Ctrl-C, SIGTERM) while a background write runs; nothing to report
             self.delete(key)
             return
+        self._summary_sums(key, dataset)
         self.make_room(keep=key)
 
     def put_built(self, key: str, meta: dict, files: dict[str, Path]) -> None:

@@ -167,7 +167,7 @@ def _held_bytes(folder: Path) -> dict[str, int]:
     """{dataset name: bytes on disk with its index files}, as the cache counts them."""
     c = DatasetCache(folder)
     try:
-        return {name: size for _, _, name, size in c._datasets()}
+        return {held.name: held.size for held in c._datasets()}
     finally:
         c.close()
 
@@ -258,6 +258,31 @@ def test_a_dataset_grown_by_its_index_files_makes_room_when_next_loaded(write_ma
     assert "loaded from cache" in events
     assert len(warnings) == 1 and "removed the cached build of a.json" in warnings[0]
     assert sorted(_held_bytes(folder)) == ["b.json"]
+
+
+def test_single_values_over_the_limit_are_kept_and_the_least_recently_used_others_go(tmp_path):
+    # A model's predictions: diskcache removed the value just stored when bigger than its limit.
+    from sde.cache.limit import make_room_among, mark_used
+
+    store = cache.open_store(tmp_path / "cache", sub="predictions", eviction_policy="none")
+    try:
+        for key in ("a", "b", "c"):
+            store.set(("predictions", key), os.urandom(2 << 20))
+            mark_used(store, key, f"{key}.json by m.nemo")
+            time.sleep(0.01)
+        mark_used(store, "a", "a.json by m.nemo")  # a read again, after c was stored
+        warnings: list[str] = []
+
+        def make_room(keep: str, limit: int) -> list[str]:
+            return [h.key for h in make_room_among(store, "predictions", keep=keep, limit=limit, entry="predictions",
+                                                   entries="predictions", warn=warnings.append)]
+
+        assert make_room("c", 5 << 20) == ["b"]
+        assert len(warnings) == 1 and "removed the cached predictions of b.json by m.nemo (2.0 MiB" in warnings[0]
+        assert make_room("c", 1 << 20) == ["a"]  # c alone is over the limit: kept
+        assert store.get(("predictions", "c")) is not None and store.get(("predictions", "a")) is None
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("value", ["lots", "-5GB", "12 parsecs"])

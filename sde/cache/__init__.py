@@ -22,19 +22,21 @@ read-only, and their size is checked against the size written before they are ma
 outside sde truncating a table while a server maps it would still crash that server with SIGBUS.
 """
 
-from sde.cache.datasets import (CACHE_FORMAT, COLUMN_FILE_SEPARATOR, DEFAULT_SIZE_LIMIT, NUMPY_FLOATS, DatasetCache,
-                                 built_meta, file_stamp, fingerprint, missing_as_nan, read_built)
+from sde.cache.datasets import (CACHE_FORMAT, COLUMN_FILE_SEPARATOR, NUMPY_FLOATS, DatasetCache, built_meta,
+                                 file_stamp, fingerprint, missing_as_nan, read_built)
 from sde.cache.folders import (FIX_FOLDER, FIX_FULL, FIX_PRIVATE, POSIX, CacheUnusable, Warn, check_cache_folder,
                                default_cache_dir, report_unusable, warn_on_stderr)
+from sde.cache.limit import DEFAULT_SIZE_LIMIT, SIZE_LIMIT_VARIABLE, Held, size_limit
 from sde.cache.store import (HOST_TAG, LEGACY_TEMP_S, STALE_FILE_S, JobStore, done_with_temp_file, open_job_store,
                              open_store, private_temp_folder, remove_orphan_values, remove_stale_temp_files,
                              temp_file_in)
 
 __all__ = [
     "CACHE_FORMAT", "COLUMN_FILE_SEPARATOR", "DEFAULT_SIZE_LIMIT", "FIX_FOLDER", "FIX_FULL", "FIX_PRIVATE", "HOST_TAG",
-    "LEGACY_TEMP_S", "NUMPY_FLOATS", "POSIX", "STALE_FILE_S", "CacheUnusable", "DatasetCache", "JobStore", "Warn",
+    "LEGACY_TEMP_S", "NUMPY_FLOATS", "POSIX", "SIZE_LIMIT_VARIABLE", "STALE_FILE_S", "CacheUnusable", "DatasetCache",
+    "Held", "JobStore", "Warn",
     "built_meta", "check_cache_folder", "default_cache_dir", "done_with_temp_file", "file_stamp", "fingerprint",
     "missing_as_nan", "open_job_store",
     "open_store", "private_temp_folder", "read_built", "remove_orphan_values", "remove_stale_temp_files",
-    "report_unusable", "temp_file_in", "warn_on_stderr",
+    "report_unusable", "size_limit", "temp_file_in", "warn_on_stderr",
 ]

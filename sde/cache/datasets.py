@@ -8,7 +8,6 @@ import json
 import os
 import pickle
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,45 +19,16 @@ from sde import __version__
 from sde.compressed_columns import (CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
                                      open_column, read_strings, write_compressed)
 from sde.dataset import Dataset, DatasetOptions
-from sde.engine import EngineSettingError, parse_size
 from sde.index_files import files_beside
 from sde.sources import SourceSet, as_source_set, source_stamps
 
 from sde.cache.folders import POSIX, Warn, warn_on_stderr
+from sde.cache.limit import Held, file_size, last_use, mark_used, remove_least_recently_used, size_limit, value_path
 from sde.cache.store import LinkedFile, LinkingDisk, done_with_temp_file, open_store, temp_file_in
 
 
 # Bump when the layout of a built Dataset changes, so old entries are not misread.
 CACHE_FORMAT = 7
-#: What the cache folder keeps of built datasets, their search indexes included: storing one removes
-#: the least recently used others, whole, until the rest fit; the one stored is always kept, however
-#: big (a 100M-utterance build is ~34 GB).
-DEFAULT_SIZE_LIMIT = 20 * 2**30
-SIZE_LIMIT_VARIABLE = "SDE_CACHE_SIZE"
-
-
-def size_limit(warn: Warn = warn_on_stderr) -> int:
-    """The cache folder's size limit: $SDE_CACHE_SIZE (e.g. ``100GB``), else DEFAULT_SIZE_LIMIT."""
-    text = os.environ.get(SIZE_LIMIT_VARIABLE, "").strip()
-    if not text:
-        return DEFAULT_SIZE_LIMIT
-    try:
-        return parse_size(text)
-    except EngineSettingError:
-        warn(f"{SIZE_LIMIT_VARIABLE}={text!r} is not a size: write a number and a unit, e.g. "
-             f"{SIZE_LIMIT_VARIABLE}=100GB or 500MB; keeping up to {_size_text(DEFAULT_SIZE_LIMIT)} of built datasets")
-        return DEFAULT_SIZE_LIMIT
-
-
-def _size_text(size: int) -> str:
-    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{max(size, 0) / 2**20:.1f} MiB"
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
 
 
 def file_stamp(path: str | Path) -> dict:
@@ -91,7 +61,7 @@ class DatasetCache:
         self.size_limit = size_limit(warn)
         # No eviction by diskcache: it removes entries one by one as they are stored, so a dataset
         # bigger than its limit evicted its own first tables and could never be read back.
-        # make_room removes whole datasets instead, counting the index files beside them.
+        # make_room removes whole datasets instead, counting the index files beside them (sde.cache.limit).
         self._store = open_store(self.directory, warn, eviction_policy="none", disk=LinkingDisk)
 
     def close(self) -> None:
@@ -114,7 +84,7 @@ class DatasetCache:
             self.warn(f"cache entry {key[:12]} in {self.directory} is unreadable ({e}); rebuilding it")
             self.delete(key)
             return None
-        self._mark_used(key, meta.get("name", key[:12]))
+        mark_used(self._store, key, meta.get("name", key[:12]))
         self._summary_sums(key, dataset)
         self.make_room(keep=key)  # its index files, written since it was stored, may have passed the limit
         return dataset
@@ -144,7 +114,7 @@ class DatasetCache:
             meta["tables"] = list(sizes)
             meta["table_bytes"] = sizes
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
-            self._mark_used(key, meta["name"])
+            mark_used(self._store, key, meta["name"])
         except Exception as e:  # noqa: BLE001 - a full disk or read-only cache must not stop the app
             if threading.main_thread().is_alive():
                 self.warn(f"could not write the cache in {self.directory} ({e}); continuing without it")
@@ -166,7 +136,7 @@ class DatasetCache:
                 self._make_read_only(("table", key, name))
             meta = {**meta, "tables": list(files), "table_bytes": sizes}
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
-            self._mark_used(key, meta["name"])
+            mark_used(self._store, key, meta["name"])
         except BaseException:
             self.delete(key)
             raise
@@ -177,7 +147,7 @@ class DatasetCache:
         that failed (a read-only folder)."""
         try:
             keys = [k for k in self._store.iterkeys() if isinstance(k, tuple) and len(k) >= 2 and k[1] == key]
-            beside = [index for k in keys if k[0] == "table" for index in files_beside(str(self._value_path(k)))]
+            beside = [index for k in keys if k[0] == "table" for index in files_beside(str(value_path(self._store, k)))]
             for k in keys:
                 self._store.delete(k)
         except Exception:  # noqa: BLE001
@@ -189,38 +159,22 @@ class DatasetCache:
                 pass
         return True
 
-    def _mark_used(self, key: str, name: str) -> None:
-        try:
-            self._store.set(("used", key), {"at": time.time(), "name": name})
-        except Exception:  # noqa: BLE001 - a read-only cache is still read; its order is then the stored one
-            pass
-
     def make_room(self, keep: str) -> list[str]:
-        """Remove whole datasets other than ``keep``, least recently used first, until the datasets
-        left (table files and the index files beside them) fit the size limit; says which were
-        removed, and returns their keys."""
+        """Remove whole datasets other than ``keep``, least recently used first, until those left
+        (table files and the index files beside them) fit the size limit; says which were removed,
+        and returns their keys."""
         try:
             held = self._datasets()
         except Exception:  # noqa: BLE001 - an unreadable index: nothing is removed
             return []
-        total = sum(size for _, _, _, size in held)
-        removed = []
-        for used, key, name, size in sorted(held):
-            if total <= self.size_limit:
-                break
-            if key == keep or not self.delete(key):
-                continue
-            total -= size
-            removed.append(key)
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(used)) if used else "unknown"
-            self.warn(f"removed the cached build of {name} ({_size_text(size)}, last used {when}) from {self.directory}: "
-                      f"the cache keeps up to {_size_text(self.size_limit)} (set {SIZE_LIMIT_VARIABLE}, e.g. "
-                      f"{SIZE_LIMIT_VARIABLE}=100GB, to keep more)")
-        return removed
+        removed = remove_least_recently_used(held, keep=keep, limit=self.size_limit, remove=self.delete,
+                                             entry="build", entries="built datasets", folder=self.directory,
+                                             warn=self.warn)
+        return [h.key for h in removed]
 
-    def _datasets(self) -> list[tuple[float, str, str, int]]:
-        """(last used, key, name, bytes on disk) of each whole dataset stored (one whose
-        description is written: a dataset still being stored by another process is not counted)."""
+    def _datasets(self) -> list[Held]:
+        """Each whole dataset stored (one whose description is written: a dataset still being
+        stored by another process is not counted), with its bytes on disk."""
         files: dict[str, list[Path]] = {}
         described = set()
         for k in list(self._store.iterkeys()):
@@ -229,24 +183,16 @@ class DatasetCache:
             if k[0] == "meta":
                 described.add(k[1])
             elif k[0] == "table":
-                path = self._value_path(k)
+                path = value_path(self._store, k)
                 if path is not None:
                     files.setdefault(k[1], []).append(path)
         held = []
         for key in described:
-            used = self._store.get(("used", key)) or {}
+            used, name = last_use(self._store, key)
             paths = [str(p) for p in files.get(key, [])]
-            size = sum(_size(p) for path in paths for p in (path, *files_beside(path)))
-            held.append((float(used.get("at", 0.0)), key, str(used.get("name", key[:12])), size))
+            size = sum(file_size(p) for path in paths for p in (path, *files_beside(path)))
+            held.append(Held(key, name or key[:12], size, used))
         return held
-
-    def _value_path(self, store_key: tuple) -> Path | None:
-        handle = self._store.get(store_key, read=True)
-        if handle is None:
-            return None
-        with handle:
-            path = getattr(handle, "name", None)
-        return Path(path) if isinstance(path, str) else None
 
     def _write_table(self, key: str, name: str, df: pd.DataFrame) -> int:
         """Store `df` as an Arrow file; returns its size (checked again before it is mapped)."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from sde.cache import CacheUnusable, file_stamp, warn_on_stderr, default_cache_dir, open_store, report_unusable
+from sde.cache.limit import make_room_among, mark_used, size_limit
 from sde.dataset import Dataset, with_predictions
 from sde.manifest import ManifestError, read_manifest
 from sde.manifest.lhotse_reads import write_nemo_view
@@ -412,10 +413,12 @@ def predictions_for(
     predictions are the same either way, so the cache does not tell them apart."""
     store = _open_store(cache_dir, use_cache, warn)
     key = predictions_key(dataset, model) if store is not None else None
+    name = f"{dataset.name} by {Path(str(model)).name}"
     try:
         if store is not None:
             preds = _cached(store, key, len(dataset.utterances))
             if preds is not None:
+                mark_used(store, key, name)
                 return preds
         table = dataset.utterances
         items = list(zip(_audio_paths(dataset), table["offset"].tolist(), table["duration"].tolist()))
@@ -434,6 +437,10 @@ def predictions_for(
                 store.set(("predictions", key), pickle.dumps(preds, protocol=pickle.HIGHEST_PROTOCOL))
             except Exception as e:  # noqa: BLE001 - a full disk costs a re-run later, nothing more
                 warn(f"could not cache the predictions ({e})")
+            else:
+                mark_used(store, key, name)
+                make_room_among(store, "predictions", keep=key, limit=size_limit(warn), entry="predictions",
+                                entries="predictions", warn=warn)
         return preds
     finally:
         if store is not None:
@@ -466,7 +473,9 @@ def _open_store(cache_dir, use_cache: bool, warn):
         return None
     directory = Path(cache_dir) if cache_dir else default_cache_dir()
     try:
-        return open_store(directory, warn, sub="predictions")
+        # no eviction by diskcache: it removed the predictions just stored when bigger than its 1 GiB
+        # (~15M utterances), and a second model's pushed out the first's (sde.cache.limit)
+        return open_store(directory, warn, sub="predictions", eviction_policy="none")
     except CacheUnusable as e:
         report_unusable(warn, e, "predictions will not be cached", once=True)
         return None

@@ -46,6 +46,32 @@ def test_transcribed_dataset_is_scored_and_cached(plain_manifest, tiny_nemo, tmp
     assert sorted(p.name for p in plain_manifest.parent.iterdir() if p.is_file()) == ["plain.json"]
 
 
+def test_a_second_models_predictions_push_out_the_first_only_beyond_the_limit(plain_manifest, tiny_nemo, tmp_path,
+                                                                            monkeypatch):
+    # Before: the predictions store kept 1 GiB (~15M utterances' predictions) and removed the
+    # entry just stored beyond it; a second model's predictions pushed out the first's.
+    import shutil
+
+    ds = build_dataset(plain_manifest, workers=1)
+    models = [shutil.copy(tiny_nemo, tmp_path / f"m{i}.nemo") for i in (1, 2)]
+    monkeypatch.setenv("SDE_CACHE_SIZE", "1B")  # less than one model's predictions
+
+    def predictions(model, warnings: list[str]) -> tuple[list[str], bool]:
+        ran: list[int] = []
+        preds = predictions_for(ds, str(model), device="cpu", cache_dir=tmp_path / "c", warn=warnings.append,
+                                on_progress=lambda done, total: ran.append(done))
+        return preds, bool(ran)
+
+    said: list[str] = []
+    first, ran = predictions(models[0], said)
+    assert ran and said == []
+    assert predictions(models[0], said) == (first, False)  # over the limit, kept: read back
+    _, ran = predictions(models[1], said)
+    assert ran and len(said) == 1 and "removed the cached predictions of plain.json by m1.nemo" in said[0]
+    assert predictions(models[1], said)[1] is False
+    assert predictions(models[0], said)[1] is True  # removed: transcribed again
+
+
 def test_stats_with_model_transcribes_when_there_are_no_predictions(plain_manifest, tiny_nemo, tmp_path):
     args = ["stats", str(plain_manifest), "--model", str(tiny_nemo), "--json", "--cache-dir", str(tmp_path / "c")]
     first = CliRunner().invoke(cli, args, catch_exceptions=False)

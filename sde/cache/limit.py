@@ -1,0 +1,140 @@
+"""How much a cache store keeps: $SDE_CACHE_SIZE, and whole entries removed least recently used first.
+
+diskcache's own eviction removes entries one by one as they are stored, the entry just stored
+included: a built dataset or a model's predictions bigger than the limit were never kept. sde's
+stores open with that eviction off; after each store (and load) the caller lists what it holds
+(:class:`Held`: a dataset with its tables and index files, one model's predictions) and
+:func:`remove_least_recently_used` removes the others, oldest use first, until the rest fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import diskcache
+
+from sde.engine import EngineSettingError, parse_size
+
+from sde.cache.folders import Warn, warn_on_stderr
+
+#: What each store keeps (built datasets with their search indexes; predictions apart), unless
+#: $SDE_CACHE_SIZE says otherwise. The entry just stored is kept however big (a 100M-utterance
+#: build is ~34 GB).
+DEFAULT_SIZE_LIMIT = 20 * 2**30
+SIZE_LIMIT_VARIABLE = "SDE_CACHE_SIZE"
+
+
+def size_limit(warn: Warn = warn_on_stderr) -> int:
+    """$SDE_CACHE_SIZE in bytes (e.g. ``100GB``), else :data:`DEFAULT_SIZE_LIMIT`."""
+    text = os.environ.get(SIZE_LIMIT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_SIZE_LIMIT
+    try:
+        return parse_size(text)
+    except EngineSettingError:
+        warn(f"{SIZE_LIMIT_VARIABLE}={text!r} is not a size: write a number and a unit, e.g. "
+             f"{SIZE_LIMIT_VARIABLE}=100GB or 500MB; keeping up to {size_text(DEFAULT_SIZE_LIMIT)}")
+        return DEFAULT_SIZE_LIMIT
+
+
+def size_text(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{max(size, 0) / 2**20:.1f} MiB"
+
+
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """One whole entry of a store: its key, its name for messages, its bytes on disk and its last use
+    (seconds since the epoch; 0 when never recorded)."""
+
+    key: str
+    name: str
+    size: int
+    used: float = 0.0
+
+
+def mark_used(store: diskcache.Cache, key: str, name: str) -> None:
+    """Record that the entry ``key`` was stored or read now (its place in the removal order)."""
+    try:
+        store.set(("used", key), {"at": time.time(), "name": name})
+    except Exception:  # noqa: BLE001 - a store that cannot be written keeps the order it has
+        pass
+
+
+def last_use(store: diskcache.Cache, key: str) -> tuple[float, str | None]:
+    """(when the entry was last used, its name) as :func:`mark_used` recorded them."""
+    used = store.get(("used", key))
+    if not isinstance(used, dict):
+        return 0.0, None
+    return float(used.get("at", 0.0)), used.get("name")
+
+
+def value_path(store: diskcache.Cache, store_key: tuple) -> Path | None:
+    """The file holding a value diskcache keeps as a file; None for a small one kept in its index."""
+    handle = store.get(store_key, read=True)
+    if handle is None or isinstance(handle, (bytes, bytearray, str)):  # kept in the index, not a file
+        return None
+    with handle:
+        path = getattr(handle, "name", None)
+    return Path(path) if isinstance(path, str) else None
+
+
+def file_size(path: str | Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def remove_least_recently_used(held: Sequence[Held], *, keep: str, limit: int, remove: Callable[[str], bool],
+                               entry: str, entries: str, folder: Path, warn: Warn) -> list[Held]:
+    """Remove entries other than ``keep`` (by ``remove``, False where that failed), least recently
+    used first, until the rest fit ``limit``; says which (``entry``: what one is called, ``entries``:
+    what the store keeps), and returns them."""
+    total = sum(h.size for h in held)
+    removed = []
+    for h in sorted(held, key=lambda h: (h.used, h.key)):
+        if total <= limit:
+            break
+        if h.key == keep or not remove(h.key):
+            continue
+        total -= h.size
+        removed.append(h)
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(h.used)) if h.used else "unknown"
+        warn(f"removed the cached {entry} of {h.name} ({size_text(h.size)}, last used {when}) from {folder}: "
+             f"the cache keeps up to {size_text(limit)} of {entries} (set {SIZE_LIMIT_VARIABLE}, e.g. "
+             f"{SIZE_LIMIT_VARIABLE}=100GB, to keep more)")
+    return removed
+
+
+def make_room_among(store: diskcache.Cache, kind: str, *, keep: str, limit: int, entry: str, entries: str,
+                    warn: Warn) -> list[Held]:
+    """:func:`remove_least_recently_used` for a store whose entries are one value each, ``(kind,
+    key)`` (a model's predictions of a manifest), the others' kinds left alone."""
+    held = []
+    for k in list(store.iterkeys()):
+        if isinstance(k, tuple) and len(k) == 2 and k[0] == kind:
+            used, name = last_use(store, k[1])
+            held.append(Held(k[1], name or k[1][:12], _value_size(store, k), used))
+
+    def remove(key: str) -> bool:
+        try:
+            store.delete((kind, key))
+            store.delete(("used", key))
+        except Exception:  # noqa: BLE001 - a store that cannot be written keeps it
+            return False
+        return True
+
+    return remove_least_recently_used(held, keep=keep, limit=limit, remove=remove, entry=entry, entries=entries,
+                                      folder=Path(store.directory), warn=warn)
+
+
+def _value_size(store: diskcache.Cache, store_key: tuple) -> int:
+    path = value_path(store, store_key)
+    if path is not None:
+        return file_size(path)
+    value = store.get(store_key)  # small: kept in the index
+    return len(value) if isinstance(value, (bytes, str)) else 0

@@ -167,7 +167,7 @@ def _held_bytes(folder: Path) -> dict[str, int]:
     """{dataset name: bytes on disk with its index files}, as the cache counts them."""
     c = DatasetCache(folder)
     try:
-        return {held.name: held.size for held in c._datasets()}
+        return {held.label.removeprefix("build of "): held.size for held in c._datasets()}
     finally:
         c.close()
 
@@ -283,6 +283,36 @@ def test_single_values_over_the_limit_are_kept_and_the_least_recently_used_other
         assert store.get(("predictions", "c")) is not None and store.get(("predictions", "a")) is None
     finally:
         store.close()
+
+
+def _interrupted_build(manifest: Path, folder: Path, age_s: float) -> Path:
+    """The build folder an interrupted `sde index` of another manifest left (its parts, really
+    built, and the joined tables), last written ``age_s`` ago."""
+    from sde.build.stream import build_in_parts
+
+    build = folder / cache.BUILDS / f"{'f' * 64}-512"
+    build_in_parts(str(manifest), DatasetOptions(), build, threads=1, part_bytes=512)
+    then = time.time() - age_s
+    for path in [build, *build.rglob("*")]:
+        os.utime(path, (then, then))
+    return build
+
+
+@pytest.mark.parametrize("age_s, removed", [(3600.0, True), (60.0, False)], ids=["abandoned", "being written"])
+def test_parts_of_an_interrupted_build_count_toward_the_limit(write_manifest, tmp_path, monkeypatch, age_s, removed):
+    # An interrupted build's parts wait in the cache folder for the same command to resume it; a
+    # changed manifest never does, and they stayed forever, uncounted.
+    folder = tmp_path / "cache"
+    (a, b, c), one = _a_then_b_under_a_limit(write_manifest, folder, monkeypatch, room=2.5)
+    build = _interrupted_build(c, folder, age_s)
+    _, events, warnings = _load(a, folder)
+    assert "loaded from cache" in events
+    if removed:  # older than both datasets' last use: removed first, and enough
+        assert len(warnings) == 1 and "removed the cached parts of an interrupted build (builds/ffff" in warnings[0]
+        assert not build.exists()
+    else:  # a build running elsewhere: neither counted nor removed
+        assert warnings == [] and build.is_dir()
+    assert sorted(_held_bytes(folder)) == ["a.json", "b.json"]
 
 
 @pytest.mark.parametrize("value", ["lots", "-5GB", "12 parsecs"])

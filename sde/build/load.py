@@ -15,7 +15,7 @@ from sde.build.merge import Joined
 from sde.build.parts import PART_BYTES, cut_in_parts, head_is_nemo
 from sde.build.remote_parts import local_copies
 from sde.build.stream import build_in_parts, remove_build
-from sde.cache import (CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
+from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
                        read_built, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
 from sde.sources import PatternError, RemoteError, SourceSet, as_source_set, is_url
@@ -151,7 +151,7 @@ def _build_in_parts(path: str | SourceSet, options: DatasetOptions, cache: Datas
                     say: Callable[[str], None], engine: str | RayEngine = "local") -> tuple[Dataset, bool]:
     """(dataset, whether the cache holds it). With a cache the parts live in its ``builds``
     folder, so an interrupted build resumes; without one, in a private folder removed at exit."""
-    folder = (cache.directory / "builds" / f"{key}-{part_bytes}" if cache is not None and key is not None
+    folder = (cache.directory / BUILDS / f"{key}-{part_bytes}" if cache is not None and key is not None
               else private_temp_folder("sde-build-"))
     with local_copies(path, folder, progress=progress, say=say) as readable:
         joined = build_in_parts(readable, options, folder, threads=threads, part_bytes=part_bytes,

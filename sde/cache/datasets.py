@@ -7,7 +7,9 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,11 +26,20 @@ from sde.sources import SourceSet, as_source_set, source_stamps
 
 from sde.cache.folders import POSIX, Warn, warn_on_stderr
 from sde.cache.limit import Held, file_size, last_use, mark_used, remove_least_recently_used, size_limit, value_path
-from sde.cache.store import LinkedFile, LinkingDisk, done_with_temp_file, open_store, temp_file_in
+from sde.cache.store import STALE_FILE_S, LinkedFile, LinkingDisk, done_with_temp_file, open_store, temp_file_in
 
 
 # Bump when the layout of a built Dataset changes, so old entries are not misread.
 CACHE_FORMAT = 7
+
+
+#: The cache folder's subfolder of build folders (sde.build.load).
+BUILDS = "builds"
+
+
+def _remove_folder(folder: Path) -> bool:
+    shutil.rmtree(folder, ignore_errors=True)
+    return not folder.exists()
 
 
 def file_stamp(path: str | Path) -> dict:
@@ -160,17 +171,37 @@ class DatasetCache:
         return True
 
     def make_room(self, keep: str) -> list[str]:
-        """Remove whole datasets other than ``keep``, least recently used first, until those left
-        (table files and the index files beside them) fit the size limit; says which were removed,
-        and returns their keys."""
+        """Remove whole datasets other than ``keep`` and the parts of interrupted builds, least
+        recently used first, until those left (table files, the index files beside them, parts) fit
+        the size limit; says which were removed, and returns their keys."""
         try:
-            held = self._datasets()
+            held = self._datasets() + self._interrupted_builds(keep)
         except Exception:  # noqa: BLE001 - an unreadable index: nothing is removed
             return []
-        removed = remove_least_recently_used(held, keep=keep, limit=self.size_limit, remove=self.delete,
-                                             entry="build", entries="built datasets", folder=self.directory,
-                                             warn=self.warn)
+
+        def remove(key: str) -> bool:
+            return _remove_folder(self.directory / key) if key.startswith(f"{BUILDS}/") else self.delete(key)
+
+        removed = remove_least_recently_used(held, keep=keep, limit=self.size_limit, remove=remove,
+                                             entries="built datasets", folder=self.directory, warn=self.warn)
         return [h.key for h in removed]
+
+    def _interrupted_builds(self, keep: str) -> list[Held]:
+        """The build folders (sde.build.load: ``builds/<key>-<part size>``, where an interrupted
+        build's finished parts wait for the same command to resume it) other than ``keep``'s and
+        those written in the last :data:`STALE_FILE_S` (a build running in another process)."""
+        held = []
+        now = time.time()
+        for folder in sorted((self.directory / BUILDS).glob("*")) if (self.directory / BUILDS).is_dir() else []:
+            if not folder.is_dir() or folder.name.startswith(f"{keep}-"):
+                continue
+            stats = [p.stat() for p in folder.rglob("*") if p.is_file()]
+            newest = max((st.st_mtime for st in stats), default=folder.stat().st_mtime)
+            if now - newest < STALE_FILE_S:
+                continue
+            held.append(Held(f"{BUILDS}/{folder.name}", f"parts of an interrupted build ({BUILDS}/{folder.name[:16]}…)",
+                             sum(st.st_size for st in stats), newest))
+        return held
 
     def _datasets(self) -> list[Held]:
         """Each whole dataset stored (one whose description is written: a dataset still being
@@ -191,7 +222,7 @@ class DatasetCache:
             used, name = last_use(self._store, key)
             paths = [str(p) for p in files.get(key, [])]
             size = sum(file_size(p) for path in paths for p in (path, *files_beside(path)))
-            held.append(Held(key, name or key[:12], size, used))
+            held.append(Held(key, f"build of {name or key[:12]}", size, used))
         return held
 
     def _write_table(self, key: str, name: str, df: pd.DataFrame) -> int:

@@ -47,11 +47,11 @@ def size_text(size: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Held:
-    """One whole entry of a store: its key, its name for messages, its bytes on disk and its last use
-    (seconds since the epoch; 0 when never recorded)."""
+    """One whole entry of a store: its key, what messages call it (``build of train.json``), its
+    bytes on disk and its last use (seconds since the epoch; 0 when never recorded)."""
 
     key: str
-    name: str
+    label: str
     size: int
     used: float = 0.0
 
@@ -90,10 +90,10 @@ def file_size(path: str | Path) -> int:
 
 
 def remove_least_recently_used(held: Sequence[Held], *, keep: str, limit: int, remove: Callable[[str], bool],
-                               entry: str, entries: str, folder: Path, warn: Warn) -> list[Held]:
+                               entries: str, folder: Path, warn: Warn) -> list[Held]:
     """Remove entries other than ``keep`` (by ``remove``, False where that failed), least recently
-    used first, until the rest fit ``limit``; says which (``entry``: what one is called, ``entries``:
-    what the store keeps), and returns them."""
+    used first, until the rest fit ``limit``; says which (``entries``: what the store keeps), and
+    returns them."""
     total = sum(h.size for h in held)
     removed = []
     for h in sorted(held, key=lambda h: (h.used, h.key)):
@@ -104,7 +104,7 @@ def remove_least_recently_used(held: Sequence[Held], *, keep: str, limit: int, r
         total -= h.size
         removed.append(h)
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(h.used)) if h.used else "unknown"
-        warn(f"removed the cached {entry} of {h.name} ({size_text(h.size)}, last used {when}) from {folder}: "
+        warn(f"removed the cached {h.label} ({size_text(h.size)}, last used {when}) from {folder}: "
              f"the cache keeps up to {size_text(limit)} of {entries} (set {SIZE_LIMIT_VARIABLE}, e.g. "
              f"{SIZE_LIMIT_VARIABLE}=100GB, to keep more)")
     return removed
@@ -118,7 +118,7 @@ def make_room_among(store: diskcache.Cache, kind: str, *, keep: str, limit: int,
     for k in list(store.iterkeys()):
         if isinstance(k, tuple) and len(k) == 2 and k[0] == kind:
             used, name = last_use(store, k[1])
-            held.append(Held(k[1], name or k[1][:12], _value_size(store, k), used))
+            held.append(Held(k[1], f"{entry} of {name or k[1][:12]}", _value_size(store, k), used))
 
     def remove(key: str) -> bool:
         try:
@@ -128,7 +128,7 @@ def make_room_among(store: diskcache.Cache, kind: str, *, keep: str, limit: int,
             return False
         return True
 
-    return remove_least_recently_used(held, keep=keep, limit=limit, remove=remove, entry=entry, entries=entries,
+    return remove_least_recently_used(held, keep=keep, limit=limit, remove=remove, entries=entries,
                                       folder=Path(store.directory), warn=warn)
 
 

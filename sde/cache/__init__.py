@@ -26,7 +26,7 @@ from sde.cache.datasets import (BUILDS, CACHE_FORMAT, COLUMN_FILE_SEPARATOR, NUM
                                  file_stamp, fingerprint, missing_as_nan, read_built)
 from sde.cache.folders import (FIX_FOLDER, FIX_FULL, FIX_PRIVATE, POSIX, CacheUnusable, Warn, check_cache_folder,
                                default_cache_dir, report_unusable, warn_on_stderr)
-from sde.cache.limit import DEFAULT_SIZE_LIMIT, SIZE_LIMIT_VARIABLE, Held, size_limit
+from sde.cache.limit import DEFAULT_SIZE_LIMIT, SIZE_LIMIT_VARIABLE, make_room_among, mark_used, size_limit
 from sde.cache.store import (HOST_TAG, LEGACY_TEMP_S, STALE_FILE_S, JobStore, done_with_temp_file, open_job_store,
                              open_store, private_temp_folder, remove_orphan_values, remove_stale_temp_files,
                              temp_file_in)
@@ -34,9 +34,9 @@ from sde.cache.store import (HOST_TAG, LEGACY_TEMP_S, STALE_FILE_S, JobStore, do
 __all__ = [
     "BUILDS", "CACHE_FORMAT", "COLUMN_FILE_SEPARATOR", "DEFAULT_SIZE_LIMIT", "FIX_FOLDER", "FIX_FULL", "FIX_PRIVATE", "HOST_TAG",
     "LEGACY_TEMP_S", "NUMPY_FLOATS", "POSIX", "SIZE_LIMIT_VARIABLE", "STALE_FILE_S", "CacheUnusable", "DatasetCache",
-    "Held", "JobStore", "Warn",
+    "JobStore", "Warn",
     "built_meta", "check_cache_folder", "default_cache_dir", "done_with_temp_file", "file_stamp", "fingerprint",
-    "missing_as_nan", "open_job_store",
+    "make_room_among", "mark_used", "missing_as_nan", "open_job_store",
     "open_store", "private_temp_folder", "read_built", "remove_orphan_values", "remove_stale_temp_files",
     "report_unusable", "size_limit", "temp_file_in", "warn_on_stderr",
 ]

@@ -133,8 +133,11 @@ def make_room_among(store: diskcache.Cache, kind: str, *, keep: str, limit: int,
 
 
 def _value_size(store: diskcache.Cache, store_key: tuple) -> int:
-    path = value_path(store, store_key)
-    if path is not None:
-        return file_size(path)
-    value = store.get(store_key)  # small: kept in the index
-    return len(value) if isinstance(value, (bytes, str)) else 0
+    """Bytes of a value: its file's, or a small one's kept in the index (one read either way)."""
+    handle = store.get(store_key, read=True)
+    if handle is None:
+        return 0
+    if isinstance(handle, (bytes, bytearray, str)):
+        return len(handle)
+    with handle:
+        return os.fstat(handle.fileno()).st_size

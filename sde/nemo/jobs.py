@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-from sde.cache import CacheUnusable, file_stamp, warn_on_stderr, default_cache_dir, open_store, report_unusable
-from sde.cache.limit import make_room_among, mark_used, size_limit
+from sde.cache import (CacheUnusable, file_stamp, warn_on_stderr, default_cache_dir, make_room_among, mark_used,
+                       open_store, report_unusable, size_limit)
 from sde.dataset import Dataset, with_predictions
 from sde.manifest import ManifestError, read_manifest
 from sde.manifest.lhotse_reads import write_nemo_view

@@ -154,14 +154,36 @@ class _Spans:
                 or_bits(segment, postings.bits[seg][bit])
 
 
-@dataclass(frozen=True)
 class _Passing:
-    """The words that passed a test: their spans, those of the words that are not common, and the
-    common ones (their pairs are indexed)."""
+    """The words that passed a test (their rows of a words table: ``first``/``stop`` per word,
+    whether each is ``common``): how many rows they hold, at once (``postings``, from the table's
+    running count of rows: a search whose words hold most lines is left to the scan before their
+    spans are gathered, ~20 ms for a letter's tens of thousands of words at 10M lines); their
+    spans, those of the words that are not common, and the common ones (their pairs are indexed),
+    when asked."""
 
-    spans: _Spans
-    rare: _Spans
-    common_words: pa.Array
+    def __init__(self, table: pa.Table, running: np.ndarray, first: np.ndarray, stop: np.ndarray,
+                 common: np.ndarray, words: np.ndarray) -> None:
+        self._table, self._first, self._stop, self._common, self._words = table, first, stop, common, words
+        self.postings = int((running[stop] - running[first]).sum())
+
+    @functools.cached_property
+    def _counts(self) -> np.ndarray:
+        return self._stop - self._first
+
+    @functools.cached_property
+    def spans(self) -> _Spans:
+        counts = self._counts
+        entries = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(self._first - np.cumsum(counts) + counts, counts)
+        return _Spans.of(self._table, entries)
+
+    @functools.cached_property
+    def rare(self) -> _Spans:
+        return self.spans.only(~np.repeat(self._common, self._counts))
+
+    @functools.cached_property
+    def common_words(self) -> pa.Array:
+        return pa.array(self._words[self._common], pa.large_string())
 
 
 @dataclass(frozen=True)
@@ -196,11 +218,11 @@ class WordIndex:
         the words it matches hold more than ``per_row`` (default :data:`MAX_POSTINGS_PER_ROW`)
         rows per row of the column (``e``: nearly every word): scanning the lines is then faster,
         and marking them would take memory in proportion to the column."""
-        spans = self._passing(test).spans
-        if spans.postings > (MAX_POSTINGS_PER_ROW if per_row is None else per_row) * self.rows:
+        passing = self._passing(test)
+        if passing.postings > (MAX_POSTINGS_PER_ROW if per_row is None else per_row) * self.rows:
             return None
         mask = np.zeros(self.rows, dtype=bool)
-        spans.mark(mask, self.postings)
+        passing.spans.mark(mask, self.postings)
         return self._with_nulls(mask)
 
     def phrase_rows(self, tests: Sequence[WordTest], steps: Sequence[int], per_row: float) -> pa.BooleanArray | None:
@@ -229,7 +251,7 @@ class WordIndex:
             way = self._phrase_mask(tests, steps, per_row) if steps else None
             for i, test in enumerate(tests):
                 if test is not None and i not in steps and i - 1 not in steps:  # a phrase's piece: narrowed with it
-                    way = self._narrowed(way, self._passing(test).spans, per_row * self.rows)
+                    way = self._narrowed(way, self._passing(test), per_row * self.rows)
             for join in steps_joins if self.joins is not None else ():
                 if join is not None:
                     joining = self.joins.rows_joining(join)  # type: ignore[union-attr]
@@ -261,17 +283,17 @@ class WordIndex:
             b.rare.mark(mask, self.postings)
             found = mask if found is None else found & mask
         for words in passing.values():
-            found = self._narrowed(found, words.spans, limit)
+            found = self._narrowed(found, words, limit)
         return found
 
-    def _narrowed(self, found: np.ndarray | None, spans: _Spans, limit: float) -> np.ndarray | None:
+    def _narrowed(self, found: np.ndarray | None, words: _Passing, limit: float) -> np.ndarray | None:
         """``found`` (None: every row) less the rows holding none of these words, where the words
         hold at most ``limit`` rows and fewer than ``found``: else marking them costs more than
         the lines they rule out."""
-        if spans.postings > limit or (found is not None and spans.postings >= np.count_nonzero(found)):
+        if words.postings > limit or (found is not None and words.postings >= np.count_nonzero(found)):
             return found
         mask = np.zeros(self.rows, dtype=bool)
-        spans.mark(mask, self.postings)
+        words.spans.mark(mask, self.postings)
         return mask if found is None else found & mask
 
     def _passing(self, test: WordTest) -> "_Passing":
@@ -279,13 +301,16 @@ class WordIndex:
         sql = (f"SELECT word, common, first, stop FROM (SELECT {WORD} AS word, common, first, stop, "
                f"{test.word} AS {WORD} FROM vocabulary) WHERE {test.predicate}")
         got = numpy_sql(sql, test.params, {"vocabulary": self.vocabulary})
-        first, stop = np.asarray(got["first"], dtype=np.int64), np.asarray(got["stop"], dtype=np.int64)
-        counts = stop - first
-        entries = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first - np.cumsum(counts) + counts, counts)
-        spans = _Spans.of(self.words, entries)
-        common = np.asarray(got["common"], dtype=bool)
-        words = np.asarray(got["word"], dtype=object)
-        return _Passing(spans, spans.only(~np.repeat(common, counts)), pa.array(words[common], pa.large_string()))
+        return _Passing(self.words, self._running_counts, np.asarray(got["first"], dtype=np.int64),
+                        np.asarray(got["stop"], dtype=np.int64), np.asarray(got["common"], dtype=bool),
+                        np.asarray(got["word"], dtype=object))
+
+    @functools.cached_property
+    def _running_counts(self) -> np.ndarray:
+        """Rows held by the words table's entries before each entry (and all of them, last), once:
+        the rows of a run of its entries by subtraction."""
+        counts = np.asarray(self.words["count"].to_numpy(), dtype=np.int64)
+        return np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(counts)])
 
     @functools.cached_property
     def _validity(self) -> tuple[pa.Buffer | None, int]:

@@ -153,6 +153,37 @@ def test_words_holding_too_many_rows_are_left_to_a_scan(monkeypatch, needle, per
     assert got is None or got.to_pylist() == [needle in t for t in texts]
 
 
+@pytest.mark.parametrize("needle", ["the", "e", "ſ", "zzz", "a'b"])
+@pytest.mark.parametrize("segment_bytes", [1, 10**9], ids=["a chunk a segment", "one segment"])
+@pytest.mark.parametrize("share", [0.0, 1.0], ids=["as bits", "as rows"])
+def test_the_rows_a_tests_words_hold_are_counted_before_their_rows_are_gathered(monkeypatch, needle, segment_bytes,
+                                                                               share):
+    monkeypatch.setattr(wi, "SEGMENT_BYTES", segment_bytes)
+    monkeypatch.setattr(wi, "BITS_SHARE", share)
+    texts = _texts(300, seed=4, lower=False)
+    chunks = [pa.array(texts[a:a + 7], pa.large_string()) for a in range(0, len(texts), 7)]
+    index = wi.build_word_index(chunks, len(texts))
+    passing = index._passing(wi.WordTest(f"contains({wi.WORD}, ?)", [needle]))
+    held = sum(len({w for w in t.split(" ") if needle in w}) for t in texts if t is not None)
+    assert passing.postings == held
+    assert "spans" not in passing.__dict__  # counted without them
+    assert passing.spans.postings == held
+
+
+def test_a_search_left_to_the_scan_gathers_no_rows_of_its_words(monkeypatch):
+    monkeypatch.setattr(wi, "MAX_POSTINGS_PER_ROW", 0.5)
+    texts = ["the cat", "theme", "one", "the other", "e e e"]
+    index = wi.build_word_index([pa.array(texts, pa.large_string())], len(texts))
+    gathered = []
+    real = wi._Spans.of
+    monkeypatch.setattr(wi._Spans, "of", classmethod(lambda cls, *a: gathered.append(a) or real(*a)))
+    assert index.matching_rows(wi.WordTest(f"contains({wi.WORD}, ?)", ["e"])) is None
+    assert gathered == []
+    assert index.matching_rows(wi.WordTest(f"contains({wi.WORD}, ?)", ["one"])).to_pylist() == [
+        False, False, True, False, False]
+    assert len(gathered) == 1
+
+
 @pytest.mark.parametrize("per_row", [0, 0.5, 2])
 def test_a_search_too_common_for_the_index_still_selects_what_a_scan_selects(monkeypatch, tmp_path, per_row):
     _budget(monkeypatch, 10**9)

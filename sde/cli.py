@@ -98,8 +98,10 @@ def data_options(f: Callable) -> Callable:
                           "for the word indexes of the transcripts (word searches read no line) and the "
                           "transcripts decompressed (default: a quarter of the machine's memory)."),
         click.option("--part-size", default=None, metavar="SIZE",
-                     help="A local manifest bigger than this is built part by part, in parallel and bounded "
-                          "memory (default: 32MiB)."),
+                     help="Build a big manifest part by part in parts of this size, in parallel and bounded "
+                          "memory (default: 32MiB). By default one local manifest of up to 128MiB is built in "
+                          "one piece (faster), where that fits --memory-limit or an eighth of the machine's "
+                          "memory; given, this is also the biggest built in one piece."),
         click.option("--storage-options", default=None, metavar="JSON",
                      help='Options of the object store for URL sources, e.g. \'{"endpoint_url": '
                           '"http://127.0.0.1:9000", "profile": "lab"}\' (credentials otherwise come the '

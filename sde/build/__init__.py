@@ -1,6 +1,7 @@
 """Building a dataset too big to read at once: part by part, in worker processes, resumable.
 
-A local NeMo manifest larger than one part (:data:`sde.build.parts.PART_BYTES`) is split at line
+A local NeMo manifest larger than one part (:data:`sde.build.parts.PART_BYTES`), and than a
+one-piece build has memory for (:data:`sde.build.parts.ONE_PIECE_BYTES`), is split at line
 boundaries (:mod:`~sde.build.parts`); worker processes read and score one part each and write
 its tables to the build folder (:mod:`~sde.build.part_files`); the parts are then joined into
 the dataset's tables, streaming, with the vocabulary summed by DuckDB (:mod:`~sde.build.merge`).

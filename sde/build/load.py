@@ -12,12 +12,13 @@ import pandas as pd
 
 from sde.audio_quality import with_measured_audio
 from sde.build.merge import Joined
-from sde.build.parts import PART_BYTES, cut_in_parts, head_is_nemo
+from sde.build.parts import ONE_PIECE_MEMORY_SHARE, PART_BYTES, cut_in_parts, head_is_nemo, one_piece_limit
 from sde.build.remote_parts import local_copies
 from sde.build.stream import build_in_parts, remove_build
 from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
                        read_built, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
+from sde.engine import machine_memory, parse_size
 from sde.sources import PatternError, RemoteError, SourceSet, as_source_set, is_url
 
 if TYPE_CHECKING:
@@ -44,13 +45,16 @@ def load_dataset(
     vad: bool = False,
     threads: int | None = None,
     memory_limit: str | None = None,
-    part_bytes: int = PART_BYTES,
+    part_bytes: int | None = None,
     engine: str | RayEngine = "local",
 ) -> Dataset:
     """Build a dataset, or read it back from the cache when the manifest and options are unchanged.
 
-    A local NeMo manifest bigger than ``part_bytes`` is built part by part on ``threads``
-    processes (see sde.build): memory stays that of a few parts, and an interrupted build resumes.
+    A local NeMo manifest bigger than :func:`one_piece_bytes` (a set of them, or a remote one:
+    bigger than a part) is built part by part on ``threads`` processes (see sde.build), in parts of
+    ``part_bytes`` (default :data:`~sde.build.parts.PART_BYTES`): memory stays that of a few parts,
+    and an interrupted build resumes. Given, ``part_bytes`` is also the biggest manifest built in
+    one piece.
     ``memory_limit`` bounds DuckDB's share of the build (e.g. "2GB"). ``engine``: "ray" (or a
     sde.build.ray_parts.RayEngine) builds those parts as Ray tasks instead.
 
@@ -84,7 +88,9 @@ def load_dataset(
             if cached is not None:
                 say("loaded from cache")
                 return cached
-        in_parts = _part_by_part_path(manifest, options, part_bytes)
+        one_piece = part_bytes if part_bytes is not None or engine != "local" else one_piece_bytes(memory_limit)
+        part_bytes = part_bytes or PART_BYTES
+        in_parts = _part_by_part_path(manifest, options, part_bytes, one_piece or part_bytes)
         if in_parts is not None:
             dataset, stored = _build_in_parts(in_parts, options, cache, key, threads=threads,
                                               memory_limit=memory_limit, part_bytes=part_bytes,
@@ -121,18 +127,29 @@ def load_dataset(
             cache.close()
 
 
-def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int) -> str | SourceSet | None:
-    """What is built part by part: one local NeMo manifest of more than one part, or a set of local
-    NeMo manifests (shards) bigger than one part (with --predictions, a local NeMo predictions file:
-    it is matched to the lines once, see sde.build.predictions). Remote NeMo manifests too: they are
-    copied into the build folder first (sde.build.remote_parts)."""
+def one_piece_bytes(memory_limit: str | None) -> int:
+    """The biggest single local manifest built in one piece by default: one whose build fits
+    ``memory_limit`` (DuckDB's form, "2GB"), else a share of the machine's memory
+    (sde.build.parts.one_piece_limit)."""
+    memory = parse_size(memory_limit) if memory_limit else int(machine_memory() * ONE_PIECE_MEMORY_SHARE)
+    return one_piece_limit(memory)
+
+
+def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int,
+                       one_piece: int) -> str | SourceSet | None:
+    """What is built part by part: one local NeMo manifest of more than ``one_piece`` bytes, or a set of local
+    NeMo manifests (shards) bigger than one part; with --predictions (a local NeMo predictions file:
+    it is matched to the lines once, see sde.build.predictions), a manifest bigger than one part.
+    Remote NeMo manifests too: they are copied into the build folder first (sde.build.remote_parts)."""
     if options.predictions and not _is_local_nemo(str(options.predictions)):
         return None  # a predictions file that cannot be cut in lines is matched in one piece
     try:
         sources = as_source_set(manifest)
     except (PatternError, RemoteError, OSError):
         return None
-    if not cut_in_parts(sources, part_bytes):
+    # a set (per-file costs) or a predictions file to match (~2.5x the memory) builds faster in parts
+    single = not sources.several and not sources.sources[0].remote and not options.predictions
+    if not cut_in_parts(sources, max(part_bytes, one_piece) if single else part_bytes):
         return None
     if sources.several or sources.sources[0].remote:
         return sources

@@ -10,12 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sde.build import load as build_load
+from sde.build import parts as build_parts
 from sde.build.load import load_dataset
 from sde.build.stream import build_in_parts
 from sde.cache import HOST_TAG
 from sde.dataset import DatasetOptions, build_dataset
 from sde.manifest import ManifestError
-from tests.build.build_kit import PART, assert_same_dataset as _assert_same, write_mixed_manifest
+from tests.build.build_kit import (PART, assert_same_dataset as _assert_same, valid_rows, write_mixed_manifest,
+                                  write_predictions)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,85 @@ def test_parts_join_into_the_one_piece_dataset(manifest, tmp_path, options):
     again = load_dataset(str(manifest), options, cache_dir=tmp_path / "cache", part_bytes=PART, status=messages.append)
     assert messages[-1] == "loaded from cache"
     _assert_same(again, build_dataset(str(manifest), options))
+
+
+@pytest.mark.parametrize("memory, limit", [
+    (0, 0),                                     # no memory: every manifest bigger than a part is cut
+    (build_parts.ONE_PIECE_BASE_MEMORY, 0),     # the process's own and nothing more
+    (build_parts.ONE_PIECE_BASE_MEMORY + 4 * (100 << 20), 100 << 20),
+    (1 << 40, build_parts.ONE_PIECE_BYTES),     # plenty: the cap
+])
+def test_the_biggest_manifest_built_in_one_piece_is_the_one_whose_build_fits_the_memory(memory, limit):
+    assert build_parts.one_piece_limit(memory) == limit
+    if limit:
+        assert build_parts.one_piece_memory(limit) <= memory
+
+
+def _built_in_parts(manifest, tmp_path, **kwargs) -> bool:
+    messages: list[str] = []
+    built = load_dataset(str(manifest), DatasetOptions(), cache_dir=tmp_path / "cache", threads=2,
+                         status=messages.append, **kwargs)
+    _assert_same(built, build_dataset(str(manifest), DatasetOptions()))
+    return any(m.startswith("building ") and " parts " in m for m in messages)
+
+
+@pytest.mark.parametrize("case, kwargs, in_parts", [
+    ("a manifest within the one-piece size", {}, False),
+    ("a memory limit below what a one-piece build takes", {"memory_limit": "300MB"}, True),
+    ("a memory limit it fits", {"memory_limit": "8GB"}, False),
+    ("a part size given", {"part_bytes": PART}, True),
+    ("the Ray engine", {"engine": "ray"}, True),
+])
+def test_a_single_manifest_bigger_than_a_part_is_built_in_one_piece_where_its_build_fits(
+        monkeypatch, manifest, tmp_path, case, kwargs, in_parts):
+    if kwargs.get("engine") == "ray":  # the choice only: the Ray build itself is tested in test_ray_index
+        monkeypatch.setattr(build_load, "_build_in_parts", _refuse_ray_build)
+    monkeypatch.setattr(build_load, "PART_BYTES", PART)
+    monkeypatch.setattr(build_parts, "ONE_PIECE_BYTES", 1 << 20)
+    assert manifest.stat().st_size > PART
+    if kwargs.get("engine") == "ray":
+        with pytest.raises(_RayChosen):
+            load_dataset(str(manifest), DatasetOptions(), cache_dir=tmp_path / "cache", **kwargs)
+        return
+    assert _built_in_parts(manifest, tmp_path, **kwargs) is in_parts
+
+
+class _RayChosen(Exception):
+    pass
+
+
+def _refuse_ray_build(*args, **kwargs):
+    raise _RayChosen
+
+
+def test_a_manifest_bigger_than_the_one_piece_size_is_built_in_parts(monkeypatch, manifest, tmp_path):
+    monkeypatch.setattr(build_load, "PART_BYTES", PART)
+    monkeypatch.setattr(build_parts, "ONE_PIECE_BYTES", manifest.stat().st_size - 1)
+    assert _built_in_parts(manifest, tmp_path)
+
+
+def test_a_manifest_with_a_predictions_file_bigger_than_a_part_is_built_in_parts(monkeypatch, manifest, tmp_path):
+    monkeypatch.setattr(build_load, "PART_BYTES", PART)
+    monkeypatch.setattr(build_parts, "ONE_PIECE_BYTES", 1 << 20)
+    preds = write_predictions(tmp_path, valid_rows(manifest))
+    messages: list[str] = []
+    load_dataset(str(manifest), DatasetOptions(predictions=str(preds)), cache_dir=tmp_path / "cache", threads=2,
+                 status=messages.append)
+    assert any(m.startswith("building ") and " parts " in m for m in messages), messages
+
+
+def test_a_set_of_manifests_bigger_than_a_part_is_built_in_parts(monkeypatch, manifest, tmp_path):
+    monkeypatch.setattr(build_load, "PART_BYTES", PART)
+    monkeypatch.setattr(build_parts, "ONE_PIECE_BYTES", 1 << 20)
+    lines = manifest.read_text().splitlines(keepends=True)
+    shards = []
+    for k in range(2):
+        shards.append(tmp_path / f"shard{k}.json")
+        shards[-1].write_text("".join(lines[k::2]))
+    messages: list[str] = []
+    load_dataset([str(s) for s in shards], DatasetOptions(), cache_dir=tmp_path / "cache", threads=2,
+                 status=messages.append)
+    assert any(m.startswith("building ") and " parts " in m for m in messages), messages
 
 
 def _mapped_from(folder) -> list[tuple[int, int]]:

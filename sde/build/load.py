@@ -14,9 +14,9 @@ from sde.audio_quality import with_measured_audio
 from sde.build.merge import Joined
 from sde.build.parts import ONE_PIECE_MEMORY_SHARE, PART_BYTES, cut_in_parts, head_is_nemo, one_piece_limit
 from sde.build.remote_parts import local_copies
-from sde.build.stream import build_in_parts, remove_build
+from sde.build.stream import build_in_parts
 from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
-                       read_built, report_unusable)
+                       read_built, remove_build, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
 from sde.engine import machine_memory, parse_size
 from sde.sources import PatternError, RemoteError, SourceSet, as_source_set, is_url
@@ -88,12 +88,12 @@ def load_dataset(
             if cached is not None:
                 say("loaded from cache")
                 return cached
-        one_piece = part_bytes if part_bytes is not None or engine != "local" else one_piece_bytes(memory_limit)
-        part_bytes = part_bytes or PART_BYTES
-        in_parts = _part_by_part_path(manifest, options, part_bytes, one_piece or part_bytes)
+        part_size = part_bytes or PART_BYTES
+        one_piece = one_piece_bytes(memory_limit) if part_bytes is None and engine == "local" else part_size
+        in_parts = _part_by_part_path(manifest, options, part_size, one_piece)
         if in_parts is not None:
             dataset, stored = _build_in_parts(in_parts, options, cache, key, threads=threads,
-                                              memory_limit=memory_limit, part_bytes=part_bytes,
+                                              memory_limit=memory_limit, part_bytes=part_size,
                                               progress=progress, say=say, engine=engine)
         else:
             if engine != "local":

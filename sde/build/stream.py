@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,7 +81,3 @@ def _built(options: DatasetOptions, folder: Path, todo: list[tuple[int, Part]], 
 
 def _build_job(job: tuple) -> PartInfo:
     return build_and_write(*job)
-
-
-def remove_build(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)

@@ -23,7 +23,7 @@ outside sde truncating a table while a server maps it would still crash that ser
 """
 
 from sde.cache.datasets import (BUILDS, CACHE_FORMAT, COLUMN_FILE_SEPARATOR, NUMPY_FLOATS, DatasetCache, built_meta,
-                                 file_stamp, fingerprint, missing_as_nan, read_built)
+                                 file_stamp, fingerprint, missing_as_nan, read_built, remove_build)
 from sde.cache.folders import (FIX_FOLDER, FIX_FULL, FIX_PRIVATE, POSIX, CacheUnusable, Warn, check_cache_folder,
                                default_cache_dir, report_unusable, warn_on_stderr)
 from sde.cache.limit import DEFAULT_SIZE_LIMIT, SIZE_LIMIT_VARIABLE, make_room_among, mark_used, size_limit
@@ -37,6 +37,6 @@ __all__ = [
     "JobStore", "Warn",
     "built_meta", "check_cache_folder", "default_cache_dir", "done_with_temp_file", "file_stamp", "fingerprint",
     "make_room_among", "mark_used", "missing_as_nan", "open_job_store",
-    "open_store", "private_temp_folder", "read_built", "remove_orphan_values", "remove_stale_temp_files",
+    "open_store", "private_temp_folder", "read_built", "remove_build", "remove_orphan_values", "remove_stale_temp_files",
     "report_unusable", "size_limit", "temp_file_in", "warn_on_stderr",
 ]

@@ -37,7 +37,8 @@ CACHE_FORMAT = 7
 BUILDS = "builds"
 
 
-def _remove_folder(folder: Path) -> bool:
+def remove_build(folder: Path) -> bool:
+    """Remove a build folder (its parts and joined tables, see sde.build.load); whether it is gone."""
     shutil.rmtree(folder, ignore_errors=True)
     return not folder.exists()
 
@@ -180,7 +181,7 @@ class DatasetCache:
             return []
 
         def remove(key: str) -> bool:
-            return _remove_folder(self.directory / key) if key.startswith(f"{BUILDS}/") else self.delete(key)
+            return remove_build(self.directory / key) if key.startswith(f"{BUILDS}/") else self.delete(key)
 
         removed = remove_least_recently_used(held, keep=keep, limit=self.size_limit, remove=remove,
                                              entries="built datasets", folder=self.directory, warn=self.warn)

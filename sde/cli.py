@@ -468,27 +468,41 @@ def _warm_queries(query, transcripts: list[str], errors: list, prepare: Callable
 
 
 def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], list[str]] | None = None) -> None:
-    """The words of the errors tables coded (sde.analysis.prepare_errors: a second at 10M), the
-    query engine's start-up work (sde.query.TableQuery.warm), then a line saying searches are at
-    full speed, one when phrases of common words are (TableQuery.warm_phrases), and one when sorts
-    by text are (TableQuery.warm_sorts: the transcripts first), then one when regexes across words
-    are (TableQuery.warm_joins): at 10M utterances that takes tens of seconds, and a user timing a
-    search or a sort should know. Then ``prepare`` lays out the
-    pages whose first visit computes for seconds (sde.web.pages.prepare_pages) and a line says so;
-    last, the transcripts the budget has room for are read whole (TableQuery.warm_transcripts),
-    and a line names those in memory: the warm-up's last."""
+    """The query engine's start-up work (sde.query.TableQuery.warm_search), then a line saying
+    searches are at full speed, one when phrases of common words are (TableQuery.warm_phrases), and
+    one when sorts by text are (TableQuery.warm_sorts: the transcripts first), then one when regexes
+    across words are (TableQuery.warm_joins): at 10M utterances building them takes tens of seconds,
+    and a user timing a search or a sort should know. The words of the errors tables coded
+    (sde.analysis.prepare_errors: a second at 10M) and the columns the budget keeps read whole
+    (TableQuery.warm_columns) come before them where the indexes are built (from those reads),
+    after them where a previous start wrote them (TableQuery.map_indexes). Then ``prepare`` lays
+    out the pages whose first visit computes for seconds (sde.web.pages.prepare_pages) and a line
+    says so; last, the transcripts the budget has room for are read whole
+    (TableQuery.warm_transcripts), and a line names those in memory: the warm-up's last."""
     from sde.analysis import prepare_errors
     from sde.filters import QueryError
     from sde.filters.engine import stopping
 
     started = time.monotonic()
-    for table in errors:
-        try:
-            prepare_errors(table)
-        except QueryError:  # interrupted by the exit; else the first request for them says what failed
-            if stopping():
-                return
-    indexed = query.warm(text=transcripts)
+
+    def read_whole() -> None:
+        for table in errors:
+            try:
+                prepare_errors(table)
+            except QueryError:  # interrupted by the exit; else the first request for them says what failed
+                if stopping():
+                    return
+        query.warm_columns(transcripts)
+
+    # Word indexes a previous start wrote are mapped in milliseconds: searches, phrases, sorts and
+    # regexes are then at full speed before the seconds of reading columns whole (10M lines: ~9 s
+    # with the errors' words). Indexes to build are built from those reads: they come first.
+    mapped = query.map_indexes(transcripts)
+    if not mapped:
+        read_whole()
+        if stopping():  # interrupted by the exit
+            return
+    indexed = query.warm_search(transcripts)
     if stopping():  # interrupted by the exit
         return
     words = f"; words of {', '.join(indexed)} indexed" if indexed else ""
@@ -508,6 +522,10 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
             return
         what = done.format(", ".join(columns)) if columns else none
         click.echo(f"{said} ({time.monotonic() - started:.1f} s; {what})", err=True)
+    if mapped:
+        read_whole()
+        if stopping():
+            return
     if prepare is not None:
         try:
             pages = prepare()

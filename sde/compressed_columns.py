@@ -242,6 +242,19 @@ def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
         return _kept_in_file(column, built, "words")
 
 
+def stored_index(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
+    """A transcript column's word index as kept, else as a previous start wrote it beside the column
+    (mapped: milliseconds, with the pairs and joins written then); None when neither: nothing is
+    built here (see :func:`index_words`)."""
+    if not isinstance(column, CompressedColumn):
+        return None
+    with column.index_lock:
+        kept = word_index(column)
+        if kept is None and KEEP_IN_FILES:
+            kept = column.mapped_index = read_index(column.path, column.rows)
+        return kept
+
+
 def index_pairs(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
     """Add to a column's word index the rows of its pairs of common words (sde.word_index.with_pairs:
     a phrase of them then tests only the lines holding the pair), when the budget has room for

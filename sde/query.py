@@ -45,7 +45,8 @@ import pyarrow.compute as pc
 
 from sde.caching import LRUCache
 from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, index_joins, index_pairs, index_words, keep_for_next_scan,
-                                    keep_ranks, preload, preload_transcripts, sort_keys, stored_column, whole_budget, word_index)
+                                    keep_ranks, preload, preload_transcripts, sort_keys, stored_column, stored_index, whole_budget,
+                                    word_index)
 from sde.filters import (
     EXAMPLE,
     MAX_CLAUSES,
@@ -537,6 +538,18 @@ class _Engine:
         self.table()
         return self._each_indexed(columns, index_words, lambda index: True)
 
+    def stored_indexes(self, columns: Sequence[str]) -> list[str]:
+        """Of these text columns, those stored compressed whose word index is kept or was written
+        beside them by a previous start (mapped now: sde.compressed_columns.stored_index); nothing
+        is built."""
+        self.table()
+        return self._each_indexed(columns, stored_index, lambda index: True)
+
+    def compressed(self, columns: Sequence[str]) -> list[str]:
+        """Of these columns, those stored compressed (the ones a word index can serve)."""
+        self.table()
+        return [c for c in columns if isinstance(self._compressed.get(self.names.get(c, "")), CompressedColumn)]
+
     def index_pairs(self, columns: Sequence[str]) -> list[str]:
         """Add the pairs of common words to the word indexes of these text columns where the budget
         has room (sde.compressed_columns.index_pairs): a phrase of common words then tests only the
@@ -990,20 +1003,44 @@ class TableQuery:
         where the budget has room (sde.word_index: ~5-6 s per 10M lines on two cores, or mapped at
         once from the files a previous start wrote, sde.index_files); returns those indexed.
         ``columns`` (checked) and ``descending`` are accepted for compatibility: DuckDB
-        keeps no per-column order."""
+        keeps no per-column order. :meth:`warm_search` and :meth:`warm_columns` are its two halves."""
         for c in columns or ():
             _check_column(c, self.columns)
-        self._engine.table()
-        cursor().close()
         wanted = self.columns if text is None else [c for c in text if c in self._kinds]
-        self._engine.lower_case.learn(c for c in wanted if self._kinds[c] == TEXT)
-        preload(self.df)
-        # whether each holds a line break, read now where kept whole (another: once it is)
-        self._engine.single_line.learn(c for c in wanted if self._kinds[c] == TEXT)
-        self._engine.keep_searched = True
+        self._prepare(wanted)
+        self.warm_columns(wanted)
         if text is None:
             return []
         return self._engine.index_words([c for c in wanted if self._kinds[c] == TEXT])
+
+    def map_indexes(self, text: Sequence[str]) -> bool:
+        """Map the word indexes a previous start wrote beside these transcript columns (milliseconds,
+        nothing built); True when each of them stored compressed has its index now. A warm-up then
+        serves searches at full speed before it reads columns whole (:meth:`warm_search` first);
+        otherwise those reads come first, and the indexes are built from them (:meth:`warm`)."""
+        compressed = self._engine.compressed([c for c in text if self._kinds.get(c) == TEXT])
+        return bool(compressed) and len(self._engine.stored_indexes(compressed)) == len(compressed)
+
+    def warm_search(self, text: Sequence[str]) -> list[str]:
+        """:meth:`warm` without its reads of whole columns: the engine prepared and these transcript
+        columns indexed by word (mapped, else built from their files streamed). Returns those indexed."""
+        wanted = [c for c in text if c in self._kinds]
+        self._prepare(wanted)
+        return self._engine.index_words([c for c in wanted if self._kinds[c] == TEXT])
+
+    def warm_columns(self, text: Sequence[str]) -> None:
+        """:meth:`warm`'s reads of whole columns: the compressed columns the budget keeps (smallest
+        first), then whether these text columns hold a line break; from then on a column a query
+        streamed is read whole for the next (``keep_searched``)."""
+        preload(self.df)
+        # whether each holds a line break, read now where kept whole (another: once it is)
+        self._engine.single_line.learn(c for c in text if self._kinds.get(c) == TEXT)
+        self._engine.keep_searched = True
+
+    def _prepare(self, text: Sequence[str]) -> None:
+        self._engine.table()
+        cursor().close()
+        self._engine.lower_case.learn(c for c in text if self._kinds[c] == TEXT)
 
     def warm_transcripts(self, text: Sequence[str]) -> list[str]:
         """Last in a warm-up: read whole, in order, these transcripts where the budget has room

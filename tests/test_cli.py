@@ -146,22 +146,21 @@ def test_plain_progress_prints_one_line_when_complete(updates, total, expected):
 def test_the_warm_up_ends_quietly_when_the_exit_refuses_its_work(monkeypatch, capsys, stopping, raises):
     from concurrent.futures import ThreadPoolExecutor
 
-    import sde.analysis
     import sde.filters.engine
     from sde.cli import _warm_queries
 
-    def refused(table):  # Python's exit shuts thread pools down: their submit raises this RuntimeError
-        pool = ThreadPoolExecutor(1)
-        pool.shutdown()
-        pool.submit(print)
+    class Refused:  # the warm-up's first step meets Python's exit: its thread pools are shut down
+        def map_indexes(self, text):
+            pool = ThreadPoolExecutor(1)
+            pool.shutdown()
+            pool.submit(print)  # raises the RuntimeError a pool shut down by the exit raises
 
-    monkeypatch.setattr(sde.analysis, "prepare_errors", refused)
     monkeypatch.setattr(sde.filters.engine, "_stopping", stopping)  # as stop_queries leaves it at exit
     if raises:
         with pytest.raises(RuntimeError, match="cannot schedule new futures"):
-            _warm_queries(None, ["text"], [object()])
+            _warm_queries(Refused(), ["text"], [])
     else:
-        _warm_queries(None, ["text"], [object()])
+        _warm_queries(Refused(), ["text"], [])
         assert capsys.readouterr().err == ""
 
 
@@ -204,17 +203,16 @@ def test_the_warm_up_ends_quietly_when_python_exits_before_sde_says_it_is_stoppi
     script = tmp_path / "exit_under_warm_up.py"
     script.write_text(
         "import concurrent.futures.thread as futures, threading, time\n"
-        "import sde.analysis\n"
         "from sde.cli import _warm_queries\n"
         "begun = threading.Event()\n"
-        "def refused(table):\n"
-        "    begun.set()\n"
-        "    while not futures._shutdown:  # Python's exit has begun and refuses new work\n"
-        "        time.sleep(0.01)\n"
-        "    with futures.ThreadPoolExecutor(1) as pool:\n"
-        "        pool.submit(print)\n"
-        "sde.analysis.prepare_errors = refused\n"
-        "threading.Thread(target=_warm_queries, args=(None, ['text'], [object()])).start()\n"
+        "class Refused:  # the warm-up's first step\n"
+        "    def map_indexes(self, text):\n"
+        "        begun.set()\n"
+        "        while not futures._shutdown:  # Python's exit has begun and refuses new work\n"
+        "            time.sleep(0.01)\n"
+        "        with futures.ThreadPoolExecutor(1) as pool:\n"
+        "            pool.submit(print)\n"
+        "threading.Thread(target=_warm_queries, args=(Refused(), ['text'], [])).start()\n"
         "begun.wait()\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr

@@ -187,6 +187,66 @@ def test_a_new_start_reads_the_index_and_ranks_without_building_them(monkeypatch
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.sdeidx")} == files  # none written again
 
 
+def test_map_indexes_maps_what_a_previous_start_wrote_and_builds_nothing(monkeypatch, tmp_path):
+    _budget(monkeypatch, 10**9, files=True)
+    stored = _stored(tmp_path, _texts(600, seed=5, lower=True))
+    first = TableQuery(stored)
+    assert first.map_indexes(["text"]) is False  # nothing written yet, and nothing built
+    assert not list(tmp_path.glob("*.sdeidx")) and cc.word_index(stored["text"].array.compressed) is None
+    assert first.warm_search(["text"]) == ["text"]  # built, and written beside the column
+    want = {filt: first.page(filt, "-n", 0, 600) for filt in SEARCHES}
+
+    _budget(monkeypatch, 10**9, files=True)  # a new process: nothing kept in memory
+    frame = stored.copy()
+    frame["text"] = pd.Series(cc.CompressedStringArray.over(cc.open_column(stored["text"].array.compressed.path)),
+                              copy=False)
+    monkeypatch.setattr(cc, "build_word_index", None)  # building again would fail here
+    again = TableQuery(frame)
+    assert again.map_indexes(["text", "n", "no such column"]) is True
+    for filt, (total, rows) in want.items():
+        got_total, got_rows = again.page(filt, "-n", 0, 600)
+        assert got_total == total and list(got_rows["n"]) == list(rows["n"]), filt
+
+
+def test_map_indexes_is_false_where_no_transcript_is_stored_compressed():
+    plain = TableQuery(pd.DataFrame({"text": ["the cat", "a dog"], "n": [1, 2]}))
+    assert plain.map_indexes(["text"]) is False and plain.map_indexes([]) is False
+
+
+@pytest.mark.parametrize("written", [True, False], ids=["indexes written by a previous start: searches first",
+                                                        "indexes to build: from the columns read whole first"])
+def test_the_warm_up_reads_columns_whole_after_searches_are_ready_when_their_indexes_are_mapped(
+        monkeypatch, tmp_path, capsys, written):
+    import sys
+
+    import sde.query
+    from sde.cli import _warm_queries
+
+    _budget(monkeypatch, 10**9, files=True)
+    stored = _stored(tmp_path, _texts(600, seed=5, lower=True))
+    if written:
+        TableQuery(stored).warm_search(["text"])
+        _budget(monkeypatch, 10**9, files=True)  # a new process: nothing kept in memory
+        stored["text"] = pd.Series(cc.CompressedStringArray.over(cc.open_column(stored["text"].array.compressed.path)),
+                                   copy=False)
+    read_whole = sde.query.preload
+
+    def preload(frame):  # says when the warm-up reads the columns whole, then reads them
+        print("(columns read whole)", file=sys.stderr)
+        return read_whole(frame)
+
+    monkeypatch.setattr(sde.query, "preload", preload)
+    capsys.readouterr()
+    _warm_queries(TableQuery(stored), ["text"], [])
+    said = [line.split(" (")[0] for line in capsys.readouterr().err.splitlines()]
+    ready = ["searches ready", "phrases ready", "sorts ready", "regexes across words ready"]
+    if written:
+        assert said[:5] == [*ready, "(columns read whole)"], said
+    else:
+        assert said[:5] == ["(columns read whole)", *ready], said
+    assert said[-1] == "transcripts in memory"
+
+
 def test_the_files_of_a_column_no_longer_stored_are_removed(tmp_path):
     sub = tmp_path / "ab" / "cd"
     sub.mkdir(parents=True)

@@ -472,12 +472,12 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
     searches are at full speed, one when phrases of common words are (TableQuery.warm_phrases), and
     one when sorts by text are (TableQuery.warm_sorts: the transcripts first), then one when regexes
     across words are (TableQuery.warm_joins): at 10M utterances building them takes tens of seconds,
-    and a user timing a search or a sort should know. The words of the errors tables coded
-    (sde.analysis.prepare_errors: a second at 10M) and the columns the budget keeps read whole
-    (TableQuery.warm_columns) come before them where the indexes are built (from those reads),
-    after them where a previous start wrote them (TableQuery.map_indexes). Then ``prepare`` lays
-    out the pages whose first visit computes for seconds (sde.web.pages.prepare_pages) and a line
-    says so; last, the transcripts the budget has room for are read whole
+    and a user timing a search or a sort should know. ``prepare`` lays out the pages whose first
+    visit computes for seconds (sde.web.pages.prepare_pages) and a line says so. The words of the
+    errors tables coded (sde.analysis.prepare_errors: a second at 10M) and the columns the budget
+    keeps read whole (TableQuery.warm_columns) come first where the indexes are built (from those
+    reads); where a previous start wrote them (TableQuery.map_indexes), after the indexes and the
+    pages. Last, the transcripts the budget has room for are read whole
     (TableQuery.warm_transcripts), and a line names those in memory: the warm-up's last."""
     from sde.analysis import prepare_errors
     from sde.filters import QueryError
@@ -493,6 +493,19 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
                 if stopping():
                     return
         query.warm_columns(transcripts)
+
+    def lay_out_pages() -> None:
+        if prepare is None:
+            return
+        try:
+            pages = prepare()
+        except Exception as e:  # a page's own error shows at its visit; the server goes on either way
+            if not stopping():
+                click.echo(f"warning: the pages were not prepared ({type(e).__name__}: {e}); each is laid out "
+                           "at its first visit", err=True)
+            return
+        click.echo(f"pages ready ({time.monotonic() - started:.1f} s; {', '.join(pages) or 'no page'} prepared)",
+                   err=True)
 
     # Word indexes a previous start wrote are mapped in milliseconds: searches, phrases, sorts and
     # regexes are then at full speed before the seconds of reading columns whole (10M lines: ~9 s
@@ -522,21 +535,13 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
             return
         what = done.format(", ".join(columns)) if columns else none
         click.echo(f"{said} ({time.monotonic() - started:.1f} s; {what})", err=True)
-    if mapped:
-        read_whole()
+    if mapped:  # the pages a browser opens first, before the reads no page waits for
+        lay_out_pages()
         if stopping():
             return
-    if prepare is not None:
-        try:
-            pages = prepare()
-        except Exception as e:  # a page's own error shows at its visit; the server goes on either way
-            if stopping():
-                return
-            click.echo(f"warning: the pages were not prepared ({type(e).__name__}: {e}); each is laid out "
-                       "at its first visit", err=True)
-        else:
-            click.echo(f"pages ready ({time.monotonic() - started:.1f} s; {', '.join(pages) or 'no page'} prepared)",
-                       err=True)
+        read_whole()
+    else:
+        lay_out_pages()
     if stopping():
         return
     kept = query.warm_transcripts(transcripts)  # last: the pages' reads would push them out

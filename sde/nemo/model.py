@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from nemo.collections.asr.models import ASRModel
 
@@ -321,6 +319,8 @@ def nemo_file_sample_rate(path: str | os.PathLike) -> int | None:
 
 
 def _nemo_config(p: Path) -> dict:
+    import yaml  # here: every server imports this module (its transcribe panel), few read a .nemo (~25 ms)
+
     try:
         with tarfile.open(p) as archive:
             member = next((m for m in archive.getmembers() if m.name.endswith("model_config.yaml")), None)

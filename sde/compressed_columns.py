@@ -231,13 +231,9 @@ def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
     if not isinstance(column, CompressedColumn):
         return None
     with column.index_lock:  # asked by two threads at once, built once
-        kept = word_index(column)
+        kept = _kept_or_mapped(column)
         if kept is not None:
             return kept
-        stored = read_index(column.path, column.rows) if KEEP_IN_FILES else None
-        if stored is not None:
-            column.mapped_index = stored  # the kernel's pages, not this budget's
-            return stored
         built = _kept_within_room(column, lambda chunks, room: build_word_index(chunks, column.rows, room))
         return _kept_in_file(column, built, "words")
 
@@ -249,10 +245,19 @@ def stored_index(column: "CompressedColumn | LabelColumn | None") -> WordIndex |
     if not isinstance(column, CompressedColumn):
         return None
     with column.index_lock:
-        kept = word_index(column)
-        if kept is None and KEEP_IN_FILES:
-            kept = column.mapped_index = read_index(column.path, column.rows)
+        return _kept_or_mapped(column)
+
+
+def _kept_or_mapped(column: "CompressedColumn") -> WordIndex | None:
+    """The column's word index kept, else mapped from the files beside it (held by the column from
+    then on); None when neither. The caller holds ``column.index_lock``."""
+    kept = word_index(column)
+    if kept is not None or not KEEP_IN_FILES:
         return kept
+    stored = read_index(column.path, column.rows)
+    if stored is not None:
+        column.mapped_index = stored  # the kernel's pages, not this budget's
+    return stored
 
 
 def index_pairs(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:

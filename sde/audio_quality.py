@@ -288,7 +288,7 @@ def cached_audio_quality_summary(dataset: Dataset) -> dict[str, Any]:
     """:func:`audio_quality_summary` of ``dataset.utterances``, computed once per table (~0.8 s for a
     million rows) and kept beside the dataset; a swapped-in table (``Dataset.replace_with``) is
     summarised afresh. Shared by the Statistics page and ``/api/audio-quality``."""
-    cache = for_dataset(dataset, "audio-quality-summary", 1)
+    cache = for_dataset(dataset, "audio-quality-summary", 1, kept=1)
     return cache.get_or_compute_once("summary", lambda: audio_quality_summary(dataset.utterances))
 
 

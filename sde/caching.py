@@ -12,15 +12,22 @@ results are equal, the second one is kept), unless they ask through
 ``dataset.generation``, which ``Dataset.replace_with`` increments: after a swap (a hypothesis
 added, audio measured) every cache derived from the old tables is gone, and nobody has to know
 which caches exist to clear them.
+
+A cache made with ``kept=VERSION`` also outlives the process where the dataset has a build in the
+dataset cache (sde.cache): what it computes inside :func:`keeping` (the pages the server's warm-up
+lays out: seconds of work at 10M utterances) is written beside the build through the registry's
+:class:`Keeper`, and a later process reading that build recalls it instead of computing it again.
+Values computed outside it (a visit's filter, say) stay in memory only, so the kept entries stay few.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, Protocol, TypeVar
+from typing import Any, Callable, Hashable, Iterator, Protocol, TypeVar
 
-__all__ = ["CacheRegistry", "LRUCache", "for_dataset"]
+__all__ = ["CacheRegistry", "KeptCache", "Keeper", "LRUCache", "for_dataset", "keeping"]
 
 V = TypeVar("V")
 _MISSING = object()
@@ -73,9 +80,13 @@ class LRUCache:
     def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
         value = self.get(key, _MISSING)
         if value is _MISSING:
-            value = compute()
+            value = self._missing(key, compute)
             self.put(key, value)
         return value
+
+    def _missing(self, key: Hashable, compute: Callable[[], V]) -> V:
+        """The value of a key not held."""
+        return compute()
 
     def get_or_compute_once(self, key: Hashable, compute: Callable[[], V]) -> V:
         """:meth:`get_or_compute` where one thread computes a missing key and the others asking for
@@ -87,7 +98,7 @@ class LRUCache:
             computing = self._computing.setdefault(key, threading.Lock())
         try:
             with computing:
-                return self.get_or_compute(key, compute)
+                return LRUCache.get_or_compute(self, key, compute)
         finally:
             with self._lock:
                 if self._computing.get(key) is computing:
@@ -130,25 +141,99 @@ class LRUCache:
         return key in self._items
 
 
+class Keeper(Protocol):
+    """Where values derived from one dataset's tables outlive the process: beside its build in the
+    dataset cache (sde.cache.datasets.KeptWithBuild). Both methods fail quietly: a value that cannot
+    be read back is computed, one that cannot be written is only in memory."""
+
+    def recall(self, name: str) -> tuple[bool, Any]:
+        """(True, the value kept under ``name``) or (False, None)."""
+
+    def keep(self, name: str, value: Any) -> None:
+        """Keep ``value`` under ``name`` (unless one is kept already)."""
+
+
+_keeping = threading.local()
+
+
+@contextlib.contextmanager
+def keeping() -> Iterator[None]:
+    """Within it, this thread's values of kept caches (``for_dataset(..., kept=VERSION)``) are also
+    written beside the dataset's build (see the module doc)."""
+    before = getattr(_keeping, "on", False)
+    _keeping.on = True
+    try:
+        yield
+    finally:
+        _keeping.on = before
+
+
+class KeptCache(LRUCache):
+    """An :class:`LRUCache` of one dataset generation whose misses first ask the dataset's
+    :class:`Keeper` (a value a previous process kept), and whose values computed or read inside
+    :func:`keeping` are kept by it. ``keeper`` gives the keeper of this generation, or None (a
+    dataset with no build in a cache, or one changed since: replace_with)."""
+
+    def __init__(self, max_size: int, size_of: Callable[[Any], int] | None, name: str, version: int,
+                 keeper: Callable[[], Keeper | None]) -> None:
+        super().__init__(max_size, size_of)
+        self._prefix = f"{name}/v{version}/"
+        self._keeper = keeper
+
+    def _missing(self, key: Hashable, compute: Callable[[], V]) -> V:
+        keeper = self._keeper()
+        found, value = keeper.recall(self._prefix + repr(key)) if keeper is not None else (False, None)
+        return value if found else compute()
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
+        return self._kept(key, super().get_or_compute(key, compute))
+
+    def get_or_compute_once(self, key: Hashable, compute: Callable[[], V]) -> V:
+        return self._kept(key, super().get_or_compute_once(key, compute))
+
+    def _kept(self, key: Hashable, value: V) -> V:
+        """``value``, kept by the keeper first inside :func:`keeping` (a value a visit computed
+        before the warm-up asked for it is kept too)."""
+        if getattr(_keeping, "on", False):
+            keeper = self._keeper()
+            if keeper is not None:
+                keeper.keep(self._prefix + repr(key), value)
+        return value
+
+
 class CacheRegistry:
-    """The named caches of one dataset, each valid for one generation of its tables."""
+    """The named caches of one dataset, each valid for one generation of its tables, and the
+    :class:`Keeper` of the generation a build in the dataset cache holds."""
 
     def __init__(self) -> None:
         self._caches: dict[str, tuple[int, LRUCache]] = {}
+        self._keeper: tuple[int, Keeper] | None = None
         self._lock = threading.Lock()
 
     def cache(self, name: str, generation: int, max_size: int,
-              size_of: Callable[[Any], int] | None = None) -> LRUCache:
+              size_of: Callable[[Any], int] | None = None, kept: int | None = None) -> LRUCache:
         with self._lock:
             held = self._caches.get(name)
             if held is None or held[0] != generation:
-                held = (generation, LRUCache(max_size, size_of))
+                made = LRUCache(max_size, size_of) if kept is None else \
+                    KeptCache(max_size, size_of, name, kept, lambda: self.keeper(generation))
+                held = (generation, made)
                 self._caches[name] = held
             return held[1]
+
+    def keep_with(self, keeper: Keeper, generation: int) -> None:
+        """Kept caches of ``generation`` recall from and keep with ``keeper`` from now on."""
+        with self._lock:
+            self._keeper = (generation, keeper)
+
+    def keeper(self, generation: int) -> Keeper | None:
+        held = self._keeper
+        return held[1] if held is not None and held[0] == generation else None
 
     def clear(self) -> None:
         with self._lock:
             self._caches.clear()
+            self._keeper = None  # the tables it kept values of are gone
 
 
 class HasCaches(Protocol):
@@ -159,7 +244,10 @@ class HasCaches(Protocol):
 
 
 def for_dataset(dataset: HasCaches, name: str, max_size: int,
-                size_of: Callable[[Any], int] | None = None) -> LRUCache:
+                size_of: Callable[[Any], int] | None = None, kept: int | None = None) -> LRUCache:
     """The cache ``name`` of ``dataset`` (made on first use with ``max_size`` and ``size_of``),
-    a new empty one after ``dataset.replace_with(...)``."""
-    return dataset.caches.cache(name, dataset.generation, max_size, size_of)
+    a new empty one after ``dataset.replace_with(...)``. ``kept``: the version of its values'
+    layout, for a cache whose values also outlive the process (:class:`KeptCache`; bump it when what
+    it holds changes shape, so that values kept by an older sde are not read). Its values must
+    depend on the dataset's tables alone, and be small: the warm-up's pages, not a visit's."""
+    return dataset.caches.cache(name, dataset.generation, max_size, size_of, kept)

@@ -663,7 +663,8 @@ def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, ca
 def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: bool, vad: bool, engine: str,
                   address: str | None, workers: int | None, search_indexes: bool, **data: Any) -> None:
     """Build SOURCE... into the cache without serving it (for a batch job): a later
-    `sde SOURCE...` with the same options starts at once.
+    `sde SOURCE...` with the same options starts at once, and shows its Statistics, Errors and
+    Comparison pages at once too (laid out here, kept with the dataset).
 
     A big local manifest is built part by part on --threads processes in bounded memory; an
     interrupted build (Ctrl-C, a killed job) resumes where it stopped when run again.
@@ -689,8 +690,31 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
     click.echo(f"indexed {len(dataset.utterances):,} utterances of {dataset.name} in "
                f"{time.perf_counter() - started:.1f} s into {where}; serve them with: sde {' '.join(sources)}"
                + (f" --cache-dir {cache_dir}" if cache_dir else ""), err=True)
+    stored = load(sources, options, cache_dir, False, quiet=True, vad=vad, check_audio=False)
     if search_indexes:
-        _write_search_indexes(load(sources, options, cache_dir, False, quiet=True, vad=vad, check_audio=False))
+        _write_search_indexes(stored)
+    _keep_pages(stored)
+
+
+def _keep_pages(dataset) -> None:
+    """sde index: the pages a server's warm-up lays out (sde.web.pages.prepare_pages), laid out
+    here on the dataset as stored, so that what they compute is kept beside it (sde.caching):
+    a server started on it shows them at once (10M utterances: ~20 s of work once, here)."""
+    import time
+
+    from sde.web.pages import prepare_pages
+
+    started = time.perf_counter()
+    try:
+        pages = prepare_pages(dataset)
+    except Exception as e:  # noqa: BLE001 - the build is done; the server lays the pages out itself
+        click.echo(f"warning: the pages were not laid out ({type(e).__name__}: {e}); a server lays them out "
+                   "at its start", err=True)
+        return
+    if dataset.caches.keeper(dataset.generation) is None:
+        return  # not read back from the cache (a read-only folder): nothing was kept
+    click.echo(f"pages laid out in {time.perf_counter() - started:.1f} s and kept with the dataset: "
+               f"{', '.join(pages) or 'none'}", err=True)
 
 
 def _write_search_indexes(dataset) -> None:

@@ -305,15 +305,23 @@ def test_comparison_stats_equal_analysis_and_the_api(demo):
     assert text_of(by_id(layout, comparison_stats.DIFF_P)) == comparison_stats.fmt_p(api["diff"]["p"], 1000)
 
 
+def _values(x) -> np.ndarray:
+    """A trace's values from plotly JSON, where numbers are a typed array ({"dtype", "bdata"})."""
+    if isinstance(x, dict) and "bdata" in x:
+        import base64
+        return np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"])
+    return np.asarray(x)
+
+
 def test_comparison_layout_params(demo):
     layout = comparison.layout(demo, "/comparison", {"a": "conformer", "b": "pred_text", "metric": "cer",
                                                      "filter": "{duration} > 3"})
     assert by_id(layout, comparison.A).value == "pred_text_conformer"
     assert by_id(layout, comparison.METRIC).value == "cer"
-    fig = by_id(layout, comparison.UTT_FIG).figure
+    fig = go.Figure(by_id(layout, comparison.UTT_FIG).figure)  # kept as plotly JSON
     assert "CER" in fig.layout.xaxis.title.text
     n = len(demo.utterance_query.select("{duration} > 3"))
-    assert sum(len(t.x) for t in fig.data) == n
+    assert sum(len(_values(t.x)) for t in fig.data) == n
     assert f"{n} utterances" in text_of(by_id(layout, comparison_stats.STATS))
     # Bad params: messages, not a crash.
     layout = comparison.layout(demo, "/comparison", {"a": "zzz", "b": "pred_text", "metric": "mse",
@@ -443,7 +451,7 @@ def test_user_text_is_escaped(hostile):
     bfig = by_id(layout, breakdown.FIG).figure
     assert all("<script" not in t for t in bfig.layout.xaxis.ticktext)
     layout = comparison.layout(hostile, "/comparison", {})
-    wfig = by_id(layout, comparison.WORD_FIG).figure
+    wfig = go.Figure(by_id(layout, comparison.WORD_FIG).figure)  # kept as plotly JSON
     for t in wfig.data:
         assert all("<script" not in s for s in (t.text if t.text is not None else ()))
     # The word a click opens is the raw word (customdata), the hover shows it escaped (text).
@@ -598,6 +606,42 @@ def test_prepared_pages_are_first_visited_from_their_caches(monkeypatch):
              text_of(comparison.layout(ds, "/comparison", {})))
     assert counted == prepared
     assert "Utterances30" in shown[0] and "Substitutions" in shown[1] and "B − A" in shown[2]
+
+
+def test_sde_index_keeps_the_pages_and_a_start_from_its_build_computes_none_of_them(tmp_path, monkeypatch):
+    """`sde index` lays out the prepared pages on the build and keeps what they computed beside it
+    (sde.caching.keeping); a start from that build shows the same pages without computing them."""
+    import subprocess
+    import sys
+
+    from sde.build.load import load_dataset
+    from sde.web.pages import prepare_pages, statistics
+
+    cache_dir = tmp_path / "cache"
+    done = subprocess.run([sys.executable, "-m", "sde.cli", "index", str(DEMO), "--cache-dir", str(cache_dir)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "pages laid out in" in done.stderr and "kept with the dataset: Statistics, Errors, Comparison" in done.stderr
+
+    def lay_out(ds) -> list[str]:
+        return [text_of(statistics.layout(ds, "/", {})), text_of(errors.layout(ds, "/errors", {})),
+                text_of(comparison.layout(ds, "/comparison", {}))]
+
+    computed = lay_out(build_dataset(DEMO))
+    counted: list[str] = []
+
+    def refuse(name):
+        def count(*args, **kwargs):
+            counted.append(name)
+            raise AssertionError(f"{name} computed again")
+        return count
+
+    monkeypatch.setattr(statistics, "build_figures", refuse("figures"))
+    for name in ("top_errors", "affected_utterances", "utterance_comparison", "compare", "word_comparison"):
+        monkeypatch.setattr(analysis, name, refuse(name))
+    started = load_dataset(DEMO, cache_dir=cache_dir)
+    assert prepare_pages(started) == ["Statistics", "Errors", "Comparison"]
+    assert lay_out(started) == computed and counted == []
 
 
 def test_a_comparison_visited_while_it_is_laid_out_waits_for_that_work(monkeypatch):

@@ -176,6 +176,8 @@ def test_vocabulary_and_problems_pages(page, demo):
     vocab = api(demo, "/api/vocabulary")
     page.goto(demo + "/vocabulary")
     page.wait_for_selector("#vocabulary-grid .ag-row")
+    # the count comes with the grid's rows, but may be painted a moment after them
+    page.wait_for_function("document.querySelector('#vocabulary-count').innerText.trim() !== ''")
     assert page.inner_text("#vocabulary-count") == f"{vocab['total']} words"
     assert first_cell(page, "word", "#vocabulary-grid") == vocab["rows"][0]["word"]
     shot(page, "vocabulary")

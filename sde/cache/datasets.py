@@ -25,6 +25,7 @@ from sde.index_files import files_beside
 from sde.sources import SourceSet, as_source_set, source_stamps
 
 from sde.cache.folders import POSIX, Warn, warn_on_stderr
+from sde.cache.kept import KeptWithBuild
 from sde.cache.limit import Held, file_size, last_use, mark_used, remove_least_recently_used, size_limit, value_path
 from sde.cache.store import STALE_FILE_S, LinkedFile, LinkingDisk, done_with_temp_file, open_store, temp_file_in
 
@@ -98,6 +99,7 @@ class DatasetCache:
             return None
         mark_used(self._store, key, meta.get("name", key[:12]))
         self._summary_sums(key, dataset)
+        dataset.caches.keep_with(KeptWithBuild(self.directory, key), dataset.generation)
         self.make_room(keep=key)  # its index files, written since it was stored, may have passed the limit
         return dataset
 
@@ -134,6 +136,7 @@ class DatasetCache:
             self.delete(key)
             return
         self._summary_sums(key, dataset)
+        dataset.caches.keep_with(KeptWithBuild(self.directory, key), dataset.generation)
         self.make_room(keep=key)
 
     def put_built(self, key: str, meta: dict, files: dict[str, Path]) -> None:
@@ -440,3 +443,4 @@ def _restore_dtypes(df: pd.DataFrame, dtypes: dict[str, str]) -> None:
                 df[col] = df[col].astype(want)
             except (TypeError, ValueError):
                 pass
+

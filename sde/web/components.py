@@ -310,8 +310,10 @@ def small_grid(grid_id: str, rows: list[dict], column_defs: list[dict], height: 
 
 
 def graph_height(fig: Any) -> str:
-    """A dcc.Graph's CSS height: its figure's (else a responsive graph takes the default 450 px)."""
-    return f"{int(fig.layout.height or 450)}px"
+    """A dcc.Graph's CSS height: its figure's (a go.Figure or its plotly JSON; else a responsive
+    graph takes the default 450 px)."""
+    height = fig.get("layout", {}).get("height") if isinstance(fig, dict) else fig.layout.height
+    return f"{int(height or 450)}px"
 
 
 def warnings_view(warnings: Sequence[str]) -> list[dbc.Alert]:

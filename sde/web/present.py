@@ -254,7 +254,7 @@ def error_frames(dataset: "Dataset", hyp: str | None, filter_text: str | None,
     def compute() -> dict[str, pd.DataFrame]:
         return analysis.top_errors(dataset.errors[h.field], utt_ids=selected_ids(dataset, text), limit=limit)
 
-    return for_dataset(dataset, "top-errors", _GROUPS_CACHE_SIZE).get_or_compute_once((h.field, text, limit), compute)
+    return for_dataset(dataset, "top-errors", _GROUPS_CACHE_SIZE, kept=1).get_or_compute_once((h.field, text, limit), compute)
 
 
 def error_frames_with_utterances(dataset: "Dataset", hyp: str | None, filter_text: str | None,
@@ -271,7 +271,7 @@ def error_frames_with_utterances(dataset: "Dataset", hyp: str | None, filter_tex
         return {kind: frame.assign(utterances=analysis.affected_utterances(errors, kind, frame, ids))
                 for kind, frame in frames.items()}
 
-    cache = for_dataset(dataset, "top-errors", _GROUPS_CACHE_SIZE)
+    cache = for_dataset(dataset, "top-errors", _GROUPS_CACHE_SIZE, kept=1)
     return cache.get_or_compute_once((h.field, text, limit, "utterances"), compute)
 
 
@@ -282,7 +282,7 @@ def selection_totals(dataset: "Dataset", h: "HypothesisField", filter_text: str 
     def compute() -> dict[str, float]:
         return analysis.selection_totals(dataset.utterances, h, selected_ids(dataset, text))
 
-    return for_dataset(dataset, "selection-totals", _GROUPS_CACHE_SIZE).get_or_compute_once((h.field, text), compute)
+    return for_dataset(dataset, "selection-totals", _GROUPS_CACHE_SIZE, kept=1).get_or_compute_once((h.field, text), compute)
 
 
 def grouped_rates(dataset: "Dataset", h: "HypothesisField", by: str | None,
@@ -342,7 +342,7 @@ def compare_payload(dataset: "Dataset", a: str | None, b: str | None, filter_tex
         }
 
     key = (ha.field, hb.field, text, n_resamples, seed)
-    return for_dataset(dataset, "compare", _COMPARE_CACHE_SIZE).get_or_compute_once(key, compute)
+    return for_dataset(dataset, "compare", _COMPARE_CACHE_SIZE, kept=1).get_or_compute_once(key, compute)
 
 
 def compare_frame(payload: Mapping) -> pd.DataFrame:

@@ -81,7 +81,7 @@ def _group_counts(dataset: "Dataset") -> dict[str, int]:
 def group_counts(dataset: "Dataset") -> dict[str, int]:
     """Columns worth a breakdown (duration_bucket and every categorical field of the manifest, any
     number of values) → their number of distinct values."""
-    return for_dataset(dataset, "breakdown-columns", 1).get_or_compute("counts", lambda: _group_counts(dataset))
+    return for_dataset(dataset, "breakdown-columns", 1, kept=1).get_or_compute("counts", lambda: _group_counts(dataset))
 
 
 def group_columns(dataset: "Dataset") -> list[str]:

@@ -104,7 +104,7 @@ def compare_stats(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField"
 
 
 def _figures(dataset: "Dataset"):
-    return for_dataset(dataset, "comparison-figures", _FIGURE_CACHE)
+    return for_dataset(dataset, "comparison-figures", _FIGURE_CACHE, kept=1)
 
 
 def word_comparison(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField",
@@ -166,8 +166,7 @@ def worse_better_links(dataset: "Dataset", a: "HypothesisField", b: "HypothesisF
                        filter_text: str | None, utt_ids: np.ndarray | None) -> html.Div:
     """"B worse than A: N · B better: M", each a link to Samples filtered by the column comparison
     (`{wer_b} > {wer}`), sorted by B's metric."""
-    ranked = ranked_differences(dataset, a, b, metric, filter_text, utt_ids)
-    worse = int((ranked["diff"] > 0).sum())
+    worse, better = differing_counts(dataset, a, b, metric, filter_text, utt_ids)
     col_a, col_b = a.column(metric), b.column(metric)
     name = metric.upper()
 
@@ -179,17 +178,31 @@ def worse_better_links(dataset: "Dataset", a: "HypothesisField", b: "HypothesisF
     return html.Div([
         html.Span("Utterances where ", className="text-muted"),
         link(f"B is worse (higher {name}):", worse, ">", WORSE_LINK, f"-{col_b}"), " · ",
-        link(f"B is better (lower {name}):", len(ranked) - worse, "<", BETTER_LINK, col_b),
+        link(f"B is better (lower {name}):", better, "<", BETTER_LINK, col_b),
         html.Span(f" · B − A = {{{col_b}}} − {{{col_a}}}", className="text-muted"),
     ], className="small mb-1", id=WORSE_BETTER)
 
 
+def differing_counts(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", metric: str,
+                     filter_text: str | None, utt_ids: np.ndarray | None) -> tuple[int, int]:
+    """(utterances where B's metric is higher than A's, where it is lower), kept apart from the
+    ranked list they are counted from: that list (millions of rows at 10M utterances) is too big to
+    keep beside the build, these two numbers are not."""
+    def build() -> tuple[int, int]:
+        ranked = ranked_differences(dataset, a, b, metric, filter_text, utt_ids)
+        worse = int((ranked["diff"] > 0).sum())
+        return worse, len(ranked) - worse
+
+    return _figures(dataset).get_or_compute_once(("counts", a.field, b.field, metric, filter_text or ""), build)
+
+
 def cached_utterances(dataset, a, b, metric, filter_text, utt_ids) -> tuple[Any, list[dict]]:
     """(utterance scatter figure, rows of the largest differences) for A vs B: both from one
-    analysis.utterance_comparison."""
+    analysis.utterance_comparison; the figure as plotly JSON (kept beside the build, it reads back
+    without validating its traces again)."""
     def build() -> tuple[Any, list[dict]]:
         compared = analysis.utterance_comparison(dataset.utterances, a, b, metric=metric, utt_ids=utt_ids)
-        return (utterance_figure(dataset, a, b, metric, utt_ids, compared),
+        return (utterance_figure(dataset, a, b, metric, utt_ids, compared).to_plotly_json(),
                 utterance_rows(dataset, a, b, metric, filter_text, utt_ids, compared=compared))
 
     return _figures(dataset).get_or_compute_once(("utt", a.field, b.field, metric, filter_text), build)
@@ -199,7 +212,7 @@ def cached_words(dataset, a, b, filter_text, utt_ids) -> tuple[Any, list[dict]]:
     """(word scatter figure, table rows) for A vs B."""
     def build():
         words = word_comparison(dataset, a, b, utt_ids)
-        fig = af.word_scatter_figure(words, a.name, b.name)
+        fig = af.word_scatter_figure(words, a.name, b.name).to_plotly_json()
         top = words.head(WORD_ROWS)
         rows = [{"word": str(w), "count": int(c), "acc_a": _r(x), "acc_b": _r(y), "diff": _r(d), "net": int(n),
                  "href": word_href(str(w), filter_text)}

@@ -100,7 +100,7 @@ def _cached_figures(dataset: "Dataset") -> list[tuple[str, dict]]:
         return [(key, fig.to_plotly_json() if hasattr(fig, "to_plotly_json") else fig)
                 for key, fig in build_figures(dataset)]
 
-    return for_dataset(dataset, "statistics", 2).get_or_compute_once("figures", build)
+    return for_dataset(dataset, "statistics", 2, kept=1).get_or_compute_once("figures", build)
 
 
 def _scored_note(field: str, h: Mapping, utterances: int | None):
@@ -268,7 +268,7 @@ def log_y_update(on: bool, keys: list, pathname: str | None, search: str | None)
 def categorical_fields(dataset: "Dataset") -> dict[str, int]:
     """{field: distinct values} of the manifest's categorical fields (speakers, languages), cached."""
     skip = _NOT_CATEGORICAL | {h.field for h in dataset.hypotheses}
-    return for_dataset(dataset, "statistics-fields", 1).get_or_compute_once(
+    return for_dataset(dataset, "statistics-fields", 1, kept=1).get_or_compute_once(
         "categorical", lambda: categorical_columns(dataset.utterances, skip))
 
 
@@ -336,7 +336,7 @@ def callbacks(app, dataset: "Dataset") -> None:
 
 def _alphabet_check_block(dataset: "Dataset"):
     """Training-data check: characters outside the model's alphabet, and digits in references."""
-    check = for_dataset(dataset, "statistics", 2).get_or_compute_once("alphabet_check",
+    check = for_dataset(dataset, "statistics", 2, kept=1).get_or_compute_once("alphabet_check",
                                                                  lambda: alphabet_check_summary(dataset))
     if check is None:
         return None

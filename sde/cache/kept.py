@@ -1,0 +1,62 @@
+"""Values derived from a build, kept beside it in the dataset cache so that a later start reads
+them instead of computing them (the sde.caching.Keeper of a dataset the cache read or wrote)."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from pathlib import Path
+
+import diskcache
+
+from sde.cache.store import LinkingDisk
+
+#: A value bigger than this, pickled, is not kept: the kept values are pages' results (kilobytes
+#: to a few megabytes), read back at each start.
+KEPT_VALUE_BYTES = 32 * 2**20
+
+
+class KeptWithBuild:
+    """What sde.caching's kept caches compute from one build (the pages the warm-up lays out: at
+    10M utterances ~20 s a start), kept in the dataset cache beside it under ("kept", key, name):
+    ``DatasetCache.delete`` removes them with it. The sde.caching.Keeper of a dataset read from
+    or written to the cache. The store is opened at the first use; every failure is quiet (a
+    read-only or damaged cache: the value is computed at each start, as without it)."""
+
+    def __init__(self, directory: Path, key: str) -> None:
+        self._directory = directory
+        self._key = key
+        self._store: diskcache.Cache | None = None
+        self._kept: set[str] = set()  # names kept, or not to keep (too big, failed)
+        self._lock = threading.Lock()
+
+    def _opened(self) -> diskcache.Cache:
+        """The store, with the names kept for this build read once (a miss then costs no read)."""
+        if self._store is None:
+            store = diskcache.Cache(str(self._directory), eviction_policy="none", disk=LinkingDisk)
+            self._kept = {k[2] for k in store.iterkeys()
+                          if isinstance(k, tuple) and len(k) == 3 and k[0] == "kept" and k[1] == self._key}
+            self._store = store
+        return self._store
+
+    def recall(self, name: str) -> tuple[bool, object]:
+        try:
+            with self._lock:
+                store = self._opened()
+                data = store.get(("kept", self._key, name)) if name in self._kept else None
+            return (True, pickle.loads(data)) if isinstance(data, bytes) else (False, None)
+        except Exception:  # noqa: BLE001 - unreadable or from another sde: computed again
+            return False, None
+
+    def keep(self, name: str, value: object) -> None:
+        try:
+            with self._lock:
+                store = self._opened()
+                if name in self._kept:
+                    return
+                self._kept.add(name)  # tried once, whatever happens
+                data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+                if len(data) <= KEPT_VALUE_BYTES and ("meta", self._key) in store:  # not for a build deleted since
+                    store.set(("kept", self._key, name), data)
+        except Exception:  # noqa: BLE001 - a full disk, a read-only cache, a value that does not pickle
+            pass

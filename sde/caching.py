@@ -80,13 +80,9 @@ class LRUCache:
     def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
         value = self.get(key, _MISSING)
         if value is _MISSING:
-            value = self._missing(key, compute)
+            value = compute()
             self.put(key, value)
         return value
-
-    def _missing(self, key: Hashable, compute: Callable[[], V]) -> V:
-        """The value of a key not held."""
-        return compute()
 
     def get_or_compute_once(self, key: Hashable, compute: Callable[[], V]) -> V:
         """:meth:`get_or_compute` where one thread computes a missing key and the others asking for
@@ -180,10 +176,16 @@ class KeptCache(LRUCache):
         self._prefix = f"{name}/v{version}/"
         self._keeper = keeper
 
-    def _missing(self, key: Hashable, compute: Callable[[], V]) -> V:
-        keeper = self._keeper()
-        found, value = keeper.recall(self._prefix + repr(key)) if keeper is not None else (False, None)
-        return value if found else compute()
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        """The value held, else the one the keeper holds (held from then on), else ``default``."""
+        value = super().get(key, _MISSING)
+        if value is _MISSING:
+            keeper = self._keeper()
+            found, value = keeper.recall(self._prefix + repr(key)) if keeper is not None else (False, None)
+            if not found:
+                return default
+            self.put(key, value)
+        return value
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
         return self._kept(key, super().get_or_compute(key, compute))

@@ -188,3 +188,21 @@ def test_kept_values_are_pickles_of_the_computed_value(built):
     data = c._store.get(("kept", fingerprint(manifest, DatasetOptions()), "page/v1/'k'"))
     c.close()
     assert pickle.loads(data) == value
+
+
+def test_the_suspicious_counts_are_kept_and_the_next_start_shows_them_without_checking(built, monkeypatch):
+    from sde.web.panels import suspicious
+
+    _, _, start = built
+    first = start()
+    assert not suspicious._computed(first)
+    counts = suspicious.summary(first)  # the card's background work: minutes at 10M utterances
+
+    def refuse(dataset):
+        raise AssertionError("the checks ran again")
+
+    monkeypatch.setattr(suspicious, "_summary", refuse)
+    second = start()
+    assert suspicious._computed(second)
+    children, final = suspicious.card_state(second)
+    assert final and suspicious.summary(second) == counts and counts["utterances"] == len(ROWS)

@@ -19,7 +19,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, dcc, html, no_update
 
-from sde.caching import for_dataset
+from sde.caching import for_dataset, keeping
 from sde.quality.apply import kind_columns, quality_frame, speech_hours
 from sde.quality.suspicious import suspicious_summary
 from sde.web.components import fmt_float, fmt_int
@@ -49,8 +49,10 @@ def summary(dataset: Dataset) -> dict[str, Any]:
     """The ``/api/suspicious`` JSON: every flag with its count and filter, the duplicate counts,
     speech hours when measured (computing the columns first when needed)."""
     # Counted once per generation of the tables, from the columns computed beside the dataset
-    # (not added to it: that would rebuild every page's view of it while they are being used).
-    return for_dataset(dataset, "suspicious", 1).get_or_compute_once("summary", lambda: _summary(dataset))
+    # (not added to it: that would rebuild every page's view of it while they are being used), and
+    # kept with its build (minutes of work at 10M utterances: a later start reads the counts).
+    with keeping():
+        return for_dataset(dataset, "suspicious", 1, kept=1).get_or_compute_once("summary", lambda: _summary(dataset))
 
 
 def _summary(dataset: Dataset) -> dict[str, Any]:
@@ -113,7 +115,8 @@ def _total_hours(dataset: Dataset) -> float:
 
 
 def _computed(dataset: Dataset) -> bool:
-    return for_dataset(dataset, "suspicious", 1).get("summary") is not None
+    """Whether the counts are known: computed here, or kept with the build by an earlier start."""
+    return for_dataset(dataset, "suspicious", 1, kept=1).get("summary") is not None
 
 
 def card_state(dataset: Dataset, wait_s: float = 0.0) -> tuple[list | Any, bool]:

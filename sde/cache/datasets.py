@@ -443,4 +443,3 @@ def _restore_dtypes(df: pd.DataFrame, dtypes: dict[str, str]) -> None:
                 df[col] = df[col].astype(want)
             except (TypeError, ValueError):
                 pass
-

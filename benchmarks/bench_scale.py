@@ -4,7 +4,7 @@ and a real server.
 
     python benchmarks/bench_scale.py --sizes 1000000 10000000 20000000 [--data DIR] [--threads 2]
                                      [--memory-limit 2GB] [--part-size 32MB] [--keep] [--cache-dir DIR]
-                                     [--only "contains + sorted page" ...] [--predictions]
+                                     [--only "contains + sorted page" ...] [--predictions] [--cold-page-cache]
 
 Per size: a seeded manifest (benchmarks/make_manifest.py: two hypotheses, 10,000 speakers, ~12 words
 per line; generated once into --data), then
@@ -18,7 +18,8 @@ per line; generated once into --data), then
    Statistics page's data.
 Prints one markdown table per measure; README's Performance section shows them. With --cache-dir
 (one size), the dataset already built there by `sde index` is served as it is: no cold build, and it
-is kept.
+is kept. --cold-page-cache drops Linux's page cache before each server starts (as root): a start
+the morning after, its files on the disk.
 """
 
 from __future__ import annotations
@@ -239,6 +240,15 @@ class Server:
             self.proc.kill()
 
 
+def drop_page_cache() -> None:
+    """Write dirty pages out and drop the clean ones from Linux's page cache (needs root)."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError as e:
+        raise SystemExit(f"--cold-page-cache: cannot drop the page cache ({e}); run as root on Linux") from None
+
+
 def _settle(text: str) -> float | str:
     if text == "ready":
         return text
@@ -273,6 +283,9 @@ def main() -> None:
                          "work (the query engine's warm-up; up to 2M utterances the audio-file check) runs in "
                          "the background meanwhile, as it does while a user opens the browser (default 5); "
                          "'ready': until the server says its searches and phrases are ready (transcripts indexed)")
+    ap.add_argument("--cold-page-cache", action="store_true",
+                    help="drop the OS page cache before the server starts (Linux, as root): a start the morning "
+                         "after, when the build's files come from the disk")
     args = ap.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     if args.cache_dir is not None and len(args.sizes) != 1:
@@ -292,6 +305,8 @@ def main() -> None:
             builds.append(f"| {size:,} | {mb(manifest.stat().st_size)} | {built['seconds']:.1f} s | "
                           f"{mb(built['peak_rss'])} / {mb(built['peak_anon'])} | {mb(built['disk'])} |")
             print(builds[-1], flush=True)
+        if args.cold_page_cache:
+            drop_page_cache()
         server = Server(manifest, cache, sde_args)
         try:
             rss, anon = _memory_of_tree(server.proc.pid)
@@ -328,7 +343,7 @@ def main() -> None:
     print("\n".join(queries))
     print(f"\ncommand: python benchmarks/bench_scale.py --sizes {' '.join(map(str, args.sizes))} "
           f"--threads {args.threads} --memory-limit {args.memory_limit} --settle {args.settle}"
-          f"{' --predictions' if args.predictions else ''}; "
+          f"{' --predictions' if args.predictions else ''}{' --cold-page-cache' if args.cold_page_cache else ''}; "
           f"load {os.getloadavg()[0]:.1f}")
 
 

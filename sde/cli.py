@@ -605,8 +605,12 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # of the text columns, the transcripts are the ones searched (paths, speakers: on first use).
     transcripts = ["text", *(h.field for h in dataset.hypotheses)]
     errors = [dataset.errors[h.field] for h in dataset.hypotheses if h.field in dataset.errors]
+    from sde.cache.read_ahead import read_ahead
     from sde.web.pages import prepare_pages
 
+    # The kernel reads the build's files while the browser opens: the first filter, search and
+    # breakdown then read memory, not the disk (sde.cache.read_ahead).
+    threading.Thread(target=read_ahead, name="sde-read-ahead", daemon=True, args=(dataset.files,)).start()
     warm = threading.Thread(target=_warm_queries, name="sde-warm-queries", daemon=True,
                             args=(dataset.utterance_query, transcripts, errors, lambda: prepare_pages(dataset)))
     warm.start()

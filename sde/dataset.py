@@ -95,6 +95,9 @@ class Dataset:
     extra_summary: dict = field(default_factory=dict)
     # Tar files holding the audio, index = a row's `shard_id` (NeMo tarred audio, Lhotse Shar).
     tar_shards: tuple[str, ...] = ()
+    # The files its stored tables are read from, in the order a start reads them ahead
+    # (sde.cache.read_ahead); () where it was built in this process and not read back.
+    files: tuple[str, ...] = field(default=(), compare=False, repr=False)
     # Incremented by replace_with: the caches of sde.caching.for_dataset are per generation.
     generation: int = field(default=0, compare=False)
     _queries: dict = field(default_factory=dict, repr=False, compare=False)

@@ -10,6 +10,7 @@ import pickle
 import shutil
 import threading
 import time
+from itertools import repeat
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,7 +22,7 @@ from sde import __version__
 from sde.compressed_columns import (CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
                                      open_column, read_strings, write_compressed)
 from sde.dataset import Dataset, DatasetOptions
-from sde.index_files import files_beside
+from sde.index_files import PARTS as INDEX_PARTS, files_beside, part_path
 from sde.sources import SourceSet, as_source_set, source_stamps
 
 from sde.cache.folders import POSIX, Warn, warn_on_stderr
@@ -91,8 +92,9 @@ class DatasetCache:
         try:
             meta = pickle.loads(meta_raw)
             sizes = meta.get("table_bytes", {})
-            tables = {name: self._read_table(key, name, sizes.get(name)) for name in meta["tables"]}
-            dataset = _dataset_from(meta, _frames(meta, tables))
+            read = {name: self._read_table(key, name, sizes.get(name)) for name in meta["tables"]}
+            dataset = _dataset_from(meta, _frames(meta, {name: table for name, (table, _) in read.items()}))
+            dataset.files = _read_ahead_order(list(read.values()))
         except Exception as e:  # noqa: BLE001 - any corruption means "rebuild", never a crash
             self.warn(f"cache entry {key[:12]} in {self.directory} is unreadable ({e}); rebuilding it")
             self.delete(key)
@@ -271,7 +273,9 @@ class DatasetCache:
                 if isinstance(path, str):
                     os.chmod(path, 0o444)
 
-    def _read_table(self, key: str, name: str, expected_bytes: int | None = None) -> pa.Table | CompressedColumn | LabelColumn:
+    def _read_table(self, key: str, name: str, expected_bytes: int | None = None,
+                    ) -> tuple[pa.Table | CompressedColumn | LabelColumn, str | None]:
+        """A stored table, and the file it is read from (None: read into memory)."""
         handle = self._store.get(("table", key, name), read=True)
         if handle is None:
             raise KeyError(f"table {name} missing")
@@ -283,8 +287,31 @@ class DatasetCache:
                 if expected_bytes is not None and source.size() != expected_bytes:
                     raise ValueError(f"table {name} is {source.size()} bytes, {expected_bytes} when written: "
                                      "changed outside sde")
-                return _open_table_file(path, source)
-            return pa.ipc.open_file(pa.BufferReader(handle.read())).read_all()
+                return _open_table_file(path, source), path
+            return pa.ipc.open_file(pa.BufferReader(handle.read())).read_all(), None
+
+
+def _read_ahead_order(tables: Sequence[tuple[pa.Table | CompressedColumn | LabelColumn, str | None]]) -> tuple[str, ...]:
+    """The files of a dataset's stored tables in the order its first queries need them: the
+    memory-mapped tables (numbers every filter, sort and breakdown reads; label codes), then the
+    word indexes and ranks beside the compressed columns (searches, sorts by text), then those
+    columns (read whole by the warm-up where they fit, else by each search)."""
+    mapped: list[str] = []
+    indexed: list[str] = []
+    compressed: list[str] = []
+    for table, path in tables:
+        if path is None:  # read into memory: nothing to read ahead
+            continue
+        if isinstance(table, CompressedColumn):
+            compressed.append(path)
+        else:
+            mapped.append(path)
+        if isinstance(table, (CompressedColumn, LabelColumn)):
+            indexed.append(path)
+    # words and ranks first (searches, sorts by text), then pairs (phrases) and joins (regexes)
+    indexes = [index for part in ("words", "ranks", *INDEX_PARTS[1:]) for index in map(part_path, indexed, repeat(part))
+               if os.path.exists(index)]
+    return tuple(dict.fromkeys([*mapped, *indexes, *compressed]))
 
 
 # A stored table may be kept as several files ("<table>/<column>"): each fixed-width column in a
@@ -377,7 +404,9 @@ def built_meta(dataset: Dataset, dtypes: dict[str, dict[str, str]], column_order
 def read_built(meta: dict, files: dict[str, Path]) -> Dataset:
     """A dataset from its Arrow table files (memory-mapped) and built_meta's description."""
     tables = {name: _open_table_file(str(path)) for name, path in files.items()}
-    return _dataset_from(meta, _frames(meta, tables))
+    dataset = _dataset_from(meta, _frames(meta, tables))
+    dataset.files = _read_ahead_order([(tables[name], str(path)) for name, path in files.items()])
+    return dataset
 
 
 def _open_table_file(path: str, source: pa.MemoryMappedFile | None = None) -> pa.Table | CompressedColumn | LabelColumn:

@@ -653,13 +653,18 @@ class _ColumnFile:
 def _take_within(indices: np.ndarray, which: np.ndarray, wanted: np.ndarray,
                  batch: Callable[[int], pa.Array]) -> pa.Array:
     """The values at ``indices``, whose batches are ``which``, all among ``wanted`` (sorted, each
-    read by ``batch``)."""
-    pieces = [batch(int(b)) for b in wanted]
+    read by ``batch`` and holding one of them at least). Each batch gives only its values, joined
+    in order: joining whole batches first copied ~300 KB per value (a page of 50 scattered rows:
+    ~15 MB over five text columns, 20-30 ms at 10M)."""
     if len(wanted) == 1:
-        return pieces[0].take(pa.array(indices - int(wanted[0]) * BATCH_ROWS))
-    joined = pa.concat_arrays(pieces)
-    starts = np.searchsorted(wanted, which) * BATCH_ROWS  # batch b sits at its rank's offset
-    return joined.take(pa.array(starts + indices % BATCH_ROWS))
+        return batch(int(wanted[0])).take(pa.array(indices - int(wanted[0]) * BATCH_ROWS))
+    order = np.argsort(which, kind="stable")
+    edges = np.searchsorted(which[order], wanted).tolist() + [len(order)]
+    pieces = [batch(int(b)).take(pa.array(indices[order[start:end]] - int(b) * BATCH_ROWS))
+              for b, start, end in zip(wanted.tolist(), edges, edges[1:])]
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return pa.concat_arrays(pieces).take(pa.array(back))
 
 
 class CompressedColumn(_ColumnFile):

@@ -78,6 +78,16 @@ def test_take_gives_the_values_at_those_rows(column, values, case, indices):
     assert column.take(np.array(indices, dtype=np.int64)).to_pylist() == [values[i] for i in indices]
 
 
+def test_a_column_kept_whole_gives_the_same_values_from_its_chunks(tmp_path, values):
+    path = tmp_path / "c.arrow"
+    write_compressed(path, "text", [pa.array(values)], labels=False)
+    whole = CompressedColumn(path)
+    whole.read_all()
+    assert whole.kept_whole() is not None
+    indices = [9000, 3, 9000, BATCH_ROWS - 1, BATCH_ROWS, 7, ROWS - 1, 2 * BATCH_ROWS + 1]
+    assert whole.take(np.array(indices)).to_pylist() == [values[i] for i in indices]
+
+
 def test_a_take_reads_only_the_batches_of_its_rows(tmp_path, values):
     path = tmp_path / "c.arrow"
     write_compressed(path, "text", [pa.array(values)], labels=False)

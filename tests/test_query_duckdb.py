@@ -502,6 +502,33 @@ def test_a_band_reads_the_rows_of_a_small_view_alone(order, share, view):
     assert view == "inview" or set(got.column_names) == {"pos", *(c for c in ("c0", "c1") if c in order)}
 
 
+@pytest.mark.parametrize("sort", ["value", "-value", "-text"])
+@pytest.mark.parametrize("start", [12_000, 20_000, 23_900])
+def test_a_band_of_a_view_a_word_index_marks_reads_that_mask(monkeypatch, tmp_path, sort, start):
+    """``contains "the"`` in most lines: the word index's mask is the band's view as it is (no
+    positions gathered); its pages are the whole sort's."""
+    from tests.test_word_index import _budget, _stored
+
+    _budget(monkeypatch, 10**9)
+    rng = np.random.default_rng(8)
+    n = 30_000
+    texts = [("the " if rng.random() < 0.8 else "a ") + f"w{rng.integers(0, 500)} x{i}" for i in range(n)]
+    frame = _stored(tmp_path, texts).assign(value=rng.normal(5, 2, n).round(1))
+    query = TableQuery(frame)
+    assert query.warm(text=["text"]) == ["text"]
+    parts = query._key('{text} contains "the"', None)[0]
+    where, _, _, masks = query._compiled(parts)
+    assert query._engine._marked_view(where, masks) is not None  # exact, and most rows
+
+    keep = [i for i, t in enumerate(texts) if "the" in t]
+    key, desc = sort.lstrip("-"), sort.startswith("-")
+    values = texts if key == "text" else frame["value"].tolist()
+    expected = sorted(keep, key=lambda i: values[i], reverse=desc)  # stable: ties in row order
+    total, pos = query.window('{text} contains "the"', sort, start, start + 50)
+    assert total == len(keep) and pos.tolist() == expected[start:start + 50]
+    assert _path(query) == "band"
+
+
 @pytest.mark.parametrize("rows, view", [
     (1_000_000, "TRUE"),
     (1_000_000, "pos % 250 = 0"),       # every 250th row: a period the sample must not share

@@ -58,7 +58,7 @@ def _start_pool(context: multiprocessing.context.BaseContext, processes: int) ->
 
 
 @contextmanager
-def _stop_signals_held() -> Iterator[None]:
+def stop_signals_held() -> Iterator[None]:
     """Handle Ctrl-C and SIGTERM after the block rather than inside it. Python raises the handler's
     exception in the main thread between any two bytecodes: one raised inside ``Pool()``, after its
     handler threads started, lost the pool; at exit multiprocessing ended the workers, the lost
@@ -93,12 +93,12 @@ def worker_pool(context: multiprocessing.context.BaseContext, processes: int) ->
     (Ctrl-C, SIGTERM, an error, a generator closed early)."""
     pool = None
     try:
-        with _stop_signals_held():
+        with stop_signals_held():
             pool = _start_pool(context, processes)
         yield pool
     finally:
         if pool is not None:
-            with _stop_signals_held():  # a second Ctrl-C must not leave it half terminated
+            with stop_signals_held():  # a second Ctrl-C must not leave it half terminated
                 pool.terminate()
 
 

@@ -110,7 +110,7 @@ def test_a_stop_signal_held_is_raised_when_the_block_ends(signum, handler, raise
     reached_end_of_block = False
     try:
         with pytest.raises(raised):
-            with workers._stop_signals_held():
+            with workers.stop_signals_held():
                 signal.raise_signal(signum)
                 time.sleep(0.01)  # Python would have run a handler by now
                 reached_end_of_block = True

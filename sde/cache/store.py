@@ -16,6 +16,7 @@ from pathlib import Path
 import diskcache
 import diskcache.core
 
+from sde.workers import stop_signals_held
 from sde.cache.folders import (POSIX, CacheUnusable, Warn, check_cache_folder, os_reason,
                                report_unusable, sqlite_reason, warn_on_stderr)
 
@@ -210,9 +211,12 @@ def _value_dirs(folder: Path) -> list[Path]:
 def temp_file_in(folder: Path, suffix: str) -> str:
     """A new temporary file in `folder`, named after this host and process so that a later start
     can tell a dead writer's leftovers from a live one's work (remove_stale_temp_files)."""
-    fd, path = tempfile.mkstemp(dir=folder, prefix=f".tmp-{HOST_TAG}-{os.getpid()}-", suffix=suffix)
-    _writing.add(path)
-    os.close(fd)
+    # Ctrl-C or SIGTERM held until the file is listed: raised between mkstemp and the listing, the
+    # exit handler below would not know the file (seen under load: a .tmp- file left by SIGTERM)
+    with stop_signals_held():
+        fd, path = tempfile.mkstemp(dir=folder, prefix=f".tmp-{HOST_TAG}-{os.getpid()}-", suffix=suffix)
+        _writing.add(path)
+        os.close(fd)
     return path
 
 

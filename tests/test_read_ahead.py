@@ -1,11 +1,12 @@
 """sde.cache.read_ahead: a start asks the OS to read its build's files into the page cache, in the
-order its first queries need them, within a budget; checked on the page cache itself (fincore)."""
+order its first queries need them, within a budget; checked on the page cache itself (mincore)."""
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
-import shutil
-import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ from sde.cache import read_ahead as ra
 from sde.index_files import SUFFIX
 from tests.test_word_index import _budget
 
-needs_page_cache = pytest.mark.skipif(not hasattr(os, "posix_fadvise") or shutil.which("fincore") is None,
-                                      reason="needs posix_fadvise and util-linux's fincore")
+needs_page_cache = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="posix_fadvise and mincore: Linux")
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+if _LIBC is not None:
+    _LIBC.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
 
 ROWS = [
     {"audio_filepath": f"audio/a{i}.wav", "duration": 1.0 + i % 7, "text": f"the word{i} of the day",
@@ -28,10 +31,19 @@ ROWS = [
 
 
 def _resident(path: Path) -> int:
-    """Bytes of ``path`` in the page cache, as util-linux's fincore reads them (mincore)."""
-    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    return int(out.split()[0])
+    """Bytes of ``path`` in the page cache, as mincore(2) sees them through a mapping of the file
+    (the mapping itself reads nothing)."""
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vec = (ctypes.c_ubyte * pages)()
+    with path.open("rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        start = ctypes.c_char.from_buffer(mapped)
+        try:
+            if _LIBC.mincore(ctypes.addressof(start), size, vec) != 0:
+                raise OSError(ctypes.get_errno(), "mincore failed")
+        finally:
+            del start  # the mapping cannot close while a pointer into it exists
+    return sum(v & 1 for v in vec) * mmap.PAGESIZE
 
 
 def _evicted(*paths: Path) -> None:

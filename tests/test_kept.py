@@ -206,3 +206,28 @@ def test_the_suspicious_counts_are_kept_and_the_next_start_shows_them_without_ch
     assert suspicious._computed(second)
     children, final = suspicious.card_state(second)
     assert final and suspicious.summary(second) == counts and counts["utterances"] == len(ROWS)
+
+
+@pytest.mark.parametrize("checks", [True, False], ids=["sde index --checks", "sde index"])
+def test_sde_index_with_checks_keeps_the_suspicious_counts_for_the_next_start(write_manifest, tmp_path, monkeypatch,
+                                                                             checks):
+    import subprocess
+    import sys
+
+    from sde.web.panels import suspicious
+
+    manifest, folder = write_manifest(ROWS), tmp_path / "cache"
+    done = subprocess.run([sys.executable, "-m", "sde.cli", "index", str(manifest), "--cache-dir", str(folder),
+                           *(["--checks"] if checks else [])], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert ("suspicious utterances and duplicates counted in" in done.stderr) is checks
+    started = load_dataset(manifest, cache_dir=folder)
+    assert suspicious._computed(started) is checks
+    if checks:
+        want = suspicious._summary(load_dataset(manifest, use_cache=False))
+
+        def refuse(dataset):
+            raise AssertionError("the checks ran again")
+
+        monkeypatch.setattr(suspicious, "_summary", refuse)
+        assert suspicious.summary(started) == want and want["utterances"] == len(ROWS)

@@ -711,42 +711,40 @@ def _keep_pages(dataset) -> None:
     """sde index: the pages a server's warm-up lays out (sde.web.pages.prepare_pages), laid out
     here on the dataset as stored, so that what they compute is kept beside it (sde.caching):
     a server started on it shows them at once (10M utterances: ~20 s of work once, here)."""
-    import time
-
     from sde.web.pages import prepare_pages
 
-    started = time.perf_counter()
-    try:
-        pages = prepare_pages(dataset)
-    except Exception as e:  # noqa: BLE001 - the build is done; the server lays the pages out itself
-        click.echo(f"warning: the pages were not laid out ({type(e).__name__}: {e}); a server lays them out "
-                   "at its start", err=True)
-        return
-    if dataset.caches.keeper(dataset.generation) is None:
-        return  # not read back from the cache (a read-only folder): nothing was kept
-    click.echo(f"pages laid out in {time.perf_counter() - started:.1f} s and kept with the dataset: "
-               f"{', '.join(pages) or 'none'}", err=True)
+    _kept_by_the_job(dataset, lambda: prepare_pages(dataset), "the pages were not laid out",
+                     "a server lays them out at its start",
+                     lambda pages, s: f"pages laid out in {s:.1f} s and kept with the dataset: {', '.join(pages) or 'none'}")
 
 
 def _keep_checks(dataset) -> None:
     """sde index --checks: the suspicious-utterance and duplicate counts a server's Statistics page
     starts in the background (sde.web.panels.suspicious), counted here and kept with the dataset:
     a server started on it shows them at once."""
-    import time
-
     from sde.web.panels.suspicious import summary
+
+    _kept_by_the_job(dataset, lambda: summary(dataset), "the suspicious utterances were not counted",
+                     "a server counts them at its first start",
+                     lambda _, s: f"suspicious utterances and duplicates counted in {s:.1f} s and kept with the dataset")
+
+
+def _kept_by_the_job(dataset, work: Callable[[], Any], failed: str, instead: str,
+                     done: Callable[[Any, float], str]) -> None:
+    """Run ``work`` on the stored dataset, whose results are kept beside it (sde.caching.keeping),
+    and say ``done(result, seconds)``; a failure is a warning (the build is done: the server does
+    the work itself), and nothing is said where nothing could be kept (a read-only cache folder)."""
+    import time
 
     started = time.perf_counter()
     try:
-        summary(dataset)
-    except Exception as e:  # noqa: BLE001 - the build is done; the server counts them itself
-        click.echo(f"warning: the suspicious utterances were not counted ({type(e).__name__}: {e}); a server "
-                   "counts them at its first start", err=True)
+        result = work()
+    except Exception as e:  # noqa: BLE001 - the build is done; a server does this work itself
+        click.echo(f"warning: {failed} ({type(e).__name__}: {e}); {instead}", err=True)
         return
     if dataset.caches.keeper(dataset.generation) is None:
         return  # not read back from the cache (a read-only folder): nothing was kept
-    click.echo(f"suspicious utterances and duplicates counted in {time.perf_counter() - started:.1f} s and kept "
-               "with the dataset", err=True)
+    click.echo(done(result, time.perf_counter() - started), err=True)
 
 
 def _write_search_indexes(dataset) -> None:

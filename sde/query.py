@@ -418,9 +418,9 @@ class _Engine:
         Quantiles of a sample of the key bound a band that holds the ranks with near certainty;
         exact counts of the rows before it and through it check that it does, so the answer never
         depends on the sample."""
-        marked = self._marked_view(where, masks)
+        marked, total = self._marked_view(where, masks)
         if marked is not None:  # most rows, as one word index marks them: that mask is the view
-            rows, total = None, int(pc.sum(marked).as_py() or 0)
+            rows = None
         else:
             rows = None if where == "TRUE" else self._view_rows(where, params, tables, masks)
             total = len(self._df) if rows is None else len(rows)
@@ -458,15 +458,17 @@ class _Engine:
                           bounds, tables, streamed)[0]
         return total, ahead, pos
 
-    def _marked_view(self, where: str, masks: Mapping[str, pa.Array]) -> pa.Array | None:
-        """The mask of a filter whose rows one word index marks exactly (``contains "the"``), where
-        it holds more than :data:`BAND_TAKE_SHARE` of the rows: a band's queries read it as it is,
-        where gathering its positions and marking them again cost ~0.1 s at 10M (8M rows); a
-        smaller view is taken as a table of its own (:meth:`_band_view`). Else None."""
+    def _marked_view(self, where: str, masks: Mapping[str, pa.Array]) -> tuple[pa.Array | None, int]:
+        """(the mask, its rows) of a filter whose rows one word index marks exactly (``contains
+        "the"``), where it holds more than :data:`BAND_TAKE_SHARE` of the rows: a band's queries
+        read it as it is, where gathering its positions and marking them again cost ~0.1 s at 10M
+        (8M rows); a smaller view is taken as a table of its own (:meth:`_band_view`). Else
+        (None, 0)."""
         mask = masks.get(where.strip("()"))
-        if mask is None or int(pc.sum(mask).as_py() or 0) <= BAND_TAKE_SHARE * len(self._df):
-            return None
-        return mask
+        rows = 0 if mask is None else int(pc.sum(mask).as_py() or 0)
+        if rows <= BAND_TAKE_SHARE * len(self._df):
+            return None, 0
+        return mask, rows
 
     def _view_rows(self, where: str, params: Sequence[Any], tables: Mapping[str, Any],
                    masks: Mapping[str, pa.Array]) -> np.ndarray:

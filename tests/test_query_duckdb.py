@@ -518,7 +518,7 @@ def test_a_band_of_a_view_a_word_index_marks_reads_that_mask(monkeypatch, tmp_pa
     assert query.warm(text=["text"]) == ["text"]
     parts = query._key('{text} contains "the"', None)[0]
     where, _, _, masks = query._compiled(parts)
-    assert query._engine._marked_view(where, masks) is not None  # exact, and most rows
+    assert query._engine._marked_view(where, masks)[0] is not None  # exact, and most rows
 
     keep = [i for i, t in enumerate(texts) if "the" in t]
     key, desc = sort.lstrip("-"), sort.startswith("-")

@@ -10,7 +10,6 @@ import pickle
 import shutil
 import threading
 import time
-from itertools import repeat
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -309,8 +308,8 @@ def _read_ahead_order(tables: Sequence[tuple[pa.Table | CompressedColumn | Label
         if isinstance(table, (CompressedColumn, LabelColumn)):
             indexed.append(path)
     # words and ranks first (searches, sorts by text), then pairs (phrases) and joins (regexes)
-    indexes = [index for part in ("words", "ranks", *INDEX_PARTS[1:]) for index in map(part_path, indexed, repeat(part))
-               if os.path.exists(index)]
+    indexes = [index for part in ("words", "ranks", *INDEX_PARTS[1:]) for column in indexed
+               if os.path.exists(index := part_path(column, part))]
     return tuple(dict.fromkeys([*mapped, *indexes, *compressed]))
 
 

@@ -38,9 +38,8 @@ def read_ahead(paths: Iterable[str], budget: int | None = None) -> int:
     """Ask the OS to read ``paths`` into its page cache, in order, while they fit in ``budget``
     bytes (default :func:`read_ahead_budget`); returns the bytes asked for. It reads a window
     (:data:`CHUNK_BYTES`) at a time, each when the last is in (10M utterances, 6 GB: seconds):
-    call it on a thread. A file
-    that is gone or unreadable is skipped (its query will say what is wrong); where the OS has no
-    ``posix_fadvise`` (macOS, Windows), nothing is asked."""
+    call it on a thread. A file that is gone or unreadable is skipped (its query will say what is
+    wrong); where the OS has no ``posix_fadvise`` (macOS, Windows), nothing is asked."""
     if not hasattr(os, "posix_fadvise"):
         return 0
     room = read_ahead_budget() if budget is None else budget

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from sde.caching import LRUCache
 from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, index_joins, index_pairs, index_words, keep_for_next_scan,
-                                    keep_ranks, preload, preload_transcripts, sort_keys, stored_column, stored_index, whole_budget,
+                                    keep_ranks, preload, preload_transcripts, sort_keys, stored_column, stored_index, take_rows, whole_budget,
                                     word_index)
 from sde.filters import (
     EXAMPLE,
@@ -329,11 +329,14 @@ class _Engine:
 
     def _text_chunks(self, column: str) -> Any:
         """A text column's values for a scan of its bytes: a label column's distinct values, a
-        compressed one's while it is kept whole (else NOT_NOW: a scan would decompress it, ~2 s
-        at 10M lines, inside the query that asks), any other as it is; None for another column."""
+        compressed one that counted it when written, or its values while it is kept whole (else
+        NOT_NOW: a scan would decompress it, ~2 s at 10M lines, inside the query that asks), any
+        other as it is; None for another column."""
         values = self._text_values(column)
         if isinstance(values, LabelColumn):
             return values.dictionary
+        if isinstance(values, CompressedColumn) and values.no_line_break is not None:
+            return values
         if isinstance(values, CompressedColumn):
             whole = values.kept_whole()
             return whole if whole is not None else NOT_NOW
@@ -992,7 +995,7 @@ class TableQuery:
         page_size = min(page_size, MAX_PAGE_SIZE)
         start = page * page_size
         total, pos = self.window(filter, sort, start, start + page_size)
-        return total, self.df.iloc[pos]
+        return total, take_rows(self.df, pos)
 
     def rows(self, filter: str | Sequence[Node] | None = None,
              sort: str | Sequence[tuple[str, bool]] | None = None,
@@ -1004,7 +1007,7 @@ class TableQuery:
             raise QueryError(f"Invalid row range {start}..{end}.")
         end = min(end, start + MAX_PAGE_SIZE)
         total, pos = self.window(filter, sort, start, end)
-        return total, self.df.iloc[pos]
+        return total, take_rows(self.df, pos)
 
     def warm(self, columns: Sequence[str] | None = None, descending: bool = True, *,
              text: Sequence[str] | None = None) -> list[str]:
@@ -1062,8 +1065,11 @@ class TableQuery:
         """Last in a warm-up: read whole, in order, these transcripts where the budget has room
         left (sde.compressed_columns.preload_transcripts; after whatever else the warm-up read
         whole, which would push them out): their phrases and regexes across words then test lines
-        in memory. Returns those in memory after it."""
-        return preload_transcripts(self.df, [c for c in text if self._kinds.get(c) == TEXT])
+        in memory. Returns those in memory after it; whether each holds a line break is read
+        now where it is (a column written before that was counted)."""
+        kept = preload_transcripts(self.df, [c for c in text if self._kinds.get(c) == TEXT])
+        self._engine.single_line.learn(kept)
+        return kept
 
     def warm_sorts(self, text: Sequence[str] | None = None) -> list[str]:
         """After :meth:`warm`: rank these text columns (default: every one), in order, while the budget

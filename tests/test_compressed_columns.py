@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import multiprocessing
 import pickle
+import threading
 import time
 
 import numpy as np
@@ -114,18 +116,21 @@ def test_the_most_common_value_is_counted_from_labels_or_values(column, values):
     assert cc.most_common(_plain([None, None])) is None
 
 
-@pytest.mark.parametrize("case, written, nulls, lower", [
-    ("no rows", [], 0, True),
-    ("only nulls", [None, None], 2, True),
-    ("lower case", ["abc", "é"], 0, True),
-    ("upper case", ["abc", "Abc"], 0, False),
-    ("long s folds to s", ["ſ"], 0, False),
+@pytest.mark.parametrize("case, written, nulls, lower, single_line", [
+    ("no rows", [], 0, True, True),
+    ("only nulls", [None, None], 2, True, True),
+    ("lower case", ["abc", "é"], 0, True, True),
+    ("upper case", ["abc", "Abc"], 0, False, True),
+    ("long s folds to s", ["ſ"], 0, False, True),
+    ("a line break", ["a b", "a\nb"], 0, True, False),
+    ("a carriage return is no line break to RE2", ["a\rb"], 0, True, True),
 ])
-def test_edge_columns_keep_their_counts(tmp_path, case, written, nulls, lower):
+def test_edge_columns_keep_their_counts(tmp_path, case, written, nulls, lower, single_line):
     path = tmp_path / "c.arrow"
     write_compressed(path, "x", [pa.array(written, pa.string())])
     got = CompressedColumn(path)
-    assert (len(got), got.null_count, got.no_ascii_upper) == (len(written), nulls, lower)
+    assert (len(got), got.null_count, got.no_ascii_upper, got.no_line_break) == (len(written), nulls, lower,
+                                                                                single_line)
     assert got.read_all().to_pylist() == written
 
 
@@ -661,19 +666,104 @@ def test_without_room_for_ranks_sorts_compare_the_strings(monkeypatch, tmp_path,
     assert query.select(None, "-text,n").tolist() == TableQuery(plain).select(None, "-text,n").tolist()
 
 
-@pytest.mark.parametrize("labels", [True, False], ids=["labels", "compressed"])
+@pytest.mark.parametrize("stored_as", ["labels", "compressed", "compressed before the count was kept"])
 @pytest.mark.parametrize("line_break", [False, True], ids=["single lines", "a line break"])
-def test_whether_a_stored_column_holds_a_line_break_is_read_from_its_values(tmp_path, labels, line_break):
+def test_whether_a_stored_column_holds_a_line_break_is_known_without_decompressing_it(monkeypatch, tmp_path,
+                                                                                     stored_as, line_break):
     values = ["the cat", "a dog"] * 20 + ["a\nb" if line_break else "a b"]
     path = tmp_path / "text.arrow"
-    write_compressed(path, "text", [pa.array(values)], labels=labels)
+    if stored_as == "compressed before the count was kept":
+        counted = cc._stats_metadata
+        monkeypatch.setattr(cc, "_stats_metadata",
+                            lambda stats: {k: v for k, v in counted(stats).items() if k != "sde.no_line_break"})
+    write_compressed(path, "text", [pa.array(values)], labels=stored_as == "labels")
     column = open_column(path)
-    assert isinstance(column, LabelColumn) is labels
+    assert isinstance(column, LabelColumn) is (stored_as == "labels")
     stored = pd.DataFrame({"n": np.arange(len(values))})
     stored.insert(1, "text", _series(column))
     query = TableQuery(stored)
-    if not labels:  # read for this once kept whole: a query never decompresses a column to ask
+    if stored_as == "compressed":
+        assert column.no_line_break is not line_break
+    if stored_as == "compressed before the count was kept":  # read once kept whole: a query never decompresses it to ask
+        assert column.no_line_break is None
         assert "text" not in query._engine.single_line
         column.read_all()
     assert ("text" in query._engine.single_line) is not line_break  # the LIKE test alone where none
     assert query.select('{text} matches "a.b"').tolist() == ([] if line_break else [len(values) - 1])
+    assert column.kept_whole() is None or stored_as == "compressed before the count was kept"
+
+
+def test_the_warm_up_learns_whether_a_transcript_written_before_the_count_holds_a_line_break(monkeypatch, tmp_path):
+    counted = cc._stats_metadata
+    monkeypatch.setattr(cc, "_stats_metadata",
+                        lambda stats: {k: v for k, v in counted(stats).items() if k != "sde.no_line_break"})
+    frame = _frame_of(tmp_path, {"text": ["a b", "the cat"] * 50})
+    query = TableQuery(frame)
+    assert query.warm_transcripts(["text"]) == ["text"]
+    column = frame["text"].array.compressed
+    cc._WHOLE.discard(column.path)  # made way for another column
+    column._recent = None
+    assert column.kept_whole() is None
+    assert "text" in query._engine.single_line  # known from the warm-up: not asked of a column no longer whole
+
+
+# ---------------------------------------------------------------- a page's rows, decompressed at once
+
+def _page_frame(tmp_path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Three compressed columns, labels and numbers over ``ROWS`` rows, and the same frame plainly."""
+    texts = {name: _values()[shift:] + _values()[:shift] for name, shift in (("a", 0), ("b", 11), ("c", 29))}
+    frame = _frame_of(tmp_path, texts)
+    write_compressed(tmp_path / "speaker.arrow", "speaker", [pa.array([f"s{i % 3}" for i in range(ROWS)])])
+    frame["speaker"] = _series(open_column(tmp_path / "speaker.arrow"))
+    plain = pd.DataFrame({"n": frame["n"], **{name: _plain(v) for name, v in texts.items()},
+                          "speaker": _plain([f"s{i % 3}" for i in range(ROWS)])})
+    return frame, plain
+
+
+@pytest.mark.parametrize("case, threads, rows, decompressed", [
+    ("scattered rows on two workers", 2, [ROWS - 1, 5, 2 * BATCH_ROWS + 3, 5, BATCH_ROWS], 3 * 4),
+    ("rows of one batch", 2, [1, 2, 3], 3),
+    ("one worker takes them itself", 1, [ROWS - 1, 5, 2 * BATCH_ROWS + 3], 0),
+    ("no row", 2, [], 0),
+])
+def test_a_page_of_rows_decompresses_the_batches_of_every_column_at_once(monkeypatch, tmp_path, case, threads,
+                                                                         rows, decompressed):
+    monkeypatch.setattr(cc, "settings", lambda: EngineSettings(threads=threads))
+    frame, plain = _page_frame(tmp_path)
+    by_thread = []
+    keep = CompressedColumn.keep_batch
+    monkeypatch.setattr(CompressedColumn, "keep_batch",
+                        lambda self, i, v: (by_thread.append(threading.current_thread().name), keep(self, i, v)))
+    positions = np.array(rows, dtype=np.int64)
+    assert cc.decompress_ahead(frame, positions) == decompressed
+    assert all(name.startswith("sde-decompress") for name in by_thread) and len(by_thread) == decompressed
+    assert cc.decompress_ahead(frame, positions) == 0  # kept: the take that follows decompresses nothing
+    pd.testing.assert_frame_equal(cc.take_rows(frame, positions).astype(plain.dtypes), plain.iloc[positions])
+
+
+@pytest.mark.parametrize("case, setup", [
+    ("rows in more batches than a column keeps", lambda monkeypatch, frame: monkeypatch.setattr(cc, "CACHED_BATCHES", 1)),
+    ("columns kept whole", lambda monkeypatch, frame: [cc.stored_column(frame[n]).read_all() for n in "abc"]),
+])
+def test_rows_a_column_takes_itself_are_not_decompressed_ahead(monkeypatch, tmp_path, case, setup):
+    monkeypatch.setattr(cc, "settings", lambda: EngineSettings(threads=2))
+    frame, plain = _page_frame(tmp_path)
+    setup(monkeypatch, frame)
+    positions = np.array([ROWS - 1, 5, 2 * BATCH_ROWS + 3])
+    assert cc.decompress_ahead(frame, positions) == 0
+    pd.testing.assert_frame_equal(cc.take_rows(frame, positions).astype(plain.dtypes), plain.iloc[positions])
+
+
+def _rows_in_a_child(frame: pd.DataFrame) -> list:
+    return cc.take_rows(frame, np.array([ROWS - 1, 5, BATCH_ROWS]))["a"].tolist()
+
+
+def test_a_forked_child_decompresses_ahead_with_threads_of_its_own(monkeypatch, tmp_path):
+    monkeypatch.setattr(cc, "settings", lambda: EngineSettings(threads=2))
+    frame, plain = _page_frame(tmp_path)
+    cc.take_rows(frame, np.array([1, BATCH_ROWS + 1]))  # the parent's pool is started
+    for name in "abc":
+        cc.stored_column(frame[name])._cache.clear()
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_rows_in_a_child, (frame,)).get(timeout=30)
+    assert got == plain["a"].iloc[[ROWS - 1, 5, BATCH_ROWS]].tolist()

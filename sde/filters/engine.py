@@ -281,7 +281,12 @@ def holds_no_line_break(arr: pa.Array | pa.ChunkedArray | Iterable[pa.Array]) ->
     """Whether no string of a text column holds a line break ("\\n", the one character RE2's "."
     never matches unless told to): there a regex of text and dots selects exactly the lines its
     LIKE pattern does (sde.filters.sql), and RE2 need not read any. Read from the column's bytes
-    (~0.1 s for 700 MB); False when unsure (not a string type). ``arr`` may also be its chunks."""
+    (~0.1 s for 700 MB); False when unsure (not a string type). ``arr`` may also be its chunks, or
+    an object that knows the answer (its ``no_line_break``: a compressed column counted it when
+    written)."""
+    known = getattr(arr, "no_line_break", None)
+    if isinstance(known, bool):
+        return known
     found = np.empty(_SCAN_BYTES, dtype=bool)
     for block in _byte_blocks(arr):
         if block is None or np.equal(block, _LINE_BREAK, out=found[:len(block)]).any():

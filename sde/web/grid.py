@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from sde.compressed_columns import most_common
+from sde.compressed_columns import most_common, take_rows
 from sde.filters import NUMBER, bind, check_clause_count, combine_filters
 from sde.query import MAX_PAGE_SIZE, MAX_QUERY_LENGTH, MAX_SORT_KEYS, Clause, QueryError, format_filter
 from sde.web.present import records
@@ -228,7 +228,7 @@ def grid_rows(query: Any, df: pd.DataFrame, request: Mapping[str, Any] | None, b
         positions = query.select(box + grid, sort)
     except QueryError as e:
         return GridResult({"rowData": [], "rowCount": 0}, 0, box_filter or "", "", str(e))
-    rows = df.iloc[positions[start:end]]
+    rows = take_rows(df, positions[start:end])
     grid_filter = format_filter(grid)
     return GridResult(
         response={"rowData": records(rows), "rowCount": int(len(positions))},

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from flask import Response, current_app, request
 
+from sde.compressed_columns import take_rows
 from sde.query import MAX_PAGE_SIZE
 from sde.web.present import ApiError
 
@@ -132,7 +133,7 @@ def csv_chunks(df: pd.DataFrame, positions: np.ndarray, chunk_rows: int = CSV_CH
     """The rows at `positions` as CSV text, header first, in chunks (streamed: never the whole view in memory)."""
     yield escape_header(df.iloc[:0]).to_csv(index=False, lineterminator=CSV_LINE_END)
     for start in range(0, len(positions), chunk_rows):
-        chunk = df.iloc[positions[start:start + chunk_rows]]
+        chunk = take_rows(df, positions[start:start + chunk_rows])
         yield escape_formulas(chunk).to_csv(index=False, header=False, lineterminator=CSV_LINE_END)
 
 

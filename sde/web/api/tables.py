@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from flask import Response, request
 
 from sde.audio_quality import cached_audio_quality_summary
+from sde.compressed_columns import take_rows
 from sde.dataset import normalized_summary
 from sde.query import QueryError
 from sde.text import parse_normalize
@@ -71,7 +72,7 @@ def table_page(name: str) -> Response:
         total, positions = query.window(filter_text or None, arg("sort") or None, page * size, (page + 1) * size)
     except QueryError as e:
         raise ApiError(str(e)) from None
-    return json_response(f'{{"total": {total}, "rows": {records_json(df.iloc[positions])}}}')
+    return json_response(f'{{"total": {total}, "rows": {records_json(take_rows(df, positions))}}}')
 
 
 def table_csv(name: str) -> Response:

@@ -536,6 +536,22 @@ def test_an_indexed_search_selects_the_rows_a_scan_selects(monkeypatch, tmp_path
     assert total == want.count(filt) and page["text"].tolist() == want.page(filt, sort, 0, 30)[1]["text"].tolist()
 
 
+@pytest.mark.parametrize("sort", ["-n", "n", "text"])
+@pytest.mark.parametrize("filt", ['{text} contains "the"', '{text} contains "er"', '{text} has "cat"',
+                                  '{text} matches "th(e|em)"', '{text} contains "zyzzyva"'])
+def test_the_first_page_of_a_view_one_word_index_marks_is_counted_from_its_marks(monkeypatch, tmp_path, filt, sort):
+    _budget(monkeypatch, 10**9)
+    monkeypatch.setattr(sde.query, "PREFIX_ROWS", 40)  # the top-N shorter than most views
+    texts = _texts(2 * BATCH_ROWS + 17, seed=7, lower=True)
+    stored = _stored(tmp_path, texts)
+    query = TableQuery(stored)
+    query.warm(text=["text"])
+    want = TableQuery(pd.DataFrame({"n": stored["n"], "text": pd.Series(texts, dtype="string[pyarrow]")}))
+    total, page = query.page(filt, sort, page=1, page_size=20)  # asked first: no whole view kept to count
+    assert total == want.count(filt)
+    assert page["n"].tolist() == want.page(filt, sort, 1, 20)[1]["n"].tolist()
+
+
 @pytest.mark.parametrize("filt, streams", [
     ('{text} contains "the"', False),
     ('!({text} has "cat")', False),

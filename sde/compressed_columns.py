@@ -763,11 +763,13 @@ class CompressedColumn(_ColumnFile):
     def spare_reader(self) -> Iterator[pa.ipc.RecordBatchFileReader]:
         """A reader of the file for this thread alone, kept for the next caller: threads decompress
         batches at once (zstd releases the GIL), where the column's own reader takes one at a time
-        (Arrow's file reader is not documented thread-safe). Opening one costs ~0.3 ms."""
+        (Arrow's file reader is not documented thread-safe). It reads the column's own memory map
+        (positional reads, safe from any thread), not the path again: ~0.07 ms to open, and a file
+        removed meanwhile (a cache cleared) is still read."""
         with self._lock:
             reader = self._spares.pop() if self._spares else None
         if reader is None:
-            reader = pa.ipc.open_file(pa.memory_map(self.path, "r"))
+            reader = pa.ipc.open_file(self._source)
         try:
             yield reader
         finally:

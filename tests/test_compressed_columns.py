@@ -754,6 +754,16 @@ def test_rows_a_column_takes_itself_are_not_decompressed_ahead(monkeypatch, tmp_
     pd.testing.assert_frame_equal(cc.take_rows(frame, positions).astype(plain.dtypes), plain.iloc[positions])
 
 
+def test_a_page_of_a_column_whose_file_was_removed_is_decompressed_ahead_from_its_map(monkeypatch, tmp_path):
+    monkeypatch.setattr(cc, "settings", lambda: EngineSettings(threads=2))
+    frame, plain = _page_frame(tmp_path)
+    for name in "abc":
+        (tmp_path / f"{name}.arrow").unlink()  # a cache cleared while the server reads it
+    positions = np.array([ROWS - 1, 5, 2 * BATCH_ROWS + 3])
+    assert cc.decompress_ahead(frame, positions) == 9
+    pd.testing.assert_frame_equal(cc.take_rows(frame, positions).astype(plain.dtypes), plain.iloc[positions])
+
+
 def _rows_in_a_child(frame: pd.DataFrame) -> list:
     return cc.take_rows(frame, np.array([ROWS - 1, 5, BATCH_ROWS]))["a"].tolist()
 

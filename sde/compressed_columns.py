@@ -185,14 +185,19 @@ def decompress_ahead(frame: pd.DataFrame, positions: np.ndarray) -> int:
         return 0
 
     def decompress(part: list[tuple[CompressedColumn, int]]) -> None:
+        readers: dict[str, pa.ipc.RecordBatchFileReader] = {}
         for column, i in part:
-            with column.spare_reader() as reader:
-                column.keep_batch(i, reader.get_batch(i).column(0))
+            reader = readers.get(column.path) or readers.setdefault(column.path, column.reader(_AHEAD_POOL()))
+            column.keep_batch(i, reader.get_batch(i).column(0))
 
     list(_decompress_pool().map(decompress, [jobs[k::workers] for k in range(workers)]))
     return len(jobs)
 
 
+# Batches decompressed ahead are freed by another thread (the request's, as the column's cache
+# drops them): from Arrow's default pool (mimalloc) that kept ~100 MB more of the process' memory
+# after a few hundred pages at 1M lines; from the system's allocator, none.
+_AHEAD_POOL = pa.system_memory_pool
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -740,7 +745,6 @@ class CompressedColumn(_ColumnFile):
         self.batches = self._reader.num_record_batches
         self._lock = threading.Lock()
         self._cache = LRUCache(CACHED_BATCHES)
-        self._spares: list[pa.ipc.RecordBatchFileReader] = []  # see spare_reader
         self._whole_lock = threading.Lock()
         self._reading = False  # see read_later
         self.index_lock = threading.Lock()  # see index_words, keep_ranks
@@ -759,29 +763,27 @@ class CompressedColumn(_ColumnFile):
     def close(self) -> None:
         self._source.close()
 
-    @contextmanager
-    def spare_reader(self) -> Iterator[pa.ipc.RecordBatchFileReader]:
-        """A reader of the file for this thread alone, kept for the next caller: threads decompress
-        batches at once (zstd releases the GIL), where the column's own reader takes one at a time
-        (Arrow's file reader is not documented thread-safe). It reads the column's own memory map
-        (positional reads, safe from any thread), not the path again: ~0.07 ms to open, and a file
-        removed meanwhile (a cache cleared) is still read."""
-        with self._lock:
-            reader = self._spares.pop() if self._spares else None
-        if reader is None:
-            reader = pa.ipc.open_file(self._source)
-        try:
-            yield reader
-        finally:
-            with self._lock:
-                self._spares.append(reader)
+    def reader(self, memory_pool: pa.MemoryPool | None = None, *, whole: bool = False) -> pa.ipc.RecordBatchFileReader:
+        """A reader of the file for one thread: threads decompress batches at once (zstd releases
+        the GIL), where the column's own reader takes one at a time (Arrow's file reader is not
+        documented thread-safe). It reads the column's memory map (positional reads, safe from any
+        thread), not the path again: ~0.07 ms to open, and a file removed meanwhile (a cache
+        cleared while serving) is still read. For a read of the ``whole`` file, a map of its own
+        while the file is there: unmapped after, the file's pages are no longer counted in the
+        process' memory (RSS) for as long as the column lives."""
+        if whole:
+            try:
+                return pa.ipc.open_file(pa.memory_map(self.path, "r"), memory_pool=memory_pool)
+            except OSError:
+                pass
+        return pa.ipc.open_file(self._source, memory_pool=memory_pool)
 
     def cached(self, i: int) -> bool:
         """Whether batch ``i`` is at hand without decompressing it."""
         return self.kept_whole() is not None or self._cache.get(i) is not None
 
     def keep_batch(self, i: int, values: pa.Array) -> None:
-        """Keep batch ``i``, decompressed by another reader (:meth:`spare_reader`), for :meth:`batch`."""
+        """Keep batch ``i``, decompressed by another reader (:meth:`reader`), for :meth:`batch`."""
         self._cache.put(i, values)
 
     def batch(self, i: int) -> pa.Array:
@@ -818,8 +820,8 @@ class CompressedColumn(_ColumnFile):
             pieces = [_take_within(*group, self.batch) for group in groups]
         else:
             def take_part(part: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[pa.Array]:
-                with self.spare_reader() as reader:
-                    return [_take_within(*group, lambda b: reader.get_batch(b).column(0)) for group in part]
+                reader = self.reader()
+                return [_take_within(*group, lambda b: reader.get_batch(b).column(0)) for group in part]
 
             step = -(-len(groups) // workers)
             with ThreadPoolExecutor(workers, thread_name_prefix="sde-decompress") as pool:
@@ -875,8 +877,8 @@ class CompressedColumn(_ColumnFile):
             return pa.chunked_array(list(self.chunks()), pa.large_string())
 
         def decompress(batches: range) -> list[pa.Array]:
-            with self.spare_reader() as reader:
-                return [reader.get_batch(i).column(0) for i in batches]
+            reader = self.reader(whole=True)
+            return [reader.get_batch(i).column(0) for i in batches]
 
         step = -(-self.batches // workers)
         parts = [range(start, min(start + step, self.batches)) for start in range(0, self.batches, step)]

@@ -268,15 +268,21 @@ class GroupedRates:
         hi = np.full(len(wanted), np.nan)
         if not len(wanted):
             return lo, hi
+        slot = self.slot
+        asked = np.zeros(len(self.groups), dtype=bool)
+        asked[wanted] = True
+        # one byte per utterance: at 10M, a pass into an int64 per utterance (80 MB, fresh pages)
+        # took ~130 ms of a page's ~300; this one ~20
+        hit = np.flatnonzero(asked[slot])
         lookup = np.full(len(self.groups), -1, dtype=np.int64)
         lookup[wanted] = np.arange(len(wanted))
-        which = lookup[self.slot]
-        hit = np.flatnonzero(which >= 0)
-        hit = hit[np.argsort(which[hit], kind="stable")]
+        which = lookup[slot[hit]]
+        order = np.argsort(which, kind="stable")
+        hit, which = hit[order], which[order]
         positions = hit if self.rows is None else self.rows[hit]
         errors = _errors_per_utt(self.table, self.columns, positions)
         words = _ints(self.table, self.columns["num_words"], positions)
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(which[hit], minlength=len(wanted)))])
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(which, minlength=len(wanted)))])
         values = self.groups["value"].to_numpy(dtype=object)
         for i, group in enumerate(wanted):
             a, b = bounds[i], bounds[i + 1]

@@ -177,8 +177,7 @@ def decompress_ahead(frame: pd.DataFrame, positions: np.ndarray) -> int:
     wanted = np.unique(positions // BATCH_ROWS).tolist()
     if len(wanted) > CACHED_BATCHES:
         return 0
-    jobs = [(column, i) for _, values in frame.items()
-            if isinstance(column := stored_column(values), CompressedColumn) and column.kept_whole() is None
+    jobs = [(column, i) for _, values in frame.items() if isinstance(column := stored_column(values), CompressedColumn)
             for i in wanted if not column.cached(i)]
     workers = min(workers, len(jobs))
     if workers < 2:
@@ -187,8 +186,9 @@ def decompress_ahead(frame: pd.DataFrame, positions: np.ndarray) -> int:
     def decompress(part: list[tuple[CompressedColumn, int]]) -> None:
         readers: dict[str, pa.ipc.RecordBatchFileReader] = {}
         for column, i in part:
-            reader = readers.get(column.path) or readers.setdefault(column.path, column.reader(_AHEAD_POOL()))
-            column.keep_batch(i, reader.get_batch(i).column(0))
+            if column.path not in readers:
+                readers[column.path] = column.reader(_AHEAD_POOL())
+            column.keep_batch(i, readers[column.path].get_batch(i).column(0))
 
     list(_decompress_pool().map(decompress, [jobs[k::workers] for k in range(workers)]))
     return len(jobs)

@@ -335,9 +335,9 @@ class _Engine:
         values = self._text_values(column)
         if isinstance(values, LabelColumn):
             return values.dictionary
-        if isinstance(values, CompressedColumn) and values.no_line_break is not None:
-            return values
         if isinstance(values, CompressedColumn):
+            if values.no_line_break is not None:
+                return values
             whole = values.kept_whole()
             return whole if whole is not None else NOT_NOW
         return values
@@ -399,7 +399,7 @@ class _Engine:
         if where == "TRUE":  # every row: the count is known, and a CTE would copy the whole table
             return len(self._df), self._fetch(f"SELECT pos FROM {source} ORDER BY {order}, pos LIMIT {int(limit)}",
                                               params, tables, streamed)[0]
-        marked = masks.get(where.strip("()"))
+        marked = _sole_mask(where, masks)
         if by_text or marked is not None:
             pos = self._fetch(f"SELECT pos FROM {source} WHERE {where} ORDER BY {order}, pos LIMIT {int(limit)}",
                               params, tables, streamed)[0]
@@ -472,7 +472,7 @@ class _Engine:
         read it as it is, where gathering its positions and marking them again cost ~0.1 s at 10M
         (8M rows); a smaller view is taken as a table of its own (:meth:`_band_view`). Else
         (None, 0)."""
-        mask = masks.get(where.strip("()"))
+        mask = _sole_mask(where, masks)
         rows = 0 if mask is None else int(pc.sum(mask).as_py() or 0)
         if rows <= BAND_TAKE_SHARE * len(self._df):
             return None, 0
@@ -481,7 +481,7 @@ class _Engine:
     def _view_rows(self, where: str, params: Sequence[Any], tables: Mapping[str, Any],
                    masks: Mapping[str, pa.Array]) -> np.ndarray:
         """The positions of the rows the filter keeps, in table order."""
-        mask = masks.get(where.strip("()"))
+        mask = _sole_mask(where, masks)
         if mask is not None:  # one word index's rows: known already
             return np.flatnonzero(np.asarray(pc.fill_null(mask, False)))
         # DuckDB tests a regex only on the rows the marks left to test
@@ -1145,6 +1145,11 @@ class TableQuery:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _sole_mask(where: str, masks: Mapping[str, pa.Array]) -> pa.Array | None:
+    """The mask a filter is alone (``(m0)``: the rows one word index marks exactly), else None."""
+    return masks.get(where.strip("()"))
 
 
 def _spread_sample(total: int) -> str:

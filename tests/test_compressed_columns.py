@@ -666,6 +666,13 @@ def test_without_room_for_ranks_sorts_compare_the_strings(monkeypatch, tmp_path,
     assert query.select(None, "-text,n").tolist() == TableQuery(plain).select(None, "-text,n").tolist()
 
 
+def _written_without_the_line_break_count(monkeypatch) -> None:
+    """Columns written from now on as before 2026-12-03: without ``sde.no_line_break``."""
+    counted = cc._stats_metadata
+    monkeypatch.setattr(cc, "_stats_metadata",
+                        lambda stats: {k: v for k, v in counted(stats).items() if k != "sde.no_line_break"})
+
+
 @pytest.mark.parametrize("stored_as", ["labels", "compressed", "compressed before the count was kept"])
 @pytest.mark.parametrize("line_break", [False, True], ids=["single lines", "a line break"])
 def test_whether_a_stored_column_holds_a_line_break_is_known_without_decompressing_it(monkeypatch, tmp_path,
@@ -673,9 +680,7 @@ def test_whether_a_stored_column_holds_a_line_break_is_known_without_decompressi
     values = ["the cat", "a dog"] * 20 + ["a\nb" if line_break else "a b"]
     path = tmp_path / "text.arrow"
     if stored_as == "compressed before the count was kept":
-        counted = cc._stats_metadata
-        monkeypatch.setattr(cc, "_stats_metadata",
-                            lambda stats: {k: v for k, v in counted(stats).items() if k != "sde.no_line_break"})
+        _written_without_the_line_break_count(monkeypatch)
     write_compressed(path, "text", [pa.array(values)], labels=stored_as == "labels")
     column = open_column(path)
     assert isinstance(column, LabelColumn) is (stored_as == "labels")
@@ -694,9 +699,7 @@ def test_whether_a_stored_column_holds_a_line_break_is_known_without_decompressi
 
 
 def test_the_warm_up_learns_whether_a_transcript_written_before_the_count_holds_a_line_break(monkeypatch, tmp_path):
-    counted = cc._stats_metadata
-    monkeypatch.setattr(cc, "_stats_metadata",
-                        lambda stats: {k: v for k, v in counted(stats).items() if k != "sde.no_line_break"})
+    _written_without_the_line_break_count(monkeypatch)
     frame = _frame_of(tmp_path, {"text": ["a b", "the cat"] * 50})
     query = TableQuery(frame)
     assert query.warm_transcripts(["text"]) == ["text"]

@@ -2,8 +2,9 @@
 
 One manifest holds a good espeak-ng recording and every way an audio file goes wrong in the wild:
 missing, zero bytes, a truncated WAV (header claims more data), FLAC bytes named .wav, text named
-.wav, a directory, an offset beyond the end, offsets/durations no file can satisfy (1e308), a
-file deleted while the server runs, and a file with permissions 000. `/audio/ID.wav`,
+.wav, a directory, an offset beyond the end, a file deleted while the server runs, and a file
+with permissions 000; and an offset and a duration no recording has (1e308 s), which the manifest
+reader refuses (bad lines, listed with the fix: they once reached the audio routes). `/audio/ID.wav`,
 `/audio/ID.ogg` and `/api/utterances/ID/signal` must answer a JSON error that names the file and
 says why, with a 4xx status (never a 500), and the server must keep serving everything else.
 
@@ -167,9 +168,9 @@ CASES = {
     "truncated_past_data": (422, "truncated"),
     # The whole segment of a WAV cut in half: refused, not silently half as long (README).
     "truncated": (422, "truncated file: expected audio up to"),
-    "offset_huge": (422, "invalid offset 1e+308 in the manifest"),
-    "duration_huge": (422, "invalid duration 1e+308 in the manifest"),
 }
+# Lines after the served ones, refused when the manifest is read: case name → the field at 1e308 s.
+BEYOND_ANY_RECORDING = {"offset_huge": "offset", "duration_huge": "duration"}
 AUDIO_URLS = ["/audio/{}.wav", "/audio/{}.ogg", "/api/utterances/{}/signal"]
 
 
@@ -205,12 +206,10 @@ def faulty(audio_dir, tmp_path_factory):
     shutil.copy(good, files["perm000"])
     os.chmod(files["perm000"], 0)
     files["truncated_inside"] = files["truncated"]
-    files["offset_huge"] = files["duration_huge"] = good
 
     rows = []
     order = ["good", "missing", "empty", "truncated", "truncated_past_data", "flac_named_wav", "text",
-             "directory", "offset", "deleted", "perm000", "truncated_inside", "offset_huge",
-             "duration_huge"]
+             "directory", "offset", "deleted", "perm000", "truncated_inside"]
     for name in order:
         offset, duration = 0.0, good_dur
         if name == "offset":
@@ -220,11 +219,10 @@ def faulty(audio_dir, tmp_path_factory):
             duration = 0.05
         if name == "truncated_inside":
             duration = good_dur * 0.4  # inside the half that is there
-        if name == "offset_huge":
-            offset = 1e308  # finite and >= 0: the manifest accepts it; frame numbers overflow
-        if name == "duration_huge":
-            duration = 1e308
         rows.append({"audio_filepath": str(files[name]), "offset": offset, "duration": duration,
+                     "text": f"{name} hello world", "pred_text": "hello world"})
+    for name, field in BEYOND_ANY_RECORDING.items():
+        rows.append({"audio_filepath": str(good), "offset": 0.0, "duration": good_dur, field: 1e308,
                      "text": f"{name} hello world", "pred_text": "hello world"})
     manifest = d / "faulty.json"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -309,15 +307,16 @@ def test_truncated_wav_error_says_expected_and_actual_length(faulty):
     assert float(has.group(1)) == pytest.approx(good_s / 2, abs=0.01)
 
 
-@pytest.mark.parametrize("name,field", [("offset_huge", "offset"), ("duration_huge", "duration")])
-def test_impossible_manifest_times_are_422_naming_field_value_and_fix(faulty, name, field):
-    """1e308 s overflowed the frame arithmetic (OverflowError → Flask's HTML 500)."""
+@pytest.mark.parametrize("name,field", list(BEYOND_ANY_RECORDING.items()))
+def test_times_no_recording_has_are_bad_lines_naming_field_value_and_fix(faulty, name, field):
+    """1e308 s once reached the audio routes and overflowed their frame arithmetic (an HTML 500,
+    then a 422); the reader now refuses the line, and the Problems page says which field and why."""
     server, ids, files = faulty
-    for url in AUDIO_URLS:
-        payload = _check_error(server, url.format(ids[name]), 422, files[name], "invalid")
-        assert payload["reason"] == "invalid"
-        assert payload["field"] == field and float(payload["value"]) == pytest.approx(1e308)
-        assert f'fix the "{field}" of this line' in payload["error"]
+    line = len(ids) + 1 + list(BEYOND_ANY_RECORDING).index(name)
+    problems = [p for p in server.json("/api/problems", 200)["rows"] if p["line"] == line]
+    assert len(problems) == 1, problems
+    assert f'"{field}" is 1e+308 seconds, longer than any recording' in problems[0]["reason"]
+    assert "another unit than seconds" in problems[0]["reason"]
     _still_serving(server, ids)
 
 

@@ -72,6 +72,10 @@ BAD_LINE_CASES: dict[str, tuple[bytes, str]] = {
                           '"duration" must be a non-negative number, got Infinity'),
     "negative_offset": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "x", "offset": -2}',
                         '"offset" must be a non-negative number, got -2'),
+    "duration_beyond_any_recording": (b'{"audio_filepath": "a.wav", "duration": 1e308, "text": "x"}',
+                                      '"duration" is 1e+308 seconds, longer than any recording'),
+    "offset_beyond_any_recording": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "x", "offset": 2e6}',
+                                    '"offset" is 2000000.0 seconds, longer than any recording'),
     "non_utf8": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "caf\xe9"}', "not valid UTF-8"),
     "control_character": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "a\x01b"}',
                           "invalid JSON: Invalid control character"),
@@ -127,6 +131,11 @@ def whole_files(d: Path) -> dict[str, tuple[Path, tuple]]:
                                      "offset": "0.25", "snr": "12"}), ("ok", 1, 0))
     put("duration_zero", jsonl(utt(0, duration=0), utt(1, duration=0.0)), ("ok", 2, 0))
     put("offset_beyond_the_file", jsonl(utt(0, offset=1e6)), ("ok", 1, 0))
+    # The longest duration accepted, and one just over it among thousands of good lines: the fast
+    # path (a whole chunk in Arrow) finds it, and names it as the careful path does.
+    put("duration_at_the_limit", jsonl(utt(0, duration=1_000_000), utt(1, duration="1000000")), ("ok", 2, 0))
+    put("duration_over_the_limit_among_many",
+        jsonl(*[utt(i) for i in range(5_000)], utt(5_000, duration=1_000_000.5), utt(5_001)), ("ok", 5_001, 1))
     wide = utt(1)
     wide.update({f"f{i}": i for i in range(100_000)})
     put("hundred_thousand_fields", jsonl(utt(0), wide, utt(2)), ("ok", 3, 0))
@@ -220,13 +229,17 @@ def test_strict_names_file_line_and_reason(corpus, name):
 
 
 def test_decisions_pinned_by_the_manifest_docstring(corpus):
-    """Duplicate keys: the last wins; numeric strings are converted; duration 0 is valid;
+    """Duplicate keys: the last wins; numeric strings are converted; duration 0 is valid, and so is
+    MAX_SECONDS, not a second more (also where the fast path reads the chunk);
     wide lines keep at most MAX_EXTRA_FIELDS fields with one warning; BOM/CRLF are silent."""
     _, runs = corpus
     assert runs["duplicate_keys"].summary["alphabet"] == "y"
     s = runs["numbers_as_strings"].summary
     assert s["hours"] == pytest.approx(1.5 / 3600, abs=1e-6)
     assert runs["duration_zero"].summary["hours"] == 0.0
+    assert runs["duration_at_the_limit"].summary["hours"] == pytest.approx(2_000_000 / 3600)
+    over = runs["duration_over_the_limit_among_many"].summary
+    assert over["hours"] == pytest.approx(sum(1.0 + i for i in [*range(5_000), 5_001]) / 3600)
     wide = runs["hundred_thousand_fields"].summary
     assert len(wide["warnings"]) == 1 and "more distinct fields ignored" in wide["warnings"][0], wide["warnings"]
     assert ":2:" in wide["warnings"][0]

@@ -125,9 +125,13 @@ def test_numeric_string_duration_accepted(man):
     assert m.table["offset"].tolist() == [0.5, 0.0]
 
 
-def test_zero_duration_is_valid_and_huge_values_kept(man):
-    m = read_manifest(man([utt(0, duration=0), utt(1, duration=1e300, offset=1e300)]))
-    assert m.problems == [] and m.table["duration"].tolist() == [0.0, 1e300]
+def test_zero_duration_and_the_longest_are_valid_and_longer_ones_are_bad_lines(man):
+    m = read_manifest(man([utt(0, duration=0), utt(1, duration=1e6, offset=1e6), utt(2, duration=1e300),
+                           utt(3, offset=1e6 + 1)]))
+    assert m.table["duration"].tolist() == [0.0, 1e6]
+    assert [(p.line, p.reason.split(" seconds")[0]) for p in m.problems] == [(3, '"duration" is 1e+300'),
+                                                                             (4, '"offset" is 1000001.0')]
+    assert all("longer than any recording" in p.reason for p in m.problems)
 
 
 def test_bom_crlf_blank_lines(man):

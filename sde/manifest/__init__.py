@@ -18,7 +18,9 @@ by the careful checker, so both paths give the same reasons.
 Decisions where NeMo or the contract are silent (tests pin each of them):
 
 * ``duration`` / ``offset`` given as numeric strings (``"3.2"``) are accepted and converted, as
-  NeMo's ``float(...)`` would; ``"abc"``, booleans, NaN, infinities and negatives are bad lines.
+  NeMo's ``float(...)`` would; ``"abc"``, booleans, NaN, infinities and negatives are bad lines,
+  and so is a value over ``MAX_SECONDS`` (1,000,000 s, ~11.6 days: longer than any recording, so a
+  unit mistake or corrupt data; a few such lines would make the dataset's hours meaningless).
   ``duration`` 0 is valid.  ``offset`` absent or null means 0.0.
 * ``duration`` absent or null (forced-alignment and speaker manifests omit it) is read from the audio
   file's header (soundfile, on a thread pool, once per distinct file): the file's duration, minus

@@ -18,6 +18,10 @@ from sde.manifest.pieces import Piece, ReadState, Spec
 # Deeper nesting is refused before any parser sees it: pyarrow segfaults past ~10k levels, orjson past
 # ~1M, orjson.dumps stops at 255 levels. No real manifest comes near.
 MAX_DEPTH = 200
+# The longest duration or offset a line may give, in seconds (~11.6 days): longer than any
+# recording, so a larger value is a unit mistake or corrupt data, and summed with others it would
+# make the dataset's hours meaningless (or infinite).
+MAX_SECONDS = 1_000_000.0
 
 
 def show_value(value: Any) -> str:
@@ -116,6 +120,9 @@ def _number(obj: dict, key: str, required: bool) -> tuple[float | None, str | No
             number = None
     if number is None or not math.isfinite(number) or number < 0:
         return None, f'"{key}" must be a non-negative number, got {show_value(value)}'
+    if number > MAX_SECONDS:
+        return None, (f'"{key}" is {show_value(value)} seconds, longer than any recording (at most '
+                      f'{MAX_SECONDS:,.0f} s, ~11.6 days): is it in another unit than seconds?')
     return number, None
 
 

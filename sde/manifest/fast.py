@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from sde.manifest import careful
-from sde.manifest.careful import MAX_DEPTH, check_record, load_line
+from sde.manifest.careful import MAX_DEPTH, MAX_SECONDS, check_record, load_line
 from sde.manifest.model import Problem
 from sde.manifest.pieces import Piece, ReadState, Spec
 
@@ -151,7 +151,7 @@ def fast_piece(data: bytes | memoryview, line0: int,
     off = cols.pop("offset", None)
     if off is not None:
         off = off.cast(pa.float64())
-        ok = pc.and_(ok, pc.fill_null(pc.and_(pc.is_finite(off), pc.greater_equal(off, 0.0)), True))
+        ok = pc.and_(ok, pc.fill_null(_plausible_seconds(off), True))
     out: dict[str, Any] = {"audio_filepath": fp}
     if off is not None:
         out["offset"] = off
@@ -168,7 +168,7 @@ def fast_piece(data: bytes | memoryview, line0: int,
         text = cols.pop("text", None)
         text = pa.nulls(n, pa.string()) if text is None else text.cast(pa.string())
         # a null duration is read from the audio header later (see fill_from_files)
-        ok = pc.and_(ok, pc.fill_null(pc.and_(pc.is_finite(dur), pc.greater_equal(dur, 0.0)), True))
+        ok = pc.and_(ok, pc.fill_null(_plausible_seconds(dur), True))
         has_text = pc.is_valid(text)
         text_file = cols.get("text_filepath")
         if text_file is not None and text.null_count and not pa.types.is_null(text_file.type):
@@ -208,6 +208,11 @@ def fast_piece(data: bytes | memoryview, line0: int,
                 del cols[key]
     out.update(cols)
     return Piece(len(lines), lines, out), problems, len(ends)
+
+
+def _plausible_seconds(values: pa.ChunkedArray | pa.Array) -> pa.BooleanArray:
+    """Per value, whether careful._number accepts it as seconds: finite, 0 to MAX_SECONDS (null stays null)."""
+    return pc.and_(pc.is_finite(values), pc.and_(pc.greater_equal(values, 0.0), pc.less_equal(values, MAX_SECONDS)))
 
 
 def _try_fast(data: bytes | memoryview, line0: int,

@@ -164,7 +164,7 @@ def test_parse_filter_gives_the_parts_of_the_top_level_and():
 
 
 @pytest.mark.parametrize("parts, combined", [
-    (["{a} = 1 || {b} = 2", "{c} = 3"], '({a} = "1" || {b} = "2") && {c} = 3'),
+    (["{a} = 1 || {b} = 2", "{c} = 3"], "({a} = 1 || {b} = 2) && {c} = 3"),  # bare numbers stay bare
     (["{a} = 1 && {b} = 2", "  ", None, "{c} = 3"], "{a} = 1 && {b} = 2 && {c} = 3"),
     (["{t} contains :)", "{x} > 1"], "{t} contains :) && {x} > 1"),
     (["{a} = (", "{c} = 3"], "{a} = ( && {c} = 3"),  # invalid: kept as written, reported when used
@@ -380,6 +380,37 @@ def test_both_compilers_give_the_same_rows(q, expected, con):
     assert engine_rows(tree) == expected
     assert TableQuery(DF).select(q).tolist() == expected
     assert duck_rows(con, tree) == expected
+
+
+# A text column whose values are mostly numbers, as a manifest field with "high" or "" on some lines
+# becomes: an unquoted number orders its values as numbers (those that are not numbers, "nan"
+# included, are unknown, like a missing number); a quoted one orders them as text.
+MIXED = pd.DataFrame({"rid": np.arange(8, dtype=np.int64),
+                      "snr": pd.Series(["12.5", "high", "2", None, " 7 ", "nan", "1e3", ""], dtype=STR)})
+MIXED_CASES = [
+    ("{snr} < 10", [2, 4]),                # as text, "12.5" < "10" would hold and " 7 " would not
+    ("{snr} >= 12.5", [0, 6]),
+    ("{snr} > -1", [0, 2, 4, 6]),
+    ("!({snr} < 10)", [0, 6]),             # unknown stays unknown under not
+    ("{snr} < inf", [0, 2, 4, 6]),
+    ('{snr} < "10"', [4, 7]),              # quoted: text order
+    ("{snr} = 2", [2]),                    # equality stays exact text ({speaker} = 007 is "007")
+    ("{snr} = 2.0", []),
+    ("{snr} > 2021-05-03", [1, 5]),        # not a number: text order, as a date's
+]
+
+
+@pytest.mark.parametrize("q, expected", MIXED_CASES, ids=[q for q, _ in MIXED_CASES])
+def test_a_text_column_orders_as_numbers_by_an_unquoted_number(q, expected):
+    kinds = {str(c): column_kind(MIXED[c].dtype) for c in MIXED.columns}
+    assert kinds["snr"] == "text"
+    tree = parse(q)
+    assert TableQuery(MIXED).select(q).tolist() == expected
+    c = duckdb.connect(config={"enable_external_access": False})
+    c.register("mixed", MIXED)
+    assert duck_rows(c, tree, "mixed", kinds=kinds) == expected
+    assert TableQuery(MIXED).select(to_q(tree)).tolist() == expected  # printed back: the same rows
+    c.close()
 
 
 def test_every_operator_is_covered_by_the_cases():

@@ -147,6 +147,10 @@ def _bind_clause(c: Clause, kinds: Mapping[str, str]) -> Clause:
         if op not in ("=", "!=", "in"):
             raise QueryError(f"{col} is a true/false column: use {col} = true or {col} = false.", c.pos)
         convert = lambda v: _as_bool(v, col, c.value_pos)  # noqa: E731
+    elif kind == TEXT and op in ORDERINGS and (_is_number(value) or (c.bare and _parse_float(value) is not None)):
+        # {snr} < 2 on a column whose values are mostly numbers (and some "n/a"): ordered as numbers,
+        # not as text, where "12.5" < "2"; sde.filters.sql reads the values that are numbers
+        convert = lambda v: _as_float(v, col, c.value_pos)  # noqa: E731
     elif kind == TEXT:
         convert = lambda v: _as_text(v, c)  # noqa: E731
     else:
@@ -161,6 +165,15 @@ def _bind_clause(c: Clause, kinds: Mapping[str, str]) -> Clause:
     if op == "matches":
         check_regex(value, col, c.value_pos)
     return replace(c, value=value)
+
+
+#: The comparisons that order values: with an unquoted number, a text column compares as numbers.
+ORDERINGS: tuple[str, ...] = ("<", "<=", ">", ">=")
+
+
+def _is_number(value: Any) -> bool:
+    """Whether a filter's value is a number (a grid's number filter), not text."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _as_text(v: Any, c: Clause) -> str:

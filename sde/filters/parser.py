@@ -184,7 +184,8 @@ class _Parser:
         if isinstance(right, tuple):  # a plain value
             value, value_pos = right
             if isinstance(lhs, Column):
-                return Clause(lhs.name, word, value, pos=lhs.pos, value_pos=value_pos)
+                return Clause(lhs.name, word, value, pos=lhs.pos, value_pos=value_pos,
+                              bare=self.q[value_pos] not in "\"'")
             number = _parse_float(value)
             if number is None:
                 raise QueryError(f'{_shown(lhs)} is arithmetic: "{_cut(value)}" at character {value_pos + 1} '

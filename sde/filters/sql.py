@@ -9,7 +9,7 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sde.filters.bind import NUMBER, VIRTUAL, bind, iequal_pattern, re2_escape, word_pattern
+from sde.filters.bind import NUMBER, TEXT, VIRTUAL, bind, iequal_pattern, re2_escape, word_pattern
 from sde.filters.regex import anchored_literals, like_pattern, literal_text
 from sde.filters.tree import And, Clause, Column, Compare, Expr, Negate, Node, Not, Number, Or, conjuncts
 
@@ -145,6 +145,10 @@ class _Sql:
             sql, params = self.virtual[c.column](op, value)  # type: ignore[arg-type]
             self.params.extend(params)
             return f"({sql})"
+        if op in _SQL_OPS and self.kinds[c.column] == TEXT and isinstance(value, float):
+            # an unquoted number on a text column (sde.filters.bind): the values that read as numbers,
+            # compared as numbers; the others ("n/a", "", "nan") are unknown, as a missing number is
+            return f"(NULLIF(TRY_CAST({col} AS DOUBLE), {_NAN}) {_SQL_OPS[op]} {self.param(value)})"
         if op in _SQL_OPS:
             return f"({col} {_SQL_OPS[op]} {self.param(value)})"
         if op == "in":

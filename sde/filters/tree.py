@@ -83,6 +83,9 @@ class Clause:
     value: _Value = None
     pos: int | None = _pos()        # where the column name starts
     value_pos: int | None = _pos()  # where the value starts
+    # Whether the value was written unquoted: {snr} < 2 on a text column orders its values as
+    # numbers, {snr} < "2" as text (sde.filters.bind).
+    bare: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
@@ -263,7 +266,8 @@ def to_q(node: Node | Sequence[Node] | None) -> str:
             return f"{col} {node.op}"
         if node.op == "in":
             return f"{col} in ({', '.join(_literal_q(v) for v in node.value)})"  # type: ignore[union-attr]
-        return f"{col} {node.op} {_literal_q(node.value)}"
+        bare_number = node.bare and isinstance(node.value, str) and _parse_float(node.value) is not None
+        return f"{col} {node.op} {node.value if bare_number else _literal_q(node.value)}"
     if isinstance(node, Compare):
         return f"{_expr_q(node.left)} {node.op} {_expr_q(node.right)}"
     if isinstance(node, And):

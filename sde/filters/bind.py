@@ -147,7 +147,7 @@ def _bind_clause(c: Clause, kinds: Mapping[str, str]) -> Clause:
         if op not in ("=", "!=", "in"):
             raise QueryError(f"{col} is a true/false column: use {col} = true or {col} = false.", c.pos)
         convert = lambda v: _as_bool(v, col, c.value_pos)  # noqa: E731
-    elif kind == TEXT and op in ORDERINGS and (_is_number(value) or (c.bare and _parse_float(value) is not None)):
+    elif kind == TEXT and op in ORDERINGS and (_is_number(value) or c.bare_number):
         # {snr} < 2 on a column whose values are mostly numbers (and some "n/a"): ordered as numbers,
         # not as text, where "12.5" < "2"; sde.filters.sql reads the values that are numbers
         convert = lambda v: _as_float(v, col, c.value_pos)  # noqa: E731

@@ -145,11 +145,12 @@ class _Sql:
             sql, params = self.virtual[c.column](op, value)  # type: ignore[arg-type]
             self.params.extend(params)
             return f"({sql})"
-        if op in _SQL_OPS and self.kinds[c.column] == TEXT and isinstance(value, float):
-            # an unquoted number on a text column (sde.filters.bind): the values that read as numbers,
-            # compared as numbers; the others ("n/a", "", "nan") are unknown, as a missing number is
-            return f"(NULLIF(TRY_CAST({col} AS DOUBLE), {_NAN}) {_SQL_OPS[op]} {self.param(value)})"
         if op in _SQL_OPS:
+            if self.kinds[c.column] == TEXT and isinstance(value, float):
+                # an unquoted number on a text column (sde.filters.bind): the values that read as
+                # numbers, compared as numbers; the others ("n/a", "", "nan") are unknown, as a
+                # missing number is
+                col = f"NULLIF(TRY_CAST({col} AS DOUBLE), {_NAN})"
             return f"({col} {_SQL_OPS[op]} {self.param(value)})"
         if op == "in":
             return f"({col} IN ({', '.join(self.param(v) for v in value)}))"  # type: ignore[union-attr]

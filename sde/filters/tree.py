@@ -105,6 +105,11 @@ class Clause:
         else:
             _check_literal(self.value)
 
+    @property
+    def bare_number(self) -> bool:
+        """Whether the value is a number written without quotes (``{snr} < 2``, not ``"2"``)."""
+        return self.bare and isinstance(self.value, str) and _parse_float(self.value) is not None
+
     def to_q(self) -> str:
         """This clause in the filter language (``parse_filter(c.to_q()) == [c]`` for text values)."""
         return to_q(self)
@@ -266,8 +271,7 @@ def to_q(node: Node | Sequence[Node] | None) -> str:
             return f"{col} {node.op}"
         if node.op == "in":
             return f"{col} in ({', '.join(_literal_q(v) for v in node.value)})"  # type: ignore[union-attr]
-        bare_number = node.bare and isinstance(node.value, str) and _parse_float(node.value) is not None
-        return f"{col} {node.op} {node.value if bare_number else _literal_q(node.value)}"
+        return f"{col} {node.op} {node.value if node.bare_number else _literal_q(node.value)}"
     if isinstance(node, Compare):
         return f"{_expr_q(node.left)} {node.op} {_expr_q(node.right)}"
     if isinstance(node, And):

@@ -39,6 +39,8 @@ from sde.vocabulary import (counts_table, hypothesis_missing, vocabulary_from_ta
 # Per-hypothesis columns of the utterance table, in display order. `char_edits` is kept so that
 # corpus CER over any subset (breakdowns, bootstrap) is a sum, not a mean of utterance rates.
 HYPOTHESIS_METRICS = ("wer", "cer", "wmr", "sub", "del", "ins", "hits", "char_edits")
+#: Each hypothesis's transcript checks (sde.quality.apply adds them when asked).
+HYPOTHESIS_CHECKS = ("hyp_repeated_ngram", "ins_burst", "length_ratio")
 NORMALIZED_SUFFIX = "norm"
 # Warnings printed while loading (all of them are in Dataset.warnings and /api/summary).
 MAX_SAID_WARNINGS = 5
@@ -421,7 +423,7 @@ def computed_columns(hypotheses: Sequence[HypothesisField]) -> set[str]:
     """Names of the columns sde computes (a manifest field of such a name becomes manifest_<name>)."""
     names = {"num_words", "num_chars", "word_rate", "char_rate", "oov_chars", "has_digits"}
     for h in hypotheses:
-        names.update(h.column(m) for m in (*HYPOTHESIS_METRICS, "ref_chars", "error"))
+        names.update(h.column(m) for m in (*HYPOTHESIS_METRICS, "ref_chars", "error", *HYPOTHESIS_CHECKS))
         names.update(normalized_column(h, m) for m in ("wer", "cer"))
     return names
 

@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sde.manifest import careful, fast, files, pieces
+from sde.dataset import computed_columns
+from sde.manifest.model import GENERATED
+from sde.quality.apply import QUALITY_KINDS, SEGMENT_COLUMNS, kind_columns
+from sde.review_store import REVIEW_COLUMNS
 from sde.manifest import HypothesisField, Manifest, ManifestError, Problem, parse_pred_field, read_manifest
 
 STRING = pd.StringDtype("pyarrow")
@@ -105,6 +110,21 @@ def test_generated_names_do_not_clobber_manifest_fields(man):
     assert t["id"].tolist() == [0] and t["line"].tolist() == [1]
     assert t["manifest_id"].tolist() == ["utt-7"] and t["manifest_line"].tolist() == [3]
     assert t["manifest_audio_path"].tolist() == ["x"]
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_a_field_named_like_a_column_sde_makes_is_kept_as_manifest_name(man, name):
+    t = read_manifest(man([utt(0, **{name: "theirs"}), utt(1, **{name: "theirs"})])).table
+    assert values(t[f"manifest_{name}"]) == ["theirs", "theirs"]
+    assert name not in t.columns or "theirs" not in values(t[name])
+
+
+def test_the_names_kept_aside_cover_every_column_sde_adds_later():
+    hypotheses = [HypothesisField("pred_text", ""), HypothesisField("pred_text_b", "b")]
+    checked = SimpleNamespace(options=SimpleNamespace(alphabet="ab"), hypotheses=hypotheses)  # what kind_columns reads
+    later = {*SEGMENT_COLUMNS, *REVIEW_COLUMNS, *(c for kind in QUALITY_KINDS for c in kind_columns(checked, kind))}
+    assert later <= set(GENERATED) | computed_columns(hypotheses)
+    assert {"ins_burst", "ins_burst_b", "length_ratio_b", "hyp_repeated_ngram"} <= computed_columns(hypotheses)
 
 
 def test_offset_and_audio_filename(man):

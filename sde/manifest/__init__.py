@@ -44,8 +44,9 @@ Decisions where NeMo or the contract are silent (tests pin each of them):
 * Extra fields: booleans and mixed-type columns become strings (JSON text, ``true``/``false``);
   nested values become compact JSON text; a field that is null on every valid line is dropped;
   integers beyond 64 bits become floats (pyarrow does so; pandas could not hold them as int64).
-  Manifest fields named like the generated columns (``id``, ``line``, ``audio_path``) are kept as
-  ``manifest_id``, ``manifest_line``, ``manifest_audio_path``.
+  Manifest fields named like a column sde makes (``id``, ``line``, ``source``, ``audio_path``,
+  ``audio_exists``, ``duration_bucket``, the reviews', speech activity's, duplicates' and checks'
+  columns: model.GENERATED) are kept as ``manifest_<name>``, for one manifest as for several.
 * Too many distinct fields (hostile or broken manifests): at most ``MAX_EXTRA_FIELDS`` extra fields are
   kept, fewer for very long manifests so that the table stays within about ``MAX_EXTRA_CELLS`` cells
   (never fewer than ``MIN_EXTRA_FIELDS``).  Further fields are ignored and one warning goes to

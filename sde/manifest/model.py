@@ -10,7 +10,19 @@ from pathlib import Path
 import pandas as pd
 
 CORE_FIELDS = ("audio_filepath", "duration", "text", "offset")
-GENERATED = ("id", "line", "audio_path", "duration_source")
+# Columns sde makes (some for every dataset, some when asked: `source` of several manifests,
+# `audio_exists` once the files are checked, the reviews, speech activity, duplicates, transcript
+# checks): a manifest field of such a name is kept as manifest_<name>, always, so that a column
+# means one thing. A `source` field of one manifest was taken for each line's file (sde could not
+# start), a text `speech_duration` for measured speech (the Statistics page failed), a `review` hid
+# the reviews saved. Each hypothesis's own columns: sde.dataset.computed_columns.
+GENERATED = (
+    "id", "line", "source", "audio_path", "audio_exists", "duration_source", "duration_bucket",
+    "review", "review_text", "review_note", "review_tags", "review_user", "review_time",
+    "speech_duration", "leading_silence", "trailing_silence", "speech_ratio", "audio_hash", "lufs", "quality_error",
+    "dup_text_group", "dup_audio_group", "dup_audio_text_conflict", "dup_near_group",
+    "repeated_ngram", "char_rate_z", "word_rate_z", "empty_reference", "non_alphabet",
+)
 STRICT_HINT = ("Fix or remove that line, or run without --strict to skip bad lines "
                "(they are listed on the Problems page).")
 

@@ -171,11 +171,10 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
             if warning is not None:
                 warnings.append(warning)
     hyp_names = {h.field for h in hyps}
-    generated = GENERATED + (("source",) if several else ())
     for key in present:
         if key in hyp_names:
             continue
-        column = f"manifest_{key}" if key in generated else key
+        column = f"manifest_{key}" if key in GENERATED else key
         data[column] = extra_column(pieces, key)
 
     table = pd.DataFrame(data, index=pd.RangeIndex(n))

@@ -36,6 +36,7 @@ import pandas as pd
 
 from sde.caching import for_dataset
 from sde.compressed_columns import held_whole
+from sde.dataset import HYPOTHESIS_CHECKS
 from sde.progress import WorkerProgress
 from sde.quality.duplicates import DUPLICATE_COLUMNS, duplicate_columns
 from sde.quality.segments import KINDS, measure_segments
@@ -229,7 +230,7 @@ def kind_columns(dataset: Dataset, kind: str) -> tuple[str, ...]:
         if dataset.options.alphabet:
             base.append("non_alphabet")
         for h in dataset.hypotheses:
-            base += [h.column(m) for m in ("hyp_repeated_ngram", "ins_burst", "length_ratio")]
+            base += [h.column(m) for m in HYPOTHESIS_CHECKS]
         return tuple(base)
     raise ValueError(f"unknown quality kind {kind!r}; choose from {', '.join(QUALITY_KINDS)}")
 

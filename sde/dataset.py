@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -42,6 +43,11 @@ HYPOTHESIS_METRICS = ("wer", "cer", "wmr", "sub", "del", "ins", "hits", "char_ed
 #: Each hypothesis's transcript checks (sde.quality.apply adds them when asked).
 HYPOTHESIS_CHECKS = ("hyp_repeated_ngram", "ins_burst", "length_ratio")
 NORMALIZED_SUFFIX = "norm"
+# pandas warns, at each column added to a frame of over 100 blocks, that it is "highly fragmented"
+# and advises a copy. sde's tables are so on purpose: each column keeps its own (often memory-mapped)
+# buffer, and a copy would read every one into memory. A dozen hypotheses (a hundred metric columns)
+# made every start print the warning.
+warnings.filterwarnings("ignore", message="DataFrame is highly fragmented", category=pd.errors.PerformanceWarning)
 # Warnings printed while loading (all of them are in Dataset.warnings and /api/summary).
 MAX_SAID_WARNINGS = 5
 # Normalisation choices whose corpus scores are kept per dataset (the UI toggles between a few).

@@ -8,12 +8,14 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from sde.cli import cli
 
+ROOT = str(Path(__file__).resolve().parent.parent)
 ROWS = [
     {"audio_filepath": "a.wav", "duration": 2.0, "text": "the cat sat", "pred_text": "the bat sat"},
     {"audio_filepath": "b.wav", "duration": 1.0, "text": "hello world", "pred_text": "hello world"},
@@ -59,6 +61,33 @@ def test_lenient_counts_skipped_lines(write_manifest):
     r = run("stats", str(m), "--json", "--no-cache")
     assert r.exit_code == 0
     assert json.loads(r.stdout)["skipped_lines"] == 1
+
+
+@pytest.mark.parametrize("bad, named, more", [(0, 0, None), (1, 1, None), (5, 5, None), (7, 5, "  ... and 2 more")])
+def test_the_bad_lines_skipped_are_named_with_file_line_and_reason(write_manifest, bad, named, more):
+    m = write_manifest([ROWS[0], *['{"audio_filepath": "x.wav", "text": "no duration"}'] * bad, ROWS[1]])
+    r = run("stats", str(m), "--no-cache")
+    assert r.exit_code == 0 and f"skipped lines    {bad}" in r.stdout
+    note = [line for line in r.stderr.splitlines() if "bad line" in line or line.startswith("  ")]
+    if not bad:
+        assert note == []
+        return
+    assert note[0].startswith(f"warning: {bad} bad {'line' if bad == 1 else 'lines'} skipped")
+    assert "/api/problems" in note[0] and "--strict" in note[0]
+    named_lines = [f'  {m}:{line}: missing field "duration"' for line in range(2, 2 + named)]
+    assert len(note) == 1 + named + bool(more)
+    assert all(said.startswith(start) for said, start in zip(note[1:], named_lines)), note
+    assert note[-1] == more or not more
+
+
+def test_a_dozen_hypotheses_load_without_pandas_warnings(write_manifest):
+    rows = [{**ROWS[i % 2], **{f"pred_text_m{k}": ROWS[(i + k) % 2]["text"] for k in range(13)}} for i in range(20)]
+    m = write_manifest(rows)
+    proc = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(m), "--no-cache"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pred_text_m12" in proc.stdout
+    assert "Warning" not in proc.stderr.replace("warning:", ""), proc.stderr[-2000:]
 
 
 def test_usage_errors_exit_2(write_manifest):

@@ -421,6 +421,13 @@ def test_hypothesis_discovery(man):
     assert all(t[c].dtype == STRING for c in ("pred_text", "pred_text_a", "pred_text_z"))
 
 
+def test_hypotheses_found_are_in_natural_order(man):
+    m = read_manifest(man([utt(0, pred_text_m10="x", pred_text_m2="y", pred_text="p", pred_text_m1="z",
+                               pred_text_b="w")]))
+    assert [h.field for h in m.hypotheses] == ["pred_text", "pred_text_b", "pred_text_m1", "pred_text_m2",
+                                               "pred_text_m10"]
+
+
 def test_pred_field_explicit(man):
     path = man([utt(0, hyp="h0", pred_text="p0", pred_text_b="b0"), utt(1, hyp=None)])
     m = read_manifest(path, pred_fields=["hyp=whisper", "pred_text_b"])

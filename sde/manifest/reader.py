@@ -29,7 +29,7 @@ from sde.manifest.model import (
 from sde.manifest.paths import base_dir
 from sde.manifest.pieces import DURATION_SOURCE, Piece, Spec
 from sde.manifest.several import read_sources, source_set
-from sde.sources import SourceSet
+from sde.sources import SourceSet, natural_key
 
 
 def _empty_part(sources: SourceSet, shown: str, problems: list[Problem], total: int) -> Manifest:
@@ -153,7 +153,7 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     else:
         found = [k for k in present if is_pred_name(k)]
         lead = ["pred_text"] if "pred_text" in found else []
-        ordered = lead + sorted(k for k in found if k != "pred_text")
+        ordered = lead + sorted((k for k in found if k != "pred_text"), key=natural_key)  # m2 before m10
         hyps = [HypothesisField(k, default_label(k)) for k in ordered]
     labels = [h.label for h in hyps]
     if len(set(labels)) != len(labels):

@@ -457,8 +457,8 @@ def utterances_jsonl_route(dataset: "Dataset", args: Mapping[str, str], store: "
         if getattr(e, "position", None) is not None:
             payload["position"] = e.position
         return 400, payload
-    lines = lines or manifest_lines(dataset)
-    try:
+    try:  # the manifest moved, deleted or edited since sde loaded it: say so, send nothing
+        lines = lines or manifest_lines(dataset)
         lines.check_unchanged()
     except ExportError as e:
         return 409, {"error": str(e)}

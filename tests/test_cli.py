@@ -80,6 +80,13 @@ def test_the_bad_lines_skipped_are_named_with_file_line_and_reason(write_manifes
     assert note[-1] == more or not more
 
 
+@pytest.mark.parametrize("field", ["source", "review", "id"])
+def test_a_hypothesis_named_like_a_column_sde_makes_is_refused_with_the_reason(write_manifest, field):
+    r = run("stats", str(write_manifest([{**ROWS[0], field: "the cat"}])), "--pred-field", field, "--no-cache")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert f"'{field}' is the name of a column sde makes" in r.stderr and f"manifest_{field}" in r.stderr
+
+
 def test_a_dozen_hypotheses_load_without_pandas_warnings(write_manifest):
     rows = [{**ROWS[i % 2], **{f"pred_text_m{k}": ROWS[(i + k) % 2]["text"] for k in range(13)}} for i in range(20)]
     m = write_manifest(rows)

@@ -160,6 +160,21 @@ def test_a_manifest_changed_after_loading_is_an_error_not_other_lines(tmp_path, 
     assert status == 409 and "m.json" in payload["error"]
 
 
+def test_a_manifest_moved_before_the_first_download_is_409_json_through_the_server(tmp_path):
+    from tests.test_audio_faults import SdeServer, assert_no_traceback
+
+    manifest = tmp_path / "m.json"
+    manifest.write_bytes(ODD + b"\n" + ESCAPED + b"\n")
+    with SdeServer(str(manifest)) as server:
+        manifest.rename(tmp_path / "elsewhere.json")  # deleted reads the same: no file at its path
+        code, headers, body = server.get("/api/utterances.jsonl")
+        assert code == 409 and headers.get("content-type", "").startswith("application/json"), body[:300]
+        error = json.loads(body)["error"]
+        assert str(manifest) in error and "moved or deleted" in error
+        assert server.json("/api/summary", 200)["utterances"] == 2
+    assert_no_traceback(server)
+
+
 def test_jsonl_route_bad_filter_is_400_before_streaming(varied):
     dataset, _ = varied
     status, payload = utterances_jsonl_route(dataset, {"filter": "{duration} > > 3"})

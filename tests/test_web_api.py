@@ -372,3 +372,19 @@ def test_dash_in_a_notebook_is_imported_as_it_is():
         print(sys.modules["IPython"] is IPython, "dash" in sys.modules)
     """)
     assert seen == ["True", "True"]
+
+
+def test_an_error_no_route_expected_is_500_json_and_logged(web_client, monkeypatch, caplog):
+    # A fault injected under the route (a bug's stand-in): the real handler must answer it.
+    from sde.web.api import tables
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug somewhere below the route")
+
+    monkeypatch.setattr(tables, "problems_json", broken)
+    r = web_client.get("/api/problems")
+    assert r.status_code == 500 and r.mimetype == "application/json"
+    assert r.get_json()["error"].startswith("internal error (ZeroDivisionError: a bug somewhere below the route)")
+    assert any(rec.exc_info and rec.exc_info[0] is ZeroDivisionError for rec in caplog.records)
+    assert web_client.get("/api/nope").status_code == 404  # the routes' own errors keep their status
+    assert web_client.get("/api/utterances?page=-1").status_code == 400

@@ -38,7 +38,7 @@ from flask import Blueprint, Flask, request
 
 from sde.query import MAX_PAGE_SIZE
 from sde.web.api import analysis, audio, curation, quality, tables
-from sde.web.api.respond import DATASET_KEY, MAX_PAGE, error_response
+from sde.web.api.respond import DATASET_KEY, MAX_PAGE, error_response, unexpected_response
 from sde.web.audio_service import DEFAULT_CACHE_BYTES, EXTENSION_KEY, AudioService
 from sde.web.present import ApiError
 
@@ -52,6 +52,11 @@ ANALYSIS = Blueprint("sde_analysis", __name__)
 AUDIO = Blueprint("sde_audio", __name__)
 CURATION = Blueprint("sde_curation", __name__)
 QUALITY = Blueprint("sde_quality", __name__)
+# A blueprint's handlers are looked up before the app's, each for the whole class hierarchy: the
+# ApiError handler is here too, or the catch-all would answer every ApiError.
+for _blueprint in (TABLES, ANALYSIS, AUDIO, CURATION, QUALITY):
+    _blueprint.register_error_handler(ApiError, error_response)
+    _blueprint.register_error_handler(Exception, unexpected_response)
 
 
 class Route(NamedTuple):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import pandas as pd
 from flask import Response, current_app, request
+from werkzeug.exceptions import HTTPException
 
 from sde.compressed_columns import take_rows
 from sde.query import MAX_PAGE_SIZE
@@ -92,6 +93,19 @@ def json_response(payload: Any, status: int = 200, headers: dict | None = None) 
 def error_response(e: ApiError) -> Response:
     """The one answer to an ApiError: `{"error": message, …fields}` with its status."""
     return json_response(e.body(), e.status, e.headers)
+
+
+def unexpected_response(e: Exception) -> Response | HTTPException:
+    """An error no route expected (a bug): logged with its traceback as Flask logs one, and answered
+    as JSON with status 500 like every other API error, not with Flask's HTML page (a script reading
+    /api/... could not parse it, and a download button saved it as the file)."""
+    if isinstance(e, HTTPException):
+        return e
+    current_app.log_exception((type(e), e, e.__traceback__))
+    said = str(e)
+    said = said if len(said) <= 300 else said[:300] + "…"
+    return json_response({"error": f"internal error ({type(e).__name__}: {said}); the server's log has the "
+                                   "details"}, 500)
 
 
 def safe_name(name: str) -> str:

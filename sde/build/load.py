@@ -15,6 +15,7 @@ from sde.build.merge import Joined
 from sde.build.parts import ONE_PIECE_MEMORY_SHARE, PART_BYTES, cut_in_parts, head_is_nemo, one_piece_limit
 from sde.build.remote_parts import local_copies
 from sde.build.stream import build_in_parts
+from sde.cache.building import BuildLock, lock_build
 from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
                        read_built, remove_build, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
@@ -82,9 +83,13 @@ def load_dataset(
             if cache is not None:
                 cache.close()
             cache = None
+    lock: BuildLock | None = None
     try:
         if cache is not None and key is not None:
             cached = cache.get(key)
+            if cached is None:  # built here, unless another process is building it: then read its entry
+                lock = lock_build(cache.directory, key, say)
+                cached = cache.get(key)
             if cached is not None:
                 say("loaded from cache")
                 return cached
@@ -110,21 +115,28 @@ def load_dataset(
             dataset = with_vad(dataset, progress=progress, status=status)
         if cache is not None and key is not None and (transformed or not stored):
             if background_write:
-                writer_cache, cache = cache, None  # the writer closes it
+                writer_cache, cache = cache, None  # the writer closes it, and lets the next build go
+                writer_lock, lock = lock, None
 
                 def write() -> None:
                     try:
                         writer_cache.put(key, dataset)
                     finally:
                         writer_cache.close()
+                        if writer_lock is not None:
+                            writer_lock.release(built=True)
 
                 threading.Thread(target=write, name="sde-cache-write", daemon=False).start()
             else:
                 cache.put(key, dataset)
+        if lock is not None:
+            lock.release(built=True)
         return dataset
     finally:
         if cache is not None:
             cache.close()
+        if lock is not None:
+            lock.release()  # no-op once released above
 
 
 def one_piece_bytes(memory_limit: str | None) -> int:

@@ -12,6 +12,7 @@ from sde.build.part_files import PartInfo, build_and_write, read_info
 from sde.build.parts import PART_BYTES, Part, split_parts
 from sde.build.predictions import match_predictions
 from sde.cache import remove_stale_temp_files
+from sde.cache.limit import size_text
 from sde.dataset import DatasetOptions
 from sde.manifest import ManifestError
 from sde.progress import progress_bar
@@ -54,7 +55,7 @@ def build_in_parts(path: str | SourceSet, options: DatasetOptions, folder: Path,
 
         runner = built_on_ray(options, folder, [(i, parts[i]) for i in todo], engine, say=say)
     else:
-        say(f"building {len(todo)} parts of ~{part_bytes >> 20} MB on {threads} process{'es' * (threads > 1)}")
+        say(f"building {len(todo)} parts of ~{size_text(part_bytes)} on {threads} process{'es' * (threads > 1)}")
         runner = _built(options, folder, [(i, parts[i]) for i in todo], threads)
     bar = progress_bar(len(parts), "building", unit="parts", enabled=progress, leave=False)
     bar.update(len(infos))

@@ -630,32 +630,39 @@ def test_a_built_table_is_stored_by_hard_link_where_it_can_be(tmp_path, where):
             shutil.rmtree(source_folder, ignore_errors=True)
 
 
-def test_two_processes_missing_one_entry_build_it_once(tmp_path):
+def test_processes_missing_one_entry_wait_and_build_it_once(tmp_path):
     # `sde index` twice at once into one cache folder, as a batch job and a server started meanwhile
-    # do: the second waits for the first's build and reads its entry (both used to build into one
-    # build folder, and one stopped with "ArrowInvalid: Not an Arrow file").
+    # do (both used to build into one build folder, and one stopped with "ArrowInvalid: Not an Arrow
+    # file"). This test holds the entry's lock first, as a build in progress would, so that both
+    # are seen waiting; let go, one builds and the other reads what it stored.
     import json
     import sys
 
+    from sde.cache.building import lock_build
+
     words = "the cat sat on a mat and ran off far away".split()
     rows = [{"audio_filepath": f"a/{i}.wav", "duration": 1 + i % 7, "text": " ".join(words[(i + k) % 11] for k in range(12)),
-             "pred_text": " ".join(words[(i * k) % 11] for k in range(12))} for i in range(30_000)]
+             "pred_text": " ".join(words[(i * k) % 11] for k in range(12))} for i in range(3_000)]
     manifest = tmp_path / "m.json"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    folder = tmp_path / "c"
     root = Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "sde.cli", "index", str(manifest), "--cache-dir", str(tmp_path / "c"),
-               "--part-size", "512KB", "--threads", "2"]
+    command = [sys.executable, "-m", "sde.cli", "index", str(manifest), "--cache-dir", str(folder), "--part-size", "64KB"]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    first = subprocess.Popen(command, cwd=root, env=env, stderr=subprocess.PIPE, text=True)
-    said = [first.stderr.readline()]  # "building N parts …": it holds the entry's lock from before this line
-    assert said[0].startswith("building"), said
-    second = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=120)
-    said += first.communicate(timeout=120)[1].splitlines()
-    assert first.returncode == 0 and second.returncode == 0, (said, second.stderr)
-    assert "Traceback" not in "".join(said) + second.stderr
-    assert "waiting for another sde process that is building this dataset" in second.stderr
-    assert "loaded from cache" in second.stderr
-    assert not any(line.startswith(("building", "joining")) for line in second.stderr.splitlines())
-    dataset, events, _ = _load(manifest, tmp_path / "c")
-    assert len(dataset.utterances) == 30_000 and "loaded from cache" in events
-    assert not list((tmp_path / "c" / "builds").iterdir())  # the build folder and its lock are done with
+    held = lock_build(folder, fingerprint(manifest, DatasetOptions()), print)  # the key sde index uses
+    runs = [subprocess.Popen(command, cwd=root, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    said: list[list[str]] = [[], []]
+    for run, lines in zip(runs, said):
+        while not (lines and lines[-1].startswith("waiting for another sde process")) and run.poll() is None:
+            lines.append(run.stderr.readline().rstrip("\n"))
+    held.release()
+    for run, lines in zip(runs, said):
+        lines += run.communicate(timeout=120)[1].splitlines()
+        assert run.returncode == 0 and "Traceback" not in "\n".join(lines), lines
+        assert lines[0].startswith("waiting for another sde process that is building this dataset"), lines
+    built = [any(line.startswith("joining") for line in lines) for lines in said]
+    read = ["loaded from cache" in lines for lines in said]
+    assert sorted(built) == [False, True] and read == [not b for b in built], said
+    dataset, events, _ = _load(manifest, folder)
+    assert len(dataset.utterances) == 3_000 and "loaded from cache" in events
+    assert not list((folder / "builds").iterdir())  # the build folder and its lock are done with

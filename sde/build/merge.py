@@ -33,7 +33,7 @@ from sde.dataset import (HYPOTHESIS_METRICS, NORMALIZED_SUMS, DatasetOptions, co
 from sde.vocabulary import tally_columns, vocabulary_from_tallies
 from sde.manifest import HypothesisField, ManifestError, Problem, parse_pred_field
 from sde.manifest.hypotheses import MISSING_EXAMPLES, missing_lines_warning
-from sde.manifest.model import is_pred_name
+from sde.manifest.model import found_hypotheses
 
 
 @dataclass
@@ -161,9 +161,7 @@ def _hypotheses(built: Sequence[PartInfo], options: DatasetOptions) -> list[Hypo
                 raise ManifestError(f'{built[0].manifest_path}: no line has the hypothesis field "{h.field}"; '
                                     "pass a field the manifest has to --pred-field")
         return asked
-    names = [name for name in found if is_pred_name(name)]
-    ordered = (["pred_text"] if "pred_text" in names else []) + sorted(n for n in names if n != "pred_text")
-    return [found[name] for name in ordered]
+    return [found[name] for name in found_hypotheses(found)]  # as a one-piece read lists them
 
 
 def _prediction_warnings(predictions: PredictionsPlan | None) -> list[Problem]:

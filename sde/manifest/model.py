@@ -5,9 +5,12 @@ the ``--pred-field`` syntax.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+
+from sde.sources.patterns import natural_key
 
 CORE_FIELDS = ("audio_filepath", "duration", "text", "offset")
 # Columns sde makes (some for every dataset, some when asked: `source` of several manifests,
@@ -134,3 +137,11 @@ def default_label(name: str) -> str:
 
 def is_pred_name(name: str) -> bool:
     return name == "pred_text" or (name.startswith("pred_text_") and len(name) > len("pred_text_"))
+
+
+def found_hypotheses(names: Iterable[str]) -> list[str]:
+    """The hypothesis fields among ``names`` (a manifest's fields), as sde lists them: ``pred_text``
+    first, then the others in natural order (``pred_text_m2`` before ``pred_text_m10``)."""
+    found = [name for name in names if is_pred_name(name)]
+    return (["pred_text"] if "pred_text" in found else []) + sorted(
+        (name for name in found if name != "pred_text"), key=natural_key)

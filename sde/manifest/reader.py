@@ -23,13 +23,13 @@ from sde.manifest.model import (
     ManifestPart,
     Problem,
     default_label,
-    is_pred_name,
+    found_hypotheses,
     parse_pred_field,
 )
 from sde.manifest.paths import base_dir
 from sde.manifest.pieces import DURATION_SOURCE, Piece, Spec
 from sde.manifest.several import read_sources, source_set
-from sde.sources import SourceSet, natural_key
+from sde.sources import SourceSet
 
 
 def _empty_part(sources: SourceSet, shown: str, problems: list[Problem], total: int) -> Manifest:
@@ -151,10 +151,7 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         if merged is not None and merged.field not in {h.field for h in hyps}:
             hyps.append(merged)
     else:
-        found = [k for k in present if is_pred_name(k)]
-        lead = ["pred_text"] if "pred_text" in found else []
-        ordered = lead + sorted((k for k in found if k != "pred_text"), key=natural_key)  # m2 before m10
-        hyps = [HypothesisField(k, default_label(k)) for k in ordered]
+        hyps = [HypothesisField(k, default_label(k)) for k in found_hypotheses(present)]
     labels = [h.label for h in hyps]
     if len(set(labels)) != len(labels):
         dup = next(label for label in labels if labels.count(label) > 1)

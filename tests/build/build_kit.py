@@ -27,6 +27,8 @@ def _line(i: int, rng: random.Random) -> dict | str:
         row["pred_text"] = hyp
     if i >= 250:  # the first parts have no pred_text_b at all
         row["pred_text_b"] = ref if rng.random() < 0.7 else hyp
+    if i % 50 == 0:  # listed in natural order, m2 before m10, by both builds
+        row["pred_text_m10"], row["pred_text_m2"] = hyp, f"{ref} uh"
     row["snr"] = i if i < 300 else i + 0.5  # integers in the first parts, floats later
     return json.dumps(row, ensure_ascii=False)
 

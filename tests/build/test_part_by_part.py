@@ -151,7 +151,7 @@ def test_a_datasets_numbers_are_read_from_the_cache_files_in_place_not_copied(ma
     mapped = _mapped_from(tmp_path / "cache")
     frames = {"utterances": dataset.utterances, "vocabulary": dataset.vocabulary,
               **{f"errors of {field}": errors for field, errors in dataset.errors.items()}}
-    assert len(frames) == 4 and dataset.utterances["wer_b"].isna().any()  # lines without pred_text_b
+    assert len(frames) == 6 and dataset.utterances["wer_b"].isna().any()  # lines without pred_text_b
     read = []
     for name, frame in frames.items():
         for column in frame.columns:

@@ -465,9 +465,34 @@ def test_predictions_merge(tmp_path):
     assert m.hypotheses == [HypothesisField("pred_text", "")]
     assert values(m.table["pred_text"]) == ["p0", "p1", "p2", None]  # no prediction: missing
     assert m.table["pred_text"].dtype == STRING
-    assert len(m.warnings) == 1 and m.warnings[0].line == 4 and "1 of 4" in m.warnings[0].reason
+    assert len(m.warnings) == 2 and m.warnings[0].line == 4 and "1 of 4" in m.warnings[0].reason
     assert "left out of pred_text's scores" in m.warnings[0].reason
+    assert (m.warnings[1].path, m.warnings[1].line) == (str(preds), 4)  # "wrong offset": matches no line
     assert m.problems == []
+
+
+@pytest.mark.parametrize("pred_lines, said", [
+    ([("a/0.wav", 0, "p0"), ("a/1.wav", 0, "p1")], []),
+    ([("a/0.wav", 0, "p0"), ("a/1.wav", 0, "p1"), ("a/0.wav", 0, "again"), ("a/1.wav", 0, "again")],
+     [(3, "2 lines of P repeat the audio file and offset of an earlier one (the first is here: 'a/0.wav' at 0 s, "
+          "as on line 1): the last prediction of each is used")]),
+    ([("a/0.wav", 0, "p0"), ("a/1.wav", 0, "p1"), ("a/1.wav", 7, "other segment"), ("b/9.wav", 0, "other file")],
+     [(3, "2 lines of P match no line of the manifest (the first is here: 'a/1.wav' at 7 s): predictions of "
+          "another manifest, or audio paths written otherwise")]),
+    ([("a/0.wav", 0, "p0"), ("a/0.wav", 0, "p0 again"), ("a/1.wav", 0, "p1"), ("x.wav", 0, "other")],
+     [(2, "1 line of P repeats the audio file and offset of an earlier one (the first is here: 'a/0.wav' at 0 s, "
+          "as on line 1): the last prediction of each is used"),
+      (4, "1 line of P matches no line of the manifest (the first is here: 'x.wav' at 0 s): predictions of "
+          "another manifest, or audio paths written otherwise")]),
+], ids=["all used once", "two runs appended", "another manifest's", "both"])
+def test_predictions_repeated_or_matching_no_line_are_said_the_last_is_used(tmp_path, pred_lines, said):
+    main = write_lines(tmp_path / "m.json", [utt(0), utt(1)])
+    preds = write_lines(tmp_path / "preds.json", [{"audio_filepath": a, "offset": o, "pred_text": t}
+                                                  for a, o, t in pred_lines])
+    m = read_manifest(main, predictions=preds)
+    assert [(w.line, w.reason.replace(str(preds), "P")) for w in m.warnings if w.path == str(preds)] == said
+    last = {(a, o): t for a, o, t in pred_lines}
+    assert values(m.table["pred_text"]) == [last[("a/0.wav", 0)], last[("a/1.wav", 0)]]
 
 
 def test_predictions_beside_existing_pred_text(tmp_path):

@@ -165,8 +165,7 @@ def _hypotheses(built: Sequence[PartInfo], options: DatasetOptions) -> list[Hypo
 
 
 def _prediction_warnings(predictions: PredictionsPlan | None) -> list[Problem]:
-    warning = predictions.warning() if predictions is not None else None
-    return [warning] if warning is not None else []
+    return predictions.warnings() if predictions is not None else []
 
 
 def _missing_warnings(built: Sequence[PartInfo], hypotheses: Sequence[HypothesisField]) -> list[Problem]:

@@ -32,7 +32,8 @@ from sde.dataset import DatasetOptions
 from sde.manifest import HypothesisField, ManifestError, ManifestPart, Problem, read_manifest
 from sde.manifest.columns import core_frame, string_column
 from sde.manifest.files import read_file
-from sde.manifest.hypotheses import MatchedPredictions, no_prediction_matches, predictions_field, unmatched_warning
+from sde.manifest.hypotheses import (MatchedPredictions, PredictionsUse, no_prediction_matches, predictions_field,
+                                    unmatched_warning)
 from sde.manifest.paths import base_dir
 from sde.manifest.pieces import Spec
 from sde.workers import run_unordered
@@ -50,13 +51,15 @@ class PredictionsPlan:
     first_unmatched: tuple[str, int] | None  # (manifest, line) of the first
     problems: tuple[Problem, ...]  # the predictions file's bad lines
     version: str = __version__
+    use: PredictionsUse = PredictionsUse()  # its lines repeated or matching no line
 
-    def warning(self) -> Problem | None:
-        """The note a one-piece read gives when some lines have no prediction."""
-        if not self.unmatched or self.first_unmatched is None:
-            return None
-        shown, line = self.first_unmatched
-        return unmatched_warning(shown, line, self.unmatched, self.rows, self.predictions, self.field.field)
+    def warnings(self) -> list[Problem]:
+        """The notes a one-piece read gives: lines without a prediction, predictions unused."""
+        out = []
+        if self.unmatched and self.first_unmatched is not None:
+            shown, line = self.first_unmatched
+            out.append(unmatched_warning(shown, line, self.unmatched, self.rows, self.predictions, self.field.field))
+        return out + self.use.warnings(self.predictions)
 
 
 def plan_file(folder: Path) -> Path:
@@ -124,7 +127,8 @@ def match_predictions(parts: list[Part], options: DatasetOptions, folder: Path, 
                      memory_limit, threads) if rows else _Joined(0, None, None, None)
     if rows and joined.unmatched == rows:
         raise no_prediction_matches(predictions, parts[0].shown, joined.first_written, joined.first_prediction)
-    plan = PredictionsPlan(predictions, tuple(parts), field, rows, joined.unmatched, joined.first_unmatched, problems)
+    plan = PredictionsPlan(predictions, tuple(parts), field, rows, joined.unmatched, joined.first_unmatched, problems,
+                           use=joined.use)
     write_atomic(plan_file(folder), pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
     for r in keys + preds:
         r.path(folder).unlink(missing_ok=True)
@@ -198,6 +202,7 @@ class _Joined:
     first_unmatched: tuple[str, int] | None
     first_written: str | None     # the manifest's first audio path (for the no-match message)
     first_prediction: str | None  # the predictions file's first
+    use: PredictionsUse = PredictionsUse()
 
 
 # The last prediction of each key (keep="last" of a one-piece read: the latest line wins); a line
@@ -213,6 +218,22 @@ FROM read_parquet($keys) AS m
 LEFT JOIN written AS w ON m.k = w.k AND m.o IS NOT DISTINCT FROM w.o
 LEFT JOIN resolved AS r ON m.p = r.p AND m.o IS NOT DISTINCT FROM r.o
 ORDER BY m.part, m.row
+"""
+
+# The predictions left unused (PredictionsUse, as sde.manifest.hypotheses.predictions_use finds
+# them in a one-piece read): lines that repeat an earlier line's path as written and offset, and
+# lines whose path matches no line's, as written nor resolved.
+_REPEATS_SQL = """
+WITH r AS (SELECT seq, k, o, row_number() OVER (PARTITION BY k, o ORDER BY seq) AS n,
+                  min(seq) OVER (PARTITION BY k, o) AS earlier FROM read_parquet($preds))
+SELECT (SELECT count(*) FROM r WHERE n > 1), seq, k, o, earlier FROM r WHERE n > 1 ORDER BY seq LIMIT 1
+"""
+_UNUSED_SQL = """
+WITH keys AS (SELECT k, p, o FROM read_parquet($keys)),
+     u AS (SELECT x.seq, x.k, x.o FROM read_parquet($preds) AS x
+           WHERE NOT EXISTS (SELECT 1 FROM keys AS m WHERE m.k = x.k AND m.o IS NOT DISTINCT FROM x.o)
+             AND NOT EXISTS (SELECT 1 FROM keys AS m WHERE m.p = x.p AND m.o IS NOT DISTINCT FROM x.o))
+SELECT (SELECT count(*) FROM u), seq, k, o FROM u ORDER BY seq LIMIT 1
 """
 
 
@@ -238,8 +259,17 @@ def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
             first_written = con.execute("SELECT k FROM matched ORDER BY part, row LIMIT 1").fetchone()
             first_prediction = con.execute("SELECT k FROM read_parquet(?) ORDER BY seq LIMIT 1",
                                            [str(preds[0].path(folder))]).fetchone()
+            files = {"keys": [str(r.path(folder)) for r in keys], "preds": [str(r.path(folder)) for r in preds]}
+            repeat = con.execute(_REPEATS_SQL, {"preds": files["preds"]}).fetchone()
+            unused = con.execute(_UNUSED_SQL, files).fetchone()
     finally:
         database.unlink(missing_ok=True)
         Path(str(database) + ".wal").unlink(missing_ok=True)
+    use = PredictionsUse(
+        repeated=int(repeat[0]) if repeat else 0,
+        first_repeat=(int(repeat[1]), str(repeat[2]), float(repeat[3]), int(repeat[4])) if repeat else None,
+        unmatched=int(unused[0]) if unused else 0,
+        first_unmatched=(int(unused[1]), str(unused[2]), float(unused[3])) if unused else None)
     return _Joined(int(unmatched), (str(first[0]), int(first[1])) if first else None,
-                   first_written[0] if first_written else None, first_prediction[0] if first_prediction else None)
+                   first_written[0] if first_written else None, first_prediction[0] if first_prediction else None,
+                   use)

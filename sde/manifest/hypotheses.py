@@ -46,6 +46,66 @@ def merge_predictions(table: pd.DataFrame, preds: pd.DataFrame, preds_path: str,
     return found.astype(pd.StringDtype("pyarrow")), unmatched
 
 
+@dataclass(frozen=True)
+class PredictionsUse:
+    """What of a predictions file went unused: its lines that repeat an earlier line's audio file and
+    offset (the last of each is used: a file of two runs appended is the usual cause) and those
+    that match no line of the manifest (predictions of another manifest, or paths written
+    otherwise); for each, how many and the first (its line, audio file, offset; for a repeat, the
+    line it repeats)."""
+
+    repeated: int = 0
+    first_repeat: tuple[int, str, float, int] | None = None
+    unmatched: int = 0
+    first_unmatched: tuple[int, str, float] | None = None
+
+    def warnings(self, predictions: str | Path) -> list[Problem]:
+        out = []
+        if self.repeated and self.first_repeat is not None:
+            line, path, offset, earlier = self.first_repeat
+            out.append(Problem(str(predictions), line, (
+                f"{_lines(self.repeated)} of {predictions} {'repeats' if self.repeated == 1 else 'repeat'} the audio "
+                f"file and offset of an earlier one (the first is here: {path!r} at {offset:g} s, as on line "
+                f"{earlier}): the last prediction of each is used")))
+        if self.unmatched and self.first_unmatched is not None:
+            line, path, offset = self.first_unmatched
+            out.append(Problem(str(predictions), line, (
+                f"{_lines(self.unmatched)} of {predictions} {'matches' if self.unmatched == 1 else 'match'} no "
+                f"line of the manifest (the first is here: {path!r} at {offset:g} s): predictions of another "
+                "manifest, or audio paths written otherwise")))
+        return out
+
+
+def _lines(n: int) -> str:
+    return f"{n:,} {'line' if n == 1 else 'lines'}"
+
+
+def predictions_use(preds: pd.DataFrame, table: pd.DataFrame) -> PredictionsUse:
+    """What of ``preds`` (a predictions file's audio_filepath, audio_path, offset and line) the
+    lines of ``table`` (audio_filepath, audio_path, offset) leave unused; see merge_predictions."""
+    keys = pd.DataFrame({"k": preds["audio_filepath"].astype(str).to_numpy(dtype=object),
+                         "p": preds["audio_path"].astype(str).to_numpy(dtype=object),
+                         "o": preds["offset"].round(6).to_numpy(dtype=np.float64)})
+    lines = np.asarray(preds["line"], dtype=np.int64)
+    use = {}
+    later = keys.duplicated(["k", "o"], keep="first").to_numpy()
+    if later.any():
+        row = int(np.flatnonzero(later)[0])
+        group = keys.groupby(["k", "o"], dropna=False, sort=False).ngroup().to_numpy()
+        earlier = int(np.flatnonzero(group == group[row])[0])
+        use.update(repeated=int(later.sum()),
+                   first_repeat=(int(lines[row]), keys["k"][row], float(keys["o"][row]), int(lines[earlier])))
+    main_o = table["offset"].round(6).to_numpy(dtype=np.float64)
+    written = pd.MultiIndex.from_arrays([table["audio_filepath"].astype(str).to_numpy(dtype=object), main_o])
+    resolved = pd.MultiIndex.from_arrays([table["audio_path"].astype(str).to_numpy(dtype=object), main_o])
+    unused = ~(pd.MultiIndex.from_arrays([keys["k"], keys["o"]]).isin(written)
+               | pd.MultiIndex.from_arrays([keys["p"], keys["o"]]).isin(resolved))
+    if unused.any():
+        row = int(np.flatnonzero(unused)[0])
+        use.update(unmatched=int(unused.sum()), first_unmatched=(int(lines[row]), keys["k"][row], float(keys["o"][row])))
+    return PredictionsUse(**use)
+
+
 def no_prediction_matches(preds_path: str, main_path: str, example: str, p_example: str) -> ManifestError:
     return ManifestError(
         f"{preds_path}: no line matches {main_path}: predictions are matched by audio_filepath "

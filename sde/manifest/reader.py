@@ -12,7 +12,7 @@ import pandas as pd
 from sde.manifest.columns import core_frame, extra_column, float_column, has_values, string_column
 from sde.manifest.files import FileRead, every_line_bad, read_file
 from sde.manifest.hypotheses import (MatchedPredictions, merge_predictions, missing_hypothesis_warning,
-                                    predictions_field, unmatched_warning)
+                                    predictions_field, predictions_use, unmatched_warning)
 from sde.manifest.lhotse_reads import lhotse_kind, read_lhotse_sources
 from sde.manifest.model import (
     CORE_FIELDS,
@@ -139,6 +139,7 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
             row = int(np.flatnonzero(merged_values.isna().to_numpy())[0])
             warnings.append(unmatched_warning(shown if row_sources is None else str(row_sources[row]),
                                               int(data["line"][row]), unmatched, n, predictions, merged.field))
+        warnings += predictions_use(p_table, main).warnings(predictions)
         present.append(merged.field)
 
     if hyp_specs:

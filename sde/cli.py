@@ -247,24 +247,36 @@ PRESENCE_BEFORE_START_ROWS = 100_000
 # Above this many, not at all: one stat per file (at most 10 s) and a table of every distinct path
 # would cost the server gigabytes of memory and its first seconds of CPU for a partial answer.
 PRESENCE_MAX_ROWS = 2_000_000
-SKIPPED_SHOWN = 5  # bad lines named at load; the Problems page lists them all
+NOTES_SHOWN = 5  # bad lines (and notes) named at load; the Problems page lists them all
 # At exit, how long the warm-up may take to end once its queries are interrupted (a column being
 # decompressed finishes first: ~1-2 s at 10M rows).
 WARM_UP_EXIT_S = 10.0
 
 
-def skipped_lines_note(problems: Sequence[Any], shown: int = SKIPPED_SHOWN) -> list[str]:
-    """The bad lines a load skipped, as the terminal says them: how many, the first few with their
-    file, line and reason, and where the others are (a command-line user may never open a page)."""
-    if not problems:
-        return []
-    n = len(problems)
-    lines = [f"warning: {n:,} bad {'line' if n == 1 else 'lines'} skipped (the Problems page and /api/problems "
-             "list every one; --strict stops at the first instead):"]
-    lines += [f"  {p}" for p in problems[:shown]]
-    if n > shown:
-        lines.append(f"  ... and {n - shown:,} more")
-    return lines
+def load_notes(problems: Sequence[Any], warnings: Sequence[Any], shown: int = NOTES_SHOWN) -> list[str]:
+    """What a load found wrong, as the terminal says it (a command-line user may never open a
+    page): the bad lines skipped, then the notes about the lines kept (a hypothesis some lines lack,
+    predictions unused, utterances too long to align whole); of each, how many, the first few as
+    FILE:LINE: reason, and where the others are."""
+    said = []
+    if problems:
+        said += _listed(problems, f"{_counted(len(problems), 'bad line')} skipped",
+                        "the Problems page and /api/problems list every one; --strict stops at the first instead", shown)
+    if warnings:
+        said += _listed(warnings, f"{_counted(len(warnings), 'note')} about the lines kept",
+                        "the Problems page and /api/summary list every one", shown)
+    return said
+
+
+def _listed(items: Sequence[Any], head: str, where: str, shown: int) -> list[str]:
+    said = [f"warning: {head} ({where}):", *(f"  {item}" for item in items[:shown])]
+    if len(items) > shown:
+        said.append(f"  ... and {len(items) - shown:,} more")
+    return said
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
@@ -285,7 +297,7 @@ def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache
                                **(engine or {}))
     except VadError as e:  # --vad without Silero VAD installed: what to install
         fail(f"--vad: {e}")
-    for line in skipped_lines_note(dataset.problems):
+    for line in load_notes(dataset.problems, dataset.warnings):
         status(line)
     # Checked at every start, never cached: files come and go while the manifest stays the same.
     if not check_audio:

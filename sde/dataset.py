@@ -48,8 +48,6 @@ NORMALIZED_SUFFIX = "norm"
 # buffer, and a copy would read every one into memory. A dozen hypotheses (a hundred metric columns)
 # made every start print the warning.
 warnings.filterwarnings("ignore", message="DataFrame is highly fragmented", category=pd.errors.PerformanceWarning)
-# Warnings printed while loading (all of them are in Dataset.warnings and /api/summary).
-MAX_SAID_WARNINGS = 5
 # Normalisation choices whose corpus scores are kept per dataset (the UI toggles between a few).
 NORMALIZED_SUMMARY_CACHE_SIZE = 16
 
@@ -355,10 +353,6 @@ def _build(
         errors[h.field] = _scored_errors(alignment.errors, missing)
         long_notes += long_utterance_warnings(m.shown or str(manifest), table, h, alignment.long_utterances,
                                               missing)
-    for note in long_notes[:MAX_SAID_WARNINGS]:
-        say(f"warning: {note}")
-    if len(long_notes) > MAX_SAID_WARNINGS:
-        say(f"warning: ... and {len(long_notes) - MAX_SAID_WARNINGS} more long utterances (all on the Problems page)")
     if ref_word_counts is None:
         ref_word_counts = word_counts(refs)
         num_words = _count_words(refs)

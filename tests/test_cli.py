@@ -80,6 +80,17 @@ def test_the_bad_lines_skipped_are_named_with_file_line_and_reason(write_manifes
     assert note[-1] == more or not more
 
 
+def test_the_notes_about_lines_kept_are_said_after_the_bad_lines(write_manifest):
+    lines = [ROWS[0], "{not json", {k: v for k, v in ROWS[1].items() if k != "pred_text"}, ROWS[0]]
+    r = run("stats", str(write_manifest(lines)), "--no-cache")
+    assert r.exit_code == 0
+    said = [line for line in r.stderr.splitlines() if line.startswith(("warning: ", "  "))]
+    assert said[0].startswith("warning: 1 bad line skipped") and ":2: invalid JSON" in said[1], said
+    assert said[2] == ("warning: 1 note about the lines kept (the Problems page and /api/summary list every one):")
+    assert said[3].endswith(":3: pred_text missing on 1 line (line 3): left out of its scores"), said
+    assert "missing on 1 lines: left out of its scores" in r.stdout  # the table says it too
+
+
 @pytest.mark.parametrize("field", ["source", "review", "id"])
 def test_a_hypothesis_named_like_a_column_sde_makes_is_refused_with_the_reason(write_manifest, field):
     r = run("stats", str(write_manifest([{**ROWS[0], field: "the cat"}])), "--pred-field", field, "--no-cache")

@@ -244,10 +244,10 @@ def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
 
     database = folder / "predictions.duckdb"
     database.unlink(missing_ok=True)
+    files = {"keys": [str(r.path(folder)) for r in keys], "preds": [str(r.path(folder)) for r in preds]}
     try:
         with duckdb.connect(str(database), config=duckdb_config(folder, memory_limit, threads)) as con:
-            con.execute(_MATCH_SQL, {"keys": [str(r.path(folder)) for r in keys],
-                                     "preds": [str(r.path(folder)) for r in preds]})
+            con.execute(_MATCH_SQL, files)
             for index in range(parts):
                 values = con.sql("SELECT pred FROM matched WHERE part = ? ORDER BY row",
                                  params=[index]).to_arrow_table()
@@ -258,8 +258,7 @@ def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
                                 ).fetchone()
             first_written = con.execute("SELECT k FROM matched ORDER BY part, row LIMIT 1").fetchone()
             first_prediction = con.execute("SELECT k FROM read_parquet(?) ORDER BY seq LIMIT 1",
-                                           [str(preds[0].path(folder))]).fetchone()
-            files = {"keys": [str(r.path(folder)) for r in keys], "preds": [str(r.path(folder)) for r in preds]}
+                                           [files["preds"][0]]).fetchone()
             repeat = con.execute(_REPEATS_SQL, {"preds": files["preds"]}).fetchone()
             unused = con.execute(_UNUSED_SQL, files).fetchone()
     finally:

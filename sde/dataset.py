@@ -27,6 +27,7 @@ from sde.analysis import alphabet_check, has_digits
 from sde.audio_presence import audio_presence_summary
 from sde.analysis.alphabet import reference_alphabet
 from sde.caching import CacheRegistry, for_dataset
+from sde.filters import column_ref
 from sde.manifest import HypothesisField, Manifest, ManifestPart, Problem, read_manifest
 from sde.manifest.hypotheses import MatchedPredictions
 from sde.sources import SourceSet, expand_sources
@@ -139,7 +140,7 @@ class Dataset:
 
     def _error_sql(self, h: HypothesisField, op: str, value: str) -> VirtualSql:
         """The clause as SQL over the hypothesis' error table (its `utt` is the row position)."""
-        column = "{" + h.column("error") + "}"
+        column = column_ref(h.column("error"))
         parts = str(value).split()
         kind = parts[0] if parts else ""
         if op != "=" or not ((kind == "sub" and len(parts) == 3) or (kind in ("del", "ins") and len(parts) == 2)):

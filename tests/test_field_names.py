@@ -4,7 +4,9 @@ A field is kept as ``manifest_<name>`` (sde.manifest.model.GENERATED; each hypot
 sde.dataset.computed_columns), so that sde's column of that name means what sde says it means. Before,
 a single manifest's ``source`` field was taken for each line's file and sde could not start, a text
 ``speech_duration`` broke the Statistics page, ``duration_bucket`` replaced the duration buckets (and
-their links), ``audio_exists`` was lost and ``review`` hid the reviews saved.
+their links), ``audio_exists`` was lost and ``review`` hid the reviews saved. A field whose name
+holds ``}`` is written ``{x\\}y}`` in a filter (sde.filters.language.column_ref): before, the links
+of its breakdown groups were syntax errors.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from sde.web.pages.breakdown import group_filter
 from tests.test_audio_faults import SdeServer, assert_no_traceback
 from tests.test_cache_safety import _router
 
@@ -24,12 +27,18 @@ THEIRS = {"source": "librispeech", "audio_exists": "maybe", "duration_bucket": "
           "review": "keep", "dup_text_group": "g1", "ins_burst": "none"}
 
 
+
+def odd_names(i: int) -> dict:
+    """Fields whose names hold a brace or a backslash, which a filter's braces escape."""
+    return {"x}y": i % 3, "a\\b": f"v{i % 2}", "{z}": i % 2 == 0}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("field_names")
     sf.write(folder / "a.wav", np.zeros(SR, dtype=np.float32), SR, subtype="PCM_16")
     lines = [json.dumps({"audio_filepath": "a.wav", "duration": 1.0 + (i % 3) * 10, "text": f"the cat sat {i}",
-                         "pred_text": f"the cat sat {i % 4}", **THEIRS}) for i in range(12)]
+                         "pred_text": f"the cat sat {i % 4}", **THEIRS, **odd_names(i)}) for i in range(12)]
     (folder / "m.json").write_text("\n".join(lines) + "\n", encoding="utf-8")
     with SdeServer(str(folder / "m.json"), "--reviews", str(folder / "reviews.jsonl")) as s:
         yield s, folder
@@ -72,3 +81,13 @@ def test_the_lines_export_as_they_are(server):
     code, _, body = s.get("/api/utterances.jsonl?filter=" + quote("{id} < 2"))
     assert code == 200
     assert body.decode().splitlines() == (folder / "m.json").read_text().splitlines()[:2]
+
+
+@pytest.mark.parametrize("name, kind", list(zip(odd_names(0), ["number", "text", "bool"])))
+def test_each_breakdown_group_of_a_field_named_with_braces_links_to_its_utterances(server, name, kind):
+    s, _ = server
+    rows = s.json("/api/breakdown?by=" + quote(name), 200)["rows"]
+    assert len(rows) >= 2 and sum(r["utterances"] for r in rows) == 12
+    for row in rows:
+        q = group_filter(name, row["value"], kind)
+        assert s.json("/api/utterances?filter=" + quote(q), 200)["total"] == row["utterances"], q

@@ -33,6 +33,7 @@ from sde.filters import (
     Or,
     QueryError,
     column_kind,
+    column_ref,
     combine_filters,
     duckdb_kind,
     parse,
@@ -155,6 +156,33 @@ def test_bare_values_keep_todays_meaning(q, tree):
 ])
 def test_prints_back_as_filter_text(tree, text):
     assert to_q(tree) == text
+
+
+@pytest.mark.parametrize("name, written", [
+    ("wer", "{wer}"),
+    ("x}y", "{x\\}y}"),
+    ("a\\b", "{a\\\\b}"),
+    ("ends\\", "{ends\\\\}"),
+    ("}", "{\\}}"),
+    ("{x}", "{{x\\}}"),
+    ("snr (dB).mean", "{snr (dB).mean}"),
+    ("речь", "{речь}"),
+])
+def test_a_column_name_is_written_in_braces_with_its_braces_escaped(name, written):
+    assert column_ref(name) == written
+    for q, tree in [(f"{written} = 1", C(name, "=", "1")),
+                    (f"{written} - {{wer}} > 1", Compare(Arith("-", Column(name), Column("wer")), ">", Number(1.0)))]:
+        assert parse(q) == tree
+        assert parse(to_q(tree)) == tree
+
+
+@pytest.mark.parametrize("q, name", [
+    ("{a\\b} = 1", "a\\b"),       # a backslash before any other character is itself (filters written before)
+    ("{ends\\} = 1", "ends\\"),   # no closing brace with the escape read: the first } closes it
+    ("{ spaced } = 1", "spaced"),
+])
+def test_braces_written_before_the_escape_keep_their_meaning(q, name):
+    assert parse(q) == C(name, "=", "1")
 
 
 def test_parse_filter_gives_the_parts_of_the_top_level_and():

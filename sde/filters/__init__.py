@@ -9,8 +9,9 @@ Syntax (the SQL-ish language of NeMo's Speech Data Explorer, grown)::
     {wer} > 20 && ({speaker} in ("spk_1", "spk_2") || !({text} contains "noise"))
     {wer_b} - {wer} > 10 && {lang} =~ "EN" && {text} matches "^(uh|um) "
 
-* A clause is ``COLUMN OP VALUE``. COLUMN is ``{any name}`` or, for a plain identifier (letters,
-  digits, ``_``), the bare name.
+* A clause is ``COLUMN OP VALUE``. COLUMN is ``{any name}`` (a ``}`` or ``\\`` in the name escaped
+  by a backslash: sde.filters.language.column_ref) or, for a plain identifier (letters, digits,
+  ``_``), the bare name.
 * OP: ``= != < <= > >=`` (``==`` is ``=``; the words ``eq ne lt le gt ge`` too), ``=~`` (text
   equality ignoring case; the word ``ieq`` too), ``contains`` (substring, ignoring case), ``has``
   (one whole whitespace-separated word, case-sensitive), ``matches "regex"`` (RE2 syntax, a match
@@ -85,6 +86,7 @@ from sde.filters.language import (
     caret_excerpt,
     check_clause_count,
     check_column,
+    column_ref,
 )
 from sde.filters.parser import (
     combine_filters,
@@ -161,6 +163,7 @@ __all__ = [
     "replace_node",
     "check_bounds",
     "check_column",
+    "column_ref",
     "check_clause_count",
     "check_regex",
     "BOOL",

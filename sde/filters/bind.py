@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sde.filters.language import MAX_REGEX_LENGTH, TEXT_OPERATORS, QueryError, _at, _cut, check_column
+from sde.filters.language import MAX_REGEX_LENGTH, TEXT_OPERATORS, QueryError, _at, _cut, check_column, column_ref
 from sde.filters.tree import (
     And,
     Clause,
@@ -128,7 +128,7 @@ def _expr_kind(e: Expr, kinds: Mapping[str, str]) -> str:
 
 def _bind_clause(c: Clause, kinds: Mapping[str, str]) -> Clause:
     kind = _kind_of(c.column, kinds, c.pos)
-    col = "{" + c.column + "}"
+    col = column_ref(c.column)
     op, value = c.op, c.value
     if op in ("is null", "is not null"):
         if kind == VIRTUAL:

@@ -62,6 +62,33 @@ def caret_excerpt(text: str, position: int, width: int = 60) -> str:
     return f"{before}{shown}{after}\n{' ' * (len(before) + position - start)}^"
 
 
+def column_ref(name: str) -> str:
+    """A column as filter text, ``{name}``: a ``}`` or ``\\`` in its name is escaped with a
+    backslash (``{x\\}y}`` for the column ``x}y``), as the parser reads it (sde.filters.parser)."""
+    return "{" + name.replace("\\", "\\\\").replace("}", "\\}") + "}"
+
+
+def braced_name(text: str, start: int) -> tuple[str, int] | None:
+    """The column name of ``{…}`` opening at ``text[start]``, with ``\\}`` and ``\\\\`` read as
+    ``}`` and ``\\``, and the position of its closing ``}``; None where none closes it. Where the
+    escaped reading finds no closing brace, the first ``}`` closes it (a filter written before
+    the escape existed, for a name ending in a backslash)."""
+    chars = []
+    i, n = start + 1, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n and text[i + 1] in "}\\":
+            chars.append(text[i + 1])
+            i += 2
+        elif c == "}":
+            return "".join(chars), i
+        else:
+            chars.append(c)
+            i += 1
+    close = text.find("}", start + 1)
+    return None if close < 0 else (text[start + 1:close], close)
+
+
 def _syntax_error(what: str, pos: int) -> QueryError:
     return QueryError(f"Filter syntax error at character {pos + 1}: {what}. Example: {EXAMPLE}", pos)
 
@@ -83,7 +110,7 @@ def check_column(name: str, columns: Sequence[str], pos: int | None = None) -> N
     cols = [str(c) for c in columns]
     close = difflib.get_close_matches(name, cols, n=3, cutoff=0.6)
     close += [c for c in cols if c.lower() == name.lower() and c not in close]
-    hint = f" Did you mean {', '.join('{' + c + '}' for c in close)}?" if close else ""
+    hint = f" Did you mean {', '.join(column_ref(c) for c in close)}?" if close else ""
     shown = ", ".join(cols[:20]) + (f", … ({len(cols) - 20} more)" if len(cols) > 20 else "")
     raise QueryError(f'Unknown column "{_cut(name)}"{_at(pos)}.{hint} Columns: {shown}.', pos)
 

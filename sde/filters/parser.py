@@ -22,6 +22,7 @@ from sde.filters.language import (
     QueryError,
     _cut,
     _syntax_error,
+    braced_name,
     check_clause_count,
     check_column,
 )
@@ -389,10 +390,10 @@ class _Parser:
             raise _syntax_error("expected a column name like {wer} or wer, found the end", start)
         c = q[start]
         if c == "{":
-            close = q.find("}", start + 1)
-            if close < 0:
+            braced = braced_name(q, start)
+            if braced is None:
                 raise _syntax_error("missing } after the column name", start)
-            raw = q[start + 1 : close]
+            raw, close = braced
             name = raw.strip()
             if not name:
                 raise _syntax_error("empty column name {}", start)

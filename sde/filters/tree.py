@@ -26,6 +26,7 @@ from sde.filters.language import (
     QueryError,
     _cut,
     check_clause_count,
+    column_ref,
 )
 
 
@@ -266,7 +267,7 @@ def to_q(node: Node | Sequence[Node] | None) -> str:
     if isinstance(node, (list, tuple)):
         return format_filter(node)
     if isinstance(node, Clause):
-        col = "{" + node.column + "}"
+        col = column_ref(node.column)
         if node.op in ("is null", "is not null"):
             return f"{col} {node.op}"
         if node.op == "in":
@@ -293,7 +294,7 @@ _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 
 def _expr_q(e: Expr, context: int = 0) -> str:
     if isinstance(e, Column):
-        return "{" + e.name + "}"
+        return column_ref(e.name)
     if isinstance(e, Number):
         return _format_number(e.value)
     if isinstance(e, Negate):

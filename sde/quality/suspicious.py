@@ -26,6 +26,7 @@ from rapidfuzz.distance import Levenshtein
 
 from sde.compressed_columns import row_reader, value_codes
 from sde.engine import settings
+from sde.filters import column_ref
 from sde.text import collapse_whitespace, normalize_many, to_arrow_strings
 from sde.workers import in_processes_or_here
 
@@ -420,5 +421,5 @@ def suspicious_summary(columns: pd.DataFrame) -> list[dict[str, Any]]:
         for name in (c for c in columns.columns if c == base or c.startswith(base + "_")):
             out.append({"flag": name + suffix, "column": name,
                         "count": int(_matches(columns[name], op, value).sum()),
-                        "filter": f"{{{name}}} {op} {_format_value(value)}", "description": description})
+                        "filter": f"{column_ref(name)} {op} {_format_value(value)}", "description": description})
     return out

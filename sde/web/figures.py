@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from sde.filters import Clause
+from sde.filters import Clause, column_ref
 from sde.histograms import Histogram
 
 FONT = "Lato, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
@@ -66,7 +66,7 @@ def bin_filters(h: Histogram, column: str) -> list[str]:
                 clauses.append(Clause(column, ">=", _number(lo)))
             if not open_above:
                 clauses.append(Clause(column, "<=" if i == n - 1 else "<", _number(hi)))
-        out.append(" && ".join(c.to_q() for c in clauses) or f"{{{column}}} is not null")
+        out.append(" && ".join(c.to_q() for c in clauses) or f"{column_ref(column)} is not null")
     return out
 
 

@@ -21,6 +21,7 @@ from dash import Input, Output, State, dcc, html
 
 from sde import analysis
 from sde.caching import for_dataset
+from sde.filters import column_ref
 from sde.query import QueryError
 from sde.web import analysis_figures as af
 from sde.web.components import (
@@ -128,11 +129,11 @@ def group_filter(by: str, value: Any, kind: str | None) -> str | None:
         clause = f"{{duration}} >= {lo:g}"
         return clause + (f" && {{duration}} < {hi:g}" if math.isfinite(hi) else "")
     if kind == "number":
-        return f"{{{by}}} = {value}"
+        return f"{column_ref(by)} = {value}"
     if kind == "bool":
-        return f"{{{by}}} = {'true' if value else 'false'}"
+        return f"{column_ref(by)} = {'true' if value else 'false'}"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'{{{by}}} = "{text}"'
+    return f'{column_ref(by)} = "{text}"'
 
 
 def _round(x: float) -> float | None:

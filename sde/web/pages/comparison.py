@@ -31,7 +31,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from sde import analysis
 from sde.caching import for_dataset
-from sde.filters import combine_filters
+from sde.filters import column_ref, combine_filters
 from sde.web import analysis_figures as af
 from sde.web import state
 from sde.web.components import (
@@ -171,7 +171,7 @@ def worse_better_links(dataset: "Dataset", a: "HypothesisField", b: "HypothesisF
     name = metric.upper()
 
     def link(text: str, count: int, op: str, link_id: str, sort: str):
-        q = combine_filters(filter_text, f"{{{col_b}}} {op} {{{col_a}}}")
+        q = combine_filters(filter_text, f"{column_ref(col_b)} {op} {column_ref(col_a)}")
         return dcc.Link([text, html.B(f" {fmt_int(count)}")], href=state.samples_href(filter=q, sort=sort),
                         id=link_id, title=f"Samples where {q}")
 

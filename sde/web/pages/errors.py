@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
+from sde.filters import column_ref
 from sde.web import analysis_figures as af
 from sde.web import state
 from sde.web.components import (
@@ -134,7 +135,7 @@ def error_tables(rows: Mapping[str, list[dict]], h: "HypothesisField", filter_te
                                 className="text-muted small")]),
             html.Div([html.A("CSV", href=csv, className="btn btn-sm btn-outline-success", download=f"{kind}.csv",
                              id=f"errors-{OPS[kind]}-csv"),
-                      manifest_button(filter_text, also=f"{{{h.column(OPS[kind])}}} > 0", label="Manifest",
+                      manifest_button(filter_text, also=f"{column_ref(h.column(OPS[kind]))} > 0", label="Manifest",
                                       element_id=f"errors-{OPS[kind]}-manifest")], className="d-flex gap-1"),
         ], className="d-flex justify-content-between align-items-start mb-1 gap-2")
         body = [header,

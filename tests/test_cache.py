@@ -666,3 +666,35 @@ def test_processes_missing_one_entry_wait_and_build_it_once(tmp_path):
     dataset, events, _ = _load(manifest, folder)
     assert len(dataset.utterances) == 3_000 and "loaded from cache" in events
     assert not list((folder / "builds").iterdir())  # the build folder and its lock are done with
+
+
+def test_a_process_forked_while_a_build_holds_its_lock_does_not_hold_it_after(tmp_path):
+    # A Dash background job forked during a background cache write inherited the lock's descriptor:
+    # a flock lasts while any copy is open, so other sde processes waited for that job to end.
+    import fcntl
+    import multiprocessing
+
+    from sde.cache.building import lock_build
+
+    held = lock_build(tmp_path, "entry", print)
+    context = multiprocessing.get_context("fork")
+    running = context.Event()
+
+    def job() -> None:
+        running.set()
+        time.sleep(60)
+
+    child = context.Process(target=job)
+    child.start()
+    try:
+        assert running.wait(30)
+        held.release()
+        fd = os.open(tmp_path / "builds" / "entry.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while the child holds it
+        finally:
+            os.close(fd)
+        assert child.is_alive()
+    finally:
+        child.terminate()
+        child.join()

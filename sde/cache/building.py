@@ -11,11 +11,16 @@ The lock is ``flock`` on a small file beside the build folders (``builds/<key>.l
 drops it when its process ends, however it ends, so a killed build never leaves others waiting. Where
 no lock can be taken (no ``fcntl``, a read-only folder, a file system without locks) the build goes
 on without one, as before.
+
+A process forked while the lock is held (a Dash background job started during a background cache
+write) closes its copy of the descriptor at once: a flock lasts while any copy is open, so the
+child would otherwise hold every other process back until it ended.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,11 +37,14 @@ class BuildLock:
 
     def __init__(self, fd: int | None, path: Path | None = None) -> None:
         self._fd, self._path = fd, path
+        if fd is not None:
+            _HELD.add(self)
 
     def release(self, built: bool = False) -> None:
         """Let the next process go; ``built``: the entry is stored, so its lock file goes too (a
         process still waiting on it then finds the entry; one coming later finds it first)."""
         fd, self._fd = self._fd, None
+        _HELD.discard(self)
         if fd is None:
             return
         if built and self._path is not None:
@@ -45,6 +53,26 @@ class BuildLock:
             except OSError:
                 pass
         os.close(fd)  # closing the descriptor drops its flock
+
+
+_HELD: "weakref.WeakSet[BuildLock]" = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    """In a forked child: close the copies of held locks' descriptors, without unlocking (LOCK_UN
+    on a copy would free the parent's lock too)."""
+    for lock in list(_HELD):
+        fd, lock._fd = lock._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
 
 
 def lock_build(directory: Path, key: str, say: Callable[[str], None]) -> BuildLock:

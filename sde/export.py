@@ -154,20 +154,33 @@ def _remove_dead_writers_temp_files(target: Path) -> None:
             pass
 
 
-def refuse_overwriting_sources(outputs: Mapping[str, str | Path | None], sources: Sequence[SourceFile]) -> None:
-    """An output that is a source (or another output) would destroy data: refuse it by name."""
+def refuse_overwriting_sources(outputs: Mapping[str, str | Path | None], sources: Sequence[SourceFile],
+                               inputs: Sequence[tuple[str, str | Path]] = ()) -> None:
+    """An output that is a source, another file the export reads (``inputs``: (its option, its
+    path), e.g. the reviews, the rules, the predictions) or another output would destroy data:
+    refuse it by name."""
     seen: dict[str, str] = {}
+    read = [("the manifest itself", src.path) for src in sources if src.local]
+    read += [(f"the {option} file sde reads", path) for option, path in inputs]
     for option, out in outputs.items():
         if out is None:
             continue
         resolved = os.path.realpath(out)
-        for src in sources:
-            if src.local and (resolved == os.path.realpath(src.path) or _same_file(out, src.path)):
-                raise ExportError(f"{option} {out} is the manifest itself: sde never modifies its input; "
+        for what, path in read:
+            if resolved == os.path.realpath(path) or _same_file(out, path):
+                raise ExportError(f"{option} {out} is {what}: sde never modifies its input; "
                                   "write to another file (e.g. kept.json)")
         if resolved in seen:
             raise ExportError(f"{option} {out} is also {seen[resolved]}: give each output its own file")
         seen[resolved] = f"{option} {out}"
+
+
+def dataset_inputs(dataset: "Dataset") -> list[tuple[str, str]]:
+    """The local files besides the manifest that a dataset was built from: (option, path)."""
+    options = dataset.options
+    named = [("--predictions", options.predictions), ("--vocab", options.vocab)]
+    named += [("--tarred-audio", shard) for shard in dataset.tar_shards]
+    return [(option, path) for option, path in named if path and "://" not in str(path)]
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:
@@ -285,12 +298,15 @@ def _hours(dataset: "Dataset", positions: np.ndarray) -> float:
 def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
                  rejected_output: str | Path | None = None, lines: ManifestLines | None = None,
                  command: Sequence[str] | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict:
-    """Write kept (and rejected) lines and the changelog beside `output`, atomically; return the changelog."""
+                 progress: Callable[[int], None] | None = None,
+                 inputs: Sequence[tuple[str, str | Path]] = ()) -> dict:
+    """Write kept (and rejected) lines and the changelog beside `output`, atomically; return the
+    changelog. ``inputs``: the other files the export read (refused as outputs), besides the
+    dataset's own (its predictions, vocabulary and tar shards)."""
     lines = lines or ManifestLines(dataset)
     changelog_path = Path(f"{output}{CHANGELOG_SUFFIX}")
     refuse_overwriting_sources({"-o": output, "--rejected": rejected_output, "changelog": changelog_path},
-                               lines.sources)
+                               lines.sources, [*inputs, *dataset_inputs(dataset)])
     texts = dataset.utterances["text"]
     outputs: list[AtomicOutput] = []
     try:
@@ -506,7 +522,10 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
         plan = plan_export(dataset, filter=filter, sort=sort, rules=rules,
                            rules_file=str(rules_path) if rules_path is not None else None,
                            store=store, apply_reviews=apply_reviews)
-        return write_export(dataset, plan, output, rejected_output=rejected, command=command)
+        inputs = [("--rules", rules_path)] if rules_path is not None else []
+        if store is not None:
+            inputs.append(("--reviews", store.path))
+        return write_export(dataset, plan, output, rejected_output=rejected, command=command, inputs=inputs)
     finally:
         if store is not None:
             store.close()

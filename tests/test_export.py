@@ -271,6 +271,37 @@ def test_cli_export_refuses_with_a_message(small, tmp_path, args, code, message)
     assert not (tmp_path / "kept.json").exists()
 
 
+@pytest.mark.parametrize("args, option", [
+    (["--rules", "rules.yaml", "-o", "rules.yaml"], "--rules"),
+    (["--rules", "rules.yaml", "-o", "kept.json", "--rejected", "./sub/../rules.yaml"], "--rules"),
+    (["--reviews", "reviews.sqlite", "--apply-reviews", "-o", "kept.json", "--rejected", "reviews.sqlite"], "--reviews"),
+    (["--predictions", "preds.json", "-o", "preds.json"], "--predictions"),
+    (["--rules", "rules.yaml", "-o", "rules"], "--rules"),  # its changelog would be rules.changelog.json: fine
+], ids=["-o is the rules", "--rejected is the rules by another path", "--rejected is the reviews",
+        "-o is the predictions", "an output beside an input"])
+def test_cli_export_never_writes_over_a_file_it_reads(small, tmp_path, args, option):
+    # -o or --rejected naming the reviews, the rules or the predictions replaced them by manifest lines
+    manifest, _ = small
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "rules.yaml").write_text(RULES)
+    store = ReviewStore(tmp_path / "reviews.sqlite", sources=["m.json"])
+    store.set_review(utterance_keys(build_dataset(manifest)).key(0), "drop", note="music")
+    store.close()
+    (tmp_path / "preds.json").write_bytes(line("c.wav", 4.0, "", pred_text="the end") + b"\n")
+    def files() -> dict[str, bytes]:  # SQLite's -wal and -shm beside the reviews come and go as it reads them
+        return {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()
+                and not p.name.endswith(("-wal", "-shm"))}
+
+    before = files()
+    r = run_cli("export", "m.json", *args, cwd=tmp_path)
+    if args[-1] == "rules":
+        assert r.returncode == 0, r.stderr
+        return
+    assert r.returncode == 1 and f"is the {option} file sde reads: sde never modifies its input" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert files() == before
+
+
 def test_cli_apply_reviews(small, tmp_path):
     manifest, valid = small
     dataset = build_dataset(manifest)

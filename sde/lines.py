@@ -78,6 +78,15 @@ def _source(path: str, name: str | None = None) -> SourceFile:
     return SourceFile(path, name or path.rstrip("/").rsplit("/", 1)[-1], stamp)
 
 
+def _opened(manifest_path: str) -> str:
+    """What to open for a dataset's ``manifest_path``: a local one is absolute; a URL's is written
+    ``scheme/bucket/key`` (sde.sources.SourceSet.manifest_path), and is opened as ``scheme://bucket/key``."""
+    if "://" in manifest_path or os.path.isabs(manifest_path):
+        return manifest_path
+    scheme, _, rest = manifest_path.partition("/")
+    return f"{scheme}://{rest}" if rest else manifest_path
+
+
 def _declared_sources(dataset: "Dataset") -> dict[str, str]:
     """name → location of the dataset's files, when it records them (a SourceSet or Source list)."""
     declared = getattr(dataset, "source_set", None) or getattr(dataset, "sources", None)
@@ -95,11 +104,11 @@ def source_files(dataset: "Dataset") -> tuple[list[SourceFile], np.ndarray]:
     utt = dataset.utterances
     if "source" not in utt.columns:
         located = list(_declared_sources(dataset).values())
-        path = located[0] if len(located) == 1 else str(dataset.manifest_path)
+        path = located[0] if len(located) == 1 else _opened(str(dataset.manifest_path))
         return [_source(path)], np.zeros(len(utt), dtype=np.int32)
     codes, names = pd.factorize(utt["source"], sort=False)
     declared = _declared_sources(dataset)
-    first = str(dataset.manifest_path)
+    first = _opened(str(dataset.manifest_path))
     shared = first[: len(first) - len(str(names[0]))] if len(names) and first.endswith(str(names[0])) else None
     files = []
     for name in map(str, names):

@@ -214,3 +214,30 @@ def test_a_dali_index_beside_a_remote_tar_replaces_the_scan(tar_in_bucket, confi
     assert cached.origin == "cache" and cached.members == index.members
     assert {n: (m.offset, m.size) for n, m in index.members.items()} == tarfile_listing(tar_path)
     shutil.rmtree(tmp_path / "c")
+
+
+@pytest.mark.parametrize("source, lines", [("data/m.json", 3), ("shards/m_{0..3}.json", 9)], ids=["one file", "shards"])
+def test_a_server_of_a_manifest_in_a_bucket_serves_reviews_and_exports_from_its_cache(bucket, moto_endpoint, tmp_path,
+                                                                                    source, lines):
+    # With a cache (every user's default) sde stopped at start: the default reviews path read the
+    # sources from the cached dataset's path, which had lost its s3:// ("s3:/sde-test/...").
+    from tests.test_audio_faults import SdeServer, assert_no_traceback
+
+    s3 = client(moto_endpoint)
+    keys = ["data/m.json"] if source == "data/m.json" else [f"shards/m_{k}.json" for k in (0, 1, 3)]
+    raw = b"".join(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys)
+    url = f"s3://{BUCKET}/{source}"
+    args = (url, "--storage-options", storage(moto_endpoint), "--cache-dir", str(tmp_path / "cache"))
+    for start in ("built", "from the cache"):
+        with SdeServer(*args, no_cache=False) as s:
+            assert s.json("/api/summary", 200)["utterances"] == lines, start
+            code, _, body = s.get("/api/utterances.jsonl")
+            assert code == 200 and body == raw, (start, body[:300])
+            code, _, answer = s.request("/api/utterances/1/review", "POST", {"Content-Type": "application/json"},
+                                        json.dumps({"status": "drop"}).encode())
+            assert code == 200, answer[:300]
+        assert_no_traceback(s)
+    out = tmp_path / "kept.json"
+    r = sde("export", url, *args[1:], "--apply-reviews", "-o", str(out))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert out.read_bytes() == b"".join(raw.splitlines(keepends=True)[i] for i in range(lines) if i != 1)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sde.cache import (CacheUnusable, file_stamp, warn_on_stderr, default_cache_dir, make_room_among, mark_used,
                        open_store, report_unusable, size_limit)
 from sde.dataset import Dataset, with_predictions
+from sde.lines import ExportError, source_files
 from sde.manifest import ManifestError, read_manifest
 from sde.manifest.lhotse_reads import write_nemo_view
 from sde.nemo.infer import (StopRequested, TranscribeCancelled, run_batches, tick_bar,
@@ -385,11 +386,24 @@ def predictions_key(dataset: Dataset, model: str) -> str:
     model_identity: dict = {"spec": str(model)}
     if os.path.exists(str(model)):
         model_identity = file_stamp(model)
-    record = {"manifest": file_stamp(dataset.manifest_path), "model": model_identity,
+    record = {"manifest": _manifest_identity(dataset), "model": model_identity,
               "audio_base_path": dataset.options.audio_base_path}
     if dataset.tar_shards:  # the audio is in these tars (the key of a dataset without them is unchanged)
         record["tars"] = list(dataset.tar_shards)
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _manifest_identity(dataset: Dataset) -> dict | list[dict]:
+    """What the cached predictions of ``dataset`` depend on: its manifest's size and modification
+    time (one local file: the key as before, so cached predictions stay valid), or those (size and
+    ETag for a URL) of each of its files."""
+    try:
+        files, _ = source_files(dataset)
+    except ExportError:  # a manifest moved since the load: its predictions cannot be found again
+        return {"path": str(dataset.manifest_path)}
+    if len(files) == 1 and files[0].local:
+        return file_stamp(files[0].path)
+    return [{"path": f.path, **(f.stamp or {})} for f in files]
 
 
 def predictions_for(

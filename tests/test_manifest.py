@@ -174,6 +174,17 @@ def test_unicode_text(man):
     assert m.table["text"][0] == "привет мир 你好 🎧"
 
 
+def test_escaped_surrogate_pairs_are_kept_and_a_lone_half_is_a_bad_line(man):
+    # json.dumps writes an emoji as a pair of escapes by default; half of one is text cut inside it
+    lines = [json.dumps(utt(0, text="a 🎧 b")), json.dumps(utt(1, text="a 🎧 b"))[:-10] + '", "x": 1}',
+             json.dumps(utt(2, spk="🎧"))]
+    assert "\\ud83c\\udfa7" in lines[0] and lines[1].endswith('"a \\ud83c", "x": 1}')
+    m = read_manifest(man(lines))
+    assert m.table["text"].tolist() == ["a 🎧 b", "hello 2"] and m.table["spk"].tolist()[1] == "🎧"
+    assert reasons(m) == [(2, '"text" holds an unpaired surrogate \\ud83c (half of a character, cut when the line '
+                              'was written): fix or remove that escape')]
+
+
 def test_problem_str():
     assert str(Problem("m.json", 17, 'missing field "duration"')) == 'm.json:17: missing field "duration"'
 

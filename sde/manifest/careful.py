@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -92,12 +94,50 @@ def load_line(raw: bytes) -> tuple[Any, str | None]:
     # Python's json is what NeMo uses: it accepts NaN, Infinity and huge integers, and its messages
     # say what was expected.
     try:
-        return json.loads(text), None
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         msg = e.msg.removesuffix(" at")  # "Invalid control character at"
         return None, f"invalid JSON: {msg} at column {e.colno}"
     except RecursionError:
         return None, f"invalid JSON: nested deeper than {MAX_DEPTH} levels"
+    if _SURROGATE_ESCAPE.search(raw):
+        reason = _unpaired_surrogate(value)
+        if reason is not None:
+            return None, reason
+    return value, None
+
+
+# An escaped UTF-16 surrogate (\ud800-\udfff): Python's json reads an unpaired one as a lone
+# surrogate, which no UTF-8 text (Arrow's, a page's) can hold; orjson refuses the line.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unpaired_surrogate(value: Any) -> str | None:
+    """The reason a parsed line cannot be kept when a key or string in it holds an unpaired
+    surrogate (text cut inside a character, e.g. an emoji split in two), naming the field."""
+    for field, text in _strings(value, None):
+        found = _LONE_SURROGATE.search(text)
+        if found is not None:
+            # the name itself may hold one: escaped, the message stays valid UTF-8 (terminal, JSON)
+            where = f'"{field.encode("utf-8", "backslashreplace").decode()}"' if field is not None else "a value"
+            return (f"{where} holds an unpaired surrogate \\u{ord(found.group()):04x} (half of a character, "
+                    "cut when the line was written): fix or remove that escape")
+    return None
+
+
+def _strings(value: Any, field: str | None) -> Iterator[tuple[str | None, str]]:
+    """Every key and string in a parsed JSON value, with the top-level field it is under."""
+    if isinstance(value, str):
+        yield field, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            top = key if field is None else field
+            yield top, key
+            yield from _strings(item, top)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item, field)
 
 
 def _number(obj: dict, key: str, required: bool) -> tuple[float | None, str | None]:

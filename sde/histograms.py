@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sde.filters import NUMBER
+from sde.filters import NUMBER, QueryError
 from sde.filters.engine import arrow_column, run_sql
 
 __all__ = ["Histogram", "histogram", "histogram_of_arrays", "nice_edges", "nice_step"]
@@ -30,6 +30,11 @@ DEFAULT_CLIP_QUANTILE = 0.999
 _MIN_VALUES_TO_CLIP = 100
 # The widest integer range that still gets one bin per integer (a bar per word count up to 80).
 _MAX_INTEGER_RANGE = 80
+# Integer bins are centred on integers (edges at x.5): beyond 2**52 a float cannot hold a half.
+_EXACT_HALVES = 2.0**52
+# Bins are at least this share of the values' magnitude wide: narrower, the edges of 40 bins of
+# values like nanosecond timestamps (~1.7e18, a float step of 256) would fall on the same floats.
+_LEAST_RELATIVE_WIDTH = 2.0**-40
 
 
 @dataclass
@@ -72,13 +77,18 @@ def histogram_of_arrays(series: Sequence[pa.Array | pa.ChunkedArray | np.ndarray
         return Histogram(np.array([0.0, 1.0]), [np.zeros(1, dtype=np.int64) for _ in tables], None, None,
                          [0 for _ in tables], False)
     lo, hi = _clipped_range(spread)
-    integer = spread.all_integers and (hi - lo) <= _MAX_INTEGER_RANGE
+    magnitude = max(abs(lo), abs(hi))
+    integer = spread.all_integers and (hi - lo) <= _MAX_INTEGER_RANGE and magnitude < _EXACT_HALVES
     if integer:
         edges = np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 1.0, 1.0)
     else:
+        least = magnitude * _LEAST_RELATIVE_WIDTH
         if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        edges = nice_edges(lo, hi, bins)
+            lo, hi = lo - max(0.5, least), hi + max(0.5, least)
+        elif hi - lo < least:
+            grow = (least - (hi - lo)) / 2
+            lo, hi = lo - grow, hi + grow
+        edges = _edges_within_floats(lo, hi, bins, spread)
         lo, hi = min(lo, float(edges[0])), max(hi, float(edges[-1]))
     counts = _bin_counts(tables, edges)
     return Histogram(
@@ -89,6 +99,22 @@ def histogram_of_arrays(series: Sequence[pa.Array | pa.ChunkedArray | np.ndarray
         total=[int(c.sum()) for c in counts],  # every finite value is in a bin (outliers folded in)
         integer=integer,
     )
+
+
+def _edges_within_floats(lo: float, hi: float, bins: int, spread: _Spread) -> np.ndarray:
+    """:func:`nice_edges`, or QueryError (the page shows it in place of the figure) where the
+    values are beyond what float bins can hold: near ±1.8e308, their range overflows; a range of
+    subnormal numbers (1e-310) has no round step."""
+    with np.errstate(all="ignore"):
+        try:
+            edges = nice_edges(lo, hi, bins)
+        except (OverflowError, ValueError, ZeroDivisionError):
+            edges = None
+    if edges is None or len(edges) < 2 or not np.all(np.isfinite(edges)) or not np.all(np.diff(edges) > 0) \
+            or not math.isfinite(float(edges[-1]) - float(edges[0])):
+        raise QueryError(f"no histogram: the values, from {spread.vmin:g} to {spread.vmax:g}, are beyond what "
+                         "bins of floating-point numbers can hold")
+    return edges
 
 
 def _numeric_arrow(s: pd.Series) -> pa.Array | pa.ChunkedArray:

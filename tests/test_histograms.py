@@ -150,3 +150,34 @@ def test_a_million_values_are_binned_without_a_copy_in_python():
 def test_text_is_no_histogram():
     with pytest.raises(QueryError, match="could not run"):
         histogram(pd.DataFrame({"text": ["a", "b"]}), ["text"])
+
+
+@pytest.mark.parametrize("values", [
+    np.full(5, 1e16),                                  # a 64-bit id on every line
+    np.full(5, 5e15),
+    np.full(50, 1.7e18),                               # a nanosecond timestamp on every line
+    1.7e18 + np.arange(50) * 1e9,                      # timestamps a second apart
+    np.array([1.2345678901234568e29]),                 # one huge integer
+    np.array([1e16, 1e16 + 2]),
+    np.full(3, -1e16),
+    np.full(3, 1e308),
+    np.array([1e-300, 3e-300]),
+], ids=["1e16 everywhere", "5e15 everywhere", "ns timestamps everywhere", "ns timestamps", "one 1.2e29",
+        "two floats apart", "-1e16 everywhere", "1e308 everywhere", "tiny values"])
+def test_values_of_any_magnitude_get_increasing_edges_and_every_value_a_bin(values):
+    # 1e16 on every line gave no edges at all (IndexError) and 5e15 a step of 0 (ZeroDivisionError):
+    # the integer bins' halves and the round bins' steps were below what floats of that size hold
+    got = histogram_of_arrays([values])
+    assert np.all(np.isfinite(got.edges)) and np.all(np.diff(got.edges) > 0)
+    assert got.edges[0] <= values.min() and got.edges[-1] >= values.max()
+    assert got.total == [len(values)] and int(got.counts[0].sum()) == len(values)
+
+
+@pytest.mark.parametrize("values", [
+    np.array([1.7976931348623157e308] * 2),
+    np.array([-1.7976931348623157e308, 1.7976931348623157e308]),
+    np.array([0.0, 1e-310]),
+], ids=["the largest float", "both largest floats", "a subnormal range"])
+def test_values_no_float_bins_can_hold_are_a_message(values):
+    with pytest.raises(QueryError, match="no histogram: the values, from .* are beyond what bins"):
+        histogram_of_arrays([values])

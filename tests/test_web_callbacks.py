@@ -374,3 +374,20 @@ def test_statistics_counts_the_references_with_digits(web_dataset):
     assert want >= 1  # "=1+2 is a formula"
     alert = by_id(statistics.layout(web_dataset, "/statistics", {}), "alphabet-digits")
     assert text_of(alert).startswith(f"{want} references contain digits")
+
+
+def test_the_statistics_page_draws_the_other_fields_when_one_cannot_be_binned(tmp_path):
+    # a field of 64-bit ids (1e16) took the whole Statistics page down ("This page failed to render")
+    import json
+
+    from sde.dataset import build_dataset
+    from sde.web.pages.statistics import build_figures
+
+    rows = [{"audio_filepath": f"a{i}.wav", "duration": 1 + i, "text": "a b", "id64": 1e16, "ts": 1.7e18 + i,
+             "huge": 1.7976931348623157e308, "snr": 5 + i} for i in range(4)]
+    (tmp_path / "m.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    figures_by_key = dict(build_figures(build_dataset(tmp_path / "m.json")))
+    for key in ("duration", "id64", "ts", "snr"):
+        assert figures_by_key[key].data and sum(figures_by_key[key].data[0].y) == 4, key
+    assert not figures_by_key["huge"].data
+    assert "no histogram: the values" in figures_by_key["huge"].layout.annotations[0].text

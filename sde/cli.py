@@ -297,17 +297,17 @@ def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache
                                **(engine or {}))
     except VadError as e:  # --vad without Silero VAD installed: what to install
         fail(f"--vad: {e}")
-    for line in load_notes(dataset.problems, dataset.warnings):
-        status(line)
     # Checked at every start, never cached: files come and go while the manifest stays the same.
-    if not check_audio:
-        return dataset
-    if dataset.tar_shards:  # NeMo tarred audio / Lhotse Shar: each line's member, checked in its indexed tar
+    if check_audio and dataset.tar_shards:  # NeMo tarred audio / Lhotse Shar: each line's member, in its indexed tar
         from sde.manifest import Problem
         from sde.sources.members import with_tar_members
 
-        return with_tar_members(dataset, Problem, cache_dir=Path(cache_dir) / "tar-index" if cache_dir else None,
-                                status=status)
+        dataset = with_tar_members(dataset, Problem, cache_dir=Path(cache_dir) / "tar-index" if cache_dir else None,
+                                   status=status)
+    for line in load_notes(dataset.problems, dataset.warnings):  # after the members' check: its notes too
+        status(line)
+    if not check_audio or dataset.tar_shards:
+        return dataset
     rows = len(dataset.utterances)
     if rows > PRESENCE_MAX_ROWS:
         status(f"note: {rows:,} utterances: their audio files are not checked at start (above "

@@ -411,10 +411,12 @@ def _durations_from_headers(check: MemberCheck, table: pd.DataFrame, shards: Tar
 
 def with_tar_members(dataset: Any, problem: Callable[[str, int, str], Any], *, cache_dir: str | Path | None = None,
                      status: Callable[[str], None] | None = None) -> Any:
-    """A copy of a tarred dataset (a dataclass with ``utterances``, ``problems`` and ``tar_shards``)
+    """A copy of a tarred dataset (a dataclass with ``utterances``, ``warnings`` and ``tar_shards``)
     with :func:`check_tar_members` applied: ``audio_exists`` says whether each line's member is in
     its tar, durations missing from lines are read from the member headers (``duration_source`` =
-    "header"), one ``problem(path, line, reason)`` per bad line, notes about whole tars to ``status``.
+    "header"), one ``problem(path, line, reason)`` among the warnings per line whose audio is not
+    found (the line is kept, as a line whose audio file is missing is: counted among the skipped
+    lines, it was still exported), notes about whole tars to ``status``.
     Not cached with the tables (the tars may change); the indexes are, so a restart is cheap."""
     table = dataset.utterances
     check = check_tar_members(table, dataset.tar_shards, manifest=str(getattr(dataset, "name", "manifest")),
@@ -437,8 +439,8 @@ def with_tar_members(dataset: Any, problem: Callable[[str, int, str], Any], *, c
         out["duration"] = np.where(from_header, check.header_durations, duration.to_numpy(dtype=float, na_value=np.nan))
         out["duration_source"] = np.where(from_header, "header", out.get("duration_source", "manifest"))
         _rates_from_header(out, from_header)
-    problems = [*dataset.problems, *(problem(path, line, reason) for path, line, reason in check.problems)]
-    return dataclasses.replace(dataset, utterances=out, problems=problems, _queries={}, _lock=threading.Lock())
+    warnings = [*dataset.warnings, *(problem(path, line, reason) for path, line, reason in check.problems)]
+    return dataclasses.replace(dataset, utterances=out, warnings=warnings, _queries={}, _lock=threading.Lock())
 
 
 def _rates_from_header(table: pd.DataFrame, rows: np.ndarray) -> None:

@@ -161,7 +161,7 @@ def test_a_missing_duration_comes_from_the_members_header(tarred, tmp_path):
     assert check.header_durations[3] == pytest.approx(whole - tarred.originals[3]["offset"], abs=1e-3)
 
 
-def test_with_tar_members_marks_absent_members_and_adds_their_problems(tarred, tmp_path):
+def test_with_tar_members_marks_absent_members_and_notes_them_as_lines_kept(tarred, tmp_path):
     from sde.manifest import Problem
 
     manifest, pattern = _damaged(tarred, tmp_path, "absent member")
@@ -169,7 +169,33 @@ def test_with_tar_members_marks_absent_members_and_adds_their_problems(tarred, t
     notes: list[str] = []
     checked = members.with_tar_members(dataset, Problem, cache_dir=tmp_path / "idx", status=notes.append)
     assert checked.utterances["audio_exists"].tolist() == [True] * 5 + [False, True]
-    assert [str(p) for p in checked.problems] == [
+    assert checked.problems == dataset.problems == []  # kept, not skipped: export writes the line
+    assert [str(p) for p in checked.warnings] == [
         f"m.json:6: {tmp_path}/d/audio_1.tar: no member 'not_in_the_tar.wav' (the tar holds 3 members); "
         "check the line's shard_id and that --tarred-audio lists the shards in the order of the shard ids"]
     assert notes == [] and "audio_exists" not in dataset.utterances
+
+
+def test_a_line_whose_member_is_absent_is_kept_and_noted_by_stats_and_export(tarred, tmp_path):
+    # it was counted among the skipped lines ("skipped 1 bad lines (in neither file)") yet exported
+    import sys
+    from pathlib import Path
+
+    manifest, pattern = _damaged(tarred, tmp_path, "absent member")
+    root = Path(__file__).resolve().parents[2]
+
+    def sde(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sde.cli", *args, "--tarred-audio", pattern, "--no-cache"],
+                              capture_output=True, text=True, cwd=root, timeout=120)
+
+    summary = json.loads(sde("stats", str(manifest), "--json").stdout)
+    assert summary["utterances"] == 7 and summary["skipped_lines"] == 0, summary
+    said = sde("stats", str(manifest)).stderr
+    assert "warning: 1 note about the lines kept" in said and "no member 'not_in_the_tar.wav'" in said, said
+    assert "bad line" not in said
+    out = tmp_path / "kept.json"
+    export = sde("export", str(manifest), "-o", str(out))
+    assert export.returncode == 0 and "skipped" not in export.stderr, export.stderr
+    assert out.read_text() == manifest.read_text()
+    log = json.loads((tmp_path / "kept.json.changelog.json").read_text())
+    assert log["counts"]["skipped_lines"] == 0 and log["counts"]["kept"] == 7

@@ -168,6 +168,8 @@ CASES = {
     "truncated_past_data": (422, "truncated"),
     # The whole segment of a WAV cut in half: refused, not silently half as long (README).
     "truncated": (422, "truncated file: expected audio up to"),
+    # os.stat raises ValueError for it, not OSError: the routes answered 500
+    "nul_in_path": (404, "holds a nul character"),
 }
 # Lines after the served ones, refused when the manifest is read: case name → the field at 1e308 s.
 BEYOND_ANY_RECORDING = {"offset_huge": "offset", "duration_huge": "duration"}
@@ -206,10 +208,11 @@ def faulty(audio_dir, tmp_path_factory):
     shutil.copy(good, files["perm000"])
     os.chmod(files["perm000"], 0)
     files["truncated_inside"] = files["truncated"]
+    files["nul_in_path"] = Path(f"{d}/ba\\x00d.wav")  # as messages write it; the line holds the character
 
     rows = []
     order = ["good", "missing", "empty", "truncated", "truncated_past_data", "flac_named_wav", "text",
-             "directory", "offset", "deleted", "perm000", "truncated_inside"]
+             "directory", "offset", "deleted", "perm000", "truncated_inside", "nul_in_path"]
     for name in order:
         offset, duration = 0.0, good_dur
         if name == "offset":
@@ -219,7 +222,8 @@ def faulty(audio_dir, tmp_path_factory):
             duration = 0.05
         if name == "truncated_inside":
             duration = good_dur * 0.4  # inside the half that is there
-        rows.append({"audio_filepath": str(files[name]), "offset": offset, "duration": duration,
+        path = str(files[name]) if name != "nul_in_path" else f"{d}/ba\x00d.wav"
+        rows.append({"audio_filepath": path, "offset": offset, "duration": duration,
                      "text": f"{name} hello world", "pred_text": "hello world"})
     for name, field in BEYOND_ANY_RECORDING.items():
         rows.append({"audio_filepath": str(good), "offset": 0.0, "duration": good_dur, field: 1e308,

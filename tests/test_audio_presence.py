@@ -116,3 +116,25 @@ def test_a_case_sensitive_folder_is_not_taken_for_a_loose_one(tmp_path):
     (tmp_path / "A.wav").write_bytes(b"RIFF")
     (tmp_path / "é.wav").write_bytes(b"RIFF")
     assert not P._matches_loosely(str(tmp_path), ["a.wav", "A.wav", "é.wav"])
+
+
+@pytest.mark.parametrize("name, escaped", [
+    ("wavs/a.wav\n", True),      # a line break the page did not show: the file "a.wav" looked present
+    ("wavs/a.wav ", True),
+    ("wavs/a\x00.wav", True),
+    ("wavs/gone.wav", False),
+], ids=["a line break at the end", "a space at the end", "a NUL", "a plain missing file"])
+def test_the_problems_page_shows_a_missing_path_with_what_a_page_hides_escaped(tmp_path, write_manifest, name, escaped):
+    import json
+
+    from sde.web.pages.problems import missing_audio_block
+
+    (tmp_path / "wavs").mkdir()
+    sf.write(tmp_path / "wavs" / "a.wav", np.zeros(160, dtype="float32"), 16000)
+    manifest = write_manifest([{"audio_filepath": "wavs/a.wav", "duration": 0.01, "text": "a"},
+                               {"audio_filepath": name, "duration": 0.01, "text": "b"}])
+    checked = P.with_audio_presence(build_dataset(manifest), status=lambda _: None)
+    assert checked.utterances["audio_exists"].tolist() == [True, False]
+    block = json.dumps(missing_audio_block(checked).to_plotly_json(), default=lambda o: o.to_plotly_json())
+    path = f"{tmp_path}/{name}"
+    assert json.dumps(repr(path) if escaped else path) in block, block[-600:]

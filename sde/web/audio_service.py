@@ -101,6 +101,9 @@ class AudioService:
             raise AudioError("(no audio path)", f"utterance {utt_id} names no audio file",
                              "not_found")
         path = str(path)
+        if "\x00" in path:  # no file system names a file so (os.stat raises ValueError, not OSError)
+            raise AudioError(path.replace("\x00", "\\x00"), f"utterance {utt_id}: the audio path holds a NUL character "
+                             "(\\x00), which no file name can; fix audio_filepath in the manifest", "not_found")
         tar_row = self._tar_row(utt_id)
         if tar_row is not None:
             path = f"{self._shards.tar(tar_row[0])}:{tar_row[1]}"

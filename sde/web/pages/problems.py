@@ -68,6 +68,14 @@ MISSING_AUDIO_LINK = "problems-missing-audio-link"
 MISSING_AUDIO_SHOWN = 50  # files listed here; the Samples link shows every utterance
 
 
+def shown_path(path: str) -> str:
+    """A path as the page shows it: quoted with escapes where it holds what a page does not show
+    (a NUL, a line break, a space at either end), which may be why the file is not found."""
+    if path.isprintable() and path == path.strip():
+        return path
+    return repr(path)
+
+
 def missing_audio_block(dataset: "Dataset"):
     """The audio files that were not found at load time (sde.audio_presence), with a link to the
     utterances that name them."""
@@ -79,7 +87,7 @@ def missing_audio_block(dataset: "Dataset"):
     files = missing.drop_duplicates("audio_path")
     shown = files.head(MISSING_AUDIO_SHOWN)
     sources = shown["source"].astype(str).tolist() if "source" in shown.columns else [dataset.name] * len(shown)
-    items = [html.Li([html.Code(str(p)), f" ({src}:{int(line)})"])
+    items = [html.Li([html.Code(shown_path(p)), f" ({src}:{int(line)})"])
              for p, line, src in zip(shown["audio_path"].astype(str), shown["line"], sources)]
     more = len(files) - len(shown)
     return dbc.Alert([

@@ -365,3 +365,21 @@ def test_unknown_ids_are_json_404(faulty):
             code, hdrs, body = server.get(path)
             assert code == 404 and "no utterance" in json.loads(body)["error"], (path, body)
     _still_serving(server, ids)
+
+
+def test_an_audio_file_named_by_a_file_url_plays_and_is_counted_present(tmp_path):
+    # read as a URL it was "file not found" (404), audio_exists null and never counted missing
+    wav = tmp_path / "my file.wav"
+    sf.write(wav, np.zeros(8000, dtype=np.float32), 16000)
+    rows = [{"audio_filepath": wav.as_uri(), "duration": 0.5, "text": "a"},
+            {"audio_filepath": (tmp_path / "gone.wav").as_uri(), "duration": 0.5, "text": "b"}]
+    manifest = tmp_path / "m.json"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with SdeServer(str(manifest)) as server:
+        code, hdrs, body = server.get("/audio/0.wav")
+        assert code == 200 and hdrs["content-type"] == "audio/wav"
+        summary = server.json("/api/summary", 200)
+        assert summary["audio_missing"] == 1 and summary["audio_missing_files"] == 1
+        assert server.json("/api/utterances/0", 200)["audio_exists"] is True
+        assert server.get("/audio/1.wav")[0] == 404
+    assert_no_traceback(server)

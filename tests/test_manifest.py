@@ -378,6 +378,19 @@ def test_relative_paths_resolved_against_manifest_folder(tmp_path):
                                         f"{tmp_path}/d.wav", f"{sub}/e/f/g.wav"]
 
 
+@pytest.mark.parametrize("written, resolved", [
+    ("file:///data/a.wav", "/data/a.wav"),
+    ("file:///data/my%20file.wav", "/data/my file.wav"),   # a file URL is percent-encoded (RFC 8089)
+    ("FILE://localhost/data/a.wav", "/data/a.wav"),
+    ("file:///data/x/../a.wav", "/data/a.wav"),
+    ("file://otherhost/data/a.wav", "file://otherhost/data/a.wav"),  # not this machine's: left as it is
+    ("s3://bucket/a.wav", "s3://bucket/a.wav"),
+], ids=["file URL", "percent-encoded", "localhost", "dots", "another host", "s3"])
+def test_a_file_url_is_the_local_path_it_names(tmp_path, written, resolved):
+    t = read_manifest(write_lines(tmp_path / "m.json", [utt(0, audio_filepath=written)])).table
+    assert t["audio_filepath"].tolist() == [written] and t["audio_path"].tolist() == [resolved]
+
+
 def test_relative_manifest_path(tmp_path, monkeypatch):
     write_lines(tmp_path / "m.json", [utt(0)])
     monkeypatch.chdir(tmp_path)

@@ -31,7 +31,7 @@ from sde.cache.store import STALE_FILE_S, LinkedFile, LinkingDisk, done_with_tem
 
 
 # Bump when the layout of a built Dataset changes, so old entries are not misread.
-CACHE_FORMAT = 8
+CACHE_FORMAT = 9  # 9: file:// audio paths resolved to the local path
 
 
 #: The cache folder's subfolder of build folders (sde.build.load).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,8 +26,11 @@ def resolve_paths(fp: pa.ChunkedArray, base: str) -> pa.ChunkedArray:
         fp = pa.chunked_array([fp.combine_chunks()], pa.string())  # ~10 compute calls per chunk add up
     chunks = []
     for chunk in fp.chunks:
-        is_abs = pc.starts_with(chunk, "/")
         urls = pc.any(pc.match_substring(chunk, "://")).as_py()
+        if urls:
+            chunk = _local_file_urls(chunk)
+            urls = pc.any(pc.match_substring(chunk, "://")).as_py()
+        is_abs = pc.starts_with(chunk, "/")
         if urls:  # s3://..., https://...: a location of its own, never joined to the base
             is_abs = pc.or_(is_abs, pc.match_substring_regex(chunk, r"^[A-Za-z][A-Za-z0-9+.\-]*://"))
         rel = chunk
@@ -46,6 +50,18 @@ def resolve_paths(fp: pa.ChunkedArray, base: str) -> pa.ChunkedArray:
             out = pc.replace_with_mask(out, dotty, pa.array(fixed, pa.string()))
         chunks.append(out)
     return pa.chunked_array(chunks, pa.string())
+
+
+def _local_file_urls(chunk: pa.Array) -> pa.Array:
+    """``file:///data/a%20b.wav`` (and ``file://localhost/…``) as the local path it names
+    (``/data/a b.wav``, percent-decoded as RFC 8089 writes it): a file URL is a local file, which
+    sde checks, plays and measures as one (read as a URL, it was "not found" and never counted
+    missing). A file URL naming another host is left as it is."""
+    found = pc.match_substring_regex(chunk, "^(?i)file://(localhost)?/")
+    if not pc.any(found).as_py():
+        return chunk
+    paths = [unquote(urlsplit(url).path) for url in pc.filter(chunk, found).to_pylist()]
+    return pc.replace_with_mask(chunk, found, pa.array(paths, pa.string()))
 
 
 def base_dir(path: str | Path, audio_base_path: str | Path | None) -> str:

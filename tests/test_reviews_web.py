@@ -146,6 +146,11 @@ def test_a_stale_version_is_409_with_both_values_and_nothing_is_overwritten(serv
     ("GET", "/api/reviews?filter=%7Breview%7D%20%3E", None, 400, "missing value"),
     ("GET", "/api/utterances.jsonl?filter=%7Bnope%7D%20%3D%201", None, 400, "nope"),
     ("GET", "/api/utterances.jsonl?drop=%7Bwer%7D%20%3E", None, 400, "drop 1"),
+    # an empty rule dropped every line, removed=1 alone sent them all, removed=yes was taken for false
+    ("GET", "/api/utterances.jsonl?drop=", None, 400, "drop rule 1 is empty"),
+    ("GET", "/api/utterances.jsonl?drop=%7Bwer%7D%20%3E%2050&drop=%20", None, 400, "drop rule 2 is empty"),
+    ("GET", "/api/utterances.jsonl?removed=1", None, 400, "give at least one drop=FILTER"),
+    ("GET", "/api/utterances.jsonl?drop=%7Bwer%7D%20%3E%2050&removed=2", None, 400, "removed must be 1 or 0"),
     ("POST", "/api/rules/preview", {"rules": [{"name": "typo", "filter": "{werr} > 1"}]}, 400, "typo"),
     ("POST", "/api/rules/preview", {"yaml": "rules: [1, 2"}, 400, "not valid YAML"),
 ])

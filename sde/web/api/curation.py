@@ -46,7 +46,7 @@ from sde.reviews import (
 )
 from sde.rules import MAX_RULES, Rule, RulesError, rules_preview_route
 from sde.web import reviewing
-from sde.web.api.respond import json_response, safe_name, served_dataset
+from sde.web.api.respond import flag_arg, json_response, safe_name, served_dataset
 from sde.web.present import ApiError, requested_filter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -134,8 +134,15 @@ def utterances_jsonl() -> Response:
     store = reviewing.current_store()
     args = {"filter": requested_filter(dataset, request.args), "sort": request.args.get("sort") or ""}
     drops = request.args.getlist("drop")
+    removed = flag_arg("removed", False)
+    for i, text in enumerate(drops):
+        if not text.strip():  # an empty rule would match every line: refused, as sde export refuses it
+            raise ApiError(f"drop rule {i + 1} is empty: give the filter of the lines to drop, e.g. "
+                           "drop={wer} > 50")
+    if removed and not drops:
+        raise ApiError("removed=1 sends the lines drop rules remove: give at least one drop=FILTER")
     if drops:
-        return _stream(*_rules_selection(dataset, store, args, drops))
+        return _stream(*_rules_selection(dataset, store, args, drops, removed))
     status, payload = utterances_jsonl_route(dataset, args, store)
     if not isinstance(payload, LineStream):
         return _answer((status, payload))
@@ -143,12 +150,11 @@ def utterances_jsonl() -> Response:
 
 
 def _rules_selection(dataset: "Dataset", store: "ReviewStore | None", args: Mapping[str, str],
-                     drops: Sequence[str]) -> tuple[Iterator[bytes], str]:
+                     drops: Sequence[str], removed: bool) -> tuple[Iterator[bytes], str]:
     """The chunks of the lines the drop rules keep (or remove), planned as `sde export` plans them."""
     if len(drops) > MAX_RULES:
         raise ApiError(f"{len(drops)} drop rules; at most {MAX_RULES}")
     rules = [Rule(f"drop {i + 1}", text) for i, text in enumerate(drops)]
-    removed = request.args.get("removed") in ("1", "true")
     try:
         plan = plan_export(dataset, filter=args["filter"] or None, sort=args["sort"] or None, rules=rules, store=store)
         lines = manifest_lines(dataset)

@@ -336,6 +336,9 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
         for out in outputs:
             out.commit()
         return changelog
+    except OSError as e:  # writing (reading the sources raises ExportError): a full disk, a quota
+        raise ExportError(f"{e.filename or output}: cannot finish writing ({e.strerror or e}); free disk space or "
+                          "choose another output folder (files already there were left as they were)") from None
     finally:
         for out in outputs:
             out.discard()

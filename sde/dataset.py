@@ -542,7 +542,7 @@ def _insert_text_stats(table: pd.DataFrame, num_words: np.ndarray) -> None:
     """Word and character counts and rates, placed right after the text columns."""
     num_chars = pc.utf8_length(_arrow(table["text"])).to_numpy(zero_copy_only=False).astype("int64")
     duration = table["duration"].to_numpy(dtype="float64")
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # over: a duration of 1e-310 s
         # A zero duration has no meaningful rate: NaN, not infinity, so histograms stay sane.
         word_rate = np.where(duration > 0, num_words / duration, np.nan)
         char_rate = np.where(duration > 0, num_chars / duration, np.nan)

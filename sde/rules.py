@@ -151,8 +151,12 @@ def _rule(item: Any, where: str, number: int, line: int | None) -> Rule:
                          f"{', '.join(RULE_FIELDS)}")
     name, flt = item.get("name"), item.get("filter")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
+        # YAML reads an unquoted off, no, yes, 1.5 or 2024-01-01 as a boolean, number or date
+        quote = ('; YAML reads an unquoted off, no, yes, a number or a date as such: quote the name '
+                 '(name: "off")') if isinstance(name, (bool, int, float)) or type(name).__name__ in ("date", "datetime") \
+            else ""
         raise RulesError(f"{where}: rule {number} needs a name: a line of text of at most {MAX_NAME_CHARS} "
-                         f"characters; got {_short(name)}")
+                         f"characters; got {_short(name)}{quote}")
     name = name.strip()
     if not isinstance(flt, str) or not flt.strip():
         raise RulesError(f"{where}: rule {name!r} needs a filter (text in the filter language, e.g. "

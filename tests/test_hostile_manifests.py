@@ -15,7 +15,9 @@ are generated too, and deleted with tmp_path). All runs start together in a thre
 
 from __future__ import annotations
 
+import bz2
 import json
+import lzma
 import os
 import subprocess
 import sys
@@ -161,6 +163,13 @@ def whole_files(d: Path) -> dict[str, tuple[Path, tuple]]:
     put("png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + os.urandom(512), ("error", ["not a text manifest"]))
     put("gzip", b"\x1f\x8b\x08\x00" + b"\x00" * 64, ("error", ["gzip", "gunzip"]))
     put("utf16", line(utt(0)).decode().encode("utf-16") + b"\n", ("error", ["UTF-16", "iconv"]))
+    # said what they are, not "binary data" or one line of invalid JSON
+    put("utf16le_without_bom", (line(utt(0)) + b"\n").decode().encode("utf-16-le"), ("error", ["UTF-16 (LE)", "iconv"]))
+    put("bzip2", bz2.compress(jsonl(utt(0))), ("error", ["bzip2-compressed", "bunzip2 -k"]))
+    put("xz", lzma.compress(jsonl(utt(0))), ("error", ["xz-compressed", "unxz -k"]))
+    put("cr_line_endings", jsonl(utt(0), utt(1), utt(2)).replace(b"\n", b"\r"), ("error", ["carriage return", "tr"]))
+    # a duration of 1e-310 s made numpy print overflow warnings (a rate of 1e310 words/s)
+    put("tiny_duration", jsonl(utt(0, duration=1e-310), utt(1)), ("ok", 2, 0))
     put("empty", b"", ("error", ["no utterances", "empty"]))
     put("only_blank_lines", b"\n \n\r\n\t\n", ("error", ["no utterances"]))
     put("only_bom", b"\xef\xbb\xbf", ("error", ["no utterances"]))
@@ -197,7 +206,7 @@ WHOLE = [
     "bom", "crlf", "blank_lines", "no_final_newline", "bom_crlf_blank_mixed", "ten_mb_line", "duplicate_keys",
     "numbers_as_strings", "duration_zero", "offset_beyond_the_file", "hundred_thousand_fields",
     "nul_after_the_first_kb", "unicode_everywhere", "json_array", "json_array_pretty", "pretty_printed_object", "binary", "png", "gzip",
-    "utf16", "empty", "only_blank_lines", "only_bom", "every_line_bad", "random_text", "directory",
+    "utf16", "utf16le_without_bom", "bzip2", "xz", "cr_line_endings", "tiny_duration", "empty", "only_blank_lines", "only_bom", "every_line_bad", "random_text", "directory",
     "missing_file",
 ]
 
@@ -256,6 +265,7 @@ def test_decisions_pinned_by_the_manifest_docstring(corpus):
         s = runs[name].summary
         assert s["warnings"] == [] and s["alphabet"] == " 01dehlorw", (name, s)
     assert runs["blank_lines"].summary["total_lines"] == 7
+    assert "Warning" not in runs["tiny_duration"].stderr, runs["tiny_duration"].stderr
     assert runs["ten_mb_line"].summary["words"] == 3 + 5_000_000 + 3
     # A bad line never hides the good ones around it.
     for name in BAD_LINE_CASES:

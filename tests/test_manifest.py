@@ -418,7 +418,9 @@ def test_parse_pred_field():
     assert parse_pred_field("hyp") == HypothesisField("hyp", "hyp")
     assert parse_pred_field("hyp=whisper") == HypothesisField("hyp", "whisper")
     assert parse_pred_field(" pred_text = base ") == HypothesisField("pred_text", "base")
-    for bad in ("", "=x", "hyp=", "hyp=two words"):
+    with pytest.raises(ManifestError, match='"text" is the reference the hypotheses are scored against'):
+        parse_pred_field("text")
+    for bad in ("", "=x", "hyp=", "hyp=two words", "text", "text=ref"):
         with pytest.raises(ValueError):
             parse_pred_field(bad)
         with pytest.raises(ManifestError, match="--pred-field"):

@@ -88,6 +88,8 @@ BAD_FILES = {
     "missing filter": ("rules:\n  - name: a\n", "rule 'a' needs a filter"),
     "filter not text": ("rules:\n  - name: a\n    filter: [1, 2]\n", "needs a filter"),
     "missing name": ("rules:\n  - filter: '{wer} > 1'\n", "needs a name"),
+    "a name YAML reads as false": ("rules:\n  - {name: off, filter: '{wer} > 1'}\n", 'got False; YAML reads an unquoted off'),
+    "a name YAML reads as a number": ("rules:\n  - {name: 1.5, filter: '{wer} > 1'}\n", 'quote the name (name: "off")'),
     "duplicate names": ("rules:\n  - {name: a, filter: '{wer} > 1'}\n  - {name: a, filter: '{cer} > 1'}\n",
                         "r.yaml:3: two rules are named 'a'"),
     "enabled not boolean": ("rules:\n  - {name: a, filter: '{wer} > 1', enabled: maybe}\n", "true or false"),

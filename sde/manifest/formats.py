@@ -26,10 +26,25 @@ def head_checks(path: str, head: bytes) -> None:
         if lhotse:
             raise ManifestError(_lhotse_message(path, lhotse, compressed=True))
         raise ManifestError(f"{path}: the file is gzip-compressed; decompress it first: gunzip -k {path}")
+    for magic, kind, command in _COMPRESSED:
+        if head.startswith(magic):
+            raise ManifestError(f"{path}: the file is {kind}-compressed; decompress it first: {command} {path}")
+    if head.startswith((b"{\x00", b"\x00{")):  # JSON in UTF-16 without the byte-order mark
+        endian = "LE" if head[0:1] == b"{" else "BE"
+        raise ManifestError(f"{path}: the file is UTF-16 ({endian}) encoded; sde expects UTF-8 JSON Lines. "
+                            f"Convert it with: iconv -f UTF-16{endian} -t UTF-8 {path} > manifest.json")
+    if b"\r" in head and b"\n" not in head:
+        raise ManifestError(f"{path}: its lines end with a carriage return alone (classic Mac line endings), "
+                            f"so sde sees one line; convert them with: tr '\\r' '\\n' < {path} > manifest.json")
     if b"\x00" in head[:1024]:
         raise ManifestError(f"{path}: not a text manifest (binary data in the first KB); sde expects "
                             "a NeMo manifest: JSON Lines, one object per line with audio_filepath, "
                             "duration and text")
+
+
+# Compressed files other than gzip (which may hold a Lhotse manifest): (magic bytes, name, command).
+_COMPRESSED = ((b"BZh", "bzip2", "bunzip2 -k"), (b"\xfd7zXZ\x00", "xz", "unxz -k"),
+               (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"))
 
 
 # Files that are not NeMo manifests at all get one message saying what they look like, instead of

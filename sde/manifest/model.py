@@ -115,6 +115,9 @@ def parse_pred_field(spec: str) -> HypothesisField:
     name, label = name.strip(), label.strip()
     if not name:
         raise PredFieldError(f"--pred-field {spec!r}: the field name is empty; use FIELD or FIELD=LABEL")
+    if name == "text":
+        raise PredFieldError(f"--pred-field {spec!r}: \"text\" is the reference the hypotheses are scored "
+                             "against; name the field holding a model's output (e.g. pred_text)")
     if name in GENERATED:  # the hypothesis would be read as sde's column (`source`: each line's file)
         raise PredFieldError(f"--pred-field {spec!r}: {name!r} is the name of a column sde makes; sde cannot "
                              "score a field of that name (a field of that name is kept as "

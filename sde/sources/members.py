@@ -449,7 +449,7 @@ def _rates_from_header(table: pd.DataFrame, rows: np.ndarray) -> None:
     duration = table["duration"].to_numpy(dtype="float64", na_value=np.nan)
     for rate, count in (("word_rate", "num_words"), ("char_rate", "num_chars")):
         if rate in table.columns and count in table.columns:
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 measured = np.where(duration > 0, table[count].to_numpy(dtype="float64", na_value=np.nan) / duration,
                                     np.nan)
             table[rate] = np.where(rows, measured, table[rate].to_numpy(dtype="float64", na_value=np.nan))

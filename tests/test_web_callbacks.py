@@ -391,3 +391,26 @@ def test_the_statistics_page_draws_the_other_fields_when_one_cannot_be_binned(tm
         assert figures_by_key[key].data and sum(figures_by_key[key].data[0].y) == 4, key
     assert not figures_by_key["huge"].data
     assert "no histogram: the values" in figures_by_key["huge"].layout.annotations[0].text
+
+
+def test_the_statistics_page_draws_the_fields_with_the_most_values_and_names_the_others(tmp_path):
+    # a thousand sparse per-line keys drew a thousand histograms: 25 s to lay out, a minute to render
+    import json
+
+    from sde.dataset import build_dataset
+    from sde.web.pages.statistics import FIELDS_NOT_DRAWN, MAX_FIELD_HISTOGRAMS, build_figures, histograms_block
+
+    fields = MAX_FIELD_HISTOGRAMS + 16
+    rows = []
+    for i in range(400):
+        row = {"audio_filepath": f"a{i}.wav", "duration": 1 + i % 5, "text": "a b"}
+        row.update({f"k{f}": i for f in range(fields) if i % (f + 1) == 0})  # k0 on every line, k39 on 1 in 40
+        rows.append(row)
+    (tmp_path / "m.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = build_dataset(tmp_path / "m.json")
+    drawn = [key for key, _ in build_figures(dataset) if key.startswith("k")]
+    assert drawn == [f"k{f}" for f in range(MAX_FIELD_HISTOGRAMS)]
+    block = json.dumps(histograms_block(dataset, log=False).to_plotly_json(), default=lambda o: o.to_plotly_json())
+    assert f'"id": "{FIELDS_NOT_DRAWN}"' in block and "16 more numeric fields have no histogram here" in block
+    for f in range(MAX_FIELD_HISTOGRAMS, fields):
+        assert f'/samples?sort=-k{f}"' in block, f

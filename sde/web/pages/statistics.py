@@ -73,6 +73,23 @@ def other_numeric_columns(dataset: "Dataset") -> list[str]:
     return out
 
 
+#: Histograms of other numeric fields drawn at most: a manifest with a thousand sparse per-line keys
+#: drew a thousand (23 s to lay out, over a minute for a browser to render).
+MAX_FIELD_HISTOGRAMS = 24
+
+
+def fields_to_draw(dataset: "Dataset") -> tuple[list[str], list[str]]:
+    """(the other numeric fields drawn, in the table's order; those left out): the
+    MAX_FIELD_HISTOGRAMS with the most values, ties going to the earlier field."""
+    columns = other_numeric_columns(dataset)
+    if len(columns) <= MAX_FIELD_HISTOGRAMS:
+        return columns, []
+    df = dataset.utterances
+    counts = {c: int(df[c].count()) for c in columns}
+    chosen = set(sorted(columns, key=lambda c: -counts[c])[:MAX_FIELD_HISTOGRAMS])  # stable: ties keep order
+    return [c for c in columns if c in chosen], [c for c in columns if c not in chosen]
+
+
 def build_figures(dataset: "Dataset") -> list[tuple[str, object]]:
     """(key, figure) for every histogram of the page; pure, so tests can call it."""
     df = dataset.utterances
@@ -87,7 +104,7 @@ def build_figures(dataset: "Dataset") -> list[tuple[str, object]]:
         accuracies = {h.name or h.field: dataset.vocabulary[h.column("accuracy")].to_numpy(dtype="float64")
                       for h in dataset.hypotheses if h.column("accuracy") in dataset.vocabulary.columns}
         out.append(("word_accuracy", figures.word_accuracy_figure(accuracies)))
-    for col in other_numeric_columns(dataset):
+    for col in fields_to_draw(dataset)[0]:
         out.append((col, _histogram(df, {col: col}, col, col)))
     return out
 
@@ -226,7 +243,25 @@ def histograms_block(dataset: "Dataset", log: bool) -> html.Div:
         dbc.Switch(id=LOG_Y, label="log-scaled counts", value=log, className="small mb-0"),
         html.Span("click a bar to list its utterances in Samples", className="small text-muted"),
     ], className="d-flex align-items-center gap-3 mb-2")
-    return html.Div([controls, dbc.Row(cells, className="g-3")], id="stats-histograms")
+    return html.Div([controls, dbc.Row(cells, className="g-3"), _fields_not_drawn(dataset)], id="stats-histograms")
+
+
+FIELDS_NOT_DRAWN = "stats-fields-not-drawn"
+_NOT_DRAWN_NAMED = 50
+
+
+def _fields_not_drawn(dataset: "Dataset") -> html.Div | None:
+    """The numeric fields left without a histogram, each a link to Samples sorted by it."""
+    left = fields_to_draw(dataset)[1]
+    if not left:
+        return None
+    links: list = []
+    for col in left[:_NOT_DRAWN_NAMED]:
+        links += [dcc.Link(col, href=state.samples_href(sort=f"-{col}")), " "]
+    more = f" … and {fmt_int(len(left) - _NOT_DRAWN_NAMED)} more" if len(left) > _NOT_DRAWN_NAMED else ""
+    return html.Div([f"{fmt_int(len(left))} more numeric fields have no histogram here (the "
+                     f"{MAX_FIELD_HISTOGRAMS} drawn hold the most values); each is a column of Samples: ",
+                     *links, more], className="small text-muted", id=FIELDS_NOT_DRAWN)
 
 
 def go_copy(fig: dict) -> dict:

@@ -7,7 +7,10 @@ What a review is, how it is keyed and why the store is durable and safe to share
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
+import logging
+import os
 import re
 import sqlite3
 import threading
@@ -35,6 +38,11 @@ BODY_FIELDS = ("status", "text", "note", "tags", "version")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOTE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # a note may have lines and tabs
 _TAG_BAD = re.compile(r"[\s,\x00-\x1f\x7f]")
+_TAG_SPLIT = re.compile(r'[\s,\[\]"]+')  # how a hand-typed tags field ("noise, bad") is read as words
+# Unreadable rows are logged once each, the first this many per store: a file with a million of
+# them must not flood the terminal (all are still skipped or read leniently).
+MAX_REPORTED = 20
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -242,18 +250,25 @@ class ReviewStore:
     def __init__(self, path: str | Path, *, sources: Sequence[str] = (), read_only: bool = False,
                  timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.path = Path(path)
-        self.read_only = read_only
         self.timeout = timeout
         self.sources = tuple(sources)
         self._lock = threading.Lock()
         self._writes = 0
         self._con: sqlite3.Connection | None = None
+        self.problems: list[str] = []       # rows read leniently or skipped: what and how to fix, once each
+        self._reported: set[str] = set()
         if self.path.is_dir():
             raise ReviewsUnusable(f"{self.path} is a folder; --reviews takes a file name (e.g. reviews.sqlite)")
-        if read_only and not self.path.exists():
+        # Why editing is off: --read-only, or a file or folder that cannot be written, whose
+        # reviews are then still shown rather than turned off with an error.
+        self.read_only_reason = READ_ONLY_FLAG if read_only else _unwritable(self.path)
+        self.read_only = self.read_only_reason is not None
+        if self.read_only and not read_only:
+            log.warning("warning: %s", self.read_only_message)
+        if self.read_only and not self.path.exists():
             return  # nothing reviewed yet, and nothing may be created: an empty store
         try:
-            self._con = self._connect()
+            self._con = self._open()
             self._prepare()
         except sqlite3.Error as e:
             self.close()
@@ -262,9 +277,41 @@ class ReviewStore:
             self.close()
             raise
 
-    def _connect(self) -> sqlite3.Connection:
-        uri = self.path.absolute().as_uri() + ("?mode=ro" if self.read_only else "")
+    def _connect(self, immutable: bool = False) -> sqlite3.Connection:
+        params = (["mode=ro"] if self.read_only else []) + (["immutable=1"] if immutable else [])
+        uri = self.path.absolute().as_uri() + ("?" + "&".join(params) if params else "")
         return sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+
+    def _open(self) -> sqlite3.Connection:
+        """The connection, read-only ones included where the folder cannot be written.
+
+        A WAL database is read through its -shm index, which SQLite creates beside the file: on a
+        read-only file system (or folder) that fails with "unable to open database file" unless the
+        index is already there. Nothing can change a file there, so it is then opened immutable
+        (https://www.sqlite.org/wal.html#readonly): read as it is, without -shm or locks.
+        """
+        con = self._connect()
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.Error as e:
+            con.close()
+            if not (self.read_only and "unable to open" in str(e).lower() and _folder_unwritable(self.path)):
+                raise
+        self._warn_unfolded_wal()
+        return self._connect(immutable=True)
+
+    def _warn_unfolded_wal(self) -> None:
+        wal = Path(f"{self.path}-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            self._report(f"{wal} holds changes not yet written into {self.path.name}, and its folder is read-only, "
+                         "so they are not shown: open the reviews once where the folder is writable (sde does "
+                         "it at start) to fold them in")
+
+    @property
+    def read_only_message(self) -> str:
+        """Why editing is off, for the terminal, the inspector and a refused edit (403)."""
+        return f"reviews in {self.path} are read-only: {self.read_only_reason}"
 
     def _durable(self) -> None:
         # Only once the file is known to be ours: WAL is a persistent change to the file.
@@ -292,10 +339,10 @@ class ReviewStore:
         if meta.get("kind") != KIND:
             raise ReviewsUnusable(f"{self.path} is an SQLite database but not an sde reviews file; pass "
                                   "--reviews with a new file name (sde creates it) or with a reviews file")
-        if int(meta.get("schema_version", "0")) > SCHEMA_VERSION:
+        if _meta_int(self.path, meta, "schema_version") > SCHEMA_VERSION:
             raise ReviewsUnusable(f"{self.path} was written by a newer sde (reviews format "
                                   f"{meta['schema_version']}); upgrade sde to use it")
-        stored = set(json.loads(meta.get("sources", "[]")))
+        stored = _meta_sources(self.path, meta)
         if self.sources and stored and not stored & set(self.sources):
             raise WrongManifest(
                 f"{self.path} holds the reviews of {', '.join(sorted(stored)[:3])}, not of "
@@ -370,7 +417,7 @@ class ReviewStore:
 
     def _writable(self) -> sqlite3.Connection:
         if self.read_only:
-            raise ReadOnlyReviews("reviews are read-only here (--read-only): editing is off")
+            raise ReadOnlyReviews(self.read_only_message)
         if self._con is None:
             raise ReviewsUnusable(f"the reviews file {self.path} is closed")
         return self._con
@@ -388,22 +435,29 @@ class ReviewStore:
                 raise self._error(e, "read") from None
 
     def _get(self, con: sqlite3.Connection, key: ReviewKey) -> Review | None:
-        row = con.execute("SELECT status, text, note, tags, user, time, version FROM reviews "
+        row = con.execute(f"SELECT rowid, {_FIELDS} FROM reviews "
                           "WHERE source = ? AND line = ? AND audio_filepath = ? AND offset = ?",
                           _key_values(key)).fetchone()
-        return None if row is None else _review(key, row)
+        return None if row is None else self._readable(key, _Row("reviews", row[0]), row[1:])
 
     def reviews(self) -> list[Review]:
-        """Every utterance's current review (undone ones included, with status None)."""
+        """Every utterance's current review (undone ones included, with status None); a row that
+        cannot be read (edited by hand) is reported in `problems` and skipped or read leniently."""
         with self._lock:
             if self._con is None:
                 return []
             try:
-                rows = self._con.execute("SELECT source, line, audio_filepath, offset, status, text, note, tags, "
-                                         "user, time, version FROM reviews").fetchall()
+                rows = self._con.execute(f"SELECT rowid, source, line, audio_filepath, offset, {_FIELDS} "
+                                         "FROM reviews").fetchall()
             except sqlite3.Error as e:
                 raise self._error(e, "read") from None
-        return [_review(ReviewKey(r[0], int(r[1]), r[2], float(r[3])), r[4:]) for r in rows]
+        out = []
+        for r in rows:
+            key = self._row_key(_Row("reviews", r[0]), r[1:5])
+            review = None if key is None else self._readable(key, _Row("reviews", r[0]), r[5:])
+            if review is not None:
+                out.append(review)
+        return out
 
     def history(self, key: ReviewKey) -> list[dict]:
         """Every change of one utterance's review, oldest first."""
@@ -412,11 +466,42 @@ class ReviewStore:
                 return []
             try:
                 rows = self._con.execute(
-                    "SELECT action, status, text, note, tags, user, time, version FROM history WHERE source = ? "
+                    f"SELECT seq, action, {_FIELDS} FROM history WHERE source = ? "
                     "AND line = ? AND audio_filepath = ? AND offset = ? ORDER BY version", _key_values(key)).fetchall()
             except sqlite3.Error as e:
                 raise self._error(e, "read") from None
-        return [{"action": r[0], **_review(key, r[1:]).to_json()} for r in rows]
+        readable = ((r[1], self._readable(key, _Row("history", r[0]), r[2:])) for r in rows)
+        return [{"action": action, **review.to_json()} for action, review in readable if review is not None]
+
+    # -- rows as written by hand -------------------------------------------------------------
+
+    def _readable(self, key: ReviewKey, row: "_Row", values: Sequence) -> Review | None:
+        """A stored row as a Review, its problems reported (None: it cannot be read at all)."""
+        review, problems = _read_review(key, row, values)
+        for problem in problems:
+            self._report(f"{self.path}: {row} ({_where(key)}): {problem}")
+        return review
+
+    def _row_key(self, row: "_Row", values: Sequence) -> ReviewKey | None:
+        source, line, audio, offset = values
+        if (isinstance(source, str) and _is_int(line) and isinstance(audio, str)
+                and isinstance(offset, (int, float)) and not isinstance(offset, bool)):
+            return ReviewKey(source, int(line), audio, float(offset))
+        self._report(f"{self.path}: {row}: its key (source {_short(source)}, line {_short(line)}, audio_filepath "
+                     f"{_short(audio)}, offset {_short(offset)}) is not (text, whole number, text, number): the "
+                     f"row is skipped; fix: correct it, or run {row.delete()}")
+        return None
+
+    def _report(self, message: str) -> None:
+        """Log a problem of the file once (the rows are read again after every change)."""
+        if message in self._reported or len(self.problems) > MAX_REPORTED:
+            return
+        if len(self.problems) == MAX_REPORTED:
+            message = (f"{self.path}: more rows cannot be read as written; only the first {MAX_REPORTED} are "
+                       "listed: fix those and start sde again to see the others")
+        self._reported.add(message)
+        self.problems.append(message)
+        log.warning("warning: %s", message)
 
     def generation(self) -> tuple[int, int]:
         """Changes whenever anyone (this process or another) commits: a key for derived caches."""
@@ -475,19 +560,29 @@ class ReviewStore:
         return review
 
     def _current(self, con: sqlite3.Connection, key: ReviewKey) -> tuple[Review, int] | None:
-        row = con.execute("SELECT status, text, note, tags, user, time, version, base FROM reviews "
+        row = con.execute(f"SELECT rowid, {_FIELDS}, base FROM reviews "
                           "WHERE source = ? AND line = ? AND audio_filepath = ? AND offset = ?",
                           _key_values(key)).fetchone()
-        return None if row is None else (_review(key, row[:7]), int(row[7]))
+        if row is None:
+            return None
+        where = _Row("reviews", row[0])
+        review, problems = _read_review(key, where, row[1:8])
+        if review is None:
+            # Overwriting it would lose the state and history it stands for: the user decides.
+            raise ReviewsUnusable(f"{self.path}: {where} ({_where(key)}) cannot be read, so nothing was saved "
+                                  f"over it: {problems[0]}")
+        return review, (int(row[8]) if _is_int(row[8]) else -1)  # an unreadable base: nothing to undo
 
     def _version_state(self, con: sqlite3.Connection, key: ReviewKey, version: int) -> tuple[Review, int]:
-        row = con.execute("SELECT status, text, note, tags, user, time, version, base FROM history WHERE source = ? "
+        row = con.execute(f"SELECT seq, {_FIELDS}, base FROM history WHERE source = ? "
                           "AND line = ? AND audio_filepath = ? AND offset = ? AND version = ?",
                           (*_key_values(key), version)).fetchone()
-        if row is None:
-            raise ReviewsUnusable(f"{self.path}: the history of {key.source}:{key.line} lacks version {version}; "
-                                  "the file was edited by hand")
-        return _review(key, row[:7]), int(row[7])
+        review = None if row is None else self._readable(key, _Row("history", row[0]), row[1:8])
+        if review is None or not _is_int(row[8]):
+            raise ReviewsUnusable(f"{self.path}: the history of {key.source}:{key.line} lacks a readable version "
+                                  f"{version}, so it cannot be undone: the file was edited by hand; save a new "
+                                  "review instead")
+        return review, int(row[8])
 
     def _write(self, con: sqlite3.Connection, review: Review, *, base: int, action: str) -> None:
         values = (review.status, review.text, review.note, json.dumps(list(review.tags), ensure_ascii=False),
@@ -507,7 +602,174 @@ def _key_values(key: ReviewKey) -> tuple:
     return (key.source, int(key.line), key.audio_filepath, float(key.offset))
 
 
-def _review(key: ReviewKey, row: Sequence) -> Review:
-    status, text, note, tags, user, t, version = row
-    return Review(key, status, text, note, tuple(json.loads(tags or "[]")), user,
-                  None if t is None else float(t), int(version))
+# ------------------------------------------------------------------------ rows as stored on disk
+# sde writes every row itself, but the file is the user's: one edited with the sqlite3 shell may hold
+# what sde never writes (tags typed as "noise, bad", a fix without its text). Such a row is read as
+# near to what was meant as can be told, or skipped, and reported with the SQL that repairs it,
+# rather than stopping the server.
+
+_FIELDS = "status, text, note, tags, user, time, version"
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One stored row, named in messages and in the SQL that repairs it."""
+
+    table: str   # "reviews" (rowid) or "history" (seq)
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.table} row {self.id}"
+
+    def _where(self) -> str:
+        return f"WHERE {'rowid' if self.table == 'reviews' else 'seq'} = {self.id}"
+
+    def update(self, field: str, value: Any) -> str:
+        return f"UPDATE {self.table} SET {field} = {_sql_literal(value)} {self._where()}"
+
+    def fix(self, sql: str) -> str:
+        """How to repair the row: in the inspector (which rewrites a current review whole), or SQL."""
+        inspector = "save the review again in the inspector, or " if self.table == "reviews" else ""
+        return f"fix: {inspector}run {sql}"
+
+    def delete(self) -> str:
+        return f"DELETE FROM {self.table} {self._where()}"
+
+
+def _read_review(key: ReviewKey, row: _Row, values: Sequence) -> tuple[Review | None, list[str]]:
+    """The row's values as a Review, and what in them was not as sde writes it (with the fix)."""
+    status, text, note, tags, user, t, version = values
+    if status is not None and status not in STATUSES:
+        return None, [f"status {_short(status)} is not keep, drop or fix: the row is skipped; fix: run "
+                      f"{row.update('status', 'keep')} (or drop, fix), or {row.delete()}"]
+    if not _is_int(version) or version < 0:
+        return None, [f"version {_short(version)} is not a whole number: the row is skipped; fix: run "
+                      f"{row.update('version', 1)}, or {row.delete()}"]
+    problems: list[str] = []
+    text = _stored_text("text", text, row, problems)
+    note = _stored_text("note", note, row, problems)
+    user = _stored_text("user", user, row, problems)
+    read_tags, wrong, as_json = _stored_tags(tags)
+    if wrong:
+        problems.append(f"tags {_short(tags)} {wrong}: read as {as_json}; {row.fix(row.update('tags', as_json))}")
+    t = _stored_time(t, row, problems)
+    if status == "fix" and text is None:
+        # A fix leaves the line as it is without its text: counting it as fixed would be a lie.
+        problems.append('status "fix" has no corrected text: read as "keep" (the line is kept unchanged); fix: '
+                        f"type the transcript in the inspector and press Fix, or run {row.update('status', 'keep')}")
+        status = "keep"
+    return Review(key, status, text, note, read_tags, user, t, int(version)), problems
+
+
+def _stored_text(name: str, value: Any, row: _Row, problems: list[str]) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    problems.append(f"{name} {_short(value)} is not text: read as empty; {row.fix(row.update(name, None))}")
+    return None
+
+
+def _stored_time(value: Any, row: _Row, problems: list[str]) -> float | None:
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return None if value is None else float(value)
+    problems.append(f"time {_short(value)} is not seconds since 1970: read as unknown; "
+                    f"{row.fix(row.update('time', None))}")
+    return None
+
+
+@functools.lru_cache(maxsize=4096)  # rows share a few tag sets: 200k rows read ~2x faster
+def _stored_tags(value: Any) -> tuple[tuple[str, ...], str | None, str]:
+    """(the tags, what is wrong with the stored value or None, the tags as JSON) of a tags field: a
+    JSON list of words; anything else is read as the words it holds ("noise, bad")."""
+    if value is None or value == "" or value == "[]":
+        return (), None, "[]"
+    parsed = _json_list(value)
+    if parsed is not None:
+        try:
+            return _tags(parsed), None, value
+        except InvalidReview as e:
+            return (), f"has a tag sde would not save ({e})", "[]"
+    words = [w for w in _TAG_SPLIT.split(value) if w] if isinstance(value, str) else []
+    try:
+        tags = _tags(words)
+    except InvalidReview:
+        tags = ()
+    return tags, "is not a JSON list of words", json.dumps(list(tags), ensure_ascii=False)
+
+
+def _json_list(value: Any) -> list | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, list) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _where(key: ReviewKey) -> str:
+    return f"{key.source} line {key.line}, {key.audio_filepath} at {key.offset:g} s"
+
+
+def _meta_int(path: Path, meta: dict, name: str) -> int:
+    value = meta.get(name, "0")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ReviewsUnusable(f"{path}: meta row {name!r} is {_short(value)}, not a whole number (edited by hand?); "
+                              f"fix: UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = '{name}'") from None
+
+
+def _meta_sources(path: Path, meta: dict) -> set[str]:
+    """The manifest file names the file was made for (a JSON list of names)."""
+    parsed = _json_list(meta.get("sources", "[]"))
+    if parsed is None or not all(isinstance(name, str) for name in parsed):
+        raise ReviewsUnusable(f"{path}: meta row 'sources' is {_short(meta.get('sources'))}, not a JSON list of "
+                              "manifest file names (edited by hand?); fix: UPDATE meta SET value = "
+                              "'[\"manifest.json\"]' WHERE key = 'sources', with your manifest's file name")
+    return set(parsed)
+
+
+# ------------------------------------------------------------------------ files sde cannot write
+
+READ_ONLY_FLAG = "sde was started with --read-only; they are shown, not edited"
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the reviews file `path` cannot be written (None: it can). SQLite writes the file and,
+    in WAL mode, its -wal and -shm files beside it, so the folder must be writable too."""
+    folder = path.absolute().parent
+    if _read_only_file_system(folder):
+        return (f"its folder {folder} is on a read-only file system; they are shown, not edited: to edit them, "
+                "copy the file to a writable folder and pass --reviews with the copy")
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is not writable; they are shown, not edited: to edit them, make it writable (chmod u+w)"
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        return (f"its folder {folder} is not writable (SQLite writes {path.name}-wal and {path.name}-shm beside "
+                "the file); they are shown, not edited: to edit them, make the folder writable or copy the file")
+    return None
+
+
+def _folder_unwritable(path: Path) -> bool:
+    folder = path.absolute().parent
+    return _read_only_file_system(folder) or not os.access(folder, os.W_OK | os.X_OK)
+
+
+def _read_only_file_system(folder: Path) -> bool:
+    if not hasattr(os, "statvfs"):  # Windows: os.access tells it
+        return False
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False  # a missing folder: opening the file says so

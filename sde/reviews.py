@@ -14,7 +14,11 @@ folder (one file per manifest, named after its path), or any file given with `--
   new version (so an undo is itself visible to, and checked against, other editors).
 * Keys: (source file name, line, audio_filepath as written, offset): stable across rebuilds and
   cache moves, and precise enough that a review never lands on another utterance after the file
-  was edited (such reviews are "stale": counted, not applied).
+  was edited (such reviews are "stale": counted, not applied). A line may hold several rows (a
+  Lhotse cut's supervisions): the offset tells them apart.
+* A file edited by hand into rows sde never writes is read leniently or row by row skipped, each
+  problem reported once (`ReviewStore.problems`, the log) with the SQL that repairs it.
+* A file sde cannot write (read-only file system or folder) is opened read-only, with the reason.
 * A reviews file records the manifest file names it was made for; a file that shares none of them
   with the dataset, or whose reviews match none of its lines, is refused with a message.
 """
@@ -168,7 +172,12 @@ def check_reviews_match(dataset: "Dataset", store: ReviewStore) -> None:
 
 
 class UtteranceKeys:
-    """Review keys of a dataset's rows, and rows of review keys."""
+    """Review keys of a dataset's rows, and rows of review keys.
+
+    Several rows may share a (source, line): a Lhotse cut's line holds all its supervisions, told
+    apart by their offset (and audio). The rows are kept sorted by (source, line, offset), so a key
+    is found exactly with two binary searches, for any number of keys at once.
+    """
 
     def __init__(self, dataset: "Dataset") -> None:
         files, self.codes = source_files(dataset)
@@ -179,8 +188,9 @@ class UtteranceKeys:
         self.audio = utt["audio_filepath"]
         self.offsets = utt["offset"].to_numpy(dtype="float64", na_value=0.0)
         combined = (self.codes.astype(np.int64) << 40) | self.lines
-        self._order = np.argsort(combined, kind="stable")
-        self._sorted = combined[self._order]
+        self._order = _key_order(combined, self.offsets)
+        self._sorted = combined if self._order is None else combined[self._order]
+        self._sorted_offsets = self.offsets if self._order is None else self.offsets[self._order]
 
     def key(self, position: int) -> ReviewKey:
         return ReviewKey(self.names[int(self.codes[position])], int(self.lines[position]),
@@ -192,18 +202,56 @@ class UtteranceKeys:
             return np.empty(0, dtype=np.int64)
         codes = np.array([self._code_of.get(k.source, -1) for k in keys], dtype=np.int64)
         lines = np.array([k.line for k in keys], dtype=np.int64)
+        offsets = np.array([k.offset for k in keys], dtype="float64")
         wanted = (codes << 40) | lines
-        at = np.minimum(np.searchsorted(self._sorted, wanted), len(self._sorted) - 1)
-        found = (codes >= 0) & (self._sorted[at] == wanted)
-        out = np.where(found, self._order[at], -1)
-        hit = np.flatnonzero(found)
-        if len(hit):
-            rows = out[hit]
-            same_audio = self.audio.iloc[rows].to_numpy(dtype=object) == np.array(
-                [keys[i].audio_filepath for i in hit.tolist()], dtype=object)
-            same_offset = self.offsets[rows] == np.array([keys[i].offset for i in hit.tolist()])
-            out[hit[~(same_audio & same_offset)]] = -1
+        lo = np.searchsorted(self._sorted, wanted, side="left")
+        hi = np.where(codes >= 0, np.searchsorted(self._sorted, wanted, side="right"), lo)
+        first = _first_at_least(self._sorted_offsets, lo, hi, offsets)
+        return self._same_audio(first, hi, offsets, [k.audio_filepath for k in keys])
+
+    def _same_audio(self, candidate: np.ndarray, hi: np.ndarray, offsets: np.ndarray,
+                    audio: list[str]) -> np.ndarray:
+        """Walk each key's rows of the same (source, line, offset), in sorted order, to the first
+        with its audio_filepath: usually one step, as rows of a line rarely share an offset."""
+        out = np.full(len(candidate), -1, dtype=np.int64)
+        todo = np.flatnonzero(candidate < hi)
+        while len(todo):
+            todo = todo[self._sorted_offsets[candidate[todo]] == offsets[todo]]
+            at = candidate[todo]
+            rows = at if self._order is None else self._order[at]
+            wanted = np.array([audio[i] for i in todo.tolist()], dtype=object)
+            # str() as in key(): the audio a review was saved with is the row's, as text
+            same = np.array([str(a) for a in self.audio.iloc[rows].tolist()], dtype=object) == wanted
+            out[todo[same]] = rows[same]
+            todo = todo[~same]
+            candidate[todo] += 1
+            todo = todo[candidate[todo] < hi[todo]]
         return out
+
+
+def _key_order(combined: np.ndarray, offsets: np.ndarray) -> np.ndarray | None:
+    """The rows' order by (source and line, offset); None when they are in it already (a manifest
+    read in order, the usual case: no 80 MB permutation for 10M rows)."""
+    if len(combined) < 2:
+        return None
+    step = np.diff(combined)
+    if bool(np.all((step > 0) | ((step == 0) & (offsets[1:] >= offsets[:-1])))):
+        return None
+    return np.lexsort((offsets, combined))
+
+
+def _first_at_least(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """For each i, the first index in values[lo[i]:hi[i]] (sorted) whose value is >= targets[i]
+    (hi[i] when none): a binary search of every range at once, log2(longest range) numpy steps."""
+    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+    open_ = np.flatnonzero(lo < hi)
+    while len(open_):
+        mid = (lo[open_] + hi[open_]) // 2
+        below = values[mid] < targets[open_]
+        lo[open_[below]] = mid[below] + 1
+        hi[open_[~below]] = mid[~below]
+        open_ = open_[lo[open_] < hi[open_]]
+    return lo
 
 
 def utterance_keys(dataset: "Dataset") -> UtteranceKeys:
@@ -391,14 +439,15 @@ def review_get_route(dataset: "Dataset", store: ReviewStore | None, utterance_id
 
 
 def reviews_list_route(dataset: "Dataset", store: ReviewStore | None, args: Mapping[str, str]) -> tuple[int, dict]:
-    """GET /api/reviews?filter=Q&sort=S&page=P&page_size=N → {"total", "page", "page_size", "rows", "stale"}:
-    the reviewed utterances that the filter selects (review columns included), with their review."""
+    """GET /api/reviews?filter=Q&sort=S&page=P&page_size=N → {"total", "page", "page_size", "rows", "stale",
+    "problems"}: the reviewed utterances that the filter selects (review columns included), with their
+    review; "problems" lists rows of the file that were edited by hand into something unreadable."""
     try:
         page = _int_arg(args, "page", 0, 10**9)
         page_size = _int_arg(args, "page_size", 50, MAX_PAGE_SIZE, lo=1)
         filter_text, sort_text = args.get("filter") or None, args.get("sort") or None
         if store is None:
-            return 200, {"total": 0, "page": page, "page_size": page_size, "rows": [], "stale": 0}
+            return 200, {"total": 0, "page": page, "page_size": page_size, "rows": [], "stale": 0, "problems": []}
         aligned = aligned_reviews(dataset, store)
         by_position = {p: r for p, r in zip(aligned.positions.tolist(), aligned.reviews) if r.status is not None}
         selected = query_for(dataset, store, "review", filter_text, sort_text).select(filter_text, sort_text)
@@ -412,7 +461,7 @@ def reviews_list_route(dataset: "Dataset", store: ReviewStore | None, args: Mapp
             rows.append({"id": position, "reference": None if pd.isna(reference) else str(reference),
                          **by_position[position].to_json()})
         return 200, {"total": int(len(hits)), "page": page, "page_size": page_size, "rows": rows,
-                     "stale": aligned.stale}
+                     "stale": aligned.stale, "problems": list(store.problems)}
     except QueryError as e:
         payload: dict[str, Any] = {"error": str(e)}
         if getattr(e, "position", None) is not None:

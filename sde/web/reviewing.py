@@ -42,7 +42,7 @@ class Reviewing:
 
     def why_not_editable(self) -> str:
         if self.store is not None and self.store.read_only:
-            return f"this server is read-only (--read-only): reviews in {self.store.path} are shown, not edited"
+            return self.store.read_only_message  # --read-only, or a file system sde cannot write
         return self.problem or OFF
 
 

@@ -245,6 +245,12 @@ def test_cli_export_gz_output(small, tmp_path):
     r = run_cli("export", "m.json", "-o", "kept.json.gz", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert gzip.decompress((tmp_path / "kept.json.gz").read_bytes()) == b"".join(valid)
+    # read back (it was "the file is gzip-compressed; decompress it first"): stats, then an export of it
+    stats = run_cli("stats", "kept.json.gz", "--json", "--no-cache", cwd=tmp_path)
+    assert stats.returncode == 0 and json.loads(stats.stdout)["utterances"] == len(valid), stats.stderr
+    again = run_cli("export", "kept.json.gz", "--sort", "-duration", "-o", "sorted.json", "--no-cache", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "sorted.json").read_bytes() == b"".join(sorted(valid, key=lambda v: -json.loads(v)["duration"]))
 
 
 @pytest.mark.parametrize("args, code, message", [

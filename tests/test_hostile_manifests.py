@@ -16,6 +16,7 @@ are generated too, and deleted with tmp_path). All runs start together in a thre
 from __future__ import annotations
 
 import bz2
+import gzip
 import json
 import lzma
 import os
@@ -161,7 +162,9 @@ def whole_files(d: Path) -> dict[str, tuple[Path, tuple]]:
         ("error", ["pretty-printed", "jq -c"]))
     put("binary", bytes(range(256)) * 64, ("error", ["not a text manifest"]))
     put("png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + os.urandom(512), ("error", ["not a text manifest"]))
-    put("gzip", b"\x1f\x8b\x08\x00" + b"\x00" * 64, ("error", ["gzip", "gunzip"]))
+    put("gzip", b"\x1f\x8b\x08\x00" + b"\x00" * 64, ("error", ["gzip-compressed file is damaged", "gzip -t"]))
+    put("gzip_cut_short", gzip.compress(jsonl(utt(0), utt(1)))[:30], ("error", ["damaged or cut short"]))
+    put("gzip_of_a_manifest", gzip.compress(jsonl(utt(0), b"oops", utt(2))), ("ok", 2, 1))
     put("utf16", line(utt(0)).decode().encode("utf-16") + b"\n", ("error", ["UTF-16", "iconv"]))
     # said what they are, not "binary data" or one line of invalid JSON
     put("utf16le_without_bom", (line(utt(0)) + b"\n").decode().encode("utf-16-le"), ("error", ["UTF-16 (LE)", "iconv"]))
@@ -206,7 +209,7 @@ WHOLE = [
     "bom", "crlf", "blank_lines", "no_final_newline", "bom_crlf_blank_mixed", "ten_mb_line", "duplicate_keys",
     "numbers_as_strings", "duration_zero", "offset_beyond_the_file", "hundred_thousand_fields",
     "nul_after_the_first_kb", "unicode_everywhere", "json_array", "json_array_pretty", "pretty_printed_object", "binary", "png", "gzip",
-    "utf16", "utf16le_without_bom", "bzip2", "xz", "cr_line_endings", "tiny_duration", "empty", "only_blank_lines", "only_bom", "every_line_bad", "random_text", "directory",
+    "gzip_cut_short", "gzip_of_a_manifest", "utf16", "utf16le_without_bom", "bzip2", "xz", "cr_line_endings", "tiny_duration", "empty", "only_blank_lines", "only_bom", "every_line_bad", "random_text", "directory",
     "missing_file",
 ]
 

@@ -97,6 +97,8 @@ def cut_in_parts(sources: SourceSet, part_bytes: int = PART_BYTES) -> bool:
     """Whether ``sources`` (local, remote or both) are built part by part: NeMo JSON lines of more
     than ``part_bytes`` in all. Not: another format (Lhotse, gzip), or a store that cannot be
     reached (the one-piece read reports that with its fix)."""
+    if any(s.location.endswith(".gz") for s in sources.sources):
+        return False  # a gzip stream cannot be cut at byte offsets: read whole, decompressed as it goes
     try:
         found = remote.details([s.location for s in sources.sources if s.remote]) \
             if any(s.remote for s in sources.sources) else {}

@@ -31,7 +31,8 @@ def batch_jobs(sources: SourceSet, sizes: list[int | None]) -> list[list[tuple[i
     batch: list[tuple[int, Source]] = []
     batch_bytes = 0
     for k, (source, size) in enumerate(zip(sources.sources, sizes)):
-        small = size is not None and size <= SMALL_FILE_BYTES
+        # a gzip-compressed shard is read (decompressed) by itself, as one file is
+        small = size is not None and size <= SMALL_FILE_BYTES and not source.location.endswith(".gz")
         if batch and (not small or batch_bytes + (size or 0) > BATCH_BYTES):
             jobs.append(batch)
             batch, batch_bytes = [], 0

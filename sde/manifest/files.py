@@ -4,9 +4,11 @@ parsed into pieces; then completed from other files and tagged with its place am
 
 from __future__ import annotations
 
+import gzip
 import io
 import mmap
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ import numpy as np
 
 from sde.manifest.columns import string_column
 from sde.manifest.fast import chunk_pieces
-from sde.manifest.formats import check_json_array, check_other_formats, head_checks
+from sde.manifest.formats import check_json_array, check_other_formats, gzip_checks, head_checks
 from sde.manifest.model import STRICT_HINT, ManifestError, ManifestPart, Problem
 from sde.manifest.other_files import fill_from_files
 from sde.manifest.paths import base_dir, resolve_paths
@@ -27,6 +29,7 @@ from sde.sources import RemoteError, Source, is_url, remote
 # Chunk of the file handled at once: large enough for pyarrow's threads to pay off, small enough
 # that a chunk falling back to the careful path costs well under a second, and memory stays low.
 CHUNK_BYTES = 32 << 20
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 # How many problems a whole-file error quotes.
@@ -119,9 +122,16 @@ def read_file(path: str | Path, spec: Spec, strict: bool, progress: bool, *, sho
     shown = location if shown is None else shown
     is_remote = is_url(location)
     f, size = _open_remote(location) if is_remote else open_local(location, shown)
+    compressed = False
     try:
         with f:
             head = f.read(4096)
+            if head.startswith(GZIP_MAGIC) and part is None:  # sde export -o kept.json.gz, read back
+                gzip_checks(shown, head)
+                f.seek(0)
+                f = gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[assignment]  # the file closes with the outer one
+                compressed = True
+                head = f.read(4096)
             head_checks(shown, head)
             check_json_array(shown, f, head)
             check_other_formats(shown, f)
@@ -133,12 +143,15 @@ def read_file(path: str | Path, spec: Spec, strict: bool, progress: bool, *, sho
                                      state, pieces, size, shown, progress, stop=part.stop, line0=part.first_line)
             elif size:
                 start = 3 if head.startswith(b"\xef\xbb\xbf") else 0  # a BOM is not an error
-                if is_remote:
+                if is_remote or compressed:
                     total = read_chunks(streamed_chunks(f, start), state, pieces, size, shown, progress)
                 else:
                     total = _read_mapped(f, start, state, pieces, size, shown, progress)
     except ManifestError:
         raise
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise ManifestError(f"{shown}: the gzip-compressed file is damaged or cut short ({e}); compress it "
+                            "again, or check it with: gzip -t FILE") from None
     except Exception as e:  # the connection (any backend's exception) or the disk failed mid-file
         if is_remote:
             raise ManifestError(str(remote.explain(location, e))) from None

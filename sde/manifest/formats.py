@@ -22,9 +22,7 @@ def head_checks(path: str, head: bytes) -> None:
         raise ManifestError(f"{path}: the file is UTF-16 encoded; sde expects UTF-8 JSON Lines. "
                             f"Convert it with: iconv -f UTF-16 -t UTF-8 {path} > manifest.json")
     if head.startswith(b"\x1f\x8b"):
-        lhotse = _lhotse_kind(_json_objects(_text_lines(_gunzip_head(head))))
-        if lhotse:
-            raise ManifestError(_lhotse_message(path, lhotse, compressed=True))
+        gzip_checks(path, head)
         raise ManifestError(f"{path}: the file is gzip-compressed; decompress it first: gunzip -k {path}")
     for magic, kind, command in _COMPRESSED:
         if head.startswith(magic):
@@ -57,6 +55,14 @@ _AUDIO_COLUMN_WORDS = ("audio", "path", "file", "wav", "flac", "mp3")
 _TEXT_COLUMN_WORDS = ("text", "transcript", "sentence", "transcription", "utterance", "label")
 _TABLE_COLUMN_WORDS = _AUDIO_COLUMN_WORDS + _TEXT_COLUMN_WORDS + ("duration", "speaker", "id", "client")
 _KALDI_ID = re.compile(r"[\w.\-:/]+")
+
+
+def gzip_checks(path: str, head: bytes) -> None:
+    """A gzip-compressed file that holds a Lhotse manifest gets the Lhotse message (a NeMo one is
+    read decompressed: sde.manifest.files)."""
+    lhotse = _lhotse_kind(_json_objects(_text_lines(_gunzip_head(head))))
+    if lhotse:
+        raise ManifestError(_lhotse_message(path, lhotse, compressed=True))
 
 
 def _gunzip_head(head: bytes) -> bytes:

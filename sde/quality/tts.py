@@ -47,23 +47,38 @@ def speaker_table(table: pd.DataFrame, speaker_column: str = "speaker") -> pd.Da
     frame = pd.DataFrame({"speaker": codes})
     for col in ("duration", "speech_duration", "sample_rate", "lufs", "clipping_ratio"):
         frame[col] = pd.to_numeric(table[col], errors="coerce").to_numpy(np.float64) if col in table else np.nan
+    clipping = frame["clipping_ratio"]
+    # whether each utterance clips, unknown where it was not measured: a group's mean is its share
+    frame["clips"] = (clipping > GUIDANCE["clipped_sample_share"]).astype(np.float64).where(clipping.notna())
     grouped = frame.groupby("speaker", sort=False)
     out = pd.DataFrame({
         "utterances": grouped.size(),
         "hours": grouped["duration"].sum(min_count=1) / 3600.0,
         "speech_hours": grouped["speech_duration"].sum(min_count=1) / 3600.0,
-        "sample_rates": grouped["sample_rate"].agg(lambda s: sorted({int(v) for v in s.dropna()})),
         "lufs_median": grouped["lufs"].median(),
         "lufs_spread": grouped["lufs"].quantile(0.75) - grouped["lufs"].quantile(0.25),
-        "clipping_share": grouped["clipping_ratio"].agg(
-            lambda s: float((s.dropna() > GUIDANCE["clipped_sample_share"]).mean()) if s.notna().any() else np.nan),
+        "clipping_share": grouped["clips"].mean(),
     })
+    # Vectorised: a Python function per speaker took seconds at 50,000 speakers.
+    out["sample_rates"] = _sample_rates(frame, out.index)
     out = out.reset_index()
     out["speaker"] = np.asarray(names, dtype=object)[out["speaker"].to_numpy()]
     return out.sort_values(["hours", "speaker"], ascending=[False, True], na_position="last")
 
 
-def _flags(row: pd.Series, missing: list[str]) -> list[dict[str, str]]:
+def _sample_rates(frame: pd.DataFrame, speakers: pd.Index) -> list[list[int]]:
+    """Per speaker (in ``speakers``' order), the distinct sample rates of its utterances, sorted."""
+    pairs = frame.loc[frame["sample_rate"].notna(), ["speaker", "sample_rate"]]
+    pairs = pairs.assign(sample_rate=pairs["sample_rate"].astype(np.int64)).drop_duplicates()
+    pairs = pairs.sort_values(["speaker", "sample_rate"], kind="stable")
+    owners = pairs["speaker"].to_numpy()
+    rates = pairs["sample_rate"].to_numpy().tolist()
+    starts = np.searchsorted(owners, speakers.to_numpy(), side="left")
+    ends = np.searchsorted(owners, speakers.to_numpy(), side="right")
+    return [rates[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+
+
+def _flags(row: Any, missing: list[str]) -> list[dict[str, str]]:
     flags: list[dict[str, str]] = []
     hours = row["speech_hours"] if pd.notna(row["speech_hours"]) else row["hours"]
     kind = "speech" if pd.notna(row["speech_hours"]) else "audio"
@@ -99,6 +114,21 @@ def _phoneme_coverage(table: pd.DataFrame, lang: str, speaker_column: str, text_
     return hist, inventory, "reference text"
 
 
+def _counts_by_speaker(hist: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """speaker → {phoneme: count} from phoneme_histograms' rows, each speaker's in their order."""
+    order = np.argsort(hist["speaker"].to_numpy(dtype=object), kind="stable")
+    owners = hist["speaker"].to_numpy(dtype=object)[order].tolist()
+    phonemes = hist["phoneme"].to_numpy(dtype=object)[order].tolist()
+    counts = hist["count"].to_numpy()[order].tolist()
+    out: dict[str, dict[str, int]] = {}
+    start = 0
+    for end in range(1, len(owners) + 1):
+        if end == len(owners) or owners[end] != owners[start]:
+            out[owners[start]] = dict(zip(phonemes[start:end], counts[start:end]))
+            start = end
+    return out
+
+
 def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: str = "speaker",
                text_column: str = "text", limit: int | None = None, counts: bool = False) -> dict[str, Any]:
     """The ``/api/tts`` JSON: ``{"speakers": [...], "phoneme_inventory": [...], ...}``.
@@ -118,11 +148,11 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
         try:
             hist, inventory, source = _phoneme_coverage(table, lang, speaker_column, text_column)
             report.update(phoneme_inventory=inventory, inventory_source=source, language=lang)
-            seen = {s: dict(zip(g["phoneme"], g["count"])) for s, g in hist.groupby("speaker", sort=False)}
+            seen = _counts_by_speaker(hist)
         except PhonemizerError as exc:
             report["phoneme_error"] = str(exc)
     speakers = []
-    for _, row in stats.iterrows():
+    for row in stats.to_dict("records"):  # iterrows made a Series per speaker: seconds at 50,000
         counts_of = seen.get(row["speaker"], {})
         missing = [p for p in report["phoneme_inventory"] if p not in counts_of] if lang else []
         rare = sorted(p for p, c in counts_of.items() if c < GUIDANCE["rare_phoneme_count"])

@@ -145,6 +145,14 @@ def test_a_sort_longer_than_the_filter_limit_is_400(server):
     assert code == 400 and "too long" in body["error"]
 
 
+def test_a_filter_whose_url_is_too_long_to_read_is_a_json_414_and_the_server_serves_on(server):
+    # 9,000 emoji: a filter within the 10,000-character limit, ~108 KB in a URL; it was an HTML page
+    code, body, _ = get(server, "/api/utterances", filter='{text} contains "' + "😀" * 9_000 + '"')
+    assert code == 414 and isinstance(body, dict), body[:200] if isinstance(body, bytes) else body
+    assert "longer than 65,536 bytes" in body["error"] and "shorten the filter" in body["error"]
+    assert get(server, "/api/summary")[0] == 200
+
+
 # ----------------------------------------------------------------------------- grid callback
 
 @pytest.mark.parametrize("request_, rows, first_id", [

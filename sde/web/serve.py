@@ -97,7 +97,8 @@ def serve(app: "dash.Dash", host: str = "127.0.0.1", port: int = 8050, debug: bo
     # keeps the error ours (a message that names the fix) and makes port 0 race-free.
     actual_port = sock.getsockname()[1]
     try:
-        server = make_server(host, actual_port, app.server, threaded=True, fd=sock.fileno())
+        server = make_server(host, actual_port, app.server, threaded=True, fd=sock.fileno(),
+                             request_handler=_json_error_handler())
     finally:
         sock.close()  # werkzeug works on its own duplicate of the descriptor
     url = display_url(host, actual_port)
@@ -108,6 +109,37 @@ def serve(app: "dash.Dash", host: str = "127.0.0.1", port: int = 8050, debug: bo
         pass
     finally:
         server.server_close()
+
+
+#: Longest request line Python's HTTP server reads (http.server): a longer URL is refused before
+#: the app sees it.
+MAX_REQUEST_LINE_BYTES = 65_536
+
+
+def _json_error_handler() -> type:
+    """werkzeug's request handler, answering a URL too long to read (414) in JSON like every other
+    refusal: a legal filter of 10,000 non-ASCII characters takes up to 120 KB in a URL, and the
+    page got an HTML error instead of the reason."""
+    import json
+
+    from werkzeug.serving import WSGIRequestHandler
+
+    class JsonErrors(WSGIRequestHandler):
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            if code != 414:
+                super().send_error(code, message, explain)
+                return
+            body = json.dumps({"error": f"the URL is longer than {MAX_REQUEST_LINE_BYTES:,} bytes, which the "
+                                        "server cannot read: shorten the filter (in a URL each non-ASCII "
+                                        "character takes 6 to 12 bytes)"}).encode()
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+    return JsonErrors
 
 
 def _bound(host: str, port: int, *, listen: bool) -> socket.socket:

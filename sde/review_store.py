@@ -105,6 +105,12 @@ class WrongManifest(ReviewError):
     status = 409
 
 
+class SharedKey(ReviewError):
+    """Another row has this row's review key (two supervisions of one cut starting together)."""
+
+    status = 409
+
+
 class Conflict(ReviewError):
     """Someone saved this utterance's review since the editor read it: nothing was overwritten."""
 

@@ -60,6 +60,7 @@ from sde.review_store import (
     ReviewError,
     ReviewKey,
     ReviewsLocked,
+    SharedKey,
     ReviewStore,
     ReviewsUnusable,
     UnknownUtterance,
@@ -208,6 +209,20 @@ class UtteranceKeys:
         hi = np.where(codes >= 0, np.searchsorted(self._sorted, wanted, side="right"), lo)
         first = _first_at_least(self._sorted_offsets, lo, hi, offsets)
         return self._same_audio(first, hi, offsets, [k.audio_filepath for k in keys])
+
+    def shared(self, position: int) -> bool:
+        """Whether another row has this row's key: two supervisions of one cut starting at the same
+        time on one recording (overlapping speakers, channels). A review cannot tell them apart."""
+        at = int(position) if self._order is None else int(np.flatnonzero(self._order == position)[0])
+        combined, offset = self._sorted[at], self._sorted_offsets[at]
+        lo = int(np.searchsorted(self._sorted, combined, side="left"))
+        hi = int(np.searchsorted(self._sorted, combined, side="right"))
+        same = np.flatnonzero(self._sorted_offsets[lo:hi] == offset) + lo
+        if len(same) < 2:
+            return False
+        rows = same if self._order is None else self._order[same]
+        audio = str(self.audio.iat[int(position)])
+        return sum(str(self.audio.iat[int(r)]) == audio for r in rows) > 1
 
     def _same_audio(self, candidate: np.ndarray, hi: np.ndarray, offsets: np.ndarray,
                     audio: list[str]) -> np.ndarray:
@@ -406,7 +421,7 @@ def review_post_route(dataset: "Dataset", store: ReviewStore | None, utterance_i
         if store is None:
             raise _no_store()
         fields = parse_review_body(body)
-        review = store.set_review(utterance_keys(dataset).key(position), user=user, **fields)
+        review = store.set_review(_own_key(dataset, position), user=user, **fields)
         return 200, {"id": position, **review.to_json()}
     except ReviewError as e:
         return e.status, e.payload()
@@ -420,11 +435,24 @@ def review_undo_route(dataset: "Dataset", store: ReviewStore | None, utterance_i
         if store is None:
             raise _no_store()
         body = body if isinstance(body, Mapping) else {}
-        review = store.undo(utterance_keys(dataset).key(position), user=user,
+        review = store.undo(_own_key(dataset, position), user=user,
                             expected_version=_version(body.get("version")))
         return 200, {"id": position, **review.to_json()}
     except ReviewError as e:
         return e.status, e.payload()
+
+
+def _own_key(dataset: "Dataset", position: int) -> ReviewKey:
+    """The review key of a row, refused (409) where another row has it too: saved, the review
+    would be read back as the other row's."""
+    keys = utterance_keys(dataset)
+    if keys.shared(position):
+        key = keys.key(position)
+        raise SharedKey(f"utterance {position} cannot be reviewed on its own: another supervision of its cut "
+                        f"({key.source} line {key.line}) starts at the same time ({key.offset:g} s) on the same "
+                        "recording, and a review is keyed by file, line, recording and start; drop or keep it "
+                        'with a rule instead (a filter such as {supervision_id} = "ID", see docs/cleaning.md)')
+    return keys.key(position)
 
 
 def review_get_route(dataset: "Dataset", store: ReviewStore | None, utterance_id: Any) -> tuple[int, dict]:

@@ -119,3 +119,29 @@ def test_export_apply_reviews_drops_a_reviewed_second_supervision(tmp_path, cuts
     assert kept == {"c0": ["first part"], "c1": ["late one", "early one", "middle one"]}
     applied = json.loads(Path(f"{out}.changelog.json").read_text())["reviews"]
     assert applied["stale"] == 0
+
+
+def test_two_supervisions_starting_together_are_refused_a_review_that_would_land_on_the_other(tmp_path):
+    # overlapping speakers: one key for both; a review of the second was read back as the first's
+    t = np.arange(2 * SR) / SR
+    sf.write(tmp_path / "o.wav", (0.2 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), SR)
+    rec = Recording.from_file(tmp_path / "o.wav", recording_id="o", relative_path_depth=1)
+    sups = [SupervisionSegment(id=f"o{j}", recording_id="o", start=start, duration=duration, text=text, speaker=spk)
+            for j, (start, duration, text, spk) in enumerate([(0.0, 1.0, "hello there", "A"), (0.0, 0.8, "hi", "B"),
+                                                             (1.0, 0.9, "bye now", "A")])]
+    path = tmp_path / "cuts.jsonl.gz"
+    CutSet.from_cuts([MonoCut(id="o", start=0.0, duration=rec.duration, channel=0, recording=rec,
+                              supervisions=sups)]).to_file(path)
+    dataset = build_dataset(path)
+    keys = utterance_keys(dataset)
+    assert [keys.shared(i) for i in range(3)] == [True, True, False]
+    store = open_reviews(dataset, tmp_path / "r.sqlite")
+    try:
+        for row in (0, 1):
+            code, payload = review_post_route(dataset, store, row, {"status": "drop"})
+            assert code == 409 and "cannot be reviewed on its own" in payload["error"], payload
+            assert "{supervision_id}" in payload["error"]
+        assert review_post_route(dataset, store, 2, {"status": "drop"})[0] == 200
+        assert [r.key.offset for r in store.reviews()] == [1.0]  # nothing saved for the two
+    finally:
+        store.close()

@@ -251,6 +251,24 @@ def test_intervals_exact_and_normal_limit_agree_on_a_large_group(monkeypatch):
     assert normal[1][0] == pytest.approx(exact[1][0], abs=0.1 * width)
 
 
+@pytest.mark.parametrize("long_words, long_errors", [(2000, 1000), (2000, 0), (5, 400)],
+                         ids=["a long, bad utterance", "a long, perfect utterance", "one utterance with most errors"])
+def test_a_large_group_one_utterance_dominates_gets_the_exact_bootstraps_interval(long_words, long_errors):
+    # the normal limit gave [0.4, 35.0] where resampling the rows gives [18.4, 35.5]: one 2,000-word
+    # line among 600 short ones skews the resampled sums
+    rng = np.random.default_rng(5)
+    words = rng.integers(5, 15, 600)
+    errors = rng.binomial(words, 0.2)
+    words[0], errors[0] = long_words, long_errors
+    t = pd.DataFrame({"g": pd.array(["x"] * 600, dtype=S), "num_words": words, "num_chars": words * 5,
+                      "sub": errors, "del": 0, "ins": 0, "char_edits": 0})
+    lo, hi = A.group_rates(t, "g", {}).intervals([0], n_resamples=2000)
+    idx = np.random.default_rng(2).integers(0, 600, size=(4000, 600))
+    expected = np.quantile(100 * errors[idx].sum(1) / words[idx].sum(1), [0.025, 0.975])
+    width = expected[1] - expected[0]
+    assert (lo[0], hi[0]) == pytest.approx(tuple(expected), abs=0.08 * width)
+
+
 def test_intervals_without_packing_match_a_brute_force_resampling():
     # Counts too large to share one int64: the plain (two-gather) path, checked against a loop.
     t = pd.DataFrame({"g": pd.array(["x"] * 5, dtype=S), "num_words": [3 * 10**9, 1, 2, 3, 4],

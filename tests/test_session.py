@@ -356,3 +356,30 @@ def test_a_busy_port_is_reported_before_anything_loads(big_manifest, command):
     assert f"port {port} on 127.0.0.1 is already in use" in r.stderr and "--port 0" in r.stderr
     assert "scoring" not in r.stderr and "Traceback" not in r.stderr   # nothing was loaded
     assert took < baseline + 1.0, (took, baseline)
+
+
+def test_lines_without_one_hypothesis_are_not_compared_nor_counted_equal(tmp_path):
+    # they were counted among the compared utterances and as ties ("equal (855)", 429 of them missing)
+    import json
+
+    from sde.analysis import utterance_comparison
+    from sde.dataset import build_dataset
+    from sde.web.pages import utterance
+    from sde.web.present import compare_payload
+
+    rows = [{"audio_filepath": f"a{i}.wav", "duration": 1.0, "text": "the cat sat on the mat",
+             "pred_text": "the cat sat on a mat" if i % 2 else "the cat sat on the mat",
+             **({"pred_text_b": "the bat sat on the mat"} if i % 3 else {})} for i in range(12)]
+    (tmp_path / "m.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = build_dataset(tmp_path / "m.json")
+    a, b = dataset.hypotheses
+    both = [i for i in range(12) if i % 3]
+    assert compare_payload(dataset, a.field, b.field, None)["utterances"] == len(both) == 8
+    compared = utterance_comparison(dataset.utterances, a, b)
+    assert compared["id"].tolist() == both and not compared["diff"].isna().any()
+    params = {"from": "comparison", "a": a.field, "b": b.field}
+    nav = utterance.neighbours(dataset, 3, params)  # line 3 has no pred_text_b
+    assert nav["index"] is None
+    assert utterance.position_text(nav, params) == "not in the ranking of differences: this line has no pred_text_b"
+    unknown = utterance.neighbours(dataset, 1, {**params, "a": "nope"})
+    assert 'There is no hypothesis "nope"' in unknown["warning"]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sde.analysis.rates import _HYP_METRICS, STRING, Columns, UttIds, _id_mask, _positions, hypothesis_columns
+from sde.analysis.rates import _HYP_METRICS, STRING, Columns, UttIds, _id_mask, _positions, _scored, hypothesis_columns
 from sde.metrics import word_counts, word_hits
 
 def word_accuracy_comparison(vocab: pd.DataFrame, acc_a_col: str, acc_b_col: str,
@@ -82,7 +82,9 @@ def word_comparison(table: pd.DataFrame, vocabulary: pd.DataFrame, errors: Mappi
 
 def utterance_comparison(table: pd.DataFrame, a_field_cols: Columns, b_field_cols: Columns,
                          metric: str = "wer", utt_ids: UttIds = None) -> pd.DataFrame:
-    """Per-utterance metric of A and B for a scatter plot: DataFrame[id, a, b, diff], diff = B − A.
+    """Per-utterance metric of A and B for a scatter plot: DataFrame[id, a, b, diff], diff = B − A,
+    of the utterances both were scored on (a line without one of them is not compared: counted
+    "equal", it made a tie of every line the other model has no output for).
 
     ``metric`` is a per-hypothesis metric (wer, cer, wmr, sub, del, ins, hits, char_edits).
     """
@@ -97,6 +99,7 @@ def utterance_comparison(table: pd.DataFrame, a_field_cols: Columns, b_field_col
             raise KeyError(f"column {c[metric]!r} is not in the utterance table")
         vals.append(table[c[metric]].to_numpy(dtype=np.float64, na_value=np.nan))
     a, b = vals
+    rows = _scored(table, cb, _scored(table, ca, rows))
     if rows is not None:
         ids, a, b = ids[rows], a[rows], b[rows]
     return pd.DataFrame({"id": ids, "a": a, "b": b, "diff": b - a})

@@ -320,6 +320,12 @@ def breakdown_frame(dataset: "Dataset", by: str | None, hyp: str | None, filter_
     return grouped.view(breakdown_sort(sort), min_words, min_utterances).reset_index(drop=True)
 
 
+def _paired(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", ids: Any) -> int:
+    """How many of the selected utterances both hypotheses were scored on: those compared."""
+    rows = analysis.scored_rows(dataset.utterances, b, analysis.scored_rows(dataset.utterances, a, ids))
+    return int(len(dataset.utterances) if rows is None else len(rows))
+
+
 def compare_payload(dataset: "Dataset", a: str | None, b: str | None, filter_text: str | None,
                     n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict:
     """The /api/compare payload: corpus WER of A and B with their intervals and the paired
@@ -336,7 +342,7 @@ def compare_payload(dataset: "Dataset", a: str | None, b: str | None, filter_tex
             "b": {"field": hb.field, "wer": rounded(r["b"]["wer"]), "ci": [rounded(v) for v in r["b"]["ci"]]},
             "diff": {"wer": rounded(r["diff"]["wer"]), "ci": [rounded(v) for v in r["diff"]["ci"]],
                      "p": rounded(r["diff"]["p"])},
-            "utterances": int(len(dataset.utterances) if ids is None else len(ids)),
+            "utterances": _paired(dataset, ha, hb, ids),
             "n_resamples": n_resamples,
             "seed": seed,
         }

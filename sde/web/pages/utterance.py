@@ -47,6 +47,7 @@ from sde.web.present import ApiError, alignment_of, resolve_hypothesis, row_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
+    from sde.manifest import HypothesisField
 
 TITLE = "Utterance"
 PATH = "/utterance/"
@@ -88,11 +89,11 @@ def ranked_neighbours(dataset: "Dataset", uid: int, params: Mapping[str, str]) -
     where they agree is outside it, and "next" then leads to the largest difference."""
     if len(dataset.hypotheses) < 2:
         return {**neighbours(dataset, uid, {}), "warning": "Comparison needs two hypotheses; walking the manifest."}
-    a, _ = resolve_hypothesis(dataset, params.get("a"), 0)
-    b, _ = resolve_hypothesis(dataset, params.get("b"), 1)
+    a, unknown_a = resolve_hypothesis(dataset, params.get("a"), 0)
+    b, unknown_b = resolve_hypothesis(dataset, params.get("b"), 1)
     metric = params.get("metric") if params.get("metric") in comparison.METRICS else "wer"
     filter_text = params.get("filter") or None
-    warning = None
+    warning = " ".join(w for w in (unknown_a, unknown_b) if w) or None  # as Comparison says it
     if filter_text and selection(dataset, filter_text)[1]:
         warning = "The filter in the link is invalid; walking the ranking over all utterances."
         filter_text = None
@@ -103,14 +104,25 @@ def ranked_neighbours(dataset: "Dataset", uid: int, params: Mapping[str, str]) -
         place["diff"] = None
     else:
         place["diff"] = float(ranked["diff"].iat[place["index"]])
-    place.update(ranked=True, a=a, b=b, metric=metric)
+    place.update(ranked=True, a=a, b=b, metric=metric, missing=_missing_hypothesis(dataset, uid, a, b))
     return place
+
+
+def _missing_hypothesis(dataset: "Dataset", uid: int, *hypotheses: "HypothesisField") -> str | None:
+    """The field of the first of these hypotheses the line lacks (not scored: its metric is missing)."""
+    for h in hypotheses:
+        column = h.column("wer")
+        if column in dataset.utterances.columns and pd.isna(dataset.utterances[column].iat[uid]):
+            return h.field
+    return None
 
 
 def position_text(nav: Mapping, params: Mapping[str, str]) -> str:
     """"3 of 120 (filtered)", or for the ranked walk "difference 3 of 57 · B − A +12.5 WER points"."""
     if nav.get("ranked"):
         if nav["index"] is None:
+            if nav.get("missing"):
+                return f"not in the ranking of differences: this line has no {nav['missing']}"
             return "A and B agree here (not in the ranking of differences)"
         return (f"difference {fmt_int(nav['index'] + 1)} of {fmt_int(nav['total'])} · "
                 f"B − A {nav['diff']:+.1f} {nav['metric'].upper()} points")

@@ -34,10 +34,10 @@ _Result = TypeVar("_Result")
 def _worker_signals(parent: int) -> None:
     """Pool worker start-up: Ctrl-C reaches the whole process group, but only the parent should
     react (it terminates the pool); a worker's own KeyboardInterrupt printed a traceback. SIGTERM
-    gets its default action back (the parent's handler unwinds, a worker just ends), and arrives
-    when the parent dies without terminating the pool (kill -9)."""
+    ends a worker (it also arrives when the parent dies without terminating the pool: kill -9), by
+    an exception that unwinds it (:func:`_end_worker`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _end_worker)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by _start_pool
     if sys.platform == "linux":
         # sent when the thread that forked this worker ends: a pool lives inside that thread's
@@ -45,6 +45,14 @@ def _worker_signals(parent: int) -> None:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # it died before prctl: no signal will come
             os._exit(0)
+
+
+def _end_worker(signum: int, _frame: Any) -> None:
+    """A worker's SIGTERM: raised, so that unwinding releases the pool's queue locks it holds. Killed
+    outright while sending its result (SIGTERM to the whole process group: timeout, Slurm, kill --
+    -PGID), a worker left the result queue's lock held, and the parent's pool.terminate() waited for
+    it for ever."""
+    raise SystemExit(128 + signum)
 
 
 def _start_pool(context: multiprocessing.context.BaseContext, processes: int) -> multiprocessing.pool.Pool:

@@ -243,3 +243,41 @@ def test_in_processes_or_here_answers_every_job_even_when_a_worker_dies(threaded
     got = dict(workers.in_processes_or_here(_die_in_a_worker_on_three, [1, 2, 3, 4, 5, 6], pool_workers,
                                             read=lambda job: job - 1))
     assert got == {i: (job - 1) * 10 for i, job in enumerate([1, 2, 3, 4, 5, 6])}
+
+
+# SIGTERM to a worker holding a lock (the pool's result-queue lock, which a worker holds while it
+# sends a result): before, it died holding it, and the pool's terminate() then hung for ever, so the
+# scenario runs in a process of its own with a deadline.
+WORKER_STOPPED_HOLDING_A_LOCK = textwrap.dedent("""
+    import multiprocessing, os, signal, time
+    from sde import workers
+
+    context = multiprocessing.get_context("fork")
+    HELD = context.Lock()  # made before the pool: its forked worker shares it
+
+    def hold(seconds):
+        with HELD:
+            time.sleep(seconds)
+
+    with workers.worker_pool(context, 1) as pool:
+        pool.apply_async(hold, (60,))
+        while HELD.acquire(block=False):  # not taken yet
+            HELD.release()
+            time.sleep(0.01)
+        os.kill(pool._pool[0].pid, signal.SIGTERM)
+        released = HELD.acquire(timeout=10)
+        if released:
+            HELD.release()
+    print("released" if released else "held by a dead worker", flush=True)
+""")
+
+
+def test_a_worker_stopped_by_sigterm_lets_go_of_the_locks_it_holds():
+    # SIGTERM to the whole process group (timeout, Slurm, kill -- -PGID) killed a worker while it sent
+    # its result; the build's pool.terminate() then waited for that lock for ever
+    try:
+        run = subprocess.run([sys.executable, "-c", WORKER_STOPPED_HOLDING_A_LOCK], env=ENV, capture_output=True,
+                             text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the pool hung: a worker stopped by SIGTERM kept its lock")
+    assert run.returncode == 0 and run.stdout.strip() == "released", (run.stdout, run.stderr[-2000:])

@@ -424,6 +424,9 @@ def _reserve_port(host: str, port: int):
     minutes of reading a large manifest (sde.web.serve imports no web framework for this)."""
     from sde.web.serve import ServeError, reserve
 
+    if not host.strip():  # "" binds every interface, while the URL printed says 127.0.0.1
+        raise click.BadParameter("empty; give an interface: 127.0.0.1 (this machine only, the default) or "
+                                 "0.0.0.0 (your network)", param_hint="--host")
     try:
         return reserve(host, port)
     except ServeError as e:
@@ -725,6 +728,10 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
     from sde.cache import default_cache_dir
 
     where = cache_dir or default_cache_dir()
+    if not _stored(sources, options, where, vad):  # a batch job's one product: say it failed
+        fail(f"built {len(dataset.utterances):,} utterances of {dataset.name}, but nothing was stored in {where} "
+             "(the warnings above say why: a read-only or full folder); choose a writable folder with "
+             "free space with --cache-dir DIR")
     click.echo(f"indexed {len(dataset.utterances):,} utterances of {dataset.name} in "
                f"{time.perf_counter() - started:.1f} s into {where}; serve them with: sde {' '.join(sources)}"
                + (f" --cache-dir {cache_dir}" if cache_dir else ""), err=True)
@@ -734,6 +741,20 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
     _keep_pages(stored)
     if checks:
         _keep_checks(stored)
+
+
+def _stored(sources: Sequence[str], options, where: str | Path, vad: bool) -> bool:
+    """Whether the cache folder holds the dataset of these sources and options now."""
+    from sde.cache import CacheUnusable, DatasetCache, fingerprint
+
+    try:
+        cache = DatasetCache(where, warn=lambda _message: None)
+    except CacheUnusable:
+        return False
+    try:
+        return cache.holds(fingerprint(expand(sources), options) + ("-vad" if vad else ""))
+    finally:
+        cache.close()
 
 
 def _keep_pages(dataset) -> None:

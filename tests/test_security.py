@@ -335,6 +335,19 @@ def test_host_0000_warns_and_never_binds(monkeypatch, hostile):
     assert "warning" not in r.stderr
 
 
+@pytest.mark.parametrize("host", ["", "  "])
+def test_an_empty_host_is_refused_not_every_interface(monkeypatch, hostile, host):
+    # --host "$HOST" with HOST unset bound 0.0.0.0 while the URL printed said 127.0.0.1
+    from click.testing import CliRunner
+
+    from sde.cli import cli
+
+    seen = _fake_serve(monkeypatch)
+    r = CliRunner().invoke(cli, [str(hostile[0]), "--host", host, "--port", "0", "--no-cache"])
+    assert r.exit_code == 2 and "Invalid value for --host: empty" in r.stderr, r.output
+    assert not seen
+
+
 def test_debug_is_off_by_default(monkeypatch, hostile, dataset):
     from click.testing import CliRunner
 

@@ -80,6 +80,13 @@ class DatasetCache:
     def close(self) -> None:
         self._store.close()
 
+    def holds(self, key: str) -> bool:
+        """Whether an entry is stored under ``key`` (False where the index cannot be read)."""
+        try:
+            return self._store.get(("meta", key)) is not None
+        except Exception:  # noqa: BLE001 - a damaged index holds nothing usable
+            return False
+
     def get(self, key: str) -> Dataset | None:
         try:
             meta_raw = self._store.get(("meta", key))

@@ -104,3 +104,22 @@ def test_the_dataset_on_disk_is_no_larger_than_its_manifest(manifests, tmp_path,
     assert built.returncode == 0, built.stderr
     on_disk = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
     assert 0 < on_disk <= manifest.stat().st_size, (on_disk, manifest.stat().st_size)
+
+
+def test_sde_index_into_a_folder_it_cannot_write_fails_with_the_reason(manifests, tmp_path):
+    # it said "indexed 20,000 utterances … into DIR; serve them with: …" and exited 0, storing nothing
+    source, view = tmp_path / "src", tmp_path / "ro"
+    source.mkdir()
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(source), str(view)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
+    try:
+        read_only = subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True)
+        if read_only.returncode != 0:
+            pytest.skip(f"cannot make a read-only mount here: {read_only.stderr.decode().strip()}")
+        result = _sde("index", str(manifests[20_000]), "--cache-dir", str(view))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"but nothing was stored in {view}" in result.stderr and "indexed" not in result.stderr
+    finally:
+        subprocess.run(["umount", str(view)], check=True)

@@ -455,3 +455,25 @@ def test_errors_table_pages_through_every_group(many, many_app, sort_model, min_
     q = parse_qs(urlparse(row["href"]).query)
     assert len(many.utterance_query.select(q["filter"][0])) == row["utterances"]
     assert row["ci_lo"] <= row["wer"] <= row["ci_hi"]
+
+
+def test_each_breakdown_row_links_to_the_utterances_it_counts_when_the_hypothesis_lacks_lines(tmp_path):
+    # a row of 477 utterances opened Samples on 554: the lines without that hypothesis came along
+    import json
+    from urllib.parse import parse_qs, urlsplit
+
+    from sde.dataset import build_dataset
+    from sde.web.pages import breakdown
+
+    rows = [{"audio_filepath": f"a{i}.wav", "duration": 1.0, "text": "the cat sat", "lang": ["en", "fr"][i % 2],
+             "pred_text": "the cat sat", **({"pred_text_b": "the bat sat"} if i % 3 else {})} for i in range(30)]
+    (tmp_path / "m.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = build_dataset(tmp_path / "m.json")
+    block = breakdown.grid_block(dataset, {"hyp": "pred_text_b", "by": "lang", "filter": "{duration} > 0 || {id} < 0"},
+                                 {"startRow": 0, "endRow": 10})
+    got = block["rows"]["rowData"]
+    assert sorted(r["utterances"] for r in got) == [10, 10]
+    for row in got:
+        link = parse_qs(urlsplit(row["href"]).query)["filter"][0]
+        assert link.startswith("({duration} > 0 || {id} < 0) && ") and "{wer_b} is not null" in link, link
+        assert len(dataset.utterance_query.select(link)) == row["utterances"], link

@@ -21,7 +21,7 @@ from dash import Input, Output, State, dcc, html
 
 from sde import analysis
 from sde.caching import for_dataset
-from sde.filters import column_ref
+from sde.filters import column_ref, combine_filters
 from sde.query import QueryError
 from sde.web import analysis_figures as af
 from sde.web.components import (
@@ -152,9 +152,11 @@ def grid_sort(request: Mapping[str, Any] | None) -> str:
 
 
 def breakdown_rows(dataset: "Dataset", by: str, view: pd.DataFrame, grouped: analysis.GroupedRates,
-                   filter_text: str | None) -> list[dict]:
+                   filter_text: str | None, h: "HypothesisField | None" = None) -> list[dict]:
     """Table rows of some groups (a page of `grouped.view(...)`): the numbers, the 95% bootstrap
-    interval and an href to the group's utterances on the samples page."""
+    interval and an href to the group's utterances on the samples page (those hypothesis `h` was
+    scored on, the ones the row counts)."""
+    scored = scored_clause(dataset, h)
     try:
         kind = dataset.utterance_query.kind(by) if by != "duration_bucket" else None
     except QueryError:
@@ -163,7 +165,7 @@ def breakdown_rows(dataset: "Dataset", by: str, view: pd.DataFrame, grouped: ana
     rows = []
     for group, r, a, b in zip(view.index.tolist(), view.itertuples(index=False), lo.tolist(), hi.tolist()):
         clause = group_filter(by, r.value, kind)
-        full = " && ".join(p for p in ((filter_text or "").strip(), clause) if p) if clause else None
+        full = combine_filters(filter_text, clause, scored) if clause else None
         rows.append({
             "value": ("(missing)" if r.value is None else
                       r.value if isinstance(r.value, (int, float)) else str(r.value)),
@@ -172,6 +174,16 @@ def breakdown_rows(dataset: "Dataset", by: str, view: pd.DataFrame, grouped: ana
             "href": samples_href(filter=full) if full else f"#group-{group}",
         })
     return rows
+
+
+def scored_clause(dataset: "Dataset", h: "HypothesisField | None") -> str | None:
+    """``{wer} is not null`` where hypothesis ``h`` lacks some lines: a group's numbers count only
+    the lines it was scored on, and its link must select those (it opened 554 for a row of 477)."""
+    if h is None:
+        return None
+    column = h.column("wer")
+    values = dataset.utterances[column] if column in dataset.utterances.columns else None
+    return f"{column_ref(column)} is not null" if values is not None and values.hasnans else None
 
 
 def grid_block(dataset: "Dataset", page_state: Mapping[str, Any] | None, request: Mapping[str, Any] | None) -> dict:
@@ -191,7 +203,7 @@ def grid_block(dataset: "Dataset", page_state: Mapping[str, Any] | None, request
     threshold = min_utts_of(page_state.get("min_utts"))
     view = grouped.view(grid_sort(request), 0, threshold)
     rows = breakdown_rows(dataset, by, view.iloc[start:min(end, start + 10 * GRID_BLOCK)], grouped,
-                          page_state.get("filter"))
+                          page_state.get("filter"), h)
     count = [html.B(fmt_int(len(view))), f" {by} groups"]
     if threshold > 1:
         count.append(f" with at least {fmt_int(threshold)} utterances (of {fmt_int(len(grouped.groups))})")

@@ -44,19 +44,32 @@ _current = EngineSettings()
 
 def parse_memory_limit(text: str) -> str:
     """``text`` as DuckDB reads a memory limit ("2GB", "512 MiB"), or EngineSettingError."""
+    limit = _size_text(text)
+    if parse_size(limit) < LEAST_MEMORY_LIMIT:
+        # accepted, DuckDB then refused nearly every query ("Out of Memory Error") with the server up
+        raise EngineSettingError(f"{text!r} is too little memory for sde's queries; give at least 64MB "
+                                 "(e.g. 2GB for 10M utterances)")
+    return limit
+
+
+#: The least --memory-limit taken: below it DuckDB cannot sort or group a page's worth of rows.
+LEAST_MEMORY_LIMIT = 64 * 10**6
+
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def _size_text(text: str) -> str:
+    """``text`` as DuckDB reads an amount of memory ("2GB", "512MIB"), or EngineSettingError."""
     found = _MEMORY.match(text)
     if not found or float(found.group(1)) <= 0:
         raise EngineSettingError(f"{text!r} is not an amount of memory; write a number and a unit, e.g. 2GB or 512MB")
     return f"{found.group(1)}{found.group(2).upper()}"
 
 
-_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
 def parse_size(text: str) -> int:
     """Bytes of a size such as "32MB" or "1 MiB", or EngineSettingError."""
-    found = _MEMORY.match(parse_memory_limit(text))
+    found = _MEMORY.match(_size_text(text))
     assert found is not None  # parse_memory_limit accepted it
     return int(float(found.group(1)) * _UNITS[found.group(2).upper()])
 

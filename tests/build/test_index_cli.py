@@ -58,6 +58,8 @@ BAD_ARGUMENTS = {
     "no cache to build into": (["--no-cache"], "--no-cache"),
     "memory without a unit": (["--memory-limit", "2"], "2GB or 512MB"),
     "zero threads": (["--threads", "0"], "give 1 or more"),
+    # taken before, then DuckDB refused nearly every query ("Out of Memory Error") with the server up
+    "a memory limit too small for any query": (["--memory-limit", "1KB"], "too little memory for sde's queries"),
     "a part size that is not one": (["--part-size", "big"], "--part-size"),
 }
 

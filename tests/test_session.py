@@ -383,3 +383,18 @@ def test_lines_without_one_hypothesis_are_not_compared_nor_counted_equal(tmp_pat
     assert utterance.position_text(nav, params) == "not in the ranking of differences: this line has no pred_text_b"
     unknown = utterance.neighbours(dataset, 1, {**params, "a": "nope"})
     assert 'There is no hypothesis "nope"' in unknown["warning"]
+
+
+@pytest.mark.parametrize("sort", ["nosuchcol", "-wer,foo"])
+def test_a_sort_in_a_link_that_names_no_column_is_said_not_dropped_silently(demo, sort):
+    # Samples dropped it without a word (and -wer with it); the inspector called it "the filter"
+    import json
+
+    from sde.web.pages import samples, utterance
+
+    page = json.dumps(samples.layout(demo, "/samples", {"sort": sort}).to_plotly_json(),
+                      default=lambda o: o.to_plotly_json())
+    assert "The sort in the link is invalid" in page and "Unknown column" in page
+    nav = utterance.neighbours(demo, 3, {"sort": sort})
+    assert nav["warning"].startswith("The sort in the link is invalid")
+    assert utterance.neighbours(demo, 3, {"filter": "{nope} > 1"})["warning"].startswith("The filter in the link")

@@ -23,6 +23,7 @@ from sde.web.components import fmt_float, fmt_int
 from sde.web.grid import TableSpec, example_filter
 from sde.web.pages import table
 from sde.web.pages.page import Page
+from sde.query import QueryError, parse_sort
 from sde.web.present import ApiError, requested_filter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,6 +107,11 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         hint = f"The error in the link cannot be shown ({e.message}), so it is left out of the filter."
     params.pop("error", None)
     params.pop("hyp", None)
+    try:
+        parse_sort(params.get("sort") or None, dataset.utterance_query.columns)
+    except QueryError as e:  # the grid would drop it without a word, and the valid columns with it
+        hint = " ".join(h for h in (hint, f"The sort in the link is invalid ({e}), so the list is not sorted.") if h)
+        params.pop("sort", None)
     s = dataset.utterances
     hours = float(s["duration"].sum()) / 3600 if len(s) else 0.0
     json_link = html.A("JSON", href="/api/utterances" + state.search_of({k: params.get(k) for k in ("filter", "sort")}),

@@ -64,7 +64,8 @@ def neighbours(dataset: "Dataset", uid: int, params: Mapping[str, str]) -> dict:
     try:
         positions = reviewing.utterance_query(dataset, filter_text, sort).select(filter_text, sort)
     except QueryError as e:
-        warning = f"The filter in the link is invalid ({e}); walking the whole manifest."
+        which = "filter" if _filter_fails(dataset, filter_text) else "sort"
+        warning = f"The {which} in the link is invalid ({e}); walking the whole manifest."
         positions = dataset.utterance_query.select(None, None)
     ids_ = dataset.utterances["id"].to_numpy()[positions] if "id" in dataset.utterances.columns else positions
     return _place(ids_, uid, warning, outside=bool(filter_text))
@@ -115,6 +116,17 @@ def _missing_hypothesis(dataset: "Dataset", uid: int, *hypotheses: "HypothesisFi
         if column in dataset.utterances.columns and pd.isna(dataset.utterances[column].iat[uid]):
             return h.field
     return None
+
+
+def _filter_fails(dataset: "Dataset", filter_text: str | None) -> bool:
+    """Whether the link's filter is what a failed list query failed on (else it was its sort)."""
+    if not filter_text:
+        return False
+    try:
+        dataset.utterance_query.count(filter_text)
+    except QueryError:
+        return True
+    return False
 
 
 def position_text(nav: Mapping, params: Mapping[str, str]) -> str:

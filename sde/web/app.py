@@ -108,7 +108,9 @@ def _security_headers(resp: Response) -> Response:
 def render(dataset: "Dataset", pathname: str | None, search: str | None, rendered: dict | None) -> dict:
     """The router: the layout of the page at `pathname`, unless it is the one already shown."""
     pathname = pathname or "/"
-    page = resolve(load_pages(dataset), pathname)
+    # A page this dataset does not have in the navbar (Comparison of one hypothesis, a bookmarked
+    # link) still answers: its layout says why it does not apply, not "Page not found".
+    page = resolve(load_pages(dataset), pathname) or resolve(load_pages(None), pathname)
     if page is None:
         return {"page": not_found_layout(pathname), "rendered": rendered_key(pathname, {}, "Not found")}
     key = rendered_key(pathname, query_params(search), page.name)

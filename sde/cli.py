@@ -192,12 +192,13 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
 
 
 def _configure_engine(threads: int | None, memory_limit: str | None, part_size: str | None) -> None:
-    from sde.engine import EngineSettingError, configure, parse_memory_limit
+    from sde.engine import EngineSettingError, configure, parse_memory_limit, parse_size
 
-    for text, hint in ((memory_limit, "--memory-limit"), (part_size, "--part-size")):
+    for text, hint, parse in ((memory_limit, "--memory-limit", parse_memory_limit),
+                              (part_size, "--part-size", parse_size)):
         try:
             if text:
-                parse_memory_limit(text)
+                parse(text)
         except EngineSettingError as e:
             raise click.BadParameter(str(e), param_hint=hint) from None
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -97,9 +99,18 @@ def load_dataset(
         one_piece = one_piece_bytes(memory_limit) if part_bytes is None and engine == "local" else part_size
         in_parts = _part_by_part_path(manifest, options, part_size, one_piece)
         if in_parts is not None:
-            dataset, stored = _build_in_parts(in_parts, options, cache, key, threads=threads,
-                                              memory_limit=memory_limit, part_bytes=part_size,
-                                              progress=progress, say=say, engine=engine)
+            build = functools.partial(_build_in_parts, in_parts, options, threads=threads, memory_limit=memory_limit,
+                                      part_bytes=part_size, progress=progress, say=say, engine=engine)
+            try:
+                dataset, stored = build(cache, key)
+            except OSError as e:
+                if cache is None or e.errno not in _NO_ROOM:
+                    raise
+                # as a one-piece build does: the build folder is in the cache, which has no room
+                cache.warn(f"cannot build in the cache folder {cache.directory} ({e.strerror}); building "
+                           "without it, in a temporary folder")
+                remove_build(cache.directory / BUILDS / f"{key}-{part_size}")
+                dataset, stored = build(None, None)
         else:
             if engine != "local":
                 say("built in one piece here: the Ray engine builds NeMo manifests (one, or a set of "
@@ -173,6 +184,10 @@ def _is_local_nemo(path: str) -> bool:
         return not is_url(path) and os.path.isfile(path) and head_is_nemo(path)
     except OSError:
         return False
+
+
+#: Errors that say the cache folder has no room for a build (full, over quota, read-only).
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 def _build_in_parts(path: str | SourceSet, options: DatasetOptions, cache: DatasetCache | None, key: str | None, *,

@@ -125,3 +125,20 @@ def test_sde_index_into_a_folder_it_cannot_write_fails_with_the_reason(manifests
         assert f"but nothing was stored in {view}" in result.stderr and "indexed" not in result.stderr
     finally:
         subprocess.run(["umount", str(view)], check=True)
+
+
+def test_a_part_by_part_build_in_a_full_cache_folder_goes_on_without_it(manifests, tmp_path):
+    # a worker's "No space left on device" reached the terminal as a 78-line traceback
+    full = tmp_path / "full"
+    full.mkdir()
+    # mode 700: a cache folder others may write is refused before any build (sde.cache.folders)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs", str(full)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        result = _sde("stats", str(manifests[20_000]), "--cache-dir", str(full), "--part-size", "1MB", "--json")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert f"warning: cannot build in the cache folder {full}" in result.stderr
+        assert json.loads(result.stdout)["utterances"] == 20_000
+    finally:
+        subprocess.run(["umount", str(full)], check=True)

@@ -177,8 +177,16 @@ def test_tts_route_reports_each_speaker_against_the_guidance(server):
     assert "phoneme_counts" not in api(server, "/api/tts", lang="en")["speakers"][0]
 
 
+def test_tts_route_pages_through_every_speaker(server):
+    # only the first `limit` (at most 10,000) could be had, while the page said "the JSON has all"
+    every = [s["speaker"] for s in api(server, "/api/tts", lang="en")["speakers"]]
+    pages = [api(server, "/api/tts", lang="en", limit=1, page=p) for p in range(3)]
+    assert [s["speaker"] for p in pages for s in p["speakers"]] == every and len(every) == 2
+    assert [(p["page"], p["limit"]) for p in pages] == [(0, 1), (1, 1), (2, 1)] and pages[2]["speakers"] == []
+
+
 @pytest.mark.parametrize("params,needle", [({"lang": "../x"}, "espeak-ng voice"), ({"speaker": "nope"}, "column"),
-                                           ({"limit": 0}, "limit")])
+                                           ({"limit": 0}, "limit"), ({"page": -1}, "page")])
 def test_tts_route_refuses_bad_parameters(server, params, needle):
     code, body, _ = fetch(server, "/api/tts", **params)
     assert code == 400 and needle in json.loads(body)["error"]

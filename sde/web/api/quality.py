@@ -36,7 +36,7 @@ from flask import Flask, Response, request
 from sde.audio import AudioError, wav_bytes
 from sde.quality.apply import TooLarge, ensure_quality_columns, quality_column_kinds
 from sde.quality.augment import AugmentError
-from sde.web.api.respond import arg, flag_arg, int_arg, json_response, page_args, served_dataset
+from sde.web.api.respond import MAX_PAGE, arg, flag_arg, int_arg, json_response, page_args, served_dataset
 from sde.web.audio_service import UnknownUtterance
 from sde.web.panels import augment as augment_panel
 from sde.web.panels import quality_data
@@ -63,10 +63,12 @@ def tts() -> Response:
     if speaker is not None and speaker not in dataset.utterances.columns:
         raise ApiError(f'speaker must be a column of the manifest, e.g. speaker; "{speaker[:100]}" is not one')
     limit = int_arg("limit", 1000, 1, MAX_TTS_SPEAKERS)
+    page = int_arg("page", 0, 0, MAX_PAGE)  # the speakers past the first `limit` were out of reach
     report = dict(quality_data.tts(dataset, lang, quality_data.speaker_column(dataset, speaker)))
     with_counts = flag_arg("counts", False)
     report["speakers"] = [s if with_counts else {k: v for k, v in s.items() if k != "phoneme_counts"}
-                          for s in report["speakers"][:limit]]
+                          for s in report["speakers"][page * limit:(page + 1) * limit]]
+    report.update(page=page, limit=limit)
     return json_response(report)
 
 

@@ -179,7 +179,8 @@ def _report(dataset: Dataset, r: dict[str, Any], lang: str, column: str) -> list
     speakers = [s["speaker"] for s in r["speakers"][:SHOWN_SPEAKERS]]
     first = speakers[0] if speakers else None
     shown = len(r["speakers"][:SHOWN_SPEAKERS])
-    more = (f"the {shown} speakers with the most hours of {fmt_int(r['total_speakers'])}; the JSON has all"
+    more = (f"the {shown} speakers with the most hours of {fmt_int(r['total_speakers'])}; the JSON lists them all, "
+            "a page at a time (/api/tts?page=P&limit=N)"
             if r.get("total_speakers", 0) > shown else None)
     chart = dbc.Card(dbc.CardBody([
         html.Div([html.H5("Phoneme coverage", className="card-title mb-0"),

@@ -658,3 +658,19 @@ def test_a_comparison_visited_while_it_is_laid_out_waits_for_that_work(monkeypat
     with ThreadPoolExecutor(2) as pool:
         shown = list(pool.map(lambda _: text_of(comparison.layout(ds, "/comparison", {})), range(2)))
     assert len(calls) == 1 and shown[0] == shown[1]
+
+
+def test_the_errors_summary_counts_the_lines_the_hypothesis_was_scored_on(tmp_path):
+    # "over all 202 utterances" of a hypothesis one line lacks; "6 of 202 … match the filter" when 7 did
+    import json
+
+    from sde.dataset import build_dataset
+
+    rows = [{"audio_filepath": f"a{i}.wav", "duration": 1.0 + i, "text": "the cat sat",
+             **({"pred_text": "the bat sat"} if i != 3 else {})} for i in range(10)]
+    (tmp_path / "m.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = build_dataset(tmp_path / "m.json")
+    said = text_of(by_id(errors.layout(dataset, "/errors", {}), errors.SUMMARY))
+    assert "over the 9 utterances with pred_text" in said, said
+    said = text_of(by_id(errors.layout(dataset, "/errors", {"filter": "{duration} > 2"}), errors.SUMMARY))
+    assert "over 7 of 10 utterances: those with pred_text the filter selects" in said, said

@@ -53,7 +53,7 @@ CASES = {
                                            for i in range(LINES)).encode(), ["Kaldi segments file", "offset"]),
     "json_array": ("data.json", json.dumps([_nemo(i) for i in range(LINES)], indent=2).encode(),
                    ["JSON array", "jq -c '.[]'"]),
-    "gzip_nemo": ("manifest.json.gz", gzip.compress(_jsonl(_nemo)), ["gzip-compressed", "gunzip -k"]),
+    # a gzip-compressed NeMo manifest is read (tests/test_hostile_manifests.py: gzip_of_a_manifest)
     "tsv_common_voice": ("validated.tsv", ("client_id\tpath\tsentence\tup_votes\n" + "".join(
         f"c{i}\tclip_{i}.mp3\tHello there number {i}.\t2\n" for i in range(LINES))).encode(),
         ["TSV table (columns: client_id, path, sentence, up_votes)", "sep='\\t'",

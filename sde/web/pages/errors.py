@@ -151,9 +151,14 @@ def error_tables(rows: Mapping[str, list[dict]], h: "HypothesisField", filter_te
 
 
 def summary_line(dataset: "Dataset", h: "HypothesisField", totals: Mapping[str, float], filter_text: str | None):
-    n_all = len(dataset.utterances)
-    selected = (f"{fmt_int(totals['utterances'])} of {fmt_int(n_all)} utterances match the filter"
-                if filter_text else f"all {fmt_int(n_all)} utterances")
+    n_all, scored = len(dataset.utterances), totals["utterances"]
+    # the lines without this hypothesis are not scored: "all 202" said so of 201
+    having = f" with {h.field}" if breakdown.scored_clause(dataset, h) is not None else ""
+    if filter_text:
+        selected = (f"{fmt_int(scored)} of {fmt_int(n_all)} utterances: those{having} the filter selects" if having
+                    else f"{fmt_int(scored)} of {fmt_int(n_all)} utterances match the filter")
+    else:
+        selected = f"the {fmt_int(scored)} utterances{having}" if having else f"all {fmt_int(n_all)} utterances"
     return html.Div([
         html.Span([html.B(h.name), f" over {selected} · WER {fmt_pct(totals['wer'])} · ",
                    f"{fmt_int(totals['sub'])} substitutions, {fmt_int(totals['del'])} deletions, "

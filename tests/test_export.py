@@ -19,6 +19,7 @@ from sde import lines as line_reader
 from sde.dataset import build_dataset
 from sde.export import ExportError, LineStream, ManifestLines, utterances_jsonl_route
 from sde.reviews import ReviewStore, utterance_keys
+from tests.mount_kit import small_tmpfs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -405,12 +406,7 @@ def test_sigkill_during_a_big_export_leaves_no_partial_file(tmp_path):
 
 def test_cli_export_to_a_full_disk_is_a_message_and_leaves_the_old_file(small, tmp_path):
     # it was a traceback ending in "OSError: [Errno 28] No space left on device"
-    full = tmp_path / "full"
-    full.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(full)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "full", "16k") as full:
         (full / "kept.json").write_bytes(b"old\n")
         # more than the writer's 1 MiB buffer: the disk fills while lines are written, not at the end
         (tmp_path / "m.json").write_bytes(b"".join(line(f"a{i}.wav", 1.0, "word " * 50) + b"\n" for i in range(5000)))
@@ -418,5 +414,3 @@ def test_cli_export_to_a_full_disk_is_a_message_and_leaves_the_old_file(small, t
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert "(No space left on device); free disk space or choose another output folder" in r.stderr, r.stderr
         assert (full / "kept.json").read_bytes() == b"old\n" and [p.name for p in full.iterdir()] == ["kept.json"]
-    finally:
-        subprocess.run(["umount", str(full)], check=True)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.build.memory_kit import assert_memory_stays_flat, generate_manifest, peak_anonymous_mb
 from tests.interrupt_kit import interrupt_when
+from tests.mount_kit import read_only_view, small_tmpfs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,35 +111,17 @@ def test_the_dataset_on_disk_is_no_larger_than_its_manifest(manifests, tmp_path,
 
 def test_sde_index_into_a_folder_it_cannot_write_fails_with_the_reason(manifests, tmp_path):
     # it said "indexed 20,000 utterances … into DIR; serve them with: …" and exited 0, storing nothing
-    source, view = tmp_path / "src", tmp_path / "ro"
-    source.mkdir()
-    view.mkdir()
-    mounted = subprocess.run(["mount", "--bind", str(source), str(view)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
-    try:
-        read_only = subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True)
-        if read_only.returncode != 0:
-            pytest.skip(f"cannot make a read-only mount here: {read_only.stderr.decode().strip()}")
+    (tmp_path / "src").mkdir()
+    with read_only_view(tmp_path / "src", tmp_path / "ro") as view:
         result = _sde("index", str(manifests[20_000]), "--cache-dir", str(view))
-        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-        assert f"but nothing was stored in {view}" in result.stderr and "indexed" not in result.stderr
-    finally:
-        subprocess.run(["umount", str(view)], check=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"but nothing was stored in {view}" in result.stderr and "indexed" not in result.stderr
 
 
 def test_a_part_by_part_build_in_a_full_cache_folder_goes_on_without_it(manifests, tmp_path):
     # a worker's "No space left on device" reached the terminal as a 78-line traceback
-    full = tmp_path / "full"
-    full.mkdir()
-    # mode 700: a cache folder others may write is refused before any build (sde.cache.folders)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs", str(full)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "full", "1m") as full:
         result = _sde("stats", str(manifests[20_000]), "--cache-dir", str(full), "--part-size", "1MB", "--json")
-        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
-        assert f"warning: cannot build in the cache folder {full}" in result.stderr
-        assert json.loads(result.stdout)["utterances"] == 20_000
-    finally:
-        subprocess.run(["umount", str(full)], check=True)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"warning: cannot build in the cache folder {full}" in result.stderr
+    assert json.loads(result.stdout)["utterances"] == 20_000

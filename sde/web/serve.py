@@ -102,8 +102,8 @@ def serve(app: "dash.Dash", host: str = "127.0.0.1", port: int = 8050, debug: bo
     finally:
         sock.close()  # werkzeug works on its own duplicate of the descriptor
     url = display_url(host, actual_port)
-    print(f"sde: serving on {url}  (Ctrl-C to stop)", file=out, flush=True)
-    try:
+    try:  # the line inside: a Ctrl-C right after it (whoever waits for it may send one) stops cleanly too
+        print(f"sde: serving on {url}  (Ctrl-C to stop)", file=out, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

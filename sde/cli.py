@@ -746,14 +746,15 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
 
 def _stored(sources: Sequence[str], options, where: str | Path, vad: bool) -> bool:
     """Whether the cache folder holds the dataset of these sources and options now."""
-    from sde.cache import CacheUnusable, DatasetCache, fingerprint
+    from sde.build.load import entry_key
+    from sde.cache import CacheUnusable, DatasetCache
 
     try:
         cache = DatasetCache(where, warn=lambda _message: None)
     except CacheUnusable:
         return False
     try:
-        return cache.holds(fingerprint(expand(sources), options) + ("-vad" if vad else ""))
+        return cache.holds(entry_key(expand(sources), options, vad))
     finally:
         cache.close()
 

@@ -70,7 +70,7 @@ def _size_text(text: str) -> str:
 def parse_size(text: str) -> int:
     """Bytes of a size such as "32MB" or "1 MiB", or EngineSettingError."""
     found = _MEMORY.match(_size_text(text))
-    assert found is not None  # parse_memory_limit accepted it
+    assert found is not None  # _size_text accepted it
     return int(float(found.group(1)) * _UNITS[found.group(2).upper()])
 
 

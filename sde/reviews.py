@@ -213,8 +213,8 @@ class UtteranceKeys:
     def shared(self, position: int) -> bool:
         """Whether another row has this row's key: two supervisions of one cut starting at the same
         time on one recording (overlapping speakers, channels). A review cannot tell them apart."""
-        at = int(position) if self._order is None else int(np.flatnonzero(self._order == position)[0])
-        combined, offset = self._sorted[at], self._sorted_offsets[at]
+        combined = (int(self.codes[position]) << 40) | int(self.lines[position])
+        offset = self.offsets[position]
         lo = int(np.searchsorted(self._sorted, combined, side="left"))
         hi = int(np.searchsorted(self._sorted, combined, side="right"))
         same = np.flatnonzero(self._sorted_offsets[lo:hi] == offset) + lo

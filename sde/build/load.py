@@ -74,7 +74,7 @@ def load_dataset(
         directory = Path(cache_dir) if cache_dir else default_cache_dir()
         try:
             cache = DatasetCache(directory, warn=warn)
-            key = fingerprint(manifest, options) + ("-vad" if vad else "")
+            key = entry_key(manifest, options, vad)
         except CacheUnusable as e:
             report_unusable(warn, e, "running without it")
             cache = None
@@ -109,7 +109,7 @@ def load_dataset(
                 # as a one-piece build does: the build folder is in the cache, which has no room
                 cache.warn(f"cannot build in the cache folder {cache.directory} ({e.strerror}); building "
                            "without it, in a temporary folder")
-                remove_build(cache.directory / BUILDS / f"{key}-{part_size}")
+                remove_build(_build_folder(cache, key, part_size))
                 dataset, stored = build(None, None)
         else:
             if engine != "local":
@@ -186,6 +186,16 @@ def _is_local_nemo(path: str) -> bool:
         return False
 
 
+def entry_key(manifest: "str | Path | Sequence[str | Path] | SourceSet", options: DatasetOptions, vad: bool) -> str:
+    """The key a dataset is stored under in the cache (with --vad, an entry of its own)."""
+    return fingerprint(manifest, options) + ("-vad" if vad else "")
+
+
+def _build_folder(cache: DatasetCache, key: str, part_bytes: int) -> Path:
+    """Where a part-by-part build of entry ``key`` keeps its parts (a resumed build finds them)."""
+    return cache.directory / BUILDS / f"{key}-{part_bytes}"
+
+
 #: Errors that say the cache folder has no room for a build (full, over quota, read-only).
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
@@ -195,7 +205,7 @@ def _build_in_parts(path: str | SourceSet, options: DatasetOptions, cache: Datas
                     say: Callable[[str], None], engine: str | RayEngine = "local") -> tuple[Dataset, bool]:
     """(dataset, whether the cache holds it). With a cache the parts live in its ``builds``
     folder, so an interrupted build resumes; without one, in a private folder removed at exit."""
-    folder = (cache.directory / BUILDS / f"{key}-{part_bytes}" if cache is not None and key is not None
+    folder = (_build_folder(cache, key, part_bytes) if cache is not None and key is not None
               else private_temp_folder("sde-build-"))
     with local_copies(path, folder, progress=progress, say=say) as readable:
         joined = build_in_parts(readable, options, folder, threads=threads, part_bytes=part_bytes,

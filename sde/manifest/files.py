@@ -18,7 +18,7 @@ import numpy as np
 
 from sde.manifest.columns import string_column
 from sde.manifest.fast import chunk_pieces
-from sde.manifest.formats import check_json_array, check_other_formats, gzip_checks, head_checks
+from sde.manifest.formats import GZIP_MAGIC, check_json_array, check_other_formats, gzip_checks, head_checks
 from sde.manifest.model import STRICT_HINT, ManifestError, ManifestPart, Problem
 from sde.manifest.other_files import fill_from_files
 from sde.manifest.paths import base_dir, resolve_paths
@@ -29,7 +29,6 @@ from sde.sources import RemoteError, Source, is_url, remote
 # Chunk of the file handled at once: large enough for pyarrow's threads to pay off, small enough
 # that a chunk falling back to the careful path costs well under a second, and memory stays low.
 CHUNK_BYTES = 32 << 20
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 # How many problems a whole-file error quotes.

@@ -16,12 +16,15 @@ from sde.manifest.model import ManifestError
 from sde.sources.lhotse_source import lone_manifest_hint
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def head_checks(path: str, head: bytes) -> None:
     """Whole-file problems visible in the first bytes."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ManifestError(f"{path}: the file is UTF-16 encoded; sde expects UTF-8 JSON Lines. "
                             f"Convert it with: iconv -f UTF-16 -t UTF-8 {path} > manifest.json")
-    if head.startswith(b"\x1f\x8b"):
+    if head.startswith(GZIP_MAGIC):
         gzip_checks(path, head)
         raise ManifestError(f"{path}: the file is gzip-compressed; decompress it first: gunzip -k {path}")
     for magic, kind, command in _COMPRESSED:

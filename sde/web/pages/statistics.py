@@ -80,14 +80,18 @@ MAX_FIELD_HISTOGRAMS = 24
 
 def fields_to_draw(dataset: "Dataset") -> tuple[list[str], list[str]]:
     """(the other numeric fields drawn, in the table's order; those left out): the
-    MAX_FIELD_HISTOGRAMS with the most values, ties going to the earlier field."""
-    columns = other_numeric_columns(dataset)
-    if len(columns) <= MAX_FIELD_HISTOGRAMS:
-        return columns, []
-    df = dataset.utterances
-    counts = {c: int(df[c].count()) for c in columns}
-    chosen = set(sorted(columns, key=lambda c: -counts[c])[:MAX_FIELD_HISTOGRAMS])  # stable: ties keep order
-    return [c for c in columns if c in chosen], [c for c in columns if c not in chosen]
+    MAX_FIELD_HISTOGRAMS with the most values, ties going to the earlier field. Cached: every view
+    of the page names those left out, and counting them is a pass over each column."""
+    def choose() -> tuple[list[str], list[str]]:
+        columns = other_numeric_columns(dataset)
+        if len(columns) <= MAX_FIELD_HISTOGRAMS:
+            return columns, []
+        df = dataset.utterances
+        counts = {c: int(df[c].count()) for c in columns}
+        chosen = set(sorted(columns, key=lambda c: -counts[c])[:MAX_FIELD_HISTOGRAMS])  # stable: ties keep order
+        return [c for c in columns if c in chosen], [c for c in columns if c not in chosen]
+
+    return for_dataset(dataset, "statistics-drawn", 1, kept=1).get_or_compute_once("fields", choose)
 
 
 def build_figures(dataset: "Dataset") -> list[tuple[str, object]]:

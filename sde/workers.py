@@ -97,17 +97,57 @@ def _deliver(signum: int, handler: Any) -> None:
 
 @contextmanager
 def worker_pool(context: multiprocessing.context.BaseContext, processes: int) -> Iterator[multiprocessing.pool.Pool]:
-    """A pool whose workers ignore Ctrl-C, terminated when the block ends, however it ends
-    (Ctrl-C, SIGTERM, an error, a generator closed early)."""
+    """A pool whose workers ignore Ctrl-C, ended when the block ends, however it ends. A block that
+    ends with every job answered closes the pool (its workers end by themselves); one that ends
+    early (Ctrl-C, SIGTERM, an error, a generator closed early, jobs still running) terminates
+    them."""
     pool = None
     try:
         with stop_signals_held():
             pool = _start_pool(context, processes)
         yield pool
-    finally:
+    except BaseException:
         if pool is not None:
             with stop_signals_held():  # a second Ctrl-C must not leave it half terminated
-                pool.terminate()
+                _terminate_pool(pool)
+        raise
+    else:
+        with stop_signals_held():
+            if getattr(pool, "_cache", None):  # jobs still running (apply_async): not waited for
+                _terminate_pool(pool)
+            else:
+                pool.close()
+                pool.join()
+
+
+# Long enough for a worker to unwind from SIGTERM, the end of a C call included; a worker that
+# missed its SIGTERM would otherwise be waited for ever.
+TERMINATE_GRACE_S = 5.0
+
+
+def _terminate_pool(pool: multiprocessing.pool.Pool) -> None:
+    """``pool.terminate()``, then SIGKILL for a worker still alive after :data:`TERMINATE_GRACE_S`.
+
+    terminate() sends SIGTERM once and waits for every worker. A worker's SIGTERM handler is Python
+    (:func:`_end_worker`), and a signal landing just before the worker blocks in a lock wait is
+    never acted on: the C handler notes it, the wait starts, and nothing wakes the worker again.
+    That happened about once in 30 loads on a busy 2-core machine, and the load waited for ever.
+    The worker is then only waiting for a task; killing it loses nothing, and the parent needs none
+    of the queue's locks any more by the time it waits for its workers."""
+    finished = threading.Event()
+
+    def kill_the_workers_left() -> None:
+        if not finished.wait(TERMINATE_GRACE_S):
+            for process in list(getattr(pool, "_pool", ())):  # Pool offers no public list of its workers
+                process.kill()
+
+    guard = threading.Thread(target=kill_the_workers_left, name="sde-pool-guard", daemon=True)
+    guard.start()
+    try:
+        pool.terminate()
+    finally:
+        finished.set()
+        guard.join()
 
 
 def fork_context() -> multiprocessing.context.BaseContext | None:

@@ -281,3 +281,30 @@ def test_a_worker_stopped_by_sigterm_lets_go_of_the_locks_it_holds():
     except subprocess.TimeoutExpired:
         pytest.fail("the pool hung: a worker stopped by SIGTERM kept its lock")
     assert run.returncode == 0 and run.stdout.strip() == "released", (run.stdout, run.stderr[-2000:])
+
+
+def _deaf_to_sigterm(seconds: float) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(seconds)
+
+
+def test_a_pool_that_finished_its_jobs_ends_without_a_signal():
+    # terminate() after every job was done signalled workers that were about to wait for the next
+    # task; one in ~30 loads missed it and the load waited for ever (a fresh-clone CI run hung here)
+    with workers.worker_pool(workers.fork_context(), 2) as pool:
+        assert sorted(pool.map(abs, [-1, -2, -3, -4], chunksize=1)) == [1, 2, 3, 4]
+        processes = list(pool._pool)
+    assert [p.exitcode for p in processes] == [0, 0]
+
+
+def test_an_interrupted_pool_kills_a_worker_that_does_not_end_on_sigterm(monkeypatch):
+    monkeypatch.setattr(workers, "TERMINATE_GRACE_S", 0.5)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="the load failed"):
+        with workers.worker_pool(workers.fork_context(), 2) as pool:
+            pool.map_async(_deaf_to_sigterm, [60, 60], chunksize=1)
+            processes = list(pool._pool)
+            time.sleep(0.5)  # both workers are in their jobs, deaf to SIGTERM
+            raise RuntimeError("the load failed")
+    assert time.monotonic() - start < 10
+    assert [p.exitcode for p in processes] == [-signal.SIGKILL, -signal.SIGKILL]

@@ -14,7 +14,6 @@ Usage errors exit 2, data errors exit 1, each with a message that names the fix;
 
 from __future__ import annotations
 
-import atexit
 import functools
 import importlib
 import json
@@ -647,7 +646,6 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     warm = threading.Thread(target=_warm_queries, name="sde-warm-queries", daemon=True,
                             args=(dataset.utterance_query, transcripts, errors, lambda: prepare_pages(dataset)))
     warm.start()
-    atexit.register(_end_background_queries, warm)
     from sde.web.panels.augment import configure_sources
 
     configure_sources(app.server, *augment_dirs)
@@ -655,6 +653,10 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
         serve(app, host=host, port=port, debug=debug, sock=sock)
     except ServeError as e:
         fail(str(e))
+    finally:
+        # here, not at exit: Python's exit refuses the warm-up's thread pools new work before its
+        # exit handlers run, and the warm-up, not yet told, printed that RuntimeError's traceback
+        _end_background_queries(warm)
 
 
 @cli.command("stats")

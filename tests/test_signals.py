@@ -189,3 +189,44 @@ def test_stop_while_serving(huge_line, tmp_path, sig, expected):
     run.wait_for(lambda: run.said("serving on http://"), "serve")
     elapsed = run.stop(sig)
     check_stopped(run, sig, elapsed, expected)
+
+
+# The server's warm-up submits work to thread pools. Python's exit refuses them new work (its
+# threading exit hooks run first) before sde's exit handlers told the warm-up to stop: a SIGTERM
+# landing then printed the warm-up's RuntimeError traceback (a fresh-clone CI run caught it). This
+# warm-up submits as soon as either has happened; the first exit hook holds that moment open.
+WARM_UP_SUBMITTING_AT_EXIT = """
+import sys, threading, time
+threading._register_atexit(time.sleep, 1.0)  # runs after concurrent.futures' own: registered first
+from concurrent.futures import ThreadPoolExecutor, thread as pools
+import sde.cli
+from sde.filters.engine import stopping
+
+def warm_up(*_args, **_kwargs):
+    while not (pools._shutdown or stopping()):
+        time.sleep(0.005)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(abs, -1).result()
+
+sde.cli._warm_up = warm_up
+sys.argv = ["sde", *sys.argv[1:]]
+sde.cli.main()
+"""
+
+
+def test_sigterm_while_the_warm_up_submits_work_prints_no_traceback(write_manifest, tmp_path):
+    manifest = write_manifest([{"audio_filepath": "a.wav", "duration": 1.0, "text": "a b", "pred_text": "a c"}])
+    proc = subprocess.Popen([sys.executable, "-c", WARM_UP_SUBMITTING_AT_EXIT, str(manifest), "--port", "0",
+                             "--no-cache"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: list[str] = []
+    err: list[str] = []
+    for stream, sink in ((proc.stdout, out), (proc.stderr, err)):
+        threading.Thread(target=lambda s=stream, k=sink: k.extend(s), daemon=True).start()
+    deadline = time.monotonic() + PHASE_TIMEOUT_S
+    while not any("serving on http://" in line for line in out + err):
+        assert proc.poll() is None and time.monotonic() < deadline, "".join(err)[-3000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 128 + signal.SIGTERM, "".join(err)[-3000:]
+    time.sleep(0.1)  # the reader thread drains the pipe
+    assert "Traceback" not in "".join(err), "".join(err)[-3000:]

@@ -64,6 +64,20 @@ class DefaultGroup(click.Group):
         formatter.write_usage("sde", "SOURCE... [OPTIONS] | COMMAND [ARGS]...")
 
 
+def _cache_size_checked(ctx: click.Context, param: click.Parameter, no_cache: bool) -> bool:
+    """--no-cache's callback: a command that uses the cache checks $SDE_CACHE_SIZE as its command
+    line is read (a usage error, exit 2), not when a build stores its entry minutes later."""
+    if no_cache:
+        return no_cache
+    from sde.cache.limit import CacheSizeError, check_size_limit
+
+    try:
+        check_size_limit()
+    except CacheSizeError as e:
+        raise click.UsageError(str(e), ctx) from None
+    return no_cache
+
+
 def data_options(f: Callable) -> Callable:
     """Options shared by every command that builds a dataset."""
     decorators = [
@@ -84,13 +98,16 @@ def data_options(f: Callable) -> Callable:
         click.option("--strict", is_flag=True, help="Stop at the first bad manifest line instead of skipping it."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                      help="Where built datasets are cached (default: the user cache dir, or $SDE_CACHE_DIR); "
-                          "the least recently used are removed beyond 20 GiB ($SDE_CACHE_SIZE, e.g. 100GB)."),
-        click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
+                          "the least recently used are removed beyond 20 GiB ($SDE_CACHE_SIZE, e.g. 100GB; "
+                          "at least 1MB)."),
+        click.option("--no-cache", is_flag=True, callback=_cache_size_checked,
+                     help="Neither read nor write the cache."),
         click.option("--tarred-audio", default=None, metavar="PATTERN",
                      help="NeMo tarred audio: the tar shards, e.g. 'audio__OP_0..511_CL_.tar' (local or s3://); "
                           "lines name their shard_id and member."),
         click.option("--threads", type=int, default=None, metavar="N",
-                     help="Processes that build the dataset and threads that query it (default: every core)."),
+                     help="Processes that build the dataset and threads that query it (default: every core; "
+                          "at most 4 per CPU this process may use)."),
         click.option("--memory-limit", default=None, metavar="SIZE",
                      help="Memory DuckDB may use to build and query, e.g. 2GB (default: 80% of RAM); "
                           "beyond it, it spills to the cache folder. The server also keeps up to half of it "
@@ -98,9 +115,9 @@ def data_options(f: Callable) -> Callable:
                           "transcripts decompressed (default: a quarter of the machine's memory)."),
         click.option("--part-size", default=None, metavar="SIZE",
                      help="Build a big manifest part by part in parts of this size, in parallel and bounded "
-                          "memory (default: 32MiB). By default one local manifest of up to 128MiB is built in "
-                          "one piece (faster), where that fits --memory-limit or an eighth of the machine's "
-                          "memory; given, this is also the biggest built in one piece."),
+                          "memory (default: 32MiB; at least 4KB). By default one local manifest of up to 128MiB "
+                          "is built in one piece (faster), where that fits --memory-limit or an eighth of the "
+                          "machine's memory; given, this is also the biggest built in one piece."),
         click.option("--storage-options", default=None, metavar="JSON",
                      help='Options of the object store for URL sources, e.g. \'{"endpoint_url": '
                           '"http://127.0.0.1:9000", "profile": "lab"}\' (credentials otherwise come the '
@@ -190,11 +207,43 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
     )
 
 
-def _configure_engine(threads: int | None, memory_limit: str | None, part_size: str | None) -> None:
-    from sde.engine import EngineSettingError, configure, parse_memory_limit, parse_size
+#: --threads N: at most this many per CPU this process may use. A few per CPU can help where the
+#: build waits on reads (a network file system, an object store); beyond that the extra build
+#: processes only compete for the same cores, each with memory of its own (--threads 1000 on 2
+#: CPUs started 91 of them).
+THREADS_PER_CPU = 4
 
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (a container's or taskset's share of the
+    machine) where the system says it, else every CPU of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _check_threads(threads: int | None) -> None:
+    """--threads: 1 to THREADS_PER_CPU per usable CPU, else a usage error naming both bounds."""
+    if threads is None:
+        return
+    cpus = usable_cpus()
+    most = THREADS_PER_CPU * cpus
+    found = f"{cpus} CPU{'s' * (cpus > 1)} found for this process"
+    if threads < 1:
+        raise click.BadParameter(f"{threads} threads: give 1 or more, at most {most} ({THREADS_PER_CPU} per CPU; "
+                                 f"{found}; default: every core)", param_hint="--threads")
+    if threads > most:
+        raise click.BadParameter(f"{threads} threads is more than {THREADS_PER_CPU} per CPU ({found}): the extra "
+                                 "build processes only compete for the same cores, each with memory of its own; "
+                                 f"give at most {most} (default: every core)", param_hint="--threads")
+
+
+def _configure_engine(threads: int | None, memory_limit: str | None, part_size: str | None) -> None:
+    from sde.engine import EngineSettingError, configure, parse_memory_limit
+
+    _check_threads(threads)
     for text, hint, parse in ((memory_limit, "--memory-limit", parse_memory_limit),
-                              (part_size, "--part-size", parse_size)):
+                              (part_size, "--part-size", _parse_part_size)):
         try:
             if text:
                 parse(text)
@@ -210,6 +259,20 @@ def _configure_engine(threads: int | None, memory_limit: str | None, part_size: 
         reopen()
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--memory-limit") from None
+
+
+def _parse_part_size(text: str) -> int:
+    """--part-size in bytes, at least sde.build.parts.LEAST_PART_BYTES, or EngineSettingError."""
+    from sde.build.parts import LEAST_PART_BYTES
+    from sde.engine import EngineSettingError, parse_size
+
+    size = parse_size(text)
+    if size < LEAST_PART_BYTES:
+        # taken before: parts of 1B are one manifest line each (20k lines: ~75k files)
+        raise EngineSettingError(f"{text!r} is too small for a part: give at least 4KB; parts of 1MB or more "
+                                 "build fastest, each part costing a process task and files of its own "
+                                 "(default: 32MiB)")
+    return size
 
 
 def _configure_storage(text: str | None) -> None:
@@ -927,7 +990,7 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
 @cli.command("demo")
 @serve_options
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
+@click.option("--no-cache", is_flag=True, callback=_cache_size_checked, help="Neither read nor write the cache.")
 @review_options
 @handle_data_errors
 def demo_command(port: int, host: str, auth: str | None, debug: bool, cache_dir: str | None,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -325,6 +327,57 @@ def test_a_bad_size_limit_is_named_and_the_default_kept(write_manifest, tmp_path
     assert warnings and all(f"SDE_CACHE_SIZE={value!r}" in w and "20.0 GiB" in w for w in warnings)
 
 
+def _sde(*args: str, size: str | None, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The real command line with $SDE_CACHE_SIZE = ``size`` (None: unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "SDE_CACHE_SIZE"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    if size is not None:
+        env["SDE_CACHE_SIZE"] = size
+    return subprocess.run([sys.executable, "-m", "sde.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=timeout)
+
+
+# Every command that uses the cache, its folder "cache" (the server's port 0: a free one).
+CACHE_COMMANDS = {
+    "serve": ["M", "--port", "0", "--cache-dir", "cache"],
+    "stats": ["stats", "M", "--cache-dir", "cache"],
+    "index": ["index", "M", "--cache-dir", "cache"],
+    "export": ["export", "M", "-o", "kept.json", "--cache-dir", "cache"],
+    "demo": ["demo", "--port", "0", "--cache-dir", "cache"],
+}
+SIZE_REFUSALS = {
+    # taken before: each store removed every other cached dataset
+    "1KB": ["SDE_CACHE_SIZE='1KB' is too small for the cache", "set at least 1MB"],
+    "999KB": ["SDE_CACHE_SIZE='999KB' is too small for the cache", "set at least 1MB"],
+    # warned about (and 20 GiB kept) where the build opened the cache, once per store opened
+    "lots": ["SDE_CACHE_SIZE='lots' is not a size: write a number and a unit", "or unset it"],
+}
+
+
+@pytest.mark.parametrize("size", SIZE_REFUSALS)
+@pytest.mark.parametrize("command", CACHE_COMMANDS)
+def test_a_cache_size_that_is_too_small_or_not_a_size_is_refused_as_the_command_starts(write_manifest, tmp_path,
+                                                                                      command, size):
+    manifest = write_manifest(ROWS)
+    args = [str(manifest) if a == "M" else a for a in CACHE_COMMANDS[command]]
+    r = _sde(*args, size=size, cwd=tmp_path, timeout=30)  # a server not refused would serve until the timeout
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(errors) == 1 and all(said in errors[0] for said in SIZE_REFUSALS[size]), r.stderr[-2000:]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "kept.json").exists()  # nothing begun
+
+
+@pytest.mark.parametrize("size, extra, cached", [
+    ("1MB", ["--cache-dir", "cache"], True),  # the least taken
+    ("1KB", ["--no-cache"], False),  # no cache used: nothing to refuse
+], ids=["1MB", "1KB with --no-cache"])
+def test_a_cache_size_the_command_can_use_is_taken(write_manifest, tmp_path, size, extra, cached):
+    r = _sde("stats", str(write_manifest(ROWS)), "--json", *extra, size=size, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["utterances"] == len(ROWS) and "SDE_CACHE_SIZE" not in r.stderr
+    assert (tmp_path / "cache").is_dir() == cached
+
+
 # ------------------------------------------------------------------------------ safe folders
 # Tests run as root: chmod stops nobody, so "not ours" is made with chown, "not writable" with a
 # file in the way or a kernel file system, and tmpfs mounts are in tests/test_cache_safety.py.
@@ -635,9 +688,6 @@ def test_processes_missing_one_entry_wait_and_build_it_once(tmp_path):
     # do (both used to build into one build folder, and one stopped with "ArrowInvalid: Not an Arrow
     # file"). This test holds the entry's lock first, as a build in progress would, so that both
     # are seen waiting; let go, one builds and the other reads what it stored.
-    import json
-    import sys
-
     from sde.cache.building import lock_build
 
     words = "the cat sat on a mat and ran off far away".split()

@@ -263,3 +263,55 @@ def test_the_warm_up_ends_quietly_when_python_exits_before_sde_says_it_is_stoppi
         "begun.wait()\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+# --threads and --part-size: values that only harm are usage errors naming the bound, as they start.
+
+def _sde(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The real command line, in a process of its own (its CPUs and environment its own)."""
+    return subprocess.run([sys.executable, "-m", "sde.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
+
+
+def _refused(r: subprocess.CompletedProcess, *said: str) -> None:
+    """Exit 2 and one error line (click's usage lines above it) saying all of ``said``; no traceback."""
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(errors) == 1 and all(s in errors[0] for s in said), r.stderr[-2000:]
+
+
+CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+MOST_THREADS = 4 * CPUS
+
+ENGINE_REFUSALS = {
+    # --threads 1000 on 2 CPUs started 91 build processes
+    "threads above 4 per CPU": (["--threads", str(MOST_THREADS + 1)],
+                                [f"--threads: {MOST_THREADS + 1} threads is more than 4 per CPU",
+                                 f"({CPUS} CPU", f"give at most {MOST_THREADS}"]),
+    "a thousand threads": (["--threads", "1000"], ["--threads: 1000 threads", f"give at most {MOST_THREADS}"]),
+    "zero threads": (["--threads", "0"], ["--threads: 0 threads: give 1 or more", f"at most {MOST_THREADS}",
+                                          f"{CPUS} CPU"]),
+    "negative threads": (["--threads", "-3"], ["--threads: -3 threads: give 1 or more", f"at most {MOST_THREADS}"]),
+    # parts of 1B were one manifest line each: 75k files for 20k lines
+    "a part of one byte": (["--part-size", "1B"], ["--part-size: '1B' is too small for a part", "at least 4KB"]),
+    "a part just under 4KB": (["--part-size", "3999B"], ["--part-size: '3999B' is too small", "at least 4KB"]),
+}
+
+
+@pytest.mark.parametrize("extra, said", ENGINE_REFUSALS.values(), ids=ENGINE_REFUSALS.keys())
+def test_threads_and_part_sizes_that_only_harm_are_refused_naming_the_bound(write_manifest, extra, said):
+    _refused(_sde("stats", str(write_manifest(ROWS)), "--no-cache", *extra), *said)
+
+
+ENGINE_BOUNDS = {
+    "4 threads per CPU": ["--threads", str(MOST_THREADS)],
+    "one thread": ["--threads", "1"],
+    "parts of 4KB": ["--part-size", "4KB"],
+}
+
+
+@pytest.mark.parametrize("extra", ENGINE_BOUNDS.values(), ids=ENGINE_BOUNDS.keys())
+def test_threads_and_part_sizes_at_their_bounds_are_taken(write_manifest, extra):
+    r = _sde("stats", str(write_manifest(ROWS)), "--no-cache", "--json", *extra)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["utterances"] == 2

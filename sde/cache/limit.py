@@ -26,19 +26,54 @@ from sde.cache.folders import Warn, warn_on_stderr
 #: build is ~34 GB).
 DEFAULT_SIZE_LIMIT = 20 * 2**30
 SIZE_LIMIT_VARIABLE = "SDE_CACHE_SIZE"
+#: The least $SDE_CACHE_SIZE the command line takes. A limit smaller than one dataset's build makes
+#: each store remove every other cached dataset (SDE_CACHE_SIZE=1KB: each start of another manifest
+#: removed the last one's build); a limit of 1KB or 100B is a unit left out or mistyped. A small
+#: dataset's build is about 1 MB (20k utterances: 5.6 MB). sde.build and the stores take any size
+#: (:func:`size_limit`): tests fill a small one.
+LEAST_SIZE_LIMIT = 10**6
+
+
+class CacheSizeError(ValueError):
+    """$SDE_CACHE_SIZE is not a size, or too small a one; the message names it and what to write."""
 
 
 def size_limit(warn: Warn = warn_on_stderr) -> int:
-    """$SDE_CACHE_SIZE in bytes (e.g. ``100GB``), else :data:`DEFAULT_SIZE_LIMIT`."""
+    """$SDE_CACHE_SIZE in bytes (e.g. ``100GB``), else :data:`DEFAULT_SIZE_LIMIT`; one that is not
+    a size is named by ``warn`` and the default kept (the command line refused it at its start:
+    :func:`check_size_limit`)."""
     text = os.environ.get(SIZE_LIMIT_VARIABLE, "").strip()
     if not text:
         return DEFAULT_SIZE_LIMIT
     try:
         return parse_size(text)
     except EngineSettingError:
-        warn(f"{SIZE_LIMIT_VARIABLE}={text!r} is not a size: write a number and a unit, e.g. "
-             f"{SIZE_LIMIT_VARIABLE}=100GB or 500MB; keeping up to {size_text(DEFAULT_SIZE_LIMIT)}")
+        warn(f"{_not_a_size(text)}; keeping up to {size_text(DEFAULT_SIZE_LIMIT)}")
         return DEFAULT_SIZE_LIMIT
+
+
+def check_size_limit() -> int:
+    """$SDE_CACHE_SIZE as the command line takes it, in bytes (:data:`DEFAULT_SIZE_LIMIT` when
+    unset): checked where a command starts, before any build. Raises CacheSizeError for a value
+    that is not a size, or less than :data:`LEAST_SIZE_LIMIT`."""
+    text = os.environ.get(SIZE_LIMIT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_SIZE_LIMIT
+    unset = f"or unset it to keep up to {size_text(DEFAULT_SIZE_LIMIT)}"
+    try:
+        limit = parse_size(text)
+    except EngineSettingError:
+        raise CacheSizeError(f"{_not_a_size(text)} ({unset})") from None
+    if limit < LEAST_SIZE_LIMIT:
+        raise CacheSizeError(
+            f"{SIZE_LIMIT_VARIABLE}={text!r} is too small for the cache: each store would remove every "
+            f"other cached dataset; set at least 1MB, e.g. {SIZE_LIMIT_VARIABLE}=100GB ({unset})")
+    return limit
+
+
+def _not_a_size(text: str) -> str:
+    return (f"{SIZE_LIMIT_VARIABLE}={text!r} is not a size: write a number and a unit, e.g. "
+            f"{SIZE_LIMIT_VARIABLE}=100GB or 500MB")
 
 
 def size_text(size: int) -> str:

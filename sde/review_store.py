@@ -35,6 +35,9 @@ SCHEMA_VERSION = 1
 KIND = "sde-reviews"
 REVIEW_COLUMNS = ("review", "review_text", "review_note", "review_tags", "review_user", "review_time")
 BODY_FIELDS = ("status", "text", "note", "tags", "version")
+#: The largest version a review can have: SQLite's largest INTEGER. A bigger one in a request can
+#: never be the stored version, so it is a mistake (400), not a stale save (409).
+MAX_VERSION = 2**63 - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOTE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # a note may have lines and tabs
 _TAG_BAD = re.compile(r"[\s,\x00-\x1f\x7f]")
@@ -236,9 +239,9 @@ def _user(user: Any) -> str | None:
 def _version(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidReview(f"version must be the review's version number (an integer ≥ 0, 0 when the "
-                            f"utterance has no review yet); got {_short(value)}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VERSION:
+        raise InvalidReview(f"version must be the review's version number (an integer from 0 to {MAX_VERSION}, "
+                            f"0 when the utterance has no review yet); got {_short(value)}")
     return value
 
 

@@ -410,7 +410,8 @@ def parse_review_body(body: Any) -> dict:
     if unknown:
         raise InvalidReview(f"unknown field {_short(unknown[0])}; a review has {', '.join(BODY_FIELDS)}")
     return {"status": body.get("status"), "text": body.get("text"), "note": body.get("note"),
-            "tags": body.get("tags") or (), "expected_version": _version(body.get("version"))}
+            # absent (None) is no tags; 0, false or "" are refused by validate, not taken for none
+            "tags": body.get("tags"), "expected_version": _version(body.get("version"))}
 
 
 def review_post_route(dataset: "Dataset", store: ReviewStore | None, utterance_id: Any, body: Any,

@@ -1,5 +1,6 @@
 """TTS readiness: loudness (BS.1770 reference tones), clipping, espeak-ng phonemes and inventories,
-and the /api/tts report over two espeak-ng "speakers" recorded at 22.05 and 16 kHz."""
+the /api/tts report over two espeak-ng "speakers" recorded at 22.05 and 16 kHz, and /api/tts's
+language and missing speakers through a real server."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sde.quality.phonemes import (
 )
 from sde.quality.segments import measure_segments
 from sde.quality.tts import GUIDANCE, tts_report
+from tests.browser_kit import api, sde_server
 from tests.quality_kit import need_espeak, need_vad, padded, speak, write
 
 
@@ -231,3 +233,85 @@ def test_the_speaker_table_is_each_speakers_own_numbers():
         else:
             assert np.isnan(row["clipping_share"])
         assert row["lufs_median"] == pytest.approx(rows["lufs"].median(), nan_ok=True)
+
+
+# ---------------------------------------------------------------- /api/tts through a real server
+
+# Anna, then three lines without a speaker (no field, null, an empty name: one group), all of a
+# language espeak-ng has no voice for (the manifest's lang field, the report's default).
+SERVED = [("anna", "the pleasure of a quiet morning"), ("anna", "boys enjoy the noise"),
+          (None, "hello there"), ("null", "good night"), ("", "good morning")]
+
+
+@pytest.fixture(scope="module")
+def served(espeak, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tts-served") / "manifest.json"
+    lines = []
+    for i, (speaker, text) in enumerate(SERVED):
+        line = {"audio_filepath": f"{i}.wav", "duration": 2.0, "text": text, "pred_text": text, "lang": "xx"}
+        if speaker is not None:
+            line["speaker"] = None if speaker == "null" else speaker
+        lines.append(json.dumps(line) + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    with sde_server(str(path)) as url:
+        yield url, path
+
+
+def tts_answer(url: str, **params) -> tuple[int, dict]:
+    import urllib.error
+
+    try:
+        return 200, api(url, "/api/tts", **params)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize("params, status, says", [
+    ({"lang": "xx"}, 400, 'lang: espeak-ng has no voice "xx"; `espeak-ng --voices` lists them'),  # was 200
+    ({"lang": "zz-yy"}, 400, 'no voice "zz-yy"'),
+    ({"lang": "../x"}, 400, "lang must be an espeak-ng voice"),
+    ({"lang": "en-US"}, 200, None),
+    # the manifest's own language is no mistake of the request: the report says why it has no phonemes
+    ({}, 200, 'espeak-ng has no voice "xx"'),
+])
+def test_a_language_espeak_has_no_voice_for_is_a_400_when_asked_for(served, params, status, says):
+    code, body = tts_answer(served[0], **params)
+    assert code == status, body
+    said = body["error"] if status != 200 else body.get("phoneme_error")
+    assert said == says if says is None else says in said
+
+
+def test_utterances_without_a_speaker_are_the_null_speaker_as_in_breakdown(served):
+    # they were the speaker "" where /api/breakdown's group of missing values is null
+    url, _ = served
+    speakers = {s["speaker"]: s["utterances"] for s in api(url, "/api/tts", lang="en")["speakers"]}
+    assert speakers == {"anna": 2, None: 3}
+    assert None in {row["value"] for row in api(url, "/api/breakdown", by="speaker")["rows"]}
+
+
+def test_the_tts_page_shows_the_null_speaker_as_none_linking_to_its_utterances(served):
+    from urllib.parse import parse_qs, urlparse
+
+    from sde.build.load import load_dataset
+    from sde.web.pages.tts import CHART_SPEAKER, phoneme_figure, report_state
+
+    dataset = load_dataset(str(served[1]), use_cache=False)
+    content, final = report_state(dataset, "en", "speaker", wait_s=60)
+    components = list(_walk(content))
+    link = next(c for c in components if getattr(c, "children", None) == "(none)" and hasattr(c, "href"))
+    shown = parse_qs(urlparse(link.href).query)["filter"][0]
+    assert final and len(dataset.utterance_query.select(shown, None)) == 3
+    picker = next(c for c in components if getattr(c, "id", None) == CHART_SPEAKER)
+    assert {"label": "(none)", "value": ""} in picker.options
+    report = api(served[0], "/api/tts", lang="en", counts=1)
+    assert "Phonemes of (none)" in phoneme_figure(report, "").layout.title.text
+
+
+def _walk(component):
+    """A Dash layout's components, depth first."""
+    if isinstance(component, (list, tuple)):
+        for c in component:
+            yield from _walk(c)
+    elif component is not None and hasattr(component, "to_plotly_json"):
+        yield component
+        yield from _walk(getattr(component, "children", None))

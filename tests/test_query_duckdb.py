@@ -417,6 +417,17 @@ def test_a_forked_child_queries_while_the_parent_keeps_querying():
         worker.join()
 
 
+@pytest.mark.parametrize("fetch", ["numpy_sql", "arrow_sql"])
+def test_an_error_while_the_rows_are_fetched_is_a_query_error(fetch):
+    """DuckDB runs most of a scan while its rows are fetched: failing there (here a value that is no
+    number, 100,000 rows in; running out of memory alike) escaped as DuckDB's own exception, a 500."""
+    from sde.filters import engine
+
+    values = pa.table({"v": [str(i) for i in range(100_000)] + ["x"]})
+    with pytest.raises(QueryError, match="could not run: Conversion Error"):
+        getattr(engine, fetch)("SELECT CAST(v AS INTEGER) AS n FROM t", (), {"t": values})
+
+
 def test_stopping_interrupts_the_running_queries_and_refuses_new_ones(monkeypatch):
     """As the server exits (cli._end_background_queries): a query left running in a background thread
     while Python shuts down aborted the process."""

@@ -7,12 +7,14 @@ chart markup. All through the real `sde` process (tests/test_audio_faults.SdeSer
 * filters are capped in length and clauses;
 * /api/problems pages (`{"total", "rows"}` plus the counts), and so does the Problems page;
 * field names and hypothesis labels reach plotly escaped (no `<a href>` in a chart);
-* paths that are not a page answer 404.
+* paths that are not a page answer 404;
+* a query DuckDB cannot run within --memory-limit is a 400 naming it, never a 500.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from urllib.parse import urlencode
 
@@ -20,7 +22,7 @@ import pytest
 
 from sde.query import MAX_CLAUSES, MAX_PAGE_SIZE, MAX_QUERY_LENGTH, MAX_SORT_KEYS
 from sde.web.api import MAX_PAGE
-from tests.test_audio_faults import SdeServer, assert_no_traceback
+from tests.test_audio_faults import ROOT, SdeServer, assert_no_traceback
 
 N_ROWS = 2_500
 N_BAD = 1_234
@@ -440,3 +442,45 @@ def test_an_oversized_callback_post_is_413_and_the_server_lives_on(server):
                                 huge.encode())
     assert code == 413
     assert get(server, "/api/summary")[0] == 200
+
+
+# ------------------------------------------------------------------------- over --memory-limit
+
+# At sde's least --memory-limit (64MB) DuckDB runs out only on big datasets (millions of distinct
+# substitutions) or while other queries hold its memory. A server allowed less (its sitecustomize
+# lowers sde.engine's floor) runs out on a test-sized dataset, in the same queries: counting the
+# errors, digesting the transcripts for duplicates, sorting.
+STARVED_MEMORY = "256KB"
+STARVED_ROWS = 20_000
+
+
+@pytest.fixture(scope="module")
+def starved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("starved")
+    (folder / "sitecustomize.py").write_text("import sde.engine\nsde.engine.LEAST_MEMORY_LIMIT = 0\n")
+    manifest = folder / "starved.json"
+    manifest.write_text("".join(json.dumps({
+        "audio_filepath": f"a{i}.wav", "duration": 2.0, "text": f"the cat {i} sat on mat {i % 97}",
+        "pred_text": f"the bat {i} sat on {i % 89}"}) + "\n" for i in range(STARVED_ROWS)), encoding="utf-8")
+    env = {"PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)])}
+    with SdeServer(str(manifest), "--memory-limit", STARVED_MEMORY, "--threads", "2", env=env) as s:
+        yield s
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/api/errors", {}),                                   # the substitutions counted by DuckDB
+    ("/api/errors", {"filter": "{duration} > 1"}),
+    ("/api/errors.csv", {"kind": "deletions"}),
+    ("/api/suspicious", {}),                               # the transcripts' digests (duplicates)
+    ("/api/utterances", {"filter": "{dup_text_group} is not null"}),  # the same, asked by a filter
+    ("/api/utterances", {"sort": "text"}),
+])
+def test_a_query_over_the_memory_limit_is_a_400_naming_it(starved, path, params):
+    code, body, _ = get(starved, path, **params)
+    assert code == 400 and "--memory-limit" in body["error"], (code, body)
+
+
+def test_the_starved_server_logged_no_traceback(starved):
+    get(starved, "/api/suspicious")
+    assert starved.alive and get(starved, "/api/summary")[0] == 200
+    assert_no_traceback(starved)

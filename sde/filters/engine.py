@@ -126,7 +126,9 @@ def cursor() -> duckdb.DuckDBPyConnection:
 def run_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
     """Run one query on a fresh cursor with ``tables`` (DataFrames / Arrow tables) registered under
     their names; returns the cursor to fetch from (close it after). DuckDB's errors become
-    :class:`QueryError`; a query over :data:`MAX_QUERY_SECONDS` is interrupted."""
+    :class:`QueryError`; a query over :data:`MAX_QUERY_SECONDS` is interrupted. Only the start of
+    the query is bounded: what DuckDB runs while the rows are fetched is not (numpy_sql and
+    arrow_sql fetch inside the bound)."""
     cur = cursor()
     try:
         with _bounded(cur):
@@ -153,10 +155,17 @@ def arrow_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | 
 
 
 def numpy_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """:func:`run_sql`'s query, its whole answer as numpy arrays by column (cursor.fetchnumpy)."""
-    cur = run_sql(sql, params, tables)
+    """:func:`run_sql`'s query, its whole answer as numpy arrays by column (cursor.fetchnumpy).
+    Fetched inside the bound: DuckDB runs most of a query while its rows are fetched (all but the
+    first few thousand rows of a scan), so running out of memory or failing there is a
+    QueryError too, and the time limit covers it."""
+    cur = cursor()
     try:
-        return cur.fetchnumpy()
+        with _bounded(cur):
+            for name, table in (tables or {}).items():
+                cur.register(name, table)
+            cur.execute(sql, list(params))
+            return cur.fetchnumpy()
     finally:
         cur.close()
 

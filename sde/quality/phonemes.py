@@ -35,6 +35,8 @@ from sde.text import normalize, normalize_arrow
 
 __all__ = [
     "PhonemizerError",
+    "UnknownVoice",
+    "check_voice",
     "phoneme_histograms",
     "phoneme_inventory",
     "phoneme_tokens",
@@ -53,6 +55,11 @@ _TEXT_STEPS = ("lower", "punct")
 
 class PhonemizerError(RuntimeError):
     """espeak-ng is missing or has no voice for the language; the message names the fix."""
+
+
+class UnknownVoice(PhonemizerError):
+    """espeak-ng is there but has no voice of that name: the caller asked for a language that is not
+    one (a request's mistake), where a missing espeak-ng is the machine's."""
 
 
 class _Espeak:
@@ -80,8 +87,8 @@ class _Espeak:
     def set_voice(self, lang: str) -> None:
         if lang != self._voice:
             if self._lib.espeak_SetVoiceByName(lang.encode()) != 0:
-                raise PhonemizerError(f'espeak-ng has no voice "{lang}"; `espeak-ng --voices` lists them '
-                                      f'(e.g. en, en-us, de, fr, es)')
+                raise UnknownVoice(f'espeak-ng has no voice "{lang}"; `espeak-ng --voices` lists them '
+                                   f'(e.g. en, en-us, de, fr, es)')
             self._voice = lang
 
     def phonemes(self, text: str) -> str:
@@ -103,6 +110,13 @@ def _espeak() -> _Espeak:
 def phoneme_tokens(ipa: str) -> list[str]:
     """espeak-ng's "_"-separated IPA → phonemes, without stress marks or non-phoneme symbols."""
     return [t for t in _SPLIT.split(_STRIP.sub("", ipa)) if any(ch.isalpha() for ch in t)]
+
+
+def check_voice(lang: str) -> None:
+    """UnknownVoice when espeak-ng has no voice ``lang`` (PhonemizerError when espeak-ng is missing)."""
+    engine = _espeak()
+    with engine.lock:
+        engine.set_voice(lang)
 
 
 def phonemize_words(words: Sequence[str], lang: str) -> list[list[str]]:

@@ -135,8 +135,9 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
 
     Each speaker: ``speaker, utterances, hours, speech_hours, sample_rates, lufs_median,
     lufs_spread, clipping_share, phonemes_missing, phonemes_rare, flags`` (``flags``: ``[{"flag",
-    "message"}]`` against :data:`GUIDANCE`). ``lang`` None skips phonemes. When espeak-ng is
-    missing or lacks the voice, phoneme fields are empty and ``phoneme_error`` says why.
+    "message"}]`` against :data:`GUIDANCE`); ``speaker`` is None for the utterances without one.
+    ``lang`` None skips phonemes. When espeak-ng is missing or lacks the voice, phoneme fields are
+    empty and ``phoneme_error`` says why.
     ``limit`` keeps the speakers with the most hours. ``counts`` adds each speaker's
     ``phoneme_counts`` (phoneme → times heard, most frequent first: the histogram).
     """
@@ -157,7 +158,9 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
         missing = [p for p in report["phoneme_inventory"] if p not in counts_of] if lang else []
         rare = sorted(p for p, c in counts_of.items() if c < GUIDANCE["rare_phoneme_count"])
         speakers.append({
-            "speaker": row["speaker"],
+            # "" inside (no speaker: missing or empty alike), null outside, as /api/breakdown names
+            # its group of missing values
+            "speaker": row["speaker"] if row["speaker"] != "" else None,
             "utterances": int(row["utterances"]),
             "hours": _num(row["hours"], 4),
             "speech_hours": _num(row["speech_hours"], 4),

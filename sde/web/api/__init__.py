@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from flask import Blueprint, Flask, request
 
-from sde.query import MAX_PAGE_SIZE
+from sde.query import MAX_PAGE_SIZE, QueryError
 from sde.web.api import analysis, audio, curation, quality, tables
-from sde.web.api.respond import DATASET_KEY, MAX_PAGE, error_response, unexpected_response
+from sde.web.api.respond import DATASET_KEY, MAX_PAGE, error_response, query_error_response, unexpected_response
 from sde.web.audio_service import DEFAULT_CACHE_BYTES, EXTENSION_KEY, AudioService
 from sde.web.present import ApiError
 
@@ -53,9 +53,12 @@ AUDIO = Blueprint("sde_audio", __name__)
 CURATION = Blueprint("sde_curation", __name__)
 QUALITY = Blueprint("sde_quality", __name__)
 # A blueprint's handlers are looked up before the app's, each for the whole class hierarchy: the
-# ApiError handler is here too, or the catch-all would answer every ApiError.
+# ApiError handler is here too, or the catch-all would answer every ApiError. A QueryError reaching
+# the handlers (DuckDB over --memory-limit in /api/errors' or /api/suspicious' counting) is a 400
+# like any refused query, not a 500.
 for _blueprint in (TABLES, ANALYSIS, AUDIO, CURATION, QUALITY):
     _blueprint.register_error_handler(ApiError, error_response)
+    _blueprint.register_error_handler(QueryError, query_error_response)
     _blueprint.register_error_handler(Exception, unexpected_response)
 
 

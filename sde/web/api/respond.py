@@ -16,7 +16,7 @@ from flask import Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from sde.compressed_columns import take_rows
-from sde.query import MAX_PAGE_SIZE
+from sde.query import MAX_PAGE_SIZE, QueryError
 from sde.web.present import ApiError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,6 +93,13 @@ def json_response(payload: Any, status: int = 200, headers: dict | None = None) 
 def error_response(e: ApiError) -> Response:
     """The one answer to an ApiError: `{"error": message, …fields}` with its status."""
     return json_response(e.body(), e.status, e.headers)
+
+
+def query_error_response(e: QueryError) -> Response:
+    """A query sde refused or DuckDB could not run (over --memory-limit, over the time limit) that
+    no route turned into an ApiError itself: answered 400 with its message, as /api/utterances
+    answers it, not as a bug."""
+    return error_response(ApiError(str(e)))
 
 
 def unexpected_response(e: Exception) -> Response | HTTPException:

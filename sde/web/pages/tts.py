@@ -19,7 +19,7 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html
 
-from sde.filters import Clause
+from sde.filters import TEXT, Clause, column_kind
 from sde.quality.tts import GUIDANCE
 from sde.web.components import fmt_float, fmt_int, page_header
 from sde.web.figures import GRAPH_CONFIG
@@ -45,7 +45,10 @@ SHOWN_SPEAKERS = 200
 LANGUAGES = ("en", "en-us", "de", "fr", "es")
 
 
-def _speaker_href(column: str, speaker: str) -> str:
+def _speaker_href(column: str, speaker: str | None, text: bool) -> str:
+    if speaker is None:  # the report's group without a speaker: missing, or in a text column empty too
+        missing = Clause(column, "is null").to_q()
+        return samples_href(filter=f'{missing} || {Clause(column, "=", "").to_q()}' if text else missing)
     return samples_href(filter=Clause(column, "=", speaker).to_q())
 
 
@@ -77,13 +80,13 @@ def _phonemes(s: dict) -> Any:
     return parts or html.Span("all covered", className="text-success")
 
 
-def _table(r: dict, column: str) -> dbc.Table:
+def _table(r: dict, column: str, text: bool) -> dbc.Table:
     head = ["speaker", "utterances", "hours", "speech hours", "sample rates", "LUFS median", "LUFS spread",
             "clipping", "phonemes", "flags"]
     rows = []
     for s in r["speakers"][:SHOWN_SPEAKERS]:
         rows.append(html.Tr([
-            html.Td(dcc.Link(s["speaker"] or "(none)", href=_speaker_href(column, s["speaker"]))),
+            html.Td(dcc.Link(s["speaker"] or "(none)", href=_speaker_href(column, s["speaker"], text))),
             html.Td(fmt_int(s["utterances"]), className="text-end"),
             html.Td(_hours_cell(s["hours"]), className="text-end"),
             html.Td(_hours_cell(s["speech_hours"]), className="text-end"),
@@ -102,7 +105,9 @@ def _table(r: dict, column: str) -> dbc.Table:
 def phoneme_figure(r: dict, speaker: str | None) -> go.Figure:
     """Bar chart of how often ``speaker`` says each phoneme: the language's inventory first (never
     heard: red, rare: orange), then phonemes outside it."""
-    entry = next((s for s in r["speakers"] if s["speaker"] == speaker), r["speakers"][0] if r["speakers"] else None)
+    # the picker's value: the speaker, "" for the report's null speaker (a select's values are text)
+    entry = next((s for s in r["speakers"] if (s["speaker"] or "") == speaker),
+                 r["speakers"][0] if r["speakers"] else None)
     counts = dict(entry.get("phoneme_counts") or {}) if entry else {}
     inventory = list(r.get("phoneme_inventory") or [])
     order = sorted(inventory, key=lambda p: (-counts.get(p, 0), p)) + sorted(
@@ -177,14 +182,14 @@ def report_state(dataset: Dataset, lang: str, column: str, wait_s: float = 0.0) 
 
 def _report(dataset: Dataset, r: dict[str, Any], lang: str, column: str) -> list:
     speakers = [s["speaker"] for s in r["speakers"][:SHOWN_SPEAKERS]]
-    first = speakers[0] if speakers else None
+    first = (speakers[0] or "") if speakers else None
     shown = len(r["speakers"][:SHOWN_SPEAKERS])
     more = (f"the {shown} speakers with the most hours of {fmt_int(r['total_speakers'])}; the JSON lists them all, "
             "a page at a time (/api/tts?page=P&limit=N)"
             if r.get("total_speakers", 0) > shown else None)
     chart = dbc.Card(dbc.CardBody([
         html.Div([html.H5("Phoneme coverage", className="card-title mb-0"),
-                  dbc.Select(id=CHART_SPEAKER, options=[{"label": s or "(none)", "value": s} for s in speakers],
+                  dbc.Select(id=CHART_SPEAKER, options=[{"label": s or "(none)", "value": s or ""} for s in speakers],
                              value=first, size="sm", style={"maxWidth": "20rem"})],
                  className="d-flex justify-content-between align-items-center gap-2 mb-2"),
         dcc.Store(id=CHART_PARAMS, data={"lang": lang, "speaker": column}),
@@ -193,7 +198,8 @@ def _report(dataset: Dataset, r: dict[str, Any], lang: str, column: str) -> list
     table = dbc.Card(dbc.CardBody([
         html.H5("Speakers", className="card-title"),
         html.Div(more, className="small text-muted mb-1") if more else None,
-        _table(r, column),
+        _table(r, column, column in dataset.utterances.columns
+               and column_kind(dataset.utterances[column].dtype) == TEXT),
     ]), className="mb-3")
     return [_guidance(r, lang), _language_links(dataset, lang, column), vad.layout(dataset), table, chart]
 

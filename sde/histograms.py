@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sde.filters import NUMBER, QueryError
-from sde.filters.engine import arrow_column, run_sql
+from sde.filters.engine import arrow_column, rows_sql
 
 __all__ = ["Histogram", "histogram", "histogram_of_arrays", "nice_edges", "nice_step"]
 
@@ -170,11 +170,7 @@ def _quantile(tables: dict[str, pa.Table], finite: str, count: int, q: float) ->
 
 
 def _fetch(sql: str, params: Sequence[object], tables: dict[str, pa.Table]) -> list[tuple]:
-    cur = run_sql(sql, params, tables)
-    try:
-        return cur.fetchall()
-    finally:
-        cur.close()
+    return rows_sql(sql, params, tables)
 
 
 def _clipped_range(spread: _Spread) -> tuple[float, float]:

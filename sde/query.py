@@ -78,7 +78,7 @@ from sde.filters import (
 from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
                             within_one_word)
 from sde.filters.engine import (MAX_QUERY_SECONDS, NOT_NOW, LowerCaseColumns, SingleLineColumns, arrow_column,
-                                configure, connect, cursor, numpy_sql, reopen, run_sql)
+                                configure, connect, cursor, numpy_sql, reopen, rows_sql, run_sql)
 
 __all__ = [
     "QueryError",
@@ -438,12 +438,8 @@ class _Engine:
         tables = {}
         source, streamed = self._source(f"{order}", tables, {} if marked is None else {_IN_VIEW: marked})
         view = _IN_VIEW if marked is not None else "TRUE" if rows is None else self._band_view(rows, order, tables, streamed)
-        cur = run_sql(f"SELECT {key} FROM {source} WHERE {_spread_sample(total)} AND {view} "
-                      f"ORDER BY {key} NULLS LAST", (), tables)
-        try:
-            sample = [row[0] for row in cur.fetchall()]
-        finally:
-            cur.close()
+        sample = [row[0] for row in rows_sql(f"SELECT {key} FROM {source} WHERE {_spread_sample(total)} AND {view} "
+                                             f"ORDER BY {key} NULLS LAST", (), tables)]
         keyed = len(sample) - sample.count(None)
         if not keyed:
             return None
@@ -766,11 +762,7 @@ class _Engine:
 
     @staticmethod
     def _row(sql: str, params: Sequence[Any], tables: Mapping[str, Any]) -> tuple:
-        cur = run_sql(sql, params, tables)
-        try:
-            return cur.fetchone()
-        finally:
-            cur.close()
+        return rows_sql(sql, params, tables)[0]
 
     def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any],
                streamed: Sequence[CompressedColumn | LabelColumn]) -> tuple[np.ndarray, np.ndarray]:

@@ -417,7 +417,7 @@ def test_a_forked_child_queries_while_the_parent_keeps_querying():
         worker.join()
 
 
-@pytest.mark.parametrize("fetch", ["numpy_sql", "arrow_sql"])
+@pytest.mark.parametrize("fetch", ["numpy_sql", "arrow_sql", "rows_sql"])
 def test_an_error_while_the_rows_are_fetched_is_a_query_error(fetch):
     """DuckDB runs most of a scan while its rows are fetched: failing there (here a value that is no
     number, 100,000 rows in; running out of memory alike) escaped as DuckDB's own exception, a 500."""

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -127,8 +127,8 @@ def run_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | No
     """Run one query on a fresh cursor with ``tables`` (DataFrames / Arrow tables) registered under
     their names; returns the cursor to fetch from (close it after). DuckDB's errors become
     :class:`QueryError`; a query over :data:`MAX_QUERY_SECONDS` is interrupted. Only the start of
-    the query is bounded: what DuckDB runs while the rows are fetched is not (numpy_sql and
-    arrow_sql fetch inside the bound)."""
+    the query is bounded: what DuckDB runs while the rows are fetched is not (rows_sql, numpy_sql
+    and arrow_sql fetch inside the bound)."""
     cur = cursor()
     try:
         with _bounded(cur):
@@ -144,28 +144,33 @@ def run_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | No
 def arrow_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> pa.Table:
     """:func:`run_sql`'s query, its whole answer as an Arrow table (read as Arrow, not copied out
     of DB-API rows: nested values such as lists stay columnar)."""
-    cur = cursor()
-    try:
-        with _bounded(cur):
-            for name, table in (tables or {}).items():
-                cur.register(name, table)
-            return cur.sql(sql, params=list(params)).to_arrow_table()
-    finally:
-        cur.close()
+    return _fetched(sql, params, tables, lambda cur: cur.sql(sql, params=list(params)).to_arrow_table())
 
 
 def numpy_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """:func:`run_sql`'s query, its whole answer as numpy arrays by column (cursor.fetchnumpy).
-    Fetched inside the bound: DuckDB runs most of a query while its rows are fetched (all but the
-    first few thousand rows of a scan), so running out of memory or failing there is a
-    QueryError too, and the time limit covers it."""
+    """:func:`run_sql`'s query, its whole answer as numpy arrays by column (cursor.fetchnumpy)."""
+    return _fetched(sql, params, tables, lambda cur: cur.execute(sql, list(params)).fetchnumpy())
+
+
+def rows_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> list[tuple]:
+    """:func:`run_sql`'s query, its whole answer as rows (tuples)."""
+    return _fetched(sql, params, tables, lambda cur: cur.execute(sql, list(params)).fetchall())
+
+
+_Fetched = TypeVar("_Fetched")
+
+
+def _fetched(sql: str, params: Sequence[Any], tables: Mapping[str, Any] | None,
+             run: Callable[[duckdb.DuckDBPyConnection], _Fetched]) -> _Fetched:
+    """``run(cursor)`` with ``tables`` registered, the fetch inside the bound: DuckDB runs most of a
+    query while its rows are fetched (all but the first few thousand rows of a scan), so running
+    out of memory or failing there is a QueryError too, and the time limit covers it."""
     cur = cursor()
     try:
         with _bounded(cur):
             for name, table in (tables or {}).items():
                 cur.register(name, table)
-            cur.execute(sql, list(params))
-            return cur.fetchnumpy()
+            return run(cur)
     finally:
         cur.close()
 

@@ -14,11 +14,13 @@ Usage errors exit 2, data errors exit 1, each with a message that names the fix;
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
@@ -377,8 +379,6 @@ def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache
                f"{PRESENCE_MAX_ROWS:,}); audio_missing stays empty, and the inspector says when a file is missing")
         return dataset
     if check_audio_later and rows > PRESENCE_BEFORE_START_ROWS:
-        import threading
-
         def check() -> None:
             dataset.replace_with(with_audio_presence(dataset, status=status))
 
@@ -549,16 +549,19 @@ def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_c
         return dataset
 
 
-def _warm_queries(query, transcripts: list[str], errors: list, prepare: Callable[[], list[str]] | None = None) -> None:
+def _warm_queries(query, transcripts: list[str], errors: list, prepare: Callable[[], list[str]] | None = None,
+                  served: threading.Event | None = None) -> None:
     """The server's warm-up (:func:`_warm_up`), ending quietly when the process exits under it: the
     exit interrupts its DuckDB queries, and Python's shutdown refuses new work to its thread pools
-    (a RuntimeError), where a traceback would be all the user saw."""
+    (a RuntimeError), where a traceback would be all the user saw. ``served`` is set once the
+    server has stopped: Python's exit refuses that work before sde's exit handler says it is
+    stopping (sde.filters.engine.stopping)."""
     from sde.filters.engine import stopping
 
     try:
         _warm_up(query, transcripts, errors, prepare)
     except RuntimeError:
-        if not stopping():
+        if not (stopping() or (served is not None and served.is_set())):
             raise
 
 
@@ -667,8 +670,6 @@ def _end_background_queries(warm) -> None:
 def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cache_dir: str | None = None,
            sock=None, augment_dirs: tuple[str | None, str | None] = (None, None), reviews: str | None = None,
            read_only: bool = False) -> None:
-    import threading
-
     # The first page a browser opens shows the summary (sums over every row: 0.3-0.8 s at 10M,
     # mostly reading the columns, numpy without the GIL): made while the web framework imports.
     threading.Thread(target=_summary_ahead, args=(dataset,), name="sde-summary", daemon=True).start()
@@ -706,9 +707,11 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # The kernel reads the build's files while the browser opens: the first filter, search and
     # breakdown then read memory, not the disk (sde.cache.read_ahead).
     threading.Thread(target=read_ahead, name="sde-read-ahead", daemon=True, args=(dataset.files,)).start()
+    served = threading.Event()
     warm = threading.Thread(target=_warm_queries, name="sde-warm-queries", daemon=True,
-                            args=(dataset.utterance_query, transcripts, errors, lambda: prepare_pages(dataset)))
+                            args=(dataset.utterance_query, transcripts, errors, lambda: prepare_pages(dataset), served))
     warm.start()
+    atexit.register(_end_background_queries, warm)
     from sde.web.panels.augment import configure_sources
 
     configure_sources(app.server, *augment_dirs)
@@ -717,9 +720,7 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     except ServeError as e:
         fail(str(e))
     finally:
-        # here, not at exit: Python's exit refuses the warm-up's thread pools new work before its
-        # exit handlers run, and the warm-up, not yet told, printed that RuntimeError's traceback
-        _end_background_queries(warm)
+        served.set()
 
 
 @cli.command("stats")

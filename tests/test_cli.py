@@ -315,3 +315,15 @@ def test_threads_and_part_sizes_at_their_bounds_are_taken(write_manifest, extra)
     r = _sde("stats", str(write_manifest(ROWS)), "--no-cache", "--json", *extra)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["utterances"] == 2
+
+
+def test_a_server_run_in_process_leaves_the_query_engine_answering(monkeypatch, write_manifest):
+    # a server that stopped told the whole process it was exiting: every later query in it answered
+    # "sde is stopping" (843 tests of one CI run, after an in-process serve of test_security)
+    import sde.web.serve as serve_module
+    from sde.filters.engine import rows_sql
+
+    monkeypatch.setattr(serve_module, "serve", lambda app, **_options: None)
+    r = CliRunner().invoke(cli, [str(write_manifest(ROWS)), "--port", "0", "--no-cache"])
+    assert r.exit_code == 0, r.output
+    assert rows_sql("SELECT 41 + 1 AS n") == [(42,)]

@@ -209,43 +209,11 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
     )
 
 
-#: --threads N: at most this many per CPU this process may use. A few per CPU can help where the
-#: build waits on reads (a network file system, an object store); beyond that the extra build
-#: processes only compete for the same cores, each with memory of its own (--threads 1000 on 2
-#: CPUs started 91 of them).
-THREADS_PER_CPU = 4
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity (a container's or taskset's share of the
-    machine) where the system says it, else every CPU of the machine."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def _check_threads(threads: int | None) -> None:
-    """--threads: 1 to THREADS_PER_CPU per usable CPU, else a usage error naming both bounds."""
-    if threads is None:
-        return
-    cpus = usable_cpus()
-    most = THREADS_PER_CPU * cpus
-    found = f"{cpus} CPU{'s' * (cpus > 1)} found for this process"
-    if threads < 1:
-        raise click.BadParameter(f"{threads} threads: give 1 or more, at most {most} ({THREADS_PER_CPU} per CPU; "
-                                 f"{found}; default: every core)", param_hint="--threads")
-    if threads > most:
-        raise click.BadParameter(f"{threads} threads is more than {THREADS_PER_CPU} per CPU ({found}): the extra "
-                                 "build processes only compete for the same cores, each with memory of its own; "
-                                 f"give at most {most} (default: every core)", param_hint="--threads")
-
-
 def _configure_engine(threads: int | None, memory_limit: str | None, part_size: str | None) -> None:
-    from sde.engine import EngineSettingError, configure, parse_memory_limit
+    from sde.engine import EngineSettingError, configure, parse_memory_limit, parse_part_size
 
-    _check_threads(threads)
     for text, hint, parse in ((memory_limit, "--memory-limit", parse_memory_limit),
-                              (part_size, "--part-size", _parse_part_size)):
+                              (part_size, "--part-size", parse_part_size)):
         try:
             if text:
                 parse(text)
@@ -261,20 +229,6 @@ def _configure_engine(threads: int | None, memory_limit: str | None, part_size: 
         reopen()
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--memory-limit") from None
-
-
-def _parse_part_size(text: str) -> int:
-    """--part-size in bytes, at least sde.build.parts.LEAST_PART_BYTES, or EngineSettingError."""
-    from sde.build.parts import LEAST_PART_BYTES
-    from sde.engine import EngineSettingError, parse_size
-
-    size = parse_size(text)
-    if size < LEAST_PART_BYTES:
-        # taken before: parts of 1B are one manifest line each (20k lines: ~75k files)
-        raise EngineSettingError(f"{text!r} is too small for a part: give at least 4KB; parts of 1MB or more "
-                                 "build fastest, each part costing a process task and files of its own "
-                                 "(default: 32MiB)")
-    return size
 
 
 def _configure_storage(text: str | None) -> None:

@@ -17,7 +17,7 @@ _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$
 
 
 class EngineSettingError(ValueError):
-    """A --threads or --memory-limit value sde cannot use; the message says what to write."""
+    """A --threads, --memory-limit or --part-size value sde cannot use; the message says what to write."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,17 @@ def parse_memory_limit(text: str) -> str:
 
 #: The least --memory-limit taken: below it DuckDB cannot sort or group a page's worth of rows.
 LEAST_MEMORY_LIMIT = 64 * 10**6
+# The least --part-size taken: below a few KB a part is a line or two, and a manifest thousands of
+# parts (--part-size 1B: one part per line, 20k lines in ~75k files). Small parts are slow, not
+# wrong: a part costs ~30 ms of a 2-process build (`sde index --threads 2` of a 5.7 MB, 20k-line
+# manifest: 3.4 s in parts of 1 MB or more, 5.9 s of 64 KB, 46 s of 4 KB), and the tests build
+# small manifests in several parts of a few KB.
+LEAST_PART_BYTES = 4000
+#: --threads N: at most this many per CPU this process may use. A few per CPU can help where the
+#: build waits on reads (a network file system, an object store); beyond that the extra build
+#: processes only compete for the same cores, each with memory of its own (--threads 1000 on 2
+#: CPUs started 91 of them).
+THREADS_PER_CPU = 4
 
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -74,14 +85,46 @@ def parse_size(text: str) -> int:
     return int(float(found.group(1)) * _UNITS[found.group(2).upper()])
 
 
+def parse_part_size(text: str) -> int:
+    """Bytes of a --part-size, at least :data:`LEAST_PART_BYTES`, or EngineSettingError."""
+    size = parse_size(text)
+    if size < LEAST_PART_BYTES:
+        raise EngineSettingError(f"{text!r} is too small for a part: give at least 4KB; parts of 1MB or more "
+                                 "build fastest, each part costing a process task and files of its own "
+                                 "(default: 32MiB)")
+    return size
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (a container's or taskset's share of the
+    machine) where the system says it, else every CPU of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _check_threads(threads: int) -> None:
+    """--threads: 1 to THREADS_PER_CPU per usable CPU, else EngineSettingError naming both bounds."""
+    cpus = usable_cpus()
+    most = THREADS_PER_CPU * cpus
+    found = f"{cpus} CPU{'s' * (cpus > 1)} found for this process"
+    if threads < 1:
+        raise EngineSettingError(f"{threads} threads: give 1 or more, at most {most} ({THREADS_PER_CPU} per CPU; "
+                                 f"{found}; default: every core)")
+    if threads > most:
+        raise EngineSettingError(f"{threads} threads is more than {THREADS_PER_CPU} per CPU ({found}): the extra "
+                                 "build processes only compete for the same cores, each with memory of its own; "
+                                 f"give at most {most} (default: every core)")
+
+
 def configure(threads: int | None = None, memory_limit: str | None = None,
               part_size: str | None = None) -> EngineSettings:
     """Set this process's engine settings (None leaves a setting at its default)."""
     global _current
-    if threads is not None and threads < 1:
-        raise EngineSettingError(f"{threads} threads: give 1 or more (default: every core, {os.cpu_count()})")
+    if threads is not None:
+        _check_threads(threads)
     _current = EngineSettings(threads, parse_memory_limit(memory_limit) if memory_limit else None,
-                              parse_size(part_size) if part_size else None)
+                              parse_part_size(part_size) if part_size else None)
     return _current
 
 

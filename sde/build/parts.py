@@ -14,12 +14,6 @@ from sde.sources import RemoteError, SourceSet, is_url, remote
 # Big enough that a part's fixed costs (a task, a few files) are noise, small enough that two
 # workers building one part each stay far below the memory budget (~150 MB per 32 MB part).
 PART_BYTES = 32 << 20
-# The least --part-size taken: below a few KB a part is a line or two, and a manifest thousands of
-# parts (--part-size 1B: one part per line, 20k lines in ~75k files). Small parts are slow, not
-# wrong: a part costs ~30 ms of a 2-process build (`sde index --threads 2` of a 5.7 MB, 20k-line
-# manifest: 3.4 s in parts of 1 MB or more, 5.9 s of 64 KB, 46 s of 4 KB), and the tests build
-# small manifests in several parts of a few KB.
-LEAST_PART_BYTES = 4000
 # A single local manifest up to this size is built in one piece, where its peak memory
 # (:func:`one_piece_memory`) fits: parsing and aligning run on every core either way, and the one
 # piece is served before its cache entry is written, skipping the part files and their join

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -25,6 +24,7 @@ import pyarrow.compute as pc
 
 from sde.cache import COLUMN_FILE_SEPARATOR, NUMPY_FLOATS, done_with_temp_file, missing_as_nan, temp_file_in
 from sde.compressed_columns import compressible, write_compressed
+from sde.build.duck import build_connection
 from sde.build.predictions import PredictionsPlan
 from sde.build.part_files import (PartInfo, errors_file, frame_dtypes, normalized_tallies_file, tallies_file,
                                   utterances_file)
@@ -447,7 +447,7 @@ def _vocabulary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[Hy
         for column in tally_columns(h):
             sums.append(f'coalesce(sum("{column}"), 0) AS "{column}"')
     files = [str(tallies_file(folder, i.index)) for i in built]
-    with duckdb.connect(config=duckdb_config(folder, memory_limit, threads)) as con:
+    with build_connection(folder, memory_limit, threads, what="summing the vocabulary's word counts") as con:
         # Ordered as the one-piece build orders its counts: most frequent first, then by code point.
         table = con.sql(
             f"SELECT word, {', '.join(sums)} FROM read_parquet(?, union_by_name = true) "
@@ -459,15 +459,6 @@ def _vocabulary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[Hy
     return vocabulary_from_tallies(tallies, hypotheses, read_word_list(options.vocab) if options.vocab else None)
 
 
-def duckdb_config(folder: Path, memory_limit: str | None, threads: int | None) -> dict[str, str | int]:
-    config: dict[str, str | int] = {"temp_directory": str(folder / "duckdb-spill")}
-    if memory_limit:
-        config["memory_limit"] = memory_limit
-    if threads:
-        config["threads"] = threads
-    return config
-
-
 def _normalized_summary(built: Sequence[PartInfo], folder: Path, hypotheses: Sequence[HypothesisField],
                         memory_limit: str | None, threads: int | None) -> dict:
     """--normalize: each hypothesis's corpus scores on normalised text, from the parts' sums and
@@ -475,7 +466,7 @@ def _normalized_summary(built: Sequence[PartInfo], folder: Path, hypotheses: Seq
     files = [str(normalized_tallies_file(folder, i.index)) for i in built if i.normalized_sums]
     if not files:
         return {}
-    with duckdb.connect(config=duckdb_config(folder, memory_limit, threads)) as con:
+    with build_connection(folder, memory_limit, threads, what="summing the normalised word counts") as con:
         table = con.sql('SELECT field, word, sum("count") AS "count", sum(hits) AS hits '
                         "FROM read_parquet(?) GROUP BY field, word", params=[files]).to_arrow_table()
     tallies = table.to_pandas()

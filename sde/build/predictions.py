@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from sde import __version__
 from sde.build.atomic import write_arrow, write_atomic, write_parquet
+from sde.build.duck import build_connection
 from sde.build.parts import PART_BYTES, Part, split_lines
 from sde.dataset import DatasetOptions
 from sde.manifest import HypothesisField, ManifestError, ManifestPart, Problem, read_manifest
@@ -240,13 +240,12 @@ SELECT (SELECT count(*) FROM u), seq, k, o FROM u ORDER BY seq LIMIT 1
 def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
             memory_limit: str | None, threads: int) -> _Joined:
     """Join (see _MATCH_SQL) and write each part's predictions."""
-    from sde.build.merge import duckdb_config
-
     database = folder / "predictions.duckdb"
     database.unlink(missing_ok=True)
     files = {"keys": [str(r.path(folder)) for r in keys], "preds": [str(r.path(folder)) for r in preds]}
     try:
-        with duckdb.connect(str(database), config=duckdb_config(folder, memory_limit, threads)) as con:
+        with build_connection(folder, memory_limit, threads, what="matching the predictions to the lines",
+                              database=str(database)) as con:
             con.execute(_MATCH_SQL, files)
             for index in range(parts):
                 values = con.sql("SELECT pred FROM matched WHERE part = ? ORDER BY row",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import os
 import subprocess
 import sys
@@ -125,3 +126,26 @@ def test_a_part_by_part_build_in_a_full_cache_folder_goes_on_without_it(manifest
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"warning: cannot build in the cache folder {full}" in result.stderr
     assert json.loads(result.stdout)["utterances"] == 20_000
+
+
+def test_a_join_short_of_duckdb_memory_says_which_knobs_to_turn(tmp_path):
+    # 50,000 lines of 20 words never seen twice: DuckDB sums a 1M-word vocabulary. With its floor of
+    # 64MB on 8 threads it ran out, and the build ended in a 20-line DuckDB traceback.
+    rng = random.Random(1)
+    manifest = tmp_path / "unique_words.json"
+    with manifest.open("w") as f:
+        for i in range(50_000):
+            words = " ".join(f"w{rng.getrandbits(40):x}" for _ in range(20))
+            f.write(json.dumps({"audio_filepath": f"a{i}.wav", "duration": 1.0, "text": words,
+                                "pred_text": words}) + "\n")
+    args = ["index", str(manifest), "--cache-dir", str(tmp_path / "cache"), "--part-size", "4MB"]
+    short = _sde(*args, "--memory-limit", "64MB", "--threads", "8")
+    assert short.returncode == 1 and "Traceback" not in short.stderr, short.stderr[-3000:]
+    said = short.stderr.strip().splitlines()[-1]
+    assert said.startswith("Error: summing the vocabulary's word counts needs more memory than --memory-limit "
+                           "64MB allows"), said
+    assert "give a higher --memory-limit, or fewer --threads" in said
+    enough = _sde(*args, "--memory-limit", "512MB", "--threads", "2")
+    assert enough.returncode == 0, enough.stderr[-3000:]
+    assert "resuming an interrupted build: 7 of 7 parts are done" in enough.stderr
+    assert "indexed 50,000 utterances" in enough.stderr

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -43,8 +44,23 @@ def _worker_signals(parent: int) -> None:
         # sent when the thread that forked this worker ends: a pool lives inside that thread's
         # ``with worker_pool`` block, and Pool's own handler thread only forks while the pool runs
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # it died before prctl: no signal will come
-            os._exit(0)
+    if os.getppid() != parent:  # it died before prctl: no signal will come
+        os._exit(0)
+    threading.Thread(target=_end_when_orphaned, args=(parent,), name="sde-orphan-watch", daemon=True).start()
+
+
+# How often a worker checks that its parent lives (a getppid call: nothing).
+ORPHAN_CHECK_S = 1.0
+
+
+def _end_when_orphaned(parent: int) -> None:
+    """A worker's watch: end it once its parent is gone. The parent-death SIGTERM can land just
+    before the worker blocks waiting for its next task, and is then never acted on (see
+    :func:`_terminate_pool`); with no parent left to SIGKILL it, the worker would wait for ever
+    (e.g. after the kernel's OOM killer took the parent). Also where there is no prctl."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_S)
+    os._exit(1)
 
 
 def _end_worker(signum: int, _frame: Any) -> None:

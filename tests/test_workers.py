@@ -94,6 +94,41 @@ def test_busy_workers_end_when_their_parent_is_killed():
             proc.kill()
 
 
+# Both workers in a job that ignores SIGTERM: as a worker that missed the parent-death signal, which
+# lands just before it blocks waiting for its next task and is then never acted on.
+POOL_DEAF = textwrap.dedent("""
+    import json, signal, time
+    from sde import workers
+
+    def deaf(seconds):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(seconds)
+
+    with workers.worker_pool(workers.fork_context(), 2) as pool:
+        pending = pool.map_async(deaf, [60, 60], chunksize=1)
+        time.sleep(0.5)
+        print(json.dumps([p.pid for p in pool._pool]), flush=True)
+        pending.wait()
+""")
+
+
+def test_a_worker_that_missed_its_parents_death_signal_still_ends():
+    proc = subprocess.Popen([sys.executable, "-c", POOL_DEAF], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        pids = json.loads(proc.stdout.readline())
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in pids if _alive(p)], "a worker deaf to SIGTERM outlived its killed parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

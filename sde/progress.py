@@ -43,7 +43,7 @@ class PlainProgress:
     """
 
     def __init__(self, total: float | None, desc: str, unit: str, unit_scale: bool, initial: float,
-                 stream: TextIO) -> None:
+                 stream: TextIO, elapsed: float = 0.0) -> None:
         self.total = total
         self.desc = desc
         self.unit = unit
@@ -52,7 +52,7 @@ class PlainProgress:
         self.initial = initial
         self.postfix = ""
         self._stream = stream
-        self._start = time.perf_counter()
+        self._start = time.perf_counter() - elapsed
         self._closed = False
 
     def update(self, n: float = 1) -> None:
@@ -92,18 +92,21 @@ class _Silent(PlainProgress):
 
 def progress_bar(total: float | None, desc: str, *, unit: str = "it", enabled: bool = True,
                  initial: float = 0, unit_scale: bool = False, stream: TextIO | None = None,
-                 **tqdm_options: Any) -> Any:
+                 elapsed: float = 0.0, **tqdm_options: Any) -> Any:
     """A tqdm bar on ``stream`` (default stderr) when it is a terminal, else a :class:`PlainProgress`;
-    with ``enabled=False`` an object with the same methods that prints nothing."""
+    with ``enabled=False`` an object with the same methods that prints nothing. ``elapsed``: the
+    seconds the work ran before the bar was made, counted in its time."""
     stream = stream if stream is not None else sys.stderr
     if not enabled:
         return _Silent(total, desc, unit, unit_scale, initial, stream)
     if not is_terminal(stream):
-        return PlainProgress(total, desc, unit, unit_scale, initial, stream)
+        return PlainProgress(total, desc, unit, unit_scale, initial, stream, elapsed)
     from tqdm import tqdm  # imported here: only a terminal shows it
 
-    return tqdm(total=total, desc=desc, unit=unit, initial=initial, unit_scale=unit_scale, file=stream,
-                **tqdm_options)
+    bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, unit_scale=unit_scale, file=stream,
+               **tqdm_options)
+    bar.start_t -= elapsed  # tqdm's rate and elapsed time are measured from start_t
+    return bar
 
 
 class WorkerProgress:
@@ -117,10 +120,12 @@ class WorkerProgress:
         self.desc, self.enabled, self.unit, self.callback = desc, enabled, unit, callback
         self.bar: Any = None
         self.reported = 0
+        self._start = time.perf_counter()  # the work starts now; its bar only at the first report
 
     def report(self, done: int, total: int) -> None:
         if self.enabled and self.bar is None:
-            self.bar = progress_bar(total, self.desc, unit=self.unit, initial=self.reported)
+            self.bar = progress_bar(total, self.desc, unit=self.unit, initial=self.reported,
+                                    elapsed=time.perf_counter() - self._start)
         if self.bar is not None:
             self.bar.update(done - self.reported)
         self.reported = done

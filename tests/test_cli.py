@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -186,6 +187,20 @@ def test_plain_progress_prints_one_line_when_complete(updates, total, expected):
         assert out.getvalue() == ""
     else:
         assert out.getvalue().startswith(expected) and out.getvalue().count("\n") == 1, out.getvalue()
+
+
+def test_work_in_processes_is_timed_from_its_start_not_its_first_report(capsys):
+    # --estimate-audio-metrics said "audio metrics: 30 utt in 0.0 s" for ~4 s of work: the bar was
+    # made, and its clock started, when the first batch of results came back
+    from sde.progress import WorkerProgress
+
+    with WorkerProgress("audio metrics", enabled=True) as meter:
+        time.sleep(0.4)  # the workers start and measure the first batch
+        meter.report(20, 30)
+        meter.report(30, 30)
+    said = capsys.readouterr().err
+    seconds = float(re.fullmatch(r"audio metrics: 30 utt in (\d+\.\d) s\n", said)[1])
+    assert seconds >= 0.4, said
 
 
 @pytest.mark.parametrize("stopping, raises", [(True, False), (False, True)],

@@ -78,7 +78,7 @@ from sde.filters import (
 from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
                             within_one_word)
 from sde.filters.engine import (MAX_QUERY_SECONDS, NOT_NOW, LowerCaseColumns, SingleLineColumns, arrow_column,
-                                configure, connect, cursor, numpy_sql, reopen, rows_sql, run_sql)
+                                configure, connect, cursor, numpy_sql, reopen, rows_sql)
 
 __all__ = [
     "QueryError",
@@ -100,7 +100,6 @@ __all__ = [
     "reopen",
     "connect",
     "cursor",
-    "run_sql",
 ]
 
 MAX_PAGE_SIZE = 1_000     # rows in one page / grid block: a screenful is ~50, a JSON page of 1000 ~1 MB
@@ -272,7 +271,7 @@ class _SortKeys:
 def _duckdb_reads(arr: pa.Array | pa.ChunkedArray) -> bool:
     """Whether DuckDB can scan this Arrow type (one it cannot would fail every query of the table)."""
     try:
-        run_sql("SELECT v FROM one LIMIT 0", (), {"one": pa.table({"v": arr})}).close()
+        rows_sql("SELECT v FROM one LIMIT 0", (), {"one": pa.table({"v": arr})})
         return True
     except QueryError:
         return False

@@ -438,7 +438,7 @@ def test_stopping_interrupts_the_running_queries_and_refuses_new_ones(monkeypatc
 
     def long_query() -> None:
         try:
-            engine.run_sql("SELECT sum(hash(range)) FROM range(100000000000)").close()
+            engine.rows_sql("SELECT sum(hash(range)) FROM range(100000000000)")
         except QueryError as e:
             errors.append(str(e))
 
@@ -453,7 +453,7 @@ def test_stopping_interrupts_the_running_queries_and_refuses_new_ones(monkeypatc
     assert not worker.is_alive() and time.monotonic() - started < 5
     assert errors and "stopping" in errors[0]
     with pytest.raises(QueryError, match="stopping"):
-        engine.run_sql("SELECT 1")
+        engine.rows_sql("SELECT 1")
     assert engine.stopping()
 
 
@@ -548,11 +548,11 @@ def test_a_band_of_a_view_a_word_index_marks_reads_that_mask(monkeypatch, tmp_pa
     (5_000, "TRUE"),                    # fewer rows than a sample: all of them
 ])
 def test_a_band_samples_about_its_size_of_any_view(rows, view):
-    from sde.query import BAND_SAMPLE, _spread_sample, run_sql
+    from sde.query import BAND_SAMPLE, _spread_sample, rows_sql
 
     table = {"t": pa.table({"pos": np.arange(rows, dtype=np.int64)})}
-    total = run_sql(f"SELECT count(*) FROM t WHERE {view}", (), table).fetchone()[0]
-    sampled = run_sql(f"SELECT count(*) FROM t WHERE {_spread_sample(total)} AND {view}", (), table).fetchone()[0]
+    total = rows_sql(f"SELECT count(*) FROM t WHERE {view}", (), table)[0][0]
+    sampled = rows_sql(f"SELECT count(*) FROM t WHERE {_spread_sample(total)} AND {view}", (), table)[0][0]
     assert sampled == pytest.approx(min(total, BAND_SAMPLE), rel=0.05)
 
 

@@ -27,7 +27,7 @@ from sde.filters.language import QueryError
 
 __all__ = ["MAX_QUERY_SECONDS", "NOT_NOW", "LowerCaseColumns", "SingleLineColumns", "TextColumnsThatHold", "arrow_column",
            "arrow_sql", "configure", "connect", "cursor", "holds_no_ascii_upper", "holds_no_line_break", "numpy_sql",
-           "run_sql", "stop_queries", "stopping"]
+           "stop_queries", "stopping"]
 
 
 # One in-memory DuckDB database for the whole process: every TableQuery queries it through a
@@ -123,37 +123,21 @@ def cursor() -> duckdb.DuckDBPyConnection:
         return _database.cursor()
 
 
-def run_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
-    """Run one query on a fresh cursor with ``tables`` (DataFrames / Arrow tables) registered under
-    their names; returns the cursor to fetch from (close it after). DuckDB's errors become
-    :class:`QueryError`; a query over :data:`MAX_QUERY_SECONDS` is interrupted. Only the start of
-    the query is bounded: what DuckDB runs while the rows are fetched is not (rows_sql, numpy_sql
-    and arrow_sql fetch inside the bound)."""
-    cur = cursor()
-    try:
-        with _bounded(cur):
-            for name, table in (tables or {}).items():
-                cur.register(name, table)
-            cur.execute(sql, list(params))
-        return cur
-    except QueryError:
-        cur.close()
-        raise
-
-
 def arrow_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> pa.Table:
-    """:func:`run_sql`'s query, its whole answer as an Arrow table (read as Arrow, not copied out
-    of DB-API rows: nested values such as lists stay columnar)."""
+    """One query on a fresh cursor with ``tables`` (DataFrames / Arrow tables) registered under
+    their names, its whole answer as an Arrow table (read as Arrow, not copied out of DB-API rows:
+    nested values such as lists stay columnar). DuckDB's errors become :class:`QueryError`, and a
+    query over :data:`MAX_QUERY_SECONDS` is interrupted, the fetch included (:func:`_fetched`)."""
     return _fetched(sql, params, tables, lambda cur: cur.sql(sql, params=list(params)).to_arrow_table())
 
 
 def numpy_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """:func:`run_sql`'s query, its whole answer as numpy arrays by column (cursor.fetchnumpy)."""
+    """:func:`arrow_sql`'s query, its whole answer as numpy arrays by column (cursor.fetchnumpy)."""
     return _fetched(sql, params, tables, lambda cur: cur.execute(sql, list(params)).fetchnumpy())
 
 
 def rows_sql(sql: str, params: Sequence[Any] = (), tables: Mapping[str, Any] | None = None) -> list[tuple]:
-    """:func:`run_sql`'s query, its whole answer as rows (tuples)."""
+    """:func:`arrow_sql`'s query, its whole answer as rows (tuples)."""
     return _fetched(sql, params, tables, lambda cur: cur.execute(sql, list(params)).fetchall())
 
 

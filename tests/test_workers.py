@@ -77,23 +77,6 @@ def test_ctrl_c_inside_pool_start_terminates_the_pool():
     assert json.loads(proc.stdout) == {"workers": [], "handlers": []}, proc.stdout
 
 
-def test_busy_workers_end_when_their_parent_is_killed():
-    proc = subprocess.Popen([sys.executable, "-c", POOL_BUSY], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        pids = json.loads(proc.stdout.readline())
-        assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
-        proc.kill()
-        proc.wait(10)
-        deadline = time.monotonic() + 10
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not [p for p in pids if _alive(p)], "busy workers outlived their killed parent"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
 # Both workers in a job that ignores SIGTERM: as a worker that missed the parent-death signal, which
 # lands just before it blocks waiting for its next task and is then never acted on.
 POOL_DEAF = textwrap.dedent("""
@@ -112,8 +95,16 @@ POOL_DEAF = textwrap.dedent("""
 """)
 
 
-def test_a_worker_that_missed_its_parents_death_signal_still_ends():
-    proc = subprocess.Popen([sys.executable, "-c", POOL_DEAF], cwd=ROOT, env=ENV,
+KILLED_PARENTS = {
+    "busy workers": POOL_BUSY,
+    # ended by a watch thread (sde.workers._end_when_orphaned): nobody is left to SIGKILL them
+    "workers that missed the parent-death signal": POOL_DEAF,
+}
+
+
+@pytest.mark.parametrize("script", KILLED_PARENTS.values(), ids=KILLED_PARENTS.keys())
+def test_workers_end_when_their_parent_is_killed(script):
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         pids = json.loads(proc.stdout.readline())
@@ -123,7 +114,7 @@ def test_a_worker_that_missed_its_parents_death_signal_still_ends():
         deadline = time.monotonic() + 10
         while any(_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not [p for p in pids if _alive(p)], "a worker deaf to SIGTERM outlived its killed parent"
+        assert not [p for p in pids if _alive(p)], "workers outlived their killed parent"
     finally:
         if proc.poll() is None:
             proc.kill()

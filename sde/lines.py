@@ -18,6 +18,8 @@ from typing import IO, TYPE_CHECKING, BinaryIO, Iterator
 import numpy as np
 import pandas as pd
 
+from sde.manifest.files import is_gzip
+from sde.manifest.formats import GZIP_MAGIC
 from sde.sources import remote
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,14 +43,13 @@ class SourceFile:
     path: str          # local path or URL, as opened
     name: str          # the `source` column's name (one file: its file name): review keys use it
     stamp: dict | None  # size and modification time (remote: size and ETag); None when unknown
+    # gzip-compressed: a local file judged by its first bytes, as sde read it (its name may not
+    # say); a remote one by its name (it is only ever streamed: _open_source judges its bytes)
+    compressed: bool = False
 
     @property
     def local(self) -> bool:
         return "://" not in self.path
-
-    @property
-    def compressed(self) -> bool:
-        return self.path.endswith(".gz")
 
     @property
     def seekable(self) -> bool:
@@ -75,7 +76,8 @@ def _source(path: str, name: str | None = None) -> SourceFile:
     except OSError as e:
         raise ExportError(f"{path}: cannot read the manifest ({e.strerror}); it was moved or deleted "
                           "after sde loaded it: restore it, or load the dataset again") from None
-    return SourceFile(path, name or path.rstrip("/").rsplit("/", 1)[-1], stamp)
+    compressed = is_gzip(path) if "://" not in path else path.endswith(".gz")
+    return SourceFile(path, name or path.rstrip("/").rsplit("/", 1)[-1], stamp, compressed)
 
 
 def _opened(manifest_path: str) -> str:
@@ -124,7 +126,9 @@ def _open_source(src: SourceFile) -> BinaryIO:
     try:
         if not src.local:
             raw = remote.open_file(src.path)
-            return gzip.GzipFile(fileobj=raw, mode="rb") if src.compressed else raw  # type: ignore[return-value]
+            magic = raw.read(len(GZIP_MAGIC))
+            raw.seek(0)
+            return gzip.GzipFile(fileobj=raw, mode="rb") if magic == GZIP_MAGIC else raw  # type: ignore[return-value]
         if src.compressed:
             return gzip.open(src.path, "rb")  # type: ignore[return-value]
         return open(src.path, "rb")  # noqa: SIM115 - the caller closes it

@@ -232,7 +232,8 @@ def _write_bytes(folder: Path, name: str, data: bytes) -> None:
     ("m_1.json", json.dumps(_row(1, 0)).encode(), None),                                       # no last newline
     ("m_1.json", b"", "m_1.json: no utterances: the file is empty or has only blank lines"),
     ("m_1.json", b"path,text\na.wav,hello\n", "m_1.json: this is a CSV table"),
-    ("m_1.json", b"\x1f\x8b\x08\x00" + bytes(40), "m_1.json: the file is gzip-compressed"),
+    # gzip whatever its name (known by its first bytes), read by itself as one file is: this one is damaged
+    ("m_1.json", b"\x1f\x8b\x08\x00" + bytes(40), "m_1.json: the gzip-compressed file is damaged or cut short"),
     ("m_1.json", b'[{"audio_filepath": "a.wav"}]\n', "m_1.json: this is a JSON array"),
 ])
 def test_each_shard_is_judged_on_its_own(tmp_path, name, data, problem):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import threading
@@ -14,8 +13,9 @@ import pandas as pd
 
 from sde.audio_quality import with_measured_audio
 from sde.build.merge import Joined
-from sde.build.parts import ONE_PIECE_MEMORY_SHARE, PART_BYTES, cut_in_parts, head_is_nemo, one_piece_limit
-from sde.build.remote_parts import local_copies
+from sde.build.parts import (ONE_PIECE_MEMORY_SHARE, PART_BYTES, cut_in_parts, file_size, head_is_nemo, is_gzip,
+                             one_piece_limit)
+from sde.build.remote_parts import NO_ROOM, NoRoomToDecompress, local_copies
 from sde.build.stream import build_in_parts
 from sde.cache.building import BuildLock, lock_build
 from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
@@ -98,19 +98,28 @@ def load_dataset(
         part_size = part_bytes or PART_BYTES
         one_piece = one_piece_bytes(memory_limit) if part_bytes is None and engine == "local" else part_size
         in_parts = _part_by_part_path(manifest, options, part_size, one_piece)
+        no_room = False  # the cache folder had no room for the build: nor will it for the dataset
         if in_parts is not None:
-            build = functools.partial(_build_in_parts, in_parts, options, threads=threads, memory_limit=memory_limit,
+            build = functools.partial(_build_in_parts, *in_parts, options, threads=threads, memory_limit=memory_limit,
                                       part_bytes=part_size, progress=progress, say=say, engine=engine)
             try:
-                dataset, stored = build(cache, key)
-            except OSError as e:
-                if cache is None or e.errno not in _NO_ROOM:
-                    raise
-                # as a one-piece build does: the build folder is in the cache, which has no room
-                cache.warn(f"cannot build in the cache folder {cache.directory} ({e.strerror}); building "
-                           "without it, in a temporary folder")
-                remove_build(_build_folder(cache, key, part_size))
-                dataset, stored = build(None, None)
+                try:
+                    dataset, stored = build(cache, key)
+                except OSError as e:
+                    if cache is None or e.errno not in NO_ROOM:
+                        raise
+                    # as a one-piece build does: the build folder is in the cache, which has no room
+                    cache.warn(f"cannot build in the cache folder {cache.directory} ({e.strerror}); building "
+                               "without it, in a temporary folder")
+                    remove_build(_build_folder(cache, key, part_size))
+                    no_room = True
+                    dataset, stored = build(None, None)
+            except NoRoomToDecompress as e:  # no room for a gzip manifest's copy: one warning, the one-piece read
+                warn(str(e))
+                if cache is not None and key is not None:
+                    remove_build(_build_folder(cache, key, part_size))
+                    no_room = True  # the build folder is in the cache
+                dataset, stored = build_dataset(manifest, options, progress=progress, status=status), False
         else:
             if engine != "local":
                 say("built in one piece here: the Ray engine builds NeMo manifests (one, or a set of "
@@ -124,7 +133,7 @@ def load_dataset(
             from sde.quality.apply import with_vad
 
             dataset = with_vad(dataset, progress=progress, status=status)
-        if cache is not None and key is not None and (transformed or not stored):
+        if cache is not None and key is not None and not no_room and (transformed or not stored):
             if background_write:
                 writer_cache, cache = cache, None  # the writer closes it, and lets the next build go
                 writer_lock, lock = lock, None
@@ -159,11 +168,13 @@ def one_piece_bytes(memory_limit: str | None) -> int:
 
 
 def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int,
-                       one_piece: int) -> str | SourceSet | None:
+                       one_piece: int) -> tuple[str | SourceSet, int] | None:
     """What is built part by part: one local NeMo manifest of more than ``one_piece`` bytes, or a set of local
     NeMo manifests (shards) bigger than one part; with --predictions (a local NeMo predictions file:
     it is matched to the lines once, see sde.build.predictions), a manifest bigger than one part.
-    Remote NeMo manifests too: they are copied into the build folder first (sde.build.remote_parts)."""
+    Remote NeMo manifests too: they are copied into the build folder first (sde.build.remote_parts),
+    and gzip-compressed ones that may be that big decompressed there. With it, the size up to which
+    it is built in one piece all the same: a gzip manifest, decompressed, may turn out that small."""
     if options.predictions and not _is_local_nemo(str(options.predictions)):
         return None  # a predictions file that cannot be cut in lines is matched in one piece
     try:
@@ -172,11 +183,12 @@ def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: in
         return None
     # a set (per-file costs) or a predictions file to match (~2.5x the memory) builds faster in parts
     single = not sources.several and not sources.sources[0].remote and not options.predictions
-    if not cut_in_parts(sources, max(part_bytes, one_piece) if single else part_bytes):
+    limit = max(part_bytes, one_piece) if single else part_bytes
+    if not cut_in_parts(sources, limit):
         return None
-    if sources.several or sources.sources[0].remote:
-        return sources
-    return sources.sources[0].given  # as given: messages name the file the way the user wrote it
+    if sources.several or sources.sources[0].remote or is_gzip(sources.sources[0].location):
+        return sources, limit  # read through its Sources: a copy may replace what is opened
+    return sources.sources[0].given, limit  # as given: messages name the file the way the user wrote it
 
 
 def _is_local_nemo(path: str) -> bool:
@@ -196,20 +208,28 @@ def _build_folder(cache: DatasetCache, key: str, part_bytes: int) -> Path:
     return cache.directory / BUILDS / f"{key}-{part_bytes}"
 
 
-#: Errors that say the cache folder has no room for a build (full, over quota, read-only).
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
-
-
-def _build_in_parts(path: str | SourceSet, options: DatasetOptions, cache: DatasetCache | None, key: str | None, *,
-                    threads: int | None, memory_limit: str | None, part_bytes: int, progress: bool,
+def _build_in_parts(path: str | SourceSet, one_piece: int, options: DatasetOptions, cache: DatasetCache | None,
+                    key: str | None, *, threads: int | None, memory_limit: str | None, part_bytes: int, progress: bool,
                     say: Callable[[str], None], engine: str | RayEngine = "local") -> tuple[Dataset, bool]:
     """(dataset, whether the cache holds it). With a cache the parts live in its ``builds``
-    folder, so an interrupted build resumes; without one, in a private folder removed at exit."""
+    folder, so an interrupted build resumes; without one, in a private folder removed at exit.
+    What the parts read of no more than ``one_piece`` bytes (a gzip manifest, decompressed) is
+    built in one piece from there. NoRoomToDecompress: a gzip manifest could not be decompressed."""
     folder = (_build_folder(cache, key, part_bytes) if cache is not None and key is not None
               else private_temp_folder("sde-build-"))
     with local_copies(path, folder, progress=progress, say=say) as readable:
-        joined = build_in_parts(readable, options, folder, threads=threads, part_bytes=part_bytes,
-                                memory_limit=memory_limit, progress=progress, say=say, engine=engine)
+        size = _read_size(readable)
+        if size <= one_piece:  # faster, in memory its size allows (one_piece_bytes)
+            say(f"built in one piece: {size / (1 << 20):,.1f} MB decompressed")
+            dataset = build_dataset(readable, options, progress=progress, status=say)
+        else:
+            dataset = None
+            joined = build_in_parts(readable, options, folder, threads=threads, part_bytes=part_bytes,
+                                    memory_limit=memory_limit, progress=progress, say=say, engine=engine)
+    if dataset is not None:
+        if cache is not None:
+            remove_build(folder)
+        return dataset, False
     meta = built_meta(_described(joined, options), joined.dtypes, joined.column_order)
     if cache is None or key is None:
         return read_built(meta, joined.files), False
@@ -225,6 +245,15 @@ def _build_in_parts(path: str | SourceSet, options: DatasetOptions, cache: Datas
         return read_built(meta, joined.files), False
     remove_build(folder)
     return dataset, True
+
+
+def _read_size(readable: str | SourceSet) -> int:
+    """The bytes the parts of ``readable`` (sde.build.remote_parts.local_copies) would read: of local
+    files only (decompressed copies among them); more than any limit where some are remote or the
+    manifest is given by its path (its size was known: cut_in_parts chose parts)."""
+    if not isinstance(readable, SourceSet) or any(is_url(s.readable) for s in readable.sources):
+        return 1 << 62
+    return sum(file_size(s.readable) for s in readable.sources)
 
 
 def _described(joined: Joined, options: DatasetOptions) -> Dataset:

@@ -4,11 +4,13 @@ manifests of a set (shards) grouped, consecutive small ones into one part, a big
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from sde.manifest import ManifestPart
-from sde.manifest.formats import first_line_is_nemo
+from sde.manifest.files import is_gzip
+from sde.manifest.formats import GZIP_MAGIC, first_line_is_nemo
 from sde.sources import RemoteError, SourceSet, is_url, remote
 
 # Big enough that a part's fixed costs (a task, a few files) are noise, small enough that two
@@ -32,6 +34,14 @@ ONE_PIECE_MEMORY_SHARE = 1 / 8
 BLOCK_BYTES = 8 << 20
 # What the NeMo check reads of a manifest's head.
 HEAD_BYTES = 1 << 16
+# A gzip stream cannot be cut at byte offsets: a gzip manifest is built part by part from a copy
+# decompressed into the build folder (sde.build.remote_parts). Its decompressed size is unknown
+# until then (the gzip trailer holds it modulo 4 GiB, and of the last member only), so it is sized
+# at this many times its compressed bytes: more than NeMo manifests compress (the benchmark's:
+# 4.5x; long repeated paths, short texts: ~10x), so that no big one is read in one piece. Sizing
+# high costs little: once decompressed, the real size chooses between parts and one piece (read
+# from the copy), as for a plain manifest; small ones keep the streamed one-piece read.
+GZIP_RATIO = 32
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,9 @@ def one_piece_limit(memory_bytes: int) -> int:
 def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list[Part]:
     """The parts of a manifest (its path) or of a set of local manifests, in line order."""
     if not isinstance(manifest, SourceSet):
-        return [Part(manifest, lines) for lines in split_lines(manifest, part_bytes)]
+        return [Part(manifest, lines) for lines in _split_lines(manifest, part_bytes)]
     if not manifest.several:  # one manifest read through its Source (a remote one's local copy)
-        return [Part(manifest, lines) for lines in split_lines(manifest.sources[0].readable, part_bytes)]
+        return [Part(manifest, lines) for lines in _split_lines(manifest.sources[0].readable, part_bytes)]
     parts: list[Part] = []
     group: list = []
     group_bytes = 0
@@ -84,7 +94,7 @@ def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list
             group, group_bytes = [], 0
         if size > part_bytes:  # a big manifest of the set: cut in lines
             one = manifest.subset([source])
-            parts.extend(Part(one, lines) for lines in split_lines(source.readable, part_bytes))
+            parts.extend(Part(one, lines) for lines in _split_lines(source.readable, part_bytes))
         else:
             group.append(source)
             group_bytes += size
@@ -95,30 +105,48 @@ def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list
 
 def cut_in_parts(sources: SourceSet, part_bytes: int = PART_BYTES) -> bool:
     """Whether ``sources`` (local, remote or both) are built part by part: NeMo JSON lines of more
-    than ``part_bytes`` in all. Not: another format (Lhotse, gzip), or a store that cannot be
+    than ``part_bytes`` in all, a gzip-compressed manifest counting :data:`GZIP_RATIO` times its
+    size (it is decompressed first). Not: another format (Lhotse), or a store that cannot be
     reached (the one-piece read reports that with its fix)."""
-    if any(s.location.endswith(".gz") for s in sources.sources):
-        return False  # a gzip stream cannot be cut at byte offsets: read whole, decompressed as it goes
     try:
         found = remote.details([s.location for s in sources.sources if s.remote]) \
             if any(s.remote for s in sources.sources) else {}
         sizes = [int((found.get(s.location) or {}).get("size") or 0) if s.remote else file_size(s.location)
                  for s in sources.sources]
+        # judged by its first bytes where that costs a local read; a remote shard by its name (the
+        # copy is judged by its bytes before it is cut: sde.build.remote_parts)
+        expected = [size * GZIP_RATIO if (s.location.endswith(".gz") if s.remote else is_gzip(s.location)) else size
+                    for s, size in zip(sources.sources, sizes)]
         first = next((s.location for s, size in zip(sources.sources, sizes) if size), None)
-        return first is not None and sum(sizes) > part_bytes and head_is_nemo(first)
+        return first is not None and sum(expected) > part_bytes and head_is_nemo(first)
     except (RemoteError, OSError):
         return False
 
 
 def head_is_nemo(location: str) -> bool:
-    """Whether a manifest (a local path or a URL) starts with a NeMo JSON line; raises OSError or
-    RemoteError when it cannot be read."""
+    """Whether a manifest (a local path or a URL; gzip-compressed or not) starts with a NeMo JSON
+    line; raises OSError or RemoteError when it cannot be read."""
     if not is_url(location):
         with open(location, "rb") as f:
-            return first_line_is_nemo(f.read(HEAD_BYTES))
-    with remote.reading(location):
-        with remote.open_file(location, ranged=True) as f:
-            return first_line_is_nemo(f.read(HEAD_BYTES))
+            head = f.read(HEAD_BYTES)
+    else:
+        with remote.reading(location):
+            with remote.open_file(location, ranged=True) as f:
+                head = f.read(HEAD_BYTES)
+    if head.startswith(GZIP_MAGIC):
+        try:  # the start of its content, from its first compressed bytes
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, HEAD_BYTES)
+        except zlib.error:
+            return False  # damaged: the one-piece read says so
+    return first_line_is_nemo(head)
+
+
+def _split_lines(path: str, part_bytes: int) -> list[ManifestPart | None]:
+    """:func:`split_lines`, except that a gzip-compressed file is one part read whole (None),
+    decompressed as it goes: a gzip stream cannot be cut at byte offsets. A build decompresses
+    gzip manifests first (sde.build.remote_parts); one it could not (damaged, unreadable) is read
+    whole, and its part says what the one-piece read would."""
+    return [None] if is_gzip(path) else list(split_lines(path, part_bytes))
 
 
 def file_size(path: str) -> int:

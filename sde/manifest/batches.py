@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from sde.manifest.columns import string_column
-from sde.manifest.files import CHUNK_BYTES, FileRead, finish_file, open_local, read_chunks, whole_file_reason
+from sde.manifest.files import CHUNK_BYTES, FileRead, finish_file, is_gzip, open_local, read_chunks, whole_file_reason
 from sde.manifest.formats import SNIFF_BYTES, check_json_array, check_other_formats, first_line_is_nemo, head_checks
 from sde.manifest.model import ManifestError, Problem
 from sde.manifest.other_files import null_rows
@@ -31,8 +31,9 @@ def batch_jobs(sources: SourceSet, sizes: list[int | None]) -> list[list[tuple[i
     batch: list[tuple[int, Source]] = []
     batch_bytes = 0
     for k, (source, size) in enumerate(zip(sources.sources, sizes)):
-        # a gzip-compressed shard is read (decompressed) by itself, as one file is
-        small = size is not None and size <= SMALL_FILE_BYTES and not source.location.endswith(".gz")
+        # a gzip-compressed shard (judged by its first bytes: its name may not say) is read
+        # (decompressed) by itself, as one file is
+        small = size is not None and size <= SMALL_FILE_BYTES and not is_gzip(source.location)
         if batch and (not small or batch_bytes + (size or 0) > BATCH_BYTES):
             jobs.append(batch)
             batch, batch_bytes = [], 0

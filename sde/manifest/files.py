@@ -106,6 +106,27 @@ def _open_remote(url: str) -> tuple[BinaryIO, int]:
     return io.BufferedReader(raw, buffer_size=remote.STREAM_BLOCK_BYTES), int(found.get("size") or 0)
 
 
+# What reading a damaged or cut-short gzip stream raises (gzip.BadGzipFile is an OSError).
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def is_gzip(path: str) -> bool:
+    """Whether a local file is gzip-compressed, judged by its first bytes (whatever its name); a
+    file that cannot be read is not (its read says why)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+    except OSError:
+        return False
+
+
+def damaged_gzip(shown: str, e: BaseException) -> ManifestError:
+    """The one message for a gzip manifest that cannot be decompressed (read whole here, or
+    decompressed to be built part by part: sde.build.remote_parts)."""
+    return ManifestError(f"{shown}: the gzip-compressed file is damaged or cut short ({e}); compress it "
+                         "again, or check it with: gzip -t FILE")
+
+
 def read_file(path: str | Path, spec: Spec, strict: bool, progress: bool, *, shown: str | None = None,
           rows_of: int | None = None, allow_empty: bool = False,
           part: "ManifestPart | None" = None) -> tuple[list[Piece], ReadState, int]:
@@ -148,9 +169,8 @@ def read_file(path: str | Path, spec: Spec, strict: bool, progress: bool, *, sho
                     total = _read_mapped(f, start, state, pieces, size, shown, progress)
     except ManifestError:
         raise
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise ManifestError(f"{shown}: the gzip-compressed file is damaged or cut short ({e}); compress it "
-                            "again, or check it with: gzip -t FILE") from None
+    except GZIP_ERRORS as e:
+        raise damaged_gzip(shown, e) from None
     except Exception as e:  # the connection (any backend's exception) or the disk failed mid-file
         if is_remote:
             raise ManifestError(str(remote.explain(location, e))) from None

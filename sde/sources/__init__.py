@@ -40,8 +40,9 @@ class Source:
     location: str  # what is opened: an absolute local path, or a URL
     given: str     # the path as the user wrote it (for a pattern: the expanded name)
     name: str      # relative to the folder all sources share: the `source` column
-    # A local copy read in place of a remote manifest (sde.build cuts it into parts); everything
-    # else (messages, the audio folder, the cache key) still follows ``location``.
+    # A local copy read in place of a remote manifest, or a decompressed copy of a gzip one
+    # (sde.build cuts it into parts: sde.build.remote_parts); everything else (messages, the
+    # audio folder, the cache key, export) still follows ``location``.
     local_copy: str | None = None
 
     @property

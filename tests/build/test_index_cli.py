@@ -125,6 +125,7 @@ def test_a_part_by_part_build_in_a_full_cache_folder_goes_on_without_it(manifest
         result = _sde("stats", str(manifests[20_000]), "--cache-dir", str(full), "--part-size", "1MB", "--json")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"warning: cannot build in the cache folder {full}" in result.stderr
+    assert "could not write the cache" not in result.stderr, "the full folder was warned of twice"
     assert json.loads(result.stdout)["utterances"] == 20_000
 
 

@@ -65,7 +65,7 @@ DECISIONS = {
     "a NeMo manifest bigger than a part": ("data/m.json", True),
     "shards bigger than a part together": ("shards/manifest__OP_0..8_CL_.json", True),
     "a manifest of one part": ("data/small.json", False),
-    "gzip: read in one piece": ("data/m.json.gz", False),
+    "gzip: decompressed, then built in parts": ("data/m.json.gz", True),
     "a missing manifest: the one-piece read says so": ("data/none.json", False),
 }
 

@@ -101,7 +101,7 @@ def data_options(f: Callable) -> Callable:
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                      help="Where built datasets are cached (default: the user cache dir, or $SDE_CACHE_DIR); "
                           "the least recently used are removed beyond 20 GiB ($SDE_CACHE_SIZE, e.g. 100GB; "
-                          "at least 1MB)."),
+                          "at least 1MB); a read-only folder is read, nothing stored there."),
         click.option("--no-cache", is_flag=True, callback=_cache_size_checked,
                      help="Neither read nor write the cache."),
         click.option("--tarred-audio", default=None, metavar="PATTERN",
@@ -765,16 +765,18 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
 
 
 def _stored(sources: Sequence[str], options, where: str | Path, vad: bool) -> bool:
-    """Whether the cache folder holds the dataset of these sources and options now."""
+    """Whether the cache folder holds the dataset of these sources and options now, and can take
+    what sde index keeps beside it (not in a read-only folder, even one that holds it: its job
+    is to store)."""
     from sde.build.load import entry_key
     from sde.cache import CacheUnusable, DatasetCache
 
     try:
-        cache = DatasetCache(where, warn=lambda _message: None)
+        cache = DatasetCache(where, warn=lambda _message: None, note=lambda _message: None)
     except CacheUnusable:
         return False
     try:
-        return cache.holds(entry_key(expand(sources), options, vad))
+        return not cache.read_only and cache.holds(entry_key(expand(sources), options, vad))
     finally:
         cache.close()
 

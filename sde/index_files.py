@@ -12,7 +12,8 @@ JSON header, and is read without a copy (``np.frombuffer`` / Arrow IPC over the 
 written to a temporary file in the same folder and renamed into place, read-only: a reader sees a
 whole file or none. One that does not read back as written (another version of sde, a truncated
 copy) is ignored, and the part built again. Where the folder cannot be written (a read-only cache),
-the part stays in memory as before.
+the part stays in memory as before; so it does under a cache folder opened read-only
+(:func:`write_none_under`), whose subfolders may still be writable (``chmod a-w`` of the folder).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import pyarrow as pa
 from sde.word_index import Postings, WordIndex, no_pairs
 from sde.word_joins import WordJoins, JoinSegment
 
-__all__ = ["PARTS", "SUFFIX", "TEMP_PREFIX", "files_beside", "part_path", "read_index", "read_ranks", "write_part",
-           "write_ranks"]
+__all__ = ["PARTS", "SUFFIX", "TEMP_PREFIX", "files_beside", "part_path", "read_index", "read_ranks", "write_none_under",
+           "write_part", "write_ranks"]
 
 #: Written in the header; a file of another format version is ignored (and its part built again).
 FORMAT = 1
@@ -41,6 +42,21 @@ _MAGIC = b"SDEIDX\x00\x01"
 _ALIGN = 64
 #: The parts of a word index, each a file, in the order they are built (pairs and joins grow the words).
 PARTS = ("words", "pairs", "joins")
+
+#: Folders under which no index file is written (write_none_under), each ending with a separator.
+_READ_ONLY_FOLDERS: set[str] = set()
+
+
+def write_none_under(folder: str | os.PathLike) -> None:
+    """From now on, write no index file beside a column under ``folder`` (a cache folder sde opened
+    read-only, sde.cache.DatasetCache): those already there are read, new parts stay in memory."""
+    _READ_ONLY_FOLDERS.add(os.path.join(os.path.realpath(folder), ""))
+
+
+def _written_under_read_only(column_path: str) -> bool:
+    path = os.path.realpath(column_path)
+    return any(path.startswith(folder) for folder in _READ_ONLY_FOLDERS)
+
 
 def part_path(column_path: str, part: str) -> str:
     """The file beside a column's file holding one part of its index (or ``ranks``)."""
@@ -235,7 +251,7 @@ def _write(column_path: str, part: str, blobs: Mapping[str, Any], meta: Mapping[
     to :data:`_ALIGN`, then a JSON header (format, meta with the column's stamp, where each blob
     is), its length and the magic number again: written in one pass, the header last."""
     stamp = _column_stamp(column_path)
-    if stamp is None:
+    if stamp is None or _written_under_read_only(column_path):
         return False
     target = part_path(column_path, part)
     meta = {**meta, **stamp}

@@ -1,15 +1,16 @@
 """The cache folder's promises, through the real server (`python -m sde.cli MANIFEST --port 0
 --cache-dir X`, tests/test_audio_faults.SdeServer) and the background-job panels in process.
 
-README: "The cache is optional: if its folder is unwritable, the disk is full or an entry is corrupt,
-sde prints a warning and rebuilds or runs without the cache." Every writer keeps it: the dataset
+README: "The cache is optional: if its folder cannot be created, the disk is full or an entry is
+corrupt, sde prints a warning and rebuilds or runs without the cache." (A folder of ours that is
+read-only is read instead, with a note: tests/test_cache_read_only.py.) Every writer keeps it: the dataset
 cache, the predictions cache and the Dash job stores of the "Measure audio" and "Transcribe with
 NeMo" panels (they fall back to a private temporary folder). A folder that another user owns or
 can write is refused the same way: cache entries are pickles. A corrupt index is repaired with one
 warning; files left by killed writers are removed at the next start.
 
-Tests run as root, so chmod stops nothing: a read-only or full folder is a real tmpfs mount
-(skipped where mounting is not allowed), "not ours" is chown to uid 65534.
+Tests run as root, so chmod stops nothing: a full folder is a real tmpfs mount (skipped where
+mounting is not allowed), "not ours" is chown to uid 65534.
 
 The manifest has no predictions, so both panels register their background jobs (the code paths
 that crashed at startup); NeMo is hidden from the server (a `nemo` package on PYTHONPATH that fails
@@ -113,10 +114,6 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-def _read_only(tmp_path, tmpfs) -> Path:
-    return tmpfs("ro")
-
-
 def _full(tmp_path, tmpfs) -> Path:
     where = tmpfs("rw")
     with open(where / "filler", "wb", buffering=0) as f:
@@ -154,7 +151,6 @@ def _own_sticky_world_writable(tmp_path, tmpfs) -> Path:
 
 UNUSABLE = {
     # case: (make the folder, words in the warning, the fix it names)
-    "read-only file system": (_read_only, "read-only file system", "--cache-dir DIR"),
     "full disk": (_full, "the disk is full", "free disk space"),
     "parent is a file": (_parent_is_a_file, "is a file, not a folder", "--cache-dir DIR"),
     "under /proc": (_under_proc, "cannot create it", "--cache-dir DIR"),
@@ -188,7 +184,8 @@ def test_server_starts_without_an_unusable_cache_with_one_warning(manifest, no_n
 
 @pytest.mark.parametrize("how", ["--cache-dir", "SDE_CACHE_DIR"])
 def test_demo_starts_with_a_read_only_or_blocked_cache(no_nemo_env, tmp_path, tmpfs, how):
-    """The reported crash: `sde demo --cache-dir RO` (the audio-metrics panel's mkdir)."""
+    """The reported crash: `sde demo --cache-dir RO` (the audio-metrics panel's mkdir). A read-only
+    folder of ours is read (one note, no warning); a blocked one is warned of once."""
     folder = tmpfs("ro") if how == "--cache-dir" else tmp_path / "a-file"
     if how == "SDE_CACHE_DIR":
         folder.write_text("a file where the cache folder should be")
@@ -200,7 +197,11 @@ def test_demo_starts_with_a_read_only_or_blocked_cache(no_nemo_env, tmp_path, tm
         assert '"audioq-start"' in json.dumps(_router(server, "/"))
         assert_no_traceback(server)
     warnings = cache_warnings(server)
-    assert len(warnings) == 1 and str(folder) in warnings[0] and "fix:" in warnings[0], server.stderr
+    if how == "--cache-dir":
+        notes = [line for line in server.stderr if line.startswith("note: the cache folder")]
+        assert warnings == [] and len(notes) == 1 and f"{folder} is read-only" in notes[0], server.stderr
+    else:
+        assert len(warnings) == 1 and str(folder) in warnings[0] and "fix:" in warnings[0], server.stderr
 
 
 # ------------------------------------------------------------------------------ a good folder

@@ -89,7 +89,10 @@ def load_dataset(
     try:
         if cache is not None and key is not None:
             cached = cache.get(key)
-            if cached is None:  # built here, unless another process is building it: then read its entry
+            if cached is None and cache.read_only:  # built as with --no-cache: nothing is stored there
+                cache.close()
+                cache = None
+            elif cached is None:  # built here, unless another process is building it: then read its entry
                 lock = lock_build(cache.directory, key, say)
                 cached = cache.get(key)
             if cached is not None:

@@ -10,7 +10,9 @@ Every diskcache store sde opens (datasets, predictions, the UI's background jobs
 :func:`open_store`, which keeps the promises of the README:
 
 * the folder must be usable: creatable, a folder, writable, not full; else ``CacheUnusable``
-  (the caller warns once and runs without it);
+  (the caller warns once and runs without it). One that passes the privacy checks below but
+  cannot be written (a read-only mount of what a batch job indexed) raises ``CacheReadOnly``:
+  the dataset cache reads it (sde.cache.read_only) and stores nothing there, with one note;
 * the folder must be private: entries are pickles, so a folder that another user owns or can write
   (directly, or by renaming it through a shared parent) would let them run code as us;
 * a corrupt index (``cache.db``) is set aside and recreated, with one warning;
@@ -24,19 +26,21 @@ outside sde truncating a table while a server maps it would still crash that ser
 
 from sde.cache.datasets import (BUILDS, CACHE_FORMAT, COLUMN_FILE_SEPARATOR, NUMPY_FLOATS, DatasetCache, built_meta,
                                  file_stamp, fingerprint, missing_as_nan, read_built, remove_build)
-from sde.cache.folders import (FIX_FOLDER, FIX_FULL, FIX_PRIVATE, POSIX, CacheUnusable, Warn, check_cache_folder,
-                               default_cache_dir, report_unusable, warn_on_stderr)
+from sde.cache.folders import (FIX_FOLDER, FIX_FULL, FIX_PRIVATE, POSIX, CacheReadOnly, CacheUnusable, Warn,
+                               check_cache_folder, default_cache_dir, note_on_stderr, report_read_only, report_unusable,
+                               warn_on_stderr)
 from sde.cache.limit import DEFAULT_SIZE_LIMIT, SIZE_LIMIT_VARIABLE, make_room_among, mark_used, size_limit
+from sde.cache.read_only import ReadOnlyStore
 from sde.cache.store import (HOST_TAG, LEGACY_TEMP_S, STALE_FILE_S, JobStore, done_with_temp_file, open_job_store,
                              open_store, private_temp_folder, remove_orphan_values, remove_stale_temp_files,
                              temp_file_in)
 
 __all__ = [
     "BUILDS", "CACHE_FORMAT", "COLUMN_FILE_SEPARATOR", "DEFAULT_SIZE_LIMIT", "FIX_FOLDER", "FIX_FULL", "FIX_PRIVATE", "HOST_TAG",
-    "LEGACY_TEMP_S", "NUMPY_FLOATS", "POSIX", "SIZE_LIMIT_VARIABLE", "STALE_FILE_S", "CacheUnusable", "DatasetCache",
-    "JobStore", "Warn",
+    "LEGACY_TEMP_S", "NUMPY_FLOATS", "POSIX", "SIZE_LIMIT_VARIABLE", "STALE_FILE_S", "CacheReadOnly", "CacheUnusable",
+    "DatasetCache", "JobStore", "ReadOnlyStore", "Warn",
     "built_meta", "check_cache_folder", "default_cache_dir", "done_with_temp_file", "file_stamp", "fingerprint",
-    "make_room_among", "mark_used", "missing_as_nan", "open_job_store",
+    "make_room_among", "mark_used", "missing_as_nan", "note_on_stderr", "open_job_store",
     "open_store", "private_temp_folder", "read_built", "remove_build", "remove_orphan_values", "remove_stale_temp_files",
-    "report_unusable", "size_limit", "temp_file_in", "warn_on_stderr",
+    "report_read_only", "report_unusable", "size_limit", "temp_file_in", "warn_on_stderr",
 ]

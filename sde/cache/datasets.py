@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import diskcache
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,12 +22,13 @@ from sde import __version__
 from sde.compressed_columns import (CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
                                      open_column, read_strings, write_compressed)
 from sde.dataset import Dataset, DatasetOptions
-from sde.index_files import PARTS as INDEX_PARTS, files_beside, part_path
+from sde.index_files import PARTS as INDEX_PARTS, files_beside, part_path, write_none_under
 from sde.sources import SourceSet, as_source_set, source_stamps
 
-from sde.cache.folders import POSIX, Warn, warn_on_stderr
+from sde.cache.folders import POSIX, CacheReadOnly, Warn, note_on_stderr, report_read_only, warn_on_stderr
 from sde.cache.kept import KeptWithBuild
 from sde.cache.limit import Held, file_size, last_use, mark_used, remove_least_recently_used, size_limit, value_path
+from sde.cache.read_only import ReadOnlyStore
 from sde.cache.store import STALE_FILE_S, LinkedFile, LinkingDisk, done_with_temp_file, open_store, temp_file_in
 
 
@@ -65,17 +67,33 @@ def fingerprint(manifest: "str | Path | Sequence[str | Path] | SourceSet", optio
 
 
 class DatasetCache:
-    """diskcache-backed store of built datasets; every method degrades to a warning on failure."""
+    """diskcache-backed store of built datasets; every method degrades to a warning on failure.
 
-    def __init__(self, directory: str | Path, warn: Warn = warn_on_stderr) -> None:
-        """Raises CacheUnusable (see open_store)."""
+    A folder that passes every safety check but cannot be written (sde.cache.folders.CacheReadOnly:
+    a read-only mount of what a batch job indexed, a folder made read-only) is opened ``read_only``
+    (``note`` says so, once): its datasets are read (sde.cache.read_only), and nothing is written
+    there, not even the index files, kept values and summary sums a read otherwise keeps beside
+    them: those stay in memory, as without a cache. The caller builds what it misses without
+    storing it (sde.build.load)."""
+
+    def __init__(self, directory: str | Path, warn: Warn = warn_on_stderr, note: Warn = note_on_stderr) -> None:
+        """Raises CacheUnusable (see open_store; a read-only folder whose index cannot be read)."""
         self.directory = Path(directory)
         self.warn = warn
         self.size_limit = size_limit(warn)
-        # No eviction by diskcache: it removes entries one by one as they are stored, so a dataset
-        # bigger than its limit evicted its own first tables and could never be read back.
-        # make_room removes whole datasets instead, counting the index files beside them (sde.cache.limit).
-        self._store = open_store(self.directory, warn, eviction_policy="none", disk=LinkingDisk)
+        self.read_only = False
+        self._why_read_only: CacheReadOnly | None = None
+        self._store: diskcache.Cache | ReadOnlyStore
+        try:
+            # No eviction by diskcache: it removes entries one by one as they are stored, so a dataset
+            # bigger than its limit evicted its own first tables and could never be read back.
+            # make_room removes whole datasets instead, counting the index files beside them (sde.cache.limit).
+            self._store = open_store(self.directory, warn, eviction_policy="none", disk=LinkingDisk)
+        except CacheReadOnly as e:
+            self._store = ReadOnlyStore(e.directory)
+            self.read_only, self._why_read_only = True, e
+            write_none_under(e.directory)
+            report_read_only(note, e)
 
     def close(self) -> None:
         self._store.close()
@@ -105,6 +123,10 @@ class DatasetCache:
             self.warn(f"cache entry {key[:12]} in {self.directory} is unreadable ({e}); rebuilding it")
             self.delete(key)
             return None
+        if self.read_only:  # what was kept with it is read, nothing is kept
+            self._summary_sums(key, dataset)
+            dataset.caches.keep_with(KeptWithBuild(self.directory, key, read_only=True), dataset.generation)
+            return dataset
         mark_used(self._store, key, meta.get("name", key[:12]))
         self._summary_sums(key, dataset)
         dataset.caches.keep_with(KeptWithBuild(self.directory, key), dataset.generation)
@@ -116,12 +138,14 @@ class DatasetCache:
         at each start otherwise, seconds at 100M utterances), or compute and keep them: once, at the
         first load of a build."""
         try:
-            if not dataset.preset_summary_sums(self._store.get(("sums", key))):
+            if not dataset.preset_summary_sums(self._store.get(("sums", key))) and not self.read_only:
                 self._store.set(("sums", key), dataset.summary_sums())
         except Exception:  # noqa: BLE001 - a read-only cache: the summary is computed at each start
             pass
 
     def put(self, key: str, dataset: Dataset) -> None:
+        if self.read_only:  # said once, when the cache was opened
+            return
         try:
             meta = _meta_of(dataset, [])
             sizes: dict[str, int] = {}
@@ -150,6 +174,8 @@ class DatasetCache:
     def put_built(self, key: str, meta: dict, files: dict[str, Path]) -> None:
         """Store a dataset whose tables are already Arrow files (sde.build); raises on failure
         (the caller keeps the files and serves from them)."""
+        if self._why_read_only is not None:
+            raise self._why_read_only
         try:
             sizes = {}
             for name, path in files.items():
@@ -168,6 +194,8 @@ class DatasetCache:
     def delete(self, key: str) -> bool:
         """Remove a dataset's entries, its table files and the index files beside them; False where
         that failed (a read-only folder)."""
+        if self.read_only:
+            return False
         try:
             keys = [k for k in self._store.iterkeys() if isinstance(k, tuple) and len(k) >= 2 and k[1] == key]
             beside = [index for k in keys if k[0] == "table" for index in files_beside(str(value_path(self._store, k)))]
@@ -186,6 +214,8 @@ class DatasetCache:
         """Remove whole datasets other than ``keep`` and the parts of interrupted builds, least
         recently used first, until those left (table files, the index files beside them, parts) fit
         the size limit; says which were removed, and returns their keys."""
+        if self.read_only:
+            return []
         try:
             held = self._datasets() + self._interrupted_builds(keep)
         except Exception:  # noqa: BLE001 - an unreadable index: nothing is removed

@@ -24,6 +24,10 @@ def warn_on_stderr(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
 
 
+def note_on_stderr(msg: str) -> None:
+    print(f"note: {msg}", file=sys.stderr)
+
+
 # ------------------------------------------------------------------------------ safe stores
 
 FIX_FOLDER = "pass --cache-dir DIR with a writable folder of your own, or --no-cache"
@@ -45,6 +49,12 @@ class CacheUnusable(Exception):
         self.fix = fix
 
 
+class CacheReadOnly(CacheUnusable):
+    """A cache folder that passes every safety check (ours, private, in safe parents) but cannot
+    be written (a read-only file system or mount, no write permission): one to read, never to
+    write (sde.cache.read_only). Whoever must write there treats it as any unusable folder."""
+
+
 def report_unusable(warn: Warn, error: CacheUnusable, consequence: str, *, once: bool = False) -> None:
     """One warning line. ``once``: stay quiet when this folder, or one above it, was reported
     already (every writer of a start meets the same unusable folder; the user needs one line)."""
@@ -53,6 +63,16 @@ def report_unusable(warn: Warn, error: CacheUnusable, consequence: str, *, once:
         return
     _reported.add(folder)
     warn(f"cannot use the cache in {error.directory}: {error.reason}; {consequence} (fix: {error.fix})")
+
+
+def report_read_only(note: Warn, error: CacheReadOnly) -> None:
+    """One note that a cache folder is read only, once a process; the stores that would write in
+    it (background jobs, predictions: ``report_unusable(..., once=True)``) then say nothing more."""
+    folder = error.directory.absolute()
+    if any(folder == seen or seen in folder.parents for seen in _reported):
+        return
+    _reported.add(folder)
+    note(f"the cache folder {error.directory} is read-only: its datasets are read, nothing new is stored there")
 
 
 def os_reason(e: OSError, directory: Path) -> tuple[str, str]:
@@ -121,7 +141,8 @@ def _owner(uid: int) -> str:
 def check_cache_folder(directory: str | Path) -> Path:
     """Create `directory` (mode 0700) or check the existing one: a writable folder that only we
     control, inside folders that nobody else can rename it out of. Raises CacheUnusable saying why
-    and naming the fix; nothing is created in a folder that fails the checks."""
+    and naming the fix; nothing is created in a folder that fails the checks. One that passes
+    every check but cannot be written raises CacheReadOnly (a CacheUnusable): it may be read."""
     directory = Path(directory)
     blocker = _file_in_the_way(directory)
     if blocker is not None:
@@ -136,7 +157,7 @@ def check_cache_folder(directory: str | Path) -> Path:
         _check_private(directory, st)
     if not os.access(directory, os.W_OK | os.X_OK):
         reason = "it is on a read-only file system" if _read_only_fs(directory) else "it is not writable"
-        raise CacheUnusable(directory, reason)
+        raise CacheReadOnly(directory, reason)
     return directory
 
 

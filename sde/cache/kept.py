@@ -9,6 +9,7 @@ from pathlib import Path
 
 import diskcache
 
+from sde.cache.read_only import ReadOnlyStore
 from sde.cache.store import LinkingDisk
 
 #: A value bigger than this, pickled, is not kept: the kept values are pages' results (kilobytes
@@ -21,19 +22,23 @@ class KeptWithBuild:
     10M utterances ~20 s a start), kept in the dataset cache beside it under ("kept", key, name):
     ``DatasetCache.delete`` removes them with it. The sde.caching.Keeper of a dataset read from
     or written to the cache. The store is opened at the first use; every failure is quiet (a
-    read-only or damaged cache: the value is computed at each start, as without it)."""
+    read-only or damaged cache: the value is computed at each start, as without it).
+    ``read_only``: a cache folder sde cannot write (sde.cache.read_only): what was kept is
+    recalled, nothing is kept."""
 
-    def __init__(self, directory: Path, key: str) -> None:
+    def __init__(self, directory: Path, key: str, *, read_only: bool = False) -> None:
         self._directory = directory
         self._key = key
-        self._store: diskcache.Cache | None = None
+        self._read_only = read_only
+        self._store: diskcache.Cache | ReadOnlyStore | None = None
         self._kept: set[str] = set()  # names kept, or not to keep (too big, failed)
         self._lock = threading.Lock()
 
-    def _opened(self) -> diskcache.Cache:
+    def _opened(self) -> diskcache.Cache | ReadOnlyStore:
         """The store, with the names kept for this build read once (a miss then costs no read)."""
         if self._store is None:
-            store = diskcache.Cache(str(self._directory), eviction_policy="none", disk=LinkingDisk)
+            store = (ReadOnlyStore(self._directory) if self._read_only
+                     else diskcache.Cache(str(self._directory), eviction_policy="none", disk=LinkingDisk))
             self._kept = {k[2] for k in store.iterkeys()
                           if isinstance(k, tuple) and len(k) == 3 and k[0] == "kept" and k[1] == self._key}
             self._store = store
@@ -49,6 +54,8 @@ class KeptWithBuild:
             return False, None
 
     def keep(self, name: str, value: object) -> None:
+        if self._read_only:
+            return
         try:
             with self._lock:
                 store = self._opened()

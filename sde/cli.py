@@ -739,6 +739,7 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
         raise click.BadParameter("sde index writes the built dataset into the cache; drop --no-cache "
                                  "(choose the folder with --cache-dir DIR)", param_hint="--no-cache")
     options = options_from(**data)
+    _check_index_folder(cache_dir)
     started = time.perf_counter()
     if engine == "ray":
         dataset = _index_on_ray(sources, options, cache_dir, vad, address, workers)
@@ -762,6 +763,18 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
     _keep_pages(stored)
     if checks:
         _keep_checks(stored)
+
+
+def _check_index_folder(cache_dir: str | None) -> None:
+    """Fail before building where the cache folder cannot take the dataset (read-only, not
+    writable, not private): a batch job learned it only after the whole build. A folder that
+    fills up during the build is found out after it (_stored)."""
+    from sde.cache import CacheUnusable, check_cache_folder, default_cache_dir
+
+    try:
+        check_cache_folder(cache_dir or default_cache_dir())
+    except CacheUnusable as e:
+        fail(f"cannot index into {e.directory}: {e.reason}; nothing was built (fix: {e.fix})")
 
 
 def _stored(sources: Sequence[str], options, where: str | Path, vad: bool) -> bool:

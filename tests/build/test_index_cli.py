@@ -116,7 +116,19 @@ def test_sde_index_into_a_folder_it_cannot_write_fails_with_the_reason(manifests
     with read_only_view(tmp_path / "src", tmp_path / "ro") as view:
         result = _sde("index", str(manifests[20_000]), "--cache-dir", str(view))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"but nothing was stored in {view}" in result.stderr and "indexed" not in result.stderr
+    # it said so after building the whole dataset: a batch job's hours, for nothing
+    assert f"cannot index into {view}: it is on a read-only file system; nothing was built" in result.stderr
+    assert "reading" not in result.stderr and "indexed" not in result.stderr
+
+
+def test_sde_index_into_a_folder_others_may_write_fails_before_building(manifests, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    result = _sde("index", str(manifests[20_000]), "--cache-dir", str(shared))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"cannot index into {shared}: it is writable by every user" in result.stderr
+    assert "reading" not in result.stderr and not list(shared.iterdir())
 
 
 def test_a_part_by_part_build_in_a_full_cache_folder_goes_on_without_it(manifests, tmp_path):

@@ -387,12 +387,16 @@ def review_options(f: Callable) -> Callable:
                              "in the cache folder).")(f)
 
 
-def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache: bool) -> str | None:
-    """--reviews FILE, else the manifest's reviews file in the cache folder (None with --no-cache:
-    reviews are off rather than written into a cache the user asked sde not to touch)."""
+def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache: bool,
+                  read_only: bool) -> tuple[str | None, bool]:
+    """(--reviews FILE, else the manifest's reviews file in the cache folder; whether editing is
+    off). None with --no-cache: reviews are off rather than written into a cache the user asked sde
+    not to touch. In a read-only cache folder the reviews kept there are shown, editing off, as
+    nothing is written there (sde.cache.CacheReadOnly); with none kept there, reviews are off, and
+    a note says where else to keep them."""
     if reviews is not None or no_cache:
-        return reviews
-    from sde.cache import CacheUnusable, check_cache_folder
+        return reviews, read_only
+    from sde.cache import CacheReadOnly, CacheUnusable, check_cache_folder
     from sde.reviews import default_reviews_path
 
     path = default_reviews_path(dataset, cache_dir)
@@ -401,9 +405,15 @@ def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache:
         # already warned once), and reviews are then off rather than kept where others can swap them.
         check_cache_folder(path.parent.parent)
         check_cache_folder(path.parent)
+    except CacheReadOnly as e:
+        if path.is_file():
+            return str(path), True
+        click.echo(f"note: reviews are off: the cache folder {e.directory} is read-only; pass --reviews FILE "
+                   "to keep them in a file of your own", err=True)
+        return None, read_only
     except CacheUnusable:
-        return None
-    return str(path)
+        return None, read_only
+    return str(path), read_only
 
 
 @cli.command("serve")
@@ -431,9 +441,9 @@ def serve_command(sources: tuple[str, ...], model: str | None, port: int, host: 
     dataset = load(sources, options, cache_dir, no_cache, background_write=True, vad=vad, check_audio_later=True)
     if not dataset.hypotheses:
         dataset = _maybe_transcribe(dataset, sources, model, cache_dir, no_cache)
+    reviews, read_only = _reviews_file(dataset, reviews, cache_dir, no_cache, read_only)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
-           sock=sock, augment_dirs=(noise_dir, rir_dir),
-           reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only)
+           sock=sock, augment_dirs=(noise_dir, rir_dir), reviews=reviews, read_only=read_only)
 
 
 def _reserve_port(host: str, port: int):
@@ -973,8 +983,9 @@ def demo_command(port: int, host: str, auth: str | None, debug: bool, cache_dir:
     dataset = load(str(DEMO_MANIFEST), DatasetOptions(normalize=("lower", "punct", "numbers"),
                                                       alphabet="abcdefghijklmnopqrstuvwxyz' "),
                    cache_dir, no_cache)
+    reviews, read_only = _reviews_file(dataset, reviews, cache_dir, no_cache, read_only)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
-           sock=sock, reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only)
+           sock=sock, reviews=reviews, read_only=read_only)
 
 
 def _terminate(signum: int, _frame: Any) -> None:

@@ -234,6 +234,42 @@ def test_the_server_answers_from_a_read_only_folder_and_writes_nothing_there(
     assert after == before, "something was written in the read-only folder"
 
 
+def _review(server: SdeServer, uid: int, status: str) -> int:
+    body = json.dumps({"status": status}).encode()
+    code, _, _ = server.request(f"/api/utterances/{uid}/review", "POST", {"Content-Type": "application/json"}, body)
+    return code
+
+
+def test_reviews_kept_in_a_read_only_folder_are_shown_and_editing_is_off(manifests, indexed, tmp_path):
+    # the server started with reviews off, without a word: the default reviews file is in the cache
+    copy = tmp_path / "cache"
+    shutil.copytree(indexed, copy, symlinks=True)
+    with SdeServer(str(manifests["indexed"]), "--cache-dir", str(copy), no_cache=False) as writable:
+        uid = writable.json("/api/utterances?page_size=1", 200)["rows"][0]["id"]
+        assert _review(writable, uid, "drop") == 200
+    with read_only_view(copy, tmp_path / "view") as view:
+        before = _listing(view)
+        with SdeServer(str(manifests["indexed"]), "--cache-dir", str(view), no_cache=False) as server:
+            kept = server.json("/api/reviews", 200)
+            refused = _review(server, uid, "keep")
+        after = _listing(view)
+    stderr = "".join(server.stderr)
+    assert kept["editable"] is False and kept["summary"]["drop"] == 1 and kept["rows"][0]["id"] == uid, kept
+    assert refused == 403 and "reviews are off" not in stderr, stderr
+    assert after == before
+
+
+def test_a_read_only_folder_without_reviews_says_reviews_are_off(manifests, indexed, tmp_path):
+    with read_only_view(indexed, tmp_path / "view") as view:
+        with SdeServer(str(manifests["indexed"]), "--cache-dir", str(view), no_cache=False) as server:
+            answer = server.json("/api/reviews", 200)
+            refused = _review(server, 0, "keep")
+    stderr = "".join(server.stderr)
+    assert (f"note: reviews are off: the cache folder {view} is read-only; pass --reviews FILE to keep them in a "
+            "file of your own") in stderr.splitlines(), stderr
+    assert answer["editable"] is False and refused == 403
+
+
 # ------------------------------------------------------------------------------ what stays as it was
 
 def test_a_read_only_folder_another_user_owns_is_still_refused(manifests, indexed, tmp_path):

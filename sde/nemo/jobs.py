@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-from sde.cache import (CacheUnusable, file_stamp, warn_on_stderr, default_cache_dir, make_room_among, mark_used,
-                       open_store, report_unusable, size_limit)
+from sde.cache import (CacheReadOnly, CacheUnusable, ReadOnlyStore, default_cache_dir, file_stamp, make_room_among,
+                       mark_used, open_store, report_unusable, size_limit, warn_on_stderr)
 from sde.dataset import Dataset, with_predictions
 from sde.lines import ExportError, source_files
 from sde.manifest import ManifestError, read_manifest
@@ -446,7 +446,7 @@ def predictions_for(
         else:
             preds = transcribe_segments(items, model, device=device, batch_size=batch_size, progress=progress,
                                         on_progress=on_progress, should_stop=should_stop)
-        if store is not None:
+        if store is not None and not isinstance(store, ReadOnlyStore):
             try:
                 store.set(("predictions", key), pickle.dumps(preds, protocol=pickle.HIGHEST_PROTOCOL))
             except Exception as e:  # noqa: BLE001 - a full disk costs a re-run later, nothing more
@@ -490,6 +490,11 @@ def _open_store(cache_dir, use_cache: bool, warn):
         # no eviction by diskcache: it removed the predictions just stored when bigger than its 1 GiB
         # (~15M utterances), and a second model's pushed out the first's (sde.cache.limit)
         return open_store(directory, warn, sub="predictions", eviction_policy="none")
+    except CacheReadOnly:  # filled where it could be written (a batch job): read, nothing new kept
+        try:
+            return ReadOnlyStore(directory / "predictions")
+        except CacheUnusable:  # its index cannot be read: transcribed, as without a cache
+            return None
     except CacheUnusable as e:
         report_unusable(warn, e, "predictions will not be cached", once=True)
         return None

@@ -46,6 +46,33 @@ def test_transcribed_dataset_is_scored_and_cached(plain_manifest, tiny_nemo, tmp
     assert sorted(p.name for p in plain_manifest.parent.iterdir() if p.is_file()) == ["plain.json"]
 
 
+def test_predictions_kept_in_a_read_only_cache_are_read_and_nothing_is_written(plain_manifest, tiny_nemo,
+                                                                                 tmp_path):
+    # a read-only cache folder (a batch job's, mounted read-only) was unusable: transcribed again
+    import shutil
+
+    from tests.mount_kit import read_only_view
+    from tests.test_cache_read_only import _listing
+
+    ds = build_dataset(plain_manifest, workers=1)
+    cache = tmp_path / "c"
+    cache.mkdir(mode=0o700)
+    first = predictions_for(ds, str(tiny_nemo), device="cpu", cache_dir=cache)
+    other_model = shutil.copy(tiny_nemo, tmp_path / "other.nemo")
+    with read_only_view(cache, tmp_path / "view") as view:
+        before = _listing(view)
+        ran: dict[str, list[int]] = {"kept": [], "other": []}
+        said: list[str] = []
+        kept = predictions_for(ds, str(tiny_nemo), device="cpu", cache_dir=view, warn=said.append,
+                               on_progress=lambda done, total: ran["kept"].append(done))
+        other = predictions_for(ds, str(other_model), device="cpu", cache_dir=view, warn=said.append,
+                                on_progress=lambda done, total: ran["other"].append(done))
+        after = _listing(view)
+    assert kept == first and ran["kept"] == []  # read back: the model did not run
+    assert other == first and ran["other"]  # not there: transcribed, kept nowhere
+    assert said == [] and after == before
+
+
 def test_a_second_models_predictions_push_out_the_first_only_beyond_the_limit(plain_manifest, tiny_nemo, tmp_path,
                                                                             monkeypatch):
     # Before: the predictions store kept 1 GiB (~15M utterances' predictions) and removed the

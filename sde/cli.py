@@ -391,9 +391,9 @@ def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache:
                   read_only: bool) -> tuple[str | None, bool]:
     """(--reviews FILE, else the manifest's reviews file in the cache folder; whether editing is
     off). None with --no-cache: reviews are off rather than written into a cache the user asked sde
-    not to touch. In a read-only cache folder the reviews kept there are shown, editing off, as
-    nothing is written there (sde.cache.CacheReadOnly); with none kept there, reviews are off, and
-    a note says where else to keep them."""
+    not to touch. In a read-only cache folder (sde.cache.CacheReadOnly) the reviews kept there are
+    shown (sde.review_store turns editing off where their file cannot be written, and says why);
+    with none kept there, reviews are off, and a note says where else to keep them."""
     if reviews is not None or no_cache:
         return reviews, read_only
     from sde.cache import CacheReadOnly, CacheUnusable, check_cache_folder
@@ -406,8 +406,8 @@ def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache:
         check_cache_folder(path.parent.parent)
         check_cache_folder(path.parent)
     except CacheReadOnly as e:
-        if path.is_file():
-            return str(path), True
+        if path.is_file():  # the store says why editing is off (a read-only file system), or edits
+            return str(path), read_only  # where only the cache folder itself was made read-only
         click.echo(f"note: reviews are off: the cache folder {e.directory} is read-only; pass --reviews FILE "
                    "to keep them in a file of your own", err=True)
         return None, read_only

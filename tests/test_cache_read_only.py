@@ -234,10 +234,11 @@ def test_the_server_answers_from_a_read_only_folder_and_writes_nothing_there(
     assert after == before, "something was written in the read-only folder"
 
 
-def _review(server: SdeServer, uid: int, status: str) -> int:
+def _review(server: SdeServer, uid: int, status: str) -> tuple[int, bytes]:
     body = json.dumps({"status": status}).encode()
-    code, _, _ = server.request(f"/api/utterances/{uid}/review", "POST", {"Content-Type": "application/json"}, body)
-    return code
+    code, _, answer = server.request(f"/api/utterances/{uid}/review", "POST", {"Content-Type": "application/json"},
+                                     body)
+    return code, answer
 
 
 def test_reviews_kept_in_a_read_only_folder_are_shown_and_editing_is_off(manifests, indexed, tmp_path):
@@ -246,7 +247,7 @@ def test_reviews_kept_in_a_read_only_folder_are_shown_and_editing_is_off(manifes
     shutil.copytree(indexed, copy, symlinks=True)
     with SdeServer(str(manifests["indexed"]), "--cache-dir", str(copy), no_cache=False) as writable:
         uid = writable.json("/api/utterances?page_size=1", 200)["rows"][0]["id"]
-        assert _review(writable, uid, "drop") == 200
+        assert _review(writable, uid, "drop")[0] == 200
     with read_only_view(copy, tmp_path / "view") as view:
         before = _listing(view)
         with SdeServer(str(manifests["indexed"]), "--cache-dir", str(view), no_cache=False) as server:
@@ -255,7 +256,8 @@ def test_reviews_kept_in_a_read_only_folder_are_shown_and_editing_is_off(manifes
         after = _listing(view)
     stderr = "".join(server.stderr)
     assert kept["editable"] is False and kept["summary"]["drop"] == 1 and kept["rows"][0]["id"] == uid, kept
-    assert refused == 403 and "reviews are off" not in stderr, stderr
+    assert refused[0] == 403 and b"is on a read-only file system" in refused[1], refused
+    assert "reviews are off" not in stderr, stderr
     assert after == before
 
 
@@ -267,7 +269,7 @@ def test_a_read_only_folder_without_reviews_says_reviews_are_off(manifests, inde
     stderr = "".join(server.stderr)
     assert (f"note: reviews are off: the cache folder {view} is read-only; pass --reviews FILE to keep them in a "
             "file of your own") in stderr.splitlines(), stderr
-    assert answer["editable"] is False and refused == 403
+    assert answer["editable"] is False and refused[0] == 403
 
 
 # ------------------------------------------------------------------------------ what stays as it was

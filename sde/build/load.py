@@ -195,8 +195,9 @@ def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: in
 
 
 def _is_local_nemo(path: str) -> bool:
+    """A local plain NeMo file: one that can be cut in lines (a gzip one cannot; it is matched whole)."""
     try:
-        return not is_url(path) and os.path.isfile(path) and head_is_nemo(path)
+        return not is_url(path) and os.path.isfile(path) and not is_gzip(path) and head_is_nemo(path)
     except OSError:
         return False
 

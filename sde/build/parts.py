@@ -117,8 +117,9 @@ def cut_in_parts(sources: SourceSet, part_bytes: int = PART_BYTES) -> bool:
         # copy is judged by its bytes before it is cut: sde.build.remote_parts)
         expected = [size * GZIP_RATIO if (s.location.endswith(".gz") if s.remote else is_gzip(s.location)) else size
                     for s, size in zip(sources.sources, sizes)]
-        first = next((s.location for s, size in zip(sources.sources, sizes) if size), None)
-        return first is not None and sum(expected) > part_bytes and head_is_nemo(first)
+        # the first manifest with lines (an empty gzip has bytes, not lines), read only if need be
+        heads = (read_head(s.location) for s, size in zip(sources.sources, sizes) if size)
+        return sum(expected) > part_bytes and first_line_is_nemo(next((h for h in heads if h.strip()), b""))
     except (RemoteError, OSError):
         return False
 
@@ -126,6 +127,13 @@ def cut_in_parts(sources: SourceSet, part_bytes: int = PART_BYTES) -> bool:
 def head_is_nemo(location: str) -> bool:
     """Whether a manifest (a local path or a URL; gzip-compressed or not) starts with a NeMo JSON
     line; raises OSError or RemoteError when it cannot be read."""
+    return first_line_is_nemo(read_head(location))
+
+
+def read_head(location: str) -> bytes:
+    """The first bytes of a manifest's content (decompressed where it is gzip-compressed, past
+    empty members; empty where the stream is damaged: the one-piece read says so); raises OSError
+    or RemoteError when it cannot be read."""
     if not is_url(location):
         with open(location, "rb") as f:
             head = f.read(HEAD_BYTES)
@@ -133,12 +141,17 @@ def head_is_nemo(location: str) -> bool:
         with remote.reading(location):
             with remote.open_file(location, ranged=True) as f:
                 head = f.read(HEAD_BYTES)
-    if head.startswith(GZIP_MAGIC):
-        try:  # the start of its content, from its first compressed bytes
-            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, HEAD_BYTES)
-        except zlib.error:
-            return False  # damaged: the one-piece read says so
-    return first_line_is_nemo(head)
+    if not head.startswith(GZIP_MAGIC):
+        return head
+    content = b""
+    try:  # the start of its content, from its first compressed bytes (an empty member says nothing)
+        while not content and head.startswith(GZIP_MAGIC):
+            member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            content = member.decompress(head, HEAD_BYTES)
+            head = member.unused_data
+    except zlib.error:
+        return b""  # damaged: the one-piece read says so
+    return content
 
 
 def _split_lines(path: str, part_bytes: int) -> list[ManifestPart | None]:

@@ -93,6 +93,55 @@ def test_a_gzip_manifest_bigger_than_a_part_is_built_in_parts_as_the_one_piece_r
     assert_same_dataset(again, one_piece)
 
 
+PREDICTIONS_FILES = {
+    "a gzip manifest, a gzip predictions file": ("m.json.gz", True),
+    "a plain manifest, a gzip predictions file": ("m.json", True),
+    "a gzip manifest, a plain predictions file": ("m.json.gz", False),
+}
+
+
+@pytest.mark.parametrize(("manifest", "zipped"), PREDICTIONS_FILES.values(), ids=PREDICTIONS_FILES.keys())
+def test_a_gzip_predictions_file_is_matched_as_the_one_piece_read_matches_it(plain, tmp_path, manifest, zipped):
+    # the one-piece read decompresses a gzip predictions file; it cannot be cut in lines, so it is matched whole
+    predictions = write_predictions(tmp_path, valid_rows(plain))
+    if zipped:
+        predictions = predictions.with_name("preds.json.gz")
+        predictions.write_bytes(gzip.compress(predictions.with_name("preds.json").read_bytes()))
+    options = DatasetOptions(predictions=str(predictions))
+    built = load_dataset(str(plain.with_name(manifest)), options, cache_dir=tmp_path / "cache", part_bytes=PART,
+                         threads=2)
+    assert_same_dataset(built, build_dataset(str(plain.with_name(manifest)), options))
+    assert not _leftovers(tmp_path)
+
+
+EMPTY_AT_THE_START = {
+    # a set whose first shard is an empty gzip (20 bytes: gzip of nothing), as a filtering job leaves one
+    "a set whose first shard is an empty gzip": ("shards", ["", "lines[:300]", "lines[300:]"]),
+    # an empty member before the lines (two gzip files concatenated, the first of nothing)
+    "a manifest whose first gzip member is empty": ("members", ["", "lines"]),
+}
+
+
+@pytest.mark.parametrize(("kind", "pieces"), EMPTY_AT_THE_START.values(), ids=EMPTY_AT_THE_START.keys())
+def test_an_empty_gzip_at_the_start_does_not_keep_the_rest_from_being_built_in_parts(plain, tmp_path, kind, pieces):
+    lines = plain.read_bytes().splitlines(keepends=True)
+    chunks = {"": b"", "lines": b"".join(lines), "lines[:300]": b"".join(lines[:300]),
+              "lines[300:]": b"".join(lines[300:])}
+    if kind == "shards":
+        names = [str(tmp_path / f"s{k}.json.gz") for k in range(len(pieces))]
+        for name, piece in zip(names, pieces):
+            Path(name).write_bytes(gzip.compress(chunks[piece]))
+        manifest: str | list[str] = names
+    else:
+        manifest = str(tmp_path / "m.json.gz")
+        Path(manifest).write_bytes(b"".join(gzip.compress(chunks[piece]) for piece in pieces))
+    assert cut_in_parts(as_source_set(manifest), PART), "its lines are NeMo lines, and many parts"
+    messages: list[str] = []
+    built = load_dataset(manifest, cache_dir=tmp_path / "cache", part_bytes=PART, threads=2, status=messages.append)
+    assert _in_parts(messages), messages
+    assert_same_dataset(built, build_dataset(manifest))
+
+
 def test_a_gzip_manifest_cached_in_one_piece_is_loaded_not_built_again(gz, tmp_path):
     load_dataset(str(gz), cache_dir=tmp_path, part_bytes=1 << 40)  # as before: read whole
     messages: list[str] = []

@@ -8,6 +8,7 @@ import gzip
 import io
 import mmap
 import os
+import shlex
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,8 +124,9 @@ def is_gzip(path: str) -> bool:
 def damaged_gzip(shown: str, e: BaseException) -> ManifestError:
     """The one message for a gzip manifest that cannot be decompressed (read whole here, or
     decompressed to be built part by part: sde.build.remote_parts)."""
+    check = "a copy of it with gzip -t" if "://" in shown else f"it with: gzip -t {shlex.quote(shown)}"
     return ManifestError(f"{shown}: the gzip-compressed file is damaged or cut short ({e}); compress it "
-                         "again, or check it with: gzip -t FILE")
+                         f"again, or check {check}")
 
 
 def read_file(path: str | Path, spec: Spec, strict: bool, progress: bool, *, shown: str | None = None,

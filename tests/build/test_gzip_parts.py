@@ -184,6 +184,7 @@ def test_a_damaged_gzip_is_the_one_piece_reads_one_line_and_leaves_no_file(gz, t
         load_dataset(str(bad), cache_dir=tmp_path / "cache", part_bytes=PART, threads=2)
     assert str(in_parts.value) == str(one_piece.value)
     assert "the gzip-compressed file is damaged or cut short" in str(in_parts.value)
+    assert str(in_parts.value).endswith(f"check it with: gzip -t {bad}")  # the command, ready to paste
     assert "\n" not in str(in_parts.value)
     assert not _leftovers(tmp_path), "no temporary file, no copy"
     # the command line: exit 1, the one line, no traceback

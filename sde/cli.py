@@ -387,15 +387,14 @@ def review_options(f: Callable) -> Callable:
                              "in the cache folder).")(f)
 
 
-def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache: bool,
-                  read_only: bool) -> tuple[str | None, bool]:
-    """(--reviews FILE, else the manifest's reviews file in the cache folder; whether editing is
-    off). None with --no-cache: reviews are off rather than written into a cache the user asked sde
-    not to touch. In a read-only cache folder (sde.cache.CacheReadOnly) the reviews kept there are
-    shown (sde.review_store turns editing off where their file cannot be written, and says why);
-    with none kept there, reviews are off, and a note says where else to keep them."""
+def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache: bool) -> str | None:
+    """--reviews FILE, else the manifest's reviews file in the cache folder (None with --no-cache:
+    reviews are off rather than written into a cache the user asked sde not to touch). In a
+    read-only cache folder (sde.cache.CacheReadOnly) the reviews kept there are shown
+    (sde.review_store turns editing off where their file cannot be written, and says why); with
+    none kept there, reviews are off, and a note says where else to keep them."""
     if reviews is not None or no_cache:
-        return reviews, read_only
+        return reviews
     from sde.cache import CacheReadOnly, CacheUnusable, check_cache_folder
     from sde.reviews import default_reviews_path
 
@@ -407,13 +406,13 @@ def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache:
         check_cache_folder(path.parent)
     except CacheReadOnly as e:
         if path.is_file():  # the store says why editing is off (a read-only file system), or edits
-            return str(path), read_only  # where only the cache folder itself was made read-only
+            return str(path)  # where only the cache folder itself was made read-only
         click.echo(f"note: reviews are off: the cache folder {e.directory} is read-only; pass --reviews FILE "
                    "to keep them in a file of your own", err=True)
-        return None, read_only
+        return None
     except CacheUnusable:
-        return None, read_only
-    return str(path), read_only
+        return None
+    return str(path)
 
 
 @cli.command("serve")
@@ -441,9 +440,9 @@ def serve_command(sources: tuple[str, ...], model: str | None, port: int, host: 
     dataset = load(sources, options, cache_dir, no_cache, background_write=True, vad=vad, check_audio_later=True)
     if not dataset.hypotheses:
         dataset = _maybe_transcribe(dataset, sources, model, cache_dir, no_cache)
-    reviews, read_only = _reviews_file(dataset, reviews, cache_dir, no_cache, read_only)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
-           sock=sock, augment_dirs=(noise_dir, rir_dir), reviews=reviews, read_only=read_only)
+           sock=sock, augment_dirs=(noise_dir, rir_dir),
+           reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only)
 
 
 def _reserve_port(host: str, port: int):
@@ -788,9 +787,8 @@ def _check_index_folder(cache_dir: str | None) -> None:
 
 
 def _stored(sources: Sequence[str], options, where: str | Path, vad: bool) -> bool:
-    """Whether the cache folder holds the dataset of these sources and options now, and can take
-    what sde index keeps beside it (not in a read-only folder, even one that holds it: its job
-    is to store)."""
+    """Whether the cache folder holds the dataset of these sources and options now (a folder sde
+    cannot store in was refused before the build: _check_index_folder)."""
     from sde.build.load import entry_key
     from sde.cache import CacheUnusable, DatasetCache
 
@@ -799,7 +797,7 @@ def _stored(sources: Sequence[str], options, where: str | Path, vad: bool) -> bo
     except CacheUnusable:
         return False
     try:
-        return not cache.read_only and cache.holds(entry_key(expand(sources), options, vad))
+        return cache.holds(entry_key(expand(sources), options, vad))
     finally:
         cache.close()
 
@@ -983,9 +981,8 @@ def demo_command(port: int, host: str, auth: str | None, debug: bool, cache_dir:
     dataset = load(str(DEMO_MANIFEST), DatasetOptions(normalize=("lower", "punct", "numbers"),
                                                       alphabet="abcdefghijklmnopqrstuvwxyz' "),
                    cache_dir, no_cache)
-    reviews, read_only = _reviews_file(dataset, reviews, cache_dir, no_cache, read_only)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
-           sock=sock, reviews=reviews, read_only=read_only)
+           sock=sock, reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only)
 
 
 def _terminate(signum: int, _frame: Any) -> None:

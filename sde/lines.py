@@ -43,8 +43,8 @@ class SourceFile:
     path: str          # local path or URL, as opened
     name: str          # the `source` column's name (one file: its file name): review keys use it
     stamp: dict | None  # size and modification time (remote: size and ETag); None when unknown
-    # gzip-compressed: a local file judged by its first bytes, as sde read it (its name may not
-    # say); a remote one by its name (it is only ever streamed: _open_source judges its bytes)
+    # a local file gzip-compressed, judged by its first bytes as sde read it (its name may not say);
+    # a remote one is only ever streamed, and _open_source judges its bytes as it opens it
     compressed: bool = False
 
     @property
@@ -76,8 +76,7 @@ def _source(path: str, name: str | None = None) -> SourceFile:
     except OSError as e:
         raise ExportError(f"{path}: cannot read the manifest ({e.strerror}); it was moved or deleted "
                           "after sde loaded it: restore it, or load the dataset again") from None
-    compressed = is_gzip(path) if "://" not in path else path.endswith(".gz")
-    return SourceFile(path, name or path.rstrip("/").rsplit("/", 1)[-1], stamp, compressed)
+    return SourceFile(path, name or path.rstrip("/").rsplit("/", 1)[-1], stamp, "://" not in path and is_gzip(path))
 
 
 def _opened(manifest_path: str) -> str:

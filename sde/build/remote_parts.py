@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sde.build.atomic import replace_atomically
+from sde.build.parts import file_size
 from sde.cache import remove_stale_temp_files
 from sde.manifest import ManifestError
 from sde.manifest.files import GZIP_ERRORS, damaged_gzip, is_gzip
@@ -182,7 +183,7 @@ def _decompressed(sources: SourceSet, copies: Path, *, progress: bool, say: Call
                for k, s in zipped.items()}
     todo = [k for k in zipped if not targets[k].is_file()]
     if todo:
-        total = sum(_size(zipped[k].readable) for k in todo)
+        total = sum(file_size(zipped[k].readable) for k in todo)
         say(f"decompressing {len(todo)} gzip-compressed manifest{'s' * (len(todo) > 1)} ({total / (1 << 20):,.1f} MB) "
             f"into {copies}: a gzip stream cannot be cut in parts")
     damaged = _decompress_all([(zipped[k].readable, targets[k], zipped[k].name if sources.several else zipped[k].given)
@@ -195,19 +196,12 @@ def _decompressed(sources: SourceSet, copies: Path, *, progress: bool, say: Call
     return replace(sources, sources=replaced)
 
 
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
 def _decompress_all(jobs: list[tuple[str, Path, str]], progress: bool) -> dict[str, str]:
     """Each (gzip file, target, how messages name it) decompressed, several at once; the message
     of each that is damaged. No room for one raises NoRoomToDecompress."""
     if not jobs:
         return {}
-    bar = progress_bar(sum(_size(path) for path, _, _ in jobs), "decompressing", unit="B", unit_scale=True,
+    bar = progress_bar(sum(file_size(path) for path, _, _ in jobs), "decompressing", unit="B", unit_scale=True,
                        enabled=progress, unit_divisor=1024, leave=False)
     lock = threading.Lock()
     stop = threading.Event()  # set when this call ends early (Ctrl-C, no room): the others stop too

@@ -81,7 +81,6 @@ class DatasetCache:
         self.directory = Path(directory)
         self.warn = warn
         self.size_limit = size_limit(warn)
-        self.read_only = False
         self._why_read_only: CacheReadOnly | None = None
         self._store: diskcache.Cache | ReadOnlyStore
         try:
@@ -91,9 +90,13 @@ class DatasetCache:
             self._store = open_store(self.directory, warn, eviction_policy="none", disk=LinkingDisk)
         except CacheReadOnly as e:
             self._store = ReadOnlyStore(e.directory)
-            self.read_only, self._why_read_only = True, e
+            self._why_read_only = e
             write_none_under(e.directory)
             report_read_only(note, e)
+
+    @property
+    def read_only(self) -> bool:
+        return self._why_read_only is not None
 
     def close(self) -> None:
         self._store.close()

@@ -13,8 +13,8 @@ import pandas as pd
 
 from sde.audio_quality import with_measured_audio
 from sde.build.merge import Joined
-from sde.build.parts import (ONE_PIECE_MEMORY_SHARE, PART_BYTES, cut_in_parts, file_size, head_is_nemo, is_gzip,
-                             one_piece_limit)
+from sde.build.parts import (ONE_PIECE_MEMORY_SHARE, PART_BYTES, cut_in_parts, file_size, head_is_nemo, is_cutset,
+                             is_gzip, one_piece_limit)
 from sde.build.remote_parts import NO_ROOM, NoRoomToDecompress, local_copies
 from sde.build.stream import build_in_parts
 from sde.cache.building import BuildLock, lock_build
@@ -22,7 +22,9 @@ from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache
                        read_built, remove_build, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
 from sde.engine import machine_memory, parse_size
+from sde.manifest import ManifestError
 from sde.sources import PatternError, RemoteError, SourceSet, as_source_set, is_url
+from sde.sources.lhotse_source import LhotseError, require_lhotse
 
 if TYPE_CHECKING:
     from sde.build.ray_parts import RayEngine
@@ -126,7 +128,7 @@ def load_dataset(
         else:
             if engine != "local":
                 say("built in one piece here: the Ray engine builds NeMo manifests (one, or a set of "
-                    "shards; local or in an object store) bigger than --part-size")
+                    "shards; local or in an object store) and Lhotse CutSets bigger than --part-size")
             dataset = build_dataset(manifest, options, progress=progress, status=status)
             stored = False
         transformed = options.estimate_audio_metrics or vad
@@ -172,8 +174,8 @@ def one_piece_bytes(memory_limit: str | None) -> int:
 
 def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int,
                        one_piece: int) -> tuple[str | SourceSet, int] | None:
-    """What is built part by part: one local NeMo manifest of more than ``one_piece`` bytes, or a set of local
-    NeMo manifests (shards) bigger than one part; with --predictions (a local NeMo predictions file:
+    """What is built part by part: one local NeMo manifest (or Lhotse CutSet) of more than ``one_piece`` bytes,
+    or a set of local NeMo manifests (shards) bigger than one part; with --predictions (a local NeMo predictions file:
     it is matched to the lines once, see sde.build.predictions), a manifest bigger than one part.
     Remote NeMo manifests too: they are copied into the build folder first (sde.build.remote_parts),
     and gzip-compressed ones that may be that big decompressed there. With it, the size up to which
@@ -221,7 +223,9 @@ def _build_in_parts(path: str | SourceSet, one_piece: int, options: DatasetOptio
     built in one piece from there. NoRoomToDecompress: a gzip manifest could not be decompressed."""
     folder = (_build_folder(cache, key, part_bytes) if cache is not None and key is not None
               else private_temp_folder("sde-build-"))
-    with local_copies(path, folder, progress=progress, say=say) as readable:
+    cutset = _lhotse_cutset(path)
+    # a damaged gzip CutSet is read whole, by its one part: its one-piece read keeps the lines before the damage
+    with local_copies(path, folder, progress=progress, say=say, damaged_read_whole=cutset) as readable:
         size = _read_size(readable)
         if size <= one_piece:  # faster, in memory its size allows (one_piece_bytes)
             say(f"built in one piece: {size / (1 << 20):,.1f} MB decompressed")
@@ -249,6 +253,22 @@ def _build_in_parts(path: str | SourceSet, one_piece: int, options: DatasetOptio
         return read_built(meta, joined.files), False
     remove_build(folder)
     return dataset, True
+
+
+def _lhotse_cutset(path: str | SourceSet) -> bool:
+    """Whether what is built part by part is a Lhotse CutSet; a missing lhotse is then said once,
+    before a big CutSet is decompressed. Only the workers import it: the server that serves the
+    dataset afterwards does not keep torch (~250 MB) for reading it."""
+    if isinstance(path, SourceSet) and path.several:
+        return False
+    location, shown = (path, path) if isinstance(path, str) else (path.sources[0].location, path.sources[0].given)
+    if not is_cutset(location):
+        return False
+    try:
+        require_lhotse(shown, load=False)
+    except LhotseError as e:
+        raise ManifestError(str(e)) from None
+    return True
 
 
 def _read_size(readable: str | SourceSet) -> int:

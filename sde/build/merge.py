@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from sde.cache import COLUMN_FILE_SEPARATOR, NUMPY_FLOATS, done_with_temp_file, missing_as_nan, temp_file_in
 from sde.compressed_columns import compressible, write_compressed
 from sde.build.duck import build_connection
+from sde.build.parts import is_cutset
 from sde.build.predictions import PredictionsPlan
 from sde.build.part_files import (PartInfo, errors_file, frame_dtypes, normalized_tallies_file, tallies_file,
                                   utterances_file)
@@ -33,6 +34,7 @@ from sde.dataset import (HYPOTHESIS_METRICS, NORMALIZED_SUMS, DatasetOptions, co
 from sde.vocabulary import tally_columns, vocabulary_from_tallies
 from sde.manifest import HypothesisField, ManifestError, Problem, parse_pred_field
 from sde.manifest.hypotheses import MISSING_EXAMPLES, missing_lines_warning
+from sde.manifest.lhotse_reads import no_usable_supervision
 from sde.manifest.model import found_hypotheses
 
 
@@ -68,7 +70,7 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
         hypotheses.append(predictions.field)  # asked-for fields first, as a one-piece read orders them
     say(f"joining {len(infos)} parts ({sum(i.rows for i in built):,} utterances)")
     parts = [utterances_file(folder, i.index) for i in built]
-    schema = _in_build_order(_unified_schema([_schema_of(p) for p in parts]), hypotheses)
+    schema = _in_build_order(_with_values(_unified_schema([_schema_of(p) for p in parts])), hypotheses)
     fixed = [f.name for f in schema if _fixed_width(f.type) or _is_text(f.type)]
     utterance_dtypes = _merged_dtypes([i.dtypes for i in built])
     files = {"utterances": folder / "utterances.arrow"}
@@ -140,6 +142,8 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
 
 def _every_line_bad(infos: Sequence[PartInfo]) -> ManifestError:
     problems = [q for i in infos for q in i.problems]
+    if infos and is_cutset(infos[0].part.files[0]):  # the Lhotse read's message (the parts' files are still there)
+        return no_usable_supervision(infos[0].name, "cuts", problems)
     shown = problems[0].path if problems else (infos[0].manifest_path if infos else "manifest")
     quoted = "\n  ".join(str(q) for q in problems[:5])
     more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
@@ -221,6 +225,13 @@ def _unified_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
             types.setdefault(f.name, []).append(f.type)
     fields = [pa.field(name, _stored_type(_common_type(seen))) for name, seen in types.items()]
     return pa.schema(fields, metadata=schemas[0].metadata)
+
+
+def _with_values(schema: pa.Schema) -> pa.Schema:
+    """The columns some part has a value in: a part of a Lhotse CutSet keeps its fields without a
+    value as null columns (sde.manifest.reader), and a one-piece read has no column for a field no
+    line has a value in."""
+    return pa.schema([f for f in schema if not pa.types.is_null(f.type)], metadata=schema.metadata)
 
 
 def _stored_type(t: pa.DataType) -> pa.DataType:

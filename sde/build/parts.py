@@ -12,6 +12,7 @@ from sde.manifest import ManifestPart
 from sde.manifest.files import is_gzip
 from sde.manifest.formats import GZIP_MAGIC, first_line_is_nemo
 from sde.sources import RemoteError, SourceSet, is_url, remote
+from sde.sources.lhotse_source import head_kind
 
 # Big enough that a part's fixed costs (a task, a few files) are noise, small enough that two
 # workers building one part each stay far below the memory budget (~150 MB per 32 MB part).
@@ -104,9 +105,10 @@ def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list
 
 
 def cut_in_parts(sources: SourceSet, part_bytes: int = PART_BYTES) -> bool:
-    """Whether ``sources`` (local, remote or both) are built part by part: NeMo JSON lines of more
-    than ``part_bytes`` in all, a gzip-compressed manifest counting :data:`GZIP_RATIO` times its
-    size (it is decompressed first). Not: another format (Lhotse), or a store that cannot be
+    """Whether ``sources`` (local, remote or both) are built part by part: NeMo JSON lines, or one
+    Lhotse CutSet, of more than ``part_bytes`` in all, a gzip-compressed manifest counting
+    :data:`GZIP_RATIO` times its size (it is decompressed first). Not: another format (a Lhotse
+    recordings + supervisions pair, a Shar directory, several CutSets), or a store that cannot be
     reached (the one-piece read reports that with its fix)."""
     try:
         found = remote.details([s.location for s in sources.sources if s.remote]) \
@@ -119,7 +121,24 @@ def cut_in_parts(sources: SourceSet, part_bytes: int = PART_BYTES) -> bool:
                     for s, size in zip(sources.sources, sizes)]
         # the first manifest with lines (an empty gzip has bytes, not lines), read only if need be
         heads = (read_head(s.location) for s, size in zip(sources.sources, sizes) if size)
-        return sum(expected) > part_bytes and first_line_is_nemo(next((h for h in heads if h.strip()), b""))
+        if sum(expected) <= part_bytes:
+            return False
+        head = next((h for h in heads if h.strip()), b"")
+        return first_line_is_nemo(head) or (len(sources) == 1 and is_cutset_head(head))
+    except (RemoteError, OSError):
+        return False
+
+
+def is_cutset_head(head: bytes) -> bool:
+    """Whether a manifest's first bytes (decompressed) start a Lhotse CutSet, which is cut in lines
+    as a NeMo manifest is (each cut is one line whose rows depend on it alone)."""
+    return head_kind(head) == "cuts"
+
+
+def is_cutset(location: str) -> bool:
+    """Whether a manifest (a local path or a URL) is a Lhotse CutSet; False when it cannot be read."""
+    try:
+        return is_cutset_head(read_head(location))
     except (RemoteError, OSError):
         return False
 

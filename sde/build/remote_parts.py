@@ -57,7 +57,8 @@ class NoRoomToDecompress(Exception):
 
 @contextmanager
 def local_copies(manifest: str | SourceSet, folder: Path, *, progress: bool = False,
-                 say: Callable[[str], None] = lambda _msg: None) -> Iterator[str | SourceSet]:
+                 say: Callable[[str], None] = lambda _msg: None,
+                 damaged_read_whole: bool = False) -> Iterator[str | SourceSet]:
     """``manifest`` in a form the parts can cut: each of its remote manifests read from a copy
     in ``folder``, each gzip-compressed one from a decompressed copy there; the copies are removed
     on leaving the block, unless it was interrupted (Ctrl-C: a resumed build reuses them). A local
@@ -66,7 +67,9 @@ def local_copies(manifest: str | SourceSet, folder: Path, *, progress: bool = Fa
     A remote manifest that cannot be copied: one manifest raises the one-piece read's error; of a
     set, it is read from its URL (it is missing or unreadable, and its part says so as the
     one-piece read does). A damaged gzip manifest likewise (the one-piece read's message, or read
-    whole by its part); no room to decompress one raises NoRoomToDecompress."""
+    whole by its part); no room to decompress one raises NoRoomToDecompress. ``damaged_read_whole``:
+    one damaged manifest is read whole by its part too (a Lhotse CutSet: its one-piece read keeps
+    the lines before the damage)."""
     if not isinstance(manifest, SourceSet) or not any(s.remote or is_gzip(s.location) for s in manifest.sources):
         yield manifest
         return
@@ -76,7 +79,7 @@ def local_copies(manifest: str | SourceSet, folder: Path, *, progress: bool = Fa
     try:
         copied = _with_copies(manifest, copies, progress=progress, say=say) \
             if any(s.remote for s in manifest.sources) else manifest
-        yield _decompressed(copied, copies, progress=progress, say=say)
+        yield _decompressed(copied, copies, progress=progress, say=say, damaged_read_whole=damaged_read_whole)
     except Exception:
         shutil.rmtree(copies, ignore_errors=True)
         raise
@@ -171,7 +174,8 @@ def _copy_one(url: str, target: Path, size: int, advance: Callable[[int], None])
     return None
 
 
-def _decompressed(sources: SourceSet, copies: Path, *, progress: bool, say: Callable[[str], None]) -> SourceSet:
+def _decompressed(sources: SourceSet, copies: Path, *, progress: bool, say: Callable[[str], None],
+                  damaged_read_whole: bool = False) -> SourceSet:
     """``sources`` with a decompressed copy (in ``copies``) behind each gzip-compressed manifest
     (judged by the first bytes of what is read: the file, or a remote one's copy)."""
     zipped = {k: s for k, s in enumerate(sources.sources) if not is_url(s.readable) and is_gzip(s.readable)}
@@ -188,7 +192,7 @@ def _decompressed(sources: SourceSet, copies: Path, *, progress: bool, say: Call
             f"into {copies}: a gzip stream cannot be cut in parts")
     damaged = _decompress_all([(zipped[k].readable, targets[k], zipped[k].name if sources.several else zipped[k].given)
                                for k in todo], progress)
-    if not sources.several and damaged:  # what the one-piece read would say, without reading it again
+    if not sources.several and damaged and not damaged_read_whole:  # the one-piece read's error, without reading it again
         raise ManifestError(next(iter(damaged.values())))
     # one that could not be decompressed (damaged, unreadable) is read whole by its part, which says why
     replaced = tuple(replace(s, local_copy=str(targets[k])) if k in zipped and targets[k].is_file() else s

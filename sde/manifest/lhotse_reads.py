@@ -1,6 +1,10 @@
 """Lhotse sources (a CutSet, a recordings + supervisions pair, a Shar directory) as the file reads
 read_manifest assembles, so that they get the NeMo reader's table, hypotheses and ``--predictions``
 merge unchanged. The reading itself is sde.sources.lhotse_source's (the layer below).
+
+A big CutSet is built part by part (sde.build): each part reads some of its lines (``part``), and
+gives what the whole read gives for them; a part without usable supervisions is no error (the join
+says so when no part has any, with the whole read's message).
 """
 
 from __future__ import annotations
@@ -11,36 +15,47 @@ import numpy as np
 import pandas as pd
 
 from sde.manifest.files import FileRead
-from sde.manifest.model import CORE_FIELDS, STRICT_HINT, ManifestError, Problem
+from sde.manifest.model import CORE_FIELDS, STRICT_HINT, ManifestError, ManifestPart, Problem
 from sde.manifest.paths import base_dir
 from sde.manifest.pieces import Piece, ReadState, Spec
 from sde.sources import Source, SourceSet
-from sde.sources.lhotse_source import LhotseError, LhotseRead, detect, read_lhotse
+from sde.sources.lhotse_source import LhotseError, LhotseRead, detect, read_lhotse, sniff_kind
 
 
-def lhotse_kind(sources: SourceSet) -> str | None:
-    """"cuts", "pair" or "shar" when the sources are exactly one Lhotse source."""
-    if len(sources) > 2:  # never sniff the files of a sharded NeMo manifest
+def lhotse_kind(sources: SourceSet, part: ManifestPart | None = None) -> str | None:
+    """"cuts", "pair" or "shar" when the sources are exactly one Lhotse source. ``part``: lines of
+    one file, which the build cuts of a CutSet only (judged by what is opened: a copy may stand in)."""
+    if len(sources) > 2 or sources.part_of_set:  # never sniff the files of a sharded NeMo manifest
         return None
+    if part is not None:
+        return "cuts" if len(sources) == 1 and sniff_kind(sources.sources[0].readable) == "cuts" else None
     return detect([s.location for s in sources.sources])
 
 
-def read_lhotse_sources(kind: str, sources: SourceSet, spec: Spec, strict: bool,
-                        audio_base_path: str | Path | None) -> tuple[SourceSet, list[FileRead], tuple[str, ...]]:
+def read_lhotse_sources(kind: str, sources: SourceSet, spec: Spec, strict: bool, audio_base_path: str | Path | None,
+                        part: ManifestPart | None = None) -> tuple[SourceSet, list[FileRead], tuple[str, ...]]:
     """The files rows come from (as a SourceSet: names, ``source`` column), one FileRead each,
-    and the tar shards holding the audio (Shar)."""
+    and the tar shards holding the audio (Shar). ``part``: only these lines of a CutSet (sde.build)."""
+    first = sources.sources[0]
     try:
-        read = read_lhotse(kind, [s.location for s in sources.sources], [s.given for s in sources.sources])
+        read = read_lhotse(kind, [s.location for s in sources.sources], [s.given for s in sources.sources],
+                           readable=first.readable if kind == "cuts" else None,
+                           span=None if part is None else (part.start, part.stop, part.first_line))
     except LhotseError as e:
         raise ManifestError(str(e)) from None
     problems = [Problem(p.file, p.line, p.reason) for p in read.problems]
     if problems and strict:
         raise ManifestError(f"{problems[0]}\n{STRICT_HINT}")
-    if not len(read.lines):
-        quoted = "".join(f"\n  {p}" for p in problems[:5])
-        raise ManifestError(f"{sources.name}: no usable supervision in this Lhotse {kind} source:{quoted}")
+    if not len(read.lines) and part is None:
+        raise no_usable_supervision(sources.name, kind, problems)
     row_files = SourceSet(sources.specs, tuple(Source(name, name, name) for name in read.files))
     return row_files, _file_reads(read, spec, strict, problems, audio_base_path), read.tar_shards
+
+
+def no_usable_supervision(name: str, kind: str, problems: list[Problem]) -> ManifestError:
+    """The error of a Lhotse source none of whose lines gives a row (read whole or part by part)."""
+    quoted = "".join(f"\n  {p}" for p in problems[:5])
+    return ManifestError(f"{name}: no usable supervision in this Lhotse {kind} source:{quoted}")
 
 
 def _file_reads(read: LhotseRead, spec: Spec, strict: bool, problems: list[Problem],

@@ -40,12 +40,16 @@ def _empty_part(sources: SourceSet, shown: str, problems: list[Problem], total: 
 
 
 def _present_fields(reads: list[FileRead], pieces: list[Piece], spec: Spec,
-                    warnings: list[Problem], shown: str) -> list[str]:
+                    warnings: list[Problem], shown: str, keep_empty: bool = False) -> list[str]:
     """Fields other than the core ones that some valid line has, in order of first appearance over
-    all manifests. Several manifests together keep at most as many extra fields as one would."""
+    all manifests. Several manifests together keep at most as many extra fields as one would.
+    ``keep_empty`` (a part of a Lhotse CutSet, whose cuts all carry speaker, language, ...): the
+    fields without a value too, other than hypotheses, so that the join places each where the whole
+    read does when a later part has values in it (sde.build.merge drops those no part has)."""
     states = [r.state for r in reads if r.state is not None]
     keys = dict.fromkeys(key for state in states for key in state.accepted)
-    present = [k for k in keys if k not in CORE_FIELDS and k != "audio_filename" and has_values(pieces, k)]
+    present = [k for k in keys if k not in CORE_FIELDS and k != "audio_filename"
+               and (has_values(pieces, k) or (keep_empty and not spec.is_hyp(k)))]
     if len(states) < 2:
         return present
     cap = min(state.cap for state in states)
@@ -75,8 +79,8 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     ManifestError ``path:line: reason``).  Whole-file problems (missing, directory, empty, JSON
     array, binary, no valid line) raise ManifestError with the fix.  ``progress`` shows progress on
     stderr: a bar (bytes) on a terminal, else one line when done (see sde.progress).
-    ``part``: only these lines of one local manifest (a part without valid lines is no error:
-    its problems say why; the table is then empty). A SourceSet that is a subset of a bigger one
+    ``part``: only these lines of one local manifest, NeMo or a Lhotse CutSet (a part without valid
+    lines is no error: its problems say why; the table is then empty). A SourceSet that is a subset of a bigger one
     (``SourceSet.subset``) is read the same way, as a part of that set.
     ``matched``: a part's predictions already matched to its lines (sde.build matches a big
     predictions file once for the whole dataset); they replace reading ``predictions``.
@@ -86,10 +90,10 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     spec = Spec(explicit_hyps=explicit)
     sources = source_set(path)
     partial = part is not None or sources.part_of_set  # a part of the dataset (sde.build)
-    lhotse = lhotse_kind(sources) if not partial else None
+    lhotse = lhotse_kind(sources, part)
     tar_shards: tuple[str, ...] = ()
     if lhotse:  # a Lhotse source: sources become the files its rows come from
-        sources, reads, tar_shards = read_lhotse_sources(lhotse, sources, spec, strict, audio_base_path)
+        sources, reads, tar_shards = read_lhotse_sources(lhotse, sources, spec, strict, audio_base_path, part)
     several = sources.several
     shown = sources.name if several else sources.sources[0].given
     if not lhotse:
@@ -112,7 +116,7 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     data["text"] = pd.arrays.ArrowStringArray(string_column(pieces, "text"))
     states = {id(r.state): r.state for r in reads if r.state is not None}  # a batch shares one
     warnings = [w for state in states.values() for w in state.warnings]
-    present = _present_fields(reads, pieces, spec, warnings, shown)
+    present = _present_fields(reads, pieces, spec, warnings, shown, keep_empty=bool(lhotse) and partial)
     n = len(data["id"])
     row_sources = data.get("source")
 
@@ -173,7 +177,8 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         if key in hyp_names:
             continue
         column = f"manifest_{key}" if key in GENERATED else key
-        data[column] = extra_column(pieces, key)
+        # a field kept without a value (keep_empty) has no type: the join takes the other parts'
+        data[column] = extra_column(pieces, key) if has_values(pieces, key) else np.full(n, None, dtype=object)
 
     table = pd.DataFrame(data, index=pd.RangeIndex(n))
     return Manifest(path=sources.manifest_path, table=table, hypotheses=hyps,

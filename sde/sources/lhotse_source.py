@@ -16,6 +16,11 @@ Decisions:
 * Every line is decoded by lhotse itself (``deserialize_item``, what its lazy readers do), one line
   at a time, so a large CutSet streams and each bad line is a problem of its own (file:line, with
   the fix) while the others load. Only the output columns grow with the file.
+* A big CutSet is built part by part (sde.build): each worker reads a range of whole lines of the
+  plain file (``span``; a gzip one is decompressed into the build folder first) and gives the rows
+  and problems the whole read gives for those lines, with the file's line numbers. A line's rows
+  depend on that line alone, so the parts add up to the whole read. Every line counts in
+  ``total_lines``, blank ones too (as a NeMo manifest's do), so that the parts' counts add up.
 * Audio: a ``file`` source is its path, relative paths from the manifest's folder (NeMo's rule);
   a ``url`` source is the URL; a Shar recording is the member ``CUT_ID.EXT`` of ``recording.N.tar``
   (``shard_id`` = N's position; the member holds the cut's audio, so the offset is the
@@ -26,12 +31,15 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import gzip
+import importlib.util
 import os
 import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -42,8 +50,8 @@ from sde.sources import remote
 from sde.sources.remote import RemoteError, is_url
 from sde.sources.tar_index import TarIndexError, load_tar_index
 
-__all__ = ["LhotseError", "LhotseProblem", "LhotseRead", "detect", "lone_manifest_hint", "read_lhotse",
-           "sniff_kind"]
+__all__ = ["LhotseError", "LhotseProblem", "LhotseRead", "Span", "detect", "head_kind", "lone_manifest_hint",
+           "read_lhotse", "require_lhotse", "sniff_kind"]
 
 # A line longer than this is a problem, not a reason to hold gigabytes (lhotse lines are small).
 MAX_LINE_BYTES = 64 << 20
@@ -57,6 +65,9 @@ RESERVED = ("id", "line", "source", "audio_filepath", "audio_path", "offset", "d
 _SHAR_CUTS = re.compile(r"^cuts\.(\d+)\.jsonl(\.gz)?$")
 _SHAR_RECORDINGS = re.compile(r"^recording\.(\d+)\.tar$")
 _DECODE_ERRORS = (OSError, EOFError, zlib.error, RemoteError)
+# Whole lines of a plain file: bytes [start, stop) after ``first_line`` lines (sde.manifest's
+# ManifestPart, which this layer cannot import).
+Span = tuple[int, int, int]
 
 
 class LhotseError(Exception):
@@ -111,6 +122,12 @@ def sniff_kind(location: str) -> str | None:
             head = f.read(SNIFF_BYTES)
     except (*_DECODE_ERRORS, LhotseError):
         return None
+    return head_kind(head)
+
+
+def head_kind(head: bytes) -> str | None:
+    """"cuts", "recordings" or "supervisions" from the first non-blank line of a file's (decompressed)
+    first bytes; None otherwise."""
     for raw in head.splitlines():
         if raw.strip():
             try:
@@ -146,14 +163,17 @@ def _is_shar_dir(location: str) -> bool:
 # -------------------------------------------------------------------------------------- reading
 
 
-def read_lhotse(kind: str, locations: Sequence[str], shown: Sequence[str]) -> LhotseRead:
+def read_lhotse(kind: str, locations: Sequence[str], shown: Sequence[str], *, readable: str | None = None,
+                span: Span | None = None) -> LhotseRead:
     """Read the sources :func:`detect` recognised. ``shown``: how each location is named to the
-    user. Raises LhotseError when nothing can be read (the message says why and the fix)."""
-    _require_lhotse(shown[0])
+    user. Raises LhotseError when nothing can be read (the message says why and the fix).
+    A CutSet only: ``readable``, the file opened in its place (a decompressed copy; relative audio
+    paths still start from the location's folder); ``span``, only those lines of it (plain)."""
+    require_lhotse(shown[0])
     if kind == "cuts":
         rows = _Rows([shown[0]])
-        total = _read_cuts(locations[0], shown[0], 0, rows, shar=None)
-        return rows.finish(kind, [shown[0]], total, [_folder(locations[0])])
+        total = _read_cuts(readable or locations[0], shown[0], 0, rows, shar=None, span=span)
+        return rows.finish(kind, [shown[0]], total, [_folder(locations[0])], keep_empty=span is not None)
     if kind == "pair":
         return _read_pair(locations, shown)
     if kind == "shar":
@@ -166,10 +186,15 @@ LHOTSE_INSTALL = ("install torch for your platform first (the CPU wheel: pip ins
                   "https://download.pytorch.org/whl/cpu), then: pip install 'sde[lhotse]'")
 
 
-def _require_lhotse(shown: str) -> None:
+def require_lhotse(shown: str, *, load: bool = True) -> None:
+    """LhotseError, saying what to install, where lhotse cannot be imported. ``load=False``: only
+    whether it is installed, without importing it (torch with it: seconds and ~250 MB)."""
     try:
-        import lhotse  # noqa: F401
-    except ImportError:
+        if load:
+            import lhotse  # noqa: F401
+        elif importlib.util.find_spec("lhotse") is None:
+            raise ImportError("lhotse")
+    except (ImportError, ValueError):  # ValueError: a module set to None (tests hide it so)
         raise LhotseError(f"{shown}: a Lhotse manifest; reading it needs the lhotse package: {LHOTSE_INSTALL}") from None
 
 
@@ -192,33 +217,55 @@ def _open(location: str) -> BinaryIO:
     return gzip.GzipFile(fileobj=raw, mode="rb") if magic == b"\x1f\x8b" else raw  # type: ignore[return-value]
 
 
-def _lines(location: str, shown: str, problems: list[LhotseProblem]) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, bytes) of each non-blank line; bytes None for a line over MAX_LINE_BYTES.
-    A file that breaks off (truncated gzip, lost connection) ends with one problem."""
+def _lines(location: str, shown: str, problems: list[LhotseProblem],
+           span: Span | None = None) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) of each line: empty for a blank line, None for a line over
+    MAX_LINE_BYTES. ``span``: only those lines (whole lines of a plain file: parts end at line
+    ends, so no line is cut). A file that breaks off (truncated gzip, lost connection) ends with
+    one problem."""
     line = 0
     try:
         with _open(location) as f:
-            while True:
-                raw = f.readline(MAX_LINE_BYTES + 1)
-                if not raw:
-                    return
+            left: int | None = None  # bytes of the span still to read; None: to the end of the file
+            if span is not None:
+                start, stop, line = span
+                f.seek(start)
+                left = stop - start
+
+            def readline(limit: int) -> bytes:
+                nonlocal left
+                if left is None:
+                    return f.readline(limit)
+                raw = f.readline(min(limit, left))
+                left -= len(raw)
+                return raw
+
+            while raw := readline(MAX_LINE_BYTES + 1):
                 line += 1
                 if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                    while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    while (rest := readline(1 << 20)) and not rest.endswith(b"\n"):
                         pass
                     yield line, None
-                elif raw.strip():
-                    yield line, raw
+                else:
+                    yield line, raw if raw.strip() else b""
     except _DECODE_ERRORS as e:
         why = f"{type(e).__name__}: {e}" if not isinstance(e, RemoteError) else str(e)
         problems.append(LhotseProblem(shown, line + 1, f"the file breaks off here ({why}); the lines before "
                                       "it are read; re-copy or re-create the file"))
 
 
-def _decode(raw: bytes | None, expected: tuple[type, ...], what: str) -> tuple[Any, str | None]:
-    """A Lhotse object from one line, or the reason the line is unusable."""
+@functools.cache
+def _lhotse() -> SimpleNamespace:
+    """What decoding takes of lhotse, imported once: an import statement per line (a cached module
+    looked up) cost ~7% of a CutSet's read."""
+    from lhotse.cut import MixedCut
     from lhotse.serialization import deserialize_item
 
+    return SimpleNamespace(deserialize_item=deserialize_item, MixedCut=MixedCut)
+
+
+def _decode(raw: bytes | None, expected: tuple[type, ...], what: str) -> tuple[Any, str | None]:
+    """A Lhotse object from one line, or the reason the line is unusable."""
     if raw is None:
         return None, f"line longer than {MAX_LINE_BYTES >> 20} MB; not a Lhotse {what} entry"
     try:
@@ -228,7 +275,7 @@ def _decode(raw: bytes | None, expected: tuple[type, ...], what: str) -> tuple[A
     if not isinstance(obj, dict):
         return None, f"expected a JSON object (a Lhotse {what} entry); fix or remove the line"
     try:
-        item = deserialize_item(obj)
+        item = _lhotse().deserialize_item(obj)
     except Exception as e:  # noqa: BLE001 - lhotse raises anything (TypeError, KeyError, ValueError...)
         return None, f"not a valid Lhotse {what} entry ({type(e).__name__}: {e}); fix or remove the line"
     if not isinstance(item, expected):
@@ -236,26 +283,28 @@ def _decode(raw: bytes | None, expected: tuple[type, ...], what: str) -> tuple[A
     return item, None
 
 
-def _read_cuts(location: str, shown: str, file_k: int, rows: _Rows, shar: _SharShard | None) -> int:
+def _read_cuts(location: str, shown: str, file_k: int, rows: _Rows, shar: _SharShard | None,
+               span: Span | None = None) -> int:
+    """The lines read (of the span, if given)."""
     from lhotse.cut import MixedCut, MonoCut, MultiCut
 
-    total = 0
-    for line, raw in _lines(location, shown, rows.problems):
+    first = total = span[2] if span else 0
+    for line, raw in _lines(location, shown, rows.problems, span):
         total = line
+        if raw == b"":
+            continue
         cut, reason = _decode(raw, (MonoCut, MultiCut, MixedCut), "cut")
         if reason is None:
             reason = _cut_rows(cut, line, file_k, rows, shar)
         if reason is not None:
             rows.problems.append(LhotseProblem(shown, line, reason))
-    return total
+    return total - first
 
 
 def _cut_rows(cut: Any, line: int, file_k: int, rows: _Rows, shar: _SharShard | None) -> str | None:
     """Adds a row per usable supervision of the cut; the reason when the whole cut is unusable (its
     bad supervisions are problems of their own, at the cut's line)."""
-    from lhotse.cut import MixedCut
-
-    if isinstance(cut, MixedCut):
+    if isinstance(cut, _lhotse().MixedCut):
         return (f"cut {cut.id} is a MixedCut (several recordings mixed): it has no single audio file; "
                 "sde reads MonoCut and MultiCut entries")
     if cut.recording is None:
@@ -315,6 +364,8 @@ def _read_pair(locations: Sequence[str], shown: Sequence[str]) -> LhotseRead:
     total = 0
     for line, raw in _lines(locations[r], shown[r], rows.problems):
         total = line
+        if raw == b"":
+            continue
         rec, reason = _decode(raw, (Recording,), "recording")
         if reason is not None:
             rows.problems.append(LhotseProblem(shown[r], line, reason))
@@ -327,6 +378,8 @@ def _read_pair(locations: Sequence[str], shown: Sequence[str]) -> LhotseRead:
     supervisions = 0
     for line, raw in _lines(locations[s], shown[s], rows.problems):
         supervisions = line
+        if raw == b"":
+            continue
         sup, reason = _decode(raw, (SupervisionSegment,), "supervision")
         if reason is None:
             reason = _pair_row(sup, recordings.get(sup.recording_id), line, rows, shown[r])
@@ -461,13 +514,16 @@ class _Rows:
         self._batch = []
 
     def finish(self, kind: str, files: list[str], total: int, bases: list[str],
-               tar_shards: tuple[str, ...] = ()) -> LhotseRead:
+               tar_shards: tuple[str, ...] = (), keep_empty: bool = False) -> LhotseRead:
+        """``keep_empty``: of a part, keep the columns without a value too: their place among
+        the columns is the one the whole read gives them where a later part has values (the join
+        drops those no part has a value in)."""
         self._flush()
         self.files = files
         keys = dict.fromkeys(k for _, cols in self._done for k in cols)
         columns = {k: _concat([(n, cols.get(k)) for n, cols in self._done]) for k in keys}
         for k in ("cut_id", "speaker", "language", "gender"):  # absent everywhere: no column
-            if k in columns and columns[k].null_count == len(columns[k]):
+            if k in columns and columns[k].null_count == len(columns[k]) and not keep_empty:
                 del columns[k]
         return LhotseRead(kind, files, np.asarray(self._file, dtype=np.int32), np.asarray(self._line, dtype=np.int64),
                           columns, self.problems, total, bases, tar_shards)

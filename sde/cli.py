@@ -49,6 +49,21 @@ class DefaultGroup(click.Group):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
+    # A Ctrl-C while click parses the command line (the options' checks, a lazy command's import)
+    # would be click's "Aborted!" and exit code 1 (or a death by SIGINT): the command's own
+    # handling (handle_data_errors) has not started yet. It is "interrupted" and 130 there too.
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            _exit_interrupted()
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # past the command's handling: only its parsing lets one through
+            _exit_interrupted()
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy_commands})
 

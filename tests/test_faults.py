@@ -287,6 +287,40 @@ def test_sigint_stderr_is_one_line_not_a_traceback(big, tmp_path, after):
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err[-3000:]
 
 
+CTRL_C_WHILE_CLICK_PARSES = """
+import os, signal, sys
+import click
+from sde import cli
+
+def ctrl_c(original):
+    def pressed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered here, before click's step goes on
+        return original(*args, **kwargs)
+    return pressed
+
+where, manifest, cache = sys.argv[1:]
+if where == "group":
+    click.Group.parse_args = ctrl_c(click.Group.parse_args)
+else:
+    click.Path.convert = ctrl_c(click.Path.convert)
+sys.argv = ["sde", "stats", manifest, "--cache-dir", cache]
+cli.main()
+"""
+
+
+# Where a Ctrl-C lands before the command's own handling starts: click turned it into "Aborted!"
+# and exit code 1, or a death by SIGINT (seen on a slow machine, 0.8 s after start).
+@pytest.mark.parametrize("where", ["group", "options"], ids=["while sde's arguments are parsed",
+                                                             "while the command's options are checked"])
+def test_ctrl_c_while_click_parses_is_interrupted_and_130(tmp_path, where):
+    manifest = tmp_path / "m.json"
+    manifest.write_text('{"audio_filepath": "a.wav", "duration": 1.0, "text": "hi"}\n')
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_CLICK_PARSES, where, str(manifest), str(tmp_path / "c")],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 130, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines() == ["interrupted"], proc.stderr
+
+
 LONG_DUCKDB_QUERY = """
 import duckdb
 from sde.cli import handle_data_errors

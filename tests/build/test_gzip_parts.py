@@ -13,7 +13,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from sde.lines import ManifestLines
 from sde.manifest import ManifestError
 from sde.sources import as_source_set
 from tests.build.build_kit import PART, assert_same_dataset, valid_rows, write_mixed_manifest, write_predictions
+from tests.interrupt_kit import interrupt_when
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,17 +274,8 @@ def test_an_interrupted_index_resumes_from_its_copy_through_the_cli(tmp_path):
     command = [sys.executable, "-m", "sde.cli", "index", str(gz), "--cache-dir", str(cache), "--part-size", "1MB",
                "--threads", "1"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not list(cache.glob("builds/*/part-*.info")):  # decompressed, and a part built
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "no part built in time"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    err = interrupt_when(process, lambda: bool(list(cache.glob("builds/*/part-*.info"))),  # decompressed, a part built
+                         "part built", timeout_s=240, sig=signal.SIGTERM)
     assert "Traceback" not in err, err[-3000:]
     copies = list(cache.glob(f"builds/*/{COPIES}/*"))
     assert [p.name for p in copies] == ["00000-decompressed-big.json"], copies

@@ -12,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from sde.lines import ManifestLines
 from sde.manifest import ManifestError
 from sde.sources import as_source_set
 from tests.build.build_kit import assert_same_dataset, write_predictions
+from tests.interrupt_kit import interrupt_when
 
 lhotse = pytest.importorskip("lhotse")
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment  # noqa: E402
@@ -291,17 +291,8 @@ def test_an_interrupted_index_of_a_cutset_resumes_through_the_cli(cutsets, tmp_p
     command = [sys.executable, "-m", "sde.cli", "index", str(big), "--cache-dir", str(cache), "--part-size", "64KB",
                "--threads", "1"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not list(cache.glob("builds/*/part-*.info")):  # decompressed, and a part built
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "no part built in time"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    err = interrupt_when(process, lambda: bool(list(cache.glob("builds/*/part-*.info"))),  # decompressed, a part built
+                         "part built", timeout_s=240, sig=signal.SIGTERM)
     assert "Traceback" not in err, err[-3000:]
     assert len(list(cache.glob(f"builds/*/{COPIES}/*"))) == 1, "the decompressed copy stays for the next run"
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -55,3 +55,11 @@ def client(endpoint: str):
 def storage(endpoint: str, **extra) -> str:
     """--storage-options for the server at ``endpoint``."""
     return json.dumps({"endpoint_url": endpoint, "key": "x", "secret": "y", **extra})
+
+
+def upload(endpoint: str, bucket: str, key: str, body: bytes) -> str:
+    """``body`` stored as ``key`` in a new ``bucket`` of the server at ``endpoint``; its URL."""
+    s3 = client(endpoint)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return f"s3://{bucket}/{key}"

@@ -96,3 +96,21 @@ def assert_same_dataset(built, expected) -> None:
             assert normalized == pytest.approx(want_normalized)
     assert summary.pop("hours") == pytest.approx(want.pop("hours"))
     assert summary == want
+
+
+def built_from_store_in_parts(url: str, cache_dir: Path, part_bytes: int):
+    """A gzip-compressed manifest (NeMo or a CutSet) in an object store, built part by part: copied
+    into the build folder, decompressed there, built in parts, and equal to its one-piece read
+    (named by its URL). The built dataset, for the caller's own checks."""
+    from sde.build.load import load_dataset
+    from sde.dataset import build_dataset
+
+    messages: list[str] = []
+    built = load_dataset(url, cache_dir=cache_dir, part_bytes=part_bytes, threads=2, status=messages.append)
+    assert any(m.startswith("copying 1 remote manifest") for m in messages), messages
+    assert any(m.startswith("decompressing 1 gzip") for m in messages), messages
+    assert any(m.startswith("building ") and " parts " in m for m in messages), messages
+    one_piece = build_dataset(url)
+    assert_same_dataset(built, one_piece)
+    assert (built.name, built.manifest_path) == (one_piece.name, one_piece.manifest_path)
+    return built

@@ -27,7 +27,8 @@ from sde.dataset import DatasetOptions, build_dataset
 from sde.lines import ManifestLines
 from sde.manifest import ManifestError
 from sde.sources import as_source_set
-from tests.build.build_kit import PART, assert_same_dataset, valid_rows, write_mixed_manifest, write_predictions
+from tests.build.build_kit import (PART, assert_same_dataset, built_from_store_in_parts, valid_rows,
+                                  write_mixed_manifest, write_predictions)
 from tests.interrupt_kit import interrupt_when
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -351,19 +352,10 @@ def test_export_knows_a_gzip_manifest_by_its_bytes_not_its_name(plain, tmp_path)
 
 
 def test_a_remote_gzip_manifest_is_copied_then_decompressed_and_built_in_parts(plain, gz, configured, tmp_path):
-    from tests.s3_kit import client
+    from tests.s3_kit import upload
 
-    s3 = client(configured)
-    s3.create_bucket(Bucket="sde-gzip-parts")
-    s3.put_object(Bucket="sde-gzip-parts", Key="data/m.json.gz", Body=gz.read_bytes())
-    url = "s3://sde-gzip-parts/data/m.json.gz"
-    messages: list[str] = []
-    built = load_dataset(url, cache_dir=tmp_path, part_bytes=PART, threads=2, status=messages.append)
-    assert any(m.startswith("copying 1 remote manifest") for m in messages), messages
-    assert any(m.startswith("decompressing 1 gzip") for m in messages) and _in_parts(messages), messages
-    expected = build_dataset(url)
-    assert_same_dataset(built, expected)
-    assert (built.name, built.manifest_path) == (expected.name, expected.manifest_path)
+    url = upload(configured, "sde-gzip-parts", "data/m.json.gz", gz.read_bytes())
+    built = built_from_store_in_parts(url, tmp_path, PART)
     assert f"{url}:14" in [f"{p.path}:{p.line}" for p in built.problems]
     assert built.utterances["audio_path"].iloc[0] == "s3://sde-gzip-parts/data/audio/a0.wav"
     assert not _leftovers(tmp_path)

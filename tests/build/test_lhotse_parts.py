@@ -27,7 +27,7 @@ from sde.dataset import DatasetOptions, build_dataset
 from sde.lines import ManifestLines
 from sde.manifest import ManifestError
 from sde.sources import as_source_set
-from tests.build.build_kit import assert_same_dataset, write_predictions
+from tests.build.build_kit import assert_same_dataset, built_from_store_in_parts, write_predictions
 from tests.interrupt_kit import interrupt_when
 
 lhotse = pytest.importorskip("lhotse")
@@ -264,19 +264,10 @@ def test_a_cutset_built_as_ray_tasks_is_the_one_piece_dataset(cutsets, tmp_path,
 
 
 def test_a_cutset_in_an_object_store_is_copied_then_built_in_parts(cutsets, configured, tmp_path):
-    from tests.s3_kit import client
+    from tests.s3_kit import upload
 
-    s3 = client(configured)
-    s3.create_bucket(Bucket="sde-lhotse-parts")
-    s3.put_object(Bucket="sde-lhotse-parts", Key="data/cuts.jsonl.gz", Body=cutsets["gzip"].read_bytes())
-    url = "s3://sde-lhotse-parts/data/cuts.jsonl.gz"
-    messages: list[str] = []
-    built = load_dataset(url, cache_dir=tmp_path, part_bytes=PART, threads=2, status=messages.append)
-    assert any(m.startswith("copying 1 remote manifest") for m in messages), messages
-    assert any(m.startswith("decompressing 1 gzip") for m in messages) and _in_parts(messages), messages
-    one_piece = build_dataset(url)
-    assert_same_dataset(built, one_piece)
-    assert (built.name, built.manifest_path) == (one_piece.name, one_piece.manifest_path)
+    url = upload(configured, "sde-lhotse-parts", "data/cuts.jsonl.gz", cutsets["gzip"].read_bytes())
+    built = built_from_store_in_parts(url, tmp_path, PART)
     assert f"{url}:4" in [f"{p.path}:{p.line}" for p in built.problems]
     # relative audio paths start from the CutSet's folder in the store, not from its copy
     assert built.utterances["audio_path"].iloc[0].startswith("s3://sde-lhotse-parts/data/audio/r")

@@ -13,8 +13,8 @@ import pandas as pd
 
 from sde.audio_quality import with_measured_audio
 from sde.build.merge import Joined
-from sde.build.parts import (ONE_PIECE_MEMORY_SHARE, PART_BYTES, cut_in_parts, file_size, head_is_nemo, is_cutset,
-                             is_gzip, one_piece_limit)
+from sde.build.parts import (ONE_PIECE_MEMORY_SHARE, PART_BYTES, file_size, head_is_nemo, is_gzip, one_piece_limit,
+                             parts_format)
 from sde.build.remote_parts import NO_ROOM, NoRoomToDecompress, local_copies
 from sde.build.stream import build_in_parts
 from sde.cache.building import BuildLock, lock_build
@@ -173,13 +173,14 @@ def one_piece_bytes(memory_limit: str | None) -> int:
 
 
 def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int,
-                       one_piece: int) -> tuple[str | SourceSet, int] | None:
+                       one_piece: int) -> tuple[str | SourceSet, int, bool] | None:
     """What is built part by part: one local NeMo manifest (or Lhotse CutSet) of more than ``one_piece`` bytes,
     or a set of local NeMo manifests (shards) bigger than one part; with --predictions (a local NeMo predictions file:
     it is matched to the lines once, see sde.build.predictions), a manifest bigger than one part.
     Remote NeMo manifests too: they are copied into the build folder first (sde.build.remote_parts),
     and gzip-compressed ones that may be that big decompressed there. With it, the size up to which
-    it is built in one piece all the same: a gzip manifest, decompressed, may turn out that small."""
+    it is built in one piece all the same: a gzip manifest, decompressed, may turn out that small;
+    and whether it is a Lhotse CutSet."""
     if options.predictions and not _is_local_nemo(str(options.predictions)):
         return None  # a predictions file that cannot be cut in lines is matched in one piece
     try:
@@ -189,11 +190,14 @@ def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: in
     # a set (per-file costs) or a predictions file to match (~2.5x the memory) builds faster in parts
     single = not sources.several and not sources.sources[0].remote and not options.predictions
     limit = max(part_bytes, one_piece) if single else part_bytes
-    if not cut_in_parts(sources, limit):
+    found = parts_format(sources, limit)
+    if found is None:
         return None
+    if found == "cuts":
+        _require_lhotse_installed(sources.sources[0].given)
     if sources.several or sources.sources[0].remote or is_gzip(sources.sources[0].location):
-        return sources, limit  # read through its Sources: a copy may replace what is opened
-    return sources.sources[0].given, limit  # as given: messages name the file the way the user wrote it
+        return sources, limit, found == "cuts"  # read through its Sources: a copy may replace what is opened
+    return sources.sources[0].given, limit, found == "cuts"  # as given: messages name the file as the user wrote it
 
 
 def _is_local_nemo(path: str) -> bool:
@@ -214,16 +218,17 @@ def _build_folder(cache: DatasetCache, key: str, part_bytes: int) -> Path:
     return cache.directory / BUILDS / f"{key}-{part_bytes}"
 
 
-def _build_in_parts(path: str | SourceSet, one_piece: int, options: DatasetOptions, cache: DatasetCache | None,
+def _build_in_parts(path: str | SourceSet, one_piece: int, cutset: bool, options: DatasetOptions,
+                    cache: DatasetCache | None,
                     key: str | None, *, threads: int | None, memory_limit: str | None, part_bytes: int, progress: bool,
                     say: Callable[[str], None], engine: str | RayEngine = "local") -> tuple[Dataset, bool]:
     """(dataset, whether the cache holds it). With a cache the parts live in its ``builds``
     folder, so an interrupted build resumes; without one, in a private folder removed at exit.
     What the parts read of no more than ``one_piece`` bytes (a gzip manifest, decompressed) is
-    built in one piece from there. NoRoomToDecompress: a gzip manifest could not be decompressed."""
+    built in one piece from there. NoRoomToDecompress: a gzip manifest could not be decompressed.
+    ``cutset``: ``path`` is a Lhotse CutSet."""
     folder = (_build_folder(cache, key, part_bytes) if cache is not None and key is not None
               else private_temp_folder("sde-build-"))
-    cutset = _lhotse_cutset(path)
     # a damaged gzip CutSet is read whole, by its one part: its one-piece read keeps the lines before the damage
     with local_copies(path, folder, progress=progress, say=say, damaged_read_whole=cutset) as readable:
         size = _read_size(readable)
@@ -255,20 +260,14 @@ def _build_in_parts(path: str | SourceSet, one_piece: int, options: DatasetOptio
     return dataset, True
 
 
-def _lhotse_cutset(path: str | SourceSet) -> bool:
-    """Whether what is built part by part is a Lhotse CutSet; a missing lhotse is then said once,
-    before a big CutSet is decompressed. Only the workers import it: the server that serves the
-    dataset afterwards does not keep torch (~250 MB) for reading it."""
-    if isinstance(path, SourceSet) and path.several:
-        return False
-    location, shown = (path, path) if isinstance(path, str) else (path.sources[0].location, path.sources[0].given)
-    if not is_cutset(location):
-        return False
+def _require_lhotse_installed(shown: str) -> None:
+    """A CutSet built part by part: a missing lhotse is said once, before the build (and before a
+    big CutSet is decompressed). Only the workers import it: the server that serves the dataset
+    afterwards does not keep torch (~250 MB) for reading it."""
     try:
         require_lhotse(shown, load=False)
     except LhotseError as e:
         raise ManifestError(str(e)) from None
-    return True
 
 
 def _read_size(readable: str | SourceSet) -> int:

@@ -105,11 +105,16 @@ def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list
 
 
 def cut_in_parts(sources: SourceSet, part_bytes: int = PART_BYTES) -> bool:
-    """Whether ``sources`` (local, remote or both) are built part by part: NeMo JSON lines, or one
-    Lhotse CutSet, of more than ``part_bytes`` in all, a gzip-compressed manifest counting
-    :data:`GZIP_RATIO` times its size (it is decompressed first). Not: another format (a Lhotse
-    recordings + supervisions pair, a Shar directory, several CutSets), or a store that cannot be
-    reached (the one-piece read reports that with its fix)."""
+    """Whether ``sources`` are built part by part (:func:`parts_format`)."""
+    return parts_format(sources, part_bytes) is not None
+
+
+def parts_format(sources: SourceSet, part_bytes: int = PART_BYTES) -> str | None:
+    """How ``sources`` (local, remote or both) are built part by part: "nemo" (NeMo JSON lines) or
+    "cuts" (one Lhotse CutSet) of more than ``part_bytes`` in all, a gzip-compressed manifest
+    counting :data:`GZIP_RATIO` times its size (it is decompressed first); None when they are not:
+    another format (a Lhotse recordings + supervisions pair, a Shar directory, several CutSets), or
+    a store that cannot be reached (the one-piece read reports that with its fix)."""
     try:
         found = remote.details([s.location for s in sources.sources if s.remote]) \
             if any(s.remote for s in sources.sources) else {}
@@ -122,11 +127,13 @@ def cut_in_parts(sources: SourceSet, part_bytes: int = PART_BYTES) -> bool:
         # the first manifest with lines (an empty gzip has bytes, not lines), read only if need be
         heads = (read_head(s.location) for s, size in zip(sources.sources, sizes) if size)
         if sum(expected) <= part_bytes:
-            return False
+            return None
         head = next((h for h in heads if h.strip()), b"")
-        return first_line_is_nemo(head) or (len(sources) == 1 and is_cutset_head(head))
+        if first_line_is_nemo(head):
+            return "nemo"
+        return "cuts" if len(sources) == 1 and is_cutset_head(head) else None
     except (RemoteError, OSError):
-        return False
+        return None
 
 
 def is_cutset_head(head: bytes) -> bool:

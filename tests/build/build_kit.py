@@ -114,3 +114,28 @@ def built_from_store_in_parts(url: str, cache_dir: Path, part_bytes: int):
     assert_same_dataset(built, one_piece)
     assert (built.name, built.manifest_path) == (one_piece.name, one_piece.manifest_path)
     return built
+
+
+def interrupted_index(command: list[str], cache: Path, cwd: Path) -> str:
+    """Run ``command`` (an ``sde index`` into ``cache``) and send it SIGTERM once it has built a part
+    (a gzip manifest decompressed first); its stderr, which holds no traceback."""
+    import signal
+    import subprocess
+
+    from tests.interrupt_kit import interrupt_when
+
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = interrupt_when(process, lambda: bool(list(cache.glob("builds/*/part-*.info"))), "part built",
+                         timeout_s=240, sig=signal.SIGTERM)
+    assert "Traceback" not in err, err[-3000:]
+    return err
+
+
+def assert_index_resumes(command: list[str], cwd: Path) -> None:
+    """Run ``command`` again after :func:`interrupted_index`: it resumes from the parts and the
+    decompressed copy the first run left."""
+    import subprocess
+
+    again = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "decompressing" not in again.stderr and "resuming an interrupted build" in again.stderr, again.stderr

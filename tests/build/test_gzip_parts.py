@@ -27,9 +27,8 @@ from sde.dataset import DatasetOptions, build_dataset
 from sde.lines import ManifestLines
 from sde.manifest import ManifestError
 from sde.sources import as_source_set
-from tests.build.build_kit import (PART, assert_same_dataset, built_from_store_in_parts, valid_rows,
-                                  write_mixed_manifest, write_predictions)
-from tests.interrupt_kit import interrupt_when
+from tests.build.build_kit import (PART, assert_index_resumes, assert_same_dataset, built_from_store_in_parts,
+                                  interrupted_index, valid_rows, write_mixed_manifest, write_predictions)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,16 +273,11 @@ def test_an_interrupted_index_resumes_from_its_copy_through_the_cli(tmp_path):
     cache = tmp_path / "cache"
     command = [sys.executable, "-m", "sde.cli", "index", str(gz), "--cache-dir", str(cache), "--part-size", "1MB",
                "--threads", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = interrupt_when(process, lambda: bool(list(cache.glob("builds/*/part-*.info"))),  # decompressed, a part built
-                         "part built", timeout_s=240, sig=signal.SIGTERM)
-    assert "Traceback" not in err, err[-3000:]
+    interrupted_index(command, cache, ROOT)
     copies = list(cache.glob(f"builds/*/{COPIES}/*"))
     assert [p.name for p in copies] == ["00000-decompressed-big.json"], copies
     assert copies[0].read_bytes() == big.read_bytes()
-    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
-    assert "decompressing" not in again.stderr and "resuming an interrupted build" in again.stderr, again.stderr
+    assert_index_resumes(command, ROOT)
     assert not _leftovers(tmp_path)
     stats = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(gz), "--cache-dir", str(cache), "--json"],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +26,8 @@ from sde.dataset import DatasetOptions, build_dataset
 from sde.lines import ManifestLines
 from sde.manifest import ManifestError
 from sde.sources import as_source_set
-from tests.build.build_kit import assert_same_dataset, built_from_store_in_parts, write_predictions
-from tests.interrupt_kit import interrupt_when
+from tests.build.build_kit import (assert_index_resumes, assert_same_dataset, built_from_store_in_parts,
+                                  interrupted_index, write_predictions)
 
 lhotse = pytest.importorskip("lhotse")
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment  # noqa: E402
@@ -281,14 +280,9 @@ def test_an_interrupted_index_of_a_cutset_resumes_through_the_cli(cutsets, tmp_p
     cache = tmp_path / "cache"
     command = [sys.executable, "-m", "sde.cli", "index", str(big), "--cache-dir", str(cache), "--part-size", "64KB",
                "--threads", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = interrupt_when(process, lambda: bool(list(cache.glob("builds/*/part-*.info"))),  # decompressed, a part built
-                         "part built", timeout_s=240, sig=signal.SIGTERM)
-    assert "Traceback" not in err, err[-3000:]
+    interrupted_index(command, cache, ROOT)
     assert len(list(cache.glob(f"builds/*/{COPIES}/*"))) == 1, "the decompressed copy stays for the next run"
-    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
-    assert "decompressing" not in again.stderr and "resuming an interrupted build" in again.stderr, again.stderr
+    assert_index_resumes(command, ROOT)
     assert not _leftovers(tmp_path)
     stats = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(big), "--cache-dir", str(cache), "--json"],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)

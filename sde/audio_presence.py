@@ -11,11 +11,19 @@ GIL, and this check runs while the server already answers requests (32 threads f
 made requests wait up to a quarter of a second at 1M files). The check has a time budget: a slow
 or hung mount must not hold the server's start hostage, so files not reached in time stay
 unchecked (<NA>), and URLs (s3://…) are never checked (a request per file is not a stat).
+
+The same pass can also answer each file's state (:func:`file_states`: a digest of its size and
+modification time), which tells a cache entry's audio measures from files changed since they were
+measured (sde.build.remeasure). A listed folder still answers its missing files without a call;
+each file there costs a `stat`, since a listing does not carry sizes and times. The states of a
+dataset's files, taken at load, also answer its presence check that follows (:func:`remember`):
+one pass over the files per start, not two.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import queue
 import stat
@@ -30,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sde.caching import for_dataset
 from sde.compressed_columns import read_strings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,6 +57,19 @@ LIST_AT_LEAST = 16
 # letter or digit, before the first "://".
 _URL = r"^[A-Za-z0-9+.\-]*[A-Za-z0-9][A-Za-z0-9+.\-]*://"
 _UNCHECKED, _MISSING, _THERE = -1, 0, 1
+#: The two digests (:func:`file_states`) that stand for no file state: nothing there (or not a
+#: regular file), and not checked (a URL, or the time budget ran out first). A real digest is
+#: never either.
+NO_FILE, NOT_CHECKED = 0, 1
+# States are written a few files at a time: on a slow mount, the stats done before the budget
+# ran out count (a write per file took as long as the stat itself on a local disk).
+_DIGESTS_AT_ONCE = 64
+# How the states are taken on one thread or several (_run's ramp): files answering slower than
+# this (a local disk answers ~250k a second on one thread) get the other threads.
+_FAST_FILES_PER_S = 50_000
+_RAMP_CHECK_S = 0.1
+#: States taken this recently answer a presence check (:func:`with_audio_presence`) as its own would.
+STATES_FRESH_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,9 +94,10 @@ class AudioPresence:
 class _Answers:
     """Per distinct path, as an array: 1 there, 0 missing, -1 unchecked."""
 
-    codes: np.ndarray  # int8
+    codes: np.ndarray  # int8 (uint64 digests where asked for those)
     elapsed_s: float
     timed_out: bool
+    unchecked: int = 0  # local files (not URLs) left unchecked by the budget
 
 
 def _is_file(path: str) -> bool:
@@ -82,6 +105,42 @@ def _is_file(path: str) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except (OSError, ValueError):  # missing, no permission on a parent, NUL in the name
         return False
+
+
+def digests(sizes: np.ndarray, mtimes_ns: np.ndarray) -> np.ndarray:
+    """Files' states in 64 bits each (uint64): equal for equal size and modification time, and (a
+    mix of splitmix64's kind) different, bar a 2^-64 chance, when either changes; never NO_FILE nor
+    NOT_CHECKED. Eight bytes a file keep a million files' states in 8 MB."""
+    h = np.asarray(sizes, dtype=np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    h = h ^ np.asarray(mtimes_ns, dtype=np.int64).view(np.uint64)
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    h = h ^ (h >> np.uint64(31))
+    return np.where(h > NOT_CHECKED, h, h + np.uint64(2))
+
+
+def digest(size: int, mtime_ns: int) -> int:
+    """One file's state (see :func:`digests`)."""
+    return int(digests(np.array([size]), np.array([mtime_ns]))[0])
+
+
+def _digests_found(found: list[tuple[int, int]]) -> np.ndarray:
+    """The digests of (size, mtime_ns) pairs; a size of -1 stands for no regular file there."""
+    pairs = np.array(found, dtype=np.int64).reshape(-1, 2)
+    return np.where(pairs[:, 0] >= 0, digests(pairs[:, 0], pairs[:, 1]), np.uint64(NO_FILE))
+
+
+def _digests_of(paths: list[str]) -> np.ndarray:
+    """The state of each path: a stat each (NO_FILE where none, or not a regular file)."""
+    found = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):  # as _is_file
+            found.append((-1, 0))
+            continue
+        found.append((st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else (-1, 0))
+    return _digests_found(found)
 
 
 def check_paths(paths: Sequence[str], *, workers: int = DEFAULT_WORKERS, budget_s: float = DEFAULT_BUDGET_S,
@@ -94,24 +153,71 @@ def check_paths(paths: Sequence[str], *, workers: int = DEFAULT_WORKERS, budget_
     return AudioPresence(exists, answers.elapsed_s, answers.timed_out)
 
 
-def _check(paths: pa.Array, *, workers: int, budget_s: float, is_file: Callable[[str], bool] | None) -> _Answers:
-    """Check the distinct `paths` (URLs and "" stay unchecked) within about `budget_s`."""
+@dataclass(frozen=True)
+class FileStates:
+    """The state of each distinct audio file of a table, taken at one time (:func:`file_states`)."""
+
+    names: pa.Array      # each distinct path once (distinct_paths)
+    codes: np.ndarray    # each row's index into names, -1 where the row names no file
+    digests: np.ndarray  # uint64 per name: digest(size, mtime_ns), NO_FILE or NOT_CHECKED
+    elapsed_s: float
+    timed_out: bool
+    unchecked: int       # local files (not URLs) the budget left unchecked
+    taken: float         # time.monotonic() when taken
+
+    def presence(self) -> _Answers:
+        """The answers of a presence check, read from the states."""
+        codes = np.where(self.digests == NOT_CHECKED, _UNCHECKED,
+                         np.where(self.digests == NO_FILE, _MISSING, _THERE)).astype(np.int8)
+        return _Answers(codes, self.elapsed_s, self.timed_out, self.unchecked)
+
+
+def file_states(names: pa.Array, codes: np.ndarray, *, workers: int = DEFAULT_WORKERS,
+                budget_s: float = DEFAULT_BUDGET_S) -> FileStates:
+    """The state of each of the distinct paths `names` (with `codes`, each row's index into them:
+    see distinct_paths), checked as presence is (grouped by folder, in threads, within about
+    `budget_s`; URLs never), one `stat` per file found."""
+    taken = time.monotonic()
+    answers = _check(names, workers=workers, budget_s=budget_s, is_file=None, digests=True)
+    return FileStates(names, codes, answers.codes, answers.elapsed_s, answers.timed_out, answers.unchecked, taken)
+
+
+def remember(dataset: "Dataset", states: FileStates) -> None:
+    """Let the presence check of `dataset` (its current tables) that follows read `states`."""
+    for_dataset(dataset, "audio-file-states", 1).put("states", states)
+
+
+def _recent_states(dataset: "Dataset") -> FileStates | None:
+    states = for_dataset(dataset, "audio-file-states", 1).get("states")
+    return states if states is not None and time.monotonic() - states.taken <= STATES_FRESH_S else None
+
+
+def _check(paths: pa.Array, *, workers: int, budget_s: float, is_file: Callable[[str], bool] | None,
+           digests: bool = False) -> _Answers:
+    """Check the distinct `paths` (URLs and "" stay unchecked) within about `budget_s`; with
+    `digests`, each answer is the file's digest (:func:`digests`, NO_FILE, NOT_CHECKED)
+    instead of a presence code. No budget at all (0) checks nothing."""
     start = time.monotonic()
-    answers = np.full(len(paths), _UNCHECKED, dtype=np.int8)
+    unchecked = NOT_CHECKED if digests else _UNCHECKED
+    answers = np.full(len(paths), unchecked, dtype=np.uint64 if digests else np.int8)
     checkable = pc.and_(pc.not_equal(paths, ""), pc.invert(pc.match_substring_regex(paths, _URL)))
     local = np.flatnonzero(pc.fill_null(checkable, False).to_numpy(zero_copy_only=False))
     if not local.size:
         return _Answers(answers, 0.0, False)
+    if budget_s <= 0:
+        return _Answers(answers, 0.0, True, len(local))
     by_folder = is_file is None and os.name == "posix"  # elsewhere "C:x.wav" is not a folder and a name
-    tasks = _folder_tasks(paths, local) if by_folder else []
+    tasks: list = _folder_tasks(paths, local, digests) if by_folder else []
     single = np.zeros(len(paths), dtype=bool)
     single[local] = True
     for task in tasks:
         single[task.rows] = False
     singles = np.flatnonzero(single)  # not np.setdiff1d: its hash-based unique holds the GIL ~0.2 s at 1M
-    tasks += [_StatFiles(paths, singles[i:i + _CHUNK], is_file or _is_file) for i in range(0, len(singles), _CHUNK)]
-    done = _run(tasks, answers, workers=workers, deadline=start + budget_s)
-    return _Answers(done, time.monotonic() - start, bool((done[local] == _UNCHECKED).any()))
+    task = _DigestFiles if digests else functools.partial(_StatFiles, is_file=is_file or _is_file)
+    tasks += [task(paths, singles[i:i + _CHUNK]) for i in range(0, len(singles), _CHUNK)]
+    done = _run(tasks, answers, workers=workers, deadline=start + budget_s, ramp=digests)
+    left = int((done[local] == unchecked).sum())
+    return _Answers(done, time.monotonic() - start, left > 0, left)
 
 
 class _Board:
@@ -121,12 +227,14 @@ class _Board:
         self.answers = answers
         self.lock = threading.Lock()
         self.stopped = False
+        self.written = 0
 
     def write(self, rows: np.ndarray | int, found: np.ndarray | bool) -> bool:
         with self.lock:
             if self.stopped:
                 return False
             self.answers[rows] = found
+            self.written += np.size(rows)
             return True
 
     def close(self) -> np.ndarray:
@@ -135,7 +243,11 @@ class _Board:
             return self.answers.copy()
 
 
-def _run(tasks: list, answers: np.ndarray, *, workers: int, deadline: float) -> np.ndarray:
+def _run(tasks: list, answers: np.ndarray, *, workers: int, deadline: float, ramp: bool = False) -> np.ndarray:
+    """Run `tasks` on `workers` threads until `deadline`. `ramp`: on one thread while the files
+    answer fast (a local disk: then more threads only fight over the GIL, 1M stats took 11 s on
+    eight threads of two cores, 7 s on one), on all of them once they answer slower (a network mount,
+    where each stat waits on a round trip)."""
     board = _Board(answers)
     pending: queue.SimpleQueue = queue.SimpleQueue()
     for task in tasks:
@@ -151,10 +263,20 @@ def _run(tasks: list, answers: np.ndarray, *, workers: int, deadline: float) -> 
 
     # Daemon threads, not a pool: a call stuck on a hung mount must hold up neither the start
     # (the budget) nor the exit of the process (a pool's workers are joined at exit).
-    threads = [threading.Thread(target=work, name="sde-stat", daemon=True)
-               for _ in range(max(1, min(workers, len(tasks))))]
-    for t in threads:
-        t.start()
+    def started(n: int) -> list[threading.Thread]:
+        threads = [threading.Thread(target=work, name="sde-stat", daemon=True) for _ in range(n)]
+        for t in threads:
+            t.start()
+        return threads
+
+    wanted = max(1, min(workers, len(tasks)))
+    threads = started(1 if ramp else wanted)
+    start = time.monotonic()
+    while ramp and len(threads) < wanted and threads[0].is_alive() and time.monotonic() < deadline:
+        threads[0].join(min(_RAMP_CHECK_S, max(0.0, deadline - time.monotonic())))
+        seconds = time.monotonic() - start
+        if threads[0].is_alive() and board.written < _FAST_FILES_PER_S * seconds:
+            threads += started(wanted - 1)
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
     return board.close()
@@ -174,18 +296,34 @@ class _StatFiles:
 
 
 @dataclass
+class _DigestFiles:
+    paths: pa.Array
+    rows: np.ndarray
+
+    def run(self, board: _Board) -> None:
+        for start in range(0, len(self.rows), _DIGESTS_AT_ONCE):
+            rows = self.rows[start:start + _DIGESTS_AT_ONCE]
+            if not board.write(rows, _digests_of(self.paths.take(pa.array(rows)).to_pylist())):
+                return
+
+
+@dataclass
 class _ListFolder:
     folder: str            # as the paths spell it, "" for the current one
     names: pa.Array        # the file names of `rows` in it
     paths: pa.Array
     rows: np.ndarray
+    digests: bool = False  # answer each file's digest (_DigestFolder) instead
 
     def run(self, board: _Board) -> None:
+        if self.digests:
+            _DigestFolder(self).run(board)
+            return
         try:
             with os.scandir(self.folder or ".") as entries:
                 regular = [e.name for e in entries if _is_regular(e)]
         except (FileNotFoundError, NotADirectoryError):
-            board.write(self.rows, False)  # no folder: none of its files is there
+            board.write(self.rows, _MISSING)  # no folder: none of its files is there
             return
         except (OSError, ValueError):  # not listable (no read permission, NUL in the name): stat each
             _StatFiles(self.paths, self.rows, _is_file).run(board)
@@ -200,6 +338,62 @@ class _ListFolder:
             _StatFiles(self.paths, self.rows[~found], _is_file).run(board)
             return
         board.write(self.rows, found)
+
+
+@dataclass
+class _DigestFolder:
+    """The states of a listed folder's files: a listing answers those not there without a call (all
+    of them where the folder is not there); each file there then costs a stat relative to the folder
+    (no path walk; on NFS the listing has fetched its attributes)."""
+
+    listed: _ListFolder
+
+    def run(self, board: _Board) -> None:
+        task = self.listed
+        try:
+            fd = os.open(task.folder or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except (FileNotFoundError, NotADirectoryError):
+            board.write(task.rows, NO_FILE)
+            return
+        except (OSError, ValueError):  # not readable, a NUL in the name: stat each by its path
+            _DigestFiles(task.paths, task.rows).run(board)
+            return
+        try:
+            self._stat_listed(fd, board)
+        finally:
+            os.close(fd)
+
+    def _stat_listed(self, fd: int, board: _Board) -> None:
+        task = self.listed
+        names = task.names.to_pylist()
+        wanted = set(names)
+        try:
+            with os.scandir(fd) as entries:
+                listed = {e.name: e for e in entries if e.name in wanted}
+            # a case- or normalization-insensitive file system finds "A.wav" as "a.wav": a stat for
+            # each name not listed as spelt, as a stat by its path would find it
+            stat_unlisted = len(listed) < len(wanted) and _matches_loosely(task.folder, os.listdir(fd))
+        except OSError:  # opened but not listable: a stat for each name
+            listed, stat_unlisted = {}, True
+        get, regular = listed.get, stat.S_ISREG
+        for start in range(0, len(names), _DIGESTS_AT_ONCE):
+            found = []  # (size, mtime_ns), size -1 for no file: a tight loop, a stat each
+            for name in names[start:start + _DIGESTS_AT_ONCE]:
+                entry = get(name)
+                try:
+                    if entry is not None:
+                        st = entry.stat()  # follows a link, as a stat does; relative to the folder
+                    elif stat_unlisted and name:
+                        st = os.stat(name, dir_fd=fd)
+                    else:
+                        found.append((-1, 0))
+                        continue
+                except (OSError, ValueError):
+                    found.append((-1, 0))
+                    continue
+                found.append((st.st_size, st.st_mtime_ns) if regular(st.st_mode) else (-1, 0))
+            if not board.write(task.rows[start:start + _DIGESTS_AT_ONCE], _digests_found(found)):
+                return
 
 
 def _is_regular(entry: os.DirEntry) -> bool:
@@ -223,7 +417,7 @@ def _matches_loosely(folder: str, names: list[str]) -> bool:
     return False
 
 
-def _folder_tasks(paths: pa.Array, rows: np.ndarray) -> list[_ListFolder]:
+def _folder_tasks(paths: pa.Array, rows: np.ndarray, digests: bool = False) -> list[_ListFolder]:
     """One listing per folder holding at least LIST_AT_LEAST of the files `rows` of `paths`."""
     folder_names, names = _folder_and_name(paths.take(pa.array(rows)))
     folders = pc.dictionary_encode(folder_names)
@@ -234,7 +428,8 @@ def _folder_tasks(paths: pa.Array, rows: np.ndarray) -> list[_ListFolder]:
     tasks = []
     for f in np.flatnonzero(files_in >= LIST_AT_LEAST).tolist():
         members = order[ends[f] - files_in[f]:ends[f]]
-        tasks.append(_ListFolder(folders.dictionary[f].as_py(), names.take(pa.array(members)), paths, rows[members]))
+        tasks.append(_ListFolder(folders.dictionary[f].as_py(), names.take(pa.array(members)), paths, rows[members],
+                                 digests))
     return tasks
 
 
@@ -279,8 +474,13 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
     table = dataset.utterances
     if "audio_path" not in table.columns or len(table) == 0:
         return dataset
-    names, codes = distinct_paths(table["audio_path"])
-    answers = _check(names, workers=workers, budget_s=budget_s, is_file=None)
+    states = _recent_states(dataset)  # the files' states, just taken at load (sde.build.remeasure)
+    if states is not None:
+        for_dataset(dataset, "audio-file-states", 1).discard("states")  # read once: its paths weigh
+        names, codes, answers = states.names, states.codes, states.presence()
+    else:
+        names, codes = distinct_paths(table["audio_path"])
+        answers = _check(names, workers=workers, budget_s=budget_s, is_file=None)
     column = presence_column(table["audio_path"], answers.codes, codes)
     if status is not None:
         _report(names, answers, column, budget_s, status)

@@ -329,15 +329,52 @@ def with_audio_metrics(dataset: Dataset, metrics: pd.DataFrame) -> Dataset:
 
 def with_measured_audio(dataset: Dataset, *, workers: int | None = None, progress: bool = False,
                         callback: Callable[[int, int], None] | None = None,
-                        status: Callable[[str], None] | None = None) -> Dataset:
+                        status: Callable[[str], None] | None = None,
+                        rows: np.ndarray | None = None) -> Dataset:
     """A copy of `dataset` with every utterance's audio measured (see with_audio_metrics).
     ``callback(done, total)`` reports progress, ``progress=True`` shows a bar, ``status`` gets one
-    line when measuring starts (printed on stderr with ``progress`` when not given)."""
+    line when measuring starts (printed on stderr with ``progress`` when not given).
+    ``rows``: measure only the utterances at these positions (their files changed since they were
+    measured: sde.build.remeasure); the others keep the metrics they carry, and no line is said."""
     say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
-    say("measuring audio")
     table = dataset.utterances
+    if rows is None:
+        say("measuring audio")
+    elif not has_audio_metrics(table):
+        raise StaleMetrics("Only measured audio can be measured again in part.")
+    job = table if rows is None else _audio_columns(table).iloc[rows]
     with WorkerProgress("audio metrics", enabled=progress, callback=callback) as meter:
-        metrics = compute_audio_metrics(job_audio_table(table, dataset.tar_shards), workers=workers or min(2, os.cpu_count() or 1), callback=meter.report)
+        metrics = compute_audio_metrics(job_audio_table(job, dataset.tar_shards), workers=workers or min(2, os.cpu_count() or 1), callback=meter.report)
+    if rows is not None:
+        metrics = _measured_at(table[list(AUDIO_METRIC_COLUMNS)], rows, metrics)
     ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table), dtype="int64")
     metrics.insert(0, "id", ids)
     return with_audio_metrics(dataset, metrics)
+
+
+#: What a measurement reads of each utterance (a tarred dataset's rows name their member by these).
+_JOB_COLUMNS = ("id", "audio_path", "offset", "duration", "shard_id", "audio_filepath")
+
+
+def _audio_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns a measurement reads: a few rows taken of them decompress no transcript."""
+    return table[[c for c in _JOB_COLUMNS if c in table.columns]]
+
+
+def _measured_at(current: pd.DataFrame, rows: np.ndarray, fresh: pd.DataFrame) -> pd.DataFrame:
+    """The metric columns `current` with the rows at positions `rows` replaced by `fresh`'s."""
+    out = {}
+    for c in AUDIO_METRIC_COLUMNS:
+        if c == "audio_error":
+            values = current[c].astype(object).to_numpy(copy=True)
+            values[rows] = fresh[c].astype(object).to_numpy()
+            out[c] = pd.array(values, dtype=pd.StringDtype("pyarrow"))
+        elif c == "duration_mismatch":
+            values = current[c].fillna(False).to_numpy(dtype=bool, copy=True)
+            values[rows] = fresh[c].to_numpy(dtype=bool)
+            out[c] = values
+        else:
+            values = pd.to_numeric(current[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan, copy=True)
+            values[rows] = fresh[c].to_numpy(dtype="float64")
+            out[c] = values
+    return pd.DataFrame(out)

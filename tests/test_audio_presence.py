@@ -4,6 +4,7 @@ file; the answers must be exactly those of a stat per file, whatever the folder 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,101 @@ def test_the_problems_page_shows_a_missing_path_with_what_a_page_hides_escaped(t
     block = json.dumps(missing_audio_block(checked).to_plotly_json(), default=lambda o: o.to_plotly_json())
     path = f"{tmp_path}/{name}"
     assert json.dumps(repr(path) if escaped else path) in block, block[-600:]
+
+
+# ---------------------------------------------------------------- file states (sde.build.remeasure reads them)
+
+
+def stat_digest(path: str) -> int:
+    """The reference: one stat per path, as a digest."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return P.NO_FILE
+    return P.digest(st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else P.NO_FILE
+
+
+def states_of(paths: list[str], **kw) -> tuple[dict[str, int], P.FileStates]:
+    import pandas as pd
+
+    names, codes = P.distinct_paths(pd.Series(paths, dtype="string[pyarrow]"))
+    states = P.file_states(names, codes, **kw)
+    return dict(zip(names.to_pylist(), states.digests.tolist())), states
+
+
+@pytest.mark.parametrize("layout", [
+    "existing folder, some files missing",
+    "folder not there at all",
+    "a file where the folder should be",
+    "directories, links, broken links, another case",
+    "spelt with // and /./ and a trailing /",
+    "urls, empty and few files beside many",
+])
+def test_file_states_answer_as_a_stat_per_file_does(layouts, layout):
+    paths = layouts[layout]
+    got, states = states_of(paths)
+    want = {p: P.NOT_CHECKED if p == "" or p.startswith("s3://") else stat_digest(p) for p in paths}
+    assert got == want
+    assert not states.timed_out and states.unchecked == 0
+
+
+@pytest.mark.parametrize("other, same", [
+    ((1000, 5_000_000_000), True),
+    ((1001, 5_000_000_000), False),   # a byte more
+    ((1000, 5_000_000_001), False),   # a nanosecond later
+    ((5_000_000_000, 1000), False),   # the two swapped
+    ((0, 0), False),
+])
+def test_a_digest_tells_size_and_modification_time_apart(other, same):
+    assert (P.digest(*other) == P.digest(1000, 5_000_000_000)) is same
+    assert P.digest(*other) not in (P.NO_FILE, P.NOT_CHECKED)
+
+
+def test_no_time_at_all_checks_no_file(layouts):
+    paths = layouts["urls, empty and few files beside many"]
+    got, states = states_of(paths, budget_s=0)
+    assert set(got.values()) == {P.NOT_CHECKED}
+    assert states.timed_out and states.unchecked == len(set(paths)) - 2  # not the URL nor ""
+
+
+def test_states_just_taken_answer_the_presence_check(tmp_path, write_manifest):
+    """One pass over the files per start: the presence check reads the states taken at load."""
+    for i in range(3):
+        sf.write(tmp_path / f"u{i}.wav", np.zeros(160, dtype="float32"), 16000)
+    manifest = write_manifest([{"audio_filepath": f"u{i}.wav", "duration": 0.01, "text": "a"} for i in range(4)])
+    dataset = build_dataset(manifest)
+    names, codes = P.distinct_paths(dataset.utterances["audio_path"])
+    P.remember(dataset, P.file_states(names, codes))
+    (tmp_path / "u0.wav").unlink()  # after the states were taken: the check does not stat again
+    checked = P.with_audio_presence(dataset)
+    assert checked.utterances["audio_exists"].tolist() == [True, True, True, False]
+    assert P.with_audio_presence(build_dataset(manifest)).utterances["audio_exists"].tolist() == [False, True, True, False]
+
+
+class _Answering:
+    """A task answering one file after `seconds` (a stat on a mount of that round trip)."""
+
+    def __init__(self, row: int, seconds: float, threads: set) -> None:
+        self.row, self.seconds, self.threads = row, seconds, threads
+
+    def run(self, board) -> None:
+        import threading
+        import time
+
+        time.sleep(self.seconds)
+        self.threads.add(threading.get_ident())
+        board.write(self.row, 1)
+
+
+@pytest.mark.parametrize("seconds, threads", [
+    (0.0, 1),      # files answering at once (a local disk): one thread, no fight over the GIL
+    (0.02, 8),     # a round trip each (a network mount): every thread
+])
+def test_states_are_taken_on_more_threads_only_where_files_answer_slowly(seconds, threads):
+    import time
+
+    used: set = set()
+    tasks = [_Answering(i, seconds, used) for i in range(200)]
+    got = P._run(tasks, np.zeros(200, dtype=np.int8), workers=8, deadline=time.monotonic() + 30, ramp=True)
+    assert got.sum() == 200
+    assert len(used) == threads

@@ -223,3 +223,34 @@ def test_real_audio_filters_select_the_right_lines(measured):
     assert sel(FILTER_CLIPPED) == ["clipped.wav"]
     assert sel(FILTER_NOT_ASR_RATE) == ["r22k.wav", "r44k.wav", "r8k.wav"]
     assert sel(FILTER_BELOW_TTS_RATE) == ["clipped.wav", "r16k.flac", "r8k.wav"]
+
+
+@pytest.mark.parametrize("rows, changed", [
+    ([1], ["r16k.flac"]),                       # one file
+    ([0, 5], ["r8k.wav", "missing.wav"]),       # a file, and one that came since
+    ([], []),                                   # nothing
+])
+def test_measuring_some_rows_again_keeps_the_others(tmp_path, rows, changed):
+    """``rows``: only those utterances are measured; the others keep their metrics even where their
+    file no longer reads as what was measured."""
+    lines = write_audio_set(tmp_path)
+    (tmp_path / "manifest.json").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    before = with_measured_audio(build_dataset(tmp_path / "manifest.json", workers=1), workers=1)
+    for name in ("r8k.wav", "r16k.flac", "missing.wav"):
+        sf.write(tmp_path / name, np.zeros(4000), 4000, subtype="PCM_16")  # 4 kHz silence everywhere
+    after = with_measured_audio(before, workers=1, rows=np.array(rows, dtype=np.int64))
+    rates = dict(zip([r["audio_filepath"] for r in lines], after.utterances["sample_rate"].tolist()))
+    old = dict(zip([r["audio_filepath"] for r in lines], before.utterances["sample_rate"].tolist()))
+    assert {n for n in rates if rates[n] == 4000} == set(changed)
+    assert all(rates[n] == old[n] or np.isnan(old[n]) and np.isnan(rates[n]) for n in rates if n not in changed)
+    errors = after.utterances["audio_error"]
+    assert str(errors.dtype) == str(before.utterances["audio_error"].dtype)
+    assert errors.isna().tolist() == [True] * 5 + ["missing.wav" in changed]
+
+
+def test_measuring_some_rows_again_needs_measured_rows(measured):
+    from sde.audio_quality import StaleMetrics
+
+    plain = build_dataset(measured.manifest_path, workers=1)
+    with pytest.raises(StaleMetrics):
+        with_measured_audio(plain, workers=1, rows=np.array([0]))

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from sde.audio_presence import DEFAULT_BUDGET_S
 from sde.audio_quality import with_measured_audio
 from sde.build.merge import Joined
 from sde.build.parts import (ONE_PIECE_MEMORY_SHARE, PART_BYTES, file_size, head_is_nemo, is_gzip, one_piece_limit,
                              parts_format)
+from sde.build.remeasure import keep_record, refreshed, states_before_measuring
 from sde.build.remote_parts import NO_ROOM, NoRoomToDecompress, local_copies
 from sde.build.stream import build_in_parts
 from sde.cache.building import BuildLock, lock_build
@@ -52,6 +54,7 @@ def load_dataset(
     memory_limit: str | None = None,
     part_bytes: int | None = None,
     engine: str | RayEngine = "local",
+    audio_budget_s: float = DEFAULT_BUDGET_S,
 ) -> Dataset:
     """Build a dataset, or read it back from the cache when the manifest and options are unchanged.
 
@@ -65,6 +68,9 @@ def load_dataset(
 
     ``vad``: also measure speech activity, audio hashes and loudness (``sde.quality.apply.with_vad``),
     cached under a key of its own (VadError, saying what to install, without Silero VAD).
+    An entry read back with measures (either option) is checked against its audio files: the
+    utterances of files changed since they were measured are measured anew and the entry stored
+    again (sde.build.remeasure); the files are checked within about ``audio_budget_s``.
 
     ``background_write``: return as soon as the dataset is built and write the cache entry from a
     (non-daemon) thread, so a server can start meanwhile; the process still finishes the write
@@ -99,6 +105,9 @@ def load_dataset(
                 cached = cache.get(key)
             if cached is not None:
                 say("loaded from cache")
+                if options.estimate_audio_metrics or vad:  # the audio files may have changed since they were measured
+                    cached = refreshed(cache, key, cached, lock=lock, say=say, progress=progress,
+                                       budget_s=audio_budget_s)
                 return cached
         part_size = part_bytes or PART_BYTES
         one_piece = one_piece_bytes(memory_limit) if part_bytes is None and engine == "local" else part_size
@@ -132,6 +141,9 @@ def load_dataset(
             dataset = build_dataset(manifest, options, progress=progress, status=status)
             stored = False
         transformed = options.estimate_audio_metrics or vad
+        # the files' states before they are measured: kept with the entry, a warm start compares them
+        record = (states_before_measuring(dataset) if transformed and cache is not None and key is not None
+                  and not no_room and not cache.read_only else None)
         if options.estimate_audio_metrics:  # cached with the metrics: measuring costs far more
             dataset = with_measured_audio(dataset, progress=progress, status=status)
         if vad:  # like the audio metrics: the entry holds the measures, a warm start skips the audio
@@ -146,6 +158,7 @@ def load_dataset(
                 def write() -> None:
                     try:
                         writer_cache.put(key, dataset)
+                        keep_record(dataset, record)
                     finally:
                         writer_cache.close()
                         if writer_lock is not None:
@@ -154,6 +167,7 @@ def load_dataset(
                 threading.Thread(target=write, name="sde-cache-write", daemon=False).start()
             else:
                 cache.put(key, dataset)
+                keep_record(dataset, record)
         if lock is not None:
             lock.release(built=True)
         return dataset

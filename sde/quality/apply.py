@@ -199,21 +199,52 @@ def apply_segment_measures(dataset: Dataset, measured: pd.DataFrame,
 def with_vad(dataset: Dataset, *, workers: int | None = None, progress: bool = False,
              callback: Callable[[int, int], None] | None = None,
              status: Callable[[str], None] | None = None,
-             cancel: Callable[[], bool] | threading.Event | None = None) -> Dataset:
+             cancel: Callable[[], bool] | threading.Event | None = None,
+             rows: np.ndarray | None = None) -> Dataset:
     """A copy of ``dataset`` with speech activity, audio hashes and loudness measured (``--vad``).
-    VadError (saying what to install) when Silero VAD is not installed."""
+    VadError (saying what to install) when Silero VAD is not installed. ``rows``: measure only the
+    utterances at these positions (their files changed since they were measured:
+    sde.build.remeasure); the others keep the measures they carry, and no line is said."""
     missing = vad_unavailable()
     if missing is not None:
         raise VadError(missing)
     say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
-    say("measuring speech activity (VAD), audio hashes and loudness")
     table = dataset.utterances
+    kinds = segment_kinds(vad=True)
+    if rows is None:
+        say("measuring speech activity (VAD), audio hashes and loudness")
+    elif not all(c in table.columns for kind in kinds for c in KINDS[kind]):
+        raise StaleMeasures("Only measured audio can be measured again in part.")
+    job = table if rows is None else table[[c for c in _JOB_COLUMNS if c in table.columns]].iloc[rows]
     with WorkerProgress("speech activity", enabled=progress, callback=callback) as meter:
-        measured = measure_segments(job_audio_table(table, dataset.tar_shards), segment_kinds(vad=True), workers=workers or min(2, os.cpu_count() or 1),
+        measured = measure_segments(job_audio_table(job, dataset.tar_shards), kinds, workers=workers or min(2, os.cpu_count() or 1),
                                     callback=meter.report, cancel=cancel)
+    if rows is not None:
+        measured = _measured_at(table, rows, measured)
     ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table), dtype="int64")
     measured.insert(0, "id", ids)
     return with_segment_measures(dataset, measured)
+
+
+#: What a measurement reads of each utterance (a tarred dataset's rows name their member by these).
+_JOB_COLUMNS = ("id", "audio_path", "offset", "duration", "shard_id", "audio_filepath")
+
+
+def _measured_at(table: pd.DataFrame, rows: np.ndarray, fresh: pd.DataFrame) -> pd.DataFrame:
+    """``fresh``'s columns for the whole of ``table``: its values at positions ``rows``, the
+    table's own elsewhere (a ``quality_error`` the table lacks is missing there)."""
+    out = {}
+    for c in fresh.columns:
+        if c in ("audio_hash", "quality_error"):
+            values = (table[c].astype(object).to_numpy(copy=True) if c in table.columns
+                      else np.full(len(table), None, dtype=object))
+            values[rows] = fresh[c].astype(object).to_numpy()
+            out[c] = pd.array(values, dtype=pd.StringDtype("pyarrow"))
+        else:
+            values = pd.to_numeric(table[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan, copy=True)
+            values[rows] = pd.to_numeric(fresh[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            out[c] = values
+    return pd.DataFrame(out)
 
 
 # ---------------------------------------------------------------- derived from the text

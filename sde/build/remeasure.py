@@ -1,0 +1,193 @@
+"""Audio measures kept in a cache entry stay true to the audio files they were measured from.
+
+With ``--estimate-audio-metrics`` or ``--vad`` the dataset cache entry holds the measures (sample
+rate, clipping, speech activity, audio hashes, …), keyed by the manifest, which a re-encoded,
+trimmed or repaired audio file leaves as it is. So the entry also keeps a record of each distinct
+file's state when it was measured: a digest of its size and modification time
+(sde.audio_presence.file_states), taken before measuring and kept beside the entry (a kept value:
+deleted with it). A warm start takes the files' states again, in the pass the presence check would
+make anyway (it then reads them: sde.audio_presence.remember), and re-measures the utterances of the
+files whose state changed (a file gone counts: it is then measured as missing; one that came back
+too), and only those: then the entry is stored again with the new measures and record, so that the
+next start finds nothing to do.
+
+What is not checked keeps its measures: URLs (s3://…: a request per file is not a stat; their
+measures are as old as the entry), files the time budget did not reach (said in one line), tarred
+audio (NeMo tarred datasets, Lhotse Shar: its tars are read through an index of their own), and
+the files of datasets with more than :data:`MAX_RECORDED_FILES` files (too many to keep a record
+of). After changing those, ``--no-cache`` once measures everything again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+
+from sde.audio_presence import (DEFAULT_BUDGET_S, NO_FILE, NOT_CHECKED, FileStates, distinct_paths, file_states,
+                                remember)
+from sde.audio_quality import has_audio_metrics, with_measured_audio
+from sde.cache import DatasetCache
+from sde.cache.building import BuildLock, lock_build
+from sde.cache.kept import KEPT_VALUE_BYTES
+from sde.dataset import Dataset
+
+#: The kept value holding the record (bump the version when its layout changes).
+RECORD = "audio-files/v1"
+#: The record takes eight bytes a file, and a kept value at most KEPT_VALUE_BYTES.
+MAX_RECORDED_FILES = (KEPT_VALUE_BYTES - 4096) // 8
+#: The states taken before a build measures its audio: measuring reads every file anyway, so a slow
+#: mount gets more time here than at a warm start, and the record is complete.
+RECORD_BUDGET_S = 300.0
+#: Fewer utterances to measure again than this get no progress bar: the one line says it all.
+BAR_ROWS = 500
+#: Columns of the measures each kind of entry holds (sde.audio / sde.quality.segments).
+_VAD_COLUMNS = ("speech_duration", "audio_hash", "lufs")
+
+
+def carries_measures(dataset: Dataset) -> bool:
+    """Whether the dataset holds measures of its audio files that may go stale."""
+    table = dataset.utterances
+    return "audio_path" in table.columns and (has_audio_metrics(table) or _has_vad_measures(table))
+
+
+def _has_vad_measures(table: pd.DataFrame) -> bool:
+    return all(c in table.columns for c in _VAD_COLUMNS)
+
+
+def states_before_measuring(dataset: Dataset, *, budget_s: float = RECORD_BUDGET_S) -> FileStates | None:
+    """The states of the dataset's audio files, taken before they are measured (what
+    :func:`keep_record` keeps once the entry is stored); None where no record is kept."""
+    table = dataset.utterances
+    if "audio_path" not in table.columns or len(table) == 0 or dataset.tar_shards:
+        return None
+    names, codes = distinct_paths(table["audio_path"])
+    if len(names) > MAX_RECORDED_FILES:
+        return None
+    return file_states(names, codes, budget_s=budget_s)
+
+
+def keep_record(dataset: Dataset, states: FileStates | None) -> None:
+    """Keep ``states`` as the record of the entry the dataset was just stored as (or read from)."""
+    if states is not None:
+        _keep(dataset, states.digests)
+
+
+def _keep(dataset: Dataset, digests: np.ndarray) -> None:
+    keeper = dataset.caches.keeper(dataset.generation)
+    if keeper is not None:
+        keeper.keep(RECORD, {"files": len(digests), "digests": np.ascontiguousarray(digests, dtype=np.uint64)})
+
+
+def _recorded(dataset: Dataset, files: int) -> np.ndarray | None:
+    keeper = dataset.caches.keeper(dataset.generation)
+    found, value = keeper.recall(RECORD) if keeper is not None else (False, None)
+    if not (found and isinstance(value, dict) and value.get("files") == files):
+        return None
+    digests = value.get("digests")
+    return digests if isinstance(digests, np.ndarray) and digests.dtype == np.uint64 and len(digests) == files else None
+
+
+def _changed(recorded: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """Files whose state now differs from their record. Not checked now: unchanged (they keep their
+    measures). Not checked then (the budget ran out while recording): changed, as nothing vouches
+    for their measures."""
+    return (now != NOT_CHECKED) & (now != recorded)
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLock | None = None,
+              say: Callable[[str], None], progress: bool = False, budget_s: float = DEFAULT_BUDGET_S) -> Dataset:
+    """``dataset``, read from entry ``key`` of ``cache``, with the measures of the files changed
+    since they were measured taken again, and stored again (under the entry's build lock: ``lock``
+    when the caller holds it); itself when nothing changed. Says one line where files changed, the
+    check was incomplete, or the entry had no record."""
+    if not carries_measures(dataset) or len(dataset.utterances) == 0 or dataset.tar_shards:
+        return dataset
+    names, codes = distinct_paths(dataset.utterances["audio_path"])
+    files = len(names)
+    if files > MAX_RECORDED_FILES:
+        say(f"note: audio measures: {files:,} audio files, too many to keep a record of; their measures are "
+            "not checked for files changed since (after changing audio files, run once with --no-cache)")
+        return dataset
+    now = file_states(names, codes, budget_s=budget_s)
+    if now.timed_out:
+        local = files - _uncheckable(now)
+        say(f"note: audio measures: checked {local - now.unchecked:,} of {local:,} audio files for changes in "
+            f"{budget_s:g} s (the time allowed); the other {now.unchecked:,} keep their measures unchecked")
+    recorded = _recorded(dataset, files)
+    if recorded is None:
+        _keep(dataset, now.digests)
+        remember(dataset, now)
+        say(f"note: audio measures: no record of the state of the {_plural(files, 'audio file')} when they were "
+            "measured; recorded it now, so that changes from now on are noticed")
+        return dataset
+    changed = _changed(recorded, now.digests)
+    if not changed.any():
+        remember(dataset, now)
+        return dataset
+    own_lock = lock is None and not cache.read_only
+    held = lock_build(cache.directory, key, say) if own_lock else lock
+    try:
+        if own_lock:  # another process may have refreshed the entry meanwhile: compare with its record
+            again = cache.get(key)
+            record = _recorded(again, files) if again is not None else None
+            if again is not None and record is not None:
+                dataset, recorded, changed = again, record, _changed(record, now.digests)
+                if not changed.any():
+                    remember(dataset, now)
+                    return dataset
+        return _remeasured(cache, key, dataset, now, recorded, changed, say=say, progress=progress)
+    finally:
+        if own_lock and held is not None:
+            held.release(built=True)
+
+
+def _uncheckable(states: FileStates) -> int:
+    """Files never checked (URLs, empty paths), as opposed to those the budget left."""
+    return int((states.digests == NOT_CHECKED).sum()) - states.unchecked
+
+
+def _remeasured(cache: DatasetCache, key: str, dataset: Dataset, now: FileStates, recorded: np.ndarray,
+                changed: np.ndarray, *, say: Callable[[str], None], progress: bool) -> Dataset:
+    start = time.monotonic()
+    rows = np.flatnonzero(np.append(changed, False)[now.codes])  # -1 (no path) picks the False
+    table = dataset.utterances
+    out = dataset
+    if has_audio_metrics(table):
+        out = with_measured_audio(out, progress=progress and len(rows) >= BAR_ROWS, rows=rows)
+    if _has_vad_measures(table):
+        from sde.quality.apply import with_vad  # torch and Silero only where the entry holds VAD measures
+
+        out = with_vad(out, progress=progress and len(rows) >= BAR_ROWS, rows=rows)
+    record = np.where(now.digests == NOT_CHECKED, recorded, now.digests)
+    gone = int((changed & (now.digests == NO_FILE)).sum())
+    stored = out
+    if not cache.read_only:
+        # the whole entry again: what was kept beside it (the pages the warm-up lays out, the audio
+        # summary) was computed from the old measures, and goes with it
+        cache.delete(key)
+        cache.put(key, out)
+        _keep(out, record)
+        read_back = cache.get(key)  # its tables from the new entry's files (the old ones are deleted)
+        stored = read_back if read_back is not None else out
+    remember(stored, now)
+    seconds = time.monotonic() - start
+    said = (f"audio measures: {int(changed.sum()):,} of {_files(now):,} audio files changed since measured"
+            f"{f' ({gone:,} gone)' if gone else ''}; re-measured their {_plural(len(rows), 'utterance')} in "
+            f"{seconds:.1f} s")
+    if cache.read_only:
+        said += " (the cache folder is read-only: again at each start)"
+    say(said)
+    return stored
+
+
+def _files(states: FileStates) -> int:
+    """Distinct audio files, an empty path not counted."""
+    return len(states.names) - int(pc.sum(pc.equal(states.names, "")).as_py() or 0)

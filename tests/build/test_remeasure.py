@@ -1,0 +1,280 @@
+"""sde.build.remeasure: audio measures kept in a cache entry follow the audio files. Real WAV files,
+real cache folders, the real load_dataset and CLI; files are changed on disk between two starts.
+
+What proves a file was *not* measured again: its content is replaced by noise that no decoder
+reads as the old audio (same size, and its modification time put back with os.utime): were it
+decoded, its measures would change (or turn into an error). Its stat is what sde compares, so an
+unchanged stat must keep the old measures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from sde.audio_quality import cached_audio_quality_summary, with_measured_audio
+from sde.build.load import entry_key, load_dataset
+from sde.build.remeasure import RECORD
+from sde.cache import DatasetCache
+from sde.caching import keeping
+from sde.dataset import DatasetOptions, build_dataset
+
+SR = 16_000
+METRICS = DatasetOptions(estimate_audio_metrics=True)
+COLUMNS = ["sample_rate", "channels", "audio_duration", "peak_dbfs", "rms_dbfs", "clipping_ratio", "audio_error"]
+
+
+def tone(seconds: float = 0.5, sr: int = SR, amplitude: float = 0.3, freq: float = 440.0) -> np.ndarray:
+    return amplitude * np.sin(2 * np.pi * freq * np.arange(int(seconds * sr)) / sr)
+
+
+def noise_in_place(path: Path) -> None:
+    """Replace the file's bytes by noise that keeps its size and modification time: what sde sees
+    of it (its stat) is unchanged, what a decoder would read is not audio."""
+    st = path.stat()
+    path.write_bytes(np.random.default_rng(7).integers(0, 256, st.st_size, dtype=np.uint8).tobytes())
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+class Corpus:
+    """Seven audio files in audio/ (one corrupt, one long recording cut into two utterances) and a
+    manifest naming them by relative path; a cache folder of its own."""
+
+    FILES = ("a.wav", "b.wav", "c.wav", "d.wav", "e.flac", "corrupt.wav", "long.wav")
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.audio = root / "audio"
+        self.audio.mkdir()
+        self.cache = root / "cache"
+        rows = []
+        for i, name in enumerate(self.FILES[:5]):
+            sf.write(self.audio / name, tone(freq=300.0 + 100 * i), SR)
+            rows.append({"audio_filepath": f"audio/{name}", "duration": 0.5, "text": f"utterance {i}"})
+        (self.audio / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all")
+        rows.append({"audio_filepath": "audio/corrupt.wav", "duration": 0.5, "text": "broken"})
+        sf.write(self.audio / "long.wav", tone(2.0, amplitude=0.5), SR)
+        rows += [{"audio_filepath": "audio/long.wav", "offset": 0.0, "duration": 1.0, "text": "first half"},
+                 {"audio_filepath": "audio/long.wav", "offset": 1.0, "duration": 1.0, "text": "second half"}]
+        self.manifest = root / "manifest.json"
+        self.manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def load(self, options: DatasetOptions = METRICS, **kw) -> tuple[pd.DataFrame, list[str]]:
+        said: list[str] = []
+        dataset = load_dataset(self.manifest, options, cache_dir=self.cache, status=said.append, **kw)
+        return dataset.utterances, said
+
+    def rows_of(self, table: pd.DataFrame, name: str) -> np.ndarray:
+        return np.flatnonzero(table["audio_path"].astype(str).str.endswith("/" + name).to_numpy())
+
+
+def measures(table: pd.DataFrame, rows: np.ndarray | None = None) -> pd.DataFrame:
+    picked = table[COLUMNS] if rows is None else table[COLUMNS].iloc[rows]
+    return picked.astype(object).where(picked.notna(), None).reset_index(drop=True)
+
+
+def about(said: list[str]) -> list[str]:
+    return [line for line in said if "audio measures" in line]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Corpus:
+    return Corpus(tmp_path)
+
+
+def rewrite_at_8k(c: Corpus) -> str:
+    sf.write(c.audio / "b.wav", tone(sr=8000), 8000)
+    return "b.wav"
+
+
+def make_clipped(c: Corpus) -> str:
+    """Same rate, length and format: the same size, a new modification time."""
+    before = (c.audio / "c.wav").stat()
+    sf.write(c.audio / "c.wav", np.clip(tone(amplitude=3.0), -1, 1), SR)
+    assert (c.audio / "c.wav").stat().st_size == before.st_size
+    os.utime(c.audio / "c.wav", ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    return "c.wav"
+
+
+def delete(c: Corpus) -> str:
+    (c.audio / "d.wav").unlink()
+    return "d.wav"
+
+
+def repair_the_corrupt_one(c: Corpus) -> str:
+    sf.write(c.audio / "corrupt.wav", tone(), SR)
+    return "corrupt.wav"
+
+
+def trim_the_long_recording(c: Corpus) -> str:
+    sf.write(c.audio / "long.wav", tone(1.5, amplitude=0.5), SR)
+    return "long.wav"
+
+
+def touch_only(c: Corpus) -> str:
+    """Nothing but the modification time: measured again all the same (a stat cannot tell more)."""
+    st = (c.audio / "e.flac").stat()
+    os.utime(c.audio / "e.flac", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    return "e.flac"
+
+
+CHANGES: dict[str, tuple[Callable[[Corpus], str], Callable[[pd.DataFrame], None], str]] = {
+    "rewritten at 8 kHz": (rewrite_at_8k, lambda m: m["sample_rate"].eq(8000).all(), ""),
+    "made clipped, same size": (make_clipped, lambda m: (m["clipping_ratio"] > 0.1).all(), ""),
+    "deleted": (delete, lambda m: m["audio_error"].str.contains("not found").all(), " (1 gone)"),
+    "corrupt one replaced by a good one": (repair_the_corrupt_one,
+                                           lambda m: m["audio_error"].isna().all() and m["sample_rate"].eq(SR).all(), ""),
+    "long recording trimmed under its second utterance": (
+        trim_the_long_recording, lambda m: m["audio_duration"].round(3).tolist() == [1.0, 0.5], ""),
+    "only its modification time bumped": (touch_only, lambda m: m["sample_rate"].eq(SR).all(), ""),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_only_the_utterances_of_a_changed_file_are_measured_again(corpus, change):
+    alter, check, gone = CHANGES[change]
+    before, said = corpus.load()
+    assert about(said) == []  # a cold build measures everything and says nothing of changes
+    name = alter(corpus)
+    sentinel = next(n for n in ("a.wav", "e.flac") if n != name)
+    noise_in_place(corpus.audio / sentinel)
+    after, said = corpus.load()
+    rows = corpus.rows_of(after, name)
+    assert about(said) == [said_line(1, len(Corpus.FILES), len(rows), gone, about(said))]
+    assert bool(check(measures(after, rows)))
+    others = np.setdiff1d(np.arange(len(after)), rows)
+    assert measures(after, others).equals(measures(before, others))  # the noise-filled sentinel among them
+    if change == "only its modification time bumped":
+        assert measures(after, rows).equals(measures(before, rows))
+
+
+def said_line(changed: int, files: int, utterances: int, gone: str, said: list[str]) -> str:
+    """The line expected, with the seconds it took as sde said them."""
+    seconds = said[0].rsplit(" in ", 1)[1] if said else "?"
+    noun = "utterance" if utterances == 1 else "utterances"
+    return (f"audio measures: {changed} of {files} audio files changed since measured{gone}; re-measured their "
+            f"{utterances} {noun} in {seconds}")
+
+
+def test_the_entry_stored_after_measuring_again_serves_the_next_start_as_it_is(corpus):
+    corpus.load()
+    rewrite_at_8k(corpus)
+    delete(corpus)
+    refreshed, said = corpus.load()
+    assert len(about(said)) == 1 and "2 of 7 audio files changed" in about(said)[0]
+    for name in Corpus.FILES:  # nothing left that a decoder could read as the measured audio
+        if (corpus.audio / name).exists():
+            noise_in_place(corpus.audio / name)
+    again, said = corpus.load()
+    assert about(said) == []
+    assert measures(again).equals(measures(refreshed))
+    assert measures(again, corpus.rows_of(again, "b.wav"))["sample_rate"].tolist() == [8000]
+
+
+@pytest.mark.parametrize("vad", [False, True], ids=["audio metrics", "audio metrics and speech activity"])
+def test_what_was_kept_beside_the_entry_is_not_served_stale(corpus, vad):
+    """The audio summary (kept with the entry by the server's warm-up) follows the new measures."""
+    if vad:
+        from sde.quality.apply import vad_unavailable
+
+        if vad_unavailable():
+            pytest.skip(vad_unavailable())
+    first = load_dataset(corpus.manifest, METRICS, cache_dir=corpus.cache, vad=vad)
+    with keeping():
+        assert [r["sample_rate"] for r in cached_audio_quality_summary(first)["sample_rates"]] == [SR]
+    rewrite_at_8k(corpus)
+    for start in ("re-measured", "read back"):
+        dataset = load_dataset(corpus.manifest, METRICS, cache_dir=corpus.cache, vad=vad)
+        rates = [r["sample_rate"] for r in cached_audio_quality_summary(dataset)["sample_rates"]]
+        assert rates == [8000, SR], start
+
+
+def test_speech_activity_and_audio_hashes_follow_the_files(corpus):
+    from sde.quality.apply import vad_unavailable
+
+    if vad_unavailable():
+        pytest.skip(vad_unavailable())
+    before = load_dataset(corpus.manifest, DatasetOptions(), cache_dir=corpus.cache, vad=True).utterances
+    assert "audio_sample_rate" not in before.columns and "sample_rate" not in before.columns
+    sf.write(corpus.audio / "b.wav", tone(freq=900.0), SR)  # other audio: another hash
+    noise_in_place(corpus.audio / "a.wav")
+    said: list[str] = []
+    after = load_dataset(corpus.manifest, DatasetOptions(), cache_dir=corpus.cache, vad=True, status=said.append).utterances
+    assert len(about(said)) == 1 and "1 of 7 audio files changed" in about(said)[0]
+    b = corpus.rows_of(after, "b.wav")
+    assert after["audio_hash"].iloc[b].tolist() != before["audio_hash"].iloc[b].tolist()
+    others = np.setdiff1d(np.arange(len(after)), b)
+    assert after["audio_hash"].iloc[others].tolist() == before["audio_hash"].iloc[others].tolist()
+    assert np.allclose(after["lufs"].iloc[others].to_numpy(float), before["lufs"].iloc[others].to_numpy(float),
+                       equal_nan=True)
+
+
+def test_a_manifest_on_a_missing_folder_is_measured_once_the_folder_is_there(corpus, tmp_path):
+    kept = tmp_path / "kept-aside"
+    corpus.audio.rename(kept)
+    before, said = corpus.load()
+    assert before["audio_error"].str.contains("not found").all()
+    again, said = corpus.load()  # still missing: nothing to measure
+    assert about(said) == []
+    kept.rename(corpus.audio)
+    after, said = corpus.load()
+    assert about(said) and about(said)[0].startswith("audio measures: 7 of 7 audio files changed since measured;")
+    assert after["audio_error"].isna().sum() == len(after) - 1  # all but the corrupt file
+
+
+def test_files_the_time_budget_did_not_reach_keep_their_measures(corpus):
+    before, _ = corpus.load()
+    rewrite_at_8k(corpus)
+    after, said = corpus.load(audio_budget_s=0)
+    assert about(said) == ["note: audio measures: checked 0 of 7 audio files for changes in 0 s (the time allowed); "
+                           "the other 7 keep their measures unchecked"]
+    assert measures(after).equals(measures(before))
+    later, said = corpus.load()  # with the time to check: measured again then
+    assert "1 of 7 audio files changed" in about(said)[0]
+    assert measures(later, corpus.rows_of(later, "b.wav"))["sample_rate"].tolist() == [8000]
+
+
+def test_an_entry_without_a_record_gets_one_and_notices_changes_from_then_on(corpus):
+    """An entry stored without the files' states (as sde did before it kept them)."""
+    measured = with_measured_audio(build_dataset(corpus.manifest, METRICS))
+    cache = DatasetCache(corpus.cache)
+    cache.put(entry_key(corpus.manifest, METRICS, False), measured)
+    cache.close()
+    _, said = corpus.load()
+    assert about(said) == ["note: audio measures: no record of the state of the 7 audio files when they were measured; "
+                           "recorded it now, so that changes from now on are noticed"]
+    _, said = corpus.load()
+    assert about(said) == []
+    rewrite_at_8k(corpus)
+    after, said = corpus.load()
+    assert "1 of 7 audio files changed" in about(said)[0]
+    assert measures(after, corpus.rows_of(after, "b.wav"))["sample_rate"].tolist() == [8000]
+
+
+def test_the_record_is_kept_beside_the_entry(corpus):
+    dataset = load_dataset(corpus.manifest, METRICS, cache_dir=corpus.cache)
+    found, record = dataset.caches.keeper(dataset.generation).recall(RECORD)
+    assert found and record["files"] == 7 and record["digests"].dtype == np.uint64
+
+
+def test_the_sde_command_says_what_it_measured_again(corpus):
+    def stats() -> str:
+        done = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(corpus.manifest), "--estimate-audio-metrics",
+                               "--cache-dir", str(corpus.cache)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    stats()
+    repair_the_corrupt_one(corpus)
+    lines = about(stats().splitlines())
+    assert len(lines) == 1 and lines[0].startswith("audio measures: 1 of 7 audio files changed since measured; "
+                                                    "re-measured their 1 utterance in ")
+    assert about(stats().splitlines()) == []

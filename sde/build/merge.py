@@ -35,7 +35,9 @@ from sde.vocabulary import tally_columns, vocabulary_from_tallies
 from sde.manifest import HypothesisField, ManifestError, Problem, parse_pred_field
 from sde.manifest.hypotheses import MISSING_EXAMPLES, missing_lines_warning
 from sde.manifest.lhotse_reads import no_usable_supervision
-from sde.manifest.model import found_hypotheses
+from sde.manifest.model import GENERATED, found_hypotheses
+from sde.manifest.pieces import SeenFields, cap_warning
+from sde.sources import SourceSet
 
 
 @dataclass
@@ -65,14 +67,17 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
     built = [info for info in infos if info.rows]
     if not built:
         raise _every_line_bad(infos)
-    hypotheses = _hypotheses(built, options)
+    fields = SeenFields.joined([i.fields for i in infos if i.fields is not None])
+    cut, _, _ = fields.capped()
+    hypotheses = _hypotheses(built, options, cut)
     if predictions is not None and all(h.field != predictions.field.field for h in hypotheses):
         hypotheses.append(predictions.field)  # asked-for fields first, as a one-piece read orders them
     say(f"joining {len(infos)} parts ({sum(i.rows for i in built):,} utterances)")
     parts = [utterances_file(folder, i.index) for i in built]
-    schema = _in_build_order(_with_values(_unified_schema([_schema_of(p) for p in parts])), hypotheses)
+    schema = _in_build_order(_without(_with_values(_unified_schema([_schema_of(p) for p in parts])),
+                                      _cut_columns(cut, built, hypotheses)), hypotheses)
     fixed = [f.name for f in schema if _fixed_width(f.type) or _is_text(f.type)]
-    utterance_dtypes = _merged_dtypes([i.dtypes for i in built])
+    utterance_dtypes = {c: t for c, t in _merged_dtypes([i.dtypes for i in built]).items() if c in schema.names}
     files = {"utterances": folder / "utterances.arrow"}
     _append_tables(parts, files["utterances"], shift={"id": _offsets(built)},
                    schema=pa.schema([f for f in schema if f.name not in fixed], metadata=schema.metadata))
@@ -129,7 +134,7 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
     return Joined(
         files=files, dtypes=dtypes, column_order=column_order, hypotheses=hypotheses,
         problems=[q for i in infos for q in i.problems] + list(predictions.problems if predictions else ()),
-        warnings=_prediction_warnings(predictions) + _missing_warnings(
+        warnings=_cap_warnings(fields, built) + _prediction_warnings(predictions) + _missing_warnings(
             built, [h for h in hypotheses if predictions is None or h.field != predictions.field.field])
         + list(dict.fromkeys(w for i in infos for w in i.warnings)),
         total_lines=sum(i.total_lines for i in infos),
@@ -151,13 +156,37 @@ def _every_line_bad(infos: Sequence[PartInfo]) -> ManifestError:
                          "sde expects one JSON object per line with audio_filepath, duration and text")
 
 
-def _hypotheses(built: Sequence[PartInfo], options: DatasetOptions) -> list[HypothesisField]:
-    """The dataset's hypotheses: those asked for (--pred-field), else every field some part has,
-    in the order a one-piece read gives them (pred_text first, then by name)."""
+def _cap_warnings(fields: SeenFields, built: Sequence[PartInfo]) -> list[Problem]:
+    """The one-piece read's warning about the fields the cap kept out, counted over every part."""
+    manifest = built[0].part.manifest
+    warning = cap_warning(fields, isinstance(manifest, SourceSet) and manifest.several)
+    return [warning] if warning is not None else []
+
+
+def _cut_columns(cut: set[str], built: Sequence[PartInfo], hypotheses: Sequence[HypothesisField]) -> set[str]:
+    """The columns of fields some part kept that the dataset's cap keeps out (a part counts only
+    its own fields: sde.manifest.pieces.SeenFields), named as the parts name them."""
+    if not cut:
+        return set()
+    renamed = set(GENERATED) | computed_columns(hypotheses)
+    columns = {f"manifest_{key}" if key in renamed else key for key in cut}
+    dropped = [h for info in built for h in info.hypotheses if h.field in cut]  # and their scores
+    return columns | (computed_columns(dropped) - computed_columns([])) if dropped else columns
+
+
+def _without(schema: pa.Schema, names: set[str]) -> pa.Schema:
+    return pa.schema([f for f in schema if f.name not in names], metadata=schema.metadata) if names else schema
+
+
+def _hypotheses(built: Sequence[PartInfo], options: DatasetOptions, cut: set[str] = frozenset()) -> list[HypothesisField]:
+    """The dataset's hypotheses: those asked for (--pred-field), else every field some part has
+    that the dataset's cap keeps (``cut``: those it keeps out), in the order a one-piece read gives
+    them (pred_text first, then by name)."""
     found: dict[str, HypothesisField] = {}
     for info in built:
         for h in info.hypotheses:
-            found.setdefault(h.field, h)
+            if h.field not in cut:
+                found.setdefault(h.field, h)
     if options.pred_fields:
         asked = [parse_pred_field(spec) for spec in options.pred_fields]
         for h in asked:
@@ -304,9 +333,9 @@ def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
 def _cast(column: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:
     if pa.types.is_dictionary(column.type) and not pa.types.is_dictionary(to):
         column = pc.dictionary_decode(column) if hasattr(pc, "dictionary_decode") else column.cast(column.type.value_type)
-    if _is_text(to) and not _is_text(column.type):
-        # values of mixed kinds become their text, as the one-piece read shows them
-        return pa.chunked_array([pa.array([None if v is None else str(v) for v in column.to_pylist()], to)])
+    # Values of mixed kinds become text as the one-piece read writes them: Arrow's cast, which it
+    # applies to a column whose chunks differ in kind (sde.manifest.columns.string_column), writes
+    # 2.0 as "2" and true as "true" (Python's str: "2.0", "True").
     return column.cast(to)
 
 

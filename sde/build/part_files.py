@@ -21,6 +21,7 @@ from sde.build.parts import Part
 from sde.build.predictions import matched_predictions
 from sde.manifest import HypothesisField, ManifestError, Problem
 from sde.manifest.hypotheses import MISSING_EXAMPLES, is_missing_hypothesis_warning
+from sde.manifest.pieces import SeenFields, reading_part
 
 
 @dataclass
@@ -54,6 +55,9 @@ class PartInfo:
     # of the normalised references are in the part's normtallies file)
     normalized_sums: dict[str, dict[str, int]] = field(default_factory=dict)
     shown: str = ""  # how messages name the manifest (the path as given)
+    # The extra fields the part's read saw, in order (those without a value too): the join keeps
+    # at most as many over the dataset as a one-piece read would, and words its one warning
+    fields: SeenFields | None = None
 
 
 def part_name(index: int) -> str:
@@ -87,7 +91,8 @@ def build_and_write(part: Part, options: DatasetOptions, folder: Path, index: in
     path = part.shown
     try:
         matched = matched_predictions(folder, index) if options.predictions else None
-        dataset, tallies, normalized = build_part(part.manifest, part.lines, options, matched)
+        with reading_part(part.dataset_bytes) as read:
+            dataset, tallies, normalized = build_part(part.manifest, part.lines, options, matched)
     except ManifestError as e:  # --strict: a bad line in this part
         info = PartInfo(index, part, 0, [], [], [], 0, [], None, "", path, {}, error=str(e))
         write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
@@ -116,6 +121,7 @@ def build_and_write(part: Part, options: DatasetOptions, folder: Path, index: in
         alphabet=list(dataset.alphabet), alphabet_report=dataset.alphabet_report, name=dataset.name,
         manifest_path=str(dataset.manifest_path), dtypes=frame_dtypes(utterances), tar_shards=dataset.tar_shards,
         error_dtypes={h.field: frame_dtypes(dataset.errors[h.field]) for h in dataset.hypotheses},
+        fields=read.fields,
     )
     write_atomic(info_file(folder, index), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
     return info
@@ -140,7 +146,8 @@ def read_info(folder: Path, index: int, part: Part) -> PartInfo | None:
         info = pickle.loads(info_file(folder, index).read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
         return None
-    if not isinstance(info, PartInfo) or any(not hasattr(info, f.name) for f in fields(PartInfo)):
+    # a field with a default is a class attribute too: only the instance's own say it was written
+    if not isinstance(info, PartInfo) or any(f.name not in vars(info) for f in fields(PartInfo)):
         return None  # written by another version of sde: built again
     if info.index != index or info.part != part or info.error:
         return None

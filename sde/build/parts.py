@@ -51,6 +51,9 @@ class Part:
 
     manifest: str | SourceSet  # a manifest's path, or some manifests of a set (SourceSet.subset)
     lines: ManifestPart | None = None  # these lines of it; None: the manifests whole
+    # Of a set: the bytes of all its local manifests, which size the cap on extra fields (0: each
+    # manifest's own, where some are remote), as in the one-piece read (sde.manifest.several)
+    dataset_bytes: int = 0
 
     @property
     def files(self) -> list[str]:
@@ -88,19 +91,20 @@ def split_parts(manifest: str | SourceSet, part_bytes: int = PART_BYTES) -> list
     parts: list[Part] = []
     group: list = []
     group_bytes = 0
+    whole = 0 if any(s.remote for s in manifest.sources) else sum(file_size(s.location) for s in manifest.sources)
     for source in manifest.sources:
         size = file_size(source.readable)  # a missing manifest (0): its part says so, as a one-piece read
         if group and (size > part_bytes or group_bytes + size > part_bytes):
-            parts.append(Part(manifest.subset(group)))
+            parts.append(Part(manifest.subset(group), dataset_bytes=whole))
             group, group_bytes = [], 0
         if size > part_bytes:  # a big manifest of the set: cut in lines
             one = manifest.subset([source])
-            parts.extend(Part(one, lines) for lines in _split_lines(source.readable, part_bytes))
+            parts.extend(Part(one, lines, whole) for lines in _split_lines(source.readable, part_bytes))
         else:
             group.append(source)
             group_bytes += size
     if group:
-        parts.append(Part(manifest.subset(group)))
+        parts.append(Part(manifest.subset(group), dataset_bytes=whole))
     return parts
 
 

@@ -41,16 +41,20 @@ Decisions where NeMo or the contract are silent (tests pin each of them):
   blank lines count as physical lines (``line`` numbers match an editor) but are not problems.
 * Values nested deeper than ``MAX_DEPTH`` levels make the line bad (``invalid JSON: nested deeper
   than ...``): it guards the parsers, which can crash on absurd nesting.
-* Extra fields: booleans and mixed-type columns become strings (JSON text, ``true``/``false``);
-  nested values become compact JSON text; a field that is null on every valid line is dropped;
-  integers beyond 64 bits become floats (pyarrow does so; pandas could not hold them as int64).
+* Extra fields: booleans and mixed-type columns become strings (JSON text, ``true``/``false``;
+  numbers as Arrow writes them, ``2.0`` as ``2``, whichever path read the line); nested values
+  become compact JSON text; a field that is null on every valid line is dropped; integers beyond
+  64 bits become floats (pyarrow does so; pandas could not hold them as int64). Columns come in
+  the order their fields first appear, with a value or not.
   Manifest fields named like a column sde makes (``id``, ``line``, ``source``, ``audio_path``,
   ``audio_exists``, ``duration_bucket``, the reviews', speech activity's, duplicates' and checks'
   columns: model.GENERATED) are kept as ``manifest_<name>``, for one manifest as for several.
 * Too many distinct fields (hostile or broken manifests): at most ``MAX_EXTRA_FIELDS`` extra fields are
   kept, fewer for very long manifests so that the table stays within about ``MAX_EXTRA_CELLS`` cells
-  (never fewer than ``MIN_EXTRA_FIELDS``).  Further fields are ignored and one warning goes to
-  ``Manifest.warnings`` (not ``problems``: those lines are not skipped).
+  (never fewer than ``MIN_EXTRA_FIELDS``); a field counts from its first appearance, with a value
+  or not.  Further fields are ignored and one warning, at the first line one of them is on, goes to
+  ``Manifest.warnings`` (not ``problems``: those lines are not skipped); several manifests keep
+  as many as one would, with one warning too.
 * ``predictions=FILE`` merges that file's ``pred_text`` by (``audio_filepath`` as written, ``offset``),
   falling back to (resolved audio path, ``offset``).  The merged field is ``pred_text`` when the main
   manifest has no ``pred_text``; otherwise ``pred_text_<stem of FILE>`` (label = that stem).  Lines

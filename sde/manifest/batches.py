@@ -66,6 +66,10 @@ class _BatchState(ReadState):
     def commit(self, problems: list[Problem]) -> None:
         super().commit([self.locate(q) for q in problems])
 
+    def place(self, line: int) -> tuple[str, int]:
+        shown = self.locate(Problem(self.names[0], max(1, line), ""))
+        return shown.path, shown.line
+
 
 def read_batch(batch: list[tuple[int, Source]], spec: Spec, strict: bool, audio_base_path: str | Path | None,
                 rows_of: int | None) -> list[FileRead]:
@@ -104,10 +108,6 @@ def read_batch(batch: list[tuple[int, Source]], spec: Spec, strict: bool, audio_
     problems_by_file: dict[str, list[Problem]] = {}
     for q in state.problems:
         problems_by_file.setdefault(q.path, []).append(q)
-    if state.dropped:
-        first = state.locate(Problem(names[0], state.dropped_first_line or 1, ""))
-        state.warnings.append(Problem(first.path, first.line, f"{len(state.dropped)} more distinct fields ignored: "
-                                      f"at most {state.cap} extra fields are kept for a dataset of this size"))
     reads = dict(failed)
     if len(set(bases)) == 1 and not any(_needs_other_files(p) for p in pieces):
         # The common case (shards of one folder, lines complete): the batch's pieces stay whole, each

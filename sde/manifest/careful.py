@@ -246,7 +246,24 @@ def _to_arrow(values: list) -> pa.Array:
     elif all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
         # integers beyond 64 bits: floats, as pyarrow's fast path makes them
         return pa.array([None if v is None else float(v) for v in values], pa.float64())
-    return pa.array([_json_text(v) for v in values], pa.string())
+    return pa.array(_mixed_text(values), pa.string())
+
+
+INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _mixed_text(values: list) -> list:
+    """The values of a column of mixed kinds as text. A number is written as the fast path's rows
+    of it are when a chunk that parsed fast meets text in another (Arrow's cast: 2.0 as "2"), so
+    that a value's text does not depend on which path, chunk or part (sde.build) read its line."""
+    texts = [_json_text(v) for v in values]
+    floats = [k for k, v in enumerate(values) if (type(v) is float and math.isfinite(v))
+              or (type(v) is int and not INT64[0] <= v <= INT64[1])]  # beyond 64 bits: pyarrow's floats
+    if floats:
+        cast = pa.array([float(values[k]) for k in floats], pa.float64()).cast(pa.string()).to_pylist()
+        for k, text in zip(floats, cast):
+            texts[k] = text
+    return texts
 
 
 def careful_piece(data: bytes, line0: int, state: ReadState) -> tuple[Piece, list[Problem], int]:

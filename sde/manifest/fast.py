@@ -200,11 +200,14 @@ def fast_piece(data: bytes | memoryview, line0: int,
         lines = lines[good]
     for key in list(cols):
         if key not in state.accepted:
-            if key in state.dropped or cols[key].null_count == len(cols[key]):
+            if key in state.dropped or not len(lines):
                 del cols[key]
                 continue
-            first = int(lines[np.flatnonzero(cols[key].is_valid().to_numpy(zero_copy_only=False))[0]])
-            if not state.admit(key, first):
+            # A key is admitted where it first appears, with a value or not, as the careful path
+            # admits it: the columns' order and the cap then do not depend on where chunks (or the
+            # parts of sde.build) begin. A key without a value anywhere gets no column (reader).
+            valued = np.flatnonzero(cols[key].is_valid().to_numpy(zero_copy_only=False))
+            if not state.admit(key, int(lines[valued[0]] if len(valued) else lines[0])):
                 del cols[key]
     out.update(cols)
     return Piece(len(lines), lines, out), problems, len(ends)

@@ -181,11 +181,6 @@ def read_file(path: str | Path, spec: Spec, strict: bool, progress: bool, *, sho
         raise
     if not pieces and not allow_empty:
         _raise_no_pieces(shown, spec, state, head)
-    if state.dropped:
-        state.warnings.append(Problem(
-            shown, state.dropped_first_line or 0,
-            f"{len(state.dropped)} more distinct fields ignored: at most {state.cap} extra fields are "
-            f"kept for a manifest of this size"))
     return pieces, state, total
 
 

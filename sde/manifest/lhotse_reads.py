@@ -63,6 +63,7 @@ def _file_reads(read: LhotseRead, spec: Spec, strict: bool, problems: list[Probl
     """One FileRead per file rows come from (rows are in file order); all problems on the first."""
     state = ReadState(read.files[0], spec, strict, 0)
     state.accepted.update(dict.fromkeys(k for k in read.columns if k not in CORE_FIELDS))
+    state.cap = max(state.cap, len(state.accepted))  # a Lhotse source's fields are all kept
     bounds = np.searchsorted(read.row_file, np.arange(len(read.files) + 1))
     reads = []
     for k, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):

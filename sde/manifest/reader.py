@@ -15,7 +15,6 @@ from sde.manifest.hypotheses import (MatchedPredictions, merge_predictions, miss
                                     predictions_field, predictions_use, unmatched_warning)
 from sde.manifest.lhotse_reads import lhotse_kind, read_lhotse_sources
 from sde.manifest.model import (
-    CORE_FIELDS,
     GENERATED,
     HypothesisField,
     Manifest,
@@ -27,7 +26,7 @@ from sde.manifest.model import (
     parse_pred_field,
 )
 from sde.manifest.paths import base_dir
-from sde.manifest.pieces import DURATION_SOURCE, Piece, Spec
+from sde.manifest.pieces import DURATION_SOURCE, Piece, SeenFields, Spec, cap_warning, part_read
 from sde.manifest.several import read_sources, source_set
 from sde.sources import SourceSet
 
@@ -39,27 +38,27 @@ def _empty_part(sources: SourceSet, shown: str, problems: list[Problem], total: 
                     shown=shown)
 
 
-def _present_fields(reads: list[FileRead], pieces: list[Piece], spec: Spec,
-                    warnings: list[Problem], shown: str, keep_empty: bool = False) -> list[str]:
+def _present_fields(reads: list[FileRead], pieces: list[Piece], spec: Spec, warnings: list[Problem],
+                    several: bool, partial: bool) -> list[str]:
     """Fields other than the core ones that some valid line has, in order of first appearance over
-    all manifests. Several manifests together keep at most as many extra fields as one would.
-    ``keep_empty`` (a part of a Lhotse CutSet, whose cuts all carry speaker, language, ...): the
-    fields without a value too, other than hypotheses, so that the join places each where the whole
-    read does when a later part has values in it (sde.build.merge drops those no part has)."""
-    states = [r.state for r in reads if r.state is not None]
-    keys = dict.fromkeys(key for state in states for key in state.accepted)
-    present = [k for k in keys if k not in CORE_FIELDS and k != "audio_filename"
-               and (has_values(pieces, k) or (keep_empty and not spec.is_hyp(k)))]
-    if len(states) < 2:
-        return present
-    cap = min(state.cap for state in states)
-    extras = [k for k in present if k != "text_filepath" and not spec.is_hyp(k)]
-    if len(extras) <= cap:
-        return present
-    dropped = set(extras[cap:])
-    warnings.append(Problem(shown, 0, f"{len(dropped)} more distinct fields ignored: at most {cap} extra "
-                                      "fields are kept for a dataset of this size"))
-    return [k for k in present if k not in dropped]
+    all manifests (with a value or not: where chunks or parts begin does not move a field).
+    Several manifests together keep at most as many extra fields as one would (their reads'
+    smallest cap), counted as one read counts them (sde.manifest.pieces.ReadState.admit): every
+    field seen, with a value or not. ``partial`` (a part of a dataset built part by part,
+    sde.build): the fields without a value too, other than hypotheses, so that the join places
+    each where the whole read does when a later part has values in it (sde.build.merge drops
+    those no part has); the fields it saw go to the join, which caps them over the dataset and
+    words the one warning."""
+    states = list({id(r.state): r.state for r in reads if r.state is not None}.values())  # a batch shares one
+    seen = SeenFields.joined([state.seen_fields() for state in states])
+    cut, _, _ = seen.capped()
+    current = part_read()
+    if partial and current is not None:
+        current.fields = seen
+    elif (warning := cap_warning(seen, several)) is not None:
+        warnings.append(warning)
+    keys = ["text_filepath"] + [k for k in seen.first if k not in cut]
+    return [k for k in keys if has_values(pieces, k) or (partial and not spec.is_hyp(k))]
 
 
 def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
@@ -114,9 +113,8 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         data["duration_source"] = pd.arrays.ArrowStringArray(
             string_column(pieces, DURATION_SOURCE, fill="manifest"))
     data["text"] = pd.arrays.ArrowStringArray(string_column(pieces, "text"))
-    states = {id(r.state): r.state for r in reads if r.state is not None}  # a batch shares one
-    warnings = [w for state in states.values() for w in state.warnings]
-    present = _present_fields(reads, pieces, spec, warnings, shown, keep_empty=bool(lhotse) and partial)
+    warnings: list[Problem] = []
+    present = _present_fields(reads, pieces, spec, warnings, several, partial)
     n = len(data["id"])
     row_sources = data.get("source")
 
@@ -177,7 +175,7 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         if key in hyp_names:
             continue
         column = f"manifest_{key}" if key in GENERATED else key
-        # a field kept without a value (keep_empty) has no type: the join takes the other parts'
+        # a field kept without a value (a part's) has no type: the join takes the other parts'
         data[column] = extra_column(pieces, key) if has_values(pieces, key) else np.full(n, None, dtype=object)
 
     table = pd.DataFrame(data, index=pd.RangeIndex(n))

@@ -11,7 +11,7 @@ from typing import Any
 from sde.manifest.batches import batch_jobs, read_batch
 from sde.manifest.files import FileRead, read_source
 from sde.manifest.model import ManifestError, ManifestPart
-from sde.manifest.pieces import Spec
+from sde.manifest.pieces import Spec, part_read
 from sde.progress import progress_bar
 from sde.sources import PatternError, RemoteError, SourceSet, as_source_set
 
@@ -34,13 +34,16 @@ def read_sources(sources: SourceSet, shown: str, spec: Spec, strict: bool, progr
                   audio_base_path: str | Path | None, part: ManifestPart | None = None) -> list[FileRead]:
     """Every manifest of the set, several at once (see LOCAL_READ_THREADS); results in order, so
     that ids, problems and --strict's first error follow the order of the sources."""
+    # a part of a set (sde.build) sizes the cap on extra fields by the whole set, as its one read does
+    of_set = part_read() if sources.part_of_set else None
+    set_bytes = (of_set.dataset_bytes or None) if of_set is not None else None
     if not sources.several or part is not None:  # one file (or lines of one file of a set)
         only = sources.sources[0]
         return [read_source(0, only, only.name if sources.several else shown, spec, strict, progress,
-                             audio_base_path, several=sources.several, rows_of=None, part=part)]
+                             audio_base_path, several=sources.several, rows_of=set_bytes, part=part)]
     remote_files = sum(s.remote for s in sources.sources)
     sizes = [None if s.remote else _size_or_none(s.location) for s in sources.sources]
-    rows_of = None if remote_files else sum(size or 0 for size in sizes)
+    rows_of = set_bytes if of_set is not None else None if remote_files else sum(size or 0 for size in sizes)
     threads = REMOTE_READ_THREADS if remote_files else LOCAL_READ_THREADS
     jobs = batch_jobs(sources, sizes)
     pool = ThreadPoolExecutor(min(threads, len(jobs)), thread_name_prefix="sde-read")

@@ -186,6 +186,41 @@ def test_view_sorts_and_hides_small_groups(sort, min_words, min_utterances, expe
     assert grouped.groups.loc[view.index, "value"].tolist() == expected
 
 
+def _grouped_by(values: list) -> A.GroupedRates:
+    """Groups of one utterance per value (one reference word each, the third group's has none)."""
+    n = len(values)
+    words = [0 if i == 2 else 1 for i in range(n)]
+    t = pd.DataFrame({"group": pd.array(values, dtype=object if any(not isinstance(v, (str, type(None))) for v in values)
+                                        else S),
+                      "num_words": words, "num_chars": [5 * w for w in words], "sub": [0] * n, "del": [0] * n,
+                      "ins": [0] * n, "char_edits": [0] * n})
+    return A.group_rates(t, "group", {})
+
+
+NUMBER_VALUE_CASES = [  # (case, the column's values, sort, min_words, the groups in order)
+    ("text that reads as numbers sorts first, as numbers", ["10", "spk_a", "2", "103", None], "value", 0,
+     ["2", "10", "103", "spk_a", None]),
+    ("descending: numbers high to low, then text Z to A, missing last", ["10", "spk_a", "2", "b", None, "1e3"],
+     "-value", 0, ["1e3", "10", "2", "spk_a", "b", None]),
+    ("descending with a group hidden", ["10", "spk_a", "2", "b", None, "1e3"], "-value", 1,
+     ["1e3", "10", "spk_a", "b", None]),  # "2" has no reference word
+    ("spaces, exponents, negatives, inf; nan is text", [" 5 ", "-2", "nan", "inf", "1e-1"], "value", 0,
+     ["-2", "1e-1", " 5 ", "inf", "nan"]),
+    ("equal numbers by their text", ["7.0", "7", "007", "x", "10"], "value", 0, ["007", "7", "7.0", "10", "x"]),
+    ("equal numbers by their text, descending", ["7.0", "7", "007", "x", "10"], "-value", 0,
+     ["10", "7.0", "7", "007", "x"]),
+    ("text alone keeps its order", ["spk_10", "spk_2", "Spk_1"], "-value", 0, ["spk_2", "spk_10", "Spk_1"]),
+    ("values of mixed types as their text", [10, "2", "x", 1.5], "value", 0, [1.5, "2", 10, "x"]),
+]
+
+
+@pytest.mark.parametrize("case, values, sort, min_words, expected", NUMBER_VALUE_CASES,
+                         ids=[c[0] for c in NUMBER_VALUE_CASES])
+def test_a_breakdown_by_value_sorts_text_numbers_as_the_utterances_do(case, values, sort, min_words, expected):
+    view = _grouped_by(values).view(sort, min_words)
+    assert view["value"].tolist() == expected
+
+
 def test_intervals_are_seeded_and_do_not_depend_on_the_other_groups_asked():
     grouped = A.group_rates(random_table(5000, 300, seed=2), "speaker", {})
     everything = grouped.intervals(np.arange(len(grouped.groups)), n_resamples=300, seed=5)

@@ -24,7 +24,7 @@ from sde.analysis.bootstrap import _bootstrap_sums, _check_bootstrap_args, _perc
 from sde.caching import LRUCache
 from sde.compressed_columns import label_column
 from sde.filters import QueryError, column_kind
-from sde.filters.engine import arrow_column, numpy_sql
+from sde.filters.engine import arrow_column, number_first_ranks, numpy_sql
 from sde.analysis.rates import (
     Columns,
     UttIds,
@@ -177,12 +177,20 @@ def _group_codes(table: pd.DataFrame, by: str, rows: np.ndarray | None) -> tuple
     return _factorize(s)
 
 
-def _value_order(values: list[Any]) -> np.ndarray:
-    """Positions that sort the (non-missing) group values ascending; mixed types compare as text."""
-    try:
-        return np.argsort(pd.Index(values, dtype=object).to_numpy(), kind="stable")
-    except TypeError:
-        return np.argsort(np.asarray([str(v) for v in values], dtype=object), kind="stable")
+def _value_order(values: list[Any]) -> tuple[np.ndarray, int]:
+    """(positions that sort the (non-missing) group values ascending, how many of the first read as
+    numbers). Text sorts as a sort of the utterances by that column does (sde.query): the values that
+    read as numbers first, as numbers (sde.filters.sql.number_first_sql: speakers "2" < "10" <
+    "103"), then the others in text order; values of mixed types as their text, the same way; any
+    other values (numbers, booleans) in their own order."""
+    texts = values
+    if not all(isinstance(v, str) for v in values):
+        try:
+            return np.argsort(pd.Index(values, dtype=object).to_numpy(), kind="stable"), 0
+        except TypeError:
+            texts = [str(v) for v in values]
+    ranks, numbers = number_first_ranks(pa.array(texts, pa.large_string()))
+    return np.argsort(ranks, kind="stable"), int(np.count_nonzero(ranks <= numbers))
 
 
 def parse_breakdown_sort(sort: str | None) -> tuple[str, bool]:
@@ -214,6 +222,9 @@ class GroupedRates:
     rows: np.ndarray | None     # positions of the selected utterances (None: all)
     table: pd.DataFrame
     columns: Mapping[str, str]
+    #: The first groups in value order whose text values read as numbers (see _value_order): a
+    #: descending sort by value keeps them first, high to low, then the other text Z to A.
+    numbers: int = 0
     # (n_resamples, seed, alpha, group) → (lo, hi): an interval is the same whenever it is asked
     _known_intervals: LRUCache = field(default_factory=lambda: LRUCache(_MAX_KNOWN_INTERVALS), init=False,
                                        repr=False, compare=False)
@@ -225,15 +236,18 @@ class GroupedRates:
     def view(self, sort: str | None = "value", min_words: int = 0, min_utterances: int = 0) -> pd.DataFrame:
         """The groups with at least ``min_words`` reference words and ``min_utterances``
         utterances, sorted (``value``, ``utterances``, ``words``, ``wer`` or ``cer``; ``-`` prefix:
-        descending; ties in value order; missing values last either way). Index: group numbers."""
+        descending; ties in value order; missing values last either way; text values that read as
+        numbers first either way, as a sort of the utterances puts them). Index: group numbers."""
         key, descending = parse_breakdown_sort(sort)
         g = self.groups
         keep = (g["words"].to_numpy() >= min_words) & (g["utterances"].to_numpy() >= min_utterances)
         pos = np.flatnonzero(keep)
         if key == "value":
             if descending:
-                missing_last = len(pos) and g["value"].iat[pos[-1]] is None
-                pos = np.concatenate([pos[-2::-1], pos[-1:]]) if missing_last else pos[::-1]
+                missing = len(pos) and g["value"].iat[pos[-1]] is None
+                present = pos[:-1] if missing else pos
+                pos = np.concatenate([present[present < self.numbers][::-1], present[present >= self.numbers][::-1],
+                                      pos[len(present):]])
         else:
             k = g[key].to_numpy()[pos]
             pos = pos[np.lexsort((pos, -k if descending else k))]
@@ -367,10 +381,11 @@ def group_rates(table: pd.DataFrame, by: str, hyp_field_columns: Columns, utt_id
         slot_of = _cached(functools.partial(_slots, table, by, rows, summed[0]))
         ordered = False
     value_list, totals = summed[0], summed[1]
-    order = np.arange(len(value_list))
     present = [i for i, v in enumerate(value_list) if v is not None]
+    numbers = 0
     if not ordered:
-        present = [present[i] for i in _value_order([value_list[i] for i in present])]
+        by_value, numbers = _value_order([value_list[i] for i in present])
+        present = [present[i] for i in by_value]
     order = np.asarray(present + [i for i, v in enumerate(value_list) if v is None], dtype=np.int64)
     renumber = np.empty(len(order), dtype=np.int32)
     renumber[order] = np.arange(len(order), dtype=np.int32)
@@ -381,7 +396,7 @@ def group_rates(table: pd.DataFrame, by: str, hyp_field_columns: Columns, utt_id
         "wer": np.asarray(_rate(totals["e"][order], totals["n"][order]), dtype=np.float64).reshape(-1),
         "cer": np.asarray(_rate(totals["ce"][order], totals["c"][order]), dtype=np.float64).reshape(-1),
     })
-    return GroupedRates(groups, _cached(lambda: renumber[slot_of()]), rows, table, cols)
+    return GroupedRates(groups, _cached(lambda: renumber[slot_of()]), rows, table, cols, numbers)
 
 
 def _cached(compute: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:

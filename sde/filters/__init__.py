@@ -98,7 +98,11 @@ from sde.filters.sql import (
     IndexedSql,
     SqlVirtual,
     VirtualSql,
+    NUMBER_STARTS,
     bound_sql,
+    number_first_sql,
+    number_key_sql,
+    number_sql,
     quote_ident,
     to_sql,
 )
@@ -183,6 +187,10 @@ __all__ = [
     "IndexedSql",
     "bound_sql",
     "quote_ident",
+    "number_sql",
+    "number_key_sql",
+    "number_first_sql",
+    "NUMBER_STARTS",
     "LEAVES",
     "NODES",
 ]

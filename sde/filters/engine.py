@@ -24,10 +24,11 @@ import pyarrow.compute as pc
 from sde import engine as engine_settings
 from sde.filters.bind import TEXT
 from sde.filters.language import QueryError
+from sde.filters.sql import number_first_sql, number_key_sql
 
 __all__ = ["MAX_QUERY_SECONDS", "NOT_NOW", "LowerCaseColumns", "SingleLineColumns", "TextColumnsThatHold", "arrow_column",
-           "arrow_sql", "configure", "connect", "cursor", "holds_no_ascii_upper", "holds_no_line_break", "numpy_sql",
-           "stop_queries", "stopping"]
+           "arrow_sql", "configure", "connect", "cursor", "holds_a_number", "holds_no_ascii_upper", "holds_no_line_break",
+           "number_first_ranks", "numpy_sql", "ranks_numbers_first", "stop_queries", "stopping"]
 
 
 # One in-memory DuckDB database for the whole process: every TableQuery queries it through a
@@ -304,6 +305,38 @@ def _byte_blocks(arr: pa.Array | pa.ChunkedArray | Iterable[pa.Array], overlap: 
             return
         for start in range(0, len(data), _SCAN_BYTES):
             yield data[start:start + _SCAN_BYTES + overlap]
+
+
+def holds_a_number(values: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether some value of these strings reads as a number (sde.filters.sql.number_sql): DuckDB
+    stops at the first it finds (a column of numbers answers at once, one of text reads it all,
+    ~40 ms per 1M lines of transcripts)."""
+    found = rows_sql(f"SELECT 1 FROM t WHERE {number_key_sql('v')} IS NOT NULL LIMIT 1", (), {"t": pa.table({"v": values})})
+    return bool(found)
+
+
+def number_first_ranks(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """(each value's dense rank from 1 in the number-first order of sde.filters.sql.number_first_sql,
+    0 where it is missing; how many ranks are numbers): ranks 1 to that many are the values that
+    read as numbers, the ranks above them the other text. Equal strings share a rank, "7" and "7.0"
+    do not."""
+    table = pa.table({"v": values, "pos": pa.array(np.arange(len(values), dtype=np.int64))})
+    return ranks_numbers_first("t", "v", {"t": table}, len(values))
+
+
+def ranks_numbers_first(source: str, column: str, tables: Mapping[str, Any], rows: int) -> tuple[np.ndarray, int]:
+    """:func:`number_first_ranks` of the text ``column`` of the query's ``source`` (``FROM`` text:
+    a table, or one joined with a streamed file), whose ``pos`` numbers its ``rows`` rows. The
+    distinct values are ranked, then joined back to the rows: 1M rows of 20,000 values (an snr
+    field) ~0.1 s, where ranking every row took ~0.5 s; about the same for a column of distinct values."""
+    rank_type, dtype = ("UINTEGER", np.uint32) if rows < 2**32 else ("UBIGINT", np.uint64)  # 4 bytes a row
+    got = numpy_sql(f"WITH d AS (SELECT _v, (dense_rank() OVER (ORDER BY {number_first_sql('_v')}))::{rank_type} AS _r, "
+                    f"{number_key_sql('_v')} IS NOT NULL AS _n FROM (SELECT DISTINCT {column} AS _v FROM {source} "
+                    f"WHERE {column} IS NOT NULL)) SELECT pos, _r, _n FROM {source} JOIN d ON {column} = d._v", (), tables)
+    ranks = np.zeros(rows, dtype=dtype)
+    ranks[np.asarray(got["pos"], dtype=np.int64)] = got["_r"]
+    numeric = np.asarray(got["_r"])[np.asarray(got["_n"], dtype=bool)]
+    return ranks, int(numeric.max()) if len(numeric) else 0
 
 
 #: What a :class:`TextColumnsThatHold`'s ``values`` gives for a text column it cannot read cheaply

@@ -54,14 +54,17 @@ def layouts(tmp_path: Path) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("layout", [
+LAYOUTS = [
     "existing folder, some files missing",
     "folder not there at all",
     "a file where the folder should be",
     "directories, links, broken links, another case",
     "spelt with // and /./ and a trailing /",
     "urls, empty and few files beside many",
-])
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_listing_folders_answers_as_a_stat_per_file_does(layouts, layout):
     paths = layouts[layout]
     got = P.check_paths(paths)
@@ -161,14 +164,7 @@ def states_of(paths: list[str], **kw) -> tuple[dict[str, int], P.FileStates]:
     return dict(zip(names.to_pylist(), states.digests.tolist())), states
 
 
-@pytest.mark.parametrize("layout", [
-    "existing folder, some files missing",
-    "folder not there at all",
-    "a file where the folder should be",
-    "directories, links, broken links, another case",
-    "spelt with // and /./ and a trailing /",
-    "urls, empty and few files beside many",
-])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_file_states_answer_as_a_stat_per_file_does(layouts, layout):
     paths = layouts[layout]
     got, states = states_of(paths)

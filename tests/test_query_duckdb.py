@@ -17,12 +17,11 @@ import pyarrow.compute as pc
 import pandas as pd
 import pytest
 
-from sde.cache import DatasetCache
-from sde import compressed_columns
 from sde.compressed_columns import CompressedStringArray, label_column
 from sde.dataset import build_dataset
 from sde.filters import Clause
 from sde.query import QueryError, TableQuery, configure, connect
+from tests import cache_kit
 
 ROWS = [
     {"text": "the cat sat", "pred_text": "the bat sat", "pred_text_b": "the cat sat", "speaker": "ann",
@@ -56,11 +55,8 @@ def ds(request, tmp_path_factory):
     built = build_dataset(path)
     if request.param == "built":
         return built
-    cache = DatasetCache(tmp_path_factory.mktemp("cache"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(compressed_columns, "LABEL_MIN_ROWS_PER_VALUE", 1 if request.param == "stored as labels" else 8)
-        cache.put("key", built)
-    stored = cache.get("key")
+    stored = cache_kit.stored(built, tmp_path_factory.mktemp("cache"),
+                              label_min_rows=1 if request.param == "stored as labels" else 8)
     assert all(isinstance(stored.utterances[c].array, CompressedStringArray) for c in ("text", "speaker", "lang"))
     labels = {c for c in stored.utterances.columns if label_column(stored.utterances[c]) is not None}
     assert (labels >= {"speaker", "lang"}) is (request.param == "stored as labels")

@@ -21,7 +21,6 @@ import pyarrow as pa
 import pytest
 
 from sde import compressed_columns as cc
-from sde.cache import DatasetCache
 from sde.compressed_columns import CompressedStringArray, LabelColumn, label_column, open_column, write_compressed
 from sde.dataset import build_dataset
 from sde.filters import number_key_sql, number_sql
@@ -29,6 +28,7 @@ from sde.filters.engine import rows_sql
 from sde.index_files import write_ranks
 from sde.query import LONG_PREFIX_ROWS, TableQuery
 from sde.web.api import MAX_PAGE_SIZE
+from tests import cache_kit
 from sde.web.app import AppConfig, create_app
 from sde.web.grid import grid_rows
 from tests.browser_kit import get_csv, get_json
@@ -345,11 +345,8 @@ def api_dataset(request, tmp_path_factory):
     built = build_dataset(path)
     if request.param == "built":
         return built
-    cache = DatasetCache(tmp_path_factory.mktemp("cache"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cc, "LABEL_MIN_ROWS_PER_VALUE", 1 if request.param == "stored as labels" else 100)
-        cache.put("key", built)
-    stored = cache.get("key")
+    stored = cache_kit.stored(built, tmp_path_factory.mktemp("cache"),
+                              label_min_rows=1 if request.param == "stored as labels" else 100)
     assert isinstance(stored.utterances["snr"].array, CompressedStringArray)
     assert (label_column(stored.utterances["snr"]) is not None) is (request.param == "stored as labels")
     return stored

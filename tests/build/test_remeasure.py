@@ -22,6 +22,7 @@ import soundfile as sf
 
 from sde.audio_quality import cached_audio_quality_summary, with_measured_audio
 from sde.build.load import entry_key, load_dataset
+from sde.build import remeasure
 from sde.build.remeasure import RECORD
 from sde.cache import DatasetCache
 from sde.caching import keeping
@@ -240,6 +241,16 @@ def test_files_the_time_budget_did_not_reach_keep_their_measures(corpus):
     later, said = corpus.load()  # with the time to check: measured again then
     assert "1 of 7 audio files changed" in about(said)[0]
     assert measures(later, corpus.rows_of(later, "b.wav"))["sample_rate"].tolist() == [8000]
+
+
+def test_a_start_with_many_files_says_it_checks_them_first(corpus, monkeypatch):
+    corpus.load()
+    monkeypatch.setattr(remeasure, "SAY_CHECKING_FILES", 7)
+    _, said = corpus.load()
+    assert about(said) == ["audio measures: checking 7 audio files for changes since they were measured (at most 10 s)"]
+    monkeypatch.setattr(remeasure, "SAY_CHECKING_FILES", 8)
+    _, said = corpus.load()
+    assert about(said) == []
 
 
 def test_an_entry_without_a_record_gets_one_and_notices_changes_from_then_on(corpus):

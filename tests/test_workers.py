@@ -314,6 +314,28 @@ def _deaf_to_sigterm(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def _misses_the_first_sigterm(seconds: float) -> None:
+    """As a worker whose SIGTERM lands just before it blocks waiting for a task: the first one is
+    not acted on (here: swallowed, and the worker's own handler put back for the next)."""
+    own = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: signal.signal(signal.SIGTERM, own))
+    time.sleep(seconds)
+
+
+def test_an_interrupted_pool_ends_a_worker_that_missed_its_sigterm_at_the_next_one():
+    # CI: `sde stats` took 5.3 s to stop after SIGTERM, the whole grace, where it takes 0.2 s
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="the load failed"):
+        with workers.worker_pool(workers.fork_context(), 2) as pool:
+            pool.map_async(_misses_the_first_sigterm, [60, 60], chunksize=1)
+            processes = list(pool._pool)
+            time.sleep(0.5)  # both workers are in their jobs
+            raise RuntimeError("the load failed")
+    assert time.monotonic() - start < 0.5 + workers.TERMINATE_GRACE_S / 2
+    # ended by a SIGTERM, not killed after the grace
+    assert [p.exitcode for p in processes] == [128 + signal.SIGTERM] * 2
+
+
 def test_a_pool_that_finished_its_jobs_ends_without_a_signal():
     # terminate() after every job was done signalled workers that were about to wait for the next
     # task; one in ~30 loads missed it and the load waited for ever (a fresh-clone CI run hung here)

@@ -18,22 +18,53 @@ dataset cache (sde.cache): what it computes inside :func:`keeping` (the pages th
 lays out: seconds of work at 10M utterances) is written beside the build through the registry's
 :class:`Keeper`, and a later process reading that build recalls it instead of computing it again.
 Values computed outside it (a visit's filter, say) stay in memory only, so the kept entries stay few.
+
+:class:`ComputedOnce` is unbounded: facts learnt once about objects that never change (whether a
+column holds upper case, or a number), optionally held by weak keys so that they go with the object.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Hashable, Iterator, Protocol, TypeVar
 
-__all__ = ["CacheRegistry", "KeptCache", "Keeper", "LRUCache", "for_dataset", "keeping"]
+__all__ = ["CacheRegistry", "ComputedOnce", "KeptCache", "Keeper", "LRUCache", "for_dataset", "keeping"]
 
 V = TypeVar("V")
 _MISSING = object()
 #: With a size function, one value larger than this fraction of the budget is not kept: a single
 #: huge entry must not flush everything else.
 MAX_ITEM_FRACTION = 4
+
+
+class ComputedOnce:
+    """Answers computed once per key and remembered, safe from several threads: a key asked by two
+    at once is computed once, the other waits for its answer; a computation that raises is not
+    remembered. ``weak``: the keys are held weakly, their answers forgotten with them."""
+
+    def __init__(self, weak: bool = False) -> None:
+        self._known: Any = weakref.WeakKeyDictionary() if weak else {}
+        self._locks: Any = weakref.WeakKeyDictionary() if weak else {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, compute: Callable[[], V]) -> V:
+        try:
+            return self._known[key]
+        except KeyError:
+            pass
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._known:
+                self._known[key] = compute()
+            return self._known[key]
+
+    def known(self, key: Any) -> Any:
+        """The answer for ``key`` if computed already, else None."""
+        return self._known.get(key)
 
 
 class LRUCache:

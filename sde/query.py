@@ -37,7 +37,6 @@ import functools
 import math
 import re
 import threading
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -47,7 +46,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sde.caching import LRUCache
+from sde.caching import ComputedOnce, LRUCache
 from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, index_joins, index_pairs, index_words, keep_for_next_scan,
                                     keep_ranks, preload, preload_transcripts, sort_keys, stored_column, stored_index, take_rows, whole_budget,
                                     word_index)
@@ -285,34 +284,6 @@ def _duckdb_reads(arr: pa.Array | pa.ChunkedArray) -> bool:
         return False
 
 
-class _Learnt:
-    """Answers computed once per key and remembered, safe from several threads (a key asked by two
-    at once is computed once; an error is not remembered). ``weak``: keyed by the column files of
-    sde.compressed_columns, held weakly, so every table over the same stored column shares them
-    (each request's new table over a stored frame, the server's warm-up and its requests)."""
-
-    def __init__(self, weak: bool = False) -> None:
-        self._known: Any = weakref.WeakKeyDictionary() if weak else {}
-        self._locks: Any = weakref.WeakKeyDictionary() if weak else {}
-        self._lock = threading.Lock()
-
-    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
-        try:
-            return self._known[key]
-        except KeyError:
-            pass
-        with self._lock:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if key not in self._known:
-                self._known[key] = compute()
-            return self._known[key]
-
-    def known(self, key: Any) -> Any:
-        """The answer for ``key`` if computed already, else None."""
-        return self._known.get(key)
-
-
 @dataclass(frozen=True)
 class _NumberFirst:
     """The sort keys of a text column holding values that read as numbers
@@ -357,8 +328,8 @@ def _number_first_keys(ranks: np.ndarray, numbers: int) -> _NumberFirst:
 
 # Stored columns (sde.compressed_columns) are learnt once for every table over them: whether they
 # hold a number, and then their number-first sort keys.
-_STORED_HOLD_NUMBERS = _Learnt(weak=True)
-_STORED_NUMBER_KEYS = _Learnt(weak=True)
+_STORED_HOLD_NUMBERS = ComputedOnce(weak=True)
+_STORED_NUMBER_KEYS = ComputedOnce(weak=True)
 _KEY_NAME = re.compile(rf"(?<![A-Za-z0-9_]){_SORT_KEY}(c[0-9]+)(?![A-Za-z0-9_])")
 
 
@@ -380,8 +351,8 @@ class _Engine:
         self.lower_case = LowerCaseColumns(self._text_values)
         self.single_line = SingleLineColumns(self._text_chunks)
         # the same of the columns held in the table (not stored), by identifier
-        self._hold_numbers = _Learnt()
-        self._number_keys = _Learnt()
+        self._hold_numbers = ComputedOnce()
+        self._number_keys = ComputedOnce()
         self.indexes_made = 0  # how many times word indexes or their pairs were added
         #: Read a column a query streamed whole afterwards, for the next query (TableQuery.warm: a
         #: server's searches); a batch command streams each time.

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde import engine as engine_settings
+from sde.caching import ComputedOnce
 from sde.filters.bind import TEXT
 from sde.filters.language import QueryError
 from sde.filters.sql import number_first_sql, number_key_sql
@@ -339,6 +340,10 @@ def ranks_numbers_first(source: str, column: str, tables: Mapping[str, Any], row
     return ranks, int(numeric.max()) if len(numeric) else 0
 
 
+class _NotNow(Exception):
+    """A column :class:`TextColumnsThatHold` cannot read now (its values gave :data:`NOT_NOW`)."""
+
+
 #: What a :class:`TextColumnsThatHold`'s ``values`` gives for a text column it cannot read cheaply
 #: now (a compressed column not kept whole): the answer is False, and a later ask reads it.
 NOT_NOW = object()
@@ -355,25 +360,21 @@ class TextColumnsThatHold:
                  holds: Callable[[Any], bool]) -> None:
         self._values = values
         self._holds = holds
-        self._known: dict[str, bool] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
+        self._known = ComputedOnce()
 
     def __contains__(self, column: object) -> bool:
         if not isinstance(column, str):
             return False
-        known = self._known.get(column)
-        if known is not None:
-            return known
-        with self._lock:
-            lock = self._locks.setdefault(column, threading.Lock())
-        with lock:
-            if column not in self._known:
-                values = self._values(column)
-                if values is NOT_NOW:
-                    return False
-                self._known[column] = values is not None and self._holds(values)
-            return self._known[column]
+        try:
+            return self._known.get(column, lambda: self._read(column))
+        except _NotNow:  # not remembered: a later ask reads it
+            return False
+
+    def _read(self, column: str) -> bool:
+        values = self._values(column)
+        if values is NOT_NOW:
+            raise _NotNow
+        return values is not None and self._holds(values)
 
     def learn(self, columns: Iterable[str]) -> None:
         """Read these columns now (e.g. while warming up), not on a query's first ask."""

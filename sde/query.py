@@ -74,7 +74,6 @@ from sde.filters import (
     column_refs,
     format_filter,
     leaves,
-    number_key_sql,
     parse_filter,
     positive_leaves,
     quote_ident,
@@ -85,7 +84,7 @@ from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces,
                             within_one_word)
 from sde.filters.engine import (MAX_QUERY_SECONDS, NOT_NOW, LowerCaseColumns, SingleLineColumns, arrow_column,
                                 configure, connect, cursor, holds_a_number, number_first_ranks, numpy_sql,
-                                ranks_numbers_first, reopen, rows_sql)
+                                ranks_numbers_first, reads_a_number, reopen, rows_sql)
 
 __all__ = [
     "QueryError",
@@ -610,7 +609,7 @@ class _Engine:
             return False
         tables: dict[str, Any] = {}
         source, _ = self._source(ident, tables, {})
-        return bool(rows_sql(f"SELECT 1 FROM {source} WHERE {number_key_sql(ident)} IS NOT NULL LIMIT 1", (), tables))
+        return reads_a_number(source, ident, tables)
 
     def number_first(self, column: str) -> _NumberFirst:
         """The number-first sort keys of a text column that holds numbers (:class:`_NumberFirst`),

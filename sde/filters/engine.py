@@ -29,7 +29,7 @@ from sde.filters.sql import number_first_sql, number_key_sql
 
 __all__ = ["MAX_QUERY_SECONDS", "NOT_NOW", "LowerCaseColumns", "SingleLineColumns", "TextColumnsThatHold", "arrow_column",
            "arrow_sql", "configure", "connect", "cursor", "holds_a_number", "holds_no_ascii_upper", "holds_no_line_break",
-           "number_first_ranks", "numpy_sql", "ranks_numbers_first", "stop_queries", "stopping"]
+           "number_first_ranks", "numpy_sql", "ranks_numbers_first", "reads_a_number", "stop_queries", "stopping"]
 
 
 # One in-memory DuckDB database for the whole process: every TableQuery queries it through a
@@ -312,8 +312,13 @@ def holds_a_number(values: pa.Array | pa.ChunkedArray) -> bool:
     """Whether some value of these strings reads as a number (sde.filters.sql.number_sql): DuckDB
     stops at the first it finds (a column of numbers answers at once, one of text reads it all,
     ~40 ms per 1M lines of transcripts)."""
-    found = rows_sql(f"SELECT 1 FROM t WHERE {number_key_sql('v')} IS NOT NULL LIMIT 1", (), {"t": pa.table({"v": values})})
-    return bool(found)
+    return reads_a_number("t", "v", {"t": pa.table({"v": values})})
+
+
+def reads_a_number(source: str, column: str, tables: Mapping[str, Any]) -> bool:
+    """:func:`holds_a_number` of the text ``column`` of the query's ``source`` (``FROM`` text: a
+    table, or one joined with a streamed file)."""
+    return bool(rows_sql(f"SELECT 1 FROM {source} WHERE {number_key_sql(column)} IS NOT NULL LIMIT 1", (), tables))
 
 
 def number_first_ranks(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:

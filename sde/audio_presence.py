@@ -313,12 +313,8 @@ class _ListFolder:
     names: pa.Array        # the file names of `rows` in it
     paths: pa.Array
     rows: np.ndarray
-    digests: bool = False  # answer each file's digest (_DigestFolder) instead
 
     def run(self, board: _Board) -> None:
-        if self.digests:
-            _DigestFolder(self).run(board)
-            return
         try:
             with os.scandir(self.folder or ".") as entries:
                 regular = [e.name for e in entries if _is_regular(e)]
@@ -340,23 +336,19 @@ class _ListFolder:
         board.write(self.rows, found)
 
 
-@dataclass
-class _DigestFolder:
+class _DigestFolder(_ListFolder):
     """The states of a listed folder's files: a listing answers those not there without a call (all
     of them where the folder is not there); each file there then costs a stat relative to the folder
     (no path walk; on NFS the listing has fetched its attributes)."""
 
-    listed: _ListFolder
-
     def run(self, board: _Board) -> None:
-        task = self.listed
         try:
-            fd = os.open(task.folder or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            fd = os.open(self.folder or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except (FileNotFoundError, NotADirectoryError):
-            board.write(task.rows, NO_FILE)
+            board.write(self.rows, NO_FILE)
             return
         except (OSError, ValueError):  # not readable, a NUL in the name: stat each by its path
-            _DigestFiles(task.paths, task.rows).run(board)
+            _DigestFiles(self.paths, self.rows).run(board)
             return
         try:
             self._stat_listed(fd, board)
@@ -364,15 +356,14 @@ class _DigestFolder:
             os.close(fd)
 
     def _stat_listed(self, fd: int, board: _Board) -> None:
-        task = self.listed
-        names = task.names.to_pylist()
+        names = self.names.to_pylist()
         wanted = set(names)
         try:
             with os.scandir(fd) as entries:
                 listed = {e.name: e for e in entries if e.name in wanted}
             # a case- or normalization-insensitive file system finds "A.wav" as "a.wav": a stat for
             # each name not listed as spelt, as a stat by its path would find it
-            stat_unlisted = len(listed) < len(wanted) and _matches_loosely(task.folder, os.listdir(fd))
+            stat_unlisted = len(listed) < len(wanted) and _matches_loosely(self.folder, os.listdir(fd))
         except OSError:  # opened but not listable: a stat for each name
             listed, stat_unlisted = {}, True
         get, regular = listed.get, stat.S_ISREG
@@ -392,7 +383,7 @@ class _DigestFolder:
                     found.append((-1, 0))
                     continue
                 found.append((st.st_size, st.st_mtime_ns) if regular(st.st_mode) else (-1, 0))
-            if not board.write(task.rows[start:start + _DIGESTS_AT_ONCE], _digests_found(found)):
+            if not board.write(self.rows[start:start + _DIGESTS_AT_ONCE], _digests_found(found)):
                 return
 
 
@@ -428,8 +419,8 @@ def _folder_tasks(paths: pa.Array, rows: np.ndarray, digests: bool = False) -> l
     tasks = []
     for f in np.flatnonzero(files_in >= LIST_AT_LEAST).tolist():
         members = order[ends[f] - files_in[f]:ends[f]]
-        tasks.append(_ListFolder(folders.dictionary[f].as_py(), names.take(pa.array(members)), paths, rows[members],
-                                 digests))
+        task = _DigestFolder if digests else _ListFolder
+        tasks.append(task(folders.dictionary[f].as_py(), names.take(pa.array(members)), paths, rows[members]))
     return tasks
 
 

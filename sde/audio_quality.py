@@ -44,6 +44,7 @@ __all__ = [
     "cached_audio_quality_summary",
     "count_files",
     "has_audio_metrics",
+    "plural",
     "with_audio_metrics",
     "with_measured_audio",
 ]
@@ -101,8 +102,9 @@ def _num(x: float, digits: int = 3) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n:,} {one if n == 1 else many}"
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``n`` and its noun: "1 file", "1,200 files" (``many``: default ``one`` + "s")."""
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
 def _all_readable(n: int) -> str:
@@ -250,12 +252,12 @@ def audio_quality_summary(utterances: pd.DataFrame) -> dict[str, Any]:
     readiness = {
         "asr": _readiness(
             "asr", not_asr_files, int(not_asr.sum()), measured_files, filter_=FILTER_NOT_ASR_RATE,
-            bad_message=(f"{_plural(not_asr_files, 'file', 'files')} {are} not 16 kHz: NeMo ASR models "
+            bad_message=(f"{plural(not_asr_files, 'file', 'files')} {are} not 16 kHz: NeMo ASR models "
                          "expect 16 kHz; resample them (e.g. sox in.wav -r 16000 out.wav)"),
             ok_message=f"{_all_readable(measured_files)} 16 kHz, as NeMo ASR models expect."),
         "tts": _readiness(
             "tts", below_tts_files, int(below_tts.sum()), measured_files, filter_=FILTER_BELOW_TTS_RATE,
-            bad_message=(f"{_plural(below_tts_files, 'file', 'files')} below 22.05 kHz: "
+            bad_message=(f"{plural(below_tts_files, 'file', 'files')} below 22.05 kHz: "
                          "too low for TTS training"),
             ok_message=f"{_all_readable(measured_files)} at least 22.05 kHz: fine for TTS training."),
     }

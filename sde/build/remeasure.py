@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from sde.audio_presence import (DEFAULT_BUDGET_S, NO_FILE, NOT_CHECKED, FileStates, distinct_paths, file_states,
                                 remember)
-from sde.audio_quality import has_audio_metrics, with_measured_audio
+from sde.audio_quality import has_audio_metrics, plural, with_measured_audio
 from sde.cache import DatasetCache
 from sde.cache.building import BuildLock, lock_build
 from sde.cache.kept import KEPT_VALUE_BYTES
@@ -101,10 +101,6 @@ def _changed(recorded: np.ndarray, now: np.ndarray) -> np.ndarray:
     return (now != NOT_CHECKED) & (now != recorded)
 
 
-def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n:,} {one if n == 1 else (many or one + 's')}"
-
-
 def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLock | None = None,
               say: Callable[[str], None], progress: bool = False, budget_s: float = DEFAULT_BUDGET_S) -> Dataset:
     """``dataset``, read from entry ``key`` of ``cache``, with the measures of the files changed
@@ -131,7 +127,7 @@ def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLoc
     if recorded is None:
         _keep(dataset, now.digests)
         remember(dataset, now)
-        say(f"note: audio measures: no record of the state of the {_plural(files, 'audio file')} when they were "
+        say(f"note: audio measures: no record of the state of the {plural(files, 'audio file')} when they were "
             "measured; recorded it now, so that changes from now on are noticed")
         return dataset
     changed = _changed(recorded, now.digests)
@@ -186,7 +182,7 @@ def _remeasured(cache: DatasetCache, key: str, dataset: Dataset, now: FileStates
     remember(stored, now)
     seconds = time.monotonic() - start
     said = (f"audio measures: {int(changed.sum()):,} of {_files(now):,} audio files changed since measured"
-            f"{f' ({gone:,} gone)' if gone else ''}; re-measured their {_plural(len(rows), 'utterance')} in "
+            f"{f' ({gone:,} gone)' if gone else ''}; re-measured their {plural(len(rows), 'utterance')} in "
             f"{seconds:.1f} s")
     if cache.read_only:
         said += " (the cache folder is read-only: again at each start)"

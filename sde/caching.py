@@ -259,6 +259,12 @@ class CacheRegistry:
         with self._lock:
             self._keeper = (generation, keeper)
 
+    def stop_keeping(self) -> None:
+        """Keep and recall nothing with the build from now on: its entry is being stored anew from
+        other tables (sde.build.remeasure), which values computed from these must not join."""
+        with self._lock:
+            self._keeper = None
+
     def keeper(self, generation: int) -> Keeper | None:
         held = self._keeper
         return held[1] if held is not None and held[0] == generation else None

@@ -30,6 +30,7 @@ import click
 from sde import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sde.build.remeasure import MeasureCheck
     from sde.dataset import DatasetOptions
 
 EXIT_DATA_ERROR = 1
@@ -323,12 +324,14 @@ def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache
     from sde.audio_presence import with_audio_presence
 
     status = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    # a server checks stored audio measures against their files once it answers (sde.build.remeasure)
+    measure_checks: list[MeasureCheck] | None = [] if check_audio_later else None
     try:
         dataset = load_dataset(expand(manifest), options, cache_dir=cache_dir, use_cache=not no_cache,
                                progress=not quiet, status=status, background_write=background_write, vad=vad,
                                threads=settings().threads, memory_limit=settings().memory_limit,
                                **({"part_bytes": settings().part_bytes} if settings().part_bytes else {}),
-                               **(engine or {}))
+                               **(engine or {}), measure_checks=measure_checks)
     except VadError as e:  # --vad without Silero VAD installed: what to install
         fail(f"--vad: {e}")
     # Checked at every start, never cached: files come and go while the manifest stays the same.
@@ -340,20 +343,30 @@ def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache
                                    status=status)
     for line in load_notes(dataset.problems, dataset.warnings):  # after the members' check: its notes too
         status(line)
-    if not check_audio or dataset.tar_shards:
-        return dataset
     rows = len(dataset.utterances)
-    if rows > PRESENCE_MAX_ROWS:
+    presence = check_audio and not dataset.tar_shards
+    if presence and rows > PRESENCE_MAX_ROWS:
         status(f"note: {rows:,} utterances: their audio files are not checked at start (above "
                f"{PRESENCE_MAX_ROWS:,}); audio_missing stays empty, and the inspector says when a file is missing")
-        return dataset
-    if check_audio_later and rows > PRESENCE_BEFORE_START_ROWS:
+        presence = False
+    measures = measure_checks[0] if measure_checks else None
+    if check_audio_later and rows > PRESENCE_BEFORE_START_ROWS and (presence or measures):
+        if measures is not None:
+            status(f"audio measures: checking the audio files of {rows:,} utterances for changes since they were "
+                   "measured, while serving (the measures shown until then are those stored)")
+
         def check() -> None:
-            dataset.replace_with(with_audio_presence(dataset, status=status))
+            checked = measures.run(dataset, say=status) if measures is not None else dataset
+            if presence:
+                checked = with_audio_presence(checked, status=status)
+            if checked is not dataset:
+                dataset.replace_with(checked)
 
         threading.Thread(target=check, name="sde-audio-presence", daemon=True).start()
         return dataset
-    return with_audio_presence(dataset, status=status)
+    if measures is not None:
+        dataset = measures.run(dataset, say=status)
+    return with_audio_presence(dataset, status=status) if presence else dataset
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})

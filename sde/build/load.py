@@ -16,7 +16,7 @@ from sde.audio_quality import with_measured_audio
 from sde.build.merge import Joined
 from sde.build.parts import (ONE_PIECE_MEMORY_SHARE, PART_BYTES, file_size, head_is_nemo, is_gzip, one_piece_limit,
                              parts_format)
-from sde.build.remeasure import keep_record, refreshed, states_before_measuring
+from sde.build.remeasure import MeasureCheck, carries_measures, keep_record, refreshed, states_before_measuring
 from sde.build.remote_parts import NO_ROOM, NoRoomToDecompress, local_copies
 from sde.build.stream import build_in_parts
 from sde.cache.building import BuildLock, lock_build
@@ -55,6 +55,7 @@ def load_dataset(
     part_bytes: int | None = None,
     engine: str | RayEngine = "local",
     audio_budget_s: float = DEFAULT_BUDGET_S,
+    measure_checks: list[MeasureCheck] | None = None,
 ) -> Dataset:
     """Build a dataset, or read it back from the cache when the manifest and options are unchanged.
 
@@ -70,7 +71,9 @@ def load_dataset(
     cached under a key of its own (VadError, saying what to install, without Silero VAD).
     An entry read back with measures (either option) is checked against its audio files: the
     utterances of files changed since they were measured are measured anew and the entry stored
-    again (sde.build.remeasure); the files are checked within about ``audio_budget_s``.
+    again (sde.build.remeasure); the files are checked within about ``audio_budget_s``. Given
+    ``measure_checks``, that check is appended to it instead, for the caller to run (a server, once
+    it answers: MeasureCheck.run).
 
     ``background_write``: return as soon as the dataset is built and write the cache entry from a
     (non-daemon) thread, so a server can start meanwhile; the process still finishes the write
@@ -106,8 +109,11 @@ def load_dataset(
             if cached is not None:
                 say("loaded from cache")
                 if options.estimate_audio_metrics or vad:  # the audio files may have changed since they were measured
-                    cached = refreshed(cache, key, cached, lock=lock, say=say, progress=progress,
-                                       budget_s=audio_budget_s)
+                    if measure_checks is not None and carries_measures(cached):
+                        measure_checks.append(MeasureCheck(cache.directory, key, audio_budget_s))
+                    else:
+                        cached = refreshed(cache, key, cached, lock=lock, say=say, progress=progress,
+                                           budget_s=audio_budget_s)
                 return cached
         part_size = part_bytes or PART_BYTES
         one_piece = one_piece_bytes(memory_limit) if part_bytes is None and engine == "local" else part_size

@@ -11,6 +11,10 @@ files whose state changed (a file gone counts: it is then measured as missing; o
 too), and only those: then the entry is stored again with the new measures and record, so that the
 next start finds nothing to do.
 
+A server need not wait for that check: asked to (``load_dataset(..., measure_checks=[])``), the load
+leaves it as a :class:`MeasureCheck`, which the server runs once it answers (sde.cli: from 100,000
+utterances on, where the check takes seconds), serving the stored measures meanwhile.
+
 What is not checked keeps its measures: URLs (s3://…: a request per file is not a stat; their
 measures are as old as the entry), files the time budget did not reach (said in one line), tarred
 audio (NeMo tarred datasets, Lhotse Shar: its tars are read through an index of their own), and
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +36,7 @@ import pyarrow.compute as pc
 from sde.audio_presence import (DEFAULT_BUDGET_S, NO_FILE, NOT_CHECKED, FileStates, distinct_paths, file_states,
                                 remember)
 from sde.audio_quality import has_audio_metrics, plural, with_measured_audio
-from sde.cache import DatasetCache
+from sde.cache import CacheUnusable, DatasetCache
 from sde.cache.building import BuildLock, lock_build
 from sde.cache.kept import KEPT_VALUE_BYTES
 from sde.dataset import Dataset
@@ -101,21 +107,49 @@ def _changed(recorded: np.ndarray, now: np.ndarray) -> np.ndarray:
     return (now != NOT_CHECKED) & (now != recorded)
 
 
+@dataclass(frozen=True)
+class MeasureCheck:
+    """The check of the measures of entry ``key`` of the cache in ``directory`` against their audio
+    files (:func:`refreshed`), left by the load for later (see the module docstring)."""
+
+    directory: Path
+    key: str
+    budget_s: float = DEFAULT_BUDGET_S
+
+    def run(self, dataset: Dataset, *, say: Callable[[str], None]) -> Dataset:
+        """``dataset`` (read from the entry, and served meanwhile) brought up to date: see
+        :func:`refreshed`. Where files changed, the values kept beside the entry stop being kept
+        from ``dataset`` before the entry is stored anew: computed from its old measures, they
+        would serve the next start."""
+        try:
+            cache = DatasetCache(self.directory, warn=say)
+        except CacheUnusable as e:  # removed or damaged since the load: the measures stay as read
+            say(f"note: audio measures: not checked for changed audio files ({e})")
+            return dataset
+        try:
+            return refreshed(cache, self.key, dataset, say=say, budget_s=self.budget_s, served=True)
+        finally:
+            cache.close()
+
+
 def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLock | None = None,
-              say: Callable[[str], None], progress: bool = False, budget_s: float = DEFAULT_BUDGET_S) -> Dataset:
+              say: Callable[[str], None], progress: bool = False, budget_s: float = DEFAULT_BUDGET_S,
+              served: bool = False) -> Dataset:
     """``dataset``, read from entry ``key`` of ``cache``, with the measures of the files changed
     since they were measured taken again, and stored again (under the entry's build lock: ``lock``
     when the caller holds it); itself when nothing changed. Says one line where files changed, the
-    check was incomplete, or the entry had no record."""
+    check was incomplete, or the entry had no record. ``served``: ``dataset`` is being served (by
+    :class:`MeasureCheck`): it keeps nothing beside the entry once that is to be stored anew."""
     if not carries_measures(dataset) or len(dataset.utterances) == 0 or dataset.tar_shards:
         return dataset
+    serving, start = dataset, time.monotonic()
     names, codes = distinct_paths(dataset.utterances["audio_path"])
     files = len(names)
     if files > MAX_RECORDED_FILES:
         say(f"note: audio measures: {files:,} audio files, too many to keep a record of; their measures are "
             "not checked for files changed since (after changing audio files, run once with --no-cache)")
         return dataset
-    if files >= SAY_CHECKING_FILES:
+    if files >= SAY_CHECKING_FILES and not served:  # a server has said it checks them while serving
         say(f"audio measures: checking {files:,} audio files for changes since they were measured "
             f"(at most {budget_s:g} s)")
     now = file_states(names, codes, budget_s=budget_s)
@@ -132,8 +166,7 @@ def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLoc
         return dataset
     changed = _changed(recorded, now.digests)
     if not changed.any():
-        remember(dataset, now)
-        return dataset
+        return _unchanged(dataset, now, say=say if served else None, start=start)
     own_lock = lock is None and not cache.read_only
     held = lock_build(cache.directory, key, say) if own_lock else lock
     try:
@@ -141,14 +174,27 @@ def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLoc
             again = cache.get(key)
             record = _recorded(again, files) if again is not None else None
             if again is not None and record is not None:
+                if served:  # stored anew by another process, from other tables than those served
+                    serving.caches.stop_keeping()
                 dataset, recorded, changed = again, record, _changed(record, now.digests)
-                if not changed.any():
-                    remember(dataset, now)
-                    return dataset
+                if not changed.any():  # measured again by the other process
+                    return _unchanged(dataset, now, say=say if served else None, start=start)
+        if served:
+            serving.caches.stop_keeping()
         return _remeasured(cache, key, dataset, now, recorded, changed, say=say, progress=progress)
     finally:
         if own_lock and held is not None:
             held.release(built=True)
+
+
+def _unchanged(dataset: Dataset, now: FileStates, *, say: Callable[[str], None] | None, start: float) -> Dataset:
+    """``dataset`` as it is, its files' states kept for the presence check; ``say``: a server that
+    said it was checking the files says the check's end too."""
+    remember(dataset, now)
+    if say is not None:
+        say(f"audio measures: none of the {plural(_files(now), 'audio file')} changed since measured "
+            f"(checked in {time.monotonic() - start:.1f} s)")
+    return dataset
 
 
 def _uncheckable(states: FileStates) -> int:

@@ -289,3 +289,87 @@ def test_the_sde_command_says_what_it_measured_again(corpus):
     assert len(lines) == 1 and lines[0].startswith("audio measures: 1 of 7 audio files changed since measured; "
                                                     "re-measured their 1 utterance in ")
     assert about(stats().splitlines()) == []
+
+
+# ---------------------------------------------------------------- a server checks while it serves
+
+
+def test_a_server_serves_the_stored_measures_at_once_and_checks_the_files_meanwhile(corpus, monkeypatch, capsys):
+    """sde.cli.load as `sde MANIFEST` calls it, from PRESENCE_BEFORE_START_ROWS utterances on (lowered
+    here). The test holds the entry's build lock, which the check needs to store the entry anew:
+    the load has returned, serving the measures stored, while the check waits for it."""
+    import threading
+
+    from sde import cli
+    from sde.cache.building import lock_build
+    from sde.web.app import AppConfig, create_app
+
+    corpus.load()
+    rewrite_at_8k(corpus)
+    monkeypatch.setattr(cli, "PRESENCE_BEFORE_START_ROWS", 3)
+    held = lock_build(corpus.cache, entry_key(corpus.manifest, METRICS, False), lambda _msg: None)
+    unstick = threading.Timer(20, held.release)  # a load that waited for the check fails, and does not hang
+    unstick.start()
+    try:
+        dataset = cli.load(str(corpus.manifest), METRICS, str(corpus.cache), False, background_write=True,
+                           check_audio_later=True)
+        client = create_app(dataset, AppConfig(title="t")).server.test_client()
+
+        def at_8k() -> int:
+            answer = client.get("/api/utterances?filter=%7Bsample_rate%7D%20%3D%208000")
+            assert answer.status_code == 200, answer.data[:300]
+            return answer.get_json()["total"]
+
+        assert at_8k() == 0 and "audio_exists" not in dataset.utterances.columns
+    finally:
+        unstick.cancel()
+        held.release()
+    checking = [t for t in threading.enumerate() if t.name == "sde-audio-presence"]
+    for thread in checking:
+        thread.join(60)
+    assert at_8k() == 1
+    assert dataset.utterances["audio_exists"].sum() == len(Corpus.FILES) + 1  # every file is there
+    lines = about(capsys.readouterr().err.splitlines())
+    assert lines[0] == ("audio measures: checking the audio files of 8 utterances for changes since they were "
+                        "measured, while serving (the measures shown until then are those stored)")
+    assert lines[1:] == [said_line(1, len(Corpus.FILES), 1, "", lines[1:])]
+    again, said = corpus.load()  # the entry was stored anew
+    assert about(said) == [] and measures(again).equals(measures(dataset.utterances))
+    cli.load(str(corpus.manifest), METRICS, str(corpus.cache), False, check_audio_later=True)
+    for thread in [t for t in threading.enumerate() if t.name == "sde-audio-presence"]:
+        thread.join(60)
+    lines = about(capsys.readouterr().err.splitlines())  # nothing changed: the check's end is said all the same
+    assert len(lines) == 2 and lines[1].startswith("audio measures: none of the 7 audio files changed since measured "
+                                                   "(checked in ")
+
+
+def test_a_value_the_served_tables_keep_after_the_check_is_not_kept_with_the_entry_stored_anew(corpus):
+    """A server's warm-up computes the audio summary from the tables it serves; finishing after the
+    check stored the entry anew, it must not be kept with it: the next start would read it."""
+    load_dataset(corpus.manifest, METRICS, cache_dir=corpus.cache)
+    rewrite_at_8k(corpus)
+    checks: list = []
+    served = load_dataset(corpus.manifest, METRICS, cache_dir=corpus.cache, measure_checks=checks)
+    assert len(checks) == 1  # left to the caller: the measures read are the stored ones
+    assert measures(served.utterances, corpus.rows_of(served.utterances, "b.wav"))["sample_rate"].tolist() == [SR]
+    said: list[str] = []
+    checks[0].run(served, say=said.append)
+    assert "1 of 7 audio files changed" in about(said)[0]
+    with keeping():  # the warm-up, late, over the tables it still serves
+        assert [r["sample_rate"] for r in cached_audio_quality_summary(served)["sample_rates"]] == [SR]
+    next_start = load_dataset(corpus.manifest, METRICS, cache_dir=corpus.cache)
+    with keeping():
+        assert [r["sample_rate"] for r in cached_audio_quality_summary(next_start)["sample_rates"]] == [8000, SR]
+
+
+def test_a_small_dataset_is_checked_before_the_server_starts(corpus, capsys):
+    from sde import cli
+
+    corpus.load()
+    rewrite_at_8k(corpus)
+    dataset = cli.load(str(corpus.manifest), METRICS, str(corpus.cache), False, background_write=True,
+                       check_audio_later=True)
+    assert measures(dataset.utterances, corpus.rows_of(dataset.utterances, "b.wav"))["sample_rate"].tolist() == [8000]
+    assert dataset.utterances["audio_exists"].all()
+    lines = about(capsys.readouterr().err.splitlines())
+    assert len(lines) == 1 and "1 of 7 audio files changed" in lines[0]

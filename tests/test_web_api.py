@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -326,6 +327,48 @@ def test_serve_busy_port_is_a_clear_error(web_app):
         port = busy.getsockname()[1]
         with pytest.raises(ServeError, match=f"port {port}.*already in use.*--port 0"):
             serve(web_app, "127.0.0.1", port)
+
+
+def test_a_connection_that_keeps_the_server_waiting_is_closed_and_its_thread_ends(web_app, monkeypatch, caplog):
+    """Half-sent requests and idle keep-alive connections each held a server thread forever (a
+    thousand of them: a thousand threads). The real server, its idle limit shortened."""
+    import threading
+    import urllib.request
+
+    from sde.web import serve as serving
+
+    monkeypatch.setattr(serving, "IDLE_CONNECTION_S", 0.5)
+    server = serving.listening_server(web_app, "127.0.0.1", serving.bind("127.0.0.1", 0))
+    port = server.socket.getsockname()[1]
+    runner = threading.Thread(target=server.serve_forever, daemon=True)
+    runner.start()
+    held: list[socket.socket] = []
+    try:
+        before = threading.active_count()
+        for k in range(20):
+            conn = socket.create_connection(("127.0.0.1", port))
+            if k % 2:  # a whole request, answered, then the connection left open
+                conn.sendall(b"GET /api/summary HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+            else:  # a request that never ends
+                conn.sendall(b"GET /api/summary HTTP/1.1\r\nHost: x\r\n")
+            held.append(conn)
+        for conn in held:  # closed by the server: the answer (if any), then the end of the stream
+            conn.settimeout(5)
+            while conn.recv(65_536):
+                pass
+        deadline = time.monotonic() + 5
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= before
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/summary", timeout=5) as answer:
+            assert answer.status == 200  # and it serves on
+        # routine (every idle browser connection ends so): not an error line in the terminal
+        assert not [r for r in caplog.records if "timed out" in r.getMessage()]
+    finally:
+        for conn in held:
+            conn.close()
+        server.shutdown()
+        server.server_close()
 
 
 def test_bind_port_zero_picks_a_free_port():

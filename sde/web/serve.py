@@ -81,8 +81,6 @@ def serve(app: "dash.Dash", host: str = "127.0.0.1", port: int = 8050, debug: bo
     http://HOST:PORT/` only once the socket listens, so a caller that parses the line (tests,
     scripts) can connect at once. Port 0 lets the OS choose.
     """
-    from werkzeug.serving import make_server
-
     out = out or sys.stdout
     if debug:
         app.enable_dev_tools(debug=True, dev_tools_hot_reload=False)
@@ -95,13 +93,8 @@ def serve(app: "dash.Dash", host: str = "127.0.0.1", port: int = 8050, debug: bo
         _listen(sock, host, port)
     # werkzeug binds by itself and calls sys.exit(1) on a busy port; handing it our bound socket
     # keeps the error ours (a message that names the fix) and makes port 0 race-free.
-    actual_port = sock.getsockname()[1]
-    try:
-        server = make_server(host, actual_port, app.server, threaded=True, fd=sock.fileno(),
-                             request_handler=_json_error_handler())
-    finally:
-        sock.close()  # werkzeug works on its own duplicate of the descriptor
-    url = display_url(host, actual_port)
+    server = listening_server(app, host, sock)
+    url = display_url(host, server.socket.getsockname()[1])
     try:  # the line inside: a Ctrl-C right after it (whoever waits for it may send one) stops cleanly too
         print(f"sde: serving on {url}  (Ctrl-C to stop)", file=out, flush=True)
         server.serve_forever()
@@ -111,9 +104,26 @@ def serve(app: "dash.Dash", host: str = "127.0.0.1", port: int = 8050, debug: bo
         server.server_close()
 
 
+def listening_server(app: "dash.Dash", host: str, sock: socket.socket):
+    """werkzeug's threaded server of ``app`` on ``sock`` (listening; closed here: werkzeug works on
+    its own duplicate of the descriptor), its connections answered by :func:`_json_error_handler`."""
+    from werkzeug.serving import make_server
+
+    try:
+        return make_server(host, sock.getsockname()[1], app.server, threaded=True, fd=sock.fileno(),
+                           request_handler=_json_error_handler())
+    finally:
+        sock.close()
+
+
 #: Longest request line Python's HTTP server reads (http.server): a longer URL is refused before
 #: the app sees it.
 MAX_REQUEST_LINE_BYTES = 65_536
+#: Seconds a connection may keep the server waiting on its socket (a request not yet sent whole, an
+#: idle keep-alive connection, a client that stops reading an answer): each holds a thread, and a
+#: thousand half-sent requests held a thousand threads for good. A browser opens a new connection
+#: when it needs one; a paused player asks for the rest of its file again.
+IDLE_CONNECTION_S = 10.0
 
 
 def _json_error_handler() -> type:
@@ -125,6 +135,12 @@ def _json_error_handler() -> type:
     from werkzeug.serving import WSGIRequestHandler
 
     class JsonErrors(WSGIRequestHandler):
+        timeout = IDLE_CONNECTION_S  # socketserver sets it on each connection
+
+        def log_error(self, format: str, *args: object) -> None:
+            if not format.startswith("Request timed out"):  # an idle connection closed: routine, not an error
+                super().log_error(format, *args)
+
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             if code != 414:
                 super().send_error(code, message, explain)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -272,16 +273,20 @@ TEXT_CASES = [
     ({"text_filepath": "txt/bad.txt"}, ["not valid UTF-8 (byte 0xe9"]),
     ({"text_filepath": "txt/huge.txt"}, ["larger than 1 MiB"]),
     ({"text_filepath": "txt"}, ["is a directory"]),
+    ({"text_filepath": "/dev/zero"}, ["not a regular file (a pipe, socket or device)"]),
+    ({"text_filepath": "txt/pipe.txt"}, ["not a regular file (a pipe, socket or device)"]),  # a load stalled on it
 ]
 
 
 @pytest.mark.parametrize("fields, expected", TEXT_CASES,
                          ids=["relative", "line_breaks", "null_text", "text_wins", "no_file", "not_utf8", "huge",
-                              "directory"])
+                              "directory", "device", "fifo"])
 def test_text_is_read_from_text_filepath(transcripts, write_manifest, fields, expected):
     path = write_manifest([{"audio_filepath": "a.wav", "duration": 1, "text": "kept"},
                            {"audio_filepath": "b.wav", "duration": 1, **fields}])
-    m = read_manifest(path)
+    if fields["text_filepath"].endswith("pipe.txt"):  # a FIFO no one writes to: opening it used to block forever
+        os.mkfifo(transcripts / "pipe.txt")
+    m = _read_within(path, seconds=60, fifo=transcripts / "pipe.txt")
     if isinstance(expected, str):
         assert m.table["text"].tolist() == ["kept", expected]
         assert m.problems == []
@@ -289,6 +294,21 @@ def test_text_is_read_from_text_filepath(transcripts, write_manifest, fields, ex
         assert m.table["text"].tolist() == ["kept"]
         assert [p.line for p in m.problems] == [2]
         assert all(word in m.problems[0].reason for word in expected), m.problems[0].reason
+
+
+def _read_within(path: Path, seconds: float, fifo: Path):
+    """read_manifest(path), failing (not hanging) when it takes longer; a reader stuck opening the
+    FIFO is released by opening its other end."""
+    box: dict = {}
+    worker = threading.Thread(target=lambda: box.update(m=read_manifest(path)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        if fifo.exists():
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+        pytest.fail(f"reading {path} took more than {seconds} s")
+    return box["m"]
 
 
 def test_text_filepath_resolves_like_audio_paths(tmp_path, transcripts, write_manifest):

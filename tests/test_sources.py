@@ -136,6 +136,52 @@ def test_globs_expand_in_natural_order_and_a_file_named_twice_is_read_once(tmp_p
     assert [s.name for s in sources.sources] == ["m_1.json", "m_2.json", "m_10.json"]
 
 
+DATASET_NAMES = {  # the SOURCE arguments as typed -> the dataset's name (page title, summary "manifest")
+    "one file": (["a.json"], "a.json"),
+    "two files": (["a.json", "b.json"], "a.json + b.json"),
+    "a file typed twice is named once": (["a.json", "b.json", "a.json"], "a.json + b.json"),
+    "three files": (["a.json", "b.json", "c.json"], "a.json + b.json + 1 more"),
+    "three files, one typed twice": (["a.json", "b.json", "c.json", "b.json"], "a.json + b.json + 1 more"),
+}
+
+
+@pytest.mark.parametrize("typed, name", DATASET_NAMES.values(), ids=DATASET_NAMES.keys())
+def test_the_dataset_is_named_after_each_file_typed_once(tmp_path, monkeypatch, typed, name):
+    # `sde a.json b.json a.json` read two files and was titled "a.json + b.json + 1 more"
+    for f in set(typed):
+        (tmp_path / f).write_text(json.dumps(_row(0, 0)) + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert expand_sources(typed).name == name
+
+
+PIPES = {  # a SOURCE that can be read only once: a usage error naming the remedy, never a stalled load
+    "a named pipe no one writes to": ("fifo", lambda d: "m.fifo", "is a pipe"),
+    "a named pipe in a shard pattern": ("fifo", lambda d: "m_{0..1}.json", "is a pipe"),
+    "process substitution <(zcat m.json.gz)": ("pipe", lambda d: f"/proc/self/fd/{d}", "is a pipe"),
+    "a device": ("none", lambda d: "/dev/null", "is a device"),
+}
+
+
+@pytest.mark.parametrize("make, typed, said", PIPES.values(), ids=PIPES.keys())
+def test_a_source_that_is_a_pipe_is_refused_with_the_remedy(tmp_path, monkeypatch, make, typed, said):
+    # `sde stats m.fifo` blocked forever opening it; `sde stats <(zcat m.json.gz)` said "not seekable"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m_0.json").write_text(json.dumps(_row(0, 0)) + "\n")
+    fd = None
+    if make == "fifo":
+        os.mkfifo(tmp_path / ("m.fifo" if "fifo" in typed(None) else "m_1.json"))
+    elif make == "pipe":
+        fd, w = os.pipe()
+        os.write(w, (json.dumps(_row(0, 0)) + "\n").encode())
+        os.close(w)
+    try:
+        with pytest.raises(PatternError, match=f"{said}, not a file: .*save it to a file first"):
+            expand_sources([typed(fd)])
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def test_a_file_whose_name_looks_like_a_pattern_is_taken_as_written(tmp_path):
     literal = tmp_path / "m_{0..1}.json"
     literal.write_text(json.dumps(_row(0, 0)) + "\n")

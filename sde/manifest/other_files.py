@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,7 +41,20 @@ def _header_duration(path: str) -> tuple[float | None, str | None]:
 def _read_text_file(path: str) -> tuple[str | None, str | None]:
     """(text, None) as NeMo reads ``text_filepath`` (UTF-8, line breaks removed), or (None, why)."""
     try:
-        with open(path, "rb") as f:
+        # Not blocking: a FIFO opened for reading would wait for a writer forever (a stalled load).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            os.close(fd)
+            raise
+        if stat.S_ISDIR(mode):
+            os.close(fd)
+            return None, "is a directory"
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            return None, "not a regular file (a pipe, socket or device): point it at a text file"
+        with open(fd, "rb") as f:
             raw = f.read(MAX_TEXT_FILE_BYTES + 1)
     except FileNotFoundError:
         return None, "file not found"

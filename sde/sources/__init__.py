@@ -80,7 +80,8 @@ class SourceSet:
     @property
     def name(self) -> str:
         """The dataset's name (page title, summary): the file name, or the patterns as typed."""
-        names = [_basename(spec) for spec in self.specs]
+        # a spec typed twice is read once (expand_sources): named once too
+        names = [_basename(spec) for spec in dict.fromkeys(self.specs)]
         if len(names) <= NAMED_SOURCES:
             return " + ".join(names)
         return f"{' + '.join(names[:NAMED_SOURCES])} + {len(names) - NAMED_SOURCES} more"
@@ -142,7 +143,28 @@ def _first_occurrences(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
+def _refuse_pipes(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A named pipe, ``<(zcat m.json.gz)`` or /dev/stdin is read once and cannot be read again
+    (sde reads a manifest to build it, then again for its lines): refused by name with the remedy.
+    Opening a named pipe no one writes to blocked the load forever."""
+    for location, given in found:
+        try:
+            mode = os.stat(location).st_mode
+        except OSError:
+            continue  # missing: reported when read
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            kind = "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise PatternError(f"{given}: is {kind}, not a file: sde reads its files more than once (a manifest "
+                               "to build it, then for its lines); save it to a file first, e.g. "
+                               "zcat m.json.gz > m.json (sde reads .gz files itself)")
+    return found
+
+
 def _expand_local(spec: str) -> list[tuple[str, str]]:
+    return _refuse_pipes(_expand_local_names(spec))
+
+
+def _expand_local_names(spec: str) -> list[tuple[str, str]]:
     path = os.path.expanduser(spec)
     if os.path.exists(path) or not (has_braces(spec) or has_glob(spec)):
         return [(os.path.abspath(path), spec)]

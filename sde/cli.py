@@ -110,7 +110,8 @@ def data_options(f: Callable) -> Callable:
         click.option("--normalize", default="", metavar="STEPS",
                      help="Also score normalised text: comma-separated lower,punct,numbers. Raw numbers stay."),
         click.option("--alphabet", default=None, metavar="CHARS",
-                     help="Allowed characters; utterances with others get an oov_chars column."),
+                     help="Allowed characters (the space between words is always allowed); utterances with "
+                          "others get an oov_chars column."),
         click.option("--estimate-audio-metrics", is_flag=True,
                      help="Read every audio file to measure sample rate, levels, clipping, bandwidth."),
         click.option("--strict", is_flag=True, help="Stop at the first bad manifest line instead of skipping it."),
@@ -207,11 +208,15 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
         steps = parse_normalize(normalize)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--normalize") from None
+    if normalize and normalize.strip() and not steps:  # `--normalize ,` scored nothing normalised, silently
+        raise click.BadParameter(f"{normalize!r} names no step; give one or more of lower, punct, numbers, "
+                                 "comma-separated (e.g. --normalize lower,punct)", param_hint="--normalize")
     for spec in pred_fields:
         try:
             parse_pred_field(spec)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--pred-field") from None
+    _check_tarred_audio(tarred_audio)
     return DatasetOptions(
         audio_base_path=audio_base_path,
         vocab=vocab,
@@ -219,10 +224,26 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
         predictions=predictions,
         strict=strict,
         normalize=tuple(steps),
-        alphabet=alphabet,
+        # the space between words is in every alphabet: `--alphabet abc…z` flagged every utterance for its spaces
+        alphabet=alphabet if not alphabet or " " in alphabet else alphabet + " ",
         estimate_audio_metrics=estimate_audio_metrics,
         tarred_audio=tarred_audio,
     )
+
+
+def _check_tarred_audio(pattern: str | None) -> None:
+    """A --tarred-audio pattern that is malformed or matches no tar is a usage error, said before
+    the manifest is read (the build expands it again, once the manifest is scored)."""
+    from sde.sources import PatternError, RemoteError, expand_sources
+
+    if not pattern:
+        return
+    try:
+        expand_sources([pattern])
+    except PatternError as e:
+        raise click.BadParameter(str(e), param_hint="--tarred-audio") from None
+    except RemoteError as e:
+        fail(f"--tarred-audio: {e}")
 
 
 def _configure_engine(threads: int | None, memory_limit: str | None, part_size: str | None) -> None:

@@ -342,3 +342,48 @@ def test_a_server_run_in_process_leaves_the_query_engine_answering(monkeypatch, 
     r = CliRunner().invoke(cli, [str(write_manifest(ROWS)), "--port", "0", "--no-cache"])
     assert r.exit_code == 0, r.output
     assert rows_sql("SELECT 41 + 1 AS n") == [(42,)]
+
+
+# --tarred-audio that names no tar: a usage error naming the option, never a traceback after scoring.
+TARRED_AUDIO_REFUSALS = {
+    "a glob matching nothing": ("nothing_*.tar", "matches no file"),
+    "a NeMo range matching nothing": ("audio__OP_0..1_CL_.tar", "matches no file"),
+    "an unclosed brace": ("audio_{0..1.tar", "an opening brace without its closing one"),
+}
+
+
+@pytest.mark.parametrize("pattern, said", TARRED_AUDIO_REFUSALS.values(), ids=TARRED_AUDIO_REFUSALS.keys())
+def test_a_tarred_audio_pattern_that_names_no_tar_is_a_usage_error(write_manifest, tmp_path, pattern, said):
+    m = write_manifest([{**row, "shard_id": 0} for row in ROWS])
+    r = CliRunner().invoke(cli, ["stats", str(m), "--no-cache", "--tarred-audio", str(tmp_path / pattern)])
+    assert r.exit_code == 2 and r.exception is None or isinstance(r.exception, SystemExit), r.output
+    assert "Invalid value for --tarred-audio" in r.stderr and said in r.stderr, r.stderr
+
+
+# --normalize that names no step: a usage error, not a silent run without normalised scores.
+NORMALIZE_REFUSALS = {"a lone comma": ",", "commas and spaces": " , ,"}
+
+
+@pytest.mark.parametrize("steps", NORMALIZE_REFUSALS.values(), ids=NORMALIZE_REFUSALS.keys())
+def test_a_normalize_option_naming_no_step_is_a_usage_error(write_manifest, steps):
+    r = CliRunner().invoke(cli, ["stats", str(write_manifest(ROWS)), "--no-cache", "--normalize", steps])
+    assert r.exit_code == 2, r.output
+    assert "Invalid value for --normalize" in r.stderr and "names no step" in r.stderr, r.stderr
+    assert "lower, punct, numbers" in r.stderr
+
+
+ALPHABETS = {  # --alphabet as typed -> utterances of ROWS flagged, the characters flagged
+    "letters only: the spaces between words are allowed": ("abcdefghijklmnopqrstuvwxyz", 0, []),
+    "letters and a space": ("abcdefghijklmnopqrstuvwxyz ", 0, []),
+    "some letters": ("abcdefghijklmnopqrsuvwxyz", 1, ["t"]),
+}
+
+
+@pytest.mark.parametrize("alphabet, flagged, chars", ALPHABETS.values(), ids=ALPHABETS.keys())
+def test_the_alphabet_check_allows_the_space_between_words(write_manifest, alphabet, flagged, chars):
+    # `--alphabet abc…z` (a character model's letters) flagged every utterance for its spaces
+    r = CliRunner().invoke(cli, ["stats", str(write_manifest(ROWS)), "--no-cache", "--json", "--alphabet", alphabet])
+    assert r.exit_code == 0, r.output
+    check = json.loads(r.stdout)["alphabet_check"]
+    assert check["utterances"] == flagged
+    assert [c["char"] for c in check["chars"]] == chars

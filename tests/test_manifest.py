@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -425,6 +426,24 @@ def test_parse_pred_field():
             parse_pred_field(bad)
         with pytest.raises(ManifestError, match="--pred-field"):
             parse_pred_field(bad)
+
+
+NOT_HYPOTHESES = {  # --pred-field naming a field that says where/what the utterance is: refused by name
+    "duration": "'duration' is the segment's length in seconds, not a model's output",
+    "offset=o": "'offset' is where the segment starts in its audio file, not a model's output",
+    "audio_filepath": "'audio_filepath' is the utterance's audio file, not a model's output",
+    "audio_filename": "'audio_filename' is the utterance's audio file, not a model's output",
+    "text_filepath": "'text_filepath' is the file the reference is read from, not a model's output",
+}
+
+
+@pytest.mark.parametrize("spec, said", NOT_HYPOTHESES.items(), ids=NOT_HYPOTHESES.keys())
+def test_a_field_of_the_utterance_itself_is_not_a_hypothesis(man, spec, said):
+    # --pred-field duration skipped every line ('"duration" must be a string, got 1.0'), blaming the manifest
+    with pytest.raises(ManifestError, match=re.escape(said)):
+        parse_pred_field(spec)
+    with pytest.raises(ManifestError, match=re.escape(said)):
+        read_manifest(man([utt(0, pred_text="p")]), pred_fields=[spec])
 
 
 def test_hypothesis_field_helpers():

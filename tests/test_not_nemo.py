@@ -53,6 +53,13 @@ CASES = {
                                            for i in range(LINES)).encode(), ["Kaldi segments file", "offset"]),
     "json_array": ("data.json", json.dumps([_nemo(i) for i in range(LINES)], indent=2).encode(),
                    ["JSON array", "jq -c '.[]'"]),
+    # objects written with json.dump(..., indent=2): every line was "invalid JSON", no fix named
+    "pretty_printed_objects": ("pretty.json", "".join(json.dumps(_nemo(i), indent=2) + "\n" for i in range(LINES)).encode(),
+                               ["pretty-printed JSON", "one object per line", "jq -c ."]),
+    "one_pretty_object": ("one.json", json.dumps(_nemo(0), indent=4).encode(), ["pretty-printed JSON", "jq -c ."]),
+    "pretty_printed_gz": ("pretty.json.gz", gzip.compress("".join(json.dumps(_nemo(i), indent=1) + "\n"
+                                                                  for i in range(LINES)).encode()),
+                          ["pretty-printed JSON", "gunzip -c", "| jq -c ."]),
     # a gzip-compressed NeMo manifest is read (tests/test_hostile_manifests.py: gzip_of_a_manifest)
     "tsv_common_voice": ("validated.tsv", ("client_id\tpath\tsentence\tup_votes\n" + "".join(
         f"c{i}\tclip_{i}.mp3\tHello there number {i}.\t2\n" for i in range(LINES))).encode(),
@@ -90,14 +97,25 @@ NEMO_LOOKALIKES = [
     [json.dumps({**_nemo(0), "id": "utt-0", "recording_id": "r0"}), json.dumps(_nemo(1))],
     [json.dumps({**_nemo(0), "text": "spk1-utt0001 HELLO"}), json.dumps(_nemo(1))],
     [json.dumps({**_nemo(0), "text": "a,b\tc"})],
+    # a first line cut short, or a stray brace, before good lines: not pretty-printed JSON
+    [json.dumps(_nemo(0))[:-1], json.dumps(_nemo(1)), json.dumps(_nemo(2))],
+    ["{", json.dumps(_nemo(1)), json.dumps(_nemo(2))],
 ]
 
 
 @pytest.mark.parametrize("lines", NEMO_LOOKALIKES, ids=["bad_first_line", "lhotse_keys_too", "kaldi_like_text",
-                                                        "commas_and_tabs"])
+                                                        "commas_and_tabs", "first_line_cut_short", "stray_brace"])
 def test_nemo_manifests_that_look_like_other_formats_still_load(tmp_path, lines):
     path = tmp_path / "manifest.json"
     path.write_text("\n".join(lines) + "\n")
     m = read_manifest(path)
-    assert len(m.table) == sum(line.startswith("{") for line in lines)
-    assert len(m.problems) == sum(not line.startswith("{") for line in lines)
+    valid = sum(_is_object(line) for line in lines)
+    assert len(m.table) == valid
+    assert len(m.problems) == len(lines) - valid
+
+
+def _is_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False

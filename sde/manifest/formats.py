@@ -5,6 +5,7 @@ one ManifestError saying what the file looks like and how to convert it, judged 
 from __future__ import annotations
 
 import csv
+import json
 import re
 import zlib
 from typing import BinaryIO
@@ -180,18 +181,40 @@ def _is_number(token: str) -> bool:
 def check_other_formats(path: str, f: BinaryIO) -> None:
     """One clear error for a file that is some other speech-data format, not a NeMo manifest."""
     f.seek(0)
-    lines = _text_lines(f.read(SNIFF_BYTES))
+    sample = f.read(SNIFF_BYTES)
+    lines = _text_lines(sample)
     f.seek(0)
     if not lines:
         return
     lhotse = _lhotse_kind(_json_objects(lines))
     if lhotse:
         raise ManifestError(_lhotse_message(path, lhotse))
+    pretty = _pretty_json_message(path, sample, lines)
+    if pretty:
+        raise ManifestError(pretty)
     if any(line.startswith(("{", "[")) for line in lines):
         return  # JSON Lines, maybe with bad lines: those are reported one by one
     message = _table_message(path, lines) or _kaldi_message(path, lines)
     if message:
         raise ManifestError(message)
+
+
+def _pretty_json_message(path: str, sample: bytes, lines: list[str]) -> str | None:
+    """Objects written with an indent (json.dump(obj, f, indent=2)): the first line is no JSON
+    line, but the file starts with a whole object spread over several lines. Each of its lines
+    was "invalid JSON" (every line bad), which named no fix."""
+    if not lines[0].startswith("{") or load_line(lines[0].encode())[1] is None:
+        return None
+    text = sample.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").lstrip()
+    try:
+        value, end = json.JSONDecoder().raw_decode(text)
+    except ValueError:  # cut by the sample's end, or not JSON at all: the lines are judged one by one
+        return None
+    if not isinstance(value, dict) or "\n" not in text[:end]:
+        return None
+    convert = f"gunzip -c {path} | jq -c ." if path.endswith(".gz") else f"jq -c . {path}"
+    return (f"{path}: this is pretty-printed JSON (each object spread over several lines); sde expects "
+            f"JSON Lines, one object per line; convert with: {convert} > manifest.json")
 
 
 def check_json_array(path: str, f: BinaryIO, head: bytes) -> None:

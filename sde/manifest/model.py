@@ -104,6 +104,16 @@ class ManifestPart:
     first_line: int
 
 
+# Manifest fields that say where and what the utterance is: never a hypothesis.
+NOT_HYPOTHESES = {
+    "audio_filepath": "the utterance's audio file",
+    "audio_filename": "the utterance's audio file",
+    "duration": "the segment's length in seconds",
+    "offset": "where the segment starts in its audio file",
+    "text_filepath": "the file the reference is read from",
+}
+
+
 def parse_pred_field(spec: str) -> HypothesisField:
     """Parse a ``--pred-field`` value: ``F`` or ``F=LABEL``.
 
@@ -118,6 +128,9 @@ def parse_pred_field(spec: str) -> HypothesisField:
     if name == "text":
         raise PredFieldError(f"--pred-field {spec!r}: \"text\" is the reference the hypotheses are scored "
                              "against; name the field holding a model's output (e.g. pred_text)")
+    if name in NOT_HYPOTHESES:  # `--pred-field duration` made every line bad: "duration" must be a string
+        raise PredFieldError(f"--pred-field {spec!r}: {name!r} is {NOT_HYPOTHESES[name]}, not a model's output; "
+                             "name the field holding the transcript a model wrote (e.g. pred_text)")
     if name in GENERATED:  # the hypothesis would be read as sde's column (`source`: each line's file)
         raise PredFieldError(f"--pred-field {spec!r}: {name!r} is the name of a column sde makes; sde cannot "
                              "score a field of that name (a field of that name is kept as "

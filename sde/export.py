@@ -183,6 +183,29 @@ def dataset_inputs(dataset: "Dataset") -> list[tuple[str, str]]:
     return [(option, path) for option, path in named if path and "://" not in str(path)]
 
 
+def refuse_overwriting_audio(outputs: Mapping[str, str | Path | None], dataset: "Dataset") -> None:
+    """An output that is one of the audio files the manifest's lines name (``-o a0.wav`` for
+    ``-o a0.json``) would replace the user's audio with manifest lines: refuse it by name. Only the
+    paths ending in the output's own file name are compared (one vectorised pass over the column)."""
+    table = dataset.utterances
+    if "audio_path" not in table or not len(table):
+        return
+    paths = table["audio_path"]
+    for option, out in outputs.items():
+        if out is None:
+            continue
+        resolved = os.path.realpath(out)
+        names = {os.path.basename(os.fspath(out)), os.path.basename(resolved)} - {""}
+        same_name = paths[np.logical_or.reduce([paths.str.endswith(n, na=False).to_numpy(dtype=bool)
+                                                for n in names])] if names else paths[:0]
+        for path in same_name.drop_duplicates().head(1000):
+            if "://" in path:
+                continue
+            if resolved == os.path.realpath(path) or _same_file(out, path):
+                raise ExportError(f"{option} {out} is the audio file of an utterance ({path}): sde never "
+                                  "modifies its input; write to another file (e.g. kept.json)")
+
+
 def _same_file(a: str | Path, b: str | Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -305,8 +328,9 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
     dataset's own (its predictions, vocabulary and tar shards)."""
     lines = lines or ManifestLines(dataset)
     changelog_path = Path(f"{output}{CHANGELOG_SUFFIX}")
-    refuse_overwriting_sources({"-o": output, "--rejected": rejected_output, "changelog": changelog_path},
-                               lines.sources, [*inputs, *dataset_inputs(dataset)])
+    outputs_named = {"-o": output, "--rejected": rejected_output, "changelog": changelog_path}
+    refuse_overwriting_sources(outputs_named, lines.sources, [*inputs, *dataset_inputs(dataset)])
+    refuse_overwriting_audio(outputs_named, dataset)
     texts = dataset.utterances["text"]
     outputs: list[AtomicOutput] = []
     try:

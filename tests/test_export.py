@@ -309,6 +309,26 @@ def test_cli_export_never_writes_over_a_file_it_reads(small, tmp_path, args, opt
     assert files() == before
 
 
+@pytest.mark.parametrize("args", [
+    ["-o", "c.wav"],
+    ["-o", "kept.json", "--rejected", "./sub/../c.wav"],
+    ["-o", "sub/alias.wav"],  # a symbolic link to the audio
+], ids=["-o is an utterance's audio", "--rejected is an utterance's audio by another path", "-o links to the audio"])
+def test_cli_export_never_writes_over_an_utterances_audio(small, tmp_path, args):
+    # `sde export m.json -o c.wav` (a slip for c.json) replaced the user's recording by manifest lines
+    import soundfile as sf
+
+    (tmp_path / "sub").mkdir()
+    sf.write(tmp_path / "c.wav", np.sin(np.arange(1600) / 5.0) * 0.3, 16000)
+    (tmp_path / "sub" / "alias.wav").symlink_to(tmp_path / "c.wav")
+    before = (tmp_path / "c.wav").read_bytes()
+    r = run_cli("export", "m.json", "--no-cache", *args, cwd=tmp_path)
+    assert r.returncode == 1 and "is the audio file of an utterance" in r.stderr, r.stderr
+    assert "sde never modifies its input" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "c.wav").read_bytes() == before
+    assert not (tmp_path / "kept.json").exists()
+
+
 def test_cli_apply_reviews(small, tmp_path):
     manifest, valid = small
     dataset = build_dataset(manifest)

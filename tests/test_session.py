@@ -398,3 +398,18 @@ def test_a_sort_in_a_link_that_names_no_column_is_said_not_dropped_silently(demo
     nav = utterance.neighbours(demo, 3, {"sort": sort})
     assert nav["warning"].startswith("The sort in the link is invalid")
     assert utterance.neighbours(demo, 3, {"filter": "{nope} > 1"})["warning"].startswith("The filter in the link")
+
+
+@pytest.mark.parametrize("sort", ["nosuchcol", "-count,foo"])
+def test_vocabulary_says_when_the_sort_in_its_link_names_no_column(demo, sort):
+    # Vocabulary showed the words unsorted without a word, where Samples says why.
+    import json
+
+    from sde.web.pages import vocabulary
+
+    page = json.dumps(vocabulary.layout(demo, "/vocabulary", {"sort": sort}).to_plotly_json(),
+                      default=lambda o: o.to_plotly_json())
+    assert "The sort in the link is invalid" in page and "Unknown column" in page
+    fine = json.dumps(vocabulary.layout(demo, "/vocabulary", {"sort": "-count"}).to_plotly_json(),
+                      default=lambda o: o.to_plotly_json())
+    assert "The sort in the link is invalid" not in fine

@@ -17,7 +17,7 @@ from sde.web import figures, state
 from sde.filters import parse
 from sde.web.components import FILTER_EXAMPLES, diff_view, filter_box
 from sde.web.pages import PAGE_MODULES, load_pages, resolve
-from tests.browser_kit import by_id, dash_update, prop, text_of
+from tests.browser_kit import by_id, dash_update, get_json, prop, text_of
 from tests.conftest import IMG, XSS
 
 
@@ -98,6 +98,52 @@ def test_get_rows_writes_state_url_and_csv(web_app, web_client):
     again = dash_update(web_client, web_app, "samples-grid.getRowsResponse", inputs,
                         {"samples-applied.data": "{wer} > 0", "url.search": search})
     assert "url.search" not in again and "rendered.data" not in again
+
+
+@pytest.mark.parametrize("prefix, colfilter", [
+    ("samples", {"speaker": {"filterType": "text", "type": "contains", "filter": "en-"}}),
+    ("vocabulary", {"count": {"filterType": "number", "type": "greaterThanOrEqual", "filter": 2}}),
+])
+def test_the_json_link_follows_the_view(web_app, web_client, prefix, colfilter):
+    # The page's JSON twin kept the filter the page was opened with: after typing a filter (or a
+    # column filter), "JSON" still gave every row while the CSV link and the count followed.
+    box = "{wer} > 0" if prefix == "samples" else "{accuracy} < 100"
+    request = {"startRow": 0, "endRow": 100, "sortModel": [{"colId": "count" if prefix == "vocabulary" else "wer",
+                                                            "sort": "desc"}], "filterModel": colfilter}
+    out = dash_update(web_client, web_app, f"{prefix}-grid.getRowsResponse", {f"{prefix}-grid.getRowsRequest": request},
+                      {f"{prefix}-applied.data": box, "url.search": ""})
+    href = out[f"{prefix}-json.href"]
+    assert href.startswith(f"/api/{prefix.replace('samples', 'utterances')}?") and "sort=-" in href
+    body = get_json(web_client, href)
+    assert body["total"] == out[f"{prefix}-grid.getRowsResponse"]["rowCount"]
+    assert 0 < body["total"] < len(get_json(web_client, href.split("?")[0] + "?page_size=1000")["rows"])
+    csv = out[f"{prefix}-csv.href"]
+    assert csv.split("?")[1] == href.split("?")[1]  # the same view as the CSV
+
+
+def test_columns_added_while_serving_leave_the_samples_url_alone(write_manifest):
+    # A filter naming {dup_text_group} (Duplicates' "all of them in Samples") adds the duplicate
+    # columns to the table. The grid's callbacks kept the spec of start-up, took the layout's new
+    # default columns for a choice and wrote them all into the URL as cols=…: a history entry at
+    # every visit of Samples, so the back button came back to Samples instead of leaving it.
+    from sde.web.app import AppConfig, create_app
+    from sde.web.pages import samples
+
+    rows = [{"audio_filepath": f"a{i}.wav", "duration": 1.0 + i, "text": "same words here" if i < 2 else f"other {i}",
+             "pred_text": "same word here", "speaker": "s"} for i in range(4)]
+    dataset = build_dataset(write_manifest(rows))
+    app = create_app(dataset, AppConfig(title="dup", audio_routes=False))
+    client = app.server.test_client()
+    assert get_json(client, "/api/utterances?filter=%7Bdup_text_group%7D+is+not+null")["total"] == 2
+    assert "dup_text_group" in dataset.utterances.columns
+    layout = samples.layout(dataset, "/samples", {})
+    visible = prop(by_id(layout, "samples-columns"), "value")
+    assert "dup_text_group" in visible                       # the layout's default columns now
+    request = {"startRow": 0, "endRow": 100, "sortModel": [], "filterModel": {}}
+    out = dash_update(client, app, "samples-grid.getRowsResponse", {"samples-grid.getRowsRequest": request},
+                      {"samples-applied.data": "", "url.search": "", "samples-columns.value": visible})
+    assert out["samples-grid.getRowsResponse"]["rowCount"] == 4
+    assert "url.search" not in out                           # the default columns are not a choice
 
 
 @pytest.mark.parametrize("clicked, expected", [

@@ -38,6 +38,7 @@ APPLIED = "applied"              # dcc.Store: the filter box's text once applied
 STATE = "state"                  # dcc.Store: {"filter", "colfilter", "effective", "sort"}
 COUNT = "count"
 CSV = "csv"
+JSON = "json"                    # the link to the JSON twin (the API) of the view shown
 COLUMNS = "columns"              # dbc.Checklist of visible columns
 COLUMNS_TOGGLE = "columns-toggle"
 COLUMNS_COLLAPSE = "columns-collapse"

@@ -10,9 +10,7 @@ the filter (a mangled one shows all utterances, with the reason above the filter
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Mapping
-
-from dash import html
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from sde.audio_presence import COLUMN as AUDIO_EXISTS
 from sde.audio_presence import audio_missing_count
@@ -114,15 +112,27 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         params.pop("sort", None)
     s = dataset.utterances
     hours = float(s["duration"].sum()) / 3600 if len(s) else 0.0
-    json_link = html.A("JSON", href="/api/utterances" + state.search_of({k: params.get(k) for k in ("filter", "sort")}),
-                       className="link-secondary")
-    subtitle = [f"{fmt_int(len(s))} utterances · {fmt_float(hours, 2)} hours · click a row to inspect it · ",
-                json_link]
+    subtitle = [f"{fmt_int(len(s))} utterances · {fmt_float(hours, 2)} hours · click a row to inspect it"]
     return table.layout(spec_for(dataset), params, TITLE, subtitle, hint=hint)
 
 
+def current_spec(dataset: "Dataset") -> Callable[[], TableSpec]:
+    """The spec of the table as it is now (columns are added while the server runs: duplicates,
+    VAD, audio metrics), made again only when its columns change: a grid request stays cheap."""
+    made: dict[tuple, TableSpec] = {}
+
+    def current() -> TableSpec:
+        key = tuple(map(str, dataset.utterances.columns))
+        if key not in made:
+            made.clear()
+            made[key] = spec_for(dataset)
+        return made[key]
+
+    return current
+
+
 def callbacks(app, dataset: "Dataset") -> None:
-    table.callbacks(app, spec_for(dataset), TITLE)
+    table.callbacks(app, current_spec(dataset), TITLE)
 
 
 PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, api="/api/utterances")

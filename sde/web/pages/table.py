@@ -10,7 +10,7 @@ browser's back button, from the row that was clicked (sde.js keeps it in session
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import dash
 import dash_ag_grid as dag
@@ -53,6 +53,10 @@ FOCUS_JS = """function(_response, focus, gridId) {
 
 def csv_href(spec: TableSpec, filter_text: str, sort: str) -> str:
     return f"{spec.api}.csv" + search_of({"filter": filter_text, "sort": sort})
+
+
+def json_href(spec: TableSpec, filter_text: str, sort: str) -> str:
+    return spec.api + search_of({"filter": filter_text, "sort": sort})
 
 
 def count_text(spec: TableSpec, total: int, error: str | None) -> html.Span:
@@ -151,8 +155,9 @@ def layout(spec: TableSpec, params: Mapping[str, str], title: str, subtitle: Any
     applied = "" if box_error else box
     try:
         sort = parse_sort(url_state.get("sort"), query.columns)
-    except QueryError:
+    except QueryError as e:  # the grid shows the rows unsorted: say why (Samples says it before us)
         sort = []
+        hint = " ".join(h for h in (hint, f"The sort in the link is invalid ({e}), so the list is not sorted.") if h)
     df = spec.df()
     visible = visible_columns(spec, url_state.get("cols"))
     picker = dbc.Checklist(
@@ -173,6 +178,11 @@ def layout(spec: TableSpec, params: Mapping[str, str], title: str, subtitle: Any
                className="btn btn-sm btn-success", download=f"{spec.noun}.csv"),
         *(review.samples_toolbar_links(applied, sort_text(sort)) if spec.prefix == state.SAMPLES else ()),
     ], className="d-flex align-items-center gap-2 mb-2 flex-wrap")
+    # The JSON twin of the view shown: kept in step with the grid, as the CSV link is.
+    json_link = html.A("JSON", id=p(state.JSON), href=json_href(spec, applied, sort_text(sort)),
+                       className="link-secondary")
+    subtitle = [*(subtitle if isinstance(subtitle, list) else [] if subtitle is None else [subtitle]),
+                " · " if subtitle else None, json_link]
     return html.Div([
         dcc.Store(id=p(state.STATE), data={"filter": applied, "sort": sort_text(sort),
                                            "colfilter": url_state.get("colfilter", ""), "effective": box,
@@ -226,7 +236,7 @@ def hint_view(spec: TableSpec, effective: str, total: int, error: str | None, ke
                              state.table_id(spec.prefix, "hint-link"))
 
 
-ROWS_OUTPUTS = ("rows", "count", "colfilters", "hint", "csv", "state", "search", "rendered")
+ROWS_OUTPUTS = ("rows", "count", "colfilters", "hint", "csv", "json", "state", "search", "rendered")
 
 
 def rows_block(spec: TableSpec, title: str, request: Any, applied: str | None, search: str | None,
@@ -253,6 +263,7 @@ def rows_block(spec: TableSpec, title: str, request: Any, applied: str | None, s
         "hint": (hint_view(spec, result.effective, result.total, result.error, {"sort": result.sort, "cols": cols})
                  if first_block else no_update),
         "csv": csv_href(spec, result.effective, result.sort),
+        "json": json_href(spec, result.effective, result.sort),
         "state": table_state,
         "search": no_update if same_url else new_search,
         "rendered": no_update if same_url else rendered_key(spec.path, new_params, title),
@@ -278,8 +289,13 @@ def picked_columns(spec: TableSpec, title: str, visible: Any, table_state: Mappi
     }
 
 
-def callbacks(app: dash.Dash, spec: TableSpec, title: str) -> None:
-    """The table page's callbacks, registered on `app`."""
+def callbacks(app: dash.Dash, current: Callable[[], TableSpec], title: str) -> None:
+    """The table page's callbacks, registered on `app`. `current()` is the page's spec now: the
+    table can gain columns while the server runs (duplicates, VAD, audio metrics), and a spec
+    taken at start-up would see the layout's default columns as a choice and write them all into
+    the URL as `cols`, a new history entry at every visit (back then returned to Samples)."""
+    spec = current()  # its prefix and whether rows are links never change
+
     def p(suffix: str) -> str:
         return state.table_id(spec.prefix, suffix)
 
@@ -293,7 +309,7 @@ def callbacks(app: dash.Dash, spec: TableSpec, title: str) -> None:
         prevent_initial_call=True,
     )
     def apply_filter(_typed, _clicks, text, applied):
-        return applied_filter(spec, text, applied)
+        return applied_filter(current(), text, applied)
 
     app.clientside_callback(
         PURGE_GRID_JS,
@@ -309,6 +325,7 @@ def callbacks(app: dash.Dash, spec: TableSpec, title: str) -> None:
                 "colfilters": Output(p(state.COLFILTER_TEXT), "children"),
                 "hint": Output(p(state.FILTER_HINT), "children"),
                 "csv": Output(p(state.CSV), "href"),
+                "json": Output(p(state.JSON), "href"),
                 "state": Output(p(state.STATE), "data", allow_duplicate=True),
                 "search": Output(state.URL, "search", allow_duplicate=True),
                 "rendered": Output(state.RENDERED, "data", allow_duplicate=True)},
@@ -319,7 +336,7 @@ def callbacks(app: dash.Dash, spec: TableSpec, title: str) -> None:
         prevent_initial_call=True,
     )
     def get_rows(request, applied, search, visible):
-        return rows_block(spec, title, request, applied, search, visible)
+        return rows_block(current(), title, request, applied, search, visible)
 
     app.clientside_callback(
         FOCUS_JS,
@@ -349,7 +366,7 @@ def callbacks(app: dash.Dash, spec: TableSpec, title: str) -> None:
         prevent_initial_call=True,
     )
     def pick_columns(visible, table_state, search):
-        return picked_columns(spec, title, visible, table_state, search)
+        return picked_columns(current(), title, visible, table_state, search)
 
     if spec.row_href is not None:
         @app.callback(
@@ -359,5 +376,6 @@ def callbacks(app: dash.Dash, spec: TableSpec, title: str) -> None:
             prevent_initial_call=True,
         )
         def open_row(clicked, table_state):
-            row = clicked_row(spec, table_state, clicked)
-            return (spec.row_href(table_state or {}, row) if row is not None else None) or no_update
+            now = current()
+            row = clicked_row(now, table_state, clicked)
+            return (now.row_href(table_state or {}, row) if row is not None and now.row_href else None) or no_update

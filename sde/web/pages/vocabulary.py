@@ -54,7 +54,8 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
 
 
 def callbacks(app, dataset: "Dataset") -> None:
-    table.callbacks(app, spec_for(dataset), TITLE)
+    spec = spec_for(dataset)  # the vocabulary's columns never change while the server runs
+    table.callbacks(app, lambda: spec, TITLE)
 
 
 PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, api="/api/vocabulary")

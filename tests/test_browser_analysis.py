@@ -129,6 +129,24 @@ def test_errors_page_hypothesis_and_breakdown_controls(page, demo):
     watch.check()
 
 
+def test_a_breakdown_bar_opens_its_groups_utterances(page, demo):
+    # The bars of "WER and CER by group" were not links (the table's rows and every other chart's
+    # bars are): clicking the worst speaker's bar did nothing.
+    watch = Watch(page, demo)
+    fields = list(api(demo, "/api/summary")["hypotheses"])
+    groups = api(demo, "/api/breakdown", by="speaker", hyp=fields[1])["rows"]  # in value order, as charted
+    page.goto(demo + f"/errors?hyp={fields[1]}&by=speaker")
+    wait_breakdown_rows(page)
+    page.locator("#errors-breakdown-fig .point").first.click(force=True)
+    page.wait_for_url(re.compile(r"/samples\?"))
+    first = groups[0]
+    assert parse_qs(urlparse(page.url).query)["filter"] == [f'{{speaker}} = "{first["value"]}"']
+    total = api(demo, "/api/summary")["utterances"]
+    page.wait_for_function("(t) => (document.querySelector('#samples-count') || {}).innerText === t",
+                           arg=f"{first['utterances']} of {total} utterances match")
+    watch.check()
+
+
 def test_comparison_page_matches_the_api(page, demo):
     watch = Watch(page, demo)
     fields = list(api(demo, "/api/summary")["hypotheses"])
@@ -207,6 +225,38 @@ def test_comparison_unavailable_with_one_hypothesis(browser, tmp_path):
         pg.goto(url + "/comparison?a=pred_text&b=pred_text_b")  # a bookmark: says why, not "Page not found"
         pg.wait_for_selector("#cmp-unavailable")
         assert pg.locator("#not-found").count() == 0
+        watch.check()
+        pg.close()
+
+
+# The contrast (WCAG) against the alert's background of an element's text, and of the alert's own.
+CONTRAST_JS = """(el) => {
+    const lum = (c) => { const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map((v) => {
+        v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const ratio = (a, b) => (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const alert = el.closest('.alert'), bg = lum(getComputedStyle(alert).backgroundColor);
+    return [ratio(lum(getComputedStyle(el).color), bg), ratio(lum(getComputedStyle(alert).color), bg)];
+}"""
+
+
+def test_code_in_coloured_alerts_is_readable(browser, tmp_path):
+    # The theme's pink `code` on the danger alert's red had a contrast of 1.0: the missing audio
+    # paths on Problems were invisible (1.2 on info blue, 1.7 on warning orange).
+    rows = [{"audio_filepath": f"gone{i}.wav", "duration": 1.0 + i, "text": f"call 911 now {i}"} for i in range(3)]
+    path = tmp_path / "nohyp.json"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    with sde_server(str(path)) as url:
+        pg = browser.new_page()
+        watch = Watch(pg, url, allow_console=("/no-such-page",))  # its HTTP 404, logged by Chromium
+        for where, alert in (("/problems", "#problems-missing-audio"), ("/errors", "#errors-no-hyp"),
+                             ("/comparison", "#cmp-unavailable"), ("/", "#alphabet-digits"),
+                             ("/no-such-page", "#not-found")):
+            pg.goto(url + where)
+            code = pg.locator(f"{alert} code").first
+            code.wait_for()
+            code_contrast, text_contrast = pg.evaluate(CONTRAST_JS, code.element_handle())
+            assert code_contrast >= 0.95 * text_contrast, (where, code_contrast, text_contrast)
         watch.check()
         pg.close()
 

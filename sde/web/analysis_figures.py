@@ -98,7 +98,8 @@ def breakdown_figure(rows: pd.DataFrame, by: str, hyp_name: str, *, max_groups: 
                      note: str | None = None) -> go.Figure:
     """Grouped bars of WER and CER per group (rows of `sde.analysis.breakdown`, in the order
     given); hover shows the number of utterances and reference words. With `ci_lo`/`ci_hi`
-    columns the WER bars get whiskers (the groups' intervals). More than `max_groups` groups: the
+    columns the WER bars get whiskers (the groups' intervals); with an `href` column, each bar's
+    last customdata is its group's link (a click opens it). More than `max_groups` groups: the
     largest ones. `note` (plain text) goes above the chart, e.g. which groups are shown."""
     title = f"WER and CER by {by} · {hyp_name}"  # plain text: _layout and empty_figure escape titles
     if rows is None or rows.empty:
@@ -116,6 +117,8 @@ def breakdown_figure(rows: pd.DataFrame, by: str, hyp_name: str, *, max_groups: 
     if has_ci:
         lo, hi = rows["ci_lo"].to_numpy(dtype=float), rows["ci_hi"].to_numpy(dtype=float)
         columns += [lo.round(2), hi.round(2)]
+    if "href" in rows.columns:
+        columns.append(rows["href"].to_numpy(dtype=object))
     custom = np.stack(columns, axis=1).tolist()
     fig = go.Figure()
     for metric, name, color in (("wer", "WER", WER_COLOR), ("cer", "CER", CER_COLOR)):

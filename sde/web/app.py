@@ -28,7 +28,7 @@ from sde.audio_quality import has_audio_metrics
 from sde.web import reviewing, state
 from sde.web.api import register_api
 from sde.web.auth import install_basic_auth
-from sde.web.components import navbar
+from sde.web.components import alert_code, navbar
 from sde.web.pages import Page, load_pages, resolve
 from sde.web.panels import audio_metrics, augment, review, suspicious, transcribe, vad
 from sde.web.state import query_params, rendered_key
@@ -55,7 +55,7 @@ class AppConfig:
 def not_found_layout(pathname: str) -> html.Div:
     return dbc.Alert([
         html.H5("Page not found", className="alert-heading"),
-        html.P(["There is no page at ", html.Code(pathname), "."]),
+        html.P(["There is no page at ", alert_code(pathname), "."]),
         dcc.Link("Go to the statistics", href="/", className="alert-link"),
     ], color="warning", id="not-found")
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, dcc, html, no_update
 
 from sde import analysis
 from sde.caching import for_dataset
@@ -31,12 +31,13 @@ from sde.web.components import (
     PURGE_GRID_JS,
     fmt_int,
     graph_height,
+    href_of_click,
     manifest_button,
 )
 from sde.web.figures import GRAPH_CONFIG
 from sde.web.grid import grid_range
 from sde.web.present import ApiError, grouped_rates, resolve_hypothesis
-from sde.web.state import samples_href, search_of
+from sde.web.state import URL, samples_href, search_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -156,24 +157,35 @@ def breakdown_rows(dataset: "Dataset", by: str, view: pd.DataFrame, grouped: ana
     """Table rows of some groups (a page of `grouped.view(...)`): the numbers, the 95% bootstrap
     interval and an href to the group's utterances on the samples page (those hypothesis `h` was
     scored on, the ones the row counts)."""
-    scored = scored_clause(dataset, h)
-    try:
-        kind = dataset.utterance_query.kind(by) if by != "duration_bucket" else None
-    except QueryError:
-        kind = None
+    hrefs = group_hrefs(dataset, by, view, filter_text, h)
     lo, hi = grouped.intervals(view.index.to_numpy())
     rows = []
-    for group, r, a, b in zip(view.index.tolist(), view.itertuples(index=False), lo.tolist(), hi.tolist()):
-        clause = group_filter(by, r.value, kind)
-        full = combine_filters(filter_text, clause, scored) if clause else None
+    for group, r, a, b, href in zip(view.index.tolist(), view.itertuples(index=False), lo.tolist(), hi.tolist(),
+                                    hrefs):
         rows.append({
             "value": ("(missing)" if r.value is None else
                       r.value if isinstance(r.value, (int, float)) else str(r.value)),
             "utterances": int(r.utterances), "words": int(r.words),
             "wer": _round(r.wer), "cer": _round(r.cer), "ci_lo": _round(a), "ci_hi": _round(b),
-            "href": samples_href(filter=full) if full else f"#group-{group}",
+            "href": href or f"#group-{group}",
         })
     return rows
+
+
+def group_hrefs(dataset: "Dataset", by: str, view: pd.DataFrame, filter_text: str | None,
+                h: "HypothesisField | None" = None) -> list[str | None]:
+    """The samples page of each group of `view` (its `value` column): the utterances its numbers
+    count (None where the filter language cannot select the group)."""
+    scored = scored_clause(dataset, h)
+    try:
+        kind = dataset.utterance_query.kind(by) if by != "duration_bucket" else None
+    except QueryError:
+        kind = None
+    hrefs: list[str | None] = []
+    for value in view["value"].tolist():
+        clause = group_filter(by, value, kind)
+        hrefs.append(samples_href(filter=combine_filters(filter_text, clause, scored)) if clause else None)
+    return hrefs
 
 
 def scored_clause(dataset: "Dataset", h: "HypothesisField | None") -> str | None:
@@ -299,6 +311,8 @@ def content(dataset: "Dataset", h: "HypothesisField", by: str | None, utt_ids: "
     if frame.empty:
         return [dbc.Alert(f"No {by} group has at least {fmt_int(min_utts)} utterances.", color="light",
                           id="errors-breakdown-empty")], links(h, by, filter_text, min_utts)
+    # each bar links to its group's utterances, as the table's rows do
+    frame = frame.assign(href=group_hrefs(dataset, by, frame, filter_text, h))
     fig = af.breakdown_figure(frame, by, h.name, max_groups=CHART_GROUPS)
     return [html.Div(note, id=NOTE, className="text-muted small text-end"),
             dcc.Graph(id=FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)})], \
@@ -337,6 +351,13 @@ def callbacks(app, dataset: "Dataset") -> None:
     )
     def block(request, page_state):
         return grid_block(dataset, page_state, request)
+
+    # Its own callback: the chart is absent when no group passes the threshold (a callback does
+    # not fire while one of its inputs is missing from the page).
+    @app.callback(Output(URL, "href", allow_duplicate=True), Input(FIG, "clickData"),
+                  prevent_initial_call=True)
+    def open_bar(point):
+        return href_of_click(point=point, index=-1) or no_update
 
     # A new breakdown (hypothesis, filter, column or threshold): the grid drops its cached blocks
     # and asks again (the infinite model would otherwise keep the old groups).

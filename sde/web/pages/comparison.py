@@ -37,6 +37,7 @@ from sde.web import state
 from sde.web.components import (
     INT_FORMAT,
     PCT_FORMAT,
+    alert_code,
     filter_box,
     fmt_int,
     graph_height,
@@ -340,7 +341,7 @@ def _no_utterances():
 def unavailable() -> html.Div:
     return html.Div([page_header(TITLE), dbc.Alert(
         ["A comparison needs two hypotheses, and this manifest has fewer. Add another one, e.g. a ",
-         html.Code("pred_text_<label>"), " field, or --pred-field F / --predictions FILE."],
+         alert_code("pred_text_<label>"), " field, or --pred-field F / --predictions FILE."],
         color="info", id="cmp-unavailable")])
 
 

@@ -22,6 +22,7 @@ from sde.web import analysis_figures as af
 from sde.web import state
 from sde.web.components import (
     INT_FORMAT,
+    alert_code,
     fmt_int,
     fmt_pct,
     filter_box,
@@ -201,7 +202,7 @@ def page_params(dataset: "Dataset", hyp: str | None, filter_text: str | None, by
 def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     if not dataset.hypotheses:
         return html.Div([page_header(TITLE), dbc.Alert(
-            ["This manifest has no hypotheses (", html.Code("pred_text"), " …), so there are no errors to analyse. "
+            ["This manifest has no hypotheses (", alert_code("pred_text"), " …), so there are no errors to analyse. "
              "Add predictions with --predictions FILE or --pred-field F."], color="info", id="errors-no-hyp")])
     h, warning = resolve_hypothesis(dataset, params.get("hyp"))
     filter_text = (params.get("filter") or "").strip()

@@ -14,7 +14,7 @@ from dash import dcc, html
 
 from sde.audio_presence import missing_rows
 from sde.web import state
-from sde.web.components import fmt_int, page_header
+from sde.web.components import alert_code, fmt_int, page_header
 from sde.web.pages.page import Page
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,7 +87,7 @@ def missing_audio_block(dataset: "Dataset"):
     files = missing.drop_duplicates("audio_path")
     shown = files.head(MISSING_AUDIO_SHOWN)
     sources = shown["source"].astype(str).tolist() if "source" in shown.columns else [dataset.name] * len(shown)
-    items = [html.Li([html.Code(shown_path(p)), f" ({src}:{int(line)})"])
+    items = [html.Li([alert_code(shown_path(p)), f" ({src}:{int(line)})"])
              for p, line, src in zip(shown["audio_path"].astype(str), shown["line"], sources)]
     more = len(files) - len(shown)
     return dbc.Alert([

@@ -19,7 +19,7 @@ from sde.caching import for_dataset
 from sde.dataset import normalized_summary
 from sde.filters import QueryError
 from sde.web import figures, state
-from sde.web.components import alphabet_view, fmt_float, fmt_int, fmt_pct, page_header, stat_card
+from sde.web.components import alert_code, alphabet_view, fmt_float, fmt_int, fmt_pct, page_header, stat_card
 from sde.web.grid import categorical_columns
 from sde.web.state import query_params, rendered_key, search_of
 from sde.web.pages.page import Page
@@ -395,7 +395,7 @@ def _alphabet_check_block(dataset: "Dataset"):
                                dcc.Link("(show them)", href=state.samples_href(filter="{has_digits} = true"))
                                if "has_digits" in dataset.utterances else None,
                                ". Character-based models (QuartzNet, Jasper) cannot emit digits: spell numbers out, "
-                               "or score with ", html.Code("--normalize numbers"), " to see the WER without them."],
+                               "or score with ", alert_code("--normalize numbers"), " to see the WER without them."],
                               color="warning", className="mb-0 py-2", id="alphabet-digits"))
     return dbc.Card(dbc.CardBody(body), className="mb-3", id="alphabet-check")
 

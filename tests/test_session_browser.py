@@ -147,6 +147,37 @@ def test_autoplay_plays_the_next_utterance_and_is_kept_for_the_session(page, dem
     watch.check()
 
 
+def test_the_mel_spectrogram_stays_on_the_next_utterance(page, demo):
+    # Switched to mel, j/k (or a reload) opened the next utterance in linear again: the choice
+    # was neither in the URL nor remembered, so a user comparing mel spectrograms re-picked it
+    # on every utterance.
+    watch = Watch(page, demo)
+    q = "{wer} > 0"
+    ids = [r["id"] for r in api(demo, "/api/utterances", filter=q, page_size=1000)["rows"]]
+    mel_title = ("(document.querySelector('#utt-signal .js-plotly-plot') || {}).layout?.yaxis2?.title?.text"
+                 "?.includes('mel')")
+    open_inspector(page, demo, ids[0], filter=q)
+    page.locator("#utt-signal-kind label", has_text="mel").click()
+    page.wait_for_function(mel_title)
+    page.locator("h4.page-title").click()
+    page.keyboard.press("j")
+    arrived(page, ids[1])
+    assert page.is_checked("#utt-signal-kind input[value='mel']")
+    page.wait_for_function(mel_title)
+    page.reload()
+    page.wait_for_selector("h4.page-title")
+    arrived(page, ids[1])
+    page.wait_for_function(mel_title)
+    # Back to linear: that is remembered too.
+    page.locator("#utt-signal-kind label", has_text="linear").click()
+    page.wait_for_function(f"!({mel_title})")
+    page.locator("h4.page-title").click()
+    page.keyboard.press("j")
+    arrived(page, ids[2])
+    assert page.is_checked("#utt-signal-kind input[value='linear']")
+    watch.check()
+
+
 # ---------------------------------------------------------------- the inspector shows what it was opened for
 
 def first_row_opens_inspector(page) -> None:

@@ -291,10 +291,12 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
             html.A("WAV", href=state.audio_href(uid, "wav"), className="small",
                    download=f"utterance-{uid}.wav",
                    title="the segment as lossless 16-bit WAV"),
+            # Remembered for the browser tab, as autoplay is: a user comparing mel spectrograms
+            # keeps them from one utterance to the next (and through a reload).
             dbc.RadioItems(
                 id=state.UTT_SIGNAL_KIND, value="mel" if params.get("spectrogram") == "mel" else "linear", inline=True,
                 options=[{"label": "linear", "value": "linear"}, {"label": "mel", "value": "mel"}],
-                className="small", input_class_name="me-1",
+                className="small", input_class_name="me-1", persistence=True, persistence_type="session",
             ),
         ], className="d-flex align-items-center gap-3")),
         dbc.CardBody([

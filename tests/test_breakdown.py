@@ -512,3 +512,26 @@ def test_each_breakdown_row_links_to_the_utterances_it_counts_when_the_hypothesi
         link = parse_qs(urlsplit(row["href"]).query)["filter"][0]
         assert link.startswith("({duration} > 0 || {id} < 0) && ") and "{wer_b} is not null" in link, link
         assert len(dataset.utterance_query.select(link)) == row["utterances"], link
+
+
+def test_a_filtered_breakdown_by_a_label_column_with_intervals_counts_the_groups_left(tmp_path):
+    """A dataset read back from the cache keeps `lang` and `speaker` as labels: grouping the rows a
+    filter keeps by such a column, whose dictionary holds values none of them has, answered 500
+    (KeyError) where the intervals are drawn; a fresh build answered. Checked against pandas."""
+    from tests.cache_kit import stored
+
+    rows = [{"audio_filepath": f"a{i}.wav", "duration": 1.0 + i % 7, "text": "the cat sat on the mat",
+             "pred_text": ["the cat sat on the mat", "a cat sat on a mat", "the bat sat"][i % 3],
+             "lang": ["en-US", "en-GB", "en-AU"][i % 3 if i % 2 else 0], "speaker": f"spk{i % 12:02d}"}
+            for i in range(240)]
+    (tmp_path / "m.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = stored(build_dataset(tmp_path / "m.json"), tmp_path / "cache", label_min_rows=4)
+    assert type(dataset.utterances["speaker"].array).__name__ != "ArrowStringArray"  # labels, not plain text
+    client = create_app(dataset, AppConfig(title="t", audio_routes=False)).server.test_client()
+    got = get_json(client, '/api/breakdown?by=speaker&ci=1&page_size=50&filter={lang} = "en-AU"')
+    t = dataset.utterances
+    kept = t[t["lang"].astype(str) == "en-AU"]
+    expected = kept.groupby(kept["speaker"].astype(str)).size()
+    assert {r["value"]: r["utterances"] for r in got["rows"]} == expected.to_dict()
+    assert len(expected) < t["speaker"].nunique()  # some speakers have no en-AU line
+    assert all(r["ci"][0] <= r["wer"] <= r["ci"][1] for r in got["rows"])

@@ -471,8 +471,9 @@ def _slots(table: pd.DataFrame, by: str, rows: np.ndarray | None, value_list: li
     """Each selected row's index into ``value_list`` (the GROUP BY's values), for intervals."""
     codes, values, _ = _group_codes(table, by, rows)
     where = {v: i for i, v in enumerate(value_list)}
-    # the missing values' slot last, where a code of -1 indexes
-    lookup = np.array([where[_py(v)] for v in np.asarray(values, dtype=object)] + [where.get(None, -1)],
+    # the missing values' slot last, where a code of -1 indexes; a label column's values include
+    # those no selected row holds (no code of theirs occurs: any slot does)
+    lookup = np.array([where.get(_py(v), -1) for v in np.asarray(values, dtype=object)] + [where.get(None, -1)],
                       dtype=np.int32)
     return lookup[codes]
 

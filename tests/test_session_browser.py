@@ -168,9 +168,11 @@ def test_the_mel_spectrogram_stays_on_the_next_utterance(page, demo):
     page.wait_for_selector("h4.page-title")
     arrived(page, ids[1])
     page.wait_for_function(mel_title)
-    # Back to linear: that is remembered too.
-    page.locator("#utt-signal-kind label", has_text="linear").click()
+    # Back to linear, with ← on the focused radio group (it moved to the next utterance): remembered too.
+    page.focus("#utt-signal-kind input[value='mel']")
+    page.keyboard.press("ArrowLeft")
     page.wait_for_function(f"!({mel_title})")
+    assert urlparse(page.url).path == f"/utterance/{ids[1]}"
     page.locator("h4.page-title").click()
     page.keyboard.press("j")
     arrived(page, ids[2])

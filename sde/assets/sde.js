@@ -3,7 +3,8 @@
    Inspector keys (never while typing in a field):
      j or →  next utterance of the list          k or ←  previous          u  back to the list
      Space   play / pause
-     ← / →   seek 2 s back / ahead while the player has the focus (click it, or Tab to it)
+     ← / →   seek 2 s back / ahead while the player has the focus (click it, or Tab to it);
+             on a focused radio group or slider they move its selection, as usual
    The buttons are dcc.Link anchors, so "clicking" them navigates client-side like a mouse click.
    Dash re-creates the page's components on every navigation, so bindings are checked on a short
    timer (cheap: a few lookups) rather than once. */
@@ -25,6 +26,12 @@
     var tag = (el && el.tagName || "").toLowerCase();
     return tag === "button" || tag === "a" || (tag === "input" && CLICKABLE_INPUTS.test(el.type || "")) ||
       (el && el.getAttribute && el.getAttribute("role") === "button");
+  }
+
+  function movesWithArrows(el) {
+    // A focused radio group (linear / mel) or slider moves its own selection with ← / →.
+    var tag = (el && el.tagName || "").toLowerCase();
+    return tag === "input" && /^(radio|range)$/i.test(el.type || "");
   }
 
   function player() { return document.getElementById("utt-audio"); }
@@ -63,6 +70,7 @@
       audio.currentTime = Math.max(0, isFinite(audio.duration) ? Math.min(t, audio.duration) : t);
       return;
     }
+    if ((ev.key === "ArrowLeft" || ev.key === "ArrowRight") && movesWithArrows(ev.target)) return;
     var target = null;
     if (ev.key === "ArrowRight" || ev.key === "j") target = "utt-next";
     else if (ev.key === "ArrowLeft" || ev.key === "k") target = "utt-prev";

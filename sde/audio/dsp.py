@@ -98,16 +98,6 @@ def rfft(frames: np.ndarray) -> np.ndarray:
     return _SCIPY_RFFT(frames, axis=1)
 
 
-def stft_frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Centered frames (zero padding of n_fft/2 on each side, as librosa's default)."""
-    pad = n_fft // 2
-    padded = np.pad(x.astype(np.float32, copy=False), (pad, pad))
-    if len(padded) < n_fft:
-        padded = np.pad(padded, (0, n_fft - len(padded)))
-    view = np.lib.stride_tricks.sliding_window_view(padded, n_fft)
-    return view[::hop]
-
-
 def _pool_mean(a: np.ndarray, group: int, axis: int) -> np.ndarray:
     if group <= 1:
         return a

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +19,9 @@ from sde.audio import (
     audio_metrics,
     compute_audio_metrics,
 )
+from sde.audio import quality
 from tests.audio.audio_kit import lowpassed_noise, segments_table, sine, write
+from tests.quality_kit import need_espeak, noise, silence, speak
 
 
 def test_metrics_still_measure_what_a_truncated_wav_holds(cut_wav):
@@ -150,3 +155,117 @@ def test_compute_audio_metrics_uses_worker_processes(tmp_path):
     assert "no audio file" in out["audio_error"].iloc[-1]
     np.testing.assert_allclose(out["peak_dbfs"].iloc[:80], -6.02, atol=0.01)
     np.testing.assert_allclose(out["audio_duration"].iloc[:80], 0.2 + 0.01 * np.arange(80))
+
+
+# --- Block by block: same numbers as the whole array, in bounded memory -----------------------
+
+def _same_metrics(got: dict, want: dict) -> None:
+    # The same error; libsndfile's own reason in brackets depends on where decoding gave up.
+    assert str(got["audio_error"]).split(" (")[0] == str(want["audio_error"]).split(" (")[0]
+    assert got["duration_mismatch"] == want["duration_mismatch"]
+    assert got["bandwidth_hz"] == want["bandwidth_hz"] or np.isnan(want["bandwidth_hz"])
+    for c in AUDIO_METRIC_COLUMNS:
+        if c not in ("audio_error", "duration_mismatch"):
+            assert np.isclose(got[c], want[c], rtol=1e-9, atol=1e-9, equal_nan=True), c
+
+
+@pytest.fixture(scope="module")
+def speech_files(tmp_path_factory) -> dict[str, str]:
+    """espeak-ng speech (22050 Hz: 220-sample silence frames and hops, cut by most block sizes)
+    between 0.2 s of digital silence and 0.2 s of faint hiss; a stereo copy; an 88.2 kHz copy
+    (its 882-sample hop is longer than the 512-point window: frames leave gaps)."""
+    need_espeak()
+    y, sr = speak("sound check")
+    pad = silence(0.2, sr)
+    x = np.concatenate([pad, y, pad + noise(0.2, sr, level=1e-4)])
+    folder = tmp_path_factory.mktemp("speech")
+    right = 0.5 * x + noise(len(x) / sr, sr, level=0.01, seed=1)
+    return {"mono": write(folder / "mono.wav", x, sr, subtype="FLOAT"),
+            "stereo": write(folder / "stereo.wav", np.stack([x, right], axis=1), sr),
+            "88k": write(folder / "88k.wav", np.repeat(x, 4), 4 * sr, subtype="FLOAT"),
+            "end": str(len(x) / sr)}
+
+
+#: (file, offset, duration): speech after 0.05 s of silence, a stereo segment, one shorter than
+#: the 512-point window, an empty one, digital silence, one running to the end (trailing hiss),
+#: and one at 88.2 kHz. Short: block size 1 costs a Python call per frame.
+SEGMENTS = [("mono", 0.15, 0.12), ("stereo", 0.25, 0.08), ("mono", 0.3, 0.01), ("mono", 0.3, 0.0),
+            ("mono", 0.0, 0.15), ("mono", -0.15, None), ("88k", 0.2, 0.03)]
+
+
+@pytest.mark.parametrize("block", [1, 7, 160, 511, 4096])
+def test_block_by_block_metrics_equal_the_whole_array(speech_files, monkeypatch, block):
+    rows = [(speech_files[name], off if off >= 0 else float(speech_files["end"]) + off, dur)
+            for name, off, dur in SEGMENTS]
+    # Each segment is shorter than the default block: audio_metrics measures it as one array.
+    want = [audio_metrics(p, o, d) for p, o, d in rows]
+    assert want[0]["silence_start"] == pytest.approx(0.05, abs=0.011) and want[0]["rms_dbfs"] > -30
+    assert want[1]["channels"] == 2 and want[2]["audio_duration"] == pytest.approx(0.01, abs=0.001)
+    assert want[3]["audio_duration"] == 0 and want[4]["peak_dbfs"] == DB_FLOOR
+    assert want[5]["silence_end"] == pytest.approx(0.15, abs=0.011)
+    monkeypatch.setattr(quality, "METRIC_BLOCK_FRAMES", block)
+    # Every segment of a file through one open file, in one call (the first read of each seeks).
+    for path in {p for p, _, _ in rows}:
+        segs = [(i, o, d) for i, (p, o, d) in enumerate(rows) if p == path]
+        for i, got in quality._metrics_for_file(path, segs):
+            _same_metrics(got, want[i])
+    # The whole array of audio_metrics goes through the same blocks.
+    _same_metrics(audio_metrics(*rows[0]), want[0])
+
+
+@pytest.mark.parametrize("block", [511, 4096])
+def test_block_by_block_metrics_of_truncated_files(tmp_path, cut_wav, monkeypatch, block):
+    """A WAV cut short (libsndfile trims its length at opening), a FLAC cut short (decoding
+    fails: an error either way) and an MP3 cut short (its header still announces 2 s: the reads
+    come back short, in a later block when blocks are small)."""
+    y = sine(440, 2.0, 16000, 0.5) * np.linspace(0, 1, 32000, dtype=np.float32)
+    rows = [(cut_wav, 0.5, 2.0), (cut_wav, 0.0, None)]
+    for ext in ("flac", "mp3"):
+        if ext.upper() not in sf.available_formats():
+            continue
+        full = write(tmp_path / f"full.{ext}", y, 16000)
+        cut = tmp_path / f"cut.{ext}"
+        cut.write_bytes(Path(full).read_bytes()[: Path(full).stat().st_size // 2])
+        rows += [(str(cut), 0.25, 1.5), (str(cut), 0.0, None)]
+    want = [audio_metrics(p, o, d) for p, o, d in rows]
+    assert want[0]["duration_mismatch"] and want[0]["audio_duration"] == pytest.approx(0.5)
+    assert "truncated" in want[2]["audio_error"]
+    if len(rows) > 4:
+        assert want[4]["duration_mismatch"] and 0.5 < want[4]["audio_duration"] < 1.5
+        assert want[4]["audio_error"] is None
+    monkeypatch.setattr(quality, "METRIC_BLOCK_FRAMES", block)
+    for (p, o, d), w in zip(rows, want, strict=True):
+        # One call each: after a failed read (the cut FLAC) the decoder's state differs.
+        _same_metrics(quality._metrics_for_file(p, [(0, o, d)])[0][1], w)
+
+
+_PEAK_RSS_GROWTH = """
+import json, resource, sys
+from sde.audio.quality import _metrics_for_file
+
+def peak_mb():
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes there, KiB here
+
+_metrics_for_file(sys.argv[1], [(0, 0.0, 20.0)])  # imports and first-use allocations (scipy FFT)
+before = peak_mb()
+m = _metrics_for_file(sys.argv[1], [(0, 0.0, None)])[0][1]
+print(json.dumps({"grew_mb": peak_mb() - before, **m}))
+"""
+
+
+def test_measuring_a_long_segment_adds_bounded_memory(tmp_path):
+    """25 minutes at 16 kHz in one segment: the whole-array code peaked 1.2 GB above its start."""
+    sr = 16000
+    path = tmp_path / "long.wav"
+    minute = 0.25 * sine(1000, 60.0, sr) + noise(60.0, sr, level=0.01)
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+        for _ in range(25):
+            f.write(minute)
+    run = subprocess.run([sys.executable, "-c", _PEAK_RSS_GROWTH, str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    m = json.loads(run.stdout.splitlines()[-1])
+    assert m["audio_error"] is None and m["audio_duration"] == pytest.approx(1500.0)
+    assert m["rms_dbfs"] == pytest.approx(-15.03, abs=0.05) and m["silence_start"] == 0.0
+    assert m["grew_mb"] < 150, f"measuring 25 minutes took {m['grew_mb']:.0f} MB more memory"

@@ -54,6 +54,8 @@ from sde.reviews import ReviewStore, aligned_reviews, default_reviews_path, open
 from sde.rules import Rule, RulesReport, evaluate_rules, load_rules
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
     from sde.dataset import Dataset
 
 # Changelog entries listing individual review changes (drops, fixes); beyond this only counts.
@@ -155,10 +157,12 @@ def _remove_dead_writers_temp_files(target: Path) -> None:
 
 
 def refuse_overwriting_sources(outputs: Mapping[str, str | Path | None], sources: Sequence[SourceFile],
-                               inputs: Sequence[tuple[str, str | Path]] = ()) -> None:
+                               inputs: Sequence[tuple[str, str | Path]] = (), *,
+                               error: type[Exception] = ExportError, instead: str = "kept.json") -> None:
     """An output that is a source, another file the export reads (``inputs``: (its option, its
     path), e.g. the reviews, the rules, the predictions) or another output would destroy data:
-    refuse it by name."""
+    refuse it by name. ``error`` and ``instead`` (the file name the message suggests) let other
+    writers (``sde transcribe``) share the rule."""
     seen: dict[str, str] = {}
     read = [("the manifest itself", src.path) for src in sources if src.local]
     read += [(f"the {option} file sde reads", path) for option, path in inputs]
@@ -168,10 +172,10 @@ def refuse_overwriting_sources(outputs: Mapping[str, str | Path | None], sources
         resolved = os.path.realpath(out)
         for what, path in read:
             if resolved == os.path.realpath(path) or _same_file(out, path):
-                raise ExportError(f"{option} {out} is {what}: sde never modifies its input; "
-                                  "write to another file (e.g. kept.json)")
+                raise error(f"{option} {out} is {what}: sde never modifies its input; "
+                            f"write to another file (e.g. {instead})")
         if resolved in seen:
-            raise ExportError(f"{option} {out} is also {seen[resolved]}: give each output its own file")
+            raise error(f"{option} {out} is also {seen[resolved]}: give each output its own file")
         seen[resolved] = f"{option} {out}"
 
 
@@ -185,12 +189,19 @@ def dataset_inputs(dataset: "Dataset") -> list[tuple[str, str]]:
 
 def refuse_overwriting_audio(outputs: Mapping[str, str | Path | None], dataset: "Dataset") -> None:
     """An output that is one of the audio files the manifest's lines name (``-o a0.wav`` for
-    ``-o a0.json``) would replace the user's audio with manifest lines: refuse it by name. Only the
-    paths ending in the output's own file name are compared (one vectorised pass over the column)."""
+    ``-o a0.json``) would replace the user's audio with manifest lines: refuse it by name."""
     table = dataset.utterances
-    if "audio_path" not in table or not len(table):
+    if "audio_path" in table:
+        refuse_overwriting_audio_paths(outputs, table["audio_path"])
+
+
+def refuse_overwriting_audio_paths(outputs: Mapping[str, str | Path | None], paths: "pd.Series", *,
+                                   error: type[Exception] = ExportError, instead: str = "kept.json") -> None:
+    """:func:`refuse_overwriting_audio` over a column of audio paths (strings), for any writer
+    (``sde transcribe`` passes its lines' resolved paths, ``error`` and the file name to suggest).
+    Only the paths ending in the output's own file name are compared (one vectorised pass)."""
+    if not len(paths):
         return
-    paths = table["audio_path"]
     for option, out in outputs.items():
         if out is None:
             continue
@@ -202,8 +213,8 @@ def refuse_overwriting_audio(outputs: Mapping[str, str | Path | None], dataset: 
             if "://" in path:
                 continue
             if resolved == os.path.realpath(path) or _same_file(out, path):
-                raise ExportError(f"{option} {out} is the audio file of an utterance ({path}): sde never "
-                                  "modifies its input; write to another file (e.g. kept.json)")
+                raise error(f"{option} {out} is the audio file of an utterance ({path}): sde never "
+                            f"modifies its input; write to another file (e.g. {instead})")
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:

@@ -271,7 +271,8 @@ def _one_manifest(sources: tuple[Path, ...], model: str, out: Path | None,
         return sources[0], out
     from sde.manifest import ManifestError, read_manifest
     from sde.manifest.lhotse_reads import write_nemo_view
-    from sde.nemo.jobs import output_path
+    from sde.nemo.jobs import output_path, refuse_writing_over_inputs, view_path
+    from sde.nemo.parts import part_path
     from sde.sources.lhotse_source import detect
 
     if len(sources) != 2 or detect([str(p) for p in sources]) != "pair":
@@ -281,6 +282,12 @@ def _one_manifest(sources: tuple[Path, ...], model: str, out: Path | None,
     except ManifestError as exc:
         raise _Failed(str(exc)) from None
     target = output_path(sources[-1], model, out, shard)
+    try:  # before the view is written: neither it nor the output may land on an input
+        refuse_writing_over_inputs({"--out": target, "--out's part file": part_path(target),
+                                    "--out's Lhotse view": view_path(target)}, list(sources), model,
+                                   table["audio_path"] if "audio_path" in table else [])
+    except TranscribeError as exc:
+        raise _Failed(str(exc)) from None
     return write_nemo_view(table, target), target
 
 

@@ -25,10 +25,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 
 from sde.cache import (CacheReadOnly, CacheUnusable, ReadOnlyStore, default_cache_dir, file_stamp, make_room_among,
                        mark_used, open_store, report_unusable, size_limit, warn_on_stderr)
 from sde.dataset import Dataset, with_predictions
+from sde.export import refuse_overwriting_audio_paths, refuse_overwriting_sources
 from sde.lines import ExportError, source_files
 from sde.manifest import ManifestError, read_manifest
 from sde.manifest.lhotse_reads import write_nemo_view
@@ -175,22 +177,26 @@ def transcribe_manifest(
     _check_engine(engine, shard, model)
     shard = _check_shard(shard)
     target = output_path(manifest, model, out, shard)
+    partial = part_path(target)
     if lhotse in ("cuts", "shar"):  # a Lhotse CutSet or Shar directory: its supervisions, as a NeMo manifest
         try:
             read = read_manifest(manifest)
         except ManifestError as exc:
             raise TranscribeError(str(exc)) from None
-        manifest = write_nemo_view(read.table, target, members=bool(read.tar_shards))
         tarred_audio = tuple(tarred_audio) or tuple(read.tar_shards)  # Shar: the audio is in its tars
-    partial = part_path(target)
-    for p in (target, partial):
-        if same_file(p, manifest):
-            raise TranscribeError(
-                f"refusing to overwrite the input manifest {manifest}; choose another --out"
-            )
+        view = view_path(target)
+        refuse_writing_over_inputs({"--out": target, "--out's part file": partial, "--out's Lhotse view": view},
+                                   [manifest], model, read.table.get("audio_path", pd.Series([], dtype=object)),
+                                   tarred_audio=tarred_audio)
+        manifest = write_nemo_view(read.table, target, members=bool(read.tar_shards))
+        entries = read_entries(manifest, audio_base_path, shard, tuple(tarred_audio))
+    else:
+        entries = read_entries(manifest, audio_base_path, shard, tuple(tarred_audio))
+        # before any work: the output and its part file are none of the files this run reads
+        refuse_writing_over_inputs({"--out": target, "--out's part file": partial}, [manifest], model,
+                                   [e.ref.path for e in entries], tarred_audio=tarred_audio)
 
     fingerprint = _fingerprint(manifest)
-    entries = read_entries(manifest, audio_base_path, shard, tuple(tarred_audio))
     header = part_header(manifest, model, field)
     wanted = {e.key for e in entries}
     done = {k: p for k, p in load_part(partial, header).items() if k in wanted}
@@ -229,6 +235,31 @@ def transcribe_manifest(
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
     return target
+
+
+def view_path(target: Path) -> Path:
+    """The NeMo view of a Lhotse source that :func:`write_nemo_view` writes beside the output."""
+    return target.with_name(target.name + ".lhotse.json")
+
+
+def refuse_writing_over_inputs(outputs: dict[str, Path], manifests: Sequence[Path], model: Any,
+                               audio_paths: Sequence[str] | pd.Series, *, tarred_audio: Sequence[str] = ()) -> None:
+    """Refuse, before any work, outputs (``{option: path}``: the output, its part file, a Lhotse
+    view) that are a file this run reads: the manifest(s), an utterance's audio (``audio_paths``,
+    resolved; by another path or a symlink too), a tar of ``tarred_audio`` or the ``.nemo`` model.
+    sde never modifies its input; the rules are export's (:mod:`sde.export`), shared."""
+    for option, path in outputs.items():
+        for m in manifests:
+            if same_file(path, Path(m)):
+                what = "" if option == "--out" else f" with {option} {path}"
+                raise TranscribeError(f"refusing to overwrite the input manifest {m}{what}; choose another --out")
+    instead = f"{Path(manifests[-1]).stem}_{model_stem(model)}.json"
+    inputs = [("--tarred-audio", t) for t in tarred_audio if "://" not in str(t)]
+    if isinstance(model, (str, os.PathLike)) and os.path.isfile(os.path.expanduser(os.fspath(model))):
+        inputs.append(("--model", os.path.expanduser(os.fspath(model))))
+    refuse_overwriting_sources(outputs, [], inputs, error=TranscribeError, instead=instead)
+    paths = audio_paths if isinstance(audio_paths, pd.Series) else pd.Series(list(audio_paths), dtype=object)
+    refuse_overwriting_audio_paths(outputs, paths.astype(str), error=TranscribeError, instead=instead)
 
 
 def _check_engine(engine: str, shard: Any, model: Any) -> None:
@@ -332,6 +363,12 @@ def merge_shards(
     for p in list(shards.values()) + ([Path(manifest)] if manifest else []):
         if same_file(out, p):
             raise TranscribeError(f"refusing to overwrite {p} with the merged output; choose another output")
+    if manifest is not None:  # nor an utterance's audio (its lines resolved as transcribe resolves them)
+        audio: list[str] = []
+        with contextlib.suppress(TranscribeError):  # a line the shards could not have come from fails below
+            audio = [e.ref.path for e in read_entries(Path(manifest), None, None, ())]
+        refuse_overwriting_audio_paths({"--out": out}, pd.Series(audio, dtype=object), error=TranscribeError,
+                                       instead=f"{Path(manifest).stem}_merged.json")
     counts = {i: _count_lines(p) for i, p in shards.items()}
     total = sum(counts.values())
     if manifest is not None:

@@ -1,0 +1,116 @@
+"""`sde transcribe` never writes its output, its part file or a Lhotse view over a file it reads:
+an utterance's audio (by its path, another path to it, a symlink to it), the .nemo model, a Lhotse
+source. The refusal comes before the model is loaded, so these tests need neither NeMo nor a model
+(the model named does not exist; it would fail later, after the output was chosen)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from sde.nemo.command import transcribe_command
+from sde.nemo.jobs import merge_shards
+from sde.nemo.model import TranscribeError
+
+SR = 16000
+
+
+def _wav(path: Path, hz: float) -> None:
+    t = np.arange(SR // 2) / SR
+    sf.write(path, (0.2 * np.sin(2 * np.pi * hz * t)).astype(np.float32), SR, format="WAV")
+
+
+@pytest.fixture()
+def data(tmp_path) -> Path:
+    """m.json over a0.wav, a1.wav and an audio file named a2.partial (what `--out a2` would use as its
+    part file), a symlink link.wav to a0.wav, a folder sub/ and a .nemo file (bytes only)."""
+    _wav(tmp_path / "a0.wav", 220)
+    _wav(tmp_path / "a1.wav", 330)
+    _wav(tmp_path / "a2.partial", 440)
+    (tmp_path / "link.wav").symlink_to("a0.wav")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "model.nemo").write_bytes(b"not really a model")
+    lines = [{"audio_filepath": name, "duration": 0.5, "text": "hi"} for name in ("a0.wav", "a1.wav", "a2.partial")]
+    (tmp_path / "m.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return tmp_path
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bool, bytes]]:
+    return {str(p.relative_to(folder)): (p.is_symlink(), b"" if p.is_dir() else p.read_bytes())
+            for p in sorted(folder.rglob("*"))}
+
+
+CASES = {
+    # id: (--out relative to the data folder, option named, the file named as the one it would destroy)
+    "plain path": ("a0.wav", "--out", "a0.wav"),
+    "another path to it": (os.path.join("sub", "..", "a0.wav"), "--out", "a0.wav"),
+    "a symlink to it": ("link.wav", "--out", "a0.wav"),
+    "its part file": ("a2", "--out's part file", "a2.partial"),
+}
+
+
+@pytest.mark.parametrize("out, option, audio", CASES.values(), ids=CASES.keys())
+def test_cli_transcribe_never_writes_over_an_utterances_audio(data, out, option, audio):
+    before = _snapshot(data)
+    r = CliRunner().invoke(transcribe_command, [str(data / "m.json"), "--model", str(data / "missing.nemo"),
+                                                "--out", str(data / out), "--no-progress"])
+    assert r.exit_code == 1, r.output
+    assert f"{option} {data / out}" in r.output
+    assert f"is the audio file of an utterance ({data / audio})" in r.output
+    assert "sde never modifies its input; write to another file (e.g. m_missing.json)" in r.output
+    assert "Traceback" not in r.output and "not found" not in r.output  # refused before the model
+    assert _snapshot(data) == before  # the audio's bytes, the symlink, and nothing new
+
+
+def test_cli_transcribe_never_writes_over_the_model(data):
+    before = _snapshot(data)
+    r = CliRunner().invoke(transcribe_command, [str(data / "m.json"), "--model", str(data / "model.nemo"),
+                                                "--out", str(data / "model.nemo"), "--no-progress"])
+    assert r.exit_code == 1, r.output
+    assert f"--out {data / 'model.nemo'} is the --model file sde reads" in r.output
+    assert "write to another file (e.g. m_model.json)" in r.output
+    assert _snapshot(data) == before
+
+
+def test_merge_never_writes_over_an_utterances_audio(tmp_path):
+    _wav(tmp_path / "0.wav", 220)
+    (tmp_path / "m.json").write_text("".join(json.dumps({"audio_filepath": f"{k}.wav", "duration": 0.5}) + "\n"
+                                             for k in range(3)))
+    for i in range(2):
+        (tmp_path / f"out.shard{i}of2.json").write_text(
+            "".join(json.dumps({"audio_filepath": f"{k}.wav", "pred_text": str(k)}) + "\n" for k in range(i, 3, 2)))
+    before = _snapshot(tmp_path)
+    with pytest.raises(TranscribeError, match=r"--out .*0\.wav is the audio file of an utterance"):
+        merge_shards(sorted(tmp_path.glob("out.shard*")), tmp_path / "sub" / ".." / "0.wav",
+                     manifest=tmp_path / "m.json")
+    assert _snapshot(tmp_path) == before
+
+
+def test_cli_transcribe_never_writes_over_a_lhotse_source(tmp_path):
+    lhotse = pytest.importorskip("lhotse")
+    _wav(tmp_path / "c0.wav", 220)
+    rec = lhotse.Recording.from_file(tmp_path / "c0.wav", recording_id="c0")
+    sup = lhotse.SupervisionSegment(id="s0", recording_id="c0", start=0.0, duration=0.5, text="hi")
+    cuts = tmp_path / "cuts.jsonl"
+    lhotse.CutSet.from_cuts([lhotse.MonoCut(id="c0", start=0.0, duration=rec.duration, channel=0, recording=rec,
+                                            supervisions=[sup])]).to_file(cuts)
+    recordings, supervisions = tmp_path / "recordings.jsonl", tmp_path / "supervisions.jsonl"
+    lhotse.RecordingSet.from_recordings([rec]).to_file(recordings)
+    lhotse.SupervisionSet.from_segments([sup]).to_file(supervisions)
+    before = _snapshot(tmp_path)
+    for sources, out, message in [
+        ([cuts], cuts, "refusing to overwrite the input manifest"),
+        ([recordings, supervisions], supervisions, "refusing to overwrite the input manifest"),
+        ([recordings, supervisions], recordings, "refusing to overwrite the input manifest"),
+        ([cuts], tmp_path / "c0.wav", "is the audio file of an utterance"),
+    ]:
+        r = CliRunner().invoke(transcribe_command, [*map(str, sources), "--model", str(tmp_path / "missing.nemo"),
+                                                    "--out", str(out), "--no-progress"])
+        assert r.exit_code == 1 and message in r.output, (sources, out, r.output)
+        assert _snapshot(tmp_path) == before, (sources, out)

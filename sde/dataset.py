@@ -343,9 +343,10 @@ def _build(
     ref_word_counts: pd.DataFrame | None = None
     for h in m.hypotheses:
         say(f"scoring {h.field} ({len(table):,} utterances)")
-        # Lines without this hypothesis align as "" (cheap) and are then left out of its scores:
-        # NaN metrics, no error rows, no vocabulary counts. References are still counted in full.
-        alignment = align_corpus(refs, table[h.field], workers=workers, count_ref_words=ref_word_counts is None)
+        # Lines without this hypothesis are not aligned and are left out of its scores: NaN
+        # metrics, no error rows, no vocabulary counts. References are still counted in full.
+        alignment = align_corpus(refs, table[h.field], workers=workers, count_ref_words=ref_word_counts is None,
+                                 skip_missing=True)
         if ref_word_counts is None:
             ref_word_counts = counts_table(alignment.ref_word_counts)
             num_words = alignment.counts["num_words"]
@@ -613,7 +614,8 @@ def with_predictions(dataset: Dataset, field_name: str, predictions: Sequence[st
     table = dataset.utterances.copy()
     table[field_name] = pd.Series(list(predictions), dtype="string[pyarrow]").to_numpy()
     h = HypothesisField(field=field_name, label=label)
-    alignment = align_corpus(table["text"].tolist(), table[field_name].tolist(), workers=min(2, os.cpu_count() or 1))
+    alignment = align_corpus(table["text"].tolist(), table[field_name].tolist(), workers=min(2, os.cpu_count() or 1),
+                             skip_missing=True)
     missing = hypothesis_missing(table, h)
     _add_hypothesis_columns(table, h, alignment.counts, missing)
     errors = dict(dataset.errors)

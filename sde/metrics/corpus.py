@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,8 +119,21 @@ def _slice_texts(texts: Any, lo: int, hi: int) -> list:
     return list(texts[lo:hi])
 
 
-def _align_chunk(refs: list, hyps: list, base: int) -> tuple:
-    """Align refs[i] with hyps[i]; utterance ids start at ``base``.
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _word_count(text: str) -> int:
+    """``len(text.split())``, without a list of words for a text too long to align whole (50 MB)."""
+    if len(text) <= MAX_EXACT_CHARS:
+        return len(text.split())
+    return sum(1 for _ in re.finditer(r"\S+", text))
+
+
+def _align_chunk(refs: list, hyps: list, base: int, skip_missing: bool = False) -> tuple:
+    """Align refs[i] with hyps[i]; utterance ids start at ``base``. ``skip_missing``: a missing
+    hypothesis (None, <NA>, NaN) is not aligned at all (the caller leaves its row unscored): its
+    counts are the reference's words and characters, zero edits, and it has no error rows.
 
     Returns the seven count lists as int64 arrays, then the errors: utt ids, op codes, and the
     ref/hyp words each joined with "\\n" ("" where absent). Words never contain whitespace, so
@@ -156,6 +170,13 @@ def _align_chunk(refs: list, hyps: list, base: int) -> tuple:
             if type(ref) is not str:
                 ref = _coerce_text(ref)
             if type(hyp) is not str:
+                if skip_missing and _is_missing(hyp):
+                    # aligned against "" it cost as much as the reference is long (a 50 MB line:
+                    # 41 s and 3.8 GB) for error rows the caller drops
+                    stripped = ref.strip()
+                    for values, value in zip(per_utterance, (0, 0, 0, _word_count(ref), 0, len(stripped))):
+                        values.append(value)
+                    continue
                 hyp = _coerce_text(hyp)
             # Long texts are measured before any split: a 50 MB text is never one Python list.
             short = len(ref) <= MAX_EXACT_CHARS and len(hyp) <= MAX_EXACT_CHARS
@@ -232,9 +253,9 @@ def _align_range(bounds: tuple[int, int]) -> tuple:
     """Worker entry point: align the pairs [lo, hi) of the shared inputs."""
     lo, hi = bounds
     assert _SHARED is not None, "align_corpus inputs are not shared with this process"
-    refs, hyps, count_words = _SHARED
+    refs, hyps, count_words, skip_missing = _SHARED
     counted = _count_words_range(refs, lo, hi) if count_words else None
-    return (*_align_chunk(_slice_texts(refs, lo, hi), _slice_texts(hyps, lo, hi), lo), counted)
+    return (*_align_chunk(_slice_texts(refs, lo, hi), _slice_texts(hyps, lo, hi), lo, skip_missing), counted)
 
 
 def _count_words_range(texts: Any, lo: int, hi: int) -> pa.Table:
@@ -250,7 +271,8 @@ def _count_words_range(texts: Any, lo: int, hi: int) -> pa.Table:
 
 
 def align_corpus(
-    refs: Sequence[str], hyps: Sequence[str], workers: int = 2, count_ref_words: bool = False
+    refs: Sequence[str], hyps: Sequence[str], workers: int = 2, count_ref_words: bool = False,
+    skip_missing: bool = False,
 ) -> CorpusAlignment:
     """Align every reference with its hypothesis: per-utterance counts and the word errors.
 
@@ -258,6 +280,8 @@ def align_corpus(
     missing values count as ""). ``workers``: processes to use (forked, each aligning chunks of
     the pairs); 1 aligns in this process. Small inputs are always aligned in this process.
     ``count_ref_words``: also count reference word occurrences (``ref_word_counts``).
+    ``skip_missing``: a missing hypothesis is not aligned (for a caller that leaves such rows
+    unscored): zero edits, no error rows, the reference's word and character counts.
 
     Empty references need no special case here: their words all count as insertions and
     ``utterance_rates``/``corpus_rates`` apply the empty-reference rule.
@@ -271,13 +295,13 @@ def align_corpus(
 
     if context is None:
         counted = _count_words_range(refs, 0, n) if count_ref_words else None
-        parts = [(*_align_chunk(_slice_texts(refs, 0, n), _slice_texts(hyps, 0, n), 0), counted)]
+        parts = [(*_align_chunk(_slice_texts(refs, 0, n), _slice_texts(hyps, 0, n), 0, skip_missing), counted)]
     else:
         global _SHARED
         n_chunks = processes * _CHUNKS_PER_WORKER
         edges = np.linspace(0, n, n_chunks + 1).astype(int)
         ranges = [(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges) if hi > lo]
-        _SHARED = (refs, hyps, count_ref_words)
+        _SHARED = (refs, hyps, count_ref_words, skip_missing)
         try:
             # On any exception (KeyboardInterrupt, SystemExit from SIGTERM) leaving the block
             # terminates the workers: none outlives the interrupted load.

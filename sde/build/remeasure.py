@@ -170,17 +170,15 @@ def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLoc
     own_lock = lock is None and not cache.read_only
     held = lock_build(cache.directory, key, say) if own_lock else lock
     try:
+        if served:  # the entry is stored anew from other tables (here, or by another process meanwhile)
+            serving.caches.stop_keeping()
         if own_lock:  # another process may have refreshed the entry meanwhile: compare with its record
             again = cache.get(key)
             record = _recorded(again, files) if again is not None else None
             if again is not None and record is not None:
-                if served:  # stored anew by another process, from other tables than those served
-                    serving.caches.stop_keeping()
                 dataset, recorded, changed = again, record, _changed(record, now.digests)
                 if not changed.any():  # measured again by the other process
                     return _unchanged(dataset, now, say=say if served else None, start=start)
-        if served:
-            serving.caches.stop_keeping()
         return _remeasured(cache, key, dataset, now, recorded, changed, say=say, progress=progress)
     finally:
         if own_lock and held is not None:

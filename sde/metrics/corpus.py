@@ -97,16 +97,17 @@ class LongUtterance:
 
 # The inputs of the running align_corpus, read by forked workers (fork shares them copy-on-write,
 # so the texts are never pickled to the workers).
-_SHARED: tuple[Any, Any] | None = None
+_SHARED: tuple[Any, ...] | None = None
+
+
+def _is_missing(value: Any) -> bool:
+    """None, <NA> or NaN: no transcript."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _coerce_text(value: Any) -> str:
-    """A missing value (None, <NA>, NaN) is an empty transcript; anything else is its str."""
-    if value is None or value is pd.NA:
-        return ""
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return str(value)
+    """A missing value (:func:`_is_missing`) is an empty transcript; anything else is its str."""
+    return "" if _is_missing(value) else str(value)
 
 
 def _slice_texts(texts: Any, lo: int, hi: int) -> list:
@@ -117,10 +118,6 @@ def _slice_texts(texts: Any, lo: int, hi: int) -> list:
     if isinstance(texts, np.ndarray):
         return texts[lo:hi].tolist()
     return list(texts[lo:hi])
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _word_count(text: str) -> int:

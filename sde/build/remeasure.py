@@ -15,9 +15,12 @@ A server need not wait for that check: asked to (``load_dataset(..., measure_che
 leaves it as a :class:`MeasureCheck`, which the server runs once it answers (sde.cli: from 100,000
 utterances on, where the check takes seconds), serving the stored measures meanwhile.
 
+Tarred audio (NeMo tarred datasets, Lhotse Shar) is checked tar by tar: a line whose member is in
+a tar counts that tar as its file, so a rewritten shard has the utterances of its members measured
+again (the manifest, hence the entry's key, stays the same when a shard is re-packed).
+
 What is not checked keeps its measures: URLs (s3://…: a request per file is not a stat; their
-measures are as old as the entry), files the time budget did not reach (said in one line), tarred
-audio (NeMo tarred datasets, Lhotse Shar: its tars are read through an index of their own), and
+measures are as old as the entry), files the time budget did not reach (said in one line), and
 the files of datasets with more than :data:`MAX_RECORDED_FILES` files (too many to keep a record
 of). After changing those, ``--no-cache`` once measures everything again.
 """
@@ -40,6 +43,7 @@ from sde.cache import CacheUnusable, DatasetCache
 from sde.cache.building import BuildLock, lock_build
 from sde.cache.kept import KEPT_VALUE_BYTES
 from sde.dataset import Dataset
+from sde.sources.members import shard_number
 
 #: The kept value holding the record (bump the version when its layout changes).
 RECORD = "audio-files/v1"
@@ -71,12 +75,30 @@ def states_before_measuring(dataset: Dataset, *, budget_s: float = RECORD_BUDGET
     """The states of the dataset's audio files, taken before they are measured (what
     :func:`keep_record` keeps once the entry is stored); None where no record is kept."""
     table = dataset.utterances
-    if "audio_path" not in table.columns or len(table) == 0 or dataset.tar_shards:
+    if "audio_path" not in table.columns or len(table) == 0:
         return None
-    names, codes = distinct_paths(table["audio_path"])
+    names, codes = distinct_paths(audio_files(dataset))
     if len(names) > MAX_RECORDED_FILES:
         return None
     return file_states(names, codes, budget_s=budget_s)
+
+
+def audio_files(dataset: Dataset) -> pd.Series:
+    """Each utterance's file as the record knows it: its audio file, or the tar holding its member
+    (a row of a tarred dataset whose ``shard_id`` names one of the dataset's tars)."""
+    table = dataset.utterances
+    paths = table["audio_path"]
+    tars = dataset.tar_shards
+    if not tars or "shard_id" not in table.columns:
+        return paths
+    codes, shards = pd.factorize(table["shard_id"], use_na_sentinel=True)
+    numbers = np.array([shard_number(s) for s in shards] + [None], dtype=object)  # the last: NA's code -1
+    known = np.array([n is not None and 0 <= n < len(tars) for n in numbers], dtype=bool)
+    in_tar = known[codes]
+    numbers = numbers[codes]
+    files = paths.astype(object).to_numpy(copy=True)
+    files[in_tar] = np.asarray(tars, dtype=object)[numbers[in_tar].astype(np.int64)]
+    return pd.Series(files, index=table.index, name="audio_path")
 
 
 def keep_record(dataset: Dataset, states: FileStates | None) -> None:
@@ -140,10 +162,10 @@ def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLoc
     when the caller holds it); itself when nothing changed. Says one line where files changed, the
     check was incomplete, or the entry had no record. ``served``: ``dataset`` is being served (by
     :class:`MeasureCheck`): it keeps nothing beside the entry once that is to be stored anew."""
-    if not carries_measures(dataset) or len(dataset.utterances) == 0 or dataset.tar_shards:
+    if not carries_measures(dataset) or len(dataset.utterances) == 0:
         return dataset
     serving, start = dataset, time.monotonic()
-    names, codes = distinct_paths(dataset.utterances["audio_path"])
+    names, codes = distinct_paths(audio_files(dataset))
     files = len(names)
     if files > MAX_RECORDED_FILES:
         say(f"note: audio measures: {files:,} audio files, too many to keep a record of; their measures are "
@@ -160,7 +182,7 @@ def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLoc
     recorded = _recorded(dataset, files)
     if recorded is None:
         _keep(dataset, now.digests)
-        remember(dataset, now)
+        _for_presence(dataset, now)
         say(f"note: audio measures: no record of the state of the {plural(files, 'audio file')} when they were "
             "measured; recorded it now, so that changes from now on are noticed")
         return dataset
@@ -188,11 +210,18 @@ def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLoc
 def _unchanged(dataset: Dataset, now: FileStates, *, say: Callable[[str], None] | None, start: float) -> Dataset:
     """``dataset`` as it is, its files' states kept for the presence check; ``say``: a server that
     said it was checking the files says the check's end too."""
-    remember(dataset, now)
+    _for_presence(dataset, now)
     if say is not None:
-        say(f"audio measures: none of the {plural(_files(now), 'audio file')} changed since measured "
+        say(f"audio measures: none of the {plural(_files(now), _noun(dataset))} changed since measured "
             f"(checked in {time.monotonic() - start:.1f} s)")
     return dataset
+
+
+def _for_presence(dataset: Dataset, now: FileStates) -> None:
+    """Hand the states just taken to the presence check that follows, which a tarred dataset's
+    files (its tars) are not for: its members are checked in their tars' indexes."""
+    if not dataset.tar_shards:
+        remember(dataset, now)
 
 
 def _uncheckable(states: FileStates) -> int:
@@ -223,15 +252,20 @@ def _remeasured(cache: DatasetCache, key: str, dataset: Dataset, now: FileStates
         _keep(out, record)
         read_back = cache.get(key)  # its tables from the new entry's files (the old ones are deleted)
         stored = read_back if read_back is not None else out
-    remember(stored, now)
+    _for_presence(stored, now)
     seconds = time.monotonic() - start
-    said = (f"audio measures: {int(changed.sum()):,} of {_files(now):,} audio files changed since measured"
+    said = (f"audio measures: {int(changed.sum()):,} of {plural(_files(now), _noun(dataset))} changed since measured"
             f"{f' ({gone:,} gone)' if gone else ''}; re-measured their {plural(len(rows), 'utterance')} in "
             f"{seconds:.1f} s")
     if cache.read_only:
         said += " (the cache folder is read-only: again at each start)"
     say(said)
     return stored
+
+
+def _noun(dataset: Dataset) -> str:
+    """What a tarred dataset's record holds is its tars."""
+    return "audio tar" if dataset.tar_shards else "audio file"
 
 
 def _files(states: FileStates) -> int:

@@ -373,3 +373,39 @@ def test_a_small_dataset_is_checked_before_the_server_starts(corpus, capsys):
     assert dataset.utterances["audio_exists"].all()
     lines = about(capsys.readouterr().err.splitlines())
     assert len(lines) == 1 and "1 of 7 audio files changed" in lines[0]
+
+
+def test_a_re_packed_tar_shard_has_its_utterances_measured_again(tmp_path):
+    """NeMo tarred audio: the manifest (the entry's key) stays the same when a shard is re-packed,
+    so the record holds each tar's state. Shard 1 re-packed with its tones at 8 kHz: its three
+    utterances are measured again; shard 0 is overwritten with noise of the same size and
+    modification time, and keeps its measures (its stat did not change)."""
+    from tests.sources.tar_kit import make_tarred
+    from tests.test_tar_index import write_nemo_shard
+
+    tarred = make_tarred(tmp_path / "tarred")
+    options = DatasetOptions(estimate_audio_metrics=True, tarred_audio=tarred.pattern)
+
+    def load() -> tuple[pd.DataFrame, list[str]]:
+        said: list[str] = []
+        dataset = load_dataset(tarred.manifest, options, cache_dir=tmp_path / "cache", status=said.append)
+        return dataset.utterances, said
+
+    first, said = load()
+    assert first["sample_rate"].isin([16_000, 22_050]).all() and first["audio_error"].isna().all(), measures(first)
+    shard1 = np.flatnonzero(first["shard_id"].astype(int).eq(1).to_numpy())
+    shard0 = np.flatnonzero(first["shard_id"].astype(int).eq(0).to_numpy())
+    assert len(shard1) == 3 and len(shard0) == 4
+
+    noise_in_place(tarred.folder / "audio_0.tar")
+    for o in tarred.originals[4:]:
+        sf.write(o["audio_filepath"], tone(o["duration"], sr=8000), 8000)
+    write_nemo_shard(tarred.folder, tarred.originals[4:], 1)
+    second, said = load()
+    assert measures(second, shard0).equals(measures(first, shard0))
+    assert second["sample_rate"].iloc[shard1].eq(8000).all(), measures(second)
+    assert any("1 of 2 audio tars changed since measured" in line and "3 utterances" in line
+               for line in about(said)), said
+
+    third, said = load()
+    assert measures(third).equals(measures(second)) and about(said) == [], said

@@ -4,6 +4,7 @@ one file opened once for all of its segments."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import threading
@@ -222,24 +223,25 @@ def audio_metrics(path: "str | AudioInput", offset: float = 0.0, duration: float
 def _metrics_for_file(path: str, segments: Sequence[tuple[int, float, float | None]]
                       ) -> list[tuple[int, dict[str, Any]]]:
     """Metrics of several segments of one file, opening it once (long recordings with many
-    utterances are the common case for offset manifests)."""
-    out: list[tuple[int, dict[str, Any]]] = []
+    utterances are the common case for offset manifests). A URL or a tar member is read through
+    its seekable file object, block by block like a local file: an hours-long recording in a
+    bucket is never in memory whole."""
     try:
         source = as_input(path)
     except AudioError as exc:  # a tar member that its tar does not hold
         return [(pos, _nan_metrics(str(exc))) for pos, _, _ in segments]
-    if not isinstance(source, str):  # a URL or a tar member: the general reader takes it
-        return [(pos, audio_metrics(source, off, dur)) for pos, off, dur in segments]
-    try:
-        check_file(path)
-        f = sf.SoundFile(path)
-    except AudioError as exc:
-        return [(pos, _nan_metrics(str(exc))) for pos, _, _ in segments]
-    except Exception:  # noqa: BLE001 - not for libsndfile: the general path reports precisely
-        return [(pos, audio_metrics(path, off, dur)) for pos, off, dur in segments]
-    with f:
+    with contextlib.ExitStack() as opened:
+        try:
+            check_file(source)
+            raw = source if isinstance(source, str) else opened.enter_context(source.open())
+            f = opened.enter_context(sf.SoundFile(raw))
+        except AudioError as exc:
+            return [(pos, _nan_metrics(str(exc))) for pos, _, _ in segments]
+        except Exception:  # noqa: BLE001 - not for libsndfile: the general path reports precisely
+            return [(pos, audio_metrics(source, off, dur)) for pos, off, dur in segments]
         sr, ch, total = int(f.samplerate), int(f.channels), int(f.frames)
         truncated = header_overstates(f)
+        out: list[tuple[int, dict[str, Any]]] = []
         for pos, off, dur in segments:
             dur = None if dur is None or not math.isfinite(dur) else float(dur)
             try:
@@ -247,10 +249,19 @@ def _metrics_for_file(path: str, segments: Sequence[tuple[int, float, float | No
                                             total, truncated)
                 m = _Measure(sr, ch)
                 _feed_segment(f, path, start, count, m)
+                _raise_input_failure(source)
                 out.append((pos, m.result(total / sr, dur)))
             except AudioError as exc:
                 out.append((pos, _nan_metrics(str(exc))))
     return out
+
+
+def _raise_input_failure(source: str | AudioInput) -> None:
+    """A read of a remote file or tar that failed underneath libsndfile reads as an early end of
+    the data: say what really happened (a timeout, a 403) instead of measuring what came."""
+    if isinstance(source, AudioInput) and source.failure is not None:
+        why, reason = source.explain(source.failure)
+        raise AudioError(str(source), why, reason)
 
 
 def _feed_segment(f: sf.SoundFile, path: str, start: int, count: int, m: _Measure) -> None:

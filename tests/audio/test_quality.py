@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,9 @@ from sde.audio import (
     audio_metrics,
     compute_audio_metrics,
 )
-from sde.audio import quality
+from sde.audio import inputs, quality
+from sde.audio.inputs import FileAudio
+from sde.sources.members import tar_member_path
 from tests.audio.audio_kit import lowpassed_noise, segments_table, sine, write
 from tests.quality_kit import need_espeak, noise, silence, speak
 
@@ -241,6 +245,7 @@ def test_block_by_block_metrics_of_truncated_files(tmp_path, cut_wav, monkeypatc
 
 _PEAK_RSS_GROWTH = """
 import json, resource, sys
+import sde.sources.members  # reads tar members named by sde.sources.members.tar_member_path
 from sde.audio.quality import _metrics_for_file
 
 def peak_mb():
@@ -254,18 +259,63 @@ print(json.dumps({"grew_mb": peak_mb() - before, **m}))
 """
 
 
-def test_measuring_a_long_segment_adds_bounded_memory(tmp_path):
-    """25 minutes at 16 kHz in one segment: the whole-array code peaked 1.2 GB above its start."""
+@pytest.mark.parametrize("kept", ["in a file", "in a tar"])
+def test_measuring_a_long_segment_adds_bounded_memory(tmp_path, kept):
+    """25 minutes at 16 kHz in one segment: the whole-array code peaked 1.2 GB above its start.
+    A tar member (a NeMo tarred dataset's; a URL is read the same way) was read whole first, and
+    then measured block by block."""
     sr = 16000
     path = tmp_path / "long.wav"
     minute = 0.25 * sine(1000, 60.0, sr) + noise(60.0, sr, level=0.01)
     with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
         for _ in range(25):
             f.write(minute)
-    run = subprocess.run([sys.executable, "-c", _PEAK_RSS_GROWTH, str(path)], capture_output=True,
+    name = str(path)
+    if kept == "in a tar":
+        with tarfile.open(tmp_path / "audio_0.tar", "w") as tar:
+            tar.add(path, arcname="long.wav")
+        path.unlink()
+        name = tar_member_path(str(tmp_path / "audio_0.tar"), "long.wav")
+    run = subprocess.run([sys.executable, "-c", _PEAK_RSS_GROWTH, name], capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     m = json.loads(run.stdout.splitlines()[-1])
     assert m["audio_error"] is None and m["audio_duration"] == pytest.approx(1500.0)
     assert m["rms_dbfs"] == pytest.approx(-15.03, abs=0.05) and m["silence_start"] == 0.0
-    assert m["grew_mb"] < 150, f"measuring 25 minutes took {m['grew_mb']:.0f} MB more memory"
+    # the segment read whole is 96 MB of float32: reading it so, the tar member took 95 MB more
+    assert m["grew_mb"] < 40, f"measuring 25 minutes took {m['grew_mb']:.0f} MB more memory"
+
+
+class _ResetAfter(io.FileIO):
+    """A remote file whose connection drops once ``limit`` bytes have been read."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(path, "rb")
+        self.limit = limit
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or self.tell() + size > self.limit:
+            raise ConnectionResetError("connection reset by peer")
+        return super().read(size)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def test_a_read_that_fails_under_the_decoder_is_the_error_not_a_shorter_segment(tmp_path, monkeypatch):
+    """A URL's connection dropping halfway: libsndfile sees the data end early, which would measure
+    half the audio as if that were all; the metrics carry the failure instead."""
+    path = write(tmp_path / "a.wav", sine(440, 4.0, 16000, 0.3), 16000)
+    size = Path(path).stat().st_size
+
+    def opener(url: str) -> FileAudio:
+        return FileAudio(url, lambda: _ResetAfter(path, size // 2), size=size)
+
+    monkeypatch.setattr(inputs, "_url_opener", opener)
+    [(_, whole)] = quality._metrics_for_file("https://example.org/a.wav", [(0, 0.0, 1.0)])
+    assert whole["audio_error"] is None and whole["audio_duration"] == pytest.approx(1.0)
+    [(_, got)] = quality._metrics_for_file("https://example.org/a.wav", [(0, 0.0, 4.0)])
+    assert "connection reset by peer" in (got["audio_error"] or ""), got
+    assert np.isnan(got["audio_duration"])

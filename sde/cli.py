@@ -898,7 +898,7 @@ def _write_search_indexes(dataset) -> None:
     import time
 
     from sde.compressed_columns import stored_column
-    from sde.index_files import PARTS, part_path
+    from sde.index_files import PARTS, SORT_PARTS, part_path
 
     started = time.perf_counter()
     query = dataset.utterance_query
@@ -911,7 +911,7 @@ def _write_search_indexes(dataset) -> None:
     for name in query.columns:
         column = stored_column(dataset.utterances[name])
         path = getattr(column, "path", None)
-        parts = [part for part in (*PARTS, "ranks") if path and os.path.exists(part_path(path, part))]
+        parts = [part for part in (*PARTS, *SORT_PARTS) if path and os.path.exists(part_path(path, part))]
         if parts:
             written.append(f"{name} ({', '.join(parts)})")
     if written:

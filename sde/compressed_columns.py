@@ -43,11 +43,12 @@ from pandas.core.arrays.string_arrow import ArrowStringArray
 from sde.caching import LRUCache
 from sde.engine import machine_memory, parse_size, settings
 from sde.filters.engine import holds_no_ascii_upper, holds_no_line_break, stopping
-from sde.index_files import read_index, read_ranks, write_part, write_ranks
+from sde.index_files import read_index, read_number_ranks, read_ranks, write_number_ranks, write_part, write_ranks
 from sde.word_index import WordIndex, build_word_index, with_joins, with_pairs
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
-           "held_whole", "index_joins", "index_pairs", "index_words", "is_compressed", "keep_ranks", "label_column", "open_column", "preload",
+           "has_number_ranks", "held_whole", "index_joins", "index_pairs", "index_words", "is_compressed", "keep_number_ranks",
+           "keep_ranks", "label_column", "open_column", "preload",
            "preload_transcripts",
            "read_strings", "distinct_count", "decompress_ahead", "take_rows", "row_reader", "value_codes", "keep_for_next_scan", "sort_keys", "stored_column", "string_chunks", "whole_budget", "word_index",
            "write_compressed"]
@@ -430,6 +431,25 @@ def keep_ranks(column: "CompressedColumn | LabelColumn | None", rank: Callable[[
                 _keep_beside_indexes(column.path + "#ranks", ranks, ranks.nbytes)  # counted with the indexes
             column.ranks = ranks
         return column.ranks
+
+
+def keep_number_ranks(column: "CompressedColumn", rank: Callable[[], tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
+    """A compressed text column's number-first ranks and how many are numbers (``rank()``, see
+    sde.filters.engine.number_first_ranks): read from beside its file where an earlier start wrote
+    them (mapped: not counted), else computed and written there."""
+    with column.index_lock:
+        stored = read_number_ranks(column.path, column.rows) if KEEP_IN_FILES else None
+        if stored is not None:
+            return stored
+        ranks, numbers = rank()
+        if KEEP_IN_FILES and write_number_ranks(column.path, ranks, numbers):
+            return read_number_ranks(column.path, column.rows) or (ranks, numbers)
+        return ranks, numbers
+
+
+def has_number_ranks(column: "CompressedColumn") -> bool:
+    """Whether an earlier start wrote number-first ranks beside the column: it holds a number."""
+    return KEEP_IN_FILES and read_number_ranks(column.path, column.rows) is not None
 
 
 @contextmanager

@@ -31,8 +31,8 @@ import pyarrow as pa
 from sde.word_index import Postings, WordIndex, no_pairs
 from sde.word_joins import WordJoins, JoinSegment
 
-__all__ = ["PARTS", "SUFFIX", "TEMP_PREFIX", "files_beside", "part_path", "read_index", "read_ranks", "write_none_under",
-           "write_part", "write_ranks"]
+__all__ = ["PARTS", "SORT_PARTS", "SUFFIX", "TEMP_PREFIX", "files_beside", "part_path", "read_index", "read_number_ranks",
+           "read_ranks", "write_none_under", "write_number_ranks", "write_part", "write_ranks"]
 
 #: Written in the header; a file of another format version is ignored (and its part built again).
 FORMAT = 1
@@ -42,6 +42,10 @@ _MAGIC = b"SDEIDX\x00\x01"
 _ALIGN = 64
 #: The parts of a word index, each a file, in the order they are built (pairs and joins grow the words).
 PARTS = ("words", "pairs", "joins")
+
+#: The sort keys of a text column, each a file: its ranks in text order, or, for a column holding
+#: values that read as numbers, its ranks in number-first order (sde.filters.engine.number_first_ranks).
+SORT_PARTS = ("ranks", "number-ranks")
 
 #: Folders under which no index file is written (write_none_under), each ending with a separator.
 _READ_ONLY_FOLDERS: set[str] = set()
@@ -65,7 +69,7 @@ def part_path(column_path: str, part: str) -> str:
 
 def files_beside(column_path: str) -> list[str]:
     """The index files written beside a column's file (its parts and ranks), where they exist."""
-    return [path for path in (part_path(column_path, part) for part in (*PARTS, "ranks")) if os.path.exists(path)]
+    return [path for path in (part_path(column_path, part) for part in (*PARTS, *SORT_PARTS)) if os.path.exists(path)]
 
 
 def write_part(column_path: str, index: WordIndex, part: str) -> bool:
@@ -102,6 +106,25 @@ def read_ranks(column_path: str, rows: int) -> pa.Array | None:
         return None
     ranks = stored[0]["ranks"].column("ranks")
     return ranks.chunk(0) if ranks.num_chunks == 1 else ranks.combine_chunks()
+
+
+def write_number_ranks(column_path: str, ranks: np.ndarray, numbers: int) -> bool:
+    """Write a text column's number-first ranks (0: missing) and how many of them are numbers
+    beside its file: a column where one line reads as a number ("2020") sorts by these, not by its
+    text ranks, and they took ~3 s at every start of 10M lines."""
+    return _write(column_path, "number-ranks", {"ranks": np.asarray(ranks)}, {"rows": len(ranks), "numbers": int(numbers)})
+
+
+def read_number_ranks(column_path: str, rows: int) -> tuple[np.ndarray, int] | None:
+    """(the ranks, how many are numbers) as :func:`write_number_ranks` wrote them, mapped; None
+    where they are not."""
+    stored = _read(column_path, "number-ranks")
+    if stored is None or stored[1].get("rows") != rows or not isinstance(stored[1].get("numbers"), int):
+        return None
+    ranks = stored[0].get("ranks")
+    if not isinstance(ranks, np.ndarray) or ranks.shape != (rows,) or ranks.dtype.kind != "u":
+        return None
+    return ranks, stored[1]["numbers"]
 
 
 # -- the index's parts as arrays and tables ----------------------------------------------------

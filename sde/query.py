@@ -47,8 +47,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.caching import ComputedOnce, LRUCache
-from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, index_joins, index_pairs, index_words, keep_for_next_scan,
-                                    keep_ranks, preload, preload_transcripts, sort_keys, stored_column, stored_index, take_rows, whole_budget,
+from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, has_number_ranks, index_joins, index_pairs,
+                                    index_words, keep_for_next_scan, keep_number_ranks, keep_ranks, preload, preload_transcripts, sort_keys, stored_column, stored_index, take_rows, whole_budget,
                                     word_index)
 from sde.filters import (
     EXAMPLE,
@@ -602,6 +602,8 @@ class _Engine:
     def _stored_holds_numbers(self, ident: str, stored: CompressedColumn | LabelColumn) -> bool:
         if isinstance(stored, LabelColumn):
             return holds_a_number(stored.dictionary)
+        if has_number_ranks(stored):
+            return True
         index = word_index(stored)
         if index is not None and not holds_a_number(index.vocabulary.column(WORD)):
             return False
@@ -626,9 +628,13 @@ class _Engine:
             ranks, numbers = number_first_ranks(stored.dictionary)
             keys = _number_first_keys(ranks, numbers)
             return replace(keys, keys=keys.keys.take(stored.indices))
-        tables: dict[str, Any] = {}
-        source, _ = self._source(ident, tables, {})
-        return _number_first_keys(*ranks_numbers_first(source, ident, tables, stored.rows))
+
+        def rank() -> tuple[np.ndarray, int]:
+            tables: dict[str, Any] = {}
+            source, _ = self._source(ident, tables, {})
+            return ranks_numbers_first(source, ident, tables, stored.rows)
+
+        return _number_first_keys(*keep_number_ranks(stored, rank))
 
     def _known_number_first(self, ident: str) -> _NumberFirst | None:
         """The number-first keys of the column ``ident`` where computed already, else None."""

@@ -22,7 +22,7 @@ from sde import __version__
 from sde.compressed_columns import (CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
                                      open_column, read_strings, write_compressed)
 from sde.dataset import Dataset, DatasetOptions
-from sde.index_files import PARTS as INDEX_PARTS, files_beside, part_path, write_none_under
+from sde.index_files import PARTS as INDEX_PARTS, SORT_PARTS, files_beside, part_path, write_none_under
 from sde.sources import SourceSet, as_source_set, source_stamps
 
 from sde.cache.folders import POSIX, CacheReadOnly, Warn, note_on_stderr, report_read_only, warn_on_stderr
@@ -348,7 +348,7 @@ def _read_ahead_order(tables: Sequence[tuple[pa.Table | CompressedColumn | Label
         if isinstance(table, (CompressedColumn, LabelColumn)):
             indexed.append(path)
     # words and ranks first (searches, sorts by text), then pairs (phrases) and joins (regexes)
-    indexes = [index for part in ("words", "ranks", *INDEX_PARTS[1:]) for column in indexed
+    indexes = [index for part in ("words", *SORT_PARTS, *INDEX_PARTS[1:]) for column in indexed
                if os.path.exists(index := part_path(column, part))]
     return tuple(dict.fromkeys([*mapped, *indexes, *compressed]))
 

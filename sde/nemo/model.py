@@ -15,6 +15,7 @@ Offline machines pass a local ``.nemo`` file instead.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import tarfile
@@ -83,12 +84,14 @@ def import_nemo_asr() -> Any:
 
 
 def nemo_available() -> bool:
-    """True when NeMo ASR imports (it takes ~15 s the first time: NeMo is a heavy import)."""
+    """True when NeMo ASR is installed: found, not imported. Importing it takes ~15 s of CPU, which
+    every page of a manifest without predictions (its transcribe panel asks this) and `sde index`
+    paid whether or not anyone transcribed; an install that is there but broken raises
+    :class:`NemoMissingError` when a transcription imports it (:func:`import_nemo_asr`)."""
     try:
-        import_nemo_asr()
-    except NemoMissingError:
+        return importlib.util.find_spec("nemo.collections.asr") is not None
+    except Exception:  # noqa: BLE001 - a parent package that fails to import: as good as missing
         return False
-    return True
 
 
 @contextlib.contextmanager

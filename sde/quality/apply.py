@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
+import re
 import sys
 import threading
 import weakref
@@ -56,6 +56,9 @@ __all__ = [
     "ensure_quality_columns",
     "has_vad",
     "kind_columns",
+    "measure_workers",
+    "named_quality_kinds",
+    "ensure_named_quality_columns",
     "quality_frame",
     "quality_column_kinds",
     "segment_kinds",
@@ -75,6 +78,9 @@ NEAR_DUPLICATE_EDITS = 2
 #: a million utterances): over this many utterances it is refused (:class:`TooLarge`) rather than
 #: take a server's memory. Exact duplicates are digested a chunk at a time, at any size.
 NEAR_DUPLICATE_MAX_ROWS = 2_000_000
+#: Most worker processes :func:`with_vad` starts by default: each holds an onnxruntime session and
+#: ~0.2 GB, so a 64-core node does not spend 13 GB on them.
+MAX_MEASURE_WORKERS = 8
 
 
 class TooLarge(ValueError):
@@ -106,6 +112,15 @@ def segment_kinds(vad: bool = True) -> tuple[str, ...]:
     """What the measure job reads: the VAD (when asked and installed), the audio hash
     (duplicate audio) and the loudness (TTS); one read of each segment serves all of them."""
     return (("vad",) if vad and vad_unavailable() is None else ()) + ("hash", "loudness")
+
+
+def measure_workers() -> int:
+    """Worker processes for ``--vad`` (``sde index``/``stats``/``serve``): ``--threads`` (default every
+    core), at most :data:`MAX_MEASURE_WORKERS`. The VAD is CPU-bound and a worker's memory no longer
+    grows with a segment's length, so a batch job on a big node uses its cores."""
+    from sde.engine import settings
+
+    return max(1, min(settings().processes, MAX_MEASURE_WORKERS))
 
 
 def has_vad(table: pd.DataFrame) -> bool:
@@ -211,13 +226,15 @@ def with_vad(dataset: Dataset, *, workers: int | None = None, progress: bool = F
     say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
     table = dataset.utterances
     kinds = segment_kinds(vad=True)
+    workers = workers or measure_workers()
     if rows is None:
-        say("measuring speech activity (VAD), audio hashes and loudness")
+        processes = "here" if workers <= 1 else f"in {workers} worker processes"
+        say(f"measuring speech activity (VAD), audio hashes and loudness ({processes}; --threads sets how many)")
     elif not all(c in table.columns for kind in kinds for c in KINDS[kind]):
         raise StaleMeasures("Only measured audio can be measured again in part.")
     job = table if rows is None else table[[c for c in _JOB_COLUMNS if c in table.columns]].iloc[rows]
     with WorkerProgress("speech activity", enabled=progress, callback=callback) as meter:
-        measured = measure_segments(job_audio_table(job, dataset.tar_shards), kinds, workers=workers or min(2, os.cpu_count() or 1),
+        measured = measure_segments(job_audio_table(job, dataset.tar_shards), kinds, workers=workers,
                                     callback=meter.report, cancel=cancel)
     if rows is not None:
         measured = _measured_at(table, rows, measured)
@@ -325,3 +342,29 @@ def ensure_quality_columns(dataset: Dataset, kinds: Sequence[str] = ("duplicates
         missing = [k for k in kinds if not _has_kind(dataset, k)]
         if missing:
             dataset.replace_with(with_quality_columns(dataset, missing))
+
+
+def named_quality_kinds(dataset: Dataset, texts: Iterable[str | None]) -> list[str]:
+    """The text-derived kinds whose columns ``texts`` (filters, sorts, rules' filters) name and the
+    dataset lacks, e.g. ``["duplicates"]`` for ``{dup_text_group} is not null``."""
+    kinds = quality_column_kinds(dataset)
+    names = sorted((c for c in kinds if c not in dataset.utterances.columns), key=len, reverse=True)
+    if not names:
+        return []
+    # whole names only: {char_rate} must not ask for char_rate_z's kind
+    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(n) for n in names) + r")(?!\w)")
+    found = {kinds[m] for t in texts if t for m in pattern.findall(t)}
+    return sorted(found)
+
+
+def ensure_named_quality_columns(dataset: Dataset, texts: Iterable[str | None]) -> list[str]:
+    """Add, in place, the text-derived quality columns that ``texts`` name (see
+    :func:`named_quality_kinds`); returns the kinds added. For filters evaluated outside a request
+    that names them — ``sde export --filter/--rules``, a rule set POSTed to ``/api/rules/preview`` —
+    where a column computed on first use would otherwise be an "Unknown column". TooLarge for
+    near-duplicates over NEAR_DUPLICATE_MAX_ROWS."""
+    wanted = named_quality_kinds(dataset, texts)
+    if wanted:
+        ensure_quality_columns(dataset, wanted)
+    return wanted
+

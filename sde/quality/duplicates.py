@@ -32,6 +32,9 @@ from sde.text import normalize_arrow, normalize_many
 
 __all__ = [
     "DUPLICATE_COLUMNS",
+    "GROUP_MAX_IDS",
+    "GROUP_MAX_TEXTS",
+    "AudioHasher",
     "NEAR_MIN_CHARS",
     "NEAR_WINDOW",
     "audio_duplicate_groups",
@@ -134,17 +137,30 @@ def _components(n: int, pairs: np.ndarray) -> np.ndarray:
     return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
+class AudioHasher:
+    """:func:`audio_hash` of a segment fed block by block (the same digest, in constant memory)."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self._h = hashlib.blake2b(digest_size=16)
+        self._h.update(int(sample_rate).to_bytes(4, "little"))
+
+    def feed(self, samples: np.ndarray) -> None:
+        pcm = np.clip(np.round(np.asarray(samples, dtype=np.float64).reshape(-1) * 32768.0), -32768, 32767)
+        self._h.update(pcm.astype("<i2").tobytes())
+
+    def result(self) -> str:
+        return self._h.hexdigest()
+
+
 def audio_hash(samples: np.ndarray, sample_rate: int) -> str:
     """Hex blake2b-128 of the segment as 16-bit PCM at its own rate (plus the rate itself).
 
     Float samples from a 16-bit file round back to the file's exact integers, so the hash does not
     depend on the container or lossless codec.
     """
-    pcm = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32768.0), -32768, 32767)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(int(sample_rate).to_bytes(4, "little"))
-    h.update(pcm.astype("<i2").tobytes())
-    return h.hexdigest()
+    hasher = AudioHasher(sample_rate)
+    hasher.feed(samples)
+    return hasher.result()
 
 
 def audio_duplicate_groups(hashes: Sequence[str | None] | pd.Series) -> pd.Series:
@@ -225,8 +241,16 @@ def _text_keys(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return pd.factorize(high * (int(low.max(initial=0)) + 1) + low)[0], np.concatenate(valid)
 
 
+#: Most ids and distinct transcripts one group lists (``size`` and ``texts_total`` count them all; the
+#: filter ``{dup_text_group} = N`` selects every member): 200,000 silent clips share one audio hash,
+#: and listing them made a page of groups 5 MB of JSON with 140,000 transcripts.
+GROUP_MAX_IDS = 1000
+GROUP_MAX_TEXTS = 100
+
+
 def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0, limit: int | None = None,
-                     text_column: str = "text") -> list[dict[str, Any]]:
+                     text_column: str = "text", max_ids: int | None = GROUP_MAX_IDS,
+                     max_texts: int | None = GROUP_MAX_TEXTS) -> list[dict[str, Any]]:
     """The groups of ``/api/duplicates?kind=text|audio``, largest first (ties: first id first).
 
     ``table`` needs ``id`` and ``dup_text_group`` / ``dup_audio_group`` (from
@@ -234,7 +258,9 @@ def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0
     are the distinct transcripts as written (one for a text group unless near-duplicates or
     different spellings joined it; more than one in an audio group = same audio, different texts),
     plus ``"conflict"`` for audio groups. ``offset``/``limit`` page through the ordered groups;
-    only the groups returned are assembled.
+    only the groups returned are assembled. ``ids`` lists at most ``max_ids`` members (``size`` counts
+    them all) and ``texts`` at most ``max_texts`` transcripts (``texts_total`` counts them), first
+    in table order; None lists them all.
     """
     if kind not in ("text", "audio"):
         raise ValueError(f'unknown duplicate kind "{kind}": use kind=text or kind=audio')
@@ -256,8 +282,11 @@ def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0
         lo, hi = starts[g], starts[g] + sizes[g]
         texts = table[text_column].iloc[rows[lo:hi]].tolist() if text_column in table else []
         distinct = [t for t in dict.fromkeys(texts) if isinstance(t, str)]
+        listed = ids[lo:hi] if max_ids is None else ids[lo:min(hi, lo + max(max_ids, 0))]
         group: dict[str, Any] = {"group": int(gids[lo]), "size": int(sizes[g]),
-                                 "ids": [int(i) for i in ids[lo:hi]], "texts": distinct}
+                                 "ids": [int(i) for i in listed],
+                                 "texts": distinct if max_texts is None else distinct[:max(max_texts, 0)],
+                                 "texts_total": len(distinct)}
         if kind == "audio":
             group["conflict"] = len(set(normalized_texts(distinct))) > 1 if distinct else False
         out.append(group)

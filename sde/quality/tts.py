@@ -16,7 +16,7 @@ import pandas as pd
 
 from sde.quality.phonemes import PhonemizerError, phoneme_histograms, phoneme_inventory, speaker_codes
 
-__all__ = ["GUIDANCE", "speaker_table", "tts_report"]
+__all__ = ["GUIDANCE", "speaker_table", "tts_report", "unchecked_flags"]
 
 #: What a single-speaker TTS voice usually wants (the flags compare against these).
 GUIDANCE: dict[str, float] = {
@@ -102,6 +102,25 @@ def _flags(row: Any, missing: list[str]) -> list[dict[str, str]]:
     return flags
 
 
+#: Flags that need a measured column, and how to measure it: without the column the flag can never
+#: be raised, and an empty ``flags`` list must not read as "passed" (after ``--vad`` alone, no
+#: speaker of 8 kHz audio was ever flagged ``low_sample_rate``).
+_MEASURED_BY: dict[str, tuple[str, str]] = {
+    "low_sample_rate": ("sample_rate", "the audio metrics: --estimate-audio-metrics, or Measure on the TTS "
+                                       "readiness page"),
+    "clipping": ("clipping_ratio", "the audio metrics: --estimate-audio-metrics, or Measure on the TTS "
+                                   "readiness page"),
+    "uneven_loudness": ("lufs", "loudness: --vad, or Measure on the TTS readiness page"),
+}
+
+
+def unchecked_flags(table: pd.DataFrame) -> list[dict[str, str]]:
+    """The flags this table cannot raise for want of a measured column: ``[{"flag", "column",
+    "message"}]`` (the message says how to measure it)."""
+    return [{"flag": flag, "column": column, "message": f"not checked: no {column} column; measure {how}"}
+            for flag, (column, how) in _MEASURED_BY.items() if column not in table.columns]
+
+
 def _phoneme_coverage(table: pd.DataFrame, lang: str, speaker_column: str, text_column: str
                       ) -> tuple[pd.DataFrame, list[str], str]:
     """(histograms, inventory, where the inventory comes from)."""
@@ -139,7 +158,8 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
     ``lang`` None skips phonemes. When espeak-ng is missing or lacks the voice, phoneme fields are
     empty and ``phoneme_error`` says why.
     ``limit`` keeps the speakers with the most hours. ``counts`` adds each speaker's
-    ``phoneme_counts`` (phoneme → times heard, most frequent first: the histogram).
+    ``phoneme_counts`` (phoneme → times heard, most frequent first: the histogram). ``unchecked``
+    lists the flags no speaker could get because their column was never measured.
     """
     speaker_stats = speaker_table(table, speaker_column)
     stats = speaker_stats.head(limit) if limit is not None else speaker_stats
@@ -175,4 +195,5 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
         })
     report["speakers"] = speakers
     report["total_speakers"] = int(len(speaker_stats))
+    report["unchecked"] = unchecked_flags(table)
     return {"speakers": report.pop("speakers"), **report}

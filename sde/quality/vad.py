@@ -27,7 +27,9 @@ import numpy as np
 __all__ = [
     "MODEL_RATE",
     "VAD_COLUMNS",
+    "FrameScorer",
     "SileroVad",
+    "SpeechActivity",
     "VadError",
     "VadParams",
     "load_model",
@@ -90,23 +92,66 @@ class SileroVad:
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
         """Speech probability of each 32 ms frame of 16 kHz mono ``samples`` (last frame zero-padded)."""
+        scorer = FrameScorer(self)
+        scorer.feed(samples)
+        return scorer.finish()
+
+    def run(self, rows: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One ONNX call: (probabilities, h, c) of ``rows`` (frames with their context, float32)."""
+        probs, h, c = self._session.run(["speech_probs", "hn", "cn"], {"input": rows, "h": h, "c": c})
+        return probs.reshape(-1), h, c
+
+
+class FrameScorer:
+    """Frame probabilities of a 16 kHz stream fed piece by piece.
+
+    Frames are scored in the same ONNX blocks (and so with the same numbers) as the whole stream in
+    one array would be; what waits is less than one block (16 s, 1 MB) plus one float per scored
+    32 ms frame, however long the stream.
+    """
+
+    def __init__(self, model: SileroVad) -> None:
+        self.model = model
+        # The 64 samples before the next unscored frame (zeros before the start), then the
+        # samples not scored yet.
+        self._pending = np.zeros(_CONTEXT, dtype=np.float32)
+        self._h = np.zeros(_STATE, dtype=np.float32)
+        self._c = np.zeros(_STATE, dtype=np.float32)
+        self._probs: list[np.ndarray] = []
+        self.samples = 0
+
+    def feed(self, samples: np.ndarray) -> None:
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
-        n_frames = -(-len(x) // _FRAME)
-        if n_frames == 0:
-            return np.zeros(0, dtype=np.float32)
-        padded = np.zeros(_CONTEXT + n_frames * _FRAME, dtype=np.float32)
-        padded[_CONTEXT:_CONTEXT + len(x)] = x
+        if len(x) == 0:
+            return
+        self.samples += len(x)
+        buf = np.concatenate((self._pending, x))
+        block = _BLOCK_FRAMES * _FRAME
+        whole = (len(buf) - _CONTEXT) // block * block
+        if whole:
+            self._score(buf[:_CONTEXT + whole], whole // _FRAME)
+        self._pending = buf[whole:].copy()  # a copy: the caller's block need not stay alive
+
+    def finish(self) -> np.ndarray:
+        """Every frame's probability (the last frame zero-padded); call once, after the last feed."""
+        rest = len(self._pending) - _CONTEXT
+        n_frames = -(-rest // _FRAME)
+        if n_frames:
+            padded = np.zeros(_CONTEXT + n_frames * _FRAME, dtype=np.float32)
+            padded[:len(self._pending)] = self._pending
+            self._score(padded, n_frames)
+            self._pending = self._pending[-_CONTEXT:]
+        return np.concatenate(self._probs) if self._probs else np.zeros(0, dtype=np.float32)
+
+    def _score(self, x: np.ndarray, n_frames: int) -> None:
+        x = np.ascontiguousarray(x, dtype=np.float32)
         # Row i = the 64 samples before frame i, then frame i: a strided view, no copy until ONNX.
         rows = np.lib.stride_tricks.as_strided(
-            padded, shape=(n_frames, _CONTEXT + _FRAME), strides=(_FRAME * 4, 4), writeable=False)
-        h = np.zeros(_STATE, dtype=np.float32)
-        c = np.zeros(_STATE, dtype=np.float32)
-        out = []
+            x, shape=(n_frames, _CONTEXT + _FRAME), strides=(_FRAME * 4, 4), writeable=False)
         for start in range(0, n_frames, _BLOCK_FRAMES):
             block = np.ascontiguousarray(rows[start:start + _BLOCK_FRAMES])
-            probs, h, c = self._session.run(["speech_probs", "hn", "cn"], {"input": block, "h": h, "c": c})
-            out.append(probs.reshape(-1))
-        return np.concatenate(out)
+            probs, self._h, self._c = self.model.run(block, self._h, self._c)
+            self._probs.append(probs.astype(np.float32, copy=False))
 
 
 _models: dict[str, SileroVad] = {}
@@ -180,22 +225,57 @@ def to_model_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return soxr.resample(np.asarray(samples, dtype=np.float32), sample_rate, MODEL_RATE, quality="MQ")
 
 
+class SpeechActivity:
+    """:data:`VAD_COLUMNS` of one segment (mono float samples at any rate) fed block by block.
+
+    The segment is resampled to 16 kHz as a stream (soxr gives the same samples as resampling it
+    whole) and scored by :class:`FrameScorer`: an hours-long segment costs one float per 32 ms.
+    :meth:`result` ends it: call it once, after the last block.
+    """
+
+    def __init__(self, sample_rate: int, params: VadParams = VadParams(),
+                 model: SileroVad | None = None) -> None:
+        self.sample_rate = int(sample_rate)
+        self.params = params
+        self.samples = 0
+        self._scorer = FrameScorer(model or load_model())
+        self._resampler = None
+        if self.sample_rate != MODEL_RATE and self.sample_rate > 0:
+            import soxr  # lazy, as in to_model_rate
+
+            self._resampler = soxr.ResampleStream(self.sample_rate, MODEL_RATE, 1, dtype="float32",
+                                                  quality="MQ")
+
+    def feed(self, samples: np.ndarray) -> None:
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if len(x) == 0:
+            return
+        self.samples += len(x)
+        if self._resampler is not None:
+            x = self._resampler.resample_chunk(x, last=False)
+        self._scorer.feed(x)
+
+    def result(self) -> dict[str, Any]:
+        """No speech at all: ``speech_duration`` 0 and both silences equal to the whole duration."""
+        duration = self.samples / self.sample_rate if self.sample_rate > 0 else 0.0
+        if self.samples == 0:
+            return dict(zip(VAD_COLUMNS, (0.0, 0.0, 0.0, float("nan"))))
+        if self._resampler is not None:
+            self._scorer.feed(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        probs = self._scorer.finish()
+        intervals = speech_intervals(probs, self.params, n_samples=self._scorer.samples)
+        if len(intervals) == 0:
+            return dict(zip(VAD_COLUMNS, (0.0, duration, duration, 0.0)))
+        speech = float(np.sum(intervals[:, 1] - intervals[:, 0]))
+        speech = min(speech, duration)
+        leading = float(intervals[0, 0])
+        trailing = max(duration - float(intervals[-1, 1]), 0.0)
+        return dict(zip(VAD_COLUMNS, (speech, leading, trailing, speech / duration)))
+
+
 def speech_activity(samples: np.ndarray, sample_rate: int, params: VadParams = VadParams(),
                     model: SileroVad | None = None) -> dict[str, Any]:
-    """:data:`VAD_COLUMNS` of one segment (mono float samples at any rate).
-
-    No speech at all: ``speech_duration`` 0 and both silences equal to the whole duration.
-    """
-    duration = len(samples) / sample_rate if sample_rate > 0 else 0.0
-    if len(samples) == 0:
-        return dict(zip(VAD_COLUMNS, (0.0, 0.0, 0.0, float("nan"))))
-    x = to_model_rate(samples, sample_rate)
-    probs = (model or load_model()).probabilities(x)
-    intervals = speech_intervals(probs, params, n_samples=len(x))
-    if len(intervals) == 0:
-        return dict(zip(VAD_COLUMNS, (0.0, duration, duration, 0.0)))
-    speech = float(np.sum(intervals[:, 1] - intervals[:, 0]))
-    speech = min(speech, duration)
-    leading = float(intervals[0, 0])
-    trailing = max(duration - float(intervals[-1, 1]), 0.0)
-    return dict(zip(VAD_COLUMNS, (speech, leading, trailing, speech / duration)))
+    """:data:`VAD_COLUMNS` of one segment held whole (see :class:`SpeechActivity`)."""
+    activity = SpeechActivity(sample_rate, params, model)
+    activity.feed(samples)
+    return activity.result()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable
@@ -29,6 +28,7 @@ import pandas as pd
 from sde.audio import AUDIO_METRIC_COLUMNS, DURATION_TOLERANCE, compute_audio_metrics
 from sde.caching import for_dataset
 from sde.compressed_columns import distinct_count
+from sde.engine import settings
 from sde.progress import WorkerProgress
 from sde.sources.members import job_audio_table
 
@@ -336,17 +336,19 @@ def with_measured_audio(dataset: Dataset, *, workers: int | None = None, progres
     """A copy of `dataset` with every utterance's audio measured (see with_audio_metrics).
     ``callback(done, total)`` reports progress, ``progress=True`` shows a bar, ``status`` gets one
     line when measuring starts (printed on stderr with ``progress`` when not given).
-    ``rows``: measure only the utterances at these positions (their files changed since they were
+    ``workers``: processes (default ``--threads``: every core; a batch job on a big node measures
+    millions of files). ``rows``: measure only the utterances at these positions (their files changed since they were
     measured: sde.build.remeasure); the others keep the metrics they carry, and no line is said."""
     say = status or (lambda msg: print(msg, file=sys.stderr) if progress else None)
     table = dataset.utterances
+    workers = workers or settings().processes
     if rows is None:
-        say("measuring audio")
+        say(f"measuring audio ({'here' if workers <= 1 else f'in {workers} worker processes'}; --threads sets how many)")
     elif not has_audio_metrics(table):
         raise StaleMetrics("Only measured audio can be measured again in part.")
     job = table if rows is None else _audio_columns(table).iloc[rows]
     with WorkerProgress("audio metrics", enabled=progress, callback=callback) as meter:
-        metrics = compute_audio_metrics(job_audio_table(job, dataset.tar_shards), workers=workers or min(2, os.cpu_count() or 1), callback=meter.report)
+        metrics = compute_audio_metrics(job_audio_table(job, dataset.tar_shards), workers=workers, callback=meter.report)
     if rows is not None:
         metrics = _measured_at(table[list(AUDIO_METRIC_COLUMNS)], rows, metrics)
     ids = table["id"].to_numpy(dtype="int64") if "id" in table.columns else np.arange(len(table), dtype="int64")

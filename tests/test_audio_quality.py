@@ -254,3 +254,25 @@ def test_measuring_some_rows_again_needs_measured_rows(measured):
     plain = build_dataset(measured.manifest_path, workers=1)
     with pytest.raises(StaleMetrics):
         with_measured_audio(plain, workers=1, rows=np.array([0]))
+
+
+@pytest.fixture()
+def threads_setting():
+    from sde.engine import configure
+
+    yield configure
+    configure()  # back to the defaults for the tests after
+
+
+@pytest.mark.parametrize("threads, said", [
+    (1, "measuring audio (here; --threads sets how many)"),
+    (3, "measuring audio (in 3 worker processes; --threads sets how many)"),  # was 2 whatever --threads said
+], ids=["one", "three"])
+def test_measuring_audio_uses_the_processes_threads_allows(tmp_path, threads_setting, threads, said):
+    rows = write_audio_set(tmp_path)
+    (tmp_path / "m.json").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    threads_setting(threads=threads)
+    heard: list[str] = []
+    table = with_measured_audio(build_dataset(tmp_path / "m.json", workers=1), status=heard.append).utterances
+    assert heard == [said]
+    assert table["sample_rate"].tolist()[:5] == [8000, 16000, 22050, 44100, 16000]

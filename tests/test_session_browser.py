@@ -482,6 +482,7 @@ def test_statistics_shows_field_cardinality_linked_to_the_breakdown(page, demo):
 
 ROWS = 240
 MISSING = {237: "gone-a.wav", 238: "gone-b.wav", 239: "gone-a.wav"}
+PAST_END = ROWS  # one more line: a segment from 5 s of the 2 s file
 
 
 @pytest.fixture(scope="module")
@@ -496,6 +497,8 @@ def health(tmp_path_factory):
             f.write(json.dumps({"audio_filepath": MISSING.get(i, "tone.wav"), "duration": 0.5 + (i % 13) * 0.1,
                                 "text": f"utterance number {i}", "pred_text": f"utterance {i}",
                                 "speaker": f"s{i % 7}"}) + "\n")
+        f.write(json.dumps({"audio_filepath": "tone.wav", "offset": 5.0, "duration": 1.0, "text": "too late",
+                            "pred_text": "too late", "speaker": "s0"}) + "\n")
     with sde_server(str(d / "long.json")) as url:
         yield url
 
@@ -553,6 +556,32 @@ def test_back_to_samples_keeps_the_scroll_position_and_the_row(page, health):
     watch.check()
 
 
+def test_column_filters_survive_the_inspector_and_the_back_button(page, health):
+    watch = Watch(page, health)
+    colfilter = json.dumps({"speaker": {"filterType": "text", "type": "equals", "filter": "s3"}})
+    page.goto(health + "/samples?" + urlencode({"filter": "{duration} > 1", "colfilter": colfilter}))
+    wait_count(page, "samples", "")
+    expected = api(health, "/api/utterances", filter='{duration} > 1 && {speaker} = "s3"')["total"]
+    wait_count(page, "samples", f"{expected} of")
+    entries = page.evaluate("history.length")
+    page.locator('#samples-grid .ag-row[row-index="2"] [col-id="text"]').click()
+    wait_url(page, r"/utterance/")
+    assert query_of(page)["filter"] == ["{duration} > 1"] and "colfilter" in query_of(page)
+    page.wait_for_selector("#utt-diff")
+    page.keyboard.press("u")
+    wait_url(page, r"/samples\?")
+    wait_selected(page, 2)
+    # The box holds the box's filter, the grid its column filter: the view as the user left it.
+    assert page.input_value("#samples-filter") == "{duration} > 1"
+    assert page.evaluate("dash_ag_grid.getApi('samples-grid').getFilterModel()") == json.loads(colfilter)
+    wait_count(page, "samples", f"{expected} of")
+    # Only the inspector and the way back were added to the history: Back returns to the inspector.
+    assert page.evaluate("history.length") == entries + 2
+    page.go_back()
+    wait_url(page, r"/utterance/")
+    watch.check()
+
+
 def test_missing_audio_is_counted_listed_and_filterable(page, health):
     # Nothing may fail: the inspector of a file the start-up check found missing does not ask for it.
     watch = Watch(page, health)
@@ -580,6 +609,23 @@ def test_missing_audio_is_counted_listed_and_filterable(page, health):
     assert MISSING[gone] in alert.inner_text() and "not found" in alert.inner_text().lower()
     page.locator("#utt-audio").wait_for(state="hidden")
     assert page.get_attribute("#utt-audio", "src") is None and asked == []
+    watch.check()
+
+
+def test_an_offset_past_the_end_of_the_file_is_explained_without_a_failing_request(page, health):
+    watch = Watch(page, health)
+    asked: list[str] = []
+    page.on("request", lambda req: asked.append(req.url) if "/audio/" in req.url else None)
+    open_inspector(page, health, PAST_END, filter="{audio_exists} = true")   # found at start-up: its offset is not
+    alert = page.locator("#utt-audio-error")
+    alert.wait_for(state="visible")
+    assert "tone.wav" in alert.inner_text() and "end" in alert.inner_text()
+    assert page.get_attribute("#utt-audio", "src") is None
+    page.keyboard.press("k")                               # the one before plays again
+    arrived(page, 236)
+    page.wait_for_function("(document.querySelector('#utt-audio') || {}).readyState >= 1")
+    assert page.locator("#utt-audio-error").count() == 0
+    assert {urlparse(u).path for u in asked} == {"/audio/236.ogg"}
     watch.check()
 
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, dcc, html, no_update
+from dash import ALL, Input, Output, State, dcc, html, no_update
 from dash.exceptions import DependencyException
-from flask import Response, make_response, request
+from flask import Response, make_response, request, send_from_directory
 
 from sde.audio_quality import has_audio_metrics
 from sde.web import reviewing, state
@@ -129,6 +129,28 @@ def _nav_links(pages: list[Page]) -> list[tuple[str, str, bool]]:
     return [(p.name, p.href, p.exact) for p in pages if p.nav]
 
 
+def nav_paths(pages: list[Page]) -> dict[str, str]:
+    """{path or alias: the href of the navbar link of its page} ("/statistics" → "/")."""
+    return {path: p.href for p in pages if p.nav for path in (p.path.rstrip("/") or "/", *p.aliases)}
+
+
+# The navbar remembers, per browser tab, the query string each page had when the user left it
+# (Samples' filter and sort, Errors' hypothesis and breakdown, Duplicates' kind, Statistics' log
+# scale), and its links lead back there; the link of the page shown is the active one.
+NAV_JS = """function(pathname, search, links, memory, paths) {
+    var kept = Object.assign({}, memory || {});
+    var path = pathname || '/';
+    if (path.length > 1) { path = path.replace(/[/]+$/, '') || '/'; }
+    var here = (paths || {})[path];
+    if (here !== undefined) {
+        if (search && search !== '?') { kept[here] = search; } else { delete kept[here]; }
+    }
+    var hrefs = links.map(function (l) { return l.index + (kept[l.index] || ''); });
+    var active = links.map(function (l) { return l.index === here; });
+    return [kept, hrefs, active];
+}"""
+
+
 def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash:
     config = config or AppConfig(title=getattr(dataset, "name", "sde"))
     title = config.title or dataset.name
@@ -157,6 +179,10 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     server.register_error_handler(DependencyException, _unknown_bundle)
     server.after_request(_security_headers)
     register_api(server, dataset, audio_routes=config.audio_routes)
+    # A browser showing a JSON twin (/api/summary) or a download asks for /favicon.ico, the
+    # pages' icon being declared only in Dash's shell: the same icon, not a 404 in the console.
+    server.add_url_rule("/favicon.ico", "sde_favicon",
+                        lambda: send_from_directory(ASSETS, "favicon.ico", max_age=86400))
     # Opened once: a reviews file that cannot be used turns editing off (the inspector says why).
     reviewing.install(server, reviewing.open_for(dataset, config.reviews, read_only=config.read_only,
                                                  record_users=bool(config.auth)))
@@ -170,6 +196,8 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
             dcc.Store(id=state.RENDERED),
             dcc.Store(id=state.DOC_TITLE),
             dcc.Store(id=state.APP_TITLE, data=title),
+            dcc.Store(id=state.NAV_MEMORY, storage_type="session"),
+            dcc.Store(id=state.NAV_PATHS, data=nav_paths(load_pages(dataset))),
             navbar(_nav_links(load_pages(dataset)), title),
             dbc.Container(id=state.PAGE, fluid=True, className="page-container pb-4"),
         ])
@@ -209,6 +237,19 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
         Output(state.DOC_TITLE, "data"),
         Input(state.RENDERED, "data"),
         State(state.APP_TITLE, "data"),
+    )
+
+    nav_link = {"type": state.NAV_LINK, "index": ALL}
+    app.clientside_callback(
+        NAV_JS,
+        Output(state.NAV_MEMORY, "data"),
+        Output(nav_link, "href"),
+        Output(nav_link, "active"),
+        Input(state.URL, "pathname"),
+        Input(state.URL, "search"),
+        State(nav_link, "id"),
+        State(state.NAV_MEMORY, "data"),
+        State(state.NAV_PATHS, "data"),
     )
 
     @app.callback(

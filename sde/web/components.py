@@ -83,10 +83,13 @@ def char_title(ch: str) -> str:
 
 def navbar(links: Sequence[tuple[str, str, bool]], title: str) -> dbc.Navbar:
     """The top bar: the manifest's name and a link per (label, href, active only on exactly href)."""
+    # Each link returns to its page as the user left it (filter, sort, hypothesis, tab): the app's
+    # NAV_JS sets its href and whether it is active, which dbc's own matching of the path against
+    # an href with a query string would get wrong.
     items = [
-        dbc.NavItem(dbc.NavLink(label, href=href, active="exact" if exact else "partial",
-                                id=f"nav-{label.lower()}"))
-        for label, href, exact in links
+        dbc.NavItem(dbc.NavLink(label, href=href, active=False, id={"type": state.NAV_LINK, "index": href}),
+                    id=f"nav-{label.lower()}")
+        for label, href, _exact in links
     ]
     return dbc.Navbar(
         dbc.Container([
@@ -133,8 +136,11 @@ def stat_card(label: str, value: str, *, value_id: str | None = None, sub: Any =
 def alphabet_view(chars: Sequence[str]) -> html.Div:
     if not chars:
         return html.Div("The references are empty: no characters.", className="text-muted")
+    # Each character lists the references that contain it: an odd one (U+200B, a stray tag) is
+    # something to look at, not only to count.
     return html.Div(
-        [html.Span(char_label(c), className="alpha-char", title=char_title(c)) for c in chars],
+        [dcc.Link(char_label(c), href=state.char_href(c), className="alpha-char",
+                  title=f"{char_title(c)} · click to list the references that contain it") for c in chars],
         className="alphabet", id=state.STATS_ALPHABET,
     )
 

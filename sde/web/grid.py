@@ -184,6 +184,17 @@ def filter_model_text(model: Any) -> str:
     return json.dumps(model, separators=(",", ":"), sort_keys=True) if model else ""
 
 
+def list_filter(params: Mapping[str, str]) -> str | None:
+    """The filter of the list an inspector link walks: its `filter` and its grid column filters
+    (`colfilter`), which travel apart so that "back" restores each where the user put it. A
+    column-filter model the grid could not have made is left out, as the grid leaves it out."""
+    try:
+        columns = format_filter(clauses_from_grid(filter_model_of(params.get("colfilter"))))
+    except QueryError:
+        columns = ""
+    return combine_filters(params.get("filter") or None, columns) or None
+
+
 # ---------------------------------------------------------------- getRowsRequest → rows
 
 @dataclass

@@ -25,6 +25,9 @@ PAGE = "page-content"            # where the router puts the page layout
 NAVBAR = "navbar"
 NAVBAR_TOGGLER = "navbar-toggler"
 NAVBAR_COLLAPSE = "navbar-collapse"
+NAV_LINK = "nav-link"            # pattern-matching id type of the navbar's links: {"type", "index": the page's href}
+NAV_MEMORY = "nav-memory"        # dcc.Store (session): {page href: its last query string}, what its link returns to
+NAV_PATHS = "nav-paths"          # dcc.Store: {path or alias: the href of its navbar link}
 DOC_TITLE = "doc-title"          # dummy output of the clientside callback that sets document.title
 APP_TITLE = "app-title"          # dcc.Store: the manifest name
 
@@ -122,14 +125,15 @@ def samples_href(**params: str | None) -> str:
 
 # The list the inspector was opened from, carried in its query string: previous/next walk it and
 # "back" returns to it. `from=comparison` (with a, b, metric, filter): the Comparison page's ranked
-# list of differences; otherwise the Samples list of `filter` and `sort` (with its `cols`).
-INSPECTOR_PARAMS = ("from", "a", "b", "metric", "filter", "sort", "cols")
+# list of differences; otherwise the Samples list of `filter`, its grid column filters
+# (`colfilter`) and `sort` (with its `cols`).
+INSPECTOR_PARAMS = ("from", "a", "b", "metric", "filter", "colfilter", "sort", "cols")
 FROM_COMPARISON = "comparison"
 
 
 def utterance_href(uid: int, filter: str | None = None, sort: str | None = None, **context: str | None) -> str:
     """The inspector on utterance `uid`, walking the list that `filter` and `sort` make (or the
-    one `context` names: `from`, `a`, `b`, `metric`, `cols` of INSPECTOR_PARAMS)."""
+    one `context` names: `from`, `a`, `b`, `metric`, `colfilter`, `cols` of INSPECTOR_PARAMS)."""
     unknown = set(context) - set(INSPECTOR_PARAMS)
     if unknown:
         raise ValueError(f"not an inspector parameter: {', '.join(sorted(unknown))}")
@@ -161,6 +165,15 @@ def ranked_utterance_href(uid: int, a: str, b: str, metric: str | None = None, f
 def word_clause(word: str) -> str:
     """The filter clause of the references that have `word` as a whole word."""
     return Clause("text", "has", str(word)).to_q()
+
+
+def char_href(char: str) -> str:
+    """/samples restricted to the references that contain the character `char`."""
+    return samples_href(filter=Clause("text", "contains", str(char)).to_q())
+
+
+#: The references with a digit (Unicode Nd, as the Statistics page's alphabet check counts them).
+DIGITS_FILTER = Clause("text", "matches", r"\p{Nd}").to_q()
 
 
 def word_href(word: str, filter: str | None = None) -> str:

@@ -308,8 +308,10 @@ def callbacks(app, dataset: "Dataset") -> None:
     def on_controls(hyp, _typed, _clicks, by, min_utts, show, filter_value, shown):
         return update(dataset, hyp, filter_value, by, min_utts, show, shown)
 
+    # Optional: a filter that selects no utterance shows no error tables (the breakdown stays).
     @app.callback(Output(state.URL, "href", allow_duplicate=True),
-                  [Input(component, prop) for component, prop in CLICK_SOURCES], prevent_initial_call=True)
+                  [Input(component, prop, allow_optional=True) for component, prop in CLICK_SOURCES],
+                  prevent_initial_call=True)
     def open_clicked(*clicks):
         source = dict(zip((c for c, _ in CLICK_SOURCES), clicks)).get(ctx.triggered_id)
         is_chart = ctx.triggered_id in {fig_id(kind) for kind in KINDS}

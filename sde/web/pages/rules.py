@@ -23,10 +23,11 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from sde.rules import MAX_RULES, MAX_RULES_BYTES, Rule, RulesError, dump_rules, parse_rules, rules_preview_route
-from sde.web import reviewing
+from sde.web import reviewing, state
 from sde.web.components import MANIFEST_API, fmt_float, fmt_int, page_header
 from sde.web.pages.page import Page
 from sde.web.present import check_filter
+from sde.web.state import query_params, rendered_key, search_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -169,8 +170,20 @@ def export_command(dataset: "Dataset", view: str | None) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def view_state(dataset: "Dataset", data: Any, view: str | None) -> dict:
-    """Everything that follows from the rules and the view: counts, union, downloads, command."""
+def view_url(view: str, search: str | None) -> dict:
+    """The view written into the URL (`filter=`), as Samples keeps its filter, so a reload or a
+    shared link shows the same view; nothing when the URL says it already."""
+    params = query_params(search)
+    if (params.get("filter") or "").strip() == view:
+        return {"search": no_update, "rendered": no_update}
+    params = {**params, "filter": view}
+    written = {k: v for k, v in params.items() if v}
+    return {"search": search_of(written), "rendered": rendered_key(PATH, written, TITLE)}
+
+
+def view_state(dataset: "Dataset", data: Any, view: str | None, search: str | None = None) -> dict:
+    """Everything that follows from the rules and the view: counts, union, downloads, command,
+    and the URL that keeps the view (when `search`, the URL's now, is given)."""
     items = stored_rules(data)
     view = (view or "").strip()
     view_error = check_filter(reviewing.utterance_query(dataset, view), view) if view else None
@@ -190,6 +203,7 @@ def view_state(dataset: "Dataset", data: Any, view: str | None) -> dict:
         "removed": removed_href, "removed_disabled": removed_href is None,
         "command": export_command(dataset, view),
         "view_invalid": bool(view_error), "view_feedback": view_error or "",
+        **(view_url(view, search) if search is not None else {}),
     }
 
 
@@ -284,12 +298,15 @@ def callbacks(app, dataset: "Dataset") -> None:
         output={"table": Output(TABLE, "children"), "union": Output(UNION, "children"),
                 "kept": Output(KEPT, "href"), "kept_disabled": Output(KEPT, "hidden"),
                 "removed": Output(REMOVED, "href"), "removed_disabled": Output(REMOVED, "hidden"),
-"command": Output(COMMAND, "children"),
-                "view_invalid": Output(VIEW, "invalid"), "view_feedback": Output(VIEW_FEEDBACK, "children")},
-        inputs={"data": Input(STORE, "data"), "view": Input(VIEW, "value")},
+                "command": Output(COMMAND, "children"),
+                "view_invalid": Output(VIEW, "invalid"), "view_feedback": Output(VIEW_FEEDBACK, "children"),
+                "search": Output(state.URL, "search", allow_duplicate=True),
+                "rendered": Output(state.RENDERED, "data", allow_duplicate=True)},
+        inputs={"data": Input(STORE, "data"), "view": Input(VIEW, "value"), "search": State(state.URL, "search")},
+        prevent_initial_call="initial_duplicate",
     )
-    def show(data, view):
-        return view_state(dataset, data, view)
+    def show(data, view, search):
+        return view_state(dataset, data, view, search or "")
 
     @app.callback(Output(YAML, "data"), Input(YAML_BUTTON, "n_clicks"), State(STORE, "data"),
                   prevent_initial_call=True)

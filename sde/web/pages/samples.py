@@ -34,10 +34,10 @@ _METRIC_LABELS = {"wer": "WER", "cer": "CER", "wmr": "WMR", "sub": "S", "del": "
 
 
 def row_href(table_state: Mapping[str, str], row: Mapping) -> str:
-    """The inspector on the clicked row, walking the list the grid shows (its columns travel
-    along, for the way back)."""
-    return state.utterance_href(row["id"], table_state.get("effective") or table_state.get("filter"),
-                                table_state.get("sort"), cols=table_state.get("cols") or None)
+    """The inspector on the clicked row, walking the list the grid shows. The box's filter and
+    the grid's column filters travel apart (with the columns), so that "back" puts each where it was."""
+    return state.utterance_href(row["id"], table_state.get("filter") or None, table_state.get("sort"),
+                                colfilter=table_state.get("colfilter") or None, cols=table_state.get("cols") or None)
 
 
 def placeholder(dataset: "Dataset", lead: str | None = None) -> str:

@@ -391,9 +391,11 @@ def _alphabet_check_block(dataset: "Dataset"):
                 for c in check["chars"][:60]
             ], id="alphabet-oov-chars", className="mb-2"))
     if check["digits"]:
-        body.append(dbc.Alert([f"{fmt_int(check['digits'])} references contain digits ",
-                               dcc.Link("(show them)", href=state.samples_href(filter="{has_digits} = true"))
-                               if "has_digits" in dataset.utterances else None,
+        digits_filter = "{has_digits} = true" if "has_digits" in dataset.utterances else state.DIGITS_FILTER
+        one = check["digits"] == 1
+        body.append(dbc.Alert([f"{fmt_int(check['digits'])} reference{'' if one else 's'} contain{'s' if one else ''} "
+                               "digits ", dcc.Link("(show them)", href=state.samples_href(filter=digits_filter),
+                                                   id="alphabet-digits-link"),
                                ". Character-based models (QuartzNet, Jasper) cannot emit digits: spell numbers out, "
                                "or score with ", alert_code("--normalize numbers"), " to see the WER without them."],
                               color="warning", className="mb-0 py-2", id="alphabet-digits"))

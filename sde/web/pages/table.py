@@ -123,8 +123,11 @@ def _grid(spec: TableSpec, visible: list[str], sort: list[tuple[str, bool]], col
         defaultColDef={"sortable": True, "resizable": True, "floatingFilter": True, "wrapHeaderText": True,
                        "autoHeaderHeight": True, "suppressHeaderMenuButton": True,
                        "suppressFloatingFilterButton": False},
-        filterModel=colfilter or {},
         dashGridOptions={
+            # The URL's column filters as the grid's initial state, not the filterModel prop: the
+            # prop is applied after the grid's first block request, which then went out unfiltered
+            # and rewrote the URL without them (two extra history entries: Back looped).
+            **({"initialState": {"filter": {"filterModel": colfilter}}} if colfilter else {}),
             # One block request at a time: the request is a Dash prop, so two at once (a jump that
             # needs two blocks) collapse into one, and the other block would stay "loading" forever.
             "cacheBlockSize": 100, "maxBlocksInCache": 50, "infiniteInitialRowCount": 100,

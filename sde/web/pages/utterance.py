@@ -17,6 +17,7 @@ utterance as it opens.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
 import dash_bootstrap_components as dbc
@@ -30,7 +31,9 @@ from sde.metrics import align_words
 from sde.query import QueryError
 from sde.text import normalize
 from sde.web import reviewing, state
-from sde.web.audio_service import signal_for_page
+from sde.audio import AudioError, SegmentReader
+from sde.web.audio_service import UnknownUtterance, service_of, signal_for_page
+from sde.web.grid import list_filter
 from sde.web.components import (
     diff_legend,
     diff_view,
@@ -51,6 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TITLE = "Utterance"
 PATH = "/utterance/"
+log = logging.getLogger(__name__)
 
 
 def neighbours(dataset: "Dataset", uid: int, params: Mapping[str, str]) -> dict:
@@ -60,7 +64,7 @@ def neighbours(dataset: "Dataset", uid: int, params: Mapping[str, str]) -> dict:
     if params.get("from") == state.FROM_COMPARISON:
         return ranked_neighbours(dataset, uid, params)
     warning = None
-    filter_text, sort = params.get("filter") or None, params.get("sort") or None
+    filter_text, sort = list_filter(params), params.get("sort") or None
     try:
         positions = reviewing.utterance_query(dataset, filter_text, sort).select(filter_text, sort)
     except QueryError as e:
@@ -139,7 +143,7 @@ def position_text(nav: Mapping, params: Mapping[str, str]) -> str:
         return (f"difference {fmt_int(nav['index'] + 1)} of {fmt_int(nav['total'])} · "
                 f"B − A {nav['diff']:+.1f} {nav['metric'].upper()} points")
     if nav["index"] is not None:
-        return f"{fmt_int(nav['index'] + 1)} of {fmt_int(nav['total'])}" + (" (filtered)" if params.get("filter") else "")
+        return f"{fmt_int(nav['index'] + 1)} of {fmt_int(nav['total'])}" + (" (filtered)" if list_filter(params) else "")
     return "not in the filtered list" if nav["outside"] else ""
 
 
@@ -147,8 +151,8 @@ def back_href(nav: Mapping, params: Mapping[str, str], uid: int) -> str:
     """Back to the list: Comparison, or Samples with this utterance in view and selected (`focus`)."""
     if nav.get("ranked"):
         return state.comparison_href(nav["a"].field, nav["b"].field, nav["metric"], params.get("filter"))
-    return state.samples_href(filter=params.get("filter"), sort=params.get("sort"), cols=params.get("cols"),
-                              focus=str(uid))
+    return state.samples_href(filter=params.get("filter"), colfilter=params.get("colfilter"), sort=params.get("sort"),
+                              cols=params.get("cols"), focus=str(uid))
 
 
 # ---------------------------------------------------------------- what the diff highlights
@@ -281,6 +285,10 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
 
     duration = row.get("duration")
     offset = row.get("offset") or 0.0
+    # a file the start-up check found missing is not read again (show_signal says why)
+    known_missing = row.get(AUDIO_EXISTS) is False
+    problem = None if known_missing else audio_problem(dataset, uid)
+    silent = known_missing or problem is not None
     audio_card = dbc.Card([
         dbc.CardHeader(html.Div([
             html.Span("Audio", className="fw-bold"),
@@ -302,12 +310,13 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         dbc.CardBody([
             # Ogg Vorbis (~7x smaller than the WAV) up to 40 s; longer ones play the WAV, which
             # the server streams with Range support so seeking works (see the audio routes).
-            # a file the start-up check found missing is not asked for (show_signal says why)
-            html.Audio(src=None if row.get(AUDIO_EXISTS) is False else state.player_src(uid, duration),
-                       controls=True, preload="metadata", id=state.UTT_AUDIO, className="w-100 mb-2"),
+            # audio that cannot play is not asked for: the page says why at once
+            html.Audio(src=None if silent else state.player_src(uid, duration),
+                       controls=True, preload="metadata", id=state.UTT_AUDIO, className="w-100 mb-2",
+                       style={"display": "none"} if silent else {}),
             html.Div("Click the waveform or spectrogram to play from there · Space plays and pauses · autoplay "
                      "plays each utterance as it opens (for this browser tab).", className="text-muted small mb-1"),
-            html.Div(id=state.UTT_SIGNAL_MESSAGE),
+            html.Div(audio_alert(problem) if problem else None, id=state.UTT_SIGNAL_MESSAGE),
             dcc.Loading(dcc.Graph(id=state.UTT_SIGNAL, config={"displaylogo": False, "responsive": True},
                                   style={"height": "420px"}), type="dot", delay_show=300),
         ]),
@@ -315,8 +324,11 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
 
     text = row.get("text") or ""
     hyp_cards = []
-    marks, ref_marked = highlights(dataset, params.get("filter"))
-    reference = html.Span(marked_words(text, ref_marked), className="ref-text", id="utt-reference")
+    marks, ref_marked = highlights(dataset, list_filter(params))
+    # an empty reference said nothing at all: a blank beside "Reference" reads as a page still loading
+    reference = html.Span(marked_words(text, ref_marked) if str(text).strip() else
+                          html.Span("(empty reference)", className="text-muted fst-italic"),
+                          className="ref-text", id="utt-reference")
     if dataset.hypotheses:
         alignment = alignment_of(dataset, uid)
         for h in dataset.hypotheses:
@@ -342,6 +354,28 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     ], className="utterance-page")
 
 
+def audio_problem(dataset: "Dataset", uid: int) -> str | None:
+    """Why the utterance's audio cannot play (an offset past the file's end, a file gone or
+    corrupt), found as the page is made, so the player never asks for it and the browser's
+    console shows no failed request; None when it can. The same read and cache as the audio
+    routes' (the player's request then finds the segment decoded)."""
+    try:
+        source = service_of(dataset).source(uid)
+    except (AudioError, UnknownUtterance) as e:
+        return str(e)
+    except Exception:  # noqa: BLE001 - a decoder failure must not break the page; the figure says why
+        log.exception("audio of utterance %s failed", uid)
+        return None
+    if isinstance(source, SegmentReader):
+        source.close()
+    return None
+
+
+def audio_alert(message: str) -> dbc.Alert:
+    return dbc.Alert([html.Strong("Cannot show the waveform and spectrogram: "), html.Span(message)],
+                     color="danger", className="mb-0", id="utt-audio-error")
+
+
 def signal_view(dataset: "Dataset", uid: Any, kind: str | None) -> dict:
     """The waveform + spectrogram of one utterance (the audio routes' service: shared cache,
     bounded memory for segments of any length), or why there is none."""
@@ -350,10 +384,8 @@ def signal_view(dataset: "Dataset", uid: Any, kind: str | None) -> dict:
         return {"figure": {}, "style": hidden, "message": None, "player": no_update}
     fig, message = signal_for_page(dataset, int(uid), kind or "linear")
     if fig is None:
-        alert = dbc.Alert([html.Strong("Cannot show the waveform and spectrogram: "), html.Span(message)],
-                          color="danger", className="mb-0", id="utt-audio-error")
         # The player could not play it either: say why once, instead of a dead player.
-        return {"figure": {}, "style": hidden, "message": alert, "player": hidden}
+        return {"figure": {}, "style": hidden, "message": audio_alert(message), "player": hidden}
     return {"figure": fig, "style": {"height": "420px"}, "message": None, "player": {}}
 
 

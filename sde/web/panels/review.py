@@ -33,6 +33,7 @@ from sde.reviews import (
 )
 from sde.web import reviewing, state
 from sde.web.components import fmt_float, fmt_int, manifest_href, stat_card
+from sde.web.grid import list_filter
 from sde.web.present import row_dict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -205,7 +206,7 @@ def layout(dataset: "Dataset", uid: int, params: Mapping[str, str]) -> dbc.Card:
 def next_unreviewed(dataset: "Dataset", uid: int, params: Mapping[str, str]) -> int | None:
     """The first utterance after `uid` in the filtered, sorted list with no review (wrapping
     around to the start of the list); None when every other one is reviewed."""
-    filter_text, sort = params.get("filter") or None, params.get("sort") or None
+    filter_text, sort = list_filter(params), params.get("sort") or None
     try:
         positions = reviewing.utterance_query(dataset, filter_text, sort).select(filter_text, sort)
     except QueryError:
@@ -251,8 +252,11 @@ def _result(saved: dict, message: str | None = None, error: bool = False, *, for
 
 
 def _form_body(status: str, values: Mapping, version: int | None) -> dict:
-    note = values.get("note")
-    return {"status": status, "text": values.get("text") if status == "fix" else None,
+    note, text = values.get("note"), values.get("text")
+    # Spaces around a typed correction are never meant (f selects the box, a space typed first
+    # stays): they would reach the exported manifest's text.
+    text = text.strip() if isinstance(text, str) else text
+    return {"status": status, "text": text if status == "fix" else None,
             "note": note if note else None, "tags": parse_tags(values.get("tags")), "version": version}
 
 

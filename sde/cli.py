@@ -19,6 +19,7 @@ import functools
 import importlib
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -256,6 +257,8 @@ def _configure_engine(threads: int | None, memory_limit: str | None, part_size: 
                 parse(text)
         except EngineSettingError as e:
             raise click.BadParameter(str(e), param_hint=hint) from None
+    if memory_limit:
+        _check_memory_limit_fits(memory_limit)
     try:
         configure(threads, memory_limit, part_size)
     except EngineSettingError as e:
@@ -266,6 +269,22 @@ def _configure_engine(threads: int | None, memory_limit: str | None, part_size: 
         reopen()
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--memory-limit") from None
+
+
+def _check_memory_limit_fits(memory_limit: str) -> None:
+    """Refuse a --memory-limit over the machine's memory. Clamping it would hide a typo (1TB for
+    1GB); taking it as it is lets DuckDB plan for memory that is not there, so a big sort or group
+    has the kernel kill the server instead of spilling to disk as the limit promised."""
+    from sde.engine import machine_memory, parse_size
+
+    have = machine_memory()
+    if parse_size(memory_limit) <= have:
+        return
+    suggestion = max(1, int(have * 0.8) // 10**9)
+    raise click.BadParameter(f"{memory_limit!r} is more than this machine has: {have / 2**30:.1f} GiB of memory "
+                             "(RAM, or the container's limit where that is lower); give at most that, e.g. "
+                             f"--memory-limit {suggestion}GB, or leave it out for 80% of it",
+                             param_hint="--memory-limit")
 
 
 def _configure_storage(text: str | None) -> None:
@@ -489,6 +508,8 @@ def serve_command(sources: tuple[str, ...], model: str | None, port: int, host: 
     dataset = load(sources, options, cache_dir, no_cache, background_write=True, vad=vad, check_audio_later=True)
     if not dataset.hypotheses:
         dataset = _maybe_transcribe(dataset, sources, model, cache_dir, no_cache)
+    else:
+        _say_model_unused(dataset, sources, model)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
            sock=sock, augment_dirs=(noise_dir, rir_dir),
            reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only)
@@ -531,6 +552,20 @@ def _jobs_dir(cache_dir: str | None, no_cache: bool) -> str | None:
     from sde.cache import default_cache_dir
 
     return str(cache_dir or default_cache_dir())
+
+
+def _say_model_unused(dataset, sources: tuple[str, ...], model: str | None) -> None:
+    """--model only transcribes a manifest without predictions; one with them was served with its
+    own while the user believed they were looking at the model they named."""
+    if not model:
+        return
+    fields = ", ".join(h.field for h in dataset.hypotheses)
+    source = sources[0] if len(sources) == 1 else "SOURCE..."
+    name = re.sub(r"\W+", "_", Path(model).name.removesuffix(".nemo")).strip("_") or "model"
+    click.echo(f"note: --model {model} is not used: the manifest has predictions ({fields}), and --model only "
+               f"transcribes a manifest that has none. To score this model too: sde transcribe {source} "
+               f"--model {model} -o {name}.json, then add --predictions {name}.json (scored as "
+               f"pred_text_{name})", err=True)
 
 
 def _maybe_transcribe(dataset, manifest: str, model: str | None, cache_dir, no_cache):
@@ -752,6 +787,8 @@ def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, ca
     dataset = load(sources, options, cache_dir, no_cache, quiet=as_json, vad=vad)
     if model and not dataset.hypotheses:
         dataset = _maybe_transcribe(dataset, sources, model, cache_dir, no_cache)
+    elif model:
+        _say_model_unused(dataset, sources, model)
     summary = dataset.summary()
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
@@ -995,6 +1032,10 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
     from sde.reviews import ReviewError
     from sde.rules import RulesError
 
+    for option, path, example in (("-o", output, "kept.json"), ("--rejected", rejected, "dropped.json"),
+                                  ("--reviews", reviews_path, "reviews.jsonl")):
+        if path is not None and not path.strip():  # `-o "$OUT"` with OUT unset: no file to write or read
+            raise click.BadParameter(f"is empty; name a file, e.g. {option} {example}", param_hint=option)
     for option, path in (("-o", output), ("--rejected", rejected)):
         for manifest in sources:  # checked again on every file read, after patterns are expanded
             if path is not None and Path(manifest).is_file() and (

@@ -318,7 +318,31 @@ def test_threads_and_part_sizes_that_only_harm_are_refused_naming_the_bound(writ
     _refused(_sde("stats", str(write_manifest(ROWS)), "--no-cache", *extra), *said)
 
 
+def _machine_gib() -> float:
+    from sde.engine import machine_memory
+    return machine_memory() / 2**30
+
+
+MACHINE_GIB = _machine_gib()
+ENGINE_REFUSALS.update({
+    # 1TB was taken on a 23 GiB machine: DuckDB planned for memory that is not there
+    "a terabyte of memory": (["--memory-limit", "1TB"], ["--memory-limit: '1TB' is more than this machine has",
+                                                         f"{MACHINE_GIB:.1f} GiB of memory", "give at most that"]),
+    "twice the machine": (["--memory-limit", f"{int(MACHINE_GIB * 2) + 1}GiB"], ["is more than this machine has"]),
+})
+
+
+@pytest.mark.parametrize("command", [["stats"], ["index"], ["export", "-o", "kept.json"], ["serve", "--port", "0"]])
+def test_a_memory_limit_over_the_machine_is_refused_by_every_command(write_manifest, tmp_path, command):
+    name, *rest = command
+    out = [str(tmp_path / a) if a.endswith(".json") else a for a in rest]
+    r = _sde(name, str(write_manifest(ROWS)), "--cache-dir", str(tmp_path / "cache"), "--memory-limit", "1TiB", *out)
+    _refused(r, "--memory-limit: '1TiB' is more than this machine has")
+    assert not (tmp_path / "kept.json").exists()
+
+
 ENGINE_BOUNDS = {
+    "memory within the machine": ["--memory-limit", f"{max(1, int(MACHINE_GIB * 0.5))}GiB"],
     "4 threads per CPU": ["--threads", str(MOST_THREADS)],
     "one thread": ["--threads", "1"],
     "parts of 4KB": ["--part-size", "4KB"],
@@ -387,3 +411,13 @@ def test_the_alphabet_check_allows_the_space_between_words(write_manifest, alpha
     check = json.loads(r.stdout)["alphabet_check"]
     assert check["utterances"] == flagged
     assert [c["char"] for c in check["chars"]] == chars
+
+
+@pytest.mark.parametrize("model, name", [("nvidia/parakeet-tdt-0.6b-v2", "parakeet_tdt_0_6b_v2"),
+                                         ("/models/missing.nemo", "missing")])
+def test_a_model_that_is_not_used_is_said_with_how_to_score_it(write_manifest, model, name):
+    # the manifest's own pred_text was shown while the user believed it was the model they named
+    r = _sde("stats", str(write_manifest(ROWS)), "--no-cache", "--json", "--model", model)
+    assert r.returncode == 0 and json.loads(r.stdout)["hypotheses"].keys() == {"pred_text"}, r.stderr[-2000:]
+    assert f"note: --model {model} is not used: the manifest has predictions (pred_text)" in r.stderr
+    assert "sde transcribe" in r.stderr and f"--predictions {name}.json (scored as pred_text_{name})" in r.stderr

@@ -264,9 +264,13 @@ def test_cli_export_gz_output(small, tmp_path):
     (["-o", "kept.json", "--rules", "nope.yaml"], 1, "nope.yaml: file not found"),
     (["-o", "kept.json", "--apply-reviews"], 1, "no reviews yet"),
     (["-o", "kept.json", "--reviews", "nope.sqlite"], 1, "no such reviews file"),
+    # `-o "$OUT"` with OUT unset: a traceback (os.path.samefile of "")
+    (["-o", ""], 2, "-o: is empty; name a file, e.g. -o kept.json"),
+    (["-o", "kept.json", "--rejected", " "], 2, "--rejected: is empty; name a file"),
+    (["-o", "kept.json", "--reviews", ""], 2, "--reviews: is empty; name a file"),
 ], ids=["-o is the manifest", "-o is the manifest by another path", "--rejected is the manifest",
         "two outputs in one file", "missing output folder", "bad filter", "missing rules file",
-        "apply-reviews without reviews", "missing reviews file"])
+        "apply-reviews without reviews", "missing reviews file", "empty -o", "blank --rejected", "empty --reviews"])
 def test_cli_export_refuses_with_a_message(small, tmp_path, args, code, message):
     manifest, _ = small
     (tmp_path / "sub").mkdir()

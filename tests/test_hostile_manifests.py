@@ -154,6 +154,9 @@ def whole_files(d: Path) -> dict[str, tuple[Path, tuple]]:
     # NUL in the first KB means a binary file (whole-file error); later, it is one bad line.
     put("nul_after_the_first_kb", jsonl(*[utt(i) for i in range(30)], b'{"audio_filepath": "a\x00"}', utt(2)),
         ("ok", 31, 1))
+    # the first line is where sde sniffs for pretty-printed JSON: nesting past Python's stack was a traceback
+    put("deep_nesting_on_the_first_line", jsonl(BAD_LINE_CASES["deep_nesting_100k"][0], utt(1)), ("ok", 1, 1))
+    put("deep_objects_on_the_first_line", jsonl(BAD_LINE_CASES["deep_nesting_objects"][0], utt(1)), ("ok", 1, 1))
     put("unicode_everywhere", jsonl(utt(0, text="日本語 ελληνικά emoji 🎤", speaker="ß", **{"ключ": "значение"})),
         ("ok", 1, 0))
     put("json_array", json.dumps([utt(0), utt(1)]).encode(), ("error", ["this is a JSON array", "jq -c"]))
@@ -208,7 +211,8 @@ def _no_traceback(run: Run) -> None:
 WHOLE = [
     "bom", "crlf", "blank_lines", "no_final_newline", "bom_crlf_blank_mixed", "ten_mb_line", "duplicate_keys",
     "numbers_as_strings", "duration_zero", "offset_beyond_the_file", "hundred_thousand_fields",
-    "nul_after_the_first_kb", "unicode_everywhere", "json_array", "json_array_pretty", "pretty_printed_object", "binary", "png", "gzip",
+    "nul_after_the_first_kb", "deep_nesting_on_the_first_line", "deep_objects_on_the_first_line",
+    "unicode_everywhere", "json_array", "json_array_pretty", "pretty_printed_object", "binary", "png", "gzip",
     "gzip_cut_short", "gzip_of_a_manifest", "utf16", "utf16le_without_bom", "bzip2", "xz", "cr_line_endings", "tiny_duration", "empty", "only_blank_lines", "only_bom", "every_line_bad", "random_text", "directory",
     "missing_file",
 ]

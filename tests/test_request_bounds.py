@@ -260,6 +260,50 @@ def test_filters_are_capped_in_length_and_clauses(server, route, filter_text, st
     assert took < FAST_S
 
 
+# ------------------------------------------------------- query strings sde would otherwise misread
+
+@pytest.mark.parametrize("query, parameter, says", [
+    ("filter=%7Bsnr%7D%3E10&filter=%7Bsnr%7D%3C20", "filter", "join them in one: filter=(A) && (B)"),
+    ("page=1&page=2", "page", "parameter 'page' is given 2 times ('1', '2'); give it once"),
+    ("sort=id&sort=-id", "sort", "given 2 times"),
+    ("page_size=5&" * 30, "page_size", "given 30 times ('5', '5', '5' and 27 more)"),
+    # `&&` not URL-encoded: the server got filter="{snr}>10" and a parameter named "{snr}<20"
+    ("filter={snr}>10&&{snr}<20", "{snr}<20", "&& as %26%26"),
+    ('filter={text} contains "cat&dog"', 'dog"', "not URL-encoded"),
+], ids=["filter twice", "page twice", "sort twice", "page_size x30", "raw &&", "raw & in a string"])
+@pytest.mark.parametrize("route", ["/api/utterances", "/api/utterances.csv", "/api/errors", "/api/vocabulary"])
+def test_a_query_string_sde_would_misread_is_400_naming_the_parameter(server, route, query, parameter, says):
+    raw = query.replace(" ", "%20").replace('"', "%22")  # as a browser sends it: only what HTTP forbids encoded
+    code, _, body = server.get(f"{route}?{raw}")
+    body = json.loads(body)
+    assert code == 400 and body["parameter"] == parameter and says in body["error"], body
+
+
+@pytest.mark.parametrize("query, total", [
+    ("filter=%7Bsnr%7D%3E10%20%26%26%20%7Bsnr%7D%3C20", sum(10 < i % 31 < 20 for i in range(N_ROWS))),
+    ("_=1712345678&page_size=1", N_ROWS),  # a cache buster: a parameter sde does not read, as before
+])
+def test_an_encoded_filter_and_unknown_plain_parameters_still_answer(server, query, total):
+    code, _, body = server.get(f"/api/utterances?{query}")
+    assert code == 200 and json.loads(body)["total"] == total
+
+
+@pytest.mark.parametrize("method, path, status, says, allow", [
+    ("POST", "/api/utterances", 405, "POST is not allowed on /api/utterances; use GET", "GET"),
+    ("DELETE", "/api/utterances/1/review", 405, "DELETE is not allowed on /api/utterances/1/review; use GET or POST",
+     "POST"),
+    ("PUT", "/audio/0.wav", 405, "PUT is not allowed on /audio/0.wav; use GET", "GET"),
+    ("GET", "/api/rules/preview", 405, "GET is not allowed on /api/rules/preview; use POST", "POST"),
+    ("POST", "/api/no-such-route", 404, "no API route /api/no-such-route", None),
+], ids=["POST a table", "DELETE a review", "PUT audio", "GET a POST route", "POST nowhere"])
+def test_a_method_a_route_does_not_take_is_a_json_answer_naming_the_methods(server, method, path, status, says, allow):
+    # these were Flask's HTML "405 Method Not Allowed" page (or a 404 naming no method)
+    code, hdrs, body = server.request(path, method=method, body=b"{}")
+    assert code == status and hdrs["content-type"].startswith("application/json"), (code, body[:200])
+    assert json.loads(body)["error"].startswith(says)
+    assert allow is None or allow in hdrs["allow"]
+
+
 # ------------------------------------------------------------------------------------ problems
 
 def test_problems_are_paged_with_their_counts(server):

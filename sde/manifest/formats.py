@@ -208,8 +208,8 @@ def _pretty_json_message(path: str, sample: bytes, lines: list[str]) -> str | No
     text = sample.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").lstrip()
     try:
         value, end = json.JSONDecoder().raw_decode(text)
-    except ValueError:  # cut by the sample's end, or not JSON at all: the lines are judged one by one
-        return None
+    except (ValueError, RecursionError):  # cut by the sample's end, not JSON at all, or nested past
+        return None                       # Python's stack: the lines are judged one by one
     if not isinstance(value, dict) or "\n" not in text[:end]:
         return None
     convert = f"gunzip -c {path} | jq -c ." if path.endswith(".gz") else f"jq -c . {path}"

@@ -79,13 +79,19 @@ def _file_reads(read: LhotseRead, spec: Spec, strict: bool, problems: list[Probl
 _NOT_IN_VIEW = ("id", "line", "source", "audio_path", "duration_source")
 
 
+def nemo_view_path(target: Path) -> Path:
+    """Where :func:`write_nemo_view` writes the NeMo view of the output ``target``: beside it, so
+    that ``sde transcribe`` checks it against the inputs before writing anything."""
+    return target.with_name(target.name + ".lhotse.json")
+
+
 def write_nemo_view(table: pd.DataFrame, target: Path, *, members: bool = False) -> Path:
     """For ``sde transcribe`` of a Lhotse CutSet or Shar directory: the read table's supervisions as
     a NeMo manifest beside the output (``<output>.lhotse.json``: every column kept, audio paths
     resolved; ``members``: Shar, whose audio_filepath names a member of tar ``shard_id`` and stays),
     which is transcribed in the source's place. The output then merges back with ``sde SOURCE
     --predictions OUTPUT`` (matched by audio path and offset: one supervision each)."""
-    view = target.with_name(target.name + ".lhotse.json")
+    view = nemo_view_path(target)
     rows = table.drop(columns=[c for c in _NOT_IN_VIEW if c in table])
     if not members:
         rows = rows.assign(audio_filepath=table["audio_path"])

@@ -54,6 +54,13 @@ def _device_option(ctx: click.Context, param: click.Parameter, value: str) -> st
     return value.strip().lower()
 
 
+def _model_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():  # `--model "$MODEL"` with MODEL unset read as the current folder: "is a directory"
+        raise click.BadParameter(f"is empty; give a .nemo file or a NeMo model name such as {DEFAULT_MODEL}",
+                                 ctx=ctx, param=param)
+    return value
+
+
 def _field_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
     value = value.strip()
     if not value:
@@ -166,7 +173,7 @@ def _tars(pattern: str | None) -> tuple[str, ...]:
 @click.command("transcribe", help=HELP, short_help="Predict transcripts with a NeMo ASR model.")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="MANIFEST")
 @click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_.nemo",
-              help="NeMo pretrained model name or path to a .nemo file.")
+              callback=_model_option, help="NeMo pretrained model name or path to a .nemo file.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, metavar="FILE_OR_DIR/",
               help="Output manifest (or a directory for the default name).")
 @click.option("--field", default="pred_text", show_default=True, callback=_field_option,
@@ -213,11 +220,16 @@ def transcribe_command(
 ) -> None:
     if merge and shard is not None:
         raise click.UsageError("--merge joins all shards; do not combine it with --shard")
+    if out is not None and out.name.lower().endswith((".gz", ".bz2", ".xz")):
+        # the output is plain JSON Lines: under this name zcat and NeMo's readers would reject it
+        raise click.BadParameter(f"{out}: sde transcribe writes plain JSON Lines; name it .json (and compress "
+                                 "it afterwards if you like: sde reads m.json.gz)", param_hint="--out")
     ray_options = _ray_options(engine, address, workers, gpus_per_worker, device, shard, merge)
     manifest, out = _one_manifest(sources, model, out, shard)
     if not manifest.exists():
         raise _Failed(f"manifest not found: {manifest}")
-    from sde.nemo.jobs import find_shards, merge_shards, output_path, transcribe_manifest  # lazy: see the imports
+    from sde.nemo.jobs import (find_shards, merge_shards, merge_source, output_path,  # lazy: see the imports
+                               transcribe_manifest)
 
     try:
         if merge:
@@ -229,7 +241,9 @@ def transcribe_command(
                     "--shard I/N first (with the same --model and --out)"
                 )
             started = time.perf_counter()
-            merge_shards(shards, target, manifest=manifest)
+            source, tars = merge_source(manifest, target, model, tarred_audio=_tars(tarred_audio))
+            merge_shards(shards, target, manifest=source, audio_base_path=audio_base_path, tarred_audio=tars,
+                         model=model)
             click.echo(f"merged {len(shards)} shards into {target} in {time.perf_counter() - started:.1f} s", err=True)
             click.echo(str(target))
             return
@@ -270,8 +284,8 @@ def _one_manifest(sources: tuple[Path, ...], model: str, out: Path | None,
     if len(sources) == 1:
         return sources[0], out
     from sde.manifest import ManifestError, read_manifest
-    from sde.manifest.lhotse_reads import write_nemo_view
-    from sde.nemo.jobs import output_path, refuse_writing_over_inputs, view_path
+    from sde.manifest.lhotse_reads import nemo_view_path, write_nemo_view
+    from sde.nemo.jobs import output_path, refuse_writing_over_inputs
     from sde.nemo.parts import part_path
     from sde.sources.lhotse_source import detect
 
@@ -284,7 +298,7 @@ def _one_manifest(sources: tuple[Path, ...], model: str, out: Path | None,
     target = output_path(sources[-1], model, out, shard)
     try:  # before the view is written: neither it nor the output may land on an input
         refuse_writing_over_inputs({"--out": target, "--out's part file": part_path(target),
-                                    "--out's Lhotse view": view_path(target)}, list(sources), model,
+                                    "--out's Lhotse view": nemo_view_path(target)}, list(sources), model,
                                    table["audio_path"] if "audio_path" in table else [])
     except TranscribeError as exc:
         raise _Failed(str(exc)) from None

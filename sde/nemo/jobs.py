@@ -33,13 +33,13 @@ from sde.dataset import Dataset, with_predictions
 from sde.export import refuse_overwriting_audio_paths, refuse_overwriting_sources
 from sde.lines import ExportError, source_files
 from sde.manifest import ManifestError, read_manifest
-from sde.manifest.lhotse_reads import write_nemo_view
+from sde.manifest.lhotse_reads import nemo_view_path, write_nemo_view
 from sde.nemo.infer import (StopRequested, TranscribeCancelled, run_batches, tick_bar,
                             transcribe_segments,
                             transcription_bar)
 from sde.nemo.model import DEFAULT_MODEL, TranscribeError, ensure_model, import_nemo_asr, model_stem, pick_amp_dtype
-from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, commit, iter_lines, load_part, parse_line,
-                            part_header, part_path, read_entries, same_file, write_output)
+from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, check_writable, commit, iter_lines, load_part,
+                            parse_line, part_header, part_path, read_entries, same_file, write_output)
 from sde.sources.lhotse_source import detect
 from sde.sources.members import job_audio_paths
 
@@ -52,6 +52,7 @@ __all__ = [
     "RAY_ADDRESS_ENV",
     "find_shards",
     "merge_shards",
+    "merge_source",
     "output_path",
     "predictions_for",
     "predictions_key",
@@ -100,6 +101,14 @@ def shard_path(out: str | os.PathLike, i: int, n: int) -> Path:
     return out.with_name(f"{stem}.shard{i}of{n}.json")
 
 
+def manifest_stem(manifest: str | os.PathLike) -> str:
+    """``train.json.gz`` → ``train``: the name outputs are named after, without its compression."""
+    name = Path(manifest).name
+    for suffix in (".gz", ".bz2", ".xz"):
+        name = name.removesuffix(suffix)
+    return Path(name).stem or name
+
+
 def output_path(
     manifest: str | os.PathLike,
     model: Any,
@@ -111,7 +120,7 @@ def output_path(
     (never beside the manifest unless asked: sde writes nothing next to the user's data);
     with ``shard=(I, N)`` the shard name ``<out_stem>.shard{I}of{N}.json``."""
     manifest = Path(manifest)
-    name = f"{manifest.stem}_{model_stem(model)}.json"
+    name = f"{manifest_stem(manifest)}_{model_stem(model)}.json"
     if out is None:
         path = Path.cwd() / name
     else:
@@ -184,18 +193,22 @@ def transcribe_manifest(
         except ManifestError as exc:
             raise TranscribeError(str(exc)) from None
         tarred_audio = tuple(tarred_audio) or tuple(read.tar_shards)  # Shar: the audio is in its tars
-        view = view_path(target)
+        view = nemo_view_path(target)
         refuse_writing_over_inputs({"--out": target, "--out's part file": partial, "--out's Lhotse view": view},
                                    [manifest], model, read.table.get("audio_path", pd.Series([], dtype=object)),
                                    tarred_audio=tarred_audio)
         manifest = write_nemo_view(read.table, target, members=bool(read.tar_shards))
         entries = read_entries(manifest, audio_base_path, shard, tuple(tarred_audio))
     else:
-        entries = read_entries(manifest, audio_base_path, shard, tuple(tarred_audio))
-        # before any work: the output and its part file are none of the files this run reads
+        every = read_entries(manifest, audio_base_path, None, tuple(tarred_audio))
+        # before any work: the output and its part file are none of the files this run reads, nor
+        # the audio of another shard's lines (that shard's run, or the merge, still reads it)
         refuse_writing_over_inputs({"--out": target, "--out's part file": partial}, [manifest], model,
-                                   [e.ref.path for e in entries], tarred_audio=tarred_audio)
+                                   [e.ref.path for e in every], tarred_audio=tarred_audio)
+        i, n = shard or (0, 1)
+        entries = [e for e in every if e.index % n == i]
 
+    check_writable(target)
     fingerprint = _fingerprint(manifest)
     header = part_header(manifest, model, field)
     wanted = {e.key for e in entries}
@@ -237,23 +250,19 @@ def transcribe_manifest(
     return target
 
 
-def view_path(target: Path) -> Path:
-    """The NeMo view of a Lhotse source that :func:`write_nemo_view` writes beside the output."""
-    return target.with_name(target.name + ".lhotse.json")
-
-
 def refuse_writing_over_inputs(outputs: dict[str, Path], manifests: Sequence[Path], model: Any,
                                audio_paths: Sequence[str] | pd.Series, *, tarred_audio: Sequence[str] = ()) -> None:
     """Refuse, before any work, outputs (``{option: path}``: the output, its part file, a Lhotse
     view) that are a file this run reads: the manifest(s), an utterance's audio (``audio_paths``,
-    resolved; by another path or a symlink too), a tar of ``tarred_audio`` or the ``.nemo`` model.
-    sde never modifies its input; the rules are export's (:mod:`sde.export`), shared."""
+    resolved; by another path or a symlink too), a tar of ``tarred_audio`` or the ``.nemo`` model
+    (None: a merge, which reads none). sde never modifies its input; the rules are export's
+    (:mod:`sde.export`), shared."""
     for option, path in outputs.items():
         for m in manifests:
             if same_file(path, Path(m)):
                 what = "" if option == "--out" else f" with {option} {path}"
                 raise TranscribeError(f"refusing to overwrite the input manifest {m}{what}; choose another --out")
-    instead = f"{Path(manifests[-1]).stem}_{model_stem(model)}.json"
+    instead = f"{manifest_stem(manifests[-1])}_{'merged' if model is None else model_stem(model)}.json"
     inputs = [("--tarred-audio", t) for t in tarred_audio if "://" not in str(t)]
     if isinstance(model, (str, os.PathLike)) and os.path.isfile(os.path.expanduser(os.fspath(model))):
         inputs.append(("--model", os.path.expanduser(os.fspath(model))))
@@ -299,6 +308,26 @@ def _batches_of(engine: str, ray: RayOptions | None, model: Any, entries: Sequen
 # Shards
 
 
+def merge_source(manifest: str | os.PathLike, target: Path, model: Any, *,
+                 tarred_audio: Sequence[str] = ()) -> tuple[Path, tuple[str, ...]]:
+    """(the manifest the shards of ``manifest`` were cut from, its tars) for :func:`merge_shards`:
+    ``manifest`` itself, or for a Lhotse CutSet or Shar directory the NeMo view of its supervisions
+    that each ``--shard`` run transcribed, written beside ``target`` as they wrote theirs (the
+    CutSet's own lines name no audio_filepath a shard line could be matched with)."""
+    manifest = Path(os.path.expanduser(os.fspath(manifest)))
+    if detect([str(manifest)]) not in ("cuts", "shar"):
+        return manifest, tuple(tarred_audio)
+    try:
+        read = read_manifest(manifest)
+    except ManifestError as exc:
+        raise TranscribeError(str(exc)) from None
+    tars = tuple(tarred_audio) or tuple(read.tar_shards)
+    view = nemo_view_path(target)
+    refuse_writing_over_inputs({"--out": target, "--out's Lhotse view": view}, [manifest], model,
+                               read.table.get("audio_path", pd.Series([], dtype=object)), tarred_audio=tars)
+    return write_nemo_view(read.table, target, members=bool(read.tar_shards)), tars
+
+
 def find_shards(out: str | os.PathLike) -> list[Path]:
     """The shard files ``<out_stem>.shard*of*.json`` beside ``out``, sorted by shard index."""
     out = Path(out)
@@ -320,12 +349,15 @@ def _count_lines(path: Path) -> int:
 
 
 def merge_shards(
-    paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, manifest: str | os.PathLike | None = None
+    paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
+    audio_base_path: str | os.PathLike | None = None, tarred_audio: Sequence[str] = (), model: Any = None,
 ) -> Path:
     """Join shard outputs ``*.shard{I}of{N}.json`` back into one manifest in the original order,
     atomically. All N shards must be present once, with the line counts an N-way split gives;
     with ``manifest``, each merged line must also match the manifest's line (audio, offset,
-    duration) and the total its line count."""
+    duration) and the total its line count, and ``out`` must be none of the files the shards
+    read: the audio of its lines (resolved as the shards resolved them: ``audio_base_path``,
+    ``tarred_audio``), a tar of ``tarred_audio``, the ``model`` file."""
     out = Path(out)
     if not paths:
         raise TranscribeError(f"no shard files to merge into {out}; create them with --shard I/N first")
@@ -366,9 +398,8 @@ def merge_shards(
     if manifest is not None:  # nor an utterance's audio (its lines resolved as transcribe resolves them)
         audio: list[str] = []
         with contextlib.suppress(TranscribeError):  # a line the shards could not have come from fails below
-            audio = [e.ref.path for e in read_entries(Path(manifest), None, None, ())]
-        refuse_overwriting_audio_paths({"--out": out}, pd.Series(audio, dtype=object), error=TranscribeError,
-                                       instead=f"{Path(manifest).stem}_merged.json")
+            audio = [e.ref.path for e in read_entries(Path(manifest), audio_base_path, None, tuple(tarred_audio))]
+        refuse_writing_over_inputs({"--out": out}, [Path(manifest)], model, audio, tarred_audio=tarred_audio)
     counts = {i: _count_lines(p) for i, p in shards.items()}
     total = sum(counts.values())
     if manifest is not None:

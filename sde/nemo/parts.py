@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -64,13 +67,48 @@ def utterance_key(source: str, line: int, ref: SegmentRef) -> str:
 # Manifest lines
 
 
+# Compressed manifests, by their first bytes, as sde MANIFEST reads them (m.json.gz from NeMo's scripts).
+_COMPRESSED = ((b"\x1f\x8b", gzip.open, "gzip -t"), (b"BZh", bz2.open, "bzip2 -t"),
+               (b"\xfd7zXZ\x00", lzma.open, "xz -t"))
+
+
+def _open_lines(path: Path) -> tuple[Any, str | None]:
+    """(the manifest's bytes, decompressed; the command that tests its compression, None: none)."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    for magic, opener, check in _COMPRESSED:
+        if head.startswith(magic):
+            return opener(path, "rb"), check
+    return open(path, "rb"), None
+
+
 def iter_lines(path: Path) -> Iterator[tuple[int, int, str]]:
-    """(index among non-blank lines, 1-based line number, text) for every non-blank line."""
+    """(index among non-blank lines, 1-based line number, text) for every non-blank line; a UTF-8
+    BOM, CRLF line ends and gzip/bzip2/xz compression read as ``sde MANIFEST`` reads them, and a
+    line that is not UTF-8 or a damaged compressed file as a TranscribeError naming where."""
     index = 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            if raw.strip():
-                yield index, lineno, raw
+    f, check = _open_lines(path)
+    with f:
+        lineno = 0
+        while True:
+            try:
+                raw = f.readline()
+            except (OSError, EOFError, lzma.LZMAError) as e:
+                raise TranscribeError(f"{path}: the compressed file is damaged or cut short after line {lineno} "
+                                      f"({e}); test it with {check} {path}") from None
+            if not raw:
+                return
+            lineno += 1
+            if lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TranscribeError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
+                                      f"{e.start + 1}); fix the line, or convert the file, e.g. iconv -f LATIN1 "
+                                      "-t UTF-8") from None
+            if text.strip():
+                yield index, lineno, text
                 index += 1
 
 
@@ -142,9 +180,21 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def atomic_writer(path: Path) -> tuple[Any, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """(an open temp file beside ``path``, its name); TranscribeError naming the folder where none can
+    be made (the OSError named the temp file, which the user never asked for)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise TranscribeError(f"{path}: cannot write in {path.parent} ({e.strerror or e}); choose another "
+                              "--out") from None
     return os.fdopen(fd, "w", encoding="utf-8", newline="\n"), tmp
+
+
+def check_writable(path: Path) -> None:
+    """TranscribeError now, before a model is loaded or an hour spent transcribing, when ``path``
+    cannot be written atomically (a read-only or missing mount, /proc, a full quota of inodes)."""
+    abort(*atomic_writer(path))
 
 
 def commit(f: Any, tmp: str, path: Path) -> None:

@@ -114,3 +114,51 @@ def test_cli_transcribe_never_writes_over_a_lhotse_source(tmp_path):
                                                     "--out", str(out), "--no-progress"])
         assert r.exit_code == 1 and message in r.output, (sources, out, r.output)
         assert _snapshot(tmp_path) == before, (sources, out)
+
+
+def _shards_of(folder: Path, stem: str, lines: list[dict], n: int) -> None:
+    """The shard outputs `--shard I/N` would have written for `lines` (what --merge joins)."""
+    for i in range(n):
+        (folder / f"{stem}.shard{i}of{n}.json").write_text(
+            "".join(json.dumps({**line, "pred_text": "hi"}) + "\n" for line in lines[i::n]))
+
+
+def test_a_shard_never_writes_over_the_audio_of_another_shards_line(data):
+    # line 1 (shard 1's) is audio in a file named like shard 0's output: shard 0 must refuse it too
+    _wav(data / "o.shard0of2.json", 550)
+    (data / "m.json").write_text("".join(json.dumps({"audio_filepath": name, "duration": 0.5, "text": "hi"}) + "\n"
+                                         for name in ("a0.wav", "o.shard0of2.json")))
+    before = _snapshot(data)
+    r = CliRunner().invoke(transcribe_command, [str(data / "m.json"), "--model", str(data / "missing.nemo"),
+                                                "--out", str(data / "o.json"), "--shard", "0/2", "--no-progress"])
+    assert r.exit_code == 1, r.output
+    assert f"is the audio file of an utterance ({data / 'o.shard0of2.json'})" in r.output
+    assert _snapshot(data) == before
+
+
+MERGE_CASES = {
+    # id: (--out's name in the audio folder, extra options, what the refusal names)
+    "audio under --audio-base-path": ("a0.wav", [], "is the audio file of an utterance"),
+    "a tar of --tarred-audio": ("audio_0.tar", ["--tarred-audio", "{audio}/audio_0.tar"], "--tarred-audio"),
+}
+
+
+@pytest.mark.parametrize("out, extra, refusal", MERGE_CASES.values(), ids=MERGE_CASES.keys())
+def test_merge_resolves_audio_as_the_shards_did_and_never_writes_over_it(tmp_path, out, extra, refusal):
+    # the manifest in one folder, its (relative) audio in another: --audio-base-path joins them
+    audio, manifests = tmp_path / "audio", tmp_path / "manifests"
+    audio.mkdir()
+    manifests.mkdir()
+    _wav(audio / "a0.wav", 220)
+    _wav(audio / "a1.wav", 330)
+    (audio / "audio_0.tar").write_bytes(b"a tar of audio")
+    lines = [{"audio_filepath": f"a{k}.wav", "duration": 0.5, "text": "hi", "shard_id": 0} for k in range(2)]
+    (manifests / "m.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    _shards_of(audio, Path(out).stem, lines, 2)
+    before = _snapshot(tmp_path)
+    r = CliRunner().invoke(transcribe_command, [str(manifests / "m.json"), "--model", str(tmp_path / "missing.nemo"),
+                                                "--merge", "--out", str(audio / out), "--audio-base-path", str(audio),
+                                                *[e.format(audio=audio) for e in extra]])
+    assert r.exit_code == 1 and refusal in r.output and str(audio / out) in r.output, r.output
+    assert "Traceback" not in r.output
+    assert _snapshot(tmp_path) == before

@@ -25,7 +25,11 @@ statuses of sde.web.api.audio.
 Every request is bounded (sde.query's limits): a `page_size` over MAX_PAGE_SIZE, a `page` that is
 not a whole number in 0..MAX_PAGE, a filter over 10,000 characters or 16 clauses and a sort over 8
 distinct columns answer 400 with the limit in the message (never clamped silently: a script asking
-for 5,000 rows must learn it got fewer). /api/problems pages like the tables:
+for 5,000 rows must learn it got fewer). So does a parameter given twice (`filter=A&filter=B`: one
+user means A and B, another A or B, and using the first answered a question nobody asked; join
+them in one filter instead), and a parameter name that is the rest of a filter whose `&&` was not
+URL-encoded (`filter={wer}>10&&{cer}>5` reaches the server as `filter={wer}>10` and `{cer}>5`).
+A method a route does not take is a JSON 405 naming the ones it does. /api/problems pages like the tables:
 `{"total", "page", "page_size", "rows"}` plus the counts `total_lines`, `loaded`, `skipped`, and
 `problems` (the same rows as `rows`, the field's name before paging).
 """
@@ -34,11 +38,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask, current_app, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from sde.query import MAX_PAGE_SIZE, QueryError
 from sde.web.api import analysis, audio, curation, quality, tables
-from sde.web.api.respond import DATASET_KEY, MAX_PAGE, error_response, query_error_response, unexpected_response
+from sde.web.api.respond import (DATASET_KEY, MAX_PAGE, check_query_string, error_response, query_error_response,
+                                 unexpected_response)
 from sde.web.audio_service import DEFAULT_CACHE_BYTES, EXTENSION_KEY, AudioService
 from sde.web.present import ApiError
 
@@ -57,6 +63,7 @@ QUALITY = Blueprint("sde_quality", __name__)
 # the handlers (DuckDB over --memory-limit in /api/errors' or /api/suspicious' counting) is a 400
 # like any refused query, not a 500.
 for _blueprint in (TABLES, ANALYSIS, AUDIO, CURATION, QUALITY):
+    _blueprint.before_request(check_query_string)
     _blueprint.register_error_handler(ApiError, error_response)
     _blueprint.register_error_handler(QueryError, query_error_response)
     _blueprint.register_error_handler(Exception, unexpected_response)
@@ -69,9 +76,20 @@ class Route(NamedTuple):
     methods: tuple[str, ...] = ("GET",)
 
 
+def _no_route(path: str) -> ApiError:
+    return ApiError(f"no API route /api/{path}; see /api/summary, /api/utterances, /api/vocabulary, /api/problems, "
+                    "/api/audio-quality, /api/errors, /api/breakdown, /api/compare", 404)
+
+
 def api_not_found(path: str):
-    raise ApiError(f"no API route /api/{path}; see /api/summary, /api/utterances, /api/vocabulary, /api/problems, "
-                   "/api/audio-quality, /api/errors, /api/breakdown, /api/compare", 404)
+    # GET of a POST-only route (…/review/undo) lands here, the rule that takes any GET under /api/
+    try:
+        endpoint = current_app.create_url_adapter(request).match(method="POST")[0]
+    except HTTPException:
+        endpoint = None
+    if endpoint is not None and endpoint != request.endpoint:
+        raise ApiError(f"{request.method} is not allowed on {request.path}; use POST", 405, headers={"Allow": "POST"})
+    raise _no_route(path)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -115,9 +133,28 @@ _AUDIO_FILES = {f"{AUDIO.name}.{r.view.__name__}" for r in ROUTES if r.rule.star
 def _audio_by_id_only() -> None:
     # Any other /audio/... path (negative ids, "../", "//etc/passwd") would otherwise fall
     # through to Dash's catch-all page route and answer 200 with the app shell.
+    if isinstance(request.routing_exception, MethodNotAllowed):  # an audio route, another method: 405
+        return
     if request.path.startswith("/audio/") and request.endpoint not in _AUDIO_FILES:
         raise ApiError(f"no audio at {request.path}: audio is served by utterance id only, as "
                        "/audio/ID.wav or /audio/ID.ogg (ID from /api/utterances)", 404)
+
+
+def _method_not_allowed(e: MethodNotAllowed):
+    # Raised while routing, before any blueprint owns the request: only an app-level handler sees it,
+    # and Flask's answer is an HTML page a script reading /api/... cannot parse.
+    if not request.path.startswith(("/api/", "/audio/")):
+        return e
+    try:
+        endpoint = current_app.create_url_adapter(request).match(method="GET")[0]
+    except HTTPException:
+        endpoint = None
+    if endpoint == f"{TABLES.name}.{api_not_found.__name__}":  # no route, whatever the method
+        return error_response(_no_route(request.path[len("/api/"):]))
+    allowed = sorted(set(e.valid_methods or ()) - {"HEAD", "OPTIONS"})
+    return error_response(ApiError(f"{request.method} is not allowed on {request.path}; use "
+                                   f"{' or '.join(allowed) or 'GET'}", 405,
+                                   headers={"Allow": ", ".join(e.valid_methods or ())}))
 
 
 def register_api(server: Flask, dataset: "Dataset", *, audio_routes: bool = True,
@@ -127,6 +164,7 @@ def register_api(server: Flask, dataset: "Dataset", *, audio_routes: bool = True
     routes is ``server.extensions[EXTENSION_KEY]``; ``audio_cache_bytes=0`` disables its cache."""
     server.extensions[DATASET_KEY] = dataset
     server.register_error_handler(ApiError, error_response)
+    server.register_error_handler(MethodNotAllowed, _method_not_allowed)
     server.register_blueprint(TABLES)
     server.register_blueprint(ANALYSIS)
     server.register_blueprint(CURATION)

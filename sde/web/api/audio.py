@@ -11,8 +11,9 @@ Only manifest rows are served, by integer id: no route takes a path, so nothing 
 manifest can be read. Errors are JSON ``{"error": "..."}``: unknown id → 404; audio file missing
 → 404; unreadable (permission, empty, corrupt, truncated, offset past the end) → 422; an
 offset or duration no file can satisfy (1e308, negative, NaN, inf) → 422 naming the ``field``
-and ``value``; bad ``kind`` → 400; unsatisfiable Range → 416; anything unexpected → a JSON 500
-(never Flask's HTML page). A duration of 0 means "to the end of the file", as NeMo reads it.
+and ``value``; bad ``kind`` → 400; a well-formed but unsatisfiable Range → 416 (a malformed
+one is ignored: 200 with the whole body); anything unexpected → a JSON 500 (never Flask's HTML
+page). A duration of 0 means "to the end of the file", as NeMo reads it.
 
 Memory per request is bounded whatever the segment's length: segments that fit in memory are
 decoded whole and cached; longer ones (a 60-minute utterance) are streamed: the WAV is decoded
@@ -33,6 +34,7 @@ from typing import Any
 
 from flask import Response, current_app, request
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.http import parse_range_header
 from werkzeug.wsgi import ClosingIterator, FileWrapper
 
 from sde.audio import AudioError, SegmentReader, WavStream, ogg_stream
@@ -88,10 +90,14 @@ def _conditional(resp: Response, tag: str, utt_id: int, fmt: str, length: int | 
     if length is None:
         resp.headers["Accept-Ranges"] = "none"
         return resp.make_conditional(request)
-    # RFC 7233: a Range in a unit other than bytes is ignored (200 with the whole body);
-    # werkzeug would answer 416, so only byte ranges get the length it needs for 206.
+    # RFC 9110 §14.2: a Range the server does not understand (another unit, a malformed or
+    # invalid range-spec such as "bytes=abc" or "bytes=9-1", several ranges, which we do not
+    # serve as multipart) is ignored: 200 with the whole body. werkzeug answers 416 to all of
+    # them, so only one well-formed byte range gets the length it needs to answer 206 or 416.
     rng = request.headers.get("Range", "")
-    complete = length if not rng or rng.strip().lower().startswith("bytes=") else None
+    parsed = parse_range_header(rng) if rng else None
+    one_byte_range = parsed is not None and parsed.units == "bytes" and len(parsed.ranges) == 1
+    complete = length if one_byte_range else None
     try:
         # 206 + Content-Range for a satisfiable Range (and If-Range), 304 on a match.
         return resp.make_conditional(request, accept_ranges=True, complete_length=complete)

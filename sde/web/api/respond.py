@@ -8,6 +8,7 @@ cells that would run as a formula get a leading quote, and rows end in CRLF (RFC
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
@@ -41,6 +42,37 @@ def served_dataset() -> "Dataset":
 
 
 # ---------------------------------------------------------------- request arguments
+
+#: Parameters a request may repeat (/api/utterances.jsonl?drop=…&drop=…); every other one is single-valued.
+MULTI_VALUED_ARGS = frozenset({"drop"})
+# Every sde parameter name is a word ("page_size", "_" for a cache buster). A name with braces,
+# quotes, spaces or operators is what is left of a filter whose "&&" or "&" was not URL-encoded:
+# "filter={wer}>10&&{cer}>5" reaches the server as filter="{wer}>10" plus a parameter "{cer}>5".
+_PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+
+
+def check_query_string() -> None:
+    """ApiError 400 for a query string sde would otherwise misread without a word: a parameter
+    given twice (which one should win? `filter=A&filter=B` meant A and B to someone, A or B to
+    someone else), and the pieces of a filter whose `&&` was not URL-encoded (the server would
+    silently run only the part before the first `&`)."""
+    for name in request.args:
+        if not _PARAMETER_NAME.match(name):
+            shown = name if len(name) <= 80 else name[:80] + "…"
+            raise ApiError(f"the query string has a parameter named {shown!r}, which is no parameter of sde: it looks "
+                           "like the rest of a filter or value holding '&' that was not URL-encoded, so only the part "
+                           "before the '&' reached sde. Encode the value (&& as %26%26; curl -G --data-urlencode "
+                           "'filter=…', Python urllib.parse.urlencode or requests' params=)",
+                           fields={"parameter": name})
+        values = request.args.getlist(name)
+        if len(values) > 1 and name not in MULTI_VALUED_ARGS:
+            shown = ", ".join(repr(v if len(v) <= 40 else v[:40] + "…") for v in values[:3])
+            more = f" and {len(values) - 3} more" if len(values) > 3 else ""
+            combine = (" To select rows that match several filters, join them in one: filter=(A) && (B), or "
+                       "(A) || (B)." if name == "filter" else "")
+            raise ApiError(f"parameter {name!r} is given {len(values)} times ({shown}{more}); give it once.{combine}",
+                           fields={"parameter": name})
+
 
 def arg(name: str) -> str | None:
     return request.args.get(name)

@@ -193,7 +193,9 @@ def test_a_tar_in_a_bucket_is_indexed_with_ranged_reads_of_its_headers(tar_in_bu
     assert index.origin == "scan"
     assert {n: (m.offset, m.size) for n, m in index.members.items()} == tarfile_listing(tar_path)
     size = tar_path.stat().st_size
-    assert sum(fetched) == index.bytes_read and sum(fetched) < size / 10, (sum(fetched), size)
+    # 224 KB members: cheaper read in a few large ranges than one request per header (the
+    # headers-only scan of large members: tests/sources/test_field_remote.py)
+    assert sum(fetched) == index.bytes_read <= size and len(fetched) < len(index) / 4, (len(fetched), len(index))
     member = index.lookup(lines[5]["audio_filepath"])
     with remote.open_file(url, ranged=True) as f:
         assert read_member(f, member) == Path(f"{tar_path.parent}/utt5.wav").read_bytes()

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 import soundfile as sf
 
-from sde.audio.inputs import AudioInput, as_input
+from sde.audio.inputs import AudioInput, as_input, shown_name
 
 __all__ = [
     "AudioError",
@@ -451,6 +451,8 @@ class SegmentReader:
 
     #: ``frames`` is the decoded length itself, not the container's estimate.
     exact = True
+    #: The one channel read (a supervision on one channel of a multi-channel file); None: all mixed.
+    channel: int | None = None
     #: Seconds a truncated file's header claims (for messages), when known.
     _announced: float | None = None
 
@@ -496,10 +498,13 @@ class SegmentReader:
             return out
         got = min(len(raw), count)
         if got:
-            np.clip(to_mono(raw[:got]), -1.0, 1.0, out=out[:got])
+            np.clip(self._mono(raw[:got]), -1.0, 1.0, out=out[:got])
         if got < count and self.exact:
             self._warn(f"the data ends {(count - got) / self.sample_rate:.3f} s early")
         return out
+
+    def _mono(self, raw: np.ndarray) -> np.ndarray:
+        return raw[:, self.channel] if self.channel is not None else to_mono(raw)
 
     def _warn(self, why: str) -> None:
         if not self._warned:
@@ -522,7 +527,7 @@ class SegmentReader:
             count = min(BLOCK_FRAMES, self.frames - got)
             raw = self._read_raw(got, count)
             n = min(len(raw), count)
-            np.clip(to_mono(raw[:n]), -1.0, 1.0, out=out[got:got + n])
+            np.clip(self._mono(raw[:n]), -1.0, 1.0, out=out[got:got + n])
             got += n
             if n < count:
                 break
@@ -634,7 +639,7 @@ class _FfmpegReader(SegmentReader):
 
     def segment(self) -> Segment:
         raw = _read_ffmpeg(self.path, self.offset, self._duration)
-        return self._segment(np.clip(to_mono(raw.data), -1.0, 1.0), False)
+        return self._segment(np.clip(self._mono(raw.data), -1.0, 1.0), False)
 
     def _read_raw(self, start: int, count: int) -> np.ndarray:
         if self._proc is None or start != self._pos:
@@ -673,8 +678,10 @@ class _ArrayReader(SegmentReader):
         return self._data[start:start + count]
 
 
-def open_segment(path: str, offset: float = 0.0, duration: float | None = None) -> SegmentReader:
+def open_segment(path: str, offset: float = 0.0, duration: float | None = None, *,
+                 channel: int | None = None) -> SegmentReader:
     """Open ``duration`` seconds from ``offset`` (to the end of file when ``None``) for reading.
+    ``channel``: read that channel of the file alone (0-based; None: every channel, mixed).
 
     Every check that can fail is made here, before any audio is served: missing/unreadable file,
     invalid offset or duration, offset beyond the end, and — for a segment too long to decode
@@ -683,6 +690,13 @@ def open_segment(path: str, offset: float = 0.0, duration: float | None = None) 
     """
     reader: SegmentReader = _decode(path, offset, duration, _SoundfileReader, _ffmpeg_reader,
                                     _decoded_whole)
+    if channel is not None:
+        if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) \
+                or not 0 <= channel < reader.channels:
+            reader.close()
+            raise AudioError(shown_name(path), f"channel {channel!r} is not one of the file's channels "
+                             f"(0..{reader.channels - 1}); fix the line's channel", "invalid", field="channel")
+        reader.channel = int(channel)
     if not reader.fits_in_memory:
         try:
             reader.check_end()

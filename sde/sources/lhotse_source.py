@@ -61,7 +61,7 @@ SNIFF_BYTES = 64 << 10
 # Columns sde makes itself: a custom field with one of these names is kept as custom_NAME.
 RESERVED = ("id", "line", "source", "audio_filepath", "audio_path", "offset", "duration", "text",
             "duration_source", "cut_id", "recording_id", "supervision_id", "speaker", "language", "gender",
-            "channel", "shard_id")
+            "channel", "shard_id", "lhotse_transforms", "audio_channel")
 _SHAR_CUTS = re.compile(r"^cuts\.(\d+)\.jsonl(\.gz)?$")
 _SHAR_RECORDINGS = re.compile(r"^recording\.(\d+)\.tar$")
 _DECODE_ERRORS = (OSError, EOFError, zlib.error, RemoteError)
@@ -301,12 +301,19 @@ def _read_cuts(location: str, shown: str, file_k: int, rows: _Rows, shar: _SharS
     return total - first
 
 
-def _cut_rows(cut: Any, line: int, file_k: int, rows: _Rows, shar: _SharShard | None) -> str | None:
+def _cut_rows(cut: Any, line: int, file_k: int, rows: _Rows, shar: _SharShard | None,
+             shown_id: str | None = None) -> str | None:
     """Adds a row per usable supervision of the cut; the reason when the whole cut is unusable (its
-    bad supervisions are problems of their own, at the cut's line)."""
+    bad supervisions are problems of their own, at the cut's line). ``shown_id``: the cut_id the
+    rows carry (a padded MixedCut's, whose track is read)."""
     if isinstance(cut, _lhotse().MixedCut):
-        return (f"cut {cut.id} is a MixedCut (several recordings mixed): it has no single audio file; "
-                "sde reads MonoCut and MultiCut entries")
+        if shar is not None:
+            return (f"cut {cut.id} is a MixedCut (padded or mixed): sde reads the MonoCut and MultiCut entries "
+                    "of a Shar directory; write it from cuts before padding or mixing")
+        inner, reason = _speech_track(cut)
+        if reason is not None:
+            return reason
+        return _cut_rows(inner, line, file_k, rows, shar, shown_id=cut.id)
     if cut.recording is None:
         return f"cut {cut.id} has no recording; add its recording or drop the cut"
     if not cut.supervisions:
@@ -326,8 +333,12 @@ def _cut_rows(cut: Any, line: int, file_k: int, rows: _Rows, shar: _SharShard | 
         else:
             audio, reason = (shard_fields, None) if shar else _audio_fields(cut.recording, sup.channel)
             if reason is None:
-                rows.add(file_k, line, {**audio, "offset": start if shar else cut.start + start,
-                                        "duration": end - start}, sup, cut.id, cut.custom)
+                # A Shar member holds the cut's audio as written (transforms applied); a file is
+                # read as it is on disk, so times move back to the file's own timeline.
+                factor = 1.0 if shar else _time_factor(cut.recording)
+                times = {"offset": start if shar else (cut.start + start) * factor, "duration": (end - start) * factor}
+                rows.add(file_k, line, {**audio, **times, **_transform_fields(None if shar else cut.recording)},
+                         sup, shown_id or cut.id, cut.custom)
                 continue
         rows.problems.append(LhotseProblem(rows.shown_of(file_k), line, reason))
     return None
@@ -341,6 +352,11 @@ def _audio_fields(recording: Any, channel: Any) -> tuple[dict[str, Any], str | N
     if source is None:
         return {}, f"recording {recording.id} has no audio source; add one to the recordings manifest"
     if source.type in ("file", "url") and isinstance(source.source, str) and source.source:
+        one = wanted if not isinstance(channel, list) or len(channel) == 1 else None
+        if len(source.channels) > 1 and one in source.channels:
+            # one speaker of a multi-channel file (a telephone call): the player reads that
+            # channel alone (sde.audio.open_segment's channel), not the mix of both sides
+            return {"audio_filepath": source.source, "audio_channel": source.channels.index(one)}, None
         return {"audio_filepath": source.source}, None
     if source.type == "command":
         return {}, (f"recording {recording.id} is read by running a command; sde does not run commands from "
@@ -351,7 +367,59 @@ def _audio_fields(recording: Any, channel: Any) -> tuple[dict[str, Any], str | N
     return {}, f"recording {recording.id}: unsupported audio source type {source.type!r}; use file or url sources"
 
 
+def _speech_track(cut: Any) -> tuple[Any, str | None]:
+    """The one track of a MixedCut that holds its supervisions (a padded cut, or speech mixed with
+    noise): its audio, without the padding or the noise, is what sde plays."""
+    from lhotse.cut import MonoCut, MultiCut
+
+    tracks = [t for t in cut.tracks if getattr(t.cut, "supervisions", None)]
+    if len(tracks) != 1:
+        return None, (f"cut {cut.id} is a MixedCut whose supervisions lie on {len(tracks)} tracks: it has no single "
+                      "audio file; sde reads MonoCut and MultiCut entries, and MixedCuts whose supervisions are on "
+                      "one track (padded cuts, speech mixed with noise)")
+    inner = tracks[0].cut
+    if not isinstance(inner, (MonoCut, MultiCut)):
+        return None, f"cut {cut.id}: its supervisions lie on a {type(inner).__name__} track; sde reads MonoCut tracks"
+    return inner, None
+
+
+# Lhotse transforms that change the timeline of the audio: the recording's times are the file's
+# times divided by the factor (lhotse's Speed and Tempo perturbations).
+_TIME_TRANSFORMS = ("Speed", "Tempo")
+
+
+def _time_factor(recording: Any) -> float:
+    """How much longer the file is than the recording's timeline (1.1 for speed perturbation 1.1)."""
+    factor = 1.0
+    for transform in getattr(recording, "transforms", None) or []:
+        name, kwargs = _transform_parts(transform)
+        if name in _TIME_TRANSFORMS and isinstance(kwargs.get("factor"), (int, float)) and kwargs["factor"] > 0:
+            factor *= float(kwargs["factor"])
+    return factor
+
+
+def _transform_parts(transform: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(transform, dict):
+        return str(transform.get("name")), dict(transform.get("kwargs") or {})
+    found = transform.to_dict() if hasattr(transform, "to_dict") else {}
+    return str(found.get("name", type(transform).__name__)), dict(found.get("kwargs") or {})
+
+
+def _transform_fields(recording: Any) -> dict[str, Any]:
+    """A ``lhotse_transforms`` column for rows of a recording with transforms (speed perturbation,
+    resampling ...): sde plays the file as it is on disk, and the column says so."""
+    described = []
+    for transform in getattr(recording, "transforms", None) or []:
+        name, kwargs = _transform_parts(transform)
+        described.append(f"{name}({', '.join(f'{k}={v}' for k, v in kwargs.items())})")
+    return {"lhotse_transforms": " ".join(described)} if described else {}
+
+
 # ------------------------------------------------------------------------- recordings + supervisions
+
+# What a pair's rows need of a recording: its audio per channel (or why there is none), its
+# duration, its time factor and its transforms column.
+_PairRecording = tuple[dict[Any, tuple[dict[str, Any], "str | None"]], float, float, dict[str, Any]]
 
 
 def _read_pair(locations: Sequence[str], shown: Sequence[str]) -> LhotseRead:
@@ -360,7 +428,7 @@ def _read_pair(locations: Sequence[str], shown: Sequence[str]) -> LhotseRead:
     kinds = [sniff_kind(location) for location in locations]
     r, s = (0, 1) if kinds[0] == "recordings" else (1, 0)
     rows = _Rows([shown[s]])
-    recordings: dict[str, tuple[dict[Any, tuple[dict[str, Any], str | None]], float]] = {}
+    recordings: dict[str, _PairRecording] = {}
     total = 0
     for line, raw in _lines(locations[r], shown[r], rows.problems):
         total = line
@@ -371,7 +439,8 @@ def _read_pair(locations: Sequence[str], shown: Sequence[str]) -> LhotseRead:
             rows.problems.append(LhotseProblem(shown[r], line, reason))
             continue
         # only what rows need is kept per recording (its audio per channel), not the objects
-        recordings[rec.id] = ({c: _audio_fields(rec, c) for c in rec.channel_ids or [0]}, rec.duration)
+        recordings[rec.id] = ({c: _audio_fields(rec, c) for c in rec.channel_ids or [0]}, rec.duration,
+                              _time_factor(rec), _transform_fields(rec))
     if not recordings:
         raise LhotseError(f"{shown[r]}: no usable recording; every line is bad or the file is empty"
                           + _first_problems(rows.problems))
@@ -388,11 +457,11 @@ def _read_pair(locations: Sequence[str], shown: Sequence[str]) -> LhotseRead:
     return rows.finish("pair", [shown[s]], total + supervisions, [_folder(locations[r])])
 
 
-def _pair_row(sup: Any, recording: tuple[dict[Any, tuple[dict[str, Any], str | None]], float] | None, line: int,
+def _pair_row(sup: Any, recording: _PairRecording | None, line: int,
               rows: _Rows, recordings_name: str) -> str | None:
     if recording is None:
         return f"recording {sup.recording_id} (of supervision {sup.id}) is not in {recordings_name}; add it or drop the line"
-    by_channel, length = recording
+    by_channel, length, factor, transformed = recording
     channel = sup.channel[0] if isinstance(sup.channel, list) and sup.channel else sup.channel
     audio, audio_problem = by_channel.get(channel) or next(iter(by_channel.values()))
     start, end = max(sup.start, 0.0), min(sup.end, length)
@@ -402,7 +471,8 @@ def _pair_row(sup: Any, recording: tuple[dict[Any, tuple[dict[str, Any], str | N
         return f"supervision {sup.id} ({sup.start:g}-{sup.end:g} s) lies outside its recording ({length:g} s)"
     if sup.text is None:
         return f"supervision {sup.id} has no text; add it or drop the line"
-    rows.add(0, line, {**audio, "offset": start, "duration": end - start}, sup, None, None)
+    rows.add(0, line, {**audio, "offset": start * factor, "duration": (end - start) * factor, **transformed}, sup,
+             None, None)
     return None
 
 

@@ -44,6 +44,10 @@ __all__ = ["TAR_MEMBER", "MemberCheck", "TarShards", "audio_input", "check_tar_m
 # Members up to this size are read whole into memory (one pread / one request); larger ones are
 # read in place, so a 60-minute member costs no more memory than a 60-minute file.
 MEMBER_IN_MEMORY_BYTES = 64 << 20
+# The same for a tar in an object store, where every byte crosses the network: a 30-minute member
+# (57 MB) fetched whole to play 20 s of it cost seconds per utterance view. Above this, the member
+# is read in place with byte ranges (the header, then the segment's frames).
+REMOTE_MEMBER_IN_MEMORY_BYTES = 4 << 20
 # Tars indexed at once at load time (remote ones mostly wait on the network).
 INDEX_WORKERS = 8
 # Lines reported one by one per shard and kind of problem; the rest are counted in one more line.
@@ -121,27 +125,60 @@ class TarShards:
         return index
 
     def stamp(self, shard_id: Any) -> str:
-        """What changes when the shard does (for HTTP validators)."""
+        """What changes when the shard does (for HTTP validators): a remote tar's ETag as indexed."""
         location = self.tar(shard_id)
-        identity = None if is_url(location) else _local_identity(location)
-        return f"{location}|{identity}"
+        if is_url(location):
+            with _indexes_lock:
+                known = _indexes.get(location)
+            return f"{location}|{known[1].etag if known else None}"
+        return f"{location}|{_local_identity(location)}"
 
     def member(self, shard_id: Any, name: str) -> AudioInput:
-        """The member a tarred manifest line names, as sde.audio reads it."""
+        """The member a tarred manifest line names, as sde.audio reads it. A remote tar rewritten
+        since it was indexed (its reads name the indexed ETag) is indexed again, once."""
+        try:
+            return self._member(shard_id, name)
+        except _Changed:
+            _forget(self.tar(shard_id))
+            try:
+                return self._member(shard_id, name)
+            except _Changed as e:
+                raise e.error from None
+
+    def _member(self, shard_id: Any, name: str) -> AudioInput:
         index = self.index(shard_id)
         try:
             found = index.lookup(name)
         except KeyError as e:
             raise AudioError(f"{index.tar}:{name}", _member_missing(index, name, str(e)), "not_found") from None
         shown = f"{index.tar}:{name}"
-        if found.size > MEMBER_IN_MEMORY_BYTES:
-            return FileAudio(shown, lambda: _Window(_open_tar(index.tar, ranged=False), found), found.size,
-                             explain=_explainer(index.tar))
+        remote_tar = is_url(index.tar)
+        if found.size > (REMOTE_MEMBER_IN_MEMORY_BYTES if remote_tar else MEMBER_IN_MEMORY_BYTES):
+            def opener() -> _Window:
+                return _Window(_open_tar(index.tar, ranged=False, size=index.size or None, etag=index.etag), found)
+
+            return FileAudio(shown, opener, found.size, explain=_explainer(index.tar))
         try:
-            return MemoryAudio(shown, _read_whole(index.tar, found, index.size))
+            return MemoryAudio(shown, _read_whole(index.tar, found, index.size, index.etag))
         except (OSError, RemoteError, TarIndexError) as e:
             why, reason = _explainer(index.tar)(e)
+            if reason == "changed":
+                raise _Changed(AudioError(shown, why, "unreadable")) from None
             raise AudioError(shown, why, reason) from None
+
+
+class _Changed(Exception):
+    """A remote tar rewritten since it was indexed (``error``: what to say if it persists)."""
+
+    def __init__(self, error: AudioError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _forget(location: str) -> None:
+    """Drop a tar's index from this process's memory: the next read indexes it again."""
+    with _indexes_lock:
+        _indexes.pop(location, None)
 
 
 def _without_prefix(text: str, location: str) -> str:
@@ -151,17 +188,17 @@ def _without_prefix(text: str, location: str) -> str:
 def _member_missing(index: TarIndex, name: str, message: str) -> str:
     damaged = next((n for n in index.notes if "truncated" in n or "corrupt" in n), None)
     if damaged:
-        return (f"not among the {len(index):,} members before the tar's damage ({damaged}); re-copy or "
-                "re-create the shard")
+        # the note names the damage and already says to re-copy or re-create the shard
+        return f"not among the {len(index):,} members before the tar's damage at {_without_prefix(damaged, index.tar)}"
     return _without_prefix(message, index.tar)
 
 
 def _explainer(tar: str):
     def explain(error: BaseException) -> tuple[str, str]:
-        if isinstance(error, RemoteError):
-            return _without_prefix(str(error), tar), error.reason
         if is_url(tar):
             found = remote.explain(tar, error)
+            if found.reason == "changed":
+                _forget(tar)  # a member read in place: this read fails, the next one uses the new index
             return _without_prefix(str(found), tar), found.reason
         if isinstance(error, FileNotFoundError):
             return "the tar is gone (file not found); check --tarred-audio", "not_found"
@@ -171,13 +208,13 @@ def _explainer(tar: str):
     return explain
 
 
-def _open_tar(location: str, *, ranged: bool) -> BinaryIO:
-    if is_url(location):
-        return remote.open_file(location, ranged=ranged)
+def _open_tar(location: str, *, ranged: bool, size: int | None = None, etag: str | None = None) -> BinaryIO:
+    if is_url(location):  # a known size spares a HEAD request; the ETag pins the version indexed
+        return remote.open_file(location, ranged=ranged, size=size, etag=etag)
     return open(location, "rb")  # noqa: SIM115 - the window closes it
 
 
-def _read_whole(location: str, member: TarMember, tar_size: int) -> bytes:
+def _read_whole(location: str, member: TarMember, tar_size: int, etag: str | None = None) -> bytes:
     """The member's bytes: one pread of a local tar, one ranged request of a remote one."""
     if not is_url(location):
         fd = os.open(location, os.O_RDONLY)
@@ -190,7 +227,7 @@ def _read_whole(location: str, member: TarMember, tar_size: int) -> bytes:
                                 f"{member.offset:,} but the file ends first; re-copy the shard")
         return data
     with remote.reading(location):
-        with remote.open_file(location, ranged=True, size=tar_size or None) as f:
+        with remote.open_file(location, ranged=True, size=tar_size or None, etag=etag) as f:
             return read_member(f, member, shown=location)
 
 
@@ -482,6 +519,8 @@ def _bad_shard_message(value: Any, count: int) -> str:
         return ('missing field "shard_id" (a tarred manifest line names its shard); add it, or leave out '
                 "--tarred-audio for a manifest of plain files")
     shown = value.item() if isinstance(value, np.generic) else value
+    if isinstance(shown, float) and shown.is_integer():
+        shown = int(shown)  # the column is float where another line lacks a shard_id: 7.0 was 7 in the file
     return f"shard_id {shown!r} is not one of 0..{count - 1} (--tarred-audio names {count:,} tars); {TARRED_FIX}"
 
 

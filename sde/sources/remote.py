@@ -43,7 +43,8 @@ _lock = threading.Lock()
 
 class RemoteError(Exception):
     """A remote file that cannot be listed, opened or read; the message names the URL and the fix.
-    ``reason``: not_found, permission (no credentials, access denied), timeout or unreadable."""
+    ``reason``: not_found, permission (no credentials, access denied), timeout, changed (the object
+    is not the version asked for: rewritten since it was indexed) or unreadable."""
 
     def __init__(self, message: str, reason: str = "unreadable") -> None:
         super().__init__(message)
@@ -92,7 +93,9 @@ def _with_timeouts(proto: str, options: dict[str, Any]) -> dict[str, Any]:
         config = dict(options.get("config_kwargs") or {})
         config.setdefault("connect_timeout", seconds)
         config.setdefault("read_timeout", seconds)
-        config.setdefault("retries", {"max_attempts": ATTEMPTS, "mode": "standard"})
+        # botocore's max_attempts counts retries after the first request (3 requests for 2);
+        # total_max_attempts counts every request, so a silent store costs ATTEMPTS waits.
+        config.setdefault("retries", {"total_max_attempts": ATTEMPTS, "mode": "standard"})
         options["config_kwargs"] = config
     elif proto in ("http", "https"):
         import aiohttp
@@ -177,6 +180,9 @@ def explain(url: str, error: BaseException) -> RemoteError:
         if "bucket" in text.lower():
             return RemoteError(f"{url}: the bucket does not exist ({text}); check the URL", "not_found")
         return RemoteError(f"{url}: no such file; check the URL (list the folder with your store's tools)", "not_found")
+    if "FileExpired" in names:
+        return RemoteError(f"{url}: rewritten in the store since sde first read it (another ETag); ask again: sde "
+                           "reads the new version", "changed")
     if isinstance(error, IsADirectoryError):
         return RemoteError(f"{url}: is a folder; pass the manifest file inside it")
     return RemoteError(f"{url}: {type(error).__name__}: {text}")
@@ -193,9 +199,11 @@ def reading(url: str) -> Iterator[None]:
         raise explain(url, e) from None
 
 
-def open_file(url: str, *, ranged: bool = False, size: int | None = None) -> Any:
+def open_file(url: str, *, ranged: bool = False, size: int | None = None, etag: str | None = None) -> Any:
     """A seekable binary file object for ``url``. ``ranged``: every read is one byte-range request
-    of exactly what is asked (tar headers); else reads are buffered for streaming."""
+    of exactly what is asked (tar headers); else reads are buffered for streaming. ``etag``: read
+    only that version (S3): a read of a rewritten object fails (RemoteError, reason "changed")
+    instead of returning bytes at offsets that belonged to the old one."""
     fs, path = filesystem(url)
     with reading(url):
         kwargs: dict[str, Any] = {"cache_type": "none"} if ranged else \
@@ -203,9 +211,12 @@ def open_file(url: str, *, ranged: bool = False, size: int | None = None) -> Any
         if size is not None:
             kwargs["size"] = size
         try:
-            return fs.open(path, "rb", **kwargs)
+            f = fs.open(path, "rb", **kwargs)
         except TypeError:  # a backend without these knobs
-            return fs.open(path, "rb")
+            f = fs.open(path, "rb")
+    if etag and isinstance(getattr(f, "req_kw", None), dict):  # s3fs sends req_kw with every GET
+        f.req_kw["IfMatch"] = etag
+    return f
 
 
 def info(url: str) -> dict[str, Any]:

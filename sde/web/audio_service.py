@@ -115,6 +115,15 @@ class AudioService:
         # Duration 0 reads the whole file from the offset, as NeMo's audio loaders do.
         return path, offset, (duration if duration > 0 else None)
 
+    def channel(self, utt_id: int) -> int | None:
+        """The one channel the utterance is on (``audio_channel``: a Lhotse supervision on one
+        channel of a multi-channel file), None to mix them all."""
+        df = self.dataset.utterances
+        if "audio_channel" not in df:
+            return None
+        value = _float(df["audio_channel"].iat[utt_id])
+        return int(value) if math.isfinite(value) else None
+
     def audio_input(self, utt_id: int) -> str | AudioInput:
         """What sde.audio reads for the utterance: its local path, a remote file read with byte
         ranges, or its tar member's bytes (read now: one pread or one ranged request)."""
@@ -138,7 +147,7 @@ class AudioService:
                 stamp = f"{st.st_size}:{st.st_mtime_ns}"
             except OSError:
                 stamp = "missing"
-        raw = f"{path}|{offset!r}|{duration!r}|{stamp}|{extra}"
+        raw = f"{path}|{offset!r}|{duration!r}|{self.channel(utt_id)!r}|{stamp}|{extra}"
         return hashlib.sha1(raw.encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
     # -- products --------------------------------------------------------------------------
@@ -153,7 +162,7 @@ class AudioService:
             return hit
         path, offset, duration = self.locate(utt_id)
         try:
-            reader = open_segment(self.audio_input(utt_id), offset, duration)
+            reader = open_segment(self.audio_input(utt_id), offset, duration, channel=self.channel(utt_id))
             if not reader.fits_in_memory:
                 return reader
             with reader:

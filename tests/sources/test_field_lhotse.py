@@ -141,3 +141,32 @@ def test_a_channel_the_file_does_not_have_is_an_error_naming_it(call):
     with pytest.raises(AudioError) as e:
         open_segment(str(folder / "call.wav"), 0.0, 1.0, channel=2)
     assert e.value.reason == "invalid" and "channel 2 is not one of the file's channels (0..1)" in str(e.value)
+
+
+def test_the_audio_route_serves_each_side_of_a_call_alone(call, tmp_path):
+    """The player and the figures read the supervision's channel, not the mix of both sides:
+    before, /audio/0.wav and /audio/1.wav were the same bytes."""
+    import io
+
+    from flask import Flask
+
+    from sde.dataset import build_dataset
+    from sde.web.api import register_api
+
+    folder, recording, both = call
+    cuts = []
+    for channel in (0, 1):
+        sup = SupervisionSegment(f"s{channel}", "call", START, LENGTH, channel=channel, text=f"side {channel}")
+        cuts.append(MonoCut(f"call-{channel}", 0.0, recording.duration, channel, recording=recording, supervisions=[sup]))
+    CutSet.from_cuts(cuts).to_file(tmp_path / "calls.jsonl.gz")
+    server = Flask(__name__)
+    register_api(server, build_dataset(tmp_path / "calls.jsonl.gz"))
+    sr = recording.sampling_rate
+    for channel in (0, 1):
+        answer = server.test_client().get(f"/audio/{channel}.wav")
+        assert answer.status_code == 200
+        heard, rate = sf.read(io.BytesIO(answer.data), dtype="float32")
+        assert rate == sr
+        expected = both[round(START * sr):round(START * sr) + len(heard), channel]
+        assert len(heard) == pytest.approx(LENGTH * sr, abs=2)
+        np.testing.assert_allclose(heard, expected, atol=1e-4)

@@ -51,6 +51,7 @@ from sde.lines import in_chunks
 from sde.cut_lines import has_shared_lines, selected_cut_lines
 from sde.query import QueryError
 from sde.reviews import ReviewStore, aligned_reviews, default_reviews_path, open_reviews, query_for, write_review
+from sde.quality.apply import TooLarge, ensure_named_quality_columns
 from sde.rules import Rule, RulesReport, evaluate_rules, load_rules
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -248,6 +249,10 @@ def plan_export(dataset: "Dataset", *, filter: str | None = None, sort: str | No
                 store: "ReviewStore | None" = None, apply_reviews: bool = False) -> ExportPlan:
     """Select the kept rows: the filter's view, minus every drop rule, minus reviews' drops."""
     texts = [filter, sort] + [r.filter for r in rules or ()]
+    try:  # a quality column (dup_text_group, char_rate_z, …) is computed where a text names it
+        ensure_named_quality_columns(dataset, texts)
+    except TooLarge as e:
+        raise ExportError(str(e)) from None
     query = query_for(dataset, store, *texts)
     selected = np.asarray(_select(query, filter or None, sort or None), dtype=np.int64)
     keep = np.zeros(len(dataset.utterances), dtype=bool)

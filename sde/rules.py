@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from sde.quality.apply import TooLarge, ensure_named_quality_columns
 from sde.query import QueryError
 from sde.reviews import ReviewStore, query_for
 
@@ -271,6 +272,10 @@ def rules_preview_route(dataset: "Dataset", store: "ReviewStore | None", body: A
         filter_text = body.get("filter", filter_text) or None
         if filter_text is not None and not isinstance(filter_text, str):
             raise RulesError("filter must be text in the filter language")
+        try:  # a rule may name a quality column no request has computed yet ({dup_text_group}, …)
+            ensure_named_quality_columns(dataset, [filter_text, *(r.filter for r in rules)])
+        except TooLarge as e:
+            raise RulesError(str(e)) from None
         query = query_for(dataset, store, filter_text, *(r.filter for r in rules))
         within = None
         if filter_text:

@@ -182,6 +182,8 @@ def validate(status: Any, text: Any = None, note: Any = None, tags: Any = (), us
         _check_free_text("text", text, " (the corrected transcript)", MAX_TEXT_CHARS, _CONTROL,
                          "text must be one line without control characters (it becomes a manifest's "
                          "text field); remove the line breaks or tabs")
+        # spaces around a typed correction would reach the exported manifest's text
+        text = text.strip()
     if status == "fix" and text is None:
         raise InvalidReview('status "fix" needs the corrected transcript in text')
     if note is not None:

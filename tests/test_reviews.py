@@ -339,6 +339,7 @@ ROUTE_CASES = {
     "not an object": (["drop"], 400, "send a JSON object"),
     "bad status": ({"status": "delete"}, 400, "status must be"),
     "version as text": ({"status": "keep", "version": "1"}, 400, "version must be"),
+    "a correction without the spaces around it": ({"status": "fix", "text": "  the cat  "}, 200, '"text": "the cat"'),
 }
 
 

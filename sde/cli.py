@@ -20,6 +20,7 @@ import importlib
 import json
 import os
 import re
+import shlex
 import sys
 import threading
 import time
@@ -850,14 +851,37 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
              "(the warnings above say why: a read-only or full folder); choose a writable folder with "
              "free space with --cache-dir DIR")
     click.echo(f"indexed {len(dataset.utterances):,} utterances of {dataset.name} in "
-               f"{time.perf_counter() - started:.1f} s into {where}; serve them with: sde {' '.join(sources)}"
-               + (f" --cache-dir {cache_dir}" if cache_dir else ""), err=True)
+               f"{time.perf_counter() - started:.1f} s into {where}; serve them with: "
+               f"{_serve_command(click.get_current_context(), sources)}", err=True)
     stored = load(sources, options, cache_dir, False, quiet=True, vad=vad, check_audio=False)
     if search_indexes:
         _write_search_indexes(stored)
     _keep_pages(stored)
     if checks:
         _keep_checks(stored)
+
+
+#: Options of sde index that are not the dataset's: the command that serves it leaves them out.
+_INDEX_ONLY = {"engine", "address", "workers", "search_indexes", "checks"}
+
+
+def _serve_command(ctx: click.Context, sources: Sequence[str]) -> str:
+    """`sde SOURCE...` with every option given to this command that a server needs to find the
+    same build (data options are part of its key: without --tarred-audio, --normalize, --vad, …
+    it would build another dataset), quoted for a shell."""
+    words = ["sde", *sources]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in _INDEX_ONLY or param.name is None \
+                or ctx.get_parameter_source(param.name) in (None, click.core.ParameterSource.DEFAULT):
+            continue
+        value = ctx.params.get(param.name)
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            if value:
+                words.append(flag)
+        else:
+            words += [w for v in (value if param.multiple else [value]) for w in (flag, str(v))]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _check_index_folder(cache_dir: str | None) -> None:

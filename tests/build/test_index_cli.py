@@ -162,3 +162,22 @@ def test_a_join_short_of_duckdb_memory_says_which_knobs_to_turn(tmp_path):
     assert enough.returncode == 0, enough.stderr[-3000:]
     assert "resuming an interrupted build: 7 of 7 parts are done" in enough.stderr
     assert "indexed 50,000 utterances" in enough.stderr
+
+
+def test_the_serve_command_it_prints_finds_the_build(tmp_path):
+    """The printed command keeps the data options the build was keyed by: `sde t/m.json` alone, as
+    printed before, built another dataset whose tarred audio was all missing."""
+    import shlex
+
+    from tests.sources.tar_kit import make_tarred
+
+    tarred = make_tarred(tmp_path / "tarred")
+    cache = tmp_path / "cache with space"
+    built = _sde("index", str(tarred.manifest), "--tarred-audio", tarred.pattern, "--normalize", "lower",
+                 "--cache-dir", str(cache), "--checks", "--engine", "local")
+    assert built.returncode == 0, built.stderr
+    command = shlex.split(built.stderr.split("serve them with: ", 1)[1].splitlines()[0])
+    assert command[0] == "sde" and "--checks" not in command and "--engine" not in command
+    served = _sde("stats", *command[1:])
+    assert served.returncode == 0, served.stderr
+    assert "loaded from cache" in served.stderr

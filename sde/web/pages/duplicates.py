@@ -45,11 +45,12 @@ def _tabs(kind: str) -> html.Div:
                     for k, label in KIND_LABELS.items()], pills=True, className="mb-3")
 
 
-def _texts(texts: list[str]) -> Any:
+def _texts(texts: list[str], total: int) -> Any:
+    """The first transcripts of a group; ``total`` counts them all (a group lists at most 100)."""
     shown = [t if len(t) <= TEXT_CHARS else t[:TEXT_CHARS] + "…" for t in texts[:SHOWN_TEXTS]]
-    more = len(texts) - len(shown)
+    more = max(total, len(texts)) - len(shown)
     return html.Div([html.Div(t, className="text-break") for t in shown]
-                    + ([html.Div(f"… and {more} other transcripts", className="text-muted")] if more > 0 else []))
+                    + ([html.Div(f"… and {fmt_int(more)} other transcripts", className="text-muted")] if more > 0 else []))
 
 
 def _ids(kind: str, group: dict) -> Any:
@@ -102,7 +103,7 @@ def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
     rows = [html.Tr([
         html.Td(dcc.Link(f"#{g['group']}", href=samples_href(filter=g["filter"]), id=f"dup-group-{g['group']}")),
         html.Td(fmt_int(g["size"]), className="text-end"),
-        html.Td(_texts(g["texts"])),
+        html.Td(_texts(g["texts"], g.get("texts_total", len(g["texts"])))),
         html.Td(_ids(kind, g), className="small"),
         *([html.Td(dbc.Badge("different transcripts", color="warning") if g.get("conflict") else "")]
           if kind == "audio" else []),

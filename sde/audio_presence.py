@@ -474,7 +474,7 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
         answers = _check(names, workers=workers, budget_s=budget_s, is_file=None)
     column = presence_column(table["audio_path"], answers.codes, codes)
     if status is not None:
-        _report(names, answers, column, budget_s, status)
+        _report(names, answers, column, budget_s, status, _tarred_hint(table))
     out = table.copy(deep=False)
     if COLUMN in out.columns:
         out = out.drop(columns=[COLUMN])
@@ -482,8 +482,20 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
     return dataclasses.replace(dataset, utterances=out, _queries={}, _lock=threading.Lock())
 
 
+def _tarred_hint(table: pd.DataFrame) -> str:
+    """For a manifest whose lines name a tar shard (shard_id) served without its tars: how to give
+    them. Its members' names resolved as files are all missing, which alone says nothing of why."""
+    if "shard_id" not in table.columns:
+        return ""
+    shards = pd.to_numeric(table["shard_id"], errors="coerce")
+    if not shards.notna().all():
+        return ""
+    return (f"; its lines name tar shards (shard_id 0..{int(shards.max())}): a NeMo tarred manifest is served "
+            f"with its tars, e.g. --tarred-audio 'audio_{{0..{int(shards.max())}}}.tar'")
+
+
 def _report(names: pa.Array, answers: _Answers, column: pd.Series, budget_s: float,
-            status: Callable[[str], None]) -> None:
+            status: Callable[[str], None], hint: str = "") -> None:
     distinct = len(names) - int(pc.sum(pc.equal(names, "")).as_py() or 0)
     checked = int((answers.codes != _UNCHECKED).sum())
     missing = int((answers.codes == _MISSING).sum())
@@ -493,7 +505,7 @@ def _report(names: pa.Array, answers: _Answers, column: pd.Series, budget_s: flo
     if missing:
         rows = int((~column.fillna(True)).sum())
         status(f"note: {missing:,} of {distinct:,} audio files are missing ({rows:,} utterances); "
-               "listed on the Problems page, filter {audio_exists} = false")
+               "listed on the Problems page, filter {audio_exists} = false" + (hint if missing == distinct else ""))
 
 
 def missing_rows(utterances: pd.DataFrame) -> np.ndarray:

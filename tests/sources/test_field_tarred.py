@@ -54,3 +54,14 @@ def test_a_damaged_shard_names_the_damage_and_the_fix_once(tarred, damage):
     for message in lost:
         assert "not among the 1 members before the tar's damage" in message and damage[:7] in message
         assert message.count(" or re-c") == 1 and message.count(str(tar)) == 1, message
+
+
+def test_a_tarred_manifest_served_without_its_tars_says_how_to_give_them(tarred):
+    """Every member's name resolved as a file is missing: the note named no cause."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(tarred.manifest), "--no-cache"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "its lines name tar shards (shard_id 0..1)" in run.stderr and "--tarred-audio 'audio_{0..1}.tar'" in run.stderr

@@ -224,3 +224,12 @@ def configured(moto_endpoint):
     remote.configure({"endpoint_url": moto_endpoint, "key": "x", "secret": "y"})
     yield moto_endpoint
     remote.configure(None)
+
+
+@pytest.fixture()
+def threads_setting():
+    """sde.engine.configure, as --threads / --memory-limit set it; the defaults again after."""
+    from sde.engine import configure
+
+    yield configure
+    configure()

@@ -63,3 +63,26 @@ def upload(endpoint: str, bucket: str, key: str, body: bytes) -> str:
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     return f"s3://{bucket}/{key}"
+
+
+def counted_scan(url: str):
+    """(the tar at ``url`` indexed by a scan, with no index file and no cache; the size of every
+    byte range the store sent for it)."""
+    from sde.sources import remote
+    from sde.sources.tar_index import load_tar_index
+
+    fetched: list[int] = []
+
+    def counting_opener(location: str):
+        f = remote.open_file(location, ranged=True)
+        fetch = f.cache.fetcher
+
+        def fetch_and_count(start: int, end: int) -> bytes:
+            data = fetch(start, end)
+            fetched.append(len(data))
+            return data
+
+        f.cache.fetcher = fetch_and_count
+        return f
+
+    return load_tar_index(url, opener=counting_opener), fetched

@@ -256,14 +256,6 @@ def test_measuring_some_rows_again_needs_measured_rows(measured):
         with_measured_audio(plain, workers=1, rows=np.array([0]))
 
 
-@pytest.fixture()
-def threads_setting():
-    from sde.engine import configure
-
-    yield configure
-    configure()  # back to the defaults for the tests after
-
-
 @pytest.mark.parametrize("threads, said", [
     (1, "measuring audio (here; --threads sets how many)"),
     (3, "measuring audio (in 3 worker processes; --threads sets how many)"),  # was 2 whatever --threads said

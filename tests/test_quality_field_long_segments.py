@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from sde.audio import IN_MEMORY_MAX_FRAMES, read_segment
 from sde.quality.loudness import LoudnessMeter, integrated_loudness
 from sde.quality.segments import SegmentMeasures, measure_segment
 from sde.quality.vad import SpeechActivity, speech_activity
+from tests.audio.audio_kit import long_recording
 from tests.quality_kit import need_espeak, need_vad, noise, silence, speak, write
 
 ALL = ("vad", "hash", "loudness", "levels")
@@ -145,18 +145,7 @@ def test_measuring_a_long_segment_adds_bounded_memory(tmp_path, kept):
     sr = 16000
     y, _ = speak("the quick brown fox jumps over the lazy dog", "en", sr)
     minute = np.concatenate([silence(10.0, sr), y, silence(50.0 - len(y) / sr, sr)])
-    path = tmp_path / "long.wav"
-    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
-        for _ in range(10):
-            f.write(minute)
-    name = str(path)
-    if kept == "in a tar":
-        from sde.sources.members import tar_member_path
-
-        with tarfile.open(tmp_path / "audio_0.tar", "w") as tar:
-            tar.add(path, arcname="long.wav")
-        path.unlink()
-        name = tar_member_path(str(tmp_path / "audio_0.tar"), "long.wav")
+    name = long_recording(tmp_path, minute, 10, sr, kept)
     run = subprocess.run([sys.executable, "-c", _PEAK_RSS_GROWTH, name], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr
@@ -166,14 +155,6 @@ def test_measuring_a_long_segment_adds_bounded_memory(tmp_path, kept):
     assert m["lead"] == pytest.approx(10.0, abs=0.1)
     assert np.isfinite(m["lufs"])
     assert m["grew_mb"] < 40, f"measuring 10 minutes took {m['grew_mb']:.0f} MB more memory"
-
-
-@pytest.fixture()
-def threads_setting():
-    from sde.engine import configure
-
-    yield configure
-    configure()  # back to the defaults for the tests after
 
 
 @pytest.mark.parametrize("threads,said", [

@@ -23,7 +23,7 @@ boto3 = pytest.importorskip("boto3")
 from sde.manifest import read_manifest  # noqa: E402
 from sde.sources import expand_sources, remote, source_stamps  # noqa: E402
 from sde.sources.tar_index import load_tar_index, read_member  # noqa: E402
-from tests.s3_kit import client, start_moto, stop, storage  # noqa: E402
+from tests.s3_kit import client, counted_scan, start_moto, stop, storage  # noqa: E402
 from tests.test_tar_index import tarfile_listing, write_nemo_shard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,22 +174,8 @@ def tar_in_bucket(bucket, moto_endpoint, tmp_path_factory):
 
 def test_a_tar_in_a_bucket_is_indexed_with_ranged_reads_of_its_headers(tar_in_bucket, configured, bucket):
     tar_path, lines = tar_in_bucket
-    fetched: list[int] = []
-
-    def counting_opener(location: str):
-        f = remote.open_file(location, ranged=True)
-        fetch = f.cache.fetcher
-
-        def fetch_and_count(start: int, end: int) -> bytes:
-            data = fetch(start, end)
-            fetched.append(len(data))
-            return data
-
-        f.cache.fetcher = fetch_and_count   # every byte range the server sends
-        return f
-
     url = f"s3://{bucket}/tarred/audio_0.tar"
-    index = load_tar_index(url, opener=counting_opener)
+    index, fetched = counted_scan(url)
     assert index.origin == "scan"
     assert {n: (m.offset, m.size) for n, m in index.members.items()} == tarfile_listing(tar_path)
     size = tar_path.stat().st_size

@@ -38,3 +38,22 @@ def segments_table(rows: list[tuple[str, float, float]], index=None) -> pd.DataF
     df = pd.DataFrame(rows, columns=["audio_path", "offset", "duration"], index=index)
     df.insert(0, "id", np.arange(len(df)))
     return df
+
+
+def long_recording(folder: Path, minute: np.ndarray, minutes: int, sr: int, kept: str = "in a file") -> str:
+    """``minutes`` copies of ``minute`` in one 16-bit WAV, "in a file" or "in a tar" (the member
+    of a NeMo shard): the name sde reads it by."""
+    import tarfile
+
+    from sde.sources.members import tar_member_path
+
+    path = folder / "long.wav"
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+        for _ in range(minutes):
+            f.write(minute)
+    if kept != "in a tar":
+        return str(path)
+    with tarfile.open(folder / "audio_0.tar", "w") as tar:
+        tar.add(path, arcname="long.wav")
+    path.unlink()
+    return tar_member_path(str(folder / "audio_0.tar"), "long.wav")

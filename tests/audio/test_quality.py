@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,7 @@ from sde.audio import (
 )
 from sde.audio import inputs, quality
 from sde.audio.inputs import FileAudio
-from sde.sources.members import tar_member_path
-from tests.audio.audio_kit import lowpassed_noise, segments_table, sine, write
+from tests.audio.audio_kit import long_recording, lowpassed_noise, segments_table, sine, write
 from tests.quality_kit import need_espeak, noise, silence, speak
 
 
@@ -265,17 +263,7 @@ def test_measuring_a_long_segment_adds_bounded_memory(tmp_path, kept):
     A tar member (a NeMo tarred dataset's; a URL is read the same way) was read whole first, and
     then measured block by block."""
     sr = 16000
-    path = tmp_path / "long.wav"
-    minute = 0.25 * sine(1000, 60.0, sr) + noise(60.0, sr, level=0.01)
-    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
-        for _ in range(25):
-            f.write(minute)
-    name = str(path)
-    if kept == "in a tar":
-        with tarfile.open(tmp_path / "audio_0.tar", "w") as tar:
-            tar.add(path, arcname="long.wav")
-        path.unlink()
-        name = tar_member_path(str(tmp_path / "audio_0.tar"), "long.wav")
+    name = long_recording(tmp_path, 0.25 * sine(1000, 60.0, sr) + noise(60.0, sr, level=0.01), 25, sr, kept)
     run = subprocess.run([sys.executable, "-c", _PEAK_RSS_GROWTH, name], capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr

@@ -23,8 +23,7 @@ from sde.audio import AudioError, read_segment  # noqa: E402
 from sde.sources import members, remote  # noqa: E402
 from sde.sources.members import TarShards  # noqa: E402
 from sde.sources.remote import ATTEMPTS  # noqa: E402
-from sde.sources.tar_index import TarIndex, load_tar_index  # noqa: E402
-from tests.s3_kit import client  # noqa: E402
+from tests.s3_kit import client, counted_scan  # noqa: E402
 from tests.sources.tar_kit import make_tarred  # noqa: E402
 from tests.test_tar_index import tarfile_listing  # noqa: E402
 
@@ -178,25 +177,6 @@ def test_a_shard_rewritten_in_the_bucket_mid_session_is_indexed_again(moto_endpo
         assert np.allclose(read_segment(shards.member(0, name)).samples, tarred.expected(4 + k), atol=1e-4)
 
 
-def _counted_scan(url: str) -> tuple[TarIndex, list[int]]:
-    """The tar scanned (no index file, no cache) and the size of every byte range the server sent."""
-    fetched: list[int] = []
-
-    def counting_opener(location: str):
-        f = remote.open_file(location, ranged=True)
-        fetch = f.cache.fetcher
-
-        def fetch_and_count(start: int, end: int) -> bytes:
-            data = fetch(start, end)
-            fetched.append(len(data))
-            return data
-
-        f.cache.fetcher = fetch_and_count
-        return f
-
-    return load_tar_index(url, opener=counting_opener), fetched
-
-
 def _shard_in_bucket(moto_endpoint: str, folder: Path, bucket: str, members: int, member_bytes: int) -> str:
     rng = np.random.default_rng(members)
     with tarfile.open(folder / "audio_0.tar", "w") as tar:
@@ -214,13 +194,13 @@ def _shard_in_bucket(moto_endpoint: str, folder: Path, bucket: str, members: int
 def test_a_shard_of_many_small_members_is_indexed_in_few_requests(moto_endpoint, configured, tmp_path):
     """300 members of 30 KB (1 s of 16 kHz PCM): one request per header was 300 round trips."""
     url = _shard_in_bucket(moto_endpoint, tmp_path, "sde-field-small-members", 300, 30_000)
-    index, fetched = _counted_scan(url)
+    index, fetched = counted_scan(url)
     assert {n: (m.offset, m.size) for n, m in index.members.items()} == tarfile_listing(tmp_path / "audio_0.tar")
     assert len(fetched) <= len(index) // 20, f"{len(fetched)} requests for {len(index)} members"
 
 
 def test_a_shard_of_large_members_is_indexed_by_reading_its_headers_only(moto_endpoint, configured, tmp_path):
     url = _shard_in_bucket(moto_endpoint, tmp_path, "sde-field-large-members", 6, 3 << 20)
-    index, fetched = _counted_scan(url)
+    index, fetched = counted_scan(url)
     assert {n: (m.offset, m.size) for n, m in index.members.items()} == tarfile_listing(tmp_path / "audio_0.tar")
     assert sum(fetched) < (tmp_path / "audio_0.tar").stat().st_size / 10

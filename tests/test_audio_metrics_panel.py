@@ -136,7 +136,7 @@ def test_job_writes_the_handoff_atomically_and_leaves_the_dataset_alone(dataset,
         replaced.append((src, dst))
         real_replace(src, dst)
 
-    monkeypatch.setattr(panel.os, "replace", spy_replace)
+    monkeypatch.setattr(os, "replace", spy_replace)  # the module object every writer calls through
     progress = Recorder()
     done = panel.measure_audio_job(dataset, handoff, progress, workers=1)
 

@@ -60,6 +60,21 @@ def test_the_rules_view_survives_a_reload(page, served):
     watch.check()
 
 
+def test_a_rule_added_from_an_add_link_is_not_offered_again_by_a_reload(page, served):
+    watch = Watch(page, served)
+    page.goto(served + "/rules?" + urlencode({"filter": "{duration} >= 1", "add": "{wer} > 10"}))
+    assert page.input_value("#rules-filter") == "{wer} > 10"
+    page.fill("#rules-name", "some errors")
+    page.press("#rules-filter", "Enter")
+    page.wait_for_selector("#rules-row-0")
+    page.wait_for_function("!location.search.includes('add=')")
+    assert parse_qs(urlparse(page.url).query) == {"filter": ["{duration} >= 1"]}
+    page.reload()
+    page.wait_for_selector("#rules-row-0")
+    assert page.input_value("#rules-filter") == "" and page.input_value("#rules-view") == "{duration} >= 1"
+    watch.check()
+
+
 def test_the_navbar_returns_to_each_page_as_the_user_left_it(page, served):
     watch = Watch(page, served)
     page.goto(served + "/samples?" + urlencode({"filter": "{wer} > 0", "sort": "-wer"}))

@@ -300,6 +300,34 @@ def test_speech_job_measures_once_then_answers_from_its_cache(plain_dataset, tmp
     assert plain_dataset.summary()["speech_hours"] > 0
 
 
+@pytest.mark.parametrize("threads, said", [(1, "in 1 process"), (3, "in 3 worker processes")],
+                         ids=["one", "three"])
+def test_the_measure_jobs_use_the_processes_threads_allows(tmp_path, threads_setting, threads, said):
+    # The web jobs measured in min(2, cores) processes whatever `sde serve --threads` said; now
+    # as many as the CLI's measurements: --threads (every core by default; the VAD at most 8).
+    from sde.build.load import load_dataset
+    from sde.quality.apply import measure_workers
+    from sde.web.panels import audio_metrics, vad
+
+    t = np.arange(8000) / 16000
+    for i in range(2):
+        sf.write(tmp_path / f"t{i}.wav", (0.2 * np.sin(2 * np.pi * 220 * (i + 1) * t)).astype(np.float32), 16000)
+    manifest = tmp_path / "m.json"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"t{i}.wav", "duration": 0.5, "text": "a"}) + "\n"
+                                for i in range(2)), encoding="utf-8")
+    threads_setting(threads=threads)
+    assert measure_workers() == threads
+    dataset = load_dataset(str(manifest), use_cache=False)
+    heard: list = []
+    done = audio_metrics.measure_audio_job(dataset, tmp_path / "handoff", heard.append)
+    assert done.get("rows") == 2, done
+    assert heard[0][2] == f"measuring 2 files {said} …"
+    heard.clear()
+    done = vad.measure_job(dataset, tmp_path / "speech", heard.append)
+    assert done.get("rows") == 2 and not done["cached"], done
+    assert f"measuring 2 utterances {said} …" in [status for _pct, _label, status in heard]
+
+
 @pytest.mark.parametrize("key", ["", "../../etc/passwd", "a" * 63, "A" * 64, None])
 def test_result_keys_from_the_browser_never_become_paths(tmp_path, key):
     from sde.web.panels.vad import ResultError, result_path

@@ -609,6 +609,8 @@ def test_missing_audio_is_counted_listed_and_filterable(page, health):
     assert MISSING[gone] in alert.inner_text() and "not found" in alert.inner_text().lower()
     page.locator("#utt-audio").wait_for(state="hidden")
     assert page.get_attribute("#utt-audio", "src") is None and asked == []
+    # no download of a file that is not there, no hint to click a waveform that is not shown
+    assert not page.locator("#utt-wav").is_visible() and not page.locator("#utt-play-hint").is_visible()
     watch.check()
 
 
@@ -621,9 +623,11 @@ def test_an_offset_past_the_end_of_the_file_is_explained_without_a_failing_reque
     alert.wait_for(state="visible")
     assert "tone.wav" in alert.inner_text() and "end" in alert.inner_text()
     assert page.get_attribute("#utt-audio", "src") is None
+    assert not page.locator("#utt-wav").is_visible() and not page.locator("#utt-play-hint").is_visible()
     page.keyboard.press("k")                               # the one before plays again
     arrived(page, 236)
     page.wait_for_function("(document.querySelector('#utt-audio') || {}).readyState >= 1")
+    assert page.locator("#utt-wav").is_visible() and page.locator("#utt-play-hint").is_visible()
     assert page.locator("#utt-audio-error").count() == 0
     assert {urlparse(u).path for u in asked} == {"/audio/236.ogg"}
     watch.check()

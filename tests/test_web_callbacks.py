@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 import pytest
 from dash import dcc, html
@@ -267,6 +268,55 @@ def test_utterance_layout_escapes_and_walks_the_filtered_list(web_dataset):
     assert audio.src is None
     message = next(c for c in components(layout) if getattr(c, "id", None) == state.UTT_SIGNAL_MESSAGE)
     assert "a2.wav" in " ".join(texts(message))
+
+
+def test_audio_that_cannot_play_offers_no_download_or_play_hint(tmp_path, write_manifest, web_app, web_client):
+    import soundfile as sf
+
+    from sde.web.pages import utterance
+
+    sf.write(tmp_path / "tone.wav", (0.1 * np.sin(np.arange(16000) * 0.2)).astype("float32"), 16000)
+    rows = [{"audio_filepath": str(tmp_path / "tone.wav"), "duration": 0.5, "text": "plays"},
+            {"audio_filepath": str(tmp_path / "gone.wav"), "duration": 0.5, "text": "no file"},
+            {"audio_filepath": str(tmp_path / "tone.wav"), "offset": 5.0, "duration": 0.5, "text": "past the end"}]
+    dataset = build_dataset(write_manifest(rows))
+    hidden = {"display": "none"}
+
+    def shown(uid: int) -> dict:
+        page = utterance.layout(dataset, f"/utterance/{uid}", {})
+        return {name: prop(by_id(page, cid), "style") for name, cid in
+                (("player", state.UTT_AUDIO), ("wav", state.UTT_WAV), ("hint", state.UTT_PLAY_HINT))}
+
+    assert shown(0) == {"player": {}, "wav": {}, "hint": {}}
+    for uid in (1, 2):   # the page says why at once: a link to a WAV that cannot be made, a hint to click, are noise
+        assert shown(uid) == {"player": hidden, "wav": hidden, "hint": hidden}, uid
+        # ... and the signal callback, which hides the player when the audio cannot be read, hides them too
+        signal = utterance.signal_view(dataset, uid, "linear")
+        assert signal["message"] is not None
+        assert {k: signal[k] for k in ("player", "wav", "hint")} == {"player": hidden, "wav": hidden, "hint": hidden}
+    signal = utterance.signal_view(dataset, 0, "linear")
+    assert signal["message"] is None and {k: signal[k] for k in ("player", "wav", "hint")} == \
+        {"player": {}, "wav": {}, "hint": {}}
+    # as the browser fires it (a2.wav of the hostile manifest does not exist)
+    out = dash_update(web_client, web_app, "utt-signal.figure", {"utt-signal-kind.value": "linear"},
+                      {"utt-id.data": 2})
+    assert out["utt-wav.style"] == out["utt-play-hint.style"] == out["utt-audio.style"] == hidden
+
+
+def test_every_navbar_item_id_is_a_css_selector_as_it_is(web_app):
+    import re
+
+    from sde.web.components import navbar
+    from sde.web.app import _nav_links
+
+    # what a test or a script writes, `#id`, selects the item only when the id is a CSS identifier
+    identifier = re.compile(r"-?[_a-zA-Z][_a-zA-Z0-9-]*")
+    served = [c.id for c in components(web_app.layout()) if isinstance(c, dbc.NavItem)]
+    every_page = [c.id for c in components(navbar(_nav_links(load_pages(None)), "t")) if isinstance(c, dbc.NavItem)]
+    assert served and set(served) <= set(every_page)
+    assert [i for i in every_page if not identifier.fullmatch(i)] == []
+    assert len(set(every_page)) == len(every_page)
+    assert {"nav-samples", "nav-statistics", "nav-problems", "nav-tts-readiness"} <= set(every_page)
 
 
 def test_utterance_neighbours(web_dataset):

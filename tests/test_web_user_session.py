@@ -4,7 +4,7 @@ there and back, the choices pages write into their URL. Over the hostile manifes
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 
@@ -76,6 +76,34 @@ def test_the_rules_page_keeps_its_within_filter_in_the_url(web_app, web_client, 
                           {"rules-view.value": "", "rules-store.data": None},
                           {"url.search": out["url.search"]}, triggered="rules-view.value")
     assert _query(cleared["url.search"]) == {"add": "{wer}"}
+
+
+def test_a_rule_added_from_an_add_link_leaves_the_url_without_it(web_app, web_client, web_dataset):
+    from sde.web.pages import rules
+
+    # Samples' "Save as rule" opened /rules?filter=…&add=…: the form holds the filter to save.
+    search = "?" + urlencode({"filter": "{wer} > 50", "add": "{wer} > 0"})
+    page = rules.layout(web_dataset, "/rules", _query(search))
+    assert prop(by_id(page, "rules-filter"), "value") == "{wer} > 0"
+    form = {"rules-name.value": "any error", "rules-filter.value": "{wer} > 0", "rules-store.data": None,
+            "url.search": search}
+    # A rule the form cannot add leaves the URL as it is (the user fixes the form).
+    refused = dash_update(web_client, web_app, "rules-store.data", {"rules-add.n_clicks": 1},
+                          {**form, "rules-name.value": ""})
+    assert "rules-store.data" not in refused and "url.search" not in refused
+    for trigger in ("rules-add.n_clicks", "rules-filter.n_submit"):   # the button, or Enter in the form
+        out = dash_update(web_client, web_app, "rules-store.data", {trigger: 1}, form)
+        assert out["rules-store.data"] == {"rules": [{"name": "any error", "filter": "{wer} > 0"}]}
+        assert _query(out["url.search"]) == {"filter": "{wer} > 50"}
+        assert out["rendered.data"]["params"] == {"filter": "{wer} > 50"}   # the router does not render again
+        # ... so a reload shows an empty form, within the same view.
+        reloaded = rules.layout(web_dataset, "/rules", _query(out["url.search"]))
+        assert not prop(by_id(reloaded, "rules-filter"), "value")
+        assert prop(by_id(reloaded, "rules-view"), "value") == "{wer} > 50"
+    # A URL without `add=` is left alone.
+    plain = dash_update(web_client, web_app, "rules-store.data", {"rules-add.n_clicks": 1},
+                        {**form, "url.search": "?filter=%7Bwer%7D+%3E+50"})
+    assert plain["rules-store.data"]["rules"] and "url.search" not in plain
 
 
 def test_the_favicon_is_served_where_a_json_twin_asks_for_it(web_client):

@@ -9,6 +9,7 @@ nothing here builds raw HTML, and the grids use no HTML cell renderer.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from typing import Any, Callable, Mapping, Sequence
 
@@ -81,6 +82,13 @@ def char_title(ch: str) -> str:
 
 # ---------------------------------------------------------------- shell pieces
 
+def nav_item_id(label: str) -> str:
+    """The DOM id of a page's navbar item: `nav-` and the label in lower case, each run of anything
+    but letters and digits a hyphen ("TTS readiness" → nav-tts-readiness), so it works as a CSS
+    selector (#nav-tts-readiness) without escaping."""
+    return "nav-" + (re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "page")
+
+
 def navbar(links: Sequence[tuple[str, str, bool]], title: str) -> dbc.Navbar:
     """The top bar: the manifest's name and a link per (label, href, active only on exactly href)."""
     # Each link returns to its page as the user left it (filter, sort, hypothesis, tab): the app's
@@ -88,7 +96,7 @@ def navbar(links: Sequence[tuple[str, str, bool]], title: str) -> dbc.Navbar:
     # an href with a query string would get wrong.
     items = [
         dbc.NavItem(dbc.NavLink(label, href=href, active=False, id={"type": state.NAV_LINK, "index": href}),
-                    id=f"nav-{label.lower()}")
+                    id=nav_item_id(label))
         for label, href, _exact in links
     ]
     return dbc.Navbar(

@@ -181,6 +181,16 @@ def view_url(view: str, search: str | None) -> dict:
     return {"search": search_of(written), "rendered": rendered_key(PATH, written, TITLE)}
 
 
+def form_spent(search: str | None) -> dict:
+    """The URL without `add=` once its filter became a rule (the other parameters kept): a reload
+    would otherwise fill the form with it again; nothing when the URL carries no `add=`."""
+    params = query_params(search)
+    if "add" not in params:
+        return {"search": no_update, "rendered": no_update}
+    written = {k: v for k, v in params.items() if k != "add"}
+    return {"search": search_of(written), "rendered": rendered_key(PATH, written, TITLE)}
+
+
 def view_state(dataset: "Dataset", data: Any, view: str | None, search: str | None = None) -> dict:
     """Everything that follows from the rules and the view: counts, union, downloads, command,
     and the URL that keeps the view (when `search`, the URL's now, is given)."""
@@ -254,15 +264,17 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
 # ---------------------------------------------------------------- callbacks
 
 def edit(dataset: "Dataset", action: Any, data: Any, values: Mapping[str, Any]) -> dict:
-    """A rule added, removed or loaded, or all removed: the new store and the form's message."""
+    """A rule added, removed or loaded, or all removed: the new store, the form's message, and the
+    URL (without `add=` once the rule it brought is added)."""
     items = stored_rules(data)
-    unchanged = {"store": no_update, "feedback": no_update, "name": no_update, "filter": no_update}
+    unchanged = {"store": no_update, "feedback": no_update, "name": no_update, "filter": no_update,
+                 "search": no_update, "rendered": no_update}
     if action in (ADD, NAME, FILTER):
         new, error = add_rule(dataset, items, values.get("name"), values.get("filter"))
         if error:
             return {**unchanged, "feedback": html.Span(error, className="text-danger", id="rules-error")}
         return {"store": {"rules": new}, "feedback": html.Span(f"added {new[-1]['name']!r}", className="text-success"),
-                "name": "", "filter": ""}
+                "name": "", "filter": "", **form_spent(values.get("search"))}
     if isinstance(action, Mapping) and action.get("type") == REMOVE:
         i = action.get("index")
         if not isinstance(i, int) or not 0 <= i < len(items):
@@ -283,11 +295,14 @@ def edit(dataset: "Dataset", action: Any, data: Any, values: Mapping[str, Any]) 
 def callbacks(app, dataset: "Dataset") -> None:
     @app.callback(
         output={"store": Output(STORE, "data"), "feedback": Output(FEEDBACK, "children"),
-                "name": Output(NAME, "value"), "filter": Output(FILTER, "value")},
+                "name": Output(NAME, "value"), "filter": Output(FILTER, "value"),
+                "search": Output(state.URL, "search", allow_duplicate=True),
+                "rendered": Output(state.RENDERED, "data", allow_duplicate=True)},
         inputs={"_add": Input(ADD, "n_clicks"), "_name": Input(NAME, "n_submit"), "_filter": Input(FILTER, "n_submit"),
                 "_remove": Input({"type": REMOVE, "index": ALL}, "n_clicks"), "contents": Input(UPLOAD, "contents"),
                 "_clear": Input(CLEAR, "n_clicks"), "filename": State(UPLOAD, "filename"),
-                "name": State(NAME, "value"), "filter": State(FILTER, "value"), "data": State(STORE, "data")},
+                "name": State(NAME, "value"), "filter": State(FILTER, "value"), "data": State(STORE, "data"),
+                "search": State(state.URL, "search")},
         prevent_initial_call=True,
     )
     def change(**values):

@@ -289,6 +289,8 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     known_missing = row.get(AUDIO_EXISTS) is False
     problem = None if known_missing else audio_problem(dataset, uid)
     silent = known_missing or problem is not None
+    # what only playable audio is for (the player, its hint, the WAV) is hidden with it
+    hidden = {"display": "none"}
     audio_card = dbc.Card([
         dbc.CardHeader(html.Div([
             html.Span("Audio", className="fw-bold"),
@@ -296,9 +298,9 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
             if isinstance(duration, (int, float)) else None,
             dbc.Switch(id=state.UTT_AUTOPLAY, label="autoplay", value=False, className="small mb-0 ms-auto",
                        persistence=True, persistence_type="session"),
-            html.A("WAV", href=state.audio_href(uid, "wav"), className="small",
-                   download=f"utterance-{uid}.wav",
-                   title="the segment as lossless 16-bit WAV"),
+            html.A("WAV", href=state.audio_href(uid, "wav"), className="small", id=state.UTT_WAV,
+                   download=f"utterance-{uid}.wav", title="the segment as lossless 16-bit WAV",
+                   style=hidden if silent else {}),
             # Remembered for the browser tab, as autoplay is: a user comparing mel spectrograms
             # keeps them from one utterance to the next (and through a reload).
             dbc.RadioItems(
@@ -313,9 +315,10 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
             # audio that cannot play is not asked for: the page says why at once
             html.Audio(src=None if silent else state.player_src(uid, duration),
                        controls=True, preload="metadata", id=state.UTT_AUDIO, className="w-100 mb-2",
-                       style={"display": "none"} if silent else {}),
+                       style=hidden if silent else {}),
             html.Div("Click the waveform or spectrogram to play from there · Space plays and pauses · autoplay "
-                     "plays each utterance as it opens (for this browser tab).", className="text-muted small mb-1"),
+                     "plays each utterance as it opens (for this browser tab).", className="text-muted small mb-1",
+                     id=state.UTT_PLAY_HINT, style=hidden if silent else {}),
             html.Div(audio_alert(problem) if problem else None, id=state.UTT_SIGNAL_MESSAGE),
             dcc.Loading(dcc.Graph(id=state.UTT_SIGNAL, config={"displaylogo": False, "responsive": True},
                                   style={"height": "420px"}), type="dot", delay_show=300),
@@ -381,18 +384,22 @@ def signal_view(dataset: "Dataset", uid: Any, kind: str | None) -> dict:
     bounded memory for segments of any length), or why there is none."""
     hidden = {"display": "none"}
     if uid is None:
-        return {"figure": {}, "style": hidden, "message": None, "player": no_update}
+        return {"figure": {}, "style": hidden, "message": None, "player": no_update, "wav": no_update,
+                "hint": no_update}
     fig, message = signal_for_page(dataset, int(uid), kind or "linear")
     if fig is None:
-        # The player could not play it either: say why once, instead of a dead player.
-        return {"figure": {}, "style": hidden, "message": audio_alert(message), "player": hidden}
-    return {"figure": fig, "style": {"height": "420px"}, "message": None, "player": {}}
+        # The player could not play it either: say why once, instead of a dead player (and no
+        # download or play hint for audio that cannot be read).
+        return {"figure": {}, "style": hidden, "message": audio_alert(message), "player": hidden, "wav": hidden,
+                "hint": hidden}
+    return {"figure": fig, "style": {"height": "420px"}, "message": None, "player": {}, "wav": {}, "hint": {}}
 
 
 def callbacks(app, dataset: "Dataset") -> None:
     @app.callback(
         output={"figure": Output(state.UTT_SIGNAL, "figure"), "style": Output(state.UTT_SIGNAL, "style"),
-                "message": Output(state.UTT_SIGNAL_MESSAGE, "children"), "player": Output(state.UTT_AUDIO, "style")},
+                "message": Output(state.UTT_SIGNAL_MESSAGE, "children"), "player": Output(state.UTT_AUDIO, "style"),
+                "wav": Output(state.UTT_WAV, "style"), "hint": Output(state.UTT_PLAY_HINT, "style")},
         inputs={"kind": Input(state.UTT_SIGNAL_KIND, "value"), "uid": State(state.UTT_ID, "data")},
     )
     def show_signal(kind, uid):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import time
 import uuid
@@ -38,12 +37,14 @@ from dash import dcc, html
 
 from sde.audio import AUDIO_METRIC_COLUMNS, compute_audio_metrics
 from sde.audio_quality import StaleMetrics, cached_audio_quality_summary, count_files, with_audio_metrics
+from sde.engine import settings
 from sde.web.components import fmt_float, fmt_int, stat_card
 from sde.web.panels.jobs import (
     SetProgress,
     audio_inputs,
     buttons,
     job_ids,
+    processes_text,
     progress,
     progress_values,
     register_job,
@@ -250,10 +251,10 @@ def measure_audio_job(dataset: Dataset, handoff_dir: str | Path, set_progress: S
         return {"error": "This dataset has no audio paths to measure."}
     total = len(rows)
     unit = _unit(total, count_files(rows))
-    workers = workers or min(2, os.cpu_count() or 1)
+    workers = workers or settings().processes   # the server's --threads, as the CLI's --estimate-audio-metrics
     start = clock()
     report = throttled_progress(set_progress, clock, start, unit)
-    set_progress((0, "", f"measuring {total:,} {unit} …"))
+    set_progress((0, "", f"measuring {total:,} {unit} {processes_text(workers)} …"))
     try:
         handoff_dir.mkdir(parents=True, exist_ok=True)
         _clean_stale(handoff_dir)

@@ -150,6 +150,11 @@ def throttled_progress(set_progress: SetProgress, clock: Callable[[], float], st
     return report
 
 
+def processes_text(workers: int) -> str:
+    """Where a job measures, for its status line (the server's --threads sets how many, as the CLI's)."""
+    return "in 1 process" if workers <= 1 else f"in {workers} worker processes"
+
+
 # What the audio jobs (audio metrics, speech activity) read of each utterance.
 AUDIO_INPUT_COLUMNS = ("id", "audio_path", "offset", "duration")
 

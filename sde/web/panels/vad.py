@@ -39,6 +39,7 @@ from sde.quality.apply import (
     StaleMeasures,
     apply_segment_measures,
     has_vad,
+    measure_workers,
     segment_kinds,
     speech_hours,
     vad_unavailable,
@@ -46,7 +47,17 @@ from sde.quality.apply import (
 from sde.quality.segments import KINDS, Cancelled, measure_segments
 from sde.web.components import fmt_float, fmt_int, stat_card
 from sde.web.panels.audio_metrics import metric_columns
-from sde.web.panels.jobs import SetProgress, audio_inputs, buttons, job_ids, progress, register_job, throttled_progress, write_parquet
+from sde.web.panels.jobs import (
+    SetProgress,
+    audio_inputs,
+    buttons,
+    job_ids,
+    processes_text,
+    progress,
+    register_job,
+    throttled_progress,
+    write_parquet,
+)
 from sde.web.state import samples_href
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -209,7 +220,7 @@ def measure_job(dataset: Dataset, folder: str | Path, set_progress: SetProgress,
         return {"error": "This dataset has no audio paths to measure."}
     kinds = missing_kinds(table)
     metrics = not has_audio_metrics(table)
-    workers = workers or min(2, os.cpu_count() or 1)
+    workers = workers or measure_workers()   # the server's --threads (capped), as the CLI's --vad
     start = clock()
     set_progress((0, "", f"checking for a cached result of {len(rows):,} utterances …"))
     try:
@@ -220,6 +231,7 @@ def measure_job(dataset: Dataset, folder: str | Path, set_progress: SetProgress,
             set_progress((100, "cached", "found a cached measurement"))
             return {"key": key, "rows": len(rows), "seconds": round(clock() - start, 2), "cached": True}
         phases = [p for p, wanted in (("segments", bool(kinds)), ("metrics", metrics)) if wanted]
+        set_progress((0, "", f"measuring {len(rows):,} utterances {processes_text(workers)} …"))
         frame = pd.DataFrame({"id": rows["id"].to_numpy(dtype="int64") if "id" in rows
                               else np.arange(len(rows), dtype="int64")})
         for i, phase in enumerate(phases):

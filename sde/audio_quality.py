@@ -29,7 +29,7 @@ from sde.audio import AUDIO_METRIC_COLUMNS, DURATION_TOLERANCE, compute_audio_me
 from sde.caching import for_dataset
 from sde.compressed_columns import distinct_count
 from sde.engine import settings
-from sde.progress import WorkerProgress
+from sde.progress import WorkerProgress, where_measured
 from sde.sources.members import job_audio_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -343,7 +343,7 @@ def with_measured_audio(dataset: Dataset, *, workers: int | None = None, progres
     table = dataset.utterances
     workers = workers or settings().processes
     if rows is None:
-        say(f"measuring audio ({'here' if workers <= 1 else f'in {workers} worker processes'}; --threads sets how many)")
+        say(f"measuring audio ({where_measured(workers)})")
     elif not has_audio_metrics(table):
         raise StaleMetrics("Only measured audio can be measured again in part.")
     job = table if rows is None else _audio_columns(table).iloc[rows]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-__all__ = ["PlainProgress", "is_terminal", "progress_bar"]
+__all__ = ["PlainProgress", "is_terminal", "progress_bar", "where_measured"]
 
 
 def is_terminal(stream: TextIO | None) -> bool:
@@ -138,3 +138,8 @@ class WorkerProgress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def where_measured(workers: int) -> str:
+    """Where a measuring job runs, for its first line: the user sets how many with --threads."""
+    return f"{'here' if workers <= 1 else f'in {workers} worker processes'}; --threads sets how many"

@@ -37,7 +37,7 @@ import pandas as pd
 from sde.caching import for_dataset
 from sde.compressed_columns import held_whole
 from sde.dataset import HYPOTHESIS_CHECKS
-from sde.progress import WorkerProgress
+from sde.progress import WorkerProgress, where_measured
 from sde.quality.duplicates import DUPLICATE_COLUMNS, duplicate_columns
 from sde.quality.segments import KINDS, measure_segments
 from sde.quality.suspicious import suspicious_columns
@@ -228,8 +228,7 @@ def with_vad(dataset: Dataset, *, workers: int | None = None, progress: bool = F
     kinds = segment_kinds(vad=True)
     workers = workers or measure_workers()
     if rows is None:
-        processes = "here" if workers <= 1 else f"in {workers} worker processes"
-        say(f"measuring speech activity (VAD), audio hashes and loudness ({processes}; --threads sets how many)")
+        say(f"measuring speech activity (VAD), audio hashes and loudness ({where_measured(workers)})")
     elif not all(c in table.columns for kind in kinds for c in KINDS[kind]):
         raise StaleMeasures("Only measured audio can be measured again in part.")
     job = table if rows is None else table[[c for c in _JOB_COLUMNS if c in table.columns]].iloc[rows]

@@ -30,7 +30,7 @@ from sde.build.duck import build_connection
 from sde.build.parts import PART_BYTES, Part, split_lines
 from sde.dataset import DatasetOptions
 from sde.manifest import HypothesisField, ManifestError, ManifestPart, Problem, read_manifest
-from sde.manifest.columns import core_frame, string_column
+from sde.manifest.columns import core_frame, shard_column, shard_numbers, string_column
 from sde.manifest.files import read_file
 from sde.manifest.hypotheses import (MatchedPredictions, PredictionsUse, no_prediction_matches, predictions_field,
                                     unmatched_warning)
@@ -146,6 +146,7 @@ class _Read:
     fields: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
     error: str | None = None
+    sharded: bool = False  # some line names a tar shard
 
     def path(self, folder: Path) -> Path:
         return folder / f"{self.kind}-{self.index:05d}.parquet"
@@ -164,7 +165,9 @@ def _part_keys(folder: Path, index: int, part: Part, options: DatasetOptions) ->
     except ManifestError as e:
         return _Read("keys", index, error=str(e))
     table = m.table
-    result = _Read("keys", index, rows=len(table), fields=tuple(m.fields))
+    shards = (shard_numbers(pa.array(table["shard_id"])) if "shard_id" in table.columns
+              else np.full(len(table), np.nan))
+    result = _Read("keys", index, rows=len(table), fields=tuple(m.fields), sharded=bool((~np.isnan(shards)).any()))
     if len(table):
         shown = table["source"].astype(str) if "source" in table.columns else pd.Series(m.shown, index=table.index)
         write_parquet(result.path(folder), pd.DataFrame({
@@ -172,7 +175,8 @@ def _part_keys(folder: Path, index: int, part: Part, options: DatasetOptions) ->
             "line": table["line"].to_numpy(dtype=np.int64), "shown": shown.to_numpy(dtype=object),
             "k": table["audio_filepath"].astype(str).to_numpy(dtype=object),
             "p": table["audio_path"].astype(str).to_numpy(dtype=object),
-            "o": table["offset"].round(6).to_numpy(dtype=np.float64)}))
+            "o": table["offset"].round(6).to_numpy(dtype=np.float64),
+            "s": shards}))
     return result
 
 
@@ -184,7 +188,9 @@ def _prediction_part(folder: Path, index: int, lines: ManifestPart, options: Dat
                                      allow_empty=True)
     except ManifestError as e:
         return _Read("preds", index, error=str(e))
-    result = _Read("preds", index, rows=sum(p.n for p in pieces), problems=tuple(state.problems))
+    shards = shard_column(pieces)
+    result = _Read("preds", index, rows=sum(p.n for p in pieces), problems=tuple(state.problems),
+                   sharded=bool((~np.isnan(shards)).any()))
     if result.rows:
         keys = core_frame(pieces, base_dir(predictions, options.audio_base_path))
         write_parquet(result.path(folder), pd.DataFrame({
@@ -192,7 +198,8 @@ def _prediction_part(folder: Path, index: int, lines: ManifestPart, options: Dat
             "k": pd.Series(keys["audio_filepath"]).astype(str).to_numpy(dtype=object),
             "p": pd.Series(keys["audio_path"]).astype(str).to_numpy(dtype=object),
             "o": pd.Series(keys["offset"]).round(6).to_numpy(dtype=np.float64),
-            "pred": pd.arrays.ArrowStringArray(string_column(pieces, "pred_text"))}))
+            "pred": pd.arrays.ArrowStringArray(string_column(pieces, "pred_text")),
+            "s": shards}))
     return result
 
 
@@ -220,12 +227,45 @@ LEFT JOIN resolved AS r ON m.p = r.p AND m.o IS NOT DISTINCT FROM r.o
 ORDER BY m.part, m.row
 """
 
+# Where both the lines and the predictions name tar shards (s: NeMo tarred audio, whose tars may
+# each hold a member of one name), a line takes first the last prediction of its shard, member and
+# offset; a prediction of another shard (or none) then matches by path as above, but a name that
+# lines of several shards share (shared_k, shared_p) takes only predictions naming no shard
+# (sde.manifest.hypotheses.merge_predictions).
+_SHARDED = """
+preds AS (SELECT seq, k, p, o, pred, CASE WHEN isnan(s) THEN NULL ELSE s END AS s FROM read_parquet($preds)),
+keys AS (SELECT *, s IS NOT NULL AND count(*) OVER (PARTITION BY k, o) > 1 AS shared_k,
+                s IS NOT NULL AND count(*) OVER (PARTITION BY p, o) > 1 AS shared_p
+         FROM (SELECT part, row, line, shown, k, p, o, CASE WHEN isnan(s) THEN NULL ELSE s END AS s
+               FROM read_parquet($keys)))
+"""
+_MATCH_SHARDED_SQL = f"""
+CREATE TABLE matched AS
+WITH {_SHARDED},
+     in_shard AS (SELECT s, k, o, arg_max(pred, seq) AS pred FROM preds WHERE s IS NOT NULL GROUP BY s, k, o),
+     written AS (SELECT k, o, arg_max(pred, seq) AS pred FROM preds GROUP BY k, o),
+     written_plain AS (SELECT k, o, arg_max(pred, seq) AS pred FROM preds WHERE s IS NULL GROUP BY k, o),
+     resolved AS (SELECT p, o, arg_max(pred, seq) AS pred FROM preds GROUP BY p, o),
+     resolved_plain AS (SELECT p, o, arg_max(pred, seq) AS pred FROM preds WHERE s IS NULL GROUP BY p, o)
+SELECT m.part, m.row, m.line, m.shown, m.k,
+       coalesce(i.pred, CASE WHEN m.shared_k THEN wp.pred ELSE w.pred END,
+                CASE WHEN m.shared_p THEN rp.pred ELSE r.pred END) AS pred
+FROM keys AS m
+LEFT JOIN in_shard AS i ON m.s = i.s AND m.k = i.k AND m.o IS NOT DISTINCT FROM i.o
+LEFT JOIN written AS w ON m.k = w.k AND m.o IS NOT DISTINCT FROM w.o
+LEFT JOIN written_plain AS wp ON m.k = wp.k AND m.o IS NOT DISTINCT FROM wp.o
+LEFT JOIN resolved AS r ON m.p = r.p AND m.o IS NOT DISTINCT FROM r.o
+LEFT JOIN resolved_plain AS rp ON m.p = rp.p AND m.o IS NOT DISTINCT FROM rp.o
+ORDER BY m.part, m.row
+"""
+
 # The predictions left unused (PredictionsUse, as sde.manifest.hypotheses.predictions_use finds
-# them in a one-piece read): lines that repeat an earlier line's path as written and offset, and
-# lines whose path matches no line's, as written nor resolved.
+# them in a one-piece read): lines that repeat an earlier line's shard, path as written and offset,
+# and lines that match no line as _MATCH_SQL (_MATCH_SHARDED_SQL) matches them.
 _REPEATS_SQL = """
-WITH r AS (SELECT seq, k, o, row_number() OVER (PARTITION BY k, o ORDER BY seq) AS n,
-                  min(seq) OVER (PARTITION BY k, o) AS earlier FROM read_parquet($preds))
+WITH r AS (SELECT seq, k, o, row_number() OVER (PARTITION BY s, k, o ORDER BY seq) AS n,
+                  min(seq) OVER (PARTITION BY s, k, o) AS earlier
+           FROM (SELECT seq, k, o, CASE WHEN isnan(s) THEN NULL ELSE s END AS s FROM read_parquet($preds)))
 SELECT (SELECT count(*) FROM r WHERE n > 1), seq, k, o, earlier FROM r WHERE n > 1 ORDER BY seq LIMIT 1
 """
 _UNUSED_SQL = """
@@ -235,18 +275,29 @@ WITH keys AS (SELECT k, p, o FROM read_parquet($keys)),
              AND NOT EXISTS (SELECT 1 FROM keys AS m WHERE m.p = x.p AND m.o IS NOT DISTINCT FROM x.o))
 SELECT (SELECT count(*) FROM u), seq, k, o FROM u ORDER BY seq LIMIT 1
 """
+_UNUSED_SHARDED_SQL = f"""
+WITH {_SHARDED},
+     u AS (SELECT x.seq, x.k, x.o FROM preds AS x
+           WHERE NOT EXISTS (SELECT 1 FROM keys AS m WHERE m.s = x.s AND m.k = x.k AND m.o IS NOT DISTINCT FROM x.o)
+             AND NOT EXISTS (SELECT 1 FROM keys AS m WHERE m.k = x.k AND m.o IS NOT DISTINCT FROM x.o
+                                                       AND (x.s IS NULL OR NOT m.shared_k))
+             AND NOT EXISTS (SELECT 1 FROM keys AS m WHERE m.p = x.p AND m.o IS NOT DISTINCT FROM x.o
+                                                       AND (x.s IS NULL OR NOT m.shared_p)))
+SELECT (SELECT count(*) FROM u), seq, k, o FROM u ORDER BY seq LIMIT 1
+"""
 
 
 def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
             memory_limit: str | None, threads: int) -> _Joined:
     """Join (see _MATCH_SQL) and write each part's predictions."""
+    sharded = any(r.sharded for r in keys) and any(r.sharded for r in preds)
     database = folder / "predictions.duckdb"
     database.unlink(missing_ok=True)
     files = {"keys": [str(r.path(folder)) for r in keys], "preds": [str(r.path(folder)) for r in preds]}
     try:
         with build_connection(folder, memory_limit, threads, what="matching the predictions to the lines",
                               database=str(database)) as con:
-            con.execute(_MATCH_SQL, files)
+            con.execute(_MATCH_SHARDED_SQL if sharded else _MATCH_SQL, files)
             for index in range(parts):
                 values = con.sql("SELECT pred FROM matched WHERE part = ? ORDER BY row",
                                  params=[index]).to_arrow_table()
@@ -259,7 +310,7 @@ def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
             first_prediction = con.execute("SELECT k FROM read_parquet(?) ORDER BY seq LIMIT 1",
                                            [files["preds"][0]]).fetchone()
             repeat = con.execute(_REPEATS_SQL, {"preds": files["preds"]}).fetchone()
-            unused = con.execute(_UNUSED_SQL, files).fetchone()
+            unused = con.execute(_UNUSED_SHARDED_SQL if sharded else _UNUSED_SQL, files).fetchone()
     finally:
         database.unlink(missing_ok=True)
         Path(str(database) + ".wal").unlink(missing_ok=True)

@@ -46,6 +46,28 @@ def float_column(pieces: list[Piece], name: str, fill: float | None = None) -> n
     return out
 
 
+def shard_column(pieces: list[Piece]) -> np.ndarray:
+    """Each line's ``shard_id`` (NeMo tarred audio: what tells apart members of one name in two
+    tars) as a float, NaN where absent or not a whole number."""
+    out = np.full(sum(p.n for p in pieces), np.nan, dtype=np.float64)
+    pos = 0
+    for p, part in zip(pieces, _parts(pieces, "shard_id")):
+        if part is not None:
+            out[pos:pos + p.n] = shard_numbers(part)
+        pos += p.n
+    return out
+
+
+def shard_numbers(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Shard ids as floats, NaN where missing or not a whole number (JSON may give "3" or 3.0)."""
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    else:
+        numbers = pd.to_numeric(pd.Series(values.cast(pa.string()).to_pylist(), dtype=object),
+                                errors="coerce").to_numpy(dtype=np.float64)
+    return np.where(np.isfinite(numbers) & (numbers == np.round(numbers)), numbers, np.nan)
+
+
 def extra_column(pieces: list[Piece], name: str) -> Any:
     """Numbers stay numeric (int64 when integral and complete), anything else becomes string."""
     parts = _parts(pieces, name)

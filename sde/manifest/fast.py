@@ -47,7 +47,7 @@ def parse_fast(data: bytes | memoryview, block: int, spec: Spec, strings: Sequen
     if spec.predictions:
         # only what the merge needs: other fields are not even converted
         schema = pa.schema([("audio_filepath", pa.string()), ("audio_filename", pa.string()),
-                            ("offset", pa.float64()), ("pred_text", pa.string())])
+                            ("offset", pa.float64()), ("pred_text", pa.string()), ("shard_id", pa.float64())])
         behaviour = "ignore"
     elif strings:
         schema = pa.schema([(name, pa.string()) for name in strings])
@@ -161,6 +161,9 @@ def fast_piece(data: bytes | memoryview, line0: int,
             pt = pa.nulls(n, pa.string())
         ok = pc.and_(ok, pc.is_valid(pt))
         out["pred_text"] = pt
+        shard = cols.pop("shard_id", None)
+        if shard is not None and shard.null_count < n:  # NeMo tarred audio: a member name is per tar
+            out["shard_id"] = shard
         cols = {}
     else:
         dur = cols.pop("duration", None)

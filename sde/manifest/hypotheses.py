@@ -21,29 +21,56 @@ MISSING_EXAMPLES = 3
 
 
 def merge_predictions(table: pd.DataFrame, preds: pd.DataFrame, preds_path: str,
-                       main_path: str) -> tuple[pd.Series, int]:
-    """pred_text per main row ("" where unmatched) and the number of unmatched rows."""
-    p_off = preds["offset"].round(6)
-    m_off = table["offset"].round(6)
+                      main_path: str) -> tuple[pd.Series, int]:
+    """pred_text per main row ("" where unmatched) and the number of unmatched rows.
 
-    def lookup(p_key: pd.Series, m_key: pd.Series) -> pd.Series:
-        right = pd.DataFrame({"k": p_key.to_numpy(dtype=object), "o": p_off.to_numpy(),
-                              "p": preds["pred_text"].to_numpy(dtype=object)})
-        right = right.drop_duplicates(["k", "o"], keep="last")
-        left = pd.DataFrame({"k": m_key.to_numpy(dtype=object), "o": m_off.to_numpy()})
-        merged = left.merge(right, on=["k", "o"], how="left", sort=False)
-        return merged["p"]
+    A line takes the last prediction with its tar shard, member name and offset where both name a
+    shard (``shard``: NeMo tarred audio, whose tars may each hold a member of one name), else the
+    last with its audio path as written and offset, else as resolved. A prediction naming a shard
+    matches a line of another shard by name only where that name is the manifest's only one (the
+    same data sharded otherwise); a name in several shards needs its own shard's prediction."""
+    pred = preds["pred_text"].to_numpy(dtype=object)
+    p_off, m_off = preds["offset"].round(6).to_numpy(), table["offset"].round(6).to_numpy()
+    p_shard, m_shard = _shards(preds), _shards(table)
+    plain = np.isnan(p_shard)
 
-    found = lookup(preds["audio_filepath"], table["audio_filepath"])
-    missing = found.isna().to_numpy()
-    if missing.any():
-        by_path = lookup(preds["audio_path"], table["audio_path"])
-        found = found.where(~missing, by_path)
+    def lookup(left: dict[str, Any], right: dict[str, Any], rows: np.ndarray) -> pd.Series:
+        right_frame = pd.DataFrame({**{k: np.asarray(v)[rows] for k, v in right.items()}, "pred": pred[rows]})
+        right_frame = right_frame.drop_duplicates(list(right), keep="last")
+        return pd.DataFrame(left).merge(right_frame, on=list(left), how="left", sort=False)["pred"]
+
+    def by_path(column: str) -> pd.Series:
+        left = {"k": table[column].to_numpy(dtype=object), "o": m_off}
+        right = {"k": preds[column].to_numpy(dtype=object), "o": p_off}
+        every, unsharded = lookup(left, right, np.ones(len(pred), bool)), lookup(left, right, plain)
+        return unsharded.where(_shared_names(left["k"], m_off, m_shard), every)
+
+    found = pd.Series([None] * len(table), dtype=object)
+    if (~plain).any() and not np.isnan(m_shard).all():
+        found = lookup({"s": m_shard, "k": table["audio_filepath"].to_numpy(dtype=object), "o": m_off},
+                       {"s": p_shard, "k": preds["audio_filepath"].to_numpy(dtype=object), "o": p_off}, ~plain)
+    for column in ("audio_filepath", "audio_path"):
+        missing = found.isna().to_numpy()
+        if missing.any():
+            found = found.where(~missing, by_path(column))
     unmatched = int(found.isna().sum())
     if unmatched == len(table):
         raise no_prediction_matches(preds_path, main_path, table["audio_filepath"].iloc[0],
                                     preds["audio_filepath"].iloc[0])
     return found.astype(pd.StringDtype("pyarrow")), unmatched
+
+
+def _shards(frame: pd.DataFrame) -> np.ndarray:
+    """The frame's ``shard`` column (NaN where a line names none), all NaN without one."""
+    if "shard" not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return frame["shard"].to_numpy(dtype=np.float64)
+
+
+def _shared_names(paths: np.ndarray, offsets: np.ndarray, shards: np.ndarray) -> np.ndarray:
+    """Lines in a shard whose path and offset another line has too: a member name in several tars."""
+    repeated = pd.DataFrame({"k": paths, "o": offsets}).duplicated(keep=False).to_numpy()
+    return repeated & ~np.isnan(shards)
 
 
 @dataclass(frozen=True)
@@ -81,25 +108,38 @@ def _lines(n: int) -> str:
 
 
 def predictions_use(preds: pd.DataFrame, table: pd.DataFrame) -> PredictionsUse:
-    """What of ``preds`` (a predictions file's audio_filepath, audio_path, offset and line) the
-    lines of ``table`` (audio_filepath, audio_path, offset) leave unused; see merge_predictions."""
-    keys = pd.DataFrame({"k": preds["audio_filepath"].astype(str).to_numpy(dtype=object),
+    """What of ``preds`` (a predictions file's audio_filepath, audio_path, offset, line and maybe
+    shard) the lines of ``table`` (audio_filepath, audio_path, offset, maybe shard) leave unused;
+    a prediction is matched as merge_predictions matches it."""
+    keys = pd.DataFrame({"s": _shards(preds),
+                         "k": preds["audio_filepath"].astype(str).to_numpy(dtype=object),
                          "p": preds["audio_path"].astype(str).to_numpy(dtype=object),
                          "o": preds["offset"].round(6).to_numpy(dtype=np.float64)})
     lines = np.asarray(preds["line"], dtype=np.int64)
     use = {}
-    later = keys.duplicated(["k", "o"], keep="first").to_numpy()
+    later = keys.duplicated(["s", "k", "o"], keep="first").to_numpy()
     if later.any():
         row = int(np.flatnonzero(later)[0])
-        group = keys.groupby(["k", "o"], dropna=False, sort=False).ngroup().to_numpy()
+        group = keys.groupby(["s", "k", "o"], dropna=False, sort=False).ngroup().to_numpy()
         earlier = int(np.flatnonzero(group == group[row])[0])
         use.update(repeated=int(later.sum()),
                    first_repeat=(int(lines[row]), keys["k"][row], float(keys["o"][row]), int(lines[earlier])))
     main_o = table["offset"].round(6).to_numpy(dtype=np.float64)
-    written = pd.MultiIndex.from_arrays([table["audio_filepath"].astype(str).to_numpy(dtype=object), main_o])
-    resolved = pd.MultiIndex.from_arrays([table["audio_path"].astype(str).to_numpy(dtype=object), main_o])
-    unused = ~(pd.MultiIndex.from_arrays([keys["k"], keys["o"]]).isin(written)
-               | pd.MultiIndex.from_arrays([keys["p"], keys["o"]]).isin(resolved))
+    main_s = _shards(table)
+    plain = np.isnan(keys["s"].to_numpy())
+    sharded = ~np.isnan(main_s)
+    used = np.zeros(len(keys), dtype=bool)
+    if sharded.any() and not plain.all():
+        in_shard = pd.MultiIndex.from_arrays([main_s[sharded], table["audio_filepath"].astype(str).to_numpy(
+            dtype=object)[sharded], main_o[sharded]])
+        used |= ~plain & pd.MultiIndex.from_arrays([keys["s"], keys["k"], keys["o"]]).isin(in_shard)
+    for column, key in (("audio_filepath", "k"), ("audio_path", "p")):
+        paths = table[column].astype(str).to_numpy(dtype=object)
+        open_rows = ~_shared_names(paths, main_o, main_s)
+        asked = pd.MultiIndex.from_arrays([keys[key], keys["o"]])
+        used |= np.where(plain, asked.isin(pd.MultiIndex.from_arrays([paths, main_o])),
+                         asked.isin(pd.MultiIndex.from_arrays([paths[open_rows], main_o[open_rows]])))
+    unused = ~used
     if unused.any():
         row = int(np.flatnonzero(unused)[0])
         use.update(unmatched=int(unused.sum()), first_unmatched=(int(lines[row]), keys["k"][row], float(keys["o"][row])))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sde.manifest.columns import core_frame, extra_column, float_column, has_values, string_column
+from sde.manifest.columns import core_frame, extra_column, float_column, has_values, shard_column, string_column
 from sde.manifest.files import FileRead, every_line_bad, read_file
 from sde.manifest.hypotheses import (MatchedPredictions, merge_predictions, missing_hypothesis_warning,
                                     predictions_field, predictions_use, unmatched_warning)
@@ -132,9 +132,10 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         p_pieces, p_state, _ = read_file(predictions, Spec(predictions=True), strict, progress)
         p_table = pd.DataFrame(core_frame(p_pieces, base_dir(predictions, audio_base_path)))
         p_table["pred_text"] = pd.arrays.ArrowStringArray(string_column(p_pieces, "pred_text"))
+        p_table["shard"] = shard_column(p_pieces)
         problems.extend(p_state.problems)
         main = pd.DataFrame({"audio_filepath": data["audio_filepath"], "audio_path": data["audio_path"],
-                             "offset": data["offset"]})
+                             "offset": data["offset"], "shard": shard_column(pieces)})
         merged_values, unmatched = merge_predictions(main, p_table, str(predictions), shown)
         merged = predictions_field(present, predictions)
         if unmatched:

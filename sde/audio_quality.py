@@ -357,7 +357,7 @@ def with_measured_audio(dataset: Dataset, *, workers: int | None = None, progres
 
 
 #: What a measurement reads of each utterance (a tarred dataset's rows name their member by these).
-_JOB_COLUMNS = ("id", "audio_path", "offset", "duration", "shard_id", "audio_filepath")
+_JOB_COLUMNS = ("id", "audio_path", "offset", "duration", "shard_id", "audio_filepath", "audio_channel")
 
 
 def _audio_columns(table: pd.DataFrame) -> pd.DataFrame:

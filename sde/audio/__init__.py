@@ -20,7 +20,7 @@ from sde.audio.inputs import AudioInput, FileAudio, MemoryAudio
 from sde.audio.io import (BLOCK_FRAMES, DURATION_TOLERANCE, IN_MEMORY_MAX_FRAMES, MAX_SECONDS, AudioError,
                           RawAudio, Segment, SegmentReader, file_info, open_segment, read_channels,
                           read_segment, to_mono)
-from sde.audio.quality import AUDIO_METRIC_COLUMNS, audio_metrics, compute_audio_metrics
+from sde.audio.quality import AUDIO_METRIC_COLUMNS, audio_metrics, compute_audio_metrics, segment_channels
 
 __all__ = [
     "AUDIO_METRIC_COLUMNS",
@@ -40,6 +40,7 @@ __all__ = [
     "WavStream",
     "audio_metrics",
     "compute_audio_metrics",
+    "segment_channels",
     "display_data",
     "envelope",
     "file_info",

@@ -46,6 +46,7 @@ __all__ = [
     "Segment",
     "SegmentReader",
     "file_info",
+    "check_channel",
     "open_segment",
     "read_channels",
     "read_segment",
@@ -691,11 +692,11 @@ def open_segment(path: str, offset: float = 0.0, duration: float | None = None, 
     reader: SegmentReader = _decode(path, offset, duration, _SoundfileReader, _ffmpeg_reader,
                                     _decoded_whole)
     if channel is not None:
-        if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) \
-                or not 0 <= channel < reader.channels:
+        try:
+            check_channel(path, channel, reader.channels)
+        except AudioError:
             reader.close()
-            raise AudioError(shown_name(path), f"channel {channel!r} is not one of the file's channels "
-                             f"(0..{reader.channels - 1}); fix the line's channel", "invalid", field="channel")
+            raise
         reader.channel = int(channel)
     if not reader.fits_in_memory:
         try:
@@ -704,6 +705,13 @@ def open_segment(path: str, offset: float = 0.0, duration: float | None = None, 
             reader.close()
             raise
     return reader
+
+
+def check_channel(path: str | AudioInput, channel: object, channels: int) -> None:
+    """Refuse a channel (0-based) that a file of ``channels`` channels lacks."""
+    if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < channels:
+        raise AudioError(shown_name(path), f"channel {channel!r} is not one of the file's channels "
+                         f"(0..{channels - 1}); fix the line's channel", "invalid", field="channel")
 
 
 def _decoded_whole(path: str, offset: float, duration: float | None) -> SegmentReader:

@@ -5,6 +5,7 @@ one file opened once for all of its segments."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import multiprocessing as mp
 import threading
@@ -17,7 +18,7 @@ import soundfile as sf
 
 from sde.audio.dsp import DB_FLOOR, blackman_harris, rfft
 from sde.audio.inputs import AudioInput, as_input, install_openers, installed_openers
-from sde.audio.io import (DURATION_TOLERANCE, AudioError, RawAudio, _sf_reason, check_file,
+from sde.audio.io import (DURATION_TOLERANCE, AudioError, RawAudio, _sf_reason, check_channel, check_file,
                           frame_range, header_overstates, read_channels, seek_read, to_mono)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,8 +33,8 @@ AUDIO_METRIC_COLUMNS: tuple[str, ...] = (
     "audio_duration",     # s, the part of the manifest segment that is actually readable
     "file_duration",      # s, the whole file's readable length
     "duration_mismatch",  # bool: |audio_duration - manifest duration| > DURATION_TOLERANCE
-    "peak_dbfs",          # dBFS of the largest |sample| (all channels); DB_FLOOR for digital silence
-    "rms_dbfs",           # dBFS of the RMS (all channels); a full-scale sine is -3.01
+    "peak_dbfs",          # dBFS of the largest |sample| (all channels, or audio_channel's); DB_FLOOR for silence
+    "rms_dbfs",           # dBFS of the RMS (all channels, or audio_channel's); a full-scale sine is -3.01
     "clipping_ratio",     # fraction of samples (all channels) with |x| >= CLIP_LEVEL
     "silence_start",      # s of leading silence (see SILENCE_* below)
     "silence_end",        # s of trailing silence
@@ -209,19 +210,26 @@ def _metrics_of(raw: RawAudio, manifest_duration: float | None) -> dict[str, Any
     return m.result(raw.file_duration, manifest_duration)
 
 
-def audio_metrics(path: "str | AudioInput", offset: float = 0.0, duration: float | None = None) -> dict[str, Any]:
-    """Metrics of one segment, keys :data:`AUDIO_METRIC_COLUMNS`. Never raises for bad audio:
-    a missing/unreadable file gives NaN metrics and the reason in ``audio_error``."""
+def audio_metrics(path: "str | AudioInput", offset: float = 0.0, duration: float | None = None,
+                  channel: int | None = None) -> dict[str, Any]:
+    """Metrics of one segment, keys :data:`AUDIO_METRIC_COLUMNS`; ``channel``: of that channel
+    alone (a supervision on one side of a call), not the mix. Never raises for bad audio: a
+    missing/unreadable file gives NaN metrics and the reason in ``audio_error``."""
     duration = None if duration is None or not math.isfinite(float(duration)) else float(duration)
     try:
         raw = read_channels(path, offset, duration)
+        if channel is not None:
+            check_channel(path, channel, raw.channels)
+            raw = dataclasses.replace(raw, data=raw.data[:, [channel]])
     except AudioError as exc:
         return _nan_metrics(str(exc))
     return _metrics_of(raw, duration)
 
 
-def _metrics_for_file(path: str, segments: Sequence[tuple[int, float, float | None]]
-                      ) -> list[tuple[int, dict[str, Any]]]:
+SegmentJob = tuple[int, float, "float | None", "int | None"]  # position, offset, duration, channel
+
+
+def _metrics_for_file(path: str, segments: Sequence[SegmentJob]) -> list[tuple[int, dict[str, Any]]]:
     """Metrics of several segments of one file, opening it once (long recordings with many
     utterances are the common case for offset manifests). A URL or a tar member is read through
     its seekable file object, block by block like a local file: an hours-long recording in a
@@ -229,26 +237,28 @@ def _metrics_for_file(path: str, segments: Sequence[tuple[int, float, float | No
     try:
         source = as_input(path)
     except AudioError as exc:  # a tar member that its tar does not hold
-        return [(pos, _nan_metrics(str(exc))) for pos, _, _ in segments]
+        return [(pos, _nan_metrics(str(exc))) for pos, *_ in segments]
     with contextlib.ExitStack() as opened:
         try:
             check_file(source)
             raw = source if isinstance(source, str) else opened.enter_context(source.open())
             f = opened.enter_context(sf.SoundFile(raw))
         except AudioError as exc:
-            return [(pos, _nan_metrics(str(exc))) for pos, _, _ in segments]
+            return [(pos, _nan_metrics(str(exc))) for pos, *_ in segments]
         except Exception:  # noqa: BLE001 - not for libsndfile: the general path reports precisely
-            return [(pos, audio_metrics(source, off, dur)) for pos, off, dur in segments]
+            return [(pos, audio_metrics(source, off, dur, channel)) for pos, off, dur, channel in segments]
         sr, ch, total = int(f.samplerate), int(f.channels), int(f.frames)
         truncated = header_overstates(f)
         out: list[tuple[int, dict[str, Any]]] = []
-        for pos, off, dur in segments:
+        for pos, off, dur, channel in segments:
             dur = None if dur is None or not math.isfinite(dur) else float(dur)
             try:
                 start, count = frame_range(path, 0.0 if off is None else float(off), dur, sr,
                                             total, truncated)
+                if channel is not None:
+                    check_channel(path, channel, ch)
                 m = _Measure(sr, ch)
-                _feed_segment(f, path, start, count, m)
+                _feed_segment(f, path, start, count, m, channel)
                 _raise_input_failure(source)
                 out.append((pos, m.result(total / sr, dur)))
             except AudioError as exc:
@@ -264,8 +274,10 @@ def _raise_input_failure(source: str | AudioInput) -> None:
         raise AudioError(str(source), why, reason)
 
 
-def _feed_segment(f: sf.SoundFile, path: str, start: int, count: int, m: _Measure) -> None:
-    """Feed frames [start, start + count) of an open file to ``m``, METRIC_BLOCK_FRAMES at a time,
+def _feed_segment(f: sf.SoundFile, path: str, start: int, count: int, m: _Measure,
+                  channel: int | None = None) -> None:
+    """Feed frames [start, start + count) of an open file (of ``channel`` alone, when given) to
+    ``m``, METRIC_BLOCK_FRAMES at a time,
     so a recording hours long is never in memory whole. The first read seeks (MP3 pre-roll and
     errors as :func:`seek_read`); the next ones go on from where the decoder stands (a seek
     costs FLAC a decode). Data ending early is measured as far as it goes, as a whole read is."""
@@ -283,14 +295,13 @@ def _feed_segment(f: sf.SoundFile, path: str, start: int, count: int, m: _Measur
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioError(path, f"corrupt or truncated audio data ({_sf_reason(exc)})",
                                  "truncated") from None
-        m.feed(block)
+        m.feed(block if channel is None else block[:, [channel]])
         got += len(block)
         if len(block) < want:
             break
 
 
-def _metrics_task(groups: list[tuple[str, list[tuple[int, float, float | None]]]]
-                  ) -> list[tuple[int, dict[str, Any]]]:
+def _metrics_task(groups: list[tuple[str, list[SegmentJob]]]) -> list[tuple[int, dict[str, Any]]]:
     out: list[tuple[int, dict[str, Any]]] = []
     for path, segs in groups:
         out.extend(_metrics_for_file(path, segs))
@@ -346,6 +357,17 @@ def _run_in_processes(chunks: list[list], workers: int
         yield _metrics_task(todo[key])
 
 
+def segment_channels(table: "pd.DataFrame") -> list[int | None]:
+    """Each row's ``audio_channel`` (a Lhotse supervision on one channel of a recording: its
+    measures are of that channel, not the mix of both sides of a call), None for every channel."""
+    import pandas as pd
+
+    if "audio_channel" not in table.columns:
+        return [None] * len(table)
+    values = pd.to_numeric(table["audio_channel"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    return [int(v) if math.isfinite(v) and v == int(v) else None for v in values]
+
+
 def compute_audio_metrics(table: "pd.DataFrame", workers: int = 2,
                           callback: Callable[[int, int], None] | None = None) -> "pd.DataFrame":
     """Audio metrics for every row of ``table`` (columns ``audio_path``, ``offset``, ``duration``).
@@ -366,13 +388,14 @@ def compute_audio_metrics(table: "pd.DataFrame", workers: int = 2,
     durations = (pd.to_numeric(table["duration"], errors="coerce").to_numpy(np.float64)
                  if "duration" in table else np.full(n, np.nan))
 
-    groups: dict[str, list[tuple[int, float, float | None]]] = {}
+    channels = segment_channels(table)
+    groups: dict[str, list[SegmentJob]] = {}
     for pos in range(n):
         p = paths[pos]
         key = "" if p is None or p is pd.NA or (isinstance(p, float) and math.isnan(p)) else str(p)
         d = durations[pos]
-        groups.setdefault(key, []).append((pos, float(offsets[pos]),
-                                           None if math.isnan(d) else float(d)))
+        groups.setdefault(key, []).append((pos, float(offsets[pos]), None if math.isnan(d) else float(d),
+                                           channels[pos]))
     missing_path = groups.pop("", [])
 
     cols: dict[str, Any] = {c: np.full(n, np.nan) for c in AUDIO_METRIC_COLUMNS}
@@ -385,7 +408,7 @@ def compute_audio_metrics(table: "pd.DataFrame", workers: int = 2,
                 cols[c][pos] = m[c]
 
     store([(pos, _nan_metrics("(no audio path): the manifest line names no audio file"))
-           for pos, _, _ in missing_path])
+           for pos, *_ in missing_path])
 
     done = len(missing_path)
 

@@ -243,7 +243,7 @@ def with_vad(dataset: Dataset, *, workers: int | None = None, progress: bool = F
 
 
 #: What a measurement reads of each utterance (a tarred dataset's rows name their member by these).
-_JOB_COLUMNS = ("id", "audio_path", "offset", "duration", "shard_id", "audio_filepath")
+_JOB_COLUMNS = ("id", "audio_path", "offset", "duration", "shard_id", "audio_filepath", "audio_channel")
 
 
 def _measured_at(table: pd.DataFrame, rows: np.ndarray, fresh: pd.DataFrame) -> pd.DataFrame:

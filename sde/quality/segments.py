@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sde.audio import AudioError, open_segment
+from sde.audio import AudioError, open_segment, segment_channels
 from sde.audio.inputs import install_openers, installed_openers
 from sde.quality.duplicates import AudioHasher
 from sde.quality.loudness import CLIP_LEVEL, LoudnessMeter
@@ -134,14 +134,15 @@ class _Feed:
 
 
 def measure_segment(measures: SegmentMeasures, path: str, offset: float = 0.0,
-                    duration: float | None = None) -> dict[str, Any]:
-    """The measures of one segment, read block by block (:class:`AudioError` when unreadable).
+                    duration: float | None = None, channel: int | None = None) -> dict[str, Any]:
+    """The measures of one segment, read block by block (:class:`AudioError` when unreadable);
+    ``channel``: of that channel alone (a supervision on one side of a call), not the mix.
 
     A segment short enough to decode whole is read so (a file ending early within the manifest's
     rounding is measured as far as it goes, one ending earlier is an error); a longer one was
     checked for a truncated end when opened and is read a block at a time.
     """
-    with open_segment(path, offset, duration) as reader:
+    with open_segment(path, offset, duration, channel=channel) as reader:
         feed = measures.start(reader.sample_rate)
         if reader.fits_in_memory:
             feed.feed(reader.segment().samples)
@@ -151,17 +152,17 @@ def measure_segment(measures: SegmentMeasures, path: str, offset: float = 0.0,
     return feed.result()
 
 
-Row = tuple[int, str, float, float | None]  # position, path, offset, duration
+Row = tuple[int, str, float, float | None, int | None]  # position, path, offset, duration, channel
 
 
 def _measure_rows(measures: SegmentMeasures, rows: list[Row]) -> list[tuple[int, dict[str, Any]]]:
     out: list[tuple[int, dict[str, Any]]] = []
-    for pos, path, offset, duration in rows:
+    for pos, path, offset, duration, channel in rows:
         if not path:
             out.append((pos, {"quality_error": "(no audio path): the manifest line names no audio file"}))
             continue
         try:
-            out.append((pos, measure_segment(measures, path, offset, duration)))
+            out.append((pos, measure_segment(measures, path, offset, duration, channel)))
         except AudioError as exc:
             out.append((pos, {"quality_error": str(exc)}))
         except VadError:
@@ -178,6 +179,7 @@ def _rows(table: pd.DataFrame) -> list[Row]:
                if "offset" in table else np.zeros(n))
     durations = (pd.to_numeric(table["duration"], errors="coerce").to_numpy(np.float64)
                  if "duration" in table else np.full(n, np.nan))
+    channels = segment_channels(table)
     rows: list[Row] = []
     for pos in range(n):
         p = paths[pos]
@@ -186,7 +188,7 @@ def _rows(table: pd.DataFrame) -> list[Row]:
         # Only a missing duration means "to the end of the file". 0 s is an empty segment and a
         # negative one a manifest error the reader names; both once measured the rest of the file
         # (a 0 s line in a 30-minute recording got its 10 s of speech).
-        rows.append((pos, path, float(offsets[pos]), None if not math.isfinite(d) else float(d)))
+        rows.append((pos, path, float(offsets[pos]), None if not math.isfinite(d) else float(d), channels[pos]))
     return rows
 
 

@@ -208,7 +208,7 @@ def test_block_by_block_metrics_equal_the_whole_array(speech_files, monkeypatch,
     monkeypatch.setattr(quality, "METRIC_BLOCK_FRAMES", block)
     # Every segment of a file through one open file, in one call (the first read of each seeks).
     for path in {p for p, _, _ in rows}:
-        segs = [(i, o, d) for i, (p, o, d) in enumerate(rows) if p == path]
+        segs = [(i, o, d, None) for i, (p, o, d) in enumerate(rows) if p == path]
         for i, got in quality._metrics_for_file(path, segs):
             _same_metrics(got, want[i])
     # The whole array of audio_metrics goes through the same blocks.
@@ -238,7 +238,7 @@ def test_block_by_block_metrics_of_truncated_files(tmp_path, cut_wav, monkeypatc
     monkeypatch.setattr(quality, "METRIC_BLOCK_FRAMES", block)
     for (p, o, d), w in zip(rows, want, strict=True):
         # One call each: after a failed read (the cut FLAC) the decoder's state differs.
-        _same_metrics(quality._metrics_for_file(p, [(0, o, d)])[0][1], w)
+        _same_metrics(quality._metrics_for_file(p, [(0, o, d, None)])[0][1], w)
 
 
 _PEAK_RSS_GROWTH = """
@@ -250,9 +250,9 @@ def peak_mb():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes there, KiB here
 
-_metrics_for_file(sys.argv[1], [(0, 0.0, 20.0)])  # imports and first-use allocations (scipy FFT)
+_metrics_for_file(sys.argv[1], [(0, 0.0, 20.0, None)])  # imports and first-use allocations (scipy FFT)
 before = peak_mb()
-m = _metrics_for_file(sys.argv[1], [(0, 0.0, None)])[0][1]
+m = _metrics_for_file(sys.argv[1], [(0, 0.0, None, None)])[0][1]
 print(json.dumps({"grew_mb": peak_mb() - before, **m}))
 """
 
@@ -302,8 +302,8 @@ def test_a_read_that_fails_under_the_decoder_is_the_error_not_a_shorter_segment(
         return FileAudio(url, lambda: _ResetAfter(path, size // 2), size=size)
 
     monkeypatch.setattr(inputs, "_url_opener", opener)
-    [(_, whole)] = quality._metrics_for_file("https://example.org/a.wav", [(0, 0.0, 1.0)])
+    [(_, whole)] = quality._metrics_for_file("https://example.org/a.wav", [(0, 0.0, 1.0, None)])
     assert whole["audio_error"] is None and whole["audio_duration"] == pytest.approx(1.0)
-    [(_, got)] = quality._metrics_for_file("https://example.org/a.wav", [(0, 0.0, 4.0)])
+    [(_, got)] = quality._metrics_for_file("https://example.org/a.wav", [(0, 0.0, 4.0, None)])
     assert "connection reset by peer" in (got["audio_error"] or ""), got
     assert np.isnan(got["audio_duration"])

@@ -170,3 +170,31 @@ def test_the_audio_route_serves_each_side_of_a_call_alone(call, tmp_path):
         expected = both[round(START * sr):round(START * sr) + len(heard), channel]
         assert len(heard) == pytest.approx(LENGTH * sr, abs=2)
         np.testing.assert_allclose(heard, expected, atol=1e-4)
+
+
+def test_each_side_of_a_call_is_measured_alone(call, tmp_path):
+    """Audio metrics, loudness and the audio hash of a supervision on one channel are of that
+    channel: before, both sides were measured on their mix (the same hash, the same levels)."""
+    import pyloudnorm
+
+    from sde.audio import compute_audio_metrics
+    from sde.quality.segments import measure_segments
+
+    folder, recording, both = call
+    cuts = []
+    for channel in (0, 1):
+        sup = SupervisionSegment(f"s{channel}", "call", START, LENGTH, channel=channel, text=f"side {channel}")
+        cuts.append(MonoCut(f"call-{channel}", 0.0, recording.duration, channel, recording=recording, supervisions=[sup]))
+    table, _ = _rows(folder, cuts)
+    metrics = compute_audio_metrics(table, workers=1)
+    measured = measure_segments(table, ("hash", "loudness"), workers=1)
+    sr = recording.sampling_rate
+    side = [both[round(START * sr):round((START + LENGTH) * sr), channel].astype(np.float64) for channel in (0, 1)]
+    for channel in (0, 1):
+        rms = 10 * np.log10(np.mean(side[channel] ** 2))
+        assert metrics["rms_dbfs"][channel] == pytest.approx(rms, abs=0.05)
+        assert metrics["peak_dbfs"][channel] == pytest.approx(20 * np.log10(np.abs(side[channel]).max()), abs=0.05)
+        assert metrics["channels"][channel] == 2  # the file's
+        assert measured["lufs"][channel] == pytest.approx(pyloudnorm.Meter(sr).integrated_loudness(side[channel]),
+                                                          abs=0.5)
+    assert measured["audio_hash"][0] != measured["audio_hash"][1]

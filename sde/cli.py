@@ -998,13 +998,20 @@ def _index_on_ray(sources: tuple[str, ...], options, cache_dir: str | None, vad:
         fail(f"--engine ray: {e}")
 
 
+def _unmeasured(summary: dict) -> str:
+    """How many utterances the speech hours leave out (their audio could not be read)."""
+    n = summary.get("speech_unmeasured") or 0
+    return (f"; {n:,} {'utterance' if n == 1 else 'utterances'} unreadable, not counted: "
+            "filter {quality_error} is not null") if n else ""
+
+
 def format_summary(summary: dict) -> str:
     lines = [
         f"manifest         {summary['manifest']}",
         f"utterances       {summary['utterances']:,}",
         f"hours            {summary['hours']:.2f}" if summary["hours"] is not None else "hours            -",
-        *([f"speech hours     {summary['speech_hours']:.2f}  (VAD)"] if summary.get("speech_hours") is not None
-          else []),
+        *([f"speech hours     {summary['speech_hours']:.2f}  (VAD{_unmeasured(summary)})"]
+          if summary.get("speech_hours") is not None else []),
         f"words            {summary['words']:,}",
         f"vocabulary size  {summary['vocabulary_size']:,}",
         f"alphabet size    {summary['alphabet_size']}",

@@ -79,7 +79,7 @@ class DatasetOptions:
 
 
 #: The layout of Dataset.summary_sums: kept ones of another layout are computed again.
-SUMS_FORMAT = 1
+SUMS_FORMAT = 2
 
 
 @dataclass
@@ -220,6 +220,8 @@ class Dataset:
                 "missing": int(len(scored) - scored.sum()),
             }
         duration = utt["duration"].to_numpy(dtype="float64", na_value=np.nan)
+        speech = (utt["speech_duration"].to_numpy(dtype="float64", na_value=np.nan)
+                  if "speech_duration" in utt else None)
         return {
             "format": SUMS_FORMAT,
             "utterances": int(len(utt)),
@@ -228,8 +230,9 @@ class Dataset:
             "characters": int(utt["num_chars"].sum()),
             "hypotheses": hyps,
             # when speech activity was measured (--vad, or the TTS page's job): sde.quality.apply
-            "speech_hours": _json_float(float(np.nansum(utt["speech_duration"].to_numpy(
-                dtype="float64", na_value=np.nan))) / 3600.0) if "speech_duration" in utt else None,
+            "speech_hours": _json_float(float(np.nansum(speech)) / 3600.0) if speech is not None else None,
+            # utterances whose audio the VAD could not read: not in speech_hours
+            "speech_unmeasured": int(np.isnan(speech).sum()) if speech is not None else None,
         }
 
     def _summary(self) -> dict:
@@ -255,7 +258,8 @@ class Dataset:
             # checked the files (the CLI does at every start)
             **audio_presence_summary(self.utterances),
             **({"alphabet_check": self.alphabet_report} if self.alphabet_report is not None else {}),
-            **({"speech_hours": sums["speech_hours"]} if sums["speech_hours"] is not None else {}),
+            **({"speech_hours": sums["speech_hours"], "speech_unmeasured": sums["speech_unmeasured"]}
+               if sums["speech_hours"] is not None else {}),
         }
 
 

@@ -245,7 +245,27 @@ def test_stats_vad_json_has_speech_hours(corpus):
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["speech_hours"] * 3600 == pytest.approx(sum(known["speech_s"]), abs=2.0)
+    assert summary["speech_unmeasured"] == 0
     assert "speech_hours" not in json.loads(run_cli("stats", str(manifest), "--json", "--no-cache").stdout)
+
+
+def test_stats_vad_counts_the_utterances_it_could_not_read(corpus, tmp_path):
+    """Speech hours leave out audio the VAD cannot read: the summary says how many (before, an
+    unreadable file vanished from the hours silently)."""
+    need_vad()
+    manifest, known = corpus
+    first = json.loads(manifest.read_text().splitlines()[0])
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wave file")
+    lines = [dict(first, audio_filepath=str(manifest.parent / first["audio_filepath"])),
+             dict(first, audio_filepath="bad.wav")]
+    (tmp_path / "m.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    r = run_cli("stats", str(tmp_path / "m.json"), "--vad", "--json", "--no-cache")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["speech_unmeasured"] == 1
+    assert summary["speech_hours"] * 3600 == pytest.approx(known["speech_s"][0], abs=0.5)
+    text = run_cli("stats", str(tmp_path / "m.json"), "--vad", "--no-cache").stdout
+    assert "1 utterance unreadable, not counted: filter {quality_error} is not null" in text
 
 
 def test_stats_vad_is_cached_with_the_dataset(corpus, tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sde.audio import IN_MEMORY_MAX_FRAMES, read_segment
+from sde.audio import IN_MEMORY_MAX_FRAMES, AudioError, read_segment
 from sde.quality.loudness import LoudnessMeter, integrated_loudness
 from sde.quality.segments import SegmentMeasures, measure_segment
 from sde.quality.vad import SpeechActivity, speech_activity
@@ -100,6 +100,21 @@ def test_a_long_segment_measured_in_blocks_equals_it_measured_whole(long_stereo)
     # and both are what was built: two sentences of speech (give or take Silero's 30 ms pads)
     assert blocked["speech_duration"] == pytest.approx(speech_s, abs=0.25)
     assert blocked["leading_silence"] == pytest.approx(start, abs=0.1)
+
+
+def test_a_long_segment_damaged_in_the_middle_is_an_error_not_a_pause(long_stereo, tmp_path):
+    """A stretch the decoder cannot deliver inside a segment read block by block was measured as
+    silence (less speech, a quieter loudness, no error): now it fails as a segment read whole does."""
+    path, _, _ = long_stereo
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + len(data) // 8] = bytes(len(data) // 8)
+    damaged = tmp_path / "damaged.flac"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match="corrupt or truncated audio data"):
+        measure_segment(SegmentMeasures(("loudness", "levels")), str(damaged))
+    with pytest.raises(AudioError, match="corrupt or truncated audio data"):
+        read_segment(str(damaged))
 
 
 def test_speech_activity_fed_in_odd_blocks_equals_it_of_the_whole():

@@ -512,10 +512,22 @@ class SegmentReader:
             self._warned = True
             log.warning("%s: %s; serving silence in its place", self.path, why)
 
-    def blocks(self, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
-        """The whole segment as consecutive mono blocks of ``block_frames`` (the last shorter)."""
+    def blocks(self, block_frames: int = BLOCK_FRAMES, *, strict: bool = False) -> Iterator[np.ndarray]:
+        """The whole segment as consecutive mono blocks of ``block_frames`` (the last shorter).
+        ``strict``: data the decoder cannot deliver is an :class:`AudioError`, as for a segment
+        read whole, not silence (a measure must not take a damaged stretch for a pause)."""
         for start in range(0, self.frames, block_frames):
-            yield self.read(start, min(block_frames, self.frames - start))
+            count = min(block_frames, self.frames - start)
+            yield self._read_strictly(start, count) if strict else self.read(start, count)
+
+    def _read_strictly(self, start: int, count: int) -> np.ndarray:
+        raw = self._read_raw(start, count)
+        got = min(len(raw), count)
+        if got < count and self.exact and (self.frames - start - got) / self.sample_rate > DURATION_TOLERANCE:
+            end = self.offset + self.frames / self.sample_rate
+            has = f"has data up to {self.offset + (start + got) / self.sample_rate:.3f} s"
+            raise _truncated(self.path, end, has, self._announced)
+        return np.clip(self._mono(raw[:got]), -1.0, 1.0).astype(np.float32, copy=False)
 
     def segment(self) -> Segment:
         """The whole segment in memory (mono: a multi-channel file is mixed block by block).

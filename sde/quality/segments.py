@@ -147,7 +147,7 @@ def measure_segment(measures: SegmentMeasures, path: str, offset: float = 0.0,
         if reader.fits_in_memory:
             feed.feed(reader.segment().samples)
         else:
-            for block in reader.blocks(MEASURE_BLOCK_FRAMES):
+            for block in reader.blocks(MEASURE_BLOCK_FRAMES, strict=True):
                 feed.feed(block)
     return feed.result()
 

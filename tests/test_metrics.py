@@ -456,14 +456,21 @@ def test_long_utterance_is_windowed_within_slack_of_the_exact_alignment(words, k
     assert c["num_words"] == words and c["hits"] == words - c["sub"] - c["del"]
     assert len(out.errors) == errors
     assert out.errors["op"].value_counts().reindex(list(metrics.OPS)).tolist() == [c["sub"], c["del"], c["ins"]]
-    assert out.long_utterances == [metrics.LongUtterance(0, words, len(hyp.split()), len(ref), len(hyp))]
+    # an utterance whose counts reach the length difference is exact all the same: no note
+    provably_exact = errors == abs(words - len(hyp.split())) and c["char_edits"] == abs(len(ref) - len(hyp))
+    assert provably_exact == (kind in ("identical", "short hypothesis"))
+    noted = [] if provably_exact else [metrics.LongUtterance(0, words, len(hyp.split()), len(ref), len(hyp))]
+    assert out.long_utterances == noted
 
 
 @pytest.mark.parametrize("ref, hyp, windowed, reason", [
     (" ".join(["a"] * 5_000), " ".join(["b"] * 5_000), False, None),   # at the limit: exact
-    (" ".join(["a"] * 5_001), "a", True, "reference has 5,001 words (limit 5,000)"),
-    ("a", " ".join(["a"] * 5_001), True, "hypothesis has 5,001 words (limit 5,000)"),
-    ("x" * 30_001, "x" * 29_000, True, "reference has 30,001 characters (limit 30,000)"),
+    (" ".join(["a"] * 5_001), "b", True, "reference has 5,001 words (limit 5,000)"),
+    ("b", " ".join(["a"] * 5_001), True, "hypothesis has 5,001 words (limit 5,000)"),
+    ("x" * 30_001, "y" + "x" * 28_999, True, "reference has 30,001 characters (limit 30,000)"),
+    # counts that reach the difference in length are exact all the same: no note
+    (" ".join(["a"] * 5_001), "a", False, None),
+    ("x" * 30_001, "x" * 29_000, False, None),
     ("  " + "x" * 29_990 + "      ", "x", False, None),  # long only with the whitespace strip removes
 ])
 def test_which_utterances_are_windowed_and_the_reason(ref, hyp, windowed, reason):
@@ -503,7 +510,7 @@ def test_a_missing_hypothesis_left_unscored_is_not_aligned(workers):
     long_ref = " ".join(f"w{i % 97}" for i in range(40_000))  # past the exact-alignment limits
     # 40,004 rows: two workers align them in chunks (MIN_PAIRS_PER_PROCESS); the long line once
     refs = pd.Series(["a b c", "  d  e ", "f", ""] * 10_000 + [long_ref] * 2 + ["g h"] * 2, dtype=STRING)
-    hyps = pd.Series(["a x c", pd.NA, "f", pd.NA] * 10_000 + [None, "w1"] + ["g", pd.NA], dtype=STRING)
+    hyps = pd.Series(["a x c", pd.NA, "f", pd.NA] * 10_000 + [None, "zz"] + ["g", pd.NA], dtype=STRING)
     plain = align_corpus(refs, hyps, workers=workers)
     skipped = align_corpus(refs, hyps, workers=workers, skip_missing=True)
     missing = hyps.isna().to_numpy()
@@ -514,4 +521,5 @@ def test_a_missing_hypothesis_left_unscored_is_not_aligned(workers):
     assert skipped.counts["del"][missing].sum() == 0 and skipped.counts["char_edits"][missing].sum() == 0
     assert set(skipped.errors["utt"]) == set(np.flatnonzero(~missing)) & set(plain.errors["utt"])
     assert [u.utt for u in skipped.long_utterances] == [40_001]  # the scored one
-    assert [u.utt for u in plain.long_utterances] == [40_000, 40_001]
+    # aligned against "", the missing one has every word deleted: exact, so no note either
+    assert [u.utt for u in plain.long_utterances] == [40_001]

@@ -180,7 +180,8 @@ def compare(table: pd.DataFrame, a_columns: Columns, b_columns: Columns, n_resam
     per-utterance correlation between the systems is kept; its interval is the percentile
     interval of the resampled differences and ``p`` the two-sided p-value of :func:`_bootstrap_p`.
     A's and B's intervals are exactly :func:`bootstrap_wer`'s for the same seed; the difference
-    uses its own stream derived from ``seed``. Values are NaN when no utterance is selected.
+    uses its own stream derived from ``seed``. Values are NaN when no utterance is selected; ``p``
+    is also NaN when the resamples do not vary (a single utterance, see :func:`_paired_p`).
     """
     _check_bootstrap_args(n_resamples, alpha)
     ca, cb = hypothesis_columns(a_columns), hypothesis_columns(b_columns)
@@ -206,6 +207,18 @@ def compare(table: pd.DataFrame, a_columns: Columns, b_columns: Columns, n_resam
     diffs = np.where(sn > 0, 100.0 * sd / np.where(sn > 0, sn, 1.0),
                      np.where(sz + sd > 0, 100.0, 0.0) - np.where(sz > 0, 100.0, 0.0))
     out["diff"] = {"wer": out["b"]["wer"] - out["a"]["wer"], "ci": list(_percentile_ci(diffs, alpha)),
-                   "p": _bootstrap_p(diffs)}
+                   "p": _paired_p(diffs)}
     return out
+
+
+def _paired_p(diffs: np.ndarray) -> float:
+    """:func:`_bootstrap_p`, or NaN when every resample gives the same non-zero difference.
+
+    Then the bootstrap saw no variation at all (one utterance, or only copies of one): its p would be
+    the floor 2/(B+1), "significant" on the evidence of a single utterance, when nothing measured
+    the uncertainty. Identical systems (every difference 0) keep p = 1.
+    """
+    if diffs.size and diffs.min() == diffs.max() and diffs[0] != 0:
+        return float("nan")
+    return _bootstrap_p(diffs)
 

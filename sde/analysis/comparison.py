@@ -68,10 +68,14 @@ def subset_vocabulary(table: pd.DataFrame, errors: Mapping[str, pd.DataFrame], a
 def word_comparison(table: pd.DataFrame, vocabulary: pd.DataFrame, errors: Mapping[str, pd.DataFrame],
                     a: Any, b: Any, utt_ids: UttIds = None) -> pd.DataFrame:
     """`word_accuracy_comparison` of A and B (word, count, acc_a, acc_b, diff, net) over the
-    selected utterances (the full vocabulary's accuracies when all are selected). `net` = B's
-    correctly recognised occurrences − A's; rows sorted by |net|, then |diff|."""
+    selected utterances that both hypotheses score (the full vocabulary's accuracies when that is
+    every utterance). `net` = B's correctly recognised occurrences − A's; rows sorted by |net|,
+    then |diff|."""
     acc_a, acc_b = a.column("accuracy"), b.column("accuracy")
-    if utt_ids is not None or acc_a not in vocabulary.columns or acc_b not in vocabulary.columns:
+    # The vocabulary's accuracies are each over the lines its hypothesis scores: where one of them
+    # lacks some lines they cover different lines, so the pair is recomputed over the lines both score.
+    paired = all(_scored(table, hypothesis_columns(h), None) is None for h in (a, b))
+    if utt_ids is not None or not paired or acc_a not in vocabulary.columns or acc_b not in vocabulary.columns:
         vocabulary = subset_vocabulary(table, errors, a, b, utt_ids)
     out = word_accuracy_comparison(vocabulary, acc_a, acc_b)
     net = np.rint(out["count"].to_numpy(dtype=np.float64) * out["diff"].to_numpy(dtype=np.float64) / 100.0)

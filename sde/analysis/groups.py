@@ -115,10 +115,29 @@ def group_counts(table: pd.DataFrame) -> dict[str, int]:
     return out
 
 
+# Columns a manifest's lines all have their own of (texts, paths, positions): never worth naming.
+_NOT_GROUPS = frozenset({"id", "line", "text", "audio_filepath", "audio_filename", "audio_path", "offset",
+                         "text_filepath"})
+# Per-hypothesis metric columns: `wer`, or `wer_<label>` for pred_text_<label> (HypothesisField.column).
+_METRIC_COLUMNS = ("wer", "cer", "wmr", "sub", "del", "ins", "hits", "char_edits", "ref_chars", "accuracy")
+
+
+def _named_column(name: str, labels: set[str]) -> bool:
+    """Whether a column is worth offering in a message that names the breakdown columns: not a
+    transcript, path or id, nor a hypothesis (pred_text, pred_text_<label>) or its metrics."""
+    if name in _NOT_GROUPS or name.endswith("_norm") or name == "pred_text" or name.startswith("pred_text_"):
+        return False
+    return not any(name == metric or name in {f"{metric}_{label}" for label in labels} for metric in _METRIC_COLUMNS)
+
+
 def breakdown_columns(table: pd.DataFrame) -> list[str]:
-    """Columns :func:`breakdown` is worth calling with (see :func:`group_counts`); any other
-    column of the table works too."""
-    return list(group_counts(table))
+    """Columns :func:`breakdown` is worth calling with (see :func:`group_counts`), as error messages
+    name them: without the transcripts, paths and per-hypothesis metrics (a breakdown by `text` or
+    `sub` groups the lines that happen to agree; "choose one of: …, text, pred_text, sub, del, …"
+    misled). Any other column of the table works too."""
+    labels = {str(c)[len("wer_"):] for c in table.columns if str(c).startswith("wer_")}
+    keep = [c for c in table.columns if _named_column(str(c), labels)]
+    return list(group_counts(table[keep])) if keep else []
 
 
 def _factorize(s: pd.Series) -> tuple[np.ndarray, Any, bool]:

@@ -26,9 +26,12 @@ Agreement with jiwer 4 (tests check both, pair by pair, against jiwer):
 Long utterances. Exact Levenshtein costs time ~ length² per utterance: one 330,000-word line took
 minutes. An utterance whose reference or hypothesis has more than ``MAX_EXACT_WORDS`` words or
 ``MAX_EXACT_CHARS`` characters is aligned in windows instead: both texts are cut into consecutive
-pieces of at most ``WINDOW_WORDS`` words (``WINDOW_CHARS`` characters for CER), each cut placed
-where a run of equal words (characters) lines the two texts up, else proportionally; each pair of
-pieces is aligned exactly. Time and memory are linear in the text. The pieces concatenate to the
+pieces of at most ``WINDOW_WORDS`` words (``WINDOW_CHARS`` characters for CER) on a side, or of at
+most that squared in area (a long stretch one text lacks: cheap to align whole), each cut placed at
+an anchor, a run of equal words (characters) found once in the reference and at most a few times in
+the hypothesis, on the longest chain of such runs in order (so a truncated hypothesis, a skipped
+passage or a repeated loop is lined up wherever it is), else proportionally (and proportional
+cuts throughout where they cost fewer edits); each pair of pieces is aligned exactly. Time and memory are linear in the text. The pieces concatenate to the
 whole texts, so the result is a real alignment: its error counts are never below the exact ones,
 and equal to them unless an optimal alignment crosses a cut. It is not skipped, so every corpus sum
 keeps the utterance. ``CorpusAlignment.long_utterances`` lists these utterances (the app shows one

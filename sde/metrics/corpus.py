@@ -68,7 +68,8 @@ class CorpusAlignment:
     # Occurrences of each reference word, when asked for: counted where the words are split anyway,
     # which is far cheaper than splitting every reference a second time for the vocabulary.
     ref_word_counts: dict[str, int] | None = None
-    # Utterances over the exact-alignment limits, aligned in windows (see the module docstring).
+    # Utterances over the exact-alignment limits, aligned in windows (see the module docstring),
+    # but for those whose counts are exact all the same (_provably_exact).
     long_utterances: list[LongUtterance] = field(default_factory=list)
 
 
@@ -135,7 +136,8 @@ def _align_chunk(refs: list, hyps: list, base: int, skip_missing: bool = False) 
     Returns the seven count lists as int64 arrays, then the errors: utt ids, op codes, and the
     ref/hyp words each joined with "\\n" ("" where absent). Words never contain whitespace, so
     the join is lossless, and one string pickles back from a worker far faster than a list. Last,
-    the (utt, ref words, hyp words, ref chars, hyp chars) of the utterances aligned in windows.
+    the (utt, ref words, hyp words, ref chars, hyp chars) of the utterances aligned in windows
+    whose counts may be above the exact ones.
     """
     editops = Levenshtein.editops
     distance = Levenshtein.distance
@@ -190,7 +192,7 @@ def _align_chunk(refs: list, hyps: list, base: int, skip_missing: bool = False) 
                     add_hyp(hyp_word)
                 for values, value in zip(per_utterance, counts):
                     values.append(value)
-                if is_windowed(*sizes):
+                if is_windowed(*sizes) and not _provably_exact(counts, sizes):
                     long_utts.append((utt, *sizes))
                 continue
             subs = dels = inss = 0
@@ -244,6 +246,17 @@ def _align_chunk(refs: list, hyps: list, base: int, skip_missing: bool = False) 
         "\n".join(err_hyp),
         long_utts,
     )
+
+
+def _provably_exact(counts: tuple[int, ...], sizes: tuple[int, ...]) -> bool:
+    """Whether a windowed alignment's counts are the exact ones all the same: no alignment has
+    fewer edits than the difference in length, so counts that reach it are exact (an identical,
+    or only truncated, hypothesis). Such an utterance gets no "may be slightly higher" note."""
+    sub, dele, ins, _, char_edits, _ = counts
+    ref_words, hyp_words, ref_chars, hyp_chars = sizes
+    words_exact = max(ref_words, hyp_words) <= MAX_EXACT_WORDS or sub + dele + ins == abs(ref_words - hyp_words)
+    chars_exact = max(ref_chars, hyp_chars) <= MAX_EXACT_CHARS or char_edits == abs(ref_chars - hyp_chars)
+    return words_exact and chars_exact
 
 
 def _align_range(bounds: tuple[int, int]) -> tuple:

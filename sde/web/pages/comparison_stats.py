@@ -16,6 +16,9 @@ from sde.web.components import fmt_int
 if TYPE_CHECKING:  # pragma: no cover
     from sde.manifest import HypothesisField
 
+# Below this many utterances a significant difference comes with a caution (see interpretation).
+FEW_UTTERANCES = 20
+
 STATS = "cmp-stats"                  # container of the stat cards + interpretation
 INTERPRETATION = "cmp-interpretation"
 A_WER, B_WER, DIFF_WER = "cmp-a-wer", "cmp-b-wer", "cmp-diff-wer"
@@ -63,13 +66,20 @@ def interpretation(payload: Mapping, a_name: str, b_name: str) -> tuple[str, str
     """(sentence, tone) saying what the paired bootstrap found.
 
     "B (x) is better by 8.0 points (95% CI 3.1 – 12.9, p = 0.002)" when the interval excludes 0;
-    otherwise that the difference is not significant. tone: success | danger | secondary."""
+    otherwise that the difference is not significant, or that nothing can be told (no p-value: the
+    resamples did not vary, e.g. one utterance). tone: success | danger | secondary."""
     d = payload.get("diff") or {}
     diff, (lo, hi), p = d.get("wer"), d.get("ci") or (None, None), d.get("p")
     if not _finite(diff, lo, hi):
         return "No utterances selected: nothing to compare.", "secondary"
     if diff == 0 and lo == 0 and hi == 0:
         return f"A ({a_name}) and B ({b_name}) make exactly as many word errors.", "secondary"
+    if not _finite(p):  # the resamples did not vary (one utterance): nothing measured the uncertainty
+        n = payload.get("utterances")
+        of = f"these {fmt_int(n)} utterances" if isinstance(n, int) and n > 1 else "this utterance"
+        return (f"Cannot tell whether A ({a_name}) or B ({b_name}) is better: every bootstrap resample of {of} "
+                f"gives the same difference ({fmt_signed(diff)} points), so there is no interval to judge it by; "
+                "select more utterances.", "secondary")
     if diff < 0:  # B has the lower WER
         better, by, clo, chi = f"B ({b_name})", -diff, -hi, -lo
     else:
@@ -79,7 +89,14 @@ def interpretation(payload: Mapping, a_name: str, b_name: str) -> tuple[str, str
     pv = fmt_p(p, payload.get("n_resamples"))
     if lo > 0 or hi < 0:
         tone = "success" if diff < 0 else "danger"
-        return f"{better} is better by {fmt_points(by, digits)} points ({ci}, {pv}).", tone
+        n = payload.get("utterances")
+        caution = ""
+        if isinstance(n, int) and n < FEW_UTTERANCES:
+            # a percentile bootstrap over a handful of utterances is too narrow: 3 utterances all
+            # better gave p = 0.002, where an exact sign test cannot go below 0.25
+            caution = (f" Only {fmt_int(n)} {'utterance' if n == 1 else 'utterances'}: a bootstrap this small "
+                       "understates the uncertainty; select more before relying on it.")
+        return f"{better} is better by {fmt_points(by, digits)} points ({ci}, {pv}).{caution}", tone
     return (f"No significant difference: {better} is ahead by {fmt_points(by, digits)} points, but the {ci} "
             f"includes 0 ({pv}).", "secondary")
 
@@ -126,7 +143,8 @@ def section(payload: Mapping, a: "HypothesisField", b: "HypothesisField") -> htm
               title="paired bootstrap over utterances: negative means B makes fewer errors"),
     ]
     n = payload.get("utterances")
-    note = (f"{fmt_int(n)} utterances · {fmt_int(payload.get('n_resamples'))} bootstrap resamples "
+    note = (f"{fmt_int(n)} {'utterance' if n == 1 else 'utterances'} · {fmt_int(payload.get('n_resamples'))} "
+            "bootstrap resamples "
             f"(seed {payload.get('seed', 0)}), paired for the difference")
     return html.Div([
         dbc.Row([dbc.Col(c, xs=12, md=4, className="mb-2") for c in cards], className="g-2"),

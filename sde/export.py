@@ -16,8 +16,9 @@ export is the user's data, not sde's re-serialisation of it. Decisions (tests pi
   sources are spooled to a temporary file first) - memory is a few integers per selected line.
 * `apply_reviews`: "drop" reviews are removed, a "fix" writes its text into `text` keeping the old
   one in `text_original` (an existing `text_original` is kept: it is the oldest), notes and tags go
-  to `review_note` / `review_tags`. Only those lines are re-serialised (json.dumps: key order kept,
-  numbers in Python's shortest form); every other line is copied byte for byte.
+  to `review_note` / `review_tags`. In those lines only these members are written (set_members);
+  the rest of the line is kept as written (numbers such as 1.50 or 1e400, escapes, spacing), and
+  every other line is copied byte for byte.
 * Outputs are written atomically (a temporary file in the output's folder, renamed when complete);
   the input is never opened for writing, and an output that is one of the sources is refused.
 """
@@ -28,6 +29,7 @@ import datetime as _dt
 import gzip
 import json
 import os
+import re
 import secrets
 import socket
 from dataclasses import dataclass, field
@@ -49,8 +51,17 @@ from sde.lines import SourceFile as SourceFile
 from sde.lines import source_files as source_files
 from sde.lines import in_chunks
 from sde.cut_lines import has_shared_lines, selected_cut_lines
+from sde.sources.patterns import PatternError, brace_expand, has_braces, normalise_tags
 from sde.query import QueryError
-from sde.reviews import ReviewStore, aligned_reviews, default_reviews_path, open_reviews, query_for, write_review
+from sde.reviews import (
+    ReviewStore,
+    aligned_reviews,
+    default_reviews_path,
+    open_reviews,
+    query_for,
+    utterance_keys,
+    write_review,
+)
 from sde.quality.apply import TooLarge, ensure_named_quality_columns
 from sde.rules import Rule, RulesReport, evaluate_rules, load_rules
 
@@ -76,7 +87,7 @@ class AtomicOutput:
     removes the leftovers of writers that are gone.
     """
 
-    def __init__(self, target: str | Path) -> None:
+    def __init__(self, target: str | Path, buffer: int = 1 << 20) -> None:
         self.target = Path(target)
         folder = self.target.parent
         if not folder.is_dir():
@@ -94,8 +105,9 @@ class AtomicOutput:
             except OSError as e:
                 raise ExportError(f"{self.target}: cannot write in {folder} ({e.strerror}); choose another "
                                   "output folder") from None
-        raw = os.fdopen(fd, "wb", buffering=1 << 20)
-        self.file: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb") if self.target.suffix == ".gz" else raw
+        raw = os.fdopen(fd, "wb", buffering=buffer)
+        gz = self.target.suffix.lower() == ".gz"
+        self.file: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb") if gz else raw
         self._raw = raw
         self.done = False
 
@@ -180,6 +192,28 @@ def refuse_overwriting_sources(outputs: Mapping[str, str | Path | None], sources
         seen[resolved] = f"{option} {out}"
 
 
+# Suffixes a reader takes for a compression sde does not write: a file so named holding plain
+# lines fails in the training job that opens it, far from the export that named it.
+OTHER_COMPRESSIONS = {".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".zst": "zstd", ".zstd": "zstd",
+                      ".lz4": "lz4", ".zip": "zip", ".7z": "7-Zip", ".tgz": "gzipped tar", ".tar": "tar",
+                      ".br": "brotli", ".z": "compress"}
+
+
+def refuse_unwritten_compression(outputs: Mapping[str, str | Path | None]) -> None:
+    """An output named for a compression sde does not write (`-o kept.json.bz2`) is refused by
+    name, rather than written as plain text under a name that promises otherwise."""
+    for option, out in outputs.items():
+        if out is None:
+            continue
+        path = Path(out)
+        kind = OTHER_COMPRESSIONS.get(path.suffix.lower())
+        if kind is not None:
+            plain = path.with_suffix("")
+            raise ExportError(f"{option} {out}: sde writes manifests as plain text or gzip (.gz), not {kind}; "
+                              f"name it {plain} or {plain}.gz (and compress it afterwards if you need "
+                              f"{path.suffix})")
+
+
 def dataset_inputs(dataset: "Dataset") -> list[tuple[str, str]]:
     """The local files besides the manifest that a dataset was built from: (option, path)."""
     options = dataset.options
@@ -242,6 +276,7 @@ class ExportPlan:
     # apply-reviews: kept row position → the review whose fix, note or tags rewrite its line
     rewrites: dict[int, Any] = field(default_factory=dict)
     reviews: dict | None = None     # the changelog's "reviews" entry
+    notes: list[str] = field(default_factory=list)   # printed after the counts, kept in the changelog
 
 
 def plan_export(dataset: "Dataset", *, filter: str | None = None, sort: str | None = None,
@@ -267,7 +302,7 @@ def plan_export(dataset: "Dataset", *, filter: str | None = None, sort: str | No
     if apply_reviews:
         if store is None:
             raise ExportError("--apply-reviews needs a reviews file: pass --reviews FILE")
-        reviews_info = _apply_reviews(aligned_reviews(dataset, store), keep, rewrites)
+        reviews_info = _apply_reviews(aligned_reviews(dataset, store), keep, rewrites, utterance_keys(dataset).lines)
         reviews_info["file"] = str(store.path)
     return ExportPlan(kept=selected[keep[selected]], rejected=np.flatnonzero(~keep).astype(np.int64),
                       selected=len(selected), filter=filter or None, sort=sort or None, rules=report,
@@ -285,13 +320,20 @@ def _select(query: Any, filter: str | None, sort: str | None) -> np.ndarray:
         raise ExportError(f"--sort: {e}") from None
 
 
-def _apply_reviews(aligned: Any, keep: np.ndarray, rewrites: dict[int, Any]) -> dict:
-    """Take "drop" rows out of `keep`; note the kept rows whose line a fix, note or tags rewrite."""
+def _apply_reviews(aligned: Any, keep: np.ndarray, rewrites: dict[int, Any], lines: np.ndarray) -> dict:
+    """Take "drop" rows out of `keep`; note the kept rows whose line a fix, note or tags rewrite.
+    The changelog names each changed line where it is now (`lines`, the rows' line numbers): a
+    review may have been saved on another line of an older version of the manifest (its file
+    and audio_filepath are the row's: a review follows only its own utterance)."""
     counts = {"drop": 0, "fix": 0, "annotated": 0}
     changes: list[dict] = []
+    left_out = 0   # reviewed, but the filter or a rule left the line out already
     for position, review in zip(aligned.positions.tolist(), aligned.reviews):
-        if review.status is None or not keep[position]:
-            continue  # unreviewed (undone), or already left out by the filter or a rule
+        if review.status is None:
+            continue  # unreviewed (undone)
+        if not keep[position]:
+            left_out += 1
+            continue
         if review.status == "drop":
             keep[position] = False
             counts["drop"] += 1
@@ -301,7 +343,7 @@ def _apply_reviews(aligned: Any, keep: np.ndarray, rewrites: dict[int, Any]) -> 
         else:
             continue
         if len(changes) < MAX_CHANGELOG_CHANGES:
-            change = {"source": review.key.source, "line": review.key.line,
+            change = {"source": review.key.source, "line": int(lines[position]),
                       "audio_filepath": review.key.audio_filepath, "review": review.status}
             if review.status == "fix":
                 change["text"] = review.text
@@ -310,11 +352,14 @@ def _apply_reviews(aligned: Any, keep: np.ndarray, rewrites: dict[int, Any]) -> 
             changes.append(change)
     total = sum(counts.values())
     return {"dropped": counts["drop"], "fixed": counts["fix"], "annotated": counts["annotated"],
-            "stale": aligned.stale, "changes": changes, "changes_truncated": total > len(changes)}
+            "left_out": left_out, "stale": aligned.stale, "moved": aligned.moved, "changes": changes,
+            "changes_truncated": total > len(changes)}
 
 
-def rewrite_line(line: bytes, review: Any, dataset_text: str | None) -> bytes:
-    """The line with a review applied: corrected `text` (old one in `text_original`), note, tags."""
+def rewrite_line(line: bytes, review: Any, dataset_text: "str | None | Callable[[], str | None]") -> bytes:
+    """The line with a review applied: corrected `text` (old one in `text_original`), note, tags.
+    ``dataset_text``: the utterance's text where the line has none (read from `text_filepath`),
+    or a function giving it, called only then (a lookup in a compressed column costs ~0.2 ms)."""
     body = line.rstrip(b"\r\n")
     end = line[len(body):] or b"\n"
     try:
@@ -322,8 +367,70 @@ def rewrite_line(line: bytes, review: Any, dataset_text: str | None) -> bytes:
     except ValueError as e:  # sde loaded this line, so this is a file edited since then
         raise ExportError(f"{review.key.source}:{review.key.line}: no longer valid JSON ({e}); "
                           "the manifest changed after sde loaded it; load it again") from None
-    write_review(obj, obj, review, obj.get("text", dataset_text))
-    return json.dumps(obj, ensure_ascii=False).encode("utf-8") + end
+    before = dict(obj)
+    if "text" in obj:
+        old_text = obj["text"]
+    else:
+        old_text = dataset_text() if callable(dataset_text) else dataset_text
+    write_review(obj, obj, review, old_text)
+    changed = {k: v for k, v in obj.items() if k not in before or v is not before[k]}
+    text = body.decode("utf-8")
+    try:
+        return set_members(text, changed).encode("utf-8") + end
+    except ValueError:  # not one JSON object after all (json.loads took it): re-serialise it whole
+        return json.dumps(obj, ensure_ascii=False).encode("utf-8") + end
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"[ \t\n\r]*:[ \t\n\r]*')   # "key" : (then the value)
+_AFTER = re.compile(r"[ \t\n\r]*([,}])[ \t\n\r]*")                 # , or } after a value
+_SCAN = json.JSONDecoder().scan_once
+
+
+def set_members(text: str, values: Mapping[str, Any]) -> str:
+    """The JSON object `text` with the top-level members `values` set: a member it has gets its
+    value replaced (the last one, which a JSON reader takes, when a key repeats), a new one is
+    added before the closing brace. Every other byte is kept as written, so the rest of a
+    corrected line stays the user's: numbers such as 1.50, 1E-5 or 1e400 (that json.dumps would
+    write as 1.5, 1e-05 or the invalid Infinity), escapes, spacing, key order. Raises ValueError
+    when `text` is not one JSON object."""
+    spans: dict[str, tuple[int, int]] = {}
+    i = _SPACE.match(text).end()
+    if text[i:i + 1] != "{":
+        raise ValueError("not a JSON object")
+    i = _SPACE.match(text, i + 1).end()
+    if text[i:i + 1] != "}":
+        while True:
+            found = _KEY.match(text, i)
+            if found is None:
+                raise ValueError(f"expected a key at {i}")
+            key = found.group(1)
+            key = json.loads(f'"{key}"') if "\\" in key else key
+            try:
+                _, end = _SCAN(text, found.end())
+            except StopIteration:
+                raise ValueError(f"expected a value at {found.end()}") from None
+            spans[key] = (found.end(), end)
+            after = _AFTER.match(text, end)
+            if after is None:
+                raise ValueError(f"expected ',' or '}}' at {end}")
+            i = after.end()
+            if after.group(1) == "}":
+                i = after.start(1)
+                break
+    close, empty = i, not spans
+    if _SPACE.match(text, close + 1).end() != len(text):
+        raise ValueError("text after the object")
+    edits = sorted((spans[k] + (json.dumps(v, ensure_ascii=False),) for k, v in values.items() if k in spans),
+                   reverse=True)
+    added = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}"
+             for k, v in values.items() if k not in spans]
+    if added:  # after the last member (before any space in front of the brace)
+        last = max(end for _, end in spans.values()) if spans else close
+        text = text[:last] + ("" if empty else ", ") + ", ".join(added) + text[last:]
+    for start, end, value in edits:  # spans end before `last`: from the back, earlier offsets stay valid
+        text = text[:start] + value + text[end:]
+    return text
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -344,31 +451,44 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
     dataset's own (its predictions, vocabulary and tar shards)."""
     lines = lines or ManifestLines(dataset)
     changelog_path = Path(f"{output}{CHANGELOG_SUFFIX}")
-    outputs_named = {"-o": output, "--rejected": rejected_output, "changelog": changelog_path}
+    kept_names = shard_outputs("-o", output, lines, dataset)
+    rejected_names = shard_outputs("--rejected", rejected_output, lines, dataset) if rejected_output is not None else []
+    outputs_named: dict[str, str | Path | None] = {"changelog": changelog_path}
+    for option, names in (("-o", kept_names), ("--rejected", rejected_names)):
+        outputs_named.update({option if len(names) == 1 else f"{option} (shard {i})": n for i, n in enumerate(names)})
+    refuse_unwritten_compression(outputs_named)
     refuse_overwriting_sources(outputs_named, lines.sources, [*inputs, *dataset_inputs(dataset)])
     refuse_overwriting_audio(outputs_named, dataset)
     texts = dataset.utterances["text"]
     outputs: list[AtomicOutput] = []
     try:
-        kept_out = AtomicOutput(output)
-        outputs.append(kept_out)
-        rejected_out = AtomicOutput(rejected_output) if rejected_output is not None else None
-        if rejected_out is not None:
-            outputs.append(rejected_out)
+        # a buffer per open output: 1 MiB for one file, 64 KiB each for a sharded one (1,024
+        # shards kept and rejected would otherwise hold 2 GiB of buffers)
+        buffer = 1 << 20 if len(kept_names) + len(rejected_names) <= 2 else 1 << 16
+        kept_outs = [AtomicOutput(name, buffer) for name in kept_names]
+        outputs += kept_outs
+        rejected_outs = [AtomicOutput(name, buffer) for name in rejected_names]
+        outputs += rejected_outs
+        kept_out = kept_outs[0]
+        rejected_out = rejected_outs[0] if rejected_outs else None
 
         def kept_line(position: int, line: bytes) -> bytes:
             review = plan.rewrites.get(position)
             if review is not None:
-                return rewrite_line(line, review, _text(texts, position))
+                return rewrite_line(line, review, lambda: _text(texts, position))
             return line
 
         if has_shared_lines(dataset, lines):  # Lhotse cuts: a line per cut, a row per supervision
             _write_cut_lines(dataset, lines, plan, kept_out.file, rejected_out.file if rejected_out else None)
         else:
-            _write_lines(lines, plan, kept_out.file, rejected_out.file if rejected_out else None, kept_line,
-                         progress)
+            _write_lines(lines, plan, _Sink([o.file for o in kept_outs], lines.codes),
+                         _Sink([o.file for o in rejected_outs], lines.codes) if rejected_outs else None,
+                         kept_line, progress)
         lines.check_unchanged()  # a file edited during the export: the lines may be a mix
         changelog = _changelog(dataset, plan, lines, output, rejected_output, command)
+        if len(kept_names) > 1 or len(rejected_names) > 1:
+            changelog["outputs"]["shards"] = {"kept": [str(n) for n in kept_names],
+                                              "rejected": [str(n) for n in rejected_names] or None}
         log_out = AtomicOutput(changelog_path)
         outputs.append(log_out)
         log_out.file.write(json.dumps(changelog, ensure_ascii=False, indent=2).encode("utf-8") + b"\n")
@@ -389,7 +509,41 @@ def _text(texts: Any, position: int) -> str | None:
     return None if value is None or value != value else str(value)
 
 
-def _write_lines(lines: ManifestLines, plan: ExportPlan, kept: BinaryIO, rejected: BinaryIO | None,
+class _Sink:
+    """Where a row's line goes: one file, or, for a sharded output, the shard of the row's source."""
+
+    def __init__(self, files: Sequence[BinaryIO], codes: np.ndarray) -> None:
+        self.files, self.codes = list(files), codes
+
+    def write(self, position: int, line: bytes) -> None:
+        files = self.files
+        (files[0] if len(files) == 1 else files[int(self.codes[position])]).write(line)
+
+
+def shard_outputs(option: str, output: str | Path, lines: ManifestLines, dataset: "Dataset") -> list[Path]:
+    """The files an output names: itself, or for a NeMo shard pattern (`kept__OP_0..3_CL_.json`,
+    `kept_{0..3}.json`) one per manifest file of the dataset, in order: shard i gets the lines of
+    manifest i (what NeMo's `shard_manifests` expects beside the same tars)."""
+    text = str(output)
+    pattern = normalise_tags(text)
+    if not has_braces(pattern):
+        return [Path(output)]
+    try:
+        names = brace_expand(pattern)
+    except PatternError as e:
+        raise ExportError(f"{option} {text}: {e}") from None
+    files = len(lines.sources)
+    if len(names) != files or has_shared_lines(dataset, lines) and files > 1:
+        example = f"kept__OP_0..{files - 1}_CL_.json" if files > 1 else "kept.json"
+        raise ExportError(f"{option} {text} names {len(names):,} files, but {dataset.name} has {files:,} manifest "
+                          f"file{'s' if files != 1 else ''} with valid lines: a sharded output gets one shard per "
+                          f"manifest file; name {files} (e.g. {example}), or one file for all the lines")
+    if len(set(names)) != len(names):
+        raise ExportError(f"{option} {text} names the same file twice; give each shard its own name")
+    return [Path(n) for n in names]
+
+
+def _write_lines(lines: ManifestLines, plan: ExportPlan, kept: _Sink, rejected: _Sink | None,
                  kept_line: Callable[[int, bytes], bytes], progress: Callable[[int], None] | None) -> None:
     kept_mask = np.zeros(len(lines.lines), dtype=bool)
     kept_mask[plan.kept] = True
@@ -399,21 +553,21 @@ def _write_lines(lines: ManifestLines, plan: ExportPlan, kept: BinaryIO, rejecte
         # kept and rejected both in manifest order: one pass over the file serves both
         for position, line in lines.read(np.union1d(plan.kept, plan.rejected), hash_sources=True):
             if kept_mask[position]:
-                kept.write(kept_line(position, line) if rewrite else line)
+                kept.write(position, kept_line(position, line) if rewrite else line)
             else:
-                rejected.write(line)
+                rejected.write(position, line)
             done += 1
             if progress and done % 100_000 == 0:
                 progress(done)
         return
     for position, line in lines.read(plan.kept, hash_sources=True):
-        kept.write(kept_line(position, line) if rewrite else line)
+        kept.write(position, kept_line(position, line) if rewrite else line)
         done += 1
         if progress and done % 100_000 == 0:
             progress(done)
     if rejected is not None:
-        for _, line in lines.read(plan.rejected, hash_sources=True):
-            rejected.write(line)
+        for position, line in lines.read(plan.rejected, hash_sources=True):
+            rejected.write(position, line)
 
 
 def _write_cut_lines(dataset: "Dataset", lines: ManifestLines, plan: ExportPlan, kept: BinaryIO,
@@ -437,8 +591,8 @@ def _changelog(dataset: "Dataset", plan: ExportPlan, lines: ManifestLines, outpu
     if plan.reviews is not None:
         reviews = dict(plan.reviews)
         reviews["rewritten_lines"] = len(plan.rewrites)
-        reviews["note"] = ("rewritten lines (fixes, notes, tags) are re-serialised JSON; "
-                           "every other line is copied byte for byte")
+        reviews["note"] = ("in rewritten lines (fixes, notes, tags) only text, text_original, review_note and "
+                           "review_tags are re-serialised JSON; every other byte is copied as it was")
     return {
         "sde_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -462,6 +616,7 @@ def _changelog(dataset: "Dataset", plan: ExportPlan, lines: ManifestLines, outpu
         },
         "rules": plan.rules.to_json(plan.rules_file) if plan.rules is not None else None,
         "reviews": reviews,
+        "notes": list(plan.notes),
     }
 
 
@@ -479,14 +634,22 @@ def summary_lines(changelog: dict) -> list[str]:
     rules = changelog.get("rules")
     if rules:
         for r in rules["rules"]:
-            out.append(f"  rule {r['name']!r}: {r['utterances']:,} utterances, {r['hours']:.2f} h")
+            if r.get("enabled", True) is False:  # its 0 would read as "matches nothing"
+                out.append(f"  rule {r['name']!r}: off (enabled: false in the rules file), not applied")
+                continue
+            out.append(f"  rule {r['name']!r}: {r['utterances']:,} utterances, {r['hours']:.2f} h"
+                       + (f" ({r['only']:,} only this rule)" if len(rules["rules"]) > 1 else ""))
         out.append(f"  all rules: {rules['union']['utterances']:,} utterances, {rules['union']['hours']:.2f} h "
                    "(overlaps counted once)")
     reviews = changelog.get("reviews")
     if reviews:
         out.append(f"  reviews: {reviews['dropped']:,} dropped, {reviews['fixed']:,} fixed, "
                    f"{reviews['annotated']:,} annotated"
-                   + (f", {reviews['stale']:,} match no line any more" if reviews["stale"] else ""))
+                   + (f", {reviews['stale']:,} match no line any more" if reviews["stale"] else "")
+                   # a drop counted 0 because a rule removed its line already is no lost review
+                   + (f"; {reviews['left_out']:,} other reviewed utterances were left out by the filter or "
+                      "rules already" if reviews.get("left_out") else ""))
+    out += [f"note: {note}" for note in changelog.get("notes") or ()]
     return out
 
 
@@ -565,6 +728,9 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
         plan = plan_export(dataset, filter=filter, sort=sort, rules=rules,
                            rules_file=str(rules_path) if rules_path is not None else None,
                            store=store, apply_reviews=apply_reviews)
+        if store is not None and not apply_reviews and not any(t and "review" in t for t in texts):
+            plan.notes.append(f"--reviews {reviews_path} was read but not applied: no filter or rule names a "
+                              "review column; add --apply-reviews to remove the drops and write the fixes")
         inputs = [("--rules", rules_path)] if rules_path is not None else []
         if store is not None:
             inputs.append(("--reviews", store.path))

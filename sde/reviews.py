@@ -13,9 +13,11 @@ folder (one file per manifest, named after its path), or any file given with `--
 * Undo: every change is a row of `history`; undo restores the state before the last change as a
   new version (so an undo is itself visible to, and checked against, other editors).
 * Keys: (source file name, line, audio_filepath as written, offset): stable across rebuilds and
-  cache moves, and precise enough that a review never lands on another utterance after the file
-  was edited (such reviews are "stale": counted, not applied). A line may hold several rows (a
-  Lhotse cut's supervisions): the offset tells them apart.
+  cache moves. A manifest edited above a review (lines added, removed, re-sorted) moves its
+  utterance: the review follows it to the one row of its file with the same audio_filepath and
+  offset (see aligned_reviews), and is "stale" (counted, not applied) where no row or several
+  rows have them, so it never lands on another utterance. A line may hold several rows (a Lhotse
+  cut's supervisions): the offset tells them apart.
 * A file edited by hand into rows sde never writes is read leniently or row by row skipped, each
   problem reported once (`ReviewStore.problems`, the log) with the SQL that repairs it.
 * A file sde cannot write (read-only file system or folder) is opened read-only, with the reason.
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -192,6 +194,31 @@ class UtteranceKeys:
         self._order = _key_order(combined, self.offsets)
         self._sorted = combined if self._order is None else combined[self._order]
         self._sorted_offsets = self.offsets if self._order is None else self.offsets[self._order]
+        self._relocated: dict[ReviewKey, int] = {}
+
+    def relocated(self, keys: Sequence[ReviewKey]) -> np.ndarray:
+        """For keys whose line no longer matches (lines added, removed or reordered above them):
+        the one row of the same file with the same audio_filepath and offset, -1 where there is
+        none or several. Remembered per key: the stale keys of a session rarely change, and
+        finding their audio is a pass over every row."""
+        todo = [k for k in dict.fromkeys(keys) if k not in self._relocated]
+        if todo:
+            self._relocated.update(self._find_moved(todo))
+        return np.array([self._relocated[k] for k in keys], dtype=np.int64)
+
+    def _find_moved(self, keys: Sequence[ReviewKey]) -> dict[ReviewKey, int]:
+        wanted = {k.audio_filepath for k in keys}
+        # the audio column as text (as key() stores it); a pyarrow isin, not a Python loop per row
+        audio = self.audio.astype("string[pyarrow]")
+        rows = np.flatnonzero(audio.isin(list(wanted)).to_numpy(dtype=bool, na_value=False))
+        found: dict[tuple[int, str, float], list[int]] = {}
+        for row, name in zip(rows.tolist(), audio.iloc[rows].tolist()):
+            found.setdefault((int(self.codes[row]), str(name), float(self.offsets[row])), []).append(row)
+        out = {}
+        for k in keys:
+            same = found.get((self._code_of.get(k.source, -1), k.audio_filepath, float(k.offset)), [])
+            out[k] = same[0] if len(same) == 1 else -1   # several: which one is ambiguous, so none
+        return out
 
     def key(self, position: int) -> ReviewKey:
         return ReviewKey(self.names[int(self.codes[position])], int(self.lines[position]),
@@ -281,20 +308,51 @@ class AlignedReviews:
     positions: np.ndarray       # row of each review below
     reviews: list[Review]       # current reviews that match a row (status None: undone)
     stale: int                  # reviews that match no row (the manifest changed since)
+    moved: int = 0              # reviews found on another line than they were saved on
+
+    def at(self, position: int) -> Review | None:
+        """The review aligned with row `position`, if any."""
+        if self._by_position is None:
+            self._by_position = dict(zip(self.positions.tolist(), self.reviews))
+        return self._by_position.get(int(position))
+
+    _by_position: dict[int, Review] | None = field(default=None, repr=False, compare=False)
 
 
 def aligned_reviews(dataset: "Dataset", store: ReviewStore) -> AlignedReviews:
+    """The store's reviews on the dataset's rows. A review's key names its line, but a manifest
+    edited above it (a line added, removed, the file re-sorted) moves the utterance: a review whose
+    line no longer matches follows it to the one row of its file with the same audio_filepath and
+    offset, unless that row has a review of its own, another review moves there too, or several
+    rows share that audio (then it is stale: counted, never applied to a guess)."""
     token = (id(store), store.generation())
     cached = dataset.__dict__.get("_sde_aligned_reviews")
     if cached is not None and cached[0] == token:
         return cached[1]
     reviews = store.reviews()
-    positions = utterance_keys(dataset).positions([r.key for r in reviews])
+    keys = utterance_keys(dataset)
+    positions = keys.positions([r.key for r in reviews])
+    moved = _follow_moved_lines(keys, reviews, positions)
     matched = np.flatnonzero(positions >= 0)
     aligned = AlignedReviews(positions[matched], [reviews[i] for i in matched.tolist()],
-                             int(len(reviews) - len(matched)))
+                             int(len(reviews) - len(matched)), moved)
     dataset.__dict__["_sde_aligned_reviews"] = (token, aligned)
     return aligned
+
+
+def _follow_moved_lines(keys: UtteranceKeys, reviews: Sequence[Review], positions: np.ndarray) -> int:
+    """Give each stale review the row its utterance moved to (in place in `positions`); return
+    how many moved."""
+    stale = np.flatnonzero(positions < 0)
+    if not len(stale):
+        return 0
+    targets = keys.relocated([reviews[i].key for i in stale.tolist()])
+    taken = np.zeros(len(keys.lines), dtype=np.int64)
+    np.add.at(taken, positions[positions >= 0], 2)       # a row's own review always wins
+    np.add.at(taken, targets[targets >= 0], 1)
+    ok = (targets >= 0) & (taken[np.maximum(targets, 0)] == 1)
+    positions[stale[ok]] = targets[ok]
+    return int(ok.sum())
 
 
 def review_columns(dataset: "Dataset", store: ReviewStore | None) -> pd.DataFrame:
@@ -422,8 +480,8 @@ def review_post_route(dataset: "Dataset", store: ReviewStore | None, utterance_i
         if store is None:
             raise _no_store()
         fields = parse_review_body(body)
-        review = store.set_review(_own_key(dataset, position), user=user, **fields)
-        return 200, {"id": position, **review.to_json()}
+        review = store.set_review(_stored_key(dataset, store, position), user=user, **fields)
+        return 200, _shown(dataset, position, review)
     except ReviewError as e:
         return e.status, e.payload()
 
@@ -436,11 +494,35 @@ def review_undo_route(dataset: "Dataset", store: ReviewStore | None, utterance_i
         if store is None:
             raise _no_store()
         body = body if isinstance(body, Mapping) else {}
-        review = store.undo(_own_key(dataset, position), user=user,
+        review = store.undo(_stored_key(dataset, store, position), user=user,
                             expected_version=_version(body.get("version")))
-        return 200, {"id": position, **review.to_json()}
+        return 200, _shown(dataset, position, review)
     except ReviewError as e:
         return e.status, e.payload()
+
+
+def _stored_key(dataset: "Dataset", store: ReviewStore, position: int) -> ReviewKey:
+    """The key a row's review is stored under: its own, or, for a review that followed its
+    utterance to another line (see aligned_reviews), the key it was saved with, so that editing
+    it changes that review (its version, its history) rather than starting a second one."""
+    moved = _moved_key(dataset, store, position)
+    return moved if moved is not None else _own_key(dataset, position)
+
+
+def _moved_key(dataset: "Dataset", store: ReviewStore, position: int) -> ReviewKey | None:
+    """The key of the review that followed row `position` from another line, if any."""
+    cached = dataset.__dict__.get("_sde_aligned_reviews")
+    if cached is not None and cached[0][0] == id(store) and not cached[1].moved:
+        # Nothing had moved when the reviews were last aligned, and saves go to the keys the rows
+        # have: no need to align every review again (a read of the whole file) at each request.
+        return None
+    review = aligned_reviews(dataset, store).at(position)
+    return None if review is None or review.key == utterance_keys(dataset).key(position) else review.key
+
+
+def _shown(dataset: "Dataset", position: int, review: Review) -> dict:
+    """A review as the API shows it: on the row's current line, whatever line it was saved on."""
+    return {"id": position, **review.to_json(), **utterance_keys(dataset).key(position).to_json()}
 
 
 def _own_key(dataset: "Dataset", position: int) -> ReviewKey:
@@ -460,9 +542,12 @@ def review_get_route(dataset: "Dataset", store: ReviewStore | None, utterance_id
     """GET /api/utterances/ID/review → the current review (status null, version 0 when none)."""
     try:
         position = _position(dataset, utterance_id)
-        key = utterance_keys(dataset).key(position)
-        review = store.get(key) if store is not None else Review(key, None)
-        return 200, {"id": position, **review.to_json(), "editable": store is not None and not store.read_only}
+        if store is None:
+            review = Review(utterance_keys(dataset).key(position), None)
+        else:
+            moved = _moved_key(dataset, store, position)
+            review = store.get(moved if moved is not None else utterance_keys(dataset).key(position))
+        return 200, {**_shown(dataset, position, review), "editable": store is not None and not store.read_only}
     except ReviewError as e:
         return e.status, e.payload()
 
@@ -487,8 +572,8 @@ def reviews_list_route(dataset: "Dataset", store: ReviewStore | None, args: Mapp
         texts = dataset.utterances["text"]
         for position in hits[page * page_size:(page + 1) * page_size].tolist():
             reference = texts.iat[position]
-            rows.append({"id": position, "reference": None if pd.isna(reference) else str(reference),
-                         **by_position[position].to_json()})
+            rows.append({"reference": None if pd.isna(reference) else str(reference),
+                         **_shown(dataset, position, by_position[position])})
         return 200, {"total": int(len(hits)), "page": page, "page_size": page_size, "rows": rows,
                      "stale": aligned.stale, "problems": list(store.problems)}
     except QueryError as e:

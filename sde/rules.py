@@ -282,7 +282,9 @@ def rules_preview_route(dataset: "Dataset", store: "ReviewStore | None", body: A
             within = np.zeros(len(dataset.utterances), dtype=bool)
             within[query.select(filter_text)] = True
         duration = dataset.utterances["duration"].to_numpy(dtype="float64", na_value=np.nan)
-        report = evaluate_rules(rules, query.select, duration, within=within)
+        # rules from YAML text know their lines: name them as parse_rules does ("rules:4: rule 'x'")
+        report = evaluate_rules(rules, query.select, duration, within=within,
+                                source="rules" if "yaml" in body else None)
         return 200, report.to_json()
     except (RulesError, QueryError) as e:
         payload: dict[str, Any] = {"error": str(e)}

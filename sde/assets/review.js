@@ -1,9 +1,9 @@
 /* sde review mode keys (the inspector's review panel, sde/web/panels/review.py). Only while the
    "review mode" switch is on, and never while typing in a box:
      a keep · d drop · f fix (focuses the corrected transcript: type, Enter saves it) · n next unreviewed · z undo
-   Esc leaves the transcript box without saving. The keys click the panel's own buttons, so a key
-   does exactly what the button does (and is disabled when the button is). They leave alone the
-   inspector's j/k/←/→/u/Space. */
+   Esc leaves the transcript box without saving; Caps Lock does not change the keys. The keys click
+   the panel's own buttons, so a key does exactly what the button does (and is disabled when the
+   button is). They leave alone the inspector's j/k/←/→/u/Space. */
 (function () {
   var BUTTONS = {a: "review-keep", d: "review-drop", n: "review-next", z: "review-undo"};
   var NOT_TYPED = ["checkbox", "radio", "button", "submit", "reset", "range", "color"];
@@ -25,7 +25,9 @@
       return;
     }
     if (typing(ev.target) || !reviewMode()) return;
-    if (ev.key === "f") {
+    // Caps Lock on: "D" without Shift is still the d key (else the keys did nothing, silently)
+    var key = ev.key && ev.key.length === 1 && !ev.shiftKey ? ev.key.toLowerCase() : ev.key;
+    if (key === "f") {
       var box = document.getElementById("review-text");
       if (!box || box.disabled) return;
       ev.preventDefault();
@@ -33,7 +35,7 @@
       box.select();
       return;
     }
-    var id = BUTTONS[ev.key];
+    var id = BUTTONS[key];
     if (!id) return;
     var button = document.getElementById(id);
     if (!button || button.disabled) return;

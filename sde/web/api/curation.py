@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 import numpy as np
 from flask import Response, request
 
+from sde.cut_lines import has_shared_lines, selected_cut_lines
 from sde.export import ExportError, LineStream, manifest_lines, plan_export, utterances_jsonl_route
+from sde.lines import in_chunks
 from sde.reviews import (
     MAX_REQUEST_BYTES,
     review_get_route,
@@ -166,9 +168,15 @@ def _rules_selection(dataset: "Dataset", store: "ReviewStore | None", args: Mapp
         if message.startswith("--"):   # the CLI's option names: here they are URL parameters
             message = message[2:]
         raise ApiError(message, 409 if "changed" in message or "cannot read" in message else 400) from None
-    positions = np.flatnonzero(plan.rules.mask) if removed and plan.rules is not None else plan.kept
+    positions = np.asarray(np.flatnonzero(plan.rules.mask) if removed and plan.rules is not None else plan.kept,
+                           dtype=np.int64)
     stem = Path(dataset.name).stem or "manifest"
-    return lines.chunks(np.asarray(positions, dtype=np.int64)), f"{stem}.{'removed' if removed else 'kept'}.jsonl"
+    name = f"{stem}.{'removed' if removed else 'kept'}.jsonl"
+    if has_shared_lines(dataset, lines):
+        # A Lhotse cut's line holds several rows: each cut once, with only its selected
+        # supervisions (copied whole, the dropped ones came back, and the cut once per row)
+        return in_chunks(line for _, line in selected_cut_lines(dataset, lines, positions)), name
+    return lines.chunks(positions), name
 
 
 def _stream(chunks: Iterator[bytes], filename: str) -> Response:

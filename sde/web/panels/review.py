@@ -16,6 +16,8 @@ last mark made in this tab, going back to it. Keys (sde/assets/review.js, in rev
 from __future__ import annotations
 
 import re
+import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import dash_bootstrap_components as dbc
@@ -365,13 +367,23 @@ def summary_card(dataset: "Dataset") -> dbc.Card | None:
              html.A("Download manifest without the drops", href=manifest_href(not_dropped), download="kept.jsonl",
                     id="review-kept-manifest"),
              " · ", dcc.Link("drop rules", href="/rules"), " · fixes are applied by ",
-             html.Code("sde export MANIFEST --reviews FILE --apply-reviews -o clean.json")]
+             html.Code(apply_command(dataset, current.store.path), id="review-apply-command")]
     return dbc.Card(dbc.CardBody([
         html.H5(["Reviews ", html.Span(str(current.store.path), className="text-muted small font-monospace")],
                 className="card-title"),
         dbc.Row([dbc.Col(c, xs=6, md=3, className="mb-2") for c in cards], className="g-2"),
         html.Div(notes, className="small text-muted"),
     ]), className="mb-3", id=SUMMARY)
+
+
+def apply_command(dataset: "Dataset", reviews_path: Any) -> str:
+    """The `sde export --apply-reviews` of this server's manifest, data options and reviews file,
+    ready to paste (from any folder)."""
+    from sde.web.pages.rules import data_args, source_args  # here: the pages import this panel
+
+    parts = ["sde", "export", *source_args(dataset), *data_args(dataset), "--reviews",
+             str(Path(reviews_path).resolve()), "--apply-reviews", "-o", "clean.json"]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def samples_links(table_state: Mapping | None) -> dict:
@@ -420,5 +432,5 @@ def callbacks(app: "dash.Dash", dataset: "Dataset") -> None:
         return samples_links(table_state)
 
 
-__all__ = ["callbacks", "layout", "next_unreviewed", "parse_tags", "review_action", "samples_links",
+__all__ = ["apply_command", "callbacks", "layout", "next_unreviewed", "parse_tags", "review_action", "samples_links",
            "samples_toolbar_links", "summary_card"]

@@ -12,11 +12,13 @@ Bootstrap theme, fonts, CSS, favicon and the keyboard-shortcut script.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from dataclasses import dataclass
 from html import escape as html_escape
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import dash
 import dash_bootstrap_components as dbc
@@ -39,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 4 << 20
+CALLBACK_PATH = "/_dash-update-component"
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,75 @@ def _unknown_bundle(_e: DependencyException) -> Response:
                     404, mimetype="application/json")
 
 
+def _is_prop(item: Any) -> bool:
+    """One `{"id", "property", ...}` of a callback request (its id a string, or a dict for a pattern)."""
+    return (isinstance(item, dict) and isinstance(item.get("id"), (str, dict))
+            and isinstance(item.get("property"), str))
+
+
+def _are_props(items: Any) -> bool:
+    """A callback request's inputs or state: props, or lists of props (an ALL pattern's matches)."""
+    return isinstance(items, list) and all(
+        _is_prop(i) or (isinstance(i, list) and all(_is_prop(j) for j in i)) for i in items)
+
+
+def callback_body_problem(body: Any, callbacks: Mapping[str, dict]) -> str | None:
+    """Why `body` is no callback request the browser sends (None when it is one): the output of a
+    registered callback, with as many inputs and states as that callback has, each an {id,
+    property}. Dash assumes all of it and answered anything else with a 500 and a traceback in the
+    log (one per request a script or scanner sends)."""
+    if not isinstance(body, dict):
+        return "a callback request is a JSON object {output, outputs, inputs, state, changedPropIds}"
+    output = body.get("output")
+    if not isinstance(output, str) or output not in callbacks:
+        shown = repr(output) if len(repr(output)) <= 80 else repr(output)[:80] + "…"
+        return f"no callback has the output {shown}: reload the page (the server may have been restarted)"
+    registered = callbacks[output]
+    for field, key in (("inputs", "inputs"), ("state", "state")):
+        items = body.get(field, [])
+        if not _are_props(items) or len(items) != len(registered.get(key, ())):
+            return (f"the callback request's {field!r} must be a list of {len(registered.get(key, ()))} "
+                    "{id, property, value} objects")
+    outputs = body.get("outputs")
+    if outputs is not None and not (_is_prop(outputs) or _are_props(outputs)):
+        return "the callback request's 'outputs' must be an {id, property} object or a list of them"
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        return "the callback request's 'changedPropIds' must be a list of strings"
+    return None
+
+
+def _callback_body() -> Any:
+    """The request's JSON (None when it is not JSON), parsed once: Dash reads Flask's cached copy."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:  # json's parser recurses per [ or {: 100,000 of them in a 200 KB body
+        return None
+
+
+def refuse_malformed_callbacks(app: dash.Dash) -> None:
+    """Answer a POST to Dash's callback route that is no callback request with a JSON 400 naming
+    what is wrong, before Dash dispatches it."""
+    server = app.server
+    for rule in server.url_map.iter_rules():
+        if rule.rule == CALLBACK_PATH:
+            dispatch = server.view_functions[rule.endpoint]
+            server.view_functions[rule.endpoint] = _checked(dispatch, app)
+            return
+    log.warning("Dash's callback route was not found: malformed callback requests reach Dash")
+
+
+def _checked(dispatch: Callable, app: dash.Dash) -> Callable:
+    @functools.wraps(dispatch)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        problem = callback_body_problem(_callback_body(), app.callback_map)
+        if problem is not None:
+            return Response(json.dumps({"error": problem}), 400, mimetype="application/json")
+        return dispatch(*args, **kwargs)
+
+    return checked
+
+
 def _security_headers(resp: Response) -> Response:
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "same-origin")
@@ -107,7 +179,11 @@ def _security_headers(resp: Response) -> Response:
 
 def render(dataset: "Dataset", pathname: str | None, search: str | None, rendered: dict | None) -> dict:
     """The router: the layout of the page at `pathname`, unless it is the one already shown."""
-    pathname = pathname or "/"
+    # The browser sends strings (and a dict it was given); a script posting other JSON gets the
+    # statistics page, not a 500 with a traceback in the log.
+    pathname = pathname if isinstance(pathname, str) and pathname else "/"
+    search = search if isinstance(search, str) else None
+    rendered = rendered if isinstance(rendered, dict) else None
     # A page this dataset does not have in the navbar (Comparison of one hypothesis, a bookmarked
     # link) still answers: its layout says why it does not apply, not "Page not found".
     page = resolve(load_pages(dataset), pathname) or resolve(load_pages(None), pathname)
@@ -174,6 +250,7 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     # A callback's inputs are a few KB; a client posting megabytes gets 413 instead of our memory.
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     answer_404_off_pages(app)
+    refuse_malformed_callbacks(app)
     if config.auth:
         install_basic_auth(server, config.auth)
     server.register_error_handler(DependencyException, _unknown_bundle)

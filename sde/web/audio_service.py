@@ -18,7 +18,10 @@ import json
 import logging
 import math
 import os
-from typing import TYPE_CHECKING, Any, Callable
+import threading
+from collections.abc import Hashable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from flask import current_app
 
@@ -42,6 +45,53 @@ EXTENSION_KEY = "sde_audio"
 SIGNAL_KINDS = ("linear", "mel")
 DEFAULT_CACHE_BYTES = 96 << 20
 _ENCODERS: dict[str, Callable[[Segment], bytes]] = {"wav": wav_bytes, "ogg": ogg_bytes}
+V = TypeVar("V")
+
+
+class OneAtATime:
+    """One computation per key at a time: a thread asking for a key while it is being computed
+    waits for that computation's value (or error) instead of computing its own beside it. Six
+    requests at once for the figure of a 60-minute utterance (the page reloaded, its inspector and
+    a script) read the file six times over, ~14 s of both cores of a laptop, where one read takes
+    ~2.4 s and the cache then answers the rest."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[Hashable, Future] = {}
+        self._waiting: dict[Hashable, int] = {}
+
+    def run(self, key: Hashable, compute: Callable[[], V]) -> V:
+        with self._lock:
+            running = self._running.get(key)
+            if running is None:
+                mine: Future = Future()
+                self._running[key] = mine
+            else:
+                self._waiting[key] = self._waiting.get(key, 0) + 1
+        if running is not None:
+            try:
+                return running.result()
+            finally:
+                with self._lock:
+                    self._waiting[key] -= 1
+                    if not self._waiting[key]:
+                        del self._waiting[key]
+        try:
+            value = compute()
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        else:
+            mine.set_result(value)
+            return value
+        finally:
+            with self._lock:
+                del self._running[key]
+
+    def waiting(self, key: Hashable) -> int:
+        """How many threads wait for the computation of ``key`` now."""
+        with self._lock:
+            return self._waiting.get(key, 0)
 
 
 class UnknownUtterance(KeyError):
@@ -78,6 +128,7 @@ class AudioService:
         self.dataset = dataset
         self._cache = LRUCache(cache_bytes)
         self._shards = TarShards(getattr(dataset, "tar_shards", ()) or ())
+        self.flights = OneAtATime()  # the figures being computed now
 
     def _tar_row(self, utt_id: int) -> tuple[Any, str] | None:
         """(shard_id, member name) when the utterance's audio is a member of a tar shard."""
@@ -192,6 +243,9 @@ class AudioService:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        return self.flights.run(key, lambda: self._cache.get(key) or self._display(utt_id, key))
+
+    def _display(self, utt_id: int, key: Hashable) -> tuple[DisplayData, dict]:
         src = self.source(utt_id)
         try:
             data = display_data(src)
@@ -218,14 +272,18 @@ class AudioService:
         key = ("signal", utt_id, tag)
         text = self._cache.get(key)
         if text is None:
-            data, facts = self.display(utt_id)
-            # Plotly escapes "/" as \u002f (for <script> embedding); base64 is full of slashes
-            # and this is a JSON response, so undo it: ~8 % smaller.
-            fig_json = signal_figure(data, kind=kind).to_json().replace("\\u002f", "/")
-            head = _json_text({"id": utt_id, "kind": kind, **facts})
-            text = head[:-1] + ', "figure": ' + fig_json + "}"
-            self._cache.put(key, text, len(text))
+            text = self.flights.run(key, lambda: self._cache.get(key) or self._signal_json(utt_id, kind, key))
         return text, tag
+
+    def _signal_json(self, utt_id: int, kind: str, key: Hashable) -> str:
+        data, facts = self.display(utt_id)
+        # Plotly escapes "/" as \u002f (for <script> embedding); base64 is full of slashes
+        # and this is a JSON response, so undo it: ~8 % smaller.
+        fig_json = signal_figure(data, kind=kind).to_json().replace("\\u002f", "/")
+        head = _json_text({"id": utt_id, "kind": kind, **facts})
+        text = head[:-1] + ', "figure": ' + fig_json + "}"
+        self._cache.put(key, text, len(text))
+        return text
 
 
 def _float(x: Any) -> float:

@@ -10,9 +10,13 @@ imports Dash for a server (without the notebook support it would load IPython fo
 from __future__ import annotations
 
 import errno
+import heapq
+import itertools
 import logging
 import socket
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,14 +110,27 @@ def serve(app: "dash.Dash", host: str = "127.0.0.1", port: int = 8050, debug: bo
 
 def listening_server(app: "dash.Dash", host: str, sock: socket.socket):
     """werkzeug's threaded server of ``app`` on ``sock`` (listening; closed here: werkzeug works on
-    its own duplicate of the descriptor), its connections answered by :func:`_json_error_handler`."""
+    its own duplicate of the descriptor), its connections answered by :func:`_json_error_handler`,
+    their request heads due within REQUEST_HEAD_S (:class:`HeadDeadlines`, ended by ``server_close``)."""
     from werkzeug.serving import make_server
 
+    heads = HeadDeadlines()
     try:
-        return make_server(host, sock.getsockname()[1], app.server, threaded=True, fd=sock.fileno(),
-                           request_handler=_json_error_handler())
+        server = make_server(host, sock.getsockname()[1], app.server, threaded=True, fd=sock.fileno(),
+                             request_handler=_json_error_handler(heads))
+    except BaseException:
+        heads.close()
+        raise
     finally:
         sock.close()
+    close = server.server_close
+
+    def server_close() -> None:
+        heads.close()
+        close()
+
+    server.server_close = server_close  # type: ignore[method-assign]
+    return server
 
 
 #: Longest request line Python's HTTP server reads (http.server): a longer URL is refused before
@@ -124,12 +141,81 @@ MAX_REQUEST_LINE_BYTES = 65_536
 #: thousand half-sent requests held a thousand threads for good. A browser opens a new connection
 #: when it needs one; a paused player asks for the rest of its file again.
 IDLE_CONNECTION_S = 10.0
+#: Seconds a client has to send a request's line and headers, all of them. The idle limit above
+#: bounds each wait for a byte, not the request: a client trickling a header byte every few seconds
+#: never tripped it and held a thread for good (a thousand such clients, a thousand threads). A
+#: browser or script sends its request head in one packet; the body and the answer may take longer.
+REQUEST_HEAD_S = 30.0
 
 
-def _json_error_handler() -> type:
+class _Deadline:
+    """One connection's request head, due by ``at`` (time.monotonic)."""
+
+    __slots__ = ("at", "sock", "live", "expired")
+
+    def __init__(self, at: float, sock: socket.socket) -> None:
+        self.at, self.sock, self.live, self.expired = at, sock, True, False
+
+
+class HeadDeadlines:
+    """Stops reading a request whose head is overdue: one thread for all of a server's connections
+    shuts the reading side of those sockets down, which ends the read that waits (the answer, a
+    408, can still be written)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()
+        self._closed = False
+        self._thread = threading.Thread(target=self._watch, name="sde-request-heads", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """End the watching thread (the server is closed)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    def start(self, sock: socket.socket, seconds: float) -> _Deadline:
+        deadline = _Deadline(time.monotonic() + seconds, sock)
+        with self._cond:
+            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            if self._heap[0][2] is deadline:  # due before every other: the watcher's wait is too long
+                self._cond.notify()
+        return deadline
+
+    def stop(self, deadline: _Deadline) -> bool:
+        """The head arrived (or the connection ended): no more watching. Whether it was overdue."""
+        with self._cond:
+            deadline.live = False
+            return deadline.expired
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._closed:
+                while self._heap and not self._heap[0][2].live:  # finished in time: forget
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                deadline = heapq.heappop(self._heap)[2]
+                deadline.live, deadline.expired = False, True
+                try:
+                    deadline.sock.shutdown(socket.SHUT_RD)
+                except OSError:  # already closed by the client or the handler
+                    pass
+
+
+def _json_error_handler(heads: HeadDeadlines) -> type:
     """werkzeug's request handler, answering a URL too long to read (414) in JSON like every other
     refusal: a legal filter of 10,000 non-ASCII characters takes up to 120 KB in a URL, and the
-    page got an HTML error instead of the reason."""
+    page got an HTML error instead of the reason. So is a request head that took longer than
+    REQUEST_HEAD_S to arrive (408; ``heads`` watches the deadlines)."""
     import json
 
     from werkzeug.serving import WSGIRequestHandler
@@ -137,17 +223,36 @@ def _json_error_handler() -> type:
     class JsonErrors(WSGIRequestHandler):
         timeout = IDLE_CONNECTION_S  # socketserver sets it on each connection
 
+        def handle_one_request(self) -> None:
+            self._head = heads.start(self.connection, REQUEST_HEAD_S)
+            try:
+                super().handle_one_request()
+            finally:
+                heads.stop(self._head)
+
+        def parse_request(self) -> bool:
+            parsed = super().parse_request()
+            if heads.stop(self._head) and parsed:  # whole, but only after the deadline shut reading down
+                self.send_error(408)
+                return False
+            return parsed
+
         def log_error(self, format: str, *args: object) -> None:
             if not format.startswith("Request timed out"):  # an idle connection closed: routine, not an error
                 super().log_error(format, *args)
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-            if code != 414:
+            if code == 414:
+                text = (f"the URL is longer than {MAX_REQUEST_LINE_BYTES:,} bytes, which the server cannot "
+                        "read: shorten the filter (in a URL each non-ASCII character takes 6 to 12 bytes)")
+            elif code == 408:
+                text = (f"the request's line and headers took longer than {REQUEST_HEAD_S:g} s to arrive; "
+                        "send them at once")
+            else:
                 super().send_error(code, message, explain)
                 return
-            body = json.dumps({"error": f"the URL is longer than {MAX_REQUEST_LINE_BYTES:,} bytes, which the "
-                                        "server cannot read: shorten the filter (in a URL each non-ASCII "
-                                        "character takes 6 to 12 bytes)"}).encode()
+            body = json.dumps({"error": text}).encode()
+            self.close_connection = True
             self.send_response(code, message)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

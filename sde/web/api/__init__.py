@@ -22,7 +22,8 @@ ApiError (sde.web.present), answered by the one handler as JSON `{"error": messa
 status: 400 for a bad filter/sort/page/parameter, 404 for an unknown id or route, and the audio
 statuses of sde.web.api.audio.
 
-Every request is bounded (sde.query's limits): a `page_size` over MAX_PAGE_SIZE, a `page` that is
+Every request is bounded (sde.query's limits, and its queries run MAX_REQUEST_SECONDS at most all
+together: sde.filters.engine.request_budget): a `page_size` over MAX_PAGE_SIZE, a `page` that is
 not a whole number in 0..MAX_PAGE, a filter over 10,000 characters or 16 clauses and a sort over 8
 distinct columns answer 400 with the limit in the message (never clamped silently: a script asking
 for 5,000 rows must learn it got fewer). So does a parameter given twice (`filter=A&filter=B`: one
@@ -38,9 +39,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from sde.filters.engine import end_request_budget, request_budget
 from sde.query import MAX_PAGE_SIZE, QueryError
 from sde.web.api import analysis, audio, curation, quality, tables
 from sde.web.api.respond import (DATASET_KEY, MAX_PAGE, check_query_string, error_response, query_error_response,
@@ -157,12 +159,29 @@ def _method_not_allowed(e: MethodNotAllowed):
                                    headers={"Allow": ", ".join(e.valid_methods or ())}))
 
 
+def _start_query_budget() -> None:
+    # Every request, the pages' callbacks included: its queries run MAX_REQUEST_SECONDS at most
+    # together (a streamed CSV's rows, sent after the request's teardown, are not queries).
+    g.sde_query_budget = request_budget()
+
+
+def _end_query_budget(_exc: BaseException | None) -> None:
+    token = g.pop("sde_query_budget", None)
+    if token is not None:
+        try:
+            end_request_budget(token)
+        except ValueError:  # set in another context (a server that runs requests so): nothing to lift here
+            pass
+
+
 def register_api(server: Flask, dataset: "Dataset", *, audio_routes: bool = True,
                  audio_cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
     """Serve `dataset` on `server` (the Dash app's Flask server): the routes of `ROUTES` (the audio
     ones only with `audio_routes`) and the ApiError handler. The AudioService behind the audio
     routes is ``server.extensions[EXTENSION_KEY]``; ``audio_cache_bytes=0`` disables its cache."""
     server.extensions[DATASET_KEY] = dataset
+    server.before_request(_start_query_budget)
+    server.teardown_request(_end_query_budget)
     server.register_error_handler(ApiError, error_response)
     server.register_error_handler(MethodNotAllowed, _method_not_allowed)
     server.register_blueprint(TABLES)

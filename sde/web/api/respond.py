@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from typing import TYPE_CHECKING, Any, Iterator
+from urllib.parse import unquote_to_bytes
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,9 @@ def check_query_string() -> None:
     """ApiError 400 for a query string sde would otherwise misread without a word: a parameter
     given twice (which one should win? `filter=A&filter=B` meant A and B to someone, A or B to
     someone else), and the pieces of a filter whose `&&` was not URL-encoded (the server would
-    silently run only the part before the first `&`)."""
+    silently run only the part before the first `&`), and text that is not UTF-8 (werkzeug
+    reads its bytes as U+FFFD: a filter `contains "caf%E9"`, é in Latin-1, matched no row)."""
+    check_utf8_query(request.query_string)
     for name in request.args:
         if not _PARAMETER_NAME.match(name):
             shown = name if len(name) <= 80 else name[:80] + "…"
@@ -72,6 +75,25 @@ def check_query_string() -> None:
                        "(A) || (B)." if name == "filter" else "")
             raise ApiError(f"parameter {name!r} is given {len(values)} times ({shown}{more}); give it once.{combine}",
                            fields={"parameter": name})
+
+
+def check_utf8_query(raw: bytes) -> None:
+    """ApiError 400 naming the first parameter of the query string `raw` whose name or value,
+    percent-decoded, is not UTF-8, and the byte that is not."""
+    for pair in raw.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        for which, part in (("name", name), ("value", value)):
+            text = unquote_to_bytes(part.replace(b"+", b" "))
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError as e:
+                shown = unquote_to_bytes(name).decode("utf-8", "replace")
+                shown = shown if len(shown) <= 80 else shown[:80] + "…"
+                raise ApiError(f"parameter {shown!r} is not UTF-8 text (byte 0x{text[e.start]:02X} at position "
+                               f"{e.start} of its {which}), so sde cannot read it: "
+                               "percent-encode it as UTF-8 (é is %C3%A9, not %E9): curl -G --data-urlencode "
+                               "'filter=…', Python urllib.parse.urlencode or requests' params=",
+                               fields={"parameter": shown}) from None
 
 
 def arg(name: str) -> str | None:

@@ -346,7 +346,9 @@ def _build(
     long_notes: list[Problem] = []
     ref_word_counts: pd.DataFrame | None = None
     for h in m.hypotheses:
-        say(f"scoring {h.field} ({len(table):,} utterances)")
+        lacking = int(hypothesis_missing(table, h).sum())
+        say(f"scoring {h.field} ({len(table) - lacking:,} of {len(table):,} utterances; {lacking:,} lack the field)"
+            if lacking else f"scoring {h.field} ({len(table):,} utterances)")
         # Lines without this hypothesis are not aligned and are left out of its scores: NaN
         # metrics, no error rows, no vocabulary counts. References are still counted in full.
         alignment = align_corpus(refs, table[h.field], workers=workers, count_ref_words=ref_word_counts is None,

@@ -74,6 +74,125 @@ def test_normalize_by_hand(text, steps, expected):
     assert normalize(text, steps) == expected
 
 
+# --- numbers: the signs around a number, read as a reference transcript spells them out -------
+
+NUMBERS_READ_MONEY = [
+    ("$5", "five dollars"),
+    ("$1", "one dollar"),
+    ("$0", "zero dollars"),
+    ("$5.50", "five dollars fifty cents"),
+    ("$5.00", "five dollars"),
+    ("$1.01", "one dollar one cent"),
+    ("$0.50", "fifty cents"),
+    ("$0.01", "one cent"),
+    ("$1,000", "one thousand dollars"),
+    ("$1,250.75", "one thousand two hundred fifty dollars seventy five cents"),
+    ("$5.5", "five point five dollars"),  # not a number of cents
+    ("$2.5 million", "two point five million dollars"),
+    ("$1 Billion", "one billion dollars"),
+    ("£5", "five pounds"),
+    ("£1", "one pound"),
+    ("£2.50", "two pounds fifty pence"),
+    ("£0.01", "one penny"),
+    ("€5", "five euros"),
+    ("€1.20", "one euro twenty cents"),
+    ("it cost $5, not €7", "it cost five dollars not seven euros"),
+    ("-$5", "minus five dollars"),
+    ("5 million people", "five million people"),  # a scale word alone is left as it is
+]
+
+NUMBERS_READ_PERCENT = [
+    ("25%", "twenty five percent"),
+    ("3.5%", "three point five percent"),
+    ("100% sure", "one hundred percent sure"),
+    ("-2%", "minus two percent"),
+    ("a 1,000% rise", "a one thousand percent rise"),
+]
+
+NUMBERS_READ_DECADES = [
+    ("1990s", "nineteen nineties"),
+    ("the 1960s and 1800s", "the nineteen sixties and eighteen hundreds"),
+    ("1100s", "eleven hundreds"),
+    ("2010s", "twenty tens"),
+    ("2090s", "twenty nineties"),
+    ("2000s", "two thousands"),  # not read as a year: a plain cardinal, made plural
+    ("80s", "eighties"),
+    ("the '70s", "the seventies"),
+    ("10s of thousands", "tens of thousands"),
+    ("1990S", "nineteen nineties"),
+    ("1990s-era", "nineteen nineties era"),
+    ("1990", "one thousand nine hundred ninety"),  # a plain number stays cardinal
+    ("1995s", "one thousand nine hundred ninety five s"),  # not a decade
+    ("5s", "five s"),
+    ("1,990s", "one thousand nine hundred ninety s"),
+    ("1.50s", "one point five zero s"),
+]
+
+NUMBERS_READ_MINUS = [
+    ("-4", "minus four"),
+    ("it was -4 degrees", "it was minus four degrees"),
+    ("−4", "minus four"),  # U+2212 MINUS SIGN
+    ("-4.5", "minus four point five"),
+    ("-1,000", "minus one thousand"),
+    ("(-4)", "minus four"),
+    ('"-4"', "minus four"),
+    ("covid-19", "covid nineteen"),  # a hyphen after a word joins
+    ("1990-2000", "one thousand nine hundred ninety two thousand"),
+    ("5-4", "five four"),
+    ("5 - 4", "five four"),
+    ("mid-80s", "mid eighties"),
+]
+
+
+@pytest.mark.parametrize("steps", [("numbers",), ALL], ids=["numbers", "all"])
+@pytest.mark.parametrize(
+    "text, expected",
+    NUMBERS_READ_MONEY + NUMBERS_READ_PERCENT + NUMBERS_READ_DECADES + NUMBERS_READ_MINUS,
+)
+def test_numbers_reads_the_signs_around_a_number(text, expected, steps):
+    # Numbers alone keeps the punctuation it does not read ("(minus four)" stays bracketed), so
+    # compare with every step on, and numbers alone after removing the punctuation by hand.
+    if steps == ALL:
+        assert normalize(text, steps) == expected
+    else:
+        alone = normalize(text, steps)
+        assert normalize(alone, ("lower", "punct")) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("$5", "five dollars"),
+        ("25%", "twenty five percent"),
+        ("-4", "minus four"),
+        ("(-4)", "( minus four )"),
+        ("1990s", "nineteen nineties"),
+        ("covid-19", "covid- nineteen"),
+        ("US$5", "US five dollars"),
+        ("$5 Million", "five million dollars"),
+        ("5 Million", "five Million"),
+        ("3.5th", "three point five th"),
+    ],
+)
+def test_numbers_alone_reads_the_signs_it_knows_and_keeps_the_rest(text, expected):
+    assert normalize(text, ("numbers",)) == expected
+
+
+@pytest.mark.parametrize("text", ["$5", "25%", "-4", "1990s", "$5.50", "£1", "−4", "80s"])
+def test_numbers_reads_signs_the_same_with_each_other_step(text):
+    expected = normalize(text, ("numbers",)).lower()
+    for steps in [("numbers", "lower"), ("numbers", "punct"), ALL]:
+        assert normalize(text, steps) == expected
+    assert normalize_many([text] * 100, ALL) == [expected] * 100  # the Arrow punct path
+
+
+def test_numbers_fast_path_for_unsigned_texts_equals_the_general_one():
+    texts = _random_texts(3000, seed=5)
+    assert any("$" in t for t in texts) and any("-4" in t for t in texts)
+    general = [" ".join(text_module._numbers_to_words(t).split()) for t in texts]
+    assert normalize_many(texts, ["numbers"]) == general
+
+
 PIECES = [
     "The",
     "cat's",
@@ -106,6 +225,17 @@ PIECES = [
     "x",
     "é",
     "٣",
+    "$5",
+    "£0.01",
+    "€1,000.50",
+    "$2.5 million",
+    "-4",
+    "(−3",
+    "x-4",
+    "25%",
+    "1990s",
+    "80s",
+    "5s",
 ]
 
 

@@ -32,8 +32,10 @@ from sde.cache.read_only import ReadOnlyStore
 from sde.cache.store import STALE_FILE_S, LinkedFile, LinkingDisk, done_with_temp_file, open_store, temp_file_in
 
 
-# Bump when the layout of a built Dataset changes, so old entries are not misread.
-CACHE_FORMAT = 9  # 9: file:// audio paths resolved to the local path
+# Bump when the layout of a built Dataset changes, or what sde computes into it (the version is not
+# bumped per change), so old entries are not misread or kept with old numbers.
+CACHE_FORMAT = 10  # 10: scores and measures this version computes otherwise (predictions by shard_id,
+# one-channel measures, long-utterance alignment, numbers read as money, percent, decades, minus)
 
 
 #: The cache folder's subfolder of build folders (sde.build.load).

@@ -7,6 +7,7 @@ command runs, so ``sde --help`` stays fast and works without the extra.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -141,7 +142,9 @@ Offline machines: copy the .nemo file over and pass its path.
 \b
 Output: --out FILE, or --out DIR/, or by default MANIFEST_STEM_MODEL_STEM.json in the
 current directory. Written atomically; never over the input. Finished batches are checkpointed in
-OUT.partial: run the same command again after an interruption and it resumes.
+OUT.partial: run the same command again after an interruption and it resumes. A line whose audio
+cannot be read (missing, corrupt, empty) is named in a warning and written without the prediction
+field (sde leaves it out of the scores); the others are transcribed.
 
 \b
 Several GPUs / nodes: split the manifest into N shards, one per process, then merge:
@@ -174,7 +177,8 @@ def _tars(pattern: str | None) -> tuple[str, ...]:
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="MANIFEST")
 @click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_.nemo",
               callback=_model_option, help="NeMo pretrained model name or path to a .nemo file.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, metavar="FILE_OR_DIR/",
+# a str, not a Path: Path("preds/") drops the slash that says "a folder" (one not made yet)
+@click.option("--out", "-o", type=click.Path(), default=None, metavar="FILE_OR_DIR/",
               help="Output manifest (or a directory for the default name).")
 @click.option("--field", default="pred_text", show_default=True, callback=_field_option,
               help="Name of the prediction field (e.g. pred_text_parakeet to compare models).")
@@ -203,7 +207,7 @@ def _tars(pattern: str | None) -> tuple[str, ...]:
 def transcribe_command(
     sources: tuple[Path, ...],
     model: str,
-    out: Path | None,
+    out: str | None,
     field: str,
     batch_size: int,
     device: str,
@@ -220,7 +224,7 @@ def transcribe_command(
 ) -> None:
     if merge and shard is not None:
         raise click.UsageError("--merge joins all shards; do not combine it with --shard")
-    if out is not None and out.name.lower().endswith((".gz", ".bz2", ".xz")):
+    if out is not None and not _names_folder(out) and Path(out).name.lower().endswith((".gz", ".bz2", ".xz")):
         # the output is plain JSON Lines: under this name zcat and NeMo's readers would reject it
         raise click.BadParameter(f"{out}: sde transcribe writes plain JSON Lines; name it .json (and compress "
                                  "it afterwards if you like: sde reads m.json.gz)", param_hint="--out")
@@ -276,8 +280,13 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-def _one_manifest(sources: tuple[Path, ...], model: str, out: Path | None,
-                  shard: tuple[int, int] | None) -> tuple[Path, Path | None]:
+def _names_folder(out: str) -> bool:
+    """``--out DIR/``: a folder (made when missing), whatever the name looks like."""
+    return out.endswith(("/", os.sep))
+
+
+def _one_manifest(sources: tuple[Path, ...], model: str, out: str | None,
+                  shard: tuple[int, int] | None) -> tuple[Path, str | Path | None]:
     """(manifest to transcribe, --out): the manifest given, or for a Lhotse recordings + supervisions
     pair a NeMo view of its supervisions written beside the output (named after the last source;
     merged back with --predictions)."""
@@ -286,7 +295,7 @@ def _one_manifest(sources: tuple[Path, ...], model: str, out: Path | None,
     from sde.manifest import ManifestError, read_manifest
     from sde.manifest.lhotse_reads import nemo_view_path, write_nemo_view
     from sde.nemo.jobs import output_path, refuse_writing_over_inputs
-    from sde.nemo.parts import part_path
+    from sde.nemo.parts import check_writable, part_path
     from sde.sources.lhotse_source import detect
 
     if len(sources) != 2 or detect([str(p) for p in sources]) != "pair":
@@ -300,12 +309,13 @@ def _one_manifest(sources: tuple[Path, ...], model: str, out: Path | None,
         refuse_writing_over_inputs({"--out": target, "--out's part file": part_path(target),
                                     "--out's Lhotse view": nemo_view_path(target)}, list(sources), model,
                                    table["audio_path"] if "audio_path" in table else [])
+        check_writable(target)  # makes --out DIR/ before the view goes into it, or says why it cannot
     except TranscribeError as exc:
         raise _Failed(str(exc)) from None
     return write_nemo_view(table, target), target
 
 
-def _partial_hint(manifest: Path, model: str, out: Path | None, shard: tuple[int, int] | None) -> str:
+def _partial_hint(manifest: Path, model: str, out: str | Path | None, shard: tuple[int, int] | None) -> str:
     from sde.nemo.jobs import output_path  # lazy: see the note at the imports
 
     try:

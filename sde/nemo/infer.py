@@ -31,16 +31,21 @@ __all__ = [
     "SegmentRef",
     "StopRequested",
     "TranscribeCancelled",
+    "Unreadable",
     "batch_plan",
     "hypotheses_to_texts",
     "infer_batch",
+    "infer_readable",
     "load_batch",
+    "load_readable",
     "prepare_batch",
     "read_audio",
+    "report_unreadable",
     "run_batches",
     "tick_bar",
     "transcribe_segments",
     "transcription_bar",
+    "unreadable_note",
 ]
 
 
@@ -115,6 +120,57 @@ def load_batch(refs: Sequence[SegmentRef], sample_rate: int, wheres: Sequence[st
             except TranscribeError as inner:
                 raise TranscribeError(f"{where}: {inner}") from inner
         raise
+
+
+class Unreadable(NamedTuple):
+    """An utterance whose audio could not be read (missing, corrupt, empty, an offset past the end),
+    in place of its prediction: the job goes on with the others, and its line gets no prediction
+    (left out of the scores, never scored as an empty hypothesis)."""
+
+    message: str  # where (manifest:line when known) and why
+
+
+def load_readable(refs: Sequence[SegmentRef], sample_rate: int,
+                  wheres: Sequence[str] | None = None) -> list[np.ndarray | Unreadable]:
+    """One array per ref, or an :class:`Unreadable` (named by ``wheres[i]``) for each one whose audio
+    cannot be read. One bad file no longer stops a job of hours over 100k others, nor makes the user
+    delete its line (which would shift the keys of every later line and so lose their resume
+    records)."""
+    try:
+        return list(prepare_batch(refs, sample_rate))
+    except TranscribeError:
+        pass
+    audio: list[np.ndarray | Unreadable] = []
+    for k, ref in enumerate(refs):
+        try:
+            audio.append(prepare_batch([ref], sample_rate)[0])
+        except TranscribeError as exc:
+            audio.append(Unreadable(f"{wheres[k]}: {exc}" if wheres is not None else str(exc)))
+    return audio
+
+
+def infer_readable(model: Any, audio: Sequence[np.ndarray | Unreadable], refs: Sequence[SegmentRef], *,
+                   device: str, amp_dtype: str | None, sample_rate: int) -> tuple[list[str | Unreadable], float]:
+    """(one prediction per item of ``audio``, or its :class:`Unreadable` as it is; the seconds of
+    audio transcribed): the readable items go to the model as one batch."""
+    keep = [k for k, a in enumerate(audio) if not isinstance(a, Unreadable)]
+    texts: list[str | Unreadable] = list(audio)  # type: ignore[arg-type] - the arrays are replaced below
+    if keep:
+        arrays = [audio[k] for k in keep]
+        for k, text in zip(keep, infer_batch(model, arrays, [refs[k] for k in keep], device=device,  # type: ignore[arg-type]
+                                             amp_dtype=amp_dtype)):
+            texts[k] = text
+    seconds = sum(audio[k].shape[0] for k in keep) / float(sample_rate)  # type: ignore[union-attr]
+    return texts, seconds
+
+
+def unreadable_note(failed: Sequence[str], total: int, field: str = "pred_text", shown: int = 5) -> str:
+    """The warning after a job in which ``failed`` (their messages) of ``total`` utterances could not
+    be read: how many, the first few with their place, and what their lines get."""
+    more = f"\n  ... and {len(failed) - shown} more" if len(failed) > shown else ""
+    lines = "".join(f"\n  {m}" for m in failed[:shown])
+    return (f"{len(failed)} of {total} utterances could not be read and have no {field} (left out of the "
+            f"scores; fix or remove their audio and run again):{lines}{more}")
 
 
 def _probe_duration(path: str) -> float:
@@ -196,17 +252,18 @@ def run_batches(
     should_stop: Callable[[], bool] | None,
     describe: Callable[[int], str] | None = None,
     known_seconds: Sequence[float | None] | None = None,
-) -> Iterator[tuple[list[int], list[str], float]]:
+) -> Iterator[tuple[list[int], list[str | Unreadable], float]]:
     """Yield (indices, predictions, audio seconds) per batch; audio of the next batch is read in a
-    background thread while the model works on the current one."""
+    background thread while the model works on the current one. An utterance whose audio cannot be
+    read has an :class:`Unreadable` in place of its prediction."""
     sample_rate = model_sample_rate(model)
     batches = batch_plan(refs, indices, batch_size, known_seconds)
     if not batches:
         return
 
-    def load(batch: list[int]) -> list[np.ndarray]:
+    def load(batch: list[int]) -> list[np.ndarray | Unreadable]:
         wheres = [describe(i) for i in batch] if describe is not None else None
-        return load_batch([refs[i] for i in batch], sample_rate, wheres)
+        return load_readable([refs[i] for i in batch], sample_rate, wheres)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sde-audio") as pool:
         pending = pool.submit(load, batches[0])
@@ -217,8 +274,8 @@ def run_batches(
             audio = pending.result()
             if b + 1 < len(batches):
                 pending = pool.submit(load, batches[b + 1])
-            seconds = sum(a.shape[0] for a in audio) / float(sample_rate)
-            texts = infer_batch(model, audio, [refs[i] for i in batch], device=device, amp_dtype=amp_dtype)
+            texts, seconds = infer_readable(model, audio, [refs[i] for i in batch], device=device,
+                                            amp_dtype=amp_dtype, sample_rate=sample_rate)
             yield batch, texts, seconds
 
 
@@ -282,12 +339,17 @@ def transcribe_segments(
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-) -> list[str]:
+    warn: Callable[[str], None] | None = None,
+    wheres: Sequence[str] | None = None,
+) -> list[str | None]:
     """Predictions for ``items`` = (audio_path, offset, duration) tuples, in the same order.
+    ``wheres``: each item's place (``manifest:line``), named with an unreadable item's message.
 
     ``duration=None`` reads to the end of the file. ``model`` is a name, a ``.nemo`` path or a model
-    from :func:`load_model` (load once, call many times). Raises :class:`TranscribeCancelled` when
-    ``should_stop()`` turns True (nothing is kept: use :func:`transcribe_manifest` to resume)."""
+    from :func:`load_model` (load once, call many times). An item whose audio cannot be read gets
+    None, and ``warn`` (default: stderr) one note naming them; every item unreadable is a
+    :class:`TranscribeError`. Raises :class:`TranscribeCancelled` when ``should_stop()`` turns True
+    (nothing is kept: use :func:`transcribe_manifest` to resume)."""
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     refs = [SegmentRef(*item) for item in items]
@@ -299,16 +361,19 @@ def transcribe_segments(
     loaded, dev = ensure_model(model, device)
     amp_dtype = pick_amp_dtype(dev, amp)
     batches = run_batches(loaded, refs, range(total), batch_size=batch_size, device=dev, amp_dtype=amp_dtype,
-                          should_stop=should_stop)
-    return collect_predictions(batches, total, progress, on_progress)
+                          should_stop=should_stop, describe=None if wheres is None else wheres.__getitem__)
+    return collect_predictions(batches, total, progress, on_progress, warn)
 
 
-def collect_predictions(batches: Generator[tuple[list[int], list[str], float], None, None], total: int,
-                        progress: bool, on_progress: Callable[[int, int], None] | None) -> list[str]:
+def collect_predictions(batches: Generator[tuple[list[int], list[str | Unreadable], float], None, None], total: int,
+                        progress: bool, on_progress: Callable[[int, int], None] | None,
+                        warn: Callable[[str], None] | None = None) -> list[str | None]:
     """Predictions in input order from ``(positions, texts, audio seconds)`` batches, whichever
-    engine made them, with the progress bar and ``on_progress(done, total)``; StopRequested from
-    the batches becomes :class:`TranscribeCancelled`."""
-    preds = [""] * total
+    engine made them, with the progress bar and ``on_progress(done, total)``; None for an item whose
+    audio could not be read (``warn`` gets one note for all; all of them: a TranscribeError);
+    StopRequested from the batches becomes :class:`TranscribeCancelled`."""
+    preds: list[str | None] = [""] * total
+    failed: list[str] = []
     done, audio_s, start = 0, 0.0, time.perf_counter()
     bar = transcription_bar(total, 0, progress)
     if on_progress:
@@ -317,7 +382,11 @@ def collect_predictions(batches: Generator[tuple[list[int], list[str], float], N
         with contextlib.closing(batches):  # a stop or error ends the generator (and its workers) at once
             for batch, texts, seconds in batches:
                 for i, text in zip(batch, texts):
-                    preds[i] = text
+                    if isinstance(text, Unreadable):
+                        preds[i] = None
+                        failed.append(text.message)
+                    else:
+                        preds[i] = text
                 done += len(batch)
                 audio_s += seconds
                 tick_bar(bar, len(batch), audio_s, start, done)
@@ -327,7 +396,25 @@ def collect_predictions(batches: Generator[tuple[list[int], list[str], float], N
         raise TranscribeCancelled(done, total) from None
     finally:
         bar.close()
+    report_unreadable(failed, total, warn)
     return preds
+
+
+def report_unreadable(failed: Sequence[str], total: int, warn: Callable[[str], None] | None,
+                      field: str = "pred_text", refuse_all: bool = True) -> None:
+    """Nothing when every utterance was read; a TranscribeError when none could be and
+    ``refuse_all`` (a wrong --audio-base-path, an unmounted disk: an output without a single
+    prediction helps no one; one shard of many may hold only bad lines, though); else ``warn``
+    (default: stderr) the note of :func:`unreadable_note`."""
+    if not failed:
+        return
+    if refuse_all and len(failed) >= total:
+        raise TranscribeError(f"none of the {total} utterances could be read, e.g. {failed[0]}")
+    note = unreadable_note(failed, total, field)
+    if warn is None:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
+    else:
+        warn(note)
 
 
 def transcription_bar(total: int, initial: int, enabled: bool) -> Any:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,10 +34,10 @@ from sde.dataset import Dataset, with_predictions
 from sde.export import refuse_overwriting_audio_paths, refuse_overwriting_sources
 from sde.lines import ExportError, source_files
 from sde.manifest import ManifestError, read_manifest
+from sde.manifest.hypotheses import missing_hypothesis_warning
 from sde.manifest.lhotse_reads import nemo_view_path, write_nemo_view
-from sde.nemo.infer import (StopRequested, TranscribeCancelled, run_batches, tick_bar,
-                            transcribe_segments,
-                            transcription_bar)
+from sde.nemo.infer import (StopRequested, TranscribeCancelled, Unreadable, report_unreadable, run_batches,
+                            tick_bar, transcribe_segments, transcription_bar)
 from sde.nemo.model import DEFAULT_MODEL, TranscribeError, ensure_model, import_nemo_asr, model_stem, pick_amp_dtype
 from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, check_writable, commit, iter_lines, load_part,
                             parse_line, part_header, part_path, read_entries, same_file, write_output)
@@ -148,6 +149,7 @@ def transcribe_manifest(
     engine: str = "local",
     ray: RayOptions | None = None,
     tarred_audio: Sequence[str] = (),
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Transcribe every line of ``manifest`` (or of one shard) and write a NeMo output manifest:
     every input field plus ``field``, input line order, blank lines dropped. Returns its path.
@@ -169,6 +171,9 @@ def transcribe_manifest(
     - Progress (utterances/s, RTFx = audio seconds per wall second) on stderr when ``progress``.
     - ``tarred_audio``: NeMo tarred audio, the tars in shard order: each line's audio is the member
       ``audio_filepath`` of tar ``shard_id``, read by seek (nothing extracted).
+    - A line whose audio cannot be read (missing, corrupt, empty, an offset past the end) is written
+      without ``field`` (sde leaves it out of the scores) and named in one note to ``warn`` (default:
+      stderr); the others are transcribed. When none can be read: a TranscribeError, no output.
     """
     manifest = Path(os.path.expanduser(os.fspath(manifest)))
     if not manifest.exists():
@@ -197,6 +202,7 @@ def transcribe_manifest(
         refuse_writing_over_inputs({"--out": target, "--out's part file": partial, "--out's Lhotse view": view},
                                    [manifest], model, read.table.get("audio_path", pd.Series([], dtype=object)),
                                    tarred_audio=tarred_audio)
+        check_writable(target)  # makes --out DIR/ before the view goes into it, or says why it cannot
         manifest = write_nemo_view(read.table, target, members=bool(read.tar_shards))
         entries = read_entries(manifest, audio_base_path, shard, tuple(tarred_audio))
     else:
@@ -216,6 +222,7 @@ def transcribe_manifest(
     total = len(entries)
     remaining = [k for k, e in enumerate(entries) if e.key not in done]
 
+    failed: dict[str, str] = {}  # key -> why its audio could not be read
     if remaining:
         batches = _batches_of(engine, ray, model, entries, remaining, manifest, batch_size=batch_size,
                               device=device, amp=amp, should_stop=should_stop)
@@ -226,25 +233,32 @@ def transcribe_manifest(
         try:
             with contextlib.closing(batches), PartFile(partial, header, done) as part:
                 for batch, texts, seconds in batches:
-                    records = [(entries[k].key, text) for k, text in zip(batch, texts) if entries[k].key not in done]
+                    fresh = [(k, text) for k, text in zip(batch, texts) if entries[k].key not in done]
+                    # an unreadable utterance is not recorded: a rerun (its audio fixed) tries it again
+                    failed.update((entries[k].key, t.message) for k, t in fresh if isinstance(t, Unreadable))
+                    records = [(entries[k].key, t) for k, t in fresh if not isinstance(t, Unreadable)]
                     part.add(records)
                     done.update(records)
                     audio_s += seconds
-                    done_now += len(records)
-                    tick_bar(bar, len(records), audio_s, start, done_now)
+                    done_now += len(fresh)
+                    tick_bar(bar, len(fresh), audio_s, start, done_now)
                     if on_progress:
-                        on_progress(len(done), total)
+                        on_progress(len(done) + len(failed), total)
         except StopRequested:
             raise TranscribeCancelled(len(done), total, partial) from None
         finally:
             bar.close()
+        report_unreadable(list(failed.values()), total, warn, field, refuse_all=shard is None)
 
     elif on_progress:
         on_progress(total, total)
 
     if _fingerprint(manifest) != fingerprint:
         raise TranscribeError(f"{manifest} changed while it was being transcribed; run again")
-    write_output(manifest, target, field, shard, {e.index: done[e.key] for e in entries})
+    lost = [e for e in entries if e.key not in done and e.key not in failed]
+    if lost:  # never a complete-looking output with holes nobody was told of
+        raise TranscribeError(f"{manifest}:{lost[0].line}: no prediction was made for {len(lost)} line(s); run again")
+    write_output(manifest, target, field, shard, {e.index: done.get(e.key) for e in entries})
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
     return target
@@ -325,6 +339,7 @@ def merge_source(manifest: str | os.PathLike, target: Path, model: Any, *,
     view = nemo_view_path(target)
     refuse_writing_over_inputs({"--out": target, "--out's Lhotse view": view}, [manifest], model,
                                read.table.get("audio_path", pd.Series([], dtype=object)), tarred_audio=tars)
+    check_writable(target)
     return write_nemo_view(read.table, target, members=bool(read.tar_shards)), tars
 
 
@@ -487,8 +502,10 @@ def predictions_for(
     should_stop: Callable[[], bool] | None = None,
     warn: Callable[[str], None] = warn_on_stderr,
     ray_address: str | None = None,
-) -> list[str]:
-    """One prediction per utterance from `model` (a NeMo name or a .nemo path), cached.
+) -> list[str | None]:
+    """One prediction per utterance from `model` (a NeMo name or a .nemo path), cached; None for
+    an utterance whose audio cannot be read (``warn`` names them; the dataset leaves them out of
+    the scores).
 
     Computed in this process, or on Ray when ``ray_address`` (default: ``$SDE_RAY_ADDRESS``) is set:
     ``auto``, ``ray://HOST:PORT``, or ``local`` (a Ray instance on this machine for the job). The
@@ -504,16 +521,17 @@ def predictions_for(
                 return preds
         table = dataset.utterances
         items = list(zip(_audio_paths(dataset), table["offset"].tolist(), table["duration"].tolist()))
+        wheres = _wheres(dataset)
         address = ray_address if ray_address is not None else os.environ.get(RAY_ADDRESS_ENV, "").strip()
         if address:
             from sde.nemo.ray_engine import RayOptions, transcribe_segments_ray  # lazy: optional extra
 
             options = RayOptions(address=None if address == "local" else address)
             preds = transcribe_segments_ray(items, model, batch_size=batch_size, options=options, progress=progress,
-                                            on_progress=on_progress, should_stop=should_stop)
+                                            on_progress=on_progress, should_stop=should_stop, warn=warn, wheres=wheres)
         else:
             preds = transcribe_segments(items, model, device=device, batch_size=batch_size, progress=progress,
-                                        on_progress=on_progress, should_stop=should_stop)
+                                        on_progress=on_progress, should_stop=should_stop, warn=warn, wheres=wheres)
         if store is not None and not isinstance(store, ReadOnlyStore):
             try:
                 store.set(("predictions", key), pickle.dumps(preds, protocol=pickle.HIGHEST_PROTOCOL))
@@ -529,14 +547,31 @@ def predictions_for(
             store.close()
 
 
+def _wheres(dataset: Dataset) -> list[str] | None:
+    """Each row's ``manifest:line`` (its own manifest's, for several), for the unreadable-audio note."""
+    table = dataset.utterances
+    if "line" not in table:
+        return None
+    sources = table["source"].astype(str).tolist() if "source" in table else [str(dataset.manifest_path)] * len(table)
+    return [f"{source}:{line}" for source, line in zip(sources, table["line"].tolist())]
+
+
 def _audio_paths(dataset: Dataset) -> list[str]:
     """Each row's audio for the transcriber: its file, or its member of a tar (tarred datasets)."""
     return job_audio_paths(dataset.utterances, dataset.tar_shards)
 
 
 def transcribe_dataset(dataset: Dataset, model: str, **kwargs) -> Dataset:
-    """`dataset` with a scored `pred_text` hypothesis from `model` (see predictions_for)."""
-    return with_predictions(dataset, PREDICTION_FIELD, predictions_for(dataset, model, **kwargs))
+    """`dataset` with a scored `pred_text` hypothesis from `model` (see predictions_for). Utterances
+    whose audio could not be read have none: one warning names their lines (Problems page, stats),
+    as for a manifest whose lines lack the field."""
+    scored = with_predictions(dataset, PREDICTION_FIELD, predictions_for(dataset, model, **kwargs))
+    table = scored.utterances
+    if "line" not in table:
+        return scored
+    note = missing_hypothesis_warning(str(dataset.manifest_path), PREDICTION_FIELD, table[PREDICTION_FIELD],
+                                      table["line"].to_numpy(), table["source"].to_numpy() if "source" in table else None)
+    return scored if note is None else dataclasses.replace(scored, warnings=[*scored.warnings, note])
 
 
 def _cached(store, key: str, n: int) -> list[str] | None:

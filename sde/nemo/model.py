@@ -254,10 +254,26 @@ def load_model(model: str | os.PathLike, device: str = "auto", *, quiet: bool = 
                 raise TranscribeError(_fetch_failed(spec, exc)) from exc
     if not hasattr(loaded, "transcribe"):
         raise TranscribeError(f"{spec} is a {type(loaded).__name__}, not an ASR model with transcribe()")
+    _refuse_label_models(nemo_asr, loaded, spec)
     loaded = loaded.to(torch.device(dev))
     loaded.eval()
     loaded._sde_model_spec = spec  # remembered for output names and resume checkpoints
     return loaded
+
+
+# NeMo models restored by ASRModel.restore_from that have a transcribe() but give labels, not text:
+# their transcribe() rejects sde's arguments (a TypeError blamed on the first audio file) or returns
+# class names that would be scored as hypotheses.
+_LABEL_MODELS = ("EncDecClassificationModel", "EncDecSpeakerLabelModel", "EncDecFrameClassificationModel")
+
+
+def _refuse_label_models(nemo_asr: Any, loaded: Any, spec: str) -> None:
+    kinds = tuple(k for k in (getattr(nemo_asr.models, name, None) for name in _LABEL_MODELS) if isinstance(k, type))
+    if kinds and isinstance(loaded, kinds):
+        raise TranscribeError(
+            f"{spec} is a {type(loaded).__name__}: a classification, VAD or speaker model, which gives labels, "
+            f"not transcripts; pass a speech recognition model (CTC, RNNT/TDT, hybrid or Canary), e.g. {DEFAULT_MODEL}"
+        )
 
 
 def _fetch_failed(spec: str, exc: BaseException) -> str:

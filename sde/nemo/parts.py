@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import hashlib
 import json
 import lzma
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -184,11 +185,23 @@ def atomic_writer(path: Path) -> tuple[Any, str]:
     be made (the OSError named the temp file, which the user never asked for)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _new_temp(path)
     except OSError as e:
         raise TranscribeError(f"{path}: cannot write in {path.parent} ({e.strerror or e}); choose another "
                               "--out") from None
     return os.fdopen(fd, "w", encoding="utf-8", newline="\n"), tmp
+
+
+def _new_temp(path: Path) -> tuple[int, str]:
+    """A new temp file beside ``path``, with the mode of any new file (0o666 less the umask): the
+    0o600 of mkstemp made every output unreadable to the rest of a team on a shared disk."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:  # O_EXCL: never follow or reuse someone else's file
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path))
 
 
 def check_writable(path: Path) -> None:
@@ -216,8 +229,10 @@ def dumps(obj: Any) -> str:
 
 
 def write_output(manifest: Path, target: Path, field: str, shard: tuple[int, int] | None,
-                 preds: Mapping[int, str]) -> None:
-    """Every input line of the shard (all lines without one) plus ``field``, in input order."""
+                 preds: Mapping[int, str | None]) -> None:
+    """Every input line of the shard (all lines without one) plus ``field``, in input order; a line
+    whose prediction is None (its audio could not be read) without ``field``: an empty string would
+    be scored as a hypothesis that deleted every word."""
     i, n = shard or (0, 1)
     f, tmp = atomic_writer(target)
     try:
@@ -225,7 +240,10 @@ def write_output(manifest: Path, target: Path, field: str, shard: tuple[int, int
             if index % n != i:
                 continue
             obj = parse_line(manifest, lineno, raw)
-            obj[field] = preds[index]
+            if preds[index] is None:
+                obj.pop(field, None)  # an older prediction of the input is not this model's
+            else:
+                obj[field] = preds[index]
             f.write(dumps(obj) + "\n")
         commit(f, tmp, target)
     except BaseException:

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from sde.nemo.infer import (SegmentRef, StopRequested, batch_plan, collect_predictions,
-                            infer_batch, load_batch)
+from sde.nemo.infer import (SegmentRef, StopRequested, Unreadable, batch_plan, collect_predictions, infer_readable,
+                            load_readable)
 from sde.nemo.model import (TranscribeError, ensure_model, looks_like_path, model_sample_rate, nemo_file_sample_rate,
                             one_line, pick_amp_dtype)
 
@@ -228,18 +228,27 @@ def _plan_resources(ray: Any, options: RayOptions) -> tuple[int, float]:
 
 def _read_batch(row: dict[str, Any], sample_rate: int) -> dict[str, Any]:
     """CPU task: the audio of one planned batch, flat (float32 at ``sample_rate``) with its lengths;
-    an unreadable file becomes the row's error (named by manifest line), not a task failure to retry."""
+    an unreadable file is listed in ``unreadable`` ([position, message named by manifest line]) and
+    left out of the audio, not a task failure to retry: the others of its batch are transcribed."""
     work = json.loads(row["work"])
     refs = [SegmentRef(path, offset, duration) for path, offset, duration, _ in work]
-    try:
-        audio = load_batch(refs, sample_rate, [where for *_, where in work])
-        error = ""
-    except TranscribeError as exc:
-        audio, error = [], str(exc)
+    loaded = load_readable(refs, sample_rate, [where for *_, where in work])
+    audio = [a for a in loaded if not isinstance(a, Unreadable)]
+    unreadable = [[k, a.message] for k, a in enumerate(loaded) if isinstance(a, Unreadable)]
     lengths = np.array([a.shape[0] for a in audio], dtype=np.int64)
     flat = np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32)
     return {"batch": row["batch"], "work": row["work"], "audio": flat, "lengths": lengths, "rate": sample_rate,
-            "error": error}
+            "unreadable": json.dumps(unreadable, ensure_ascii=False), "error": ""}
+
+
+def _encode_texts(texts: Sequence[str | Unreadable]) -> str:
+    """A batch's predictions as JSON: a string, or ``{"unreadable": message}``."""
+    return json.dumps([{"unreadable": t.message} if isinstance(t, Unreadable) else t for t in texts],
+                      ensure_ascii=False)
+
+
+def _decode_texts(raw: str) -> list[str | Unreadable]:
+    return [Unreadable(t["unreadable"]) if isinstance(t, dict) else t for t in json.loads(raw)]
 
 
 class _Transcriber:
@@ -266,30 +275,34 @@ class _Transcriber:
             self._maybe_die()
             texts, seconds, error = self._transcribe(batch, r)
             out["batch"].append(int(batch["batch"][r]))
-            out["texts"].append(json.dumps(texts, ensure_ascii=False))
+            out["texts"].append(texts)
             out["seconds"].append(seconds)
             out["error"].append(error)
         return {k: np.asarray(v) for k, v in out.items()}
 
-    def _transcribe(self, batch: dict[str, np.ndarray], r: int) -> tuple[list[str], float, str]:
+    def _transcribe(self, batch: dict[str, np.ndarray], r: int) -> tuple[str, float, str]:
         error = str(batch["error"][r]) or self.failure
         if error:
-            return [], 0.0, error
+            return "[]", 0.0, error
         work = json.loads(str(batch["work"][r]))
         refs = [SegmentRef(path, offset, duration) for path, offset, duration, _ in work]
         flat = np.asarray(batch["audio"][r], dtype=np.float32)
         bounds = np.cumsum(np.asarray(batch["lengths"][r], dtype=np.int64))[:-1]
-        audio = [np.ascontiguousarray(a) for a in np.split(flat, bounds)]
+        arrays = [np.ascontiguousarray(a) for a in np.split(flat, bounds)] if len(batch["lengths"][r]) else []
         rate = int(batch["rate"][r])
         if rate != self.rate:  # the driver guessed the rate (a pretrained name): resample here
             from sde.audio import resample
 
-            audio = [np.ascontiguousarray(resample(a, rate, self.rate), dtype=np.float32) for a in audio]
+            arrays = [np.ascontiguousarray(resample(a, rate, self.rate), dtype=np.float32) for a in arrays]
+        audio: list[np.ndarray | Unreadable] = list(arrays)
+        for k, message in json.loads(str(batch["unreadable"][r])):  # back in their places, in order
+            audio.insert(int(k), Unreadable(message))
         try:
-            texts = infer_batch(self.model, audio, refs, device=self.device, amp_dtype=self.amp_dtype)
+            texts, seconds = infer_readable(self.model, audio, refs, device=self.device, amp_dtype=self.amp_dtype,
+                                            sample_rate=self.rate)
         except TranscribeError as exc:
-            return [], 0.0, str(exc)
-        return texts, sum(a.shape[0] for a in audio) / float(self.rate), ""
+            return "[]", 0.0, str(exc)
+        return _encode_texts(texts), seconds, ""
 
     def _maybe_die(self) -> None:
         if not self.fault:
@@ -354,9 +367,10 @@ def ray_batches(
     should_stop: Callable[[], bool] | None = None,
     describe: Callable[[int], str] | None = None,
     known_seconds: Sequence[float | None] | None = None,
-) -> Iterator[tuple[list[int], list[str], float]]:
+) -> Iterator[tuple[list[int], list[str | Unreadable], float]]:
     """Yield (indices, predictions, audio seconds) per batch, as :func:`sde.nemo.infer.run_batches`
-    does, computed on Ray; batches arrive in the order they finish."""
+    does (an :class:`Unreadable` for an utterance whose audio cannot be read), computed on Ray;
+    batches arrive in the order they finish."""
     options = options or RayOptions()
     spec = _model_spec(model)
     fault = os.environ.get(FAULT_ENV) or None
@@ -382,7 +396,7 @@ def ray_batches(
             for row in rows:
                 if row["error"]:
                     raise TranscribeError(str(row["error"]))
-                yield plan[int(row["batch"])], json.loads(row["texts"]), float(row["seconds"])
+                yield plan[int(row["batch"])], _decode_texts(row["texts"]), float(row["seconds"])
                 if should_stop is not None and should_stop():
                     raise StopRequested()
         finally:
@@ -400,11 +414,14 @@ def transcribe_segments_ray(
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-) -> list[str]:
+    warn: Callable[[str], None] | None = None,
+    wheres: Sequence[str] | None = None,
+) -> list[str | None]:
     """:func:`sde.nemo.infer.transcribe_segments` on Ray: predictions for (audio_path, offset,
-    duration) items, in the same order (the UI's background transcription with a Ray address)."""
+    duration) items, in the same order, None where the audio cannot be read (the UI's background
+    transcription with a Ray address)."""
     refs = [SegmentRef(*item) for item in items]
     total = len(refs)
     batches = ray_batches(model, refs, range(total), batch_size=batch_size, amp=amp, options=options,
-                          should_stop=should_stop)
-    return collect_predictions(batches, total, progress, on_progress)
+                          should_stop=should_stop, describe=None if wheres is None else wheres.__getitem__)
+    return collect_predictions(batches, total, progress, on_progress, warn)

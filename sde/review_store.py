@@ -6,6 +6,7 @@ What a review is, how it is keyed and why the store is durable and safe to share
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import functools
 import json
@@ -45,6 +46,10 @@ _TAG_SPLIT = re.compile(r'[\s,\[\]"]+')  # how a hand-typed tags field ("noise, 
 # Unreadable rows are logged once each, the first this many per store: a file with a million of
 # them must not flood the terminal (all are still skipped or read leniently).
 MAX_REPORTED = 20
+#: Recent writes remembered for changes_since: more between two reads of the reviews, and those
+#: read them all again.
+CHANGES_KEPT = 10_000
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -265,6 +270,10 @@ class ReviewStore:
         self.sources = tuple(sources)
         self._lock = threading.Lock()
         self._writes = 0
+        # (write number, key) of this connection's recent writes: what changed since a generation,
+        # so that derived views follow one edit without reading every review again (changes_since)
+        self._changes: collections.deque[tuple[int, ReviewKey]] = collections.deque(maxlen=CHANGES_KEPT)
+        self._pending: list[ReviewKey] = []
         self._con: sqlite3.Connection | None = None
         self.problems: list[str] = []       # rows read leniently or skipped: what and how to fix, once each
         self._reported: set[str] = set()
@@ -406,6 +415,7 @@ class ReviewStore:
             con.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             raise self._error(e, "write") from None
+        self._pending = []
         try:
             yield con
         except BaseException as e:
@@ -425,6 +435,7 @@ class ReviewStore:
                 pass
             raise self._error(e, "write") from None
         self._writes += 1
+        self._changes.extend((self._writes, key) for key in self._pending)
 
     def _writable(self) -> sqlite3.Connection:
         if self.read_only:
@@ -514,15 +525,34 @@ class ReviewStore:
         self.problems.append(message)
         log.warning("warning: %s", message)
 
+    def changes_since(self, generation: tuple[int, int]) -> list[ReviewKey] | None:
+        """The keys this store wrote since ``generation`` (an earlier :meth:`generation`), in order;
+        None when that cannot be told: another process wrote since, or more changes were made than
+        are kept (then read every review again)."""
+        with self._lock:
+            now = self._generation_held()
+            if now[1] != generation[1] or generation[0] > now[0]:
+                return None
+            if generation[0] == now[0]:
+                return []
+            if not self._changes or self._changes[0][0] > generation[0] + 1:
+                return None
+            return [key for n, key in self._changes if n > generation[0]]
+
     def generation(self) -> tuple[int, int]:
         """Changes whenever anyone (this process or another) commits: a key for derived caches."""
         with self._lock:
-            if self._con is None:
-                return (0, 0)
-            try:
-                return (self._writes, int(self._con.execute("PRAGMA data_version").fetchone()[0]))
-            except sqlite3.Error as e:
-                raise self._error(e, "read") from None
+            return self._generation_held()
+
+    def _generation_held(self) -> tuple[int, int]:
+        """:meth:`generation`, with the lock held. (This connection's writes, and SQLite's data_version,
+        which other connections' commits change.)"""
+        if self._con is None:
+            return (0, 0)
+        try:
+            return (self._writes, int(self._con.execute("PRAGMA data_version").fetchone()[0]))
+        except sqlite3.Error as e:
+            raise self._error(e, "read") from None
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -596,6 +626,7 @@ class ReviewStore:
         return review, int(row[8])
 
     def _write(self, con: sqlite3.Connection, review: Review, *, base: int, action: str) -> None:
+        self._pending.append(review.key)
         values = (review.status, review.text, review.note, json.dumps(list(review.tags), ensure_ascii=False),
                   review.user, review.time, review.version, base)
         con.execute("INSERT INTO reviews (source, line, audio_filepath, offset, status, text, note, tags, user, time, "

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sde.cache import default_cache_dir
 from sde.lines import source_files
@@ -309,6 +311,10 @@ class AlignedReviews:
     reviews: list[Review]       # current reviews that match a row (status None: undone)
     stale: int                  # reviews that match no row (the manifest changed since)
     moved: int = 0              # reviews found on another line than they were saved on
+    # what changed since the aligned reviews this was updated from (see aligned_reviews and
+    # review_columns): those (weakly held, so that no chain of them stays alive) and each changed
+    # row with its review now
+    update: tuple[weakref.ref, dict[int, Review]] | None = field(default=None, repr=False, compare=False)
 
     def at(self, position: int) -> Review | None:
         """The review aligned with row `position`, if any."""
@@ -329,6 +335,10 @@ def aligned_reviews(dataset: "Dataset", store: ReviewStore) -> AlignedReviews:
     cached = dataset.__dict__.get("_sde_aligned_reviews")
     if cached is not None and cached[0] == token:
         return cached[1]
+    updated = _updated(dataset, store, cached[0], cached[1]) if cached is not None else None
+    if updated is not None:
+        dataset.__dict__["_sde_aligned_reviews"] = (token, updated)
+        return updated
     reviews = store.reviews()
     keys = utterance_keys(dataset)
     positions = keys.positions([r.key for r in reviews])
@@ -338,6 +348,37 @@ def aligned_reviews(dataset: "Dataset", store: ReviewStore) -> AlignedReviews:
                              int(len(reviews) - len(matched)), moved)
     dataset.__dict__["_sde_aligned_reviews"] = (token, aligned)
     return aligned
+
+
+def _updated(dataset: "Dataset", store: ReviewStore, token: tuple, aligned: AlignedReviews) -> AlignedReviews | None:
+    """``aligned`` (of generation ``token``) with the reviews this store saved since: a save reads
+    its own review back, not all of them (2 s a save at 90k reviews, and growing). None where that
+    cannot be told (another process wrote, a review of a row that had none moved there) or the
+    store is another: then every review is read again."""
+    if token[0] != id(store):
+        return None
+    changed = store.changes_since(token[1])
+    if changed is None:
+        return None
+    by_key = {r.key: i for i, r in enumerate(aligned.reviews)}
+    reviews, positions = list(aligned.reviews), aligned.positions.copy()
+    added: list[Review] = []
+    rows: dict[int, Review] = {}
+    for key in dict.fromkeys(changed):
+        review = store.get(key)
+        if key in by_key:
+            reviews[by_key[key]] = review
+            rows[int(positions[by_key[key]])] = review
+        else:
+            added.append(review)
+    if added:
+        found = utterance_keys(dataset).positions([r.key for r in added]).tolist()
+        if min(found) < 0 or len(set(found)) < len(found) or set(positions.tolist()).intersection(found):
+            return None
+        reviews.extend(added)
+        positions = np.concatenate([positions, np.asarray(found, dtype=np.int64)])
+        rows.update(zip(found, added))
+    return AlignedReviews(positions, reviews, aligned.stale, aligned.moved, update=(weakref.ref(aligned), rows))
 
 
 def _follow_moved_lines(keys: UtteranceKeys, reviews: Sequence[Review], positions: np.ndarray) -> int:
@@ -361,29 +402,62 @@ def review_columns(dataset: "Dataset", store: ReviewStore | None) -> pd.DataFram
     `review_tags` holds the tags separated by spaces, so `{review_tags} has "noise"` finds a tag;
     `review_time` is ISO 8601 UTC text, so it sorts and compares as time.
     """
-    n = len(dataset.utterances)
-    positions: list[int] = []
+    if store is None:
+        return _spread_reviews(dataset, [], [])
+    aligned = aligned_reviews(dataset, store)
+    cached = dataset.__dict__.get("_sde_review_columns")
+    if cached is not None and cached[0] is aligned:
+        return cached[1]
+    if cached is not None and aligned.update is not None and cached[0] is aligned.update[0]():
+        columns = _with_rows_changed(cached[1], aligned.update[1])
+    else:
+        columns = _spread_reviews(dataset, aligned.positions.tolist(), aligned.reviews)
+    dataset.__dict__["_sde_review_columns"] = (aligned, columns)
+    return columns
+
+
+def _column_values(reviews: Sequence[Review]) -> dict[str, list[Any]]:
     values: dict[str, list[Any]] = {name: [] for name in REVIEW_COLUMNS}
-    if store is not None:
-        aligned = aligned_reviews(dataset, store)
-        for position, r in zip(aligned.positions.tolist(), aligned.reviews):
-            if r.status is None:
-                continue
-            positions.append(position)
-            values["review"].append(r.status)
-            values["review_text"].append(r.text)
-            values["review_note"].append(r.note)
-            values["review_tags"].append(" ".join(r.tags) if r.tags else None)
-            values["review_user"].append(r.user)
-            values["review_time"].append(iso_time(r.time))
-    # Each column is its few reviewed values spread over the rows by Arrow (a take): 10M rows as
-    # Python objects took ~25 s at every new Samples page of a reviewed server.
-    where = np.zeros(n, dtype=np.int64)
-    where[np.asarray(positions, dtype=np.int64)] = np.arange(1, len(positions) + 1)
+    for r in reviews:
+        values["review"].append(r.status)
+        values["review_text"].append(r.text if r.status is not None else None)
+        values["review_note"].append(r.note if r.status is not None else None)
+        values["review_tags"].append(" ".join(r.tags) if r.tags and r.status is not None else None)
+        values["review_user"].append(r.user if r.status is not None else None)
+        values["review_time"].append(iso_time(r.time) if r.status is not None else None)
+    return values
+
+
+def _spread_reviews(dataset: "Dataset", positions: list[int], reviews: Sequence[Review]) -> pd.DataFrame:
+    """Each column is its few reviewed values spread over the rows by Arrow (a take): 10M rows as
+    Python objects took ~25 s at every new Samples page of a reviewed server. Undone reviews
+    (status None) leave their row empty."""
+    shown = [(p, r) for p, r in zip(positions, reviews) if r.status is not None]
+    values = _column_values([r for _, r in shown])
+    where = np.zeros(len(dataset.utterances), dtype=np.int64)
+    where[np.asarray([p for p, _ in shown], dtype=np.int64)] = np.arange(1, len(shown) + 1)
     spread = pa.array(where)
     return pd.DataFrame({name: pd.array(pa.array([None, *column], pa.large_string()).take(spread),
                                         dtype="string[pyarrow]")
                          for name, column in values.items()}, index=dataset.utterances.index)
+
+
+def _with_rows_changed(columns: pd.DataFrame, rows: dict[int, Review]) -> pd.DataFrame:
+    """``columns`` with each of ``rows`` set from its review: one save changes a row or two, so the
+    columns are not built again from every review."""
+    if not rows:
+        return columns
+    order = sorted(rows)
+    values = _column_values([rows[row] for row in order])
+    mask = np.zeros(len(columns), dtype=bool)
+    mask[order] = True
+    mask_array = pa.array(mask)
+    out = {}
+    for name in REVIEW_COLUMNS:
+        old = pa.chunked_array(columns[name].array._pa_array).combine_chunks().cast(pa.large_string())
+        new = pc.replace_with_mask(old, mask_array, pa.array(values[name], pa.large_string()))
+        out[name] = pd.array(new, dtype="string[pyarrow]")
+    return pd.DataFrame(out, index=columns.index)
 
 
 def write_review(record: dict, extras: dict, review: Any, old_text: Any) -> None:

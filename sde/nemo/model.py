@@ -23,11 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sde.nemo.hubs import unreachable_reason
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from nemo.collections.asr.models import ASRModel
 
 __all__ = [
     "DEFAULT_MODEL",
+    "check_fetchable",
     "NEMO_MISSING_MESSAGE",
     "NemoMissingError",
     "TranscribeError",
@@ -187,6 +190,17 @@ def model_stem(model: Any) -> str:
     return name or "model"
 
 
+def check_fetchable(model: str | os.PathLike) -> None:
+    """Refuse (TranscribeError) a pretrained name this machine cannot fetch (sde.nemo.hubs): said
+    before NeMo's ~15 s import, which an offline start paid only to learn the same."""
+    spec = os.fspath(model)
+    if Path(spec).expanduser().exists() or looks_like_path(spec):
+        return
+    reason = unreachable_reason(spec)
+    if reason is not None:
+        raise TranscribeError(_fetch_failed(spec, reason))
+
+
 def looks_like_path(spec: str) -> bool:
     return spec.lower().endswith(".nemo") or spec.startswith((".", "/", "~", "\\")) or (
         len(spec) > 2 and spec[1] == ":" and spec[2] in "/\\"
@@ -218,11 +232,12 @@ def load_model(model: str | os.PathLike, device: str = "auto", *, quiet: bool = 
     name such as ``stt_en_fastconformer_hybrid_large_pc`` or a Hugging Face id such as
     ``nvidia/parakeet-tdt-0.6b-v2`` (``ASRModel.from_pretrained``; cached after the first download).
     """
+    spec = os.fspath(model)
+    local = Path(spec).expanduser()
+    check_fetchable(spec)
     nemo_asr = import_nemo_asr()
     torch = import_torch()
     dev = pick_device(device)
-    spec = os.fspath(model)
-    local = Path(spec).expanduser()
     ASRModel = nemo_asr.models.ASRModel
     with quiet_nemo(quiet):
         if local.exists():
@@ -276,10 +291,11 @@ def _refuse_label_models(nemo_asr: Any, loaded: Any, spec: str) -> None:
         )
 
 
-def _fetch_failed(spec: str, exc: BaseException) -> str:
+def _fetch_failed(spec: str, why: BaseException | str) -> str:
     maybe_path = " (if you meant a local file: it does not exist)" if "/" in spec else ""
+    reason = why if isinstance(why, str) else f"{type(why).__name__}: {one_line(why)}"
     return (
-        f"cannot fetch the NeMo model {spec!r}{maybe_path}: {type(exc).__name__}: {one_line(exc)}. "
+        f"cannot fetch the NeMo model {spec!r}{maybe_path}: {reason}. "
         "This machine may be offline: download the .nemo file elsewhere and pass its path, "
         "e.g. --model /path/to/model.nemo"
     )

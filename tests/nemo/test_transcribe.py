@@ -377,8 +377,21 @@ def test_shards_and_merge_equal_single_run(manifest, tiny_model, tmp_path):
         merge_shards(find_shards(out), tmp_path / "x.json", manifest=other)
 
 
+@pytest.fixture
+def hub_answers(monkeypatch):
+    """A model hub that answers (a socket listening here): NeMo's own download path is taken, as
+    on a machine online, whatever this one's network."""
+    import socket
+
+    from sde.nemo import hubs
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        monkeypatch.setattr(hubs, "HUBS", (("127.0.0.1", server.getsockname()[1]),))
+        yield
+
+
 @pytest.mark.nemo
-def test_load_model_errors(nemo_asr, tmp_path):
+def test_load_model_errors(nemo_asr, tmp_path, hub_answers):
     from sde.nemo.model import load_model
 
     with pytest.raises(TranscribeError, match="model file not found: .*missing.nemo"):
@@ -392,7 +405,7 @@ def test_load_model_errors(nemo_asr, tmp_path):
 
 
 @pytest.mark.nemo
-def test_offline_pretrained_name_suggests_a_local_file(nemo_asr, monkeypatch):
+def test_offline_pretrained_name_suggests_a_local_file(nemo_asr, monkeypatch, hub_answers):
     from sde.nemo.model import load_model
 
     def offline(*args, **kwargs):

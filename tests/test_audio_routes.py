@@ -103,7 +103,7 @@ def test_range_requests(client):
     assert r.headers["Content-Range"] == f"bytes 1000-{n - 1}/{n}"
     r = client.get("/audio/0.wav", headers={"Range": "bytes=-50"})
     assert r.status_code == 206 and r.data == full[-50:]
-    for bad in (f"bytes={n}-", f"bytes={n + 10}-{n + 20}"):
+    for bad in (f"bytes={n}-", f"bytes={n + 10}-{n + 20}", "bytes=-0", "bytes=-000"):  # a suffix of 0 bytes too
         r = client.get("/audio/0.wav", headers={"Range": bad})
         assert r.status_code == 416, bad
         assert r.headers["Content-Range"] == f"bytes */{n}"

@@ -52,6 +52,7 @@ def no_errors_logged(caplog):
     ({**router_body("/", ""), "state": {"id": "rendered"}}, "'state' must be a list of 1"),
     ({**router_body("/", ""), "outputs": "page-content.children"}, "'outputs' must be"),
     ({**router_body("/", ""), "changedPropIds": [1, 2]}, "'changedPropIds' must be a list of strings"),
+    ({"output": "doc-title.data", "inputs": []}, "computed in the browser"),  # Dash: KeyError, a 500
 ])
 def test_a_malformed_callback_request_is_a_json_400_naming_the_problem(web_client, no_errors_logged, body, says):
     resp = post(web_client, body)

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sde.filters.regex import repetition_problem
 from sde.filters.language import MAX_REGEX_LENGTH, TEXT_OPERATORS, QueryError, _at, _cut, check_column, column_ref
 from sde.filters.tree import (
     And,
@@ -232,6 +233,8 @@ def check_regex(pattern: str, col: str = "{text}", pos: int | None = None) -> No
             pc.match_substring_regex(pa.array([""], pa.string()), pattern=pattern)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeError) as e:
             problem = str(e).removeprefix("Invalid regular expression: ")
+            if (limit := repetition_problem(problem, pattern, col)) is not None:
+                raise QueryError(f"{limit}.", pos) from None
     if problem is not None:
         raise QueryError(f"{col} matches{where}: not a regular expression sde can run ({_cut(problem, 120)}). "
                          "The syntax is RE2's (no lookaround or backreferences), e.g. "

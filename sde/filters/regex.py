@@ -13,7 +13,11 @@ try:  # the parser of Python's re: sre_parse until 3.11
 except ImportError:  # pragma: no cover
     import sre_parse as _re_parser  # type: ignore[no-redef]
 
-__all__ = ["anchored_literals", "in_sequence", "like_pattern", "literal_text", "parsed_regex"]
+__all__ = ["MAX_REPEAT", "anchored_literals", "in_sequence", "like_pattern", "literal_text", "parsed_regex",
+           "repetition_problem"]
+
+#: RE2's largest repetition count (``a{1000}``; nested counts multiply: ``(a{100}){20}`` is 2,000).
+MAX_REPEAT = 1000
 
 
 def parsed_regex(pattern: str) -> Any:
@@ -109,3 +113,17 @@ def _literals(items: list[tuple[Any, Any]]) -> str:
             break
         text.append(chr(arg))
     return "".join(text)
+
+
+def repetition_problem(engine_error: str, pattern: str, col: str = "{text}") -> str | None:
+    """What to say of a regex over RE2's repetition limit, whose own words ("invalid repetition
+    size: {1001}") name neither the limit nor a way around it; None for any other engine error."""
+    if not engine_error.startswith("invalid repetition size"):
+        return None
+    return (f"{col} matches {_cut(pattern, 60)!r}: repetition counts above {MAX_REPEAT:,} are not supported "
+            f"(RE2's limit; nested counts multiply); use a shorter count, or a length column like "
+            f"{{num_chars}} > {MAX_REPEAT}")
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"

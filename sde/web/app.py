@@ -126,6 +126,8 @@ def callback_body_problem(body: Any, callbacks: Mapping[str, dict]) -> str | Non
         shown = repr(output) if len(repr(output)) <= 80 else repr(output)[:80] + "…"
         return f"no callback has the output {shown}: reload the page (the server may have been restarted)"
     registered = callbacks[output]
+    if "callback" not in registered:  # a clientside callback: the browser runs it, the server has none
+        return f"the output {output!r} is computed in the browser (a clientside callback): the server does not run it"
     for field, key in (("inputs", "inputs"), ("state", "state")):
         items = body.get(field, [])
         if not _are_props(items) or len(items) != len(registered.get(key, ())):

@@ -341,14 +341,41 @@ def warnings_view(warnings: Sequence[str]) -> list[dbc.Alert]:
     return [dbc.Alert(w, color="warning", className="py-2 mb-2") for w in warnings]
 
 
+# ---------------------------------------------------------------- callback inputs, as a browser sends them
+# A callback's inputs come from a POST any client can send: a script may post a number where the
+# page holds text, a dict where it holds a list, null, a list of a million items. Callbacks read
+# them through these, which answer what the browser would have sent (nothing) for anything else.
+
+def as_text(value: Any) -> str:
+    """``value`` if it is text, else ""."""
+    return value if isinstance(value, str) else ""
+
+
+def as_mapping(value: Any) -> Mapping:
+    """``value`` if it is a JSON object, else {}."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: Any) -> list:
+    """``value`` if it is a JSON array, else []."""
+    return value if isinstance(value, list) else []
+
+
+def first_point(click: Any) -> Mapping:
+    """The first point of a figure's clickData ({} when there is none, or it is not one)."""
+    points = as_list(as_mapping(click).get("points"))
+    return as_mapping(points[0]) if points else {}
+
+
 def href_of_click(cell: Mapping | None = None, point: Mapping | None = None, index: int = 0) -> str | None:
     """The href a small-grid click (its row id) or a bar click (customdata[index]) points to; only
     a path of this app ("/…"), never another scheme."""
+    cell, clicked = as_mapping(cell), first_point(point)
     if cell:
         href = cell.get("rowId")
-    elif point and point.get("points"):
-        custom = point["points"][0].get("customdata")
-        href = custom[index] if isinstance(custom, (list, tuple)) and custom else custom
+    elif clicked:
+        custom = clicked.get("customdata")
+        href = custom[index] if isinstance(custom, (list, tuple)) and len(custom) > index else custom
     else:
         return None
     return href if isinstance(href, str) and href.startswith("/") and not href.startswith("//") else None

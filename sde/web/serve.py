@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import errno
 import heapq
+import io
 import itertools
+import json
 import logging
 import socket
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
     import dash
@@ -111,18 +113,20 @@ def serve(app: "dash.Dash", host: str = "127.0.0.1", port: int = 8050, debug: bo
 def listening_server(app: "dash.Dash", host: str, sock: socket.socket):
     """werkzeug's threaded server of ``app`` on ``sock`` (listening; closed here: werkzeug works on
     its own duplicate of the descriptor), its connections answered by :func:`_json_error_handler`,
-    their request heads due within REQUEST_HEAD_S (:class:`HeadDeadlines`, ended by ``server_close``)."""
+    their request heads due within REQUEST_HEAD_S and their bodies within REQUEST_BODY_S
+    (:class:`HeadDeadlines`, ended by ``server_close``), at most MAX_CONNECTIONS of them at once."""
     from werkzeug.serving import make_server
 
     heads = HeadDeadlines()
     try:
-        server = make_server(host, sock.getsockname()[1], app.server, threaded=True, fd=sock.fileno(),
-                             request_handler=_json_error_handler(heads))
+        server = make_server(host, sock.getsockname()[1], _answering_cut_bodies(app.server), threaded=True,
+                             fd=sock.fileno(), request_handler=_json_error_handler(heads))
     except BaseException:
         heads.close()
         raise
     finally:
         sock.close()
+    _limit_connections(server)
     close = server.server_close
 
     def server_close() -> None:
@@ -144,8 +148,19 @@ IDLE_CONNECTION_S = 10.0
 #: Seconds a client has to send a request's line and headers, all of them. The idle limit above
 #: bounds each wait for a byte, not the request: a client trickling a header byte every few seconds
 #: never tripped it and held a thread for good (a thousand such clients, a thousand threads). A
-#: browser or script sends its request head in one packet; the body and the answer may take longer.
+#: browser or script sends its request head in one packet; the body has REQUEST_BODY_S more, the answer
+#: as long as it takes.
 REQUEST_HEAD_S = 30.0
+#: Seconds a client has to send a request's body, once its head has arrived: the idle limit bounds
+#: each wait for a byte, and a client trickling a body byte every few seconds held a thread for good.
+#: sde's requests carry small bodies (a callback's JSON, a rules file of at most a few MiB), which a
+#: browser sends at once.
+REQUEST_BODY_S = 30.0
+#: Connections served at once (one thread each): a new one beyond them is answered 503 (JSON, with
+#: Retry-After) and closed at once, instead of a thread more for each a client opens.
+MAX_CONNECTIONS = 1024
+#: Seconds a refused connection is asked to wait before it tries again.
+RETRY_AFTER_S = 5
 
 
 class _Deadline:
@@ -215,9 +230,8 @@ def _json_error_handler(heads: HeadDeadlines) -> type:
     """werkzeug's request handler, answering a URL too long to read (414) in JSON like every other
     refusal: a legal filter of 10,000 non-ASCII characters takes up to 120 KB in a URL, and the
     page got an HTML error instead of the reason. So is a request head that took longer than
-    REQUEST_HEAD_S to arrive (408; ``heads`` watches the deadlines)."""
-    import json
-
+    REQUEST_HEAD_S to arrive (408; ``heads`` watches the deadlines); a body's deadline
+    (REQUEST_BODY_S) starts once the head has arrived (:class:`_TimedBody`)."""
     from werkzeug.serving import WSGIRequestHandler
 
     class JsonErrors(WSGIRequestHandler):
@@ -225,10 +239,25 @@ def _json_error_handler(heads: HeadDeadlines) -> type:
 
         def handle_one_request(self) -> None:
             self._head = heads.start(self.connection, REQUEST_HEAD_S)
+            self._body: _Deadline | None = None
             try:
                 super().handle_one_request()
             finally:
                 heads.stop(self._head)
+                if self._body is not None:
+                    heads.stop(self._body)
+
+        def make_environ(self) -> dict:
+            environ = super().make_environ()
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > 0 or environ.get("wsgi.input_terminated"):  # a body to read (chunked: ends when it says)
+                self._body = heads.start(self.connection, REQUEST_BODY_S)
+                environ["wsgi.input"] = environ[_BODY_KEY] = _TimedBody(environ["wsgi.input"], self, heads,
+                                                                       self._body, length or None)
+            return environ
 
         def parse_request(self) -> bool:
             parsed = super().parse_request()
@@ -251,16 +280,159 @@ def _json_error_handler(heads: HeadDeadlines) -> type:
             else:
                 super().send_error(code, message, explain)
                 return
-            body = json.dumps({"error": text}).encode()
             self.close_connection = True
             self.send_response(code, message)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
+            for name, value in _json_answer_headers(body := _json_error(text)):
+                self.send_header(name, value)
             self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
 
     return JsonErrors
+
+
+def _json_error(text: str) -> bytes:
+    return json.dumps({"error": text}).encode()
+
+
+def _json_answer_headers(body: bytes) -> list[tuple[str, str]]:
+    return [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+
+
+# ---------------------------------------------------------------- request bodies
+
+_BODY_KEY = "sde.timed_body"
+
+
+class _TimedBody(io.RawIOBase):
+    """A request's body (``wsgi.input``) due by its deadline: the watcher shuts the socket's reading
+    side down when it passes, which ends the read that waits; ``cut`` then says so, and
+    :func:`_answering_cut_bodies` answers 408 instead of whatever the app made of a short body.
+    The deadline ends once ``length`` bytes (the Content-Length) have been read."""
+
+    def __init__(self, raw, handler, heads: HeadDeadlines, deadline: _Deadline, length: int | None) -> None:
+        super().__init__()
+        self._raw, self._handler, self._heads, self._deadline = raw, handler, heads, deadline
+        self._left = length
+        self.cut = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _got(self, n: int) -> None:
+        if self._deadline.expired:
+            self.cut = True
+            self._handler.close_connection = True
+        elif self._left is not None:
+            self._left -= n
+            if self._left <= 0:
+                self._heads.stop(self._deadline)
+
+    def _read(self, how: Callable[[], Any], size: Callable[[Any], int]) -> Any:
+        try:
+            got = how()
+        except (OSError, ValueError):  # a chunked body cut mid-chunk ("invalid chunk header")
+            if not self._deadline.expired:
+                raise
+            got = None
+        self._got(size(got) if got is not None else 0)
+        return None if self.cut else got
+
+    def readinto(self, buffer) -> int:
+        if self.cut:
+            return 0
+        if hasattr(self._raw, "readinto"):
+            return self._read(lambda: self._raw.readinto(buffer) or 0, int) or 0
+        data = self._read(lambda: self._raw.read(len(buffer)), len) or b""
+        buffer[:len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return b"" if self.cut else self._read(lambda: self._raw.read(size), len) or b""
+
+    def readline(self, size: int = -1) -> bytes:
+        return b"" if self.cut else self._read(lambda: self._raw.readline(size), len) or b""
+
+
+def _answering_cut_bodies(app):
+    """``app`` (WSGI), answering 408 (JSON) a request whose body did not arrive by REQUEST_BODY_S:
+    the app saw a short body (werkzeug: 400 "client disconnected"), its answer is dropped."""
+
+    def wsgi(environ, start_response):
+        body = environ.get(_BODY_KEY)
+        if body is None:
+            return app(environ, start_response)
+        started = []
+
+        def start(status, headers, exc_info=None):
+            if body.cut and not started:
+                return lambda _data: None
+            started.append(True)
+            return start_response(status, headers, exc_info)
+
+        result = app(environ, start)
+        if not body.cut or started:
+            return result
+        if hasattr(result, "close"):
+            result.close()
+        answer = _json_error(f"the request's body took longer than {REQUEST_BODY_S:g} s to arrive; send it at once")
+        start_response("408 Request Timeout", _json_answer_headers(answer))
+        return [answer]
+
+    return wsgi
+
+
+# ---------------------------------------------------------------- how many connections at once
+
+def _limit_connections(server) -> None:
+    """At most MAX_CONNECTIONS connections of ``server`` (werkzeug's, a thread each) served at once;
+    one more is answered 503 (JSON, Retry-After) from the accepting thread and closed."""
+    lock = threading.Lock()
+    active = [0]
+    start_thread, serve_one = server.process_request, server.process_request_thread
+
+    def done() -> None:
+        with lock:
+            active[0] -= 1
+
+    def process_request(request, client_address) -> None:
+        with lock:
+            full = active[0] >= MAX_CONNECTIONS
+            if not full:
+                active[0] += 1
+        if not full:
+            try:
+                start_thread(request, client_address)
+                return
+            except RuntimeError:  # "can't start new thread": out of threads before the cap
+                done()
+        _refuse(request)
+        server.shutdown_request(request)
+
+    def process_request_thread(request, client_address) -> None:
+        try:
+            serve_one(request, client_address)
+        finally:
+            done()
+
+    server.process_request = process_request
+    server.process_request_thread = process_request_thread
+
+
+def _refuse(conn: socket.socket) -> None:
+    """Answer 503 on a connection the server will not serve, without waiting on it."""
+    body = _json_error(f"the server is already serving {MAX_CONNECTIONS:,} connections; "
+                       f"try again in {RETRY_AFTER_S} s")
+    head = "".join(f"{k}: {v}\r\n" for k, v in _json_answer_headers(body))
+    answer = (f"HTTP/1.1 503 Service Unavailable\r\n{head}Retry-After: {RETRY_AFTER_S}\r\n"
+              "Connection: close\r\n\r\n").encode() + body
+    try:
+        conn.setblocking(False)
+        conn.send(answer)  # a few hundred bytes: the socket's buffer takes them at once
+        while conn.recv(65_536):  # what the client sent: closing on unread bytes resets the connection
+            pass
+    except OSError:  # nothing more to read now (or the client has gone)
+        pass
 
 
 def _bound(host: str, port: int, *, listen: bool) -> socket.socket:

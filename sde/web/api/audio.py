@@ -29,6 +29,7 @@ the same port) is never played stale.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +82,9 @@ def _answer(utt_id: int, make: Callable[[], Response]) -> Response:
                        f"({type(exc).__name__}: {exc}); see the server log", 500, fields={"id": utt_id}) from None
 
 
+_ZERO_SUFFIX = re.compile(r"\s*bytes\s*=\s*-0+\s*", re.IGNORECASE)
+
+
 def _conditional(resp: Response, tag: str, utt_id: int, fmt: str, length: int | None) -> Response:
     """ETag, caching, Range (206/416) and If-None-Match (304) handling of an audio response;
     ``length`` None: no Range support (a streamed Ogg)."""
@@ -99,6 +103,10 @@ def _conditional(resp: Response, tag: str, utt_id: int, fmt: str, length: int | 
     one_byte_range = parsed is not None and parsed.units == "bytes" and len(parsed.ranges) == 1
     complete = length if one_byte_range else None
     try:
+        # werkzeug reads the suffix range "bytes=-0" as malformed, but it is well formed and asks
+        # for no bytes, which no body can satisfy (RFC 9110 §14.1.2): 416, not the whole file.
+        if parsed is None and _ZERO_SUFFIX.fullmatch(rng) and "If-Range" not in request.headers:
+            raise RequestedRangeNotSatisfiable(length)
         # 206 + Content-Range for a satisfiable Range (and If-Range), 304 on a match.
         return resp.make_conditional(request, accept_ranges=True, complete_length=complete)
     except RequestedRangeNotSatisfiable:

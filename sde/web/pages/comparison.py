@@ -35,6 +35,9 @@ from sde.filters import column_ref, combine_filters
 from sde.web import analysis_figures as af
 from sde.web import state
 from sde.web.components import (
+    as_mapping,
+    as_text,
+    first_point,
     INT_FORMAT,
     PCT_FORMAT,
     alert_code,
@@ -409,8 +412,9 @@ def update(dataset: "Dataset", a_name: str | None, b_name: str | None, metric: s
            filter_value: str | None, shown: Mapping | None) -> dict:
     """The page after a control changed (`shown`: its store); a new metric redraws the utterance
     level only."""
-    shown = shown or {}
-    filter_text = (filter_value or "").strip()
+    shown = as_mapping(shown)
+    a_name, b_name, metric = as_text(a_name) or None, as_text(b_name) or None, as_text(metric) or None
+    filter_text = as_text(filter_value).strip()
     utt_ids, error = selection(dataset, filter_text)
     if error:
         return changed(OUTPUTS, invalid=True, feedback=error)
@@ -440,25 +444,25 @@ def click_href(trigger: str | None, cell: Mapping | None, word_point: Mapping | 
                utt_point: Mapping | None, shown: Mapping | None) -> str | None:
     """Where a click on the word table, the word scatter, the utterance scatter or the utterance
     table leads (the page's filter travels along)."""
-    filter_text = (shown or {}).get("filter") or ""
+    shown = as_mapping(shown)
+    filter_text = as_text(shown.get("filter"))
     if trigger in (WORD_GRID, UTT_GRID):
         return href_of_click(cell=cell)
-    point = word_point if trigger == WORD_FIG else utt_point if trigger == UTT_FIG else None
-    pts = (point or {}).get("points") or []
-    if not pts:
+    point = first_point(word_point if trigger == WORD_FIG else utt_point if trigger == UTT_FIG else None)
+    if not point:
         return None
-    custom = pts[0].get("customdata")
+    custom = point.get("customdata")
     value = custom[0] if isinstance(custom, (list, tuple)) and custom else custom
     if trigger == WORD_FIG:
         return word_href(value, filter_text) if isinstance(value, str) and value else None
-    shown = shown or {}
     try:
         uid = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    if not shown.get("a") or not shown.get("b"):
+    a, b = as_text(shown.get("a")), as_text(shown.get("b"))
+    if not a or not b:
         return state.utterance_href(uid, filter_text or None)
-    return state.ranked_utterance_href(uid, shown["a"], shown["b"], shown.get("metric"), filter_text or None)
+    return state.ranked_utterance_href(uid, a, b, as_text(shown.get("metric")) or None, filter_text or None)
 
 
 def callbacks(app, dataset: "Dataset") -> None:

@@ -27,7 +27,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from sde.lines import ExportError, source_files
 from sde.rules import MAX_RULES, MAX_RULES_BYTES, Rule, RulesError, dump_rules, parse_rules, rules_preview_route
 from sde.web import reviewing, state
-from sde.web.components import MANIFEST_API, fmt_float, fmt_int, page_header
+from sde.web.components import MANIFEST_API, as_text, fmt_float, fmt_int, page_header
 from sde.web.pages.page import Page
 from sde.web.present import check_filter
 from sde.web.state import query_params, rendered_key, search_of
@@ -75,7 +75,7 @@ def as_rules(items: Sequence[Mapping]) -> list[Rule]:
 
 def add_rule(dataset: "Dataset", items: list[dict], name: str | None, flt: str | None) -> tuple[list[dict], str | None]:
     """The rules with a new one, or (the same rules, why it cannot be added)."""
-    name, flt = (name or "").strip(), (flt or "").strip()
+    name, flt = as_text(name).strip(), as_text(flt).strip()
     if not name:
         return items, "give the rule a name, e.g. high WER"
     if not flt:
@@ -90,9 +90,11 @@ def add_rule(dataset: "Dataset", items: list[dict], name: str | None, flt: str |
     return [*items, {"name": name, "filter": flt}], None
 
 
-def uploaded_rules(contents: str, filename: str | None) -> tuple[list[dict] | None, str | None]:
+def uploaded_rules(contents: Any, filename: Any) -> tuple[list[dict] | None, str | None]:
     """The rules of an uploaded rules.yaml (a data: URL), or why they cannot be read."""
-    name = filename or "rules.yaml"
+    name = as_text(filename)[:200] or "rules.yaml"
+    if not isinstance(contents, str):  # what the upload holds is always a data: URL
+        return None, f"{name}: could not read the upload (not a data: URL)"
     try:
         raw = base64.b64decode(contents.split(",", 1)[1], validate=False)
     except (IndexError, ValueError):
@@ -228,7 +230,7 @@ def data_args(dataset: "Dataset") -> list[str]:
 def view_url(view: str, search: str | None) -> dict:
     """The view written into the URL (`filter=`), as Samples keeps its filter, so a reload or a
     shared link shows the same view; nothing when the URL says it already."""
-    params = query_params(search)
+    params = query_params(as_text(search))
     if (params.get("filter") or "").strip() == view:
         return {"search": no_update, "rendered": no_update}
     params = {**params, "filter": view}
@@ -239,7 +241,7 @@ def view_url(view: str, search: str | None) -> dict:
 def form_spent(search: str | None) -> dict:
     """The URL without `add=` once its filter became a rule (the other parameters kept): a reload
     would otherwise fill the form with it again; nothing when the URL carries no `add=`."""
-    params = query_params(search)
+    params = query_params(as_text(search))
     if "add" not in params:
         return {"search": no_update, "rendered": no_update}
     written = {k: v for k, v in params.items() if k != "add"}
@@ -250,7 +252,7 @@ def view_state(dataset: "Dataset", data: Any, view: str | None, search: str | No
     """Everything that follows from the rules and the view: counts, union, downloads, command,
     and the URL that keeps the view (when `search`, the URL's now, is given)."""
     items = stored_rules(data)
-    view = (view or "").strip()
+    view = as_text(view).strip()
     view_error = check_filter(reviewing.utterance_query(dataset, view), view) if view else None
     report, error = None, None
     if items and not view_error:
@@ -376,7 +378,7 @@ def callbacks(app, dataset: "Dataset") -> None:
         prevent_initial_call="initial_duplicate",
     )
     def show(data, view, search):
-        return view_state(dataset, data, view, search or "")
+        return view_state(dataset, data, view, as_text(search))
 
     @app.callback(Output(YAML, "data"), Input(YAML_BUTTON, "n_clicks"), State(STORE, "data"),
                   prevent_initial_call=True)

@@ -7,7 +7,7 @@ per hypothesis, the alphabet, and histograms binned in SQL by DuckDB (bin counts
 from __future__ import annotations
 
 import html as html_text
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import dash_bootstrap_components as dbc
 import pandas as pd
@@ -17,9 +17,21 @@ from sde import histograms
 from sde.analysis import any_digit, count_with_digits
 from sde.caching import for_dataset
 from sde.dataset import normalized_summary
+from sde.text import NORMALIZERS
 from sde.filters import QueryError
 from sde.web import figures, state
-from sde.web.components import alert_code, alphabet_view, fmt_float, fmt_int, fmt_pct, page_header, stat_card
+from sde.web.components import (
+    alert_code,
+    alphabet_view,
+    as_list,
+    as_text,
+    first_point,
+    fmt_float,
+    fmt_int,
+    fmt_pct,
+    page_header,
+    stat_card,
+)
 from sde.web.grid import categorical_columns
 from sde.web.state import query_params, rendered_key, search_of
 from sde.web.pages.page import Page
@@ -279,8 +291,7 @@ def go_copy(fig: dict) -> dict:
 def bin_href(click: Mapping | None) -> str | None:
     """The Samples link of a clicked histogram bar: its bin's filter (customdata[2], escaped by
     sde.web.figures like all user text in a figure)."""
-    points = (click or {}).get("points") or []
-    custom = points[0].get("customdata") if points and isinstance(points[0], Mapping) else None
+    custom = first_point(click).get("customdata")
     if not isinstance(custom, (list, tuple)) or len(custom) < 3 or not isinstance(custom[2], str) or not custom[2]:
         return None
     return state.samples_href(filter=html_text.unescape(custom[2]))
@@ -351,10 +362,24 @@ def recognition_sections(dataset: "Dataset", steps: list[str]) -> list:
     return sections
 
 
+def renormalized(dataset: "Dataset", steps: Any) -> list:
+    """The recognition sections for the ticked normalisation steps; steps the page never offers
+    (a script's POST) are named in a warning above the raw numbers, not a server error."""
+    chosen = as_list(steps)
+    known = [s for s in chosen[:len(NORMALIZERS) * 2] if isinstance(s, str) and s in NORMALIZERS]
+    unknown = [s for s in chosen[:len(NORMALIZERS) * 2] if s not in NORMALIZERS]
+    if steps is not None and (not isinstance(steps, list) or unknown or len(chosen) > len(NORMALIZERS) * 2):
+        shown = ", ".join(repr(s)[:40] for s in unknown[:3]) if unknown else repr(steps)[:60]
+        message = dbc.Alert(f"unknown normalisation steps ({shown}): choose among {', '.join(NORMALIZERS)}",
+                            color="warning", className="py-2 mb-2", id="normalize-warning")
+        return [message, *recognition_sections(dataset, known)]
+    return recognition_sections(dataset, known)
+
+
 def callbacks(app, dataset: "Dataset") -> None:
     @app.callback(Output(RECOGNITION, "children"), Input(NORMALIZE, "value"), prevent_initial_call=True)
     def renormalize(steps):
-        return recognition_sections(dataset, list(steps or []))
+        return renormalized(dataset, steps)
 
     @app.callback(Output(state.URL, "href", allow_duplicate=True),
                   Input({"type": HISTOGRAM, "key": ALL}, "clickData"), prevent_initial_call=True)
@@ -370,7 +395,7 @@ def callbacks(app, dataset: "Dataset") -> None:
         prevent_initial_call=True,
     )
     def switch_log_y(on, keys, pathname, search):
-        return log_y_update(bool(on), keys, pathname, search)
+        return log_y_update(bool(on), as_list(keys), as_text(pathname) or None, as_text(search))
 
 
 def _alphabet_check_block(dataset: "Dataset"):

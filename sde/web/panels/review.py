@@ -34,7 +34,7 @@ from sde.reviews import (
     review_undo_route,
 )
 from sde.web import reviewing, state
-from sde.web.components import fmt_float, fmt_int, manifest_href, stat_card
+from sde.web.components import as_mapping, as_text, fmt_float, fmt_int, manifest_href, stat_card
 from sde.web.grid import list_filter
 from sde.web.present import row_dict
 
@@ -262,13 +262,25 @@ def _form_body(status: str, values: Mapping, version: int | None) -> dict:
             "note": note if note else None, "tags": parse_tags(values.get("tags")), "version": version}
 
 
+def _panel_state(dataset: "Dataset", uid: Any, saved: Any) -> bool:
+    """Whether `uid` and `saved` (the panel's store) are what this panel keeps: an utterance's
+    position, and the review shown of it (and a conflict's two reviews)."""
+    if not isinstance(uid, int) or isinstance(uid, bool) or not 0 <= uid < len(dataset.utterances):
+        return False
+    if not isinstance(saved, Mapping) or saved.get("id") != uid or not isinstance(saved.get("review"), Mapping):
+        return False
+    conflict = saved.get("conflict")
+    return not conflict or (isinstance(conflict, Mapping) and isinstance(conflict.get("stored"), Mapping)
+                            and isinstance(conflict.get("attempted"), Mapping))
+
+
 def review_action(dataset: "Dataset", action: str | None, values: Mapping[str, Any]) -> dict:
     """Do what the clicked control (or key) asks; `values` are the panel's inputs and states."""
-    uid, saved = values.get("uid"), values.get("saved") or {}
-    if uid is None or saved.get("id") != uid:
+    uid, saved = values.get("uid"), values.get("saved")
+    if not _panel_state(dataset, uid, saved):  # None, or what no page of this server holds (a script's POST)
         return {}
-    uid = int(uid)
-    params = state.query_params(values.get("search"))
+    values = {**values, "search": as_text(values.get("search"))}
+    params = state.query_params(values["search"])
     reference = row_dict(dataset.utterances, uid).get("text") or ""
     store, user = reviewing.current_store(), reviewing.request_user()
     mode = bool(values.get("mode"))
@@ -388,8 +400,9 @@ def apply_command(dataset: "Dataset", reviews_path: Any) -> str:
 
 def samples_links(table_state: Mapping | None) -> dict:
     """The Samples toolbar's manifest download and "save as rule" link for the grid's view."""
-    table_state = table_state or {}
-    flt, sort = table_state.get("effective") or table_state.get("filter") or "", table_state.get("sort") or ""
+    table_state = as_mapping(table_state)
+    flt = as_text(table_state.get("effective")) or as_text(table_state.get("filter"))
+    sort = as_text(table_state.get("sort"))
     return {"manifest": manifest_href(flt, sort), "rule": "/rules" + state.search_of({"add": flt})}
 
 

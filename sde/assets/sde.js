@@ -185,3 +185,56 @@
     });
   };
 })();
+
+/* A link the Samples page rewrites as it arrives (the Errors page's `/samples?error=sub:a:b&hyp=F`,
+   shown as the filter `{error} = "sub a b"`) replaces its history entry instead of adding one:
+   otherwise Back returned to the link, which rewrote itself again, and the user could never get
+   back to Errors with the browser's Back button. */
+(function () {
+  var push = window.history.pushState.bind(window.history);
+  window.history.pushState = function (data, title, url) {
+    try {
+      var now = new URL(window.location.href), next = new URL(url, now);
+      if (now.pathname === next.pathname && now.searchParams.has("error") && !next.searchParams.has("error")) {
+        return window.history.replaceState(data, title, url);
+      }
+    } catch (e) { /* not a URL we know: push it as asked */ }
+    return push(data, title, url);
+  };
+})();
+
+/* Tab out of a grid whose cells take no focus (the Errors, Comparison and breakdown tables: their
+   rows are links). AG Grid's Tab moves along the header cells and, from the last one, wraps back to
+   the first: the keyboard could never leave the grid (nor reach anything below it). From the last
+   header cell Tab now moves on to the next focusable element after the grid. */
+(function () {
+  var FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]):not([type="hidden"]), ' +
+    'select:not([disabled]), textarea:not([disabled]), audio[controls], video[controls], [tabindex]';
+
+  function visible(el) {
+    return !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  }
+
+  document.addEventListener("keydown", function (e) {
+    if (e.key !== "Tab" || e.shiftKey || e.altKey || e.ctrlKey || e.metaKey) return;
+    var cell = e.target && e.target.closest && e.target.closest(".ag-header-cell");
+    var grid = cell && cell.closest(".ag-root-wrapper");
+    if (!grid || grid.querySelector(".ag-cell[tabindex]")) return;  // cells focusable: AG Grid's own Tab
+    var cells = grid.querySelectorAll(".ag-header-row-column .ag-header-cell[aria-colindex]");
+    var last = 0;
+    for (var i = 0; i < cells.length; i++) last = Math.max(last, +cells[i].getAttribute("aria-colindex"));
+    if (+cell.getAttribute("aria-colindex") !== last) return;
+    var all = document.querySelectorAll(FOCUSABLE), first = null;
+    for (var j = 0; j < all.length; j++) {
+      var el = all[j];
+      if (grid.contains(el) || el.tabIndex < 0 || !visible(el)) continue;
+      first = first || el;
+      if (grid.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING) { first = el; break; }
+    }
+    if (!first) return;
+    // The next element after the grid; after the page's last grid, the page's first (as Tab cycles).
+    e.preventDefault();
+    e.stopPropagation();
+    first.focus();
+  }, true);
+})();

@@ -21,10 +21,12 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from sde import analysis
 from sde.caching import for_dataset
-from sde.filters import column_ref, combine_filters
+from sde.filters import And, column_ref, combine_filters, parse, to_q
 from sde.query import QueryError
 from sde.web import analysis_figures as af
 from sde.web.components import (
+    as_mapping,
+    as_text,
     GRID_THEME,
     INT_FORMAT,
     PCT_FORMAT,
@@ -184,8 +186,29 @@ def group_hrefs(dataset: "Dataset", by: str, view: pd.DataFrame, filter_text: st
     hrefs: list[str | None] = []
     for value in view["value"].tolist():
         clause = group_filter(by, value, kind)
-        hrefs.append(samples_href(filter=combine_filters(filter_text, clause, scored)) if clause else None)
+        hrefs.append(samples_href(filter=combine_filters(filter_text, *unstated(filter_text, clause, scored)))
+                     if clause else None)
     return hrefs
+
+
+def unstated(filter_text: str | None, *clauses: str | None) -> list[str | None]:
+    """The clauses the filter does not already require as one of its top-level `&&` parts: the
+    Errors page filtered on `{speaker} = "bob"`, broken down by speaker, linked its row to
+    `{speaker} = "bob" && {speaker} = "bob"`."""
+    try:
+        tree = parse(filter_text) if filter_text and filter_text.strip() else None
+    except QueryError:
+        return list(clauses)
+    parts = tree.items if isinstance(tree, And) else (tree,) if tree is not None else ()
+    stated = {to_q(part) for part in parts}
+
+    def said(clause: str) -> bool:
+        try:
+            return to_q(parse(clause)) in stated
+        except QueryError:
+            return False
+
+    return [c for c in clauses if not c or not said(c)]
 
 
 def scored_clause(dataset: "Dataset", h: "HypothesisField | None") -> str | None:
@@ -202,13 +225,13 @@ def grid_block(dataset: "Dataset", page_state: Mapping[str, Any] | None, request
     """One block of the table (getRowsResponse) and the count line under it: the groups of the
     page's state (hypothesis, filter, column, threshold), sorted as the grid asks."""
     empty = {"rows": {"rowData": [], "rowCount": 0}, "count": ""}
-    page_state = page_state or {}
-    h, _ = resolve_hypothesis(dataset, page_state.get("hyp"))
-    by = page_state.get("by")
+    page_state = as_mapping(page_state)
+    h, _ = resolve_hypothesis(dataset, as_text(page_state.get("hyp")) or None)
+    by = as_text(page_state.get("by"))
     if h is None or not by or by not in group_columns(dataset):
         return empty
     try:
-        grouped = grouped_rates(dataset, h, by, page_state.get("filter"))
+        grouped = grouped_rates(dataset, h, by, as_text(page_state.get("filter")) or None)
         start, end = grid_range(request if isinstance(request, Mapping) else {}, GRID_BLOCK)
     except (ApiError, QueryError) as e:
         return {**empty, "count": html.Span(str(e), className="text-danger")}

@@ -21,6 +21,8 @@ from sde.filters import column_ref
 from sde.web import analysis_figures as af
 from sde.web import state
 from sde.web.components import (
+    as_mapping,
+    as_text,
     INT_FORMAT,
     alert_code,
     fmt_int,
@@ -267,15 +269,15 @@ def update(dataset: "Dataset", hyp: str | None, filter_value: str | None, by: st
            show: Any, shown: Mapping | None) -> dict:
     """The page after a control changed: `shown` is what the page shows now (its store); only the
     parts that depend on what changed are rebuilt (a new column redraws the breakdown only)."""
-    shown = shown or {}
-    filter_text = (filter_value or "").strip()
+    shown = as_mapping(shown)
+    filter_text = as_text(filter_value).strip()
     utt_ids, error = selection(dataset, filter_text)
     if error:
         return changed(OUTPUTS, invalid=True, feedback=error)
-    h, _ = resolve_hypothesis(dataset, hyp)
+    h, _ = resolve_hypothesis(dataset, as_text(hyp) or None)
     if h is None:
         return changed(OUTPUTS)
-    by = by or shown.get("by") or breakdown.default_by(dataset)
+    by = as_text(by) or as_text(shown.get("by")) or breakdown.default_by(dataset)
     min_utts, show = breakdown.min_utts_of(min_utts), breakdown.show_of(show)
     new = {"hyp": h.field, "filter": filter_text, "by": by or "", "min_utts": min_utts, "show": show}
     if new == shown:

@@ -23,6 +23,8 @@ from sde.query import QueryError, format_filter, parse_sort
 from sde.web import state
 from sde.web.panels import review
 from sde.web.components import (
+    as_mapping,
+    as_text,
     PURGE_GRID_JS,
     TABLE_GRID_THEME,
     filter_box,
@@ -209,7 +211,7 @@ def layout(spec: TableSpec, params: Mapping[str, str], title: str, subtitle: Any
 def applied_filter(spec: TableSpec, text: str | None, applied: str | None) -> dict:
     """The filter box after Enter or Apply: its message (and the caret excerpt), and the text to
     apply (when it changed)."""
-    text = (text or "").strip()
+    text = as_text(text).strip()
     problem = filter_problem(spec.query(), text)
     if problem:
         message, excerpt = problem
@@ -339,7 +341,7 @@ def callbacks(app: dash.Dash, current: Callable[[], TableSpec], title: str) -> N
         prevent_initial_call=True,
     )
     def get_rows(request, applied, search, visible):
-        return rows_block(current(), title, request, applied, search, visible)
+        return rows_block(current(), title, request, as_text(applied) or None, as_text(search), visible)
 
     app.clientside_callback(
         FOCUS_JS,
@@ -369,7 +371,7 @@ def callbacks(app: dash.Dash, current: Callable[[], TableSpec], title: str) -> N
         prevent_initial_call=True,
     )
     def pick_columns(visible, table_state, search):
-        return picked_columns(current(), title, visible, table_state, search)
+        return picked_columns(current(), title, visible, as_mapping(table_state), as_text(search))
 
     if spec.row_href is not None:
         @app.callback(

@@ -18,6 +18,7 @@ utterance as it opens.
 from __future__ import annotations
 
 import logging
+import numbers
 from typing import TYPE_CHECKING, Any, Mapping
 
 import dash_bootstrap_components as dbc
@@ -35,6 +36,7 @@ from sde.audio import AudioError, SegmentReader
 from sde.web.audio_service import UnknownUtterance, service_of, signal_for_page
 from sde.web.grid import list_filter
 from sde.web.components import (
+    as_text,
     diff_legend,
     diff_view,
     fmt_int,
@@ -383,10 +385,11 @@ def signal_view(dataset: "Dataset", uid: Any, kind: str | None) -> dict:
     """The waveform + spectrogram of one utterance (the audio routes' service: shared cache,
     bounded memory for segments of any length), or why there is none."""
     hidden = {"display": "none"}
-    if uid is None:
+    if not isinstance(uid, numbers.Integral) or isinstance(uid, bool) or not 0 <= uid < len(dataset.utterances):
+        # None (no utterance), or no position the page holds (a script's POST): nothing to draw
         return {"figure": {}, "style": hidden, "message": None, "player": no_update, "wav": no_update,
                 "hint": no_update}
-    fig, message = signal_for_page(dataset, int(uid), kind or "linear")
+    fig, message = signal_for_page(dataset, int(uid), as_text(kind) or "linear")
     if fig is None:
         # The player could not play it either: say why once, instead of a dead player (and no
         # download or play hint for audio that cannot be read).

@@ -15,7 +15,6 @@ download as manifests (the user's own lines, byte for byte).
 from __future__ import annotations
 
 import base64
-import os
 import shlex
 from pathlib import Path
 from urllib.parse import urlencode
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
-from sde.lines import ExportError, source_files
+from sde.replay import data_args, source_args
 from sde.rules import MAX_RULES, MAX_RULES_BYTES, Rule, RulesError, dump_rules, parse_rules, rules_preview_route
 from sde.web import reviewing, state
 from sde.web.components import MANIFEST_API, as_text, fmt_float, fmt_int, page_header
@@ -180,51 +179,6 @@ def export_command(dataset: "Dataset", view: str | None, filters: Sequence[str] 
         parts += ["--filter", view]
     parts += ["--rules", "rules.yaml", "-o", "kept.json", "--rejected", "dropped.json"]
     return " ".join(shlex.quote(p) for p in parts)
-
-
-MAX_LISTED_SOURCES = 8
-
-
-def source_args(dataset: "Dataset") -> list[str]:
-    """The manifest files as `sde export` takes them, by absolute path: each file when there are
-    a few, else the names as typed (a shard pattern) in the files' folder."""
-    names = str(dataset.name).split(" + ")
-    try:
-        files, _ = source_files(dataset)
-    except ExportError:
-        return names
-    paths = [_local(f.path) for f in files]
-    if len(files) == 1 and os.path.basename(files[0].path) == names[0] or 1 < len(files) <= MAX_LISTED_SOURCES:
-        return paths
-    folders = {os.path.dirname(p) for p in paths}
-    if len(folders) == 1 and all(f.local for f in files):   # shards of one folder (a Lhotse pair)
-        return [os.path.join(folders.pop(), name) for name in names]
-    return names
-
-
-def _local(path: str) -> str:
-    return path if "://" in path else os.path.abspath(path)
-
-
-def data_args(dataset: "Dataset") -> list[str]:
-    """The options that change what is built (DatasetOptions), as `sde export` takes them."""
-    o = dataset.options
-    args: list[str] = []
-    for option, value in (("--audio-base-path", o.audio_base_path), ("--vocab", o.vocab),
-                          ("--predictions", o.predictions), ("--tarred-audio", o.tarred_audio)):
-        if value:
-            args += [option, _local(str(value))]
-    for field in o.pred_fields:
-        args += ["--pred-field", field]
-    if o.normalize:
-        args += ["--normalize", ",".join(o.normalize)]
-    if o.alphabet:
-        args += ["--alphabet", o.alphabet.rstrip(" ") or o.alphabet]
-    if o.strict:
-        args.append("--strict")
-    if o.estimate_audio_metrics:
-        args.append("--estimate-audio-metrics")
-    return args
 
 
 def view_url(view: str, search: str | None) -> dict:

@@ -25,6 +25,7 @@ import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from sde.query import QueryError
+from sde.replay import data_args, source_args
 from sde.reviews import (
     STATUSES,
     aligned_reviews,
@@ -391,8 +392,6 @@ def summary_card(dataset: "Dataset") -> dbc.Card | None:
 def apply_command(dataset: "Dataset", reviews_path: Any) -> str:
     """The `sde export --apply-reviews` of this server's manifest, data options and reviews file,
     ready to paste (from any folder)."""
-    from sde.web.pages.rules import data_args, source_args  # here: the pages import this panel
-
     parts = ["sde", "export", *source_args(dataset), *data_args(dataset), "--reviews",
              str(Path(reviews_path).resolve()), "--apply-reviews", "-o", "clean.json"]
     return " ".join(shlex.quote(p) for p in parts)

@@ -15,7 +15,8 @@ import soundfile as sf
 
 import sde.web.audio_service as audio_service
 from sde.dataset import build_dataset
-from sde.web.audio_service import AudioService, OneAtATime
+from sde.caching import OneAtATime
+from sde.web.audio_service import AudioService
 
 WAIT_S = 60.0  # the longest a test waits for threads to line up (a loaded CI machine), never a bound
 

@@ -523,11 +523,17 @@ class SegmentReader:
     def _read_strictly(self, start: int, count: int) -> np.ndarray:
         raw = self._read_raw(start, count)
         got = min(len(raw), count)
-        if got < count and self.exact and (self.frames - start - got) / self.sample_rate > DURATION_TOLERANCE:
-            end = self.offset + self.frames / self.sample_rate
-            has = f"has data up to {self.offset + (start + got) / self.sample_rate:.3f} s"
-            raise _truncated(self.path, end, has, self._announced)
+        if got < count:
+            self._refuse_short(start + got)
         return np.clip(self._mono(raw[:got]), -1.0, 1.0).astype(np.float32, copy=False)
+
+    def _refuse_short(self, got: int) -> None:
+        """"truncated" (expected vs. actual end) when the data, ``got`` frames of the segment, ends
+        more than DURATION_TOLERANCE before the segment does."""
+        if self.exact and (self.frames - got) / self.sample_rate > DURATION_TOLERANCE:
+            end = self.offset + self.frames / self.sample_rate
+            has = f"has data up to {self.offset + got / self.sample_rate:.3f} s"
+            raise _truncated(self.path, end, has, self._announced)
 
     def segment(self) -> Segment:
         """The whole segment in memory (mono: a multi-channel file is mixed block by block).
@@ -544,10 +550,7 @@ class SegmentReader:
             got += n
             if n < count:
                 break
-        if self.exact and (self.frames - got) / self.sample_rate > DURATION_TOLERANCE:
-            end = self.offset + self.frames / self.sample_rate
-            has = f"has data up to {self.offset + got / self.sample_rate:.3f} s"
-            raise _truncated(self.path, end, has, self._announced)
+        self._refuse_short(got)
         return self._segment(out[:got], self.truncated or got < self.frames)
 
     def _segment(self, samples: np.ndarray, truncated: bool) -> Segment:

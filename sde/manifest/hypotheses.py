@@ -42,8 +42,11 @@ def merge_predictions(table: pd.DataFrame, preds: pd.DataFrame, preds_path: str,
     def by_path(column: str) -> pd.Series:
         left = {"k": table[column].to_numpy(dtype=object), "o": m_off}
         right = {"k": preds[column].to_numpy(dtype=object), "o": p_off}
-        every, unsharded = lookup(left, right, np.ones(len(pred), bool)), lookup(left, right, plain)
-        return unsharded.where(_shared_names(left["k"], m_off, m_shard), every)
+        every = lookup(left, right, np.ones(len(pred), bool))
+        shared = _shared_names(left["k"], m_off, m_shard)
+        if plain.all() or not shared.any():  # no name in several shards: one lookup is the answer
+            return every
+        return lookup(left, right, plain).where(shared, every)
 
     found = pd.Series([None] * len(table), dtype=object)
     if (~plain).any() and not np.isnan(m_shard).all():
@@ -69,8 +72,10 @@ def _shards(frame: pd.DataFrame) -> np.ndarray:
 
 def _shared_names(paths: np.ndarray, offsets: np.ndarray, shards: np.ndarray) -> np.ndarray:
     """Lines in a shard whose path and offset another line has too: a member name in several tars."""
-    repeated = pd.DataFrame({"k": paths, "o": offsets}).duplicated(keep=False).to_numpy()
-    return repeated & ~np.isnan(shards)
+    sharded = ~np.isnan(shards)
+    if not sharded.any():
+        return sharded
+    return pd.DataFrame({"k": paths, "o": offsets}).duplicated(keep=False).to_numpy() & sharded
 
 
 @dataclass(frozen=True)

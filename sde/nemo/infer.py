@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -23,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sde.audio import AudioError, file_info, read_channels, resample, to_mono
-from sde.nemo.model import (TranscribeError, check_fetchable, ensure_model, import_nemo_asr, import_torch, model_sample_rate,
+from sde.nemo.model import (TranscribeError, ensure_model, import_for, import_torch, model_sample_rate,
                             one_line, pick_amp_dtype, quiet_nemo)
 from sde.progress import progress_bar
 
@@ -356,9 +355,7 @@ def transcribe_segments(
     total = len(refs)
     if not refs:
         return []
-    if isinstance(model, (str, os.PathLike)):
-        check_fetchable(model)  # an offline machine is told before NeMo's import
-        import_nemo_asr()  # the missing-extra message before any device talk
+    import_for(model)  # NeMo missing, or a name this machine cannot fetch: said before any device talk
     loaded, dev = ensure_model(model, device)
     amp_dtype = pick_amp_dtype(dev, amp)
     batches = run_batches(loaded, refs, range(total), batch_size=batch_size, device=dev, amp_dtype=amp_dtype,

@@ -38,7 +38,7 @@ from sde.manifest.hypotheses import missing_hypothesis_warning
 from sde.manifest.lhotse_reads import nemo_view_path, write_nemo_view
 from sde.nemo.infer import (StopRequested, TranscribeCancelled, Unreadable, report_unreadable, run_batches,
                             tick_bar, transcribe_segments, transcription_bar)
-from sde.nemo.model import DEFAULT_MODEL, TranscribeError, check_fetchable, ensure_model, import_nemo_asr, model_stem, pick_amp_dtype
+from sde.nemo.model import DEFAULT_MODEL, TranscribeError, ensure_model, import_for, model_stem, pick_amp_dtype
 from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, check_writable, commit, iter_lines, load_part,
                             parse_line, part_header, part_path, read_entries, same_file, write_output)
 from sde.sources.lhotse_source import detect
@@ -310,9 +310,7 @@ def _batches_of(engine: str, ray: RayOptions | None, model: Any, entries: Sequen
         import_ray()  # the missing-extra message before the part file is touched
         return ray_batches(model, refs, remaining, batch_size=batch_size, amp=amp, options=ray,
                            should_stop=should_stop, describe=describe, known_seconds=known)
-    if isinstance(model, (str, os.PathLike)):
-        check_fetchable(model)  # an offline machine is told before NeMo's import
-        import_nemo_asr()  # the missing-extra message before any device talk
+    import_for(model)  # NeMo missing, or a name this machine cannot fetch: said before any device talk
     loaded, dev = ensure_model(model, device)
     return run_batches(loaded, refs, remaining, batch_size=batch_size, device=dev,
                        amp_dtype=pick_amp_dtype(dev, amp), should_stop=should_stop, describe=describe,

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = [
     "DEFAULT_MODEL",
-    "check_fetchable",
+    "import_for",
     "NEMO_MISSING_MESSAGE",
     "NemoMissingError",
     "TranscribeError",
@@ -190,15 +190,17 @@ def model_stem(model: Any) -> str:
     return name or "model"
 
 
-def check_fetchable(model: str | os.PathLike) -> None:
-    """Refuse (TranscribeError) a pretrained name this machine cannot fetch (sde.nemo.hubs): said
-    before NeMo's ~15 s import, which an offline start paid only to learn the same."""
-    spec = os.fspath(model)
-    if Path(spec).expanduser().exists() or looks_like_path(spec):
-        return
-    reason = unreachable_reason(spec)
-    if reason is not None:
-        raise TranscribeError(_fetch_failed(spec, reason))
+def import_for(model: Any) -> Any:
+    """``nemo.collections.asr`` for loading ``model`` (a name, a path or a loaded model), with what
+    stops it said first: NeMo missing (:class:`NemoMissingError`, before any device talk), then a
+    pretrained name this machine cannot fetch (:class:`TranscribeError`, via sde.nemo.hubs: said
+    before NeMo's ~15 s import, which an offline start paid only to learn the same)."""
+    if isinstance(model, (str, os.PathLike)) and nemo_available():
+        spec = os.fspath(model)
+        reason = None if Path(spec).expanduser().exists() or looks_like_path(spec) else unreachable_reason(spec)
+        if reason is not None:
+            raise TranscribeError(_fetch_failed(spec, reason))
+    return import_nemo_asr()
 
 
 def looks_like_path(spec: str) -> bool:
@@ -234,8 +236,7 @@ def load_model(model: str | os.PathLike, device: str = "auto", *, quiet: bool = 
     """
     spec = os.fspath(model)
     local = Path(spec).expanduser()
-    check_fetchable(spec)
-    nemo_asr = import_nemo_asr()
+    nemo_asr = import_for(spec)
     torch = import_torch()
     dev = pick_device(device)
     ASRModel = nemo_asr.models.ASRModel

@@ -18,10 +18,8 @@ import json
 import logging
 import math
 import os
-import threading
 from collections.abc import Hashable
-from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable
 
 from flask import current_app
 
@@ -31,7 +29,7 @@ from sde.audio.inputs import AudioInput
 from sde.sources.members import TarShards, audio_input, shard_number
 from sde.sources.remote import is_url
 from sde.web.signal_figure import signal_figure
-from sde.caching import LRUCache
+from sde.caching import LRUCache, OneAtATime
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -45,53 +43,6 @@ EXTENSION_KEY = "sde_audio"
 SIGNAL_KINDS = ("linear", "mel")
 DEFAULT_CACHE_BYTES = 96 << 20
 _ENCODERS: dict[str, Callable[[Segment], bytes]] = {"wav": wav_bytes, "ogg": ogg_bytes}
-V = TypeVar("V")
-
-
-class OneAtATime:
-    """One computation per key at a time: a thread asking for a key while it is being computed
-    waits for that computation's value (or error) instead of computing its own beside it. Six
-    requests at once for the figure of a 60-minute utterance (the page reloaded, its inspector and
-    a script) read the file six times over, ~14 s of both cores of a laptop, where one read takes
-    ~2.4 s and the cache then answers the rest."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: dict[Hashable, Future] = {}
-        self._waiting: dict[Hashable, int] = {}
-
-    def run(self, key: Hashable, compute: Callable[[], V]) -> V:
-        with self._lock:
-            running = self._running.get(key)
-            if running is None:
-                mine: Future = Future()
-                self._running[key] = mine
-            else:
-                self._waiting[key] = self._waiting.get(key, 0) + 1
-        if running is not None:
-            try:
-                return running.result()
-            finally:
-                with self._lock:
-                    self._waiting[key] -= 1
-                    if not self._waiting[key]:
-                        del self._waiting[key]
-        try:
-            value = compute()
-        except BaseException as exc:
-            mine.set_exception(exc)
-            raise
-        else:
-            mine.set_result(value)
-            return value
-        finally:
-            with self._lock:
-                del self._running[key]
-
-    def waiting(self, key: Hashable) -> int:
-        """How many threads wait for the computation of ``key`` now."""
-        with self._lock:
-            return self._waiting.get(key, 0)
 
 
 class UnknownUtterance(KeyError):

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 import urllib.request
 
 import psutil
 import pytest
 
-from sde.web import serve as serving
+from tests.server_kit import answer_json, limited_server, read_all, trickling_clients
 
 BODY_S = 1.0
 TRICKLE_GAP_S = 0.1
@@ -27,16 +26,9 @@ PREVIEW = b'{"rules": [{"name": "high", "filter": "{wer} > 10"}]}'
 
 @pytest.fixture()
 def server(web_app, monkeypatch):
-    monkeypatch.setattr(serving, "REQUEST_BODY_S", BODY_S)
-    monkeypatch.setattr(serving, "REQUEST_HEAD_S", 30.0)
-    monkeypatch.setattr(serving, "IDLE_CONNECTION_S", 5.0)
-    monkeypatch.setattr(serving, "MAX_CONNECTIONS", CAP)
-    srv = serving.listening_server(web_app, "127.0.0.1", serving.bind("127.0.0.1", 0))
-    runner = threading.Thread(target=srv.serve_forever, daemon=True)
-    runner.start()
-    yield srv.socket.getsockname()[1]
-    srv.shutdown()
-    srv.server_close()
+    with limited_server(web_app, monkeypatch, REQUEST_BODY_S=BODY_S, REQUEST_HEAD_S=30.0, IDLE_CONNECTION_S=5.0,
+                        MAX_CONNECTIONS=CAP) as port:
+        yield port
 
 
 def threads() -> int:
@@ -52,17 +44,6 @@ def settle(target: int, *, at_most: bool) -> int:
             return n
         time.sleep(0.05)
     return threads()
-
-
-def read_all(conn: socket.socket) -> bytes:
-    conn.settimeout(30)
-    out = b""
-    try:
-        while chunk := conn.recv(65_536):
-            out += chunk
-    except ConnectionResetError:
-        pass
-    return out
 
 
 def post_head(path: str, length: int) -> bytes:
@@ -100,10 +81,6 @@ def test_a_trickled_chunked_body_is_a_408(server):
     assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
 
 
-def answer_json(answer: bytes) -> dict:
-    return json.loads(answer.split(b"\r\n\r\n", 1)[1])
-
-
 @pytest.mark.parametrize("path", ["/api/rules/preview", "/_dash-update-component"])
 def test_a_trickled_body_is_a_408_and_the_server_serves_on(server, path):
     answer, sent = trickle_body(server, path)
@@ -116,21 +93,9 @@ def test_a_trickled_body_is_a_408_and_the_server_serves_on(server, path):
 
 def test_the_threads_of_clients_trickling_bodies_end(server):
     before = threads()
-    conns = [socket.create_connection(("127.0.0.1", server)) for _ in range(CAP - 1)]
-    try:
-        for conn in conns:
-            conn.sendall(post_head("/api/rules/preview", BODY_BYTES))
-        for _ in range(int(4 * BODY_S / TRICKLE_GAP_S)):  # four deadlines' worth of trickling
-            time.sleep(TRICKLE_GAP_S)
-            for conn in conns:
-                try:
-                    conn.sendall(b" ")
-                except OSError:
-                    pass
-        answers = [read_all(conn) for conn in conns]
-    finally:
-        for conn in conns:
-            conn.close()
+    # four deadlines' worth of trickling
+    answers = trickling_clients(server, CAP - 1, post_head("/api/rules/preview", BODY_BYTES), b" ", 4 * BODY_S,
+                                TRICKLE_GAP_S)
     assert all(a.startswith(b"HTTP/1.1 408") for a in answers), [a[:40] for a in answers]
     assert settle(before, at_most=True) <= before
 

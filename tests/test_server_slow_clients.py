@@ -5,7 +5,6 @@ long the server then takes to answer it. The real server (sde.web.serve), its li
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -13,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from sde.web import serve as serving
+from tests.server_kit import answer_json, limited_server, read_all, trickling_clients
 
 HEAD_S = 0.5
 TRICKLE_GAP_S = 0.1
@@ -22,28 +21,14 @@ TRICKLE_LINES = 600  # 60 s of header lines at most: the server must have refuse
 
 @pytest.fixture()
 def server(web_app, monkeypatch):
-    monkeypatch.setattr(serving, "REQUEST_HEAD_S", HEAD_S)
-    monkeypatch.setattr(serving, "IDLE_CONNECTION_S", 5.0)
     watchers = watching()
-    srv = serving.listening_server(web_app, "127.0.0.1", serving.bind("127.0.0.1", 0))
-    runner = threading.Thread(target=srv.serve_forever, daemon=True)
-    runner.start()
-    yield srv.socket.getsockname()[1]
-    srv.shutdown()
-    srv.server_close()
+    with limited_server(web_app, monkeypatch, REQUEST_HEAD_S=HEAD_S, IDLE_CONNECTION_S=5.0) as port:
+        yield port
     assert watching() == watchers  # its deadline watcher ended too
 
 
 def watching() -> int:
     return sum(t.name == "sde-request-heads" for t in threading.enumerate())
-
-
-def read_all(conn: socket.socket) -> bytes:
-    conn.settimeout(30)
-    out = b""
-    while chunk := conn.recv(65_536):
-        out += chunk
-    return out
 
 
 def trickle(port: int, first: bytes) -> tuple[bytes, int]:
@@ -70,29 +55,15 @@ def test_a_trickled_request_head_is_a_408_and_the_server_serves_on(server, first
     answer, sent = trickle(server, first)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert sent < TRICKLE_LINES
-    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
-    assert f"longer than {HEAD_S:g} s" in body["error"]
+    assert f"longer than {HEAD_S:g} s" in answer_json(answer)["error"]
     with urllib.request.urlopen(f"http://127.0.0.1:{server}/api/summary", timeout=30) as resp:
         assert resp.status == 200
 
 
 def test_the_thread_of_a_trickling_client_ends(server):
     before = threading.active_count()
-    conns = [socket.create_connection(("127.0.0.1", server)) for _ in range(10)]
-    try:
-        for conn in conns:
-            conn.sendall(b"GET /api/summary HTTP/1.1\r\n")
-        for _ in range(int(4 * HEAD_S / TRICKLE_GAP_S)):  # four deadlines' worth of trickling
-            time.sleep(TRICKLE_GAP_S)
-            for conn in conns:
-                try:
-                    conn.sendall(b"X: 1\r\n")
-                except OSError:
-                    pass
-        answers = [read_all(conn) for conn in conns]
-    finally:
-        for conn in conns:
-            conn.close()
+    # four deadlines' worth of trickling
+    answers = trickling_clients(server, 10, b"GET /api/summary HTTP/1.1\r\n", b"X: 1\r\n", 4 * HEAD_S, TRICKLE_GAP_S)
     assert all(a.startswith(b"HTTP/1.1 408") for a in answers), [a[:40] for a in answers]
     deadline = time.monotonic() + 30
     while threading.active_count() > before and time.monotonic() < deadline:
@@ -106,4 +77,4 @@ def test_an_answer_read_after_the_head_deadline_is_not_cut(server):
         time.sleep(2 * HEAD_S)  # the answer waits, unread, past the head's deadline
         answer = read_all(conn)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
-    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["utterances"] > 0
+    assert answer_json(answer)["utterances"] > 0

@@ -86,12 +86,16 @@ def test_the_navbar_returns_to_each_page_as_the_user_left_it(page, served):
     wait_url(page, r"/\?logy=1$")
     page.click("#nav-samples")
     wait_url(page, r"/samples\?")
+    # the page and the navbar render after the URL changes: wait for them, then check them
+    page.wait_for_function("(document.querySelector('#samples-filter') || {value: ''}).value !== ''")
+    page.wait_for_function("!document.querySelector('#nav-statistics a').classList.contains('active')")
     assert page.input_value("#samples-filter") == "{wer} > 0"
     assert parse_qs(urlparse(page.url).query)["sort"] == ["-wer"]
     assert page.get_attribute("#nav-samples a", "class").split().count("active") == 1
     assert "active" not in page.get_attribute("#nav-statistics a", "class").split()
     page.click("#nav-statistics")
     wait_url(page, r"/\?logy=1$")
+    page.wait_for_function("document.querySelector('#nav-statistics a').classList.contains('active')")
     assert "active" in page.get_attribute("#nav-statistics a", "class").split()
     page.reload()                                   # kept for the browser tab
     page.wait_for_selector("#stats-log-y")

@@ -203,10 +203,12 @@
   };
 })();
 
-/* Tab out of a grid whose cells take no focus (the Errors, Comparison and breakdown tables: their
-   rows are links). AG Grid's Tab moves along the header cells and, from the last one, wraps back to
-   the first: the keyboard could never leave the grid (nor reach anything below it). From the last
-   header cell Tab now moves on to the next focusable element after the grid. */
+/* The grids whose rows are links (Errors, Comparison, the breakdowns: `sde-link-grid`) for the
+   keyboard. Their cells take the focus, so the arrow keys walk the rows (↓ from a header cell enters
+   the body) and Enter opens the focused row, as a click on it does. Tab and Shift+Tab leave the
+   grid, to the next (previous) element of the page: AG Grid's own Tab walks every cell of every row,
+   and from the last header cell of a grid without focusable cells wrapped back to its first, a trap
+   for the keyboard. A grid whose cells take no focus still leaves from its last header cell. */
 (function () {
   var FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]):not([type="hidden"]), ' +
     'select:not([disabled]), textarea:not([disabled]), audio[controls], video[controls], [tabindex]';
@@ -215,26 +217,52 @@
     return !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
   }
 
-  document.addEventListener("keydown", function (e) {
-    if (e.key !== "Tab" || e.shiftKey || e.altKey || e.ctrlKey || e.metaKey) return;
-    var cell = e.target && e.target.closest && e.target.closest(".ag-header-cell");
-    var grid = cell && cell.closest(".ag-root-wrapper");
-    if (!grid || grid.querySelector(".ag-cell[tabindex]")) return;  // cells focusable: AG Grid's own Tab
-    var cells = grid.querySelectorAll(".ag-header-row-column .ag-header-cell[aria-colindex]");
-    var last = 0;
-    for (var i = 0; i < cells.length; i++) last = Math.max(last, +cells[i].getAttribute("aria-colindex"));
-    if (+cell.getAttribute("aria-colindex") !== last) return;
-    var all = document.querySelectorAll(FOCUSABLE), first = null;
+  function outside(grid, backwards) {
+    // The first focusable element after the grid (after the page's last grid, the page's first, as
+    // Tab cycles); backwards, the last one before it (before the page's first, the page's last).
+    var all = document.querySelectorAll(FOCUSABLE), before = [], after = [];
     for (var j = 0; j < all.length; j++) {
       var el = all[j];
       if (grid.contains(el) || el.tabIndex < 0 || !visible(el)) continue;
-      first = first || el;
-      if (grid.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING) { first = el; break; }
+      (grid.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING ? after : before).push(el);
     }
-    if (!first) return;
-    // The next element after the grid; after the page's last grid, the page's first (as Tab cycles).
+    var order = before.concat(after);
+    if (!order.length) return null;
+    return backwards ? (before.length ? before[before.length - 1] : order[order.length - 1])
+                     : (after.length ? after[0] : order[0]);
+  }
+
+  function lastHeader(cell, grid) {
+    var cells = grid.querySelectorAll(".ag-header-row-column .ag-header-cell[aria-colindex]");
+    var last = 0;
+    for (var i = 0; i < cells.length; i++) last = Math.max(last, +cells[i].getAttribute("aria-colindex"));
+    return +cell.getAttribute("aria-colindex") === last;
+  }
+
+  document.addEventListener("keydown", function (e) {
+    if (e.altKey || e.ctrlKey || e.metaKey || !e.target || !e.target.closest) return;
+    var grid = e.target.closest(".ag-root-wrapper");
+    if (!grid) return;
+    var links = !!e.target.closest(".sde-link-grid");
+    var cell = e.target.closest(".ag-cell");
+    if (e.key === "Enter" && links && cell && !e.shiftKey) {
+      e.preventDefault();
+      e.stopPropagation();
+      cell.click();  // AG Grid's cellClicked: the page's callback opens the row's link
+      return;
+    }
+    if (e.key !== "Tab") return;
+    var header = e.target.closest(".ag-header-cell");
+    if (!links) {
+      // cells focusable: AG Grid's own Tab; else only from the last header cell, forwards
+      if (e.shiftKey || !header || grid.querySelector(".ag-cell[tabindex]") || !lastHeader(header, grid)) return;
+    } else if (!header && !cell) {
+      return;
+    }
+    var next = outside(grid, e.shiftKey);
+    if (!next) return;
     e.preventDefault();
     e.stopPropagation();
-    first.focus();
+    next.focus();
   }, true);
 })();

@@ -63,22 +63,28 @@ def not_found_layout(pathname: str) -> html.Div:
     ], color="warning", id="not-found")
 
 
-def is_page_path(pathname: str) -> bool:
+def is_page_path(pathname: str, dataset: "Dataset | None" = None) -> bool:
     """Whether `pathname` is one of the app's pages. All registered pages count, available or not
-    (Errors appears once a transcription adds a hypothesis; until then its page says why not)."""
+    (Errors appears once a transcription adds a hypothesis; until then its page says why not).
+    With `dataset`, the inspector's page is one only for an utterance it has: /utterance/99999
+    past the end is as missing as /utterance/abc (the page says so, naming the id and how many
+    utterances there are)."""
     page = resolve(load_pages(None), pathname)
     if page is None:
         return False
     if page.prefix:  # the one prefix page, the inspector, takes an utterance id: /utterance/17
         rest = pathname[len(page.path):].strip("/")
-        return rest.isascii() and rest.isdigit()
+        if not (rest.isascii() and rest.isdigit()):
+            return False
+        return dataset is None or int(rest) < len(dataset.utterances)
     return True
 
 
-def answer_404_off_pages(app: dash.Dash) -> None:
+def answer_404_off_pages(app: dash.Dash, dataset: "Dataset | None" = None) -> None:
     """Dash serves its page shell for every path; send that shell with status 404 for paths that
-    are no page (`/../etc/passwd`, `/nope`): the browser still shows the app's "Page not found"
-    view with the navbar, and a crawler or scanner learns the truth."""
+    are no page (`/../etc/passwd`, `/nope`, an utterance the dataset does not have): the browser
+    still shows the app's "Page not found" view (or the inspector's "No such utterance") with the
+    navbar, and a crawler or scanner learns the truth."""
     server = app.server
     for rule in server.url_map.iter_rules():
         if rule.rule == "/<path:path>":
@@ -86,7 +92,7 @@ def answer_404_off_pages(app: dash.Dash) -> None:
 
             def page_or_404(path: str, _shell=catch_all):
                 resp = make_response(_shell(path))
-                if not is_page_path(request.path):
+                if not is_page_path(request.path, dataset):
                     resp.status_code = 404
                 return resp
 
@@ -251,7 +257,7 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     server = app.server
     # A callback's inputs are a few KB; a client posting megabytes gets 413 instead of our memory.
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    answer_404_off_pages(app)
+    answer_404_off_pages(app, dataset)
     refuse_malformed_callbacks(app)
     if config.auth:
         install_basic_auth(server, config.auth)

@@ -89,13 +89,30 @@ def nav_item_id(label: str) -> str:
     return "nav-" + (re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "page")
 
 
+#: Navbar labels shortened on medium screens (768-1199 px), where the full ones took two rows.
+NAV_SHORT_LABELS = {"Statistics": "Stats", "Vocabulary": "Vocab", "Comparison": "Compare", "TTS readiness": "TTS"}
+
+
+def nav_label(label: str) -> Any:
+    """A navbar link's text: the label, and where it has a short form, both (CSS shows one)."""
+    short = NAV_SHORT_LABELS.get(label)
+    if short is None:
+        return label
+    # the full label stays in the link for screen readers (visually hidden, not removed); the
+    # short one is what the eye reads, with the full one as its tooltip
+    return [html.Span(label, className="nav-label-full"),
+            html.Span(short, className="nav-label-short", title=label, **{"aria-hidden": "true"})]
+
+
 def navbar(links: Sequence[tuple[str, str, bool]], title: str) -> dbc.Navbar:
     """The top bar: the manifest's name and a link per (label, href, active only on exactly href)."""
     # Each link returns to its page as the user left it (filter, sort, hypothesis, tab): the app's
     # NAV_JS sets its href and whether it is active, which dbc's own matching of the path against
     # an href with a query string would get wrong.
+    # Between Bootstrap's md and xl breakpoints (768-1199 px) the longer labels are shortened
+    # (sde.css), so that the links stay on one row beside the manifest's name (nav_label).
     items = [
-        dbc.NavItem(dbc.NavLink(label, href=href, active=False, id={"type": state.NAV_LINK, "index": href}),
+        dbc.NavItem(dbc.NavLink(nav_label(label), href=href, active=False, id={"type": state.NAV_LINK, "index": href}),
                     id=nav_item_id(label))
         for label, href, _exact in links
     ]
@@ -309,6 +326,10 @@ def labelled(label: str, control: Any, width: str | None = None) -> html.Div:
     return html.Div([html.Label(label, className="form-label small fw-bold text-muted mb-1"), control], style=style)
 
 
+#: The class of a grid whose rows are links: sde.js opens the focused row on Enter, and Tab leaves it.
+LINK_GRID_CLASS = "sde-grid sde-link-grid"
+
+
 def small_grid(grid_id: str, rows: list[dict], column_defs: list[dict], height: int = 320,
                clickable: bool = True) -> dag.AgGrid:
     """A client-side grid for a few hundred rows (sortable; a click opens the row's href)."""
@@ -322,10 +343,11 @@ def small_grid(grid_id: str, rows: list[dict], column_defs: list[dict], height: 
         columnSize="responsiveSizeToFit",
         dashGridOptions={"theme": GRID_THEME, "animateRows": False, "enableCellTextSelection": True,
                          "rowClass": "grid-row-link" if clickable else "", "tooltipShowDelay": 400,
-                         "suppressCellFocus": True,
+                         # rows that are links take the focus: ↑/↓ walk them, Enter opens one (sde.js)
+                         "suppressCellFocus": not clickable,
                          "localeText": {"noRowsToShow": "none"}},
         style={"height": f"{height}px", "width": "100%"},
-        className="sde-grid",
+        className=LINK_GRID_CLASS if clickable else "sde-grid",
     )
 
 

@@ -17,12 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sde import analysis
 from sde.caching import for_dataset
 from sde.metrics import align_words
 from sde.filters import combine_filters
 from sde.query import Clause, QueryError, format_filter
+from sde.text import collapse_whitespace, to_arrow_strings
 from sde.web.state import error_words, parse_error_param
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,17 +118,27 @@ def utterance_position(dataset: "Dataset", raw_id: Any) -> int:
     """The row position of utterance `raw_id` (ids are positions among valid lines), or ApiError 404."""
     raw = str(raw_id)
     try:
-        uid = int(raw) if len(raw) <= 40 else None
+        # digits only (and a minus): "+5", " 5", "5_0" and "٥" are no id the pages link to
+        uid = int(raw) if len(raw) <= 40 and raw.isascii() and raw.removeprefix("-").isdigit() else None
     except ValueError:
         uid = None
-    if uid is None:
-        shown = repr(raw) if len(raw) <= 40 else repr(raw[:40]) + "…"
-        raise ApiError(f"no utterance with id {shown}: ids are integers", 404)
     n = len(dataset.utterances)
-    if not 0 <= uid < n:
-        raise ApiError(f"no utterance with id {uid}: ids run from 0 to {n - 1}" if n else
-                       f"no utterance with id {uid}: the manifest has no valid lines", 404)
+    if uid is None or not 0 <= uid < n:
+        raise ApiError(missing_utterance(raw if uid is None else uid, n), 404, fields={"utterances": n})
     return uid
+
+
+def missing_utterance(raw_id: Any, n: int) -> str:
+    """Why there is no utterance `raw_id`, naming it and how many utterances there are."""
+    if isinstance(raw_id, int):
+        shown = str(raw_id) if len(str(raw_id)) <= 40 else str(raw_id)[:40] + "…"
+    else:
+        raw = str(raw_id)
+        shown = repr(raw) if len(raw) <= 40 else repr(raw[:40]) + "…"
+    if not n:
+        return f"no utterance with id {shown}: the manifest has no valid lines (0 utterances)"
+    kind = "" if isinstance(raw_id, int) else "ids are whole numbers; "
+    return f"no utterance with id {shown}: {kind}there are {n:,} utterances, with ids 0 to {n - 1}"
 
 
 def alignment_of(dataset: "Dataset", position: int) -> dict[str, list[dict]]:
@@ -348,6 +361,84 @@ def compare_payload(dataset: "Dataset", a: str | None, b: str | None, filter_tex
         }
 
     key = (ha.field, hb.field, text, n_resamples, seed)
+    return for_dataset(dataset, "compare", _COMPARE_CACHE_SIZE, kept=1).get_or_compute_once(key, compute)
+
+
+WORD_SLICE_ROWS = 1 << 20  # transcripts split at a time when counting the utterances of words (bounded memory)
+
+
+def word_utterances(texts: pd.Series, rows: np.ndarray | None, words: list[str]) -> np.ndarray:
+    """For each of `words`, how many transcripts among `rows` (positions; None: all) hold it as a
+    whole word (``str.split()`` tokens, as the vocabulary and the filter's ``has`` take them)."""
+    counts = np.zeros(len(words), dtype=np.int64)
+    if not words:
+        return counts
+    wanted = pa.array(words, type=pa.large_string())
+    positions = np.arange(len(texts), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    for start in range(0, len(positions), WORD_SLICE_ROWS):
+        part = positions[start:start + WORD_SLICE_ROWS]
+        arr = to_arrow_strings(texts.iloc[part])
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        lists = pc.split_pattern(collapse_whitespace(arr).cast(pa.large_string()), " ")
+        which = pc.index_in(pc.list_flatten(lists), value_set=wanted)
+        found = which.is_valid().to_numpy(zero_copy_only=False)
+        word = which.to_numpy(zero_copy_only=False)[found].astype(np.int32)
+        parent = pc.list_parent_indices(lists).to_numpy()[found]
+        # the rows of each word in row order (a stable sort), each row once
+        order = np.argsort(word, kind="stable")
+        word, parent = word[order], parent[order]
+        first = np.ones(len(word), dtype=bool)
+        first[1:] = (word[1:] != word[:-1]) | (parent[1:] != parent[:-1])
+        counts += np.bincount(word[first], minlength=len(words))
+    return counts
+
+
+def word_comparison(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField",
+                    filter_text: str | None) -> pd.DataFrame:
+    """`analysis.word_comparison` of A and B over a filter's selection (word, count, acc_a, acc_b,
+    diff, net), kept: the Comparison page's word scatter and its table (compare_words) both read it."""
+    text = (filter_text or "").strip()
+
+    def compute() -> pd.DataFrame:
+        return analysis.word_comparison(dataset.utterances, dataset.vocabulary, dataset.errors, a, b,
+                                        selected_ids(dataset, text))
+
+    return for_dataset(dataset, "compare", _COMPARE_CACHE_SIZE, kept=1).get_or_compute_once(
+        ("word-comparison", a.field, b.field, text), compute)
+
+
+def compare_words(dataset: "Dataset", a: str | None, b: str | None, filter_text: str | None,
+                  limit: int | None = None) -> pd.DataFrame:
+    """The Comparison page's word table and its JSON twin (/api/compare/words): per reference word
+    of the selected utterances that both A and B score, `utterances` (how many of them hold the
+    word: the rows its link to Samples lists), `occurrences` (its count in their references),
+    `acc_a`, `acc_b` (word accuracy, %), `diff` (B − A, points) and `net` (occurrences B gets
+    right minus those A gets right); the words where A and B differ most first (|net|, |diff|).
+    The first `limit` rows (None: all), kept per (a, b, filter, limit)."""
+    ha = hypothesis_of(dataset, a, 0, "a")
+    hb = hypothesis_of(dataset, b, 1, "b")
+    text = (filter_text or "").strip()
+
+    def compute() -> pd.DataFrame:
+        ids = selected_ids(dataset, text)
+        table = dataset.utterances
+        words = word_comparison(dataset, ha, hb, text)
+        if limit is not None:
+            words = words.head(limit)
+        rows = analysis.scored_rows(table, hb, analysis.scored_rows(table, ha, ids))
+        listed = [str(w) for w in words["word"]]
+        return pd.DataFrame({
+            "word": listed,
+            "utterances": word_utterances(table["text"], rows, listed),
+            "occurrences": words["count"].to_numpy(dtype=np.int64),
+            "acc_a": words["acc_a"].to_numpy(dtype=np.float64),
+            "acc_b": words["acc_b"].to_numpy(dtype=np.float64),
+            "diff": words["diff"].to_numpy(dtype=np.float64),
+            "net": words["net"].to_numpy(dtype=np.int64),
+        })
+
+    key = ("words", ha.field, hb.field, text, limit)
     return for_dataset(dataset, "compare", _COMPARE_CACHE_SIZE, kept=1).get_or_compute_once(key, compute)
 
 

@@ -12,7 +12,7 @@ blueprints, one per module, and one error handler.
     /problems?page=P           GET /api/problems?page=P&page_size=N
     (Statistics card)          GET /api/audio-quality
     /errors                    GET /api/errors, /api/breakdown               GET /api/errors.csv, /api/breakdown.csv
-    /comparison                GET /api/compare                              GET /api/compare.csv
+    /comparison                GET /api/compare, /api/compare/words          GET /api/compare.csv, /api/compare/words.csv
     (audio)                    GET /audio/ID.wav, /audio/ID.ogg, /api/utterances/ID/signal
     (curation)                 GET|POST /api/utterances/ID/review, POST …/review/undo, GET /api/reviews,
                                GET /api/utterances.jsonl?filter=Q&sort=S, POST /api/rules/preview
@@ -111,6 +111,8 @@ ROUTES: tuple[Route, ...] = (
     Route(ANALYSIS, "/api/breakdown.csv", analysis.breakdown_csv),
     Route(ANALYSIS, "/api/compare", analysis.compare),
     Route(ANALYSIS, "/api/compare.csv", analysis.compare_csv),
+    Route(ANALYSIS, "/api/compare/words", analysis.compare_words_json),
+    Route(ANALYSIS, "/api/compare/words.csv", analysis.compare_words_csv),
     Route(AUDIO, "/audio/<int:utt_id>.wav", audio.wav),
     Route(AUDIO, "/audio/<int:utt_id>.ogg", audio.ogg),
     Route(AUDIO, "/api/utterances/<int:utt_id>/signal", audio.signal),

@@ -19,6 +19,12 @@ sde.web.api):
         {"a": {"field","wer","ci":[lo,hi]}, "b": {…}, "diff": {"wer","ci":[lo,hi],"p"},
          "utterances", "n_resamples", "seed"}
     GET /api/compare.csv?…                           rows system, field, wer, ci_lo, ci_hi, p
+    GET /api/compare/words?a=F&b=G&filter=Q[&limit=N]
+        {"a", "b", "rows": [{"word","utterances","occurrences","acc_a","acc_b","diff","net"}]}: the
+        Comparison page's word table (its first 300 rows unless limit is given), over the selected
+        utterances both A and B score: `utterances` hold the word (its link to Samples lists them),
+        `occurrences` count it in their references; the words where A and B differ most first
+    GET /api/compare/words.csv?…                     every word unless limit is given
 
 `hyp`, `a` and `b` take a hypothesis field (`pred_text_conformer`) or its label (`conformer`);
 `hyp` and `a` default to the first hypothesis, `b` to the second. Q is the filter language of
@@ -51,6 +57,7 @@ from sde.web.present import (
     breakdown_sort,
     compare_frame,
     compare_payload,
+    compare_words,
     error_frames,
     grouped_rates,
     hypothesis_of,
@@ -66,6 +73,7 @@ MAX_RESAMPLES = 10_000
 # comparison, so a page of 1,000 groups stays around a second.
 MAX_GROUP_RESAMPLES = 2000
 MAX_SEED = 2**32 - 1
+DEFAULT_WORDS = 300  # rows of the Comparison page's word table
 
 
 def _limit(default: int | None) -> int | None:
@@ -137,3 +145,20 @@ def compare() -> Response:
 
 def compare_csv() -> Response:
     return csv_response(compare_frame(_compare()), download_name("compare"))
+
+
+def _compare_words(default_limit: int | None):
+    dataset = served_dataset()
+    a, b = hypothesis_of(dataset, arg("a"), 0, "a"), hypothesis_of(dataset, arg("b"), 1, "b")
+    return a, b, compare_words(dataset, a.field, b.field, arg("filter"), _limit(default_limit))
+
+
+def compare_words_json() -> Response:
+    """The Comparison page's word table: the words where A and B differ most (the page's first 300)."""
+    a, b, words = _compare_words(DEFAULT_WORDS)
+    return json_response({"a": a.field, "b": b.field, "rows": rounded_records(words)})
+
+
+def compare_words_csv() -> Response:
+    a, b, words = _compare_words(None)
+    return csv_response(words, download_name("compare", "words", a.name, b.name))

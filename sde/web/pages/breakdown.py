@@ -25,6 +25,7 @@ from sde.filters import And, column_ref, combine_filters, parse, to_q
 from sde.query import QueryError
 from sde.web import analysis_figures as af
 from sde.web.components import (
+    LINK_GRID_CLASS,
     as_mapping,
     as_text,
     GRID_THEME,
@@ -273,11 +274,12 @@ def _grid(by: str | None) -> dag.AgGrid:
         getRowId="params.data.href",
         columnSize="responsiveSizeToFit",
         dashGridOptions={"theme": GRID_THEME, "animateRows": False, "enableCellTextSelection": True,
-                         "rowClass": "grid-row-link", "tooltipShowDelay": 400, "suppressCellFocus": True,
+                         # cells take the focus: ↑/↓ walk the rows, Enter opens one (sde.js, sde-link-grid)
+                         "rowClass": "grid-row-link", "tooltipShowDelay": 400, "suppressCellFocus": False,
                          "cacheBlockSize": GRID_BLOCK, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
                          "maxConcurrentDatasourceRequests": 1, "localeText": {"noRowsToShow": "no groups"}},
         style={"height": "360px", "width": "100%"},
-        className="sde-grid",
+        className=LINK_GRID_CLASS,
     )
 
 

@@ -33,7 +33,7 @@ from sde import analysis
 from sde.caching import for_dataset
 from sde.filters import column_ref, combine_filters
 from sde.web import analysis_figures as af
-from sde.web import state
+from sde.web import present, state
 from sde.web.components import (
     as_mapping,
     as_text,
@@ -55,7 +55,8 @@ from sde.web.figures import GRAPH_CONFIG
 from sde.web.outputs import changed
 from sde.web.pages import comparison_stats, samples
 from sde.web.pages.page import Page
-from sde.web.present import ApiError, compare_payload, hyp_options, resolve_hypothesis, selection
+from sde.web.pages.breakdown import scored_clause, unstated
+from sde.web.present import ApiError, compare_payload, compare_words, hyp_options, resolve_hypothesis, selection
 from sde.web.state import rendered_key, search_of, word_href
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -212,16 +213,29 @@ def cached_utterances(dataset, a, b, metric, filter_text, utt_ids) -> tuple[Any,
     return _figures(dataset).get_or_compute_once(("utt", a.field, b.field, metric, filter_text), build)
 
 
+def word_filter(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", filter_text: str | None) -> str:
+    """The utterances the word table counts, as a filter: the page's, and (where a hypothesis lacks
+    some lines) only the lines both score, so a word's link lists its `utterances` rows."""
+    return combine_filters(filter_text, *unstated(filter_text, scored_clause(dataset, a), scored_clause(dataset, b)))
+
+
+def word_rows(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", filter_text: str | None) -> list[dict]:
+    """The rows of the word table (present.compare_words, as /api/compare/words gives them), each with
+    the link to the Samples that hold the word."""
+    words = compare_words(dataset, a.field, b.field, filter_text, WORD_ROWS)
+    scope = word_filter(dataset, a, b, filter_text)
+    return [{"word": str(w), "utterances": int(u), "occurrences": int(c), "acc_a": _r(x), "acc_b": _r(y),
+             "diff": _r(d), "net": int(n), "href": word_href(str(w), scope)}
+            for w, u, c, x, y, d, n in words[["word", "utterances", "occurrences", "acc_a", "acc_b", "diff",
+                                              "net"]].itertuples(index=False)]
+
+
 def cached_words(dataset, a, b, filter_text, utt_ids) -> tuple[Any, list[dict]]:
     """(word scatter figure, table rows) for A vs B."""
     def build():
-        words = word_comparison(dataset, a, b, utt_ids)
+        words = present.word_comparison(dataset, a, b, filter_text)  # the table's too (compare_words)
         fig = af.word_scatter_figure(words, a.name, b.name).to_plotly_json()
-        top = words.head(WORD_ROWS)
-        rows = [{"word": str(w), "count": int(c), "acc_a": _r(x), "acc_b": _r(y), "diff": _r(d), "net": int(n),
-                 "href": word_href(str(w), filter_text)}
-                for w, c, x, y, d, n in top[["word", "count", "acc_a", "acc_b", "diff", "net"]].itertuples(index=False)]
-        return fig, rows
+        return fig, word_rows(dataset, a, b, filter_text)
 
     return _figures(dataset).get_or_compute_once(("words", a.field, b.field, filter_text), build)
 
@@ -232,10 +246,14 @@ def _r(x: float) -> float | None:
 
 # ---------------------------------------------------------------- components
 
-def words_section(fig: Any, rows: list[dict], a: "HypothesisField", b: "HypothesisField") -> dbc.Card:
+def words_section(fig: Any, rows: list[dict], a: "HypothesisField", b: "HypothesisField",
+                  filter_text: str | None = None) -> dbc.Card:
     defs = [
         {"field": "word", "tooltipField": "word", "flex": 2, "minWidth": 110, "cellClass": "font-monospace"},
-        {"field": "count", "type": "numericColumn", "valueFormatter": INT_FORMAT, "flex": 1, "minWidth": 80},
+        {"field": "utterances", "type": "numericColumn", "valueFormatter": INT_FORMAT, "flex": 1, "minWidth": 95,
+         "headerTooltip": "utterances whose reference has the word (a click lists them)"},
+        {"field": "occurrences", "type": "numericColumn", "valueFormatter": INT_FORMAT, "flex": 1, "minWidth": 105,
+         "headerTooltip": "occurrences of the word in those references (accuracy is over these)"},
         {"field": "acc_a", "headerName": f"A: {a.name}", "headerTooltip": f"word accuracy of {a.field}",
          "type": "numericColumn", "valueFormatter": PCT_FORMAT, "flex": 1, "minWidth": 90},
         {"field": "acc_b", "headerName": f"B: {b.name}", "headerTooltip": f"word accuracy of {b.field}",
@@ -256,11 +274,18 @@ def words_section(fig: Any, rows: list[dict], a: "HypothesisField", b: "Hypothes
         dbc.Row([
             dbc.Col(dcc.Graph(id=WORD_FIG, figure=fig, config=GRAPH_CONFIG, style={"height": graph_height(fig)}),
                     xs=12, xl=6),
-            dbc.Col([html.Div("Where A and B differ most (by occurrences gained or lost)",
-                              className="small fw-bold mb-1"),
+            dbc.Col([html.Div(["Where A and B differ most (by occurrences gained or lost) · ",
+                               _word_links(a, b, filter_text)], className="small fw-bold mb-1"),
                      small_grid(WORD_GRID, rows, defs, height=380)], xs=12, xl=6),
         ], className="g-2"),
     ], className="p-2"), className="mb-3", id=WORDS)
+
+
+def _word_links(a: "HypothesisField", b: "HypothesisField", filter_text: str | None) -> html.Span:
+    q = search_of({"a": a.field, "b": b.field, "filter": filter_text or ""})
+    return html.Span([html.A("JSON", href="/api/compare/words" + q, className="link-secondary fw-normal"), " · ",
+                      html.A("CSV", href="/api/compare/words.csv" + q, className="link-secondary fw-normal",
+                             download="compare-words.csv")], id="cmp-word-links")
 
 
 def utterance_grid(rows: list[dict], metric: str, links: Any = None) -> Any:
@@ -330,7 +355,7 @@ def sections(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", met
         return stats, dbc.Alert("No utterance matches the filter.", color="info"), None, []
     fig, rows = cached_words(dataset, a, b, filter_text, utt_ids)
     ufig, urows = cached_utterances(dataset, a, b, metric, filter_text, utt_ids)
-    return stats, words_section(fig, rows, a, b), ufig, urows
+    return stats, words_section(fig, rows, a, b, filter_text), ufig, urows
 
 
 # ---------------------------------------------------------------- layout and callbacks

@@ -76,6 +76,18 @@ def _pager(kind: str, page: int, total_groups: int) -> html.Div:
                     className="d-flex align-items-center gap-2 mb-2")
 
 
+def _drill_downs(kind: str, column: str, groups: int) -> list[Any]:
+    """" · all of them in Samples" (and for audio, the groups whose transcripts differ): only when
+    there are groups, as a link to an empty list offers what is not there."""
+    if not groups:
+        return []
+    return [" · ", dcc.Link("all of them in Samples", href=samples_href(filter=f"{{{column}}} is not null", sort=column),
+                            id="dup-all-samples"),
+            *([" · ", dcc.Link("same audio, different transcripts", id="dup-conflicts",
+                               href=samples_href(filter="{dup_audio_text_conflict} = true", sort="dup_audio_group"))]
+              if kind == "audio" else [])]
+
+
 def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
     kind = params.get("kind") if params.get("kind") in KIND_COLUMNS else "text"
     page = _page_number(params.get("page"))
@@ -88,18 +100,20 @@ def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
                                                         color="info", id="dup-not-measured")])
     except TooLarge as exc:
         return html.Div([header, _tabs(kind), dbc.Alert(str(exc), color="warning", id="dup-too-large")])
-    column = data["column"]
     summary = html.P([
         html.Strong(fmt_int(data["utterances"]), id="dup-utterances"), " utterances in ",
-        html.Strong(fmt_int(data["groups_total"]), id="dup-groups"), f" groups ({KIND_LABELS[kind].lower()}) · ",
-        dcc.Link("all of them in Samples", href=samples_href(filter=f"{{{column}}} is not null", sort=column)),
-        *([" · ", dcc.Link("same audio, different transcripts",
-                           href=samples_href(filter="{dup_audio_text_conflict} = true", sort="dup_audio_group"))]
-          if kind == "audio" else []),
+        html.Strong(fmt_int(data["groups_total"]), id="dup-groups"), f" groups ({KIND_LABELS[kind].lower()})",
+        *_drill_downs(kind, data["column"], data["groups_total"]),
     ], className="mb-2")
-    if not data["groups"]:
+    if not data["groups_total"]:
         return html.Div([header, _tabs(kind), summary,
                          dbc.Alert("No duplicates of this kind.", color="success", id="dup-none")])
+    if not data["groups"]:  # a page past the last one (an old link)
+        return html.Div([header, _tabs(kind), summary, dbc.Alert([
+            f"There is no page {fmt_int(page + 1)}: the {fmt_int(data['groups_total'])} groups fill "
+            f"{fmt_int(-(-data['groups_total'] // PAGE_SIZE))}. ",
+            dcc.Link("Go to the first page", href="/duplicates" + search_of({"kind": kind}), className="alert-link")],
+            color="warning", id="dup-past-end")])
     rows = [html.Tr([
         html.Td(dcc.Link(f"#{g['group']}", href=samples_href(filter=g["filter"]), id=f"dup-group-{g['group']}")),
         html.Td(fmt_int(g["size"]), className="text-end"),

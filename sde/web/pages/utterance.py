@@ -262,12 +262,10 @@ def _nav_button(label: str, target: int | None, params: Mapping[str, str], eleme
 
 def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     raw = path[len(PATH):].strip("/")
-    try:
+    try:  # digits only (as the server's status reads it): "/utterance/+5" is missing, not utterance 5
         uid = utterance_position(dataset, raw)
     except ApiError as e:
-        return dbc.Alert([html.H5("No such utterance", className="alert-heading"), html.P(str(e)),
-                          dcc.Link("Back to the samples", href="/samples", className="alert-link")],
-                         color="warning", id="utt-not-found")
+        return not_found(e.message)
     row = row_dict(dataset.utterances, uid)
     nav = neighbours(dataset, uid, params)
     buttons = [
@@ -357,6 +355,14 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
             dbc.Col([review.layout(dataset, uid, params), fields_card], lg=4),
         ]),
     ], className="utterance-page")
+
+
+def not_found(message: str) -> dbc.Alert:
+    """The inspector of an utterance the dataset does not have (the server answers 404)."""
+    return dbc.Alert([html.H5("No such utterance", className="alert-heading"),
+                      html.P(message[:1].upper() + message[1:] + ".", id="utt-not-found-message"),
+                      dcc.Link("Back to the samples", href="/samples", className="alert-link", id="utt-not-found-back")],
+                     color="warning", id="utt-not-found")
 
 
 def audio_problem(dataset: "Dataset", uid: int) -> str | None:

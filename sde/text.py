@@ -1,24 +1,48 @@
 """Tokenisation and optional text normalisation.
 
 Metrics are computed on whitespace-split words with no normalisation unless the user asks for it
-(DESIGN.md, "Metrics"), so NeMo SDE's numbers are reproduced by default. The optional steps are:
+(DESIGN.md, "Metrics"), so NeMo SDE's numbers are reproduced by default. With any step on, a text
+first gets one spelling (the prelude: Unicode NFKC, except that symbols and number characters such
+as "²", "½", "™" keep their form; invisible format characters such as soft hyphens, zero-width
+spaces and joiners, bidi marks and variation selectors are removed), since the same words typed
+two ways ("café" composed or decomposed, "ﬁ", full-width "Ａ１", a no-break space) must score as
+the same words. Diacritics are kept: they can tell words apart ("pêche", "péché"). The steps:
 
-- ``lower``:   Unicode lower-casing.
-- ``punct``:   remove punctuation (Unicode category P*); dashes and ``/`` become spaces (they join
-               words: "well-known" → "well known"); apostrophes are kept inside words ("don't"),
-               dropped elsewhere ("'quoted'" → "quoted", "a''b" → "ab"); the typographic apostrophe ’
-               counts as '.
-- ``numbers``: ASCII digit runs become English words with inflect ("25" → "twenty five",
-               "3.5" → "three point five", "1,000" → "one thousand", "21st" → "twenty first",
-               "mp3" → "mp three"); no "and" ("2024" → "two thousand twenty four", the usual ASR
-               convention); inflect's hyphens and commas become spaces. The signs around a number
-               are read the way a reference transcript spells them out (as NeMo's text
-               normalisation does): "$5" → "five dollars", "$5.50" → "five dollars fifty cents",
-               "$1" → "one dollar", "$2.5 million" → "two point five million dollars" (also £:
-               pounds/pence, €: euros/cents); "25%" → "twenty five percent"; a decade "s":
-               "1990s" → "nineteen nineties" (1100–1999 and 2010–2099 read as years), "80s" →
-               "eighties"; "-4" → "minus four" when the - (or −) starts a word ("covid-19" and
-               "1990-2000" keep theirs as a joiner).
+- ``lower``:   Unicode lower-casing (Python's str.lower).
+- ``punct``:   remove punctuation (Unicode category P*), symbols (So, Sk: emoji, ©, °) and the
+               optional vowel marks of Arabic (harakat, tatweel) and Hebrew (niqqud); dashes and
+               ``/`` become spaces (they join words: "well-known" → "well known"); a tag made of one
+               ASCII word in <> or [] ("<unk>", "[noise]", "</s>") is removed, as no spoken word;
+               apostrophes are kept inside words ("don't"), dropped elsewhere ("'quoted'" →
+               "quoted", "a''b" → "ab"); ’ ʼ ‘ ` ´ ′ typed as apostrophes count as '; a contraction
+               split off its word is joined back ("it 's", "don ' t", "do n't" → "it's", "don't").
+               Scripts written without spaces (Chinese, Japanese, Thai) are not segmented: score
+               them by CER.
+- ``numbers``: ASCII digits (and full-width ones, via the prelude) become English words with
+               inflect ("25" → "twenty five", "3.5" → "three point five", "1,000" and "1 000" →
+               "one thousand", "21st" → "twenty first", "mp3" → "mp three"); no "and" ("2024" →
+               "two thousand twenty four", the usual ASR convention); inflect's hyphens and commas
+               become spaces. A digit run is always read as a number, never guessed to be said
+               digit by digit ("911" → "nine hundred eleven", "1990" → "one thousand nine hundred
+               ninety": sde writes words where Whisper's English normaliser writes digits, and
+               reads a digit run one way whatever it was), except that one with a leading zero is
+               no quantity and is read digit by digit ("007" → "zero zero seven"). What is written
+               around a number is read the way a reference transcript spells it out (as NeMo's
+               text normalisation does):
+               money "$5" / "$ 5" / "5$" / "5 €" → "five dollars" / ... "five euros", "$5.50" →
+               "five dollars fifty cents", "$1" → "one dollar", "$2.5 million" and "$2.5m" → "two
+               point five million dollars" (k, m, mn, b, bn, tn only after a currency sign: "5m"
+               alone may be metres), £ pounds/pence, € euros/cents, ¥ yen, ₹ rupees/paise;
+               "25%" and "25 %" → "twenty five percent"; plurals "1990s" and "1990's" → "nineteen
+               nineties" (1100–1999 and 2010–2099 read as years), "80s" → "eighties", "100s" →
+               "hundreds", "5s" → "fives"; times "3:45" → "three forty five", "3:05" → "three oh
+               five", "10:00" → "ten o'clock", "15:00" → "fifteen hundred"; fractions with a
+               denominator up to ten "1/2" and "½" → "one half", "3/4" → "three quarters", "1 1/2"
+               and "1½" → "one and a half" ("24/7", "9/11" stay two numbers); "No. 5", "№ 5", "#1" →
+               "number five", "number one"; ".5" → "point five"; a rising range "5-10" → "five to
+               ten" (a falling pair "3-2" is a score: "three two"); "-4" → "minus four" when the -
+               (or −) starts a word ("covid-19" keeps it as a joiner). Not read: decimal commas
+               ("3,5" → "three five"), units ("5kg" → "five kg"), superscripts, non-ASCII digits.
 
 Whatever steps are on, they run in that fixed order: numbers, lower, punct (numbers must see
 "3.5", "1,000", "25%" and "-4" before punct removes their signs), and runs of whitespace then collapse
@@ -26,8 +50,9 @@ to one space with none at the ends.
 
 ``normalize_many`` is the bulk path (load time, up to 1M strings): lower-casing, punctuation and
 whitespace are done by Arrow compute kernels over the whole column; only strings containing a
-digit go through Python, with inflect conversions cached per distinct number. ``normalize`` is
-the same code on a one-element column, so both always agree.
+digit go through Python, with inflect conversions cached per distinct number, and only non-ASCII
+ones through the prelude. ``normalize`` is the same code on a one-element column, so both always
+agree.
 """
 
 from __future__ import annotations
@@ -35,7 +60,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,32 +120,76 @@ def parse_normalize(spec: str | Sequence[str] | None) -> tuple[str, ...]:
 
 # --- numbers ---------------------------------------------------------------------------------
 
-# An ASCII number: grouped thousands ("1,000,000") or a plain digit run, an optional decimal part,
-# then at most one of: "%", a suffix that is not the start of a longer word (an ordinal "1st", or
-# the "s" of a decade "1990s"; "4thumbs" keeps its letters), a scale word ("5 million", only read
-# as part of an amount of money: "$5 million" → "five million dollars").
-# Digits glued to letters still convert ("mp3" → "mp three") so that "mp3" and "mp 3" agree.
-#
-# The regex starts at the first digit, which lets Python's re skip ahead to candidate digits
-# quickly; a currency sign and a minus sign before the number are looked at by hand
-# (_numbers_to_words), which is ~2.5x faster than the same optional prefixes inside the regex.
-_NUMBER_RE = re.compile(
-    r"(?P<int>[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)"
-    r"(?P<frac>\.[0-9]+)?"
-    r"(?:(?P<pct>%)"
-    r"|(?P<suffix>st|nd|rd|th|s)(?![^\W\d_])"
-    r"|\s+(?P<scale>thousand|million|billion|trillion)(?![^\W\d_]))?",
-    re.IGNORECASE,
-)
-_INFLECT_SEPARATORS = re.compile(r"[-,\s]+")
-
 # Currency sign → (unit, units, subunit, subunits), read after the amount: "$5.50" → "five
 # dollars fifty cents".
 _CURRENCIES: dict[str, tuple[str, str, str, str]] = {
     "$": ("dollar", "dollars", "cent", "cents"),
     "£": ("pound", "pounds", "penny", "pence"),
     "€": ("euro", "euros", "cent", "cents"),
+    "¥": ("yen", "yen", "sen", "sen"),
+    "₹": ("rupee", "rupees", "paisa", "paise"),
 }
+_CURRENCY_SIGNS = "".join(_CURRENCIES)
+# Abbreviated scales, read as such only in an amount of money ("$5m" → "five million dollars"):
+# alone, "5m" is as likely five metres, so it stays "five m".
+_SCALE_ABBREVIATIONS = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion",
+                        "tn": "trillion"}
+# The vulgar fraction characters, "½" → (1, 2) (their compatibility form is "1⁄2").
+_VULGAR_FRACTIONS = "¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞"
+_VULGAR: dict[str, tuple[int, int]] = {
+    c: tuple(int(p) for p in unicodedata.normalize("NFKC", c).split("\u2044"))  # type: ignore[misc]
+    for c in _VULGAR_FRACTIONS
+}
+# Fractions are read as such only with a denominator up to ten and a numerator below it: "24/7",
+# "9/11" and "50/50" are said as their two numbers.
+_FRACTION_NAMES: dict[int, tuple[str, str]] = {
+    2: ("half", "halves"), 3: ("third", "thirds"), 4: ("quarter", "quarters"), 5: ("fifth", "fifths"),
+    6: ("sixth", "sixths"), 7: ("seventh", "sevenths"), 8: ("eighth", "eighths"), 9: ("ninth", "ninths"),
+    10: ("tenth", "tenths"),
+}
+
+# One regex for everything numbers reads, in three shapes:
+# - a time "3:45" (not inside "1:02:03" or after a digit, "." or "/");
+# - a fraction "1/2", "1 1/2" (not inside a date "1/2/2020");
+# - any other number: grouped thousands ("1,000,000", "1 000 000": every group after the first
+#   exactly three digits; the prelude has already turned no-break and thin spaces into " ") or a
+#   plain digit run, then a vulgar fraction ("1½"), or an optional decimal part and at most one
+#   of: "%" (maybe after a space), a suffix that is not the start of a longer word (an ordinal
+#   "1st", the "s" or "'s" of a plural "1990s", "1990's"; "4thumbs" keeps its letters), a scale
+#   word ("5 million"), an abbreviated scale ("5m", only read as one in money);
+# - a vulgar fraction alone ("½").
+# Digits glued to letters still convert ("mp3" → "mp three") so that "mp3" and "mp 3" agree.
+#
+# The regex starts at the first digit, which lets Python's re skip ahead to candidate digits
+# quickly; the signs before a number (currency, minus, "#", "No.", a leading ".") and a currency
+# sign after it are looked at by hand (_numbers_to_words), ~2.5x faster than optional prefixes
+# inside the regex.
+_NUMBER_RE = re.compile(
+    # The lookahead gives re the set of characters a match starts with, so that it skips ahead to
+    # them (the lookbehinds below would stop it from finding that set: ~1.5x slower).
+    rf"(?=[0-9{_VULGAR_FRACTIONS}])(?:"
+    r"(?<![0-9:.,/])(?P<hour>[0-9]{1,2}):(?P<minute>[0-5][0-9])(?![0-9]|:[0-9])"
+    r"|(?<![0-9:.,/])(?:(?P<whole>[0-9]+) )?(?P<num>[0-9]{1,2})/(?P<den>[0-9]{1,2})(?![0-9]|/[0-9])"
+    r"|(?P<int>[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]{1,3}(?: [0-9]{3})+(?![0-9]| [0-9])|[0-9]+)"
+    rf"(?:(?P<vulgar>[{_VULGAR_FRACTIONS}])"
+    r"|(?P<frac>\.[0-9]+)?"
+    r"(?:(?P<pct> ?%)"
+    r"|(?P<suffix>st|nd|rd|th|['\u2019]?s)(?![^\W\d_])"
+    r"|\s+(?P<scale>thousand|million|billion|trillion)(?![^\W\d_])"
+    r"|(?P<abbr>k|mn|m|bn|b|tn)(?![^\W\d_]))?)"
+    rf"|(?P<lone>[{_VULGAR_FRACTIONS}]))",
+    re.IGNORECASE,
+)
+# Positions in match.groups().
+_INT, _VULGAR_GROUP, _FRAC, _LONE = (_NUMBER_RE.groupindex[name] - 1 for name in ("int", "vulgar", "frac", "lone"))
+_INFLECT_SEPARATORS = re.compile(r"[-,\s]+")
+# A range "5-10" → "5 to 10": two plain numbers joined by a hyphen or en dash, not part of a
+# longer chain ("2020-01-05", "555-123-4567") or a word ("covid-19", "A4-5"). Only rising pairs
+# are ranges ("1990-2000", "1990-95"); "3-2" is a score and stays two numbers.
+_DIGIT_DASH_DIGIT = re.compile("[0-9][-\u2013][0-9]")  # cheap first test: most hyphens join words
+_RANGE_RE = re.compile(r"(?=[0-9])(?<![\w.,:/\-\u2013\u2212])([0-9]+(?:\.[0-9]+)?)[-\u2013]([0-9]+(?:\.[0-9]+)?)"
+                       r"(?![\w\-\u2013/:]|[.,][0-9])")
+
 # A hyphen-minus or minus sign directly before the number (or its currency sign) is "minus" when it
 # starts a word: at the start of the text or after whitespace or an opening bracket or quote
 # ("-4", "(-4)", "-$5"); after anything else it joins ("covid-19", "1990-2000", "mid-80s").
@@ -128,6 +197,7 @@ _MINUS_SIGNS = "-\u2212"
 _OPENERS = "([{\"'\u2018\u201c\u00ab"
 # Decades read as years: "1990s" → "nineteen nineties", "2010s" → "twenty tens".
 _YEAR_RANGES = ((1100, 1999), (2010, 2099))
+_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,9 +209,17 @@ def _inflect_engine():  # inflect takes ~0.1 s to import; only pay for it when n
 
 @functools.lru_cache(maxsize=200_000)
 def _number_words(integer: str, frac: str, ordinal: bool) -> str:
-    """Words for one number; cached because corpora repeat the same numbers a lot."""
+    """Words for one number; cached because corpora repeat the same numbers a lot.
+
+    A digit run with a leading zero ("007", "02") is not a quantity: it is read digit by digit
+    ("zero zero seven"), as it is said; "0" and "0.5" are read as numbers."""
     engine = _inflect_engine()
-    digits = integer.replace(",", "")
+    digits = integer.replace(",", "").replace(" ", "")
+    if len(digits) > 1 and digits[0] == "0":
+        spoken = " ".join(_DIGIT_WORDS[int(d)] for d in digits)
+        if frac:
+            spoken += " " + _number_words("0", frac, False).removeprefix("zero ")
+        return spoken
     if ordinal and not frac:
         spoken = engine.number_to_words(engine.ordinal(digits), andword="")
     else:
@@ -149,24 +227,37 @@ def _number_words(integer: str, frac: str, ordinal: bool) -> str:
     return _INFLECT_SEPARATORS.sub(" ", str(spoken)).strip()
 
 
-def _decade_words(integer: str) -> str | None:
-    """A decade's words, for the number before an "s": "1990" → "nineteen nineties", "80" →
-    "eighties", "2000" → "two thousands"; None when ``integer`` is not a decade (2–4 digits ending
-    in 0, no leading 0, no separator). Years are read as years only here ("1990" alone stays
-    "one thousand nine hundred ninety"): "1990s" has no other reading."""
-    if not (2 <= len(integer) <= 4 and integer[-1] == "0" and integer[0] != "0" and integer.isdigit()):
+def _plural(words: str) -> str:
+    """The last word made plural: "twenty" → "twenties", "six" → "sixes", "one hundred" → "one
+    hundreds"."""
+    head, _, last = words.rpartition(" ")
+    if last.endswith("y"):
+        last = last[:-1] + "ies"
+    elif last.endswith("x"):
+        last += "es"
+    else:
+        last += "s"
+    return f"{head} {last}" if head else last
+
+
+def _plural_words(integer: str) -> str | None:
+    """A number's plural, for the number before an "s" or "'s": a decade "1990" → "nineteen
+    nineties", "80" → "eighties", "2000" → "two thousands"; "100" → "hundreds" (no "one": "100s of
+    people" is said "hundreds of people"); "5" → "fives". None when ``integer`` has a separator
+    ("1,990s" stays "one thousand nine hundred ninety s"). Years are read as years only here
+    ("1990" alone stays "one thousand nine hundred ninety"): "1990s" has no other reading."""
+    if not integer.isdigit():
         return None
     value = int(integer)
-    if any(lo <= value <= hi for lo, hi in _YEAR_RANGES):
+    decade = 2 <= len(integer) <= 4 and integer[-1] == "0" and integer[0] != "0"
+    if decade and any(lo <= value <= hi for lo, hi in _YEAR_RANGES):
         century, rest = divmod(value, 100)
         tens = _number_words(str(rest), "", False) if rest else "hundred"
-        spoken = f"{_number_words(str(century), '', False)} {tens}"
-    else:
-        spoken = _number_words(integer, "", False)
-    head, _, last = spoken.rpartition(" ")
-    # The last word is that of a multiple of ten: ten, twenty ... ninety, hundred, thousand.
-    plural = last[:-1] + "ies" if last.endswith("y") else last + "s"
-    return f"{head} {plural}" if head else plural
+        return _plural(f"{_number_words(str(century), '', False)} {tens}")
+    spoken = _number_words(integer, "", False)
+    if integer[0] == "1" and len(integer) > 2 and not integer[1:].strip("0"):  # 100, 1000, ...
+        spoken = spoken.removeprefix("one ")
+    return _plural(spoken)
 
 
 def _money_words(currency: str, integer: str, frac: str, scale: str | None) -> str:
@@ -178,7 +269,7 @@ def _money_words(currency: str, integer: str, frac: str, scale: str | None) -> s
         return f"{_number_words(integer, frac, False)} {scale.lower()} {units}"
     if frac and len(frac) != 3:
         return f"{_number_words(integer, frac, False)} {units}"
-    whole = int(integer.replace(",", ""))
+    whole = int(integer.replace(",", "").replace(" ", ""))
     cents = int(frac[1:]) if frac else 0
     parts = []
     if whole or not cents:
@@ -188,73 +279,258 @@ def _money_words(currency: str, integer: str, frac: str, scale: str | None) -> s
     return " ".join(parts)
 
 
-@functools.lru_cache(maxsize=200_000)
-def _spoken(minus: bool, currency: str, integer: str, frac: str | None, pct: str | None,
-            suffix: str | None, scale: str | None) -> str:
-    """The words for one matched number with its signs; cached per distinct token."""
+def _time_words(hour: str, minute: str) -> str:
+    """A time of day: "3:45" → "three forty five", "3:05" → "three oh five", "3:00" → "three
+    o'clock", "15:00" → "fifteen hundred"; an hour over 24 ("45:30", a duration or a score) is read
+    as its two numbers."""
+    h = int(hour)
+    if h > 24:
+        return f"{_number_words(hour, '', False)} : {_number_words(minute, '', False)}"
+    spoken = _number_words(str(h), "", False)
+    m = int(minute)
+    if m == 0:
+        return f"{spoken} o'clock" if 1 <= h <= 12 else f"{spoken} hundred"
+    if m < 10:
+        return f"{spoken} oh {_DIGIT_WORDS[m]}"
+    return f"{spoken} {_number_words(minute, '', False)}"
+
+
+def _fraction_words(whole: str | None, num: str, den: str) -> str:
+    """"1/2" → "one half", "3/4" → "three quarters", "1 1/2" and "1½" → "one and a half", "2 3/4" →
+    "two and three quarters"; "24/7" (not a fraction: see _FRACTION_NAMES) → its two numbers."""
+    n, d = int(num), int(den)
+    head = f"{_number_words(whole, '', False)} " if whole else ""
+    if not 0 < n < d <= 10:
+        return f"{head}{_number_words(num, '', False)} / {_number_words(den, '', False)}"
+    name = _FRACTION_NAMES[d][n > 1]
+    if whole:
+        return f"{head}and {'a' if n == 1 else _number_words(num, '', False)} {name}"
+    return f"{_number_words(num, '', False)} {name}"
+
+
+def _amount_words(currency: str, lead: str, integer: str, frac: str | None, pct: str | None,
+                  suffix: str | None, scale: str | None, abbr: str | None) -> str:
+    """A number that is not a time or a fraction, with what is written around it."""
     frac = frac or ""
     if currency:
+        if abbr:
+            scale, abbr = _SCALE_ABBREVIATIONS[abbr.lower()], None
         spoken = _money_words(currency, integer, frac, scale)
         if suffix or pct:  # "$5th", "$5%": not money words; keep the letters as a word of their own
-            spoken = f"{spoken} {suffix or pct}"
+            spoken = f"{spoken} {suffix or pct.strip()}"
+        return spoken
+    plural = suffix is not None and suffix[-1] in "sS" and len(suffix) < 3 and suffix.lower() != "st"
+    if lead == "point":  # ".5": the digits after a point are read one by one
+        spoken = "point " + " ".join(_DIGIT_WORDS[int(d)] for d in integer if d.isdigit())
+        if suffix:
+            spoken = f"{spoken} {suffix}"
+    elif plural and not frac and (words := _plural_words(integer)) is not None:
+        spoken = words
     else:
-        decade = _decade_words(integer) if suffix in ("s", "S") and not frac else None
-        if decade is not None:
-            spoken = decade
-        else:
-            ordinal = bool(suffix) and suffix.lower() != "s" and not frac
-            spoken = _number_words(integer, frac, ordinal)
-            if suffix and not ordinal:  # "3.5th", "5s": keep the letters as a word of their own
-                spoken = f"{spoken} {suffix}"
-        if pct:
-            spoken = f"{spoken} percent"
-        if scale:  # no currency: the scale word stays as written
-            spoken = f"{spoken} {scale}"
+        ordinal = bool(suffix) and not plural and not frac
+        spoken = _number_words(integer, frac, ordinal)
+        if suffix and not ordinal:  # "3.5th", "1,990s": keep the letters as a word of their own
+            spoken = f"{spoken} {suffix.lstrip(chr(39) + chr(0x2019))}"
+    if pct:
+        spoken = f"{spoken} percent"
+    if scale:  # no currency: the scale word stays as written
+        spoken = f"{spoken} {scale}"
+    if abbr:
+        spoken = f"{spoken} {abbr}"
+    if lead == "number":
+        spoken = f"number {spoken}"
+    return spoken
+
+
+@functools.lru_cache(maxsize=200_000)
+def _spoken(minus: bool, currency: str, lead: str, groups: tuple[str | None, ...]) -> str:
+    """The words for one matched number with its signs; cached per distinct token."""
+    hour, minute, whole, num, den, integer, vulgar, frac, pct, suffix, scale, abbr, lone = groups
+    if hour is not None:
+        spoken = _time_words(hour, minute or "")
+    elif num is not None:
+        spoken = _fraction_words(whole, num, den or "")
+    elif lone is not None:
+        spoken = _fraction_words(None, *(str(p) for p in _VULGAR[lone]))
+    elif vulgar is not None:
+        spoken = _fraction_words(integer, *(str(p) for p in _VULGAR[vulgar]))
+    else:
+        spoken = _amount_words(currency, lead, integer or "", frac, pct, suffix, scale, abbr)
     return f"minus {spoken}" if minus else spoken
 
 
+def _range_sub(match: re.Match[str]) -> str:
+    left, right = match.group(1), match.group(2)
+    low = left
+    if len(right) < len(left) == 4 and right.isdigit():  # "1990-95"
+        low = left[-len(right):]
+    return f"{left} to {right}" if float(low) < float(right) else match.group(0)
+
+
+def _number_sign_start(text: str, end: int, done: int) -> int:
+    """Where "No." or "№" ends at ``end`` ("No. 5", "no.5", "№ 5" → "number five"), or -1. The
+    abbreviation must be a word of its own: "techno. 5" is not one. By hand: a regex search with
+    the lookbehind this needs costs ~7x more, once per number."""
+    if end - 1 >= done and text[end - 1] == "\u2116":
+        return end - 1
+    if end - 3 >= done and text[end - 3:end].lower() == "no." and (end == 3 or not text[end - 4].isalpha()):
+        return end - 3
+    return -1
+
+
 def _numbers_to_words(text: str) -> str:
-    """Every number of ``text`` in words, with the currency and minus signs before them."""
+    """Every number of ``text`` in words, with the signs written around them."""
+    if ("-" in text or "\u2013" in text) and _DIGIT_DASH_DIGIT.search(text):
+        text = _RANGE_RE.sub(_range_sub, text)
+    has_currency = any(sign in text for sign in _CURRENCY_SIGNS)
     pieces = []
     done = 0  # text[:done] is in pieces
     for match in _NUMBER_RE.finditer(text):
-        start = match.start()
-        currency = ""
-        if start > done and text[start - 1] in _CURRENCIES:
-            start -= 1
-            currency = text[start]
+        start, end = match.span()
+        if start < done:  # a currency sign after the previous number was this one's
+            continue
+        groups = match.groups()
+        currency = lead = ""
+        if groups[_INT] is not None and groups[_VULGAR_GROUP] is None:
+            # The common case, a number after a space in a text without a currency sign, is decided
+            # in a few comparisons: this runs for every number.
+            before = text[start - 1] if start > done else ""
+            if has_currency and before in _CURRENCIES:
+                start, currency = start - 1, before
+            elif before == " ":
+                if start - 1 > done:
+                    two_before = text[start - 2]
+                    if has_currency and two_before in _CURRENCIES:  # "$ 5"
+                        start, currency = start - 2, two_before
+                    elif two_before in ".\u2116" and (sign := _number_sign_start(text, start - 1, done)) >= 0:
+                        start, lead = sign, "number"  # "No. 5"
+            elif before == "#":
+                start, lead = start - 1, "number"
+            elif before == ".":
+                if groups[_FRAC] is None and (start == 1 or text[start - 2].isspace() or text[start - 2] in _OPENERS):
+                    start, lead = start - 1, "point"
+                elif (sign := _number_sign_start(text, start, done)) >= 0:
+                    start, lead = sign, "number"  # "No.5"
+            elif before == "\u2116":
+                start, lead = start - 1, "number"
+            if has_currency and not (currency or lead or any(groups[_FRAC + 1:_LONE])):  # no %, suffix, scale
+                after = end + (text[end:end + 1] == " ")  # "5$", "5 €"
+                if (after < len(text) and text[after] in _CURRENCIES
+                        and (after + 1 == len(text) or not text[after + 1].isalnum())):
+                    currency, end = text[after], after + 1
         minus = (start > done and text[start - 1] in _MINUS_SIGNS
                  and (start == 1 or text[start - 2].isspace() or text[start - 2] in _OPENERS))
         if minus:
             start -= 1
-        spoken = _spoken(minus, currency, *match.groups())  # int, frac, pct, suffix, scale
+        spoken = _spoken(minus, currency, lead, groups)
         # Spaces on both sides so that a number glued to letters becomes separate words.
         pieces += (text[done:start], " ", spoken, " ")
-        done = match.end()
+        done = end
     pieces.append(text[done:])
     return "".join(pieces)
 
 
-# Texts where no sign sits right before a digit (most of them: _apply_numbers finds them with one
-# Arrow kernel) give _numbers_to_words the same result with a plain re.sub, ~20% faster.
-_SIGN_BEFORE_DIGIT = f"[{re.escape(_MINUS_SIGNS + ''.join(_CURRENCIES))}][0-9]"
+# Texts where nothing that _numbers_to_words looks at by hand sits next to a digit (most of them:
+# _apply_numbers finds them with one Arrow kernel) get the same result from a plain re.sub, ~20%
+# faster. RE2 syntax.
+_SIGNS_RE2 = re.escape(_CURRENCY_SIGNS)
+_NEEDS_SIGNS = "|".join((
+    f"[-\u2212\u2013#{_SIGNS_RE2}][0-9\\x{{bc}}-\\x{{be}}\\x{{2150}}-\\x{{215e}}]",  # "-4", "5-10", "$5", "#1", "-½"
+    f"[{_SIGNS_RE2}] [0-9]|[0-9] ?[{_SIGNS_RE2}]",  # "$ 5", "5$", "5 €"
+    r"(?:^|[^0-9])\.[0-9]",                        # ".5"
+    "(?i:no)\\. ?[0-9]|\u2116 ?[0-9]",             # "No. 5", "№ 5"
+))
+
+
+# A string numbers has anything to do in: an ASCII digit or a vulgar fraction.
+_HAS_NUMBER = "[0-9\\x{bc}-\\x{be}\\x{2150}-\\x{215e}]"
 
 
 def _unsigned_number_sub(match: re.Match[str]) -> str:
-    return f" {_spoken(False, '', *match.groups())} "
+    return f" {_spoken(False, '', '', match.groups())} "
 
 
 def _unsigned_numbers_to_words(text: str) -> str:
-    """:func:`_numbers_to_words` for a text with no sign right before a digit."""
+    """:func:`_numbers_to_words` for a text with no sign around a digit (see _NEEDS_SIGNS)."""
     return _NUMBER_RE.sub(_unsigned_number_sub, text)
+
+
+# --- the prelude: one spelling per text --------------------------------------------------------
+#
+# Before any step, whatever steps are on, a text is put in one spelling, since the same words
+# typed two ways must score as the same words: Unicode NFKC (composed and decomposed accents
+# "café"/"cafe\u0301", ligatures "ﬁ", full-width "Ａ１", no-break and thin spaces), except that
+# symbols and number characters keep their form ("²", "½", "™", "①": NFKC would turn "10²" into
+# "102" and "1½" into "11⁄2"); and invisible format characters are removed (Unicode Cf: soft
+# hyphen, zero-width space and joiners, bidi marks, BOM) along with variation selectors, which
+# only pick a glyph.
+
+
+@functools.lru_cache(maxsize=1)
+def _categories() -> tuple[np.ndarray, np.ndarray]:
+    """Every code point's Unicode category as two byte arrays ("Lu" → ord("L"), ord("u")); ~0.1 s."""
+    categories = "".join(unicodedata.category(chr(c)) for c in range(_MAX_CODE_POINT + 1))
+    pairs = np.frombuffer(categories.encode("ascii"), dtype=np.uint8).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
+
+
+@functools.lru_cache(maxsize=1)
+def _fold_table() -> dict[int, str | None]:
+    """Per code point: its NFKC form for letters, marks, punctuation, spaces and decimal digits whose
+    NFKC differs from NFC; None for invisible ones. NFC of the translated text is then NFKC except
+    for the code points left out (once per process, only when a step is on)."""
+    major, minor = _categories()
+    codes = np.arange(len(major))
+    invisible = (((major == ord("C")) & (minor == ord("f"))) | ((codes >= 0xFE00) & (codes <= 0xFE0F))
+                 | ((codes >= 0xE0100) & (codes <= 0xE01EF)))
+    table: dict[int, str | None] = dict.fromkeys(np.flatnonzero(invisible).tolist())
+    kept_form = np.isin(major, np.frombuffer(b"LMPZ", dtype=np.uint8)) | ((major == ord("N")) & (minor == ord("d")))
+    for code in np.flatnonzero(kept_form).tolist():
+        char = chr(code)
+        if unicodedata.decomposition(char):
+            compatible = unicodedata.normalize("NFKC", char)
+            if compatible != unicodedata.normalize("NFC", char):
+                table[code] = compatible
+    return table
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFC", text.translate(_fold_table()))
+
+
+@functools.lru_cache(maxsize=1)
+def _re2_fold_class() -> str:
+    return _re2_class(np.array(sorted(_fold_table()), dtype=np.int64))
+
+
+def _apply_fold(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The prelude on every string. ASCII strings (nothing to do) stay in Arrow; of the others,
+    only those holding a code point of the table are translated (str.translate looks every
+    character up in a dict: ~20x slower than RE2 finding that there is none), and the rest only
+    checked to be NFC (a quick check in C)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    other = pc.invert(pc.string_is_ascii(arr))
+    if not pc.any(other).as_py():
+        return arr
+    texts = pc.filter(arr, other)
+    in_table = pc.match_substring_regex(texts, _re2_fold_class()).to_pylist()
+    folded = [_fold(s) if hit else s if unicodedata.is_normalized("NFC", s) else unicodedata.normalize("NFC", s)
+              for s, hit in zip(texts.to_pylist(), in_table)]
+    return pc.replace_with_mask(arr, other, pa.array(folded, type=arr.type))
 
 
 # --- punctuation -------------------------------------------------------------------------------
 #
-# Rules, in order: ’ becomes '; dashes (Unicode Pd) and "/" become spaces; every other punctuation
-# character (Unicode P*) except ' is removed; then an apostrophe survives only when it is a single
-# ' between two word characters (letters, digits, marks: "don't", "rock'n'roll"), so quotes and
-# runs like "''" go.
+# Rules, in order: a tag such as "<unk>" or "[noise]" (a single ASCII word in <> or []) is removed,
+# as it is no spoken word; the marks used as apostrophes (’ ʼ ‘ ` ´ ′) become '; dashes (Unicode
+# Pd) and "/" become spaces; every other punctuation character (Unicode P*) except ', every other
+# symbol (So: emoji, ©, °; Sk: skin tones, ^) and the optional vowel and cantillation marks of
+# Arabic (harakat, tatweel) and Hebrew (niqqud) are removed: they are written or not at the
+# writer's choice and not said; then a contraction split off its word is joined back ("it 's",
+# "don ' t", "do n't" → "it's", "don't", "don't", as tokenised corpora write them); then an
+# apostrophe survives only when it is a single ' between two word characters (letters, digits,
+# marks: "don't", "rock'n'roll"), so quotes and runs like "''" go.
 #
 # One definition: which code points are punctuation, dashes and word characters is decided once,
 # from Python's unicodedata, and both paths use those sets: a translation table plus Python regexes
@@ -262,8 +538,17 @@ def _unsigned_numbers_to_words(text: str) -> str:
 # own \p{P} / \pL tables follow a newer Unicode than Python's, so using them would make a line
 # normalise differently depending on the size of the manifest it is in.
 
-_TYPOGRAPHIC_APOSTROPHE = "\u2019"
+_APOSTROPHES = "\u2019\u02bc\u2018`\u00b4\u2032"
 _APOSTROPHE_RUN = r"''+"
+# Same syntax and meaning in Python's re and RE2 (ASCII only).
+_TAG = r"<[/]?[A-Za-z][A-Za-z0-9_-]*>|\[[/]?[A-Za-z][A-Za-z0-9_-]*\]"
+_CONTRACTION_SUFFIXES = "(?i:s|t|re|ve|ll|d|m)"
+# Arabic harakat, Quranic marks and tatweel; Hebrew points and cantillation (not maqaf, paseq, sof
+# pasuq or nun hafukha, which are punctuation already).
+_OPTIONAL_MARKS = ((0x0610, 0x061A), (0x0640, 0x0640), (0x064B, 0x065F), (0x0670, 0x0670),
+                   (0x06D6, 0x06DC), (0x06DF, 0x06E4), (0x06E7, 0x06E8), (0x06EA, 0x06ED),
+                   (0x0591, 0x05BD), (0x05BF, 0x05BF), (0x05C1, 0x05C2), (0x05C4, 0x05C5),
+                   (0x05C7, 0x05C7))
 
 # Inputs shorter than this take the Python path (no RE2 compilation of the big classes).
 _PYTHON_PUNCT_MAX_ROWS = 64
@@ -274,10 +559,11 @@ _MAX_CODE_POINT = 0x10FFFF
 class _PunctRules:
     """The punct step's code point sets, as a str.translate table and as regex classes."""
 
-    translate: dict[int, str | None]  # ’ → ', joiners → " ", other punctuation except ' → removed
+    translate: dict[int, str | None]  # apostrophe marks → ', joiners → " ", removed → removed
     joiners: np.ndarray               # Pd and "/"
-    removed: np.ndarray               # P* except ' (and ’, which becomes ' first)
+    removed: np.ndarray               # P*, So, Sk and optional marks, except ' and the apostrophe marks
     word: np.ndarray                  # L*, N*, M*
+    whitespace: np.ndarray            # str.isspace
 
 
 def _ranges(code_points: np.ndarray) -> list[tuple[int, int]]:
@@ -306,60 +592,97 @@ def _python_class(code_points: np.ndarray, negate: bool = False) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _punct_rules() -> _PunctRules:
-    # ~0.1 s once per process, only when punct is on: every code point's category.
-    categories = "".join(unicodedata.category(chr(c)) for c in range(_MAX_CODE_POINT + 1))
-    pairs = np.frombuffer(categories.encode("ascii"), dtype=np.uint8).reshape(-1, 2)
-    major, minor = pairs[:, 0], pairs[:, 1]
+    major, minor = _categories()
     punct = major == ord("P")
     joiners = (punct & (minor == ord("d"))) | (np.arange(len(major)) == ord("/"))
-    removed = punct & ~joiners
-    removed[[ord("'"), ord(_TYPOGRAPHIC_APOSTROPHE)]] = False
+    symbols = (major == ord("S")) & ((minor == ord("o")) | (minor == ord("k")))
+    removed = (punct & ~joiners) | symbols
+    for lo, hi in _OPTIONAL_MARKS:
+        removed[lo:hi + 1] = True
+    apostrophes = [ord(c) for c in "'" + _APOSTROPHES]
+    removed[apostrophes] = False
     word = (major == ord("L")) | (major == ord("N")) | (major == ord("M"))
     joiner_points, removed_points = np.flatnonzero(joiners), np.flatnonzero(removed)
     table: dict[int, str | None] = dict.fromkeys(removed_points.tolist())
     table.update(dict.fromkeys(joiner_points.tolist(), " "))
-    table[ord(_TYPOGRAPHIC_APOSTROPHE)] = "'"
+    table.update(dict.fromkeys(apostrophes[1:], "'"))
+    whitespace = np.array([ord(c) for c in _WHITESPACE])
     return _PunctRules(translate=table, joiners=joiner_points, removed=removed_points,
-                       word=np.flatnonzero(word))
+                       word=np.flatnonzero(word), whitespace=whitespace)
+
+
+def _contraction_patterns(cls: Callable[..., str], after: str, end: str) -> tuple[str, str]:
+    """"it 's" / "don ' t" → "it's" / "don't" and "do n't" → "don't": the patterns (replacements
+    r"\1'\2\3" and r"\1\2\3"). The character after the suffix is captured (RE2 has no lookahead)
+    and Python uses the same spelling, so both paths consume the same characters. ``after`` is an
+    ASCII non-word character other than ' ("the 'd' key" quotes a letter; any non-ASCII character
+    counts as a letter): a small class, where the word class costs ~0.2 s more to compile in re."""
+    rules = _punct_rules()
+    ws, not_ws = cls(rules.whitespace), cls(rules.whitespace, negate=True)
+    non_word = after
+    split_apostrophe = rf"({not_ws})(?:{ws}+'{ws}*|'{ws}+)({_CONTRACTION_SUFFIXES})({non_word}|{end})"
+    split_negation = rf"({not_ws}){ws}+((?i:n)'(?i:t))({non_word}|{end})"
+    return split_apostrophe, split_negation
 
 
 @functools.lru_cache(maxsize=1)
-def _re2_punct_patterns() -> tuple[str, str, str, str]:
+def _re2_punct_patterns() -> tuple[str, ...]:
     rules = _punct_rules()
     non_word = _re2_class(rules.word, negate=True)
     # Apostrophes after / before a non-word character (RE2 has no lookaround). One match consumes
     # the neighbour, but single apostrophes never share a neighbour once runs are gone, so one pass
     # each side is exact.
     after_non_word, before_non_word = rf"(^|{non_word})'", rf"'({non_word}|$)"
-    return _re2_class(rules.joiners), _re2_class(rules.removed), after_non_word, before_non_word
+    apostrophes = _re2_class(np.array(sorted(ord(c) for c in _APOSTROPHES)))
+    return (apostrophes, _re2_class(rules.joiners), _re2_class(rules.removed),
+            *_contraction_patterns(_re2_class, r"[^'A-Za-z0-9\x{80}-\x{10ffff}]", "$"), after_non_word, before_non_word)
 
 
 def _punct_arrow(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    joiners, removed, after_non_word, before_non_word = _re2_punct_patterns()
-    arr = pc.replace_substring(arr, _TYPOGRAPHIC_APOSTROPHE, "'")
+    (apostrophes, joiners, removed, split_apostrophe, split_negation, after_non_word,
+     before_non_word) = _re2_punct_patterns()
+    arr = pc.replace_substring_regex(arr, _TAG, " ")
+    arr = pc.replace_substring_regex(arr, apostrophes, "'")
     arr = pc.replace_substring_regex(arr, joiners, " ")
     arr = pc.replace_substring_regex(arr, removed, "")
-    arr = pc.replace_substring_regex(arr, _APOSTROPHE_RUN, "")
-    arr = pc.replace_substring_regex(arr, after_non_word, r"\1")
-    return pc.replace_substring_regex(arr, before_non_word, r"\1")
+    # The apostrophe rules only on the strings that have one (as _punct_python does): five regex
+    # passes over every string would cost more than finding them.
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    has_apostrophe = pc.match_substring(arr, "'")
+    if not pc.any(has_apostrophe).as_py():
+        return arr
+    quoted = pc.filter(arr, has_apostrophe)
+    quoted = pc.replace_substring_regex(quoted, split_apostrophe, r"\1'\2\3")
+    quoted = pc.replace_substring_regex(quoted, split_negation, r"\1\2\3")
+    quoted = pc.replace_substring_regex(quoted, _APOSTROPHE_RUN, "")
+    quoted = pc.replace_substring_regex(quoted, after_non_word, r"\1")
+    quoted = pc.replace_substring_regex(quoted, before_non_word, r"\1")
+    return pc.replace_with_mask(arr, has_apostrophe, quoted)
 
 
 @functools.lru_cache(maxsize=1)
-def _python_apostrophe_regexes() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+def _python_punct_regexes() -> tuple[re.Pattern[str], ...]:
     word = _python_class(_punct_rules().word)
     # The same rules as RE2's, spelled to start with the apostrophe: Python's re then jumps from
     # apostrophe to apostrophe instead of testing the big class at every position (~100x faster).
     # "' not preceded by a word character" is: the two characters ending after it are not word + '.
     after_non_word = rf"'(?<!{word}')"
     before_non_word = rf"'(?!{word})"
-    return re.compile(_APOSTROPHE_RUN), re.compile(after_non_word), re.compile(before_non_word)
+    split_apostrophe, split_negation = _contraction_patterns(_python_class, "[^'A-Za-z0-9\u0080-\U0010ffff]", r"\Z")
+    return (re.compile(_TAG), re.compile(split_apostrophe), re.compile(split_negation),
+            re.compile(_APOSTROPHE_RUN), re.compile(after_non_word), re.compile(before_non_word))
 
 
 def _punct_python(text: str) -> str:
+    tag, split_apostrophe, split_negation, run, after_non_word, before_non_word = _python_punct_regexes()
+    if "<" in text or "[" in text:
+        text = tag.sub(" ", text)
     chars = text.translate(_punct_rules().translate)
     if "'" not in chars:
         return chars
-    run, after_non_word, before_non_word = _python_apostrophe_regexes()
+    chars = split_apostrophe.sub(r"\1'\2\3", chars)
+    chars = split_negation.sub(r"\1\2\3", chars)
     chars = run.sub("", chars)
     chars = after_non_word.sub("", chars)
     return before_non_word.sub("", chars)
@@ -448,6 +771,7 @@ def normalize_arrow(
     arr = to_arrow_strings(texts)
     if not chosen:
         return arr
+    arr = _apply_fold(arr)
     for step in _APPLY_ORDER:
         if step not in chosen:
             continue
@@ -495,11 +819,11 @@ def _apply_numbers(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Convert digits to words in the strings that have any; the rest stay in Arrow."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    has_digit = pc.match_substring_regex(arr, "[0-9]")
+    has_digit = pc.match_substring_regex(arr, _HAS_NUMBER)
     if not pc.any(has_digit).as_py():
         return arr
     with_digits = pc.filter(arr, has_digit)
-    signed = pc.match_substring_regex(with_digits, _SIGN_BEFORE_DIGIT).to_pylist()
+    signed = pc.match_substring_regex(with_digits, _NEEDS_SIGNS).to_pylist()
     converted = pa.array([_numbers_to_words(s) if sign else _unsigned_numbers_to_words(s)
                           for s, sign in zip(with_digits.to_pylist(), signed)], type=arr.type)
     return pc.replace_with_mask(arr, has_digit, converted)
@@ -508,7 +832,8 @@ def _apply_numbers(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
 def normalize(text: str, steps: Sequence[str]) -> str:
     """Normalise one string with the given steps (see the module docstring).
 
-    With no steps the text is returned unchanged; with any step on, whitespace is collapsed.
+    With no steps the text is returned unchanged; with any step on, the text first gets one
+    spelling (the prelude) and whitespace is collapsed at the end.
     """
     if not parse_normalize(steps):
         return text

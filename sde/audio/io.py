@@ -46,6 +46,7 @@ __all__ = [
     "Segment",
     "SegmentReader",
     "file_info",
+    "channel_number",
     "check_channel",
     "open_segment",
     "read_channels",
@@ -520,6 +521,19 @@ class SegmentReader:
             count = min(block_frames, self.frames - start)
             yield self._read_strictly(start, count) if strict else self.read(start, count)
 
+    def raw_blocks(self, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        """The segment as consecutive mono float32 blocks (the channel alone, else the mix) as
+        decoded, neither clipped nor padded: the samples :func:`read_channels` gives, mixed down,
+        in memory of one block. Data that ends early ends the blocks (lenient, like read_channels)."""
+        for start in range(0, self.frames, block_frames):
+            count = min(block_frames, self.frames - start)
+            raw = self._read_raw(start, count)
+            got = min(len(raw), count)
+            if got:
+                yield np.asarray(self._mono(raw[:got]), dtype=np.float32)
+            if got < count:
+                return
+
     def _read_strictly(self, start: int, count: int) -> np.ndarray:
         raw = self._read_raw(start, count)
         got = min(len(raw), count)
@@ -572,6 +586,8 @@ class SegmentReader:
 class _SoundfileReader(SegmentReader):
     """A segment of a file libsndfile decodes (seekable: blocks are read where they are)."""
 
+    _strict = True
+
     def __init__(self, path: str | AudioInput, offset: float, duration: float | None) -> None:
         f = _soundfile(path)
         try:
@@ -579,7 +595,7 @@ class _SoundfileReader(SegmentReader):
             truncated = header_overstates(f)
             announced = _announced_seconds(f, total / sr) if truncated else None
             start, count = frame_range(path, offset, duration, sr, total, truncated,
-                                        strict=True, announced_s=announced)
+                                        strict=self._strict, announced_s=announced)
         except BaseException:
             f.close()
             raise
@@ -628,6 +644,12 @@ class _SoundfileReader(SegmentReader):
         self._f.close()
 
 
+class _LenientSoundfileReader(_SoundfileReader):
+    """A segment running past the end of a truncated file is shortened, as read_channels does."""
+
+    _strict = False
+
+
 class _FfmpegReader(SegmentReader):
     """A segment of a file only ffmpeg decodes (AAC/M4A, WMA, …): its length is the container's
     estimate; sequential blocks come from one ``ffmpeg`` pipe, a jump restarts it at the spot."""
@@ -656,6 +678,15 @@ class _FfmpegReader(SegmentReader):
     def segment(self) -> Segment:
         raw = _read_ffmpeg(self.path, self.offset, self._duration)
         return self._segment(np.clip(self._mono(raw.data), -1.0, 1.0), False)
+
+    def raw_blocks(self, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        if self._length_known:
+            yield from super().raw_blocks(block_frames)
+            return
+        # No length to read up to: one decode of the segment (rare: a container without a duration).
+        raw = _read_ffmpeg(self.path, self.offset, self._duration)
+        if len(raw.data):
+            yield np.asarray(self._mono(raw.data), dtype=np.float32)
 
     def _read_raw(self, start: int, count: int) -> np.ndarray:
         if self._proc is None or start != self._pos:
@@ -695,25 +726,26 @@ class _ArrayReader(SegmentReader):
 
 
 def open_segment(path: str, offset: float = 0.0, duration: float | None = None, *,
-                 channel: int | None = None) -> SegmentReader:
+                 channel: object = None, lenient: bool = False) -> SegmentReader:
     """Open ``duration`` seconds from ``offset`` (to the end of file when ``None``) for reading.
-    ``channel``: read that channel of the file alone (0-based; None: every channel, mixed).
+    ``channel``: read that channel of the file alone (0-based, or a row's ``audio_channel`` as it
+    came, checked by :func:`channel_number`; None: every channel, mixed).
 
     Every check that can fail is made here, before any audio is served: missing/unreadable file,
     invalid offset or duration, offset beyond the end, and — for a segment too long to decode
     whole — a file whose data ends before the segment does (a segment running more than
     ``DURATION_TOLERANCE`` past the end of a truncated file is refused, not shortened).
+    ``lenient`` (transcription, as :func:`read_channels`): such a segment is opened anyway and
+    :meth:`SegmentReader.raw_blocks` gives what the file holds.
     """
-    reader: SegmentReader = _decode(path, offset, duration, _SoundfileReader, _ffmpeg_reader,
-                                    _decoded_whole)
-    if channel is not None:
-        try:
-            check_channel(path, channel, reader.channels)
-        except AudioError:
-            reader.close()
-            raise
-        reader.channel = int(channel)
-    if not reader.fits_in_memory:
+    soundfile = _SoundfileReader if not lenient else _LenientSoundfileReader
+    reader: SegmentReader = _decode(path, offset, duration, soundfile, _ffmpeg_reader, _decoded_whole)
+    try:
+        reader.channel = channel_number(channel, path, reader.channels)
+    except AudioError:
+        reader.close()
+        raise
+    if not reader.fits_in_memory and not lenient:
         try:
             reader.check_end()
         except BaseException:
@@ -722,11 +754,94 @@ def open_segment(path: str, offset: float = 0.0, duration: float | None = None, 
     return reader
 
 
+def channel_number(value: object, path: str | AudioInput = "", channels: int | None = None) -> int | None:
+    """The one rule for a row's ``audio_channel`` (a Lhotse supervision on one channel of a
+    multi-channel recording), shared by the player, the figures, the measures and transcription:
+    the 0-based channel to read alone, or None to mix every channel (the value is missing, None,
+    NaN). A whole number (``1``, ``1.0``, ``"1"``, ``[1]``: Lhotse allows a list) names that
+    channel; anything else (``1.5``, ``-1``, ``"left"``, ``[0, 1]``, ``True``) is an
+    :class:`AudioError` naming the value and the file, never a guess: truncating 1.5 or mixing for
+    a value that names one side of a call would play or transcribe the other speaker.
+    ``channels``: the file's channel count, when known, to refuse a channel it lacks."""
+    number = _whole_channel(value)
+    name = shown_name(path) if path else "(audio)"
+    if number is _MISSING:
+        return None
+    if number is None:
+        listed = _listed(value)
+        what = (f"names {len(listed)} channels" if listed is not None and len(listed) > 1
+                else "is not a channel number")
+        raise AudioError(name, f"audio_channel {_shown(value)} {what}: it must be one whole number from 0 "
+                               "(the channel this line is on), or absent to mix every channel; fix the line's "
+                               "audio_channel", "invalid", field="audio_channel")
+    if channels is not None and number >= channels:
+        raise AudioError(name, f"audio_channel {_shown(value)} is not one of the file's channels "
+                               f"(0..{channels - 1}), it has {channels}; fix the line's audio_channel",
+                         "invalid", field="audio_channel")
+    return number
+
+
+_MISSING = object()
+
+
+def _is_sequence(value: object) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _listed(value: object) -> list | None:
+    """The items of a list of channels (a Python/numpy sequence, or JSON text as tables keep
+    lists), None for anything else."""
+    if isinstance(value, np.ndarray):
+        return list(value.ravel())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            return None
+        return items if isinstance(items, list) else None
+    return None
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, (np.ndarray, np.generic)):  # as the manifest wrote it, not np.float64(1.5)
+        value = value.tolist()
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole_channel(value: object) -> Any:
+    """The channel a value names (int), None when it names none, _MISSING when it is absent."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values, without pandas
+        return _MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    items = _listed(value)
+    if items is not None:
+        return _whole_channel(items[0]) if len(items) == 1 and not _is_sequence(items[0]) else None
+    if isinstance(value, (int, np.integer)):
+        return int(value) if value >= 0 else None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return _MISSING
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        if math.isnan(value):
+            return None  # "nan" written out is a value, not a missing one
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return _MISSING
+        return int(value) if math.isfinite(value) and value >= 0 and value == int(value) else None
+    return None
+
+
 def check_channel(path: str | AudioInput, channel: object, channels: int) -> None:
     """Refuse a channel (0-based) that a file of ``channels`` channels lacks."""
-    if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < channels:
-        raise AudioError(shown_name(path), f"channel {channel!r} is not one of the file's channels "
-                         f"(0..{channels - 1}); fix the line's channel", "invalid", field="channel")
+    channel_number(channel, path, channels)
 
 
 def _decoded_whole(path: str, offset: float, duration: float | None) -> SegmentReader:

@@ -18,7 +18,7 @@ import soundfile as sf
 
 from sde.audio.dsp import DB_FLOOR, blackman_harris, rfft
 from sde.audio.inputs import AudioInput, as_input, install_openers, installed_openers
-from sde.audio.io import (DURATION_TOLERANCE, AudioError, RawAudio, _sf_reason, check_channel, check_file,
+from sde.audio.io import (DURATION_TOLERANCE, AudioError, RawAudio, _sf_reason, channel_number, check_file,
                           frame_range, header_overstates, read_channels, seek_read, to_mono)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -211,22 +211,23 @@ def _metrics_of(raw: RawAudio, manifest_duration: float | None) -> dict[str, Any
 
 
 def audio_metrics(path: "str | AudioInput", offset: float = 0.0, duration: float | None = None,
-                  channel: int | None = None) -> dict[str, Any]:
+                  channel: object = None) -> dict[str, Any]:
     """Metrics of one segment, keys :data:`AUDIO_METRIC_COLUMNS`; ``channel``: of that channel
-    alone (a supervision on one side of a call), not the mix. Never raises for bad audio: a
+    alone (a supervision on one side of a call; a row's ``audio_channel`` as it came, read by
+    :func:`~sde.audio.io.channel_number`), not the mix. Never raises for bad audio: a
     missing/unreadable file gives NaN metrics and the reason in ``audio_error``."""
     duration = None if duration is None or not math.isfinite(float(duration)) else float(duration)
     try:
         raw = read_channels(path, offset, duration)
+        channel = channel_number(channel, path, raw.channels)
         if channel is not None:
-            check_channel(path, channel, raw.channels)
             raw = dataclasses.replace(raw, data=raw.data[:, [channel]])
     except AudioError as exc:
         return _nan_metrics(str(exc))
     return _metrics_of(raw, duration)
 
 
-SegmentJob = tuple[int, float, "float | None", "int | None"]  # position, offset, duration, channel
+SegmentJob = tuple[int, float, "float | None", object]  # position, offset, duration, audio_channel as it came
 
 
 def _metrics_for_file(path: str, segments: Sequence[SegmentJob]) -> list[tuple[int, dict[str, Any]]]:
@@ -255,8 +256,7 @@ def _metrics_for_file(path: str, segments: Sequence[SegmentJob]) -> list[tuple[i
             try:
                 start, count = frame_range(path, 0.0 if off is None else float(off), dur, sr,
                                             total, truncated)
-                if channel is not None:
-                    check_channel(path, channel, ch)
+                channel = channel_number(channel, path, ch)
                 m = _Measure(sr, ch)
                 _feed_segment(f, path, start, count, m, channel)
                 _raise_input_failure(source)
@@ -357,15 +357,14 @@ def _run_in_processes(chunks: list[list], workers: int
         yield _metrics_task(todo[key])
 
 
-def segment_channels(table: "pd.DataFrame") -> list[int | None]:
-    """Each row's ``audio_channel`` (a Lhotse supervision on one channel of a recording: its
-    measures are of that channel, not the mix of both sides of a call), None for every channel."""
-    import pandas as pd
-
+def segment_channels(table: "pd.DataFrame") -> list[object]:
+    """Each row's ``audio_channel`` as it came (a Lhotse supervision on one channel of a
+    recording: its measures are of that channel, not the mix of both sides of a call), None where
+    the table has none. Read when the row's file is opened, by :func:`~sde.audio.io.channel_number`,
+    the same rule as the player's: an unusable value is that row's ``audio_error``, naming it."""
     if "audio_channel" not in table.columns:
         return [None] * len(table)
-    values = pd.to_numeric(table["audio_channel"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
-    return [int(v) if math.isfinite(v) and v == int(v) else None for v in values]
+    return list(table["audio_channel"].astype(object).to_numpy())
 
 
 def compute_audio_metrics(table: "pd.DataFrame", workers: int = 2,

@@ -229,7 +229,7 @@ def transcribe_command(
         raise click.BadParameter(f"{out}: sde transcribe writes plain JSON Lines; name it .json (and compress "
                                  "it afterwards if you like: sde reads m.json.gz)", param_hint="--out")
     ray_options = _ray_options(engine, address, workers, gpus_per_worker, device, shard, merge)
-    manifest, out = _one_manifest(sources, model, out, shard)
+    manifest, out, places = _one_manifest(sources, model, out, shard)
     if not manifest.exists():
         raise _Failed(f"manifest not found: {manifest}")
     from sde.nemo.jobs import (find_shards, merge_shards, merge_source, output_path,  # lazy: see the imports
@@ -256,7 +256,7 @@ def transcribe_command(
             written = transcribe_manifest(
                 manifest, model, out=out, field=field, batch_size=batch_size, device=device, amp=not no_amp,
                 shard=shard, progress=not no_progress, audio_base_path=audio_base_path, engine=engine,
-                ray=ray_options, tarred_audio=_tars(tarred_audio),
+                ray=ray_options, tarred_audio=_tars(tarred_audio), places=places,
             )
     except TranscribeCancelled as exc:
         raise _Failed(str(exc)) from None
@@ -286,24 +286,26 @@ def _names_folder(out: str) -> bool:
 
 
 def _one_manifest(sources: tuple[Path, ...], model: str, out: str | None,
-                  shard: tuple[int, int] | None) -> tuple[Path, str | Path | None]:
-    """(manifest to transcribe, --out): the manifest given, or for a Lhotse recordings + supervisions
-    pair a NeMo view of its supervisions written beside the output (named after the last source;
-    merged back with --predictions)."""
+                  shard: tuple[int, int] | None) -> tuple[Path, str | Path | None, list[str] | None]:
+    """(manifest to transcribe, --out, the places of its lines): the manifest given (its own lines),
+    or for a Lhotse recordings + supervisions pair a NeMo view of its supervisions written beside
+    the output (named after the last source; merged back with --predictions), whose lines are named
+    by the supervisions file's."""
     if len(sources) == 1:
-        return sources[0], out
+        return sources[0], out, None
     from sde.manifest import ManifestError, read_manifest
     from sde.manifest.lhotse_reads import nemo_view_path, write_nemo_view
-    from sde.nemo.jobs import output_path, refuse_writing_over_inputs
+    from sde.nemo.jobs import output_path, refuse_writing_over_inputs, row_places
     from sde.nemo.parts import check_writable, part_path
     from sde.sources.lhotse_source import detect
 
     if len(sources) != 2 or detect([str(p) for p in sources]) != "pair":
         raise click.UsageError("give one manifest (or a Lhotse recordings + supervisions pair)")
     try:
-        table = read_manifest([str(p) for p in sources]).table
+        read = read_manifest([str(p) for p in sources])
     except ManifestError as exc:
         raise _Failed(str(exc)) from None
+    table = read.table
     target = output_path(sources[-1], model, out, shard)
     try:  # before the view is written: neither it nor the output may land on an input
         refuse_writing_over_inputs({"--out": target, "--out's part file": part_path(target),
@@ -312,7 +314,7 @@ def _one_manifest(sources: tuple[Path, ...], model: str, out: str | None,
         check_writable(target)  # makes --out DIR/ before the view goes into it, or says why it cannot
     except TranscribeError as exc:
         raise _Failed(str(exc)) from None
-    return write_nemo_view(table, target), target
+    return write_nemo_view(table, target), target, row_places(table, read.shown)
 
 
 def _partial_hint(manifest: Path, model: str, out: str | Path | None, shard: tuple[int, int] | None) -> str:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sde.audio import AudioError, file_info, read_channels, resample, to_mono
+from sde.audio import AudioError, file_info, read_resampled
 from sde.nemo.model import (TranscribeError, ensure_model, import_for, import_torch, model_sample_rate,
                             one_line, pick_amp_dtype, quiet_nemo)
 from sde.progress import progress_bar
@@ -58,11 +58,13 @@ class TranscribeCancelled(TranscribeError):
 
 
 class SegmentRef(NamedTuple):
-    """Which audio to transcribe: a whole file (offset 0, duration None) or a segment of it."""
+    """Which audio to transcribe: a whole file (offset 0, duration None) or a segment of it, of
+    one channel (the line's ``audio_channel``: one side of a call) or of every channel mixed."""
 
     path: str
     offset: float = 0.0
     duration: float | None = None  # None: to the end of the file
+    channel: Any = None  # audio_channel as the line has it, read by sde.audio.channel_number; None: the mix
 
 
 
@@ -70,21 +72,23 @@ class SegmentRef(NamedTuple):
 # Audio
 
 
-def read_audio(path: str, offset: float = 0.0, duration: float | None = None, sample_rate: int = 16000) -> np.ndarray:
+def read_audio(path: str, offset: float = 0.0, duration: float | None = None, sample_rate: int = 16000,
+               channel: Any = None) -> np.ndarray:
     """Samples of ``path`` from ``offset`` for ``duration`` seconds (to the end when None), float32
-    mono at ``sample_rate``. Only the segment is decoded (sde.audio's reader: libsndfile, else
-    ffmpeg, else audioread); a file shorter than announced gives what it holds."""
+    mono at ``sample_rate``: ``channel`` alone (a supervision on one side of a call), else every
+    channel mixed. Only the segment is decoded (sde.audio's reader: libsndfile, else ffmpeg, else
+    audioread), block by block, mixed down and resampled as it goes: memory holds the result and
+    one block, however long the segment. A file shorter than announced gives what it holds."""
     import sde.sources.members  # noqa: F401 - installs sde.audio's opener of tar-member paths (pandas: not at import)
 
     offset = max(0.0, float(offset or 0.0))
     if duration is not None and not math.isfinite(duration):
         duration = None
     try:
-        raw = read_channels(path, offset, duration)
+        samples = read_resampled(path, offset, duration, sample_rate, channel=channel)
     except AudioError as exc:
         raise TranscribeError(_unreadable(exc, offset)) from None
-    mono = resample(to_mono(raw.data), raw.sample_rate, sample_rate)
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 def _unreadable(exc: AudioError, offset: float) -> str:
@@ -96,12 +100,12 @@ def _unreadable(exc: AudioError, offset: float) -> str:
 
 
 def prepare_batch(items: Sequence[SegmentRef | tuple], sample_rate: int) -> list[np.ndarray]:
-    """The arrays handed to ``model.transcribe`` for ``items`` (path, offset, duration): one float32
-    mono array at ``sample_rate`` per item, exactly the segment's samples."""
+    """The arrays handed to ``model.transcribe`` for ``items`` (path, offset, duration[, channel]): one
+    float32 mono array at ``sample_rate`` per item, exactly the segment's samples (of its channel)."""
     out = []
     for item in items:
         ref = SegmentRef(*item)
-        out.append(read_audio(ref.path, ref.offset, ref.duration, sample_rate))
+        out.append(read_audio(ref.path, ref.offset, ref.duration, sample_rate, ref.channel))
     return out
 
 

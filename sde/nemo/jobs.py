@@ -57,6 +57,7 @@ __all__ = [
     "output_path",
     "predictions_for",
     "predictions_key",
+    "row_places",
     "shard_path",
     "transcribe_dataset",
     "transcribe_manifest",
@@ -150,6 +151,7 @@ def transcribe_manifest(
     ray: RayOptions | None = None,
     tarred_audio: Sequence[str] = (),
     warn: Callable[[str], None] | None = None,
+    places: Sequence[str] | None = None,
 ) -> Path:
     """Transcribe every line of ``manifest`` (or of one shard) and write a NeMo output manifest:
     every input field plus ``field``, input line order, blank lines dropped. Returns its path.
@@ -174,6 +176,9 @@ def transcribe_manifest(
     - A line whose audio cannot be read (missing, corrupt, empty, an offset past the end) is written
       without ``field`` (sde leaves it out of the scores) and named in one note to ``warn`` (default:
       stderr); the others are transcribed. When none can be read: a TranscribeError, no output.
+    - ``places``: each line's place as the user knows it (see :func:`row_places`), where
+      ``manifest`` is a view sde wrote of the user's files (a Lhotse pair's); a CutSet or Shar
+      directory given as ``manifest`` gets its own.
     """
     manifest = Path(os.path.expanduser(os.fspath(manifest)))
     if not manifest.exists():
@@ -204,6 +209,7 @@ def transcribe_manifest(
                                    tarred_audio=tarred_audio)
         check_writable(target)  # makes --out DIR/ before the view goes into it, or says why it cannot
         manifest = write_nemo_view(read.table, target, members=bool(read.tar_shards))
+        places = row_places(read.table, read.shown)
         entries = read_entries(manifest, audio_base_path, shard, tuple(tarred_audio))
     else:
         every = read_entries(manifest, audio_base_path, None, tuple(tarred_audio))
@@ -224,7 +230,7 @@ def transcribe_manifest(
 
     failed: dict[str, str] = {}  # key -> why its audio could not be read
     if remaining:
-        batches = _batches_of(engine, ray, model, entries, remaining, manifest, batch_size=batch_size,
+        batches = _batches_of(engine, ray, model, entries, remaining, manifest, places, batch_size=batch_size,
                               device=device, amp=amp, should_stop=should_stop)
         bar = transcription_bar(total, len(done), progress)
         start, audio_s, done_now = time.perf_counter(), 0.0, 0
@@ -257,11 +263,39 @@ def transcribe_manifest(
         raise TranscribeError(f"{manifest} changed while it was being transcribed; run again")
     lost = [e for e in entries if e.key not in done and e.key not in failed]
     if lost:  # never a complete-looking output with holes nobody was told of
-        raise TranscribeError(f"{manifest}:{lost[0].line}: no prediction was made for {len(lost)} line(s); run again")
+        where = places[lost[0].line - 1] if places else f"{manifest}:{lost[0].line}"
+        raise TranscribeError(f"{where}: no prediction was made for {len(lost)} line(s); run again")
     write_output(manifest, target, field, shard, {e.index: done.get(e.key) for e in entries})
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
     return target
+
+
+def row_places(table: pd.DataFrame, shown: str) -> list[str]:
+    """Each row's place in the user's files, for the unreadable-audio note: ``FILE:LINE``, and for a
+    Lhotse source ``(cut ID)`` (a CutSet's or Shar shard's line; ``(cut ID, supervision ID)`` for a
+    cut of several) or ``(supervision ID)`` (a recordings + supervisions pair's). For a Lhotse
+    source transcribed through its NeMo view (whose line k + 1 is row k), the view's own line would
+    name a file sde made, which the user never saw. ``shown``: the file, when ``table`` has no
+    ``source`` column."""
+    files = table["source"].astype(str).tolist() if "source" in table else [shown] * len(table)
+    places = [f"{f}:{n}" for f, n in zip(files, table["line"].tolist())]
+    sups = _ids(table, "supervision_id")
+    cuts = _ids(table, "cut_id")
+    several = table["cut_id"].duplicated(keep=False).tolist() if "cut_id" in table else [False] * len(table)
+    for k, (cut, sup, shared) in enumerate(zip(cuts, sups, several)):
+        named = [f"cut {cut}"] if cut else []
+        if sup and (shared or not cut):  # the supervision too where the cut does not tell it
+            named.append(f"supervision {sup}")
+        if named:
+            places[k] += f" ({', '.join(named)})"
+    return places
+
+
+def _ids(table: pd.DataFrame, column: str) -> list[str | None]:
+    if column not in table:
+        return [None] * len(table)
+    return [v if isinstance(v, str) and v else None for v in table[column].tolist()]
 
 
 def refuse_writing_over_inputs(outputs: dict[str, Path], manifests: Sequence[Path], model: Any,
@@ -295,14 +329,15 @@ def _check_engine(engine: str, shard: Any, model: Any) -> None:
 
 
 def _batches_of(engine: str, ray: RayOptions | None, model: Any, entries: Sequence[Entry], remaining: list[int],
-                manifest: Path, *, batch_size: int, device: str, amp: bool,
+                manifest: Path, places: Sequence[str] | None, *, batch_size: int, device: str, amp: bool,
                 should_stop: Callable[[], bool] | None) -> Iterator[tuple[list[int], list[str], float]]:
-    """(positions in ``entries``, predictions, audio seconds) per batch, from the chosen engine."""
+    """(positions in ``entries``, predictions, audio seconds) per batch, from the chosen engine;
+    an unreadable item named by its line of ``manifest``, or by ``places`` (one per line)."""
     refs = [e.ref for e in entries]
     known = [e.seconds for e in entries]
 
     def describe(k: int) -> str:
-        return f"{manifest}:{entries[k].line}"
+        return places[entries[k].line - 1] if places else f"{manifest}:{entries[k].line}"
 
     if engine == "ray":
         from sde.nemo.ray_engine import import_ray, ray_batches  # lazy: Ray is an optional extra
@@ -547,12 +582,12 @@ def predictions_for(
 
 
 def _wheres(dataset: Dataset) -> list[str] | None:
-    """Each row's ``manifest:line`` (its own manifest's, for several), for the unreadable-audio note."""
+    """Each row's ``manifest:line`` (its own manifest's, for several; with its cut or supervision for
+    a Lhotse source), for the unreadable-audio note."""
     table = dataset.utterances
     if "line" not in table:
         return None
-    sources = table["source"].astype(str).tolist() if "source" in table else [str(dataset.manifest_path)] * len(table)
-    return [f"{source}:{line}" for source, line in zip(sources, table["line"].tolist())]
+    return row_places(table, str(dataset.manifest_path))
 
 
 def _audio_paths(dataset: Dataset) -> list[str]:

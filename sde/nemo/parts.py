@@ -6,7 +6,8 @@
   ``{"k": key, "p": prediction}`` line per finished utterance, appended and fsynced batch by batch.
   A re-run with the same manifest, model and field skips the keys already there, whichever engine
   wrote them; a torn last line (a process killed mid-write) is ignored.
-- :func:`write_output` — the output manifest, atomically (temp file + ``os.replace``).
+- :func:`write_output` — the output manifest, atomically (temp file + ``os.replace``): the input's
+  lines as written, with only the prediction field set (or removed).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sde.export import remove_members, set_members
 from sde.manifest import resolve_audio_path, seconds_field
 from sde.nemo.infer import SegmentRef
 from sde.sources.members import tar_member_path
@@ -60,7 +62,9 @@ def utterance_key(source: str, line: int, ref: SegmentRef) -> str:
     """A stable name for one utterance: its manifest, line, audio file, offset and duration. The same
     line of the same manifest gets the same key in every run, on every machine that sees the same
     paths; an edited line (other audio or segment) gets another key and is transcribed again."""
-    blob = json.dumps([source, line, ref.path, ref.offset, ref.duration], ensure_ascii=False)
+    # the channel only when there is one: keys of lines without audio_channel stay as they were
+    parts = [source, line, ref.path, ref.offset, ref.duration] + ([ref.channel] if ref.channel is not None else [])
+    blob = json.dumps(parts, ensure_ascii=False, default=repr)
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=12).hexdigest()
 
 
@@ -162,7 +166,9 @@ def read_entries(manifest: Path, audio_base_path: Any, shard: tuple[int, int] | 
         path = (tar_member_path(_tar_of(obj, tars, manifest, lineno), audio) if tars
                 else resolve_audio_path(audio, manifest, audio_base_path))
         # no offset: the whole file; else only the segment is read and transcribed
-        ref = SegmentRef(path, 0.0, None) if offset is None else SegmentRef(path, offset, duration)
+        # audio_channel (one side of a call, as a Lhotse view writes it) is read where the audio is
+        channel = obj.get("audio_channel")
+        ref = SegmentRef(path, 0.0, None, channel) if offset is None else SegmentRef(path, offset, duration, channel)
         entries.append(Entry(index, lineno, ref, duration, utterance_key(source, lineno, ref)))
     return entries
 
@@ -230,25 +236,45 @@ def dumps(obj: Any) -> str:
 
 def write_output(manifest: Path, target: Path, field: str, shard: tuple[int, int] | None,
                  preds: Mapping[int, str | None]) -> None:
-    """Every input line of the shard (all lines without one) plus ``field``, in input order; a line
-    whose prediction is None (its audio could not be read) without ``field``: an empty string would
-    be scored as a hypothesis that deleted every word."""
+    """Every input line of the shard (all lines without one) with ``field`` set, in input order; a
+    line whose prediction is None (its audio could not be read) without ``field``: an empty string
+    would be scored as a hypothesis that deleted every word. Each line is the user's but for that
+    field (:func:`with_prediction`) and keeps its line end (LF or CRLF; a last line without one gets
+    the line end of the line before it); a BOM belongs to the file, not to its first line, and is
+    not copied (NeMo's reader would take it for part of line 1's JSON)."""
     i, n = shard or (0, 1)
     f, tmp = atomic_writer(target)
     try:
+        end = "\n"
         for index, lineno, raw in iter_lines(manifest):
+            body = raw.rstrip("\n")
+            if len(body) < len(raw):  # a last line without an end gets the file's line before it
+                end = "\r\n" if body.endswith("\r") else "\n"
+                body = body.removesuffix("\r")
             if index % n != i:
                 continue
-            obj = parse_line(manifest, lineno, raw)
-            if preds[index] is None:
-                obj.pop(field, None)  # an older prediction of the input is not this model's
-            else:
-                obj[field] = preds[index]
-            f.write(dumps(obj) + "\n")
+            f.write(with_prediction(body, field, preds[index], manifest, lineno) + end)
         commit(f, tmp, target)
     except BaseException:
         abort(f, tmp)
         raise
+
+
+def with_prediction(body: str, field: str, pred: str | None, manifest: Path, lineno: int) -> str:
+    """The manifest line ``body`` (without its line end) with ``field`` set to ``pred``, or without
+    it when ``pred`` is None: an older run's prediction in the input is not this model's. Every
+    other byte stays as the user wrote it (sde.export.set_members: numbers such as 1.50 or 1e400,
+    escapes, spacing, key order, other repeated keys); only ``field`` is written by sde, once (a
+    reader that takes the first of repeated members sees this model's too)."""
+    try:
+        return set_members(body, {field: pred}, single=True) if pred is not None else remove_members(body, (field,))
+    except ValueError:  # json.loads took what the member scan does not: the line as JSON reads it
+        obj = parse_line(manifest, lineno, body)
+        if pred is None:
+            obj.pop(field, None)
+        else:
+            obj[field] = pred
+        return dumps(obj)
 
 
 # --------------------------------------------------------------------------------------------

@@ -231,8 +231,8 @@ def _read_batch(row: dict[str, Any], sample_rate: int) -> dict[str, Any]:
     an unreadable file is listed in ``unreadable`` ([position, message named by manifest line]) and
     left out of the audio, not a task failure to retry: the others of its batch are transcribed."""
     work = json.loads(row["work"])
-    refs = [SegmentRef(path, offset, duration) for path, offset, duration, _ in work]
-    loaded = load_readable(refs, sample_rate, [where for *_, where in work])
+    refs = [SegmentRef(path, offset, duration, *channel) for path, offset, duration, _, *channel in work]
+    loaded = load_readable(refs, sample_rate, [item[3] for item in work])
     audio = [a for a in loaded if not isinstance(a, Unreadable)]
     unreadable = [[k, a.message] for k, a in enumerate(loaded) if isinstance(a, Unreadable)]
     lengths = np.array([a.shape[0] for a in audio], dtype=np.int64)
@@ -285,7 +285,7 @@ class _Transcriber:
         if error:
             return "[]", 0.0, error
         work = json.loads(str(batch["work"][r]))
-        refs = [SegmentRef(path, offset, duration) for path, offset, duration, _ in work]
+        refs = [SegmentRef(path, offset, duration, *channel) for path, offset, duration, _, *channel in work]
         flat = np.asarray(batch["audio"][r], dtype=np.float32)
         bounds = np.cumsum(np.asarray(batch["lengths"][r], dtype=np.int64))[:-1]
         arrays = [np.ascontiguousarray(a) for a in np.split(flat, bounds)] if len(batch["lengths"][r]) else []
@@ -382,7 +382,8 @@ def ray_batches(
     if should_stop is not None and should_stop():
         raise StopRequested()
     items = [{"batch": b, "work": json.dumps([[refs[i].path, refs[i].offset, refs[i].duration,
-                                               describe(i) if describe else refs[i].path] for i in batch])}
+                                               describe(i) if describe else refs[i].path, refs[i].channel]
+                                              for i in batch])}
              for b, batch in enumerate(plan)]
     with ray_session(options) as ray:
         workers, gpus = _plan_resources(ray, options)

@@ -52,18 +52,22 @@ from sde.lines import source_files as source_files
 from sde.lines import in_chunks
 from sde.cut_lines import has_shared_lines, selected_cut_lines
 from sde.sources.patterns import PatternError, brace_expand, has_braces, normalise_tags
+from sde.filters import column_refs, parse
 from sde.query import QueryError
 from sde.reviews import (
+    REVIEW_COLUMNS,
     ReviewStore,
     aligned_reviews,
     default_reviews_path,
+    never_written,
     open_reviews,
     query_for,
+    renamed_reviews,
     utterance_keys,
     write_review,
 )
 from sde.quality.apply import TooLarge, ensure_named_quality_columns
-from sde.rules import Rule, RulesReport, evaluate_rules, load_rules
+from sde.rules import Rule, RulesReport, duration_text, evaluate_rules, load_rules
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -295,7 +299,8 @@ def plan_export(dataset: "Dataset", *, filter: str | None = None, sort: str | No
     report = None
     if rules:
         duration = dataset.utterances["duration"].to_numpy(dtype="float64", na_value=np.nan)
-        report = evaluate_rules(rules, query.select, duration, within=keep, source=rules_file)
+        report = evaluate_rules(rules, query.select, duration, within=keep, source=rules_file,
+                                check=query.clauses)
         keep &= ~report.mask
     rewrites: dict[int, Any] = {}
     reviews_info = None
@@ -683,12 +688,12 @@ def _changelog(dataset: "Dataset", plan: ExportPlan, lines: ManifestLines, outpu
 def summary_lines(changelog: dict) -> list[str]:
     """What the CLI prints after an export."""
     c, h = changelog["counts"], changelog["hours"]
-    out = [f"kept      {c['kept']:>10,} utterances {h['kept']:10.2f} h  → {changelog['outputs']['kept']}"]
+    out = [f"kept      {c['kept']:>10,} utterances {duration_text(h['kept']):>10}  → {changelog['outputs']['kept']}"]
     if changelog["outputs"]["rejected"]:
-        out.append(f"rejected  {c['rejected']:>10,} utterances {h['rejected']:10.2f} h  → "
+        out.append(f"rejected  {c['rejected']:>10,} utterances {duration_text(h['rejected']):>10}  → "
                    f"{changelog['outputs']['rejected']}")
     else:
-        out.append(f"rejected  {c['rejected']:>10,} utterances {h['rejected']:10.2f} h")
+        out.append(f"rejected  {c['rejected']:>10,} utterances {duration_text(h['rejected']):>10}")
     if c["skipped_lines"]:
         out.append(f"skipped   {c['skipped_lines']:>10,} bad lines (in neither file; `sde stats` lists them)")
     rules = changelog.get("rules")
@@ -697,9 +702,9 @@ def summary_lines(changelog: dict) -> list[str]:
             if r.get("enabled", True) is False:  # its 0 would read as "matches nothing"
                 out.append(f"  rule {r['name']!r}: off (enabled: false in the rules file), not applied")
                 continue
-            out.append(f"  rule {r['name']!r}: {r['utterances']:,} utterances, {r['hours']:.2f} h"
+            out.append(f"  rule {r['name']!r}: {r['utterances']:,} utterances, {duration_text(r['hours'])}"
                        + (f" ({r['only']:,} only this rule)" if len(rules["rules"]) > 1 else ""))
-        out.append(f"  all rules: {rules['union']['utterances']:,} utterances, {rules['union']['hours']:.2f} h "
+        out.append(f"  all rules: {rules['union']['utterances']:,} utterances, {duration_text(rules['union']['hours'])} "
                    "(overlaps counted once)")
     reviews = changelog.get("reviews")
     if reviews:
@@ -764,6 +769,29 @@ def manifest_lines(dataset: "Dataset") -> ManifestLines:
 # ------------------------------------------------------------------------------------- the CLI
 
 
+def _refuse_review_columns_without_reviews(dataset: "Dataset", filter: str | None, sort: str | None,
+                                          rules: Sequence[Rule] | None, rules_path: str | Path | None,
+                                          looked_in: Path) -> None:
+    """A filter, sort or rule that names a review column ({review}, {review_tags}, ...) with no
+    reviews file found: say so, rather than "Unknown column" (the column exists where reviews are)."""
+    own = set(dataset.utterances.columns)   # a manifest field of that name is read as it is
+    named: list[tuple[str, str]] = []
+    for what, text in [("--filter", filter), *((f"rule {r.name!r}" + (f" ({rules_path}:{r.line})" if r.line else ""),
+                                                r.filter) for r in rules or ())]:
+        try:
+            tree = parse(text) if text else None
+        except QueryError:
+            continue   # the query says what is wrong with it
+        named += [(what, c.name) for c in (column_refs(tree) if tree is not None else ())]
+    if sort:
+        named += [("--sort", part.strip().lstrip("+-").strip("{}")) for part in sort.split(",")]
+    for what, column in named:
+        if column in REVIEW_COLUMNS and column not in own:
+            raise ExportError(f"{what} names the review column {{{column}}}, but {dataset.name} has no reviews file "
+                              f"(looked in {looked_in}): pass --reviews FILE (the reviews file the server's "
+                              "Statistics page names), or the --cache-dir the server was started with")
+
+
 def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Path | None = None,
                    filter: str | None = None, sort: str | None = None, rules_path: str | Path | None = None,
                    reviews_path: str | Path | None = None, apply_reviews: bool = False,
@@ -776,18 +804,29 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
         if not Path(reviews_path).is_file():
             raise ExportError(f"--reviews {reviews_path}: no such reviews file; check the path (sde creates "
                               "it when you review in the browser)")
-        store = open_reviews(dataset, reviews_path, read_only=True)
+        store = open_reviews(dataset, reviews_path, read_only=True, quiet=True)
     elif apply_reviews or any(t and "review" in t for t in texts):
         default = default_reviews_path(dataset, cache_dir)
-        if default.is_file():
-            store = open_reviews(dataset, default, read_only=True)
+        # the manifest renamed or moved since it was reviewed: its reviews are found beside
+        found = default if default.is_file() and not never_written(default) else renamed_reviews(dataset, default)
+        found = found or (default if default.is_file() else None)
+        if found is not None:
+            store = open_reviews(dataset, found, read_only=True, quiet=True)
+            if found != default:
+                store.notes.append(f"the reviews were read from {found}: this manifest's before it was renamed "
+                                   f"or moved ({default} does not exist yet)")
         elif apply_reviews:
             raise ExportError(f"--apply-reviews: {dataset.name} has no reviews yet (looked in {default}); "
-                              "review in the browser first, or pass --reviews FILE")
+                              "review in the browser first, or pass --reviews FILE (the reviews file the "
+                              "server's Statistics page names), or the --cache-dir the server was started with")
+        else:
+            _refuse_review_columns_without_reviews(dataset, filter, sort, rules, rules_path, default)
     try:
         plan = plan_export(dataset, filter=filter, sort=sort, rules=rules,
                            rules_file=str(rules_path) if rules_path is not None else None,
                            store=store, apply_reviews=apply_reviews)
+        if store is not None:
+            plan.notes.extend(store.notes)
         if store is not None and not apply_reviews and not any(t and "review" in t for t in texts):
             plan.notes.append(f"--reviews {reviews_path} was read but not applied: no filter or rule names a "
                               "review column; add --apply-reviews to remove the drops and write the fixes")

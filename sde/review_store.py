@@ -264,10 +264,17 @@ class ReviewStore:
     """One reviews database. Thread-safe (one connection, one lock); several processes may share it."""
 
     def __init__(self, path: str | Path, *, sources: Sequence[str] = (), read_only: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout: float = DEFAULT_TIMEOUT_S, follow_renames: bool = False) -> None:
         self.path = Path(path)
         self.timeout = timeout
         self.sources = tuple(sources)
+        # follow_renames: a file made for other manifest names is opened, not refused, so that the
+        # caller (sde.reviews.open_reviews) can tell from its reviews whether it is the same manifest
+        # renamed or moved (then `aliases` maps each old name to the new one) or another one.
+        self.follow_renames = follow_renames
+        self.made_for: set[str] = set()      # the manifest names the file was made for (its meta)
+        self.aliases: dict[str, str] = {}    # review source name → the dataset's name it is read as
+        self.notes: list[str] = []           # what the user should know about how the reviews were read
         self._lock = threading.Lock()
         self._writes = 0
         # (write number, key) of this connection's recent writes: what changed since a generation,
@@ -362,8 +369,9 @@ class ReviewStore:
         if _meta_int(self.path, meta, "schema_version") > SCHEMA_VERSION:
             raise ReviewsUnusable(f"{self.path} was written by a newer sde (reviews format "
                                   f"{meta['schema_version']}); upgrade sde to use it")
-        stored = _meta_sources(self.path, meta)
-        if self.sources and stored and not stored & set(self.sources):
+        stored = self.made_for = _meta_sources(self.path, meta)
+        other = bool(self.sources and stored and not stored & set(self.sources))
+        if other and not self.follow_renames:
             raise WrongManifest(
                 f"{self.path} holds the reviews of {', '.join(sorted(stored)[:3])}, not of "
                 f"{', '.join(self.sources[:3])}: pass --reviews with this manifest's reviews file, or a "
@@ -371,11 +379,45 @@ class ReviewStore:
         if self.read_only:
             return
         self._durable()
-        if self.sources and not set(self.sources) <= stored:
-            # more shards of the same dataset: remember them, so the file keeps matching
-            with self._transaction() as tx:
-                tx.execute("INSERT OR REPLACE INTO meta VALUES ('sources', ?)",
-                           (json.dumps(sorted(stored | set(self.sources))),))
+        if not other:  # a renamed manifest's name is remembered once its reviews are known to follow it
+            self.remember_sources()
+
+    def remember_sources(self) -> None:
+        """Record the dataset's manifest names in the file (more shards of the same dataset, or its
+        new name after a rename), so that the file keeps matching."""
+        if self.read_only or self._con is None or not self.sources or set(self.sources) <= self.made_for:
+            return
+        with self._lock, self._transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO meta VALUES ('sources', ?)",
+                       (json.dumps(sorted(self.made_for | set(self.sources))),))
+        self.made_for = self.made_for | set(self.sources)
+
+    def keys(self, limit: int | None = None) -> list[ReviewKey]:
+        """The keys of the reviews (at most `limit`, the most recently changed first); rows whose key
+        cannot be read are left out."""
+        with self._lock:
+            if self._con is None:
+                return []
+            try:
+                rows = self._con.execute("SELECT source, line, audio_filepath, offset FROM reviews"
+                                         + (" ORDER BY time DESC LIMIT ?" if limit is not None else ""),
+                                         (limit,) if limit is not None else ()).fetchall()
+            except sqlite3.Error as e:
+                raise self._error(e, "read") from None
+        return [ReviewKey(s, int(line), a, float(o)) for s, line, a, o in rows
+                if isinstance(s, str) and _is_int(line) and isinstance(a, str)
+                and isinstance(o, (int, float)) and not isinstance(o, bool)]
+
+    def source_counts(self) -> dict[str, int]:
+        """How many reviews each manifest name in the file has (undone ones included)."""
+        with self._lock:
+            if self._con is None:
+                return {}
+            try:
+                return {str(name): int(n) for name, n in self._con.execute(
+                    "SELECT source, count(*) FROM reviews GROUP BY source") if isinstance(name, str)}
+            except sqlite3.Error as e:
+                raise self._error(e, "read") from None
 
     def close(self) -> None:
         with self._lock:

@@ -21,14 +21,21 @@ folder (one file per manifest, named after its path), or any file given with `--
 * A file edited by hand into rows sde never writes is read leniently or row by row skipped, each
   problem reported once (`ReviewStore.problems`, the log) with the SQL that repairs it.
 * A file sde cannot write (read-only file system or folder) is opened read-only, with the reason.
-* A reviews file records the manifest file names it was made for; a file that shares none of them
-  with the dataset, or whose reviews match none of its lines, is refused with a message.
+* A reviews file records the manifest file names it was made for. A manifest renamed or moved
+  keeps its reviews: where at least half of an old name's reviews are on the lines of one of the
+  dataset's files, they are read as that file's (`ReviewStore.aliases`; the file is not rewritten,
+  and a review edited keeps its key), and a new default location with no file yet starts as a copy
+  of the renamed manifest's file found beside it (renamed_reviews). A file made for other names
+  whose reviews are not on these lines, or whose reviews match none of its lines, is refused with
+  a message (with the SQL that re-points it, for a manifest renamed and edited).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import shlex
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +84,8 @@ from sde.review_store import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AlignedReviews",
@@ -147,23 +156,215 @@ def default_reviews_path(dataset: "Dataset", cache_dir: str | Path | None = None
 
 
 def open_reviews(dataset: "Dataset", path: str | Path | None = None, *, cache_dir: str | Path | None = None,
-                 read_only: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> ReviewStore:
-    """The dataset's reviews (default location unless `path`), checked to belong to its manifest."""
-    if path is None:
-        path = default_reviews_path(dataset, cache_dir)
-        if not read_only:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            except OSError as e:
-                raise ReviewsUnusable(f"cannot create {path.parent} for the reviews ({e.strerror}); pass "
-                                      "--reviews FILE or --cache-dir DIR") from None
-    store = ReviewStore(path, sources=source_names(dataset), read_only=read_only, timeout=timeout)
+                 read_only: bool = False, timeout: float = DEFAULT_TIMEOUT_S, quiet: bool = False) -> ReviewStore:
+    """The dataset's reviews (default location unless `path`), checked to belong to its manifest;
+    `store.notes` says how they were read (logged too, unless `quiet`).
+
+    A manifest renamed or moved keeps its reviews: a file whose reviews name another manifest file
+    is read as this one's where its reviews are on this manifest's lines (see follow_renamed), and a
+    default location with no file yet takes the reviews of the renamed or moved manifest from
+    beside it (see renamed_reviews)."""
+    default = path is None
+    path = default_reviews_path(dataset, cache_dir) if path is None else Path(path)
+    if default and not read_only:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise ReviewsUnusable(f"cannot create {path.parent} for the reviews ({e.strerror}); pass "
+                                  "--reviews FILE or --cache-dir DIR") from None
+    took_over = None
+    if (default or _is_default_location(dataset, path)) and (not path.exists() or never_written(path)):
+        found = renamed_reviews(dataset, path)
+        if found is not None:
+            took_over, path = found, (found if read_only else _take_over(found, path))
+    store = ReviewStore(path, sources=source_names(dataset), read_only=read_only, timeout=timeout,
+                        follow_renames=True)
     try:
+        if took_over is not None and took_over != path:
+            store.notes.append(f"{path} starts as a copy of {took_over}, the reviews of this manifest before it "
+                               "was renamed or moved (that file is left as it was)")
+        follow_renamed(dataset, store)
         check_reviews_match(dataset, store)
+        store.remember_sources()
     except ReviewError:
         store.close()
         raise
+    for note in store.notes if not quiet else ():
+        log.warning("note: %s", note)
     return store
+
+
+def never_written(path: Path) -> bool:
+    """Whether the reviews file `path` holds no review and no history (made by a start of sde
+    with no review saved since: e.g. a renamed manifest's, before its reviews followed it)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True, timeout=DEFAULT_TIMEOUT_S)
+        try:
+            return con.execute("SELECT count(*) FROM history").fetchone()[0] == 0
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False   # not a reviews file, or not readable: opening it says so
+
+
+def _is_default_location(dataset: "Dataset", path: Path) -> bool:
+    """Whether `path` is where the dataset's reviews are kept by default (in some cache folder)."""
+    return path.parent.name == "reviews" and path == default_reviews_path(dataset, path.parent.parent)
+
+
+#: At most this many reviews files beside a new default location are read to find a renamed one.
+MAX_RENAME_CANDIDATES = 50
+#: Renamed shards are matched to new ones pair by pair up to this many pairs (old names × new).
+MAX_RENAME_PAIRS = 1024
+#: The reviews of a file beside a new default location compared with the dataset's lines: a sample.
+MAX_KEYS_COMPARED = 2000
+#: Above this many rows, a file beside a new default location none of whose reviews is on its own
+#: line is not searched for moved lines (a pass over every row's audio, per file).
+RELOCATE_ROWS = 1_000_000
+
+
+def renamed_reviews(dataset: "Dataset", default: Path) -> Path | None:
+    """The reviews file, in the folder of the default location `default` (which has none yet), of
+    this manifest before it was renamed or moved: the one file there (the most recently changed
+    first, at most MAX_RENAME_CANDIDATES) at least half of whose reviews are on this manifest's
+    lines (under its name, or another one it was renamed from). None when there is none, or
+    several (which one is meant cannot be told)."""
+    folder = default.parent
+    try:
+        candidates = sorted((f for f in folder.glob("*.sqlite") if f.is_file() and f != default),
+                            key=lambda f: f.stat().st_mtime, reverse=True)[:MAX_RENAME_CANDIDATES]
+    except OSError:
+        return None
+    found = []
+    for candidate in candidates:
+        try:
+            store = ReviewStore(candidate, read_only=True, timeout=0.5)
+        except ReviewError:
+            continue
+        try:
+            keys = store.keys(MAX_KEYS_COMPARED)   # enough to tell; a big file is not read whole
+            # Following moved lines reads the dataset's whole audio column: not for every file of
+            # a big dataset's cache folder whose reviews match none of its lines exactly.
+            relocate = len(dataset.utterances) <= RELOCATE_ROWS
+            aliases = {old: new for old, (new, _, _) in _renames(dataset, keys, relocate).items()}
+            on_lines = _on_lines(dataset, keys, aliases, relocate)
+            if on_lines and 2 * on_lines >= len(keys):
+                found.append(candidate)
+        except ReviewError:
+            continue
+        finally:
+            store.close()
+    return found[0] if len(found) == 1 else None
+
+
+def _take_over(found: Path, default: Path) -> Path:
+    """A copy of the renamed manifest's reviews file `found` at `default` (SQLite's backup: the
+    changes still in its -wal are copied too), so that its reviews go on in the new default location
+    and the old file is left as it was; `found` itself where the copy cannot be made."""
+    import sqlite3
+
+    try:
+        source = sqlite3.connect(found.absolute().as_uri() + "?mode=ro", uri=True, timeout=DEFAULT_TIMEOUT_S)
+        try:
+            target = sqlite3.connect(str(default))
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+        finally:
+            source.close()
+        return default
+    except (OSError, sqlite3.Error) as e:
+        log.warning("warning: could not copy the reviews %s to %s (%s); reading them where they are", found,
+                    default, e)
+        default.unlink(missing_ok=True)
+        return found
+
+
+def _renames(dataset: "Dataset", keys: Sequence[ReviewKey], relocate: bool = True,
+             ) -> dict[str, tuple[str, int, int]]:
+    """The manifest names of `reviews` that are not the dataset's and are read as one of its names:
+    {old name: (new name, reviews of it on that file's lines, reviews of it)}.
+
+    An old name is read as the one file of the dataset (of those whose name has no reviews yet,
+    for shards) that has at least half of its reviews on its lines (same line, or the same
+    audio_filepath and offset on another: see aligned_reviews), as they are after a rename or move;
+    a few reviews match another manifest's lines by chance, not half."""
+    by_name: dict[str, list[ReviewKey]] = {}
+    for key in keys:
+        by_name.setdefault(key.source, []).append(key)
+    names = source_names(dataset)
+    orphans = [name for name in by_name if name not in names]
+    targets = names if len(names) == 1 else [name for name in names if name not in by_name]
+    if not orphans or not targets or len(orphans) * len(targets) > MAX_RENAME_PAIRS:
+        return {}
+    out: dict[str, tuple[str, int, int]] = {}
+    for old in orphans:
+        mine = by_name[old]
+        fits = [(new, on) for new in targets if new not in {n for n, _, _ in out.values()}
+                for on in [_on_lines(dataset, mine, {old: new}, relocate)] if on and 2 * on >= len(mine)]
+        if len(fits) == 1:   # several: which file it became cannot be told
+            out[old] = (fits[0][0], fits[0][1], len(mine))
+    return out
+
+
+def _on_lines(dataset: "Dataset", keys: Sequence[ReviewKey], aliases: Mapping[str, str],
+              relocate: bool = True) -> int:
+    """How many of `keys` (their manifest names read through `aliases`) are on a line of the
+    dataset: the same line, or (`relocate`, or some are on their own line) the same audio_filepath
+    and offset on another (see aligned_reviews)."""
+    if not keys:
+        return 0
+    wanted = [ReviewKey(aliases.get(k.source, k.source), k.line, k.audio_filepath, k.offset) for k in keys]
+    rows = utterance_keys(dataset)
+    positions = rows.positions(wanted)
+    lost = np.flatnonzero(positions < 0)
+    if len(lost) and (relocate or len(lost) < len(positions)):
+        positions[lost] = rows.relocated([wanted[i] for i in lost.tolist()])
+    return int((positions >= 0).sum())
+
+
+def follow_renamed(dataset: "Dataset", store: ReviewStore) -> None:
+    """Read the reviews of a renamed or moved manifest (same lines, another file name in their
+    keys) as this dataset's: `store.aliases` maps the old name to the new one. The file itself is
+    not rewritten: the old manifest, if it is still there, keeps its reviews too, and a review
+    edited here is saved under the key it has. A file made for other manifests whose reviews are
+    not on these lines is refused, with how to re-point it if it is this manifest after all."""
+    renames = _renames(dataset, store.keys())
+    store.aliases = {old: new for old, (new, _, _) in renames.items()}
+    for old, (new, on_lines, total) in renames.items():
+        store.notes.append(f"the reviews in {store.path} were made for {old}: {on_lines:,} of its {total:,} "
+                           f"reviews are on lines of {new} (renamed or moved), so they are read as its reviews")
+    names = source_names(dataset)
+    counts = store.source_counts()
+    if store.made_for and not (store.made_for | set(counts)) & set(names) and not renames:
+        old = max(counts, key=lambda name: counts[name]) if counts else sorted(store.made_for)[0]
+        new = names[0]
+        # one manifest file: its old name; shards: the first pair, to repeat for the others
+        sql = (f"UPDATE reviews SET source = {_sql_text(new)} WHERE source = {_sql_text(old)}; "
+               f"UPDATE history SET source = {_sql_text(new)} WHERE source = {_sql_text(old)}; "
+               f"UPDATE meta SET value = json_array({', '.join(map(_sql_text, sorted(names)))}) "
+               "WHERE key = 'sources';")
+        repoint = f"sqlite3 {shlex.quote(str(store.path))} {_double_quoted(sql)}"
+        raise WrongManifest(
+            f"{store.path} holds the reviews of {', '.join(sorted(store.made_for)[:3])}, not of "
+            f"{', '.join(names[:3])}, and fewer than half of them are on its lines (same line, audio_filepath "
+            f"and offset): pass --reviews with this manifest's reviews file, or a new file name to start "
+            f"reviewing it; if {new} is {old} renamed and edited, re-point the reviews (the file is "
+            f"changed; keep a copy)"
+            + (" with one UPDATE reviews and one UPDATE history per renamed file, e.g." if len(names) > 1 else "")
+            + f": {repoint}")
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _double_quoted(value: str) -> str:
+    """`value` as one word of a shell command in double quotes (the SQL's own quotes are single)."""
+    return '"' + re.sub(r'(["$`\\])', r"\\\1", value) + '"'
 
 
 def check_reviews_match(dataset: "Dataset", store: ReviewStore) -> None:
@@ -341,8 +542,9 @@ def aligned_reviews(dataset: "Dataset", store: ReviewStore) -> AlignedReviews:
         return updated
     reviews = store.reviews()
     keys = utterance_keys(dataset)
-    positions = keys.positions([r.key for r in reviews])
-    moved = _follow_moved_lines(keys, reviews, positions)
+    wanted = _lookup_keys(store, reviews)
+    positions = keys.positions(wanted)
+    moved = _follow_moved_lines(keys, wanted, positions)
     matched = np.flatnonzero(positions >= 0)
     aligned = AlignedReviews(positions[matched], [reviews[i] for i in matched.tolist()],
                              int(len(reviews) - len(matched)), moved)
@@ -372,7 +574,7 @@ def _updated(dataset: "Dataset", store: ReviewStore, token: tuple, aligned: Alig
         else:
             added.append(review)
     if added:
-        found = utterance_keys(dataset).positions([r.key for r in added]).tolist()
+        found = utterance_keys(dataset).positions(_lookup_keys(store, added)).tolist()
         if min(found) < 0 or len(set(found)) < len(found) or set(positions.tolist()).intersection(found):
             return None
         reviews.extend(added)
@@ -381,13 +583,23 @@ def _updated(dataset: "Dataset", store: ReviewStore, token: tuple, aligned: Alig
     return AlignedReviews(positions, reviews, aligned.stale, aligned.moved, update=(weakref.ref(aligned), rows))
 
 
-def _follow_moved_lines(keys: UtteranceKeys, reviews: Sequence[Review], positions: np.ndarray) -> int:
-    """Give each stale review the row its utterance moved to (in place in `positions`); return
-    how many moved."""
+def _lookup_keys(store: ReviewStore, reviews: Sequence[Review]) -> list[ReviewKey]:
+    """The keys the reviews are looked up by: their own, with a renamed manifest's old name read as
+    its new one (`store.aliases`, see follow_renamed)."""
+    aliases = store.aliases
+    if not aliases:
+        return [r.key for r in reviews]
+    return [ReviewKey(aliases[r.key.source], r.key.line, r.key.audio_filepath, r.key.offset)
+            if r.key.source in aliases else r.key for r in reviews]
+
+
+def _follow_moved_lines(keys: UtteranceKeys, wanted: Sequence[ReviewKey], positions: np.ndarray) -> int:
+    """Give each stale review (looked up by `wanted`) the row its utterance moved to (in place in
+    `positions`); return how many moved."""
     stale = np.flatnonzero(positions < 0)
     if not len(stale):
         return 0
-    targets = keys.relocated([reviews[i].key for i in stale.tolist()])
+    targets = keys.relocated([wanted[i] for i in stale.tolist()])
     taken = np.zeros(len(keys.lines), dtype=np.int64)
     np.add.at(taken, positions[positions >= 0], 2)       # a row's own review always wins
     np.add.at(taken, targets[targets >= 0], 1)
@@ -586,7 +798,7 @@ def _stored_key(dataset: "Dataset", store: ReviewStore, position: int) -> Review
 def _moved_key(dataset: "Dataset", store: ReviewStore, position: int) -> ReviewKey | None:
     """The key of the review that followed row `position` from another line, if any."""
     cached = dataset.__dict__.get("_sde_aligned_reviews")
-    if cached is not None and cached[0][0] == id(store) and not cached[1].moved:
+    if cached is not None and cached[0][0] == id(store) and not cached[1].moved and not store.aliases:
         # Nothing had moved when the reviews were last aligned, and saves go to the keys the rows
         # have: no need to align every review again (a read of the whole file) at each request.
         return None

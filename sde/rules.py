@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from sde.quality.apply import TooLarge, ensure_named_quality_columns
+from sde.filters import parse
 from sde.query import QueryError
 from sde.reviews import ReviewStore, query_for
 
@@ -168,12 +169,34 @@ def _rule(item: Any, where: str, number: int, line: int | None) -> Rule:
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         raise RulesError(f"{where}: rule {name!r}: enabled must be true or false; got {_short(enabled)}", rule=name)
+    try:  # every rule, a disabled one too: its mistake would surface only once it is turned on
+        parse(flt)
+    except QueryError as e:
+        raise RulesError(f"{where}: rule {name!r}{_off(enabled)}: {e}", rule=name,
+                         position=getattr(e, "position", None)) from None
     return Rule(name, flt, description, enabled, line)
+
+
+def _off(enabled: bool) -> str:
+    return "" if enabled else " (enabled: false, but its filter is checked too: fix it or remove the rule)"
 
 
 def dump_rules(rules: Sequence[Rule]) -> str:
     """The YAML text of a rules file (what the browser's "save rules" writes)."""
     return _yaml().safe_dump({"rules": [r.to_json() for r in rules]}, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def duration_text(hours: float) -> str:
+    """A length of audio as people say it: "12.3 s" under a minute, "4.5 min" under an hour, else
+    "1.25 h" (a count in hours would read "0.00 h" for a selection of half a minute)."""
+    seconds = float(hours) * 3600.0
+    if seconds != seconds:  # NaN: no duration known
+        return "–"
+    if seconds < 59.95:
+        return "0 s" if seconds <= 0 else f"{seconds:.1f} s"
+    if seconds < 3600 - 3:
+        return f"{seconds / 60:.1f} min"
+    return f"{hours:,.2f} h"
 
 
 def _short(value: Any) -> str:
@@ -211,25 +234,27 @@ class RulesReport:
 
 
 def evaluate_rules(rules: Sequence[Rule], select: Callable[[str], np.ndarray], duration: np.ndarray, *,
-                   within: np.ndarray | None = None, source: str | None = None) -> RulesReport:
+                   within: np.ndarray | None = None, source: str | None = None,
+                   check: Callable[[str], Any] | None = None) -> RulesReport:
     """What each enabled rule removes from the rows `within` (a boolean mask; all rows if None).
 
     `select(filter)` returns row positions (TableQuery.select). A filter the engine refuses raises
-    RulesError naming the rule, its line and the position in its filter.
+    RulesError naming the rule, its line and the position in its filter; a disabled rule's filter is
+    checked too, by `check(filter)` (TableQuery.clauses: its columns and types, without running it;
+    `select` when None), so that a mistake in it is found now, not once it is turned on.
     """
     n = len(duration)
     scope = np.ones(n, dtype=bool) if within is None else within
     masks: list[np.ndarray | None] = []
     for rule in rules:
-        if not rule.enabled:
-            masks.append(None)
-            continue
         try:
+            if not rule.enabled:
+                (check or select)(rule.filter)
+                masks.append(None)
+                continue
             positions = np.asarray(select(rule.filter), dtype=np.int64)
         except QueryError as e:
-            where = f"{source}:{rule.line}: " if source and rule.line else (f"{source}: " if source else "")
-            raise RulesError(f"{where}rule {rule.name!r}: {e}", rule=rule.name,
-                             position=getattr(e, "position", None)) from None
+            raise _filter_error(source, rule, e) from None
         m = np.zeros(n, dtype=bool)
         m[positions] = True
         masks.append(m & scope)
@@ -248,6 +273,29 @@ def evaluate_rules(rules: Sequence[Rule], select: Callable[[str], np.ndarray], d
                                 int(np.count_nonzero(m & (hits == 1)))))
     return RulesReport(counts, union, int(union.sum()), float(np.nansum(duration[union])) / 3600.0,
                        int(scope.sum()))
+
+
+def _filter_error(source: str | None, rule: Rule, e: QueryError) -> RulesError:
+    where = f"{source}:{rule.line}: " if source and rule.line else (f"{source}: " if source else "")
+    return RulesError(f"{where}rule {rule.name!r}{_off(rule.enabled)}: {e}", rule=rule.name,
+                      position=getattr(e, "position", None))
+
+
+def check_rules(dataset: "Dataset", store: "ReviewStore | None", rules: Sequence[Rule],
+                source: str | None = None) -> None:
+    """Each rule's filter (a disabled rule's too) checked against the dataset's columns and types,
+    without running it: RulesError names the file `source`, the line and the rule."""
+    filters = [r.filter for r in rules]
+    try:
+        ensure_named_quality_columns(dataset, filters)
+    except TooLarge as e:
+        raise RulesError(str(e)) from None
+    query = query_for(dataset, store, *filters)
+    for rule in rules:
+        try:
+            query.clauses(rule.filter)
+        except QueryError as e:
+            raise _filter_error(source, rule, e) from None
 
 
 # ----------------------------------------------------------------------------------- HTTP twin
@@ -284,7 +332,7 @@ def rules_preview_route(dataset: "Dataset", store: "ReviewStore | None", body: A
         duration = dataset.utterances["duration"].to_numpy(dtype="float64", na_value=np.nan)
         # rules from YAML text know their lines: name them as parse_rules does ("rules:4: rule 'x'")
         report = evaluate_rules(rules, query.select, duration, within=within,
-                                source="rules" if "yaml" in body else None)
+                                source="rules" if "yaml" in body else None, check=query.clauses)
         return 200, report.to_json()
     except (RulesError, QueryError) as e:
         payload: dict[str, Any] = {"error": str(e)}

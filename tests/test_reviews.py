@@ -229,7 +229,9 @@ def test_a_file_that_is_not_a_reviews_file_is_refused_untouched(tmp_path, conten
 
 
 def test_another_manifests_reviews_file_is_refused(tmp_path, write_manifest):
-    other = build_dataset(write_manifest(ROWS, "other.json"))
+    # other lines, not this manifest renamed (whose reviews follow it: test_cleaning_loop_edges)
+    other_rows = [{**r, "audio_filepath": "other_" + r["audio_filepath"]} for r in ROWS]
+    other = build_dataset(write_manifest(other_rows, "other.json"))
     path = tmp_path / "r.sqlite"
     store = open_reviews(other, path)
     store.set_review(utterance_keys(other).key(0), "drop")

@@ -24,9 +24,10 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from sde.replay import data_args, source_args
-from sde.rules import MAX_RULES, MAX_RULES_BYTES, Rule, RulesError, dump_rules, parse_rules, rules_preview_route
+from sde.rules import (MAX_RULES, MAX_RULES_BYTES, Rule, RulesError, check_rules, dump_rules, duration_text,
+                       parse_rules, rules_preview_route)
 from sde.web import reviewing, state
-from sde.web.components import MANIFEST_API, as_text, fmt_float, fmt_int, page_header
+from sde.web.components import MANIFEST_API, as_text, fmt_int, page_header
 from sde.web.pages.page import Page
 from sde.web.present import check_filter
 from sde.web.state import query_params, rendered_key, search_of
@@ -89,8 +90,10 @@ def add_rule(dataset: "Dataset", items: list[dict], name: str | None, flt: str |
     return [*items, {"name": name, "filter": flt}], None
 
 
-def uploaded_rules(contents: Any, filename: Any) -> tuple[list[dict] | None, str | None]:
-    """The rules of an uploaded rules.yaml (a data: URL), or why they cannot be read."""
+def uploaded_rules(contents: Any, filename: Any, dataset: "Dataset | None" = None) -> tuple[list[dict] | None, str | None]:
+    """The rules of an uploaded rules.yaml (a data: URL), or why they cannot be read; with
+    `dataset`, every rule's filter (a disabled one's too) is checked against its columns, as
+    `sde export --rules` does."""
     name = as_text(filename)[:200] or "rules.yaml"
     if not isinstance(contents, str):  # what the upload holds is always a data: URL
         return None, f"{name}: could not read the upload (not a data: URL)"
@@ -102,6 +105,8 @@ def uploaded_rules(contents: Any, filename: Any) -> tuple[list[dict] | None, str
         return None, f"{name}: larger than {MAX_RULES_BYTES >> 20} MiB; a rules file is a short list of named filters"
     try:
         rules = parse_rules(raw.decode("utf-8-sig"), name)
+        if dataset is not None:
+            check_rules(dataset, reviewing.current_store(), rules, name)
     except UnicodeDecodeError as e:
         return None, f"{name}: not UTF-8 text (byte {e.start + 1}); save it as UTF-8"
     except RulesError as e:
@@ -133,7 +138,7 @@ def _rule_row(i: int, item: Mapping, count: Mapping | None) -> html.Tr:
         html.Td(html.Code(item["filter"]), className="rules-filter-cell"),
         html.Td(fmt_int(count["utterances"]) if count and enabled else "off", className="text-end",
                 id=f"rules-count-{i}"),
-        html.Td(fmt_float(count["hours"], 2) if count and enabled else "–", className="text-end",
+        html.Td(duration_text(count["hours"]) if count and enabled else "–", className="text-end",
                 id=f"rules-hours-{i}"),
         html.Td(fmt_int(count["only"]) if count and enabled else "–", className="text-end", id=f"rules-only-{i}"),
         html.Td(dbc.Button("×", id={"type": REMOVE, "index": i}, color="link", size="sm", className="p-0",
@@ -148,7 +153,7 @@ def rules_table(items: Sequence[Mapping], report: Mapping | None) -> Any:
                         className="text-muted", id="rules-empty")
     counts = report["rules"] if report else [None] * len(items)
     head = html.Thead(html.Tr([html.Th("rule"), html.Th("filter"), html.Th("utterances", className="text-end"),
-                               html.Th("hours", className="text-end"),
+                               html.Th("duration", className="text-end"),
                                html.Th("only this rule", className="text-end",
                                        title="what removing this rule would bring back"), html.Th("")]))
     return dbc.Table([head, html.Tbody([_rule_row(i, r, c) for i, (r, c) in enumerate(zip(items, counts))])],
@@ -161,7 +166,7 @@ def union_view(report: Mapping | None, error: str | None) -> Any:
     if not report or not report["rules"]:
         return None
     u = report["union"]
-    return html.Span([html.B(f"{fmt_int(u['utterances'])} utterances · {fmt_float(u['hours'], 2)} hours"),
+    return html.Span([html.B(f"{fmt_int(u['utterances'])} utterances · {duration_text(u['hours'])}"),
                       f" removed by all rules together (an utterance two rules match counts once), of "
                       f"{fmt_int(report['considered'])} in the view"])
 
@@ -293,7 +298,7 @@ def edit(dataset: "Dataset", action: Any, data: Any, values: Mapping[str, Any]) 
         return {**unchanged, "store": {"rules": items[:i] + items[i + 1:]},
                 "feedback": html.Span(f"removed {items[i]['name']!r}", className="text-muted")}
     if action == UPLOAD and values.get("contents"):
-        loaded, error = uploaded_rules(values["contents"], values.get("filename"))
+        loaded, error = uploaded_rules(values["contents"], values.get("filename"), dataset)
         if error:
             return {**unchanged, "feedback": html.Span(error, className="text-danger", id="rules-error")}
         return {**unchanged, "store": {"rules": loaded},

@@ -11,12 +11,16 @@ Review mode (the switch, remembered for the browser tab) walks the list the insp
 on (its filter and sort): a mark moves on to the next unreviewed utterance, and undo takes back the
 last mark made in this tab, going back to it. Keys (sde/assets/review.js, in review mode only):
 `a` keep, `d` drop, `f` fix (type the correction, Enter saves it), `n` next unreviewed, `z` undo.
+Until the next utterance's panel is shown the keys wait (the status's data-uid, its "opening
+utterance …" line and its answer marker tell review.js): no key marks an utterance not yet seen, and
+a correction typed meanwhile goes to the new panel's box.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -34,8 +38,9 @@ from sde.reviews import (
     review_summary,
     review_undo_route,
 )
+from sde.rules import duration_text
 from sde.web import reviewing, state
-from sde.web.components import as_mapping, as_text, fmt_float, fmt_int, manifest_href, stat_card
+from sde.web.components import as_mapping, as_text, fmt_int, manifest_href, stat_card
 from sde.web.grid import list_filter
 from sde.web.present import row_dict
 
@@ -54,7 +59,10 @@ NOTE = "review-note"
 TAGS = "review-tags"
 UNDO = "review-undo"
 NEXT = "review-next"              # next unreviewed utterance of the list
-STATUS = "review-status"          # what is saved: status, version, who, when (or the error)
+STATUS = "review-status"          # what is saved: status, version, who, when (or the error); its
+                                  # data-uid is the utterance this panel shows (review.js waits on it)
+ANSWER = "review-answer"          # hidden in the status: a new data-answer with every answer of a mark
+LEAVING = "review-leaving"        # in the status while review mode moves on to another utterance
 SAVED = "review-saved"            # dcc.Store: {"id", "version", "review", "conflict"}
 LAST = "review-last"              # dcc.Store (tab): {"id", "search"} of this tab's last mark
 CONFLICT = "review-conflict"
@@ -177,7 +185,7 @@ def layout(dataset: "Dataset", uid: int, params: Mapping[str, str]) -> dbc.Card:
     body = [
         dbc.Alert(current.why_not_editable(), color="secondary", className="py-1 px-2 small",
                   id=READ_ONLY) if off else None,
-        html.Div(status_view(review), id=STATUS, className="mb-2"),
+        html.Div(status_view(review), id=STATUS, className="mb-2", **{"data-uid": str(uid)}),
         _conflict_box(None),
         html.Div([buttons,
                   dbc.Button("Undo", id=UNDO, color="secondary", outline=True, size="sm", title="undo (z)", **disabled),
@@ -240,8 +248,15 @@ def _result(saved: dict, message: str | None = None, error: bool = False, *, for
             reference: str = "", href: Any = no_update, last: Any = no_update) -> dict:
     """The callback's outputs for a panel now showing `saved` (and `form` values, when they change)."""
     review, conflict = saved["review"], saved.get("conflict")
+    status = status_view(review, message, error)
+    moving = re.match(r"/utterance/(\d+)", href) if isinstance(href, str) else None
+    if moving:
+        # The keys wait while this shows (sde/assets/review.js): none acts on an utterance not yet seen.
+        status.append(html.Div(f"opening utterance {moving.group(1)}…", id=LEAVING, className="small mt-1 text-muted"))
+    # Every answer differs: the keys held since the mark (review.js) go on once it is shown.
+    status.append(html.Span(hidden=True, id=ANSWER, **{"data-answer": uuid.uuid4().hex}))
     out = {
-        "status": status_view(review, message, error),
+        "status": status,
         "saved": saved,
         "conflict": conflict_view(conflict),
         "conflict_style": _conflict_style(conflict),
@@ -360,7 +375,8 @@ def _undo(dataset: "Dataset", uid: int, saved: dict, values: Mapping, mode: bool
 # ---------------------------------------------------------------- Statistics and Samples
 
 def _count_link(label: str, count: int, hours: float, flt: str, element_id: str) -> Any:
-    return stat_card(label, fmt_int(count), value_id=element_id, sub=f"{fmt_float(hours, 2)} hours",
+    return stat_card(label, fmt_int(count), value_id=element_id,
+                     sub=html.Span(duration_text(hours), id=f"{element_id}-duration"),
                      href=state.samples_href(filter=flt))
 
 
@@ -375,7 +391,10 @@ def summary_card(dataset: "Dataset") -> dbc.Card | None:
         cards.append(_count_link(label, s[status], s[f"hours_{status}"], f'{{review}} = "{status}"',
                                  f"stat-review-{status}"))
     not_dropped = '{review} is null || {review} != "drop"'
-    notes = [html.Span(f"{fmt_int(s['stale'])} reviews match no line any more (the manifest changed) · ",
+    # how the reviews were found: those of this manifest before it was renamed or moved
+    found = [html.Div(f"note: {note}", className="text-info-emphasis") for note in current.store.notes]
+    notes = [*found,
+             html.Span(f"{fmt_int(s['stale'])} reviews match no line any more (the manifest changed) · ",
                        className="text-warning-emphasis") if s["stale"] else None,
              html.A("Download manifest without the drops", href=manifest_href(not_dropped), download="kept.jsonl",
                     id="review-kept-manifest"),
@@ -433,7 +452,10 @@ def callbacks(app: "dash.Dash", dataset: "Dataset") -> None:
         prevent_initial_call=True,
     )
     def act(**values):
-        clicked = ctx.triggered_id if ctx.triggered and ctx.triggered[0].get("value") else None
+        # The control clicked: the input that changed to a count. A page's panel is rendered with a
+        # call of every input (counts None / 0); a click or key right then joins that call, as
+        # one of its inputs, not always the first.
+        clicked = next((t["prop_id"].rsplit(".", 1)[0] for t in ctx.triggered if t.get("value")), None)
         return review_action(dataset, clicked, values) or {k: no_update for k in OUTPUTS}
 
     @app.callback(

@@ -1074,6 +1074,7 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
                     or (Path(path).exists() and os.path.samefile(path, manifest))):
                 raise click.BadParameter(f"{path} is the manifest itself: sde never modifies its input; "
                                          "write to another file", param_hint=option)
+    _check_before_loading(filter_text, rules_path)
     dataset = load(sources, options_from(**data), cache_dir, no_cache)
     try:
         changelog = export_dataset(dataset, output, rejected=rejected, filter=filter_text, sort=sort_text,
@@ -1084,6 +1085,25 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
     for line in summary_lines(changelog):
         click.echo(line, err=True)
     click.echo(f"changelog {output}.changelog.json", err=True)
+
+
+def _check_before_loading(filter_text: str | None, rules_path: str | None) -> None:
+    """What can be checked without the data is checked first: a typo in --filter or rules.yaml
+    must not cost the user a build of a big manifest before they hear of it. The columns a filter
+    names are checked later, against the dataset."""
+    from sde.filters import parse
+    from sde.query import QueryError
+    from sde.rules import RulesError, load_rules
+
+    try:
+        parse(filter_text)
+    except QueryError as e:
+        fail(f"--filter: {e}")
+    if rules_path is not None:
+        try:
+            load_rules(rules_path)
+        except RulesError as e:
+            fail(str(e))
 
 
 @cli.command("demo")

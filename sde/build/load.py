@@ -20,6 +20,7 @@ from sde.build.remeasure import MeasureCheck, carries_measures, keep_record, ref
 from sde.build.remote_parts import NO_ROOM, NoRoomToDecompress, local_copies
 from sde.build.stream import build_in_parts
 from sde.cache.building import BuildLock, lock_build
+from sde.cache.identity import Recording, check, files_tag, input_files
 from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
                        read_built, remove_build, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
@@ -97,15 +98,17 @@ def load_dataset(
                 cache.close()
             cache = None
     lock: BuildLock | None = None
+    recording: Recording | None = None
     try:
+        inputs = input_files(manifest, options) if cache is not None and key is not None else []
         if cache is not None and key is not None:
-            cached = cache.get(key)
+            cached = _still_current(cache, key, cache.get(key), inputs, warn, locked=False)
             if cached is None and cache.read_only:  # built as with --no-cache: nothing is stored there
                 cache.close()
                 cache = None
             elif cached is None:  # built here, unless another process is building it: then read its entry
                 lock = lock_build(cache.directory, key, say)
-                cached = cache.get(key)
+                cached = _still_current(cache, key, cache.get(key), inputs, warn, locked=True)
             if cached is not None:
                 say("loaded from cache")
                 if options.estimate_audio_metrics or vad:  # the audio files may have changed since they were measured
@@ -115,12 +118,16 @@ def load_dataset(
                         cached = refreshed(cache, key, cached, lock=lock, say=say, progress=progress,
                                            budget_s=audio_budget_s)
                 return cached
+        if cache is not None and key is not None:  # the record of the files read, kept with the entry
+            recording = Recording(inputs).start()
         part_size = part_bytes or PART_BYTES
         one_piece = one_piece_bytes(memory_limit) if part_bytes is None and engine == "local" else part_size
         in_parts = _part_by_part_path(manifest, options, part_size, one_piece)
         no_room = False  # the cache folder had no room for the build: nor will it for the dataset
         if in_parts is not None:
+            tag = files_tag(inputs)  # the build folder's: parts of the files as they are now
             build = functools.partial(_build_in_parts, *in_parts, options, threads=threads, memory_limit=memory_limit,
+                                      files_tag=tag,
                                       part_bytes=part_size, progress=progress, say=say, engine=engine)
             try:
                 try:
@@ -131,13 +138,13 @@ def load_dataset(
                     # as a one-piece build does: the build folder is in the cache, which has no room
                     cache.warn(f"cannot build in the cache folder {cache.directory} ({e.strerror}); building "
                                "without it, in a temporary folder")
-                    remove_build(_build_folder(cache, key, part_size))
+                    remove_build(_build_folder(cache, key, part_size, tag))
                     no_room = True
                     dataset, stored = build(None, None)
             except NoRoomToDecompress as e:  # no room for a gzip manifest's copy: one warning, the one-piece read
                 warn(str(e))
                 if cache is not None and key is not None:
-                    remove_build(_build_folder(cache, key, part_size))
+                    remove_build(_build_folder(cache, key, part_size, tag))
                     no_room = True  # the build folder is in the cache
                 dataset, stored = build_dataset(manifest, options, progress=progress, status=status), False
         else:
@@ -165,6 +172,7 @@ def load_dataset(
                     try:
                         writer_cache.put(key, dataset)
                         keep_record(dataset, record)
+                        writer_cache.keep_input_record(key, recording.record() if recording else None)
                     finally:
                         writer_cache.close()
                         if writer_lock is not None:
@@ -174,6 +182,9 @@ def load_dataset(
             else:
                 cache.put(key, dataset)
                 keep_record(dataset, record)
+                cache.keep_input_record(key, recording.record() if recording else None)
+        elif cache is not None and key is not None and stored:  # stored part by part
+            cache.keep_input_record(key, recording.record() if recording else None)
         if lock is not None:
             lock.release(built=True)
         return dataset
@@ -182,6 +193,28 @@ def load_dataset(
             cache.close()
         if lock is not None:
             lock.release()  # no-op once released above
+
+
+def _still_current(cache: DatasetCache, key: str, cached: Dataset | None, inputs: list[str],
+                   warn: Warn, *, locked: bool) -> Dataset | None:
+    """``cached``, read from entry ``key``, where its input files are those it was built from
+    (sde.cache.identity: an edit that kept their size and modification time keeps the key); else
+    None, the entry removed (said where files changed). An entry without a record of its files is
+    removed only under its build ``locked``: without the lock it may be one another process has
+    just stored, its record about to follow (the caller then waits for the lock and asks again)."""
+    if cached is None:
+        return None
+    verdict = check(cache.input_record(key), inputs)
+    if verdict.current:
+        cache.keep_input_record(key, verdict.renewed)
+        return cached
+    if not verdict.changed and not locked and not cache.read_only:
+        return None
+    if verdict.changed:
+        warn(f"{', '.join(verdict.changed)} changed since the dataset was cached, though its size and "
+             "modification time did not; building it again")
+    cache.delete(key)
+    return None
 
 
 def one_piece_bytes(memory_limit: str | None) -> int:
@@ -233,21 +266,24 @@ def entry_key(manifest: "str | Path | Sequence[str | Path] | SourceSet", options
     return fingerprint(manifest, options) + ("-vad" if vad else "")
 
 
-def _build_folder(cache: DatasetCache, key: str, part_bytes: int) -> Path:
-    """Where a part-by-part build of entry ``key`` keeps its parts (a resumed build finds them)."""
-    return cache.directory / BUILDS / f"{key}-{part_bytes}"
+def _build_folder(cache: DatasetCache, key: str, part_bytes: int, tag: str = "") -> Path:
+    """Where a part-by-part build of entry ``key`` keeps its parts (a resumed build finds them);
+    ``tag`` (sde.cache.identity.files_tag) names the state of its input files: parts built from a
+    file edited since (its size and modification time kept) are not resumed."""
+    return cache.directory / BUILDS / (f"{key}-{part_bytes}-{tag}" if tag else f"{key}-{part_bytes}")
 
 
 def _build_in_parts(path: str | SourceSet, one_piece: int, cutset: bool, options: DatasetOptions,
                     cache: DatasetCache | None,
                     key: str | None, *, threads: int | None, memory_limit: str | None, part_bytes: int, progress: bool,
-                    say: Callable[[str], None], engine: str | RayEngine = "local") -> tuple[Dataset, bool]:
+                    say: Callable[[str], None], engine: str | RayEngine = "local",
+                    files_tag: str = "") -> tuple[Dataset, bool]:
     """(dataset, whether the cache holds it). With a cache the parts live in its ``builds``
     folder, so an interrupted build resumes; without one, in a private folder removed at exit.
     What the parts read of no more than ``one_piece`` bytes (a gzip manifest, decompressed) is
     built in one piece from there. NoRoomToDecompress: a gzip manifest could not be decompressed.
     ``cutset``: ``path`` is a Lhotse CutSet."""
-    folder = (_build_folder(cache, key, part_bytes) if cache is not None and key is not None
+    folder = (_build_folder(cache, key, part_bytes, files_tag) if cache is not None and key is not None
               else private_temp_folder("sde-build-"))
     # a damaged gzip CutSet is read whole, by its one part: its one-piece read keeps the lines before the damage
     with local_copies(path, folder, progress=progress, say=say, damaged_read_whole=cutset) as readable:

@@ -247,8 +247,10 @@ def _remeasured(cache: DatasetCache, key: str, dataset: Dataset, now: FileStates
     if not cache.read_only:
         # the whole entry again: what was kept beside it (the pages the warm-up lays out, the audio
         # summary) was computed from the old measures, and goes with it
+        inputs = cache.input_record(key)  # the same input files: their record stays
         cache.delete(key)
         cache.put(key, out)
+        cache.keep_input_record(key, inputs if isinstance(inputs, dict) else None)
         _keep(out, record)
         read_back = cache.get(key)  # its tables from the new entry's files (the old ones are deleted)
         stored = read_back if read_back is not None else out

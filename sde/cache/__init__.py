@@ -6,6 +6,11 @@ it instead of parsing and scoring the manifest again. The small metadata record 
 acts as the commit marker: a reader never sees a half-written entry. Any failure to read or write
 the cache is a warning, never fatal.
 
+An entry is keyed by its input files' paths, sizes and modification times; it also keeps their
+inodes, change times and content digests (sde.cache.identity), so that an edit that kept a file's
+size and modification time (``sed -i`` then ``touch -r``, ``rsync -t``) builds it again, and a
+chmod or a copy back of the same content does not.
+
 Every diskcache store sde opens (datasets, predictions, the UI's background jobs) goes through
 :func:`open_store`, which keeps the promises of the README:
 

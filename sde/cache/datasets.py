@@ -10,6 +10,7 @@ import pickle
 import shutil
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,8 +35,9 @@ from sde.cache.store import STALE_FILE_S, LinkedFile, LinkingDisk, done_with_tem
 
 # Bump when the layout of a built Dataset changes, or what sde computes into it (the version is not
 # bumped per change), so old entries are not misread or kept with old numbers.
-CACHE_FORMAT = 10  # 10: scores and measures this version computes otherwise (predictions by shard_id,
-# one-channel measures, long-utterance alignment, numbers read as money, percent, decades, minus)
+CACHE_FORMAT = 11  # 10: scores and measures this version computes otherwise (predictions by shard_id,
+# one-channel measures, long-utterance alignment, numbers read as money, percent, decades, minus);
+# 11: --normalize reads more of numbers (times, fractions, ranges...) and gives text one spelling
 
 
 #: The cache folder's subfolder of build folders (sde.build.load).
@@ -118,6 +120,7 @@ class DatasetCache:
             return None
         if meta_raw is None:
             return None
+        build = self._build_of(key)
         try:
             meta = pickle.loads(meta_raw)
             sizes = meta.get("table_bytes", {})
@@ -130,11 +133,11 @@ class DatasetCache:
             return None
         if self.read_only:  # what was kept with it is read, nothing is kept
             self._summary_sums(key, dataset)
-            dataset.caches.keep_with(KeptWithBuild(self.directory, key, read_only=True), dataset.generation)
+            dataset.caches.keep_with(KeptWithBuild(self.directory, key, read_only=True, build=build), dataset.generation)
             return dataset
         mark_used(self._store, key, meta.get("name", key[:12]))
         self._summary_sums(key, dataset)
-        dataset.caches.keep_with(KeptWithBuild(self.directory, key), dataset.generation)
+        dataset.caches.keep_with(KeptWithBuild(self.directory, key, build=build), dataset.generation)
         self.make_room(keep=key)  # its index files, written since it was stored, may have passed the limit
         return dataset
 
@@ -164,6 +167,7 @@ class DatasetCache:
                     sizes[part] = self._write_compressed(key, part, str(column), df[column])
             meta["tables"] = list(sizes)
             meta["table_bytes"] = sizes
+            build = self._new_build(key)
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
             mark_used(self._store, key, meta["name"])
         except Exception as e:  # noqa: BLE001 - a full disk or read-only cache must not stop the app
@@ -173,8 +177,16 @@ class DatasetCache:
             self.delete(key)
             return
         self._summary_sums(key, dataset)
-        dataset.caches.keep_with(KeptWithBuild(self.directory, key), dataset.generation)
+        dataset.caches.keep_with(KeptWithBuild(self.directory, key, build=build), dataset.generation)
         self.make_room(keep=key)
+
+    def _new_build(self, key: str) -> str:
+        """Name the build about to be stored under ``key``, before its description: values kept
+        from another build once stored under it (the same key: an input edited with its size and
+        time kept, measures taken again) are not kept with this one (sde.cache.kept)."""
+        build = uuid.uuid4().hex
+        self._store.set(("build", key), build)
+        return build
 
     def put_built(self, key: str, meta: dict, files: dict[str, Path]) -> None:
         """Store a dataset whose tables are already Arrow files (sde.build); raises on failure
@@ -189,12 +201,37 @@ class DatasetCache:
                 self._store.set(("table", key, name), LinkedFile(str(path)), read=True)
                 self._make_read_only(("table", key, name))
             meta = {**meta, "tables": list(files), "table_bytes": sizes}
+            self._new_build(key)
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
             mark_used(self._store, key, meta["name"])
         except BaseException:
             self.delete(key)
             raise
         self.make_room(keep=key)
+
+    def _build_of(self, key: str) -> str | None:
+        try:
+            build = self._store.get(("build", key))
+        except Exception:  # noqa: BLE001
+            return None
+        return build if isinstance(build, str) else None
+
+    def input_record(self, key: str) -> object:
+        """The record of the input files entry ``key`` was built from (sde.cache.identity), or None."""
+        try:
+            return self._store.get(("inputs", key))
+        except Exception:  # noqa: BLE001 - unreadable: no record, the entry is built again
+            return None
+
+    def keep_input_record(self, key: str, record: dict | None) -> None:
+        """Keep ``record`` with entry ``key`` (after the entry: one without a record is stale);
+        nothing in a read-only folder, or where it cannot be written."""
+        if self.read_only or record is None or not self.holds(key):  # not stored (a full disk)
+            return
+        try:
+            self._store.set(("inputs", key), record)
+        except Exception:  # noqa: BLE001 - a full disk: the next start builds it again
+            pass
 
     def delete(self, key: str) -> bool:
         """Remove a dataset's entries, its table files and the index files beside them; False where

@@ -24,11 +24,15 @@ class KeptWithBuild:
     or written to the cache. The store is opened at the first use; every failure is quiet (a
     read-only or damaged cache: the value is computed at each start, as without it).
     ``read_only``: a cache folder sde cannot write (sde.cache.read_only): what was kept is
-    recalled, nothing is kept."""
+    recalled, nothing is kept. ``build``: the name of the build read or written
+    (``("build", key)``), so that nothing computed from it is kept with another build stored under
+    the same key since (by another process: an input edited with its size and modification time
+    kept, audio measured again)."""
 
-    def __init__(self, directory: Path, key: str, *, read_only: bool = False) -> None:
+    def __init__(self, directory: Path, key: str, *, read_only: bool = False, build: str | None = None) -> None:
         self._directory = directory
         self._key = key
+        self._build = build
         self._read_only = read_only
         self._store: diskcache.Cache | ReadOnlyStore | None = None
         self._kept: set[str] = set()  # names kept, or not to keep (too big, failed)
@@ -63,7 +67,14 @@ class KeptWithBuild:
                     return
                 self._kept.add(name)  # tried once, whatever happens
                 data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-                if len(data) <= KEPT_VALUE_BYTES and ("meta", self._key) in store:  # not for a build deleted since
+                if len(data) <= KEPT_VALUE_BYTES and self._still_stored(store):
                     store.set(("kept", self._key, name), data)
         except Exception:  # noqa: BLE001 - a full disk, a read-only cache, a value that does not pickle
             pass
+
+    def _still_stored(self, store: diskcache.Cache | ReadOnlyStore) -> bool:
+        """Whether the build the values come from is stored under its key still (not deleted, nor
+        replaced by another build)."""
+        if ("meta", self._key) not in store:
+            return False
+        return self._build is None or store.get(("build", self._key)) == self._build

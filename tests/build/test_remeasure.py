@@ -25,6 +25,7 @@ from sde.build.load import entry_key, load_dataset
 from sde.build import remeasure
 from sde.build.remeasure import RECORD
 from sde.cache import DatasetCache
+from sde.cache.identity import Recording, input_files
 from sde.caching import keeping
 from sde.dataset import DatasetOptions, build_dataset
 
@@ -257,7 +258,10 @@ def test_an_entry_without_a_record_gets_one_and_notices_changes_from_then_on(cor
     """An entry stored without the files' states (as sde did before it kept them)."""
     measured = with_measured_audio(build_dataset(corpus.manifest, METRICS))
     cache = DatasetCache(corpus.cache)
-    cache.put(entry_key(corpus.manifest, METRICS, False), measured)
+    key = entry_key(corpus.manifest, METRICS, False)
+    cache.put(key, measured)
+    # with the record of its manifest (sde.cache.identity), kept with every entry: only the audio's is missing
+    cache.keep_input_record(key, Recording(input_files(corpus.manifest, METRICS)).start().record())
     cache.close()
     _, said = corpus.load()
     assert about(said) == ["note: audio measures: no record of the state of the 7 audio files when they were measured; "

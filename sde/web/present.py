@@ -382,15 +382,15 @@ def word_utterances(texts: pd.Series, rows: np.ndarray | None, words: list[str])
             arr = arr.combine_chunks()
         lists = pc.split_pattern(collapse_whitespace(arr).cast(pa.large_string()), " ")
         which = pc.index_in(pc.list_flatten(lists), value_set=wanted)
-        found = which.is_valid().to_numpy(zero_copy_only=False)
-        word = which.to_numpy(zero_copy_only=False)[found].astype(np.int32)
-        parent = pc.list_parent_indices(lists).to_numpy()[found]
-        # the rows of each word in row order (a stable sort), each row once
-        order = np.argsort(word, kind="stable")
-        word, parent = word[order], parent[order]
-        first = np.ones(len(word), dtype=bool)
-        first[1:] = (word[1:] != word[:-1]) | (parent[1:] != parent[:-1])
-        counts += np.bincount(word[first], minlength=len(words))
+        found = which.is_valid()
+        word = which.filter(found).to_numpy().astype(np.int64)
+        parent = pc.list_parent_indices(lists).filter(found).to_numpy().astype(np.int64)
+        # (row, word) pairs, each counted once: the pairs come in row order, so sorting them is
+        # sorting within each row, which timsort (numpy's stable sort of int64) does in few passes
+        pairs = np.sort(parent * len(words) + word, kind="stable")
+        first = np.ones(len(pairs), dtype=bool)
+        first[1:] = pairs[1:] != pairs[:-1]
+        counts += np.bincount(pairs[first] % len(words), minlength=len(words))
     return counts
 
 

@@ -75,6 +75,7 @@ __all__ = [
     "normalize_many",
     "parse_normalize",
     "split_words",
+    "word_lists",
     "to_arrow_strings",
     "words",
 ]
@@ -808,9 +809,15 @@ def collapse_whitespace(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunke
     return pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, _RE2_WHITESPACE_TO_SPACE, " "))
 
 
+def word_lists(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """The words of each string of an Arrow string column, a list per string: ``str.split()``,
+    except that an empty (or all-whitespace) string gives ``[""]``."""
+    return pc.split_pattern(collapse_whitespace(arr), " ")
+
+
 def split_words(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """All words of an Arrow string column, flattened: ``str.split()`` of every string."""
-    tokens = pc.list_flatten(pc.split_pattern(collapse_whitespace(arr), " "))
+    tokens = pc.list_flatten(word_lists(arr))
     # An empty (or all-whitespace) string splits to [""]; str.split() gives [].
     return pc.filter(tokens, pc.not_equal(tokens, pa.scalar("", tokens.type)))
 

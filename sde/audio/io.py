@@ -47,7 +47,6 @@ __all__ = [
     "SegmentReader",
     "file_info",
     "channel_number",
-    "check_channel",
     "open_segment",
     "read_channels",
     "read_segment",
@@ -837,11 +836,6 @@ def _whole_channel(value: object) -> Any:
             return _MISSING
         return int(value) if math.isfinite(value) and value >= 0 and value == int(value) else None
     return None
-
-
-def check_channel(path: str | AudioInput, channel: object, channels: int) -> None:
-    """Refuse a channel (0-based) that a file of ``channels`` channels lacks."""
-    channel_number(channel, path, channels)
 
 
 def _decoded_whole(path: str, offset: float, duration: float | None) -> SegmentReader:

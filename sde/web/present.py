@@ -25,7 +25,7 @@ from sde.caching import for_dataset
 from sde.metrics import align_words
 from sde.filters import combine_filters
 from sde.query import Clause, QueryError, format_filter
-from sde.text import collapse_whitespace, to_arrow_strings
+from sde.text import to_arrow_strings, word_lists
 from sde.web.state import error_words, parse_error_param
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -380,7 +380,7 @@ def word_utterances(texts: pd.Series, rows: np.ndarray | None, words: list[str])
         arr = to_arrow_strings(texts.iloc[part])
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
-        lists = pc.split_pattern(collapse_whitespace(arr).cast(pa.large_string()), " ")
+        lists = word_lists(arr.cast(pa.large_string()))  # "" of an empty text matches no word
         which = pc.index_in(pc.list_flatten(lists), value_set=wanted)
         found = which.is_valid()
         word = which.filter(found).to_numpy().astype(np.int64)

@@ -513,7 +513,8 @@ def serve_command(sources: tuple[str, ...], model: str | None, port: int, host: 
         _say_model_unused(dataset, sources, model)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
            sock=sock, augment_dirs=(noise_dir, rir_dir),
-           reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only)
+           reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only,
+           cache_options=(cache_dir, no_cache))
 
 
 def _reserve_port(host: str, port: int):
@@ -717,7 +718,7 @@ def _end_background_queries(warm) -> None:
 
 def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cache_dir: str | None = None,
            sock=None, augment_dirs: tuple[str | None, str | None] = (None, None), reviews: str | None = None,
-           read_only: bool = False) -> None:
+           read_only: bool = False, cache_options: tuple[str | None, bool] = (None, False)) -> None:
     # The first page a browser opens shows the summary (sums over every row: 0.3-0.8 s at 10M,
     # mostly reading the columns, numpy without the GIL): made while the web framework imports.
     threading.Thread(target=_summary_ahead, args=(dataset,), name="sde-summary", daemon=True).start()
@@ -742,8 +743,14 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
             "and its audio" + ("" if auth else "; consider --auth USER:PASSWORD"),
             err=True,
         )
+    # --cache-dir as given, else $SDE_CACHE_DIR: the printed commands name the folder, so that they read
+    # this build from another shell or folder too.
+    given_cache, no_cache = cache_options
+    given_cache = given_cache or os.environ.get("SDE_CACHE_DIR") or None
     app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth, cache_dir=cache_dir,
-                                        reviews=reviews, read_only=read_only))
+                                        reviews=reviews, read_only=read_only, no_cache=no_cache,
+                                        dataset_cache_dir=None if no_cache or not given_cache
+                                        else os.path.abspath(given_cache)))
 
     # The query engine's view of the table (seconds at 10M rows) is made while the browser opens;
     # of the text columns, the transcripts are the ones searched (paths, speakers: on first use).
@@ -1123,7 +1130,8 @@ def demo_command(port: int, host: str, auth: str | None, debug: bool, cache_dir:
                                                       alphabet="abcdefghijklmnopqrstuvwxyz' "),
                    cache_dir, no_cache)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
-           sock=sock, reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only)
+           sock=sock, reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only,
+           cache_options=(cache_dir, no_cache))
 
 
 def _terminate(signum: int, _frame: Any) -> None:

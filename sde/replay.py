@@ -13,7 +13,7 @@ from sde.lines import ExportError, source_files
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from sde.dataset import Dataset
 
-__all__ = ["data_args", "source_args"]
+__all__ = ["cache_args", "data_args", "source_args"]
 
 # Up to this many manifests are listed one by one; more (shards) are named as typed.
 MAX_LISTED_SOURCES = 8
@@ -59,3 +59,13 @@ def data_args(dataset: "Dataset") -> list[str]:
     if o.estimate_audio_metrics:
         args.append("--estimate-audio-metrics")
     return args
+
+
+def cache_args(cache_dir: str | None, no_cache: bool) -> list[str]:
+    """The cache options that decide which stored build a command reads, as `sde export` takes
+    them: without the server's --cache-dir a pasted command builds the dataset again (minutes at
+    scale), and after a --no-cache server it would write a cache the user kept sde out of. None
+    and False, the defaults, need no word."""
+    if no_cache:
+        return ["--no-cache"]
+    return ["--cache-dir", _local(cache_dir)] if cache_dir else []

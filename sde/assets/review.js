@@ -65,9 +65,8 @@
     if (!el) {
       el = document.createElement("div");
       el.id = "review-keys-note";
+      el.className = "review-keys-note";  // its looks: sde.css
       el.setAttribute("role", "status");
-      el.style.cssText = "position:fixed;bottom:1rem;left:50%;transform:translateX(-50%);z-index:2000;" +
-        "padding:.35rem .75rem;border-radius:.375rem;background:#343a40;color:#fff;font-size:.875rem;";
       document.body.appendChild(el);
     }
     el.textContent = text;

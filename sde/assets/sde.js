@@ -208,7 +208,9 @@
    the body) and Enter opens the focused row, as a click on it does. Tab and Shift+Tab leave the
    grid, to the next (previous) element of the page: AG Grid's own Tab walks every cell of every row,
    and from the last header cell of a grid without focusable cells wrapped back to its first, a trap
-   for the keyboard. A grid whose cells take no focus still leaves from its last header cell. */
+   for the keyboard. A grid whose cells take no focus still leaves from its last header cell.
+   Shift+Tab into a link grid lands on the row the user was last on in it, else its first row: AG
+   Grid's bottom tab guard sent it to the last rendered cell, away from both (Tab enters at the top). */
 (function () {
   var FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]):not([type="hidden"]), ' +
     'select:not([disabled]), textarea:not([disabled]), audio[controls], video[controls], [tabindex]';
@@ -264,5 +266,36 @@
     e.preventDefault();
     e.stopPropagation();
     next.focus();
+  }, true);
+
+  document.addEventListener("focusin", function (e) {
+    var row = e.target && e.target.closest ? e.target.closest(".sde-link-grid .ag-row[row-index]") : null;
+    if (row) row.closest(".sde-link-grid").__sdeRow = +row.getAttribute("row-index");
+  }, true);
+
+  function gridApi(holder) {
+    try {
+      return holder.id && window.dash_ag_grid ? window.dash_ag_grid.getApi(holder.id) : null;
+    } catch (err) { return null; }  // not made yet: AG Grid's own landing
+  }
+
+  // Capturing, on the document: runs before the guard's own focus listener, which it can stop.
+  document.addEventListener("focus", function (e) {
+    var guard = e.target;
+    if (!guard || !guard.classList || !guard.classList.contains("ag-tab-guard-bottom")) return;
+    var holder = guard.closest(".sde-link-grid"), root = guard.closest(".ag-root-wrapper");
+    if (!holder || !root || (e.relatedTarget && root.contains(e.relatedTarget))) return;
+    var api = gridApi(holder);
+    var columns = api ? api.getAllDisplayedColumns() : [];
+    var rows = api ? api.getDisplayedRowCount() : 0;
+    if (!rows || !columns.length) return;
+    var index = holder.__sdeRow >= 0 && holder.__sdeRow < rows ? holder.__sdeRow : 0;
+    e.stopImmediatePropagation();
+    api.ensureIndexVisible(index);
+    (function land(tries) {
+      api.setFocusedCell(index, columns[0]);
+      // a row scrolled out of view is drawn a frame or two after ensureIndexVisible
+      if (document.activeElement === guard && tries > 0) window.requestAnimationFrame(function () { land(tries - 1); });
+    })(10);
   }, true);
 })();

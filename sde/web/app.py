@@ -27,7 +27,7 @@ from dash.exceptions import DependencyException
 from flask import Response, make_response, request, send_from_directory
 
 from sde.audio_quality import has_audio_metrics
-from sde.web import reviewing, state
+from sde.web import reviewing, served, state
 from sde.web.api import register_api
 from sde.web.auth import install_basic_auth
 from sde.web.components import alert_code, navbar
@@ -53,6 +53,10 @@ class AppConfig:
     cache_dir: str | None = None  # where background jobs (transcription, audio metrics) hand results over
     reviews: str | None = None    # the reviews file (SQLite; created when missing); None: reviews are off
     read_only: bool = False       # --read-only: reviews are shown, never edited
+    # The dataset cache the served build was read from or stored in, for the commands the pages
+    # print (sde.replay.cache_args): a pasted `sde export` without them builds the dataset again.
+    dataset_cache_dir: str | None = None  # --cache-dir, else $SDE_CACHE_DIR (None: the platform's default)
+    no_cache: bool = False                # --no-cache
 
 
 def not_found_layout(pathname: str) -> html.Div:
@@ -257,6 +261,7 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     server = app.server
     # A callback's inputs are a few KB; a client posting megabytes gets 413 instead of our memory.
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    served.install(server, config.dataset_cache_dir, config.no_cache)  # for the commands the pages print
     answer_404_off_pages(app, dataset)
     refuse_malformed_callbacks(app)
     if config.auth:

@@ -27,6 +27,7 @@ from sde.replay import data_args, source_args
 from sde.rules import (MAX_RULES, MAX_RULES_BYTES, Rule, RulesError, check_rules, dump_rules, duration_text,
                        parse_rules, rules_preview_route)
 from sde.web import reviewing, state
+from sde.web.served import served_cache_args
 from sde.web.components import MANIFEST_API, as_text, fmt_int, page_header
 from sde.web.pages.page import Page
 from sde.web.present import check_filter
@@ -175,8 +176,9 @@ def export_command(dataset: "Dataset", view: str | None, filters: Sequence[str] 
     """The `sde export` that replays this page: the manifest where it is (a command copied to
     another folder still finds it), the data options the server was started with (a rule or view
     may name a column only they make: a hypothesis, a normalised score, an OOV count), and the
-    server's reviews file when the view or a rule (`filters`) names a review column."""
-    parts = ["sde", "export", *source_args(dataset), *data_args(dataset)]
+    server's reviews file when the view or a rule (`filters`) names a review column, and its cache
+    options (the build it reads, not one made again)."""
+    parts = ["sde", "export", *source_args(dataset), *data_args(dataset), *served_cache_args()]
     store = reviewing.current_store()
     if store is not None and any("review" in f for f in [view or "", *filters]):
         parts += ["--reviews", str(Path(store.path).resolve())]

@@ -17,11 +17,12 @@ from sde.audio_presence import audio_missing_count
 from sde.caching import for_dataset
 from sde.filters import combine_filters
 from sde.web import reviewing, state
-from sde.web.components import fmt_float, fmt_int
+from sde.web.components import fmt_int
 from sde.web.grid import TableSpec, example_filter
 from sde.web.pages import table
 from sde.web.pages.page import Page
 from sde.query import QueryError, parse_sort
+from sde.rules import duration_text
 from sde.web.present import ApiError, requested_filter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,7 +113,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         params.pop("sort", None)
     s = dataset.utterances
     hours = float(s["duration"].sum()) / 3600 if len(s) else 0.0
-    subtitle = [f"{fmt_int(len(s))} utterances · {fmt_float(hours, 2)} hours · click a row to inspect it"]
+    subtitle = [f"{fmt_int(len(s))} utterances · {duration_text(hours)} · click a row to inspect it"]
     return table.layout(spec_for(dataset), params, TITLE, subtitle, hint=hint)
 
 

@@ -21,6 +21,7 @@ from dash import Input, Output, State, dcc, html
 
 from sde.filters import TEXT, Clause, column_kind
 from sde.quality.tts import GUIDANCE
+from sde.rules import duration_text
 from sde.web.components import fmt_float, fmt_int, page_header
 from sde.web.figures import GRAPH_CONFIG
 from sde.web.pages.page import Page
@@ -63,7 +64,8 @@ def _hours_cell(hours: float | None) -> Any:
     if hours is None:
         return html.Span("–", className="text-muted")
     color = "text-success" if hours >= GUIDANCE["target_hours"] else "text-danger"
-    return html.Span(fmt_float(hours, 2), className=color)
+    # A speaker of a few short utterances read "0.00" in hours: seconds and minutes say how far off it is.
+    return html.Span(duration_text(hours), className=color)
 
 
 def _phonemes(s: dict) -> Any:
@@ -81,7 +83,7 @@ def _phonemes(s: dict) -> Any:
 
 
 def _table(r: dict, column: str, text: bool) -> dbc.Table:
-    head = ["speaker", "utterances", "hours", "speech hours", "sample rates", "LUFS median", "LUFS spread",
+    head = ["speaker", "utterances", "audio", "speech", "sample rates", "LUFS median", "LUFS spread",
             "clipping", "phonemes", "flags"]
     rows = []
     for s in r["speakers"][:SHOWN_SPEAKERS]:

@@ -42,6 +42,7 @@ from sde.rules import duration_text
 from sde.web import reviewing, state
 from sde.web.components import as_mapping, as_text, fmt_int, manifest_href, stat_card
 from sde.web.grid import list_filter
+from sde.web.served import served_cache_args
 from sde.web.present import row_dict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -411,7 +412,7 @@ def summary_card(dataset: "Dataset") -> dbc.Card | None:
 def apply_command(dataset: "Dataset", reviews_path: Any) -> str:
     """The `sde export --apply-reviews` of this server's manifest, data options and reviews file,
     ready to paste (from any folder)."""
-    parts = ["sde", "export", *source_args(dataset), *data_args(dataset), "--reviews",
+    parts = ["sde", "export", *source_args(dataset), *data_args(dataset), *served_cache_args(), "--reviews",
              str(Path(reviews_path).resolve()), "--apply-reviews", "-o", "clean.json"]
     return " ".join(shlex.quote(p) for p in parts)
 

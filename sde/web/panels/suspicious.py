@@ -22,7 +22,8 @@ from dash import Input, Output, dcc, html, no_update
 from sde.caching import for_dataset, keeping
 from sde.quality.apply import kind_columns, quality_frame, speech_hours
 from sde.quality.suspicious import suspicious_summary
-from sde.web.components import fmt_float, fmt_int
+from sde.rules import duration_text
+from sde.web.components import fmt_int
 from sde.web.panels.background import FIRST_WAIT_S, POLL_MS, in_background
 from sde.web.state import samples_href
 
@@ -102,8 +103,8 @@ def body(dataset: Dataset) -> list:
         dup_parts.append(dcc.Link("TTS readiness", href="/tts"))
     dup_parts += [" · ", dcc.Link("Duplicates view", href="/duplicates")]
     hours = s["speech_hours"]
-    speech = (["Speech (VAD): ", html.Strong(f"{fmt_float(hours, 2)} h"), " of ",
-               f"{fmt_float(_total_hours(dataset), 2)} h audio"] if hours is not None else
+    speech = (["Speech (VAD): ", html.Strong(duration_text(hours)), " of ",
+               f"{duration_text(_total_hours(dataset))} audio"] if hours is not None else
               ["Speech activity not measured: ", dcc.Link("measure it on TTS readiness", href="/tts"),
                " (or start sde with --vad)"])
     return [html.Div(speech, className="small mb-2", id=SPEECH), flags,

@@ -45,6 +45,7 @@ from sde.quality.apply import (
     vad_unavailable,
 )
 from sde.quality.segments import KINDS, Cancelled, measure_segments
+from sde.rules import duration_text
 from sde.web.components import fmt_float, fmt_int, stat_card
 from sde.web.panels.audio_metrics import metric_columns
 from sde.web.panels.jobs import (
@@ -135,9 +136,9 @@ def _summary_card(dataset: Dataset) -> dbc.Card:
         ratio = pd.to_numeric(table["speech_ratio"], errors="coerce")
         no_speech = int((pd.to_numeric(table["speech_duration"], errors="coerce") == 0).sum())
         low = int((ratio < LOW_SPEECH_RATIO).sum())
-        share = f"{100 * speech_h / total_h:.0f}% of {fmt_float(total_h, 2)} h" if total_h else ""
+        share = f"{100 * speech_h / total_h:.0f}% of {duration_text(total_h)}" if total_h else ""
         cards += [
-            stat_card("Speech hours", fmt_float(speech_h, 2), value_id=SPEECH_HOURS, sub=share),
+            stat_card("Speech", duration_text(speech_h), value_id=SPEECH_HOURS, sub=share),
             stat_card("No speech found", fmt_int(no_speech), value_id=NO_SPEECH, tone="danger" if no_speech else None,
                       sub=dcc.Link("show them", href=samples_href(filter="{speech_duration} = 0"))
                       if no_speech else "utterances"),

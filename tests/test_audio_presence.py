@@ -153,7 +153,7 @@ def stat_digest(path: str) -> int:
         st = os.stat(path)
     except (OSError, ValueError):
         return P.NO_FILE
-    return P.digest(st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else P.NO_FILE
+    return P.digest(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) if stat.S_ISREG(st.st_mode) else P.NO_FILE
 
 
 def states_of(paths: list[str], **kw) -> tuple[dict[str, int], P.FileStates]:

@@ -3,13 +3,16 @@
 With ``--estimate-audio-metrics`` or ``--vad`` the dataset cache entry holds the measures (sample
 rate, clipping, speech activity, audio hashes, …), keyed by the manifest, which a re-encoded,
 trimmed or repaired audio file leaves as it is. So the entry also keeps a record of each distinct
-file's state when it was measured: a digest of its size and modification time
-(sde.audio_presence.file_states), taken before measuring and kept beside the entry (a kept value:
-deleted with it). A warm start takes the files' states again, in the pass the presence check would
-make anyway (it then reads them: sde.audio_presence.remember), and re-measures the utterances of the
-files whose state changed (a file gone counts: it is then measured as missing; one that came back
-too), and only those: then the entry is stored again with the new measures and record, so that the
-next start finds nothing to do.
+file's state when it was measured: a digest of its size, modification time, inode and change time
+(sde.audio_presence.file_states: so a file replaced by one of the same size with its times put back
+counts as changed), taken before measuring and kept beside the entry (a kept value: deleted with
+it). A warm start takes the files' states again, in the pass the presence check would make anyway
+(it then reads them: sde.audio_presence.remember), and re-measures the utterances of the files
+whose state changed (a file gone counts: it is then measured as missing; one that came back too),
+and only those: then the entry is stored again with the new measures and record, so that the next
+start finds nothing to do. What moves only the change time counts too: after a ``chmod -R``,
+``chown -R`` or ``cp -a`` of the audio folder the next start measures its files again, at the cost
+of the first build's measuring (see sde.audio_presence).
 
 A server need not wait for that check: asked to (``load_dataset(..., measure_checks=[])``), the load
 leaves it as a :class:`MeasureCheck`, which the server runs once it answers (sde.cli: from 100,000
@@ -23,6 +26,10 @@ What is not checked keeps its measures: URLs (s3://…: a request per file is no
 measures are as old as the entry), files the time budget did not reach (said in one line), and
 the files of datasets with more than :data:`MAX_RECORDED_FILES` files (too many to keep a record
 of). After changing those, ``--no-cache`` once measures everything again.
+
+An entry whose record is from an sde that kept only sizes and modification times
+(:data:`RECORD_SIZE_AND_TIME`) has all its files measured again once: that record cannot vouch for
+a file replaced by one of the same size.
 """
 
 from __future__ import annotations
@@ -45,8 +52,10 @@ from sde.cache.kept import KEPT_VALUE_BYTES
 from sde.dataset import Dataset
 from sde.sources.members import shard_number
 
-#: The kept value holding the record (bump the version when its layout changes).
-RECORD = "audio-files/v1"
+#: The kept value holding the record (bump the version when its layout or meaning changes).
+RECORD = "audio-files/v2"
+#: The record of earlier sde versions: digests of size and modification time only.
+RECORD_SIZE_AND_TIME = "audio-files/v1"
 #: The record takes eight bytes a file, and a kept value at most KEPT_VALUE_BYTES.
 MAX_RECORDED_FILES = (KEPT_VALUE_BYTES - 4096) // 8
 #: The states taken before a build measures its audio: measuring reads every file anyway, so a slow
@@ -114,8 +123,18 @@ def _keep(dataset: Dataset, digests: np.ndarray) -> None:
 
 
 def _recorded(dataset: Dataset, files: int) -> np.ndarray | None:
+    """The entry's record of its ``files`` files. Where only an earlier sde's record is kept
+    (:data:`RECORD_SIZE_AND_TIME`): every file not checked then (so changed, :func:`_changed`), as
+    that record cannot tell a same-size replacement."""
+    digests = _kept_digests(dataset, files, RECORD)
+    if digests is None and _kept_digests(dataset, files, RECORD_SIZE_AND_TIME) is not None:
+        return np.full(files, NOT_CHECKED, dtype=np.uint64)
+    return digests
+
+
+def _kept_digests(dataset: Dataset, files: int, name: str) -> np.ndarray | None:
     keeper = dataset.caches.keeper(dataset.generation)
-    found, value = keeper.recall(RECORD) if keeper is not None else (False, None)
+    found, value = keeper.recall(name) if keeper is not None else (False, None)
     if not (found and isinstance(value, dict) and value.get("files") == files):
         return None
     digests = value.get("digests")
@@ -189,6 +208,9 @@ def refreshed(cache: DatasetCache, key: str, dataset: Dataset, *, lock: BuildLoc
     changed = _changed(recorded, now.digests)
     if not changed.any():
         return _unchanged(dataset, now, say=say if served else None, start=start)
+    if (recorded == NOT_CHECKED).all() and _kept_digests(dataset, files, RECORD_SIZE_AND_TIME) is not None:
+        say(f"note: audio measures: the record of the {plural(files, 'audio file')} is from an earlier sde, blind "
+            "to a file replaced by one of the same size with its times put back; measuring them again, once")
     own_lock = lock is None and not cache.read_only
     held = lock_build(cache.directory, key, say) if own_lock else lock
     try:

@@ -4,9 +4,17 @@ including one over 10,000 groups (DESIGN's target: well under 1 s at 1M utteranc
 
     python benchmarks/bench_analysis.py [--utterances 1000000] [--groups-only]
     python benchmarks/bench_analysis.py --top-errors MANIFEST [--cache-dir DIR]
+    python benchmarks/bench_analysis.py --stored [--cache-dir DIR] [--utterances 1000000]
 
 --groups-only times the 10,000-group breakdown alone, on a synthetic utterance table (no manifest
 to generate or load: quick to run anywhere).
+
+--stored times the Comparison page as the server gives it: the generated manifest loaded as
+`sde MANIFEST --cache-dir DIR` loads it (built there first if it is not; default: a folder in
+benchmarks/output/), its transcripts' word index built or mapped as the warm-up does, then the
+page's first load, and the word table's `utterances` column alone (its 300 words, all rows and a
+third of them): counted from the word index and by splitting the transcripts. Each row gives wall
+and CPU (user+sys of the process) milliseconds: the machine may be shared.
 
 --top-errors times the Errors page of MANIFEST's first hypothesis as the server computes it:
 the dataset loaded as `sde MANIFEST --cache-dir DIR` loads it (built there first if it is not),
@@ -24,6 +32,7 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -83,6 +92,53 @@ def print_table(rows) -> None:
         print(f"| {name} | {timed(fn):.0f} |")
 
 
+def print_cpu_table(rows) -> None:
+    print("| computation | first call (ms) | CPU (ms) |")
+    print("|---|---:|---:|")
+    for name, fn in rows:
+        cpu = time.process_time()
+        wall = timed(fn)
+        print(f"| {name} | {wall:.0f} | {(time.process_time() - cpu) * 1000:.0f} |")
+
+
+def stored_rows(manifest: Path, cache_dir: str) -> Iterator[tuple[str, Callable[[], object]]]:
+    """The rows of --stored: the dataset loaded and its word index built or mapped now, the rows made
+    as they are timed (the word rows need the page's word table, which its first load computes)."""
+    from sde import compressed_columns
+    from sde.build.load import load_dataset
+
+    ds = load_dataset(manifest, cache_dir=cache_dir)
+    indexed = ds.utterance_query.warm_search(["text"])  # as the server's warm-up: mapped, else built
+    texts = ds.utterances["text"]
+    index = compressed_columns.word_index(compressed_columns.stored_column(texts))
+    print(f"{len(texts):,} utterances, stored in {cache_dir}; word index of {', '.join(indexed) or 'no column'}\n")
+    return _stored_timings(ds, index)
+
+
+def _stored_timings(ds, index) -> Iterator[tuple[str, Callable[[], object]]]:
+    import numpy as np
+
+    from sde import word_index
+    from sde.web import present
+    from sde.web.pages import comparison
+
+    a, b = ds.hypotheses[:2]
+    texts = ds.utterances["text"]
+    yield ("Comparison page content (cards, word + utterance scatters, tables), first load",
+           lambda: comparison.sections(ds, a, b, "wer", ""))
+    split = getattr(present, "_split_word_utterances", None)
+    if index is None or not hasattr(word_index, "word_row_counts") or split is None:
+        return  # code from before the count from the index: the page alone
+    words = [str(w) for w in present.word_comparison(ds, a, b, "")["word"].head(comparison.WORD_ROWS)]
+    third = np.flatnonzero(np.random.default_rng(0).random(len(texts)) < 1 / 3)
+    for name, selection in (("all rows", None), ("a third of the rows", third)):
+        assert (word_index.word_row_counts(index, words, selection) == split(texts, selection, words)).all(), \
+            f"the counts of the {len(words)} words over {name} differ"
+        yield (f"word table utterances column ({len(words)} words), {name}: from the word index",
+               lambda s=selection: word_index.word_row_counts(index, words, s))
+        yield ("… by splitting the transcripts", lambda s=selection: split(texts, s, words))
+
+
 def top_errors_rows(manifest: Path, cache_dir: str | None) -> list:
     from sde import analysis
     from sde.build.load import load_dataset
@@ -111,7 +167,8 @@ def main() -> None:
     ap.add_argument("--utterances", type=int, default=1_000_000)
     ap.add_argument("--groups-only", action="store_true", help="only the 10,000-group breakdown, synthetic data")
     ap.add_argument("--top-errors", type=Path, metavar="MANIFEST", help="only the Errors page of MANIFEST")
-    ap.add_argument("--cache-dir", help="with --top-errors: where the dataset is (or gets) built")
+    ap.add_argument("--cache-dir", help="with --top-errors or --stored: where the dataset is (or gets) built")
+    ap.add_argument("--stored", action="store_true", help="only the Comparison page of the dataset loaded from its cache")
     args = ap.parse_args()
     if args.top_errors:
         print_table(top_errors_rows(args.top_errors, args.cache_dir))
@@ -126,6 +183,9 @@ def main() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, str(HERE / "make_manifest.py"), str(path), "--utterances",
                         str(args.utterances), "--seed", "0", "--hypotheses", "2", "--quiet"], check=True)
+    if args.stored:
+        print_cpu_table(stored_rows(path, args.cache_dir or str(HERE / "output" / f"cache_{path.stem}")))
+        return
 
     from sde import analysis
     from sde.dataset import build_dataset

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 from sde.engine import settings
 from sde.filters.engine import arrow_sql, numpy_sql, stopping
 from sde.filters.regex import in_sequence, parsed_regex
+from sde.text import _WHITESPACE as _STR_SPLIT_WHITESPACE  # exactly where str.split() splits (tests/test_text.py)
 from sde.word_joins import BITS_SHARE, WordJoins, or_bits, segment_joins
 
 try:  # the parser of Python's re: sre_parse until 3.11
@@ -47,7 +48,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["COMMON_SHARE", "MAX_COMMON", "MAX_POSTINGS_PER_ROW", "SEGMENT_BYTES", "WORD", "Postings", "WordIndex", "WordTest",
            "SpaceCuts", "build_word_index", "no_pairs", "phrase_pieces", "required_words", "space_cuts", "with_joins", "with_pairs",
-           "within_one_word"]
+           "within_one_word", "word_row_counts"]
 
 #: Text indexed by one DuckDB query (whole chunks, so a little more): ~0.85M lines of ~12 words,
 #: whose work takes ~0.2 GB; a column of very long lines makes short segments, not big ones.
@@ -326,6 +327,128 @@ class WordIndex:
         validity, missing = self._validity
         data = pa.py_buffer(np.packbits(mask, bitorder="little"))
         return pa.BooleanArray.from_buffers(pa.bool_(), self.rows, [validity, data], null_count=missing)
+
+
+#: RE2 class of the characters str.split() splits at but the index does not (it splits at " " alone).
+_OTHER_WHITESPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _STR_SPLIT_WHITESPACE if c != " ") + "]"
+
+
+def word_row_counts(index: WordIndex, words: Sequence[str], rows: np.ndarray | None = None) -> np.ndarray:
+    """For each of ``words``, how many rows of the column hold it as a ``str.split()`` token, among
+    ``rows`` (distinct row positions; None: every row), counted from the postings: a word's rows
+    inside the selection, no line read. A word that is not one such token ("", "a b") is in none.
+    The index splits at " " alone, so its words holding another whitespace ("a\\tb") hold each of
+    their str.split() tokens too: their rows are added to those tokens' (rare: a distinct word each).
+    The Comparison page's 300 words at 1M lines of ~12 words: ~40 ms of CPU, against ~1.9 s
+    splitting every line (benchmarks/bench_analysis.py --stored)."""
+    counts = np.zeros(len(words), dtype=np.int64)
+    number = {w: k for k, w in enumerate(dict.fromkeys(w for w in words if w.split() == [w]))}
+    if not number:
+        return counts
+    vocabulary = index.vocabulary[WORD]
+    wanted = pa.array(list(number), vocabulary.type)
+    which = pc.index_in(vocabulary, value_set=wanted)  # probes the vocabulary: hashes only the few wanted
+    found = np.flatnonzero(which.is_valid().to_numpy(zero_copy_only=False))
+    word_of = [which.take(found).to_numpy(zero_copy_only=False).astype(np.int64)]
+    vocabulary_of = [found]
+    spaced = np.flatnonzero(pc.match_substring_regex(vocabulary, _OTHER_WHITESPACE).to_numpy(zero_copy_only=False))
+    for entry, text in zip(spaced.tolist(), vocabulary.take(spaced).to_pylist()):
+        held = [number[token] for token in set(text.split()) if token in number]
+        word_of.append(np.array(held, dtype=np.int64))
+        vocabulary_of.append(np.full(len(held), entry, dtype=np.int64))
+    held_by, entries = _entries_of(index, np.concatenate(word_of), np.concatenate(vocabulary_of))
+    if len(entries):
+        per_word = _rows_within(index, held_by, entries, _selection_mask(index.rows, rows), len(number))
+        positions = np.array([number.get(w, -1) for w in words], dtype=np.int64)
+        counts[positions >= 0] = per_word[positions[positions >= 0]]
+    return counts
+
+
+def _entries_of(index: WordIndex, word_of: np.ndarray, vocabulary_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The words table's entries (a word and segment each) of these vocabulary words, and the wanted
+    word each counts for (``word_of``): a vocabulary word's run of entries (first/stop) expanded."""
+    first = index.vocabulary["first"].take(pa.array(vocabulary_of)).to_numpy().astype(np.int64)
+    spans = index.vocabulary["stop"].take(pa.array(vocabulary_of)).to_numpy().astype(np.int64) - first
+    entries = np.arange(int(spans.sum()), dtype=np.int64) + np.repeat(first - np.cumsum(spans) + spans, spans)
+    return np.repeat(word_of, spans), entries
+
+
+def _selection_mask(count: int, rows: np.ndarray | None) -> np.ndarray | None:
+    if rows is None:
+        return None
+    mask = np.zeros(count, dtype=bool)
+    mask[np.asarray(rows, dtype=np.int64)] = True
+    return mask
+
+
+def _rows_within(index: WordIndex, held_by: np.ndarray, entries: np.ndarray, selected: np.ndarray | None,
+                 wanted: int) -> np.ndarray:
+    """Per wanted word, its distinct rows among ``selected`` (None: every row), from the words
+    table's ``entries``, each counting for the word ``held_by`` says. Segments hold disjoint rows,
+    so each is counted on its own and the counts add up."""
+    counts = np.zeros(wanted, dtype=np.int64)
+    table = index.words.take(pa.array(entries))
+    segments = table["seg"].to_numpy().astype(np.int64)
+    starts, stops = table["start"].to_numpy().astype(np.int64), table["stop"].to_numpy().astype(np.int64)
+    bits = table["bit"].to_numpy().astype(np.int64)
+    postings = index.postings
+    order = np.lexsort((held_by, segments))  # by segment, then by word
+    slots: dict[int, np.ndarray] = {}  # a segment's scratch for _distinct_within, made once
+    packed: dict[int, np.ndarray] = {}  # a segment's selection as bits, made once for its common words
+    bounds = np.flatnonzero(np.r_[True, (np.diff(segments[order]) != 0) | (np.diff(held_by[order]) != 0), True])
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        mine = order[a:b]  # one word's entries in one segment
+        seg, k = int(segments[mine[0]]), int(held_by[mine[0]])
+        base, end = int(postings.bases[seg]), int(postings.bases[seg + 1])
+        chosen = None if selected is None else selected[base:end]
+        as_bits = bits[mine][bits[mine] >= 0].tolist()
+        slices = [postings.rows[seg][start:stop] for start, stop in zip(starts[mine][bits[mine] < 0].tolist(),
+                                                                          stops[mine][bits[mine] < 0].tolist())]
+        if as_bits and not slices and len(as_bits) == 1:  # a common word: a bit a row
+            held = postings.bits[seg][as_bits[0]]
+            if chosen is not None:
+                if seg not in packed:
+                    packed[seg] = np.packbits(chosen, bitorder="little")
+                held = held & packed[seg]
+            counts[k] += _ones(held)
+        elif as_bits:  # with rows of words holding other whitespace: rare
+            line = np.zeros(end - base, dtype=bool)
+            for bit in as_bits:
+                or_bits(line, postings.bits[seg][bit])
+            for rows_of in slices:
+                line[rows_of.astype(np.int64) - base] = True
+            counts[k] += int(np.count_nonzero(line if chosen is None else line & chosen))
+        else:
+            if seg not in slots:
+                slots[seg] = np.empty(end - base, dtype=np.int32)
+            slot = slots[seg]
+            counts[k] += _distinct_within(np.concatenate(slices) if len(slices) > 1 else slices[0], base, slot, chosen)
+    return counts
+
+
+def _distinct_within(rows_of: np.ndarray, base: int, slot: np.ndarray, chosen: np.ndarray | None) -> int:
+    """How many distinct rows of ``rows_of`` (rows of the segment from ``base``, in any order, maybe
+    repeated: DuckDB lists them as its threads find them) are ``chosen`` (None: every one). Each
+    row's ``slot`` (an int32 per row of the segment, read only where written here) takes the
+    position of one of its postings; that posting alone finds its own position there, so a row
+    repeated counts once, without a sort."""
+    local = rows_of.astype(np.int64) - base
+    positions = np.arange(len(local), dtype=np.int32)
+    slot[local] = positions
+    once = slot[local] == positions
+    if chosen is not None:
+        once &= chosen[local]
+    return int(np.count_nonzero(once))
+
+
+_BYTE_ONES = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _ones(bits: np.ndarray) -> int:
+    """The bits set in a row of bytes."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return int(np.bitwise_count(bits).sum(dtype=np.int64))
+    return int(_BYTE_ONES[bits].sum(dtype=np.int64))
 
 
 def phrase_pieces(text: str) -> list[tuple[str, str]] | None:

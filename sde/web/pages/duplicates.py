@@ -3,6 +3,10 @@ nearly share one (a few character edits), or share their audio (the same decoded
 group with its size, transcripts and a link to Samples filtered to it (`{dup_text_group} = 12`).
 JSON twin: /api/duplicates?kind=text|near|audio.
 
+A near-duplicate group is built around its most frequent transcript, its centre: every member is
+within NEAR_DUPLICATE_EDITS of the centre, so groups do not chain ("set a timer for N minutes",
+N = 1…120, is several groups, not one; see ``sde.quality.duplicates``).
+
 `/duplicates?kind=text&page=P`: groups largest first, PAGE_SIZE a page. The group columns are
 computed on the first visit (``sde.quality.apply.quality_frame``, ~3 s per million
 utterances; near-duplicates ~10 s); audio groups need the audio hashes of the TTS page's
@@ -16,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from sde.quality.apply import TooLarge
+from sde.quality.apply import NEAR_DUPLICATE_EDITS, TooLarge
+from sde.quality.duplicates import NEAR_MIN_CHARS
 from sde.web.components import fmt_int, page_header
 from sde.web.pages.page import Page
 from sde.web.panels.quality_data import KIND_COLUMNS, duplicates_page
@@ -76,6 +81,19 @@ def _pager(kind: str, page: int, total_groups: int) -> html.Div:
                     className="d-flex align-items-center gap-2 mb-2")
 
 
+def _near_rule(kind: str) -> list[Any]:
+    """What "nearly the same" means, on the near tab only: without it a group of ten different
+    sentences looks like a bug, and one sentence per group looks like missed pairs."""
+    if kind != "near":
+        return []
+    return [html.P(f"Every transcript of a group is within {NEAR_DUPLICATE_EDITS} character edits of the group's "
+                   "centre, its most frequent transcript (ties: the first alphabetically), after lower-casing and "
+                   "removing punctuation; one near two centres joins the more frequent. Transcripts under "
+                   f"{NEAR_MIN_CHARS} characters only match exactly. Groups do not chain: members are at most "
+                   f"{2 * NEAR_DUPLICATE_EDITS} edits apart.",
+                   className="text-muted small mb-2", id="dup-near-rule")]
+
+
 def _drill_downs(kind: str, column: str, groups: int) -> list[Any]:
     """" · all of them in Samples" (and for audio, the groups whose transcripts differ): only when
     there are groups, as a link to an empty list offers what is not there."""
@@ -106,10 +124,10 @@ def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
         *_drill_downs(kind, data["column"], data["groups_total"]),
     ], className="mb-2")
     if not data["groups_total"]:
-        return html.Div([header, _tabs(kind), summary,
+        return html.Div([header, _tabs(kind), summary, *_near_rule(kind),
                          dbc.Alert("No duplicates of this kind.", color="success", id="dup-none")])
     if not data["groups"]:  # a page past the last one (an old link)
-        return html.Div([header, _tabs(kind), summary, dbc.Alert([
+        return html.Div([header, _tabs(kind), summary, *_near_rule(kind), dbc.Alert([
             f"There is no page {fmt_int(page + 1)}: the {fmt_int(data['groups_total'])} groups fill "
             f"{fmt_int(-(-data['groups_total'] // PAGE_SIZE))}. ",
             dcc.Link("Go to the first page", href="/duplicates" + search_of({"kind": kind}), className="alert-link")],
@@ -125,7 +143,7 @@ def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
     head = ["group", "utterances", "transcripts", "ids"] + ([""] if kind == "audio" else [])
     table = dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
                       size="sm", hover=True, striped=True, className="bg-white small", id=TABLE)
-    return html.Div([header, _tabs(kind), summary, _pager(kind, page, data["groups_total"]),
+    return html.Div([header, _tabs(kind), summary, *_near_rule(kind), _pager(kind, page, data["groups_total"]),
                      dbc.Card(dbc.CardBody(table, className="p-0"))])
 
 

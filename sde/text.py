@@ -18,15 +18,33 @@ the same words. Diacritics are kept: they can tell words apart ("pêche", "péch
                split off its word is joined back ("it 's", "don ' t", "do n't" → "it's", "don't").
                Scripts written without spaces (Chinese, Japanese, Thai) are not segmented: score
                them by CER.
-- ``numbers``: ASCII digits (and full-width ones, via the prelude) become English words with
-               inflect ("25" → "twenty five", "3.5" → "three point five", "1,000" and "1 000" →
-               "one thousand", "21st" → "twenty first", "mp3" → "mp three"); no "and" ("2024" →
-               "two thousand twenty four", the usual ASR convention); inflect's hyphens and commas
-               become spaces. A digit run is always read as a number, never guessed to be said
-               digit by digit ("911" → "nine hundred eleven", "1990" → "one thousand nine hundred
-               ninety": sde writes words where Whisper's English normaliser writes digits, and
-               reads a digit run one way whatever it was), except that one with a leading zero is
-               no quantity and is read digit by digit ("007" → "zero zero seven"). What is written
+- ``numbers``: digits (ASCII; full-width ones via the prelude; other scripts' decimal digits,
+               Arabic-Indic "٥", Devanagari "५"..., as ASCII ones, and "٫" "٬" "٪" after a digit as
+               "." "," "%") become English words with inflect ("25" → "twenty five", "3.5" →
+               "three point five", "1,000" → "one thousand", "21st" → "twenty first", "mp3" → "mp
+               three"); no "and" ("2100" → "two thousand one hundred", the usual ASR convention);
+               inflect's hyphens and commas become spaces. A digit run is read as a number, never
+               guessed to be said digit by digit ("911" → "nine hundred eleven": sde writes words
+               where Whisper's English normaliser writes digits), except that one with a leading
+               zero is no quantity and is read digit by digit ("007" → "zero zero seven"), and
+               that a bare four-digit number in 1100–1999 or 2010–2099 is read as a year, as
+               "1990s" is: "1990" → "nineteen ninety", "1905" → "nineteen oh five", "1900" →
+               "nineteen hundred", "2020" → "twenty twenty" (2000–2009 read the same either way:
+               "two thousand five"). Bare: no separator, sign or currency before it, no decimal
+               part, %, suffix or scale after it ("1,500", "-1990", "$1990", "No. 1990", "1990.5"
+               stay cardinals). The cost: quantities in that range are read the same way ("1500
+               people" → "fifteen hundred people", a common spoken form; "1234 steps" → "twelve
+               thirty four steps", a wrong one); years are by far the commonest such numbers in
+               transcripts, and a hypothesis in words says them as years. Separators: a comma
+               followed by exactly three digits groups thousands ("3,500"); followed by one, two,
+               four or more, it is a decimal comma ("3,5" → "three point five", "€3,50" → "three
+               euros fifty cents"), except in a chain ("1,2,3") or next to a point ("1.000,5").
+               Space-grouped thousands (SI style: every group after the first exactly three
+               digits) are joined ("1 000 000", "12 500", "1 000" → "one million", "twelve
+               thousand five hundred", "one thousand") unless they may be a count before a
+               number: one digit, a space, three digits not starting with 0 ("5 100 people", "2
+               500 ml" → "five one hundred people", "two five hundred ml"), so "1 500" meant as
+               1500 is read "one five hundred" (write "1,500" or "1500"). What is written
                around a number is read the way a reference transcript spells it out (as NeMo's
                text normalisation does):
                money "$5" / "$ 5" / "5$" / "5 €" → "five dollars" / ... "five euros", "$5.50" →
@@ -41,8 +59,11 @@ the same words. Diacritics are kept: they can tell words apart ("pêche", "péch
                and "1½" → "one and a half" ("24/7", "9/11" stay two numbers); "No. 5", "№ 5", "#1" →
                "number five", "number one"; ".5" → "point five"; a rising range "5-10" → "five to
                ten" (a falling pair "3-2" is a score: "three two"); "-4" → "minus four" when the -
-               (or −) starts a word ("covid-19" keeps it as a joiner). Not read: decimal commas
-               ("3,5" → "three five"), units ("5kg" → "five kg"), superscripts, non-ASCII digits.
+               (or −) starts a word ("covid-19" keeps it as a joiner). Not read, but the same
+               however spaced: units ("5kg", "5 kg" → "five kg": spelt out, they would have to pick
+               "kilometres" or "kilometers"), am/pm ("5pm", "5 PM", "5 p.m." → "five pm" with
+               lower and punct; an ASR's "p m" stays two words); superscripts keep their form
+               ("m²": a power or a footnote mark).
 
 Whatever steps are on, they run in that fixed order: numbers, lower, punct (numbers must see
 "3.5", "1,000", "25%" and "-4" before punct removes their signs), and runs of whitespace then collapse
@@ -153,8 +174,9 @@ _FRACTION_NAMES: dict[int, tuple[str, str]] = {
 # - a time "3:45" (not inside "1:02:03" or after a digit, "." or "/");
 # - a fraction "1/2", "1 1/2" (not inside a date "1/2/2020");
 # - any other number: grouped thousands ("1,000,000", "1 000 000": every group after the first
-#   exactly three digits; the prelude has already turned no-break and thin spaces into " ") or a
-#   plain digit run, then a vulgar fraction ("1½"), or an optional decimal part and at most one
+#   exactly three digits; the prelude has already turned no-break and thin spaces into " "; with
+#   spaces, not one digit then one group not starting with 0, "5 100 people": a count before a
+#   number as likely) or a plain digit run, then a vulgar fraction ("1½"), or an optional decimal part and at most one
 #   of: "%" (maybe after a space), a suffix that is not the start of a longer word (an ordinal
 #   "1st", the "s" or "'s" of a plural "1990s", "1990's"; "4thumbs" keeps its letters), a scale
 #   word ("5 million"), an abbreviated scale ("5m", only read as one in money);
@@ -171,7 +193,9 @@ _NUMBER_RE = re.compile(
     rf"(?=[0-9{_VULGAR_FRACTIONS}])(?:"
     r"(?<![0-9:.,/])(?P<hour>[0-9]{1,2}):(?P<minute>[0-5][0-9])(?![0-9]|:[0-9])"
     r"|(?<![0-9:.,/])(?:(?P<whole>[0-9]+) )?(?P<num>[0-9]{1,2})/(?P<den>[0-9]{1,2})(?![0-9]|/[0-9])"
-    r"|(?P<int>[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]{1,3}(?: [0-9]{3})+(?![0-9]| [0-9])|[0-9]+)"
+    r"|(?P<int>[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])"
+    r"|(?:[0-9]{2,3}(?: [0-9]{3})+|[0-9] 0[0-9]{2}(?: [0-9]{3})*|[0-9](?: [0-9]{3}){2,})(?![0-9]| [0-9])"
+    r"|[0-9]+)"
     rf"(?:(?P<vulgar>[{_VULGAR_FRACTIONS}])"
     r"|(?P<frac>\.[0-9]+)?"
     r"(?:(?P<pct> ?%)"
@@ -191,12 +215,30 @@ _DIGIT_DASH_DIGIT = re.compile("[0-9][-\u2013][0-9]")  # cheap first test: most 
 _RANGE_RE = re.compile(r"(?=[0-9])(?<![\w.,:/\-\u2013\u2212])([0-9]+(?:\.[0-9]+)?)[-\u2013]([0-9]+(?:\.[0-9]+)?)"
                        r"(?![\w\-\u2013/:]|[.,][0-9])")
 
+# A decimal comma "3,5" → "3.5" (European style): a comma between digit runs that is not followed by
+# exactly three digits ("3,500" is grouped thousands), outside a chain of numbers ("1,2,3") or a
+# number with both separators ("1.000,5").
+# The regex starts at the comma, a literal Python's re jumps to (~10x faster than starting at the
+# digits before it, which needs lookbehinds at every position); what precedes the digit run before
+# the comma is looked at by hand (_decimal_comma_sub).
+_DECIMAL_COMMA_RE = re.compile(r",(?<=[0-9],)([0-9]{1,2}|[0-9]{4,})(?![0-9]|[.,][0-9])")
+
+
+def _decimal_comma_sub(match: re.Match[str]) -> str:
+    text, start = match.string, match.start() - 1
+    while start > 0 and "0" <= text[start - 1] <= "9":
+        start -= 1
+    if start >= 2 and text[start - 1] in ",." and "0" <= text[start - 2] <= "9":  # "1,2,3", "1.000,5"
+        return match.group(0)
+    return "." + match.group(1)
+
 # A hyphen-minus or minus sign directly before the number (or its currency sign) is "minus" when it
 # starts a word: at the start of the text or after whitespace or an opening bracket or quote
 # ("-4", "(-4)", "-$5"); after anything else it joins ("covid-19", "1990-2000", "mid-80s").
 _MINUS_SIGNS = "-\u2212"
 _OPENERS = "([{\"'\u2018\u201c\u00ab"
-# Decades read as years: "1990s" → "nineteen nineties", "2010s" → "twenty tens".
+# Four-digit numbers read as years, by hundreds: "1990" → "nineteen ninety", "2020" → "twenty
+# twenty" (2000-2009 are said as cardinals, "two thousand five", so they are not in it).
 _YEAR_RANGES = ((1100, 1999), (2010, 2099))
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -241,20 +283,34 @@ def _plural(words: str) -> str:
     return f"{head} {last}" if head else last
 
 
+def _year_words(integer: str) -> str | None:
+    """A plain four-digit number said as a year, or None outside _YEAR_RANGES: "1990" →
+    "nineteen ninety", "1905" → "nineteen oh five", "1900" → "nineteen hundred", "2020" → "twenty
+    twenty"."""
+    if len(integer) != 4 or not integer.isdigit():
+        return None
+    value = int(integer)
+    if not any(lo <= value <= hi for lo, hi in _YEAR_RANGES):
+        return None
+    century, rest = divmod(value, 100)
+    if rest == 0:
+        tens = "hundred"
+    elif rest < 10:
+        tens = f"oh {_DIGIT_WORDS[rest]}"
+    else:
+        tens = _number_words(str(rest), "", False)
+    return f"{_number_words(str(century), '', False)} {tens}"
+
+
 def _plural_words(integer: str) -> str | None:
     """A number's plural, for the number before an "s" or "'s": a decade "1990" → "nineteen
     nineties", "80" → "eighties", "2000" → "two thousands"; "100" → "hundreds" (no "one": "100s of
     people" is said "hundreds of people"); "5" → "fives". None when ``integer`` has a separator
-    ("1,990s" stays "one thousand nine hundred ninety s"). Years are read as years only here
-    ("1990" alone stays "one thousand nine hundred ninety"): "1990s" has no other reading."""
+    ("1,990s" stays "one thousand nine hundred ninety s")."""
     if not integer.isdigit():
         return None
-    value = int(integer)
-    decade = 2 <= len(integer) <= 4 and integer[-1] == "0" and integer[0] != "0"
-    if decade and any(lo <= value <= hi for lo, hi in _YEAR_RANGES):
-        century, rest = divmod(value, 100)
-        tens = _number_words(str(rest), "", False) if rest else "hundred"
-        return _plural(f"{_number_words(str(century), '', False)} {tens}")
+    if integer[-1] == "0" and (year := _year_words(integer)) is not None:
+        return _plural(year)
     spoken = _number_words(integer, "", False)
     if integer[0] == "1" and len(integer) > 2 and not integer[1:].strip("0"):  # 100, 1000, ...
         spoken = spoken.removeprefix("one ")
@@ -310,8 +366,9 @@ def _fraction_words(whole: str | None, num: str, den: str) -> str:
 
 
 def _amount_words(currency: str, lead: str, integer: str, frac: str | None, pct: str | None,
-                  suffix: str | None, scale: str | None, abbr: str | None) -> str:
-    """A number that is not a time or a fraction, with what is written around it."""
+                  suffix: str | None, scale: str | None, abbr: str | None, minus: bool) -> str:
+    """A number that is not a time or a fraction, with what is written around it. A bare
+    four-digit number is read as a year (see _year_words and the module docstring)."""
     frac = frac or ""
     if currency:
         if abbr:
@@ -327,6 +384,9 @@ def _amount_words(currency: str, lead: str, integer: str, frac: str | None, pct:
             spoken = f"{spoken} {suffix}"
     elif plural and not frac and (words := _plural_words(integer)) is not None:
         spoken = words
+    elif not (suffix or frac or pct or scale or lead or minus) and (year := _year_words(integer)):
+        # abbr does not count: without money it is kept as letters, "1500m" as "1500 m" is
+        spoken = year
     else:
         ordinal = bool(suffix) and not plural and not frac
         spoken = _number_words(integer, frac, ordinal)
@@ -356,7 +416,7 @@ def _spoken(minus: bool, currency: str, lead: str, groups: tuple[str | None, ...
     elif vulgar is not None:
         spoken = _fraction_words(integer, *(str(p) for p in _VULGAR[vulgar]))
     else:
-        spoken = _amount_words(currency, lead, integer or "", frac, pct, suffix, scale, abbr)
+        spoken = _amount_words(currency, lead, integer or "", frac, pct, suffix, scale, abbr, minus)
     return f"minus {spoken}" if minus else spoken
 
 
@@ -380,7 +440,10 @@ def _number_sign_start(text: str, end: int, done: int) -> int:
 
 
 def _numbers_to_words(text: str) -> str:
-    """Every number of ``text`` in words, with the signs written around them."""
+    """Every number of ``text`` in words, with the signs written around them. Other scripts'
+    digits must have been made ASCII (_ascii_digits) before."""
+    if "," in text:
+        text = _DECIMAL_COMMA_RE.sub(_decimal_comma_sub, text)
     if ("-" in text or "\u2013" in text) and _DIGIT_DASH_DIGIT.search(text):
         text = _RANGE_RE.sub(_range_sub, text)
     has_currency = any(sign in text for sign in _CURRENCY_SIGNS)
@@ -440,11 +503,37 @@ _NEEDS_SIGNS = "|".join((
     f"[{_SIGNS_RE2}] [0-9]|[0-9] ?[{_SIGNS_RE2}]",  # "$ 5", "5$", "5 €"
     r"(?:^|[^0-9])\.[0-9]",                        # ".5"
     "(?i:no)\\. ?[0-9]|\u2116 ?[0-9]",             # "No. 5", "№ 5"
+    "[0-9],(?:[0-9]{1,2}|[0-9]{4,})(?:[^0-9]|$)",  # "3,5" (a superset of _DECIMAL_COMMA_RE's)
 ))
 
 
-# A string numbers has anything to do in: an ASCII digit or a vulgar fraction.
-_HAS_NUMBER = "[0-9\\x{bc}-\\x{be}\\x{2150}-\\x{215e}]"
+@functools.lru_cache(maxsize=1)
+def _other_digits() -> tuple[dict[int, str], str, str]:
+    """The decimal digits of other scripts (Unicode Nd beyond ASCII: Arabic-Indic "٥", Devanagari
+    "५", Thai "๕"...) → ASCII ones, as a str.translate table; the RE2 class of the characters
+    _ascii_digits changes (those digits and the Arabic number signs); and the RE2 class of
+    the characters a string numbers has anything to do in (those digits, ASCII digits, vulgar
+    fractions)."""
+    major, minor = _categories()
+    codes = np.flatnonzero((major == ord("N")) & (minor == ord("d")))
+    codes = codes[codes > 0x7F]
+    table = {code: str(unicodedata.decimal(chr(code))) for code in codes.tolist()}
+    number_chars = np.concatenate((np.arange(ord("0"), ord("9") + 1), [ord(c) for c in _VULGAR_FRACTIONS], codes))
+    changed = np.concatenate((codes, [ord(c) for c in _ARABIC_NUMBER_SIGNS]))
+    return table, _re2_class(np.unique(changed)), _re2_class(np.unique(number_chars))
+
+
+# The Arabic percent sign, decimal and thousands separators after a digit: "٥٪", "٣٫٥", "١٬٠٠٠".
+_ARABIC_NUMBER_SIGNS = {"\u066a": "%", "\u066b": ".", "\u066c": ","}
+_ARABIC_NUMBER_SIGN_RE = re.compile("(?<=[0-9])[\u066a-\u066c]")
+
+
+def _ascii_digits(text: str) -> str:
+    """Other scripts' digits as ASCII ones, and the Arabic signs after them as ASCII signs."""
+    text = text.translate(_other_digits()[0])
+    if "\u066a" in text or "\u066b" in text or "\u066c" in text:
+        text = _ARABIC_NUMBER_SIGN_RE.sub(lambda sign: _ARABIC_NUMBER_SIGNS[sign.group()], text)
+    return text
 
 
 def _unsigned_number_sub(match: re.Match[str]) -> str:
@@ -826,13 +915,22 @@ def _apply_numbers(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Convert digits to words in the strings that have any; the rest stay in Arrow."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    has_digit = pc.match_substring_regex(arr, _HAS_NUMBER)
+    _, other_digit, number_char = _other_digits()
+    has_digit = pc.match_substring_regex(arr, number_char)
     if not pc.any(has_digit).as_py():
         return arr
     with_digits = pc.filter(arr, has_digit)
+    if not pc.all(pc.string_is_ascii(with_digits)).as_py():
+        # Before the signs are looked for: "-٤" is signed as "-4" is. Found by RE2 first, since
+        # str.translate looks every character up (~40% slower on all-accented text otherwise).
+        foreign = pc.match_substring_regex(with_digits, other_digit)
+        if pc.any(foreign).as_py():
+            ascii_texts = [_ascii_digits(t) for t in pc.filter(with_digits, foreign).to_pylist()]
+            with_digits = pc.replace_with_mask(with_digits, foreign, pa.array(ascii_texts, type=with_digits.type))
+    texts = with_digits.to_pylist()
     signed = pc.match_substring_regex(with_digits, _NEEDS_SIGNS).to_pylist()
     converted = pa.array([_numbers_to_words(s) if sign else _unsigned_numbers_to_words(s)
-                          for s, sign in zip(with_digits.to_pylist(), signed)], type=arr.type)
+                          for s, sign in zip(texts, signed)], type=arr.type)
     return pc.replace_with_mask(arr, has_digit, converted)
 
 

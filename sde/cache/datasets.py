@@ -35,9 +35,10 @@ from sde.cache.store import STALE_FILE_S, LinkedFile, LinkingDisk, done_with_tem
 
 # Bump when the layout of a built Dataset changes, or what sde computes into it (the version is not
 # bumped per change), so old entries are not misread or kept with old numbers.
-CACHE_FORMAT = 11  # 10: scores and measures this version computes otherwise (predictions by shard_id,
+CACHE_FORMAT = 12  # 10: scores and measures this version computes otherwise (predictions by shard_id,
 # one-channel measures, long-utterance alignment, numbers read as money, percent, decades, minus);
-# 11: --normalize reads more of numbers (times, fractions, ranges...) and gives text one spelling
+# 11: --normalize reads more of numbers (times, fractions, ranges...) and gives text one spelling;
+# 12: --normalize numbers reads years, decimal commas, other scripts' digits, fewer space groups
 
 
 #: The cache folder's subfolder of build folders (sde.build.load).

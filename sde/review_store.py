@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 STATUSES = ("keep", "drop", "fix")
 MAX_NOTE_CHARS = 10_000
@@ -273,6 +273,10 @@ class ReviewStore:
         # renamed or moved (then `aliases` maps each old name to the new one) or another one.
         self.follow_renames = follow_renames
         self.made_for: set[str] = set()      # the manifest names the file was made for (its meta)
+        # where each of those manifest files was, and which file it was, when last opened with these
+        # reviews (name → {"path", "dev", "ino", "size", "mtime_ns"}): tells a manifest moved from
+        # another file with its lines (an export of it) while the reviewed one is still in place
+        self.made_for_files: dict[str, dict] = {}
         self.aliases: dict[str, str] = {}    # review source name → the dataset's name it is read as
         self.notes: list[str] = []           # what the user should know about how the reviews were read
         self._lock = threading.Lock()
@@ -370,6 +374,7 @@ class ReviewStore:
             raise ReviewsUnusable(f"{self.path} was written by a newer sde (reviews format "
                                   f"{meta['schema_version']}); upgrade sde to use it")
         stored = self.made_for = _meta_sources(self.path, meta)
+        self.made_for_files = _meta_files(meta)
         other = bool(self.sources and stored and not stored & set(self.sources))
         if other and not self.follow_renames:
             raise WrongManifest(
@@ -382,15 +387,24 @@ class ReviewStore:
         if not other:  # a renamed manifest's name is remembered once its reviews are known to follow it
             self.remember_sources()
 
-    def remember_sources(self) -> None:
+    def remember_sources(self, files: Mapping[str, dict] | None = None) -> None:
         """Record the dataset's manifest names in the file (more shards of the same dataset, or its
-        new name after a rename), so that the file keeps matching."""
-        if self.read_only or self._con is None or not self.sources or set(self.sources) <= self.made_for:
+        new name after a rename), so that the file keeps matching; and `files`, where each of them is
+        and which file it is (see `made_for_files`): written only when that changed."""
+        if self.read_only or self._con is None:
+            return
+        names = set(self.sources) - self.made_for
+        known = {**self.made_for_files, **(files or {})}
+        if not names and known == self.made_for_files:
             return
         with self._lock, self._transaction() as tx:
-            tx.execute("INSERT OR REPLACE INTO meta VALUES ('sources', ?)",
-                       (json.dumps(sorted(self.made_for | set(self.sources))),))
-        self.made_for = self.made_for | set(self.sources)
+            if names:
+                tx.execute("INSERT OR REPLACE INTO meta VALUES ('sources', ?)",
+                           (json.dumps(sorted(self.made_for | names)),))
+            if known != self.made_for_files:
+                tx.execute("INSERT OR REPLACE INTO meta VALUES ('files', ?)", (json.dumps(known, sort_keys=True),))
+        self.made_for = self.made_for | names
+        self.made_for_files = known
 
     def keys(self, limit: int | None = None) -> list[ReviewKey]:
         """The keys of the reviews (at most `limit`, the most recently changed first); rows whose key
@@ -823,6 +837,18 @@ def _meta_sources(path: Path, meta: dict) -> set[str]:
                               "manifest file names (edited by hand?); fix: UPDATE meta SET value = "
                               "'[\"manifest.json\"]' WHERE key = 'sources', with your manifest's file name")
     return set(parsed)
+
+
+def _meta_files(meta: dict) -> dict[str, dict]:
+    """The meta row 'files' (see ReviewStore.made_for_files); {} where there is none (a file written
+    before sde kept it) or it is not what sde writes (then a rename is told by the lines alone)."""
+    try:
+        parsed = json.loads(meta.get("files", "{}"))
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {name: where for name, where in parsed.items() if isinstance(where, dict)}
 
 
 # ------------------------------------------------------------------------ files sde cannot write

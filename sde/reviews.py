@@ -28,14 +28,23 @@ folder (one file per manifest, named after its path), or any file given with `--
   of the renamed manifest's file found beside it (renamed_reviews). A file made for other names
   whose reviews are not on these lines, or whose reviews match none of its lines, is refused with
   a message (with the SQL that re-points it, for a manifest renamed and edited).
+* Lines alone do not tell a manifest moved from another one made of its lines (`sde export`'s
+  output: its kept lines, byte for byte). A reviews file also records where each of its manifest
+  files is and which file it is (device, inode); a new default location takes its reviews only
+  where that file moved (its inode is the new one's, or nothing is left where it was: then an
+  edit since is fine) or the new manifest is a copy of its bytes (moved_here); a file still in
+  place keeps them to itself, the new manifest starts without them, with a note (an export of it,
+  a copy edited since: another dataset). A file named with --reviews is read all the same.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shlex
+import stat
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,19 +182,22 @@ def open_reviews(dataset: "Dataset", path: str | Path | None = None, *, cache_di
             raise ReviewsUnusable(f"cannot create {path.parent} for the reviews ({e.strerror}); pass "
                                   "--reviews FILE or --cache-dir DIR") from None
     took_over = None
-    if (default or _is_default_location(dataset, path)) and (not path.exists() or never_written(path)):
-        found = renamed_reviews(dataset, path)
+    at_default = default or _is_default_location(dataset, path)
+    notes: list[str] = []
+    if at_default and (not path.exists() or never_written(path)):
+        found = renamed_reviews(dataset, path, notes)
         if found is not None:
             took_over, path = found, (found if read_only else _take_over(found, path))
     store = ReviewStore(path, sources=source_names(dataset), read_only=read_only, timeout=timeout,
                         follow_renames=True)
     try:
+        store.notes.extend(notes)
         if took_over is not None and took_over != path:
             store.notes.append(f"{path} starts as a copy of {took_over}, the reviews of this manifest before it "
-                               "was renamed or moved (that file is left as it was)")
-        follow_renamed(dataset, store)
+                               "was renamed, moved or copied (that file is left as it was)")
+        follow_renamed(dataset, store, given=not at_default)
         check_reviews_match(dataset, store)
-        store.remember_sources()
+        store.remember_sources(manifest_files(dataset) if not store.read_only else None)
     except ReviewError:
         store.close()
         raise
@@ -225,12 +237,14 @@ MAX_KEYS_COMPARED = 2000
 RELOCATE_ROWS = 1_000_000
 
 
-def renamed_reviews(dataset: "Dataset", default: Path) -> Path | None:
+def renamed_reviews(dataset: "Dataset", default: Path, notes: list[str] | None = None) -> Path | None:
     """The reviews file, in the folder of the default location `default` (which has none yet), of
     this manifest before it was renamed or moved: the one file there (the most recently changed
     first, at most MAX_RENAME_CANDIDATES) at least half of whose reviews are on this manifest's
-    lines (under its name, or another one it was renamed from). None when there is none, or
-    several (which one is meant cannot be told)."""
+    lines (under its name, or another one it was renamed from), and whose manifest is this one
+    moved, not another file with those lines (see moved_here: an export of it). None when there is
+    none, or several (which one is meant cannot be told). A file passed over because its manifest
+    is still in place is said in `notes`, with how to read it all the same."""
     folder = default.parent
     try:
         candidates = sorted((f for f in folder.glob("*.sqlite") if f.is_file() and f != default),
@@ -250,13 +264,99 @@ def renamed_reviews(dataset: "Dataset", default: Path) -> Path | None:
             relocate = len(dataset.utterances) <= RELOCATE_ROWS
             aliases = {old: new for old, (new, _, _) in _renames(dataset, keys, relocate).items()}
             on_lines = _on_lines(dataset, keys, aliases, relocate)
-            if on_lines and 2 * on_lines >= len(keys):
+            if not on_lines or 2 * on_lines < len(keys):
+                continue
+            kept_in_place = _not_moved(dataset, store, {k.source for k in keys}, aliases)
+            if kept_in_place is None:
                 found.append(candidate)
+            elif notes is not None:
+                new, why = kept_in_place
+                notes.append(f"the reviews in {candidate} are on lines of {new}, but not read as its reviews: {why}, "
+                             f"so {new} is another manifest (an export of it, or a copy edited since) and starts "
+                             f"without them; to read them with it, pass --reviews {shlex.quote(str(candidate))}")
         except ReviewError:
             continue
         finally:
             store.close()
     return found[0] if len(found) == 1 else None
+
+
+def manifest_files(dataset: "Dataset") -> dict[str, dict]:
+    """Where each local manifest file of the dataset is and which file it is (its device and inode,
+    size and modification time), by name: kept in its reviews file (ReviewStore.made_for_files)."""
+    files, _ = source_files(dataset)
+    out = {}
+    for f in files:
+        if not f.local:
+            continue
+        try:
+            st = os.stat(f.path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            out[f.name] = {"path": os.path.realpath(f.path), "dev": st.st_dev, "ino": st.st_ino,
+                           "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return out
+
+
+def moved_here(was: object, path: str, compare_bytes: bool = True) -> str | None:
+    """Why reviews made for the manifest file `was` (its entry in ReviewStore.made_for_files) are
+    not those of the file at `path`, which has their lines; None where they are.
+
+    Lines alone cannot tell a manifest moved (and perhaps edited since) from another file made of
+    its lines: `sde export` writes the kept lines byte for byte. The file reviewed can: renamed, its
+    inode is the one at `path`; moved to another file system, or renamed by a tool that writes a
+    new file, nothing is left where it was. Still there, the file at `path` is another manifest,
+    unless it is a copy of the same bytes (`compare_bytes`; else not compared). A reviews file
+    written before sde kept where its manifest was has no entry: its lines alone tell."""
+    if not isinstance(was, dict) or not isinstance(was.get("path"), str):
+        return None
+    where = was["path"]
+    try:
+        now = os.stat(path)
+    except OSError:
+        return None
+    if os.path.realpath(path) == where or (now.st_dev, now.st_ino) == (was.get("dev"), was.get("ino")):
+        return None   # the same file: renamed or hard-linked, edited or not
+    try:
+        there = os.stat(where)
+    except OSError:
+        return None   # moved: nothing left where it was
+    if not stat.S_ISREG(there.st_mode):
+        return None
+    if compare_bytes and there.st_size == now.st_size and _same_bytes(where, path):
+        return None   # a copy of it
+    return f"they were made for {where}, which is still there"
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            while True:
+                chunk = fa.read(COMPARED_BYTES)
+                if chunk != fb.read(COMPARED_BYTES):
+                    return False
+                if not chunk:
+                    return True
+    except OSError:
+        return False
+
+
+#: Read size of the comparison of a manifest with the file its reviews were made for.
+COMPARED_BYTES = 1 << 20
+
+
+def _not_moved(dataset: "Dataset", store: ReviewStore, names: set[str], aliases: Mapping[str, str],
+               compare_bytes: bool = True) -> tuple[str, str] | None:
+    """(the dataset's file name, why) for the first of the reviews' manifest `names` (read through
+    `aliases`) whose reviews stay with the file they were made for (see moved_here); None if none."""
+    files, _ = source_files(dataset)
+    paths = {f.name: f.path for f in files if f.local}
+    for old in sorted(names):
+        new = aliases.get(old, old)
+        if new in paths and (why := moved_here(store.made_for_files.get(old), paths[new], compare_bytes)):
+            return new, why
+    return None
 
 
 def _take_over(found: Path, default: Path) -> Path:
@@ -326,17 +426,31 @@ def _on_lines(dataset: "Dataset", keys: Sequence[ReviewKey], aliases: Mapping[st
     return int((positions >= 0).sum())
 
 
-def follow_renamed(dataset: "Dataset", store: ReviewStore) -> None:
+def follow_renamed(dataset: "Dataset", store: ReviewStore, given: bool = False) -> None:
     """Read the reviews of a renamed or moved manifest (same lines, another file name in their
     keys) as this dataset's: `store.aliases` maps the old name to the new one. The file itself is
     not rewritten: the old manifest, if it is still there, keeps its reviews too, and a review
     edited here is saved under the key it has. A file made for other manifests whose reviews are
-    not on these lines is refused, with how to re-point it if it is this manifest after all."""
+    not on these lines is refused, with how to re-point it if it is this manifest after all.
+
+    A file the user named (`given`, --reviews FILE) is read with another manifest that has its
+    lines even where the manifest it was made for is still in place (an export of it): the note
+    says so. (A file found at the default location was taken over only where it was this manifest
+    moved or copied: renamed_reviews.)"""
     renames = _renames(dataset, store.keys())
     store.aliases = {old: new for old, (new, _, _) in renames.items()}
     for old, (new, on_lines, total) in renames.items():
+        kept = _not_moved(dataset, store, {old}, store.aliases, compare_bytes=False)
+        if kept is None:
+            how = "renamed or moved"
+        # a default location's file was taken over from a copy (renamed_reviews): its bytes are not
+        # compared again at each start
+        elif not given or _not_moved(dataset, store, {old}, store.aliases) is None:
+            how = f"copied: {kept[1]}"
+        else:
+            how = f"{kept[1]}: read with {new} as --reviews names this file"
         store.notes.append(f"the reviews in {store.path} were made for {old}: {on_lines:,} of its {total:,} "
-                           f"reviews are on lines of {new} (renamed or moved), so they are read as its reviews")
+                           f"reviews are on lines of {new} ({how}), so they are read as its reviews")
     names = source_names(dataset)
     counts = store.source_counts()
     if store.made_for and not (store.made_for | set(counts)) & set(names) and not renames:

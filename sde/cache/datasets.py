@@ -71,6 +71,10 @@ def fingerprint(manifest: "str | Path | Sequence[str | Path] | SourceSet", optio
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: (cache folder, entry) whose read-only record was said not to be renewed (DatasetCache._not_renewed).
+_SAID_NOT_RENEWED: set[tuple[Path, str]] = set()
+
+
 class DatasetCache:
     """diskcache-backed store of built datasets; every method degrades to a warning on failure.
 
@@ -85,6 +89,7 @@ class DatasetCache:
         """Raises CacheUnusable (see open_store; a read-only folder whose index cannot be read)."""
         self.directory = Path(directory)
         self.warn = warn
+        self.note = note
         self.size_limit = size_limit(warn)
         self._why_read_only: CacheReadOnly | None = None
         self._store: diskcache.Cache | ReadOnlyStore
@@ -226,13 +231,44 @@ class DatasetCache:
 
     def keep_input_record(self, key: str, record: dict | None) -> None:
         """Keep ``record`` with entry ``key`` (after the entry: one without a record is stale);
-        nothing in a read-only folder, or where it cannot be written."""
-        if self.read_only or record is None or not self.holds(key):  # not stored (a full disk)
+        nothing where it cannot be written. A read-only folder cannot take a record renewed (files
+        read whole because their inode or change time moved): that is said, see _not_renewed."""
+        if record is None:
+            return
+        if self.read_only:
+            self._not_renewed(key, record)
+            return
+        if not self.holds(key):  # not stored (a full disk)
             return
         try:
             self._store.set(("inputs", key), record)
         except Exception:  # noqa: BLE001 - a full disk: the next start builds it again
             pass
+
+    def _not_renewed(self, key: str, record: dict) -> None:
+        """Say, once a process, which input files of entry ``key`` were read whole to tell they are
+        the ones built (copied back, restored or remounted since: another inode or change time than
+        the entry's record) and will be at every start, as this read-only folder keeps no new
+        record; and the remedy. Renewing the record somewhere writable instead (a per-user file
+        beside the shared cache) would be one more store to trust and keep in step for a cost that
+        is one sequential read of those files (SHA-1: ~0.25 s of one core for 319 MB)."""
+        if (self.directory, key) in _SAID_NOT_RENEWED:
+            return
+        _SAID_NOT_RENEWED.add((self.directory, key))
+        kept = self.input_record(key)
+        before = {tuple(f[:3]) for f in kept.get("files", ())} if isinstance(kept, dict) else set()
+        reread = [f for f in record.get("files", ()) if tuple(f[:3]) not in before]
+        if not reread:
+            return
+        names = ", ".join(str(f[0]) for f in reread)
+        size = sum(int(f[3]) for f in reread) / 1e6
+        one = len(reread) == 1
+        self.note(f"{names} ({size:,.1f} MB) {'was' if one else 'were'} read whole to tell {'it is' if one else 'they are'} "
+                  f"what the cache in {self.directory} was built from (another inode or change time: copied, restored "
+                  f"or remounted since); that folder is read-only, so it cannot record this, and every start reads "
+                  f"{'it' if one else 'them'} again. To skip that, run sde on this dataset once where {self.directory} "
+                  f"is writable, seeing the files as this machine does (sde index SOURCE --cache-dir {self.directory}, "
+                  "with this start's options), or use a --cache-dir you can write")
 
     def delete(self, key: str) -> bool:
         """Remove a dataset's entries, its table files and the index files beside them; False where

@@ -17,8 +17,11 @@ The digest is taken while the dataset is built, on a thread of its own (SHA-1 at
 of one core for a 1M-line, 319 MB manifest), from the files as they were before the build read them:
 a file that changed during the build (its inode, change time, size or modification time) keeps no
 record, and the next start builds again. An entry without a record (a write interrupted between the
-entry and its record) is stale too. Remote sources (their ETag is in the key) and folder sources
-(Lhotse Shar: each file's size and time are in the key) keep no record.
+entry and its record) is stale too. Remote sources (their ETag is in the key) keep no record. A
+Lhotse Shar folder's record is of its cuts files (``cuts.N.jsonl[.gz]``: the rows' text and times),
+not of its audio shards (``recording.N.tar``: gigabytes to read at each build, and their audio is
+checked where it is measured, sde.build.remeasure): a same-size rewrite of a shard with its time put
+back is not told.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 
 from sde.dataset import DatasetOptions
 from sde.sources import SourceSet, as_source_set, is_url
+from sde.sources.lhotse_source import _SHAR_CUTS as SHAR_CUTS  # the files sde reads a Shar folder's rows from
 
 #: Read size of the digest.
 CHUNK = 1 << 20
@@ -69,15 +73,29 @@ class FileState:
 
 def input_files(manifest: "str | Path | Sequence[str | Path] | SourceSet", options: DatasetOptions) -> list[str]:
     """The local files whose content an entry of ``manifest`` with ``options`` was built from, as
-    the key names them: each local manifest (not a folder, not a URL) and each other input file
-    (``--predictions``, ``--vocab``)."""
+    the key names them: each local manifest (not a URL; a Lhotse Shar folder's cuts files, see the
+    module) and each other input file (``--predictions``, ``--vocab``)."""
     try:
         sources = as_source_set(manifest)
     except Exception:  # noqa: BLE001 - a source that cannot be expanded has no key either
         return []
-    paths = [os.path.realpath(s.location) for s in sources.sources if not s.remote]
+    paths = []
+    for source in sources.sources:
+        if source.remote:
+            continue
+        path = os.path.realpath(source.location)
+        paths += _shar_cuts(path) if os.path.isdir(path) else [path]
     paths += [str(Path(f).resolve()) for f in options.files() if not is_url(str(f))]
     return [p for p in dict.fromkeys(paths) if os.path.isfile(p)]
+
+
+def _shar_cuts(folder: str) -> list[str]:
+    """The cuts files of a Lhotse Shar folder (none where it cannot be listed)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [os.path.join(folder, name) for name in names if SHAR_CUTS.match(name)]
 
 
 def files_tag(paths: Sequence[str]) -> str:

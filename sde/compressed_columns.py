@@ -93,6 +93,9 @@ _MARK = b"sde.compressed"
 #: :data:`LABEL_MIN_ROWS_PER_VALUE` rows (a short column of unique strings stays compressed). Words
 #: of an errors table (~100k distinct hypothesis words in 14M errors) are labels too.
 LABEL_MAX_VALUES = 1 << 20
+#: The most bytes of row codes kept while a column is written, for its rewrite as labels (beyond,
+#: the rewrite looks each row up in the column read back): 1M utterances' error words take ~7 MB.
+KEPT_CODE_BYTES = 32 << 20
 LABEL_MIN_ROWS_PER_VALUE = 8
 _LABELS = b"labels"
 
@@ -557,14 +560,18 @@ def write_compressed(path: str | Path, name: str, arrays: Iterable[pa.Array | pa
         write(final=True)
     values = distinct.values()
     if values is not None and 0 < len(values) and len(values) * LABEL_MIN_ROWS_PER_VALUE <= stats["rows"]:
-        _rewrite_as_labels(Path(path), values, stats)
+        _rewrite_as_labels(Path(path), values, stats, distinct.codes(values))
     return int(stats["rows"])
 
 
 class _Distinct:
     """The distinct non-null strings seen, while there are at most ``limit`` of them and they are
     not most of the rows (a text column of unique lines gives up after its first 64K rows). Merged
-    by Arrow every few chunks, less often as they grow, so tracking costs a pass over the rows."""
+    by Arrow every few chunks, less often as they grow, so tracking costs a pass over the rows.
+    Meanwhile each chunk's codes into its own distinct values are kept (:meth:`codes`), up to
+    :data:`KEPT_CODE_BYTES`: a column rewritten as labels then needs no second pass over its
+    strings (decompressing them and looking each up: ~half the time of writing a column of error
+    words)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -572,11 +579,25 @@ class _Distinct:
         self._pending: list[pa.Array] = []
         self._pending_rows = 0
         self._rows = 0
+        self._chunk_codes: list[tuple[pa.Array, np.ndarray, np.ndarray | None]] | None = []
+        self._code_bytes = 0
 
     def add(self, chunk: pa.Array) -> None:
         if self._seen is None:
             return
-        self._pending.append(pc.unique(chunk))
+        encoded = pc.dictionary_encode(chunk)
+        local = encoded.dictionary
+        indices = encoded.indices
+        valid = indices.is_valid().to_numpy(zero_copy_only=False) if indices.null_count else None
+        positions = indices.fill_null(0).to_numpy(zero_copy_only=False) if indices.null_count else indices.to_numpy()
+        if self._chunk_codes is not None:
+            # the smallest width that holds them (a column of 10M labels: 20 MB, not 40)
+            positions = positions.astype(_index_type(len(local)).to_pandas_dtype())
+            self._code_bytes += positions.nbytes + (valid.nbytes if valid is not None else 0)
+            self._chunk_codes.append((local, positions, valid))
+            if self._code_bytes > KEPT_CODE_BYTES:
+                self._chunk_codes = None  # memory stays bounded: the rewrite looks the rows up
+        self._pending.append(local)
         self._pending_rows += len(chunk)
         self._rows += len(chunk)
         if self._pending_rows >= max(16 * BATCH_ROWS, 4 * len(self._seen)):
@@ -589,11 +610,29 @@ class _Distinct:
         self._pending, self._pending_rows = [], 0
         mostly_unique = self._rows >= 16 * BATCH_ROWS and 2 * len(merged) > self._rows
         self._seen = None if len(merged) > self.limit or mostly_unique else merged
+        if self._seen is None:
+            self._chunk_codes = None
 
     def values(self) -> pa.Array | None:
         """The distinct values, sorted; None past the limit."""
         self._merge()
         return None if self._seen is None else self._seen.take(pc.sort_indices(self._seen))
+
+    def codes(self, values: pa.Array) -> Iterator[tuple[np.ndarray, np.ndarray | None]] | None:
+        """Chunk by chunk, in order: each row's position in ``values`` (:meth:`values`), and
+        whether it has one (None: every row does); None where they were not kept."""
+        return None if self._chunk_codes is None else self._remapped(self._chunk_codes, values)
+
+    @staticmethod
+    def _remapped(chunk_codes: list, values: pa.Array) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        for local, positions, valid in chunk_codes:
+            if not len(local):  # nulls only
+                yield np.zeros(len(positions), dtype=np.int32), valid
+                continue
+            chunk_codes = pc.index_in(local, value_set=values).to_numpy(zero_copy_only=False)[positions]
+            if valid is not None:
+                chunk_codes[~valid] = 0  # as a lookup writes a missing value's
+            yield chunk_codes, valid
 
 
 # Rows looked up at once when rewriting as labels: each lookup hashes the whole dictionary first.
@@ -618,10 +657,12 @@ def _index_type(n_values: int) -> pa.DataType:
     return pa.int8() if n_values <= 127 else pa.int16() if n_values <= 32_767 else pa.int32()
 
 
-def _rewrite_as_labels(path: Path, dictionary: pa.Array, stats: dict) -> None:
+def _rewrite_as_labels(path: Path, dictionary: pa.Array, stats: dict,
+                       known: Iterator[tuple[np.ndarray, np.ndarray | None]] | None = None) -> None:
     """Replace the compressed column at ``path`` by its labels: one Arrow dictionary array in one
     uncompressed batch (so a reader maps its codes without a copy), its codes gathered in a file
-    mapped into memory, not in RAM."""
+    mapped into memory, not in RAM. ``known``: the rows' codes and validity chunk by chunk
+    (_Distinct.codes), else they are looked up in the column read back."""
     source = CompressedColumn(path)
     kind = _index_type(len(dictionary))
     width = np.dtype(kind.to_pandas_dtype())
@@ -634,13 +675,13 @@ def _rewrite_as_labels(path: Path, dictionary: pa.Array, stats: dict) -> None:
             codes = np.memmap(scratch, dtype=width, mode="w+", shape=(max(rows, 1),))[:rows]
             valid = np.memmap(flags, dtype=bool, mode="w+", shape=(max(rows, 1),))[:rows] if nulls else None
             start = 0
-            for chunk in _joined(source.chunks(), _LOOKUP_ROWS):
-                found = pc.index_in(chunk, value_set=dictionary)  # null only where the value is
-                end = start + len(chunk)
-                codes[start:end] = found.fill_null(0).to_numpy().astype(width, copy=False)
+            for chunk_codes, chunk_valid in known if known is not None else _looked_up(source, dictionary):
+                end = start + len(chunk_codes)
+                codes[start:end] = chunk_codes
                 if valid is not None:
-                    valid[start:end] = found.is_valid().to_numpy(zero_copy_only=False)
+                    valid[start:end] = True if chunk_valid is None else chunk_valid
                 start = end
+            assert start == rows, f"{path}: {start} codes for {rows} rows"
             bitmap = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
             indices = pa.Array.from_buffers(kind, rows, [bitmap, pa.py_buffer(codes)], null_count=nulls)
             array = pa.DictionaryArray.from_arrays(indices, dictionary.cast(pa.large_string()))
@@ -653,6 +694,13 @@ def _rewrite_as_labels(path: Path, dictionary: pa.Array, stats: dict) -> None:
     finally:
         source.close()
     out.replace(path)
+
+
+def _looked_up(source: "CompressedColumn", dictionary: pa.Array) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The codes and validity of a compressed column's rows in ``dictionary``, read back."""
+    for chunk in _joined(source.chunks(), _LOOKUP_ROWS):
+        found = pc.index_in(chunk, value_set=dictionary)  # null only where the value is
+        yield found.fill_null(0).to_numpy(), found.is_valid().to_numpy(zero_copy_only=False)
 
 
 def _stats_metadata(stats: dict) -> dict[str, str]:

@@ -354,7 +354,7 @@ def _build(
         alignment = align_corpus(refs, table[h.field], workers=workers, count_ref_words=ref_word_counts is None,
                                  skip_missing=True)
         if ref_word_counts is None:
-            ref_word_counts = counts_table(alignment.ref_word_counts)
+            ref_word_counts = counts_table(alignment.ref_word_table)
             num_words = alignment.counts["num_words"]
         missing = hypothesis_missing(table, h)
         _add_hypothesis_columns(table, h, alignment.counts, missing)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sde.manifest import HypothesisField
 from sde.metrics import word_counts, word_hits
@@ -22,8 +24,18 @@ def hypothesis_missing(table: pd.DataFrame, h: HypothesisField) -> np.ndarray:
     return np.asarray(table[h.field].isna(), dtype=bool)
 
 
-def counts_table(ref_word_counts: dict[str, int]) -> pd.DataFrame:
-    """A word → count mapping as the `word_counts` table: most frequent first, then by word."""
+def counts_table(ref_word_counts: dict[str, int] | pa.Table) -> pd.DataFrame:
+    """A word → count mapping (or an Arrow table of words and counts) as the `word_counts` table:
+    most frequent first, then by word."""
+    if isinstance(ref_word_counts, pa.Table):
+        # Arrow orders strings by their UTF-8 bytes, which is code point order, as Python's: the
+        # same order, without a Python string per word
+        table = ref_word_counts.select(["word", "count"])
+        table = table.take(pc.sort_indices(table, sort_keys=[("count", "descending"), ("word", "ascending")]))
+        words = table["word"].combine_chunks()
+        return pd.DataFrame({"word": pd.array(words.cast(pa.large_string()) if words.type != pa.large_string() else words,
+                                              dtype="string[pyarrow]"),
+                             "count": table["count"].to_numpy().astype("int64")})
     words = pd.array(list(ref_word_counts), dtype="string[pyarrow]")
     counts = np.fromiter(ref_word_counts.values(), dtype="int64", count=len(ref_word_counts))
     order = np.lexsort((np.asarray(words, dtype=object), -counts))

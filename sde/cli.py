@@ -108,7 +108,8 @@ def data_options(f: Callable) -> Callable:
         click.option("--pred-field", "pred_fields", multiple=True, metavar="F[=LABEL]",
                      help="Hypothesis field to score (repeatable). Default: pred_text and every pred_text_*."),
         click.option("--predictions", type=click.Path(dir_okay=False), default=None,
-                     help="A NeMo output manifest whose pred_text is merged by (audio_filepath, offset)."),
+                     help="A NeMo output manifest whose pred_text is merged by (audio_filepath, offset), and by "
+                          "shard_id and audio_channel where the lines have them."),
         click.option("--normalize", default="", metavar="STEPS",
                      help="Also score normalised text: comma-separated lower,punct,numbers. Raw numbers stay."),
         click.option("--alphabet", default=None, metavar="CHARS",

@@ -6,7 +6,8 @@ line, in bounded memory, then handed to each part as its lines' predictions.
    they have (the hypothesis is ``pred_text`` unless the manifest has one: see predictions_field).
    The predictions file is read in parts the same way (``preds-NNNNN.parquet``).
 2. DuckDB joins them, spilling to disk beyond its memory limit: a line gets the last prediction
-   with its audio path as written and its offset, else the last with its resolved path (as
+   with its audio path as written and its offset, else the last with its resolved path, and with
+   the line's channel and tar shard where lines of one path and offset need them (as
    sde.manifest.hypotheses.merge_predictions does for a one-piece read). Each part's predictions
    go to ``part-NNNNN.predicted.arrow`` in line order; ``predictions.plan`` is written last, so a
    build interrupted before it matches again, and one interrupted after reuses the match.
@@ -32,7 +33,8 @@ from sde.dataset import DatasetOptions
 from sde.manifest import HypothesisField, ManifestError, ManifestPart, Problem, read_manifest
 from sde.manifest.columns import core_frame, shard_column, shard_numbers, string_column
 from sde.manifest.files import read_file
-from sde.manifest.hypotheses import (MatchedPredictions, PredictionsUse, no_prediction_matches, predictions_field,
+from sde.manifest.hypotheses import (NO_CHANNEL, Ambiguity, MatchedPredictions, PredictionsUse, ambiguity_error,
+                                    channel_key_array, channel_keys, no_prediction_matches, predictions_field,
                                     unmatched_warning)
 from sde.manifest.paths import base_dir
 from sde.manifest.pieces import Spec
@@ -125,6 +127,8 @@ def match_predictions(parts: list[Part], options: DatasetOptions, folder: Path, 
         read_file(predictions, Spec(predictions=True), options.strict, False)  # raises its one-piece error
     joined = _joined(folder, [r for r in keys if r.rows], [r for r in preds if r.rows], len(parts),
                      memory_limit, threads) if rows else _Joined(0, None, None, None)
+    if rows and joined.unmatched == rows and joined.use.ambiguous:
+        raise ambiguity_error(predictions, parts[0].shown, joined.use.ambiguous[0])
     if rows and joined.unmatched == rows:
         raise no_prediction_matches(predictions, parts[0].shown, joined.first_written, joined.first_prediction)
     plan = PredictionsPlan(predictions, tuple(parts), field, rows, joined.unmatched, joined.first_unmatched, problems,
@@ -147,6 +151,7 @@ class _Read:
     problems: tuple[Problem, ...] = ()
     error: str | None = None
     sharded: bool = False  # some line names a tar shard
+    channeled: bool = False  # some line names an audio_channel
 
     def path(self, folder: Path) -> Path:
         return folder / f"{self.kind}-{self.index:05d}.parquet"
@@ -167,7 +172,10 @@ def _part_keys(folder: Path, index: int, part: Part, options: DatasetOptions) ->
     table = m.table
     shards = (shard_numbers(pa.array(table["shard_id"])) if "shard_id" in table.columns
               else np.full(len(table), np.nan))
-    result = _Read("keys", index, rows=len(table), fields=tuple(m.fields), sharded=bool((~np.isnan(shards)).any()))
+    channels = (channel_key_array(table["audio_channel"]) if "audio_channel" in table.columns
+                else np.full(len(table), NO_CHANNEL))
+    result = _Read("keys", index, rows=len(table), fields=tuple(m.fields),
+                   sharded=bool((~np.isnan(shards)).any()), channeled=bool((channels != NO_CHANNEL).any()))
     if len(table):
         shown = table["source"].astype(str) if "source" in table.columns else pd.Series(m.shown, index=table.index)
         write_parquet(result.path(folder), pd.DataFrame({
@@ -176,7 +184,7 @@ def _part_keys(folder: Path, index: int, part: Part, options: DatasetOptions) ->
             "k": table["audio_filepath"].astype(str).to_numpy(dtype=object),
             "p": table["audio_path"].astype(str).to_numpy(dtype=object),
             "o": table["offset"].round(6).to_numpy(dtype=np.float64),
-            "s": shards}))
+            "s": shards, "c": channels}))
     return result
 
 
@@ -189,8 +197,11 @@ def _prediction_part(folder: Path, index: int, lines: ManifestPart, options: Dat
     except ManifestError as e:
         return _Read("preds", index, error=str(e))
     shards = shard_column(pieces)
+    channels = channel_keys(pieces)
+    if channels is None:
+        channels = np.full(sum(p.n for p in pieces), NO_CHANNEL)
     result = _Read("preds", index, rows=sum(p.n for p in pieces), problems=tuple(state.problems),
-                   sharded=bool((~np.isnan(shards)).any()))
+                   sharded=bool((~np.isnan(shards)).any()), channeled=bool((channels != NO_CHANNEL).any()))
     if result.rows:
         keys = core_frame(pieces, base_dir(predictions, options.audio_base_path))
         write_parquet(result.path(folder), pd.DataFrame({
@@ -199,7 +210,7 @@ def _prediction_part(folder: Path, index: int, lines: ManifestPart, options: Dat
             "p": pd.Series(keys["audio_path"]).astype(str).to_numpy(dtype=object),
             "o": pd.Series(keys["offset"]).round(6).to_numpy(dtype=np.float64),
             "pred": pd.arrays.ArrowStringArray(string_column(pieces, "pred_text")),
-            "s": shards}))
+            "s": shards, "c": channels}))
     return result
 
 
@@ -227,45 +238,90 @@ LEFT JOIN resolved AS r ON m.p = r.p AND m.o IS NOT DISTINCT FROM r.o
 ORDER BY m.part, m.row
 """
 
-# Where both the lines and the predictions name tar shards (s: NeMo tarred audio, whose tars may
-# each hold a member of one name), a line takes first the last prediction of its shard, member and
-# offset; a prediction of another shard (or none) then matches by path as above, but a name that
-# lines of several shards share (shared_k, shared_p) takes only predictions naming no shard
-# (sde.manifest.hypotheses.merge_predictions).
-_SHARDED = """
-preds AS (SELECT seq, k, p, o, pred, CASE WHEN isnan(s) THEN NULL ELSE s END AS s FROM read_parquet($preds)),
-keys AS (SELECT *, s IS NOT NULL AND count(*) OVER (PARTITION BY k, o) > 1 AS shared_k,
-                s IS NOT NULL AND count(*) OVER (PARTITION BY p, o) > 1 AS shared_p
-         FROM (SELECT part, row, line, shown, k, p, o, CASE WHEN isnan(s) THEN NULL ELSE s END AS s
-               FROM read_parquet($keys)))
-"""
-_MATCH_SHARDED_SQL = f"""
+# Where the lines name tar shards or channels, or the predictions channels (as
+# sde.manifest.hypotheses.merge_predictions matches them): keys and predictions are tables of the
+# database, and for each path (k: as written, p: resolved) fit_<path> holds every pair of a line
+# and the last prediction of a shard, path, offset and channel, with whether the prediction's shard
+# and channel fit the line. A prediction of another shard, or of none, fits a name and offset that
+# only one shard holds; one without a channel fits a file and offset the lines have on one channel
+# only; one with a channel fits a line without one where the predictions name only that channel.
+_NO = repr(float(NO_CHANNEL))
+_KEYED_TABLES = [
+    "CREATE TABLE preds AS SELECT seq, k, p, o, pred, CASE WHEN isnan(s) THEN NULL ELSE s END AS s, c "
+    "FROM read_parquet($preds)",
+    "CREATE TABLE keys AS SELECT part, row, line, shown, k, p, o, CASE WHEN isnan(s) THEN NULL ELSE s END AS s, c "
+    "FROM read_parquet($keys)",
+]
+for _x in ("k", "p"):
+    _KEYED_TABLES += [
+        f"CREATE TABLE last_{_x} AS SELECT {_x}, o, s, c, max(seq) AS seq FROM preds GROUP BY {_x}, o, s, c",
+        f"""CREATE TABLE fit_{_x} AS
+WITH shards AS (SELECT {_x}, o, count(DISTINCT s) AS shards FROM keys GROUP BY {_x}, o),
+     channels AS (SELECT s, {_x}, o, count(DISTINCT c) AS channels FROM keys GROUP BY s, {_x}, o),
+     pairs AS (SELECT m.part, m.row, l.seq, l.{_x} AS x, l.o, m.s AS s_m, l.s AS s_p, m.c AS c_m, l.c AS c_p,
+                      sh.shards, ch.channels
+               FROM keys AS m
+               JOIN last_{_x} AS l ON m.{_x} = l.{_x} AND m.o IS NOT DISTINCT FROM l.o
+               JOIN shards AS sh ON m.{_x} = sh.{_x} AND m.o IS NOT DISTINCT FROM sh.o
+               JOIN channels AS ch ON m.{_x} = ch.{_x} AND m.o IS NOT DISTINCT FROM ch.o
+                                      AND m.s IS NOT DISTINCT FROM ch.s),
+     named AS (SELECT part, row, count(DISTINCT CASE WHEN c_p <> {_NO} THEN c_p END) AS predicted
+               FROM pairs GROUP BY part, row)
+SELECT q.*, q.s_m IS NULL OR q.s_m IS NOT DISTINCT FROM q.s_p OR q.shards <= 1 AS shard_ok,
+       q.c_m = q.c_p OR (q.c_m <> {_NO} AND q.c_p = {_NO} AND q.channels = 1)
+           OR (q.c_m = {_NO} AND q.c_p <> {_NO} AND q.channels = 1 AND n.predicted = 1) AS channel_ok
+FROM pairs AS q JOIN named AS n ON q.part = n.part AND q.row = n.row"""]
+# A line's prediction: its own shard first, then its own channel, then the latest.
+_BEST = """SELECT part, row, seq FROM (
+    SELECT part, row, seq, row_number() OVER (PARTITION BY part, row ORDER BY coalesce(s_m = s_p, false) DESC,
+                                              c_m = c_p DESC, seq DESC) AS n
+    FROM fit_{x} WHERE shard_ok AND channel_ok) WHERE n = 1"""
+_MATCH_KEYED_SQL = f"""
 CREATE TABLE matched AS
-WITH {_SHARDED},
-     in_shard AS (SELECT s, k, o, arg_max(pred, seq) AS pred FROM preds WHERE s IS NOT NULL GROUP BY s, k, o),
-     written AS (SELECT k, o, arg_max(pred, seq) AS pred FROM preds GROUP BY k, o),
-     written_plain AS (SELECT k, o, arg_max(pred, seq) AS pred FROM preds WHERE s IS NULL GROUP BY k, o),
-     resolved AS (SELECT p, o, arg_max(pred, seq) AS pred FROM preds GROUP BY p, o),
-     resolved_plain AS (SELECT p, o, arg_max(pred, seq) AS pred FROM preds WHERE s IS NULL GROUP BY p, o)
-SELECT m.part, m.row, m.line, m.shown, m.k,
-       coalesce(i.pred, CASE WHEN m.shared_k THEN wp.pred ELSE w.pred END,
-                CASE WHEN m.shared_p THEN rp.pred ELSE r.pred END) AS pred
+WITH best_k AS ({_BEST.format(x="k")}), best_p AS ({_BEST.format(x="p")})
+SELECT m.part, m.row, m.line, m.shown, m.k, coalesce(pk.pred, pp.pred) AS pred
 FROM keys AS m
-LEFT JOIN in_shard AS i ON m.s = i.s AND m.k = i.k AND m.o IS NOT DISTINCT FROM i.o
-LEFT JOIN written AS w ON m.k = w.k AND m.o IS NOT DISTINCT FROM w.o
-LEFT JOIN written_plain AS wp ON m.k = wp.k AND m.o IS NOT DISTINCT FROM wp.o
-LEFT JOIN resolved AS r ON m.p = r.p AND m.o IS NOT DISTINCT FROM r.o
-LEFT JOIN resolved_plain AS rp ON m.p = rp.p AND m.o IS NOT DISTINCT FROM rp.o
+LEFT JOIN best_k AS bk ON m.part = bk.part AND m.row = bk.row
+LEFT JOIN preds AS pk ON pk.seq = bk.seq
+LEFT JOIN best_p AS bp ON m.part = bp.part AND m.row = bp.row
+LEFT JOIN preds AS pp ON pp.seq = bp.seq
 ORDER BY m.part, m.row
 """
+# Why a pair does not fit where the prediction lacks what tells the lines apart: 1, no shard_id for
+# a name in several shards; 2, no audio_channel for a file on several channels; 3, channels for a
+# line that mixes them (the order of sde.manifest.hypotheses' Ambiguity kinds).
+_KIND = f"""CASE WHEN NOT shard_ok AND s_p IS NULL AND (channel_ok OR c_m = {_NO} OR c_p = {_NO}) THEN 1
+     WHEN NOT channel_ok AND (c_m = {_NO} OR c_p = {_NO}) AND shard_ok THEN CASE WHEN c_m <> {_NO} THEN 2 ELSE 3 END
+END"""
+_SEVERAL = f"""
+ok AS (SELECT seq FROM fit_k WHERE shard_ok AND channel_ok UNION SELECT seq FROM fit_p WHERE shard_ok AND channel_ok),
+several AS (SELECT seq, min(kind) AS kind
+            FROM (SELECT seq, {_KIND} AS kind FROM fit_k UNION ALL SELECT seq, {_KIND} AS kind FROM fit_p)
+            WHERE kind IS NOT NULL AND seq NOT IN (SELECT seq FROM ok) GROUP BY seq)
+"""
+_UNUSED_KEYED_SQL = f"""
+WITH {_SEVERAL},
+     mapped AS (SELECT x.seq, x.k, x.o, lk.seq AS last_k, lp.seq AS last_p FROM preds AS x
+                LEFT JOIN last_k AS lk ON x.k = lk.k AND x.o IS NOT DISTINCT FROM lk.o
+                                          AND x.s IS NOT DISTINCT FROM lk.s AND x.c = lk.c
+                LEFT JOIN last_p AS lp ON x.p = lp.p AND x.o IS NOT DISTINCT FROM lp.o
+                                          AND x.s IS NOT DISTINCT FROM lp.s AND x.c = lp.c),
+     u AS (SELECT m.seq, m.k, m.o FROM mapped AS m
+           WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.seq = m.last_k)
+             AND NOT EXISTS (SELECT 1 FROM ok WHERE ok.seq = m.last_p)
+             AND NOT EXISTS (SELECT 1 FROM several AS v WHERE v.seq = m.last_k))
+SELECT (SELECT count(*) FROM u), seq, k, o FROM u ORDER BY seq LIMIT 1
+"""
+_SEVERAL_SQL = f"WITH {_SEVERAL} SELECT kind, count(*), min(seq) FROM several GROUP BY kind ORDER BY kind"
+_AMBIGUITY_KINDS = {1: "shard", 2: "channel", 3: "mixed"}
 
 # The predictions left unused (PredictionsUse, as sde.manifest.hypotheses.predictions_use finds
-# them in a one-piece read): lines that repeat an earlier line's shard, path as written and offset,
-# and lines that match no line as _MATCH_SQL (_MATCH_SHARDED_SQL) matches them.
+# them in a one-piece read): lines that repeat an earlier line's shard, path as written, offset and
+# channel, and lines that match no line as _MATCH_SQL (_MATCH_KEYED_SQL) matches them.
 _REPEATS_SQL = """
-WITH r AS (SELECT seq, k, o, row_number() OVER (PARTITION BY s, k, o ORDER BY seq) AS n,
-                  min(seq) OVER (PARTITION BY s, k, o) AS earlier
-           FROM (SELECT seq, k, o, CASE WHEN isnan(s) THEN NULL ELSE s END AS s FROM read_parquet($preds)))
+WITH r AS (SELECT seq, k, o, row_number() OVER (PARTITION BY s, k, o, c ORDER BY seq) AS n,
+                  min(seq) OVER (PARTITION BY s, k, o, c) AS earlier
+           FROM (SELECT seq, k, o, c, CASE WHEN isnan(s) THEN NULL ELSE s END AS s FROM read_parquet($preds)))
 SELECT (SELECT count(*) FROM r WHERE n > 1), seq, k, o, earlier FROM r WHERE n > 1 ORDER BY seq LIMIT 1
 """
 _UNUSED_SQL = """
@@ -275,29 +331,53 @@ WITH keys AS (SELECT k, p, o FROM read_parquet($keys)),
              AND NOT EXISTS (SELECT 1 FROM keys AS m WHERE m.p = x.p AND m.o IS NOT DISTINCT FROM x.o))
 SELECT (SELECT count(*) FROM u), seq, k, o FROM u ORDER BY seq LIMIT 1
 """
-_UNUSED_SHARDED_SQL = f"""
-WITH {_SHARDED},
-     u AS (SELECT x.seq, x.k, x.o FROM preds AS x
-           WHERE NOT EXISTS (SELECT 1 FROM keys AS m WHERE m.s = x.s AND m.k = x.k AND m.o IS NOT DISTINCT FROM x.o)
-             AND NOT EXISTS (SELECT 1 FROM keys AS m WHERE m.k = x.k AND m.o IS NOT DISTINCT FROM x.o
-                                                       AND (x.s IS NULL OR NOT m.shared_k))
-             AND NOT EXISTS (SELECT 1 FROM keys AS m WHERE m.p = x.p AND m.o IS NOT DISTINCT FROM x.o
-                                                       AND (x.s IS NULL OR NOT m.shared_p)))
-SELECT (SELECT count(*) FROM u), seq, k, o FROM u ORDER BY seq LIMIT 1
-"""
+
+
+def _ambiguities(con) -> tuple[Ambiguity, ...]:
+    """The predictions several lines fit (after _KEYED_TABLES): per kind, how many and the first,
+    with the shards or channels that the lines (predictions, for "mixed") have."""
+    out = []
+    for kind, count, first in con.execute(_SEVERAL_SQL).fetchall():
+        name = _AMBIGUITY_KINDS[int(kind)]
+        pair = None
+        for x in ("k", "p"):
+            pair = con.execute(f"SELECT part, row, x, o, s_m FROM fit_{x} WHERE seq = ? AND ({_KIND}) = ? LIMIT 1",
+                               [first, kind]).fetchone()
+            if pair is not None:
+                break
+        values: list = []
+        if pair is not None:
+            part, row, path, offset, shard = pair
+            if name == "shard":
+                values = con.execute(f"SELECT DISTINCT s FROM keys WHERE {x} = ? AND o IS NOT DISTINCT FROM ? "
+                                     "AND s IS NOT NULL", [path, offset]).fetchall()
+            elif name == "channel":
+                values = con.execute(f"SELECT DISTINCT c FROM keys WHERE {x} = ? AND o IS NOT DISTINCT FROM ? "
+                                     "AND s IS NOT DISTINCT FROM ? AND c >= 0", [path, offset, shard]).fetchall()
+            else:
+                values = con.execute(f"SELECT DISTINCT c_p FROM fit_{x} WHERE part = ? AND row = ? AND c_p >= 0",
+                                     [part, row]).fetchall()
+        path, offset = con.execute("SELECT k, o FROM preds WHERE seq = ?", [first]).fetchone()
+        out.append(Ambiguity(name, int(count), int(first), str(path), float(offset),
+                             tuple(sorted(int(v[0]) for v in values))))
+    return tuple(out)
 
 
 def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
             memory_limit: str | None, threads: int) -> _Joined:
     """Join (see _MATCH_SQL) and write each part's predictions."""
-    sharded = any(r.sharded for r in keys) and any(r.sharded for r in preds)
+    # shards or channels need the keyed match; the plain join is the usual, faster case
+    keyed = any(r.sharded or r.channeled for r in keys) or any(r.channeled for r in preds)
     database = folder / "predictions.duckdb"
     database.unlink(missing_ok=True)
     files = {"keys": [str(r.path(folder)) for r in keys], "preds": [str(r.path(folder)) for r in preds]}
     try:
         with build_connection(folder, memory_limit, threads, what="matching the predictions to the lines",
                               database=str(database)) as con:
-            con.execute(_MATCH_SHARDED_SQL if sharded else _MATCH_SQL, files)
+            if keyed:
+                for statement in _KEYED_TABLES:
+                    con.execute(statement, {name: paths for name, paths in files.items() if f"${name}" in statement})
+            con.execute(_MATCH_KEYED_SQL if keyed else _MATCH_SQL, None if keyed else files)
             for index in range(parts):
                 values = con.sql("SELECT pred FROM matched WHERE part = ? ORDER BY row",
                                  params=[index]).to_arrow_table()
@@ -310,7 +390,8 @@ def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
             first_prediction = con.execute("SELECT k FROM read_parquet(?) ORDER BY seq LIMIT 1",
                                            [files["preds"][0]]).fetchone()
             repeat = con.execute(_REPEATS_SQL, {"preds": files["preds"]}).fetchone()
-            unused = con.execute(_UNUSED_SHARDED_SQL if sharded else _UNUSED_SQL, files).fetchone()
+            unused = con.execute(_UNUSED_KEYED_SQL).fetchone() if keyed else con.execute(_UNUSED_SQL, files).fetchone()
+            ambiguous = _ambiguities(con) if keyed else ()
     finally:
         database.unlink(missing_ok=True)
         Path(str(database) + ".wal").unlink(missing_ok=True)
@@ -318,7 +399,8 @@ def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
         repeated=int(repeat[0]) if repeat else 0,
         first_repeat=(int(repeat[1]), str(repeat[2]), float(repeat[3]), int(repeat[4])) if repeat else None,
         unmatched=int(unused[0]) if unused else 0,
-        first_unmatched=(int(unused[1]), str(unused[2]), float(unused[3])) if unused else None)
+        first_unmatched=(int(unused[1]), str(unused[2]), float(unused[3])) if unused else None,
+        ambiguous=ambiguous)
     return _Joined(int(unmatched), (str(first[0]), int(first[1])) if first else None,
                    first_written[0] if first_written else None, first_prediction[0] if first_prediction else None,
                    use)

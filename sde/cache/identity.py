@@ -36,7 +36,7 @@ from pathlib import Path
 
 from sde.dataset import DatasetOptions
 from sde.sources import SourceSet, as_source_set, is_url
-from sde.sources.lhotse_source import _SHAR_CUTS as SHAR_CUTS  # the files sde reads a Shar folder's rows from
+from sde.sources.lhotse_source import SHAR_CUTS  # the files sde reads a Shar folder's rows from
 
 #: Read size of the digest.
 CHUNK = 1 << 20

@@ -56,7 +56,9 @@ Decisions where NeMo or the contract are silent (tests pin each of them):
   ``Manifest.warnings`` (not ``problems``: those lines are not skipped); several manifests keep
   as many as one would, with one warning too.
 * ``predictions=FILE`` merges that file's ``pred_text`` by (``audio_filepath`` as written, ``offset``),
-  falling back to (resolved audio path, ``offset``).  The merged field is ``pred_text`` when the main
+  falling back to (resolved audio path, ``offset``), and by ``shard_id`` and ``audio_channel`` where
+  the lines have them (a prediction that several lines fit, two shards' members of one name or two
+  channels of one segment, is left unused with a note naming its line).  The merged field is ``pred_text`` when the main
   manifest has no ``pred_text``; otherwise ``pred_text_<stem of FILE>`` (label = that stem).  Lines
   without a match get <NA> (left out of its scores) and one warning in ``Manifest.warnings`` counts
   them; no match at all is a ManifestError.  The predictions file needs only the audio path and ``pred_text`` (a string);

@@ -288,7 +288,7 @@ def careful_piece(data: bytes, line0: int, state: ReadState) -> tuple[Piece, lis
             problems.append(Problem(state.path, line, reason))
             continue
         if predictions:
-            obj = {k: obj[k] for k in ("audio_filepath", "offset", "pred_text", "shard_id") if k in obj}
+            obj = {k: obj[k] for k in ("audio_filepath", "offset", "pred_text", "shard_id", "audio_channel") if k in obj}
         elif not obj.keys() <= accepted.keys():
             for key in [k for k in obj if k not in accepted]:
                 if not state.admit(key, line):

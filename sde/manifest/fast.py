@@ -47,7 +47,8 @@ def parse_fast(data: bytes | memoryview, block: int, spec: Spec, strings: Sequen
     if spec.predictions:
         # only what the merge needs: other fields are not even converted
         schema = pa.schema([("audio_filepath", pa.string()), ("audio_filename", pa.string()),
-                            ("offset", pa.float64()), ("pred_text", pa.string()), ("shard_id", pa.float64())])
+                            ("offset", pa.float64()), ("pred_text", pa.string()), ("shard_id", pa.float64()),
+                            ("audio_channel", pa.float64())])
         behaviour = "ignore"
     elif strings:
         schema = pa.schema([(name, pa.string()) for name in strings])
@@ -164,6 +165,9 @@ def fast_piece(data: bytes | memoryview, line0: int,
         shard = cols.pop("shard_id", None)
         if shard is not None and shard.null_count < n:  # NeMo tarred audio: a member name is per tar
             out["shard_id"] = shard
+        channel = cols.pop("audio_channel", None)
+        if channel is not None and channel.null_count < n:  # one side of a call: both share path and offset
+            out["audio_channel"] = channel
         cols = {}
     else:
         dur = cols.pop("duration", None)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from sde.manifest.columns import core_frame, extra_column, float_column, has_values, shard_column, string_column
 from sde.manifest.files import FileRead, every_line_bad, read_file
-from sde.manifest.hypotheses import (MatchedPredictions, merge_predictions, missing_hypothesis_warning,
+from sde.manifest.hypotheses import (MatchedPredictions, channel_keys, merge_predictions, missing_hypothesis_warning,
                                     predictions_field, predictions_use, unmatched_warning)
 from sde.manifest.lhotse_reads import lhotse_kind, read_lhotse_sources
 from sde.manifest.model import (
@@ -136,6 +136,10 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         problems.extend(p_state.problems)
         main = pd.DataFrame({"audio_filepath": data["audio_filepath"], "audio_path": data["audio_path"],
                              "offset": data["offset"], "shard": shard_column(pieces)})
+        # one side of a call: both sides share a path and offset, only audio_channel tells them apart
+        for frame, frame_pieces in ((main, pieces), (p_table, p_pieces)):
+            if (channels := channel_keys(frame_pieces)) is not None:
+                frame["channel"] = channels
         merged_values, unmatched = merge_predictions(main, p_table, str(predictions), shown)
         merged = predictions_field(present, predictions)
         if unmatched:

@@ -134,9 +134,12 @@ class _Feed:
 
 
 def measure_segment(measures: SegmentMeasures, path: str, offset: float = 0.0,
-                    duration: float | None = None, channel: int | None = None) -> dict[str, Any]:
+                    duration: float | None = None, channel: object = None) -> dict[str, Any]:
     """The measures of one segment, read block by block (:class:`AudioError` when unreadable);
-    ``channel``: of that channel alone (a supervision on one side of a call), not the mix.
+    ``channel``: the row's ``audio_channel`` as it came (a supervision on one side of a call: the
+    measures are of that channel alone, not the mix; None: every channel, mixed). It is checked when
+    the file is opened, by :func:`sde.audio.channel_number` (the player's rule), so an unusable
+    value such as ``1.5`` or ``"left"`` is an :class:`AudioError` naming it, never a guess.
 
     A segment short enough to decode whole is read so (a file ending early within the manifest's
     rounding is measured as far as it goes, one ending earlier is an error); a longer one was
@@ -152,7 +155,8 @@ def measure_segment(measures: SegmentMeasures, path: str, offset: float = 0.0,
     return feed.result()
 
 
-Row = tuple[int, str, float, float | None, int | None]  # position, path, offset, duration, channel
+# position, path, offset, duration, and audio_channel as the row has it (checked when opened)
+Row = tuple[int, str, float, float | None, object]
 
 
 def _measure_rows(measures: SegmentMeasures, rows: list[Row]) -> list[tuple[int, dict[str, Any]]]:

@@ -62,7 +62,8 @@ SNIFF_BYTES = 64 << 10
 RESERVED = ("id", "line", "source", "audio_filepath", "audio_path", "offset", "duration", "text",
             "duration_source", "cut_id", "recording_id", "supervision_id", "speaker", "language", "gender",
             "channel", "shard_id", "lhotse_transforms", "audio_channel")
-_SHAR_CUTS = re.compile(r"^cuts\.(\d+)\.jsonl(\.gz)?$")
+#: The cuts files of a Lhotse Shar folder (the rows: text and times), as their names go.
+SHAR_CUTS = re.compile(r"^cuts\.(\d+)\.jsonl(\.gz)?$")
 _SHAR_RECORDINGS = re.compile(r"^recording\.(\d+)\.tar$")
 _DECODE_ERRORS = (OSError, EOFError, zlib.error, RemoteError)
 # Whole lines of a plain file: bytes [start, stop) after ``first_line`` lines (sde.manifest's
@@ -157,7 +158,7 @@ def lone_manifest_hint(location: str, kind: str) -> str:
 
 def _is_shar_dir(location: str) -> bool:
     return not is_url(location) and os.path.isdir(location) and any(
-        _SHAR_CUTS.match(name) for name in os.listdir(location))
+        SHAR_CUTS.match(name) for name in os.listdir(location))
 
 
 # -------------------------------------------------------------------------------------- reading
@@ -331,7 +332,8 @@ def _cut_rows(cut: Any, line: int, file_k: int, rows: _Rows, shar: _SharShard | 
         elif sup.text is None:
             reason = f"supervision {sup.id} of cut {cut.id} has no text; add it or drop the supervision"
         else:
-            audio, reason = (shard_fields, None) if shar else _audio_fields(cut.recording, sup.channel)
+            audio, reason = ((_member_fields(shard_fields, cut, sup.channel), None) if shar
+                             else _audio_fields(cut.recording, sup.channel))
             if reason is None:
                 # A Shar member holds the cut's audio as written (transforms applied); a file is
                 # read as it is on disk, so times move back to the file's own timeline.
@@ -365,6 +367,18 @@ def _audio_fields(recording: Any, channel: Any) -> tuple[dict[str, Any], str | N
         return {}, (f"recording {recording.id} keeps its audio bytes inside the manifest ('memory' source), "
                     "which a JSON file cannot hold; write the audio to files or to a Shar directory (CutSet.to_shar)")
     return {}, f"recording {recording.id}: unsupported audio source type {source.type!r}; use file or url sources"
+
+
+def _member_fields(shard_fields: dict[str, Any], cut: Any, channel: Any) -> dict[str, Any]:
+    """A Shar member's fields for a supervision: a MultiCut's member holds every channel of the cut
+    (in the cut's channel order), so a supervision on one of them reads that channel alone, as one
+    of a recording file does (see _audio_fields); without it both sides of a call play, measure and
+    transcribe as one, and their lines share member and offset."""
+    channels = cut.channel if isinstance(cut.channel, list) else [cut.channel]
+    one = channel[0] if isinstance(channel, list) and len(channel) == 1 else channel
+    if len(channels) > 1 and not isinstance(one, list) and one in channels:
+        return {**shard_fields, "audio_channel": channels.index(one)}
+    return shard_fields
 
 
 def _speech_track(cut: Any) -> tuple[Any, str | None]:
@@ -501,7 +515,7 @@ class _SharShard:
 def _shar_shards(folder: str) -> tuple[list[tuple[int, str]], dict[int, str]]:
     cuts, tars = [], {}
     for name in os.listdir(folder):
-        if m := _SHAR_CUTS.match(name):
+        if m := SHAR_CUTS.match(name):
             cuts.append((int(m.group(1)), name))
         elif m := _SHAR_RECORDINGS.match(name):
             tars[int(m.group(1))] = name

@@ -89,17 +89,21 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
         writes = []
 
         def column_file(table: str, j: int, paths: Sequence[Path], field: pa.Field, rows: int,
-                        shift: list[int] | None, dtype: str | None = None) -> None:
+                        shift: list[int] | None, dtype: str | None = None, fill_from: str | None = None) -> None:
             files[f"{table}{COLUMN_FILE_SEPARATOR}{field.name}"] = out = folder / f"{table}.column{j}.arrow"
-            args = (paths, field, out, rows, shift, dtype, mapped)
+            args = (paths, field, out, rows, shift, dtype, mapped, fill_from)
             if compressible(field.type):
                 writes.append(pool.submit(_write_column, *args))
             else:
                 _write_column(*args)
 
+        # A hypothesis's CER denominator is kept only where it differs from num_chars (a reference
+        # with spaces around it): a part without the column has it equal to num_chars, not missing.
+        ref_chars = {h.column("ref_chars") for h in hypotheses}
         for k, column in enumerate(fixed):
             column_file("utterances", k, parts, schema.field(column), sum(i.rows for i in built),
-                        _offsets(built) if column == "id" else None, utterance_dtypes.get(column))
+                        _offsets(built) if column == "id" else None, utterance_dtypes.get(column),
+                        "num_chars" if column in ref_chars else None)
         column_order = {"utterances": schema.names}
         for k, h in enumerate(hypotheses):
             name = f"errors{k}"
@@ -313,8 +317,11 @@ def _in_build_order(schema: pa.Schema, hypotheses: Sequence[HypothesisField]) ->
 FILL_WHEN_ABSENT = {"duration_source": "manifest"}
 
 
-def _absent(field: pa.Field, rows: int) -> pa.Array:
-    """The column of a part that lacks it: what a one-piece read fills in, else nulls."""
+def _absent(field: pa.Field, rows: int, table: pa.Table | None = None, fill_from: str | None = None) -> pa.Array:
+    """The column of a part that lacks it: the part's column ``fill_from`` where given, what a
+    one-piece read fills in, else nulls."""
+    if fill_from is not None and table is not None and fill_from in table.column_names:
+        return _cast(table[fill_from], field.type).combine_chunks()
     if field.name in FILL_WHEN_ABSENT:
         return pa.array([FILL_WHEN_ABSENT[field.name]] * rows, field.type)
     return pa.nulls(rows, field.type)
@@ -351,14 +358,14 @@ def _fixed_width(t: pa.DataType) -> bool:
 
 
 def _write_column(paths: Sequence[Path], field: pa.Field, out: Path, rows: int, shift: list[int] | None,
-                  dtype: str | None = None, mapped: "_MappedTables | None" = None) -> None:
+                  dtype: str | None = None, mapped: "_MappedTables | None" = None, fill_from: str | None = None) -> None:
     """One column of every part as one contiguous array: pages of rows are then cheap takes (Arrow
     copies a chunked column whole to take rows from it); a text column worth it compressed instead
     (sde.compressed_columns: pages decompress only their rows' batches). Numbers and text are gathered in files
     mapped into memory, so a column of 10M rows costs page cache, not resident memory. ``dtype``:
     the column's pandas dtype, where known (a float column read as numpy's keeps its missing values
     as NaN, see sde.cache.missing_as_nan)."""
-    arrays: Iterable[pa.Array] = (_part_column(path, field, None if shift is None else shift[k], mapped)
+    arrays: Iterable[pa.Array] = (_part_column(path, field, None if shift is None else shift[k], mapped, fill_from)
                                   for k, path in enumerate(paths))
     if dtype is None or dtype in NUMPY_FLOATS:
         arrays = map(missing_as_nan, arrays)
@@ -395,12 +402,14 @@ class _MappedTables:
             self._tables.clear()
 
 
-def _part_column(path: Path, field: pa.Field, shift: int | None, mapped: _MappedTables | None = None) -> pa.Array:
-    """One part's column (cast to the joined type; nulls if the part lacks it), as one array."""
+def _part_column(path: Path, field: pa.Field, shift: int | None, mapped: _MappedTables | None = None,
+                 fill_from: str | None = None) -> pa.Array:
+    """One part's column (cast to the joined type; where the part lacks it, its ``fill_from``
+    column or nulls: _absent), as one array."""
     # Mapped: reading the table touches only this column's pages.
     table = mapped.table(path) if mapped is not None else pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
     if field.name not in table.column_names:
-        return _absent(field, table.num_rows)
+        return _absent(field, table.num_rows, table, fill_from)
     column = table[field.name] if table[field.name].type == field.type else _cast(table[field.name], field.type)
     if shift:
         column = pc.add(column, pa.scalar(shift, field.type))

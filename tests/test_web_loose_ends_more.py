@@ -201,7 +201,11 @@ def test_the_replay_command_names_the_cache_options_unless_default(indexed, opti
     out = dash_update(app.server.test_client(), app, "rules-command.children",
                       {"rules-store.data": RULES_INPUTS["rules-store.data"], "rules-view.value": ""},
                       {"url.search": ""})
-    argv = shlex.split(out["rules-command.children"])
+    assert_cache_words(shlex.split(out["rules-command.children"]), expected)
+
+
+def assert_cache_words(argv: list[str], expected: list[str] | None) -> None:
+    """``argv`` names the cache options ``expected`` (None: none at all)."""
     cache_words = [w for w in argv if w in ("--cache-dir", "--no-cache")]
     if expected is None:
         assert cache_words == [], argv
@@ -290,10 +294,5 @@ def test_the_apply_reviews_command_names_the_cache_options_unless_default(indexe
     app = create_app(dataset, AppConfig(**options))
     with app.server.test_request_context("/"):
         argv = shlex.split(apply_command(dataset, tmp_path / "r.sqlite"))
-    cache_words = [w for w in argv if w in ("--cache-dir", "--no-cache")]
-    if expected is None:
-        assert cache_words == [], argv
-    else:
-        i = argv.index(expected[0])
-        assert argv[i:i + len(expected)] == expected, argv
+    assert_cache_words(argv, expected)
     assert argv[-3:] == ["--apply-reviews", "-o", "clean.json"]

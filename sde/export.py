@@ -807,14 +807,14 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
         store = open_reviews(dataset, reviews_path, read_only=True, quiet=True)
     elif apply_reviews or any(t and "review" in t for t in texts):
         default = default_reviews_path(dataset, cache_dir)
-        # the manifest renamed or moved since it was reviewed: its reviews are found beside
+        # the manifest renamed, moved or copied since it was reviewed: its reviews are found beside
         found = default if default.is_file() and not never_written(default) else renamed_reviews(dataset, default)
         found = found or (default if default.is_file() else None)
         if found is not None:
             store = open_reviews(dataset, found, read_only=True, quiet=True)
             if found != default:
-                store.notes.append(f"the reviews were read from {found}: this manifest's before it was renamed "
-                                   f"or moved ({default} does not exist yet)")
+                store.notes.append(f"the reviews were read from {found}: this manifest's before it was renamed, "
+                                   f"moved or copied ({default} does not exist yet)")
         elif apply_reviews:
             raise ExportError(f"--apply-reviews: {dataset.name} has no reviews yet (looked in {default}); "
                               "review in the browser first, or pass --reviews FILE (the reviews file the "

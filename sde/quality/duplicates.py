@@ -289,7 +289,7 @@ GROUP_MAX_TEXTS = 100
 
 def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0, limit: int | None = None,
                      text_column: str = "text", max_ids: int | None = GROUP_MAX_IDS,
-                     max_texts: int | None = GROUP_MAX_TEXTS) -> list[dict[str, Any]]:
+                     max_texts: int | None = GROUP_MAX_TEXTS, centre_first: bool = False) -> list[dict[str, Any]]:
     """The groups of ``/api/duplicates?kind=text|audio``, largest first (ties: first id first).
 
     ``table`` needs ``id`` and ``dup_text_group`` / ``dup_audio_group`` (from
@@ -299,7 +299,8 @@ def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0
     plus ``"conflict"`` for audio groups. ``offset``/``limit`` page through the ordered groups;
     only the groups returned are assembled. ``ids`` lists at most ``max_ids`` members (``size`` counts
     them all) and ``texts`` at most ``max_texts`` transcripts (``texts_total`` counts them), first
-    in table order; None lists them all.
+    in table order; None lists them all. ``centre_first`` (near-duplicate groups) lists the group's
+    centre first, every spelling of it, then the others in table order (see :func:`_centre_first`).
     """
     if kind not in ("text", "audio"):
         raise ValueError(f'unknown duplicate kind "{kind}": use kind=text or kind=audio')
@@ -321,6 +322,8 @@ def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0
         lo, hi = starts[g], starts[g] + sizes[g]
         texts = table[text_column].iloc[rows[lo:hi]].tolist() if text_column in table else []
         distinct = [t for t in dict.fromkeys(texts) if isinstance(t, str)]
+        if centre_first and len(distinct) > 1:  # before the cap: the centre may come 101st in table order
+            distinct = _centre_first(texts, distinct)
         listed = ids[lo:hi] if max_ids is None else ids[lo:min(hi, lo + max(max_ids, 0))]
         group: dict[str, Any] = {"group": int(gids[lo]), "size": int(sizes[g]),
                                  "ids": [int(i) for i in listed],
@@ -330,3 +333,17 @@ def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0
             group["conflict"] = len(set(normalized_texts(distinct))) > 1 if distinct else False
         out.append(group)
     return out
+
+
+def _centre_first(texts: list[Any], distinct: list[str]) -> list[str]:
+    """``distinct`` (a group's transcripts as written, in table order) with its centre's spellings
+    first: the normalised text most of ``texts`` have, ties alphabetical, as :func:`_text_groups`
+    picks centres (a group holds every copy of its texts, so counts in it are counts in the table).
+    The centre is what the others were measured against: read first, it explains the group."""
+    normal = dict(zip(distinct, normalized_texts(distinct)))  # each distinct spelling once, not every row
+    counts: dict[str, int] = {}
+    for t in texts:
+        if isinstance(t, str):
+            counts[normal[t]] = counts.get(normal[t], 0) + 1
+    centre = min(counts, key=lambda n: (-counts[n], n))
+    return [t for t in distinct if normal[t] == centre] + [t for t in distinct if normal[t] != centre]

@@ -31,6 +31,10 @@ GUIDANCE: dict[str, float] = {
 }
 
 
+#: Decimals of the report's hours (1e-7 h = 0.36 ms).
+HOURS_DIGITS = 7
+
+
 def _num(x: Any, digits: int = 3) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else round(float(x), digits)
 
@@ -83,8 +87,13 @@ def _flags(row: Any, missing: list[str]) -> list[dict[str, str]]:
     hours = row["speech_hours"] if pd.notna(row["speech_hours"]) else row["hours"]
     kind = "speech" if pd.notna(row["speech_hours"]) else "audio"
     if pd.notna(hours) and hours < GUIDANCE["target_hours"]:
+        # here, not at the top: sde.rules imports sde.quality.apply, whose package imports this module
+        from sde.rules import duration_text
+
+        # "0.0 h" for a speaker of a few seconds hid how far off it is: seconds and minutes say it
         flags.append({"flag": "few_hours",
-                      "message": f"{hours:.1f} h of {kind}; ~{GUIDANCE['target_hours']:g} h per voice is the usual target"})
+                      "message": f"{duration_text(hours)} of {kind}; ~{GUIDANCE['target_hours']:g} h per voice "
+                                 "is the usual target"})
     rates = row["sample_rates"]
     if rates and min(rates) < GUIDANCE["min_sample_rate"]:
         flags.append({"flag": "low_sample_rate",
@@ -182,8 +191,9 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
             # its group of missing values
             "speaker": row["speaker"] if row["speaker"] != "" else None,
             "utterances": int(row["utterances"]),
-            "hours": _num(row["hours"], 4),
-            "speech_hours": _num(row["speech_hours"], 4),
+            # 4 decimals (0.36 s) made a speaker of a 0.1 s clip 0.0 hours
+            "hours": _num(row["hours"], HOURS_DIGITS),
+            "speech_hours": _num(row["speech_hours"], HOURS_DIGITS),
             "sample_rates": list(row["sample_rates"]),
             "lufs_median": _num(row["lufs_median"], 2),
             "lufs_spread": _num(row["lufs_spread"], 2),

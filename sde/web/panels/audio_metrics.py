@@ -38,6 +38,7 @@ from dash import dcc, html
 from sde.audio import AUDIO_METRIC_COLUMNS, compute_audio_metrics
 from sde.audio_quality import StaleMetrics, cached_audio_quality_summary, count_files, with_audio_metrics
 from sde.engine import settings
+from sde.rules import duration_text
 from sde.web.components import fmt_float, fmt_int, stat_card
 from sde.web.panels.jobs import (
     SetProgress,
@@ -136,13 +137,8 @@ def _rate_label(rate: float) -> str:
 
 
 def _fmt_hours(hours: float | None) -> str:
-    if hours is None or not math.isfinite(hours):
-        return "–"
-    if hours >= 1:
-        return f"{hours:,.2f} h"
-    if hours * 60 >= 1:
-        return f"{hours * 60:.1f} min"
-    return f"{hours * 3600:.1f} s"
+    # duration_text fails on None and says "inf h" for inf: a rate without durations shows a dash
+    return duration_text(hours) if hours is not None and math.isfinite(hours) else "–"
 
 
 def _readiness_alert(name: str, r: dict) -> dbc.Alert:

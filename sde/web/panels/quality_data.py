@@ -85,8 +85,9 @@ def duplicates_page(dataset: Dataset, kind: str, page: int, page_size: int) -> d
     frame = pd.DataFrame({"id": table["id"].to_numpy() if "id" in table.columns else np.arange(len(table)),
                           "text": table["text"].array if "text" in table.columns else "",
                           "dup_text_group" if kind != "audio" else column: groups_of.array})
+    # A near group's texts are its centre's neighbours: listed first, the centre says what they vary on.
     groups = duplicate_groups(frame, "audio" if kind == "audio" else "text", offset=page * page_size,
-                              limit=page_size)
+                              limit=page_size, centre_first=kind == "near")
     for g in groups:
         g["filter"] = group_filter(kind, g["group"])
     return {"kind": kind, "column": column, "groups_total": int(groups_of.nunique(dropna=True)),

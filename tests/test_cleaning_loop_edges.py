@@ -23,7 +23,7 @@ import soundfile as sf
 
 from sde.dataset import build_dataset
 from sde.reviews import ReviewStore, default_reviews_path, open_reviews, utterance_keys
-from sde import rules
+from sde.durations import duration_text
 from tests.browser_kit import api, sde_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +96,8 @@ def test_reviews_follow_a_renamed_or_moved_manifest_into_the_export(tmp_path, ho
     assert exported_texts(tmp_path / "kept.json") == ["words of line 0", "words of the fixed line", "words of line 3"]
     assert "1 dropped, 1 fixed" in r.stderr
     # a note says where the reviews came from (a file of the same name needs none)
-    assert ("renamed or moved" in r.stderr) == (where == "default location" or name != "train.json")
+    said = "renamed or moved" in r.stderr or "renamed, moved or copied" in r.stderr
+    assert said == (where == "default location" or name != "train.json")
     assert reviews.read_bytes() == before       # the old file is read, never changed by an export
 
 
@@ -251,7 +252,7 @@ DURATIONS = {
 
 @pytest.mark.parametrize("seconds", list(DURATIONS))
 def test_durations_read_in_seconds_minutes_or_hours(seconds):
-    assert rules.duration_text(seconds / 3600) == DURATIONS[seconds]
+    assert duration_text(seconds / 3600) == DURATIONS[seconds]
 
 
 def test_the_export_summary_of_a_short_selection_is_not_zero_hours(tmp_path):

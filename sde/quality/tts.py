@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sde.durations import duration_text
 from sde.quality.phonemes import PhonemizerError, phoneme_histograms, phoneme_inventory, speaker_codes
 
 __all__ = ["GUIDANCE", "speaker_table", "tts_report", "unchecked_flags"]
@@ -87,8 +88,6 @@ def _flags(row: Any, missing: list[str]) -> list[dict[str, str]]:
     hours = row["speech_hours"] if pd.notna(row["speech_hours"]) else row["hours"]
     kind = "speech" if pd.notna(row["speech_hours"]) else "audio"
     if pd.notna(hours) and hours < GUIDANCE["target_hours"]:
-        # here, not at the top: sde.rules imports sde.quality.apply, whose package imports this module
-        from sde.rules import duration_text
 
         # "0.0 h" for a speaker of a few seconds hid how far off it is: seconds and minutes say it
         flags.append({"flag": "few_hours",

@@ -24,8 +24,9 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from sde.replay import data_args, source_args
-from sde.rules import (MAX_RULES, MAX_RULES_BYTES, Rule, RulesError, check_rules, dump_rules, duration_text,
-                       parse_rules, rules_preview_route)
+from sde.durations import duration_text
+from sde.rules import (MAX_RULES, MAX_RULES_BYTES, Rule, RulesError, check_rules, dump_rules, parse_rules,
+                       rules_preview_route)
 from sde.web import reviewing, state
 from sde.web.served import served_cache_args
 from sde.web.components import MANIFEST_API, as_text, fmt_int, page_header

@@ -22,7 +22,7 @@ from sde.web.grid import TableSpec, example_filter
 from sde.web.pages import table
 from sde.web.pages.page import Page
 from sde.query import QueryError, parse_sort
-from sde.rules import duration_text
+from sde.durations import duration_text
 from sde.web.present import ApiError, requested_filter
 
 if TYPE_CHECKING:  # pragma: no cover

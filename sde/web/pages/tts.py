@@ -21,7 +21,7 @@ from dash import Input, Output, State, dcc, html
 
 from sde.filters import TEXT, Clause, column_kind
 from sde.quality.tts import GUIDANCE
-from sde.rules import duration_text
+from sde.durations import duration_text
 from sde.web.components import fmt_float, fmt_int, page_header
 from sde.web.figures import GRAPH_CONFIG
 from sde.web.pages.page import Page

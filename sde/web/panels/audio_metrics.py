@@ -38,7 +38,7 @@ from dash import dcc, html
 from sde.audio import AUDIO_METRIC_COLUMNS, compute_audio_metrics
 from sde.audio_quality import StaleMetrics, cached_audio_quality_summary, count_files, with_audio_metrics
 from sde.engine import settings
-from sde.rules import duration_text
+from sde.durations import duration_text
 from sde.web.components import fmt_float, fmt_int, stat_card
 from sde.web.panels.jobs import (
     SetProgress,

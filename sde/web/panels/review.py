@@ -38,7 +38,7 @@ from sde.reviews import (
     review_summary,
     review_undo_route,
 )
-from sde.rules import duration_text
+from sde.durations import duration_text
 from sde.web import reviewing, state
 from sde.web.components import as_mapping, as_text, fmt_int, manifest_href, stat_card
 from sde.web.grid import list_filter

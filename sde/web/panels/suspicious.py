@@ -22,7 +22,7 @@ from dash import Input, Output, dcc, html, no_update
 from sde.caching import for_dataset, keeping
 from sde.quality.apply import kind_columns, quality_frame, speech_hours
 from sde.quality.suspicious import suspicious_summary
-from sde.rules import duration_text
+from sde.durations import duration_text
 from sde.web.components import fmt_int
 from sde.web.panels.background import FIRST_WAIT_S, POLL_MS, in_background
 from sde.web.state import samples_href

@@ -45,7 +45,7 @@ from sde.quality.apply import (
     vad_unavailable,
 )
 from sde.quality.segments import KINDS, Cancelled, measure_segments
-from sde.rules import duration_text
+from sde.durations import duration_text
 from sde.web.components import fmt_float, fmt_int, stat_card
 from sde.web.panels.audio_metrics import metric_columns
 from sde.web.panels.jobs import (

@@ -90,6 +90,9 @@ import pyarrow.compute as pc
 
 __all__ = [
     "NORMALIZERS",
+    "RE2_OTHER_WHITESPACE",
+    "RE2_WHITESPACE",
+    "WHITESPACE",
     "collapse_whitespace",
     "normalize",
     "normalize_arrow",
@@ -696,7 +699,7 @@ def _punct_rules() -> _PunctRules:
     table: dict[int, str | None] = dict.fromkeys(removed_points.tolist())
     table.update(dict.fromkeys(joiner_points.tolist(), " "))
     table.update(dict.fromkeys(apostrophes[1:], "'"))
-    whitespace = np.array([ord(c) for c in _WHITESPACE])
+    whitespace = np.array([ord(c) for c in WHITESPACE])
     return _PunctRules(translate=table, joiners=joiner_points, removed=removed_points,
                        word=np.flatnonzero(word), whitespace=whitespace)
 
@@ -878,15 +881,17 @@ def normalize_arrow(
     return collapse_whitespace(arr)
 
 
-# Every character for which str.isspace() is true (tests/test_text.py checks the list), as RE2
-# escapes: Arrow's collapse must split exactly where str.split() does.
-_WHITESPACE = (
+#: Every character for which str.isspace() is true (tests/test_text.py checks the list): where
+#: str.split() cuts words, so where sde's words (vocabulary, metrics, word indexes, ``has``) end.
+WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-_RE2_WS = "".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE)
+#: An RE2 class of them (RE2's ``\s`` is only ``[\t\n\f\r ]``), and one of them but the plain space.
+RE2_WHITESPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE) + "]"
+RE2_OTHER_WHITESPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE if c != " ") + "]"
 # A run of two or more, or one that is not a plain space: the only places that need rewriting.
-_RE2_WHITESPACE_TO_SPACE = f"[{_RE2_WS}]{{2,}}|[{_RE2_WS.replace(chr(92) + 'x{20}', '')}]"
+_RE2_WHITESPACE_TO_SPACE = f"{RE2_WHITESPACE}{{2,}}|{RE2_OTHER_WHITESPACE}"
 
 
 def collapse_whitespace(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from sde.engine import settings
 from sde.filters.engine import arrow_sql, numpy_sql, stopping
 from sde.filters.regex import in_sequence, parsed_regex
-from sde.text import _WHITESPACE as _STR_SPLIT_WHITESPACE  # exactly where str.split() splits (tests/test_text.py)
+from sde.text import RE2_OTHER_WHITESPACE
 from sde.word_joins import BITS_SHARE, WordJoins, or_bits, segment_joins
 
 try:  # the parser of Python's re: sre_parse until 3.11
@@ -329,10 +329,6 @@ class WordIndex:
         return pa.BooleanArray.from_buffers(pa.bool_(), self.rows, [validity, data], null_count=missing)
 
 
-#: RE2 class of the characters str.split() splits at but the index does not (it splits at " " alone).
-_OTHER_WHITESPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _STR_SPLIT_WHITESPACE if c != " ") + "]"
-
-
 def word_row_counts(index: WordIndex, words: Sequence[str], rows: np.ndarray | None = None) -> np.ndarray:
     """For each of ``words``, how many rows of the column hold it as a ``str.split()`` token, among
     ``rows`` (distinct row positions; None: every row), counted from the postings: a word's rows
@@ -351,7 +347,7 @@ def word_row_counts(index: WordIndex, words: Sequence[str], rows: np.ndarray | N
     found = np.flatnonzero(which.is_valid().to_numpy(zero_copy_only=False))
     word_of = [which.take(found).to_numpy(zero_copy_only=False).astype(np.int64)]
     vocabulary_of = [found]
-    spaced = np.flatnonzero(pc.match_substring_regex(vocabulary, _OTHER_WHITESPACE).to_numpy(zero_copy_only=False))
+    spaced = np.flatnonzero(pc.match_substring_regex(vocabulary, RE2_OTHER_WHITESPACE).to_numpy(zero_copy_only=False))
     for entry, text in zip(spaced.tolist(), vocabulary.take(spaced).to_pylist()):
         held = [number[token] for token in set(text.split()) if token in number]
         word_of.append(np.array(held, dtype=np.int64))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 TEXTS = [
@@ -102,6 +104,10 @@ def test_the_api_answers_has_like_str_split(client, filt, status, total):
 
 
 def test_the_whitespace_of_has_is_exactly_what_str_isspace_accepts():
-    from sde.filters.bind import _WHITESPACE
+    from sde.filters.bind import word_pattern
+    from sde.text import RE2_WHITESPACE
 
-    assert _WHITESPACE == "".join(chr(i) for i in range(sys.maxunicode + 1) if chr(i).isspace())
+    assert word_pattern("cat") == f"(?:^|{RE2_WHITESPACE})cat(?:{RE2_WHITESPACE}|$)"
+    every = [chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i <= 0xDFFF]
+    matched = pc.match_substring_regex(pa.array(every), f"^{RE2_WHITESPACE}$").to_numpy(zero_copy_only=False)
+    assert [c for c, m in zip(every, matched) if m] == [c for c in every if c.isspace()]

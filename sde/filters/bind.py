@@ -33,6 +33,7 @@ from sde.filters.tree import (
     _parse_float,
     _shown,
 )
+from sde.text import RE2_WHITESPACE
 
 NUMBER, TEXT, BOOL, OTHER, VIRTUAL = "number", "text", "bool", "other", "virtual"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -287,20 +288,10 @@ def re2_escape(text: str) -> str:
     return "".join(out)
 
 
-#: Every character ``str.isspace()`` accepts (tests/test_has_whitespace_like_split.py checks the
-#: list): where ``str.split()`` cuts words, as sde.text does for the vocabulary and word indexes.
-_WHITESPACE = (
-    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
-    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
-#: An RE2 class of them: RE2's ``\s`` is only ``[\t\n\f\r ]``, which misses "the\u00a0cat".
-_RE2_SPACE = "[" + "".join(f"\\x{{{ord(ch):x}}}" for ch in _WHITESPACE) + "]"
-
-
 def word_pattern(word: str) -> str:
     """RE2 pattern of ``has``: one whole token of ``str.split()`` (as the vocabulary, the word
     indexes and the metrics split words), cut at any whitespace ``str.isspace()`` accepts."""
-    return f"(?:^|{_RE2_SPACE})" + re2_escape(word) + f"(?:{_RE2_SPACE}|$)"
+    return f"(?:^|{RE2_WHITESPACE})" + re2_escape(word) + f"(?:{RE2_WHITESPACE}|$)"
 
 
 def iequal_pattern(value: str) -> str:

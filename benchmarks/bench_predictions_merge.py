@@ -1,6 +1,7 @@
 """CPU seconds of matching a predictions file to a manifest in one piece
-(sde.manifest.hypotheses.merge_predictions + predictions_use, what ``sde M --predictions P`` runs
-for a manifest under one part), on synthetic keys: plain lines, or the two sides of stereo calls.
+(sde.manifest.hypotheses: match_predictions once, then merge_predictions + predictions_use, what
+``sde M --predictions P`` runs for a manifest under one part; a version without match_predictions
+matches in each), on synthetic keys: plain lines, or the two sides of stereo calls.
 
     python benchmarks/bench_predictions_merge.py [--rows 1000000] [--kind plain|channels] [--repeat 3]
 
@@ -49,8 +50,13 @@ def main() -> None:
     best = float("inf")
     for _ in range(args.repeat):
         started = time.process_time()
-        values, unmatched = hypotheses.merge_predictions(table, preds, "p.json", "m.json")
-        hypotheses.predictions_use(preds, table)
+        if hasattr(hypotheses, "match_predictions"):
+            matched = hypotheses.match_predictions(table, preds)
+            values, unmatched = hypotheses.merge_predictions(table, preds, "p.json", "m.json", matched)
+            hypotheses.predictions_use(preds, table, matched)
+        else:
+            values, unmatched = hypotheses.merge_predictions(table, preds, "p.json", "m.json")
+            hypotheses.predictions_use(preds, table)
         best = min(best, time.process_time() - started)
     print(f"{hypotheses.__file__}: {args.rows:,} rows ({args.kind}), unmatched {unmatched}: "
           f"best of {args.repeat} {best:.2f} CPU s")

@@ -26,7 +26,7 @@ MISSING_EXAMPLES = 3
 
 
 def merge_predictions(table: pd.DataFrame, preds: pd.DataFrame, preds_path: str,
-                      main_path: str) -> tuple[pd.Series, int]:
+                      main_path: str, matched: PredictionMatch | None = None) -> tuple[pd.Series, int]:
     """pred_text per main row ("" where unmatched) and the number of unmatched rows.
 
     A line takes the last prediction of its audio path as written and offset, else as resolved,
@@ -38,7 +38,7 @@ def merge_predictions(table: pd.DataFrame, preds: pd.DataFrame, preds_path: str,
     several shards, no audio_channel for a file and offset on several channels) is used by none of
     them, and :func:`predictions_use` says so: a pick would put one speaker's words on the other.
     Every line unmatched is a ManifestError naming the fix."""
-    matched = _match(table, preds)
+    matched = matched if matched is not None else match_predictions(table, preds)
     chosen = matched.chosen
     found = pd.Series(preds["pred_text"].to_numpy(dtype=object)[np.maximum(chosen, 0)], dtype=object)
     found[chosen < 0] = None
@@ -166,16 +166,16 @@ def _ambiguity_problem(predictions: str | Path, a: Ambiguity) -> Problem:
 
 
 @dataclass(frozen=True)
-class _Matched:
+class PredictionMatch:
     chosen: np.ndarray   # per line: the row in preds of its prediction, -1 where none
     usable: np.ndarray   # per prediction: whether some line takes it by its key (repeats included)
     several: np.ndarray  # per prediction: unused because several lines fit it
     ambiguous: tuple[Ambiguity, ...]
 
 
-def _match(table: pd.DataFrame, preds: pd.DataFrame) -> _Matched:
+def match_predictions(table: pd.DataFrame, preds: pd.DataFrame) -> PredictionMatch:
     """Each line's prediction (see merge_predictions), the predictions some line takes, and those
-    several lines fit."""
+    several lines fit: made once for merge_predictions and predictions_use alike."""
     n, n_preds = len(table), len(preds)
     m_off, p_off = table["offset"].round(6).to_numpy(np.float64), preds["offset"].round(6).to_numpy(np.float64)
     m_shard, p_shard = _shards(table), _shards(preds)
@@ -257,7 +257,7 @@ def _match(table: pd.DataFrame, preds: pd.DataFrame) -> _Matched:
         values = tuple(sorted({int(v) for v in same.dropna() if v >= 0}))
         ambiguous.append(Ambiguity(kind, len(which), int(lines[first]), str(preds["audio_filepath"].iloc[first]),
                                    float(p_off[first]), values))
-    return _Matched(chosen, usable, several, tuple(ambiguous))
+    return PredictionMatch(chosen, usable, several, tuple(ambiguous))
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def _lines(n: int) -> str:
     return f"{n:,} {'line' if n == 1 else 'lines'}"
 
 
-def predictions_use(preds: pd.DataFrame, table: pd.DataFrame) -> PredictionsUse:
+def predictions_use(preds: pd.DataFrame, table: pd.DataFrame, matched: PredictionMatch | None = None) -> PredictionsUse:
     """What of ``preds`` (a predictions file's audio_filepath, audio_path, offset, line, maybe
     shard and channel) the lines of ``table`` (audio_filepath, audio_path, offset, maybe shard and
     channel) leave unused; a prediction is matched as merge_predictions matches it."""
@@ -312,7 +312,7 @@ def predictions_use(preds: pd.DataFrame, table: pd.DataFrame) -> PredictionsUse:
         earlier = int(np.flatnonzero(group == group[row])[0])
         use.update(repeated=int(later.sum()),
                    first_repeat=(int(lines[row]), keys["k"][row], float(keys["o"][row]), int(lines[earlier])))
-    matched = _match(table, preds)
+    matched = matched if matched is not None else match_predictions(table, preds)
     unused = ~matched.usable & ~matched.several  # those several lines fit are said as such, not twice
     if unused.any():
         row = int(np.flatnonzero(unused)[0])

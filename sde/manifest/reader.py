@@ -11,8 +11,8 @@ import pandas as pd
 
 from sde.manifest.columns import core_frame, extra_column, float_column, has_values, shard_column, string_column
 from sde.manifest.files import FileRead, every_line_bad, read_file
-from sde.manifest.hypotheses import (MatchedPredictions, channel_keys, merge_predictions, missing_hypothesis_warning,
-                                    predictions_field, predictions_use, unmatched_warning)
+from sde.manifest.hypotheses import (MatchedPredictions, channel_keys, match_predictions, merge_predictions,
+                                    missing_hypothesis_warning, predictions_field, predictions_use, unmatched_warning)
 from sde.manifest.lhotse_reads import lhotse_kind, read_lhotse_sources
 from sde.manifest.model import (
     GENERATED,
@@ -140,13 +140,14 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         for frame, frame_pieces in ((main, pieces), (p_table, p_pieces)):
             if (channels := channel_keys(frame_pieces)) is not None:
                 frame["channel"] = channels
-        merged_values, unmatched = merge_predictions(main, p_table, str(predictions), shown)
+        matched = match_predictions(main, p_table)  # the merge and the warnings below read it
+        merged_values, unmatched = merge_predictions(main, p_table, str(predictions), shown, matched)
         merged = predictions_field(present, predictions)
         if unmatched:
             row = int(np.flatnonzero(merged_values.isna().to_numpy())[0])
             warnings.append(unmatched_warning(shown if row_sources is None else str(row_sources[row]),
                                               int(data["line"][row]), unmatched, n, predictions, merged.field))
-        warnings += predictions_use(p_table, main).warnings(predictions)
+        warnings += predictions_use(p_table, main, matched).warnings(predictions)
         present.append(merged.field)
 
     if hyp_specs:

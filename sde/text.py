@@ -81,7 +81,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,6 +99,7 @@ __all__ = [
     "normalize_many",
     "parse_normalize",
     "split_words",
+    "token_numbers",
     "word_lists",
     "to_arrow_strings",
     "words",
@@ -907,6 +908,12 @@ def word_lists(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """The words of each string of an Arrow string column, a list per string: ``str.split()``,
     except that an empty (or all-whitespace) string gives ``[""]``."""
     return pc.split_pattern(collapse_whitespace(arr), " ")
+
+
+def token_numbers(words: Iterable[str]) -> dict[str, int]:
+    """The distinct ``words`` that are one ``str.split()`` token each, numbered in the order first
+    seen: "" and a word holding whitespace ("a b") are in no text's words, so they are left out."""
+    return {w: k for k, w in enumerate(dict.fromkeys(w for w in words if w.split() == [w]))}
 
 
 def split_words(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from sde.engine import settings
 from sde.filters.engine import arrow_sql, numpy_sql, stopping
 from sde.filters.regex import in_sequence, parsed_regex
-from sde.text import RE2_OTHER_WHITESPACE
+from sde.text import RE2_OTHER_WHITESPACE, token_numbers
 from sde.word_joins import BITS_SHARE, WordJoins, or_bits, segment_joins
 
 try:  # the parser of Python's re: sre_parse until 3.11
@@ -338,7 +338,7 @@ def word_row_counts(index: WordIndex, words: Sequence[str], rows: np.ndarray | N
     The Comparison page's 300 words at 1M lines of ~12 words: ~40 ms of CPU, against ~1.9 s
     splitting every line (benchmarks/bench_analysis.py --stored)."""
     counts = np.zeros(len(words), dtype=np.int64)
-    number = {w: k for k, w in enumerate(dict.fromkeys(w for w in words if w.split() == [w]))}
+    number = token_numbers(words)
     if not number:
         return counts
     vocabulary = index.vocabulary[WORD]

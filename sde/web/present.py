@@ -26,7 +26,7 @@ from sde.compressed_columns import stored_column, word_index
 from sde.metrics import align_words
 from sde.filters import combine_filters
 from sde.query import Clause, QueryError, format_filter
-from sde.text import to_arrow_strings, word_lists
+from sde.text import to_arrow_strings, token_numbers, word_lists
 from sde.web.state import error_words, parse_error_param
 from sde.word_index import word_row_counts
 
@@ -384,8 +384,7 @@ def word_utterances(texts: pd.Series, rows: np.ndarray | None, words: list[str])
 
 def _split_word_utterances(texts: pd.Series, rows: np.ndarray | None, words: list[str]) -> np.ndarray:
     """`word_utterances` by splitting the selected transcripts, WORD_SLICE_ROWS at a time."""
-    # "" would match the [""] an empty text splits to; a word holding whitespace is no token
-    number = {w: k for k, w in enumerate(dict.fromkeys(w for w in words if w.split() == [w]))}
+    number = token_numbers(words)  # "" would match the [""] an empty text splits to
     counts = np.zeros(len(number), dtype=np.int64)
     if not number:
         return np.zeros(len(words), dtype=np.int64)

@@ -103,7 +103,8 @@ class Postings:
         return int(self.bases.nbytes + sum(r.nbytes for r in self.rows) + sum(b.nbytes for b in self.bits))
 
     def of(self, seg: int, start: int, stop: int, bit: int) -> np.ndarray:
-        """One entry's rows (ascending)."""
+        """One entry's rows: ascending when its rows are held as bits; a row list keeps the order the
+        build wrote it in, which DuckDB's threads do not sort (callers sort if they need to)."""
         if bit < 0:
             return self.rows[seg][start:stop]
         count = int(self.bases[seg + 1] - self.bases[seg])

@@ -332,12 +332,18 @@ WARM_UP_EXIT_S = 10.0
 
 def load_notes(problems: Sequence[Any], warnings: Sequence[Any], shown: int = NOTES_SHOWN) -> list[str]:
     """What a load found wrong, as the terminal says it (a command-line user may never open a
-    page): the bad lines skipped, then the notes about the lines kept (a hypothesis some lines lack,
-    predictions unused, utterances too long to align whole); of each, how many, the first few as
-    FILE:LINE: reason, and where the others are."""
+    page): the manifest files skipped (of several), the bad lines skipped, then the notes about the
+    lines kept (a hypothesis some lines lack, predictions unused, utterances too long to align
+    whole); of each, how many, the first few as FILE[:LINE]: reason, and where the others are."""
     said = []
-    if problems:
-        said += _listed(problems, f"{_counted(len(problems), 'bad line')} skipped",
+    # line 0: a whole file of several (missing, unreadable, empty) left out, not a line of it
+    files = [p for p in problems if not getattr(p, "line", 1)]
+    lines = [p for p in problems if getattr(p, "line", 1)]
+    if files:
+        said += _listed(files, f"{_counted(len(files), 'manifest file')} skipped",
+                        "the Problems page lists them too; --strict stops at the first instead", shown)
+    if lines:
+        said += _listed(lines, f"{_counted(len(lines), 'bad line')} skipped",
                         "the Problems page and /api/problems list every one; --strict stops at the first instead", shown)
     if warnings:
         said += _listed(warnings, f"{_counted(len(warnings), 'note')} about the lines kept",
@@ -515,7 +521,7 @@ def serve_command(sources: tuple[str, ...], model: str | None, port: int, host: 
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
            sock=sock, augment_dirs=(noise_dir, rir_dir),
            reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only,
-           cache_options=(cache_dir, no_cache))
+           cache_options=(cache_dir, no_cache), vad=vad)
 
 
 def _reserve_port(host: str, port: int):
@@ -719,7 +725,7 @@ def _end_background_queries(warm) -> None:
 
 def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cache_dir: str | None = None,
            sock=None, augment_dirs: tuple[str | None, str | None] = (None, None), reviews: str | None = None,
-           read_only: bool = False, cache_options: tuple[str | None, bool] = (None, False)) -> None:
+           read_only: bool = False, cache_options: tuple[str | None, bool] = (None, False), vad: bool = False) -> None:
     # The first page a browser opens shows the summary (sums over every row: 0.3-0.8 s at 10M,
     # mostly reading the columns, numpy without the GIL): made while the web framework imports.
     threading.Thread(target=_summary_ahead, args=(dataset,), name="sde-summary", daemon=True).start()
@@ -751,7 +757,7 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth, cache_dir=cache_dir,
                                         reviews=reviews, read_only=read_only, no_cache=no_cache,
                                         dataset_cache_dir=None if no_cache or not given_cache
-                                        else os.path.abspath(given_cache)))
+                                        else os.path.abspath(given_cache), vad=vad))
 
     # The query engine's view of the table (seconds at 10M rows) is made while the browser opens;
     # of the text columns, the transcripts are the ones searched (paths, speakers: on first use).
@@ -1061,10 +1067,11 @@ def format_summary(summary: dict) -> str:
               help='Remove "drop" reviews; write fixes into text (old text in text_original), notes, tags.')
 @click.option("--reviews", "reviews_path", type=click.Path(dir_okay=False), default=None,
               help="The reviews file (default: the manifest's, in the cache folder).")
+@vad_option
 @handle_data_errors
 def export_command(sources: tuple[str, ...], output: str, rejected: str | None, filter_text: str | None,
                    sort_text: str | None, rules_path: str | None, apply_reviews: bool, reviews_path: str | None,
-                   cache_dir: str | None, no_cache: bool, **data: Any) -> None:
+                   cache_dir: str | None, no_cache: bool, vad: bool, **data: Any) -> None:
     """Write the lines of SOURCE... that are kept, byte for byte, and a changelog beside -o."""
     from sde.export import ExportError, export_dataset, summary_lines
     from sde.query import QueryError
@@ -1083,7 +1090,8 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
                 raise click.BadParameter(f"{path} is the manifest itself: sde never modifies its input; "
                                          "write to another file", param_hint=option)
     _check_before_loading(filter_text, rules_path)
-    dataset = load(sources, options_from(**data), cache_dir, no_cache)
+    # --vad: the build a `sde --vad` server stored (its own cache entry), and the columns its rules may name
+    dataset = load(sources, options_from(**data), cache_dir, no_cache, vad=vad)
     try:
         changelog = export_dataset(dataset, output, rejected=rejected, filter=filter_text, sort=sort_text,
                                    rules_path=rules_path, reviews_path=reviews_path, apply_reviews=apply_reviews,

@@ -66,7 +66,7 @@ from sde.reviews import (
     utterance_keys,
     write_review,
 )
-from sde.quality.apply import TooLarge, ensure_named_quality_columns
+from sde.quality.apply import SEGMENT_COLUMNS, TooLarge, ensure_named_quality_columns
 from sde.durations import duration_text
 from sde.rules import Rule, RulesReport, evaluate_rules, load_rules
 
@@ -77,6 +77,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Changelog entries listing individual review changes (drops, fixes); beyond this only counts.
 MAX_CHANGELOG_CHANGES = 100_000
+# The duplicate columns made from the audio hash (sde.quality.duplicates), which only --vad measures.
+AUDIO_DUPLICATE_COLUMNS = ("dup_audio_group", "dup_audio_text_conflict")
+_VAD_REMEDY = ("as the server was started with, when the command came from one: it then reads the server's "
+               "cached build; otherwise every utterance's audio is measured once and cached")
 CHANGELOG_SUFFIX = ".changelog.json"
 _HOST = "".join(ch for ch in socket.gethostname() if ch.isalnum())[:32]
 
@@ -770,27 +774,56 @@ def manifest_lines(dataset: "Dataset") -> ManifestLines:
 # ------------------------------------------------------------------------------------- the CLI
 
 
-def _refuse_review_columns_without_reviews(dataset: "Dataset", filter: str | None, sort: str | None,
-                                          rules: Sequence[Rule] | None, rules_path: str | Path | None,
-                                          looked_in: Path) -> None:
-    """A filter, sort or rule that names a review column ({review}, {review_tags}, ...) with no
-    reviews file found: say so, rather than "Unknown column" (the column exists where reviews are)."""
-    own = set(dataset.utterances.columns)   # a manifest field of that name is read as it is
+def _named_columns(filter: str | None, sort: str | None, rules: Sequence[Rule] | None,
+                   rules_path: str | Path | None) -> list[tuple[str, str]]:
+    """(where, column) for every column the filter, the sort and each rule name; `where` is how an
+    error names it (--filter, --sort, rule 'NAME' (FILE:LINE)). A text that does not parse is left
+    out: the query says what is wrong with it."""
     named: list[tuple[str, str]] = []
     for what, text in [("--filter", filter), *((f"rule {r.name!r}" + (f" ({rules_path}:{r.line})" if r.line else ""),
                                                 r.filter) for r in rules or ())]:
         try:
             tree = parse(text) if text else None
         except QueryError:
-            continue   # the query says what is wrong with it
+            continue
         named += [(what, c.name) for c in (column_refs(tree) if tree is not None else ())]
     if sort:
         named += [("--sort", part.strip().lstrip("+-").strip("{}")) for part in sort.split(",")]
-    for what, column in named:
+    return named
+
+
+def _refuse_review_columns_without_reviews(dataset: "Dataset", filter: str | None, sort: str | None,
+                                          rules: Sequence[Rule] | None, rules_path: str | Path | None,
+                                          looked_in: Path) -> None:
+    """A filter, sort or rule that names a review column ({review}, {review_tags}, ...) with no
+    reviews file found: say so, rather than "Unknown column" (the column exists where reviews are)."""
+    own = set(dataset.utterances.columns)   # a manifest field of that name is read as it is
+    for what, column in _named_columns(filter, sort, rules, rules_path):
         if column in REVIEW_COLUMNS and column not in own:
             raise ExportError(f"{what} names the review column {{{column}}}, but {dataset.name} has no reviews file "
                               f"(looked in {looked_in}): pass --reviews FILE (the reviews file the server's "
                               "Statistics page names), or the --cache-dir the server was started with")
+
+
+def _refuse_vad_columns_without_vad(dataset: "Dataset", filter: str | None, sort: str | None,
+                                    rules: Sequence[Rule] | None, rules_path: str | Path | None) -> None:
+    """A filter, sort or rule that names a column only --vad measures, on a dataset loaded without
+    it: an error naming the rule, the column and --vad. Without it a speech-activity column is an
+    "Unknown column" that does not say how to get it, and the audio duplicate groups
+    ({dup_audio_group}, made from {audio_hash}) are empty on every row: a drop rule on them would
+    remove nothing and the export would silently keep every line."""
+    own = set(dataset.utterances.columns)
+    for what, column in _named_columns(filter, sort, rules, rules_path):
+        # a manifest's own field of that name is read as manifest_<name> (sde.manifest.model.GENERATED)
+        field = (f"; the manifest's own {column} field is {{manifest_{column}}}"
+                 if f"manifest_{column}" in own else "")
+        if column in SEGMENT_COLUMNS and column not in own:
+            raise ExportError(f"{what} names {{{column}}}, a speech-activity measure (Silero VAD) that {dataset.name} "
+                              f"was loaded without: add --vad ({_VAD_REMEDY}){field}")
+        if column in AUDIO_DUPLICATE_COLUMNS and column not in own and "audio_hash" not in own:
+            raise ExportError(f"{what} names {{{column}}}, made from the audio hashes that only --vad measures: "
+                              f"{dataset.name} was loaded without them, so {{{column}}} would be empty on every "
+                              f"line and match none (a drop rule would keep every line); add --vad ({_VAD_REMEDY}){field}")
 
 
 def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Path | None = None,
@@ -800,6 +833,7 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
     """`sde export`: plan and write; returns the changelog. Reviews are opened read-only."""
     rules = load_rules(rules_path) if rules_path is not None else None
     texts = [filter, sort] + [r.filter for r in rules or ()]
+    _refuse_vad_columns_without_vad(dataset, filter, sort, rules, rules_path)
     store = None
     if reviews_path is not None:
         if not Path(reviews_path).is_file():

@@ -61,11 +61,12 @@ def data_args(dataset: "Dataset") -> list[str]:
     return args
 
 
-def cache_args(cache_dir: str | None, no_cache: bool) -> list[str]:
-    """The cache options that decide which stored build a command reads, as `sde export` takes
-    them: without the server's --cache-dir a pasted command builds the dataset again (minutes at
-    scale), and after a --no-cache server it would write a cache the user kept sde out of. None
-    and False, the defaults, need no word."""
-    if no_cache:
-        return ["--no-cache"]
-    return ["--cache-dir", _local(cache_dir)] if cache_dir else []
+def cache_args(cache_dir: str | None, no_cache: bool, vad: bool = False) -> list[str]:
+    """The options that decide which stored build a command reads, as `sde export` takes them:
+    without the server's --cache-dir a pasted command builds the dataset again (minutes at scale),
+    and after a --no-cache server it would write a cache the user kept sde out of. --vad is part
+    of the build's key too (sde.build.load.entry_key) and makes the speech-activity columns a rule
+    may name: without it the command builds (or reads) the build without them. None and False,
+    the defaults, need no word."""
+    args = ["--no-cache"] if no_cache else ["--cache-dir", _local(cache_dir)] if cache_dir else []
+    return args + (["--vad"] if vad else [])

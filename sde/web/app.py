@@ -57,6 +57,7 @@ class AppConfig:
     # print (sde.replay.cache_args): a pasted `sde export` without them builds the dataset again.
     dataset_cache_dir: str | None = None  # --cache-dir, else $SDE_CACHE_DIR (None: the platform's default)
     no_cache: bool = False                # --no-cache
+    vad: bool = False                     # --vad: a build of its own, with the columns rules may name
 
 
 def not_found_layout(pathname: str) -> html.Div:
@@ -261,7 +262,7 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     server = app.server
     # A callback's inputs are a few KB; a client posting megabytes gets 413 instead of our memory.
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    served.install(server, config.dataset_cache_dir, config.no_cache)  # for the commands the pages print
+    served.install(server, config.dataset_cache_dir, config.no_cache, config.vad)  # for the commands the pages print
     answer_404_off_pages(app, dataset)
     refuse_malformed_callbacks(app)
     if config.auth:

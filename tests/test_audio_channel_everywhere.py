@@ -54,7 +54,7 @@ CASES = [
     ("a_negative_number_is_refused", -1, "audio_channel -1 is not a channel number"),
     ("a_channel_the_file_lacks_is_refused", 3, "audio_channel 3 is not one of the file's channels (0..1), it has 2"),
     ("a_word_is_refused", "left", "audio_channel 'left' is not a channel number"),
-    ("a_list_of_two_channels_is_refused", [0, 1], "names 2 channels"),
+    ("a_repeated_channel_is_refused", [1, 1], "lists channel 1 more than once"),
     ("a_boolean_is_refused", True, "is not a channel number"),
 ]
 IDS = [c[0] for c in CASES]
@@ -66,14 +66,14 @@ def _expected(data: np.ndarray, want: object) -> np.ndarray:
 
 @pytest.mark.parametrize("_name, value, want", CASES, ids=IDS)
 def test_the_one_rule_reads_audio_channel(_name, value, want):
-    from sde.audio import channel_number
+    from sde.audio import channel_selection
 
     if isinstance(want, str) and want != "mix":
         with pytest.raises(AudioError) as err:
-            channel_number(value, "/data/call.wav", 2)
+            channel_selection(value, "/data/call.wav", 2)
         assert want in str(err.value) and "call.wav" in str(err.value)
     else:
-        assert channel_number(value, "/data/call.wav", 2) == (None if want == "mix" else want)
+        assert channel_selection(value, "/data/call.wav", 2) == (None if want == "mix" else want)
 
 
 def _dataset(stereo, value: object, tmp_path: Path):

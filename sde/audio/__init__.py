@@ -2,8 +2,9 @@
 
 - :mod:`sde.audio.io` — one reader with one fallback chain (libsndfile → ffmpeg → audioread):
   :func:`open_segment` (block by block, any length), :func:`read_segment`, :func:`read_channels`,
-  :func:`file_info`, :class:`AudioError`, and :func:`channel_number`: the one rule for a
-  row's ``audio_channel`` (player, figures, measures, transcription).
+  :func:`file_info`, :class:`AudioError`, and :func:`channel_selection`: the one rule for a
+  row's ``audio_channel`` (one channel, the mean of a list of channels, or the mix of all), used
+  by the player, figures, measures, speech activity and transcription.
 - :mod:`sde.audio.inputs` — audio that is not a local path (a tar member's bytes in memory, a file
   in an object store read with byte ranges): :class:`AudioInput`, accepted wherever a path is.
 - :mod:`sde.audio.encode` — WAV (whole or streamed with Range support) and Ogg Vorbis.
@@ -20,8 +21,8 @@ from sde.audio.dsp import DB_FLOOR, DisplayData, display_data, envelope, read_re
 from sde.audio.encode import WavStream, ogg_bytes, ogg_stream, wav_bytes, wav_header
 from sde.audio.inputs import AudioInput, FileAudio, MemoryAudio
 from sde.audio.io import (BLOCK_FRAMES, DURATION_TOLERANCE, IN_MEMORY_MAX_FRAMES, MAX_SECONDS, AudioError,
-                          RawAudio, Segment, SegmentReader, channel_number, file_info, open_segment, read_channels,
-                          read_segment, to_mono)
+                          ChannelSelection, RawAudio, Segment, SegmentReader, channel_selection,
+                          file_info, open_segment, read_channels, read_segment, select_channels, to_mono)
 from sde.audio.quality import AUDIO_METRIC_COLUMNS, audio_metrics, compute_audio_metrics, segment_channels
 
 __all__ = [
@@ -43,7 +44,9 @@ __all__ = [
     "audio_metrics",
     "compute_audio_metrics",
     "segment_channels",
-    "channel_number",
+    "channel_selection",
+    "ChannelSelection",
+    "select_channels",
     "display_data",
     "envelope",
     "file_info",

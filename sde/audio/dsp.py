@@ -321,8 +321,9 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 def read_resampled(path: Any, offset: float = 0.0, duration: float | None = None, sample_rate: int = 16000, *,
                    channel: object = None) -> np.ndarray:
-    """The segment as float32 mono at ``sample_rate`` (transcription's input): ``channel`` alone
-    (a row's ``audio_channel``, see :func:`sde.audio.io.channel_number`), else every channel mixed.
+    """The segment as float32 mono at ``sample_rate`` (transcription's input): ``channel`` alone,
+    or the mean of a list of channels (a row's ``audio_channel``, see
+    :func:`sde.audio.io.channel_selection`), else every channel mixed.
 
     Read block by block, mixed down and resampled as it goes (a streaming soxr resampler, the same
     samples as resampling the whole segment), into an array of the output's size: peak memory is

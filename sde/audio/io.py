@@ -45,8 +45,10 @@ __all__ = [
     "RawAudio",
     "Segment",
     "SegmentReader",
+    "ChannelSelection",
     "file_info",
-    "channel_number",
+    "channel_selection",
+    "select_channels",
     "open_segment",
     "read_channels",
     "read_segment",
@@ -452,8 +454,9 @@ class SegmentReader:
 
     #: ``frames`` is the decoded length itself, not the container's estimate.
     exact = True
-    #: The one channel read (a supervision on one channel of a multi-channel file); None: all mixed.
-    channel: int | None = None
+    #: The channels read (:func:`channel_selection`): one alone, the mean of several (a microphone
+    #: array's MultiCut), or None: every channel mixed.
+    channel: ChannelSelection = None
     #: Seconds a truncated file's header claims (for messages), when known.
     _announced: float | None = None
 
@@ -505,7 +508,7 @@ class SegmentReader:
         return out
 
     def _mono(self, raw: np.ndarray) -> np.ndarray:
-        return raw[:, self.channel] if self.channel is not None else to_mono(raw)
+        return select_channels(raw, self.channel)
 
     def _warn(self, why: str) -> None:
         if not self._warned:
@@ -727,8 +730,8 @@ class _ArrayReader(SegmentReader):
 def open_segment(path: str, offset: float = 0.0, duration: float | None = None, *,
                  channel: object = None, lenient: bool = False) -> SegmentReader:
     """Open ``duration`` seconds from ``offset`` (to the end of file when ``None``) for reading.
-    ``channel``: read that channel of the file alone (0-based, or a row's ``audio_channel`` as it
-    came, checked by :func:`channel_number`; None: every channel, mixed).
+    ``channel``: read that channel of the file alone, or the mean of several (0-based, or a row's
+    ``audio_channel`` as it came, checked by :func:`channel_selection`; None: every channel, mixed).
 
     Every check that can fail is made here, before any audio is served: missing/unreadable file,
     invalid offset or duration, offset beyond the end, and — for a segment too long to decode
@@ -740,7 +743,7 @@ def open_segment(path: str, offset: float = 0.0, duration: float | None = None, 
     soundfile = _SoundfileReader if not lenient else _LenientSoundfileReader
     reader: SegmentReader = _decode(path, offset, duration, soundfile, _ffmpeg_reader, _decoded_whole)
     try:
-        reader.channel = channel_number(channel, path, reader.channels)
+        reader.channel = channel_selection(channel, path, reader.channels)
     except AudioError:
         reader.close()
         raise
@@ -753,31 +756,87 @@ def open_segment(path: str, offset: float = 0.0, duration: float | None = None, 
     return reader
 
 
-def channel_number(value: object, path: str | AudioInput = "", channels: int | None = None) -> int | None:
-    """The one rule for a row's ``audio_channel`` (a Lhotse supervision on one channel of a
-    multi-channel recording), shared by the player, the figures, the measures and transcription:
-    the 0-based channel to read alone, or None to mix every channel (the value is missing, None,
-    NaN). A whole number (``1``, ``1.0``, ``"1"``, ``[1]``: Lhotse allows a list) names that
-    channel; anything else (``1.5``, ``-1``, ``"left"``, ``[0, 1]``, ``True``) is an
-    :class:`AudioError` naming the value and the file, never a guess: truncating 1.5 or mixing for
-    a value that names one side of a call would play or transcribe the other speaker.
-    ``channels``: the file's channel count, when known, to refuse a channel it lacks."""
-    number = _whole_channel(value)
+#: What a row's ``audio_channel`` selects (:func:`channel_selection`): one channel (int), the mean
+#: of several (a sorted tuple of two or more distinct channels), or None: every channel mixed.
+ChannelSelection = int | tuple[int, ...] | None
+
+
+def channel_selection(value: object, path: str | AudioInput = "", channels: int | None = None) -> ChannelSelection:
+    """The one rule for a row's ``audio_channel`` (a Lhotse supervision on one channel of a call,
+    or a MultiCut on several microphones of an array), shared by the player, the figures, the
+    measures, speech activity and transcription.
+
+    - missing, None, NaN, "": None, every channel of the file mixed (their mean);
+    - a whole number (``1``, ``1.0``, ``"1"``, ``[1]``): that channel alone, as an int;
+    - a list of two or more distinct whole numbers (``[0, 1]``, ``"[0, 1]"``, as Lhotse and NeMo's
+      ``channel_selector`` write them): the mean of those channels, as a tuple in ascending order
+      (the mean does not depend on the order, so ``[1, 0]`` is the same audio and the same line key).
+
+    Anything else is an :class:`AudioError` naming the value and the file, never a guess
+    (truncating 1.5, or mixing for a value that names one side of a call, would play or transcribe
+    the other speaker): a fraction, a negative, a word, a boolean, an empty list, a list with a
+    repeated channel (a weighted mean nobody asked for, more likely a typo) or a nested list.
+    ``channels``: the file's channel count, when known, to refuse channels it lacks."""
     name = shown_name(path) if path else "(audio)"
+    listed = _listed(value)
+    if listed is not None and len(listed) != 1:
+        return _channel_list(value, listed, name, channels)
+    number = _whole_channel(value)
     if number is _MISSING:
         return None
     if number is None:
-        listed = _listed(value)
-        what = (f"names {len(listed)} channels" if listed is not None and len(listed) > 1
-                else "is not a channel number")
-        raise AudioError(name, f"audio_channel {_shown(value)} {what}: it must be one whole number from 0 "
-                               "(the channel this line is on), or absent to mix every channel; fix the line's "
-                               "audio_channel", "invalid", field="audio_channel")
-    if channels is not None and number >= channels:
-        raise AudioError(name, f"audio_channel {_shown(value)} is not one of the file's channels "
-                               f"(0..{channels - 1}), it has {channels}; fix the line's audio_channel",
-                         "invalid", field="audio_channel")
+        raise _bad_channel(name, value, "is not a channel number")
+    _check_present(name, value, [number], channels)
     return number
+
+
+def select_channels(data: np.ndarray, selection: ChannelSelection) -> np.ndarray:
+    """Frames (frames, channels) as mono float32: the selected channel, the mean of the selected
+    channels, or (None) the mean of every channel. Used on each block as it is read, so a long
+    multi-channel file never needs more than one block of every channel."""
+    if selection is None:
+        return to_mono(data)
+    if isinstance(selection, tuple):
+        return data[:, list(selection)].mean(axis=1, dtype=np.float32)
+    return data[:, selection]
+
+
+_ONE_RULE = ("it must be one whole number from 0 (the channel this line is on), a list of distinct whole "
+             "numbers (the mean of those channels, e.g. [0, 1]), or absent to mix every channel; fix the "
+             "line's audio_channel")
+
+
+def _bad_channel(name: str, value: object, what: str) -> AudioError:
+    # no ``field``: an AudioError's field comes with a number of seconds (value), which a list is not;
+    # the message names audio_channel and its value
+    return AudioError(name, f"audio_channel {_shown(value)} {what}: {_ONE_RULE}", "invalid")
+
+
+def _channel_list(value: object, listed: list, name: str, channels: int | None) -> tuple[int, ...]:
+    if not listed:
+        raise _bad_channel(name, value, "is an empty list of channels")
+    numbers = []
+    for item in listed:
+        number = None if _is_sequence(item) or _listed(item) is not None else _whole_channel(item)
+        if number is None or number is _MISSING:
+            raise _bad_channel(name, value, f"lists {_shown(item)}, which is not a channel number")
+        numbers.append(number)
+    repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+    if repeated:
+        raise _bad_channel(name, value, f"lists channel {', '.join(map(str, repeated))} more than once")
+    _check_present(name, value, numbers, channels)
+    return tuple(sorted(numbers))
+
+
+def _check_present(name: str, value: object, numbers: list[int], channels: int | None) -> None:
+    lacking = [n for n in numbers if channels is not None and n >= channels]
+    if not lacking:
+        return
+    what = ("is not one of the file's channels" if len(numbers) == 1 else
+            f"lists {'channel' if len(lacking) == 1 else 'channels'} {', '.join(map(str, lacking))}, not among "
+            "the file's channels")
+    raise AudioError(name, f"audio_channel {_shown(value)} {what} (0..{channels - 1}), it has {channels}; "
+                           "fix the line's audio_channel", "invalid")
 
 
 _MISSING = object()
@@ -806,6 +865,9 @@ def _listed(value: object) -> list | None:
 def _shown(value: object) -> str:
     if isinstance(value, (np.ndarray, np.generic)):  # as the manifest wrote it, not np.float64(1.5)
         value = value.tolist()
+    listed = _listed(value)
+    if listed is not None:  # a list alike as the line wrote it, as JSON text or as a table's tuple or array
+        value = [v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v for v in listed]
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

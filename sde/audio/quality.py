@@ -18,8 +18,9 @@ import soundfile as sf
 
 from sde.audio.dsp import DB_FLOOR, blackman_harris, rfft
 from sde.audio.inputs import AudioInput, as_input, install_openers, installed_openers
-from sde.audio.io import (DURATION_TOLERANCE, AudioError, RawAudio, _sf_reason, channel_number, check_file,
-                          frame_range, header_overstates, read_channels, seek_read, to_mono)
+from sde.audio.io import (DURATION_TOLERANCE, AudioError, ChannelSelection, RawAudio, _sf_reason, channel_selection,
+                          check_file, frame_range, header_overstates, read_channels, seek_read, select_channels,
+                          to_mono)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -33,8 +34,8 @@ AUDIO_METRIC_COLUMNS: tuple[str, ...] = (
     "audio_duration",     # s, the part of the manifest segment that is actually readable
     "file_duration",      # s, the whole file's readable length
     "duration_mismatch",  # bool: |audio_duration - manifest duration| > DURATION_TOLERANCE
-    "peak_dbfs",          # dBFS of the largest |sample| (all channels, or audio_channel's); DB_FLOOR for silence
-    "rms_dbfs",           # dBFS of the RMS (all channels, or audio_channel's); a full-scale sine is -3.01
+    "peak_dbfs",          # dBFS of the largest |sample| (all channels, or audio_channel's: a list's mean); DB_FLOOR for silence
+    "rms_dbfs",           # dBFS of the RMS (all channels, or audio_channel's: a list's mean); a full-scale sine is -3.01
     "clipping_ratio",     # fraction of samples (all channels) with |x| >= CLIP_LEVEL
     "silence_start",      # s of leading silence (see SILENCE_* below)
     "silence_end",        # s of trailing silence
@@ -213,15 +214,16 @@ def _metrics_of(raw: RawAudio, manifest_duration: float | None) -> dict[str, Any
 def audio_metrics(path: "str | AudioInput", offset: float = 0.0, duration: float | None = None,
                   channel: object = None) -> dict[str, Any]:
     """Metrics of one segment, keys :data:`AUDIO_METRIC_COLUMNS`; ``channel``: of that channel
-    alone (a supervision on one side of a call; a row's ``audio_channel`` as it came, read by
-    :func:`~sde.audio.io.channel_number`), not the mix. Never raises for bad audio: a
+    alone (a supervision on one side of a call), or of the mean of the listed channels (a
+    microphone array's MultiCut): a row's ``audio_channel`` as it came, read by
+    :func:`~sde.audio.io.channel_selection`. Never raises for bad audio: a
     missing/unreadable file gives NaN metrics and the reason in ``audio_error``."""
     duration = None if duration is None or not math.isfinite(float(duration)) else float(duration)
     try:
         raw = read_channels(path, offset, duration)
-        channel = channel_number(channel, path, raw.channels)
-        if channel is not None:
-            raw = dataclasses.replace(raw, data=raw.data[:, [channel]])
+        selection = channel_selection(channel, path, raw.channels)
+        if selection is not None:
+            raw = dataclasses.replace(raw, data=_selected(raw.data, selection))
     except AudioError as exc:
         return _nan_metrics(str(exc))
     return _metrics_of(raw, duration)
@@ -256,9 +258,9 @@ def _metrics_for_file(path: str, segments: Sequence[SegmentJob]) -> list[tuple[i
             try:
                 start, count = frame_range(path, 0.0 if off is None else float(off), dur, sr,
                                             total, truncated)
-                channel = channel_number(channel, path, ch)
+                selection = channel_selection(channel, path, ch)
                 m = _Measure(sr, ch)
-                _feed_segment(f, path, start, count, m, channel)
+                _feed_segment(f, path, start, count, m, selection)
                 _raise_input_failure(source)
                 out.append((pos, m.result(total / sr, dur)))
             except AudioError as exc:
@@ -274,9 +276,16 @@ def _raise_input_failure(source: str | AudioInput) -> None:
         raise AudioError(str(source), why, reason)
 
 
+def _selected(data: np.ndarray, selection: ChannelSelection) -> np.ndarray:
+    """(frames, 1) of the selected channel, or of the mean of the selected channels: the measures
+    of several microphones are of the signal sde plays for them, not of each channel apart."""
+    return data if selection is None else select_channels(data, selection)[:, None]
+
+
 def _feed_segment(f: sf.SoundFile, path: str, start: int, count: int, m: _Measure,
-                  channel: int | None = None) -> None:
-    """Feed frames [start, start + count) of an open file (of ``channel`` alone, when given) to
+                  channel: ChannelSelection = None) -> None:
+    """Feed frames [start, start + count) of an open file (of ``channel`` alone, or the mean of
+    the listed channels, block by block, when given) to
     ``m``, METRIC_BLOCK_FRAMES at a time,
     so a recording hours long is never in memory whole. The first read seeks (MP3 pre-roll and
     errors as :func:`seek_read`); the next ones go on from where the decoder stands (a seek
@@ -295,7 +304,7 @@ def _feed_segment(f: sf.SoundFile, path: str, start: int, count: int, m: _Measur
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioError(path, f"corrupt or truncated audio data ({_sf_reason(exc)})",
                                  "truncated") from None
-        m.feed(block if channel is None else block[:, [channel]])
+        m.feed(_selected(block, channel))
         got += len(block)
         if len(block) < want:
             break
@@ -359,8 +368,9 @@ def _run_in_processes(chunks: list[list], workers: int
 
 def segment_channels(table: "pd.DataFrame") -> list[object]:
     """Each row's ``audio_channel`` as it came (a Lhotse supervision on one channel of a
-    recording: its measures are of that channel, not the mix of both sides of a call), None where
-    the table has none. Read when the row's file is opened, by :func:`~sde.audio.io.channel_number`,
+    recording: its measures are of that channel, not the mix of both sides of a call; a list: of
+    the mean of those channels), None where the table has none. Read when the row's file is
+    opened, by :func:`~sde.audio.io.channel_selection`,
     the same rule as the player's: an unusable value is that row's ``audio_error``, naming it."""
     if "audio_channel" not in table.columns:
         return [None] * len(table)

@@ -53,14 +53,23 @@ def merge_predictions(table: pd.DataFrame, preds: pd.DataFrame, preds_path: str,
 
 # A line's channel key when it names no audio_channel (every channel, mixed).
 NO_CHANNEL = -1.0
+# The key of a list of channels (their mean, a MultiCut of a microphone array) is this plus the
+# bitmask of its channels: exact in a float64 for channels 0..51, above every single channel, and
+# the same for [0, 1] and [1, 0] (the same audio). A list naming a channel past 51 (no array
+# known has so many) gets a code below _LIST_CODE instead, equal for equal sets, as a bad value does.
+LIST_KEY_BASE = float(2 ** 52)
+_MASK_CHANNELS = 52
+_LIST_CODE = -float(2 ** 33)
 
 
 def channel_keys(pieces: Sequence[Piece]) -> np.ndarray | None:
-    """Each line's ``audio_channel`` as a merge key (None when no line has one): the channel
-    number by :func:`sde.audio.channel_number`'s rule (``1``, ``1.0``, ``"1"``, ``[1]`` alike),
-    :data:`NO_CHANNEL` where the line has none, and for a value that names no one channel
-    (``"left"``, ``1.5``) a negative code of that value's JSON text, so that it matches only the
-    same value: the line is refused when its audio is read, not here."""
+    """Each line's ``audio_channel`` as a merge key (None when no line has one), by
+    :func:`sde.audio.channel_selection`'s rule: the channel number (``1``, ``1.0``, ``"1"``, ``[1]``
+    alike); for a list of channels (their mean) a key of its set of channels (:data:`LIST_KEY_BASE`:
+    ``[0, 1]``, ``[1, 0]`` and ``"[0, 1]"`` alike, and another line than channel 0's or the mix's);
+    :data:`NO_CHANNEL` where the line has none; and for a value sde cannot read (``"left"``, ``1.5``,
+    ``[0, 0]``) a negative code of that value's JSON text, so that it matches only the same value:
+    the line is refused when its audio is read, not here."""
     columns = [p.cols.get("audio_channel") for p in pieces]
     if all(c is None for c in columns):
         return None
@@ -89,13 +98,27 @@ def channel_key_array(values: pa.Array | pa.ChunkedArray | np.ndarray | pd.Serie
 
 def _channel_key(value: object) -> float:
     # sde.audio is imported only for files that name channels: its import costs every start
-    from sde.audio.io import AudioError, channel_number
+    from sde.audio.io import AudioError, channel_selection
 
     try:
-        number = channel_number(value)
+        selected = channel_selection(value)
     except AudioError:
         return _invalid_key(value)
-    return NO_CHANNEL if number is None else float(number)
+    if selected is None:
+        return NO_CHANNEL
+    if isinstance(selected, tuple):
+        if max(selected) < _MASK_CHANNELS:
+            return LIST_KEY_BASE + float(sum(1 << c for c in selected))
+        return _LIST_CODE - zlib.crc32(json.dumps(list(selected)).encode())
+    return float(selected)
+
+
+def channel_key_text(key: float) -> str:
+    """A channel key as a message says it: ``1``, or ``[0, 1]`` for a list's."""
+    if key >= LIST_KEY_BASE:
+        mask = int(key - LIST_KEY_BASE)
+        return "[" + ", ".join(str(c) for c in range(_MASK_CHANNELS) if mask >> c & 1) + "]"
+    return str(int(key))
 
 
 def _invalid_key(value: object) -> float:
@@ -144,7 +167,8 @@ def ambiguity_error(preds_path: str, main_path: str, ambiguity: Ambiguity) -> Ma
 
 
 def _ambiguity_problem(predictions: str | Path, a: Ambiguity) -> Problem:
-    listed = " and ".join(", ".join(map(str, a.values)).rsplit(", ", 1))
+    shown = [str(v) if a.kind == "shard" else channel_key_text(v) for v in a.values]
+    listed = f"{', '.join(shown[:-1])} and {shown[-1]}" if len(shown) > 1 else "".join(shown)
     lines = f"{_lines(a.count)} of {predictions} {'names' if a.count == 1 else 'name'}"
     first = f"(the first is here: {a.path!r} at {a.offset:g} s"
     if a.kind == "shard":

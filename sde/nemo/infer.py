@@ -59,12 +59,14 @@ class TranscribeCancelled(TranscribeError):
 
 class SegmentRef(NamedTuple):
     """Which audio to transcribe: a whole file (offset 0, duration None) or a segment of it, of
-    one channel (the line's ``audio_channel``: one side of a call) or of every channel mixed."""
+    one channel (the line's ``audio_channel``: one side of a call), of the mean of a list of channels
+    (a microphone array's MultiCut, as NeMo's ``channel_selector`` takes a list), or of every
+    channel mixed."""
 
     path: str
     offset: float = 0.0
     duration: float | None = None  # None: to the end of the file
-    channel: Any = None  # audio_channel as the line has it, read by sde.audio.channel_number; None: the mix
+    channel: Any = None  # audio_channel as the line has it, read by sde.audio.channel_selection; None: the mix
 
 
 
@@ -75,8 +77,8 @@ class SegmentRef(NamedTuple):
 def read_audio(path: str, offset: float = 0.0, duration: float | None = None, sample_rate: int = 16000,
                channel: Any = None) -> np.ndarray:
     """Samples of ``path`` from ``offset`` for ``duration`` seconds (to the end when None), float32
-    mono at ``sample_rate``: ``channel`` alone (a supervision on one side of a call), else every
-    channel mixed. Only the segment is decoded (sde.audio's reader: libsndfile, else ffmpeg, else
+    mono at ``sample_rate``: ``channel`` alone (a supervision on one side of a call), the mean of
+    the listed channels (``[0, 1]``), else every channel mixed. Only the segment is decoded (sde.audio's reader: libsndfile, else ffmpeg, else
     audioread), block by block, mixed down and resampled as it goes: memory holds the result and
     one block, however long the segment. A file shorter than announced gives what it holds."""
     import sde.sources.members  # noqa: F401 - installs sde.audio's opener of tar-member paths (pandas: not at import)

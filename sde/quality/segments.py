@@ -138,8 +138,9 @@ def measure_segment(measures: SegmentMeasures, path: str, offset: float = 0.0,
     """The measures of one segment, read block by block (:class:`AudioError` when unreadable);
     ``channel``: the row's ``audio_channel`` as it came (a supervision on one side of a call: the
     measures are of that channel alone, not the mix; None: every channel, mixed). It is checked when
-    the file is opened, by :func:`sde.audio.channel_number` (the player's rule), so an unusable
-    value such as ``1.5`` or ``"left"`` is an :class:`AudioError` naming it, never a guess.
+    the file is opened, by :func:`sde.audio.channel_selection` (the player's rule: a list of
+    channels is their mean, read block by block), so an unusable value such as ``1.5``,
+    ``"left"`` or ``[0, 0]`` is an :class:`AudioError` naming it, never a guess.
 
     A segment short enough to decode whole is read so (a file ending early within the manifest's
     rounding is measured as far as it goes, one ending earlier is an error); a longer one was

@@ -24,7 +24,10 @@ Decisions:
 * Audio: a ``file`` source is its path, relative paths from the manifest's folder (NeMo's rule);
   a ``url`` source is the URL; a Shar recording is the member ``CUT_ID.EXT`` of ``recording.N.tar``
   (``shard_id`` = N's position; the member holds the cut's audio, so the offset is the
-  supervision's start within the cut). ``command`` sources are refused: sde never runs commands
+  supervision's start within the cut). A supervision on some channels of a multi-channel file
+  (one side of a call, some microphones of an array) names them in ``audio_channel``: a
+  position, or a list of positions as JSON text (``"[0,1]"``, heard as their mean), so the row is
+  not heard as the mix of every channel. ``command`` sources are refused: sde never runs commands
   from data. ``memory`` sources cannot come from a JSON file (lhotse cannot write audio bytes to
   JSON), so such a line is a problem too.
 """
@@ -348,18 +351,14 @@ def _cut_rows(cut: Any, line: int, file_k: int, rows: _Rows, shar: _SharShard | 
 
 def _audio_fields(recording: Any, channel: Any) -> tuple[dict[str, Any], str | None]:
     """audio_filepath of the recording source that holds the channel, or why there is none."""
-    wanted = channel[0] if isinstance(channel, list) and channel else channel
+    listed = channel if isinstance(channel, list) else [channel]
+    wanted = listed[0] if listed else channel
     sources = recording.sources
     source = next((s for s in sources if wanted in s.channels), sources[0]) if sources else None
     if source is None:
         return {}, f"recording {recording.id} has no audio source; add one to the recordings manifest"
     if source.type in ("file", "url") and isinstance(source.source, str) and source.source:
-        one = wanted if not isinstance(channel, list) or len(channel) == 1 else None
-        if len(source.channels) > 1 and one in source.channels:
-            # one speaker of a multi-channel file (a telephone call): the player reads that
-            # channel alone (sde.audio.open_segment's channel), not the mix of both sides
-            return {"audio_filepath": source.source, "audio_channel": source.channels.index(one)}, None
-        return {"audio_filepath": source.source}, None
+        return {"audio_filepath": source.source, **_channel_field(listed, source.channels)}, None
     if source.type == "command":
         return {}, (f"recording {recording.id} is read by running a command; sde does not run commands from "
                     "a manifest: write the audio to files (e.g. with lhotse's CutSet.save_audios) and use those")
@@ -369,16 +368,35 @@ def _audio_fields(recording: Any, channel: Any) -> tuple[dict[str, Any], str | N
     return {}, f"recording {recording.id}: unsupported audio source type {source.type!r}; use file or url sources"
 
 
+def _channel_field(listed: list, held: Sequence[Any]) -> dict[str, Any]:
+    """The audio_channel of a supervision on ``listed`` channels of a file (or a Shar member) that
+    holds the ``held`` channels, in that order: a position in the file, so the player reads that
+    channel alone (one speaker of a telephone call), not the mix of both sides; for several
+    channels (a MultiCut on some microphones of an array) their positions as JSON text, ``"[0,1]"``
+    (the mean of those channels, by sde.audio's rule; text, as the source's other lists are), so
+    that a supervision on 2 of 8 microphones is not heard as the mix of all 8. None needed when the
+    file holds just those channels (its mix is their mean), nor for a file of one channel. Channels
+    the file lacks (a supervision across several files of one recording) are left out: sde reads
+    one file per line."""
+    held = list(held)
+    positions = [held.index(c) for c in listed if c in held]
+    if len(held) <= 1 or not positions or sorted(positions) == list(range(len(held))):
+        return {}
+    if len(positions) == 1:
+        return {"audio_channel": positions[0]}
+    return {"audio_channel": _json_text(positions)}
+
+
 def _member_fields(shard_fields: dict[str, Any], cut: Any, channel: Any) -> dict[str, Any]:
     """A Shar member's fields for a supervision: a MultiCut's member holds every channel of the cut
-    (in the cut's channel order), so a supervision on one of them reads that channel alone, as one
-    of a recording file does (see _audio_fields); without it both sides of a call play, measure and
-    transcribe as one, and their lines share member and offset."""
+    (in the cut's channel order), so a supervision on one of them (or on some of them) reads those
+    alone, as one of a recording file does (see _channel_field); without it both sides of a call
+    play, measure and transcribe as one, and their lines share member and offset."""
     channels = cut.channel if isinstance(cut.channel, list) else [cut.channel]
-    one = channel[0] if isinstance(channel, list) and len(channel) == 1 else channel
-    if len(channels) > 1 and not isinstance(one, list) and one in channels:
-        return {**shard_fields, "audio_channel": channels.index(one)}
-    return shard_fields
+    listed = channel if isinstance(channel, list) else [channel]
+    if any(isinstance(c, list) for c in listed):
+        return shard_fields
+    return {**shard_fields, **_channel_field(listed, channels)}
 
 
 def _speech_track(cut: Any) -> tuple[Any, str | None]:

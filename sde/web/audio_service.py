@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from flask import current_app
 
-from sde.audio import (AudioError, DisplayData, MAX_SECONDS, Segment, SegmentReader, channel_number, display_data,
-                       ogg_bytes, open_segment, wav_bytes)
+from sde.audio import (AudioError, ChannelSelection, DisplayData, MAX_SECONDS, Segment, SegmentReader, channel_selection,
+                       display_data, ogg_bytes, open_segment, wav_bytes)
 from sde.audio.inputs import AudioInput
 from sde.sources.members import TarShards, audio_input, shard_number
 from sde.sources.remote import is_url
@@ -117,15 +117,16 @@ class AudioService:
         # Duration 0 reads the whole file from the offset, as NeMo's audio loaders do.
         return path, offset, (duration if duration > 0 else None)
 
-    def channel(self, utt_id: int) -> int | None:
-        """The one channel the utterance is on (``audio_channel``: a Lhotse supervision on one
-        channel of a multi-channel file), None to mix them all; by sde.audio's one rule
-        (:func:`~sde.audio.io.channel_number`), so the player, the figure and the measures agree.
+    def channel(self, utt_id: int) -> ChannelSelection:
+        """The channels the utterance is on (``audio_channel``: a Lhotse supervision on one
+        channel of a multi-channel file, or a MultiCut on several microphones, whose mean is
+        played), None to mix them all; by sde.audio's one rule
+        (:func:`~sde.audio.io.channel_selection`), so the player, the figure and the measures agree.
         An unusable value is an AudioError (422) naming it and the file."""
         df = self.dataset.utterances
         if "audio_channel" not in df:
             return None
-        return channel_number(df["audio_channel"].iat[utt_id], self.locate(utt_id)[0])
+        return channel_selection(df["audio_channel"].iat[utt_id], self.locate(utt_id)[0])
 
     def audio_input(self, utt_id: int) -> str | AudioInput:
         """What sde.audio reads for the utterance: its local path, a remote file read with byte

@@ -60,7 +60,7 @@ def _audio_error(utt_id: int, exc: AudioError) -> ApiError:
     status = 404 if exc.reason == "not_found" else 422
     log.info("audio for utterance %s unavailable: %s", utt_id, exc)
     fields: dict[str, Any] = {"id": utt_id, "reason": exc.reason}
-    if exc.field:
+    if exc.field and isinstance(exc.value, (int, float)):
         fields.update(field=exc.field, value=f"{exc.value:g}")  # inf/nan are not JSON numbers
     return ApiError(str(exc), status, fields=fields)
 

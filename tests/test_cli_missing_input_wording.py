@@ -26,7 +26,8 @@ CASES = [
       "a.json:3:"], []),
     ("--strict stops at it", {"a.json": GOOD}, ["a.json", "missing.json", "--strict"], 1,
      ["missing.json: file not found"], ["warning:"]),
-    ("every input missing", {}, ["missing.json", "gone.json"], 1, ["Error:", "missing.json", "gone.json"], []),
+    ("every input missing", {}, ["missing.json", "gone.json"], 1, ["Error: none of the 2 manifests could be read", "missing.json: file not found", "check the paths"],
+     ["bad line", "every line is bad", "read without it"]),
 ]
 
 

@@ -243,7 +243,18 @@ def _raise_no_pieces(shown: str, spec: Spec, state: ReadState, head: bytes) -> N
                         f"sde expects one JSON object per line with {need}")
 
 
+#: The tail of a skipped file's reason that is wrong once every file is skipped.
+_READ_WITHOUT_IT = "; the other manifests are read without it"
+
+
 def every_line_bad(shown: str, problems: list[Problem]) -> ManifestError:
+    if problems and all(not q.line for q in problems):
+        # several manifests, none of them readable: no line was bad, and no other manifest was read
+        listed = "\n  ".join(f"{q.path}: {q.reason.removesuffix(_READ_WITHOUT_IT)}" for q in problems[:QUOTED_PROBLEMS])
+        more = len(problems) - QUOTED_PROBLEMS
+        return ManifestError(f"none of the {len(problems)} manifests could be read:\n  {listed}"
+                             + (f"\n  ... and {more} more" if more > 0 else "")
+                             + f"\ncheck the paths (relative ones are read from {os.getcwd()})")
     quoted = "\n  ".join(str(q) for q in problems[:QUOTED_PROBLEMS])
     more = len(problems) - QUOTED_PROBLEMS
     hint = f"\n  ... and {more} more" if more > 0 else ""
@@ -303,5 +314,5 @@ def whole_file_reason(message: str, shown: str, source: Source) -> str:
     for prefix in (shown, source.location, source.given):
         message = message.removeprefix(f"{prefix}: ")
     if message.startswith(("file not found", "no such file")):
-        return f"file not found ({source.given}); the other manifests are read without it"
+        return f"file not found ({source.given}){_READ_WITHOUT_IT}"
     return message

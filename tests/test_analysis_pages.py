@@ -381,28 +381,39 @@ def comparison_update(client, app, shown, triggered, a="pred_text", b="pred_text
                         "cmp-apply.n_clicks": 0}, {"cmp-state.data": shown}, triggered=f"{triggered}.value")
 
 
+def updated(out: dict, *outputs: str) -> dict:
+    """``out``, having updated ``outputs``; else the failure shows what the callback answered
+    instead (its filter feedback says why a selection failed, e.g. a query over its time limit)."""
+    missing = [o for o in outputs if o not in out]
+    assert not missing, (missing, sorted(out), out.get("cmp-filter-feedback.children"))
+    return out
+
+
 def test_comparison_update_callback(app, client, demo):
     state = {"a": "pred_text", "b": "pred_text_conformer", "metric": "wer", "filter": ""}
-    out = comparison_update(client, app, state, comparison.METRIC, metric="cer")
+    out = updated(comparison_update(client, app, state, comparison.METRIC, metric="cer"),
+                  "cmp-utt-fig.figure", "cmp-state.data", "url.search")
     assert "cmp-stats-box.children" not in out and "cmp-words-box.children" not in out  # the utterance level only
     assert "CER" in go.Figure(out["cmp-utt-fig.figure"]).layout.xaxis.title.text
     assert out["cmp-state.data"]["metric"] == "cer"
     assert parse_qs(out["url.search"].lstrip("?")) == {"a": ["pred_text"], "b": ["pred_text_conformer"],
                                                        "metric": ["cer"]}
     # Swapped systems: new numbers.
-    out = comparison_update(client, app, state, comparison.A, a="pred_text_conformer", b="pred_text")
+    out = updated(comparison_update(client, app, state, comparison.A, a="pred_text_conformer", b="pred_text"),
+                  "cmp-stats-box.children")
     direct = analysis.compare(demo.utterances, demo.hypotheses[1], demo.hypotheses[0])
     stats = out["cmp-stats-box.children"]
     assert text_of(by_id(stats, comparison_stats.A_WER)) == f"{direct['a']['wer']:.2f}%"
     assert "A (conformer) is better" in text_of(by_id(stats, comparison_stats.INTERPRETATION))
     # The same hypothesis twice: a warning.
-    out = comparison_update(client, app, state, comparison.B, b="pred_text")
+    out = updated(comparison_update(client, app, state, comparison.B, b="pred_text"), "cmp-warning.children")
     assert "same hypothesis" in text_of(out["cmp-warning.children"])
     # Invalid filter: hint only.
     out = comparison_update(client, app, state, comparison.FILTER, filter_value="{x")
     assert set(out) == {"cmp-filter.invalid", "cmp-filter-feedback.children"} and out["cmp-filter.invalid"] is True
     # A filter that matches nothing: stats say so, no crash.
-    out = comparison_update(client, app, state, comparison.FILTER, filter_value="{duration} > 1000")
+    out = updated(comparison_update(client, app, state, comparison.FILTER, filter_value="{duration} > 1000"),
+                  "cmp-stats-box.children", "cmp-utt-fig.figure")
     assert "No utterances selected" in text_of(out["cmp-stats-box.children"])
     assert sum(len(getattr(t, "x", None) or []) for t in go.Figure(out["cmp-utt-fig.figure"]).data) == 0
 

@@ -209,8 +209,10 @@
    grid, to the next (previous) element of the page: AG Grid's own Tab walks every cell of every row,
    and from the last header cell of a grid without focusable cells wrapped back to its first, a trap
    for the keyboard. A grid whose cells take no focus still leaves from its last header cell.
-   Shift+Tab into a link grid lands on the row the user was last on in it, else its first row: AG
-   Grid's bottom tab guard sent it to the last rendered cell, away from both (Tab enters at the top). */
+   Tab and Shift+Tab into a link grid land on the row the user was last on in it, else its first row,
+   where the arrow keys and Enter work: AG Grid's tab guards sent Tab to the first header cell (one
+   more key, ↓, to reach a row) and Shift+Tab to the last rendered cell, away from both. The header
+   is still there for sorting: ↑ from the first row. */
 (function () {
   var FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]):not([type="hidden"]), ' +
     'select:not([disabled]), textarea:not([disabled]), audio[controls], video[controls], [tabindex]';
@@ -280,9 +282,11 @@
   }
 
   // Capturing, on the document: runs before the guard's own focus listener, which it can stop.
+  // The top guard takes the focus on Tab into the grid, the bottom one on Shift+Tab.
   document.addEventListener("focus", function (e) {
     var guard = e.target;
-    if (!guard || !guard.classList || !guard.classList.contains("ag-tab-guard-bottom")) return;
+    if (!guard || !guard.classList || !(guard.classList.contains("ag-tab-guard-top") ||
+                                        guard.classList.contains("ag-tab-guard-bottom"))) return;
     var holder = guard.closest(".sde-link-grid"), root = guard.closest(".ag-root-wrapper");
     if (!holder || !root || (e.relatedTarget && root.contains(e.relatedTarget))) return;
     var api = gridApi(holder);

@@ -44,7 +44,8 @@ def sde_server(*args: str):
                 found["url"] = m.group(1)
 
     threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + 90
+    # A bound for a stuck server, not a speed test: a loaded 2-core machine took over 90 s to start one.
+    deadline = time.monotonic() + 240
     while "url" not in found and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     try:

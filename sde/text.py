@@ -26,16 +26,28 @@ the same words. Diacritics are kept: they can tell words apart ("pêche", "péch
                inflect's hyphens and commas become spaces. A digit run is read as a number, never
                guessed to be said digit by digit ("911" → "nine hundred eleven": sde writes words
                where Whisper's English normaliser writes digits), except that one with a leading
-               zero is no quantity and is read digit by digit ("007" → "zero zero seven"), and
-               that a bare four-digit number in 1100–1999 or 2010–2099 is read as a year, as
-               "1990s" is: "1990" → "nineteen ninety", "1905" → "nineteen oh five", "1900" →
-               "nineteen hundred", "2020" → "twenty twenty" (2000–2009 read the same either way:
-               "two thousand five"). Bare: no separator, sign or currency before it, no decimal
-               part, %, suffix or scale after it ("1,500", "-1990", "$1990", "No. 1990", "1990.5"
-               stay cardinals). The cost: quantities in that range are read the same way ("1500
-               people" → "fifteen hundred people", a common spoken form; "1234 steps" → "twelve
-               thirty four steps", a wrong one); years are by far the commonest such numbers in
-               transcripts, and a hypothesis in words says them as years. Separators: a comma
+               zero is no quantity and is read digit by digit ("007", "0800" → "zero zero seven",
+               "zero eight zero zero"), and that a bare four-digit number in 1010–1999 or
+               2010–2099 is read as a year where the text around it says it is one: "1990" →
+               "nineteen ninety", "1905" → "nineteen oh five", "1900" → "nineteen hundred",
+               "1066" → "ten sixty six", "2020" → "twenty twenty" (1000–1009 and 2000–2009 read
+               the same either way: "two thousand five"). Bare: no separator, sign or currency
+               before it, no decimal part, %, suffix or scale after it ("1,500", "-1990",
+               "$1990", "No. 1990", "1990.5" stay cardinals). A year: after a month and a day
+               ("May 5 1990"); else not in a run of digit groups, which is a phone number or a
+               code, read as cardinals ("555 1234", "555-1234", "0800 1234", "1234 5678"); a
+               multiple of a hundred is always said by hundreds ("1500 people" → "fifteen
+               hundred people", as a quantity is often said too); after "in", "since", "until",
+               "till", "from", "by", "between", "during", "before", "after", "circa", "year", a
+               season, a month, or a determiner ("the 1990 election", "a 2019 study"); before the
+               end of the text, punctuation, an era ("1066 AD"), a month, or "was", "is",
+               "when"; numbers joined into a run ("1990 to 95", "between 1990 and 1995", "1990,
+               1991") share the context of its ends. Otherwise a cardinal: "1234 steps", "about
+               1990 people" → "one thousand two hundred thirty four steps", "one thousand nine
+               hundred ninety people". What a short rule gets wrong: "1990 saw ..." (cardinal),
+               "the 1234 steps", "in 1234 steps" (years). A plural is read as years whatever is
+               around it ("1990s", "the 1995s" → "nineteen nineties", "nineteen ninety fives";
+               "'90s" → "nineties"). Separators: a comma
                followed by exactly three digits groups thousands ("3,500"); followed by one, two,
                four or more, it is a decimal comma ("3,5" → "three point five", "€3,50" → "three
                euros fifty cents"), except in a chain ("1,2,3") or next to a point ("1.000,5").
@@ -52,14 +64,15 @@ the same words. Diacritics are kept: they can tell words apart ("pêche", "péch
                point five million dollars" (k, m, mn, b, bn, tn only after a currency sign: "5m"
                alone may be metres), £ pounds/pence, € euros/cents, ¥ yen, ₹ rupees/paise;
                "25%" and "25 %" → "twenty five percent"; plurals "1990s" and "1990's" → "nineteen
-               nineties" (1100–1999 and 2010–2099 read as years), "80s" → "eighties", "100s" →
+               nineties" (1010–1999 and 2010–2099 read as years), "80s" → "eighties", "100s" →
                "hundreds", "5s" → "fives"; times "3:45" → "three forty five", "3:05" → "three oh
                five", "10:00" → "ten o'clock", "15:00" → "fifteen hundred"; fractions with a
                denominator up to ten "1/2" and "½" → "one half", "3/4" → "three quarters", "1 1/2"
                and "1½" → "one and a half" ("24/7", "9/11" stay two numbers); "No. 5", "№ 5", "#1" →
                "number five", "number one"; ".5" → "point five"; a rising range "5-10" → "five to
-               ten" (a falling pair "3-2" is a score: "three two"); "-4" → "minus four" when the -
-               (or −) starts a word ("covid-19" keeps it as a joiner). Not read, but the same
+               ten" (a falling pair "3-2" is a score: "three two"; three digits then four not
+               ending in 00, "555-1234", a phone number); "-4" → "minus four" when the - (or −)
+               starts a word ("covid-19" keeps it as a joiner). Not read, but the same
                however spaced: units ("5kg", "5 kg" → "five kg": spelt out, they would have to pick
                "kilometres" or "kilometers"), am/pm ("5pm", "5 PM", "5 p.m." → "five pm" with
                lower and punct; an ASR's "p m" stays two words); superscripts keep their form
@@ -210,7 +223,8 @@ _NUMBER_RE = re.compile(
     re.IGNORECASE,
 )
 # Positions in match.groups().
-_INT, _VULGAR_GROUP, _FRAC, _LONE = (_NUMBER_RE.groupindex[name] - 1 for name in ("int", "vulgar", "frac", "lone"))
+_INT, _VULGAR_GROUP, _FRAC, _SUFFIX, _ABBR, _LONE = (_NUMBER_RE.groupindex[name] - 1
+                                                     for name in ("int", "vulgar", "frac", "suffix", "abbr", "lone"))
 _INFLECT_SEPARATORS = re.compile(r"[-,\s]+")
 # A range "5-10" → "5 to 10": two plain numbers joined by a hyphen or en dash, not part of a
 # longer chain ("2020-01-05", "555-123-4567") or a word ("covid-19", "A4-5"). Only rising pairs
@@ -240,10 +254,13 @@ def _decimal_comma_sub(match: re.Match[str]) -> str:
 # starts a word: at the start of the text or after whitespace or an opening bracket or quote
 # ("-4", "(-4)", "-$5"); after anything else it joins ("covid-19", "1990-2000", "mid-80s").
 _MINUS_SIGNS = "-\u2212"
+# An apostrophe before a two-digit year ("'90s", "’99") at the start of a word is read with it.
+_ELISION_MARKS = "'\u2019\u2018\u02bc"
 _OPENERS = "([{\"'\u2018\u201c\u00ab"
-# Four-digit numbers read as years, by hundreds: "1990" → "nineteen ninety", "2020" → "twenty
-# twenty" (2000-2009 are said as cardinals, "two thousand five", so they are not in it).
-_YEAR_RANGES = ((1100, 1999), (2010, 2099))
+# Four-digit numbers that can be read as years, by hundreds: "1990" → "nineteen ninety", "2020" →
+# "twenty twenty", "1066" → "ten sixty six" (1000-1009 and 2000-2009 are said as cardinals as
+# years too, "two thousand five", so they are not in it).
+_YEAR_RANGES = ((1010, 1999), (2010, 2099))
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -306,14 +323,119 @@ def _year_words(integer: str) -> str | None:
     return f"{_number_words(str(century), '', False)} {tens}"
 
 
+# When a four-digit number in _YEAR_RANGES is a year (_reads_as_year). Years are said by hundreds,
+# quantities as cardinals ("1234 steps" → "one thousand two hundred thirty four steps"); the text
+# around the number tells which. Month names (and their abbreviations) say year before or after it.
+_MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december"
+           "|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec")
+# The word before a year: a preposition of time ("in 1990", "since 2010", "by 2030"), "year", a
+# season, a month, or a determiner of an attributive year ("the 1990 election", "a 2019 study": a count
+# after a determiner, "the 1234 steps", is rarer in speech than a year). "of" and "to" are not in
+# it: "a total of 1234", "up to 1234 people" are quantities as often as "the summer of 1969".
+_YEAR_WORDS_BEFORE = frozenset((
+    "in", "since", "until", "till", "from", "by", "between", "during", "before", "after", "circa", "year",
+    "spring", "summer", "autumn", "fall", "winter", "the", "a", "an", "this", "that", "his", "her", "its",
+    "our", "their", "my", "your", *_MONTHS.split("|")))
+# Numbers joined into one run of years ("1990 to 95", "1990-2000", "1990, 1991 and 1992") share
+# the context of the run's first (before) and last (after) number.
+_YEAR_JOINER_WORDS = frozenset(("to", "and", "or", "through", "till", "until"))
+_YEAR_JOINER = rf"(?:\s*[-\u2013,&/]\s*|\s+(?:{'|'.join(sorted(_YEAR_JOINER_WORDS))})\s+)"
+_YEAR_CHAINED = r"[0-9]+(?:st|nd|rd|th|['\u2019]?s)?"
+# Matched in the reversed text before the number (an anchored match, ~15x faster than a search
+# for a match ending at the number): the word before its run, or a month and a day ("May 5, 1990",
+# "May 5 1990"), spelt backwards.
+_YEAR_BEFORE_REVERSED_RE = re.compile(
+    r"(?:(?:\s*[-\u2013,&/]\s*|\s+(?:ot|dna|ro|hguorht|llit|litnu)\s+)(?:ts|dn|dr|ht|s['\u2019]?)?[0-9]+)*\s+"
+    r"(?:,?(?:ts|dn|dr|ht)?(?P<day>[0-9]{1,2}) )?\.?(?P<word>[^\W\d_]+)(?![^\W\d_])",
+    re.IGNORECASE,
+)
+_MONTH_NAMES = frozenset(_MONTHS.split("|"))
+# Matched after the number: the end of the text, punctuation ("1990.", "2020-01-05", "1990-era"),
+# an era ("1066 AD"), a month ("1990 May"), or "was", "is", "when" ("1990 was a good year").
+_YEAR_WORDS_AFTER = frozenset(("ad", "bc", "bce", "ce", "was", "is", "when", *_MONTH_NAMES))
+_YEAR_AFTER_RE = re.compile(
+    rf"(?:{_YEAR_JOINER}{_YEAR_CHAINED})*\s*(?:$|[^\w\s]"
+    rf"|(?:a\.d\.|b\.c\.|b\.c\.e\.|c\.e\.|{'|'.join(sorted(_YEAR_WORDS_AFTER))})(?![^\W\d_]))",
+    re.IGNORECASE,
+)
+
+
+def _year_candidate(groups: tuple[str | None, ...]) -> bool:
+    """Whether a match is a bare four-digit number in _YEAR_RANGES (no decimal part, %, suffix or
+    scale after it), the only numbers _reads_as_year decides about. Letters after it ("1500m")
+    are read as the word after it ("1500 m") is."""
+    integer = groups[_INT]
+    return (integer is not None and len(integer) == 4
+            and ("1010" <= integer <= "1999" or "2010" <= integer <= "2099")
+            and not any(groups[_VULGAR_GROUP:_ABBR]))
+
+
+def _reads_as_year(text: str, start: int) -> bool:
+    """Whether the bare four-digit number at ``text[start:]`` (see _year_candidate) is said as a
+    year. In order: after a month and a day ("May 5 1990"), a year; in a run of digit groups
+    (after "<digit> " or "<three digits>-", or before " <three digits>": phone numbers "555 1234",
+    "555-1234", "0800 1234", "1234 5678"), a cardinal; a multiple of a hundred ("1500 people"),
+    "fifteen hundred" (said so as a quantity too); after a word of _YEAR_WORDS_BEFORE, a year;
+    before what _YEAR_AFTER_RE matches (the end, punctuation, an era, a month, "was"/"is"/"when"),
+    a year; a cardinal otherwise ("1234 steps", "about 1990 people")."""
+    # The cheap tests on characters first: this runs for every year-like number.
+    end = start + 4
+    after_digit_space = start >= 2 and text[start - 1] == " " and "0" <= text[start - 2] <= "9"
+    if not after_digit_space:
+        if start >= 4 and text[start - 1] in "-\u2013" and text[start - 4:start - 1].isdigit():
+            return False
+        following = text[end + 1:end + 4]
+        if text[end:end + 1] == " " and len(following) == 3 and following.isdigit():
+            return False
+        if text[end - 2:end] == "00":
+            return True
+        if end == len(text) or not (text[end].isalnum() or text[end].isspace() or text[end] == "_"):
+            return True  # the end or punctuation: what _YEAR_AFTER_RE matches most often
+    word = ""
+    before = None
+    if start and text[start - 1] in "-\u2013,&/":  # in a run: "1990,1991", "1990/1991"
+        before = _YEAR_BEFORE_REVERSED_RE.match(text[max(0, start - 64):start][::-1])
+    elif start and text[start - 1].isspace():
+        # A plain word and one space before it are looked at without the regex, which is needed
+        # only for a run of numbers or a day ("1990 and 1995", "May 5, 1990") or other spacing.
+        space = text.rfind(" ", max(0, start - 24), start - 1)
+        last = text[space + 1:start - 1].removesuffix(".") if space >= 0 or start <= 24 else ""
+        if text[start - 1] == " " and last.isalpha() and last.lower() not in _YEAR_JOINER_WORDS:
+            word = last.lower()
+        elif after_digit_space and (parts := text[max(0, start - 24):start].split()) and (
+                len(parts) < 2 or parts[-2].removesuffix(".").lower() not in _MONTH_NAMES):
+            return False  # no "May 5 1990"
+        else:
+            before = _YEAR_BEFORE_REVERSED_RE.match(text[max(0, start - 64):start][::-1])
+    if before is not None:
+        word = before.group("word")[::-1].lower()
+        if before.group("day") is not None:
+            if word in _MONTH_NAMES:
+                return True
+            word = ""  # "5 1990": no word right before it
+    if after_digit_space:
+        return False
+    if word in _YEAR_WORDS_BEFORE:
+        return True
+    # A plain word after it, as for the word before, without the regex (a whole word: followed by
+    # something inside the window, or the text ends in it).
+    if text[end] == " ":
+        space = text.find(" ", end + 1, end + 24)
+        following_word = text[end + 1:space] if space >= 0 else text[end + 1:end + 24] if end + 24 >= len(text) else ""
+        if following_word.isalpha() and (following_word := following_word.lower()) not in _YEAR_JOINER_WORDS:
+            return following_word in _YEAR_WORDS_AFTER
+    return _YEAR_AFTER_RE.match(text, end) is not None
+
+
 def _plural_words(integer: str) -> str | None:
     """A number's plural, for the number before an "s" or "'s": a decade "1990" → "nineteen
-    nineties", "80" → "eighties", "2000" → "two thousands"; "100" → "hundreds" (no "one": "100s of
-    people" is said "hundreds of people"); "5" → "fives". None when ``integer`` has a separator
-    ("1,990s" stays "one thousand nine hundred ninety s")."""
+    nineties", "80" → "eighties", "2000" → "two thousands"; any plural four-digit number in
+    _YEAR_RANGES is years ("the 1995s", model years, → "nineteen ninety fives"); "100" →
+    "hundreds" (no "one": "100s of people" is said "hundreds of people"); "5" → "fives". None when
+    ``integer`` has a separator ("1,990s" stays "one thousand nine hundred ninety s")."""
     if not integer.isdigit():
         return None
-    if integer[-1] == "0" and (year := _year_words(integer)) is not None:
+    if (year := _year_words(integer)) is not None:
         return _plural(year)
     spoken = _number_words(integer, "", False)
     if integer[0] == "1" and len(integer) > 2 and not integer[1:].strip("0"):  # 100, 1000, ...
@@ -370,9 +492,9 @@ def _fraction_words(whole: str | None, num: str, den: str) -> str:
 
 
 def _amount_words(currency: str, lead: str, integer: str, frac: str | None, pct: str | None,
-                  suffix: str | None, scale: str | None, abbr: str | None, minus: bool) -> str:
-    """A number that is not a time or a fraction, with what is written around it. A bare
-    four-digit number is read as a year (see _year_words and the module docstring)."""
+                  suffix: str | None, scale: str | None, abbr: str | None, minus: bool, year: bool) -> str:
+    """A number that is not a time or a fraction, with what is written around it. ``year``: a bare
+    four-digit number that its context says is a year (_reads_as_year)."""
     frac = frac or ""
     if currency:
         if abbr:
@@ -388,9 +510,8 @@ def _amount_words(currency: str, lead: str, integer: str, frac: str | None, pct:
             spoken = f"{spoken} {suffix}"
     elif plural and not frac and (words := _plural_words(integer)) is not None:
         spoken = words
-    elif not (suffix or frac or pct or scale or lead or minus) and (year := _year_words(integer)):
-        # abbr does not count: without money it is kept as letters, "1500m" as "1500 m" is
-        spoken = year
+    elif year and not (lead or minus) and (said := _year_words(integer)):
+        spoken = said
     else:
         ordinal = bool(suffix) and not plural and not frac
         spoken = _number_words(integer, frac, ordinal)
@@ -408,8 +529,9 @@ def _amount_words(currency: str, lead: str, integer: str, frac: str | None, pct:
 
 
 @functools.lru_cache(maxsize=200_000)
-def _spoken(minus: bool, currency: str, lead: str, groups: tuple[str | None, ...]) -> str:
-    """The words for one matched number with its signs; cached per distinct token."""
+def _spoken(minus: bool, currency: str, lead: str, groups: tuple[str | None, ...], year: bool = False) -> str:
+    """The words for one matched number with its signs; cached per distinct token. ``year``: see
+    _amount_words."""
     hour, minute, whole, num, den, integer, vulgar, frac, pct, suffix, scale, abbr, lone = groups
     if hour is not None:
         spoken = _time_words(hour, minute or "")
@@ -420,12 +542,14 @@ def _spoken(minus: bool, currency: str, lead: str, groups: tuple[str | None, ...
     elif vulgar is not None:
         spoken = _fraction_words(integer, *(str(p) for p in _VULGAR[vulgar]))
     else:
-        spoken = _amount_words(currency, lead, integer or "", frac, pct, suffix, scale, abbr, minus)
+        spoken = _amount_words(currency, lead, integer or "", frac, pct, suffix, scale, abbr, minus, year)
     return f"minus {spoken}" if minus else spoken
 
 
 def _range_sub(match: re.Match[str]) -> str:
     left, right = match.group(1), match.group(2)
+    if len(left) == 3 and len(right) == 4 and right.isdigit() and left.isdigit() and right[2:] != "00":
+        return match.group(0)  # "555-1234": a phone number; a range to four digits ends at a round number
     low = left
     if len(right) < len(left) == 4 and right.isdigit():  # "1990-95"
         low = left[-len(right):]
@@ -490,7 +614,12 @@ def _numbers_to_words(text: str) -> str:
                  and (start == 1 or text[start - 2].isspace() or text[start - 2] in _OPENERS))
         if minus:
             start -= 1
-        spoken = _spoken(minus, currency, lead, groups)
+        elif (start > done and text[start - 1] in _ELISION_MARKS and len(groups[_INT] or "") == 2 and not currency
+              and not any(groups[_FRAC:_SUFFIX]) and not any(groups[_SUFFIX + 1:_LONE])
+              and (groups[_SUFFIX] or "s")[-1] in "sS" and (start == 1 or not text[start - 2].isalnum())):
+            start -= 1  # "'90s", "class of '99": the mark stands for the century left out
+        year = _year_candidate(groups) and not (currency or lead or minus) and _reads_as_year(text, start)
+        spoken = _spoken(minus, currency, lead, groups, year)
         # Spaces on both sides so that a number glued to letters becomes separate words.
         pieces += (text[done:start], " ", spoken, " ")
         done = end
@@ -506,6 +635,7 @@ _NEEDS_SIGNS = "|".join((
     f"[-\u2212\u2013#{_SIGNS_RE2}][0-9\\x{{bc}}-\\x{{be}}\\x{{2150}}-\\x{{215e}}]",  # "-4", "5-10", "$5", "#1", "-½"
     f"[{_SIGNS_RE2}] [0-9]|[0-9] ?[{_SIGNS_RE2}]",  # "$ 5", "5$", "5 €"
     r"(?:^|[^0-9])\.[0-9]",                        # ".5"
+    "['\u2019\u2018\u02bc][0-9]{2}(?:[^0-9]|$)",   # "'90s"
     "(?i:no)\\. ?[0-9]|\u2116 ?[0-9]",             # "No. 5", "№ 5"
     "[0-9],(?:[0-9]{1,2}|[0-9]{4,})(?:[^0-9]|$)",  # "3,5" (a superset of _DECIMAL_COMMA_RE's)
 ))
@@ -541,7 +671,11 @@ def _ascii_digits(text: str) -> str:
 
 
 def _unsigned_number_sub(match: re.Match[str]) -> str:
-    return f" {_spoken(False, '', '', match.groups())} "
+    groups = match.groups()
+    integer = groups[_INT]
+    if integer is not None and len(integer) == 4 and _year_candidate(groups):
+        return f" {_spoken(False, '', '', groups, _reads_as_year(match.string, match.start()))} "
+    return f" {_spoken(False, '', '', groups)} "
 
 
 def _unsigned_numbers_to_words(text: str) -> str:

@@ -39,10 +39,10 @@ COUNT_BEFORE_A_NUMBER_STAYS_TWO_NUMBERS = [
     ("555 123 4567", "five hundred fifty five one hundred twenty three four thousand five hundred sixty seven"),
 ]
 
-# A bare four-digit number in 1100-1999 or 2010-2099 is said as a year, as "1990s" already was.
-# The cost: quantities in that range are read the same way ("1500 people" → "fifteen hundred",
-# a common spoken form; "1234 steps" → "twelve thirty four", a wrong one).
+# A bare four-digit number in 1010-1999 or 2010-2099 is said as a year where its context says so
+# (tests/test_normalize_numbers_years_decades.py); round hundreds by hundreds ("1500 people").
 FOUR_DIGIT_NUMBERS_READ_AS_YEARS = [
+    ("1099", "ten ninety nine"),  # 1010-1099 are years too ("1066")
     ("in 1990.", "in nineteen ninety"),
     ("1905", "nineteen oh five"),
     ("1900", "nineteen hundred"),
@@ -54,11 +54,10 @@ FOUR_DIGIT_NUMBERS_READ_AS_YEARS = [
     ("1990-95", "nineteen ninety to ninety five"),
     ("FY2024", "fy twenty twenty four"),
     ("1500 people", "fifteen hundred people"),  # the trade-off
-    ("1234 steps", "twelve thirty four steps"),  # the known wrong reading
+    ("1234 steps", "one thousand two hundred thirty four steps"),  # a count: a cardinal
 ]
 
 NUMBERS_WITH_A_SIGN_OR_OUTSIDE_THE_YEARS_STAY_CARDINAL = [
-    ("1099", "one thousand ninety nine"),
     ("2100", "two thousand one hundred"),
     ("1,500 people", "one thousand five hundred people"),  # grouped
     ("$1990", "one thousand nine hundred ninety dollars"),

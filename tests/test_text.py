@@ -123,7 +123,7 @@ NUMBERS_READ_DECADES = [
     ("1990S", "nineteen nineties"),
     ("1990s-era", "nineteen nineties era"),
     ("1990", "nineteen ninety"),  # the same year as "1990s"
-    ("1995s", "one thousand nine hundred ninety fives"),  # not a decade: a plain plural
+    ("1995s", "nineteen ninety fives"),  # not a decade, but a plural of years: not merged with 1990s
     ("5s", "fives"),
     ("1,990s", "one thousand nine hundred ninety s"),
     ("1.50s", "one point five zero s"),

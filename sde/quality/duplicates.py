@@ -2,17 +2,21 @@
 
 Text duplicates compare transcripts after lower-casing and punctuation removal (``sde.text``'s
 ``lower`` and ``punct`` steps), so "Hello, world." and "hello world" are one text. Near-duplicates
-(optional, ``max_edits > 0``) also join texts within a few character edits of a group's centre;
-candidate pairs are searched among neighbours in sorted order, forwards and reversed (a
-sorted-neighbourhood search): bounded time, linear in the number of texts, at the price of missing
-pairs that differ at both ends and have many other texts sorting between them.
+(optional, ``max_edits > 0``) also join texts within a few character edits of a group's centre.
+Each centre finds every text within reach through blocks of texts that share a piece of it
+(pigeonhole: ``max_edits`` edits leave one of ``max_edits + 1`` pieces intact), so none is missed
+however many look-alikes sort between them ("set a timer for N minutes", N = 1…120, and "… N
+minute"), up to :data:`NEAR_MAX_CANDIDATES` comparisons a centre; past that, in a crowd of that
+many texts of one length sharing a piece, a text may miss its centre (a warning counts them).
 
 Near-duplicate groups are formed around centres, not by chaining: distinct texts are taken most
 frequent first (ties: alphabetical order of the normalised text); each joins the first centre already
 taken that is within ``max_edits`` of it, or becomes a centre itself. Every member is thus within
 ``max_edits`` of its group's centre (members within ``2 * max_edits`` of each other): "set a timer
-for N minutes" for N = 1…120, each ≤ 2 edits from the next, is not one group of 120 sentences. The
-groups depend on the set of transcripts and their counts, not on their order in the manifest.
+for N minutes" for N = 1…120, each 1 edit from the next, is 11 groups at 1 edit (around "1",
+"20", "32", … minutes), not one chain; at 2 edits it is one group, as every number of up to three
+digits is 2 edits from "1". The groups depend on the set of transcripts and their counts, not on
+their order in the manifest.
 
 Audio duplicates compare a hash of the decoded segment (16-bit PCM at the file's own rate), so a
 FLAC copy of a WAV file, or the same segment named by two lines, is a duplicate, while a resampled
@@ -25,6 +29,7 @@ duplicate get <NA>.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from rapidfuzz.distance import Levenshtein
-from rapidfuzz.process import cpdist
+from rapidfuzz.process import cdist
 
 from sde.text import normalize_arrow, normalize_many
 
@@ -42,8 +47,8 @@ __all__ = [
     "GROUP_MAX_IDS",
     "GROUP_MAX_TEXTS",
     "AudioHasher",
+    "NEAR_MAX_CANDIDATES",
     "NEAR_MIN_CHARS",
-    "NEAR_WINDOW",
     "audio_duplicate_groups",
     "audio_hash",
     "duplicate_columns",
@@ -54,8 +59,6 @@ __all__ = [
 
 #: Columns :func:`duplicate_columns` returns.
 DUPLICATE_COLUMNS: tuple[str, ...] = ("dup_text_group", "dup_audio_group", "dup_audio_text_conflict")
-#: Near-duplicate search compares each text with this many neighbours minus one, in sorted order.
-NEAR_WINDOW = 16
 #: Texts shorter than this (after normalisation) only ever match exactly.
 NEAR_MIN_CHARS = 16
 _TEXT_STEPS = ("lower", "punct")
@@ -110,70 +113,227 @@ def _text_groups(norm: list[str], max_edits: int) -> pd.Series:
     # A few edits make "ok" into "no": only texts long enough for that to mean "nearly the same".
     long_enough = np.flatnonzero(np.fromiter((len(t) >= NEAR_MIN_CHARS for t in uniques), dtype=bool,
                                              count=len(uniques)))
-    pairs, alphabetical = _near_pairs([uniques[i] for i in long_enough], max_edits)
+    texts = [uniques[i] for i in long_enough]
     counts = np.bincount(codes, minlength=len(uniques))[long_enough]
     # Most frequent first: the transcript most utterances share is the likeliest original. The
     # alphabetical tie-break (not first appearance) keeps the groups independent of manifest order.
-    alphabetical_rank = np.empty(len(long_enough), dtype=np.int64)
-    alphabetical_rank[alphabetical] = np.arange(len(long_enough))
+    alphabetical_rank = np.empty(len(texts), dtype=np.int64)
+    alphabetical_rank[np.array(sorted(range(len(texts)), key=texts.__getitem__), dtype=np.int64)] = \
+        np.arange(len(texts))
     priority = np.lexsort((alphabetical_rank, -counts))
     labels = np.arange(len(uniques), dtype=np.int64)  # every other text: a group of its exact copies
-    labels[long_enough] = long_enough[_leaders(pairs, priority)]
+    labels[long_enough] = long_enough[_centres(texts, priority, max_edits)]
     return _group_ids(labels[codes], valid)
 
 
-def _near_pairs(uniques: list[str], max_edits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pairs of distinct texts within ``max_edits`` edits among sorted neighbours, shape (k, 2);
-    the indices of ``uniques`` in alphabetical order).
-
-    Sorted-neighbourhood search: texts sorted as written, then sorted reversed; each is compared
-    with the next ``NEAR_WINDOW - 1`` texts of each order. A small edit leaves either the start or
-    the end of a text intact, so near-duplicates land close together in one of the two orders.
-    Cost: 2·(NEAR_WINDOW-1)·len(uniques) comparisons, whatever the data.
-    """
-    pairs: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
-    orders: list[np.ndarray] = []
-    for keyed in (uniques, [t[::-1] for t in uniques]):
-        order = np.array(sorted(range(len(keyed)), key=keyed.__getitem__), dtype=np.int64)
-        orders.append(order)
-        ordered = [keyed[i] for i in order]
-        for step in range(1, min(NEAR_WINDOW, len(ordered))):
-            dist = cpdist(ordered[:-step], ordered[step:], scorer=Levenshtein.distance,
-                          score_cutoff=max_edits, dtype=np.int32)
-            hits = np.nonzero(dist <= max_edits)[0]
-            pairs.append(np.column_stack([order[hits], order[hits + step]]))
-    return np.concatenate(pairs), orders[0]
-
-
-#: Links :func:`_leaders` turns into Python ints at a time.
+#: Most texts one centre is compared with. Its blocks (see :func:`_centres`) are read smallest
+#: first; a crowded one through blocks of the rest of its texts, else (those too crowded) from its
+#: first text not yet taken, in priority order. A text beyond the cap (in a crowd of templated prompts
+#: of one length sharing two thirds of their characters) may miss that centre, and then starts a
+#: group or joins a later centre; a warning counts the centres that hit the cap. Bounds the search
+#: by this many comparisons a centre (~0.5 ms), whatever the data.
+NEAR_MAX_CANDIDATES = 16_384
+#: Most comparisons one rapidfuzz call makes (a block holding more is compared a slice at a time).
 LEADER_CHUNK_LINKS = 1 << 20
+#: Blocks with more texts than this are compared by rapidfuzz in one call, smaller ones one by one.
+_ONE_BY_ONE = 32
+#: Comparisons worth rapidfuzz's threads (starting them costs more than a smaller slice takes).
+_THREADED = 8192
+#: Crowds of more texts than this are searched through blocks of the rest of their texts.
+_SUB_INDEX = 512
+
+log = logging.getLogger(__name__)
 
 
-def _leaders(pairs: np.ndarray, priority: np.ndarray) -> np.ndarray:
-    """The centre of each node (greedy leader clustering): nodes taken in ``priority`` order (a
-    permutation), each joins its first-taken neighbour (``pairs``, shape (k, 2)) that is a centre,
-    else is a centre itself. Connected components would chain a ~ b ~ c into one group though
-    a ≁ c; a centre bounds every member's distance to it."""
-    n = len(priority)
-    rank = np.empty(n, dtype=np.int64)
-    rank[priority] = np.arange(n)
-    ranked = rank[pairs]
-    # One number per link, sorted by its later-taken node, then the earlier. Sorted and deduplicated
-    # (both searches find most pairs) by hand: np.unique took 9 s for 5M links, np.sort 0.1 s.
-    links = np.sort(ranked.max(axis=1) * n + ranked.min(axis=1))
-    links = links[np.r_[True, links[1:] != links[:-1]]] if len(links) else links
-    # The rule is sequential (whether a node is a centre depends on its earlier neighbours'), and
-    # rounds of vectorised settling need one round per node of a chain of sentences (1…120 minutes):
-    # a loop over the links, ~0.3 µs each (1M timer sentences: 25M links). Lists: numpy scalars are
-    # slow; a chunk at a time: 25M links as Python ints would take ~2 GB.
-    centre = list(range(n))  # by rank; its own rank: a centre
-    for chunk in range(0, len(links), LEADER_CHUNK_LINKS):
-        part = links[chunk:chunk + LEADER_CHUNK_LINKS]
-        for node, candidate in zip((part // n).tolist(), (part % n).tolist()):
-            # a node's neighbours all come before it, so whether they are centres is already settled
-            if centre[node] == node and centre[candidate] == candidate:
-                centre[node] = candidate
-    return priority[np.asarray(centre, dtype=np.int64)[rank]]
+class _Crowd:
+    """A block too large to read text by text: its texts (priority order) as an array and a list,
+    from ``first``, the first one not yet taken; ``piece``: (start, stop) of the piece they share;
+    ``sub``: past :data:`_SUB_INDEX` texts, the same blocks over what is left of them without it."""
+
+    __slots__ = ("first", "ids", "piece", "sub", "texts")
+
+    def __init__(self, ids: list[int], texts: list[str], piece: tuple[int, int]) -> None:
+        self.first = 0
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.texts = [texts[i] for i in ids]
+        self.piece = piece
+        self.sub: tuple[int, list[tuple[int, int]], list[dict[str, list[int]]]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids) - self.first
+
+
+def _segments(length: int, max_edits: int) -> list[tuple[int, int]]:
+    """(start, stop) of the ``max_edits + 1`` pieces a text of ``length`` characters is cut into."""
+    bounds = [length * j // (max_edits + 1) for j in range(max_edits + 2)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _probes(length: int, max_edits: int, blocks: dict[tuple[int, int], dict[str, Any]]
+            ) -> list[tuple[dict[str, Any], int, int, int]]:
+    """Where a text of ``length`` characters looks for the texts within ``max_edits`` of it: (the
+    blocks of piece i of texts of length L, start, stop of the substring to look up there, where
+    piece i starts in those texts).
+
+    Pigeonhole: ``max_edits`` edits leave one of a text's ``max_edits + 1`` pieces intact, so the
+    other text holds it verbatim. Take piece i, the first intact one: the pieces before it hold
+    a >= i edits, which shift it by s (|s| <= a); the edits after it, b, make up the rest of the
+    length difference d (|d - s| <= b); a + b <= max_edits. So the piece starts s characters off
+    its own start, for every s with max(i, |s|) + |d - s| <= max_edits (PassJoin's multi-match-aware
+    selection: 29 look-ups a text for 2 edits)."""
+    plan = []
+    for other in range(length - max_edits, length + max_edits + 1):
+        delta = length - other
+        for i, (start, stop) in enumerate(_segments(other, max_edits)):
+            found = blocks.get((other, i))
+            if found is None:
+                continue
+            for shift in range(-max_edits, max_edits + 1):
+                if max(i, abs(shift)) + abs(delta - shift) <= max_edits and 0 <= start + shift \
+                        and stop + shift <= length:
+                    plan.append((found, start + shift, stop + shift, start))
+    return plan
+
+
+def _centres(texts: list[str], priority: np.ndarray, max_edits: int) -> np.ndarray:
+    """The centre (an index of ``texts``, distinct) of each text: texts taken in ``priority`` order
+    (a permutation), each not yet in a group becomes a centre and takes every text not yet in a
+    group within ``max_edits`` edits of it (up to :data:`NEAR_MAX_CANDIDATES` compared).
+
+    Every text within reach of a centre is a candidate of it (see :func:`_probes`), so a text joins
+    the first centre within ``max_edits`` of it. Connected components would chain a ~ b ~ c into
+    one group though a ≁ c; a centre bounds every member's distance to it. Blocks: each text is
+    filed under each of its pieces (and its length and the piece's number); a centre reads the
+    blocks its probes name. Cost: 3 dictionary entries a text; a centre: 29 look-ups and at most
+    NEAR_MAX_CANDIDATES comparisons (2 edits); only centres search.
+    """
+    order = priority.tolist()
+    blocks: dict[tuple[int, int], dict[str, Any]] = {}
+    cuts: dict[int, list[tuple[int, int]]] = {}
+    for t in order:  # filed in priority order, so a block's texts already taken gather at its front
+        text = texts[t]
+        pieces = cuts.get(len(text)) or cuts.setdefault(len(text), _segments(len(text), max_edits))
+        for i, (start, stop) in enumerate(pieces):
+            # a small block's first item: where its texts not yet taken begin (skipped once, not every read)
+            blocks.setdefault((len(text), i), {}).setdefault(text[start:stop], [1]).append(t)
+    centre = np.full(len(texts), -1, dtype=np.int64)  # read a block at a time (crowds)
+    mine = [-1] * len(texts)  # the same, read a text at a time (numpy's scalars are slow)
+    plans: dict[int, list[tuple[dict[str, Any], int, int, int]]] = {}
+    capped = 0
+    for t in order:
+        if mine[t] >= 0:
+            continue
+        centre[t] = mine[t] = t
+        text = texts[t]
+        plan = plans.get(len(text))
+        if plan is None:
+            plan = plans[len(text)] = _probes(len(text), max_edits, blocks)
+        found: dict[Any, tuple[Any, int, int]] = {}
+        for blocks_of, start, stop, piece in plan:
+            key = text[start:stop]
+            block = blocks_of.get(key)
+            if block is not None:
+                if type(block) is list and len(block) - block[0] > _ONE_BY_ONE:
+                    block = blocks_of[key] = _Crowd(block[block[0]:], texts, (piece, piece + stop - start))
+                # a crowd's rest depends on where its piece stands in this text: one read a place
+                found[id(block) if type(block) is list else (id(block), start)] = (block, start, stop)
+        budget, more, candidates = NEAR_MAX_CANDIDATES, False, []
+        for block, start, stop in sorted(found.values(),
+                                         key=lambda f: len(f[0]) - f[0][0] if type(f[0]) is list else len(f[0])):
+            if type(block) is list:
+                first = block[0]
+                while first < len(block) and mine[block[first]] >= 0:
+                    first += 1
+                block[0] = first
+                seen = block[first:first + max(budget, 0)]
+                more = more or first + len(seen) < len(block)
+                budget -= len(seen)
+                candidates += [c for c in seen if mine[c] < 0]
+                continue
+            got = _read_sub(block, text[:start] + text[stop:], text, centre, max_edits, budget) \
+                if len(block.ids) > _SUB_INDEX else None
+            # the sub-blocks hold more than the budget too: the crowd's front, where the texts not yet
+            # taken gather, is the better sample
+            near, read, left = got if got is not None else _read_crowd(block, text, centre, max_edits, budget)
+            for c in near:
+                centre[c] = mine[c] = t
+            more = more or left
+            budget -= read
+        capped += more
+        for c in dict.fromkeys(candidates):
+            if mine[c] < 0 and Levenshtein.distance(text, texts[c], score_cutoff=max_edits) <= max_edits:
+                centre[c] = mine[c] = t
+    if capped:
+        log.warning("near-duplicates: %s centre transcripts had more than %s look-alikes (texts of their "
+                    "length within %s characters with a third of their characters in common); each was compared "
+                    "with the first %s only, so a transcript within %s edits of one may stand in a group of its "
+                    "own (exact duplicates are all grouped; raise sde.quality.duplicates.NEAR_MAX_CANDIDATES to "
+                    "compare more)", f"{capped:,}", f"{NEAR_MAX_CANDIDATES:,}", max_edits,
+                    f"{NEAR_MAX_CANDIDATES:,}", max_edits)
+    return centre
+
+
+def _read_crowd(crowd: _Crowd, text: str, centre: np.ndarray, max_edits: int, budget: int
+                ) -> tuple[list[int], int, bool]:
+    """(The texts of ``crowd`` not yet taken (``centre`` < 0) within ``max_edits`` of ``text``, of
+    the first ``budget`` from its front; how many were compared; whether some were left)."""
+    while crowd.first < len(crowd.ids):  # skip the taken front a slice at a time
+        taken = centre[crowd.ids[crowd.first:crowd.first + 4096]] >= 0
+        crowd.first += int(taken.argmin()) if not taken.all() else len(taken)
+        if not taken.all():
+            break
+    stop = crowd.first + min(len(crowd), max(budget, 0))
+    step = max(LEADER_CHUNK_LINKS, 1)
+    found: list[int] = []
+    for lo in range(crowd.first, stop, step):
+        hi = min(lo + step, stop)
+        dist = cdist([text], crowd.texts[lo:hi], scorer=Levenshtein.distance, score_cutoff=max_edits,
+                     dtype=np.int32, workers=-1 if hi - lo >= _THREADED else 1)[0]
+        near = crowd.ids[lo + np.flatnonzero(dist <= max_edits)]
+        found += near[centre[near] < 0].tolist()
+    return found, stop - crowd.first, stop < len(crowd.ids)
+
+
+def _read_sub(crowd: _Crowd, rest: str, text: str, centre: np.ndarray, max_edits: int, budget: int
+              ) -> tuple[list[int], int, bool] | None:
+    """:func:`_read_crowd` through blocks of the crowd's texts without their shared piece (``rest``:
+    ``text`` without the substring that matched it). A text within ``max_edits`` of ``text`` with
+    that piece intact there has its rest within ``max_edits`` of ``rest`` (the edits left and right of
+    the piece, added), so the pigeonhole of :func:`_probes` holds again, on texts a third shorter.
+    None when those blocks hold more than ``budget`` texts."""
+    if crowd.sub is None:
+        start, stop = crowd.piece
+        rests = [r[:start] + r[stop:] for r in crowd.texts]
+        cuts = _segments(len(rests[0]), max_edits)
+        index: list[dict[str, list[int]]] = [{} for _ in cuts]
+        for at, r in enumerate(rests):
+            for i, (a, b) in enumerate(cuts):
+                index[i].setdefault(r[a:b], []).append(at)
+        crowd.sub = (len(rests[0]), cuts, index)
+    length, cuts, index = crowd.sub
+    delta = len(rest) - length
+    lists = []
+    for i, (a, b) in enumerate(cuts):
+        for shift in range(-max_edits, max_edits + 1):
+            if max(i, abs(shift)) + abs(delta - shift) <= max_edits and 0 <= a + shift and b + shift <= len(rest):
+                got = index[i].get(rest[a + shift:b + shift])
+                if got:
+                    lists.append(got)
+    if sum(map(len, lists)) > budget:
+        return None
+    places = [k for got in lists for k in got]
+    if not places:
+        return [], 0, False
+    at = np.unique(np.asarray(places, dtype=np.int64))
+    at = at[centre[crowd.ids[at]] < 0]
+    found: list[int] = []
+    step = max(LEADER_CHUNK_LINKS, 1)
+    for lo in range(0, len(at), step):
+        part = at[lo:lo + step]
+        dist = cdist([text], [crowd.texts[k] for k in part.tolist()], scorer=Levenshtein.distance,
+                     score_cutoff=max_edits, dtype=np.int32, workers=-1 if len(part) >= _THREADED else 1)[0]
+        found += crowd.ids[part[dist <= max_edits]].tolist()
+    return found, len(places), False
 
 
 class AudioHasher:
@@ -280,11 +440,13 @@ def _text_keys(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return pd.factorize(high * (int(low.max(initial=0)) + 1) + low)[0], np.concatenate(valid)
 
 
-#: Most ids and distinct transcripts one group lists (``size`` and ``texts_total`` count them all; the
-#: filter ``{dup_text_group} = N`` selects every member): 200,000 silent clips share one audio hash,
-#: and listing them made a page of groups 5 MB of JSON with 140,000 transcripts.
+#: Most ids and distinct transcripts one group lists, here, on the Duplicates page and in
+#: /api/duplicates alike (``size`` and ``texts_total`` count them all; the filter
+#: ``{dup_text_group} = N`` selects every member): 200,000 silent clips share one audio hash, and
+#: listing them made a page of groups 5 MB of JSON with 140,000 transcripts. 20 transcripts: the
+#: page shows 3, and 20 spellings of one sentence already say what varies.
 GROUP_MAX_IDS = 1000
-GROUP_MAX_TEXTS = 100
+GROUP_MAX_TEXTS = 20
 
 
 def duplicate_groups(table: pd.DataFrame, kind: str = "text", *, offset: int = 0, limit: int | None = None,

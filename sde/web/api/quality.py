@@ -7,8 +7,9 @@
           "inventory_source", "language", "guidance", "total_speakers"}
     GET /api/duplicates?kind=text|near|audio&page=P&page_size=N
         {"kind", "column", "groups_total", "utterances", "page", "page_size",
-         "groups": [{"group", "size", "ids", "texts", "filter", "conflict"?}]}  (largest first;
-         at most MAX_GROUP_IDS ids and MAX_GROUP_TEXTS texts a group, "ids_truncated" then)
+         "groups": [{"group", "size", "ids", "ids_truncated", "texts", "texts_total",
+         "texts_truncated", "filter", "conflict"?}]}  (largest first; at most GROUP_MAX_IDS ids and
+         GROUP_MAX_TEXTS texts a group, sde.quality.duplicates'; a flag is true when its list was cut)
     GET /api/suspicious
         {"utterances", "flags": [{"flag", "column", "count", "filter", "description"}],
          "duplicates": {...}, "speech_hours"}
@@ -48,8 +49,6 @@ from sde.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
-MAX_GROUP_IDS = 1000
-MAX_GROUP_TEXTS = 20
 MAX_TTS_SPEAKERS = 10_000
 _DASH_UPDATE = "/_dash-update-component"
 
@@ -99,11 +98,7 @@ def duplicates() -> Response:
         raise ApiError(str(exc)) from None
     except KeyError as exc:
         raise ApiError(str(exc.args[0]), 409) from None
-    for g in data["groups"]:
-        if len(g["ids"]) > MAX_GROUP_IDS:
-            g["ids"], g["ids_truncated"] = g["ids"][:MAX_GROUP_IDS], True
-        g["texts"] = g["texts"][:MAX_GROUP_TEXTS]
-    return json_response(data)
+    return json_response(data)  # the groups come capped, with their flags
 
 
 def suspicious() -> Response:

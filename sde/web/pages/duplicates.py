@@ -9,7 +9,8 @@ N = 1…120, is several groups, not one; see ``sde.quality.duplicates``).
 
 `/duplicates?kind=text&page=P`: groups largest first, PAGE_SIZE a page. The group columns are
 computed on the first visit (``sde.quality.apply.quality_frame``, ~3 s per million
-utterances; near-duplicates ~10 s); audio groups need the audio hashes of the TTS page's
+utterances; near-duplicates 40–75 s of CPU per million distinct transcripts,
+benchmarks/bench_near_duplicates.py); audio groups need the audio hashes of the TTS page's
 measurement (or ``--vad``).
 """
 
@@ -51,7 +52,8 @@ def _tabs(kind: str) -> html.Div:
 
 
 def _texts(texts: list[str], total: int) -> Any:
-    """The first transcripts of a group; ``total`` counts them all (a group lists at most 100)."""
+    """The first transcripts of a group; ``total`` counts them all (a group lists at most
+    GROUP_MAX_TEXTS of them)."""
     shown = [t if len(t) <= TEXT_CHARS else t[:TEXT_CHARS] + "…" for t in texts[:SHOWN_TEXTS]]
     more = max(total, len(texts)) - len(shown)
     return html.Div([html.Div(t, className="text-break") for t in shown]

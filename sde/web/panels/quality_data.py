@@ -71,8 +71,10 @@ def group_filter(kind: str, group: int) -> str:
 
 def duplicates_page(dataset: Dataset, kind: str, page: int, page_size: int) -> dict[str, Any]:
     """One page of groups of ``kind`` (largest first) and the totals, from the group columns
-    computed beside the dataset (``quality_frame``: the dataset itself is not changed). ValueError
-    for an unknown kind; KeyError when audio hashes were never measured."""
+    computed beside the dataset (``quality_frame``: the dataset itself is not changed). Each group
+    lists at most GROUP_MAX_IDS ids and GROUP_MAX_TEXTS transcripts (``sde.quality.duplicates``);
+    ``ids_truncated`` / ``texts_truncated`` say whether that cut some. ValueError for an unknown
+    kind; KeyError when audio hashes were never measured."""
     if kind not in KIND_COLUMNS:
         raise ValueError(f'unknown duplicate kind "{kind}": use kind=text, kind=near or kind=audio')
     table = dataset.utterances
@@ -90,6 +92,9 @@ def duplicates_page(dataset: Dataset, kind: str, page: int, page_size: int) -> d
                               limit=page_size, centre_first=kind == "near")
     for g in groups:
         g["filter"] = group_filter(kind, g["group"])
+        # a client reading ids or texts as the whole group would act on a sample without knowing
+        g["ids_truncated"] = g["size"] > len(g["ids"])
+        g["texts_truncated"] = g["texts_total"] > len(g["texts"])
     return {"kind": kind, "column": column, "groups_total": int(groups_of.nunique(dropna=True)),
             "utterances": int(groups_of.notna().sum()), "page": page, "page_size": page_size,
             "groups": groups}

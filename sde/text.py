@@ -1033,9 +1033,48 @@ def collapse_whitespace(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunke
     """``" ".join(s.split())`` for every string of an Arrow string column.
 
     A regex rewrite plus ``utf8_trim_whitespace`` (whose whitespace set equals ``str.isspace``):
-    ~4x faster than splitting into lists and joining them again.
+    ~4x faster than splitting into lists and joining them again. Only the strings that may need
+    it are rewritten: most transcripts hold single plain spaces alone, and one vectorised pass over
+    a chunk's bytes finds the others (the regex was ~35% of :func:`word_lists`).
     """
-    return pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, _RE2_WHITESPACE_TO_SPACE, " "))
+    def rewritten(strings: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+        return pc.utf8_trim_whitespace(pc.replace_substring_regex(strings, _RE2_WHITESPACE_TO_SPACE, " "))
+
+    if isinstance(arr, pa.ChunkedArray):
+        return pa.chunked_array([collapse_whitespace(chunk) for chunk in arr.chunks], type=arr.type)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or len(arr) == 0:
+        return rewritten(arr)
+    _, offset_buffer, data_buffer = arr.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    offsets = offsets[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
+    first, end = int(offsets[0]), int(offsets[-1])
+    if end == first:
+        return arr  # all empty or missing: nothing to collapse
+    data = np.frombuffer(data_buffer, dtype=np.uint8)[first:end]
+    starts, stops = offsets[:-1] - first, offsets[1:] - first
+    filled = stops > starts
+    # a leading or trailing space (a missing value's slot is empty: it is never looked at)
+    edge = np.zeros(len(arr), dtype=bool)
+    edge[filled] = (data[starts[filled]] == 32) | (data[stops[filled] - 1] == 32)
+    # Whitespace other than the plain space: an ASCII one is below 32, a longer one's UTF-8 starts
+    # with 0xC2, 0xE1, 0xE2 or 0xE3. Other characters with those bytes (control characters, "é",
+    # "’") only send their strings to the regex for nothing: slower, never wrong.
+    space = data == 32
+    runs = space[:-1] & space[1:]
+    if int(data.min()) >= 32 and int(data.max()) < 0xC2 and not edge.any() and not runs.any():
+        return arr  # the usual transcript: words between single plain spaces
+    bad = (data < 32) | (data == 0xC2) | ((data - np.uint8(0xE1)) <= 2)
+    bad[:-1] |= runs  # a run of spaces (one crossing into the next string flags the string it starts in)
+    found = np.flatnonzero(bad)
+    if len(found):  # each suspect byte's string: the last one starting at or before it
+        edge[np.searchsorted(starts, found, side="right") - 1] = True
+    count = int(edge.sum())
+    if count == 0:
+        return arr
+    if count * 4 > len(arr):  # most need it: one pass over all is cheaper than taking them out
+        return rewritten(arr)
+    mask = pa.array(edge)
+    return pc.replace_with_mask(arr, mask, rewritten(arr.filter(mask)))
 
 
 def word_lists(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -77,8 +77,11 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
     parts = [utterances_file(folder, i.index) for i in built]
     schema = _in_build_order(_without(_with_values(_unified_schema([_schema_of(p) for p in parts])),
                                       _cut_columns(cut, built, hypotheses)), hypotheses)
+    ref_chars = {h.column("ref_chars") for h in hypotheses}
+    schema, holed = _integers_with_holes(schema, built, ref_chars)
     fixed = [f.name for f in schema if _fixed_width(f.type) or _is_text(f.type)]
     utterance_dtypes = {c: t for c, t in _merged_dtypes([i.dtypes for i in built]).items() if c in schema.names}
+    utterance_dtypes.update(dict.fromkeys(holed, "float64"))
     files = {"utterances": folder / "utterances.arrow"}
     _append_tables(parts, files["utterances"], shift={"id": _offsets(built)},
                    schema=pa.schema([f for f in schema if f.name not in fixed], metadata=schema.metadata))
@@ -99,7 +102,6 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
 
         # A hypothesis's CER denominator is kept only where it differs from num_chars (a reference
         # with spaces around it): a part without the column has it equal to num_chars, not missing.
-        ref_chars = {h.column("ref_chars") for h in hypotheses}
         for k, column in enumerate(fixed):
             column_file("utterances", k, parts, schema.field(column), sum(i.rows for i in built),
                         _offsets(built) if column == "id" else None, utterance_dtypes.get(column),
@@ -315,6 +317,25 @@ def _in_build_order(schema: pa.Schema, hypotheses: Sequence[HypothesisField]) ->
 
 # Columns a one-piece read fills on every line once any line needs them (a part may not need them).
 FILL_WHEN_ABSENT = {"duration_source": "manifest"}
+
+
+_NUMPY_INTEGERS = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+
+
+def _integers_with_holes(schema: pa.Schema, built: Sequence[PartInfo], filled: set[str]) -> tuple[pa.Schema, list[str]]:
+    """``schema`` with float64 for each integer column that some parts lack (a hypothesis's
+    counts, where its field starts after a part boundary), and those columns: their absent rows are
+    missing, NaN as a one-piece read has them (pandas makes such a column float64). Kept integer,
+    the joined column had nulls and pandas copied it at every start instead of mapping it.
+    ``filled``: columns an absent part fills from another column (never missing)."""
+    holed = [f.name for f in schema
+             if pa.types.is_integer(f.type) and f.name not in FILL_WHEN_ABSENT and f.name not in filled
+             and any(f.name not in i.dtypes for i in built)
+             and all(i.dtypes[f.name] in _NUMPY_INTEGERS for i in built if f.name in i.dtypes)]  # not pandas' Int64
+    if not holed:
+        return schema, []
+    return pa.schema([f.with_type(pa.float64()) if f.name in holed else f for f in schema],
+                     metadata=schema.metadata), holed
 
 
 def _absent(field: pa.Field, rows: int, table: pa.Table | None = None, fill_from: str | None = None) -> pa.Array:

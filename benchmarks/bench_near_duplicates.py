@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sde.quality.duplicates import NEAR_MIN_CHARS, normalized_texts, text_duplicate_groups  # noqa: E402
 
+from bench_quality import text_table  # noqa: E402  (this folder: sys.path[0] when run as a script)
+
 MAX_EDITS = 2
 NAMES = ["anna", "ben", "carla", "dmitri", "emma", "farid", "grace", "hugo", "ines", "jonas", "kofi", "lena"]
 THINGS = ["the milk", "the keys", "my passport", "the tickets", "some bread", "the charger", "the report"]
@@ -47,19 +49,8 @@ def cpu_seconds() -> float:
 
 
 def random_corpus(rows: int, seed: int = 0) -> list[str]:
-    rng = np.random.default_rng(seed)
-    vocab = np.array([f"w{i:05d}" for i in range(20000)])
-    lengths = rng.integers(5, 21, rows)
-    words = vocab[rng.zipf(1.3, lengths.sum()) % len(vocab)]
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
-    texts = [" ".join(words[bounds[i]:bounds[i + 1]]) for i in range(rows)]
-    for i in rng.choice(rows, rows // 20, replace=False):
-        texts[i] = texts[rng.integers(rows)].capitalize() + "."
-    for i in rng.choice(rows, rows // 100, replace=False):
-        t = texts[rng.integers(rows)]
-        k = rng.integers(len(t))
-        texts[i] = t[:k] + "x" + t[k + 1:]
-    return texts
+    """bench_quality's transcripts: Zipfian words, 5 % copies capitalised, 1 % one letter off."""
+    return text_table(rows, seed)["text"].tolist()
 
 
 def prompt_corpus(rows: int, seed: int = 0) -> list[str]:

@@ -15,6 +15,7 @@ from rapidfuzz.distance import Levenshtein
 
 import sde.quality.duplicates as duplicates
 from sde.quality.duplicates import NEAR_MIN_CHARS, normalized_texts, text_duplicate_groups
+from tests.test_near_duplicates_centres import partition
 
 TIMERS = ([f"set a timer for {n} minutes" for n in range(1, 121)] + [f"Set a timer for {n} minute." for n in range(1, 121)]
           + ["set a timer for 45 minutes"] * 3 + ["set a timer for 90 minutes"] * 2)
@@ -52,14 +53,6 @@ def first_centre_groups(texts: list[str], max_edits: int) -> set[frozenset[str]]
         if n:
             members.setdefault(centre[n], []).append(text)
     return {frozenset(m) for m in members.values() if len(m) > 1}  # one utterance alone is no group
-
-
-def partition(texts: list[str], labels: pd.Series) -> set[frozenset[str]]:
-    members: dict[int, set[str]] = {}
-    for text, label in zip(texts, labels):
-        if pd.notna(label):
-            members.setdefault(int(label), set()).add(text)
-    return {frozenset(m) for m in members.values()}
 
 
 @pytest.mark.parametrize("texts, max_edits", [

@@ -28,11 +28,13 @@ SHOTS = Path(__file__).resolve().parent / "output" / "screenshots"
 TIMEOUT_MS = 15_000
 
 @contextmanager
-def sde_server(*args: str):
-    """Run `python -m sde.cli ARGS --port 0 --no-cache`, yield the URL it prints, stop it after."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "sde.cli", *args, "--port", "0", "--no-cache"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+def sde_server(*args: str, cwd: Path | str = ROOT, no_cache: bool = True):
+    """Run `python -m sde.cli ARGS --port 0` (and --no-cache, unless ``no_cache`` is False: a server
+    whose cache a test reads) from ``cwd``, yield the URL it prints, stop it after."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "sde.cli", *args, "--port", "0", *(["--no-cache"] if no_cache else [])],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: list[str] = []
     found: dict[str, str] = {}
 

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.browser_kit import sde_server
 from tests.quality_kit import need_espeak, need_vad, padded, speak, write
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,31 +46,10 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
 
 
-@contextmanager
-def vad_server(folder: Path) -> Iterator[str]:
+def vad_server(folder: Path):
     """`sde serve m.json --vad` with its own cache folder and reviews file; yields its URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "sde.cli", "serve", "m.json", "--vad", "--cache-dir",
-                             str(folder / "cache"), "--reviews", str(folder / "reviews.sqlite"), "--port", "0"],
-                            cwd=folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    found: dict[str, str] = {}
-
-    def read() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-            if m and "url" not in found:
-                found["url"] = m.group(1)
-
-    threading.Thread(target=read, daemon=True).start()
-    while "url" not in found and proc.poll() is None:
-        time.sleep(0.05)
-    try:
-        assert "url" in found, "sde did not print its URL:\n" + "".join(lines)
-        yield found["url"]
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    return sde_server("serve", "m.json", "--vad", "--cache-dir", str(folder / "cache"),
+                      "--reviews", str(folder / "reviews.sqlite"), cwd=folder, no_cache=False)
 
 
 def printed(page, url: str, element: str) -> list[str]:

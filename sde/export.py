@@ -66,9 +66,9 @@ from sde.reviews import (
     utterance_keys,
     write_review,
 )
-from sde.quality.apply import SEGMENT_COLUMNS, TooLarge, ensure_named_quality_columns
+from sde.quality.apply import TooLarge, ensure_named_quality_columns
 from sde.durations import duration_text
-from sde.rules import Rule, RulesReport, evaluate_rules, load_rules
+from sde.rules import Rule, RulesReport, evaluate_rules, load_rules, manifest_field_hint, unmeasured_columns
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -77,10 +77,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Changelog entries listing individual review changes (drops, fixes); beyond this only counts.
 MAX_CHANGELOG_CHANGES = 100_000
-# The duplicate columns made from the audio hash (sde.quality.duplicates), which only --vad measures.
-AUDIO_DUPLICATE_COLUMNS = ("dup_audio_group", "dup_audio_text_conflict")
-_VAD_REMEDY = ("as the server was started with, when the command came from one: it then reads the server's "
-               "cached build; otherwise every utterance's audio is measured once and cached")
+_MEASURE_REMEDY = ("as the server was started with, when the command came from one: it then reads the server's "
+                   "cached build; otherwise every utterance's audio is measured once and cached")
 CHANGELOG_SUFFIX = ".changelog.json"
 _HOST = "".join(ch for ch in socket.gethostname() if ch.isalnum())[:32]
 
@@ -805,25 +803,18 @@ def _refuse_review_columns_without_reviews(dataset: "Dataset", filter: str | Non
                               "Statistics page names), or the --cache-dir the server was started with")
 
 
-def _refuse_vad_columns_without_vad(dataset: "Dataset", filter: str | None, sort: str | None,
-                                    rules: Sequence[Rule] | None, rules_path: str | Path | None) -> None:
-    """A filter, sort or rule that names a column only --vad measures, on a dataset loaded without
-    it: an error naming the rule, the column and --vad. Without it a speech-activity column is an
-    "Unknown column" that does not say how to get it, and the audio duplicate groups
-    ({dup_audio_group}, made from {audio_hash}) are empty on every row: a drop rule on them would
+def _refuse_unmeasured_columns(dataset: "Dataset", filter: str | None, sort: str | None,
+                               rules: Sequence[Rule] | None, rules_path: str | Path | None) -> None:
+    """A filter, sort or rule that names a column only a build option measures (sde.rules.MEASURED_BY:
+    --vad, --estimate-audio-metrics), on a dataset loaded without it: an error naming the rule, the
+    column and the option to add. Without it the column is an "Unknown column" that does not say how
+    to get it, or, for the audio duplicate groups, empty on every row: a drop rule on them would
     remove nothing and the export would silently keep every line."""
     own = set(dataset.utterances.columns)
-    for what, column in _named_columns(filter, sort, rules, rules_path):
-        # a manifest's own field of that name is read as manifest_<name> (sde.manifest.model.GENERATED)
-        field = (f"; the manifest's own {column} field is {{manifest_{column}}}"
-                 if f"manifest_{column}" in own else "")
-        if column in SEGMENT_COLUMNS and column not in own:
-            raise ExportError(f"{what} names {{{column}}}, a speech-activity measure (Silero VAD) that {dataset.name} "
-                              f"was loaded without: add --vad ({_VAD_REMEDY}){field}")
-        if column in AUDIO_DUPLICATE_COLUMNS and column not in own and "audio_hash" not in own:
-            raise ExportError(f"{what} names {{{column}}}, made from the audio hashes that only --vad measures: "
-                              f"{dataset.name} was loaded without them, so {{{column}}} would be empty on every "
-                              f"line and match none (a drop rule would keep every line); add --vad ({_VAD_REMEDY}){field}")
+    for what, column, measure in unmeasured_columns(own, _named_columns(filter, sort, rules, rules_path)):
+        raise ExportError(f"{what} names {{{column}}}, {measure.what}: only {measure.option} measures it, and "
+                          f"{dataset.name} was loaded without it; add {measure.option} ({_MEASURE_REMEDY})"
+                          f"{manifest_field_hint(own, column)}")
 
 
 def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Path | None = None,
@@ -833,7 +824,7 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
     """`sde export`: plan and write; returns the changelog. Reviews are opened read-only."""
     rules = load_rules(rules_path) if rules_path is not None else None
     texts = [filter, sort] + [r.filter for r in rules or ()]
-    _refuse_vad_columns_without_vad(dataset, filter, sort, rules, rules_path)
+    _refuse_unmeasured_columns(dataset, filter, sort, rules, rules_path)
     store = None
     if reviews_path is not None:
         if not Path(reviews_path).is_file():

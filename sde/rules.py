@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
+from sde.audio import AUDIO_METRIC_COLUMNS
 from sde.quality.apply import TooLarge, ensure_named_quality_columns
-from sde.filters import parse
+from sde.quality.vad import VAD_COLUMNS
+from sde.filters import Column, column_refs, parse
 from sde.query import QueryError
 from sde.reviews import ReviewStore, query_for
 
@@ -52,6 +54,64 @@ class RulesError(ValueError):
         super().__init__(message)
         self.rule = rule
         self.position = position
+
+
+class UnmeasuredColumn(RulesError):
+    """A rule or filter naming a column that only a build option measures, on a dataset built
+    without it; `column` and `option` (the flag to add) are given to the caller as fields."""
+
+    def __init__(self, message: str, *, column: str, option: str, rule: str | None = None,
+                 position: int | None = None) -> None:
+        super().__init__(message, rule=rule, position=position)
+        self.column = column
+        self.option = option
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How a column that only a build option measures comes to be."""
+
+    option: str       # the flag of `sde` and `sde export` that measures it
+    what: str         # what the column is, as a message names it
+    made_from: str    # the measured column it needs: itself, or the audio hash a group is made from
+    in_browser: str   # how a running server measures it without a restart
+
+
+Where = TypeVar("Where")
+_SPEECH_CARD = "press Measure on the TTS readiness page's Speech activity card"
+_AUDIO_CARD = "press Measure audio on the Statistics page"
+# The duplicate columns made from the audio hash (sde.quality.duplicates), which only --vad measures.
+AUDIO_DUPLICATE_COLUMNS = ("dup_audio_group", "dup_audio_text_conflict")
+#: Column -> the option that measures it. Without the measure an unknown column would only say
+#: "Unknown column", and a duplicate-audio column would exist but be empty: a drop rule on it would
+#: silently remove nothing.
+MEASURED_BY: dict[str, Measure] = {
+    **{c: Measure("--vad", "a speech-activity measure (Silero VAD)", c, _SPEECH_CARD) for c in VAD_COLUMNS},
+    "audio_hash": Measure("--vad", "the audio hash", "audio_hash", _SPEECH_CARD),
+    "lufs": Measure("--vad", "the loudness", "lufs", _SPEECH_CARD),
+    "quality_error": Measure("--vad", "why a segment could not be measured", "quality_error", _SPEECH_CARD),
+    **{c: Measure("--vad", "a duplicate-audio group made from the audio hashes (without them it is empty on "
+                           "every line and matches none: a drop rule on it would keep every line)", "audio_hash",
+                  _SPEECH_CARD)
+       for c in AUDIO_DUPLICATE_COLUMNS},
+    **{c: Measure("--estimate-audio-metrics", "an audio metric (sample rate, levels, clipping, bandwidth)", c,
+                  _AUDIO_CARD) for c in AUDIO_METRIC_COLUMNS},
+}
+
+
+def unmeasured_columns(columns: Collection[str], named: Iterable[tuple[Where, str]]
+                       ) -> list[tuple[Where, str, Measure]]:
+    """(where, column, measure) for each (where, column) in `named` that only a build option
+    measures and the table of `columns` lacks. A column the table holds is read as it is: a
+    manifest's own field of the name (an audio metric is not renamed until it is measured), or a
+    measure taken by the server's Measure job."""
+    return [(where, column, MEASURED_BY[column]) for where, column in named
+            if column in MEASURED_BY and MEASURED_BY[column].made_from not in columns]
+
+
+def manifest_field_hint(columns: Collection[str], column: str) -> str:
+    """A manifest's own field of a measured column's name is read as manifest_<name>: say so."""
+    return f"; the manifest's own {column} field is {{manifest_{column}}}" if f"manifest_{column}" in columns else ""
 
 
 @dataclass(frozen=True)
@@ -268,10 +328,42 @@ def _filter_error(source: str | None, rule: Rule, e: QueryError) -> RulesError:
                       position=getattr(e, "position", None))
 
 
+def _columns_named(text: str | None) -> list[Column]:
+    """The columns a filter reads, with their positions; none when it does not parse: the query
+    then says what is wrong with it."""
+    try:
+        return list(column_refs(parse(text))) if text else []
+    except QueryError:
+        return []
+
+
+def refuse_unmeasured_on_server(dataset: "Dataset", rules: Sequence[Rule], filter_text: str | None = None,
+                                source: str | None = None) -> None:
+    """UnmeasuredColumn when a rule (a disabled one too, as its other mistakes are found) or the
+    view's filter names a column this server did not measure: the preview would otherwise count
+    0 matches for it, or answer "Unknown column", without saying which option measures it."""
+    own = set(dataset.utterances.columns)
+    named = [(None, c) for c in _columns_named(filter_text)] + [(r, c) for r in rules for c in _columns_named(r.filter)]
+    found = unmeasured_columns(own, [(i, ref.name) for i, (_, ref) in enumerate(named)])
+    if not found:
+        return
+    i, column, measure = found[0]
+    rule, ref = named[i]
+    where = "the filter" if rule is None else \
+        (f"{source}:{rule.line}: " if source and rule.line else "") + f"rule {rule.name!r}"
+    raise UnmeasuredColumn(
+        f"{where}: {{{column}}} is measured by {measure.option} ({measure.what}), and this server was started "
+        f"without it: restart sde with {measure.option} (or export with {measure.option}), or "
+        f"{measure.in_browser}{manifest_field_hint(own, column)}",
+        column=column, option=measure.option, rule=None if rule is None else rule.name,
+        position=None if rule is None else ref.pos)
+
+
 def check_rules(dataset: "Dataset", store: "ReviewStore | None", rules: Sequence[Rule],
                 source: str | None = None) -> None:
     """Each rule's filter (a disabled rule's too) checked against the dataset's columns and types,
     without running it: RulesError names the file `source`, the line and the rule."""
+    refuse_unmeasured_on_server(dataset, rules, source=source)
     filters = [r.filter for r in rules]
     try:
         ensure_named_quality_columns(dataset, filters)
@@ -307,6 +399,7 @@ def rules_preview_route(dataset: "Dataset", store: "ReviewStore | None", body: A
         filter_text = body.get("filter", filter_text) or None
         if filter_text is not None and not isinstance(filter_text, str):
             raise RulesError("filter must be text in the filter language")
+        refuse_unmeasured_on_server(dataset, rules, filter_text, "rules" if "yaml" in body else None)
         try:  # a rule may name a quality column no request has computed yet ({dup_text_group}, …)
             ensure_named_quality_columns(dataset, [filter_text, *(r.filter for r in rules)])
         except TooLarge as e:
@@ -323,7 +416,7 @@ def rules_preview_route(dataset: "Dataset", store: "ReviewStore | None", body: A
         return 200, report.to_json()
     except (RulesError, QueryError) as e:
         payload: dict[str, Any] = {"error": str(e)}
-        for attr in ("rule", "position"):
+        for attr in ("rule", "position", "column", "option"):
             if getattr(e, attr, None) is not None:
                 payload[attr] = getattr(e, attr)
         return 400, payload

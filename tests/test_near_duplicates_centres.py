@@ -86,12 +86,12 @@ def test_the_groups_do_not_depend_on_the_manifest_order(texts):
         assert partition(shuffled, text_duplicate_groups(shuffled, max_edits=2)) == want, seed
 
 
-@pytest.mark.parametrize("chunk_links", [1, 7, 1 << 20], ids=["one-link", "seven-links", "default"])
-def test_the_links_read_a_chunk_at_a_time_give_the_same_groups(monkeypatch, chunk_links):
+@pytest.mark.parametrize("comparisons", [1, 7, 1 << 20], ids=["one-a-call", "seven-a-call", "default"])
+def test_rapidfuzz_calls_of_any_size_give_the_same_groups(monkeypatch, comparisons):
     import sde.quality.duplicates as duplicates
 
     want = partition(TIMERS, text_duplicate_groups(TIMERS, max_edits=2))
-    monkeypatch.setattr(duplicates, "LEADER_CHUNK_LINKS", chunk_links)
+    monkeypatch.setattr(duplicates, "CDIST_MAX_COMPARISONS", comparisons)
     assert partition(TIMERS, text_duplicate_groups(TIMERS, max_edits=2)) == want
 
 

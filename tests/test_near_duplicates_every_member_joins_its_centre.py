@@ -8,6 +8,7 @@ sorted between them."""
 from __future__ import annotations
 
 import logging
+import random
 
 import pandas as pd
 import pytest
@@ -86,3 +87,49 @@ def test_past_the_cap_groups_stay_within_reach_and_a_warning_counts_the_capped(m
     for group in groups:
         norm = normalized_texts(sorted(group))
         assert any(all(Levenshtein.distance(c, t) <= 2 for t in norm) for c in norm), sorted(group)
+
+
+def _look_alikes(seed: int) -> list[str]:
+    """Texts of a few lengths over a small alphabet (with letters Arrow stores in 2 and 4 bytes),
+    many within a few edits of others, some periodic (a piece found at several places of its text),
+    a few far from all."""
+    rng = random.Random(seed)
+    letters = "abé 🙂"
+    base = ["".join(rng.choice(letters) for _ in range(rng.randint(16, 24))) for _ in range(12)]
+    out = list(base) + ["ab" * 9, "ab" * 9 + "a", "ba" * 9, "é" * 17, "é" * 16 + "a"]
+    for _ in range(150):
+        text = list(rng.choice(base))
+        for _ in range(rng.randint(0, 4)):
+            at, edit = rng.randrange(len(text)), rng.randrange(3)
+            if edit == 0:
+                text.insert(at, rng.choice(letters))
+            elif edit == 1:
+                del text[at]
+            else:
+                text[at] = rng.choice(letters)
+        out.append("".join(text))
+    # and some far from all: look-ups that find nothing but themselves
+    out += ["".join(rng.choice("cdfghjkmnpqrstuvwxyz") for _ in range(rng.randint(16, 24))) for _ in range(8)]
+    return list(dict.fromkeys(t for t in out if len(t) >= NEAR_MIN_CHARS))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("max_edits", [1, 2, 3])
+def test_a_text_left_out_of_the_search_has_none_within_reach(seed, max_edits):
+    texts = _look_alikes(seed)
+    alone = duplicates._alone(texts, max_edits)
+    assert 0 < alone.sum() < len(texts)  # both kinds, or the test says nothing
+    for t in (t for t, a in zip(texts, alone) if a):
+        assert all(o == t or Levenshtein.distance(t, o) > max_edits for o in texts), t
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_texts_with_wide_characters_group_by_the_rule(monkeypatch, seed):
+    texts = _look_alikes(seed)
+    texts += texts[::5]  # repeats: other centres than the alphabetical first
+    for sub_index in (0, 1 << 30):  # every crowd through its sub-blocks, and none
+        monkeypatch.setattr(duplicates, "_ONE_BY_ONE", 0)
+        monkeypatch.setattr(duplicates, "_SUB_INDEX", sub_index)
+        for max_edits in (1, 2):
+            got = partition(texts, text_duplicate_groups(texts, max_edits=max_edits))
+            assert got == first_centre_groups(texts, max_edits), (sub_index, max_edits)

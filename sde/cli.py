@@ -1030,6 +1030,7 @@ def format_summary(summary: dict) -> str:
         f"vocabulary size  {summary['vocabulary_size']:,}",
         f"alphabet size    {summary['alphabet_size']}",
         f"alphabet         {summary['alphabet']!r}",
+        f"skipped files    {summary['skipped_files']:,}",
         f"skipped lines    {summary['skipped_lines']:,}",
     ]
     if summary["hypotheses"]:

@@ -250,7 +250,9 @@ class Dataset:
             "words": sums["words"],
             "characters": sums["characters"],
             "hypotheses": hyps,
-            "skipped_lines": len(self.problems),
+            # a whole manifest file left out (one of several) is problem line 0: not a bad line
+            "skipped_lines": sum(1 for p in self.problems if p.line),
+            "skipped_files": sum(1 for p in self.problems if not p.line),
             "warnings": [str(w) for w in self.warnings],
             "total_lines": int(self.total_lines),
             "normalize": list(self.options.normalize),

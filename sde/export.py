@@ -671,7 +671,9 @@ def _changelog(dataset: "Dataset", plan: ExportPlan, lines: ManifestLines, outpu
         "sort": plan.sort,
         "counts": {
             "total_lines": int(dataset.total_lines),
-            "skipped_lines": len(dataset.problems),
+            # line 0: a whole manifest file of several left out, counted apart from the bad lines
+            "skipped_lines": sum(1 for p in dataset.problems if p.line),
+            "skipped_files": sum(1 for p in dataset.problems if not p.line),
             "utterances": n,
             "selected_by_filter": int(plan.selected),
             "kept": int(len(plan.kept)),
@@ -688,6 +690,10 @@ def _changelog(dataset: "Dataset", plan: ExportPlan, lines: ManifestLines, outpu
     }
 
 
+def _plural(n: int, noun: str) -> str:
+    return noun if n == 1 else f"{noun}s"
+
+
 def summary_lines(changelog: dict) -> list[str]:
     """What the CLI prints after an export."""
     c, h = changelog["counts"], changelog["hours"]
@@ -697,8 +703,12 @@ def summary_lines(changelog: dict) -> list[str]:
                    f"{changelog['outputs']['rejected']}")
     else:
         out.append(f"rejected  {c['rejected']:>10,} utterances {duration_text(h['rejected']):>10}")
+    if c["skipped_files"]:
+        out.append(f"skipped   {c['skipped_files']:>10,} manifest {_plural(c['skipped_files'], 'file')} "
+                   "(not read at all; `sde stats` lists them)")
     if c["skipped_lines"]:
-        out.append(f"skipped   {c['skipped_lines']:>10,} bad lines (in neither file; `sde stats` lists them)")
+        out.append(f"skipped   {c['skipped_lines']:>10,} bad {_plural(c['skipped_lines'], 'line')} "
+                   "(in neither file; `sde stats` lists them)")
     rules = changelog.get("rules")
     if rules:
         for r in rules["rules"]:

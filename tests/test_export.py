@@ -220,8 +220,8 @@ def test_cli_export_filter_rules_rejected_and_changelog(small, tmp_path):
     assert (tmp_path / "dropped.json").read_bytes() == valid[2] + valid[3] + valid[4]
     assert manifest.read_bytes() == before
     log = json.loads((tmp_path / "kept.json.changelog.json").read_text())
-    assert log["counts"] == {"total_lines": 6, "skipped_lines": 1, "utterances": 5, "selected_by_filter": 4,
-                             "kept": 2, "rejected": 3}
+    assert log["counts"] == {"total_lines": 6, "skipped_lines": 1, "skipped_files": 0, "utterances": 5,
+                             "selected_by_filter": 4, "kept": 2, "rejected": 3}
     assert log["hours"]["kept"] == pytest.approx(3 / 3600)
     assert log["hours"]["rejected"] == pytest.approx(7.5 / 3600)
     assert [(x["name"], x["utterances"], x["only"]) for x in log["rules"]["rules"]] == [("long", 2, 1),

@@ -66,7 +66,7 @@ def test_cli_stats_of_a_manifest_in_a_bucket(bucket, moto_endpoint):
 
 @pytest.mark.parametrize("pattern, utterances, skipped", [
     ("shards/m_*.json", 9, 0),
-    ("shards/m__OP_0..3_CL_.json", 9, 1),   # m_2.json is missing: one problem, the others load
+    ("shards/m__OP_0..3_CL_.json", 9, 1),   # m_2.json is missing: one skipped file, the others load
     ("shards/m_{0..1}.json", 6, 0),
 ])
 def test_cli_stats_of_globs_and_shard_patterns_in_a_bucket(bucket, moto_endpoint, tmp_path, pattern, utterances,
@@ -75,7 +75,7 @@ def test_cli_stats_of_globs_and_shard_patterns_in_a_bucket(bucket, moto_endpoint
             "--cache-dir", str(tmp_path / "cache"))
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert (summary["utterances"], summary["skipped_lines"]) == (utterances, skipped)
+    assert (summary["utterances"], summary["skipped_files"], summary["skipped_lines"]) == (utterances, skipped, 0)
 
 
 def test_relative_audio_paths_join_the_manifests_url_folder(bucket, configured):

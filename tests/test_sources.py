@@ -250,7 +250,9 @@ def test_cli_stats_over_shards_and_several_paths(shards, tmp_path):
     r = sde("stats", "shards/m__OP_0..3_CL_.json", "--json", "--cache-dir", str(tmp_path / "c"), cwd=shards.parent)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert (summary["utterances"], summary["skipped_lines"], summary["manifest"]) == (8, 2, "m__OP_0..3_CL_.json")
+    # m_2 missing is a skipped file, m_1's bad line a skipped line
+    assert (summary["utterances"], summary["skipped_lines"], summary["skipped_files"], summary["manifest"]) == \
+        (8, 1, 1, "m__OP_0..3_CL_.json")
     r = sde("stats", "shards/m_0.json", "shards/m_3.json", "--json", "--no-cache", cwd=shards.parent)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["utterances"] == 6

@@ -35,6 +35,7 @@ from sde.dataset import (HYPOTHESIS_METRICS, NORMALIZED_SUMS, DatasetOptions, co
 from sde.vocabulary import tally_columns, vocabulary_from_tallies
 from sde.manifest import HypothesisField, ManifestError, Problem, parse_pred_field
 from sde.manifest.hypotheses import MISSING_EXAMPLES, missing_lines_warning
+from sde.manifest.files import every_line_bad
 from sde.manifest.lhotse_reads import no_usable_supervision
 from sde.manifest.model import GENERATED, found_hypotheses
 from sde.manifest.pieces import SeenFields, cap_warning
@@ -159,10 +160,9 @@ def _every_line_bad(infos: Sequence[PartInfo]) -> ManifestError:
     if infos and is_cutset(infos[0].part.files[0]):  # the Lhotse read's message (the parts' files are still there)
         return no_usable_supervision(infos[0].name, "cuts", problems)
     shown = problems[0].path if problems else (infos[0].manifest_path if infos else "manifest")
-    quoted = "\n  ".join(str(q) for q in problems[:5])
-    more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
-    return ManifestError(f"{shown}: no valid utterances: every line is bad:\n  {quoted}{more}\n"
-                         "sde expects one JSON object per line with audio_filepath, duration and text")
+    # the one-piece read's words, so that a set of shards none of which could be read says so
+    # (and where relative paths are read from), not that its lines were bad
+    return every_line_bad(shown, problems)
 
 
 def _cap_warnings(fields: SeenFields, built: Sequence[PartInfo]) -> list[Problem]:

@@ -1,7 +1,7 @@
 """Statistics: the dataset at a glance (JSON twin: /api/summary).
 
-Stat cards (hours, utterances, words, vocabulary, alphabet, skipped lines), corpus WER/CER/WMR/MWA
-per hypothesis, the alphabet, and histograms binned in SQL by DuckDB (bin counts, not points).
+Stat cards (hours, utterances, words, vocabulary, alphabet, skipped lines and files), corpus
+WER/CER/WMR/MWA per hypothesis, the alphabet, and histograms binned in SQL by DuckDB (bin counts, not points).
 """
 
 from __future__ import annotations
@@ -180,7 +180,12 @@ def _hypothesis_section(field: str, h: Mapping, label: str, utterances: int | No
 def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     s = dataset.summary()
     skipped = s.get("skipped_lines", 0)
-    skipped_sub = (dcc.Link("see Problems", href="/problems") if skipped else "all lines loaded")
+    files = s.get("skipped_files", 0)
+    skipped_sub: Any = dcc.Link("see Problems", href="/problems") if skipped or files else "all lines loaded"
+    if files:
+        # a whole manifest of several left out is not a bad line: said apart, and only when it happened
+        skipped_sub = html.Span([html.Span(f"{fmt_int(files)} manifest {'file' if files == 1 else 'files'} skipped",
+                                           id=stat_id("skipped_files")), " · ", skipped_sub])
     top = [
         stat_card("Utterances", fmt_int(s["utterances"]), value_id=stat_id("utterances")),
         stat_card("Hours", fmt_float(s["hours"], 2), value_id=stat_id("hours"),
@@ -191,7 +196,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         stat_card("Alphabet", fmt_int(s["alphabet_size"]), value_id=stat_id("alphabet_size"),
                   sub="distinct characters"),
         stat_card("Skipped lines", fmt_int(skipped), value_id=stat_id("skipped_lines"), sub=skipped_sub,
-                  tone="danger" if skipped else None),
+                  tone="danger" if skipped or files else None),
     ]
     cards = dbc.Row([dbc.Col(c, xs=6, md=4, xl=2, className="mb-2") for c in top], className="g-2 mb-2",
                     id=state.STATS_CARDS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from sde.metrics import corpus
@@ -20,6 +21,9 @@ CASES = {
     "unicode whitespace splits words": (["x\u2003y\u00a0 z", "tab\tsep\nnl"], ["x y z", "tab sep\u3000nl"]),
     "blank and empty texts": (["", "   ", "a b", ""], ["a b", "", "   ", ""]),
     "whitespace only differs: character edits, no word edits": (["a  b", " a b "], ["a b", "a b"]),
+    # character edits are counted on texts stripped by Arrow where the lists path uses str.strip
+    "unicode whitespace at the edges": (["\u3000a b\u2028", "\x1c\x1fa\x85", "\u200ba\u200b", "\ufeffab", "\u180ex y"],
+                                        ["a b", "a", "a", "ab\u00a0", "x y\u180e"]),
     "missing hypothesis": (["a b", "c d e"], [MISSING, "c e"]),
     "missing reference": ([MISSING, "a"], ["a b", "a"]),
     "non-ascii words": (["héllo wörld 你好 😀", "😀 😀"], ["hello wörld 你好 😀", "😀"]),
@@ -93,3 +97,16 @@ def test_too_many_distinct_words_fall_back_to_word_lists(monkeypatch: pytest.Mon
     assert corpus._align_coded(_as_arrow(refs).cast(pa.large_string()), _as_arrow(hyps).cast(pa.large_string()),
                                0, True, True) is None
     _same(corpus.align_corpus(_as_series(refs), _as_series(hyps), workers=1, count_ref_words=True), expected)
+
+
+# Whitespace to str.strip(), and look-alikes that are not (zero-width, BOM, Mongolian vowel separator).
+STRIP_EDGES = [chr(c) for c in range(0x110000) if chr(c).isspace()] + ["\u200b", "\u200c", "\ufeff", "\u180e", "\x00"]
+
+
+@pytest.mark.parametrize("edge", STRIP_EDGES, ids=[f"U+{ord(c):04X}" for c in STRIP_EDGES])
+def test_arrow_trim_is_str_strip(edge: str) -> None:
+    """_align_coded strips texts with utf8_trim_whitespace before counting character edits (and
+    characters): it must trim exactly what str.strip() does."""
+    texts = [f"{edge}a{edge}", f"{edge}{edge}", f"a{edge}b", edge]
+    trimmed = pc.utf8_trim_whitespace(pa.array(texts, type=pa.large_string())).to_pylist()
+    assert trimmed == [t.strip() for t in texts]

@@ -39,13 +39,26 @@ the same words. Diacritics are kept: they can tell words apart ("pêche", "péch
                multiple of a hundred is always said by hundreds ("1500 people" → "fifteen
                hundred people", as a quantity is often said too); after "in", "since", "until",
                "till", "from", "by", "between", "during", "before", "after", "circa", "year", a
-               season, a month, or a determiner ("the 1990 election", "a 2019 study"); before the
-               end of the text, punctuation, an era ("1066 AD"), a month, or "was", "is",
-               "when"; numbers joined into a run ("1990 to 95", "between 1990 and 1995", "1990,
-               1991") share the context of its ends. Otherwise a cardinal: "1234 steps", "about
-               1990 people" → "one thousand two hundred thirty four steps", "one thousand nine
-               hundred ninety people". What a short rule gets wrong: "1990 saw ..." (cardinal),
-               "the 1234 steps", "in 1234 steps" (years). A plural is read as years whatever is
+               season, a month, or a determiner ("the 1990 election", "a 2019 study"), unless a
+               counted plural, a unit or a span of time follows ("in 1234 steps", "the 1234
+               miles", "in 1990 kg": cardinals; "people" and the like only after a determiner,
+               "the 1234 people", since "in 1990 people voted" is a year); before the end of the
+               text, punctuation, an era ("1066 AD"), a month, or "was", "is", "when"; at the
+               start of a sentence before a verb in the past or a preposition ("1990 saw the
+               end", "1984 by George Orwell"); numbers joined into a run ("1990 to 95", "between
+               1990 and 1995", "1990, 1991") share the context of its ends. Otherwise a cardinal:
+               "1234 steps", "about 1990 people" → "one thousand two hundred thirty four steps",
+               "one thousand nine hundred ninety people". What these rules get wrong: a headline's
+               "1234 killed in ..." and "1234 in total" (years). After a label word (flight,
+               route, room, bus, channel, apollo, model, gate, platform, track, highway,
+               interstate, page) a bare three- or four-digit number is a name and is said in
+               pairs whatever its value: "Flight 1549" → "flight fifteen forty nine", "room 101"
+               → "room one oh one", "Interstate 405" → "interstate four oh five", "flight 2005"
+               → "flight twenty oh five" (a round thousand stays "two thousand"). A "+" right
+               before a number, starting a word or after a digit, is "plus": "+5 degrees" →
+               "plus five degrees", "+1 650 ..." → "plus one six hundred fifty ...", "2+2" →
+               "two plus two" ("c++11" keeps it; punct keeps "+" and the other math symbols,
+               which are said). A plural is read as years whatever is
                around it ("1990s", "the 1995s" → "nineteen nineties", "nineteen ninety fives";
                "'90s" → "nineties"). Separators: a comma
                followed by exactly three digits groups thousands ("3,500"); followed by one, two,
@@ -254,6 +267,11 @@ def _decimal_comma_sub(match: re.Match[str]) -> str:
 # starts a word: at the start of the text or after whitespace or an opening bracket or quote
 # ("-4", "(-4)", "-$5"); after anything else it joins ("covid-19", "1990-2000", "mid-80s").
 _MINUS_SIGNS = "-\u2212"
+# A "+" directly before a number is said "plus" where it starts a word ("+5 degrees", "+1 650 555
+# 1234": a sign, or a phone number's country code, said "plus one") or follows a digit ("2+2"); after
+# a letter it is part of a name ("c++11"). The punct step keeps "+" and the other math symbols
+# (Unicode Sm: = < > ± ×), which are said: it has no way to tell a sign from "c++" or "a+b".
+_SIGNS = _MINUS_SIGNS + "+"
 # An apostrophe before a two-digit year ("'90s", "’99") at the start of a word is read with it.
 _ELISION_MARKS = "'\u2019\u2018\u02bc"
 _OPENERS = "([{\"'\u2018\u201c\u00ab"
@@ -313,14 +331,49 @@ def _year_words(integer: str) -> str | None:
     value = int(integer)
     if not any(lo <= value <= hi for lo, hi in _YEAR_RANGES):
         return None
-    century, rest = divmod(value, 100)
+    return _pair_words(value)
+
+
+@functools.lru_cache(maxsize=20_000)
+def _pair_words(value: int) -> str:
+    """A number said by hundreds, its last two digits as a pair: 1990 → "nineteen ninety", 1905 →
+    "nineteen oh five", 1900 → "nineteen hundred", 101 → "one oh one", 370 → "three seventy"."""
+    hundreds, rest = divmod(value, 100)
     if rest == 0:
         tens = "hundred"
     elif rest < 10:
         tens = f"oh {_DIGIT_WORDS[rest]}"
     else:
         tens = _number_words(str(rest), "", False)
-    return f"{_number_words(str(century), '', False)} {tens}"
+    return f"{_number_words(str(hundreds), '', False)} {tens}"
+
+
+# Words after which a three- or four-digit number is a name, not a quantity, and is said by pairs
+# as labels are ("Flight 1549" → "flight fifteen forty nine", "room 101" → "room one oh one",
+# "Interstate 405" → "interstate four oh five", "page 250" → "page two fifty"), whatever follows it;
+# a round thousand stays a cardinal ("flight 2000" → "two thousand"), as does a leading zero
+# (digit by digit) or anything written around it ("flight 1,549", "room 101st").
+_LABEL_WORDS = frozenset(("flight", "route", "room", "bus", "channel", "apollo", "model", "gate", "platform",
+                          "track", "highway", "interstate", "page"))
+# Their last two letters: a test on two characters turns away most words before a number.
+_LABEL_ENDINGS = frozenset(word[-2:] for word in _LABEL_WORDS)
+
+
+def _label_words(text: str, start: int, groups: tuple[str | None, ...]) -> str | None:
+    """The words for a bare three- or four-digit number at ``text[start:]`` after a word of
+    _LABEL_WORDS, or None where it is not one (see _LABEL_WORDS)."""
+    if start < 3 or text[start - 1] != " " or text[start - 3:start - 1].lower() not in _LABEL_ENDINGS:
+        return None
+    integer = groups[_INT]
+    if (integer is None or not 3 <= len(integer) <= 4 or integer[0] == "0" or not integer.isdigit()
+            or any(groups[_VULGAR_GROUP:_LONE]) or integer[1:] == "000"):
+        return None
+    space = text.rfind(" ", start - 13 if start > 13 else 0, start - 1)
+    if space < 0 and start > 12:
+        return None
+    if text[space + 1:start - 1].lower() not in _LABEL_WORDS:
+        return None
+    return _pair_words(int(integer))
 
 
 # When a four-digit number in _YEAR_RANGES is a year (_reads_as_year). Years are said by hundreds,
@@ -329,8 +382,8 @@ def _year_words(integer: str) -> str | None:
 _MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december"
            "|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec")
 # The word before a year: a preposition of time ("in 1990", "since 2010", "by 2030"), "year", a
-# season, a month, or a determiner of an attributive year ("the 1990 election", "a 2019 study": a count
-# after a determiner, "the 1234 steps", is rarer in speech than a year). "of" and "to" are not in
+# season, a month, or a determiner of an attributive year ("the 1990 election", "a 2019 study"); unless
+# a word of _COUNTED_WORDS_AFTER follows ("the 1234 steps"). "of" and "to" are not in
 # it: "a total of 1234", "up to 1234 people" are quantities as often as "the summer of 1969".
 _YEAR_WORDS_BEFORE = frozenset((
     "in", "since", "until", "till", "from", "by", "between", "during", "before", "after", "circa", "year",
@@ -353,6 +406,33 @@ _MONTH_NAMES = frozenset(_MONTHS.split("|"))
 # Matched after the number: the end of the text, punctuation ("1990.", "2020-01-05", "1990-era"),
 # an era ("1066 AD"), a month ("1990 May"), or "was", "is", "when" ("1990 was a good year").
 _YEAR_WORDS_AFTER = frozenset(("ad", "bc", "bce", "ce", "was", "is", "when", *_MONTH_NAMES))
+# The word after the number that makes it a count even after a word of _YEAR_WORDS_BEFORE: a plural
+# noun that is counted, a unit or a span of time ("in 1234 steps", "the 1234 miles", "in 1990 kg").
+# Only these: a plural after an attributive year is as common ("the 1990 elections", "the 2012
+# games"), so a plural noun alone says nothing.
+_COUNTED_WORDS_AFTER = frozenset((
+    "steps", "times", "miles", "kilometres", "kilometers", "metres", "meters", "feet", "yards", "inches",
+    "km", "m", "cm", "mm", "kg", "g", "mg", "lb", "lbs", "ml", "l", "mph", "kph", "kmh", "pounds", "kilos",
+    "kilograms", "grams", "tons", "tonnes", "litres", "liters", "gallons", "dollars", "euros", "cents",
+    "words", "pages", "pieces", "points", "units", "items", "copies", "cases", "deaths", "calories", "degrees",
+    "acres", "bytes", "pixels", "lines", "characters", "years", "months", "weeks", "days", "hours",
+    "minutes", "seconds", "ms"))
+# People, counted after a determiner ("the 1234 people who") but the subject of a new clause after a
+# preposition of time, which is then a year ("in 1990 people voted", "by 2030 students will").
+_PEOPLE_WORDS_AFTER = frozenset((
+    "people", "men", "women", "children", "kids", "students", "voters", "workers", "soldiers", "troops",
+    "residents", "families", "fans", "players", "members", "users", "customers", "employees", "patients"))
+_DETERMINERS = frozenset(("the", "a", "an", "this", "that", "his", "her", "its", "our", "their", "my", "your"))
+# A year that starts a sentence is the subject of a verb in the past ("1990 saw the end of...", "2012
+# marked...", any word in -ed but -eed) or comes before a preposition ("1984 by George Orwell", "1990
+# in review"); a count that starts one is said in words by most style guides. Not "were" (a plural
+# subject: "1234 were injured"), "of" or "for" ("1234 of them").
+_PAST_VERBS_AFTER = frozenset((
+    "saw", "had", "brought", "began", "became", "came", "gave", "made", "took", "went", "found", "held",
+    "left", "led", "met", "ran", "rose", "fell", "got", "kept", "lost", "won", "set", "put", "built", "bought",
+    "sold", "told", "said", "hit", "struck", "drew", "grew", "knew", "threw", "wrote", "broke", "chose",
+    "shook", "stood", "meant", "felt", "sent", "spent", "proved", "seemed"))
+_PREPOSITIONS_AFTER = frozenset(("by", "in", "on", "at", "during", "after", "before", "through", "under"))
 _YEAR_AFTER_RE = re.compile(
     rf"(?:{_YEAR_JOINER}{_YEAR_CHAINED})*\s*(?:$|[^\w\s]"
     rf"|(?:a\.d\.|b\.c\.|b\.c\.e\.|c\.e\.|{'|'.join(sorted(_YEAR_WORDS_AFTER))})(?![^\W\d_]))",
@@ -375,9 +455,11 @@ def _reads_as_year(text: str, start: int) -> bool:
     year. In order: after a month and a day ("May 5 1990"), a year; in a run of digit groups
     (after "<digit> " or "<three digits>-", or before " <three digits>": phone numbers "555 1234",
     "555-1234", "0800 1234", "1234 5678"), a cardinal; a multiple of a hundred ("1500 people"),
-    "fifteen hundred" (said so as a quantity too); after a word of _YEAR_WORDS_BEFORE, a year;
-    before what _YEAR_AFTER_RE matches (the end, punctuation, an era, a month, "was"/"is"/"when"),
-    a year; a cardinal otherwise ("1234 steps", "about 1990 people")."""
+    "fifteen hundred" (said so as a quantity too); after a word of _YEAR_WORDS_BEFORE, a year
+    unless a counted word follows ("in 1234 steps", "the 1234 people"); before what _YEAR_AFTER_RE
+    matches (the end, punctuation, an era, a month, "was"/"is"/"when"), or at the start of a
+    sentence before a verb in the past or a preposition ("1990 saw", "1984 by"), a year; a
+    cardinal otherwise ("1234 steps", "about 1990 people")."""
     # The cheap tests on characters first: this runs for every year-like number.
     end = start + 4
     after_digit_space = start >= 2 and text[start - 1] == " " and "0" <= text[start - 2] <= "9"
@@ -415,16 +497,38 @@ def _reads_as_year(text: str, start: int) -> bool:
             word = ""  # "5 1990": no word right before it
     if after_digit_space:
         return False
+    following_word = _word_after(text, end)
     if word in _YEAR_WORDS_BEFORE:
-        return True
-    # A plain word after it, as for the word before, without the regex (a whole word: followed by
-    # something inside the window, or the text ends in it).
-    if text[end] == " ":
-        space = text.find(" ", end + 1, end + 24)
-        following_word = text[end + 1:space] if space >= 0 else text[end + 1:end + 24] if end + 24 >= len(text) else ""
-        if following_word.isalpha() and (following_word := following_word.lower()) not in _YEAR_JOINER_WORDS:
-            return following_word in _YEAR_WORDS_AFTER
+        if following_word in _COUNTED_WORDS_AFTER:
+            return False  # "in 1234 steps", "the 1234 miles"
+        return not (following_word in _PEOPLE_WORDS_AFTER and word in _DETERMINERS)  # "the 1234 people"
+    if following_word and following_word not in _YEAR_JOINER_WORDS:
+        return following_word in _YEAR_WORDS_AFTER or (
+            (following_word in _PREPOSITIONS_AFTER or following_word in _PAST_VERBS_AFTER
+             or (following_word.endswith("ed") and len(following_word) > 3 and not following_word.endswith("eed")))
+            and _starts_sentence(text, start))
     return _YEAR_AFTER_RE.match(text, end) is not None
+
+
+def _word_after(text: str, end: int) -> str:
+    """The word right after a number ending at ``end``, lower-cased, after one space or glued to it
+    ("1990 kg", "1990kg"), or "" where none is (a whole word: followed by something inside a short
+    window, or the text ends in it; by hand, as the word before is, since this runs per number); ""
+    before an abbreviation with points ("1990 A.D."), which _YEAR_AFTER_RE reads."""
+    following = _WORD_AFTER_RE.match(text, end)
+    return following.group(1).lower() if following is not None else ""
+
+
+_WORD_AFTER_RE = re.compile(r" ?([^\W\d_]{1,23})(?![^\W\d_]|\.[^\W\d_])")
+
+
+def _starts_sentence(text: str, start: int) -> bool:
+    """Whether only spaces and opening brackets or quotes lie between ``start`` and the start of the
+    text or the end of a sentence (".", "!", "?")."""
+    i = start - 1
+    while i >= 0 and (text[i].isspace() or text[i] in _OPENERS):
+        i -= 1
+    return i < 0 or text[i] in ".!?"
 
 
 def _plural_words(integer: str) -> str | None:
@@ -529,9 +633,9 @@ def _amount_words(currency: str, lead: str, integer: str, frac: str | None, pct:
 
 
 @functools.lru_cache(maxsize=200_000)
-def _spoken(minus: bool, currency: str, lead: str, groups: tuple[str | None, ...], year: bool = False) -> str:
-    """The words for one matched number with its signs; cached per distinct token. ``year``: see
-    _amount_words."""
+def _spoken(sign: str, currency: str, lead: str, groups: tuple[str | None, ...], year: bool = False) -> str:
+    """The words for one matched number with its signs; cached per distinct token. ``sign``: "",
+    "minus" or "plus", said before it. ``year``: see _amount_words."""
     hour, minute, whole, num, den, integer, vulgar, frac, pct, suffix, scale, abbr, lone = groups
     if hour is not None:
         spoken = _time_words(hour, minute or "")
@@ -542,8 +646,8 @@ def _spoken(minus: bool, currency: str, lead: str, groups: tuple[str | None, ...
     elif vulgar is not None:
         spoken = _fraction_words(integer, *(str(p) for p in _VULGAR[vulgar]))
     else:
-        spoken = _amount_words(currency, lead, integer or "", frac, pct, suffix, scale, abbr, minus, year)
-    return f"minus {spoken}" if minus else spoken
+        spoken = _amount_words(currency, lead, integer or "", frac, pct, suffix, scale, abbr, bool(sign), year)
+    return f"{sign} {spoken}" if sign else spoken
 
 
 def _range_sub(match: re.Match[str]) -> str:
@@ -610,16 +714,23 @@ def _numbers_to_words(text: str) -> str:
                 if (after < len(text) and text[after] in _CURRENCIES
                         and (after + 1 == len(text) or not text[after + 1].isalnum())):
                     currency, end = text[after], after + 1
-        minus = (start > done and text[start - 1] in _MINUS_SIGNS
-                 and (start == 1 or text[start - 2].isspace() or text[start - 2] in _OPENERS))
-        if minus:
+        sign = ""
+        if start > done and text[start - 1] in _SIGNS:
+            is_plus = text[start - 1] == "+"
+            if (start == 1 or text[start - 2].isspace() or text[start - 2] in _OPENERS
+                    or (is_plus and "0" <= text[start - 2] <= "9")):
+                sign = "plus" if is_plus else "minus"
+        if sign:
             start -= 1
         elif (start > done and text[start - 1] in _ELISION_MARKS and len(groups[_INT] or "") == 2 and not currency
               and not any(groups[_FRAC:_SUFFIX]) and not any(groups[_SUFFIX + 1:_LONE])
               and (groups[_SUFFIX] or "s")[-1] in "sS" and (start == 1 or not text[start - 2].isalnum())):
             start -= 1  # "'90s", "class of '99": the mark stands for the century left out
-        year = _year_candidate(groups) and not (currency or lead or minus) and _reads_as_year(text, start)
-        spoken = _spoken(minus, currency, lead, groups, year)
+        if not (currency or lead or sign) and (label := _label_words(text, start, groups)) is not None:
+            spoken = label
+        else:
+            year = _year_candidate(groups) and not (currency or lead or sign) and _reads_as_year(text, start)
+            spoken = _spoken(sign, currency, lead, groups, year)
         # Spaces on both sides so that a number glued to letters becomes separate words.
         pieces += (text[done:start], " ", spoken, " ")
         done = end
@@ -632,7 +743,7 @@ def _numbers_to_words(text: str) -> str:
 # faster. RE2 syntax.
 _SIGNS_RE2 = re.escape(_CURRENCY_SIGNS)
 _NEEDS_SIGNS = "|".join((
-    f"[-\u2212\u2013#{_SIGNS_RE2}][0-9\\x{{bc}}-\\x{{be}}\\x{{2150}}-\\x{{215e}}]",  # "-4", "5-10", "$5", "#1", "-½"
+    f"[-\u2212\u2013#+{_SIGNS_RE2}][0-9\\x{{bc}}-\\x{{be}}\\x{{2150}}-\\x{{215e}}]",  # "-4", "5-10", "$5", "#1", "-½"
     f"[{_SIGNS_RE2}] [0-9]|[0-9] ?[{_SIGNS_RE2}]",  # "$ 5", "5$", "5 €"
     r"(?:^|[^0-9])\.[0-9]",                        # ".5"
     "['\u2019\u2018\u02bc][0-9]{2}(?:[^0-9]|$)",   # "'90s"
@@ -673,9 +784,12 @@ def _ascii_digits(text: str) -> str:
 def _unsigned_number_sub(match: re.Match[str]) -> str:
     groups = match.groups()
     integer = groups[_INT]
-    if integer is not None and len(integer) == 4 and _year_candidate(groups):
-        return f" {_spoken(False, '', '', groups, _reads_as_year(match.string, match.start()))} "
-    return f" {_spoken(False, '', '', groups)} "
+    if integer is not None and 3 <= len(integer) <= 4:
+        if (label := _label_words(match.string, match.start(), groups)) is not None:
+            return f" {label} "
+        if _year_candidate(groups):
+            return f" {_spoken('', '', '', groups, _reads_as_year(match.string, match.start()))} "
+    return f" {_spoken('', '', '', groups)} "
 
 
 def _unsigned_numbers_to_words(text: str) -> str:

@@ -124,23 +124,38 @@ def reference_alphabet(refs: pd.Series) -> list[str]:
     """Every distinct character of the references, sorted."""
     chars: set[str] = set()
     for arr in arrow_chunks(refs):
-        if len(arr) == 0:
+        if arr.null_count == len(arr):  # nothing, and perhaps of the null type (no offsets)
             continue
-        # Byte histogram of the UTF-8 data buffer: no per-string work and no copy of the text.
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
         start, end = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
-        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[start:end] if end > start else np.zeros(0, np.uint8)
-        histogram = np.zeros(256, dtype=np.int64)
-        for lo in range(0, len(data), 1 << 20):  # bincount widens to int64: chunks bound that copy
-            histogram += np.bincount(data[lo : lo + (1 << 20)], minlength=256)
-        present = np.flatnonzero(histogram)
+        present = _bytes_present(arr.buffers()[2][start:end].to_pybytes()) if end > start else []
         chars.update(chr(b) for b in present if b < 0x80)
-        if present.size and present[-1] >= 0x80:
+        if present and present[-1] >= 0x80:
             # Only the utterances with non-ASCII text need decoding into code points.
             non_ascii = pc.filter(arr, pc.invert(pc.fill_null(pc.string_is_ascii(arr), True)))
             for text in non_ascii.to_pylist():
                 chars.update(text)
     return sorted(chars)
+
+
+def _bytes_present(data: bytes) -> list[int]:
+    """The distinct byte values of ``data``, ascending. A sample's bytes are deleted from the rest
+    (bytes.translate: ~1 ns a byte, no copy to int64 as np.bincount makes, a sixth of its cost)
+    until nothing is left: text uses few distinct bytes, most of them in any sample of it."""
+    present: set[int] = set()
+    rest = data
+    for _ in range(8):
+        if not rest:
+            return sorted(present)
+        sample = set(rest[: 1 << 16])
+        present |= sample
+        rest = rest.translate(None, bytes(sample))
+    # Bytes that keep turning up only past each sample (data sorted by byte, say): a histogram
+    # bounds the passes over them
+    tail = np.frombuffer(rest, dtype=np.uint8)
+    for lo in range(0, len(tail), 1 << 20):  # bincount widens to int64: chunks bound that copy
+        present.update(np.flatnonzero(np.bincount(tail[lo : lo + (1 << 20)], minlength=256)).tolist())
+    return sorted(present)
 
 
 def arrow_chunks(series: pd.Series) -> list[pa.Array]:

@@ -38,8 +38,9 @@ from sde.dataset import DatasetOptions
 from sde.sources import SourceSet, as_source_set, is_url
 from sde.sources.lhotse_source import SHAR_CUTS  # the files sde reads a Shar folder's rows from
 
-#: Read size of the digest.
-CHUNK = 1 << 20
+#: Read size of the digest: one buffer, filled again and again, small enough to stay in the core's
+#: cache while SHA-1 reads it (a new 1 MiB bytes object per read cost ~3 % more CPU).
+CHUNK = 1 << 18
 #: The layout of a record: one of another layout is no record.
 RECORD_FORMAT = 1
 
@@ -112,9 +113,11 @@ def files_tag(paths: Sequence[str]) -> str:
 def digest(path: str) -> str:
     """The SHA-1 of the file's content."""
     h = hashlib.sha1(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        while size := f.readinto(buffer):
+            h.update(view[:size])
     return h.hexdigest()
 
 

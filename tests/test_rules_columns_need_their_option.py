@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,9 +21,9 @@ import pytest
 from sde.dataset import build_dataset
 from sde.web.app import AppConfig, create_app
 from tests.browser_kit import by_id, dash_update, sde_server, text_of
+from tests.test_export_vad_columns_need_vad import export
 from tests.quality_kit import write
 
-REPO = Path(__file__).resolve().parents[1]
 RATE = 16_000
 CLIPPING = 'rules:\n  - name: clipped\n    filter: "{clipping_ratio} > 0.001"\n'
 
@@ -41,13 +38,6 @@ def folder(tmp_path_factory) -> Path:
     rows = [{"audio_filepath": f"{name}.wav", "duration": 1.0, "text": name} for name in ("quiet", "clipped")]
     (d / "m.json").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return d
-
-
-def export(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "sde.cli", "export", "m.json", "--cache-dir", str(folder / "cache"),
-                           *args, "-o", "kept.json"], cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=300)
 
 
 # (case, the export's arguments, how the error names it, the column it names)

@@ -351,12 +351,30 @@ def refuse_unmeasured_on_server(dataset: "Dataset", rules: Sequence[Rule], filte
     rule, ref = named[i]
     where = "the filter" if rule is None else \
         (f"{source}:{rule.line}: " if source and rule.line else "") + f"rule {rule.name!r}"
-    raise UnmeasuredColumn(
-        f"{where}: {{{column}}} is measured by {measure.option} ({measure.what}), and this server was started "
-        f"without it: restart sde with {measure.option} (or export with {measure.option}), or "
-        f"{measure.in_browser}{manifest_field_hint(own, column)}",
-        column=column, option=measure.option, rule=None if rule is None else rule.name,
-        position=None if rule is None else ref.pos)
+    raise UnmeasuredColumn(f"{where}: {unmeasured_message(own, column, measure)}", column=column,
+                           option=measure.option, rule=None if rule is None else rule.name,
+                           position=None if rule is None else ref.pos)
+
+
+def unmeasured_message(columns: Collection[str], column: str, measure: Measure) -> str:
+    """What a server started without `measure.option` says of `column`, and the ways to measure it."""
+    return (f"{{{column}}} is measured by {measure.option} ({measure.what}), and this server was started "
+            f"without it: restart sde with {measure.option} (or export with {measure.option}), or "
+            f"{measure.in_browser}{manifest_field_hint(columns, column)}")
+
+
+def unmeasured_in_filter(columns: Collection[str], text: str | None) -> UnmeasuredColumn | None:
+    """The view filter's first column that this server did not measure (what the Rules page says
+    of it), or None. Runs per request: a filter whose text holds no measured column's name (a
+    column is named as written, so each name it reads is in its text) is not parsed at all."""
+    if not text or not any(name in text for name in MEASURED_BY):
+        return None
+    found = unmeasured_columns(columns, [(None, ref.name) for ref in _columns_named(text)])
+    if not found:
+        return None
+    _, column, measure = found[0]
+    return UnmeasuredColumn(f"the filter: {unmeasured_message(columns, column, measure)}", column=column,
+                            option=measure.option)
 
 
 def check_rules(dataset: "Dataset", store: "ReviewStore | None", rules: Sequence[Rule],

@@ -26,6 +26,7 @@ from sde.compressed_columns import stored_column, word_index
 from sde.metrics import align_words
 from sde.filters import combine_filters
 from sde.query import Clause, QueryError, format_filter
+from sde.rules import unmeasured_in_filter
 from sde.text import to_arrow_strings, token_numbers, word_lists
 from sde.web.state import error_words, parse_error_param
 from sde.word_index import word_row_counts
@@ -211,8 +212,20 @@ def select(query: Any, filter_text: str | None, sort_text: str | None) -> np.nda
         raise ApiError(str(e)) from None
 
 
+def refuse_unmeasured(columns: Any, filter_text: str | None) -> None:
+    """ApiError (with the column and the option as fields) when the filter names a column that
+    only a build option measures and this table lacks: the query alone would answer "Unknown
+    column", or select nothing from an empty duplicate-audio group, without saying how to get it."""
+    found = unmeasured_in_filter(columns, filter_text)
+    if found is not None:
+        raise ApiError(str(found), fields={"column": found.column, "option": found.option})
+
+
 def check_filter(query: Any, text: str | None) -> str | None:
     """None when `text` is a valid filter for this table, else the message to show under the box."""
+    found = unmeasured_in_filter(query.columns, text)
+    if found is not None:
+        return str(found)
     try:
         query.clauses(text or None)
     except QueryError as e:
@@ -224,6 +237,7 @@ def selected_ids(dataset: "Dataset", filter_text: str | None) -> np.ndarray | No
     """Utterance ids selected by a filter (None: all); ApiError for a bad filter."""
     if not filter_text or not filter_text.strip():
         return None
+    refuse_unmeasured(dataset.utterances.columns, filter_text)
     return np.asarray(select(dataset.utterance_query, filter_text.strip(), None), dtype=np.int64)
 
 

@@ -28,7 +28,8 @@ from sde.web.api.respond import (
     page_args,
     served_dataset,
 )
-from sde.web.present import ApiError, alignment_of, records_json, requested_filter, row_dict, select, utterance_position
+from sde.web.present import (ApiError, alignment_of, records_json, refuse_unmeasured, requested_filter, row_dict, select,
+                             utterance_position)
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -60,6 +61,7 @@ def _table(name: str) -> tuple:
     dataset = served_dataset()
     if name == "utterances":
         filter_text = requested_filter(dataset, request.args)
+        refuse_unmeasured(dataset.utterances.columns, filter_text)
         return dataset.utterances, reviewing.utterance_query(dataset, filter_text, arg("sort")), filter_text
     return dataset.vocabulary, dataset.vocabulary_query, arg("filter")
 

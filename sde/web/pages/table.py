@@ -20,6 +20,7 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from sde.filters import combine_filters
 from sde.query import QueryError, format_filter, parse_sort
+from sde.rules import unmeasured_in_filter
 from sde.web import state
 from sde.web.panels import review
 from sde.web.components import (
@@ -71,9 +72,13 @@ def count_text(spec: TableSpec, total: int, error: str | None) -> html.Span:
     return html.Span([html.B(fmt_int(total)), f" of {fmt_int(all_rows)} {spec.noun} match"])
 
 
-def filter_problem(query: Any, text: str | None) -> tuple[str, str | None] | None:
+def filter_problem(query: Any, text: str | None, utterances: bool = False) -> tuple[str, str | None] | None:
     """None when `text` is a valid filter for this table, else (the message, the excerpt of the
-    filter with a caret under the place it goes wrong, when the parser knows it)."""
+    filter with a caret under the place it goes wrong, when the parser knows it). Of the
+    `utterances` table, a column only a build option measures names that option (sde.rules)."""
+    found = unmeasured_in_filter(query.columns, text) if utterances else None
+    if found is not None:
+        return str(found), None
     try:
         query.clauses(text or None)
     except QueryError as e:
@@ -155,7 +160,7 @@ def layout(spec: TableSpec, params: Mapping[str, str], title: str, subtitle: Any
     url_state = table_params(params)
     query = spec.query()
     box = url_state.get("filter", "")
-    problem = filter_problem(query, box)
+    problem = filter_problem(query, box, spec.prefix == state.SAMPLES)
     box_error, excerpt = problem if problem else (None, None)
     applied = "" if box_error else box
     try:
@@ -212,7 +217,7 @@ def applied_filter(spec: TableSpec, text: str | None, applied: str | None) -> di
     """The filter box after Enter or Apply: its message (and the caret excerpt), and the text to
     apply (when it changed)."""
     text = as_text(text).strip()
-    problem = filter_problem(spec.query(), text)
+    problem = filter_problem(spec.query(), text, spec.prefix == state.SAMPLES)
     if problem:
         message, excerpt = problem
         return {"invalid": True, "feedback": message, "excerpt": excerpt_view(excerpt), "applied": no_update}

@@ -20,21 +20,56 @@ def _free_port() -> int:
 
 def start_moto(env: dict | None = None) -> tuple[subprocess.Popen, str]:
     """A moto S3 server on a free port of 127.0.0.1 (``env``: extra environment, e.g. its auth
-    settings): (process, endpoint URL)."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:  # a TCP probe: an HTTP request would count as one of the server's actions
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, endpoint
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
+    settings): (process, endpoint URL). The port is picked before moto binds it, so another process
+    (a test on another pytest-xdist worker) may take it first: moto then exits, and a probe would
+    have reached the other listener. The port counts as moto's only once moto itself listens on it;
+    otherwise another port is tried."""
+    for _ in range(5):
+        port = _free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})})
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        # a look at the process's sockets, not an HTTP request: a request would count as one of
+        # the server's actions (INITIAL_NO_AUTH_ACTION_COUNT)
+        while proc.poll() is None and not _listens(proc.pid, port):
+            if time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"moto's S3 server did not start on {endpoint}") from None
+                raise RuntimeError(f"moto's S3 server did not start on {endpoint}")
             time.sleep(0.1)
+        if proc.poll() is None:
+            return proc, endpoint
+    raise RuntimeError("moto's S3 server did not start: each port it was given was taken first")
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a listening TCP socket on ``port`` (Linux's /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    # local address "ADDR:PORT" in hex; state 0A is LISTEN; field 9 the inode
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(f"socket:[{fields[9]}]")
+        except OSError:
+            continue
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -25,8 +25,8 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from sde.replay import data_args, source_args
 from sde.durations import duration_text
-from sde.rules import (MAX_RULES, MAX_RULES_BYTES, Rule, RulesError, UnmeasuredColumn, check_rules, dump_rules,
-                       parse_rules, refuse_unmeasured_on_server, rules_preview_route)
+from sde.rules import (MAX_RULES, MAX_RULES_BYTES, Rule, RulesError, check_rules, dump_rules, parse_rules,
+                       rules_preview_route)
 from sde.web import reviewing, state
 from sde.web.served import served_cache_args
 from sde.web.components import MANIFEST_API, as_text, fmt_int, page_header
@@ -210,23 +210,13 @@ def form_spent(search: str | None) -> dict:
     return {"search": search_of(written), "rendered": rendered_key(PATH, written, TITLE)}
 
 
-def unmeasured_view(dataset: "Dataset", view: str) -> str | None:
-    """Why the view names a column this server did not measure (the option that measures it), or
-    None: the view's own check would say "Unknown column", or nothing for an empty duplicate group."""
-    try:
-        refuse_unmeasured_on_server(dataset, [], view)
-    except UnmeasuredColumn as e:
-        return str(e)
-    return None
-
-
 def view_state(dataset: "Dataset", data: Any, view: str | None, search: str | None = None) -> dict:
     """Everything that follows from the rules and the view: counts, union, downloads, command,
     and the URL that keeps the view (when `search`, the URL's now, is given)."""
     items = stored_rules(data)
     view = as_text(view).strip()
-    view_error = (unmeasured_view(dataset, view) or check_filter(reviewing.utterance_query(dataset, view), view)
-                  if view else None)
+    # check_filter also names the option that measures a column this server lacks (sde.rules)
+    view_error = check_filter(reviewing.utterance_query(dataset, view), view) if view else None
     report, error = None, None
     if items and not view_error:
         code, payload = rules_preview_route(dataset, reviewing.current_store(),

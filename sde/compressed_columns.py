@@ -44,6 +44,7 @@ from sde.caching import LRUCache
 from sde.engine import machine_memory, parse_size, settings
 from sde.filters.engine import holds_no_ascii_upper, holds_no_line_break, stopping
 from sde.index_files import read_index, read_number_ranks, read_ranks, write_number_ranks, write_part, write_ranks
+from sde.text import string_buffers
 from sde.word_index import WordIndex, build_word_index, with_joins, with_pairs
 
 __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColumn", "compressible",
@@ -508,9 +509,8 @@ def _data_bytes(array: pa.Array | pa.ChunkedArray) -> int:
     chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
     total = 0
     for chunk in chunks:
-        if len(chunk):
-            offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
-            total += int(offsets[chunk.offset + len(chunk)] - offsets[chunk.offset])
+        offsets, _ = string_buffers(chunk)
+        total += int(offsets[-1] - offsets[0])
     return total
 
 

@@ -1143,6 +1143,20 @@ RE2_OTHER_WHITESPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE if
 _RE2_WHITESPACE_TO_SPACE = f"{RE2_WHITESPACE}{{2,}}|{RE2_OTHER_WHITESPACE}"
 
 
+def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string (or binary) array's value offsets, len + 1 of them as int64 positions in its data
+    buffer (a slice keeps its own), and that buffer's bytes (uint8, not copied): for scans of a
+    column's bytes at once, with no per-string work."""
+    n = len(arr)
+    buffers = arr.buffers()
+    if n == 0 or len(buffers) < 3 or buffers[1] is None:  # no offsets: no value has a byte
+        return np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+    wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    offsets = np.frombuffer(buffers[1], dtype=np.int64 if wide else np.int32)[arr.offset:arr.offset + n + 1]
+    data = buffers[2]
+    return offsets.astype(np.int64), np.zeros(0, dtype=np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8)
+
+
 def collapse_whitespace(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """``" ".join(s.split())`` for every string of an Arrow string column.
 
@@ -1158,13 +1172,11 @@ def collapse_whitespace(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunke
         return pa.chunked_array([collapse_whitespace(chunk) for chunk in arr.chunks], type=arr.type)
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or len(arr) == 0:
         return rewritten(arr)
-    _, offset_buffer, data_buffer = arr.buffers()
-    offsets = np.frombuffer(offset_buffer, dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
-    offsets = offsets[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
+    offsets, data = string_buffers(arr)
     first, end = int(offsets[0]), int(offsets[-1])
     if end == first:
         return arr  # all empty or missing: nothing to collapse
-    data = np.frombuffer(data_buffer, dtype=np.uint8)[first:end]
+    data = data[first:end]
     starts, stops = offsets[:-1] - first, offsets[1:] - first
     filled = stops > starts
     # a leading or trailing space (a missing value's slot is empty: it is never looked at)

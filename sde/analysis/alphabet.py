@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from sde.analysis.rates import STRING, _unique_counts
 from sde.compressed_columns import string_chunks
+from sde.text import string_buffers
 
 class AlphabetCheck(NamedTuple):
     oov_chars: pd.Series   # string: each utterance's distinct characters outside the alphabet, sorted ("" if none)
@@ -126,9 +127,9 @@ def reference_alphabet(refs: pd.Series) -> list[str]:
     for arr in arrow_chunks(refs):
         if arr.null_count == len(arr):  # nothing, and perhaps of the null type (no offsets)
             continue
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
-        start, end = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
-        present = _bytes_present(arr.buffers()[2][start:end].to_pybytes()) if end > start else []
+        offsets, data = string_buffers(arr)
+        start, end = int(offsets[0]), int(offsets[-1])
+        present = _bytes_present(data[start:end].tobytes()) if end > start else []
         chars.update(chr(b) for b in present if b < 0x80)
         if present and present[-1] >= 0x80:
             # Only the utterances with non-ASCII text need decoding into code points.

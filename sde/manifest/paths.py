@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sde.sources import is_url, remote
+from sde.text import string_buffers
 
 # Columns up to this size are resolved as one array (string offsets are 32-bit: stay well below 2 GB).
 COMBINE_BYTES = 256 << 20
@@ -64,21 +65,6 @@ _SLASH_SLASH = _SLASH | _SLASH << 8
 _DOT_TO_SLASH = 0x0100  # "." (0x2E) | 1 == "/" (0x2F): a second byte of either, made "/"
 
 
-def _utf8_bytes(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The array's value offsets (len + 1 of them, positions in the data buffer, so sliced arrays
-    keep theirs) and its data buffer's bytes."""
-    n = len(arr)
-    if n == 0:
-        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
-    width = np.int64 if pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type) else np.int32
-    buffers = arr.buffers()
-    if buffers[1] is None:  # no offsets: no value has a byte
-        return np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
-    offsets = np.frombuffer(buffers[1], dtype=width)[arr.offset : arr.offset + n + 1]
-    data = buffers[2]
-    return offsets, np.zeros(0, dtype=np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8)
-
-
 def _slash_pairs(data: np.ndarray, start: int, end: int, dot: bool) -> np.ndarray:
     """Positions p in [start, end - 1) where data[p] is "/" and data[p + 1] is "/" (or "." too,
     with ``dot``), ascending. Pairs across two values are in it: the caller drops them."""
@@ -99,7 +85,7 @@ def _slash_pairs(data: np.ndarray, start: int, end: int, dot: bool) -> np.ndarra
 def _pair_rows(arr: pa.Array, dot: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The pairs of :func:`_slash_pairs` that lie within one non-null value of ``arr``: their
     positions, their rows, the rows' offsets and the data bytes."""
-    offsets, data = _utf8_bytes(arr)
+    offsets, data = string_buffers(arr)
     start, end = int(offsets[0]), int(offsets[-1])
     pos = _slash_pairs(data, start, end, dot)
     if not pos.size:

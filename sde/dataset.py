@@ -173,6 +173,12 @@ class Dataset:
         choices = ", ".join(h.field for h in self.hypotheses) or "none (the manifest has no predictions)"
         raise KeyError(f'unknown hypothesis "{field_or_label}"; choose one of: {choices}')
 
+    def skipped(self) -> dict[str, int]:
+        """The bad lines and the whole manifest files (of several) left out, counted apart: a file
+        left out is problem line 0, not a bad line."""
+        files = sum(1 for p in self.problems if not p.line)
+        return {"skipped_lines": len(self.problems) - files, "skipped_files": files}
+
     def summary(self) -> dict:
         """The /api/summary JSON of DESIGN.md (plus a few extra keys). Computed once per dataset
         generation, from :meth:`summary_sums` (a caller asking while another computes it waits for
@@ -250,9 +256,7 @@ class Dataset:
             "words": sums["words"],
             "characters": sums["characters"],
             "hypotheses": hyps,
-            # a whole manifest file left out (one of several) is problem line 0: not a bad line
-            "skipped_lines": sum(1 for p in self.problems if p.line),
-            "skipped_files": sum(1 for p in self.problems if not p.line),
+            **self.skipped(),
             "warnings": [str(w) for w in self.warnings],
             "total_lines": int(self.total_lines),
             "normalize": list(self.options.normalize),

@@ -671,9 +671,7 @@ def _changelog(dataset: "Dataset", plan: ExportPlan, lines: ManifestLines, outpu
         "sort": plan.sort,
         "counts": {
             "total_lines": int(dataset.total_lines),
-            # line 0: a whole manifest file of several left out, counted apart from the bad lines
-            "skipped_lines": sum(1 for p in dataset.problems if p.line),
-            "skipped_files": sum(1 for p in dataset.problems if not p.line),
+            **dataset.skipped(),
             "utterances": n,
             "selected_by_filter": int(plan.selected),
             "kept": int(len(plan.kept)),

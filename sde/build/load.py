@@ -22,7 +22,7 @@ from sde.build.stream import build_in_parts
 from sde.cache.building import BuildLock, lock_build
 from sde.cache.identity import Recording, check, files_tag, input_files
 from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
-                       read_built, remove_build, report_unusable)
+                       read_built, remove_build, remove_build_soon, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
 from sde.engine import machine_memory, parse_size
 from sde.manifest import ManifestError
@@ -78,7 +78,8 @@ def load_dataset(
 
     ``background_write``: return as soon as the dataset is built and write the cache entry from a
     (non-daemon) thread, so a server can start meanwhile; the process still finishes the write
-    before it exits, and an interrupted write leaves no entry (see DatasetCache)."""
+    before it exits, and an interrupted write leaves no entry (see DatasetCache). A part-by-part
+    build's folder is then removed on such a thread too."""
     say = status or (lambda _msg: None)
     cache = None
     key = None
@@ -127,7 +128,7 @@ def load_dataset(
         if in_parts is not None:
             tag = files_tag(inputs)  # the build folder's: parts of the files as they are now
             build = functools.partial(_build_in_parts, *in_parts, options, threads=threads, memory_limit=memory_limit,
-                                      files_tag=tag,
+                                      files_tag=tag, remove_later=background_write,
                                       part_bytes=part_size, progress=progress, say=say, engine=engine)
             try:
                 try:
@@ -277,9 +278,11 @@ def _build_in_parts(path: str | SourceSet, one_piece: int, cutset: bool, options
                     cache: DatasetCache | None,
                     key: str | None, *, threads: int | None, memory_limit: str | None, part_bytes: int, progress: bool,
                     say: Callable[[str], None], engine: str | RayEngine = "local",
-                    files_tag: str = "") -> tuple[Dataset, bool]:
+                    files_tag: str = "", remove_later: bool = False) -> tuple[Dataset, bool]:
     """(dataset, whether the cache holds it). With a cache the parts live in its ``builds``
     folder, so an interrupted build resumes; without one, in a private folder removed at exit.
+    ``remove_later``: the build folder, once its tables are stored, is removed on a thread
+    (remove_build_soon: a server starts ~0.4 s sooner at 1M utterances).
     What the parts read of no more than ``one_piece`` bytes (a gzip manifest, decompressed) is
     built in one piece from there. NoRoomToDecompress: a gzip manifest could not be decompressed.
     ``cutset``: ``path`` is a Lhotse CutSet."""
@@ -312,7 +315,10 @@ def _build_in_parts(path: str | SourceSet, one_piece: int, cutset: bool, options
         cache.warn(f"the dataset just stored in {cache.directory} cannot be read back; serving it from its "
                    f"build folder {folder}")
         return read_built(meta, joined.files), False
-    remove_build(folder)
+    if remove_later:
+        remove_build_soon(folder)
+    else:
+        remove_build(folder)
     return dataset, True
 
 

@@ -30,7 +30,8 @@ outside sde truncating a table while a server maps it would still crash that ser
 """
 
 from sde.cache.datasets import (BUILDS, CACHE_FORMAT, COLUMN_FILE_SEPARATOR, NUMPY_FLOATS, DatasetCache, built_meta,
-                                 file_stamp, fingerprint, missing_as_nan, read_built, remove_build)
+                                 file_stamp, fingerprint, missing_as_nan, read_built, remove_build,
+                                 remove_build_soon)
 from sde.cache.folders import (FIX_FOLDER, FIX_FULL, FIX_PRIVATE, POSIX, CacheReadOnly, CacheUnusable, Warn,
                                check_cache_folder, default_cache_dir, note_on_stderr, report_read_only, report_unusable,
                                warn_on_stderr)
@@ -46,6 +47,6 @@ __all__ = [
     "DatasetCache", "JobStore", "ReadOnlyStore", "Warn",
     "built_meta", "check_cache_folder", "default_cache_dir", "done_with_temp_file", "file_stamp", "fingerprint",
     "make_room_among", "mark_used", "missing_as_nan", "note_on_stderr", "open_job_store",
-    "open_store", "private_temp_folder", "read_built", "remove_build", "remove_orphan_values", "remove_stale_temp_files",
+    "open_store", "private_temp_folder", "read_built", "remove_build", "remove_build_soon", "remove_orphan_values", "remove_stale_temp_files",
     "report_read_only", "report_unusable", "size_limit", "temp_file_in", "warn_on_stderr",
 ]

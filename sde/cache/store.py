@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import diskcache
@@ -155,6 +156,33 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
                 removed.append(Path(entry.path))
         except OSError:
             pass
+    return removed
+
+
+def abandoned_name(prefix: str = "") -> str:
+    """A name for something this process leaves to be removed (a folder being deleted on a
+    thread): it carries this host and pid, so remove_abandoned_folders tells a dead process's from
+    a live one's."""
+    return f".tmp-{HOST_TAG}-{os.getpid()}-{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def remove_abandoned_folders(folder: Path) -> list[Path]:
+    """Folders named by :func:`abandoned_name` in ``folder`` whose process is gone (killed while
+    it deleted them): removed. Returns what was removed."""
+    removed = []
+    now = time.time()
+    try:
+        candidates = [e for e in os.scandir(folder) if e.name.startswith(".tmp-") and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return removed
+    for entry in candidates:
+        try:
+            gone = _writer_is_gone(entry.name, now - entry.stat(follow_symlinks=False).st_mtime)
+        except OSError:
+            continue
+        if gone:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
     return removed
 
 

@@ -34,15 +34,24 @@ def _labels_by_lookup(path: Path, values: pa.Array, rows: int) -> bytes:
     return path.read_bytes()
 
 
+# held_bytes: None, the strings fit what write_compressed holds back (labels written directly, the
+# column never compressed); 0, they do not (compressed as they come, then rewritten as labels)
+@pytest.mark.parametrize("held_bytes", [None, 0], ids=["held: labels directly", "compressed first"])
 @pytest.mark.parametrize("kept_bytes", [cc.KEPT_CODE_BYTES, 1], ids=["codes kept", "over the budget: looked up"])
 @pytest.mark.parametrize("chunks", list(CHUNKS.values()), ids=list(CHUNKS))
 def test_labels_from_kept_codes_equal_a_lookup(tmp_path: Path, chunks: list[list], kept_bytes: int,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                               held_bytes: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cc, "KEPT_CODE_BYTES", kept_bytes)
+    compressed: list[str] = []
+    opened = cc._CompressedWriter._open
+    monkeypatch.setattr(cc._CompressedWriter, "_open",
+                        lambda self: (self._writer is None and compressed.append(str(self.path))) or opened(self))
     arrays = [pa.array(chunk, type=pa.large_string()) for chunk in chunks]
     rows = sum(len(a) for a in arrays)
     written = tmp_path / "labels.arrow"
-    assert cc.write_compressed(written, "v", arrays) == rows
+    assert cc.write_compressed(written, "v", arrays, held_bytes=held_bytes) == rows
+    # compressed only where the labels could not be written from what was held
+    assert compressed == ([] if held_bytes is None and kept_bytes > 1 else [str(written)])
     column = cc.open_column(written)
     assert isinstance(column, cc.LabelColumn)
     assert column.take(np.arange(rows)).to_pylist() == [v for chunk in chunks for v in chunk]
@@ -52,3 +61,17 @@ def test_labels_from_kept_codes_equal_a_lookup(tmp_path: Path, chunks: list[list
     plain = tmp_path / "plain.arrow"
     cc.write_compressed(plain, "v", arrays, labels=False)
     assert written.read_bytes() == _labels_by_lookup(plain, values, rows)
+
+
+def test_chunks_held_for_labels_are_compressed_in_order_when_the_values_turn_out_unique(tmp_path: Path) -> None:
+    # three chunks of two values are held back as likely labels; the fourth's unique lines end that
+    chunks = [["a", "b"] * 1_000, ["b", None] * 1_000, ["a"] * 500, [f"line {i}" for i in range(80_000)]]
+    arrays = [pa.array(chunk, type=pa.large_string()) for chunk in chunks]
+    written = tmp_path / "text.arrow"
+    assert cc.write_compressed(written, "text", arrays) == 84_500
+    column = cc.open_column(written)
+    assert isinstance(column, cc.CompressedColumn)
+    assert column.take(np.arange(84_500)).to_pylist() == [v for chunk in chunks for v in chunk]
+    plain = tmp_path / "plain.arrow"
+    cc.write_compressed(plain, "text", arrays, labels=False)
+    assert written.read_bytes() == plain.read_bytes()

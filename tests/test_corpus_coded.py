@@ -32,7 +32,21 @@ CASES = {
     "hypothesis over the character limit": (["abc def", "a"], ["abc " * (MAX_EXACT_CHARS // 4 + 10), "a"]),
     "reference over the character limit, hypothesis missing": (["abc " * (MAX_EXACT_CHARS // 4 + 10), "q"],
                                                                  [MISSING, "q"]),
+    # characters, not bytes, are counted: "éé " is 3 characters in 5 bytes
+    "two-byte characters at the limit: more bytes, not more characters": (
+        [("éé " * MAX_EXACT_CHARS)[:MAX_EXACT_CHARS], "a"], [("ée " * MAX_EXACT_CHARS)[:MAX_EXACT_CHARS], "a"]),
+    "two-byte characters one over the limit": (
+        [("éé " * MAX_EXACT_CHARS)[:MAX_EXACT_CHARS + 1], "a"], [("éé " * MAX_EXACT_CHARS)[:MAX_EXACT_CHARS - 5], "b"]),
 }
+
+
+@pytest.mark.parametrize("text, longer", [
+    ("a" * MAX_EXACT_CHARS, False), ("a" * (MAX_EXACT_CHARS + 1), True),
+    ("😀" * MAX_EXACT_CHARS, False), ("😀" * (MAX_EXACT_CHARS + 1), True), (MISSING, False), ("", False)],
+    ids=["ascii at the limit", "ascii over", "4-byte characters at the limit", "4-byte characters over", "missing", "empty"])
+def test_a_text_is_long_by_its_characters_not_its_bytes(text: str | None, longer: bool) -> None:
+    texts = pa.array(["short", text, "also short"], type=pa.large_string())
+    assert corpus._longer_than(texts, MAX_EXACT_CHARS).tolist() == [False, longer, False]
 
 
 def _word(i: int) -> str:

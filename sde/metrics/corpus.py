@@ -304,6 +304,16 @@ def _coded_words(texts: pa.Array, too_long: np.ndarray) -> tuple[pa.Array, np.nd
     return words, starts, np.where(blank, 0, lengths)
 
 
+def _longer_than(texts: pa.Array, limit: int) -> np.ndarray:
+    """Which texts have more than ``limit`` code points (a missing one has none). Only a text of
+    more than ``limit`` bytes can: the others are not scanned (their byte counts are offsets)."""
+    longer = pc.fill_null(pc.greater(pc.binary_length(texts), limit), False).to_numpy(zero_copy_only=False)
+    maybe = np.flatnonzero(longer)
+    if len(maybe):
+        longer[maybe] = pc.greater(pc.utf8_length(texts.take(pa.array(maybe))), limit).to_numpy(zero_copy_only=False)
+    return longer
+
+
 def _align_coded(refs: pa.Array, hyps: pa.Array, base: int, skip_missing: bool, count_words: bool) -> tuple | None:
     """_align_chunk's result (and the reference word counts, with ``count_words``) for Arrow
     texts, split into words by Arrow once and aligned as strings of one code point per distinct
@@ -319,8 +329,8 @@ def _align_coded(refs: pa.Array, hyps: pa.Array, base: int, skip_missing: bool, 
     # A long text is measured before any split (a 50 MB text is never split here), and its
     # utterance aligned on its own as _align_chunk does, as is one over the word limit and, with
     # ``skip_missing``, one whose hypothesis is missing (not aligned at all).
-    ref_long = pc.fill_null(pc.greater(pc.utf8_length(refs), MAX_EXACT_CHARS), False).to_numpy(zero_copy_only=False)
-    hyp_long = pc.fill_null(pc.greater(pc.utf8_length(hyps), MAX_EXACT_CHARS), False).to_numpy(zero_copy_only=False)
+    ref_long = _longer_than(refs, MAX_EXACT_CHARS)
+    hyp_long = _longer_than(hyps, MAX_EXACT_CHARS)
     ref_words, ref_starts, ref_counts = _coded_words(refs, ref_long)
     # a hypothesis equal to its reference needs no words: it has no edits (it is not aligned)
     same = pc.fill_null(pc.equal(refs, hyps), False).to_numpy(zero_copy_only=False)

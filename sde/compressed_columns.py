@@ -563,7 +563,7 @@ def write_compressed(path: str | Path, name: str, arrays: Iterable[pa.Array | pa
         for piece in held or []:
             writer.add(piece)
     if as_labels:
-        _rewrite_as_labels(Path(path), values, stats, distinct.codes(values))
+        _rewrite_as_labels(Path(path), values, stats, codes)  # codes None: looked up in the column read back
     return int(stats["rows"])
 
 

@@ -31,7 +31,7 @@ from sde.cache.kept import KeptWithBuild
 from sde.cache.limit import Held, file_size, last_use, mark_used, remove_least_recently_used, size_limit, value_path
 from sde.cache.read_only import ReadOnlyStore
 from sde.cache.store import (STALE_FILE_S, LinkedFile, LinkingDisk, abandoned_name, done_with_temp_file, open_store,
-                             remove_abandoned_folders, temp_file_in)
+                             remove_stale_temp_files, temp_file_in)
 
 
 # Bump when the layout of a built Dataset changes, or what sde computes into it (the version is not
@@ -335,7 +335,7 @@ class DatasetCache:
         those written in the last :data:`STALE_FILE_S` (a build running in another process)."""
         held = []
         now = time.time()
-        remove_abandoned_folders(self.directory / BUILDS)  # finished builds a killed process was removing
+        remove_stale_temp_files(self.directory / BUILDS)  # finished builds a killed process was removing
         for folder in sorted((self.directory / BUILDS).glob("*")) if (self.directory / BUILDS).is_dir() else []:
             if not folder.is_dir() or folder.name.startswith((f"{keep}-", ".tmp-")):  # .tmp-: being removed
                 continue

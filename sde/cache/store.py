@@ -139,51 +139,41 @@ def _writer_is_gone(name: str, age_s: float) -> bool:
 
 
 def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Temporary table files of writers that died (kill -9, power loss): their process is gone,
-    or they are too old to belong to any running write. Returns what was removed."""
+    """Temporary table files of writers that died (kill -9, power loss), and folders a killed
+    process was deleting (:func:`abandoned_name`): their process is gone, or they are too old to
+    belong to any running work. Returns what was removed."""
     removed = []
     now = time.time()
     try:
-        candidates = [e for e in os.scandir(folder) if e.name.startswith(".tmp-") and e.is_file()]
+        candidates = [e for e in os.scandir(folder) if e.name.startswith(".tmp-")
+                      and (e.is_file() or e.is_dir(follow_symlinks=False))]
     except OSError:
         return removed
     for entry in candidates:
         if entry.path in _writing:
             continue
         try:
-            if _writer_is_gone(entry.name, now - entry.stat().st_mtime):
-                os.unlink(entry.path)
+            if _writer_is_gone(entry.name, now - entry.stat(follow_symlinks=False).st_mtime):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except OSError:
             pass
     return removed
 
 
+def _temp_prefix() -> str:
+    """What names a temporary file or folder of this process (see _writer_is_gone)."""
+    return f".tmp-{HOST_TAG}-{os.getpid()}-"
+
+
 def abandoned_name(prefix: str = "") -> str:
     """A name for something this process leaves to be removed (a folder being deleted on a
-    thread): it carries this host and pid, so remove_abandoned_folders tells a dead process's from
+    thread): it carries this host and pid, so remove_stale_temp_files tells a dead process's from
     a live one's."""
-    return f".tmp-{HOST_TAG}-{os.getpid()}-{prefix}{uuid.uuid4().hex[:12]}"
-
-
-def remove_abandoned_folders(folder: Path) -> list[Path]:
-    """Folders named by :func:`abandoned_name` in ``folder`` whose process is gone (killed while
-    it deleted them): removed. Returns what was removed."""
-    removed = []
-    now = time.time()
-    try:
-        candidates = [e for e in os.scandir(folder) if e.name.startswith(".tmp-") and e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return removed
-    for entry in candidates:
-        try:
-            gone = _writer_is_gone(entry.name, now - entry.stat(follow_symlinks=False).st_mtime)
-        except OSError:
-            continue
-        if gone:
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(Path(entry.path))
-    return removed
+    return f"{_temp_prefix()}{prefix}{uuid.uuid4().hex[:12]}"
 
 
 def remove_orphan_values(folder: Path) -> list[Path]:
@@ -242,7 +232,7 @@ def temp_file_in(folder: Path, suffix: str) -> str:
     # Ctrl-C or SIGTERM held until the file is listed: raised between mkstemp and the listing, the
     # exit handler below would not know the file (seen under load: a .tmp- file left by SIGTERM)
     with stop_signals_held():
-        fd, path = tempfile.mkstemp(dir=folder, prefix=f".tmp-{HOST_TAG}-{os.getpid()}-", suffix=suffix)
+        fd, path = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(), suffix=suffix)
         _writing.add(path)
         os.close(fd)
     return path

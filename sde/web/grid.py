@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from sde.compressed_columns import most_common, take_rows
+from sde.compressed_columns import distinct_count, most_common, present_count, take_rows
 from sde.filters import NUMBER, bind, check_clause_count, combine_filters
 from sde.query import MAX_PAGE_SIZE, MAX_QUERY_LENGTH, MAX_SORT_KEYS, Clause, QueryError, format_filter
 from sde.web.present import records
@@ -353,10 +353,10 @@ def categorical_columns(df: pd.DataFrame, skip: Collection[str] = ()) -> dict[st
         numeric = pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
         if name in skip or numeric:
             continue
-        present = int(series.notna().sum())
+        present = present_count(series)
         if present == 0:
             continue
-        distinct = int(series.nunique(dropna=True))
+        distinct = distinct_count(series)
         if pd.api.types.is_bool_dtype(series.dtype) or distinct <= max(1, present // 2):
             out[name] = distinct
     return out

@@ -30,14 +30,6 @@ class EngineSettings:
     def processes(self) -> int:
         return self.threads or max(1, os.cpu_count() or 1)
 
-    def duckdb_config(self) -> dict[str, str | int]:
-        config: dict[str, str | int] = {}
-        if self.threads:
-            config["threads"] = self.threads
-        if self.memory_limit:
-            config["memory_limit"] = self.memory_limit
-        return config
-
 
 _current = EngineSettings()
 
@@ -83,6 +75,17 @@ def parse_size(text: str) -> int:
     found = _MEMORY.match(_size_text(text))
     assert found is not None  # _size_text accepted it
     return int(float(found.group(1)) * _UNITS[found.group(2).upper()])
+
+
+def query_memory_bytes(memory_limit: str | None) -> int | None:
+    """The memory DuckDB's queries may use in a process that serves or lays out pages: half of
+    --memory-limit, since the other half is what the process keeps between queries (decompressed
+    transcripts and word indexes: sde.compressed_columns.whole_budget), and at least
+    LEAST_MEMORY_LIMIT. None without a limit: DuckDB's default. A build's own DuckDB (sde.build.duck)
+    has the whole limit: nothing is kept beside it."""
+    if not memory_limit:
+        return None
+    return max(parse_size(memory_limit) // 2, LEAST_MEMORY_LIMIT)
 
 
 def parse_part_size(text: str) -> int:

@@ -13,7 +13,8 @@ from sde.manifest import ManifestError
 
 
 def duckdb_config(folder: Path, memory_limit: str | None, threads: int | None) -> dict[str, str | int]:
-    config: dict[str, str | int] = {"temp_directory": str(folder / "duckdb-spill")}
+    # allocator_background_threads: what the join used goes back to the system before serving
+    config: dict[str, str | int] = {"temp_directory": str(folder / "duckdb-spill"), "allocator_background_threads": True}
     if memory_limit:
         config["memory_limit"] = memory_limit
     if threads:

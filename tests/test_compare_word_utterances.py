@@ -137,6 +137,20 @@ def test_without_an_index_the_transcripts_are_split_to_the_same_counts(tmp_path,
         assert cc.word_index(cc.stored_column(texts)) is None  # counting built none: the warm-up builds it
 
 
+@pytest.mark.parametrize("slice_rows", [1, 3, 1 << 18], ids=["a row a slice", "slices of three", "one slice"])
+@pytest.mark.parametrize("rows", CASES)
+def test_slices_split_on_two_threads_add_up_to_the_same_counts(tmp_path, fresh_indexes, monkeypatch, rows, slice_rows):
+    from sde.filters.engine import configure
+
+    monkeypatch.setattr(present, "WORD_SLICE_ROWS", slice_rows)
+    configure(threads=2)
+    try:
+        texts = _stored_text(tmp_path, TEXTS)
+        assert present.word_utterances(texts, rows, WORDS).tolist() == _reference(TEXTS, rows, WORDS)
+    finally:
+        configure(None, None)
+
+
 # ---------------------------------------------------------------- the server
 
 MANIFEST_ROWS = [  # text, pred_text, pred_text_b

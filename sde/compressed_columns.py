@@ -94,9 +94,10 @@ _MARK = b"sde.compressed"
 #: :data:`LABEL_MIN_ROWS_PER_VALUE` rows (a short column of unique strings stays compressed). Words
 #: of an errors table (~100k distinct hypothesis words in 14M errors) are labels too.
 LABEL_MAX_VALUES = 1 << 20
-#: The most bytes of row codes kept while a column is written, for its rewrite as labels (beyond,
-#: the rewrite looks each row up in the column read back): 1M utterances' error words take ~7 MB.
-KEPT_CODE_BYTES = 32 << 20
+#: The most bytes of row codes (with each chunk's own distinct values) held while a column is
+#: written, for it to be written as labels from them (beyond, it is compressed, then rewritten as
+#: labels looked up in the column read back): each errors column of 10M utterances holds ~80 MB.
+KEPT_CODE_BYTES = 128 << 20
 LABEL_MIN_ROWS_PER_VALUE = 8
 _LABELS = b"labels"
 
@@ -527,23 +528,17 @@ def _data_bytes(array: pa.Array | pa.ChunkedArray) -> int:
 
 
 def write_compressed(path: str | Path, name: str, arrays: Iterable[pa.Array | pa.ChunkedArray], *,
-                     labels: bool = True, held_bytes: int | None = None) -> int:
+                     labels: bool = True) -> int:
     """Write the string values of ``arrays`` (in order) as column ``name`` of a compressed Arrow
     file at ``path`` (batches of BATCH_ROWS rows); returns its row count. The caller makes the
     write atomic. What a reader asks of the whole column (nulls, size, case) is counted on the way
     and kept with the last batch, so no answer needs the column read. With ``labels``, a column of
     few distinct values (see LABEL_MAX_VALUES) is written as labels instead (LabelColumn): directly
-    when its values fit ``held_bytes`` (default :data:`HELD_BYTES`), else compressed first, then
+    from its rows' codes while they fit :data:`KEPT_CODE_BYTES`, else compressed first, then
     rewritten."""
     schema = pa.schema([pa.field(name, pa.large_string())], metadata={_MARK: b"1"})
     stats = {"rows": 0, "nulls": 0, "bytes": 0, "lower": True, "single_line": True}
     distinct = _Distinct(LABEL_MAX_VALUES if labels else -1)
-    # Chunks not compressed yet: while they may all turn out to be labels (the words of the errors
-    # tables, speakers, languages), compressing them would be work thrown away (~0.17 s for each
-    # errors column of 1M utterances).
-    held: list[pa.Array] | None = [] if labels else None
-    held_size = 0
-    limit = HELD_BYTES if held_bytes is None else held_bytes
     with _CompressedWriter(path, schema, stats) as writer:
         for array in arrays:
             for chunk in (array.chunks if isinstance(array, pa.ChunkedArray) else [array]):
@@ -554,34 +549,27 @@ def write_compressed(path: str | Path, name: str, arrays: Iterable[pa.Array | pa
                 stats["bytes"] += _data_bytes(chunk)
                 stats["lower"] = stats["lower"] and holds_no_ascii_upper(chunk)
                 stats["single_line"] = stats["single_line"] and holds_no_line_break(chunk)
+                # While the column may turn out to be labels (the words of the errors tables,
+                # speakers, languages), its chunks are held as their codes, not compressed:
+                # compressing them would be work thrown away (~2 s for each errors column of 10M
+                # utterances).
+                held = distinct.tracking
                 distinct.add(chunk)
-                if held is not None:
-                    held.append(chunk)
-                    held_size += chunk.nbytes
-                    if held_size <= limit and distinct.tracking:
-                        continue
-                    chunks, held = held, None
-                else:
-                    chunks = [chunk]
-                for piece in chunks:
+                if distinct.tracking:
+                    continue
+                for piece in distinct.held_chunks() if held else [chunk]:
                     writer.add(piece)
         values = distinct.values()
         as_labels = values is not None and 0 < len(values) and len(values) * LABEL_MIN_ROWS_PER_VALUE <= stats["rows"]
-        codes = distinct.codes(values) if as_labels else None
-        if held is not None and codes is not None:
+        if as_labels and distinct.tracking:
             writer.discard()
-            _write_labels(Path(path), name, int(stats["rows"]), values, stats, codes)
+            _write_labels(Path(path), name, int(stats["rows"]), values, stats, distinct.codes(values))
             return int(stats["rows"])
-        for piece in held or []:
+        for piece in distinct.held_chunks():
             writer.add(piece)
     if as_labels:
-        _rewrite_as_labels(Path(path), values, stats, codes)  # codes None: looked up in the column read back
+        _rewrite_as_labels(Path(path), values, stats)  # the codes did not fit: looked up in the column read back
     return int(stats["rows"])
-
-
-#: The most bytes of a column's strings held while it may turn out to be labels (write_compressed):
-#: the words of 1M utterances' errors take ~23 MB.
-HELD_BYTES = 64 << 20
 
 
 class _CompressedWriter:
@@ -645,10 +633,9 @@ class _Distinct:
     """The distinct non-null strings seen, while there are at most ``limit`` of them and they are
     not most of the rows (a text column of unique lines gives up after its first 64K rows). Merged
     by Arrow every few chunks, less often as they grow, so tracking costs a pass over the rows.
-    Meanwhile each chunk's codes into its own distinct values are kept (:meth:`codes`), up to
-    :data:`KEPT_CODE_BYTES`: a column rewritten as labels then needs no second pass over its
-    strings (decompressing them and looking each up: ~half the time of writing a column of error
-    words)."""
+    Meanwhile each chunk is held as its codes into its own distinct values (:meth:`codes`), up to
+    :data:`KEPT_CODE_BYTES` with those values: a column of labels is then written from them, never
+    compressed nor read back, and one that is not gets its chunks back (:meth:`held_chunks`)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -658,6 +645,7 @@ class _Distinct:
         self._rows = 0
         self._chunk_codes: list[tuple[pa.Array, np.ndarray, np.ndarray | None]] | None = []
         self._code_bytes = 0
+        self._let_go: list[tuple[pa.Array, np.ndarray, np.ndarray | None]] = []  # held when holding stopped
 
     def add(self, chunk: pa.Array) -> None:
         if self._seen is None:
@@ -670,10 +658,10 @@ class _Distinct:
         if self._chunk_codes is not None:
             # the smallest width that holds them (a column of 10M labels: 20 MB, not 40)
             positions = positions.astype(_index_type(len(local)).to_pandas_dtype())
-            self._code_bytes += positions.nbytes + (valid.nbytes if valid is not None else 0)
+            self._code_bytes += positions.nbytes + (valid.nbytes if valid is not None else 0) + local.nbytes
             self._chunk_codes.append((local, positions, valid))
             if self._code_bytes > KEPT_CODE_BYTES:
-                self._chunk_codes = None  # memory stays bounded: the rewrite looks the rows up
+                self._stop_holding()  # memory stays bounded: a rewrite as labels looks the rows up
         self._pending.append(local)
         self._pending_rows += len(chunk)
         self._rows += len(chunk)
@@ -693,7 +681,20 @@ class _Distinct:
         mostly_unique = self._rows >= 16 * BATCH_ROWS and 2 * len(merged) > self._rows
         self._seen = None if len(merged) > self.limit or mostly_unique else merged
         if self._seen is None:
-            self._chunk_codes = None
+            self._stop_holding()
+
+    def _stop_holding(self) -> None:
+        self._let_go.extend(self._chunk_codes or [])
+        self._chunk_codes = None
+
+    def held_chunks(self) -> list[pa.Array]:
+        """The chunks held as codes, rebuilt in order, for the column to be compressed (they are
+        held no more); [] when none were."""
+        self._stop_holding()
+        rebuilt = [local.take(pa.array(positions, mask=None if valid is None else ~valid))
+                   for local, positions, valid in self._let_go]
+        self._let_go = []
+        return rebuilt
 
     def values(self) -> pa.Array | None:
         """The distinct values, sorted; None past the limit."""

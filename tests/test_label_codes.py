@@ -20,6 +20,8 @@ CHUNKS = {
     "over 127 values: 16-bit codes": [[f"v{i % 300}" for i in range(20_000)]],
 }
 
+BUDGET = cc.KEPT_CODE_BYTES
+
 
 def _labels_by_lookup(path: Path, values: pa.Array, rows: int) -> bytes:
     """The label file a lookup of every row in ``values`` writes (the way before codes were kept)."""
@@ -34,13 +36,13 @@ def _labels_by_lookup(path: Path, values: pa.Array, rows: int) -> bytes:
     return path.read_bytes()
 
 
-# held_bytes: None, the strings fit what write_compressed holds back (labels written directly, the
-# column never compressed); 0, they do not (compressed as they come, then rewritten as labels)
-@pytest.mark.parametrize("held_bytes", [None, 0], ids=["held: labels directly", "compressed first"])
-@pytest.mark.parametrize("kept_bytes", [cc.KEPT_CODE_BYTES, 1], ids=["codes kept", "over the budget: looked up"])
+# kept_bytes: the budget, the chunks are held as codes (labels written directly, the column never
+# compressed); 1 byte, they are not (compressed as they come, then rewritten as labels looked up)
+@pytest.mark.parametrize("kept_bytes", [BUDGET, 6_000, 1], ids=[
+    "held as codes: labels directly", "the budget runs out after the first chunks", "over the budget at once"])
 @pytest.mark.parametrize("chunks", list(CHUNKS.values()), ids=list(CHUNKS))
 def test_labels_from_kept_codes_equal_a_lookup(tmp_path: Path, chunks: list[list], kept_bytes: int,
-                                               held_bytes: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cc, "KEPT_CODE_BYTES", kept_bytes)
     compressed: list[str] = []
     opened = cc._CompressedWriter._open
@@ -49,9 +51,9 @@ def test_labels_from_kept_codes_equal_a_lookup(tmp_path: Path, chunks: list[list
     arrays = [pa.array(chunk, type=pa.large_string()) for chunk in chunks]
     rows = sum(len(a) for a in arrays)
     written = tmp_path / "labels.arrow"
-    assert cc.write_compressed(written, "v", arrays, held_bytes=held_bytes) == rows
-    # compressed only where the labels could not be written from what was held
-    assert compressed == ([] if held_bytes is None and kept_bytes > 1 else [str(written)])
+    assert cc.write_compressed(written, "v", arrays) == rows
+    # compressed only where the codes were over the budget
+    assert compressed == ([] if kept_bytes == BUDGET else [str(written)])
     column = cc.open_column(written)
     assert isinstance(column, cc.LabelColumn)
     assert column.take(np.arange(rows)).to_pylist() == [v for chunk in chunks for v in chunk]

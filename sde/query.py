@@ -83,7 +83,7 @@ from sde.index_files import read_ranks
 from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
                             within_one_word)
 from sde.filters.engine import (MAX_QUERY_SECONDS, NOT_NOW, LowerCaseColumns, SingleLineColumns, arrow_column,
-                                configure, connect, cursor, holds_a_number, number_first_ranks, numpy_sql,
+                                configure, connect, cursor, dense_ranks, holds_a_number, number_first_ranks, numpy_sql,
                                 ranks_numbers_first, reads_a_number, reopen, rows_sql)
 
 __all__ = [
@@ -677,16 +677,7 @@ class _Engine:
         where the value is missing: one sort of the column, within DuckDB's memory limit."""
         tables: dict[str, Any] = {}
         source, _ = self._source(ident, tables, {})
-        rank_type = "UINTEGER" if column.rows < 2**32 else "UBIGINT"
-        got = numpy_sql(f"SELECT pos, (dense_rank() OVER (ORDER BY {ident}))::{rank_type} AS r "
-                          f"FROM {source} WHERE {ident} IS NOT NULL", (), tables)
-        ranks = np.zeros(column.rows, dtype=np.uint32 if rank_type == "UINTEGER" else np.uint64)
-        ranks[got["pos"]] = got["r"]
-        if len(got["pos"]) == column.rows:
-            return pa.array(ranks)
-        missing = np.ones(column.rows, dtype=bool)
-        missing[got["pos"]] = False
-        return pa.array(ranks, mask=missing)
+        return dense_ranks(source, ident, tables, column.rows)
 
     def sorts_as_text(self, column: str) -> bool:
         """Whether a sort by ``column`` compares strings (not integer sort keys: a label column's, a

@@ -619,3 +619,22 @@ def test_a_page_past_the_end_of_a_deep_view_is_empty(wide):
     fresh = TableQuery(wide)
     total, pos = fresh.window("{y} > 0.5", "value", 39_000, 39_050)
     assert total == int((wide.y > 0.5).sum()) and len(pos) == 0
+
+
+# ---------------------------------------------------------------- dense ranks of a sorted column
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 3, 1 << 16], ids=["a row a batch", "two", "three", "one batch"])
+@pytest.mark.parametrize("values", [
+    pytest.param(["b", "a", "b", None, "", "a", "b", "c", "a"], id="ties across batches, missing and empty"),
+    pytest.param(["x"] * 7, id="one value"),
+    pytest.param([None, None], id="missing only"),
+    pytest.param(["é", "e", "z", "É", "e"], id="byte order"),
+])
+def test_dense_ranks_share_a_rank_between_equal_neighbours_in_any_batch(monkeypatch, values, batch_rows):
+    import sde.filters.engine as engine
+
+    monkeypatch.setattr(engine, "RANK_BATCH_ROWS", batch_rows)
+    table = pa.table({"v": pa.array(values, pa.large_string()), "pos": pa.array(np.arange(len(values), dtype=np.int64))})
+    order = sorted({v for v in values if v is not None}, key=lambda v: v.encode())
+    assert engine.dense_ranks("t", "v", {"t": table}, len(values)).to_pylist() == [
+        None if v is None else order.index(v) + 1 for v in values]

@@ -740,16 +740,14 @@ def _index_type(n_values: int) -> pa.DataType:
     return pa.int8() if n_values <= 127 else pa.int16() if n_values <= 32_767 else pa.int32()
 
 
-def _rewrite_as_labels(path: Path, dictionary: pa.Array, stats: dict,
-                       known: Iterator[tuple[np.ndarray, np.ndarray | None]] | None = None) -> None:
-    """Replace the compressed column at ``path`` by its labels (:func:`_write_labels`). ``known``:
-    the rows' codes and validity chunk by chunk (_Distinct.codes), else they are looked up in the
-    column read back."""
+def _rewrite_as_labels(path: Path, dictionary: pa.Array, stats: dict) -> None:
+    """Replace the compressed column at ``path`` by its labels (:func:`_write_labels`), each row
+    looked up in the column read back (a column whose codes were held is written as labels
+    directly: write_compressed)."""
     source = CompressedColumn(path)
     out = path.with_name(path.name + ".labels")
     try:
-        _write_labels(out, source.name, len(source), dictionary, stats,
-                      known if known is not None else _looked_up(source, dictionary))
+        _write_labels(out, source.name, len(source), dictionary, stats, _looked_up(source, dictionary))
     except BaseException:
         out.unlink(missing_ok=True)
         raise

@@ -41,7 +41,7 @@ from pandas.api.types import is_integer
 from pandas.core.arrays.string_arrow import ArrowStringArray
 
 from sde.caching import LRUCache
-from sde.engine import machine_memory, parse_size, settings
+from sde.engine import kept_memory_bytes, machine_memory, settings
 from sde.filters.engine import holds_no_ascii_upper, holds_no_line_break, stopping
 from sde.index_files import read_index, read_number_ranks, read_ranks, write_number_ranks, write_part, write_ranks
 from sde.text import string_buffers
@@ -108,7 +108,7 @@ def whole_budget() -> int:
     machine's memory and at least :data:`WHOLE_BYTES`."""
     limit = settings().memory_limit
     if limit:
-        return parse_size(limit) // 2
+        return kept_memory_bytes(limit)
     return max(WHOLE_BYTES, machine_memory() // WHOLE_SHARE_OF_MEMORY)
 
 

@@ -77,15 +77,21 @@ def parse_size(text: str) -> int:
     return int(float(found.group(1)) * _UNITS[found.group(2).upper()])
 
 
+def kept_memory_bytes(memory_limit: str) -> int:
+    """The half of --memory-limit a process keeps between queries: decompressed transcripts and word
+    indexes (sde.compressed_columns.whole_budget). DuckDB's queries get the rest
+    (:func:`query_memory_bytes`)."""
+    return parse_size(memory_limit) // 2
+
+
 def query_memory_bytes(memory_limit: str | None) -> int | None:
-    """The memory DuckDB's queries may use in a process that serves or lays out pages: half of
-    --memory-limit, since the other half is what the process keeps between queries (decompressed
-    transcripts and word indexes: sde.compressed_columns.whole_budget), and at least
-    LEAST_MEMORY_LIMIT. None without a limit: DuckDB's default. A build's own DuckDB (sde.build.duck)
-    has the whole limit: nothing is kept beside it."""
+    """The memory DuckDB's queries may use in a process that serves or lays out pages: what
+    --memory-limit leaves beside :func:`kept_memory_bytes`, and at least LEAST_MEMORY_LIMIT. None
+    without a limit: DuckDB's default. A build's own DuckDB (sde.build.duck) has the whole limit:
+    nothing is kept beside it."""
     if not memory_limit:
         return None
-    return max(parse_size(memory_limit) // 2, LEAST_MEMORY_LIMIT)
+    return max(parse_size(memory_limit) - kept_memory_bytes(memory_limit), LEAST_MEMORY_LIMIT)
 
 
 def parse_part_size(text: str) -> int:

@@ -39,6 +39,7 @@ def _worker_signals(parent: int) -> None:
     an exception that unwinds it (:func:`_end_worker`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _end_worker)
+    sys.unraisablehook = _StopSwallowedElsewhere(sys.unraisablehook)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by _start_pool
     if sys.platform == "linux":
         # sent when the thread that forked this worker ends: a pool lives inside that thread's
@@ -68,7 +69,36 @@ def _end_worker(signum: int, _frame: Any) -> None:
     outright while sending its result (SIGTERM to the whole process group: timeout, Slurm, kill --
     -PGID), a worker left the result queue's lock held, and the parent's pool.terminate() waited for
     it for ever."""
-    raise SystemExit(128 + signum)
+    raise _WorkerStopped(128 + signum)
+
+
+class _WorkerStopped(SystemExit):
+    """The exit :func:`_end_worker` raises, told apart from any other in :class:`_StopSwallowedElsewhere`."""
+
+
+# How soon a worker whose stop was swallowed signals itself again: once the code that swallowed it
+# has returned, however short.
+STOP_AGAIN_S = 0.01
+
+
+class _StopSwallowedElsewhere:
+    """A worker's ``sys.unraisablehook``. The SIGTERM handler runs between any two bytecodes, also
+    inside a weakref callback or a ``__del__`` (a WeakSet's, in multiprocessing), where Python
+    cannot propagate an exception: it printed "Exception ignored in ..." with the traceback (seen
+    on stderr after a Ctrl-C of a build) and the worker carried on. Here the stop is swallowed
+    silently, and the worker signals itself again from a thread, so that the next SIGTERM is acted
+    on after that code has returned. Any other exception goes to the hook that was there."""
+
+    def __init__(self, previous: Callable[[Any], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, _WorkerStopped):
+            self.previous(unraisable)
+            return
+        again = threading.Timer(STOP_AGAIN_S, os.kill, (os.getpid(), signal.SIGTERM))
+        again.daemon = True
+        again.start()
 
 
 def _start_pool(context: multiprocessing.context.BaseContext, processes: int) -> multiprocessing.pool.Pool:

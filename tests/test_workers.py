@@ -360,3 +360,45 @@ def test_an_interrupted_pool_kills_a_worker_that_does_not_end_on_sigterm(monkeyp
             raise RuntimeError("the load failed")
     assert time.monotonic() - start < 10
     assert [p.exitcode for p in processes] == [-signal.SIGKILL, -signal.SIGKILL]
+
+
+# A worker's SIGTERM handler runs inside whatever Python code is running, here a weakref callback
+# (in CI: a WeakSet's, during a build interrupted by Ctrl-C), where Python cannot raise.
+SIGTERM_INSIDE_A_WEAKREF_CALLBACK = textwrap.dedent("""
+    import os, signal, time, weakref
+    from sde import workers
+
+    workers._worker_signals(os.getppid())
+
+    class Thing:
+        pass
+
+    def callback(_ref):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(200):
+            time.sleep(0.001)  # the handler runs here, inside the callback
+
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    del thing
+    print("carried on", flush=True)
+    time.sleep(30)
+""")
+
+
+def test_a_sigterm_inside_a_weakref_callback_ends_the_worker_without_a_traceback():
+    try:
+        run = subprocess.run([sys.executable, "-c", SIGTERM_INSIDE_A_WEAKREF_CALLBACK], env=ENV,
+                             capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker carried on after its SIGTERM was swallowed by the callback")
+    assert (run.returncode, run.stdout.strip(), run.stderr) == (128 + signal.SIGTERM, "carried on", "")
+
+
+def test_a_worker_reports_other_exceptions_a_callback_swallowed():
+    script = SIGTERM_INSIDE_A_WEAKREF_CALLBACK.replace(
+        "os.kill(os.getpid(), signal.SIGTERM)", "raise ValueError('a callback failed')").replace(
+        "time.sleep(30)", "")
+    run = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=20)
+    assert run.returncode == 0 and run.stdout.strip() == "carried on"
+    assert "Exception ignored" in run.stderr and "ValueError: a callback failed" in run.stderr

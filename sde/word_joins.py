@@ -89,38 +89,77 @@ def or_bits(mask: np.ndarray, bits: np.ndarray) -> None:
 
 def segment_joins(base: int, chunks: Sequence[pa.Array]) -> JoinSegment:
     """The joins of the lines in ``chunks`` (strings of one type, in order), the first of them row
-    ``base``."""
-    codes, rows, count = [], [], 0
+    ``base``. Each block's joins are kept as found (4 bytes a join: a row within a block of
+    :data:`_BLOCK_ROWS` fits 2) until the counts say which are common; then each block marks its
+    common joins' bits and hands on its rare ones: ~0.1 GB for a segment of 64 MB of text, where a
+    grid and a sort over the whole segment took ~0.28 GB."""
+    found: list[tuple[int, np.ndarray, np.ndarray]] = []  # (first row, codes, rows within the block)
+    seen = np.zeros(1 << 16, dtype=np.int64)
+    count = 0
     for block in _blocks(chunks):
-        found, at = _chunk_joins(block)
-        codes.append(found)
-        rows.append(at + np.uint32(count))
+        codes, at = _chunk_joins(block)
+        seen += np.bincount(codes, minlength=1 << 16)
+        found.append((count, codes, at.astype(np.uint16) if len(block) <= 1 << 16 else at))
         count += len(block)
-    code = np.concatenate(codes) if codes else np.zeros(0, dtype=np.uint16)
-    row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.uint32)
-    seen = np.bincount(code, minlength=1 << 16)
     present = np.flatnonzero(seen)
     common = present[seen[present] > BITS_SHARE * count]  # a join twice in a line counts twice: a guess, either way exact
-    slot = np.full(1 << 16, -1, dtype=np.int64)
-    slot[common] = np.arange(len(common))
-    slots = slot[code]
-    kept: dict[int, np.ndarray] = {}
-    for first in range(0, len(common), _BITS_AT_ONCE):  # a grid of a row of bits per join, bounded
-        mine = (slots >= first) & (slots < first + _BITS_AT_ONCE)
-        grid = np.zeros((min(_BITS_AT_ONCE, len(common) - first), count), dtype=bool)
-        grid.reshape(-1)[(slots[mine] - first) * count + row[mine]] = True
-        for i, bits in enumerate(np.packbits(grid, axis=1, bitorder="little")):
-            kept[int(common[first + i])] = bits.copy()
-    rare = slots < 0
-    code, row = code[rare], row[rare]
-    order = np.argsort(code, kind="stable")  # rows stay in order within a join
-    code, row = code[order], row[order]
-    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else np.zeros(0, dtype=np.int64)
-    for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(code)]):
-        at = row[a:b]
-        kept[int(code[a])] = at[np.r_[True, at[1:] != at[:-1]]]  # a join twice in a line: the line once
+    slot = np.full(1 << 16, -1, dtype=np.int32)
+    slot[common] = np.arange(len(common), dtype=np.int32)
+    bits = np.zeros((len(common), (count + 7) // 8), dtype=np.uint8)
+    rare: list[np.ndarray] = []  # per block, its rare joins as keys (below)
+    while found:
+        first, codes, at = found.pop(0)  # let go of each block's joins once marked
+        slots = slot[codes]
+        mine = slots >= 0
+        _mark_bits(bits, first, slots[mine], at[mine])
+        rare.append(_join_keys(codes[~mine], at[~mine].astype(np.uint64) + np.uint64(first)))
+    kept = {int(code): row_bits for code, row_bits in zip(common.tolist(), bits)}
+    kept.update(_rows_by_join(rare))
     codes = np.array(sorted(kept), dtype=np.uint16)
     return JoinSegment(base, count, codes, np.isin(codes, common), tuple(kept[int(c)] for c in codes.tolist()))
+
+
+def _mark_bits(bits: np.ndarray, first: int, slots: np.ndarray, rows: np.ndarray) -> None:
+    """Set in ``bits`` (a row of bits per common join) the bit of each join found: in ``slots`` (its
+    row of ``bits``) at ``rows`` (from ``first``, the block's first row). The block's bytes are
+    marked as a grid of bools, :data:`_BITS_AT_ONCE` joins at a time, and OR-ed in: its first and
+    last bytes may hold the neighbouring blocks' rows."""
+    if not len(slots):
+        return
+    shift = first % 8
+    start = first // 8
+    width = (shift + int(rows.max()) + 1 + 7) // 8 * 8
+    positions = rows.astype(np.int64) + shift
+    for low in range(0, len(bits), _BITS_AT_ONCE):
+        high = min(low + _BITS_AT_ONCE, len(bits))
+        these = (slots >= low) & (slots < high)
+        if not these.any():
+            continue
+        grid = np.zeros((high - low, width), dtype=bool)
+        grid[slots[these] - low, positions[these]] = True
+        bits[low:high, start:start + width // 8] |= np.packbits(grid, axis=1, bitorder="little")
+
+
+def _join_keys(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each join found as one number that sorts by join, then row: one sort, no order array."""
+    return (codes.astype(np.uint64) << np.uint64(32)) | rows
+
+
+def _rows_by_join(parts: list[np.ndarray]) -> dict[int, np.ndarray]:
+    """Per join code, its rows in order, each once (a join twice in a line: the line once), from
+    the keys of the joins found (:func:`_join_keys`), in parts; ``parts`` is emptied as they are
+    joined, so that they are let go of."""
+    keys = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+    parts.clear()
+    if not len(keys):
+        return {}
+    keys.sort()
+    joins, rows = (keys >> np.uint64(32)).astype(np.uint16), keys.astype(np.uint32)  # rows: the low 32 bits
+    del keys
+    starts = np.flatnonzero(np.r_[True, joins[1:] != joins[:-1]])
+    once = np.r_[True, rows[1:] != rows[:-1]]
+    once[starts] = True
+    return {int(joins[a]): rows[a:b][once[a:b]] for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(joins)])}
 
 
 def _blocks(chunks: Sequence[pa.Array]) -> Iterable[pa.Array]:

@@ -5,6 +5,7 @@ of searching every line, and selects exactly the rows a scan selects."""
 from __future__ import annotations
 
 import re
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,39 @@ def test_joins_in_many_lines_are_kept_as_bits_and_rare_ones_as_rows():
     rows, ad = kept[wj.join_code("ad")]
     assert not rows and ad.tolist() == [97, 98, 99]
 
+
+
+@pytest.mark.parametrize("bits_share", [0.0, 2.0], ids=["as bits", "as rows"])
+def test_a_block_of_more_rows_than_two_bytes_count_keeps_its_rows(monkeypatch, bits_share):
+    monkeypatch.setattr(wj, "BITS_SHARE", bits_share)
+    texts = ["c d" if i % 3 == 0 else "a b" for i in range(70_001)]  # one chunk: one block past 65,536 rows
+    joins = wj.WordJoins(len(texts), (wj.segment_joins(0, [pa.array(texts)]),))
+    assert np.flatnonzero(joins.rows_joining(["cd"])).tolist() == list(range(0, 70_001, 3))
+    assert int(joins.rows_joining(["ab"]).sum()) == 70_001 - len(range(0, 70_001, 3))
+
+
+def _segment_peak(lines: int) -> int:
+    """The memory segment_joins takes at most for ``lines`` lines of 12 words (11 joins a line)."""
+    rng = np.random.default_rng(5)
+    words = np.array(["the", "cat", "sat", "on", "a", "mat", "of", "words", "and", "then", "some", "more", "x1", "y2"])
+    whole = pa.array([" ".join(line) for line in rng.choice(words, size=(lines, 12)).tolist()])
+    chunks = [whole.slice(a, 4096) for a in range(0, lines, 4096)]
+    tracemalloc.start()
+    try:
+        segment = wj.segment_joins(0, chunks)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert segment.rows == lines and segment.bits.any()
+    return peak
+
+
+def test_a_segments_joins_take_a_few_bytes_a_join():
+    # at 10M lines, two segments of 64 MB of text at once each took ~0.28 GB (~30 bytes a join: a
+    # grid and a sort over the whole segment), and the first start that built the joins peaked
+    # ~0.5 GB over --memory-limit; a block's work is the same whatever the segment's size
+    small, big = _segment_peak(40_000), _segment_peak(160_000)
+    assert (big - small) / (11 * 120_000) < 8, (small, big)
 
 # ---------------------------------------------------------------- searches through TableQuery
 

@@ -83,7 +83,7 @@ from sde.index_files import read_ranks
 from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
                             within_one_word)
 from sde.filters.engine import (MAX_QUERY_SECONDS, NOT_NOW, LowerCaseColumns, SingleLineColumns, arrow_column,
-                                configure, connect, cursor, dense_ranks, holds_a_number, number_first_ranks, numpy_sql,
+                                configure, connect, cursor, dense_ranks, dense_ranks_in_memory, holds_a_number, number_first_ranks, numpy_sql,
                                 ranks_numbers_first, reads_a_number, reopen, rows_sql)
 
 __all__ = [
@@ -674,7 +674,11 @@ class _Engine:
 
     def _dense_ranks(self, ident: str, column: CompressedColumn) -> pa.Array:
         """Each row's dense rank among the column's values in DuckDB's order (ties share one), null
-        where the value is missing: one sort of the column, within DuckDB's memory limit."""
+        where the value is missing: one sort of the column, within DuckDB's memory limit; by Arrow
+        where the column is kept whole (no copy of its strings beside it)."""
+        whole = column.kept_whole()
+        if whole is not None:
+            return dense_ranks_in_memory(whole)
         tables: dict[str, Any] = {}
         source, _ = self._source(ident, tables, {})
         return dense_ranks(source, ident, tables, column.rows)

@@ -638,3 +638,23 @@ def test_dense_ranks_share_a_rank_between_equal_neighbours_in_any_batch(monkeypa
     order = sorted({v for v in values if v is not None}, key=lambda v: v.encode())
     assert engine.dense_ranks("t", "v", {"t": table}, len(values)).to_pylist() == [
         None if v is None else order.index(v) + 1 for v in values]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 100], ids=["a value a chunk", "chunks of three", "one chunk"])
+@pytest.mark.parametrize("values", [
+    pytest.param(["b", "a", "b", None, "", "a", "b", "c", "a"], id="ties, missing and empty"),
+    pytest.param(["x"] * 7, id="one value"),
+    pytest.param([None, None], id="missing only"),
+    pytest.param(["é", "e", "z", "É", "e", "ab", "a", "a b", "a\x00", "日本", "🙂", "Z"], id="byte order"),
+])
+def test_dense_ranks_in_memory_are_duckdbs(values, chunk):
+    # a column kept whole is ranked by Arrow, one streamed by DuckDB's sort: sorts by either ranks
+    # must order rows as DuckDB does
+    import sde.filters.engine as engine
+
+    whole = pa.array(values, pa.large_string())
+    chunked = pa.chunked_array([whole.slice(a, chunk) for a in range(0, len(values), chunk)], pa.large_string())
+    table = pa.table({"v": whole, "pos": pa.array(np.arange(len(values), dtype=np.int64))})
+    in_memory = engine.dense_ranks_in_memory(chunked)
+    assert in_memory.type == pa.uint32()
+    assert in_memory.to_pylist() == engine.dense_ranks("t", "v", {"t": table}, len(values)).to_pylist()

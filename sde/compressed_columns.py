@@ -41,7 +41,7 @@ from pandas.api.types import is_integer
 from pandas.core.arrays.string_arrow import ArrowStringArray
 
 from sde.caching import LRUCache
-from sde.engine import kept_memory_bytes, machine_memory, settings
+from sde.engine import kept_memory_bytes, machine_memory, query_memory_bytes, settings
 from sde.filters.engine import holds_no_ascii_upper, holds_no_line_break, stopping
 from sde.index_files import read_index, read_number_ranks, read_ranks, write_number_ranks, write_part, write_ranks
 from sde.text import string_buffers
@@ -51,7 +51,7 @@ __all__ = ["BATCH_ROWS", "CompressedColumn", "CompressedStringArray", "LabelColu
            "has_number_ranks", "held_whole", "index_joins", "index_pairs", "index_words", "is_compressed", "keep_number_ranks",
            "keep_ranks", "label_column", "open_column", "preload",
            "preload_transcripts",
-           "read_strings", "distinct_count", "present_count", "decompress_ahead", "take_rows", "row_reader", "value_codes", "keep_for_next_scan", "sort_keys", "stored_column", "string_chunks", "whole_budget", "word_index",
+           "read_strings", "distinct_count", "present_count", "decompress_ahead", "take_rows", "row_reader", "value_codes", "keep_for_next_scan", "sort_keys", "query_room", "stored_column", "string_chunks", "whole_budget", "word_index",
            "write_compressed"]
 
 # Rows per compressed batch: small enough that a page of 50 scattered rows decompresses in a few
@@ -110,6 +110,13 @@ def whole_budget() -> int:
     if limit:
         return kept_memory_bytes(limit)
     return max(WHOLE_BYTES, machine_memory() // WHOLE_SHARE_OF_MEMORY)
+
+
+def query_room() -> int:
+    """Bytes one query's work may take: DuckDB's half of --memory-limit where one is set
+    (sde.engine.query_memory_bytes), else what the whole columns may keep (:func:`whole_budget`)."""
+    limit = settings().memory_limit
+    return query_memory_bytes(limit) if limit else whole_budget()
 
 
 def _sized_whole() -> LRUCache:
@@ -862,6 +869,12 @@ class _ColumnFile:
                 self._recent = weakref.ref(kept)
                 _sized_whole().put(self.path, kept, size=self.nbytes)  # the size keep_for_next_scan weighs
         return kept
+
+    def decompressed(self) -> pa.ChunkedArray:
+        """The whole column decompressed on the engine's threads for one computation, and not kept
+        (see :meth:`read_all`): the caller counts its memory."""
+        kept = self._held()
+        return kept if kept is not None else self._decoded()
 
     def dataset(self):
         """The file as a pyarrow dataset, for DuckDB to scan batch by batch."""

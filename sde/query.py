@@ -48,7 +48,7 @@ import pyarrow.compute as pc
 
 from sde.caching import ComputedOnce, LRUCache
 from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, has_number_ranks, index_joins, index_pairs,
-                                    index_words, keep_for_next_scan, keep_number_ranks, keep_ranks, preload, preload_transcripts, sort_keys, stored_column, stored_index, take_rows, whole_budget,
+                                    index_words, keep_for_next_scan, keep_number_ranks, keep_ranks, preload, preload_transcripts, query_room, sort_keys, stored_column, stored_index, take_rows, whole_budget,
                                     word_index)
 from sde.filters import (
     EXAMPLE,
@@ -83,7 +83,7 @@ from sde.index_files import read_ranks
 from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
                             within_one_word)
 from sde.filters.engine import (MAX_QUERY_SECONDS, NOT_NOW, LowerCaseColumns, SingleLineColumns, arrow_column,
-                                configure, connect, cursor, dense_ranks, dense_ranks_in_memory, holds_a_number, number_first_ranks, numpy_sql,
+                                configure, connect, cursor, dense_ranks, dense_ranks_in_memory, holds_a_number, IN_MEMORY_RANK_BYTES_PER_ROW, number_first_ranks, numpy_sql,
                                 ranks_numbers_first, reads_a_number, reopen, rows_sql)
 
 __all__ = [
@@ -609,9 +609,12 @@ class _Engine:
             return False
         if _no_number_between_its_ends(stored):
             return False
-        tables: dict[str, Any] = {}
-        source, _ = self._source(ident, tables, {})
-        return reads_a_number(source, ident, tables)
+        whole = stored.kept_whole()
+        if whole is not None:
+            return holds_a_number(whole)
+        # the file alone, not joined with the table: DuckDB held a positional join's streamed side
+        # whole for this scan (10M audio paths: ~0.8 GB, past --memory-limit)
+        return reads_a_number("x", quote_ident(stored.name), {"x": stored.dataset()})
 
     def number_first(self, column: str) -> _NumberFirst:
         """The number-first sort keys of a text column that holds numbers (:class:`_NumberFirst`),
@@ -674,9 +677,13 @@ class _Engine:
 
     def _dense_ranks(self, ident: str, column: CompressedColumn) -> pa.Array:
         """Each row's dense rank among the column's values in DuckDB's order (ties share one), null
-        where the value is missing: one sort of the column, within DuckDB's memory limit; by Arrow
-        where the column is kept whole (no copy of its strings beside it)."""
+        where the value is missing: by Arrow where the column is kept whole, or where it fits a
+        query's memory read whole for this alone (sde.filters.engine.dense_ranks_in_memory: 10M
+        transcripts ~0.9 GB at the peak, where DuckDB's sort took ~1.7 GB with a 1 GB limit); else
+        one sort of the column by DuckDB, which spills."""
         whole = column.kept_whole()
+        if whole is None and column.nbytes + IN_MEMORY_RANK_BYTES_PER_ROW * column.rows <= query_room():
+            whole = column.decompressed()
         if whole is not None:
             return dense_ranks_in_memory(whole)
         tables: dict[str, Any] = {}

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 from sde import compressed_columns as cc
+from sde import query as sde_query
 from sde import analysis as A
 from sde.engine import EngineSettings
 from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
@@ -642,14 +643,23 @@ def _ranked_frame(tmp_path, values) -> tuple[pd.DataFrame, pd.DataFrame, Compres
     return stored, pd.DataFrame({"n": n, "text": _plain(values)}), column
 
 
-@pytest.mark.parametrize("whole", [True, False], ids=["ranked from the column kept whole", "ranked streaming the file"])
-def test_ranks_are_the_dense_ranks_of_the_values_in_byte_order(monkeypatch, tmp_path, values, whole):
+@pytest.mark.parametrize("read, room, streamed", [
+    ("kept whole", 2**30, False),
+    ("read whole for the ranks alone", 2**30, False),
+    ("streamed to DuckDB's sort", 0, True),  # no room for it in a query's memory
+])
+def test_ranks_are_the_dense_ranks_of_the_values_in_byte_order(monkeypatch, tmp_path, values, read, room, streamed):
     _budget(monkeypatch, 2**30)
+    monkeypatch.setattr(sde_query, "query_room", lambda: room)
+    sorted_by_duckdb = []
+    monkeypatch.setattr(sde_query, "dense_ranks",
+                        lambda *a, ranks=sde_query.dense_ranks: sorted_by_duckdb.append(1) or ranks(*a))
     stored, _, column = _ranked_frame(tmp_path, values)
-    if whole:
+    if read == "kept whole":
         column.read_all()
     query = TableQuery(stored)
-    assert query.warm_sorts() == ["text"] and bool(query._engine._scans) is not whole
+    assert query.warm_sorts() == ["text"] and bool(sorted_by_duckdb) is streamed
+    assert (column.kept_whole() is not None) is (read == "kept whole")  # a read for the ranks is not kept
     order = sorted({v for v in values if v is not None}, key=lambda v: v.encode())
     rank = {v: i + 1 for i, v in enumerate(order)}  # ties share one: "text,-n" still orders them by n
     assert column.ranks.to_pylist() == [None if v is None else rank[v] for v in values]

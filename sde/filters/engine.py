@@ -440,11 +440,16 @@ def dense_ranks(source: str, column: str, tables: Mapping[str, Any], rows: int) 
     return pa.array(ranks) if present.all() else pa.array(ranks, mask=~present)
 
 
+#: Memory Arrow's dense rank takes per row beside the values: its sort's indices and the ranks.
+IN_MEMORY_RANK_BYTES_PER_ROW = 16
+
+
 def dense_ranks_in_memory(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """:func:`dense_ranks` of text already in memory (a column kept whole), by Arrow on one core,
-    in the same order (bytes, as DuckDB sorts text). At 10M transcripts: ~13 s and ~0.16 GB beside
-    the values, where DuckDB's sort of the same column in memory took ~6 s on two cores and ~1.9
-    GB beside it (a copy of every string), over --memory-limit 2GB with the columns kept whole."""
+    """:func:`dense_ranks` of text in memory, by Arrow on one core, in the same order (bytes, as
+    DuckDB sorts text). At 10M transcripts: ~13 s and ~0.16 GB beside the values
+    (:data:`IN_MEMORY_RANK_BYTES_PER_ROW`). DuckDB's sort of the same column took ~6 s on two cores
+    and ~1.9 GB beside it when it was in memory (a copy of every string), and streamed from its
+    file with a 1 GB limit ~10 s and ~1.7 GB: its sort goes well past its memory limit."""
     ranks = pc.rank(values, sort_keys="ascending", tiebreaker="dense").to_numpy()  # missing values last (the default)
     ranks = ranks.astype(np.uint32) if len(values) < 2**32 else ranks
     if not values.null_count:

@@ -29,7 +29,7 @@ from sde.filters.language import QueryError
 from sde.filters.sql import number_first_sql, number_key_sql
 
 __all__ = ["MAX_QUERY_SECONDS", "MAX_REQUEST_SECONDS", "NOT_NOW", "LowerCaseColumns", "SingleLineColumns", "TextColumnsThatHold", "arrow_column",
-           "arrow_sql", "configure", "connect", "cursor", "dense_ranks", "holds_a_number", "holds_no_ascii_upper", "holds_no_line_break",
+           "IN_MEMORY_RANK_BYTES_PER_ROW", "arrow_sql", "configure", "connect", "cursor", "dense_ranks", "dense_ranks_in_memory", "holds_a_number", "holds_no_ascii_upper", "holds_no_line_break",
            "number_first_ranks", "numpy_sql", "ranks_numbers_first", "reads_a_number", "request_budget", "stop_queries", "stopping"]
 
 

@@ -136,6 +136,17 @@ class LRUCache:
                 if self._computing.get(key) is computing:
                     del self._computing[key]
 
+    def make_room(self, size: int) -> None:
+        """Let least recently used entries go until a value of ``size`` fits beside the rest, before
+        it is computed (a value that would not be kept evicts nothing): a cache of ~1 GB columns
+        otherwise holds the old beside the new while the new one is read."""
+        if self.max_size <= 0 or size > self.max_size // self._max_item_fraction:
+            return
+        with self._lock:
+            while self._items and self._total + size > self.max_size:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._total -= dropped
+
     def discard(self, key: Hashable) -> None:
         """Forget ``key`` if it is held (e.g. when the object it stands for is gone)."""
         with self._lock:

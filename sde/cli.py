@@ -646,7 +646,7 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
             except QueryError:  # interrupted by the exit; else the first request for them says what failed
                 if stopping():
                     return
-        query.warm_columns(transcripts)
+        query.warm_columns(transcripts, keep_searched=False)  # from warm_transcripts on: the builds first
 
     def lay_out_pages() -> None:
         if prepare is None:

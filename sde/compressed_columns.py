@@ -387,7 +387,12 @@ def _kept_within_room(column: "CompressedColumn",
     room = _index_room()
     if room <= 0:
         return None
-    whole = column.kept_whole()
+    # Whole columns make way before the build, not once it is kept: a 10M-row transcript column a
+    # search had read whole stayed beside its own index's build (2.7 GB with --memory-limit 2GB).
+    # An index takes less than its column (words ~0.6x, pairs and joins less): room for the column's
+    # size is room for the build.
+    _sized_whole().make_room(min(room, column.nbytes))
+    whole = column.kept_whole()  # still kept, or held by a query that reads it: read from memory
     index = build(whole.chunks if whole is not None else column.chunks(), room)
     if index is None:
         return None
@@ -865,6 +870,9 @@ class _ColumnFile:
         with self._whole_lock:  # two threads asking at once read it once
             kept = self._held()
             if kept is None:
+                # the columns it would push out go first: read beside them, a second 10M-row
+                # transcript column held both (~1.5 GB in a 1 GB budget) until it was kept
+                _sized_whole().make_room(self.nbytes)
                 kept = self._decoded(workers)
                 self._recent = weakref.ref(kept)
                 _sized_whole().put(self.path, kept, size=self.nbytes)  # the size keep_for_next_scan weighs

@@ -80,6 +80,21 @@ def test_a_smaller_bound_drops_the_least_recently_used(new_size, kept):
     assert cache.max_size == new_size
 
 
+@pytest.mark.parametrize("coming, kept", [
+    (20, [0, 1, 2, 3]),   # fits beside them all: nothing goes
+    (30, [1, 2, 3]),      # the least recently used goes first
+    (61, [3]),
+    (100, []),            # the cache's whole size: every entry goes
+    (101, [0, 1, 2, 3]),  # never kept: nothing goes for it
+])
+def test_room_is_made_before_a_value_comes(coming, kept):
+    cache = LRUCache(100, size_of=len, max_item_fraction=1)
+    for i in range(4):
+        cache.put(i, b"x" * 20)
+    cache.make_room(coming)
+    assert [i for i in range(4) if i in cache] == kept and cache.size == 20 * len(kept)
+
+
 def test_an_explicit_size_overrides_the_size_function():
     cache = LRUCache(100, size_of=len)
     cache.put("k", "short", size=20)

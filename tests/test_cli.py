@@ -259,6 +259,30 @@ def test_the_warm_up_prepares_the_pages_then_says_which_transcripts_are_in_memor
     assert lines[-1].startswith("transcripts in memory") and lines[-1].endswith("; text, pred_text kept whole)")
 
 
+def test_a_search_during_the_warm_up_reads_no_column_whole_until_the_indexes_are_built(monkeypatch, tmp_path, capsys):
+    """A column a search streamed is read whole for the next search, but not while the warm-up
+    builds its indexes in the same budget (10M lines: a 0.7 GB column beside a build); from its
+    last step on, it is."""
+    from sde.cli import _warm_queries
+    from sde.query import TableQuery
+    from tests.test_word_index import _budget, _stored, _texts
+
+    frame = _stored(tmp_path, _texts(3_000, seed=2, lower=True))
+    column = frame["text"].array.compressed
+    _budget(monkeypatch, 3 * column.nbytes)  # the indexes and the column; too big to read whole first
+    query = TableQuery(frame)
+    seen = []
+
+    def search_under_the_warm_up() -> list[str]:
+        query.count('{text} matches "a.*b"')  # tests lines: streams the file
+        seen.append((bool(query._engine._scans), column._reading, query._engine.keep_searched))
+        return []
+
+    _warm_queries(query, ["text"], [], search_under_the_warm_up)
+    assert seen == [(True, False, False)]  # streamed, and not read for later
+    assert query._engine.keep_searched and capsys.readouterr().err.splitlines()[-1].endswith("; text kept whole)")
+
+
 def test_the_warm_up_ends_quietly_when_python_exits_before_sde_says_it_is_stopping(tmp_path):
     """The main thread ends (SIGTERM, Ctrl-C), Python's exit refuses new work to thread pools, and
     only then sde's exit handler would say it is stopping: the warm-up must end without a traceback."""

@@ -330,6 +330,22 @@ def test_one_column_may_fill_the_whole_budget(tmp_path, values):
     assert cache.get("a") is None and cache.get("b") is whole  # the last one read stays
 
 
+def test_a_column_read_whole_pushes_out_the_one_before_it_before_it_is_read(monkeypatch, tmp_path, values):
+    """A budget holding one column: the second read whole drops the first before decompressing,
+    never holding both (two 10M-row transcript columns: ~1.5 GB in a 1 GB budget)."""
+    for name in ("a", "b"):
+        write_compressed(tmp_path / f"{name}.arrow", "t", [pa.array(values)], labels=False)
+    first, second = CompressedColumn(tmp_path / "a.arrow"), CompressedColumn(tmp_path / "b.arrow")
+    _budget(monkeypatch, first.nbytes + first.nbytes // 2)
+    first.read_all()
+    kept_while_reading = []
+    decoded = CompressedColumn._decoded
+    monkeypatch.setattr(CompressedColumn, "_decoded",
+                        lambda self, workers=None: kept_while_reading.append(cc._WHOLE.size) or decoded(self, workers))
+    whole = second.read_all()
+    assert kept_while_reading == [0] and cc._WHOLE.get(second.path) is whole and cc._WHOLE.size == second.nbytes
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
 def test_a_whole_read_on_several_threads_keeps_the_batches_in_order(monkeypatch, tmp_path, threads):
     texts = _values(5 * BATCH_ROWS + 7)

@@ -558,6 +558,32 @@ def test_a_band_of_a_view_a_word_index_marks_reads_that_mask(monkeypatch, tmp_pa
     assert _path(query) == "band"
 
 
+@pytest.mark.parametrize("sort", ["text", "-text"])
+def test_a_band_by_a_text_streamed_from_its_file_counts_from_that_file_alone(monkeypatch, tmp_path, sort):
+    """Every row, sorted by a transcript not read whole: the band's counts of rows before and
+    through it read the column's file alone (joined by position with the table, DuckDB held the
+    file's side whole: 10M lines +1.1 GB); its pages are the whole sort's."""
+    from sde.query import _Engine
+    from tests.test_word_index import _budget, _stored
+
+    _budget(monkeypatch, 10**9)
+    rng = np.random.default_rng(5)
+    n = 30_000
+    texts = [f"{rng.choice(['a', 'be', 'bee', 'c'])} w{rng.integers(0, 3000)}" for _ in range(n)]  # ties
+    query = TableQuery(_stored(tmp_path, texts))
+    ran = []
+    row = _Engine._row
+    monkeypatch.setattr(_Engine, "_row", staticmethod(lambda sql, params, tables: ran.append(sql) or row(sql, params, tables)))
+    expected = sorted(range(n), key=lambda i: texts[i], reverse=sort.startswith("-"))  # stable: ties in row order
+    for start in (n // 2, n - 2_000):
+        total, pos = query.window(None, sort, start, start + 50)
+        assert total == n and pos.tolist() == expected[start:start + 50]
+    assert _path(query) == "band"
+    assert query._engine._compressed["c1"].kept_whole() is None
+    counts = [sql for sql in ran if "count(" in sql]
+    assert counts and all("POSITIONAL JOIN" not in sql and " t " not in sql for sql in counts)
+
+
 @pytest.mark.parametrize("rows, view", [
     (1_000_000, "TRUE"),
     (1_000_000, "pos % 250 = 0"),       # every 250th row: a period the sample must not share

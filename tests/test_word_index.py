@@ -698,6 +698,27 @@ def test_whole_columns_make_way_for_a_word_index(monkeypatch, tmp_path):
     assert column.kept_whole() is None and cc._WHOLE.size == 0
 
 
+@pytest.mark.parametrize("room_for_both", [False, True])
+def test_a_whole_column_makes_way_before_a_word_index_is_built_where_both_do_not_fit(monkeypatch, tmp_path,
+                                                                                     room_for_both):
+    """The budget holds the index or the column: the column goes before the build (which streams
+    the file), not once the index is kept (10M transcripts: 0.7 GB held beside the build). Where
+    both fit, the build reads the column kept whole."""
+    stored = _stored(tmp_path, _texts(3 * BATCH_ROWS, seed=4, lower=True))
+    column = stored["text"].array.compressed
+    index_bytes = _index_bytes(column)
+    _budget(monkeypatch, 2 * column.nbytes + index_bytes if room_for_both else column.nbytes + index_bytes - 1)
+    column.read_all()
+    column._recent = None
+    kept_at_build = []
+    build = cc.build_word_index
+    monkeypatch.setattr(cc, "build_word_index",
+                        lambda chunks, rows, room: kept_at_build.append(cc._WHOLE.size) or build(chunks, rows, room))
+    assert cc.index_words(column) is not None
+    assert kept_at_build == [column.nbytes if room_for_both else 0]
+    assert (column.kept_whole() is not None) is room_for_both
+
+
 def test_a_column_read_for_the_next_search_never_pushes_out_a_word_index(monkeypatch, tmp_path):
     texts = _texts(3 * BATCH_ROWS, seed=4, lower=True)
     stored = _stored(tmp_path, texts)

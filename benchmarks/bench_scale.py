@@ -13,6 +13,8 @@ per line; generated once into --data), then
    anon = without the file pages the kernel may drop, e.g. of mapped tables), the dataset's size on
    disk next to the manifest's;
 2. warm start: `sde MANIFEST --port 0 --cache-dir SAME` until /api/summary answers, and its RSS;
+   after the requests its RSS again, and the peak from its start until then (its warm-up's, where
+   the requests come before the warm-up ends: --settle);
 3. queries over HTTP (first request / the same again): a filtered + sorted page of /api/utterances,
    a breakdown by speaker (10,000 groups), the bootstrap comparison of the two hypotheses, and the
    Statistics page's data.
@@ -308,6 +310,7 @@ def main() -> None:
         if args.cold_page_cache:
             drop_page_cache()
         server = Server(manifest, cache, sde_args)
+        peak = PeakSampler(server.proc.pid)  # from the start through the requests: the warm-up's too
         try:
             rss, anon = _memory_of_tree(server.proc.pid)
             loaded = f"{server.loaded_s:.2f} s" if server.loaded_s is not None else "(not from the cache)"
@@ -326,8 +329,10 @@ def main() -> None:
                 queries.append(f"| {size:,} | {name} | {first * 1000:,.0f} / {again * 1000:,.0f} | {size_bytes / 1024:,.0f} KB |")
                 print(queries[-1], flush=True)
             rss, anon = _memory_of_tree(server.proc.pid)
-            starts[-1] += f" {mb(rss)} / {mb(anon)} |"
+            peak.stop()
+            starts[-1] += f" {mb(rss)} / {mb(anon)} | {mb(peak.rss)} / {mb(peak.anon)} |"
         finally:
+            peak.stop()
             server.stop()
         if not args.keep and args.cache_dir is None:
             shutil.rmtree(cache, ignore_errors=True)
@@ -335,8 +340,8 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|")
     print("\n".join(builds))
     print("\n| utterances | warm start: dataset loaded | server answers /api/summary | server memory: RSS / anon "
-          "| searches / phrases / sorts / regexes across words ready | after the requests |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          "| searches / phrases / sorts / regexes across words ready | after the requests | peak until then |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(starts))
     print("\n| utterances | request | first / again (ms) | answer |")
     print("|---:|---|---:|---:|")

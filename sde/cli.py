@@ -639,14 +639,14 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
 
     started = time.monotonic()
 
-    def read_whole() -> None:
+    def read_whole(indexes_to_build: bool) -> None:
         for table in errors:
             try:
                 prepare_errors(table)
             except QueryError:  # interrupted by the exit; else the first request for them says what failed
                 if stopping():
                     return
-        query.warm_columns(transcripts, keep_searched=False)  # from warm_transcripts on: the builds first
+        query.warm_columns(transcripts, indexes_to_build)  # then built in the same budget
 
     def lay_out_pages() -> None:
         if prepare is None:
@@ -666,7 +666,7 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
     # with the errors' words). Indexes to build are built from those reads: they come first.
     mapped = query.map_indexes(transcripts)
     if not mapped:
-        read_whole()
+        read_whole(indexes_to_build=True)
         if stopping():  # interrupted by the exit
             return
     indexed = query.warm_search(transcripts)
@@ -693,7 +693,7 @@ def _warm_up(query, transcripts: list[str], errors: list, prepare: Callable[[], 
         lay_out_pages()
         if stopping():
             return
-        read_whole()
+        read_whole(indexes_to_build=False)
     else:
         lay_out_pages()
     if stopping():

@@ -356,6 +356,7 @@ class _Engine:
         #: Read a column a query streamed whole afterwards, for the next query (TableQuery.warm: a
         #: server's searches); a batch command streams each time.
         self.keep_searched = False
+        self.indexes_building = False  # a warm-up builds indexes in the budget of whole columns
 
     def table(self) -> pa.Table:
         with self._lock:
@@ -933,7 +934,7 @@ class _Engine:
                streamed: Sequence[CompressedColumn | LabelColumn]) -> tuple[np.ndarray, np.ndarray]:
         got = numpy_sql(sql, params, tables)  # the query's table "t" is in them (see _source)
         for column in streamed if self.keep_searched else ():  # after the query: the read must not slow it
-            keep_for_next_scan(column)
+            keep_for_next_scan(column, beside_builds=self.indexes_building)
         pos = np.asarray(got["pos"], dtype=np.int64)
         return pos, np.asarray(got.get("n", pos[:0]), dtype=np.int64)
 
@@ -1212,15 +1213,17 @@ class TableQuery:
         self._prepare(wanted)
         return self._engine.index_words([c for c in wanted if self._kinds[c] == TEXT])
 
-    def warm_columns(self, text: Sequence[str], keep_searched: bool = True) -> None:
+    def warm_columns(self, text: Sequence[str], indexes_to_build: bool = False) -> None:
         """:meth:`warm`'s reads of whole columns: the compressed columns the budget keeps (smallest
-        first), then whether these text columns hold a line break; from then on, with
-        ``keep_searched``, a column a query streamed is read whole for the next (a server's warm-up
-        leaves that to :meth:`warm_transcripts`, once its indexes are built)."""
+        first), then whether these text columns hold a line break; from then on a column a query
+        streamed is read whole for the next (sde.compressed_columns.keep_for_next_scan). With
+        ``indexes_to_build`` (a server's warm-up builds them next, in the same budget), only where
+        it leaves room for a build beside it, until :meth:`warm_transcripts`."""
         preload(self.df)
         # whether each holds a line break, read now where kept whole (another: once it is)
         self._engine.single_line.learn(c for c in text if self._kinds.get(c) == TEXT)
-        self._engine.keep_searched = self._engine.keep_searched or keep_searched
+        self._engine.indexes_building = indexes_to_build
+        self._engine.keep_searched = True
 
     def _prepare(self, text: Sequence[str]) -> None:
         self._engine.table()
@@ -1233,10 +1236,11 @@ class TableQuery:
         whole, which would push them out): their phrases and regexes across words then test lines
         in memory. Returns those in memory after it; whether each holds a line break is read
         now where it is (a column written before that was counted). From then on a column a query
-        streamed is read whole for the next: before, such reads took the room the warm-up's
-        indexes are built in (10M lines: a 0.7 GB column a search read whole, beside a build)."""
+        streamed is read whole for the next wherever the budget keeps it (the indexes are built:
+        see :meth:`warm_columns`)."""
         kept = preload_transcripts(self.df, [c for c in text if self._kinds.get(c) == TEXT])
         self._engine.single_line.learn(kept)
+        self._engine.indexes_building = False
         self._engine.keep_searched = True
         return kept
 

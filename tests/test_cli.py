@@ -259,28 +259,35 @@ def test_the_warm_up_prepares_the_pages_then_says_which_transcripts_are_in_memor
     assert lines[-1].startswith("transcripts in memory") and lines[-1].endswith("; text, pred_text kept whole)")
 
 
-def test_a_search_during_the_warm_up_reads_no_column_whole_until_the_indexes_are_built(monkeypatch, tmp_path, capsys):
-    """A column a search streamed is read whole for the next search, but not while the warm-up
-    builds its indexes in the same budget (10M lines: a 0.7 GB column beside a build); from its
-    last step on, it is."""
+@pytest.mark.parametrize("budget, read_for_the_next", [
+    (2.5, False),  # the indexes (~0.75x the column) leave 1.75x: no room for the column and a build
+    (3.5, True),   # 2.75x: room for both (and too small to be read whole at the start: 1/4 of it)
+], ids=["no room beside a build", "room beside a build"])
+def test_a_search_during_the_warm_up_reads_its_column_whole_only_where_a_build_still_fits(
+        monkeypatch, tmp_path, capsys, budget, read_for_the_next):
+    """A column a search streamed is read whole for the next search; during the warm-up, whose
+    indexes are built in the same budget, only where it leaves room for a build as big as the
+    column (10M lines with --memory-limit 2GB: a 0.7 GB column stayed beside a build); from the
+    warm-up's last step on, wherever it fits."""
     from sde.cli import _warm_queries
     from sde.query import TableQuery
     from tests.test_word_index import _budget, _stored, _texts
 
     frame = _stored(tmp_path, _texts(3_000, seed=2, lower=True))
     column = frame["text"].array.compressed
-    _budget(monkeypatch, 3 * column.nbytes)  # the indexes and the column; too big to read whole first
+    _budget(monkeypatch, int(budget * column.nbytes))
     query = TableQuery(frame)
     seen = []
 
     def search_under_the_warm_up() -> list[str]:
         query.count('{text} matches "a.*b"')  # tests lines: streams the file
-        seen.append((bool(query._engine._scans), column._reading, query._engine.keep_searched))
+        seen.append((bool(query._engine._scans), column._reading))
         return []
 
     _warm_queries(query, ["text"], [], search_under_the_warm_up)
-    assert seen == [(True, False, False)]  # streamed, and not read for later
-    assert query._engine.keep_searched and capsys.readouterr().err.splitlines()[-1].endswith("; text kept whole)")
+    assert seen == [(True, read_for_the_next)]
+    assert not query._engine.indexes_building
+    assert capsys.readouterr().err.splitlines()[-1].endswith("; text kept whole)")
 
 
 def test_the_warm_up_ends_quietly_when_python_exits_before_sde_says_it_is_stopping(tmp_path):

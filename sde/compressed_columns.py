@@ -289,18 +289,14 @@ def preload_transcripts(frame: pd.DataFrame, columns: Iterable[str]) -> list[str
     return in_memory
 
 
-def keep_for_next_scan(column: "CompressedColumn | LabelColumn", beside_builds: bool = False) -> None:
+def keep_for_next_scan(column: "CompressedColumn | LabelColumn") -> None:
     """After a query streamed the whole column: read it whole in the background
     (:meth:`CompressedColumn.read_later`) when the budget (:func:`whole_budget`, less the word
-    indexes kept) can keep it; ``beside_builds`` (a warm-up still building indexes in that budget),
-    only where it leaves room for a build as big as the column (see _kept_within_room): at 10M with
-    --memory-limit 2GB a 0.7 GB transcript read whole stayed beside a build. The
+    indexes kept) can keep it. The
     first search of a 10M-row transcript column streams it (~1 s), the next ones scan memory
     (~0.3 s), and no request waits for the ~1 GB read. Labels are left as they are (a query scans
     their codes)."""
-    if not isinstance(column, CompressedColumn) or column.kept_whole() is not None:
-        return
-    if column.nbytes * (2 if beside_builds else 1) <= _sized_whole().max_size:
+    if isinstance(column, CompressedColumn) and column.kept_whole() is None and column.nbytes <= _sized_whole().max_size:
         column.read_later()
 
 

@@ -933,8 +933,10 @@ class _Engine:
     def _fetch(self, sql: str, params: Sequence[Any], tables: Mapping[str, Any],
                streamed: Sequence[CompressedColumn | LabelColumn]) -> tuple[np.ndarray, np.ndarray]:
         got = numpy_sql(sql, params, tables)  # the query's table "t" is in them (see _source)
-        for column in streamed if self.keep_searched else ():  # after the query: the read must not slow it
-            keep_for_next_scan(column, beside_builds=self.indexes_building)
+        # after the query: the read must not slow it; none while a warm-up builds indexes in the same
+        # budget (10M lines, --memory-limit 2GB: a 0.7 GB column beside a build; 4GB: two, 4.6 GB in all)
+        for column in streamed if self.keep_searched and not self.indexes_building else ():
+            keep_for_next_scan(column)
         pos = np.asarray(got["pos"], dtype=np.int64)
         return pos, np.asarray(got.get("n", pos[:0]), dtype=np.int64)
 
@@ -1216,9 +1218,9 @@ class TableQuery:
     def warm_columns(self, text: Sequence[str], indexes_to_build: bool = False) -> None:
         """:meth:`warm`'s reads of whole columns: the compressed columns the budget keeps (smallest
         first), then whether these text columns hold a line break; from then on a column a query
-        streamed is read whole for the next (sde.compressed_columns.keep_for_next_scan). With
-        ``indexes_to_build`` (a server's warm-up builds them next, in the same budget), only where
-        it leaves room for a build beside it, until :meth:`warm_transcripts`."""
+        streamed is read whole for the next (sde.compressed_columns.keep_for_next_scan); with
+        ``indexes_to_build`` (a server's warm-up builds them next, in the same budget), only from
+        :meth:`warm_transcripts` on."""
         preload(self.df)
         # whether each holds a line break, read now where kept whole (another: once it is)
         self._engine.single_line.learn(c for c in text if self._kinds.get(c) == TEXT)
@@ -1236,8 +1238,8 @@ class TableQuery:
         whole, which would push them out): their phrases and regexes across words then test lines
         in memory. Returns those in memory after it; whether each holds a line break is read
         now where it is (a column written before that was counted). From then on a column a query
-        streamed is read whole for the next wherever the budget keeps it (the indexes are built:
-        see :meth:`warm_columns`)."""
+        streamed is read whole for the next where the budget keeps it: the indexes are built (see
+        :meth:`warm_columns`)."""
         kept = preload_transcripts(self.df, [c for c in text if self._kinds.get(c) == TEXT])
         self._engine.single_line.learn(kept)
         self._engine.indexes_building = False

@@ -143,9 +143,7 @@ class LRUCache:
         if self.max_size <= 0 or size > self.max_size // self._max_item_fraction:
             return
         with self._lock:
-            while self._items and self._total + size > self.max_size:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._total -= dropped
+            self._evict_over_max(coming=size)
 
     def discard(self, key: Hashable) -> None:
         """Forget ``key`` if it is held (e.g. when the object it stands for is gone)."""
@@ -160,9 +158,9 @@ class LRUCache:
             self.max_size = int(max_size)
             self._evict_over_max()
 
-    def _evict_over_max(self) -> None:
-        # with the lock held
-        while self._items and (self._total > self.max_size
+    def _evict_over_max(self, coming: int = 0) -> None:
+        # with the lock held; ``coming``: the size of a value about to be put (see make_room)
+        while self._items and (self._total + coming > self.max_size
                                or (self._max_items is not None and len(self._items) > self._max_items)):
             _, (_, dropped) = self._items.popitem(last=False)
             self._total -= dropped

@@ -422,12 +422,7 @@ class _Engine:
                 if whole is not None:
                     table = table.append_column(ident, whole)
                     continue
-                with self._lock:
-                    scan = self._scans.get(ident)
-                    if scan is None:
-                        scan = self._scans[ident] = column.dataset()
-                tables[f"x{ident}"] = scan
-                source += f" POSITIONAL JOIN (SELECT {quote_ident(column.name)} AS {ident} FROM x{ident}) AS s{ident}"
+                source += f" POSITIONAL JOIN {self._scan(ident, column, tables)}"
                 streamed.append(column)
         tables["t"] = table
         return source, streamed
@@ -443,12 +438,17 @@ class _Engine:
         column = self._compressed.get(named[0])
         if column is None or column.kept_whole() is not None:
             return None
+        return self._scan(named[0], column, tables)
+
+    def _scan(self, ident: str, column: CompressedColumn | LabelColumn, tables: dict[str, Any]) -> str:
+        """The column ``ident`` streamed from its file as a subquery (its dataset opened once per
+        engine, registered in ``tables``)."""
         with self._lock:
-            scan = self._scans.get(named[0])
+            scan = self._scans.get(ident)
             if scan is None:
-                scan = self._scans[named[0]] = column.dataset()
-        tables[f"x{named[0]}"] = scan
-        return f"(SELECT {quote_ident(column.name)} AS {named[0]} FROM x{named[0]}) AS s{named[0]}"
+                scan = self._scans[ident] = column.dataset()
+        tables[f"x{ident}"] = scan
+        return f"(SELECT {quote_ident(column.name)} AS {ident} FROM x{ident}) AS s{ident}"
 
     def positions(self, where: str, params: Sequence[Any], tables: Mapping[str, Any], order: str,
                   masks: Mapping[str, pa.Array]) -> np.ndarray:
@@ -1243,7 +1243,6 @@ class TableQuery:
         kept = preload_transcripts(self.df, [c for c in text if self._kinds.get(c) == TEXT])
         self._engine.single_line.learn(kept)
         self._engine.indexes_building = False
-        self._engine.keep_searched = True
         return kept
 
     def warm_sorts(self, text: Sequence[str] | None = None) -> list[str]:

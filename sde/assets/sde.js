@@ -303,3 +303,22 @@
     })(10);
   }, true);
 })();
+
+/* A drag across a grid cell's text selects it (the grids allow cell text selection), and the browser
+   ends the drag with a click on the cell: that click opened the row, and the page left before the
+   selection could be copied. A click whose pointer moved since it went down, and that leaves a
+   selection inside the grid, is the drag's, so the grid never sees it. A click that stays in place
+   opens the row, even on selected text (the selection is let go only once the click is over). */
+(function () {
+  var DRAG_PX = 4;
+  var down = null;
+  window.addEventListener("mousedown", function (ev) { down = {x: ev.clientX, y: ev.clientY}; }, true);
+  window.addEventListener("click", function (ev) {
+    var moved = down && Math.abs(ev.clientX - down.x) + Math.abs(ev.clientY - down.y) > DRAG_PX;
+    var cell = moved && ev.target && ev.target.closest ? ev.target.closest(".ag-cell") : null;
+    var selection = cell && window.getSelection ? window.getSelection() : null;
+    if (!selection || selection.isCollapsed || !selection.toString().trim()) return;
+    var grid = cell.closest(".ag-root-wrapper");
+    if (grid && grid.contains(selection.anchorNode)) ev.stopPropagation();
+  }, true);
+})();

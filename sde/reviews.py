@@ -655,6 +655,10 @@ def aligned_reviews(dataset: "Dataset", store: ReviewStore) -> AlignedReviews:
         dataset.__dict__["_sde_aligned_reviews"] = (token, updated)
         return updated
     reviews = store.reviews()
+    if not reviews:  # no keys to find: the rows' keys (~0.1 GB at 10M rows) wait for a first review
+        aligned = AlignedReviews(np.empty(0, dtype=np.int64), [], 0)
+        dataset.__dict__["_sde_aligned_reviews"] = (token, aligned)
+        return aligned
     keys = utterance_keys(dataset)
     wanted = _lookup_keys(store, reviews)
     positions = keys.positions(wanted)

@@ -86,3 +86,21 @@ def test_another_process_saving_makes_the_views_read_the_file_again(write_manife
     assert len(aligned_reviews(dataset, store).reviews) == 3
     other.close()
     store.close()
+
+
+def test_a_server_opening_an_empty_reviews_file_makes_no_row_keys_until_a_first_review(write_manifest, tmp_path):
+    # the rows' keys take ~0.1 GB at 10M rows: a server nobody reviews on never needs them
+    manifest = write_manifest(_rows(30), "m.json")
+    dataset = build_dataset(manifest)
+    store = open_reviews(dataset, tmp_path / "r.sqlite")
+    assert aligned_reviews(dataset, store).reviews == []
+    assert review_columns(dataset, store)["review"].isna().all()
+    assert "_sde_review_keys" not in dataset.__dict__
+    status, _ = review_post_route(dataset, store, 7, {"status": "drop"})
+    assert status == 200
+    aligned = aligned_reviews(dataset, store)
+    assert aligned.positions.tolist() == [7] and aligned.reviews[0].status == "drop"
+    assert "_sde_review_keys" in dataset.__dict__
+    columns, _ = _fresh(manifest, tmp_path / "r.sqlite")
+    pd.testing.assert_frame_equal(review_columns(dataset, store), columns)
+    store.close()

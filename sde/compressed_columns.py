@@ -41,7 +41,7 @@ from pandas.api.types import is_integer
 from pandas.core.arrays.string_arrow import ArrowStringArray
 
 from sde.caching import LRUCache
-from sde.engine import kept_memory_bytes, machine_memory, query_memory_bytes, settings
+from sde.engine import kept_memory_bytes, machine_memory, query_memory_bytes, room_in_process, settings
 from sde.filters.engine import holds_no_ascii_upper, holds_no_line_break, stopping
 from sde.index_files import read_index, read_number_ranks, read_ranks, write_number_ranks, write_part, write_ranks
 from sde.text import string_buffers
@@ -272,7 +272,10 @@ def preload_transcripts(frame: pd.DataFrame, columns: Iterable[str]) -> list[str
     with --memory-limit 2GB the references (0.76 GB) fit; a phrase or a regex across words then
     tests its lines in memory (~0.25 s) instead of decompressing the column (~1.2 s), and no
     search waits for the read in the background (keep_for_next_scan) that would otherwise follow
-    the first. Returns those in memory after it: read whole, or never compressed."""
+    the first. A transcript is read only where the process has room for it under --memory-limit
+    (sde.engine.room_in_process): at 10M lines, a first start that served requests during its
+    warm-up held 2.0-2.1 GB before this read, 2.8-2.9 GB after it. Returns those in memory after
+    it: read whole, or never compressed."""
     in_memory, taken = [], 0
     for name in columns:
         if name not in frame.columns or stopping():
@@ -282,6 +285,8 @@ def preload_transcripts(frame: pd.DataFrame, columns: Iterable[str]) -> list[str
             if column.kept_whole() is None:
                 if taken + column.nbytes > _sized_whole().max_size:
                     continue  # other columns read whole make way (oldest first), not these transcripts
+                if not room_in_process(column.nbytes):
+                    continue  # the process is near its limit (requests served during the warm-up)
                 column.read_all()
             taken += column.nbytes
         if not isinstance(column, CompressedColumn) or column.kept_whole() is not None:
@@ -294,8 +299,9 @@ def keep_for_next_scan(column: "CompressedColumn | LabelColumn") -> None:
     (:meth:`CompressedColumn.read_later`) when the budget (:func:`whole_budget`, less the word
     indexes kept) can keep it. The
     first search of a 10M-row transcript column streams it (~1 s), the next ones scan memory
-    (~0.3 s), and no request waits for the ~1 GB read. Labels are left as they are (a query scans
-    their codes)."""
+    (~0.3 s), and no request waits for the ~1 GB read. The read looks first whether the process
+    has room for it under --memory-limit (sde.engine.room_in_process; else the next search streams
+    the column and asks again). Labels are left as they are (a query scans their codes)."""
     if isinstance(column, CompressedColumn) and column.kept_whole() is None and column.nbytes <= _sized_whole().max_size:
         column.read_later()
 
@@ -1035,7 +1041,8 @@ class CompressedColumn(_ColumnFile):
 
         def read() -> None:
             try:
-                self.read_all()
+                if room_in_process(self.nbytes):  # else the next search streams it, and asks again
+                    self.read_all()
             except (OSError, pa.ArrowException):
                 pass  # nothing lost: the next search streams the file, and says what is wrong with it
             except RuntimeError:

@@ -7,8 +7,10 @@ DuckDB database (sde.filters.engine, which reopens with them).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import sys
 from dataclasses import dataclass
 
 import psutil
@@ -157,6 +159,36 @@ def machine_memory() -> int:
         if text.isdigit() and 0 < int(text) < total:
             return int(text)
     return total
+
+
+def process_memory() -> int:
+    """Bytes of memory this process holds of its own: resident and not backed by a file (the
+    tables it maps from the cache are the kernel's to drop, and do not count)."""
+    held = psutil.Process().memory_info()
+    return int(held.rss - getattr(held, "shared", 0))
+
+
+def room_in_process(size: int) -> bool:
+    """Whether this process can take ``size`` bytes more and stay under --memory-limit (always,
+    without one). For memory a process may do without (a column read whole for the searches to
+    come): the limit's halves bound DuckDB's queries and what is kept, but the process's own
+    memory (its tables, its caches of views, what its allocators hold) comes on top. Memory
+    glibc's allocator holds freed is handed back before a second look."""
+    limit = settings().memory_limit
+    if not limit:
+        return True
+    if process_memory() + size <= parse_size(limit):
+        return True
+    _release_freed_memory()
+    return process_memory() + size <= parse_size(limit)
+
+
+def _release_freed_memory() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl): nothing to hand back this way
+            pass
 
 
 def use(chosen: EngineSettings) -> None:

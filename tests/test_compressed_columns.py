@@ -18,6 +18,7 @@ import pytest
 from sde import compressed_columns as cc
 from sde import query as sde_query
 from sde import analysis as A
+from sde import engine as sde_engine
 from sde.engine import EngineSettings
 from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
                                     label_column, open_column, read_strings, write_compressed)
@@ -827,3 +828,37 @@ def test_a_forked_child_decompresses_ahead_with_threads_of_its_own(monkeypatch, 
     with multiprocessing.get_context("fork").Pool(1) as pool:
         got = pool.apply_async(_rows_in_a_child, (frame,)).get(timeout=30)
     assert got == plain["a"].iloc[[ROWS - 1, 5, BATCH_ROWS]].tolist()
+
+
+# Past the budget's check, a column is read whole for later searches only where the process itself
+# has room for it under --memory-limit: the budget splits the limit between DuckDB and what is
+# kept, and the process's own memory comes on top (sde.engine.room_in_process).
+ROOM_CASES = {
+    "no limit": (None, True),
+    "room under the limit": ("64TB", True),
+    "the process alone over the limit": ("1MB", False),
+}
+
+
+@pytest.mark.parametrize("memory_limit, kept", ROOM_CASES.values(), ids=ROOM_CASES.keys())
+def test_the_warm_up_reads_a_transcript_whole_only_where_the_process_has_room(monkeypatch, tmp_path, memory_limit, kept):
+    frame = _frame_of(tmp_path, {"text": [f"a long line of text {i} " * 3 for i in range(1_000)]})
+    _budget(monkeypatch, 10 * frame["text"].array.compressed.nbytes)  # the budget keeps it every time
+    monkeypatch.setattr(sde_engine, "_current", EngineSettings(memory_limit=memory_limit))
+    assert cc.preload_transcripts(frame, ["text"]) == (["text"] if kept else [])
+    assert (frame["text"].array.compressed.kept_whole() is not None) is kept
+
+
+@pytest.mark.parametrize("memory_limit, kept", ROOM_CASES.values(), ids=ROOM_CASES.keys())
+def test_a_column_a_search_streamed_is_read_whole_for_the_next_only_where_the_process_has_room(
+        monkeypatch, tmp_path, memory_limit, kept):
+    frame = _frame_of(tmp_path, {"text": [f"a long line of text {i} " * 3 for i in range(1_000)]})
+    column = frame["text"].array.compressed
+    _budget(monkeypatch, 10 * column.nbytes)
+    monkeypatch.setattr(sde_engine, "_current", EngineSettings(memory_limit=memory_limit))
+    cc.keep_for_next_scan(column)
+    deadline = time.monotonic() + 10
+    while column._reading and time.monotonic() < deadline:  # the background read has looked
+        time.sleep(0.01)
+    assert not column._reading
+    assert (column.kept_whole() is not None) is kept

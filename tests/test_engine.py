@@ -34,3 +34,26 @@ def test_sizes_are_read_in_decimal_and_binary_units(text, size):
 def test_a_size_without_a_unit_or_amount_names_the_form_to_write(text):
     with pytest.raises(engine.EngineSettingError, match="e.g. 2GB"):
         engine.parse_size(text)
+
+
+def test_the_process_memory_counts_what_the_process_holds_not_the_files_it_maps(tmp_path):
+    import numpy as np
+
+    before = engine.process_memory()
+    held = np.ones(200 << 17)  # 200 MiB written: resident, and the process's own
+    grown = engine.process_memory() - before
+    assert 0.9 * held.nbytes <= grown <= 1.2 * held.nbytes
+    path = tmp_path / "mapped.bin"
+    path.write_bytes(b"\1" * (100 << 20))
+    mapped = np.memmap(path, dtype=np.uint8, mode="r")
+    before = engine.process_memory()
+    assert int(mapped.sum()) == 100 << 20  # every page read: resident, but the file's
+    assert engine.process_memory() - before < 20 << 20
+    del held, mapped
+
+
+@pytest.mark.parametrize("memory_limit, room", [(None, True), ("64TB", True), ("1MB", False)],
+                         ids=["no limit", "far under the limit", "the process alone over it"])
+def test_room_in_process_weighs_the_process_against_its_memory_limit(monkeypatch, memory_limit, room):
+    monkeypatch.setattr(engine, "_current", engine.EngineSettings(memory_limit=memory_limit))
+    assert engine.room_in_process(1 << 20) is room

@@ -297,9 +297,8 @@ def preload_transcripts(frame: pd.DataFrame, columns: Iterable[str]) -> list[str
 def keep_for_next_scan(column: "CompressedColumn | LabelColumn") -> None:
     """After a query streamed the whole column: read it whole in the background
     (:meth:`CompressedColumn.read_later`) when the budget (:func:`whole_budget`, less the word
-    indexes kept) can keep it. The
-    first search of a 10M-row transcript column streams it (~1 s), the next ones scan memory
-    (~0.3 s), and no request waits for the ~1 GB read. The read looks first whether the process
+    indexes kept) can keep it. The first search of a 10M-row transcript column streams it (~1 s),
+    the next ones scan memory (~0.3 s), and no request waits for the ~1 GB read. The read looks first whether the process
     has room for it under --memory-limit (sde.engine.room_in_process; else the next search streams
     the column and asks again). Labels are left as they are (a query scans their codes)."""
     if isinstance(column, CompressedColumn) and column.kept_whole() is None and column.nbytes <= _sized_whole().max_size:

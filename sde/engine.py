@@ -177,10 +177,11 @@ def room_in_process(size: int) -> bool:
     limit = settings().memory_limit
     if not limit:
         return True
-    if process_memory() + size <= parse_size(limit):
+    room = parse_size(limit) - size
+    if process_memory() <= room:
         return True
     _release_freed_memory()
-    return process_memory() + size <= parse_size(limit)
+    return process_memory() <= room
 
 
 def _release_freed_memory() -> None:

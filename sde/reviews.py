@@ -655,14 +655,12 @@ def aligned_reviews(dataset: "Dataset", store: ReviewStore) -> AlignedReviews:
         dataset.__dict__["_sde_aligned_reviews"] = (token, updated)
         return updated
     reviews = store.reviews()
-    if not reviews:  # no keys to find: the rows' keys (~0.1 GB at 10M rows) wait for a first review
-        aligned = AlignedReviews(np.empty(0, dtype=np.int64), [], 0)
-        dataset.__dict__["_sde_aligned_reviews"] = (token, aligned)
-        return aligned
-    keys = utterance_keys(dataset)
-    wanted = _lookup_keys(store, reviews)
-    positions = keys.positions(wanted)
-    moved = _follow_moved_lines(keys, wanted, positions)
+    positions, moved = np.empty(0, dtype=np.int64), 0
+    if reviews:  # else no keys to find: the rows' keys (~0.1 GB at 10M rows) wait for a first review
+        keys = utterance_keys(dataset)
+        wanted = _lookup_keys(store, reviews)
+        positions = keys.positions(wanted)
+        moved = _follow_moved_lines(keys, wanted, positions)
     matched = np.flatnonzero(positions >= 0)
     aligned = AlignedReviews(positions[matched], [reviews[i] for i in matched.tolist()],
                              int(len(reviews) - len(matched)), moved)

@@ -48,7 +48,7 @@ import pyarrow.compute as pc
 
 from sde.caching import ComputedOnce, LRUCache
 from sde.compressed_columns import (BATCH_ROWS, CompressedColumn, LabelColumn, has_number_ranks, index_joins, index_pairs,
-                                    index_words, keep_for_next_scan, keep_number_ranks, keep_ranks, preload, preload_transcripts, query_room, sort_keys, stored_column, stored_index, take_rows, whole_budget,
+                                    index_words, keep_for_next_scan, keep_number_ranks, keep_ranks, preload, preload_transcripts, sort_keys, stored_column, stored_index, take_rows, whole_budget,
                                     word_index)
 from sde.filters import (
     EXAMPLE,
@@ -79,11 +79,13 @@ from sde.filters import (
     quote_ident,
     replace_node,
 )
+from sde.engine import settings
 from sde.index_files import read_ranks
+from sde.text_ranks import text_dense_ranks
 from sde.word_index import (WORD, SpaceCuts, WordIndex, WordTest, phrase_pieces, required_words, space_cuts,
                             within_one_word)
 from sde.filters.engine import (MAX_QUERY_SECONDS, NOT_NOW, LowerCaseColumns, SingleLineColumns, arrow_column,
-                                configure, connect, cursor, dense_ranks, dense_ranks_in_memory, holds_a_number, IN_MEMORY_RANK_BYTES_PER_ROW, number_first_ranks, numpy_sql,
+                                configure, connect, cursor, holds_a_number, number_first_ranks, numpy_sql,
                                 ranks_numbers_first, reads_a_number, reopen, rows_sql)
 
 __all__ = [
@@ -690,26 +692,20 @@ class _Engine:
                     self.number_first(column)
                     ranked.append(column)
                 elif isinstance(stored, CompressedColumn) and keep_ranks(
-                        stored, functools.partial(self._dense_ranks, ident, stored)) is not None:
+                        stored, functools.partial(self._dense_ranks, stored)) is not None:
                     ranked.append(column)
-            except (QueryError, OSError, pa.ArrowException):
+            except (QueryError, OSError, ValueError, pa.ArrowException):
                 continue  # nothing lost: its sorts compute what they need on their first ask
         return ranked
 
-    def _dense_ranks(self, ident: str, column: CompressedColumn) -> pa.Array:
+    @staticmethod
+    def _dense_ranks(column: CompressedColumn) -> pa.Array:
         """Each row's dense rank among the column's values in DuckDB's order (ties share one), null
-        where the value is missing: by Arrow where the column is kept whole, or where it fits a
-        query's memory read whole for this alone (sde.filters.engine.dense_ranks_in_memory: 10M
-        transcripts ~0.9 GB at the peak, where DuckDB's sort took ~1.7 GB with a 1 GB limit); else
-        one sort of the column by DuckDB, which spills."""
-        whole = column.kept_whole()
-        if whole is None and column.nbytes + IN_MEMORY_RANK_BYTES_PER_ROW * column.rows <= query_room():
-            whole = column.decompressed()
-        if whole is not None:
-            return dense_ranks_in_memory(whole)
-        tables: dict[str, Any] = {}
-        source, _ = self._source(ident, tables, {})
-        return dense_ranks(source, ident, tables, column.rows)
+        where the value is missing: by sde.text_ranks on the engine's threads, from the column kept
+        whole or streamed from its file (10M transcripts: ~5 s kept, ~8 s streamed, holding
+        ~0.3 GB of text at a time beside 19 bytes a row; Arrow's rank of the column read whole
+        took ~11 s on one core and ~0.9 GB, DuckDB's sort of it streamed ~17 s and ~1.7 GB)."""
+        return text_dense_ranks(column.stream, column.rows, workers=settings().processes)
 
     def sorts_as_text(self, column: str) -> bool:
         """Whether a sort by ``column`` compares strings (not integer sort keys: a label column's, a

@@ -16,7 +16,6 @@ import pyarrow as pa
 import pytest
 
 from sde import compressed_columns as cc
-from sde import query as sde_query
 from sde import analysis as A
 from sde import engine as sde_engine
 from sde.engine import EngineSettings
@@ -90,6 +89,21 @@ def test_a_column_kept_whole_gives_the_same_values_from_its_chunks(tmp_path, val
     assert whole.kept_whole() is not None
     indices = [9000, 3, 9000, BATCH_ROWS - 1, BATCH_ROWS, 7, ROWS - 1, 2 * BATCH_ROWS + 1]
     assert whole.take(np.array(indices)).to_pylist() == [values[i] for i in indices]
+
+
+@pytest.mark.parametrize("workers, at_once", [(1, 16), (2, 1), (3, 1), (2, 16)],
+                         ids=["one thread", "two threads, a batch a run", "three threads", "two threads, one run"])
+def test_a_stream_gives_every_batch_in_order_and_keeps_none(tmp_path, values, monkeypatch, workers, at_once):
+    monkeypatch.setattr(cc, "STREAM_BATCHES", at_once)
+    path = tmp_path / "c.arrow"
+    write_compressed(path, "text", [pa.array(values)], labels=False)
+    column = CompressedColumn(path)
+    chunks = list(column.stream(workers))
+    assert [len(c) for c in chunks] == [len(c) for c in column.chunks()]
+    assert pa.chunked_array(chunks).to_pylist() == values
+    assert column.kept_whole() is None and not column._cache._items
+    column.read_all()
+    assert pa.chunked_array(list(column.stream(workers))).to_pylist() == values  # from the column kept whole
 
 
 def test_a_take_reads_only_the_batches_of_its_rows(tmp_path, values):
@@ -660,23 +674,25 @@ def _ranked_frame(tmp_path, values) -> tuple[pd.DataFrame, pd.DataFrame, Compres
     return stored, pd.DataFrame({"n": n, "text": _plain(values)}), column
 
 
-@pytest.mark.parametrize("read, room, streamed", [
-    ("kept whole", 2**30, False),
-    ("read whole for the ranks alone", 2**30, False),
-    ("streamed to DuckDB's sort", 0, True),  # no room for it in a query's memory
-])
-def test_ranks_are_the_dense_ranks_of_the_values_in_byte_order(monkeypatch, tmp_path, values, read, room, streamed):
+@pytest.mark.parametrize("kept, pass_bytes", [
+    (True, 1 << 30),
+    (False, 1 << 30),
+    (False, 1 << 12),  # a few KB a pass: the column is read again for each
+], ids=["kept whole", "streamed in one pass", "streamed in passes"])
+def test_ranks_are_the_dense_ranks_of_the_values_in_byte_order(monkeypatch, tmp_path, values, kept, pass_bytes):
+    import sde.text_ranks as text_ranks
+
     _budget(monkeypatch, 2**30)
-    monkeypatch.setattr(sde_query, "query_room", lambda: room)
-    sorted_by_duckdb = []
-    monkeypatch.setattr(sde_query, "dense_ranks",
-                        lambda *a, ranks=sde_query.dense_ranks: sorted_by_duckdb.append(1) or ranks(*a))
+    monkeypatch.setattr(text_ranks, "PASS_BYTES", pass_bytes)
     stored, _, column = _ranked_frame(tmp_path, values)
-    if read == "kept whole":
+    if kept:
         column.read_all()
+    reads, stream = [], column.stream
+    monkeypatch.setattr(column, "stream", lambda *a: reads.append(1) or stream(*a))
     query = TableQuery(stored)
-    assert query.warm_sorts() == ["text"] and bool(sorted_by_duckdb) is streamed
-    assert (column.kept_whole() is not None) is (read == "kept whole")  # a read for the ranks is not kept
+    assert query.warm_sorts() == ["text"]
+    assert len(reads) == 2 if pass_bytes > column.nbytes else len(reads) > 2  # its keys, then each pass
+    assert (column.kept_whole() is not None) is kept  # a column streamed for its ranks is not kept
     order = sorted({v for v in values if v is not None}, key=lambda v: v.encode())
     rank = {v: i + 1 for i, v in enumerate(order)}  # ties share one: "text,-n" still orders them by n
     assert column.ranks.to_pylist() == [None if v is None else rank[v] for v in values]
@@ -845,6 +861,7 @@ def test_the_warm_up_reads_a_transcript_whole_only_where_the_process_has_room(mo
     frame = _frame_of(tmp_path, {"text": [f"a long line of text {i} " * 3 for i in range(1_000)]})
     _budget(monkeypatch, 10 * frame["text"].array.compressed.nbytes)  # the budget keeps it every time
     monkeypatch.setattr(sde_engine, "_current", EngineSettings(memory_limit=memory_limit))
+    monkeypatch.setattr(cc, "ROOM_WAIT_S", 0.2)  # over the limit: it waits this long for room, in vain
     assert cc.preload_transcripts(frame, ["text"]) == (["text"] if kept else [])
     assert (frame["text"].array.compressed.kept_whole() is not None) is kept
 

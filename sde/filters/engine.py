@@ -29,7 +29,7 @@ from sde.filters.language import QueryError
 from sde.filters.sql import number_first_sql, number_key_sql
 
 __all__ = ["MAX_QUERY_SECONDS", "MAX_REQUEST_SECONDS", "NOT_NOW", "LowerCaseColumns", "SingleLineColumns", "TextColumnsThatHold", "arrow_column",
-           "IN_MEMORY_RANK_BYTES_PER_ROW", "arrow_sql", "configure", "connect", "cursor", "dense_ranks", "dense_ranks_in_memory", "holds_a_number", "holds_no_ascii_upper", "holds_no_line_break",
+           "arrow_sql", "configure", "connect", "cursor", "holds_a_number", "holds_no_ascii_upper", "holds_no_line_break",
            "number_first_ranks", "numpy_sql", "ranks_numbers_first", "reads_a_number", "request_budget", "stop_queries", "stopping"]
 
 
@@ -404,57 +404,6 @@ def ranks_numbers_first(source: str, column: str, tables: Mapping[str, Any], row
     ranks[np.asarray(got["pos"], dtype=np.int64)] = got["_r"]
     numeric = np.asarray(got["_r"])[np.asarray(got["_n"], dtype=bool)]
     return ranks, int(numeric.max()) if len(numeric) else 0
-
-
-#: Rows of a sorted column fetched at a time by :func:`dense_ranks`.
-RANK_BATCH_ROWS = 1 << 16
-
-
-def dense_ranks(source: str, column: str, tables: Mapping[str, Any], rows: int) -> pa.Array:
-    """Each row's dense rank from 1 among the text ``column``'s values in DuckDB's order (equal
-    values share one), null where the value is missing; ``source`` as for
-    :func:`ranks_numbers_first`. The rows come sorted a batch at a time and equal neighbours are
-    found as they come: DuckDB's external sort spills beyond its memory, where a dense_rank()
-    window over 10M transcripts took 17.5 s with --memory-limit 2GB (its sort 11.5 s)."""
-    dtype = np.uint32 if rows < 2**32 else np.uint64
-    ranks = np.zeros(rows, dtype=dtype)
-    present = np.zeros(rows, dtype=bool)
-
-    sql = f"SELECT pos, {column} AS v FROM {source} WHERE {column} IS NOT NULL ORDER BY {column}"
-
-    def rank(cur: duckdb.DuckDBPyConnection) -> None:
-        last, previous = 0, None
-        for batch in cur.sql(sql).to_arrow_reader(RANK_BATCH_ROWS):
-            if not batch.num_rows:
-                continue
-            values, pos = batch.column(1), batch.column(0).to_numpy()
-            new = np.empty(len(values), dtype=dtype)
-            new[0] = previous is None or values[0].as_py() != previous
-            if len(values) > 1:
-                new[1:] = pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)).to_numpy(zero_copy_only=False)
-            got = last + np.cumsum(new, dtype=dtype)
-            ranks[pos], present[pos] = got, True
-            last, previous = int(got[-1]), values[len(values) - 1].as_py()
-
-    _fetched(sql, (), tables, rank)
-    return pa.array(ranks) if present.all() else pa.array(ranks, mask=~present)
-
-
-#: Memory Arrow's dense rank takes per row beside the values: its sort's indices and the ranks.
-IN_MEMORY_RANK_BYTES_PER_ROW = 16
-
-
-def dense_ranks_in_memory(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """:func:`dense_ranks` of text in memory, by Arrow on one core, in the same order (bytes, as
-    DuckDB sorts text). At 10M transcripts: ~13 s and ~0.16 GB beside the values
-    (:data:`IN_MEMORY_RANK_BYTES_PER_ROW`). DuckDB's sort of the same column took ~6 s on two cores
-    and ~1.9 GB beside it when it was in memory (a copy of every string), and streamed from its
-    file with a 1 GB limit ~10 s and ~1.7 GB: its sort goes well past its memory limit."""
-    ranks = pc.rank(values, sort_keys="ascending", tiebreaker="dense").to_numpy()  # missing values last (the default)
-    ranks = ranks.astype(np.uint32) if len(values) < 2**32 else ranks
-    if not values.null_count:
-        return pa.array(ranks)
-    return pa.array(ranks, mask=pc.is_null(values).to_numpy(zero_copy_only=False))
 
 
 class _NotNow(Exception):

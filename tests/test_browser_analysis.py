@@ -30,6 +30,16 @@ def wait_breakdown_rows(page, index: int = 0) -> None:
         "[col-id=value]`); return c && c.innerText.trim() !== ''; }", arg=index)
 
 
+def click_first_bar(page, figure: str) -> None:
+    """Click a chart's first bar once Plotly shows its hover label: Plotly reports a click on the
+    points it hovers, and under load a click sent right after the pointer arrived came before them
+    (no clickData, no navigation)."""
+    bar = page.locator(f"#{figure} .point").first
+    bar.hover(force=True)
+    page.wait_for_selector(f"#{figure} .hoverlayer .hovertext")
+    bar.click(force=True)
+
+
 def test_errors_page_matches_the_api_and_links_to_samples(page, demo):
     watch = Watch(page, demo)
     summary = api(demo, "/api/summary")
@@ -123,7 +133,7 @@ def test_errors_page_hypothesis_and_breakdown_controls(page, demo):
     # A bar of the top-deletions chart is a link too.
     dels = api(demo, "/api/errors", hyp=fields[1])["deletions"]
     if dels:
-        page.locator("#errors-del-fig .point").first.click(force=True)
+        click_first_bar(page, "errors-del-fig")
         page.wait_for_url(re.compile(r"/samples\?"))
         assert parse_qs(urlparse(page.url).query)["error"] == [f"del:{dels[0]['word']}"]
     watch.check()
@@ -137,7 +147,7 @@ def test_a_breakdown_bar_opens_its_groups_utterances(page, demo):
     groups = api(demo, "/api/breakdown", by="speaker", hyp=fields[1])["rows"]  # in value order, as charted
     page.goto(demo + f"/errors?hyp={fields[1]}&by=speaker")
     wait_breakdown_rows(page)
-    page.locator("#errors-breakdown-fig .point").first.click(force=True)
+    click_first_bar(page, "errors-breakdown-fig")
     page.wait_for_url(re.compile(r"/samples\?"))
     first = groups[0]
     assert parse_qs(urlparse(page.url).query)["filter"] == [f'{{speaker}} = "{first["value"]}"']

@@ -179,9 +179,10 @@ def room_in_process(size: int, wait_s: float = 0.0) -> bool:
     without one). For memory a process may do without (a column read whole for the searches to
     come): the limit's halves bound DuckDB's queries and what is kept, but the process's own
     memory (its tables, its caches of views, what its allocators hold) comes on top. Memory
-    glibc's allocator holds freed is handed back before a second look; others hand theirs back on
-    their own threads, so the answer may wait up to ``wait_s`` seconds for room (at 10M lines,
-    the process held 2.1 GB as the warm-up's last queries ended, 1.1 GB half a second later)."""
+    Arrow's and glibc's allocators hold freed is handed back before a second look; others
+    (DuckDB's) hand theirs back on their own threads, so the answer may wait up to ``wait_s``
+    seconds for room (at 10M lines, the process held 2.1 GB as the warm-up's last queries ended,
+    1.1 GB half a second later)."""
     limit = settings().memory_limit
     if not limit:
         return True

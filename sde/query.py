@@ -702,9 +702,9 @@ class _Engine:
     def _dense_ranks(column: CompressedColumn) -> pa.Array:
         """Each row's dense rank among the column's values in DuckDB's order (ties share one), null
         where the value is missing: by sde.text_ranks on the engine's threads, from the column kept
-        whole or streamed from its file (10M transcripts: ~5 s kept, ~8 s streamed, holding
-        ~0.3 GB of text at a time beside 19 bytes a row; Arrow's rank of the column read whole
-        took ~11 s on one core and ~0.9 GB, DuckDB's sort of it streamed ~17 s and ~1.7 GB)."""
+        whole or streamed from its file (10M transcripts streamed: 8-11 s and 0.55-0.73 GB at the
+        most, 128 MB of text at a time; Arrow's rank of the column read whole took 11-12 s on one
+        core and 1.13 GB, DuckDB's sort of it streamed ~17 s and ~1.7 GB)."""
         return text_dense_ranks(column.stream, column.rows, workers=settings().processes)
 
     def sorts_as_text(self, column: str) -> bool:

@@ -43,7 +43,8 @@ from pandas.api.types import is_integer
 from pandas.core.arrays.string_arrow import ArrowStringArray
 
 from sde.caching import LRUCache
-from sde.engine import kept_memory_bytes, machine_memory, query_memory_bytes, room_in_process, settings
+from sde.engine import (kept_memory_bytes, machine_memory, query_memory_bytes, release_freed_memory, room_in_process,
+                        settings)
 from sde.filters.engine import holds_no_ascii_upper, holds_no_line_break, stopping
 from sde.index_files import read_index, read_number_ranks, read_ranks, write_number_ranks, write_part, write_ranks
 from sde.text import string_buffers
@@ -336,8 +337,7 @@ def index_words(column: "CompressedColumn | LabelColumn | None") -> WordIndex | 
         kept = _kept_or_mapped(column)
         if kept is not None:
             return kept
-        built = _kept_within_room(column, lambda chunks, room: build_word_index(chunks, column.rows, room))
-        return _kept_in_file(column, built, "words")
+        return _built_into_file(column, lambda chunks, room: build_word_index(chunks, column.rows, room), "words")
 
 
 def stored_index(column: "CompressedColumn | LabelColumn | None") -> WordIndex | None:
@@ -389,8 +389,22 @@ def _grown_index(column: "CompressedColumn | LabelColumn | None", has: Callable[
         index = word_index(column)
         if index is None or has(index):
             return index
-        grown = _kept_within_room(column, lambda chunks, room: grow(index, chunks, room))
-        return _kept_in_file(column, grown, part)
+        return _built_into_file(column, lambda chunks, room: grow(index, chunks, room), part)
+
+
+def _built_into_file(column: "CompressedColumn", build: Callable[[Iterable[pa.Array], int], WordIndex | None],
+                     part: str) -> WordIndex | None:
+    """``build`` within the room the budget has (see _kept_within_room), its new ``part`` written
+    beside the column and mapped from there (see _kept_in_file); the memory of the build handed back
+    to the system once the index built is let go of. glibc keeps what a build's threads freed, and
+    the next build does not reuse it all: at 10M lines the joins of three columns took the process
+    from 0.87 to 1.82 GB, of which glibc held 0.33 GB at most in use."""
+    built = _kept_within_room(column, build)
+    kept = _kept_in_file(column, built, part)
+    if kept is not built:
+        del built
+        release_freed_memory()
+    return kept
 
 
 def _kept_within_room(column: "CompressedColumn",

@@ -132,10 +132,12 @@ def _check_threads(threads: int) -> None:
 
 def configure(threads: int | None = None, memory_limit: str | None = None,
               part_size: str | None = None) -> EngineSettings:
-    """Set this process's engine settings (None leaves a setting at its default)."""
+    """Set this process's engine settings (None leaves a setting at its default), and Arrow's
+    allocator (:func:`use_system_allocator`)."""
     global _current
     if threads is not None:
         _check_threads(threads)
+    use_system_allocator()
     _current = EngineSettings(threads, parse_memory_limit(memory_limit) if memory_limit else None,
                               parse_part_size(part_size) if part_size else None)
     return _current
@@ -196,6 +198,22 @@ def room_in_process(size: int, wait_s: float = 0.0) -> bool:
             return False
         time.sleep(ROOM_POLL_S)
     return True
+
+
+#: Set by a user choosing Arrow's allocator (``mimalloc``, ``jemalloc`` or ``system``): sde then keeps it.
+ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
+
+
+def use_system_allocator() -> None:
+    """Make the system's allocator (glibc's on Linux) Arrow's default, unless the user chose one
+    (:data:`ARROW_POOL_VARIABLE`). sde keeps columns of many buffers of a few hundred KB for
+    minutes, made on some threads and freed on others. Arrow's default (mimalloc) held more for
+    them, and took longer: a 10M-line transcript column read whole held 0.92 GB and took 1.0-1.8 s,
+    against its plain 0.73 GB and 0.6-0.7 s; the server's memory through a run of requests was
+    0.2 GB lower. What the system's allocator holds freed is handed back by :func:`release_freed_memory`."""
+    if os.environ.get(ARROW_POOL_VARIABLE):
+        return
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def release_freed_memory() -> None:

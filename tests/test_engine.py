@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import psutil
 import pytest
 
@@ -78,3 +82,19 @@ def test_room_in_process_may_wait_for_memory_handed_back(monkeypatch, held, wait
     monkeypatch.setattr(engine, "process_memory", lambda: taken.append(1) or next(seen) * 10**6)
     assert engine.room_in_process(10**6, wait_s) is room
     assert looks is None or len(taken) == looks
+
+
+ALLOCATOR_CASES = {
+    "sde's choice: glibc's": (None, "system"),
+    "the user's choice kept": ("mimalloc", "mimalloc"),
+}
+
+
+@pytest.mark.parametrize("chosen, used", ALLOCATOR_CASES.values(), ids=ALLOCATOR_CASES.keys())
+def test_arrow_allocates_from_glibc_unless_the_user_chose_its_allocator(chosen, used):
+    env = {k: v for k, v in os.environ.items() if k != engine.ARROW_POOL_VARIABLE}
+    if chosen is not None:
+        env[engine.ARROW_POOL_VARIABLE] = chosen
+    code = "import pyarrow as pa; from sde import engine; engine.configure(); print(pa.default_memory_pool().backend_name)"
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert got.stdout.strip() == used

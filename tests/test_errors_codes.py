@@ -80,6 +80,21 @@ def test_ties_are_broken_in_code_point_order(threads):
     assert got["count"].tolist() == [1] * 6
 
 
+@pytest.mark.parametrize("limit", [1, 2, 3, 40, 500], ids=["the most frequent", "down to the runner-up",
+                                                          "into the words seen once", "deep in them", "past them all"])
+def test_a_top_n_cut_within_the_words_seen_once_keeps_the_first_of_them_in_code_point_order(threads, limit):
+    """Most errors of a big table are seen once: its top-N ends in a run of ties."""
+    threads(2)
+    once = [f"ő{i:03d}" if i % 3 else f"w{i:03d}" for i in range(300)]
+    rows = [(0, "del", "common", None)] * 3 + [(1, "del", "rarer", None)] * 2 + \
+        [(i, "del", word, None) for i, word in enumerate(once)] + [(i, "sub", word, "x") for i, word in enumerate(once)]
+    got = A.top_errors(chunked_table(rows, 3), limit=limit)
+    deletions = Counter(r for _, op, r, _ in rows if op == "del")
+    assert [tuple(x) for x in got["deletions"].values.tolist()] == \
+        sorted(deletions.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    assert got["substitutions"]["ref"].tolist() == sorted(once)[:limit]
+
+
 @pytest.mark.parametrize("n_threads, chunks", [(1, 1), (3, 5)])
 def test_utterance_lookups_agree_with_the_rows(threads, n_threads, chunks):
     threads(n_threads)

@@ -247,7 +247,10 @@ def _top(counts: np.ndarray, tiebreak: list[np.ndarray], codes: _ErrorCodes, lim
     if limit is not None and limit < len(counts):
         if limit <= 0:
             return np.zeros(0, dtype=np.int64)
-        threshold = np.partition(counts, len(counts) - limit)[len(counts) - limit]
+        # the limit-th largest as the limit-th smallest of the negated counts: numpy's partition at
+        # an index near the end took ~20x longer (10M utterances' 1.7M substitution pairs, most of
+        # them seen once: 205-260 ms against 12 ms)
+        threshold = -np.partition(-counts.astype(np.int64, copy=False), limit - 1)[limit - 1]
         keep = np.flatnonzero(counts >= threshold)
     else:
         keep = np.arange(len(counts))

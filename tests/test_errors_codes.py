@@ -95,6 +95,20 @@ def test_a_top_n_cut_within_the_words_seen_once_keeps_the_first_of_them_in_code_
     assert got["substitutions"]["ref"].tolist() == sorted(once)[:limit]
 
 
+@pytest.mark.parametrize("prepared", [False, True], ids=["asked first", "counted in the warm-up"])
+def test_the_whole_tables_counts_kept_give_the_top_n_a_selection_of_every_utterance_gives(threads, prepared):
+    threads(2)
+    rows = random_rows(3_000, seed=11)
+    table = chunked_table(rows, 4)
+    if prepared:
+        A.prepare_errors(table)
+    every = np.arange(50)
+    for limit in (2, 5, None):
+        whole, selected = A.top_errors(table, limit=limit), A.top_errors(table, utt_ids=every, limit=limit)
+        for kind in ("substitutions", "deletions", "insertions"):
+            assert whole[kind].values.tolist() == selected[kind].values.tolist()
+
+
 @pytest.mark.parametrize("n_threads, chunks", [(1, 1), (3, 5)])
 def test_utterance_lookups_agree_with_the_rows(threads, n_threads, chunks):
     threads(n_threads)

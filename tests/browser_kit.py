@@ -26,6 +26,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = Path(__file__).resolve().parent / "output" / "screenshots"
 TIMEOUT_MS = 15_000
+#: The requests of Dash's callbacks, for a test to route (Dash 4 adds a query: ``?endId=…``).
+DASH_CALLBACKS = re.compile(r"/_dash-update-component(\?|$)")
 
 @contextmanager
 def sde_server(*args: str, cwd: Path | str = ROOT, no_cache: bool = True):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.browser_kit import TIMEOUT_MS, Watch, api, sde_server, wait_url
+from tests.browser_kit import DASH_CALLBACKS, TIMEOUT_MS, Watch, api, sde_server, wait_url
 
 pytestmark = pytest.mark.browser
 
@@ -94,20 +94,26 @@ def test_a_mark_key_pressed_before_the_next_utterance_shows_marks_nothing(page, 
     review_mode_on(page, served)
     # The server's answer to the drop is held back until the keys after it are typed: under load the
     # page could otherwise show 1 before `a` arrives, and `a` rightly keeps it.
-    held = []
+    held, holding = [], [True]
 
     def hold(route):
-        held.append(route)
+        if holding[0]:
+            held.append(route)
+        else:
+            route.continue_()
 
-    page.route("**/_dash-update-component", hold)
-    page.keyboard.press("d")
+    page.route(DASH_CALLBACKS, hold)
+    with page.expect_request(DASH_CALLBACKS):
+        page.keyboard.press("d")
     page.keyboard.press("a")                          # 1 is not shown yet: ignored, and a note says so
     page.keyboard.press("d")
     page.wait_for_function("(document.getElementById('review-keys-note') || {}).textContent > ''")
     assert "ignored" in page.inner_text("#review-keys-note")
-    page.unroute("**/_dash-update-component", hold)
+    assert held  # the drop's answer was held back
+    holding[0] = False
     for route in held:
         route.continue_()
+    page.unroute(DASH_CALLBACKS, hold)
     page.wait_for_function(shows(page, 1))
     assert reviews(served) == [(0, "drop", None)]
     assert page.inner_text("#review-badge") == "not reviewed yet"

@@ -115,6 +115,16 @@ def test_log_y_switch_patches_every_histogram_and_writes_the_url():
     assert statistics.log_y_update(False, [], "/", "?logy=1")["search"] == ""
 
 
+@pytest.mark.parametrize("on, search", [(True, "?logy=1"), (False, ""), (False, "?x=1"), (True, "?x=1&logy=1")])
+def test_a_log_y_switch_that_says_what_the_url_says_changes_nothing(on, search):
+    from dash import no_update
+
+    from sde.web.pages import statistics
+
+    out = statistics.log_y_update(on, [{"type": "stats-hist", "key": "a"}] * 2, "/", search)
+    assert out == {"figures": [no_update, no_update], "search": no_update, "rendered": no_update}
+
+
 # ---------------------------------------------------------------- categorical fields, placeholders
 
 def test_categorical_fields_are_the_repeating_text_columns(demo):

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser_kit import Watch, api, sde_server, shot, wait_url
+from tests.browser_kit import DASH_CALLBACKS, Watch, api, sde_server, shot, wait_url
 
 pytestmark = pytest.mark.browser
 
@@ -462,6 +462,38 @@ def test_log_counts_and_one_number_style(page, demo):
     assert page.evaluate("document.querySelector('#hist-wer .js-plotly-plot')._fullLayout.yaxis.type") == "log"
     assert page.is_checked("#stats-log-y")
     shot(page, "session_statistics_log")
+    watch.check()
+
+
+def test_leaving_statistics_before_its_switch_is_answered_leaves_no_error(page, demo):
+    """The log-y switch reports its value as Statistics is laid out; its answer, held back here
+    until the user is on Samples, patched the figures of a page no longer there."""
+    watch = Watch(page, demo)
+    page.goto(demo + "/samples")
+    page.wait_for_selector("h4.page-title")
+    held, holding = [], [True]
+
+    def hold(route):
+        if holding[0] and "stats-log-y" in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(DASH_CALLBACKS, hold)
+    with page.expect_request(lambda request: bool(DASH_CALLBACKS.search(request.url))
+                             and "stats-log-y" in (request.post_data or "")):
+        page.click("#nav-statistics a")
+    page.click("#nav-samples a")
+    wait_url(page, r"/samples")
+    page.wait_for_selector("#samples-grid")
+    assert held, "the switch's report was not held"
+    holding[0] = False
+    for route in held:
+        with page.expect_response(lambda response, asked=route.request: response.request == asked) as answered:
+            route.continue_()
+        answered.value.finished()
+    page.unroute(DASH_CALLBACKS, hold)
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => setTimeout(done, 0)))")  # applied
     watch.check()
 
 

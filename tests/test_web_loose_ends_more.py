@@ -29,7 +29,7 @@ import soundfile as sf
 
 from sde.dataset import DatasetOptions, build_dataset
 from sde.web.app import AppConfig, create_app
-from tests.browser_kit import ROOT, Watch, _outputs, by_id, dash_update, get_json, sde_server, text_of
+from tests.browser_kit import DASH_CALLBACKS, ROOT, Watch, _outputs, by_id, dash_update, get_json, sde_server, text_of
 
 RATE = 16_000
 
@@ -267,16 +267,18 @@ def test_the_keys_ignored_note_is_styled_by_the_stylesheet(page, tmp_path):
         page.locator("label[for=review-mode]").click()
         held = []
         # the next utterance does not come while the callbacks are held: its keys are ignored
-        page.route("**/_dash-update-component", lambda route: held.append(route))
-        page.keyboard.press("d")
+        page.route(DASH_CALLBACKS, lambda route: held.append(route))
+        with page.expect_request(DASH_CALLBACKS):
+            page.keyboard.press("d")
         page.keyboard.press("a")
         page.wait_for_function("(document.getElementById('review-keys-note') || {}).textContent > ''")
         note = page.evaluate("""(() => { const e = document.getElementById('review-keys-note'), s = getComputedStyle(e);
             return {inline: e.getAttribute('style'), position: s.position, color: s.color,
                     background: s.backgroundColor, z: s.zIndex}; })()""")
-        page.unroute("**/_dash-update-component")
-        for route in held:
+        assert held  # the drop's answer was held back
+        for route in list(held):
             route.abort()
+        page.unroute(DASH_CALLBACKS)
     assert note == {"inline": None, "position": "fixed", "color": "rgb(255, 255, 255)",
                     "background": "rgb(52, 58, 64)", "z": "2000"}
 

@@ -303,7 +303,12 @@ def bin_href(click: Mapping | None) -> str | None:
 
 
 def log_y_update(on: bool, keys: list, pathname: str | None, search: str | None) -> dict:
-    """The log-y switch changed: every histogram's count axis (a Patch each), and the URL."""
+    """The log-y switch changed: every histogram's count axis (a Patch each), and the URL. Nothing
+    when the switch says what the URL says: the switch reports its value as the page is laid out,
+    and patches answered after the user had moved to another page were patches of figures no
+    longer there (Dash: "Cannot patch undefined")."""
+    if on == (query_params(search).get(LOG_Y_PARAM) == "1"):
+        return {"figures": [no_update] * len(keys or []), "search": no_update, "rendered": no_update}
     patches = []
     for _ in keys or []:
         patch = Patch()

@@ -14,8 +14,10 @@ from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from sde.compressed_columns import take_rows
 from sde.web.api.respond import FORMULA_PREFIXES, csv_chunks, escape_formulas
 
 # ---------------------------------------------------------------- through the server
@@ -227,3 +229,29 @@ def test_floats_are_written_as_python_writes_them():
     text = "".join(csv_chunks(pd.DataFrame({"x": values, "n": 0}), np.arange(len(values))))
     cells = [line.split(",")[0] for line in text.split("\r\n")[1:-1]]
     assert cells == ["" if math.isnan(v) else repr(float(v)) for v in values]
+
+
+def test_a_scattered_view_of_compressed_text_is_taken_in_larger_runs_and_written_the_same(tmp_path, monkeypatch):
+    from sde.compressed_columns import BATCH_ROWS, CompressedColumn, CompressedStringArray, write_compressed
+    from sde.web.api import respond
+
+    texts = [TEXTS[i % len(TEXTS)] + f" {i}" if i % 13 else None for i in range(3 * BATCH_ROWS + 5)]
+    write_compressed(tmp_path / "t.arrow", "text", [pa.array(texts)], labels=False)
+    df = pd.DataFrame({"text": pd.Series(CompressedStringArray.over(CompressedColumn(tmp_path / "t.arrow")),
+                                         copy=False), "n": np.arange(len(texts))})
+    taken: list[int] = []
+
+    def counted_take(frame, positions):
+        taken.append(len(positions))
+        return take_rows(frame, positions)
+
+    monkeypatch.setattr(respond, "take_rows", counted_take)
+    scattered = np.random.default_rng(5).permutation(len(texts))
+    chunks = list(csv_chunks(df, scattered, chunk_rows=1000, scattered_rows=5000))
+    assert "".join(chunks) == _pandas_csv(df, scattered)
+    assert taken == [5000, 5000, len(texts) - 10_000]  # not 13 takes of 1,000
+    assert len(chunks) == 1 + 13  # still sent 1,000 rows at a time, after the header
+    taken.clear()
+    in_order = np.arange(len(texts))
+    assert "".join(csv_chunks(df, in_order, chunk_rows=1000, scattered_rows=5000)) == _pandas_csv(df, in_order)
+    assert taken == [1000] * 12 + [len(texts) - 12_000]

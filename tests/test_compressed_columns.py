@@ -879,3 +879,40 @@ def test_a_column_a_search_streamed_is_read_whole_for_the_next_only_where_the_pr
         time.sleep(0.01)
     assert not column._reading
     assert (column.kept_whole() is not None) is kept
+
+
+# ---------------------------------------------------------------- rows taken at once (streamed views)
+
+def _frame_by_batch(tmp_path, values, *, whole: bool) -> pd.DataFrame:
+    path = tmp_path / "t.arrow"
+    write_compressed(path, "text", [pa.array(values)], labels=False)
+    column = CompressedColumn(path)
+    if whole:
+        column.read_all()
+    return pd.DataFrame({"text": _series(column), "n": np.arange(len(values))})
+
+
+_SCATTERED = np.random.default_rng(3).permutation(ROWS)
+
+
+# (behaviour, frame: "by batch" / "kept whole" / "in memory", positions, rows, most, rows taken)
+ROWS_PER_TAKE = [
+    ("a run of neighbouring rows is taken a chunk at a time", "by batch", np.arange(ROWS), 100, 5000, 100),
+    ("a run starting inside a batch is still a run", "by batch", np.arange(BATCH_ROWS - 10, ROWS), 2 * BATCH_ROWS,
+     5000, 2 * BATCH_ROWS),
+    ("rows scattered over a column read by batch are taken up to most at once", "by batch", _SCATTERED, 100, 5000,
+     5000),
+    ("scattered, no more than the rows left", "by batch", _SCATTERED[:700], 100, 5000, 700),
+    ("scattered, never fewer than a chunk", "by batch", _SCATTERED, 100, 10, 100),
+    ("scattered rows of a column kept whole are taken a chunk at a time", "kept whole", _SCATTERED, 100, 5000, 100),
+    ("scattered rows of columns in memory are taken a chunk at a time", "in memory", _SCATTERED, 100, 5000, 100),
+    ("fewer rows than a chunk are taken at once", "by batch", _SCATTERED[:40], 100, 5000, 40),
+]
+
+
+@pytest.mark.parametrize("behaviour, frame, positions, rows, most, taken", ROWS_PER_TAKE,
+                         ids=[case[0] for case in ROWS_PER_TAKE])
+def test_rows_per_take(tmp_path, values, behaviour, frame, positions, rows, most, taken):
+    df = (pd.DataFrame({"text": _plain(values), "n": np.arange(len(values))}) if frame == "in memory"
+          else _frame_by_batch(tmp_path, values, whole=frame == "kept whole"))
+    assert cc.rows_per_take(df, positions, rows, most) == taken

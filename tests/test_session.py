@@ -256,6 +256,20 @@ def test_an_empty_case_mismatch_gets_the_case_insensitive_hint(demo_app):
     assert by_id(hint, "samples-hint-link")["props"]["href"] == state.samples_href(filter='{lang} =~ "en-us"')
 
 
+@pytest.mark.parametrize("typed, hint", [
+    ("{wer} >> 10", None),                   # rejected: the advice about the filter before goes
+    ('{speaker} = "nobody"', "unchanged"),   # applied: the rows' callback says what to advise
+    ("", "unchanged"),
+], ids=["a rejected filter takes the hint away", "an applied filter leaves it to the rows",
+        "an empty filter leaves it to the rows"])
+def test_the_filter_box_and_the_hint_under_it(demo_app, typed, hint):
+    client = demo_app.server.test_client()
+    out = dash_update(client, demo_app, "samples-filter.invalid", {"samples-filter.value": typed},
+                      {"samples-applied.data": '{lang} = "en-us"'})
+    assert out.get("samples-filter-hint.children", "unchanged") == hint
+    assert out["samples-filter.invalid"] is (hint is None)
+
+
 def test_grid_column_filters_are_shown_with_their_operator(demo_app):
     client = demo_app.server.test_client()
     model = {"wer": {"filterType": "number", "type": "greaterThanOrEqual", "filter": 50}}

@@ -382,6 +382,20 @@ def test_a_case_mismatch_offers_the_case_insensitive_filter(page, demo):
     watch.check()
 
 
+def test_a_rejected_filter_takes_away_the_hint_about_the_one_before(page, demo):
+    watch = Watch(page, demo)
+    page.goto(demo + "/samples?" + urlencode({"filter": '{lang} = "en-us"'}))
+    page.locator("#samples-filter-hint #samples-hint-link").wait_for()
+    box = page.locator("#samples-filter")
+    box.fill("{wer} >> 10")
+    box.press("Enter")
+    page.locator("#samples-filter-feedback").filter(has_text="{wer}").wait_for()
+    page.locator("#samples-hint-link").wait_for(state="detached")
+    assert page.locator("#samples-filter-hint").inner_text() == ""
+    wait_count(page, "samples", "0 of")  # the rows of the filter before stay, as the box says
+    watch.check()
+
+
 def test_a_bad_filter_shows_where_it_goes_wrong_and_the_placeholder_is_real(page, demo):
     watch = Watch(page, demo)
     page.goto(demo + "/samples")

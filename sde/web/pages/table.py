@@ -215,13 +215,17 @@ def layout(spec: TableSpec, params: Mapping[str, str], title: str, subtitle: Any
 
 def applied_filter(spec: TableSpec, text: str | None, applied: str | None) -> dict:
     """The filter box after Enter or Apply: its message (and the caret excerpt), and the text to
-    apply (when it changed)."""
+    apply (when it changed). A rejected filter also takes away the advice about the one before
+    (its rows stay shown): a hint offering to rewrite a filter no longer in the box read as advice
+    about the new one."""
     text = as_text(text).strip()
     problem = filter_problem(spec.query(), text, spec.prefix == state.SAMPLES)
     if problem:
         message, excerpt = problem
-        return {"invalid": True, "feedback": message, "excerpt": excerpt_view(excerpt), "applied": no_update}
-    return {"invalid": False, "feedback": "", "excerpt": None, "applied": text if text != applied else no_update}
+        return {"invalid": True, "feedback": message, "excerpt": excerpt_view(excerpt), "applied": no_update,
+                "hint": None}
+    return {"invalid": False, "feedback": "", "excerpt": None, "applied": text if text != applied else no_update,
+            "hint": no_update}
 
 
 def excerpt_view(excerpt: str | None) -> html.Pre | None:
@@ -313,7 +317,8 @@ def callbacks(app: dash.Dash, current: Callable[[], TableSpec], title: str) -> N
         output={"invalid": Output(p(state.FILTER), "invalid"),
                 "feedback": Output(p(state.FILTER_FEEDBACK), "children"),
                 "excerpt": Output(p(state.FILTER_EXCERPT), "children"),
-                "applied": Output(p(state.APPLIED), "data")},
+                "applied": Output(p(state.APPLIED), "data"),
+                "hint": Output(p(state.FILTER_HINT), "children", allow_duplicate=True)},
         inputs={"_typed": Input(p(state.FILTER), "value"), "_clicks": Input(p(state.APPLY), "n_clicks"),
                 "text": State(p(state.FILTER), "value"), "applied": State(p(state.APPLIED), "data")},
         prevent_initial_call=True,
@@ -333,7 +338,7 @@ def callbacks(app: dash.Dash, current: Callable[[], TableSpec], title: str) -> N
         output={"rows": Output(p(state.GRID), "getRowsResponse"),
                 "count": Output(p(state.COUNT), "children"),
                 "colfilters": Output(p(state.COLFILTER_TEXT), "children"),
-                "hint": Output(p(state.FILTER_HINT), "children"),
+                "hint": Output(p(state.FILTER_HINT), "children", allow_duplicate=True),
                 "csv": Output(p(state.CSV), "href"),
                 "json": Output(p(state.JSON), "href"),
                 "state": Output(p(state.STATE), "data", allow_duplicate=True),

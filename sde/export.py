@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Collection, Iterator,
 import numpy as np
 
 from sde import __version__
+from sde.compressed_columns import string_chunks
+from sde.manifest.paths import relative_rows
 
 # The line reader moved to sde.lines (reviews use it too); its names stay importable from here.
 from sde.lines import BOM as BOM
@@ -527,6 +529,8 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
     refuse_unwritten_compression(outputs_named)
     refuse_overwriting_sources(outputs_named, lines.sources, [*inputs, *dataset_inputs(dataset)])
     refuse_overwriting_audio(outputs_named, dataset)
+    plan.notes.extend(relative_audio_notes(dataset, lines, [("kept", "-o", kept_names, plan.kept),
+                                                            ("rejected", "--rejected", rejected_names, plan.rejected)]))
     texts = dataset.utterances["text"]
     outputs: list[AtomicOutput] = []
     try:
@@ -570,6 +574,44 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
     finally:
         for out in outputs:
             out.discard()
+
+
+def relative_audio_notes(dataset: "Dataset", lines: ManifestLines,
+                         written: Sequence[tuple[str, str, Sequence[Path], np.ndarray]]) -> list[str]:
+    """Notes for lines written into another folder than their manifest's while they name their
+    audio by a relative path: NeMo (and sde) read such a path from the manifest's folder, so read
+    from the output's folder it names another file, or none. ``written``: (what the lines are,
+    "kept" or "rejected"; the option naming the output; its files, one per source file when
+    sharded; their row positions). Nothing where the user names the folder the paths are joined to (--audio-base-path)
+    or the audio is in tars (member names)."""
+    if dataset.options.audio_base_path or dataset.tar_shards or len(dataset.utterances) == 0:
+        return []
+    folder_of = [os.path.realpath(os.path.dirname(src.path)) if src.local else None for src in lines.sources]
+    moved: list[tuple[int, Path, int]] = []  # (which output, file, source index) written into another folder
+    for which, (_, _, files, positions) in enumerate(written):
+        if not files or not len(positions):
+            continue
+        for index in np.unique(lines.codes[positions]).tolist():
+            out = files[index] if len(files) > 1 else files[0]
+            if folder_of[index] is not None and os.path.realpath(os.path.dirname(os.path.abspath(out))) != folder_of[index]:
+                moved.append((which, out, index))
+    if not moved:
+        return []
+    relative = np.concatenate([relative_rows(chunk) for chunk in string_chunks(dataset.utterances["audio_filepath"])])
+    notes = []
+    for which, out, index in moved:
+        what, option, _, positions = written[which]
+        rows = positions[(lines.codes[positions] == index) & relative[positions]]
+        if not len(rows):
+            continue
+        source = lines.sources[index].path
+        example = dataset.utterances["audio_filepath"].iloc[int(rows[0])]
+        notes.append(f"{len(rows):,} {what} {'line names its' if len(rows) == 1 else 'lines name their'} audio by a "
+                     f"path relative to the folder of {source} (e.g. {example}), and {out} is in another folder: NeMo "
+                     f"and sde read such a path from the manifest's folder, so from {out}'s it names another file. "
+                     f"Write {option} into {os.path.dirname(source) or '.'}, or read {out} with --audio-base-path "
+                     f"{os.path.dirname(os.path.abspath(source))}")
+    return notes
 
 
 def _text(texts: Any, position: int) -> str | None:
@@ -859,6 +901,9 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
         plan = plan_export(dataset, filter=filter, sort=sort, rules=rules,
                            rules_file=str(rules_path) if rules_path is not None else None,
                            store=store, apply_reviews=apply_reviews)
+        if rules is not None and not rules:  # a rules file saved empty would otherwise drop nothing unsaid
+            plan.notes.append(f"--rules {rules_path} holds no rules (an empty file, or `rules:` with no entries): "
+                              "no line was dropped by a rule")
         if store is not None:
             plan.notes.extend(store.notes)
         if store is not None and not apply_reviews and not any(t and "review" in t for t in texts):

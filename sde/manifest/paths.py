@@ -97,6 +97,14 @@ def _pair_rows(arr: pa.Array, dot: bool) -> tuple[np.ndarray, np.ndarray, np.nda
     return pos[keep], row[keep], offsets, data
 
 
+def relative_rows(arr: pa.Array) -> np.ndarray:
+    """Rows (bool per row; nulls and empty paths False) whose path NeMo's rule joins to the
+    manifest's folder: neither absolute nor a URL."""
+    located = pc.or_(pc.starts_with(arr, "/"), pc.match_substring_regex(arr, r"^[A-Za-z][A-Za-z0-9+.\-]*://"))
+    written = pc.greater(pc.utf8_length(arr), 0)
+    return np.asarray(pc.and_(written, pc.invert(located)).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _url_rows(arr: pa.Array) -> np.ndarray:
     """Rows holding "://" (bool per row; nulls False), as ``match_substring(arr, "://")``."""
     rows = np.zeros(len(arr), dtype=bool)

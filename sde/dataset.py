@@ -105,6 +105,10 @@ class Dataset:
     # The files its stored tables are read from, in the order a start reads them ahead
     # (sde.cache.read_ahead); () where it was built in this process and not read back.
     files: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # Size and modification time of each local manifest file as it was read (its real path → the
+    # stamp, sde.lines.local_stamps): a line read back later (export, a download, a review's key)
+    # refuses a file edited since, not only one edited after its first read back.
+    read_stamps: dict = field(default_factory=dict, compare=False, repr=False)
     # Incremented by replace_with: the caches of sde.caching.for_dataset are per generation.
     generation: int = field(default=0, compare=False)
     _queries: dict = field(default_factory=dict, repr=False, compare=False)

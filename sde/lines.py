@@ -13,14 +13,14 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, BinaryIO, Iterator
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
 from sde.manifest.files import is_gzip
 from sde.manifest.formats import GZIP_MAGIC
-from sde.sources import remote
+from sde.sources import as_source_set, remote
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -70,9 +70,27 @@ def _stamp(path: str) -> dict | None:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _source(path: str, name: str | None = None) -> SourceFile:
+def local_stamps(manifest: Any) -> dict[str, dict]:
+    """The stamp (size, modification time) of each local file among the sources ``manifest``
+    names, by real path, taken now: before they are read (Dataset.read_stamps). Remote files are
+    stamped when first read back, as before; sources that cannot be named give none."""
     try:
-        stamp = _stamp(path)
+        located = [s.location for s in as_source_set(manifest).sources if not s.remote]
+    except Exception:  # noqa: BLE001 - the build reports missing or unreadable sources, with their fix
+        return {}
+    stamps = {}
+    for location in located:
+        try:
+            stamps[os.path.realpath(location)] = _stamp(location)
+        except OSError:
+            continue
+    return stamps
+
+
+def _source(path: str, name: str | None = None, read_stamps: Mapping[str, dict] | None = None) -> SourceFile:
+    try:
+        known = (read_stamps or {}).get(os.path.realpath(path)) if "://" not in path else None
+        stamp = known or _stamp(path)
     except OSError as e:
         raise ExportError(f"{path}: cannot read the manifest ({e.strerror}); it was moved or deleted "
                           "after sde loaded it: restore it, or load the dataset again") from None
@@ -106,7 +124,7 @@ def source_files(dataset: "Dataset") -> tuple[list[SourceFile], np.ndarray]:
     if "source" not in utt.columns:
         located = list(_declared_sources(dataset).values())
         path = located[0] if len(located) == 1 else _opened(str(dataset.manifest_path))
-        return [_source(path)], np.zeros(len(utt), dtype=np.int32)
+        return [_source(path, read_stamps=dataset.read_stamps)], np.zeros(len(utt), dtype=np.int32)
     codes, names = pd.factorize(utt["source"], sort=False)
     declared = _declared_sources(dataset)
     first = _opened(str(dataset.manifest_path))
@@ -117,7 +135,7 @@ def source_files(dataset: "Dataset") -> tuple[list[SourceFile], np.ndarray]:
         if location is None:
             raise ExportError(f"cannot tell where the source {name!r} of {dataset.name} is; load the dataset "
                               "again")
-        files.append(_source(location, name))
+        files.append(_source(location, name, dataset.read_stamps))
     return files, np.asarray(codes, dtype=np.int32)
 
 

@@ -21,6 +21,7 @@ from sde.build.remote_parts import NO_ROOM, NoRoomToDecompress, local_copies
 from sde.build.stream import build_in_parts
 from sde.cache.building import BuildLock, lock_build
 from sde.cache.identity import Recording, check, files_tag, input_files
+from sde.lines import local_stamps
 from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
                        read_built, remove_build, remove_build_soon, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
@@ -81,6 +82,7 @@ def load_dataset(
     before it exits, and an interrupted write leaves no entry (see DatasetCache). A part-by-part
     build's folder is then removed on such a thread too."""
     say = status or (lambda _msg: None)
+    read_stamps = local_stamps(manifest)  # before anything is read: an edit from now on is seen
     cache = None
     key = None
     if use_cache:
@@ -118,6 +120,7 @@ def load_dataset(
                     else:
                         cached = refreshed(cache, key, cached, lock=lock, say=say, progress=progress,
                                            budget_s=audio_budget_s)
+                cached.read_stamps = read_stamps
                 return cached
         if cache is not None and key is not None:  # the record of the files read, kept with the entry
             recording = Recording(inputs).start()
@@ -188,6 +191,7 @@ def load_dataset(
             cache.keep_input_record(key, recording.record() if recording else None)
         if lock is not None:
             lock.release(built=True)
+        dataset.read_stamps = read_stamps
         return dataset
     finally:
         if cache is not None:

@@ -1093,10 +1093,11 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
     _check_before_loading(filter_text, rules_path)
     # --vad: the build a `sde --vad` server stored (its own cache entry), and the columns its rules may name
     dataset = load(sources, options_from(**data), cache_dir, no_cache, vad=vad)
+    declared = [s.location for s in expand(sources).sources]  # a sharded -o: a shard for each, empty ones too
     try:
         changelog = export_dataset(dataset, output, rejected=rejected, filter=filter_text, sort=sort_text,
                                    rules_path=rules_path, reviews_path=reviews_path, apply_reviews=apply_reviews,
-                                   cache_dir=cache_dir, command=["sde", *sys.argv[1:]])
+                                   cache_dir=cache_dir, command=["sde", *sys.argv[1:]], declared=declared)
     except (ExportError, QueryError, ReviewError, RulesError) as e:
         fail(str(e))
     for line in summary_lines(changelog):

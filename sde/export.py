@@ -515,14 +515,19 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
                  rejected_output: str | Path | None = None, lines: ManifestLines | None = None,
                  command: Sequence[str] | None = None,
                  progress: Callable[[int], None] | None = None,
-                 inputs: Sequence[tuple[str, str | Path]] = ()) -> dict:
+                 inputs: Sequence[tuple[str, str | Path]] = (),
+                 declared: Sequence[str] | None = None) -> dict:
     """Write kept (and rejected) lines and the changelog beside `output`, atomically; return the
     changelog. ``inputs``: the other files the export read (refused as outputs), besides the
-    dataset's own (its predictions, vocabulary and tar shards)."""
+    dataset's own (its predictions, vocabulary and tar shards). ``declared``: every manifest file
+    the sources named, in order (a sharded output gets a shard for each, one without valid lines
+    included)."""
     lines = lines or ManifestLines(dataset)
     changelog_path = Path(f"{output}{CHANGELOG_SUFFIX}")
-    kept_names = shard_outputs("-o", output, lines, dataset)
-    rejected_names = shard_outputs("--rejected", rejected_output, lines, dataset) if rejected_output is not None else []
+    shard_of, shards = shard_of_sources(lines, declared)
+    kept_names = shard_outputs("-o", output, lines, dataset, shards)
+    rejected_names = shard_outputs("--rejected", rejected_output, lines, dataset, shards) \
+        if rejected_output is not None else []
     outputs_named: dict[str, str | Path | None] = {"changelog": changelog_path}
     for option, names in (("-o", kept_names), ("--rejected", rejected_names)):
         outputs_named.update({option if len(names) == 1 else f"{option} (shard {i})": n for i, n in enumerate(names)})
@@ -530,7 +535,8 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
     refuse_overwriting_sources(outputs_named, lines.sources, [*inputs, *dataset_inputs(dataset)])
     refuse_overwriting_audio(outputs_named, dataset)
     plan.notes.extend(relative_audio_notes(dataset, lines, [("kept", "-o", kept_names, plan.kept),
-                                                            ("rejected", "--rejected", rejected_names, plan.rejected)]))
+                                                            ("rejected", "--rejected", rejected_names, plan.rejected)],
+                                           shard_of))
     texts = dataset.utterances["text"]
     outputs: list[AtomicOutput] = []
     try:
@@ -553,8 +559,9 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
         if has_shared_lines(dataset, lines):  # Lhotse cuts: a line per cut, a row per supervision
             _write_cut_lines(dataset, lines, plan, kept_out.file, rejected_out.file if rejected_out else None)
         else:
-            _write_lines(lines, plan, _Sink([o.file for o in kept_outs], lines.codes),
-                         _Sink([o.file for o in rejected_outs], lines.codes) if rejected_outs else None,
+            row_shards = shard_of[lines.codes] if len(kept_outs) > 1 or len(rejected_outs) > 1 else lines.codes
+            _write_lines(lines, plan, _Sink([o.file for o in kept_outs], row_shards),
+                         _Sink([o.file for o in rejected_outs], row_shards) if rejected_outs else None,
                          kept_line, progress)
         lines.check_unchanged()  # a file edited during the export: the lines may be a mix
         changelog = _changelog(dataset, plan, lines, output, rejected_output, command)
@@ -577,12 +584,13 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
 
 
 def relative_audio_notes(dataset: "Dataset", lines: ManifestLines,
-                         written: Sequence[tuple[str, str, Sequence[Path], np.ndarray]]) -> list[str]:
+                         written: Sequence[tuple[str, str, Sequence[Path], np.ndarray]],
+                         shard_of: np.ndarray | None = None) -> list[str]:
     """Notes for lines written into another folder than their manifest's while they name their
     audio by a relative path: NeMo (and sde) read such a path from the manifest's folder, so read
     from the output's folder it names another file, or none. ``written``: (what the lines are,
     "kept" or "rejected"; the option naming the output; its files, one per source file when
-    sharded; their row positions). Nothing where the user names the folder the paths are joined to (--audio-base-path)
+    sharded; their row positions); ``shard_of``: each source's shard (shard_of_sources). Nothing where the user names the folder the paths are joined to (--audio-base-path)
     or the audio is in tars (member names)."""
     if dataset.options.audio_base_path or dataset.tar_shards or len(dataset.utterances) == 0:
         return []
@@ -592,24 +600,30 @@ def relative_audio_notes(dataset: "Dataset", lines: ManifestLines,
         if not files or not len(positions):
             continue
         for index in np.unique(lines.codes[positions]).tolist():
-            out = files[index] if len(files) > 1 else files[0]
+            out = files[index if shard_of is None else int(shard_of[index])] if len(files) > 1 else files[0]
             if folder_of[index] is not None and os.path.realpath(os.path.dirname(os.path.abspath(out))) != folder_of[index]:
                 moved.append((which, out, index))
     if not moved:
         return []
     relative = np.concatenate([relative_rows(chunk) for chunk in string_chunks(dataset.utterances["audio_filepath"])])
     notes = []
-    for which, out, index in moved:
-        what, option, _, positions = written[which]
-        rows = positions[(lines.codes[positions] == index) & relative[positions]]
-        if not len(rows):
+    for which, (what, option, _, positions) in enumerate(written):
+        found = [(out, index, rows) for w, out, index in moved if w == which
+                 for rows in [positions[(lines.codes[positions] == index) & relative[positions]]] if len(rows)]
+        if not found:
             continue
+        out, index, rows = found[0]
+        count = sum(len(r) for _, _, r in found)
         source = lines.sources[index].path
         example = dataset.utterances["audio_filepath"].iloc[int(rows[0])]
-        notes.append(f"{len(rows):,} {what} {'line names its' if len(rows) == 1 else 'lines name their'} audio by a "
-                     f"path relative to the folder of {source} (e.g. {example}), and {out} is in another folder: NeMo "
-                     f"and sde read such a path from the manifest's folder, so from {out}'s it names another file. "
-                     f"Write {option} into {os.path.dirname(source) or '.'}, or read {out} with --audio-base-path "
+        more = f" and {len(found) - 1:,} other shard{'s' if len(found) > 2 else ''}" if len(found) > 1 else ""
+        one = count == 1
+        notes.append(f"{count:,} {what} {'line names its' if one else 'lines name their'} audio by a path "
+                     f"relative to the folder of {'its' if one else 'their'} manifest (e.g. {example} in {source}), "
+                     f"and {out}{more} "
+                     f"{'is' if not more else 'are'} in another folder: NeMo and sde read such a path from the "
+                     f"manifest's folder, so from there it names another file. Write {option} into "
+                     f"{os.path.dirname(source) or '.'}, or read what it wrote with --audio-base-path "
                      f"{os.path.dirname(os.path.abspath(source))}")
     return notes
 
@@ -630,10 +644,31 @@ class _Sink:
         (files[0] if len(files) == 1 else files[int(self.codes[position])]).write(line)
 
 
-def shard_outputs(option: str, output: str | Path, lines: ManifestLines, dataset: "Dataset") -> list[Path]:
+def shard_of_sources(lines: ManifestLines, declared: Sequence[str] | None) -> tuple[np.ndarray, int]:
+    """(per source file of ``lines``, those with valid lines: the index of its shard in a sharded
+    output; the number of shards). The shards are ``declared``, every manifest file the user named
+    in order (a shard pattern's, a file without valid lines included), else the files with valid
+    lines."""
+    ours = (np.arange(len(lines.sources)), len(lines.sources))
+    if declared is None:
+        return ours
+
+    def key(path: str) -> str:
+        return path if "://" in path else os.path.realpath(path)
+
+    place = {key(str(d)): i for i, d in enumerate(declared)}
+    shards = [place.get(key(src.path)) for src in lines.sources]
+    if any(i is None for i in shards):  # not the files the dataset was read from: the files it has
+        return ours
+    return np.asarray(shards, dtype=np.int64), len(declared)
+
+
+def shard_outputs(option: str, output: str | Path, lines: ManifestLines, dataset: "Dataset",
+                  files: int | None = None) -> list[Path]:
     """The files an output names: itself, or for a NeMo shard pattern (`kept__OP_0..3_CL_.json`,
-    `kept_{0..3}.json`) one per manifest file of the dataset, in order: shard i gets the lines of
-    manifest i (what NeMo's `shard_manifests` expects beside the same tars)."""
+    `kept_{0..3}.json`) one per manifest file, in order (``files`` of them: every file named,
+    default those with valid lines): shard i gets the lines of manifest i, and none where it has
+    none (what NeMo's `shard_manifests` expects beside the same tars)."""
     text = str(output)
     pattern = normalise_tags(text)
     if not has_braces(pattern):
@@ -642,11 +677,11 @@ def shard_outputs(option: str, output: str | Path, lines: ManifestLines, dataset
         names = brace_expand(pattern)
     except PatternError as e:
         raise ExportError(f"{option} {text}: {e}") from None
-    files = len(lines.sources)
+    files = len(lines.sources) if files is None else files
     if len(names) != files or has_shared_lines(dataset, lines) and files > 1:
         example = f"kept__OP_0..{files - 1}_CL_.json" if files > 1 else "kept.json"
         raise ExportError(f"{option} {text} names {len(names):,} files, but {dataset.name} has {files:,} manifest "
-                          f"file{'s' if files != 1 else ''} with valid lines: a sharded output gets one shard per "
+                          f"file{'s' if files != 1 else ''}: a sharded output gets one shard per "
                           f"manifest file; name {files} (e.g. {example}), or one file for all the lines")
     if len(set(names)) != len(names):
         raise ExportError(f"{option} {text} names the same file twice; give each shard its own name")
@@ -870,8 +905,10 @@ def _refuse_unmeasured_columns(dataset: "Dataset", filter: str | None, sort: str
 def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Path | None = None,
                    filter: str | None = None, sort: str | None = None, rules_path: str | Path | None = None,
                    reviews_path: str | Path | None = None, apply_reviews: bool = False,
-                   cache_dir: str | Path | None = None, command: Sequence[str] | None = None) -> dict:
-    """`sde export`: plan and write; returns the changelog. Reviews are opened read-only."""
+                   cache_dir: str | Path | None = None, command: Sequence[str] | None = None,
+                   declared: Sequence[str] | None = None) -> dict:
+    """`sde export`: plan and write; returns the changelog. Reviews are opened read-only.
+    ``declared``: every manifest file the sources name, in order (see write_export)."""
     rules = load_rules(rules_path) if rules_path is not None else None
     texts = [filter, sort] + [r.filter for r in rules or ()]
     _refuse_unmeasured_columns(dataset, filter, sort, rules, rules_path)
@@ -912,7 +949,8 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
         inputs = [("--rules", rules_path)] if rules_path is not None else []
         if store is not None:
             inputs.append(("--reviews", store.path))
-        return write_export(dataset, plan, output, rejected_output=rejected, command=command, inputs=inputs)
+        return write_export(dataset, plan, output, rejected_output=rejected, command=command, inputs=inputs,
+                            declared=declared)
     finally:
         if store is not None:
             store.close()

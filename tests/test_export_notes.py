@@ -47,7 +47,7 @@ def _manifest(tmp_path: Path, audio: str) -> Path:
 # note says: none, or phrases it holds)
 MOVED = [
     ("a relative path written into another folder is named, with both remedies", "wav/a.wav", "out/kept.json", {},
-     False, ["1 kept line names its audio", "(e.g. wav/a.wav)", "Write -o into", "--audio-base-path"]),
+     False, ["1 kept line names its audio", "(e.g. wav/a.wav in ", "Write -o into", "--audio-base-path"]),
     ("written beside its manifest: nothing to say", "wav/a.wav", "data/kept.json", {}, False, None),
     ("an absolute path reads the same from anywhere", "/abs/a.wav", "out/kept.json", {}, False, None),
     ("the user names the folder paths are joined to", "wav/a.wav", "out/kept.json", {}, True, None),

@@ -64,3 +64,34 @@ def test_a_pattern_of_another_number_of_files_is_refused_before_writing(shards, 
         write_export(dataset, plan_export(dataset), shards / pattern)
     assert str(e.value).startswith(f"-o {shards / pattern}")
     assert sorted(p.name for p in shards.iterdir()) == ["m_0.json", "m_1.json", "m_2.json"]
+
+
+# (behaviour, what shard 1 of four holds)
+EMPTY_SHARDS = [
+    ("an empty manifest shard", ""),
+    ("a manifest shard of blank lines", "\n\n"),
+    ("a manifest shard whose lines are all bad", "not json\n{\"text\": \"no audio\"}\n"),
+]
+
+
+@pytest.mark.parametrize("behaviour, middle", EMPTY_SHARDS, ids=[e[0] for e in EMPTY_SHARDS])
+def test_a_manifest_shard_without_valid_lines_keeps_its_place(tmp_path, behaviour, middle):
+    for shard in (0, 2, 3):
+        (tmp_path / f"m_{shard}.json").write_text("".join(shard_lines(shard)))
+    (tmp_path / "m_1.json").write_text(middle)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SDE_CACHE_DIR": str(tmp_path / "cache")}
+
+    def export(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sde.cli", "export", "m__OP_0..3_CL_.json", *args],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    done = export("--filter", "{duration} < 4", "-o", "kept__OP_0..3_CL_.json", "--rejected", "dropped_{0..3}.json")
+    assert done.returncode == 0, done.stderr
+    # shard i of the output pairs with shard i of the manifest (and its tar): none moves up a place
+    assert [(tmp_path / f"kept_{i}.json").read_text() for i in range(4)] == \
+        ["".join(shard_lines(0)), "", "".join(shard_lines(2)[:1]), ""]
+    assert [(tmp_path / f"dropped_{i}.json").read_text() for i in range(4)] == \
+        ["", "", "".join(shard_lines(2)[1:]), "".join(shard_lines(3))]
+    refused = export("-o", "k__OP_0..2_CL_.json")
+    assert refused.returncode != 0 and "names 3 files" in refused.stderr and "has 4 manifest files" in refused.stderr
+    assert not list(tmp_path.glob("k_*.json"))

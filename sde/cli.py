@@ -472,9 +472,14 @@ def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache:
     if reviews is not None or no_cache:
         return reviews
     from sde.cache import CacheReadOnly, CacheUnusable, check_cache_folder
+    from sde.lines import ExportError
     from sde.reviews import default_reviews_path
 
-    path = default_reviews_path(dataset, cache_dir)
+    try:  # named after the manifest files, which must still be where sde read them
+        path = default_reviews_path(dataset, cache_dir)
+    except ExportError as e:
+        click.echo(f"note: reviews are off: {e}", err=True)
+        return None
     try:
         # The same checks as the cache itself: a folder others can write is refused (the cache
         # already warned once), and reviews are then off rather than kept where others can swap them.

@@ -48,7 +48,8 @@ def read_lhotse_sources(kind: str, sources: SourceSet, spec: Spec, strict: bool,
         raise ManifestError(f"{problems[0]}\n{STRICT_HINT}")
     if not len(read.lines) and part is None:
         raise no_usable_supervision(sources.name, kind, problems)
-    row_files = SourceSet(sources.specs, tuple(Source(name, name, name) for name in read.files))
+    row_files = SourceSet(sources.specs, tuple(Source(read.locations[k] if read.locations else name, name, name)
+                                               for k, name in enumerate(read.files)))
     return row_files, _file_reads(read, spec, strict, problems, audio_base_path), read.tar_shards
 
 

@@ -98,6 +98,9 @@ class LhotseRead:
     total_lines: int
     bases: list[str]               # per file: the folder relative audio paths start from
     tar_shards: tuple[str, ...] = ()
+    # per file, where it is read from, where its shown name is not that (a Shar directory's cuts
+    # files are shown relative to the folder above it, wherever sde runs); () otherwise
+    locations: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------ detection
@@ -556,7 +559,8 @@ def _read_shar(folder: str, shown: str) -> LhotseRead:
         if shard is None:
             continue
         total += _read_cuts(os.path.join(folder, name), names[k], k, rows, shar=shard)
-    return rows.finish("shar", names, total, [os.path.abspath(folder)] * len(names), tar_shards)
+    return rows.finish("shar", names, total, [os.path.abspath(folder)] * len(names), tar_shards,
+                       locations=tuple(os.path.abspath(os.path.join(folder, name)) for _, name in cut_files))
 
 
 def _shar_index(k: int, tar: str, tar_shown: str, rows: _Rows) -> _SharShard | None:
@@ -616,7 +620,8 @@ class _Rows:
         self._batch = []
 
     def finish(self, kind: str, files: list[str], total: int, bases: list[str],
-               tar_shards: tuple[str, ...] = (), keep_empty: bool = False) -> LhotseRead:
+               tar_shards: tuple[str, ...] = (), keep_empty: bool = False,
+               locations: tuple[str, ...] = ()) -> LhotseRead:
         """``keep_empty``: of a part, keep the columns without a value too: their place among
         the columns is the one the whole read gives them where a later part has values (the join
         drops those no part has a value in)."""
@@ -628,7 +633,7 @@ class _Rows:
             if k in columns and columns[k].null_count == len(columns[k]) and not keep_empty:
                 del columns[k]
         return LhotseRead(kind, files, np.asarray(self._file, dtype=np.int32), np.asarray(self._line, dtype=np.int64),
-                          columns, self.problems, total, bases, tar_shards)
+                          columns, self.problems, total, bases, tar_shards, locations)
 
 
 def _flat(value: Any) -> Any:

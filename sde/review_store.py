@@ -34,6 +34,8 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_TIMEOUT_S = 5.0
 SCHEMA_VERSION = 1
 KIND = "sde-reviews"
+#: The meta row naming the reviews file a file was copied from (its manifest renamed or moved).
+COPIED_FROM = "copied_from"
 REVIEW_COLUMNS = ("review", "review_text", "review_note", "review_tags", "review_user", "review_time")
 BODY_FIELDS = ("status", "text", "note", "tags", "version")
 #: The largest version a review can have: SQLite's largest INTEGER. A bigger one in a request can
@@ -278,6 +280,9 @@ class ReviewStore:
         # another file with its lines (an export of it) while the reviewed one is still in place
         self.made_for_files: dict[str, dict] = {}
         self.aliases: dict[str, str] = {}    # review source name → the dataset's name it is read as
+        # the reviews file this one was copied from when its manifest was renamed or moved
+        # (sde.reviews.take_over): that file is then an older state of these reviews
+        self.copied_from: str | None = None
         self.notes: list[str] = []           # what the user should know about how the reviews were read
         self._lock = threading.Lock()
         self._writes = 0
@@ -375,6 +380,7 @@ class ReviewStore:
                                   f"{meta['schema_version']}); upgrade sde to use it")
         stored = self.made_for = _meta_sources(self.path, meta)
         self.made_for_files = _meta_files(meta)
+        self.copied_from = meta.get(COPIED_FROM)
         other = bool(self.sources and stored and not stored & set(self.sources))
         if other and not self.follow_renames:
             raise WrongManifest(

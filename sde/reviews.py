@@ -60,6 +60,7 @@ from sde.lines import source_files
 from sde.query import QueryError, TableQuery
 from sde.review_store import (
     BODY_FIELDS,
+    COPIED_FROM,
     DEFAULT_TIMEOUT_S,
     KIND,
     MAX_NOTE_CHARS,
@@ -251,7 +252,8 @@ def renamed_reviews(dataset: "Dataset", default: Path, notes: list[str] | None =
                             key=lambda f: f.stat().st_mtime, reverse=True)[:MAX_RENAME_CANDIDATES]
     except OSError:
         return None
-    found = []
+    found: list[Path] = []
+    copied_from: dict[Path, str | None] = {}
     for candidate in candidates:
         try:
             store = ReviewStore(candidate, read_only=True, timeout=0.5)
@@ -269,6 +271,7 @@ def renamed_reviews(dataset: "Dataset", default: Path, notes: list[str] | None =
             kept_in_place = _not_moved(dataset, store, {k.source for k in keys}, aliases)
             if kept_in_place is None:
                 found.append(candidate)
+                copied_from[candidate.resolve()] = store.copied_from
             elif notes is not None:
                 new, why = kept_in_place
                 notes.append(f"the reviews in {candidate} are on lines of {new}, but not read as its reviews: {why}, "
@@ -278,7 +281,11 @@ def renamed_reviews(dataset: "Dataset", default: Path, notes: list[str] | None =
             continue
         finally:
             store.close()
-    return found[0] if len(found) == 1 else None
+    # A manifest renamed twice leaves the file of each name: each copied from the one before it,
+    # which is an older state of the same reviews, not another manifest's.
+    older = {Path(origin) for origin in copied_from.values() if origin}
+    latest = [f for f in found if f.resolve() not in older]
+    return latest[0] if len(latest) == 1 else None
 
 
 def manifest_files(dataset: "Dataset") -> dict[str, dict]:
@@ -371,6 +378,8 @@ def _take_over(found: Path, default: Path) -> Path:
             target = sqlite3.connect(str(default))
             try:
                 source.backup(target)
+                with target:  # the next rename finds both files: this one is the later state
+                    target.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (COPIED_FROM, str(found.resolve())))
             finally:
                 target.close()
         finally:
@@ -388,8 +397,8 @@ def _renames(dataset: "Dataset", keys: Sequence[ReviewKey], relocate: bool = Tru
     """The manifest names of `reviews` that are not the dataset's and are read as one of its names:
     {old name: (new name, reviews of it on that file's lines, reviews of it)}.
 
-    An old name is read as the one file of the dataset (of those whose name has no reviews yet,
-    for shards) that has at least half of its reviews on its lines (same line, or the same
+    An old name is read as the one file of the dataset (of those whose name has no reviews yet and
+    no other old name read as it, for shards) that has at least half of its reviews on its lines (same line, or the same
     audio_filepath and offset on another: see aligned_reviews), as they are after a rename or move;
     a few reviews match another manifest's lines by chance, not half."""
     by_name: dict[str, list[ReviewKey]] = {}
@@ -403,7 +412,10 @@ def _renames(dataset: "Dataset", keys: Sequence[ReviewKey], relocate: bool = Tru
     out: dict[str, tuple[str, int, int]] = {}
     for old in orphans:
         mine = by_name[old]
-        fits = [(new, on) for new in targets if new not in {n for n, _, _ in out.values()}
+        # one manifest file takes every name it had (renamed twice, its reviews file holds reviews
+        # under both); a shard takes one
+        taken = {n for n, _, _ in out.values()} if len(names) > 1 else set()
+        fits = [(new, on) for new in targets if new not in taken
                 for on in [_on_lines(dataset, mine, {old: new}, relocate)] if on and 2 * on >= len(mine)]
         if len(fits) == 1:   # several: which file it became cannot be told
             out[old] = (fits[0][0], fits[0][1], len(mine))

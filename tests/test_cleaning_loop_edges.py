@@ -327,3 +327,37 @@ def test_a_review_column_with_no_reviews_found_says_where_it_looked_and_what_to_
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert said.replace("RULES", str(rules_path)) in r.stderr, r.stderr
     assert "--reviews FILE" in r.stderr and "--cache-dir the server was started with" in r.stderr
+
+
+# (behaviour, the moves after the first review: each a new name, or a new folder and name)
+MOVED_AGAIN = [
+    ("renamed twice", ["b.json", "c.json"]),
+    ("renamed three times", ["b.json", "c.json", "d.json"]),
+    ("moved to another folder, then renamed", ["elsewhere/train.json", "elsewhere/b.json"]),
+]
+
+
+@pytest.mark.parametrize("behaviour, moves", MOVED_AGAIN, ids=[m[0] for m in MOVED_AGAIN])
+def test_reviews_follow_a_manifest_renamed_or_moved_again_with_those_made_between(tmp_path, behaviour, moves):
+    manifest = write_dataset(tmp_path / "data")
+    review(manifest, cache_dir=tmp_path / "cache")          # a drop on line 2, a fix on line 3
+    for step, target in enumerate(moves):
+        moved = tmp_path / "data" / target
+        moved.parent.mkdir(exist_ok=True)
+        if moved.parent != manifest.parent:  # its audio goes with it
+            for wav in manifest.parent.glob("*.wav"):
+                wav.rename(moved.parent / wav.name)
+        manifest = manifest.rename(moved)
+        dataset = build_dataset(manifest)
+        store = open_reviews(dataset, cache_dir=tmp_path / "cache")   # as `sde NEW` opens them
+        try:
+            assert len(store.reviews()) == min(2 + step, 4), (target, store.notes)
+            # a drop of line 1 after the first move, of line 4 after the others (the same review again)
+            store.set_review(utterance_keys(dataset).key(0 if step == 0 else 3), "drop", note=f"after move {step}")
+        finally:
+            store.close()
+    r = sde("export", str(manifest), "--apply-reviews", "--cache-dir", str(tmp_path / "cache"), "-o",
+            str(tmp_path / "kept.json"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "reviews: 3 dropped, 1 fixed" in r.stderr
+    assert exported_texts(tmp_path / "kept.json") == ["words of the fixed line"]

@@ -9,16 +9,18 @@ says so when no part has any, with the whole read's message).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sde.manifest.files import FileRead
 from sde.manifest.model import CORE_FIELDS, STRICT_HINT, ManifestError, ManifestPart, Problem
-from sde.manifest.paths import base_dir
+from sde.manifest.paths import base_dir, relative_rows
 from sde.manifest.pieces import Piece, ReadState, Spec
-from sde.sources import Source, SourceSet
+from sde.sources import Source, SourceSet, is_url
 from sde.sources.lhotse_source import LhotseError, LhotseRead, detect, read_lhotse, sniff_kind
 
 
@@ -70,10 +72,27 @@ def _file_reads(read: LhotseRead, spec: Spec, strict: bool, problems: list[Probl
     for k, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
         cols = {key: column.slice(a, b - a) for key, column in read.columns.items()}
         pieces = [Piece(b - a, read.lines[a:b], cols, source=k)] if b > a else []
-        base = base_dir(read.bases[k], audio_base_path) if audio_base_path else read.bases[k]
+        base = base_dir(read.bases[k], audio_base_path) if audio_base_path else \
+            _lhotse_base(read.bases[k], cols.get("audio_filepath"), read.kind)
         reads.append(FileRead(pieces, state, read.total_lines if k == 0 else 0, problems if k == 0 else [],
                               False, base))
     return reads
+
+
+def _lhotse_base(folder: str, paths: pa.Array | None, kind: str) -> str:
+    """Where a Lhotse file's relative audio paths start: its own folder (NeMo's rule, sde's for every
+    manifest), unless the first such path names no file there but one from the folder sde runs in,
+    which is where lhotse itself reads them (a recipe run from its root writes
+    ``corpus/LibriSpeech/…`` into ``data/manifests/``)."""
+    if kind == "shar" or paths is None or is_url(folder):
+        return folder
+    relative = np.flatnonzero(relative_rows(paths))
+    if not len(relative):
+        return folder
+    first = str(paths[int(relative[0])].as_py())
+    if os.path.exists(os.path.join(folder, first)) or not os.path.exists(first):
+        return folder
+    return os.getcwd()
 
 
 # Columns sde makes that a NeMo manifest of the supervisions does not carry.

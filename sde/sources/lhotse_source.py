@@ -21,7 +21,8 @@ Decisions:
   and problems the whole read gives for those lines, with the file's line numbers. A line's rows
   depend on that line alone, so the parts add up to the whole read. Every line counts in
   ``total_lines``, blank ones too (as a NeMo manifest's do), so that the parts' counts add up.
-* Audio: a ``file`` source is its path, relative paths from the manifest's folder (NeMo's rule);
+* Audio: a ``file`` source is its path, relative paths from the manifest's folder (NeMo's rule;
+  from the folder sde runs in where only that has the file, as lhotse reads them: lhotse_reads);
   a ``url`` source is the URL; a Shar recording is the member ``CUT_ID.EXT`` of ``recording.N.tar``
   (``shard_id`` = N's position; the member holds the cut's audio, so the offset is the
   supervision's start within the cut). A supervision on some channels of a multi-channel file

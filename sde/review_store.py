@@ -340,8 +340,9 @@ class ReviewStore:
     def _warn_unfolded_wal(self) -> None:
         wal = Path(f"{self.path}-wal")
         if wal.is_file() and wal.stat().st_size > 0:
-            self._report(f"{wal} holds changes not yet written into {self.path.name}, and its folder is read-only, "
-                         "so they are not shown: open the reviews once where the folder is writable (sde does "
+            self._report(f"{wal} may hold changes not yet written into {self.path.name} (sde writes each review "
+                         "into the file at once unless a reader holds it back), and its folder is read-only, so "
+                         "any there are not shown: open the reviews once where the folder is writable (sde does "
                          "it at start) to fold them in")
 
     @property
@@ -498,6 +499,10 @@ class ReviewStore:
             raise self._error(e, "write") from None
         self._writes += 1
         self._changes.extend((self._writes, key) for key in self._pending)
+        try:  # into the file itself: a copy of it alone (a backup, `cp` while the server runs) has the review
+            con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:  # a reader in the way: the next write (or the last close) folds it in
+            pass
 
     def _writable(self) -> sqlite3.Connection:
         if self.read_only:

@@ -439,3 +439,31 @@ def test_positions_of_unknown_keys(dataset):
                             ReviewKey("m.json", 3, "long.wav", 2.5)])
     assert found.tolist() == [3, -1, -1, -1, -1]
     assert np.array_equal(keys.positions([keys.key(i) for i in range(4)]), np.arange(4))
+
+
+# (behaviour, the reviews made before the file alone is copied, what the copy holds)
+COPIED_WHILE_OPEN = [
+    ("a new file: a reviews file with none", [], {}),
+    ("one review", [("keep", {})], {"keep": None}),
+    ("a fix with a note, after a drop", [("drop", {}), ("fix", {"text": "the cat sat", "note": "typo"})],
+     {"fix": "the cat sat"}),
+]
+
+
+@pytest.mark.parametrize("behaviour, made, held", COPIED_WHILE_OPEN, ids=[c[0] for c in COPIED_WHILE_OPEN])
+def test_a_copy_of_the_file_alone_while_it_is_open_holds_every_review(tmp_path, behaviour, made, held):
+    """A user backs up or copies `r.sqlite` while the server has it open (its -wal not copied)."""
+    import shutil
+
+    open_store = ReviewStore(tmp_path / "r.sqlite", sources=["m.json"])
+    try:
+        for version, (status, extra) in enumerate(made):
+            open_store.set_review(KEY, status, expected_version=version, **extra)
+        shutil.copyfile(tmp_path / "r.sqlite", tmp_path / "copy.sqlite")
+    finally:
+        open_store.close()
+    copy = ReviewStore(tmp_path / "copy.sqlite", sources=["m.json"], read_only=True)
+    try:
+        assert {r.status: r.text for r in copy.reviews()} == held
+    finally:
+        copy.close()

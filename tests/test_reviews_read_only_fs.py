@@ -74,13 +74,18 @@ def folder(tmp_path) -> Path:
 @contextmanager
 def another_sde_writing(src: Path) -> Iterator[None]:
     """Another sde with the file open where it is writable: its -wal and -shm are beside the file,
-    and its last review (line 1 kept) is in the -wal only."""
+    and its last review (line 1 kept) is in the -wal only: a reader (a third process) held its view
+    of the file, so the checkpoint after that write could not fold the review into the file."""
     writer = open_reviews(build_dataset(src / "m.json"), src / "r.sqlite")
+    reader = sqlite3.connect(src / "r.sqlite")
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM reviews").fetchall()
     review_post_route(build_dataset(src / "m.json"), writer, 0, {"status": "keep"})
     assert (src / "r.sqlite-shm").exists() and (src / "r.sqlite-wal").stat().st_size > 0
     try:
         yield
     finally:
+        reader.close()
         writer.close()
 
 

@@ -31,7 +31,10 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Collection, Iterator, Mapping, NamedTuple, Sequence
@@ -121,12 +124,25 @@ class AtomicOutput:
         self.done = False
 
     def commit(self) -> None:
+        self.finish()
+        self.replace()
+
+    def finish(self) -> None:
+        """Its bytes on disk under the temporary name (the slow part of a commit)."""
         try:
             if self.file is not self._raw:
                 self.file.close()
             self._raw.flush()
             os.fsync(self._raw.fileno())
             self._raw.close()
+        except OSError as e:
+            self.discard()
+            raise ExportError(f"{self.target}: cannot finish writing ({e.strerror}); free disk space or "
+                              "choose another output folder") from None
+
+    def replace(self) -> None:
+        """The finished file renamed into place."""
+        try:
             os.replace(self.temp, self.target)
         except OSError as e:
             self.discard()
@@ -145,6 +161,38 @@ class AtomicOutput:
             pass
         self.temp.unlink(missing_ok=True)
         self.done = True
+
+
+def commit_together(outputs: Sequence[AtomicOutput]) -> None:
+    """Every output finished on disk first, then all renamed into place (the last one last: the
+    changelog) with Ctrl-C and SIGTERM held back for those few microseconds: an export interrupted
+    leaves the old set of files or the new one, never new outputs beside an old changelog."""
+    for out in outputs:
+        out.finish()
+    with _signals_deferred((signal.SIGINT, signal.SIGTERM)):
+        for out in outputs:
+            out.replace()
+
+
+@contextmanager
+def _signals_deferred(signals: Sequence[int]) -> Iterator[None]:
+    """Within, the ``signals`` (in the main thread, where Python runs its handlers) are noted, not
+    acted on; after, the first one noted is raised again for the handler it would have met."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.getsignal(s) for s in signals}
+    deferred = {s: h for s, h in previous.items() if h is not None}  # None: set outside Python, left alone
+    for s in deferred:
+        signal.signal(s, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in deferred.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -572,8 +620,7 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
         outputs.append(log_out)
         log_out.file.write(json.dumps(changelog, ensure_ascii=False, indent=2).encode("utf-8") + b"\n")
         # the changelog last: a complete changelog means the outputs it describes are complete
-        for out in outputs:
-            out.commit()
+        commit_together(outputs)
         return changelog
     except OSError as e:  # writing (reading the sources raises ExportError): a full disk, a quota
         raise ExportError(f"{e.filename or output}: cannot finish writing ({e.strerror or e}); free disk space or "

@@ -5,6 +5,7 @@ written, instead of plain lines under that name failing later in the training jo
 from __future__ import annotations
 
 import gzip
+import os
 import json
 
 import pytest
@@ -91,3 +92,33 @@ def test_reviews_of_lines_a_rule_removed_are_counted_apart(tmp_path, dataset):
     assert (changelog["reviews"]["dropped"], changelog["reviews"]["fixed"], changelog["reviews"]["left_out"]) == (1, 0, 2)
     assert "reviews: 1 dropped, 0 fixed, 0 annotated; 2 other reviewed utterances were left out by the filter or " \
            "rules already" in "\n".join(summary_lines(changelog))
+
+
+def test_ctrl_c_between_the_renames_still_leaves_the_new_set_whole(tmp_path, monkeypatch):
+    """Ctrl-C arriving as the finished outputs are renamed into place (the kept lines renamed, the
+    changelog not yet): it waits for the last rename, so no new output stands beside an old changelog."""
+    import signal
+
+    from sde.export import AtomicOutput, commit_together
+
+    for name in ("kept.json", "dropped.json", "kept.json.changelog.json"):
+        (tmp_path / name).write_text("old\n")
+    outputs = [AtomicOutput(tmp_path / name) for name in ("kept.json", "dropped.json", "kept.json.changelog.json")]
+    for out in outputs:
+        out.file.write(b"new\n")
+    real_replace = AtomicOutput.replace
+    interrupted = []
+
+    def ctrl_c_after_the_first(self):
+        real_replace(self)
+        if not interrupted:
+            interrupted.append(self.target.name)
+            os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C, while the rest are still to rename
+
+    monkeypatch.setattr(AtomicOutput, "replace", ctrl_c_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        commit_together(outputs)
+    assert interrupted == ["kept.json"]
+    assert [(tmp_path / n).read_text() for n in ("kept.json", "dropped.json", "kept.json.changelog.json")] == \
+        ["new\n"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dropped.json", "kept.json", "kept.json.changelog.json"]

@@ -34,6 +34,7 @@ from sde import __version__
 if TYPE_CHECKING:  # pragma: no cover
     from sde.build.remeasure import MeasureCheck
     from sde.dataset import DatasetOptions
+    from sde.sources import SourceSet
 
 EXIT_DATA_ERROR = 1
 
@@ -306,10 +307,13 @@ def _configure_storage(text: str | None) -> None:
     remote.configure(options)
 
 
-def expand(sources: str | Sequence[str]):
-    """The manifest files the SOURCE arguments name; a pattern that matches nothing is a usage error."""
-    from sde.sources import PatternError, RemoteError, expand_sources
+def expand(sources: "str | Sequence[str] | SourceSet"):
+    """The manifest files the SOURCE arguments name (a SourceSet: already expanded); a pattern that
+    matches nothing is a usage error."""
+    from sde.sources import PatternError, RemoteError, SourceSet, expand_sources
 
+    if isinstance(sources, SourceSet):
+        return sources
     try:
         return expand_sources([sources] if isinstance(sources, str) else list(sources))
     except PatternError as e:
@@ -362,7 +366,7 @@ def _counted(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
-def load(manifest: str | Sequence[str], options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
+def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
          background_write: bool = False, vad: bool = False, check_audio: bool = True,
          check_audio_later: bool = False, engine: dict[str, Any] | None = None):
     from sde.build.load import load_dataset
@@ -1097,8 +1101,10 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
                                          "write to another file", param_hint=option)
     _check_before_loading(filter_text, rules_path)
     # --vad: the build a `sde --vad` server stored (its own cache entry), and the columns its rules may name
-    dataset = load(sources, options_from(**data), cache_dir, no_cache, vad=vad)
-    declared = [s.location for s in expand(sources).sources]  # a sharded -o: a shard for each, empty ones too
+    options = options_from(**data)  # first: it configures the object store a pattern is listed from
+    expanded = expand(sources)
+    dataset = load(expanded, options, cache_dir, no_cache, vad=vad)
+    declared = [s.location for s in expanded.sources]  # a sharded -o: a shard for each, empty ones too
     try:
         changelog = export_dataset(dataset, output, rejected=rejected, filter=filter_text, sort=sort_text,
                                    rules_path=rules_path, reviews_path=reviews_path, apply_reviews=apply_reviews,

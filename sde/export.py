@@ -92,7 +92,8 @@ _HOST = "".join(ch for ch in socket.gethostname() if ch.isalnum())[:32]
 
 
 class AtomicOutput:
-    """A file written under a temporary name in its own folder and renamed into place by `commit`.
+    """A file written under a temporary name in its own folder, finished on disk (`finish`) and
+    renamed into place (`replace`): see commit_together.
 
     Killed at any moment (even with SIGKILL), the target is either its old self or complete; the
     temporary file is named after this host and process, so the next export to the same target
@@ -122,10 +123,6 @@ class AtomicOutput:
         self.file: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb") if gz else raw
         self._raw = raw
         self.done = False
-
-    def commit(self) -> None:
-        self.finish()
-        self.replace()
 
     def finish(self) -> None:
         """Its bytes on disk under the temporary name (the slow part of a commit)."""
@@ -632,7 +629,7 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
 
 def relative_audio_notes(dataset: "Dataset", lines: ManifestLines,
                          written: Sequence[tuple[str, str, Sequence[Path], np.ndarray]],
-                         shard_of: np.ndarray | None = None) -> list[str]:
+                         shard_of: np.ndarray) -> list[str]:
     """Notes for lines written into another folder than their manifest's while they name their
     audio by a relative path: NeMo (and sde) read such a path from the manifest's folder, so read
     from the output's folder it names another file, or none. ``written``: (what the lines are,
@@ -647,7 +644,7 @@ def relative_audio_notes(dataset: "Dataset", lines: ManifestLines,
         if not files or not len(positions):
             continue
         for index in np.unique(lines.codes[positions]).tolist():
-            out = files[index if shard_of is None else int(shard_of[index])] if len(files) > 1 else files[0]
+            out = files[int(shard_of[index])] if len(files) > 1 else files[0]
             if folder_of[index] is not None and os.path.realpath(os.path.dirname(os.path.abspath(out))) != folder_of[index]:
                 moved.append((which, out, index))
     if not moved:

@@ -15,6 +15,8 @@ import pyarrow.compute as pc
 from sde.sources import is_url, remote
 from sde.text import string_buffers
 
+# A location of its own (s3://, https://): never joined to a folder.
+_URL_START = r"^[A-Za-z][A-Za-z0-9+.\-]*://"
 # Columns up to this size are resolved as one array (string offsets are 32-bit: stay well below 2 GB).
 COMBINE_BYTES = 256 << 20
 
@@ -34,7 +36,7 @@ def resolve_paths(fp: pa.ChunkedArray, base: str) -> pa.ChunkedArray:
             urls = bool(_url_rows(chunk).any())
         is_abs = pc.starts_with(chunk, "/")
         if urls:  # s3://..., https://...: a location of its own, never joined to the base
-            is_abs = pc.or_(is_abs, pc.match_substring_regex(chunk, r"^[A-Za-z][A-Za-z0-9+.\-]*://"))
+            is_abs = pc.or_(is_abs, pc.match_substring_regex(chunk, _URL_START))
         rel = chunk
         if pc.any(pc.starts_with(chunk, "./")).as_py():
             rel = pc.replace_substring_regex(chunk, r"^(\./)+", "")  # the common "./x.wav"
@@ -100,7 +102,7 @@ def _pair_rows(arr: pa.Array, dot: bool) -> tuple[np.ndarray, np.ndarray, np.nda
 def relative_rows(arr: pa.Array) -> np.ndarray:
     """Rows (bool per row; nulls and empty paths False) whose path NeMo's rule joins to the
     manifest's folder: neither absolute nor a URL."""
-    located = pc.or_(pc.starts_with(arr, "/"), pc.match_substring_regex(arr, r"^[A-Za-z][A-Za-z0-9+.\-]*://"))
+    located = pc.or_(pc.starts_with(arr, "/"), pc.match_substring_regex(arr, _URL_START))
     written = pc.greater(pc.utf8_length(arr), 0)
     return np.asarray(pc.and_(written, pc.invert(located)).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 

@@ -1051,7 +1051,7 @@ def format_summary(summary: dict) -> str:
 
             lines.append(f"{name:<28}{fmt(h['wer'])}{fmt(h['cer'])}{fmt(h['wmr'])}{fmt(h['mwa'])}")
             if h.get("missing"):
-                lines.append(f"  missing on {h['missing']:,} lines: left out of its scores")
+                lines.append(f"  missing on {_counted(h['missing'], 'line')}: left out of its scores")
             norm = h.get("normalized")
             if norm:
                 lines.append(f"{'  normalised':<28}{fmt(norm['wer'])}{fmt(norm['cer'])}"

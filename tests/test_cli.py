@@ -89,7 +89,7 @@ def test_the_notes_about_lines_kept_are_said_after_the_bad_lines(write_manifest)
     assert said[0].startswith("warning: 1 bad line skipped") and ":2: invalid JSON" in said[1], said
     assert said[2] == ("warning: 1 note about the lines kept (the Problems page and /api/summary list every one):")
     assert said[3].endswith(":3: pred_text missing on 1 line (line 3): left out of its scores"), said
-    assert "missing on 1 lines: left out of its scores" in r.stdout  # the table says it too
+    assert "missing on 1 line: left out of its scores" in r.stdout  # the table says it too
 
 
 @pytest.mark.parametrize("field", ["source", "review", "id"])

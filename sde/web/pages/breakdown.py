@@ -121,9 +121,11 @@ def show_of(value: Any) -> str:
 
 
 def group_filter(by: str, value: Any, kind: str | None) -> str | None:
-    """The filter clause selecting one group (None when the language cannot say it)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
+    """The filter clause selecting one group (None when the language cannot say it: the duration
+    bucket of missing and negative durations)."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    if missing:
+        return None if by == "duration_bucket" else f"{column_ref(by)} is null"
     if by == "duration_bucket":
         try:
             i = analysis.DURATION_BUCKET_LABELS.index(str(value))

@@ -142,7 +142,8 @@ def _scored_note(field: str, h: Mapping, utterances: int | None):
     if not missing or utterances is None:
         return None
     return html.Div([f"scored on {fmt_int(utterances - missing)} of {fmt_int(utterances)} utterances: "
-                     f"{fmt_int(missing)} line{'s' if missing != 1 else ''} without {field} are left out ",
+                     f"{fmt_int(missing)} line{'s' if missing != 1 else ''} without {field} "
+                     f"{'are' if missing != 1 else 'is'} left out ",
                      dcc.Link("(see Problems)", href="/problems")],
                     className="small text-warning-emphasis mb-2", id=stat_id(field, "scored"))
 

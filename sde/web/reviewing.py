@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, has_app_context, has_request_context, request
 
-from sde.reviews import ReviewError, ReviewStore, open_reviews, query_for
+from sde.reviews import ReviewError, ReviewStore, aligned_reviews, open_reviews, query_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -96,5 +96,15 @@ def utterance_table(dataset: "Dataset"):
     return utterance_query(dataset, "review").df
 
 
-__all__ = ["OFF", "REVIEWS_KEY", "Reviewing", "current", "current_store", "install", "open_for", "request_user",
+def rows_table(dataset: "Dataset"):
+    """The table `/api/utterances` and its CSV take their rows from: with the review columns once
+    this server holds a review (whoever filters `{review} = "drop"` wants the notes and tags in the
+    file they share), else the utterances as they are (no six empty columns on every export)."""
+    store = current_store()
+    if store is None or not aligned_reviews(dataset, store).reviews:
+        return dataset.utterances
+    return utterance_table(dataset)
+
+
+__all__ = ["OFF", "REVIEWS_KEY", "Reviewing", "current", "current_store", "install", "open_for", "request_user", "rows_table",
            "utterance_query", "utterance_table"]

@@ -62,7 +62,7 @@ def _table(name: str) -> tuple:
     if name == "utterances":
         filter_text = requested_filter(dataset, request.args)
         refuse_unmeasured(dataset.utterances.columns, filter_text)
-        return dataset.utterances, reviewing.utterance_query(dataset, filter_text, arg("sort")), filter_text
+        return reviewing.rows_table(dataset), reviewing.utterance_query(dataset, filter_text, arg("sort")), filter_text
     return dataset.vocabulary, dataset.vocabulary_query, arg("filter")
 
 

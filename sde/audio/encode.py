@@ -12,7 +12,7 @@ import soundfile as sf
 
 from sde.audio.io import BLOCK_FRAMES, Segment, SegmentReader
 
-__all__ = ["WavStream", "ogg_bytes", "ogg_stream", "wav_bytes", "wav_header"]
+__all__ = ["OGG_MAX_RATE", "WavStream", "ogg_bytes", "ogg_rate", "ogg_stream", "wav_bytes", "wav_header"]
 
 
 def wav_header(frames: int, sample_rate: int) -> bytes:
@@ -115,10 +115,46 @@ class _ByteSink:
         return out
 
 
+#: The highest rate sde asks libvorbis to encode: libsndfile crashed the process (SIGSEGV) on 256 kHz
+#: and more (352.8 kHz is a studio rate); faster audio is decimated for the player first.
+OGG_MAX_RATE = 192_000
+
+
+class _Decimator:
+    """Keeps every `factor`-th sample after a low-pass FIR, block by block: the filter's state and
+    the phase of the kept samples carry over, so the blocks decimate as one signal would."""
+
+    def __init__(self, factor: int) -> None:
+        from scipy.signal import firwin  # only for rates above OGG_MAX_RATE: not on every start
+
+        self.factor = factor
+        self.taps = firwin(16 * factor + 1, 0.9 / factor)  # cut-off just under the new Nyquist
+        self.state = np.zeros(len(self.taps) - 1)
+        self.seen = 0
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        from scipy.signal import lfilter
+
+        filtered, self.state = lfilter(self.taps, 1.0, np.asarray(block, dtype=np.float64), zi=self.state)
+        first = -self.seen % self.factor
+        self.seen += len(block)
+        return filtered[first::self.factor]
+
+
+def ogg_rate(sample_rate: int) -> tuple[int, int]:
+    """(the rate an Ogg of audio at `sample_rate` is encoded at, the decimation factor to it)."""
+    factor = max(1, -(-int(sample_rate) // OGG_MAX_RATE))
+    return max(1, round(int(sample_rate) / factor)), factor
+
+
 def _ogg_chunks(blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[bytes]:
+    rate, factor = ogg_rate(sample_rate)
+    if factor > 1:
+        decimate = _Decimator(factor)
+        blocks = (decimate(b) for b in blocks)
     sink = _ByteSink()
     wrote = False
-    with sf.SoundFile(sink, "w", samplerate=int(sample_rate), channels=1, format="OGG",
+    with sf.SoundFile(sink, "w", samplerate=rate, channels=1, format="OGG",
                       subtype="VORBIS") as f:
         for block in blocks:
             # Never more than BLOCK_FRAMES per write: libvorbis overflows the stack on ~2**21.
@@ -135,7 +171,8 @@ def _ogg_chunks(blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[byte
 
 def ogg_bytes(segment: Segment) -> bytes:
     """The segment as mono Ogg Vorbis: ~7x smaller than the WAV, for the inspector's player, so a
-    20 s view stays well under its transfer budget (the WAV route stays for lossless listening)."""
+    20 s view stays well under its transfer budget (the WAV route stays for lossless listening).
+    Audio faster than OGG_MAX_RATE is decimated to it or under."""
     return b"".join(_ogg_chunks([np.clip(segment.samples, -1.0, 1.0)], segment.sample_rate))
 
 

@@ -19,6 +19,7 @@ from sde.audio import (
     read_segment,
     wav_bytes,
 )
+from sde.audio.encode import _Decimator
 from tests.audio.audio_kit import sine
 
 
@@ -72,3 +73,37 @@ def test_ogg_of_a_reader_streams_in_pieces(long_noise):
         chunks = list(ogg_stream(reader))
     assert len(chunks) > 10  # bytes leave as blocks are encoded, not all at the end
     assert sf.info(io.BytesIO(b"".join(chunks))).frames == len(x)
+
+
+@pytest.mark.parametrize("rate, encoded", [(48000, 48000), (192000, 192000), (200000, 100000), (256000, 128000),
+                                           (352800, 176400), (384000, 192000), (1_000_000, 166667)])
+def test_ogg_of_fast_audio_is_decimated_to_a_rate_vorbis_encodes(rate, encoded):
+    """libsndfile crashed the process (SIGSEGV) encoding 256 kHz and more; a 1 kHz tone stays 1 kHz."""
+    x = sine(1000, 0.5, rate, 0.5)
+    data = ogg_bytes(Segment(x, rate, 1, "x.wav", 0.0, 0.5))
+    back, sr = sf.read(io.BytesIO(data), dtype="float64")
+    assert sr == encoded
+    assert abs(len(back) / sr - 0.5) < 0.01
+    spectrum = np.abs(np.fft.rfft(back * np.hanning(len(back))))
+    assert abs(np.argmax(spectrum) * sr / len(back) - 1000) < 5
+
+
+@pytest.mark.parametrize("factor, block", [(2, BLOCK_FRAMES), (2, 1000), (3, 1000), (6, 7), (3, 1)])
+def test_decimating_block_by_block_equals_decimating_the_whole(factor, block):
+    x = np.random.default_rng(0).standard_normal(30_000)
+    whole = _Decimator(factor)(x)
+    decimate = _Decimator(factor)
+    pieces = np.concatenate([decimate(x[i:i + block]) for i in range(0, len(x), block)])
+    assert len(pieces) == len(whole) == -(-len(x) // factor)
+    np.testing.assert_allclose(pieces, whole, atol=1e-12)
+
+
+def test_a_fast_file_streams_as_ogg_at_half_its_rate(tmp_path):
+    rate = 384000
+    x = sine(1000, 3 * BLOCK_FRAMES / rate, rate, 0.5)
+    sf.write(tmp_path / "fast.wav", x, rate, subtype="FLOAT")
+    with open_segment(str(tmp_path / "fast.wav"), 0.0, None) as reader:
+        streamed, sr = sf.read(io.BytesIO(b"".join(ogg_stream(reader))))
+    assert sr == 192000 and len(streamed) == len(x) // 2
+    spectrum = np.abs(np.fft.rfft(streamed * np.hanning(len(streamed))))
+    assert abs(np.argmax(spectrum) * sr / len(streamed) - 1000) < 5

@@ -97,6 +97,8 @@ BAD_LINE_CASES: dict[str, tuple[bytes, str]] = {
                              + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"}", "nested deeper than"),
     "ten_mb_invalid_line": (b'{"text": "' + b"x" * 10_000_000, "invalid JSON"),
     "pretty_printed_fragment": (b"{", "invalid JSON"),
+    "duration_of_5000_digits": (b'{"audio_filepath": "a.wav", "duration": ' + b"1" * 5000 + b', "text": "x"}',
+                                "a number with more than 4,300 digits"),
 }
 
 
@@ -176,6 +178,8 @@ def whole_files(d: Path) -> dict[str, tuple[Path, tuple]]:
     put("cr_line_endings", jsonl(utt(0), utt(1), utt(2)).replace(b"\n", b"\r"), ("error", ["carriage return", "tr"]))
     # a duration of 1e-310 s made numpy print overflow warnings (a rate of 1e310 words/s)
     put("tiny_duration", jsonl(utt(0, duration=1e-310), utt(1)), ("ok", 2, 0))
+    put("integer_of_5000_digits_on_the_first_line",
+        line(utt(0))[:-1] + b', "n": ' + b"9" * 5000 + b"}\n" + jsonl(utt(1)), ("ok", 2, 0))
     put("empty", b"", ("error", ["no utterances", "empty"]))
     put("only_blank_lines", b"\n \n\r\n\t\n", ("error", ["no utterances"]))
     put("only_bom", b"\xef\xbb\xbf", ("error", ["no utterances"]))
@@ -213,7 +217,8 @@ WHOLE = [
     "numbers_as_strings", "duration_zero", "offset_beyond_the_file", "hundred_thousand_fields",
     "nul_after_the_first_kb", "deep_nesting_on_the_first_line", "deep_objects_on_the_first_line",
     "unicode_everywhere", "json_array", "json_array_pretty", "pretty_printed_object", "binary", "png", "gzip",
-    "gzip_cut_short", "gzip_of_a_manifest", "utf16", "utf16le_without_bom", "bzip2", "xz", "cr_line_endings", "tiny_duration", "empty", "only_blank_lines", "only_bom", "every_line_bad", "random_text", "directory",
+    "gzip_cut_short", "gzip_of_a_manifest", "utf16", "utf16le_without_bom", "bzip2", "xz", "cr_line_endings", "tiny_duration",
+    "integer_of_5000_digits_on_the_first_line", "empty", "only_blank_lines", "only_bom", "every_line_bad", "random_text", "directory",
     "missing_file",
 ]
 

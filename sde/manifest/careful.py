@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,6 +101,9 @@ def load_line(raw: bytes) -> tuple[Any, str | None]:
         return None, f"invalid JSON: {msg} at column {e.colno}"
     except RecursionError:
         return None, f"invalid JSON: nested deeper than {MAX_DEPTH} levels"
+    except ValueError:  # an integer past Python's digit limit: NeMo's json.loads refuses it too
+        return None, (f"invalid JSON: a number with more than {sys.get_int_max_str_digits():,} digits, "
+                      "which Python's json (and so NeMo) refuses: write it as a string or remove it")
     if _SURROGATE_ESCAPE.search(raw):
         reason = _unpaired_surrogate(value)
         if reason is not None:

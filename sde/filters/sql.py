@@ -253,6 +253,14 @@ class _Sql:
         return f"(contains({col}, {run}) AND regexp_matches({col}, {self.param(re2_escape(value))}, 'i'))"
 
     def expr(self, e: Expr) -> str:
+        """One side of a comparison. A NaN result (inf - inf, 0 * inf) is missing, like every other
+        NaN. Arithmetic carries a NaN to the result, so the result alone is tested: a test at each
+        operator repeated its operands (DuckDB's NULLIF repeats its first argument), 2^n of them for
+        n nested operators, and a 200-character filter took a minute and gigabytes to plan."""
+        sql = self._value(e)
+        return sql if isinstance(e, (Number, Column)) else f"NULLIF({sql}, {_NAN})"
+
+    def _value(self, e: Expr) -> str:
         if isinstance(e, Number):
             return self.param(float(e.value))
         if isinstance(e, Column):
@@ -260,9 +268,19 @@ class _Sql:
             # Number columns compute in DOUBLE, as numpy's float64 does (no integer overflow).
             return f"CAST({col} AS DOUBLE)" if self.kinds[e.name] == NUMBER else col
         if isinstance(e, Negate):
-            return f"(-{self.expr(e.operand)})"
-        left, right = self.expr(e.left), self.expr(e.right)
-        if e.op == "/":
-            right = f"NULLIF({right}, 0)"  # x / 0 is missing, never an error or inf
-        # inf - inf and 0 * inf are NaN: missing, like every other NaN.
-        return f"NULLIF(({left} {e.op} {right}), {_NAN})"
+            return f"(-{self._value(e.operand)})"
+        left = self._value(e.left)
+        right = self._divisor(e.right) if e.op == "/" else self._value(e.right)
+        return f"({left} {e.op} {right})"
+
+    def _divisor(self, e: Expr) -> str:
+        """A divisor, missing where it is 0: x / 0 is missing, never an error or inf. An expression
+        goes through a lambda, which names its value once (a NULLIF would repeat it: see expr)."""
+        if isinstance(e, Number) and float(e.value) == 0:
+            return "CAST(NULL AS DOUBLE)"
+        sql = self._value(e)
+        if isinstance(e, Number):
+            return sql
+        if isinstance(e, Column):
+            return f"NULLIF({sql}, 0)"
+        return f"list_transform([{sql}], lambda d: CASE WHEN d = 0 THEN NULL ELSE d END)[1]"

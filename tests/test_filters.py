@@ -225,6 +225,13 @@ def test_combined_filters_keep_their_meaning(parts, combined):
     ("{a} - {b} > abc", 12, "not a number"),
     ("{a} = 1 {b} = 2", 8, "missing &&"),
     ("{a} + 1e999 > {b}", 6, "too large"),
+    # Operators of other languages ran on into the value: `> "en"` compared as text, silently.
+    ('{s} <> "en"', 4, '"<>" is not an operator: use !='),
+    ('{s} !== "en"', 4, '"!==" is not an operator: use !='),
+    ('{s} === "en"', 4, '"===" is not an operator: use ='),
+    ("{x} => 1", 4, '"=>" is not an operator: use >='),
+    ("{x} =< 1", 4, '"=<" is not an operator: use <='),
+    ("{a} - {b} <> 1", 10, '"<>" is not an operator'),
 ])
 def test_syntax_errors_point_at_the_position(q, pos, words):
     with pytest.raises(QueryError) as exc:
@@ -232,6 +239,12 @@ def test_syntax_errors_point_at_the_position(q, pos, words):
     assert exc.value.position == pos, str(exc.value)
     assert words.lower() in str(exc.value).lower()
     assert exc.value.excerpt.splitlines()[1] == " " * pos + "^"
+
+
+@pytest.mark.parametrize("q, value", [("{t} = <unk>", "<unk>"), ("{t} contains <unk>", "<unk>"),
+                                      ("{x} >= -5", "-5"), ("{x} >=5", "5"), ("{t} != !x", "!x")])
+def test_a_value_may_start_with_an_operator_character_after_a_space(q, value):
+    assert parse(q).value == value
 
 
 def test_unknown_column_names_the_position_and_the_close_match():
@@ -254,14 +267,20 @@ def test_unknown_column_names_the_position_and_the_close_match():
     ("{t} > {x}", 0, "cannot compare {t} (text) with {x} (number)"),
     ("{b} > {bn}", 0, "= or != only"),
     ("{b} > true", 1, "true/false column"),
-    ("{x} in (1, two)", 7, '"two" is not a number'),
+    ("{x} in (1, two)", 7, '"two" in the list at character 8 is not a number'),
     ("{t} has 'two words'", 8, "one whole word"),
+    ('{x} > "abc"', 6, '"abc" at character 7 is not a number'),
+    ("{b} = maybe", 6, "is neither"),
+    ('{t} matches "a{2,1}"', 12, "write the smaller count first, {1,2}"),
+    ('{t} matches "a{1001}"', 12, "repetition counts above 1,000"),
 ])
 def test_type_errors_point_at_the_clause(q, pos, words):
+    """The message names the character too: an API answer carries only the message."""
     with pytest.raises(QueryError) as exc:
         TableQuery(DF).select(q)
     assert exc.value.position == pos, str(exc.value)
     assert words.lower() in str(exc.value).lower()
+    assert f"at character {pos + 1}" in str(exc.value)
     with pytest.raises(QueryError, match=re.escape(str(exc.value))):
         to_sql(parse(q), KINDS)  # the SQL compiler refuses it with the same message
 

@@ -297,7 +297,7 @@ def test_a_bad_filter_shows_the_caret_excerpt(demo):
 
     layout = samples.layout(demo, "/samples", {"filter": "{wer} >> 10"})
     excerpt = text_of(by_id(layout, "samples-filter-excerpt"))
-    assert excerpt.splitlines() == ["{wer} >> 10", "       ^"]
+    assert excerpt.splitlines() == ["{wer} >> 10", "      ^"]  # ">>" is not an operator
 
 
 # ---------------------------------------------------------------- missing audio, found at load

@@ -140,19 +140,21 @@ def _bind_clause(c: Clause, kinds: Mapping[str, str]) -> Clause:
         if op == "in":
             raise QueryError(f"{col} is a filter-only column: in is not supported on it{_at(c.pos)}.", c.pos)
         return replace(c, value=_as_text(value, c))
+    # where a value is: an in list's position is its "("
+    where = (" in the list" if op == "in" else "") + _at(c.value_pos)
     if kind == NUMBER:
         if op in TEXT_OPERATORS:
-            raise QueryError(f"{col} is a number column: {op} works on text columns. "
+            raise QueryError(f"{col}{_at(c.pos)} is a number column: {op} works on text columns. "
                              f"Use = != < <= > >= in, e.g. {col} > 20.", c.pos)
-        convert: Callable[[Any], Any] = lambda v: _as_float(v, col, c.value_pos)  # noqa: E731
+        convert: Callable[[Any], Any] = lambda v: _as_float(v, col, c.value_pos, where)  # noqa: E731
     elif kind == BOOL:
         if op not in ("=", "!=", "in"):
-            raise QueryError(f"{col} is a true/false column: use {col} = true or {col} = false.", c.pos)
-        convert = lambda v: _as_bool(v, col, c.value_pos)  # noqa: E731
+            raise QueryError(f"{col}{_at(c.pos)} is a true/false column: use {col} = true or {col} = false.", c.pos)
+        convert = lambda v: _as_bool(v, col, c.value_pos, where)  # noqa: E731
     elif kind == TEXT and op in ORDERINGS and (_is_number(value) or c.bare_number):
         # {snr} < 2 on a column whose values are mostly numbers (and some "n/a"): ordered as numbers,
         # not as text, where "12.5" < "2"; sde.filters.sql reads the values that are numbers
-        convert = lambda v: _as_float(v, col, c.value_pos)  # noqa: E731
+        convert = lambda v: _as_float(v, col, c.value_pos, where)  # noqa: E731
     elif kind == TEXT:
         convert = lambda v: _as_text(v, c)  # noqa: E731
     else:
@@ -163,7 +165,8 @@ def _bind_clause(c: Clause, kinds: Mapping[str, str]) -> Clause:
     value = convert(value)
     if op == "has" and (not value or len(value.split()) != 1 or value != value.strip()):
         raise QueryError(f'{col} has "WORD" matches one whole word (a whitespace-separated token, '
-                         f'case-sensitive), e.g. {col} has "cat"; got {_cut(repr(value))}.', c.value_pos)
+                         f'case-sensitive), e.g. {col} has "cat"; got {_cut(repr(value))}{_at(c.value_pos)}.',
+                         c.value_pos)
     if op == "matches":
         check_regex(value, col, c.value_pos)
     return replace(c, value=value)
@@ -186,22 +189,26 @@ def _as_text(v: Any, c: Clause) -> str:
     return text
 
 
-def _as_float(value: Any, col: str, pos: int | None = None) -> float:
+def _as_float(value: Any, col: str, pos: int | None = None, where: str | None = None) -> float:
+    where = _at(pos) if where is None else where
     if isinstance(value, (bool, np.bool_)):
-        raise QueryError(f"{col} is a number column: {value!r} is not a number. Example: {col} > 20", pos)
+        raise QueryError(f"{col} is a number column: {value!r}{where} is not a number. Example: {col} > 20", pos)
     if isinstance(value, (int, float, np.integer, np.floating)):
         f = float(value)
         if math.isnan(f):
-            raise QueryError(f"{col} is a number column: NaN is not a value to compare with. Example: {col} > 20",
+            raise QueryError(f"{col} is a number column: NaN{where} is not a value to compare with. "
+                             f"Example: {col} > 20",
                              pos)
         return f
     f = _parse_float(value)
     if f is None:
-        raise QueryError(f'{col} is a number column: "{_cut(value)}" is not a number. Example: {col} > 20', pos)
+        raise QueryError(f'{col} is a number column: "{_cut(value)}"{where} is not a number. Example: {col} > 20',
+                         pos)
     return f
 
 
-def _as_bool(value: Any, col: str, pos: int | None = None) -> bool:
+def _as_bool(value: Any, col: str, pos: int | None = None, where: str | None = None) -> bool:
+    where = _at(pos) if where is None else where
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, float, np.integer, np.floating)) and float(value) in (0.0, 1.0):
@@ -211,7 +218,8 @@ def _as_bool(value: Any, col: str, pos: int | None = None) -> bool:
         return True
     if text in ("false", "0"):
         return False
-    raise QueryError(f'{col} is a true/false column: "{_cut(str(value))}" is neither. Example: {col} = true', pos)
+    raise QueryError(f'{col} is a true/false column: "{_cut(str(value))}"{where} is neither. '
+                     f'Example: {col} = true', pos)
 
 
 # RE2 (pyarrow's and DuckDB's regex engine) has no backtracking features; say which one is missing
@@ -234,7 +242,7 @@ def check_regex(pattern: str, col: str = "{text}", pos: int | None = None) -> No
             pc.match_substring_regex(pa.array([""], pa.string()), pattern=pattern)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeError) as e:
             problem = str(e).removeprefix("Invalid regular expression: ")
-            if (limit := repetition_problem(problem, pattern, col)) is not None:
+            if (limit := repetition_problem(problem, pattern, col, where)) is not None:
                 raise QueryError(f"{limit}.", pos) from None
     if problem is not None:
         raise QueryError(f"{col} matches{where}: not a regular expression sde can run ({_cut(problem, 120)}). "

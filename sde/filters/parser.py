@@ -49,6 +49,9 @@ from sde.filters.tree import (
 _WORD_OPS = {"contains": "contains", "has": "has", "matches": "matches", "in": "in", "is": "is",
              "ieq": "=~", "eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 # Longest first, so "<=" is not read as "<" followed by a value "=...".
+_OPERATOR_CHARS = "=!<>"
+# Operators of other languages, and what they are here.
+_MEANT = {"<>": "!=", "!==": "!=", "=!": "!=", "><": "!=", "===": "=", "=>": ">=", "=<": "<="}
 _SYMBOL_OPS = (("==", "="), ("=~", "=~"), ("!=", "!="), ("<=", "<="), (">=", ">="), ("=", "="),
                ("<", "<"), (">", ">"))
 _IDENT = re.compile(r"[^\W\d]\w*")
@@ -168,6 +171,7 @@ class _Parser:
             raise _syntax_error(f"expected an operator ({_OPS_TEXT}) after {_shown(lhs)}, found {self.found()}",
                                 self.i)
         word, self.i = op
+        self._refuse_run_on_operator(op_pos)
         if not any(True for _ in column_refs(lhs)):
             raise _syntax_error("the left side needs a column, like {wer} > 20", start)
         self.clauses += 1
@@ -193,6 +197,19 @@ class _Parser:
                                  f"is not a number. Example: {{wer_b}} - {{wer}} > 10", value_pos)
             return Compare(lhs, word, Number(number, pos=value_pos), pos=start)
         return Compare(lhs, word, right, pos=start)
+
+    def _refuse_run_on_operator(self, op_pos: int) -> None:
+        """`<>`, `!==`, `=>`: an operator of another language runs on into the value, which would
+        then be compared as the text `> "en"` and silently match every line or none."""
+        end = op_pos
+        while end < self.n and self.q[end] in _OPERATOR_CHARS:
+            end += 1
+        if end > self.i and self.q[op_pos] in _OPERATOR_CHARS:
+            typed = self.q[op_pos:end]
+            meant = _MEANT.get(typed)
+            hint = f"use {meant}" if meant else f"the operators are {_OPS_TEXT}"
+            raise _syntax_error(f'"{typed}" is not an operator: {hint} (quote a value that starts with '
+                                f'{self.q[self.i]})', op_pos)
 
     def _operator_here(self) -> tuple[str, int] | None:
         """(canonical operator, position after it) if an operator starts at the current position."""

@@ -115,14 +115,22 @@ def _literals(items: list[tuple[Any, Any]]) -> str:
     return "".join(text)
 
 
-def repetition_problem(engine_error: str, pattern: str, col: str = "{text}") -> str | None:
+def repetition_problem(engine_error: str, pattern: str, col: str = "{text}", where: str = "") -> str | None:
     """What to say of a regex over RE2's repetition limit, whose own words ("invalid repetition
     size: {1001}") name neither the limit nor a way around it; None for any other engine error."""
     if not engine_error.startswith("invalid repetition size"):
         return None
-    return (f"{col} matches {_cut(pattern, 60)!r}: repetition counts above {MAX_REPEAT:,} are not supported "
+    bounds = _BOUNDS.search(engine_error)
+    if bounds is not None and bounds.group(2) and int(bounds.group(1)) > int(bounds.group(2)):
+        low, high = bounds.group(1), bounds.group(2)
+        return (f"{col} matches {_cut(pattern, 60)!r}{where}: the repetition {{{low},{high}}} asks for at least {low} "
+                f"and at most {high}; write the smaller count first, {{{high},{low}}}")
+    return (f"{col} matches {_cut(pattern, 60)!r}{where}: repetition counts above {MAX_REPEAT:,} are not supported "
             f"(RE2's limit; nested counts multiply); use a shorter count, or a length column like "
             f"{{num_chars}} > {MAX_REPEAT}")
+
+
+_BOUNDS = re.compile(r"\{(\d+),(\d*)\}")
 
 
 def _cut(text: str, n: int) -> str:

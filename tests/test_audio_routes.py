@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from werkzeug.routing import IntegerConverter
 import soundfile as sf
 from flask import Flask
 
@@ -176,11 +177,12 @@ def test_unknown_ids_and_no_path_routes(client, app):
                 "/audio/..%2F..%2Fetc%2Fpasswd", "/audio/0.wav/../../etc/passwd",
                 "/audio/etc/passwd", "/audio/0.mp3", "/audio/abc.wav"):
         assert client.get(url).status_code == 404, url
-    # Every audio/signal rule takes an integer id and nothing else.
+    # Every audio/signal rule takes an integer id in ASCII digits and nothing else.
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("sde_audio"):
             assert set(rule.arguments) == {"utt_id"}
-            assert type(rule._converters["utt_id"]).__name__ == "IntegerConverter"
+            converter = rule._converters["utt_id"]
+            assert isinstance(converter, IntegerConverter) and converter.regex == "[0-9]+"
 
 
 def test_signal_payload(client):

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from flask import Blueprint, Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import IntegerConverter
 
 from sde.filters.engine import end_request_budget, request_budget
 from sde.query import MAX_PAGE_SIZE, QueryError
@@ -69,6 +70,13 @@ for _blueprint in (TABLES, ANALYSIS, AUDIO, CURATION, QUALITY):
     _blueprint.register_error_handler(ApiError, error_response)
     _blueprint.register_error_handler(QueryError, query_error_response)
     _blueprint.register_error_handler(Exception, unexpected_response)
+
+
+class DigitsConverter(IntegerConverter):
+    """An utterance id in a path: ASCII digits only. Werkzeug's int takes any Unicode digit, so
+    /audio/٣.wav served utterance 3 where /api/utterances/٣ answered 404 (utterance_position)."""
+
+    regex = r"[0-9]+"
 
 
 class Route(NamedTuple):
@@ -113,9 +121,9 @@ ROUTES: tuple[Route, ...] = (
     Route(ANALYSIS, "/api/compare.csv", analysis.compare_csv),
     Route(ANALYSIS, "/api/compare/words", analysis.compare_words_json),
     Route(ANALYSIS, "/api/compare/words.csv", analysis.compare_words_csv),
-    Route(AUDIO, "/audio/<int:utt_id>.wav", audio.wav),
-    Route(AUDIO, "/audio/<int:utt_id>.ogg", audio.ogg),
-    Route(AUDIO, "/api/utterances/<int:utt_id>/signal", audio.signal),
+    Route(AUDIO, "/audio/<digits:utt_id>.wav", audio.wav),
+    Route(AUDIO, "/audio/<digits:utt_id>.ogg", audio.ogg),
+    Route(AUDIO, "/api/utterances/<digits:utt_id>/signal", audio.signal),
     Route(CURATION, "/api/utterances.jsonl", curation.utterances_jsonl),
     Route(CURATION, "/api/utterances/<uid>/review", curation.review, ("GET", "POST")),
     Route(CURATION, "/api/utterances/<uid>/review/undo", curation.review_undo, ("POST",)),
@@ -124,8 +132,8 @@ ROUTES: tuple[Route, ...] = (
     Route(QUALITY, "/api/tts", quality.tts),
     Route(QUALITY, "/api/duplicates", quality.duplicates),
     Route(QUALITY, "/api/suspicious", quality.suspicious),
-    Route(QUALITY, "/api/utterances/<int:utt_id>/augment", quality.augment),
-    Route(QUALITY, "/api/utterances/<int:utt_id>/augment/config", quality.augment_config),
+    Route(QUALITY, "/api/utterances/<digits:utt_id>/augment", quality.augment),
+    Route(QUALITY, "/api/utterances/<digits:utt_id>/augment/config", quality.augment_config),
 )
 
 for _route in ROUTES:
@@ -182,6 +190,7 @@ def register_api(server: Flask, dataset: "Dataset", *, audio_routes: bool = True
     ones only with `audio_routes`) and the ApiError handler. The AudioService behind the audio
     routes is ``server.extensions[EXTENSION_KEY]``; ``audio_cache_bytes=0`` disables its cache."""
     server.extensions[DATASET_KEY] = dataset
+    server.url_map.converters["digits"] = DigitsConverter
     server.before_request(_start_query_budget)
     server.teardown_request(_end_query_budget)
     server.register_error_handler(ApiError, error_response)

@@ -58,8 +58,13 @@ if TYPE_CHECKING:  # pragma: no cover
 _MAX_JSON_DEPTH = 20   # a review or a rules list is a few levels deep; deeper is not one
 
 
-def request_body() -> Any:
-    """The request's JSON body, read only when it is at most MAX_REQUEST_BYTES (413 otherwise)."""
+REVIEW_EXAMPLE = '{"status": "drop", "version": 0}'
+RULES_EXAMPLE = '{"rules": [{"name": "short", "filter": "{duration} < 1"}]}'
+
+
+def request_body(example: str = REVIEW_EXAMPLE) -> Any:
+    """The request's JSON body, read only when it is at most MAX_REQUEST_BYTES (413 otherwise);
+    `example` is the body this route takes, for the message when it is not JSON."""
     limit = MAX_REQUEST_BYTES
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(f"the request body is {request.content_length:,} bytes; at most {limit:,} "
@@ -78,8 +83,7 @@ def request_body() -> Any:
     try:
         return json.loads(text)
     except ValueError as e:
-        raise ApiError(f"the request body is not valid JSON ({e}); send e.g. "
-                       '{"status": "drop", "version": 0}') from None
+        raise ApiError(f"the request body is not valid JSON ({e}); send e.g. {example}") from None
 
 
 def _nesting(text: str) -> int:
@@ -188,7 +192,7 @@ def _stream(chunks: Iterator[bytes], filename: str) -> Response:
 def rules_preview() -> Response:
     """POST /api/rules/preview (the view's filter may also come as ?filter=Q)."""
     dataset = served_dataset()
-    return _answer(rules_preview_route(dataset, reviewing.current_store(), request_body(),
+    return _answer(rules_preview_route(dataset, reviewing.current_store(), request_body(RULES_EXAMPLE),
                                        request.args.get("filter") or None))
 
 

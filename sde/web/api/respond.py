@@ -106,15 +106,18 @@ def arg(name: str) -> str | None:
     return request.args.get(name)
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def parse_int(name: str, raw: str | None, default: int, lo: int, hi: int | None = None) -> int:
     if raw is None or raw == "":
         return default
     if len(raw) > 40:  # no number this long is valid; echoing it back would mirror megabytes
         raise ApiError(f"{name} must be an integer, got {raw[:40]!r}…")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(f"{name} must be an integer, got {raw!r}") from None
+    # digits 0-9 only: int() also takes " 5", "+5", "1_0" and "５", which no link writes
+    if _INTEGER.fullmatch(raw) is None:
+        raise ApiError(f"{name} must be an integer written in the digits 0-9, got {raw!r}")
+    value = int(raw)
     if value < lo or (hi is not None and value > hi):
         bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise ApiError(f"{name} must be {bound}, got {value}")

@@ -27,6 +27,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
@@ -128,6 +129,9 @@ def check_file(path: str | AudioInput) -> None:
         if path.size() == 0:
             raise AudioError(path, "zero-byte file (empty, no audio)", "empty")
         return
+    if "\x00" in path:  # no file system names a file so (os.stat raises ValueError, not OSError)
+        raise AudioError(path.replace("\x00", "\\x00"), "the audio path holds a NUL character (\\x00), which "
+                         "no file name can; fix audio_filepath in the manifest", "not_found")
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -138,8 +142,11 @@ def check_file(path: str | AudioInput) -> None:
         if exc.errno == errno.ENOTDIR:
             raise AudioError(path, "file not found", "not_found") from None
         raise AudioError(path, f"cannot access the file ({exc.strerror})", "unreadable") from None
-    if os.path.isdir(path):
+    if stat.S_ISDIR(st.st_mode):
         raise AudioError(path, "is a directory, not an audio file", "not_a_file")
+    if not stat.S_ISREG(st.st_mode):  # its size says nothing: a pipe or /dev/zero reads as 0 bytes
+        raise AudioError(path, "not a regular file (a pipe, socket or device): point audio_filepath at an "
+                         "audio file", "not_a_file")
     if st.st_size == 0:
         raise AudioError(path, "zero-byte file (empty, no audio)", "empty")
     if not os.access(path, os.R_OK):

@@ -111,6 +111,17 @@ def test_range_requests(client):
         assert "not satisfiable" in r.get_json()["error"]
 
 
+@pytest.mark.parametrize("extra", [0, 1, 10**6])
+def test_a_suffix_as_long_as_the_body_or_longer_is_the_whole_body(client, streamed, extra):
+    """RFC 9110 §14.1.2: a suffix longer than the body means all of it (206); werkzeug said 416."""
+    for get in (client.get, streamed[0].get):  # a WAV in memory, a WAV streamed from the file
+        full = get("/audio/0.wav").data
+        n = len(full)
+        r = get("/audio/0.wav", headers={"Range": f"bytes=-{n + extra}"})
+        assert r.status_code == 206 and r.data == full
+        assert r.headers["Content-Range"] == f"bytes 0-{n - 1}/{n}"
+
+
 # RFC 9110 §14.2: a Range the server cannot use is ignored (200, whole body); only a well-formed
 # single byte range that misses the body is 416 (test_range_requests).
 IGNORED_RANGES = ["lines=1-2",       # another unit

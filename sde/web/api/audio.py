@@ -107,8 +107,13 @@ def _conditional(resp: Response, tag: str, utt_id: int, fmt: str, length: int | 
         # for no bytes, which no body can satisfy (RFC 9110 §14.1.2): 416, not the whole file.
         if parsed is None and _ZERO_SUFFIX.fullmatch(rng) and "If-Range" not in request.headers:
             raise RequestedRangeNotSatisfiable(length)
+        environ = request.environ
+        suffix = parsed.ranges[0] if one_byte_range else None
+        if suffix is not None and suffix[0] < 0 and suffix[1] is None and -suffix[0] > length:
+            # a suffix longer than the body asks for all of it (RFC 9110 §14.1.2); werkzeug answers 416
+            environ = {**environ, "HTTP_RANGE": "bytes=0-"}
         # 206 + Content-Range for a satisfiable Range (and If-Range), 304 on a match.
-        return resp.make_conditional(request, accept_ranges=True, complete_length=complete)
+        return resp.make_conditional(environ, accept_ranges=True, complete_length=complete)
     except RequestedRangeNotSatisfiable:
         resp.close()
         raise ApiError(f"requested range {rng!r} is not satisfiable: the {fmt.upper()} is {length} bytes", 416,

@@ -91,6 +91,9 @@ BAD_LINE_CASES: dict[str, tuple[bytes, str]] = {
     "non_utf8": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "caf\xe9"}', "not valid UTF-8"),
     "control_character": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "a\x01b"}',
                           "invalid JSON: Invalid control character"),
+    # a NUL in the second line, within the first KB, is that line's problem, not the file's
+    "raw_nul": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "a\x00b"}',
+                "invalid JSON: Invalid control character"),
     "deep_nesting_100k": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "x", "n": '
                           + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested deeper than"),
     "deep_nesting_objects": (b'{"audio_filepath": "a.wav", "duration": 1, "text": "x", "n": '

@@ -20,6 +20,13 @@ from sde.sources.lhotse_source import lone_manifest_hint
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+def _binary(head: bytes) -> bool:
+    """Whether a head holding a NUL is another kind of file: a NUL in a later line of a manifest
+    whose first line is a JSON object is that line's problem (skipped and named), not the file's."""
+    first = head.lstrip(b"\xef\xbb\xbf \t\r\n").split(b"\n", 1)[0]
+    return not first.startswith(b"{") or b"\x00" in first
+
+
 def head_checks(path: str, head: bytes) -> None:
     """Whole-file problems visible in the first bytes."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -38,7 +45,7 @@ def head_checks(path: str, head: bytes) -> None:
     if b"\r" in head and b"\n" not in head:
         raise ManifestError(f"{path}: its lines end with a carriage return alone (classic Mac line endings), "
                             f"so sde sees one line; convert them with: tr '\\r' '\\n' < {path} > manifest.json")
-    if b"\x00" in head[:1024]:
+    if b"\x00" in head[:1024] and _binary(head):
         raise ManifestError(f"{path}: not a text manifest (binary data in the first KB); sde expects "
                             "a NeMo manifest: JSON Lines, one object per line with audio_filepath, "
                             "duration and text")

@@ -315,11 +315,18 @@ def expand(sources: "str | Sequence[str] | SourceSet"):
     if isinstance(sources, SourceSet):
         return sources
     try:
-        return expand_sources([sources] if isinstance(sources, str) else list(sources))
+        expanded = expand_sources([sources] if isinstance(sources, str) else list(sources))
     except PatternError as e:
         raise click.BadParameter(str(e), param_hint="SOURCE") from None
     except RemoteError as e:
         fail(str(e))
+    for given, first in expanded.repeats[:NOTES_SHOWN]:
+        click.echo(f"note: {given} is named more than once: its lines are read once" if given == first else
+                   f"note: {given} is the same file as {first} (a link, or another path to it): its lines "
+                   "are read once", err=True)
+    if len(expanded.repeats) > NOTES_SHOWN:
+        click.echo(f"note: and {len(expanded.repeats) - NOTES_SHOWN} more files named again, read once", err=True)
+    return expanded
 
 
 # Above this many utterances the server starts before the audio files are checked (a stat per

@@ -136,20 +136,57 @@ def test_globs_expand_in_natural_order_and_a_file_named_twice_is_read_once(tmp_p
     assert [s.name for s in sources.sources] == ["m_1.json", "m_2.json", "m_10.json"]
 
 
+SAME_FILE = {  # names of one file -> the files read, and what each note is about (as named, read as)
+    "typed twice": (["a.json", "a.json"], ["a.json"], [("a.json", "a.json")]),
+    "./ and a plain name": (["a.json", "./a.json"], ["a.json"], [("./a.json", "a.json")]),
+    "a symbolic link": (["a.json", "link.json"], ["a.json"], [("link.json", "a.json")]),
+    "a hard link": (["a.json", "hard.json"], ["a.json"], [("hard.json", "a.json")]),
+    "a link first": (["link.json", "a.json", "b.json"], ["link.json", "b.json"], [("a.json", "link.json")]),
+    "two files": (["a.json", "b.json"], ["a.json", "b.json"], []),
+}
+
+
+@pytest.mark.parametrize("typed, read, repeats", SAME_FILE.values(), ids=SAME_FILE.keys())
+def test_one_file_under_two_names_is_read_once_and_said(tmp_path, monkeypatch, typed, read, repeats):
+    """A link to a manifest named beside it was read twice, every utterance counted twice (found by
+    exploratory QA); a file typed twice was read once without a word."""
+    for f in ("a.json", "b.json"):
+        (tmp_path / f).write_text(json.dumps(_row(0, 0)) + "\n")
+    (tmp_path / "link.json").symlink_to("a.json")
+    os.link(tmp_path / "a.json", tmp_path / "hard.json")
+    monkeypatch.chdir(tmp_path)
+    sources = expand_sources(typed)
+    assert [s.given for s in sources.sources] == read
+    assert list(sources.repeats) == repeats
+
+
+def test_the_cli_notes_a_file_named_again(tmp_path):
+    (tmp_path / "m.json").write_text(json.dumps(_row(0, 0)) + "\n" + json.dumps(_row(1, 0)) + "\n")
+    (tmp_path / "link.json").symlink_to("m.json")
+    run = subprocess.run([sys.executable, "-m", "sde.cli", "stats", "m.json", "link.json", "--no-cache", "--json"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout)["utterances"] == 2
+    assert "note: link.json is the same file as m.json" in run.stderr
+
+
 DATASET_NAMES = {  # the SOURCE arguments as typed -> the dataset's name (page title, summary "manifest")
     "one file": (["a.json"], "a.json"),
     "two files": (["a.json", "b.json"], "a.json + b.json"),
     "a file typed twice is named once": (["a.json", "b.json", "a.json"], "a.json + b.json"),
     "three files": (["a.json", "b.json", "c.json"], "a.json + b.json + 1 more"),
     "three files, one typed twice": (["a.json", "b.json", "c.json", "b.json"], "a.json + b.json + 1 more"),
+    "a file and a link to it": (["a.json", "link.json"], "a.json"),
 }
 
 
 @pytest.mark.parametrize("typed, name", DATASET_NAMES.values(), ids=DATASET_NAMES.keys())
 def test_the_dataset_is_named_after_each_file_typed_once(tmp_path, monkeypatch, typed, name):
     # `sde a.json b.json a.json` read two files and was titled "a.json + b.json + 1 more"
-    for f in set(typed):
+    for f in set(typed) - {"link.json"}:
         (tmp_path / f).write_text(json.dumps(_row(0, 0)) + "\n")
+    (tmp_path / "link.json").symlink_to("a.json")
     monkeypatch.chdir(tmp_path)
     assert expand_sources(typed).name == name
 

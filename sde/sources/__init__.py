@@ -68,6 +68,8 @@ class SourceSet:
     sources: tuple[Source, ...]
     # some files of a bigger set, read as one part of it (sde.build): named as in the whole set
     part_of_set: bool = False
+    # (as named, the name read instead) of each file named again: a link to it, or a second path
+    repeats: tuple[tuple[str, str], ...] = ()
 
     @property
     def several(self) -> bool:
@@ -81,7 +83,8 @@ class SourceSet:
     def name(self) -> str:
         """The dataset's name (page title, summary): the file name, or the patterns as typed."""
         # a spec typed twice is read once (expand_sources): named once too
-        names = [_basename(spec) for spec in dict.fromkeys(self.specs)]
+        again = {given for given, first in self.repeats if given != first}  # a link to a file named before
+        names = [_basename(spec) for spec in dict.fromkeys(self.specs) if spec not in again]
         if len(names) <= NAMED_SOURCES:
             return " + ".join(names)
         return f"{' + '.join(names[:NAMED_SOURCES])} + {len(names) - NAMED_SOURCES} more"
@@ -126,21 +129,37 @@ def expand_sources(specs: Sequence[str | os.PathLike]) -> SourceSet:
     for raw in specs:
         spec = os.fspath(raw)
         found.extend(_expand_remote(spec) if is_url(spec) else _expand_local(spec))
-    unique = _first_occurrences(found)
+    unique, repeats = _first_occurrences(found)
     names = _relative_names([location for location, _ in unique])
     sources = tuple(Source(location, given, name) for (location, given), name in zip(unique, names))
-    return SourceSet(tuple(os.fspath(s) for s in specs), sources)
+    return SourceSet(tuple(os.fspath(s) for s in specs), sources, repeats=tuple(repeats))
 
 
-def _first_occurrences(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The same file named twice (``a.json a.json``, overlapping globs) is read once."""
-    seen: set[str] = set()
-    out = []
+def _first_occurrences(found: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The same file named twice (``a.json a.json``, ``./a.json``, a link to it, overlapping
+    globs) is read once: (the files to read, (as named, the name read) for each one dropped)."""
+    seen: dict[Any, str] = {}
+    out, repeats = [], []
     for location, given in found:
-        if location not in seen:
-            seen.add(location)
-            out.append((location, given))
-    return out
+        key = _file_identity(location)
+        if key in seen:
+            if (given, seen[key]) not in repeats:
+                repeats.append((given, seen[key]))
+            continue
+        seen[key] = given
+        out.append((location, given))
+    return out, repeats
+
+
+def _file_identity(location: str) -> Any:
+    """What two names of one local file share (a symbolic or hard link too); a URL is itself."""
+    if is_url(location):
+        return location
+    try:
+        st = os.stat(location)
+    except OSError:
+        return os.path.realpath(location)
+    return (st.st_dev, st.st_ino)
 
 
 def _refuse_pipes(found: list[tuple[str, str]]) -> list[tuple[str, str]]:

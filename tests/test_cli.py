@@ -147,6 +147,27 @@ def test_piped_stderr_has_plain_progress_lines_not_bars(write_manifest):
     assert any(re.fullmatch(r"audio metrics: 2 utt in \d+\.\d s", line) for line in lines), lines
 
 
+def test_one_line_is_one_line(write_manifest):
+    m = write_manifest(ROWS[:1])
+    p = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(m), "--no-cache"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert any(re.fullmatch(r"reading manifest\.json: \d+ B, 1 line in \d+\.\d s", line)
+               for line in p.stderr.splitlines()), p.stderr
+
+
+@pytest.mark.parametrize("extra, listed", [
+    ({"asr": "the bat", "speaker": "s1", "offset": 0.0}, "its other fields are: asr, speaker."),
+    ({"offset": 0.0}, "its other fields are: none but audio_filepath, duration and text."),
+])
+def test_a_missing_pred_field_lists_the_fields_a_transcript_could_be_in(write_manifest, extra, listed):
+    """Not audio_filepath, duration or offset, which it listed first, as if they could be."""
+    m = write_manifest([{"audio_filepath": "a.wav", "duration": 1.0, "text": "the cat", **extra}])
+    r = CliRunner().invoke(cli, ["stats", str(m), "--no-cache", "--pred-field", "hyp"])
+    assert r.exit_code == 1
+    assert 'no line has the hypothesis field "hyp"' in r.output and listed in r.output
+
+
 @pytest.mark.parametrize("terminal, enabled, expected", [
     (True, True, "tqdm"),
     (False, True, "PlainProgress"),

@@ -220,7 +220,7 @@ def read_chunks(chunks: Iterator[tuple[memoryview | bytes, int]], state: ReadSta
                 mm.madvise(mmap.MADV_DONTNEED, 0, end - end % mmap.PAGESIZE)
             bar.update(end - done)
             done = end
-        bar.set_postfix_str(f"{total - line0:,} lines", refresh=False)
+        bar.set_postfix_str(f"{total - line0:,} line{'' if total - line0 == 1 else 's'}", refresh=False)
     finally:
         bar.close()
     return total - line0

@@ -154,9 +154,10 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         hyps = list(hyp_specs)
         for h in hyps:
             if h.field not in present and not partial:  # a part may lack it; sde.build checks the whole
-                fields = ", ".join(["audio_filepath", "duration", "text", "offset"] + present)
-                raise ManifestError(f'{shown}: no line has the hypothesis field "{h.field}"; the fields '
-                                    f"are: {fields}. Pass one of them to --pred-field")
+                # the fields a transcript could be in: not the path, duration, text, offset
+                fields = ", ".join(present) or "none but audio_filepath, duration and text"
+                raise ManifestError(f'{shown}: no line has the hypothesis field "{h.field}"; its other fields '
+                                    f"are: {fields}. Pass the one holding the transcripts to --pred-field")
         if merged is not None and merged.field not in {h.field for h in hyps}:
             hyps.append(merged)
     else:

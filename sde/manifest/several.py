@@ -59,7 +59,8 @@ def read_sources(sources: SourceSet, shown: str, spec: Spec, strict: bool, progr
             done = future.result()
             reads.extend(done if isinstance(done, list) else [done])
             bar.update(len(done) if isinstance(done, list) else 1)
-        bar.set_postfix_str(f"{sum(r.total for r in reads):,} lines", refresh=False)
+        lines = sum(r.total for r in reads)
+        bar.set_postfix_str(f"{lines:,} line{'' if lines == 1 else 's'}", refresh=False)
         return reads
     finally:
         bar.close()

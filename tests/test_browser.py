@@ -65,7 +65,7 @@ def test_samples_filter_sort_and_open(page, demo):
     box.press("Enter")
     feedback = page.locator("#samples-filter-feedback")
     feedback.wait_for(state="visible")
-    assert "not a number" in feedback.inner_text()
+    assert '">>" is not an operator' in feedback.inner_text()
     q = "{wer} > 10"
     box.fill(q)
     box.press("Enter")

@@ -602,6 +602,26 @@ def test_back_to_samples_keeps_the_scroll_position_and_the_row(page, health):
     watch.check()
 
 
+def test_back_forward_back_still_shows_the_row(page, health):
+    """The way back was read once: a second Back (after Forward) showed the list at its top with no
+    row selected (found by exploratory QA)."""
+    watch = Watch(page, health)
+    query = {"filter": "{duration} > 0", "sort": "-duration"}
+    ids = [r["id"] for r in api(health, "/api/utterances", **query, page_size=1000)["rows"]]
+    page.goto(health + "/samples?" + urlencode(query))
+    page.wait_for_selector("#samples-grid .ag-row")
+    scroll_to_row(page, 120)
+    page.locator('#samples-grid .ag-center-cols-container .ag-row[row-index="120"] [col-id="text"]').click()
+    arrived(page, ids[120])
+    for _ in range(2):
+        page.go_back()
+        wait_url(page, r"/samples")
+        wait_selected(page, 120)
+        page.go_forward()
+        arrived(page, ids[120])
+    watch.check()
+
+
 def test_column_filters_survive_the_inspector_and_the_back_button(page, health):
     watch = Watch(page, health)
     colfilter = json.dumps({"speaker": {"filterType": "text", "type": "equals", "filter": "s3"}})

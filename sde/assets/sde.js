@@ -153,10 +153,11 @@
   }, true);
 
   function remembered() {
+    // Kept after it is read (a click on another row replaces it): Back, Forward and Back again
+    // returns to the same URL, which must find its row again.
     var saved = null;
     try {
       saved = JSON.parse(window.sessionStorage.getItem(key()) || "null");
-      window.sessionStorage.removeItem(key());
     } catch (e) { saved = null; }
     return saved && saved.search === window.location.search ? saved : null;
   }

@@ -461,6 +461,34 @@ def test_histogram_bar_click_lists_that_bin(page, demo):
     watch.check()
 
 
+def test_a_word_accuracy_bar_lists_its_words_in_vocabulary(page, demo):
+    """The page says "click a bar"; the word accuracy bars did nothing (found by exploratory QA)."""
+    watch = Watch(page, demo)
+    page.goto(demo + "/")
+    plot = "#hist-word_accuracy .js-plotly-plot"
+    page.wait_for_function(f"(document.querySelector('{plot}') || {{}}).data !== undefined")
+    trace = page.evaluate(f"(() => {{ const t = document.querySelector('{plot}').data[0];"
+                          f" return {{y: Array.from(t.y), custom: t.customdata}}; }})()")
+    k = 0                                                       # never recognised
+    q = html.unescape(trace["custom"][k][2])
+    bar = page.locator(f"{plot} .bars .point path").nth(k)
+    for _ in range(10):  # plotly reports the click once it has hover data for the bar
+        if "/vocabulary" in page.url:
+            break
+        bar.hover(force=True)
+        bar.click(force=True)
+        try:
+            page.wait_for_url(re.compile(r"/vocabulary\?filter="), timeout=3000)
+        except PlaywrightTimeout:
+            continue
+    wait_url(page, r"/vocabulary\?filter=")
+    assert query_of(page)["filter"] == [q] and q.endswith("<= 0")
+    total = api(demo, "/api/vocabulary", filter=q, page_size=1)["total"]
+    assert total == trace["y"][k] > 0                           # exactly the words of the bar
+    wait_count(page, "vocabulary", f"{total:,}")
+    watch.check()
+
+
 def test_log_counts_and_one_number_style(page, demo):
     watch = Watch(page, demo)
     page.goto(demo + "/")

@@ -173,17 +173,30 @@ def word_accuracy_buckets(accuracy: np.ndarray) -> dict[str, int]:
     }
 
 
-def word_accuracy_figure(accuracies: Mapping[str, np.ndarray]) -> go.Figure:
-    """Grouped bars: per hypothesis, how many vocabulary words are never/sometimes/always recognised."""
+def word_accuracy_filters(column: str) -> dict[str, str]:
+    """The vocabulary filter of each word accuracy bucket, as word_accuracy_buckets counts them (a
+    word a hypothesis never met, accuracy missing, is in none)."""
+    ref = column_ref(column)
+    return {"never": f"{ref} <= 0", "sometimes": f"{ref} > 0 && {ref} < 100", "always": f"{ref} >= 100"}
+
+
+def word_accuracy_figure(accuracies: Mapping[str, np.ndarray], columns: Mapping[str, str] | None = None) -> go.Figure:
+    """Grouped bars: per hypothesis, how many vocabulary words are never/sometimes/always recognised.
+    With `columns` (hypothesis → its vocabulary accuracy column), each bar carries the Vocabulary
+    filter of its words (customdata[2], escaped as user text; customdata[3] "vocabulary")."""
     title = "Word accuracy over the vocabulary"
     if not accuracies:
         return empty_figure(title, "no hypotheses")
     fig = go.Figure()
-    for i, (name, acc) in enumerate(accuracies.items()):
-        name = plotly_text(name)
+    for i, (hyp, acc) in enumerate(accuracies.items()):
+        name = plotly_text(hyp)
         b = word_accuracy_buckets(acc)
         total = sum(b.values()) or 1
+        column = (columns or {}).get(hyp)
+        custom = ([[None, None, plotly_text(word_accuracy_filters(column)[k]), "vocabulary"]
+                   for k in WORD_ACCURACY_BUCKETS] if column else None)
         fig.add_trace(go.Bar(
+            customdata=custom,
             x=[f"{k} recognised" for k in WORD_ACCURACY_BUCKETS], y=[b[k] for k in WORD_ACCURACY_BUCKETS],
             name=name, marker={"color": HYP_COLORS[i % len(HYP_COLORS)]},
             text=[f"{b[k]:,} ({100 * b[k] / total:.1f}%)" for k in WORD_ACCURACY_BUCKETS],

@@ -125,6 +125,11 @@ def samples_href(**params: str | None) -> str:
     return "/samples" + search_of(params, safe=":")
 
 
+def vocabulary_href(**params: str | None) -> str:
+    """/vocabulary with the given non-empty query parameters."""
+    return "/vocabulary" + search_of(params)
+
+
 # The list the inspector was opened from, carried in its query string: previous/next walk it and
 # "back" returns to it. `from=comparison` (with a, b, metric, filter): the Comparison page's ranked
 # list of differences; otherwise the Samples list of `filter`, its grid column filters

@@ -119,10 +119,16 @@ def build_figures(dataset: "Dataset") -> list[tuple[str, object]]:
             out.append((metric, _histogram(df, series, f"Per-utterance {name}", f"{name} (%)")))
         accuracies = {h.name or h.field: dataset.vocabulary[h.column("accuracy")].to_numpy(dtype="float64")
                       for h in dataset.hypotheses if h.column("accuracy") in dataset.vocabulary.columns}
-        out.append(("word_accuracy", figures.word_accuracy_figure(accuracies)))
+        columns = {h.name or h.field: h.column("accuracy") for h in dataset.hypotheses}
+        out.append(("word_accuracy", figures.word_accuracy_figure(accuracies, columns)))
     for col in fields_to_draw(dataset)[0]:
         out.append((col, _histogram(df, {col: col}, col, col)))
     return out
+
+
+# The layout of what this page keeps with a build (one cache, so one version for all of it); 2: the
+# word accuracy bars carry their Vocabulary filters.
+KEPT_VERSION = 2
 
 
 def _cached_figures(dataset: "Dataset") -> list[tuple[str, dict]]:
@@ -133,7 +139,7 @@ def _cached_figures(dataset: "Dataset") -> list[tuple[str, dict]]:
         return [(key, fig.to_plotly_json() if hasattr(fig, "to_plotly_json") else fig)
                 for key, fig in build_figures(dataset)]
 
-    return for_dataset(dataset, "statistics", 2, kept=1).get_or_compute_once("figures", build)
+    return for_dataset(dataset, "statistics", 2, kept=KEPT_VERSION).get_or_compute_once("figures", build)
 
 
 def _scored_note(field: str, h: Mapping, utterances: int | None):
@@ -263,7 +269,8 @@ def histograms_block(dataset: "Dataset", log: bool) -> html.Div:
                                       className="h-100"), xs=12, lg=6, xxl=4, className="mb-3"))
     controls = html.Div([
         dbc.Switch(id=LOG_Y, label="log-scaled counts", value=log, className="small mb-0"),
-        html.Span("click a bar to list its utterances in Samples", className="small text-muted"),
+        html.Span("click a bar to list its utterances in Samples (a word accuracy bar: its words in Vocabulary)",
+                  className="small text-muted"),
     ], className="d-flex align-items-center gap-3 mb-2")
     return html.Div([controls, dbc.Row(cells, className="g-3"), _fields_not_drawn(dataset)], id="stats-histograms")
 
@@ -295,12 +302,16 @@ def go_copy(fig: dict) -> dict:
 
 
 def bin_href(click: Mapping | None) -> str | None:
-    """The Samples link of a clicked histogram bar: its bin's filter (customdata[2], escaped by
-    sde.web.figures like all user text in a figure)."""
+    """The link of a clicked histogram bar: its bin's filter (customdata[2], escaped by
+    sde.web.figures like all user text in a figure) in Samples, or in Vocabulary when
+    customdata[3] says so (the word accuracy bars)."""
     custom = first_point(click).get("customdata")
     if not isinstance(custom, (list, tuple)) or len(custom) < 3 or not isinstance(custom[2], str) or not custom[2]:
         return None
-    return state.samples_href(filter=html_text.unescape(custom[2]))
+    query = html_text.unescape(custom[2])
+    if len(custom) > 3 and custom[3] == "vocabulary":
+        return state.vocabulary_href(filter=query)
+    return state.samples_href(filter=query)
 
 
 def log_y_update(on: bool, keys: list, pathname: str | None, search: str | None) -> dict:
@@ -411,7 +422,7 @@ def callbacks(app, dataset: "Dataset") -> None:
 
 def _alphabet_check_block(dataset: "Dataset"):
     """Training-data check: characters outside the model's alphabet, and digits in references."""
-    check = for_dataset(dataset, "statistics", 2, kept=1).get_or_compute_once("alphabet_check",
+    check = for_dataset(dataset, "statistics", 2, kept=KEPT_VERSION).get_or_compute_once("alphabet_check",
                                                                  lambda: alphabet_check_summary(dataset))
     if check is None:
         return None

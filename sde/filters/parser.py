@@ -48,10 +48,10 @@ from sde.filters.tree import (
 
 _WORD_OPS = {"contains": "contains", "has": "has", "matches": "matches", "in": "in", "is": "is",
              "ieq": "=~", "eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-# Longest first, so "<=" is not read as "<" followed by a value "=...".
 _OPERATOR_CHARS = "=!<>"
 # Operators of other languages, and what they are here.
 _MEANT = {"<>": "!=", "!==": "!=", "=!": "!=", "><": "!=", "===": "=", "=>": ">=", "=<": "<="}
+# Longest first, so "<=" is not read as "<" followed by a value "=...".
 _SYMBOL_OPS = (("==", "="), ("=~", "=~"), ("!=", "!="), ("<=", "<="), (">=", ">="), ("=", "="),
                ("<", "<"), (">", ">"))
 _IDENT = re.compile(r"[^\W\d]\w*")

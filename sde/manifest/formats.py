@@ -21,10 +21,14 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _binary(head: bytes) -> bool:
-    """Whether a head holding a NUL is another kind of file: a NUL in a later line of a manifest
-    whose first line is a JSON object is that line's problem (skipped and named), not the file's."""
+    """Whether a head holding a NUL is another kind of file: a stray NUL or two in a later line of a
+    manifest whose first line is a JSON object are that line's problem (skipped and named), not the
+    file's; binary data after a JSON line is binary still."""
     first = head.lstrip(b"\xef\xbb\xbf \t\r\n").split(b"\n", 1)[0]
-    return not first.startswith(b"{") or b"\x00" in first
+    return not first.startswith(b"{") or b"\x00" in first or head[:1024].count(b"\x00") > _STRAY_NULS
+
+
+_STRAY_NULS = 8  # NUL bytes in the first KB that a damaged text line may hold; more: binary data
 
 
 def head_checks(path: str, head: bytes) -> None:

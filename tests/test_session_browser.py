@@ -433,27 +433,38 @@ def test_where_b_is_worse_than_a(page, demo):
 
 # ---------------------------------------------------------------- drill-down and readable charts
 
-def test_histogram_bar_click_lists_that_bin(page, demo):
-    watch = Watch(page, demo)
-    page.goto(demo + "/")
-    plot = "#hist-duration .js-plotly-plot"
+def first_trace(page, plot: str) -> dict:
+    """The first trace of a drawn plotly figure: its counts and each bar's customdata."""
     page.wait_for_function(f"(document.querySelector('{plot}') || {{}}).data !== undefined")
-    trace = page.evaluate(f"(() => {{ const t = document.querySelector('{plot}').data[0];"
-                          f" return {{y: Array.from(t.y), custom: t.customdata}}; }})()")
-    k = int(np.argmax(trace["y"]))
-    lo, hi, q = trace["custom"][k]
-    q = html.unescape(q)                                        # user text in a figure travels escaped
+    return page.evaluate(f"(() => {{ const t = document.querySelector('{plot}').data[0];"
+                         f" return {{y: Array.from(t.y), custom: t.customdata}}; }})()")
+
+
+def click_bar(page, plot: str, k: int, path: str) -> None:
+    """Click bar k of a figure until the page moves to `path` with a filter."""
+    url = re.compile(re.escape(path) + r"\?filter=")
     bar = page.locator(f"{plot} .bars .point path").nth(k)
     for _ in range(10):  # plotly reports the click once it has hover data for the bar
-        if "/samples" in page.url:
+        if path in page.url:
             break
         bar.hover(force=True)
         bar.click(force=True)
         try:
-            page.wait_for_url(re.compile(r"/samples\?filter="), timeout=3000)
+            page.wait_for_url(url, timeout=3000)
         except PlaywrightTimeout:
             continue
-    wait_url(page, r"/samples\?filter=")
+    wait_url(page, re.escape(path) + r"\?filter=")
+
+
+def test_histogram_bar_click_lists_that_bin(page, demo):
+    watch = Watch(page, demo)
+    page.goto(demo + "/")
+    plot = "#hist-duration .js-plotly-plot"
+    trace = first_trace(page, plot)
+    k = int(np.argmax(trace["y"]))
+    lo, hi, q = trace["custom"][k]
+    q = html.unescape(q)                                        # user text in a figure travels escaped
+    click_bar(page, plot, k, "/samples")
     assert query_of(page)["filter"] == [q]
     last = k == len(trace["y"]) - 1
     assert q == f"{{duration}} >= {lo:g} && {{duration}} {'<=' if last else '<'} {hi:g}"
@@ -466,22 +477,10 @@ def test_a_word_accuracy_bar_lists_its_words_in_vocabulary(page, demo):
     watch = Watch(page, demo)
     page.goto(demo + "/")
     plot = "#hist-word_accuracy .js-plotly-plot"
-    page.wait_for_function(f"(document.querySelector('{plot}') || {{}}).data !== undefined")
-    trace = page.evaluate(f"(() => {{ const t = document.querySelector('{plot}').data[0];"
-                          f" return {{y: Array.from(t.y), custom: t.customdata}}; }})()")
+    trace = first_trace(page, plot)
     k = 0                                                       # never recognised
     q = html.unescape(trace["custom"][k][2])
-    bar = page.locator(f"{plot} .bars .point path").nth(k)
-    for _ in range(10):  # plotly reports the click once it has hover data for the bar
-        if "/vocabulary" in page.url:
-            break
-        bar.hover(force=True)
-        bar.click(force=True)
-        try:
-            page.wait_for_url(re.compile(r"/vocabulary\?filter="), timeout=3000)
-        except PlaywrightTimeout:
-            continue
-    wait_url(page, r"/vocabulary\?filter=")
+    click_bar(page, plot, k, "/vocabulary")
     assert query_of(page)["filter"] == [q] and q.endswith("<= 0")
     total = api(demo, "/api/vocabulary", filter=q, page_size=1)["total"]
     assert total == trace["y"][k] > 0                           # exactly the words of the bar

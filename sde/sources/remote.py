@@ -214,9 +214,18 @@ def open_file(url: str, *, ranged: bool = False, size: int | None = None, etag: 
             f = fs.open(path, "rb", **kwargs)
         except TypeError:  # a backend without these knobs
             f = fs.open(path, "rb")
-    if etag and isinstance(getattr(f, "req_kw", None), dict):  # s3fs sends req_kw with every GET
-        f.req_kw["IfMatch"] = etag
+    if etag:
+        _pin_version(f, etag)
     return f
+
+
+def _pin_version(f: Any, etag: str) -> None:
+    """Make every GET of ``f`` ask for that ETag. s3fs ≥ 2026 sends ``read_kw`` with its GETs (a dict
+    it shares with other calls, so it is replaced, not changed); earlier ones send ``req_kw``."""
+    if isinstance(getattr(f, "read_kw", None), dict):
+        f.read_kw = {**f.read_kw, "IfMatch": etag}
+    elif isinstance(getattr(f, "req_kw", None), dict):
+        f.req_kw["IfMatch"] = etag
 
 
 def info(url: str) -> dict[str, Any]:

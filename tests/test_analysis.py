@@ -518,6 +518,46 @@ def test_bootstrap_p_value_formula():
     assert B._bootstrap_p(d) == pytest.approx(2 * 11 / 100)
 
 
+@pytest.mark.parametrize("resamples", [10, 38, 39, 40, 99, 999, 1000, 1001, 5000])
+@pytest.mark.parametrize("alpha", [0.05, 0.1, 0.01])
+def test_paired_interval_excludes_zero_exactly_when_p_is_below_alpha(resamples, alpha):
+    rng = np.random.default_rng(resamples)
+    for at_or_below in range(0, min(resamples, 80)):  # the resamples on 0's side of the difference
+        d = np.concatenate([np.zeros(at_or_below), rng.uniform(0.5, 30.0, resamples - at_or_below)])
+        for diffs in (d, -d):
+            lo, hi = B._paired_ci(diffs, alpha)
+            assert lo <= hi
+            assert (B._bootstrap_p(diffs) < alpha) == (lo > 0 or hi < 0), (at_or_below, diffs[0])
+
+
+def test_paired_interval_of_25_differences_at_zero_in_1000_reaches_zero():
+    # an interpolated 2.5% quantile put the lower end at 5.4 here while p was 0.052
+    d = np.concatenate([np.zeros(25), np.linspace(5.55, 33.3, 975)])
+    assert B._bootstrap_p(d) == pytest.approx(52 / 1001)
+    assert B._paired_ci(d, 0.05)[0] == 0.0
+
+
+@pytest.mark.parametrize("resamples", [39, 1000])
+def test_swapping_the_systems_negates_every_resampled_difference(resamples):
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n = int(rng.integers(1, 60))
+        words, ea, eb = rng.integers(0, 5, n), rng.integers(0, 4, n), rng.integers(0, 4, n)
+        ab = B._paired_diffs(ea, eb, words, resamples, np.random.SeedSequence(trial))
+        ba = B._paired_diffs(eb, ea, words, resamples, np.random.SeedSequence(trial))
+        assert np.array_equal(ab, -ba)
+        assert not np.signbit(ab[ab == 0]).any()
+
+
+def test_swapping_systems_with_mirrored_errors_negates_the_differences_by_their_names():
+    # every utterance A gets wrong B gets right and the other way round: the table looks the same
+    # from both sides, so only the systems' names can tell the two orders apart
+    ea, eb, words = np.array([2, 0, 1, 0, 3, 0]), np.array([0, 2, 0, 1, 0, 3]), np.array([4, 4, 3, 3, 5, 5])
+    ab = B._paired_diffs(ea, eb, words, 500, np.random.SeedSequence(0), b_first=False)
+    ba = B._paired_diffs(eb, ea, words, 500, np.random.SeedSequence(0), b_first=True)
+    assert np.array_equal(ab, -ba) and not np.array_equal(ab, ba)
+
+
 # -------------------------------------------------------------------------- comparisons for plots
 
 def test_word_accuracy_comparison():

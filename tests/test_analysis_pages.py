@@ -338,6 +338,14 @@ def test_comparison_layout_params(demo):
     (2.5, [0.4, 4.6], 0.03, "A (a) is better by 2.5 points (95% CI 0.40 – 4.6, p = 0.03).", "danger"),
     (-0.5, [-1.2, 0.3], 0.4, "No significant difference: B (b) is ahead by 0.50 points", "secondary"),
     (0.0, [0.0, 0.0], 1.0, "A (a) and B (b) make exactly as many", "secondary"),
+    (0.0, [-12.9, 16.7], 1.0, "No difference: A (a) and B (b) have the same WER on these utterances (95% CI of "
+     "B − A −12.9 – 16.7 points, p = 1.00).", "secondary"),
+    (25.0, [-0.0, 33.3], 0.06, "No significant difference: A (a) is ahead by 25.0 points, but the 95% CI 0.00 – 33.3 "
+     "includes 0", "secondary"),
+    (-25.0, [-33.3, 0.0], 0.06, "No significant difference: B (b) is ahead by 25.0 points, but the 95% CI 0.00 – 33.3",
+     "secondary"),
+    (0.5, [-1.2, 0.3], 0.4, "No significant difference: A (a) is ahead by 0.50 points, but the 95% CI −1.2 – 0.30",
+     "secondary"),
     (None, [None, None], None, "No utterances selected", "secondary"),
 ])
 def test_interpretation(diff, ci, p, start, tone):

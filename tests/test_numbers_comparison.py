@@ -132,3 +132,28 @@ def test_a_significant_difference_on_few_utterances_comes_with_a_caution(write_m
     # with enough utterances the sentence stands alone
     many = dict(payload, utterances=comparison_stats.FEW_UTTERANCES)
     assert "Only" not in comparison_stats.interpretation(many, "a", "b")[0]
+
+
+# Four empty references (A says "uh" on two of them, B nothing) and eight where B gets one word of
+# three wrong: 25 of 1,000 resamples draw only empty references, where B − A is 0 or below. p is
+# just above 0.05 and the interval must reach 0 with it, whichever system is A.
+EMPTY_REFERENCES_AND_ONE_BETTER_SYSTEM = [
+    {"audio_filepath": f"a/{i}.wav", "duration": 1.0 + i, "text": "" if i < 4 else "a b c",
+     "pred_text": ("uh" if i % 2 else "") if i < 4 else "a b c", "pred_text_b": "" if i < 4 else "a x c"}
+    for i in range(12)]
+
+
+def test_swapping_a_and_b_negates_the_difference_and_keeps_the_verdict(write_manifest):
+    dataset = build_dataset(write_manifest(EMPTY_REFERENCES_AND_ONE_BETTER_SYSTEM), DatasetOptions(), workers=1)
+    client = _client(dataset)
+    ab = get_json(client, "/api/compare?a=pred_text&b=pred_text_b")
+    ba = get_json(client, "/api/compare?a=pred_text_b&b=pred_text")
+    assert ab["diff"]["wer"] == pytest.approx(25.0) and ba["diff"]["wer"] == pytest.approx(-25.0)
+    assert ba["diff"]["ci"] == pytest.approx([-ab["diff"]["ci"][1], -ab["diff"]["ci"][0]])
+    assert ba["diff"]["p"] == pytest.approx(ab["diff"]["p"])
+    assert ab["diff"]["p"] > 0.05 and ab["diff"]["ci"][0] <= 0  # not significant: the interval holds 0
+    for payload, a, b, ahead in ((ab, "pred_text", "pred_text_b", "A"), (ba, "pred_text_b", "pred_text", "B")):
+        sentence, tone = comparison_stats.interpretation(payload, a, b)
+        assert sentence.startswith(f"No significant difference: {ahead} (pred_text) is ahead by 25.0 points")
+        assert "p = 0.052" in sentence  # not "0.05", the line itself
+        assert tone == "secondary" and "-" not in sentence  # minus signs are "−", and no "−0.00"

@@ -35,8 +35,13 @@ def ci_digits(lo: float, hi: float) -> int:
 
 
 def fmt_points(x: float, digits: int = 1) -> str:
-    """A WER difference in percentage points (at least 2 decimals below 1 point)."""
-    return f"{x:.{digits if abs(x) >= 1 else max(digits, 2)}f}"
+    """A WER difference in percentage points (at least 2 decimals below 1 point), with a true minus
+    sign as the cards have, and no "−0.00" for a value that rounds to zero."""
+    places = digits if abs(x) >= 1 else max(digits, 2)
+    text = f"{x:.{places}f}"
+    if float(text) == 0:
+        text = f"{0.0:.{places}f}"
+    return text.replace("-", "−")
 
 
 def fmt_p(p: float | None, n_resamples: int | None = None) -> str:
@@ -49,7 +54,8 @@ def fmt_p(p: float | None, n_resamples: int | None = None) -> str:
             return f"p ≤ {floor:.2g}" if floor < 0.001 else f"p ≤ {floor:.3f}"
     if p < 0.001:
         return "p < 0.001"
-    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+    # 0.052 shown as "0.05" would read as the 5% line the verdict is drawn at
+    return f"p = {p:.3f}" if p < 0.01 or f"{p:.2f}" == "0.05" else f"p = {p:.2f}"
 
 
 def fmt_signed(x: float | None, digits: int = 2) -> str:
@@ -80,6 +86,11 @@ def interpretation(payload: Mapping, a_name: str, b_name: str) -> tuple[str, str
         return (f"Cannot tell whether A ({a_name}) or B ({b_name}) is better: every bootstrap resample of {of} "
                 f"gives the same difference ({fmt_signed(diff)} points), so there is no interval to judge it by; "
                 "select more utterances.", "secondary")
+    if diff == 0:  # the same WER, yet resamples differ: not a tie of every utterance
+        digits = ci_digits(lo, hi)
+        return (f"No difference: A ({a_name}) and B ({b_name}) have the same WER on these utterances (95% CI of "
+                f"B − A {fmt_points(lo, digits)} – {fmt_points(hi, digits)} points, "
+                f"{fmt_p(p, payload.get('n_resamples'))}).", "secondary")
     if diff < 0:  # B has the lower WER
         better, by, clo, chi = f"B ({b_name})", -diff, -hi, -lo
     else:

@@ -343,14 +343,19 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
         State(state.NAV_PATHS, "data"),
     )
 
-    @app.callback(
+    # The narrow screen's menu: its button opens and closes it, and picking a page closes it (the
+    # bar is sticky: left open, the list covered half a phone's screen on the page it opened).
+    app.clientside_callback(
+        f"""function (_clicks, _path, open) {{
+            var by = (window.dash_clientside.callback_context.triggered_id || "");
+            return by === "{state.NAVBAR_TOGGLER}" ? !open : false;
+        }}""",
         Output(state.NAVBAR_COLLAPSE, "is_open"),
         Input(state.NAVBAR_TOGGLER, "n_clicks"),
+        Input(state.URL, "pathname"),
         State(state.NAVBAR_COLLAPSE, "is_open"),
         prevent_initial_call=True,
     )
-    def _toggle_navbar(_n, is_open):
-        return not is_open
 
     return app
 

@@ -133,10 +133,12 @@ def navbar(links: Sequence[tuple[str, str, bool]], title: str) -> dbc.Navbar:
 
 def page_header(title: str, subtitle: Any = None, right: Any = None) -> html.Div:
     return html.Div([
+        # min-width 0 and break-anywhere: a subtitle holding a long path without spaces (the
+        # inspector's audio path) wraps instead of widening the whole page past the screen
         html.Div([
             html.H4(title, className="mb-0 page-title"),
-            html.Div(subtitle, className="text-muted small") if subtitle is not None else None,
-        ]),
+            html.Div(subtitle, className="text-muted small page-subtitle") if subtitle is not None else None,
+        ], className="page-heading"),
         html.Div(right, className="d-flex gap-2 align-items-center flex-wrap") if right is not None else None,
     ], className="d-flex justify-content-between align-items-end flex-wrap gap-2 mb-3")
 

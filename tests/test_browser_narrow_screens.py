@@ -1,0 +1,77 @@
+"""Narrow screens, in headless Chromium against the real CLI: a long audio path under the
+inspector's title wraps instead of widening the page (a 300-character path made a 390 px phone's page
+2,465 px wide, and a 2,560 px screen's 2,845), and the phone's menu closes once a page is picked (the
+bar is sticky: left open, its list covered half the screen).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.browser_kit import Watch, sde_server, wait_url
+
+pytestmark = pytest.mark.browser
+
+DEEP = "a_folder_of_a_corpus_converted_by_a_pipeline_with_a_long_run_name_20261207T031500_shard_000017"
+
+
+@pytest.fixture(scope="module")
+def long_path(tmp_path_factory):
+    """`sde` on two lines whose audio sits ~300 characters deep (real WAV files)."""
+    d = tmp_path_factory.mktemp("narrow")
+    folder = d / DEEP / DEEP / DEEP
+    folder.mkdir(parents=True)
+    manifest = d / "m.json"
+    with manifest.open("w", encoding="utf-8") as f:
+        for i in range(2):
+            audio = folder / f"utterance_{i}.wav"
+            sf.write(audio, (0.1 * np.random.default_rng(i).standard_normal(8000)).astype(np.float32), 16000)
+            f.write(json.dumps({"audio_filepath": str(audio), "duration": 0.5, "text": "a b c",
+                                "pred_text": "a b d"}) + "\n")
+    assert len(str(folder / "utterance_0.wav")) > 300
+    with sde_server(str(manifest)) as url:
+        yield url
+
+
+def overflow(page) -> int:
+    """How far the page is wider than the window, in CSS pixels (0: no sideways scrolling)."""
+    return page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+
+
+@pytest.mark.parametrize("width", [390, 768, 1400, 2560])
+def test_a_long_audio_path_under_the_inspectors_title_wraps(browser, long_path, width):
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
+    page = ctx.new_page()
+    try:
+        watch = Watch(page, long_path)
+        page.goto(long_path + "/utterance/0")
+        page.wait_for_selector(".page-subtitle")
+        page.wait_for_function(f"document.querySelector('.page-subtitle').textContent.includes('{DEEP[:40]}')")
+        assert overflow(page) <= 0
+        watch.check()
+    finally:
+        ctx.close()
+
+
+def test_picking_a_page_from_the_phones_menu_closes_it(browser, long_path):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    try:
+        watch = Watch(page, long_path)
+        page.goto(long_path + "/samples")
+        menu = page.locator("#navbar-collapse")
+        page.click("#navbar-toggler")
+        page.wait_for_function("document.querySelector('#navbar-collapse').classList.contains('show')")
+        menu.get_by_role("link", name="Errors").click()
+        wait_url(page, r"/errors")
+        page.wait_for_function("!document.querySelector('#navbar-collapse').classList.contains('show')")
+        page.wait_for_function("document.querySelector('#navbar').getBoundingClientRect().height < 120")
+        page.click("#navbar-toggler")  # the button still opens it
+        page.wait_for_function("document.querySelector('#navbar-collapse').classList.contains('show')")
+        watch.check()
+    finally:
+        ctx.close()

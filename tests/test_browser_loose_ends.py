@@ -274,3 +274,41 @@ def test_a_short_label_keeps_the_full_name_for_screen_readers(browser, dups):
         assert re.search(r"\bactive\b", link.get_attribute("class"))
     finally:
         ctx.close()
+
+
+# Samples and Vocabulary rows open on a click (the inspector, a word's utterances): from the
+# keyboard, Enter on the focused row opens the same, and Tab from the filter box lands on a row
+# (it took 40 Tabs through headers and column filters, and Enter did nothing).
+@pytest.mark.parametrize("path,grid,opens", [
+    ("/samples?sort=-wer", "samples-grid", lambda row: f"/utterance/{row['id']}"),
+    ("/vocabulary", "vocabulary-grid", lambda row: "/samples"),
+])
+def test_enter_on_a_focused_samples_or_vocabulary_row_opens_it(page, demo, path, grid, opens):
+    watch = Watch(page, demo)
+    page.goto(demo + path)
+    wait_rows(page, grid, 3)
+    page.focus(f"#{grid.split('-')[0]}-filter")
+    for _ in range(8):  # past Apply, the column picker and the downloads
+        page.keyboard.press("Tab")
+        if focused(page)["grid"] == grid:
+            break
+    assert focused(page)["grid"] == grid and focused(page)["row"] == 0, focused(page)  # a row, not a header
+    page.keyboard.press("ArrowDown")
+    row = page.evaluate("([g, i]) => dash_ag_grid.getApi(g).getDisplayedRowAtIndex(i).data", [grid, 1])
+    page.keyboard.press("Enter")
+    page.wait_for_function("(p) => window.location.pathname === p", arg=opens(row))
+    if grid == "vocabulary-grid":
+        assert row["word"] in parse_qs(urlparse(page.url).query)["filter"][0]
+    watch.check()
+
+
+def test_tab_walks_a_samples_column_filter_to_the_next_one(page, demo):
+    watch = Watch(page, demo)
+    page.goto(demo + "/samples")
+    wait_rows(page, "samples-grid")
+    boxes = page.locator("#samples-grid .ag-floating-filter input")
+    boxes.nth(0).focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('.ag-floating-filter') !== null")
+    assert page.evaluate("document.activeElement") != boxes.nth(0).element_handle()
+    watch.check()

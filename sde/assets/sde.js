@@ -204,7 +204,8 @@
   };
 })();
 
-/* The grids whose rows are links (Errors, Comparison, the breakdowns: `sde-link-grid`) for the
+/* The grids whose rows are links (Samples, Vocabulary, Errors, Comparison, the breakdowns:
+   `sde-link-grid`) for the
    keyboard. Their cells take the focus, so the arrow keys walk the rows (↓ from a header cell enters
    the body) and Enter opens the focused row, as a click on it does. Tab and Shift+Tab leave the
    grid, to the next (previous) element of the page: AG Grid's own Tab walks every cell of every row,
@@ -261,8 +262,8 @@
     if (!links) {
       // cells focusable: AG Grid's own Tab; else only from the last header cell, forwards
       if (e.shiftKey || !header || grid.querySelector(".ag-cell[tabindex]") || !lastHeader(header, grid)) return;
-    } else if (!header && !cell) {
-      return;
+    } else if ((!header && !cell) || e.target.closest(".ag-floating-filter")) {
+      return;  // a column filter's box: Tab goes on to the next one, as in any grid
     }
     var next = outside(grid, e.shiftKey);
     if (!next) return;

@@ -26,6 +26,7 @@ from sde.web.panels import review
 from sde.web.components import (
     as_mapping,
     as_text,
+    LINK_GRID_CLASS,
     PURGE_GRID_JS,
     TABLE_GRID_THEME,
     filter_box,
@@ -146,7 +147,9 @@ def _grid(spec: TableSpec, visible: list[str], sort: list[tuple[str, bool]], col
             "rowSelection": {"mode": "singleRow", "checkboxes": False, "enableClickSelection": True},
         },
         style={"height": "calc(100vh - 290px)", "minHeight": "360px", "width": "100%"},
-        className="sde-grid",
+        # rows that open something (Samples: the inspector, Vocabulary: a word's utterances) open
+        # from the keyboard too: Tab lands on a row, ↑/↓ walk, Enter opens (sde.js)
+        className=LINK_GRID_CLASS if spec.row_href else "sde-grid",
     )
 
 

@@ -69,7 +69,7 @@ def test_histogram_bars_carry_their_filter_and_axes_one_number_style():
     h = histogram_of_arrays([np.array([0.0, 0.0, 50.0, 100.0])])
     fig = figures.histogram_figure(h, ["WER A"], "WER", "WER (%)", columns={"WER A": "wer_b"})
     custom = fig.data[0].customdata
-    assert all(len(c) == 3 and c[2].startswith("{wer_b}") and "&gt;=" in c[2] for c in custom)   # escaped
+    assert all(len(c) == 5 and c[2].startswith("{wer_b}") and "&gt;=" in c[2] for c in custom)   # escaped
     assert fig.layout.yaxis.tickformat == fig.layout.xaxis.tickformat == figures.AXIS_NUMBER_FORMAT
     figures.log_y(fig, True)
     assert fig.layout.yaxis.type == "log"

@@ -108,6 +108,16 @@ def empty_figure(title: str, message: str = "no data") -> go.Figure:
     return fig
 
 
+def edge_text(x: float) -> str:
+    """A bin edge with every digit it has (edges are round numbers, so few), thousands separated:
+    a hover of "10–10.3s" for the bin [10, 10.25) overlapped the next bin's "10.3–10.5s"."""
+    if x == 0 or not np.isfinite(x):
+        return "0" if x == 0 else str(x)
+    if 1e-6 <= abs(x) < 1e15:
+        return f"{x:,.9f}".rstrip("0").rstrip(".")
+    return f"{x:.6g}"
+
+
 def histogram_figure(h: Histogram, names: Sequence[str], title: str, xlabel: str, *,
                      ylabel: str = "utterances", unit: str = "",
                      columns: Mapping[str, str] | None = None) -> go.Figure:
@@ -120,24 +130,25 @@ def histogram_figure(h: Histogram, names: Sequence[str], title: str, xlabel: str
         return empty_figure(title)
     centers = (h.edges[:-1] + h.edges[1:]) / 2
     widths = np.diff(h.edges)
-    fmt = ".0f" if h.integer else ".3~g"
+    fmt = ".0f"
     multi = len(names) > 1
     x_text, y_text, unit_text = plotly_text(xlabel), plotly_text(ylabel), plotly_text(unit)
     fig = go.Figure()
     for i, name in enumerate(names):
         color = HYP_COLORS[i % len(HYP_COLORS)] if multi else BASE_COLOR
-        custom = np.stack([h.edges[:-1], h.edges[1:]], axis=1).tolist()
-        if columns and name in columns:
-            # Escaped like all user text that reaches a figure (field names are user text); the
-            # page's click handler unescapes it (html.unescape is its exact inverse).
-            custom = [[lo, hi, plotly_text(q)] for (lo, hi), q in zip(custom, bin_filters(h, columns[name]))]
+        # [lo, hi, the bin's filter ("": none), lo and hi as the hover writes them]
+        queries = bin_filters(h, columns[name]) if columns and name in columns else [""] * len(centers)
+        # Escaped like all user text that reaches a figure (field names are user text); the page's
+        # click handler unescapes it (html.unescape is its exact inverse).
+        custom = [[float(lo), float(hi), plotly_text(q), edge_text(lo), edge_text(hi)]
+                  for lo, hi, q in zip(h.edges[:-1], h.edges[1:], queries)]
         legend = plotly_text(name)
         click = "<br><i>click to list these utterances</i>" if columns and name in columns else ""
         if h.integer:
             hover = (f"{x_text} %{{x:{fmt}}}{unit_text}<br>%{{y:,}} {y_text}{click}"
                      f"<extra>{legend if multi else ''}</extra>")
         else:
-            hover = (f"{x_text} %{{customdata[0]:{fmt}}}–%{{customdata[1]:{fmt}}}{unit_text}"
+            hover = (f"{x_text} %{{customdata[3]}}–%{{customdata[4]}}{unit_text}"
                      f"<br>%{{y:,}} {y_text}{click}<extra>{legend if multi else ''}</extra>")
         fig.add_trace(go.Bar(
             x=centers.tolist(), y=h.counts[i].tolist(), width=widths.tolist(), name=legend,
@@ -148,9 +159,9 @@ def histogram_figure(h: Histogram, names: Sequence[str], title: str, xlabel: str
     _base_layout(fig, title, xlabel + (f" ({unit.strip()})" if unit.strip() else ""), ylabel)
     notes = []
     if h.overflow_at is not None:
-        notes.append(f"last bar includes values > {h.overflow_at:.4g}")
+        notes.append(f"last bar includes values > {edge_text(h.overflow_at)}")
     if h.underflow_at is not None:
-        notes.append(f"first bar includes values < {h.underflow_at:.4g}")
+        notes.append(f"first bar includes values < {edge_text(h.underflow_at)}")
     if notes:
         fig.add_annotation(text="; ".join(notes), showarrow=False, xref="paper", yref="paper",
                            x=1.0, y=-0.2, xanchor="right", yanchor="top",

@@ -183,6 +183,18 @@ def test_report_per_speaker_numbers_and_flags(corpus):
     assert "ʒ" in anna["phonemes_rare"]  # heard twice, under GUIDANCE["rare_phoneme_count"]
 
 
+def test_the_missing_phonemes_message_says_how_many_it_leaves_out(corpus):
+    for speaker in tts_report(corpus, "en")["speakers"]:
+        missing = speaker["phonemes_missing"]
+        message = next(f["message"] for f in speaker["flags"] if f["flag"] == "missing_phonemes")
+        assert message.startswith(f"{len(missing)} phonemes never spoken: {' '.join(missing[:20])}")
+        if len(missing) > 20:  # bob says two words: most of the inventory
+            assert message.endswith(f" … and {len(missing) - 20} more (phonemes_missing lists them all)")
+        else:
+            assert "more" not in message
+    assert len(next(s for s in tts_report(corpus, "en")["speakers"] if s["speaker"] == "bob")["phonemes_missing"]) > 20
+
+
 def test_report_without_audio_columns_or_language(corpus):
     report = tts_report(corpus[["id", "duration", "text", "speaker"]], None)
     anna = report["speakers"][0]

@@ -34,6 +34,7 @@ GUIDANCE: dict[str, float] = {
 
 #: Decimals of the report's hours (1e-7 h = 0.36 ms).
 HOURS_DIGITS = 7
+MISSING_PHONEMES_SHOWN = 20  # in the flag's message; the row's phonemes_missing has them all
 
 
 def _num(x: Any, digits: int = 3) -> float | None:
@@ -105,8 +106,11 @@ def _flags(row: Any, missing: list[str]) -> list[dict[str, str]]:
         flags.append({"flag": "clipping",
                       "message": f"{100 * row['clipping_share']:.1f}% of utterances clip"})
     if missing:
+        shown = " ".join(missing[:MISSING_PHONEMES_SHOWN])
+        more = len(missing) - MISSING_PHONEMES_SHOWN
         flags.append({"flag": "missing_phonemes",
-                      "message": f"{len(missing)} phonemes never spoken: {' '.join(missing[:20])}"})
+                      "message": f"{len(missing)} phonemes never spoken: {shown}"
+                                 + (f" … and {more} more (phonemes_missing lists them all)" if more > 0 else "")})
     return flags
 
 

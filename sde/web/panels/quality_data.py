@@ -31,11 +31,17 @@ _QUALITY_KIND = {"text": "duplicates", "near": "near_duplicates", "audio": "dupl
 
 
 def default_lang(dataset: Dataset) -> str:
-    """The manifest's most common ``lang`` when it looks like a language code, else English."""
+    """The manifest's most common ``lang`` when it looks like a language code, else English. A line
+    without ``lang`` counts as English, the default it is measured in: 36 lines without a language
+    and one each of ru, zh and ar made Russian the language of all of them. Ties go to the first
+    code in alphabetical order, so the choice does not depend on the manifest's order."""
     if "lang" in dataset.utterances.columns:
-        common = dataset.utterances["lang"].dropna().astype(str).str.lower().value_counts()
-        if len(common) and _LANG.fullmatch(common.index[0]):
-            return str(common.index[0])
+        langs = dataset.utterances["lang"].astype(object).where(dataset.utterances["lang"].notna(), "")
+        langs = langs.astype(str).str.strip().str.lower().replace("", "en")
+        counts = langs.value_counts()
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        if ranked and _LANG.fullmatch(ranked[0][0]):
+            return str(ranked[0][0])
     return "en"
 
 

@@ -36,6 +36,8 @@ hypothesis or column, bad number) answer 400 {"error": message naming the valid 
 
 from __future__ import annotations
 
+import math
+
 from flask import Response
 
 from sde.query import MAX_PAGE_SIZE
@@ -116,6 +118,9 @@ def breakdown() -> Response:
     view = grouped.view(sort, min_words, min_utterances)
     shown = view.iloc[page * size:(page + 1) * size]
     rows = rounded_records(shown)
+    for row, value in zip(rows, shown["value"].tolist() if "value" in shown.columns else []):
+        if isinstance(value, float) and math.isinf(value):  # JSON has no infinity, and null is the missing group
+            row["value"] = "inf" if value > 0 else "-inf"
     if ci:
         lo, hi = grouped.intervals(shown.index.to_numpy(), n_resamples, seed)
         for row, a, b in zip(rows, lo.tolist(), hi.tolist()):

@@ -145,8 +145,31 @@ def _spread(tables: dict[str, pa.Table], clip_quantile: float) -> _Spread:
         f"WITH f AS ({finite}) SELECT count(*), min(v), max(v), bool_and(v = round(v)) FROM f", [], tables)[0]
     quantiles = None
     if count > _MIN_VALUES_TO_CLIP and 0 < clip_quantile < 1:
-        quantiles = (_quantile(tables, finite, count, 1 - clip_quantile), _quantile(tables, finite, count, clip_quantile))
+        quantiles = (_tail_quantile(tables, finite, count, 1 - clip_quantile),
+                     _tail_quantile(tables, finite, count, clip_quantile))
     return _Spread(int(count), float(vmin or 0.0), float(vmax or 0.0), bool(all_integers), quantiles)
+
+
+def _tail_quantile(tables: dict[str, pa.Table], finite: str, count: int, q: float) -> float:
+    """The `q` quantile where a clip of the tails starts, at most the second largest value (for
+    q > 0.5; at least the second smallest below): with fewer than 1,000 values the 0.999 quantile
+    lies between the largest two, so one 3-hour file among 200 five-second ones pulled it most of
+    the way out and squashed the histogram; capped, that file is folded into the last bar."""
+    rank = (count - 1) * q
+    if q > 0.5 and rank > count - 2:
+        return _value_at(tables, finite, count, count - 2)
+    if q < 0.5 and rank < 1:
+        return _value_at(tables, finite, count, 1)
+    return _quantile(tables, finite, count, q)
+
+
+def _value_at(tables: dict[str, pa.Table], finite: str, count: int, rank: int) -> float:
+    """The value of 0-based `rank` in ascending order, fetched from the nearer end."""
+    if rank <= count - 1 - rank:
+        sql = f"WITH f AS ({finite}) SELECT v FROM f ORDER BY v LIMIT 1 OFFSET {rank}"
+    else:
+        sql = f"WITH f AS ({finite}) SELECT v FROM f ORDER BY v DESC LIMIT 1 OFFSET {count - 1 - rank}"
+    return float(_fetch(sql, [], tables)[0][0])
 
 
 def _quantile(tables: dict[str, pa.Table], finite: str, count: int, q: float) -> float:

@@ -111,7 +111,7 @@ def _drill_downs(kind: str, column: str, groups: int) -> list[Any]:
 def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
     kind = params.get("kind") if params.get("kind") in KIND_COLUMNS else "text"
     page = _page_number(params.get("page"))
-    api = f"/api/duplicates?kind={kind}"
+    api = "/api/duplicates" + search_of({"kind": kind, **({"page": page, "page_size": PAGE_SIZE} if page else {})})
     header = page_header(TITLE, [f"{dataset.name} · ", html.A("JSON", href=api, className="link-secondary")])
     try:
         data = duplicates_page(dataset, kind, page, PAGE_SIZE)

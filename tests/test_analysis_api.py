@@ -47,8 +47,9 @@ def client(dataset):
 def test_errors_default_hypothesis(client):
     r = get_json(client, "/api/errors")
     assert r == {
-        "substitutions": [{"ref": "the", "hyp": "a", "count": 1}, {"ref": "world", "hyp": "word", "count": 1}],
-        "deletions": [{"word": "morning", "count": 1}],
+        "substitutions": [{"ref": "the", "hyp": "a", "count": 1, "utterances": 1},
+                          {"ref": "world", "hyp": "word", "count": 1, "utterances": 1}],
+        "deletions": [{"word": "morning", "count": 1, "utterances": 1}],
         "insertions": [],
     }
 
@@ -56,17 +57,17 @@ def test_errors_default_hypothesis(client):
 @pytest.mark.parametrize("name", ["conformer", "pred_text_conformer"])
 def test_errors_by_field_or_label(client, name):
     r = get_json(client, f"/api/errors?hyp={name}")
-    assert r["substitutions"] == [{"ref": "end", "hyp": "and", "count": 1}]
-    assert r["insertions"] == [{"word": "um", "count": 1}]
+    assert r["substitutions"] == [{"ref": "end", "hyp": "and", "count": 1, "utterances": 1}]
+    assert r["insertions"] == [{"word": "um", "count": 1, "utterances": 1}]
     assert r["deletions"] == []
 
 
 def test_errors_filter_and_limit(client):
     r = get_json(client, '/api/errors?filter={speaker} = "a"')
-    assert r["substitutions"] == [{"ref": "the", "hyp": "a", "count": 1}]
-    assert r["deletions"] == [{"word": "morning", "count": 1}]
+    assert r["substitutions"] == [{"ref": "the", "hyp": "a", "count": 1, "utterances": 1}]
+    assert r["deletions"] == [{"word": "morning", "count": 1, "utterances": 1}]
     r = get_json(client, "/api/errors?limit=1")
-    assert r["substitutions"] == [{"ref": "the", "hyp": "a", "count": 1}]
+    assert r["substitutions"] == [{"ref": "the", "hyp": "a", "count": 1, "utterances": 1}]
     r = get_json(client, "/api/errors?filter={duration} > 100")
     assert r == {"substitutions": [], "deletions": [], "insertions": []}
 
@@ -96,7 +97,7 @@ def test_errors_csv_escapes_formulas(write_manifest):
     rows = [{"audio_filepath": "x.wav", "duration": 1.0, "text": "=cmd ok", "pred_text": "ok"}]
     client = make_client(build_dataset(write_manifest(rows), DatasetOptions(), workers=1))
     assert get_csv(client, "/api/errors.csv?kind=deletions") == [{"word": "'=cmd", "count": "1"}]
-    assert get_json(client, "/api/errors")["deletions"] == [{"word": "=cmd", "count": 1}]
+    assert get_json(client, "/api/errors")["deletions"] == [{"word": "=cmd", "count": 1, "utterances": 1}]
 
 
 # ------------------------------------------------------------------------------- /api/breakdown

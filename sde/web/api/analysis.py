@@ -61,6 +61,7 @@ from sde.web.present import (
     compare_payload,
     compare_words,
     error_frames,
+    error_frames_with_utterances,
     grouped_rates,
     hypothesis_of,
     rounded,
@@ -85,7 +86,8 @@ def _limit(default: int | None) -> int | None:
 
 
 def errors() -> Response:
-    frames = error_frames(served_dataset(), arg("hyp"), arg("filter"), _limit(DEFAULT_LIMIT))
+    # with each error's utterances, as the Errors page's tables show them
+    frames = error_frames_with_utterances(served_dataset(), arg("hyp"), arg("filter"), _limit(DEFAULT_LIMIT))
     return json_response({k: rounded_records(frames[k]) for k in ERROR_KINDS})
 
 

@@ -167,7 +167,7 @@ def summary_line(dataset: "Dataset", h: "HypothesisField", totals: Mapping[str, 
                    f"{fmt_int(totals['sub'])} substitutions, {fmt_int(totals['del'])} deletions, "
                    f"{fmt_int(totals['ins'])} insertions in {fmt_int(totals['words'])} reference words · "],
                   id=SUMMARY),
-        html.A("JSON", href="/api/errors" + search_of({"hyp": h.field, "filter": filter_text}),
+        html.A("JSON", href="/api/errors" + search_of({"hyp": h.field, "filter": filter_text, "limit": str(TABLE_LIMIT)}),
                className="link-secondary", id=LINKS),
     ], className="text-muted small mb-2")
 

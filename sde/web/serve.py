@@ -140,6 +140,11 @@ def listening_server(app: "dash.Dash", host: str, sock: socket.socket):
 #: Longest request line Python's HTTP server reads (http.server): a longer URL is refused before
 #: the app sees it.
 MAX_REQUEST_LINE_BYTES = 65_536
+#: Longest header line ("Name: value" and its line break) and most headers a request may have:
+#: http.client's limits, which http.server reads a request's headers with (431 beyond them). Its
+#: limit of 100 lines counts the empty line that ends the headers: 99 headers.
+MAX_HEADER_LINE_BYTES = 65_536
+MAX_HEADERS = 99
 #: Seconds a connection may keep the server waiting on its socket (a request not yet sent whole, an
 #: idle keep-alive connection, a client that stops reading an answer): each holds a thread, and a
 #: thousand half-sent requests held a thousand threads for good. A browser opens a new connection
@@ -230,12 +235,13 @@ def _json_error_handler(heads: HeadDeadlines) -> type:
     """werkzeug's request handler, answering a URL too long to read (414) in JSON like every other
     refusal: a legal filter of 10,000 non-ASCII characters takes up to 120 KB in a URL, and the
     page got an HTML error instead of the reason. So is a request head that took longer than
-    REQUEST_HEAD_S to arrive (408; ``heads`` watches the deadlines); a body's deadline
-    (REQUEST_BODY_S) starts once the head has arrived (:class:`_TimedBody`)."""
+    REQUEST_HEAD_S to arrive (408; ``heads`` watches the deadlines), and headers too large to read
+    (431); a body's deadline (REQUEST_BODY_S) starts once the head has arrived (:class:`_TimedBody`)."""
     from werkzeug.serving import WSGIRequestHandler
 
     class JsonErrors(WSGIRequestHandler):
         timeout = IDLE_CONNECTION_S  # socketserver sets it on each connection
+        _dated = False  # the answer being written has its Date header
 
         def handle_one_request(self) -> None:
             self._head = heads.start(self.connection, REQUEST_HEAD_S)
@@ -266,22 +272,45 @@ def _json_error_handler(heads: HeadDeadlines) -> type:
                 return False
             return parsed
 
+        def send_response_only(self, code: int, message: str | None = None) -> None:
+            self._dated = False
+            super().send_response_only(code, message)
+
+        def send_header(self, keyword: str, value: str) -> None:
+            # send_response dates every answer, and werkzeug's Response.make_conditional (the audio
+            # and signal routes) dates it again: two Date headers, where RFC 9110 allows one.
+            if keyword.lower() == "date":
+                if self._dated:
+                    return
+                self._dated = True
+            super().send_header(keyword, value)
+
         def log_error(self, format: str, *args: object) -> None:
             if not format.startswith("Request timed out"):  # an idle connection closed: routine, not an error
                 super().log_error(format, *args)
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            if heads.stop(self._head):
+                # The deadline cut the head short: what arrived reads as a bad request line (400), or
+                # as an HTTP/0.9 one ("GET /api/su"), which http.server answers without a status line.
+                code, self.request_version = 408, self.protocol_version
             if code == 414:
                 text = (f"the URL is longer than {MAX_REQUEST_LINE_BYTES:,} bytes, which the server cannot "
                         "read: shorten the filter (in a URL each non-ASCII character takes 6 to 12 bytes)")
             elif code == 408:
                 text = (f"the request's line and headers took longer than {REQUEST_HEAD_S:g} s to arrive; "
                         "send them at once")
+            elif code == 431 and message == "Too many headers":  # http.server's words for it
+                text = (f"the request has more than {MAX_HEADERS} headers, which the server cannot read: "
+                        f"send at most {MAX_HEADERS}")
+            elif code == 431:
+                text = (f"a request header is longer than {MAX_HEADER_LINE_BYTES:,} bytes, which the server "
+                        "cannot read: shorten it (a cookie that large: clear this site's cookies)")
             else:
                 super().send_error(code, message, explain)
                 return
             self.close_connection = True
-            self.send_response(code, message)
+            self.send_response(code)  # the standard reason ("Request Header Fields Too Large", not "Line too long")
             for name, value in _json_answer_headers(body := _json_error(text)):
                 self.send_header(name, value)
             self.send_header("Connection", "close")
@@ -308,13 +337,14 @@ class _TimedBody(io.RawIOBase):
     """A request's body (``wsgi.input``) due by its deadline: the watcher shuts the socket's reading
     side down when it passes, which ends the read that waits; ``cut`` then says so, and
     :func:`_answering_cut_bodies` answers 408 instead of whatever the app made of a short body.
-    The deadline ends once ``length`` bytes (the Content-Length) have been read."""
+    So does a body that stops arriving (``stalled``: no byte for IDLE_CONNECTION_S, the socket's
+    timeout). The deadline ends once ``length`` bytes (the Content-Length) have been read."""
 
     def __init__(self, raw, handler, heads: HeadDeadlines, deadline: _Deadline, length: int | None) -> None:
         super().__init__()
         self._raw, self._handler, self._heads, self._deadline = raw, handler, heads, deadline
         self._left = length
-        self.cut = False
+        self.cut = self.stalled = False
 
     def readable(self) -> bool:
         return True
@@ -331,6 +361,10 @@ class _TimedBody(io.RawIOBase):
     def _read(self, how: Callable[[], Any], size: Callable[[Any], int]) -> Any:
         try:
             got = how()
+        except TimeoutError:  # the idle limit: werkzeug took the short body for a disconnect (HTML 400)
+            self.stalled = self.cut = True
+            self._handler.close_connection = True
+            return None
         except (OSError, ValueError):  # a chunked body cut mid-chunk ("invalid chunk header")
             if not self._deadline.expired:
                 raise
@@ -355,8 +389,8 @@ class _TimedBody(io.RawIOBase):
 
 
 def _answering_cut_bodies(app):
-    """``app`` (WSGI), answering 408 (JSON) a request whose body did not arrive by REQUEST_BODY_S:
-    the app saw a short body (werkzeug: 400 "client disconnected"), its answer is dropped."""
+    """``app`` (WSGI), answering 408 (JSON) a request whose body did not arrive by REQUEST_BODY_S or
+    stopped arriving: the app saw a short body (werkzeug: 400 "client disconnected"), its answer is dropped."""
 
     def wsgi(environ, start_response):
         body = environ.get(_BODY_KEY)
@@ -375,7 +409,11 @@ def _answering_cut_bodies(app):
             return result
         if hasattr(result, "close"):
             result.close()
-        answer = _json_error(f"the request's body took longer than {REQUEST_BODY_S:g} s to arrive; send it at once")
+        if body.stalled:
+            text = f"the request's body stopped arriving (nothing for {IDLE_CONNECTION_S:g} s); send it at once"
+        else:
+            text = f"the request's body took longer than {REQUEST_BODY_S:g} s to arrive; send it at once"
+        answer = _json_error(text)
         start_response("408 Request Timeout", _json_answer_headers(answer))
         return [answer]
 

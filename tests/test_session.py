@@ -125,6 +125,49 @@ def test_a_log_y_switch_that_says_what_the_url_says_changes_nothing(on, search):
     assert out == {"figures": [no_update, no_update], "search": no_update, "rendered": no_update}
 
 
+# The demo scores all three steps by default (--normalize lower,punct,numbers): the URL names a
+# choice only when it differs, "none" for no step ticked.
+@pytest.mark.parametrize("steps, search, written", [
+    (["lower"], "", "?normalize=lower"),
+    (["punct", "lower"], "?x=1", "?x=1&normalize=lower%2Cpunct"),        # one order for one choice
+    ([], "", "?normalize=none"),
+    (["lower", "punct", "numbers"], "?normalize=lower", ""),              # back to the default
+])
+def test_the_normalisation_boxes_write_the_url_and_the_json_link(demo, steps, search, written):
+    from sde.web.pages import statistics
+
+    out = statistics.normalize_update(demo, steps, "/", search)
+    assert out["search"] == written
+    assert out["json"] == statistics.summary_json_href([s for s in ("lower", "punct", "numbers") if s in steps])
+    assert out["rendered"]["params"] == statistics.query_params(written)
+    assert ("normalised" in str(out["sections"])) == bool(steps)
+
+
+@pytest.mark.parametrize("steps, search", [
+    (["lower", "punct", "numbers"], ""), (["lower"], "?normalize=lower"), ([], "?normalize=none")])
+def test_boxes_that_say_what_the_url_says_change_nothing(demo, steps, search):
+    from dash import no_update
+
+    from sde.web.pages import statistics
+
+    assert set(statistics.normalize_update(demo, steps, "/", search).values()) == {no_update}
+
+
+@pytest.mark.parametrize("search, ticked, json_href", [
+    ("", ["lower", "punct", "numbers"], "/api/summary?normalize=lower%2Cpunct%2Cnumbers"),
+    ("?normalize=lower", ["lower"], "/api/summary?normalize=lower"),
+    ("?normalize=none", [], "/api/summary"),
+])
+def test_a_reloaded_statistics_page_shows_the_urls_normalisation(demo, search, ticked, json_href):
+    from sde.web.pages import statistics
+    from tests.browser_kit import by_id, prop
+
+    layout = statistics.layout(demo, "/", statistics.query_params(search))
+    assert prop(by_id(layout, statistics.NORMALIZE), "value") == ticked
+    assert prop(by_id(layout, statistics.SUMMARY_JSON), "href") == json_href
+    assert ("normalised" in str(by_id(layout, statistics.RECOGNITION))) == bool(ticked)
+
+
 # ---------------------------------------------------------------- categorical fields, placeholders
 
 def test_categorical_fields_are_the_repeating_text_columns(demo):

@@ -506,6 +506,25 @@ def test_log_counts_and_one_number_style(page, demo):
     watch.check()
 
 
+def test_the_normalisation_boxes_stay_through_a_reload_and_the_json_link_follows(page, demo):
+    watch = Watch(page, demo)
+    page.goto(demo + "/")
+    field = next(iter(api(demo, "/api/summary")["hypotheses"]))
+    lower = api(demo, "/api/summary", normalize="lower")["hypotheses"][field]["normalized"]
+    page.wait_for_selector("#stats-normalize input")
+    page.locator("#stats-normalize label", has_text="punctuation").click()
+    page.locator("#stats-normalize label", has_text="numbers").click()
+    wait_url(page, r"/\?normalize=lower$")
+    page.reload()
+    page.wait_for_function(
+        f"(document.querySelector('#stat-{field}-wer') || {{}}).parentElement !== undefined && "
+        f"document.querySelector('#stat-{field}-wer').parentElement.innerText.includes('normalised: {lower['wer']:.2f}%')")
+    checked = page.evaluate("Array.from(document.querySelectorAll('#stats-normalize input:checked')).map(i => i.value)")
+    assert checked == ["lower"]
+    assert page.get_attribute("#stats-json", "href") == "/api/summary?normalize=lower"
+    watch.check()
+
+
 def test_leaving_statistics_before_its_switch_is_answered_leaves_no_error(page, demo):
     """The log-y switch reports its value as Statistics is laid out; its answer, held back here
     until the user is on Samples, patched the figures of a page no longer there."""

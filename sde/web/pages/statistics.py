@@ -208,11 +208,12 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     cards = dbc.Row([dbc.Col(c, xs=6, md=4, xl=2, className="mb-2") for c in top], className="g-2 mb-2",
                     id=state.STATS_CARDS)
     hyps = s.get("hypotheses") or {}
+    chosen = normalize_steps(dataset, params)
+    known = [step for step in chosen if step in NORMALIZERS]
     if hyps:
-        steps = list(dataset.options.normalize)
         toggle = html.Div([
             html.Span("Also score normalised text:", className="small text-muted me-2"),
-            dbc.Checklist(id=NORMALIZE, value=steps, inline=True, className="small d-inline-block",
+            dbc.Checklist(id=NORMALIZE, value=known, inline=True, className="small d-inline-block",
                           options=[{"label": "lowercase", "value": "lower"},
                                    {"label": "strip punctuation", "value": "punct"},
                                    {"label": "numbers → words", "value": "numbers"}]),
@@ -220,7 +221,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         hyp_block = dbc.Card(dbc.CardBody([
             html.Div([html.H5("Recognition", className="card-title mb-0"), toggle],
                      className="d-flex justify-content-between align-items-center flex-wrap gap-2 mb-3"),
-            dcc.Loading(html.Div(recognition_sections(dataset, steps), id=RECOGNITION), delay_show=400),
+            dcc.Loading(html.Div(renormalized(dataset, chosen), id=RECOGNITION), delay_show=400),
         ]), className="mb-3")
     else:
         hyp_block = transcribe.layout(dataset)
@@ -231,7 +232,8 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     ]), className="mb-3")
     graphs = histograms_block(dataset, params.get(LOG_Y_PARAM) == "1")
     return html.Div([
-        page_header("Statistics", [f"{s['manifest']} · ", html.A("JSON", href="/api/summary", className="link-secondary")]),
+        page_header("Statistics", [f"{s['manifest']} · ", html.A("JSON", href=summary_json_href(known), id=SUMMARY_JSON,
+                                                                 className="link-secondary")]),
         cards,
         fields_card(dataset),
         hyp_block,
@@ -245,6 +247,11 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
 
 
 NORMALIZE = "stats-normalize"
+# The ticked steps, in the URL when they are not the server's --normalize: `?normalize=lower,punct`
+# (the name /api/summary takes), `none` for none ticked.
+NORMALIZE_PARAM = "normalize"
+NO_STEPS = "none"
+SUMMARY_JSON = "stats-json"
 RECOGNITION = "stats-recognition"
 HISTOGRAM = "stats-hist"          # pattern-matching id type of the histograms: {"type": HISTOGRAM, "key": KEY}
 LOG_Y = "stats-log-y"             # switch: log-scaled counts (`?logy=1`)
@@ -398,10 +405,51 @@ def renormalized(dataset: "Dataset", steps: Any) -> list:
     return recognition_sections(dataset, known)
 
 
+def normalize_steps(dataset: "Dataset", params: Mapping[str, str]) -> list[str]:
+    """The normalisation steps the URL asks for (unknown ones too: the page names them), else the
+    server's --normalize."""
+    raw = params.get(NORMALIZE_PARAM)
+    if raw is None:
+        return list(dataset.options.normalize)
+    return [] if raw == NO_STEPS else [step for step in raw.split(",") if step]
+
+
+def summary_json_href(steps: list[str]) -> str:
+    return "/api/summary" + search_of({NORMALIZE_PARAM: ",".join(steps)})
+
+
+def normalize_update(dataset: "Dataset", steps: Any, pathname: str | None, search: str | None) -> dict:
+    """The normalisation boxes changed: the recognition numbers, the JSON link and the URL (so a
+    reload or a shared link shows the same numbers). Nothing when the boxes say what the URL says
+    (Dash reports their value as the page is laid out)."""
+    given = as_list(steps)
+    if not isinstance(steps, list) or not all(isinstance(step, str) and step in NORMALIZERS for step in given):
+        # not what the boxes send: the numbers name the unknown steps, the URL stays
+        return {"sections": renormalized(dataset, steps), "json": no_update, "search": no_update,
+                "rendered": no_update}
+    chosen = [step for step in NORMALIZERS if step in given]  # NORMALIZERS' order: one URL per choice
+    params = query_params(search)
+    if chosen == [step for step in NORMALIZERS if step in normalize_steps(dataset, params)]:
+        return {"sections": no_update, "json": no_update, "search": no_update, "rendered": no_update}
+    params.pop(NORMALIZE_PARAM, None)
+    if chosen != [step for step in NORMALIZERS if step in dataset.options.normalize]:
+        params[NORMALIZE_PARAM] = ",".join(chosen) or NO_STEPS
+    path = pathname or "/"
+    return {"sections": renormalized(dataset, chosen), "json": summary_json_href(chosen),
+            "search": search_of(params) or "", "rendered": rendered_key(path, params, PAGE.name)}
+
+
 def callbacks(app, dataset: "Dataset") -> None:
-    @app.callback(Output(RECOGNITION, "children"), Input(NORMALIZE, "value"), prevent_initial_call=True)
-    def renormalize(steps):
-        return renormalized(dataset, steps)
+    @app.callback(
+        output={"sections": Output(RECOGNITION, "children"), "json": Output(SUMMARY_JSON, "href"),
+                "search": Output(state.URL, "search", allow_duplicate=True),
+                "rendered": Output(state.RENDERED, "data", allow_duplicate=True)},
+        inputs={"steps": Input(NORMALIZE, "value"), "pathname": State(state.URL, "pathname"),
+                "search": State(state.URL, "search")},
+        prevent_initial_call=True,
+    )
+    def renormalize(steps, pathname, search):
+        return normalize_update(dataset, steps, as_text(pathname) or None, as_text(search))
 
     @app.callback(Output(state.URL, "href", allow_duplicate=True),
                   Input({"type": HISTOGRAM, "key": ALL}, "clickData"), prevent_initial_call=True)

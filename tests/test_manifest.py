@@ -561,9 +561,9 @@ def test_predictions_no_match(tmp_path):
 def test_predictions_bad_lines_reported(tmp_path):
     main = write_lines(tmp_path / "m.json", [utt(0), utt(1)])
     preds = write_lines(tmp_path / "p.json", [{"audio_filepath": "a/0.wav", "pred_text": "x"},
-                                              {"audio_filepath": "a/1.wav"}])
+                                              {"audio_filepath": "a/1.wav", "pred_text": 5}])
     m = read_manifest(main, predictions=preds)
-    assert [str(p) for p in m.problems] == [f'{preds}:2: missing field "pred_text"']
+    assert [str(p) for p in m.problems] == [f'{preds}:2: "pred_text" must be a string, got 5']
     assert values(m.table["pred_text"]) == ["x", None]
 
 

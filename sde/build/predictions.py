@@ -34,8 +34,8 @@ from sde.manifest import HypothesisField, ManifestError, ManifestPart, Problem, 
 from sde.manifest.columns import core_frame, shard_column, shard_numbers, string_column
 from sde.manifest.files import read_file
 from sde.manifest.hypotheses import (NO_CHANNEL, Ambiguity, MatchedPredictions, PredictionsUse, ambiguity_error,
-                                    channel_key_array, channel_keys, no_prediction_matches, predictions_field,
-                                    unmatched_warning)
+                                    channel_key_array, channel_keys, no_prediction_matches, no_predictions,
+                                    predictions_field, unmatched_warning)
 from sde.manifest.paths import base_dir
 from sde.manifest.pieces import Spec
 from sde.workers import run_unordered
@@ -125,6 +125,7 @@ def match_predictions(parts: list[Part], options: DatasetOptions, folder: Path, 
     field = predictions_field(present, predictions)
     if rows and not any(r.rows for r in preds):
         read_file(predictions, Spec(predictions=True), options.strict, False)  # raises its one-piece error
+        raise no_predictions(predictions)  # valid lines, none with a pred_text
     joined = _joined(folder, [r for r in keys if r.rows], [r for r in preds if r.rows], len(parts),
                      memory_limit, threads) if rows else _Joined(0, None, None, None)
     if rows and joined.unmatched == rows and joined.use.ambiguous:
@@ -189,7 +190,8 @@ def _part_keys(folder: Path, index: int, part: Part, options: DatasetOptions) ->
 
 
 def _prediction_part(folder: Path, index: int, lines: ManifestPart, options: DatasetOptions) -> _Read:
-    """Some lines of the predictions file: audio path (as written, resolved), offset, pred_text."""
+    """Some lines of the predictions file: audio path (as written, resolved), offset, pred_text;
+    those without a pred_text hold no prediction (sde.manifest.hypotheses.with_predictions)."""
     predictions = str(options.predictions)
     try:
         pieces, state, _ = read_file(predictions, Spec(predictions=True), options.strict, False, part=lines,
@@ -200,17 +202,22 @@ def _prediction_part(folder: Path, index: int, lines: ManifestPart, options: Dat
     channels = channel_keys(pieces)
     if channels is None:
         channels = np.full(sum(p.n for p in pieces), NO_CHANNEL)
-    result = _Read("preds", index, rows=sum(p.n for p in pieces), problems=tuple(state.problems),
-                   sharded=bool((~np.isnan(shards)).any()), channeled=bool((channels != NO_CHANNEL).any()))
-    if result.rows:
+    frame = pd.DataFrame()
+    if pieces:
         keys = core_frame(pieces, base_dir(predictions, options.audio_base_path))
-        write_parquet(result.path(folder), pd.DataFrame({
+        frame = pd.DataFrame({
             "seq": np.asarray(keys["line"], dtype=np.int64),
             "k": pd.Series(keys["audio_filepath"]).astype(str).to_numpy(dtype=object),
             "p": pd.Series(keys["audio_path"]).astype(str).to_numpy(dtype=object),
             "o": pd.Series(keys["offset"]).round(6).to_numpy(dtype=np.float64),
             "pred": pd.arrays.ArrowStringArray(string_column(pieces, "pred_text")),
-            "s": shards, "c": channels}))
+            "s": shards, "c": channels})
+        frame = frame[frame["pred"].notna().to_numpy(dtype=bool)]
+    result = _Read("preds", index, rows=len(frame), problems=tuple(state.problems),
+                   sharded=bool((~np.isnan(frame["s"])).any()) if len(frame) else False,
+                   channeled=bool((frame["c"] != NO_CHANNEL).any()) if len(frame) else False)
+    if result.rows:
+        write_parquet(result.path(folder), frame)
     return result
 
 

@@ -62,9 +62,11 @@ Decisions where NeMo or the contract are silent (tests pin each of them):
   manifest has no ``pred_text``; otherwise ``pred_text_<stem of FILE>`` (label = that stem).  Lines
   without a match get <NA> (left out of its scores) and one warning in ``Manifest.warnings`` counts
   them; no match at all is a ManifestError.  The predictions file needs only the audio path and ``pred_text`` (a string);
-  its relative paths resolve like the manifest's (``audio_base_path``, else its own folder); its
-  bad lines are listed in ``problems`` under its own path (``strict`` applies to it too).  With
-  explicit ``pred_fields``, the merged field is appended to them unless already named.
+  a line without ``pred_text`` (a model's output line for audio it could not read) holds no prediction, and is
+  not a bad line: the line it names is left without one, as an unmatched line is.  Its relative paths
+  resolve like the manifest's (``audio_base_path``, else its own folder); its bad lines are listed
+  in ``problems`` under its own path (``strict`` applies to it too).  With explicit ``pred_fields``,
+  the merged field is appended to them unless already named.
 * Audio files are not checked for existence here (too slow for millions of lines), except the
   headers read for lines without a duration; sde.audio reports missing files when they are played.
 * Several manifests (a list, globs, NeMo shard patterns: see sde.sources) are one table: ids over

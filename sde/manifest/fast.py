@@ -160,6 +160,9 @@ def fast_piece(data: bytes | memoryview, line0: int,
         pt = cols.pop("pred_text", None)
         if pt is None:
             pt = pa.nulls(n, pa.string())
+        # null is a line without pred_text (kept: no prediction) or with "pred_text": null (bad):
+        # only the careful path below tells them apart
+        predicted_ok = np.asarray(ok, dtype=bool)
         ok = pc.and_(ok, pc.is_valid(pt))
         out["pred_text"] = pt
         shard = cols.pop("shard_id", None)
@@ -185,7 +188,7 @@ def fast_piece(data: bytes | memoryview, line0: int,
         ok = pc.and_(ok, has_text)
         out["duration"] = dur
         out["text"] = text
-    good = np.asarray(ok, dtype=bool)
+    good = np.array(ok, dtype=bool)  # a copy: a line without pred_text is marked good below
     problems: list[Problem] = []
     bad = np.flatnonzero(~good)
     for r in bad.tolist():
@@ -196,6 +199,9 @@ def fast_piece(data: bytes | memoryview, line0: int,
         obj, reason = load_line(raw)
         if reason is None:
             _, reason = check_record(obj, spec)
+        if reason is None and spec.predictions and predicted_ok[r]:
+            good[r] = True  # no pred_text at all: a line without a prediction
+            continue
         if reason is None:
             return None  # the two paths disagree: trust the careful one for the whole chunk
         problems.append(Problem(state.path, int(line0 + i + 1), reason))

@@ -351,6 +351,24 @@ def no_prediction_matches(preds_path: str, main_path: str, example: str, p_examp
         f"{preds_path} has {p_example!r}; use the manifest that was transcribed, or --audio-base-path")
 
 
+def no_predictions(preds_path: str | Path) -> ManifestError:
+    """The error for a predictions file whose valid lines all lack pred_text: nothing to merge."""
+    return ManifestError(
+        f"{preds_path}: no line has a pred_text, so there is no prediction to merge (a model's output "
+        "line has none where its audio could not be read): transcribe again where the audio can be read "
+        "(sde transcribe --audio-base-path), or give the output manifest of a run that read it")
+
+
+def with_predictions(preds: pd.DataFrame, preds_path: str | Path) -> pd.DataFrame:
+    """The lines of a predictions file that hold a prediction: a line without pred_text (audio the
+    model could not read) is none, so the line it matches is left without one, as unmatched lines
+    are. Raises :func:`no_predictions` when none is left."""
+    kept = preds["pred_text"].notna().to_numpy(dtype=bool)
+    if not kept.any():
+        raise no_predictions(preds_path)
+    return preds if kept.all() else preds[kept].reset_index(drop=True)
+
+
 def predictions_field(present: Collection[str], predictions: str | Path) -> HypothesisField:
     """The hypothesis a predictions file becomes: ``pred_text``, or ``pred_text_<file stem>`` when
     the manifest has a pred_text of its own (``present``: the manifest's fields)."""

@@ -12,7 +12,8 @@ import pandas as pd
 from sde.manifest.columns import core_frame, extra_column, float_column, has_values, shard_column, string_column
 from sde.manifest.files import FileRead, every_line_bad, read_file
 from sde.manifest.hypotheses import (MatchedPredictions, channel_keys, match_predictions, merge_predictions,
-                                    missing_hypothesis_warning, predictions_field, predictions_use, unmatched_warning)
+                                    missing_hypothesis_warning, predictions_field, predictions_use, unmatched_warning,
+                                    with_predictions)
 from sde.manifest.lhotse_reads import lhotse_kind, read_lhotse_sources
 from sde.manifest.model import (
     GENERATED,
@@ -140,6 +141,7 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
         for frame, frame_pieces in ((main, pieces), (p_table, p_pieces)):
             if (channels := channel_keys(frame_pieces)) is not None:
                 frame["channel"] = channels
+        p_table = with_predictions(p_table, predictions)
         matched = match_predictions(main, p_table)  # the merge and the warnings below read it
         merged_values, unmatched = merge_predictions(main, p_table, str(predictions), shown, matched)
         merged = predictions_field(present, predictions)

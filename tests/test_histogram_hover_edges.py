@@ -41,3 +41,11 @@ def test_neighbouring_bars_hover_with_edges_that_meet(low, high, first, second):
     assert bar.customdata[0][2].startswith("{x} &gt;= ")  # the click's filter stays at index 2
     plain = figures.histogram_figure(h, ["x"], "X", "x")  # no filters: still the edges' texts
     assert tuple(plain.data[0].customdata[0][3:5]) == first and plain.data[0].customdata[0][2] == ""
+
+
+@pytest.mark.parametrize("value", [-1e308, 1e308, 1.7e308])
+def test_a_value_near_the_largest_float_draws_its_bar(value):
+    # the bars' centres were (lo + hi) / 2: the sum overflowed to ±inf, and plotly drew nothing
+    h = histogram_of_arrays([np.array([value])])
+    fig = figures.histogram_figure(h, ["z"], "Z", "z")
+    assert all(np.isfinite(fig.data[0].x)) and sum(fig.data[0].y) == 1

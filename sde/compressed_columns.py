@@ -312,7 +312,7 @@ def preload_transcripts(frame: pd.DataFrame, columns: Iterable[str]) -> list[str
             if column.kept_whole() is None:
                 if taken + column.nbytes > _sized_whole().max_size:
                     continue  # other columns read whole make way (oldest first), not these transcripts
-                if not room_in_process(column.nbytes, ROOM_WAIT_S):
+                if not room_in_process(column.nbytes, ROOM_WAIT_S, give_up=stopping):
                     continue  # the process is near its limit (requests served during the warm-up)
                 column.read_all()
             taken += column.nbytes

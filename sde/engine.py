@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import psutil
 import pyarrow as pa
@@ -176,7 +177,7 @@ def process_memory() -> int:
 ROOM_POLL_S = 0.1
 
 
-def room_in_process(size: int, wait_s: float = 0.0) -> bool:
+def room_in_process(size: int, wait_s: float = 0.0, give_up: Callable[[], bool] | None = None) -> bool:
     """Whether this process can take ``size`` bytes more and stay under --memory-limit (always,
     without one). For memory a process may do without (a column read whole for the searches to
     come): the limit's halves bound DuckDB's queries and what is kept, but the process's own
@@ -184,7 +185,8 @@ def room_in_process(size: int, wait_s: float = 0.0) -> bool:
     Arrow's and glibc's allocators hold freed is handed back before a second look; others
     (DuckDB's) hand theirs back on their own threads, so the answer may wait up to ``wait_s``
     seconds for room (at 10M lines, the process held 2.1 GB as the warm-up's last queries ended,
-    1.1 GB half a second later)."""
+    1.1 GB half a second later). ``give_up``: asked at each look, ends the wait (no room) when true:
+    a process told to exit waited out the rest of it (Ctrl-C took up to 5 s more)."""
     limit = settings().memory_limit
     if not limit:
         return True
@@ -194,7 +196,7 @@ def room_in_process(size: int, wait_s: float = 0.0) -> bool:
     release_freed_memory()
     deadline = time.monotonic() + wait_s
     while process_memory() > room:
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or (give_up is not None and give_up()):
             return False
         time.sleep(ROOM_POLL_S)
     return True

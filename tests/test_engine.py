@@ -84,6 +84,16 @@ def test_room_in_process_may_wait_for_memory_handed_back(monkeypatch, held, wait
     assert looks is None or len(taken) == looks
 
 
+def test_a_wait_for_room_ends_once_the_process_is_told_to_exit(monkeypatch):
+    # SIGTERM in the warm-up's last step waited out the rest of its 5 s wait for room
+    monkeypatch.setattr(engine, "_current", engine.EngineSettings(memory_limit="100MB"))
+    monkeypatch.setattr(engine, "ROOM_POLL_S", 0.01)
+    monkeypatch.setattr(engine, "process_memory", lambda: 150 * 10**6)
+    asked = []
+    assert engine.room_in_process(10**6, 3600.0, give_up=lambda: asked.append(1) or len(asked) >= 3) is False
+    assert len(asked) == 3
+
+
 ALLOCATOR_CASES = {
     "sde's choice: glibc's": (None, "system"),
     "the user's choice kept": ("mimalloc", "mimalloc"),

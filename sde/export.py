@@ -792,7 +792,7 @@ def _changelog(dataset: "Dataset", plan: ExportPlan, lines: ManifestLines, outpu
         "sort": plan.sort,
         "counts": {
             "total_lines": int(dataset.total_lines),
-            **dataset.skipped(),
+            **_skipped(dataset),
             "utterances": n,
             "selected_by_filter": int(plan.selected),
             "kept": int(len(plan.kept)),
@@ -807,6 +807,18 @@ def _changelog(dataset: "Dataset", plan: ExportPlan, lines: ManifestLines, outpu
         "reviews": reviews,
         "notes": list(plan.notes),
     }
+
+
+def _skipped(dataset: "Dataset") -> dict[str, int]:
+    """Dataset.skipped, the bad lines of the --predictions file apart: they are no manifest lines,
+    so none of them is "in neither file" (they only carry no prediction)."""
+    counts = dict(dataset.skipped())
+    predictions = dataset.options.predictions
+    if predictions is not None:
+        of_predictions = sum(1 for p in dataset.problems if p.line and p.path == str(predictions))
+        counts["skipped_lines"] -= of_predictions
+        counts["skipped_prediction_lines"] = of_predictions
+    return counts
 
 
 def _plural(n: int, noun: str) -> str:
@@ -828,6 +840,9 @@ def summary_lines(changelog: dict) -> list[str]:
     if c["skipped_lines"]:
         out.append(f"skipped   {c['skipped_lines']:>10,} bad {_plural(c['skipped_lines'], 'line')} "
                    "(in neither file; `sde stats` lists them)")
+    if c.get("skipped_prediction_lines"):
+        out.append(f"skipped   {c['skipped_prediction_lines']:>10,} bad {_plural(c['skipped_prediction_lines'], 'line')} "
+                   "of the predictions file (their predictions not merged; `sde stats` lists them)")
     rules = changelog.get("rules")
     if rules:
         for r in rules["rules"]:

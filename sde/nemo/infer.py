@@ -39,6 +39,7 @@ __all__ = [
     "load_readable",
     "prepare_batch",
     "read_audio",
+    "refuse_none_readable",
     "report_unreadable",
     "run_batches",
     "tick_bar",
@@ -383,7 +384,8 @@ def collect_predictions(batches: Generator[tuple[list[int], list[str | Unreadabl
     if on_progress:
         on_progress(0, total)
     try:
-        with contextlib.closing(batches):  # a stop or error ends the generator (and its workers) at once
+        # the bar as a context: a run that ends in an error prints no closing throughput line
+        with bar, contextlib.closing(batches):  # a stop or error ends the generator (and its workers) at once
             for batch, texts, seconds in batches:
                 for i, text in zip(batch, texts):
                     if isinstance(text, Unreadable):
@@ -396,10 +398,9 @@ def collect_predictions(batches: Generator[tuple[list[int], list[str | Unreadabl
                 tick_bar(bar, len(batch), audio_s, start, done)
                 if on_progress:
                     on_progress(done, total)
+            refuse_none_readable(failed, total)
     except StopRequested:
         raise TranscribeCancelled(done, total) from None
-    finally:
-        bar.close()
     report_unreadable(failed, total, warn)
     return preds
 
@@ -412,13 +413,20 @@ def report_unreadable(failed: Sequence[str], total: int, warn: Callable[[str], N
     (default: stderr) the note of :func:`unreadable_note`."""
     if not failed:
         return
-    if refuse_all and len(failed) >= total:
-        raise TranscribeError(f"none of the {total} utterances could be read, e.g. {failed[0]}")
+    if refuse_all:
+        refuse_none_readable(failed, total)
     note = unreadable_note(failed, total, field)
     if warn is None:
         print(f"warning: {note}", file=sys.stderr, flush=True)
     else:
         warn(note)
+
+
+def refuse_none_readable(failed: Sequence[str], total: int, hint: str = "") -> None:
+    """A TranscribeError when none of ``total`` utterances could be read (``failed``: why, each),
+    ending with ``hint`` (where the audio was looked for, say)."""
+    if failed and len(failed) >= total:
+        raise TranscribeError(f"none of the {total} utterances could be read, e.g. {failed[0]}{hint}")
 
 
 def transcription_bar(total: int, initial: int, enabled: bool) -> Any:

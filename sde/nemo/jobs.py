@@ -36,8 +36,8 @@ from sde.lines import ExportError, source_files
 from sde.manifest import ManifestError, read_manifest
 from sde.manifest.hypotheses import missing_hypothesis_warning
 from sde.manifest.lhotse_reads import nemo_view_path, write_nemo_view
-from sde.nemo.infer import (StopRequested, TranscribeCancelled, Unreadable, report_unreadable, run_batches,
-                            tick_bar, transcribe_segments, transcription_bar)
+from sde.nemo.infer import (StopRequested, TranscribeCancelled, Unreadable, refuse_none_readable, report_unreadable,
+                            run_batches, tick_bar, transcribe_segments, transcription_bar)
 from sde.nemo.model import DEFAULT_MODEL, TranscribeError, ensure_model, import_for, model_stem, pick_amp_dtype
 from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, check_writable, commit, iter_lines, load_part,
                             parse_line, part_header, part_path, read_entries, same_file, write_output)
@@ -237,7 +237,9 @@ def transcribe_manifest(
         if on_progress:
             on_progress(len(done), total)
         try:
-            with contextlib.closing(batches), PartFile(partial, header, done) as part:
+            # the bar as a context: a run that ends in an error prints no closing throughput line; the
+            # part file goes too when it holds nothing to resume
+            with bar, contextlib.closing(batches), PartFile(partial, header, done) as part:
                 for batch, texts, seconds in batches:
                     fresh = [(k, text) for k, text in zip(batch, texts) if entries[k].key not in done]
                     # an unreadable utterance is not recorded: a rerun (its audio fixed) tries it again
@@ -250,11 +252,13 @@ def transcribe_manifest(
                     tick_bar(bar, len(fresh), audio_s, start, done_now)
                     if on_progress:
                         on_progress(len(done) + len(failed), total)
+                if shard is None:  # one shard of many may hold only bad lines, though
+                    refuse_none_readable(list(failed.values()), total,
+                                         _where_audio_was_sought(entries, failed, manifest, audio_base_path,
+                                                                 bool(tarred_audio or places)))
         except StopRequested:
-            raise TranscribeCancelled(len(done), total, partial) from None
-        finally:
-            bar.close()
-        report_unreadable(list(failed.values()), total, warn, field, refuse_all=shard is None)
+            raise TranscribeCancelled(len(done), total, partial if done else None) from None
+        report_unreadable(list(failed.values()), total, warn, field, refuse_all=False)
 
     elif on_progress:
         on_progress(total, total)
@@ -269,6 +273,24 @@ def transcribe_manifest(
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
     return target
+
+
+def _where_audio_was_sought(entries: Sequence[Entry], failed: dict[str, str], manifest: Path,
+                            audio_base_path: str | os.PathLike | None, not_by_path: bool) -> str:
+    """The way out when no line's audio could be read and the first such file does not exist: the
+    folder relative paths were joined to (a wrong --audio-base-path is the usual cause). Nothing for
+    tarred audio or a view sde wrote of a Lhotse source (``not_by_path``), whose paths the user did
+    not write relative to it."""
+    first = next((e for e in entries if e.key in failed), None)
+    if first is None or not_by_path or "://" in first.ref.path or os.path.exists(first.ref.path):
+        return ""
+    folder = manifest.resolve().parent
+    if audio_base_path is None:
+        return (f"; relative audio paths are resolved against the manifest's folder {folder}: pass "
+                "--audio-base-path DIR if the audio is under another folder")
+    base = os.path.abspath(os.path.expanduser(os.fspath(audio_base_path)))
+    return (f"; relative audio paths were resolved against --audio-base-path {base}: check it (without it they "
+            f"are resolved against the manifest's folder {folder})")
 
 
 def row_places(table: pd.DataFrame, shown: str) -> list[str]:
@@ -560,7 +582,10 @@ def predictions_for(
         if address:
             from sde.nemo.ray_engine import RayOptions, transcribe_segments_ray  # lazy: optional extra
 
-            options = RayOptions(address=None if address == "local" else address)
+            setting = RAY_ADDRESS_ENV if ray_address is None else "ray_address"
+            options = RayOptions(address=None if address == "local" else address,
+                                 address_hint=f"Without {setting} sde transcribes in its own process; with "
+                                              f"{setting}=local, on a Ray instance it starts on this machine")
             preds = transcribe_segments_ray(items, model, batch_size=batch_size, options=options, progress=progress,
                                             on_progress=on_progress, should_stop=should_stop, warn=warn, wheres=wheres)
         else:

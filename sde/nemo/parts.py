@@ -324,10 +324,12 @@ def load_part(path: Path, header: Mapping[str, Any]) -> dict[str, str]:
 class PartFile:
     """The part file of a running job. Opening rewrites it atomically with ``done`` (dropping a torn
     tail and records of lines no longer wanted); :meth:`add` appends a batch and fsyncs it, so an
-    interruption at any moment loses at most the batch being written."""
+    interruption at any moment loses at most the batch being written. Left by an error (or Ctrl-C)
+    before it holds a single record, it is removed: there is nothing in it to resume."""
 
     def __init__(self, path: Path, header: Mapping[str, Any], done: Mapping[str, str]) -> None:
         self.path = path
+        self.records = len(done)
         f, tmp = atomic_writer(path)
         try:
             f.write(dumps(dict(header)) + "\n")
@@ -339,9 +341,11 @@ class PartFile:
         self._file = open(path, "a", encoding="utf-8", newline="\n")
 
     def add(self, records: Iterable[tuple[str, str]]) -> None:
-        self._file.write("".join(dumps({"k": k, "p": p}) + "\n" for k, p in records))
+        lines = [dumps({"k": k, "p": p}) + "\n" for k, p in records]
+        self._file.write("".join(lines))
         self._file.flush()
         os.fsync(self._file.fileno())
+        self.records += len(lines)
 
     def close(self) -> None:
         self._file.close()
@@ -349,5 +353,8 @@ class PartFile:
     def __enter__(self) -> PartFile:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
         self.close()
+        if exc_type is not None and not self.records:
+            with contextlib.suppress(OSError):
+                self.path.unlink()

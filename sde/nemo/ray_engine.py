@@ -82,12 +82,15 @@ class RayOptions:
     - ``workers``: model actors (None: one per ``gpus_per_worker`` GPUs, else half the CPUs).
     - ``gpus_per_worker``: GPUs per actor, fractions allowed (None: 1 when the cluster has GPUs).
     - ``num_cpus``: CPUs of the local instance (None: the CPUs this process may use).
+    - ``address_hint``: the way out when the address cannot be reached, naming what the user set it
+      with (``--address``; ``SDE_RAY_ADDRESS`` for the explorer's own transcription).
     """
 
     address: str | None = None
     workers: int | None = None
     gpus_per_worker: float | None = None
     num_cpus: int | None = None
+    address_hint: str = "Without --address (and RAY_ADDRESS) sde starts a local Ray instance"
 
 
 def import_ray() -> Any:
@@ -186,7 +189,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
             if address:
                 raise TranscribeError(
                     f"cannot connect to the Ray cluster at {address}: {one_line(exc)}; is it running (`ray status` "
-                    "on one of its nodes)? Without --address (and RAY_ADDRESS) sde starts a local Ray instance"
+                    f"on one of its nodes)? {options.address_hint}"
                 ) from exc
             raise TranscribeError(f"cannot start a local Ray instance: {one_line(exc)}") from exc
         try:
@@ -203,6 +206,12 @@ def _plan_resources(ray: Any, options: RayOptions) -> tuple[int, float]:
     gpus = options.gpus_per_worker
     if gpus is None:
         gpus = 1.0 if cluster_gpus >= 1 else 0.0
+    elif gpus > 0 and cluster_gpus == 0:
+        # an actor asking for a GPU no node has is never scheduled: the run would wait for ever, silently
+        raise TranscribeError(
+            f"--gpus-per-worker {gpus:g}: the Ray cluster has no GPUs ({cluster_cpus:g} CPUs only); leave it out "
+            "(CPU workers) or connect to a cluster with GPUs (--address)"
+        )
     if options.workers:
         workers = options.workers
     elif gpus > 0:

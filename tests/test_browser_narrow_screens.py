@@ -1,7 +1,8 @@
 """Narrow screens, in headless Chromium against the real CLI: a long audio path under the
 inspector's title wraps instead of widening the page (a 300-character path made a 390 px phone's page
 2,465 px wide, and a 2,560 px screen's 2,845), and the phone's menu closes once a page is picked (the
-bar is sticky: left open, its list covered half the screen).
+bar is sticky: left open, its list covered half the screen), and Comparison's utterance table keeps its
+numbers readable (the grid scrolls instead).
 """
 
 from __future__ import annotations
@@ -72,6 +73,22 @@ def test_picking_a_page_from_the_phones_menu_closes_it(browser, long_path):
         page.wait_for_function("document.querySelector('#navbar').getBoundingClientRect().height < 120")
         page.click("#navbar-toggler")  # the button still opens it
         page.wait_for_function("document.querySelector('#navbar-collapse').classList.contains('show')")
+        watch.check()
+    finally:
+        ctx.close()
+
+
+def test_the_comparison_utterance_tables_numbers_keep_their_width_on_a_phone(browser, demo):
+    # sized to fit 390 px, the A, B and B − A columns shrank to 32 px ("1…")
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    try:
+        watch = Watch(page, demo)
+        page.goto(demo + "/comparison")
+        page.wait_for_selector("#cmp-utt-grid .ag-row [col-id='diff']")
+        widths = page.evaluate("""['a', 'b', 'diff'].map(c =>
+            document.querySelector(`#cmp-utt-grid .ag-header-cell[col-id='${c}']`).getBoundingClientRect().width)""")
+        assert min(widths) >= 75, widths
         watch.check()
     finally:
         ctx.close()

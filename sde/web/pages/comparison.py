@@ -295,11 +295,12 @@ def utterance_grid(rows: list[dict], metric: str, links: Any = None) -> Any:
     defs = [
         {"field": "id", "type": "numericColumn", "width": 95, "minWidth": 95, "flex": 0, "sort": None},
         {"field": "text", "headerName": "reference", "tooltipField": "text", "flex": 1, "minWidth": 180},
+        # minimum widths: sized to fit a phone's screen, the numbers shrank to "1…" (the grid scrolls instead)
         {"field": "a", "headerName": f"A {name}", "type": "numericColumn", "valueFormatter": PCT_FORMAT,
-         "width": 95, "flex": 0},
+         "width": 95, "minWidth": 80, "flex": 0},
         {"field": "b", "headerName": f"B {name}", "type": "numericColumn", "valueFormatter": PCT_FORMAT,
-         "width": 95, "flex": 0},
-        {"field": "diff", "headerName": "B − A", "type": "numericColumn", "width": 85, "flex": 0,
+         "width": 95, "minWidth": 80, "flex": 0},
+        {"field": "diff", "headerName": "B − A", "type": "numericColumn", "width": 85, "minWidth": 75, "flex": 0,
          "headerTooltip": f"the delta column: B's {name} minus A's, in points",
          "valueFormatter": {"function": "params.value == null ? '–' : d3.format('+.1f')(params.value)"},
          "cellClassRules": {"text-danger fw-bold": "params.value > 0", "text-success fw-bold": "params.value < 0"}},

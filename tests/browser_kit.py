@@ -122,6 +122,21 @@ class Watch:
         assert self.dialogs == [], self.dialogs
 
 
+@contextmanager
+def sized_page(browser, base: str, width: int, height: int = 900):
+    """A page of a ``width`` × ``height`` window on the server at ``base``, watched (:class:`Watch`):
+    its console errors and failed requests fail the test once the block ends without another error."""
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        watch = Watch(page, base)
+        yield page
+        watch.check()
+    finally:
+        ctx.close()
+
+
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

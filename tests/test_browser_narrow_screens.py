@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.browser_kit import Watch, sde_server, wait_url
+from tests.browser_kit import sde_server, sized_page, wait_url
 
 pytestmark = pytest.mark.browser
 
@@ -45,50 +45,31 @@ def overflow(page) -> int:
 
 @pytest.mark.parametrize("width", [390, 768, 1400, 2560])
 def test_a_long_audio_path_under_the_inspectors_title_wraps(browser, long_path, width):
-    ctx = browser.new_context(viewport={"width": width, "height": 900})
-    page = ctx.new_page()
-    try:
-        watch = Watch(page, long_path)
+    with sized_page(browser, long_path, width) as page:
         page.goto(long_path + "/utterance/0")
         page.wait_for_selector(".page-subtitle")
         page.wait_for_function(f"document.querySelector('.page-subtitle').textContent.includes('{DEEP[:40]}')")
         assert overflow(page) <= 0
-        watch.check()
-    finally:
-        ctx.close()
 
 
 def test_picking_a_page_from_the_phones_menu_closes_it(browser, long_path):
-    ctx = browser.new_context(viewport={"width": 390, "height": 844})
-    page = ctx.new_page()
-    try:
-        watch = Watch(page, long_path)
+    with sized_page(browser, long_path, 390, 844) as page:
         page.goto(long_path + "/samples")
-        menu = page.locator("#navbar-collapse")
         page.click("#navbar-toggler")
         page.wait_for_function("document.querySelector('#navbar-collapse').classList.contains('show')")
-        menu.get_by_role("link", name="Errors").click()
+        page.locator("#navbar-collapse").get_by_role("link", name="Errors").click()
         wait_url(page, r"/errors")
         page.wait_for_function("!document.querySelector('#navbar-collapse').classList.contains('show')")
         page.wait_for_function("document.querySelector('#navbar').getBoundingClientRect().height < 120")
         page.click("#navbar-toggler")  # the button still opens it
         page.wait_for_function("document.querySelector('#navbar-collapse').classList.contains('show')")
-        watch.check()
-    finally:
-        ctx.close()
 
 
 def test_the_comparison_utterance_tables_numbers_keep_their_width_on_a_phone(browser, demo):
     # sized to fit 390 px, the A, B and B − A columns shrank to 32 px ("1…")
-    ctx = browser.new_context(viewport={"width": 390, "height": 844})
-    page = ctx.new_page()
-    try:
-        watch = Watch(page, demo)
+    with sized_page(browser, demo, 390, 844) as page:
         page.goto(demo + "/comparison")
         page.wait_for_selector("#cmp-utt-grid .ag-row [col-id='diff']")
         widths = page.evaluate("""['a', 'b', 'diff'].map(c =>
             document.querySelector(`#cmp-utt-grid .ag-header-cell[col-id='${c}']`).getBoundingClientRect().width)""")
         assert min(widths) >= 75, widths
-        watch.check()
-    finally:
-        ctx.close()

@@ -567,6 +567,17 @@ def audio_missing_count(utterances: pd.DataFrame) -> int | None:
     return int(len(missing_rows(utterances)))
 
 
+def first_missing_files(utterances: pd.DataFrame, shown: int) -> tuple[int, np.ndarray]:
+    """(how many distinct audio files are missing, the rows naming the first ``shown`` of them, each
+    file's first row). Reads the audio path column alone: the Problems page took every column of
+    every missing row (a million with the audio elsewhere: +0.7-1.4 GB per view) to list 50."""
+    rows = missing_rows(utterances)
+    if not len(rows):
+        return 0, rows
+    first = ~utterances["audio_path"].iloc[rows].duplicated().to_numpy(dtype=bool)
+    return int(first.sum()), rows[np.flatnonzero(first)[:shown]]
+
+
 def audio_presence_summary(utterances: pd.DataFrame) -> dict[str, int | None]:
     """The summary's `audio_missing` (utterances whose file is missing) and `audio_missing_files`
     (distinct files); both None when presence was not checked."""

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -233,3 +234,29 @@ def test_states_are_taken_on_more_threads_only_where_files_answer_slowly(seconds
     got = P._run(tasks, np.zeros(200, dtype=np.int8), workers=8, deadline=time.monotonic() + 30, ramp=True)
     assert got.sum() == 200
     assert len(used) == threads
+
+
+@pytest.mark.parametrize("paths, exists, shown, files, rows", [
+    (["a", "b", "a", "c"], [False, False, False, False], 2, 3, [0, 1]),
+    (["a", "b", "a", "c"], [True, False, False, False], 5, 3, [1, 2, 3]),   # a's first missing row is 2
+    (["a", "a", "a"], [False, False, False], 50, 1, [0]),
+    (["a", "b"], [True, True], 50, 0, []),
+    (["a", "b", "c"], [None, False, None], 50, 1, [1]),                     # unchecked rows are not missing
+], ids=["the first two of three", "a file present on one line", "one file on every line", "none missing",
+        "unchecked"])
+def test_first_missing_files_counts_each_file_once_and_names_its_first_row(paths, exists, shown, files, rows):
+    frame = pd.DataFrame({"audio_path": pd.array(paths, dtype="string"), "audio_exists": pd.array(exists, "boolean")})
+    count, first = P.first_missing_files(frame, shown)
+    assert count == files and first.tolist() == rows
+
+
+def test_the_problems_page_lists_the_first_files_and_counts_the_rest(tmp_path, write_manifest):
+    from sde.web.pages.problems import MISSING_AUDIO_SHOWN, missing_audio_block
+    from tests.browser_kit import text_of
+
+    lines = [{"audio_filepath": f"gone/{i % 60}.wav", "duration": 1.0, "text": "a"} for i in range(180)]
+    checked = P.with_audio_presence(build_dataset(write_manifest(lines)), status=lambda _: None)
+    text = text_of(missing_audio_block(checked))
+    assert "60 audio files not found (180 utterances)" in text
+    assert f"… and {60 - MISSING_AUDIO_SHOWN} more" in text
+    assert text.count("gone/") == MISSING_AUDIO_SHOWN and "gone/0.wav (" in text and f"gone/{MISSING_AUDIO_SHOWN}.wav" not in text

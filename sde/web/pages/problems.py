@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from sde.audio_presence import missing_rows
+from sde.audio_presence import first_missing_files, missing_rows
 from sde.web import state
 from sde.web.components import alert_code, fmt_int, page_header
 from sde.web.pages.page import Page
@@ -83,15 +83,14 @@ def missing_audio_block(dataset: "Dataset"):
     rows = missing_rows(df)
     if not len(rows):
         return None
-    missing = df.iloc[rows]
-    files = missing.drop_duplicates("audio_path")
-    shown = files.head(MISSING_AUDIO_SHOWN)
+    files, first_rows = first_missing_files(df, MISSING_AUDIO_SHOWN)
+    shown = df.iloc[first_rows][[c for c in ("audio_path", "line", "source") if c in df.columns]]
     sources = shown["source"].astype(str).tolist() if "source" in shown.columns else [dataset.name] * len(shown)
     items = [html.Li([alert_code(shown_path(p)), f" ({src}:{int(line)})"])
              for p, line, src in zip(shown["audio_path"].astype(str), shown["line"], sources)]
-    more = len(files) - len(shown)
+    more = files - len(shown)
     return dbc.Alert([
-        html.Strong(f"{fmt_int(len(files))} audio file{'s' if len(files) != 1 else ''} not found"),
+        html.Strong(f"{fmt_int(files)} audio file{'s' if files != 1 else ''} not found"),
         f" ({fmt_int(len(rows))} utterance{'s' if len(rows) != 1 else ''}): they cannot be played or measured. ",
         dcc.Link("Show them in Samples", href=state.samples_href(filter="{audio_exists} = false"),
                  id=MISSING_AUDIO_LINK, className="alert-link"),

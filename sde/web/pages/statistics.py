@@ -16,7 +16,7 @@ from dash import ALL, Input, Output, Patch, State, ctx, dcc, html, no_update
 from sde import histograms
 from sde.analysis import any_digit, count_with_digits
 from sde.caching import for_dataset
-from sde.dataset import normalized_summary
+from sde.dataset import normalized_summary, normalized_summary_ready
 from sde.text import NORMALIZERS
 from sde.filters import QueryError
 from sde.web import figures, state
@@ -210,6 +210,13 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     hyps = s.get("hypotheses") or {}
     chosen = normalize_steps(dataset, params)
     known = [step for step in chosen if step in NORMALIZERS]
+    # A choice not scored yet (a link's ?normalize=) would hold the whole page back while every
+    # utterance is scored again (20-60 s at 1M): the page shows the raw numbers at once, and the
+    # normalised ones follow (NORMALIZE_PENDING's callback, under the Loading spinner).
+    ready = normalized_summary_ready(dataset, known)
+    sections = renormalized(dataset, chosen) if ready else [
+        dbc.Alert("Scoring the normalised text: its numbers appear here once every utterance is scored.",
+                  color="info", className="py-2 mb-2", id="normalize-pending"), *recognition_sections(dataset, [])]
     if hyps:
         toggle = html.Div([
             html.Span("Also score normalised text:", className="small text-muted me-2"),
@@ -221,7 +228,8 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         hyp_block = dbc.Card(dbc.CardBody([
             html.Div([html.H5("Recognition", className="card-title mb-0"), toggle],
                      className="d-flex justify-content-between align-items-center flex-wrap gap-2 mb-3"),
-            dcc.Loading(html.Div(renormalized(dataset, chosen), id=RECOGNITION), delay_show=400),
+            dcc.Loading(html.Div(sections, id=RECOGNITION), delay_show=400),
+            dcc.Store(id=NORMALIZE_PENDING, data=None if ready else known),
         ]), className="mb-3")
     else:
         hyp_block = transcribe.layout(dataset)
@@ -247,6 +255,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
 
 
 NORMALIZE = "stats-normalize"
+NORMALIZE_PENDING = "stats-normalize-pending"  # steps the page was laid out without scoring yet
 # The ticked steps, in the URL when they are not the server's --normalize: `?normalize=lower,punct`
 # (the name /api/summary takes), `none` for none ticked.
 NORMALIZE_PARAM = "normalize"
@@ -450,6 +459,11 @@ def callbacks(app, dataset: "Dataset") -> None:
     )
     def renormalize(steps, pathname, search):
         return normalize_update(dataset, steps, as_text(pathname) or None, as_text(search))
+
+    @app.callback(Output(RECOGNITION, "children", allow_duplicate=True), Input(NORMALIZE_PENDING, "data"),
+                  prevent_initial_call="initial_duplicate")
+    def score_pending(steps):
+        return renormalized(dataset, steps) if isinstance(steps, list) and steps else no_update
 
     @app.callback(Output(state.URL, "href", allow_duplicate=True),
                   Input({"type": HISTOGRAM, "key": ALL}, "clickData"), prevent_initial_call=True)

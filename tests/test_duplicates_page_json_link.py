@@ -4,6 +4,7 @@ page and its size (it named neither, so it answered page 1's groups)."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -36,3 +37,25 @@ def test_the_json_link_answers_the_groups_the_page_shows(tmp_path, page):
     shown = {c.id for c in _components(layout) if str(getattr(c, "id", "")).startswith("dup-group-")}
     assert len(shown) == (50 if page < 2 else 30)
     assert {f"dup-group-{g['group']}" for g in answer["groups"]} == shown
+
+
+def test_the_page_comes_at_once_while_its_groups_are_found_and_the_poll_shows_them(tmp_path, monkeypatch):
+    # near-duplicates take ~20-30 s per million utterances on the first visit: the page stayed blank
+    lines = [{"audio_filepath": f"a{i}.wav", "duration": 1.0, "text": f"sentence number {i // 2}"} for i in range(20)]
+    (tmp_path / "m.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    dataset = build_dataset(tmp_path / "m.json")
+    release = threading.Event()
+    real = duplicates.duplicates_page
+
+    def held(*args, **kwargs):
+        release.wait(60)  # the search "runs" until the test lets it end
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(duplicates, "duplicates_page", held)
+    layout = duplicates.layout(dataset, "/duplicates", {"kind": "near"})
+    ids = {getattr(c, "id", None) for c in _components(layout)}
+    assert "dup-running" in ids and duplicates.TABLE not in ids
+    assert [c for c in _components(layout) if getattr(c, "id", None) == duplicates.POLL][0].disabled is False
+    release.set()
+    content, final = duplicates.groups_state(dataset, "near", 0, wait_s=60)
+    assert final and duplicates.TABLE in {getattr(c, "id", None) for c in _components(content)}

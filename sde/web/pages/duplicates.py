@@ -19,12 +19,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping
 
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import Input, Output, State, dcc, html
 
 from sde.quality.apply import NEAR_DUPLICATE_EDITS, TooLarge
 from sde.quality.duplicates import NEAR_MIN_CHARS
 from sde.web.components import fmt_int, page_header
 from sde.web.pages.page import Page
+from sde.web.panels.background import FIRST_WAIT_S, POLL_MS, in_background
 from sde.web.panels.quality_data import KIND_COLUMNS, duplicates_page
 from sde.web.state import samples_href, search_of, utterance_href
 
@@ -37,6 +38,9 @@ SHOWN_IDS = 12
 SHOWN_TEXTS = 3
 TEXT_CHARS = 200
 TABLE = "dup-table"
+BODY = "dup-body"
+POLL = "dup-poll"
+PARAMS = "dup-params"
 KIND_LABELS = {"text": "Same transcript", "near": "Nearly the same transcript", "audio": "Same audio"}
 
 
@@ -113,23 +117,57 @@ def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
     page = _page_number(params.get("page"))
     api = "/api/duplicates" + search_of({"kind": kind, **({"page": page, "page_size": PAGE_SIZE} if page else {})})
     header = page_header(TITLE, [f"{dataset.name} · ", html.A("JSON", href=api, className="link-secondary")])
+    content, final = groups_state(dataset, kind, page, wait_s=FIRST_WAIT_S)
+    return html.Div([header, _tabs(kind), dcc.Store(id=PARAMS, data={"kind": kind, "page": page}),
+                     dcc.Interval(id=POLL, interval=POLL_MS, disabled=final), html.Div(content, id=BODY)])
+
+
+def _grouped(dataset: Dataset, kind: str) -> str | None:
+    """Compute the groups of ``kind`` (the first page's question asks for them all): None, or why
+    there are none to show (audio never measured: KeyError; too many transcripts: TooLarge)."""
     try:
-        data = duplicates_page(dataset, kind, page, PAGE_SIZE)
+        duplicates_page(dataset, kind, 0, 1)
     except KeyError as exc:
-        return html.Div([header, _tabs(kind), dbc.Alert([str(exc.args[0]), " · ", dcc.Link("TTS readiness", href="/tts")],
-                                                        color="info", id="dup-not-measured")])
+        return "not-measured:" + str(exc.args[0])
     except TooLarge as exc:
-        return html.Div([header, _tabs(kind), dbc.Alert(str(exc), color="warning", id="dup-too-large")])
+        return "too-large:" + str(exc)
+    return None
+
+
+def groups_state(dataset: Dataset, kind: str, page: int, wait_s: float = 0.0) -> tuple[Any, bool]:
+    """(the page below its tabs, whether it is final): the groups once computed (on a thread of
+    their own, sde.web.panels.background: near-duplicates take ~20-30 s per million utterances on
+    the first visit after a start, which left the page blank), why there are none, or a line
+    saying the search runs."""
+    progress = in_background(dataset, "duplicate-groups", kind, lambda: _grouped(dataset, kind), wait_s)
+    if progress.error is not None:
+        return dbc.Alert(f"Finding the groups failed: {progress.error}", color="danger", id="dup-error"), True
+    if not progress.done:
+        what = "nearly the same transcript" if kind == "near" else KIND_LABELS[kind].lower()
+        return html.Div(f"Finding the utterances with {what} among {fmt_int(len(dataset.utterances))} … "
+                        f"({progress.seconds:.0f} s; near-duplicates take about 20-30 s per million utterances, "
+                        "once per start)", className="text-muted", id="dup-running"), False
+    why = progress.value
+    if why and why.startswith("not-measured:"):
+        return dbc.Alert([why.split(":", 1)[1], " · ", dcc.Link("TTS readiness", href="/tts")],
+                         color="info", id="dup-not-measured"), True
+    if why and why.startswith("too-large:"):
+        return dbc.Alert(why.split(":", 1)[1], color="warning", id="dup-too-large"), True
+    return _groups_view(dataset, kind, page), True
+
+
+def _groups_view(dataset: Dataset, kind: str, page: int) -> Any:
+    data = duplicates_page(dataset, kind, page, PAGE_SIZE)
     summary = html.P([
         html.Strong(fmt_int(data["utterances"]), id="dup-utterances"), " utterances in ",
         html.Strong(fmt_int(data["groups_total"]), id="dup-groups"), f" groups ({KIND_LABELS[kind].lower()})",
         *_drill_downs(kind, data["column"], data["groups_total"]),
     ], className="mb-2")
     if not data["groups_total"]:
-        return html.Div([header, _tabs(kind), summary, *_near_rule(kind),
+        return html.Div([summary, *_near_rule(kind),
                          dbc.Alert("No duplicates of this kind.", color="success", id="dup-none")])
     if not data["groups"]:  # a page past the last one (an old link)
-        return html.Div([header, _tabs(kind), summary, *_near_rule(kind), dbc.Alert([
+        return html.Div([summary, *_near_rule(kind), dbc.Alert([
             f"There is no page {fmt_int(page + 1)}: the {fmt_int(data['groups_total'])} groups fill "
             f"{fmt_int(-(-data['groups_total'] // PAGE_SIZE))}. ",
             dcc.Link("Go to the first page", href="/duplicates" + search_of({"kind": kind}), className="alert-link")],
@@ -145,8 +183,16 @@ def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
     head = ["group", "utterances", "transcripts", "ids"] + ([""] if kind == "audio" else [])
     table = dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
                       size="sm", hover=True, striped=True, className="bg-white small", id=TABLE)
-    return html.Div([header, _tabs(kind), summary, *_near_rule(kind), _pager(kind, page, data["groups_total"]),
+    return html.Div([summary, *_near_rule(kind), _pager(kind, page, data["groups_total"]),
                      dbc.Card(dbc.CardBody(table, className="p-0"))])
 
 
-PAGE = Page(path="/duplicates", name=TITLE, layout=layout, api="/api/duplicates")
+def callbacks(app, dataset: Dataset) -> None:
+    @app.callback(Output(BODY, "children"), Output(POLL, "disabled"), Input(POLL, "n_intervals"),
+                  State(PARAMS, "data"), prevent_initial_call=True)
+    def poll_groups(_ticks, params):
+        params = params if isinstance(params, dict) else {}
+        kind = params.get("kind") if params.get("kind") in KIND_COLUMNS else "text"
+        return groups_state(dataset, kind, _page_number(str(params.get("page", ""))))
+
+PAGE = Page(path="/duplicates", name=TITLE, layout=layout, callbacks=callbacks, api="/api/duplicates")

@@ -462,7 +462,7 @@ def test_histogram_bar_click_lists_that_bin(page, demo):
     plot = "#hist-duration .js-plotly-plot"
     trace = first_trace(page, plot)
     k = int(np.argmax(trace["y"]))
-    lo, hi, q = trace["custom"][k]
+    lo, hi, q = trace["custom"][k][:3]
     q = html.unescape(q)                                        # user text in a figure travels escaped
     click_bar(page, plot, k, "/samples")
     assert query_of(page)["filter"] == [q]

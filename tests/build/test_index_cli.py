@@ -62,6 +62,7 @@ BAD_ARGUMENTS = {
     "zero threads": (["--threads", "0"], "give 1 or more"),
     # taken before, then DuckDB refused nearly every query ("Out of Memory Error") with the server up
     "a memory limit too small for any query": (["--memory-limit", "1KB"], "too little memory for sde's queries"),
+    "a memory limit of nothing": (["--memory-limit", "0GB"], "too little memory for sde's queries"),  # not "no amount"
     "a part size that is not one": (["--part-size", "big"], "--part-size"),
 }
 

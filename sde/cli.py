@@ -1099,6 +1099,9 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
                                   ("--reviews", reviews_path, "reviews.jsonl")):
         if path is not None and not path.strip():  # `-o "$OUT"` with OUT unset: no file to write or read
             raise click.BadParameter(f"is empty; name a file, e.g. {option} {example}", param_hint=option)
+        if path == "-" and option != "--reviews":  # read as "stdout", it made a file named "-" and "-.changelog.json"
+            raise click.BadParameter(f"'-' (standard output) is not written to: an export is files (and a changelog "
+                                     f"beside them); name a file, e.g. {option} {example}", param_hint=option)
     for option, path in (("-o", output), ("--rejected", rejected)):
         for manifest in sources:  # checked again on every file read, after patterns are expanded
             if path is not None and Path(manifest).is_file() and (

@@ -268,9 +268,13 @@ def test_cli_export_gz_output(small, tmp_path):
     (["-o", ""], 2, "-o: is empty; name a file, e.g. -o kept.json"),
     (["-o", "kept.json", "--rejected", " "], 2, "--rejected: is empty; name a file"),
     (["-o", "kept.json", "--reviews", ""], 2, "--reviews: is empty; name a file"),
+    # read as stdout, it wrote a file named "-" and "-.changelog.json" without a word
+    (["-o", "-"], 2, "-o: '-' (standard output) is not written to"),
+    (["-o", "kept.json", "--rejected", "-"], 2, "--rejected: '-' (standard output) is not written to"),
 ], ids=["-o is the manifest", "-o is the manifest by another path", "--rejected is the manifest",
         "two outputs in one file", "missing output folder", "bad filter", "missing rules file",
-        "apply-reviews without reviews", "missing reviews file", "empty -o", "blank --rejected", "empty --reviews"])
+        "apply-reviews without reviews", "missing reviews file", "empty -o", "blank --rejected", "empty --reviews",
+        "-o is a dash", "--rejected is a dash"])
 def test_cli_export_refuses_with_a_message(small, tmp_path, args, code, message):
     manifest, _ = small
     (tmp_path / "sub").mkdir()
@@ -279,7 +283,7 @@ def test_cli_export_refuses_with_a_message(small, tmp_path, args, code, message)
     assert r.returncode == code, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
     assert manifest.read_bytes() == before
-    assert not (tmp_path / "kept.json").exists()
+    assert not (tmp_path / "kept.json").exists() and not (tmp_path / "-").exists()
 
 
 @pytest.mark.parametrize("args, option", [

@@ -450,13 +450,26 @@ vad_option = click.option(
          'audio hashes and loudness of every utterance; cached with the dataset. Needs pip install "sde[vad]".')
 
 
+def _auth_checked(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--auth checked as the command line is read: a typo was found only once the whole dataset had
+    been read and scored (minutes at 10M lines)."""
+    if value is not None:
+        from sde.web.auth import parse_credentials
+
+        try:
+            parse_credentials(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    return value
+
+
 def serve_options(f: Callable) -> Callable:
     decorators = [
         click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True, envvar="SDE_PORT",
                      help="Port to listen on; 0 picks a free one (or set SDE_PORT)."),
         click.option("--host", default="127.0.0.1", show_default=True, envvar="SDE_HOST",
                      help="Interface to bind; 0.0.0.0 exposes sde to your network (or set SDE_HOST)."),
-        click.option("--auth", default=None, envvar="SDE_AUTH", metavar="USER:PASSWORD",
+        click.option("--auth", default=None, envvar="SDE_AUTH", metavar="USER:PASSWORD", callback=_auth_checked,
                      help="Require HTTP basic auth on every route (or set SDE_AUTH)."),
         click.option("--debug", is_flag=True, help="Dash debug mode (never use on a shared machine)."),
     ]

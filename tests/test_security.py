@@ -19,6 +19,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -346,6 +348,22 @@ def test_an_empty_host_is_refused_not_every_interface(monkeypatch, hostile, host
     r = CliRunner().invoke(cli, [str(hostile[0]), "--host", host, "--port", "0", "--no-cache"])
     assert r.exit_code == 2 and "Invalid value for --host: empty" in r.stderr, r.output
     assert not seen
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+@pytest.mark.parametrize("command", [[], ["demo"]])
+def test_bad_credentials_are_refused_before_the_dataset_is_read(hostile, how, command, tmp_path):
+    # found only once the whole dataset had been read and scored: minutes at 10M lines
+    args = command or [str(hostile[0])]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    if how == "flag":
+        args += ["--auth", "nocolon"]
+    else:
+        env["SDE_AUTH"] = "nocolon"
+    r = subprocess.run([sys.executable, "-m", "sde.cli", *args, "--port", "0", "--no-cache"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Invalid value for '--auth': no colon in the credentials" in r.stderr, r.stderr
+    assert "reading" not in r.stderr and "Traceback" not in r.stderr
 
 
 def test_debug_is_off_by_default(monkeypatch, hostile, dataset):

@@ -197,10 +197,18 @@ def import_for(model: Any) -> Any:
     before NeMo's ~15 s import, which an offline start paid only to learn the same)."""
     if isinstance(model, (str, os.PathLike)) and nemo_available():
         spec = os.fspath(model)
-        reason = None if Path(spec).expanduser().exists() or looks_like_path(spec) else unreachable_reason(spec)
+        exists = Path(spec).expanduser().exists()
+        if not exists and looks_like_path(spec):  # said before the import too: it took ~14 s to say
+            raise TranscribeError(missing_model_file(spec))
+        reason = None if exists else unreachable_reason(spec)
         if reason is not None:
             raise TranscribeError(_fetch_failed(spec, reason))
     return import_nemo_asr()
+
+
+def missing_model_file(spec: str) -> str:
+    return (f"model file not found: {spec}; pass an existing .nemo file or a NeMo pretrained "
+            f"model name such as {DEFAULT_MODEL}")
 
 
 def looks_like_path(spec: str) -> bool:
@@ -252,10 +260,7 @@ def load_model(model: str | os.PathLike, device: str = "auto", *, quiet: bool = 
                     "is it a NeMo ASR .nemo checkpoint made with a compatible NeMo version?"
                 ) from exc
         elif looks_like_path(spec):
-            raise TranscribeError(
-                f"model file not found: {spec}; pass an existing .nemo file or a NeMo pretrained "
-                f"model name such as {DEFAULT_MODEL}"
-            )
+            raise TranscribeError(missing_model_file(spec))
         else:
             try:
                 loaded = ASRModel.from_pretrained(spec, map_location=torch.device(dev))

@@ -44,3 +44,17 @@ def test_unusable_arguments_are_refused_before_any_work(manifest, args, code, sa
     assert r.exit_code == code and said.format(d=d) in r.output, r.output
     assert "Traceback" not in r.output and ".tmp" not in r.output and "model file not found" not in r.output
     assert sorted(p.name for p in d.iterdir()) == ["a0.wav", "m.json", "notes.txt"]
+
+
+@pytest.mark.parametrize("spec", ["missing.nemo", "./models/missing", "/nowhere/model.nemo"])
+def test_a_model_file_that_is_not_there_is_refused_before_nemo_imports(tmp_path, spec):
+    # it was said after importing NeMo's ASR collection (~14 s, and its telemetry lines)
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom sde.nemo.model import import_for\ntry:\n    import_for(sys.argv[1])\n"
+            "except Exception as e:\n    print(type(e).__name__, e)\nprint('nemo imported:', 'nemo.collections.asr' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, spec], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert f"TranscribeError model file not found: {spec}" in r.stdout, r.stdout + r.stderr
+    assert "nemo imported: False" in r.stdout

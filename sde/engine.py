@@ -43,11 +43,12 @@ def parse_memory_limit(text: str) -> str:
     """``text`` as DuckDB reads a memory limit ("2GB", "512 MiB"), or EngineSettingError."""
     found = _MEMORY.match(text)
     # "0GB" is a number and a unit: too little, not "not an amount of memory"
-    if (found and float(found.group(1)) <= 0) or parse_size(_size_text(text)) < LEAST_MEMORY_LIMIT:
+    limit = None if found and float(found.group(1)) <= 0 else _size_text(text)
+    if limit is None or parse_size(limit) < LEAST_MEMORY_LIMIT:
         # accepted, DuckDB then refused nearly every query ("Out of Memory Error") with the server up
         raise EngineSettingError(f"{text!r} is too little memory for sde's queries; give at least 64MB "
                                  "(e.g. 2GB for 10M utterances)")
-    return _size_text(text)
+    return limit
 
 
 #: The least --memory-limit taken: below it DuckDB cannot sort or group a page's worth of rows.

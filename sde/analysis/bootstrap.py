@@ -188,8 +188,7 @@ def _paired_diffs(ea: np.ndarray, eb: np.ndarray, n: np.ndarray, n_resamples: in
     backward = _canonical(counts, np.stack([-fd, fn, np.where(fn == 0, fz + fd, 0)], axis=1))
     flip = _precedes(backward, forward) or (b_first and not _precedes(forward, backward))
     sign, (counts, values) = (-1.0, backward) if flip else (1.0, forward)
-    order = np.argsort(counts, kind="stable")  # rarest first, as _resampled_sums draws them
-    sums = _resampled_sums(counts[order], values[order], n.size, n_resamples, seed)
+    sums = _resampled_sums(counts, values, n.size, n_resamples, seed)  # canonical: rarest first already
     sd, sn, sz = sums[:, 0], sums[:, 1], sums[:, 2]
     diffs = np.where(sn > 0, 100.0 * sd / np.where(sn > 0, sn, 1.0),
                      np.where(sz + sd > 0, 100.0, 0.0) - np.where(sz > 0, 100.0, 0.0))

@@ -406,15 +406,12 @@ def collect_predictions(batches: Generator[tuple[list[int], list[str | Unreadabl
 
 
 def report_unreadable(failed: Sequence[str], total: int, warn: Callable[[str], None] | None,
-                      field: str = "pred_text", refuse_all: bool = True) -> None:
-    """Nothing when every utterance was read; a TranscribeError when none could be and
-    ``refuse_all`` (a wrong --audio-base-path, an unmounted disk: an output without a single
-    prediction helps no one; one shard of many may hold only bad lines, though); else ``warn``
-    (default: stderr) the note of :func:`unreadable_note`."""
+                      field: str = "pred_text") -> None:
+    """Nothing when every utterance was read; else ``warn`` (default: stderr) the note of
+    :func:`unreadable_note`. A run where none could be read was refused before
+    (:func:`refuse_none_readable`, by the caller, which knows where the audio was looked for)."""
     if not failed:
         return
-    if refuse_all:
-        refuse_none_readable(failed, total)
     note = unreadable_note(failed, total, field)
     if warn is None:
         print(f"warning: {note}", file=sys.stderr, flush=True)
@@ -424,7 +421,8 @@ def report_unreadable(failed: Sequence[str], total: int, warn: Callable[[str], N
 
 def refuse_none_readable(failed: Sequence[str], total: int, hint: str = "") -> None:
     """A TranscribeError when none of ``total`` utterances could be read (``failed``: why, each),
-    ending with ``hint`` (where the audio was looked for, say)."""
+    ending with ``hint`` (where the audio was looked for, say): a wrong --audio-base-path, an
+    unmounted disk; an output without a single prediction helps no one."""
     if failed and len(failed) >= total:
         raise TranscribeError(f"none of the {total} utterances could be read, e.g. {failed[0]}{hint}")
 

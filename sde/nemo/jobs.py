@@ -258,7 +258,7 @@ def transcribe_manifest(
                                                                  bool(tarred_audio or places)))
         except StopRequested:
             raise TranscribeCancelled(len(done), total, partial if done else None) from None
-        report_unreadable(list(failed.values()), total, warn, field, refuse_all=False)
+        report_unreadable(list(failed.values()), total, warn, field)
 
     elif on_progress:
         on_progress(total, total)

@@ -130,7 +130,6 @@ def histogram_figure(h: Histogram, names: Sequence[str], title: str, xlabel: str
         return empty_figure(title)
     centers = h.edges[:-1] / 2 + h.edges[1:] / 2  # halves first: the sum of two edges near ±1.8e308 is ±inf
     widths = np.diff(h.edges)
-    fmt = ".0f"
     multi = len(names) > 1
     x_text, y_text, unit_text = plotly_text(xlabel), plotly_text(ylabel), plotly_text(unit)
     fig = go.Figure()
@@ -145,7 +144,7 @@ def histogram_figure(h: Histogram, names: Sequence[str], title: str, xlabel: str
         legend = plotly_text(name)
         click = "<br><i>click to list these utterances</i>" if columns and name in columns else ""
         if h.integer:
-            hover = (f"{x_text} %{{x:{fmt}}}{unit_text}<br>%{{y:,}} {y_text}{click}"
+            hover = (f"{x_text} %{{x:.0f}}{unit_text}<br>%{{y:,}} {y_text}{click}"
                      f"<extra>{legend if multi else ''}</extra>")
         else:
             hover = (f"{x_text} %{{customdata[3]}}–%{{customdata[4]}}{unit_text}"

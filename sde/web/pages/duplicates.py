@@ -122,15 +122,16 @@ def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
                      dcc.Interval(id=POLL, interval=POLL_MS, disabled=final), html.Div(content, id=BODY)])
 
 
-def _grouped(dataset: Dataset, kind: str) -> str | None:
+def _grouped(dataset: Dataset, kind: str) -> tuple[str, str] | None:
     """Compute the groups of ``kind`` (the first page's question asks for them all): None, or why
-    there are none to show (audio never measured: KeyError; too many transcripts: TooLarge)."""
+    there are none to show, as (the alert's id, its message): audio never measured (KeyError), too
+    many transcripts (TooLarge)."""
     try:
         duplicates_page(dataset, kind, 0, 1)
     except KeyError as exc:
-        return "not-measured:" + str(exc.args[0])
+        return "dup-not-measured", str(exc.args[0])
     except TooLarge as exc:
-        return "too-large:" + str(exc)
+        return "dup-too-large", str(exc)
     return None
 
 
@@ -147,13 +148,12 @@ def groups_state(dataset: Dataset, kind: str, page: int, wait_s: float = 0.0) ->
         return html.Div(f"Finding the utterances with {what} among {fmt_int(len(dataset.utterances))} … "
                         f"({progress.seconds:.0f} s; near-duplicates take about 20-30 s per million utterances, "
                         "once per start)", className="text-muted", id="dup-running"), False
-    why = progress.value
-    if why and why.startswith("not-measured:"):
-        return dbc.Alert([why.split(":", 1)[1], " · ", dcc.Link("TTS readiness", href="/tts")],
-                         color="info", id="dup-not-measured"), True
-    if why and why.startswith("too-large:"):
-        return dbc.Alert(why.split(":", 1)[1], color="warning", id="dup-too-large"), True
-    return _groups_view(dataset, kind, page), True
+    if progress.value is None:
+        return _groups_view(dataset, kind, page), True
+    alert_id, message = progress.value
+    if alert_id == "dup-not-measured":
+        return dbc.Alert([message, " · ", dcc.Link("TTS readiness", href="/tts")], color="info", id=alert_id), True
+    return dbc.Alert(message, color="warning", id=alert_id), True
 
 
 def _groups_view(dataset: Dataset, kind: str, page: int) -> Any:

@@ -436,12 +436,15 @@ def normalize_update(dataset: "Dataset", steps: Any, pathname: str | None, searc
         # not what the boxes send: the numbers name the unknown steps, the URL stays
         return {"sections": renormalized(dataset, steps), "json": no_update, "search": no_update,
                 "rendered": no_update}
-    chosen = [step for step in NORMALIZERS if step in given]  # NORMALIZERS' order: one URL per choice
+    def ordered(steps: Any) -> list[str]:  # NORMALIZERS' order: one URL per choice
+        return [step for step in NORMALIZERS if step in steps]
+
+    chosen = ordered(given)
     params = query_params(search)
-    if chosen == [step for step in NORMALIZERS if step in normalize_steps(dataset, params)]:
+    if chosen == ordered(normalize_steps(dataset, params)):
         return {"sections": no_update, "json": no_update, "search": no_update, "rendered": no_update}
     params.pop(NORMALIZE_PARAM, None)
-    if chosen != [step for step in NORMALIZERS if step in dataset.options.normalize]:
+    if chosen != ordered(dataset.options.normalize):
         params[NORMALIZE_PARAM] = ",".join(chosen) or NO_STEPS
     path = pathname or "/"
     return {"sections": renormalized(dataset, chosen), "json": summary_json_href(chosen),

@@ -305,7 +305,8 @@ def test_regexes_re2_cannot_run_are_refused_clearly(regex, words):
         TableQuery(DF).select(Clause("t", "matches", regex).to_q())
 
 
-@pytest.mark.parametrize("regex", [r"[(?<=]", r"\(?=", r"(?P<w>\w+) \b", r"[]a]+", "(?i)é", r"\p{Greek}"])
+@pytest.mark.parametrize("regex", [r"[(?<=]", r"\(?=", r"(?P<w>\w+) \b", r"[]a]+", "(?i)é", r"\p{Greek}",
+                                   r"\p{Greek}+", r"\P{Latin}+ x", r"\x{3b1}+", r"\pL+"])
 def test_regexes_re2_runs_are_accepted(regex, con):
     tree = Clause("t", "matches", regex)
     assert engine_rows(tree) == duck_rows(con, tree)

@@ -262,6 +262,9 @@ def _unsupported_regex(p: str) -> str | None:
             if nxt == "C":
                 return "\\C (one byte) is not supported"
             i += 2
+            if nxt in ("p", "P", "x") and p.startswith("{", i):  # \p{Han}, \x{4EAC}: the brace is the escape's own
+                close = p.find("}", i)
+                i = n if close < 0 else close + 1
             continue
         if in_class:
             in_class = c != "]"

@@ -395,7 +395,7 @@ def test_diff_view_classes():
     classes = [getattr(c, "className", None) for c in components(view)]
     assert "diff-eq" in classes and "diff-sub" in classes and "diff-ins" in classes
     sub = next(c for c in components(view) if getattr(c, "className", None) == "diff-sub")
-    assert [type(x).__name__ for x in sub.children] == ["Del", "Ins"]
+    assert [type(x).__name__ for x in sub.children] == ["Del", "str", "Ins"]  # a space between the words
     deleted = diff_view([{"op": "del", "ref": XSS, "hyp": None}])
     assert XSS in texts(deleted)
     assert "empty" in texts(diff_view([]))[0]

@@ -202,7 +202,10 @@ def diff_view(aligned: Sequence[Any], highlight: Highlight | None = None) -> htm
         if op == "equal":
             spans.append(html.Span(ref, className="diff-eq" + hit))
         elif op == "sub":
-            spans.append(html.Span([html.Del(ref, className="diff-sub-ref"), html.Ins(hyp, className="diff-sub-hyp")],
+            # A space, not a margin, between the two: a margin lands on the outer side in right-to-left
+            # text, and Arabic letters join across the element boundary into one non-existent word.
+            spans.append(html.Span([html.Del(ref, className="diff-sub-ref"), " ",
+                                    html.Ins(hyp, className="diff-sub-hyp")],
                                    className="diff-sub" + hit, title=f"substitution: {ref} → {hyp}"))
         elif op == "del":
             spans.append(html.Del(ref, className="diff-del" + hit, title=f"deletion: {ref}"))
@@ -234,7 +237,7 @@ def diff_legend() -> html.Div:
     return html.Div([
         html.Span("Legend:", className="me-2 text-muted"),
         html.Span("correct", className="diff-eq legend-item"),
-        html.Span([html.Del("ref", className="diff-sub-ref"), html.Ins("hyp", className="diff-sub-hyp")],
+        html.Span([html.Del("ref", className="diff-sub-ref"), " ", html.Ins("hyp", className="diff-sub-hyp")],
                   className="diff-sub legend-item", title="substitution"),
         html.Del("deleted", className="diff-del legend-item", title="deletion"),
         html.Ins("inserted", className="diff-ins legend-item", title="insertion"),

@@ -188,6 +188,12 @@ def whole_files(d: Path) -> dict[str, tuple[Path, tuple]]:
     put("only_bom", b"\xef\xbb\xbf", ("error", ["no utterances"]))
     put("every_line_bad", jsonl(*[{"x": i} for i in range(8)]),
         ("error", ["every line is bad", 'missing field "audio_filepath"', "and 3 more"]))
+    # a Windows export: every line Latin-1 / Windows-1252; the fix is the encoding, not the fields
+    put("latin1", b'{"audio_filepath": "a.wav", "duration": 1, "text": "caf\xe9"}\n'
+                  b'{"audio_filepath": "b.wav", "duration": 1, "text": "stra\xdfe"}\n',
+        ("error", ["not valid UTF-8 (byte 0xe9", "not UTF-8", "iconv -f WINDOWS-1252 -t UTF-8"]))
+    # `cat` of files saved with a byte-order mark: the mark opens a later line, which is fine
+    put("bom_opening_a_later_line", jsonl(utt(0)) + b"\xef\xbb\xbf" + jsonl(utt(1), utt(2)), ("ok", 3, 0))
     put("random_text", b"hello, this is a README, not a manifest\nsecond line\n",
         ("error", ["every line is bad", "invalid JSON"]))
     (d / "a_directory").mkdir()

@@ -82,6 +82,9 @@ def _max_depth(raw: bytes) -> int:
 
 def load_line(raw: bytes) -> tuple[Any, str | None]:
     """Parse one line: (value, None) or (None, reason)."""
+    # A byte-order mark opening a later line is what `cat` of files saved by Windows tools leaves:
+    # the line is fine, the mark is the other file's.
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _max_depth(raw) > MAX_DEPTH:
         return None, f"invalid JSON: nested deeper than {MAX_DEPTH} levels"
     try:

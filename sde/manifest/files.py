@@ -240,7 +240,16 @@ def _raise_no_pieces(shown: str, spec: Spec, state: ReadState, head: bytes) -> N
                   "convert with: jq -c . in.json > out.json")
     need = "audio_filepath and pred_text" if spec.predictions else "audio_filepath, duration and text"
     raise ManifestError(f"{shown}: no valid utterances: every line is bad:\n  {quoted}{hint}{pretty}\n"
-                        f"sde expects one JSON object per line with {need}")
+                        + _what_sde_expects(shown, state.problems, need))
+
+
+def _what_sde_expects(shown: str, problems: list[Problem], need: str) -> str:
+    """The closing advice of a manifest whose every line is bad: the encoding's fix when no line
+    was UTF-8 (Latin-1 and Windows-1252 exports are the usual), else what a line must hold."""
+    if all(q.reason.startswith("not valid UTF-8") for q in problems):
+        return (f"the file is not UTF-8 (Latin-1 or Windows-1252, most likely); sde reads UTF-8 JSON Lines. "
+                f"Convert it with: iconv -f WINDOWS-1252 -t UTF-8 {shown} > manifest.utf8.json")
+    return f"sde expects one JSON object per line with {need}"
 
 
 #: The tail of a skipped file's reason that is wrong once every file is skipped.
@@ -259,7 +268,7 @@ def every_line_bad(shown: str, problems: list[Problem]) -> ManifestError:
     more = len(problems) - QUOTED_PROBLEMS
     hint = f"\n  ... and {more} more" if more > 0 else ""
     return ManifestError(f"{shown}: no valid utterances: every line is bad:\n  {quoted}{hint}\n"
-                         "sde expects one JSON object per line with audio_filepath, duration and text")
+                         + _what_sde_expects(shown, problems, "audio_filepath, duration and text"))
 
 
 @dataclass

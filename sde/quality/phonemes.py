@@ -62,6 +62,14 @@ class UnknownVoice(PhonemizerError):
     one (a request's mistake), where a missing espeak-ng is the machine's."""
 
 
+class _VoiceSpec(ctypes.Structure):
+    """espeak_VOICE: what espeak_SetVoiceByProperties matches a voice against."""
+
+    _fields_ = [("name", ctypes.c_char_p), ("languages", ctypes.c_char_p), ("identifier", ctypes.c_char_p),
+                ("gender", ctypes.c_ubyte), ("age", ctypes.c_ubyte), ("variant", ctypes.c_ubyte),
+                ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int), ("spare", ctypes.c_void_p)]
+
+
 class _Espeak:
     """libespeak-ng, initialised once per process. The library keeps global state: one lock."""
 
@@ -76,6 +84,8 @@ class _Espeak:
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.restype = ctypes.c_int
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetVoiceByProperties.restype = ctypes.c_int
+        lib.espeak_SetVoiceByProperties.argtypes = [ctypes.POINTER(_VoiceSpec)]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
         if lib.espeak_Initialize(_RETRIEVAL, 0, None, _DONT_EXIT) < 0:
@@ -85,10 +95,15 @@ class _Espeak:
         self.lock = threading.Lock()
 
     def set_voice(self, lang: str) -> None:
+        """The voice ``lang`` as `espeak-ng -v LANG` finds it: a voice file's name (en, gmw/en-US),
+        else a language code of `espeak-ng --voices` (en-gb, fr-fr; any case, so BCP-47's en-GB),
+        which espeak_SetVoiceByName alone does not know."""
         if lang != self._voice:
-            if self._lib.espeak_SetVoiceByName(lang.encode()) != 0:
+            self._voice = None  # a failed attempt may leave the library on another voice
+            if (self._lib.espeak_SetVoiceByName(lang.encode()) != 0
+                    and self._lib.espeak_SetVoiceByProperties(ctypes.byref(_VoiceSpec(languages=lang.encode()))) != 0):
                 raise UnknownVoice(f'espeak-ng has no voice "{lang}"; `espeak-ng --voices` lists them '
-                                   f'(e.g. en, en-us, de, fr, es)')
+                                   f'(e.g. en, en-gb, en-us, de, fr, es)')
             self._voice = lang
 
     def phonemes(self, text: str) -> str:

@@ -167,8 +167,9 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
     Each speaker: ``speaker, utterances, hours, speech_hours, sample_rates, lufs_median,
     lufs_spread, clipping_share, phonemes_missing, phonemes_rare, flags`` (``flags``: ``[{"flag",
     "message"}]`` against :data:`GUIDANCE`); ``speaker`` is None for the utterances without one.
-    ``lang`` None skips phonemes. When espeak-ng is missing or lacks the voice, phoneme fields are
-    empty and ``phoneme_error`` says why.
+    ``lang`` None skips phonemes. When espeak-ng is missing or lacks the voice, ``phoneme_error``
+    says why, each speaker's ``phonemes_missing`` and ``phonemes_rare`` are None (not measured: an
+    empty list would read as every phoneme heard) and ``unchecked`` lists ``missing_phonemes``.
     ``limit`` keeps the speakers with the most hours. ``counts`` adds each speaker's
     ``phoneme_counts`` (phoneme → times heard, most frequent first: the histogram). ``unchecked``
     lists the flags no speaker could get because their column was never measured.
@@ -184,6 +185,7 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
             seen = _counts_by_speaker(hist)
         except PhonemizerError as exc:
             report["phoneme_error"] = str(exc)
+    unmeasured = "phoneme_error" in report
     speakers = []
     for row in stats.to_dict("records"):  # iterrows made a Series per speaker: seconds at 50,000
         counts_of = seen.get(row["speaker"], {})
@@ -201,12 +203,16 @@ def tts_report(table: pd.DataFrame, lang: str | None = "en", *, speaker_column: 
             "lufs_median": _num(row["lufs_median"], 2),
             "lufs_spread": _num(row["lufs_spread"], 2),
             "clipping_share": _num(row["clipping_share"], 4),
-            "phonemes_missing": missing,
-            "phonemes_rare": rare,
+            "phonemes_missing": None if unmeasured else missing,
+            "phonemes_rare": None if unmeasured else rare,
             "flags": _flags(row, missing),
-            **({"phoneme_counts": {p: int(c) for p, c in counts_of.items()}} if counts else {}),
+            **({"phoneme_counts": None if unmeasured else {p: int(c) for p, c in counts_of.items()}}
+               if counts else {}),
         })
     report["speakers"] = speakers
     report["total_speakers"] = int(len(speaker_stats))
     report["unchecked"] = unchecked_flags(table)
+    if unmeasured:  # no column to measure: espeak-ng is what is missing, and phoneme_error says the fix
+        report["unchecked"].append({"flag": "missing_phonemes", "column": None,
+                                    "message": f"not checked: {report['phoneme_error']}"})
     return {"speakers": report.pop("speakers"), **report}

@@ -4,7 +4,9 @@
         {"speakers": [{"speaker", "utterances", "hours", "speech_hours", "sample_rates",
           "lufs_median", "lufs_spread", "clipping_share", "phonemes_missing", "phonemes_rare",
           "flags": [{"flag", "message"}], "phoneme_counts"?}], "phoneme_inventory": [...],
-          "inventory_source", "language", "guidance", "total_speakers"}
+          "inventory_source", "language", "guidance", "total_speakers", "unchecked", "phoneme_error"?}
+        (lang: an espeak-ng voice or language code, any case: en, en-GB, fr-fr; without phonemes,
+        phoneme_error says why and phonemes_missing is null: not checked, never covered)
     GET /api/duplicates?kind=text|near|audio&page=P&page_size=N
         {"kind", "column", "groups_total", "utterances", "page", "page_size",
          "groups": [{"group", "size", "ids", "ids_truncated", "texts", "texts_total",

@@ -70,6 +70,8 @@ def _hours_cell(hours: float | None) -> Any:
 
 def _phonemes(s: dict) -> Any:
     missing, rare = s["phonemes_missing"], s["phonemes_rare"]
+    if missing is None:  # espeak-ng could not count them (the guidance says why): nothing is covered
+        return html.Span("not checked", className="text-muted", title="phoneme coverage was not measured")
     parts: list[Any] = []
     if missing:
         parts.append(html.Div([html.Span(f"{len(missing)} missing: ", className="text-danger"),
@@ -80,6 +82,17 @@ def _phonemes(s: dict) -> Any:
                                html.Span(" ".join(rare[:24]) + (" …" if len(rare) > 24 else ""),
                                          className="font-monospace")]))
     return parts or html.Span("all covered", className="text-success")
+
+
+def _ready(s: dict) -> bool:
+    """No flags, and its phonemes were counted (without them missing_phonemes could not be raised)."""
+    return not s["flags"] and s["phonemes_missing"] is not None
+
+
+def _no_flags(s: dict) -> dbc.Badge:
+    if _ready(s):
+        return dbc.Badge("ready", color="success")
+    return dbc.Badge("phonemes not checked", color="secondary", title="no flags, but phoneme coverage was not measured")
 
 
 def _table(r: dict, column: str, text: bool) -> dbc.Table:
@@ -98,7 +111,7 @@ def _table(r: dict, column: str, text: bool) -> dbc.Table:
             html.Td("–" if s["clipping_share"] is None else f"{100 * s['clipping_share']:.1f}%", className="text-end"),
             html.Td(_phonemes(s), className="small"),
             html.Td([dbc.Badge(f["flag"].replace("_", " "), color="warning", className="me-1", title=f["message"])
-                     for f in s["flags"]] or dbc.Badge("ready", color="success")),
+                     for f in s["flags"]] or _no_flags(s)),
         ]))
     return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)], size="sm", hover=True,
                      responsive=True, className="small mb-0", id=TABLE)
@@ -135,14 +148,17 @@ def phoneme_figure(r: dict, speaker: str | None) -> go.Figure:
 
 def _guidance(r: dict, lang: str) -> dbc.Alert:
     g = r["guidance"]
-    ready = sum(1 for s in r["speakers"] if not s["flags"])
+    ready = sum(1 for s in r["speakers"] if _ready(s))
     source = {"reference text": f"sde's reference text for {lang}", "dataset": "the phonemes this dataset uses"}.get(
-        r.get("inventory_source"), "")
+        r.get("inventory_source"))
+    # without an inventory "0 phonemes from )" read as a measured, empty one
+    inventory = (f"inventory: {len(r['phoneme_inventory'])} phonemes from {source}" if source
+                 else "phoneme coverage not checked")
     return dbc.Alert([
         html.Strong(f"{fmt_int(ready)} of {fmt_int(r.get('total_speakers', len(r['speakers'])))} speakers ready. "),
         f"A single-speaker TTS voice usually wants ~{g['target_hours']:g} h of speech, audio at "
         f"{g['min_sample_rate'] / 1000:g} kHz or more, loudness within {g['lufs_spread_max']:g} LU, no clipping and "
-        f"every phoneme of the language (inventory: {len(r['phoneme_inventory'])} phonemes from {source}).",
+        f"every phoneme of the language ({inventory}).",
         html.Div(r["phoneme_error"], className="text-danger") if r.get("phoneme_error") else None,
     ], color="light", className="small", id=GUIDE)
 

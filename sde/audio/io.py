@@ -874,9 +874,15 @@ def _shown(value: object) -> str:
         value = value.tolist()
     listed = _listed(value)
     if listed is not None:  # a list alike as the line wrote it, as JSON text or as a table's tuple or array
-        value = [v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v for v in listed]
-    text = repr(value)
+        value = [_as_written(v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v) for v in listed]
+    text = repr(_as_written(value))
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _as_written(value: object) -> object:
+    # A column with a missing value is float: the line's 5 arrives as 5.0 (the measures said
+    # "audio_channel 5.0" where the player, given the line's own value, said 5)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _whole_channel(value: object) -> Any:

@@ -147,7 +147,7 @@ def test_a_stale_version_is_409_with_both_values_and_nothing_is_overwritten(serv
     ("POST", "/api/utterances/2/review", {"status": "keep", "tags": 0}, 400, '"accent"]; got 0'),
     ("POST", "/api/utterances/2/review", {"status": "keep", "tags": False}, 400, '"accent"]; got False'),
     ("POST", "/api/utterances/2/review", b"{not json", 400, "not valid JSON"),
-    ("POST", "/api/utterances/2/review", b"x" * ((1 << 20) + 1), 413, "at most 1,048,576"),
+    ("POST", "/api/utterances/2/review", b"x" * ((4 << 20) + 1), 413, "at most 4,194,304"),
     ("POST", "/api/utterances/2/review", b"[" * 50 + b"]" * 50, 400, "nested"),
     ("POST", "/api/utterances/2/review/undo", {}, 409, "nothing to undo"),
     ("GET", "/api/reviews?page_size=5000", None, 400, "page_size"),
@@ -169,6 +169,19 @@ def test_bad_requests_are_4xx_with_a_message_and_save_nothing(served, method, pa
     assert code == status, payload
     assert fragment in payload["error"]
     assert call(review_url(url, 2))[1]["version"] == 0
+
+
+def test_the_largest_review_fits_the_request_limit_as_json_encoders_escape_it(served):
+    """Every field at its limit, every character an emoji: json.dumps' default \\u escapes make it
+    ~1.35 MB (413 when the limit was 1 MiB, inside the documented 100,000 characters)."""
+    from sde.review_store import MAX_NOTE_CHARS, MAX_TAG_CHARS, MAX_TAGS, MAX_TEXT_CHARS
+
+    url, _ = served
+    body = {"status": "fix", "text": "😀" * MAX_TEXT_CHARS, "note": "😀" * MAX_NOTE_CHARS,
+            "tags": ["😀" * MAX_TAG_CHARS] * MAX_TAGS}
+    code, saved = call(review_url(url, 4), "POST", body)
+    assert code == 200, saved
+    assert saved["text"] == body["text"] and saved["note"] == body["note"]
 
 
 def review_some(url: str) -> None:

@@ -501,6 +501,16 @@ def test_create_app_honours_config_auth(dataset):
     assert client.get("/api/summary", headers={"Authorization": _basic("ann:pw")}).status_code == 200
 
 
+@pytest.mark.parametrize("route, kind", [("/api/summary", "application/json"), ("/api/utterances.csv", "application/json"),
+                                         ("/samples", "text/plain"), ("/audio/0.wav", "text/plain")])
+def test_a_401_says_how_to_authenticate_in_json_on_the_api(dataset, route, kind):
+    """The API answers every mistake in JSON (docs/api.md), a missing password too; pages in text."""
+    r = create_app(dataset, AppConfig(title="x", auth="ann:pw")).server.test_client().get(route)
+    assert r.status_code == 401 and r.mimetype == kind
+    message = r.get_json()["error"] if kind == "application/json" else r.get_data(as_text=True)
+    assert "--auth USER:PASSWORD" in message and "curl -u USER:PASSWORD" in message
+
+
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_auth_on_every_route_of_the_real_server(hostile, how):
     password = "s3c:r et"

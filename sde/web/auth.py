@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 
 from flask import Flask, Response, request
 
@@ -61,13 +62,15 @@ def check_authorization(header: str | None, expected: bytes) -> bool:
     return hmac.compare_digest(_digest(given), _digest(expected))
 
 
-def _challenge() -> Response:
-    return Response(
-        "Authentication required: this sde server was started with --auth USER:PASSWORD.\n",
-        401,
-        {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"', "Cache-Control": "no-store"},
-        mimetype="text/plain",
-    )
+CHALLENGE = ("authentication required: this sde server was started with --auth USER:PASSWORD; "
+             "send them (curl -u USER:PASSWORD URL)")
+
+
+def _challenge(path: str) -> Response:
+    headers = {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"', "Cache-Control": "no-store"}
+    if path.startswith("/api/"):  # the API answers every mistake in JSON, this one too
+        return Response(json.dumps({"error": CHALLENGE}), 401, headers, mimetype="application/json")
+    return Response(CHALLENGE[0].upper() + CHALLENGE[1:] + ".\n", 401, headers, mimetype="text/plain")
 
 
 def install_basic_auth(server: Flask, credentials: str) -> None:
@@ -83,7 +86,7 @@ def install_basic_auth(server: Flask, credentials: str) -> None:
     def _require_auth() -> Response | None:
         if check_authorization(request.headers.get("Authorization"), expected):
             return None
-        return _challenge()
+        return _challenge(request.path)
 
     hooks = server.before_request_funcs.setdefault(None, [])
     hooks.insert(0, _require_auth)

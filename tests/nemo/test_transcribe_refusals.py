@@ -12,6 +12,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from sde.nemo.command import transcribe_command
+from sde.nemo.model import nemo_available
 
 SR = 16000
 
@@ -46,6 +47,8 @@ def test_unusable_arguments_are_refused_before_any_work(manifest, args, code, sa
     assert sorted(p.name for p in d.iterdir()) == ["a0.wav", "m.json", "notes.txt"]
 
 
+@pytest.mark.nemo
+@pytest.mark.skipif(not nemo_available(), reason="without NeMo, 'NeMo is not installed' is said first (import_for)")
 @pytest.mark.parametrize("spec", ["missing.nemo", "./models/missing", "/nowhere/model.nemo"])
 def test_a_model_file_that_is_not_there_is_refused_before_nemo_imports(tmp_path, spec):
     # it was said after importing NeMo's ASR collection (~14 s, and its telemetry lines)

@@ -75,7 +75,7 @@ def test_a_request_line_cut_by_the_head_deadline_is_an_http_1_1_json_408(web_app
 def test_a_body_that_stops_arriving_is_a_json_408_naming_the_fix(web_app, monkeypatch, head, part):
     with limited_server(web_app, monkeypatch, IDLE_CONNECTION_S=IDLE_S, REQUEST_HEAD_S=30.0,
                         REQUEST_BODY_S=30.0) as port:
-        answer = ask(port, b"POST /api/rules/preview HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        answer = ask(port, b"POST /api/rules/preview HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                      + head + b"\r\n" + part)  # then nothing more
         error = json_refusal(answer, b"408")
         assert f"nothing for {IDLE_S:g} s" in error and "send it at once" in error
@@ -91,7 +91,7 @@ def server(web_app, monkeypatch):
 
 
 def get_with_headers(headers: list[bytes]) -> bytes:
-    return b"GET /api/summary HTTP/1.1\r\nHost: x\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
+    return b"GET /api/summary HTTP/1.1\r\nHost: localhost\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
 
 
 def test_a_header_too_long_to_read_is_a_json_431_naming_the_limit(server):

@@ -47,7 +47,7 @@ def settle(target: int, *, at_most: bool) -> int:
 
 
 def post_head(path: str, length: int) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    return (f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Content-Length: {length}\r\n\r\n").encode()
 
 
@@ -69,7 +69,7 @@ def trickle_body(port: int, path: str) -> tuple[bytes, int]:
 
 def test_a_trickled_chunked_body_is_a_408(server):
     with socket.create_connection(("127.0.0.1", server)) as conn:
-        conn.sendall(b"POST /api/rules/preview HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        conn.sendall(b"POST /api/rules/preview HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
         for _ in range(int(10 * BODY_S / TRICKLE_GAP_S)):
             time.sleep(TRICKLE_GAP_S)

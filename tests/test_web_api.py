@@ -348,9 +348,9 @@ def test_a_connection_that_keeps_the_server_waiting_is_closed_and_its_thread_end
         for k in range(20):
             conn = socket.create_connection(("127.0.0.1", port))
             if k % 2:  # a whole request, answered, then the connection left open
-                conn.sendall(b"GET /api/summary HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+                conn.sendall(b"GET /api/summary HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n")
             else:  # a request that never ends
-                conn.sendall(b"GET /api/summary HTTP/1.1\r\nHost: x\r\n")
+                conn.sendall(b"GET /api/summary HTTP/1.1\r\nHost: localhost\r\n")
             held.append(conn)
         for conn in held:  # closed by the server: the answer (if any), then the end of the stream
             conn.settimeout(5)

@@ -27,7 +27,7 @@ from dash.exceptions import DependencyException
 from flask import Response, make_response, request, send_from_directory
 
 from sde.audio_quality import has_audio_metrics
-from sde.web import reviewing, served, state
+from sde.web import reviewing, served, sites, state
 from sde.web.api import register_api
 from sde.web.auth import install_basic_auth
 from sde.web.components import alert_code, navbar
@@ -58,6 +58,9 @@ class AppConfig:
     dataset_cache_dir: str | None = None  # --cache-dir, else $SDE_CACHE_DIR (None: the platform's default)
     no_cache: bool = False                # --no-cache
     vad: bool = False                     # --vad: a build of its own, with the columns rules may name
+    # --allow-host: the names besides localhost and loopback IPs a server bound to loopback answers
+    # ("*": any), e.g. a reverse proxy's; sde.web.sites refuses other Host values (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 def not_found_layout(pathname: str) -> html.Div:
@@ -267,6 +270,7 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     refuse_malformed_callbacks(app)
     if config.auth:
         install_basic_auth(server, config.auth)
+    sites.install(server, config.allowed_hosts)  # after the auth: first, so another site's request gets no prompt
     server.register_error_handler(DependencyException, _unknown_bundle)
     server.after_request(_security_headers)
     register_api(server, dataset, audio_routes=config.audio_routes)

@@ -23,7 +23,9 @@ sde.web.api's ROUTES; the work is done by the HTTP twins of sde.reviews, sde.exp
 An edit is acknowledged (200 with its version) only once it is committed to the SQLite file, so
 a crash never loses an edit the client saw saved. Bodies larger than MAX_REQUEST_BYTES are refused
 (413) before they are read; a server started with --read-only, or whose reviews file could not be
-opened, answers 403 to edits, saying why. With --auth each edit records the signed-in user.
+opened, answers 403 to edits, saying why. With --auth each edit records the signed-in user. The
+two edits take only `Content-Type: application/json` (415 otherwise), which another web site's page
+cannot send without the browser asking this server first (sde.web.sites refuses the rest).
 """
 
 from __future__ import annotations
@@ -98,6 +100,16 @@ def _nesting(text: str) -> int:
     return deepest
 
 
+def require_json_type() -> None:
+    """415 unless the request says its body is JSON: a web page can send a form or a no-cors fetch
+    (text/plain) to another site without asking it first, never application/json."""
+    if request.mimetype != "application/json":
+        given = f"Content-Type {request.content_type!r}" if request.content_type else "no Content-Type"
+        raise ApiError(f"the request has {given}; a review is sent as JSON: set the header Content-Type: "
+                       "application/json (curl: -H 'Content-Type: application/json'; Python requests: "
+                       "json=BODY)", 415)
+
+
 def _answer(status_payload: tuple[int, Any]) -> Response:
     status, payload = status_payload
     if status == 403 and not reviewing.current().editable:
@@ -110,11 +122,13 @@ def review(uid: str) -> Response:
     dataset, store = served_dataset(), reviewing.current_store()
     if request.method == "GET":
         return _answer(review_get_route(dataset, store, uid))
+    require_json_type()
     return _answer(review_post_route(dataset, store, uid, request_body(), user=reviewing.request_user()))
 
 
 def review_undo(uid: str) -> Response:
     """POST /api/utterances/ID/review/undo."""
+    require_json_type()
     dataset, store = served_dataset(), reviewing.current_store()
     return _answer(review_undo_route(dataset, store, uid, request_body(), user=reviewing.request_user()))
 

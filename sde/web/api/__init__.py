@@ -30,13 +30,20 @@ for 5,000 rows must learn it got fewer). So does a parameter given twice (`filte
 user means A and B, another A or B, and using the first answered a question nobody asked; join
 them in one filter instead), and a parameter name that is the rest of a filter whose `&&` was not
 URL-encoded (`filter={wer}>10&&{cer}>5` reaches the server as `filter={wer}>10` and `{cer}>5`).
-A method a route does not take is a JSON 405 naming the ones it does. /api/problems pages like the tables:
+A parameter a route does not take answers 400 too, naming it, the route, the ones it takes and the
+closest (`fliter=x` on /api/utterances: "did you mean filter?"), or a typo would quietly answer
+for every row; each route declares its parameters beside it in `ROUTES` (`_`, a cache buster, is
+taken everywhere; a CSV twin takes its JSON's `page` and `page_size` and ignores them: it has every
+row). A method a route does not take is a JSON 405 naming the ones it does. /api/problems pages
+like the tables:
 `{"total", "page", "page_size", "rows"}` plus the counts `total_lines`, `loaded`, `skipped`, and
 `problems` (the same rows as `rows`, the field's name before paging).
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from flask import Blueprint, Flask, current_app, g, request
@@ -54,19 +61,62 @@ from sde.web.present import ApiError
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
-__all__ = ["MAX_PAGE", "MAX_PAGE_SIZE", "ROUTES", "register_api"]
+__all__ = ["CACHE_BUSTER", "MAX_PAGE", "MAX_PAGE_SIZE", "ROUTES", "register_api"]
 
 TABLES = Blueprint("sde_tables", __name__)
 ANALYSIS = Blueprint("sde_analysis", __name__)
 AUDIO = Blueprint("sde_audio", __name__)
 CURATION = Blueprint("sde_curation", __name__)
 QUALITY = Blueprint("sde_quality", __name__)
+
+# A cache buster (jQuery's `cache: false` adds `_=TIMESTAMP`): taken by every route, read by none.
+CACHE_BUSTER = "_"
+#: The query parameters of each endpoint ("sde_tables.utterances"), from ROUTES; endpoints not here
+#: (the catch-all of unknown /api paths) take any.
+_PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}   # (params, ignores)
+_SHOWN = 5  # unknown parameters named in a message (a script's 100 stray ones need not all be echoed)
+
+
+def _only_known_parameters() -> None:
+    """ApiError 400 naming the parameters the route does not take: a typo (`fliter=`, `page_sise=`)
+    was ignored, and the answer looked right while it held every row, unfiltered."""
+    declared = _PARAMETERS.get(request.endpoint or "")
+    if declared is None:
+        return
+    takes, ignores = declared
+    unknown = [name for name in request.args if name not in takes and name not in ignores and name != CACHE_BUSTER]
+    if not unknown:
+        return
+    route = re.sub(r"<[^>]*>", "ID", request.url_rule.rule) if request.url_rule is not None else request.path
+    guesses = [_closest(name, takes + ignores) for name in unknown[:_SHOWN]]
+    named = " and ".join(repr(name if len(name) <= 80 else name[:80] + "…") + (f" (did you mean {guess}?)" if guess else "")
+                         for name, guess in zip(unknown, guesses))
+    more = f" and {len(unknown) - _SHOWN} more" if len(unknown) > _SHOWN else ""
+    listed = f"takes {', '.join(takes)}" if takes else "takes no parameters"
+    if ignores:
+        listed += f" (and {', '.join(ignores)}, which it ignores: it has every row)"
+    raise ApiError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {named}{more} on {request.path}: "
+                   f"{'it' if route == request.path else route} {listed}; see docs/api.md",
+                   fields={"parameter": unknown[0], "unknown": unknown[:_SHOWN], "route": route,
+                           "parameters": list(takes), "ignored": list(ignores), "suggestion": guesses[0]})
+
+
+def _closest(name: str, takes: tuple[str, ...]) -> str | None:
+    # lower-cased: `Filter=` and `PAGE=` are typos too; `-`/`_` alike (page-size)
+    wanted = name.lower().replace("-", "_")
+    if wanted in takes:
+        return wanted
+    found = difflib.get_close_matches(wanted, takes, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
 # A blueprint's handlers are looked up before the app's, each for the whole class hierarchy: the
 # ApiError handler is here too, or the catch-all would answer every ApiError. A QueryError reaching
 # the handlers (DuckDB over --memory-limit in /api/errors' or /api/suspicious' counting) is a 400
 # like any refused query, not a 500.
 for _blueprint in (TABLES, ANALYSIS, AUDIO, CURATION, QUALITY):
-    _blueprint.before_request(check_query_string)
+    _blueprint.before_request(check_query_string)  # first: a non-word name or a repeat has its own message
+    _blueprint.before_request(_only_known_parameters)
     _blueprint.register_error_handler(ApiError, error_response)
     _blueprint.register_error_handler(QueryError, query_error_response)
     _blueprint.register_error_handler(Exception, unexpected_response)
@@ -84,6 +134,12 @@ class Route(NamedTuple):
     rule: str
     view: Callable
     methods: tuple[str, ...] = ("GET",)
+    #: The query parameters `view` reads; any other answers 400. None: any (the catch-all). Kept
+    #: equal to what the code reads by tests/test_api_unknown_parameters.py.
+    params: tuple[str, ...] | None = ()
+    #: Taken but not read: a CSV twin's paging (a paged JSON URL with .csv added still answers, with
+    #: every row, as the CSV always has).
+    ignores: tuple[str, ...] = ()
 
 
 def _no_route(path: str) -> ApiError:
@@ -102,42 +158,54 @@ def api_not_found(path: str):
     raise _no_route(path)
 
 
+# Parameters several routes take. `error` and `hyp` of the utterances' routes are the Errors page's
+# `error=sub:REF:HYP&hyp=F`, folded into the filter (sde.web.present.requested_filter).
+_PAGED = ("page", "page_size")
+_VIEW = ("filter", "sort")
+_ERROR = ("error", "hyp")
+_AUGMENT = ("speed", "stretch", "noise", "snr", "rir", "rt60", "seed")
+
 ROUTES: tuple[Route, ...] = (
-    Route(TABLES, "/api/summary", tables.summary),
-    Route(TABLES, "/api/utterances", tables.utterances),
-    Route(TABLES, "/api/utterances.csv", tables.utterances_csv),
+    Route(TABLES, "/api/summary", tables.summary, params=("normalize",)),
+    Route(TABLES, "/api/utterances", tables.utterances, params=(*_VIEW, *_PAGED, *_ERROR)),
+    Route(TABLES, "/api/utterances.csv", tables.utterances_csv, params=(*_VIEW, *_ERROR), ignores=_PAGED),
     Route(TABLES, "/api/utterances/<uid>", tables.utterance),
-    Route(TABLES, "/api/vocabulary", tables.vocabulary),
-    Route(TABLES, "/api/vocabulary.csv", tables.vocabulary_csv),
-    Route(TABLES, "/api/problems", tables.problems),
+    Route(TABLES, "/api/vocabulary", tables.vocabulary, params=(*_VIEW, *_PAGED)),
+    Route(TABLES, "/api/vocabulary.csv", tables.vocabulary_csv, params=_VIEW, ignores=_PAGED),
+    Route(TABLES, "/api/problems", tables.problems, params=_PAGED),
     Route(TABLES, "/api/audio-quality", tables.audio_quality),
-    # Less specific than every route above: only unknown /api paths land here.
-    Route(TABLES, "/api/<path:path>", api_not_found),
-    Route(ANALYSIS, "/api/errors", analysis.errors),
-    Route(ANALYSIS, "/api/errors.csv", analysis.errors_csv),
-    Route(ANALYSIS, "/api/breakdown", analysis.breakdown),
-    Route(ANALYSIS, "/api/breakdown.csv", analysis.breakdown_csv),
-    Route(ANALYSIS, "/api/compare", analysis.compare),
-    Route(ANALYSIS, "/api/compare.csv", analysis.compare_csv),
-    Route(ANALYSIS, "/api/compare/words", analysis.compare_words_json),
-    Route(ANALYSIS, "/api/compare/words.csv", analysis.compare_words_csv),
+    # Less specific than every route above: only unknown /api paths land here (404, whatever they ask).
+    Route(TABLES, "/api/<path:path>", api_not_found, params=None),
+    Route(ANALYSIS, "/api/errors", analysis.errors, params=("hyp", "filter", "limit")),
+    Route(ANALYSIS, "/api/errors.csv", analysis.errors_csv, params=("kind", "hyp", "filter", "limit")),
+    Route(ANALYSIS, "/api/breakdown", analysis.breakdown,
+          params=("by", "hyp", "filter", "sort", *_PAGED, "min_words", "min_utterances", "ci", "n_resamples",
+                  "seed")),
+    Route(ANALYSIS, "/api/breakdown.csv", analysis.breakdown_csv,
+          params=("by", "hyp", "filter", "sort", "min_words", "min_utterances"), ignores=_PAGED),
+    Route(ANALYSIS, "/api/compare", analysis.compare, params=("a", "b", "filter", "n_resamples", "seed")),
+    Route(ANALYSIS, "/api/compare.csv", analysis.compare_csv, params=("a", "b", "filter", "n_resamples", "seed")),
+    Route(ANALYSIS, "/api/compare/words", analysis.compare_words_json, params=("a", "b", "filter", "limit")),
+    Route(ANALYSIS, "/api/compare/words.csv", analysis.compare_words_csv, params=("a", "b", "filter", "limit")),
     Route(AUDIO, "/audio/<digits:utt_id>.wav", audio.wav),
     Route(AUDIO, "/audio/<digits:utt_id>.ogg", audio.ogg),
-    Route(AUDIO, "/api/utterances/<digits:utt_id>/signal", audio.signal),
-    Route(CURATION, "/api/utterances.jsonl", curation.utterances_jsonl),
+    Route(AUDIO, "/api/utterances/<digits:utt_id>/signal", audio.signal, params=("kind",)),
+    Route(CURATION, "/api/utterances.jsonl", curation.utterances_jsonl, params=(*_VIEW, *_ERROR, "drop", "removed")),
     Route(CURATION, "/api/utterances/<uid>/review", curation.review, ("GET", "POST")),
     Route(CURATION, "/api/utterances/<uid>/review/undo", curation.review_undo, ("POST",)),
-    Route(CURATION, "/api/reviews", curation.reviews),
-    Route(CURATION, "/api/rules/preview", curation.rules_preview, ("POST",)),
-    Route(QUALITY, "/api/tts", quality.tts),
-    Route(QUALITY, "/api/duplicates", quality.duplicates),
+    Route(CURATION, "/api/reviews", curation.reviews, params=(*_VIEW, *_PAGED)),
+    Route(CURATION, "/api/rules/preview", curation.rules_preview, ("POST",), params=("filter",)),
+    Route(QUALITY, "/api/tts", quality.tts, params=("lang", "speaker", "limit", "page", "counts")),
+    Route(QUALITY, "/api/duplicates", quality.duplicates, params=("kind", *_PAGED)),
     Route(QUALITY, "/api/suspicious", quality.suspicious),
-    Route(QUALITY, "/api/utterances/<digits:utt_id>/augment", quality.augment),
-    Route(QUALITY, "/api/utterances/<digits:utt_id>/augment/config", quality.augment_config),
+    Route(QUALITY, "/api/utterances/<digits:utt_id>/augment", quality.augment, params=_AUGMENT),
+    Route(QUALITY, "/api/utterances/<digits:utt_id>/augment/config", quality.augment_config, params=_AUGMENT),
 )
 
 for _route in ROUTES:
     _route.blueprint.add_url_rule(_route.rule, _route.view.__name__, _route.view, methods=list(_route.methods))
+    if _route.params is not None:
+        _PARAMETERS[f"{_route.blueprint.name}.{_route.view.__name__}"] = (_route.params, _route.ignores)
 
 _AUDIO_FILES = {f"{AUDIO.name}.{r.view.__name__}" for r in ROUTES if r.rule.startswith("/audio/")}
 

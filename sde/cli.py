@@ -85,9 +85,74 @@ class DefaultGroup(click.Group):
         formatter.write_usage("sde", "SOURCE... [OPTIONS] | COMMAND [ARGS]...")
 
 
+class EnvOption(click.Option):
+    """An option that can also be set by an environment variable: a bad value that came from the
+    variable is blamed on the variable (its name, its value), not on an option the user never typed."""
+
+    def __init__(self, *args: Any, secret: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.secret = secret  # SDE_AUTH holds a password: never echoed
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except click.BadParameter as e:
+            variable = from_environment(ctx, self.name)
+            if variable is None:
+                raise
+            shown = "" if self.secret else f", set to {value!r}"
+            e.param_hint = f"{variable} (an environment variable{shown})"
+            e.message = (f"{e.message.rstrip('.')}; fix or unset {variable} "
+                         f"({max(self.opts, key=len)} on the command line overrides it)")
+            raise
+
+
+def from_environment(ctx: click.Context | None, name: str | None) -> str | None:
+    """The environment variable the value of option ``name`` came from, None where it did not."""
+    if ctx is None or name is None or ctx.get_parameter_source(name) is not click.core.ParameterSource.ENVIRONMENT:
+        return None
+    param = next((p for p in ctx.command.params if p.name == name), None)
+    return param.envvar if isinstance(param, click.Option) and isinstance(param.envvar, str) else None
+
+
+def _is_url(value: str) -> bool:
+    from sde.sources.remote import is_url
+
+    return is_url(value)
+
+
+def _exists_checked(kind: str, fix: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback that refuses a local file (``kind`` "file") or folder ("folder") that does not
+    exist as the command line is read (exit 2), instead of after the dataset is read and scored;
+    URLs are left to the store. ``fix``: what to give instead."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        # a blank value is left to the command's own check ("is empty; name a file")
+        if value is None or not str(value).strip() or _is_url(str(value)):
+            return value
+        if not (os.path.isdir(value) if kind == "folder" else os.path.isfile(value)):
+            where = "" if os.path.isabs(value) else f" (relative paths start from {os.getcwd()})"
+            raise click.BadParameter(f"{value}: {kind} not found{where}; {fix}", ctx=ctx, param=param)
+        return value
+
+    return check
+
+
+def _cache_choice_checked(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """--cache-dir DIR with --no-cache: one of them would be ignored. Refused by whichever of the
+    two is processed second (click processes them in the order they were typed)."""
+    other = "no_cache" if param.name == "cache_dir" else "cache_dir"
+    if value and ctx.params.get(other):
+        raise click.UsageError(f"--cache-dir {ctx.params.get('cache_dir') or value} and --no-cache contradict each "
+                               "other; give one: --cache-dir DIR to use the cache in DIR, or --no-cache to neither "
+                               "read nor write a cache", ctx)
+    return value
+
+
 def _cache_size_checked(ctx: click.Context, param: click.Parameter, no_cache: bool) -> bool:
     """--no-cache's callback: a command that uses the cache checks $SDE_CACHE_SIZE as its command
     line is read (a usage error, exit 2), not when a build stores its entry minutes later."""
+    _cache_choice_checked(ctx, param, no_cache)
     if no_cache:
         return no_cache
     from sde.cache.limit import CacheSizeError, check_size_limit
@@ -103,12 +168,19 @@ def data_options(f: Callable) -> Callable:
     """Options shared by every command that builds a dataset."""
     decorators = [
         click.option("--audio-base-path", type=click.Path(file_okay=False), default=None,
+                     callback=_exists_checked("folder", "give the folder that the manifest's relative audio paths "
+                                              "start from (or an s3://... URL), or leave it out for the "
+                                              "manifest's folder"),
                      help="Folder that relative audio paths are joined to (default: the manifest's folder)."),
         click.option("--vocab", type=click.Path(dir_okay=False), default=None,
+                     callback=_exists_checked("file", "give a word list (one word per line, or a TSV whose first "
+                                              "column is the word)"),
                      help="Word list (or TSV, first column = word); words outside it are marked OOV."),
         click.option("--pred-field", "pred_fields", multiple=True, metavar="F[=LABEL]",
                      help="Hypothesis field to score (repeatable). Default: pred_text and every pred_text_*."),
         click.option("--predictions", type=click.Path(dir_okay=False), default=None,
+                     callback=_exists_checked("file", "give a NeMo output manifest with pred_text (e.g. written by "
+                                              "sde transcribe)"),
                      help="A NeMo output manifest whose pred_text is merged by (audio_filepath, offset), and by "
                           "shard_id and audio_channel where the lines have them."),
         click.option("--normalize", default="", metavar="STEPS",
@@ -119,7 +191,7 @@ def data_options(f: Callable) -> Callable:
         click.option("--estimate-audio-metrics", is_flag=True,
                      help="Read every audio file to measure sample rate, levels, clipping, bandwidth."),
         click.option("--strict", is_flag=True, help="Stop at the first bad manifest line instead of skipping it."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None, callback=_cache_choice_checked,
                      help="Where built datasets are cached (default: the user cache dir, or $SDE_CACHE_DIR); "
                           "the least recently used are removed beyond 20 GiB ($SDE_CACHE_SIZE, e.g. 100GB; "
                           "at least 1MB); a read-only folder is read, nothing stored there."),
@@ -206,6 +278,7 @@ def options_from(audio_base_path, vocab, pred_fields, predictions, normalize, al
     # Not a dataset option (not part of the cache key, never written to disk: it may hold secrets):
     # it says how to reach the store, for every remote read of this process.
     _configure_storage(storage_options)
+    _check_remote_timeout()
     _configure_engine(threads, memory_limit, part_size)
 
     try:
@@ -288,6 +361,17 @@ def _check_memory_limit_fits(memory_limit: str) -> None:
                              "(RAM, or the container's limit where that is lower); give at most that, e.g. "
                              f"--memory-limit {suggestion}GB, or leave it out for 80% of it",
                              param_hint="--memory-limit")
+
+
+def _check_remote_timeout() -> None:
+    """A malformed $SDE_REMOTE_TIMEOUT is a usage error as the command starts, before any source is
+    listed (a command that reads local files only is told too: the setting is broken either way)."""
+    from sde.sources.remote import RemoteError, timeout_s
+
+    try:
+        timeout_s()
+    except RemoteError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def _configure_storage(text: str | None) -> None:
@@ -375,7 +459,10 @@ def _counted(n: int, noun: str) -> str:
 
 def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | None, no_cache: bool, quiet: bool = False,
          background_write: bool = False, vad: bool = False, check_audio: bool = True,
-         check_audio_later: bool = False, engine: dict[str, Any] | None = None):
+         check_audio_later: bool = False, engine: dict[str, Any] | None = None, notes: bool = True):
+    """The dataset of ``manifest``, saying what it does on stderr unless ``quiet``; what it found
+    wrong (bad lines, files skipped: :func:`load_notes`) is said with ``notes`` even when quiet:
+    `sde stats --json` keeps stdout for its JSON, and the docs promise the first five bad lines."""
     from sde.build.load import load_dataset
     from sde.engine import settings
     from sde.quality.vad import VadError
@@ -400,8 +487,8 @@ def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | 
 
         dataset = with_tar_members(dataset, Problem, cache_dir=Path(cache_dir) / "tar-index" if cache_dir else None,
                                    status=status)
-    for line in load_notes(dataset.problems, dataset.warnings):  # after the members' check: its notes too
-        status(line)
+    for line in load_notes(dataset.problems, dataset.warnings) if notes else ():  # after the members' check too
+        click.echo(line, err=True)
     rows = len(dataset.utterances)
     presence = check_audio and not dataset.tar_shards
     if presence and rows > PRESENCE_MAX_ROWS:
@@ -463,14 +550,45 @@ def _auth_checked(ctx: click.Context, param: click.Parameter, value: str | None)
     return value
 
 
+def _allowed_hosts_checked(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """--allow-host NAME (repeatable) or SDE_ALLOWED_HOSTS (names split by commas or spaces), each a
+    host name or IP, checked as the command line is read."""
+    from sde.web.sites import allowed_names
+
+    names = tuple(n for value in values for n in value.replace(",", " ").split())
+    try:
+        allowed_names(names)
+    except ValueError as e:
+        raise click.BadParameter(str(e).removeprefix("--allow-host "), ctx=ctx, param=param) from None
+    return names
+
+
+def _auth_env_set_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """SDE_AUTH set to nothing (SDE_AUTH="$SECRET" with SECRET unset) reads as unset to click: the
+    server would run open while its user believes it guarded. Refused, as --auth '' is."""
+    typed = ctx.get_parameter_source(param.name or "") is click.core.ParameterSource.COMMANDLINE
+    if not typed and os.environ.get("SDE_AUTH") is not None and not os.environ["SDE_AUTH"].strip():
+        raise click.BadParameter("SDE_AUTH is set but empty, so no password would be asked for; set it to "
+                                 "USER:PASSWORD, or unset it (unset SDE_AUTH) to serve without a password",
+                                 ctx=ctx, param_hint="SDE_AUTH")
+    return _auth_checked(ctx, param, value)
+
+
 def serve_options(f: Callable) -> Callable:
     decorators = [
-        click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True, envvar="SDE_PORT",
+        click.option("--port", cls=EnvOption, type=click.IntRange(0, 65535), default=8050, show_default=True,
+                     envvar="SDE_PORT",
                      help="Port to listen on; 0 picks a free one (or set SDE_PORT)."),
-        click.option("--host", default="127.0.0.1", show_default=True, envvar="SDE_HOST",
+        click.option("--host", cls=EnvOption, default="127.0.0.1", show_default=True, envvar="SDE_HOST",
                      help="Interface to bind; 0.0.0.0 exposes sde to your network (or set SDE_HOST)."),
-        click.option("--auth", default=None, envvar="SDE_AUTH", metavar="USER:PASSWORD", callback=_auth_checked,
+        click.option("--auth", cls=EnvOption, secret=True, default=None, envvar="SDE_AUTH", metavar="USER:PASSWORD",
+                     callback=_auth_env_set_empty,
                      help="Require HTTP basic auth on every route (or set SDE_AUTH)."),
+        click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME", envvar="SDE_ALLOWED_HOSTS",
+                     callback=_allowed_hosts_checked,
+                     help="Also answer requests for this host name on a server bound to 127.0.0.1 (repeatable; "
+                          "'*' any; or SDE_ALLOWED_HOSTS=a,b): a proxy's or an /etc/hosts alias. Other names are "
+                          "refused, so that a web page cannot read sde through DNS rebinding."),
         click.option("--debug", is_flag=True, help="Dash debug mode (never use on a shared machine)."),
     ]
     for decorator in reversed(decorators):
@@ -534,8 +652,9 @@ def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache:
 @review_options
 @handle_data_errors
 def serve_command(sources: tuple[str, ...], model: str | None, port: int, host: str, auth: str | None,
-                  debug: bool, cache_dir: str | None, no_cache: bool, vad: bool, noise_dir: str | None,
-                  rir_dir: str | None, reviews: str | None, read_only: bool, **data: Any) -> None:
+                  allow_hosts: tuple[str, ...], debug: bool, cache_dir: str | None, no_cache: bool, vad: bool,
+                  noise_dir: str | None, rir_dir: str | None, reviews: str | None, read_only: bool,
+                  **data: Any) -> None:
     """Serve the explorer on SOURCE... (this is also what `sde SOURCE...` does): one or more
     manifests, globs, NeMo shard patterns or URLs, read as one dataset."""
     sock = _reserve_port(host, port)
@@ -550,7 +669,7 @@ def serve_command(sources: tuple[str, ...], model: str | None, port: int, host: 
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
            sock=sock, augment_dirs=(noise_dir, rir_dir),
            reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only,
-           cache_options=(cache_dir, no_cache), vad=vad)
+           cache_options=(cache_dir, no_cache), vad=vad, allow_hosts=allow_hosts)
 
 
 def _reserve_port(host: str, port: int):
@@ -564,7 +683,11 @@ def _reserve_port(host: str, port: int):
     try:
         return reserve(host, port)
     except ServeError as e:
-        fail(str(e))
+        ctx = click.get_current_context(silent=True)
+        given = [f"{v}={value}" for name, value in (("host", host), ("port", port))
+                 if (v := from_environment(ctx, name))]
+        # the fix names --host/--port; the value the user must change is an environment variable's
+        fail(f"{e}" + (f" (from the environment: {', '.join(given)}; fix or unset it)" if given else ""))
 
 
 def _alphabet_from_model(alphabet: str | None, model: str | None) -> str | None:
@@ -754,7 +877,8 @@ def _end_background_queries(warm) -> None:
 
 def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cache_dir: str | None = None,
            sock=None, augment_dirs: tuple[str | None, str | None] = (None, None), reviews: str | None = None,
-           read_only: bool = False, cache_options: tuple[str | None, bool] = (None, False), vad: bool = False) -> None:
+           read_only: bool = False, cache_options: tuple[str | None, bool] = (None, False), vad: bool = False,
+           allow_hosts: tuple[str, ...] = ()) -> None:
     # The first page a browser opens shows the summary (sums over every row: 0.3-0.8 s at 10M,
     # mostly reading the columns, numpy without the GIL): made while the web framework imports.
     threading.Thread(target=_summary_ahead, args=(dataset,), name="sde-summary", daemon=True).start()
@@ -786,7 +910,7 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth, cache_dir=cache_dir,
                                         reviews=reviews, read_only=read_only, no_cache=no_cache,
                                         dataset_cache_dir=None if no_cache or not given_cache
-                                        else os.path.abspath(given_cache), vad=vad))
+                                        else os.path.abspath(given_cache), vad=vad, allowed_hosts=allow_hosts))
 
     # The query engine's view of the table (seconds at 10M rows) is made while the browser opens;
     # of the text columns, the transcripts are the ones searched (paths, speakers: on first use).
@@ -896,7 +1020,7 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
     click.echo(f"indexed {len(dataset.utterances):,} utterances of {dataset.name} in "
                f"{time.perf_counter() - started:.1f} s into {where}; serve them with: "
                f"{_serve_command(click.get_current_context(), sources)}", err=True)
-    stored = load(sources, options, cache_dir, False, quiet=True, vad=vad, check_audio=False)
+    stored = load(sources, options, cache_dir, False, quiet=True, vad=vad, check_audio=False, notes=False)
     if search_indexes:
         _write_search_indexes(stored)
     _keep_pages(stored)
@@ -1092,10 +1216,13 @@ def format_summary(summary: dict) -> str:
 @click.option("--filter", "filter_text", default=None, metavar="Q", help="Keep only the utterances Q selects.")
 @click.option("--sort", "sort_text", default=None, metavar="S", help="Order of the kept lines (default: the manifest's).")
 @click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None,
+              callback=_exists_checked("file", "give a YAML file of drop rules (see docs/cleaning.md)"),
               help="A YAML file of drop rules (named filters); their matches are removed.")
 @click.option("--apply-reviews", is_flag=True,
               help='Remove "drop" reviews; write fixes into text (old text in text_original), notes, tags.')
 @click.option("--reviews", "reviews_path", type=click.Path(dir_okay=False), default=None,
+              callback=_exists_checked("file", "no such reviews file: check the path (sde creates it when you "
+                                       "review in the browser), or leave --reviews out for the manifest's own"),
               help="The reviews file (default: the manifest's, in the cache folder).")
 @vad_option
 @handle_data_errors
@@ -1149,8 +1276,8 @@ def _check_before_loading(filter_text: str | None, rules_path: str | None) -> No
 
     try:
         parse(filter_text)
-    except QueryError as e:
-        fail(f"--filter: {e}")
+    except QueryError as e:  # a typo on the command line, like click's own checks: a usage error
+        raise click.BadParameter(str(e), param_hint="--filter") from None
     if rules_path is not None:
         try:
             load_rules(rules_path)
@@ -1160,12 +1287,13 @@ def _check_before_loading(filter_text: str | None, rules_path: str | None) -> No
 
 @cli.command("demo")
 @serve_options
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, callback=_cache_choice_checked,
+              help="Cache folder.")
 @click.option("--no-cache", is_flag=True, callback=_cache_size_checked, help="Neither read nor write the cache.")
 @review_options
 @handle_data_errors
-def demo_command(port: int, host: str, auth: str | None, debug: bool, cache_dir: str | None,
-                 no_cache: bool, reviews: str | None, read_only: bool) -> None:
+def demo_command(port: int, host: str, auth: str | None, allow_hosts: tuple[str, ...], debug: bool,
+                 cache_dir: str | None, no_cache: bool, reviews: str | None, read_only: bool) -> None:
     """Serve the small dataset shipped with sde: real speech, references and two models' output."""
     sock = _reserve_port(host, port)
     from sde.dataset import DatasetOptions
@@ -1176,7 +1304,7 @@ def demo_command(port: int, host: str, auth: str | None, debug: bool, cache_dir:
                    cache_dir, no_cache)
     _serve(dataset, host=host, port=port, auth=auth, debug=debug, cache_dir=_jobs_dir(cache_dir, no_cache),
            sock=sock, reviews=_reviews_file(dataset, reviews, cache_dir, no_cache), read_only=read_only,
-           cache_options=(cache_dir, no_cache))
+           cache_options=(cache_dir, no_cache), allow_hosts=allow_hosts)
 
 
 def _terminate(signum: int, _frame: Any) -> None:

@@ -260,10 +260,10 @@ def test_cli_export_gz_output(small, tmp_path):
     (["-o", "kept.json", "--rejected", "m.json"], 2, "manifest itself"),
     (["-o", "kept.json", "--rejected", "kept.json"], 1, "its own file"),
     (["-o", "missing/kept.json"], 1, "does not exist"),
-    (["-o", "kept.json", "--filter", "{wer} >"], 1, "filter"),
-    (["-o", "kept.json", "--rules", "nope.yaml"], 1, "nope.yaml: file not found"),
+    (["-o", "kept.json", "--filter", "{wer} >"], 2, "filter"),
+    (["-o", "kept.json", "--rules", "nope.yaml"], 2, "nope.yaml: file not found"),
     (["-o", "kept.json", "--apply-reviews"], 1, "no reviews yet"),
-    (["-o", "kept.json", "--reviews", "nope.sqlite"], 1, "no such reviews file"),
+    (["-o", "kept.json", "--reviews", "nope.sqlite"], 2, "no such reviews file"),
     # `-o "$OUT"` with OUT unset: a traceback (os.path.samefile of "")
     (["-o", ""], 2, "-o: is empty; name a file, e.g. -o kept.json"),
     (["-o", "kept.json", "--rejected", " "], 2, "--rejected: is empty; name a file"),

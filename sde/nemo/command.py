@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from sde.nemo.infer import TranscribeCancelled
-from sde.nemo.model import DEFAULT_MODEL, TranscribeError, pick_device
+from sde.nemo.model import DEFAULT_MODEL, TranscribeError, WritesOverInput, pick_device
 
 # sde.nemo.jobs reads manifests with sde.manifest (pandas, pyarrow: ~0.3 s to import) and is
 # imported where it is used, on purpose: `sde --help` registers this command and must stay fast.
@@ -78,6 +78,12 @@ def _field_option(ctx: click.Context, param: click.Parameter, value: str) -> str
 
 class _Failed(click.ClickException):
     """Exit 1 with a one-line message (data, model or environment problem)."""
+
+
+class _Refused(click.ClickException):
+    """Exit 2: an option that would make the run write over one of its inputs (--out naming the manifest)."""
+
+    exit_code = 2
 
 
 class _NeedsExtra(click.ClickException):
@@ -198,8 +204,9 @@ def _tars(pattern: str | None) -> tuple[str, ...]:
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process; ray: a Ray cluster (needs the extra sde[ray]).")
-@click.option("--address", default=None, metavar="auto|ray://HOST:PORT",
-              help="Ray cluster to run on (default: start a local Ray instance for the run).")
+@click.option("--address", default=None, metavar="auto|local|HOST:PORT|ray://HOST:PORT",
+              help="Ray cluster to run on (default: $RAY_ADDRESS's cluster when it is set, else a local Ray "
+                   "instance for the run; local: a local instance even when RAY_ADDRESS is set).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Ray: model actors (default: one per GPU, or half the CPUs).")
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None, metavar="G",
@@ -260,6 +267,8 @@ def transcribe_command(
             )
     except TranscribeCancelled as exc:
         raise _Failed(str(exc)) from None
+    except WritesOverInput as exc:
+        raise _Refused(str(exc)) from None
     except KeyboardInterrupt as exc:
         partial = _partial_hint(manifest, model, out, shard)
         how = "terminated" if isinstance(exc, _Terminated) else "interrupted"
@@ -312,6 +321,8 @@ def _one_manifest(sources: tuple[Path, ...], model: str, out: str | None,
                                     "--out's Lhotse view": nemo_view_path(target)}, list(sources), model,
                                    table["audio_path"] if "audio_path" in table else [])
         check_writable(target)  # makes --out DIR/ before the view goes into it, or says why it cannot
+    except WritesOverInput as exc:
+        raise _Refused(str(exc)) from None
     except TranscribeError as exc:
         raise _Failed(str(exc)) from None
     return write_nemo_view(table, target), target, row_places(table, read.shown)

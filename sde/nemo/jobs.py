@@ -38,7 +38,8 @@ from sde.manifest.hypotheses import missing_hypothesis_warning
 from sde.manifest.lhotse_reads import nemo_view_path, write_nemo_view
 from sde.nemo.infer import (StopRequested, TranscribeCancelled, Unreadable, refuse_none_readable, report_unreadable,
                             run_batches, tick_bar, transcribe_segments, transcription_bar)
-from sde.nemo.model import DEFAULT_MODEL, TranscribeError, ensure_model, import_for, model_stem, pick_amp_dtype
+from sde.nemo.model import (DEFAULT_MODEL, TranscribeError, WritesOverInput, ensure_model, import_for, model_stem,
+                            pick_amp_dtype)
 from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, check_writable, commit, iter_lines, load_part,
                             parse_line, part_header, part_path, read_entries, same_file, write_output)
 from sde.sources.lhotse_source import detect
@@ -331,14 +332,14 @@ def refuse_writing_over_inputs(outputs: dict[str, Path], manifests: Sequence[Pat
         for m in manifests:
             if same_file(path, Path(m)):
                 what = "" if option == "--out" else f" with {option} {path}"
-                raise TranscribeError(f"refusing to overwrite the input manifest {m}{what}; choose another --out")
+                raise WritesOverInput(f"refusing to overwrite the input manifest {m}{what}; choose another --out")
     instead = f"{manifest_stem(manifests[-1])}_{'merged' if model is None else model_stem(model)}.json"
     inputs = [("--tarred-audio", t) for t in tarred_audio if "://" not in str(t)]
     if isinstance(model, (str, os.PathLike)) and os.path.isfile(os.path.expanduser(os.fspath(model))):
         inputs.append(("--model", os.path.expanduser(os.fspath(model))))
-    refuse_overwriting_sources(outputs, [], inputs, error=TranscribeError, instead=instead)
+    refuse_overwriting_sources(outputs, [], inputs, error=WritesOverInput, instead=instead)
     paths = audio_paths if isinstance(audio_paths, pd.Series) else pd.Series(list(audio_paths), dtype=object)
-    refuse_overwriting_audio_paths(outputs, paths.astype(str), error=TranscribeError, instead=instead)
+    refuse_overwriting_audio_paths(outputs, paths.astype(str), error=WritesOverInput, instead=instead)
 
 
 def _check_engine(engine: str, shard: Any, model: Any) -> None:
@@ -583,7 +584,7 @@ def predictions_for(
             from sde.nemo.ray_engine import RayOptions, transcribe_segments_ray  # lazy: optional extra
 
             setting = RAY_ADDRESS_ENV if ray_address is None else "ray_address"
-            options = RayOptions(address=None if address == "local" else address,
+            options = RayOptions(address=address,  # "local": a local instance, whatever RAY_ADDRESS says
                                  address_hint=f"Without {setting} sde transcribes in its own process; with "
                                               f"{setting}=local, on a Ray instance it starts on this machine")
             preds = transcribe_segments_ray(items, model, batch_size=batch_size, options=options, progress=progress,

@@ -58,6 +58,11 @@ class TranscribeError(Exception):
     """A data, model or environment problem; the message says what, where and the fix."""
 
 
+class WritesOverInput(TranscribeError):
+    """An output that would land on a file the run reads: the command line's mistake (exit 2, as
+    `sde export` says the same), not the data's."""
+
+
 class NemoMissingError(TranscribeError):
     """NeMo (or torch) cannot be imported."""
 

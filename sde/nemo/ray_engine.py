@@ -77,7 +77,8 @@ class RayOptions:
     """Where and how wide the Ray engine runs.
 
     - ``address``: ``auto`` (the cluster this machine belongs to, e.g. started by ``ray start``),
-      ``ray://HOST:PORT`` (Ray Client), ``HOST:PORT``; None: ``$RAY_ADDRESS`` when set (as under
+      ``ray://HOST:PORT`` (Ray Client), ``HOST:PORT``; ``local``: a local instance started for the
+      run, whatever ``$RAY_ADDRESS`` says; None: ``$RAY_ADDRESS`` when set (as under
       ``ray job submit``), else a local instance started for the run.
     - ``workers``: model actors (None: one per ``gpus_per_worker`` GPUs, else half the CPUs).
     - ``gpus_per_worker``: GPUs per actor, fractions allowed (None: 1 when the cluster has GPUs).
@@ -172,6 +173,8 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         sigterm = _python_sigterm_handler()
         # under `ray job submit` (and after `export RAY_ADDRESS=...`) the job's cluster is the one meant
         address = options.address or os.environ.get("RAY_ADDRESS") or None
+        if address == "local":  # asked for by name: RAY_ADDRESS (another cluster) must not win
+            address = None
         try:
             if address:
                 _check_reachable(address)
@@ -179,8 +182,9 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
             else:
                 # at least 2 logical CPUs: one model actor plus one task decoding audio, also on a
                 # 1-CPU machine (Ray's CPUs are slots, not cores)
-                ray.init(num_cpus=options.num_cpus or max(2, _local_cpus()), include_dashboard=False,
-                         logging_level=logging.ERROR, log_to_driver=False)
+                # address="local", not None: with None ray.init joins $RAY_ADDRESS's cluster
+                ray.init(address="local", num_cpus=options.num_cpus or max(2, _local_cpus()),
+                         include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
             if sigterm is not None:
                 # ray.init replaces it with sys.exit(15); the caller's handler (sde transcribe: unwind
                 # like Ctrl-C, say how to resume) stays in charge

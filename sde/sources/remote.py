@@ -13,6 +13,7 @@ one :class:`RemoteError` that names the URL, what went wrong and the fix.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import posixpath
 import re
@@ -62,12 +63,24 @@ def protocol(url: str) -> str:
     return match.group(1).lower() if match else ""
 
 
+TIMEOUT_ENV = "SDE_REMOTE_TIMEOUT"
+
+
 def timeout_s() -> float:
-    try:
-        value = float(os.environ.get("SDE_REMOTE_TIMEOUT", DEFAULT_TIMEOUT_S))
-    except ValueError:
+    """``$SDE_REMOTE_TIMEOUT`` seconds (default 20). A malformed value is a :class:`RemoteError`
+    naming it: silently waiting 20 s hid the typo of a user who had asked for a slow store's 120."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
         return DEFAULT_TIMEOUT_S
-    return value if value > 0 else DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise RemoteError(f"{TIMEOUT_ENV}={text!r} is not a number of seconds above 0; set it to the seconds a "
+                          f"remote request may wait (e.g. {TIMEOUT_ENV}=60 for a slow store), or unset it for the "
+                          f"default {DEFAULT_TIMEOUT_S:g}")
+    return value
 
 
 def configure(options: Mapping[str, Any] | None) -> None:

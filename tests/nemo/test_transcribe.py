@@ -261,7 +261,7 @@ def test_cli_data_errors(tmp_path, manifest):
     r = CliRunner().invoke(transcribe_command, [str(manifest), "--model", "m.nemo", "--merge"])
     assert r.exit_code == 1 and "no shard files" in r.output and "--shard I/N" in r.output
     r = CliRunner().invoke(transcribe_command, [str(manifest), "--out", str(manifest)])
-    assert r.exit_code == 1 and "refusing to overwrite the input manifest" in r.output
+    assert r.exit_code == 2 and "refusing to overwrite the input manifest" in r.output  # as export says it
     bad = tmp_path / "bad.json"
     bad.write_text('{"audio_filepath": "a.wav", "duration": 1}\n{"duration": 2}\n')
     r = CliRunner().invoke(transcribe_command, [str(bad), "--model", "m.nemo"])

@@ -60,7 +60,7 @@ def test_cli_transcribe_never_writes_over_an_utterances_audio(data, out, option,
     before = _snapshot(data)
     r = CliRunner().invoke(transcribe_command, [str(data / "m.json"), "--model", str(data / "missing.nemo"),
                                                 "--out", str(data / out), "--no-progress"])
-    assert r.exit_code == 1, r.output
+    assert r.exit_code == 2, r.output  # writing over an input: a usage error, as in export
     assert f"{option} {data / out}" in r.output
     assert f"is the audio file of an utterance ({data / audio})" in r.output
     assert "sde never modifies its input; write to another file (e.g. m_missing.json)" in r.output
@@ -72,7 +72,7 @@ def test_cli_transcribe_never_writes_over_the_model(data):
     before = _snapshot(data)
     r = CliRunner().invoke(transcribe_command, [str(data / "m.json"), "--model", str(data / "model.nemo"),
                                                 "--out", str(data / "model.nemo"), "--no-progress"])
-    assert r.exit_code == 1, r.output
+    assert r.exit_code == 2, r.output  # writing over an input: a usage error, as in export
     assert f"--out {data / 'model.nemo'} is the --model file sde reads" in r.output
     assert "write to another file (e.g. m_model.json)" in r.output
     assert _snapshot(data) == before
@@ -112,7 +112,7 @@ def test_cli_transcribe_never_writes_over_a_lhotse_source(tmp_path):
     ]:
         r = CliRunner().invoke(transcribe_command, [*map(str, sources), "--model", str(tmp_path / "missing.nemo"),
                                                     "--out", str(out), "--no-progress"])
-        assert r.exit_code == 1 and message in r.output, (sources, out, r.output)
+        assert r.exit_code == 2 and message in r.output, (sources, out, r.output)
         assert _snapshot(tmp_path) == before, (sources, out)
 
 
@@ -131,7 +131,7 @@ def test_a_shard_never_writes_over_the_audio_of_another_shards_line(data):
     before = _snapshot(data)
     r = CliRunner().invoke(transcribe_command, [str(data / "m.json"), "--model", str(data / "missing.nemo"),
                                                 "--out", str(data / "o.json"), "--shard", "0/2", "--no-progress"])
-    assert r.exit_code == 1, r.output
+    assert r.exit_code == 2, r.output  # writing over an input: a usage error, as in export
     assert f"is the audio file of an utterance ({data / 'o.shard0of2.json'})" in r.output
     assert _snapshot(data) == before
 
@@ -159,6 +159,6 @@ def test_merge_resolves_audio_as_the_shards_did_and_never_writes_over_it(tmp_pat
     r = CliRunner().invoke(transcribe_command, [str(manifests / "m.json"), "--model", str(tmp_path / "missing.nemo"),
                                                 "--merge", "--out", str(audio / out), "--audio-base-path", str(audio),
                                                 *[e.format(audio=audio) for e in extra]])
-    assert r.exit_code == 1 and refusal in r.output and str(audio / out) in r.output, r.output
+    assert r.exit_code == 2 and refusal in r.output and str(audio / out) in r.output, r.output
     assert "Traceback" not in r.output
     assert _snapshot(tmp_path) == before

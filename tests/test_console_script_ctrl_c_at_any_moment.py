@@ -1,0 +1,67 @@
+"""Ctrl-C at any moment of the `sde` console script, its imports included, is "interrupted" and exit
+code 130 (a server already serving stops with 0, its documented way to stop), never a traceback.
+
+The script is the one pip writes for pyproject.toml's [project.scripts] entry, plus one line that
+says it has started, once the (empty) sde package is imported: the Ctrl-C lands after Python's own
+start-up and its search for sde's files (a millisecond or so, which no code of sde's can guard).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# seconds after the script starts: inside the import of sde.cli (~40-110 ms here), then later
+DELAYS_S = (0.01, 0.02, 0.03, 0.045, 0.06, 0.08, 0.12, 0.2, 0.4)
+
+
+def _console_script(folder: Path) -> Path:
+    """pip's console script for the `sde` entry point of pyproject.toml, with a started marker."""
+    entry = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]["sde"]
+    module, function = entry.split(":")
+    script = folder / "sde"
+    script.write_text("import re\nimport sys\nimport sde\nsys.stderr.write('started\\n'); sys.stderr.flush()\n"
+                      f"from {module} import {function}\n"
+                      "if __name__ == '__main__':\n"
+                      "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+                      f"    sys.exit({function}())\n", encoding="utf-8")
+    return script
+
+
+def _ctrl_c_after(script: Path, args: list[str], delay_s: float, cwd: Path) -> tuple[int, str]:
+    proc = subprocess.Popen([sys.executable, str(script), *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "SDE_CACHE_DIR": str(cwd / "cache")})
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline() == "started\n"
+        time.sleep(delay_s)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends Ctrl-C: to the whole group
+        _, stderr = proc.communicate(timeout=120)
+        return proc.returncode, stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["demo", "--port", "0"]], ids=["help", "demo"])
+def test_ctrl_c_while_sde_imports_is_interrupted_and_130_without_a_traceback(tmp_path, args):
+    script = _console_script(tmp_path)
+    for delay_s in DELAYS_S:
+        code, stderr = _ctrl_c_after(script, args, delay_s, tmp_path)
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, (delay_s, stderr[-3000:])
+        if args == ["--help"] and code == 0:
+            continue  # the help was printed before the Ctrl-C landed
+        if code == 0:  # the server was serving: Ctrl-C is its way to stop
+            assert "serving on" in stderr, (delay_s, stderr[-3000:])
+            continue
+        assert code == 130 and "interrupted" in stderr, (delay_s, code, stderr[-3000:])

@@ -1310,6 +1310,9 @@ def demo_command(port: int, host: str, auth: str | None, allow_hosts: tuple[str,
 def _terminate(signum: int, _frame: Any) -> None:
     # SIGTERM (docker stop, kill, job schedulers) unwinds like Ctrl-C: finally blocks remove
     # temporary files, the server closes its socket; exit status 128 + 15 as a shell reports it.
+    # Said, as Ctrl-C's "interrupted" is (a job's log showed a silent end); os.write, not print: a
+    # handler may run while a print holds the stream.
+    os.write(2, b"terminated\n")
     raise SystemExit(128 + signum)
 
 

@@ -133,6 +133,8 @@ def check_stopped(run: Run, sig: int, elapsed: float, expected: int) -> None:
         assert marker not in err, err[-3000:]
     if sig == signal.SIGINT and expected == 130:
         assert err.strip().splitlines()[-1] == "interrupted", err[-3000:]
+    if sig == signal.SIGTERM:  # a scheduler's or docker's stop is said in the log, not a silent end
+        assert "terminated" in err.strip().splitlines(), err[-3000:]
     # a worker is reaped by the parent before it exits (a zombie would be init's to reap: gone too)
     assert not [pid for pid in run.children if alive(pid)], "worker processes outlived sde"
 

@@ -189,6 +189,12 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
                 # ray.init replaces it with sys.exit(15); the caller's handler (sde transcribe: unwind
                 # like Ctrl-C, say how to resume) stays in charge
                 signal.signal(signal.SIGTERM, sigterm)
+        except SystemExit as exc:
+            if exc.code != signal.SIGTERM:
+                raise
+            # a SIGTERM while ray.init runs meets Ray's own handler (sys.exit(15)): end as sde's would
+            os.write(2, b"terminated\n")
+            raise SystemExit(128 + signal.SIGTERM) from None
         except Exception as exc:  # ConnectionError, ValueError, RuntimeError: all mean "no cluster here"
             if address:
                 raise TranscribeError(

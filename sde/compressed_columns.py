@@ -23,6 +23,7 @@ breakdown by speaker at 10M rows needs no string hashing). :func:`open_column` o
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import tempfile
@@ -1306,7 +1307,7 @@ class CompressedStringArray(ArrowStringArray):
         values = column.take(np.where(missing, 0, idx))
         if missing.any():
             values = pc.if_else(pa.array(missing), pa.scalar(None, pa.large_string()), values)
-        return ArrowStringArray(values, dtype=self._dtype)
+        return _string_array(values, self._dtype)
 
     def __getitem__(self, item):
         column = self.compressed
@@ -1336,7 +1337,19 @@ class CompressedStringArray(ArrowStringArray):
 
 
 def _plain(values: pa.ChunkedArray, dtype: pd.StringDtype) -> ArrowStringArray:
-    return ArrowStringArray(values, dtype=dtype)
+    return _string_array(values, dtype)
+
+
+# pandas 3 gives ArrowStringArray its dtype as an argument; pandas 2 has no such argument and a
+# class per missing value instead (ArrowStringArrayNumpySemantics for NaN), which the dtype names.
+_DTYPE_ARGUMENT = "dtype" in inspect.signature(ArrowStringArray.__init__).parameters
+
+
+def _string_array(values: pa.ChunkedArray, dtype: pd.StringDtype) -> ArrowStringArray:
+    """pandas' Arrow string array of ``dtype`` around ``values`` (large_string: without a copy)."""
+    if _DTYPE_ARGUMENT:
+        return ArrowStringArray(values, dtype=dtype)
+    return dtype.construct_array_type()(values)
 
 
 def _reopen(path: str, dtype: pd.StringDtype) -> CompressedStringArray:

@@ -246,7 +246,11 @@ def _offsets(built: Sequence[PartInfo]) -> list[int]:
 
 def _rows_of(path: Path) -> int:
     with pa.memory_map(str(path), "r") as source:
-        return pa.ipc.open_file(source).count_rows()
+        reader = pa.ipc.open_file(source)
+        if hasattr(reader, "count_rows"):  # newer pyarrow counts them itself
+            return reader.count_rows()
+        # older pyarrow: each batch of the mapped file is read without a copy, its rows counted
+        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
 def _schema_of(path: Path) -> pa.Schema:

@@ -135,7 +135,8 @@ CHANGES: dict[str, tuple[Callable[[Corpus], str], Callable[[pd.DataFrame], None]
     "corrupt one replaced by a good one": (repair_the_corrupt_one,
                                            lambda m: m["audio_error"].isna().all() and m["sample_rate"].eq(SR).all(), ""),
     "long recording trimmed under its second utterance": (
-        trim_the_long_recording, lambda m: m["audio_duration"].round(3).tolist() == [1.0, 0.5], ""),
+        # measures() hands back object columns, which pandas 2 does not round: compared as floats
+        trim_the_long_recording, lambda m: np.allclose(m["audio_duration"].astype(float), [1.0, 0.5], atol=5e-4), ""),
     "only its modification time bumped": (touch_only, lambda m: m["sample_rate"].eq(SR).all(), ""),
 }
 

@@ -26,6 +26,7 @@ from sde.dataset import DatasetOptions, build_dataset
 from sde.nemo.infer import read_audio
 from sde.quality.segments import measure_segments
 from sde.web.api import register_api
+from tests.quality_kit import need_vad
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -217,6 +218,7 @@ def test_a_bad_list_is_refused_by_the_server_naming_file_and_value(array4, tmp_p
 
 
 def test_sde_stats_counts_a_bad_list_as_unreadable(array4, tmp_path):
+    need_vad()  # --vad: Silero VAD, the extra sde[vad]
     folder, _ = array4
     manifest = _manifest(folder, [[0, 0], [0, 1]], name=f"stats_{tmp_path.name}.json")
     done = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(manifest), "--vad", "--no-cache",

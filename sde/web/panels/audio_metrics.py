@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,7 +37,13 @@ import pyarrow.parquet as pq
 from dash import dcc, html
 
 from sde.audio import AUDIO_METRIC_COLUMNS, compute_audio_metrics
-from sde.audio_quality import StaleMetrics, cached_audio_quality_summary, count_files, with_audio_metrics
+from sde.audio_quality import (
+    StaleMetrics,
+    cached_audio_quality_summary,
+    count_files,
+    has_audio_metrics,
+    with_audio_metrics,
+)
 from sde.engine import settings
 from sde.durations import duration_text
 from sde.web.components import fmt_float, fmt_int, stat_card
@@ -75,6 +82,8 @@ READINESS = "audioq-readiness"
 
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 _STALE_TMP_S = 3600.0
+# Each tab that followed a job applies its result: one at a time, and the later ones find it applied.
+_APPLYING = threading.Lock()
 
 
 class HandoffError(Exception):
@@ -301,14 +310,17 @@ def metric_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 def apply_measurement(dataset: Dataset, handoff_dir: str | Path, token: str) -> None:
     """Read the job's result, swap `dataset` in place (every holder sees the new columns; caches
-    built from the old table are dropped with it) and delete the handoff file."""
-    metrics = read_handoff(handoff_dir, token)
-    try:
-        measured = with_audio_metrics(dataset, metrics)
-    except StaleMetrics as e:
-        raise HandoffError(f"{str(e).rstrip('.')}; press Measure audio again.") from None
-    dataset.replace_with(measured)
-    handoff_path(handoff_dir, token).unlink(missing_ok=True)
+    built from the old table are dropped with it) and delete the handoff file. A result another
+    tab already applied (both followed one job) is left at that."""
+    with _APPLYING:
+        if not has_audio_metrics(dataset.utterances):
+            metrics = read_handoff(handoff_dir, token)
+            try:
+                measured = with_audio_metrics(dataset, metrics)
+            except StaleMetrics as e:
+                raise HandoffError(f"{str(e).rstrip('.')}; press Measure audio again.") from None
+            dataset.replace_with(measured)
+        handoff_path(handoff_dir, token).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- callbacks

@@ -3,6 +3,9 @@ a DiskcacheManager in a separate process) with a cancel button, a progress bar a
 and the message shown instead when no folder can hold the job queue; the job's throttled progress,
 its result written atomically as Parquet, and the server-side callback that applies the result
 and reloads the page (`register_job` wires both callbacks).
+
+Dash starts one job process per click, so two tabs (or a tab reloaded mid-job) would measure the
+same audio side by side; `shared_job` makes the later ones follow the running one instead.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ import math
 import os
 import sys
 import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dash import DiskcacheManager, Input, Output, State, dcc, html, no_update
+from dash import DiskcacheManager, Input, Output, State, ctx, dcc, html, no_update
 
 from sde.cache import CacheUnusable, JobStore, open_job_store
 from sde.sources.members import job_audio_table
@@ -41,6 +47,15 @@ def job_ids(prefix: str) -> JobIds:
     return JobIds(*(f"{prefix}-{part}" for part in JobIds._fields))
 
 
+def cancelled_id(ids: JobIds) -> str:
+    """The line that says the job was cancelled: apart from the status line, which Dash resets
+    when the job ends (after a Cancel, the last poll may still land after any other callback)."""
+    return f"{ids.status}-cancelled"
+
+
+CANCELLED = "Cancelled."
+
+
 def buttons(ids: JobIds, label: str, disabled: bool = False) -> list[dbc.Button]:
     return [dbc.Button(label, id=ids.start, color="primary", n_clicks=0, disabled=disabled),
             dbc.Button("Cancel", id=ids.cancel, color="secondary", outline=True, disabled=True, n_clicks=0)]
@@ -52,6 +67,7 @@ def progress(ids: JobIds) -> list:
     return [dbc.Progress(id=ids.progress, value=0, max=100, label="", striped=True, animated=True,
                          className="mb-2", style={"height": "1.25rem"}),
             html.Div(id=ids.status, className="small text-muted"),
+            html.Div(id=cancelled_id(ids), className="small text-muted"),
             dcc.Store(id=ids.done),
             dcc.Location(id=ids.reload, refresh=True)]
 
@@ -85,15 +101,29 @@ def job_queue(app: dash.Dash, ids: JobIds, folder: str | Path | None, name: str,
 def background_job(app: dash.Dash, ids: JobIds, jobs: JobStore, *states: State,
                    interval: int | None = None) -> Callable:
     """The decorator of the job's callback: `fn(set_progress, n_clicks, *states)` → the done store.
-    While it runs, Start is disabled and Cancel enabled; `set_progress((percent, label, status))`."""
+    While it runs, Start is disabled and Cancel enabled; `set_progress((percent, label, status))`.
+    When it ends (done, failed or cancelled) the bar and the status line are reset, and a Cancel
+    says so on its own line (see `cancelled_id`)."""
     extra: dict[str, Any] = {"interval": interval} if interval else {}
+
+    @app.callback(Output(cancelled_id(ids), "children"), Input(ids.start, "n_clicks"),
+                  Input(ids.cancel, "n_clicks"), prevent_initial_call=True)
+    def _say_cancelled(_start, _cancel):
+        return CANCELLED if ctx.triggered_id == ids.cancel else ""
+
     return app.callback(
         Output(ids.done, "data"),
         Input(ids.start, "n_clicks"),
         *states,
         background=True,
-        manager=DiskcacheManager(jobs.store),
+        # Dash names a job's result and progress by its inputs: two tabs that each clicked once
+        # would share them, and the first tab to poll takes the other's result. A fresh name per
+        # start keeps them apart (read results then expire instead of being deleted).
+        manager=DiskcacheManager(jobs.store, cache_by=[lambda: uuid.uuid4().hex], expire=SHARED_RESULT_S),
         progress=[Output(ids.progress, "value"), Output(ids.progress, "label"), Output(ids.status, "children")],
+        # Without it the last progress ("32 / 300 utterances · about 20 s left") outlives a cancelled
+        # job: the renderer applies these when the job ends, however it ends.
+        progress_default=[0, "", ""],
         running=[(Output(ids.start, "disabled"), True, False), (Output(ids.cancel, "disabled"), False, True)],
         cancel=[Input(ids.cancel, "n_clicks")],
         prevent_initial_call=True,
@@ -148,6 +178,72 @@ def throttled_progress(set_progress: SetProgress, clock: Callable[[], float], st
         set_progress(shown(*progress_values(done, total, now - start, unit)))
 
     return report
+
+
+# How often a job that follows another (`shared_job`) looks at it.
+FOLLOW_EVERY_S = 0.25
+# How long a finished shared job's result waits for the jobs that follow it.
+SHARED_RESULT_S = 3600
+
+
+def _process_stamp(pid: int) -> float | None:
+    """When process ``pid`` started (a pid alone may be reused), None when it is gone or a zombie."""
+    try:
+        proc = psutil.Process(pid)
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc.create_time()
+    except psutil.Error:
+        return None
+
+
+def shared_job(store: Any, name: str, set_progress: SetProgress, run: Callable[[SetProgress], dict],
+               follow_every_s: float = FOLLOW_EVERY_S) -> dict:
+    """``run(set_progress)`` in this job process, unless a live job process already runs ``name``:
+    then this one follows it instead, showing its progress and returning its result, so two tabs
+    (or a tab reloaded mid-job) share one measurement. ``store`` is the job queue's diskcache,
+    which every job process of the server opens. A followed job that dies without a result (its
+    tab's Cancel kills it) ends the followers with an error that says so."""
+    claim_key = f"sde-shared-job:{name}"
+    me = {"pid": os.getpid(), "started": _process_stamp(os.getpid()), "run": uuid.uuid4().hex}
+    with store.transact():
+        claim = store.get(claim_key)
+        if not isinstance(claim, dict) or _process_stamp(claim.get("pid", 0)) != claim.get("started"):
+            store.set(claim_key, me)
+            claim = me
+    progress_key, done_key = f"{claim_key}:progress:{claim['run']}", f"{claim_key}:done:{claim['run']}"
+    if claim is not me:
+        return _follow(store, claim, progress_key, done_key, set_progress, follow_every_s)
+
+    def shown(values: Sequence[Any]) -> None:
+        set_progress(values)
+        store.set(progress_key, list(values), expire=SHARED_RESULT_S)
+
+    result: dict = {"error": "The measurement failed in another tab; press the button again."}
+    try:
+        result = run(shown)
+        return result
+    finally:
+        store.set(done_key, result, expire=SHARED_RESULT_S)
+        with store.transact():
+            if store.get(claim_key) == me:
+                store.delete(claim_key)
+
+
+def _follow(store: Any, leader: dict, progress_key: str, done_key: str, set_progress: SetProgress,
+            every_s: float) -> dict:
+    shown = None
+    while True:
+        alive = _process_stamp(leader["pid"]) == leader["started"]
+        # Read after the liveness check: a leader that wrote its result and exited is not a cancel.
+        done = store.get(done_key)
+        if isinstance(done, dict):
+            return done
+        if not alive:
+            return {"error": "Cancelled in another tab; press the button again to start it anew."}
+        values = store.get(progress_key)
+        if values is not None and values != shown:
+            set_progress(values)
+            shown = values
+        time.sleep(every_s)
 
 
 def processes_text(workers: int) -> str:
@@ -211,18 +307,22 @@ def register_job(app: dash.Dash, ids: JobIds, folder: str | Path | None, queue: 
                  root: str | Path | None, run: Callable[[SetProgress, Path], dict],
                  apply: Callable[[Path, dict], None], refused: type[Exception]) -> None:
     """A panel's two callbacks: the background job ``run(set_progress, folder)`` (its dict goes to
-    the done store) and, in the server, ``apply(folder, done)`` then a reload. ``folder`` holds the
-    job queue and the results (see `job_queue`; none usable: the button says why instead)."""
+    the done store; one at a time per server and panel, see `shared_job`) and, in the server,
+    ``apply(folder, done)`` then a reload. ``folder`` holds the job queue and the results (see
+    `job_queue`; none usable: the button says why instead). ``apply`` may see the same result
+    twice (once per tab that followed the job)."""
     jobs = job_queue(app, ids, folder, queue, what, root=root)
     if jobs is None:
         return
     results = jobs.folder
+    # The job queue's folder may be shared by servers of other datasets: the server names the job.
+    name = f"{queue}:{os.getpid()}"
 
     @background_job(app, ids, jobs, interval=500)
     def run_job(set_progress, n_clicks):
         if not n_clicks:
             return no_update
-        return run(set_progress, results)
+        return shared_job(jobs.store, name, set_progress, lambda shown: run(shown, results))
 
     @app.callback(
         output={"status": Output(ids.status, "children", allow_duplicate=True), "reload": Output(ids.reload, "href")},

@@ -10,6 +10,8 @@ place and reloads the page, so the error-analysis views appear without a restart
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +20,7 @@ from dash import Input, Output, State, html, no_update
 
 from sde.nemo import model as transcribe
 from sde.nemo.jobs import predictions_for, transcribe_dataset
-from sde.web.panels.jobs import background_job, buttons, job_ids, job_queue, progress
+from sde.web.panels.jobs import background_job, buttons, job_ids, job_queue, progress, shared_job
 
 if TYPE_CHECKING:  # pragma: no cover
     import dash
@@ -31,6 +33,7 @@ MODEL = "transcribe-model"
 DEVICE = "transcribe-device"
 IDS = job_ids("transcribe")
 START, CANCEL, PROGRESS, STATUS, DONE, RELOAD = IDS
+_APPLYING = threading.Lock()
 
 
 def layout(dataset: "Dataset") -> dbc.Card | None:
@@ -71,22 +74,28 @@ def callbacks(app: "dash.Dash", dataset: "Dataset", cache_dir: str | Path | None
         return
     handoff = jobs.folder
 
+    server = os.getpid()  # the queue's folder may be shared by servers of other datasets
+
     @background_job(app, IDS, jobs, State(MODEL, "value"), State(DEVICE, "value"))
     def run_transcription(set_progress, n_clicks, model, device):
         if not n_clicks or not model:
             return no_update
+        model, device = model.strip(), device or "auto"
 
-        def report(done: int, total: int) -> None:
-            pct = int(100 * done / total) if total else 100
-            set_progress((pct, f"{done:,} / {total:,}", f"transcribing with {model} …"))
+        def run(shown) -> dict:
+            def report(done: int, total: int) -> None:
+                pct = int(100 * done / total) if total else 100
+                shown((pct, f"{done:,} / {total:,}", f"transcribing with {model} …"))
 
-        set_progress((0, "", f"loading {model} …"))
-        try:
-            predictions_for(dataset, model.strip(), device=device or "auto", cache_dir=handoff,
-                            on_progress=report, warn=log.warning)
-        except transcribe.TranscribeError as e:
-            return {"error": str(e)}
-        return {"model": model.strip()}
+            shown((0, "", f"loading {model} …"))
+            try:
+                predictions_for(dataset, model, device=device, cache_dir=handoff, on_progress=report, warn=log.warning)
+            except transcribe.TranscribeError as e:
+                return {"error": str(e)}
+            return {"model": model}
+
+        # Two tabs transcribing with the same model share one run (see shared_job).
+        return shared_job(jobs.store, f"transcribe:{server}:{device}:{model}", set_progress, run)
 
     @app.callback(
         output={"status": Output(STATUS, "children", allow_duplicate=True), "reload": Output(RELOAD, "href")},
@@ -103,6 +112,10 @@ def applied(dataset: "Dataset", handoff: Path, done: dict | None) -> dict:
         return {"status": no_update, "reload": no_update}
     if "error" in done:
         return {"status": dbc.Alert(done["error"], color="danger", className="mb-0 mt-2"), "reload": no_update}
-    # The job left the predictions in the cache: this reads them back, it does not transcribe.
-    dataset.replace_with(transcribe_dataset(dataset, done["model"], cache_dir=handoff, warn=log.warning))
+    with _APPLYING:
+        # Another tab that followed the same job applied it: scoring the scored dataset again would
+        # ask the cache for predictions of a dataset it has none for, and transcribe in the server.
+        if not dataset.hypotheses:
+            # The job left the predictions in the cache: this reads them back, it does not transcribe.
+            dataset.replace_with(transcribe_dataset(dataset, done["model"], cache_dir=handoff, warn=log.warning))
     return {"status": "done: scoring finished, reloading …", "reload": "/"}

@@ -279,7 +279,11 @@ def read_result(folder: str | Path, key: str) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def apply_result(dataset: Dataset, folder: str | Path, key: str) -> None:
-    """Swap a stored result into ``dataset`` in place (kept in ``folder``: it is the cache)."""
+    """Swap a stored result into ``dataset`` in place (kept in ``folder``: it is the cache). A
+    dataset measured already (another tab that followed the same job applied it) is left as it is."""
+    if not missing_kinds(dataset.utterances) and has_audio_metrics(dataset.utterances):
+        result_path(folder, key)  # a key that is not one of ours is still refused
+        return
     segment, metrics = read_result(folder, key)
     try:
         apply_segment_measures(dataset, segment,

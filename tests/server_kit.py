@@ -19,7 +19,14 @@ def limited_server(web_app, monkeypatch, **limits: float) -> Iterator[int]:
     …) are set for the test; shut down and closed after it."""
     for name, value in limits.items():
         monkeypatch.setattr(serving, name, value)
-    srv = serving.listening_server(web_app, "127.0.0.1", serving.bind("127.0.0.1", 0))
+    with served_port(web_app) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def served_port(web_app, host: str = "127.0.0.1") -> Iterator[int]:
+    """The port of sde.web.serve's server of ``web_app`` bound to ``host``; shut down and closed after."""
+    srv = serving.listening_server(web_app, host, serving.bind(host, 0))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         yield srv.socket.getsockname()[1]

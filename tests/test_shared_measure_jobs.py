@@ -5,6 +5,7 @@ and the real server driven by Chromium (two pages of one browser context are two
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -157,11 +158,13 @@ def _status(page) -> str:
     return page.inner_text("#vad-status")
 
 
-def test_a_second_tab_joins_the_running_measure_job_instead_of_starting_its_own(browser, long_manifest):
+@contextlib.contextmanager
+def _second_tab_starting_the_same_job(browser, long_manifest):
+    """(first tab, second tab) of one browser on /tts: Measure pressed in the first and, once it
+    measures, in the second."""
     from tests.browser_kit import TIMEOUT_MS, sde_server
 
     with sde_server(str(long_manifest)) as url:
-        server = _server_process()
         context = browser.new_context()
         try:
             first, second = context.new_page(), context.new_page()
@@ -172,43 +175,35 @@ def test_a_second_tab_joins_the_running_measure_job_instead_of_starting_its_own(
             first.click("#vad-start")
             _until("the first tab's job to measure", lambda: f"/ {SEGMENTS} utterances" in _status(first))
             second.click("#vad-start")
-            measuring: list[dict[int, int]] = []
-
-            def second_shows_progress() -> bool:
-                measuring.append({pid: n for pid, n in _job_processes(server).items() if n})
-                return f"/ {SEGMENTS} utterances" in _status(second)
-
-            _until("the second tab to show the measurement's progress", second_shows_progress)
-            for _ in range(20):   # and a few more looks at the job processes while both tabs wait
-                measuring.append({pid: n for pid, n in _job_processes(server).items() if n})
-            assert max(len(m) for m in measuring) == 1, f"job processes measuring at once: {measuring}"
-            first.click("#vad-cancel")
-            second.wait_for_function(
-                "document.getElementById('vad-status').innerText.includes('Cancelled in another tab')",
-                timeout=DEADLINE_S * 1000)
-            _until("no job process left", lambda: not _job_processes(server))
+            yield first, second
         finally:
             context.close()
+
+
+def test_a_second_tab_joins_the_running_measure_job_instead_of_starting_its_own(browser, long_manifest):
+    with _second_tab_starting_the_same_job(browser, long_manifest) as (first, second):
+        server = _server_process()
+        measuring: list[dict[int, int]] = []
+
+        def second_shows_progress() -> bool:
+            measuring.append({pid: n for pid, n in _job_processes(server).items() if n})
+            return f"/ {SEGMENTS} utterances" in _status(second)
+
+        _until("the second tab to show the measurement's progress", second_shows_progress)
+        for _ in range(20):   # and a few more looks at the job processes while both tabs wait
+            measuring.append({pid: n for pid, n in _job_processes(server).items() if n})
+        assert max(len(m) for m in measuring) == 1, f"job processes measuring at once: {measuring}"
+        first.click("#vad-cancel")
+        second.wait_for_function(
+            "document.getElementById('vad-status').innerText.includes('Cancelled in another tab')",
+            timeout=DEADLINE_S * 1000)
+        _until("no job process left", lambda: not _job_processes(server))
 
 
 def test_both_tabs_show_the_shared_measurement_when_it_ends(browser, long_manifest):
-    from tests.browser_kit import TIMEOUT_MS, sde_server
-
-    with sde_server(str(long_manifest)) as url:
-        context = browser.new_context()
-        try:
-            first, second = context.new_page(), context.new_page()
-            for tab in (first, second):
-                tab.set_default_timeout(TIMEOUT_MS)
-                tab.goto(url + "/tts")
-                tab.wait_for_selector("#vad-start:not([disabled])")
-            first.click("#vad-start")
-            _until("the first tab's job to measure", lambda: f"/ {SEGMENTS} utterances" in _status(first))
-            second.click("#vad-start")
-            for tab in (first, second):   # each applied the result (or found it applied) and reloaded
-                tab.wait_for_selector("#vad-speech-hours", timeout=DEADLINE_S * 1000)
-        finally:
-            context.close()
+    with _second_tab_starting_the_same_job(browser, long_manifest) as (first, second):
+        for tab in (first, second):   # each applied the result (or found it applied) and reloaded
+            tab.wait_for_selector("#vad-speech-hours", timeout=DEADLINE_S * 1000)
 
 
 def test_a_cancelled_job_leaves_no_progress_on_its_status_line(page, long_manifest):

@@ -11,16 +11,15 @@ import http.client
 import json
 import re
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sde.dataset import build_dataset
-from sde.web import serve as serving
 from sde.web.app import AppConfig, create_app
 from tests.browser_kit import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, sde_server
+from tests.server_kit import served_port
 
 ROWS = [{"audio_filepath": f"clip{i}.wav", "duration": 1.0 + i, "text": f"secret words {i}"} for i in range(4)]
 
@@ -40,14 +39,8 @@ def dataset(manifest):
 @contextlib.contextmanager
 def real_server(dataset, bind_to: str, **config) -> Iterator[int]:
     """The port of sde.web.serve's server of an app with ``config``, bound to ``bind_to``."""
-    app = create_app(dataset, AppConfig(audio_routes=False, **config))
-    srv = serving.listening_server(app, bind_to, serving.bind(bind_to, 0))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield srv.socket.getsockname()[1]
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with served_port(create_app(dataset, AppConfig(audio_routes=False, **config)), bind_to) as port:
+        yield port
 
 
 def get(port: int, host: str, path: str = "/api/summary", connect: str = "127.0.0.1") -> tuple[int, bytes]:

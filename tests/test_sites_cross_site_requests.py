@@ -115,17 +115,37 @@ def test_programs_and_the_servers_own_pages_still_write_reviews(served, headers)
     assert ask(served, "POST", "/api/utterances/0/review/undo", {**JSON, **own}, b"{}")[0] == 200
 
 
+# The router's callback, as the browser posts it.
+ROUTER_CALLBACK = json.dumps({
+    "output": "..page-content.children...rendered.data..",
+    "outputs": [{"id": "page-content", "property": "children"}, {"id": "rendered", "property": "data"}],
+    "inputs": [{"id": "url", "property": "pathname", "value": "/"}, {"id": "url", "property": "search", "value": ""}],
+    "state": [{"id": "rendered", "property": "data", "value": None}],
+    "changedPropIds": ["url.pathname"]}).encode()
+
+
 def test_dash_callbacks_from_another_site_are_refused(served):
-    # The router's callback, as the browser posts it: answered for the server's own page only.
-    body = json.dumps({"output": "..page-content.children...rendered.data..", "outputs": [{"id": "page-content", "property": "children"},
-                                                                     {"id": "rendered", "property": "data"}],
-                       "inputs": [{"id": "url", "property": "pathname", "value": "/"},
-                                  {"id": "url", "property": "search", "value": ""}],
-                       "state": [{"id": "rendered", "property": "data", "value": None}],
-                       "changedPropIds": ["url.pathname"]}).encode()
-    status, answer = ask(served, "POST", "/_dash-update-component", {**JSON, "Origin": "http://evil.test"}, body)
+    # answered for the server's own page only
+    status, answer = ask(served, "POST", "/_dash-update-component", {**JSON, "Origin": "http://evil.test"},
+                         ROUTER_CALLBACK)
     assert status == 403 and "'http://evil.test'" in answer["error"], answer
-    status, _ = ask(served, "POST", "/_dash-update-component", {**JSON, "Sec-Fetch-Site": "cross-site"}, body)
+    status, _ = ask(served, "POST", "/_dash-update-component", {**JSON, "Sec-Fetch-Site": "cross-site"},
+                    ROUTER_CALLBACK)
+    assert status == 403
+
+
+def test_behind_a_proxy_that_rewrites_host_the_pages_own_callbacks_and_reviews_are_served(served):
+    # nginx's plain proxy_pass hands sde Host 127.0.0.1:PORT while the browser's Origin is the
+    # proxy's: every Dash callback was refused and each page stayed blank. The browser's own
+    # Sec-Fetch-Site: same-origin says the page is the proxy's, i.e. this server's.
+    proxy = {"Origin": "http://proxy.example:8443", "Sec-Fetch-Site": "same-origin", **JSON}
+    status, _ = ask(served, "POST", "/_dash-update-component", proxy, ROUTER_CALLBACK)
+    assert status == 200
+    status, saved = ask(served, "POST", "/api/utterances/8/review", proxy, b'{"status": "drop"}')
+    assert status == 200 and saved["status"] == "drop", saved
+    # the same Origin from a browser that says nothing of the site is still compared with Host
+    status, _ = ask(served, "POST", "/_dash-update-component", {**JSON, "Origin": "http://proxy.example:8443"},
+                    ROUTER_CALLBACK)
     assert status == 403
 
 

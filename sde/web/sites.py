@@ -5,9 +5,11 @@ Two attacks reach a server on 127.0.0.1 through the browser of the person using 
 * Cross-site writes (CSRF): any page the user visits can POST to http://127.0.0.1:8050/ (an
   auto-submitting form, ``fetch(..., {mode: "no-cors"})``): the browser sends it, with saved basic
   auth credentials, and the page never needs to read the answer to store a review. A
-  state-changing request (any method but GET, HEAD, OPTIONS) whose ``Origin`` names another host
-  than the request's own, or whose ``Sec-Fetch-Site`` says another site sent it, is refused. Programs
-  (curl, Python) send neither header and are served as before.
+  state-changing request (any method but GET, HEAD, OPTIONS) whose ``Sec-Fetch-Site`` says another
+  site sent it is refused; from a browser that does not send that header, one whose ``Origin`` names
+  another host than the request's own. ``Sec-Fetch-Site: same-origin`` is trusted over ``Origin``:
+  behind a reverse proxy that rewrites ``Host``, the two name different hosts for the server's own
+  pages. Programs (curl, Python) send neither header and are served as before.
 * DNS rebinding: a page on attacker.test whose name later resolves to 127.0.0.1 is, to the
   browser, the same origin as the server, and reads every answer. A server bound to a loopback
   address answers only requests whose ``Host`` is localhost, a ``*.localhost`` name, a loopback IP
@@ -31,6 +33,7 @@ __all__ = ["ANY_HOST", "allowed_names", "host_name", "install", "is_loopback_nam
 ANY_HOST = "*"  # in allowed_hosts: answer any Host (the user accepts DNS rebinding, e.g. behind a proxy)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OTHER_SITES = frozenset({"cross-site", "same-site"})  # Sec-Fetch-Site values of a request another site's page made
+SAME_SITE_OR_USER = frozenset({"same-origin", "none"})  # ... of this origin's page, or of the user (address bar)
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
@@ -127,7 +130,12 @@ def _cross_site_problem(allowed: frozenset[str]) -> str | None:
     if fetch_site in OTHER_SITES:
         return (f"refused a {method} to {request.path} that a page of another web site sent "
                 f"(Sec-Fetch-Site: {fetch_site}): another site may not change what sde stores; {fix}")
-    origin = request.headers.get("Origin")
+    if fetch_site in SAME_SITE_OR_USER:
+        # The browser itself says the page is of this origin (a page cannot forge the header). Its
+        # Origin may still name another host: a reverse proxy in front of sde (nginx's default
+        # proxy_pass) hands sde its own Host, 127.0.0.1:PORT, and every Dash callback was refused.
+        return None
+    origin = request.headers.get("Origin")  # browsers that do not send Sec-Fetch-Site
     if origin is None:
         return None
     own = _own_authority(request.headers.get("Host", ""))

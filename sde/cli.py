@@ -887,13 +887,7 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     import_dash()
     from sde.web.app import AppConfig, create_app
 
-    from sde.web.auth import parse_credentials
-
-    if auth is not None:
-        try:
-            parse_credentials(auth)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--auth") from None
+    # --auth was checked as the command line was read (_auth_checked), before the dataset
     if debug and host not in ("127.0.0.1", "localhost", "::1"):
         click.echo("warning: --debug shows tracebacks (source lines, paths) to every client; "
                    "use it on 127.0.0.1 only", err=True)

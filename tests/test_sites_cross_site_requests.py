@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from sde.dataset import build_dataset
-from sde.web import serve as serving
 from sde.web.app import AppConfig, create_app
 from tests.browser_kit import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, sde_server
+from tests.server_kit import served_port
 
 ROWS = [{"audio_filepath": f"clip{i}.wav", "duration": 1.0 + i, "text": f"the cat sat {i}",
          "pred_text": f"the bat sat {i}"} for i in range(12)]
@@ -154,13 +154,8 @@ def auth_server(manifest, tmp_path):
     """The port of a real server (sde.web.serve on 127.0.0.1) of an app with --auth ann:s3cret."""
     app = create_app(build_dataset(manifest), AppConfig(audio_routes=False, reviews=str(tmp_path / "r.sqlite"),
                                                         auth="ann:s3cret"))
-    srv = serving.listening_server(app, "127.0.0.1", serving.bind("127.0.0.1", 0))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.socket.getsockname()[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with served_port(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_the_saved_password_does_not_let_another_site_write(auth_server):

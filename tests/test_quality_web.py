@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -633,3 +634,34 @@ def test_nemo_accepts_the_augmentor_config(tmp_path, monkeypatch):
         config = yaml.safe_load(nemo_augmentor_yaml(params, 16000, -20.0))["model"]["train_ds"]["augmentor"]
         augmentor = perturb.process_augmentations(config)
         assert [type(p).__name__ for _, p in augmentor._pipeline] == expected
+
+
+def test_tabs_applying_one_speech_result_at_once_swap_it_in_once(plain_dataset, tmp_path, monkeypatch):
+    # Every tab that followed a Measure job applies its result when it ends; the "measured
+    # already" check and the swap are one step, else tabs ending together each swapped the table
+    # in again (its caches and duplicate groups dropped and recomputed each time).
+    need_vad()
+    from sde.web.panels import vad
+
+    done = vad.measure_job(plain_dataset, tmp_path, lambda _: None, workers=1)
+    applied = []
+    read_result = vad.read_result
+    monkeypatch.setattr(vad, "read_result", lambda *args: (applied.append(1), read_result(*args))[1])  # counts, reads
+    start = threading.Barrier(6)
+
+    def tab() -> None:
+        start.wait()
+        vad.apply_result(plain_dataset, tmp_path, done["key"])
+
+    tabs = [threading.Thread(target=tab) for _ in range(6)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads interleave at every few bytecodes, as under a busy server
+    try:
+        for t in tabs:
+            t.start()
+        for t in tabs:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert len(applied) == 1
+    assert "speech_duration" in plain_dataset.utterances.columns

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -77,6 +78,8 @@ LOW_RATIO = "vad-low-ratio"
 INSTALL = "vad-install"
 _KEY = re.compile(r"[0-9a-f]{64}")
 _KEEP_RESULTS = 20
+# Each tab that followed a job applies its result: one at a time, and the later ones find it applied.
+_APPLYING = threading.Lock()
 #: Utterances whose speech covers less than this share of the segment are listed as "mostly silence".
 LOW_SPEECH_RATIO = 0.5
 
@@ -281,15 +284,16 @@ def read_result(folder: str | Path, key: str) -> tuple[pd.DataFrame, pd.DataFram
 def apply_result(dataset: Dataset, folder: str | Path, key: str) -> None:
     """Swap a stored result into ``dataset`` in place (kept in ``folder``: it is the cache). A
     dataset measured already (another tab that followed the same job applied it) is left as it is."""
-    if not missing_kinds(dataset.utterances) and has_audio_metrics(dataset.utterances):
-        result_path(folder, key)  # a key that is not one of ours is still refused
-        return
-    segment, metrics = read_result(folder, key)
-    try:
-        apply_segment_measures(dataset, segment,
-                               also=(lambda d: with_audio_metrics(d, metrics)) if metrics is not None else None)
-    except (StaleMeasures, StaleMetrics) as exc:
-        raise ResultError(f"{str(exc).rstrip('.')}; press Measure again.") from None
+    with _APPLYING:  # the check and the swap together: two tabs applying at once swapped twice
+        if not missing_kinds(dataset.utterances) and has_audio_metrics(dataset.utterances):
+            result_path(folder, key)  # a key that is not one of ours is still refused
+            return
+        segment, metrics = read_result(folder, key)
+        try:
+            apply_segment_measures(dataset, segment,
+                                   also=(lambda d: with_audio_metrics(d, metrics)) if metrics is not None else None)
+        except (StaleMeasures, StaleMetrics) as exc:
+            raise ResultError(f"{str(exc).rstrip('.')}; press Measure again.") from None
 
 
 # ---------------------------------------------------------------- callbacks

@@ -887,11 +887,14 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     import_dash()
     from sde.web.app import AppConfig, create_app
 
+    from sde.web.sites import is_loopback_name
+
     # --auth was checked as the command line was read (_auth_checked), before the dataset
-    if debug and host not in ("127.0.0.1", "localhost", "::1"):
+    local = is_loopback_name(host.strip("[]").lower())  # the one definition the Host check uses too
+    if debug and not local:
         click.echo("warning: --debug shows tracebacks (source lines, paths) to every client; "
                    "use it on 127.0.0.1 only", err=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not local:
         click.echo(
             f"warning: listening on {host}: anyone who can reach this machine can read the manifest "
             "and its audio" + ("" if auth else "; consider --auth USER:PASSWORD"),

@@ -337,6 +337,23 @@ def test_host_0000_warns_and_never_binds(monkeypatch, hostile):
     assert "warning" not in r.stderr
 
 
+@pytest.mark.parametrize("host, warned", [("127.0.0.2", False), ("LOCALHOST", False), ("0.0.0.0", True)],
+                         ids=["another-loopback-ip", "localhost-in-capitals", "every-interface"])
+def test_only_a_host_others_can_reach_is_warned_about(monkeypatch, hostile, host, warned):
+    # 127.0.0.2 is this machine as much as 127.0.0.1 (the whole 127/8 is loopback), and the Host
+    # check (sde.web.sites) says so; the warning had its own list of three names.
+    from click.testing import CliRunner
+
+    from sde.cli import cli
+
+    seen = _fake_serve(monkeypatch)
+    r = CliRunner().invoke(cli, [str(hostile[0]), "--host", host, "--port", "0", "--no-cache", "--debug"])
+    assert r.exit_code == 0, r.output
+    assert seen["host"] == host
+    assert ("anyone who can reach this machine" in r.stderr) is warned
+    assert ("--debug shows tracebacks" in r.stderr) is warned
+
+
 @pytest.mark.parametrize("host", ["", "  "])
 def test_an_empty_host_is_refused_not_every_interface(monkeypatch, hostile, host):
     # --host "$HOST" with HOST unset bound 0.0.0.0 while the URL printed said 127.0.0.1

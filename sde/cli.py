@@ -1141,9 +1141,12 @@ def _write_search_indexes(dataset) -> None:
             written.append(f"{name} ({', '.join(parts)})")
     if written:
         click.echo(f"search indexes written in {time.perf_counter() - started:.1f} s: {'; '.join(written)}", err=True)
+    elif not query.stored_compressed(transcripts):  # (sde index refused a read-only folder before the build)
+        click.echo("no search index written: the transcripts repeat a few distinct texts, stored once each "
+                   "(labels); a search tests each distinct text once, with no index to write", err=True)
     else:
-        click.echo("no search index written: the transcripts are kept in memory whole (small enough to scan), "
-                   "or the cache folder is read-only", err=True)
+        click.echo("no search index written: the memory budget had no room to build them; give sde index a "
+                   "larger --memory-limit (a server builds them at its start within its own)", err=True)
 
 
 def _index_on_ray(sources: tuple[str, ...], options, cache_dir: str | None, vad: bool, address: str | None,

@@ -1204,6 +1204,10 @@ class TableQuery:
         compressed = self._engine.compressed([c for c in text if self._kinds.get(c) == TEXT])
         return bool(compressed) and len(self._engine.stored_indexes(compressed)) == len(compressed)
 
+    def stored_compressed(self, text: Sequence[str]) -> list[str]:
+        """Of these text columns, those stored compressed: the ones word indexes are built for."""
+        return self._engine.compressed([c for c in text if self._kinds.get(c) == TEXT])
+
     def warm_search(self, text: Sequence[str]) -> list[str]:
         """:meth:`warm` without its reads of whole columns: the engine prepared and these transcript
         columns indexed by word (mapped, else built from their files streamed). Returns those indexed."""

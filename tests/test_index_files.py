@@ -337,3 +337,17 @@ def _passes(filt: str):
     value = json.loads(value)
     return {"contains": lambda t: value in t, "has": lambda t: value in t.split(" "),
             "matches": lambda t: re.search(value, t) is not None}[op]
+
+
+def test_sde_index_says_why_it_wrote_no_search_index(tmp_path):
+    # 20 recordings repeated (as a small test set read many times): every text column is stored as
+    # labels, so there is nothing to index. The note named a read-only folder, which sde index refuses.
+    manifest = tmp_path / "m.json"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"a{i % 20}.wav", "duration": 1.0,
+                                            "text": f"utterance number {i % 20}"}) + "\n" for i in range(400)))
+    built = subprocess.run([sys.executable, "-m", "sde.cli", "index", str(manifest), "--cache-dir",
+                            str(tmp_path / "cache"), "--search-indexes"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert built.returncode == 0, built.stderr
+    assert "no search index written: the transcripts repeat a few distinct texts" in built.stderr
+    assert "read-only" not in built.stderr

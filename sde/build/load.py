@@ -22,8 +22,8 @@ from sde.build.stream import build_in_parts
 from sde.cache.building import BuildLock, lock_build
 from sde.cache.identity import Recording, check, files_tag, input_files
 from sde.lines import local_stamps
-from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint, private_temp_folder,
-                       read_built, remove_build, remove_build_soon, report_unusable)
+from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache, built_meta, default_cache_dir, fingerprint,
+                       mark_build_format, private_temp_folder, read_built, remove_build, remove_build_soon, report_unusable)
 from sde.dataset import Dataset, DatasetOptions, build_dataset
 from sde.engine import machine_memory, parse_size
 from sde.manifest import ManifestError
@@ -107,11 +107,22 @@ def load_dataset(
         if cache is not None and key is not None:
             cached = _still_current(cache, key, cache.get(key), inputs, warn, locked=False)
             if cached is None and cache.read_only:  # built as with --no-cache: nothing is stored there
+                cache.replace_older(key, inputs, options)  # says why it misses
                 cache.close()
                 cache = None
             elif cached is None:  # built here, unless another process is building it: then read its entry
                 lock = lock_build(cache.directory, key, say)
                 cached = _still_current(cache, key, cache.get(key), inputs, warn, locked=True)
+                if cached is None and key in cache.kept_in_use:  # stored over, it would break that process
+                    cache.note(f"the cached build of this dataset in {cache.directory} is out of date, but another "
+                               "sde process is using it: building it without storing it (it is stored by a later "
+                               "start once no process uses the old one)")
+                    cache.close()
+                    cache = None
+                    lock.release()
+                    lock = None
+                elif cached is None:
+                    cache.replace_older(key, inputs, options)
             if cached is not None:
                 say("loaded from cache")
                 if options.estimate_audio_metrics or vad:  # the audio files may have changed since they were measured
@@ -300,6 +311,8 @@ def _build_in_parts(path: str | SourceSet, one_piece: int, cutset: bool, options
             dataset = build_dataset(readable, options, progress=progress, status=say)
         else:
             dataset = None
+            if cache is not None and key is not None:  # a later version does not resume these parts: it removes them
+                mark_build_format(folder)
             joined = build_in_parts(readable, options, folder, threads=threads, part_bytes=part_bytes,
                                     memory_limit=memory_limit, progress=progress, say=say, engine=engine)
     if dataset is not None:

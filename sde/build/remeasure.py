@@ -266,11 +266,14 @@ def _remeasured(cache: DatasetCache, key: str, dataset: Dataset, now: FileStates
     record = np.where(now.digests == NOT_CHECKED, recorded, now.digests)
     gone = int((changed & (now.digests == NO_FILE)).sum())
     stored = out
+    # another process serving the entry keeps it (sde.cache.in_use): stored over, its files would go
+    kept_elsewhere = False
     if not cache.read_only:
+        inputs = cache.input_record(key)  # the same input files: their record stays
+        kept_elsewhere = not cache.delete(key) and key in cache.kept_in_use
+    if not cache.read_only and not kept_elsewhere:
         # the whole entry again: what was kept beside it (the pages the warm-up lays out, the audio
         # summary) was computed from the old measures, and goes with it
-        inputs = cache.input_record(key)  # the same input files: their record stays
-        cache.delete(key)
         cache.put(key, out)
         cache.keep_input_record(key, inputs if isinstance(inputs, dict) else None)
         _keep(out, record)
@@ -283,6 +286,8 @@ def _remeasured(cache: DatasetCache, key: str, dataset: Dataset, now: FileStates
             f"{seconds:.1f} s")
     if cache.read_only:
         said += " (the cache folder is read-only: again at each start)"
+    elif kept_elsewhere:
+        said += " (not stored: another sde process is using the cached build; again at the next start)"
     say(said)
     return stored
 

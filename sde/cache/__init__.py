@@ -23,6 +23,11 @@ Every diskcache store sde opens (datasets, predictions, the UI's background jobs
 * a corrupt index (``cache.db``) is set aside and recreated, with one warning;
 * temporary and orphan files of writers killed mid-write (``kill -9``) are removed.
 
+A dataset a live sde process has read or stored is not removed by another process sharing the
+folder (sde.cache.in_use): making room skips it, saying so once, and a later start removes it once
+no process uses it. An entry of the same dataset written by an sde of an older cache format (the
+format is in the key) is named as the reason of the rebuild and removed once the new one is stored.
+
 Tables are memory-mapped. sde never rewrites a file in place (diskcache writes every value under a
 new name and unlinks old ones; unlinking leaves existing mappings valid), stored tables are
 read-only, and their size is checked against the size written before they are mapped. Something
@@ -30,7 +35,7 @@ outside sde truncating a table while a server maps it would still crash that ser
 """
 
 from sde.cache.datasets import (BUILDS, CACHE_FORMAT, COLUMN_FILE_SEPARATOR, NUMPY_FLOATS, DatasetCache, built_meta,
-                                 file_stamp, fingerprint, missing_as_nan, read_built, remove_build,
+                                 file_stamp, fingerprint, mark_build_format, missing_as_nan, read_built, remove_build,
                                  remove_build_soon)
 from sde.cache.folders import (FIX_FOLDER, FIX_FULL, FIX_PRIVATE, POSIX, CacheReadOnly, CacheUnusable, Warn,
                                check_cache_folder, default_cache_dir, note_on_stderr, report_read_only, report_unusable,
@@ -46,7 +51,7 @@ __all__ = [
     "LEGACY_TEMP_S", "NUMPY_FLOATS", "POSIX", "SIZE_LIMIT_VARIABLE", "STALE_FILE_S", "CacheReadOnly", "CacheUnusable",
     "DatasetCache", "JobStore", "ReadOnlyStore", "Warn",
     "built_meta", "check_cache_folder", "default_cache_dir", "done_with_temp_file", "file_stamp", "fingerprint",
-    "make_room_among", "mark_used", "missing_as_nan", "note_on_stderr", "open_job_store",
+    "make_room_among", "mark_build_format", "mark_used", "missing_as_nan", "note_on_stderr", "open_job_store",
     "open_store", "private_temp_folder", "read_built", "remove_build", "remove_build_soon", "remove_orphan_values", "remove_stale_temp_files",
     "report_read_only", "report_unusable", "size_limit", "temp_file_in", "warn_on_stderr",
 ]

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import threading
 import time
@@ -19,6 +20,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: build folders of older formats are left to the size limit
+    fcntl = None  # type: ignore[assignment]
+
 from sde import __version__
 from sde.compressed_columns import (CompressedColumn, CompressedStringArray, LabelColumn, is_compressed,
                                      open_column, read_strings, write_compressed)
@@ -27,8 +33,10 @@ from sde.index_files import PARTS as INDEX_PARTS, SORT_PARTS, files_beside, part
 from sde.sources import SourceSet, as_source_set, source_stamps
 
 from sde.cache.folders import POSIX, CacheReadOnly, Warn, note_on_stderr, report_read_only, warn_on_stderr
+from sde.cache import in_use
 from sde.cache.kept import KeptWithBuild
-from sde.cache.limit import Held, file_size, last_use, mark_used, remove_least_recently_used, size_limit, value_path
+from sde.cache.limit import (Held, InUse, file_size, last_use, mark_used, remove_least_recently_used, say_in_use,
+                             size_limit, value_path)
 from sde.cache.read_only import ReadOnlyStore
 from sde.cache.store import (STALE_FILE_S, LinkedFile, LinkingDisk, abandoned_name, done_with_temp_file, open_store,
                              remove_stale_temp_files, temp_file_in)
@@ -48,6 +56,30 @@ CACHE_FORMAT = 15  # 10: scores and measures this version computes otherwise (pr
 
 #: The cache folder's subfolder of build folders (sde.build.load).
 BUILDS = "builds"
+#: The file in a build folder that names the cache format its parts are built for: one of an older
+#: format is never resumed, and is removed (DatasetCache._remove_older_builds). Folders of an sde from
+#: before this file name none: they are counted toward the size limit, as any interrupted build.
+BUILD_FORMAT_FILE = "format"
+_BUILD_FOLDER = re.compile(r"([0-9a-f]{64}(?:-vad)?)-\d+(?:-[0-9a-f]+)?")
+
+
+def mark_build_format(folder: Path) -> None:
+    """Create the build folder ``folder`` if need be, naming this version's cache format in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        marker = folder / BUILD_FORMAT_FILE
+        if not marker.exists():
+            marker.write_text(f"{CACHE_FORMAT}\n")
+    except OSError:  # the build itself says what is wrong with the folder
+        pass
+
+
+def _build_format(folder: Path) -> int | None:
+    """The cache format a build folder's parts were built for; None: not named."""
+    try:
+        return int((folder / BUILD_FORMAT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def remove_build(folder: Path) -> bool:
@@ -115,6 +147,9 @@ class DatasetCache:
         self.note = note
         self.size_limit = size_limit(warn)
         self._why_read_only: CacheReadOnly | None = None
+        #: entries this cache did not remove because another process uses them (sde.cache.in_use)
+        self.kept_in_use: set[str] = set()
+        self._replacing: dict[str, list[str]] = {}  # entry -> older formats' entries of its dataset
         self._store: diskcache.Cache | ReadOnlyStore
         try:
             # No eviction by diskcache: it removes entries one by one as they are stored, so a dataset
@@ -142,12 +177,16 @@ class DatasetCache:
             return False
 
     def get(self, key: str) -> Dataset | None:
+        # held before the look-up: an entry another process is removing is waited for, then missed
+        newly = False if self.read_only else in_use.use(self.directory, key)
         try:
             meta_raw = self._store.get(("meta", key))
         except Exception as e:  # noqa: BLE001 - an index damaged while running: next start repairs it
             self.warn(f"cannot read the cache index in {self.directory} ({e}); rebuilding without it")
-            return None
+            meta_raw = None
         if meta_raw is None:
+            if newly:  # a miss: stored by this process later (put), or not used
+                in_use.release(self.directory, key)
             return None
         build = self._build_of(key)
         try:
@@ -183,6 +222,7 @@ class DatasetCache:
     def put(self, key: str, dataset: Dataset) -> None:
         if self.read_only:  # said once, when the cache was opened
             return
+        in_use.use(self.directory, key)
         try:
             meta = _meta_of(dataset, [])
             sizes: dict[str, int] = {}
@@ -199,6 +239,7 @@ class DatasetCache:
             build = self._new_build(key)
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
             mark_used(self._store, key, meta["name"])
+            self._supersede(key)
         except Exception as e:  # noqa: BLE001 - a full disk or read-only cache must not stop the app
             if threading.main_thread().is_alive():
                 self.warn(f"could not write the cache in {self.directory} ({e}); continuing without it")
@@ -222,6 +263,7 @@ class DatasetCache:
         (the caller keeps the files and serves from them)."""
         if self._why_read_only is not None:
             raise self._why_read_only
+        in_use.use(self.directory, key)
         try:
             sizes = {}
             for name, path in files.items():
@@ -233,10 +275,63 @@ class DatasetCache:
             self._new_build(key)
             self._store.set(("meta", key), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
             mark_used(self._store, key, meta["name"])
+            self._supersede(key)
         except BaseException:
             self.delete(key)
             raise
         self.make_room(keep=key)
+
+    def replace_older(self, key: str, inputs: Sequence[str], options: DatasetOptions) -> None:
+        """Before entry ``key`` is built: say, once, where the cache holds its dataset (the same
+        local input files and options) as written by an sde of another cache format, which this
+        one cannot read; those of an older format are removed once entry ``key`` is stored
+        (:meth:`_supersede`), those of a newer one are kept for it."""
+        older = self._other_formats(key, inputs, options)
+        if not older:
+            return
+        _, fmt, name = max(older, key=lambda o: (o[1] < CACHE_FORMAT, o[1]))
+        age = "an older" if fmt < CACHE_FORMAT else "a newer"
+        self.note(f"the cached build of {name} in {self.directory} was made by {age} sde (cache format {fmt}; this "
+                  f"version reads {CACHE_FORMAT}): building it again"
+                  + ("" if fmt < CACHE_FORMAT else " (that entry is kept for the newer sde)"))
+        if not self.read_only:
+            self._replacing[key] = [k for k, f, _ in older if f < CACHE_FORMAT]
+
+    def _other_formats(self, key: str, inputs: Sequence[str], options: DatasetOptions) -> list[tuple[str, int, str]]:
+        """(key, cache format, name) of each entry of other keys built from the same local input
+        files (their record, sde.cache.identity) with the same options, in another cache format
+        (the format is in the key, sde.cache.datasets.fingerprint). Remote sources: none."""
+        if not inputs:
+            return []
+        want = sorted(inputs)
+        vad = key.endswith("-vad")
+        found = []
+        try:
+            metas = [k[1] for k in self._store.iterkeys()
+                     if isinstance(k, tuple) and len(k) == 2 and k[0] == "meta" and k[1] != key]
+        except Exception:  # noqa: BLE001 - an unreadable index: nothing to say
+            return []
+        for other in metas:
+            if other.endswith("-vad") != vad:
+                continue
+            try:
+                record = self._store.get(("inputs", other))
+                if not isinstance(record, dict) or sorted(str(f[0]) for f in record.get("files") or ()) != want:
+                    continue
+                meta = pickle.loads(self._store.get(("meta", other)))
+                fmt = meta.get("format")
+                if (isinstance(fmt, int) and fmt != CACHE_FORMAT
+                        and dataclasses.asdict(meta.get("options")) == dataclasses.asdict(options)):
+                    found.append((other, fmt, str(meta.get("name") or other[:12])))
+            except Exception:  # noqa: BLE001 - a description this sde cannot read: another dataset's, for all we know
+                continue
+        return found
+
+    def _supersede(self, key: str) -> None:
+        """Entry ``key`` is stored: mark the older formats' entries of its dataset (replace_older)
+        for removal, now (make_room) or, where another process uses one, at a later store or load."""
+        for old in self._replacing.pop(key, ()):
+            self._store.set(("superseded", old), key)
 
     def _build_of(self, key: str) -> str | None:
         try:
@@ -295,21 +390,32 @@ class DatasetCache:
 
     def delete(self, key: str) -> bool:
         """Remove a dataset's entries, its table files and the index files beside them; False where
-        that failed (a read-only folder)."""
+        that failed (a read-only folder) or another sde process uses it (then in kept_in_use)."""
+        try:
+            return self._delete_unless_used(key)
+        except InUse:
+            return False
+
+    def _delete_unless_used(self, key: str) -> bool:
+        """:meth:`delete`, raising InUse where another process uses the entry (sde.cache.in_use)."""
         if self.read_only:
             return False
-        try:
-            keys = [k for k in self._store.iterkeys() if isinstance(k, tuple) and len(k) >= 2 and k[1] == key]
-            beside = [index for k in keys if k[0] == "table" for index in files_beside(str(value_path(self._store, k)))]
-            for k in keys:
-                self._store.delete(k)
-        except Exception:  # noqa: BLE001
-            return False
-        for path in beside:  # else removed as orphans when a cache folder is next opened
+        with in_use.removing(self.directory, key) as free:
+            if not free:
+                self.kept_in_use.add(key)
+                raise InUse(key)
             try:
-                os.unlink(path)
-            except OSError:
-                pass
+                keys = [k for k in self._store.iterkeys() if isinstance(k, tuple) and len(k) >= 2 and k[1] == key]
+                beside = [index for k in keys if k[0] == "table" for index in files_beside(str(value_path(self._store, k)))]
+                for k in keys:
+                    self._store.delete(k)
+            except Exception:  # noqa: BLE001
+                return False
+            for path in beside:  # else removed as orphans when a cache folder is next opened
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
         return True
 
     def make_room(self, keep: str) -> list[str]:
@@ -319,16 +425,70 @@ class DatasetCache:
         if self.read_only:
             return []
         try:
-            held = self._datasets() + self._interrupted_builds(keep)
+            datasets = self._datasets()
+            superseded = {h.key for h in datasets if h.key != keep and ("superseded", h.key) in self._store}
+            self._remove_older_builds(keep)
+            held = datasets + self._interrupted_builds(keep)
         except Exception:  # noqa: BLE001 - an unreadable index: nothing is removed
             return []
+        gone = []
+        for h in datasets:  # an older format's build of a dataset stored since: never read again
+            if h.key in superseded:
+                try:
+                    if self._delete_unless_used(h.key):
+                        gone.append(h)
+                except InUse:
+                    say_in_use(h, self.directory, self.note)
+        held = [h for h in held if h not in gone]
 
         def remove(key: str) -> bool:
-            return remove_build(self.directory / key) if key.startswith(f"{BUILDS}/") else self.delete(key)
+            return remove_build(self.directory / key) if key.startswith(f"{BUILDS}/") else self._delete_unless_used(key)
 
         removed = remove_least_recently_used(held, keep=keep, limit=self.size_limit, remove=remove,
-                                             entries="built datasets", folder=self.directory, warn=self.warn)
-        return [h.key for h in removed]
+                                             entries="built datasets", folder=self.directory, warn=self.warn,
+                                             note=self.note)
+        return [h.key for h in gone + removed]
+
+    def _remove_older_builds(self, keep: str) -> None:
+        """Remove the build folders of an older cache format (BUILD_FORMAT_FILE), which this version
+        never resumes, with their lock file: those no process is building (their lock is free) nor
+        wrote in the last :data:`STALE_FILE_S`; says so once for each."""
+        builds = self.directory / BUILDS
+        if fcntl is None or not builds.is_dir():
+            return
+        older: dict[str, list[tuple[Path, int]]] = {}
+        for folder in builds.iterdir():
+            found = _BUILD_FOLDER.fullmatch(folder.name)
+            if found is None or found.group(1) == keep or not folder.is_dir():
+                continue
+            fmt = _build_format(folder)
+            if fmt is not None and fmt < CACHE_FORMAT:
+                older.setdefault(found.group(1), []).append((folder, fmt))
+        now = time.time()
+        for key, folders in older.items():
+            lock = builds / f"{key}.lock"
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # being built, or no locks here: left to the size limit
+                os.close(fd)
+                continue
+            try:
+                for folder, fmt in folders:
+                    newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
+                    if now - newest >= STALE_FILE_S and remove_build(folder):
+                        self.note(f"removed the parts of an interrupted build ({BUILDS}/{folder.name[:16]}…) from "
+                                  f"{self.directory}: made by an older sde (cache format {fmt}), "
+                                  "this version cannot resume it")
+                if not any(f.exists() for f, _ in folders):
+                    lock.unlink(missing_ok=True)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def _interrupted_builds(self, keep: str) -> list[Held]:
         """The build folders (sde.build.load: ``builds/<key>-<part size>``, where an interrupted

@@ -80,6 +80,15 @@ def size_text(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{max(size, 0) / 2**20:.1f} MiB"
 
 
+class InUse(Exception):
+    """Raised by a ``remove`` of :func:`remove_least_recently_used` for an entry another process
+    is using (sde.cache.in_use): it is kept, and said so once."""
+
+
+#: (folder, entry) said to be kept as in use by another process, once a process.
+_SAID_IN_USE: set[tuple[Path, str]] = set()
+
+
 @dataclasses.dataclass(frozen=True)
 class Held:
     """One whole entry of a store: its key, what messages call it (``build of train.json``), its
@@ -125,16 +134,23 @@ def file_size(path: str | Path) -> int:
 
 
 def remove_least_recently_used(held: Sequence[Held], *, keep: str, limit: int, remove: Callable[[str], bool],
-                               entries: str, folder: Path, warn: Warn) -> list[Held]:
-    """Remove entries other than ``keep`` (by ``remove``, False where that failed), least recently
-    used first, until the rest fit ``limit``; says which (``entries``: what the store keeps), and
+                               entries: str, folder: Path, warn: Warn, note: Warn | None = None) -> list[Held]:
+    """Remove entries other than ``keep`` (by ``remove``, False where that failed; raising
+    :class:`InUse` where another process uses it: said once by ``note``), least recently used
+    first, until the rest fit ``limit``; says which (``entries``: what the store keeps), and
     returns them."""
     total = sum(h.size for h in held)
     removed = []
     for h in sorted(held, key=lambda h: (h.used, h.key)):
         if total <= limit:
             break
-        if h.key == keep or not remove(h.key):
+        if h.key == keep:
+            continue
+        try:
+            if not remove(h.key):
+                continue
+        except InUse:
+            say_in_use(h, folder, note or warn)
             continue
         total -= h.size
         removed.append(h)
@@ -143,6 +159,16 @@ def remove_least_recently_used(held: Sequence[Held], *, keep: str, limit: int, r
              f"the cache keeps up to {size_text(limit)} of {entries} (set {SIZE_LIMIT_VARIABLE}, e.g. "
              f"{SIZE_LIMIT_VARIABLE}=100GB, to keep more)")
     return removed
+
+
+def say_in_use(h: Held, folder: Path, note: Warn) -> None:
+    """One line, once a process, that entry ``h`` was not removed: another process uses it."""
+    if (folder, h.key) in _SAID_IN_USE:
+        return
+    _SAID_IN_USE.add((folder, h.key))
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(h.used)) if h.used else "unknown"
+    note(f"kept the cached {h.label} ({size_text(h.size)}, last used {when}) in {folder}: another sde "
+         "process is using it; it is removed once none does")
 
 
 def make_room_among(store: diskcache.Cache, kind: str, *, keep: str, limit: int, entry: str, entries: str,

@@ -1016,7 +1016,9 @@ def index_command(sources: tuple[str, ...], cache_dir: str | None, no_cache: boo
              "free space with --cache-dir DIR")
     click.echo(f"indexed {len(dataset.utterances):,} utterances of {dataset.name} in "
                f"{time.perf_counter() - started:.1f} s into {where}; serve them with: "
-               f"{_serve_command(click.get_current_context(), sources)}", err=True)
+               f"{_serve_command(click.get_current_context(), sources)}"
+               + (" (credentials in --storage-options shown as …: give them again, or in the store's usual "
+                  "variables or profile)" if _has_credentials(data.get("storage_options")) else ""), err=True)
     stored = load(sources, options, cache_dir, False, quiet=True, vad=vad, check_audio=False, notes=False)
     if search_indexes:
         _write_search_indexes(stored)
@@ -1043,9 +1045,37 @@ def _serve_command(ctx: click.Context, sources: Sequence[str]) -> str:
         if param.is_flag:
             if value:
                 words.append(flag)
+        elif param.name == "storage_options" and value is not None:
+            words += [flag, _without_credentials(str(value))]
         else:
             words += [w for v in (value if param.multiple else [value]) for w in (flag, str(v))]
     return " ".join(shlex.quote(w) for w in words)
+
+
+_CREDENTIAL = re.compile(r"secret|token|password|passwd|credential|^key$|access_key|account_key|sas", re.IGNORECASE)
+
+
+def _has_credentials(storage_options: str | None) -> bool:
+    return storage_options is not None and "…" in _without_credentials(storage_options) \
+        and "…" not in storage_options
+
+
+def _without_credentials(storage_options: str) -> str:
+    """--storage-options as printed for the user to run again: the values of credential keys (S3's
+    key and secret, tokens, passwords, at any depth) shown as "…", since what sde prints lands in
+    terminals, job logs and CI output."""
+    def hidden(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: "…" if _CREDENTIAL.search(str(k)) and not isinstance(v, (dict, list)) else hidden(v)
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [hidden(v) for v in value]
+        return value
+
+    try:
+        return json.dumps(hidden(json.loads(storage_options)), ensure_ascii=False)
+    except ValueError:  # checked as the command line was read; as given, should that change
+        return storage_options
 
 
 def _check_index_folder(cache_dir: str | None) -> None:

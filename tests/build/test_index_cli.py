@@ -182,3 +182,21 @@ def test_the_serve_command_it_prints_finds_the_build(tmp_path):
     served = _sde("stats", *command[1:])
     assert served.returncode == 0, served.stderr
     assert "loaded from cache" in served.stderr
+
+
+def test_the_serve_command_it_prints_leaves_the_store_credentials_out(tmp_path):
+    # What sde index prints lands in batch job logs and CI output: S3's key and secret and any
+    # token in --storage-options are shown as "…", the rest (the endpoint) as given.
+    manifest = tmp_path / "m.json"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"a{i}.wav", "duration": 1.0, "text": f"w{i}"}) + "\n"
+                                for i in range(20)))
+    options = {"endpoint_url": "http://127.0.0.1:9", "key": "AKIAEXAMPLE", "secret": "hunter2",
+               "client_kwargs": {"aws_session_token": "tok123"}}
+    built = _sde("index", str(manifest), "--cache-dir", str(tmp_path / "cache"), "--storage-options",
+                 json.dumps(options))
+    assert built.returncode == 0, built.stderr
+    for secret in ("AKIAEXAMPLE", "hunter2", "tok123"):
+        assert secret not in built.stderr + built.stdout
+    said = built.stderr.split("serve them with: ", 1)[1]
+    assert '"endpoint_url": "http://127.0.0.1:9"' in said and '"secret": "…"' in said
+    assert "credentials in --storage-options shown as …" in said

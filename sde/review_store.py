@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import functools
+import itertools
 import json
 import logging
 import os
@@ -263,12 +264,19 @@ def _short(value: Any) -> str:
 # ----------------------------------------------------------------------------------- the store
 
 
+#: A serial per store opened in this process: what caches derived from a store are keyed by. id()
+#: is not: a store closed and freed hands its id to the next one (often on Python 3.13), whose
+#: generation starts at the same small numbers, and a filter answered with the old file's reviews.
+_SERIALS = itertools.count(1)
+
+
 class ReviewStore:
     """One reviews database. Thread-safe (one connection, one lock); several processes may share it."""
 
     def __init__(self, path: str | Path, *, sources: Sequence[str] = (), read_only: bool = False,
                  timeout: float = DEFAULT_TIMEOUT_S, follow_renames: bool = False) -> None:
         self.path = Path(path)
+        self.serial = next(_SERIALS)  # this store among every one opened in the process (see _SERIALS)
         self.timeout = timeout
         self.sources = tuple(sources)
         # follow_renames: a file made for other manifest names is opened, not refused, so that the

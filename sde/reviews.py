@@ -658,7 +658,7 @@ def aligned_reviews(dataset: "Dataset", store: ReviewStore) -> AlignedReviews:
     line no longer matches follows it to the one row of its file with the same audio_filepath and
     offset, unless that row has a review of its own, another review moves there too, or several
     rows share that audio (then it is stale: counted, never applied to a guess)."""
-    token = (id(store), store.generation())
+    token = (store.serial, store.generation())
     cached = dataset.__dict__.get("_sde_aligned_reviews")
     if cached is not None and cached[0] == token:
         return cached[1]
@@ -685,7 +685,7 @@ def _updated(dataset: "Dataset", store: ReviewStore, token: tuple, aligned: Alig
     its own review back, not all of them (2 s a save at 90k reviews, and growing). None where that
     cannot be told (another process wrote, a review of a row that had none moved there) or the
     store is another: then every review is read again."""
-    if token[0] != id(store):
+    if token[0] != store.serial:
         return None
     changed = store.changes_since(token[1])
     if changed is None:
@@ -819,7 +819,7 @@ def query_for(dataset: "Dataset", store: ReviewStore | None, *texts: str | None)
     review column, one over the utterances plus the current review columns (rebuilt after edits)."""
     if store is None or not any(t and "review" in t for t in texts):
         return dataset.utterance_query
-    token = (id(store), store.generation())
+    token = (store.serial, store.generation())
     cached = dataset.__dict__.get("_sde_reviewed_query")
     if cached is not None and cached[0] == token:
         return cached[1]
@@ -926,7 +926,7 @@ def _stored_key(dataset: "Dataset", store: ReviewStore, position: int) -> Review
 def _moved_key(dataset: "Dataset", store: ReviewStore, position: int) -> ReviewKey | None:
     """The key of the review that followed row `position` from another line, if any."""
     cached = dataset.__dict__.get("_sde_aligned_reviews")
-    if cached is not None and cached[0][0] == id(store) and not cached[1].moved and not store.aliases:
+    if cached is not None and cached[0][0] == store.serial and not cached[1].moved and not store.aliases:
         # Nothing had moved when the reviews were last aligned, and saves go to the keys the rows
         # have: no need to align every review again (a read of the whole file) at each request.
         return None

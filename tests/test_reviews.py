@@ -467,3 +467,20 @@ def test_a_copy_of_the_file_alone_while_it_is_open_holds_every_review(tmp_path, 
         assert {r.status: r.text for r in copy.reviews()} == held
     finally:
         copy.close()
+
+
+def test_reviews_files_opened_one_after_another_on_one_dataset_filter_their_own_reviews(write_manifest, tmp_path):
+    # A script or notebook opening one reviews file after another on the same Dataset: the caches
+    # derived from a store were keyed by id(store), which a closed, freed store hands to the next
+    # (4-9 rounds in 40 on Python 3.11, 27 on 3.13), so "{review} is not null" answered with the
+    # previous file's reviews.
+    manifest = write_manifest([{"audio_filepath": f"u{i}.wav", "duration": 1.0, "text": f"word {i}"} for i in range(5)])
+    dataset = build_dataset(str(manifest))
+    for n in range(40):
+        row = n % 5
+        store = open_reviews(dataset, tmp_path / f"r{n}.sqlite")
+        review_post_route(dataset, store, row, {"status": "drop"})
+        assert aligned_reviews(dataset, store).positions.tolist() == [row]
+        assert query_for(dataset, store, "{review} is not null").select("{review} is not null").tolist() == [row], n
+        store.close()
+        del store

@@ -160,7 +160,8 @@ def machine_memory() -> int:
     total = int(psutil.virtual_memory().total)
     for path in _CGROUP_LIMITS:
         try:
-            text = open(path).read().strip()
+            with open(path) as f:
+                text = f.read().strip()
         except OSError:
             continue
         if text.isdigit() and 0 < int(text) < total:

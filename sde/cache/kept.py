@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import weakref
 from pathlib import Path
 
 import diskcache
@@ -46,6 +47,8 @@ class KeptWithBuild:
             self._kept = {k[2] for k in store.iterkeys()
                           if isinstance(k, tuple) and len(k) == 3 and k[0] == "kept" and k[1] == self._key}
             self._store = store
+            # its SQLite connection closed with this object (Python 3.13 warns of one left open)
+            weakref.finalize(self, store.close)
         return self._store
 
     def recall(self, name: str) -> tuple[bool, object]:

@@ -27,7 +27,7 @@ from sde.cache import (BUILDS, CacheUnusable, Warn, warn_on_stderr, DatasetCache
 from sde.dataset import Dataset, DatasetOptions, build_dataset
 from sde.engine import machine_memory, parse_size
 from sde.manifest import ManifestError
-from sde.sources import PatternError, RemoteError, SourceSet, as_source_set, is_url
+from sde.sources import PatternError, RemoteError, SourceSet, as_source_set, is_url, remote
 from sde.sources.lhotse_source import LhotseError, require_lhotse
 
 if TYPE_CHECKING:
@@ -41,6 +41,10 @@ def _readable_source(manifest: object) -> bool:
     return Path(manifest).is_file() if isinstance(manifest, (str, Path)) else True
 
 
+# One load asks a source several things in turn (the cache key, how to cut it, its lines): a
+# store that did not answer the first is not asked again, so a dead store errors after its
+# SDE_REMOTE_TIMEOUT attempts once, not once per question.
+@remote.silence_is_final()
 def load_dataset(
     manifest: "str | Path | Sequence[str | Path] | SourceSet",
     options: DatasetOptions = DatasetOptions(),

@@ -21,10 +21,9 @@ import json
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -53,6 +52,9 @@ INDEX_WORKERS = 8
 # Lines reported one by one per shard and kind of problem; the rest are counted in one more line.
 LINES_REPORTED = 200
 TARRED_FIX = "check the line's shard_id and that --tarred-audio lists the shards in the order of the shard ids"
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 _indexes: dict[str, tuple[Any, TarIndex]] = {}  # location → (identity, index): one build per process
 _indexes_lock = threading.Lock()
@@ -386,8 +388,7 @@ def check_tar_members(table: pd.DataFrame, shards: TarShards | Sequence[str], *,
     reporter.lines(bad, "bad shard_id", lambda row: _bad_shard_message(raw_ids.iat[row], len(shards)))
 
     used = sorted({int(x) for x in ids[valid]})
-    with ThreadPoolExecutor(max(1, min(workers, len(used)))) as pool:
-        outcomes = dict(zip(used, pool.map(lambda s: _index_or_error(shards, s), used)))
+    outcomes = dict(zip(used, _on_daemon_threads(lambda s: _index_or_error(shards, s), used, workers)))
     names = table["audio_filepath"].astype(str).to_numpy() if "audio_filepath" in table.columns \
         else np.full(n, "", object)
     for shard, outcome in outcomes.items():
@@ -430,8 +431,7 @@ def _durations_from_headers(check: MemberCheck, table: pd.DataFrame, shards: Tar
         except AudioError as e:
             return e
 
-    with ThreadPoolExecutor(INDEX_WORKERS) as pool:
-        found = list(pool.map(header, rows.tolist()))
+    found = _on_daemon_threads(header, rows.tolist(), INDEX_WORKERS)
     failed = []
     for row, seconds in zip(rows.tolist(), found):
         if isinstance(seconds, AudioError):
@@ -522,6 +522,39 @@ def _bad_shard_message(value: Any, count: int) -> str:
     if isinstance(shown, float) and shown.is_integer():
         shown = int(shown)  # the column is float where another line lacks a shard_id: 7.0 was 7 in the file
     return f"shard_id {shown!r} is not one of 0..{count - 1} (--tarred-audio names {count:,} tars); {TARRED_FIX}"
+
+
+def _on_daemon_threads(work: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
+    """``[work(item) for item in items]``, run on up to ``workers`` daemon threads. A thread pool's
+    threads are joined when Python exits: Ctrl-C or SIGTERM while a tar's read was stalled waited
+    for its attempts to time out (2 x SDE_REMOTE_TIMEOUT: ~39 s at the default). Daemon threads are
+    left behind; what they write is written whole or not at all (a tar index: a temporary file
+    renamed), so a stop leaves nothing half-written. The first exception of ``work`` is raised."""
+    results: list[Any] = [None] * len(items)
+    failures: list[BaseException] = []
+    pending = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def run() -> None:
+        while not failures:
+            with lock:
+                k = next(pending, None)
+            if k is None:
+                return
+            try:
+                results[k] = work(items[k])
+            except BaseException as e:  # noqa: BLE001 - raised in the calling thread
+                failures.append(e)
+
+    threads = [threading.Thread(target=run, name="sde-tar-index", daemon=True)
+               for _ in range(max(1, min(workers, len(items))))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:  # a lock's wait: Ctrl-C and SIGTERM's handler interrupt it
+        thread.join()
+    if failures:
+        raise failures[0]
+    return results
 
 
 def _index_or_error(shards: TarShards, shard: int) -> TarIndex | AudioError:

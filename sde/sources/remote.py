@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 __all__ = ["RemoteError", "audio_file", "configure", "details", "explain", "glob", "is_url", "join", "normalise",
-           "open_file", "reading", "stamp", "storage_options", "timeout_s", "url_folder"]
+           "open_file", "reading", "silence_is_final", "stamp", "storage_options", "timeout_s", "url_folder"]
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 # Seconds one request may wait for a connection or an answer.
@@ -38,8 +38,19 @@ LIST_WHEN_FILES = 4
 BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
             "abfss": "adlfs", "ais": "aistore", "hf": "huggingface_hub", "http": "aiohttp", "https": "aiohttp"}
 
+# A read whose connection broke after the answer began (a reset, a cut body, a body that stopped
+# coming): read again, once. Not a request that got no answer: botocore has retried that already.
+_BROKEN_READS = {"ClientPayloadError", "ContentLengthError", "ResponseStreamingError", "IncompleteRead",
+                 "IncompleteReadError", "ServerDisconnectedError", "ConnectionResetError", "ConnectionAbortedError",
+                 "BrokenPipeError", "AioReadTimeoutError"}
+
 _configured: dict[str, Any] = {}
 _lock = threading.Lock()
+# While silence_is_final is on (loading a dataset): URLs whose store did not answer, and the error
+# said. One load asks a source several things in turn (its cache key, its size, its lines); each
+# asking anew cost SDE_REMOTE_TIMEOUT twice more (a dead store: 6x the timeout instead of 2x).
+_silent: dict[str, RemoteError] = {}
+_silence_final = 0
 
 
 class RemoteError(Exception):
@@ -163,6 +174,10 @@ def _endpoint(url: str) -> str:
     return str(endpoint) if endpoint else f"the {protocol(url) or 'remote'} service"
 
 
+def _broken_read(error: BaseException) -> bool:
+    return bool({cls.__name__ for cls in type(error).__mro__} & _BROKEN_READS)
+
+
 def explain(url: str, error: BaseException) -> RemoteError:
     """One message for any failure of a remote access: what happened to ``url`` and the fix."""
     if isinstance(error, RemoteError):
@@ -183,6 +198,9 @@ def explain(url: str, error: BaseException) -> RemoteError:
         return RemoteError(f"{url}: {store} did not answer within {timeout_s():g} s; check the endpoint "
                            "(--storage-options '{\"endpoint_url\": ...}') and the network, or set "
                            "SDE_REMOTE_TIMEOUT=SECONDS for a slow store", "timeout")
+    if _broken_read(error):
+        return RemoteError(f"{url}: the connection to {store} broke while reading it ({text}); try again (a flaky "
+                           "network), or check the network to the store", "unreadable")
     if names & {"EndpointConnectionError", "ClientConnectorError", "ConnectionError", "ConnectionRefusedError"}:
         return RemoteError(f"{url}: cannot connect to {store} ({text}); check the endpoint "
                            "(--storage-options '{\"endpoint_url\": ...}') and the network", "timeout")
@@ -203,13 +221,40 @@ def explain(url: str, error: BaseException) -> RemoteError:
 
 @contextmanager
 def reading(url: str) -> Iterator[None]:
-    """Turn any failure inside the block into the RemoteError that explains it."""
+    """Turn any failure inside the block into the RemoteError that explains it. Under
+    :func:`silence_is_final`, a URL whose store did not answer fails at once, with that error."""
+    with _lock:
+        silent = _silent.get(url) if _silence_final else None
+    if silent is not None:
+        raise silent
     try:
         yield
-    except RemoteError:
-        raise
     except Exception as e:  # noqa: BLE001 - backends raise anything; each becomes one clear message
-        raise explain(url, e) from None
+        error = explain(url, e)
+        if error.reason == "timeout":
+            with _lock:
+                if _silence_final:
+                    _silent.setdefault(url, error)
+        if error is e:
+            raise
+        raise error from None
+
+
+@contextmanager
+def silence_is_final() -> Iterator[None]:
+    """Within the block (one load of a dataset), a URL whose store did not answer (its attempts
+    spent) is not asked again: each later access raises the same RemoteError at once. Outside it
+    (a server answering requests for hours), every access asks anew."""
+    global _silence_final
+    with _lock:
+        _silence_final += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _silence_final -= 1
+            if not _silence_final:
+                _silent.clear()
 
 
 def open_file(url: str, *, ranged: bool = False, size: int | None = None, etag: str | None = None) -> Any:
@@ -229,7 +274,28 @@ def open_file(url: str, *, ranged: bool = False, size: int | None = None, etag: 
             f = fs.open(path, "rb")
     if etag:
         _pin_version(f, etag)
+    _read_again_when_broken(f)
     return f
+
+
+def _read_again_when_broken(f: Any) -> None:
+    """A byte range whose connection broke mid-body is fetched again, once (ATTEMPTS). s3fs would
+    retry it itself, but only together with timeouts (fs.retries, set to 1 in filesystem(): it
+    multiplied botocore's own attempts), so a reset 200 KB into a manifest ended the load."""
+    cache = getattr(f, "cache", None)
+    fetch = getattr(cache, "fetcher", None)
+    if fetch is None:
+        return
+
+    def fetch_again_when_broken(start: int, end: int) -> bytes:
+        try:
+            return fetch(start, end)
+        except Exception as e:
+            if not _broken_read(e):
+                raise
+        return fetch(start, end)  # the second of ATTEMPTS; explain() names a failure of both
+
+    cache.fetcher = fetch_again_when_broken
 
 
 def _pin_version(f: Any, etag: str) -> None:

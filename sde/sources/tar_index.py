@@ -33,6 +33,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -442,7 +443,28 @@ def load_tar_index(tar: str | os.PathLike, *, index_file: str | None = None, cac
         cached.etag = identity.get("etag")
         return cached
     notes: list[str] = []
-    index = None
+    try:
+        index = _build(location, size, index_file, open_location, notes)
+    except TarIndexError:
+        raise
+    except Exception as e:
+        # a read that failed (a connection reset, a store that stopped answering) is the tar's one
+        # note, not a crash; no index is kept (the tar is not damaged): the next load reads it again
+        if _is_url(location):
+            raise TarIndexError(str(remote.explain(location, e))) from None
+        if isinstance(e, OSError):
+            raise TarIndexError(f"{location}: cannot read: {e.strerror or e}; check the disk, or re-copy the "
+                                "shard") from None
+        raise
+    index.notes = notes
+    index.etag = identity.get("etag")
+    _write_cache(cache_dir, identity, index)
+    return index
+
+
+def _build(location: str, size: int, index_file: str | None, open_location: Callable[[str], BinaryIO],
+           notes: list[str]) -> TarIndex:
+    """The index from the tar's index file, else from a scan of its headers (notes: why not the file)."""
     with open_location(location) as f:
         readahead = REMOTE_READAHEAD if _is_url(location) else 0
         reader = _Reader(f, size, readahead)
@@ -452,29 +474,28 @@ def load_tar_index(tar: str | os.PathLike, *, index_file: str | None = None, cac
                     notes.append(f"{candidate}: index file not found; scanning the tar instead")
                 continue
             try:
-                index = _from_index_file(candidate, open_location, reader, size, location)
+                return _from_index_file(candidate, open_location, reader, size, location)
             except IndexFileError as e:
                 notes.append(f"{e}; scanning the tar instead")
             break
-        if index is None:
-            members, bytes_read = scan_tar(f, size, shown=location, readahead=readahead)
-            index = TarIndex(location, size, members, "scan", bytes_read=bytes_read)
-    index.notes = notes
-    index.etag = identity.get("etag")
-    _write_cache(cache_dir, identity, index)
-    return index
+        members, bytes_read = scan_tar(f, size, shown=location, readahead=readahead)
+        return TarIndex(location, size, members, "scan", bytes_read=bytes_read)
 
 
 def _from_index_file(candidate: str, open_location: Callable[[str], BinaryIO], reader: _Reader, size: int,
                      location: str) -> TarIndex:
     try:
-        with open_location(candidate) as g:
-            raw = g.read()
+        with remote.reading(candidate) if _is_url(candidate) else nullcontext():
+            with open_location(candidate) as g:
+                raw = g.read()
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise IndexFileError(f"{candidate}:1: not a text file; re-create the index") from None
     except OSError as e:
         raise IndexFileError(f"{candidate}:1: cannot read ({e.strerror or e})") from None
+    except remote.RemoteError as e:  # the tar itself may still be read: scanned instead
+        why = str(e)[len(candidate) + 2:] if str(e).startswith(f"{candidate}: ") else str(e)
+        raise IndexFileError(f"{candidate}:1: cannot read ({why})") from None
     members, where = read_index_file(text, shown=candidate, tar_size=size)
     _spot_check(reader, members, where, candidate, location)
     return TarIndex(location, size, members, f"index file {candidate}")

@@ -560,9 +560,17 @@ def missing_rows(utterances: pd.DataFrame) -> np.ndarray:
     return np.flatnonzero(~utterances[COLUMN].fillna(True).to_numpy(dtype=bool))
 
 
+def checked(utterances: pd.DataFrame) -> bool:
+    """Whether presence was checked for any utterance: a column of nothing but nulls (remote audio,
+    which is never checked at start) says nothing, and counting it said "0 missing"."""
+    if COLUMN not in utterances.columns:
+        return False
+    return not len(utterances) or bool(utterances[COLUMN].notna().any())
+
+
 def audio_missing_count(utterances: pd.DataFrame) -> int | None:
     """Utterances whose audio file is missing; None when presence was not checked."""
-    if COLUMN not in utterances.columns:
+    if not checked(utterances):
         return None
     return int(len(missing_rows(utterances)))
 
@@ -581,8 +589,8 @@ def first_missing_files(utterances: pd.DataFrame, shown: int) -> tuple[int, np.n
 def audio_presence_summary(utterances: pd.DataFrame) -> dict[str, int | None]:
     """The summary's `audio_missing` (utterances whose file is missing) and `audio_missing_files`
     (distinct files); both None when presence was not checked."""
-    rows = missing_rows(utterances) if COLUMN in utterances.columns else None
-    if rows is None:
+    if not checked(utterances):
         return {"audio_missing": None, "audio_missing_files": None}
+    rows = missing_rows(utterances)
     files = int(utterances["audio_path"].iloc[rows].nunique()) if len(rows) else 0
     return {"audio_missing": int(len(rows)), "audio_missing_files": files}

@@ -12,17 +12,39 @@ member of a NeMo tarred dataset, named by a prefix) get their opener the same wa
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
 import threading
 from typing import Any, BinaryIO, Callable
 
-__all__ = ["AudioInput", "FileAudio", "MemoryAudio", "as_input", "install_openers", "installed_openers",
-           "set_prefix_opener", "set_url_opener", "shown_name"]
+__all__ = ["AudioInput", "FileAudio", "MemoryAudio", "STORE_REASONS", "as_input", "install_openers",
+           "installed_openers", "is_remote_name", "set_prefix_opener", "set_url_opener", "shown_name", "store_failed",
+           "store_failure", "store_reason"]
 
 # Formats libsndfile refuses go to ffmpeg through a pipe: at most this much is handed over.
 MAX_PIPED_BYTES = 512 << 20
+# soundfile (0.14) opens every file under one process-wide lock, and libsndfile reads the header
+# through our callbacks while it holds it: a read from the network there made one stalled store
+# request block every other audio open of the server, local files included. So what the open
+# reads is fetched before it: a file up to this size whole (one request, as a remote tar member
+# is), a larger one its first and last bytes (the header, and chunks some formats keep at the
+# end); the segment's frames are read after the open, outside the lock.
+PREFETCH_WHOLE_BYTES = 4 << 20
+PREFETCH_HEAD_BYTES = 64 << 10
+PREFETCH_TAIL_BYTES = 64 << 10
+# An open that asked for bytes not fetched is retried after fetching them (at least this much
+# each), up to PREFETCH_MAX_BYTES in all; past that (a header of megabytes) it reads as it goes.
+PREFETCH_MISS_BYTES = 64 << 10
+PREFETCH_MAX_BYTES = 8 << 20
+
+#: AudioError reasons of a store that failed or did not answer (not of the file itself): the same
+#: request may well succeed a moment later, so they are never remembered as the file's state.
+#: ``timeout``: no answer in time, or no connection; ``store_error``: an error of the store
+#: (5xx, throttling, a reset connection). A store's refusal (403, expired credentials) keeps the
+#: reason ``permission``, as a local file's, and is not remembered either (:func:`store_failed`).
+STORE_REASONS = ("timeout", "store_error")
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _url_opener: Callable[[str], "AudioInput"] | None = None
@@ -95,24 +117,102 @@ class FileAudio(AudioInput):
         self._explain = explain
 
     def open(self) -> BinaryIO:
-        return _Guarded(self, self._opener())
+        return _Guarded(self, self._opener(), self._size)
 
     def size(self) -> int | None:
         return self._size
 
     def explain(self, error: BaseException) -> tuple[str, str]:
-        return self._explain(error) if self._explain else super().explain(error)
+        why, reason = self._explain(error) if self._explain else super().explain(error)
+        return store_failure(why, reason, error) if is_remote_name(self.name) else (why, reason)
+
+
+def is_remote_name(name: str) -> bool:
+    """A URL (``s3://b/a.wav``) or a member of a tar behind one (``s3://b/t.tar:a.wav``)."""
+    return bool(_URL.match(name)) and not name.lower().startswith("file://")
+
+
+_STORE_ERRNOS = {errno.EREMOTEIO, errno.EBUSY, errno.EAGAIN, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE,
+                 errno.ETIMEDOUT}
+_STORE_ERROR_NAMES = {"ClientConnectionError", "ClientPayloadError", "ServerDisconnectedError", "ResponseStreamingError",
+                      "IncompleteReadError", "IncompleteRead", "ProtocolError", "ConnectionClosedError"}
+# no answer in time, or no connection at all
+_STORE_UNREACHED_NAMES = {"ReadTimeoutError", "ConnectTimeoutError", "FSTimeoutError", "ServerTimeoutError",
+                          "ConnectionTimeoutError", "ReadTimeout", "ConnectTimeout", "ClientConnectorError",
+                          "EndpointConnectionError"}
+
+
+def store_reason(error: BaseException | None, reason: str) -> str:
+    """The AudioError reason of a failed read of a remote file: one of STORE_REASONS when the store
+    failed or did not answer (``reason`` as sde.sources.remote explained it: ``timeout``, or
+    ``unreadable`` for a 5xx, throttling or a reset), ``permission`` when it refused, else
+    ``reason`` itself (not found, rewritten, bytes that are no audio: answers about the file)."""
+    if reason == "store_error":
+        return reason
+    chain: list[BaseException] = []
+    while error is not None and all(error is not e for e in chain):  # the backend's error may be wrapped
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    # the root cause first: botocore calls a reset connection "Could not connect to the endpoint"
+    for error in reversed(chain):
+        names = {cls.__name__ for cls in type(error).__mro__}
+        status = getattr(error, "status", None)
+        if isinstance(error, (TimeoutError, ConnectionRefusedError)) or names & _STORE_UNREACHED_NAMES:
+            return "timeout"
+        if isinstance(error, PermissionError):
+            return "permission"
+        if isinstance(error, ConnectionError) or names & _STORE_ERROR_NAMES or \
+                (isinstance(error, OSError) and error.errno in _STORE_ERRNOS) or \
+                (isinstance(status, int) and (status >= 500 or status == 429)):
+            return "store_error"
+    return reason
+
+
+def store_failed(reason: str, name: str) -> bool:
+    """Whether an AudioError of ``name`` is a store's failure to answer or its refusal (a state of
+    the store, which the next request may find gone), not an answer about the file."""
+    return reason in STORE_REASONS or (reason == "permission" and is_remote_name(name))
+
+
+def store_failure(why: str, reason: str, error: BaseException | None) -> tuple[str, str]:
+    """(why, reason) of a failed read of a remote file, ``error`` the backend's exception: a
+    store's failure gets its reason (:func:`store_reason`) and says how to get past it."""
+    reason = store_reason(error, reason)
+    return _with_store_fix(why, reason), reason
+
+
+def _with_store_fix(why: str, reason: str) -> str:
+    """``why`` plus the fix of a store's failure where the store's own explanation lacks one."""
+    if "try again" in why:  # said already
+        return why
+    if reason == "store_error":
+        return f"the store failed to send it ({why}); try again: the next request asks the store again"
+    if reason == "timeout" and "SDE_REMOTE_TIMEOUT" not in why:
+        return f"{why}; try again, or set SDE_REMOTE_TIMEOUT=SECONDS for a slow store"
+    if reason == "timeout":
+        return f"{why}; try again: the next request asks the store again"
+    return why
 
 
 class _Guarded(io.RawIOBase):
     """A file whose read errors become end-of-file plus a note on its AudioInput: libsndfile reads
     through Python callbacks, where an exception would only print a traceback and turn into a
-    vague decoder error; the note lets the reader say what really happened (a timeout, a 403)."""
+    vague decoder error; the note lets the reader say what really happened (a timeout, a 403).
 
-    def __init__(self, owner: AudioInput, raw: Any) -> None:
+    It also holds the bytes :meth:`prefetch` fetched: while ``offline`` (libsndfile opening it,
+    see PREFETCH_WHOLE_BYTES) a read of bytes not fetched reads as end-of-file and is noted in
+    ``missed``, for :meth:`fetch_missed` to fetch before the open is tried again."""
+
+    def __init__(self, owner: AudioInput, raw: Any, size: int | None = None) -> None:
         super().__init__()
         self._owner = owner
         self._raw = raw
+        self._size = size
+        self._pos = 0
+        self._spans: list[tuple[int, bytes]] = []  # (first byte, bytes) fetched ahead
+        self._fetched = 0
+        self.offline = False
+        self.missed: list[tuple[int, int]] = []
 
     def _failed(self, error: Exception) -> None:
         if self._owner.failure is None:
@@ -124,9 +224,63 @@ class _Guarded(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def size(self) -> int:
+        if self._size is None:
+            self._size = self._raw.seek(0, os.SEEK_END)  # a remote file knows its size: no request
+        return self._size
+
+    # -- fetching ahead (raises: outside libsndfile, the caller explains the failure) -------------
+    def prefetch(self) -> None:
+        """Fetch what libsndfile reads as it opens the file: all of it when small, else its head and tail."""
+        size = self.size()
+        if size <= PREFETCH_WHOLE_BYTES:
+            self._fetch(0, size)
+            return
+        self._fetch(0, PREFETCH_HEAD_BYTES)
+        self._fetch(size - PREFETCH_TAIL_BYTES, PREFETCH_TAIL_BYTES)
+
+    def fetch_missed(self) -> bool:
+        """Fetch the bytes the last offline open asked for and lacked; False when there were none,
+        or when fetching more would pass PREFETCH_MAX_BYTES (then the open reads as it goes)."""
+        missed, self.missed = self.missed, []
+        if not missed or self._fetched >= PREFETCH_MAX_BYTES:
+            return False
+        before = self._fetched
+        for start, count in missed:
+            self._fetch(start, max(count, PREFETCH_MISS_BYTES))
+        return self._fetched > before
+
+    def _fetch(self, start: int, count: int) -> None:
+        start = max(0, min(start, self.size()))
+        count = max(0, min(count, self.size() - start))
+        if count == 0 or self._held(start, count) is not None:
+            return
+        self._raw.seek(start)
+        data = self._raw.read(count)
+        self._spans.append((start, data))
+        self._fetched += len(data)
+
+    def _held(self, start: int, count: int) -> bytes | None:
+        for first, data in self._spans:
+            if first <= start and start + count <= first + len(data):
+                return data[start - first:start - first + count]
+        return None
+
+    # -- the file ----------------------------------------------------------------------------------
+    def read(self, size: int | None = -1) -> bytes:
         try:
-            return self._raw.read(size)
+            if self._pos >= self.size():
+                return b""
+            count = max(0, self.size() - self._pos) if size is None or size < 0 else size
+            held = self._held(self._pos, min(count, max(0, self.size() - self._pos)))
+            if held is None and self.offline:
+                self.missed.append((self._pos, count))
+                return b""
+            if held is None:
+                self._raw.seek(self._pos)
+                held = self._raw.read(count)
+            self._pos += len(held)
+            return held
         except Exception as e:  # noqa: BLE001 - any backend failure: see the class docstring
             self._failed(e)
             return b""
@@ -138,18 +292,21 @@ class _Guarded(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         try:
-            return self._raw.seek(offset, whence)
+            base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self.size()}[whence]
         except Exception as e:  # noqa: BLE001
             self._failed(e)
-            return self.tell()
+            return self._pos
+        self._pos = max(0, base + offset)
+        return self._pos
 
     def tell(self) -> int:
-        return self._raw.tell()
+        return self._pos
 
     def close(self) -> None:
         try:
             self._raw.close()
         finally:
+            self._spans = []
             super().close()
 
 

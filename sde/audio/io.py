@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 import soundfile as sf
 
-from sde.audio.inputs import AudioInput, as_input, shown_name
+from sde.audio.inputs import AudioInput, _Guarded, as_input, shown_name, store_failed
 
 __all__ = [
     "AudioError",
@@ -80,8 +80,10 @@ class AudioError(Exception):
     ``reason`` is a short machine-readable kind: ``not_found``, ``permission``, ``not_a_file``,
     ``empty``, ``unreadable`` (not a sound file / corrupt / unsupported), ``truncated``,
     ``offset`` (segment starts beyond the end), ``invalid`` (bad offset/duration values; then
-    ``field`` names the manifest field and ``value`` holds its value).
-    HTTP routes map ``not_found`` to 404 and the rest to 422.
+    ``field`` names the manifest field and ``value`` holds its value); for a file in an object
+    store, ``timeout`` or ``store_error`` when the store did not answer or failed
+    (:data:`~sde.audio.inputs.STORE_REASONS`: a state of the store, not of the file), and
+    ``permission`` when it refused. HTTP routes answer :attr:`status`.
     """
 
     def __init__(self, path: str, why: str, reason: str = "unreadable", *,
@@ -92,6 +94,17 @@ class AudioError(Exception):
         self.field = field
         self.value = value
         super().__init__(f"{self.path}: {why}")
+
+    @property
+    def status(self) -> int:
+        """The HTTP status that answers it: 404 for a missing file, 504 for a store that did not
+        answer, 502 for one that failed or refused, 422 for a file that is there but no usable audio."""
+        if self.reason == "permission" and store_failed(self.reason, self.path):
+            return 502
+        return _STATUS.get(self.reason, 422)
+
+
+_STATUS = {"not_found": 404, "timeout": 504, "store_error": 502}
 
 
 @dataclass
@@ -201,10 +214,11 @@ def _truncated(path: str, end_s: float, has: str, announced_s: float | None) -> 
 
 
 class _OwningSoundFile(sf.SoundFile):
-    """A SoundFile on a file object it closes with itself."""
+    """A SoundFile on a file object it closes with itself (``owned``: from the start; else once
+    it is handed over, after an open that may be retried on the same file object)."""
 
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw  # before the parent's init: its __del__ closes even a file it refused
+    def __init__(self, raw: Any, owned: bool = True) -> None:
+        self._raw = raw if owned else None  # before the parent's init: its __del__ closes even a file it refused
         super().__init__(raw)
 
     def close(self) -> None:
@@ -221,18 +235,58 @@ def _soundfile(path: str | AudioInput) -> sf.SoundFile:
     byte ranges: nothing is written to disk)."""
     if not isinstance(path, AudioInput):
         return sf.SoundFile(path)
+    raw = None
     try:
         raw = path.open()
+        if isinstance(raw, _Guarded):
+            raw.prefetch()
     except AudioError:
         raise
     except Exception as exc:  # noqa: BLE001 - the opener's failure, explained by the input
+        if raw is not None:
+            raw.close()
         why, reason = path.explain(exc)
         raise AudioError(path, why, reason) from None
     try:
-        return _OwningSoundFile(raw)
+        return _open_prefetched(path, raw) if isinstance(raw, _Guarded) else _OwningSoundFile(raw)
     except BaseException:
         raw.close()
         raise
+
+
+def _open_prefetched(path: AudioInput, raw: _Guarded) -> sf.SoundFile:
+    """libsndfile on a file read from the network, opened on the bytes fetched before (soundfile
+    holds a process-wide lock while it opens: see PREFETCH_WHOLE_BYTES). An open that asked for
+    more is discarded and tried again with those bytes fetched too."""
+    while True:
+        raw.seek(0)
+        raw.offline = True
+        f = None
+        try:
+            f = _OwningSoundFile(raw, owned=False)
+        except Exception:  # noqa: BLE001 - maybe only for want of the bytes it was not given
+            if not raw.missed:
+                raise
+        finally:
+            raw.offline = False
+        if f is not None and not raw.missed:
+            f._raw = raw
+            return f
+        if f is not None:
+            f.close()
+        if not _fetched_missed(path, raw):  # past the bound (a header of megabytes): read as it goes
+            raw.seek(0)
+            f = _OwningSoundFile(raw, owned=False)
+            f._raw = raw
+            return f
+
+
+def _fetched_missed(path: AudioInput, raw: _Guarded) -> bool:
+    try:
+        return raw.fetch_missed()
+    except Exception as exc:  # noqa: BLE001 - the store's failure, explained by the input
+        why, reason = path.explain(exc)
+        raise AudioError(path, why, reason) from None
 
 
 def _input_failure(path: str | AudioInput) -> AudioError | None:

@@ -25,7 +25,7 @@ from flask import current_app
 
 from sde.audio import (AudioError, ChannelSelection, DisplayData, MAX_SECONDS, Segment, SegmentReader, channel_selection,
                        display_data, ogg_bytes, open_segment, wav_bytes)
-from sde.audio.inputs import AudioInput
+from sde.audio.inputs import STORE_REASONS, AudioInput, is_remote_name, store_failed, store_failure
 from sde.sources.members import TarShards, audio_input, shard_number
 from sde.sources.remote import is_url
 from sde.web.signal_figure import signal_figure
@@ -165,17 +165,25 @@ class AudioService:
         if isinstance(hit, Segment):
             return hit
         path, offset, duration = self.locate(utt_id)
+        audio: str | AudioInput | None = None
         try:
-            reader = open_segment(self.audio_input(utt_id), offset, duration, channel=self.channel(utt_id))
+            audio = self.audio_input(utt_id)
+            reader = open_segment(audio, offset, duration, channel=self.channel(utt_id))
             if not reader.fits_in_memory:
                 return reader
             with reader:
                 seg = reader.segment()
         except AudioError as exc:
-            # Remember failures too (until the file changes): a corrupt file would otherwise
-            # cost a decoder subprocess on every request the page makes for it.
-            self._cache.put(key, exc, 1024)
-            raise
+            found = _store_failure(exc, audio)
+            # Remember what the file is (until it changes): a corrupt file would otherwise cost a
+            # decoder subprocess on every request the page makes for it. Not a store's failure to
+            # answer: a remote file's validator never changes, so it would stay "failed" for the
+            # server's life when the next request would have got it.
+            if not store_failed(found.reason, found.path):
+                self._cache.put(key, found, 1024)
+            if found is exc:
+                raise
+            raise found from None
         self._cache.put(key, seg, seg.samples.nbytes)
         return seg
 
@@ -237,6 +245,19 @@ class AudioService:
         text = head[:-1] + ', "figure": ' + fig_json + "}"
         self._cache.put(key, text, len(text))
         return text
+
+
+def _store_failure(exc: AudioError, audio: str | AudioInput | None) -> AudioError:
+    """``exc``, or the store's failure under it: a read of a remote file that failed under the
+    decoder (its frames cut short: "truncated"), or a remote tar member's read that failed before it."""
+    if isinstance(audio, AudioInput) and audio.failure is not None and exc.reason not in STORE_REASONS:
+        why, reason = audio.explain(audio.failure)
+        if store_failed(reason, exc.path):
+            return AudioError(exc.path, why, reason)
+    if not is_remote_name(exc.path):
+        return exc
+    why, reason = store_failure(exc.why, exc.reason, exc.__cause__ or exc.__context__)
+    return exc if (why, reason) == (exc.why, exc.reason) else AudioError(exc.path, why, reason)
 
 
 def _float(x: Any) -> float:

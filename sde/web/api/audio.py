@@ -55,9 +55,10 @@ def _service() -> AudioService:
 
 
 def _audio_error(utt_id: int, exc: AudioError) -> ApiError:
-    # A missing file is "not found" for the client too; everything else is a file we found but
-    # cannot turn into audio (422: the request was fine, the content is not).
-    status = 404 if exc.reason == "not_found" else 422
+    # A missing file is "not found" for the client too; a store that failed or did not answer is a
+    # gateway's failure (502/504: ask again); everything else is a file we found but cannot turn
+    # into audio (422: the request was fine, the content is not).
+    status = exc.status
     log.info("audio for utterance %s unavailable: %s", utt_id, exc)
     fields: dict[str, Any] = {"id": utt_id, "reason": exc.reason}
     if exc.field and isinstance(exc.value, (int, float)):

@@ -119,8 +119,7 @@ def _augmented(utt_id: int):
     except AugmentError as exc:
         raise ApiError(str(exc), 400, fields={"id": utt_id}) from None
     except AudioError as exc:
-        raise ApiError(str(exc), 404 if exc.reason == "not_found" else 422,
-                       fields={"id": utt_id, "reason": exc.reason}) from None
+        raise ApiError(str(exc), exc.status, fields={"id": utt_id, "reason": exc.reason}) from None
 
 
 def augment(utt_id: int) -> Response:

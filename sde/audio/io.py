@@ -419,20 +419,32 @@ def _read_ffmpeg(path: str | AudioInput, offset: float, duration: float | None) 
 
 
 def _read_audioread(path: str | AudioInput, offset: float, duration: float | None) -> RawAudio:
+    """audioread's own decoders (GStreamer, Core Audio, MAD), called directly: librosa 1.0 dropped
+    its audioread fallback, and a librosa.load there only asked libsndfile again."""
     if isinstance(path, AudioInput):
-        raise ValueError("this format needs ffmpeg when the file is not a local path; install ffmpeg")
-    import librosa  # lazy: slow to import, and only needed without ffmpeg
-
-    y, sr = librosa.load(path, sr=None, mono=False, offset=offset,
-                         duration=None if duration is None else max(0.0, duration))
-    y = np.atleast_2d(np.asarray(y, dtype=np.float32)).T  # librosa: (channels, n) → (n, channels)
+        raise ValueError("this format needs ffmpeg when the file is not a local path")
     try:
-        file_s = float(librosa.get_duration(path=path))
-    except Exception:  # noqa: BLE001 - the length is a nicety here
-        file_s = float("nan")
-    if len(y) == 0 and math.isfinite(file_s) and offset >= file_s:
-        raise _offset_beyond_end(path, offset, file_s)
-    return RawAudio(y, int(sr), y.shape[1], file_s, False)
+        import audioread  # lazy: only without ffmpeg; not installed with librosa >= 1.0
+    except ImportError:
+        raise ValueError("no other decoder is installed") from None
+    with audioread.audio_open(path) as f:
+        sr, ch, file_s = int(f.samplerate), int(f.channels), float(f.duration)
+        if math.isfinite(file_s) and file_s > 0 and offset >= file_s:
+            raise _offset_beyond_end(path, offset, file_s)
+        first = int(round(offset * sr)) * ch
+        last = None if duration is None else first + int(round(max(0.0, duration) * sr)) * ch
+        pieces, seen = [], 0
+        for block in f:  # 16-bit little-endian samples, channels interleaved
+            samples = np.frombuffer(block, dtype="<i2")
+            lo, hi = max(first - seen, 0), len(samples) if last is None else min(last - seen, len(samples))
+            if hi > lo:
+                pieces.append(samples[lo:hi])
+            seen += len(samples)
+            if last is not None and seen >= last:
+                break
+    data = np.concatenate(pieces) if pieces else np.zeros(0, dtype="<i2")
+    y = (data[: len(data) // ch * ch].reshape(-1, ch) / 32768.0).astype(np.float32)
+    return RawAudio(y, sr, ch, file_s, False)
 
 
 def _times(offset: float | None, duration: float | None) -> tuple[float, float | None]:
@@ -474,14 +486,22 @@ def _decode(path: str, offset: float | None, duration: float | None, soundfile: 
         sf_reason = _sf_reason(exc)
     except OSError as exc:  # raced with a delete/chmod after check_file
         raise AudioError(path, f"cannot read the file ({exc.strerror or exc})", "unreadable") from None
+    has_ffmpeg = bool(shutil.which("ffmpeg") and shutil.which("ffprobe"))
     try:
-        if shutil.which("ffmpeg") and shutil.which("ffprobe"):
+        if has_ffmpeg:
             return ffmpeg(path, offset, duration)
         return audioread(path, offset, duration)
     except AudioError:
         raise
     except Exception as exc:  # noqa: BLE001 - every decoder failure means the same to the user
-        raise _not_audio(path, sf_reason, exc) from None
+        if has_ffmpeg:
+            raise _not_audio(path, sf_reason, exc) from None
+        # the file may well be fine: a format only ffmpeg decodes here (AAC/M4A, WMA, …)
+        ext = os.path.splitext(str(path))[1].lower()
+        raise AudioError(path, f"no decoder installed reads it{f' (extension {ext!r})' if ext else ''}: libsndfile "
+                               f"says \"{sf_reason}\", and ffmpeg, which decodes AAC/M4A, WMA and more, is not "
+                               "installed; install ffmpeg (e.g. apt-get install ffmpeg) and open it again (if ffmpeg "
+                               "cannot read it either, the file is corrupt)", "unreadable") from None
 
 
 def read_channels(path: str, offset: float = 0.0, duration: float | None = None) -> RawAudio:

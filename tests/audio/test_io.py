@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -294,3 +295,23 @@ def test_impossible_offsets_and_durations_name_the_field_value_and_fix(tmp_path,
         assert "invalid" in m["audio_error"]
         out = compute_audio_metrics(segments_table([(path, args["offset"], args["duration"])]), workers=1)
         assert "invalid" in out["audio_error"].iloc[0]
+
+
+def test_a_format_only_ffmpeg_decodes_says_to_install_ffmpeg_where_it_is_missing(tmp_path):
+    # Without ffmpeg an M4A was "not a sound file, or corrupt": the fallback (audioread through
+    # librosa, which librosa 1.0 removed) only asked libsndfile again. The file is fine: say so.
+    if not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg makes the M4A")
+    write(tmp_path / "a.wav", sine(440.0, 0.5, 16000), 16000)
+    made = subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(tmp_path / "a.wav"), "-c:a", "aac",
+                           str(tmp_path / "a.m4a")], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "nobin").mkdir()
+    read = subprocess.run([sys.executable, "-c", "import sys; from sde.audio.io import AudioError, read_segment\n"
+                           "try:\n    read_segment(sys.argv[1])\nexcept AudioError as e:\n    print(e)",
+                           str(tmp_path / "a.m4a")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PATH": str(tmp_path / "nobin"), "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert read.returncode == 0, read.stderr
+    said = read.stdout.strip()
+    assert said.startswith(f"{tmp_path / 'a.m4a'}: no decoder installed reads it (extension '.m4a')"), said
+    assert "install ffmpeg" in said and "not a sound file" not in said

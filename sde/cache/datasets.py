@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -61,6 +62,21 @@ BUILDS = "builds"
 #: before this file name none: they are counted toward the size limit, as any interrupted build.
 BUILD_FORMAT_FILE = "format"
 _BUILD_FOLDER = re.compile(r"([0-9a-f]{64}(?:-vad)?)-\d+(?:-[0-9a-f]+)?")
+
+
+_SHORT_ERRNOS = {errno.ENOMEM, errno.EAGAIN, errno.EMFILE, errno.ENFILE}
+_SHORT_TEXTS = ("can't start new thread", "failed to launch worker thread", "resource temporarily unavailable",
+                "cannot allocate memory", "out of memory", "unable to allocate", "too many open files")
+
+
+def _short_of_resources(error: BaseException) -> bool:
+    """Whether reading an entry failed for want of memory, threads or file descriptors (a ulimit,
+    a busy machine): a state of this process, not damage to the entry, which must not be deleted
+    for it (a build of 10M utterances takes minutes to make again)."""
+    if isinstance(error, MemoryError) or (isinstance(error, OSError) and error.errno in _SHORT_ERRNOS):
+        return True
+    text = str(error).lower()
+    return any(t in text for t in _SHORT_TEXTS)
 
 
 def mark_build_format(folder: Path) -> None:
@@ -149,6 +165,7 @@ class DatasetCache:
         self._why_read_only: CacheReadOnly | None = None
         #: entries this cache did not remove because another process uses them (sde.cache.in_use)
         self.kept_in_use: set[str] = set()
+        self._said_short: set[str] = set()  # entries said to be unreadable for want of memory or threads
         self._replacing: dict[str, list[str]] = {}  # entry -> older formats' entries of its dataset
         self._store: diskcache.Cache | ReadOnlyStore
         try:
@@ -196,6 +213,13 @@ class DatasetCache:
             dataset = _dataset_from(meta, _frames(meta, {name: table for name, (table, _) in read.items()}))
             dataset.files = _read_ahead_order(list(read.values()))
         except Exception as e:  # noqa: BLE001 - any corruption means "rebuild", never a crash
+            if _short_of_resources(e):  # the process's limits, not the entry: it stays for the next start
+                if key not in self._said_short:
+                    self._said_short.add(key)
+                    self.warn(f"cannot read cache entry {key[:12]} in {self.directory} now ({e}): this process is short "
+                              "of memory or threads (a ulimit -v or -u, or a busy machine?); the entry is kept, "
+                              "and this run builds without it")
+                return None
             self.warn(f"cache entry {key[:12]} in {self.directory} is unreadable ({e}); rebuilding it")
             self.delete(key)
             return None

@@ -146,6 +146,10 @@ def _cache_choice_checked(ctx: click.Context, param: click.Parameter, value: Any
         raise click.UsageError(f"--cache-dir {ctx.params.get('cache_dir') or value} and --no-cache contradict each "
                                "other; give one: --cache-dir DIR to use the cache in DIR, or --no-cache to neither "
                                "read nor write a cache", ctx)
+    if param.name == "cache_dir" and isinstance(value, str) and value.startswith("~"):
+        # quoted in a job script ('~/sde-cache'): a literal "~" folder under the current one held
+        # half of a build (its parts), the expanded home folder the other half
+        value = os.path.expanduser(value)
     return value
 
 
@@ -903,7 +907,7 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # --cache-dir as given, else $SDE_CACHE_DIR: the printed commands name the folder, so that they read
     # this build from another shell or folder too.
     given_cache, no_cache = cache_options
-    given_cache = given_cache or os.environ.get("SDE_CACHE_DIR") or None
+    given_cache = given_cache or os.path.expanduser(os.environ.get("SDE_CACHE_DIR") or "") or None
     app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth, cache_dir=cache_dir,
                                         reviews=reviews, read_only=read_only, no_cache=no_cache,
                                         dataset_cache_dir=None if no_cache or not given_cache

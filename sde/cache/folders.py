@@ -14,7 +14,8 @@ from platformdirs import user_cache_dir
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("SDE_CACHE_DIR") or user_cache_dir("sde"))
+    # SDE_CACHE_DIR="~/sde-cache" in a job script is not expanded by the shell that sets it
+    return Path(os.path.expanduser(os.environ.get("SDE_CACHE_DIR") or "") or user_cache_dir("sde"))
 
 
 Warn = Callable[[str], None]

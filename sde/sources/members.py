@@ -64,7 +64,7 @@ def default_index_dir() -> Path:
     """Where built tar indexes are kept: beside sde's dataset cache."""
     from platformdirs import user_cache_dir
 
-    return Path(os.environ.get("SDE_CACHE_DIR") or user_cache_dir("sde")) / "tar-index"
+    return Path(os.path.expanduser(os.environ.get("SDE_CACHE_DIR") or "") or user_cache_dir("sde")) / "tar-index"
 
 
 def _local_identity(location: str) -> tuple[int, int] | None:

@@ -200,3 +200,23 @@ def test_the_serve_command_it_prints_leaves_the_store_credentials_out(tmp_path):
     said = built.stderr.split("serve them with: ", 1)[1]
     assert '"endpoint_url": "http://127.0.0.1:9"' in said and '"secret": "…"' in said
     assert "credentials in --storage-options shown as …" in said
+
+
+@pytest.mark.parametrize("how", ["--cache-dir", "SDE_CACHE_DIR"])
+def test_a_cache_folder_written_with_a_tilde_is_the_home_folders(tmp_path, how):
+    # Quoted in a job script ('~/sde-cache'), the shell leaves "~" as it is: the parts of a build
+    # went to a literal "~" folder under the current one, the dataset to the home folder, and the
+    # join of the parts failed (DuckDB: no files match ~/sde-cache/builds/…).
+    manifest = generate_manifest(tmp_path / "m.json", 3_000)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT)}
+    args = ["--cache-dir", "~/sde-cache"] if how == "--cache-dir" else []
+    if how == "SDE_CACHE_DIR":
+        env["SDE_CACHE_DIR"] = "~/sde-cache"
+    built = subprocess.run([sys.executable, "-m", "sde.cli", "index", str(manifest), "--part-size", "64KB", *args],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert not (tmp_path / "~").exists()
+    assert (home / "sde-cache" / "cache.db").is_file()
+    assert f"into {home / 'sde-cache'}" in built.stderr

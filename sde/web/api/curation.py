@@ -50,7 +50,7 @@ from sde.reviews import (
 )
 from sde.rules import MAX_RULES, Rule, RulesError, rules_preview_route
 from sde.web import reviewing
-from sde.web.api.respond import flag_arg, json_response, safe_name, served_dataset
+from sde.web.api.respond import attachment, flag_arg, json_response, safe_name, served_dataset
 from sde.web.present import ApiError, requested_filter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -200,7 +200,7 @@ def _rules_selection(dataset: "Dataset", store: "ReviewStore | None", args: Mapp
 def _stream(chunks: Iterator[bytes], filename: str) -> Response:
     name = safe_name(filename) or "selection.jsonl"
     return Response(chunks, status=200, mimetype="application/x-ndjson",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+                    headers={"Content-Disposition": attachment(name), "Cache-Control": "no-store"})
 
 
 def rules_preview() -> Response:

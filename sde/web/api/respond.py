@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from typing import TYPE_CHECKING, Any, Iterator
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 import numpy as np
 import pandas as pd
@@ -353,8 +353,19 @@ def _float_cells(values: np.ndarray) -> pa.Array:
     return cells
 
 
+def attachment(filename: str) -> str:
+    """A Content-Disposition naming ``filename`` for any browser (RFC 6266): an ASCII name, plus the
+    name itself in UTF-8 where it is not ASCII. A manifest named 清单.json or données.json put its
+    name in the header raw: the server could not encode it (the download's connection closed with
+    no answer) or sent Latin-1 bytes."""
+    plain = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    if plain == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 def csv_response(df: pd.DataFrame, filename: str, positions: np.ndarray | None = None) -> Response:
     """The rows of `df` at `positions` (all of them by default) as a CSV download, streamed."""
     positions = np.arange(len(df)) if positions is None else positions
     return Response(csv_chunks(df, positions), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
+                    headers={"Content-Disposition": attachment(filename), "Cache-Control": "no-store"})

@@ -371,3 +371,23 @@ def test_sigterm_just_after_a_temporary_file_is_made_leaves_it_listed_for_the_ex
     assert len(made) == 1 and made[0] in store._writing
     store._remove_unfinished_temp_files()  # what the exit runs
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o002], ids=["umask-000", "umask-002"])
+def test_the_folders_made_for_a_cache_are_private_whatever_the_umask(tmp_path, umask):
+    # The missing parents of --cache-dir (or of ~/.cache/sde) were made with the umask's mode:
+    # 0777 or group-writable, which every later start then refused ("its parent … is writable by …").
+    import subprocess
+    import sys
+
+    manifest = tmp_path / "m.json"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"a{i}.wav", "duration": 1.0, "text": "x"}) + "\n"
+                                for i in range(3)))
+    cache = tmp_path / "new" / "deeper" / "cache"
+    runs = [subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(manifest), "--cache-dir", str(cache)],
+                           capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(umask))
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    assert "warning" not in runs[1].stderr and "loaded from cache" in runs[1].stderr, runs[1].stderr
+    for folder in (tmp_path / "new", tmp_path / "new" / "deeper", cache):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder

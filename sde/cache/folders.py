@@ -150,7 +150,11 @@ def check_cache_folder(directory: str | Path) -> Path:
         raise CacheUnusable(directory, f"{blocker} is a file, not a folder")
     _check_parents(directory)
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # each missing folder made 0700, parents too: mkdir(parents=True) made those with the umask's
+        # mode (0777 under umask 000, group-writable under 002), which the next start then refused
+        for folder in [*reversed([p for p in directory.parents if not p.exists()]), directory]:
+            if not folder.exists():
+                folder.mkdir(mode=0o700, exist_ok=True)
         st = directory.stat()
     except OSError as e:
         raise CacheUnusable(directory, *os_reason(e, directory)) from None

@@ -29,6 +29,7 @@ import datetime as _dt
 import gzip
 import json
 import os
+import stat
 import re
 import secrets
 import signal
@@ -244,6 +245,13 @@ def refuse_overwriting_sources(outputs: Mapping[str, str | Path | None], sources
         if resolved in seen:
             raise error(f"{option} {out} is also {seen[resolved]}: give each output its own file")
         seen[resolved] = f"{option} {out}"
+        try:
+            mode = os.stat(out).st_mode
+        except OSError:  # not there yet (or unreadable: the write says why)
+            continue
+        if stat.S_ISREG(mode) and not mode & 0o222:  # as rm and cp do: replaced atomically, it went unnoticed
+            raise error(f"{option} {out} is write-protected (mode {stat.S_IMODE(mode):o}): sde does not replace "
+                        "it; remove it or make it writable first (chmod u+w), or write to another file")
 
 
 # Suffixes a reader takes for a compression sde does not write: a file so named holding plain

@@ -442,3 +442,17 @@ def test_cli_export_to_a_full_disk_is_a_message_and_leaves_the_old_file(small, t
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert "(No space left on device); free disk space or choose another output folder" in r.stderr, r.stderr
         assert (full / "kept.json").read_bytes() == b"old\n" and [p.name for p in full.iterdir()] == ["kept.json"]
+
+
+def test_a_write_protected_output_is_not_replaced(tmp_path):
+    # -o over a file its owner made read-only (chmod 444) replaced it silently (the write is a
+    # rename, which the file's mode does not stop); rm and cp ask or refuse.
+    manifest = tmp_path / "m.json"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"a{i}.wav", "duration": 1.0, "text": "x"}) + "\n"
+                                for i in range(3)))
+    kept = tmp_path / "keep.json"
+    kept.write_text("precious\n")
+    kept.chmod(0o444)
+    r = run_cli("export", str(manifest), "-o", str(kept), "--no-cache", cwd=tmp_path)
+    assert r.returncode == 1 and f"-o {kept} is write-protected (mode 444)" in r.stderr, r.stderr
+    assert kept.read_text() == "precious\n" and kept.stat().st_mode & 0o777 == 0o444

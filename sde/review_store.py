@@ -876,6 +876,15 @@ def _meta_files(meta: dict) -> dict[str, dict]:
 READ_ONLY_FLAG = "sde was started with --read-only; they are shown, not edited"
 
 
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
 def _unwritable(path: Path) -> str | None:
     """Why the reviews file `path` cannot be written (None: it can). SQLite writes the file and,
     in WAL mode, its -wal and -shm files beside it, so the folder must be writable too."""
@@ -884,7 +893,12 @@ def _unwritable(path: Path) -> str | None:
         return (f"its folder {folder} is on a read-only file system; they are shown, not edited: to edit them, "
                 "copy the file to a writable folder and pass --reviews with the copy")
     if path.exists() and not os.access(path, os.W_OK):
-        return "the file is not writable; they are shown, not edited: to edit them, make it writable (chmod u+w)"
+        owner = path.stat().st_uid
+        if owner == os.geteuid():
+            return "the file is not writable; they are shown, not edited: to edit them, make it writable (chmod u+w)"
+        # shared by a team: only its owner can change its mode (SQLite made it 0644 whatever the umask)
+        return (f"the file is not writable by you (its owner, {_user_name(owner)}, can let the group edit it: "
+                f"chmod g+w {path} {path}-wal {path}-shm); they are shown, not edited")
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
         return (f"its folder {folder} is not writable (SQLite writes {path.name}-wal and {path.name}-shm beside "
                 "the file); they are shown, not edited: to edit them, make the folder writable or copy the file")

@@ -170,3 +170,36 @@ def test_a_server_shows_reviews_on_a_read_only_file_system_and_says_why_it_canno
     with sqlite3.connect(folder / "r.sqlite") as con:  # nothing was written through the mount
         assert con.execute("SELECT count(*) FROM history").fetchone()[0] == 1
     con.close()
+
+
+def test_a_team_reviews_file_another_user_owns_names_the_owners_fix(tmp_path):
+    # Shared by a team, the file was made 0644 by its owner's sde (SQLite's mode, whatever the
+    # umask); another user was told to "chmod u+w", which only the owner can do.
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to act as another user")
+    shared = Path(tempfile.mkdtemp(prefix="sde-team-"))
+    try:
+        shared.chmod(0o755)
+        reviews = shared / "team.reviews"
+        reviews.write_bytes(b"")
+        reviews.chmod(0o644)
+        root = Path(__file__).resolve().parent.parent
+        probe = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable,
+                                "-c", "import sde"], env={**os.environ, "PYTHONPATH": str(root)},
+                               capture_output=True, text=True, timeout=60)
+        if probe.returncode != 0:
+            pytest.skip(f"this Python or checkout is private to root: {probe.stderr.strip()[-200:]}")
+        said = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable,
+                               "-c", "import sys; from pathlib import Path; from sde.review_store import _unwritable; "
+                               "print(_unwritable(Path(sys.argv[1])))", str(reviews)],
+                              env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=60)
+        assert said.returncode == 0, said.stderr
+        assert "not writable by you (its owner, root, can let the group edit it: chmod g+w" in said.stdout
+        assert "chmod u+w" not in said.stdout
+    finally:
+        shutil.rmtree(shared)

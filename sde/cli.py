@@ -15,6 +15,7 @@ Usage errors exit 2, data errors exit 1, each with a message that names the fix;
 from __future__ import annotations
 
 import atexit
+import errno
 import functools
 import importlib
 import json
@@ -266,6 +267,10 @@ def handle_data_errors(f: Callable) -> Callable:
                 fail(str(e))
             if _ctrl_c_in_duckdb(e):
                 _exit_interrupted()
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:  # a worker's too: re-raised here
+                where = f" writing {e.filename}" if e.filename else ""
+                fail(f"no space left on the device{where} ({e.strerror or e}); free some space, or point TMPDIR "
+                     "(temporary files) or --cache-dir (builds) at a bigger disk")
             raise
 
     return wrapper

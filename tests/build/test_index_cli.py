@@ -220,3 +220,13 @@ def test_a_cache_folder_written_with_a_tilde_is_the_home_folders(tmp_path, how):
     assert not (tmp_path / "~").exists()
     assert (home / "sde-cache" / "cache.db").is_file()
     assert f"into {home / 'sde-cache'}" in built.stderr
+
+
+def test_a_full_temporary_folder_is_one_message_not_a_worker_traceback(tmp_path):
+    # --no-cache builds its parts in TMPDIR: full, a worker's OSError came back as 79 lines of
+    # multiprocessing's RemoteTraceback.
+    manifest = generate_manifest(tmp_path / "m.json", 60_000)
+    with small_tmpfs(tmp_path / "tiny", "1m", mode="1777") as tiny:
+        r = _sde("stats", str(manifest), "--no-cache", "--part-size", "1MB", env={**os.environ, "TMPDIR": str(tiny)})
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "Error: no space left on the device" in r.stderr and "TMPDIR" in r.stderr, r.stderr[-1000:]

@@ -12,6 +12,7 @@ import urllib.request
 from urllib.parse import urlencode
 
 from tests.browser_kit import ROOT, sde_server
+from tests.cache_kit import entry_held_elsewhere
 from tests.build.memory_kit import generate_manifest
 
 
@@ -65,16 +66,8 @@ def test_a_process_that_read_an_entry_keeps_it_from_another_processes_delete(wri
     folder = tmp_path / "cache"
     load_dataset(manifest, cache_dir=folder)
     key = entry_key(manifest, DatasetOptions(), False)
-    reader = subprocess.Popen([sys.executable, "-c", "import sys; from sde.cache import DatasetCache; "
-                               f"c = DatasetCache({str(folder)!r}); assert c.get({key!r}) is not None; "
-                               "print('read', flush=True); sys.stdin.read()"],
-                              cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        assert reader.stdout.readline().strip() == "read"  # type: ignore[union-attr]
+    with entry_held_elsewhere(folder, key):
         cache = DatasetCache(folder)
         assert not cache.delete(key) and key in cache.kept_in_use and cache.holds(key)
-    finally:
-        reader.communicate("", timeout=60)
     assert cache.delete(key) and not cache.holds(key)
     cache.close()

@@ -414,23 +414,14 @@ def test_an_entry_another_process_serves_is_measured_again_but_not_stored_over(c
     # Storing the re-measured entry deletes the old one's files, which another sde process sharing
     # the cache folder is reading (sde.cache.in_use): the new measures are used, not stored, and the
     # next start, once that process is gone, measures again and stores them.
-    from tests.browser_kit import ROOT
+    from tests.cache_kit import entry_held_elsewhere
 
     corpus.load()
-    key = entry_key(corpus.manifest, METRICS, False)
-    reader = subprocess.Popen([sys.executable, "-c", "import sys; from sde.cache import DatasetCache; "
-                               f"c = DatasetCache({str(corpus.cache)!r}); assert c.get({key!r}) is not None; "
-                               "print('read', flush=True); sys.stdin.read()"],
-                              cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        assert reader.stdout.readline().strip() == "read"  # type: ignore[union-attr]
+    with entry_held_elsewhere(corpus.cache, entry_key(corpus.manifest, METRICS, False)):
         rewrite_at_8k(corpus)
         served, said = corpus.load()
         assert len(about(said)) == 1 and "not stored: another sde process is using the cached build" in about(said)[0]
         assert measures(served, corpus.rows_of(served, "b.wav"))["sample_rate"].tolist() == [8000]
-    finally:
-        reader.communicate("", timeout=60)
     again, said = corpus.load()
     assert len(about(said)) == 1 and "not stored" not in about(said)[0]
     assert measures(again, corpus.rows_of(again, "b.wav"))["sample_rate"].tolist() == [8000]

@@ -1,5 +1,6 @@
-"""Another sde process holding a cached dataset (sde.cache.in_use), for tests of what a second
-process sharing the cache folder may do to it."""
+"""A built dataset as a server reads it back from its cache: text columns as compressed files, or
+as labels where a value repeats often enough (the rule relaxed here, as a big dataset meets it); and
+another sde process holding a cached dataset (sde.cache.in_use)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
+from sde import compressed_columns
+from sde.cache import DatasetCache
+from sde.dataset import Dataset
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def stored(built: Dataset, folder: Path, *, label_min_rows: int) -> Dataset:
+    """``built`` put in a cache in ``folder`` and got back; a text column whose values repeat on at
+    least ``label_min_rows`` rows each on average becomes a label column."""
+    cache = DatasetCache(folder)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compressed_columns, "LABEL_MIN_ROWS_PER_VALUE", label_min_rows)
+        cache.put("key", built)
+    got = cache.get("key")
+    assert got is not None
+    return got
 
 
 @contextmanager

@@ -87,7 +87,7 @@ class LRUCache:
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._total = 0
         self._lock = threading.Lock()
-        self._computing: dict[Hashable, threading.Lock] = {}  # key → the lock of its one computation
+        self._computing: dict[Hashable, list] = {}  # key → [the lock of its one computation, its threads]
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         with self._lock:
@@ -127,13 +127,18 @@ class LRUCache:
         if value is not _MISSING:
             return value
         with self._lock:
-            computing = self._computing.setdefault(key, threading.Lock())
+            # [the key's lock, threads holding or waiting for it]: it goes when the last is done. Dropped
+            # when its first holder was done, a thread arriving then made a second lock and computed
+            # beside one still waiting on the first (a value too big to keep is computed by each in turn)
+            computing = self._computing.setdefault(key, [threading.Lock(), 0])
+            computing[1] += 1
         try:
-            with computing:
+            with computing[0]:
                 return LRUCache.get_or_compute(self, key, compute)
         finally:
             with self._lock:
-                if self._computing.get(key) is computing:
+                computing[1] -= 1
+                if not computing[1] and self._computing.get(key) is computing:
                     del self._computing[key]
 
     def make_room(self, size: int) -> None:

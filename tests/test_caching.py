@@ -197,3 +197,39 @@ def test_dataset_module_does_not_load_the_audio_package():
     code = "import sys, sde.dataset, sde.query, sde.caching; assert 'sde.audio' not in sys.modules, 'sde.audio'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
     assert r.returncode == 0, r.stderr
+
+
+def _most_computing_at_once(threads: int) -> int:
+    """Threads asking a cache that keeps nothing for one key at once: the most computing together."""
+    cache, inside, most = LRUCache(0), [], []
+    lock = threading.Lock()
+
+    def compute():
+        with lock:
+            inside.append(1)
+            most.append(len(inside))
+        threading.Event().wait(0.001)
+        with lock:
+            inside.pop()
+        return "value"
+
+    asking = [threading.Thread(target=lambda: cache.get_or_compute_once("k", compute)) for _ in range(threads)]
+    for thread in asking:
+        thread.start()
+    for thread in asking:
+        thread.join()
+    assert not cache._computing
+    return max(most)
+
+
+def test_threads_arriving_while_a_computation_ends_still_compute_one_at_a_time():
+    # Nothing kept (max_size 0): each thread computes in turn. The key's lock was dropped as its
+    # first holder finished; a thread arriving then made a second lock and computed beside one
+    # still waiting on the first (seen in CI under load; threads switched every microsecond here).
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        together = sum(_most_computing_at_once(8) > 1 for _ in range(500))
+    finally:
+        sys.setswitchinterval(switch)
+    assert together == 0

@@ -517,14 +517,87 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
     else:
         names, codes = distinct_paths(table["audio_path"])
         answers = _check(names, workers=workers, budget_s=budget_s, is_file=None)
+    answers, not_files = _second_look(names, answers, workers=workers, budget_s=budget_s)
     column = presence_column(table["audio_path"], answers.codes, codes)
     if status is not None:
         _report(names, answers, column, budget_s, status, _tarred_hint(table))
+        _report_not_files(names, codes, not_files, status)
     out = table.copy(deep=False)
     if COLUMN in out.columns:
         out = out.drop(columns=[COLUMN])
     out.insert(int(out.columns.get_loc("audio_path")) + 1, COLUMN, column)
     return dataclasses.replace(dataset, utterances=out, _queries={}, _lock=threading.Lock())
+
+
+def _second_look(names: pa.Array, answers: _Answers, *, workers: int,
+                 budget_s: float) -> tuple[_Answers, dict[int, str]]:
+    """(answers, {index into names: what it is}) with the files answered missing looked at again:
+    something there that is not a regular file (a named pipe, a directory named like a WAV) is no
+    missing file but one that cannot be read, so it is taken out of the missing (its reader says
+    why, without opening it: a named pipe blocks whoever opens it); and under a locale whose file
+    names are not UTF-8, a file stored under its UTF-8 name is there (sde.audio.inputs.local_name:
+    the reader finds it so too). Only files in folders that are there get a stat (one per folder
+    otherwise: audio kept elsewhere is a million files missing), within a budget as the check."""
+    missing = np.flatnonzero(answers.codes == _MISSING)
+    if not missing.size or budget_s <= 0:
+        return answers, {}
+    deadline = time.monotonic() + budget_s
+    paths = names.take(pa.array(missing))
+    folder_names, _ = _folder_and_name(paths)
+    folders = pc.dictionary_encode(folder_names)
+    there = _run([_StatFiles(folders.dictionary, np.arange(len(folders.dictionary)), _is_folder)],
+                 np.full(len(folders.dictionary), _UNCHECKED, dtype=np.int8), workers=workers, deadline=deadline)
+    in_folders = np.flatnonzero(there[folders.indices.to_numpy(zero_copy_only=False)] == 1)
+    if not in_folders.size:
+        return answers, {}
+    looks = np.full(len(paths), _MISSING, dtype=np.int8)
+    rows = np.arange(len(paths))[in_folders]
+    tasks = [_StatFiles(paths, rows[i:i + _CHUNK], _look_again) for i in range(0, len(rows), _CHUNK)]
+    looks = _run(tasks, looks, workers=workers, deadline=deadline)
+    codes = answers.codes.copy()
+    found = looks == _THERE
+    codes[missing[found | (looks == _NOT_A_FILE)]] = _THERE
+    kinds = {int(missing[i]): _what_is(names[int(missing[i])].as_py()) for i in np.flatnonzero(looks == _NOT_A_FILE)}
+    return dataclasses.replace(answers, codes=codes), kinds
+
+
+_NOT_A_FILE = 2  # a second look's answer: something there, not a regular file
+
+
+def _is_folder(path: str) -> int:
+    return int(os.path.isdir(path or "."))
+
+
+def _look_again(path: str) -> int:
+    from sde.audio.inputs import utf8_spelling  # lazy: sde.audio is for the few files missing, not every load
+
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):  # ValueError: a name the locale's encoding cannot spell
+        respelt = utf8_spelling(path)
+        return _THERE if respelt is not None and _is_file(respelt) else _MISSING
+    return _THERE if stat.S_ISREG(st.st_mode) else _NOT_A_FILE
+
+
+def _what_is(path: str) -> str:
+    from sde.audio.io import file_kind
+
+    try:
+        return file_kind(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return "gone since"
+
+
+def _report_not_files(names: pa.Array, codes: np.ndarray, not_files: dict[int, str],
+                      status: Callable[[str], None], shown: int = 3) -> None:
+    if not not_files:
+        return
+    rows = int(np.isin(codes, np.fromiter(not_files, dtype=np.int64)).sum())
+    listed = "; ".join(f"{names[i].as_py()}: not a regular file ({kind})" for i, kind in list(not_files.items())[:shown])
+    more = f"; and {len(not_files) - shown:,} more" if len(not_files) > shown else ""
+    status(f"note: {len(not_files):,} audio {'file is' if len(not_files) == 1 else 'files are'} there but unreadable "
+           f"({rows:,} {'utterance' if rows == 1 else 'utterances'}), never opened: {listed}{more}; point "
+           "audio_filepath at audio files")
 
 
 def _tarred_hint(table: pd.DataFrame) -> str:

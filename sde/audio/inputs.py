@@ -12,16 +12,18 @@ member of a NeMo tarred dataset, named by a prefix) get their opener the same wa
 
 from __future__ import annotations
 
+import codecs
 import errno
 import io
 import os
 import re
+import sys
 import threading
 from typing import Any, BinaryIO, Callable
 
 __all__ = ["AudioInput", "FileAudio", "MemoryAudio", "STORE_REASONS", "as_input", "install_openers",
-           "installed_openers", "is_remote_name", "set_prefix_opener", "set_url_opener", "shown_name", "store_failed",
-           "store_failure", "store_reason"]
+           "installed_openers", "is_remote_name", "local_name", "set_prefix_opener", "set_url_opener", "shown_name",
+           "store_failed", "store_failure", "store_reason", "utf8_spelling", "written_name"]
 
 # Formats libsndfile refuses go to ffmpeg through a pipe: at most this much is handed over.
 MAX_PIPED_BYTES = 512 << 20
@@ -340,8 +342,8 @@ def install_openers(openers: tuple) -> None:
 
 
 def as_input(path: "str | os.PathLike | AudioInput") -> "str | AudioInput":
-    """A local path as a string, an AudioInput as itself, a URL or a prefixed name through the
-    installed opener."""
+    """A local path as a string (:func:`local_name`), an AudioInput as itself, a URL or a prefixed
+    name through the installed opener."""
     if isinstance(path, AudioInput):
         return path
     text = os.fspath(path)
@@ -350,8 +352,46 @@ def as_input(path: "str | os.PathLike | AudioInput") -> "str | AudioInput":
             return opener(text)
     if _URL.match(text) and not text.lower().startswith("file://") and _url_opener is not None:
         return _url_opener(text)
-    return text
+    return local_name(text)
+
+
+#: Python encodes file names with the locale's encoding: UTF-8 unless the locale says otherwise
+#: (LANG=en_US.ISO-8859-1; LANG=C is coerced to UTF-8).
+_NAMES_IN_UTF8 = os.name != "posix" or codecs.lookup(sys.getfilesystemencoding()).name == "utf-8"
+
+
+def utf8_spelling(path: str) -> str | None:
+    """Under a locale whose file names are not UTF-8, the name whose bytes are ``path``'s UTF-8 ones
+    (the bytes a UTF-8 manifest's files are stored under; the locale's encoding gives other bytes,
+    or none for 清单.wav in ISO-8859-1); None where that is the name itself."""
+    if _NAMES_IN_UTF8 or path.isascii():
+        return None
+    try:
+        respelt = os.fsdecode(path.encode("utf-8", "surrogateescape"))
+    except UnicodeError:
+        return None
+    return None if respelt == path else respelt
+
+
+def local_name(path: str) -> str:
+    """``path`` as the OS finds it: itself, or under a locale whose file names are not UTF-8, its
+    UTF-8 spelling (:func:`utf8_spelling`) when the locale's is not there and that one is: an
+    existing données.wav was "file not found" under LANG=en_US.ISO-8859-1."""
+    respelt = utf8_spelling(path)
+    if respelt is None or os.path.lexists(path) or not os.path.lexists(respelt):
+        return path
+    return respelt
+
+
+def written_name(path: str) -> str:
+    """A local name as the manifest wrote it, for messages: the inverse of :func:`local_name`."""
+    if _NAMES_IN_UTF8 or path.isascii():
+        return path
+    try:
+        return os.fsencode(path).decode("utf-8")
+    except UnicodeError:  # a name in the locale's own encoding: shown as it is
+        return path
 
 
 def shown_name(path: "str | os.PathLike | AudioInput") -> str:
-    return str(path) if isinstance(path, AudioInput) else os.fspath(path)
+    return str(path) if isinstance(path, AudioInput) else written_name(os.fspath(path))

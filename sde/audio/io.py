@@ -29,13 +29,14 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import soundfile as sf
 
-from sde.audio.inputs import AudioInput, _Guarded, as_input, shown_name, store_failed
+from sde.audio.inputs import AudioInput, _Guarded, as_input, shown_name, store_failed, utf8_spelling, written_name
 
 __all__ = [
     "AudioError",
@@ -48,6 +49,7 @@ __all__ = [
     "SegmentReader",
     "ChannelSelection",
     "file_info",
+    "file_kind",
     "channel_selection",
     "select_channels",
     "open_segment",
@@ -83,12 +85,12 @@ class AudioError(Exception):
     ``field`` names the manifest field and ``value`` holds its value); for a file in an object
     store, ``timeout`` or ``store_error`` when the store did not answer or failed
     (:data:`~sde.audio.inputs.STORE_REASONS`: a state of the store, not of the file), and
-    ``permission`` when it refused. HTTP routes answer :attr:`status`.
+    ``permission`` when it refused (:attr:`store_failed` tells those from answers about the file).
     """
 
     def __init__(self, path: str, why: str, reason: str = "unreadable", *,
                  field: str | None = None, value: float | None = None) -> None:
-        self.path = str(path)
+        self.path = written_name(str(path))  # as the manifest wrote it, not as local_name spelt it for the OS
         self.why = why
         self.reason = reason
         self.field = field
@@ -96,15 +98,10 @@ class AudioError(Exception):
         super().__init__(f"{self.path}: {why}")
 
     @property
-    def status(self) -> int:
-        """The HTTP status that answers it: 404 for a missing file, 504 for a store that did not
-        answer, 502 for one that failed or refused, 422 for a file that is there but no usable audio."""
-        if self.reason == "permission" and store_failed(self.reason, self.path):
-            return 502
-        return _STATUS.get(self.reason, 422)
-
-
-_STATUS = {"not_found": 404, "timeout": 504, "store_error": 502}
+    def store_failed(self) -> bool:
+        """Whether the object store holding the file failed, did not answer or refused (the next
+        try may get it), rather than the file being missing or no usable audio."""
+        return store_failed(self.reason, self.path)
 
 
 @dataclass
@@ -148,7 +145,9 @@ def check_file(path: str | AudioInput) -> None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise AudioError(path, "file not found", "not_found") from None
+        raise AudioError(path, f"file not found{_locale_hint(path)}", "not_found") from None
+    except UnicodeEncodeError:  # a name the locale's encoding cannot spell, nor under its UTF-8 bytes
+        raise AudioError(path, f"file not found{_locale_hint(path)}", "not_found") from None
     except PermissionError:
         raise AudioError(path, "permission denied", "permission") from None
     except OSError as exc:  # e.g. ENOTDIR when a parent is a file, ENAMETOOLONG
@@ -156,14 +155,33 @@ def check_file(path: str | AudioInput) -> None:
             raise AudioError(path, "file not found", "not_found") from None
         raise AudioError(path, f"cannot access the file ({exc.strerror})", "unreadable") from None
     if stat.S_ISDIR(st.st_mode):
-        raise AudioError(path, "is a directory, not an audio file", "not_a_file")
+        raise AudioError(path, "is a directory, not an audio file: point audio_filepath at an audio file",
+                         "not_a_file")
     if not stat.S_ISREG(st.st_mode):  # its size says nothing: a pipe or /dev/zero reads as 0 bytes
-        raise AudioError(path, "not a regular file (a pipe, socket or device): point audio_filepath at an "
-                         "audio file", "not_a_file")
+        # never opened: opening a named pipe blocks until something writes to it
+        raise AudioError(path, f"not a regular file (a pipe, socket or device): it is {file_kind(st.st_mode)}; "
+                         "point audio_filepath at an audio file", "not_a_file")
     if st.st_size == 0:
         raise AudioError(path, "zero-byte file (empty, no audio)", "empty")
     if not os.access(path, os.R_OK):
         raise AudioError(path, "permission denied", "permission")
+
+
+def _locale_hint(path: str) -> str:
+    """Why a file with a non-ASCII name may be there and still not found: a locale whose file names
+    are not UTF-8 (under both spellings tried, :func:`~sde.audio.inputs.local_name`)."""
+    if utf8_spelling(written_name(path)) is None:
+        return ""
+    lang = os.environ.get("LC_ALL") or os.environ.get("LC_CTYPE") or os.environ.get("LANG") or "unset"
+    return (f" (this locale encodes file names as {sys.getfilesystemencoding()}, LANG={lang}; if the file is "
+            "stored under another encoding of its name, run with PYTHONUTF8=1 or a UTF-8 locale)")
+
+
+def file_kind(mode: int) -> str:
+    """What a file system entry that is not a regular file is, for messages ("a named pipe")."""
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _check_times(path: str, offset: float, duration: float | None) -> None:
@@ -175,6 +193,14 @@ def _check_times(path: str, offset: float, duration: float | None) -> None:
         raise AudioError(path, f"invalid {field} {value:g} in the manifest: it must be a number "
                                f"of seconds from 0 to {MAX_SECONDS:g}; fix this line's "
                                f'"{field}"', "invalid", field=field, value=value)
+
+
+def segment_frames(duration: float, sample_rate: int) -> int:
+    """Frames of a segment of ``duration`` seconds: at least one for any duration above 0. A segment
+    of 1e-5 s at 16 kHz (0.16 frames) rounded to none, and its empty WAV failed in the browser; the
+    manifest names a segment there, so its one nearest frame is it (0 s reads no frame: file_info)."""
+    frames = int(round(duration * sample_rate))
+    return max(frames, 1) if duration > 0 else frames
 
 
 def frame_range(path: str, offset: float, duration: float | None, sample_rate: int,
@@ -200,7 +226,7 @@ def frame_range(path: str, offset: float, duration: float | None, sample_rate: i
         raise AudioError(path, why, "truncated" if truncated else "offset")
     if duration is None:
         return start, total_frames - start
-    count = int(round(duration * sample_rate))
+    count = segment_frames(duration, sample_rate)
     missing_s = (start + count - total_frames) / sample_rate
     if strict and truncated and missing_s > DURATION_TOLERANCE:
         raise _truncated(path, offset + duration, f"has {file_s:.3f} s", announced_s)
@@ -407,14 +433,15 @@ def _read_ffmpeg(path: str | AudioInput, offset: float, duration: float | None) 
     if math.isfinite(file_s) and offset >= file_s:
         raise _offset_beyond_end(path, offset, file_s)
     source, data = _ffmpeg_input(path)
-    proc = subprocess.run(_ffmpeg_cmd(source, offset, duration), input=data, capture_output=True,
+    asked = duration if duration is None else segment_frames(max(0.0, duration), sr) / sr  # a frame at least
+    proc = subprocess.run(_ffmpeg_cmd(source, offset, asked), input=data, capture_output=True,
                           timeout=_FFMPEG_TIMEOUT_S, check=False)
     if proc.returncode != 0:
         raise ValueError(proc.stderr.decode("utf-8", "replace").strip() or "ffmpeg failed")
     data = np.frombuffer(proc.stdout, dtype="<f4")
     data = data[: len(data) // ch * ch].reshape(-1, ch).astype(np.float32, copy=True)
     if duration is not None:
-        data = data[: max(0, int(round(duration * sr)))]
+        data = data[: segment_frames(max(0.0, duration), sr)]
     return RawAudio(data, sr, ch, file_s, False)
 
 
@@ -432,7 +459,7 @@ def _read_audioread(path: str | AudioInput, offset: float, duration: float | Non
         if math.isfinite(file_s) and file_s > 0 and offset >= file_s:
             raise _offset_beyond_end(path, offset, file_s)
         first = int(round(offset * sr)) * ch
-        last = None if duration is None else first + int(round(max(0.0, duration) * sr)) * ch
+        last = None if duration is None else first + segment_frames(max(0.0, duration), sr) * ch
         pieces, seen = [], 0
         for block in f:  # 16-bit little-endian samples, channels interleaved
             samples = np.frombuffer(block, dtype="<i2")
@@ -747,7 +774,7 @@ class _FfmpegReader(SegmentReader):
         if math.isfinite(file_s):
             seconds = file_s - offset if duration is None else min(duration, file_s - offset)
         # Unknown length (no duration, no container length): small enough to decode whole.
-        frames = 0 if seconds is None else int(round(seconds * sr))
+        frames = 0 if seconds is None else segment_frames(seconds, sr)
         super().__init__(path, offset, sr, channels, frames, file_s, False)
         self._duration = duration
         self._length_known = seconds is not None

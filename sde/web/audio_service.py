@@ -25,7 +25,7 @@ from flask import current_app
 
 from sde.audio import (AudioError, ChannelSelection, DisplayData, MAX_SECONDS, Segment, SegmentReader, channel_selection,
                        display_data, ogg_bytes, open_segment, wav_bytes)
-from sde.audio.inputs import STORE_REASONS, AudioInput, is_remote_name, store_failed, store_failure
+from sde.audio.inputs import STORE_REASONS, AudioInput, is_remote_name, local_name, store_failed, store_failure
 from sde.sources.members import TarShards, audio_input, shard_number
 from sde.sources.remote import is_url
 from sde.web.signal_figure import signal_figure
@@ -34,7 +34,8 @@ from sde.caching import LRUCache, OneAtATime
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
-__all__ = ["AudioService", "EXTENSION_KEY", "SIGNAL_KINDS", "UnknownUtterance", "service_of", "signal_for_page"]
+__all__ = ["AudioService", "EXTENSION_KEY", "SIGNAL_KINDS", "UnknownUtterance", "http_status", "service_of",
+           "signal_for_page"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,18 @@ class UnknownUtterance(KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def http_status(exc: AudioError) -> int:
+    """The HTTP status that answers an AudioError, for every route that serves audio: 404 for a
+    missing file (missing for the client too), 504 for a store that did not answer and 502 for one
+    that failed or refused (a gateway's failure: ask again), 422 for anything else: a file that is
+    there but no usable audio (the request was fine, the content is not)."""
+    if exc.reason == "not_found":
+        return 404
+    if exc.store_failed:
+        return 504 if exc.reason == "timeout" else 502
+    return 422
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -147,9 +160,9 @@ class AudioService:
             stamp = "remote"  # a request per validation would cost more than it saves
         else:
             try:
-                st = os.stat(path)
+                st = os.stat(local_name(path))
                 stamp = f"{st.st_size}:{st.st_mtime_ns}"
-            except OSError:
+            except (OSError, ValueError):  # ValueError: a name the locale cannot encode
                 stamp = "missing"
         raw = f"{path}|{offset!r}|{duration!r}|{self.channel(utt_id)!r}|{stamp}|{extra}"
         return hashlib.sha1(raw.encode("utf-8", "surrogateescape")).hexdigest()[:20]

@@ -39,7 +39,7 @@ from werkzeug.http import parse_range_header
 from werkzeug.wsgi import ClosingIterator, FileWrapper
 
 from sde.audio import AudioError, SegmentReader, WavStream, ogg_stream
-from sde.web.audio_service import EXTENSION_KEY, SIGNAL_KINDS, AudioService, UnknownUtterance
+from sde.web.audio_service import EXTENSION_KEY, SIGNAL_KINDS, AudioService, UnknownUtterance, http_status
 from sde.web.present import ApiError
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,7 @@ def _service() -> AudioService:
 
 
 def _audio_error(utt_id: int, exc: AudioError) -> ApiError:
-    # A missing file is "not found" for the client too; a store that failed or did not answer is a
-    # gateway's failure (502/504: ask again); everything else is a file we found but cannot turn
-    # into audio (422: the request was fine, the content is not).
-    status = exc.status
+    status = http_status(exc)
     log.info("audio for utterance %s unavailable: %s", utt_id, exc)
     fields: dict[str, Any] = {"id": utt_id, "reason": exc.reason}
     if exc.field and isinstance(exc.value, (int, float)):

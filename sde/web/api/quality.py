@@ -41,7 +41,7 @@ from sde.quality.apply import TooLarge, ensure_quality_columns, quality_column_k
 from sde.quality.augment import AugmentError
 from sde.quality.phonemes import PhonemizerError, UnknownVoice, check_voice
 from sde.web.api.respond import MAX_PAGE, arg, flag_arg, int_arg, json_response, page_args, served_dataset
-from sde.web.audio_service import UnknownUtterance
+from sde.web.audio_service import UnknownUtterance, http_status
 from sde.web.panels import augment as augment_panel
 from sde.web.panels import quality_data
 from sde.web.panels import suspicious as suspicious_panel
@@ -119,7 +119,7 @@ def _augmented(utt_id: int):
     except AugmentError as exc:
         raise ApiError(str(exc), 400, fields={"id": utt_id}) from None
     except AudioError as exc:
-        raise ApiError(str(exc), exc.status, fields={"id": utt_id, "reason": exc.reason}) from None
+        raise ApiError(str(exc), http_status(exc), fields={"id": utt_id, "reason": exc.reason}) from None
 
 
 def augment(utt_id: int) -> Response:

@@ -66,3 +66,36 @@ def test_ctrl_c_while_sde_imports_is_interrupted_and_130_without_a_traceback(tmp
             assert "serving on" in stderr, (delay_s, stderr[-3000:])
             continue
         assert code == 130 and "interrupted" in stderr, (delay_s, code, stderr[-3000:])
+
+
+# A Ctrl-C handled inside a weakref callback: Python cannot raise its exception there (it printed
+# "Exception ignored in: <function _ModuleLock.__init__.<locals>.cb ...>" in CI, where it landed in
+# importlib's module-lock callback, and the command carried on). The callback here runs when
+# MODULE is imported: click while sde.cli imports (entry.py's handler), sde.nemo.command while
+# --help lists the commands (sde.cli's KeyboardInterrupt).
+_CTRL_C_IN_A_WEAKREF_CALLBACK = """import signal
+import weakref
+class _Doomed:
+    pass
+_doomed = [_Doomed()]
+_ref = weakref.ref(_doomed[0], lambda _ref: signal.raise_signal(signal.SIGINT))
+class _DropWhenImported:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            _doomed.clear()
+sys.meta_path.insert(0, _DropWhenImported())
+"""
+
+
+@pytest.mark.parametrize("module", ["click", "sde.nemo.command"])
+def test_ctrl_c_inside_a_weakref_callback_is_interrupted_and_130_without_exception_ignored(tmp_path, module):
+    script = _console_script(tmp_path)
+    text = script.read_text(encoding="utf-8")
+    script.write_text(text.replace("from sde.", _CTRL_C_IN_A_WEAKREF_CALLBACK.format(module=module) + "from sde.", 1),
+                      encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                            "SDE_CACHE_DIR": str(tmp_path / "cache")})
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == 130 and proc.stderr.count("interrupted") == 1, (proc.returncode, proc.stderr[-3000:])
+    assert "Usage:" not in proc.stdout  # the command stopped: it did not carry on and print its help

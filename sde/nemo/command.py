@@ -270,9 +270,8 @@ def transcribe_command(
     except WritesOverInput as exc:
         raise _Refused(str(exc)) from None
     except KeyboardInterrupt as exc:
-        partial = _partial_hint(manifest, model, out, shard)
         how = "terminated" if isinstance(exc, _Terminated) else "interrupted"
-        click.echo(f"\n{how}{partial}; run the same command again to resume", err=True)
+        click.echo(f"\n{how}{_partial_hint(manifest, model, out, shard)}", err=True)
         sys.exit(143 if isinstance(exc, _Terminated) else 130)
     except (TranscribeError, OSError) as exc:
         raise _Failed(_message(exc)) from None
@@ -329,6 +328,7 @@ def _one_manifest(sources: tuple[Path, ...], model: str, out: str | None,
 
 
 def _partial_hint(manifest: Path, model: str, out: str | Path | None, shard: tuple[int, int] | None) -> str:
+    """What an interrupted run says after "interrupted": where its progress is, or that none was kept."""
     from sde.nemo.jobs import output_path  # lazy: see the note at the imports
 
     try:
@@ -336,7 +336,10 @@ def _partial_hint(manifest: Path, model: str, out: str | Path | None, shard: tup
     except Exception:
         return ""
     partial = target.with_name(target.name + ".partial")
-    return f"; progress is saved in {partial}" if partial.exists() else ""
+    if partial.exists():
+        return f"; progress is saved in {partial}; run the same command again to resume"
+    # the part file goes when it holds no line (PartFile): "resume" would promise what is not there
+    return " before any transcript was saved: nothing to resume, the same command starts over"
 
 
 __all__ = ["parse_shard", "transcribe_command"]

@@ -24,19 +24,31 @@ threads that asked meanwhile (a figure of an hour of audio), without keeping it.
 
 :class:`ComputedOnce` is unbounded: facts learnt once about objects that never change (whether a
 column holds upper case, or a number), optionally held by weak keys so that they go with the object.
+
+:func:`default_cache_dir` is where sde's caches on disk are (sde.cache's datasets, sde.sources' tar
+indexes) unless ``--cache-dir`` says otherwise: here, the bottom layer, so that both may ask.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import threading
 import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator, Protocol, TypeVar
 
-__all__ = ["CacheRegistry", "ComputedOnce", "KeptCache", "Keeper", "LRUCache", "OneAtATime", "for_dataset",
-           "keeping"]
+from platformdirs import user_cache_dir
+
+__all__ = ["CACHE_DIR_VARIABLE", "CacheRegistry", "ComputedOnce", "KeptCache", "Keeper", "LRUCache", "OneAtATime",
+           "configured_cache_dir", "default_cache_dir", "for_dataset", "homeless_cache_dir", "keeping",
+           "user_cache_folder"]
+
+#: The cache folder when --cache-dir is not given.
+CACHE_DIR_VARIABLE = "SDE_CACHE_DIR"
 
 V = TypeVar("V")
 _MISSING = object()
@@ -356,3 +368,35 @@ def for_dataset(dataset: HasCaches, name: str, max_size: int,
     it holds changes shape, so that values kept by an older sde are not read). Its values must
     depend on the dataset's tables alone, and be small: the warm-up's pages, not a visit's."""
     return dataset.caches.cache(name, dataset.generation, max_size, size_of, kept)
+
+
+# ------------------------------------------------------------------------------ the cache folder
+
+def configured_cache_dir() -> Path | None:
+    """The folder $SDE_CACHE_DIR names, "~" expanded; None where it is unset or empty."""
+    value = os.environ.get(CACHE_DIR_VARIABLE)
+    # SDE_CACHE_DIR="~/sde-cache" in a job script is not expanded by the shell that sets it
+    return Path(os.path.expanduser(value)) if value else None
+
+
+def user_cache_folder() -> Path | None:
+    """The platform's user cache folder for sde (~/.cache/sde), None where there is no home folder
+    to find it in: no HOME, and a uid with no passwd entry (``docker run -u 12345``)."""
+    try:
+        found = Path(user_cache_dir("sde"))
+    except RuntimeError:  # platformdirs 4.x: "could not determine the home directory"
+        return None
+    # older platformdirs return "~/.cache/sde" unexpanded: a "~" folder under the current one
+    return found if found.is_absolute() else None
+
+
+def homeless_cache_dir() -> Path:
+    """The cache folder of a process with no home folder: this uid's own folder in the temporary
+    folder. A container run as such a uid loses it with the container, as it would its ~/.cache."""
+    name = f"sde-cache-{os.geteuid()}" if hasattr(os, "geteuid") else "sde-cache"  # Windows: a home always
+    return Path(tempfile.gettempdir()) / name
+
+
+def default_cache_dir() -> Path:
+    """$SDE_CACHE_DIR, else the user cache folder, else (no home folder) :func:`homeless_cache_dir`."""
+    return configured_cache_dir() or user_cache_folder() or homeless_cache_dir()

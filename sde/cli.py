@@ -479,6 +479,8 @@ def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | 
     from sde.audio_presence import with_audio_presence
 
     status = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    if not no_cache and not cache_dir:
+        _say_cache_without_home()
     # a server checks stored audio measures against their files once it answers (sde.build.remeasure)
     measure_checks: list[MeasureCheck] | None = [] if check_audio_later else None
     try:
@@ -522,6 +524,22 @@ def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | 
     if measures is not None:
         dataset = measures.run(dataset, say=status)
     return with_audio_presence(dataset, status=status) if presence else dataset
+
+
+@functools.cache  # once a process: `sde index` loads twice
+def _say_cache_without_home() -> None:
+    """With no home folder (a container run as a uid with no passwd entry, without HOME) the cache
+    is in the temporary folder: it works, and lasts as long as the container's own ~/.cache would
+    have. Said once, with where to keep it instead."""
+    from sde.caching import configured_cache_dir, homeless_cache_dir, user_cache_folder
+
+    if configured_cache_dir() is not None or user_cache_folder() is not None:
+        return
+    who = f"uid {os.geteuid()}" if hasattr(os, "geteuid") else "this user"
+    click.echo(f"note: no home folder to cache in (HOME is not set, and {who} has no passwd entry): caching in "
+               f"{homeless_cache_dir()}, lost with the temporary folder (a container's when it goes); to keep "
+               "builds and reviews, set HOME, or pass --cache-dir DIR / SDE_CACHE_DIR (a mounted folder), "
+               "or --no-cache", err=True)
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -912,7 +930,9 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # --cache-dir as given, else $SDE_CACHE_DIR: the printed commands name the folder, so that they read
     # this build from another shell or folder too.
     given_cache, no_cache = cache_options
-    given_cache = given_cache or os.path.expanduser(os.environ.get("SDE_CACHE_DIR") or "") or None
+    from sde.caching import configured_cache_dir
+
+    given_cache = given_cache or configured_cache_dir()
     app = create_app(dataset, AppConfig(title=dataset.name, debug=debug, auth=auth, cache_dir=cache_dir,
                                         reviews=reviews, read_only=read_only, no_cache=no_cache,
                                         dataset_cache_dir=None if no_cache or not given_cache
@@ -964,10 +984,18 @@ def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, ca
     elif model:
         _say_model_unused(dataset, sources, model)
     summary = dataset.summary()
+    from sde.audio_quality import cached_audio_quality_summary, has_audio_metrics
+
+    # as the server's Statistics page does (its "Unreadable or missing" card); unmeasured, nothing
+    # to say, and no summary to make (counting files: seconds at 10M utterances)
+    unreadable = _unreadable_audio(cached_audio_quality_summary(dataset)) \
+        if has_audio_metrics(dataset.utterances) else []
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        if unreadable:  # stdout is the /api/summary JSON; the measures' is /api/audio-quality
+            click.echo("note: " + "\n".join(unreadable), err=True)
     else:
-        click.echo(format_summary(summary))
+        click.echo(format_summary(summary, unreadable))
 
 
 @cli.command("index")
@@ -1055,7 +1083,7 @@ def _serve_command(ctx: click.Context, sources: Sequence[str]) -> str:
             if value:
                 words.append(flag)
         elif param.name == "storage_options" and value is not None:
-            words += [flag, _without_credentials(str(value))]
+            words += [flag, _without_credentials(str(value))[0]]
         else:
             words += [w for v in (value if param.multiple else [value]) for w in (flag, str(v))]
     return " ".join(shlex.quote(w) for w in words)
@@ -1065,26 +1093,33 @@ _CREDENTIAL = re.compile(r"secret|token|password|passwd|credential|^key$|access_
 
 
 def _has_credentials(storage_options: str | None) -> bool:
-    return storage_options is not None and "…" in _without_credentials(storage_options) \
-        and "…" not in storage_options
+    return storage_options is not None and _without_credentials(storage_options)[1]
 
 
-def _without_credentials(storage_options: str) -> str:
+def _without_credentials(storage_options: str) -> tuple[str, bool]:
     """--storage-options as printed for the user to run again: the values of credential keys (S3's
     key and secret, tokens, passwords, at any depth) shown as "…", since what sde prints lands in
-    terminals, job logs and CI output."""
+    terminals, job logs and CI output; and whether any value was hidden."""
+    hid = False
+
     def hidden(value: Any) -> Any:
+        nonlocal hid
         if isinstance(value, dict):
-            return {k: "…" if _CREDENTIAL.search(str(k)) and not isinstance(v, (dict, list)) else hidden(v)
-                    for k, v in value.items()}
+            shown = {}
+            for k, v in value.items():
+                secret = bool(_CREDENTIAL.search(str(k))) and not isinstance(v, (dict, list))
+                # a value "…" already (a printed command run again) hides nothing more
+                hid = hid or (secret and v != "…")
+                shown[k] = "…" if secret else hidden(v)
+            return shown
         if isinstance(value, list):
             return [hidden(v) for v in value]
         return value
 
     try:
-        return json.dumps(hidden(json.loads(storage_options)), ensure_ascii=False)
+        return json.dumps(hidden(json.loads(storage_options)), ensure_ascii=False), hid
     except ValueError:  # checked as the command line was read; as given, should that change
-        return storage_options
+        return storage_options, False
 
 
 def _check_index_folder(cache_dir: str | None) -> None:
@@ -1211,7 +1246,26 @@ def _unmeasured(summary: dict) -> str:
             "filter {quality_error} is not null") if n else ""
 
 
-def format_summary(summary: dict) -> str:
+def _unreadable_audio(audio: dict) -> list[str]:
+    """The lines of the stats table on audio that --estimate-audio-metrics could not read, from
+    :func:`sde.audio_quality.audio_quality_summary` (how many, why, the first file); none when all
+    of it was read or none was measured."""
+    unread = audio.get("unreadable") if audio.get("measured") else None
+    if not unread or not unread["utterances"]:
+        return []
+    files = f"{unread['files']:,} {'file' if unread['files'] == 1 else 'files'}"
+    lines = [f"unreadable audio {unread['utterances']:,} of {audio['utterances']:,} utterances ({files}), "
+             f"not measured: filter {unread['filter']}",
+             "  why files could not be read:",
+             *(f"    {r['reason']} ({r['utterances']:,})" for r in unread["reasons"])]
+    if unread["examples"]:
+        first = unread["examples"][0]
+        lines.append(f"  first: {first['path'] or first['error']} (utterance {first['id']})")
+    return lines
+
+
+def format_summary(summary: dict, unreadable: Sequence[str] = ()) -> str:
+    """The stats table; ``unreadable``: its lines on audio that could not be read (_unreadable_audio)."""
     lines = [
         f"manifest         {summary['manifest']}",
         f"utterances       {summary['utterances']:,}",
@@ -1224,6 +1278,7 @@ def format_summary(summary: dict) -> str:
         f"alphabet         {summary['alphabet']!r}",
         f"skipped files    {summary['skipped_files']:,}",
         f"skipped lines    {summary['skipped_lines']:,}",
+        *unreadable,
     ]
     if summary["hypotheses"]:
         lines.append("")

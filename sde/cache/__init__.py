@@ -38,13 +38,13 @@ from sde.cache.datasets import (BUILDS, CACHE_FORMAT, COLUMN_FILE_SEPARATOR, NUM
                                  file_stamp, fingerprint, mark_build_format, missing_as_nan, read_built, remove_build,
                                  remove_build_soon)
 from sde.cache.folders import (FIX_FOLDER, FIX_FULL, FIX_PRIVATE, POSIX, CacheReadOnly, CacheUnusable, Warn,
-                               check_cache_folder, default_cache_dir, note_on_stderr, report_read_only, report_unusable,
-                               warn_on_stderr)
+                               check_cache_folder, note_on_stderr, report_read_only, report_unusable, warn_on_stderr)
 from sde.cache.limit import DEFAULT_SIZE_LIMIT, SIZE_LIMIT_VARIABLE, make_room_among, mark_used, size_limit
 from sde.cache.read_only import ReadOnlyStore
 from sde.cache.store import (HOST_TAG, LEGACY_TEMP_S, STALE_FILE_S, JobStore, done_with_temp_file, open_job_store,
                              open_store, private_temp_folder, remove_orphan_values, remove_stale_temp_files,
                              temp_file_in)
+from sde.caching import default_cache_dir  # the bottom layer's: sde.sources' tar indexes sit beside it
 
 __all__ = [
     "BUILDS", "CACHE_FORMAT", "COLUMN_FILE_SEPARATOR", "DEFAULT_SIZE_LIMIT", "FIX_FOLDER", "FIX_FULL", "FIX_PRIVATE", "HOST_TAG",

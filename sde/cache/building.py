@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - not POSIX: builds are not serialised t
     fcntl = None  # type: ignore[assignment]
 
 from sde.cache.datasets import BUILDS
+from sde.cache.in_use import close_in_forked_child
 
 
 class BuildLock:
@@ -58,21 +59,18 @@ class BuildLock:
 _HELD: "weakref.WeakSet[BuildLock]" = weakref.WeakSet()
 
 
-def _close_in_child() -> None:
-    """In a forked child: close the copies of held locks' descriptors, without unlocking (LOCK_UN
-    on a copy would free the parent's lock too)."""
+def _forget_held() -> list[int]:
+    """The held locks' descriptors, forgotten by their locks (in a forked child: close_in_forked_child)."""
+    fds = []
     for lock in list(_HELD):
         fd, lock._fd = lock._fd, None
         if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            fds.append(fd)
     _HELD.clear()
+    return fds
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_in_child)
+close_in_forked_child(_forget_held)
 
 
 def lock_build(directory: Path, key: str, say: Callable[[str], None]) -> BuildLock:

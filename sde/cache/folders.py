@@ -10,14 +10,6 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from platformdirs import user_cache_dir
-
-
-def default_cache_dir() -> Path:
-    # SDE_CACHE_DIR="~/sde-cache" in a job script is not expanded by the shell that sets it
-    return Path(os.path.expanduser(os.environ.get("SDE_CACHE_DIR") or "") or user_cache_dir("sde"))
-
-
 Warn = Callable[[str], None]
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -147,18 +147,28 @@ def removing(directory: Path, key: str) -> Iterator[bool]:
             os.close(fd)
 
 
-def _close_in_child() -> None:
-    """In a forked child: close the copies of the held descriptors without unlocking (LOCK_UN on a
-    copy would free the parent's lock too)."""
+def close_in_forked_child(forget: Callable[[], Iterable[int]]) -> None:
+    """In every child forked from now on, close the descriptors ``forget`` hands over (and forgets):
+    copies of ones the parent holds a flock on. Closed, not unlocked: LOCK_UN on a copy would free
+    the parent's lock too, and a flock lasts while any copy is open. Shared by these locks and the
+    build locks (sde.cache.building)."""
+    def close() -> None:
+        for fd in forget():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=close)
+
+
+def _forget_held() -> list[int]:
     global _guard
     _guard = threading.Lock()  # another thread may have held it as the process forked
-    for fd in _held.values():
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    fds = list(_held.values())
     _held.clear()
+    return fds
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_in_child)
+close_in_forked_child(_forget_held)

@@ -107,6 +107,8 @@ def _open(wanted: engine_settings.EngineSettings) -> None:
         database = connect(wanted)
     except engine_settings.EngineSettingError as e:
         raise ValueError(f"memory limit {wanted.memory_limit!r}: {e}") from None
+    except duckdb.OutOfMemoryException:
+        raise  # the process is short of memory (ulimit -v), not the value wrong: sde.entry says so
     except duckdb.Error as e:
         raise ValueError(f"DuckDB refuses memory limit {wanted.memory_limit!r}: {_first_line(e)} "
                          "(write it like 2GB or 500MB).") from None

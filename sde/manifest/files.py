@@ -98,13 +98,19 @@ def open_local(path: str, shown: str) -> tuple[BinaryIO, int]:
 
 def _open_remote(url: str) -> tuple[BinaryIO, int]:
     """A remote manifest, streamed with byte ranges (a buffered reader gives the line reads the
-    format checks need); nothing is downloaded whole."""
+    format checks need); nothing is downloaded whole, but for a manifest of one block or less, read
+    in one request: the format checks read to its end and seek back to its start, which emptied
+    the buffer, so each read after them fetched the file again (3 GETs of a 2 KB manifest)."""
     try:
         found = remote.info(url)
-        raw = remote.open_file(url, ranged=True, size=found.get("size"))
+        size = int(found.get("size") or 0)
+        raw = remote.open_file(url, ranged=True, size=size, etag=remote.stamp(found)["etag"])
+        if size <= remote.STREAM_BLOCK_BYTES:
+            with remote.reading(url), raw:
+                return io.BytesIO(raw.read()), size
     except RemoteError as e:
         raise ManifestError(str(e)) from None
-    return io.BufferedReader(raw, buffer_size=remote.STREAM_BLOCK_BYTES), int(found.get("size") or 0)
+    return io.BufferedReader(raw, buffer_size=remote.STREAM_BLOCK_BYTES), size
 
 
 # What reading a damaged or cut-short gzip stream raises (gzip.BadGzipFile is an OSError).

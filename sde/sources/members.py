@@ -62,9 +62,9 @@ _indexes_lock = threading.Lock()
 
 def default_index_dir() -> Path:
     """Where built tar indexes are kept: beside sde's dataset cache."""
-    from platformdirs import user_cache_dir
+    from sde.caching import default_cache_dir
 
-    return Path(os.path.expanduser(os.environ.get("SDE_CACHE_DIR") or "") or user_cache_dir("sde")) / "tar-index"
+    return default_cache_dir() / "tar-index"
 
 
 def _local_identity(location: str) -> tuple[int, int] | None:
@@ -388,9 +388,36 @@ def check_tar_members(table: pd.DataFrame, shards: TarShards | Sequence[str], *,
     reporter.lines(bad, "bad shard_id", lambda row: _bad_shard_message(raw_ids.iat[row], len(shards)))
 
     used = sorted({int(x) for x in ids[valid]})
-    outcomes = dict(zip(used, _on_daemon_threads(lambda s: _index_or_error(shards, s), used, workers)))
     names = table["audio_filepath"].astype(str).to_numpy() if "audio_filepath" in table.columns \
         else np.full(n, "", object)
+    # One load: a store's answer about a file or folder (or its silence) holds for every tar of it.
+    with remote.silence_is_final():
+        _ask_remote_tars_at_once([shards.tars[k] for k in used])
+        outcomes = dict(zip(used, _on_daemon_threads(lambda s: _index_or_error(shards, s), used, workers)))
+        _check_members(check, table, shards, ids, valid, names, outcomes, reporter)
+    reporter.finish()
+    return check
+
+
+def _ask_remote_tars_at_once(tars: Sequence[str]) -> None:
+    """Size and ETag of the remote tars of a folder holding remote.LIST_WHEN_FILES or more, by one
+    listing: each tar's index then starts without a HEAD request of its own, and its index files
+    are found in the same listing. A failure is said by each tar's index (a folder that did not
+    answer: at once, remote.silence_is_final); fewer tars ask for themselves, in parallel."""
+    by_folder: dict[str, int] = {}
+    for tar in tars:
+        if is_url(tar):
+            by_folder[remote.url_folder(tar)] = by_folder.get(remote.url_folder(tar), 0) + 1
+    for folder, count in by_folder.items():
+        if count >= remote.LIST_WHEN_FILES:
+            try:
+                remote.listing(folder)
+            except RemoteError:
+                pass
+
+
+def _check_members(check: MemberCheck, table: pd.DataFrame, shards: TarShards, ids: np.ndarray, valid: np.ndarray,
+                   names: np.ndarray, outcomes: dict[int, TarIndex | AudioError], reporter: "_Reporter") -> None:
     for shard, outcome in outcomes.items():
         rows = np.flatnonzero(valid & (ids == shard))
         tar = shards.tars[shard]
@@ -406,8 +433,6 @@ def check_tar_members(table: pd.DataFrame, shards: TarShards | Sequence[str], *,
         reporter.lines(missing, f"member {shard}",
                        lambda row, index=outcome: f"{index.tar}: {_member_missing(index, names[row], _absent(index, names[row]))}")
     _durations_from_headers(check, table, shards, ids, names, reporter)
-    reporter.finish()
-    return check
 
 
 def _durations_from_headers(check: MemberCheck, table: pd.DataFrame, shards: TarShards, ids: np.ndarray,

@@ -22,8 +22,9 @@ from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-__all__ = ["RemoteError", "audio_file", "configure", "details", "explain", "glob", "is_url", "join", "normalise",
-           "open_file", "reading", "silence_is_final", "stamp", "storage_options", "timeout_s", "url_folder"]
+__all__ = ["RemoteError", "audio_file", "configure", "details", "explain", "glob", "is_url", "join", "listing",
+           "normalise", "open_file", "reading", "silence_is_final", "stamp", "storage_options", "timeout_s",
+           "url_folder"]
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 # Seconds one request may wait for a connection or an answer.
@@ -51,6 +52,13 @@ _lock = threading.Lock()
 # asking anew cost SDE_REMOTE_TIMEOUT twice more (a dead store: 6x the timeout instead of 2x).
 _silent: dict[str, RemoteError] = {}
 _silence_final = 0
+# While silence_is_final is on: what the store said of each file (an error: no such file) and each
+# folder listed, so that one load asks once. The cache key, the choice of parts, the manifest's
+# read and every tar's index asked the size and ETag of the same files again: a tar cost 8
+# metadata requests before its first byte (its HEAD twice, HEAD + listing per index file beside it).
+_known_files: dict[str, dict[str, Any] | RemoteError] = {}
+_known_folders: dict[str, dict[str, dict[str, Any]]] = {}
+_folder_locks: dict[str, threading.Lock] = {}  # one listing of a folder at a time: the others wait for it
 
 
 class RemoteError(Exception):
@@ -224,7 +232,8 @@ def reading(url: str) -> Iterator[None]:
     """Turn any failure inside the block into the RemoteError that explains it. Under
     :func:`silence_is_final`, a URL whose store did not answer fails at once, with that error."""
     with _lock:
-        silent = _silent.get(url) if _silence_final else None
+        # a folder whose listing got no answer speaks for its files: they are not asked either
+        silent = (_silent.get(url) or _silent.get(url_folder(url))) if _silence_final else None
     if silent is not None:
         raise silent
     try:
@@ -243,7 +252,9 @@ def reading(url: str) -> Iterator[None]:
 @contextmanager
 def silence_is_final() -> Iterator[None]:
     """Within the block (one load of a dataset), a URL whose store did not answer (its attempts
-    spent) is not asked again: each later access raises the same RemoteError at once. Outside it
+    spent) is not asked again, nor the files of a folder whose listing did not answer: each later
+    access raises the same RemoteError at once. What the store said of a file or folder (info,
+    listing) is kept for the block too. Outside it
     (a server answering requests for hours), every access asks anew."""
     global _silence_final
     with _lock:
@@ -255,6 +266,9 @@ def silence_is_final() -> Iterator[None]:
             _silence_final -= 1
             if not _silence_final:
                 _silent.clear()
+                _known_files.clear()
+                _known_folders.clear()
+                _folder_locks.clear()
 
 
 def open_file(url: str, *, ranged: bool = False, size: int | None = None, etag: str | None = None) -> Any:
@@ -308,13 +322,44 @@ def _pin_version(f: Any, etag: str) -> None:
 
 
 def info(url: str) -> dict[str, Any]:
-    fs, path = filesystem(url)
-    with reading(url):
-        fs.invalidate_cache(path)  # a listing cached earlier in this process may be out of date
-        found = _call(fs, "info", path)
-    if found.get("type") == "directory":
+    """What the store says of ``url`` (size, ETag, ...). Under :func:`silence_is_final`, asked once
+    per load: later calls, and files of a folder listed in this load, are answered from that."""
+    known = _known_info(url)
+    if known is None:
+        fs, path = filesystem(url)
+        try:
+            with reading(url):
+                fs.invalidate_cache(path)  # a listing cached earlier in this process may be out of date
+                known = _call(fs, "info", path)
+        except RemoteError as e:
+            if e.reason == "not_found":
+                _remember(url, e)
+            raise
+        _remember(url, known)
+    if isinstance(known, RemoteError):
+        raise known
+    if known.get("type") == "directory":
         raise RemoteError(f"{url}: is a folder; pass the manifest file inside it")
-    return found
+    return known
+
+
+def _known_info(url: str) -> dict[str, Any] | RemoteError | None:
+    """What this load learnt of ``url`` (an error: that it does not exist); None: nothing."""
+    with _lock:
+        if not _silence_final:
+            return None
+        if url in _known_files:
+            return _known_files[url]
+        folder = _known_folders.get(url_folder(url))
+    if folder is None:
+        return None
+    return folder.get(url) or explain(url, FileNotFoundError())
+
+
+def _remember(url: str, found: dict[str, Any] | RemoteError) -> None:
+    with _lock:
+        if _silence_final:
+            _known_files[url] = found
 
 
 def stamp(found: Mapping[str, Any]) -> dict[str, Any]:
@@ -335,8 +380,8 @@ def details(urls: Iterable[str]) -> dict[str, dict[str, Any] | None]:
     found: dict[str, dict[str, Any] | None] = {}
     for folder, members in by_folder.items():
         if len(members) >= LIST_WHEN_FILES:
-            listing = _listing(folder)
-            found.update({url: listing.get(url) for url in members})
+            entries = listing(folder)
+            found.update({url: _file_entry(entries.get(url)) for url in members})
             continue
         for url in members:
             try:
@@ -348,16 +393,36 @@ def details(urls: Iterable[str]) -> dict[str, dict[str, Any] | None]:
     return found
 
 
-def _listing(folder: str) -> dict[str, dict[str, Any]]:
-    fs, path = filesystem(folder)
-    with reading(folder):
-        fs.invalidate_cache(path)
-        try:
-            entries = _call(fs, "ls", path, detail=True)
-        except FileNotFoundError:
-            return {}
-    scheme = protocol(folder)
-    return {f"{scheme}://{e['name'].lstrip('/')}": e for e in entries if e.get("type") != "directory"}
+def _file_entry(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    return entry if entry is not None and entry.get("type") != "directory" else None
+
+
+def listing(folder: str) -> dict[str, dict[str, Any]]:
+    """URL → entry (``type`` "file" or "directory") of what is directly in ``folder``: one listing
+    (a request per 1,000 entries on S3). Under :func:`silence_is_final`, one per load and folder."""
+    with _lock:
+        known = _known_folders.get(folder) if _silence_final else None
+        lock = _folder_locks.setdefault(folder, threading.Lock()) if _silence_final else threading.Lock()
+    if known is not None:
+        return known
+    with lock:  # threads indexing the tars of one folder: the first lists it, the others read that
+        with _lock:
+            known = _known_folders.get(folder) if _silence_final else None
+        if known is not None:
+            return known
+        fs, path = filesystem(folder)
+        with reading(folder):
+            fs.invalidate_cache(path)
+            try:
+                entries = _call(fs, "ls", path, detail=True)
+            except FileNotFoundError:
+                entries = []
+        scheme = protocol(folder)
+        found = {f"{scheme}://{e['name'].lstrip('/').rstrip('/')}": e for e in entries}
+        with _lock:
+            if _silence_final:
+                _known_folders[folder] = found
+        return found
 
 
 def glob(pattern: str) -> list[str]:

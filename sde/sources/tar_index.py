@@ -389,9 +389,12 @@ def _spot_check(reader: _Reader, members: dict[str, TarMember], where: dict[str,
 # ------------------------------------------------------------------------------------- the index
 
 
-def _default_opener(location: str) -> BinaryIO:
+def _default_opener(location: str, known: dict[str, dict[str, Any]] | None = None) -> BinaryIO:
+    """``known``: size and ETag of remote files already asked (URL → stamp): opening them then
+    costs no HEAD request, and a tar is read at the version its identity names."""
     if remote.is_url(location):
-        return remote.open_file(location, ranged=True)
+        found = (known or {}).get(location) or {}
+        return remote.open_file(location, ranged=True, size=found.get("size"), etag=found.get("etag"))
     return open(location, "rb", buffering=0)  # noqa: SIM115 - the caller closes it; reads are exact
 
 
@@ -403,14 +406,41 @@ def _identity(location: str) -> dict[str, Any]:
     return {"tar": os.path.realpath(location), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def _remote_index_files(tar: str, known: dict[str, dict[str, Any]]) -> list[str]:
+    """The index_file_candidates of a remote tar that exist, found by listing the tar's folder (and
+    its dali_index/ folder where there is one) instead of asking for each: a missing file cost a
+    HEAD and a listing (s3fs looks for a folder of that name), a stalled store 2 x SDE_REMOTE_TIMEOUT
+    per candidate and tar. Listings are shared by the tars of a load (remote.silence_is_final), so a
+    folder that does not answer is waited for once, and then no index file is used (the tar is
+    scanned). Where listing is not allowed (or over HTTP, where a folder is a web page), each
+    candidate is asked for."""
+    candidates = index_file_candidates(tar)
+    if remote.protocol(tar) in ("http", "https"):
+        return candidates
+    found: list[str] = []
+    try:
+        beside = remote.listing(remote.url_folder(tar))
+        dali_folder = remote.url_folder(candidates[0])
+        entries = {**beside, **(remote.listing(dali_folder) if (beside.get(dali_folder) or {}).get("type") ==
+                                "directory" else {})}
+    except remote.RemoteError as e:
+        return [] if e.reason == "timeout" else candidates
+    for candidate in candidates:
+        entry = entries.get(candidate)
+        if entry is not None and entry.get("type") != "directory":
+            known[candidate] = remote.stamp(entry)
+            found.append(candidate)
+    return found
+
+
 def _is_url(location: str) -> bool:
     return remote.is_url(location)
 
 
-def _exists(location: str) -> bool:
+def _exists(location: str, known: dict[str, dict[str, Any]]) -> bool:
     if remote.is_url(location):
         try:
-            remote.info(location)
+            known[location] = remote.stamp(remote.info(location))
         except remote.RemoteError:
             return False
         return True
@@ -428,7 +458,8 @@ def load_tar_index(tar: str | os.PathLike, *, index_file: str | None = None, cac
     before the damage); a wrong index file is only a note (``TarIndex.notes``) and the tar is scanned.
     """
     location = os.fspath(tar)
-    open_location = opener or _default_opener
+    known: dict[str, dict[str, Any]] = {}  # remote files' stamps, for the default opener
+    open_location = opener or (lambda where: _default_opener(where, known))
     try:
         identity = _identity(location)
     except FileNotFoundError:
@@ -438,13 +469,15 @@ def load_tar_index(tar: str | os.PathLike, *, index_file: str | None = None, cac
     except Exception as e:  # noqa: BLE001 - a remote failure: RemoteError's message says what and how to fix
         raise TarIndexError(str(e)) from None
     size = int(identity.get("size") or 0)
+    if _is_url(location):
+        known[location] = identity
     cached = _read_cache(cache_dir, identity, location, size)
     if cached is not None:
         cached.etag = identity.get("etag")
         return cached
     notes: list[str] = []
     try:
-        index = _build(location, size, index_file, open_location, notes)
+        index = _build(location, size, index_file, open_location, notes, known)
     except TarIndexError:
         raise
     except Exception as e:
@@ -463,13 +496,19 @@ def load_tar_index(tar: str | os.PathLike, *, index_file: str | None = None, cac
 
 
 def _build(location: str, size: int, index_file: str | None, open_location: Callable[[str], BinaryIO],
-           notes: list[str]) -> TarIndex:
+           notes: list[str], known: dict[str, dict[str, Any]]) -> TarIndex:
     """The index from the tar's index file, else from a scan of its headers (notes: why not the file)."""
     with open_location(location) as f:
         readahead = REMOTE_READAHEAD if _is_url(location) else 0
         reader = _Reader(f, size, readahead)
-        for candidate in [index_file] if index_file else index_file_candidates(location):
-            if not _exists(candidate):
+        if index_file:
+            candidates = [index_file]
+        elif _is_url(location):
+            candidates = _remote_index_files(location, known)
+        else:
+            candidates = index_file_candidates(location)
+        for candidate in candidates:
+            if candidate not in known and not _exists(candidate, known):
                 if index_file:
                     notes.append(f"{candidate}: index file not found; scanning the tar instead")
                 continue

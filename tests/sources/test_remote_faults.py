@@ -1,5 +1,5 @@
 """Object stores over a faulty link: the real CLI against moto's S3 server behind a proxy that
-resets connections mid-response or never answers (tests.sources.lossy_link_kit). A broken read is read
+resets connections mid-response or never answers (tests.store_faults_kit). A broken read is read
 again once; a tar shard that still cannot be read is one note per line, the rest of the dataset
 loads; a store that does not answer costs SDE_REMOTE_TIMEOUT twice, not once per phase of a load;
 Ctrl-C and SIGTERM end a load whose tar read is stalled at once."""
@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("s3fs", reason="reading s3:// needs s3fs (pip install s3fs)")
 pytest.importorskip("moto.server", reason="the local S3 server is moto's: pip install 'moto[server]'")
 
-from tests.sources.lossy_link_kit import LossyLink  # noqa: E402
+from tests.store_faults_kit import FaultyLink  # noqa: E402
 from tests.s3_kit import client, storage  # noqa: E402
 from tests.sources.tar_kit import PATTERN, make_tarred  # noqa: E402
 from tests.test_s3 import ROOT, sde  # noqa: E402
@@ -46,7 +46,7 @@ def uploaded(moto_endpoint, tmp_path_factory):
 
 @pytest.fixture
 def link(moto_endpoint):
-    with LossyLink(moto_endpoint) as proxy:
+    with FaultyLink(moto_endpoint) as proxy:
         yield proxy
 
 
@@ -54,7 +54,7 @@ def _env(tmp_path: Path, timeout_s: float) -> dict:
     return {**os.environ, "SDE_REMOTE_TIMEOUT": f"{timeout_s:g}", "SDE_CACHE_DIR": str(tmp_path / "cache")}
 
 
-def _tarred_stats(uploaded, link: LossyLink, tmp_path: Path, timeout_s: float = 2) -> subprocess.CompletedProcess:
+def _tarred_stats(uploaded, link: FaultyLink, tmp_path: Path, timeout_s: float = 2) -> subprocess.CompletedProcess:
     return sde("stats", f"s3://{BUCKET}/tarred/{uploaded.manifest.name}", "--tarred-audio",
                f"s3://{BUCKET}/tarred/{PATTERN}", "--storage-options", storage(link.endpoint), "--json",
                "--no-cache", env=_env(tmp_path, timeout_s))
@@ -99,7 +99,7 @@ def test_a_reset_while_indexing_a_tar_is_read_again(uploaded, link, tmp_path):
     assert link.seen("reset", "audio_1.tar") == 1
 
 
-def _manifest_stats(link: LossyLink, tmp_path: Path, timeout_s: float = 2,
+def _manifest_stats(link: FaultyLink, tmp_path: Path, timeout_s: float = 2,
                     cache: bool = False) -> subprocess.CompletedProcess:
     return sde("stats", f"s3://{BUCKET}/{MANIFEST}", "--storage-options", storage(link.endpoint), "--json",
                *([] if cache else ["--no-cache"]), env=_env(tmp_path, timeout_s))

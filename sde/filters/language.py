@@ -103,11 +103,21 @@ def check_clause_count(n: int) -> None:
                          f"narrow it down in steps, or use contains/has/in on one column. Example: {EXAMPLE}")
 
 
+# A manifest field named "" (an empty JSON key) is kept and shown, but the filter language has no
+# name for it (`{}` is empty, and DuckDB refuses a zero-length identifier): say how to rename it.
+UNNAMED_FIELD_FIX = ('a manifest field named "" (an empty key) cannot be filtered: rename it in the manifest, '
+                     """e.g. jq -c 'with_entries(if .key == "" then .key = "unnamed" else . end)' """
+                     "manifest.json > renamed.json, then filter {unnamed}")
+
+
 def check_column(name: str, columns: Sequence[str], pos: int | None = None) -> None:
     """QueryError naming close matches (and the columns there are) unless ``name`` is a column."""
     if name in columns:
         return
     cols = [str(c) for c in columns]
+    if name in ('""', "''") and "" in cols:  # {""}: the user's try at naming the field ""
+        raise QueryError(f"Column {name}{_at(pos)}: {UNNAMED_FIELD_FIX}.", pos)
+    cols = [c for c in cols if c] or cols  # an empty name listed would read as a stray comma
     close = difflib.get_close_matches(name, cols, n=3, cutoff=0.6)
     close += [c for c in cols if c.lower() == name.lower() and c not in close]
     hint = f" Did you mean {', '.join(column_ref(c) for c in close)}?" if close else ""

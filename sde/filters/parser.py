@@ -19,6 +19,7 @@ from sde.filters.language import (
     MAX_DEPTH,
     MAX_IN_VALUES,
     MAX_QUERY_LENGTH,
+    UNNAMED_FIELD_FIX,
     QueryError,
     _cut,
     _syntax_error,
@@ -413,7 +414,7 @@ class _Parser:
             raw, close = braced
             name = raw.strip()
             if not name:
-                raise _syntax_error("empty column name {}", start)
+                raise _syntax_error(f"empty column name {{}} ({UNNAMED_FIELD_FIX})", start)
             self.i = close + 1
             return Column(name, pos=start + 1 + (len(raw) - len(raw.lstrip())))
         if c == "(":

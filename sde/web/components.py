@@ -427,3 +427,13 @@ def manifest_button(filter_text: str | None = None, sort: str | None = None, *, 
     return html.A(label, href=manifest_href(combine_filters(filter_text, also), sort), download="manifest.jsonl",
                   className="btn btn-sm btn-outline-success manifest-link",
                   title="the selected lines of your manifest, byte for byte (JSONL)", **props)
+
+
+LINK_NOTES = "link-notes"   # the alert about a page's link parameters it could not use
+
+
+def link_notes_alert(notes: Sequence[str]) -> dbc.Alert:
+    """What a page says about its link (sde.web.present.link_notes, int_param, choice_param): one
+    line per parameter, which the user can close."""
+    return dbc.Alert([html.Div(note) for note in notes], id=LINK_NOTES, color="warning", dismissable=True,
+                     className="small")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
+from urllib.parse import parse_qsl
 
 import numpy as np
 import pandas as pd
@@ -40,6 +42,85 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_RESAMPLES = 1000
 _COMPARE_CACHE_SIZE = 32     # a bootstrap over a million utterances takes ~0.5 s, and pages re-ask
 _GROUPS_CACHE_SIZE = 8       # breakdowns kept per dataset (one int32 per utterance each)
+
+
+# ---------------------------------------------------------------- a page's link parameters
+# A page (sde.web.pages) cannot refuse its link as /api does with a 400: it opens with the default
+# for a parameter it cannot use and says so (sde.web.components.link_notes_alert). The rules are the
+# API's own (parse_int below is the one sde.web.api.respond applies to `page`).
+
+MAX_PAGE = 10**9            # 10^12 rows at the largest page size: any larger page number is a mistake
+_INTEGER = re.compile(r"-?[0-9]+")
+#: Parameters a link may repeat (/api/utterances.jsonl?drop=…&drop=…); every other one is single-valued.
+MULTI_VALUED_ARGS = frozenset({"drop"})
+CACHE_BUSTER = "_"          # jQuery's `cache: false` adds `_=TIMESTAMP`: taken everywhere, read nowhere
+
+
+def parse_int(name: str, raw: str | None, default: int, lo: int, hi: int | None = None) -> int:
+    """``raw`` as an integer in [lo, hi] (``default`` when it is absent or empty), or ApiError 400
+    naming ``name``, the value and what it takes."""
+    if raw is None or raw == "":
+        return default
+    if len(raw) > 40:  # no number this long is valid; echoing it back would mirror megabytes
+        raise ApiError(f"{name} must be an integer, got {raw[:40]!r}…")
+    # digits 0-9 only: int() also takes " 5", "+5", "1_0" and "５", which no link writes
+    if _INTEGER.fullmatch(raw) is None:
+        raise ApiError(f"{name} must be an integer written in the digits 0-9, got {raw!r}")
+    value = int(raw)
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ApiError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+def link_notes(page: str, params: Mapping[str, str], takes: Sequence[str], search: str | None = None) -> list[str]:
+    """What a page says about its link's parameters it does not use: names it does not take, and
+    names given more than once (``search``: the raw query string; the page is given the last value
+    of each, as ``sde.web.state.query_params`` reads it)."""
+    notes = []
+    for name in params:
+        if name not in takes and name != CACHE_BUSTER:
+            listed = f"it takes {', '.join(takes)}" if takes else "it takes no parameters"
+            notes.append(f"The link's parameter {_shown(name)} (= {_shown(params[name])}) is not one the {page} "
+                         f"page takes ({listed}), so it is ignored.")
+    values: dict[str, list[str]] = {}
+    for name, value in parse_qsl((search or "").lstrip("?"), keep_blank_values=False):
+        values.setdefault(name, []).append(value)
+    for name, given in values.items():
+        if len(given) > 1 and name not in MULTI_VALUED_ARGS and name in takes:
+            combine = (" To select rows that match several filters, join them in one: (A) && (B), or (A) || (B)."
+                       if name == "filter" else "")
+            notes.append(f"The link gives {_shown(name)} {len(given)} times ({', '.join(map(_shown, given[:3]))}"
+                         f"{' …' if len(given) > 3 else ''}): the last one, {_shown(given[-1])}, is used; give it "
+                         f"once.{combine}")
+    return notes
+
+
+def int_param(params: Mapping[str, str], name: str, default: int, lo: int, hi: int | None,
+              notes: list[str]) -> int:
+    """The integer parameter ``name`` of a page's link; ``default`` (and a note) when it is not one."""
+    try:
+        return parse_int(name, (params.get(name) or "").strip() or None, default, lo, hi)
+    except ApiError as e:
+        notes.append(f"The link's {e.message}, so {name} {default} (the default) is used.")
+        return default
+
+
+def choice_param(params: Mapping[str, str], name: str, choices: Sequence[str], default: str,
+                 notes: list[str]) -> str:
+    """The parameter ``name`` of a page's link, one of ``choices``; ``default`` (and a note) otherwise."""
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if value in choices:
+        return value
+    notes.append(f"The link's {name} must be one of {', '.join(choices)}, got {_shown(value)}, so {name}="
+                 f"{default} (the default) is used.")
+    return default
 
 
 class ApiError(Exception):

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-__all__ = ["ANY_HOST", "allowed_names", "host_name", "install", "is_loopback_name", "refusal"]
+__all__ = ["ANY_HOST", "allowed_names", "host_name", "install", "is_host_name", "is_loopback_name", "refusal"]
 
 ANY_HOST = "*"  # in allowed_hosts: answer any Host (the user accepts DNS rebinding, e.g. behind a proxy)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -82,7 +82,7 @@ def allowed_names(values: Iterable[str]) -> frozenset[str]:
 def is_loopback_name(name: str) -> bool:
     """Whether ``name`` (from :func:`host_name`, or a bound address) can only mean this machine:
     localhost, a ``*.localhost`` name (RFC 6761), an IP of 127.0.0.0/8 or ::1 (also IPv4-mapped)."""
-    if name == "localhost" or name.endswith(".localhost"):
+    if name == "localhost" or (name.endswith(".localhost") and is_host_name(name)):
         return True
     try:
         ip = ipaddress.ip_address(name)
@@ -91,6 +91,17 @@ def is_loopback_name(name: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback
+
+
+def is_host_name(name: str) -> bool:
+    """Whether werkzeug can route a request for ``name``: it IDNA-encodes the Host before any view
+    runs, and answers its own HTML 400 for a name with an empty part (".localhost", "a..b") or a
+    part over 63 characters."""
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def refusal(text: str) -> Response:
@@ -158,10 +169,25 @@ def _host_problem(bound: str, allowed: frozenset[str]) -> str | None:
     name = host_name(host)
     if name is not None and (is_loopback_name(name) or name in allowed):
         return None
-    return (f"refused a request for the host {host!r}: this server listens on {bound} (this machine only) "
+    said = (f"refused a request for the host {host!r}: this server listens on {bound} (this machine only) "
             "and answers only localhost and loopback addresses, so that a web page whose name is made to "
-            "point at 127.0.0.1 (DNS rebinding) cannot read it; open it as http://127.0.0.1:PORT/, or, if you "
-            f"reach sde by that name (a proxy, an /etc/hosts alias), start it with --allow-host {name or 'NAME'}")
+            "point at 127.0.0.1 (DNS rebinding) cannot read it; open it as http://127.0.0.1:PORT/")
+    if name is not None and not is_host_name(name):  # --allow-host could not make werkzeug route it
+        return said + " (a part of that name between its dots is empty or longer than 63 characters)"
+    return said + (f", or, if you reach sde by that name (a proxy, an /etc/hosts alias), start it with "
+                   f"--allow-host {name or 'NAME'}")
+
+
+def _unroutable_host_problem() -> str | None:
+    """Why this request's ``Host`` is no name werkzeug can route, on a server that answers any Host
+    (None when it is one, or an IP)."""
+    host = request.environ.get("HTTP_HOST", "")
+    name = host_name(host) if host.strip() else None
+    if name is None or ":" in name or is_host_name(name):  # ":": an IPv6 address, which is not IDNA-encoded
+        return None
+    return (f"refused a request for the host {host!r}: it is no host name (a part between its dots is empty "
+            "or longer than 63 characters); open sde by its address or a name of this machine, such as "
+            "http://127.0.0.1:PORT/")
 
 
 def install(server: Flask, allowed_hosts: Iterable[str] = ()) -> None:
@@ -180,6 +206,10 @@ def install(server: Flask, allowed_hosts: Iterable[str] = ()) -> None:
         bound = request.environ.get("SERVER_NAME", "")
         if ANY_HOST not in allowed and is_loopback_name(bound.strip("[]").lower()):
             problem = _host_problem(bound, names)
+            if problem is not None:
+                return refusal(problem)
+        else:
+            problem = _unroutable_host_problem()
             if problem is not None:
                 return refusal(problem)
         if request.method not in SAFE_METHODS:

@@ -21,14 +21,13 @@ from werkzeug.exceptions import HTTPException
 
 from sde.compressed_columns import rows_per_take, take_rows
 from sde.query import MAX_PAGE_SIZE, QueryError
-from sde.web.present import ApiError
+from sde.web.present import MAX_PAGE, MULTI_VALUED_ARGS, ApiError, parse_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
 #: ``server.extensions[DATASET_KEY]`` is the dataset the routes serve.
 DATASET_KEY = "sde_dataset"
-MAX_PAGE = 10**9            # 10^12 rows at the largest page size: any larger page number is a mistake
 DEFAULT_PAGE_SIZE = 50
 CSV_CHUNK_ROWS = 20_000
 # Rows taken at once from a view scattered over a column read by batch (sde.compressed_columns.
@@ -50,8 +49,6 @@ def served_dataset() -> "Dataset":
 
 # ---------------------------------------------------------------- request arguments
 
-#: Parameters a request may repeat (/api/utterances.jsonl?drop=…&drop=…); every other one is single-valued.
-MULTI_VALUED_ARGS = frozenset({"drop"})
 # Every sde parameter name is a word ("page_size", "_" for a cache buster). A name with braces,
 # quotes, spaces or operators is what is left of a filter whose "&&" or "&" was not URL-encoded:
 # "filter={wer}>10&&{cer}>5" reaches the server as filter="{wer}>10" plus a parameter "{cer}>5".
@@ -104,24 +101,6 @@ def check_utf8_query(raw: bytes) -> None:
 
 def arg(name: str) -> str | None:
     return request.args.get(name)
-
-
-_INTEGER = re.compile(r"-?[0-9]+")
-
-
-def parse_int(name: str, raw: str | None, default: int, lo: int, hi: int | None = None) -> int:
-    if raw is None or raw == "":
-        return default
-    if len(raw) > 40:  # no number this long is valid; echoing it back would mirror megabytes
-        raise ApiError(f"{name} must be an integer, got {raw[:40]!r}…")
-    # digits 0-9 only: int() also takes " 5", "+5", "1_0" and "５", which no link writes
-    if _INTEGER.fullmatch(raw) is None:
-        raise ApiError(f"{name} must be an integer written in the digits 0-9, got {raw!r}")
-    value = int(raw)
-    if value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise ApiError(f"{name} must be {bound}, got {value}")
-    return value
 
 
 def int_arg(name: str, default: int, lo: int, hi: int | None = None) -> int:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import dash_bootstrap_components as dbc
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from sde import analysis
@@ -123,8 +124,41 @@ def utterance_figure(dataset: "Dataset", a: "HypothesisField", b: "HypothesisFie
     the caller has it (10M utterances: ~0.3 s to make again)."""
     if compared is None:
         compared = analysis.utterance_comparison(dataset.utterances, a, b, metric=metric, utt_ids=utt_ids)
-    return af.utterance_scatter_figure(compared["id"].to_numpy(), compared["a"].to_numpy(),
-                                       compared["b"].to_numpy(), a.name, b.name, metric)
+    return wrapped_captions(af.utterance_scatter_figure(compared["id"].to_numpy(), compared["a"].to_numpy(),
+                                                        compared["b"].to_numpy(), a.name, b.name, metric))
+
+
+# Plotly never wraps text: a caption longer than the narrowest chart (390 px phone: ~50 characters
+# of its 11 px font beside the axis) was cut at the chart's edge. Its " · " parts go on lines of
+# at most this many characters.
+CAPTION_CHARS = 46
+CAPTION_LINE_PX = 14
+
+
+def wrapped_captions(fig: go.Figure) -> go.Figure:
+    """``fig`` with each annotation over CAPTION_CHARS characters broken at its " · " separators;
+    the lines a caption above the plot gains widen the top margin and lift the legend above it."""
+    added = 0
+    for note in fig.layout.annotations:
+        text = note.text or ""
+        if len(text) <= CAPTION_CHARS or "<br>" in text:
+            continue
+        lines: list[str] = []
+        for part in text.split(" · "):
+            if lines and len(lines[-1]) + 3 + len(part) <= CAPTION_CHARS:
+                lines[-1] += " · " + part
+            else:
+                lines.append(part)
+        note.text = "<br>".join(lines)
+        if note.yanchor == "bottom" and (note.y or 0) >= 1:  # above the plot: under the legend
+            added = max(added, len(lines) - 1)
+    if added:
+        layout = fig.layout
+        top = (layout.margin.t or 0) + added * CAPTION_LINE_PX
+        plot_px = (layout.height or 450) - top - (layout.margin.b or 0)
+        legend_y = (layout.legend.y if layout.legend.y is not None else 1.0) + added * CAPTION_LINE_PX / max(plot_px, 1)
+        fig.update_layout(margin={"t": top}, legend={"y": legend_y})
+    return fig
 
 
 def ranked_differences(dataset: "Dataset", a: "HypothesisField", b: "HypothesisField", metric: str,
@@ -523,4 +557,4 @@ def callbacks(app, dataset: "Dataset") -> None:
 
 
 PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, available=_available, api="/api/compare",
-            prepare=True)
+            prepare=True, takes=("a", "b", "metric", "filter"))

@@ -24,9 +24,10 @@ from dash import Input, Output, State, dcc, html
 from sde.quality.apply import NEAR_DUPLICATE_EDITS, TooLarge
 from sde.quality.duplicates import NEAR_MIN_CHARS
 from sde.web.components import fmt_int, page_header
-from sde.web.pages.page import Page
+from sde.web.pages.page import Page, link_value_notes
 from sde.web.panels.background import FIRST_WAIT_S, POLL_MS, in_background
 from sde.web.panels.quality_data import KIND_COLUMNS, duplicates_page
+from sde.web.present import MAX_PAGE, choice_param, int_param
 from sde.web.state import samples_href, search_of, utterance_href
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,8 +114,9 @@ def _drill_downs(kind: str, column: str, groups: int) -> list[Any]:
 
 
 def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
-    kind = params.get("kind") if params.get("kind") in KIND_COLUMNS else "text"
-    page = _page_number(params.get("page"))
+    notes = link_value_notes()
+    kind = choice_param(params, "kind", tuple(KIND_COLUMNS), "text", notes)
+    page = int_param(params, "page", 0, 0, MAX_PAGE, notes)   # the API's rule for /api/duplicates?page=
     api = "/api/duplicates" + search_of({"kind": kind, **({"page": page, "page_size": PAGE_SIZE} if page else {})})
     header = page_header(TITLE, [f"{dataset.name} · ", html.A("JSON", href=api, className="link-secondary")])
     content, final = groups_state(dataset, kind, page, wait_s=FIRST_WAIT_S)
@@ -195,4 +197,5 @@ def callbacks(app, dataset: Dataset) -> None:
         kind = params.get("kind") if params.get("kind") in KIND_COLUMNS else "text"
         return groups_state(dataset, kind, _page_number(str(params.get("page", ""))))
 
-PAGE = Page(path="/duplicates", name=TITLE, layout=layout, callbacks=callbacks, api="/api/duplicates")
+PAGE = Page(path="/duplicates", name=TITLE, layout=layout, callbacks=callbacks, api="/api/duplicates",
+            takes=("kind", "page"))

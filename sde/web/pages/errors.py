@@ -39,8 +39,9 @@ from sde.web.components import (
 from sde.web.figures import GRAPH_CONFIG
 from sde.web.outputs import changed
 from sde.web.pages import breakdown, samples
-from sde.web.pages.page import Page
-from sde.web.present import error_frames_with_utterances, hyp_options, resolve_hypothesis, selection, selection_totals
+from sde.web.pages.page import Page, link_value_notes
+from sde.web.present import (choice_param, error_frames_with_utterances, hyp_options, int_param, resolve_hypothesis,
+                              selection, selection_totals)
 from sde.web.state import error_href, rendered_key, search_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -216,7 +217,9 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     if by and by not in columns:
         by_warning = f'Cannot break down by "{by}"; choose one of: {", ".join(columns)}.'
         by = breakdown.default_by(dataset)
-    min_utts, show = breakdown.min_utts_of(params.get("min_utts")), breakdown.show_of(params.get("show"))
+    notes = link_value_notes()
+    min_utts = int_param(params, "min_utts", 1, 1, None, notes)
+    show = choice_param(params, "show", breakdown.SHOW_CHOICES, breakdown.SHOW_CHOICES[0], notes)
     warnings = [w for w in (warning, by_warning) if w]
     if filter_error:
         warnings.append("The filter in the link is invalid (see below), so all utterances are shown.")
@@ -328,4 +331,4 @@ def _available(dataset: "Dataset") -> bool:
 
 
 PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, available=_available, api="/api/errors",
-            prepare=True)
+            prepare=True, takes=("hyp", "filter", "by", "min_utts", "show"))

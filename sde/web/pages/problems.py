@@ -15,20 +15,14 @@ from dash import dcc, html
 from sde.audio_presence import first_missing_files, missing_rows
 from sde.web import state
 from sde.web.components import alert_code, fmt_int, page_header
-from sde.web.pages.page import Page
+from sde.web.pages.page import Page, link_value_notes
+from sde.web.present import MAX_PAGE, int_param
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
 TITLE = "Problems"
 PAGE_SIZE = 500  # more rows only slow the page down; the pager and the JSON twin reach the rest
-
-
-def page_number(raw: str | None, pages: int) -> int:
-    """The `page` query parameter as a valid 0-based page (anything else: the nearest valid page)."""
-    text = (raw or "").strip()
-    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else 0
-    return min(number, max(pages - 1, 0))
 
 
 def _api_href(page: int) -> str:
@@ -103,12 +97,13 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     loaded = len(dataset.utterances)
     header = page_header(TITLE, [f"{dataset.name} · ", html.A("JSON", href="/api/problems", className="link-secondary")])
     warnings = [_warnings_block(dataset), missing_audio_block(dataset)]
+    asked = int_param(params, "page", 0, 0, MAX_PAGE, link_value_notes())  # the rule of /api/problems?page=
     if not problems:
         return html.Div([header, *warnings, dbc.Alert(
             [html.Strong("No problems: "), f"all {fmt_int(loaded)} lines loaded."],
             color="success", id="problems-empty")])
     pages = -(-len(problems) // PAGE_SIZE)
-    page = page_number(params.get("page"), pages)
+    page = min(asked, pages - 1)  # past the last page: the last one
     shown = problems[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
     rows = [html.Tr([html.Td(p.path, className="text-break"), html.Td(str(p.line), className="text-end font-monospace"),
                      html.Td(p.reason, className="text-break")]) for p in shown]
@@ -128,4 +123,4 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     return html.Div([header, *warnings, *notes, dbc.Card(dbc.CardBody(table, className="p-0"))])
 
 
-PAGE = Page(path="/problems", name=TITLE, layout=layout, api="/api/problems")
+PAGE = Page(path="/problems", name=TITLE, layout=layout, api="/api/problems", takes=("page",))

@@ -349,4 +349,5 @@ def callbacks(app, dataset: "Dataset") -> None:
         return dict(content=dump_rules(as_rules(stored_rules(data))), filename="rules.yaml")
 
 
-PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, api="/api/rules/preview")
+PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, api="/api/rules/preview",
+            takes=("filter", "add"))

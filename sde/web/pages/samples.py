@@ -82,7 +82,7 @@ def spec_for(dataset: "Dataset") -> TableSpec:
     for h in dataset.hypotheses:
         hyp_cols |= {h.column(m) for m in (*_METRIC_LABELS, "accuracy")}
         hyp_cols |= {h.column(m) + "_norm" for m in ("wer", "cer", "wmr")}
-    extra = [str(c) for c in df.columns if c not in known and c not in hyp_cols]
+    extra = [str(c) for c in df.columns if c not in known and c not in hyp_cols and str(c)]  # "": table.grid_columns
     visible += extra[:6]  # the manifest's own fields (speaker, lang, …); more via the column picker
     visible.append("audio_filepath")
     if audio_missing_count(df):  # shown only when some file is missing (sde.audio_presence)
@@ -136,4 +136,5 @@ def callbacks(app, dataset: "Dataset") -> None:
     table.callbacks(app, current_spec(dataset), TITLE)
 
 
-PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, api="/api/utterances")
+PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, api="/api/utterances",
+            takes=("filter", "colfilter", "sort", "cols", "focus", "error", "hyp"))

@@ -34,7 +34,8 @@ from sde.web.components import (
 )
 from sde.web.grid import categorical_columns
 from sde.web.state import query_params, rendered_key, search_of
-from sde.web.pages.page import Page
+from sde.web.pages.page import Page, link_value_notes
+from sde.web.present import choice_param
 from sde.web.panels import audio_metrics, review, suspicious, transcribe
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -238,7 +239,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
                 className="card-title"),
         alphabet_view(dataset.alphabet),
     ]), className="mb-3")
-    graphs = histograms_block(dataset, params.get(LOG_Y_PARAM) == "1")
+    graphs = histograms_block(dataset, choice_param(params, LOG_Y_PARAM, ("0", "1"), "0", link_value_notes()) == "1")
     return html.Div([
         page_header("Statistics", [f"{s['manifest']} · ", html.A("JSON", href=summary_json_href(known), id=SUMMARY_JSON,
                                                                  className="link-secondary")]),
@@ -525,4 +526,4 @@ def alphabet_check_summary(dataset: "Dataset") -> dict | None:
 
 
 PAGE = Page(path="/statistics", name="Statistics", layout=layout, callbacks=callbacks,
-            aliases=("/",), api="/api/summary", prepare=True)
+            aliases=("/",), api="/api/summary", prepare=True, takes=(NORMALIZE_PARAM, LOG_Y_PARAM))

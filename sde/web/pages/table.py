@@ -87,9 +87,16 @@ def filter_problem(query: Any, text: str | None, utterances: bool = False) -> tu
     return None
 
 
+def grid_columns(df: Any) -> list[str]:
+    """The columns a grid can show: AG Grid takes a field named "" (an empty manifest key) for no
+    field at all, and showed a nameless, empty column whose filter named no column. The
+    inspector and the JSON API still show that field."""
+    return [str(c) for c in df.columns if str(c)]
+
+
 def visible_columns(spec: TableSpec, cols: str | None) -> list[str]:
     """The URL's `cols` (comma-separated; unknown names left out), else the page's default."""
-    columns = [str(c) for c in spec.df().columns]
+    columns = grid_columns(spec.df())
     if cols:
         known = set(columns)
         chosen = [c for c in dict.fromkeys(cols.split(",")) if c in known]
@@ -175,7 +182,7 @@ def layout(spec: TableSpec, params: Mapping[str, str], title: str, subtitle: Any
     visible = visible_columns(spec, url_state.get("cols"))
     picker = dbc.Checklist(
         id=p(state.COLUMNS),
-        options=[{"label": spec.labels.get(str(c), str(c)), "value": str(c)} for c in df.columns],
+        options=[{"label": spec.labels.get(c, c), "value": c} for c in grid_columns(df)],
         value=visible, switch=True, className="column-picker",
     )
     box_view = filter_box(p(state.FILTER), p(state.APPLY), p(state.FILTER_FEEDBACK), box, box_error,

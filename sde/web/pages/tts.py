@@ -243,6 +243,6 @@ def callbacks(app, dataset: Dataset) -> None:
         return report_state(dataset, lang, speaker_column(dataset, params.get("speaker")))
 
 
-PAGE = Page(path="/tts", name=TITLE, layout=layout, callbacks=callbacks, api="/api/tts")
+PAGE = Page(path="/tts", name=TITLE, layout=layout, callbacks=callbacks, api="/api/tts", takes=("lang", "speaker"))
 
 __all__ = ["PAGE", "chart_for", "phoneme_figure", "report_state"]

@@ -416,4 +416,4 @@ def callbacks(app, dataset: "Dataset") -> None:
 
 
 PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, nav=False, prefix=True,
-            api="/api/utterances/ID")
+            api="/api/utterances/ID", takes=(*state.INSPECTOR_PARAMS, "spectrogram"))

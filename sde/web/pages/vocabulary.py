@@ -58,4 +58,5 @@ def callbacks(app, dataset: "Dataset") -> None:
     table.callbacks(app, lambda: spec, TITLE)
 
 
-PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, api="/api/vocabulary")
+PAGE = Page(path=PATH, name=TITLE, layout=layout, callbacks=callbacks, api="/api/vocabulary",
+            takes=("filter", "colfilter", "sort", "cols", "focus"))

@@ -139,6 +139,29 @@ def _exists_checked(kind: str, fix: str) -> Callable[[click.Context, click.Param
     return check
 
 
+_predictions_exist = _exists_checked("file", "give a NeMo output manifest with pred_text (e.g. written by "
+                                             "sde transcribe)")
+
+
+def _one_predictions_file(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> str | None:
+    """--predictions' callback: one file (None when not given), checked to exist. Given more than
+    once, a usage error that says how to compare models today: one model's output read as the
+    manifest (its pred_text) with the other's merged (as pred_text_<its stem>, predictions_field)."""
+    if len(values) > 1:
+        from sde.manifest.hypotheses import predictions_field
+
+        first, second = values[0], values[-1]
+        merged = predictions_field({"pred_text"}, second).field  # the name the merge gives it
+        raise click.BadParameter(
+            f"given {len(values)} times ({', '.join(values)}); sde merges one predictions file, and the later "
+            f"one would replace the earlier one unscored. To compare two models, read one model's output as the "
+            f"manifest and merge the other's: {ctx.command_path} {first} --predictions {second} (scored as "
+            f"pred_text and {merged}; add --audio-base-path DIR if {first}'s relative audio paths start from "
+            "another folder), or write each model's predictions under its own field with sde transcribe "
+            "--field pred_text_LABEL", ctx=ctx, param=param)
+    return _predictions_exist(ctx, param, values[0]) if values else None
+
+
 def _cache_choice_checked(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """--cache-dir DIR with --no-cache: one of them would be ignored. Refused by whichever of the
     two is processed second (click processes them in the order they were typed)."""
@@ -183,11 +206,13 @@ def data_options(f: Callable) -> Callable:
                      help="Word list (or TSV, first column = word); words outside it are marked OOV."),
         click.option("--pred-field", "pred_fields", multiple=True, metavar="F[=LABEL]",
                      help="Hypothesis field to score (repeatable). Default: pred_text and every pred_text_*."),
-        click.option("--predictions", type=click.Path(dir_okay=False), default=None,
-                     callback=_exists_checked("file", "give a NeMo output manifest with pred_text (e.g. written by "
-                                              "sde transcribe)"),
+        # multiple=True only to see a second --predictions: click keeps the last of a single-valued
+        # option, and the first model's predictions went unscored without a word
+        click.option("--predictions", type=click.Path(dir_okay=False), multiple=True, metavar="FILE",
+                     callback=_one_predictions_file,
                      help="A NeMo output manifest whose pred_text is merged by (audio_filepath, offset), and by "
-                          "shard_id and audio_channel where the lines have them."),
+                          "shard_id and audio_channel where the lines have them. One file; to compare two "
+                          "models, give one model's output as the manifest and the other's here."),
         click.option("--normalize", default="", metavar="STEPS",
                      help="Also score normalised text: comma-separated lower,punct,numbers. Raw numbers stay."),
         click.option("--alphabet", default=None, metavar="CHARS",
@@ -1304,7 +1329,9 @@ def format_summary(summary: dict, unreadable: Sequence[str] = ()) -> str:
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @data_options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Where the kept lines go (a NeMo manifest; .gz compresses). Never the input.")
+              help="Where the kept lines go (.gz compresses), never the input: a NeMo manifest (NeMo's "
+                   "AudioTo*Dataset reads plain .json; its Lhotse dataloading (use_lhotse) reads .gz), or for "
+                   "a Lhotse source its lines, named .jsonl or .jsonl.gz as Lhotse reads them.")
 @click.option("--rejected", type=click.Path(dir_okay=False), default=None,
               help="Also write the valid lines that were not kept here.")
 @click.option("--filter", "filter_text", default=None, metavar="Q", help="Keep only the utterances Q selects.")
@@ -1324,7 +1351,7 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
                    sort_text: str | None, rules_path: str | None, apply_reviews: bool, reviews_path: str | None,
                    cache_dir: str | None, no_cache: bool, vad: bool, **data: Any) -> None:
     """Write the lines of SOURCE... that are kept, byte for byte, and a changelog beside -o."""
-    from sde.export import ExportError, export_dataset, summary_lines
+    from sde.export import ExportError, export_dataset, gzip_nemo_note, summary_lines
     from sde.query import QueryError
     from sde.reviews import ReviewError
     from sde.rules import RulesError
@@ -1347,6 +1374,7 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
     # --vad: the build a `sde --vad` server stored (its own cache entry), and the columns its rules may name
     options = options_from(**data)  # first: it configures the object store a pattern is listed from
     expanded = expand(sources)
+    lhotse = _check_output_names({"-o": output, "--rejected": rejected}, expanded)
     dataset = load(expanded, options, cache_dir, no_cache, vad=vad)
     declared = [s.location for s in expanded.sources]  # a sharded -o: a shard for each, empty ones too
     try:
@@ -1358,6 +1386,25 @@ def export_command(sources: tuple[str, ...], output: str, rejected: str | None, 
     for line in summary_lines(changelog):
         click.echo(line, err=True)
     click.echo(f"changelog {output}.changelog.json", err=True)
+    note = None if lhotse else gzip_nemo_note([output, rejected])
+    if note:  # last, where a user about to train on the output reads it
+        click.echo(f"note: {note}", err=True)
+
+
+def _check_output_names(outputs: dict[str, str | None], sources: Any) -> str | None:
+    """Output names the reader of the output would reject (-o kept.json.bz2; kept.json for a
+    Lhotse source) are refused before the build, not after it (write_export checks them again).
+    Returns the sources' Lhotse kind (None: NeMo manifests)."""
+    from sde.export import ExportError, refuse_names_lhotse_cannot_read, refuse_unwritten_compression
+    from sde.manifest.lhotse_reads import lhotse_kind
+
+    try:
+        refuse_unwritten_compression(outputs)
+        kind = lhotse_kind(sources)
+        refuse_names_lhotse_cannot_read(outputs, kind)
+    except ExportError as e:
+        fail(str(e))
+    return kind
 
 
 def _check_before_loading(filter_text: str | None, rules_path: str | None) -> None:

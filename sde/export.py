@@ -57,6 +57,7 @@ from sde.lines import SourceFile as SourceFile
 from sde.lines import source_files as source_files
 from sde.lines import in_chunks
 from sde.cut_lines import has_shared_lines, selected_cut_lines
+from sde.sources.lhotse_source import sniff_kind
 from sde.sources.patterns import PatternError, brace_expand, has_braces, normalise_tags
 from sde.filters import column_refs, parse
 from sde.query import QueryError
@@ -274,6 +275,42 @@ def refuse_unwritten_compression(outputs: Mapping[str, str | Path | None]) -> No
             raise ExportError(f"{option} {out}: sde writes manifests as plain text or gzip (.gz), not {kind}; "
                               f"name it {plain} or {plain}.gz (and compress it afterwards if you need "
                               f"{path.suffix})")
+
+
+def lhotse_name(out: str | Path) -> bool:
+    """Whether ``lhotse.load_manifest`` (and ``CutSet.from_file``) reads ``out`` as JSON Lines: it
+    goes by a ``.jsonl`` among the name's suffixes (as written: ``.JSONL`` is not one), and reads
+    ``.json`` as one JSON document."""
+    return ".jsonl" in Path(out).suffixes
+
+
+def refuse_names_lhotse_cannot_read(outputs: Mapping[str, str | Path | None], kind: str | None) -> None:
+    """Lines of a Lhotse source (``kind``: "cuts", "pair", "shar", or a file's "cuts",
+    "supervisions", "recordings") are JSON Lines, and Lhotse reads them only under a ``.jsonl`` name:
+    `-o kept.json` failed in ``load_manifest`` with "Extra data", far from the export. Refused by
+    name, before anything is written."""
+    if kind is None:
+        return
+    for option, out in outputs.items():
+        if out is None or lhotse_name(out):
+            continue
+        path = Path(out)
+        gz = path.suffix.lower() == ".gz"
+        base = path.with_suffix("") if gz else path
+        base = base.with_suffix("") if base.suffix.lower() in (".json", ".jsonl") else base
+        raise ExportError(f"{option} {out}: the lines of a Lhotse manifest are JSON Lines, and Lhotse "
+                          f"(load_manifest, CutSet.from_file) reads them only from a .jsonl or .jsonl.gz file "
+                          f"(a .json file it reads as one JSON document); name it {base}.jsonl or {base}.jsonl.gz")
+
+
+def gzip_nemo_note(outputs: Sequence[str | Path | None]) -> str | None:
+    """The note for NeMo manifests written gzipped: NeMo's AudioTo*Dataset (read_manifest, tarred
+    ones too) open a manifest as text and fail on gzip; only its Lhotse dataloading reads them."""
+    gz = [str(o) for o in outputs if o is not None and Path(o).suffix.lower() == ".gz"]
+    if not gz:
+        return None
+    return (f"{' and '.join(gz)} {'is' if len(gz) == 1 else 'are'} gzip-compressed: NeMo's AudioTo*Dataset reads "
+            "plain .json; its Lhotse dataloading (use_lhotse) reads .gz")
 
 
 def dataset_inputs(dataset: "Dataset") -> list[tuple[str, str]]:
@@ -585,6 +622,8 @@ def write_export(dataset: "Dataset", plan: ExportPlan, output: str | Path, *,
     for option, names in (("-o", kept_names), ("--rejected", rejected_names)):
         outputs_named.update({option if len(names) == 1 else f"{option} (shard {i})": n for i, n in enumerate(names)})
     refuse_unwritten_compression(outputs_named)
+    refuse_names_lhotse_cannot_read({o: n for o, n in outputs_named.items() if o != "changelog"},
+                                    sniff_kind(lines.sources[0].path) if lines.sources else None)
     refuse_overwriting_sources(outputs_named, lines.sources, [*inputs, *dataset_inputs(dataset)])
     refuse_overwriting_audio(outputs_named, dataset)
     plan.notes.extend(relative_audio_notes(dataset, lines, [("kept", "-o", kept_names, plan.kept),
@@ -646,14 +685,14 @@ def relative_audio_notes(dataset: "Dataset", lines: ManifestLines,
     or the audio is in tars (member names)."""
     if dataset.options.audio_base_path or dataset.tar_shards or len(dataset.utterances) == 0:
         return []
-    folder_of = [os.path.realpath(os.path.dirname(src.path)) if src.local else None for src in lines.sources]
+    folder_of = [_folder(src.path) if src.local else None for src in lines.sources]
     moved: list[tuple[int, Path, int]] = []  # (which output, file, source index) written into another folder
     for which, (_, _, files, positions) in enumerate(written):
         if not files or not len(positions):
             continue
         for index in np.unique(lines.codes[positions]).tolist():
             out = files[int(shard_of[index])] if len(files) > 1 else files[0]
-            if folder_of[index] is not None and os.path.realpath(os.path.dirname(os.path.abspath(out))) != folder_of[index]:
+            if folder_of[index] is not None and _folder(out) != folder_of[index]:
                 moved.append((which, out, index))
     if not moved:
         return []
@@ -665,19 +704,36 @@ def relative_audio_notes(dataset: "Dataset", lines: ManifestLines,
         if not found:
             continue
         out, index, rows = found[0]
-        count = sum(len(r) for _, _, r in found)
-        source = lines.sources[index].path
-        example = dataset.utterances["audio_filepath"].iloc[int(rows[0])]
-        more = f" and {len(found) - 1:,} other shard{'s' if len(found) > 2 else ''}" if len(found) > 1 else ""
-        one = count == 1
-        notes.append(f"{count:,} {what} {'line names its' if one else 'lines name their'} audio by a path "
-                     f"relative to the folder of {'its' if one else 'their'} manifest (e.g. {example} in {source}), "
-                     f"and {out}{more} "
-                     f"{'is' if not more else 'are'} in another folder: NeMo and sde read such a path from the "
-                     f"manifest's folder, so from there it names another file. Write {option} into "
-                     f"{os.path.dirname(source) or '.'}, or read what it wrote with --audio-base-path "
-                     f"{os.path.dirname(os.path.abspath(source))}")
+        notes.append(relative_audio_note(sum(len(r) for _, _, r in found), what,
+                                         str(dataset.utterances["audio_filepath"].iloc[int(rows[0])]),
+                                         lines.sources[index].path, out, option, len(found) - 1))
     return notes
+
+
+def _folder(path: str | Path) -> str:
+    return os.path.realpath(os.path.dirname(os.path.abspath(path)))
+
+
+def written_elsewhere(source: str | Path, out: str | Path) -> bool:
+    """Whether ``out`` is in another folder than the manifest ``source`` (both local)."""
+    return _folder(out) != _folder(source)
+
+
+def relative_audio_note(count: int, what: str, example: str, source: str | Path, out: str | Path, option: str,
+                        other_shards: int = 0) -> str:
+    """The note for ``count`` lines of ``source`` (``what`` they are: "kept", "transcribed") that
+    name their audio by a relative path (``example``) and were written into ``out`` (and
+    ``other_shards`` more files) in another folder, by ``option``; see relative_audio_notes."""
+    more = f" and {other_shards:,} other shard{'s' if other_shards > 1 else ''}" if other_shards else ""
+    one = count == 1
+    source = str(source)
+    return (f"{count:,} {what} {'line names its' if one else 'lines name their'} audio by a path "
+            f"relative to the folder of {'its' if one else 'their'} manifest (e.g. {example} in {source}), "
+            f"and {out}{more} "
+            f"{'is' if not more else 'are'} in another folder: NeMo and sde read such a path from the "
+            f"manifest's folder, so from there it names another file. Write {option} into "
+            f"{os.path.dirname(source) or '.'}, or read what it wrote with --audio-base-path "
+            f"{os.path.dirname(os.path.abspath(source))}")
 
 
 def _text(texts: Any, position: int) -> str | None:

@@ -21,21 +21,25 @@ import json
 import os
 import pickle
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 
 from sde.cache import (CacheReadOnly, CacheUnusable, ReadOnlyStore, default_cache_dir, file_stamp, make_room_among,
                        mark_used, open_store, report_unusable, size_limit, warn_on_stderr)
 from sde.dataset import Dataset, with_predictions
-from sde.export import refuse_overwriting_audio_paths, refuse_overwriting_sources
+from sde.export import (refuse_overwriting_audio_paths, refuse_overwriting_sources, relative_audio_note,
+                        written_elsewhere)
 from sde.lines import ExportError, source_files
 from sde.manifest import ManifestError, read_manifest
 from sde.manifest.hypotheses import missing_hypothesis_warning
 from sde.manifest.lhotse_reads import nemo_view_path, write_nemo_view
+from sde.manifest.paths import relative_rows
 from sde.nemo.infer import (StopRequested, TranscribeCancelled, Unreadable, refuse_none_readable, report_unreadable,
                             run_batches, tick_bar, transcribe_segments, transcription_bar)
 from sde.nemo.model import (DEFAULT_MODEL, TranscribeError, WritesOverInput, ensure_model, import_for, model_stem,
@@ -273,7 +277,33 @@ def transcribe_manifest(
     write_output(manifest, target, field, shard, {e.index: done.get(e.key) for e in entries})
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
+    if audio_base_path is None and not tarred_audio and places is None:
+        note = _relative_audio_note(manifest, target, shard)
+        if note:
+            (warn or _note_on_stderr)(note)
     return target
+
+
+def _relative_audio_note(manifest: Path, target: Path, shard: tuple[int, int] | None) -> str | None:
+    """sde export's note (sde.export.relative_audio_note) for an output written into another folder
+    than the manifest whose lines name their audio by a relative path: the output keeps each line
+    as the user wrote it (sde.nemo.parts.write_output), so read from its own folder such a path names
+    another file. Merging it back with --predictions still matches (by the path as written)."""
+    if not written_elsewhere(manifest, target):
+        return None
+    i, n = shard or (0, 1)
+    written = [str(obj.get("audio_filepath", obj.get("audio_filename")))
+               for index, lineno, raw in iter_lines(manifest) if index % n == i
+               for obj in [parse_line(manifest, lineno, raw)]]
+    relative = relative_rows(pa.array(written, pa.string()))
+    if not relative.any():
+        return None
+    return relative_audio_note(int(relative.sum()), "transcribed", written[int(relative.argmax())], manifest,
+                               target, "--out")
+
+
+def _note_on_stderr(note: str) -> None:
+    print(f"note: {note}", file=sys.stderr, flush=True)
 
 
 def _where_audio_was_sought(entries: Sequence[Entry], failed: dict[str, str], manifest: Path,

@@ -1,0 +1,75 @@
+"""`--predictions` names one file: given twice, click kept the last and the first model's
+predictions went unscored with exit 0. Now every command that takes it refuses a second one as the
+command line is read (exit 2, before any manifest is read), naming both files and the comparison
+that works, which the test then runs (the real CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+TEXTS = ["the cat sat", "hello world", "good morning", "speech data explorer"]
+# of the 10 words, model a misses one, model b four
+A = ["the cat sat", "hello world", "good morning", "speech data exploder"]
+B = ["the bat sat", "hello word", "good mourning", "speech dada explorer"]
+
+
+def _sde(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("SDE_PORT", "SDE_HOST", "SDE_AUTH")}
+    return subprocess.run([sys.executable, "-m", "sde.cli", *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd, env={**env, "PYTHONPATH": ROOT})
+
+
+def _write(path: Path, preds: list[str] | None) -> Path:
+    rows = [{"audio_filepath": f"a{i}.wav", "duration": 1.0, "text": t, **({"pred_text": preds[i]} if preds else {})}
+            for i, t in enumerate(TEXTS)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> Path:
+    _write(tmp_path / "manifest.json", None)
+    _write(tmp_path / "manifest_a.json", A)
+    _write(tmp_path / "manifest_b.json", B)
+    return tmp_path
+
+
+@pytest.mark.parametrize("command", [["stats"], ["index"], ["export", "-o", "kept.json"], ["serve", "--port", "0"],
+                                     []])
+def test_a_second_predictions_file_is_a_usage_error_naming_both(files, command):
+    r = _sde(*command, "manifest.json", "--predictions", "manifest_a.json", "--predictions", "manifest_b.json",
+             "--no-cache", cwd=files)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(errors) == 1 and "'--predictions'" in errors[0], r.stderr[-2000:]
+    assert "manifest_a.json, manifest_b.json" in errors[0]
+    assert "--predictions manifest_b.json (scored as pred_text and pred_text_manifest_b" in errors[0]
+    assert "reading " not in r.stderr and "scoring " not in r.stderr, r.stderr[-2000:]
+    assert not (files / "kept.json").exists()
+
+
+def test_the_comparison_the_error_names_scores_both_models(files):
+    r = _sde("stats", "manifest.json", "--predictions", "manifest_a.json", "--predictions", "manifest_b.json",
+             cwd=files)
+    suggested = r.stderr.split("merge the other's: ")[1].split(" (scored as")[0].split()
+    assert suggested[:2] == ["sde", "stats"]
+    ran = _sde(*suggested[1:], "--json", "--no-cache", cwd=files)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    scored = json.loads(ran.stdout)["hypotheses"]
+    assert sorted(scored) == ["pred_text", "pred_text_manifest_b"]
+    assert scored["pred_text"]["wer"] == pytest.approx(10.0, abs=0.01)
+    assert scored["pred_text_manifest_b"]["wer"] == pytest.approx(40.0, abs=0.01)
+
+
+def test_one_predictions_file_is_still_merged_as_pred_text(files):
+    r = _sde("stats", "manifest.json", "--predictions", "manifest_b.json", "--json", "--no-cache", cwd=files)
+    assert r.returncode == 0, r.stderr[-2000:]
+    scored = json.loads(r.stdout)["hypotheses"]
+    assert list(scored) == ["pred_text"] and scored["pred_text"]["wer"] == pytest.approx(40.0, abs=0.01)

@@ -66,10 +66,10 @@ def test_a_correction_typed_right_after_a_drop_fixes_the_next_utterance(page, se
     review_mode_on(page, served)
     page.keyboard.press("d")                          # drop 0: on to 1, which is still loading
     page.keyboard.press("f")
-    page.keyboard.type("corrected text", delay=delay_ms)
+    page.keyboard.type(" corrected", delay=delay_ms)    # after the transcript, as f puts the caret
     page.keyboard.press("Enter")                      # the fix of 1 moves on to 2
     wait_or_report(page, shows(page, 2))
-    assert reviews(served) == [(0, "drop", None), (1, "fix", "corrected text")]
+    assert reviews(served) == [(0, "drop", None), (1, "fix", "words of utterance 1 corrected")]
     wait_url(page, r"/utterance/2(\?|$)")
     assert page.inner_text("#review-badge") == "not reviewed yet"
     watch.check()
@@ -79,15 +79,15 @@ def test_a_correction_typed_before_the_next_utterance_shows_goes_to_its_box(page
     review_mode_on(page, served)
     page.keyboard.press("d")
     page.keyboard.press("f")
-    page.keyboard.type("a new transcript")           # no Enter yet: the box of 1 has it, and the focus
+    page.keyboard.type(" corrected")                 # no Enter yet: the box of 1 has it, and the focus
     page.wait_for_function(shows(page, 1) + " && document.activeElement.id === 'review-text'"
-                           " && document.activeElement.value === 'a new transcript'")
+                           " && document.activeElement.value === 'words of utterance 1 corrected'")
     page.keyboard.type(" and more")                  # typing goes on in the box
-    assert page.input_value("#review-text") == "a new transcript and more"
+    assert page.input_value("#review-text") == "words of utterance 1 corrected and more"
     assert reviews(served) == [(0, "drop", None)]
     page.keyboard.press("Enter")
     page.wait_for_function(shows(page, 2))
-    assert reviews(served) == [(0, "drop", None), (1, "fix", "a new transcript and more")]
+    assert reviews(served) == [(0, "drop", None), (1, "fix", "words of utterance 1 corrected and more")]
 
 
 def test_a_mark_key_pressed_before_the_next_utterance_shows_marks_nothing(page, served):

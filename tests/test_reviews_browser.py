@@ -85,13 +85,14 @@ def test_a_review_session_with_keys(page, served):
     page.keyboard.press("d")                       # drop
     arrive(page, ids[2])
     assert review_of(served, ids[1])["status"] == "drop"
-    page.keyboard.press("f")                       # fix: the box takes the correction, Enter saves it
+    page.keyboard.press("f")                       # fix: the caret after the transcript, Enter saves it
     assert page.evaluate("document.activeElement.id") == "review-text"
-    page.keyboard.type("the corrected transcript")
+    transcript = page.input_value("#review-text")
+    page.keyboard.type(" corrected")
     page.keyboard.press("Enter")
     arrive(page, ids[3])
     fixed = review_of(served, ids[2])
-    assert (fixed["status"], fixed["text"], fixed["version"]) == ("fix", "the corrected transcript", 1)
+    assert (fixed["status"], fixed["text"], fixed["version"]) == ("fix", transcript + " corrected", 1)
 
     page.keyboard.press("z")                       # undo the last mark: back to it, undone
     arrive(page, ids[2])

@@ -1,6 +1,7 @@
 /* sde review mode keys (the inspector's review panel, sde/web/panels/review.py). Only while the
    "review mode" switch is on, and never while typing in a box:
-     a keep · d drop · f fix (focuses the corrected transcript: type, Enter saves it) · n next unreviewed · z undo
+     a keep · d drop · f fix (the caret at the end of the corrected transcript: type, Enter saves it)
+     n next unreviewed · z undo
    Esc leaves the transcript box without saving; Caps Lock does not change the keys. The keys click
    the panel's own buttons, so a key does exactly what the button does (and is disabled when the
    button is). They leave alone the inspector's j/k/←/→/u/Space.
@@ -10,7 +11,13 @@
    data-uid, no "opening utterance …" in it, and the mark's answer shown), a key never acts on an
    utterance not seen: a/d/n/z are ignored (a note says so), and f with the correction typed after
    it is kept, then put in the new panel's transcript box (with the focus, to go on typing there);
-   an Enter typed with it saves the fix there, as it would have once the panel was shown. */
+   an Enter typed with it saves the fix there, as it would have once the panel was shown.
+
+   For a screen reader (and anyone not looking at the panel): one polite live region, outside the
+   page's React tree so that it outlives the page a mark moves on to, says what each mark did (the
+   server's words: the answer's data-said) and, once the next utterance is shown, which one it is
+   and where in the list; the focus, lost to <body> when a page replaces the one it was on, goes to
+   the utterance's heading, where the keys go on working; the window's title names the utterance. */
 (function () {
   var BUTTONS = {a: "review-keep", d: "review-drop", n: "review-next", z: "review-undo"};
   var MARKS = "#review-keep, #review-drop, #review-fix, #review-undo, #review-next, #review-take-mine, " +
@@ -66,13 +73,39 @@
       el = document.createElement("div");
       el.id = "review-keys-note";
       el.className = "review-keys-note";  // its looks: sde.css
-      el.setAttribute("role", "status");
+      // made when first needed, it would not be heard: the live region, there from the start, says it
+      el.setAttribute("aria-hidden", "true");
       document.body.appendChild(el);
     }
     el.textContent = text;
+    say(text);
     el.hidden = false;
     clearTimeout(noteTimer);
     noteTimer = setTimeout(function () { el.hidden = true; }, 4000);
+  }
+  function caretAtEnd(box) {
+    // Not the whole text selected: typed words would replace it, unseen by one who cannot see the
+    // selection. A reviewer mostly appends or edits a word.
+    var end = box.value.length;
+    box.setSelectionRange(end, end);
+  }
+  function live() {
+    var el = document.getElementById("review-live");
+    if (!el && document.body) {
+      el = document.createElement("div");
+      el.id = "review-live";
+      el.className = "visually-hidden";  // Bootstrap's: heard, not seen
+      el.setAttribute("role", "status");
+      el.setAttribute("aria-live", "polite");
+      el.setAttribute("aria-atomic", "true");
+      document.body.appendChild(el);
+    }
+    return el;
+  }
+  function say(text) {
+    var el = live();
+    // the same words again (a key ignored twice) must change the region, or they are not said again
+    if (el) el.textContent = el.textContent === text ? text + "\u00a0" : text;
   }
   function setValue(box, text) {
     // as if typed: React (and so the panel's callback) sees the new value
@@ -92,12 +125,10 @@
     var shown = document.getElementById("review-keys-note");
     if (shown) shown.hidden = true;  // the correction is in the box now
     box.focus();
-    if (typed.text) {
-      setValue(box, typed.text);
-      box.setSelectionRange(typed.text.length, typed.text.length);
-    } else {
-      box.select();
-    }
+    // as f does once the panel is shown: what was typed goes after the transcript (replacing it
+    // lost the words the reviewer did not retype)
+    if (typed.text) setValue(box, box.value + typed.text);
+    caretAtEnd(box);
     if (!typed.enter) return;
     if (shownUid() === typed.from) {
       // the mark did not move on (a conflict, an error): the correction was meant for another utterance
@@ -168,8 +199,52 @@
       fix = null;
     }
   }, true);
+  var heardAnswer = null;  // the last answer whose words were taken
+  var told = null;         // words to say once the utterance they lead to is shown: {said, to}
+  var arrived = null;      // the utterance whose panel was last shown
+  function tell() {
+    var answer = document.getElementById("review-answer");
+    var id = answer && answer.getAttribute("data-answer");
+    if (id && id !== heardAnswer) {
+      heardAnswer = id;
+      told = {said: answer.getAttribute("data-said") || "", to: answer.getAttribute("data-to") || ""};
+    }
+    var shown = shownUid();
+    if (shown === null) arrived = null;  // another page: coming back to the same utterance is arriving
+    if (shown === null || waiting()) return;
+    if (told && (!told.to || told.to === shown)) {
+      var words = told.said;
+      if (told.to) {
+        var place = document.getElementById("utt-position");
+        place = place ? place.textContent.trim() : "";
+        words += (words ? "; now" : "Now") + " utterance " + shown + (place ? ", " + place : "");
+      }
+      told = null;
+      if (words) say(words);
+    }
+    if (shown !== arrived) {
+      arrived = shown;
+      var lost = !document.activeElement || document.activeElement === document.body;
+      var heading = document.querySelector(".utterance-page .page-title");
+      if (lost && heading) {
+        heading.setAttribute("tabindex", "-1");  // focusable by script only: no extra Tab stop
+        heading.focus();
+      }
+    }
+  }
+  function retitle() {
+    // The shell names the page ("Utterance · manifest · sde", sde/web/app.py) whenever a page is
+    // rendered, before or after the panel: whichever comes last, the title ends up naming the one shown.
+    var shown = shownUid();
+    if (shown === null) return;
+    var titled = document.title.replace(/^Utterance( \d+)? · /, "Utterance " + shown + " · ");
+    if (titled !== document.title) document.title = titled;
+  }
+  live();
   new MutationObserver(function () {
     if (fix) settle();
+    tell();
+    retitle();
   }).observe(document.documentElement, {subtree: true, childList: true, attributes: true,
                                         attributeFilter: ["data-uid", "data-answer", "id"]});
 
@@ -186,7 +261,7 @@
       if (!box || box.disabled) return;
       ev.preventDefault();
       box.focus();
-      box.select();
+      caretAtEnd(box);
       return;
     }
     var id = BUTTONS[key];

@@ -178,6 +178,9 @@
           var node = api.getDisplayedRowAtIndex(f.index);
           if (node && node.data) {
             node.setSelected(true, true);
+            // the row the user was last on: Tab into the grid lands on it (the link grids' code below)
+            var holder = document.getElementById(gridId);
+            if (holder) holder.__sdeRow = f.index;
             return;
           }
         }

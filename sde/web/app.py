@@ -30,7 +30,7 @@ from sde.audio_quality import has_audio_metrics
 from sde.web import reviewing, served, sites, state
 from sde.web.api import register_api
 from sde.web.auth import install_basic_auth
-from sde.web.components import alert_code, navbar
+from sde.web.components import MAIN, alert_code, navbar
 from sde.web.pages import Page, load_pages, resolve
 from sde.web.panels import audio_metrics, augment, review, suspicious, transcribe, vad
 from sde.web.state import query_params, rendered_key
@@ -61,6 +61,27 @@ class AppConfig:
     # --allow-host: the names besides localhost and loopback IPs a server bound to loopback answers
     # ("*": any), e.g. a reverse proxy's; sde.web.sites refuses other Host values (DNS rebinding).
     allowed_hosts: tuple[str, ...] = ()
+
+
+# Dash's page shell with the document's language (screen readers pick their voice by it; Dash's
+# own shell has no lang).
+INDEX_STRING = """<!DOCTYPE html>
+<html lang="en">
+    <head>
+        {%metas%}
+        <title>{%title%}</title>
+        {%favicon%}
+        {%css%}
+    </head>
+    <body>
+        {%app_entry%}
+        <footer>
+            {%config%}
+            {%scripts%}
+            {%renderer%}
+        </footer>
+    </body>
+</html>"""
 
 
 def not_found_layout(pathname: str) -> html.Div:
@@ -294,10 +315,13 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
             dcc.Store(id=state.NAV_MEMORY, storage_type="session"),
             dcc.Store(id=state.NAV_PATHS, data=nav_paths(load_pages(dataset))),
             navbar(_nav_links(load_pages(dataset)), title),
-            dbc.Container(id=state.PAGE, fluid=True, className="page-container pb-4"),
+            # tabIndex -1: the skip link's target takes the focus (a screen reader reads on from there)
+            html.Main(dbc.Container(id=state.PAGE, fluid=True, className="page-container pb-4"),
+                      id=MAIN, tabIndex="-1"),
         ])
 
     app.layout = shell
+    app.index_string = INDEX_STRING
 
     # Every page's callbacks are registered, available or not: availability can change at run time.
     for page in load_pages(None):
@@ -352,9 +376,11 @@ def create_app(dataset: "Dataset", config: AppConfig | None = None) -> dash.Dash
     app.clientside_callback(
         f"""function (_clicks, _path, open) {{
             var by = (window.dash_clientside.callback_context.triggered_id || "");
-            return by === "{state.NAVBAR_TOGGLER}" ? !open : false;
+            var opened = by === "{state.NAVBAR_TOGGLER}" ? !open : false;
+            return [opened, opened ? "true" : "false"];
         }}""",
         Output(state.NAVBAR_COLLAPSE, "is_open"),
+        Output(state.NAVBAR_TOGGLER, "aria-expanded"),
         Input(state.NAVBAR_TOGGLER, "n_clicks"),
         Input(state.URL, "pathname"),
         State(state.NAVBAR_COLLAPSE, "is_open"),

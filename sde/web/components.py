@@ -104,6 +104,9 @@ def nav_label(label: str) -> Any:
             html.Span(short, className="nav-label-short", title=label, **{"aria-hidden": "true"})]
 
 
+MAIN = "main"  # the <main> landmark around every page (sde.web.app's shell), the skip link's target
+
+
 def navbar(links: Sequence[tuple[str, str, bool]], title: str) -> dbc.Navbar:
     """The top bar: the manifest's name and a link per (label, href, active only on exactly href)."""
     # Each link returns to its page as the user left it (filter, sort, hypothesis, tab): the app's
@@ -118,12 +121,19 @@ def navbar(links: Sequence[tuple[str, str, bool]], title: str) -> dbc.Navbar:
     ]
     return dbc.Navbar(
         dbc.Container([
+            # The bar's first Tab stop, shown when focused: past its links (ten) straight to the page.
+            html.A("Skip to content", href=f"#{MAIN}", className="skip-link visually-hidden-focusable"),
             dcc.Link(
                 html.Span([html.Span("sde", className="brand-mark"),
                            html.Span(title, className="brand-title", title=title)]),
                 href="/", className="navbar-brand d-flex align-items-center",
             ),
-            dbc.NavbarToggler(id=state.NAVBAR_TOGGLER, n_clicks=0),
+            # not dbc.NavbarToggler: dbc 2 renders it without aria-expanded (a screen reader could
+            # not tell the menu open from closed); the app's toggle callback keeps this one's true
+            html.Button(html.Span(className="navbar-toggler-icon"), id=state.NAVBAR_TOGGLER, n_clicks=0,
+                        type="button", className="navbar-toggler",
+                        **{"aria-label": "Toggle navigation", "aria-controls": state.NAVBAR_COLLAPSE,
+                           "aria-expanded": "false"}),
             dbc.Collapse(dbc.Nav(items, navbar=True, className="ms-auto"), id=state.NAVBAR_COLLAPSE,
                          navbar=True, is_open=False),
         ], fluid=True),
@@ -136,7 +146,8 @@ def page_header(title: str, subtitle: Any = None, right: Any = None) -> html.Div
         # min-width 0 and break-anywhere: a subtitle holding a long path without spaces (the
         # inspector's audio path) wraps instead of widening the whole page past the screen
         html.Div([
-            html.H4(title, className="mb-0 page-title"),
+            # the page's one level-1 heading, as it looks (an h4 in size: tests and CSS find it so)
+            html.H4(title, className="mb-0 page-title", role="heading", **{"aria-level": "1"}),
             html.Div(subtitle, className="text-muted small page-subtitle") if subtitle is not None else None,
         ], className="page-heading"),
         html.Div(right, className="d-flex gap-2 align-items-center flex-wrap") if right is not None else None,
@@ -289,7 +300,8 @@ def filter_box(input_id: str, apply_id: str, feedback_id: str, value: str, error
                                       type="invalid", id=excerpt_id)] if excerpt_id else [])
     return html.Div([
         dbc.InputGroup([
-            dbc.InputGroupText("Filter", className="fw-bold"),
+            # a label, not InputGroupText: the box's name ("Filter") besides its placeholder
+            html.Label("Filter", htmlFor=input_id, className="input-group-text fw-bold"),
             dbc.Input(id=input_id, value=value, placeholder=placeholder, debounce=True, type="text",
                       autoComplete="off", invalid=bool(error), className="font-monospace filter-input"),
             dbc.Button("Apply", id=apply_id, color="primary", n_clicks=0),
@@ -298,7 +310,7 @@ def filter_box(input_id: str, apply_id: str, feedback_id: str, value: str, error
         ], className="has-validation"),
         html.Div([lead, html.Code("{column} OP value"), " combined with ", html.Code("&& || !"), " and parentheses; OP is one of ",
                   html.Code(FILTER_OPS), ", or ", html.Code("is null"), "; a value may be another ",
-                  html.Code("{column}"), tail, " ", html.Span("Examples", id=examples_id, className="filter-examples"),
+                  html.Code("{column}"), tail, " ", html.Span("Examples", id=examples_id, className="filter-examples", tabIndex="0"),
                   dbc.Tooltip([html.Div(html.Code(example, className="text-nowrap")) for example in FILTER_EXAMPLES],
                               target=examples_id, placement="bottom", className="filter-examples-tip")],
                  className="form-text", **help_props),

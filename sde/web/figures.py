@@ -27,8 +27,12 @@ HYP_COLORS = ("#3498db", "#e67e22", "#9b59b6", "#18bc9c", "#e74c3c", "#2c3e50", 
 BASE_COLOR = "#2c3e50"
 # d3 formats of the axis numbers: one style everywhere (plotly's default mixes "20k" with "6,000").
 AXIS_NUMBER_FORMAT = ",~g"
-GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
-                "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
+# Dash 4's Graph turns plotly's "Share chart..." on (showSendToCloud, plotlyServerURL
+# https://cloud.plotly.com/newchart): a button that uploads the chart's data, private speech data,
+# to Plotly Cloud, in a box the keyboard cannot leave. Off, in every way the plotly version offers.
+NO_CLOUD = {"showSendToCloud": False, "showEditInChartStudio": False, "plotlyServerURL": ""}
+GRAPH_CONFIG = {"displaylogo": False, "responsive": True, **NO_CLOUD,
+                "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "sendDataToCloud", "editInChartStudio"],
                 "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 

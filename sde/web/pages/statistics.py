@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import ALL, Input, Output, Patch, State, ctx, dcc, html, no_update
+from dash import ALL, MATCH, Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from sde import histograms
 from sde.analysis import any_digit, count_with_digits
@@ -24,6 +24,7 @@ from sde.web.components import (
     alert_code,
     alphabet_view,
     as_list,
+    as_mapping,
     as_text,
     first_point,
     fmt_float,
@@ -282,7 +283,11 @@ def histograms_block(dataset: "Dataset", log: bool) -> html.Div:
         figures.log_y(shown, log)
         graph = dcc.Graph(id={"type": HISTOGRAM, "key": key}, figure=shown, config=figures.GRAPH_CONFIG,
                           className="sde-drill")
-        cells.append(dbc.Col(dbc.Card(dbc.CardBody(html.Div(graph, id=f"hist-{key}"), className="p-2"),
+        # A chart is a picture to a screen reader: its name says what it shows (role=figure), and
+        # the bins as a table (collapsed, filled when opened) are the keyboard's way to the
+        # utterances a click on a bar lists.
+        chart = html.Div(graph, id=f"hist-{key}", role="figure", **{"aria-label": chart_summary(fig)})
+        cells.append(dbc.Col(dbc.Card(dbc.CardBody([chart, bins_details(key)], className="p-2"),
                                       className="h-100"), xs=12, lg=6, xxl=4, className="mb-3"))
     controls = html.Div([
         dbc.Switch(id=LOG_Y, label="log-scaled counts", value=log, className="small mb-0"),
@@ -290,6 +295,89 @@ def histograms_block(dataset: "Dataset", log: bool) -> html.Div:
                   className="small text-muted"),
     ], className="d-flex align-items-center gap-3 mb-2")
     return html.Div([controls, dbc.Row(cells, className="g-3"), _fields_not_drawn(dataset)], id="stats-histograms")
+
+
+BINS = "stats-bins"                # pattern-matching id type of a chart's bins table: {"type": BINS, "key": KEY}
+BINS_OPEN = "stats-bins-open"      # ... and of its <summary>, whose clicks fill the table
+
+
+def _title(fig: Mapping) -> str:
+    return html_text.unescape(str(((fig.get("layout") or {}).get("title") or {}).get("text") or ""))
+
+
+def _bars(fig: Mapping) -> list[Mapping]:
+    return [t for t in fig.get("data") or () if t.get("type") == "bar" and t.get("y") is not None]
+
+
+def _bar_label(trace: Mapping, i: int) -> str:
+    """A bar as its hover names it: "2.5–3", "7" (an integer bin), "never recognised"."""
+    custom = (trace.get("customdata") or [])[i] if i < len(trace.get("customdata") or []) else None
+    if isinstance(custom, (list, tuple)) and len(custom) >= 5 and custom[3] is not None:
+        if "%{x:.0f}" in str(trace.get("hovertemplate", "")):
+            return f"{trace['x'][i]:.0f}"
+        return f"{custom[3]}–{custom[4]}"
+    return str(trace["x"][i])
+
+
+def chart_summary(fig: Mapping) -> str:
+    """A chart's text alternative: its title, what it counts, in how many bars, over what range,
+    and its tallest bar ("Duration: 120 utterances in 18 bins from 0.5 to 9.5 s; most in 2–2.5 (31)")."""
+    title, bars = _title(fig), _bars(fig)
+    if not bars:
+        return f"{title}: no data"
+    layout = fig.get("layout") or {}
+    counted = html_text.unescape(str(((layout.get("yaxis") or {}).get("title") or {}).get("text") or "values"))
+    parts = []
+    for trace in bars:
+        ys = [int(y or 0) for y in trace["y"]]
+        name = html_text.unescape(str(trace.get("name") or "")) if len(bars) > 1 else ""
+        top = max(range(len(ys)), key=lambda i: ys[i])
+        first, last = _bar_label(trace, 0), _bar_label(trace, len(ys) - 1)
+        span = (f"from {first.split('–')[0]} to {last.split('–')[-1]}" if "–" in first
+                else f"{first} to {last}")
+        parts.append(f"{name + ': ' if name else ''}{fmt_int(sum(ys))} {counted} in {len(ys)} bars {span}; "
+                     f"the most in {_bar_label(trace, top)} ({fmt_int(ys[top])})")
+    return f"{title}. " + " · ".join(parts) + ". The bins are listed as a table below the chart."
+
+
+def bins_table(fig: Mapping) -> html.Table:
+    """A chart's bars as rows (bars with nothing in them left out), each count a link to what a
+    click on that bar opens (bin_href: the same filter)."""
+    bars = _bars(fig)
+    multi = len(bars) > 1
+    names = [html_text.unescape(str(t.get("name") or "")) if multi else "count" for t in bars]
+    head = html.Thead(html.Tr([html.Th("bin", scope="col")] + [html.Th(n, scope="col") for n in names]))
+    rows = []
+    for i in range(len(bars[0]["y"]) if bars else 0):
+        counts = [int(t["y"][i] or 0) for t in bars]
+        if not any(counts):
+            continue
+        cells = []
+        for t, n in zip(bars, counts):
+            custom = (t.get("customdata") or [None] * (i + 1))[i]
+            href = bin_href({"points": [{"customdata": custom}]}) if n else None
+            cells.append(html.Td(dcc.Link(fmt_int(n), href=href) if href else fmt_int(n), className="text-end"))
+        rows.append(html.Tr([html.Th(_bar_label(bars[0], i), scope="row", className="fw-normal")] + cells))
+    return html.Table([html.Caption(_title(fig), className="visually-hidden"), head, html.Tbody(rows)],
+                      className="table table-sm small mb-0 stats-bins-table")
+
+
+def bins_details(key: str) -> html.Details:
+    """The collapsed "Bins as a table" under a chart: filled by a callback when opened (the
+    tables of 18 charts would weigh on the page's data, whose size has a target)."""
+    return html.Details([html.Summary("Bins as a table", id={"type": BINS_OPEN, "key": key}, n_clicks=0,
+                                      className="small text-muted"),
+                         html.Div(id={"type": BINS, "key": key})], className="mt-1 stats-bins")
+
+
+def bins_for(dataset: "Dataset", key: Any, clicks: Any) -> Any:
+    """The table of the chart `key` once its summary has been clicked (opened), else nothing new."""
+    if not isinstance(clicks, int) or clicks < 1:
+        return no_update
+    for k, fig in _cached_figures(dataset):
+        if k == key:
+            return bins_table(fig)
+    return no_update
 
 
 FIELDS_NOT_DRAWN = "stats-fields-not-drawn"
@@ -473,6 +561,11 @@ def callbacks(app, dataset: "Dataset") -> None:
                   Input({"type": HISTOGRAM, "key": ALL}, "clickData"), prevent_initial_call=True)
     def drill_down(_clicks):
         return bin_href(ctx.triggered[0]["value"] if ctx.triggered else None) or no_update
+
+    @app.callback(Output({"type": BINS, "key": MATCH}, "children"), Input({"type": BINS_OPEN, "key": MATCH}, "n_clicks"),
+                  State({"type": BINS_OPEN, "key": MATCH}, "id"), prevent_initial_call=True)
+    def fill_bins(clicks, summary_id):
+        return bins_for(dataset, as_mapping(summary_id).get("key"), clicks)
 
     @app.callback(
         output={"figures": Output({"type": HISTOGRAM, "key": ALL}, "figure"),

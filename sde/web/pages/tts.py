@@ -207,6 +207,7 @@ def _report(dataset: Dataset, r: dict[str, Any], lang: str, column: str) -> list
             if r.get("total_speakers", 0) > shown else None)
     chart = dbc.Card(dbc.CardBody([
         html.Div([html.H5("Phoneme coverage", className="card-title mb-0"),
+                  html.Label("Speaker", htmlFor=CHART_SPEAKER, className="visually-hidden"),
                   dbc.Select(id=CHART_SPEAKER, options=[{"label": s or "(none)", "value": s or ""} for s in speakers],
                              value=first, size="sm", style={"maxWidth": "20rem"})],
                  className="d-flex justify-content-between align-items-center gap-2 mb-2"),

@@ -36,6 +36,7 @@ from sde.quality.augment import (
     nemo_augmentor_yaml,
 )
 from sde.web import state
+from sde.web.figures import NO_CLOUD
 from sde.web.audio_service import UnknownUtterance, service_of
 from sde.web.signal_figure import signal_figure
 
@@ -167,8 +168,9 @@ def _choices(kind: str) -> list[dict[str, str]]:
 
 
 def _field(label: str, control: Any, hint: str | None = None) -> dbc.Col:
-    return dbc.Col([html.Label(label, className="form-label small mb-0", title=hint), control], xs=6, md=3,
-                   className="mb-2")
+    # tied to its control (htmlFor): a screen reader names the box by it, and a click on it focuses the box
+    return dbc.Col([html.Label(label, htmlFor=control.id, className="form-label small mb-0", title=hint), control],
+                   xs=6, md=3, className="mb-2")
 
 
 def layout(dataset: Dataset, uid: int, duration: Any) -> dbc.Card:
@@ -202,7 +204,7 @@ def layout(dataset: Dataset, uid: int, duration: Any) -> dbc.Card:
         # Plays as soon as Apply sets its src: the click on Apply is the gesture browsers require.
         html.Audio(id=AUDIO, controls=True, preload="auto", autoPlay=True, className="w-100 my-2"),
         html.A("this audio (WAV)", id=LINK, className="small", href=None),
-        dcc.Loading(dcc.Graph(id=FIGURE, config={"displaylogo": False, "responsive": True},
+        dcc.Loading(dcc.Graph(id=FIGURE, config={"displaylogo": False, "responsive": True, **NO_CLOUD},
                               style={"display": "none"}), type="dot", delay_show=300),
         html.Div("NeMo augmentor config (paste into your training config):", className="small fw-semibold mt-2"),
         html.Pre(id=CONFIG, className="small bg-light p-2 border rounded mb-0"),

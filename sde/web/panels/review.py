@@ -10,10 +10,12 @@ versions, conflicts and limits.
 Review mode (the switch, remembered for the browser tab) walks the list the inspector was opened
 on (its filter and sort): a mark moves on to the next unreviewed utterance, and undo takes back the
 last mark made in this tab, going back to it. Keys (sde/assets/review.js, in review mode only):
-`a` keep, `d` drop, `f` fix (type the correction, Enter saves it), `n` next unreviewed, `z` undo.
+`a` keep, `d` drop, `f` fix (the caret at the end of the corrected transcript: type, Enter saves it),
+`n` next unreviewed, `z` undo.
 Until the next utterance's panel is shown the keys wait (the status's data-uid, its "opening
 utterance …" line and its answer marker tell review.js): no key marks an utterance not yet seen, and
-a correction typed meanwhile goes to the new panel's box.
+a correction typed meanwhile goes to the new panel's box. What a mark did is said in words (the
+answer's data-said), which review.js reads out through a live region for a screen reader.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ UNDO = "review-undo"
 NEXT = "review-next"              # next unreviewed utterance of the list
 STATUS = "review-status"          # what is saved: status, version, who, when (or the error); its
                                   # data-uid is the utterance this panel shows (review.js waits on it)
-ANSWER = "review-answer"          # hidden in the status: a new data-answer with every answer of a mark
+ANSWER = "review-answer"          # hidden in the status: a new data-answer with every answer of a mark,
+                                  # data-said (what it did, in words) and data-to (the utterance it opens)
 LEAVING = "review-leaving"        # in the status while review mode moves on to another utterance
 SAVED = "review-saved"            # dcc.Store: {"id", "version", "review", "conflict"}
 LAST = "review-last"              # dcc.Store (tab): {"id", "search"} of this tab's last mark
@@ -77,6 +80,7 @@ KEYS_HINT = "keys: a keep · d drop · f fix (Enter saves) · n next unreviewed 
 OUTPUTS = ("status", "saved", "conflict", "conflict_style", "text", "note", "tags", "href", "last",
            *(f"outline_{name}" for name in BUTTONS))
 _TONES = {"keep": "success", "drop": "danger", "fix": "warning"}
+_DONE = {"keep": "Kept", "drop": "Dropped", "fix": "Fixed"}
 _TAG_SPLIT = re.compile(r"[\s,]+")
 
 
@@ -245,17 +249,27 @@ def _saved(uid: int, review: Mapping, conflict: Mapping | None = None) -> dict:
     return {"id": uid, "version": review.get("version", 0), "review": dict(review), "conflict": conflict}
 
 
+def _done(uid: int, review: Mapping) -> str:
+    """A saved mark in words, for a screen reader: "Kept utterance 12", "Fixed utterance 3: its text"."""
+    said = f"{_DONE.get(review.get('status'), 'Saved')} utterance {uid}"
+    return said + (f": {review.get('text')}" if review.get("status") == "fix" and review.get("text") else "")
+
+
 def _result(saved: dict, message: str | None = None, error: bool = False, *, form: Mapping | None = None,
-            reference: str = "", href: Any = no_update, last: Any = no_update) -> dict:
-    """The callback's outputs for a panel now showing `saved` (and `form` values, when they change)."""
+            reference: str = "", href: Any = no_update, last: Any = no_update, said: str | None = None) -> dict:
+    """The callback's outputs for a panel now showing `saved` (and `form` values, when they change);
+    `said`: what was done, in words (default: the message)."""
     review, conflict = saved["review"], saved.get("conflict")
     status = status_view(review, message, error)
     moving = re.match(r"/utterance/(\d+)", href) if isinstance(href, str) else None
     if moving:
         # The keys wait while this shows (sde/assets/review.js): none acts on an utterance not yet seen.
         status.append(html.Div(f"opening utterance {moving.group(1)}…", id=LEAVING, className="small mt-1 text-muted"))
-    # Every answer differs: the keys held since the mark (review.js) go on once it is shown.
-    status.append(html.Span(hidden=True, id=ANSWER, **{"data-answer": uuid.uuid4().hex}))
+    # Every answer differs: the keys held since the mark (review.js) go on once it is shown, and
+    # its words are said once (after the utterance it opens is shown).
+    status.append(html.Span(hidden=True, id=ANSWER, **{"data-answer": uuid.uuid4().hex,
+                                                       "data-said": message if said is None else said,
+                                                       "data-to": moving.group(1) if moving else ""}))
     out = {
         "status": status,
         "saved": saved,
@@ -272,8 +286,8 @@ def _result(saved: dict, message: str | None = None, error: bool = False, *, for
 
 def _form_body(status: str, values: Mapping, version: int | None) -> dict:
     note, text = values.get("note"), values.get("text")
-    # Spaces around a typed correction are never meant (f selects the box, a space typed first
-    # stays): they would reach the exported manifest's text.
+    # Spaces around a typed correction are never meant (a space typed after the caret f puts at
+    # the end, then nothing more): they would reach the exported manifest's text.
     text = text.strip() if isinstance(text, str) else text
     return {"status": status, "text": text if status == "fix" else None,
             "note": note if note else None, "tags": parse_tags(values.get("tags")), "version": version}
@@ -305,7 +319,7 @@ def review_action(dataset: "Dataset", action: str | None, values: Mapping[str, A
         nxt = next_unreviewed(dataset, uid, params)
         if nxt is None:
             return _result(saved, "every utterance of this list is reviewed")
-        return _result(saved, href=_href(nxt, values.get("search")))
+        return _result(saved, href=_href(nxt, values.get("search")), said="Next unreviewed")
     if action == THEIRS and saved.get("conflict"):
         stored = saved["conflict"]["stored"]
         return _result(_saved(uid, stored), "showing their review: yours was not saved", form=stored,
@@ -340,12 +354,14 @@ def _after_save(dataset: "Dataset", uid: int, saved: dict, code: int, payload: d
     if code != 200:
         return _result(saved, payload.get("error", "not saved"), True)
     last = {"id": uid, "search": search or ""}
+    said = _done(uid, payload)
     if mode:
         nxt = next_unreviewed(dataset, uid, state.query_params(search))
         if nxt is not None:
-            return _result(_saved(uid, payload), href=_href(nxt, search), last=last)
-        return _result(_saved(uid, payload), "saved · every utterance of this list is reviewed", last=last)
-    return _result(_saved(uid, payload), form=payload, reference=reference, last=last)
+            return _result(_saved(uid, payload), href=_href(nxt, search), last=last, said=said)
+        return _result(_saved(uid, payload), "saved · every utterance of this list is reviewed", last=last,
+                       said=f"{said}; every utterance of this list is reviewed")
+    return _result(_saved(uid, payload), form=payload, reference=reference, last=last, said=said)
 
 
 def _same_review(stored: Mapping, attempted: Mapping) -> bool:
@@ -363,14 +379,16 @@ def _undo(dataset: "Dataset", uid: int, saved: dict, values: Mapping, mode: bool
         code, payload = review_undo_route(dataset, store, last["id"], {}, user=user)
         if code != 200:
             return _result(saved, payload.get("error", "not undone"), True)
-        return _result(saved, href=_href(last["id"], last.get("search")), last=None)
+        return _result(saved, href=_href(last["id"], last.get("search")), last=None,
+                       said=f"Undone the last mark, of utterance {last['id']}")
     code, payload = review_undo_route(dataset, store, uid, {"version": saved.get("version", 0)}, user=user)
     if code == 409 and "stored" in payload:
         return _result({**saved, "conflict": {"stored": payload["stored"], "attempted": {"undo": True}}},
                        payload["error"], True)
     if code != 200:
         return _result(saved, payload.get("error", "not undone"), True)
-    return _result(_saved(uid, payload), "undone", form=payload, reference=reference, last=None)
+    return _result(_saved(uid, payload), "undone", form=payload, reference=reference, last=None,
+                   said=f"Undone the last change of utterance {uid}")
 
 
 # ---------------------------------------------------------------- Statistics and Samples

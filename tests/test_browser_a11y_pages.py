@@ -141,6 +141,7 @@ NAME_JS = """(sel) => {
     ("/vocabulary", "#vocabulary-filter"),
     ("/tts", "#tts-phoneme-speaker"),
     ("/", "#navbar-toggler"),
+    ("/errors", "#errors-min-utts"),
 ])
 def test_controls_have_accessible_names(page, demo, path, selector):
     page.goto(demo + path)

@@ -353,7 +353,8 @@ def card(dataset: "Dataset", by: str | None, body: list, card_links: Any, min_ut
     picker = dcc.Dropdown(id=BY, options=group_options(dataset), value=by, clearable=False,
                           style={"minWidth": "16rem"})
     threshold = dbc.InputGroup([
-        dbc.InputGroupText("min. utterances", className="small"),
+        # a label, not InputGroupText's span: a screen reader names the box by it
+        html.Label("min. utterances", htmlFor=MIN_UTTS, className="input-group-text small mb-0"),
         dbc.Input(id=MIN_UTTS, type="number", min=1, step=1, value=min_utts, debounce=True,
                   style={"maxWidth": "6rem"}),
     ], size="sm", style={"width": "auto"})

@@ -199,6 +199,17 @@ DIFF_CLASSES = {"equal": "diff-eq", "sub": "diff-sub", "del": "diff-del", "ins":
 Highlight = Callable[[str, "str | None", "str | None"], bool]
 
 
+def substitution(ref: str, hyp: str, class_name: str, title: str) -> list[Any]:
+    """A substituted word as seen (the struck reference word, a space, the hypothesis word) and as
+    said: a screen reader read the pair as a deletion and an insertion, and a title is not read, so
+    it hears "substitution: sea, said as seashells" from visually hidden text instead. A space, not
+    a margin, between the two words: a margin lands on the outer side in right-to-left text, and
+    Arabic letters join across the element boundary into one non-existent word."""
+    return [html.Span(f"substitution: {ref}, said as {hyp}", className="visually-hidden"),
+            html.Span([html.Del(ref, className="diff-sub-ref"), " ", html.Ins(hyp, className="diff-sub-hyp")],
+                      className=class_name, title=title, **{"aria-hidden": "true"})]
+
+
 def diff_view(aligned: Sequence[Any], highlight: Highlight | None = None) -> html.Div:
     """Word diff of one hypothesis vs its reference: equal words plain, substitutions as struck
     reference + hypothesis, deletions struck in red, insertions in green. `aligned` holds
@@ -213,11 +224,7 @@ def diff_view(aligned: Sequence[Any], highlight: Highlight | None = None) -> htm
         if op == "equal":
             spans.append(html.Span(ref, className="diff-eq" + hit))
         elif op == "sub":
-            # A space, not a margin, between the two: a margin lands on the outer side in right-to-left
-            # text, and Arabic letters join across the element boundary into one non-existent word.
-            spans.append(html.Span([html.Del(ref, className="diff-sub-ref"), " ",
-                                    html.Ins(hyp, className="diff-sub-hyp")],
-                                   className="diff-sub" + hit, title=f"substitution: {ref} → {hyp}"))
+            spans += substitution(ref, hyp, "diff-sub" + hit, f"substitution: {ref} → {hyp}")
         elif op == "del":
             spans.append(html.Del(ref, className="diff-del" + hit, title=f"deletion: {ref}"))
         elif op == "ins":
@@ -248,8 +255,7 @@ def diff_legend() -> html.Div:
     return html.Div([
         html.Span("Legend:", className="me-2 text-muted"),
         html.Span("correct", className="diff-eq legend-item"),
-        html.Span([html.Del("ref", className="diff-sub-ref"), " ", html.Ins("hyp", className="diff-sub-hyp")],
-                  className="diff-sub legend-item", title="substitution"),
+        *substitution("ref", "hyp", "diff-sub legend-item", "substitution"),
         html.Del("deleted", className="diff-del legend-item", title="deletion"),
         html.Ins("inserted", className="diff-ins legend-item", title="insertion"),
     ], className="diff-legend small", id="diff-legend")

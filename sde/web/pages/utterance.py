@@ -223,23 +223,6 @@ def normalized_alignment(dataset: "Dataset", uid: int, field: str) -> list | Non
     return align_words(normalize(ref, steps), normalize(str(hyp), steps))
 
 
-def spoken_substitutions(view: html.Div) -> html.Div:
-    """`view` (a word diff, or its legend) with each substitution said as one: "substitution: sea,
-    said as seashells" in visually hidden text before it, the struck word and its replacement hidden
-    from a screen reader, which read them as a deletion and an insertion (the title saying it is
-    not exposed). What is seen does not change."""
-    spoken: list[Any] = []
-    for child in view.children:
-        if isinstance(child, html.Span) and "diff-sub" in str(child.className).split():
-            ref, hyp = (str(word.children) for word in child.children[::2])  # [<del>, " ", <ins>]
-            spoken.append(html.Span(f"substitution: {ref}, said as {hyp}", className="visually-hidden"))
-            child = html.Span(child.children, className=child.className, title=getattr(child, "title", None),
-                              **{"aria-hidden": "true"})
-        spoken.append(child)
-    view.children = spoken
-    return view
-
-
 def _hypothesis_block(dataset: "Dataset", uid: int, row: Mapping, h, aligned, highlight, nav: Mapping) -> html.Div:
     wer, cer = row.get(h.column("wer")), row.get(h.column("cer"))
     role = None
@@ -254,7 +237,7 @@ def _hypothesis_block(dataset: "Dataset", uid: int, row: Mapping, h, aligned, hi
         dbc.Badge(f"CER {fmt_pct(cer)}", color="secondary", id=f"utt-cer-{h.field}"),
     ]
     body = [html.Div(head, className="d-flex align-items-center gap-2 mb-1"),
-            spoken_substitutions(diff_view(aligned, highlight))]
+            diff_view(aligned, highlight)]
     norm = normalized_alignment(dataset, uid, h.field)
     if norm is not None:
         nwer, ncer = row.get(h.column("wer") + "_norm"), row.get(h.column("cer") + "_norm")
@@ -265,7 +248,7 @@ def _hypothesis_block(dataset: "Dataset", uid: int, row: Mapping, h, aligned, hi
                           className="ms-auto", id=f"utt-wer-norm-{h.field}"),
                 dbc.Badge(f"CER {fmt_pct(ncer)}", color="secondary", id=f"utt-cer-norm-{h.field}"),
             ], className="d-flex align-items-center gap-2 mb-1"),
-            spoken_substitutions(diff_view(norm, highlight)),
+            diff_view(norm, highlight),
         ], className="hyp-norm mt-1 ps-3", id=f"utt-diff-norm-{h.field}"))
     return html.Div(body, className="hyp-diff mb-3" + (" hyp-compared" if role else ""), id=f"utt-diff-{h.field}")
 
@@ -356,7 +339,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
         for h in dataset.hypotheses:
             hyp_cards.append(_hypothesis_block(dataset, uid, row, h, alignment[h.field], marks.get(h.field), nav))
         diff_body = [html.Div([html.Span("Reference", className="fw-bold me-2"), reference], className="mb-3"),
-                     *hyp_cards, spoken_substitutions(diff_legend())]
+                     *hyp_cards, diff_legend()]
     else:
         diff_body = [html.Div([html.Span("Reference", className="fw-bold me-2"), reference]),
                      html.Div("No hypotheses to compare with.", className="text-muted small mt-2")]

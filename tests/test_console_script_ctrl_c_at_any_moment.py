@@ -57,8 +57,12 @@ def _ctrl_c_after(script: Path, args: list[str], delay_s: float, cwd: Path) -> t
 @pytest.mark.parametrize("args", [["--help"], ["demo", "--port", "0"]], ids=["help", "demo"])
 def test_ctrl_c_while_sde_imports_is_interrupted_and_130_without_a_traceback(tmp_path, args):
     script = _console_script(tmp_path)
+    guarded = 0
     for delay_s in DELAYS_S:
         code, stderr = _ctrl_c_after(script, args, delay_s, tmp_path)
+        if _before_sde_ran(stderr):
+            continue  # a loaded machine ran nothing of the script for delay_s after its marker
+        guarded += 1
         assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, (delay_s, stderr[-3000:])
         if args == ["--help"] and code == 0:
             continue  # the help was printed before the Ctrl-C landed
@@ -66,6 +70,15 @@ def test_ctrl_c_while_sde_imports_is_interrupted_and_130_without_a_traceback(tmp
             assert "serving on" in stderr, (delay_s, stderr[-3000:])
             continue
         assert code == 130 and "interrupted" in stderr, (delay_s, code, stderr[-3000:])
+    assert guarded >= len(DELAYS_S) // 2, "most Ctrl-Cs landed before sde's code ran: nothing was tested"
+
+
+def _before_sde_ran(stderr: str) -> bool:
+    """Whether the Ctrl-C landed before any code of sde's ran: in the script's import of sde.entry,
+    while Python found and read the module (a traceback whose only frame is the script's; no code of
+    sde's can guard that instant). Seen in CI under load with a 30 ms delay after the marker."""
+    frames = re.findall(r'^  File "([^"]+)", line \d+', stderr, re.M)
+    return stderr.rstrip().endswith("KeyboardInterrupt") and len(frames) == 1 and not frames[0].endswith(".py")
 
 
 # A Ctrl-C handled inside a weakref callback: Python cannot raise its exception there (it printed

@@ -100,7 +100,8 @@ class AudioPresence:
 
 @dataclass(frozen=True)
 class _Answers:
-    """Per distinct path, as an array: 1 there, 0 missing, -1 unchecked."""
+    """Per distinct path, as an array: 1 there, 0 missing, -1 unchecked, _NOT_A_FILE and up:
+    something there that is no regular file."""
 
     codes: np.ndarray  # int8 (uint64 digests where asked for those)
     elapsed_s: float
@@ -108,11 +109,73 @@ class _Answers:
     unchecked: int = 0  # local files (not URLs) left unchecked by the budget
 
 
-def _is_file(path: str) -> bool:
+# Something there that is not a regular file (a named pipe, a folder named like a WAV) is answered
+# _NOT_A_FILE plus its type's bits of st_mode (S_IFMT >> 12: 1 to 15), by the presence check and
+# as a file's state alike (digests below _RESERVED are never a real file's): it is no missing file
+# but one that cannot be read, said with what it is, and never opened (opening a named pipe nobody
+# writes to blocks).
+_NOT_A_FILE = 2
+_RESERVED = _NOT_A_FILE + 16
+
+
+@functools.cache
+def _utf8_spelling() -> Callable[[str], str | None] | None:
+    """sde.audio.inputs.utf8_spelling where the locale's file names are not UTF-8, else None: looked
+    up once, lazily (sde.audio is no import of every load)."""
+    from sde.audio.inputs import utf8_spelling
+
+    return None if utf8_spelling("\u00e9") is None else utf8_spelling
+
+
+def _stat(path: str) -> os.stat_result | None:
+    """The stat of `path` (links followed), None where nothing is there. Under a locale whose file
+    names are not UTF-8, a name not there is looked for under its UTF-8 spelling too, as the reader
+    finds it (sde.audio.inputs.local_name): données.wav, stored by a UTF-8 system, was "missing"."""
     try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):  # missing, no permission on a parent, NUL in the name
-        return False
+        return os.stat(path)
+    except (OSError, ValueError):  # missing, no permission on a parent, NUL in the name, not encodable
+        return _stat_respelt(path)
+
+
+def _stat_respelt(path: str, dir_fd: int | None = None) -> os.stat_result | None:
+    """The stat of `path` under its UTF-8 spelling, where that is another name (see _stat)."""
+    respell = _utf8_spelling()
+    respelt = respell(path) if respell is not None else None
+    if respelt is None:
+        return None
+    try:
+        return os.stat(respelt, dir_fd=dir_fd)
+    except (OSError, ValueError):
+        return None
+
+
+def _answer(st: os.stat_result | None) -> int:
+    """One stat's answer: _THERE (a regular file), _MISSING, or _NOT_A_FILE plus its type."""
+    if st is None:
+        return _MISSING
+    return _THERE if stat.S_ISREG(st.st_mode) else _NOT_A_FILE + (stat.S_IFMT(st.st_mode) >> 12)
+
+
+def _presence(path: str) -> int:
+    return _answer(_stat(path))
+
+
+def _is_file(path: str) -> bool:
+    return _presence(path) == _THERE
+
+
+def _kind(code: int) -> str:
+    """What a _NOT_A_FILE answer is, for messages ("a named pipe")."""
+    from sde.audio.io import file_kind
+
+    return file_kind((code - _NOT_A_FILE) << 12)
+
+
+def not_files(answers: np.ndarray) -> dict[int, str]:
+    """{index: what it is} of the presence answers or file states (:func:`file_states`) that are
+    something there but no regular file (a named pipe, a folder named like a WAV)."""
+    found = np.flatnonzero((answers >= _NOT_A_FILE) & (answers < _RESERVED))
+    return {int(i): _kind(int(answers[i])) for i in found}
 
 
 # An odd multiplier per field of a state (size, modification time, inode, change time), so that equal
@@ -135,14 +198,15 @@ def _digest_rows(fields: np.ndarray) -> np.ndarray:
     h *= _M2
     h ^= h >> _S31
     combined = np.bitwise_xor.reduce(h, axis=1)
-    return np.where(combined > NOT_CHECKED, combined, combined + np.uint64(2))
+    return np.where(combined >= _RESERVED, combined, combined + np.uint64(_RESERVED))
 
 
 def digests(sizes: np.ndarray, mtimes_ns: np.ndarray, inodes: np.ndarray | int = 0,
             ctimes_ns: np.ndarray | int = 0) -> np.ndarray:
     """Files' states in 64 bits each (uint64): equal for equal size, modification time, inode and
-    change time, and different, bar a 2^-64 chance, when any of them changes; never NO_FILE nor
-    NOT_CHECKED. Eight bytes a file keep a million files' states in 8 MB."""
+    change time, and different, bar a 2^-64 chance, when any of them changes; never NO_FILE,
+    NOT_CHECKED nor what is there but no regular file. Eight bytes a file keep a million files'
+    states in 8 MB."""
     inodes_signed = np.asarray(inodes).astype(np.uint64).view(np.int64)  # st_ino is unsigned: 2^63 and up fit
     columns = np.broadcast_arrays(np.asarray(sizes, dtype=np.int64), np.asarray(mtimes_ns, dtype=np.int64),
                                   inodes_signed, np.asarray(ctimes_ns, dtype=np.int64))
@@ -154,8 +218,18 @@ def digest(size: int, mtime_ns: int, inode: int = 0, ctime_ns: int = 0) -> int:
     return int(_digests_found([size, mtime_ns, inode, ctime_ns])[0])
 
 
-#: No regular file there, as the four fields of a state (a size of -1 is no file's).
+#: No file there, as the four fields of a state (a size of -1 is no file's; below that, something
+#: there that is no regular file: its answer is -1 - size, see _state_found).
 _NO_STATE = (-1, 0, 0, 0)
+
+
+def _state_found(st: os.stat_result | None) -> tuple[int, int, int, int]:
+    """The four fields of a state (_digests_found) from one stat's result."""
+    answer = _answer(st)
+    if answer == _THERE:
+        assert st is not None
+        return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+    return (-1 - answer, 0, 0, 0)
 
 
 def _as_int64(value: int) -> int:
@@ -166,25 +240,28 @@ def _digests_found(found: list[int]) -> np.ndarray:
     """The digests of states given flat, four ints a file from one stat (size, mtime_ns, st_ino,
     st_ctime_ns: a same-size replacement with its times put back has another inode, or, rewritten
     in place, another change time); flat, as numpy reads a flat list of ints ~4x faster than one of
-    tuples. A size of -1 stands for no regular file there."""
+    tuples. A negative size stands for no regular file there (_state_found)."""
     try:
         fields = np.array(found, dtype=np.int64)
     except OverflowError:  # an inode of 2^63 or more (st_ino is unsigned): rare, so not checked per file
         fields = np.array([_as_int64(v) for v in found], dtype=np.int64)
     fields = fields.reshape(-1, _FIELDS)
-    return np.where(fields[:, 0] >= 0, _digest_rows(fields), np.uint64(NO_FILE))
+    sizes = fields[:, 0]
+    return np.where(sizes >= 0, _digest_rows(fields), np.maximum(-1 - sizes, NO_FILE).astype(np.uint64))
 
 
 def _digests_of(paths: list[str]) -> np.ndarray:
-    """The state of each path: a stat each (NO_FILE where none, or not a regular file)."""
+    """The state of each path: a stat each (NO_FILE where none, what it is where no regular file)."""
     found: list[int] = []
-    for path in paths:
+    for path in paths:  # a tight loop: a regular file, the usual answer, takes no call of its own
         try:
-            st = os.stat(path)
-        except (OSError, ValueError):  # as _is_file
-            found += _NO_STATE
-            continue
-        found += (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) if stat.S_ISREG(st.st_mode) else _NO_STATE
+            st: os.stat_result | None = os.stat(path)
+        except (OSError, ValueError):
+            st = _stat_respelt(path)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            found += (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        else:
+            found += _state_found(st)
     return _digests_found(found)
 
 
@@ -194,7 +271,7 @@ def check_paths(paths: Sequence[str], *, workers: int = DEFAULT_WORKERS, budget_
     (`is_file`: how one path is checked, then path by path; by default a regular file, folder by folder)."""
     distinct = list(dict.fromkeys(p for p in paths if isinstance(p, str) and p))
     answers = _check(pa.array(distinct, type=pa.large_string()), workers=workers, budget_s=budget_s, is_file=is_file)
-    exists = {p: None if a == _UNCHECKED else bool(a) for p, a in zip(distinct, answers.codes.tolist())}
+    exists = {p: None if a == _UNCHECKED else a == _THERE for p, a in zip(distinct, answers.codes.tolist())}
     return AudioPresence(exists, answers.elapsed_s, answers.timed_out)
 
 
@@ -204,7 +281,8 @@ class FileStates:
 
     names: pa.Array      # each distinct path once (distinct_paths)
     codes: np.ndarray    # each row's index into names, -1 where the row names no file
-    digests: np.ndarray  # uint64 per name: digest(size, mtime_ns, inode, ctime_ns), NO_FILE or NOT_CHECKED
+    digests: np.ndarray  # uint64 per name: digest(size, mtime_ns, inode, ctime_ns), NO_FILE, NOT_CHECKED, or
+    #                      _NOT_A_FILE plus its type where something else is there
     elapsed_s: float
     timed_out: bool
     unchecked: int       # local files (not URLs) the budget left unchecked
@@ -212,8 +290,9 @@ class FileStates:
 
     def presence(self) -> _Answers:
         """The answers of a presence check, read from the states."""
-        codes = np.where(self.digests == NOT_CHECKED, _UNCHECKED,
-                         np.where(self.digests == NO_FILE, _MISSING, _THERE)).astype(np.int8)
+        d = self.digests
+        codes = np.where(d == NOT_CHECKED, _UNCHECKED,
+                         np.where(d >= _RESERVED, _THERE, d.astype(np.int64))).astype(np.int8)
         return _Answers(codes, self.elapsed_s, self.timed_out, self.unchecked)
 
 
@@ -258,7 +337,7 @@ def _check(paths: pa.Array, *, workers: int, budget_s: float, is_file: Callable[
     for task in tasks:
         single[task.rows] = False
     singles = np.flatnonzero(single)  # not np.setdiff1d: its hash-based unique holds the GIL ~0.2 s at 1M
-    task = _DigestFiles if digests else functools.partial(_StatFiles, is_file=is_file or _is_file)
+    task = _DigestFiles if digests else functools.partial(_StatFiles, is_file=is_file or _presence)
     tasks += [task(paths, singles[i:i + _CHUNK]) for i in range(0, len(singles), _CHUNK)]
     done = _run(tasks, answers, workers=workers, deadline=start + budget_s, ramp=digests)
     left = int((done[local] == unchecked).sum())
@@ -331,7 +410,7 @@ def _run(tasks: list, answers: np.ndarray, *, workers: int, deadline: float, ram
 class _StatFiles:
     paths: pa.Array
     rows: np.ndarray
-    is_file: Callable[[str], bool]
+    is_file: Callable[[str], int]  # a presence code (_presence), or a bool
 
     def run(self, board: _Board) -> None:
         for row, path in zip(self.rows.tolist(), self.paths.take(pa.array(self.rows)).to_pylist()):
@@ -360,25 +439,44 @@ class _ListFolder:
     rows: np.ndarray
 
     def run(self, board: _Board) -> None:
+        regular: list[str] = []
+        others: dict[str, os.DirEntry] = {}  # listed, not regular files: what each is takes a stat
         try:
             with os.scandir(self.folder or ".") as entries:
-                regular = [e.name for e in entries if _is_regular(e)]
+                for e in entries:
+                    if _is_regular(e):
+                        regular.append(e.name)
+                    else:
+                        others[e.name] = e
         except (FileNotFoundError, NotADirectoryError):
             board.write(self.rows, _MISSING)  # no folder: none of its files is there
             return
         except (OSError, ValueError):  # not listable (no read permission, NUL in the name): stat each
-            _StatFiles(self.paths, self.rows, _is_file).run(board)
+            _StatFiles(self.paths, self.rows, _presence).run(board)
             return
         found = pc.is_in(self.names, value_set=pa.array(regular, type=pa.large_string()))
         found = found.to_numpy(zero_copy_only=False)
         if not found.all() and _matches_loosely(self.folder, regular):
             # a case- or normalization-insensitive file system finds "A.wav" as "a.wav": stat each
             # file not listed as spelt, as a stat would find it
-            if not board.write(self.rows[found], True):
+            if not board.write(self.rows[found], _THERE):
                 return
-            _StatFiles(self.paths, self.rows[~found], _is_file).run(board)
+            _StatFiles(self.paths, self.rows[~found], _presence).run(board)
             return
-        board.write(self.rows, found)
+        answers = found.astype(np.int8)  # _THERE, _MISSING
+        if not found.all():
+            listed, unlisted = set(regular), self._unlisted(~found, others)
+            for i, name in zip(unlisted.tolist(), self.names.take(pa.array(unlisted)).to_pylist()):
+                answers[i] = _listed_answer(name, listed, others)
+        board.write(self.rows, answers)
+
+    def _unlisted(self, not_found: np.ndarray, others: dict[str, os.DirEntry]) -> np.ndarray:
+        """The files not listed as regular ones that the listing may still answer otherwise: listed
+        as something else, or (names not UTF-8) listed under their UTF-8 spelling."""
+        maybe = pc.is_in(self.names, value_set=pa.array(list(others), type=pa.large_string()))
+        if _utf8_spelling() is not None:
+            maybe = pc.or_(maybe, pc.invert(pc.string_is_ascii(self.names)))
+        return np.flatnonzero(not_found & maybe.to_numpy(zero_copy_only=False))
 
 
 class _DigestFolder(_ListFolder):
@@ -402,20 +500,25 @@ class _DigestFolder(_ListFolder):
 
     def _stat_listed(self, fd: int, board: _Board) -> None:
         names = self.names.to_pylist()
-        wanted = set(names)
+        respell = _utf8_spelling()
+        # names not UTF-8: a name is also looked for under its UTF-8 spelling, in the same listing
+        respelt = {n: r for n in names if (r := respell(n)) is not None} if respell is not None else {}
+        wanted = set(names) | set(respelt.values())
         try:
             with os.scandir(fd) as entries:
                 listed = {e.name: e for e in entries if e.name in wanted}
             # a case- or normalization-insensitive file system finds "A.wav" as "a.wav": a stat for
             # each name not listed as spelt, as a stat by its path would find it
-            stat_unlisted = len(listed) < len(wanted) and _matches_loosely(self.folder, os.listdir(fd))
+            unanswered = any(n not in listed and respelt.get(n) not in listed for n in names) if respelt \
+                else len(listed) < len(wanted)
+            stat_unlisted = unanswered and _matches_loosely(self.folder, os.listdir(fd))
         except OSError:  # opened but not listable: a stat for each name
             listed, stat_unlisted = {}, True
         get, regular = listed.get, stat.S_ISREG
         for start in range(0, len(names), _DIGESTS_AT_ONCE):
             found: list[int] = []  # four fields a file, flat (_digests_found): a tight loop, a stat each
             for name in names[start:start + _DIGESTS_AT_ONCE]:
-                entry = get(name)
+                entry = get(name) or (get(respelt[name]) if name in respelt else None)
                 try:
                     if entry is not None:
                         st = entry.stat()  # follows a link, as a stat does; relative to the folder
@@ -427,9 +530,29 @@ class _DigestFolder(_ListFolder):
                 except (OSError, ValueError):
                     found += _NO_STATE
                     continue
-                found += (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) if regular(st.st_mode) else _NO_STATE
+                found += (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) if regular(st.st_mode) \
+                    else _state_found(st)
             if not board.write(self.rows[start:start + _DIGESTS_AT_ONCE], _digests_found(found)):
                 return
+
+
+def _listed_answer(name: str, regular: set[str], others: dict[str, os.DirEntry]) -> int:
+    """The answer a listing gives for `name`, not listed as a regular file: something else listed
+    (a stat says what), or a file listed under the name's UTF-8 spelling (see _stat); else missing."""
+    respell = _utf8_spelling()
+    respelt = respell(name) if respell is not None else None
+    for spelt in (name, respelt):
+        if spelt is None:
+            continue
+        if spelt in regular:
+            return _THERE
+        entry = others.get(spelt)
+        if entry is not None:
+            try:
+                return _answer(entry.stat())  # follows a link, as a stat does
+            except (OSError, ValueError):  # a broken link: nothing there
+                return _MISSING
+    return _MISSING
 
 
 def _is_regular(entry: os.DirEntry) -> bool:
@@ -495,9 +618,10 @@ def distinct_paths(paths: pd.Series) -> tuple[pa.Array, np.ndarray]:
 
 def presence_column(paths: pd.Series, answers: np.ndarray, codes: np.ndarray) -> pd.Series:
     """`audio_exists` for each row of `paths` (nullable boolean: <NA> where unchecked), from the
-    answer of each distinct path (1, 0, -1) and each row's index into them (-1: no path)."""
+    answer of each distinct path (1, 0, -1; something there that is no regular file counts as there:
+    it is unreadable, not missing) and each row's index into them (-1: no path)."""
     per_row = np.append(answers, np.int8(_UNCHECKED))[codes]  # -1 (no path) picks the last entry
-    values = pd.arrays.BooleanArray(per_row == _THERE, per_row == _UNCHECKED)
+    values = pd.arrays.BooleanArray(per_row >= _THERE, per_row == _UNCHECKED)
     return pd.Series(values, index=paths.index, name=COLUMN)
 
 
@@ -517,11 +641,10 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
     else:
         names, codes = distinct_paths(table["audio_path"])
         answers = _check(names, workers=workers, budget_s=budget_s, is_file=None)
-    answers, not_files = _second_look(names, answers, workers=workers, budget_s=budget_s)
     column = presence_column(table["audio_path"], answers.codes, codes)
     if status is not None:
         _report(names, answers, column, budget_s, status, _tarred_hint(table))
-        _report_not_files(names, codes, not_files, status)
+        _report_not_files(names, codes, not_files(answers.codes), status)
     out = table.copy(deep=False)
     if COLUMN in out.columns:
         out = out.drop(columns=[COLUMN])
@@ -529,73 +652,14 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
     return dataclasses.replace(dataset, utterances=out, _queries={}, _lock=threading.Lock())
 
 
-def _second_look(names: pa.Array, answers: _Answers, *, workers: int,
-                 budget_s: float) -> tuple[_Answers, dict[int, str]]:
-    """(answers, {index into names: what it is}) with the files answered missing looked at again:
-    something there that is not a regular file (a named pipe, a directory named like a WAV) is no
-    missing file but one that cannot be read, so it is taken out of the missing (its reader says
-    why, without opening it: a named pipe blocks whoever opens it); and under a locale whose file
-    names are not UTF-8, a file stored under its UTF-8 name is there (sde.audio.inputs.local_name:
-    the reader finds it so too). Only files in folders that are there get a stat (one per folder
-    otherwise: audio kept elsewhere is a million files missing), within a budget as the check."""
-    missing = np.flatnonzero(answers.codes == _MISSING)
-    if not missing.size or budget_s <= 0:
-        return answers, {}
-    deadline = time.monotonic() + budget_s
-    paths = names.take(pa.array(missing))
-    folder_names, _ = _folder_and_name(paths)
-    folders = pc.dictionary_encode(folder_names)
-    there = _run([_StatFiles(folders.dictionary, np.arange(len(folders.dictionary)), _is_folder)],
-                 np.full(len(folders.dictionary), _UNCHECKED, dtype=np.int8), workers=workers, deadline=deadline)
-    in_folders = np.flatnonzero(there[folders.indices.to_numpy(zero_copy_only=False)] == 1)
-    if not in_folders.size:
-        return answers, {}
-    looks = np.full(len(paths), _MISSING, dtype=np.int8)
-    rows = np.arange(len(paths))[in_folders]
-    tasks = [_StatFiles(paths, rows[i:i + _CHUNK], _look_again) for i in range(0, len(rows), _CHUNK)]
-    looks = _run(tasks, looks, workers=workers, deadline=deadline)
-    codes = answers.codes.copy()
-    found = looks == _THERE
-    codes[missing[found | (looks == _NOT_A_FILE)]] = _THERE
-    kinds = {int(missing[i]): _what_is(names[int(missing[i])].as_py()) for i in np.flatnonzero(looks == _NOT_A_FILE)}
-    return dataclasses.replace(answers, codes=codes), kinds
-
-
-_NOT_A_FILE = 2  # a second look's answer: something there, not a regular file
-
-
-def _is_folder(path: str) -> int:
-    return int(os.path.isdir(path or "."))
-
-
-def _look_again(path: str) -> int:
-    from sde.audio.inputs import utf8_spelling  # lazy: sde.audio is for the few files missing, not every load
-
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):  # ValueError: a name the locale's encoding cannot spell
-        respelt = utf8_spelling(path)
-        return _THERE if respelt is not None and _is_file(respelt) else _MISSING
-    return _THERE if stat.S_ISREG(st.st_mode) else _NOT_A_FILE
-
-
-def _what_is(path: str) -> str:
-    from sde.audio.io import file_kind
-
-    try:
-        return file_kind(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return "gone since"
-
-
-def _report_not_files(names: pa.Array, codes: np.ndarray, not_files: dict[int, str],
+def _report_not_files(names: pa.Array, codes: np.ndarray, kinds: dict[int, str],
                       status: Callable[[str], None], shown: int = 3) -> None:
-    if not not_files:
+    if not kinds:
         return
-    rows = int(np.isin(codes, np.fromiter(not_files, dtype=np.int64)).sum())
-    listed = "; ".join(f"{names[i].as_py()}: not a regular file ({kind})" for i, kind in list(not_files.items())[:shown])
-    more = f"; and {len(not_files) - shown:,} more" if len(not_files) > shown else ""
-    status(f"note: {len(not_files):,} audio {'file is' if len(not_files) == 1 else 'files are'} there but unreadable "
+    rows = int(np.isin(codes, np.fromiter(kinds, dtype=np.int64)).sum())
+    listed = "; ".join(f"{names[i].as_py()}: not a regular file ({kind})" for i, kind in list(kinds.items())[:shown])
+    more = f"; and {len(kinds) - shown:,} more" if len(kinds) > shown else ""
+    status(f"note: {len(kinds):,} audio {'file is' if len(kinds) == 1 else 'files are'} there but unreadable "
            f"({rows:,} {'utterance' if rows == 1 else 'utterances'}), never opened: {listed}{more}; point "
            "audio_filepath at audio files")
 

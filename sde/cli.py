@@ -500,6 +500,7 @@ def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | 
     from sde.build.load import load_dataset
     from sde.engine import settings
     from sde.quality.vad import VadError
+    from sde.sources import remote
 
     from sde.audio_presence import with_audio_presence
 
@@ -508,21 +509,23 @@ def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | 
         _say_cache_without_home()
     # a server checks stored audio measures against their files once it answers (sde.build.remeasure)
     measure_checks: list[MeasureCheck] | None = [] if check_audio_later else None
-    try:
-        dataset = load_dataset(expand(manifest), options, cache_dir=cache_dir, use_cache=not no_cache,
-                               progress=not quiet, status=status, background_write=background_write, vad=vad,
-                               threads=settings().threads, memory_limit=settings().memory_limit,
-                               **({"part_bytes": settings().part_bytes} if settings().part_bytes else {}),
-                               **(engine or {}), measure_checks=measure_checks)
-    except VadError as e:  # --vad without Silero VAD installed: what to install
-        fail(f"--vad: {e}")
-    # Checked at every start, never cached: files come and go while the manifest stays the same.
-    if check_audio and dataset.tar_shards:  # NeMo tarred audio / Lhotse Shar: each line's member, in its indexed tar
-        from sde.manifest import Problem
-        from sde.sources.members import with_tar_members
+    # one load: what the store said of a tar folder while building is what the members' check reads
+    with remote.silence_is_final():
+        try:
+            dataset = load_dataset(expand(manifest), options, cache_dir=cache_dir, use_cache=not no_cache,
+                                   progress=not quiet, status=status, background_write=background_write, vad=vad,
+                                   threads=settings().threads, memory_limit=settings().memory_limit,
+                                   **({"part_bytes": settings().part_bytes} if settings().part_bytes else {}),
+                                   **(engine or {}), measure_checks=measure_checks)
+        except VadError as e:  # --vad without Silero VAD installed: what to install
+            fail(f"--vad: {e}")
+        # Checked at every start, never cached: files come and go while the manifest stays the same.
+        if check_audio and dataset.tar_shards:  # NeMo tarred audio / Lhotse Shar: each line's member, in its tar
+            from sde.manifest import Problem
+            from sde.sources.members import with_tar_members
 
-        dataset = with_tar_members(dataset, Problem, cache_dir=Path(cache_dir) / "tar-index" if cache_dir else None,
-                                   status=status)
+            dataset = with_tar_members(dataset, Problem, status=status,
+                                       cache_dir=Path(cache_dir) / "tar-index" if cache_dir else None)
     for line in load_notes(dataset.problems, dataset.warnings) if notes else ():  # after the members' check too
         click.echo(line, err=True)
     rows = len(dataset.utterances)

@@ -149,12 +149,14 @@ def test_the_problems_page_shows_a_missing_path_with_what_a_page_hides_escaped(t
 
 
 def stat_digest(path: str) -> int:
-    """The reference: one stat per path, as a digest."""
+    """The reference: one stat per path, as a digest (something there that is no regular file: what it is)."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
         return P.NO_FILE
-    return P.digest(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) if stat.S_ISREG(st.st_mode) else P.NO_FILE
+    if not stat.S_ISREG(st.st_mode):
+        return P._NOT_A_FILE + (stat.S_IFMT(st.st_mode) >> 12)
+    return P.digest(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def states_of(paths: list[str], **kw) -> tuple[dict[str, int], P.FileStates]:

@@ -8,9 +8,11 @@ file's state when it was measured: a digest of its size, modification time, inod
 counts as changed), taken before measuring and kept beside the entry (a kept value: deleted with
 it). A warm start takes the files' states again, in the pass the presence check would make anyway
 (it then reads them: sde.audio_presence.remember), and re-measures the utterances of the files
-whose state changed (a file gone counts: it is then measured as missing; one that came back too),
-and only those: then the entry is stored again with the new measures and record, so that the next
-start finds nothing to do. What moves only the change time counts too: after a ``chmod -R``,
+whose state changed (a file gone counts: it is then measured as missing; one that came back too;
+and one that became something else, a named pipe: measured as unreadable, never opened), and only
+those (the states answer as the presence check does: a file stored under its UTF-8 name under a
+Latin-1 locale is found, as the reader finds it): then the entry is stored again with the new
+measures and record, so that the next start finds nothing to do. What moves only the change time counts too: after a ``chmod -R``,
 ``chown -R`` or ``cp -a`` of the audio folder the next start measures its files again, at the cost
 of the first build's measuring (see sde.audio_presence).
 
@@ -44,7 +46,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from sde.audio_presence import (DEFAULT_BUDGET_S, NO_FILE, NOT_CHECKED, FileStates, distinct_paths, file_states,
-                                remember)
+                                not_files, remember)
 from sde.audio_quality import has_audio_metrics, plural, with_measured_audio
 from sde.cache import CacheUnusable, DatasetCache
 from sde.cache.building import BuildLock, lock_build
@@ -265,6 +267,8 @@ def _remeasured(cache: DatasetCache, key: str, dataset: Dataset, now: FileStates
         out = with_vad(out, progress=progress and len(rows) >= BAR_ROWS, rows=rows)
     record = np.where(now.digests == NOT_CHECKED, recorded, now.digests)
     gone = int((changed & (now.digests == NO_FILE)).sum())
+    # there but no regular file (a named pipe): measured as unreadable, so not said as gone
+    unreadable = [kind for i, kind in not_files(now.digests).items() if changed[i]]
     stored = out
     # another process serving the entry keeps it (sde.cache.in_use): stored over, its files would go
     kept_elsewhere = False
@@ -282,7 +286,7 @@ def _remeasured(cache: DatasetCache, key: str, dataset: Dataset, now: FileStates
     _for_presence(stored, now)
     seconds = time.monotonic() - start
     said = (f"audio measures: {int(changed.sum()):,} of {plural(_files(now), _noun(dataset))} changed since measured"
-            f"{f' ({gone:,} gone)' if gone else ''}; re-measured their {plural(len(rows), 'utterance')} in "
+            f"{_gone_or_unreadable(gone, unreadable)}; re-measured their {plural(len(rows), 'utterance')} in "
             f"{seconds:.1f} s")
     if cache.read_only:
         said += " (the cache folder is read-only: again at each start)"
@@ -290,6 +294,13 @@ def _remeasured(cache: DatasetCache, key: str, dataset: Dataset, now: FileStates
         said += " (not stored: another sde process is using the cached build; again at the next start)"
     say(said)
     return stored
+
+
+def _gone_or_unreadable(gone: int, unreadable: list[str]) -> str:
+    """What the line says after the count: " (1 gone, 2 unreadable: a named pipe, a directory)", or nothing."""
+    kinds = ", ".join(dict.fromkeys(unreadable))
+    said = ([f"{gone:,} gone"] if gone else []) + ([f"{len(unreadable):,} unreadable: {kinds}"] if unreadable else [])
+    return f" ({', '.join(said)})" if said else ""
 
 
 def _noun(dataset: Dataset) -> str:

@@ -404,16 +404,7 @@ def _ask_remote_tars_at_once(tars: Sequence[str]) -> None:
     listing: each tar's index then starts without a HEAD request of its own, and its index files
     are found in the same listing. A failure is said by each tar's index (a folder that did not
     answer: at once, remote.silence_is_final); fewer tars ask for themselves, in parallel."""
-    by_folder: dict[str, int] = {}
-    for tar in tars:
-        if is_url(tar):
-            by_folder[remote.url_folder(tar)] = by_folder.get(remote.url_folder(tar), 0) + 1
-    for folder, count in by_folder.items():
-        if count >= remote.LIST_WHEN_FILES:
-            try:
-                remote.listing(folder)
-            except RemoteError:
-                pass
+    remote.details([tar for tar in tars if is_url(tar)], one_by_one=False)
 
 
 def _check_members(check: MemberCheck, table: pd.DataFrame, shards: TarShards, ids: np.ndarray, valid: np.ndarray,

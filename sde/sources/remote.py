@@ -370,9 +370,13 @@ def stamp(found: Mapping[str, Any]) -> dict[str, Any]:
             "modified": None if etag else str(modified)}
 
 
-def details(urls: Iterable[str]) -> dict[str, dict[str, Any] | None]:
-    """``info`` of each URL (None: no such file). Files of one folder are found by listing the
-    folder once, not by one request each."""
+def details(urls: Iterable[str], *, one_by_one: bool = True) -> dict[str, dict[str, Any] | None]:
+    """``info`` of each URL (None: no such file). The files of a folder holding LIST_WHEN_FILES or
+    more of them are found by listing the folder once, not by one request each; the others are
+    asked one by one. ``one_by_one=False``, for a caller that asks each file itself, in parallel
+    (the tars of a load, sde.sources.members): only the listings, whose answers the later asks read
+    under :func:`silence_is_final`; the other files, and a folder whose listing failed (its files'
+    asks then say why), are left out of the answer."""
     urls = list(dict.fromkeys(urls))
     by_folder: dict[str, list[str]] = {}
     for url in urls:
@@ -380,8 +384,15 @@ def details(urls: Iterable[str]) -> dict[str, dict[str, Any] | None]:
     found: dict[str, dict[str, Any] | None] = {}
     for folder, members in by_folder.items():
         if len(members) >= LIST_WHEN_FILES:
-            entries = listing(folder)
+            try:
+                entries = listing(folder)
+            except RemoteError:
+                if one_by_one:
+                    raise
+                continue
             found.update({url: _file_entry(entries.get(url)) for url in members})
+            continue
+        if not one_by_one:
             continue
         for url in members:
             try:

@@ -90,8 +90,9 @@ def test_remote_tars_are_indexed_without_a_metadata_request_each(uploaded, link,
         # before: 8 each (the tar's HEAD twice, a HEAD and a listing per index file it might have)
         assert [m for m, p in asked if METADATA.search(f"{m} {p}")] == [], asked
         assert all(method == "GET" for method, _ in asked), asked
-    # the tar pattern's own expansion lists plain/ (twice: checked, then loaded); the tar check once
-    assert len(_named(link, rf"^GET /{BUCKET}\?.*prefix=plain%2F&")) == 3, link.requests
+    # plain/ is listed twice: the pattern's check (a usage error before the manifest is read), then
+    # the load, whose listing the members' check reads too (it listed the folder a third time)
+    assert len(_named(link, rf"^GET /{BUCKET}\?.*prefix=plain%2F&")) == 2, link.requests
 
 
 def test_remote_index_files_are_found_by_one_listing_per_load(uploaded, through):
@@ -134,3 +135,18 @@ def _table(lines: list[dict]):
     import pandas as pd
 
     return pd.DataFrame(lines)
+
+
+def test_details_leaves_files_of_small_folders_to_their_callers_when_asked_to(uploaded, through):
+    """One function lists folders for both the sources' expansion (files of small folders asked one
+    by one) and the tar check (those left to the index threads, which ask in parallel)."""
+    few = [f"s3://{BUCKET}/plain/m.json"]
+    many = [f"s3://{BUCKET}/indexed/audio_{k}.tar" for k in range(SHARDS)]
+    with remote.silence_is_final():
+        found = remote.details(many + few, one_by_one=False)
+    assert sorted(found) == many and all(found[url]["size"] > 0 for url in many), found
+    assert [p.split("prefix=")[1].split("&")[0] for _, p in _named(through, rf"^GET /{BUCKET}\?")] == ["indexed%2F"]
+    assert _named(through, "^HEAD ") == [], through.requests
+    found = remote.details(many + few)
+    assert sorted(found) == sorted(many + few) and found[few[0]]["size"] > 0, found
+    assert len(_named(through, rf"^HEAD /{BUCKET}/plain/m\.json")) == 1, through.requests

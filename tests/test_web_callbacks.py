@@ -180,7 +180,7 @@ def test_column_picker_keeps_the_spec_order(web_app, web_client):
 @pytest.mark.parametrize("path, search, title", [
     ("/samples", "?filter=%7Bwer%7D+%3E+0", "Samples"),
     ("/", "", "Statistics"),
-    ("/utterance/1", "?sort=-wer", "Utterance"),
+    ("/utterance/1", "?sort=-wer", "Utterance 1"),   # the window's title names the utterance shown
     ("/nowhere", "", "Not found"),
 ])
 def test_router(web_app, web_client, path, search, title):

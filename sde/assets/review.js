@@ -17,7 +17,9 @@
    page's React tree so that it outlives the page a mark moves on to, says what each mark did (the
    server's words: the answer's data-said) and, once the next utterance is shown, which one it is
    and where in the list; the focus, lost to <body> when a page replaces the one it was on, goes to
-   the utterance's heading, where the keys go on working; the window's title names the utterance. */
+   the utterance's heading, where the keys go on working. The window's title names the utterance
+   too, set by the page shell (sde/web/app.py, page_title) as each page is rendered: no script here
+   touches it. */
 (function () {
   var BUTTONS = {a: "review-keep", d: "review-drop", n: "review-next", z: "review-undo"};
   var MARKS = "#review-keep, #review-drop, #review-fix, #review-undo, #review-next, #review-take-mine, " +
@@ -232,19 +234,10 @@
       }
     }
   }
-  function retitle() {
-    // The shell names the page ("Utterance · manifest · sde", sde/web/app.py) whenever a page is
-    // rendered, before or after the panel: whichever comes last, the title ends up naming the one shown.
-    var shown = shownUid();
-    if (shown === null) return;
-    var titled = document.title.replace(/^Utterance( \d+)? · /, "Utterance " + shown + " · ");
-    if (titled !== document.title) document.title = titled;
-  }
   live();
   new MutationObserver(function () {
     if (fix) settle();
     tell();
-    retitle();
   }).observe(document.documentElement, {subtree: true, childList: true, attributes: true,
                                         attributeFilter: ["data-uid", "data-answer", "id"]});
 

@@ -453,13 +453,16 @@ def _count_lines(path: Path) -> int:
 def merge_shards(
     paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
     audio_base_path: str | os.PathLike | None = None, tarred_audio: Sequence[str] = (), model: Any = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Join shard outputs ``*.shard{I}of{N}.json`` back into one manifest in the original order,
     atomically. All N shards must be present once, with the line counts an N-way split gives;
     with ``manifest``, each merged line must also match the manifest's line (audio, offset,
     duration) and the total its line count, and ``out`` must be none of the files the shards
     read: the audio of its lines (resolved as the shards resolved them: ``audio_base_path``,
-    ``tarred_audio``), a tar of ``tarred_audio``, the ``model`` file."""
+    ``tarred_audio``), a tar of ``tarred_audio``, the ``model`` file. With ``manifest``, the note
+    each ``--shard`` run gave on relative audio paths in another folder goes to ``warn`` (default:
+    stderr) for the merged output too: it is the file users go on to read."""
     out = Path(out)
     if not paths:
         raise TranscribeError(f"no shard files to merge into {out}; create them with --shard I/N first")
@@ -545,6 +548,10 @@ def merge_shards(
     except BaseException:
         abort(f, tmp)
         raise
+    if manifest is not None and audio_base_path is None and not tarred_audio:
+        note = _relative_audio_note(Path(manifest), out, None)
+        if note:
+            (warn or _note_on_stderr)(note)
     return out
 
 

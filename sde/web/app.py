@@ -214,6 +214,15 @@ def _security_headers(resp: Response) -> Response:
     return resp
 
 
+def page_title(dataset: "Dataset", page: Page, pathname: str) -> str:
+    """The page's part of the window title. The inspector's names the utterance it shows
+    ("Utterance 17"), as its heading does: a screen reader's user switching windows or tabs hears
+    which one, and the title is set once per page, never rewritten by a script after the shell."""
+    if page.prefix and is_page_path(pathname, dataset):
+        return f"{page.name} {int(pathname[len(page.path):].strip('/'))}"
+    return page.name
+
+
 def render(dataset: "Dataset", pathname: str | None, search: str | None, rendered: dict | None) -> dict:
     """The router: the layout of the page at `pathname`, unless it is the one already shown."""
     # The browser sends strings (and a dict it was given); a script posting other JSON gets the
@@ -226,7 +235,7 @@ def render(dataset: "Dataset", pathname: str | None, search: str | None, rendere
     page = resolve(load_pages(dataset), pathname) or resolve(load_pages(None), pathname)
     if page is None:
         return {"page": not_found_layout(pathname), "rendered": rendered_key(pathname, {}, "Not found")}
-    key = rendered_key(pathname, query_params(search), page.name)
+    key = rendered_key(pathname, query_params(search), page_title(dataset, page, pathname))
     if rendered and rendered.get("path") == key["path"] and rendered.get("params") == key["params"]:
         return {"page": no_update, "rendered": no_update}
     try:

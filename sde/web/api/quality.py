@@ -39,7 +39,6 @@ from flask import Flask, Response, request
 from sde.audio import AudioError, wav_bytes
 from sde.quality.apply import TooLarge, ensure_quality_columns, quality_column_kinds
 from sde.quality.augment import AugmentError
-from sde.quality.phonemes import PhonemizerError, UnknownVoice, check_voice
 from sde.web.api.respond import MAX_PAGE, arg, flag_arg, int_arg, json_response, page_args, served_dataset
 from sde.web.audio_service import UnknownUtterance, http_status
 from sde.web.panels import augment as augment_panel
@@ -58,11 +57,7 @@ _DASH_UPDATE = "/_dash-update-component"
 def tts() -> Response:
     dataset = served_dataset()
     raw_lang = arg("lang")
-    lang = quality_data.valid_lang(raw_lang) if raw_lang else quality_data.default_lang(dataset)
-    if lang is None:
-        raise ApiError(f"lang must be an espeak-ng voice such as en, en-us, de, fr or es, got {raw_lang[:40]!r}")
-    if raw_lang:
-        _known_voice(lang)
+    lang = quality_data.checked_lang(raw_lang) if raw_lang else quality_data.default_lang(dataset)
     speaker = arg("speaker")
     if speaker is not None and speaker not in dataset.utterances.columns:
         raise ApiError(f'speaker must be a column of the manifest, e.g. speaker; "{speaker[:100]}" is not one')
@@ -74,18 +69,6 @@ def tts() -> Response:
                           for s in report["speakers"][page * limit:(page + 1) * limit]]
     report.update(page=page, limit=limit)
     return json_response(report)
-
-
-def _known_voice(lang: str) -> None:
-    """ApiError (400) when espeak-ng has no voice ``lang``: the request asked for a language that is
-    none. Only an asked-for one: the default (the manifest's lang field) is not the request's mistake,
-    and without espeak-ng at all the report itself says so in phoneme_error."""
-    try:
-        check_voice(lang)
-    except UnknownVoice as exc:
-        raise ApiError(f"lang: {exc}") from None
-    except PhonemizerError:
-        pass
 
 
 def duplicates() -> Response:

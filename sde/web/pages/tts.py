@@ -24,10 +24,11 @@ from sde.quality.tts import GUIDANCE
 from sde.durations import duration_text
 from sde.web.components import fmt_float, fmt_int, page_header
 from sde.web.figures import GRAPH_CONFIG
-from sde.web.pages.page import Page
+from sde.web.pages.page import Page, link_value_notes
 from sde.web.panels import vad
 from sde.web.panels.background import FIRST_WAIT_S, POLL_MS, in_background
-from sde.web.panels.quality_data import default_lang, speaker_column, tts, valid_lang
+from sde.web.panels.quality_data import checked_lang, default_lang, speaker_column, tts, valid_lang
+from sde.web.present import ApiError
 from sde.web.state import samples_href, search_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -172,8 +173,22 @@ def _language_links(dataset: Dataset, lang: str, column: str) -> html.Div:
             " ")], className="small mb-2", id="tts-languages")
 
 
+def lang_param(dataset: Dataset, params: Mapping[str, str], notes: list[str]) -> str:
+    """The link's espeak-ng voice, checked as /api/tts checks it; the default (and a note) when it
+    is none: a report in a language espeak-ng lacks showed only a phoneme error under its guidance."""
+    default = default_lang(dataset)
+    raw = params.get("lang")
+    if not raw:
+        return default
+    try:
+        return checked_lang(raw)
+    except ApiError as e:
+        notes.append(f"The link's {e.message}, so lang={default} (the default) is used.")
+        return default
+
+
 def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
-    lang = valid_lang(params.get("lang")) or default_lang(dataset)
+    lang = lang_param(dataset, params, link_value_notes())
     column = speaker_column(dataset, params.get("speaker"))
     api = "/api/tts" + search_of({"lang": lang, "speaker": column})
     header = page_header(TITLE, [f"{dataset.name} · speakers by the {column} field · ",

@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TITLE = "Utterance"
 PATH = "/utterance/"
+FIELDS_REGION = "utt-fields-region"
 log = logging.getLogger(__name__)
 
 
@@ -345,8 +346,11 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
                      html.Div("No hypotheses to compare with.", className="text-muted small mt-2")]
     diff_card = dbc.Card([dbc.CardHeader("Transcripts", className="fw-bold"),
                           dbc.CardBody(diff_body, id=state.UTT_DIFF)], className="mb-3")
+    # The body scrolls (a line with many fields): focusable and named, so a keyboard user can scroll
+    # it with the arrow keys (axe's scrollable-region-focusable). dbc.CardBody takes no tabIndex.
     fields_card = dbc.Card([dbc.CardHeader("Fields", className="fw-bold"),
-                            dbc.CardBody(key_value_table(row, state.UTT_FIELDS), className="p-0 kv-body")],
+                            html.Div(key_value_table(row, state.UTT_FIELDS), className="card-body p-0 kv-body",
+                                     id=FIELDS_REGION, tabIndex="0", role="region", **{"aria-label": "Fields"})],
                            className="mb-3")
     return html.Div([
         dcc.Store(id=state.UTT_ID, data=uid),

@@ -124,7 +124,7 @@ def _measure_card(n_rows: int, n_files: int) -> dbc.Card:
                "page (the same as starting sde with --estimate-audio-metrics).",
                className="small text-muted mb-2"),
         html.Div(buttons(IDS, "Measure audio", disabled=n_rows == 0), className="d-flex gap-2 mb-2"),
-        *progress(IDS),
+        *progress(IDS, "Audio measurement progress"),
     ]), className="mb-3", id=PANEL)
 
 

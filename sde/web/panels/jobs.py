@@ -61,11 +61,23 @@ def buttons(ids: JobIds, label: str, disabled: bool = False) -> list[dbc.Button]
             dbc.Button("Cancel", id=ids.cancel, color="secondary", outline=True, disabled=True, n_clicks=0)]
 
 
-def progress(ids: JobIds) -> list:
-    """The progress bar and status line, the store the job's result lands in, and the location the
-    panel reloads once the result is applied."""
-    return [dbc.Progress(id=ids.progress, value=0, max=100, label="", striped=True, animated=True,
-                         className="mb-2", style={"height": "1.25rem"}),
+def meter_id(ids: JobIds) -> str:
+    """The progress bar as assistive technology sees it (see `progress`)."""
+    return f"{ids.progress}-meter"
+
+
+def progress(ids: JobIds, name: str) -> list:
+    """The progress bar named ``name`` and the status line, the store the job's result lands in, and
+    the location the panel reloads once the result is applied.
+
+    dbc.Progress puts role="progressbar" on its inner bar and takes no aria-label, so a screen
+    reader met an unnamed progress bar: the bar is shown as it is but hidden from assistive
+    technology, inside one named progressbar whose value `background_job` keeps in step with it."""
+    bar = dbc.Progress(id=ids.progress, value=0, max=100, label="", striped=True, animated=True,
+                       style={"height": "1.25rem"})
+    return [html.Div(html.Div(bar, **{"aria-hidden": "true"}), id=meter_id(ids), role="progressbar",
+                     className="mb-2", **{"aria-label": name, "aria-valuemin": 0, "aria-valuemax": 100,
+                                          "aria-valuenow": 0}),
             html.Div(id=ids.status, className="small text-muted"),
             html.Div(id=cancelled_id(ids), className="small text-muted"),
             dcc.Store(id=ids.done),
@@ -110,6 +122,15 @@ def background_job(app: dash.Dash, ids: JobIds, jobs: JobStore, *states: State,
                   Input(ids.cancel, "n_clicks"), prevent_initial_call=True)
     def _say_cancelled(_start, _cancel):
         return CANCELLED if ctx.triggered_id == ids.cancel else ""
+
+    # The named progressbar (see `progress`) says what the bar shows: its percent, and its label
+    # ("32 / 300") as the value's text while there is one.
+    app.clientside_callback(
+        "function (value, label) { return [value || 0, label || null]; }",
+        Output(meter_id(ids), "aria-valuenow"), Output(meter_id(ids), "aria-valuetext"),
+        Input(ids.progress, "value"), Input(ids.progress, "label"),
+        prevent_initial_call=True,
+    )
 
     return app.callback(
         Output(ids.done, "data"),

@@ -13,12 +13,15 @@ import pandas as pd
 from sde.caching import for_dataset
 from sde.quality.apply import quality_frame
 from sde.quality.duplicates import duplicate_groups
+from sde.quality.phonemes import PhonemizerError, UnknownVoice, check_voice
 from sde.quality.tts import tts_report
+from sde.web.present import ApiError
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
-__all__ = ["KIND_COLUMNS", "default_lang", "duplicates_page", "group_filter", "speaker_column", "tts", "valid_lang"]
+__all__ = ["KIND_COLUMNS", "checked_lang", "default_lang", "duplicates_page", "group_filter", "speaker_column", "tts",
+           "valid_lang"]
 
 _LANG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,2}")
 _SPEAKER_COLUMNS = ("speaker", "speaker_id", "spk", "spk_id")
@@ -48,6 +51,23 @@ def default_lang(dataset: Dataset) -> str:
 def valid_lang(raw: Any) -> str | None:
     """``raw`` when it looks like an espeak-ng voice name (en, en-us, de), else None."""
     return str(raw) if isinstance(raw, str) and _LANG.fullmatch(raw) else None
+
+
+def checked_lang(raw: str) -> str:
+    """``raw``, a language asked for (a link's or a request's ``lang``), when it is an espeak-ng
+    voice; else ApiError (400) saying why: not shaped like one, or one espeak-ng does not have.
+    Without espeak-ng at all it is taken as it is: the report itself says so (phoneme_error), and
+    the default (the manifest's lang field) is never checked: it is not the asker's mistake."""
+    lang = valid_lang(raw)
+    if lang is None:
+        raise ApiError(f"lang must be an espeak-ng voice such as en, en-us, de, fr or es, got {raw[:40]!r}")
+    try:
+        check_voice(lang)
+    except UnknownVoice as exc:
+        raise ApiError(f"lang: {exc}") from None
+    except PhonemizerError:
+        pass
+    return lang
 
 
 def speaker_column(dataset: Dataset, raw: Any = None) -> str:

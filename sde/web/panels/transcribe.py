@@ -62,7 +62,7 @@ def layout(dataset: "Dataset") -> dbc.Card | None:
             ]), md=3),
             dbc.Col(html.Div(buttons(IDS, "Transcribe with NeMo"), className="d-flex gap-2"), md=3),
         ], className="g-2 mb-2"),
-        *progress(IDS),
+        *progress(IDS, "Transcription progress"),
     ]), className="mb-3 border-primary", id="transcribe-panel")
 
 

@@ -126,7 +126,7 @@ def layout(dataset: Dataset) -> dbc.Card:
                "Results are cached: measuring the same audio again is instant.",
                className="small text-muted mb-2"),
         html.Div(buttons(IDS, "Measure", disabled=len(table) == 0), className="d-flex gap-2 mb-2"),
-        *progress(IDS),
+        *progress(IDS, "Speech measurement progress"),
     ]), className="mb-3", id=PANEL)
 
 

@@ -71,7 +71,12 @@ def normalized_texts(texts: Sequence[str] | pd.Series) -> list[str]:
 
 def _group_ids(keys: Sequence[Any] | pd.Series, valid: np.ndarray) -> pd.Series:
     """Dense group ids (order of first appearance) for keys seen more than once among ``valid``."""
-    codes, _ = pd.factorize(pd.Series(keys), use_na_sentinel=True)
+    return _repeated_groups(pd.factorize(pd.Series(keys), use_na_sentinel=True)[0], valid)
+
+
+def _repeated_groups(codes: np.ndarray, valid: np.ndarray) -> pd.Series:
+    """:func:`_group_ids` of keys already dense codes 0, 1, … (-1: none): no hash table of them
+    again (at 10M texts one is ~0.3 GB)."""
     codes = np.where(valid, codes, -1)
     counts = np.bincount(codes[codes >= 0]) if (codes >= 0).any() else np.zeros(0, dtype=np.int64)
     repeated = np.zeros(len(codes), dtype=bool)
@@ -100,7 +105,7 @@ def text_duplicate_groups(texts: Sequence[str] | pd.Series, max_edits: int = 0) 
     """
     if max_edits <= 0:
         keys, valid = _text_keys(texts if isinstance(texts, pd.Series) else pd.Series(list(texts), dtype=object))
-        return _group_ids(keys, valid)
+        return _repeated_groups(keys, valid)
     return _text_groups(normalized_texts(texts), max_edits)
 
 
@@ -455,18 +460,18 @@ def duplicate_columns(table: pd.DataFrame, *, text_column: str = "text",
     """
     texts = table[text_column] if text_column in table else pd.Series([""] * len(table))
     keys, valid = _text_keys(texts)
-    text_groups = _group_ids(keys, valid) if max_edits <= 0 else _text_groups(normalized_texts(texts), max_edits)
+    text_groups = _repeated_groups(keys, valid) if max_edits <= 0 else _text_groups(normalized_texts(texts), max_edits)
     if hash_column in table:
         audio_groups = audio_duplicate_groups(table[hash_column])
         conflicts = _audio_text_conflicts(audio_groups, keys)
-    else:
-        audio_groups = pd.Series(pd.array([pd.NA] * len(table), dtype="Int64"))
+    else:  # all <NA>, made as such: a list of 10M pd.NA took as much again
+        audio_groups = pd.Series(pd.arrays.IntegerArray(np.zeros(len(table), np.int64), np.ones(len(table), bool)))
         conflicts = np.zeros(len(table), dtype=bool)
     return pd.DataFrame({
         "dup_text_group": text_groups.array,
         "dup_audio_group": audio_groups.array,
         "dup_audio_text_conflict": conflicts,
-    }, index=table.index)
+    }, index=table.index, copy=False)
 
 
 #: Texts normalised and digested at a time by :func:`_text_keys`.
@@ -502,9 +507,21 @@ def _text_keys(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
             pieces, rows = [], 0
     if pieces or not upper:
         digest(pieces or [pa.array([], pa.large_string())])
-    high = pd.factorize(np.concatenate(upper))[0].astype(np.int64)
-    low = pd.factorize(np.concatenate(lower))[0].astype(np.int64)
-    return pd.factorize(high * (int(low.max(initial=0)) + 1) + low)[0], np.concatenate(valid)
+    nonempty = np.concatenate(valid)
+    # each half's chunks let go once joined: at 10M texts each copy is 80 MB beside a factorize
+    high = _codes_of(upper)
+    low = _codes_of(lower)
+    high *= int(low.max(initial=0)) + 1
+    high += low
+    del low
+    return pd.factorize(high)[0], nonempty
+
+
+def _codes_of(chunks: list[np.ndarray]) -> np.ndarray:
+    """Dense int64 codes of the values in ``chunks`` (emptied: their memory goes before the codes')."""
+    values = np.concatenate(chunks)
+    chunks.clear()
+    return pd.factorize(values)[0].astype(np.int64, copy=False)
 
 
 #: Most ids and distinct transcripts one group lists, here, on the Duplicates page and in

@@ -248,31 +248,35 @@ def robust_z(values: np.ndarray | pd.Series, groups: np.ndarray | pd.Series | No
     codes with -1 for none); groups smaller than ``min_group`` (and
     missing groups) use the whole column's median and MAD. NaN stays NaN; when a spread is 0
     (all values equal) the z-score is 0 for values at the median."""
-    x = pd.Series(np.asarray(values, dtype=np.float64))
-    finite = np.isfinite(x.to_numpy())
-    x = x.where(finite)
-    center, scale = _center_scale(x)
-    med = pd.Series(center, index=x.index)
-    spread = pd.Series(scale, index=x.index)
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x)
+    x = np.where(finite, x, np.nan)
+    center, scale = _center_scale(pd.Series(x, copy=False))
+    # a median and a spread per group, the whole column's last, and each row's index into them
+    # (-1 picks the last): at 10M rows a per-row transform held a dozen 80 MB columns at once
+    centers, spreads = np.array([center]), np.array([scale])
+    own = np.full(len(x), -1, dtype=np.int64)
     if groups is not None:
         codes = np.asarray(groups)
-        # integer codes (-1: none) group as themselves; objects would be 10M Python strings at 10M rows
-        g = (pd.Series(codes, index=x.index).where(codes >= 0) if np.issubdtype(codes.dtype, np.integer)
-             else pd.Series(np.asarray(groups, dtype=object), index=x.index))
-        sizes = x.groupby(g, dropna=True).transform("count")
-        own = (sizes >= min_group) & g.notna()
-        if own.any():
-            gm = x.groupby(g).transform("median")
-            dev = (x - gm).abs()
-            mad = dev.groupby(g).transform("median") * _MAD_SCALE
-            meanad = dev.groupby(g).transform("mean") * _MEANAD_SCALE
-            gscale = mad.where(mad > 0, meanad)
-            med = med.where(~own, gm)
-            spread = spread.where(~own, gscale)
-    dev = (x - med).to_numpy()
-    s = spread.to_numpy()
+        codes = (codes.astype(np.int64, copy=False) if np.issubdtype(codes.dtype, np.integer)
+                 else pd.factorize(np.asarray(groups, dtype=object), use_na_sentinel=True)[0])
+        sizes = np.bincount(codes[(codes >= 0) & finite])
+        big = np.flatnonzero(sizes >= min_group)
+        if big.size:
+            at = np.full(len(sizes), -1, dtype=np.int64)
+            at[big] = np.arange(big.size)
+            own = np.where(codes >= 0, at[np.clip(codes, 0, len(sizes) - 1)], -1)
+            del codes, at
+            medians = pd.Series(x, copy=False).groupby(own).median().reindex(range(big.size)).to_numpy()
+            centers = np.append(medians, center)
+            dev = pd.Series(np.abs(x - centers[own]), copy=False).groupby(own)
+            mad = dev.median().reindex(range(big.size)).to_numpy() * _MAD_SCALE
+            meanad = dev.mean().reindex(range(big.size)).to_numpy() * _MEANAD_SCALE
+            spreads = np.append(np.where(mad > 0, mad, meanad), scale)
+    dev = x - centers[own]
+    spread = spreads[own]
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(s > 0, dev / s, np.where(dev == 0, 0.0, np.nan))
+        z = np.where(spread > 0, dev / spread, np.where(dev == 0, 0.0, np.nan))
     z[~finite] = np.nan
     return z
 
@@ -365,7 +369,8 @@ def suspicious_columns(table: pd.DataFrame, hypotheses: Sequence[Any] = (), *,
                                       "char_rate_z": robust_z(out.pop(_CHAR_RATE), groups),
                                       "word_rate_z": robust_z(out.pop(_WORD_RATE), groups)}
     columns.update(out)
-    return pd.DataFrame(columns, index=table.index)
+    # each column its own block, not copied into one (at 10M rows ~0.7 GB more for a moment)
+    return pd.DataFrame(columns, index=table.index, copy=False)
 
 
 def default_workers(processes: int, memory_limited: bool = False) -> int:
@@ -381,17 +386,19 @@ def _row_checks_of(job: tuple) -> dict[str, np.ndarray]:
 
 def _row_checks(refs: pa.Array, hyps: Sequence[tuple[Any, pa.Array]], durations: np.ndarray,
                 alphabet: Iterable[str] | None) -> dict[str, np.ndarray]:
-    """The columns of some rows that each row gives alone, and their rates (z-scored later)."""
+    """The columns of some rows that each row gives alone, and their rates (z-scored later).
+    Counts of words are int32 (a transcript has fewer than 2**31 words): half the memory of the
+    columns a server keeps for the dataset's life."""
     norm_refs = _normalized(refs)
-    out: dict[str, np.ndarray] = {"repeated_ngram": repeated_ngrams(norm_refs)}
+    out: dict[str, np.ndarray] = {"repeated_ngram": repeated_ngrams(norm_refs).astype(np.int32)}
     out[_CHAR_RATE], out[_WORD_RATE] = _rates(refs, durations)
     out["empty_reference"] = norm_refs.word_counts() == 0
     if alphabet is not None:
         out["non_alphabet"] = non_alphabet(refs, alphabet)
     for hyp, texts in hyps:
         norm_hyps = _normalized(texts)
-        out[hypothesis_column(hyp, "hyp_repeated_ngram")] = repeated_ngrams(norm_hyps)
-        out[hypothesis_column(hyp, "ins_burst")] = insertion_bursts(norm_refs, norm_hyps)
+        out[hypothesis_column(hyp, "hyp_repeated_ngram")] = repeated_ngrams(norm_hyps).astype(np.int32)
+        out[hypothesis_column(hyp, "ins_burst")] = insertion_bursts(norm_refs, norm_hyps).astype(np.int32)
         out[hypothesis_column(hyp, "length_ratio")] = length_ratios(norm_refs, norm_hyps)
     return out
 

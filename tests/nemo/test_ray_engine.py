@@ -3,15 +3,15 @@
 Pure parts (utterance keys, the part file, the CLI's engine options, Ray missing) run everywhere.
 Tests marked `nemo` run the tiny NeMo model of conftest.py over espeak-ng speech; the Ray ones run a
 real local Ray instance (num_cpus=2) and skip when Ray is not installed (the extra sde[ray]). Each
-Ray run starts model actors that import NeMo (~8 s each on a 2-core machine), so they are few.
+Ray run starts model actors that import NeMo (~8 s each on a 2-core machine), so they are few; the
+two slowest (a killed actor, an interrupted driver) are in test_ray_engine_faults.py, a file of its
+own so that CI's two processes (`--dist loadfile`) run the two halves side by side.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +24,8 @@ from sde.nemo.infer import SegmentRef
 from sde.nemo.jobs import transcribe_manifest
 from sde.nemo.model import TranscribeError
 from sde.nemo.parts import PartFile, load_part, part_header, part_path, read_entries, utterance_key
-from sde.nemo.ray_engine import FAULT_ENV, RAY_MISSING_MESSAGE, RayOptions
+from sde.nemo.ray_engine import RAY_MISSING_MESSAGE, RayOptions
 from tests.nemo.speech_kit import read_jsonl, speech_rows, write_jsonl
-from tests.interrupt_kit import interrupt_when
 from tests.sources.tar_kit import make_tarred
 
 REPO = Path(__file__).resolve().parents[2]
@@ -217,58 +216,6 @@ def test_workers_that_would_hold_every_cpu_are_refused(manifest, ray_instance):
 
 
 @pytest.mark.nemo
-@pytest.mark.slow  # the killed actor is started twice: two NeMo imports
-def test_killed_actor_is_restarted_and_every_batch_arrives_once(manifest, tiny_nemo, tiny_model, tmp_path,
-                                                               ray_instance, monkeypatch):
-    marker = tmp_path / "actor-died"
-    monkeypatch.setenv(FAULT_ENV, f"{marker}:2")  # the actor exits (os._exit) on its 2nd batch, once
-    local = transcribe_manifest(manifest, tiny_model, out=tmp_path / "local.json", device="cpu", batch_size=1,
-                                progress=False)
-    progress: list[tuple[int, int]] = []
-    on_ray = transcribe_manifest(manifest, str(tiny_nemo), out=tmp_path / "ray.json", batch_size=1, progress=False,
-                                 engine="ray", ray=RayOptions(workers=1),
-                                 on_progress=lambda done, total: progress.append((done, total)))
-    assert marker.exists()  # the actor process really died
-    assert progress == [(k, 5) for k in range(6)]  # each of the 5 batches delivered once
-    assert on_ray.read_bytes() == local.read_bytes()
-
-
-@pytest.mark.nemo
-@pytest.mark.slow  # a real driver process on the module's Ray instance (--address), then a second run
-def test_interrupted_driver_leaves_parts_the_rerun_completes(audio_dir, tiny_nemo, tiny_model, tmp_path,
-                                                             ray_instance):
-    d, dur = audio_dir
-    rows = [{"audio_filepath": str(d / name), "duration": round(dur[name], 3), "text": str(k)}
-            for k, name in enumerate(["one.wav", "two.wav", "three.wav"] * 30)]  # enough left when Ctrl-C lands
-    m = tmp_path / "m.json"
-    m.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    total = len(rows)
-    out = tmp_path / "out.json"
-    partial = part_path(out)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", FAULT_ENV)}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "sde.cli", "transcribe", str(m), "--model", str(tiny_nemo), "--out", str(out),
-         "--engine", "ray", "--address", ray_instance.get_runtime_context().gcs_address, "--batch-size", "1"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    stderr = interrupt_when(driver, lambda: _records(partial) >= 2, "part written")
-    assert driver.returncode == 130, stderr
-    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
-    kept = _records(partial)
-    assert 2 <= kept < total and not out.exists()
-
-    progress: list[tuple[int, int]] = []
-    transcribe_manifest(m, str(tiny_nemo), out=out, batch_size=1, progress=False, engine="ray",
-                        ray=RayOptions(workers=1), on_progress=lambda done, total: progress.append((done, total)))
-    assert progress[0] == (kept, total) and progress[-1] == (total, total)
-    assert len(progress) - 1 == total - kept  # only the missing utterances were transcribed again
-    local = transcribe_manifest(m, tiny_model, out=tmp_path / "local.json", device="cpu", batch_size=1,
-                                progress=False)
-    assert out.read_bytes() == local.read_bytes()
-
-
-@pytest.mark.nemo
 @pytest.mark.slow  # one more actor start (a NeMo import)
 def test_background_transcription_uses_the_configured_ray_address(manifest, tiny_nemo, ray_instance, monkeypatch):
     """predictions_for (`sde MANIFEST --model`, the UI's "Transcribe with NeMo" job) runs on Ray when
@@ -284,12 +231,3 @@ def test_background_transcription_uses_the_configured_ray_address(manifest, tiny
                              on_progress=lambda done, total: progress.append((done, total)))
     assert on_ray == here and len(on_ray) == 5
     assert progress[0] == (0, 5) and progress[-1] == (5, 5)
-
-
-def _records(partial: Path) -> int:
-    """Complete records in a part file (a torn last line does not count)."""
-    try:
-        lines = partial.read_text(encoding="utf-8").split("\n")
-    except FileNotFoundError:
-        return 0
-    return sum(1 for line in lines[1:-1] if re.match(r'^\{"k": ', line))

@@ -2,6 +2,8 @@
 included, into a folder where they no longer resolve (sde stats: audio_missing; NeMo: audio not
 found), and said nothing. It now prints sde export's note for that case (the same function), whose
 --audio-base-path reads the output; merging the output back with --predictions still matches.
+`--shard I/N` runs each say it, and `--merge`, which writes the file users go on to read, says it for
+the whole merged output (it said nothing).
 The real CLI, the tiny real .nemo model of tests/conftest.py."""
 
 from __future__ import annotations
@@ -69,3 +71,31 @@ def test_an_output_beside_the_manifest_gets_no_note(manifest, tiny_nemo, tmp_pat
     assert r.returncode == 0, r.stderr[-2000:]
     assert not [line for line in r.stderr.splitlines() if line.startswith("note: ")]
     assert _stats(tmp_path, "ds/preds.json")["audio_missing"] == 0
+
+
+def _notes(r: subprocess.CompletedProcess) -> list[str]:
+    assert r.returncode == 0, r.stderr[-2000:]
+    return [line for line in r.stderr.splitlines() if line.startswith("note: ")]
+
+
+def _shards_then_merge(cwd: Path, model: Path, out: str) -> list[str]:
+    """Both shards of a 2-way split transcribed, then merged: the merge's notes."""
+    common = ("--model", str(model), "--out", out, "--device", "cpu", "--no-progress")
+    for i in range(2):
+        _notes(_sde(cwd, "transcribe", "ds/m.json", "--shard", f"{i}/2", *common))
+    return _notes(_sde(cwd, "transcribe", "ds/m.json", "--merge", *common))
+
+
+def test_a_merge_into_another_folder_gets_the_note_on_relative_audio(manifest, tiny_nemo, tmp_path):
+    notes = _shards_then_merge(tmp_path, tiny_nemo, "out/preds/")
+    first = json.loads(manifest.read_text().splitlines()[0])["audio_filepath"]
+    assert notes == [f"note: 2 transcribed lines name their audio by a path relative to the folder of their manifest "
+                     f"(e.g. {first} in ds/m.json), and out/preds/m_tiny_ctc.json is in another "
+                     "folder: NeMo and sde read such a path from the manifest's folder, so from there it names "
+                     f"another file. Write --out into ds, or read what it wrote with --audio-base-path {tmp_path / 'ds'}"]
+    assert len((tmp_path / "out/preds/m_tiny_ctc.json").read_text().splitlines()) == 3
+
+
+def test_a_merge_beside_the_manifest_gets_no_note(manifest, tiny_nemo, tmp_path):
+    assert _shards_then_merge(tmp_path, tiny_nemo, "ds/preds.json") == []
+    assert len((tmp_path / "ds/preds.json").read_text().splitlines()) == 3

@@ -142,6 +142,13 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def shows_utterance_reviewed(uid: int) -> str:
+    """A JS condition (page.wait_for_function): the page is utterance ``uid``'s, its review panel
+    rendered."""
+    return (f"(document.querySelector('.page-title') || {{}}).innerText === 'Utterance {uid}'"
+            " && !!document.querySelector('#review-card #review-status')")
+
+
 def wait_url(page, pattern: str) -> None:
     page.wait_for_url(re.compile(pattern), timeout=TIMEOUT_MS)
 

@@ -63,6 +63,24 @@ def write(path: Path, samples: np.ndarray, sample_rate: int, subtype: str = "PCM
     return path
 
 
+def long_recording_manifest(folder: Path, segments: int, segment_s: float) -> Path:
+    """folder/long.json: ``segments`` segments of ``segment_s`` seconds of one long recording
+    (folder/long.wav: espeak-ng speech, 0.3 s pauses, over and over), three speakers in turn. A
+    Measure job over it runs long enough to be watched, joined and cancelled; hundreds of short
+    files would take minutes of espeak-ng to make."""
+    import json
+
+    need_espeak()
+    speech, sr = speak(SENTENCES["fox"])
+    take = np.concatenate([speech, silence(0.3, sr)])
+    write(folder / "long.wav", np.resize(take, int(segments * segment_s * sr)), sr)
+    manifest = folder / "long.json"
+    manifest.write_text("".join(json.dumps({"audio_filepath": "long.wav", "offset": i * segment_s,
+                                            "duration": segment_s, "text": f"the quick brown fox {i}",
+                                            "speaker": f"s{i % 3}"}) + "\n" for i in range(segments)))
+    return manifest
+
+
 # ---------------------------------------------------------------- a small corpus with known faults
 
 SENTENCES = {

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.browser_kit import Watch, sde_server
+from tests.browser_kit import Watch, sde_server, shows_utterance_reviewed
 
 pytestmark = pytest.mark.browser
 
@@ -50,12 +50,6 @@ def served(tmp_path_factory):
         yield url
 
 
-def shows(uid: int) -> str:
-    """A JS condition: the page is utterance `uid`'s, its review panel rendered."""
-    return (f"(document.querySelector('.page-title') || {{}}).innerText === 'Utterance {uid}'"
-            " && !!document.querySelector('#review-card #review-status')")
-
-
 def titled(page, uid: int) -> None:
     page.wait_for_function(f"document.title.startsWith('Utterance {uid} · ')")
 
@@ -64,24 +58,24 @@ def test_the_title_names_the_utterance_walking_the_list_and_marking_in_review_mo
     watch = Watch(page, served)
     page.add_init_script(RECORD_TITLES)
     page.goto(f"{served}/utterance/0")
-    page.wait_for_function(shows(0))
+    page.wait_for_function(shows_utterance_reviewed(0))
     titled(page, 0)
     page.evaluate("window.sdeTitles = []")  # from here on, every title set is an inspector's
 
     page.click("#utt-next")                 # plain navigation: the Next link
-    page.wait_for_function(shows(1))
+    page.wait_for_function(shows_utterance_reviewed(1))
     titled(page, 1)
     page.keyboard.press("j")                # and its key
-    page.wait_for_function(shows(2))
+    page.wait_for_function(shows_utterance_reviewed(2))
     titled(page, 2)
 
     page.locator("label[for=review-mode]").click()
     assert page.is_checked("#review-mode")
     page.keyboard.press("a")                # keep: review mode moves on to the next utterance
-    page.wait_for_function(shows(3))
+    page.wait_for_function(shows_utterance_reviewed(3))
     titled(page, 3)
     page.keyboard.press("d")
-    page.wait_for_function(shows(4))
+    page.wait_for_function(shows_utterance_reviewed(4))
     titled(page, 4)
 
     titles = page.evaluate("window.sdeTitles")
@@ -101,7 +95,7 @@ def test_the_title_of_an_utterance_the_dataset_lacks_names_none(page, served):
 def test_the_fields_card_is_reached_and_scrolled_with_the_keyboard(page, served):
     watch = Watch(page, served)
     page.goto(f"{served}/utterance/1")
-    page.wait_for_function(shows(1))
+    page.wait_for_function(shows_utterance_reviewed(1))
     region = page.locator(".utterance-page .kv-body")
     assert region.evaluate("el => el.scrollHeight > el.clientHeight")  # it does scroll
     for _ in range(80):  # Tab from the top of the page until the focus lands on the card's body

@@ -5,15 +5,11 @@ server, with a real Measure job on espeak-ng speech, cancelled once it has shown
 
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from tests.browser_kit import Watch, sde_server
+from tests.quality_kit import long_recording_manifest
 
 pytestmark = pytest.mark.browser
 
@@ -26,21 +22,9 @@ DEADLINE_MS = 180_000
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """SEGMENTS speech segments of one long espeak recording, served."""
-    folder = tmp_path_factory.mktemp("job-progress")
-    raw = folder / "speech.espeak.wav"
-    try:
-        subprocess.run(["espeak-ng", "-w", str(raw), "the quick brown fox jumps over the lazy dog"],
-                       check=True, capture_output=True)
-    except FileNotFoundError:
-        pytest.skip("espeak-ng is not installed")
-    speech, sr = sf.read(raw, dtype="float32")
-    take = np.concatenate([speech, np.zeros(int(0.3 * sr), dtype="float32")])
-    sf.write(folder / "long.wav", np.resize(take, int(SEGMENTS * SEGMENT_S * sr)), sr, subtype="PCM_16")
-    manifest = Path(folder / "long.json")
-    manifest.write_text("".join(json.dumps({"audio_filepath": "long.wav", "offset": i * SEGMENT_S,
-                                            "duration": SEGMENT_S, "text": f"the quick brown fox {i}"}) + "\n"
-                                for i in range(SEGMENTS)))
+    """SEGMENTS speech segments of one long espeak recording (tests.quality_kit), served."""
+    manifest = long_recording_manifest(tmp_path_factory.mktemp("job-progress"), SEGMENTS, SEGMENT_S)
+    folder = manifest.parent
     with sde_server(str(manifest), cwd=folder) as url:
         yield url
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.browser_kit import Watch, api, sde_server, wait_url
+from tests.browser_kit import Watch, api, sde_server, shows_utterance_reviewed, wait_url
 
 pytestmark = pytest.mark.browser
 
@@ -37,15 +37,9 @@ def served(tmp_path_factory):
         yield url
 
 
-def shows(uid: int) -> str:
-    """A JS condition: the page is utterance `uid`'s, its review panel rendered."""
-    return (f"(document.querySelector('.page-title') || {{}}).innerText === 'Utterance {uid}'"
-            " && !!document.querySelector('#review-card #review-status')")
-
-
 def review_mode_at(page, base: str, uid: int) -> None:
     page.goto(f"{base}/utterance/{uid}")
-    page.wait_for_function(shows(uid))
+    page.wait_for_function(shows_utterance_reviewed(uid))
     page.locator("label[for=review-mode]").click()
     assert page.is_checked("#review-mode")
 
@@ -68,14 +62,14 @@ def test_each_mark_is_said_and_the_focus_and_title_follow_the_utterance(page, se
     watch = Watch(page, served)
     review_mode_at(page, served, 0)
     page.keyboard.press("a")
-    page.wait_for_function(shows(1) + f" && ({LIVE}).startsWith('Kept utterance 0')")
+    page.wait_for_function(shows_utterance_reviewed(1) + f" && ({LIVE}).startsWith('Kept utterance 0')")
     assert page.evaluate(LIVE) == "Kept utterance 0; now utterance 1, 2 of 7"
     assert page.get_attribute("#review-live", "aria-live") == "polite"
     assert page.evaluate("document.activeElement !== document.body && document.activeElement.innerText") == \
         "Utterance 1"  # the heading: the keys still work from there
     page.wait_for_function("document.title.startsWith('Utterance 1 · ')")
     page.keyboard.press("d")
-    page.wait_for_function(shows(2) + f" && ({LIVE}).startsWith('Dropped utterance 1')")
+    page.wait_for_function(shows_utterance_reviewed(2) + f" && ({LIVE}).startsWith('Dropped utterance 1')")
     assert page.evaluate(LIVE) == "Dropped utterance 1; now utterance 2, 3 of 7"
     assert page.evaluate("document.activeElement.innerText") == "Utterance 2"
     page.wait_for_function("document.title.startsWith('Utterance 2 · ')")
@@ -86,7 +80,7 @@ def test_each_mark_is_said_and_the_focus_and_title_follow_the_utterance(page, se
 def test_tab_into_samples_after_the_inspector_lands_on_the_row_come_back_from(page, served):
     watch = Watch(page, served)
     page.goto(f"{served}/utterance/3")
-    page.wait_for_function(shows(3))
+    page.wait_for_function(shows_utterance_reviewed(3))
     page.keyboard.press("u")
     wait_url(page, r"/samples\?focus=3$")
     page.wait_for_selector('#samples-grid .ag-row-selected[row-index="3"]')

@@ -10,12 +10,13 @@ import json
 import multiprocessing
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.quality_kit import long_recording_manifest
 
 # A bound for a stuck job, not a speed test (a loaded 2-core machine is slow to start workers).
 DEADLINE_S = 240
@@ -113,28 +114,8 @@ SEGMENT_S = 2.0
 
 @pytest.fixture(scope="module")
 def long_manifest(tmp_path_factory) -> Path:
-    """SEGMENTS speech segments of one long espeak recording: a Measure job that runs long enough
-    to be joined and cancelled (hundreds of short files would take minutes of espeak to make)."""
-    import numpy as np
-    import soundfile as sf
-
-    folder = tmp_path_factory.mktemp("long")
-    raw = folder / "speech.espeak.wav"
-    try:
-        subprocess.run(["espeak-ng", "-w", str(raw), "the quick brown fox jumps over the lazy dog"],
-                       check=True, capture_output=True)
-    except FileNotFoundError:
-        pytest.skip("espeak-ng is not installed")
-    speech, sr = sf.read(raw, dtype="float32")
-    take = np.concatenate([speech, np.zeros(int(0.3 * sr), dtype="float32")])
-    total = int(SEGMENTS * SEGMENT_S * sr)
-    sf.write(folder / "long.wav", np.resize(take, total), sr, subtype="PCM_16")
-    manifest = folder / "long.json"
-    with manifest.open("w") as f:
-        for i in range(SEGMENTS):
-            f.write(json.dumps({"audio_filepath": "long.wav", "offset": i * SEGMENT_S, "duration": SEGMENT_S,
-                                "text": f"the quick brown fox {i}", "speaker": f"s{i % 3}"}) + "\n")
-    return manifest
+    """SEGMENTS speech segments of one long espeak recording (tests.quality_kit)."""
+    return long_recording_manifest(tmp_path_factory.mktemp("long"), SEGMENTS, SEGMENT_S)
 
 
 def _server_process() -> psutil.Process:

@@ -1463,6 +1463,12 @@ def _terminate(signum: int, _frame: Any) -> None:
 def main() -> None:
     import signal
 
+    # `python -m sde.cli` as well as the `sde` script (sde.entry): a Ctrl-C that Python had to
+    # swallow, handled inside a __del__ or a weakref callback (Ray's object references have one), is
+    # raised again where it can unwind; without the hook the command carried on to its end, exit 0
+    import sde.entry  # noqa: F401 - its import installs that hook
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here sde.cli's own handling
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -112,3 +112,19 @@ def test_ctrl_c_inside_a_weakref_callback_is_interrupted_and_130_without_excepti
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.returncode == 130 and proc.stderr.count("interrupted") == 1, (proc.returncode, proc.stderr[-3000:])
     assert "Usage:" not in proc.stdout  # the command stopped: it did not carry on and print its help
+
+
+def test_python_m_sde_cli_does_not_carry_on_after_a_swallowed_ctrl_c(tmp_path):
+    """`python -m sde.cli` (how the tests and some job scripts run sde) had no hook for a Ctrl-C
+    swallowed in a callback: "Exception ignored ... KeyboardInterrupt", then the command went on
+    to its end and exit 0 (an interrupted `sde transcribe --engine ray`, whose object references
+    are dropped in such callbacks, wrote its whole output)."""
+    script = tmp_path / "run_cli.py"
+    script.write_text("import runpy, sys\n" + _CTRL_C_IN_A_WEAKREF_CALLBACK.format(module="sde.nemo.command")
+                      + "sys.argv = ['sde', '--help']\nrunpy.run_module('sde.cli', run_name='__main__')\n",
+                      encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "SDE_CACHE_DIR": str(tmp_path / "cache")})
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == 130 and proc.stderr.count("interrupted") == 1, (proc.returncode, proc.stderr[-3000:])
+    assert "Usage:" not in proc.stdout

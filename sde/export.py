@@ -122,7 +122,8 @@ class AtomicOutput:
                                   "output folder") from None
         raw = os.fdopen(fd, "wb", buffering=buffer)
         gz = self.target.suffix.lower() == ".gz"
-        self.file: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb") if gz else raw
+        # level 6, gzip's own default: 9 took 3x the time (35 s vs 12 s for 374 MB) for 1.7% less
+        self.file: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) if gz else raw
         self._raw = raw
         self.done = False
 
@@ -1066,9 +1067,14 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
                               "no line was dropped by a rule")
         if store is not None:
             plan.notes.extend(store.notes)
-        if store is not None and not apply_reviews and not any(t and "review" in t for t in texts):
-            plan.notes.append(f"--reviews {reviews_path} was read but not applied: no filter or rule names a "
-                              "review column; add --apply-reviews to remove the drops and write the fixes")
+        if store is not None and not apply_reviews:
+            if not any(t and "review" in t for t in texts):
+                plan.notes.append(f"--reviews {reviews_path} was read but not applied: no filter or rule names a "
+                                  "review column; add --apply-reviews to remove the drops and write the fixes")
+            elif fixes := sum(r.status == "fix" for r in store.reviews()):
+                # a filter such as {review} = "fix" chose the fixed lines, which then kept their old text
+                plan.notes.append(f"--reviews {reviews_path}: its {fixes:,} fixed transcripts were not written (the "
+                                  "filter or rules only read the reviews); add --apply-reviews to write them")
         inputs = [("--rules", rules_path)] if rules_path is not None else []
         if store is not None:
             inputs.append(("--reviews", store.path))

@@ -64,6 +64,16 @@ def _end_when_orphaned(parent: int) -> None:
     os._exit(1)
 
 
+def _end_when_gone(owner: int) -> None:
+    """A pool worker's watch (:func:`in_processes`): end it once the process ``owner`` is gone."""
+    while True:
+        try:
+            os.kill(owner, 0)
+        except (ProcessLookupError, PermissionError):  # gone (its pid taken by another user's process)
+            os._exit(1)
+        time.sleep(ORPHAN_CHECK_S)
+
+
 def _end_worker(signum: int, _frame: Any) -> None:
     """A worker's SIGTERM: raised, so that unwinding releases the pool's queue locks it holds. Killed
     outright while sending its result (SIGTERM to the whole process group: timeout, Slurm, kill --
@@ -249,7 +259,7 @@ def in_processes(function: Callable[[_Job], _Result], jobs: Iterable[_Job], work
     own KeyboardInterrupt traceback)."""
     pending = enumerate(jobs)
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=process_context(),
-                             initializer=_ignoring_interrupts, initargs=(initializer, initargs)) as pool:
+                             initializer=_ignoring_interrupts, initargs=(initializer, initargs, os.getpid())) as pool:
         futures: dict[Future, int] = {}
         for index, job in pending:
             futures[pool.submit(function, job)] = index
@@ -291,8 +301,12 @@ def in_processes_or_here(function: Callable[[Any], _Result], jobs: Sequence[_Job
             yield index, function(made(job))
 
 
-def _ignoring_interrupts(initializer: Callable[..., object] | None, initargs: tuple) -> None:
+def _ignoring_interrupts(initializer: Callable[..., object] | None, initargs: tuple, owner: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a parent killed outright (kill -9, the OOM killer) cannot end its workers: one blocked sending
+    # its result to it lived on, holding its memory and the parent's stdout and stderr. Once the
+    # process that made the pool is gone it ends itself (from a forkserver, that is no parent of it).
+    threading.Thread(target=_end_when_gone, args=(owner,), name="sde-orphan-watch", daemon=True).start()
     if initializer is not None:
         initializer(*initargs)
 

@@ -247,6 +247,16 @@ def test_a_value_may_start_with_an_operator_character_after_a_space(q, value):
     assert parse(q).value == value
 
 
+@pytest.mark.parametrize("name,suggested", [("time", "{review_time}"), ("note", "{review_note}"),
+                                              ("TAGS", "{review_tags}")])
+def test_an_unknown_column_suggests_the_column_it_ends_with(name, suggested):
+    # /api/reviews' rows say "time", "note", "tags"; their columns are review_time, ... (QA: the
+    # message listed 32 more columns and named none)
+    with pytest.raises(QueryError) as exc:
+        parse_filter(f"{{{name}}} = 1", columns=["wer", "cer", "review", "review_time", "review_note", "review_tags"])
+    assert f"Did you mean {suggested}?" in str(exc.value)
+
+
 def test_unknown_column_names_the_position_and_the_close_match():
     with pytest.raises(QueryError) as exc:
         parse_filter("{cer} < 5 || {wre} > 20", columns=["wer", "cer"])

@@ -402,3 +402,44 @@ def test_a_worker_reports_other_exceptions_a_callback_swallowed():
     run = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=20)
     assert run.returncode == 0 and run.stdout.strip() == "carried on"
     assert "Exception ignored" in run.stderr and "ValueError: a callback failed" in run.stderr
+
+
+KILLED_WHILE_ITS_WORKERS_RUN = """
+import os, sys, threading, time
+from sde.workers import in_processes
+
+def job(path):
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(60)
+    return path
+
+if __name__ == "__main__":
+    folder = sys.argv[1]
+    if sys.argv[2] == "threaded":  # workers from the forkserver, not forked from this process
+        threading.Thread(target=time.sleep, args=(120,), daemon=True).start()
+    for _ in in_processes(job, [os.path.join(folder, f"worker{k}") for k in range(2)], 2):
+        pass
+"""
+
+
+@pytest.mark.parametrize("parent_kind", ["single", "threaded"])
+def test_workers_of_a_parent_killed_outright_end_themselves(tmp_path, parent_kind):
+    """kill -9 (or the OOM killer) of a process whose in_processes workers run: they ended only
+    with their job (QA: a worker of a killed `sde export`, blocked sending its result, lived on
+    with 0.4 GB and the export's stdout)."""
+    script = tmp_path / "parent.py"
+    script.write_text(KILLED_WHILE_ITS_WORKERS_RUN, encoding="utf-8")
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path), parent_kind], env=ENV, cwd=tmp_path)
+    pids = []
+    deadline = time.monotonic() + 60
+    while len(pids) < 2:
+        assert time.monotonic() < deadline, "the workers did not start"
+        pids = [int(p.read_text()) for p in tmp_path.glob("worker*") if p.read_text()]
+        time.sleep(0.1)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10 * workers.ORPHAN_CHECK_S + 5
+    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids):
+        assert time.monotonic() < deadline, f"workers {pids} outlived their parent"
+        time.sleep(0.1)

@@ -120,6 +120,8 @@ def check_column(name: str, columns: Sequence[str], pos: int | None = None) -> N
     cols = [c for c in cols if c] or cols  # an empty name listed would read as a stray comma
     close = difflib.get_close_matches(name, cols, n=3, cutoff=0.6)
     close += [c for c in cols if c.lower() == name.lower() and c not in close]
+    # a field named as a JSON answer names it ("time" of /api/reviews' rows): its column's own name
+    close += [c for c in cols if c.lower().endswith("_" + name.lower()) and c not in close][:3]
     hint = f" Did you mean {', '.join(column_ref(c) for c in close)}?" if close else ""
     shown = ", ".join(cols[:20]) + (f", … ({len(cols) - 20} more)" if len(cols) > 20 else "")
     raise QueryError(f'Unknown column "{_cut(name)}"{_at(pos)}.{hint} Columns: {shown}.', pos)

@@ -421,6 +421,13 @@ def _select(query: Any, filter: str | None, sort: str | None) -> np.ndarray:
         raise ExportError(f"--sort: {e}") from None
 
 
+def _kept_fixes(dataset: "Dataset", store: Any, kept: np.ndarray) -> int:
+    """The kept rows whose review is a fix (aligned to the rows as --apply-reviews aligns them)."""
+    aligned = aligned_reviews(dataset, store)
+    fixed = [p for p, review in zip(aligned.positions.tolist(), aligned.reviews) if review.status == "fix"]
+    return int(np.isin(np.asarray(fixed, dtype=np.int64), kept).sum())
+
+
 def _apply_reviews(aligned: Any, keep: np.ndarray, rewrites: dict[int, Any], lines: np.ndarray) -> dict:
     """Take "drop" rows out of `keep`; note the kept rows whose line a fix, note or tags rewrite.
     The changelog names each changed line where it is now (`lines`, the rows' line numbers): a
@@ -1071,7 +1078,7 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
             if not any(t and "review" in t for t in texts):
                 plan.notes.append(f"--reviews {reviews_path} was read but not applied: no filter or rule names a "
                                   "review column; add --apply-reviews to remove the drops and write the fixes")
-            elif fixes := sum(r.status == "fix" for r in store.reviews()):
+            elif fixes := _kept_fixes(dataset, store, plan.kept):
                 # a filter such as {review} = "fix" chose the fixed lines, which then kept their old text
                 plan.notes.append(f"--reviews {reviews_path}: its {fixes:,} fixed transcripts were not written (the "
                                   "filter or rules only read the reviews); add --apply-reviews to write them")

@@ -54,18 +54,12 @@ def _worker_signals(parent: int) -> None:
 ORPHAN_CHECK_S = 1.0
 
 
-def _end_when_orphaned(parent: int) -> None:
-    """A worker's watch: end it once its parent is gone. The parent-death SIGTERM can land just
-    before the worker blocks waiting for its next task, and is then never acted on (see
-    :func:`_terminate_pool`); with no parent left to SIGKILL it, the worker would wait for ever
-    (e.g. after the kernel's OOM killer took the parent). Also where there is no prctl."""
-    while os.getppid() == parent:
-        time.sleep(ORPHAN_CHECK_S)
-    os._exit(1)
-
-
-def _end_when_gone(owner: int) -> None:
-    """A pool worker's watch (:func:`in_processes`): end it once the process ``owner`` is gone."""
+def _end_when_orphaned(owner: int) -> None:
+    """A worker's watch: end it once the process ``owner`` that made its pool is gone. A parent's
+    SIGTERM can land just before the worker blocks waiting for its next task, and is then never
+    acted on (see :func:`_terminate_pool`); with no parent left to SIGKILL it, the worker would wait
+    for ever (e.g. after the kernel's OOM killer took the parent). Also where there is no prctl, and
+    for a worker the forkserver started (``owner`` is then no parent of it)."""
     while True:
         try:
             os.kill(owner, 0)
@@ -306,7 +300,7 @@ def _ignoring_interrupts(initializer: Callable[..., object] | None, initargs: tu
     # a parent killed outright (kill -9, the OOM killer) cannot end its workers: one blocked sending
     # its result to it lived on, holding its memory and the parent's stdout and stderr. Once the
     # process that made the pool is gone it ends itself (from a forkserver, that is no parent of it).
-    threading.Thread(target=_end_when_gone, args=(owner,), name="sde-orphan-watch", daemon=True).start()
+    threading.Thread(target=_end_when_orphaned, args=(owner,), name="sde-orphan-watch", daemon=True).start()
     if initializer is not None:
         initializer(*initargs)
 

@@ -102,6 +102,12 @@ def test_fixed_lines_chosen_by_a_review_filter_without_apply_reviews_are_named_i
     applied = export_dataset(dataset, tmp_path / "applied.json", reviews_path=tmp_path / "r.sqlite",
                              filter='{review} = "fix"', apply_reviews=True)
     assert applied["notes"] == [] and "a corrected transcript" in (tmp_path / "applied.json").read_text()
+    store = open_reviews(dataset, tmp_path / "r.sqlite")
+    store.set_review(utterance_keys(dataset).key(0), "drop")
+    store.close()
+    drops = export_dataset(dataset, tmp_path / "drops.json", reviews_path=tmp_path / "r.sqlite",
+                           filter='{review} = "drop"')
+    assert drops["counts"]["kept"] == 1 and drops["notes"] == []  # the fix is not among the kept lines
 
 
 def test_reviews_of_lines_a_rule_removed_are_counted_apart(tmp_path, dataset):

@@ -27,6 +27,7 @@ the morning after, its files on the disk.
 from __future__ import annotations
 
 import argparse
+import compileall
 import http.client
 import os
 import re
@@ -44,6 +45,13 @@ import orjson
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def compiled(tree: Path) -> None:
+    """sde's bytecode written beside its sources, as pip writes it at install: with
+    PYTHONDONTWRITEBYTECODE set (as on some machines) every start of a checkout compiled sde's
+    modules again, ~0.35 s of a 10M-utterance warm start that no installed sde pays."""
+    compileall.compile_dir(tree / "sde", quiet=1)
 
 
 def _page(filter: str, sort: str, page: int = 0) -> str:
@@ -289,6 +297,7 @@ def main() -> None:
                     help="drop the OS page cache before the server starts (Linux, as root): a start the morning "
                          "after, when the build's files come from the disk")
     args = ap.parse_args()
+    compiled(ROOT)
     args.data.mkdir(parents=True, exist_ok=True)
     if args.cache_dir is not None and len(args.sizes) != 1:
         ap.error("--cache-dir serves one dataset: give one size")

@@ -69,6 +69,14 @@ class DefaultGroup(click.Group):
         except KeyboardInterrupt:  # past the command's handling: only its parsing lets one through
             _exit_interrupted()
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        from sde.entry import resume_full_collections
+
+        name, command, rest = super().resolve_command(ctx, args)
+        if name != self.default_command:  # paused for the imports (sde.entry); a server resumes them once listening
+            resume_full_collections()
+        return name, command, rest
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy_commands})
 
@@ -503,7 +511,9 @@ def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | 
     from sde.sources import remote
 
     from sde.audio_presence import with_audio_presence
+    from sde.entry import resume_full_collections
 
+    resume_full_collections()  # paused for the imports (sde.entry); a build is work
     status = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     if not no_cache and not cache_dir:
         _say_cache_without_home()
@@ -937,8 +947,10 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # The first page a browser opens shows the summary (sums over every row: 0.3-0.8 s at 10M,
     # mostly reading the columns, numpy without the GIL): made while the web framework imports.
     threading.Thread(target=_summary_ahead, args=(dataset,), name="sde-summary", daemon=True).start()
+    from sde.entry import pause_full_collections, resume_full_collections
     from sde.web.serve import ServeError, import_dash, serve
 
+    pause_full_collections()  # for the web framework's imports (sde.entry)
     import_dash()
     from sde.web.app import AppConfig, create_app
 
@@ -984,6 +996,7 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     from sde.web.panels.augment import configure_sources
 
     configure_sources(app.server, *augment_dirs)
+    resume_full_collections()
     try:
         serve(app, host=host, port=port, debug=debug, sock=sock)
     except ServeError as e:
@@ -1466,7 +1479,9 @@ def main() -> None:
     # `python -m sde.cli` as well as the `sde` script (sde.entry): a Ctrl-C that Python had to
     # swallow, handled inside a __del__ or a weakref callback (Ray's object references have one), is
     # raised again where it can unwind; without the hook the command carried on to its end, exit 0
-    import sde.entry  # noqa: F401 - its import installs that hook
+    import sde.entry  # its import installs that hook
+
+    sde.entry.pause_full_collections()
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here sde.cli's own handling
     os.environ.setdefault("PYTHONWARNINGS", "ignore")

@@ -40,8 +40,8 @@ from sde.web.figures import GRAPH_CONFIG
 from sde.web.outputs import changed
 from sde.web.pages import breakdown, samples
 from sde.web.pages.page import Page, link_value_notes
-from sde.web.present import (choice_param, error_frames_with_utterances, hyp_options, int_param, resolve_hypothesis,
-                              selection, selection_totals)
+from sde.web.present import (ERROR_ROWS_MADE, choice_param, error_frames_with_utterances, hyp_options, int_param,
+                              resolve_hypothesis, selection, selection_totals)
 from sde.web.state import error_href, rendered_key, search_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TITLE = "Errors"
 PATH = "/errors"
-TABLE_LIMIT = 200            # rows per top-error table (the chart shows the first af.MAX_BARS)
+TABLE_LIMIT = ERROR_ROWS_MADE  # rows per top-error table (the chart shows the first af.MAX_BARS)
 
 # Component ids (this page's own; prefixed so they never clash with other pages)
 HYP = "errors-hyp"

@@ -166,11 +166,11 @@ def pause_full_collections() -> None:
     _paused_thresholds = gc.get_threshold()
     gc.set_threshold(_paused_thresholds[0], _paused_thresholds[1], _FULL_COLLECTIONS_PAUSED)
     if not _fork_hooked and hasattr(os, "register_at_fork"):  # a forked worker collects as Python does
-        os.register_at_fork(after_in_child=_resume_in_child)
+        os.register_at_fork(after_in_child=_restore_thresholds)
         _fork_hooked = True
 
 
-def _resume_in_child() -> None:
+def _restore_thresholds() -> None:
     global _paused_thresholds
     if _paused_thresholds is not None:
         gc.set_threshold(*_paused_thresholds)
@@ -178,13 +178,12 @@ def _resume_in_child() -> None:
 
 
 def resume_full_collections() -> None:
-    """The imports are done: full collections resume, and what was made and kept so far (modules,
-    classes, functions) is set aside where they will not pass over it again (gc.freeze): a server's
-    requests pay for their own objects only. A no-op where nothing was paused (tests that call the
-    commands in their own process)."""
+    """The imports are done: full collections resume. Nothing is frozen (gc.freeze), though later
+    collections would then pass over less: a dataset replaced while serving (audio measured,
+    transcribed) can sit in reference cycles that only a full collection frees. A no-op where
+    nothing was paused (tests that call the commands in their own process)."""
     if _paused_thresholds is not None:
-        _resume_in_child()
-        gc.freeze()
+        _restore_thresholds()
 
 
 def main() -> None:

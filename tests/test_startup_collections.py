@@ -1,6 +1,6 @@
 """Python's full garbage collections are paused while a command imports its libraries
 (sde.entry.pause_full_collections) and resume before any work: a build collects as Python does,
-a forked worker too, and a server resumes them (its start-up objects frozen) before it listens.
+a forked worker too, and a server resumes them before it listens.
 Each case runs sde's real main() in a fresh interpreter, so the test process's collector is never
 touched; what it records is the collector's state at the moment named."""
 
@@ -78,7 +78,7 @@ def test_a_server_collects_while_loading_and_from_listening_on(tmp_path, args):
     assert moments["dataset load"][0] == default  # a build is work: paused only for the imports
     assert moments["web framework imported"][0] == PAUSED
     assert moments["listening"][0] == default
-    assert moments["listening"][1] > 10_000  # the modules, classes and dataset kept: frozen
+    assert moments["listening"][1] == 0  # nothing frozen: a dataset replaced while serving must be collectable
     assert children == [default]
 
 

@@ -7,13 +7,16 @@ touched; what it records is the collector's state at the moment named."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 PAUSED = 10**9
+ROOT = Path(__file__).resolve().parent.parent  # this checkout's sde, whatever the environment has installed
 
 # The script records (moment, full-collection threshold, objects frozen) as main() reaches each
 # moment: sde.web.serve.serve is replaced by a recorder that returns instead of listening.
@@ -63,7 +66,8 @@ def _run(tmp_path, *args: str) -> tuple[list, list[int]]:
                                             "pred_text": "hello word"}) + "\n" for i in range(3)))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, *[a.replace("M", str(manifest)) for a in args],
                            "--cache-dir", str(tmp_path / "cache")],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.split("SEEN ", 1)[1])
     children = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("CHILD ")]

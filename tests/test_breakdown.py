@@ -262,6 +262,34 @@ def test_intervals_are_remembered_per_group_and_settings_within_a_bound(monkeypa
     np.testing.assert_allclose(lo[[9, 4]], expected[0][:2])
 
 
+@pytest.mark.parametrize("selected", [None, "every other row"], ids=["whole table", "a selection"])
+def test_each_groups_interval_is_its_rows_bootstrap_whether_from_its_sums_or_its_rows(selected):
+    """Large groups' normal-limit intervals come from per-group sums, the others' from their rows
+    sorted into runs: each must equal _group_interval over that group's own rows, seeded by its
+    value. Groups: large (normal), large with one dominating utterance (exact), small (exact),
+    missing values."""
+    t = random_table(12_000, 8, seed=4)
+    t.loc[t["speaker"] == "s3", "num_words"] = 10
+    t.loc[t.index[t["speaker"] == "s3"][0], ["num_words", "sub"]] = [5000, 2500]  # dominates s3
+    t.loc[t["speaker"] == "s5", "speaker"] = pd.array([f"tiny{i % 40}" for i in range((t["speaker"] == "s5").sum())],
+                                                      dtype=S)
+    utt_ids = None if selected is None else np.arange(0, len(t), 2)
+    grouped = A.group_rates(t, "speaker", {}, utt_ids=utt_ids)
+    wanted = np.arange(len(grouped.groups))
+    lo, hi = grouped.intervals(wanted, n_resamples=400, seed=3)
+    rows = t if utt_ids is None else t.iloc[utt_ids]
+    errors = (rows["sub"] + rows["del"] + rows["ins"]).to_numpy(np.int64)
+    words = rows["num_words"].to_numpy(np.int64)
+    sizes = []
+    for i, value in enumerate(grouped.groups["value"]):
+        mine = (rows["speaker"].isna() if value is None else rows["speaker"] == value).to_numpy(bool, na_value=False)
+        sizes.append(int(mine.sum()))
+        rng = np.random.default_rng([3, G._seed_key(value)])
+        expected = G._group_interval(errors[mine], words[mine], 400, 0.05, rng)
+        assert (lo[i], hi[i]) == pytest.approx(expected, rel=1e-9, abs=1e-9), value
+    assert max(sizes) > G.CI_EXACT_MAX and min(sizes) <= G.CI_EXACT_MAX  # both kinds were asked
+
+
 def test_a_one_utterance_group_has_a_point_interval_and_a_small_group_a_wide_one():
     grouped = small_groups()
     lo, hi = grouped.intervals([2, 0], n_resamples=500)  # c: one utterance; a: two

@@ -814,10 +814,16 @@ def write_review(record: dict, extras: dict, review: Any, old_text: Any) -> None
         extras["review_tags"] = list(review.tags)
 
 
+# A review column, or braced as a column a field of /api/reviews' rows ({status}, {time}, ...): the
+# latter is unknown, and only a query over the review columns names them in its message ({status}:
+# did you mean {review}?). Braced only: `{text} contains "time"` must not build that query.
+_NAMES_REVIEWS = re.compile(r"review|\{\s*(?:status|time|note|tags|user)\s*\}", re.IGNORECASE)
+
+
 def query_for(dataset: "Dataset", store: ReviewStore | None, *texts: str | None) -> "TableQuery":
     """The query engine for filters/sorts `texts`: the dataset's own, or, when one of them names a
     review column, one over the utterances plus the current review columns (rebuilt after edits)."""
-    if store is None or not any(t and "review" in t for t in texts):
+    if store is None or not any(t and _NAMES_REVIEWS.search(t) for t in texts):
         return dataset.utterance_query
     token = (store.serial, store.generation())
     cached = dataset.__dict__.get("_sde_reviewed_query")

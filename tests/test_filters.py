@@ -248,10 +248,10 @@ def test_a_value_may_start_with_an_operator_character_after_a_space(q, value):
 
 
 @pytest.mark.parametrize("name,suggested", [("time", "{review_time}"), ("note", "{review_note}"),
-                                              ("TAGS", "{review_tags}")])
+                                              ("TAGS", "{review_tags}"), ("status", "{review}")])
 def test_an_unknown_column_suggests_the_column_it_ends_with(name, suggested):
-    # /api/reviews' rows say "time", "note", "tags"; their columns are review_time, ... (QA: the
-    # message listed 32 more columns and named none)
+    # /api/reviews' rows say "time", "note", "tags", "status"; their columns are review_time, ...,
+    # and review (QA: the message listed 32 more columns and named none)
     with pytest.raises(QueryError) as exc:
         parse_filter(f"{{{name}}} = 1", columns=["wer", "cer", "review", "review_time", "review_note", "review_tags"])
     assert f"Did you mean {suggested}?" in str(exc.value)

@@ -152,6 +152,23 @@ def test_robust_z_is_the_per_group_definition_on_random_data(seed):
     assert np.allclose(robust_z(x, labels), expected, equal_nan=True, rtol=1e-9, atol=1e-9)  # integer codes, -1: none
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_robust_z_is_the_definition_where_most_rows_have_no_group_of_their_own(seed):
+    """Most rows without a speaker (or in one under 5 values) take the whole column's statistics,
+    which the per-group ones leave out; the few big groups still take their own."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(10, 3, 600), 0 if seed % 2 else 3)
+    x[rng.random(600) < 0.05] = np.nan
+    labels = np.where(rng.random(600) < 0.8, -1, rng.integers(0, 12, 600))
+    labels[rng.choice(600, 3, replace=False)] = 12  # a group of 3: too small for statistics of its own
+    groups = [None if g < 0 else f"spk{g}" for g in labels]
+    sizes = np.bincount(labels[labels >= 0])
+    assert (labels < 0).mean() > 0.75 and (sizes >= 5).sum() >= 6 and sizes[12] == 3
+    expected = _robust_z_row_by_row(x, groups)
+    assert np.allclose(robust_z(x, np.array(groups, dtype=object)), expected, equal_nan=True, rtol=1e-9, atol=1e-9)
+    assert np.allclose(robust_z(x, labels), expected, equal_nan=True, rtol=1e-9, atol=1e-9)
+
+
 def test_the_suspicious_columns_keep_word_counts_in_four_bytes():
     """The columns a server keeps for the dataset's life (10M rows: ~0.5 GB): counts of words as
     int32, rates and ratios float64, flags bool, and no copy of them joined into one block."""

@@ -267,11 +267,14 @@ def robust_z(values: np.ndarray | pd.Series, groups: np.ndarray | pd.Series | No
             at[big] = np.arange(big.size)
             own = np.where(codes >= 0, at[np.clip(codes, 0, len(sizes) - 1)], -1)
             del codes, at
-            medians = pd.Series(x, copy=False).groupby(own).median().reindex(range(big.size)).to_numpy()
+            # grouped by categorical codes: the rows of code -1 (the whole column's, already
+            # computed) are left out of every group, with no copy of the values and no hashing
+            keys = pd.Categorical.from_codes(own, categories=range(big.size))
+            medians = pd.Series(x, copy=False).groupby(keys, observed=False).median().to_numpy()
             centers = np.append(medians, center)
-            dev = pd.Series(np.abs(x - centers[own]), copy=False).groupby(own)
-            mad = dev.median().reindex(range(big.size)).to_numpy() * _MAD_SCALE
-            meanad = dev.mean().reindex(range(big.size)).to_numpy() * _MEANAD_SCALE
+            dev = pd.Series(np.abs(x - centers[own]), copy=False).groupby(keys, observed=False)
+            mad = dev.median().to_numpy() * _MAD_SCALE
+            meanad = dev.mean().to_numpy() * _MEANAD_SCALE
             spreads = np.append(np.where(mad > 0, mad, meanad), scale)
     dev = x - centers[own]
     spread = spreads[own]

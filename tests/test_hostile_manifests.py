@@ -1,4 +1,4 @@
-"""Hostile manifests through the real CLI: `sde stats FILE --json --no-cache` as a subprocess.
+"""Hostile manifests through the real CLI: `sde stats FILE --json --no-cache`.
 
 Every kind of bad line, and whole files that are not manifests at all. For each the documented
 result (sde/manifest's package docstring, tests/test_manifest.py):
@@ -10,23 +10,32 @@ result (sde/manifest's package docstring, tests/test_manifest.py):
 * never a hang (60 s timeout), never a traceback.
 
 The cases are small files generated under tmp_path (the 10 MB line and the 100k-level nesting
-are generated too, and deleted with tmp_path). All runs start together in a thread pool.
+are generated too, and deleted with tmp_path). Each runs sde's click command in this process
+(click's CliRunner, stdout and stderr apart): ~100 interpreters each importing sde took most of
+this file's time (74 s). A few cases also run as `python -m sde.cli` subprocesses, and must give
+the same exit code, stdout and stderr, so the in-process runs stand for the real command.
 """
 
 from __future__ import annotations
 
 import bz2
+import faulthandler
 import gzip
 import json
 import lzma
 import os
 import subprocess
 import sys
+import traceback
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from sde.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 60
@@ -116,11 +125,36 @@ class Run:
         return json.loads(self.stdout)
 
 
+def stats_args(path: Path | str, *extra: str) -> list[str]:
+    return ["stats", str(path), "--json", "--no-cache", *extra]
+
+
+def sde_stats_in_process(path: Path | str, *extra: str) -> Run:
+    """The command as a process runs it, in this one: an exception click did not turn into an exit
+    is written as the traceback the process would print, and warnings as Python's default
+    filters would show them on stderr (pytest would otherwise capture them unseen)."""
+    # the run's own hang guard: the stacks of every thread, then the test process ends
+    faulthandler.dump_traceback_later(TIMEOUT_S, exit=True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.filterwarnings("ignore", category=category)
+            result = CliRunner().invoke(cli, stats_args(path, *extra), prog_name="sde")
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(*result.exc_info))
+    stderr += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
+    return Run(result.exit_code, result.stdout, stderr)
+
+
 def sde_stats(path: Path | str, *extra: str) -> Run:
+    """`python -m sde.cli stats ...` as a separate process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     try:
-        proc = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(path), "--json", "--no-cache", *extra],
-                              cwd=ROOT, env=env, capture_output=True, timeout=TIMEOUT_S)
+        proc = subprocess.run([sys.executable, "-m", "sde.cli", *stats_args(path, *extra)], cwd=ROOT, env=env, capture_output=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:  # pragma: no cover - the assertion is the point
         pytest.fail(f"sde stats {path} hung for more than {TIMEOUT_S} s")
     return Run(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
@@ -211,9 +245,8 @@ def corpus(tmp_path_factory):
     jobs = {name: (path, ()) for name, (path, _) in files.items()}
     for name in BAD_LINE_CASES:
         jobs[f"strict_{name}"] = (files[f"line_{name}"][0], ("--strict",))
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        futures = {name: pool.submit(sde_stats, path, *extra) for name, (path, extra) in jobs.items()}
-        runs = {name: f.result() for name, f in futures.items()}
+    # one at a time: CliRunner swaps this process's sys.stdout and sys.stderr
+    runs = {name: sde_stats_in_process(path, *extra) for name, (path, extra) in jobs.items()}
     return files, runs
 
 
@@ -301,3 +334,22 @@ def test_error_messages_name_the_fix(corpus):
     assert "check the path" in runs["missing_file"].stderr
     assert "one JSON object per line" in runs["empty"].stderr
     assert "one object per line" in runs["binary"].stderr
+
+
+# One of each kind of result, and the deepest nesting (a fresh process has its whole stack):
+# `python -m sde.cli` says what the in-process runs above say, byte for byte.
+AS_A_PROCESS = [
+    ("gzip_of_a_manifest", ()), ("json_array", ()), ("missing_file", ()), ("deep_nesting_on_the_first_line", ()),
+    ("line_deep_nesting_100k", ("--strict",)), ("line_invalid_json", ("--strict",)), ("tiny_duration", ()),
+]
+
+
+def test_a_separate_process_says_what_the_in_process_command_says(corpus):
+    files, _ = corpus
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        futures = {(name, extra): pool.submit(sde_stats, files[name][0], *extra) for name, extra in AS_A_PROCESS}
+        processes = {key: f.result() for key, f in futures.items()}
+    for (name, extra), run in processes.items():
+        _no_traceback(run)
+        same = sde_stats_in_process(files[name][0], *extra)
+        assert (run.code, run.stdout, run.stderr) == (same.code, same.stdout, same.stderr), (name, extra)

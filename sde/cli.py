@@ -151,23 +151,31 @@ _predictions_exist = _exists_checked("file", "give a NeMo output manifest with p
                                              "sde transcribe)")
 
 
-def _one_predictions_file(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> str | None:
-    """--predictions' callback: one file (None when not given), checked to exist. Given more than
-    once, a usage error that says how to compare models today: one model's output read as the
-    manifest (its pred_text) with the other's merged (as pred_text_<its stem>, predictions_field)."""
-    if len(values) > 1:
-        from sde.manifest.hypotheses import predictions_field
+def _predictions_files(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """--predictions' callback: every file, in the order given (each becomes a hypothesis of its
+    own, named in that order: sde.manifest.hypotheses.predictions_fields), checked to exist. A file
+    given twice, or two files of one name in different folders (their hypotheses would differ only
+    by a number, pred_text_NAME and pred_text_NAME_2), are refused by name."""
+    from sde.manifest.hypotheses import predictions_stem
 
-        first, second = values[0], values[-1]
-        merged = predictions_field({"pred_text"}, second).field  # the name the merge gives it
-        raise click.BadParameter(
-            f"given {len(values)} times ({', '.join(values)}); sde merges one predictions file, and the later "
-            f"one would replace the earlier one unscored. To compare two models, read one model's output as the "
-            f"manifest and merge the other's: {ctx.command_path} {first} --predictions {second} (scored as "
-            f"pred_text and {merged}; add --audio-base-path DIR if {first}'s relative audio paths start from "
-            "another folder), or write each model's predictions under its own field with sde transcribe "
-            "--field pred_text_LABEL", ctx=ctx, param=param)
-    return _predictions_exist(ctx, param, values[0]) if values else None
+    seen: set[str] = set()
+    by_stem: dict[str, str] = {}
+    for value in values:
+        if not value.strip():  # `--predictions "$PREDS"` with PREDS unset
+            raise click.BadParameter("is empty; name a file, e.g. --predictions preds.json", ctx=ctx, param=param)
+        _predictions_exist(ctx, param, value)
+        where = value if _is_url(value) else os.path.realpath(value)
+        if where in seen:
+            raise click.BadParameter(f"{value} is given twice; give each predictions file once", ctx=ctx, param=param)
+        seen.add(where)
+        stem = predictions_stem(value)
+        if stem in by_stem:
+            raise click.BadParameter(
+                f"{by_stem[stem]} and {value} have one name, and each file's hypothesis is named after its file "
+                f"(pred_text_{stem}): rename or copy one of them (e.g. to {Path(value).stem}_2{Path(value).suffix}) "
+                "so that each model's scores say which file they are", ctx=ctx, param=param)
+        by_stem[stem] = value
+    return tuple(values)
 
 
 def _cache_choice_checked(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -214,13 +222,13 @@ def data_options(f: Callable) -> Callable:
                      help="Word list (or TSV, first column = word); words outside it are marked OOV."),
         click.option("--pred-field", "pred_fields", multiple=True, metavar="F[=LABEL]",
                      help="Hypothesis field to score (repeatable). Default: pred_text and every pred_text_*."),
-        # multiple=True only to see a second --predictions: click keeps the last of a single-valued
-        # option, and the first model's predictions went unscored without a word
         click.option("--predictions", type=click.Path(dir_okay=False), multiple=True, metavar="FILE",
-                     callback=_one_predictions_file,
+                     callback=_predictions_files,
                      help="A NeMo output manifest whose pred_text is merged by (audio_filepath, offset), and by "
-                          "shard_id and audio_channel where the lines have them. One file; to compare two "
-                          "models, give one model's output as the manifest and the other's here."),
+                          "shard_id and audio_channel where the lines have them. Repeatable, one hypothesis per "
+                          "file, to compare models: one file is scored as pred_text (where the manifest has "
+                          "none), several each as pred_text_<file stem>, e.g. --predictions conformer.json "
+                          "--predictions parakeet.json gives pred_text_conformer and pred_text_parakeet."),
         click.option("--normalize", default="", metavar="STEPS",
                      help="Also score normalised text: comma-separated lower,punct,numbers. Raw numbers stay."),
         click.option("--alphabet", default=None, metavar="CHARS",

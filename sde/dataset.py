@@ -64,7 +64,9 @@ class DatasetOptions:
     audio_base_path: str | None = None
     vocab: str | None = None
     pred_fields: tuple[str, ...] = ()
-    predictions: str | None = None
+    # --predictions, repeatable: each file becomes a hypothesis of its own, named by
+    # sde.manifest.hypotheses.predictions_fields (in this order, which settles clashing names)
+    predictions: tuple[str, ...] = ()
     strict: bool = False
     normalize: tuple[str, ...] = ()
     alphabet: str | None = None
@@ -73,9 +75,18 @@ class DatasetOptions:
     # --tarred-audio: NeMo tarred audio, the shard pattern as typed (expanded into Dataset.tar_shards).
     tarred_audio: str | None = None
 
+    def __post_init__(self) -> None:
+        # one file given as a string (the API before --predictions repeated) is a tuple of one
+        if isinstance(self.predictions, (str, os.PathLike)):
+            object.__setattr__(self, "predictions", (str(self.predictions),))
+        elif self.predictions is None:
+            object.__setattr__(self, "predictions", ())
+        else:
+            object.__setattr__(self, "predictions", tuple(str(p) for p in self.predictions))
+
     def files(self) -> list[str]:
         """Input files besides the manifest whose content changes the result."""
-        return [f for f in (self.vocab, self.predictions) if f]
+        return [f for f in (self.vocab, *self.predictions) if f]
 
 
 #: The layout of Dataset.summary_sums: kept ones of another layout are computed again.

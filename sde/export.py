@@ -317,7 +317,7 @@ def gzip_nemo_note(outputs: Sequence[str | Path | None]) -> str | None:
 def dataset_inputs(dataset: "Dataset") -> list[tuple[str, str]]:
     """The local files besides the manifest that a dataset was built from: (option, path)."""
     options = dataset.options
-    named = [("--predictions", options.predictions), ("--vocab", options.vocab)]
+    named = [("--predictions", path) for path in options.predictions] + [("--vocab", options.vocab)]
     named += [("--tarred-audio", shard) for shard in dataset.tar_shards]
     return [(option, path) for option, path in named if path and "://" not in str(path)]
 
@@ -882,12 +882,12 @@ def _changelog(dataset: "Dataset", plan: ExportPlan, lines: ManifestLines, outpu
 
 
 def _skipped(dataset: "Dataset") -> dict[str, int]:
-    """Dataset.skipped, the bad lines of the --predictions file apart: they are no manifest lines,
+    """Dataset.skipped, the bad lines of the --predictions files apart: they are no manifest lines,
     so none of them is "in neither file" (they only carry no prediction)."""
     counts = dict(dataset.skipped())
-    predictions = dataset.options.predictions
-    if predictions is not None:
-        of_predictions = sum(1 for p in dataset.problems if p.line and p.path == str(predictions))
+    predictions = set(dataset.options.predictions)
+    if predictions:
+        of_predictions = sum(1 for p in dataset.problems if p.line and p.path in predictions)
         counts["skipped_lines"] -= of_predictions
         counts["skipped_prediction_lines"] = of_predictions
     return counts

@@ -45,7 +45,7 @@ def data_args(dataset: "Dataset") -> list[str]:
     o = dataset.options
     args: list[str] = []
     for option, value in (("--audio-base-path", o.audio_base_path), ("--vocab", o.vocab),
-                          ("--predictions", o.predictions), ("--tarred-audio", o.tarred_audio)):
+                          *(("--predictions", p) for p in o.predictions), ("--tarred-audio", o.tarred_audio)):
         if value:
             args += [option, _local(str(value))]
     for field in o.pred_fields:

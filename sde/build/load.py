@@ -248,13 +248,13 @@ def one_piece_bytes(memory_limit: str | None) -> int:
 def _part_by_part_path(manifest: object, options: DatasetOptions, part_bytes: int,
                        one_piece: int) -> tuple[str | SourceSet, int, bool] | None:
     """What is built part by part: one local NeMo manifest (or Lhotse CutSet) of more than ``one_piece`` bytes,
-    or a set of local NeMo manifests (shards) bigger than one part; with --predictions (a local NeMo predictions file:
-    it is matched to the lines once, see sde.build.predictions), a manifest bigger than one part.
+    or a set of local NeMo manifests (shards) bigger than one part; with --predictions (local NeMo predictions files:
+    each is matched to the lines once, see sde.build.predictions), a manifest bigger than one part.
     Remote NeMo manifests too: they are copied into the build folder first (sde.build.remote_parts),
     and gzip-compressed ones that may be that big decompressed there. With it, the size up to which
     it is built in one piece all the same: a gzip manifest, decompressed, may turn out that small;
     and whether it is a Lhotse CutSet."""
-    if options.predictions and not _is_local_nemo(str(options.predictions)):
+    if any(not _is_local_nemo(str(p)) for p in options.predictions):
         return None  # a predictions file that cannot be cut in lines is matched in one piece
     try:
         sources = as_source_set(manifest)

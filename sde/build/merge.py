@@ -63,17 +63,20 @@ class Joined:
 
 def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions, *,
                memory_limit: str | None = None, threads: int | None = None,
-               say: Callable[[str], None] = lambda _msg: None, predictions: PredictionsPlan | None = None) -> Joined:
+               say: Callable[[str], None] = lambda _msg: None,
+               predictions: Sequence[PredictionsPlan] | None = None) -> Joined:
     """Join built parts (in line order) into the dataset's tables, written to ``folder``;
-    ``predictions``: how --predictions was matched to the lines (sde.build.predictions)."""
+    ``predictions``: how each --predictions file was matched to the lines (sde.build.predictions)."""
     built = [info for info in infos if info.rows]
     if not built:
         raise _every_line_bad(infos)
     fields = SeenFields.joined([i.fields for i in infos if i.fields is not None])
     cut, _, _ = fields.capped()
     hypotheses = _hypotheses(built, options, cut)
-    if predictions is not None and all(h.field != predictions.field.field for h in hypotheses):
-        hypotheses.append(predictions.field)  # asked-for fields first, as a one-piece read orders them
+    plans = list(predictions or ())
+    merged = {plan.field.field for plan in plans}
+    # asked-for fields first, as a one-piece read orders them
+    hypotheses += [plan.field for plan in plans if all(h.field != plan.field.field for h in hypotheses)]
     say(f"joining {len(infos)} parts ({sum(i.rows for i in built):,} utterances)")
     parts = [utterances_file(folder, i.index) for i in built]
     schema = _in_build_order(_without(_with_values(_unified_schema([_schema_of(p) for p in parts])),
@@ -143,9 +146,9 @@ def join_parts(infos: Sequence[PartInfo], folder: Path, options: DatasetOptions,
         dtypes[f"errors{k}"] = next(i.error_dtypes[h.field] for i in built if _has(i, h))
     return Joined(
         files=files, dtypes=dtypes, column_order=column_order, hypotheses=hypotheses,
-        problems=[q for i in infos for q in i.problems] + list(predictions.problems if predictions else ()),
-        warnings=_cap_warnings(fields, built) + _prediction_warnings(predictions) + _missing_warnings(
-            built, [h for h in hypotheses if predictions is None or h.field != predictions.field.field])
+        problems=[q for i in infos for q in i.problems] + [q for plan in plans for q in plan.problems],
+        warnings=_cap_warnings(fields, built) + [w for plan in plans for w in plan.warnings()] + _missing_warnings(
+            built, [h for h in hypotheses if h.field not in merged])
         + list(dict.fromkeys(w for i in infos for w in i.warnings)),
         total_lines=sum(i.total_lines for i in infos),
         alphabet=sorted({c for i in built for c in i.alphabet}),
@@ -204,10 +207,6 @@ def _hypotheses(built: Sequence[PartInfo], options: DatasetOptions, cut: set[str
                                     "pass a field the manifest has to --pred-field")
         return asked
     return [found[name] for name in found_hypotheses(found)]  # as a one-piece read lists them
-
-
-def _prediction_warnings(predictions: PredictionsPlan | None) -> list[Problem]:
-    return predictions.warnings() if predictions is not None else []
 
 
 def _missing_warnings(built: Sequence[PartInfo], hypotheses: Sequence[HypothesisField]) -> list[Problem]:

@@ -1,22 +1,25 @@
-"""``--predictions`` for a dataset built part by part: the predictions file matched once to every
-line, in bounded memory, then handed to each part as its lines' predictions.
+"""``--predictions`` for a dataset built part by part: each predictions file matched once to every
+line, in bounded memory, then handed to each part as its lines' predictions (one hypothesis per
+file, named in order by sde.manifest.hypotheses.predictions_fields).
 
 1. Each part's lines are read (worker processes) for what a prediction is matched by: the audio
    path as written and as resolved, and the offset (``keys-NNNNN.parquet``), and for the fields
-   they have (the hypothesis is ``pred_text`` unless the manifest has one: see predictions_field).
-   The predictions file is read in parts the same way (``preds-NNNNN.parquet``).
+   they have (which names the hypotheses: see predictions_fields).
+   Each predictions file K is read in parts the same way (``preds-K-NNNNN.parquet``).
 2. DuckDB joins them, spilling to disk beyond its memory limit: a line gets the last prediction
    with its audio path as written and its offset, else the last with its resolved path, and with
    the line's channel and tar shard where lines of one path and offset need them (as
-   sde.manifest.hypotheses.merge_predictions does for a one-piece read). Each part's predictions
-   go to ``part-NNNNN.predicted.arrow`` in line order; ``predictions.plan`` is written last, so a
-   build interrupted before it matches again, and one interrupted after reuses the match.
+   sde.manifest.hypotheses.merge_predictions does for a one-piece read), one file after the
+   other. Each part's predictions of file K go to ``part-NNNNN.predictedK.arrow`` in line order;
+   ``predictionsK.plan`` is written last, so a build interrupted before every file's plan is
+   written matches again, and one interrupted after reuses the match.
 """
 
 from __future__ import annotations
 
 import pickle
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +38,7 @@ from sde.manifest.columns import core_frame, shard_column, shard_numbers, string
 from sde.manifest.files import read_file
 from sde.manifest.hypotheses import (NO_CHANNEL, Ambiguity, MatchedPredictions, PredictionsUse, ambiguity_error,
                                     channel_key_array, channel_keys, no_prediction_matches, no_predictions,
-                                    predictions_field, unmatched_warning)
+                                    predictions_fields, unmatched_warning)
 from sde.manifest.paths import base_dir
 from sde.manifest.pieces import Spec
 from sde.workers import run_unordered
@@ -43,7 +46,7 @@ from sde.workers import run_unordered
 
 @dataclass(frozen=True)
 class PredictionsPlan:
-    """The predictions file matched to the whole dataset: what the parts and the join need."""
+    """One predictions file matched to the whole dataset: what the parts and the join need."""
 
     predictions: str            # the file, as given
     parts: tuple[Part, ...]     # the parts it was matched to
@@ -54,6 +57,8 @@ class PredictionsPlan:
     problems: tuple[Problem, ...]  # the predictions file's bad lines
     version: str = __version__
     use: PredictionsUse = PredictionsUse()  # its lines repeated or matching no line
+    # every --predictions file of the build, in order: the earlier ones name this one's field
+    files: tuple[str, ...] = ()
 
     def warnings(self) -> list[Problem]:
         """The notes a one-piece read gives: lines without a prediction, predictions unused."""
@@ -64,80 +69,105 @@ class PredictionsPlan:
         return out + self.use.warnings(self.predictions)
 
 
-def plan_file(folder: Path) -> Path:
-    return folder / "predictions.plan"
+def plan_file(folder: Path, which: int = 0) -> Path:
+    """The plan of the ``which``-th predictions file."""
+    return folder / f"predictions{which}.plan"
 
 
-def predicted_file(folder: Path, index: int) -> Path:
-    return folder / f"part-{index:05d}.predicted.arrow"
+def predicted_file(folder: Path, index: int, which: int = 0) -> Path:
+    return folder / f"part-{index:05d}.predicted{which}.arrow"
 
 
-def matched_predictions(folder: Path, index: int) -> MatchedPredictions:
-    """Part ``index``'s predictions (in a worker building the part)."""
-    plan = read_plan(folder)
-    if plan is None:
+def matched_predictions(folder: Path, index: int) -> tuple[MatchedPredictions, ...]:
+    """Part ``index``'s predictions, one per predictions file (in a worker building the part)."""
+    first = read_plan(folder)
+    if first is None:
         raise RuntimeError(f"{folder}: the predictions were not matched before the parts were built")
-    with pa.memory_map(str(predicted_file(folder, index)), "r") as source:
-        values = pa.ipc.open_file(source).read_all().column(0)
-    return MatchedPredictions(plan.field, values)
+    out = []
+    for which in range(max(1, len(first.files))):
+        plan = read_plan(folder, which=which)
+        if plan is None:
+            raise RuntimeError(f"{folder}: the predictions were not matched before the parts were built")
+        with pa.memory_map(str(predicted_file(folder, index, which)), "r") as source:
+            values = pa.ipc.open_file(source).read_all().column(0)
+        out.append(MatchedPredictions(plan.field, values))
+    return tuple(out)
 
 
-def read_plan(folder: Path, parts: list[Part] | None = None, predictions: str | None = None) -> PredictionsPlan | None:
-    """The plan of an earlier match of these parts and predictions (any, when not given), or None."""
+def read_plan(folder: Path, parts: list[Part] | None = None, files: tuple[str, ...] | None = None,
+              which: int = 0) -> PredictionsPlan | None:
+    """The plan of an earlier match of these parts and the ``which``-th of these predictions files
+    (any, when not given), or None."""
     try:
-        plan = pickle.loads(plan_file(folder).read_bytes())
+        plan = pickle.loads(plan_file(folder, which).read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
         return None
     if not isinstance(plan, PredictionsPlan) or plan.version != __version__:
         return None
-    if parts is not None and (plan.parts != tuple(parts) or plan.predictions != predictions):
+    if parts is not None and (plan.parts != tuple(parts) or plan.files != files):
         return None
-    if not all(predicted_file(folder, i).exists() for i in range(len(plan.parts))):
+    if not all(predicted_file(folder, i, which).exists() for i in range(len(plan.parts))):
         return None
     return plan
 
 
 def match_predictions(parts: list[Part], options: DatasetOptions, folder: Path, *, threads: int = 1,
                       part_bytes: int = PART_BYTES, memory_limit: str | None = None,
-                      say: Callable[[str], None] = lambda _msg: None) -> PredictionsPlan:
-    """Match ``options.predictions`` to every line of ``parts`` (see the module docstring); raises
-    ManifestError as a one-piece read would (--strict's first bad line, a predictions file without
-    a valid line, one that matches no line)."""
-    predictions = str(options.predictions)
-    found = read_plan(folder, parts, predictions)
-    if found is not None:
-        return found
-    say(f"matching the predictions in {predictions} to the manifest's lines")
+                      say: Callable[[str], None] = lambda _msg: None) -> tuple[PredictionsPlan, ...]:
+    """Match each of ``options.predictions`` to every line of ``parts`` (see the module docstring):
+    one plan per file, in order. Raises ManifestError as a one-piece read would (--strict's first
+    bad line, a predictions file without a valid line, one that matches no line)."""
+    files = tuple(str(p) for p in options.predictions)
+    found = [read_plan(folder, parts, files, which) for which in range(len(files))]
+    if all(plan is not None for plan in found):
+        return tuple(plan for plan in found if plan is not None)
+    say(f"matching the predictions in {', '.join(files)} to the manifest's lines")
     started = time.monotonic()
-    pred_parts = split_lines(predictions, part_bytes)
-    jobs = [("keys", folder, i, part, options) for i, part in enumerate(parts)]
-    jobs += [("preds", folder, i, lines, options) for i, lines in enumerate(pred_parts)]
-    results = {(r.kind, r.index): r for r in run_unordered(_read_job, jobs, threads)}
-    keys = [results["keys", i] for i in range(len(parts))]
-    preds = [results["preds", i] for i in range(len(pred_parts))]
-    # --strict: the manifest's first bad line, then the predictions file's (a one-piece read's order)
-    failed = next((r for r in keys + preds if r.error), None)
+    pred_parts = [split_lines(path, part_bytes) for path in files]
+    jobs = [("keys", folder, i, part, options, "") for i, part in enumerate(parts)]
+    jobs += [("preds", folder, i, lines, options, path) for path, split in zip(files, pred_parts)
+             for i, lines in enumerate(split)]
+    results = {(r.kind, r.file, r.index): r for r in run_unordered(_read_job, jobs, threads)}
+    keys = [results["keys", "", i] for i in range(len(parts))]
+    preds = [[results["preds", path, i] for i in range(len(split))] for path, split in zip(files, pred_parts)]
+    # --strict: the manifest's first bad line, then each predictions file's (a one-piece read's order)
+    failed = next((r for r in keys if r.error), None)
     if failed is not None:
         raise ManifestError(failed.error or "")
     rows = sum(r.rows for r in keys)
+    fields = predictions_fields({f for r in keys for f in r.fields}, files)
+    plans = []
+    for which, (path, field, file_preds) in enumerate(zip(files, fields, preds)):
+        plans.append(_match_file(folder, which, path, field, parts, keys, file_preds, rows, options, files,
+                                 memory_limit, threads))
+    for r in keys + [r for file_preds in preds for r in file_preds]:
+        r.path(folder).unlink(missing_ok=True)
+    said = "; ".join(f"{rows - plan.unmatched:,} of {rows:,} lines have a prediction"
+                     + (f" in {plan.predictions}" if len(plans) > 1 else "") for plan in plans)
+    say(f"matched: {said} ({time.monotonic() - started:.1f} s)")
+    return tuple(plans)
+
+
+def _match_file(folder: Path, which: int, path: str, field: HypothesisField, parts: list[Part], keys: list[_Read],
+                preds: list[_Read], rows: int, options: DatasetOptions, files: tuple[str, ...],
+                memory_limit: str | None, threads: int) -> PredictionsPlan:
+    """Match the ``which``-th predictions file (read in ``preds``) to the lines' ``keys``, write its plan."""
+    failed = next((r for r in preds if r.error), None)
+    if failed is not None:
+        raise ManifestError(failed.error or "")
     problems = tuple(q for r in preds for q in r.problems)
-    present = {f for r in keys for f in r.fields}
-    field = predictions_field(present, predictions)
     if rows and not any(r.rows for r in preds):
-        read_file(predictions, Spec(predictions=True), options.strict, False)  # raises its one-piece error
-        raise no_predictions(predictions)  # valid lines, none with a pred_text
-    joined = _joined(folder, [r for r in keys if r.rows], [r for r in preds if r.rows], len(parts),
+        read_file(path, Spec(predictions=True), options.strict, False)  # raises its one-piece error
+        raise no_predictions(path)  # valid lines, none with a pred_text
+    joined = _joined(folder, which, [r for r in keys if r.rows], [r for r in preds if r.rows], len(parts),
                      memory_limit, threads) if rows else _Joined(0, None, None, None)
     if rows and joined.unmatched == rows and joined.use.ambiguous:
-        raise ambiguity_error(predictions, parts[0].shown, joined.use.ambiguous[0])
+        raise ambiguity_error(path, parts[0].shown, joined.use.ambiguous[0])
     if rows and joined.unmatched == rows:
-        raise no_prediction_matches(predictions, parts[0].shown, joined.first_written, joined.first_prediction)
-    plan = PredictionsPlan(predictions, tuple(parts), field, rows, joined.unmatched, joined.first_unmatched, problems,
-                           use=joined.use)
-    write_atomic(plan_file(folder), pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
-    for r in keys + preds:
-        r.path(folder).unlink(missing_ok=True)
-    say(f"matched: {rows - plan.unmatched:,} of {rows:,} lines have a prediction ({time.monotonic() - started:.1f} s)")
+        raise no_prediction_matches(path, parts[0].shown, joined.first_written, joined.first_prediction)
+    plan = PredictionsPlan(path, tuple(parts), field, rows, joined.unmatched, joined.first_unmatched, problems,
+                           use=joined.use, files=files)
+    write_atomic(plan_file(folder, which), pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
     return plan
 
 
@@ -147,6 +177,7 @@ class _Read:
 
     kind: str  # "keys" | "preds"
     index: int
+    file: str = ""  # the predictions file ("" for the manifest's keys)
     rows: int = 0
     fields: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
@@ -155,12 +186,20 @@ class _Read:
     channeled: bool = False  # some line names an audio_channel
 
     def path(self, folder: Path) -> Path:
-        return folder / f"{self.kind}-{self.index:05d}.parquet"
+        if self.kind == "keys":
+            return folder / f"keys-{self.index:05d}.parquet"
+        # several files' parts side by side: the file's position would do, but its name is stabler
+        return folder / f"preds-{_file_tag(self.file)}-{self.index:05d}.parquet"
+
+
+def _file_tag(path: str) -> str:
+    return f"{zlib.crc32(path.encode()):08x}"
 
 
 def _read_job(job: tuple) -> _Read:
-    kind, folder, index, what, options = job
-    return _part_keys(folder, index, what, options) if kind == "keys" else _prediction_part(folder, index, what, options)
+    kind, folder, index, what, options, path = job
+    return (_part_keys(folder, index, what, options) if kind == "keys"
+            else _prediction_part(folder, index, what, options, path))
 
 
 def _part_keys(folder: Path, index: int, part: Part, options: DatasetOptions) -> _Read:
@@ -189,15 +228,15 @@ def _part_keys(folder: Path, index: int, part: Part, options: DatasetOptions) ->
     return result
 
 
-def _prediction_part(folder: Path, index: int, lines: ManifestPart, options: DatasetOptions) -> _Read:
-    """Some lines of the predictions file: audio path (as written, resolved), offset, pred_text;
+def _prediction_part(folder: Path, index: int, lines: ManifestPart, options: DatasetOptions,
+                     predictions: str) -> _Read:
+    """Some lines of a predictions file: audio path (as written, resolved), offset, pred_text;
     those without a pred_text hold no prediction (sde.manifest.hypotheses.with_predictions)."""
-    predictions = str(options.predictions)
     try:
         pieces, state, _ = read_file(predictions, Spec(predictions=True), options.strict, False, part=lines,
                                      allow_empty=True)
     except ManifestError as e:
-        return _Read("preds", index, error=str(e))
+        return _Read("preds", index, predictions, error=str(e))
     shards = shard_column(pieces)
     channels = channel_keys(pieces)
     if channels is None:
@@ -213,7 +252,7 @@ def _prediction_part(folder: Path, index: int, lines: ManifestPart, options: Dat
             "pred": pd.arrays.ArrowStringArray(string_column(pieces, "pred_text")),
             "s": shards, "c": channels})
         frame = frame[frame["pred"].notna().to_numpy(dtype=bool)]
-    result = _Read("preds", index, rows=len(frame), problems=tuple(state.problems),
+    result = _Read("preds", index, predictions, rows=len(frame), problems=tuple(state.problems),
                    sharded=bool((~np.isnan(frame["s"])).any()) if len(frame) else False,
                    channeled=bool((frame["c"] != NO_CHANNEL).any()) if len(frame) else False)
     if result.rows:
@@ -370,9 +409,9 @@ def _ambiguities(con) -> tuple[Ambiguity, ...]:
     return tuple(out)
 
 
-def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
+def _joined(folder: Path, which: int, keys: list[_Read], preds: list[_Read], parts: int,
             memory_limit: str | None, threads: int) -> _Joined:
-    """Join (see _MATCH_SQL) and write each part's predictions."""
+    """Join (see _MATCH_SQL) and write each part's predictions of the ``which``-th file."""
     # shards or channels need the keyed match; the plain join is the usual, faster case
     keyed = any(r.sharded or r.channeled for r in keys) or any(r.channeled for r in preds)
     database = folder / "predictions.duckdb"
@@ -388,7 +427,7 @@ def _joined(folder: Path, keys: list[_Read], preds: list[_Read], parts: int,
             for index in range(parts):
                 values = con.sql("SELECT pred FROM matched WHERE part = ? ORDER BY row",
                                  params=[index]).to_arrow_table()
-                write_arrow(predicted_file(folder, index),
+                write_arrow(predicted_file(folder, index, which),
                             pa.table({"pred": values.column(0).cast(pa.large_string())}))
             unmatched = con.execute("SELECT count(*) FROM matched WHERE pred IS NULL").fetchone()[0]
             first = con.execute("SELECT shown, line FROM matched WHERE pred IS NULL ORDER BY part, row LIMIT 1"

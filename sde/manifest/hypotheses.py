@@ -374,11 +374,28 @@ def predictions_field(present: Collection[str], predictions: str | Path) -> Hypo
     the manifest has a pred_text of its own (``present``: the manifest's fields)."""
     if "pred_text" not in present:
         return HypothesisField("pred_text", "")
-    stem = re.sub(r"\W+", "_", Path(predictions).stem).strip("_") or "predictions"
+    stem = predictions_stem(predictions)
     name, k = f"pred_text_{stem}", 2
     while name in present:
         name, k = f"pred_text_{stem}_{k}", k + 1
     return HypothesisField(name, name[len("pred_text_"):])
+
+
+def predictions_stem(predictions: str | Path) -> str:
+    """What names a predictions file's hypothesis (``pred_text_<stem>``): its file name's stem."""
+    return re.sub(r"\W+", "_", Path(predictions).stem).strip("_") or "predictions"
+
+
+def predictions_fields(present: Collection[str], predictions: Sequence[str | Path]) -> list[HypothesisField]:
+    """The hypotheses predictions files become, in order: one file as :func:`predictions_field`
+    names it (``pred_text`` where the manifest has none); several each ``pred_text_<its stem>``, so
+    that every model compared is named by its file (a ``pred_text`` among them would not say which
+    model it is), as if the earlier ones were fields of the manifest."""
+    named = set(present) if len(predictions) < 2 else {*present, "pred_text"}
+    fields: list[HypothesisField] = []
+    for path in predictions:
+        fields.append(predictions_field({*named, *(f.field for f in fields)}, path))
+    return fields
 
 
 def unmatched_warning(shown: str, line: int, unmatched: int, rows: int, predictions: str | Path,

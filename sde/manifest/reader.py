@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import pandas as pd
 from sde.manifest.columns import core_frame, extra_column, float_column, has_values, shard_column, string_column
 from sde.manifest.files import FileRead, every_line_bad, read_file
 from sde.manifest.hypotheses import (MatchedPredictions, channel_keys, match_predictions, merge_predictions,
-                                    missing_hypothesis_warning, predictions_field, predictions_use, unmatched_warning,
+                                    missing_hypothesis_warning, predictions_fields, predictions_use, unmatched_warning,
                                     with_predictions)
 from sde.manifest.lhotse_reads import lhotse_kind, read_lhotse_sources
 from sde.manifest.model import (
@@ -62,11 +63,35 @@ def _present_fields(reads: list[FileRead], pieces: list[Piece], spec: Spec, warn
     return [k for k in keys if has_values(pieces, k) or (partial and not spec.is_hyp(k))]
 
 
+def _merged_predictions(predictions: str | Path, field: HypothesisField, main: pd.DataFrame, shown: str,
+                        audio_base_path: str | Path | None, strict: bool, progress: bool, problems: list[Problem],
+                        warnings: list[Problem], lines: np.ndarray, row_sources: Any) -> pd.Series:
+    """One predictions file matched to the lines of ``main`` (audio path, offset, shard, channel):
+    each line's prediction, for the hypothesis ``field``; its bad lines go to ``problems``, its
+    notes (lines without a prediction, its lines unused) to ``warnings``, each naming this file."""
+    p_pieces, p_state, _ = read_file(predictions, Spec(predictions=True), strict, progress)
+    p_table = pd.DataFrame(core_frame(p_pieces, base_dir(predictions, audio_base_path)))
+    p_table["pred_text"] = pd.arrays.ArrowStringArray(string_column(p_pieces, "pred_text"))
+    p_table["shard"] = shard_column(p_pieces)
+    if (channels := channel_keys(p_pieces)) is not None:
+        p_table["channel"] = channels
+    problems.extend(p_state.problems)
+    p_table = with_predictions(p_table, predictions)
+    matched = match_predictions(main, p_table)  # the merge and the warnings below read it
+    values, unmatched = merge_predictions(main, p_table, str(predictions), shown, matched)
+    if unmatched:
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        warnings.append(unmatched_warning(shown if row_sources is None else str(row_sources[row]),
+                                          int(lines[row]), unmatched, len(main), predictions, field.field))
+    warnings += predictions_use(p_table, main, matched).warnings(predictions)
+    return values
+
+
 def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
                   audio_base_path: str | Path | None = None,
-                  pred_fields: Sequence[str] = (), predictions: str | Path | None = None,
+                  pred_fields: Sequence[str] = (), predictions: str | Path | Sequence[str | Path] | None = None,
                   strict: bool = False, progress: bool = False, part: ManifestPart | None = None,
-                  matched: MatchedPredictions | None = None) -> Manifest:
+                  matched: MatchedPredictions | Sequence[MatchedPredictions] | None = None) -> Manifest:
     """Read a NeMo JSONL manifest into a validated table (see the module docstring for the rules).
 
     ``path``: one manifest (a file or a URL), or several, globs and NeMo shard patterns (a list, or
@@ -82,8 +107,10 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     ``part``: only these lines of one local manifest, NeMo or a Lhotse CutSet (a part without valid
     lines is no error: its problems say why; the table is then empty). A SourceSet that is a subset of a bigger one
     (``SourceSet.subset``) is read the same way, as a part of that set.
-    ``matched``: a part's predictions already matched to its lines (sde.build matches a big
-    predictions file once for the whole dataset); they replace reading ``predictions``.
+    ``predictions``: one predictions file or several, each merged as a hypothesis of its own
+    (sde.manifest.hypotheses.predictions_fields names them in order).
+    ``matched``: a part's predictions already matched to its lines (sde.build matches big
+    predictions files once for the whole dataset), one per file; they replace reading ``predictions``.
     """
     hyp_specs = [parse_pred_field(s) for s in pred_fields]
     explicit = frozenset(h.field for h in hyp_specs) if hyp_specs else None
@@ -119,38 +146,27 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
     n = len(data["id"])
     row_sources = data.get("source")
 
-    merged: HypothesisField | None = None
-    merged_values: pd.Series | None = None
+    merged: dict[str, tuple[HypothesisField, pd.Series]] = {}  # each predictions file's hypothesis and values
     fields = list(present)
     if matched is not None:
-        if len(matched.values) != n:
-            raise ValueError(f"{shown}: {n} lines read, but {len(matched.values)} matched predictions: "
-                             "the manifest changed during the build; run sde again")
-        merged = matched.field
-        merged_values = pd.Series(pd.arrays.ArrowStringArray(matched.values))
-        present.append(merged.field)
-    elif predictions is not None:
-        p_pieces, p_state, _ = read_file(predictions, Spec(predictions=True), strict, progress)
-        p_table = pd.DataFrame(core_frame(p_pieces, base_dir(predictions, audio_base_path)))
-        p_table["pred_text"] = pd.arrays.ArrowStringArray(string_column(p_pieces, "pred_text"))
-        p_table["shard"] = shard_column(p_pieces)
-        problems.extend(p_state.problems)
+        for one in [matched] if isinstance(matched, MatchedPredictions) else matched:
+            if len(one.values) != n:
+                raise ValueError(f"{shown}: {n} lines read, but {len(one.values)} matched predictions: "
+                                 "the manifest changed during the build; run sde again")
+            merged[one.field.field] = (one.field, pd.Series(pd.arrays.ArrowStringArray(one.values)))
+            present.append(one.field.field)
+    elif predictions:
         main = pd.DataFrame({"audio_filepath": data["audio_filepath"], "audio_path": data["audio_path"],
                              "offset": data["offset"], "shard": shard_column(pieces)})
         # one side of a call: both sides share a path and offset, only audio_channel tells them apart
-        for frame, frame_pieces in ((main, pieces), (p_table, p_pieces)):
-            if (channels := channel_keys(frame_pieces)) is not None:
-                frame["channel"] = channels
-        p_table = with_predictions(p_table, predictions)
-        matched = match_predictions(main, p_table)  # the merge and the warnings below read it
-        merged_values, unmatched = merge_predictions(main, p_table, str(predictions), shown, matched)
-        merged = predictions_field(present, predictions)
-        if unmatched:
-            row = int(np.flatnonzero(merged_values.isna().to_numpy())[0])
-            warnings.append(unmatched_warning(shown if row_sources is None else str(row_sources[row]),
-                                              int(data["line"][row]), unmatched, n, predictions, merged.field))
-        warnings += predictions_use(p_table, main, matched).warnings(predictions)
-        present.append(merged.field)
+        if (channels := channel_keys(pieces)) is not None:
+            main["channel"] = channels
+        files = [predictions] if isinstance(predictions, (str, Path)) else list(predictions)
+        for path, field in zip(files, predictions_fields(present, files)):
+            values = _merged_predictions(path, field, main, shown, audio_base_path, strict, progress,
+                                         problems, warnings, data["line"], row_sources)
+            merged[field.field] = (field, values)
+            present.append(field.field)
 
     if hyp_specs:
         hyps = list(hyp_specs)
@@ -160,8 +176,7 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
                 fields = ", ".join(present) or "none but audio_filepath, duration and text"
                 raise ManifestError(f'{shown}: no line has the hypothesis field "{h.field}"; its other fields '
                                     f"are: {fields}. Pass the one holding the transcripts to --pred-field")
-        if merged is not None and merged.field not in {h.field for h in hyps}:
-            hyps.append(merged)
+        hyps += [field for name, (field, _) in merged.items() if name not in {h.field for h in hyps}]
     else:
         hyps = [HypothesisField(k, default_label(k)) for k in found_hypotheses(present)]
     labels = [h.label for h in hyps]
@@ -171,8 +186,8 @@ def read_manifest(path: str | Path | Sequence[str | Path] | SourceSet, *,
                             f"({', '.join(h.field for h in hyps if h.label == dup)}); "
                             "give them distinct labels with --pred-field FIELD=LABEL")
     for h in hyps:
-        if merged is not None and h.field == merged.field:
-            data[h.field] = merged_values.array
+        if h.field in merged:
+            data[h.field] = merged[h.field][1].array
         else:
             # <NA> where the line has no such field: it is left out of that hypothesis's scores
             data[h.field] = pd.arrays.ArrowStringArray(string_column(pieces, h.field))

@@ -7,39 +7,16 @@ CLI)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = str(Path(__file__).resolve().parent.parent)
-TEXTS = ["the cat sat", "hello world", "good morning", "speech data explorer"]
-# of the 10 words, model a misses one, model b four
-A = ["the cat sat", "hello world", "good morning", "speech data exploder"]
-B = ["the bat sat", "hello word", "good mourning", "speech dada explorer"]
-
-
-def _sde(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("SDE_PORT", "SDE_HOST", "SDE_AUTH")}
-    return subprocess.run([sys.executable, "-m", "sde.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd, env={**env, "PYTHONPATH": ROOT})
-
-
-def _write(path: Path, preds: list[str] | None) -> Path:
-    rows = [{"audio_filepath": f"a{i}.wav", "duration": 1.0, "text": t, **({"pred_text": preds[i]} if preds else {})}
-            for i, t in enumerate(TEXTS)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+from tests.test_predictions_several import _sde, models
 
 
 @pytest.fixture()
 def files(tmp_path: Path) -> Path:
-    _write(tmp_path / "manifest.json", None)
-    _write(tmp_path / "manifest_a.json", A)
-    _write(tmp_path / "manifest_b.json", B)
-    return tmp_path
+    return models(tmp_path, "manifest_a.json", "manifest_b.json")  # model a misses 1 word of 10, b 4
 
 
 @pytest.mark.parametrize("command", [["stats"], ["index"], ["export", "-o", "kept.json"]])

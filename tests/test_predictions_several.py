@@ -47,12 +47,17 @@ def _stats(cwd: Path, *args: str) -> dict:
     return json.loads(r.stdout)["hypotheses"]
 
 
+def models(folder: Path, first: str = "conformer.json", second: str = "parakeet.json") -> Path:
+    """manifest.json (no predictions) and the two models' outputs, named ``first`` and ``second``."""
+    _write(folder / "manifest.json", None)
+    _write(folder / first, CONFORMER)
+    _write(folder / second, PARAKEET)
+    return folder
+
+
 @pytest.fixture()
 def files(tmp_path: Path) -> Path:
-    _write(tmp_path / "manifest.json", None)
-    _write(tmp_path / "conformer.json", CONFORMER)
-    _write(tmp_path / "parakeet.json", PARAKEET)
-    return tmp_path
+    return models(tmp_path)
 
 
 @pytest.mark.parametrize("command", [["stats", "--json"], ["index"]])

@@ -118,6 +118,15 @@ def test_missing_files_and_buckets_are_one_clear_message(bucket, moto_endpoint, 
     assert message in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_missing_file_of_a_bucket_named_bucket_is_no_such_file(bucket, moto_endpoint):
+    # the store's "not found" names the path: a bucket called *-bucket was taken for a missing one
+    client(moto_endpoint).create_bucket(Bucket="team-data-bucket")
+    r = sde("stats", "s3://team-data-bucket/asr/nothere.json", "--storage-options", storage(moto_endpoint),
+            "--no-cache")
+    assert r.returncode == 1, r.stderr
+    assert "s3://team-data-bucket/asr/nothere.json: no such file; check the URL" in r.stderr, r.stderr
+
+
 def test_no_credentials_says_how_to_give_them(bucket, moto_endpoint, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "none"),

@@ -216,7 +216,9 @@ def explain(url: str, error: BaseException) -> RemoteError:
         return RemoteError(f"{url}: access denied ({text}); check that your credentials may read it: {credentials}",
                            "permission")
     if isinstance(error, FileNotFoundError):
-        if "bucket" in text.lower():
+        # the store's words, not the path: a missing key of "team-data-bucket" is no missing bucket
+        said = text.replace(url, "").replace(url.split("://", 1)[-1], "")
+        if "bucket" in said.lower():
             return RemoteError(f"{url}: the bucket does not exist ({text}); check the URL", "not_found")
         return RemoteError(f"{url}: no such file; check the URL (list the folder with your store's tools)", "not_found")
     if "FileExpired" in names:
@@ -286,10 +288,23 @@ def open_file(url: str, *, ranged: bool = False, size: int | None = None, etag: 
             f = fs.open(path, "rb", **kwargs)
         except TypeError:  # a backend without these knobs
             f = fs.open(path, "rb")
+    if size is not None:
+        _known_details(f, url, path, size, etag)
     if etag:
         _pin_version(f, etag)
     _read_again_when_broken(f)
     return f
+
+
+def _known_details(f: Any, url: str, path: str, size: int, etag: str | None) -> None:
+    """Hand ``f`` what sde knows of its file already (the listing's or info's answer): s3fs ≥ 2026.9
+    reads a file's details at its first ranged GET, and unset they cost a HEAD per file opened (a
+    pattern of 512 tar shards: 512 more round trips per load), though its size came from a listing."""
+    if getattr(f, "_details", False) is not None:  # known already, or not an fsspec buffered file
+        return
+    known = _known_info(url)
+    f.details = {**(known if isinstance(known, dict) else {}), "name": path, "size": size, "type": "file",
+                 **({"ETag": etag} if etag else {})}
 
 
 def _read_again_when_broken(f: Any) -> None:

@@ -70,10 +70,10 @@ class DefaultGroup(click.Group):
             _exit_interrupted()
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
-        from sde.entry import resume_full_collections
+        from sde.startup_gc import resume_full_collections
 
         name, command, rest = super().resolve_command(ctx, args)
-        if name != self.default_command:  # paused for the imports (sde.entry); a server resumes them once listening
+        if name != self.default_command:  # paused for the imports (sde.startup_gc); a server resumes them once listening
             resume_full_collections()
         return name, command, rest
 
@@ -519,9 +519,9 @@ def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | 
     from sde.sources import remote
 
     from sde.audio_presence import with_audio_presence
-    from sde.entry import resume_full_collections
+    from sde.startup_gc import resume_full_collections
 
-    resume_full_collections()  # paused for the imports (sde.entry); a build is work
+    resume_full_collections()  # paused for the imports (sde.startup_gc); a build is work
     status = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     if not no_cache and not cache_dir:
         _say_cache_without_home()
@@ -955,10 +955,10 @@ def _serve(dataset, *, host: str, port: int, auth: str | None, debug: bool, cach
     # The first page a browser opens shows the summary (sums over every row: 0.3-0.8 s at 10M,
     # mostly reading the columns, numpy without the GIL): made while the web framework imports.
     threading.Thread(target=_summary_ahead, args=(dataset,), name="sde-summary", daemon=True).start()
-    from sde.entry import pause_full_collections, resume_full_collections
+    from sde.startup_gc import pause_full_collections, resume_full_collections
     from sde.web.serve import ServeError, import_dash, serve
 
-    pause_full_collections()  # for the web framework's imports (sde.entry)
+    pause_full_collections()  # for the web framework's imports (sde.startup_gc)
     import_dash()
     from sde.web.app import AppConfig, create_app
 
@@ -1487,9 +1487,10 @@ def main() -> None:
     # `python -m sde.cli` as well as the `sde` script (sde.entry): a Ctrl-C that Python had to
     # swallow, handled inside a __del__ or a weakref callback (Ray's object references have one), is
     # raised again where it can unwind; without the hook the command carried on to its end, exit 0
-    import sde.entry  # its import installs that hook
+    import sde.entry  # noqa: F401 - its import installs that hook
+    from sde.startup_gc import pause_full_collections
 
-    sde.entry.pause_full_collections()
+    pause_full_collections()
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here sde.cli's own handling
     os.environ.setdefault("PYTHONWARNINGS", "ignore")

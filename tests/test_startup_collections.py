@@ -1,5 +1,5 @@
 """Python's full garbage collections are paused while a command imports its libraries
-(sde.entry.pause_full_collections) and resume before any work: a build collects as Python does,
+(sde.startup_gc.pause_full_collections) and resume before any work: a build collects as Python does,
 a forked worker too, and a server resumes them before it listens.
 Each case runs sde's real main() in a fresh interpreter, so the test process's collector is never
 touched; what it records is the collector's state at the moment named."""
@@ -100,3 +100,26 @@ def gc_default_threshold() -> int:
     threshold = int(got.stdout)
     assert threshold != PAUSED
     return threshold
+
+
+def test_a_command_called_in_process_leaves_the_processs_signals_alone(tmp_path):
+    """sde's commands called from another program (click's CliRunner: tests, a notebook) must not
+    install the `sde` script's Ctrl-C handler and hook (sde.entry's import does): a later Ctrl-C
+    in that program raised SystemExit(130) instead of KeyboardInterrupt (seen in CI, where a test
+    that waits for KeyboardInterrupt ran after an in-process command in the same worker)."""
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "hi", "pred_text": "hi"}) + "\n")
+    script = textwrap.dedent(f"""
+        import signal, sys
+        from click.testing import CliRunner
+        from sde.cli import cli
+        handler, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+        for args in (["stats", {str(manifest)!r}, "--no-cache"], [{str(manifest)!r}, "--port", "-1"]):
+            CliRunner().invoke(cli, args)
+        assert signal.getsignal(signal.SIGINT) is handler and sys.unraisablehook is hook
+        assert "sde.entry" not in sys.modules
+        print("untouched")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0 and proc.stdout.strip() == "untouched", proc.stderr[-3000:]

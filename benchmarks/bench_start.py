@@ -13,7 +13,6 @@ Manifests come from benchmarks/make_manifest.py (bench_load.py makes `synthetic_
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import shutil
 import socket
@@ -25,14 +24,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench_scale import compiled  # noqa: E402  (a sibling script, not a package)
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def compiled(tree: Path) -> None:
-    """sde's bytecode written beside its sources, as pip writes it at install: with
-    PYTHONDONTWRITEBYTECODE set (as on some machines) every start of a checkout compiled sde's
-    modules again, ~0.35 s of a 10M-utterance warm start that no installed sde pays."""
-    compileall.compile_dir(tree / "sde", quiet=1)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -355,7 +355,7 @@ def _group_sums(errors: np.ndarray, words: np.ndarray, which: np.ndarray, groups
 
 def _dominated(errors: np.ndarray, words: np.ndarray, which: np.ndarray, sums: dict[str, np.ndarray]) -> np.ndarray:
     """Per group: whether one utterance carries too much of its errors' or words' sum of squares
-    for the normal limit (what :func:`_normal_limit_holds` says of one group, for all at once)."""
+    for the resampled sums to be near their normal limit (NORMAL_MAX_SQUARE_SHARE)."""
     out = np.zeros(len(sums["e"]), dtype=bool)
     for counts, squares in ((errors, sums["ee"]), (words, sums["nn"])):
         over = np.square(counts.astype(np.float64)) > NORMAL_MAX_SQUARE_SHARE * squares[which]
@@ -416,13 +416,10 @@ def _normal_interval(sums: np.ndarray, cov: np.ndarray, n_resamples: int, alpha:
 
 
 def _normal_limit_holds(errors: np.ndarray, words: np.ndarray) -> bool:
-    """Whether a group's resampled (ΣE, ΣN) are near their normal limit: no utterance dominates."""
-    for counts in (errors, words):
-        squares = np.square(counts.astype(np.float64))
-        total = float(squares.sum())
-        if total > 0 and float(squares.max()) > NORMAL_MAX_SQUARE_SHARE * total:
-            return False
-    return True
+    """Whether a group's resampled (ΣE, ΣN) are near their normal limit: no utterance dominates
+    (:func:`_dominated`, for this one group)."""
+    one = np.zeros(len(errors), dtype=np.int64)
+    return not _dominated(errors, words, one, _group_sums(errors, words, one, 1))[0]
 
 
 def group_rates(table: pd.DataFrame, by: str, hyp_field_columns: Columns, utt_ids: UttIds = None) -> GroupedRates:

@@ -123,7 +123,8 @@ def check_column(name: str, columns: Sequence[str], pos: int | None = None) -> N
     # a field named as a JSON answer names it ("time" of /api/reviews' rows): its column's own name
     close += [c for c in cols if c.lower().endswith("_" + name.lower()) and c not in close][:3]
     # ... except "status", whose column is plain {review} (keep/drop/fix), not review_status
-    close += [c for c in cols if name.lower() == "status" and c == "review" and c not in close]
+    if name.lower() == "status" and "review" in cols and "review" not in close:
+        close.append("review")
     hint = f" Did you mean {', '.join(column_ref(c) for c in close)}?" if close else ""
     shown = ", ".join(cols[:20]) + (f", … ({len(cols) - 20} more)" if len(cols) > 20 else "")
     raise QueryError(f'Unknown column "{_cut(name)}"{_at(pos)}.{hint} Columns: {shown}.', pos)

@@ -257,6 +257,13 @@ class Keeper(Protocol):
     def keep(self, name: str, value: Any) -> None:
         """Keep ``value`` under ``name`` (unless one is kept already)."""
 
+    def recall_columns(self, name: str, index: Any) -> Any:
+        """The frame of columns kept under ``name``, on ``index`` (memory-mapped), or None."""
+
+    def keep_columns(self, name: str, frame: Any) -> Any:
+        """Keep the frame of columns ``frame`` under ``name``; the kept frame (memory-mapped), or
+        None where it was not kept."""
+
 
 _keeping = threading.local()
 
@@ -319,6 +326,7 @@ class CacheRegistry:
     def __init__(self) -> None:
         self._caches: dict[str, tuple[int, LRUCache]] = {}
         self._keeper: tuple[int, Keeper] | None = None
+        self._columns_keeper: tuple[int, Keeper] | None = None
         self._lock = threading.Lock()
 
     def cache(self, name: str, generation: int, max_size: int,
@@ -336,21 +344,37 @@ class CacheRegistry:
         """Kept caches of ``generation`` recall from and keep with ``keeper`` from now on."""
         with self._lock:
             self._keeper = (generation, keeper)
+            self._columns_keeper = (generation, keeper)
+
+    def keep_columns_with(self, keeper: Keeper, generation: int) -> None:
+        """Columns derived from the build's text (sde.quality.apply's quality columns) recall from
+        and keep with ``keeper`` in ``generation`` too: one whose tables are the build's with only
+        such columns added, which are no kind's input. Other kept values (pages laid out from
+        every column) are not carried over."""
+        with self._lock:
+            self._columns_keeper = (generation, keeper)
 
     def stop_keeping(self) -> None:
         """Keep and recall nothing with the build from now on: its entry is being stored anew from
         other tables (sde.build.remeasure), which values computed from these must not join."""
         with self._lock:
             self._keeper = None
+            self._columns_keeper = None
 
     def keeper(self, generation: int) -> Keeper | None:
         held = self._keeper
+        return held[1] if held is not None and held[0] == generation else None
+
+    def columns_keeper(self, generation: int) -> Keeper | None:
+        """The keeper of columns derived from the build (see :meth:`keep_columns_with`)."""
+        held = self._columns_keeper
         return held[1] if held is not None and held[0] == generation else None
 
     def clear(self) -> None:
         with self._lock:
             self._caches.clear()
             self._keeper = None  # the tables it kept values of are gone
+            self._columns_keeper = None
 
 
 class HasCaches(Protocol):

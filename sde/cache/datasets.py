@@ -33,14 +33,14 @@ from sde.dataset import Dataset, DatasetOptions
 from sde.index_files import PARTS as INDEX_PARTS, SORT_PARTS, files_beside, part_path, write_none_under
 from sde.sources import SourceSet, as_source_set, source_stamps
 
-from sde.cache.folders import POSIX, CacheReadOnly, Warn, note_on_stderr, report_read_only, warn_on_stderr
+from sde.cache.folders import CacheReadOnly, Warn, note_on_stderr, report_read_only, warn_on_stderr
 from sde.cache import in_use
 from sde.cache.kept import KeptWithBuild
 from sde.cache.limit import (Held, InUse, file_size, last_use, mark_used, remove_least_recently_used, say_in_use,
                              size_limit, value_path)
 from sde.cache.read_only import ReadOnlyStore
-from sde.cache.store import (STALE_FILE_S, LinkedFile, LinkingDisk, abandoned_name, done_with_temp_file, open_store,
-                             remove_stale_temp_files, temp_file_in)
+from sde.cache.store import (STALE_FILE_S, LinkedFile, LinkingDisk, abandoned_name, done_with_temp_file, make_read_only,
+                             open_store, remove_stale_temp_files, temp_file_in)
 
 
 # Bump when the layout of a built Dataset changes, or what sde computes into it (the version is not
@@ -280,6 +280,9 @@ class DatasetCache:
         time kept, measures taken again) are not kept with this one (sde.cache.kept)."""
         build = uuid.uuid4().hex
         self._store.set(("build", key), build)
+        for stale in [k for k in self._store.iterkeys()
+                      if isinstance(k, tuple) and len(k) == 3 and k[0] == "columns" and k[1] == key]:
+            self._store.delete(stale)  # derived from the build replaced (a process mapping one reads on)
         return build
 
     def put_built(self, key: str, meta: dict, files: dict[str, Path]) -> None:
@@ -542,7 +545,7 @@ class DatasetCache:
                 continue
             if k[0] == "meta":
                 described.add(k[1])
-            elif k[0] == "table":
+            elif k[0] in ("table", "columns"):  # columns: derived from the build, kept with it (sde.cache.kept)
                 path = value_path(self._store, k)
                 if path is not None:
                     files.setdefault(k[1], []).append(path)
@@ -584,17 +587,7 @@ class DatasetCache:
         return size
 
     def _make_read_only(self, store_key: tuple) -> None:
-        # A mapped file that shrinks kills the process (SIGBUS). sde never writes a stored file
-        # again; read-only keeps a stray `> file` or editor of the same user from doing it.
-        # (Not on Windows: there a read-only file cannot be deleted, and eviction deletes.)
-        if not POSIX:
-            return
-        handle = self._store.get(store_key, read=True)
-        if handle is not None:
-            with handle:
-                path = getattr(handle, "name", None)
-                if isinstance(path, str):
-                    os.chmod(path, 0o444)
+        make_read_only(self._store, store_key)
 
     def _read_table(self, key: str, name: str, expected_bytes: int | None = None,
                     ) -> tuple[pa.Table | CompressedColumn | LabelColumn, str | None]:

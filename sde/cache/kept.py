@@ -9,9 +9,11 @@ import weakref
 from pathlib import Path
 
 import diskcache
+import pandas as pd
 
+from sde.cache.mapped_frames import mapped_frame, write_frame
 from sde.cache.read_only import ReadOnlyStore
-from sde.cache.store import LinkingDisk
+from sde.cache.store import LinkedFile, LinkingDisk, done_with_temp_file, make_read_only, temp_file_in
 
 #: A value bigger than this, pickled, is not kept: the kept values are pages' results (kilobytes
 #: to a few megabytes), read back at each start.
@@ -37,6 +39,7 @@ class KeptWithBuild:
         self._read_only = read_only
         self._store: diskcache.Cache | ReadOnlyStore | None = None
         self._kept: set[str] = set()  # names kept, or not to keep (too big, failed)
+        self._columns: set[str] = set()  # names of the column files kept for this build
         self._lock = threading.Lock()
 
     def _opened(self) -> diskcache.Cache | ReadOnlyStore:
@@ -44,8 +47,9 @@ class KeptWithBuild:
         if self._store is None:
             store = (ReadOnlyStore(self._directory) if self._read_only
                      else diskcache.Cache(str(self._directory), eviction_policy="none", disk=LinkingDisk))
-            self._kept = {k[2] for k in store.iterkeys()
-                          if isinstance(k, tuple) and len(k) == 3 and k[0] == "kept" and k[1] == self._key}
+            keys = [k for k in store.iterkeys() if isinstance(k, tuple) and len(k) == 3 and k[1] == self._key]
+            self._kept = {k[2] for k in keys if k[0] == "kept"}
+            self._columns = {k[2] for k in keys if k[0] == "columns"}
             self._store = store
             # its SQLite connection closed with this object (Python 3.13 warns of one left open)
             weakref.finalize(self, store.close)
@@ -81,3 +85,52 @@ class KeptWithBuild:
         if ("meta", self._key) not in store:
             return False
         return self._build is None or store.get(("build", self._key)) == self._build
+
+    def _columns_name(self, name: str) -> str:
+        # the build's name in it: files kept from an earlier build under the same key are not read
+        return f"{self._build or ''}/{name}"
+
+    def recall_columns(self, name: str, index: pd.Index) -> pd.DataFrame | None:
+        """The frame kept under ``name`` for this build, memory-mapped on ``index``; None where none
+        is kept (or it is unreadable, or of another length)."""
+        try:
+            with self._lock:
+                store = self._opened()
+                stored = self._columns_name(name)
+                handle = store.get(("columns", self._key, stored), read=True) if stored in self._columns else None
+            if handle is None or isinstance(handle, (bytes, bytearray, str)):
+                return None
+            with handle:
+                path = getattr(handle, "name", None)
+            return mapped_frame(path, index) if isinstance(path, str) else None
+        except Exception:  # noqa: BLE001 - unreadable, or written by another sde: computed again
+            return None
+
+    def keep_columns(self, name: str, frame: pd.DataFrame) -> pd.DataFrame | None:
+        """Keep ``frame`` (fixed-width columns: sde.cache.mapped_frames) under ``name`` as a file
+        beside the build, and give it back memory-mapped from there; None where it could not be
+        kept (a read-only cache, a full disk, the build gone, text columns): the caller holds
+        ``frame`` itself."""
+        if self._read_only:
+            return None
+        stored = self._columns_name(name)
+        try:
+            with self._lock:
+                store = self._opened()
+                known = stored in self._columns
+            if not known:
+                # written outside the lock (a second or so at 10M rows): kept values are read meanwhile
+                tmp = temp_file_in(self._directory, ".arrow")
+                try:
+                    write_frame(tmp, frame)
+                    with self._lock:
+                        if not self._still_stored(store):
+                            return None
+                        store.set(("columns", self._key, stored), LinkedFile(tmp), read=True)
+                        self._columns.add(stored)
+                finally:
+                    done_with_temp_file(tmp)
+                make_read_only(store, ("columns", self._key, stored))
+        except Exception:  # noqa: BLE001 - a full disk, a read-only cache: held in memory instead
+            return None
+        return self.recall_columns(name, frame.index)

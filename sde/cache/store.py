@@ -62,6 +62,22 @@ class LinkingDisk(diskcache.Disk):
         return os.path.getsize(full_path), diskcache.core.MODE_BINARY, filename, None
 
 
+def make_read_only(store: "diskcache.Cache", store_key: tuple) -> None:
+    """Make the file of a stored value read-only.
+
+    A mapped file that shrinks kills the process (SIGBUS). sde never writes a stored file again;
+    read-only keeps a stray `> file` or editor of the same user from doing it. (Not on Windows:
+    there a read-only file cannot be deleted, and eviction deletes.)"""
+    if not POSIX:
+        return
+    handle = store.get(store_key, read=True)
+    if handle is not None and not isinstance(handle, (bytes, bytearray, str)):
+        with handle:
+            path = getattr(handle, "name", None)
+            if isinstance(path, str):
+                os.chmod(path, 0o444)
+
+
 def open_store(directory: str | Path, warn: Warn = warn_on_stderr, *, sub: str | None = None,
                **settings) -> "diskcache.Cache":
     """The diskcache store in `directory` (or its subfolder `sub`), after checking both folders

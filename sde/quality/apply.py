@@ -158,17 +158,21 @@ def _copy(dataset: Dataset, table: pd.DataFrame) -> Dataset:
 
 
 def _set_columns(table: pd.DataFrame, columns: pd.DataFrame, ours: Iterable[str]) -> pd.DataFrame:
-    """``table`` (a shallow copy) with ``columns`` added; a manifest field of the same name is kept
-    as ``manifest_<name>`` unless the whole set ``ours`` is already there (then it was computed by
-    sde and is replaced)."""
-    out = table.copy(deep=False)
-    replace = all(c in out.columns for c in ours)
-    if not replace:
-        clashes = {c: f"manifest_{c}" for c in columns.columns if c in out.columns}
-        out = out.rename(columns=clashes)
-    for name in columns.columns:
-        out[name] = columns[name].array  # same index: no alignment
-    return out
+    """``table`` with ``columns`` (of the same index) added, sharing both frames' arrays; a manifest
+    field of the same name is kept as ``manifest_<name>`` unless the whole set ``ours`` is already
+    there (then it was computed by sde and is replaced, in its place)."""
+    replace = all(c in table.columns for c in ours)
+    # a new frame of both frames' columns, not setitem or rename: pandas copies an array set into
+    # a frame (before pandas 3, even a Series, and every column renamed), and a copy of columns
+    # mapped from a file (sde.cache.kept) would hold them in memory again
+    parts: dict[str, pd.Series] = {}
+    for name in table.columns:
+        if name in columns.columns:
+            parts[name if replace else f"manifest_{name}"] = columns[name] if replace else table[name]
+        else:
+            parts[name] = table[name]
+    parts.update((name, columns[name]) for name in columns.columns if name not in parts)
+    return pd.DataFrame(parts, index=table.index, copy=False)
 
 
 # ---------------------------------------------------------------- measured from the audio
@@ -316,11 +320,40 @@ def _compute(dataset: Dataset, kind: str) -> pd.DataFrame:
 def quality_frame(dataset: Dataset, kind: str) -> pd.DataFrame:
     """The columns of ``kind`` for the dataset's current tables (the table's index), computed once
     per generation of the tables and kept beside the dataset: reading them (counts, groups) does
-    not change the dataset; :func:`ensure_quality_columns` adds them without computing again."""
+    not change the dataset; :func:`ensure_quality_columns` adds them without computing again.
+    Where the dataset is a build in the dataset cache they are also kept as a file beside it and
+    held memory-mapped from there (see :func:`_kept_or_computed`)."""
     if _has_kind(dataset, kind):
-        return dataset.utterances[list(kind_columns(dataset, kind))]
+        table = dataset.utterances  # its columns shared (table[list] copies them before pandas 3)
+        return pd.DataFrame({c: table[c] for c in kind_columns(dataset, kind)}, index=table.index, copy=False)
     cache = for_dataset(dataset, "quality-columns", len(QUALITY_KINDS))
-    return cache.get_or_compute_once(kind, lambda: _compute(dataset, kind))
+    return cache.get_or_compute_once(kind, lambda: _kept_or_computed(dataset, kind))
+
+
+#: The layout of the quality columns kept beside a build: bump it when a kind's columns change
+#: meaning, so that those an older sde kept are computed again.
+KEPT_COLUMNS_VERSION = 1
+
+
+def _kept_or_computed(dataset: Dataset, kind: str) -> pd.DataFrame:
+    """The columns of ``kind``: those kept beside the dataset's build (a later start: minutes of
+    work at 10M utterances saved), else computed and kept there. Kept ones are memory-mapped: the
+    server holds them as pages of a file the OS may drop, not as its own memory (~0.5 GB at 10M).
+    Named after everything they are computed from besides the build's tables: its columns (the
+    hypotheses), the speaker column, the alphabet."""
+    keeper = dataset.caches.columns_keeper(dataset.generation)
+    if keeper is None:
+        return _compute(dataset, kind)
+    table = dataset.utterances
+    present = [h.field for h in dataset.hypotheses if h.field in table.columns]
+    name = (f"quality-columns/v{KEPT_COLUMNS_VERSION}/{kind}/"
+            f"{(kind_columns(dataset, kind), present, _speaker_column(table), dataset.options.alphabet or None)!r}")
+    kept = keeper.recall_columns(name, table.index)
+    if kept is not None:
+        return kept
+    computed = _compute(dataset, kind)
+    kept = keeper.keep_columns(name, computed)
+    return computed if kept is None else kept
 
 
 def with_quality_columns(dataset: Dataset, kinds: Sequence[str] = ("duplicates", "suspicious")) -> Dataset:
@@ -340,7 +373,10 @@ def ensure_quality_columns(dataset: Dataset, kinds: Sequence[str] = ("duplicates
     with _lock_of(dataset):
         missing = [k for k in kinds if not _has_kind(dataset, k)]
         if missing:
+            keeper = dataset.caches.columns_keeper(dataset.generation)
             dataset.replace_with(with_quality_columns(dataset, missing))
+            if keeper is not None:  # the columns added are no kind's input: the others' kept ones still hold
+                dataset.caches.keep_columns_with(keeper, dataset.generation)
 
 
 def named_quality_kinds(dataset: Dataset, texts: Iterable[str | None]) -> list[str]:

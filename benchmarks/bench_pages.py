@@ -166,7 +166,7 @@ def main() -> None:
             browser.close()
         # the Statistics page started the suspicious-utterance checks in the background: when they end
         waited = time.perf_counter()
-        server.get("/api/suspicious")
+        server.get("/api/suspicious", until_done=True)
         print(f"\nsuspicious-utterance checks answered {time.perf_counter() - waited:.1f} s after the pages; "
               f"server peak memory {server.sampler.rss / 2**30:.1f} GiB RSS, {server.sampler.anon / 2**30:.1f} GiB anon",
               flush=True)

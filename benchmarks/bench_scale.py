@@ -229,14 +229,20 @@ class Server:
         while self.warmed_s is None and time.perf_counter() < deadline:
             time.sleep(0.1)
 
-    def get(self, path: str) -> tuple[float, int]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+    def get(self, path: str, *, until_done: bool = False) -> tuple[float, int]:
+        """(seconds, bytes) of one request; ``until_done``: asked again while it answers 202 (work
+        running in the background: /api/suspicious, /api/tts, ...), the seconds until it answered."""
         t = time.perf_counter()
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            conn.close()
+            if not (until_done and response.status == 202):
+                break
+            time.sleep(float(response.getheader("Retry-After") or 1))
         elapsed = time.perf_counter() - t
-        conn.close()
         if response.status != 200:
             raise RuntimeError(f"{path}: {response.status} {body[:300]!r}")
         return elapsed, len(body)

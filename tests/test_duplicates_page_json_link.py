@@ -11,6 +11,7 @@ import pytest
 from sde.dataset import build_dataset
 from sde.web.app import AppConfig, create_app
 from sde.web.pages import duplicates
+from sde.web.panels import quality_data
 
 
 def _components(node) -> list:
@@ -45,13 +46,13 @@ def test_the_page_comes_at_once_while_its_groups_are_found_and_the_poll_shows_th
     (tmp_path / "m.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
     dataset = build_dataset(tmp_path / "m.json")
     release = threading.Event()
-    real = duplicates.duplicates_page
+    real = quality_data.duplicates_page
 
     def held(*args, **kwargs):
         release.wait(60)  # the search "runs" until the test lets it end
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(duplicates, "duplicates_page", held)
+    monkeypatch.setattr(quality_data, "duplicates_page", held)  # the search the page starts (duplicate_groups_found)
     layout = duplicates.layout(dataset, "/duplicates", {"kind": "near"})
     ids = {getattr(c, "id", None) for c in _components(layout)}
     assert "dup-running" in ids and duplicates.TABLE not in ids

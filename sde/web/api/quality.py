@@ -23,27 +23,42 @@
 Errors are JSON like every route's: a bad parameter → 400 naming it, unknown id → 404, a
 segment longer than the preview processes (30 s) → 422 with the reason, unreadable audio → 404/422.
 
+/api/tts, /api/duplicates and /api/suspicious compute on a thread of their own (minutes at 10M
+utterances: longer than a proxy holds a request), once per generation of the tables and
+parameters, shared with the page that shows the same (sde.web.panels.background). A request waits
+up to API_WAIT_S for it; while it runs the answer is 202
+`{"status": "running", "task", "seconds", "retry_after", "error": null}` with a Retry-After
+header, and the same request asked again later gets the result. A computation that failed answers
+like any error: its message, 422 for a check refused over its size, 400 for a refused query, 500
+for anything else.
+
 :func:`install` also makes the text-derived quality columns appear on demand: a request whose
 filter or sort (in the query string, or in a Dash callback's body: the Samples grid, a /samples
 link) names one of them computes them first (``sde.quality.apply.ensure_quality_columns``), so
-`/api/utterances?filter={dup_text_group} = 3` works on a fresh server.
+`/api/utterances?filter={dup_text_group} = 3` works on a fresh server. An /api/ request has them
+computed in the background and answers 202 like the routes above until they are there; a
+callback still computes them in its request (the grid has no way to ask again).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from flask import Flask, Response, request
 
 from sde.audio import AudioError, wav_bytes
 from sde.quality.apply import TooLarge, ensure_quality_columns, quality_column_kinds
 from sde.quality.augment import AugmentError
+from sde.query import QueryError
 from sde.web.api.respond import MAX_PAGE, arg, flag_arg, int_arg, json_response, page_args, served_dataset
 from sde.web.audio_service import UnknownUtterance, http_status
 from sde.web.panels import augment as augment_panel
 from sde.web.panels import quality_data
 from sde.web.panels import suspicious as suspicious_panel
+from sde.web.panels.background import Progress, in_background
 from sde.web.present import ApiError
 from sde.caching import for_dataset
 from sde.dataset import Dataset
@@ -52,6 +67,53 @@ log = logging.getLogger(__name__)
 
 MAX_TTS_SPEAKERS = 10_000
 _DASH_UPDATE = "/_dash-update-component"
+#: How long a request waits for work that runs in the background before it answers 202: a small
+#: dataset's answer still comes in the first request.
+API_WAIT_S = 10.0
+#: The Retry-After of a 202, in seconds.
+RETRY_AFTER_S = 5
+_TOO_LONG = 300  # characters of an unexpected error's message in an answer, as respond.unexpected_response
+
+
+class StillRunning(ApiError):
+    """The 202 of work still running in the background: a later identical request gets its result."""
+
+    def __init__(self, task: str, progress: Progress) -> None:
+        super().__init__(f"{task} is still running", 202, headers={"Retry-After": str(RETRY_AFTER_S)})
+        self.task = task
+        self.seconds = progress.seconds
+
+    def body(self) -> dict:
+        return {"status": "running", "task": self.task, "seconds": round(self.seconds, 1),
+                "retry_after": RETRY_AFTER_S, "error": None}
+
+
+def awaited(dataset: Dataset, task: str, key: Hashable, compute: Callable[[], Any]) -> Any:
+    """The value of ``compute`` run in the background as ``task`` / ``key`` (the page's name and key
+    where a page shows the same: one run for both), after waiting up to API_WAIT_S for it;
+    StillRunning (202) while it runs, the ApiError of its failure once it failed."""
+    progress = in_background(dataset, task, key, compute, API_WAIT_S)
+    if not progress.done:
+        raise StillRunning(task, progress)
+    if progress.exception is not None:
+        raise _failure(task, progress)
+    return progress.value
+
+
+def _failure(task: str, progress: Progress) -> ApiError:
+    """The answer to a failed background computation, as the handlers answer the same error raised
+    in a request (a new ApiError each time: the stored one would gather every request's traceback)."""
+    exc = progress.exception
+    if isinstance(exc, ApiError):
+        return ApiError(exc.message, exc.status, fields=exc.fields, headers=exc.headers)
+    if isinstance(exc, TooLarge):
+        return ApiError(str(exc), 422)
+    if isinstance(exc, QueryError):
+        return ApiError(str(exc))
+    said = progress.error or ""
+    said = said if len(said) <= _TOO_LONG else said[:_TOO_LONG] + "…"
+    # logged with its traceback by sde.web.panels.background when it failed
+    return ApiError(f"internal error in {task} ({said}); the server's log has the details", 500)
 
 
 def tts() -> Response:
@@ -63,7 +125,8 @@ def tts() -> Response:
         raise ApiError(f'speaker must be a column of the manifest, e.g. speaker; "{speaker[:100]}" is not one')
     limit = int_arg("limit", 1000, 1, MAX_TTS_SPEAKERS)
     page = int_arg("page", 0, 0, MAX_PAGE)  # the speakers past the first `limit` were out of reach
-    report = dict(quality_data.tts(dataset, lang, quality_data.speaker_column(dataset, speaker)))
+    column = quality_data.speaker_column(dataset, speaker)
+    report = dict(awaited(dataset, "tts", (lang, column), lambda: quality_data.tts(dataset, lang, column)))
     with_counts = flag_arg("counts", False)
     report["speakers"] = [s if with_counts else {k: v for k, v in s.items() if k != "phoneme_counts"}
                           for s in report["speakers"][page * limit:(page + 1) * limit]]
@@ -75,19 +138,27 @@ def duplicates() -> Response:
     dataset = served_dataset()
     page, size = page_args()
     kind = arg("kind") or "text"
+    if kind not in quality_data.KIND_COLUMNS:  # checked first: a made-up kind would get (and keep) a run of its own
+        raise ApiError(f'unknown duplicate kind "{kind[:40]}": use kind=text, kind=near or kind=audio')
+    # The groups of every page, found once (the page's work); then why there are none (audio never
+    # measured, near-duplicates over their size: refused before any work, so within the first
+    # wait: 409/422, not 202), or the page asked for.
+    refused = awaited(dataset, "duplicate-groups", kind, lambda: quality_data.duplicate_groups_found(dataset, kind))
+    if refused is not None:
+        reason, message = refused
+        raise ApiError(message, 409 if reason == "dup-not-measured" else 422)
     try:
         data = quality_data.duplicates_page(dataset, kind, page, size)
     except TooLarge as exc:
         raise ApiError(str(exc), 422) from None
-    except ValueError as exc:
-        raise ApiError(str(exc)) from None
     except KeyError as exc:
         raise ApiError(str(exc.args[0]), 409) from None
     return json_response(data)  # the groups come capped, with their flags
 
 
 def suspicious() -> Response:
-    return json_response(suspicious_panel.summary(served_dataset()))
+    dataset = served_dataset()
+    return json_response(awaited(dataset, "suspicious", None, lambda: suspicious_panel.summary(dataset)))
 
 
 def _augmented(utt_id: int):
@@ -150,7 +221,8 @@ def _requested_kinds(dataset: Dataset) -> set[str]:
 
 
 def install(server: Flask) -> None:
-    """Compute the text-derived quality columns before a request that names one of them."""
+    """Compute the text-derived quality columns before a request that names one of them: in the
+    background for an /api/ request (202 until they are there), in the request for a callback."""
 
     def quality_columns_on_demand() -> None:
         if not (request.path.startswith("/api/") or request.path.endswith(_DASH_UPDATE)):
@@ -158,14 +230,20 @@ def install(server: Flask) -> None:
         dataset = served_dataset()
         if not isinstance(dataset, Dataset):  # a bare table (embedding, tests): no quality columns
             return
-        wanted = _requested_kinds(dataset)
-        if wanted:
-            try:
-                ensure_quality_columns(dataset, sorted(wanted))
-            except TooLarge as exc:
-                raise ApiError(str(exc), 422) from None
+        wanted = tuple(sorted(_requested_kinds(dataset)))
+        if not wanted:
+            return
+        if request.path.startswith("/api/"):
+            # done: the columns are in the dataset, a new generation of it, and the request goes on
+            awaited(dataset, "quality-columns", wanted, lambda: ensure_quality_columns(dataset, wanted))
+            return
+        try:
+            ensure_quality_columns(dataset, wanted)
+        except TooLarge as exc:
+            raise ApiError(str(exc), 422) from None
 
     server.before_request(quality_columns_on_demand)
 
 
-__all__ = ["augment", "augment_config", "duplicates", "install", "suspicious", "tts"]
+__all__ = ["API_WAIT_S", "RETRY_AFTER_S", "StillRunning", "augment", "augment_config", "awaited", "duplicates",
+           "install", "suspicious", "tts"]

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html
 
-from sde.quality.apply import NEAR_DUPLICATE_EDITS, TooLarge
+from sde.quality.apply import NEAR_DUPLICATE_EDITS
 from sde.quality.duplicates import NEAR_MIN_CHARS
 from sde.web.components import fmt_int, page_header
 from sde.web.pages.page import Page, link_value_notes
 from sde.web.panels.background import FIRST_WAIT_S, POLL_MS, in_background
-from sde.web.panels.quality_data import KIND_COLUMNS, duplicates_page
+from sde.web.panels.quality_data import KIND_COLUMNS, duplicate_groups_found, duplicates_page
 from sde.web.present import MAX_PAGE, choice_param, int_param
 from sde.web.state import samples_href, search_of, utterance_href
 
@@ -124,25 +124,12 @@ def layout(dataset: Dataset, path: str, params: Mapping[str, str]):
                      dcc.Interval(id=POLL, interval=POLL_MS, disabled=final), html.Div(content, id=BODY)])
 
 
-def _grouped(dataset: Dataset, kind: str) -> tuple[str, str] | None:
-    """Compute the groups of ``kind`` (the first page's question asks for them all): None, or why
-    there are none to show, as (the alert's id, its message): audio never measured (KeyError), too
-    many transcripts (TooLarge)."""
-    try:
-        duplicates_page(dataset, kind, 0, 1)
-    except KeyError as exc:
-        return "dup-not-measured", str(exc.args[0])
-    except TooLarge as exc:
-        return "dup-too-large", str(exc)
-    return None
-
-
 def groups_state(dataset: Dataset, kind: str, page: int, wait_s: float = 0.0) -> tuple[Any, bool]:
     """(the page below its tabs, whether it is final): the groups once computed (on a thread of
     their own, sde.web.panels.background: near-duplicates take ~20-30 s per million utterances on
     the first visit after a start, which left the page blank), why there are none, or a line
     saying the search runs."""
-    progress = in_background(dataset, "duplicate-groups", kind, lambda: _grouped(dataset, kind), wait_s)
+    progress = in_background(dataset, "duplicate-groups", kind, lambda: duplicate_groups_found(dataset, kind), wait_s)
     if progress.error is not None:
         return dbc.Alert(f"Finding the groups failed: {progress.error}", color="danger", id="dup-error"), True
     if not progress.done:

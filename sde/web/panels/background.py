@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sde.caching import for_dataset
+from sde.quality.apply import TooLarge
+from sde.query import QueryError
+from sde.web.present import ApiError
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
@@ -27,17 +30,22 @@ POLL_MS = 2000
 FIRST_WAIT_S = 1.0
 
 log = logging.getLogger(__name__)
+# Errors that answer the question rather than break (a query over --memory-limit, a check refused
+# over its size): a request answers them 400/422 without a traceback in the log, and so does this.
+_REFUSALS = (ApiError, QueryError, TooLarge)
 
 
 @dataclass(frozen=True)
 class Progress:
     """Where a background computation is: ``done`` with its ``value``, or with the ``error`` (its
-    type and message) that ended it; ``seconds`` since it started."""
+    type and message) that ended it and the ``exception`` itself (a route answers by its kind: a
+    refused query 400, a bug 500); ``seconds`` since it started."""
 
     done: bool
     seconds: float
     value: Any = None
     error: str | None = None
+    exception: Exception | None = None
 
 
 class _Job:
@@ -45,19 +53,24 @@ class _Job:
         self.started = time.monotonic()
         self.value: Any = None
         self.error: str | None = None
+        self.exception: Exception | None = None
         self.done = threading.Event()
 
     def run(self, compute: Callable[[], Any]) -> None:
         try:
             self.value = compute()
         except Exception as exc:  # noqa: BLE001 - the page shows it; the server goes on
-            log.exception("background work failed")
+            if isinstance(exc, _REFUSALS):
+                log.info("background work refused: %s", exc)
+            else:
+                log.exception("background work failed")
             self.error = f"{type(exc).__name__}: {exc}"
+            self.exception = exc
         finally:
             self.done.set()
 
     def progress(self) -> Progress:
-        return Progress(self.done.is_set(), time.monotonic() - self.started, self.value, self.error)
+        return Progress(self.done.is_set(), time.monotonic() - self.started, self.value, self.error, self.exception)
 
 
 def in_background(dataset: Dataset, name: str, key: Hashable, compute: Callable[[], Any],

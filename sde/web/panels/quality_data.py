@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from sde.caching import for_dataset
-from sde.quality.apply import quality_frame
+from sde.quality.apply import TooLarge, quality_frame
 from sde.quality.duplicates import duplicate_groups
 from sde.quality.phonemes import PhonemizerError, UnknownVoice, check_voice
 from sde.quality.tts import tts_report
@@ -20,7 +20,7 @@ from sde.web.present import ApiError
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
-__all__ = ["KIND_COLUMNS", "checked_lang", "default_lang", "duplicates_page", "group_filter", "speaker_column", "tts",
+__all__ = ["KIND_COLUMNS", "checked_lang", "default_lang", "duplicate_groups_found", "duplicates_page", "group_filter", "speaker_column", "tts",
            "valid_lang"]
 
 _LANG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,2}")
@@ -93,6 +93,20 @@ def tts(dataset: Dataset, lang: str, speaker: str) -> dict[str, Any]:
 def group_filter(kind: str, group: int) -> str:
     """The filter of one group: `{dup_text_group} = 12`."""
     return f"{{{KIND_COLUMNS[kind]}}} = {int(group)}"
+
+
+def duplicate_groups_found(dataset: Dataset, kind: str) -> tuple[str, str] | None:
+    """Compute the groups of ``kind`` (the Duplicates page's first question, and /api/duplicates',
+    asks for them all: one run in the background serves both): None, or why there are none to
+    show, as (the alert's id, its message): audio never measured (KeyError), too many transcripts
+    (TooLarge)."""
+    try:
+        duplicates_page(dataset, kind, 0, 1)
+    except KeyError as exc:
+        return "dup-not-measured", str(exc.args[0])
+    except TooLarge as exc:
+        return "dup-too-large", str(exc)
+    return None
 
 
 def duplicates_page(dataset: Dataset, kind: str, page: int, page_size: int) -> dict[str, Any]:

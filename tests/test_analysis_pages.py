@@ -601,8 +601,9 @@ def test_comparison_page_compares_the_utterances_once_per_view(demo, monkeypatch
 
 
 def test_prepared_pages_are_first_visited_from_their_caches(monkeypatch):
-    """The server's warm-up lays out Statistics, Errors and Comparison once (prepare_pages); the
-    first visit then computes no histogram, counts no error and compares nothing again."""
+    """The server's warm-up lays out Statistics, Errors and Comparison once (prepare_pages), and the
+    error tables of the other hypothesis; the first visit then computes no histogram, counts no
+    error and compares nothing again."""
     from sde.web.pages import prepare_pages, statistics
 
     ds = build_dataset(DEMO)  # its own: the caches are the dataset's
@@ -619,7 +620,7 @@ def test_prepared_pages_are_first_visited_from_their_caches(monkeypatch):
     monkeypatch.setattr(analysis, "utterance_comparison", counted_as("compared", analysis.utterance_comparison))
     monkeypatch.setattr(analysis, "compare", counted_as("bootstrap", analysis.compare))
     assert prepare_pages(ds) == ["Statistics", "Errors", "Comparison"]
-    prepared = {"figures": 1, "affected": len(errors.KINDS), "compared": 1, "bootstrap": 1}
+    prepared = {"figures": 1, "affected": len(errors.KINDS) * len(ds.hypotheses), "compared": 1, "bootstrap": 1}
     assert counted == prepared
     shown = (text_of(statistics.layout(ds, "/", {})), text_of(errors.layout(ds, "/errors", {})),
              text_of(comparison.layout(ds, "/comparison", {})))

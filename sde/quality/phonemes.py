@@ -37,6 +37,7 @@ __all__ = [
     "PhonemizerError",
     "UnknownVoice",
     "check_voice",
+    "espeak_version",
     "phoneme_histograms",
     "phoneme_inventory",
     "phoneme_tokens",
@@ -88,6 +89,8 @@ class _Espeak:
         lib.espeak_SetVoiceByProperties.argtypes = [ctypes.POINTER(_VoiceSpec)]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        lib.espeak_Info.restype = ctypes.c_char_p
+        lib.espeak_Info.argtypes = [ctypes.c_void_p]
         if lib.espeak_Initialize(_RETRIEVAL, 0, None, _DONT_EXIT) < 0:
             raise PhonemizerError("espeak-ng cannot find its data (espeak-ng-data); reinstall espeak-ng")
         self._lib = lib
@@ -105,6 +108,10 @@ class _Espeak:
                 raise UnknownVoice(f'espeak-ng has no voice "{lang}"; `espeak-ng --voices` lists them '
                                    f'(e.g. en, en-gb, en-us, de, fr, es)')
             self._voice = lang
+
+    def version(self) -> str | None:
+        version = self._lib.espeak_Info(None)
+        return version.decode("utf-8", "replace") if version else None
 
     def phonemes(self, text: str) -> str:
         """IPA of ``text``, phonemes separated by "_" and words by spaces (all its clauses)."""
@@ -125,6 +132,17 @@ def _espeak() -> _Espeak:
 def phoneme_tokens(ipa: str) -> list[str]:
     """espeak-ng's "_"-separated IPA → phonemes, without stress marks or non-phoneme symbols."""
     return [t for t in _SPLIT.split(_STRIP.sub("", ipa)) if any(ch.isalpha() for ch in t)]
+
+
+def espeak_version() -> str | None:
+    """The version of the espeak-ng that phonemises ("1.51"), None where it is missing: a phoneme
+    report kept from one run is read by another only where it was made by the same."""
+    try:
+        engine = _espeak()
+    except PhonemizerError:
+        return None
+    with engine.lock:
+        return engine.version()
 
 
 def check_voice(lang: str) -> None:

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sde.caching import for_dataset
+from sde.caching import for_dataset, keeping
 from sde.quality.apply import TooLarge, quality_frame
 from sde.quality.duplicates import duplicate_groups
-from sde.quality.phonemes import PhonemizerError, UnknownVoice, check_voice
+from sde.quality.phonemes import PhonemizerError, UnknownVoice, check_voice, espeak_version
 from sde.quality.tts import tts_report
 from sde.web.present import ApiError
 
@@ -80,11 +80,19 @@ def speaker_column(dataset: Dataset, raw: Any = None) -> str:
 
 def tts(dataset: Dataset, lang: str, speaker: str) -> dict[str, Any]:
     """:func:`sde.quality.tts.tts_report` with per-speaker phoneme counts, once per dataset
-    generation, language and speaker column (espeak-ng phonemises each distinct word once)."""
-    cache = for_dataset(dataset, "tts", 8)
-    # a second tab waits for the report (10M: ~45 s, ~1.2 GB) instead of making a copy beside it
-    return cache.get_or_compute_once((lang, speaker), lambda: tts_report(dataset.utterances, lang,
-                                                                         speaker_column=speaker, counts=True))
+    generation, language and speaker column (espeak-ng phonemises each distinct word once), and
+    kept with the dataset's build (10M utterances: ~45 s, ~1.2 GB at each start otherwise): a later
+    start reads it. Kept per espeak-ng version, and only with its phonemes (a report made without
+    espeak-ng says so, and a later start with it installed makes a new one)."""
+    cache = for_dataset(dataset, "tts", 8, kept=1)
+    key = (lang, speaker, espeak_version())
+    # a second tab waits for the report instead of making a copy beside it
+    report = cache.get_or_compute_once(key, lambda: tts_report(dataset.utterances, lang, speaker_column=speaker,
+                                                               counts=True))
+    if "phoneme_error" not in report:
+        with keeping():  # the report held is kept (once: a kept one is not written again)
+            cache.get_or_compute_once(key, lambda: report)
+    return report
 
 
 # ---------------------------------------------------------------- duplicates

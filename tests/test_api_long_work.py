@@ -172,6 +172,17 @@ def test_work_longer_than_the_wait_answers_202_then_the_result(port, manifest, h
     assert result(task, body) == directly(build_dataset(manifest))
 
 
+def test_a_second_report_waits_for_the_first_and_says_so(port, held, monkeypatch):
+    release, ran = held
+    monkeypatch.setattr(quality_api, "API_WAIT_S", 0.0)
+    assert get(port, "/api/tts", lang="en")[2]["status"] == "running"
+    status, _, body = get(port, "/api/tts", lang="de")
+    assert (status, body["status"], body["task"]) == (202, "waiting", "tts")
+    assert ran == ["tts"]  # German's report waits for English's: one at a time
+    release.set()
+    assert answered(port, "/api/tts", lang="de")[0] == 200 and ran == ["tts", "tts"]
+
+
 def page_state(task: str, dataset) -> Callable[[], tuple[object, bool]]:
     """What the page showing ``task`` asks on each poll: (its content, whether it is final)."""
     from sde.web.pages.duplicates import groups_state

@@ -84,3 +84,43 @@ def test_a_failure_is_kept_with_its_reason_and_the_server_goes_on():
 
     progress = finished(tables(), "work", "k", compute)
     assert progress.done and progress.value is None and progress.error == "MemoryError: no room for the phonemes"
+
+
+def _held_work(release: threading.Event, started: list, key: str):
+    def compute():
+        started.append(key)
+        release.wait(10)
+        return key
+    return compute
+
+
+def test_work_of_one_name_runs_one_at_a_time_and_other_names_beside_it():
+    dataset, release, started = tables(), threading.Event(), []
+    first = in_background(dataset, "report", "en", _held_work(release, started, "en"), 0.0)
+    second = in_background(dataset, "report", "de", _held_work(release, started, "de"), 0.2)
+    other = in_background(dataset, "groups", "text", _held_work(release, started, "text"), 0.0)
+    deadline = time.monotonic() + 10
+    while "text" not in started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not first.waiting and second.waiting and not second.done and not other.waiting
+    assert sorted(started) == ["en", "text"]  # "de" waits for "en", "text" runs beside it
+    release.set()
+    assert finished(dataset, "report", "de", _held_work(release, started, "de")).value == "de"
+    assert sorted(started) == ["de", "en", "text"]
+
+
+def test_past_the_waiting_ones_a_new_work_is_not_started_until_asked_again_later():
+    from sde.web.panels.background import MAX_WAITING
+
+    dataset, release, started = tables(), threading.Event(), []
+    keys = [f"lang{i}" for i in range(MAX_WAITING + 1)]  # one running, MAX_WAITING waiting
+    for key in keys:
+        in_background(dataset, "report", key, _held_work(release, started, key))
+    refused = in_background(dataset, "report", "one more", _held_work(release, started, "one more"))
+    assert refused.waiting and not refused.done and refused.seconds == 0
+    release.set()
+    for key in keys:
+        assert finished(dataset, "report", key, _held_work(release, started, key)).value == key
+    assert "one more" not in started  # never started, nor remembered as started
+    assert finished(dataset, "report", "one more", _held_work(release, started, "one more")).value == "one more"
+    assert sorted(started) == sorted([*keys, "one more"])

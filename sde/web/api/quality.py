@@ -82,10 +82,12 @@ class StillRunning(ApiError):
         super().__init__(f"{task} is still running", 202, headers={"Retry-After": str(RETRY_AFTER_S)})
         self.task = task
         self.seconds = progress.seconds
+        self.waiting = progress.waiting
 
     def body(self) -> dict:
-        return {"status": "running", "task": self.task, "seconds": round(self.seconds, 1),
-                "retry_after": RETRY_AFTER_S, "error": None}
+        # waiting: for another computation of the same task to end (sde.web.panels.background)
+        return {"status": "waiting" if self.waiting else "running", "task": self.task,
+                "seconds": round(self.seconds, 1), "retry_after": RETRY_AFTER_S, "error": None}
 
 
 def awaited(dataset: Dataset, task: str, key: Hashable, compute: Callable[[], Any]) -> Any:

@@ -96,12 +96,16 @@ def _held_work(release: threading.Event, started: list, key: str):
 
 def test_work_of_one_name_runs_one_at_a_time_and_other_names_beside_it():
     dataset, release, started = tables(), threading.Event(), []
-    first = in_background(dataset, "report", "en", _held_work(release, started, "en"), 0.0)
-    second = in_background(dataset, "report", "de", _held_work(release, started, "de"), 0.2)
-    other = in_background(dataset, "groups", "text", _held_work(release, started, "text"), 0.0)
+    def ask(key: str, name: str = "report"):
+        return in_background(dataset, name, key, _held_work(release, started, key), 0.0)
+
+    ask("en")
+    ask("de")
+    ask("text", "groups")
     deadline = time.monotonic() + 10
-    while "text" not in started and time.monotonic() < deadline:
+    while not {"en", "text"} <= set(started) and time.monotonic() < deadline:
         time.sleep(0.01)
+    first, second, other = ask("en"), ask("de"), ask("text", "groups")
     assert not first.waiting and second.waiting and not second.done and not other.waiting
     assert sorted(started) == ["en", "text"]  # "de" waits for "en", "text" runs beside it
     release.set()

@@ -99,11 +99,22 @@ class _Job:
         self.running = threading.Event()
         self.done = threading.Event()
 
+    def take_turn_now(self, name: str) -> None:
+        """Take ``name``'s turn here where it is free (the asking thread: its progress then says
+        it runs from the first answer on, not whenever the new thread gets to run)."""
+        if _turns.turn(name).acquire(blocking=False):
+            self.running.set()
+
     def run(self, name: str, compute: Callable[[], Any]) -> None:
+        turn = _turns.turn(name)
         try:
-            with _turns.turn(name):
+            if not self.running.is_set():
+                turn.acquire()
                 self.running.set()
+            try:
                 self.value = compute()
+            finally:
+                turn.release()
         except Exception as exc:  # noqa: BLE001 - the page shows it; the server goes on
             if isinstance(exc, _REFUSALS):
                 log.info("background work refused: %s", exc)
@@ -131,9 +142,12 @@ def in_background(dataset: Dataset, name: str, key: Hashable, compute: Callable[
         if not _turns.enter(name):
             raise _NotStarted
         job = _Job()
+        job.take_turn_now(name)
         try:
             threading.Thread(target=job.run, args=(name, compute), name=f"sde-{name}", daemon=True).start()
         except BaseException:  # no thread to be had (a ulimit -u): counted out again
+            if job.running.is_set():
+                _turns.turn(name).release()
             _turns.leave(name)
             raise
         return job

@@ -360,3 +360,22 @@ def test_bad_lines_are_told_by_shard_and_line_and_strict_stops_at_the_first(tmp_
 def test_audio_paths_and_urls_resolve_like_nemo(write_manifest, written, base, resolved):
     m = write_manifest([{"audio_filepath": written, "duration": 1.0, "text": "a"}])
     assert read_manifest(m, audio_base_path=base).table["audio_path"].tolist() == [resolved]
+
+
+def test_a_cached_build_is_named_as_its_sources_are_given_now(tmp_path):
+    """One build serves a glob, a brace pattern and the files they match (one cache entry): the
+    summary names the sources as this start was given them, not as the start that built it."""
+    from sde.build.load import load_dataset
+    from sde.sources import expand_sources
+
+    for name in "ab":
+        (tmp_path / f"{name}.json").write_text(json.dumps({"audio_filepath": f"{name}.wav", "duration": 1.0,
+                                                           "text": "hi"}) + "\n")
+    named = {}
+    for spec in (["*.json"], ["a.json", "b.json"], ["{a,b}.json"]):
+        sources = expand_sources([str(tmp_path / s) for s in spec])
+        named[sources.name] = load_dataset(sources, cache_dir=tmp_path / "cache").summary()["manifest"]
+    assert named == {"*.json": "*.json", "a.json + b.json": "a.json + b.json", "{a,b}.json": "{a,b}.json"}
+    from sde.cache import DatasetCache
+
+    assert len(DatasetCache(tmp_path / "cache")._datasets()) == 1  # one build served the three

@@ -129,6 +129,8 @@ def load_dataset(
                     cache.replace_older(key, inputs, options)
             if cached is not None:
                 say("loaded from cache")
+                if isinstance(manifest, SourceSet):  # named as asked now (a glob or the files it matched)
+                    cached.name = manifest.name
                 if options.estimate_audio_metrics or vad:  # the audio files may have changed since they were measured
                     if measure_checks is not None and carries_measures(cached):
                         measure_checks.append(MeasureCheck(cache.directory, key, audio_budget_s))

@@ -649,7 +649,11 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
     if COLUMN in out.columns:
         out = out.drop(columns=[COLUMN])
     out.insert(int(out.columns.get_loc("audio_path")) + 1, COLUMN, column)
-    return dataclasses.replace(dataset, utterances=out, _queries={}, _lock=threading.Lock())
+    checked = dataclasses.replace(dataset, utterances=out, _queries={}, _lock=threading.Lock())
+    keeper = dataset.caches.columns_keeper(dataset.generation)
+    if keeper is not None:  # the columns derived from the text (sde.quality.apply) do not read this one
+        checked.caches.keep_columns_with(keeper, checked.generation)
+    return checked
 
 
 def _report_not_files(names: pa.Array, codes: np.ndarray, kinds: dict[int, str],

@@ -563,7 +563,11 @@ def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | 
             if presence:
                 checked = with_audio_presence(checked, status=status)
             if checked is not dataset:
+                # the presence of the audio alone changed: the text-derived columns kept still hold
+                keeper = checked.caches.columns_keeper(checked.generation) if measures is None else None
                 dataset.replace_with(checked)
+                if keeper is not None:
+                    dataset.caches.keep_columns_with(keeper, dataset.generation)
 
         threading.Thread(target=check, name="sde-audio-presence", daemon=True).start()
         return dataset

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -115,6 +116,25 @@ def test_a_kind_kept_is_read_back_after_another_kind_was_added_to_the_table(buil
     apply.ensure_quality_columns(dataset, ["suspicious"])  # a new generation of the tables
     apply.ensure_quality_columns(dataset, ["duplicates"])
     assert all(c in dataset.utterances.columns for kind in KINDS for c in apply.kind_columns(dataset, kind))
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["audio checked before serving", "audio checked while serving"])
+def test_kept_columns_are_read_back_after_the_servers_audio_presence_check(built, monkeypatch, later):
+    """The server checks the audio files at each start (sde.cli.load: a copy of the dataset with
+    `audio_exists`, or that swapped in while serving): the columns kept do not read it."""
+    from sde import cli
+
+    manifest, folder, start = built
+    kept = apply.quality_frame(start(), "suspicious")
+    _refuse_computing(monkeypatch)
+    monkeypatch.setattr(cli, "PRESENCE_BEFORE_START_ROWS", 0 if later else 10**6)
+    dataset = cli.load(str(manifest), DatasetOptions(), str(folder), no_cache=False, quiet=True,
+                       check_audio_later=later)
+    deadline = time.monotonic() + 60
+    while "audio_exists" not in dataset.utterances.columns and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert dataset.utterances["audio_exists"].eq(False).all()  # the files are not there
+    pd.testing.assert_frame_equal(apply.quality_frame(dataset, "suspicious"), kept)
 
 
 def test_a_dataset_outside_the_cache_computes_its_columns_in_memory(write_manifest):

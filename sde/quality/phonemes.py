@@ -124,9 +124,20 @@ class _Espeak:
         return " ".join(parts)
 
 
-@functools.lru_cache(maxsize=1)
+_made = threading.Lock()
+_engine: _Espeak | None = None
+
+
 def _espeak() -> _Espeak:
-    return _Espeak()
+    """The one libespeak-ng of the process. Made under a lock: requests asking at once for their
+    first phonemes each initialised the library's global state beside the others (a server crashed
+    in libc, or said a voice it has was missing). A failure is not kept: espeak-ng may be installed
+    since."""
+    global _engine
+    with _made:
+        if _engine is None:
+            _engine = _Espeak()
+        return _engine
 
 
 def phoneme_tokens(ipa: str) -> list[str]:

@@ -650,9 +650,9 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
         out = out.drop(columns=[COLUMN])
     out.insert(int(out.columns.get_loc("audio_path")) + 1, COLUMN, column)
     checked = dataclasses.replace(dataset, utterances=out, _queries={}, _lock=threading.Lock())
-    keeper = dataset.caches.columns_keeper(dataset.generation)
-    if keeper is not None:  # the columns derived from the text (sde.quality.apply) do not read this one
-        checked.caches.keep_columns_with(keeper, checked.generation)
+    # what is kept with the dataset's build (pages, reports, quality columns) reads no `audio_exists`:
+    # the copy keeps with its keepers, also where the build is stored after the copy is made
+    checked.caches.follow(dataset.caches, dataset.generation, checked.generation)
     return checked
 
 

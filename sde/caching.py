@@ -39,7 +39,7 @@ import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator, Protocol, TypeVar
+from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol, TypeVar
 
 from platformdirs import user_cache_dir
 
@@ -327,6 +327,9 @@ class CacheRegistry:
         self._caches: dict[str, tuple[int, LRUCache]] = {}
         self._keeper: tuple[int, Keeper] | None = None
         self._columns_keeper: tuple[int, Keeper] | None = None
+        # (another registry, its generation, ours, "all" or "columns"): our generation keeps with
+        # that one's keepers (all, or the columns' only), now or once it is given them
+        self._follows: tuple[CacheRegistry, int, int, str] | None = None
         self._lock = threading.Lock()
 
     def cache(self, name: str, generation: int, max_size: int,
@@ -346,13 +349,12 @@ class CacheRegistry:
             self._keeper = (generation, keeper)
             self._columns_keeper = (generation, keeper)
 
-    def keep_columns_with(self, keeper: Keeper, generation: int) -> None:
-        """Columns derived from the build's text (sde.quality.apply's quality columns) recall from
-        and keep with ``keeper`` in ``generation`` too: one whose tables are the build's with only
-        such columns added, which are no kind's input. Other kept values (pages laid out from
-        every column) are not carried over."""
+    def follow(self, other: "CacheRegistry", other_generation: int, generation: int) -> None:
+        """Our ``generation`` keeps with the keepers ``other`` has for ``other_generation``, now or
+        once given: a copy of a dataset whose tables only gained a column no kept value reads,
+        made before its build was stored (sde.audio_presence: the build is written beside)."""
         with self._lock:
-            self._columns_keeper = (generation, keeper)
+            self._follows = (other, other_generation, generation, "all")
 
     def stop_keeping(self) -> None:
         """Keep and recall nothing with the build from now on: its entry is being stored anew from
@@ -360,21 +362,52 @@ class CacheRegistry:
         with self._lock:
             self._keeper = None
             self._columns_keeper = None
+            self._follows = None
 
     def keeper(self, generation: int) -> Keeper | None:
-        held = self._keeper
-        return held[1] if held is not None and held[0] == generation else None
+        held, follows = self._keeper, self._follows
+        if held is not None and held[0] == generation:
+            return held[1]
+        if follows is not None and follows[2] == generation and follows[3] == "all":
+            return follows[0].keeper(follows[1])
+        return None
 
     def columns_keeper(self, generation: int) -> Keeper | None:
-        """The keeper of columns derived from the build (see :meth:`keep_columns_with`)."""
-        held = self._columns_keeper
-        return held[1] if held is not None and held[0] == generation else None
+        """The keeper of the columns derived from the build's text (sde.quality.apply's quality
+        columns), which a generation that only added such columns (or the audio's presence: no
+        kind's input) keeps too: see :meth:`renew`."""
+        held, follows = self._columns_keeper, self._follows
+        if held is not None and held[0] == generation:
+            return held[1]
+        if follows is not None and follows[2] == generation:
+            return follows[0].columns_keeper(follows[1])
+        return None
+
+    def renew(self, old: int, new: int, *, keep: Iterable[str] = (), keepers: str = "none") -> None:
+        """The tables went from generation ``old`` to ``new`` (Dataset.replace_with): every cache
+        goes but those named in ``keep`` (their values hold for the new tables too), and ``new``
+        keeps with ``old``'s keepers: ``"all"`` of them (a swap that added a column no kept value
+        reads), ``"columns"`` (one that added columns derived from the text: the pages kept read
+        every column, the columns derived from the text read none of them) or ``"none"``."""
+        with self._lock:
+            keeper = self.keeper(old) if keepers == "all" else None
+            columns = self.columns_keeper(old) if keepers in ("all", "columns") else None
+            follows = self._follows
+            self._caches = {name: (new, cache) for name, (generation, cache) in self._caches.items()
+                            if name in keep and generation == old}
+            self._keeper = None if keeper is None else (new, keeper)
+            self._columns_keeper = None if columns is None else (new, columns)
+            # a build stored later still reaches a copy made before it
+            self._follows = None
+            if follows is not None and follows[2] == old and keepers != "none":
+                self._follows = (*follows[:2], new, "all" if keepers == "all" and follows[3] == "all" else "columns")
 
     def clear(self) -> None:
         with self._lock:
             self._caches.clear()
             self._keeper = None  # the tables it kept values of are gone
             self._columns_keeper = None
+            self._follows = None
 
 
 class HasCaches(Protocol):

@@ -519,6 +519,7 @@ def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | 
     from sde.sources import remote
 
     from sde.audio_presence import with_audio_presence
+    from sde.quality.apply import swap_lock
     from sde.startup_gc import resume_full_collections
 
     resume_full_collections()  # paused for the imports (sde.startup_gc); a build is work
@@ -559,15 +560,20 @@ def load(manifest: "str | Sequence[str] | SourceSet", options, cache_dir: str | 
                    "measured, while serving (the measures shown until then are those stored)")
 
         def check() -> None:
-            checked = measures.run(dataset, say=status) if measures is not None else dataset
-            if presence:
-                checked = with_audio_presence(checked, status=status)
-            if checked is not dataset:
-                # the presence of the audio alone changed: the text-derived columns kept still hold
-                keeper = checked.caches.columns_keeper(checked.generation) if measures is None else None
-                dataset.replace_with(checked)
-                if keeper is not None:
-                    dataset.caches.keep_columns_with(keeper, dataset.generation)
+            if measures is not None:
+                checked = measures.run(dataset, say=status)
+                if presence:
+                    checked = with_audio_presence(checked, status=status)
+                if checked is not dataset:
+                    dataset.replace_with(checked)
+                return
+            # On the tables as they are then (a swap meanwhile, such as quality columns added, is
+            # not undone); the audio's presence alone changes: what was computed or kept with
+            # the build still holds (the quality columns read no `audio_exists`, nor the pages kept)
+            with swap_lock(dataset):
+                checked = with_audio_presence(dataset, status=status)
+                if checked is not dataset:
+                    dataset.replace_with(checked, keep=("quality-columns",), keepers="all")
 
         threading.Thread(target=check, name="sde-audio-presence", daemon=True).start()
         return dataset

@@ -16,7 +16,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -166,8 +166,12 @@ class Dataset:
         return VirtualSql(f"pos IN (SELECT utt FROM {table} WHERE op = '{kind}' AND {words})",
                           tuple(parts[1:]), {table: self.errors[h.field]})
 
-    def replace_with(self, other: "Dataset") -> None:
-        """Become `other` in place (e.g. after predictions arrive), so every holder sees the update."""
+    def replace_with(self, other: "Dataset", *, keep: Iterable[str] = (), keepers: str = "none") -> None:
+        """Become `other` in place (e.g. after predictions arrive), so every holder sees the update.
+        Every cache derived from the old tables goes, but those named in ``keep`` (values that hold
+        for `other`'s tables too), and the build's keepers are kept as ``keepers`` says
+        (sde.caching.CacheRegistry.renew: "all" where `other` only gained a column no kept value
+        reads, "columns" where it gained columns derived from the text)."""
         with self._lock:
             names = {f.name for f in dataclasses.fields(self)}
             for name in names:
@@ -176,7 +180,7 @@ class Dataset:
             self._queries.clear()
             # Every cache derived from the old tables is now stale: for_dataset starts new ones.
             self.generation += 1
-            self._caches.clear()
+            self._caches.renew(self.generation - 1, self.generation, keep=keep, keepers=keepers)
             # Anything else hung on the instance is a cache derived from the old tables.
             for name in [k for k in vars(self) if k not in names]:
                 delattr(self, name)

@@ -215,3 +215,71 @@ def test_a_file_of_another_length_is_refused(tmp_path):
     write_frame(path, FRAMES["numbers"])
     with pytest.raises(ValueError, match="holds 3 rows, not 4"):
         mapped_frame(path, pd.RangeIndex(4))
+
+
+# ------------------------------------------------------------------------------ swaps meanwhile
+
+def test_columns_added_while_the_audio_is_checked_keep_the_checks_column(built, monkeypatch):
+    """The server checks the audio while serving, and a filter naming a quality column adds them
+    meanwhile: each swap is made on the tables the other left (the columns' swap, made on the
+    tables from before the check, dropped `audio_exists`)."""
+    import threading
+
+    from sde import audio_presence, cli
+
+    manifest, folder, _ = built
+    presence_go, compute_go = threading.Event(), threading.Event()
+    real_check, real_compute = audio_presence._check, apply._compute
+
+    def held_check(*args, **kwargs):
+        presence_go.wait(30)
+        return real_check(*args, **kwargs)
+
+    def held_compute(dataset, kind):
+        compute_go.wait(30)
+        return real_compute(dataset, kind)
+
+    monkeypatch.setattr(audio_presence, "_check", held_check)
+    monkeypatch.setattr(apply, "_compute", held_compute)
+    monkeypatch.setattr(cli, "PRESENCE_BEFORE_START_ROWS", 0)
+    dataset = cli.load(str(manifest), DatasetOptions(), str(folder), no_cache=False, quiet=True, check_audio_later=True)
+    adding = threading.Thread(target=apply.ensure_quality_columns, args=(dataset, ["suspicious"]))
+    adding.start()
+    presence_go.set()  # the check's swap, while the columns are computed
+    deadline = time.monotonic() + 30
+    while "audio_exists" not in dataset.utterances.columns and time.monotonic() < deadline:
+        time.sleep(0.01)
+    compute_go.set()
+    adding.join(60)
+    assert {"audio_exists", "char_rate_z"} <= set(dataset.utterances.columns)
+
+
+def test_a_first_start_checking_the_audio_before_serving_keeps_the_columns_with_its_new_build(write_manifest,
+                                                                                           tmp_path, monkeypatch):
+    """Up to PRESENCE_BEFORE_START_ROWS utterances the server serves a copy with `audio_exists`,
+    made while its new build is written beside (background_write, as the server does): what it
+    computes is kept with that build all the same."""
+    import threading
+
+    from sde import cli
+
+    manifest, folder = write_manifest(ROWS), str(tmp_path / "cache")
+    first = cli.load(str(manifest), DatasetOptions(), folder, no_cache=False, quiet=True, background_write=True)
+    assert "audio_exists" in first.utterances.columns
+    for thread in [t for t in threading.enumerate() if t.name == "sde-cache-write"]:
+        thread.join(60)  # the build stored (the copy was made before)
+    computed = apply.quality_frame(first, "suspicious")
+    _refuse_computing(monkeypatch)
+    again = cli.load(str(manifest), DatasetOptions(), folder, no_cache=False, quiet=True)
+    pd.testing.assert_frame_equal(apply.quality_frame(again, "suspicious"), computed)
+
+
+def test_a_kind_computed_is_not_computed_again_after_another_kind_is_added_without_a_cache(write_manifest,
+                                                                                        monkeypatch):
+    dataset = load_dataset(write_manifest(ROWS), use_cache=False)
+    groups = apply.quality_frame(dataset, "duplicates")
+    apply.ensure_quality_columns(dataset, ["suspicious"])  # a new generation of the tables
+    _refuse_computing(monkeypatch)
+    pd.testing.assert_frame_equal(apply.quality_frame(dataset, "duplicates"), groups)
+    apply.ensure_quality_columns(dataset, ["duplicates"])
+    assert "dup_text_group" in dataset.utterances.columns

@@ -69,3 +69,29 @@ def test_a_report_made_without_espeak_is_not_kept(start, monkeypatch):
     need_espeak()
     again = quality_data.tts(start(), "en", "speaker")  # espeak-ng installed since: a real report
     assert "phoneme_error" not in again and again["phoneme_inventory"]
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["audio checked before serving", "audio checked while serving"])
+def test_a_server_checking_the_audio_keeps_and_reads_the_report(write_manifest, tmp_path, monkeypatch, later):
+    """The server checks the audio files at each start (a copy with `audio_exists`, or that swapped
+    in while serving): the report is kept with the build and read back all the same."""
+    import time
+
+    from sde import cli
+    from sde.dataset import DatasetOptions
+
+    need_espeak()
+    monkeypatch.setattr(cli, "PRESENCE_BEFORE_START_ROWS", 0 if later else 10**6)
+    manifest, folder = write_manifest(ROWS), str(tmp_path / "cache")
+
+    def serve():
+        dataset = cli.load(str(manifest), DatasetOptions(), folder, no_cache=False, quiet=True,
+                           check_audio_later=later)
+        deadline = time.monotonic() + 60
+        while "audio_exists" not in dataset.utterances.columns and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return dataset
+
+    first = quality_data.tts(serve(), "en", "speaker")
+    _refuse_reports(monkeypatch)
+    assert quality_data.tts(serve(), "en", "speaker") == first

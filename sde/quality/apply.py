@@ -63,6 +63,7 @@ __all__ = [
     "quality_column_kinds",
     "segment_kinds",
     "speech_hours",
+    "swap_lock",
     "vad_unavailable",
     "with_quality_columns",
     "with_segment_measures",
@@ -142,8 +143,10 @@ _locks: dict[int, threading.RLock] = {}
 _locks_guard = threading.Lock()
 
 
-def _lock_of(dataset: Dataset) -> threading.RLock:
-    """One lock per dataset object for every swap this module makes (replace_with keeps the object)."""
+def swap_lock(dataset: Dataset) -> threading.RLock:
+    """One lock per dataset object for every swap this module makes (replace_with keeps the object),
+    and the server's audio presence check (sde.cli): a swap reads the tables and swaps in a version
+    of them, which must not undo another one's made meanwhile."""
     key = id(dataset)
     with _locks_guard:
         lock = _locks.get(key)
@@ -210,7 +213,7 @@ def apply_segment_measures(dataset: Dataset, measured: pd.DataFrame,
     """Swap ``measured`` into ``dataset`` in place (every holder sees the new columns), after
     ``also`` (another transform of the same swap, e.g. adding audio metrics measured with it).
     StaleMeasures when the ids are not the dataset's."""
-    with _lock_of(dataset):
+    with swap_lock(dataset):
         updated = also(dataset) if also is not None else dataset
         dataset.replace_with(with_segment_measures(updated, measured))
 
@@ -370,13 +373,15 @@ def ensure_quality_columns(dataset: Dataset, kinds: Sequence[str] = ("duplicates
     rebuilds every view of the dataset (a page showing while it happens would be rebuilt under it)."""
     if all(_has_kind(dataset, k) for k in kinds):
         return
-    with _lock_of(dataset):
+    for kind in kinds:  # computed before the swap lock (minutes at 10M): other swaps go on meanwhile
+        quality_frame(dataset, kind)
+    with swap_lock(dataset):
         missing = [k for k in kinds if not _has_kind(dataset, k)]
-        if missing:
-            keeper = dataset.caches.columns_keeper(dataset.generation)
-            dataset.replace_with(with_quality_columns(dataset, missing))
-            if keeper is not None:  # the columns added are no kind's input: the others' kept ones still hold
-                dataset.caches.keep_columns_with(keeper, dataset.generation)
+        if missing:  # on the tables as they are now: computed again only where a swap since changed their inputs
+            # kept over the swap: the other kinds' columns computed (no kind reads another's) and
+            # the keeper of those kept with the build; not the pages kept, which read every column
+            dataset.replace_with(with_quality_columns(dataset, missing), keep=("quality-columns",),
+                                 keepers="columns")
 
 
 def named_quality_kinds(dataset: Dataset, texts: Iterable[str | None]) -> list[str]:

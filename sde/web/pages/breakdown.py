@@ -67,7 +67,9 @@ CSV = "errors-breakdown-csv"
 PURGE = "errors-breakdown-purge"
 
 # Columns that are never worth a breakdown (free text, paths, per-hypothesis counts).
-_NOT_GROUPS = {"id", "line", "text", "audio_filepath", "audio_filename", "audio_path", "offset"}
+# audio_exists: a fact about the disk at this start, which no error rate depends on (and the
+# breakdown columns kept with a build must not depend on whether it was there yet: sde.audio_presence)
+_NOT_GROUPS = {"id", "line", "text", "audio_filepath", "audio_filename", "audio_path", "offset", "audio_exists"}
 _HYP_COLUMNS = ("wer", "cer", "wmr", "sub", "del", "ins", "hits", "char_edits", "ref_chars", "accuracy")
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from sde.durations import duration_text
 from sde.quality.phonemes import PhonemizerError, phoneme_histograms, phoneme_inventory, speaker_codes
 
-__all__ = ["GUIDANCE", "speaker_table", "tts_report", "unchecked_flags"]
+__all__ = ["GUIDANCE", "MAX_SPEAKERS", "TooManySpeakers", "speaker_table", "tts_report", "unchecked_flags"]
 
 #: What a single-speaker TTS voice usually wants (the flags compare against these).
 GUIDANCE: dict[str, float] = {
@@ -30,6 +30,15 @@ GUIDANCE: dict[str, float] = {
     "clipped_sample_share": 0.001,
     "rare_phoneme_count": 10,    # a phoneme heard fewer times than this is "rare"
 }
+
+
+#: Most speakers a report is made for: each holds its phoneme counts (a report grouped by a column
+#: of transcripts or paths, one "speaker" per line, held ~7 KB a line: GBs at a million).
+MAX_SPEAKERS = 100_000
+
+
+class TooManySpeakers(ValueError):
+    """The speaker column has more distinct values than a report is made for; the message says so."""
 
 
 #: Decimals of the report's hours (1e-7 h = 0.36 ms).
@@ -50,6 +59,10 @@ def speaker_table(table: pd.DataFrame, speaker_column: str = "speaker") -> pd.Da
     lufs_spread (IQR), clipping_share; one row per speaker, most hours first. Grouped by the
     speakers' codes (10M names as Python strings would take a GB), named after."""
     codes, names = speaker_codes(_speakers(table, speaker_column), len(table))
+    if len(names) > MAX_SPEAKERS + 1:  # and "", the utterances without a speaker
+        raise TooManySpeakers(f'the speaker column "{speaker_column}" has {len(names) - 1:,} distinct values: a TTS report '
+                              f"is made for at most {MAX_SPEAKERS:,} speakers; name the column of speaker names "
+                              "(speaker=COLUMN)")
     frame = pd.DataFrame({"speaker": codes})
     for col in ("duration", "speech_duration", "sample_rate", "lufs", "clipping_ratio"):
         frame[col] = pd.to_numeric(table[col], errors="coerce").to_numpy(np.float64) if col in table else np.nan

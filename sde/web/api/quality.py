@@ -52,6 +52,7 @@ from flask import Flask, Response, request
 from sde.audio import AudioError, wav_bytes
 from sde.quality.apply import TooLarge, ensure_quality_columns, quality_column_kinds
 from sde.quality.augment import AugmentError
+from sde.quality.tts import TooManySpeakers
 from sde.query import QueryError
 from sde.web.api.respond import MAX_PAGE, arg, flag_arg, int_arg, json_response, page_args, served_dataset
 from sde.web.audio_service import UnknownUtterance, http_status
@@ -108,7 +109,7 @@ def _failure(task: str, progress: Progress) -> ApiError:
     exc = progress.exception
     if isinstance(exc, ApiError):
         return ApiError(exc.message, exc.status, fields=exc.fields, headers=exc.headers)
-    if isinstance(exc, TooLarge):
+    if isinstance(exc, (TooLarge, TooManySpeakers)):
         return ApiError(str(exc), 422)
     if isinstance(exc, QueryError):
         return ApiError(str(exc))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sde.caching import for_dataset
 from sde.quality.apply import TooLarge
+from sde.quality.tts import TooManySpeakers
 from sde.query import QueryError
 from sde.web.present import ApiError
 
@@ -40,7 +41,7 @@ MAX_WAITING = 4
 log = logging.getLogger(__name__)
 # Errors that answer the question rather than break (a query over --memory-limit, a check refused
 # over its size): a request answers them 400/422 without a traceback in the log, and so does this.
-_REFUSALS = (ApiError, QueryError, TooLarge)
+_REFUSALS = (ApiError, QueryError, TooLarge, TooManySpeakers)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ POLL_MS = 2000
 FIRST_WAIT_S = 1.0
 #: Computations of one name that may wait for the one running.
 MAX_WAITING = 4
+#: Computations held with their values (the least recently asked go first): a TTS report of 10,000
+#: speakers is tens of MB, and a client may ask for one per language.
+FINISHED_HELD = 16
 
 log = logging.getLogger(__name__)
 # Errors that answer the question rather than break (a query over --memory-limit, a check refused
@@ -154,7 +157,7 @@ def in_background(dataset: Dataset, name: str, key: Hashable, compute: Callable[
         return job
 
     try:
-        job = for_dataset(dataset, "background-work", 64).get_or_compute_once((name, key), start)
+        job = for_dataset(dataset, "background-work", FINISHED_HELD).get_or_compute_once((name, key), start)
     except _NotStarted:
         return Progress(False, 0.0, waiting=True)
     job.done.wait(wait_s)

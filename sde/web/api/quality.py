@@ -54,7 +54,8 @@ from sde.quality.apply import TooLarge, ensure_quality_columns, quality_column_k
 from sde.quality.augment import AugmentError
 from sde.quality.tts import TooManySpeakers
 from sde.query import QueryError
-from sde.web.api.respond import MAX_PAGE, arg, flag_arg, int_arg, json_response, page_args, served_dataset
+from sde.web.api.respond import (MAX_PAGE, arg, flag_arg, int_arg, internal_error_text, json_response, page_args,
+                                 served_dataset)
 from sde.web.audio_service import UnknownUtterance, http_status
 from sde.web.panels import augment as augment_panel
 from sde.web.panels import quality_data
@@ -73,7 +74,6 @@ _DASH_UPDATE = "/_dash-update-component"
 API_WAIT_S = 10.0
 #: The Retry-After of a 202, in seconds.
 RETRY_AFTER_S = 5
-_TOO_LONG = 300  # characters of an unexpected error's message in an answer, as respond.unexpected_response
 
 
 class StillRunning(ApiError):
@@ -113,10 +113,8 @@ def _failure(task: str, progress: Progress) -> ApiError:
         return ApiError(str(exc), 422)
     if isinstance(exc, QueryError):
         return ApiError(str(exc))
-    said = progress.error or ""
-    said = said if len(said) <= _TOO_LONG else said[:_TOO_LONG] + "…"
     # logged with its traceback by sde.web.panels.background when it failed
-    return ApiError(f"internal error in {task} ({said}); the server's log has the details", 500)
+    return ApiError(internal_error_text(exc, f" in {task}"), 500)
 
 
 def tts() -> Response:

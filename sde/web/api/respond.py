@@ -151,10 +151,15 @@ def unexpected_response(e: Exception) -> Response | HTTPException:
     if isinstance(e, HTTPException):
         return e
     current_app.log_exception((type(e), e, e.__traceback__))
+    return json_response({"error": internal_error_text(e)}, 500)
+
+
+def internal_error_text(e: BaseException, where: str = "") -> str:
+    """What a 500 says of an error no route expected (``where``: the work it ended, " in tts"): its
+    type and the start of its message; the traceback is in the server's log."""
     said = str(e)
     said = said if len(said) <= 300 else said[:300] + "…"
-    return json_response({"error": f"internal error ({type(e).__name__}: {said}); the server's log has the "
-                                   "details"}, 500)
+    return f"internal error{where} ({type(e).__name__}: {said}); the server's log has the details"
 
 
 def safe_name(name: str) -> str:

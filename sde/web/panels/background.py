@@ -98,7 +98,6 @@ class _Job:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.value: Any = None
-        self.error: str | None = None
         self.exception: Exception | None = None
         self.running = threading.Event()
         self.done = threading.Event()
@@ -124,15 +123,15 @@ class _Job:
                 log.info("background work refused: %s", exc)
             else:
                 log.exception("background work failed")
-            self.error = f"{type(exc).__name__}: {exc}"
             self.exception = exc
         finally:
             _turns.leave(name)
             self.done.set()
 
     def progress(self) -> Progress:
-        return Progress(self.done.is_set(), time.monotonic() - self.started, self.value, self.error, self.exception,
-                        waiting=not self.running.is_set())
+        exc = self.exception
+        return Progress(self.done.is_set(), time.monotonic() - self.started, self.value,
+                        None if exc is None else f"{type(exc).__name__}: {exc}", exc, waiting=not self.running.is_set())
 
 
 def in_background(dataset: Dataset, name: str, key: Hashable, compute: Callable[[], Any],

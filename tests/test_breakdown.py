@@ -563,3 +563,103 @@ def test_a_filtered_breakdown_by_a_label_column_with_intervals_counts_the_groups
     assert {r["value"]: r["utterances"] for r in got["rows"]} == expected.to_dict()
     assert len(expected) < t["speaker"].nunique()  # some speakers have no en-AU line
     assert all(r["ci"][0] <= r["wer"] <= r["ci"][1] for r in got["rows"])
+
+
+def _labelled_languages(tmp_path) -> tuple[pd.DataFrame, str]:
+    """A cached dataset whose `lang` is a label column of three values, 1,000 lines each; in "xx"
+    one 400-word line with 300 errors dominates the group. Returns (its utterances, that value)."""
+    from tests.cache_kit import stored
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for i in range(3000):
+        ref = list(rng.choice(WORDS, size=int(rng.integers(8, 13))))
+        hyp = [w if rng.random() > 0.1 * (2 + i % 3) else "zulu" for w in ref]
+        rows.append({"audio_filepath": f"a{i}.wav", "duration": 2.0, "text": " ".join(ref), "pred_text": " ".join(hyp),
+                     "lang": ["en", "de", "xx"][i % 3]})
+    long_ref = list(rng.choice(WORDS, size=400))
+    rows[2].update(text=" ".join(long_ref), pred_text=" ".join(["zulu"] * 300 + long_ref[300:]))
+    (tmp_path / "m.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = stored(build_dataset(tmp_path / "m.json"), tmp_path / "cache", label_min_rows=4)
+    assert type(dataset.utterances["lang"].array).__name__ != "ArrowStringArray"  # labels
+    return dataset.utterances, "xx"
+
+
+def _expected_interval(t: pd.DataFrame, by: str, value, rows: np.ndarray | None, n_resamples: int, seed: int):
+    kept = t if rows is None else t.iloc[rows]
+    mine = (kept[by].isna() if value is None else kept[by].astype(str) == value).to_numpy(bool)
+    errors = (kept["sub"] + kept["del"] + kept["ins"]).to_numpy(np.int64)[mine]
+    words = kept["num_words"].to_numpy(np.int64)[mine]
+    return G._group_interval(errors, words, n_resamples, 0.05, np.random.default_rng([seed, G._seed_key(value)]))
+
+
+@pytest.mark.parametrize("selected", [None, "every other row"], ids=["whole table", "a selection"])
+def test_large_groups_of_a_label_column_get_their_intervals_from_the_group_by_without_reading_a_row(
+        tmp_path, monkeypatch, selected):
+    """A breakdown by a column of few values (a language at 10M lines: 4 groups of 2.5M) read every
+    row again for its intervals (0.5-1.5 s); its GROUP BY now also sums what the normal limit needs,
+    and the intervals of its large groups read no row. A group one utterance dominates still
+    resamples its rows. Each interval equals the bootstrap over the group's own rows."""
+    t, dominated = _labelled_languages(tmp_path)
+    monkeypatch.setattr(G, "CI_EXACT_MAX", 100)  # groups of 500-1,000 lines count as large here
+    rows = None if selected is None else np.arange(0, len(t), 2)
+    grouped = A.group_rates(t, "lang", {}, utt_ids=rows)
+    assert grouped.moments is not None
+    values = grouped.groups["value"].tolist()
+    plain = [i for i, v in enumerate(values) if v != dominated]
+
+    def no_row_read(*_args, **_kwargs):
+        raise AssertionError("an interval read the utterances")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(G, "_errors_per_utt", no_row_read)
+        patch.setattr(G, "_ints", no_row_read)
+        lo, hi = grouped.intervals(plain, n_resamples=400, seed=3)
+    for i, a, b in zip(plain, lo, hi):
+        assert (a, b) == pytest.approx(_expected_interval(t, "lang", values[i], rows, 400, 3), rel=1e-9, abs=1e-9)
+    i = values.index(dominated)
+    (a,), (b,) = grouped.intervals([i], n_resamples=400, seed=3)
+    assert (a, b) == pytest.approx(_expected_interval(t, "lang", dominated, rows, 400, 3), rel=1e-9, abs=1e-9)
+
+
+def test_a_page_of_small_groups_reads_its_rows_and_large_groups_sum_once(monkeypatch):
+    """Where the groups asked are small (a page of speakers), their rows are read, not every
+    group's sums; where large groups hold most of the selection (a column that is no label
+    column: duration buckets, plain text), the sums are taken once, at the first intervals."""
+    calls = []
+    real = G._moments_by_group
+    monkeypatch.setattr(G, "_moments_by_group", lambda *a: calls.append(1) or real(*a))
+    small = A.group_rates(random_table(6000, 600, seed=2), "speaker", {})
+    small.intervals(list(range(20)), n_resamples=100)
+    assert calls == []
+    t = random_table(6000, 3, seed=2)
+    large = A.group_rates(t, "speaker", {})
+    assert large.moments is None  # plain text: no sums in its GROUP BY
+    values = large.groups["value"].tolist()
+    lo, hi = large.intervals([0, 1], n_resamples=100, seed=1)
+    large.intervals([2], n_resamples=100, seed=1)
+    assert calls == [1]
+    for i in (0, 1):
+        assert (lo[i], hi[i]) == pytest.approx(_expected_interval(t, "speaker", values[i], None, 100, 1), rel=1e-9)
+
+
+def test_duration_buckets_are_summed_with_their_moments_in_one_group_by(monkeypatch):
+    """Duration buckets (codes computed here, not a column DuckDB reads) are summed by one GROUP BY
+    of their codes, which also sums what their intervals need: ~1 s less for a breakdown of 10M
+    lines by bucket (bincounts of each weight made float, then every row read for the intervals)."""
+    monkeypatch.setattr(G, "CI_EXACT_MAX", 100)
+    rng = np.random.default_rng(5)
+    t = random_table(6000, 8, seed=5).assign(duration=rng.choice([1.0, 3.0, 7.0, np.nan], 6000, p=[.3, .3, .3, .1]))
+    grouped = A.group_rates(t, "duration_bucket", {})
+    truth = t.assign(bucket=A.duration_bucket(t["duration"]).astype(object))
+    counts = truth.groupby("bucket", dropna=False).size()
+    assert dict(zip(grouped.groups["value"], grouped.groups["utterances"])) == \
+        {(None if pd.isna(k) else k): v for k, v in counts.items()}
+    assert grouped.moments is not None
+    monkeypatch.setattr(G, "_errors_per_utt", lambda *a: pytest.fail("an interval read the utterances"))
+    values = grouped.groups["value"].tolist()
+    lo, hi = grouped.intervals(range(len(values)), n_resamples=200, seed=2)
+    assert None in values  # the lines without a duration: a group of their own
+    for i, value in enumerate(values):
+        expected = _expected_interval(truth, "bucket", value, None, 200, 2)
+        assert (lo[i], hi[i]) == pytest.approx(expected, rel=1e-9, abs=1e-9), value

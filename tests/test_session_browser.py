@@ -244,6 +244,32 @@ def ranked(page, demo: str, a: str = "wer", b: str = "wer_conformer") -> list[in
     return ids
 
 
+def test_quick_presses_move_as_many_utterances_as_pressed(page, demo):
+    """j pressed again before the next utterance had come followed the old page's link once more
+    and went nowhere (8 presses 40 ms apart moved 4): the presses are owed and followed as each
+    page comes, k paying back j; u drops what is owed."""
+    watch = Watch(page, demo)
+    order = [r["id"] for r in api(demo, "/api/utterances", sort="-duration", page_size=1000)["rows"]]
+    assert len(order) >= 10
+    open_inspector(page, demo, order[0], sort="-duration")
+    page.locator("h4.page-title").click()
+    for _ in range(6):
+        page.keyboard.press("j")
+    arrived(page, order[6])
+    for key in "kkjkk":
+        page.keyboard.press(key)
+    arrived(page, order[3])
+    page.wait_for_timeout(500)  # nothing more is owed: it stays
+    arrived(page, order[3])
+    assert page.inner_text("#utt-position").startswith(f"4 of {len(order)}")
+    for key in "jjju":
+        page.keyboard.press(key)
+    wait_url(page, r"/samples")
+    page.wait_for_timeout(500)
+    assert "/samples" in page.url  # what was owed went with the way back
+    watch.check()
+
+
 def test_comparison_row_opens_a_walk_of_the_ranked_differences(page, demo):
     watch = Watch(page, demo)
     page.goto(demo + "/comparison")

@@ -52,6 +52,39 @@
     return true;
   }
 
+  /* Keys pressed while the next utterance loads. The link moves the URL at once, but the page
+     shows the old utterance's links until its callback answers, so a second j followed the same
+     link again and went nowhere (8 quick presses moved 4). Such presses are owed (j +1, k -1) and
+     followed one by one as each page catches up; u, or a page that never comes, drops them. */
+  var OWED_FOR_MS = 10000;
+  var owed = 0;
+  var owedAt = 0;
+
+  function linkHere(id) {
+    // whether the link points where the browser already is: its page has not come yet
+    var el = document.getElementById(id);
+    if (!el || el.tagName !== "A" || !el.href) return false;
+    var to = new URL(el.href, location.href);
+    return to.pathname === location.pathname && to.search === location.search;
+  }
+
+  function loading() { return linkHere("utt-next") || linkHere("utt-prev"); }
+
+  function owe(step) {
+    owed += step;
+    owedAt = Date.now();
+  }
+
+  function payOwed() {
+    if (!owed) return;
+    if (Date.now() - owedAt > OWED_FOR_MS) { owed = 0; return; }
+    if (loading()) return;
+    var step = owed > 0 ? 1 : -1;
+    if (follow(step > 0 ? "utt-next" : "utt-prev")) owed -= step;
+    else owed = 0;  // the end of the list
+  }
+  setInterval(payOwed, 40);
+
   document.addEventListener("keydown", function (ev) {
     if (ev.defaultPrevented || ev.altKey || ev.ctrlKey || ev.metaKey || typing(ev.target)) return;
     var audio = player();
@@ -75,7 +108,16 @@
     if (ev.key === "ArrowRight" || ev.key === "j") target = "utt-next";
     else if (ev.key === "ArrowLeft" || ev.key === "k") target = "utt-prev";
     else if (ev.key === "u") target = "utt-back";
-    if (target && follow(target)) ev.preventDefault();
+    if (!target) return;
+    if (target === "utt-back") owed = 0;
+    else if (owed || loading()) {
+      if (document.getElementById(target)) {
+        owe(target === "utt-next" ? 1 : -1);
+        ev.preventDefault();
+      }
+      return;
+    }
+    if (follow(target)) ev.preventDefault();
   });
 
   /* Waveform <-> player: a click on the waveform or spectrogram plays from that time, and a

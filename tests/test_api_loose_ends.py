@@ -44,6 +44,26 @@ def test_the_inspector_of_a_missing_utterance_names_it_and_the_count(web_dataset
     assert by_id(view, "utt-not-found-back").href == "/samples"
 
 
+@pytest.mark.parametrize("params,label,back", [
+    ({"filter": "{duration} > 1", "sort": "-wer"}, "Back to the samples",
+     {"path": "/samples", "filter": ["{duration} > 1"], "sort": ["-wer"]}),
+    ({"from": "comparison", "a": "pred_text", "b": "pred_text_b", "metric": "cer", "filter": "{wer} > 0"},
+     "Back to comparison",
+     {"path": "/comparison", "a": ["pred_text"], "b": ["pred_text_b"], "metric": ["cer"], "filter": ["{wer} > 0"]}),
+], ids=["a filtered list", "a walk from Comparison"])
+def test_the_inspector_of_a_missing_utterance_goes_back_to_the_list_its_url_names(web_dataset, params, label, back):
+    """A bookmarked walk of a filtered list whose utterance is gone (a rebuilt dataset) went back to
+    every utterance, its filter lost (QA)."""
+    from urllib.parse import parse_qs, urlparse
+
+    from sde.web.pages import utterance
+
+    link = by_id(utterance.layout(web_dataset, "/utterance/99999", params), "utt-not-found-back")
+    got = urlparse(link.href)
+    assert {"path": got.path, **parse_qs(got.query)} == back
+    assert text_of(link) == label
+
+
 WORD_KEYS = ["word", "utterances", "occurrences", "acc_a", "acc_b", "diff", "net"]
 
 

@@ -268,7 +268,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     try:  # digits only (as the server's status reads it): "/utterance/+5" is missing, not utterance 5
         uid = utterance_position(dataset, raw)
     except ApiError as e:
-        return not_found(e.message)
+        return not_found(e.message, params)
     row = row_dict(dataset.utterances, uid)
     nav = neighbours(dataset, uid, params)
     buttons = [
@@ -363,11 +363,19 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     ], className="utterance-page")
 
 
-def not_found(message: str) -> dbc.Alert:
-    """The inspector of an utterance the dataset does not have (the server answers 404)."""
+def not_found(message: str, params: Mapping[str, str]) -> dbc.Alert:
+    """The inspector of an utterance the dataset does not have (the server answers 404), with the
+    way back to the list its URL names (a bookmark of a filtered walk keeps its filter)."""
+    if params.get("from") == state.FROM_COMPARISON and params.get("a") and params.get("b"):
+        label, href = "Back to comparison", state.comparison_href(params["a"], params["b"], params.get("metric"),
+                                                                  params.get("filter"))
+    else:
+        label, href = "Back to the samples", state.samples_href(
+            filter=params.get("filter"), colfilter=params.get("colfilter"), sort=params.get("sort"),
+            cols=params.get("cols"))
     return dbc.Alert([html.H5("No such utterance", className="alert-heading"),
                       html.P(message[:1].upper() + message[1:] + ".", id="utt-not-found-message"),
-                      dcc.Link("Back to the samples", href="/samples", className="alert-link", id="utt-not-found-back")],
+                      dcc.Link(label, href=href, className="alert-link", id="utt-not-found-back")],
                      color="warning", id="utt-not-found")
 
 

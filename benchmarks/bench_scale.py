@@ -84,6 +84,8 @@ QUERIES: dict[str, str | Callable[[int], str]] = {
     "breakdown by language (4 groups)": "/api/breakdown?" + urlencode({"by": "lang", "sort": "-wer", "page_size": 50}),
     "breakdown by duration bucket": "/api/breakdown?" + urlencode({"by": "duration_bucket", "sort": "-wer",
                                                                    "page_size": 50}),
+    "breakdown of a filtered view by language": "/api/breakdown?" + urlencode(
+        {"by": "lang", "sort": "-wer", "page_size": 50, "filter": "{duration} > 3"}),
     "bootstrap comparison": "/api/compare?" + urlencode({"n_resamples": 1000, "seed": 0}),
     "errors of the first hypothesis": "/api/errors?limit=100",
     "vocabulary page by count": "/api/vocabulary?" + urlencode({"sort": "-count", "page_size": 50}),

@@ -770,7 +770,10 @@ def _reserve_port(host: str, port: int):
         given = [f"{v}={value}" for name, value in (("host", host), ("port", port))
                  if (v := from_environment(ctx, name))]
         # the fix names --host/--port; the value the user must change is an environment variable's
-        fail(f"{e}" + (f" (from the environment: {', '.join(given)}; fix or unset it)" if given else ""))
+        message = f"{e}" + (f" (from the environment: {', '.join(given)}; fix or unset it)" if given else "")
+        if e.bad_host:  # a value no address answers to: a usage error (exit 2), as a bad --port is
+            raise click.UsageError(message)
+        fail(message)
 
 
 def _alphabet_from_model(alphabet: str | None, model: str | None) -> str | None:

@@ -385,6 +385,28 @@ def test_bad_credentials_are_refused_before_the_dataset_is_read(hostile, how, co
     assert "reading" not in r.stderr and "Traceback" not in r.stderr and "nocolon" not in r.stderr
 
 
+@pytest.mark.parametrize("how", ["flag", "env"])
+@pytest.mark.parametrize("host,says", [
+    ("a..b", "not a host name"),                   # an empty label: IDNA's UnicodeError, a traceback before
+    ("a" * 64, "not a host name"),                 # a label over 63 characters: the same
+    ("999.1.1.1", "pass --host 127.0.0.1"),        # no such address (getaddrinfo): exit 1 before
+    ("192.0.2.1", "is not an address of this machine"),  # an address of another machine: exit 1 before
+])
+def test_a_host_no_address_answers_to_is_a_usage_error_naming_the_fix(hostile, how, host, says, tmp_path):
+    """README: a bad --host or SDE_HOST is a usage error (exit 2) with a message that names the fix;
+    a name with an empty label crashed with a traceback (QA)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    args = [str(hostile[0]), "--port", "0", "--no-cache"]
+    if how == "flag":
+        args += ["--host", host]
+    else:
+        env["SDE_HOST"] = host
+    r = subprocess.run([sys.executable, "-m", "sde.cli", *args], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert ("SDE_HOST=" in r.stderr) == (how == "env"), r.stderr  # the value to change is named where it is
+
+
 def test_debug_is_off_by_default(monkeypatch, hostile, dataset):
     from click.testing import CliRunner
 

@@ -42,7 +42,12 @@ def import_dash() -> None:
 
 
 class ServeError(Exception):
-    """The server could not start (busy port, bad host); the message names the fix."""
+    """The server could not start (busy port, bad host); the message names the fix.
+    ``bad_host``: the host given is no address to listen on (a usage error)."""
+
+    def __init__(self, message: str, *, bad_host: bool = False) -> None:
+        super().__init__(message)
+        self.bad_host = bad_host
 
 
 def display_url(host: str, port: int) -> str:
@@ -478,6 +483,9 @@ def _bound(host: str, port: int, *, listen: bool) -> socket.socket:
         return bind(host, port, listen=listen)
     except OSError as e:
         raise _serve_error(e, host, port) from None
+    except UnicodeError:  # the name's IDNA encoding: a label empty ("a..b", ".x") or over 63 characters
+        raise ServeError(f"cannot listen on {host!r}: not a host name (a part between dots is empty or longer "
+                         "than 63 characters); pass --host 127.0.0.1 or 0.0.0.0", bad_host=True) from None
 
 
 def _listen(sock: socket.socket, host: str, port: int) -> None:
@@ -491,7 +499,8 @@ def _listen(sock: socket.socket, host: str, port: int) -> None:
 
 def _serve_error(e: OSError, host: str, port: int) -> ServeError:
     if isinstance(e, socket.gaierror):  # an unknown host name (a subclass of OSError)
-        return ServeError(f"cannot listen on {host!r}: {e.strerror or e}; pass --host 127.0.0.1 or 0.0.0.0")
+        return ServeError(f"cannot listen on {host!r}: {e.strerror or e}; pass --host 127.0.0.1 or 0.0.0.0",
+                          bad_host=True)
     if e.errno == errno.EADDRINUSE:
         return ServeError(
             f"port {port} on {host} is already in use (another sde or server is running there); "
@@ -503,5 +512,6 @@ def _serve_error(e: OSError, host: str, port: int) -> ServeError:
             "or --port 0"
         )
     if e.errno == errno.EADDRNOTAVAIL:
-        return ServeError(f"{host} is not an address of this machine; pass --host 127.0.0.1 or 0.0.0.0")
+        return ServeError(f"{host} is not an address of this machine; pass --host 127.0.0.1 or 0.0.0.0",
+                          bad_host=True)
     return ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}; check --host and --port")

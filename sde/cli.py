@@ -772,7 +772,7 @@ def _reserve_port(host: str, port: int):
         # the fix names --host/--port; the value the user must change is an environment variable's
         message = f"{e}" + (f" (from the environment: {', '.join(given)}; fix or unset it)" if given else "")
         if e.bad_host:  # a value no address answers to: a usage error (exit 2), as a bad --port is
-            raise click.UsageError(message)
+            raise click.UsageError(message) from None
         fail(message)
 
 

@@ -44,16 +44,28 @@ def in_local_cache(name: str) -> bool:
     """Whether a download of ``name`` is kept in NeMo's cache (NEMO_CACHE_DIR, else
     ~/.cache/torch/NeMo: <version>/<name>/<hash>/<file>.nemo) or, for a Hugging Face id, in
     Hugging Face's (HF_HUB_CACHE, HF_HOME/hub, else ~/.cache/huggingface/hub)."""
-    nemo_root = Path(os.environ.get("NEMO_CACHE_DIR") or Path.home() / ".cache" / "torch" / "NeMo")
+    nemo_cache = os.environ.get("NEMO_CACHE_DIR")
+    nemo_root = Path(nemo_cache) if nemo_cache else _in_home(".cache", "torch", "NeMo")
     leaf = name.rsplit("/", 1)[-1]
-    if nemo_root.is_dir() and (any(nemo_root.glob(f"{name}/*/*.nemo")) or any(nemo_root.glob(f"*/{name}/*/*.nemo"))
+    if nemo_root is not None and nemo_root.is_dir() and (any(nemo_root.glob(f"{name}/*/*.nemo")) or any(nemo_root.glob(f"*/{name}/*/*.nemo"))
                                or any(nemo_root.glob(f"**/hf_hub_cache/{name}")) or any(nemo_root.glob(f"**/{leaf}.nemo"))):
         return True
     if "/" not in name:
         return False
-    hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
-    hub = Path(os.environ.get("HF_HUB_CACHE") or hf_home / "hub")
-    return (hub / f"models--{name.replace('/', '--')}" / "snapshots").is_dir()
+    hf_home = Path(os.environ["HF_HOME"]) if os.environ.get("HF_HOME") else _in_home(".cache", "huggingface")
+    hub = Path(os.environ["HF_HUB_CACHE"]) if os.environ.get("HF_HUB_CACHE") else \
+        None if hf_home is None else hf_home / "hub"
+    return hub is not None and (hub / f"models--{name.replace('/', '--')}" / "snapshots").is_dir()
+
+
+def _in_home(*parts: str) -> Path | None:
+    """A path in the user's home folder, or None where there is none (no HOME and a uid with no
+    passwd entry, as `docker run -u 12345` gives: Path.home() raises, and a server of a manifest
+    without predictions, about to transcribe it, died with that traceback)."""
+    try:
+        return Path.home().joinpath(*parts)
+    except RuntimeError:
+        return None
 
 
 def _any_hub_answers() -> bool:

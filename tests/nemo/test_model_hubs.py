@@ -50,6 +50,29 @@ def test_a_name_is_found_in_the_local_caches(bare_home, made, name, cached):
     assert hubs.in_local_cache(name) is cached
 
 
+@pytest.mark.parametrize("nemo_cache", [False, True], ids=["no cache named", "NEMO_CACHE_DIR"])
+def test_a_user_without_a_home_folder_has_no_home_cache(bare_home, monkeypatch, nemo_cache):
+    """No HOME and a uid with no passwd entry (docker run -u 12345): Path.home() raises, and a
+    server of a manifest without predictions died with that traceback on its way to transcribe."""
+    import pwd
+
+    monkeypatch.delenv("HOME")
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(RuntimeError):
+        Path.home()
+    if nemo_cache:
+        cached = bare_home / "nemo" / "NeMo_3.0.0" / NAME / "0a1b" / f"{NAME}.nemo"
+        cached.parent.mkdir(parents=True)
+        cached.write_bytes(b"")
+        monkeypatch.setenv("NEMO_CACHE_DIR", str(bare_home / "nemo"))
+    assert hubs.in_local_cache(NAME) is nemo_cache
+    assert hubs.in_local_cache("nvidia/parakeet-tdt-0.6b-v2") is False
+
+
 def test_no_hub_answering_is_the_reason(bare_home, monkeypatch):
     monkeypatch.setattr(hubs, "HUBS", NOTHING_LISTENS)
     assert "not in the local cache" in hubs.unreachable_reason(NAME)

@@ -98,7 +98,7 @@ def test_a_bad_value_typed_on_the_command_line_still_names_the_option():
 
 def test_a_host_from_the_environment_that_cannot_be_bound_names_the_variable(tmp_path):
     r = _sde("demo", "--port", "0", "--cache-dir", str(tmp_path / "cache"), env={"SDE_HOST": "no-such-host.invalid"})
-    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]  # a usage error, as README says
     assert "SDE_HOST=no-such-host.invalid; fix or unset it" in r.stderr and "reading " not in r.stderr
 
 

@@ -49,3 +49,33 @@ def test_a_start_short_of_memory_keeps_the_cached_build(tmp_path):
     again = subprocess.run([sys.executable, "-m", "sde.cli", "stats", str(manifest), "--cache-dir", str(cache)],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "loaded from cache" in again.stderr, again.stderr[-2000:]
+
+
+class _ShortThenCut:
+    """Reading a table fails as a process short of threads fails: first with DuckDB's whole
+    message, then (memory gone) with the same message cut short, as a CI run saw it."""
+
+    def __init__(self) -> None:
+        self.errors = [RuntimeError("Unknown error: Failed to launch worker thread: Resource temporarily unavailable"),
+                       RuntimeError("Unknown error: Failed to launc")]
+
+    def __call__(self, *args, **kwargs):
+        raise self.errors.pop(0)
+
+
+def test_a_failure_after_a_shortage_in_the_same_process_keeps_the_entry(tmp_path, monkeypatch):
+    from sde.cache import DatasetCache
+    from sde.dataset import DatasetOptions, build_dataset
+
+    manifest = generate_manifest(tmp_path / "m.json", 200)
+    warnings: list[str] = []
+    cache = DatasetCache(tmp_path / "cache", warn=warnings.append)
+    cache.put("key", build_dataset(manifest, DatasetOptions()))
+    failing = _ShortThenCut()
+    monkeypatch.setattr(cache, "_read_table", failing)
+    assert cache.get("key") is None and cache.get("key") is None
+    assert not failing.errors  # both reads failed
+    assert not any("unreadable" in w for w in warnings), warnings
+    monkeypatch.undo()
+    again = DatasetCache(tmp_path / "cache").get("key")  # the next start, not short: the build is there
+    assert again is not None and len(again.utterances) == 200

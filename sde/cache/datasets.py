@@ -213,7 +213,10 @@ class DatasetCache:
             dataset = _dataset_from(meta, _frames(meta, {name: table for name, (table, _) in read.items()}))
             dataset.files = _read_ahead_order(list(read.values()))
         except Exception as e:  # noqa: BLE001 - any corruption means "rebuild", never a crash
-            if _short_of_resources(e):  # the process's limits, not the entry: it stays for the next start
+            # the process's limits, not the entry: it stays for the next start. Once short, a later
+            # failure is taken as the same: under ulimit -v, DuckDB's next "Failed to launch worker
+            # thread" came cut to "Failed to launc", and the entry was deleted as unreadable
+            if _short_of_resources(e) or self._said_short:
                 if key not in self._said_short:
                     self._said_short.add(key)
                     self.warn(f"cannot read cache entry {key[:12]} in {self.directory} now ({e}): this process is short "

@@ -238,9 +238,9 @@ def test_intervals_are_remembered_per_group_and_settings_within_a_bound(monkeypa
     computed = []
     compute = G._group_interval
 
-    def counting(errors, *args):
+    def counting(errors, *args, **kwargs):
         computed.append(len(errors))
-        return compute(errors, *args)
+        return compute(errors, *args, **kwargs)
 
     monkeypatch.setattr(G, "_group_interval", counting)
     grouped = A.group_rates(random_table(2000, 50, seed=8), "speaker", {})

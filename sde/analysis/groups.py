@@ -314,22 +314,27 @@ class GroupedRates:
             return lo, hi
         sizes = self.groups["utterances"].to_numpy()[wanted]
         moments = self._moments_for(sizes)
-        if moments is not None:
-            # every large group whose normal limit holds from its sums, no utterance read: a
-            # breakdown by language at 10M passed over all 10M rows for its intervals (0.5-1.5 s)
-            m = {k: v[wanted] for k, v in moments.items()}
-            dominated = ((np.square(m["e_max"]) > NORMAL_MAX_SQUARE_SHARE * m["ee"])
-                         | (np.square(m["n_max"]) > NORMAL_MAX_SQUARE_SHARE * m["nn"]))
-            normal = (sizes > CI_EXACT_MAX) & ~dominated
-            values = self.groups["value"].to_numpy(dtype=object)
-            for i in np.flatnonzero(normal):
-                rng = np.random.default_rng([seed, _seed_key(values[wanted[i]])])
-                lo[i], hi[i] = _normal_interval(*_moments(m, i, int(sizes[i])), n_resamples, alpha, rng)
-            rest = np.flatnonzero(~normal)
-            if len(rest):
-                lo[rest], hi[rest] = self._intervals_from_rows(wanted[rest], n_resamples, seed, alpha)
-            return lo, hi
-        return self._intervals_from_rows(wanted, n_resamples, seed, alpha)
+        if moments is None:
+            return self._intervals_from_rows(wanted, n_resamples, seed, alpha)
+        # every large group whose normal limit holds from its sums, no utterance read: a breakdown
+        # by language at 10M passed over all 10M rows for its intervals (0.5-1.5 s)
+        normal = self._normal_intervals({k: v[wanted] for k, v in moments.items()}, sizes, wanted,
+                                        n_resamples, seed, alpha, lo, hi)
+        rest = np.flatnonzero(~normal)
+        if len(rest):
+            lo[rest], hi[rest] = self._intervals_from_rows(wanted[rest], n_resamples, seed, alpha)
+        return lo, hi
+
+    def _normal_intervals(self, sums: Mapping[str, np.ndarray], sizes: np.ndarray, wanted: np.ndarray,
+                          n_resamples: int, seed: int, alpha: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Fills ``lo``, ``hi`` of each wanted group of more than :data:`CI_EXACT_MAX` utterances whose
+        normal limit holds, from its sums (see :func:`_group_sums`); returns which it filled."""
+        normal = (sizes > CI_EXACT_MAX) & ~_dominated(sums)
+        values = self.groups["value"].to_numpy(dtype=object)
+        for i in np.flatnonzero(normal):
+            lo[i], hi[i] = _normal_interval(*_moments(sums, i, int(sizes[i])), n_resamples, alpha,
+                                            _group_rng(seed, values[wanted[i]]))
+        return normal
 
     def _moments_for(self, sizes: np.ndarray) -> Mapping[str, np.ndarray] | None:
         """The groups' moments (see :attr:`moments`), or None where reading the asked groups' rows
@@ -365,12 +370,8 @@ class GroupedRates:
         # A large group's interval needs only its sums (counts, squares, products: one pass over
         # the rows each) unless one utterance dominates it; only the other groups' rows are sorted
         # into runs. A breakdown by language at 10M sorted and gathered all 10M rows: 1.5-4 s.
-        sums = _group_sums(errors, words, which, len(wanted))
-        normal = (sizes > CI_EXACT_MAX) & ~_dominated(errors, words, which, sums)
-        values = self.groups["value"].to_numpy(dtype=object)
-        for i in np.flatnonzero(normal):
-            rng = np.random.default_rng([seed, _seed_key(values[wanted[i]])])
-            lo[i], hi[i] = _normal_interval(*_moments(sums, i, int(sizes[i])), n_resamples, alpha, rng)
+        normal = self._normal_intervals(_group_sums(errors, words, which, len(wanted)), sizes, wanted,
+                                        n_resamples, seed, alpha, lo, hi)
         rest = np.zeros(len(wanted), dtype=bool)
         rest[np.flatnonzero(~normal & (sizes > 0))] = True
         if not rest.any():
@@ -380,30 +381,32 @@ class GroupedRates:
         order = np.argsort(which, kind="stable")
         errors, words = errors[kept][order], words[kept][order]
         bounds = np.concatenate([[0], np.cumsum(np.bincount(which, minlength=len(wanted)))])
+        values = self.groups["value"].to_numpy(dtype=object)
         for i in np.flatnonzero(rest):
             a, b = bounds[i], bounds[i + 1]
-            rng = np.random.default_rng([seed, _seed_key(values[wanted[i]])])
-            lo[i], hi[i] = _group_interval(errors[a:b], words[a:b], n_resamples, alpha, rng)
+            # a large group left here is one an utterance dominates: no second look at its rows
+            lo[i], hi[i] = _group_interval(errors[a:b], words[a:b], n_resamples, alpha,
+                                           _group_rng(seed, values[wanted[i]]), normal_limit=False)
         return lo, hi
 
 
 def _group_sums(errors: np.ndarray, words: np.ndarray, which: np.ndarray, groups: int) -> dict[str, np.ndarray]:
-    """Per group: Σe, Σn, Σe², Σn², Σe·n (float64 sums of whole numbers: exact below 2**53)."""
+    """Per group: Σe, Σn and :data:`_MOMENTS` (float64 sums of whole numbers: exact below 2**53)."""
     e = errors.astype(np.float64)
     n = words.astype(np.float64)
-    return {"e": np.bincount(which, e, groups), "n": np.bincount(which, n, groups),
+    sums = {"e": np.bincount(which, e, groups), "n": np.bincount(which, n, groups),
             "ee": np.bincount(which, e * e, groups), "nn": np.bincount(which, n * n, groups),
-            "en": np.bincount(which, e * n, groups)}
+            "en": np.bincount(which, e * n, groups), "e_max": np.zeros(groups), "n_max": np.zeros(groups)}
+    np.maximum.at(sums["e_max"], which, np.abs(e))
+    np.maximum.at(sums["n_max"], which, np.abs(n))
+    return sums
 
 
-def _dominated(errors: np.ndarray, words: np.ndarray, which: np.ndarray, sums: dict[str, np.ndarray]) -> np.ndarray:
+def _dominated(sums: Mapping[str, np.ndarray]) -> np.ndarray:
     """Per group: whether one utterance carries too much of its errors' or words' sum of squares
     for the resampled sums to be near their normal limit (NORMAL_MAX_SQUARE_SHARE)."""
-    out = np.zeros(len(sums["e"]), dtype=bool)
-    for counts, squares in ((errors, sums["ee"]), (words, sums["nn"])):
-        over = np.square(counts.astype(np.float64)) > NORMAL_MAX_SQUARE_SHARE * squares[which]
-        out[which[over]] = True
-    return out
+    return ((np.square(sums["e_max"]) > NORMAL_MAX_SQUARE_SHARE * sums["ee"])
+            | (np.square(sums["n_max"]) > NORMAL_MAX_SQUARE_SHARE * sums["nn"]))
 
 
 def _moments(sums: dict[str, np.ndarray], i: int, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -419,8 +422,15 @@ def _seed_key(value: Any) -> int:
     return zlib.crc32(_MISSING_SEED_KEY if value is None else f"{type(value).__name__}:{value}".encode())
 
 
+def _group_rng(seed: int, value: Any) -> np.random.Generator:
+    """A group's own random stream: the same interval on every page and beside any other groups."""
+    return np.random.default_rng([seed, _seed_key(value)])
+
+
 def _group_interval(errors: np.ndarray, words: np.ndarray, n_resamples: int, alpha: float,
-                    rng: np.random.Generator) -> tuple[float, float]:
+                    rng: np.random.Generator, normal_limit: bool | None = None) -> tuple[float, float]:
+    """A group's interval from its rows; ``normal_limit``: whether its normal limit holds, where the
+    caller knew (None: looked at here)."""
     m = len(errors)
     if m <= CI_EXACT_MAX:
         sum_e = np.empty(n_resamples)
@@ -439,7 +449,7 @@ def _group_interval(errors: np.ndarray, words: np.ndarray, n_resamples: int, alp
                 sum_e[done], sum_n[done] = sums >> 32, sums & 0xFFFFFFFF
             else:
                 sum_e[done], sum_n[done] = errors[idx].sum(axis=1), words[idx].sum(axis=1)
-    elif not _normal_limit_holds(errors, words):
+    elif not (_normal_limit_holds(errors, words) if normal_limit is None else normal_limit):
         # exact, on the group's distinct rows (cheap: K distinct rows, not m draws, per resample)
         sums = _bootstrap_sums([errors, words], n_resamples, np.random.SeedSequence(int(rng.integers(2**63))))
         sum_e, sum_n = sums[:, 0], sums[:, 1]
@@ -461,8 +471,7 @@ def _normal_interval(sums: np.ndarray, cov: np.ndarray, n_resamples: int, alpha:
 def _normal_limit_holds(errors: np.ndarray, words: np.ndarray) -> bool:
     """Whether a group's resampled (ΣE, ΣN) are near their normal limit: no utterance dominates
     (:func:`_dominated`, for this one group)."""
-    one = np.zeros(len(errors), dtype=np.int64)
-    return not _dominated(errors, words, one, _group_sums(errors, words, one, 1))[0]
+    return not _dominated(_group_sums(errors, words, np.zeros(len(errors), dtype=np.int64), 1))[0]
 
 
 def group_rates(table: pd.DataFrame, by: str, hyp_field_columns: Columns, utt_ids: UttIds = None) -> GroupedRates:
@@ -509,12 +518,17 @@ def group_rates(table: pd.DataFrame, by: str, hyp_field_columns: Columns, utt_id
 
 
 def _few_large_groups(table: pd.DataFrame, by: str, rows: np.ndarray | None) -> bool:
-    """Whether ``by`` is stored as labels of so few values that its groups are large (thousands of
-    utterances each): their intervals come from sums, which its GROUP BY then adds (~+60 ms at
-    10M rows; for 10,000 speakers, whose pages read their rows, it would add ~+120 ms)."""
+    """Whether ``by`` is stored as labels of so few values that its groups are large (see
+    :func:`_few_groups`)."""
     labels = label_column(table[by]) if by in table.columns else None
-    selected = len(table) if rows is None else len(rows)
-    return labels is not None and len(labels.dictionary) * 4 * CI_EXACT_MAX <= selected
+    return labels is not None and _few_groups(len(labels.dictionary), len(table) if rows is None else len(rows))
+
+
+def _few_groups(values: int, selected: int) -> bool:
+    """Whether ``values`` groups of ``selected`` rows are few enough to be large (thousands of
+    utterances each): their intervals come from sums, which their GROUP BY then adds (~+60 ms at
+    10M rows; for 10,000 speakers, whose pages read their rows, it would add ~+120 ms)."""
+    return values * 4 * CI_EXACT_MAX <= selected
 
 
 #: What GroupedRates.moments holds besides Σe and Σn, as SQL aggregates of the columns e, n (whole
@@ -523,23 +537,38 @@ _MOMENTS = {"ee": "sum(e::DOUBLE * e)", "nn": "sum(n::DOUBLE * n)", "en": "sum(e
             "e_max": "max(abs(e))", "n_max": "max(abs(n))"}
 
 
+def _grouped_sums(groups: Any, weights: Mapping[str, np.ndarray], moments: bool,
+                  ) -> tuple[Any, dict[str, np.ndarray]] | None:
+    """(each group's value, ascending, missing last; per group: utterances, each weight's sum and,
+    with ``moments``, :data:`_MOMENTS` of the weights e and n) by one GROUP BY of ``groups`` (an
+    Arrow or numpy array, one value per row); None where DuckDB cannot (a square past int64)."""
+    aggregates = {**{k: f"sum({k})" for k in weights}, **(_MOMENTS if moments else {})}
+    # the weights as they are (whole numbers, often the mapped columns themselves): no copy, and
+    # DuckDB's threads read their pages
+    data = pa.table({"g": groups, **{k: pa.array(np.asarray(w)) for k, w in weights.items()}})
+    sums = ", ".join(f"{sql} AS {k}" for k, sql in aggregates.items())
+    try:
+        got = numpy_sql(f"SELECT g, count(*) AS utterances, {sums} FROM t GROUP BY g ORDER BY g", (), {"t": data})
+    except QueryError:
+        return None
+    totals = {"utterances": np.asarray(got["utterances"], dtype=np.int64)}
+    totals.update({k: np.asarray(got[k], dtype=np.float64) for k in aggregates})
+    return got["g"], totals
+
+
 def _moments_by_group(table: pd.DataFrame, cols: Mapping[str, str], rows: np.ndarray | None, slot: np.ndarray,
                       groups: int) -> dict[str, np.ndarray] | None:
     """Σe, Σn and :data:`_MOMENTS` per group number (``slot``: each selected row's), by one GROUP
-    BY; None where DuckDB cannot (a square past int64: the intervals then read the rows)."""
-    data = pa.table({"g": pa.array(slot), "e": pa.array(_errors_per_utt(table, cols, rows)),
-                     "n": pa.array(_ints(table, cols["num_words"], rows))})
-    aggregates = {"e": "sum(e)", "n": "sum(n)", **_MOMENTS}
-    try:
-        got = numpy_sql(f"SELECT g, {', '.join(f'{sql} AS {k}' for k, sql in aggregates.items())} FROM t GROUP BY g",
-                        (), {"t": data})
-    except QueryError:
+    BY; None where DuckDB cannot (the intervals then read the rows)."""
+    weights = {"e": _errors_per_utt(table, cols, rows), "n": _ints(table, cols["num_words"], rows)}
+    summed = _grouped_sums(pa.array(slot), weights, moments=True)
+    if summed is None:
         return None
-    which = np.asarray(got["g"], dtype=np.int64)
+    which = np.asarray(summed[0], dtype=np.int64)
     out = {}
-    for k in aggregates:
+    for k in ("e", "n", *_MOMENTS):
         out[k] = np.zeros(groups)
-        out[k][which] = np.asarray(got[k], dtype=np.float64)
+        out[k][which] = summed[1][k]
     return out
 
 
@@ -570,20 +599,14 @@ def _code_sums(codes: np.ndarray, values: Any, weights: Mapping[str, np.ndarray]
                ) -> tuple[list[Any], dict[str, np.ndarray], np.ndarray] | None:
     """:func:`_bincount_sums` by one GROUP BY of the codes (10M rows in 6 duration buckets: ~0.15 s
     on two cores where the bincounts, each weight made float, took ~0.9 s), with :data:`_MOMENTS`
-    where the groups are few (see _few_large_groups); None where DuckDB cannot."""
-    moments = len(values) * 4 * CI_EXACT_MAX <= len(codes)
-    aggregates = {**{k: f"sum({k})" for k in weights}, **(_MOMENTS if moments else {})}
-    data = pa.table({"g": pa.array(codes), **{k: pa.array(np.asarray(w)) for k, w in weights.items()}})
-    sums = ", ".join(f"{sql} AS {k}" for k, sql in aggregates.items())
-    try:
-        got = numpy_sql(f"SELECT g, count(*) AS utterances, {sums} FROM t GROUP BY g ORDER BY g", (), {"t": data})
-    except QueryError:
+    where the groups are few (see _few_groups); None where DuckDB cannot."""
+    summed = _grouped_sums(pa.array(codes), weights, moments=_few_groups(len(values), len(codes)))
+    if summed is None:
         return None
-    g = np.asarray(got["g"], dtype=np.int64)  # ascending: the missing values' code (-1) first
+    g = np.asarray(summed[0], dtype=np.int64)  # ascending: the missing values' code (-1) first
     present = g[g >= 0]
     order = np.concatenate([np.flatnonzero(g >= 0), np.flatnonzero(g < 0)])  # the missing values' group last
-    totals = {"utterances": np.asarray(got["utterances"], dtype=np.int64)[order]}
-    totals.update({k: np.asarray(got[k], dtype=np.float64)[order] for k in aggregates})
+    totals = {k: v[order] for k, v in summed[1].items()}
     value_list = [_py(v) for v in np.asarray(values, dtype=object)[present]]
     number = np.full(len(values) + 1, -1, dtype=np.int64)
     number[present] = np.arange(len(present))
@@ -622,22 +645,14 @@ def _sql_sums(table: pd.DataFrame, by: str, rows: np.ndarray | None, weights: Ma
         values = _group_arrow(table, by, rows)
     if values is None:
         return None
-    # the weights as they are (whole numbers, often the mapped columns themselves): no copy, and
-    # DuckDB's threads read their pages
-    data = {"g": values, **{k: pa.array(np.asarray(w)) for k, w in weights.items()}}
-    aggregates = {**{k: f"sum({k})" for k in weights}, **(_MOMENTS if moments else {})}
-    sums = ", ".join(f"{sql} AS {k}" for k, sql in aggregates.items())
-    try:
-        got = numpy_sql(f"SELECT g, count(*) AS utterances, {sums} FROM t GROUP BY g", (), {"t": pa.table(data)})
-    except QueryError:
+    summed = _grouped_sums(values, weights, moments)
+    if summed is None:
         return None
-    totals = {"utterances": np.asarray(got["utterances"], dtype=np.int64)}
-    totals.update({k: np.asarray(got[k], dtype=np.float64) for k in aggregates})
-    groups = np.ma.asarray(got["g"]).tolist()
+    groups = np.ma.asarray(summed[0]).tolist()
     if labels is not None:
         names = labels.dictionary.to_pylist()
         groups = [None if code is None else names[code] for code in groups]
-    return groups, totals
+    return groups, summed[1]
 
 
 def _slots(table: pd.DataFrame, by: str, rows: np.ndarray | None, value_list: list[Any]) -> np.ndarray:

@@ -153,10 +153,17 @@ def position_text(nav: Mapping, params: Mapping[str, str]) -> str:
 
 def back_href(nav: Mapping, params: Mapping[str, str], uid: int) -> str:
     """Back to the list: Comparison, or Samples with this utterance in view and selected (`focus`)."""
-    if nav.get("ranked"):
-        return state.comparison_href(nav["a"].field, nav["b"].field, nav["metric"], params.get("filter"))
+    ranked = (nav["a"].field, nav["b"].field, nav["metric"]) if nav.get("ranked") else None
+    return list_href(params, ranked, focus=str(uid))
+
+
+def list_href(params: Mapping[str, str], ranked: tuple[str, str, str | None] | None, focus: str | None = None) -> str:
+    """The list the inspector's URL came from, with its filter: Comparison of ``ranked`` (A, B,
+    metric), or Samples with the URL's column filters, sort and columns."""
+    if ranked is not None:
+        return state.comparison_href(*ranked, params.get("filter"))
     return state.samples_href(filter=params.get("filter"), colfilter=params.get("colfilter"), sort=params.get("sort"),
-                              cols=params.get("cols"), focus=str(uid))
+                              cols=params.get("cols"), focus=focus)
 
 
 # ---------------------------------------------------------------- what the diff highlights
@@ -366,13 +373,10 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
 def not_found(message: str, params: Mapping[str, str]) -> dbc.Alert:
     """The inspector of an utterance the dataset does not have (the server answers 404), with the
     way back to the list its URL names (a bookmark of a filtered walk keeps its filter)."""
-    if params.get("from") == state.FROM_COMPARISON and params.get("a") and params.get("b"):
-        label, href = "Back to comparison", state.comparison_href(params["a"], params["b"], params.get("metric"),
-                                                                  params.get("filter"))
-    else:
-        label, href = "Back to the samples", state.samples_href(
-            filter=params.get("filter"), colfilter=params.get("colfilter"), sort=params.get("sort"),
-            cols=params.get("cols"))
+    ranked = (params["a"], params["b"], params.get("metric")) \
+        if params.get("from") == state.FROM_COMPARISON and params.get("a") and params.get("b") else None
+    label = "Back to the samples" if ranked is None else "Back to comparison"
+    href = list_href(params, ranked)
     return dbc.Alert([html.H5("No such utterance", className="alert-heading"),
                       html.P(message[:1].upper() + message[1:] + ".", id="utt-not-found-message"),
                       dcc.Link(label, href=href, className="alert-link", id="utt-not-found-back")],

@@ -18,6 +18,10 @@ CASES = {
     "a disabled rule's filter with a syntax error": (
         [], "rules:\n  - name: later\n    enabled: false\n    filter: '({wer} > 1'\n", "later"),
     "a rules file that is missing": (["--rules", "missing.yaml"], None, "missing.yaml: file not found"),
+    # a ")" no "(" opened, unquoted, was read into the value: the filter kept nothing, the rule dropped nothing
+    "a filter closing a group it never opened": (["--filter", "{speaker} = spk_4)"], None, 'no "(" to close'),
+    "a rule closing a group it never opened": ([], "rules:\n  - name: spk\n    filter: '{speaker} = spk_4)'\n",
+                                                'no "(" to close'),
 }
 
 

@@ -135,6 +135,7 @@ def test_parses_into_a_tree(q, tree):
     ("{x} > 10 - 2", C("x", ">", "10 - 2")),                    # no column: text (then "not a number")
     ("{t} contains (laughs)", C("t", "contains", "(laughs)")),
     ("{t} contains :)", C("t", "contains", ":)")),
+    ("{t} contains ;-)", C("t", "contains", ";-)")),
     ("({t} = (laughs) || {t} = x)", Or((C("t", "=", "(laughs)"), C("t", "=", "x")))),
     ("{t} = hi!", C("t", "=", "hi!")),
     ('{t} = "a || b"', C("t", "=", "a || b")),
@@ -207,6 +208,11 @@ def test_combined_filters_keep_their_meaning(parts, combined):
 @pytest.mark.parametrize("q, pos, words", [
     ("({a} = 1", 8, 'missing ")"'),
     ('{a} = "1") && {b} = 2', 9, 'no "("'),
+    # unquoted, the ")" was read into the value: the clause matched nothing, silently
+    ("{speaker} = spk_4)", 17, 'no "(" to close'),
+    ("{speaker} = spk_4 ) && {wer} > 0", 18, 'no "(" to close'),
+    ("{wer} > 30)", 10, 'no "(" to close'),
+    ("{text} contains (laughs))", 24, "quote the value"),
     ("({a} = 1) {b} = 2", 10, "join clauses with && or ||"),
     ("{a} = 1 || || {b} = 2", 11, "empty clause"),
     ("{a} = 1 ||", 8, "nothing after the last ||"),

@@ -59,6 +59,10 @@ _IDENT = re.compile(r"[^\W\d]\w*")
 _NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?(?![\w.])")
 
 
+#: What may stand before a ")" no "(" opened in an unquoted value: a face's (":)", ";-)", "=)", "^)").
+_FACE_BEFORE_PAREN = frozenset(":;=-^")
+
+
 class _Fallback(Exception):
     """The right-hand side is not arithmetic: read it as a plain value instead."""
 
@@ -320,6 +324,11 @@ class _Parser:
                     balance -= 1
                 elif self.depth:
                     break
+                elif j == start or q[j - 1] not in _FACE_BEFORE_PAREN:
+                    # a typo ("{speaker} = spk_4)") read into the value matched nothing, silently;
+                    # a face (":)", ";-)") is a value as it stands
+                    raise _syntax_error('unexpected ")" (no "(" to close; if it is part of the value, quote the '
+                                        'value)', j)
             elif c == "{":
                 # A bare value holding "{" is almost always a missing "&&": saying so beats
                 # silently matching nothing.

@@ -1326,13 +1326,24 @@ def _unreadable_audio(audio: dict) -> list[str]:
     return lines
 
 
+def _hours_text(hours: float | None) -> str:
+    """Hours to two places, with minutes or seconds where that shows 0.00 or little more (a small
+    dataset read "hours 0.00" for 14 s of speech)."""
+    if hours is None:
+        return "-"
+    seconds = hours * 3600
+    if seconds >= 360:  # 0.10 h and up: two places say it
+        return f"{hours:.2f}"
+    return f"{hours:.2f}  ({seconds / 60:.1f} min)" if seconds >= 60 else f"{hours:.2f}  ({seconds:.1f} s)"
+
+
 def format_summary(summary: dict, unreadable: Sequence[str] = ()) -> str:
     """The stats table; ``unreadable``: its lines on audio that could not be read (_unreadable_audio)."""
     lines = [
         f"manifest         {summary['manifest']}",
         f"utterances       {summary['utterances']:,}",
-        f"hours            {summary['hours']:.2f}" if summary["hours"] is not None else "hours            -",
-        *([f"speech hours     {summary['speech_hours']:.2f}  (VAD{_unmeasured(summary)})"]
+        f"hours            {_hours_text(summary['hours'])}",
+        *([f"speech hours     {_hours_text(summary['speech_hours'])}  (VAD{_unmeasured(summary)})"]
           if summary.get("speech_hours") is not None else []),
         f"words            {summary['words']:,}",
         f"vocabulary size  {summary['vocabulary_size']:,}",

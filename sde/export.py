@@ -403,11 +403,30 @@ def plan_export(dataset: "Dataset", *, filter: str | None = None, sort: str | No
     if apply_reviews:
         if store is None:
             raise ExportError("--apply-reviews needs a reviews file: pass --reviews FILE")
-        reviews_info = _apply_reviews(aligned_reviews(dataset, store), keep, rewrites, utterance_keys(dataset).lines)
+        reviews_info = _apply_reviews(aligned_reviews(dataset, store), keep, rewrites, utterance_keys(dataset).lines,
+                                      store.fixes_without_text)
         reviews_info["file"] = str(store.path)
+    notes = [_fixes_not_applied_note(reviews_info)] if reviews_info and reviews_info["fixes_not_applied"] else []
     return ExportPlan(kept=selected[keep[selected]], rejected=np.flatnonzero(~keep).astype(np.int64),
                       selected=len(selected), filter=filter or None, sort=sort or None, rules=report,
-                      rules_file=rules_file, rewrites=rewrites, reviews=reviews_info)
+                      rules_file=rules_file, rewrites=rewrites, reviews=reviews_info, notes=notes)
+
+
+#: The lines a note names of the fixes not applied (the changelog lists them all, up to
+#: MAX_CHANGELOG_CHANGES; the terminal's warnings name each reviews row and its repair).
+FIXES_NAMED = 5
+
+
+def _fixes_not_applied_note(reviews: dict) -> str:
+    """What the summary and the changelog's notes say of the kept lines whose "fix" review has no
+    corrected transcript: not applied (the line keeps its text, never an empty one), and how to repair."""
+    n = reviews["fixes_not_applied"]
+    named = [f"{f['source']} line {f['line']}" for f in reviews["fixes_not_applied_lines"][:FIXES_NAMED]]
+    more = f" and {n - len(named):,} more" if n > len(named) else ""
+    return (f"{n:,} \"fix\" {_plural(n, 'review')} without a corrected transcript (an empty one saved by an older "
+            f"sde, or edited by hand) {'was' if n == 1 else 'were'} not applied: {', '.join(named)}{more} "
+            f"{'keeps its' if n == 1 else 'keep their'} text; to repair, type the corrected transcript in the "
+            "inspector and press Fix, or mark the utterance drop, then export again")
 
 
 def _select(query: Any, filter: str | None, sort: str | None) -> np.ndarray:
@@ -428,13 +447,17 @@ def _kept_fixes(dataset: "Dataset", store: Any, kept: np.ndarray) -> int:
     return int(np.isin(np.asarray(fixed, dtype=np.int64), kept).sum())
 
 
-def _apply_reviews(aligned: Any, keep: np.ndarray, rewrites: dict[int, Any], lines: np.ndarray) -> dict:
+def _apply_reviews(aligned: Any, keep: np.ndarray, rewrites: dict[int, Any], lines: np.ndarray,
+                   fixes_without_text: Collection[Any] = ()) -> dict:
     """Take "drop" rows out of `keep`; note the kept rows whose line a fix, note or tags rewrite.
     The changelog names each changed line where it is now (`lines`, the rows' line numbers): a
     review may have been saved on another line of an older version of the manifest (its file
-    and audio_filepath are the row's: a review follows only its own utterance)."""
+    and audio_filepath are the row's: a review follows only its own utterance).
+    ``fixes_without_text``: the keys of "fix" reviews stored without a corrected transcript (the
+    store reads them as "keep"): their kept lines are counted and named as fixes not applied."""
     counts = {"drop": 0, "fix": 0, "annotated": 0}
     changes: list[dict] = []
+    not_applied: list[dict] = []
     left_out = 0   # reviewed, but the filter or a rule left the line out already
     for position, review in zip(aligned.positions.tolist(), aligned.reviews):
         if review.status is None:
@@ -442,6 +465,9 @@ def _apply_reviews(aligned: Any, keep: np.ndarray, rewrites: dict[int, Any], lin
         if not keep[position]:
             left_out += 1
             continue
+        if review.key in fixes_without_text:
+            not_applied.append({"source": review.key.source, "line": int(lines[position]),
+                                "audio_filepath": review.key.audio_filepath})
         if review.status == "drop":
             keep[position] = False
             counts["drop"] += 1
@@ -457,11 +483,14 @@ def _apply_reviews(aligned: Any, keep: np.ndarray, rewrites: dict[int, Any], lin
                 change["text"] = review.text
             if review.note:
                 change["note"] = review.note
+            if review.tags:  # as the line's review_tags
+                change["tags"] = list(review.tags)
             changes.append(change)
     total = sum(counts.values())
     return {"dropped": counts["drop"], "fixed": counts["fix"], "annotated": counts["annotated"],
             "left_out": left_out, "stale": aligned.stale, "moved": aligned.moved, "changes": changes,
-            "changes_truncated": total > len(changes)}
+            "changes_truncated": total > len(changes),
+            "fixes_not_applied": len(not_applied), "fixes_not_applied_lines": not_applied[:MAX_CHANGELOG_CHANGES]}
 
 
 def rewrite_line(line: bytes, review: Any, dataset_text: "str | None | Callable[[], str | None]") -> bytes:
@@ -930,6 +959,8 @@ def summary_lines(changelog: dict) -> list[str]:
         out.append(f"  reviews: {reviews['dropped']:,} dropped, {reviews['fixed']:,} fixed, "
                    f"{reviews['annotated']:,} annotated"
                    + (f", {reviews['stale']:,} match no line any more" if reviews["stale"] else "")
+                   + (f", {reviews['fixes_not_applied']:,} {'fix' if reviews['fixes_not_applied'] == 1 else 'fixes'} not "
+                      "applied (no corrected transcript: see the note)" if reviews.get("fixes_not_applied") else "")
                    # a drop counted 0 because a rule removed its line already is no lost review
                    + (f"; {reviews['left_out']:,} other reviewed utterances were left out by the filter or "
                       "rules already" if reviews.get("left_out") else ""))

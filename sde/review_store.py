@@ -193,8 +193,11 @@ def validate(status: Any, text: Any = None, note: Any = None, tags: Any = (), us
                          "text field); remove the line breaks or tabs")
         # spaces around a typed correction would reach the exported manifest's text
         text = text.strip()
-    if status == "fix" and text is None:
-        raise InvalidReview('status "fix" needs the corrected transcript in text')
+    if status == "fix" and not text:
+        # Empty or blank (stripped above) is no correction: exported, it would write "text": "".
+        got = "" if text is None else "; got an empty one"
+        raise InvalidReview(f'status "fix" needs the corrected transcript in text{got}: type the transcript, '
+                            'or mark the utterance "drop" if it cannot be transcribed; nothing was saved')
     if note is not None:
         _check_free_text("note", note, "", MAX_NOTE_CHARS, _NOTE_CONTROL,
                          "note has control characters; only line breaks and tabs are allowed")
@@ -301,6 +304,9 @@ class ReviewStore:
         self._pending: list[ReviewKey] = []
         self._con: sqlite3.Connection | None = None
         self.problems: list[str] = []       # rows read leniently or skipped: what and how to fix, once each
+        # the keys of the current reviews stored as a "fix" without a corrected transcript (none, or an
+        # empty one an older sde saved): read as "keep", and named by an export as fixes not applied
+        self.fixes_without_text: set[ReviewKey] = set()
         self._reported: set[str] = set()
         if self.path.is_dir():
             raise ReviewsUnusable(f"{self.path} is a folder; --reviews takes a file name (e.g. reviews.sqlite)")
@@ -576,6 +582,11 @@ class ReviewStore:
     def _readable(self, key: ReviewKey, row: "_Row", values: Sequence) -> Review | None:
         """A stored row as a Review, its problems reported (None: it cannot be read at all)."""
         review, problems = _read_review(key, row, values)
+        if row.table == "reviews":
+            if _fix_without_text(values[0], values[1]):
+                self.fixes_without_text.add(key)
+            else:
+                self.fixes_without_text.discard(key)
         for problem in problems:
             self._report(f"{self.path}: {row} ({_where(key)}): {problem}")
         return review
@@ -771,12 +782,21 @@ def _read_review(key: ReviewKey, row: _Row, values: Sequence) -> tuple[Review | 
     if wrong:
         problems.append(f"tags {_short(tags)} {wrong}: read as {as_json}; {row.fix(row.update('tags', as_json))}")
     t = _stored_time(t, row, problems)
-    if status == "fix" and text is None:
-        # A fix leaves the line as it is without its text: counting it as fixed would be a lie.
-        problems.append('status "fix" has no corrected text: read as "keep" (the line is kept unchanged); fix: '
-                        f"type the transcript in the inspector and press Fix, or run {row.update('status', 'keep')}")
-        status = "keep"
+    if _fix_without_text(status, text):
+        # A fix leaves the line as it is without its text: counting it as fixed would be a lie, and
+        # applying an empty one (an older sde saved the box cleared) would export "text": "".
+        what = "no corrected text" if text is None else "an empty corrected text"
+        problems.append(f'status "fix" has {what}: read as "keep" (the line is kept unchanged); fix: '
+                        "type the transcript in the inspector and press Fix (or Drop the utterance), or run "
+                        f"{row.update('status', 'keep')}")
+        status, text = "keep", None
     return Review(key, status, text, note, read_tags, user, t, int(version)), problems
+
+
+def _fix_without_text(status: Any, text: Any) -> bool:
+    """Whether a stored row is a "fix" with no corrected transcript to apply: none, text of another
+    type (read as none), or an empty or blank one (sde refuses those now; older versions saved them)."""
+    return status == "fix" and (not isinstance(text, str) or not text.strip())
 
 
 def _stored_text(name: str, value: Any, row: _Row, problems: list[str]) -> str | None:

@@ -806,8 +806,10 @@ def write_review(record: dict, extras: dict, review: Any, old_text: Any) -> None
     """A review written into a manifest record (an export): a fix's text into ``record["text"]``,
     the old one kept in ``extras["text_original"]`` (an existing one is kept: it is the oldest),
     the note and tags in ``extras["review_note"]`` / ``extras["review_tags"]``. ``extras`` is the
-    record itself for a NeMo line, a supervision's ``custom`` for a Lhotse cut."""
-    if review.status == "fix" and review.text is not None and review.text != old_text:
+    record itself for a NeMo line, a supervision's ``custom`` for a Lhotse cut. A fix without a
+    corrected transcript (None, empty or blank) leaves the text as it is: the store reads such a
+    fix as "keep" and refuses to save one, and an empty transcript is never written."""
+    if review.status == "fix" and review.text and review.text.strip() and review.text != old_text:
         extras.setdefault("text_original", old_text)
         record["text"] = review.text
     if review.note:

@@ -148,6 +148,8 @@ def test_a_conflict_between_two_pages_shows_both_values(browser, served, choice)
         assert "drop" in mine.inner_text("#review-mine") and "too much noise" in mine.inner_text("#review-mine")
         assert "nothing was overwritten" in mine.inner_text("#review-message")
         assert review_of(served, uid)["status"] == "keep"
+        # the status is what is saved now (theirs), not what this page loaded ("not reviewed yet")
+        assert mine.inner_text("#review-badge") == "keep" and "version 1" in mine.inner_text("#review-version")
         if choice == "Take mine":
             mine.mouse.move(0, 0)
             shot(mine, "review-conflict", "#review-card")

@@ -258,8 +258,10 @@ def _done(uid: int, review: Mapping) -> str:
 def _result(saved: dict, message: str | None = None, error: bool = False, *, form: Mapping | None = None,
             reference: str = "", href: Any = no_update, last: Any = no_update, said: str | None = None) -> dict:
     """The callback's outputs for a panel now showing `saved` (and `form` values, when they change);
-    `said`: what was done, in words (default: the message)."""
-    review, conflict = saved["review"], saved.get("conflict")
+    `said`: what was done, in words (default: the message). In a conflict the status says what is
+    saved now (theirs), not what this page had loaded."""
+    conflict = saved.get("conflict")
+    review = conflict["stored"] if conflict else saved["review"]
     status = status_view(review, message, error)
     moving = re.match(r"/utterance/(\d+)", href) if isinstance(href, str) else None
     if moving:

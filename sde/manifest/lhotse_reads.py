@@ -47,7 +47,7 @@ def read_lhotse_sources(kind: str, sources: SourceSet, spec: Spec, strict: bool,
         raise ManifestError(str(e)) from None
     problems = [Problem(p.file, p.line, p.reason) for p in read.problems]
     if problems and strict:
-        raise ManifestError(f"{problems[0]}\n{STRICT_HINT}")
+        raise ManifestError(f"{problems[0]}\n{STRICT_HINT if problems[0].line else STRICT_FILE_HINT}")
     if not len(read.lines) and part is None:
         raise no_usable_supervision(sources.name, kind, problems)
     row_files = SourceSet(sources.specs, tuple(Source(read.locations[k] if read.locations else name, name, name)
@@ -55,9 +55,16 @@ def read_lhotse_sources(kind: str, sources: SourceSet, spec: Spec, strict: bool,
     return row_files, _file_reads(read, spec, strict, problems, audio_base_path), read.tar_shards
 
 
+# --strict stopping at a problem of a whole file (a Shar shard missing or empty), not of a line.
+STRICT_FILE_HINT = ("Restore or re-create that file, or run without --strict to skip it "
+                    "(skipped files are listed on the Problems page).")
+
+
 def no_usable_supervision(name: str, kind: str, problems: list[Problem]) -> ManifestError:
     """The error of a Lhotse source none of whose lines gives a row (read whole or part by part)."""
-    quoted = "".join(f"\n  {p}" for p in problems[:5])
+    quoted = "".join(f"\n  {p}" for p in problems[:5]) or (
+        " it holds no cuts or supervisions (no lines); check that it is the source you meant, or write it "
+        "again with lhotse")
     return ManifestError(f"{name}: no usable supervision in this Lhotse {kind} source:{quoted}")
 
 

@@ -202,6 +202,7 @@ def _expand_local_names(spec: str) -> list[tuple[str, str]]:
 
 def _expand_remote(spec: str) -> list[tuple[str, str]]:
     if not (has_braces(spec) or has_glob(spec)):
+        _refuse_remote_shar(spec)
         return [(spec, spec)]
     out: list[str] = []
     for name in brace_expand(spec):
@@ -210,6 +211,30 @@ def _expand_remote(spec: str) -> list[tuple[str, str]]:
         raise PatternError(f"{spec}: matches no file; check the pattern and the bucket (NeMo ranges are "
                            "written {0..511} or _OP_0..511_CL_)")
     return [(url, url) for url in out]
+
+
+def _refuse_remote_shar(url: str) -> None:
+    """A Lhotse Shar folder in a store (``s3://bucket/shar/``) is refused by name: sde reads Shar
+    from local folders only (reading said "is a folder; pass the manifest file inside it", and one
+    cuts file loads one shard). Only a URL that may name a folder (ending in "/", or a last part
+    without a ".") costs the one listing that tells; a store that does not answer is said here."""
+    last = url.rstrip("/").rsplit("/", 1)[-1]
+    if not url.endswith("/") and "." in last:
+        return
+    from sde.sources.lhotse_source import SHAR_CUTS, SHAR_RECORDINGS
+
+    folder = url.rstrip("/")
+    try:
+        entries = remote.listing(folder)
+    except RemoteError as e:
+        if e.reason == "timeout":
+            raise
+        return  # reading it says why
+    names = [u.rsplit("/", 1)[-1] for u, e in entries.items() if e.get("type") != "directory"]
+    if any(SHAR_CUTS.match(n) or SHAR_RECORDINGS.match(n) for n in names):
+        raise RemoteError(f"{url}: a Lhotse Shar folder; sde reads Shar from local folders only: copy it "
+                          f"first (e.g. aws s3 cp --recursive {folder}/ {last}/, or your store's tool), then: "
+                          f"sde {last}/")
 
 
 def _relative_names(locations: list[str]) -> list[str]:

@@ -66,9 +66,9 @@ SNIFF_BYTES = 64 << 10
 RESERVED = ("id", "line", "source", "audio_filepath", "audio_path", "offset", "duration", "text",
             "duration_source", "cut_id", "recording_id", "supervision_id", "speaker", "language", "gender",
             "channel", "shard_id", "lhotse_transforms", "audio_channel")
-#: The cuts files of a Lhotse Shar folder (the rows: text and times), as their names go.
+#: The cuts files of a Lhotse Shar folder (the rows: text and times), and its audio shards, as their names go.
 SHAR_CUTS = re.compile(r"^cuts\.(\d+)\.jsonl(\.gz)?$")
-_SHAR_RECORDINGS = re.compile(r"^recording\.(\d+)\.tar$")
+SHAR_RECORDINGS = re.compile(r"^recording\.(\d+)\.tar$")
 _DECODE_ERRORS = (OSError, EOFError, zlib.error, RemoteError)
 # Whole lines of a plain file: bytes [start, stop) after ``first_line`` lines (sde.manifest's
 # ManifestPart, which this layer cannot import).
@@ -164,8 +164,10 @@ def lone_manifest_hint(location: str, kind: str) -> str:
 
 
 def _is_shar_dir(location: str) -> bool:
+    """A local folder holding Shar shards: cuts files, or recording tars (whose cuts are then
+    missing, which reading says, rather than a NeMo reader's "is a directory")."""
     return not is_url(location) and os.path.isdir(location) and any(
-        SHAR_CUTS.match(name) for name in os.listdir(location))
+        SHAR_CUTS.match(name) or SHAR_RECORDINGS.match(name) for name in os.listdir(location))
 
 
 # -------------------------------------------------------------------------------------- reading
@@ -177,6 +179,8 @@ def read_lhotse(kind: str, locations: Sequence[str], shown: Sequence[str], *, re
     user. Raises LhotseError when nothing can be read (the message says why and the fix).
     A CutSet only: ``readable``, the file opened in its place (a decompressed copy; relative audio
     paths still start from the location's folder); ``span``, only those lines of it (plain)."""
+    if kind == "shar":  # a folder missing its cuts or its tars is said first: no lhotse needed for that
+        return _read_shar(locations[0], shown[0])
     require_lhotse(shown[0])
     if kind == "cuts":
         rows = _Rows([shown[0]])
@@ -184,8 +188,6 @@ def read_lhotse(kind: str, locations: Sequence[str], shown: Sequence[str], *, re
         return rows.finish(kind, [shown[0]], total, [_folder(locations[0])], keep_empty=span is not None)
     if kind == "pair":
         return _read_pair(locations, shown)
-    if kind == "shar":
-        return _read_shar(locations[0], shown[0])
     raise ValueError(f"unknown Lhotse source kind {kind!r}")
 
 
@@ -369,6 +371,9 @@ def _audio_fields(recording: Any, channel: Any) -> tuple[dict[str, Any], str | N
     if source.type == "memory":
         return {}, (f"recording {recording.id} keeps its audio bytes inside the manifest ('memory' source), "
                     "which a JSON file cannot hold; write the audio to files or to a Shar directory (CutSet.to_shar)")
+    if source.type == "shar":  # a cuts file of a Shar folder, given alone: its audio is in the folder's tars
+        return {}, (f"recording {recording.id} is in a Lhotse Shar's recording.N.tar: this is a cuts file of a Shar "
+                    "folder; pass the folder itself (sde SHAR_DIR/, a local folder), which reads every shard")
     return {}, f"recording {recording.id}: unsupported audio source type {source.type!r}; use file or url sources"
 
 
@@ -539,36 +544,87 @@ def _shar_shards(folder: str) -> tuple[list[tuple[int, str]], dict[int, str]]:
     for name in os.listdir(folder):
         if m := SHAR_CUTS.match(name):
             cuts.append((int(m.group(1)), name))
-        elif m := _SHAR_RECORDINGS.match(name):
+        elif m := SHAR_RECORDINGS.match(name):
             tars[int(m.group(1))] = name
     return sorted(cuts), tars
 
 
 def _read_shar(folder: str, shown: str) -> LhotseRead:
+    """Every shard of a Shar folder, in number order. A shard whose cuts file is missing (a
+    recording.N.tar without its cuts.N.jsonl.gz, or a gap in the cuts numbering, which
+    CutSet.to_shar never leaves) or empty is a skipped file, as is a missing or unreadable tar: the
+    other shards load, and --strict stops (lhotse itself refuses such a folder)."""
     cut_files, tar_files = _shar_shards(folder)
+    label = os.path.basename(os.path.normpath(shown))  # names relative to the folder above, as for shards
+    if not cut_files:
+        raise LhotseError(f"{shown}: a Lhotse Shar folder without its cuts files: it holds "
+                          f"{_some(tar_files.values())} but no cuts.N.jsonl.gz (each shard's text and times); "
+                          "copy the cuts.N.jsonl.gz files of this Shar into it, one beside each recording.N.tar "
+                          "(or write it again with CutSet.to_shar)")
     if not tar_files:
         raise LhotseError(f"{shown}: a Lhotse Shar directory without recording.N.tar shards: it holds no audio; "
                           "write it with CutSet.to_shar(..., fields={'recording': 'flac'})")
-    label = os.path.basename(os.path.normpath(shown))  # names relative to the folder above, as for shards
+    require_lhotse(shown)
     names = [f"{label}/{name}" for _, name in cut_files]
     rows = _Rows(names)
     tar_shards = tuple(os.path.abspath(os.path.join(folder, tar_files[n])) if n in tar_files else
                        os.path.abspath(os.path.join(folder, f"recording.{n:06d}.tar")) for n, _ in cut_files)
+    position = {n: k for k, (n, _) in enumerate(cut_files)}
+    suffix = cut_files[0][1].split(".", 2)[2]  # jsonl.gz or jsonl, as the folder's cuts files are named
     total = 0
-    for k, (_, name) in enumerate(cut_files):
+    for n in sorted(set(range(cut_files[-1][0] + 1)) | set(tar_files)):
+        if n not in position:
+            rows.problems.append(_missing_cuts(n, label, suffix, position, tar_files))
+            continue
+        k = position[n]
+        location = os.path.join(folder, cut_files[k][1])
+        if _empty_file(location):
+            tar = f"recording.{n:06d}.tar"
+            rows.problems.append(LhotseProblem(names[k], 0, (
+                f"is empty (0 bytes): no cuts, so {tar} is not read; copy the file again from where the Shar "
+                "was written (or write the Shar again with CutSet.to_shar); the other shards load")))
+            continue
         shard = _shar_index(k, tar_shards[k], f"{label}/{os.path.basename(tar_shards[k])}", rows)
         if shard is None:
             continue
-        total += _read_cuts(os.path.join(folder, name), names[k], k, rows, shar=shard)
+        total += _read_cuts(location, names[k], k, rows, shar=shard)
     return rows.finish("shar", names, total, [os.path.abspath(folder)] * len(names), tar_shards,
                        locations=tuple(os.path.abspath(os.path.join(folder, name)) for _, name in cut_files))
+
+
+def _missing_cuts(n: int, label: str, suffix: str, position: dict[int, int], tar_files: dict[int, str]) -> LhotseProblem:
+    """The problem of shard ``n`` of a Shar folder, whose cuts file is missing."""
+    name = f"cuts.{n:06d}.{suffix}"
+    fix = "copy {} again from where the Shar was written (or write the Shar again with CutSet.to_shar); the other shards load"
+    if n in tar_files:
+        why = f"{tar_files[n]} is there but not its cuts (the text and times of its audio), so its utterances are lost"
+    else:
+        before = max((m for m in position if m < n), default=None)
+        after = min(m for m in position if m > n)
+        went = f"from cuts.{before:06d} to cuts.{after:06d}" if before is not None else f"start at cuts.{after:06d}"
+        why = (f"the cuts files go {went}: shard {n:06d} (its cuts and recording.{n:06d}.tar) is not in the "
+               "folder, so its utterances are lost")
+    return LhotseProblem(f"{label}/{name}", 0, f"missing: {why}; {fix.format('it' if n in tar_files else 'both')}")
+
+
+def _empty_file(location: str) -> bool:
+    try:
+        return os.path.getsize(location) == 0
+    except OSError:
+        return False  # reading it says why
+
+
+def _some(names: Any, k: int = 3) -> str:
+    listed = sorted(names)
+    more = f" and {len(listed) - k} more" if len(listed) > k else ""
+    return ", ".join(listed[:k]) + more
 
 
 def _shar_index(k: int, tar: str, tar_shown: str, rows: _Rows) -> _SharShard | None:
     """The member names of one recording shard; None (one problem) when it cannot be read."""
     skipped = f"the cuts of {os.path.basename(rows.files[k])} are skipped, the other shards load"
     if not os.path.isfile(tar):
-        rows.problems.append(LhotseProblem(tar_shown, 0, f"missing: no audio shard for {rows.files[k]}; {skipped}"))
+        rows.problems.append(LhotseProblem(tar_shown, 0, f"missing: no audio shard for {rows.files[k]}; copy it again from where the Shar was written; {skipped}"))
         return None
     try:
         index = load_tar_index(tar)

@@ -643,7 +643,7 @@ def with_audio_presence(dataset: "Dataset", *, workers: int = DEFAULT_WORKERS, b
         answers = _check(names, workers=workers, budget_s=budget_s, is_file=None)
     column = presence_column(table["audio_path"], answers.codes, codes)
     if status is not None:
-        _report(names, answers, column, budget_s, status, _tarred_hint(table))
+        _report(names, answers, column, budget_s, status, tarred_hint(table))
         _report_not_files(names, codes, not_files(answers.codes), status)
     out = table.copy(deep=False)
     if COLUMN in out.columns:
@@ -668,7 +668,7 @@ def _report_not_files(names: pa.Array, codes: np.ndarray, kinds: dict[int, str],
            "audio_filepath at audio files")
 
 
-def _tarred_hint(table: pd.DataFrame) -> str:
+def tarred_hint(table: pd.DataFrame) -> str:
     """For a manifest whose lines name a tar shard (shard_id) served without its tars: how to give
     them. Its members' names resolved as files are all missing, which alone says nothing of why."""
     if "shard_id" not in table.columns:

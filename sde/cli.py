@@ -289,6 +289,21 @@ def _ctrl_c_in_duckdb(e: Exception) -> bool:
     return type(e) is RuntimeError and str(e).strip() == "Query interrupted"
 
 
+def _storage_options_wrong(error: BaseException) -> bool:
+    """Whether ``error`` came of a --storage-options value the store's client refused (its reader
+    says so in its own error)."""
+    from sde.sources.remote import StorageOptionsError
+
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        if isinstance(e, StorageOptionsError):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def handle_data_errors(f: Callable) -> Callable:
     """Turn every error the data can cause into a one-line message and exit code 1, and Ctrl-C
     into "interrupted" and exit code 130 (the imports happen inside the try: a Ctrl-C can land
@@ -305,6 +320,8 @@ def handle_data_errors(f: Callable) -> Callable:
             from sde.manifest import ManifestError
 
             if isinstance(e, (ManifestError, DatasetError)):
+                if _storage_options_wrong(e):  # the option's value, not the data: a usage error
+                    raise click.UsageError(str(e)) from None
                 fail(str(e))
             if _ctrl_c_in_duckdb(e):
                 _exit_interrupted()
@@ -362,6 +379,7 @@ def _check_tarred_audio(pattern: str | None) -> None:
     """A --tarred-audio pattern that is malformed or matches no tar is a usage error, said before
     the manifest is read (the build expands it again, once the manifest is scored)."""
     from sde.sources import PatternError, RemoteError, expand_sources
+    from sde.sources.remote import StorageOptionsError
 
     if not pattern:
         return
@@ -369,6 +387,8 @@ def _check_tarred_audio(pattern: str | None) -> None:
         expand_sources([pattern])
     except PatternError as e:
         raise click.BadParameter(str(e), param_hint="--tarred-audio") from None
+    except StorageOptionsError as e:  # the options, not the store: a usage error, as their bad JSON is
+        raise click.UsageError(str(e)) from None
     except RemoteError as e:
         fail(f"--tarred-audio: {e}")
 
@@ -445,6 +465,7 @@ def expand(sources: "str | Sequence[str] | SourceSet"):
     """The manifest files the SOURCE arguments name (a SourceSet: already expanded); a pattern that
     matches nothing is a usage error."""
     from sde.sources import PatternError, RemoteError, SourceSet, expand_sources
+    from sde.sources.remote import StorageOptionsError
 
     if isinstance(sources, SourceSet):
         return sources
@@ -452,6 +473,8 @@ def expand(sources: "str | Sequence[str] | SourceSet"):
         expanded = expand_sources([sources] if isinstance(sources, str) else list(sources))
     except PatternError as e:
         raise click.BadParameter(str(e), param_hint="SOURCE") from None
+    except StorageOptionsError as e:
+        raise click.UsageError(str(e)) from None
     except RemoteError as e:
         fail(str(e))
     for given, first in expanded.repeats[:NOTES_SHOWN]:
@@ -1053,6 +1076,16 @@ def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, ca
     unreadable = _unreadable_audio(cached_audio_quality_summary(dataset)) \
         if has_audio_metrics(dataset.utterances) else []
     if as_json:
+        from sde.audio_presence import COLUMN as EXISTS, tarred_hint
+
+        # the load's note on a NeMo tarred manifest given without its tars (said on the terminal, not
+        # here: quiet) is the fix of audio_missing, so --json's warnings carry it too
+        exists = dataset.utterances.get(EXISTS)
+        hint = "" if dataset.tar_shards or exists is None or not summary.get("audio_missing") or \
+            exists.fillna(False).any() else tarred_hint(dataset.utterances)
+        if hint:
+            summary["warnings"] = [*summary["warnings"], f"all {summary['audio_missing_files'] or 0:,} audio files "
+                                   f"are missing ({summary['audio_missing']:,} utterances){hint}"]
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
         if unreadable:  # stdout is the /api/summary JSON; the measures' is /api/audio-quality
             click.echo("note: " + "\n".join(unreadable), err=True)

@@ -376,11 +376,15 @@ def seek_read(f: sf.SoundFile, path: str, start: int, count: int) -> np.ndarray:
     return data[preroll:] if preroll else data
 
 
+# soundfile prefixes "Error opening 'path': ", or for a file object (a tar member in memory, a
+# file in a store) its repr: "Error opening <_io.BytesIO object at 0x7f…>: ".
+_SF_OPENING = re.compile(r"""Error opening (?:<[^<>]*>|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+): """)
+
+
 def _sf_reason(exc: BaseException) -> str:
-    msg = str(exc)
-    # soundfile prefixes "Error opening 'path': " — the path is already in our message.
-    if ": " in msg and msg.startswith("Error opening"):
-        msg = msg.split("': ", 1)[-1]
+    """libsndfile's own words, without soundfile's "Error opening NAME: ": the path is already in
+    our message, and a file object's NAME was its Python repr, an address that means nothing."""
+    msg = _SF_OPENING.sub("", str(exc), count=1) if str(exc).startswith("Error opening") else str(exc)
     return msg.strip().rstrip(".") or type(exc).__name__
 
 
@@ -478,13 +482,22 @@ def _times(offset: float | None, duration: float | None) -> tuple[float, float |
     return (0.0 if offset is None else float(offset)), (None if duration is None else float(duration))
 
 
+# An AudioInput named TAR:MEMBER (sde.sources.members): a member of a tar shard.
+_TAR_MEMBER = re.compile(r"\.tar:(?!//)")
+
+
 def _not_audio(path: str | AudioInput, sf_reason: str, exc: BaseException) -> AudioError:
     ext = os.path.splitext(str(path))[1].lower()
     what = "not a sound file, or corrupt"
     if ext:
         what += f" (extension {ext!r})"
+    fix = ""
+    if isinstance(path, AudioInput) and _TAR_MEMBER.search(str(path)):
+        # the tar itself indexed fine (the member was found): the member's bytes are the damage
+        fix = "; the member's bytes in the tar are no audio: re-create the shard from the original audio, or " \
+              "re-copy it if a copy broke it"
     return AudioError(path, f"{what}: libsndfile says \"{sf_reason}\"; "
-                            f"fallback decoder says \"{_short(exc, path)}\"", "unreadable")
+                            f"fallback decoder says \"{_short(exc, path)}\"{fix}", "unreadable")
 
 
 T = TypeVar("T")
@@ -539,9 +552,12 @@ def read_channels(path: str, offset: float = 0.0, duration: float | None = None)
 
 def _short(exc: BaseException, path: str | AudioInput = "") -> str:
     text = " ".join(str(exc).split())
+    piped = isinstance(path, AudioInput)
     path = str(path)
     if path:  # ffmpeg prefixes its messages with the input path, which we already name
         text = text.replace(f"{path}: ", "")
+    if piped:  # ... or with "pipe:0", the pipe an AudioInput's bytes were handed over through
+        text = text.replace("pipe:0: ", "")
     return (text[:200] + "…") if len(text) > 200 else (text or type(exc).__name__)
 
 

@@ -13,6 +13,8 @@ one :class:`RemoteError` that names the URL, what went wrong and the fix.
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 import math
 import os
 import posixpath
@@ -22,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-__all__ = ["RemoteError", "audio_file", "configure", "details", "explain", "glob", "is_url", "join", "listing",
+__all__ = ["RemoteError", "StorageOptionsError", "audio_file", "configure", "details", "explain", "glob", "is_url", "join", "listing",
            "normalise", "open_file", "reading", "silence_is_final", "stamp", "storage_options", "timeout_s",
            "url_folder"]
 
@@ -69,6 +71,12 @@ class RemoteError(Exception):
     def __init__(self, message: str, reason: str = "unreadable") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class StorageOptionsError(RemoteError):
+    """A --storage-options value the store's backend refuses (an endpoint without its scheme, an
+    option it does not take): the command's option is wrong, not the data; the message says which
+    and the fix."""
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -149,6 +157,9 @@ def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[Any,
     except ImportError:
         raise RemoteError(f"{url}: reading URLs needs fsspec: pip install fsspec {BACKENDS.get(proto, '')}".rstrip()) \
             from None
+    endpoint = _endpoint_problem(url)  # s3fs only says so at its first request, in botocore's words
+    if endpoint is not None:
+        raise endpoint
     try:
         fs, path = url_to_fs(url, **_with_timeouts(proto, storage_options(options)))
     except ImportError:
@@ -158,12 +169,115 @@ def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[Any,
         if proto not in fsspec.available_protocols():
             raise RemoteError(f"{url}: fsspec knows no protocol {proto!r}; use s3://, gs://, az://, "
                               "https:// or a local path") from None
-        raise RemoteError(f"{url}: {e}; check --storage-options") from None
+        raise _options_error(url, e) or RemoteError(f"{url}: {e}; check --storage-options") from None
     except TypeError as e:  # an option the backend does not take
-        raise RemoteError(f"{url}: --storage-options: {e}") from None
+        raise _options_error(url, e) or RemoteError(f"{url}: --storage-options: {e}") from None
     if hasattr(fs, "retries"):
         fs.retries = 1  # s3fs would retry timeouts 5 times on top of botocore's own retries
     return fs, path
+
+
+# Where each backend's options are documented (the fix of an option it does not take).
+OPTIONS_DOCS = {"s3fs": "https://s3fs.readthedocs.io/en/latest/api.html#s3fs.core.S3FileSystem",
+                "gcsfs": "https://gcsfs.readthedocs.io/en/latest/api.html#gcsfs.core.GCSFileSystem",
+                "adlfs": "https://fsspec.github.io/adlfs/api/",
+                "aiohttp": "https://filesystem-spec.readthedocs.io/en/latest/api.html"
+                           "#fsspec.implementations.http.HTTPFileSystem"}
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']+)'")
+_ENDPOINT_ERROR = re.compile(r"^Invalid endpoint: (.*)$")
+
+
+def _configured_endpoint() -> str | None:
+    options = storage_options()
+    endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
+    return endpoint if isinstance(endpoint, str) else None
+
+
+def _endpoint_problem(url: str) -> StorageOptionsError | None:
+    """An endpoint_url without its scheme (``127.0.0.1:9000``): botocore refuses it as "Invalid
+    endpoint" at the first request, which does not say that http:// is what it lacks."""
+    endpoint = _configured_endpoint()
+    if endpoint is None or _URL.match(endpoint):
+        return None
+    return _bad_endpoint(url, endpoint)
+
+
+_HOST_PORT = re.compile(r"^[\w.\-\[\]:]+(?:/[^/].*)?$")  # 127.0.0.1:9000, minio.lab/api: a URL less its scheme
+
+
+def _bad_endpoint(url: str, endpoint: str) -> StorageOptionsError:
+    if _HOST_PORT.match(endpoint) and not _URL.match(endpoint):
+        fixed = "http://" + endpoint
+        return StorageOptionsError(
+            f"{url}: --storage-options: endpoint_url needs a scheme: {fixed} (https:// where the store serves "
+            f"TLS), not {endpoint!r}; e.g. --storage-options '{{\"endpoint_url\": \"{fixed}\"}}'")
+    return StorageOptionsError(f"{url}: --storage-options: endpoint_url {endpoint!r} is not a URL the store's "
+                               "client takes; write it as http://HOST:PORT (https:// where the store serves TLS)")
+
+
+def _options_taken(proto: str) -> list[str]:
+    """The options the backend of ``proto`` takes as --storage-options, as its classes declare them
+    (s3fs passes what it does not name to botocore's session: those count too)."""
+    try:
+        from fsspec import get_filesystem_class
+
+        classes = [get_filesystem_class(proto)]
+    except (ImportError, ValueError):
+        return []
+    if proto in ("s3", "s3a"):
+        try:
+            from aiobotocore.session import AioSession
+
+            classes.append(AioSession)
+        except ImportError:
+            pass
+    names: list[str] = []
+    for cls in classes:
+        try:
+            parameters = inspect.signature(cls.__init__).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name not in ("self", "asynchronous", "loop") and p.name not in names]
+    if proto in ("s3", "s3a"):  # handed on to fsspec's base class by s3fs
+        names += [n for n in ("use_listings_cache", "listings_expiry_time", "max_paths") if n not in names]
+    return names
+
+
+def _options_error(url: str, error: BaseException) -> StorageOptionsError | None:
+    """The backend's refusal of a configured option, said as such (None: ``error`` is no such
+    refusal): an option it does not take (a TypeError naming a keyword of --storage-options, or of
+    its config_kwargs / client_kwargs), or an endpoint_url botocore calls invalid."""
+    text = str(error)
+    endpoint = _ENDPOINT_ERROR.match(text.strip()) if isinstance(error, ValueError) else None
+    if endpoint is not None:
+        return _bad_endpoint(url, _configured_endpoint() or endpoint.group(1))
+    unexpected = _UNEXPECTED_KEYWORD.search(text) if isinstance(error, TypeError) else None
+    if unexpected is None:
+        return None
+    name, options = unexpected.group(1), storage_options()
+    if name in options:
+        where, taken = "", _options_taken(protocol(url))
+    elif name in (options.get("config_kwargs") or {}):
+        where, taken = "config_kwargs", []  # botocore's Config: its own list
+    elif name in (options.get("client_kwargs") or {}):
+        where, taken = "client_kwargs", []
+    else:
+        return None  # not the user's option: a fault of its own, said as it is
+    package = BACKENDS.get(protocol(url), f"the {protocol(url)}:// backend")
+    close = difflib.get_close_matches(name, taken, n=1)
+    said = f"{url}: --storage-options: unknown storage option {name!r}" + (f" in {where}" if where else "") + \
+        (f" (did you mean {close[0]!r}?)" if close else "")
+    if where == "config_kwargs":
+        return StorageOptionsError(f"{said}; drop it or fix its name: config_kwargs are botocore's Config options "
+                                   "(connect_timeout, read_timeout, retries, signature_version, s3, ...): https://"
+                                   "botocore.amazonaws.com/v1/documentation/api/latest/reference/config.html")
+    if where:
+        return StorageOptionsError(f"{said}; drop it or fix its name: client_kwargs are the arguments of the "
+                                   "store's client (S3: endpoint_url, region_name, aws_access_key_id, verify, ...)")
+    docs = OPTIONS_DOCS.get(package)
+    listed = f"{package} takes {', '.join(taken)}" if taken else f"see the options {package} takes"
+    return StorageOptionsError(f"{said}; drop it or fix its name: {listed}" + (f" ({docs})" if docs else ""))
 
 
 def _call(fs: Any, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -190,6 +304,9 @@ def explain(url: str, error: BaseException) -> RemoteError:
     """One message for any failure of a remote access: what happened to ``url`` and the fix."""
     if isinstance(error, RemoteError):
         return error
+    refused = _options_error(url, error)  # s3fs hands the options to botocore at its first request
+    if refused is not None:
+        return refused
     names = {cls.__name__ for cls in type(error).__mro__}
     text = str(error).strip() or type(error).__name__
     store = _endpoint(url)

@@ -999,12 +999,11 @@ def utterances_jsonl_route(dataset: "Dataset", args: Mapping[str, str], store: "
         lines.check_unchanged()
     except ExportError as e:
         return 409, {"error": str(e)}
-    stem = Path(dataset.name).stem or "manifest"
     if has_shared_lines(dataset, lines):  # Lhotse cuts: each once, with the selected supervisions
         chunks = in_chunks(line for _, line in selected_cut_lines(dataset, lines, np.asarray(positions)))
     else:
         chunks = lines.chunks(np.asarray(positions))
-    return 200, LineStream(chunks, "application/x-ndjson", f"{stem}.selection.jsonl")
+    return 200, LineStream(chunks, "application/x-ndjson", manifest_download_name(dataset.name))
 
 
 def manifest_lines(dataset: "Dataset") -> ManifestLines:
@@ -1121,3 +1120,16 @@ def export_dataset(dataset: "Dataset", output: str | Path, *, rejected: str | Pa
     finally:
         if store is not None:
             store.close()
+
+
+def safe_file_name(name: str) -> str:
+    """User text (a manifest or hypothesis name) as part of a download's file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def manifest_download_name(dataset_name: str, lines: str = "selection") -> str:
+    """The file a view's manifest lines are downloaded as, ``<manifest stem>.<lines>.jsonl``
+    (``selection``; ``kept`` and ``removed`` by drop rules): the server's Content-Disposition, and
+    the ``download`` of a page's link to them (a browser saves under the former whatever the
+    latter says: a link said kept.jsonl and the file came as <stem>.selection.jsonl)."""
+    return safe_file_name(f"{Path(dataset_name).stem or 'manifest'}.{lines}.jsonl")

@@ -205,11 +205,14 @@ def parse_rules(text: str, source: str = "rules.yaml") -> list[Rule]:
 
 
 def _rule(item: Any, where: str, number: int, line: int | None) -> Rule:
+    # `where` is "FILE:LINE" (or the file); "" for a rule sent as JSON, which has neither: its
+    # messages then start "rule 'NAME': ", as evaluate_rules and check_rules say them
+    where = f"{where}: " if where else ""
     if not isinstance(item, Mapping):
-        raise RulesError(f"{where}: rule {number} must be a mapping with name and filter, e.g.\n{EXAMPLE}")
+        raise RulesError(f"{where}rule {number} must be a mapping with name and filter, e.g.\n{EXAMPLE}")
     unknown = [k for k in item if k not in RULE_FIELDS]
     if unknown:
-        raise RulesError(f"{where}: rule {number} has an unknown field {_short(unknown[0])}; a rule has "
+        raise RulesError(f"{where}rule {number} has an unknown field {_short(unknown[0])}; a rule has "
                          f"{', '.join(RULE_FIELDS)}")
     name, flt = item.get("name"), item.get("filter")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
@@ -217,22 +220,22 @@ def _rule(item: Any, where: str, number: int, line: int | None) -> Rule:
         quote = ('; YAML reads an unquoted off, no, yes, a number or a date as such: quote the name '
                  '(name: "off")') if isinstance(name, (bool, int, float)) or type(name).__name__ in ("date", "datetime") \
             else ""
-        raise RulesError(f"{where}: rule {number} needs a name: a line of text of at most {MAX_NAME_CHARS} "
+        raise RulesError(f"{where}rule {number} needs a name: a line of text of at most {MAX_NAME_CHARS} "
                          f"characters; got {_short(name)}{quote}")
     name = name.strip()
     if not isinstance(flt, str) or not flt.strip():
-        raise RulesError(f"{where}: rule {name!r} needs a filter (text in the filter language, e.g. "
+        raise RulesError(f"{where}rule {name!r} needs a filter (text in the filter language, e.g. "
                          f'"{{wer}} > 60"); got {_short(flt)}', rule=name)
     description = item.get("description") or ""
     if not isinstance(description, str):
-        raise RulesError(f"{where}: rule {name!r}: description must be text", rule=name)
+        raise RulesError(f"{where}rule {name!r}: description must be text", rule=name)
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise RulesError(f"{where}: rule {name!r}: enabled must be true or false; got {_short(enabled)}", rule=name)
+        raise RulesError(f"{where}rule {name!r}: enabled must be true or false; got {_short(enabled)}", rule=name)
     try:  # every rule, a disabled one too: its mistake would surface only once it is turned on
         parse(flt)
     except QueryError as e:
-        raise RulesError(f"{where}: rule {name!r}{_off(enabled)}: {e}", rule=name,
+        raise RulesError(f"{where}rule {name!r}{_off(enabled)}: {e}", rule=name,
                          position=getattr(e, "position", None)) from None
     return Rule(name, flt, description, enabled, line)
 
@@ -413,7 +416,7 @@ def rules_preview_route(dataset: "Dataset", store: "ReviewStore | None", body: A
             items = body.get("rules")
             if not isinstance(items, list) or len(items) > MAX_RULES:
                 raise RulesError(f"rules must be a list of at most {MAX_RULES} {{name, filter}} objects")
-            rules = [_rule(item, "rules", i + 1, None) for i, item in enumerate(items)]
+            rules = [_rule(item, "", i + 1, None) for i, item in enumerate(items)]
         filter_text = body.get("filter", filter_text) or None
         if filter_text is not None and not isinstance(filter_text, str):
             raise RulesError("filter must be text in the filter language")

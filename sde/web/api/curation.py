@@ -24,21 +24,22 @@ An edit is acknowledged (200 with its version) only once it is committed to the 
 a crash never loses an edit the client saw saved. Bodies larger than MAX_REQUEST_BYTES are refused
 (413) before they are read; a server started with --read-only, or whose reviews file could not be
 opened, answers 403 to edits, saying why. With --auth each edit records the signed-in user. The
-two edits take only `Content-Type: application/json` (415 otherwise), which another web site's page
-cannot send without the browser asking this server first (sde.web.sites refuses the rest).
+two edits and the rules preview take only `Content-Type: application/json` (415 otherwise), which
+another web site's page cannot send without the browser asking this server first (sde.web.sites
+refuses the rest).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from flask import Response, request
 
 from sde.cut_lines import has_shared_lines, selected_cut_lines
-from sde.export import ExportError, LineStream, manifest_lines, plan_export, utterances_jsonl_route
+from sde.export import (ExportError, LineStream, manifest_download_name, manifest_lines, plan_export,
+                        utterances_jsonl_route)
 from sde.lines import in_chunks
 from sde.reviews import (
     MAX_REQUEST_BYTES,
@@ -100,12 +101,13 @@ def _nesting(text: str) -> int:
     return deepest
 
 
-def require_json_type() -> None:
+def require_json_type(what: str = "a review") -> None:
     """415 unless the request says its body is JSON: a web page can send a form or a no-cors fetch
-    (text/plain) to another site without asking it first, never application/json."""
+    (text/plain) to another site without asking it first, never application/json. `what` is what
+    the body is, for the message."""
     if request.mimetype != "application/json":
         given = f"Content-Type {request.content_type!r}" if request.content_type else "no Content-Type"
-        raise ApiError(f"the request has {given}; a review is sent as JSON: set the header Content-Type: "
+        raise ApiError(f"the request has {given}; {what} is sent as JSON: set the header Content-Type: "
                        "application/json (curl: -H 'Content-Type: application/json'; Python requests: "
                        "json=BODY)", 415)
 
@@ -188,8 +190,7 @@ def _rules_selection(dataset: "Dataset", store: "ReviewStore | None", args: Mapp
         raise ApiError(message, 409 if "changed" in message or "cannot read" in message else 400) from None
     positions = np.asarray(np.flatnonzero(plan.rules.mask) if removed and plan.rules is not None else plan.kept,
                            dtype=np.int64)
-    stem = Path(dataset.name).stem or "manifest"
-    name = f"{stem}.{'removed' if removed else 'kept'}.jsonl"
+    name = manifest_download_name(dataset.name, "removed" if removed else "kept")
     if has_shared_lines(dataset, lines):
         # A Lhotse cut's line holds several rows: each cut once, with only its selected
         # supervisions (copied whole, the dropped ones came back, and the cut once per row)
@@ -204,7 +205,9 @@ def _stream(chunks: Iterator[bytes], filename: str) -> Response:
 
 
 def rules_preview() -> Response:
-    """POST /api/rules/preview (the view's filter may also come as ?filter=Q)."""
+    """POST /api/rules/preview (the view's filter may also come as ?filter=Q); a body not sent as
+    JSON is a 415, as the review routes answer it (a rules file travels inside it, {"yaml": TEXT})."""
+    require_json_type('a rules preview ({"rules": [{"name", "filter"}...]} or {"yaml": "rules: ..."})')
     dataset = served_dataset()
     return _answer(rules_preview_route(dataset, reviewing.current_store(), request_body(RULES_EXAMPLE),
                                        request.args.get("filter") or None))

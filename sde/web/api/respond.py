@@ -20,6 +20,7 @@ from flask import Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from sde.compressed_columns import rows_per_take, take_rows
+from sde.export import safe_file_name as safe_name
 from sde.query import MAX_PAGE_SIZE, QueryError
 from sde.web.present import MAX_PAGE, MULTI_VALUED_ARGS, ApiError, parse_int
 
@@ -137,11 +138,28 @@ def error_response(e: ApiError) -> Response:
     return json_response(e.body(), e.status, e.headers)
 
 
+def filter_error(e: QueryError) -> ApiError:
+    """The 400 of a filter or sort sde refused: `{"error": message, "position": P}`, P the 0-based
+    character of the mistake in the filter (the message counts from 1: "at character P+1"), left
+    out when not known; as /api/utterances.jsonl, /api/reviews and the rules preview answer it."""
+    position = getattr(e, "position", None)
+    return ApiError(str(e), fields={"position": position} if position is not None else None)
+
+
+def select_rows(query: Any, filter_text: str | None, sort_text: str | None) -> np.ndarray:
+    """Positions of a TableQuery's rows that `filter_text` selects, sorted; filter_error's 400 for
+    a filter or sort sde refuses."""
+    try:
+        return np.asarray(query.select(filter_text or None, sort_text or None))
+    except QueryError as e:
+        raise filter_error(e) from None
+
+
 def query_error_response(e: QueryError) -> Response:
     """A query sde refused or DuckDB could not run (over --memory-limit, over the time limit) that
-    no route turned into an ApiError itself: answered 400 with its message, as /api/utterances
-    answers it, not as a bug."""
-    return error_response(ApiError(str(e)))
+    no route turned into an ApiError itself: answered 400 with its message (and position), as
+    /api/utterances answers it, not as a bug."""
+    return error_response(filter_error(e))
 
 
 def unexpected_response(e: Exception) -> Response | HTTPException:
@@ -160,11 +178,6 @@ def internal_error_text(e: BaseException, where: str = "") -> str:
     said = str(e)
     said = said if len(said) <= 300 else said[:300] + "…"
     return f"internal error{where} ({type(e).__name__}: {said}); the server's log has the details"
-
-
-def safe_name(name: str) -> str:
-    """User text (a manifest or hypothesis name) as part of a download's file name."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def download_name(*parts: str) -> str:

@@ -24,11 +24,13 @@ from sde.web.api.respond import (
     arg,
     csv_response,
     download_name,
+    filter_error,
     json_response,
     page_args,
+    select_rows,
     served_dataset,
 )
-from sde.web.present import (ApiError, alignment_of, records_json, refuse_unmeasured, requested_filter, row_dict, select,
+from sde.web.present import (ApiError, alignment_of, records_json, refuse_unmeasured, requested_filter, row_dict,
                              utterance_position)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,14 +81,14 @@ def table_page(table: Callable[[], tuple]) -> Response:
     try:
         total, positions = query.window(filter_text or None, arg("sort") or None, page * size, (page + 1) * size)
     except QueryError as e:
-        raise ApiError(str(e)) from None
+        raise filter_error(e) from None
     return json_response(f'{{"total": {total}, "rows": {records_json(take_rows(df, positions))}}}')
 
 
 def table_csv(name: str, table: Callable[[], tuple]) -> Response:
-    """Every row of the filtered, sorted view, as CSV."""
+    """Every row of the filtered, sorted view, as CSV (a filter's mistake answered as table_page's)."""
     df, query, filter_text = table()
-    return csv_response(df, download_name(name), select(query, filter_text, arg("sort")))
+    return csv_response(df, download_name(name), select_rows(query, filter_text, arg("sort")))
 
 
 def utterances() -> Response:

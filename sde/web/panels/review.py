@@ -24,6 +24,7 @@ import re
 import shlex
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 from typing import TYPE_CHECKING, Any, Mapping
 
 import dash_bootstrap_components as dbc
@@ -41,8 +42,9 @@ from sde.reviews import (
     review_undo_route,
 )
 from sde.durations import duration_text
+from sde.export import manifest_download_name
 from sde.web import reviewing, state
-from sde.web.components import as_mapping, as_text, fmt_int, manifest_href, stat_card
+from sde.web.components import MANIFEST_API, as_mapping, as_text, fmt_int, manifest_href, stat_card
 from sde.web.grid import list_filter
 from sde.web.served import served_cache_args
 from sde.web.present import row_dict
@@ -401,6 +403,11 @@ def _count_link(label: str, count: int, hours: float, flt: str, element_id: str)
                      href=state.samples_href(filter=flt))
 
 
+#: The drop rule of the utterances reviewed "drop": the manifest without them is what `sde export
+#: --rules` writes of it (its download is named <manifest>.kept.jsonl, as the link says).
+_DROPPED = '{review} = "drop"'
+
+
 def summary_card(dataset: "Dataset") -> dbc.Card | None:
     """Reviewed / kept / dropped / fixed utterances and their hours (None when reviews are off)."""
     current = reviewing.current()
@@ -411,14 +418,13 @@ def summary_card(dataset: "Dataset") -> dbc.Card | None:
     for status, label in (("keep", "Kept"), ("drop", "Dropped"), ("fix", "Fixed")):
         cards.append(_count_link(label, s[status], s[f"hours_{status}"], f'{{review}} = "{status}"',
                                  f"stat-review-{status}"))
-    not_dropped = '{review} is null || {review} != "drop"'
     # how the reviews were found: those of this manifest before it was renamed or moved
     found = [html.Div(f"note: {note}", className="text-info-emphasis") for note in current.store.notes]
     notes = [*found,
              html.Span(f"{fmt_int(s['stale'])} reviews match no line any more (the manifest changed) · ",
                        className="text-warning-emphasis") if s["stale"] else None,
-             html.A("Download manifest without the drops", href=manifest_href(not_dropped), download="kept.jsonl",
-                    id="review-kept-manifest"),
+             html.A("Download manifest without the drops", href=MANIFEST_API + "?" + urlencode({"drop": _DROPPED}),
+                    download=manifest_download_name(dataset.name, "kept"), id="review-kept-manifest"),
              " · ", dcc.Link("drop rules", href="/rules"), " · fixes are applied by ",
              html.Code(apply_command(dataset, current.store.path), id="review-apply-command")]
     return dbc.Card(dbc.CardBody([

@@ -47,8 +47,8 @@ def in_local_cache(name: str) -> bool:
     nemo_cache = os.environ.get("NEMO_CACHE_DIR")
     nemo_root = Path(nemo_cache) if nemo_cache else _in_home(".cache", "torch", "NeMo")
     leaf = name.rsplit("/", 1)[-1]
-    if nemo_root is not None and nemo_root.is_dir() and (any(nemo_root.glob(f"{name}/*/*.nemo")) or any(nemo_root.glob(f"*/{name}/*/*.nemo"))
-                               or any(nemo_root.glob(f"**/hf_hub_cache/{name}")) or any(nemo_root.glob(f"**/{leaf}.nemo"))):
+    kept = (f"{name}/*/*.nemo", f"*/{name}/*/*.nemo", f"**/hf_hub_cache/{name}", f"**/{leaf}.nemo")
+    if nemo_root is not None and nemo_root.is_dir() and any(any(nemo_root.glob(pattern)) for pattern in kept):
         return True
     if "/" not in name:
         return False

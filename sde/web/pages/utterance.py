@@ -329,6 +329,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
             html.Div("Click the waveform or spectrogram to play from there · Space plays and pauses · autoplay "
                      "plays each utterance as it opens (for this browser tab).", className="text-muted small mb-1",
                      id=state.UTT_PLAY_HINT, style=hidden if silent else {}),
+            _zero_duration_note(duration),
             html.Div(audio_alert(problem) if problem else None, id=state.UTT_SIGNAL_MESSAGE),
             dcc.Loading(dcc.Graph(id=state.UTT_SIGNAL, config={"displaylogo": False, "responsive": True, **NO_CLOUD},
                                   style={"height": "420px"}), type="dot", delay_show=300),
@@ -368,6 +369,17 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
             dbc.Col([review.layout(dataset, uid, params), fields_card], lg=4),
         ]),
     ], className="utterance-page")
+
+
+def _zero_duration_note(duration: Any) -> html.Div | None:
+    """A line of 0 s: the player reads the whole file from its offset, as NeMo's loader does, while
+    the measures (speech, levels) take it as the empty segment it names; said where it is heard."""
+    if not isinstance(duration, (int, float)) or duration != 0:
+        return None
+    return html.Div("duration 0 in the manifest: this plays the file from the offset to its end, as NeMo's "
+                    "audio loader reads it, while sde's measures count an empty segment, and a training "
+                    "config's min_duration drops the line; write the segment's real duration in the manifest.",
+                    className="small text-warning-emphasis mb-1", id="utt-zero-duration")
 
 
 def not_found(message: str, params: Mapping[str, str]) -> dbc.Alert:

@@ -11,6 +11,7 @@ use). Each page prefixes its own ids with its name.
 from __future__ import annotations
 
 import math
+import string
 from typing import Mapping
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
@@ -175,8 +176,12 @@ def word_clause(word: str) -> str:
 
 
 def char_href(char: str) -> str:
-    """/samples restricted to the references that contain the character `char`."""
-    return samples_href(filter=Clause("text", "contains", str(char)).to_q())
+    """/samples restricted to the references that contain the character `char`, in its case (the
+    alphabet lists "T" and "t" apart; `contains` ignores case, and "T" listed 61 references where
+    one had it)."""
+    char = str(char)
+    literal = "\\" + char if char in string.punctuation else char  # RE2 takes \ before any ASCII punctuation
+    return samples_href(filter=Clause("text", "matches", literal).to_q())
 
 
 #: The references with a digit (Unicode Nd, as the Statistics page's alphabet check counts them).

@@ -727,6 +727,28 @@ def first_missing_files(utterances: pd.DataFrame, shown: int) -> tuple[int, np.n
     return int(first.sum()), rows[np.flatnonzero(first)[:shown]]
 
 
+#: The filter of the utterances whose audio file was not found at load time.
+MISSING_AUDIO_FILTER = "{audio_exists} = false"
+
+
+def missing_audio_listing(utterances: pd.DataFrame, name: str, shown: int) -> dict | None:
+    """The audio files not found at load time, as the Problems page lists them and its JSON twin
+    returns them: {"files", "utterances", "listed": [{"file", "line", "audio_path"}] (each of the
+    first ``shown`` files at its first line; ``name``: the file of rows that do not name theirs),
+    "more", "filter"}; None when no file is known to be missing."""
+    rows = missing_rows(utterances)
+    if not len(rows):
+        return None
+    files, first_rows = first_missing_files(utterances, shown)
+    listed_rows = utterances.iloc[first_rows][[c for c in ("audio_path", "line", "source") if c in utterances.columns]]
+    sources = listed_rows["source"].astype(str).tolist() if "source" in listed_rows.columns \
+        else [name] * len(listed_rows)
+    listed = [{"file": src, "line": int(line), "audio_path": p}
+              for p, line, src in zip(listed_rows["audio_path"].astype(str), listed_rows["line"], sources)]
+    return {"files": files, "utterances": int(len(rows)), "listed": listed, "more": max(files - len(listed), 0),
+            "filter": MISSING_AUDIO_FILTER}
+
+
 def audio_presence_summary(utterances: pd.DataFrame) -> dict[str, int | None]:
     """The summary's `audio_missing` (utterances whose file is missing) and `audio_missing_files`
     (distinct files); both None when presence was not checked."""

@@ -270,11 +270,22 @@ def clicked_row(spec: TableSpec, state: Mapping | None, clicked: Any) -> dict | 
 
 # ---------------------------------------------------------------- column definitions
 
-def _value_formatter(dtype: Any, percent: bool) -> dict | None:
+#: Float columns whose values are whole numbers by what they hold: sde.audio.quality's audio metrics
+#: `sample_rate` (Hz) and `channels`, float only so that an unreadable file can be NaN. Shown as
+#: integers ("16,000", "1", not "16,000.00", "1.00"). Known by name, not found by a look at the
+#: values: column_defs runs at every layout of a table that can hold 10M rows.
+WHOLE_NUMBER_COLUMNS = frozenset({"sample_rate", "channels"})
+_INTEGER_FORMAT = {"function": "params.value == null ? '' : d3.format(',')(params.value)"}
+
+
+def _value_formatter(dtype: Any, percent: bool, whole: bool = False) -> dict | None:
+    """The grid's number format of a column (run in the browser): integers with thousands
+    separators for an integer dtype or a float column of whole numbers (`whole`: d3's ',' keeps any
+    fraction such a column still had, never rounding it away), two decimals for other floats."""
     if pd.api.types.is_bool_dtype(dtype):
         return None
-    if pd.api.types.is_integer_dtype(dtype):
-        return {"function": "params.value == null ? '' : d3.format(',')(params.value)"}
+    if pd.api.types.is_integer_dtype(dtype) or (whole and pd.api.types.is_float_dtype(dtype) and not percent):
+        return dict(_INTEGER_FORMAT)
     if pd.api.types.is_float_dtype(dtype):
         suffix = " + '%'" if percent else ""
         return {"function": f"params.value == null ? '' : d3.format(',.2f')(params.value){suffix}"}
@@ -312,7 +323,7 @@ def column_defs(spec: TableSpec, visible: Sequence[str], sort: Sequence[tuple[st
         if numeric:
             d.update(type="numericColumn", filter="agNumberColumnFilter", width=110 if col != "id" else 90,
                      filterParams=_filter_params(GRID_NUMBER_FILTER_OPTIONS, NUMBER_FILTER_DEFAULT))
-            fmt = _value_formatter(dtype, col in spec.percent)
+            fmt = _value_formatter(dtype, col in spec.percent, col in WHOLE_NUMBER_COLUMNS)
             if fmt:
                 d["valueFormatter"] = fmt
         elif pd.api.types.is_bool_dtype(dtype):
@@ -379,6 +390,7 @@ def example_filter(df: pd.DataFrame, lead: str, skip: Collection[str] = ()) -> s
 
 __all__ = [
     "GRID_NUMBER_FILTER_OPTIONS", "GRID_TEXT_FILTER_OPTIONS", "GridResult", "NUMBER_FILTER_DEFAULT", "TableSpec",
+    "WHOLE_NUMBER_COLUMNS",
     "categorical_columns", "clauses_from_grid", "clicked_row", "column_defs", "example_filter", "filter_model_of",
     "filter_model_text", "grid_range", "grid_rows", "sort_from_grid", "sort_text",
 ]

@@ -50,6 +50,10 @@ _GROUPS_CACHE_SIZE = 8       # breakdowns kept per dataset (one int32 per uttera
 # API's own (parse_int below is the one sde.web.api.respond applies to `page`).
 
 MAX_PAGE = 10**9            # 10^12 rows at the largest page size: any larger page number is a mistake
+#: Lines a Problems page shows (its warnings, and a page of its skipped lines); its JSON twin the same.
+PROBLEMS_PAGE_LINES = 500
+#: Missing audio files the Problems page lists (its Samples link shows every utterance); its JSON twin the same.
+MISSING_AUDIO_SHOWN = 50
 _INTEGER = re.compile(r"-?[0-9]+")
 #: Parameters a link may repeat (/api/utterances.jsonl?drop=…&drop=…); every other one is single-valued.
 MULTI_VALUED_ARGS = frozenset({"drop"})

@@ -172,7 +172,7 @@ ROUTES: tuple[Route, ...] = (
     Route(TABLES, "/api/utterances/<uid>", tables.utterance),
     Route(TABLES, "/api/vocabulary", tables.vocabulary, params=(*_VIEW, *_PAGED)),
     Route(TABLES, "/api/vocabulary.csv", tables.vocabulary_csv, params=_VIEW, ignores=_PAGED),
-    Route(TABLES, "/api/problems", tables.problems, params=_PAGED),
+    Route(TABLES, "/api/problems", quality.problems, params=_PAGED),
     Route(TABLES, "/api/audio-quality", tables.audio_quality),
     # Less specific than every route above: only unknown /api paths land here (404, whatever they ask).
     Route(TABLES, "/api/<path:path>", api_not_found, params=None),

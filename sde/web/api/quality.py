@@ -15,6 +15,16 @@
     GET /api/suspicious
         {"utterances", "flags": [{"flag", "column", "count", "filter", "description"}],
          "duplicates": {...}, "speech_hours"}
+    GET /api/problems?page=P&page_size=N   (the Problems page's JSON twin: every entry the page shows)
+        {"total", "page", "page_size", "rows": [{"file", "line", "reason", "message"}], "problems" (= rows),
+         "total_lines", "loaded", "skipped",
+         "warnings": [{"file", "line", "reason", "message"}] (the first PROBLEMS_PAGE_LINES, as the page),
+         "warnings_total",
+         "audio_missing", "audio_missing_files" (utterances / distinct files not found; null: not checked),
+         "audio_missing_listed": [{"file", "line", "audio_path", "message"}] (each of the first
+         MISSING_AUDIO_SHOWN files at its first line, as the page), "audio_missing_more", "audio_missing_filter"}
+        `total` and `rows` are the skipped lines (paged); the audio files not found are problems of
+        lines that loaded, counted apart (`/api/utterances?filter={audio_exists} = false` lists them all).
     GET /api/utterances/ID/augment?speed=&stretch=&noise=&snr=&rir=&rt60=&seed=
         the augmented segment as 16-bit WAV (same parameters and seed: same bytes)
     GET /api/utterances/ID/augment/config?…same…
@@ -50,10 +60,12 @@ from typing import Any
 from flask import Flask, Response, request
 
 from sde.audio import AudioError, wav_bytes
+from sde.audio_presence import MISSING_AUDIO_FILTER, audio_presence_summary, missing_audio_listing
 from sde.quality.apply import TooLarge, ensure_quality_columns, quality_column_kinds
 from sde.quality.augment import AugmentError
 from sde.quality.tts import TooManySpeakers
 from sde.query import QueryError
+from sde.web.api import tables
 from sde.web.api.respond import (MAX_PAGE, arg, flag_arg, int_arg, internal_error_text, json_response, page_args,
                                  served_dataset)
 from sde.web.audio_service import UnknownUtterance, http_status
@@ -61,7 +73,7 @@ from sde.web.panels import augment as augment_panel
 from sde.web.panels import quality_data
 from sde.web.panels import suspicious as suspicious_panel
 from sde.web.panels.background import Progress, in_background
-from sde.web.present import ApiError
+from sde.web.present import MISSING_AUDIO_SHOWN, PROBLEMS_PAGE_LINES, ApiError
 from sde.caching import for_dataset
 from sde.dataset import Dataset
 
@@ -162,6 +174,30 @@ def suspicious() -> Response:
     return json_response(awaited(dataset, "suspicious", None, lambda: suspicious_panel.summary(dataset)))
 
 
+def problems() -> Response:
+    page, size = page_args(tables.PROBLEMS_PAGE_SIZE)
+    return json_response(problems_json(served_dataset(), page, size))
+
+
+def problems_json(dataset: Dataset, page: int = 0, page_size: int = tables.PROBLEMS_PAGE_SIZE) -> dict:
+    """What the Problems page shows, as JSON: the skipped lines (one page of them, sde.web.api.tables'
+    problems_json), the warnings about lines kept, and the audio files not found at load time, with
+    the page's counts (QA: the page listed a missing file while this answered "total": 0)."""
+    out = tables.problems_json(dataset, page, page_size)
+    warnings = list(getattr(dataset, "warnings", None) or [])
+    out["warnings"] = [{"file": w.path, "line": int(w.line), "reason": w.reason, "message": str(w)}
+                       for w in warnings[:PROBLEMS_PAGE_LINES]]
+    out["warnings_total"] = len(warnings)
+    counts = audio_presence_summary(dataset.utterances)
+    missing = missing_audio_listing(dataset.utterances, dataset.name, MISSING_AUDIO_SHOWN)
+    listed = [] if missing is None else [
+        {**m, "message": f"{m['file']}:{m['line']}: audio file not found: {m['audio_path']}"} for m in missing["listed"]]
+    out.update(counts)  # audio_missing, audio_missing_files: as /api/summary counts them
+    out.update(audio_missing_listed=listed, audio_missing_more=0 if missing is None else missing["more"],
+               audio_missing_filter=MISSING_AUDIO_FILTER)
+    return out
+
+
 def _augmented(utt_id: int):
     dataset = served_dataset()
     try:
@@ -247,4 +283,4 @@ def install(server: Flask) -> None:
 
 
 __all__ = ["API_WAIT_S", "RETRY_AFTER_S", "StillRunning", "augment", "augment_config", "awaited", "duplicates",
-           "install", "suspicious", "tts"]
+           "install", "problems", "problems_json", "suspicious", "tts"]

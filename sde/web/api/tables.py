@@ -133,10 +133,5 @@ def problems_json(dataset: "Dataset", page: int = 0, page_size: int = PROBLEMS_P
     }
 
 
-def problems() -> Response:
-    page, size = page_args(PROBLEMS_PAGE_SIZE)
-    return json_response(problems_json(served_dataset(), page, size))
-
-
 def audio_quality() -> Response:
     return json_response(cached_audio_quality_summary(served_dataset()))

@@ -1,4 +1,5 @@
-"""Problems: the manifest lines that were skipped, with file:line and reason (JSON twin: /api/problems).
+"""Problems: the manifest lines that were skipped, with file:line and reason, the warnings about lines
+kept and the audio files not found (JSON twin: /api/problems, which carries all three).
 
 Paged (`/problems?page=P`, 0-based, PAGE_SIZE lines a page) like its JSON twin: a manifest with a
 million bad lines costs one page of table rows, not a million.
@@ -12,17 +13,17 @@ from urllib.parse import urlencode
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from sde.audio_presence import first_missing_files, missing_rows
+from sde.audio_presence import MISSING_AUDIO_FILTER, missing_audio_listing
 from sde.web import state
 from sde.web.components import alert_code, fmt_int, page_header
 from sde.web.pages.page import Page, link_value_notes
-from sde.web.present import MAX_PAGE, int_param
+from sde.web.present import MAX_PAGE, MISSING_AUDIO_SHOWN, PROBLEMS_PAGE_LINES, int_param
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.dataset import Dataset
 
 TITLE = "Problems"
-PAGE_SIZE = 500  # more rows only slow the page down; the pager and the JSON twin reach the rest
+PAGE_SIZE = PROBLEMS_PAGE_LINES  # more rows only slow the page down; the pager and the JSON twin reach the rest
 
 
 def _api_href(page: int) -> str:
@@ -59,7 +60,6 @@ def _warnings_block(dataset: "Dataset"):
 
 MISSING_AUDIO = "problems-missing-audio"
 MISSING_AUDIO_LINK = "problems-missing-audio-link"
-MISSING_AUDIO_SHOWN = 50  # files listed here; the Samples link shows every utterance
 
 
 def shown_path(path: str) -> str:
@@ -73,23 +73,35 @@ def shown_path(path: str) -> str:
 def missing_audio_block(dataset: "Dataset"):
     """The audio files that were not found at load time (sde.audio_presence), with a link to the
     utterances that name them."""
-    df = dataset.utterances
-    rows = missing_rows(df)
-    if not len(rows):
+    missing = missing_audio_listing(dataset.utterances, dataset.name, MISSING_AUDIO_SHOWN)
+    if missing is None:
         return None
-    files, first_rows = first_missing_files(df, MISSING_AUDIO_SHOWN)
-    shown = df.iloc[first_rows][[c for c in ("audio_path", "line", "source") if c in df.columns]]
-    sources = shown["source"].astype(str).tolist() if "source" in shown.columns else [dataset.name] * len(shown)
-    items = [html.Li([alert_code(shown_path(p)), f" ({src}:{int(line)})"])
-             for p, line, src in zip(shown["audio_path"].astype(str), shown["line"], sources)]
-    more = files - len(shown)
+    files, utterances = missing["files"], missing["utterances"]
+    items = [html.Li([alert_code(shown_path(m["audio_path"])), f" ({m['file']}:{m['line']})"])
+             for m in missing["listed"]]
+    more = missing["more"]
     return dbc.Alert([
         html.Strong(f"{fmt_int(files)} audio file{'s' if files != 1 else ''} not found"),
-        f" ({fmt_int(len(rows))} utterance{'s' if len(rows) != 1 else ''}): they cannot be played or measured. ",
-        dcc.Link("Show them in Samples", href=state.samples_href(filter="{audio_exists} = false"),
+        f" ({fmt_int(utterances)} utterance{'s' if utterances != 1 else ''}): they cannot be played or measured. ",
+        dcc.Link("Show them in Samples", href=state.samples_href(filter=MISSING_AUDIO_FILTER),
                  id=MISSING_AUDIO_LINK, className="alert-link"),
         html.Ul(items + ([html.Li(f"… and {fmt_int(more)} more")] if more > 0 else []), className="mb-0 mt-2 small"),
     ], color="danger", id=MISSING_AUDIO)
+
+
+def _no_lines_skipped(loaded: int, missing_audio_listed: bool, warned: bool) -> dbc.Alert:
+    """The note of a manifest with no skipped line: "No problems" only when the page lists nothing
+    else (missing audio files above are problems, and saying none right under them contradicted them)."""
+    if missing_audio_listed:
+        return dbc.Alert([html.Strong("No lines skipped: "),
+                          f"all {fmt_int(loaded)} lines loaded; the missing audio files above are the problems "
+                          "to fix."], color="info", id="problems-empty")
+    if warned:
+        return dbc.Alert([html.Strong("No lines skipped: "),
+                          f"all {fmt_int(loaded)} lines loaded (see the warnings above)."],
+                         color="success", id="problems-empty")
+    return dbc.Alert([html.Strong("No problems: "), f"all {fmt_int(loaded)} lines loaded."],
+                     color="success", id="problems-empty")
 
 
 def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
@@ -99,9 +111,7 @@ def layout(dataset: "Dataset", path: str, params: Mapping[str, str]):
     warnings = [_warnings_block(dataset), missing_audio_block(dataset)]
     asked = int_param(params, "page", 0, 0, MAX_PAGE, link_value_notes())  # the rule of /api/problems?page=
     if not problems:
-        return html.Div([header, *warnings, dbc.Alert(
-            [html.Strong("No problems: "), f"all {fmt_int(loaded)} lines loaded."],
-            color="success", id="problems-empty")])
+        return html.Div([header, *warnings, _no_lines_skipped(loaded, warnings[1] is not None, warnings[0] is not None)])
     pages = -(-len(problems) // PAGE_SIZE)
     page = min(asked, pages - 1)  # past the last page: the last one
     shown = problems[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]

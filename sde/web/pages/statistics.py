@@ -449,27 +449,61 @@ def categorical_fields(dataset: "Dataset") -> dict[str, int]:
         "categorical", lambda: categorical_columns(dataset.utterances, skip))
 
 
+def computed_field_names(dataset: "Dataset") -> set[str]:
+    """The names of the columns sde makes rather than reads from the manifest: every dataset's
+    (sde.manifest.model.GENERATED: ids, audio presence, reviews, speech activity, duplicates,
+    transcript checks), each hypothesis's, the text-derived quality columns, and the audio
+    metrics once measured (duration_mismatch, audio_error, …). A manifest field of such a name was
+    kept as manifest_<name>, so a name here is never the manifest's own field (the audio metrics'
+    names count only when the metrics are there: until then a manifest field may bear one)."""
+    from sde.audio_quality import AUDIO_METRIC_COLUMNS, has_audio_metrics
+    from sde.dataset import computed_columns
+    from sde.manifest.model import GENERATED
+    from sde.quality.apply import quality_column_kinds
+
+    names = set(GENERATED) | computed_columns(dataset.hypotheses) | set(quality_column_kinds(dataset))
+    if has_audio_metrics(dataset.utterances):
+        names |= set(AUDIO_METRIC_COLUMNS)
+    return names
+
+
+FIELDS_COMPUTED = "stats-fields-computed"
+
+
+def _field_item(dataset: "Dataset", field: str, distinct: int, computed: bool) -> html.Div:
+    if dataset.hypotheses:
+        href, label = "/errors" + search_of({"by": field}), "WER by " + field
+    else:
+        href, label = state.samples_href(sort=field), "list by " + field
+    return html.Div([
+        html.Span(field, className="fw-bold me-2" + (" fst-italic" if computed else "")),
+        html.Span(fmt_int(distinct), id=stat_id("field", field), className="stat-field-count"),
+        html.Span(" distinct values · " if distinct != 1 else " distinct value · ", className="text-muted"),
+        dcc.Link(label, href=href, id=stat_id("field", field, "link")),
+    ], className="me-4 mb-1" + (" stat-field-computed" if computed else " stat-field-manifest"))
+
+
 def fields_card(dataset: "Dataset"):
-    """How many distinct values each categorical field has, each linked to its breakdown (the
-    Errors page `by=FIELD`; without hypotheses, Samples sorted by it)."""
+    """How many distinct values each categorical field of the manifest has, each linked to its
+    breakdown (the Errors page `by=FIELD`; without hypotheses, Samples sorted by it). The columns
+    sde computed (duration_mismatch, empty_reference, dup_audio_text_conflict, …) come after them,
+    apart and said to be computed: they are no fields of the manifest."""
     fields = categorical_fields(dataset)
     if not fields:
         return None
-    items = []
-    for field, distinct in fields.items():
-        if dataset.hypotheses:
-            href, label = "/errors" + search_of({"by": field}), "WER by " + field
-        else:
-            href, label = state.samples_href(sort=field), "list by " + field
-        items.append(html.Div([
-            html.Span(field, className="fw-bold me-2"),
-            html.Span(fmt_int(distinct), id=stat_id("field", field), className="stat-field-count"),
-            html.Span(" distinct values · " if distinct != 1 else " distinct value · ", className="text-muted"),
-            dcc.Link(label, href=href, id=stat_id("field", field, "link")),
-        ], className="me-4 mb-1"))
-    return dbc.Card(dbc.CardBody([html.H6("Fields", className="card-title fw-bold mb-2"),
-                                  html.Div(items, className="d-flex flex-wrap small")], className="py-2"),
-                    className="mb-3", id=FIELDS)
+    computed = computed_field_names(dataset)
+    own = [f for f in fields if f not in computed]
+    made = [f for f in fields if f in computed]
+    body: list = [html.H6("Fields", className="card-title fw-bold mb-2")]
+    if own:
+        body.append(html.Div([_field_item(dataset, f, fields[f], False) for f in own], className="d-flex flex-wrap small"))
+    else:
+        body.append(html.Div("No categorical field in the manifest.", className="small text-muted mb-1"))
+    if made:
+        body.append(html.Div([html.Span("Computed by sde (not manifest fields):", className="text-muted me-3 mb-1"),
+                              *[_field_item(dataset, f, fields[f], True) for f in made]],
+                             className="d-flex flex-wrap small border-top pt-1 mt-1", id=FIELDS_COMPUTED))
+    return dbc.Card(dbc.CardBody(body, className="py-2"), className="mb-3", id=FIELDS)
 
 
 def recognition_sections(dataset: "Dataset", steps: list[str]) -> list:

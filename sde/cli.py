@@ -130,6 +130,21 @@ def _is_url(value: str) -> bool:
     return is_url(value)
 
 
+def _augment_dir_noted(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A --noise-dir or --rir-dir with no audio file in it (a typo'd folder, files of another kind) is
+    said at once: the preview would offer none and use its synthetic noise or room without a word."""
+    if value is None:
+        return value
+    from sde.quality.augment import AUDIO_EXTENSIONS, AugmentSources
+
+    kind = "noise" if param.name == "noise_dir" else "rir"
+    if not AugmentSources(**{f"{kind}_dir": value}).files(kind):
+        option, default = ("--noise-dir", "synthetic noise") if kind == "noise" else ("--rir-dir", "a synthetic room")
+        click.echo(f"note: {option} {value} holds no audio file ({' '.join(AUDIO_EXTENSIONS)}, in it or its "
+                   f"subfolders): the augmentation preview uses {default} until some are put there", err=True)
+    return value
+
+
 def _exists_checked(kind: str, fix: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A callback that refuses a local file (``kind`` "file") or folder ("folder") that does not
     exist as the command line is read (exit 2), instead of after the dataset is read and scored;
@@ -750,9 +765,9 @@ def _reviews_file(dataset, reviews: str | None, cache_dir: str | None, no_cache:
 @click.option("--model", default=None, metavar="NAME_OR_.nemo",
               help="NeMo ASR model used to transcribe when the manifest has no predictions.")
 @vad_option
-@click.option("--noise-dir", type=click.Path(exists=True, file_okay=False), default=None,
+@click.option("--noise-dir", type=click.Path(exists=True, file_okay=False), default=None, callback=_augment_dir_noted,
               help="Noise recordings for the inspector's augmentation preview (default: synthetic noise).")
-@click.option("--rir-dir", type=click.Path(exists=True, file_okay=False), default=None,
+@click.option("--rir-dir", type=click.Path(exists=True, file_okay=False), default=None, callback=_augment_dir_noted,
               help="Room impulse responses for the augmentation preview (default: a synthetic one).")
 @serve_options
 @review_options
@@ -1071,10 +1086,10 @@ def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, ca
     summary = dataset.summary()
     from sde.audio_quality import cached_audio_quality_summary, has_audio_metrics
 
-    # as the server's Statistics page does (its "Unreadable or missing" card); unmeasured, nothing
-    # to say, and no summary to make (counting files: seconds at 10M utterances)
-    unreadable = _unreadable_audio(cached_audio_quality_summary(dataset)) \
-        if has_audio_metrics(dataset.utterances) else []
+    # as the server's Statistics page does (its "Audio quality" card); unmeasured, nothing to say,
+    # and no summary to make (counting files: seconds at 10M utterances)
+    audio = cached_audio_quality_summary(dataset) if has_audio_metrics(dataset.utterances) else {}
+    unreadable = _unreadable_audio(audio)
     if as_json:
         from sde.audio_presence import COLUMN as EXISTS, tarred_hint
 
@@ -1090,7 +1105,7 @@ def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, ca
         if unreadable:  # stdout is the /api/summary JSON; the measures' is /api/audio-quality
             click.echo("note: " + "\n".join(unreadable), err=True)
     else:
-        click.echo(format_summary(summary, unreadable))
+        click.echo(format_summary(summary, [*unreadable, *_audio_findings(audio)]))
 
 
 @cli.command("index")
@@ -1357,6 +1372,49 @@ def _unreadable_audio(audio: dict) -> list[str]:
         first = unread["examples"][0]
         lines.append(f"  first: {first['path'] or first['error']} (utterance {first['id']})")
     return lines
+
+
+def _audio_findings(audio: dict) -> list[str]:
+    """The stats table's lines on what --estimate-audio-metrics found in the audio it read, from
+    :func:`sde.audio_quality.audio_quality_summary` as the Statistics page's "Audio quality" card
+    shows it: clipped utterances, durations that differ from the manifest's, and the sample rates
+    and channel counts (each kind with its count where they are mixed), each with the filter that
+    lists them in Samples; none when nothing was measured."""
+    if not audio.get("measured"):
+        return []
+    n = audio["utterances"]
+    clip, mism = audio["clipped"], audio["duration_mismatch"]
+
+    def counted(part: dict, why: str) -> str:
+        found = part["utterances"]
+        return f"{found:,} of {_counted(n, 'utterance')} ({why})" + (f": filter {part['filter']}" if found else "")
+
+    largest = f", largest {mism['max_abs_diff_s']:g} s" if mism["max_abs_diff_s"] is not None else ""
+    full_scale = f"> {clip['threshold'] * 100:g}% of samples at full scale"
+    off_by = f"manifest vs audio by > {mism['tolerance_s']:g} s{largest}"
+    lines = [f"clipped audio    {counted(clip, full_scale)}", f"durations differ {counted(mism, off_by)}"]
+    lines += _kinds_line("sample rates     ", "sample_rate", audio["sample_rates"], lambda r: f"{r / 1000:g} kHz")
+    lines += _kinds_line("channels         ", "channels", audio["channels"],
+                         lambda c: {1: "mono", 2: "stereo"}.get(c, f"{c} channels"))
+    return lines
+
+
+def _kinds_line(label: str, key: str, rows: Sequence[dict], name: Callable[[Any], str]) -> list[str]:
+    """One line of a distribution of the readable audio (``sample_rates`` or ``channels``): its one
+    value, or every value with its files, the most common first, and the filter of the others."""
+    if not rows:  # no readable audio
+        return []
+    rows = sorted(rows, key=lambda r: (-r["files"], -r["utterances"], r[key]))
+
+    def files(r: dict) -> str:
+        extra = f" ({_counted(r['utterances'], 'utterance')})" if r["utterances"] != r["files"] else ""
+        return f"{_counted(r['files'], 'file')}{extra}"
+
+    if len(rows) == 1:
+        return [f"{label}{name(rows[0][key])} (every readable file)"]
+    main = rows[0][key]
+    return [f"{label}{', '.join(f'{name(r[key])} {files(r)}' for r in rows)}: "
+            f"filter {{{key}}} != {main} lists the files not {name(main)}"]
 
 
 def _hours_text(hours: float | None) -> str:

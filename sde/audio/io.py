@@ -131,6 +131,9 @@ class RawAudio:
     channels: int
     file_duration: float
     truncated: bool
+    #: What a strict read refuses the segment with (:func:`truncation_error`): it runs past the end
+    #: of a truncated file. The data holds what is there; the measures record this as the error.
+    truncation: AudioError | None = None
 
 
 def check_file(path: str | AudioInput) -> None:
@@ -227,10 +230,27 @@ def frame_range(path: str, offset: float, duration: float | None, sample_rate: i
     if duration is None:
         return start, total_frames - start
     count = segment_frames(duration, sample_rate)
-    missing_s = (start + count - total_frames) / sample_rate
-    if strict and truncated and missing_s > DURATION_TOLERANCE:
-        raise _truncated(path, offset + duration, f"has {file_s:.3f} s", announced_s)
+    short = truncation_error(path, offset, duration, sample_rate, total_frames, truncated,
+                             announced_s) if strict else None
+    if short is not None:
+        raise short
     return start, min(count, total_frames - start)
+
+
+def truncation_error(path: str | AudioInput, offset: float, duration: float | None, sample_rate: int,
+                     total_frames: int, truncated: bool, announced_s: float | None = None) -> AudioError | None:
+    """The "truncated file" error of a segment running more than DURATION_TOLERANCE past the end
+    of a *truncated* file (its header announces more audio than it holds): what a strict
+    :func:`frame_range` raises (serving, display, speech activity); the measures, which read what
+    is there, record it as the segment's ``audio_error``. None for any other segment (a whole-file
+    segment, a complete file's segment that the manifest's rounding lets run past the end)."""
+    if not truncated or duration is None or not sample_rate:
+        return None
+    start = int(round(offset * sample_rate))
+    count = segment_frames(duration, sample_rate)
+    if (start + count - total_frames) / sample_rate <= DURATION_TOLERANCE:
+        return None
+    return _truncated(path, offset + duration, f"has {total_frames / sample_rate:.3f} s", announced_s)
 
 
 def _truncated(path: str, end_s: float, has: str, announced_s: float | None) -> AudioError:
@@ -330,11 +350,13 @@ def _read_soundfile(path: str | AudioInput, offset: float, duration: float | Non
         total = int(f.frames)
         truncated = header_overstates(f)
         start, count = frame_range(path, offset, duration, sr, total, truncated)
+        announced = _announced_seconds(f, total / sr) if truncated else None
+        short = truncation_error(path, offset, duration, sr, total, truncated, announced)
         data = seek_read(f, path, start, count)
     if len(data) < count:
         # Compressed formats (FLAC, OGG, MP3) only know their true length when decoding reaches it.
         truncated = True
-    return RawAudio(data, sr, channels, total / sr, truncated)
+    return RawAudio(data, sr, channels, total / sr, truncated, short)
 
 
 def header_overstates(f: sf.SoundFile) -> bool:

@@ -18,9 +18,9 @@ import soundfile as sf
 
 from sde.audio.dsp import DB_FLOOR, blackman_harris, rfft
 from sde.audio.inputs import AudioInput, as_input, install_openers, installed_openers
-from sde.audio.io import (DURATION_TOLERANCE, AudioError, ChannelSelection, RawAudio, _sf_reason, channel_selection,
-                          check_file, frame_range, header_overstates, read_channels, seek_read, select_channels,
-                          to_mono)
+from sde.audio.io import (DURATION_TOLERANCE, AudioError, ChannelSelection, RawAudio, _announced_seconds, _sf_reason,
+                          channel_selection, check_file, frame_range, header_overstates, read_channels, seek_read,
+                          select_channels, to_mono, truncation_error)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -40,7 +40,7 @@ AUDIO_METRIC_COLUMNS: tuple[str, ...] = (
     "silence_start",      # s of leading silence (see SILENCE_* below)
     "silence_end",        # s of trailing silence
     "bandwidth_hz",       # highest frequency within BANDWIDTH_THRESHOLD_DB of the spectrum's peak
-    "audio_error",        # why the segment could not be read; <NA> when it could
+    "audio_error",        # why the segment could not be read (or not whole: a truncated file's); <NA> when it could
 )
 
 #: |x| at or above this counts as clipped (int16 full scale reads as 32767/32768 = 0.99997).
@@ -208,7 +208,16 @@ def _nan_metrics(error: str) -> dict[str, Any]:
 def _metrics_of(raw: RawAudio, manifest_duration: float | None) -> dict[str, Any]:
     m = _Measure(raw.sample_rate, raw.channels)
     m.feed(raw.data)
-    return m.result(raw.file_duration, manifest_duration)
+    return _with_truncation(m.result(raw.file_duration, manifest_duration), raw.truncation)
+
+
+def _with_truncation(metrics: dict[str, Any], error: AudioError | None) -> dict[str, Any]:
+    """A segment running past the end of a truncated file (:func:`~sde.audio.io.truncation_error`,
+    the check the player and speech activity refuse it with) is measured as far as the data goes
+    and its ``audio_error`` says why the rest is missing: it counts as unreadable, as they count it."""
+    if error is not None:
+        metrics["audio_error"] = str(error)
+    return metrics
 
 
 def audio_metrics(path: "str | AudioInput", offset: float = 0.0, duration: float | None = None,
@@ -217,7 +226,8 @@ def audio_metrics(path: "str | AudioInput", offset: float = 0.0, duration: float
     alone (a supervision on one side of a call), or of the mean of the listed channels (a
     microphone array's MultiCut): a row's ``audio_channel`` as it came, read by
     :func:`~sde.audio.io.channel_selection`. Never raises for bad audio: a
-    missing/unreadable file gives NaN metrics and the reason in ``audio_error``."""
+    missing/unreadable file gives NaN metrics and the reason in ``audio_error``; a segment running
+    past the end of a truncated file is measured as far as it goes, with the truncation there."""
     duration = None if duration is None or not math.isfinite(float(duration)) else float(duration)
     try:
         raw = read_channels(path, offset, duration)
@@ -252,17 +262,19 @@ def _metrics_for_file(path: str, segments: Sequence[SegmentJob]) -> list[tuple[i
             return [(pos, audio_metrics(source, off, dur, channel)) for pos, off, dur, channel in segments]
         sr, ch, total = int(f.samplerate), int(f.channels), int(f.frames)
         truncated = header_overstates(f)
+        announced = _announced_seconds(f, total / sr) if truncated else None
         out: list[tuple[int, dict[str, Any]]] = []
         for pos, off, dur, channel in segments:
             dur = None if dur is None or not math.isfinite(dur) else float(dur)
             try:
-                start, count = frame_range(path, 0.0 if off is None else float(off), dur, sr,
-                                            total, truncated)
+                off = 0.0 if off is None else float(off)
+                start, count = frame_range(path, off, dur, sr, total, truncated)
                 selection = channel_selection(channel, path, ch)
                 m = _Measure(sr, ch)
                 _feed_segment(f, path, start, count, m, selection)
                 _raise_input_failure(source)
-                out.append((pos, m.result(total / sr, dur)))
+                short = truncation_error(path, off, dur, sr, total, truncated, announced)
+                out.append((pos, _with_truncation(m.result(total / sr, dur), short)))
             except AudioError as exc:
                 out.append((pos, _nan_metrics(str(exc))))
     return out

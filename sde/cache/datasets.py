@@ -45,7 +45,7 @@ from sde.cache.store import (STALE_FILE_S, LinkedFile, LinkingDisk, abandoned_na
 
 # Bump when the layout of a built Dataset changes, or what sde computes into it (the version is not
 # bumped per change), so old entries are not misread or kept with old numbers.
-CACHE_FORMAT = 15  # 10: scores and measures this version computes otherwise (predictions by shard_id,
+CACHE_FORMAT = 16  # 10: scores and measures this version computes otherwise (predictions by shard_id,
 # one-channel measures, long-utterance alignment, numbers read as money, percent, decades, minus);
 # 11: --normalize reads more of numbers (times, fractions, ranges...) and gives text one spelling;
 # 12: --normalize numbers reads years, decimal commas, other scripts' digits, fewer space groups
@@ -53,6 +53,8 @@ CACHE_FORMAT = 15  # 10: scores and measures this version computes otherwise (pr
 # 14: labels read in pairs ("Flight 1549", "room 101"), "+" as plus, a year starting a sentence
 # ("1990 saw"), a counted noun after "in"/"the" ("in 1234 steps") a cardinal
 # 15: a --predictions line without pred_text is a missing prediction, not a bad line
+# 16: a segment running past the end of a truncated WAV/AIFF has the player's "truncated file" error
+# in audio_error (its measures of what the file holds counted it readable)
 
 
 #: The cache folder's subfolder of build folders (sde.build.load).

@@ -130,6 +130,19 @@ def _is_url(value: str) -> bool:
     return is_url(value)
 
 
+def _ray_address_checked(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A --address that is no cluster address at all (a typo) is a usage error, said before Ray starts:
+    it was reported as a cluster that could not be reached ("is it running?")."""
+    if value is None or value.strip() in ("auto", "local"):
+        return value
+    host, colon, port = value.strip().removeprefix("ray://").rpartition(":")
+    if not colon or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r} is no Ray cluster address; give auto (the cluster this node "
+                                 "belongs to), HOST:PORT (its head node's port, 6379 by default) or ray://HOST:PORT "
+                                 "(Ray Client, port 10001 by default)", ctx=ctx, param=param)
+    return value
+
+
 def _augment_dir_noted(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """A --noise-dir or --rir-dir with no audio file in it (a typo'd folder, files of another kind) is
     said at once: the preview would offer none and use its synthetic noise or room without a word."""
@@ -1114,7 +1127,7 @@ def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, ca
 @vad_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Build on this machine's cores, or on a Ray cluster (needs sde[ray]).")
-@click.option("--address", default=None, metavar="ADDRESS",
+@click.option("--address", default=None, metavar="ADDRESS", callback=_ray_address_checked,
               help="--engine ray: the cluster (auto, ray://HOST:PORT or HOST:PORT; default: $RAY_ADDRESS, "
                    "else a local Ray instance of --threads CPUs).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",

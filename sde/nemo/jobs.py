@@ -44,8 +44,8 @@ from sde.nemo.infer import (StopRequested, TranscribeCancelled, Unreadable, refu
                             run_batches, tick_bar, transcribe_segments, transcription_bar)
 from sde.nemo.model import (DEFAULT_MODEL, TranscribeError, WritesOverInput, ensure_model, import_for, model_stem,
                             pick_amp_dtype)
-from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, check_writable, commit, iter_lines, load_part,
-                            parse_line, part_header, part_path, read_entries, same_file, write_output)
+from sde.nemo.parts import (Entry, PartFile, abort, atomic_writer, check_writable, commit, iter_lines,
+                            parse_line, part_header, part_path, read_entries, read_part, same_file, write_output)
 from sde.sources.lhotse_source import detect
 from sde.sources.members import job_audio_paths
 
@@ -218,6 +218,9 @@ def transcribe_manifest(
         entries = read_entries(manifest, audio_base_path, shard, tuple(tarred_audio))
     else:
         every = read_entries(manifest, audio_base_path, None, tuple(tarred_audio))
+        if not every:  # as `sde MANIFEST` refuses it (sde.manifest.files): no output of nothing
+            raise TranscribeError(f"{manifest}: no utterances: the file is empty or has only blank lines; "
+                                  "sde expects one JSON object per line with audio_filepath, duration and text")
         # before any work: the output and its part file are none of the files this run reads, nor
         # the audio of another shard's lines (that shard's run, or the merge, still reads it)
         refuse_writing_over_inputs({"--out": target, "--out's part file": partial}, [manifest], model,
@@ -229,8 +232,16 @@ def transcribe_manifest(
     fingerprint = _fingerprint(manifest)
     header = part_header(manifest, model, field)
     wanted = {e.key for e in entries}
-    done = {k: p for k, p in load_part(partial, header).items() if k in wanted}
+    kept, set_aside = read_part(partial, header)
+    done = {k: p for k, p in kept.items() if k in wanted}
     total = len(entries)
+    # on stderr, as `sde index` says "resuming an interrupted build" (``warn`` is for the audio notes);
+    # never silently set aside: the progress it held is not used (and is overwritten)
+    if set_aside:
+        print(f"{partial} {set_aside}; starting afresh", file=sys.stderr, flush=True)
+    elif done:
+        print(f"resuming: {len(done)} of {total} utterances already transcribed in {partial}", file=sys.stderr,
+              flush=True)
     remaining = [k for k, e in enumerate(entries) if e.key not in done]
 
     failed: dict[str, str] = {}  # key -> why its audio could not be read

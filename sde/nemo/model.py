@@ -37,6 +37,7 @@ __all__ = [
     "load_model",
     "model_alphabet",
     "model_id",
+    "model_identity",
     "model_sample_rate",
     "model_stem",
     "nemo_available",
@@ -184,6 +185,27 @@ def model_id(model: Any) -> str:
     return str(getattr(model, "_sde_model_spec", None) or type(model).__name__)
 
 
+def model_identity(model: Any) -> dict[str, Any]:
+    """What a resume part file records of its model (sde.nemo.parts.part_header): a pretrained name
+    as given; a local .nemo by its resolved path (relative, absolute or through a symlink: one
+    model) and its size and modification time, as the server's prediction cache keys it
+    (sde.nemo.jobs.predictions_key, sde.cache.file_stamp): a file replaced at the same path is
+    another model."""
+    spec = model_id(model)
+    local = Path(spec).expanduser()
+    if not spec or not local.exists():
+        return {"model": spec}
+    from sde.cache import file_stamp  # lazy: sde.nemo.model stays light to import
+
+    stamp = file_stamp(local)
+    return {"model": stamp["path"], "model_file": {"size": stamp["size"], "mtime_ns": stamp["mtime_ns"]}}
+
+
+def a_or_an(word: str) -> str:
+    """``a`` or ``an`` before ``word`` (by its first letter: "an EncDecClassificationModel")."""
+    return "an" if word[:1].lower() in ("a", "e", "i", "o", "u") else "a"
+
+
 def model_stem(model: Any) -> str:
     """A file-name-safe short name: ``nvidia/parakeet-tdt-0.6b-v2`` → ``parakeet-tdt-0.6b-v2``,
     ``/models/my_asr.nemo`` → ``my_asr``."""
@@ -279,7 +301,8 @@ def load_model(model: str | os.PathLike, device: str = "auto", *, quiet: bool = 
             except Exception as exc:
                 raise TranscribeError(_fetch_failed(spec, exc)) from exc
     if not hasattr(loaded, "transcribe"):
-        raise TranscribeError(f"{spec} is a {type(loaded).__name__}, not an ASR model with transcribe()")
+        kind = type(loaded).__name__
+        raise TranscribeError(f"{spec} is {a_or_an(kind)} {kind}, not an ASR model with transcribe()")
     _refuse_label_models(nemo_asr, loaded, spec)
     loaded = loaded.to(torch.device(dev))
     loaded.eval()
@@ -296,8 +319,9 @@ _LABEL_MODELS = ("EncDecClassificationModel", "EncDecSpeakerLabelModel", "EncDec
 def _refuse_label_models(nemo_asr: Any, loaded: Any, spec: str) -> None:
     kinds = tuple(k for k in (getattr(nemo_asr.models, name, None) for name in _LABEL_MODELS) if isinstance(k, type))
     if kinds and isinstance(loaded, kinds):
+        kind = type(loaded).__name__
         raise TranscribeError(
-            f"{spec} is a {type(loaded).__name__}: a classification, VAD or speaker model, which gives labels, "
+            f"{spec} is {a_or_an(kind)} {kind}: a classification, VAD or speaker model, which gives labels, "
             f"not transcripts; pass a speech recognition model (CTC, RNNT/TDT, hybrid or Canary), e.g. {DEFAULT_MODEL}"
         )
 

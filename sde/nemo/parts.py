@@ -29,7 +29,7 @@ from sde.export import remove_members, set_members
 from sde.manifest import resolve_audio_path, seconds_field
 from sde.nemo.infer import SegmentRef
 from sde.sources.members import tar_member_path
-from sde.nemo.model import TranscribeError, model_id
+from sde.nemo.model import TranscribeError, model_identity
 from sde.sources.members import shard_number
 
 __all__ = [
@@ -42,12 +42,14 @@ __all__ = [
     "part_header",
     "part_path",
     "read_entries",
+    "read_part",
     "utterance_key",
     "write_output",
 ]
 
 # 2: records keyed by utterance_key ({"k", "p"}); version 1 keyed by line index is started afresh.
-PART_VERSION = 2
+# 3: a local model named by its resolved path, size and mtime (model_identity); 2 named it as typed.
+PART_VERSION = 3
 
 
 class Entry(NamedTuple):
@@ -290,25 +292,48 @@ def part_header(manifest: Path, model: Any, field: str) -> dict[str, Any]:
     """What a part file's records are valid for. The manifest's size and time are not part of it on
     purpose: the keys say which lines are still the same, so an edited manifest keeps the work done
     on its unchanged lines."""
-    return {"sde_partial": PART_VERSION, "manifest": str(manifest.resolve()), "model": model_id(model), "field": field}
+    return {"sde_partial": PART_VERSION, "manifest": str(manifest.resolve()), **model_identity(model),
+            "field": field}
 
 
 def load_part(path: Path, header: Mapping[str, Any]) -> dict[str, str]:
     """key -> prediction from a part file written for the same header; empty when there is none or it
     was written for another manifest, model or field. A key recorded twice keeps its first prediction;
     reading stops at a torn line."""
+    return read_part(path, header)[0]
+
+
+def _set_aside_because(first: Any, header: Mapping[str, Any]) -> str:
+    """Why a part file whose first line is ``first`` is not for ``header``: "was written for ..."."""
+    if not isinstance(first, dict) or first.get("sde_partial") != header.get("sde_partial"):
+        return "is not a part file of this version of sde"
+    if first.get("manifest") != header.get("manifest"):
+        return f"was written for another manifest ({first.get('manifest')})"
+    if (first.get("model"), first.get("model_file")) != (header.get("model"), header.get("model_file")):
+        if first.get("model") == header.get("model"):
+            return f"was written for another model ({header.get('model')} has been replaced or changed since)"
+        return f"was written for another model ({first.get('model')})"
+    if first.get("field") != header.get("field"):
+        return f"was written for another field ({first.get('field')})"
+    return "was written for another run"
+
+
+def read_part(path: Path, header: Mapping[str, Any]) -> tuple[dict[str, str], str | None]:
+    """:func:`load_part`, and why an existing part file is set aside (None when there is no part
+    file or it is for ``header``): "was written for another model (…)", to say before starting
+    afresh."""
     done: dict[str, str] = {}
     try:
         f = open(path, encoding="utf-8")
     except FileNotFoundError:
-        return done
+        return done, None
     with f:
         try:
             first = json.loads(f.readline() or "null")
-        except json.JSONDecodeError:
-            return done
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return done, "is not a part file sde can read"
         if first != dict(header):
-            return done
+            return done, _set_aside_because(first, header)
         for raw in f:
             try:
                 rec = json.loads(raw)
@@ -318,7 +343,7 @@ def load_part(path: Path, header: Mapping[str, Any]) -> dict[str, str]:
             if not isinstance(key, str) or not isinstance(text, str):
                 break
             done.setdefault(key, text)
-    return done
+    return done, None
 
 
 class PartFile:

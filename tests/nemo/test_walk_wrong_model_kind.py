@@ -43,7 +43,7 @@ def classifier_nemo(nemo_asr, tmp_path_factory) -> Path:
 def test_a_classification_model_is_refused_at_load(classifier_nemo):
     from sde.nemo.model import TranscribeError
 
-    with pytest.raises(TranscribeError, match=r"vad\.nemo is a EncDecClassificationModel: .*gives labels, not "
+    with pytest.raises(TranscribeError, match=r"vad\.nemo is an EncDecClassificationModel: .*gives labels, not "
                                               r"transcripts; pass a speech recognition model"):
         load_model(classifier_nemo, "cpu")
 

@@ -133,13 +133,11 @@ def _is_url(value: str) -> bool:
 def _ray_address_checked(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """A --address that is no cluster address at all (a typo) is a usage error, said before Ray starts:
     it was reported as a cluster that could not be reached ("is it running?")."""
-    if value is None or value.strip() in ("auto", "local"):
-        return value
-    host, colon, port = value.strip().removeprefix("ray://").rpartition(":")
-    if not colon or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{value!r} is no Ray cluster address; give auto (the cluster this node "
-                                 "belongs to), HOST:PORT (its head node's port, 6379 by default) or ray://HOST:PORT "
-                                 "(Ray Client, port 10001 by default)", ctx=ctx, param=param)
+    from sde.cluster_address import address_problem
+
+    problem = None if value is None else address_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem, ctx=ctx, param=param)
     return value
 
 

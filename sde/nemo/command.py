@@ -62,6 +62,15 @@ def _model_option(ctx: click.Context, param: click.Parameter, value: str) -> str
     return value
 
 
+def _address_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from sde.cluster_address import address_problem
+
+    problem = None if value is None else address_problem(value)
+    if problem is not None:  # a typo: said before Ray starts, not as a cluster that cannot be reached
+        raise click.BadParameter(problem, ctx=ctx, param=param)
+    return value
+
+
 def _field_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
     value = value.strip()
     if not value:
@@ -204,7 +213,7 @@ def _tars(pattern: str | None) -> tuple[str, ...]:
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process; ray: a Ray cluster (needs the extra sde[ray]).")
-@click.option("--address", default=None, metavar="auto|local|HOST:PORT|ray://HOST:PORT",
+@click.option("--address", default=None, metavar="auto|local|HOST:PORT|ray://HOST:PORT", callback=_address_option,
               help="Ray cluster to run on (default: $RAY_ADDRESS's cluster when it is set, else a local Ray "
                    "instance for the run; local: a local instance even when RAY_ADDRESS is set).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,

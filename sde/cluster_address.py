@@ -1,0 +1,19 @@
+"""The forms a Ray cluster's address takes on sde's command lines (--address of `sde index` and
+`sde transcribe`): checked as the command line is read, so a typo is a usage error said before Ray
+starts, not a cluster that "cannot be reached"."""
+
+from __future__ import annotations
+
+#: What --address takes besides HOST:PORT and ray://HOST:PORT.
+NAMED = ("auto", "local")
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is no Ray cluster address (the message names the forms it takes), or None."""
+    if address.strip() in NAMED:
+        return None
+    host, colon, port = address.strip().removeprefix("ray://").rpartition(":")
+    if colon and host.strip("[]") and port.isdigit() and 0 < int(port) < 65536:
+        return None
+    return (f"{address!r} is no Ray cluster address; give auto (the cluster this node belongs to), HOST:PORT "
+            "(its head node's port, 6379 by default) or ray://HOST:PORT (Ray Client, port 10001 by default)")

@@ -318,16 +318,10 @@ def _ctrl_c_in_duckdb(e: Exception) -> bool:
 def _storage_options_wrong(error: BaseException) -> bool:
     """Whether ``error`` came of a --storage-options value the store's client refused (its reader
     says so in its own error)."""
+    from sde.error_chain import caused_by
     from sde.sources.remote import StorageOptionsError
 
-    seen: set[int] = set()
-    e: BaseException | None = error
-    while e is not None and id(e) not in seen:
-        if isinstance(e, StorageOptionsError):
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
+    return caused_by(error, StorageOptionsError)
 
 
 def handle_data_errors(f: Callable) -> Callable:

@@ -8,6 +8,8 @@ import json
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 from sde.web import serve as serving
@@ -70,3 +72,15 @@ def trickling_clients(port: int, clients: int, first: bytes, piece: bytes, secon
     finally:
         for conn in conns:
             conn.close()
+
+
+def json_call(url: str, body: dict | None = None) -> tuple[int, dict]:
+    """(status, JSON body) of a GET, or of a POST of ``body`` as JSON; 4xx answers too."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())

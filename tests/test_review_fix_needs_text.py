@@ -11,8 +11,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ import pytest
 from sde.dataset import build_dataset
 from sde.reviews import InvalidReview, open_reviews, review_post_route, utterance_keys
 from tests.browser_kit import ROOT, TIMEOUT_MS, Watch, sde_server, shows_utterance_reviewed
+from tests.server_kit import json_call
 
 ROWS = [
     {"audio_filepath": "a.wav", "duration": 1.0, "text": "the cat sat"},
@@ -34,16 +33,6 @@ def manifest(write_manifest) -> Path:
     return write_manifest(ROWS, "m.json")
 
 
-def call(url: str, body: dict | None = None) -> tuple[int, dict]:
-    """(status, JSON body) of a GET, or of a POST of ``body``; 4xx answers too."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def export(manifest: Path, reviews: Path, out: Path) -> subprocess.CompletedProcess:
@@ -77,21 +66,21 @@ def test_the_api_refuses_a_blank_fix_like_a_missing_one(manifest, tmp_path):
     reviews = tmp_path / "r.sqlite"
     with sde_server(str(manifest), "--reviews", str(reviews)) as url:
         review = f"{url}/api/utterances/1/review"
-        missing = call(review, {"status": "fix"})
+        missing = json_call(review, {"status": "fix"})
         assert missing[0] == 400
         refusal(missing[1]["error"])
         for text in BLANKS.values():
-            code, payload = call(review, {"status": "fix", "text": text})
+            code, payload = json_call(review, {"status": "fix", "text": text})
             assert code == 400, (text, payload)
             refusal(payload["error"])
-        code, stored = call(review)
+        code, stored = json_call(review)
         assert code == 200 and (stored["status"], stored["version"], stored["text"]) == (None, 0, None)
         # a real correction still saves, and a blank one after it changes nothing
-        assert call(review, {"status": "fix", "text": "a dog barks", "version": 0})[0] == 200
-        assert call(review, {"status": "fix", "text": " ", "version": 1})[0] == 400
-        code, stored = call(review)
+        assert json_call(review, {"status": "fix", "text": "a dog barks", "version": 0})[0] == 200
+        assert json_call(review, {"status": "fix", "text": " ", "version": 1})[0] == 400
+        code, stored = json_call(review)
         assert (stored["status"], stored["text"], stored["version"]) == ("fix", "a dog barks", 1)
-        assert call(f"{url}/api/reviews")[1]["total"] == 1
+        assert json_call(f"{url}/api/reviews")[1]["total"] == 1
 
 
 @pytest.mark.browser
@@ -119,7 +108,7 @@ def test_the_review_panel_shows_the_refusal_of_a_blank_fix(browser, manifest, tm
             watch.check()
         finally:
             ctx.close()
-        code, stored = call(f"{url}/api/utterances/{uid}/review")
+        code, stored = json_call(f"{url}/api/utterances/{uid}/review")
         assert code == 200 and (stored["status"], stored["version"]) == (None, 0)
 
 

@@ -7,8 +7,6 @@ that calls it."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,7 +15,7 @@ import pytest
 from sde import reviews as reviews_module
 from sde.dataset import build_dataset
 from sde.web.app import AppConfig, create_app
-from tests.server_kit import served_port
+from tests.server_kit import json_call, served_port
 
 EMPTY = {"total": 0, "page": 0, "page_size": 50, "rows": [], "stale": 0, "problems": []}
 
@@ -44,18 +42,9 @@ def served(tmp_path: Path, monkeypatch) -> tuple[str, list[int]]:
 
 
 def reviews(url: str, **args: str) -> tuple[int, dict]:
-    return call(f"{url}/api/reviews?{urlencode(args)}")
+    return json_call(f"{url}/api/reviews?{urlencode(args)}")
 
 
-def call(url: str, body: dict | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def test_no_review_yet_lists_nothing_without_building_the_review_columns(served):
@@ -82,7 +71,7 @@ def test_no_review_yet_still_refuses_a_bad_filter_or_sort(served):
 def test_a_saved_review_is_listed_from_the_review_columns(served):
     url, builds = served
     assert reviews(url)[0] == 200
-    status, got = call(f"{url}/api/utterances/2/review", {"status": "drop", "note": "noise"})
+    status, got = json_call(f"{url}/api/utterances/2/review", {"status": "drop", "note": "noise"})
     assert status == 200, got
     status, got = reviews(url, filter='{review} = "drop"')
     assert status == 200 and got["total"] == 1, got

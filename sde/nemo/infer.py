@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sde.audio import AudioError, file_info, read_resampled
+from sde.error_chain import caused_by
 from sde.nemo.model import (TranscribeError, ensure_model, import_for, import_torch, model_sample_rate,
                             one_line, pick_amp_dtype, quiet_nemo)
 from sde.progress import progress_bar
@@ -312,14 +313,7 @@ class StopRequested(Exception):
 
 def _interrupted(exc: BaseException) -> bool:
     """Whether a KeyboardInterrupt is anywhere in the exception's cause/context chain."""
-    seen = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
+    return caused_by(exc, KeyboardInterrupt)
 
 
 def _model_failure(exc: BaseException, refs: Sequence[SegmentRef], device: str) -> TranscribeError:

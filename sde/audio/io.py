@@ -222,11 +222,11 @@ def frame_range(path: str, offset: float, duration: float | None, sample_rate: i
             raise AudioError(path, "truncated: the file holds no audio samples", "truncated")
         raise AudioError(path, "the file holds no audio samples", "empty")
     if start >= total_frames:
-        why = (f"offset {offset:.3f} s is beyond the end of the file "
-               f"(the file is {file_s:.3f} s long)")
         if truncated:
-            why += "; the file is truncated (its header announces more audio than it holds)"
-        raise AudioError(path, why, "truncated" if truncated else "offset")
+            raise AudioError(path, f"offset {offset:.3f} s is beyond the end of the file (the file is {file_s:.3f} s "
+                                   f"long); the file is truncated (its header announces more audio than it holds): "
+                                   f"{_TRUNCATED_FIX}", "truncated")
+        raise _offset_beyond_end(path, offset, file_s)
     if duration is None:
         return start, total_frames - start
     count = segment_frames(duration, sample_rate)
@@ -256,7 +256,11 @@ def truncation_error(path: str | AudioInput, offset: float, duration: float | No
 def _truncated(path: str, end_s: float, has: str, announced_s: float | None) -> AudioError:
     header = f" (its header announces {announced_s:.3f} s)" if announced_s else ""
     return AudioError(path, f"truncated file: expected audio up to {end_s:.3f} s (the end of the "
-                            f"segment), the file {has}{header}", "truncated")
+                            f"segment), the file {has}{header}: {_TRUNCATED_FIX}", "truncated")
+
+
+#: The fix of a file cut short (a copy or a download that stopped).
+_TRUNCATED_FIX = "copy the file again from its source (a copy or download stopped early)"
 
 
 class _OwningSoundFile(sf.SoundFile):
@@ -450,7 +454,8 @@ def _ffmpeg_cmd(path: str, offset: float, duration: float | None) -> list[str]:
 
 def _offset_beyond_end(path: str, offset: float, file_s: float) -> AudioError:
     return AudioError(path, f"offset {offset:.3f} s is beyond the end of the file "
-                            f"(the file is {file_s:.3f} s long)", "offset")
+                            f"(the file is {file_s:.3f} s long): fix this line's offset, or its audio_filepath "
+                            "if the segment is in another file", "offset")
 
 
 def _read_ffmpeg(path: str | AudioInput, offset: float, duration: float | None) -> RawAudio:

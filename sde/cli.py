@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 import click
 
 from sde import __version__
+from sde.cluster_address import checked_address
 
 if TYPE_CHECKING:  # pragma: no cover
     from sde.build.remeasure import MeasureCheck
@@ -128,17 +129,6 @@ def _is_url(value: str) -> bool:
     from sde.sources.remote import is_url
 
     return is_url(value)
-
-
-def _ray_address_checked(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A --address that is no cluster address at all (a typo) is a usage error, said before Ray starts:
-    it was reported as a cluster that could not be reached ("is it running?")."""
-    from sde.cluster_address import address_problem
-
-    problem = None if value is None else address_problem(value)
-    if problem is not None:
-        raise click.BadParameter(problem, ctx=ctx, param=param)
-    return value
 
 
 def _augment_dir_noted(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -1119,7 +1109,7 @@ def stats_command(sources: tuple[str, ...], model: str | None, as_json: bool, ca
 @vad_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Build on this machine's cores, or on a Ray cluster (needs sde[ray]).")
-@click.option("--address", default=None, metavar="ADDRESS", callback=_ray_address_checked,
+@click.option("--address", default=None, metavar="ADDRESS", callback=checked_address,
               help="--engine ray: the cluster (auto, ray://HOST:PORT or HOST:PORT; default: $RAY_ADDRESS, "
                    "else a local Ray instance of --threads CPUs).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",

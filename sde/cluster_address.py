@@ -4,6 +4,8 @@ starts, not a cluster that "cannot be reached"."""
 
 from __future__ import annotations
 
+from typing import Any
+
 #: What --address takes besides HOST:PORT and ray://HOST:PORT.
 NAMED = ("auto", "local")
 
@@ -17,3 +19,14 @@ def address_problem(address: str) -> str | None:
         return None
     return (f"{address!r} is no Ray cluster address; give auto (the cluster this node belongs to), HOST:PORT "
             "(its head node's port, 6379 by default) or ray://HOST:PORT (Ray Client, port 10001 by default)")
+
+
+def checked_address(ctx: Any, param: Any, value: str | None) -> str | None:
+    """The click callback of --address (both commands): a value that is no cluster address is a
+    usage error (exit 2) naming the forms it takes."""
+    import click
+
+    problem = None if value is None else address_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem, ctx=ctx, param=param)
+    return value

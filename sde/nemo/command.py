@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from sde.cluster_address import checked_address
 from sde.nemo.infer import TranscribeCancelled
 from sde.nemo.model import DEFAULT_MODEL, TranscribeError, WritesOverInput, pick_device
 
@@ -59,15 +60,6 @@ def _model_option(ctx: click.Context, param: click.Parameter, value: str) -> str
     if not value.strip():  # `--model "$MODEL"` with MODEL unset read as the current folder: "is a directory"
         raise click.BadParameter(f"is empty; give a .nemo file or a NeMo model name such as {DEFAULT_MODEL}",
                                  ctx=ctx, param=param)
-    return value
-
-
-def _address_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    from sde.cluster_address import address_problem
-
-    problem = None if value is None else address_problem(value)
-    if problem is not None:  # a typo: said before Ray starts, not as a cluster that cannot be reached
-        raise click.BadParameter(problem, ctx=ctx, param=param)
     return value
 
 
@@ -213,7 +205,7 @@ def _tars(pattern: str | None) -> tuple[str, ...]:
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process; ray: a Ray cluster (needs the extra sde[ray]).")
-@click.option("--address", default=None, metavar="auto|local|HOST:PORT|ray://HOST:PORT", callback=_address_option,
+@click.option("--address", default=None, metavar="auto|local|HOST:PORT|ray://HOST:PORT", callback=checked_address,
               help="Ray cluster to run on (default: $RAY_ADDRESS's cluster when it is set, else a local Ray "
                    "instance for the run; local: a local instance even when RAY_ADDRESS is set).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
